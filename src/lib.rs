@@ -1,0 +1,41 @@
+//! # shmkit
+//!
+//! Shared-memory IPC between processes on one Linux machine. Processes that share no parent
+//! attach, by name, to objects living in POSIX shared memory (`/dev/shm/NAME`).
+//!
+//! The foundation is [`Segment`]: a named, sized mapping with a validated, versioned header
+//! (see `SPEC.md` for every byte). Raw segments without a header interoperate with CPython's
+//! `multiprocessing.shared_memory.SharedMemory`.
+//!
+//! ```
+//! use shmkit::Segment;
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! let seg = Segment::options().unlink_on_drop(true).create(&name, 4096)?;
+//! seg.write_at(0, b"hello")?;
+//!
+//! // Another process (here: the same one) attaches by name.
+//! let other = Segment::open(&name)?;
+//! let mut buf = [0u8; 5];
+//! other.read_at(0, &mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! ## Layers
+//!
+//! - `os`: the only code that makes system calls (shm, mmap, futex, process liveness).
+//! - [`segment`]: names, the header, create/open/open_or_create, ownership.
+//! - [`sync`]: waiting on futex words in shared memory.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod error;
+pub(crate) mod loom;
+pub(crate) mod os;
+pub mod segment;
+pub mod sync;
+
+pub use error::{Error, Result};
+pub use os::process::Liveness;
+pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};

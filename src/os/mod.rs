@@ -1,0 +1,12 @@
+//! The only code in shmkit that makes system calls.
+//!
+//! - [`shm`]: `shm_open`, `shm_unlink`, `ftruncate`, `fstat`, `fchmod` on `/dev/shm` objects.
+//! - [`map`]: the RAII mapping of a shared-memory fd (`memmap2::MmapRaw`).
+//! - [`futex`]: futex wait with a `CLOCK_MONOTONIC` deadline and wake, on shared (not private)
+//!   futex words, so they work across processes.
+//! - [`process`]: pids, process start times and liveness.
+
+pub(crate) mod futex;
+pub(crate) mod map;
+pub(crate) mod process;
+pub(crate) mod shm;

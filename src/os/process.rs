@@ -1,0 +1,77 @@
+//! Process identity and liveness.
+//!
+//! A pid alone can be reused by the kernel, so shmkit records a process as `(pid, start time)`,
+//! where the start time is field 22 of `/proc/PID/stat` (clock ticks since boot). A process is
+//! alive when a process with that pid exists, is not a zombie, and started at that time.
+
+use serde::Serialize;
+
+/// Whether a recorded process still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// The process runs (same pid, same start time).
+    Alive,
+    /// It exited, was killed, is a zombie, or its pid now belongs to another process.
+    Dead,
+    /// No process was recorded (pid 0).
+    Unknown,
+}
+
+/// This process's pid.
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
+}
+
+/// This process's start time (clock ticks since boot); 0 if `/proc` is unreadable.
+pub(crate) fn current_start_time() -> u64 {
+    start_time(current_pid()).map(|(t, _)| t).unwrap_or(0)
+}
+
+/// `(start time, state letter)` of `pid` from `/proc/PID/stat`.
+fn start_time(pid: u32) -> Option<(u64, u8)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or ')': split after
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?; // field 3
+    // Fields 4..=21 precede the start time (field 22): skip 18.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// Liveness of the process recorded as `(pid, start_time)`. A `start_time` of 0 means it was
+/// not recorded, and only the pid is checked.
+pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
+    if pid == 0 {
+        return Liveness::Unknown;
+    }
+    match start_time(pid) {
+        Some((_, b'Z' | b'X')) => Liveness::Dead,
+        Some((start, _)) if recorded_start == 0 || start == recorded_start => Liveness::Alive,
+        Some(_) => Liveness::Dead, // pid reused
+        None => {
+            // No /proc entry: fall back to kill(pid, 0).
+            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return Liveness::Unknown };
+            match rustix::process::test_kill_process(p) {
+                Ok(()) | Err(rustix::io::Errno::PERM) => Liveness::Alive,
+                Err(_) => Liveness::Dead,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_is_alive_and_bogus_pid_is_dead() {
+        assert_eq!(liveness(current_pid(), current_start_time()), Liveness::Alive);
+        assert_eq!(liveness(current_pid(), current_start_time() + 1), Liveness::Dead);
+        assert_eq!(liveness(0, 0), Liveness::Unknown);
+        // pid_max is at most 2^22.
+        assert_eq!(liveness(4_194_305, 0), Liveness::Dead);
+    }
+}

@@ -1,0 +1,103 @@
+//! Object kinds recorded in the header, and layout fingerprints.
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// What a segment holds: the header's `kind` field. Unknown values are kept as they are so
+/// that `shmkit ls` can show segments written by a newer build.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kind(pub u32);
+
+impl Kind {
+    /// Plain bytes: a [`Segment`](crate::Segment) created directly.
+    pub const BYTES: Kind = Kind(1);
+    /// A robust `Lock`.
+    pub const LOCK: Kind = Kind(2);
+    /// A robust recursive `RLock`.
+    pub const RLOCK: Kind = Kind(3);
+    /// A `Semaphore`.
+    pub const SEMAPHORE: Kind = Kind(4);
+    /// A `BoundedSemaphore`.
+    pub const BOUNDED_SEMAPHORE: Kind = Kind(5);
+    /// A `Condition` with its lock.
+    pub const CONDITION: Kind = Kind(6);
+    /// An `Event`.
+    pub const EVENT: Kind = Kind(7);
+    /// A `Barrier`.
+    pub const BARRIER: Kind = Kind(8);
+    /// A typed `Value<T>` cell.
+    pub const VALUE: Kind = Kind(16);
+    /// A typed `Array<T>`.
+    pub const ARRAY: Kind = Kind(17);
+    /// A single-producer single-consumer queue of `T`.
+    pub const SPSC_QUEUE: Kind = Kind(32);
+    /// A multi-producer multi-consumer queue of `T`.
+    pub const MPMC_QUEUE: Kind = Kind(33);
+    /// A variable-length byte-message ring.
+    pub const BYTES_RING: Kind = Kind(34);
+    /// A zero-copy frame pool and channel.
+    pub const FRAMES: Kind = Kind(48);
+
+    const NAMES: &'static [(Kind, &'static str)] = &[
+        (Kind::BYTES, "bytes"),
+        (Kind::LOCK, "lock"),
+        (Kind::RLOCK, "rlock"),
+        (Kind::SEMAPHORE, "semaphore"),
+        (Kind::BOUNDED_SEMAPHORE, "bounded_semaphore"),
+        (Kind::CONDITION, "condition"),
+        (Kind::EVENT, "event"),
+        (Kind::BARRIER, "barrier"),
+        (Kind::VALUE, "value"),
+        (Kind::ARRAY, "array"),
+        (Kind::SPSC_QUEUE, "spsc_queue"),
+        (Kind::MPMC_QUEUE, "mpmc_queue"),
+        (Kind::BYTES_RING, "bytes_ring"),
+        (Kind::FRAMES, "frames"),
+    ];
+
+    /// The kind's name as `shmkit ls` prints it, or `None` for a value this build does not know.
+    pub fn name(self) -> Option<&'static str> {
+        Self::NAMES.iter().find(|(k, _)| *k == self).map(|(_, n)| *n)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "unknown kind {}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kind({self})")
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A layout fingerprint: 64-bit FNV-1a of a description of the layout (type names, sizes,
+/// alignments, format revision). Two builds that would read the payload differently must
+/// describe it differently.
+///
+/// ```
+/// use shmkit::segment::fingerprint;
+/// const FP: u64 = fingerprint(b"my-object v1: u64 counter at 0");
+/// assert_ne!(FP, fingerprint(b"my-object v2"));
+/// ```
+pub const fn fingerprint(desc: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < desc.len() {
+        h ^= desc[i] as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}

@@ -1,0 +1,75 @@
+//! Looking at segments without attaching: what `shmkit ls` and `shmkit info` start from.
+
+use serde::Serialize;
+
+use super::header::{HeaderInfo, RawHeader, HEADER_SIZE, MAGIC};
+use super::name::validate_name;
+use crate::error::{Error, Result};
+use crate::os::process::Liveness;
+use crate::os::shm;
+
+/// What a read of a segment's first bytes shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// The segment name.
+    pub name: String,
+    /// Object size in bytes (`fstat`).
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// The header, if the object starts with shmkit's magic; `None` for raw (foreign) objects.
+    pub header: Option<HeaderInfo>,
+    /// Liveness of the creator recorded in the header (`unknown` for raw objects).
+    pub creator: Liveness,
+}
+
+impl Probe {
+    /// The kind as `shmkit ls` prints it: the header's kind, or `raw`.
+    pub fn kind_name(&self) -> String {
+        match &self.header {
+            Some(h) => h.kind.to_string(),
+            None => "raw".into(),
+        }
+    }
+}
+
+/// Read the first bytes of segment `name` (read-only, without mapping it) and describe it.
+/// The header is parsed but not validated beyond its magic; attach to validate.
+pub fn probe(name: &str) -> Result<Probe> {
+    validate_name(name)?;
+    let fd = shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
+    let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
+    let mut buf = [0u8; HEADER_SIZE];
+    let n = shm::read_prefix(&fd, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
+    let header = RawHeader::from_prefix(&buf[..n])
+        .filter(|h| h.magic == MAGIC)
+        .map(|h| HeaderInfo::from_raw(&h));
+    let creator = header.as_ref().map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
+    Ok(Probe { name: name.to_owned(), size: st.size, mode: st.mode, uid: st.uid, header, creator })
+}
+
+/// Every object in `/dev/shm` this process can read, sorted by name. Objects whose names
+/// shmkit would refuse (e.g. POSIX semaphores' `sem.*` files are fine, but names with odd
+/// characters are not) are listed with what `fstat` shows and no header.
+pub fn list() -> Result<Vec<Probe>> {
+    let names = shm::list_names().map_err(|e| Error::from_io(shm::SHM_DIR, "list", e))?;
+    let mut out: Vec<Probe> = names
+        .into_iter()
+        .filter_map(|name| match probe(&name) {
+            Ok(p) => Some(p),
+            Err(Error::NotFound { .. }) => None, // removed while we listed
+            Err(_) => shm::stat_path(&name).map(|st| Probe {
+                name,
+                size: st.size,
+                mode: st.mode,
+                uid: st.uid,
+                header: None,
+                creator: Liveness::Unknown,
+            }),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
