@@ -26,6 +26,7 @@
 //! - `os`: the only code that makes system calls (shm, mmap, futex, process liveness).
 //! - [`segment`]: names, the header, create/open/open_or_create, ownership.
 //! - [`sync`]: waiting on futex words in shared memory.
+//! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -33,6 +34,7 @@
 pub mod error;
 pub(crate) mod loom;
 pub(crate) mod os;
+pub mod queue;
 pub mod segment;
 pub mod sync;
 

@@ -62,6 +62,21 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     }
 }
 
+/// Liveness of `pid` whose start time was recorded truncated to its low 32 bits (the packed
+/// role words of the queues). A `start_lo` of 0 means it was not recorded: only the pid is
+/// checked.
+pub(crate) fn liveness_start_lo32(pid: u32, start_lo: u32) -> Liveness {
+    if pid == 0 {
+        return Liveness::Unknown;
+    }
+    match start_time(pid) {
+        Some((_, b'Z' | b'X')) => Liveness::Dead,
+        Some((start, _)) if start_lo == 0 || start as u32 == start_lo => Liveness::Alive,
+        Some(_) => Liveness::Dead, // pid reused
+        None => liveness(pid, 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,196 @@
+//! Per-operation errors of the queues. Errors that reject a value hand it back.
+
+use std::fmt;
+
+/// Which end of a queue a handle is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The pushing end.
+    Producer,
+    /// The popping end.
+    Consumer,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        })
+    }
+}
+
+/// Why [`try_push`](crate::queue::spsc::Producer::try_push) did not take the value; the
+/// value comes back in every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryPushError<T> {
+    /// The queue is full.
+    Full(T),
+    /// The consumer side closed the queue or died; nothing will pop this value.
+    Disconnected(T),
+    /// The queue's indices in shared memory are inconsistent (a buggy or hostile writer).
+    Corrupt(T),
+}
+
+impl<T> TryPushError<T> {
+    /// The value that was not pushed.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPushError::Full(v) | TryPushError::Disconnected(v) | TryPushError::Corrupt(v) => v,
+        }
+    }
+}
+
+/// Why a blocking [`push`](crate::queue::spsc::Producer::push) did not take the value; the
+/// value comes back in every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError<T> {
+    /// The queue stayed full until the timeout.
+    Timeout(T),
+    /// The consumer side closed the queue or died.
+    Disconnected(T),
+    /// The queue's indices in shared memory are inconsistent.
+    Corrupt(T),
+}
+
+impl<T> PushError<T> {
+    /// The value that was not pushed.
+    pub fn into_inner(self) -> T {
+        match self {
+            PushError::Timeout(v) | PushError::Disconnected(v) | PushError::Corrupt(v) => v,
+        }
+    }
+}
+
+/// Why a `try_pop` returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryPopError {
+    /// The queue is empty, and a producer may still push.
+    Empty,
+    /// The queue is empty and its producer side closed it or died: nothing more will come
+    /// (until a new producer attaches).
+    Disconnected,
+    /// The queue's indices or a message header in shared memory are inconsistent.
+    Corrupt,
+}
+
+/// Why a blocking `pop` returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopError {
+    /// Nothing arrived before the timeout.
+    Timeout,
+    /// The queue is empty and its producer side closed it or died.
+    Disconnected,
+    /// The queue's indices or a message header in shared memory are inconsistent.
+    Corrupt,
+}
+
+/// Why attaching a handle to a queue failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The role is held by another live process (or another handle in this one).
+    Busy {
+        /// The role asked for.
+        role: Role,
+        /// The pid of its current holder.
+        pid: u32,
+    },
+    /// Every producer (or consumer) slot of an MPMC queue is held by a live process.
+    NoFreeSlot {
+        /// The role asked for.
+        role: Role,
+        /// How many slots the queue has for it.
+        slots: u32,
+    },
+    /// The segment could not be created, opened or validated (including an element type
+    /// that does not match the queue's).
+    Segment(crate::Error),
+}
+
+impl From<crate::Error> for AttachError {
+    fn from(e: crate::Error) -> Self {
+        AttachError::Segment(e)
+    }
+}
+
+const CORRUPT_MSG: &str =
+    "the queue's state in shared memory is inconsistent (corrupt, or written by a foreign process)";
+
+impl<T> fmt::Display for TryPushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryPushError::Full(_) => "the queue is full",
+            TryPushError::Disconnected(_) => "the queue's consumer closed it or died",
+            TryPushError::Corrupt(_) => CORRUPT_MSG,
+        })
+    }
+}
+
+impl<T> fmt::Display for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PushError::Timeout(_) => "timed out: the queue stayed full",
+            PushError::Disconnected(_) => "the queue's consumer closed it or died",
+            PushError::Corrupt(_) => CORRUPT_MSG,
+        })
+    }
+}
+
+impl fmt::Display for TryPopError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryPopError::Empty => "the queue is empty",
+            TryPopError::Disconnected => "the queue is empty and its producer closed it or died",
+            TryPopError::Corrupt => CORRUPT_MSG,
+        })
+    }
+}
+
+impl fmt::Display for PopError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PopError::Timeout => "timed out: the queue stayed empty",
+            PopError::Disconnected => "the queue is empty and its producer closed it or died",
+            PopError::Corrupt => CORRUPT_MSG,
+        })
+    }
+}
+
+impl fmt::Display for AttachError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttachError::Busy { role, pid } => {
+                write!(f, "the queue's {role} role is held by live process {pid}; a queue has one {role}")
+            }
+            AttachError::NoFreeSlot { role, slots } => {
+                write!(f, "all {slots} {role} slots of the queue are held by live processes")
+            }
+            AttachError::Segment(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for TryPushError<T> {}
+impl<T: fmt::Debug> std::error::Error for PushError<T> {}
+impl std::error::Error for TryPopError {}
+impl std::error::Error for PopError {}
+impl std::error::Error for AttachError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AttachError::Segment(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TryPopError> for PopError {
+    fn from(e: TryPopError) -> Self {
+        match e {
+            TryPopError::Empty => PopError::Timeout,
+            TryPopError::Disconnected => PopError::Disconnected,
+            TryPopError::Corrupt => PopError::Corrupt,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! [`Region`]: where a queue's control block and data live: a shared-memory segment, or (for
+//! in-process queues, proptests and loom models) the heap.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicBool;
+
+use crate::loom::AtomicU64;
+#[cfg(not(loom))]
+use crate::Segment;
+
+/// A control block `C`, a data area, and optionally an array of `AtomicU64` stamps, kept
+/// alive together.
+pub(crate) struct Region<C> {
+    ctrl: NonNull<C>,
+    data: NonNull<u8>,
+    stamps: NonNull<AtomicU64>,
+    n_stamps: usize,
+    owner: Owner,
+    /// Unlink the segment when the last handle in this process drops (process-local flag).
+    unlink: AtomicBool,
+    name: String,
+}
+
+enum Owner {
+    #[cfg(not(loom))]
+    Segment(Segment),
+    Heap { data_layout: Layout },
+}
+
+// SAFETY: the pointers point into memory this value owns (the mapping or the heap blocks);
+// everything shared through them is accessed with atomics or under the queue protocols, which
+// are written for concurrent use from several threads and processes.
+unsafe impl<C: Sync> Send for Region<C> {}
+// SAFETY: as above; `&Region` only hands out `&C` (C: Sync) and raw pointers.
+unsafe impl<C: Sync> Sync for Region<C> {}
+
+impl<C> Region<C> {
+    /// A heap region: `ctrl` boxed, a zeroed `data_len`-byte block aligned to `align`, and
+    /// `n_stamps` stamps built by `stamp(i)`.
+    pub(crate) fn heap(ctrl: C, data_len: usize, align: usize, n_stamps: usize, stamp: impl Fn(usize) -> u64) -> Self {
+        let data_layout = Layout::from_size_align(data_len.max(1), align.max(128)).expect("queue data layout");
+        // SAFETY: the layout has a non-zero size.
+        let data = unsafe { std::alloc::alloc_zeroed(data_layout) };
+        let data = NonNull::new(data).unwrap_or_else(|| std::alloc::handle_alloc_error(data_layout));
+        let stamps: Box<[AtomicU64]> = (0..n_stamps).map(|i| AtomicU64::new(stamp(i))).collect();
+        let stamps = NonNull::new(Box::into_raw(stamps) as *mut AtomicU64).expect("Box pointer is non-null");
+        let ctrl = NonNull::new(Box::into_raw(Box::new(ctrl))).expect("Box pointer is non-null");
+        Region {
+            ctrl,
+            data,
+            stamps,
+            n_stamps,
+            owner: Owner::Heap { data_layout },
+            unlink: AtomicBool::new(false),
+            name: String::from("(private)"),
+        }
+    }
+
+    /// A segment region: the control block at payload offset 0, data at `data_offset`, the
+    /// stamps (if any) at `stamps_offset`.
+    ///
+    /// # Safety
+    ///
+    /// The payload must hold `C` at 0 and the stamps and data at their offsets (the caller
+    /// validated the geometry), `C` must be valid for any bit pattern and made only of
+    /// atomics (so sharing it with other processes is sound), and offsets must be aligned.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn segment(seg: Segment, data_offset: usize, stamps_offset: usize, n_stamps: usize) -> Self {
+        let base = seg.as_mut_ptr();
+        // SAFETY: the caller guarantees the offsets lie inside the payload; the payload
+        // pointer is non-null.
+        let (ctrl, data, stamps) = unsafe {
+            (
+                NonNull::new_unchecked(base.cast::<C>()),
+                NonNull::new_unchecked(base.add(data_offset)),
+                NonNull::new_unchecked(base.add(stamps_offset).cast::<AtomicU64>()),
+            )
+        };
+        let name = seg.name().to_owned();
+        Region { ctrl, data, stamps, n_stamps, owner: Owner::Segment(seg), unlink: AtomicBool::new(false), name }
+    }
+
+    /// The control block.
+    #[inline]
+    pub(crate) fn ctrl(&self) -> &C {
+        // SAFETY: `ctrl` points to a live `C` owned by `self` (boxed, or inside the mapping
+        // and valid for any bytes: see `segment`).
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    /// The first data byte.
+    #[inline]
+    pub(crate) fn data(&self) -> *mut u8 {
+        self.data.as_ptr()
+    }
+
+    /// The stamps array.
+    #[inline]
+    pub(crate) fn stamps(&self) -> &[AtomicU64] {
+        // SAFETY: `stamps` points to `n_stamps` live atomics owned by `self` (a boxed slice or
+        // inside the mapping; atomics are valid for any bit pattern).
+        unsafe { std::slice::from_raw_parts(self.stamps.as_ptr(), self.n_stamps) }
+    }
+
+    /// The segment name, or `(private)` for a heap queue.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Make the last handle in this process unlink the segment when it drops.
+    pub(crate) fn set_unlink_on_drop(&self, yes: bool) {
+        // Relaxed: a process-local flag read in `drop`, after every handle (and so every
+        // store) is gone.
+        self.unlink.store(yes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<C> Drop for Region<C> {
+    fn drop(&mut self) {
+        match &mut self.owner {
+            #[cfg(not(loom))]
+            Owner::Segment(seg) => {
+                // Relaxed: see `set_unlink_on_drop`.
+                if self.unlink.load(std::sync::atomic::Ordering::Relaxed) {
+                    seg.set_unlink_on_drop(true);
+                }
+            }
+            Owner::Heap { data_layout } => {
+                // SAFETY: these pointers came from Box::into_raw / alloc_zeroed in `heap`
+                // with these layouts, and nothing uses them after drop.
+                unsafe {
+                    drop(Box::from_raw(self.ctrl.as_ptr()));
+                    drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.stamps.as_ptr(), self.n_stamps)));
+                    std::alloc::dealloc(self.data.as_ptr(), *data_layout);
+                }
+            }
+        }
+    }
+}

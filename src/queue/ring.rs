@@ -1,0 +1,387 @@
+//! The control block and attachment logic shared by the two single-producer single-consumer
+//! rings: [`spsc`](super::spsc) (fixed-size elements) and [`bytes`](super::bytes)
+//! (variable-length messages). `spec/queue.md` §1 is the normative layout.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cache_padded::CachePadded;
+use super::error::{AttachError, Role};
+use super::region::Region;
+use super::role::{self, RoleSlot, Throttle};
+use crate::loom::{AtomicU64, Ordering};
+use crate::sync::WaitQueue;
+use crate::Liveness;
+
+/// `state` bit: the producer closed its end (cleared when a producer attaches).
+pub(crate) const PRODUCER_CLOSED: u64 = 1;
+/// `state` bit: the consumer closed its end (cleared when a consumer attaches).
+pub(crate) const CONSUMER_CLOSED: u64 = 2;
+
+/// Largest capacity accepted (elements or bytes): 2^40.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+
+/// Line 0 (offset 0): written by the creator before publishing, then only the role words and
+/// `state` change (on attach, detach and close).
+#[repr(C)]
+pub(crate) struct Geometry {
+    /// Slots (spsc) or bytes (bytes ring); a power of two.
+    pub capacity: AtomicU64, // 0
+    /// Element size in bytes (spsc); 1 for the bytes ring.
+    pub elem_size: AtomicU64, // 8
+    /// Element alignment (informational; at most 128).
+    pub elem_align: AtomicU64, // 16
+    /// Offset of the data area from the payload start.
+    pub data_offset: AtomicU64, // 24
+    /// `PRODUCER_CLOSED | CONSUMER_CLOSED` bits.
+    pub state: AtomicU64, // 32
+    /// The producer's owner word.
+    pub producer: RoleSlot, // 40
+    /// The consumer's owner word.
+    pub consumer: RoleSlot, // 48
+}
+
+/// Line 1 (offset 128): written by the producer on every push.
+#[repr(C)]
+pub(crate) struct ProducerLine {
+    /// Total elements (or bytes) ever published; the consumer reads it with Acquire.
+    pub tail: AtomicU64, // 128
+    /// The consumer sleeps here when the ring is empty; the producer notifies after a push.
+    pub not_empty: WaitQueue, // 136
+}
+
+/// Line 2 (offset 256): written by the consumer on every pop.
+#[repr(C)]
+pub(crate) struct ConsumerLine {
+    /// Total elements (or bytes) ever released; the producer reads it with Acquire.
+    pub head: AtomicU64, // 256
+    /// The producer sleeps here when the ring is full; the consumer notifies after a pop.
+    pub not_full: WaitQueue, // 264
+}
+
+/// The 384-byte control block at payload offset 0.
+#[repr(C)]
+pub(crate) struct RingControl {
+    pub geo: CachePadded<Geometry>,
+    pub prod: CachePadded<ProducerLine>,
+    pub cons: CachePadded<ConsumerLine>,
+}
+
+/// Size of [`RingControl`]; the data area starts here (it is a multiple of 128).
+pub(crate) const CONTROL_SIZE: usize = 384;
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<RingControl>() == CONTROL_SIZE);
+    assert!(offset_of!(RingControl, prod) == 128);
+    assert!(offset_of!(RingControl, cons) == 256);
+    assert!(offset_of!(Geometry, state) == 32);
+    assert!(offset_of!(Geometry, producer) == 40);
+    assert!(offset_of!(Geometry, consumer) == 48);
+    assert!(offset_of!(ProducerLine, not_empty) == 8);
+    assert!(offset_of!(ConsumerLine, not_full) == 8);
+};
+
+impl RingControl {
+    fn new(capacity: u64, elem_size: u64, elem_align: u64) -> RingControl {
+        let c = RingControl {
+            geo: CachePadded(Geometry {
+                capacity: AtomicU64::new(0),
+                elem_size: AtomicU64::new(0),
+                elem_align: AtomicU64::new(0),
+                data_offset: AtomicU64::new(0),
+                state: AtomicU64::new(0),
+                producer: RoleSlot::new(),
+                consumer: RoleSlot::new(),
+            }),
+            prod: CachePadded(ProducerLine { tail: AtomicU64::new(0), not_empty: WaitQueue::new() }),
+            cons: CachePadded(ConsumerLine { head: AtomicU64::new(0), not_full: WaitQueue::new() }),
+        };
+        c.init(capacity, elem_size, elem_align);
+        c
+    }
+
+    /// Store the geometry (the rest is zero in a fresh segment).
+    fn init(&self, capacity: u64, elem_size: u64, elem_align: u64) {
+        // Relaxed: published by the segment's READY store (Release) or by handing out the
+        // heap queue to other threads (which synchronises).
+        self.geo.capacity.store(capacity, Ordering::Relaxed);
+        self.geo.elem_size.store(elem_size, Ordering::Relaxed);
+        self.geo.elem_align.store(elem_align, Ordering::Relaxed);
+        self.geo.data_offset.store(CONTROL_SIZE as u64, Ordering::Relaxed);
+    }
+}
+
+/// What an opener expects of a ring's geometry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    pub kind: crate::Kind,
+    pub fingerprint: u64,
+    /// Element size; `None` accepts any (validated) size.
+    pub elem_size: Option<u64>,
+    /// Smallest capacity the layout accepts.
+    pub min_capacity: u64,
+}
+
+/// One ring: its region and the geometry read once and validated at attach.
+pub(crate) struct Ring {
+    pub region: Region<RingControl>,
+    pub capacity: u64,
+    pub mask: u64,
+    pub elem_size: u64,
+}
+
+/// Check a requested capacity.
+pub(crate) fn check_capacity(name: &str, capacity: u64, min: u64) -> crate::Result<()> {
+    if !capacity.is_power_of_two() || capacity < min {
+        return Err(crate::Error::invalid(name, format!("capacity {capacity} must be a power of two >= {min}")));
+    }
+    if capacity > MAX_CAPACITY {
+        return Err(crate::Error::TooLarge { name: name.to_owned(), requested: capacity, max: MAX_CAPACITY });
+    }
+    Ok(())
+}
+
+impl Ring {
+    #[inline]
+    pub(crate) fn ctrl(&self) -> &RingControl {
+        self.region.ctrl()
+    }
+
+    #[inline]
+    pub(crate) fn data(&self) -> *mut u8 {
+        self.region.data()
+    }
+
+    /// A heap ring (not shared with other processes).
+    pub(crate) fn heap(capacity: u64, elem_size: u64, elem_align: u64) -> Ring {
+        let ctrl = RingControl::new(capacity, elem_size, elem_align);
+        let len = (capacity * elem_size) as usize;
+        Ring { region: Region::heap(ctrl, len, 128, 0, |_| 0), capacity, mask: capacity - 1, elem_size }
+    }
+
+    /// Payload size of a segment holding this ring.
+    pub(crate) fn payload_size(name: &str, capacity: u64, elem_size: u64) -> crate::Result<u64> {
+        capacity
+            .checked_mul(elem_size)
+            .and_then(|d| d.checked_add(CONTROL_SIZE as u64))
+            .ok_or_else(|| crate::Error::TooLarge { name: name.into(), requested: capacity, max: MAX_CAPACITY })
+    }
+
+    /// Create (`open_existing == false`) or open-or-create a segment holding a ring.
+    #[cfg(not(loom))]
+    pub(crate) fn create(
+        name: &str,
+        expect: Expect,
+        capacity: u64,
+        elem_align: u64,
+        open_existing: bool,
+    ) -> crate::Result<Ring> {
+        let elem_size = expect.elem_size.expect("create needs an element size");
+        check_capacity(name, capacity, expect.min_capacity)?;
+        let size = Self::payload_size(name, capacity, elem_size)?;
+        let opts = crate::Segment::options().kind(expect.kind, expect.fingerprint);
+        let init = |seg: &crate::Segment| {
+            // SAFETY: the payload is `size >= CONTROL_SIZE` bytes, 128-aligned, and made of
+            // atomics only, so a reference to it is sound while `seg` lives.
+            let ctrl = unsafe { &*seg.as_mut_ptr().cast::<RingControl>() };
+            ctrl.init(capacity, elem_size, elem_align);
+            Ok(())
+        };
+        let seg =
+            if open_existing { opts.open_or_create_with(name, size, init)? } else { opts.create_with(name, size, init)? };
+        Self::from_segment(seg, expect)
+    }
+
+    /// Open a segment holding a ring.
+    #[cfg(not(loom))]
+    pub(crate) fn open(name: &str, expect: Expect) -> crate::Result<Ring> {
+        let seg = crate::Segment::options().kind(expect.kind, expect.fingerprint).open(name)?;
+        Self::from_segment(seg, expect)
+    }
+
+    /// Validate the geometry of an opened segment: every field is read once and checked.
+    #[cfg(not(loom))]
+    fn from_segment(seg: crate::Segment, expect: Expect) -> crate::Result<Ring> {
+        let name = seg.name().to_owned();
+        let len = seg.len() as u64;
+        if len < CONTROL_SIZE as u64 {
+            return Err(crate::Error::corrupt(&name, format!("payload is {len} bytes, smaller than the control block")));
+        }
+        // SAFETY: the payload holds at least CONTROL_SIZE bytes, 128-aligned (checked above;
+        // payloads start at offset 128 of a page-aligned mapping), and RingControl is made of
+        // atomics only, valid for any bit pattern.
+        let ctrl = unsafe { &*seg.as_mut_ptr().cast::<RingControl>() };
+        // Relaxed: the segment open loaded READY with Acquire (pairs with the creator's
+        // Release), which made the geometry visible; it never changes afterwards.
+        let capacity = ctrl.geo.capacity.load(Ordering::Relaxed);
+        let elem_size = ctrl.geo.elem_size.load(Ordering::Relaxed);
+        let data_offset = ctrl.geo.data_offset.load(Ordering::Relaxed);
+        let bad = |what: String| crate::Error::corrupt(&name, what);
+        if !capacity.is_power_of_two() || capacity < expect.min_capacity || capacity > MAX_CAPACITY {
+            return Err(bad(format!("capacity {capacity} is not a power of two in {}..=2^40", expect.min_capacity)));
+        }
+        if elem_size == 0 || elem_size > 1 << 20 || expect.elem_size.is_some_and(|e| e != elem_size) {
+            return Err(bad(format!("element size {elem_size} does not match the layout fingerprint")));
+        }
+        if data_offset != CONTROL_SIZE as u64 {
+            return Err(bad(format!("data offset {data_offset}, expected {CONTROL_SIZE}")));
+        }
+        let need = Self::payload_size(&name, capacity, elem_size)?;
+        if need > len {
+            return Err(bad(format!("{capacity} x {elem_size}-byte ring needs {need} bytes, payload has {len}")));
+        }
+        // SAFETY: geometry validated above: the data area [CONTROL_SIZE, need) lies inside the
+        // payload; RingControl is atomics only.
+        let region = unsafe { Region::segment(seg, CONTROL_SIZE, 0, 0) };
+        Ok(Ring { region, capacity, mask: capacity - 1, elem_size })
+    }
+
+    fn slot(&self, role: Role) -> &RoleSlot {
+        match role {
+            Role::Producer => &self.ctrl().geo.producer,
+            Role::Consumer => &self.ctrl().geo.consumer,
+        }
+    }
+
+    /// Elements (or bytes) in the ring now; a snapshot that may be stale when returned.
+    pub(crate) fn len(&self) -> u64 {
+        // Acquire both so the difference is of values that existed; clamp in case of a racy
+        // or corrupt pair.
+        let head = self.ctrl().cons.head.load(Ordering::Acquire);
+        let tail = self.ctrl().prod.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head).min(self.capacity)
+    }
+
+    /// `(owner word, liveness)` of a role's holder.
+    pub(crate) fn holder(&self, role: Role) -> (u32, Liveness) {
+        let w = self.slot(role).holder();
+        (role::pid_of(w), role::liveness_of(w))
+    }
+
+    /// The `state` bits.
+    pub(crate) fn state(&self) -> u64 {
+        // Relaxed: informational.
+        self.ctrl().geo.state.load(Ordering::Relaxed)
+    }
+}
+
+/// How a blocking wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The condition (or the peer's close) may hold: retry the operation.
+    Retry,
+    /// The caller's deadline passed.
+    TimedOut,
+    /// The peer's process is dead.
+    PeerDead,
+}
+
+/// One end's attachment to a ring: holds the role from `attach` to `close`/drop.
+pub(crate) struct Side {
+    pub ring: Arc<Ring>,
+    role: Role,
+    me: u64,
+    closed: bool,
+    pub throttle: Throttle,
+}
+
+impl Side {
+    /// Claim `role` (free, or held by a dead process), and reopen that end.
+    pub(crate) fn attach(ring: Arc<Ring>, role: Role) -> Result<Side, AttachError> {
+        let me = role::me();
+        ring.slot(role).claim(me).map_err(|w| AttachError::Busy { role, pid: role::pid_of(w) })?;
+        // AcqRel: Acquire pairs with the previous holder's Release `close` (we see its
+        // indices); Release publishes the reopening to the peer's Acquire `peer_closed`.
+        ring.ctrl().geo.state.fetch_and(!Self::bit(role), Ordering::AcqRel);
+        Ok(Side { ring, role, me, closed: false, throttle: Throttle::default() })
+    }
+
+    fn bit(role: Role) -> u64 {
+        match role {
+            Role::Producer => PRODUCER_CLOSED,
+            Role::Consumer => CONSUMER_CLOSED,
+        }
+    }
+
+    fn peer(&self) -> Role {
+        match self.role {
+            Role::Producer => Role::Consumer,
+            Role::Consumer => Role::Producer,
+        }
+    }
+
+    /// Whether this handle was closed.
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether the peer closed its end.
+    #[inline]
+    pub(crate) fn peer_closed(&self) -> bool {
+        // Acquire pairs with the Release `fetch_or` in `close`: after seeing the bit, a reload
+        // of the peer's index sees its final value.
+        self.ring.ctrl().geo.state.load(Ordering::Acquire) & Self::bit(self.peer()) != 0
+    }
+
+    /// Whether the peer's recorded process is dead (reads `/proc`: not for hot paths).
+    pub(crate) fn peer_dead(&self) -> bool {
+        role::liveness_of(self.ring.slot(self.peer()).holder()) == Liveness::Dead
+    }
+
+    /// Polling-path check: the peer closed, or (rate-limited) its process is dead.
+    #[inline]
+    pub(crate) fn peer_gone(&mut self) -> bool {
+        self.peer_closed() || (self.throttle.due() && self.peer_dead())
+    }
+
+    /// Close this end: the peer drains what is left and then gets `Disconnected`. Frees the
+    /// role. Idempotent.
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let ctrl = self.ring.ctrl();
+        // Release pairs with the Acquire in the peer's `peer_closed`: our last index store
+        // happens-before its reload.
+        ctrl.geo.state.fetch_or(Self::bit(self.role), Ordering::Release);
+        match self.role {
+            Role::Producer => ctrl.prod.not_empty.notify_all(),
+            Role::Consumer => ctrl.cons.not_full.notify_all(),
+        }
+        self.ring.slot(self.role).release(self.me);
+    }
+
+    /// Block on `wq` until `ready()` (or the peer closes), the deadline, or the peer is found
+    /// dead. Wakes every [`WAIT_SLICE`](role::WAIT_SLICE) to check the peer's liveness.
+    pub(crate) fn wait(&self, wq: &WaitQueue, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Wake {
+        loop {
+            #[cfg(not(loom))]
+            let until = {
+                let slice = Instant::now() + role::WAIT_SLICE;
+                Some(deadline.map_or(slice, |d| d.min(slice)))
+            };
+            // Under loom a timed futex wait returns at once, so wait without slices.
+            #[cfg(loom)]
+            let until = deadline;
+            if wq.wait_until_deadline(|| ready() || self.peer_closed(), until).is_ok() {
+                return Wake::Retry;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Wake::TimedOut;
+            }
+            if self.peer_dead() {
+                return Wake::PeerDead;
+            }
+        }
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,136 @@
+//! Role slots: which process holds a queue's producer or consumer end, and whether it lives.
+//!
+//! A slot is one `AtomicU64` *owner word*: bits 0..32 the holder's pid, bits 32..64 the low 32
+//! bits of its start time (clock ticks since boot, `/proc/PID/stat` field 22); 0 means free.
+//! Packing both in one word makes claiming, stealing from a dead holder and releasing single
+//! compare-and-swaps, so two processes can never both believe they hold a slot.
+
+use std::time::{Duration, Instant};
+
+use crate::loom::{AtomicU64, Ordering};
+use crate::os::process::{self, Liveness};
+
+/// A producer or consumer role: one owner word (see the module docs).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct RoleSlot {
+    owner: AtomicU64,
+}
+
+/// The owner word of this process.
+pub(crate) fn me() -> u64 {
+    pack(process::current_pid(), process::current_start_time())
+}
+
+fn pack(pid: u32, start: u64) -> u64 {
+    u64::from(pid) | (u64::from(start as u32) << 32)
+}
+
+/// The pid in an owner word (0: free).
+pub(crate) fn pid_of(word: u64) -> u32 {
+    word as u32
+}
+
+/// Whether the process recorded in an owner word lives (`Unknown` for a free slot).
+pub(crate) fn liveness_of(word: u64) -> Liveness {
+    if word == 0 {
+        return Liveness::Unknown;
+    }
+    process::liveness_start_lo32(pid_of(word), (word >> 32) as u32)
+}
+
+impl RoleSlot {
+    /// A free slot.
+    pub(crate) fn new() -> RoleSlot {
+        RoleSlot { owner: AtomicU64::new(0) }
+    }
+
+    /// Claim the slot for `me`: take it if free, steal it if its holder is dead. On failure
+    /// returns the live holder's owner word.
+    pub(crate) fn claim(&self, me: u64) -> Result<(), u64> {
+        loop {
+            // Acquire pairs with the Release in `release` (and with the AcqRel claim of the
+            // previous holder): the new holder sees every index the previous one published.
+            let cur = self.owner.load(Ordering::Acquire);
+            if cur != 0 && liveness_of(cur) != Liveness::Dead {
+                return Err(cur);
+            }
+            // AcqRel: Acquire as above; Release so a later stealer sees our claim's context.
+            if self.owner.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Free the slot if `me` still holds it.
+    pub(crate) fn release(&self, me: u64) {
+        // Release pairs with the Acquire load in `claim`: the next holder sees our last
+        // published index. Relaxed on failure: someone stole the slot, nothing to publish.
+        let _ = self.owner.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// The current owner word (0: free).
+    pub(crate) fn holder(&self) -> u64 {
+        // Acquire pairs with the claim CAS, so the holder's published state is visible.
+        self.owner.load(Ordering::Acquire)
+    }
+}
+
+/// How often a side that only polls (`try_pop` on an empty queue, `try_push` on a full one)
+/// checks whether its peer died: after every 1024th unsuccessful poll, at most every
+/// [`CHECK_INTERVAL`]. Reading `/proc` costs microseconds; this keeps it off the hot path.
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long a blocking call sleeps, at most, between liveness checks of its peer.
+pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// Rate limiter for peer-liveness checks in polling paths.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    polls: u32,
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    /// Whether a (costly) check is due now.
+    pub(crate) fn due(&mut self) -> bool {
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls != 1 && self.polls % 1024 != 0 {
+            return false;
+        }
+        let now = Instant::now();
+        match self.last {
+            Some(l) if now.duration_since(l) < CHECK_INTERVAL => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_release_and_busy() {
+        let s = RoleSlot::new();
+        let me = me();
+        s.claim(me).unwrap();
+        assert_eq!(s.claim(me), Err(me));
+        s.release(me);
+        s.claim(me).unwrap();
+    }
+
+    #[test]
+    fn dead_holder_is_stolen() {
+        let s = RoleSlot::new();
+        // pid_max is at most 2^22: this pid cannot exist.
+        let ghost = pack(4_194_305, 1);
+        assert_eq!(liveness_of(ghost), Liveness::Dead);
+        s.claim(ghost).unwrap();
+        s.claim(me()).unwrap();
+        assert_eq!(s.holder(), me());
+    }
+}

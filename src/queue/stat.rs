@@ -1,0 +1,75 @@
+//! [`QueueStat`]: what `shmkit queue stat` and `shmkit info` show about a queue.
+
+use serde::Serialize;
+
+use super::error::Role;
+use super::ring::{Ring, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use crate::Liveness;
+
+/// A process attached to a queue end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Attached {
+    /// Its pid.
+    pub pid: u32,
+    /// Whether it still runs (same pid and start time).
+    pub liveness: Liveness,
+}
+
+/// A snapshot of a queue's state.
+///
+/// ```
+/// let q = shmkit::queue::spsc::Queue::<u64>::with_capacity(4);
+/// let _tx = q.producer().unwrap();
+/// let st = q.stat();
+/// assert_eq!((st.capacity, st.len), (4, 0));
+/// assert_eq!(st.producers[0].pid, std::process::id());
+/// assert!(st.consumers.is_empty());
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStat {
+    /// `spsc`, `mpmc` or `bytes`.
+    pub kind: &'static str,
+    /// Slots (spsc, mpmc) or bytes (bytes ring).
+    pub capacity: u64,
+    /// Elements (spsc, mpmc) or bytes in use (bytes ring, including record headers).
+    pub len: u64,
+    /// Element size in bytes (spsc, mpmc); 1 for the bytes ring.
+    pub elem_size: u64,
+    /// Largest message the bytes ring accepts (`None` for the others).
+    pub max_message: Option<u64>,
+    /// Attached producers (at most one for spsc and bytes).
+    pub producers: Vec<Attached>,
+    /// Attached consumers.
+    pub consumers: Vec<Attached>,
+    /// Whether the producer side closed the queue.
+    pub producer_closed: bool,
+    /// Whether the consumer side closed the queue.
+    pub consumer_closed: bool,
+}
+
+pub(crate) struct Stat;
+
+impl Stat {
+    pub(crate) fn ring(ring: &Ring, kind: &'static str) -> QueueStat {
+        let attached = |role| {
+            let (pid, liveness) = ring.holder(role);
+            if pid == 0 {
+                vec![]
+            } else {
+                vec![Attached { pid, liveness }]
+            }
+        };
+        let state = ring.state();
+        QueueStat {
+            kind,
+            capacity: ring.capacity,
+            len: ring.len(),
+            elem_size: ring.elem_size,
+            max_message: (kind == "bytes").then(|| super::bytes::max_message(ring.capacity)),
+            producers: attached(Role::Producer),
+            consumers: attached(Role::Consumer),
+            producer_closed: state & PRODUCER_CLOSED != 0,
+            consumer_closed: state & CONSUMER_CLOSED != 0,
+        }
+    }
+}
