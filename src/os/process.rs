@@ -36,7 +36,7 @@ fn start_time(pid: u32) -> Option<(u64, u8)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.bytes().next()?; // field 3
-    // Fields 4..=21 precede the start time (field 22): skip 18.
+                                                // Fields 4..=21 precede the start time (field 22): skip 18.
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state))
 }
@@ -53,7 +53,9 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
         Some(_) => Liveness::Dead, // pid reused
         None => {
             // No /proc entry: fall back to kill(pid, 0).
-            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return Liveness::Unknown };
+            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+                return Liveness::Unknown;
+            };
             match rustix::process::test_kill_process(p) {
                 Ok(()) | Err(rustix::io::Errno::PERM) => Liveness::Alive,
                 Err(_) => Liveness::Dead,
@@ -68,8 +70,14 @@ mod tests {
 
     #[test]
     fn self_is_alive_and_bogus_pid_is_dead() {
-        assert_eq!(liveness(current_pid(), current_start_time()), Liveness::Alive);
-        assert_eq!(liveness(current_pid(), current_start_time() + 1), Liveness::Dead);
+        assert_eq!(
+            liveness(current_pid(), current_start_time()),
+            Liveness::Alive
+        );
+        assert_eq!(
+            liveness(current_pid(), current_start_time() + 1),
+            Liveness::Dead
+        );
         assert_eq!(liveness(0, 0), Liveness::Unknown);
         // pid_max is at most 2^22.
         assert_eq!(liveness(4_194_305, 0), Liveness::Dead);

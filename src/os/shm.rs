@@ -59,7 +59,11 @@ pub(crate) struct Stat {
 /// `fstat`.
 pub(crate) fn stat(fd: &OwnedFd) -> io::Result<Stat> {
     let st = rustix::fs::fstat(fd)?;
-    Ok(Stat { size: st.st_size as u64, mode: st.st_mode & 0o7777, uid: st.st_uid })
+    Ok(Stat {
+        size: st.st_size as u64,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+    })
 }
 
 /// `ftruncate` to `size` bytes (new bytes read as zero).
@@ -102,5 +106,9 @@ pub(crate) fn list_names() -> io::Result<Vec<String>> {
 /// `stat` by name, for objects that cannot be opened.
 pub(crate) fn stat_path(name: &str) -> Option<Stat> {
     let st = rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str()).ok()?;
-    Some(Stat { size: st.st_size as u64, mode: st.st_mode & 0o7777, uid: st.st_uid })
+    Some(Stat {
+        size: st.st_size as u64,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+    })
 }

@@ -60,19 +60,19 @@ impl State {
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub(crate) struct RawHeader {
-    pub magic: [u8; 8],        // 0
-    pub version: u32,          // 8
-    pub kind: u32,             // 12
-    pub fingerprint: u64,      // 16
-    pub header_size: u64,      // 24
-    pub payload_size: u64,     // 32
-    pub creator_start: u64,    // 40
-    pub creator_pid: u32,      // 48
-    pub flags: u32,            // 52
-    pub state: u32,            // 56
-    pub reserved0: u32,        // 60
-    pub created_unix_ns: u64,  // 64
-    pub reserved: [u64; 7],    // 72..128
+    pub magic: [u8; 8],       // 0
+    pub version: u32,         // 8
+    pub kind: u32,            // 12
+    pub fingerprint: u64,     // 16
+    pub header_size: u64,     // 24
+    pub payload_size: u64,    // 32
+    pub creator_start: u64,   // 40
+    pub creator_pid: u32,     // 48
+    pub flags: u32,           // 52
+    pub state: u32,           // 56
+    pub reserved0: u32,       // 60
+    pub created_unix_ns: u64, // 64
+    pub reserved: [u64; 7],   // 72..128
 }
 
 const _: () = assert!(std::mem::size_of::<RawHeader>() == HEADER_SIZE);
@@ -97,7 +97,8 @@ impl RawHeader {
     pub(crate) fn load(words: &[AtomicU32; HEADER_SIZE / 4]) -> RawHeader {
         // Relaxed: the caller has already loaded the state word with Acquire (pairs with the
         // Release in `publish`); these loads only need to be single-copy atomic.
-        let copy: [u32; HEADER_SIZE / 4] = std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
+        let copy: [u32; HEADER_SIZE / 4] =
+            std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
         zerocopy::transmute!(copy)
     }
 

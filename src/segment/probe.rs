@@ -39,15 +39,25 @@ impl Probe {
 /// The header is parsed but not validated beyond its magic; attach to validate.
 pub fn probe(name: &str) -> Result<Probe> {
     validate_name(name)?;
-    let fd = shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
+    let fd =
+        shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
     let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
     let mut buf = [0u8; HEADER_SIZE];
     let n = shm::read_prefix(&fd, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
     let header = RawHeader::from_prefix(&buf[..n])
         .filter(|h| h.magic == MAGIC)
         .map(|h| HeaderInfo::from_raw(&h));
-    let creator = header.as_ref().map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
-    Ok(Probe { name: name.to_owned(), size: st.size, mode: st.mode, uid: st.uid, header, creator })
+    let creator = header
+        .as_ref()
+        .map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
+    Ok(Probe {
+        name: name.to_owned(),
+        size: st.size,
+        mode: st.mode,
+        uid: st.uid,
+        header,
+        creator,
+    })
 }
 
 /// Every object in `/dev/shm` this process can read, sorted by name. Objects whose names

@@ -76,25 +76,39 @@ impl WaitQueue {
     /// A queue with nobody waiting (all zero, as in a fresh segment).
     #[cfg(not(loom))]
     pub const fn new() -> WaitQueue {
-        WaitQueue { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        WaitQueue {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
     }
 
     /// A queue with nobody waiting (loom's atomics are not `const`).
     #[cfg(loom)]
     pub fn new() -> WaitQueue {
-        WaitQueue { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        WaitQueue {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
     }
 
     /// Block until `ready()` returns true, or `timeout` passes (`None`: no limit). `ready` is
     /// called again after every wake-up, so it may be called many times.
-    pub fn wait_until(&self, ready: impl FnMut() -> bool, timeout: Option<Duration>) -> Result<(), Timeout> {
+    pub fn wait_until(
+        &self,
+        ready: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), Timeout> {
         let deadline = timeout.map(|t| Instant::now() + t);
         self.wait_until_deadline(ready, deadline)
     }
 
     /// [`wait_until`](Self::wait_until) with an absolute `CLOCK_MONOTONIC` deadline, for
     /// callers that wait in several steps against one deadline.
-    pub fn wait_until_deadline(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<(), Timeout> {
+    pub fn wait_until_deadline(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), Timeout> {
         for _ in 0..SPIN_LIMIT {
             if ready() {
                 return Ok(());
