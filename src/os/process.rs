@@ -64,6 +64,23 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     }
 }
 
+/// Pids whose `/proc/PID/maps` lists a mapping of `path` (also once unlinked: the kernel
+/// then appends " (deleted)").
+pub(crate) fn pids_mapping(path: &str) -> Vec<u32> {
+    let deleted = format!("{path} (deleted)");
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            if maps.lines().any(|l| l.ends_with(path) || l.ends_with(&deleted)) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,3 +83,23 @@ pub fn list() -> Result<Vec<Probe>> {
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
+
+/// Copy up to `len` bytes of object `name` starting at byte `offset` of the object (the
+/// header included), without mapping it: what `shmkit dump` shows. Returns fewer bytes at the
+/// end of the object.
+pub fn read_object_bytes(name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    validate_name(name)?;
+    let fd = shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
+    let size = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?.size;
+    let len = len.min(size.saturating_sub(offset) as usize);
+    let mut buf = vec![0u8; len];
+    let n = shm::read_at(&fd, offset, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Processes that currently map object `name`, from `/proc/*/maps` (only those this user
+/// can read). Used by `shmkit gc` to never remove a segment that is in use.
+pub fn mapped_by(name: &str) -> Vec<u32> {
+    crate::os::process::pids_mapping(&format!("{}/{name}", shm::SHM_DIR))
+}
