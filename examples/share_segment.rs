@@ -73,7 +73,11 @@ fn reader(name: &str) -> Result<(), Box<dyn std::error::Error>> {
         }
         seen = before / 2;
         let text = String::from_utf8_lossy(&buf);
-        println!("reader (pid {}): {}", std::process::id(), text.trim_end_matches('\0'));
+        println!(
+            "reader (pid {}): {}",
+            std::process::id(),
+            text.trim_end_matches('\0')
+        );
     }
     Ok(())
 }
@@ -86,7 +90,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => Err(format!("unknown role {other:?}: use writer or reader").into()),
         None => {
             let name = format!("demo-seg-{}", std::process::id());
-            let mut child = Command::new(std::env::current_exe()?).args(["reader", &name]).spawn()?;
+            let mut child = Command::new(std::env::current_exe()?)
+                .args(["reader", &name])
+                .spawn()?;
             let result = writer(&name);
             let status = child.wait()?;
             Segment::unlink(&name)?;

@@ -7,7 +7,10 @@ use shmkit::Segment;
 use std::process::{Command, Output};
 
 fn shmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmkit")).args(args).output().expect("run shmkit")
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .expect("run shmkit")
 }
 
 fn stdout(o: &Output) -> String {
@@ -37,13 +40,22 @@ fn ls_lists_shmkit_and_raw_segments() {
     assert!(out.status.success());
     let text = stdout(&out);
     let line_a = text.lines().find(|l| l.starts_with(&a)).expect("a listed");
-    assert!(line_a.contains("228") && line_a.contains("bytes") && line_a.contains("yes"), "{line_a}");
+    assert!(
+        line_a.contains("228") && line_a.contains("bytes") && line_a.contains("yes"),
+        "{line_a}"
+    );
     assert!(line_a.contains(&std::process::id().to_string()), "{line_a}");
     let line_b = text.lines().find(|l| l.starts_with(&b)).expect("b listed");
     assert!(line_b.contains("raw"), "{line_b}");
 
-    let json: serde_json::Value = serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
-    let row = json.as_array().unwrap().iter().find(|r| r["name"] == a.as_str()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
+    let row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == a.as_str())
+        .unwrap();
     assert_eq!(row["kind"], "bytes");
     assert_eq!(row["size"], 228);
     assert_eq!(row["alive"], "alive");
@@ -60,7 +72,8 @@ fn info_prints_the_header() {
     let text = stdout(&out);
     assert!(text.contains("kind:            bytes"), "{text}");
     assert!(text.contains("payload size:    64"), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
     assert_eq!(json["header"]["payload_size"], 64);
     assert_eq!(json["header"]["state"], "ready");
     assert_eq!(json["kind"], "bytes");
@@ -75,7 +88,10 @@ fn dump_shows_bytes_at_an_offset() {
     let out = shmkit(&["dump", &a, "--offset", "128", "--len", "8"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.starts_with("00000080  41 42 43 44 45 46 47 48"), "{text}");
+    assert!(
+        text.starts_with("00000080  41 42 43 44 45 46 47 48"),
+        "{text}"
+    );
     assert!(text.contains("|ABCDEFGH|"), "{text}");
     // The header's magic at offset 0.
     assert!(stdout(&shmkit(&["dump", &a, "--len", "8"])).contains("89 53 48 4d 4b 49 54 0a"));
@@ -91,12 +107,18 @@ fn rm_removes_and_reports_missing() {
     let out = shmkit(&["rm", &a]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("shmkit: ") && err.contains("not found") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("shmkit: ") && err.contains("not found") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
 fn exit_codes() {
-    assert_eq!(shmkit(&["info", "no-such-segment-xyz"]).status.code(), Some(1));
+    assert_eq!(
+        shmkit(&["info", "no-such-segment-xyz"]).status.code(),
+        Some(1)
+    );
     assert_eq!(shmkit(&["info", "bad/name"]).status.code(), Some(1));
     assert_eq!(shmkit(&["no-such-verb"]).status.code(), Some(2));
     assert_eq!(shmkit(&["dump"]).status.code(), Some(2));
@@ -122,7 +144,11 @@ fn gc_removes_only_dead_unmapped_segments() {
     assert!(!stdout(&gc(&[])).contains(&dead));
     drop(mapped);
     let out = gc(&[]);
-    assert!(stdout(&out).contains(&format!("removed {dead}")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("removed {dead}")),
+        "{}",
+        stdout(&out)
+    );
     assert!(!std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
     assert!(std::path::Path::new(&format!("/dev/shm/{live}")).exists());
 }

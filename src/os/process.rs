@@ -69,11 +69,18 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
 pub(crate) fn pids_mapping(path: &str) -> Vec<u32> {
     let deleted = format!("{path} (deleted)");
     let mut pids = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-            if maps.lines().any(|l| l.ends_with(path) || l.ends_with(&deleted)) {
+            if maps
+                .lines()
+                .any(|l| l.ends_with(path) || l.ends_with(&deleted))
+            {
                 pids.push(pid);
             }
         }

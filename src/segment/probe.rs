@@ -89,8 +89,11 @@ pub fn list() -> Result<Vec<Probe>> {
 /// end of the object.
 pub fn read_object_bytes(name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
     validate_name(name)?;
-    let fd = shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
-    let size = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?.size;
+    let fd =
+        shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
+    let size = shm::stat(&fd)
+        .map_err(|e| Error::from_io(name, "fstat", e))?
+        .size;
     let len = len.min(size.saturating_sub(offset) as usize);
     let mut buf = vec![0u8; len];
     let n = shm::read_at(&fd, offset, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;

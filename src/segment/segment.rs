@@ -178,6 +178,13 @@ impl Segment<ReadWrite> {
 
 impl Segment<ReadOnly> {
     /// Open an existing plain-bytes segment read-only (`O_RDONLY`, `PROT_READ`).
+    ///
+    /// A read-only handle has no write API at all:
+    ///
+    /// ```compile_fail
+    /// let r = shmkit::Segment::open_read_only("some-name").unwrap();
+    /// r.write_at(0, b"no"); // error: no method `write_at` on `Segment<ReadOnly>`
+    /// ```
     pub fn open_read_only(name: &str) -> Result<Self> {
         Segment::options().read_only().open(name)
     }
@@ -408,7 +415,7 @@ impl<A: Access> SegmentOptions<A> {
             Published::Gone(detail) => return Ok(Opened::Vanished(detail)),
         }
         let raw = RawHeader::load(words);
-        let info = validate(name, &raw, size, self.kind, self.fingerprint)?;
+        let info = header::validate(name, &raw, size, self.kind, self.fingerprint)?;
         Ok(Opened::Segment(Segment {
             name: name.to_owned(),
             payload_len: info.payload_size as usize,
@@ -497,59 +504,6 @@ fn wait_published(
         let slice = (Instant::now() + Duration::from_millis(10)).min(deadline);
         let _: Wait = crate::os::futex::wait(state, State::INITIALIZING, Some(slice));
     }
-}
-
-/// Check a header copy against the object size and the expected kind.
-fn validate(name: &str, h: &RawHeader, size: u64, kind: Kind, fp: u64) -> Result<HeaderInfo> {
-    if h.magic != MAGIC {
-        return Err(Error::corrupt(
-            name,
-            format!(
-                "magic is {:02x?}, expected {:02x?}: not a shmkit segment (a raw one? open it with .raw(true))",
-                h.magic, MAGIC
-            ),
-        ));
-    }
-    if h.version != FORMAT_VERSION {
-        return Err(Error::VersionMismatch {
-            name: name.to_owned(),
-            expected: FORMAT_VERSION,
-            found: h.version,
-        });
-    }
-    if h.header_size != HEADER_SIZE as u64 {
-        return Err(Error::corrupt(
-            name,
-            format!("header_size is {}, expected {HEADER_SIZE}", h.header_size),
-        ));
-    }
-    match h.payload_size.checked_add(HEADER_SIZE as u64) {
-        Some(total) if total == size => {}
-        _ => {
-            return Err(Error::corrupt(
-                name,
-                format!(
-                    "payload_size {} + header {HEADER_SIZE} does not match the object size {size} (truncated or resized?)",
-                    h.payload_size
-                ),
-            ))
-        }
-    }
-    if h.kind != kind.0 {
-        return Err(Error::KindMismatch {
-            name: name.to_owned(),
-            expected: kind.to_string(),
-            found: Kind(h.kind).to_string(),
-        });
-    }
-    if h.fingerprint != fp {
-        return Err(Error::LayoutMismatch {
-            name: name.to_owned(),
-            expected: fp,
-            found: h.fingerprint,
-        });
-    }
-    Ok(HeaderInfo::from_raw(h))
 }
 
 fn identity(fd: &std::os::fd::OwnedFd, name: &str) -> Result<(u64, u64)> {

@@ -17,7 +17,8 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> CmdResult {
     let len = args.len.unwrap_or(64 * 1024);
-    let bytes = shmkit::segment::read_object_bytes(&args.name, args.offset, len).map_err(|e| e.to_string())?;
+    let bytes = shmkit::segment::read_object_bytes(&args.name, args.offset, len)
+        .map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     for (i, chunk) in bytes.chunks(16).enumerate() {
         let at = args.offset + 16 * i as u64;
@@ -28,7 +29,16 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 hex.push(' ');
             }
         }
-        let ascii: String = chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+        let ascii: String = chunk
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
         writeln!(out, "{at:08x}  {hex:<50} |{ascii}|").map_err(|e| e.to_string())?;
     }
     Ok(())

@@ -24,7 +24,15 @@ pub(crate) fn run(args: Args) -> CmdResult {
         if !users.is_empty() {
             continue;
         }
-        println!("{}{}", if args.dry_run { "would remove " } else { "removed " }, p.name);
+        println!(
+            "{}{}",
+            if args.dry_run {
+                "would remove "
+            } else {
+                "removed "
+            },
+            p.name
+        );
         if !args.dry_run {
             Segment::unlink(&p.name).map_err(|e| e.to_string())?;
         }

@@ -38,7 +38,11 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
 pub(crate) fn run(args: Args) -> CmdResult {
     let probe = segment::probe(&args.name).map_err(|e| e.to_string())?;
     let state = object_state(&probe)?;
-    let info = Info { kind: probe.kind_name(), probe, state };
+    let info = Info {
+        kind: probe.kind_name(),
+        probe,
+        state,
+    };
     if args.json {
         return print_json(&info);
     }
@@ -56,7 +60,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
             println!("payload size:    {}", h.payload_size);
             println!("state:           {:?}", h.state);
             println!("creator:         pid {} ({:?})", h.creator_pid, p.creator);
-            println!("created:         {} ns after the Unix epoch", h.created_unix_ns);
+            println!(
+                "created:         {} ns after the Unix epoch",
+                h.created_unix_ns
+            );
         }
     }
     if let Some(s) = &info.state {

@@ -35,7 +35,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
         return print_json(&rows);
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!("{:<w$}  {:>12}  {:<18}  {:>8}  ALIVE", "NAME", "SIZE", "KIND", "CREATOR");
+    println!(
+        "{:<w$}  {:>12}  {:<18}  {:>8}  ALIVE",
+        "NAME", "SIZE", "KIND", "CREATOR"
+    );
     for r in &rows {
         let pid = r.creator_pid.map_or("-".to_string(), |p| p.to_string());
         let alive = match r.alive {
@@ -43,7 +46,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
             shmkit::Liveness::Dead => "no",
             shmkit::Liveness::Unknown => "-",
         };
-        println!("{:<w$}  {:>12}  {:<18}  {:>8}  {alive}", r.name, r.size, r.kind, pid);
+        println!(
+            "{:<w$}  {:>12}  {:<18}  {:>8}  {alive}",
+            r.name, r.size, r.kind, pid
+        );
     }
     Ok(())
 }

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 pub(crate) type CmdResult = Result<(), String>;
 
 #[derive(Parser)]
-#[command(name = "shmkit", version, about = "Inspect and manage shmkit shared-memory objects in /dev/shm")]
+#[command(
+    name = "shmkit",
+    version,
+    about = "Inspect and manage shmkit shared-memory objects in /dev/shm"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
