@@ -64,7 +64,11 @@ pub(crate) mod futex {
     pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wait {
         use super::Ordering::SeqCst;
         if deadline.is_some() {
-            return if word.load(SeqCst) == expected { Wait::TimedOut } else { Wait::Retry };
+            return if word.load(SeqCst) == expected {
+                Wait::TimedOut
+            } else {
+                Wait::Retry
+            };
         }
         let guard = PARK.0.lock().unwrap();
         if word.load(SeqCst) == expected {

@@ -21,7 +21,10 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
             if left.is_zero() {
                 return Wait::TimedOut;
             }
-            Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) })
+            Some(Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            })
         }
     };
     match futex::wait(word, Flags::empty(), expected, timeout.as_ref()) {

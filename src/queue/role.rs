@@ -107,7 +107,7 @@ impl Throttle {
             }
         }
     }
-
+}
 
 #[cfg(all(test, not(loom)))]
 mod tests {

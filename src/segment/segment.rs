@@ -178,6 +178,13 @@ impl Segment<ReadWrite> {
 
 impl Segment<ReadOnly> {
     /// Open an existing plain-bytes segment read-only (`O_RDONLY`, `PROT_READ`).
+    ///
+    /// A read-only handle has no write API at all:
+    ///
+    /// ```compile_fail
+    /// let r = shmkit::Segment::open_read_only("some-name").unwrap();
+    /// r.write_at(0, b"no"); // error: no method `write_at` on `Segment<ReadOnly>`
+    /// ```
     pub fn open_read_only(name: &str) -> Result<Self> {
         Segment::options().read_only().open(name)
     }
@@ -232,7 +239,9 @@ impl<A: Access> Segment<A> {
         let at = self.check_range(offset, buf.len())?;
         // SAFETY: check_range proved [at, at + len) lies inside the mapping; the destination
         // is a distinct local slice.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
 
@@ -241,7 +250,10 @@ impl<A: Access> Segment<A> {
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
         let at = self.check_range(offset, 8)?;
         if offset % 8 != 0 {
-            return Err(Error::invalid(&self.name, format!("offset {offset} is not 8-byte aligned")));
+            return Err(Error::invalid(
+                &self.name,
+                format!("offset {offset} is not 8-byte aligned"),
+            ));
         }
         // SAFETY: in bounds and aligned (payload offsets are multiples of 64, the mapping is
         // page-aligned); every bit pattern is a valid AtomicU64; atomics tolerate concurrent
@@ -253,7 +265,10 @@ impl<A: Access> Segment<A> {
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
         let at = self.check_range(offset, 4)?;
         if offset % 4 != 0 {
-            return Err(Error::invalid(&self.name, format!("offset {offset} is not 4-byte aligned")));
+            return Err(Error::invalid(
+                &self.name,
+                format!("offset {offset} is not 4-byte aligned"),
+            ));
         }
         // SAFETY: as in atomic_u64, with 4-byte alignment.
         Ok(unsafe { &*self.map.ptr().add(at).cast::<AtomicU32>() })
@@ -263,10 +278,15 @@ impl<A: Access> Segment<A> {
     fn check_range(&self, offset: u64, len: usize) -> Result<usize> {
         let end = offset.checked_add(len as u64);
         match end {
-            Some(end) if end <= self.payload_len as u64 => Ok(self.payload_offset + offset as usize),
+            Some(end) if end <= self.payload_len as u64 => {
+                Ok(self.payload_offset + offset as usize)
+            }
             _ => Err(Error::invalid(
                 &self.name,
-                format!("range {offset}..{offset}+{len} is outside the {}-byte payload", self.payload_len),
+                format!(
+                    "range {offset}..{offset}+{len} is outside the {}-byte payload",
+                    self.payload_len
+                ),
             )),
         }
     }
@@ -334,12 +354,20 @@ impl<A: Access> SegmentOptions<A> {
         let deadline = Instant::now() + self.timeout;
         match self.open_existing(name, deadline)? {
             Opened::Segment(s) => Ok(s),
-            Opened::Vanished(detail) => Err(Error::NotReady { name: name.to_owned(), waited: self.timeout, detail }),
+            Opened::Vanished(detail) => Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: self.timeout,
+                detail,
+            }),
         }
     }
 
     fn open_existing(&self, name: &str, deadline: Instant) -> Result<Opened<A>> {
-        let how = if A::WRITABLE { OpenMode::ReadWrite } else { OpenMode::ReadOnly };
+        let how = if A::WRITABLE {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::ReadOnly
+        };
         let fd = shm::open(name, how).map_err(|e| Error::from_io(name, "open", e))?;
         let identity = identity(&fd, name)?;
         // A fresh object is 0 bytes until its creator's ftruncate: wait for a size.
@@ -358,7 +386,8 @@ impl<A: Access> SegmentOptions<A> {
             std::thread::sleep(Duration::from_micros(200));
         };
         if self.raw {
-            let map = Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
+            let map = Mapping::new(&fd, size, A::WRITABLE)
+                .map_err(|e| Error::from_io(name, "mmap", e))?;
             return Ok(Opened::Segment(Segment {
                 name: name.to_owned(),
                 payload_len: map.len(),
@@ -376,7 +405,8 @@ impl<A: Access> SegmentOptions<A> {
                 format!("it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header (a raw segment? open it with .raw(true))"),
             ));
         }
-        let map = Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
+        let map =
+            Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above), page-aligned,
         // and lives as long as `map`, which outlives every use of `words` below.
         let words = unsafe { header::words(map.ptr()) };
@@ -385,7 +415,7 @@ impl<A: Access> SegmentOptions<A> {
             Published::Gone(detail) => return Ok(Opened::Vanished(detail)),
         }
         let raw = RawHeader::load(words);
-        let info = validate(name, &raw, size, self.kind, self.fingerprint)?;
+        let info = header::validate(name, &raw, size, self.kind, self.fingerprint)?;
         Ok(Opened::Segment(Segment {
             name: name.to_owned(),
             payload_len: info.payload_size as usize,
@@ -424,18 +454,34 @@ fn wait_published(
         match state.load(Ordering::Acquire) {
             State::READY => return Ok(Published::Ready),
             State::INITIALIZING => {}
-            State::FAILED => return Ok(Published::Gone("its creator failed to initialise it".into())),
-            State::ABANDONED => {
-                return Ok(Published::Gone("its creator died while initialising it".into()));
+            State::FAILED => {
+                return Ok(Published::Gone(
+                    "its creator failed to initialise it".into(),
+                ))
             }
-            x => return Err(Error::corrupt(name, format!("state word is {x}, expected 0..=3"))),
+            State::ABANDONED => {
+                return Ok(Published::Gone(
+                    "its creator died while initialising it".into(),
+                ));
+            }
+            x => {
+                return Err(Error::corrupt(
+                    name,
+                    format!("state word is {x}, expected 0..=3"),
+                ))
+            }
         }
         let (pid, start) = header::creator(words);
         if pid != 0 && process::liveness(pid, start) == Liveness::Dead {
             // Claim the cleanup so that exactly one opener unlinks the abandoned object.
             // AcqRel: nothing is published by it; it only decides who unlinks.
             if state
-                .compare_exchange(State::INITIALIZING, State::ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    State::INITIALIZING,
+                    State::ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 let _ = shm::unlink(name);
@@ -448,50 +494,16 @@ fn wait_published(
                 0 => "its creator has not recorded its pid yet".to_string(),
                 p => format!("creator pid {p} is alive but has not published it"),
             };
-            return Err(Error::NotReady { name: name.to_owned(), waited: timeout, detail });
+            return Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: timeout,
+                detail,
+            });
         }
         // Sleep on the state word; wake at least every 10 ms to re-check the creator.
         let slice = (Instant::now() + Duration::from_millis(10)).min(deadline);
         let _: Wait = crate::os::futex::wait(state, State::INITIALIZING, Some(slice));
     }
-}
-
-/// Check a header copy against the object size and the expected kind.
-fn validate(name: &str, h: &RawHeader, size: u64, kind: Kind, fp: u64) -> Result<HeaderInfo> {
-    if h.magic != MAGIC {
-        return Err(Error::corrupt(
-            name,
-            format!(
-                "magic is {:02x?}, expected {:02x?}: not a shmkit segment (a raw one? open it with .raw(true))",
-                h.magic, MAGIC
-            ),
-        ));
-    }
-    if h.version != FORMAT_VERSION {
-        return Err(Error::VersionMismatch { name: name.to_owned(), expected: FORMAT_VERSION, found: h.version });
-    }
-    if h.header_size != HEADER_SIZE as u64 {
-        return Err(Error::corrupt(name, format!("header_size is {}, expected {HEADER_SIZE}", h.header_size)));
-    }
-    match h.payload_size.checked_add(HEADER_SIZE as u64) {
-        Some(total) if total == size => {}
-        _ => {
-            return Err(Error::corrupt(
-                name,
-                format!(
-                    "payload_size {} + header {HEADER_SIZE} does not match the object size {size} (truncated or resized?)",
-                    h.payload_size
-                ),
-            ))
-        }
-    }
-    if h.kind != kind.0 {
-        return Err(Error::KindMismatch { name: name.to_owned(), expected: kind.to_string(), found: Kind(h.kind).to_string() });
-    }
-    if h.fingerprint != fp {
-        return Err(Error::LayoutMismatch { name: name.to_owned(), expected: fp, found: h.fingerprint });
-    }
-    Ok(HeaderInfo::from_raw(h))
 }
 
 fn identity(fd: &std::os::fd::OwnedFd, name: &str) -> Result<(u64, u64)> {
@@ -576,28 +588,44 @@ impl SegmentOptions<ReadWrite> {
 
     fn check_create_args(&self, name: &str, size: u64) -> Result<()> {
         if self.mode > 0o777 {
-            return Err(Error::invalid(name, format!("mode {:#o} has bits beyond 0o777", self.mode)));
+            return Err(Error::invalid(
+                name,
+                format!("mode {:#o} has bits beyond 0o777", self.mode),
+            ));
         }
         if size > MAX_SIZE {
-            return Err(Error::TooLarge { name: name.to_owned(), requested: size, max: MAX_SIZE });
+            return Err(Error::TooLarge {
+                name: name.to_owned(),
+                requested: size,
+                max: MAX_SIZE,
+            });
         }
         if self.raw && size == 0 {
-            return Err(Error::invalid(name, "a raw segment needs at least 1 byte (CPython cannot map an empty one)"));
+            return Err(Error::invalid(
+                name,
+                "a raw segment needs at least 1 byte (CPython cannot map an empty one)",
+            ));
         }
         Ok(())
     }
 
     fn create_inner(&self, name: &str, size: u64, init: Init<'_>) -> Result<Segment> {
-        let fd = shm::open(name, OpenMode::CreateExclusive(self.mode)).map_err(|e| Error::from_io(name, "create", e))?;
+        let fd = shm::open(name, OpenMode::CreateExclusive(self.mode))
+            .map_err(|e| Error::from_io(name, "create", e))?;
         // From here on the name is ours: undo it on any failure.
         let undo = |e: Error| {
             let _ = shm::unlink(name);
             e
         };
-        let total = if self.raw { size } else { size + HEADER_SIZE as u64 };
+        let total = if self.raw {
+            size
+        } else {
+            size + HEADER_SIZE as u64
+        };
         let identity = identity(&fd, name).map_err(undo)?;
         shm::set_len(&fd, total).map_err(|e| undo(Error::from_io(name, "ftruncate", e)))?;
-        let map = Mapping::new(&fd, total, true).map_err(|e| undo(Error::from_io(name, "mmap", e)))?;
+        let map =
+            Mapping::new(&fd, total, true).map_err(|e| undo(Error::from_io(name, "mmap", e)))?;
         let mut seg = Segment {
             name: name.to_owned(),
             map,
@@ -622,7 +650,9 @@ impl SegmentOptions<ReadWrite> {
             payload_size: size,
             creator_start: process::current_start_time(),
             creator_pid: process::current_pid(),
-            created_unix_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+            created_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             ..RawHeader::default()
         };
         // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page-aligned, and lives in
@@ -640,7 +670,10 @@ impl SegmentOptions<ReadWrite> {
         // sees READY sees every header word and everything `init` wrote.
         state.store(State::READY, Ordering::Release);
         crate::os::futex::wake(state, u32::MAX);
-        seg.header = Some(HeaderInfo::from_raw(&RawHeader { state: State::READY, ..raw }));
+        seg.header = Some(HeaderInfo::from_raw(&RawHeader {
+            state: State::READY,
+            ..raw
+        }));
         seg.unlink_on_drop = self.unlink_on_drop;
         Ok(seg)
     }

@@ -19,22 +19,26 @@ impl fmt::Display for Timeout {
 
 impl std::error::Error for Timeout {}
 
-/// How many times `wait_until` polls its condition before it parks.
-const SPIN_LIMIT: u32 = 100;
+/// How many times `wait_until` polls its condition before it parks (once under loom, where
+/// every poll is a scheduling point).
+const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 
-/// A place to sleep until some condition over shared memory becomes true: 8 bytes,
+/// A place to sleep until some condition over shared memory becomes true: one `u32` word,
 /// `#[repr(C)]`, valid when zeroed, so it can sit inside any shmkit object.
 ///
-/// | offset | size | field | meaning |
-/// |---|---|---|---|
-/// | 0 | 4 | `seq` | bumped by every notify; the futex word sleepers wait on |
-/// | 4 | 4 | `sleepers` | number of processes parked or about to park |
+/// | bits | field | meaning |
+/// |---|---|---|
+/// | 0..16 | `sleepers` | processes parked or about to park |
+/// | 16..32 | `seq` | bumped by every notify (wrapping) |
 ///
-/// Protocol (`SPEC.md` §5.1): a waiter announces itself in `sleepers`, reads `seq`, re-checks
-/// its condition, and parks on `seq` only if the condition is still false. A notifier first
-/// makes the condition true, then bumps `seq`, then reads `sleepers` and calls `FUTEX_WAKE`
-/// only if it is non-zero. All four steps are `SeqCst`, so either the notifier sees the
-/// sleeper, or the sleeper sees the condition (or the new `seq`, and does not sleep).
+/// The word is also the futex sleepers wait on. Protocol (`SPEC.md` §5.1): a waiter announces
+/// itself with an atomic add to `sleepers`, re-checks its condition, and parks on the word's
+/// value *after its own add* only if the condition is still false. A notifier first makes the
+/// condition true, then bumps `seq` with an atomic add, and calls `FUTEX_WAKE` only if the
+/// value it replaced had sleepers. Both are read-modify-writes of the same word, so they are
+/// ordered: either the notifier sees the sleeper (and wakes it, or changes the word under its
+/// `FUTEX_WAIT`), or the sleeper's add reads the notifier's (Acquire after Release) and its
+/// re-check sees the condition. No `SeqCst` store-load pattern is needed.
 ///
 /// A process killed while parked leaves `sleepers` too high: later notifies then make a
 /// needless (harmless) system call. It never causes a missed wake-up.
@@ -48,10 +52,10 @@ const SPIN_LIMIT: u32 = 100;
 /// let flag = AtomicBool::new(false);
 /// std::thread::scope(|s| {
 ///     s.spawn(|| {
-///         flag.store(true, Ordering::SeqCst);
+///         flag.store(true, Ordering::Release);
 ///         q.notify_all();
 ///     });
-///     q.wait_until(|| flag.load(Ordering::SeqCst), Some(Duration::from_secs(10))).unwrap();
+///     q.wait_until(|| flag.load(Ordering::Acquire), Some(Duration::from_secs(10))).unwrap();
 /// });
 /// // Nothing will set it again: a timed wait times out.
 /// assert!(q.wait_until(|| false, Some(Duration::from_millis(1))).is_err());
@@ -59,15 +63,19 @@ const SPIN_LIMIT: u32 = 100;
 #[repr(C)]
 #[derive(Default)]
 pub struct WaitQueue {
-    seq: AtomicU32,
-    sleepers: AtomicU32,
+    word: AtomicU32,
 }
+
+const SLEEPER: u32 = 1;
+const SLEEPER_MASK: u32 = 0xffff;
+const SEQ_ONE: u32 = 1 << 16;
 
 impl fmt::Debug for WaitQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.word.load(Ordering::Relaxed);
         f.debug_struct("WaitQueue")
-            .field("seq", &self.seq.load(Ordering::Relaxed))
-            .field("sleepers", &self.sleepers.load(Ordering::Relaxed))
+            .field("seq", &(w >> 16))
+            .field("sleepers", &(w & SLEEPER_MASK))
             .finish()
     }
 }
@@ -76,25 +84,37 @@ impl WaitQueue {
     /// A queue with nobody waiting (all zero, as in a fresh segment).
     #[cfg(not(loom))]
     pub const fn new() -> WaitQueue {
-        WaitQueue { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        WaitQueue {
+            word: AtomicU32::new(0),
+        }
     }
 
     /// A queue with nobody waiting (loom's atomics are not `const`).
     #[cfg(loom)]
     pub fn new() -> WaitQueue {
-        WaitQueue { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        WaitQueue {
+            word: AtomicU32::new(0),
+        }
     }
 
     /// Block until `ready()` returns true, or `timeout` passes (`None`: no limit). `ready` is
     /// called again after every wake-up, so it may be called many times.
-    pub fn wait_until(&self, ready: impl FnMut() -> bool, timeout: Option<Duration>) -> Result<(), Timeout> {
+    pub fn wait_until(
+        &self,
+        ready: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), Timeout> {
         let deadline = timeout.map(|t| Instant::now() + t);
         self.wait_until_deadline(ready, deadline)
     }
 
     /// [`wait_until`](Self::wait_until) with an absolute `CLOCK_MONOTONIC` deadline, for
     /// callers that wait in several steps against one deadline.
-    pub fn wait_until_deadline(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<(), Timeout> {
+    pub fn wait_until_deadline(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), Timeout> {
         for _ in 0..SPIN_LIMIT {
             if ready() {
                 return Ok(());
@@ -102,15 +122,20 @@ impl WaitQueue {
             spin_loop();
         }
         loop {
-            // Announce, then snapshot seq, then re-check (all SeqCst: see the type's docs).
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let seen = self.seq.load(Ordering::SeqCst);
+            // Announce. Acquire pairs with the notifier's Release add: if our add reads its
+            // bump, the re-check below sees the condition it made true.
+            let seen = self
+                .word
+                .fetch_add(SLEEPER, Ordering::AcqRel)
+                .wrapping_add(SLEEPER);
             if ready() {
-                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                self.word.fetch_sub(SLEEPER, Ordering::Relaxed); // only a count: no data
                 return Ok(());
             }
-            let outcome = futex::wait(&self.seq, seen, deadline);
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            let outcome = futex::wait(&self.word, seen, deadline);
+            // Acquire: after a wake, this add reads a value at or after the notifier's bump
+            // (one modification order), so the re-check sees the condition.
+            self.word.fetch_sub(SLEEPER, Ordering::AcqRel);
             if ready() {
                 return Ok(());
             }
@@ -132,18 +157,67 @@ impl WaitQueue {
     }
 
     fn notify(&self, n: u32) {
-        // SeqCst pairs with the sleeper's SeqCst `sleepers.fetch_add` / `seq.load`: either we
-        // see its announcement, or it sees our new seq (and the condition made true before).
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
-            futex::wake(&self.seq, n);
+        // Release pairs with the sleeper's Acquire adds: a sleeper whose add comes after ours
+        // sees the condition. The bump also changes the futex word, so a sleeper between its
+        // re-check and its FUTEX_WAIT gets EAGAIN instead of sleeping.
+        let before = self.word.fetch_add(SEQ_ONE, Ordering::Release);
+        if before & SLEEPER_MASK != 0 {
+            futex::wake(&self.word, n);
         }
     }
 
     /// Whether anyone is parked (or about to park); a hint for callers and `shmkit info`.
     pub fn has_sleepers(&self) -> bool {
-        self.sleepers.load(Ordering::Relaxed) != 0
+        self.word.load(Ordering::Relaxed) & SLEEPER_MASK != 0
     }
 }
 
-const _: () = assert!(std::mem::size_of::<WaitQueue>() == 8);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<WaitQueue>() == 4);
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+
+    /// A notify after the condition became true always reaches a waiter, whichever way the
+    /// waiter's announce/snapshot/re-check interleaves with it (no lost wake-up: loom reports
+    /// a deadlock if the waiter could sleep forever).
+    #[test]
+    fn loom_notify_is_never_lost() {
+        loom::model(|| {
+            let q = Arc::new(WaitQueue::new());
+            let flag = Arc::new(AtomicBool::new(false));
+            let (q2, f2) = (q.clone(), flag.clone());
+            let t = loom::thread::spawn(move || {
+                f2.store(true, Ordering::Release);
+                q2.notify_all();
+            });
+            q.wait_until(|| flag.load(Ordering::Acquire), None).unwrap();
+            t.join().unwrap();
+        });
+    }
+
+    /// Two waiters on one queue, one notifier: both wake.
+    #[test]
+    fn loom_notify_all_wakes_every_waiter() {
+        loom::model(|| {
+            let q = Arc::new(WaitQueue::new());
+            let flag = Arc::new(AtomicBool::new(false));
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, f) = (q.clone(), flag.clone());
+                    loom::thread::spawn(move || {
+                        q.wait_until(|| f.load(Ordering::Acquire), None).unwrap()
+                    })
+                })
+                .collect();
+            flag.store(true, Ordering::Release);
+            q.notify_all();
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
+    }
+}
