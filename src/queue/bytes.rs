@@ -1,1 +1,3 @@
-pub fn max_message(capacity: u64) -> u64 { capacity / 2 - 8 }
+pub fn max_message(capacity: u64) -> u64 {
+    capacity / 2 - 8
+}

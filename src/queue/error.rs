@@ -162,10 +162,16 @@ impl fmt::Display for AttachError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttachError::Busy { role, pid } => {
-                write!(f, "the queue's {role} role is held by live process {pid}; a queue has one {role}")
+                write!(
+                    f,
+                    "the queue's {role} role is held by live process {pid}; a queue has one {role}"
+                )
             }
             AttachError::NoFreeSlot { role, slots } => {
-                write!(f, "all {slots} {role} slots of the queue are held by live processes")
+                write!(
+                    f,
+                    "all {slots} {role} slots of the queue are held by live processes"
+                )
             }
             AttachError::Segment(e) => fmt::Display::fmt(e, f),
         }

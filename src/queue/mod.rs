@@ -36,6 +36,12 @@ pub use stat::{Attached, QueueStat};
 /// let q = shmkit::queue::spsc::Queue::<Tick>::with_capacity(16);
 /// # let _ = q;
 /// ```
-pub trait Element: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static {}
+pub trait Element:
+    zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static
+{
+}
 
-impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static> Element for T {}
+impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static> Element
+    for T
+{
+}

@@ -25,7 +25,9 @@ pub(crate) struct Region<C> {
 enum Owner {
     #[cfg(not(loom))]
     Segment(Segment),
-    Heap { data_layout: Layout },
+    Heap {
+        data_layout: Layout,
+    },
 }
 
 // SAFETY: the pointers point into memory this value owns (the mapping or the heap blocks);
@@ -38,13 +40,22 @@ unsafe impl<C: Sync> Sync for Region<C> {}
 impl<C> Region<C> {
     /// A heap region: `ctrl` boxed, a zeroed `data_len`-byte block aligned to `align`, and
     /// `n_stamps` stamps built by `stamp(i)`.
-    pub(crate) fn heap(ctrl: C, data_len: usize, align: usize, n_stamps: usize, stamp: impl Fn(usize) -> u64) -> Self {
-        let data_layout = Layout::from_size_align(data_len.max(1), align.max(128)).expect("queue data layout");
+    pub(crate) fn heap(
+        ctrl: C,
+        data_len: usize,
+        align: usize,
+        n_stamps: usize,
+        stamp: impl Fn(usize) -> u64,
+    ) -> Self {
+        let data_layout =
+            Layout::from_size_align(data_len.max(1), align.max(128)).expect("queue data layout");
         // SAFETY: the layout has a non-zero size.
         let data = unsafe { std::alloc::alloc_zeroed(data_layout) };
-        let data = NonNull::new(data).unwrap_or_else(|| std::alloc::handle_alloc_error(data_layout));
+        let data =
+            NonNull::new(data).unwrap_or_else(|| std::alloc::handle_alloc_error(data_layout));
         let stamps: Box<[AtomicU64]> = (0..n_stamps).map(|i| AtomicU64::new(stamp(i))).collect();
-        let stamps = NonNull::new(Box::into_raw(stamps) as *mut AtomicU64).expect("Box pointer is non-null");
+        let stamps =
+            NonNull::new(Box::into_raw(stamps) as *mut AtomicU64).expect("Box pointer is non-null");
         let ctrl = NonNull::new(Box::into_raw(Box::new(ctrl))).expect("Box pointer is non-null");
         Region {
             ctrl,
@@ -66,7 +77,12 @@ impl<C> Region<C> {
     /// validated the geometry), `C` must be valid for any bit pattern and made only of
     /// atomics (so sharing it with other processes is sound), and offsets must be aligned.
     #[cfg(not(loom))]
-    pub(crate) unsafe fn segment(seg: Segment, data_offset: usize, stamps_offset: usize, n_stamps: usize) -> Self {
+    pub(crate) unsafe fn segment(
+        seg: Segment,
+        data_offset: usize,
+        stamps_offset: usize,
+        n_stamps: usize,
+    ) -> Self {
         let base = seg.as_mut_ptr();
         // SAFETY: the caller guarantees the offsets lie inside the payload; the payload
         // pointer is non-null.
@@ -78,7 +94,15 @@ impl<C> Region<C> {
             )
         };
         let name = seg.name().to_owned();
-        Region { ctrl, data, stamps, n_stamps, owner: Owner::Segment(seg), unlink: AtomicBool::new(false), name }
+        Region {
+            ctrl,
+            data,
+            stamps,
+            n_stamps,
+            owner: Owner::Segment(seg),
+            unlink: AtomicBool::new(false),
+            name,
+        }
     }
 
     /// The control block.
@@ -131,7 +155,10 @@ impl<C> Drop for Region<C> {
                 // with these layouts, and nothing uses them after drop.
                 unsafe {
                     drop(Box::from_raw(self.ctrl.as_ptr()));
-                    drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.stamps.as_ptr(), self.n_stamps)));
+                    drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                        self.stamps.as_ptr(),
+                        self.n_stamps,
+                    )));
                     std::alloc::dealloc(self.data.as_ptr(), *data_layout);
                 }
             }

@@ -95,8 +95,14 @@ impl RingControl {
                 producer: RoleSlot::new(),
                 consumer: RoleSlot::new(),
             }),
-            prod: CachePadded(ProducerLine { tail: AtomicU64::new(0), not_empty: WaitQueue::new() }),
-            cons: CachePadded(ConsumerLine { head: AtomicU64::new(0), not_full: WaitQueue::new() }),
+            prod: CachePadded(ProducerLine {
+                tail: AtomicU64::new(0),
+                not_empty: WaitQueue::new(),
+            }),
+            cons: CachePadded(ConsumerLine {
+                head: AtomicU64::new(0),
+                not_full: WaitQueue::new(),
+            }),
         };
         c.init(capacity, elem_size, elem_align);
         c
@@ -109,7 +115,9 @@ impl RingControl {
         self.geo.capacity.store(capacity, Ordering::Relaxed);
         self.geo.elem_size.store(elem_size, Ordering::Relaxed);
         self.geo.elem_align.store(elem_align, Ordering::Relaxed);
-        self.geo.data_offset.store(CONTROL_SIZE as u64, Ordering::Relaxed);
+        self.geo
+            .data_offset
+            .store(CONTROL_SIZE as u64, Ordering::Relaxed);
     }
 }
 
@@ -135,10 +143,17 @@ pub(crate) struct Ring {
 /// Check a requested capacity.
 pub(crate) fn check_capacity(name: &str, capacity: u64, min: u64) -> crate::Result<()> {
     if !capacity.is_power_of_two() || capacity < min {
-        return Err(crate::Error::invalid(name, format!("capacity {capacity} must be a power of two >= {min}")));
+        return Err(crate::Error::invalid(
+            name,
+            format!("capacity {capacity} must be a power of two >= {min}"),
+        ));
     }
     if capacity > MAX_CAPACITY {
-        return Err(crate::Error::TooLarge { name: name.to_owned(), requested: capacity, max: MAX_CAPACITY });
+        return Err(crate::Error::TooLarge {
+            name: name.to_owned(),
+            requested: capacity,
+            max: MAX_CAPACITY,
+        });
     }
     Ok(())
 }
@@ -158,7 +173,12 @@ impl Ring {
     pub(crate) fn heap(capacity: u64, elem_size: u64, elem_align: u64) -> Ring {
         let ctrl = RingControl::new(capacity, elem_size, elem_align);
         let len = (capacity * elem_size) as usize;
-        Ring { region: Region::heap(ctrl, len, 128, 0, |_| 0), capacity, mask: capacity - 1, elem_size }
+        Ring {
+            region: Region::heap(ctrl, len, 128, 0, |_| 0),
+            capacity,
+            mask: capacity - 1,
+            elem_size,
+        }
     }
 
     /// Payload size of a segment holding this ring.
@@ -166,7 +186,11 @@ impl Ring {
         capacity
             .checked_mul(elem_size)
             .and_then(|d| d.checked_add(CONTROL_SIZE as u64))
-            .ok_or_else(|| crate::Error::TooLarge { name: name.into(), requested: capacity, max: MAX_CAPACITY })
+            .ok_or_else(|| crate::Error::TooLarge {
+                name: name.into(),
+                requested: capacity,
+                max: MAX_CAPACITY,
+            })
     }
 
     /// Create (`open_existing == false`) or open-or-create a segment holding a ring.
@@ -189,15 +213,20 @@ impl Ring {
             ctrl.init(capacity, elem_size, elem_align);
             Ok(())
         };
-        let seg =
-            if open_existing { opts.open_or_create_with(name, size, init)? } else { opts.create_with(name, size, init)? };
+        let seg = if open_existing {
+            opts.open_or_create_with(name, size, init)?
+        } else {
+            opts.create_with(name, size, init)?
+        };
         Self::from_segment(seg, expect)
     }
 
     /// Open a segment holding a ring.
     #[cfg(not(loom))]
     pub(crate) fn open(name: &str, expect: Expect) -> crate::Result<Ring> {
-        let seg = crate::Segment::options().kind(expect.kind, expect.fingerprint).open(name)?;
+        let seg = crate::Segment::options()
+            .kind(expect.kind, expect.fingerprint)
+            .open(name)?;
         Self::from_segment(seg, expect)
     }
 
@@ -207,7 +236,10 @@ impl Ring {
         let name = seg.name().to_owned();
         let len = seg.len() as u64;
         if len < CONTROL_SIZE as u64 {
-            return Err(crate::Error::corrupt(&name, format!("payload is {len} bytes, smaller than the control block")));
+            return Err(crate::Error::corrupt(
+                &name,
+                format!("payload is {len} bytes, smaller than the control block"),
+            ));
         }
         // SAFETY: the payload holds at least CONTROL_SIZE bytes, 128-aligned (checked above;
         // payloads start at offset 128 of a page-aligned mapping), and RingControl is made of
@@ -219,23 +251,39 @@ impl Ring {
         let elem_size = ctrl.geo.elem_size.load(Ordering::Relaxed);
         let data_offset = ctrl.geo.data_offset.load(Ordering::Relaxed);
         let bad = |what: String| crate::Error::corrupt(&name, what);
-        if !capacity.is_power_of_two() || capacity < expect.min_capacity || capacity > MAX_CAPACITY {
-            return Err(bad(format!("capacity {capacity} is not a power of two in {}..=2^40", expect.min_capacity)));
+        if !capacity.is_power_of_two() || capacity < expect.min_capacity || capacity > MAX_CAPACITY
+        {
+            return Err(bad(format!(
+                "capacity {capacity} is not a power of two in {}..=2^40",
+                expect.min_capacity
+            )));
         }
-        if elem_size == 0 || elem_size > 1 << 20 || expect.elem_size.is_some_and(|e| e != elem_size) {
-            return Err(bad(format!("element size {elem_size} does not match the layout fingerprint")));
+        if elem_size == 0 || elem_size > 1 << 20 || expect.elem_size.is_some_and(|e| e != elem_size)
+        {
+            return Err(bad(format!(
+                "element size {elem_size} does not match the layout fingerprint"
+            )));
         }
         if data_offset != CONTROL_SIZE as u64 {
-            return Err(bad(format!("data offset {data_offset}, expected {CONTROL_SIZE}")));
+            return Err(bad(format!(
+                "data offset {data_offset}, expected {CONTROL_SIZE}"
+            )));
         }
         let need = Self::payload_size(&name, capacity, elem_size)?;
         if need > len {
-            return Err(bad(format!("{capacity} x {elem_size}-byte ring needs {need} bytes, payload has {len}")));
+            return Err(bad(format!(
+                "{capacity} x {elem_size}-byte ring needs {need} bytes, payload has {len}"
+            )));
         }
         // SAFETY: geometry validated above: the data area [CONTROL_SIZE, need) lies inside the
         // payload; RingControl is atomics only.
         let region = unsafe { Region::segment(seg, CONTROL_SIZE, 0, 0) };
-        Ok(Ring { region, capacity, mask: capacity - 1, elem_size })
+        Ok(Ring {
+            region,
+            capacity,
+            mask: capacity - 1,
+            elem_size,
+        })
     }
 
     fn slot(&self, role: Role) -> &RoleSlot {
@@ -291,11 +339,23 @@ impl Side {
     /// Claim `role` (free, or held by a dead process), and reopen that end.
     pub(crate) fn attach(ring: Arc<Ring>, role: Role) -> Result<Side, AttachError> {
         let me = role::me();
-        ring.slot(role).claim(me).map_err(|w| AttachError::Busy { role, pid: role::pid_of(w) })?;
+        ring.slot(role).claim(me).map_err(|w| AttachError::Busy {
+            role,
+            pid: role::pid_of(w),
+        })?;
         // AcqRel: Acquire pairs with the previous holder's Release `close` (we see its
         // indices); Release publishes the reopening to the peer's Acquire `peer_closed`.
-        ring.ctrl().geo.state.fetch_and(!Self::bit(role), Ordering::AcqRel);
-        Ok(Side { ring, role, me, closed: false, throttle: Throttle::default() })
+        ring.ctrl()
+            .geo
+            .state
+            .fetch_and(!Self::bit(role), Ordering::AcqRel);
+        Ok(Side {
+            ring,
+            role,
+            me,
+            closed: false,
+            throttle: Throttle::default(),
+        })
     }
 
     fn bit(role: Role) -> u64 {
@@ -347,7 +407,9 @@ impl Side {
         let ctrl = self.ring.ctrl();
         // Release pairs with the Acquire in the peer's `peer_closed`: our last index store
         // happens-before its reload.
-        ctrl.geo.state.fetch_or(Self::bit(self.role), Ordering::Release);
+        ctrl.geo
+            .state
+            .fetch_or(Self::bit(self.role), Ordering::Release);
         match self.role {
             Role::Producer => ctrl.prod.not_empty.notify_all(),
             Role::Consumer => ctrl.cons.not_full.notify_all(),
@@ -357,7 +419,12 @@ impl Side {
 
     /// Block on `wq` until `ready()` (or the peer closes), the deadline, or the peer is found
     /// dead. Wakes every [`WAIT_SLICE`](role::WAIT_SLICE) to check the peer's liveness.
-    pub(crate) fn wait(&self, wq: &WaitQueue, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Wake {
+    pub(crate) fn wait(
+        &self,
+        wq: &WaitQueue,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Wake {
         loop {
             #[cfg(not(loom))]
             let until = {
@@ -367,7 +434,10 @@ impl Side {
             // Under loom a timed futex wait returns at once, so wait without slices.
             #[cfg(loom)]
             let until = deadline;
-            if wq.wait_until_deadline(|| ready() || self.peer_closed(), until).is_ok() {
+            if wq
+                .wait_until_deadline(|| ready() || self.peer_closed(), until)
+                .is_ok()
+            {
                 return Wake::Retry;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

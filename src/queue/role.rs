@@ -42,7 +42,9 @@ pub(crate) fn liveness_of(word: u64) -> Liveness {
 impl RoleSlot {
     /// A free slot.
     pub(crate) fn new() -> RoleSlot {
-        RoleSlot { owner: AtomicU64::new(0) }
+        RoleSlot {
+            owner: AtomicU64::new(0),
+        }
     }
 
     /// Claim the slot for `me`: take it if free, steal it if its holder is dead. On failure
@@ -56,7 +58,11 @@ impl RoleSlot {
                 return Err(cur);
             }
             // AcqRel: Acquire as above; Release so a later stealer sees our claim's context.
-            if self.owner.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if self
+                .owner
+                .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 return Ok(());
             }
         }
@@ -66,7 +72,9 @@ impl RoleSlot {
     pub(crate) fn release(&self, me: u64) {
         // Release pairs with the Acquire load in `claim`: the next holder sees our last
         // published index. Relaxed on failure: someone stole the slot, nothing to publish.
-        let _ = self.owner.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
+        let _ = self
+            .owner
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
     }
 
     /// The current owner word (0: free).

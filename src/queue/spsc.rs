@@ -37,7 +37,12 @@ pub fn layout_fingerprint(elem_size: u64) -> u64 {
 
 fn expect<T>() -> Expect {
     let size = std::mem::size_of::<T>() as u64;
-    Expect { kind: Kind::SPSC_QUEUE, fingerprint: layout_fingerprint(size), elem_size: Some(size), min_capacity: 2 }
+    Expect {
+        kind: Kind::SPSC_QUEUE,
+        fingerprint: layout_fingerprint(size),
+        elem_size: Some(size),
+        min_capacity: 2,
+    }
 }
 
 fn check_type<T>(name: &str) -> crate::Result<()> {
@@ -90,7 +95,13 @@ impl<T: Element> Queue<T> {
     pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
         check_type::<T>(name)?;
         let align = std::mem::align_of::<T>() as u64;
-        Ok(Self::wrap(Ring::create(name, expect::<T>(), capacity, align, false)?))
+        Ok(Self::wrap(Ring::create(
+            name,
+            expect::<T>(),
+            capacity,
+            align,
+            false,
+        )?))
     }
 
     /// Open the named queue; its element size must be `size_of::<T>()`.
@@ -117,7 +128,13 @@ impl<T: Element> Queue<T> {
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
         check_type::<T>(name)?;
         let align = std::mem::align_of::<T>() as u64;
-        Ok(Self::wrap(Ring::create(name, expect::<T>(), capacity, align, true)?))
+        Ok(Self::wrap(Ring::create(
+            name,
+            expect::<T>(),
+            capacity,
+            align,
+            true,
+        )?))
     }
 
     /// A queue on this process's heap, for threads of one process (and tests).
@@ -142,7 +159,10 @@ impl<T: Element> Queue<T> {
     }
 
     fn wrap(ring: Ring) -> Self {
-        Queue { ring: Arc::new(ring), _t: PhantomData }
+        Queue {
+            ring: Arc::new(ring),
+            _t: PhantomData,
+        }
     }
 
     /// Attach as the queue's producer.
@@ -154,9 +174,20 @@ impl<T: Element> Queue<T> {
         let tail = ctrl.prod.tail.load(Ordering::Acquire);
         let head = ctrl.cons.head.load(Ordering::Acquire);
         if tail.wrapping_sub(head) > self.ring.capacity {
-            return Err(crate::Error::corrupt(self.name(), format!("tail {tail} - head {head} exceeds the capacity")).into());
+            return Err(crate::Error::corrupt(
+                self.name(),
+                format!("tail {tail} - head {head} exceeds the capacity"),
+            )
+            .into());
         }
-        Ok(Producer { side, tail, head_cache: head, mask: self.ring.mask, cap: self.ring.capacity, _t: PhantomData })
+        Ok(Producer {
+            side,
+            tail,
+            head_cache: head,
+            mask: self.ring.mask,
+            cap: self.ring.capacity,
+            _t: PhantomData,
+        })
     }
 
     /// Attach as the queue's consumer.
@@ -164,7 +195,14 @@ impl<T: Element> Queue<T> {
         let side = Side::attach(Arc::clone(&self.ring), Role::Consumer)?;
         // Acquire: pairs with the previous consumer's Release stores of head.
         let head = self.ring.ctrl().cons.head.load(Ordering::Acquire);
-        Ok(Consumer { side, head, tail_cache: head, mask: self.ring.mask, cap: self.ring.capacity, _t: PhantomData })
+        Ok(Consumer {
+            side,
+            head,
+            tail_cache: head,
+            mask: self.ring.mask,
+            cap: self.ring.capacity,
+            _t: PhantomData,
+        })
     }
 }
 
@@ -221,7 +259,9 @@ pub struct Producer<T> {
 
 impl<T> std::fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("spsc::Producer").field("tail", &self.tail).finish()
+        f.debug_struct("spsc::Producer")
+            .field("tail", &self.tail)
+            .finish()
     }
 }
 
@@ -236,7 +276,13 @@ impl<T: Element> Producer<T> {
     fn slot(&self, pos: u64) -> *mut T {
         // SAFETY: `pos & mask < capacity`, and the data area holds `capacity` elements of
         // `size_of::<T>()` bytes (validated at attach), aligned to 128 >= align_of::<T>().
-        unsafe { self.side.ring.data().cast::<T>().add((pos & self.mask) as usize) }
+        unsafe {
+            self.side
+                .ring
+                .data()
+                .cast::<T>()
+                .add((pos & self.mask) as usize)
+        }
     }
 
     /// Free slots, at least `want` if possible; refreshes the head only when needed.
@@ -403,7 +449,11 @@ impl<T: Element + Copy> Producer<T> {
 
     /// Push all of `items`, waiting (as [`push`](Self::push) does) for room as needed.
     /// On timeout or disconnection the error holds how many were pushed.
-    pub fn push_slice(&mut self, mut items: &[T], timeout: Option<Duration>) -> Result<(), PushError<usize>> {
+    pub fn push_slice(
+        &mut self,
+        mut items: &[T],
+        timeout: Option<Duration>,
+    ) -> Result<(), PushError<usize>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let total = items.len();
         while !items.is_empty() {
@@ -421,8 +471,12 @@ impl<T: Element + Copy> Producer<T> {
                     }
                     items = &items[1..];
                 }
-                Err(TryPushError::Disconnected(())) => return Err(PushError::Disconnected(total - items.len())),
-                Err(TryPushError::Corrupt(())) => return Err(PushError::Corrupt(total - items.len())),
+                Err(TryPushError::Disconnected(())) => {
+                    return Err(PushError::Disconnected(total - items.len()))
+                }
+                Err(TryPushError::Corrupt(())) => {
+                    return Err(PushError::Corrupt(total - items.len()))
+                }
             }
         }
         Ok(())
@@ -444,7 +498,9 @@ pub struct Consumer<T> {
 
 impl<T> std::fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("spsc::Consumer").field("head", &self.head).finish()
+        f.debug_struct("spsc::Consumer")
+            .field("head", &self.head)
+            .finish()
     }
 }
 
@@ -452,7 +508,13 @@ impl<T: Element> Consumer<T> {
     #[inline]
     fn slot(&self, pos: u64) -> *const T {
         // SAFETY: as in `Producer::slot`.
-        unsafe { self.side.ring.data().cast::<T>().add((pos & self.mask) as usize) }
+        unsafe {
+            self.side
+                .ring
+                .data()
+                .cast::<T>()
+                .add((pos & self.mask) as usize)
+        }
     }
 
     /// Elements available (at least 1), refreshing the tail only when needed.
@@ -622,7 +684,11 @@ impl<T: Element + Copy> Consumer<T> {
     }
 
     /// Pop at least one element into `out` (up to `out.len()`), waiting up to `timeout`.
-    pub fn pop_slice(&mut self, out: &mut [T], timeout: Option<Duration>) -> Result<usize, PopError> {
+    pub fn pop_slice(
+        &mut self,
+        out: &mut [T],
+        timeout: Option<Duration>,
+    ) -> Result<usize, PopError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             match self.try_pop_slice(out) {

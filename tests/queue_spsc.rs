@@ -1,0 +1,236 @@
+//! Cross-process tests of the SPSC queue: every peer is a separate process (the test binary
+//! re-executed), attached by name.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use shmkit::queue::spsc::Queue;
+use shmkit::queue::{AttachError, PopError, PushError, TryPopError};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+const T: Option<Duration> = Some(Duration::from_secs(10));
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A 64-byte message whose fields all derive from `seq`, so a torn write shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable)]
+#[repr(C)]
+struct Msg {
+    seq: u64,
+    body: [u64; 6],
+    sum: u64,
+}
+
+impl Msg {
+    fn new(seq: u64) -> Msg {
+        let body = std::array::from_fn(|i| {
+            seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(i as u32 * 7)
+        });
+        Msg {
+            seq,
+            body,
+            sum: body.iter().fold(seq, |a, b| a ^ b),
+        }
+    }
+    fn is_whole(&self) -> bool {
+        *self == Msg::new(self.seq)
+    }
+}
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        "consume_u64" => {
+            let n: u64 = args[1].parse().unwrap();
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut rx = q.consumer().unwrap();
+            common::report("attached");
+            let mut buf = [0u64; 256];
+            let mut next = 0u64;
+            while next < n {
+                // Half single pops, half batch pops.
+                if next % 2 == 0 {
+                    let v = rx.pop(T).unwrap();
+                    assert_eq!(v, next, "out of order");
+                    next += 1;
+                } else {
+                    let k = rx.pop_slice(&mut buf, T).unwrap();
+                    for &v in &buf[..k] {
+                        assert_eq!(v, next, "out of order");
+                        next += 1;
+                    }
+                }
+            }
+            assert_eq!(
+                rx.pop(Some(Duration::from_secs(10))),
+                Err(PopError::Disconnected)
+            );
+            common::report(&format!("done {next}"));
+        }
+        "hold_producer" => {
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let _tx = q.producer().unwrap();
+            common::report("attached");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "produce_msgs" => {
+            let q = Queue::<Msg>::open(&args[0]).unwrap();
+            let mut tx = q.producer().unwrap();
+            common::report("attached");
+            let mut seq = 0;
+            while tx.push(Msg::new(seq), T).is_ok() {
+                seq += 1;
+            }
+        }
+        "produce_n_close" => {
+            let n: u64 = args[1].parse().unwrap();
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut tx = q.producer().unwrap();
+            for i in 0..n {
+                tx.push(i, T).unwrap();
+            }
+            tx.close();
+        }
+        "hold_consumer" => {
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let _rx = match q.consumer() {
+                Ok(rx) => rx,
+                Err(AttachError::Busy { .. }) => return common::report("busy"),
+                Err(e) => panic!("{e}"),
+            };
+            common::report("attached");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+#[test]
+fn ten_million_u64_in_order_across_processes() {
+    let name = unique_name("spsc10m");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 4096).unwrap();
+    let n: u64 = 10_000_000;
+    let mut child = spawn_child("consume_u64", &[&name, &n.to_string()]);
+    let mut lines = Lines::of(&mut child);
+    lines.expect("attached");
+    let mut tx = q.producer().unwrap();
+    let mut i = 0u64;
+    let mut batch = [0u64; 100];
+    while i < n {
+        if (i / 1_000_000) % 2 == 0 {
+            tx.push(i, T).unwrap();
+            i += 1;
+        } else {
+            for (k, b) in batch.iter_mut().enumerate() {
+                *b = i + k as u64;
+            }
+            tx.push_slice(&batch, T).unwrap();
+            i += 100;
+        }
+    }
+    tx.close();
+    lines.expect(&format!("done {n}"));
+    wait_ok(&mut child, WAIT);
+}
+
+#[test]
+fn second_producer_is_busy_until_the_holder_dies() {
+    let name = unique_name("spscbusy");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 8).unwrap();
+    let mut child = spawn_child("hold_producer", &[&name]);
+    Lines::of(&mut child).expect("attached");
+    match q.producer() {
+        Err(AttachError::Busy { pid, .. }) => assert_eq!(pid, child.id()),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert_eq!(q.stat().producers[0].pid, child.id());
+    kill9(&mut child);
+    // The dead holder's role is taken over.
+    let _tx = q.producer().unwrap();
+    assert_eq!(q.stat().producers[0].pid, std::process::id());
+}
+
+#[test]
+fn second_consumer_is_busy_and_freed_on_drop() {
+    let name = unique_name("spscbusyc");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 8).unwrap();
+    let rx = q.consumer().unwrap();
+    assert!(matches!(q.consumer(), Err(AttachError::Busy { .. })));
+    let mut child = spawn_child("hold_consumer", &[&name]);
+    // The child cannot attach while we hold the role.
+    Lines::of(&mut child).expect("busy");
+    wait_ok(&mut child, WAIT);
+    drop(rx);
+    let mut child = spawn_child("hold_consumer", &[&name]);
+    Lines::of(&mut child).expect("attached");
+    kill9(&mut child);
+}
+
+#[test]
+fn consumer_drains_then_sees_disconnected_after_close() {
+    let name = unique_name("spscclose");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 16).unwrap();
+    let mut rx = q.consumer().unwrap();
+    let mut child = spawn_child("produce_n_close", &[&name, "1000"]);
+    for i in 0..1000 {
+        assert_eq!(rx.pop(T), Ok(i));
+    }
+    assert_eq!(rx.pop(T), Err(PopError::Disconnected));
+    assert_eq!(rx.try_pop(), Err(TryPopError::Disconnected));
+    wait_ok(&mut child, WAIT);
+}
+
+#[test]
+fn producer_blocked_on_dead_consumer_gets_disconnected() {
+    let name = unique_name("spscdeadc");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 4).unwrap();
+    let mut tx = q.producer().unwrap();
+    let mut child = spawn_child("hold_consumer", &[&name]);
+    Lines::of(&mut child).expect("attached");
+    for i in 0..4 {
+        tx.push(i, T).unwrap();
+    }
+    kill9(&mut child);
+    assert_eq!(tx.push(9, T), Err(PushError::Disconnected(9)));
+}
+
+#[test]
+fn producer_killed_mid_stream_100_times() {
+    for round in 0..100u64 {
+        let name = unique_name("spsckill");
+        let _c = Cleanup::new(&[&name]);
+        let q = Queue::<Msg>::create(&name, 64).unwrap();
+        let mut rx = q.consumer().unwrap();
+        let mut child = spawn_child("produce_msgs", &[&name]);
+        Lines::of(&mut child).expect("attached");
+        // Pop a varying number, then kill the producer while it is pushing (or blocked).
+        let before = (round * 37) % 500;
+        let mut next = 0;
+        while next < before {
+            let m = rx.pop(T).unwrap();
+            assert!(m.is_whole(), "torn message {m:?}");
+            assert_eq!(m.seq, next);
+            next += 1;
+        }
+        kill9(&mut child);
+        loop {
+            match rx.pop(T) {
+                Ok(m) => {
+                    assert!(m.is_whole(), "torn message {m:?}");
+                    assert_eq!(m.seq, next);
+                    next += 1;
+                }
+                Err(PopError::Disconnected) => break,
+                Err(e) => panic!("round {round}: expected Disconnected, got {e:?}"),
+            }
+        }
+        assert!(next >= before);
+    }
+}
