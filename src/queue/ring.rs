@@ -333,6 +333,9 @@ pub(crate) struct Side {
     me: u64,
     closed: bool,
     pub throttle: Throttle,
+    /// Owner word of a peer found dead (0: none), so later polls need no `/proc` read while
+    /// the dead process still holds the role.
+    dead_peer: std::cell::Cell<u64>,
 }
 
 impl Side {
@@ -355,6 +358,7 @@ impl Side {
             me,
             closed: false,
             throttle: Throttle::default(),
+            dead_peer: std::cell::Cell::new(0),
         })
     }
 
@@ -388,13 +392,24 @@ impl Side {
 
     /// Whether the peer's recorded process is dead (reads `/proc`: not for hot paths).
     pub(crate) fn peer_dead(&self) -> bool {
-        role::liveness_of(self.ring.slot(self.peer()).holder()) == Liveness::Dead
+        let w = self.ring.slot(self.peer()).holder();
+        let dead = role::liveness_of(w) == Liveness::Dead;
+        if dead {
+            self.dead_peer.set(w);
+        }
+        dead
     }
 
-    /// Polling-path check: the peer closed, or (rate-limited) its process is dead.
+    /// Polling-path check: the peer closed, or its process is known dead (still holding the
+    /// role), or (rate-limited) is found dead now.
     #[inline]
     pub(crate) fn peer_gone(&mut self) -> bool {
-        self.peer_closed() || (self.throttle.due() && self.peer_dead())
+        if self.peer_closed() {
+            return true;
+        }
+        let known = self.dead_peer.get();
+        (known != 0 && self.ring.slot(self.peer()).holder() == known)
+            || (self.throttle.due() && self.peer_dead())
     }
 
     /// Close this end: the peer drains what is left and then gets `Disconnected`. Frees the
