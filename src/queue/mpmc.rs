@@ -1,1 +1,1149 @@
+//! [`Queue`]: a bounded multi-producer multi-consumer queue of `T` in shared memory, with
+//! sequence-stamped slots (Vyukov's bounded queue, as crossbeam's `ArrayQueue`), made robust
+//! against processes that die in the middle of an operation.
+//!
+//! Every slot has a 64-bit *stamp*. Slot `pos % capacity` is free for the producer of
+//! position `pos` when its stamp is `pos`, holds that producer's element when it is
+//! `pos + 1`, and is free again for the next lap (`pos + capacity`) once a consumer has read
+//! it. Producers claim positions by advancing `tail` with a compare-and-swap, consumers by
+//! advancing `head`. Each producer and consumer holds one of 16 *claim slots* per side and
+//! records there the position it is about to claim, so that when a claimed position stays
+//! unpublished (or unreleased) the others can tell whether the claimer still lives, and skip
+//! (or free) the slot once it is known dead (`spec/queue.md` §4).
+//!
+//! ```
+//! use shmkit::queue::mpmc::Queue;
+//! # let name = format!("doc-mpmc-{}", std::process::id());
+//! let q = Queue::<u32>::create(&name, 64)?;
+//! q.set_unlink_on_drop(true);
+//! let (mut p1, mut p2) = (q.producer()?, q.producer()?);
+//! let mut c = q.consumer()?;
+//! p1.try_push(1).unwrap();
+//! p2.try_push(2).unwrap();
+//! assert_eq!(c.try_pop(), Ok(1));
+//! assert_eq!(c.try_pop(), Ok(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cache_padded::CachePadded;
+use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+use super::region::Region;
+use super::role::{self, RoleSlot, Throttle};
+use super::stat::{Attached, QueueStat};
+use super::Element;
+use crate::loom::{fence, AtomicU64, Ordering};
+use crate::segment::fingerprint;
+use crate::sync::WaitQueue;
+use crate::{Kind, Liveness};
+
+/// Claim slots per side: at most this many producers and this many consumers at once.
+pub const MAX_HANDLES: usize = 16;
+
+/// `state` bit: every producer detached (cleared when one attaches).
+const PRODUCERS_CLOSED: u64 = 1;
+/// `state` bit: every consumer detached.
+const CONSUMERS_CLOSED: u64 = 2;
+/// `inflight` value meaning "no position".
+const NONE: u64 = u64::MAX;
+
+/// Layout fingerprint of an MPMC queue of `elem_size`-byte elements.
+pub fn layout_fingerprint(elem_size: u64) -> u64 {
+    fingerprint(format!("shmkit mpmc v1 elem_size={elem_size} handles=16").as_bytes())
+}
+
+#[repr(C)]
+struct Geometry {
+    capacity: AtomicU64,      // 0
+    elem_size: AtomicU64,     // 8
+    elem_align: AtomicU64,    // 16
+    stamps_offset: AtomicU64, // 24
+    data_offset: AtomicU64,   // 32
+    handles: AtomicU64,       // 40
+    state: AtomicU64,         // 48
+}
+
+#[repr(C)]
+struct TailLine {
+    tail: AtomicU64,
+    not_empty: WaitQueue,
+}
+
+#[repr(C)]
+struct HeadLine {
+    head: AtomicU64,
+    not_full: WaitQueue,
+}
+
+/// A producer's or consumer's claim slot.
+#[repr(C)]
+struct Claim {
+    /// Owner word (pid, start time), as the SPSC roles.
+    owner: RoleSlot, // 0
+    /// The position this handle is claiming or last claimed (`NONE` after attach).
+    inflight: AtomicU64, // 8
+}
+
+#[repr(C)]
+struct Control {
+    geo: CachePadded<Geometry>,                   // 0
+    tail: CachePadded<TailLine>,                  // 128
+    head: CachePadded<HeadLine>,                  // 256
+    producers: [CachePadded<Claim>; MAX_HANDLES], // 384
+    consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
+}
+
+/// Size of the control block; the stamps follow it.
+const CONTROL_SIZE: u64 = 4480;
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Control>() == CONTROL_SIZE as usize);
+    assert!(offset_of!(Control, tail) == 128);
+    assert!(offset_of!(Control, head) == 256);
+    assert!(offset_of!(Control, producers) == 384);
+    assert!(offset_of!(Control, consumers) == 2432);
+    assert!(offset_of!(Geometry, state) == 48);
+    assert!(offset_of!(Claim, inflight) == 8);
+};
+
+fn data_offset(capacity: u64) -> u64 {
+    (CONTROL_SIZE + 8 * capacity).next_multiple_of(128)
+}
+
+impl Control {
+    fn new() -> Control {
+        let claim = || {
+            CachePadded(Claim {
+                owner: RoleSlot::new(),
+                inflight: AtomicU64::new(0),
+            })
+        };
+        Control {
+            geo: CachePadded(Geometry {
+                capacity: AtomicU64::new(0),
+                elem_size: AtomicU64::new(0),
+                elem_align: AtomicU64::new(0),
+                stamps_offset: AtomicU64::new(0),
+                data_offset: AtomicU64::new(0),
+                handles: AtomicU64::new(0),
+                state: AtomicU64::new(0),
+            }),
+            tail: CachePadded(TailLine {
+                tail: AtomicU64::new(0),
+                not_empty: WaitQueue::new(),
+            }),
+            head: CachePadded(HeadLine {
+                head: AtomicU64::new(0),
+                not_full: WaitQueue::new(),
+            }),
+            producers: std::array::from_fn(|_| claim()),
+            consumers: std::array::from_fn(|_| claim()),
+        }
+    }
+
+    fn init(&self, capacity: u64, elem_size: u64, elem_align: u64) {
+        // Relaxed: published by the segment's READY store (Release), or by sharing the heap
+        // queue with other threads.
+        let g = &self.geo;
+        g.capacity.store(capacity, Ordering::Relaxed);
+        g.elem_size.store(elem_size, Ordering::Relaxed);
+        g.elem_align.store(elem_align, Ordering::Relaxed);
+        g.stamps_offset.store(CONTROL_SIZE, Ordering::Relaxed);
+        g.data_offset
+            .store(data_offset(capacity), Ordering::Relaxed);
+        g.handles.store(MAX_HANDLES as u64, Ordering::Relaxed);
+    }
+
+    fn claims(&self, role: Role) -> &[CachePadded<Claim>; MAX_HANDLES] {
+        match role {
+            Role::Producer => &self.producers,
+            Role::Consumer => &self.consumers,
+        }
+    }
+}
+
+struct Shared {
+    region: Region<Control>,
+    capacity: u64,
+    mask: u64,
+}
+
+impl Shared {
+    #[inline]
+    fn ctrl(&self) -> &Control {
+        self.region.ctrl()
+    }
+
+    #[inline]
+    fn stamp(&self, pos: u64) -> &AtomicU64 {
+        &self.region.stamps()[(pos & self.mask) as usize]
+    }
+
+    /// Elements in the queue now (a snapshot).
+    fn len(&self) -> u64 {
+        // Acquire: values that existed; clamped for racy or corrupt pairs.
+        let head = self.ctrl().head.head.load(Ordering::Acquire);
+        let tail = self.ctrl().tail.tail.load(Ordering::Acquire);
+        let n = tail.wrapping_sub(head);
+        if n > self.capacity.saturating_mul(2) {
+            0
+        } else {
+            n.min(self.capacity)
+        }
+    }
+
+    fn attached(&self, role: Role) -> Vec<Attached> {
+        self.ctrl()
+            .claims(role)
+            .iter()
+            .map(|c| c.owner.holder())
+            .filter(|&w| w != 0)
+            .map(|w| Attached {
+                pid: role::pid_of(w),
+                liveness: role::liveness_of(w),
+            })
+            .collect()
+    }
+
+    /// Whether every handle of `role` is gone: all detached after one closed the side, or
+    /// all remaining holders are dead. `thorough` allows reading `/proc`.
+    fn side_gone(&self, role: Role, thorough: bool) -> bool {
+        let bit = match role {
+            Role::Producer => PRODUCERS_CLOSED,
+            Role::Consumer => CONSUMERS_CLOSED,
+        };
+        // Acquire pairs with the Release `fetch_or` in `Handle::close`: the closer's last
+        // publication is visible to a re-check after this.
+        let closed = self.ctrl().geo.state.load(Ordering::Acquire) & bit != 0;
+        if !closed && !thorough {
+            return false;
+        }
+        let claims = self.ctrl().claims(role);
+        let attached = claims.iter().any(|c| c.owner.holder() != 0);
+        if !attached {
+            // Everyone detached after one closed the side; or nobody ever attached.
+            return closed;
+        }
+        thorough
+            && claims.iter().all(|c| {
+                let w = c.owner.holder();
+                w == 0 || role::liveness_of(w) == Liveness::Dead
+            })
+    }
+
+    /// Whether a live handle of `role` records `pos` as its in-flight position.
+    fn live_claimer(&self, role: Role, pos: u64) -> bool {
+        self.ctrl().claims(role).iter().any(|c| {
+            let w = c.owner.holder();
+            // Acquire pairs with the Release store of `inflight` in push/pop: if we see the
+            // claimer's newer position, we also see its publication of `pos`.
+            w != 0
+                && c.inflight.load(Ordering::Acquire) == pos
+                && role::liveness_of(w) != Liveness::Dead
+        })
+    }
+}
+
+/// A bounded MPMC queue of `T` in a named segment (or on the heap).
+///
+/// Up to [`MAX_HANDLES`] producers and as many consumers attach at once, from any processes.
+///
+/// # Shared memory is shared
+///
+/// Stamps and indices are re-read on every operation and only compared, never used as
+/// offsets (slot positions are masked); a stamp that fits no state of the protocol while the
+/// index does not move is reported as `Corrupt`. A hostile writer can still change element
+/// bytes while they are copied (never producing an invalid `T`).
+pub struct Queue<T> {
+    shared: Arc<Shared>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::Queue")
+            .field("name", &self.shared.region.name())
+            .field("capacity", &self.shared.capacity)
+            .finish()
+    }
+}
+
+fn check_type<T>(name: &str) -> crate::Result<()> {
+    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+    if size == 0 || size > 1 << 20 || align > 128 {
+        return Err(crate::Error::invalid(
+            name,
+            format!("element type of {size} bytes, alignment {align} not supported"),
+        ));
+    }
+    Ok(())
+}
+
+impl<T: Element> Queue<T> {
+    /// Create the named queue with `capacity` slots (a power of two, at least 2).
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
+        Self::make(name, capacity, false)
+    }
+
+    /// Open the named queue, or create it with `capacity` slots.
+    #[cfg(not(loom))]
+    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
+        Self::make(name, capacity, true)
+    }
+
+    #[cfg(not(loom))]
+    fn make(name: &str, capacity: u64, open_existing: bool) -> crate::Result<Self> {
+        check_type::<T>(name)?;
+        super::ring::check_capacity(name, capacity, 2)?;
+        let size = std::mem::size_of::<T>() as u64;
+        let total = data_offset(capacity) + capacity * size;
+        let opts = crate::Segment::options().kind(Kind::MPMC_QUEUE, layout_fingerprint(size));
+        let init = |seg: &crate::Segment| {
+            // SAFETY: the payload is `total` bytes, 128-aligned; Control and the stamps are
+            // atomics only, valid for any bit pattern.
+            let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
+            ctrl.init(capacity, size, std::mem::align_of::<T>() as u64);
+            for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
+                // Relaxed: published by READY.
+                c.inflight.store(NONE, Ordering::Relaxed);
+            }
+            // SAFETY: the stamps array [CONTROL_SIZE, CONTROL_SIZE + 8 * capacity) lies in
+            // the payload, 8-aligned.
+            let stamps = unsafe {
+                std::slice::from_raw_parts(
+                    seg.as_mut_ptr()
+                        .add(CONTROL_SIZE as usize)
+                        .cast::<AtomicU64>(),
+                    capacity as usize,
+                )
+            };
+            for (i, s) in stamps.iter().enumerate() {
+                // Relaxed: published by READY.
+                s.store(i as u64, Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        let seg = if open_existing {
+            opts.open_or_create_with(name, total, init)?
+        } else {
+            opts.create_with(name, total, init)?
+        };
+        Self::from_segment(seg)
+    }
+
+    /// Open the named queue; its element size must be `size_of::<T>()`.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> crate::Result<Self> {
+        check_type::<T>(name)?;
+        let size = std::mem::size_of::<T>() as u64;
+        let seg = crate::Segment::options()
+            .kind(Kind::MPMC_QUEUE, layout_fingerprint(size))
+            .open(name)?;
+        Self::from_segment(seg)
+    }
+
+    #[cfg(not(loom))]
+    fn from_segment(seg: crate::Segment) -> crate::Result<Self> {
+        let name = seg.name().to_owned();
+        let len = seg.len() as u64;
+        let bad = |what: String| crate::Error::corrupt(&name, what);
+        if len < CONTROL_SIZE {
+            return Err(bad(format!(
+                "payload of {len} bytes is smaller than the control block"
+            )));
+        }
+        // SAFETY: at least CONTROL_SIZE bytes, 128-aligned, atomics only.
+        let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
+        // Relaxed: made visible by the open's Acquire of READY; never changes afterwards.
+        let g = &ctrl.geo;
+        let capacity = g.capacity.load(Ordering::Relaxed);
+        let elem_size = g.elem_size.load(Ordering::Relaxed);
+        let stamps_offset = g.stamps_offset.load(Ordering::Relaxed);
+        let data_off = g.data_offset.load(Ordering::Relaxed);
+        let handles = g.handles.load(Ordering::Relaxed);
+        if !capacity.is_power_of_two() || !(2..=super::ring::MAX_CAPACITY).contains(&capacity) {
+            return Err(bad(format!(
+                "capacity {capacity} is not a power of two in 2..=2^40"
+            )));
+        }
+        if elem_size != std::mem::size_of::<T>() as u64 || handles != MAX_HANDLES as u64 {
+            return Err(bad(format!(
+                "element size {elem_size} / handles {handles} do not match the fingerprint"
+            )));
+        }
+        if stamps_offset != CONTROL_SIZE || data_off != data_offset(capacity) {
+            return Err(bad(format!(
+                "stamps at {stamps_offset}, data at {data_off}: not the layout's offsets"
+            )));
+        }
+        let need = data_off + capacity * elem_size;
+        if need > len {
+            return Err(bad(format!(
+                "the queue needs {need} bytes, the payload has {len}"
+            )));
+        }
+        // SAFETY: the geometry was validated: stamps and data lie inside the payload.
+        let region = unsafe {
+            Region::segment(
+                seg,
+                data_off as usize,
+                CONTROL_SIZE as usize,
+                capacity as usize,
+            )
+        };
+        Ok(Queue {
+            shared: Arc::new(Shared {
+                region,
+                capacity,
+                mask: capacity - 1,
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    /// A queue on this process's heap, for threads of one process (and tests).
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is not a power of two in `2..=2^40`.
+    pub fn with_capacity(capacity: u64) -> Self {
+        check_type::<T>("(private)").expect("element type");
+        super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
+        let ctrl = Control::new();
+        let size = std::mem::size_of::<T>() as u64;
+        ctrl.init(capacity, size, std::mem::align_of::<T>() as u64);
+        for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
+            // Relaxed: the queue is not shared yet.
+            c.inflight.store(NONE, Ordering::Relaxed);
+        }
+        let region = Region::heap(
+            ctrl,
+            (capacity * size) as usize,
+            128,
+            capacity as usize,
+            |i| i as u64,
+        );
+        Queue {
+            shared: Arc::new(Shared {
+                region,
+                capacity,
+                mask: capacity - 1,
+            }),
+            _t: PhantomData,
+        }
+    }
+
+    fn attach(&self, role: Role) -> Result<Handle, AttachError> {
+        let me = role::me();
+        let claims = self.shared.ctrl().claims(role);
+        for (i, c) in claims.iter().enumerate() {
+            if c.owner.claim(me).is_ok() {
+                // Relaxed: no position is claimed yet; a reader that sees NONE skips us.
+                c.inflight.store(NONE, Ordering::Relaxed);
+                let bit = if role == Role::Producer {
+                    PRODUCERS_CLOSED
+                } else {
+                    CONSUMERS_CLOSED
+                };
+                // AcqRel: reopen the side (pairs with the Acquire in `side_gone`).
+                self.shared
+                    .ctrl()
+                    .geo
+                    .state
+                    .fetch_and(!bit, Ordering::AcqRel);
+                return Ok(Handle {
+                    shared: Arc::clone(&self.shared),
+                    role,
+                    slot: i,
+                    me,
+                    closed: false,
+                    throttle: Throttle::default(),
+                });
+            }
+        }
+        Err(AttachError::NoFreeSlot {
+            role,
+            slots: MAX_HANDLES as u32,
+        })
+    }
+
+    /// Attach a producer (one of [`MAX_HANDLES`]; a slot held by a dead process is reused).
+    pub fn producer(&self) -> Result<Producer<T>, AttachError> {
+        Ok(Producer {
+            h: self.attach(Role::Producer)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Attach a consumer.
+    pub fn consumer(&self) -> Result<Consumer<T>, AttachError> {
+        Ok(Consumer {
+            h: self.attach(Role::Consumer)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T> Queue<T> {
+    /// Slots in the queue.
+    pub fn capacity(&self) -> u64 {
+        self.shared.capacity
+    }
+
+    /// Elements in the queue now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.shared.len()
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.shared.capacity
+    }
+
+    /// The segment name.
+    pub fn name(&self) -> &str {
+        self.shared.region.name()
+    }
+
+    /// Unlink the segment when the last handle in this process drops.
+    pub fn set_unlink_on_drop(&self, yes: bool) {
+        self.shared.region.set_unlink_on_drop(yes)
+    }
+
+    /// Capacity, length, attached producers and consumers.
+    pub fn stat(&self) -> QueueStat {
+        // Relaxed: informational.
+        let state = self.shared.ctrl().geo.state.load(Ordering::Relaxed);
+        QueueStat {
+            kind: "mpmc",
+            capacity: self.shared.capacity,
+            len: self.shared.len(),
+            elem_size: self.shared.ctrl().geo.elem_size.load(Ordering::Relaxed),
+            max_message: None,
+            producers: self.shared.attached(Role::Producer),
+            consumers: self.shared.attached(Role::Consumer),
+            producer_closed: state & PRODUCERS_CLOSED != 0,
+            consumer_closed: state & CONSUMERS_CLOSED != 0,
+        }
+    }
+}
+
+/// One attached handle: its claim slot.
+struct Handle {
+    shared: Arc<Shared>,
+    role: Role,
+    slot: usize,
+    me: u64,
+    closed: bool,
+    throttle: Throttle,
+}
+
+impl Handle {
+    #[inline]
+    fn claim(&self) -> &Claim {
+        &self.shared.ctrl().claims(self.role)[self.slot]
+    }
+
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let ctrl = self.shared.ctrl();
+        self.claim().owner.release(self.me);
+        if ctrl.claims(self.role).iter().all(|c| c.owner.holder() == 0) {
+            let bit = if self.role == Role::Producer {
+                PRODUCERS_CLOSED
+            } else {
+                CONSUMERS_CLOSED
+            };
+            // Release pairs with the Acquire in `side_gone`.
+            ctrl.geo.state.fetch_or(bit, Ordering::Release);
+        }
+        ctrl.tail.not_empty.notify_all();
+        ctrl.head.not_full.notify_all();
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// What one attempt found.
+enum Attempt {
+    /// Full (producer) or empty (consumer).
+    Blocked,
+    /// The position `pos` is claimed by another handle that has not finished with it.
+    InFlight(u64),
+    Corrupt,
+}
+
+/// A producing handle of an MPMC [`Queue`]. `Send`, not `Sync`. Dropping it detaches it;
+/// when the last producer detaches, consumers drain the queue and then get `Disconnected`.
+pub struct Producer<T> {
+    h: Handle,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> std::fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::Producer")
+            .field("slot", &self.h.slot)
+            .finish()
+    }
+}
+
+impl<T: Element> Producer<T> {
+    fn attempt(&mut self, value: &T) -> Result<(), Attempt> {
+        let sh = &*self.h.shared;
+        let ctrl = sh.ctrl();
+        let claim = &ctrl.producers[self.h.slot];
+        // Relaxed: only a starting guess; the stamp check and the CAS validate it.
+        let mut pos = ctrl.tail.tail.load(Ordering::Relaxed);
+        loop {
+            // Acquire pairs with the consumer's Release store of `pos` into the stamp after
+            // it read the previous lap's element: we may overwrite the slot.
+            let stamp = sh.stamp(pos).load(Ordering::Acquire);
+            if stamp == pos {
+                // Record the claim before making it. Release: a survivor that sees a newer
+                // inflight of ours also sees our publication of this position.
+                claim.inflight.store(pos, Ordering::Release);
+                // AcqRel: Release makes the inflight store visible to whoever sees the new
+                // tail (the Acquire tail loads in the consumers' in-flight checks).
+                match ctrl.tail.tail.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let slot = (pos & sh.mask) as usize;
+                        // SAFETY: we own the slot for position `pos` (stamp == pos, and the CAS
+                        // made the position ours); in bounds (masked) and aligned.
+                        unsafe {
+                            sh.region
+                                .data()
+                                .cast::<T>()
+                                .add(slot)
+                                .write_unaligned(std::ptr::read(value))
+                        };
+                        // Release pairs with the consumer's Acquire stamp load: the element
+                        // is visible before the stamp says it is there.
+                        sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
+                        ctrl.tail.not_empty.notify_all();
+                        return Ok(());
+                    }
+                    Err(t) => pos = t,
+                }
+            } else if stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1) {
+                // The previous lap's element is still there: full, or a consumer is reading it.
+                // SeqCst fence, as crossbeam: order the stamp load before the head load.
+                fence(Ordering::SeqCst);
+                // Acquire pairs with consumers' head CAS (their inflight stores).
+                let head = ctrl.head.head.load(Ordering::Acquire);
+                let prev = pos.wrapping_sub(sh.capacity);
+                return Err(if head.wrapping_sub(prev) as i64 > 0 {
+                    Attempt::InFlight(prev)
+                } else {
+                    Attempt::Blocked
+                });
+            } else {
+                // Relaxed: a newer guess; validated as above.
+                let t = ctrl.tail.tail.load(Ordering::Relaxed);
+                if t == pos {
+                    return Err(Attempt::Corrupt);
+                }
+                pos = t;
+            }
+        }
+    }
+
+    /// Free the slot of position `prev` if the consumer that claimed it is dead.
+    fn recover(&self, prev: u64) {
+        let sh = &*self.h.shared;
+        if sh.live_claimer(Role::Consumer, prev) {
+            return;
+        }
+        // The claimer died after taking `prev` and before releasing the slot: its element is
+        // lost (it was in flight). Release the slot as it would have. AcqRel/Relaxed: the
+        // CAS decides among racing recoverers; Release pairs with producers' Acquire stamp
+        // loads.
+        let _ = sh.stamp(prev).compare_exchange(
+            prev.wrapping_add(1),
+            prev.wrapping_add(sh.capacity),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Push `value` if there is room now.
+    pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
+        if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
+            return Err(TryPushError::Disconnected(value));
+        }
+        match self.attempt(&value) {
+            Ok(()) => {
+                // The queue holds the bitwise copy now.
+                std::mem::forget(value);
+                Ok(())
+            }
+            Err(Attempt::Corrupt) => Err(TryPushError::Corrupt(value)),
+            Err(a) => {
+                if self.h.throttle.due() {
+                    if let Attempt::InFlight(prev) = a {
+                        self.recover(prev);
+                    }
+                    if self.h.shared.side_gone(Role::Consumer, true) {
+                        return Err(TryPushError::Disconnected(value));
+                    }
+                }
+                Err(TryPushError::Full(value))
+            }
+        }
+    }
+
+    /// Push `value`, waiting up to `timeout` for room; checks every 20 ms whether a consumer
+    /// died holding a slot (and frees it) or all consumers are gone (`Disconnected`).
+    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
+                return Err(PushError::Disconnected(value));
+            }
+            let prev = match self.attempt(&value) {
+                Ok(()) => {
+                    // The queue holds the bitwise copy now.
+                    std::mem::forget(value);
+                    return Ok(());
+                }
+                Err(Attempt::Corrupt) => return Err(PushError::Corrupt(value)),
+                Err(Attempt::Blocked) => None,
+                Err(Attempt::InFlight(p)) => Some(p),
+            };
+            let sh = &*self.h.shared;
+            // Relaxed guess of the tail; the condition only decides when to retry.
+            let pos = sh.ctrl().tail.tail.load(Ordering::Relaxed);
+            // Acquire: as in `attempt`.
+            let ready = || {
+                sh.stamp(pos).load(Ordering::Acquire) == pos || sh.side_gone(Role::Consumer, false)
+            };
+            let slice = Instant::now() + role::WAIT_SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            if sh
+                .ctrl()
+                .head
+                .not_full
+                .wait_until_deadline(ready, Some(until))
+                .is_err()
+            {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(PushError::Timeout(value));
+                }
+                if let Some(p) = prev {
+                    self.recover(p);
+                }
+                if sh.side_gone(Role::Consumer, true) {
+                    return Err(PushError::Disconnected(value));
+                }
+            }
+        }
+    }
+
+    /// Detach this producer (as dropping it does).
+    pub fn close(&mut self) {
+        self.h.close()
+    }
+
+    /// Elements in the queue now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.h.shared.len()
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.h.shared.capacity
+    }
+}
+
+impl<T: Element + Copy> Producer<T> {
+    /// Push items in order while there is room; returns how many were pushed (at least 1),
+    /// or the error of the first push.
+    pub fn try_push_slice(&mut self, items: &[T]) -> Result<usize, TryPushError<()>> {
+        for (i, &v) in items.iter().enumerate() {
+            if let Err(e) = self.try_push(v) {
+                return match (i, e) {
+                    (0, TryPushError::Full(_)) => Err(TryPushError::Full(())),
+                    (0, TryPushError::Disconnected(_)) => Err(TryPushError::Disconnected(())),
+                    (0, TryPushError::Corrupt(_)) => Err(TryPushError::Corrupt(())),
+                    (i, _) => Ok(i),
+                };
+            }
+        }
+        Ok(items.len())
+    }
+}
+
+/// A consuming handle of an MPMC [`Queue`]. `Send`, not `Sync`.
+pub struct Consumer<T> {
+    h: Handle,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::Consumer")
+            .field("slot", &self.h.slot)
+            .finish()
+    }
+}
+
+impl<T: Element> Consumer<T> {
+    fn attempt(&mut self) -> Result<T, Attempt> {
+        let sh = &*self.h.shared;
+        let ctrl = sh.ctrl();
+        let claim = &ctrl.consumers[self.h.slot];
+        // Relaxed: a starting guess, validated by the stamp and the CAS.
+        let mut pos = ctrl.head.head.load(Ordering::Relaxed);
+        loop {
+            // Acquire pairs with the producer's Release stamp store: the element is visible.
+            let stamp = sh.stamp(pos).load(Ordering::Acquire);
+            if stamp == pos.wrapping_add(1) {
+                // Release: see the producer side.
+                claim.inflight.store(pos, Ordering::Release);
+                // AcqRel: Release publishes the inflight store with the new head.
+                match ctrl.head.head.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let slot = (pos & sh.mask) as usize;
+                        // SAFETY: position `pos` is ours (stamp pos + 1, CAS won): no producer
+                        // writes the slot until we release it; in bounds and aligned. Any
+                        // bytes are a valid T (FromBytes).
+                        let v = unsafe { sh.region.data().cast::<T>().add(slot).read_unaligned() };
+                        // Release pairs with the producers' Acquire stamp load: we are done
+                        // reading before the next lap may overwrite.
+                        sh.stamp(pos)
+                            .store(pos.wrapping_add(sh.capacity), Ordering::Release);
+                        ctrl.head.not_full.notify_all();
+                        return Ok(v);
+                    }
+                    Err(h) => pos = h,
+                }
+            } else if stamp == pos || stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1) {
+                // Not yet written. SeqCst fence as crossbeam: order the stamp load before the
+                // tail load.
+                fence(Ordering::SeqCst);
+                // Acquire pairs with the producers' tail CAS (their inflight stores).
+                let tail = ctrl.tail.tail.load(Ordering::Acquire);
+                return Err(if tail == pos || stamp != pos {
+                    Attempt::Blocked
+                } else {
+                    Attempt::InFlight(pos)
+                });
+            } else {
+                // Relaxed: a newer guess.
+                let h = ctrl.head.head.load(Ordering::Relaxed);
+                if h == pos {
+                    return Err(Attempt::Corrupt);
+                }
+                pos = h;
+            }
+        }
+    }
+
+    /// Skip position `pos` if the producer that claimed it is dead. Returns whether skipped.
+    fn recover(&self, pos: u64) -> bool {
+        let sh = &*self.h.shared;
+        if sh.live_claimer(Role::Producer, pos) {
+            return false;
+        }
+        // Acquire: re-check after the scan; a published element is taken normally.
+        if sh.stamp(pos).load(Ordering::Acquire) != pos {
+            return false;
+        }
+        // Its claimer died between claiming and publishing: claim the position as a consumer
+        // and release the slot empty. Release: inflight as in `attempt`.
+        self.h.claim().inflight.store(pos, Ordering::Release);
+        let ctrl = sh.ctrl();
+        if ctrl
+            .head
+            .head
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            // Release pairs with producers' Acquire stamp loads.
+            sh.stamp(pos)
+                .store(pos.wrapping_add(sh.capacity), Ordering::Release);
+            ctrl.head.not_full.notify_all();
+            return true;
+        }
+        false
+    }
+
+    /// Pop the oldest element if there is one. A position claimed by a producer that died
+    /// before publishing is skipped once that producer is found dead.
+    pub fn try_pop(&mut self) -> Result<T, TryPopError> {
+        if self.h.closed {
+            return Err(TryPopError::Disconnected);
+        }
+        match self.attempt() {
+            Ok(v) => Ok(v),
+            Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
+            Err(a) => {
+                let thorough = self.h.throttle.due();
+                if thorough {
+                    if let Attempt::InFlight(p) = a {
+                        if self.recover(p) {
+                            return self.try_pop();
+                        }
+                    }
+                }
+                if matches!(a, Attempt::Blocked)
+                    && self.h.shared.side_gone(Role::Producer, thorough)
+                {
+                    // The side is gone: a re-check drains what it left.
+                    return match self.attempt() {
+                        Ok(v) => Ok(v),
+                        Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
+                        Err(_) => Err(TryPopError::Disconnected),
+                    };
+                }
+                Err(TryPopError::Empty)
+            }
+        }
+    }
+
+    /// Pop, waiting up to `timeout` for an element; checks every 20 ms for dead producers
+    /// (skipping a slot one of them claimed and never published) and for all producers gone
+    /// (`Disconnected`). Never hangs on a dead peer.
+    pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.h.closed {
+                return Err(PopError::Disconnected);
+            }
+            let inflight = match self.attempt() {
+                Ok(v) => return Ok(v),
+                Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
+                Err(Attempt::Blocked) => None,
+                Err(Attempt::InFlight(p)) => Some(p),
+            };
+            if inflight.is_none() && self.h.shared.side_gone(Role::Producer, false) {
+                match self.attempt() {
+                    Ok(v) => return Ok(v),
+                    Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
+                    Err(_) => return Err(PopError::Disconnected),
+                }
+            }
+            let sh = &*self.h.shared;
+            // Relaxed guess; only decides when to retry.
+            let pos = sh.ctrl().head.head.load(Ordering::Relaxed);
+            // Acquire: as in `attempt`.
+            let ready = || {
+                sh.stamp(pos).load(Ordering::Acquire) == pos.wrapping_add(1)
+                    || sh.side_gone(Role::Producer, false)
+            };
+            let slice = Instant::now() + role::WAIT_SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            if sh
+                .ctrl()
+                .tail
+                .not_empty
+                .wait_until_deadline(ready, Some(until))
+                .is_err()
+            {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(PopError::Timeout);
+                }
+                if let Some(p) = inflight {
+                    self.recover(p);
+                } else if sh.side_gone(Role::Producer, true) {
+                    match self.attempt() {
+                        Ok(v) => return Ok(v),
+                        Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
+                        Err(_) => return Err(PopError::Disconnected),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Detach this consumer (as dropping it does).
+    pub fn close(&mut self) {
+        self.h.close()
+    }
+
+    /// Elements in the queue now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.h.shared.len()
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.h.shared.capacity
+    }
+}
+
+impl<T: Element + Copy> Consumer<T> {
+    /// Pop up to `out.len()` elements in order; returns how many (at least 1), or the error
+    /// of the first pop.
+    pub fn try_pop_slice(&mut self, out: &mut [T]) -> Result<usize, TryPopError> {
+        for i in 0..out.len() {
+            match self.try_pop() {
+                Ok(v) => out[i] = v,
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => return Ok(i),
+            }
+        }
+        Ok(out.len())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// An owner word of a process that cannot exist (pid_max is at most 2^22).
+    const GHOST: u64 = 4_194_305 | (1 << 32);
+    const T: Option<Duration> = Some(Duration::from_secs(10));
+
+    #[test]
+    fn skips_a_slot_claimed_by_a_dead_producer() {
+        let q = Queue::<u64>::with_capacity(4);
+        let ctrl = q.shared.ctrl();
+        // A producer claims position 0 and dies before publishing.
+        ctrl.producers[7].owner.claim(GHOST).unwrap();
+        ctrl.producers[7].inflight.store(0, Ordering::Relaxed);
+        ctrl.tail.tail.store(1, Ordering::Relaxed);
+        let mut p = q.producer().unwrap();
+        let mut c = q.consumer().unwrap();
+        p.try_push(42).unwrap();
+        assert_eq!(c.pop(T), Ok(42));
+        // The ring keeps working across laps.
+        for i in 0..10 {
+            p.push(i, T).unwrap();
+            assert_eq!(c.pop(T), Ok(i));
+        }
+    }
+
+    #[test]
+    fn waits_for_a_live_claimer() {
+        let q = Queue::<u64>::with_capacity(4);
+        let ctrl = q.shared.ctrl();
+        // A live process (this one) claimed position 0 and has not published yet.
+        ctrl.producers[7].owner.claim(role::me()).unwrap();
+        ctrl.producers[7].inflight.store(0, Ordering::Relaxed);
+        ctrl.tail.tail.store(1, Ordering::Relaxed);
+        let mut c = q.consumer().unwrap();
+        assert_eq!(c.pop(Some(Duration::from_millis(100))), Err(PopError::Timeout));
+        // It publishes: the consumer takes it.
+        // SAFETY: slot 0, in bounds; nobody else writes it.
+        unsafe { q.shared.region.data().cast::<u64>().write(9) };
+        q.shared.stamp(0).store(1, Ordering::Release);
+        assert_eq!(c.pop(T), Ok(9));
+    }
+
+    #[test]
+    fn frees_a_slot_held_by_a_dead_consumer() {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut p = q.producer().unwrap();
+        p.push(1, T).unwrap();
+        p.push(2, T).unwrap();
+        let ctrl = q.shared.ctrl();
+        // A consumer claims position 0 and dies while reading it.
+        ctrl.consumers[3].owner.claim(GHOST).unwrap();
+        ctrl.consumers[3].inflight.store(0, Ordering::Relaxed);
+        ctrl.head.head.store(1, Ordering::Relaxed);
+        let mut c = q.consumer().unwrap();
+        // The producer frees the slot (element 1 was in flight and is lost) and pushes.
+        p.push(3, T).unwrap();
+        assert_eq!(c.pop(T), Ok(2));
+        assert_eq!(c.pop(T), Ok(3));
+    }
+
+    #[test]
+    fn disconnected_after_last_producer_detaches_and_busy_slots() {
+        let q = Queue::<u32>::with_capacity(8);
+        let mut c = q.consumer().unwrap();
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        let mut ps: Vec<_> = (0..MAX_HANDLES).map(|_| q.producer().unwrap()).collect();
+        assert!(matches!(q.producer(), Err(AttachError::NoFreeSlot { .. })));
+        ps[0].try_push(5).unwrap();
+        drop(ps);
+        assert_eq!(c.try_pop(), Ok(5));
+        assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+        let mut p = q.producer().unwrap();
+        p.try_push(6).unwrap();
+        assert_eq!(c.try_pop(), Ok(6));
+    }
+
+    #[test]
+    fn threads_2x2_checksum() {
+        let q = Queue::<u64>::with_capacity(64);
+        let n = 20_000u64;
+        let keep = q.producer().unwrap();
+        let sums: Vec<(u64, u64)> = std::thread::scope(|s| {
+            let cs: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut c = q.consumer().unwrap();
+                    s.spawn(move || {
+                        let (mut k, mut sum) = (0, 0u64);
+                        while let Ok(v) = c.pop(T) {
+                            k += 1;
+                            sum = sum.wrapping_add(v);
+                        }
+                        (k, sum)
+                    })
+                })
+                .collect();
+            let ps: Vec<_> = (0..2u64)
+                .map(|id| {
+                    let mut p = q.producer().unwrap();
+                    s.spawn(move || {
+                        for i in 0..n {
+                            p.push(id * n + i, T).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            ps.into_iter().for_each(|h| h.join().unwrap());
+            drop(keep);
+            cs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let total: u64 = sums.iter().map(|s| s.0).sum();
+        let sum = sums.iter().fold(0u64, |a, s| a.wrapping_add(s.1));
+        assert_eq!(total, 2 * n);
+        assert_eq!(sum, (0..2 * n).sum::<u64>());
+    }
+}
