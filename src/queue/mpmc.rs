@@ -648,6 +648,10 @@ impl<T: Element> Producer<T> {
                     }
                     Err(t) => pos = t,
                 }
+            } else if stamp == pos.wrapping_sub(sh.capacity) {
+                // The previous lap's producer of this slot claimed it and has not published:
+                // the queue is full up to an in-flight element (consumers resolve it).
+                return Err(Attempt::Blocked);
             } else if stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1) {
                 // The previous lap's element is still there: full, or a consumer is reading it.
                 // SeqCst fence, as crossbeam: order the stamp load before the head load.
@@ -1066,7 +1070,10 @@ mod tests {
         ctrl.producers[7].inflight.store(0, Ordering::Relaxed);
         ctrl.tail.tail.store(1, Ordering::Relaxed);
         let mut c = q.consumer().unwrap();
-        assert_eq!(c.pop(Some(Duration::from_millis(100))), Err(PopError::Timeout));
+        assert_eq!(
+            c.pop(Some(Duration::from_millis(100))),
+            Err(PopError::Timeout)
+        );
         // It publishes: the consumer takes it.
         // SAFETY: slot 0, in bounds; nobody else writes it.
         unsafe { q.shared.region.data().cast::<u64>().write(9) };

@@ -1,0 +1,137 @@
+//! Cross-process tests of the MPMC queue.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use shmkit::queue::mpmc::Queue;
+use shmkit::queue::PopError;
+
+const T: Option<Duration> = Some(Duration::from_secs(10));
+const WAIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        "produce" => {
+            let (id, n): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut p = q.producer().unwrap();
+            for i in 0..n {
+                // High 8 bits: producer id; low bits: sequence.
+                p.push((id << 56) | i, T).unwrap();
+            }
+            common::report("produced");
+        }
+        "consume" => {
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut c = q.consumer().unwrap();
+            common::report("attached");
+            let (mut count, mut sum) = (0u64, 0u64);
+            let mut last = [None::<u64>; 4];
+            let mut buf = [0u64; 64];
+            loop {
+                let got = match c.pop(T) {
+                    Ok(v) => {
+                        buf[0] = v;
+                        1 + c.try_pop_slice(&mut buf[1..]).unwrap_or(0)
+                    }
+                    Err(PopError::Disconnected) => break,
+                    Err(e) => panic!("pop: {e}"),
+                };
+                for &v in &buf[..got] {
+                    let (id, seq) = ((v >> 56) as usize, v & ((1 << 56) - 1));
+                    // Per producer, one consumer sees increasing sequence numbers.
+                    assert!(
+                        last[id].is_none_or(|l| seq > l),
+                        "producer {id}: {seq} after {:?}",
+                        last[id]
+                    );
+                    last[id] = Some(seq);
+                    count += 1;
+                    sum = sum.wrapping_add(v.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                }
+            }
+            common::report(&format!("{count} {sum}"));
+        }
+        "produce_forever" => {
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut p = q.producer().unwrap();
+            common::report("attached");
+            let mut i = 0;
+            while p.push(i, T).is_ok() {
+                i += 1;
+            }
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+#[test]
+fn two_producers_two_consumers_checksum_over_10m() {
+    let name = unique_name("mpmc2x2");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 4096).unwrap();
+    // Hold a producer handle so that consumers cannot see "all producers gone" before both
+    // children have attached.
+    let keep = q.producer().unwrap();
+    let per = 5_000_000u64;
+    let mut cons: Vec<_> = (0..2).map(|_| spawn_child("consume", &[&name])).collect();
+    let mut cl: Vec<_> = cons.iter_mut().map(Lines::of).collect();
+    for l in &mut cl {
+        l.expect("attached");
+    }
+    let mut prods: Vec<_> = (0..2u64)
+        .map(|id| spawn_child("produce", &[&name, &id.to_string(), &per.to_string()]))
+        .collect();
+    for p in &mut prods {
+        Lines::of(p).expect("produced");
+        wait_ok(p, WAIT);
+    }
+    drop(keep);
+    let (mut count, mut sum) = (0u64, 0u64);
+    for (c, l) in cons.iter_mut().zip(&mut cl) {
+        let line = l.next_line().expect("consumer report");
+        let mut it = line.split(' ').map(|x| x.parse::<u64>().unwrap());
+        count += it.next().unwrap();
+        sum = sum.wrapping_add(it.next().unwrap());
+        wait_ok(c, WAIT);
+    }
+    let want = (0..2u64)
+        .flat_map(|id| (0..per).map(move |i| (id << 56) | i))
+        .fold(0u64, |a, v| {
+            a.wrapping_add(v.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        });
+    assert_eq!(count, 2 * per);
+    assert_eq!(sum, want);
+}
+
+#[test]
+fn producer_killed_mid_stream_20_times() {
+    for round in 0..20u64 {
+        let name = unique_name("mpmckill");
+        let _c = Cleanup::new(&[&name]);
+        let q = Queue::<u64>::create(&name, 64).unwrap();
+        let mut c = q.consumer().unwrap();
+        let mut child = spawn_child("produce_forever", &[&name]);
+        Lines::of(&mut child).expect("attached");
+        let before = (round * 13) % 200;
+        let mut next = 0;
+        while next < before {
+            assert_eq!(c.pop(T), Ok(next));
+            next += 1;
+        }
+        kill9(&mut child);
+        loop {
+            match c.pop(T) {
+                Ok(v) => {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+                Err(PopError::Disconnected) => break,
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+    }
+}
