@@ -703,3 +703,27 @@ impl Deref for ReadGuard<'_> {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    #[test]
+    fn loom_messages_across_the_wrap() {
+        loom::model(|| {
+            // 64 bytes: records of 8 + 24 bytes; the third message wraps to offset 0.
+            let ring = Ring::with_capacity(64);
+            let mut tx = ring.producer().unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let h = loom::thread::spawn(move || {
+                for i in 0..3u8 {
+                    tx.send(&[i; 20], None).unwrap();
+                }
+            });
+            for i in 0..3u8 {
+                assert_eq!(rx.recv(None).unwrap(), vec![i; 20]);
+            }
+            h.join().unwrap();
+        });
+    }
+}

@@ -727,6 +727,9 @@ impl<T: Element> Producer<T> {
             if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected(value));
             }
+            // Snapshot the head before the attempt: any pop after it changes the head and ends
+            // the wait below. Acquire pairs with consumers' head CAS (AcqRel).
+            let head0 = self.h.shared.ctrl().head.head.load(Ordering::Acquire);
             let prev = match self.attempt(&value) {
                 Ok(()) => {
                     // The queue holds the bitwise copy now.
@@ -738,19 +741,27 @@ impl<T: Element> Producer<T> {
                 Err(Attempt::InFlight(p)) => Some(p),
             };
             let sh = &*self.h.shared;
-            // Relaxed guess of the tail; the condition only decides when to retry.
-            let pos = sh.ctrl().tail.tail.load(Ordering::Relaxed);
-            // Acquire: as in `attempt`.
+            // Acquire: as for `head0`; a pop that happened before our wake-up is seen.
+            // A consumer in flight on `prev` ends the wait by releasing the slot.
             let ready = || {
-                sh.stamp(pos).load(Ordering::Acquire) == pos || sh.side_gone(Role::Consumer, false)
+                sh.ctrl().head.head.load(Ordering::Acquire) != head0
+                    || prev
+                        .is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p.wrapping_add(1))
+                    || sh.side_gone(Role::Consumer, false)
             };
-            let slice = Instant::now() + role::WAIT_SLICE;
-            let until = deadline.map_or(slice, |d| d.min(slice));
+            #[cfg(not(loom))]
+            let until = {
+                let slice = Instant::now() + role::WAIT_SLICE;
+                Some(deadline.map_or(slice, |d| d.min(slice)))
+            };
+            // Under loom a timed futex wait returns at once: wait without slices.
+            #[cfg(loom)]
+            let until = deadline;
             if sh
                 .ctrl()
                 .head
                 .not_full
-                .wait_until_deadline(ready, Some(until))
+                .wait_until_deadline(ready, until)
                 .is_err()
             {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -952,6 +963,9 @@ impl<T: Element> Consumer<T> {
             if self.h.closed {
                 return Err(PopError::Disconnected);
             }
+            // Snapshot the tail before the attempt: any push after it changes the tail and ends
+            // the wait below. Acquire pairs with producers' tail CAS (AcqRel).
+            let tail0 = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
             let inflight = match self.attempt() {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
@@ -966,20 +980,26 @@ impl<T: Element> Consumer<T> {
                 }
             }
             let sh = &*self.h.shared;
-            // Relaxed guess; only decides when to retry.
-            let pos = sh.ctrl().head.head.load(Ordering::Relaxed);
-            // Acquire: as in `attempt`.
+            // Acquire: as for `tail0`.
+            // A producer in flight on `inflight` ends the wait by publishing.
             let ready = || {
-                sh.stamp(pos).load(Ordering::Acquire) == pos.wrapping_add(1)
+                sh.ctrl().tail.tail.load(Ordering::Acquire) != tail0
+                    || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
                     || sh.side_gone(Role::Producer, false)
             };
-            let slice = Instant::now() + role::WAIT_SLICE;
-            let until = deadline.map_or(slice, |d| d.min(slice));
+            #[cfg(not(loom))]
+            let until = {
+                let slice = Instant::now() + role::WAIT_SLICE;
+                Some(deadline.map_or(slice, |d| d.min(slice)))
+            };
+            // Under loom a timed futex wait returns at once: wait without slices.
+            #[cfg(loom)]
+            let until = deadline;
             if sh
                 .ctrl()
                 .tail
                 .not_empty
-                .wait_until_deadline(ready, Some(until))
+                .wait_until_deadline(ready, until)
                 .is_err()
             {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -1152,5 +1172,55 @@ mod tests {
         let sum = sums.iter().fold(0u64, |a, s| a.wrapping_add(s.1));
         assert_eq!(total, 2 * n);
         assert_eq!(sum, (0..2 * n).sum::<u64>());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    #[test]
+    fn loom_two_producers_one_consumer() {
+        loom::model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let keep = q.producer().unwrap();
+            let mut c = q.consumer().unwrap();
+            let hs: Vec<_> = (1..=2u64)
+                .map(|v| {
+                    let mut p = q.producer().unwrap();
+                    loom::thread::spawn(move || p.push(v, None).unwrap())
+                })
+                .collect();
+            let a = c.pop(None).unwrap();
+            let b = c.pop(None).unwrap();
+            assert_eq!(a + b, 3);
+            hs.into_iter().for_each(|h| h.join().unwrap());
+            drop(keep);
+            assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+        });
+    }
+
+    #[test]
+    fn loom_one_producer_two_consumers_wraps() {
+        loom::model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut p = q.producer().unwrap();
+            let mut keep = q.consumer().unwrap();
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut c = q.consumer().unwrap();
+                    loom::thread::spawn(move || c.pop(None).unwrap())
+                })
+                .collect();
+            for v in 1..=2 {
+                p.push(v, None).unwrap();
+            }
+            let got: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(got, 3);
+            // The slots were released for the next lap.
+            p.try_push(7).unwrap();
+            p.try_push(8).unwrap();
+            assert_eq!(keep.try_pop(), Ok(7));
+        });
     }
 }

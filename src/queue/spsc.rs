@@ -710,3 +710,43 @@ impl<T: Element + Copy> Consumer<T> {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    #[test]
+    fn loom_blocking_push_pop_in_order_across_the_wrap() {
+        loom::model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let h = loom::thread::spawn(move || {
+                for i in 0..3 {
+                    tx.push(i, None).unwrap();
+                }
+            });
+            for i in 0..3 {
+                assert_eq!(rx.pop(None), Ok(i));
+            }
+            h.join().unwrap();
+            assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+        });
+    }
+
+    #[test]
+    fn loom_close_wakes_a_blocked_consumer() {
+        loom::model(|| {
+            let q = Queue::<u32>::with_capacity(2);
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let h = loom::thread::spawn(move || {
+                tx.try_push(1).unwrap();
+                tx.close();
+            });
+            assert_eq!(rx.pop(None), Ok(1));
+            assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+            h.join().unwrap();
+        });
+    }
+}
