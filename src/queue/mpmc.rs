@@ -1043,9 +1043,9 @@ impl<T: Element + Copy> Consumer<T> {
     /// Pop up to `out.len()` elements in order; returns how many (at least 1), or the error
     /// of the first pop.
     pub fn try_pop_slice(&mut self, out: &mut [T]) -> Result<usize, TryPopError> {
-        for i in 0..out.len() {
+        for (i, slot) in out.iter_mut().enumerate() {
             match self.try_pop() {
-                Ok(v) => out[i] = v,
+                Ok(v) => *slot = v,
                 Err(e) if i == 0 => return Err(e),
                 Err(_) => return Ok(i),
             }

@@ -428,7 +428,7 @@ impl<T: Element + Copy> Producer<T> {
         if items.is_empty() {
             return Ok(0);
         }
-        let free = match self.space(1) {
+        let free = match self.space((items.len() as u64).min(self.cap)) {
             Ok(f) => f,
             Err(Fail::Busy) => return Err(TryPushError::Full(())),
             Err(Fail::Disconnected) => return Err(TryPushError::Disconnected(())),
@@ -517,14 +517,15 @@ impl<T: Element> Consumer<T> {
         }
     }
 
-    /// Elements available (at least 1), refreshing the tail only when needed.
+    /// Elements available (at least 1, and `want` if that many are published), refreshing the
+    /// tail only when the cached count falls short.
     #[inline]
-    fn avail(&mut self) -> Result<u64, TryPopError> {
+    fn avail(&mut self, want: u64) -> Result<u64, TryPopError> {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
         let avail = self.tail_cache.wrapping_sub(self.head);
-        if avail > 0 {
+        if avail >= want {
             return Ok(avail);
         }
         let n = self.refresh()?;
@@ -579,7 +580,7 @@ impl<T: Element> Consumer<T> {
     /// ```
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        self.avail()?;
+        self.avail(1)?;
         // SAFETY: the slot at `head` was published (head < tail, Acquire in `refresh`) and
         // the producer does not write it until we advance; in bounds and aligned (`slot`).
         // Any bytes are a valid T (FromBytes).
@@ -669,7 +670,7 @@ impl<T: Element + Copy> Consumer<T> {
         if out.is_empty() {
             return Ok(0);
         }
-        let avail = self.avail()?;
+        let avail = self.avail((out.len() as u64).min(self.cap))?;
         let n = (out.len() as u64).min(avail) as usize;
         let start = (self.head & self.mask) as usize;
         let first = n.min(self.cap as usize - start);

@@ -1,0 +1,133 @@
+//! Sequential behaviour of every queue against `VecDeque` (one thread, heap queues).
+
+use std::collections::VecDeque;
+
+use proptest::prelude::*;
+use shmkit::queue::{bytes, mpmc, spsc, TryPopError, TryPushError};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(u32),
+    Pop,
+    PushSlice(Vec<u32>),
+    PopSlice(usize),
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => any::<u32>().prop_map(Op::Push),
+            3 => Just(Op::Pop),
+            1 => prop::collection::vec(any::<u32>(), 0..12).prop_map(Op::PushSlice),
+            1 => (0usize..12).prop_map(Op::PopSlice),
+        ],
+        0..200,
+    )
+}
+
+proptest! {
+    #[test]
+    fn spsc_matches_vecdeque(cap_log in 1u32..5, ops in ops()) {
+        let cap = 1usize << cap_log;
+        let q = spsc::Queue::<u32>::with_capacity(cap as u64);
+        let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        let mut model = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Push(v) => {
+                    let r = tx.try_push(v);
+                    if model.len() < cap { prop_assert_eq!(r, Ok(())); model.push_back(v); }
+                    else { prop_assert_eq!(r, Err(TryPushError::Full(v))); }
+                }
+                Op::Pop => prop_assert_eq!(rx.try_pop().ok(), model.pop_front()),
+                Op::PushSlice(items) => {
+                    let room = cap - model.len();
+                    match tx.try_push_slice(&items) {
+                        Ok(n) => { prop_assert_eq!(n, items.len().min(room)); model.extend(&items[..n]); }
+                        Err(e) => { prop_assert!(room == 0 && !items.is_empty()); prop_assert_eq!(e, TryPushError::Full(())); }
+                    }
+                }
+                Op::PopSlice(k) => {
+                    let mut out = vec![0; k];
+                    match rx.try_pop_slice(&mut out) {
+                        Ok(n) => {
+                            prop_assert_eq!(n, k.min(model.len()));
+                            let want: Vec<u32> = model.drain(..n).collect();
+                            prop_assert_eq!(&out[..n], &want[..]);
+                        }
+                        Err(e) => { prop_assert!(model.is_empty() && k > 0); prop_assert_eq!(e, TryPopError::Empty); }
+                    }
+                }
+            }
+            prop_assert_eq!(q.len() as usize, model.len());
+            prop_assert_eq!(tx.is_full(), model.len() == cap);
+            prop_assert_eq!(rx.is_empty(), model.is_empty());
+        }
+    }
+
+    #[test]
+    fn mpmc_matches_vecdeque(cap_log in 1u32..5, ops in ops()) {
+        let cap = 1usize << cap_log;
+        let q = mpmc::Queue::<u32>::with_capacity(cap as u64);
+        let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        let mut model = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Push(v) => {
+                    let r = tx.try_push(v);
+                    if model.len() < cap { prop_assert_eq!(r, Ok(())); model.push_back(v); }
+                    else { prop_assert_eq!(r, Err(TryPushError::Full(v))); }
+                }
+                Op::Pop => prop_assert_eq!(rx.try_pop().ok(), model.pop_front()),
+                Op::PushSlice(items) => {
+                    let room = cap - model.len();
+                    match tx.try_push_slice(&items) {
+                        Ok(n) => { prop_assert_eq!(n, items.len().min(room)); model.extend(&items[..n]); }
+                        Err(e) => { prop_assert!(room == 0 && !items.is_empty()); prop_assert_eq!(e, TryPushError::Full(())); }
+                    }
+                }
+                Op::PopSlice(k) => {
+                    let mut out = vec![0; k];
+                    match rx.try_pop_slice(&mut out) {
+                        Ok(n) => {
+                            prop_assert_eq!(n, k.min(model.len()));
+                            let want: Vec<u32> = model.drain(..n).collect();
+                            prop_assert_eq!(&out[..n], &want[..]);
+                        }
+                        Err(e) => { prop_assert!(model.is_empty() && k > 0); prop_assert_eq!(e, TryPopError::Empty); }
+                    }
+                }
+            }
+            prop_assert_eq!(q.len() as usize, model.len());
+        }
+    }
+
+    #[test]
+    fn bytes_ring_matches_vecdeque(cap_log in 6u32..10, ops in prop::collection::vec(
+        prop_oneof![prop::collection::vec(any::<u8>(), 0..300).prop_map(Some), Just(None)], 0..200)) {
+        let cap = 1u64 << cap_log;
+        let ring = bytes::Ring::with_capacity(cap);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        let max = bytes::max_message(cap) as usize;
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        for op in ops {
+            match op {
+                Some(msg) => match tx.try_send(&msg) {
+                    Ok(()) => model.push_back(msg),
+                    Err(bytes::ReserveError::TooLarge { .. }) => prop_assert!(msg.len() > max),
+                    Err(bytes::ReserveError::Full) => {
+                        // Full only if the record (and a possible wrap) cannot fit: the ring
+                        // must hold something.
+                        prop_assert!(msg.len() <= max && !model.is_empty());
+                    }
+                    Err(e) => prop_assert!(false, "unexpected {e}"),
+                },
+                None => prop_assert_eq!(rx.try_recv().ok(), model.pop_front()),
+            }
+        }
+        while let Some(m) = model.pop_front() {
+            prop_assert_eq!(rx.try_recv(), Ok(m));
+        }
+        prop_assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+    }
+}
