@@ -45,3 +45,58 @@ impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send +
     for T
 {
 }
+
+/// A snapshot of the named queue of any kind and element size (what `shmkit queue stat`
+/// prints): attaches read-write but takes no role.
+///
+/// ```
+/// # let name = format!("doc-qstat-{}", std::process::id());
+/// let q = shmkit::queue::bytes::Ring::create(&name, 1024)?;
+/// q.set_unlink_on_drop(true);
+/// let st = shmkit::queue::stat(&name)?;
+/// assert_eq!((st.kind, st.capacity, st.max_message), ("bytes", 1024, Some(504)));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[cfg(not(loom))]
+pub fn stat(name: &str) -> crate::Result<QueueStat> {
+    use crate::Kind;
+    let probe = crate::segment::probe(name)?;
+    let Some(h) = probe.header else {
+        return Err(crate::Error::KindMismatch {
+            name: name.into(),
+            expected: "queue".into(),
+            found: "raw".into(),
+        });
+    };
+    match h.kind {
+        Kind::SPSC_QUEUE | Kind::BYTES_RING => {
+            let bytes = h.kind == Kind::BYTES_RING;
+            let expect = ring::Expect {
+                kind: h.kind,
+                fingerprint: h.fingerprint,
+                elem_size: None,
+                min_capacity: if bytes { bytes::MIN_CAPACITY } else { 2 },
+            };
+            let r = ring::Ring::open(name, expect)?;
+            let want = if bytes {
+                bytes::LAYOUT_FINGERPRINT
+            } else {
+                spsc::layout_fingerprint(r.elem_size)
+            };
+            if want != h.fingerprint {
+                return Err(crate::Error::LayoutMismatch {
+                    name: name.into(),
+                    expected: want,
+                    found: h.fingerprint,
+                });
+            }
+            Ok(stat::Stat::ring(&r, if bytes { "bytes" } else { "spsc" }))
+        }
+        Kind::MPMC_QUEUE => mpmc::stat_named(name, h.fingerprint),
+        k => Err(crate::Error::KindMismatch {
+            name: name.into(),
+            expected: "queue".into(),
+            found: k.to_string(),
+        }),
+    }
+}

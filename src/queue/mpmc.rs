@@ -210,6 +210,22 @@ impl Shared {
             .collect()
     }
 
+    fn stat(&self) -> QueueStat {
+        // Relaxed: informational.
+        let state = self.ctrl().geo.state.load(Ordering::Relaxed);
+        QueueStat {
+            kind: "mpmc",
+            capacity: self.capacity,
+            len: self.len(),
+            elem_size: self.ctrl().geo.elem_size.load(Ordering::Relaxed),
+            max_message: None,
+            producers: self.attached(Role::Producer),
+            consumers: self.attached(Role::Consumer),
+            producer_closed: state & PRODUCERS_CLOSED != 0,
+            consumer_closed: state & CONSUMERS_CLOSED != 0,
+        }
+    }
+
     /// Whether every handle of `role` is gone: all detached after one closed the side, or
     /// all remaining holders are dead. `thorough` allows reading `/proc`.
     fn side_gone(&self, role: Role, thorough: bool) -> bool {
@@ -350,59 +366,9 @@ impl<T: Element> Queue<T> {
 
     #[cfg(not(loom))]
     fn from_segment(seg: crate::Segment) -> crate::Result<Self> {
-        let name = seg.name().to_owned();
-        let len = seg.len() as u64;
-        let bad = |what: String| crate::Error::corrupt(&name, what);
-        if len < CONTROL_SIZE {
-            return Err(bad(format!(
-                "payload of {len} bytes is smaller than the control block"
-            )));
-        }
-        // SAFETY: at least CONTROL_SIZE bytes, 128-aligned, atomics only.
-        let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
-        // Relaxed: made visible by the open's Acquire of READY; never changes afterwards.
-        let g = &ctrl.geo;
-        let capacity = g.capacity.load(Ordering::Relaxed);
-        let elem_size = g.elem_size.load(Ordering::Relaxed);
-        let stamps_offset = g.stamps_offset.load(Ordering::Relaxed);
-        let data_off = g.data_offset.load(Ordering::Relaxed);
-        let handles = g.handles.load(Ordering::Relaxed);
-        if !capacity.is_power_of_two() || !(2..=super::ring::MAX_CAPACITY).contains(&capacity) {
-            return Err(bad(format!(
-                "capacity {capacity} is not a power of two in 2..=2^40"
-            )));
-        }
-        if elem_size != std::mem::size_of::<T>() as u64 || handles != MAX_HANDLES as u64 {
-            return Err(bad(format!(
-                "element size {elem_size} / handles {handles} do not match the fingerprint"
-            )));
-        }
-        if stamps_offset != CONTROL_SIZE || data_off != data_offset(capacity) {
-            return Err(bad(format!(
-                "stamps at {stamps_offset}, data at {data_off}: not the layout's offsets"
-            )));
-        }
-        let need = data_off + capacity * elem_size;
-        if need > len {
-            return Err(bad(format!(
-                "the queue needs {need} bytes, the payload has {len}"
-            )));
-        }
-        // SAFETY: the geometry was validated: stamps and data lie inside the payload.
-        let region = unsafe {
-            Region::segment(
-                seg,
-                data_off as usize,
-                CONTROL_SIZE as usize,
-                capacity as usize,
-            )
-        };
+        let shared = shared_from_segment(seg, Some(std::mem::size_of::<T>() as u64))?;
         Ok(Queue {
-            shared: Arc::new(Shared {
-                region,
-                capacity,
-                mask: capacity - 1,
-            }),
+            shared: Arc::new(shared),
             _t: PhantomData,
         })
     }
@@ -523,20 +489,86 @@ impl<T> Queue<T> {
 
     /// Capacity, length, attached producers and consumers.
     pub fn stat(&self) -> QueueStat {
-        // Relaxed: informational.
-        let state = self.shared.ctrl().geo.state.load(Ordering::Relaxed);
-        QueueStat {
-            kind: "mpmc",
-            capacity: self.shared.capacity,
-            len: self.shared.len(),
-            elem_size: self.shared.ctrl().geo.elem_size.load(Ordering::Relaxed),
-            max_message: None,
-            producers: self.shared.attached(Role::Producer),
-            consumers: self.shared.attached(Role::Consumer),
-            producer_closed: state & PRODUCERS_CLOSED != 0,
-            consumer_closed: state & CONSUMERS_CLOSED != 0,
-        }
+        self.shared.stat()
     }
+}
+
+#[cfg(not(loom))]
+fn shared_from_segment(seg: crate::Segment, elem: Option<u64>) -> crate::Result<Shared> {
+    let name = seg.name().to_owned();
+    let len = seg.len() as u64;
+    let bad = |what: String| crate::Error::corrupt(&name, what);
+    if len < CONTROL_SIZE {
+        return Err(bad(format!(
+            "payload of {len} bytes is smaller than the control block"
+        )));
+    }
+    // SAFETY: at least CONTROL_SIZE bytes, 128-aligned, atomics only.
+    let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
+    // Relaxed: made visible by the open's Acquire of READY; never changes afterwards.
+    let g = &ctrl.geo;
+    let capacity = g.capacity.load(Ordering::Relaxed);
+    let elem_size = g.elem_size.load(Ordering::Relaxed);
+    let stamps_offset = g.stamps_offset.load(Ordering::Relaxed);
+    let data_off = g.data_offset.load(Ordering::Relaxed);
+    let handles = g.handles.load(Ordering::Relaxed);
+    if !capacity.is_power_of_two() || !(2..=super::ring::MAX_CAPACITY).contains(&capacity) {
+        return Err(bad(format!(
+            "capacity {capacity} is not a power of two in 2..=2^40"
+        )));
+    }
+    if elem_size == 0
+        || elem_size > 1 << 20
+        || elem.is_some_and(|e| e != elem_size)
+        || handles != MAX_HANDLES as u64
+    {
+        return Err(bad(format!(
+            "element size {elem_size} / handles {handles} do not match the fingerprint"
+        )));
+    }
+    if stamps_offset != CONTROL_SIZE || data_off != data_offset(capacity) {
+        return Err(bad(format!(
+            "stamps at {stamps_offset}, data at {data_off}: not the layout's offsets"
+        )));
+    }
+    let need = data_off + capacity * elem_size;
+    if need > len {
+        return Err(bad(format!(
+            "the queue needs {need} bytes, the payload has {len}"
+        )));
+    }
+    // SAFETY: the geometry was validated: stamps and data lie inside the payload.
+    let region = unsafe {
+        Region::segment(
+            seg,
+            data_off as usize,
+            CONTROL_SIZE as usize,
+            capacity as usize,
+        )
+    };
+    Ok(Shared {
+        region,
+        capacity,
+        mask: capacity - 1,
+    })
+}
+
+/// [`QueueStat`] of the named MPMC queue whose header fingerprint is `fp`, whatever its
+/// element size.
+#[cfg(not(loom))]
+pub(crate) fn stat_named(name: &str, fp: u64) -> crate::Result<QueueStat> {
+    let seg = crate::Segment::options()
+        .kind(Kind::MPMC_QUEUE, fp)
+        .open(name)?;
+    let shared = shared_from_segment(seg, None)?;
+    let elem = shared.ctrl().geo.elem_size.load(Ordering::Relaxed);
+    if layout_fingerprint(elem) != fp {
+        return Err(crate::Error::corrupt(
+            name,
+            format!("element size {elem} does not match the fingerprint"),
+        ));
+    }
+    Ok(shared.stat())
 }
 
 /// One attached handle: its claim slot.

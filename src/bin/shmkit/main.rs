@@ -7,6 +7,7 @@ mod dump;
 mod gc;
 mod info;
 mod ls;
+mod queue;
 mod rm;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Cmd {
     Dump(dump::Args),
     /// Remove shmkit segments whose creator is dead and that no live process maps.
     Gc(gc::Args),
+    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes).
+    Queue(queue::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Cmd::Rm(a) => rm::run(a),
         Cmd::Dump(a) => dump::run(a),
         Cmd::Gc(a) => gc::run(a),
+        Cmd::Queue(a) => queue::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,311 @@
+//! `shmkit queue`: create, push to, pop from and inspect queues.
+//!
+//! Fixed-size queues (`spsc`, `mpmc`) carry elements of `--elem-size` bytes; a MESSAGE is
+//! stored as its UTF-8 bytes, zero-padded, and `pop` prints the element with trailing zero
+//! bytes removed. The `bytes` ring carries MESSAGE as one variable-length message.
+
+use std::time::{Duration, Instant};
+
+use crate::{print_json, CmdResult};
+use shmkit::queue::{self, bytes, mpmc, spsc, PopError};
+use shmkit::segment::{self, Kind};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Create a queue.
+    Create {
+        /// Segment name.
+        name: String,
+        /// Queue kind.
+        #[arg(long, value_enum)]
+        kind: QKind,
+        /// Slots (spsc, mpmc) or bytes (bytes), a power of two.
+        #[arg(long)]
+        capacity: u64,
+        /// Element size in bytes for spsc and mpmc: one of 1, 2, 4, 8, 16, 32, 64, 128, 256,
+        /// 512, 1024, 4096.
+        #[arg(long, default_value_t = 64)]
+        elem_size: u64,
+    },
+    /// Push one message (attaches as the producer for the duration of the call).
+    Push {
+        /// Segment name.
+        name: String,
+        /// The message (text).
+        message: String,
+        /// Seconds to wait for room (default 10).
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Pop one message and print it; exit 1 if none arrives within the timeout.
+    Pop {
+        /// Segment name.
+        name: String,
+        /// Seconds to wait (default: no limit).
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Capacity, length, attached producer/consumer pids and their liveness.
+    Stat {
+        /// Segment name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QKind {
+    Spsc,
+    Mpmc,
+    Bytes,
+}
+
+/// Run `$body` with `$t` bound to `[u8; N]` for the element size `$size`.
+macro_rules! with_elem {
+    ($size:expr, $t:ident, $body:block) => {
+        match $size {
+            1 => {
+                type $t = [u8; 1];
+                $body
+            }
+            2 => {
+                type $t = [u8; 2];
+                $body
+            }
+            4 => {
+                type $t = [u8; 4];
+                $body
+            }
+            8 => {
+                type $t = [u8; 8];
+                $body
+            }
+            16 => {
+                type $t = [u8; 16];
+                $body
+            }
+            32 => {
+                type $t = [u8; 32];
+                $body
+            }
+            64 => {
+                type $t = [u8; 64];
+                $body
+            }
+            128 => {
+                type $t = [u8; 128];
+                $body
+            }
+            256 => {
+                type $t = [u8; 256];
+                $body
+            }
+            512 => {
+                type $t = [u8; 512];
+                $body
+            }
+            1024 => {
+                type $t = [u8; 1024];
+                $body
+            }
+            4096 => {
+                type $t = [u8; 4096];
+                $body
+            }
+            s => Err(format!(
+                "element size {s} is not supported by the CLI (1, 2, 4, …, 1024, 4096)"
+            )),
+        }
+    };
+}
+
+fn secs(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|e| format!("bad timeout {s}: {e}"))
+}
+
+fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
+    let b = msg.as_bytes();
+    if b.len() > N {
+        return Err(format!(
+            "message is {} bytes, the queue's elements are {N}",
+            b.len()
+        ));
+    }
+    let mut e = [0u8; N];
+    e[..b.len()].copy_from_slice(b);
+    Ok(e)
+}
+
+fn print_elem(b: &[u8]) {
+    let end = b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
+    println!("{}", String::from_utf8_lossy(&b[..end]));
+}
+
+/// `(kind, element size)` of an existing queue.
+fn kind_of(name: &str) -> Result<(Kind, u64), String> {
+    let st = queue::stat(name).map_err(|e| e.to_string())?;
+    let p = segment::probe(name).map_err(|e| e.to_string())?;
+    let kind = p.header.map(|h| h.kind).ok_or("not a shmkit segment")?;
+    Ok((kind, st.elem_size))
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    match args.cmd {
+        Cmd::Create {
+            name,
+            kind,
+            capacity,
+            elem_size,
+        } => {
+            match kind {
+                QKind::Bytes => {
+                    drop(bytes::Ring::create(&name, capacity).map_err(|e| e.to_string())?)
+                }
+                QKind::Spsc => with_elem!(elem_size, E, {
+                    spsc::Queue::<E>::create(&name, capacity)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })?,
+                QKind::Mpmc => with_elem!(elem_size, E, {
+                    mpmc::Queue::<E>::create(&name, capacity)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })?,
+            }
+            Ok(())
+        }
+        Cmd::Push {
+            name,
+            message,
+            timeout,
+        } => {
+            let t = Some(secs(timeout)?);
+            let (kind, size) = kind_of(&name)?;
+            let e = |e: &dyn std::fmt::Display| e.to_string();
+            match kind {
+                Kind::BYTES_RING => {
+                    let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
+                    let mut tx = r.producer().map_err(|x| e(&x))?;
+                    tx.send(message.as_bytes(), t).map_err(|x| e(&x))
+                }
+                Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
+                    let q = spsc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let mut tx = q.producer().map_err(|x| e(&x))?;
+                    tx.push(pad(&message)?, t).map_err(|x| e(&x))
+                }),
+                Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
+                    let q = mpmc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let mut tx = q.producer().map_err(|x| e(&x))?;
+                    tx.push(pad(&message)?, t).map_err(|x| e(&x))
+                }),
+                k => Err(format!("{name:?} holds a {k}, not a queue")),
+            }
+        }
+        Cmd::Pop { name, timeout } => {
+            let deadline = timeout.map(secs).transpose()?.map(|t| Instant::now() + t);
+            let (kind, size) = kind_of(&name)?;
+            let e = |e: &dyn std::fmt::Display| e.to_string();
+            match kind {
+                Kind::BYTES_RING => {
+                    let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
+                    let mut rx = r.consumer().map_err(|x| e(&x))?;
+                    let m = pop_until(deadline, |t| match t {
+                        Some(t) => rx.recv(t),
+                        None => rx.try_recv().map_err(PopError::from),
+                    })?;
+                    print_elem(&m);
+                    Ok(())
+                }
+                Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
+                    let q = spsc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let mut rx = q.consumer().map_err(|x| e(&x))?;
+                    let m = pop_until(deadline, |t| match t {
+                        Some(t) => rx.pop(t),
+                        None => rx.try_pop().map_err(PopError::from),
+                    })?;
+                    print_elem(&m);
+                    Ok(())
+                }),
+                Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
+                    let q = mpmc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let mut rx = q.consumer().map_err(|x| e(&x))?;
+                    let m = pop_until(deadline, |t| match t {
+                        Some(t) => rx.pop(t),
+                        None => rx.try_pop().map_err(PopError::from),
+                    })?;
+                    print_elem(&m);
+                    Ok(())
+                }),
+                k => Err(format!("{name:?} holds a {k}, not a queue")),
+            }
+        }
+        Cmd::Stat { name, json } => {
+            let st = queue::stat(&name).map_err(|e| e.to_string())?;
+            if json {
+                return print_json(&st);
+            }
+            print_stat(&name, &st);
+            Ok(())
+        }
+    }
+}
+
+/// Pop until the deadline. A queue whose producer is gone (or never came) is waited on like
+/// an empty one: the CLI pops from named queues that producers attach to and leave.
+fn pop_until<V>(
+    deadline: Option<Instant>,
+    mut pop: impl FnMut(Option<Option<Duration>>) -> Result<V, PopError>,
+) -> Result<V, String> {
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    match pop(Some(left)) {
+        Ok(v) => Ok(v),
+        Err(PopError::Timeout) => Err("timed out: the queue stayed empty".into()),
+        Err(PopError::Corrupt) => Err(PopError::Corrupt.to_string()),
+        Err(PopError::Disconnected) => loop {
+            // No producer: poll (a non-blocking pop) until one pushes or the deadline passes.
+            match pop(None) {
+                Ok(v) => return Ok(v),
+                Err(PopError::Corrupt) => return Err(PopError::Corrupt.to_string()),
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err("timed out: the queue stayed empty (no producer attached)".into())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        },
+    }
+}
+
+fn print_stat(name: &str, st: &queue::QueueStat) {
+    println!("name:            {name}");
+    println!("kind:            {}", st.kind);
+    println!("capacity:        {}", st.capacity);
+    println!("length:          {}", st.len);
+    println!("element size:    {}", st.elem_size);
+    if let Some(m) = st.max_message {
+        println!("max message:     {m}");
+    }
+    let who = |v: &[queue::Attached]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter()
+                .map(|a| format!("pid {} ({:?})", a.pid, a.liveness))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!("producers:       {}", who(&st.producers));
+    println!("consumers:       {}", who(&st.consumers));
+    println!(
+        "closed:          producer {} / consumer {}",
+        st.producer_closed, st.consumer_closed
+    );
+}
