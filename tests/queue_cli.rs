@@ -43,7 +43,7 @@ fn create_push_pop_stat_for_each_kind() {
         let st = shmkit(&["queue", "stat", &name, "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
         assert_eq!(v["kind"], kind);
-        assert_eq!(v["len"].as_u64().unwrap() > 0, true);
+        assert!(v["len"].as_u64().unwrap() > 0);
         let out = shmkit(&["queue", "pop", &name, "--timeout", "10"]);
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
         let out = shmkit(&["queue", "pop", &name, "--timeout", "10"]);
