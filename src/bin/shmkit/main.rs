@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 with a one-line message on stderr for an error, 2 for a usage
 //! error (clap's own exit code).
 
+mod bench;
 mod dump;
 mod gc;
 mod info;
@@ -41,6 +42,11 @@ enum Cmd {
     Gc(gc::Args),
     /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes).
     Queue(queue::Args),
+    /// Two-process latency and throughput benchmarks, with floors measured in the same run.
+    Bench(bench::Args),
+    /// The peer process of `shmkit bench` (internal).
+    #[command(hide = true)]
+    BenchPeer(bench::PeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
         Cmd::Dump(a) => dump::run(a),
         Cmd::Gc(a) => gc::run(a),
         Cmd::Queue(a) => queue::run(a),
+        Cmd::Bench(a) => bench::run(a),
+        Cmd::BenchPeer(a) => bench::peer(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,834 @@
+//! `shmkit bench`: two-process latency (ping-pong) and one-way throughput, each reported
+//! beside floors measured in the same run.
+//!
+//! The peer process is this binary re-executed with the hidden `bench-peer` verb, so the two
+//! sides share nothing but the named segments (and, for the pipe and socket floors, the file
+//! descriptors those mechanisms need). With `--pin` the parent is pinned to CPU 0 and the
+//! peer to CPU 1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::FromRawFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{print_json, CmdResult};
+use shmkit::queue::{bytes, mpmc, spsc};
+use shmkit::Segment;
+
+const T: Option<Duration> = Some(Duration::from_secs(30));
+const SIZES: [usize; 4] = [8, 64, 1024, 65536];
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Round-trip latency, two processes ping-ponging, p50/p99/p99.9 and ratio to the floor.
+    Latency {
+        /// Fewer iterations (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Pin this process to CPU 0 and the peer to CPU 1 (best on an otherwise idle
+        /// machine; on a busy one the scheduler's choice is often better).
+        #[arg(long)]
+        pin: bool,
+    },
+    /// One-way throughput (msg/s, GB/s) from one process to another.
+    Throughput {
+        /// Fewer messages (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The hidden peer role: `shmkit bench-peer SCENARIO BYTES COUNT NAME [FD FD]`.
+#[derive(clap::Args)]
+pub(crate) struct PeerArgs {
+    scenario: String,
+    bytes: usize,
+    count: u64,
+    name: String,
+    #[arg(allow_hyphen_values = true)]
+    fds: Vec<i32>,
+}
+
+#[derive(serde::Serialize, Clone)]
+struct LatencyResult {
+    name: &'static str,
+    bytes: usize,
+    iters: usize,
+    p50_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+    /// Floor this is compared with (`floor_spin` or `floor_futex`), and p50 / floor p50.
+    floor: &'static str,
+    ratio_p50: f64,
+}
+
+#[derive(serde::Serialize)]
+struct ThroughputResult {
+    name: String,
+    bytes: usize,
+    messages: u64,
+    msgs_per_s: f64,
+    gb_per_s: f64,
+}
+
+/// Set (inherited by the peer) when `--pin` was given.
+const PIN_VAR: &str = "SHMKIT_BENCH_PIN";
+
+fn pin(cpu: usize) {
+    if std::env::var_os(PIN_VAR).is_none()
+        || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
+    {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; CPU_SET writes inside it;
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn spawn_peer(
+    scenario: &str,
+    bytes: usize,
+    count: u64,
+    name: &str,
+    fds: &[i32],
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.arg("bench-peer")
+        .arg(scenario)
+        .arg(bytes.to_string())
+        .arg(count.to_string())
+        .arg(name);
+    cmd.arg("--").args(fds.iter().map(|f| f.to_string()));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn peer");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("peer ready line");
+    assert_eq!(line.trim(), "ready", "peer failed to start");
+    (child, out)
+}
+
+fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    (at(0.5), at(0.99), at(0.999))
+}
+
+fn unique(tag: &str) -> String {
+    format!("shmkit-bench-{tag}-{}", std::process::id())
+}
+
+/// Time `iters` round trips after `warm` untimed ones.
+fn time_loop(warm: usize, iters: usize, mut rt: impl FnMut(u64)) -> Vec<u64> {
+    for i in 0..warm {
+        rt(i as u64);
+    }
+    let mut v = Vec::with_capacity(iters);
+    for i in 0..iters {
+        let t0 = Instant::now();
+        rt((warm + i) as u64);
+        v.push(t0.elapsed().as_nanos() as u64);
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------
+// Floors: one atomic in a shared page, busy-wait and futex.
+
+fn floor_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
+    (seg.atomic_u64(0).unwrap(), seg.atomic_u64(128).unwrap())
+}
+
+fn futex_words(seg: &Segment) -> (&AtomicU32, &AtomicU32) {
+    (seg.atomic_u32(256).unwrap(), seg.atomic_u32(384).unwrap())
+}
+
+fn futex_wait_for(w: &AtomicU32, want: u32) {
+    loop {
+        let cur = w.load(Ordering::Acquire);
+        if cur == want {
+            return;
+        }
+        let _ = rustix::thread::futex::wait(w, rustix::thread::futex::Flags::empty(), cur, None);
+    }
+}
+
+fn futex_set(w: &AtomicU32, v: u32) {
+    w.store(v, Ordering::Release);
+    let _ = rustix::thread::futex::wake(w, rustix::thread::futex::Flags::empty(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The peer.
+
+pub(crate) fn peer(a: PeerArgs) -> CmdResult {
+    pin(1);
+    let total = a.count;
+    let ready = || {
+        println!("ready");
+        std::io::stdout().flush().unwrap();
+    };
+    match a.scenario.as_str() {
+        "floor_spin" => {
+            let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
+            let (ping, pong) = floor_words(&seg);
+            ready();
+            for i in 1..=total {
+                while ping.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+                pong.store(i, Ordering::Release);
+            }
+        }
+        "floor_futex" => {
+            let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
+            let (ping, pong) = futex_words(&seg);
+            ready();
+            for i in 1..=total as u32 {
+                futex_wait_for(ping, i);
+                futex_set(pong, i);
+            }
+        }
+        "pipe" | "unix_socket" => {
+            // SAFETY: the parent passed these descriptors (inherited, not close-on-exec) for
+            // this peer's exclusive use.
+            let (mut rd, mut wr) = unsafe {
+                (
+                    std::fs::File::from_raw_fd(a.fds[0]),
+                    std::fs::File::from_raw_fd(a.fds[1]),
+                )
+            };
+            let mut buf = vec![0u8; a.bytes];
+            ready();
+            for _ in 0..total {
+                rd.read_exact(&mut buf).map_err(|e| e.to_string())?;
+                wr.write_all(&buf).map_err(|e| e.to_string())?;
+            }
+        }
+        "spsc_spin" | "spsc_block" => {
+            let block = a.scenario == "spsc_block";
+            match a.bytes {
+                8 => spsc_peer::<8>(&a.name, total, block, ready)?,
+                64 => spsc_peer::<64>(&a.name, total, block, ready)?,
+                1024 => spsc_peer::<1024>(&a.name, total, block, ready)?,
+                65536 => spsc_peer::<65536>(&a.name, total, block, ready)?,
+                n => return Err(format!("unsupported size {n}")),
+            }
+        }
+        "bytes_spin" | "bytes_block" => {
+            let block = a.scenario == "bytes_block";
+            let r_in = bytes::Ring::open(&format!("{}-a2b", a.name)).map_err(|e| e.to_string())?;
+            let r_out = bytes::Ring::open(&format!("{}-b2a", a.name)).map_err(|e| e.to_string())?;
+            let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
+            let mut tx = r_out.producer().map_err(|e| e.to_string())?;
+            ready();
+            for _ in 0..total {
+                let m = if block {
+                    rx.peek(T).map_err(|e| e.to_string())?
+                } else {
+                    loop {
+                        match rx.try_peek() {
+                            Ok(m) => break m,
+                            Err(shmkit::queue::TryPopError::Empty) => std::hint::spin_loop(),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                };
+                let mut w = if block {
+                    tx.reserve(m.len(), T).map_err(|e| e.to_string())?
+                } else {
+                    loop {
+                        match tx.try_reserve(m.len()) {
+                            Ok(w) => break w,
+                            Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                };
+                w.copy_from_slice(&m);
+                w.commit();
+                m.release();
+            }
+        }
+        "mpmc_spin" => {
+            let q_in =
+                mpmc::Queue::<u64>::open(&format!("{}-a2b", a.name)).map_err(|e| e.to_string())?;
+            let q_out =
+                mpmc::Queue::<u64>::open(&format!("{}-b2a", a.name)).map_err(|e| e.to_string())?;
+            let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
+            let mut tx = q_out.producer().map_err(|e| e.to_string())?;
+            ready();
+            for _ in 0..total {
+                let v = loop {
+                    if let Ok(v) = rx.try_pop() {
+                        break v;
+                    }
+                    std::hint::spin_loop();
+                };
+                while tx.try_push(v).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        "tput_spsc_u64" | "tput_spsc_u64_batch" => {
+            let q = spsc::Queue::<u64>::open(&a.name).map_err(|e| e.to_string())?;
+            let mut rx = q.consumer().map_err(|e| e.to_string())?;
+            ready();
+            let batch = a.scenario.ends_with("batch");
+            let mut buf = vec![0u64; 4096];
+            let (mut got, mut next, mut t0) = (0u64, 0u64, None);
+            while got < total {
+                let n = if batch {
+                    match rx.try_pop_slice(&mut buf) {
+                        Ok(n) => n,
+                        Err(_) => {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                    }
+                } else {
+                    match rx.try_pop() {
+                        Ok(v) => {
+                            buf[0] = v;
+                            1
+                        }
+                        Err(_) => {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                    }
+                };
+                t0.get_or_insert_with(Instant::now);
+                for &v in &buf[..n] {
+                    if v != next {
+                        return Err(format!("out of order: {v} != {next}"));
+                    }
+                    next += 1;
+                }
+                got += n as u64;
+            }
+            println!("{}", t0.unwrap().elapsed().as_nanos());
+        }
+        "tput_bytes" => {
+            let r = bytes::Ring::open(&a.name).map_err(|e| e.to_string())?;
+            let mut rx = r.consumer().map_err(|e| e.to_string())?;
+            ready();
+            let mut sink = 0u64;
+            let mut t0 = None;
+            for _ in 0..total {
+                let m = loop {
+                    match rx.try_peek() {
+                        Ok(m) => break m,
+                        Err(_) => std::hint::spin_loop(),
+                    }
+                };
+                t0.get_or_insert_with(Instant::now);
+                // Touch every cache line of the message (a reader that uses the data).
+                sink = sink.wrapping_add(m.iter().step_by(64).map(|&b| b as u64).sum::<u64>());
+                m.release();
+            }
+            std::hint::black_box(sink);
+            println!("{}", t0.unwrap().elapsed().as_nanos());
+        }
+        s => return Err(format!("unknown bench scenario {s}")),
+    }
+    Ok(())
+}
+
+fn spsc_peer<const N: usize>(name: &str, total: u64, block: bool, ready: impl Fn()) -> CmdResult {
+    let q_in = spsc::Queue::<[u8; N]>::open(&format!("{name}-a2b")).map_err(|e| e.to_string())?;
+    let q_out = spsc::Queue::<[u8; N]>::open(&format!("{name}-b2a")).map_err(|e| e.to_string())?;
+    let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
+    let mut tx = q_out.producer().map_err(|e| e.to_string())?;
+    ready();
+    for _ in 0..total {
+        if block {
+            let v = rx.pop(T).map_err(|e| e.to_string())?;
+            tx.push(v, T).map_err(|e| e.to_string())?;
+        } else {
+            let v = loop {
+                if let Ok(v) = rx.try_pop() {
+                    break v;
+                }
+                std::hint::spin_loop();
+            };
+            let mut v = v;
+            loop {
+                match tx.try_push(v) {
+                    Ok(()) => break,
+                    Err(e) => v = e.into_inner(),
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The parent side of each latency scenario.
+
+fn run_latency(
+    name: &'static str,
+    bytes: usize,
+    warm: usize,
+    iters: usize,
+) -> Result<Vec<u64>, String> {
+    let total = (warm + iters) as u64;
+    let tag = unique(name);
+    match name {
+        "floor_spin" => {
+            let seg = Segment::options()
+                .unlink_on_drop(true)
+                .create(&tag, 4096)
+                .map_err(|e| e.to_string())?;
+            let (ping, pong) = floor_words(&seg);
+            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let v = time_loop(warm, iters, |i| {
+                ping.store(i + 1, Ordering::Release);
+                while pong.load(Ordering::Acquire) != i + 1 {
+                    std::hint::spin_loop();
+                }
+            });
+            child.wait().map_err(|e| e.to_string())?;
+            Ok(v)
+        }
+        "floor_futex" => {
+            let seg = Segment::options()
+                .unlink_on_drop(true)
+                .create(&tag, 4096)
+                .map_err(|e| e.to_string())?;
+            let (ping, pong) = futex_words(&seg);
+            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let v = time_loop(warm, iters, |i| {
+                futex_set(ping, i as u32 + 1);
+                futex_wait_for(pong, i as u32 + 1);
+            });
+            child.wait().map_err(|e| e.to_string())?;
+            Ok(v)
+        }
+        "pipe" | "unix_socket" => {
+            let mut a = [0i32; 2];
+            let mut b = [0i32; 2];
+            // SAFETY: pipe/socketpair write two descriptors into the arrays.
+            let ok = unsafe {
+                if name == "pipe" {
+                    libc::pipe(a.as_mut_ptr()) == 0 && libc::pipe(b.as_mut_ptr()) == 0
+                } else {
+                    libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, a.as_mut_ptr()) == 0 && {
+                        b = [a[1], a[0]];
+                        true
+                    }
+                }
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error().to_string());
+            }
+            // pipe: parent writes a[1], peer reads a[0]; peer writes b[1], parent reads b[0].
+            // socketpair: parent uses a[0] both ways, the peer a[1].
+            let (peer_fds, mine_rd, mine_wr) = if name == "pipe" {
+                ([a[0], b[1]], b[0], a[1])
+            } else {
+                ([a[1], a[1]], a[0], a[0])
+            };
+            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &peer_fds);
+            // SAFETY: these descriptors are ours; for the socket both handles wrap one fd,
+            // so one of them is forgotten below instead of closed twice.
+            let (mut rd, mut wr) = unsafe {
+                (
+                    std::fs::File::from_raw_fd(mine_rd),
+                    std::fs::File::from_raw_fd(mine_wr),
+                )
+            };
+            let mut buf = vec![7u8; bytes];
+            let v = time_loop(warm, iters, |_| {
+                wr.write_all(&buf).unwrap();
+                rd.read_exact(&mut buf).unwrap();
+            });
+            child.wait().map_err(|e| e.to_string())?;
+            if name == "unix_socket" {
+                std::mem::forget(wr);
+            }
+            // SAFETY: closing the peer's ends, which this process no longer needs.
+            unsafe {
+                for fd in peer_fds.iter().take(if name == "pipe" { 2 } else { 1 }) {
+                    libc::close(*fd);
+                }
+            }
+            Ok(v)
+        }
+        "spsc_spin" | "spsc_block" => {
+            let block = name == "spsc_block";
+            match bytes {
+                8 => spsc_parent::<8>(name, &tag, warm, iters, block),
+                64 => spsc_parent::<64>(name, &tag, warm, iters, block),
+                1024 => spsc_parent::<1024>(name, &tag, warm, iters, block),
+                _ => spsc_parent::<65536>(name, &tag, warm, iters, block),
+            }
+        }
+        "bytes_spin" | "bytes_block" => {
+            let block = name == "bytes_block";
+            let cap = 256 * 1024;
+            let r_out =
+                bytes::Ring::create(&format!("{tag}-a2b"), cap).map_err(|e| e.to_string())?;
+            let r_in =
+                bytes::Ring::create(&format!("{tag}-b2a"), cap).map_err(|e| e.to_string())?;
+            r_out.set_unlink_on_drop(true);
+            r_in.set_unlink_on_drop(true);
+            let mut tx = r_out.producer().map_err(|e| e.to_string())?;
+            let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
+            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let mut buf = vec![7u8; bytes];
+            let v = time_loop(warm, iters, |_| {
+                let mut w = if block {
+                    tx.reserve(bytes, T).unwrap()
+                } else {
+                    loop {
+                        if let Ok(w) = tx.try_reserve(bytes) {
+                            break w;
+                        }
+                        std::hint::spin_loop();
+                    }
+                };
+                w.copy_from_slice(&buf);
+                w.commit();
+                let m = if block {
+                    rx.peek(T).unwrap()
+                } else {
+                    loop {
+                        if let Ok(m) = rx.try_peek() {
+                            break m;
+                        }
+                        std::hint::spin_loop();
+                    }
+                };
+                buf.copy_from_slice(&m);
+                m.release();
+            });
+            child.wait().map_err(|e| e.to_string())?;
+            Ok(v)
+        }
+        "mpmc_spin" => {
+            let q_out = mpmc::Queue::<u64>::create(&format!("{tag}-a2b"), 1024)
+                .map_err(|e| e.to_string())?;
+            let q_in = mpmc::Queue::<u64>::create(&format!("{tag}-b2a"), 1024)
+                .map_err(|e| e.to_string())?;
+            q_out.set_unlink_on_drop(true);
+            q_in.set_unlink_on_drop(true);
+            let mut tx = q_out.producer().map_err(|e| e.to_string())?;
+            let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
+            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let v = time_loop(warm, iters, |i| {
+                while tx.try_push(i).is_err() {
+                    std::hint::spin_loop();
+                }
+                loop {
+                    if rx.try_pop().is_ok() {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            });
+            child.wait().map_err(|e| e.to_string())?;
+            Ok(v)
+        }
+        _ => Err(format!("unknown scenario {name}")),
+    }
+}
+
+fn spsc_parent<const N: usize>(
+    name: &'static str,
+    tag: &str,
+    warm: usize,
+    iters: usize,
+    block: bool,
+) -> Result<Vec<u64>, String> {
+    let q_out =
+        spsc::Queue::<[u8; N]>::create(&format!("{tag}-a2b"), 2).map_err(|e| e.to_string())?;
+    let q_in =
+        spsc::Queue::<[u8; N]>::create(&format!("{tag}-b2a"), 2).map_err(|e| e.to_string())?;
+    q_out.set_unlink_on_drop(true);
+    q_in.set_unlink_on_drop(true);
+    let mut tx = q_out.producer().map_err(|e| e.to_string())?;
+    let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
+    let (mut child, _out) = spawn_peer(name, N, (warm + iters) as u64, tag, &[]);
+    let mut msg = Box::new([7u8; N]);
+    let v = time_loop(warm, iters, |_| {
+        if block {
+            tx.push(*msg, T).unwrap();
+            *msg = rx.pop(T).unwrap();
+        } else {
+            let mut v = *msg;
+            loop {
+                match tx.try_push(v) {
+                    Ok(()) => break,
+                    Err(e) => v = e.into_inner(),
+                }
+                std::hint::spin_loop();
+            }
+            *msg = loop {
+                if let Ok(v) = rx.try_pop() {
+                    break v;
+                }
+                std::hint::spin_loop();
+            };
+        }
+    });
+    child.wait().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+fn latency(quick: bool, json: bool) -> CmdResult {
+    pin(0);
+    let (small, large) = if quick {
+        (5_000, 500)
+    } else {
+        (100_000, 5_000)
+    };
+    let mut plan: Vec<(&'static str, usize)> = vec![("floor_spin", 8), ("floor_futex", 8)];
+    for name in [
+        "pipe",
+        "unix_socket",
+        "spsc_spin",
+        "spsc_block",
+        "bytes_spin",
+        "bytes_block",
+    ] {
+        for s in SIZES {
+            plan.push((name, s));
+        }
+    }
+    plan.push(("mpmc_spin", 8));
+    let mut results: Vec<LatencyResult> = Vec::new();
+    let (mut spin_p50, mut futex_p50) = (1, 1);
+    for (name, bytes) in plan {
+        let iters = if bytes > 4096 { large } else { small };
+        let v = run_latency(name, bytes, iters / 10, iters)?;
+        let (p50, p99, p999) = percentiles(v);
+        match name {
+            "floor_spin" => spin_p50 = p50,
+            "floor_futex" => futex_p50 = p50,
+            _ => {}
+        }
+        let floor = if name.ends_with("_spin") {
+            "floor_spin"
+        } else {
+            "floor_futex"
+        };
+        let base = if floor == "floor_spin" {
+            spin_p50
+        } else {
+            futex_p50
+        };
+        let r = LatencyResult {
+            name,
+            bytes,
+            iters,
+            p50_ns: p50,
+            p99_ns: p99,
+            p999_ns: p999,
+            floor,
+            ratio_p50: p50 as f64 / base.max(1) as f64,
+        };
+        if !json {
+            if results.is_empty() {
+                println!(
+                    "{:<12} {:>6} {:>8} {:>9} {:>9} {:>9}  ratio to floor (p50)",
+                    "name", "bytes", "iters", "p50 ns", "p99 ns", "p99.9 ns"
+                );
+            }
+            println!(
+                "{:<12} {:>6} {:>8} {:>9} {:>9} {:>9}  {:.2}x {}",
+                r.name, r.bytes, r.iters, r.p50_ns, r.p99_ns, r.p999_ns, r.ratio_p50, r.floor
+            );
+        }
+        results.push(r);
+    }
+    if json {
+        return print_json(&serde_json::json!({ "results": results }));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput.
+
+fn throughput(quick: bool, json: bool) -> CmdResult {
+    pin(0);
+    let n: u64 = if quick { 2_000_000 } else { 20_000_000 };
+    let mut results = Vec::new();
+    for (scenario, batch) in [("tput_spsc_u64", false), ("tput_spsc_u64_batch", true)] {
+        let tag = unique(scenario);
+        let q = spsc::Queue::<u64>::create(&tag, 8192).map_err(|e| e.to_string())?;
+        q.set_unlink_on_drop(true);
+        let mut tx = q.producer().map_err(|e| e.to_string())?;
+        let (mut child, mut out) = spawn_peer(scenario, 8, n, &tag, &[]);
+        let mut i = 0u64;
+        let mut buf = [0u64; 256];
+        while i < n {
+            if batch {
+                let k = (n - i).min(256) as usize;
+                for (j, b) in buf[..k].iter_mut().enumerate() {
+                    *b = i + j as u64;
+                }
+                match tx.try_push_slice(&buf[..k]) {
+                    Ok(m) => i += m as u64,
+                    Err(_) => std::hint::spin_loop(),
+                }
+            } else if tx.try_push(i).is_ok() {
+                i += 1;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let ns = read_ns(&mut out)?;
+        child.wait().map_err(|e| e.to_string())?;
+        let name = if batch {
+            "spsc_u64_batched"
+        } else {
+            "spsc_u64"
+        };
+        results.push(tput(name, 8, n, ns));
+    }
+    for size in [64usize, 1024, 65536] {
+        let tag = unique("tput_bytes");
+        let r = bytes::Ring::create(&tag, 1 << 20).map_err(|e| e.to_string())?;
+        r.set_unlink_on_drop(true);
+        let mut tx = r.producer().map_err(|e| e.to_string())?;
+        let count = (n / 4).min((8u64 << 30) / size as u64 / if quick { 10 } else { 1 });
+        let (mut child, mut out) = spawn_peer("tput_bytes", size, count, &tag, &[]);
+        let src = vec![5u8; size];
+        for _ in 0..count {
+            let mut w = loop {
+                if let Ok(w) = tx.try_reserve(size) {
+                    break w;
+                }
+                std::hint::spin_loop();
+            };
+            w.copy_from_slice(&src);
+            w.commit();
+        }
+        let ns = read_ns(&mut out)?;
+        child.wait().map_err(|e| e.to_string())?;
+        results.push(tput("bytes_ring", size, count, ns));
+    }
+    if let Some(r) = python_mp_queue(if quick { 20_000 } else { 200_000 }) {
+        results.push(r);
+    }
+    if json {
+        return print_json(&serde_json::json!({ "results": results }));
+    }
+    println!(
+        "{:<28} {:>7} {:>12} {:>14} {:>9}",
+        "name", "bytes", "messages", "msg/s", "GB/s"
+    );
+    for r in &results {
+        println!(
+            "{:<28} {:>7} {:>12} {:>14.0} {:>9.3}",
+            r.name, r.bytes, r.messages, r.msgs_per_s, r.gb_per_s
+        );
+    }
+    if let (Some(ours), Some(py)) = (
+        results.iter().find(|r| r.name == "spsc_u64"),
+        results.iter().find(|r| r.name.starts_with("cpython")),
+    ) {
+        println!(
+            "spsc_u64 / CPython multiprocessing.Queue: {:.0}x",
+            ours.msgs_per_s / py.msgs_per_s
+        );
+    }
+    Ok(())
+}
+
+fn read_ns(out: &mut BufReader<std::process::ChildStdout>) -> Result<u64, String> {
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    line.trim()
+        .parse()
+        .map_err(|_| format!("peer reported {line:?}"))
+}
+
+fn tput(name: &str, bytes: usize, n: u64, ns: u64) -> ThroughputResult {
+    let secs = ns as f64 / 1e9;
+    ThroughputResult {
+        name: name.into(),
+        bytes,
+        messages: n,
+        msgs_per_s: n as f64 / secs,
+        gb_per_s: (n as f64 * bytes as f64) / secs / 1e9,
+    }
+}
+
+/// CPython's `multiprocessing.Queue`, one int at a time from a child process, in the same
+/// run (skipped if `python3` is missing).
+fn python_mp_queue(n: u64) -> Option<ThroughputResult> {
+    let script = r#"
+import multiprocessing as mp, sys, time
+def producer(q, n):
+    for i in range(n):
+        q.put(i)
+if __name__ == "__main__":
+    n = int(sys.argv[1])
+    q = mp.Queue()
+    p = mp.Process(target=producer, args=(q, n))
+    p.start()
+    q.get()
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        q.get()
+    dt = time.perf_counter() - t0
+    p.join()
+    print(int(dt * 1e9), n - 1)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(n.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    let (ns, k) = (it.next()??, it.next()??);
+    let ver = Command::new("python3").arg("--version").output().ok()?;
+    let ver = String::from_utf8_lossy(&ver.stdout)
+        .trim()
+        .replace("Python ", "");
+    Some(tput(&format!("cpython{ver}_mp_queue_int"), 8, k, ns))
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    match args.cmd {
+        Cmd::Latency { quick, json, pin } => {
+            if pin {
+                std::env::set_var(PIN_VAR, "1");
+            }
+            latency(quick, json)
+        }
+        Cmd::Throughput { quick, json } => throughput(quick, json),
+    }
+}
