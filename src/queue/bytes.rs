@@ -710,7 +710,7 @@ mod loom_tests {
 
     #[test]
     fn loom_messages_across_the_wrap() {
-        loom::model(|| {
+        crate::queue::loom_model(|| {
             // 64 bytes: records of 8 + 24 bytes; the third message wraps to offset 0.
             let ring = Ring::with_capacity(64);
             let mut tx = ring.producer().unwrap();

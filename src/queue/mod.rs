@@ -20,6 +20,17 @@ pub mod bytes;
 pub mod mpmc;
 pub mod spsc;
 
+/// Run a loom model with at most 2 preemptions unless `LOOM_MAX_PREEMPTIONS` says otherwise
+/// (unbounded, the MPMC and bytes models take far longer than the CI budget).
+#[cfg(all(test, loom))]
+pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 pub use stat::{Attached, QueueStat};
 

@@ -1213,7 +1213,7 @@ mod loom_tests {
 
     #[test]
     fn loom_two_producers_one_consumer() {
-        loom::model(|| {
+        crate::queue::loom_model(|| {
             let q = Queue::<u64>::with_capacity(2);
             let keep = q.producer().unwrap();
             let mut c = q.consumer().unwrap();
@@ -1234,7 +1234,7 @@ mod loom_tests {
 
     #[test]
     fn loom_consumer_frees_slots_for_the_next_lap() {
-        loom::model(|| {
+        crate::queue::loom_model(|| {
             let q = Queue::<u64>::with_capacity(2);
             let mut p = q.producer().unwrap();
             let mut b = q.consumer().unwrap();

@@ -718,7 +718,7 @@ mod loom_tests {
 
     #[test]
     fn loom_blocking_push_pop_in_order_across_the_wrap() {
-        loom::model(|| {
+        crate::queue::loom_model(|| {
             let q = Queue::<u64>::with_capacity(2);
             let mut tx = q.producer().unwrap();
             let mut rx = q.consumer().unwrap();
@@ -737,7 +737,7 @@ mod loom_tests {
 
     #[test]
     fn loom_close_wakes_a_blocked_consumer() {
-        loom::model(|| {
+        crate::queue::loom_model(|| {
             let q = Queue::<u32>::with_capacity(2);
             let mut tx = q.producer().unwrap();
             let mut rx = q.consumer().unwrap();
