@@ -51,6 +51,7 @@ pub const MIN_CAPACITY: u64 = 64;
 pub const LAYOUT_FINGERPRINT: u64 =
     fingerprint(b"shmkit bytes-ring v1: records [u32 len, u32 tag], 8-aligned");
 
+#[cfg_attr(loom, allow(dead_code))]
 const EXPECT: Expect = Expect {
     kind: Kind::BYTES_RING,
     fingerprint: LAYOUT_FINGERPRINT,

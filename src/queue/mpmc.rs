@@ -38,7 +38,9 @@ use super::Element;
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
-use crate::{Kind, Liveness};
+#[cfg(not(loom))]
+use crate::Kind;
+use crate::Liveness;
 
 /// Claim slots per side: at most this many producers and this many consumers at once.
 pub const MAX_HANDLES: usize = 16;

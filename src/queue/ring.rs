@@ -123,6 +123,7 @@ impl RingControl {
 
 /// What an opener expects of a ring's geometry.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) struct Expect {
     pub kind: crate::Kind,
     pub fingerprint: u64,
@@ -182,6 +183,7 @@ impl Ring {
     }
 
     /// Payload size of a segment holding this ring.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn payload_size(name: &str, capacity: u64, elem_size: u64) -> crate::Result<u64> {
         capacity
             .checked_mul(elem_size)

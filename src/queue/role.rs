@@ -95,6 +95,7 @@ impl RoleSlot {
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long a blocking call sleeps, at most, between liveness checks of its peer.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// Rate limiter for peer-liveness checks in polling paths.

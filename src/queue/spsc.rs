@@ -35,6 +35,7 @@ pub fn layout_fingerprint(elem_size: u64) -> u64 {
     fingerprint(format!("shmkit spsc v1 elem_size={elem_size}").as_bytes())
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 fn expect<T>() -> Expect {
     let size = std::mem::size_of::<T>() as u64;
     Expect {
