@@ -20,7 +20,11 @@ impl fmt::Display for Timeout {
 impl std::error::Error for Timeout {}
 
 /// How many times `wait_until` polls its condition before it parks.
+#[cfg(not(loom))]
 const SPIN_LIMIT: u32 = 100;
+/// Under loom every poll is a scheduling point: keep the model small.
+#[cfg(loom)]
+const SPIN_LIMIT: u32 = 1;
 
 /// A place to sleep until some condition over shared memory becomes true: 8 bytes,
 /// `#[repr(C)]`, valid when zeroed, so it can sit inside any shmkit object.
@@ -146,4 +150,6 @@ impl WaitQueue {
     }
 }
 
+// loom's atomics are larger than the real ones.
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<WaitQueue>() == 8);
