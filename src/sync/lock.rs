@@ -553,6 +553,11 @@ impl<'a> LockGuard<'a> {
     pub fn needs_repair(&self) -> bool {
         self.previous_owner.is_some()
     }
+
+    /// The lock this guard holds.
+    pub(crate) fn state(&self) -> &'a LockState {
+        self.lock
+    }
 }
 
 impl Drop for LockGuard<'_> {

@@ -5,19 +5,42 @@
 //! inside any shmkit object, and a standalone named object (`Lock::create("name")`,
 //! `Event::open("name")`, …) in a segment of its own kind. `spec/sync.md` gives each layout,
 //! each protocol, and what a process killed at each step leaves behind.
+//!
+//! Under `cfg(loom)` only the futex-word protocols are compiled (the pthread-based locks, the
+//! condition's lock half and the named handles are not modelled).
 
+mod barrier;
+mod condition;
+mod event;
+#[cfg(not(loom))]
+mod inspect;
 #[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
 mod named;
+mod park;
 #[cfg(not(loom))]
 mod rlock;
+mod semaphore;
 mod waiter;
 
+#[cfg(not(loom))]
+pub use barrier::Barrier;
+pub use barrier::{BarrierError, BarrierState, MAX_PARTIES};
+#[cfg(not(loom))]
+pub use condition::{Condition, ConditionState};
+#[cfg(not(loom))]
+pub use event::Event;
+pub use event::EventState;
+#[cfg(not(loom))]
+pub use inspect::{inspect, BarrierInfo, ConditionInfo, EventInfo, LockInfo, OwnerInfo, SemaphoreInfo, SyncInfo};
 #[cfg(not(loom))]
 pub use lock::{Lock, LockError, LockGuard, LockState, Owner};
 #[cfg(not(loom))]
 pub use named::SyncOptions;
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard, RLockState};
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
 pub use waiter::{Timeout, WaitQueue};

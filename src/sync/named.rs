@@ -176,3 +176,43 @@ impl<S> Named<S> {
 pub(crate) const fn fingerprint_with(desc: &[u8], size: usize) -> u64 {
     crate::segment::fingerprint(desc) ^ crate::segment::fingerprint(&(size as u64).to_le_bytes()).rotate_left(1)
 }
+
+/// The accessors every named primitive handle shares: `name`, `segment`,
+/// `set_unlink_on_drop`, `Deref` to its state, and `Debug`.
+macro_rules! named_handle {
+    ($handle:ident, $state:ty) => {
+        impl $handle {
+            /// The name.
+            pub fn name(&self) -> &str {
+                self.inner.segment().name()
+            }
+
+            /// The underlying segment.
+            pub fn segment(&self) -> &crate::Segment {
+                self.inner.segment()
+            }
+
+            /// Make this handle unlink the name when dropped (or not).
+            pub fn set_unlink_on_drop(&mut self, yes: bool) {
+                self.inner.set_unlink_on_drop(yes);
+            }
+        }
+
+        impl std::ops::Deref for $handle {
+            type Target = $state;
+            fn deref(&self) -> &$state {
+                self.inner.state()
+            }
+        }
+
+        impl std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    .field("name", &self.name())
+                    .field("state", self.inner.state())
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use named_handle;

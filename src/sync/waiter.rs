@@ -139,7 +139,11 @@ impl WaitQueue {
         // SeqCst pairs with the sleeper's SeqCst `sleepers.fetch_add` / `seq.load`: either we
         // see its announcement, or it sees our new seq (and the condition made true before).
         self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        // An RMW rather than a load: loom models SeqCst loads as AcqRel, under which a load
+        // could miss the sleeper's increment; an RMW reads the latest value, so either it sees
+        // the increment or the increment synchronises with it (and the sleeper sees the new
+        // seq). Same argument as `park.rs`.
+        if self.sleepers.fetch_add(0, Ordering::SeqCst) != 0 {
             futex::wake(&self.seq, n);
         }
     }
