@@ -1,3 +1,4 @@
+#![cfg(not(loom))]
 //! Cross-process tests of the robust `Lock` and `RLock`: separate processes (this test binary
 //! re-executed as a child), named objects, every wait bounded by a 10 s timeout.
 
