@@ -99,7 +99,7 @@ impl<A: Access> std::fmt::Debug for Segment<A> {
 }
 
 /// Builder for creating or opening a [`Segment`]; start with [`Segment::options`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SegmentOptions<A: Access = ReadWrite> {
     mode: u32,
     unlink_on_drop: bool,
@@ -108,6 +108,15 @@ pub struct SegmentOptions<A: Access = ReadWrite> {
     fingerprint: u64,
     raw: bool,
     _access: PhantomData<A>,
+}
+
+impl<A: Access> Clone for SegmentOptions<A> {
+    fn clone(&self) -> Self {
+        SegmentOptions {
+            _access: PhantomData,
+            ..*self
+        }
+    }
 }
 
 impl Default for SegmentOptions<ReadWrite> {
@@ -337,13 +346,22 @@ impl<A: Access> SegmentOptions<A> {
     }
 
     fn retype<B: Access>(self) -> SegmentOptions<B> {
+        let SegmentOptions {
+            mode,
+            unlink_on_drop,
+            timeout,
+            kind,
+            fingerprint,
+            raw,
+            _access,
+        } = self;
         SegmentOptions {
-            mode: self.mode,
-            unlink_on_drop: self.unlink_on_drop,
-            timeout: self.timeout,
-            kind: self.kind,
-            fingerprint: self.fingerprint,
-            raw: self.raw,
+            mode,
+            unlink_on_drop,
+            timeout,
+            kind,
+            fingerprint,
+            raw,
             _access: PhantomData,
         }
     }
