@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 with a one-line message on stderr for an error, 2 for a usage
 //! error (clap's own exit code).
 
+mod bytes;
 mod dump;
 mod gc;
 mod info;
@@ -38,6 +39,12 @@ enum Cmd {
     Dump(dump::Args),
     /// Remove shmkit segments whose creator is dead and that no live process maps.
     Gc(gc::Args),
+    /// Create a plain segment (or, with --raw, one CPython's SharedMemory can open).
+    Create(bytes::CreateArgs),
+    /// Copy payload bytes to standard output.
+    Read(bytes::ReadArgs),
+    /// Write bytes into a segment's payload.
+    Write(bytes::WriteArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,9 @@ fn main() -> ExitCode {
         Cmd::Rm(a) => rm::run(a),
         Cmd::Dump(a) => dump::run(a),
         Cmd::Gc(a) => gc::run(a),
+        Cmd::Create(a) => bytes::create(a),
+        Cmd::Read(a) => bytes::read(a),
+        Cmd::Write(a) => bytes::write(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
