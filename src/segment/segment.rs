@@ -306,11 +306,8 @@ impl<A: Access> Drop for Segment<A> {
         if self.unlink_on_drop {
             // Unlink only if the name still refers to the object we mapped: someone may have
             // removed it and created another under the same name.
-            let path = format!("{}/{}", shm::SHM_DIR, self.name);
-            if let Ok(st) = rustix::fs::stat(path.as_str()) {
-                if (st.st_dev, st.st_ino) == self.identity {
-                    let _ = shm::unlink(&self.name);
-                }
+            if shm::stat_path(&self.name).is_some_and(|st| st.identity == self.identity) {
+                let _ = shm::unlink(&self.name);
             }
         }
     }
@@ -525,8 +522,9 @@ fn wait_published(
 }
 
 fn identity(fd: &std::os::fd::OwnedFd, name: &str) -> Result<(u64, u64)> {
-    let st = rustix::fs::fstat(fd).map_err(|e| Error::from_io(name, "fstat", e.into()))?;
-    Ok((st.st_dev, st.st_ino))
+    Ok(shm::stat(fd)
+        .map_err(|e| Error::from_io(name, "fstat", e))?
+        .identity)
 }
 
 type Init<'a> = &'a mut dyn FnMut(&Segment<ReadWrite>) -> Result<()>;
