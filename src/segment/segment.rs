@@ -101,33 +101,42 @@ impl<A: Access> std::fmt::Debug for Segment<A> {
 /// Builder for creating or opening a [`Segment`]; start with [`Segment::options`].
 #[derive(Debug)]
 pub struct SegmentOptions<A: Access = ReadWrite> {
+    cfg: Config,
+    _access: PhantomData<A>,
+}
+
+/// The settings of a [`SegmentOptions`], independent of its access mode.
+#[derive(Debug, Clone, Copy)]
+struct Config {
     mode: u32,
     unlink_on_drop: bool,
     timeout: Duration,
     kind: Kind,
     fingerprint: u64,
     raw: bool,
-    _access: PhantomData<A>,
 }
 
 impl<A: Access> Clone for SegmentOptions<A> {
     fn clone(&self) -> Self {
         SegmentOptions {
+            cfg: self.cfg,
             _access: PhantomData,
-            ..*self
         }
     }
 }
 
 impl Default for SegmentOptions<ReadWrite> {
     fn default() -> Self {
-        SegmentOptions {
+        let cfg = Config {
             mode: 0o600,
             unlink_on_drop: false,
             timeout: DEFAULT_OPEN_TIMEOUT,
             kind: Kind::BYTES,
             fingerprint: BYTES_FINGERPRINT,
             raw: false,
+        };
+        SegmentOptions {
+            cfg,
             _access: PhantomData,
         }
     }
@@ -316,21 +325,21 @@ impl<A: Access> Drop for Segment<A> {
 impl<A: Access> SegmentOptions<A> {
     /// Unlink the name when the returned handle is dropped (default: no).
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.unlink_on_drop = yes;
+        self.cfg.unlink_on_drop = yes;
         self
     }
 
     /// How long `open` and `open_or_create` wait for a creator to publish (default 5 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.cfg.timeout = timeout;
         self
     }
 
     /// The object kind and layout fingerprint to create with, or to require at open. Object
     /// types (locks, queues, …) set these; plain segments use [`Kind::BYTES`].
     pub fn kind(mut self, kind: Kind, fingerprint: u64) -> Self {
-        self.kind = kind;
-        self.fingerprint = fingerprint;
+        self.cfg.kind = kind;
+        self.cfg.fingerprint = fingerprint;
         self
     }
 
@@ -338,27 +347,13 @@ impl<A: Access> SegmentOptions<A> {
     /// CPython's `SharedMemory` open as plain bytes, and raw segments created here open in
     /// CPython by the same name.
     pub fn raw(mut self, yes: bool) -> Self {
-        self.raw = yes;
+        self.cfg.raw = yes;
         self
     }
 
     fn retype<B: Access>(self) -> SegmentOptions<B> {
-        let SegmentOptions {
-            mode,
-            unlink_on_drop,
-            timeout,
-            kind,
-            fingerprint,
-            raw,
-            _access,
-        } = self;
         SegmentOptions {
-            mode,
-            unlink_on_drop,
-            timeout,
-            kind,
-            fingerprint,
-            raw,
+            cfg: self.cfg,
             _access: PhantomData,
         }
     }
@@ -366,12 +361,12 @@ impl<A: Access> SegmentOptions<A> {
     /// Open an existing segment and validate its header against these options.
     pub fn open(&self, name: &str) -> Result<Segment<A>> {
         validate_name(name)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.cfg.timeout;
         match self.open_existing(name, deadline)? {
             Opened::Segment(s) => Ok(s),
             Opened::Vanished(detail) => Err(Error::NotReady {
                 name: name.to_owned(),
-                waited: self.timeout,
+                waited: self.cfg.timeout,
                 detail,
             }),
         }
@@ -394,13 +389,13 @@ impl<A: Access> SegmentOptions<A> {
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
                     name: name.to_owned(),
-                    waited: self.timeout,
+                    waited: self.cfg.timeout,
                     detail: "the object is still 0 bytes: its creator never sized it".into(),
                 });
             }
             std::thread::sleep(Duration::from_micros(200));
         };
-        if self.raw {
+        if self.cfg.raw {
             let map = Mapping::new(&fd, size, A::WRITABLE)
                 .map_err(|e| Error::from_io(name, "mmap", e))?;
             return Ok(Opened::Segment(Segment {
@@ -409,7 +404,7 @@ impl<A: Access> SegmentOptions<A> {
                 map,
                 header: None,
                 payload_offset: 0,
-                unlink_on_drop: self.unlink_on_drop,
+                unlink_on_drop: self.cfg.unlink_on_drop,
                 identity,
                 _access: PhantomData,
             }));
@@ -425,19 +420,19 @@ impl<A: Access> SegmentOptions<A> {
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above), page-aligned,
         // and lives as long as `map`, which outlives every use of `words` below.
         let words = unsafe { header::words(map.ptr()) };
-        match wait_published(name, words, deadline, self.timeout)? {
+        match wait_published(name, words, deadline, self.cfg.timeout)? {
             Published::Ready => {}
             Published::Gone(detail) => return Ok(Opened::Vanished(detail)),
         }
         let raw = RawHeader::load(words);
-        let info = header::validate(name, &raw, size, self.kind, self.fingerprint)?;
+        let info = header::validate(name, &raw, size, self.cfg.kind, self.cfg.fingerprint)?;
         Ok(Opened::Segment(Segment {
             name: name.to_owned(),
             payload_len: info.payload_size as usize,
             header: Some(info),
             map,
             payload_offset: HEADER_SIZE,
-            unlink_on_drop: self.unlink_on_drop,
+            unlink_on_drop: self.cfg.unlink_on_drop,
             identity,
             _access: PhantomData,
         }))
@@ -533,7 +528,7 @@ impl SegmentOptions<ReadWrite> {
     /// Permission bits for a created segment (default 0600). Applied exactly, whatever the
     /// umask.
     pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
+        self.cfg.mode = mode;
         self
     }
 
@@ -580,7 +575,7 @@ impl SegmentOptions<ReadWrite> {
     ) -> Result<Segment> {
         validate_name(name)?;
         self.check_create_args(name, size)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.cfg.timeout;
         loop {
             match self.create_inner(name, size, &mut init) {
                 Err(Error::AlreadyExists { .. }) => {}
@@ -595,7 +590,7 @@ impl SegmentOptions<ReadWrite> {
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
                     name: name.to_owned(),
-                    waited: self.timeout,
+                    waited: self.cfg.timeout,
                     detail: "the name kept being created and removed by others".into(),
                 });
             }
@@ -603,10 +598,10 @@ impl SegmentOptions<ReadWrite> {
     }
 
     fn check_create_args(&self, name: &str, size: u64) -> Result<()> {
-        if self.mode > 0o777 {
+        if self.cfg.mode > 0o777 {
             return Err(Error::invalid(
                 name,
-                format!("mode {:#o} has bits beyond 0o777", self.mode),
+                format!("mode {:#o} has bits beyond 0o777", self.cfg.mode),
             ));
         }
         if size > MAX_SIZE {
@@ -616,7 +611,7 @@ impl SegmentOptions<ReadWrite> {
                 max: MAX_SIZE,
             });
         }
-        if self.raw && size == 0 {
+        if self.cfg.raw && size == 0 {
             return Err(Error::invalid(
                 name,
                 "a raw segment needs at least 1 byte (CPython cannot map an empty one)",
@@ -626,14 +621,14 @@ impl SegmentOptions<ReadWrite> {
     }
 
     fn create_inner(&self, name: &str, size: u64, init: Init<'_>) -> Result<Segment> {
-        let fd = shm::open(name, OpenMode::CreateExclusive(self.mode))
+        let fd = shm::open(name, OpenMode::CreateExclusive(self.cfg.mode))
             .map_err(|e| Error::from_io(name, "create", e))?;
         // From here on the name is ours: undo it on any failure.
         let undo = |e: Error| {
             let _ = shm::unlink(name);
             e
         };
-        let total = if self.raw {
+        let total = if self.cfg.raw {
             size
         } else {
             size + HEADER_SIZE as u64
@@ -646,22 +641,22 @@ impl SegmentOptions<ReadWrite> {
             name: name.to_owned(),
             map,
             header: None,
-            payload_offset: if self.raw { 0 } else { HEADER_SIZE },
+            payload_offset: if self.cfg.raw { 0 } else { HEADER_SIZE },
             payload_len: size as usize,
             unlink_on_drop: false,
             identity,
             _access: PhantomData,
         };
-        if self.raw {
+        if self.cfg.raw {
             init(&seg).map_err(undo)?;
-            seg.unlink_on_drop = self.unlink_on_drop;
+            seg.unlink_on_drop = self.cfg.unlink_on_drop;
             return Ok(seg);
         }
         let raw = RawHeader {
             magic: MAGIC,
             version: FORMAT_VERSION,
-            kind: self.kind.0,
-            fingerprint: self.fingerprint,
+            kind: self.cfg.kind.0,
+            fingerprint: self.cfg.fingerprint,
             header_size: HEADER_SIZE as u64,
             payload_size: size,
             creator_start: process::current_start_time(),
@@ -690,7 +685,7 @@ impl SegmentOptions<ReadWrite> {
             state: State::READY,
             ..raw
         }));
-        seg.unlink_on_drop = self.unlink_on_drop;
+        seg.unlink_on_drop = self.cfg.unlink_on_drop;
         Ok(seg)
     }
 }
