@@ -117,18 +117,28 @@ impl Error {
             io::ErrorKind::NotFound => Error::NotFound { name },
             io::ErrorKind::AlreadyExists => Error::AlreadyExists { name },
             io::ErrorKind::PermissionDenied => Error::PermissionDenied { name, op },
-            _ => Error::Io { name, op, source: e },
+            _ => Error::Io {
+                name,
+                op,
+                source: e,
+            },
         }
     }
 
     /// Shorthand for [`Error::Corrupt`].
     pub(crate) fn corrupt(name: &str, what: impl Into<String>) -> Error {
-        Error::Corrupt { name: name.to_owned(), what: what.into() }
+        Error::Corrupt {
+            name: name.to_owned(),
+            what: what.into(),
+        }
     }
 
     /// Shorthand for [`Error::InvalidArgument`].
     pub(crate) fn invalid(name: &str, what: impl Into<String>) -> Error {
-        Error::InvalidArgument { name: name.to_owned(), what: what.into() }
+        Error::InvalidArgument {
+            name: name.to_owned(),
+            what: what.into(),
+        }
     }
 }
 

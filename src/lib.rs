@@ -39,3 +39,8 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use os::process::Liveness;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};
+
+// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -2,8 +2,7 @@
 //! Cross-process tests of the robust `Lock` and `RLock`: separate processes (this test binary
 //! re-executed as a child), named objects, every wait bounded by a 10 s timeout.
 
-mod sync_support;
-use sync_support as common;
+mod common;
 
 use shmkit::sync::{Lock, LockError, RLock};
 use shmkit::{Liveness, Segment};
@@ -25,13 +24,16 @@ fn child_main() {
                 // A plain load + store, not an atomic add: only mutual exclusion keeps it exact.
                 c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             }
-            0
         }
         "hold" => {
             // Take the lock, announce it, then mutate the protected pair forever (until killed).
             let lock = Lock::open(&args[0]).unwrap();
             let data = Segment::open(&args[1]).unwrap();
-            let (a, b, held) = (data.atomic_u64(0).unwrap(), data.atomic_u64(8).unwrap(), data.atomic_u64(16).unwrap());
+            let (a, b, held) = (
+                data.atomic_u64(0).unwrap(),
+                data.atomic_u64(8).unwrap(),
+                data.atomic_u64(16).unwrap(),
+            );
             let g = lock.lock_timeout(T).unwrap();
             held.store(std::process::id() as u64, Ordering::Release);
             loop {
@@ -42,7 +44,7 @@ fn child_main() {
                 b.store(b.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 if a.load(Ordering::Relaxed) == u64::MAX {
                     drop(g);
-                    return 1;
+                    panic!("the holder was never killed");
                 }
             }
         }
@@ -53,21 +55,31 @@ fn child_main() {
             r.lock_timeout(T).unwrap().leak();
             data.atomic_u64(16).unwrap().store(1, Ordering::Release);
             std::thread::sleep(Duration::from_secs(60));
-            1
+            panic!("the rlock holder was never killed");
         }
         "expect-not-recoverable" => {
             let lock = Lock::open(&args[0]).unwrap();
-            let code = match lock.lock_timeout(T) {
-                Err(LockError::NotRecoverable) => 0,
-                other => {
-                    eprintln!("expected NotRecoverable, got {:?}", other.map(drop));
-                    1
-                }
-            };
-            code
+            let r = lock.lock_timeout(T).map(drop);
+            assert!(matches!(r, Err(LockError::NotRecoverable)), "got {r:?}");
         }
-        _ => 2,
+        other => panic!("unknown role {other}"),
     });
+}
+
+/// Wait for a child with a deadline; kill it and fail if it overruns.
+fn wait_child(mut c: std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("child did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -80,14 +92,19 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn two_processes_count_exactly_under_a_named_lock() {
-    let (ln, dn) = (common::unique_name("lock-count"), common::unique_name("lock-count-data"));
+    let (ln, dn) = (
+        common::unique_name("lock-count"),
+        common::unique_name("lock-count-data"),
+    );
     let _c = common::Cleanup::new(&[&ln, &dn]);
     let _lock = Lock::create(&ln).unwrap();
     let data = Segment::create(&dn, 64).unwrap();
     let n = 100_000u64;
-    let kids: Vec<_> = (0..2).map(|_| common::spawn_child("count", &[ln.clone(), dn.clone(), n.to_string()])).collect();
+    let kids: Vec<_> = (0..2)
+        .map(|_| common::spawn_child("count", &[&ln, &dn, &n.to_string()]))
+        .collect();
     for k in kids {
-        assert!(common::wait_child(k, 120).success());
+        assert!(wait_child(k, 120).success());
     }
     assert_eq!(data.atomic_u64(0).unwrap().load(Ordering::SeqCst), 2 * n);
 }
@@ -102,18 +119,27 @@ fn next(seed: &mut u64) -> u64 {
 
 #[test]
 fn holder_killed_at_random_points_200_rounds_next_gets_owner_died() {
-    let (ln, dn) = (common::unique_name("lock-kill"), common::unique_name("lock-kill-data"));
+    let (ln, dn) = (
+        common::unique_name("lock-kill"),
+        common::unique_name("lock-kill-data"),
+    );
     let _c = common::Cleanup::new(&[&ln, &dn]);
     let lock = Lock::create(&ln).unwrap();
     let data = Segment::create(&dn, 64).unwrap();
-    let (a, b, held) = (data.atomic_u64(0).unwrap(), data.atomic_u64(8).unwrap(), data.atomic_u64(16).unwrap());
+    let (a, b, held) = (
+        data.atomic_u64(0).unwrap(),
+        data.atomic_u64(8).unwrap(),
+        data.atomic_u64(16).unwrap(),
+    );
     let mut seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
     let mut torn = 0;
     for round in 0..200 {
         held.store(0, Ordering::SeqCst);
-        let mut child = common::spawn_child("hold", &[ln.clone(), dn.clone()]);
+        let mut child = common::spawn_child("hold", &[&ln, &dn]);
         let pid = child.id();
-        wait_for("the holder to take the lock", || held.load(Ordering::Acquire) == u64::from(pid));
+        wait_for("the holder to take the lock", || {
+            held.load(Ordering::Acquire) == u64::from(pid)
+        });
         std::thread::sleep(Duration::from_micros(next(&mut seed) % 3000));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -129,7 +155,10 @@ fn holder_killed_at_random_points_200_rounds_next_gets_owner_died() {
                 b.store(va, Ordering::Relaxed);
                 g.make_consistent().unwrap();
             }
-            other => panic!("round {round}: expected OwnerDied, got {:?}", other.map(drop)),
+            other => panic!(
+                "round {round}: expected OwnerDied, got {:?}",
+                other.map(drop)
+            ),
         }
         assert!(!lock.is_locked());
     }
@@ -140,42 +169,62 @@ fn holder_killed_at_random_points_200_rounds_next_gets_owner_died() {
 
 #[test]
 fn unrepaired_owner_death_is_not_recoverable_for_every_process() {
-    let (ln, dn) = (common::unique_name("lock-nr"), common::unique_name("lock-nr-data"));
+    let (ln, dn) = (
+        common::unique_name("lock-nr"),
+        common::unique_name("lock-nr-data"),
+    );
     let _c = common::Cleanup::new(&[&ln, &dn]);
     let lock = Lock::create(&ln).unwrap();
     let data = Segment::create(&dn, 64).unwrap();
     let held = data.atomic_u64(16).unwrap();
-    let mut child = common::spawn_child("hold", &[ln.clone(), dn.clone()]);
+    let mut child = common::spawn_child("hold", &[&ln, &dn]);
     let pid = u64::from(child.id());
     wait_for("the holder", || held.load(Ordering::Acquire) == pid);
     child.kill().unwrap();
     child.wait().unwrap();
-    let g = lock.lock_timeout(T).unwrap_err().into_guard().expect("OwnerDied");
+    let g = lock
+        .lock_timeout(T)
+        .unwrap_err()
+        .into_guard()
+        .expect("OwnerDied");
     drop(g); // without make_consistent
     assert!(lock.is_not_recoverable());
-    assert!(matches!(lock.lock_timeout(T), Err(LockError::NotRecoverable)));
-    let other = common::spawn_child("expect-not-recoverable", std::slice::from_ref(&ln));
-    assert!(common::wait_child(other, 30).success());
+    assert!(matches!(
+        lock.lock_timeout(T),
+        Err(LockError::NotRecoverable)
+    ));
+    let other = common::spawn_child("expect-not-recoverable", &[&ln]);
+    assert!(wait_child(other, 30).success());
 }
 
 #[test]
 fn rlock_owner_and_depth_are_visible_and_survive_a_kill() {
-    let (ln, dn) = (common::unique_name("rlock-kill"), common::unique_name("rlock-kill-data"));
+    let (ln, dn) = (
+        common::unique_name("rlock-kill"),
+        common::unique_name("rlock-kill-data"),
+    );
     let _c = common::Cleanup::new(&[&ln, &dn]);
     let r = RLock::create(&ln).unwrap();
     let data = Segment::create(&dn, 64).unwrap();
     let flag = data.atomic_u64(16).unwrap();
-    let mut child = common::spawn_child("hold-rlock", &[ln.clone(), dn.clone()]);
+    let mut child = common::spawn_child("hold-rlock", &[&ln, &dn]);
     wait_for("the rlock holder", || flag.load(Ordering::Acquire) == 1);
     let owner = r.owner().unwrap();
     assert_eq!((owner.pid, r.depth()), (child.id(), 2));
     assert_eq!(owner.liveness(), Liveness::Alive);
-    assert!(matches!(r.lock_timeout(Duration::from_millis(10)), Err(LockError::Timeout)));
+    assert!(matches!(
+        r.lock_timeout(Duration::from_millis(10)),
+        Err(LockError::Timeout)
+    ));
     assert!(matches!(r.release(), Err(LockError::NotOwner)));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(r.owner().unwrap().liveness(), Liveness::Dead);
-    let mut g = r.lock_timeout(T).unwrap_err().into_guard().expect("OwnerDied");
+    let mut g = r
+        .lock_timeout(T)
+        .unwrap_err()
+        .into_guard()
+        .expect("OwnerDied");
     assert_eq!(r.depth(), 1);
     g.make_consistent().unwrap();
     drop(g);

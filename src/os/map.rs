@@ -14,11 +14,19 @@ pub(crate) struct Mapping {
 impl Mapping {
     /// Map `len` bytes of `fd` from offset 0, `PROT_READ|PROT_WRITE` or `PROT_READ` only.
     pub(crate) fn new(fd: &OwnedFd, len: u64, writable: bool) -> io::Result<Mapping> {
-        let len = usize::try_from(len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment larger than the address space"))?;
+        let len = usize::try_from(len).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "segment larger than the address space",
+            )
+        })?;
         let mut opts = MmapOptions::new();
         opts.len(len);
-        let raw = if writable { opts.map_raw(fd)? } else { opts.map_raw_read_only(fd)? };
+        let raw = if writable {
+            opts.map_raw(fd)?
+        } else {
+            opts.map_raw_read_only(fd)?
+        };
         Ok(Mapping { raw })
     }
 

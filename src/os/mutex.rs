@@ -98,14 +98,26 @@ pub(crate) unsafe fn init(m: *mut libc::pthread_mutex_t, recursive: bool) -> io:
     let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
     // SAFETY: attr is valid for writes; pthread_mutexattr_init initialises it.
     check(unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) })?;
-    let kind = if recursive { libc::PTHREAD_MUTEX_RECURSIVE } else { libc::PTHREAD_MUTEX_ERRORCHECK };
+    let kind = if recursive {
+        libc::PTHREAD_MUTEX_RECURSIVE
+    } else {
+        libc::PTHREAD_MUTEX_ERRORCHECK
+    };
     let a = attr.as_mut_ptr();
     // SAFETY: `a` was initialised above; `m` is valid per this function's contract.
     let result = unsafe {
-        check(libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED))
-            .and_then(|()| check(libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST)))
-            .and_then(|()| check(libc::pthread_mutexattr_settype(a, kind)))
-            .and_then(|()| check(libc::pthread_mutex_init(m, a)))
+        check(libc::pthread_mutexattr_setpshared(
+            a,
+            libc::PTHREAD_PROCESS_SHARED,
+        ))
+        .and_then(|()| {
+            check(libc::pthread_mutexattr_setrobust(
+                a,
+                libc::PTHREAD_MUTEX_ROBUST,
+            ))
+        })
+        .and_then(|()| check(libc::pthread_mutexattr_settype(a, kind)))
+        .and_then(|()| check(libc::pthread_mutex_init(m, a)))
     };
     // SAFETY: `a` is initialised and no longer used after this.
     unsafe { libc::pthread_mutexattr_destroy(a) };
@@ -118,7 +130,10 @@ pub(crate) unsafe fn init(m: *mut libc::pthread_mutex_t, recursive: bool) -> io:
 /// # Safety
 ///
 /// `m` must point to a mutex initialised by [`init`] in memory that stays mapped for the call.
-pub(crate) unsafe fn lock(m: *mut libc::pthread_mutex_t, deadline: Option<Instant>) -> Result<Locked, MutexError> {
+pub(crate) unsafe fn lock(
+    m: *mut libc::pthread_mutex_t,
+    deadline: Option<Instant>,
+) -> Result<Locked, MutexError> {
     match deadline {
         // SAFETY: per this function's contract.
         None => locked(unsafe { libc::pthread_mutex_lock(m) }),
@@ -177,7 +192,10 @@ fn monotonic_abs(deadline: Instant) -> libc::timespec {
         nsec -= 1_000_000_000;
         sec = sec.saturating_add(1);
     }
-    libc::timespec { tv_sec: sec as libc::time_t, tv_nsec: nsec as libc::c_long }
+    libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as libc::c_long,
+    }
 }
 
 /// The calling thread as a lock owner: `(pid, tid, process start time)`.
@@ -225,7 +243,11 @@ pub(crate) fn me() -> Me {
         }
         t.get()
     });
-    Me { pid, tid, start: START.load(Ordering::Relaxed) }
+    Me {
+        pid,
+        tid,
+        start: START.load(Ordering::Relaxed),
+    }
 }
 
 #[cfg(test)]
@@ -248,8 +270,13 @@ mod tests {
         unsafe {
             assert_eq!(try_lock(m), Ok(Locked::OwnerDied));
             unlock(m).unwrap(); // without consistent: not recoverable from now on
-            assert_eq!(lock(m, Some(Instant::now())), Err(MutexError::NotRecoverable));
-            drop(Box::from_raw(m.cast::<MaybeUninit<libc::pthread_mutex_t>>()));
+            assert_eq!(
+                lock(m, Some(Instant::now())),
+                Err(MutexError::NotRecoverable)
+            );
+            drop(Box::from_raw(
+                m.cast::<MaybeUninit<libc::pthread_mutex_t>>(),
+            ));
         }
     }
 
@@ -257,7 +284,10 @@ mod tests {
     fn identity_is_cached_and_right() {
         let a = me();
         assert_eq!(a.pid, std::process::id());
-        assert_eq!(a.tid, rustix::thread::gettid().as_raw_nonzero().get() as u32);
+        assert_eq!(
+            a.tid,
+            rustix::thread::gettid().as_raw_nonzero().get() as u32
+        );
         assert_eq!(a, me());
     }
 }

@@ -36,7 +36,7 @@ fn start_time(pid: u32) -> Option<(u64, u8)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.bytes().next()?; // field 3
-    // Fields 4..=21 precede the start time (field 22): skip 18.
+                                                // Fields 4..=21 precede the start time (field 22): skip 18.
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state))
 }
@@ -47,13 +47,18 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     if pid == 0 {
         return Liveness::Unknown;
     }
+    if pid > i32::MAX as u32 {
+        return Liveness::Dead; // no such pid can exist (pid_max is at most 2^22)
+    }
     match start_time(pid) {
         Some((_, b'Z' | b'X')) => Liveness::Dead,
         Some((start, _)) if recorded_start == 0 || start == recorded_start => Liveness::Alive,
         Some(_) => Liveness::Dead, // pid reused
         None => {
             // No /proc entry: fall back to kill(pid, 0).
-            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return Liveness::Unknown };
+            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+                return Liveness::Unknown;
+            };
             match rustix::process::test_kill_process(p) {
                 Ok(()) | Err(rustix::io::Errno::PERM) => Liveness::Alive,
                 Err(_) => Liveness::Dead,
@@ -62,16 +67,48 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     }
 }
 
+/// Pids whose `/proc/PID/maps` lists a mapping of `path` (also once unlinked: the kernel
+/// then appends " (deleted)").
+pub(crate) fn pids_mapping(path: &str) -> Vec<u32> {
+    let deleted = format!("{path} (deleted)");
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            if maps
+                .lines()
+                .any(|l| l.ends_with(path) || l.ends_with(&deleted))
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn self_is_alive_and_bogus_pid_is_dead() {
-        assert_eq!(liveness(current_pid(), current_start_time()), Liveness::Alive);
-        assert_eq!(liveness(current_pid(), current_start_time() + 1), Liveness::Dead);
+        assert_eq!(
+            liveness(current_pid(), current_start_time()),
+            Liveness::Alive
+        );
+        assert_eq!(
+            liveness(current_pid(), current_start_time() + 1),
+            Liveness::Dead
+        );
         assert_eq!(liveness(0, 0), Liveness::Unknown);
         // pid_max is at most 2^22.
         assert_eq!(liveness(4_194_305, 0), Liveness::Dead);
+        // Found by fuzzing: a pid beyond i32 from a corrupt header must not panic.
+        assert_eq!(liveness(u32::MAX, 0), Liveness::Dead);
     }
 }

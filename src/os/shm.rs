@@ -48,18 +48,30 @@ pub(crate) fn unlink(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(posix_name(name).as_str())?)
 }
 
-/// Size and permission bits of an open object.
+/// Size, permission bits and identity of an object.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stat {
     pub size: u64,
     pub mode: u32,
     pub uid: u32,
+    /// `(st_dev, st_ino)`: which object this is, whatever name it has now.
+    pub identity: (u64, u64),
+}
+
+impl From<rustix::fs::Stat> for Stat {
+    fn from(st: rustix::fs::Stat) -> Stat {
+        Stat {
+            size: st.st_size as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            identity: (st.st_dev, st.st_ino),
+        }
+    }
 }
 
 /// `fstat`.
 pub(crate) fn stat(fd: &OwnedFd) -> io::Result<Stat> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok(Stat { size: st.st_size as u64, mode: st.st_mode & 0o7777, uid: st.st_uid })
+    Ok(rustix::fs::fstat(fd)?.into())
 }
 
 /// `ftruncate` to `size` bytes (new bytes read as zero).
@@ -73,9 +85,14 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 /// Read up to `buf.len()` bytes from offset 0 with `pread` (no mapping, so a truncated or
 /// hostile object cannot fault us).
 pub(crate) fn read_prefix(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    read_at(fd, 0, buf)
+}
+
+/// Read up to `buf.len()` bytes from `offset` with `pread`; fewer at the end of the object.
+pub(crate) fn read_at(fd: &OwnedFd, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match rustix::io::pread(fd, &mut buf[done..], done as u64) {
+        match rustix::io::pread(fd, &mut buf[done..], offset + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(rustix::io::Errno::INTR) => continue,
@@ -101,6 +118,7 @@ pub(crate) fn list_names() -> io::Result<Vec<String>> {
 
 /// `stat` by name, for objects that cannot be opened.
 pub(crate) fn stat_path(name: &str) -> Option<Stat> {
-    let st = rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str()).ok()?;
-    Some(Stat { size: st.st_size as u64, mode: st.st_mode & 0o7777, uid: st.st_uid })
+    rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str())
+        .ok()
+        .map(Stat::from)
 }

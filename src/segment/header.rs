@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::kind::Kind;
+use crate::error::{Error, Result};
 
 /// Magic bytes at offset 0 of every shmkit segment (PNG-style: non-ASCII first byte, then a
 /// name, then a line ending to catch text-mode mangling).
@@ -60,19 +61,19 @@ impl State {
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub(crate) struct RawHeader {
-    pub magic: [u8; 8],        // 0
-    pub version: u32,          // 8
-    pub kind: u32,             // 12
-    pub fingerprint: u64,      // 16
-    pub header_size: u64,      // 24
-    pub payload_size: u64,     // 32
-    pub creator_start: u64,    // 40
-    pub creator_pid: u32,      // 48
-    pub flags: u32,            // 52
-    pub state: u32,            // 56
-    pub reserved0: u32,        // 60
-    pub created_unix_ns: u64,  // 64
-    pub reserved: [u64; 7],    // 72..128
+    pub magic: [u8; 8],       // 0
+    pub version: u32,         // 8
+    pub kind: u32,            // 12
+    pub fingerprint: u64,     // 16
+    pub header_size: u64,     // 24
+    pub payload_size: u64,    // 32
+    pub creator_start: u64,   // 40
+    pub creator_pid: u32,     // 48
+    pub flags: u32,           // 52
+    pub state: u32,           // 56
+    pub reserved0: u32,       // 60
+    pub created_unix_ns: u64, // 64
+    pub reserved: [u64; 7],   // 72..128
 }
 
 const _: () = assert!(std::mem::size_of::<RawHeader>() == HEADER_SIZE);
@@ -97,7 +98,8 @@ impl RawHeader {
     pub(crate) fn load(words: &[AtomicU32; HEADER_SIZE / 4]) -> RawHeader {
         // Relaxed: the caller has already loaded the state word with Acquire (pairs with the
         // Release in `publish`); these loads only need to be single-copy atomic.
-        let copy: [u32; HEADER_SIZE / 4] = std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
+        let copy: [u32; HEADER_SIZE / 4] =
+            std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
         zerocopy::transmute!(copy)
     }
 
@@ -153,6 +155,35 @@ pub struct HeaderInfo {
 }
 
 impl HeaderInfo {
+    /// Validate a copy of a header's bytes exactly as [`Segment`](crate::Segment)'s `open`
+    /// does, for an object of `object_size` bytes (from `fstat`) that should hold `kind` with
+    /// layout `fingerprint`. `bytes` shorter than the header give [`Error::Corrupt`]. A header
+    /// whose state is not READY is reported as it is (`open` waits for READY first).
+    ///
+    /// ```
+    /// use shmkit::segment::{HeaderInfo, Kind};
+    /// let err = HeaderInfo::parse("x", &[0u8; 16], 16, Kind::BYTES, 0).unwrap_err();
+    /// assert!(matches!(err, shmkit::Error::Corrupt { .. }));
+    /// ```
+    pub fn parse(
+        name: &str,
+        bytes: &[u8],
+        object_size: u64,
+        kind: Kind,
+        fingerprint: u64,
+    ) -> Result<HeaderInfo> {
+        let Some(h) = RawHeader::from_prefix(bytes) else {
+            return Err(Error::corrupt(
+                name,
+                format!(
+                    "{} bytes, smaller than the {HEADER_SIZE}-byte header",
+                    bytes.len()
+                ),
+            ));
+        };
+        validate(name, &h, object_size, kind, fingerprint)
+    }
+
     pub(crate) fn from_raw(h: &RawHeader) -> HeaderInfo {
         HeaderInfo {
             version: h.version,
@@ -171,4 +202,70 @@ impl HeaderInfo {
     pub fn creator_liveness(&self) -> crate::Liveness {
         crate::os::process::liveness(self.creator_pid, self.creator_start_time)
     }
+}
+
+/// Check a header copy against the object size and the expected kind and layout, in this
+/// order: magic, version, header size, payload size, kind, fingerprint (`SPEC.md` §3.3).
+pub(crate) fn validate(
+    name: &str,
+    h: &RawHeader,
+    size: u64,
+    kind: Kind,
+    fp: u64,
+) -> Result<HeaderInfo> {
+    if h.magic != MAGIC {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "magic is {:02x?}, expected {:02x?}: not a shmkit segment (a raw one? open it with .raw(true))",
+                h.magic, MAGIC
+            ),
+        ));
+    }
+    if h.version != FORMAT_VERSION {
+        return Err(Error::VersionMismatch {
+            name: name.to_owned(),
+            expected: FORMAT_VERSION,
+            found: h.version,
+        });
+    }
+    if h.header_size != HEADER_SIZE as u64 {
+        return Err(Error::corrupt(
+            name,
+            format!("header_size is {}, expected {HEADER_SIZE}", h.header_size),
+        ));
+    }
+    match h.payload_size.checked_add(HEADER_SIZE as u64) {
+        Some(total) if total == size => {}
+        _ => {
+            return Err(Error::corrupt(
+                name,
+                format!(
+                    "payload_size {} + header {HEADER_SIZE} does not match the object size {size} (truncated or resized?)",
+                    h.payload_size
+                ),
+            ))
+        }
+    }
+    if h.kind != kind.0 {
+        return Err(Error::KindMismatch {
+            name: name.to_owned(),
+            expected: kind.to_string(),
+            found: Kind(h.kind).to_string(),
+        });
+    }
+    if h.fingerprint != fp {
+        return Err(Error::LayoutMismatch {
+            name: name.to_owned(),
+            expected: fp,
+            found: h.fingerprint,
+        });
+    }
+    if usize::try_from(h.payload_size).is_err() {
+        return Err(Error::corrupt(
+            name,
+            "payload larger than the address space",
+        ));
+    }
+    Ok(HeaderInfo::from_raw(h))
 }

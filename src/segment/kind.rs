@@ -57,7 +57,10 @@ impl Kind {
 
     /// The kind's name as `shmkit ls` prints it, or `None` for a value this build does not know.
     pub fn name(self) -> Option<&'static str> {
-        Self::NAMES.iter().find(|(k, _)| *k == self).map(|(_, n)| *n)
+        Self::NAMES
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map(|(_, n)| *n)
     }
 }
 

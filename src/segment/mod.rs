@@ -11,5 +11,5 @@ mod segment;
 pub use header::{HeaderInfo, State, FORMAT_VERSION, HEADER_SIZE, MAGIC};
 pub use kind::{fingerprint, Kind};
 pub use name::{validate_name, MAX_NAME_LEN};
-pub use probe::{list, probe, Probe};
+pub use probe::{list, mapped_by, probe, read_object_bytes, Probe};
 pub use segment::{Access, ReadOnly, ReadWrite, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};

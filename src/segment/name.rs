@@ -27,12 +27,18 @@ pub fn validate_name(name: &str) -> Result<()> {
         "the name is not ASCII"
     } else if name == "." || name == ".." {
         "'.' and '..' are not names"
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         "only letters, digits, '.', '_' and '-' are allowed"
     } else {
         return Ok(());
     };
-    Err(Error::InvalidName { name: name.to_owned(), reason })
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -41,8 +47,22 @@ mod tests {
 
     #[test]
     fn rules() {
-        for bad in ["", "/", "/a", "a/b", ".", "..", "ü", "a b", "a:b", &"x".repeat(201)] {
-            assert!(matches!(validate_name(bad), Err(Error::InvalidName { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "/",
+            "/a",
+            "a/b",
+            ".",
+            "..",
+            "ü",
+            "a b",
+            "a:b",
+            &"x".repeat(201),
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
         }
         for good in ["a", "psm_b1eb98ec", "A.b-c_9", &"x".repeat(200)] {
             validate_name(good).unwrap();

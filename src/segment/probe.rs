@@ -39,15 +39,25 @@ impl Probe {
 /// The header is parsed but not validated beyond its magic; attach to validate.
 pub fn probe(name: &str) -> Result<Probe> {
     validate_name(name)?;
-    let fd = shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
+    let fd =
+        shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
     let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
     let mut buf = [0u8; HEADER_SIZE];
     let n = shm::read_prefix(&fd, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
     let header = RawHeader::from_prefix(&buf[..n])
         .filter(|h| h.magic == MAGIC)
         .map(|h| HeaderInfo::from_raw(&h));
-    let creator = header.as_ref().map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
-    Ok(Probe { name: name.to_owned(), size: st.size, mode: st.mode, uid: st.uid, header, creator })
+    let creator = header
+        .as_ref()
+        .map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
+    Ok(Probe {
+        name: name.to_owned(),
+        size: st.size,
+        mode: st.mode,
+        uid: st.uid,
+        header,
+        creator,
+    })
 }
 
 /// Every object in `/dev/shm` this process can read, sorted by name. Objects whose names
@@ -72,4 +82,27 @@ pub fn list() -> Result<Vec<Probe>> {
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Copy up to `len` bytes of object `name` starting at byte `offset` of the object (the
+/// header included), without mapping it: what `shmkit dump` shows. Returns fewer bytes at the
+/// end of the object.
+pub fn read_object_bytes(name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    validate_name(name)?;
+    let fd =
+        shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
+    let size = shm::stat(&fd)
+        .map_err(|e| Error::from_io(name, "fstat", e))?
+        .size;
+    let len = len.min(size.saturating_sub(offset) as usize);
+    let mut buf = vec![0u8; len];
+    let n = shm::read_at(&fd, offset, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Processes that currently map object `name`, from `/proc/*/maps` (only those this user
+/// can read). Used by `shmkit gc` to never remove a segment that is in use.
+pub fn mapped_by(name: &str) -> Vec<u32> {
+    crate::os::process::pids_mapping(&format!("{}/{name}", shm::SHM_DIR))
 }

@@ -99,26 +99,44 @@ impl<A: Access> std::fmt::Debug for Segment<A> {
 }
 
 /// Builder for creating or opening a [`Segment`]; start with [`Segment::options`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SegmentOptions<A: Access = ReadWrite> {
+    cfg: Config,
+    _access: PhantomData<A>,
+}
+
+/// The settings of a [`SegmentOptions`], independent of its access mode.
+#[derive(Debug, Clone, Copy)]
+struct Config {
     mode: u32,
     unlink_on_drop: bool,
     timeout: Duration,
     kind: Kind,
     fingerprint: u64,
     raw: bool,
-    _access: PhantomData<A>,
+}
+
+impl<A: Access> Clone for SegmentOptions<A> {
+    fn clone(&self) -> Self {
+        SegmentOptions {
+            cfg: self.cfg,
+            _access: PhantomData,
+        }
+    }
 }
 
 impl Default for SegmentOptions<ReadWrite> {
     fn default() -> Self {
-        SegmentOptions {
+        let cfg = Config {
             mode: 0o600,
             unlink_on_drop: false,
             timeout: DEFAULT_OPEN_TIMEOUT,
             kind: Kind::BYTES,
             fingerprint: BYTES_FINGERPRINT,
             raw: false,
+        };
+        SegmentOptions {
+            cfg,
             _access: PhantomData,
         }
     }
@@ -178,6 +196,13 @@ impl Segment<ReadWrite> {
 
 impl Segment<ReadOnly> {
     /// Open an existing plain-bytes segment read-only (`O_RDONLY`, `PROT_READ`).
+    ///
+    /// A read-only handle has no write API at all:
+    ///
+    /// ```compile_fail
+    /// let r = shmkit::Segment::open_read_only("some-name").unwrap();
+    /// r.write_at(0, b"no"); // error: no method `write_at` on `Segment<ReadOnly>`
+    /// ```
     pub fn open_read_only(name: &str) -> Result<Self> {
         Segment::options().read_only().open(name)
     }
@@ -232,7 +257,9 @@ impl<A: Access> Segment<A> {
         let at = self.check_range(offset, buf.len())?;
         // SAFETY: check_range proved [at, at + len) lies inside the mapping; the destination
         // is a distinct local slice.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
 
@@ -241,7 +268,10 @@ impl<A: Access> Segment<A> {
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
         let at = self.check_range(offset, 8)?;
         if offset % 8 != 0 {
-            return Err(Error::invalid(&self.name, format!("offset {offset} is not 8-byte aligned")));
+            return Err(Error::invalid(
+                &self.name,
+                format!("offset {offset} is not 8-byte aligned"),
+            ));
         }
         // SAFETY: in bounds and aligned (payload offsets are multiples of 64, the mapping is
         // page-aligned); every bit pattern is a valid AtomicU64; atomics tolerate concurrent
@@ -253,7 +283,10 @@ impl<A: Access> Segment<A> {
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
         let at = self.check_range(offset, 4)?;
         if offset % 4 != 0 {
-            return Err(Error::invalid(&self.name, format!("offset {offset} is not 4-byte aligned")));
+            return Err(Error::invalid(
+                &self.name,
+                format!("offset {offset} is not 4-byte aligned"),
+            ));
         }
         // SAFETY: as in atomic_u64, with 4-byte alignment.
         Ok(unsafe { &*self.map.ptr().add(at).cast::<AtomicU32>() })
@@ -263,10 +296,15 @@ impl<A: Access> Segment<A> {
     fn check_range(&self, offset: u64, len: usize) -> Result<usize> {
         let end = offset.checked_add(len as u64);
         match end {
-            Some(end) if end <= self.payload_len as u64 => Ok(self.payload_offset + offset as usize),
+            Some(end) if end <= self.payload_len as u64 => {
+                Ok(self.payload_offset + offset as usize)
+            }
             _ => Err(Error::invalid(
                 &self.name,
-                format!("range {offset}..{offset}+{len} is outside the {}-byte payload", self.payload_len),
+                format!(
+                    "range {offset}..{offset}+{len} is outside the {}-byte payload",
+                    self.payload_len
+                ),
             )),
         }
     }
@@ -277,11 +315,8 @@ impl<A: Access> Drop for Segment<A> {
         if self.unlink_on_drop {
             // Unlink only if the name still refers to the object we mapped: someone may have
             // removed it and created another under the same name.
-            let path = format!("{}/{}", shm::SHM_DIR, self.name);
-            if let Ok(st) = rustix::fs::stat(path.as_str()) {
-                if (st.st_dev, st.st_ino) == self.identity {
-                    let _ = shm::unlink(&self.name);
-                }
+            if shm::stat_path(&self.name).is_some_and(|st| st.identity == self.identity) {
+                let _ = shm::unlink(&self.name);
             }
         }
     }
@@ -290,21 +325,21 @@ impl<A: Access> Drop for Segment<A> {
 impl<A: Access> SegmentOptions<A> {
     /// Unlink the name when the returned handle is dropped (default: no).
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.unlink_on_drop = yes;
+        self.cfg.unlink_on_drop = yes;
         self
     }
 
     /// How long `open` and `open_or_create` wait for a creator to publish (default 5 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.cfg.timeout = timeout;
         self
     }
 
     /// The object kind and layout fingerprint to create with, or to require at open. Object
     /// types (locks, queues, …) set these; plain segments use [`Kind::BYTES`].
     pub fn kind(mut self, kind: Kind, fingerprint: u64) -> Self {
-        self.kind = kind;
-        self.fingerprint = fingerprint;
+        self.cfg.kind = kind;
+        self.cfg.fingerprint = fingerprint;
         self
     }
 
@@ -312,18 +347,13 @@ impl<A: Access> SegmentOptions<A> {
     /// CPython's `SharedMemory` open as plain bytes, and raw segments created here open in
     /// CPython by the same name.
     pub fn raw(mut self, yes: bool) -> Self {
-        self.raw = yes;
+        self.cfg.raw = yes;
         self
     }
 
     fn retype<B: Access>(self) -> SegmentOptions<B> {
         SegmentOptions {
-            mode: self.mode,
-            unlink_on_drop: self.unlink_on_drop,
-            timeout: self.timeout,
-            kind: self.kind,
-            fingerprint: self.fingerprint,
-            raw: self.raw,
+            cfg: self.cfg,
             _access: PhantomData,
         }
     }
@@ -331,15 +361,23 @@ impl<A: Access> SegmentOptions<A> {
     /// Open an existing segment and validate its header against these options.
     pub fn open(&self, name: &str) -> Result<Segment<A>> {
         validate_name(name)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.cfg.timeout;
         match self.open_existing(name, deadline)? {
             Opened::Segment(s) => Ok(s),
-            Opened::Vanished(detail) => Err(Error::NotReady { name: name.to_owned(), waited: self.timeout, detail }),
+            Opened::Vanished(detail) => Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: self.cfg.timeout,
+                detail,
+            }),
         }
     }
 
     fn open_existing(&self, name: &str, deadline: Instant) -> Result<Opened<A>> {
-        let how = if A::WRITABLE { OpenMode::ReadWrite } else { OpenMode::ReadOnly };
+        let how = if A::WRITABLE {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::ReadOnly
+        };
         let fd = shm::open(name, how).map_err(|e| Error::from_io(name, "open", e))?;
         let identity = identity(&fd, name)?;
         // A fresh object is 0 bytes until its creator's ftruncate: wait for a size.
@@ -351,21 +389,22 @@ impl<A: Access> SegmentOptions<A> {
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
                     name: name.to_owned(),
-                    waited: self.timeout,
+                    waited: self.cfg.timeout,
                     detail: "the object is still 0 bytes: its creator never sized it".into(),
                 });
             }
             std::thread::sleep(Duration::from_micros(200));
         };
-        if self.raw {
-            let map = Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
+        if self.cfg.raw {
+            let map = Mapping::new(&fd, size, A::WRITABLE)
+                .map_err(|e| Error::from_io(name, "mmap", e))?;
             return Ok(Opened::Segment(Segment {
                 name: name.to_owned(),
                 payload_len: map.len(),
                 map,
                 header: None,
                 payload_offset: 0,
-                unlink_on_drop: self.unlink_on_drop,
+                unlink_on_drop: self.cfg.unlink_on_drop,
                 identity,
                 _access: PhantomData,
             }));
@@ -376,23 +415,24 @@ impl<A: Access> SegmentOptions<A> {
                 format!("it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header (a raw segment? open it with .raw(true))"),
             ));
         }
-        let map = Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
+        let map =
+            Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above), page-aligned,
         // and lives as long as `map`, which outlives every use of `words` below.
         let words = unsafe { header::words(map.ptr()) };
-        match wait_published(name, words, deadline, self.timeout)? {
+        match wait_published(name, words, deadline, self.cfg.timeout)? {
             Published::Ready => {}
             Published::Gone(detail) => return Ok(Opened::Vanished(detail)),
         }
         let raw = RawHeader::load(words);
-        let info = validate(name, &raw, size, self.kind, self.fingerprint)?;
+        let info = header::validate(name, &raw, size, self.cfg.kind, self.cfg.fingerprint)?;
         Ok(Opened::Segment(Segment {
             name: name.to_owned(),
             payload_len: info.payload_size as usize,
             header: Some(info),
             map,
             payload_offset: HEADER_SIZE,
-            unlink_on_drop: self.unlink_on_drop,
+            unlink_on_drop: self.cfg.unlink_on_drop,
             identity,
             _access: PhantomData,
         }))
@@ -424,18 +464,34 @@ fn wait_published(
         match state.load(Ordering::Acquire) {
             State::READY => return Ok(Published::Ready),
             State::INITIALIZING => {}
-            State::FAILED => return Ok(Published::Gone("its creator failed to initialise it".into())),
-            State::ABANDONED => {
-                return Ok(Published::Gone("its creator died while initialising it".into()));
+            State::FAILED => {
+                return Ok(Published::Gone(
+                    "its creator failed to initialise it".into(),
+                ))
             }
-            x => return Err(Error::corrupt(name, format!("state word is {x}, expected 0..=3"))),
+            State::ABANDONED => {
+                return Ok(Published::Gone(
+                    "its creator died while initialising it".into(),
+                ));
+            }
+            x => {
+                return Err(Error::corrupt(
+                    name,
+                    format!("state word is {x}, expected 0..=3"),
+                ))
+            }
         }
         let (pid, start) = header::creator(words);
         if pid != 0 && process::liveness(pid, start) == Liveness::Dead {
             // Claim the cleanup so that exactly one opener unlinks the abandoned object.
             // AcqRel: nothing is published by it; it only decides who unlinks.
             if state
-                .compare_exchange(State::INITIALIZING, State::ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    State::INITIALIZING,
+                    State::ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 let _ = shm::unlink(name);
@@ -448,7 +504,11 @@ fn wait_published(
                 0 => "its creator has not recorded its pid yet".to_string(),
                 p => format!("creator pid {p} is alive but has not published it"),
             };
-            return Err(Error::NotReady { name: name.to_owned(), waited: timeout, detail });
+            return Err(Error::NotReady {
+                name: name.to_owned(),
+                waited: timeout,
+                detail,
+            });
         }
         // Sleep on the state word; wake at least every 10 ms to re-check the creator.
         let slice = (Instant::now() + Duration::from_millis(10)).min(deadline);
@@ -456,47 +516,10 @@ fn wait_published(
     }
 }
 
-/// Check a header copy against the object size and the expected kind.
-fn validate(name: &str, h: &RawHeader, size: u64, kind: Kind, fp: u64) -> Result<HeaderInfo> {
-    if h.magic != MAGIC {
-        return Err(Error::corrupt(
-            name,
-            format!(
-                "magic is {:02x?}, expected {:02x?}: not a shmkit segment (a raw one? open it with .raw(true))",
-                h.magic, MAGIC
-            ),
-        ));
-    }
-    if h.version != FORMAT_VERSION {
-        return Err(Error::VersionMismatch { name: name.to_owned(), expected: FORMAT_VERSION, found: h.version });
-    }
-    if h.header_size != HEADER_SIZE as u64 {
-        return Err(Error::corrupt(name, format!("header_size is {}, expected {HEADER_SIZE}", h.header_size)));
-    }
-    match h.payload_size.checked_add(HEADER_SIZE as u64) {
-        Some(total) if total == size => {}
-        _ => {
-            return Err(Error::corrupt(
-                name,
-                format!(
-                    "payload_size {} + header {HEADER_SIZE} does not match the object size {size} (truncated or resized?)",
-                    h.payload_size
-                ),
-            ))
-        }
-    }
-    if h.kind != kind.0 {
-        return Err(Error::KindMismatch { name: name.to_owned(), expected: kind.to_string(), found: Kind(h.kind).to_string() });
-    }
-    if h.fingerprint != fp {
-        return Err(Error::LayoutMismatch { name: name.to_owned(), expected: fp, found: h.fingerprint });
-    }
-    Ok(HeaderInfo::from_raw(h))
-}
-
 fn identity(fd: &std::os::fd::OwnedFd, name: &str) -> Result<(u64, u64)> {
-    let st = rustix::fs::fstat(fd).map_err(|e| Error::from_io(name, "fstat", e.into()))?;
-    Ok((st.st_dev, st.st_ino))
+    Ok(shm::stat(fd)
+        .map_err(|e| Error::from_io(name, "fstat", e))?
+        .identity)
 }
 
 type Init<'a> = &'a mut dyn FnMut(&Segment<ReadWrite>) -> Result<()>;
@@ -505,7 +528,7 @@ impl SegmentOptions<ReadWrite> {
     /// Permission bits for a created segment (default 0600). Applied exactly, whatever the
     /// umask.
     pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
+        self.cfg.mode = mode;
         self
     }
 
@@ -552,7 +575,7 @@ impl SegmentOptions<ReadWrite> {
     ) -> Result<Segment> {
         validate_name(name)?;
         self.check_create_args(name, size)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.cfg.timeout;
         loop {
             match self.create_inner(name, size, &mut init) {
                 Err(Error::AlreadyExists { .. }) => {}
@@ -567,7 +590,7 @@ impl SegmentOptions<ReadWrite> {
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
                     name: name.to_owned(),
-                    waited: self.timeout,
+                    waited: self.cfg.timeout,
                     detail: "the name kept being created and removed by others".into(),
                 });
             }
@@ -575,54 +598,72 @@ impl SegmentOptions<ReadWrite> {
     }
 
     fn check_create_args(&self, name: &str, size: u64) -> Result<()> {
-        if self.mode > 0o777 {
-            return Err(Error::invalid(name, format!("mode {:#o} has bits beyond 0o777", self.mode)));
+        if self.cfg.mode > 0o777 {
+            return Err(Error::invalid(
+                name,
+                format!("mode {:#o} has bits beyond 0o777", self.cfg.mode),
+            ));
         }
         if size > MAX_SIZE {
-            return Err(Error::TooLarge { name: name.to_owned(), requested: size, max: MAX_SIZE });
+            return Err(Error::TooLarge {
+                name: name.to_owned(),
+                requested: size,
+                max: MAX_SIZE,
+            });
         }
-        if self.raw && size == 0 {
-            return Err(Error::invalid(name, "a raw segment needs at least 1 byte (CPython cannot map an empty one)"));
+        if self.cfg.raw && size == 0 {
+            return Err(Error::invalid(
+                name,
+                "a raw segment needs at least 1 byte (CPython cannot map an empty one)",
+            ));
         }
         Ok(())
     }
 
     fn create_inner(&self, name: &str, size: u64, init: Init<'_>) -> Result<Segment> {
-        let fd = shm::open(name, OpenMode::CreateExclusive(self.mode)).map_err(|e| Error::from_io(name, "create", e))?;
+        let fd = shm::open(name, OpenMode::CreateExclusive(self.cfg.mode))
+            .map_err(|e| Error::from_io(name, "create", e))?;
         // From here on the name is ours: undo it on any failure.
         let undo = |e: Error| {
             let _ = shm::unlink(name);
             e
         };
-        let total = if self.raw { size } else { size + HEADER_SIZE as u64 };
+        let total = if self.cfg.raw {
+            size
+        } else {
+            size + HEADER_SIZE as u64
+        };
         let identity = identity(&fd, name).map_err(undo)?;
         shm::set_len(&fd, total).map_err(|e| undo(Error::from_io(name, "ftruncate", e)))?;
-        let map = Mapping::new(&fd, total, true).map_err(|e| undo(Error::from_io(name, "mmap", e)))?;
+        let map =
+            Mapping::new(&fd, total, true).map_err(|e| undo(Error::from_io(name, "mmap", e)))?;
         let mut seg = Segment {
             name: name.to_owned(),
             map,
             header: None,
-            payload_offset: if self.raw { 0 } else { HEADER_SIZE },
+            payload_offset: if self.cfg.raw { 0 } else { HEADER_SIZE },
             payload_len: size as usize,
             unlink_on_drop: false,
             identity,
             _access: PhantomData,
         };
-        if self.raw {
+        if self.cfg.raw {
             init(&seg).map_err(undo)?;
-            seg.unlink_on_drop = self.unlink_on_drop;
+            seg.unlink_on_drop = self.cfg.unlink_on_drop;
             return Ok(seg);
         }
         let raw = RawHeader {
             magic: MAGIC,
             version: FORMAT_VERSION,
-            kind: self.kind.0,
-            fingerprint: self.fingerprint,
+            kind: self.cfg.kind.0,
+            fingerprint: self.cfg.fingerprint,
             header_size: HEADER_SIZE as u64,
             payload_size: size,
             creator_start: process::current_start_time(),
             creator_pid: process::current_pid(),
-            created_unix_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+            created_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             ..RawHeader::default()
         };
         // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page-aligned, and lives in
@@ -640,8 +681,11 @@ impl SegmentOptions<ReadWrite> {
         // sees READY sees every header word and everything `init` wrote.
         state.store(State::READY, Ordering::Release);
         crate::os::futex::wake(state, u32::MAX);
-        seg.header = Some(HeaderInfo::from_raw(&RawHeader { state: State::READY, ..raw }));
-        seg.unlink_on_drop = self.unlink_on_drop;
+        seg.header = Some(HeaderInfo::from_raw(&RawHeader {
+            state: State::READY,
+            ..raw
+        }));
+        seg.unlink_on_drop = self.cfg.unlink_on_drop;
         Ok(seg)
     }
 }

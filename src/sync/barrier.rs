@@ -37,7 +37,11 @@ fn history(w: u64) -> u16 {
 fn advance(w: u64, completed: bool) -> u64 {
     let g = generation(w);
     let bit = 1u16 << (g % HISTORY);
-    let hist = if completed { history(w) | bit } else { history(w) & !bit };
+    let hist = if completed {
+        history(w) | bit
+    } else {
+        history(w) & !bit
+    };
     (u64::from(hist) << HIST_SHIFT) | (u64::from(g.wrapping_add(1)) << GEN_SHIFT)
 }
 
@@ -137,7 +141,9 @@ impl BarrierState {
     /// A barrier for `parties` (1..=[`MAX_PARTIES`]).
     pub fn new(parties: u32) -> Result<BarrierState, BarrierError> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(BarrierError::Corrupt(format!("parties must be 1..={MAX_PARTIES}, not {parties}")));
+            return Err(BarrierError::Corrupt(format!(
+                "parties must be 1..={MAX_PARTIES}, not {parties}"
+            )));
         }
         Ok(BarrierState {
             word: AtomicU64::new(0),
@@ -212,10 +218,19 @@ impl BarrierState {
             }
             let c = count(w);
             if c >= parties {
-                return Err(BarrierError::Corrupt(format!("{c} parties arrived at a barrier for {parties}")));
+                return Err(BarrierError::Corrupt(format!(
+                    "{c} parties arrived at a barrier for {parties}"
+                )));
             }
-            let new = if c + 1 == parties { advance(w, true) } else { w + 1 };
-            match self.word.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+            let new = if c + 1 == parties {
+                advance(w, true)
+            } else {
+                w + 1
+            };
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) if c + 1 == parties => {
                     self.queue.notify_all();
                     return Ok(c);
@@ -226,7 +241,9 @@ impl BarrierState {
         };
         let ended = |x: u64| generation(x) != g || broken(x);
         // Acquire: pairs with the AcqRel CAS that ended the generation or broke it.
-        let _ = self.queue.wait_until_deadline(|| ended(self.word.load(Ordering::Acquire)), deadline);
+        let _ = self
+            .queue
+            .wait_until_deadline(|| ended(self.word.load(Ordering::Acquire)), deadline);
         let mut x = self.word.load(Ordering::Acquire);
         loop {
             if generation(x) != g {
@@ -239,7 +256,10 @@ impl BarrierState {
                 return Err(BarrierError::Broken);
             }
             // Our deadline passed in generation g: break the barrier, as Python does.
-            match self.word.compare_exchange(x, x | BROKEN, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange(x, x | BROKEN, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     self.queue.notify_all();
                     return Err(BarrierError::Timeout);
@@ -253,7 +273,11 @@ impl BarrierState {
     /// broken barrier works again.
     pub fn reset(&self) {
         // AcqRel: as for arrivals; the waiters' Acquire load sees the new generation.
-        let _ = self.word.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| Some(advance(w, false)));
+        let _ = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+                Some(advance(w, false))
+            });
         self.queue.notify_all();
     }
 
@@ -309,7 +333,11 @@ mod named {
     );
 
     pub(crate) fn layout() -> Layout<BarrierState> {
-        Layout { kind: Kind::BARRIER, fingerprint: FINGERPRINT, check: BarrierState::check }
+        Layout {
+            kind: Kind::BARRIER,
+            fingerprint: FINGERPRINT,
+            check: BarrierState::check,
+        }
     }
 
     fn init(parties: u32) -> impl Fn(*mut BarrierState) -> std::io::Result<()> {
@@ -379,18 +407,24 @@ mod named {
         /// Create a new named barrier.
         pub fn create(&self, name: &str, parties: u32) -> Result<Barrier> {
             check_parties(name, parties)?;
-            Ok(Barrier { inner: Named::create(self, name, &layout(), init(parties))? })
+            Ok(Barrier {
+                inner: Named::create(self, name, &layout(), init(parties))?,
+            })
         }
 
         /// Open an existing named barrier.
         pub fn open(&self, name: &str) -> Result<Barrier> {
-            Ok(Barrier { inner: Named::open(self, name, &layout())? })
+            Ok(Barrier {
+                inner: Named::open(self, name, &layout())?,
+            })
         }
 
         /// Open or create a named barrier.
         pub fn open_or_create(&self, name: &str, parties: u32) -> Result<Barrier> {
             check_parties(name, parties)?;
-            Ok(Barrier { inner: Named::open_or_create(self, name, &layout(), init(parties))? })
+            Ok(Barrier {
+                inner: Named::open_or_create(self, name, &layout(), init(parties))?,
+            })
         }
     }
 }
@@ -402,9 +436,15 @@ mod tests {
     #[test]
     fn word_encoding() {
         let w = advance(0, true);
-        assert_eq!((count(w), generation(w), broken(w), outcome(w, 0)), (0, 1, false, Some(true)));
+        assert_eq!(
+            (count(w), generation(w), broken(w), outcome(w, 0)),
+            (0, 1, false, Some(true))
+        );
         let w2 = advance(w, false);
-        assert_eq!((generation(w2), outcome(w2, 0), outcome(w2, 1)), (2, Some(true), Some(false)));
+        assert_eq!(
+            (generation(w2), outcome(w2, 0), outcome(w2, 1)),
+            (2, Some(true), Some(false))
+        );
         let mut x = w2;
         for _ in 0..20 {
             x = advance(x, true);
@@ -438,7 +478,10 @@ mod tests {
     fn corrupt_count_is_an_error() {
         let b = BarrierState::new(2).unwrap();
         b.word.store(5, Ordering::Relaxed);
-        assert!(matches!(b.wait(Some(Duration::ZERO)), Err(BarrierError::Corrupt(_))));
+        assert!(matches!(
+            b.wait(Some(Duration::ZERO)),
+            Err(BarrierError::Corrupt(_))
+        ));
     }
 }
 

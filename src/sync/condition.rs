@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use super::park;
 use crate::loom::futex::{self, Wait};
-use crate::loom::{AtomicU32, Ordering};
+use crate::loom::{fence_after_rmw, AtomicU32, Ordering};
 
 /// The futex half of a condition variable: a sequence number bumped by every notify, and a
-/// sleeper count; the same handshake as `park.rs` (RMWs on both sides of `sleepers`).
+/// sleeper count; the same fenced handshake as `park.rs`.
 ///
 /// | offset | size | field | meaning |
 /// |---|---|---|---|
@@ -27,10 +27,11 @@ pub(crate) struct Sequence {
 impl Sequence {
     /// Called with the lock held, before releasing it: count ourselves and remember `seq`.
     pub(crate) fn prepare(&self) -> u32 {
-        // SeqCst: the notifier holds the lock too, so the lock already orders these; SeqCst
-        // keeps the protocol correct even for a notifier that does not (see spec §6).
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        self.seq.load(Ordering::SeqCst)
+        // Relaxed + fence: the notifier holds the lock too, which already orders these; the
+        // fence (paired with the one in `notify`) keeps the handshake correct on its own.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence_after_rmw();
+        self.seq.load(Ordering::Relaxed)
     }
 
     /// Called after releasing the lock: sleep until `seq` moves past `seen` or `deadline`.
@@ -39,25 +40,27 @@ impl Sequence {
     pub(crate) fn park(&self, seen: u32, deadline: Option<Instant>) -> bool {
         let notified = loop {
             let r = futex::wait(&self.seq, seen, deadline);
-            // SeqCst: pairs with the SeqCst bump in `notify`.
-            if self.seq.load(Ordering::SeqCst) != seen {
+            // Acquire: pairs with the SeqCst bump in `notify` (the lock orders the data anyway).
+            if self.seq.load(Ordering::Acquire) != seen {
                 break true;
             }
             if r == Wait::TimedOut || park::expired(deadline) {
                 break false;
             }
         };
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        // Relaxed: an over-count only costs a notifier a needless system call.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
         notified
     }
 
     /// Wake up to `n` parked waiters (more may wake: those between `prepare` and their futex
     /// wait see the new `seq` and return too; callers re-check their predicate anyway).
     pub(crate) fn notify(&self, n: u32) {
-        // SeqCst: pairs with `prepare` and `park` (spec §6).
         self.seq.fetch_add(1, Ordering::SeqCst);
-        // An RMW read of `sleepers`, as in `park::unpark` (see there for why).
-        if n > 0 && self.sleepers.fetch_add(0, Ordering::SeqCst) != 0 {
+        // Pairs with the fence in `prepare`: either we see the waiter, or it sees our seq.
+        fence_after_rmw();
+        // Relaxed: ordered by the fence.
+        if n > 0 && self.sleepers.load(Ordering::Relaxed) != 0 {
             futex::wake(&self.seq, n);
         }
     }
@@ -134,7 +137,8 @@ mod real {
         seq: Sequence,
     }
 
-    const _: () = assert!(std::mem::size_of::<ConditionState>() == std::mem::size_of::<LockState>() + 8);
+    const _: () =
+        assert!(std::mem::size_of::<ConditionState>() == std::mem::size_of::<LockState>() + 8);
 
     impl fmt::Debug for ConditionState {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,14 +153,17 @@ mod real {
     impl ConditionState {
         /// A new condition on the heap (boxed: its pthread mutex must not move).
         pub fn new() -> std::io::Result<Box<ConditionState>> {
-            let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<ConditionState>::uninit())).cast::<ConditionState>();
+            let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<ConditionState>::uninit()))
+                .cast::<ConditionState>();
             // SAFETY: fresh, aligned heap memory nobody else can reach.
             match unsafe { Self::init(p) } {
                 // SAFETY: `init` initialised every field.
                 Ok(()) => Ok(unsafe { Box::from_raw(p) }),
                 Err(e) => {
                     // SAFETY: the allocation came from the Box above; nothing needs dropping.
-                    drop(unsafe { Box::from_raw(p.cast::<std::mem::MaybeUninit<ConditionState>>()) });
+                    drop(unsafe {
+                        Box::from_raw(p.cast::<std::mem::MaybeUninit<ConditionState>>())
+                    });
                     Err(e)
                 }
             }
@@ -180,7 +187,9 @@ mod real {
         /// # Safety
         ///
         /// As for [`LockState::from_ptr`], for `size_of::<ConditionState>()` bytes.
-        pub unsafe fn from_ptr<'a>(at: *const ConditionState) -> std::result::Result<&'a ConditionState, String> {
+        pub unsafe fn from_ptr<'a>(
+            at: *const ConditionState,
+        ) -> std::result::Result<&'a ConditionState, String> {
             // SAFETY: per the contract; all fields are interior-mutable.
             let s = unsafe { &*at };
             s.check()?;
@@ -318,7 +327,11 @@ mod real {
     );
 
     pub(crate) fn layout() -> Layout<ConditionState> {
-        Layout { kind: Kind::CONDITION, fingerprint: FINGERPRINT, check: ConditionState::check }
+        Layout {
+            kind: Kind::CONDITION,
+            fingerprint: FINGERPRINT,
+            check: ConditionState::check,
+        }
     }
 
     fn init(p: *mut ConditionState) -> std::io::Result<()> {
@@ -371,17 +384,23 @@ mod real {
     impl SyncOptions<Condition> {
         /// Create a new named condition.
         pub fn create(&self, name: &str) -> Result<Condition> {
-            Ok(Condition { inner: Named::create(self, name, &layout(), init)? })
+            Ok(Condition {
+                inner: Named::create(self, name, &layout(), init)?,
+            })
         }
 
         /// Open an existing named condition.
         pub fn open(&self, name: &str) -> Result<Condition> {
-            Ok(Condition { inner: Named::open(self, name, &layout())? })
+            Ok(Condition {
+                inner: Named::open(self, name, &layout())?,
+            })
         }
 
         /// Open or create a named condition.
         pub fn open_or_create(&self, name: &str) -> Result<Condition> {
-            Ok(Condition { inner: Named::open_or_create(self, name, &layout(), init)? })
+            Ok(Condition {
+                inner: Named::open_or_create(self, name, &layout(), init)?,
+            })
         }
     }
 

@@ -49,7 +49,10 @@ const _: () = assert!(std::mem::size_of::<EventState>() == 8);
 
 impl fmt::Debug for EventState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventState").field("set", &self.is_set()).field("generation", &self.generation()).finish()
+        f.debug_struct("EventState")
+            .field("set", &self.is_set())
+            .field("generation", &self.generation())
+            .finish()
     }
 }
 
@@ -57,13 +60,19 @@ impl EventState {
     /// A clear event (all zero).
     #[cfg(not(loom))]
     pub const fn new() -> EventState {
-        EventState { word: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        EventState {
+            word: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
     }
 
     /// A clear event (loom's atomics are not `const`).
     #[cfg(loom)]
     pub fn new() -> EventState {
-        EventState { word: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        EventState {
+            word: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
     }
 
     /// Initialise a clear event in place.
@@ -94,8 +103,15 @@ impl EventState {
             // Even when already set, write the word (unchanged), so that this call's writes
             // are published too. SeqCst (a Release) pairs with the Acquire loads in `wait`
             // and `is_set`, and with `park`'s SeqCst protocol.
-            let new = if w & SET != 0 { w } else { w.wrapping_add(2) | SET };
-            match self.word.compare_exchange_weak(w, new, Ordering::SeqCst, Ordering::Relaxed) {
+            let new = if w & SET != 0 {
+                w
+            } else {
+                w.wrapping_add(2) | SET
+            };
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(x) => w = x,
             }
@@ -170,10 +186,15 @@ mod named {
     use crate::segment::{fingerprint, Kind};
     use crate::sync::named::{named_handle, Layout, Named, SyncOptions};
 
-    const FINGERPRINT: u64 = fingerprint(b"shmkit event v1: word u32 (bit0 set, bits1.. generation), sleepers u32");
+    const FINGERPRINT: u64 =
+        fingerprint(b"shmkit event v1: word u32 (bit0 set, bits1.. generation), sleepers u32");
 
     pub(crate) fn layout() -> Layout<EventState> {
-        Layout { kind: Kind::EVENT, fingerprint: FINGERPRINT, check: |_| Ok(()) }
+        Layout {
+            kind: Kind::EVENT,
+            fingerprint: FINGERPRINT,
+            check: |_| Ok(()),
+        }
     }
 
     fn init(p: *mut EventState) -> std::io::Result<()> {
@@ -227,17 +248,23 @@ mod named {
     impl SyncOptions<Event> {
         /// Create a new named event.
         pub fn create(&self, name: &str) -> Result<Event> {
-            Ok(Event { inner: Named::create(self, name, &layout(), init)? })
+            Ok(Event {
+                inner: Named::create(self, name, &layout(), init)?,
+            })
         }
 
         /// Open an existing named event.
         pub fn open(&self, name: &str) -> Result<Event> {
-            Ok(Event { inner: Named::open(self, name, &layout())? })
+            Ok(Event {
+                inner: Named::open(self, name, &layout())?,
+            })
         }
 
         /// Open or create a named event.
         pub fn open_or_create(&self, name: &str) -> Result<Event> {
-            Ok(Event { inner: Named::open_or_create(self, name, &layout(), init)? })
+            Ok(Event {
+                inner: Named::open_or_create(self, name, &layout(), init)?,
+            })
         }
     }
 }

@@ -131,20 +131,40 @@ fn lock_info(core: &MutexCore) -> LockInfo {
         start_time: o.start_time,
         liveness: o.liveness(),
     });
-    LockInfo { status, locked, owner, depth: if locked { core.depth() } else { 0 } }
+    LockInfo {
+        status,
+        locked,
+        owner,
+        depth: if locked { core.depth() } else { 0 },
+    }
 }
 
 fn semaphore_info(s: &SemaphoreState) -> SemaphoreInfo {
-    SemaphoreInfo { value: s.value(), initial: s.initial_value(), max: s.max_value(), sleepers: s.sleepers() }
+    SemaphoreInfo {
+        value: s.value(),
+        initial: s.initial_value(),
+        max: s.max_value(),
+        sleepers: s.sleepers(),
+    }
 }
 
 /// Map the named object read-only and look at its state with `f` (loads only: the mapping is
 /// `PROT_READ`).
 fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<R> {
-    let seg = Segment::options().read_only().kind(layout.kind, layout.fingerprint).open(name)?;
+    let seg = Segment::options()
+        .read_only()
+        .kind(layout.kind, layout.fingerprint)
+        .open(name)?;
     let size = std::mem::size_of::<S>();
     if seg.len() < size {
-        return Err(Error::corrupt(name, format!("payload is {} bytes, a {} needs {size}", seg.len(), layout.kind)));
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "payload is {} bytes, a {} needs {size}",
+                seg.len(),
+                layout.kind
+            ),
+        ));
     }
     let p = seg.as_ptr().cast::<S>();
     if p.align_offset(std::mem::align_of::<S>()) != 0 {
@@ -173,27 +193,41 @@ fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn inspect(name: &str) -> Result<Option<SyncInfo>> {
-    let Some(header) = probe(name)?.header else { return Ok(None) };
+    let Some(header) = probe(name)?.header else {
+        return Ok(None);
+    };
     let info = match header.kind {
-        Kind::LOCK => SyncInfo::Lock(view(name, lock::layout(), |s: &LockState| lock_info(&s.core))?),
-        Kind::RLOCK => SyncInfo::Rlock(view(name, rlock::layout(), |s: &RLockState| lock_info(&s.core))?),
-        Kind::SEMAPHORE => SyncInfo::Semaphore(view(name, semaphore::layout(), semaphore_info)?),
-        Kind::BOUNDED_SEMAPHORE => SyncInfo::BoundedSemaphore(view(name, semaphore::bounded_layout(), semaphore_info)?),
-        Kind::CONDITION => SyncInfo::Condition(view(name, condition::layout(), |c: &ConditionState| ConditionInfo {
-            lock: lock_info(&c.as_lock().core),
-            sequence: c.sequence(),
-            sleepers: c.sleepers(),
+        Kind::LOCK => SyncInfo::Lock(view(name, lock::layout(), |s: &LockState| {
+            lock_info(&s.core)
         })?),
+        Kind::RLOCK => SyncInfo::Rlock(view(name, rlock::layout(), |s: &RLockState| {
+            lock_info(&s.core)
+        })?),
+        Kind::SEMAPHORE => SyncInfo::Semaphore(view(name, semaphore::layout(), semaphore_info)?),
+        Kind::BOUNDED_SEMAPHORE => {
+            SyncInfo::BoundedSemaphore(view(name, semaphore::bounded_layout(), semaphore_info)?)
+        }
+        Kind::CONDITION => {
+            SyncInfo::Condition(view(name, condition::layout(), |c: &ConditionState| {
+                ConditionInfo {
+                    lock: lock_info(&c.as_lock().core),
+                    sequence: c.sequence(),
+                    sleepers: c.sleepers(),
+                }
+            })?)
+        }
         Kind::EVENT => SyncInfo::Event(view(name, event::layout(), |e: &EventState| EventInfo {
             set: e.is_set(),
             generation: e.generation(),
             sleepers: e.sleepers(),
         })?),
-        Kind::BARRIER => SyncInfo::Barrier(view(name, barrier::layout(), |b: &BarrierState| BarrierInfo {
-            parties: b.parties(),
-            n_waiting: b.n_waiting(),
-            broken: b.is_broken(),
-            generation: b.generation(),
+        Kind::BARRIER => SyncInfo::Barrier(view(name, barrier::layout(), |b: &BarrierState| {
+            BarrierInfo {
+                parties: b.parties(),
+                n_waiting: b.n_waiting(),
+                broken: b.is_broken(),
+                generation: b.generation(),
+            }
         })?),
         _ => return Ok(None),
     };
@@ -226,13 +260,25 @@ impl fmt::Display for SyncInfo {
             SyncInfo::Lock(l) => write!(f, "lock: {l}"),
             SyncInfo::Rlock(l) => write!(f, "rlock: {l}"),
             SyncInfo::Semaphore(s) => {
-                write!(f, "semaphore: value {} (initial {}), {} sleeping", s.value, s.initial, s.sleepers)
+                write!(
+                    f,
+                    "semaphore: value {} (initial {}), {} sleeping",
+                    s.value, s.initial, s.sleepers
+                )
             }
             SyncInfo::BoundedSemaphore(s) => {
-                write!(f, "bounded semaphore: value {} of at most {}, {} sleeping", s.value, s.max, s.sleepers)
+                write!(
+                    f,
+                    "bounded semaphore: value {} of at most {}, {} sleeping",
+                    s.value, s.max, s.sleepers
+                )
             }
             SyncInfo::Condition(c) => {
-                write!(f, "condition: lock {}; {} notifies, {} waiting", c.lock, c.sequence, c.sleepers)
+                write!(
+                    f,
+                    "condition: lock {}; {} notifies, {} waiting",
+                    c.lock, c.sequence, c.sleepers
+                )
             }
             SyncInfo::Event(e) => {
                 write!(

@@ -62,7 +62,8 @@ pub(crate) struct MutexCore {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
 }
 
-const _: () = assert!(std::mem::size_of::<MutexCore>() == 32 + std::mem::size_of::<libc::pthread_mutex_t>());
+const _: () =
+    assert!(std::mem::size_of::<MutexCore>() == 32 + std::mem::size_of::<libc::pthread_mutex_t>());
 const _: () = assert!(std::mem::align_of::<MutexCore>() == 8);
 const _: () = assert!(std::mem::offset_of!(MutexCore, mutex) == 32);
 
@@ -118,7 +119,10 @@ impl MutexCore {
             std::ptr::addr_of_mut!((*p).owner_start).write(AtomicU64::new(0));
             std::ptr::addr_of_mut!((*p).depth).write(AtomicU32::new(0));
             std::ptr::addr_of_mut!((*p).reserved).write(AtomicU32::new(0));
-            mutex::init(std::ptr::addr_of_mut!((*p).mutex).cast(), magic == RLOCK_MAGIC)?;
+            mutex::init(
+                std::ptr::addr_of_mut!((*p).mutex).cast(),
+                magic == RLOCK_MAGIC,
+            )?;
             // Release pairs with the Acquire in `check`: whoever sees the magic sees an
             // initialised mutex (in a segment the header's READY publishes it anyway).
             (*p).magic.store(magic, Ordering::Release);
@@ -130,7 +134,9 @@ impl MutexCore {
         // Acquire pairs with the Release in `init`.
         let m = self.magic.load(Ordering::Acquire);
         if m != magic {
-            return Err(format!("lock magic is {m:#010x}, expected {magic:#010x} (not initialised?)"));
+            return Err(format!(
+                "lock magic is {m:#010x}, expected {magic:#010x} (not initialised?)"
+            ));
         }
         let s = self.status.load(Ordering::Relaxed); // a snapshot for validation only
         if s > status::NOT_RECOVERABLE {
@@ -144,7 +150,11 @@ impl MutexCore {
     }
 
     /// Lock; on success returns the previous owner if it died holding the lock.
-    pub(crate) fn acquire(&self, block: Block, recursive: bool) -> Result<Option<Owner>, MutexError> {
+    pub(crate) fn acquire(
+        &self,
+        block: Block,
+        recursive: bool,
+    ) -> Result<Option<Owner>, MutexError> {
         // SAFETY: `self` is an initialised MutexCore (constructors check the magic) in memory
         // mapped for at least the lifetime of `&self`.
         let r = unsafe {
@@ -173,10 +183,15 @@ impl MutexCore {
             Ok(Locked::OwnerDied) => {
                 let dead = self.owner();
                 self.record(me, status::INCONSISTENT);
-                Ok(Some(dead.unwrap_or(Owner { pid: 0, tid: 0, start_time: 0 })))
+                Ok(Some(dead.unwrap_or(Owner {
+                    pid: 0,
+                    tid: 0,
+                    start_time: 0,
+                })))
             }
             Err(MutexError::NotRecoverable) => {
-                self.status.store(status::NOT_RECOVERABLE, Ordering::Relaxed);
+                self.status
+                    .store(status::NOT_RECOVERABLE, Ordering::Relaxed);
                 Err(MutexError::NotRecoverable)
             }
             Err(e) => Err(e),
@@ -212,7 +227,11 @@ impl MutexCore {
         } else {
             // Clear the record before unlocking, so that a recorded owner always holds it.
             let st = self.status.load(Ordering::Relaxed);
-            let next = if st == status::INCONSISTENT { status::NOT_RECOVERABLE } else { status::UNLOCKED };
+            let next = if st == status::INCONSISTENT {
+                status::NOT_RECOVERABLE
+            } else {
+                status::UNLOCKED
+            };
             self.status.store(next, Ordering::Relaxed);
             self.depth.store(0, Ordering::Relaxed);
             self.owner_pid.store(0, Ordering::Relaxed);
@@ -464,7 +483,10 @@ impl LockState {
 
     /// Block for at most `timeout` (a `CLOCK_MONOTONIC` deadline), else
     /// [`LockError::Timeout`].
-    pub fn lock_timeout(&self, timeout: Duration) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Block::Until(Some(Instant::now() + timeout)))
     }
 
@@ -476,19 +498,31 @@ impl LockState {
         self.acquire(Block::Until(deadline))
     }
 
-    fn acquire(&self, block: Block) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    fn acquire(
+        &self,
+        block: Block,
+    ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         match self.core.acquire(block, false) {
-            Ok(None) => Ok(LockGuard { lock: self, previous_owner: None, _not_send: PhantomData }),
-            Ok(Some(dead)) => {
-                Err(LockError::OwnerDied(LockGuard { lock: self, previous_owner: Some(dead), _not_send: PhantomData }))
-            }
+            Ok(None) => Ok(LockGuard {
+                lock: self,
+                previous_owner: None,
+                _not_send: PhantomData,
+            }),
+            Ok(Some(dead)) => Err(LockError::OwnerDied(LockGuard {
+                lock: self,
+                previous_owner: Some(dead),
+                _not_send: PhantomData,
+            })),
             Err(e) => Err(LockError::from_mutex(e)),
         }
     }
 
     /// Whether someone holds it (a snapshot: it may change at once).
     pub fn is_locked(&self) -> bool {
-        matches!(self.core.status_word(), status::LOCKED | status::INCONSISTENT)
+        matches!(
+            self.core.status_word(),
+            status::LOCKED | status::INCONSISTENT
+        )
     }
 
     /// The recorded holder, if any (a snapshot).
@@ -513,7 +547,9 @@ pub struct LockGuard<'a> {
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").field("previous_owner", &self.previous_owner).finish_non_exhaustive()
+        f.debug_struct("LockGuard")
+            .field("previous_owner", &self.previous_owner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -538,7 +574,10 @@ impl<'a> LockGuard<'a> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn make_consistent(&mut self) -> std::result::Result<(), LockError<()>> {
-        self.lock.core.make_consistent().map_err(LockError::from_mutex)?;
+        self.lock
+            .core
+            .make_consistent()
+            .map_err(LockError::from_mutex)?;
         self.previous_owner = None;
         Ok(())
     }
@@ -573,7 +612,11 @@ const LOCK_FINGERPRINT: u64 = fingerprint_with(
 );
 
 pub(crate) fn layout() -> Layout<LockState> {
-    Layout { kind: Kind::LOCK, fingerprint: LOCK_FINGERPRINT, check: |s| s.core.check(LOCK_MAGIC) }
+    Layout {
+        kind: Kind::LOCK,
+        fingerprint: LOCK_FINGERPRINT,
+        check: |s| s.core.check(LOCK_MAGIC),
+    }
 }
 
 fn init_lock(p: *mut LockState) -> std::io::Result<()> {
@@ -603,7 +646,10 @@ pub struct Lock {
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").field("name", &self.name()).field("state", self.inner.state()).finish()
+        f.debug_struct("Lock")
+            .field("name", &self.name())
+            .field("state", self.inner.state())
+            .finish()
     }
 }
 
@@ -654,17 +700,23 @@ impl Deref for Lock {
 impl SyncOptions<Lock> {
     /// Create a new named lock.
     pub fn create(&self, name: &str) -> Result<Lock> {
-        Ok(Lock { inner: Named::create(self, name, &layout(), init_lock)? })
+        Ok(Lock {
+            inner: Named::create(self, name, &layout(), init_lock)?,
+        })
     }
 
     /// Open an existing named lock.
     pub fn open(&self, name: &str) -> Result<Lock> {
-        Ok(Lock { inner: Named::open(self, name, &layout())? })
+        Ok(Lock {
+            inner: Named::open(self, name, &layout())?,
+        })
     }
 
     /// Open or create a named lock.
     pub fn open_or_create(&self, name: &str) -> Result<Lock> {
-        Ok(Lock { inner: Named::open_or_create(self, name, &layout(), init_lock)? })
+        Ok(Lock {
+            inner: Named::open_or_create(self, name, &layout(), init_lock)?,
+        })
     }
 }
 
@@ -676,10 +728,16 @@ mod tests {
     fn relock_is_deadlock_and_timeout_times_out() {
         let s = LockState::new().unwrap();
         let g = s.lock().unwrap();
-        assert!(matches!(s.lock_timeout(Duration::from_millis(1)), Err(LockError::Deadlock)));
+        assert!(matches!(
+            s.lock_timeout(Duration::from_millis(1)),
+            Err(LockError::Deadlock)
+        ));
         std::thread::scope(|sc| {
             sc.spawn(|| {
-                assert!(matches!(s.lock_timeout(Duration::from_millis(20)), Err(LockError::Timeout)));
+                assert!(matches!(
+                    s.lock_timeout(Duration::from_millis(20)),
+                    Err(LockError::Timeout)
+                ));
                 assert!(matches!(s.try_lock(), Err(LockError::WouldBlock)));
             });
         });
@@ -691,7 +749,11 @@ mod tests {
     #[test]
     fn unrepaired_owner_death_makes_it_not_recoverable() {
         let s = LockState::new().unwrap();
-        std::thread::scope(|sc| sc.spawn(|| std::mem::forget(s.lock().unwrap())).join().unwrap());
+        std::thread::scope(|sc| {
+            sc.spawn(|| std::mem::forget(s.lock().unwrap()))
+                .join()
+                .unwrap()
+        });
         assert!(s.owner().is_some());
         let g = s.lock().unwrap_err().into_guard().unwrap();
         assert!(g.needs_repair());

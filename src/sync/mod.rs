@@ -33,7 +33,9 @@ pub use condition::{Condition, ConditionState};
 pub use event::Event;
 pub use event::EventState;
 #[cfg(not(loom))]
-pub use inspect::{inspect, BarrierInfo, ConditionInfo, EventInfo, LockInfo, OwnerInfo, SemaphoreInfo, SyncInfo};
+pub use inspect::{
+    inspect, BarrierInfo, ConditionInfo, EventInfo, LockInfo, OwnerInfo, SemaphoreInfo, SyncInfo,
+};
 #[cfg(not(loom))]
 pub use lock::{Lock, LockError, LockGuard, LockState, Owner};
 #[cfg(not(loom))]

@@ -46,7 +46,12 @@ impl<T> std::fmt::Debug for SyncOptions<T> {
 
 impl<T> Default for SyncOptions<T> {
     fn default() -> Self {
-        SyncOptions { unlink_on_drop: false, mode: 0o600, open_timeout: DEFAULT_OPEN_TIMEOUT, _for: PhantomData }
+        SyncOptions {
+            unlink_on_drop: false,
+            mode: 0o600,
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+            _for: PhantomData,
+        }
     }
 }
 
@@ -105,7 +110,11 @@ impl<S> Named<S> {
         if seg.len() < size {
             return Err(Error::corrupt(
                 seg.name(),
-                format!("payload is {} bytes, a {} needs {size}", seg.len(), layout.kind),
+                format!(
+                    "payload is {} bytes, a {} needs {size}",
+                    seg.len(),
+                    layout.kind
+                ),
             ));
         }
         let ptr = seg.as_mut_ptr().cast::<S>();
@@ -126,9 +135,12 @@ impl<S> Named<S> {
         init: impl Fn(*mut S) -> std::io::Result<()>,
     ) -> Result<Self> {
         let size = std::mem::size_of::<S>() as u64;
-        let seg = opts.segment(layout.kind, layout.fingerprint).create_with(name, size, |seg| {
-            init(seg.as_mut_ptr().cast::<S>()).map_err(|e| Error::from_io(name, "initialise", e))
-        })?;
+        let seg = opts
+            .segment(layout.kind, layout.fingerprint)
+            .create_with(name, size, |seg| {
+                init(seg.as_mut_ptr().cast::<S>())
+                    .map_err(|e| Error::from_io(name, "initialise", e))
+            })?;
         Self::wrap(seg, layout)
     }
 
@@ -146,9 +158,12 @@ impl<S> Named<S> {
         init: impl Fn(*mut S) -> std::io::Result<()>,
     ) -> Result<Self> {
         let size = std::mem::size_of::<S>() as u64;
-        let seg = opts.segment(layout.kind, layout.fingerprint).open_or_create_with(name, size, |seg| {
-            init(seg.as_mut_ptr().cast::<S>()).map_err(|e| Error::from_io(name, "initialise", e))
-        })?;
+        let seg = opts
+            .segment(layout.kind, layout.fingerprint)
+            .open_or_create_with(name, size, |seg| {
+                init(seg.as_mut_ptr().cast::<S>())
+                    .map_err(|e| Error::from_io(name, "initialise", e))
+            })?;
         Self::wrap(seg, layout)
     }
 
@@ -174,7 +189,8 @@ impl<S> Named<S> {
 /// `fingerprint(desc)` mixed with a size that the description cannot spell at compile time
 /// (e.g. `size_of::<libc::pthread_mutex_t>()`).
 pub(crate) const fn fingerprint_with(desc: &[u8], size: usize) -> u64 {
-    crate::segment::fingerprint(desc) ^ crate::segment::fingerprint(&(size as u64).to_le_bytes()).rotate_left(1)
+    crate::segment::fingerprint(desc)
+        ^ crate::segment::fingerprint(&(size as u64).to_le_bytes()).rotate_left(1)
 }
 
 /// The accessors every named primitive handle shares: `name`, `segment`,

@@ -1,22 +1,21 @@
 //! Parking on a futex word with a sleeper count: the two halves every futex-word primitive
 //! (Event, Semaphore) uses, so that the waking side makes no system call when nobody sleeps.
 //!
-//! Protocol: a waiter increments `sleepers` (an RMW), then `FUTEX_WAIT`s on `word` with the
-//! value it last saw (the kernel re-checks the value atomically), then decrements `sleepers`.
-//! A waker first changes `word` (an RMW), then reads `sleepers` *with an RMW* (`fetch_add(0)`),
-//! and calls `FUTEX_WAKE` only if it is non-zero. The two RMWs on `sleepers` are ordered in its
-//! modification order: if the waker's comes first, the waiter's increment reads from it and
-//! synchronises with it (both are AcqRel or stronger), so the waiter's futex check happens
-//! after the waker's change of `word` and sees it; otherwise the waker reads the increment and
-//! wakes. This argument needs only acquire/release, which is also what the loom model checks
-//! (loom treats `SeqCst` loads as `AcqRel`, so a plain `load` here would be reported as a lost
-//! wake-up). A waiter killed while parked leaves `sleepers` one too high, which only costs
+//! Protocol (the same Dekker pattern as `WaitQueue`, with a `SeqCst` fence on each side): a
+//! waiter increments `sleepers`, fences, then `FUTEX_WAIT`s on `word` with the value it last
+//! saw (the kernel re-checks the value atomically), then decrements `sleepers`. A waker
+//! changes `word` with an RMW, fences, reads `sleepers`, and calls `FUTEX_WAKE` only if it is
+//! non-zero. Whichever fence is first in the `SeqCst` order, the other side's later read sees
+//! the first side's write: either the waker sees the sleeper, or the kernel's check sees the
+//! new word and the waiter does not sleep. (`fence_after_rmw` is a compiler fence on x86-64,
+//! where the preceding locked RMW is already a full barrier, and a real fence elsewhere and
+//! under loom.) A waiter killed while parked leaves `sleepers` one too high, which only costs
 //! later wakers a needless system call.
 
 use std::time::Instant;
 
 use crate::loom::futex::{self, Wait};
-use crate::loom::{AtomicU32, Ordering};
+use crate::loom::{fence_after_rmw, AtomicU32, Ordering};
 
 /// How many times a waiter polls before it parks.
 #[cfg(not(loom))]
@@ -27,19 +26,28 @@ pub(crate) const SPIN: u32 = 1;
 
 /// Sleep while `*word == expected` (until woken, a signal, a spurious wake-up or `deadline`).
 /// The caller re-checks its condition after every return.
-pub(crate) fn park(word: &AtomicU32, sleepers: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wait {
-    // SeqCst RMW: pairs with the `fetch_add(0)` in `unpark` (module docs).
-    sleepers.fetch_add(1, Ordering::SeqCst);
+pub(crate) fn park(
+    word: &AtomicU32,
+    sleepers: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+) -> Wait {
+    // Relaxed: ordered by the fence right after it (pairs with the fence in `unpark`).
+    sleepers.fetch_add(1, Ordering::Relaxed);
+    fence_after_rmw();
     let r = futex::wait(word, expected, deadline);
-    sleepers.fetch_sub(1, Ordering::SeqCst);
+    // Relaxed: an over-count only costs a waker a needless system call.
+    sleepers.fetch_sub(1, Ordering::Relaxed);
     r
 }
 
 /// Wake up to `n` sleepers on `word`, if there are any. Call after changing `word` with an
 /// RMW (SeqCst).
 pub(crate) fn unpark(word: &AtomicU32, sleepers: &AtomicU32, n: u32) {
-    // An RMW, not a load: pairs with the increment in `park` (module docs).
-    if sleepers.fetch_add(0, Ordering::SeqCst) != 0 {
+    // Pairs with the fence in `park` (module docs); the caller's change of `word` was an RMW.
+    fence_after_rmw();
+    // Relaxed: ordered by the fence.
+    if sleepers.load(Ordering::Relaxed) != 0 {
         futex::wake(word, n);
     }
 }

@@ -53,7 +53,8 @@ type RLockResult<'a> = std::result::Result<RLockGuard<'a>, LockError<RLockGuard<
 impl RLockState {
     /// A new, unlocked recursive lock on the heap (boxed: a pthread mutex must not move).
     pub fn new() -> std::io::Result<Box<RLockState>> {
-        let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<RLockState>::uninit())).cast::<RLockState>();
+        let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<RLockState>::uninit()))
+            .cast::<RLockState>();
         // SAFETY: fresh, aligned heap memory nobody else can reach.
         match unsafe { Self::init(p) } {
             // SAFETY: `init` initialised every field.
@@ -81,7 +82,9 @@ impl RLockState {
     /// # Safety
     ///
     /// As for [`LockState::from_ptr`](super::LockState::from_ptr).
-    pub unsafe fn from_ptr<'a>(at: *const RLockState) -> std::result::Result<&'a RLockState, String> {
+    pub unsafe fn from_ptr<'a>(
+        at: *const RLockState,
+    ) -> std::result::Result<&'a RLockState, String> {
         // SAFETY: per the contract; all fields are interior-mutable.
         let s = unsafe { &*at };
         s.core.check(RLOCK_MAGIC)?;
@@ -104,7 +107,11 @@ impl RLockState {
     }
 
     fn acquire(&self, block: Block) -> RLockResult<'_> {
-        let guard = |previous_owner| RLockGuard { lock: self, previous_owner, _not_send: PhantomData };
+        let guard = |previous_owner| RLockGuard {
+            lock: self,
+            previous_owner,
+            _not_send: PhantomData,
+        };
         match self.core.acquire(block, true) {
             Ok(None) => Ok(guard(None)),
             Ok(Some(dead)) => Err(LockError::OwnerDied(guard(Some(dead)))),
@@ -138,7 +145,10 @@ impl RLockState {
 
     /// Whether someone holds it (a snapshot).
     pub fn is_locked(&self) -> bool {
-        matches!(self.core.status_word(), status::LOCKED | status::INCONSISTENT)
+        matches!(
+            self.core.status_word(),
+            status::LOCKED | status::INCONSISTENT
+        )
     }
 
     /// Whether the calling thread holds it.
@@ -167,7 +177,9 @@ pub struct RLockGuard<'a> {
 
 impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLockGuard").field("previous_owner", &self.previous_owner).finish_non_exhaustive()
+        f.debug_struct("RLockGuard")
+            .field("previous_owner", &self.previous_owner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,7 +187,10 @@ impl RLockGuard<'_> {
     /// After [`LockError::OwnerDied`]: declare the protected data repaired (see
     /// [`LockGuard::make_consistent`](super::LockGuard::make_consistent)).
     pub fn make_consistent(&mut self) -> std::result::Result<(), LockError<()>> {
-        self.lock.core.make_consistent().map_err(LockError::from_mutex)?;
+        self.lock
+            .core
+            .make_consistent()
+            .map_err(LockError::from_mutex)?;
         self.previous_owner = None;
         Ok(())
     }
@@ -205,7 +220,11 @@ const RLOCK_FINGERPRINT: u64 = fingerprint_with(
 );
 
 pub(crate) fn layout() -> Layout<RLockState> {
-    Layout { kind: Kind::RLOCK, fingerprint: RLOCK_FINGERPRINT, check: |s| s.core.check(RLOCK_MAGIC) }
+    Layout {
+        kind: Kind::RLOCK,
+        fingerprint: RLOCK_FINGERPRINT,
+        check: |s| s.core.check(RLOCK_MAGIC),
+    }
 }
 
 fn init_rlock(p: *mut RLockState) -> std::io::Result<()> {
@@ -233,7 +252,10 @@ pub struct RLock {
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock").field("name", &self.name()).field("state", self.inner.state()).finish()
+        f.debug_struct("RLock")
+            .field("name", &self.name())
+            .field("state", self.inner.state())
+            .finish()
     }
 }
 
@@ -284,17 +306,23 @@ impl Deref for RLock {
 impl SyncOptions<RLock> {
     /// Create a new named recursive lock.
     pub fn create(&self, name: &str) -> Result<RLock> {
-        Ok(RLock { inner: Named::create(self, name, &layout(), init_rlock)? })
+        Ok(RLock {
+            inner: Named::create(self, name, &layout(), init_rlock)?,
+        })
     }
 
     /// Open an existing named recursive lock.
     pub fn open(&self, name: &str) -> Result<RLock> {
-        Ok(RLock { inner: Named::open(self, name, &layout())? })
+        Ok(RLock {
+            inner: Named::open(self, name, &layout())?,
+        })
     }
 
     /// Open or create a named recursive lock.
     pub fn open_or_create(&self, name: &str) -> Result<RLock> {
-        Ok(RLock { inner: Named::open_or_create(self, name, &layout(), init_rlock)? })
+        Ok(RLock {
+            inner: Named::open_or_create(self, name, &layout(), init_rlock)?,
+        })
     }
 }
 

@@ -44,7 +44,10 @@ impl fmt::Display for SemaphoreError {
             SemaphoreError::WouldBlock => f.write_str("no permit is free"),
             SemaphoreError::Timeout => f.write_str("timed out waiting for a permit"),
             SemaphoreError::TooManyReleases { max } => {
-                write!(f, "semaphore released too many times (its value is already at its maximum {max})")
+                write!(
+                    f,
+                    "semaphore released too many times (its value is already at its maximum {max})"
+                )
             }
             SemaphoreError::InvalidValue { value, max } => {
                 write!(f, "semaphore value {value} is out of range (at most {max})")
@@ -105,7 +108,10 @@ impl fmt::Debug for SemaphoreState {
 impl SemaphoreState {
     fn with(value: u32, max: u32) -> Result<SemaphoreState, SemaphoreError> {
         if value > max || max > SEM_VALUE_MAX {
-            return Err(SemaphoreError::InvalidValue { value, max: max.min(SEM_VALUE_MAX) });
+            return Err(SemaphoreError::InvalidValue {
+                value,
+                max: max.min(SEM_VALUE_MAX),
+            });
         }
         Ok(SemaphoreState {
             value: AtomicU32::new(value),
@@ -131,7 +137,11 @@ impl SemaphoreState {
     /// # Safety
     ///
     /// `at` must be valid for writes of 16 bytes, 4-byte aligned, and not in use by anyone.
-    pub unsafe fn init(at: *mut SemaphoreState, value: u32, max: u32) -> Result<(), SemaphoreError> {
+    pub unsafe fn init(
+        at: *mut SemaphoreState,
+        value: u32,
+        max: u32,
+    ) -> Result<(), SemaphoreError> {
         let s = Self::with(value, max)?;
         // SAFETY: per the contract.
         unsafe { at.write(s) };
@@ -143,7 +153,9 @@ impl SemaphoreState {
     /// # Safety
     ///
     /// `at` must be 4-byte aligned and valid for reads and writes of 16 bytes for `'a`.
-    pub unsafe fn from_ptr<'a>(at: *const SemaphoreState) -> Result<&'a SemaphoreState, SemaphoreError> {
+    pub unsafe fn from_ptr<'a>(
+        at: *const SemaphoreState,
+    ) -> Result<&'a SemaphoreState, SemaphoreError> {
         // SAFETY: per the contract; all fields are atomics.
         let s = unsafe { &*at };
         s.check().map_err(SemaphoreError::Corrupt)?;
@@ -169,7 +181,9 @@ impl SemaphoreState {
         // Relaxed: `max` never changes after initialisation (published by the segment's READY).
         let m = self.max.load(Ordering::Relaxed);
         if m > SEM_VALUE_MAX {
-            return Err(SemaphoreError::Corrupt(format!("max is {m}, above SEM_VALUE_MAX")));
+            return Err(SemaphoreError::Corrupt(format!(
+                "max is {m}, above SEM_VALUE_MAX"
+            )));
         }
         Ok(m)
     }
@@ -180,14 +194,19 @@ impl SemaphoreState {
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
         loop {
             if v > max {
-                return Err(SemaphoreError::Corrupt(format!("value {v} is above max {max}")));
+                return Err(SemaphoreError::Corrupt(format!(
+                    "value {v} is above max {max}"
+                )));
             }
             if v == 0 {
                 return Ok(false);
             }
             // Acquire pairs with the SeqCst (Release) CAS in `release`: what the releaser
             // wrote before giving the permit back is visible to its taker.
-            match self.value.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed) {
+            match self
+                .value
+                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) => return Ok(true),
                 Err(x) => v = x,
             }
@@ -241,14 +260,19 @@ impl SemaphoreState {
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
         loop {
             if v > max {
-                return Err(SemaphoreError::Corrupt(format!("value {v} is above max {max}")));
+                return Err(SemaphoreError::Corrupt(format!(
+                    "value {v} is above max {max}"
+                )));
             }
             if v == max {
                 return Err(SemaphoreError::TooManyReleases { max });
             }
             // SeqCst: a Release for `take`'s Acquire, and part of `park`'s SeqCst protocol
             // (the value changes before we read `sleepers`).
-            match self.value.compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::Relaxed) {
+            match self
+                .value
+                .compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(x) => v = x,
             }
@@ -290,14 +314,23 @@ mod named {
     use crate::segment::{fingerprint, Kind};
     use crate::sync::named::{named_handle, Layout, Named, SyncOptions};
 
-    const FINGERPRINT: u64 = fingerprint(b"shmkit semaphore v1: value u32, sleepers u32, max u32, initial u32");
+    const FINGERPRINT: u64 =
+        fingerprint(b"shmkit semaphore v1: value u32, sleepers u32, max u32, initial u32");
 
     pub(crate) fn layout() -> Layout<SemaphoreState> {
-        Layout { kind: Kind::SEMAPHORE, fingerprint: FINGERPRINT, check: SemaphoreState::check }
+        Layout {
+            kind: Kind::SEMAPHORE,
+            fingerprint: FINGERPRINT,
+            check: SemaphoreState::check,
+        }
     }
 
     pub(crate) fn bounded_layout() -> Layout<SemaphoreState> {
-        Layout { kind: Kind::BOUNDED_SEMAPHORE, fingerprint: FINGERPRINT, check: SemaphoreState::check }
+        Layout {
+            kind: Kind::BOUNDED_SEMAPHORE,
+            fingerprint: FINGERPRINT,
+            check: SemaphoreState::check,
+        }
     }
 
     fn init(value: u32, max: u32) -> impl Fn(*mut SemaphoreState) -> std::io::Result<()> {
@@ -311,7 +344,11 @@ mod named {
 
     fn check_value(name: &str, value: u32, max: u32) -> Result<()> {
         if value > max {
-            return Err(Error::TooLarge { name: name.to_owned(), requested: value.into(), max: max.into() });
+            return Err(Error::TooLarge {
+                name: name.to_owned(),
+                requested: value.into(),
+                max: max.into(),
+            });
         }
         Ok(())
     }
@@ -364,18 +401,24 @@ mod named {
         /// Create a new named semaphore.
         pub fn create(&self, name: &str, value: u32) -> Result<Semaphore> {
             check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(Semaphore { inner: Named::create(self, name, &layout(), init(value, SEM_VALUE_MAX))? })
+            Ok(Semaphore {
+                inner: Named::create(self, name, &layout(), init(value, SEM_VALUE_MAX))?,
+            })
         }
 
         /// Open an existing named semaphore.
         pub fn open(&self, name: &str) -> Result<Semaphore> {
-            Ok(Semaphore { inner: Named::open(self, name, &layout())? })
+            Ok(Semaphore {
+                inner: Named::open(self, name, &layout())?,
+            })
         }
 
         /// Open or create a named semaphore.
         pub fn open_or_create(&self, name: &str, value: u32) -> Result<Semaphore> {
             check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(Semaphore { inner: Named::open_or_create(self, name, &layout(), init(value, SEM_VALUE_MAX))? })
+            Ok(Semaphore {
+                inner: Named::open_or_create(self, name, &layout(), init(value, SEM_VALUE_MAX))?,
+            })
         }
     }
 
@@ -423,18 +466,24 @@ mod named {
         /// Create a new named bounded semaphore.
         pub fn create(&self, name: &str, value: u32) -> Result<BoundedSemaphore> {
             check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(BoundedSemaphore { inner: Named::create(self, name, &bounded_layout(), init(value, value))? })
+            Ok(BoundedSemaphore {
+                inner: Named::create(self, name, &bounded_layout(), init(value, value))?,
+            })
         }
 
         /// Open an existing named bounded semaphore.
         pub fn open(&self, name: &str) -> Result<BoundedSemaphore> {
-            Ok(BoundedSemaphore { inner: Named::open(self, name, &bounded_layout())? })
+            Ok(BoundedSemaphore {
+                inner: Named::open(self, name, &bounded_layout())?,
+            })
         }
 
         /// Open or create a named bounded semaphore.
         pub fn open_or_create(&self, name: &str, value: u32) -> Result<BoundedSemaphore> {
             check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(BoundedSemaphore { inner: Named::open_or_create(self, name, &bounded_layout(), init(value, value))? })
+            Ok(BoundedSemaphore {
+                inner: Named::open_or_create(self, name, &bounded_layout(), init(value, value))?,
+            })
         }
     }
 }
@@ -446,12 +495,21 @@ mod tests {
     #[test]
     fn python_value_rules() {
         assert!(SemaphoreState::new(SEM_VALUE_MAX).is_ok());
-        assert!(matches!(SemaphoreState::new(SEM_VALUE_MAX + 1), Err(SemaphoreError::InvalidValue { .. })));
+        assert!(matches!(
+            SemaphoreState::new(SEM_VALUE_MAX + 1),
+            Err(SemaphoreError::InvalidValue { .. })
+        ));
         let s = SemaphoreState::new(SEM_VALUE_MAX - 1).unwrap();
         s.release().unwrap();
-        assert_eq!(s.release(), Err(SemaphoreError::TooManyReleases { max: SEM_VALUE_MAX }));
+        assert_eq!(
+            s.release(),
+            Err(SemaphoreError::TooManyReleases { max: SEM_VALUE_MAX })
+        );
         let b = SemaphoreState::bounded(0).unwrap();
-        assert_eq!(b.acquire_timeout(Duration::from_millis(1)), Err(SemaphoreError::Timeout));
+        assert_eq!(
+            b.acquire_timeout(Duration::from_millis(1)),
+            Err(SemaphoreError::Timeout)
+        );
     }
 
     #[test]

@@ -1,0 +1,107 @@
+//! Two processes share one named segment: a writer publishes numbered messages, a reader
+//! attaches by name and prints them.
+//!
+//! Terminal 1:
+//!
+//! ```text
+//! cargo run --example share_segment -- writer demo-seg
+//! ```
+//!
+//! Terminal 2:
+//!
+//! ```text
+//! cargo run --example share_segment -- reader demo-seg
+//! ```
+//!
+//! With no arguments it runs both: it starts the reader as a second, unrelated process (the
+//! same executable, re-run), then writes. Layout of the 4 KiB payload: bytes 0..8 hold a
+//! sequence number (an `AtomicU64`), bytes 64..1088 the current message, NUL-padded.
+
+use shmkit::Segment;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const MESSAGES: u64 = 5;
+const MSG_AT: u64 = 64;
+const MSG_LEN: usize = 1024;
+
+fn writer(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let seg = Segment::open_or_create(name, 4096)?;
+    let seq = seg.atomic_u64(0)?;
+    for i in 1..=MESSAGES {
+        let mut msg = format!("message {i} from pid {}", std::process::id()).into_bytes();
+        msg.resize(MSG_LEN, 0);
+        // An odd sequence number marks "being written" (a seqlock), so the reader never
+        // prints a half-written message.
+        seq.store(2 * i - 1, Ordering::Release);
+        seg.write_at(MSG_AT, &msg)?;
+        seq.store(2 * i, Ordering::Release);
+        println!("writer: wrote message {i}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+fn reader(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    // The writer may not have created it yet: retry for a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seg = loop {
+        match Segment::open(name) {
+            Ok(s) => break s,
+            Err(shmkit::Error::NotFound { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let seq = seg.atomic_u64(0)?;
+    let mut seen = 0;
+    while seen < MESSAGES {
+        if Instant::now() > deadline + Duration::from_secs(10) {
+            return Err("writer stopped publishing".into());
+        }
+        let before = seq.load(Ordering::Acquire);
+        if before % 2 == 1 || before / 2 <= seen {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let mut buf = vec![0u8; MSG_LEN];
+        seg.read_at(MSG_AT, &mut buf)?;
+        if seq.load(Ordering::Acquire) != before {
+            continue; // overwritten while we copied: read again
+        }
+        seen = before / 2;
+        let text = String::from_utf8_lossy(&buf);
+        println!(
+            "reader (pid {}): {}",
+            std::process::id(),
+            text.trim_end_matches('\0')
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("writer") => writer(args.get(1).map_or("demo-seg", String::as_str)),
+        Some("reader") => reader(args.get(1).map_or("demo-seg", String::as_str)),
+        Some(other) => Err(format!("unknown role {other:?}: use writer or reader").into()),
+        None => {
+            let name = format!("demo-seg-{}", std::process::id());
+            let mut child = Command::new(std::env::current_exe()?)
+                .args(["reader", &name])
+                .spawn()?;
+            let result = writer(&name);
+            let status = child.wait()?;
+            Segment::unlink(&name)?;
+            result?;
+            if !status.success() {
+                return Err(format!("reader failed: {status}").into());
+            }
+            println!("done: two processes shared segment {name:?}, now removed");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `shmkit gc`.
+
+use crate::CmdResult;
+use shmkit::{segment, Liveness, Segment};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Only print what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only consider names starting with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    for p in segment::list().map_err(|e| e.to_string())? {
+        // Only shmkit segments (raw objects have no recorded creator), only dead creators,
+        // and only when no process maps the object.
+        if !p.name.starts_with(&args.prefix) || p.header.is_none() || p.creator != Liveness::Dead {
+            continue;
+        }
+        let users = segment::mapped_by(&p.name);
+        if !users.is_empty() {
+            continue;
+        }
+        println!(
+            "{}{}",
+            if args.dry_run {
+                "would remove "
+            } else {
+                "removed "
+            },
+            p.name
+        );
+        if !args.dry_run {
+            Segment::unlink(&p.name).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

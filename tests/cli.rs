@@ -1,0 +1,198 @@
+//! The `shmkit` command line: ls, info, dump, rm, gc and exit codes.
+
+mod common;
+
+use common::{Cleanup, Lines};
+use shmkit::Segment;
+use std::process::{Command, Output};
+
+fn shmkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .expect("run shmkit")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        "create-and-die" => {
+            let _s = Segment::create(&args[0], 32).unwrap();
+            common::report("created");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+#[test]
+fn ls_lists_shmkit_and_raw_segments() {
+    let a = common::unique_name("cli-ls");
+    let b = common::unique_name("cli-raw");
+    let _c = Cleanup::new(&[&a, &b]);
+    let _sa = Segment::create(&a, 100).unwrap();
+    let _sb = Segment::options().raw(true).create(&b, 50).unwrap();
+    let out = shmkit(&["ls"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let line_a = text.lines().find(|l| l.starts_with(&a)).expect("a listed");
+    assert!(
+        line_a.contains("228") && line_a.contains("bytes") && line_a.contains("yes"),
+        "{line_a}"
+    );
+    assert!(line_a.contains(&std::process::id().to_string()), "{line_a}");
+    let line_b = text.lines().find(|l| l.starts_with(&b)).expect("b listed");
+    assert!(line_b.contains("raw"), "{line_b}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
+    let row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == a.as_str())
+        .unwrap();
+    assert_eq!(row["kind"], "bytes");
+    assert_eq!(row["size"], 228);
+    assert_eq!(row["alive"], "alive");
+    assert_eq!(row["creator_pid"], std::process::id());
+}
+
+#[test]
+fn info_prints_the_header() {
+    let a = common::unique_name("cli-info");
+    let _c = Cleanup::new(&[&a]);
+    let _s = Segment::create(&a, 64).unwrap();
+    let out = shmkit(&["info", &a]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("kind:            bytes"), "{text}");
+    assert!(text.contains("payload size:    64"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
+    assert_eq!(json["header"]["payload_size"], 64);
+    assert_eq!(json["header"]["state"], "ready");
+    assert_eq!(json["kind"], "bytes");
+}
+
+#[test]
+fn dump_shows_bytes_at_an_offset() {
+    let a = common::unique_name("cli-dump");
+    let _c = Cleanup::new(&[&a]);
+    let s = Segment::create(&a, 64).unwrap();
+    s.write_at(0, b"ABCDEFGH").unwrap();
+    let out = shmkit(&["dump", &a, "--offset", "128", "--len", "8"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("00000080  41 42 43 44 45 46 47 48"),
+        "{text}"
+    );
+    assert!(text.contains("|ABCDEFGH|"), "{text}");
+    // The header's magic at offset 0.
+    assert!(stdout(&shmkit(&["dump", &a, "--len", "8"])).contains("89 53 48 4d 4b 49 54 0a"));
+}
+
+#[test]
+fn rm_removes_and_reports_missing() {
+    let a = common::unique_name("cli-rm");
+    let _c = Cleanup::new(&[&a]);
+    Segment::create(&a, 8).unwrap();
+    assert!(shmkit(&["rm", &a]).status.success());
+    assert!(!std::path::Path::new(&format!("/dev/shm/{a}")).exists());
+    let out = shmkit(&["rm", &a]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("shmkit: ") && err.contains("not found") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn exit_codes() {
+    assert_eq!(
+        shmkit(&["info", "no-such-segment-xyz"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(shmkit(&["info", "bad/name"]).status.code(), Some(1));
+    assert_eq!(shmkit(&["no-such-verb"]).status.code(), Some(2));
+    assert_eq!(shmkit(&["dump"]).status.code(), Some(2));
+}
+
+#[test]
+fn gc_removes_only_dead_unmapped_segments() {
+    let dead = common::unique_name("cli-gc-dead");
+    let live = common::unique_name("cli-gc-live");
+    let _c = Cleanup::new(&[&dead, &live]);
+    let mut child = common::spawn_child("create-and-die", &[&dead]);
+    Lines::of(&mut child).expect("created");
+    common::kill9(&mut child);
+    let _l = Segment::create(&live, 8).unwrap();
+    // Restrict gc to this test's names: other tests run in parallel.
+    let prefix = dead.clone();
+    let gc = |extra: &[&str]| shmkit(&[&["gc", "--prefix", &prefix], extra].concat());
+    let out = gc(&["--dry-run"]);
+    assert!(stdout(&out).contains(&format!("would remove {dead}")));
+    assert!(std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
+    // While this process maps the dead creator's segment, gc keeps it.
+    let mapped = Segment::open(&dead).unwrap();
+    assert!(!stdout(&gc(&[])).contains(&dead));
+    drop(mapped);
+    let out = gc(&[]);
+    assert!(
+        stdout(&out).contains(&format!("removed {dead}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
+    assert!(std::path::Path::new(&format!("/dev/shm/{live}")).exists());
+}
+
+#[test]
+fn create_write_read_roundtrip() {
+    let a = common::unique_name("cli-rw");
+    let r = common::unique_name("cli-rwraw");
+    let _c = Cleanup::new(&[&a, &r]);
+    assert!(shmkit(&["create", &a, "--size", "32", "--mode", "640"])
+        .status
+        .success());
+    assert!(shmkit(&["write", &a, "--offset", "4", "hello"])
+        .status
+        .success());
+    assert_eq!(
+        shmkit(&["read", &a, "--offset", "4", "--len", "5"]).stdout,
+        b"hello"
+    );
+    assert_eq!(shmkit(&["read", &a]).stdout.len(), 32);
+    let seg = Segment::open(&a).unwrap();
+    let mut buf = [0u8; 5];
+    seg.read_at(4, &mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    // Writing past the end is an error, and writes nothing.
+    let out = shmkit(&["write", &a, "--offset", "30", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside"));
+    // Raw segments.
+    assert!(shmkit(&["create", &r, "--size", "10", "--raw"])
+        .status
+        .success());
+    assert!(shmkit(&["write", &r, "--raw", "rawdata"]).status.success());
+    assert_eq!(
+        shmkit(&["read", &r, "--raw", "--len", "7"]).stdout,
+        b"rawdata"
+    );
+    assert_eq!(shmkit(&["info", &r]).status.code(), Some(0));
+    assert!(stdout(&shmkit(&["info", &r])).contains("kind:            raw"));
+    // Bad mode is a usage error.
+    assert_eq!(
+        shmkit(&["create", &a, "--size", "1", "--mode", "9"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

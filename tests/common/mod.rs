@@ -1,0 +1,215 @@
+//! Cross-process test harness, shared by every integration test file (`mod common;`).
+//!
+//! - [`unique_name`]: a segment name no other test, process or run uses.
+//! - [`Cleanup`]: unlinks names in `Drop`, so a failing (panicking) test leaves nothing in
+//!   `/dev/shm`.
+//! - [`spawn_child`] / [`child_entry`]: run a *separate process* by re-executing the current
+//!   test binary. Each test file has
+//!
+//!   ```ignore
+//!   #[test]
+//!   fn child_main() {
+//!       common::child_entry(|role, args| match role {
+//!           "writer" => { /* ... */ }
+//!           other => panic!("unknown role {other}"),
+//!       });
+//!   }
+//!   ```
+//!
+//!   and a test starts a child with `common::spawn_child("writer", &[name])`. The child runs
+//!   only `child_main` (`--exact child_main`), with the role and arguments in its environment;
+//!   in a normal test run `child_main` sees no role and returns at once. Nothing is inherited
+//!   through `fork`: the child attaches to segments by name like any unrelated process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ROLE_VAR: &str = "SHMKIT_CHILD_ROLE";
+const ARGS_VAR: &str = "SHMKIT_CHILD_ARGS";
+
+/// A name unique to this process, this call site's `tag` and a counter:
+/// `t-<tag>-<pid>-<n>`.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("t-{tag}-{}-{n}", std::process::id())
+}
+
+/// Unlinks every name it holds when dropped, ignoring names that are already gone.
+pub struct Cleanup(Vec<String>);
+
+impl Cleanup {
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Cleanup {
+        Cleanup(names.iter().map(|s| s.as_ref().to_owned()).collect())
+    }
+
+    pub fn add(&mut self, name: &str) {
+        self.0.push(name.to_owned());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+}
+
+/// Start `role` in a new process (this test binary, re-executed). Its stdout is piped so the
+/// test can read what it reports; stderr passes through.
+pub fn spawn_child(role: &str, args: &[&str]) -> Child {
+    child_command(role, args)
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// The command [`spawn_child`] runs, for tests that want to adjust it.
+pub fn child_command(role: &str, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "child_main",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE_VAR, role)
+    .env(ARGS_VAR, args.join("\u{1f}"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    cmd
+}
+
+/// In `child_main`: if this process was started by [`spawn_child`], run `body` with its role
+/// and arguments, then exit the process (0, or 101 if `body` panicked). Otherwise return.
+pub fn child_entry(body: impl FnOnce(&str, &[String])) {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let args: Vec<String> = match std::env::var(ARGS_VAR) {
+        Ok(s) if !s.is_empty() => s.split('\u{1f}').map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&role, &args)));
+    let _ = std::io::stdout().flush();
+    std::process::exit(if r.is_ok() { 0 } else { 101 });
+}
+
+/// Print a line for the parent to read (children talk to tests over stdout).
+pub fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Reads a child's reported lines.
+pub struct Lines(BufReader<std::process::ChildStdout>);
+
+impl Lines {
+    pub fn of(child: &mut Child) -> Lines {
+        Lines(BufReader::new(
+            child.stdout.take().expect("child stdout is piped"),
+        ))
+    }
+
+    /// The next non-empty line that is not libtest noise, or `None` at EOF.
+    pub fn next_line(&mut self) -> Option<String> {
+        loop {
+            let mut s = String::new();
+            if self.0.read_line(&mut s).ok()? == 0 {
+                return None;
+            }
+            let t = s.trim();
+            if !t.is_empty() && !t.starts_with("running ") && !t.starts_with("test ") {
+                return Some(t.to_owned());
+            }
+        }
+    }
+
+    /// Read lines until one equals `want`; panics at EOF.
+    pub fn expect(&mut self, want: &str) {
+        while let Some(l) = self.next_line() {
+            if l == want {
+                return;
+            }
+        }
+        panic!("child exited before reporting {want:?}");
+    }
+}
+
+/// Wait for `child` to exit, up to `timeout`; kill it and panic if it does not, so a hung
+/// child fails the test instead of hanging it.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Wait for `child` and assert it exited successfully.
+pub fn wait_ok(child: &mut Child, timeout: Duration) {
+    let st = wait_exit(child, timeout);
+    assert!(st.success(), "child {} failed: {st}", child.id());
+}
+
+/// SIGKILL `child` and reap it.
+pub fn kill9(child: &mut Child) {
+    let _ = child.kill(); // std's kill is SIGKILL on Unix
+    let _ = child.wait();
+}
+
+/// Run a Python interpreter on `script` with `args`; returns stdout, panics with stderr on
+/// failure. `python` is e.g. `python3` or a pyenv path.
+pub fn python(python: &str, script: &str, args: &[&str]) -> String {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "{python} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+/// `python3` plus every CPython ≥ 3.8 under pyenv (the versions with
+/// `multiprocessing.shared_memory`), for interop tests.
+pub fn pythons() -> Vec<String> {
+    let mut v = vec!["python3".to_string()];
+    if let Ok(out) = Command::new("pyenv").arg("root").output() {
+        let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if let Ok(dir) = std::fs::read_dir(format!("{root}/versions")) {
+            let mut found: Vec<String> = dir
+                .flatten()
+                .filter(|e| {
+                    let v = e.file_name().to_string_lossy().into_owned();
+                    let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+                    (it.next(), it.next()) >= (Some(3), Some(8))
+                })
+                .map(|e| format!("{}/bin/python3", e.path().display()))
+                .filter(|p| std::path::Path::new(p).exists())
+                .collect();
+            found.sort();
+            v.extend(found);
+        }
+    }
+    v
+}

@@ -1,0 +1,518 @@
+//! Segment: create/open/open_or_create across processes, header validation, names, modes,
+//! read-only attach, CPython interop.
+
+mod common;
+
+use common::{Cleanup, Lines};
+use shmkit::segment::{fingerprint, Kind};
+use shmkit::{Error, Segment};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const TEN_S: Duration = Duration::from_secs(10);
+
+fn shm_path(name: &str) -> String {
+    format!("/dev/shm/{name}")
+}
+
+/// Overwrite bytes of the object behind the API's back, as a buggy or hostile process would.
+fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+}
+
+fn truncate(name: &str, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// The pattern `init` writes: a function of the creator's pid, 4 KiB long so that the
+/// initialisation takes long enough for openers to arrive during it.
+fn pattern(pid: u32) -> Vec<u8> {
+    (0..4096u32)
+        .map(|i| (i.wrapping_mul(31) ^ pid) as u8)
+        .collect()
+}
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        // Race open_or_create on `prefix-<round>` for every round the parent announces in
+        // the control segment's word 0; report "created|opened <checksum>".
+        "racer" => {
+            let control = Segment::open(&args[0]).unwrap();
+            let prefix = &args[1];
+            let rounds: u64 = args[2].parse().unwrap();
+            let go = control.atomic_u64(0).unwrap();
+            for round in 1..=rounds {
+                let deadline = Instant::now() + TEN_S;
+                while go.load(Ordering::Acquire) < round {
+                    assert!(
+                        Instant::now() < deadline,
+                        "parent never started round {round}"
+                    );
+                    std::hint::spin_loop();
+                }
+                let name = format!("{prefix}-{round}");
+                let mut created = false;
+                let seg = Segment::options()
+                    .open_or_create_with(&name, 4096, |s| {
+                        created = true;
+                        s.write_at(0, &pattern(std::process::id()))
+                    })
+                    .unwrap();
+                let mut buf = vec![0u8; 4096];
+                seg.read_at(0, &mut buf).unwrap();
+                let sum: u64 = buf
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (i as u64 + 1) * *b as u64)
+                    .sum();
+                let creator = seg.header().unwrap().creator_pid;
+                assert_eq!(
+                    buf,
+                    pattern(creator),
+                    "contents are not the creator's initialisation"
+                );
+                common::report(&format!(
+                    "{} {sum} {creator}",
+                    if created { "created" } else { "opened" }
+                ));
+            }
+        }
+        "hold" => {
+            // Create a segment and sit in the middle of nothing until killed.
+            let _s = Segment::create(&args[0], 64).unwrap();
+            common::report("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+#[test]
+fn open_or_create_race_between_processes_has_exactly_one_creator() {
+    const ROUNDS: u64 = 100;
+    let control_name = common::unique_name("race-ctl");
+    let prefix = common::unique_name("race");
+    let mut cleanup = Cleanup::new(&[&control_name]);
+    for r in 1..=ROUNDS {
+        cleanup.add(&format!("{prefix}-{r}"));
+    }
+    let control = Segment::create(&control_name, 64).unwrap();
+    let rounds = ROUNDS.to_string();
+    let mut a = common::spawn_child("racer", &[&control_name, &prefix, &rounds]);
+    let mut b = common::spawn_child("racer", &[&control_name, &prefix, &rounds]);
+    let (mut la, mut lb) = (Lines::of(&mut a), Lines::of(&mut b));
+    for round in 1..=ROUNDS {
+        control
+            .atomic_u64(0)
+            .unwrap()
+            .store(round, Ordering::Release);
+        let ra = la.next_line().expect("racer a reported");
+        let rb = lb.next_line().expect("racer b reported");
+        let (wa, wb): (Vec<&str>, Vec<&str>) = (ra.split(' ').collect(), rb.split(' ').collect());
+        let creators = [wa[0], wb[0]].iter().filter(|w| **w == "created").count();
+        assert_eq!(creators, 1, "round {round}: {ra:?} / {rb:?}");
+        assert_eq!(
+            wa[1..],
+            wb[1..],
+            "round {round}: both must see the same initialised contents"
+        );
+        Segment::unlink(&format!("{prefix}-{round}")).unwrap();
+    }
+    common::wait_ok(&mut a, TEN_S);
+    common::wait_ok(&mut b, TEN_S);
+}
+
+fn fresh(tag: &str) -> (String, Cleanup) {
+    let name = common::unique_name(tag);
+    let c = Cleanup::new(&[&name]);
+    let s = Segment::create(&name, 256).unwrap();
+    s.write_at(0, b"payload").unwrap();
+    (name, c)
+}
+
+fn open_quick(name: &str) -> Result<Segment, Error> {
+    Segment::options()
+        .open_timeout(Duration::from_millis(50))
+        .open(name)
+}
+
+#[test]
+fn each_corrupted_header_field_gives_its_error() {
+    // (offset, bytes, check)
+    type Check = fn(&Error) -> bool;
+    let cases: &[(&str, u64, &[u8], Check)] = &[
+        (
+            "magic",
+            0,
+            b"NOTSHMKT",
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("magic")),
+        ),
+        ("version", 8, &2u32.to_le_bytes(), |e| {
+            matches!(
+                e,
+                Error::VersionMismatch {
+                    found: 2,
+                    expected: 1,
+                    ..
+                }
+            )
+        }),
+        (
+            "kind",
+            12,
+            &7u32.to_le_bytes(),
+            |e| matches!(e, Error::KindMismatch { found, .. } if found == "event"),
+        ),
+        ("fingerprint", 16, &1u64.to_le_bytes(), |e| {
+            matches!(e, Error::LayoutMismatch { found: 1, .. })
+        }),
+        (
+            "header_size",
+            24,
+            &64u64.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("header_size")),
+        ),
+        (
+            "payload_size",
+            32,
+            &1000u64.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("payload_size")),
+        ),
+        (
+            "payload_size overflow",
+            32,
+            &u64::MAX.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("payload_size")),
+        ),
+        (
+            "state invalid",
+            56,
+            &9u32.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("state")),
+        ),
+        ("state initializing", 56, &0u32.to_le_bytes(), |e| {
+            matches!(e, Error::NotReady { .. })
+        }),
+    ];
+    for (field, offset, bytes, check) in cases {
+        let (name, _c) = fresh("corrupt");
+        open_quick(&name).expect("intact segment opens");
+        poke(&name, *offset, bytes);
+        let err = open_quick(&name).expect_err(field);
+        assert!(check(&err), "{field}: got {err:?}");
+        assert!(!err.to_string().is_empty());
+    }
+}
+
+#[test]
+fn truncated_segments_are_corrupt_not_sigbus() {
+    for len in [1, 50, 127, 128, 200] {
+        let (name, _c) = fresh("trunc");
+        truncate(&name, len);
+        let err = open_quick(&name).expect_err("truncated");
+        assert!(matches!(err, Error::Corrupt { .. }), "len {len}: {err:?}");
+    }
+    // Zero bytes: indistinguishable from a creator that has not sized it yet.
+    let (name, _c) = fresh("trunc0");
+    truncate(&name, 0);
+    assert!(matches!(open_quick(&name), Err(Error::NotReady { .. })));
+}
+
+#[test]
+fn kind_and_fingerprint_are_checked() {
+    let name = common::unique_name("kind");
+    let _c = Cleanup::new(&[&name]);
+    let fp = fingerprint(b"test object v1");
+    Segment::options()
+        .kind(Kind::EVENT, fp)
+        .create(&name, 8)
+        .unwrap();
+    assert!(matches!(open_quick(&name), Err(Error::KindMismatch { .. })));
+    let err = Segment::options()
+        .kind(Kind::EVENT, fp ^ 1)
+        .open(&name)
+        .unwrap_err();
+    assert!(matches!(err, Error::LayoutMismatch { .. }), "{err:?}");
+    let s = Segment::options()
+        .kind(Kind::EVENT, fp)
+        .open(&name)
+        .unwrap();
+    assert_eq!(s.header().unwrap().kind, Kind::EVENT);
+}
+
+#[test]
+fn creator_dead_before_publishing_is_reclaimed() {
+    let (name, _c) = fresh("abandon");
+    // A pid that surely is dead: a child we started and reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    poke(&name, 48, &dead_pid.to_le_bytes());
+    poke(&name, 40, &0u64.to_le_bytes());
+    poke(&name, 56, &0u32.to_le_bytes()); // back to "initialising"
+    let err = open_quick(&name).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady { detail, .. } if detail.contains("died")),
+        "{err:?}"
+    );
+    assert!(
+        !std::path::Path::new(&shm_path(&name)).exists(),
+        "the abandoned object is removed"
+    );
+    // And the name is usable again.
+    let s = Segment::open_or_create(&name, 256).unwrap();
+    assert!(s.header().unwrap().creator_pid == std::process::id());
+}
+
+#[test]
+fn names_are_validated() {
+    for bad in ["", "/", "/x", "a/b", "ü", ".", "..", "a b"] {
+        assert!(
+            matches!(Segment::create(bad, 8), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(Segment::open(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(Segment::unlink(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    let long = "x".repeat(201);
+    assert!(matches!(
+        Segment::create(&long, 8),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+#[test]
+fn missing_and_existing_names() {
+    let name = common::unique_name("exists");
+    let _c = Cleanup::new(&[&name]);
+    assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Segment::unlink(&name),
+        Err(Error::NotFound { .. })
+    ));
+    let _s = Segment::create(&name, 8).unwrap();
+    assert!(matches!(
+        Segment::create(&name, 8),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        Segment::options().raw(true).create(&name, 8),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn bad_sizes_and_ranges_are_errors() {
+    let name = common::unique_name("sizes");
+    let _c = Cleanup::new(&[&name]);
+    assert!(matches!(
+        Segment::create(&name, u64::MAX),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(matches!(
+        Segment::options().raw(true).create(&name, 0),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Segment::options().mode(0o10000).create(&name, 8),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let s = Segment::create(&name, 16).unwrap();
+    assert!(s.write_at(10, &[0; 7]).is_err());
+    assert!(s.write_at(u64::MAX, &[0; 2]).is_err());
+    assert!(s.read_at(16, &mut [0; 1]).is_err());
+    s.read_at(16, &mut []).unwrap();
+    assert!(s.atomic_u64(4).is_err()); // misaligned
+    assert!(s.atomic_u64(16).is_err()); // past the end
+}
+
+#[test]
+fn mode_is_0600_unless_asked() {
+    let a = common::unique_name("mode");
+    let b = common::unique_name("mode");
+    let _c = Cleanup::new(&[&a, &b]);
+    let _sa = Segment::create(&a, 8).unwrap();
+    let _sb = Segment::options().mode(0o644).create(&b, 8).unwrap();
+    let mode = |n: &str| std::fs::metadata(shm_path(n)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&a), 0o600);
+    assert_eq!(mode(&b), 0o644);
+}
+
+#[test]
+fn read_only_attach_maps_prot_read() {
+    let name = common::unique_name("ro");
+    let _c = Cleanup::new(&[&name]);
+    let w = Segment::create(&name, 4096).unwrap();
+    w.write_at(0, b"hi").unwrap();
+    let r = Segment::open_read_only(&name).unwrap();
+    let mut buf = [0; 2];
+    r.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"hi");
+    // The mapping of this object at r's address is read-only shared ("r--s").
+    let addr = r.as_ptr() as usize - shmkit::segment::HEADER_SIZE;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.starts_with(&format!("{addr:x}-")) && l.contains(&name))
+        .expect("mapping listed");
+    assert!(line.split_whitespace().nth(1) == Some("r--s"), "{line}");
+}
+
+#[test]
+fn unlink_on_drop_removes_only_its_own_object() {
+    let name = common::unique_name("own");
+    let _c = Cleanup::new(&[&name]);
+    {
+        let _s = Segment::options()
+            .unlink_on_drop(true)
+            .create(&name, 8)
+            .unwrap();
+        assert!(std::path::Path::new(&shm_path(&name)).exists());
+    }
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+    // A handle whose name was replaced does not remove the replacement.
+    let old = Segment::options()
+        .unlink_on_drop(true)
+        .create(&name, 8)
+        .unwrap();
+    Segment::unlink(&name).unwrap();
+    let _new = Segment::create(&name, 8).unwrap();
+    drop(old);
+    assert!(std::path::Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn open_waits_for_a_slow_creator() {
+    let name = common::unique_name("slow");
+    let _c = Cleanup::new(&[&name]);
+    std::thread::scope(|s| {
+        let n = name.clone();
+        s.spawn(move || {
+            Segment::options()
+                .create_with(&n, 8, |seg| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    seg.write_at(0, b"12345678")
+                })
+                .unwrap()
+        });
+        // Wait until the object exists, then open: open must wait for publication.
+        let deadline = Instant::now() + TEN_S;
+        while !std::path::Path::new(&shm_path(&name)).exists() {
+            assert!(Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        let seg = Segment::options().open_timeout(TEN_S).open(&name).unwrap();
+        let mut buf = [0; 8];
+        seg.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"12345678");
+    });
+}
+
+#[test]
+fn failed_init_unlinks() {
+    let name = common::unique_name("initfail");
+    let _c = Cleanup::new(&[&name]);
+    let err = Segment::options().create_with(&name, 8, |s| {
+        Err(shmkit::Error::Corrupt {
+            name: s.name().to_owned(),
+            what: "test".into(),
+        })
+    });
+    assert!(err.is_err());
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn creator_liveness_in_header() {
+    let name = common::unique_name("alive");
+    let _c = Cleanup::new(&[&name]);
+    let mut child = common::spawn_child("hold", &[&name]);
+    Lines::of(&mut child).expect("ready");
+    let p = shmkit::segment::probe(&name).unwrap();
+    assert_eq!(p.creator, shmkit::Liveness::Alive);
+    assert_eq!(p.header.as_ref().unwrap().creator_pid, child.id());
+    common::kill9(&mut child);
+    assert_eq!(
+        shmkit::segment::probe(&name).unwrap().creator,
+        shmkit::Liveness::Dead
+    );
+    // The segment itself outlives its creator until unlinked.
+    Segment::open(&name).unwrap();
+}
+
+const PY_CREATE: &str = r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+shm = shared_memory.SharedMemory(name=sys.argv[1], create=True, size=1000)
+resource_tracker.unregister(shm._name, "shared_memory")  # Rust owns it from here
+shm.buf[:11] = b"from python"
+shm.close()
+print("ok")
+"#;
+
+const PY_ATTACH: &str = r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+shm = shared_memory.SharedMemory(name=sys.argv[1])
+resource_tracker.unregister(shm._name, "shared_memory")  # gh-82300: do not unlink on exit
+print(shm.size, bytes(shm.buf[:9]).decode())
+shm.buf[9:20] = b"and back.."[:11].ljust(11, b"!")
+shm.close()
+"#;
+
+#[test]
+fn cpython_interop_both_directions() {
+    for py in common::pythons() {
+        // Python creates, Rust opens raw.
+        let name = common::unique_name("py2rs");
+        let _c = Cleanup::new(&[&name]);
+        assert_eq!(
+            common::python(&py, PY_CREATE, &[&name]).trim(),
+            "ok",
+            "{py}"
+        );
+        let seg = Segment::options().raw(true).open(&name).unwrap();
+        assert!(seg.is_raw());
+        assert_eq!(seg.len(), 1000, "{py}: size is fstat's, unrounded");
+        let mut buf = [0u8; 11];
+        seg.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"from python", "{py}");
+        // Without .raw(true) it is not a shmkit segment.
+        assert!(matches!(
+            open_quick(&name),
+            Err(Error::Corrupt { .. }) | Err(Error::NotReady { .. })
+        ));
+
+        // Rust creates raw, Python attaches, reads and writes; Rust sees the write.
+        let name = common::unique_name("rs2py");
+        let _c = Cleanup::new(&[&name]);
+        let seg = Segment::options().raw(true).create(&name, 777).unwrap();
+        seg.write_at(0, b"from rust").unwrap();
+        let out = common::python(&py, PY_ATTACH, &[&name]);
+        assert_eq!(out.trim(), "777 from rust", "{py}");
+        let mut buf = [0u8; 11];
+        seg.read_at(9, &mut buf).unwrap();
+        assert_eq!(&buf, b"and back..!", "{py}");
+        assert!(
+            std::path::Path::new(&shm_path(&name)).exists(),
+            "{py}: Python must not unlink it"
+        );
+    }
+}
