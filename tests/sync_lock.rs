@@ -230,3 +230,44 @@ fn rlock_owner_and_depth_are_visible_and_survive_a_kill() {
     drop(g);
     assert_eq!((r.depth(), r.owner()), (0, None));
 }
+
+#[test]
+fn shmkit_info_shows_the_lock_holder_and_whether_it_lives() {
+    let (ln, dn) = (
+        common::unique_name("lock-info"),
+        common::unique_name("lock-info-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let _lock = Lock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let held = data.atomic_u64(16).unwrap();
+    let mut child = common::spawn_child("hold", &[&ln, &dn]);
+    let pid = child.id();
+    wait_for("the holder", || {
+        held.load(Ordering::Acquire) == u64::from(pid)
+    });
+    let info = |name: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(["info", "--json", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"].clone()
+    };
+    let s = info(&ln);
+    assert_eq!(
+        (s["primitive"].as_str(), s["locked"].as_bool()),
+        (Some("lock"), Some(true))
+    );
+    assert_eq!(
+        (s["owner"]["pid"].as_u64(), s["owner"]["liveness"].as_str()),
+        (Some(u64::from(pid)), Some("alive"))
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(info(&ln)["owner"]["liveness"].as_str(), Some("dead"));
+}
