@@ -206,48 +206,59 @@ pub(crate) struct Me {
     pub start: u64,
 }
 
-// Cached so that a lock call makes no system call for them (getpid and gettid are not cached
-// by glibc). Reset in a fork child by the atfork handler below. Relaxed: each is a plain
-// cache of a value that never changes within one process; a racing first fill writes the same
-// value.
-static PID: AtomicU32 = AtomicU32::new(0);
+// Cached so that a lock call makes no system call (getpid and gettid are not cached by
+// glibc): one thread-local per thread, filled on first use. A fork child starts with a copy
+// of the forking thread's cache, so an atfork handler clears it there. START caches the
+// process start time (one /proc read per process); Relaxed: a plain cache of a value that
+// never changes within a process, and a racing first fill writes the same value.
 static START: AtomicU64 = AtomicU64::new(0);
+static START_PID: AtomicU32 = AtomicU32::new(0);
 static ATFORK: Once = Once::new();
 
 thread_local! {
-    static TID: Cell<u32> = const { Cell::new(0) };
+    static ME: Cell<Me> = const { Cell::new(Me { pid: 0, tid: 0, start: 0 }) };
 }
 
 extern "C" fn forget_identity_in_child() {
-    PID.store(0, Ordering::Relaxed);
-    START.store(0, Ordering::Relaxed);
-    TID.with(|t| t.set(0));
+    ME.with(|m| {
+        m.set(Me {
+            pid: 0,
+            tid: 0,
+            start: 0,
+        })
+    });
 }
 
-/// Who is calling, cheaply (one TLS read and two relaxed loads after the first call).
+/// Who is calling, cheaply (one thread-local read after the thread's first call).
+#[inline]
 pub(crate) fn me() -> Me {
-    let mut pid = PID.load(Ordering::Relaxed);
-    if pid == 0 {
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only stores to atomics and a thread-local; it
-            // is async-signal-safe enough for a fork child (no allocation, no locks).
-            unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
-        });
-        pid = super::process::current_pid();
-        START.store(super::process::current_start_time(), Ordering::Relaxed);
-        PID.store(pid, Ordering::Relaxed);
+    let m = ME.with(Cell::get);
+    if m.pid != 0 {
+        return m;
     }
-    let tid = TID.with(|t| {
-        if t.get() == 0 {
-            t.set(rustix::thread::gettid().as_raw_nonzero().get() as u32);
-        }
-        t.get()
+    fill_me()
+}
+
+#[cold]
+fn fill_me() -> Me {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only writes a thread-local Cell (no allocation, no
+        // locks), which is safe in a fork child.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
     });
-    Me {
-        pid,
-        tid,
-        start: START.load(Ordering::Relaxed),
-    }
+    let pid = super::process::current_pid();
+    let start = if START_PID.load(Ordering::Relaxed) == pid {
+        START.load(Ordering::Relaxed)
+    } else {
+        let t = super::process::current_start_time();
+        START.store(t, Ordering::Relaxed);
+        START_PID.store(pid, Ordering::Relaxed);
+        t
+    };
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    let m = Me { pid, tid, start };
+    ME.with(|c| c.set(m));
+    m
 }
 
 #[cfg(test)]

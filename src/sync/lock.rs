@@ -221,6 +221,14 @@ impl MutexCore {
         if !self.held_by_me() {
             return Err(MutexError::NotOwner);
         }
+        self.release_held()
+    }
+
+    /// Release one level held by the calling thread (a guard proves it: guards are not
+    /// `Send`). Clears the record before unlocking, so that a recorded owner always holds it;
+    /// `owner_tid` and `owner_start` are left as they were (they mean something only while
+    /// `owner_pid != 0`).
+    pub(crate) fn release_held(&self) -> Result<(), MutexError> {
         let depth = self.depth.load(Ordering::Relaxed);
         if depth > 1 {
             self.depth.store(depth - 1, Ordering::Relaxed);
@@ -235,8 +243,6 @@ impl MutexCore {
             self.status.store(next, Ordering::Relaxed);
             self.depth.store(0, Ordering::Relaxed);
             self.owner_pid.store(0, Ordering::Relaxed);
-            self.owner_tid.store(0, Ordering::Relaxed);
-            self.owner_start.store(0, Ordering::Relaxed);
         }
         // SAFETY: initialised and mapped (see `acquire`).
         unsafe { mutex::unlock(self.raw()) }
@@ -602,7 +608,7 @@ impl<'a> LockGuard<'a> {
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // Cannot fail for a guard: this thread holds the lock and is its recorded owner.
-        let _ = self.lock.core.release();
+        let _ = self.lock.core.release_held();
     }
 }
 

@@ -210,7 +210,7 @@ impl RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         // Cannot fail for a guard: this thread holds the lock (guards are not Send).
-        let _ = self.lock.core.release();
+        let _ = self.lock.core.release_held();
     }
 }
 
