@@ -2,4 +2,5 @@
 
 mod waiter;
 
+pub(crate) use waiter::deadline_after;
 pub use waiter::{Timeout, WaitQueue};
