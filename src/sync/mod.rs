@@ -45,4 +45,5 @@ pub use rlock::{RLock, RLockGuard, RLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
+pub(crate) use waiter::deadline_after;
 pub use waiter::{Timeout, WaitQueue};

@@ -170,7 +170,13 @@ impl WaitQueue {
 
     /// Whether anyone is parked (or about to park); a hint for callers and `shmkit info`.
     pub fn has_sleepers(&self) -> bool {
-        self.sleepers.load(Ordering::Relaxed) != 0
+        self.sleepers() != 0
+    }
+
+    /// How many processes are parked or about to park (including any that died parked); a
+    /// hint for `shmkit info` and tests, stale as soon as it is read.
+    pub fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `shmkit create`, `shmkit read`, `shmkit write`: plain segments and raw (CPython) ones.
 
 use crate::CmdResult;
-use shmkit::{Error, Segment};
+use shmkit::segment::Access;
+use shmkit::{Error, Segment, SegmentOptions};
 use std::io::{Read, Write};
 
 #[derive(clap::Args)]
@@ -53,17 +54,17 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .map_err(|e| format!("mode must be octal: {e}"))
 }
 
-fn open(name: &str, raw: bool) -> Result<Segment, Error> {
-    let opts = Segment::options().raw(raw);
-    match opts.open(name) {
-        // A plain read/write of any shmkit object's payload: accept its kind as recorded.
-        Err(Error::KindMismatch { .. }) | Err(Error::LayoutMismatch { .. }) if !raw => {
-            let h = shmkit::segment::probe(name)?
-                .header
-                .ok_or_else(|| Error::NotFound { name: name.into() })?;
-            Segment::options().kind(h.kind, h.fingerprint).open(name)
-        }
-        other => other,
+/// Open `name` with `opts` as whatever shmkit object it holds (a plain read or write of
+/// any object's payload bytes), or raw.
+fn open<A: Access>(name: &str, raw: bool, opts: SegmentOptions<A>) -> Result<Segment<A>, Error> {
+    let opts = opts.raw(raw);
+    if raw {
+        return opts.open(name);
+    }
+    let h = shmkit::segment::probe(name)?.header;
+    match h {
+        Some(h) => opts.kind(h.kind, h.fingerprint).open(name),
+        None => opts.open(name), // reports why it is not a shmkit segment
     }
 }
 
@@ -77,9 +78,19 @@ pub(crate) fn create(a: CreateArgs) -> CmdResult {
 }
 
 pub(crate) fn read(a: ReadArgs) -> CmdResult {
-    let seg = open(&a.name, a.raw).map_err(|e| e.to_string())?;
-    let len = a.len.unwrap_or((seg.len() as u64).saturating_sub(a.offset));
-    let len = usize::try_from(len).map_err(|_| format!("--len {len} is too large"))?;
+    let seg = open(&a.name, a.raw, Segment::options().read_only()).map_err(|e| e.to_string())?;
+    let avail = (seg.len() as u64).saturating_sub(a.offset);
+    let len = a.len.unwrap_or(avail);
+    if a.offset > seg.len() as u64 || len > avail {
+        return Err(format!(
+            "{:?}: range {}..{}+{len} is outside the {}-byte payload",
+            a.name,
+            a.offset,
+            a.offset,
+            seg.len()
+        ));
+    }
+    let len = len as usize;
     let mut buf = vec![0u8; len];
     seg.read_at(a.offset, &mut buf).map_err(|e| e.to_string())?;
     std::io::stdout()
@@ -89,7 +100,7 @@ pub(crate) fn read(a: ReadArgs) -> CmdResult {
 }
 
 pub(crate) fn write(a: WriteArgs) -> CmdResult {
-    let seg = open(&a.name, a.raw).map_err(|e| e.to_string())?;
+    let seg = open(&a.name, a.raw, Segment::options()).map_err(|e| e.to_string())?;
     let data = if a.data == "-" {
         let mut v = Vec::new();
         std::io::stdin()
