@@ -1,5 +1,5 @@
 //! [`Barrier`]: Python's `threading.Barrier` on one 64-bit state word and a futex wait queue
-//! (`spec/sync.md` §7).
+//! (`SPEC.md` §6.7).
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! [`Condition`]: a condition variable bound to its own robust lock, on a futex sequence word
-//! (`spec/sync.md` §6). Not built on `pthread_cond_t`: glibc bug 21422 lets a killed waiter
+//! (`SPEC.md` §6.6). Not built on `pthread_cond_t`: glibc bug 21422 lets a killed waiter
 //! hang later broadcasts on a process-shared condvar.
 
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! [`Event`]: a flag that processes wait on, on one futex word (`spec/sync.md` §5).
+//! [`Event`]: a flag that processes wait on, on one futex word (`SPEC.md` §6.5).
 
 use std::fmt;
 use std::time::{Duration, Instant};

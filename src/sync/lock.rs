@@ -2,7 +2,7 @@
 //!
 //! The state ([`LockState`], 72 bytes on x86-64 glibc) is a glibc robust pthread mutex plus
 //! shmkit's own owner record; [`Lock`] is the standalone named object holding one.
-//! `spec/sync.md` §2 has the byte layout and what a death at each step leaves behind.
+//! `SPEC.md` §6.2 has the byte layout and what a death at each step leaves behind.
 
 use std::cell::UnsafeCell;
 use std::fmt;

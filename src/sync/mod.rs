@@ -3,7 +3,7 @@
 //!
 //! Every primitive is a `#[repr(C)]` state (`LockState`, `EventState`, …) that can be placed
 //! inside any shmkit object, and a standalone named object (`Lock::create("name")`,
-//! `Event::open("name")`, …) in a segment of its own kind. `spec/sync.md` gives each layout,
+//! `Event::open("name")`, …) in a segment of its own kind. `SPEC.md` §6 gives each layout,
 //! each protocol, and what a process killed at each step leaves behind.
 //!
 //! Under `cfg(loom)` only the futex-word protocols are compiled (the pthread-based locks, the

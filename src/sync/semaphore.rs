@@ -1,5 +1,5 @@
 //! [`Semaphore`] and [`BoundedSemaphore`]: a permit count on one futex word
-//! (`spec/sync.md` §4).
+//! (`SPEC.md` §6.4).
 
 use std::fmt;
 use std::time::{Duration, Instant};
