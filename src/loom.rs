@@ -12,6 +12,20 @@ pub(crate) use std::sync::atomic::{fence, AtomicI32, AtomicI64, AtomicU32, Atomi
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{fence, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
+/// A `SeqCst` fence that directly follows an atomic read-modify-write of this thread.
+///
+/// On x86-64 every locked read-modify-write instruction is already a full memory barrier, so
+/// only the compiler must be kept from moving accesses across it (crossbeam uses the same
+/// fact to avoid `mfence`). Everywhere else, and under loom (which checks the protocol with the
+/// real fence), it is `fence(SeqCst)`.
+#[inline]
+pub(crate) fn fence_after_rmw() {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    fence(Ordering::SeqCst);
+}
+
 /// Busy-wait hint for spin loops.
 #[inline]
 pub(crate) fn spin_loop() {
@@ -58,27 +72,39 @@ pub(crate) mod futex {
             (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
     }
 
-    /// Model: check under a global lock, sleep on a global condvar. A timed wait may also
-    /// return `TimedOut` without sleeping, which explores the timeout paths.
+    /// Under loom: whether timed waits sleep until woken (`true`) or time out at once when
+    /// the word still holds `expected` (`false`, the default). Models set it before
+    /// `loom::model` to explore one behaviour or the other; both are legal for a futex.
+    /// (Thread-local: loom runs a model's threads on the test's own OS thread, and other
+    /// tests run in parallel on theirs.)
+    #[cfg(loom)]
+    std::thread_local! {
+        pub(crate) static TIMED_WAITS_SLEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Model of `FUTEX_WAIT`: compare and sleep under one global lock, as the kernel compares
+    /// and enqueues under its hash-bucket lock. The comparison is a Relaxed load: the model
+    /// adds no ordering of its own beyond that lock, which the kernel also provides between a
+    /// waker that found sleepers and the sleepers it wakes.
     #[cfg(loom)]
     pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wait {
-        use super::Ordering::SeqCst;
-        if deadline.is_some() {
-            return if word.load(SeqCst) == expected {
-                Wait::TimedOut
-            } else {
-                Wait::Retry
-            };
-        }
+        use super::Ordering::Relaxed;
+        let sleeps = deadline.is_none() || TIMED_WAITS_SLEEP.with(|c| c.get());
         let guard = PARK.0.lock().unwrap();
-        if word.load(SeqCst) == expected {
-            drop(PARK.1.wait(guard).unwrap());
+        if word.load(Relaxed) != expected {
+            return Wait::Retry;
         }
+        if !sleeps {
+            return Wait::TimedOut;
+        }
+        drop(PARK.1.wait(guard).unwrap());
         Wait::Retry
     }
 
-    /// Model: take the global lock (so a waiter between its check and its sleep cannot miss
-    /// us) and wake everyone; waiters re-check.
+    /// Model of `FUTEX_WAKE`: take the global lock (so a waiter between its compare and its
+    /// sleep cannot miss us) and wake every sleeper on every word. Waking more than `n` is a
+    /// spurious wake-up, which every caller must tolerate anyway; the model does not check
+    /// code that relies on `n` waking exactly the right sleeper.
     #[cfg(loom)]
     pub(crate) fn wake(_word: &AtomicU32, _n: u32) -> usize {
         let _guard = PARK.0.lock().unwrap();

@@ -152,3 +152,47 @@ fn gc_removes_only_dead_unmapped_segments() {
     assert!(!std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
     assert!(std::path::Path::new(&format!("/dev/shm/{live}")).exists());
 }
+
+#[test]
+fn create_write_read_roundtrip() {
+    let a = common::unique_name("cli-rw");
+    let r = common::unique_name("cli-rwraw");
+    let _c = Cleanup::new(&[&a, &r]);
+    assert!(shmkit(&["create", &a, "--size", "32", "--mode", "640"])
+        .status
+        .success());
+    assert!(shmkit(&["write", &a, "--offset", "4", "hello"])
+        .status
+        .success());
+    assert_eq!(
+        shmkit(&["read", &a, "--offset", "4", "--len", "5"]).stdout,
+        b"hello"
+    );
+    assert_eq!(shmkit(&["read", &a]).stdout.len(), 32);
+    let seg = Segment::open(&a).unwrap();
+    let mut buf = [0u8; 5];
+    seg.read_at(4, &mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    // Writing past the end is an error, and writes nothing.
+    let out = shmkit(&["write", &a, "--offset", "30", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside"));
+    // Raw segments.
+    assert!(shmkit(&["create", &r, "--size", "10", "--raw"])
+        .status
+        .success());
+    assert!(shmkit(&["write", &r, "--raw", "rawdata"]).status.success());
+    assert_eq!(
+        shmkit(&["read", &r, "--raw", "--len", "7"]).stdout,
+        b"rawdata"
+    );
+    assert_eq!(shmkit(&["info", &r]).status.code(), Some(0));
+    assert!(stdout(&shmkit(&["info", &r])).contains("kind:            raw"));
+    // Bad mode is a usage error.
+    assert_eq!(
+        shmkit(&["create", &a, "--size", "1", "--mode", "9"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -88,6 +88,34 @@ fn child_main() {
                 ));
             }
         }
+        "init-forever" => {
+            Segment::options()
+                .create_with(&args[0], 64, |_| {
+                    common::report("in-init");
+                    std::thread::sleep(Duration::from_secs(60));
+                    Ok(())
+                })
+                .unwrap();
+        }
+        "sleeper" => {
+            let seg = Segment::open(&args[0]).unwrap();
+            // SAFETY: as in the parent: aligned, valid when zeroed, outlives `q`.
+            let q = unsafe { &*(seg.as_mut_ptr() as *const shmkit::sync::WaitQueue) };
+            let flag = seg.atomic_u32(8).unwrap();
+            q.wait_until(|| flag.load(Ordering::Acquire) == 1, Some(TEN_S))
+                .expect("woken by notify_all");
+        }
+        "raw-racer" => {
+            let mut created = false;
+            Segment::options()
+                .raw(true)
+                .open_or_create_with(&args[0], 100, |_| {
+                    created = true;
+                    Ok(())
+                })
+                .unwrap();
+            common::report(if created { "created" } else { "opened" });
+        }
         "hold" => {
             // Create a segment and sit in the middle of nothing until killed.
             let _s = Segment::create(&args[0], 64).unwrap();
@@ -201,9 +229,31 @@ fn each_corrupted_header_field_gives_its_error() {
             &9u32.to_le_bytes(),
             |e| matches!(e, Error::Corrupt { what, .. } if what.contains("state")),
         ),
-        ("state initializing", 56, &0u32.to_le_bytes(), |e| {
-            matches!(e, Error::NotReady { .. })
-        }),
+        // Back to "initialising" while nobody holds the creation lock and the creator lives.
+        (
+            "state initializing",
+            56,
+            &0u32.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("overwritten")),
+        ),
+        (
+            "state failed",
+            56,
+            &2u32.to_le_bytes(),
+            |e| matches!(e, Error::NotReady { detail, .. } if detail.contains("failed")),
+        ),
+        (
+            "state abandoned",
+            56,
+            &3u32.to_le_bytes(),
+            |e| matches!(e, Error::NotReady { detail, .. } if detail.contains("died")),
+        ),
+        (
+            "flags",
+            52,
+            &1u32.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("flags")),
+        ),
     ];
     for (field, offset, bytes, check) in cases {
         let (name, _c) = fresh("corrupt");
@@ -211,7 +261,18 @@ fn each_corrupted_header_field_gives_its_error() {
         poke(&name, *offset, bytes);
         let err = open_quick(&name).expect_err(field);
         assert!(check(&err), "{field}: got {err:?}");
-        assert!(!err.to_string().is_empty());
+    }
+    // A failed or abandoned object is removed by the first read-write opener that sees it,
+    // so that its name can be created again.
+    for state in [2u32, 3] {
+        let (name, _c) = fresh("gone");
+        poke(&name, 56, &state.to_le_bytes());
+        open_quick(&name).unwrap_err();
+        assert!(
+            !std::path::Path::new(&shm_path(&name)).exists(),
+            "state {state}"
+        );
+        Segment::open_or_create(&name, 256).unwrap();
     }
 }
 
@@ -349,10 +410,11 @@ fn mode_is_0600_unless_asked() {
     let b = common::unique_name("mode");
     let _c = Cleanup::new(&[&a, &b]);
     let _sa = Segment::create(&a, 8).unwrap();
-    let _sb = Segment::options().mode(0o644).create(&b, 8).unwrap();
+    // 0666 is what the umask (022 here, 002 elsewhere) would cut: it must survive exactly.
+    let _sb = Segment::options().mode(0o666).create(&b, 8).unwrap();
     let mode = |n: &str| std::fs::metadata(shm_path(n)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&a), 0o600);
-    assert_eq!(mode(&b), 0o644);
+    assert_eq!(mode(&b), 0o666);
 }
 
 #[test]
@@ -400,29 +462,191 @@ fn unlink_on_drop_removes_only_its_own_object() {
 
 #[test]
 fn open_waits_for_a_slow_creator() {
+    use std::sync::atomic::AtomicU32;
     let name = common::unique_name("slow");
     let _c = Cleanup::new(&[&name]);
+    // 1: the creator is inside init; 2: the opener has seen it unpublished.
+    let step = AtomicU32::new(0);
     std::thread::scope(|s| {
-        let n = name.clone();
-        s.spawn(move || {
+        s.spawn(|| {
             Segment::options()
-                .create_with(&n, 8, |seg| {
-                    std::thread::sleep(Duration::from_millis(100));
+                .create_with(&name, 8, |seg| {
+                    step.store(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + TEN_S;
+                    while step.load(Ordering::SeqCst) != 2 && Instant::now() < deadline {
+                        std::thread::yield_now();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                     seg.write_at(0, b"12345678")
                 })
                 .unwrap()
         });
-        // Wait until the object exists, then open: open must wait for publication.
         let deadline = Instant::now() + TEN_S;
-        while !std::path::Path::new(&shm_path(&name)).exists() {
+        while step.load(Ordering::SeqCst) != 1 {
             assert!(Instant::now() < deadline);
             std::thread::yield_now();
         }
+        let p = shmkit::segment::probe(&name).unwrap();
+        assert_eq!(
+            p.header.unwrap().state,
+            shmkit::segment::State::Initializing
+        );
+        step.store(2, Ordering::SeqCst);
         let seg = Segment::options().open_timeout(TEN_S).open(&name).unwrap();
         let mut buf = [0; 8];
         seg.read_at(0, &mut buf).unwrap();
-        assert_eq!(&buf, b"12345678");
+        assert_eq!(
+            &buf, b"12345678",
+            "open returned before the initialiser finished"
+        );
     });
+}
+
+#[test]
+fn creator_killed_during_init_is_reclaimed_across_processes() {
+    let name = common::unique_name("killinit");
+    let _c = Cleanup::new(&[&name]);
+    let mut child = common::spawn_child("init-forever", &[&name]);
+    Lines::of(&mut child).expect("in-init");
+    // While the creator lives, openers wait (and time out).
+    let err = open_quick(&name).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady { detail, .. } if detail.contains("still initialising")),
+        "{err:?}"
+    );
+    common::kill9(&mut child);
+    // A read-only opener reports it and leaves it alone (it cannot write the state word).
+    let err = Segment::options()
+        .read_only()
+        .open_timeout(TEN_S)
+        .open(&name)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady { detail, .. } if detail.contains("died")),
+        "{err:?}"
+    );
+    assert!(std::path::Path::new(&shm_path(&name)).exists());
+    // A read-write open_or_create removes the abandoned object and creates a fresh one.
+    let mut created = false;
+    let seg = Segment::options()
+        .open_timeout(TEN_S)
+        .open_or_create_with(&name, 64, |_| {
+            created = true;
+            Ok(())
+        })
+        .unwrap();
+    assert!(created);
+    assert_eq!(seg.header().unwrap().creator_pid, std::process::id());
+}
+
+#[test]
+fn init_panic_marks_failed_and_unlinks() {
+    let name = common::unique_name("panic");
+    let _c = Cleanup::new(&[&name]);
+    let r = std::panic::catch_unwind(|| {
+        Segment::options()
+            .create_with(&name, 8, |_| panic!("initialiser panicked"))
+            .unwrap();
+    });
+    assert!(r.is_err());
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn open_or_create_checks_the_size_of_an_existing_segment() {
+    let name = common::unique_name("size");
+    let _c = Cleanup::new(&[&name]);
+    Segment::create(&name, 64).unwrap();
+    assert_eq!(Segment::open_or_create(&name, 64).unwrap().len(), 64);
+    let err = Segment::open_or_create(&name, 4096).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { what, .. } if what.contains("64-byte")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn huge_timeouts_mean_no_deadline() {
+    let name = common::unique_name("maxto");
+    let _c = Cleanup::new(&[&name]);
+    Segment::create(&name, 8).unwrap();
+    Segment::options()
+        .open_timeout(Duration::MAX)
+        .open(&name)
+        .unwrap();
+    let q = shmkit::sync::WaitQueue::new();
+    q.wait_until(|| true, Some(Duration::MAX)).unwrap();
+}
+
+#[test]
+fn fifos_and_symlinks_in_dev_shm_are_refused() {
+    let fifo = common::unique_name("fifo");
+    let link = common::unique_name("link");
+    let target = std::env::temp_dir().join(common::unique_name("target"));
+    let _c = Cleanup::new(&[&fifo, &link]);
+    let made = std::process::Command::new("mkfifo")
+        .arg(shm_path(&fifo))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for opts in [Segment::options(), Segment::options().raw(true)] {
+        let err = opts.open(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    assert!(shmkit::segment::probe(&fifo).is_err());
+    std::fs::write(&target, b"precious").unwrap();
+    std::os::unix::fs::symlink(&target, shm_path(&link)).unwrap();
+    let err = Segment::options().raw(true).open(&link).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    let _ = std::fs::remove_file(&target);
+}
+
+#[test]
+fn notify_all_wakes_every_sleeping_process() {
+    use shmkit::sync::WaitQueue;
+    let name = common::unique_name("wakeall");
+    let _c = Cleanup::new(&[&name]);
+    let seg = Segment::create(&name, 64).unwrap();
+    // SAFETY: the payload is 64-byte aligned, zeroed (a valid WaitQueue), and outlives `q`.
+    let q = unsafe { &*(seg.as_mut_ptr() as *const WaitQueue) };
+    let flag = seg.atomic_u32(8).unwrap();
+    let mut children: Vec<_> = (0..3)
+        .map(|_| common::spawn_child("sleeper", &[&name]))
+        .collect();
+    let deadline = Instant::now() + TEN_S;
+    while q.sleepers() < 3 {
+        assert!(Instant::now() < deadline, "children never parked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    flag.store(1, Ordering::Release);
+    q.notify_all();
+    for c in &mut children {
+        common::wait_ok(c, TEN_S);
+    }
+}
+
+#[test]
+fn raw_open_or_create_race_has_one_creator() {
+    for _ in 0..20 {
+        let name = common::unique_name("rawrace");
+        let _c = Cleanup::new(&[&name]);
+        let mut kids: Vec<_> = (0..2)
+            .map(|_| common::spawn_child("raw-racer", &[&name]))
+            .collect();
+        let reports: Vec<String> = kids
+            .iter_mut()
+            .map(|k| Lines::of(k).next_line().expect("report"))
+            .collect();
+        for k in &mut kids {
+            common::wait_ok(k, TEN_S);
+        }
+        assert_eq!(
+            reports.iter().filter(|r| *r == "created").count(),
+            1,
+            "{reports:?}"
+        );
+    }
 }
 
 #[test]
@@ -495,10 +719,11 @@ fn cpython_interop_both_directions() {
         seg.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"from python", "{py}");
         // Without .raw(true) it is not a shmkit segment.
-        assert!(matches!(
-            open_quick(&name),
-            Err(Error::Corrupt { .. }) | Err(Error::NotReady { .. })
-        ));
+        let err = open_quick(&name).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { what, .. } if what.contains("magic")),
+            "{py}: {err:?}"
+        );
 
         // Rust creates raw, Python attaches, reads and writes; Rust sees the write.
         let name = common::unique_name("rs2py");
@@ -515,4 +740,18 @@ fn cpython_interop_both_directions() {
             "{py}: Python must not unlink it"
         );
     }
+    // A zero-filled foreign object (what a fresh CPython SharedMemory holds) looks like a
+    // shmkit segment before its header is written, but nobody holds its creation lock: an
+    // explained refusal, well before the open timeout.
+    let name = common::unique_name("zeros");
+    let _c = Cleanup::new(&[&name]);
+    Segment::options().raw(true).create(&name, 4096).unwrap();
+    let err = Segment::options()
+        .open_timeout(Duration::from_secs(60))
+        .open(&name)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady { detail, .. } if detail.contains("not a shmkit")),
+        "{err:?}"
+    );
 }

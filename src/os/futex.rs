@@ -34,7 +34,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
     }
 }
 
-/// Wake up to `n` sleepers on `word`. Returns how many were woken.
+/// Wake up to `n` sleepers on `word` (`u32::MAX`: all). Returns how many were woken.
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
-    futex::wake(word, Flags::empty(), n).unwrap_or(0)
+    // The kernel reads the count as a signed int: u32::MAX would be -1, which wakes one.
+    futex::wake(word, Flags::empty(), n.min(i32::MAX as u32)).unwrap_or(0)
 }

@@ -4,9 +4,12 @@
 //! - [`map`]: the RAII mapping of a shared-memory fd (`memmap2::MmapRaw`).
 //! - [`futex`]: futex wait with a `CLOCK_MONOTONIC` deadline and wake, on shared (not private)
 //!   futex words, so they work across processes.
+//! - [`mutex`]: robust, process-shared pthread mutexes (libc) and the caller's owner identity.
 //! - [`process`]: pids, process start times and liveness.
 
 pub(crate) mod futex;
 pub(crate) mod map;
+#[cfg(not(loom))]
+pub(crate) mod mutex;
 pub(crate) mod process;
 pub(crate) mod shm;

@@ -47,6 +47,9 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     if pid == 0 {
         return Liveness::Unknown;
     }
+    if pid > i32::MAX as u32 {
+        return Liveness::Dead; // no such pid can exist (pid_max is at most 2^22)
+    }
     match start_time(pid) {
         Some((_, b'Z' | b'X')) => Liveness::Dead,
         Some((start, _)) if recorded_start == 0 || start == recorded_start => Liveness::Alive,
@@ -120,5 +123,7 @@ mod tests {
         assert_eq!(liveness(0, 0), Liveness::Unknown);
         // pid_max is at most 2^22.
         assert_eq!(liveness(4_194_305, 0), Liveness::Dead);
+        // Found by fuzzing: a pid beyond i32 from a corrupt header must not panic.
+        assert_eq!(liveness(u32::MAX, 0), Liveness::Dead);
     }
 }

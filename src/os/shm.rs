@@ -1,7 +1,7 @@
 //! POSIX shared-memory objects: thin wrappers over rustix that report `io::Error`s.
 
 use rustix::fs::Mode;
-use rustix::shm::OFlags;
+use rustix::fs::OFlags;
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -20,26 +20,48 @@ fn posix_name(name: &str) -> String {
     format!("/{name}")
 }
 
-/// `shm_open("/NAME", …)`. The name must already be validated. On create, the mode is set
-/// with `fchmod` afterwards so that the umask does not change what the caller asked for.
+fn path_of(name: &str) -> String {
+    format!("{SHM_DIR}/{name}")
+}
+
+/// `shm_open("/NAME", …)`, done as glibc does it (`open("/dev/shm/NAME")`), plus
+/// `O_NOFOLLOW` (a symbolic link planted in `/dev/shm` is refused, not followed) and
+/// `O_NONBLOCK` (a FIFO planted there cannot block the open); then the object must be a
+/// regular file. The name must already be validated. On create, the mode is set with `fchmod`
+/// afterwards so that the umask does not change what the caller asked for.
 pub(crate) fn open(name: &str, how: OpenMode) -> io::Result<OwnedFd> {
-    let path = posix_name(name);
-    let fd = match how {
+    let path = path_of(name);
+    let base = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let (flags, mode) = match how {
         OpenMode::CreateExclusive(mode) => {
-            let fd = rustix::shm::open(
-                path.as_str(),
-                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
-                Mode::from_raw_mode(mode),
-            )?;
-            if let Err(e) = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)) {
-                let _ = rustix::shm::unlink(path.as_str());
-                return Err(e.into());
-            }
-            fd
+            (base | OFlags::CREATE | OFlags::EXCL | OFlags::RDWR, mode)
         }
-        OpenMode::ReadWrite => rustix::shm::open(path.as_str(), OFlags::RDWR, Mode::empty())?,
-        OpenMode::ReadOnly => rustix::shm::open(path.as_str(), OFlags::RDONLY, Mode::empty())?,
+        OpenMode::ReadWrite => (base | OFlags::RDWR, 0),
+        OpenMode::ReadOnly => (base | OFlags::RDONLY, 0),
     };
+    let fd = match rustix::fs::open(path.as_str(), flags, Mode::from_raw_mode(mode)) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path} is a symbolic link; shmkit does not follow links in {SHM_DIR}"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{path} is not a regular file"),
+        ));
+    }
+    if let OpenMode::CreateExclusive(mode) = how {
+        if let Err(e) = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)) {
+            let _ = rustix::shm::unlink(posix_name(name).as_str());
+            return Err(e.into());
+        }
+    }
     Ok(fd)
 }
 
@@ -48,22 +70,72 @@ pub(crate) fn unlink(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(posix_name(name).as_str())?)
 }
 
-/// Size and permission bits of an open object.
+/// Unlink `name` only if it still names the object `identity` (`(st_dev, st_ino)`), so a
+/// newer object that reused the name is left alone. Returns whether it unlinked. (A gap of
+/// two system calls remains between the check and the unlink.)
+pub(crate) fn unlink_if_same(name: &str, identity: (u64, u64)) -> io::Result<bool> {
+    match stat_path(name) {
+        Some(st) if st.identity == identity => unlink(name).map(|()| true),
+        _ => Ok(false),
+    }
+}
+
+/// Take the creation lock (`flock(LOCK_EX)`) on a freshly created object. The creator holds
+/// it from before it records its pid until it publishes; the kernel drops it when the
+/// creator's fd closes, including when the creator dies. Waits only while an opener holds a
+/// brief shared probe lock; gives up after a second of that (a process is holding a lock on
+/// an object it did not create).
+pub(crate) fn lock_creation(fd: &OwnedFd) -> io::Result<()> {
+    for _ in 0..1000 {
+        match rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        "another process keeps a lock on the new object",
+    ))
+}
+
+/// Whether nobody holds the creation lock: probe with `flock(LOCK_SH|LOCK_NB)` and release.
+pub(crate) fn creation_lock_free(fd: &OwnedFd) -> bool {
+    match rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Size, permission bits and identity of an object.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stat {
     pub size: u64,
     pub mode: u32,
     pub uid: u32,
+    /// `(st_dev, st_ino)`: which object this is, whatever name it has now.
+    pub identity: (u64, u64),
+}
+
+impl From<rustix::fs::Stat> for Stat {
+    fn from(st: rustix::fs::Stat) -> Stat {
+        Stat {
+            size: st.st_size as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            identity: (st.st_dev, st.st_ino),
+        }
+    }
 }
 
 /// `fstat`.
 pub(crate) fn stat(fd: &OwnedFd) -> io::Result<Stat> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok(Stat {
-        size: st.st_size as u64,
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-    })
+    Ok(rustix::fs::fstat(fd)?.into())
 }
 
 /// `ftruncate` to `size` bytes (new bytes read as zero).
@@ -110,10 +182,7 @@ pub(crate) fn list_names() -> io::Result<Vec<String>> {
 
 /// `stat` by name, for objects that cannot be opened.
 pub(crate) fn stat_path(name: &str) -> Option<Stat> {
-    let st = rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str()).ok()?;
-    Some(Stat {
-        size: st.st_size as u64,
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-    })
+    rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str())
+        .ok()
+        .map(Stat::from)
 }

@@ -152,7 +152,8 @@ impl Ring {
         })
     }
 
-    /// Open the named ring, or create it with `capacity` bytes.
+    /// Open the named ring, or create it with `capacity` bytes (an existing ring must have this
+    /// capacity).
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
         Ok(Ring {

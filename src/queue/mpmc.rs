@@ -309,7 +309,8 @@ impl<T: Element> Queue<T> {
         Self::make(name, capacity, false)
     }
 
-    /// Open the named queue, or create it with `capacity` slots.
+    /// Open the named queue, or create it with `capacity` slots (an existing queue must have
+    /// this capacity).
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
         Self::make(name, capacity, true)

@@ -124,7 +124,8 @@ impl<T: Element> Queue<T> {
     }
 
     /// Open the named queue, or create it with `capacity` slots if it does not exist
-    /// (race-free between processes; an existing queue keeps its own capacity).
+    /// (race-free between processes). An existing queue must have this capacity and element
+    /// size, or the open fails.
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
         check_type::<T>(name)?;

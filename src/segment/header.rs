@@ -97,13 +97,14 @@ impl RawHeader {
     /// Copy the header out of shared memory, word by word.
     pub(crate) fn load(words: &[AtomicU32; HEADER_SIZE / 4]) -> RawHeader {
         // Relaxed: the caller has already loaded the state word with Acquire (pairs with the
-        // Release in `publish`); these loads only need to be single-copy atomic.
+        // creator's Release CAS to READY); these loads only need to be single-copy atomic.
         let copy: [u32; HEADER_SIZE / 4] =
             std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
         zerocopy::transmute!(copy)
     }
 
-    /// Store every word except the state word (Relaxed; made visible by `publish`). The pid
+    /// Store every word except the state word (Relaxed; made visible by the creator's Release
+    /// CAS of the state to READY). The pid
     /// word is stored last with Release, so an opener that sees a pid (Acquire in
     /// `creator`) also sees the start time beside it.
     pub(crate) fn store_unpublished(&self, words: &[AtomicU32; HEADER_SIZE / 4]) {
@@ -119,6 +120,36 @@ impl RawHeader {
     /// Parse from bytes read by a plain `read` (used by `ls`, which does not map).
     pub(crate) fn from_prefix(bytes: &[u8]) -> Option<RawHeader> {
         RawHeader::read_from_prefix(bytes).ok().map(|(h, _)| h)
+    }
+}
+
+/// How much of the magic an opener sees while a segment is initialising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MagicProgress {
+    /// Both words are shmkit's.
+    Complete,
+    /// Each word is either zero or shmkit's (the creator may be writing it).
+    Partial,
+    /// Some word is neither: not a shmkit segment.
+    Foreign,
+}
+
+/// Classify the magic words (Relaxed loads: a racing creator may be writing them).
+pub(crate) fn magic_progress(words: &[AtomicU32; HEADER_SIZE / 4]) -> MagicProgress {
+    let want = [
+        u32::from_le_bytes([MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3]]),
+        u32::from_le_bytes([MAGIC[4], MAGIC[5], MAGIC[6], MAGIC[7]]),
+    ];
+    let got = [
+        words[0].load(Ordering::Relaxed),
+        words[1].load(Ordering::Relaxed),
+    ];
+    if got == want {
+        MagicProgress::Complete
+    } else if got.iter().zip(want).all(|(g, w)| *g == 0 || *g == w) {
+        MagicProgress::Partial
+    } else {
+        MagicProgress::Foreign
     }
 }
 
@@ -220,6 +251,12 @@ pub(crate) fn validate(
                 "magic is {:02x?}, expected {:02x?}: not a shmkit segment (a raw one? open it with .raw(true))",
                 h.magic, MAGIC
             ),
+        ));
+    }
+    if h.flags != 0 {
+        return Err(Error::corrupt(
+            name,
+            format!("flags are {:#x}, expected 0", h.flags),
         ));
     }
     if h.version != FORMAT_VERSION {

@@ -23,9 +23,19 @@ pub struct Probe {
     pub header: Option<HeaderInfo>,
     /// Liveness of the creator recorded in the header (`unknown` for raw objects).
     pub creator: Liveness,
+    /// `(st_dev, st_ino)`, so that a removal can check the name still refers to this object.
+    #[serde(skip)]
+    identity: (u64, u64),
 }
 
 impl Probe {
+    /// Unlink the probed object, but only if its name still refers to it (not to a newer
+    /// object created under the same name since the probe). Returns whether it was removed.
+    pub fn unlink_if_unchanged(&self) -> Result<bool> {
+        shm::unlink_if_same(&self.name, self.identity)
+            .map_err(|e| Error::from_io(&self.name, "unlink", e))
+    }
+
     /// The kind as `shmkit ls` prints it: the header's kind, or `raw`.
     pub fn kind_name(&self) -> String {
         match &self.header {
@@ -57,6 +67,7 @@ pub fn probe(name: &str) -> Result<Probe> {
         uid: st.uid,
         header,
         creator,
+        identity: st.identity,
     })
 }
 
@@ -77,6 +88,7 @@ pub fn list() -> Result<Vec<Probe>> {
                 uid: st.uid,
                 header: None,
                 creator: Liveness::Unknown,
+                identity: st.identity,
             }),
         })
         .collect();

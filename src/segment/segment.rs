@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::header::MagicProgress;
 use super::header::{self, HeaderInfo, RawHeader, State, FORMAT_VERSION, HEADER_SIZE, MAGIC};
 use super::kind::{fingerprint, Kind};
 use super::name::validate_name;
@@ -12,6 +13,7 @@ use crate::loom::futex::Wait;
 use crate::os::map::Mapping;
 use crate::os::process::{self, Liveness};
 use crate::os::shm::{self, OpenMode};
+use crate::sync::deadline_after;
 
 /// How long [`Segment::open`] waits, by default, for a creator to publish a segment.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +27,11 @@ const BYTES_FINGERPRINT: u64 = fingerprint(b"shmkit bytes v1");
 mod sealed {
     pub trait Sealed {}
 }
+
+/// The atomic integer types [`Segment`] hands out.
+trait AtomicWord {}
+impl AtomicWord for AtomicU32 {}
+impl AtomicWord for AtomicU64 {}
 
 /// Access mode of a [`Segment`]: [`ReadWrite`] or [`ReadOnly`].
 pub trait Access: sealed::Sealed + Send + Sync + 'static {
@@ -58,7 +65,7 @@ impl Access for ReadOnly {
 /// Any process that can open the name can write any byte at any time, including the header.
 /// `Segment` therefore never hands out `&[u8]` or `&mut [u8]` over the payload: it copies
 /// bytes in and out ([`read_at`](Self::read_at), [`write_at`](Self::write_at)), offers
-/// atomics ([`atomic_u64`](Self::atomic_u64)), and raw pointers for code that documents its
+/// atomics (`atomic_u64` on read-write segments, [`load_u64`](Self::load_u64) on any), and raw pointers for code that documents its
 /// own protocol. The header is validated once at open; what a hostile writer changes later is
 /// not re-checked. A process that *truncates* the object under a live mapping makes accesses
 /// past the new end fault with `SIGBUS`; shmkit cannot prevent that, so do not share a name
@@ -70,7 +77,7 @@ impl Access for ReadOnly {
 /// let a = Segment::options().unlink_on_drop(true).create(&name, 64)?;
 /// a.atomic_u64(0)?.store(7, std::sync::atomic::Ordering::Release);
 /// let b = Segment::options().read_only().open(&name)?;
-/// assert_eq!(b.atomic_u64(0)?.load(std::sync::atomic::Ordering::Acquire), 7);
+/// assert_eq!(b.load_u64(0, std::sync::atomic::Ordering::Acquire)?, 7);
 /// assert_eq!(b.header().unwrap().creator_pid, std::process::id());
 /// # Ok::<(), shmkit::Error>(())
 /// ```
@@ -99,26 +106,44 @@ impl<A: Access> std::fmt::Debug for Segment<A> {
 }
 
 /// Builder for creating or opening a [`Segment`]; start with [`Segment::options`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SegmentOptions<A: Access = ReadWrite> {
+    cfg: Config,
+    _access: PhantomData<A>,
+}
+
+/// The settings of a [`SegmentOptions`], independent of its access mode.
+#[derive(Debug, Clone, Copy)]
+struct Config {
     mode: u32,
     unlink_on_drop: bool,
     timeout: Duration,
     kind: Kind,
     fingerprint: u64,
     raw: bool,
-    _access: PhantomData<A>,
+}
+
+impl<A: Access> Clone for SegmentOptions<A> {
+    fn clone(&self) -> Self {
+        SegmentOptions {
+            cfg: self.cfg,
+            _access: PhantomData,
+        }
+    }
 }
 
 impl Default for SegmentOptions<ReadWrite> {
     fn default() -> Self {
-        SegmentOptions {
+        let cfg = Config {
             mode: 0o600,
             unlink_on_drop: false,
             timeout: DEFAULT_OPEN_TIMEOUT,
             kind: Kind::BYTES,
             fingerprint: BYTES_FINGERPRINT,
             raw: false,
+        };
+        SegmentOptions {
+            cfg,
             _access: PhantomData,
         }
     }
@@ -165,6 +190,17 @@ impl Segment<ReadWrite> {
         // the source is a distinct local slice.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr().add(at), data.len()) };
         Ok(())
+    }
+
+    /// The 8-byte-aligned `u64` at payload `offset`, as an atomic shared with every process
+    /// that maps the segment.
+    pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
+        self.atomic_at(offset)
+    }
+
+    /// The 4-byte-aligned `u32` at payload `offset`, as a shared atomic.
+    pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
+        self.atomic_at(offset)
     }
 
     /// Pointer to the first payload byte, for code that implements its own protocol over the
@@ -245,33 +281,34 @@ impl<A: Access> Segment<A> {
         Ok(())
     }
 
-    /// The 8-byte-aligned `u64` at payload `offset`, as an atomic shared with every process
-    /// that maps the segment. (On a read-only segment, use only loads.)
-    pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
-        let at = self.check_range(offset, 8)?;
-        if offset % 8 != 0 {
+    /// Load the 8-byte-aligned `u64` at payload `offset` atomically (works on read-only
+    /// mappings: a plain atomic load never writes).
+    pub fn load_u64(&self, offset: u64, order: Ordering) -> Result<u64> {
+        Ok(self.atomic_at::<AtomicU64>(offset)?.load(order))
+    }
+
+    /// Load the 4-byte-aligned `u32` at payload `offset` atomically.
+    pub fn load_u32(&self, offset: u64, order: Ordering) -> Result<u32> {
+        Ok(self.atomic_at::<AtomicU32>(offset)?.load(order))
+    }
+
+    /// The atomic `T` (`AtomicU32` or `AtomicU64`) at payload `offset`, bounds- and
+    /// alignment-checked. Private: on a read-only mapping only loads are sound, so the public
+    /// API hands out references only for read-write segments.
+    fn atomic_at<T: AtomicWord>(&self, offset: u64) -> Result<&T> {
+        let size = std::mem::size_of::<T>();
+        let at = self.check_range(offset, size)?;
+        if offset % size as u64 != 0 {
             return Err(Error::invalid(
                 &self.name,
-                format!("offset {offset} is not 8-byte aligned"),
+                format!("offset {offset} is not {size}-byte aligned"),
             ));
         }
         // SAFETY: in bounds and aligned (payload offsets are multiples of 64, the mapping is
-        // page-aligned); every bit pattern is a valid AtomicU64; atomics tolerate concurrent
-        // access from other processes; the reference lives no longer than the mapping.
-        Ok(unsafe { &*self.map.ptr().add(at).cast::<AtomicU64>() })
-    }
-
-    /// The 4-byte-aligned `u32` at payload `offset`, as a shared atomic.
-    pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
-        let at = self.check_range(offset, 4)?;
-        if offset % 4 != 0 {
-            return Err(Error::invalid(
-                &self.name,
-                format!("offset {offset} is not 4-byte aligned"),
-            ));
-        }
-        // SAFETY: as in atomic_u64, with 4-byte alignment.
-        Ok(unsafe { &*self.map.ptr().add(at).cast::<AtomicU32>() })
+        // page-aligned); every bit pattern is a valid atomic integer; atomics tolerate
+        // concurrent access from other processes; the reference lives no longer than `self`,
+        // which owns the mapping.
+        Ok(unsafe { &*self.map.ptr().add(at).cast::<T>() })
     }
 
     /// Mapping offset of payload `[offset, offset + len)`, or an error if it does not fit.
@@ -297,12 +334,7 @@ impl<A: Access> Drop for Segment<A> {
         if self.unlink_on_drop {
             // Unlink only if the name still refers to the object we mapped: someone may have
             // removed it and created another under the same name.
-            let path = format!("{}/{}", shm::SHM_DIR, self.name);
-            if let Ok(st) = rustix::fs::stat(path.as_str()) {
-                if (st.st_dev, st.st_ino) == self.identity {
-                    let _ = shm::unlink(&self.name);
-                }
-            }
+            let _ = shm::unlink_if_same(&self.name, self.identity);
         }
     }
 }
@@ -310,21 +342,21 @@ impl<A: Access> Drop for Segment<A> {
 impl<A: Access> SegmentOptions<A> {
     /// Unlink the name when the returned handle is dropped (default: no).
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.unlink_on_drop = yes;
+        self.cfg.unlink_on_drop = yes;
         self
     }
 
     /// How long `open` and `open_or_create` wait for a creator to publish (default 5 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.cfg.timeout = timeout;
         self
     }
 
     /// The object kind and layout fingerprint to create with, or to require at open. Object
     /// types (locks, queues, …) set these; plain segments use [`Kind::BYTES`].
     pub fn kind(mut self, kind: Kind, fingerprint: u64) -> Self {
-        self.kind = kind;
-        self.fingerprint = fingerprint;
+        self.cfg.kind = kind;
+        self.cfg.fingerprint = fingerprint;
         self
     }
 
@@ -332,18 +364,13 @@ impl<A: Access> SegmentOptions<A> {
     /// CPython's `SharedMemory` open as plain bytes, and raw segments created here open in
     /// CPython by the same name.
     pub fn raw(mut self, yes: bool) -> Self {
-        self.raw = yes;
+        self.cfg.raw = yes;
         self
     }
 
     fn retype<B: Access>(self) -> SegmentOptions<B> {
         SegmentOptions {
-            mode: self.mode,
-            unlink_on_drop: self.unlink_on_drop,
-            timeout: self.timeout,
-            kind: self.kind,
-            fingerprint: self.fingerprint,
-            raw: self.raw,
+            cfg: self.cfg,
             _access: PhantomData,
         }
     }
@@ -351,41 +378,49 @@ impl<A: Access> SegmentOptions<A> {
     /// Open an existing segment and validate its header against these options.
     pub fn open(&self, name: &str) -> Result<Segment<A>> {
         validate_name(name)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(Some(self.cfg.timeout));
         match self.open_existing(name, deadline)? {
             Opened::Segment(s) => Ok(s),
             Opened::Vanished(detail) => Err(Error::NotReady {
                 name: name.to_owned(),
-                waited: self.timeout,
+                waited: Duration::ZERO,
                 detail,
             }),
         }
     }
 
-    fn open_existing(&self, name: &str, deadline: Instant) -> Result<Opened<A>> {
+    fn open_existing(&self, name: &str, deadline: Option<Instant>) -> Result<Opened<A>> {
         let how = if A::WRITABLE {
             OpenMode::ReadWrite
         } else {
             OpenMode::ReadOnly
         };
         let fd = shm::open(name, how).map_err(|e| Error::from_io(name, "open", e))?;
-        let identity = identity(&fd, name)?;
+        let started = Instant::now();
         // A fresh object is 0 bytes until its creator's ftruncate: wait for a size.
-        let size = loop {
+        let st = loop {
             let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
             if st.size > 0 {
-                break st.size;
+                break st;
             }
-            if Instant::now() >= deadline {
+            if past(deadline) {
+                let detail = if self.cfg.raw || shm::creation_lock_free(&fd) {
+                    format!(
+                        "it is still 0 bytes and nobody is initialising it: remove it with `shmkit rm {name}`"
+                    )
+                } else {
+                    "it is still 0 bytes: its creator has not sized it yet".to_string()
+                };
                 return Err(Error::NotReady {
                     name: name.to_owned(),
-                    waited: self.timeout,
-                    detail: "the object is still 0 bytes: its creator never sized it".into(),
+                    waited: started.elapsed(),
+                    detail,
                 });
             }
             std::thread::sleep(Duration::from_micros(200));
         };
-        if self.raw {
+        let (size, identity) = (st.size, st.identity);
+        if self.cfg.raw {
             let map = Mapping::new(&fd, size, A::WRITABLE)
                 .map_err(|e| Error::from_io(name, "mmap", e))?;
             return Ok(Opened::Segment(Segment {
@@ -394,7 +429,7 @@ impl<A: Access> SegmentOptions<A> {
                 map,
                 header: None,
                 payload_offset: 0,
-                unlink_on_drop: self.unlink_on_drop,
+                unlink_on_drop: self.cfg.unlink_on_drop,
                 identity,
                 _access: PhantomData,
             }));
@@ -402,7 +437,10 @@ impl<A: Access> SegmentOptions<A> {
         if size < HEADER_SIZE as u64 {
             return Err(Error::corrupt(
                 name,
-                format!("it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header (a raw segment? open it with .raw(true))"),
+                format!(
+                    "it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header \
+                     (a raw segment? open it with .raw(true))"
+                ),
             ));
         }
         let map =
@@ -410,19 +448,27 @@ impl<A: Access> SegmentOptions<A> {
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above), page-aligned,
         // and lives as long as `map`, which outlives every use of `words` below.
         let words = unsafe { header::words(map.ptr()) };
-        match wait_published(name, words, deadline, self.timeout)? {
-            Published::Ready => {}
-            Published::Gone(detail) => return Ok(Opened::Vanished(detail)),
+        let waiter = Waiter {
+            name,
+            fd: &fd,
+            words,
+            identity,
+            writable: A::WRITABLE,
+            deadline,
+            started,
+        };
+        if let Published::Gone(detail) = waiter.wait()? {
+            return Ok(Opened::Vanished(detail));
         }
         let raw = RawHeader::load(words);
-        let info = header::validate(name, &raw, size, self.kind, self.fingerprint)?;
+        let info = header::validate(name, &raw, size, self.cfg.kind, self.cfg.fingerprint)?;
         Ok(Opened::Segment(Segment {
             name: name.to_owned(),
             payload_len: info.payload_size as usize,
             header: Some(info),
             map,
             payload_offset: HEADER_SIZE,
-            unlink_on_drop: self.unlink_on_drop,
+            unlink_on_drop: self.cfg.unlink_on_drop,
             identity,
             _access: PhantomData,
         }))
@@ -440,75 +486,138 @@ enum Published {
     Gone(String),
 }
 
-/// Wait for the state word to become READY (Acquire), up to `deadline`.
-fn wait_published(
-    name: &str,
-    words: &[AtomicU32; HEADER_SIZE / 4],
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<Published> {
-    let state = &words[header::STATE_WORD];
-    loop {
-        // Acquire pairs with the Release store of READY in `create_inner`: every header word
-        // and the payload the creator initialised are visible after it.
-        match state.load(Ordering::Acquire) {
-            State::READY => return Ok(Published::Ready),
-            State::INITIALIZING => {}
-            State::FAILED => {
-                return Ok(Published::Gone(
-                    "its creator failed to initialise it".into(),
-                ))
-            }
-            State::ABANDONED => {
-                return Ok(Published::Gone(
-                    "its creator died while initialising it".into(),
-                ));
-            }
-            x => {
-                return Err(Error::corrupt(
-                    name,
-                    format!("state word is {x}, expected 0..=3"),
-                ))
-            }
-        }
-        let (pid, start) = header::creator(words);
-        if pid != 0 && process::liveness(pid, start) == Liveness::Dead {
-            // Claim the cleanup so that exactly one opener unlinks the abandoned object.
-            // AcqRel: nothing is published by it; it only decides who unlinks.
-            if state
-                .compare_exchange(
-                    State::INITIALIZING,
-                    State::ABANDONED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                let _ = shm::unlink(name);
-                crate::os::futex::wake(state, u32::MAX);
-            }
-            continue;
-        }
-        if Instant::now() >= deadline {
-            let detail = match pid {
-                0 => "its creator has not recorded its pid yet".to_string(),
-                p => format!("creator pid {p} is alive but has not published it"),
-            };
-            return Err(Error::NotReady {
-                name: name.to_owned(),
-                waited: timeout,
-                detail,
-            });
-        }
-        // Sleep on the state word; wake at least every 10 ms to re-check the creator.
-        let slice = (Instant::now() + Duration::from_millis(10)).min(deadline);
-        let _: Wait = crate::os::futex::wait(state, State::INITIALIZING, Some(slice));
-    }
+/// How long an opener tolerates "no creation lock held, header still blank" before it gives
+/// up: a creator holds the lock from right after its `O_EXCL` open, so only a creator that is
+/// preempted in that two-system-call window, or dead, or a foreign object, looks like this.
+const BLANK_GRACE: Duration = Duration::from_millis(100);
+
+/// `deadline` has passed (`None`: never).
+fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-fn identity(fd: &std::os::fd::OwnedFd, name: &str) -> Result<(u64, u64)> {
-    let st = rustix::fs::fstat(fd).map_err(|e| Error::from_io(name, "fstat", e.into()))?;
-    Ok((st.st_dev, st.st_ino))
+/// An opener waiting for a creator to publish (`SPEC.md` §3.4).
+struct Waiter<'a> {
+    name: &'a str,
+    fd: &'a std::os::fd::OwnedFd,
+    words: &'a [AtomicU32; HEADER_SIZE / 4],
+    identity: (u64, u64),
+    writable: bool,
+    deadline: Option<Instant>,
+    started: Instant,
+}
+
+impl Waiter<'_> {
+    fn not_ready(&self, detail: String) -> Error {
+        Error::NotReady {
+            name: self.name.to_owned(),
+            waited: self.started.elapsed(),
+            detail,
+        }
+    }
+
+    /// Wait for the state word to become READY (Acquire), or for a verdict.
+    fn wait(&self) -> Result<Published> {
+        let state = &self.words[header::STATE_WORD];
+        let mut blank_since: Option<Instant> = None;
+        loop {
+            // Acquire pairs with the creator's Release CAS to READY in `create_inner`: every
+            // header word and everything the initialiser wrote are visible after it.
+            match state.load(Ordering::Acquire) {
+                State::READY => return Ok(Published::Ready),
+                State::INITIALIZING => {}
+                s @ (State::FAILED | State::ABANDONED) => {
+                    // Whoever set it unlinks the name next, but may have died first.
+                    if self.writable {
+                        let _ = shm::unlink_if_same(self.name, self.identity);
+                    }
+                    return Ok(Published::Gone(
+                        if s == State::FAILED {
+                            "its creator failed to initialise it"
+                        } else {
+                            "its creator died while initialising it"
+                        }
+                        .into(),
+                    ));
+                }
+                x => {
+                    return Err(Error::corrupt(
+                        self.name,
+                        format!("state word is {x}, expected 0..=3"),
+                    ))
+                }
+            }
+            let (pid, start) = header::creator(self.words);
+            let magic = header::magic_progress(self.words);
+            if magic == MagicProgress::Foreign || (pid != 0 && magic != MagicProgress::Complete) {
+                return Err(Error::corrupt(
+                    self.name,
+                    "its first 8 bytes are not the shmkit magic: not a shmkit segment (a raw one? open it with .raw(true))",
+                ));
+            }
+            if shm::creation_lock_free(self.fd) {
+                if pid != 0 {
+                    // The creator recorded itself, then released its lock without publishing.
+                    if state.load(Ordering::Acquire) != State::INITIALIZING {
+                        continue; // it published (or failed) just before releasing
+                    }
+                    if process::liveness(pid, start) != Liveness::Dead {
+                        return Err(Error::corrupt(
+                            self.name,
+                            format!(
+                                "state is 0 (initialising) but no process holds its creation lock and its \
+                                 creator pid {pid} is alive: the header was overwritten"
+                            ),
+                        ));
+                    }
+                    if !self.writable {
+                        return Err(self.not_ready(format!(
+                            "its creator (pid {pid}) died while initialising it; \
+                             a read-write open or `shmkit rm {}` removes it",
+                            self.name
+                        )));
+                    }
+                    // Claim the cleanup so that exactly one opener unlinks the abandoned
+                    // object. AcqRel: publishes nothing; it only decides who unlinks.
+                    if state
+                        .compare_exchange(
+                            State::INITIALIZING,
+                            State::ABANDONED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        let _ = shm::unlink_if_same(self.name, self.identity);
+                        crate::os::futex::wake(state, u32::MAX);
+                    }
+                    continue;
+                }
+                let since = *blank_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= BLANK_GRACE {
+                    return Err(self.not_ready(format!(
+                        "its header is blank and nobody is initialising it: not a shmkit segment \
+                         (open it with .raw(true)), or its creator died before writing the header \
+                         (remove it with `shmkit rm {}`)",
+                        self.name
+                    )));
+                }
+            } else {
+                blank_since = None;
+            }
+            if past(self.deadline) {
+                let detail = match pid {
+                    0 => "its creator is still writing the header".to_string(),
+                    p => format!("its creator, pid {p}, is still initialising it"),
+                };
+                return Err(self.not_ready(detail));
+            }
+            // Sleep on the state word; wake at least every 10 ms to re-check the creator.
+            let slice = Instant::now() + Duration::from_millis(10);
+            let slice = self.deadline.map_or(slice, |d| d.min(slice));
+            let _: Wait = crate::os::futex::wait(state, State::INITIALIZING, Some(slice));
+        }
+    }
 }
 
 type Init<'a> = &'a mut dyn FnMut(&Segment<ReadWrite>) -> Result<()>;
@@ -517,7 +626,7 @@ impl SegmentOptions<ReadWrite> {
     /// Permission bits for a created segment (default 0600). Applied exactly, whatever the
     /// umask.
     pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
+        self.cfg.mode = mode;
         self
     }
 
@@ -532,8 +641,9 @@ impl SegmentOptions<ReadWrite> {
     }
 
     /// Create a new segment, run `init` on it (the payload is zeroed), then publish it.
-    /// Openers never see the payload before `init` returns. If `init` fails, the segment is
-    /// unlinked and the error returned.
+    /// Openers of a shmkit segment never see the payload before `init` returns (a raw segment
+    /// has no publication step: its openers may see it at any time). If `init` fails or
+    /// panics, the segment is marked failed and unlinked.
     pub fn create_with(
         &self,
         name: &str,
@@ -546,6 +656,7 @@ impl SegmentOptions<ReadWrite> {
     }
 
     /// Open the segment if it exists; otherwise create it with a zeroed `size`-byte payload.
+    /// An existing segment must have exactly `size` payload bytes.
     pub fn open_or_create(&self, name: &str, size: u64) -> Result<Segment> {
         self.open_or_create_with(name, size, |_| Ok(()))
     }
@@ -554,8 +665,9 @@ impl SegmentOptions<ReadWrite> {
     ///
     /// Between unrelated processes racing on one name, exactly one creates (`O_EXCL` decides)
     /// and runs `init`; the others wait for the state word to turn READY and then validate
-    /// the header as [`open`](Self::open) does. If the creator fails or dies before
-    /// publishing, the object is removed and the race starts again, until the open timeout.
+    /// the header as [`open`](SegmentOptions::open) does, and require a `size`-byte payload.
+    /// If the creator fails or dies before publishing, the object is removed and the race
+    /// starts again, until the open timeout.
     pub fn open_or_create_with(
         &self,
         name: &str,
@@ -564,33 +676,44 @@ impl SegmentOptions<ReadWrite> {
     ) -> Result<Segment> {
         validate_name(name)?;
         self.check_create_args(name, size)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(Some(self.cfg.timeout));
+        let started = Instant::now();
         loop {
             match self.create_inner(name, size, &mut init) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }
             match self.open_existing(name, deadline) {
-                Ok(Opened::Segment(s)) => return Ok(s),
-                // Removed between our create and our open, or abandoned: race again.
+                Ok(Opened::Segment(s)) if s.len() as u64 == size => return Ok(s),
+                Ok(Opened::Segment(s)) => {
+                    return Err(Error::invalid(
+                        name,
+                        format!(
+                            "it exists with a {}-byte payload, not the {size} bytes asked for",
+                            s.len()
+                        ),
+                    ))
+                }
+                // Removed between our create and our open, or failed/abandoned: race again.
                 Ok(Opened::Vanished(_)) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            if Instant::now() >= deadline {
+            if past(deadline) {
                 return Err(Error::NotReady {
                     name: name.to_owned(),
-                    waited: self.timeout,
+                    waited: started.elapsed(),
                     detail: "the name kept being created and removed by others".into(),
                 });
             }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
     fn check_create_args(&self, name: &str, size: u64) -> Result<()> {
-        if self.mode > 0o777 {
+        if self.cfg.mode > 0o777 {
             return Err(Error::invalid(
                 name,
-                format!("mode {:#o} has bits beyond 0o777", self.mode),
+                format!("mode {:#o} has bits beyond 0o777", self.cfg.mode),
             ));
         }
         if size > MAX_SIZE {
@@ -600,7 +723,7 @@ impl SegmentOptions<ReadWrite> {
                 max: MAX_SIZE,
             });
         }
-        if self.raw && size == 0 {
+        if self.cfg.raw && size == 0 {
             return Err(Error::invalid(
                 name,
                 "a raw segment needs at least 1 byte (CPython cannot map an empty one)",
@@ -610,42 +733,48 @@ impl SegmentOptions<ReadWrite> {
     }
 
     fn create_inner(&self, name: &str, size: u64, init: Init<'_>) -> Result<Segment> {
-        let fd = shm::open(name, OpenMode::CreateExclusive(self.mode))
+        let fd = shm::open(name, OpenMode::CreateExclusive(self.cfg.mode))
             .map_err(|e| Error::from_io(name, "create", e))?;
-        // From here on the name is ours: undo it on any failure.
-        let undo = |e: Error| {
-            let _ = shm::unlink(name);
-            e
+        let identity = shm::stat(&fd)
+            .map_err(|e| Error::from_io(name, "fstat", e))?
+            .identity;
+        // From here on the name is ours: the guard unlinks it on every failure, and on a panic.
+        let mut undo = Undo {
+            name,
+            identity,
+            armed: true,
         };
-        let total = if self.raw {
+        // Hold the creation lock until published (or failed); the fd, and so the lock, lives
+        // to the end of this function, and the kernel drops it if we die.
+        shm::lock_creation(&fd).map_err(|e| Error::from_io(name, "flock", e))?;
+        let total = if self.cfg.raw {
             size
         } else {
             size + HEADER_SIZE as u64
         };
-        let identity = identity(&fd, name).map_err(undo)?;
-        shm::set_len(&fd, total).map_err(|e| undo(Error::from_io(name, "ftruncate", e)))?;
-        let map =
-            Mapping::new(&fd, total, true).map_err(|e| undo(Error::from_io(name, "mmap", e)))?;
+        shm::set_len(&fd, total).map_err(|e| Error::from_io(name, "ftruncate", e))?;
+        let map = Mapping::new(&fd, total, true).map_err(|e| Error::from_io(name, "mmap", e))?;
         let mut seg = Segment {
             name: name.to_owned(),
             map,
             header: None,
-            payload_offset: if self.raw { 0 } else { HEADER_SIZE },
+            payload_offset: if self.cfg.raw { 0 } else { HEADER_SIZE },
             payload_len: size as usize,
             unlink_on_drop: false,
             identity,
             _access: PhantomData,
         };
-        if self.raw {
-            init(&seg).map_err(undo)?;
-            seg.unlink_on_drop = self.unlink_on_drop;
+        if self.cfg.raw {
+            init(&seg)?;
+            undo.armed = false;
+            seg.unlink_on_drop = self.cfg.unlink_on_drop;
             return Ok(seg);
         }
         let raw = RawHeader {
             magic: MAGIC,
             version: FORMAT_VERSION,
-            kind: self.kind.0,
-            fingerprint: self.fingerprint,
+            kind: self.cfg.kind.0,
+            fingerprint: self.cfg.fingerprint,
             header_size: HEADER_SIZE as u64,
             payload_size: size,
             creator_start: process::current_start_time(),
@@ -655,26 +784,74 @@ impl SegmentOptions<ReadWrite> {
                 .map_or(0, |d| d.as_nanos() as u64),
             ..RawHeader::default()
         };
-        // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page-aligned, and lives in
-        // `seg` for as long as `words` is used.
+        // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page-aligned, and owned by
+        // `seg`, which outlives every use of `words` (and of `undo`'s pointer) below.
         let words = unsafe { header::words(seg.map.ptr()) };
         raw.store_unpublished(words);
         let state = &words[header::STATE_WORD];
-        if let Err(e) = init(&seg) {
-            // Release pairs with the Acquire in `wait_published`: waiters see FAILED and race again.
-            state.store(State::FAILED, Ordering::Release);
-            crate::os::futex::wake(state, u32::MAX);
-            return Err(undo(e));
+        // Declared after `seg`, so dropped before it: the mapping is still there.
+        let mut failed = MarkFailed { state, armed: true };
+        init(&seg)?;
+        // Publish last. Release pairs with the Acquire load in `Waiter::wait`: an opener that
+        // sees READY sees every header word and everything `init` wrote. A CAS, not a store:
+        // if anyone changed the state meanwhile, this incarnation is not ours to publish.
+        if let Err(now) = state.compare_exchange(
+            State::INITIALIZING,
+            State::READY,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            return Err(Error::corrupt(
+                name,
+                format!("its state changed to {now} while it was being initialised"),
+            ));
         }
-        // Publish last. Release pairs with the Acquire load in `wait_published`: an opener that
-        // sees READY sees every header word and everything `init` wrote.
-        state.store(State::READY, Ordering::Release);
+        failed.armed = false;
+        undo.armed = false;
         crate::os::futex::wake(state, u32::MAX);
         seg.header = Some(HeaderInfo::from_raw(&RawHeader {
             state: State::READY,
             ..raw
         }));
-        seg.unlink_on_drop = self.unlink_on_drop;
+        seg.unlink_on_drop = self.cfg.unlink_on_drop;
         Ok(seg)
+    }
+}
+
+/// Unlinks a half-created object when dropped armed (error returns and panics alike), if the
+/// name still refers to it.
+struct Undo<'a> {
+    name: &'a str,
+    identity: (u64, u64),
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = shm::unlink_if_same(self.name, self.identity);
+        }
+    }
+}
+
+/// Marks a half-initialised header FAILED and wakes its waiting openers when dropped armed.
+struct MarkFailed<'a> {
+    state: &'a AtomicU32,
+    armed: bool,
+}
+
+impl Drop for MarkFailed<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Release pairs with the Acquire in `Waiter::wait`: waiters see FAILED and race
+            // again. A CAS so that a state someone else set is left as it is.
+            let _ = self.state.compare_exchange(
+                State::INITIALIZING,
+                State::FAILED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            crate::os::futex::wake(self.state, u32::MAX);
+        }
     }
 }

@@ -1,5 +1,49 @@
-//! Synchronisation in shared memory: the futex-word waiter that every blocking call uses.
+//! Synchronisation in shared memory: robust `Lock` and `RLock`, `Semaphore`,
+//! `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, and the futex-word waiter they build on.
+//!
+//! Every primitive is a `#[repr(C)]` state (`LockState`, `EventState`, …) that can be placed
+//! inside any shmkit object, and a standalone named object (`Lock::create("name")`,
+//! `Event::open("name")`, …) in a segment of its own kind. `SPEC.md` §6 gives each layout,
+//! each protocol, and what a process killed at each step leaves behind.
+//!
+//! Under `cfg(loom)` only the futex-word protocols are compiled (the pthread-based locks, the
+//! condition's lock half and the named handles are not modelled).
 
+mod barrier;
+mod condition;
+mod event;
+#[cfg(not(loom))]
+mod inspect;
+#[cfg(not(loom))]
+mod lock;
+#[cfg(not(loom))]
+mod named;
+mod park;
+#[cfg(not(loom))]
+mod rlock;
+mod semaphore;
 mod waiter;
 
+#[cfg(not(loom))]
+pub use barrier::Barrier;
+pub use barrier::{BarrierError, BarrierState, MAX_PARTIES};
+#[cfg(not(loom))]
+pub use condition::{Condition, ConditionState};
+#[cfg(not(loom))]
+pub use event::Event;
+pub use event::EventState;
+#[cfg(not(loom))]
+pub use inspect::{
+    inspect, BarrierInfo, ConditionInfo, EventInfo, LockInfo, OwnerInfo, SemaphoreInfo, SyncInfo,
+};
+#[cfg(not(loom))]
+pub use lock::{Lock, LockError, LockGuard, LockState, Owner};
+#[cfg(not(loom))]
+pub use named::SyncOptions;
+#[cfg(not(loom))]
+pub use rlock::{RLock, RLockGuard, RLockState};
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
+pub(crate) use waiter::deadline_after;
 pub use waiter::{Timeout, WaitQueue};

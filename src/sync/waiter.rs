@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::loom::futex::{self, Wait};
-use crate::loom::{spin_loop, AtomicU32, Ordering};
+use crate::loom::{fence_after_rmw, spin_loop, AtomicU32, Ordering};
 
 /// A blocking call's deadline passed before its condition held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,25 +23,24 @@ impl std::error::Error for Timeout {}
 /// every poll is a scheduling point).
 const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 
-/// A place to sleep until some condition over shared memory becomes true: one `u32` word,
+/// A place to sleep until some condition over shared memory becomes true: 8 bytes,
 /// `#[repr(C)]`, valid when zeroed, so it can sit inside any shmkit object.
 ///
-/// | bits | field | meaning |
-/// |---|---|---|
-/// | 0..16 | `sleepers` | processes parked or about to park |
-/// | 16..32 | `seq` | bumped by every notify (wrapping) |
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 4 | `seq` | bumped (wrapping) by every notify; the futex word sleepers wait on |
+/// | 4 | 4 | `sleepers` | processes parked or about to park |
 ///
-/// The word is also the futex sleepers wait on. Protocol (`SPEC.md` §5.1): a waiter announces
-/// itself with an atomic add to `sleepers`, re-checks its condition, and parks on the word's
-/// value *after its own add* only if the condition is still false. A notifier first makes the
-/// condition true, then bumps `seq` with an atomic add, and calls `FUTEX_WAKE` only if the
-/// value it replaced had sleepers. Both are read-modify-writes of the same word, so they are
-/// ordered: either the notifier sees the sleeper (and wakes it, or changes the word under its
-/// `FUTEX_WAIT`), or the sleeper's add reads the notifier's (Acquire after Release) and its
-/// re-check sees the condition. No `SeqCst` store-load pattern is needed.
+/// Protocol (`SPEC.md` §5.1), a Dekker pattern with a `SeqCst` fence on each side: a waiter
+/// adds itself to `sleepers`, fences, reads `seq`, re-checks its condition, and parks on `seq`
+/// only if the condition is still false. A notifier makes the condition true, bumps `seq`,
+/// fences, and calls `FUTEX_WAKE` only if `sleepers` is non-zero. Whichever fence comes
+/// first in the single total order of `SeqCst` operations, either the notifier sees the
+/// sleeper, or the sleeper sees the new `seq` (and the condition written before it).
 ///
 /// A process killed while parked leaves `sleepers` too high: later notifies then make a
-/// needless (harmless) system call. It never causes a missed wake-up.
+/// needless (harmless) system call. A 32-bit count cannot realistically overflow, and a 32-bit
+/// `seq` cannot wrap back to a sleeper's snapshot between its read and its `FUTEX_WAIT`.
 ///
 /// ```
 /// use shmkit::sync::WaitQueue;
@@ -63,19 +62,15 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 #[repr(C)]
 #[derive(Default)]
 pub struct WaitQueue {
-    word: AtomicU32,
+    seq: AtomicU32,
+    sleepers: AtomicU32,
 }
-
-const SLEEPER: u32 = 1;
-const SLEEPER_MASK: u32 = 0xffff;
-const SEQ_ONE: u32 = 1 << 16;
 
 impl fmt::Debug for WaitQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let w = self.word.load(Ordering::Relaxed);
         f.debug_struct("WaitQueue")
-            .field("seq", &(w >> 16))
-            .field("sleepers", &(w & SLEEPER_MASK))
+            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .field("sleepers", &self.sleepers.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -85,7 +80,8 @@ impl WaitQueue {
     #[cfg(not(loom))]
     pub const fn new() -> WaitQueue {
         WaitQueue {
-            word: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
         }
     }
 
@@ -93,19 +89,20 @@ impl WaitQueue {
     #[cfg(loom)]
     pub fn new() -> WaitQueue {
         WaitQueue {
-            word: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
         }
     }
 
-    /// Block until `ready()` returns true, or `timeout` passes (`None`: no limit). `ready` is
-    /// called again after every wake-up, so it may be called many times.
+    /// Block until `ready()` returns true, or `timeout` passes (`None`, or a timeout too large
+    /// to represent: no limit). `ready` is called again after every wake-up, so it may be
+    /// called many times.
     pub fn wait_until(
         &self,
         ready: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(), Timeout> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        self.wait_until_deadline(ready, deadline)
+        self.wait_until_deadline(ready, deadline_after(timeout))
     }
 
     /// [`wait_until`](Self::wait_until) with an absolute `CLOCK_MONOTONIC` deadline, for
@@ -122,25 +119,28 @@ impl WaitQueue {
             spin_loop();
         }
         loop {
-            // Announce. Acquire pairs with the notifier's Release add: if our add reads its
-            // bump, the re-check below sees the condition it made true.
-            let seen = self
-                .word
-                .fetch_add(SLEEPER, Ordering::AcqRel)
-                .wrapping_add(SLEEPER);
-            if ready() {
-                self.word.fetch_sub(SLEEPER, Ordering::Relaxed); // only a count: no data
-                return Ok(());
-            }
-            let outcome = futex::wait(&self.word, seen, deadline);
-            // Acquire: after a wake, this add reads a value at or after the notifier's bump
-            // (one modification order), so the re-check sees the condition.
-            self.word.fetch_sub(SLEEPER, Ordering::AcqRel);
-            if ready() {
-                return Ok(());
-            }
-            if outcome == Wait::TimedOut || deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Timeout);
+            // Relaxed: ordered by the SeqCst fence right after it (pairs with the fence in
+            // `notify`).
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            fence_after_rmw();
+            // Acquire pairs with the Release bump in `notify`: seeing the new seq means
+            // seeing the condition written before it.
+            let seen = self.seq.load(Ordering::Acquire);
+            let outcome = if ready() {
+                None
+            } else {
+                Some(futex::wait(&self.seq, seen, deadline))
+            };
+            // Relaxed: only a count; nothing is published through it.
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            match outcome {
+                None => return Ok(()),
+                Some(_) if ready() => return Ok(()),
+                Some(Wait::TimedOut) => return Err(Timeout),
+                Some(Wait::Retry) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(Timeout)
+                }
+                Some(Wait::Retry) => {}
             }
         }
     }
@@ -157,23 +157,36 @@ impl WaitQueue {
     }
 
     fn notify(&self, n: u32) {
-        // Release pairs with the sleeper's Acquire adds: a sleeper whose add comes after ours
-        // sees the condition. The bump also changes the futex word, so a sleeper between its
-        // re-check and its FUTEX_WAIT gets EAGAIN instead of sleeping.
-        let before = self.word.fetch_add(SEQ_ONE, Ordering::Release);
-        if before & SLEEPER_MASK != 0 {
-            futex::wake(&self.word, n);
+        // Release pairs with the sleeper's Acquire load of seq. The bump also changes the
+        // futex word, so a sleeper between its load and its FUTEX_WAIT gets EAGAIN.
+        self.seq.fetch_add(1, Ordering::Release);
+        // Pairs with the sleeper's fence: one of the two fences is first in the SeqCst order,
+        // so either we see its `sleepers` increment or it sees our `seq` bump.
+        fence_after_rmw();
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            futex::wake(&self.seq, n);
         }
     }
 
     /// Whether anyone is parked (or about to park); a hint for callers and `shmkit info`.
     pub fn has_sleepers(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & SLEEPER_MASK != 0
+        self.sleepers() != 0
+    }
+
+    /// How many processes are parked or about to park (including any that died parked); a
+    /// hint for `shmkit info` and tests, stale as soon as it is read.
+    pub fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed)
     }
 }
 
+/// `now + timeout`, or `None` (no deadline) for `None` or a timeout past what `Instant` holds.
+pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<WaitQueue>() == 4);
+const _: () = assert!(std::mem::size_of::<WaitQueue>() == 8);
 
 #[cfg(all(test, loom))]
 mod loom_tests {
@@ -181,11 +194,42 @@ mod loom_tests {
     use loom::sync::atomic::AtomicBool;
     use loom::sync::Arc;
 
+    fn one_waiter(timeout: Option<Duration>) {
+        loom::model(move || {
+            let q = Arc::new(WaitQueue::new());
+            let flag = Arc::new(AtomicBool::new(false));
+            let (q2, f2) = (q.clone(), flag.clone());
+            let t = loom::thread::spawn(move || {
+                f2.store(true, Ordering::Release);
+                q2.notify_one();
+            });
+            let r = q.wait_until(|| flag.load(Ordering::Acquire), timeout);
+            // An untimed wait (or a timed one whose waits sleep until woken) must succeed.
+            r.unwrap();
+            t.join().unwrap();
+        });
+    }
+
     /// A notify after the condition became true always reaches a waiter, whichever way the
     /// waiter's announce/snapshot/re-check interleaves with it (no lost wake-up: loom reports
     /// a deadlock if the waiter could sleep forever).
     #[test]
     fn loom_notify_is_never_lost() {
+        one_waiter(None);
+    }
+
+    /// The same for a timed waiter that is woken before its deadline.
+    #[test]
+    fn loom_timed_waiter_is_woken() {
+        crate::loom::futex::TIMED_WAITS_SLEEP.with(|c| c.set(true));
+        one_waiter(Some(Duration::from_secs(3600)));
+        crate::loom::futex::TIMED_WAITS_SLEEP.with(|c| c.set(false));
+    }
+
+    /// A timed waiter whose deadline passes returns Timeout or sees the condition; it never
+    /// returns Ok without the condition.
+    #[test]
+    fn loom_timeout_never_reports_a_false_success() {
         loom::model(|| {
             let q = Arc::new(WaitQueue::new());
             let flag = Arc::new(AtomicBool::new(false));
@@ -194,7 +238,14 @@ mod loom_tests {
                 f2.store(true, Ordering::Release);
                 q2.notify_all();
             });
-            q.wait_until(|| flag.load(Ordering::Acquire), None).unwrap();
+            if q.wait_until(
+                || flag.load(Ordering::Acquire),
+                Some(Duration::from_secs(1)),
+            )
+            .is_ok()
+            {
+                assert!(flag.load(Ordering::Acquire));
+            }
             t.join().unwrap();
         });
     }

@@ -1,7 +1,7 @@
 //! `shmkit gc`.
 
 use crate::CmdResult;
-use shmkit::{segment, Liveness, Segment};
+use shmkit::{segment, Liveness};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -24,17 +24,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
         if !users.is_empty() {
             continue;
         }
-        println!(
-            "{}{}",
-            if args.dry_run {
-                "would remove "
-            } else {
-                "removed "
-            },
-            p.name
-        );
-        if !args.dry_run {
-            Segment::unlink(&p.name).map_err(|e| e.to_string())?;
+        if args.dry_run {
+            println!("would remove {}", p.name);
+        } else if p.unlink_if_unchanged().map_err(|e| e.to_string())? {
+            println!("removed {}", p.name);
         }
     }
     Ok(())

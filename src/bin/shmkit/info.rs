@@ -35,6 +35,20 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
             let st = shmkit::queue::stat(&p.name).map_err(|e| e.to_string())?;
             Ok(Some(serde_json::to_value(st).map_err(|e| e.to_string())?))
         }
+        Kind::LOCK
+        | Kind::RLOCK
+        | Kind::SEMAPHORE
+        | Kind::BOUNDED_SEMAPHORE
+        | Kind::CONDITION
+        | Kind::EVENT
+        | Kind::BARRIER => {
+            let Some(info) = shmkit::sync::inspect(&p.name).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let mut v = serde_json::to_value(&info).map_err(|e| e.to_string())?;
+            v["summary"] = serde_json::Value::String(info.to_string());
+            Ok(Some(v))
+        }
         _ => Ok(None),
     }
 }

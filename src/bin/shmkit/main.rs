@@ -4,6 +4,7 @@
 //! error (clap's own exit code).
 
 mod bench;
+mod bytes;
 mod dump;
 mod gc;
 mod info;
@@ -47,6 +48,12 @@ enum Cmd {
     /// The peer process of `shmkit bench` (internal).
     #[command(hide = true)]
     BenchPeer(bench::PeerArgs),
+    /// Create a plain segment (or, with --raw, one CPython's SharedMemory can open).
+    Create(bytes::CreateArgs),
+    /// Copy payload bytes to standard output.
+    Read(bytes::ReadArgs),
+    /// Write bytes into a segment's payload.
+    Write(bytes::WriteArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,9 @@ fn main() -> ExitCode {
         Cmd::Queue(a) => queue::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchPeer(a) => bench::peer(a),
+        Cmd::Create(a) => bytes::create(a),
+        Cmd::Read(a) => bytes::read(a),
+        Cmd::Write(a) => bytes::write(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

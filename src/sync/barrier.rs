@@ -1,0 +1,567 @@
+//! [`Barrier`]: Python's `threading.Barrier` on one 64-bit state word and a futex wait queue
+//! (`SPEC.md` §6.7).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::park;
+use super::waiter::WaitQueue;
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
+
+/// The most parties a barrier can have (the count field is 24 bits).
+pub const MAX_PARTIES: u32 = (1 << 24) - 1;
+
+const COUNT_MASK: u64 = (1 << 24) - 1;
+const BROKEN: u64 = 1 << 24;
+const GEN_SHIFT: u32 = 32;
+const HIST_SHIFT: u32 = 48;
+/// Generations whose outcome the history bits remember.
+const HISTORY: u16 = 16;
+
+fn count(w: u64) -> u32 {
+    (w & COUNT_MASK) as u32
+}
+fn broken(w: u64) -> bool {
+    w & BROKEN != 0
+}
+fn generation(w: u64) -> u16 {
+    (w >> GEN_SHIFT) as u16
+}
+fn history(w: u64) -> u16 {
+    (w >> HIST_SHIFT) as u16
+}
+
+/// The word after generation `generation(w)` ends: `completed` (all parties arrived) or not
+/// (reset); count 0, not broken, generation + 1, and the outcome recorded in history bit
+/// `generation % 16`.
+fn advance(w: u64, completed: bool) -> u64 {
+    let g = generation(w);
+    let bit = 1u16 << (g % HISTORY);
+    let hist = if completed {
+        history(w) | bit
+    } else {
+        history(w) & !bit
+    };
+    (u64::from(hist) << HIST_SHIFT) | (u64::from(g.wrapping_add(1)) << GEN_SHIFT)
+}
+
+/// How generation `g` ended, seen from the later word `w`: `Some(true)` completed,
+/// `Some(false)` reset, `None` if more than 16 generations passed (the history no longer
+/// knows; treated as broken).
+fn outcome(w: u64, g: u16) -> Option<bool> {
+    let passed = generation(w).wrapping_sub(g);
+    (passed <= HISTORY).then(|| history(w) & (1 << (g % HISTORY)) != 0)
+}
+
+/// Why [`BarrierState::wait`] did not pass the barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BarrierError {
+    /// The barrier is broken (a party timed out, [`abort`](BarrierState::abort) was called,
+    /// or [`reset`](BarrierState::reset) woke us): Python's `BrokenBarrierError`.
+    Broken,
+    /// This call's timeout passed; as in Python it broke the barrier, so every other waiter
+    /// gets [`Broken`](BarrierError::Broken). (Python raises `BrokenBarrierError` here too.)
+    Timeout,
+    /// The shared state holds impossible values.
+    Corrupt(String),
+}
+
+impl BarrierError {
+    /// Whether this is Python's `BrokenBarrierError` (`Broken` or `Timeout`).
+    pub fn is_broken(&self) -> bool {
+        matches!(self, BarrierError::Broken | BarrierError::Timeout)
+    }
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken => f.write_str("the barrier is broken (reset it to use it again)"),
+            BarrierError::Timeout => f.write_str("timed out at the barrier, which is now broken"),
+            BarrierError::Corrupt(what) => write!(f, "barrier state is corrupt: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for BarrierError {}
+
+/// The state of a barrier for `parties` processes: `#[repr(C)]`, 24 bytes, placeable inside
+/// any shmkit object.
+///
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 8 | `word` | bits 0..24 arrived count, bit 24 broken, 32..48 generation, 48..64 outcome history |
+/// | 8 | 4 | `parties` | 1..=[`MAX_PARTIES`], fixed at init |
+/// | 12 | 4 | reserved | 0 |
+/// | 16 | 8 | `queue` | [`WaitQueue`] (`seq`, `sleepers`) the waiters park on |
+///
+/// Each arrival is one CAS on `word`; the last arrival ends the generation (count 0,
+/// generation + 1, "completed" in the history bit of the old generation) and wakes everyone.
+/// A waiter whose timeout passes breaks the barrier, as in Python. [`reset`](Self::reset)
+/// ends the generation as "not completed", so its waiters get
+/// [`BarrierError::Broken`]. A party killed while waiting stays counted in its generation:
+/// the others pass that one, then time out in the next (which it never reaches) and the
+/// barrier is broken.
+///
+/// ```
+/// use shmkit::sync::BarrierState;
+/// use std::time::Duration;
+/// let b = BarrierState::new(2)?;
+/// let t = Some(Duration::from_secs(10));
+/// let (x, y) = std::thread::scope(|s| {
+///     let other = s.spawn(|| b.wait(t).unwrap());
+///     (b.wait(t).unwrap(), other.join().unwrap())
+/// });
+/// assert_eq!(x + y, 1); // arrival indices 0 and 1
+/// # Ok::<(), shmkit::sync::BarrierError>(())
+/// ```
+#[repr(C)]
+pub struct BarrierState {
+    word: AtomicU64,
+    parties: AtomicU32,
+    reserved: AtomicU32,
+    queue: WaitQueue,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<BarrierState>() == 24);
+
+impl fmt::Debug for BarrierState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarrierState")
+            .field("parties", &self.parties.load(Ordering::Relaxed))
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+impl BarrierState {
+    /// A barrier for `parties` (1..=[`MAX_PARTIES`]).
+    pub fn new(parties: u32) -> Result<BarrierState, BarrierError> {
+        if parties == 0 || parties > MAX_PARTIES {
+            return Err(BarrierError::Corrupt(format!(
+                "parties must be 1..={MAX_PARTIES}, not {parties}"
+            )));
+        }
+        Ok(BarrierState {
+            word: AtomicU64::new(0),
+            parties: AtomicU32::new(parties),
+            reserved: AtomicU32::new(0),
+            queue: WaitQueue::new(),
+        })
+    }
+
+    /// Initialise a barrier in place.
+    ///
+    /// # Safety
+    ///
+    /// `at` must be valid for writes of 24 bytes, 8-byte aligned, and not in use by anyone.
+    pub unsafe fn init(at: *mut BarrierState, parties: u32) -> Result<(), BarrierError> {
+        let s = Self::new(parties)?;
+        // SAFETY: per the contract.
+        unsafe { at.write(s) };
+        Ok(())
+    }
+
+    /// View a barrier in memory after checking its words.
+    ///
+    /// # Safety
+    ///
+    /// `at` must be 8-byte aligned and valid for reads and writes of 24 bytes for `'a`.
+    pub unsafe fn from_ptr<'a>(at: *const BarrierState) -> Result<&'a BarrierState, BarrierError> {
+        // SAFETY: per the contract; all fields are atomics.
+        let s = unsafe { &*at };
+        s.check().map_err(BarrierError::Corrupt)?;
+        Ok(s)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.parties_checked().map(drop)
+    }
+
+    fn parties_checked(&self) -> Result<u32, String> {
+        // Relaxed: `parties` never changes after init (published by the segment's READY).
+        let p = self.parties.load(Ordering::Relaxed);
+        if p == 0 || p > MAX_PARTIES {
+            return Err(format!("parties is {p}, expected 1..={MAX_PARTIES}"));
+        }
+        let w = self.word.load(Ordering::Relaxed); // validation snapshot
+        if count(w) >= p {
+            return Err(format!("{} parties arrived at a barrier for {p}", count(w)));
+        }
+        Ok(p)
+    }
+
+    /// Wait until all parties have called `wait`, or `timeout` passes (`None`: no limit).
+    /// Returns the arrival index, `0..parties` (the first to arrive gets 0, the last
+    /// `parties - 1`, as in Python). Writes made by every party before its `wait` are visible
+    /// to every party after it returns `Ok`.
+    ///
+    /// A timeout breaks the barrier ([`BarrierError::Timeout`] here, `Broken` for the
+    /// others); a broken barrier fails at once until [`reset`](Self::reset).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<u32, BarrierError> {
+        self.wait_deadline(park::deadline(timeout))
+    }
+
+    /// [`wait`](Self::wait) against an absolute deadline.
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
+        let parties = self.parties_checked().map_err(BarrierError::Corrupt)?;
+        // AcqRel on every arrival CAS: each arrival releases its writes into the RMW chain
+        // on `word`, and the last arrival's CAS acquires them all (release sequence); the
+        // waiters' Acquire loads of the last arrival's word then see everything.
+        let mut w = self.word.load(Ordering::Acquire);
+        let (g, index) = loop {
+            if broken(w) {
+                return Err(BarrierError::Broken);
+            }
+            let c = count(w);
+            if c >= parties {
+                return Err(BarrierError::Corrupt(format!(
+                    "{c} parties arrived at a barrier for {parties}"
+                )));
+            }
+            let new = if c + 1 == parties {
+                advance(w, true)
+            } else {
+                w + 1
+            };
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if c + 1 == parties => {
+                    self.queue.notify_all();
+                    return Ok(c);
+                }
+                Ok(_) => break (generation(w), c),
+                Err(x) => w = x,
+            }
+        };
+        let ended = |x: u64| generation(x) != g || broken(x);
+        // Acquire: pairs with the AcqRel CAS that ended the generation or broke it.
+        let _ = self
+            .queue
+            .wait_until_deadline(|| ended(self.word.load(Ordering::Acquire)), deadline);
+        let mut x = self.word.load(Ordering::Acquire);
+        loop {
+            if generation(x) != g {
+                return match outcome(x, g) {
+                    Some(true) => Ok(index),
+                    _ => Err(BarrierError::Broken),
+                };
+            }
+            if broken(x) {
+                return Err(BarrierError::Broken);
+            }
+            // Our deadline passed in generation g: break the barrier, as Python does.
+            match self
+                .word
+                .compare_exchange(x, x | BROKEN, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.queue.notify_all();
+                    return Err(BarrierError::Timeout);
+                }
+                Err(now) => x = now,
+            }
+        }
+    }
+
+    /// Return to the initial state: the current waiters get [`BarrierError::Broken`], and a
+    /// broken barrier works again.
+    pub fn reset(&self) {
+        // AcqRel: as for arrivals; the waiters' Acquire load sees the new generation.
+        let _ = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+                Some(advance(w, false))
+            });
+        self.queue.notify_all();
+    }
+
+    /// Break the barrier: current and future waiters get [`BarrierError::Broken`] until
+    /// [`reset`](Self::reset).
+    pub fn abort(&self) {
+        // AcqRel: as for arrivals.
+        self.word.fetch_or(BROKEN, Ordering::AcqRel);
+        self.queue.notify_all();
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        broken(self.word.load(Ordering::Acquire))
+    }
+
+    /// The number of parties (0 if the state is corrupt).
+    pub fn parties(&self) -> u32 {
+        self.parties_checked().unwrap_or(0)
+    }
+
+    /// Parties waiting in the current generation (0 while broken, as in Python). Parties that
+    /// died while waiting are still counted.
+    pub fn n_waiting(&self) -> u32 {
+        let w = self.word.load(Ordering::Relaxed); // a snapshot for display only
+        if broken(w) {
+            0
+        } else {
+            count(w)
+        }
+    }
+
+    /// The generation number (mod 2^16): +1 each time all parties pass, or on reset.
+    pub fn generation(&self) -> u32 {
+        u32::from(generation(self.word.load(Ordering::Relaxed))) // a snapshot for display only
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use named::layout;
+#[cfg(not(loom))]
+pub use named::Barrier;
+
+#[cfg(not(loom))]
+mod named {
+    use super::{BarrierState, MAX_PARTIES};
+    use crate::error::{Error, Result};
+    use crate::segment::{fingerprint, Kind};
+    use crate::sync::named::{named_handle, Layout, Named, SyncOptions};
+
+    const FINGERPRINT: u64 = fingerprint(
+        b"shmkit barrier v1: word u64 (count 0..24, broken 24, generation 32..48, history 48..64), parties u32, reserved u32, waitqueue (seq u32, sleepers u32)",
+    );
+
+    pub(crate) fn layout() -> Layout<BarrierState> {
+        Layout {
+            kind: Kind::BARRIER,
+            fingerprint: FINGERPRINT,
+            check: BarrierState::check,
+        }
+    }
+
+    fn init(parties: u32) -> impl Fn(*mut BarrierState) -> std::io::Result<()> {
+        move |p| {
+            // SAFETY: `p` is the unpublished payload of a segment we are creating, sized and
+            // aligned for a BarrierState.
+            unsafe { BarrierState::init(p, parties) }
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        }
+    }
+
+    fn check_parties(name: &str, parties: u32) -> Result<()> {
+        if parties == 0 || parties > MAX_PARTIES {
+            return Err(Error::InvalidArgument {
+                name: name.to_owned(),
+                what: format!("a barrier needs 1..={MAX_PARTIES} parties, not {parties}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A named barrier: kind [`Kind::BARRIER`], derefs to [`BarrierState`] (`wait`, `reset`,
+    /// `abort`, `is_broken`, `parties`, `n_waiting`).
+    ///
+    /// ```
+    /// use shmkit::sync::{Barrier, BarrierError};
+    /// use std::time::Duration;
+    /// # let name = format!("doc-barrier-{}", std::process::id());
+    /// let b = Barrier::options().unlink_on_drop(true).create(&name, 2)?;
+    /// // Nobody else comes: the timeout breaks the barrier.
+    /// assert_eq!(b.wait(Some(Duration::from_millis(1))), Err(BarrierError::Timeout));
+    /// assert!(Barrier::open(&name)?.is_broken());
+    /// b.reset();
+    /// assert!(!b.is_broken());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub struct Barrier {
+        inner: Named<BarrierState>,
+    }
+
+    named_handle!(Barrier, BarrierState);
+
+    impl Barrier {
+        /// Options for creating or opening a named barrier.
+        pub fn options() -> SyncOptions<Barrier> {
+            SyncOptions::default()
+        }
+
+        /// Create a new named barrier for `parties` processes; fails if the name exists.
+        pub fn create(name: &str, parties: u32) -> Result<Barrier> {
+            Self::options().create(name, parties)
+        }
+
+        /// Open an existing named barrier.
+        pub fn open(name: &str) -> Result<Barrier> {
+            Self::options().open(name)
+        }
+
+        /// Open it, or create it for `parties` if it does not exist. (An existing barrier
+        /// keeps its own party count; compare [`parties`](BarrierState::parties).)
+        pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier> {
+            Self::options().open_or_create(name, parties)
+        }
+    }
+
+    impl SyncOptions<Barrier> {
+        /// Create a new named barrier.
+        pub fn create(&self, name: &str, parties: u32) -> Result<Barrier> {
+            check_parties(name, parties)?;
+            Ok(Barrier {
+                inner: Named::create(self, name, &layout(), init(parties))?,
+            })
+        }
+
+        /// Open an existing named barrier.
+        pub fn open(&self, name: &str) -> Result<Barrier> {
+            Ok(Barrier {
+                inner: Named::open(self, name, &layout())?,
+            })
+        }
+
+        /// Open or create a named barrier.
+        pub fn open_or_create(&self, name: &str, parties: u32) -> Result<Barrier> {
+            check_parties(name, parties)?;
+            Ok(Barrier {
+                inner: Named::open_or_create(self, name, &layout(), init(parties))?,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_encoding() {
+        let w = advance(0, true);
+        assert_eq!(
+            (count(w), generation(w), broken(w), outcome(w, 0)),
+            (0, 1, false, Some(true))
+        );
+        let w2 = advance(w, false);
+        assert_eq!(
+            (generation(w2), outcome(w2, 0), outcome(w2, 1)),
+            (2, Some(true), Some(false))
+        );
+        let mut x = w2;
+        for _ in 0..20 {
+            x = advance(x, true);
+        }
+        assert_eq!(outcome(x, 0), None);
+        // Generation wraps.
+        let top = u64::from(u16::MAX) << GEN_SHIFT;
+        assert_eq!(generation(advance(top, true)), 0);
+        assert_eq!(outcome(advance(top, true), u16::MAX), Some(true));
+    }
+
+    #[test]
+    fn reset_breaks_current_waiters_and_repairs() {
+        let b = BarrierState::new(2).unwrap();
+        std::thread::scope(|s| {
+            let w = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
+            while b.n_waiting() == 0 {
+                std::thread::yield_now();
+            }
+            b.reset();
+            assert_eq!(w.join().unwrap(), Err(BarrierError::Broken));
+        });
+        assert!(!b.is_broken());
+        b.abort();
+        assert_eq!(b.wait(None), Err(BarrierError::Broken));
+        b.reset();
+        assert_eq!(b.n_waiting(), 0);
+    }
+
+    #[test]
+    fn corrupt_count_is_an_error() {
+        let b = BarrierState::new(2).unwrap();
+        b.word.store(5, Ordering::Relaxed);
+        assert!(matches!(
+            b.wait(Some(Duration::ZERO)),
+            Err(BarrierError::Corrupt(_))
+        ));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::BarrierState;
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    use loom::sync::Arc;
+
+    /// Two parties, two generations: each passes each generation exactly once, sees the
+    /// other's pre-barrier write, and the arrival indices of a generation are {0, 1}.
+    /// (Preemption-bounded to 2: the unbounded model runs for many minutes.)
+    #[test]
+    fn two_parties_two_generations() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(2);
+        model.check(|| {
+            let b = Arc::new(BarrierState::new(2).unwrap());
+            let progress = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+            let run = |me: usize, b: Arc<BarrierState>, p: Arc<[AtomicU32; 2]>| {
+                move || {
+                    let mut sum = 0;
+                    for gen in 1..=2 {
+                        p[me].store(gen, Ordering::Relaxed);
+                        sum += b.wait(None).unwrap();
+                        assert!(p[1 - me].load(Ordering::Relaxed) >= gen);
+                    }
+                    sum
+                }
+            };
+            let t = loom::thread::spawn(run(1, b.clone(), progress.clone()));
+            let mine = run(0, b.clone(), progress)();
+            let theirs = t.join().unwrap();
+            assert_eq!(mine + theirs, 2); // each generation hands out 0 and 1
+            assert_eq!(b.generation(), 2);
+        });
+    }
+
+    /// One generation, unbounded: both pass, indices {0, 1}, the generation advances once.
+    #[test]
+    fn two_parties_one_generation() {
+        loom::model(|| {
+            let b = Arc::new(BarrierState::new(2).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || b2.wait(None).unwrap());
+            let mine = b.wait(None).unwrap();
+            assert_eq!(mine + t.join().unwrap(), 1);
+            assert_eq!(b.generation(), 1);
+        });
+    }
+
+    /// A reset while a party waits gives it `Broken` (or it had not arrived yet and then
+    /// waits in the new generation, here with a zero timeout).
+    #[test]
+    fn reset_wakes_waiter_with_broken() {
+        loom::model(|| {
+            let b = Arc::new(BarrierState::new(2).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || b2.wait(None));
+            while b.n_waiting() == 0 {
+                loom::thread::yield_now();
+            }
+            b.reset();
+            assert_eq!(t.join().unwrap(), Err(super::BarrierError::Broken));
+            assert!(!b.is_broken());
+        });
+    }
+
+    /// A timed-out party breaks the barrier; the other party then fails too (or had passed).
+    #[test]
+    fn timeout_breaks() {
+        loom::model(|| {
+            let b = Arc::new(BarrierState::new(3).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || b2.wait(Some(std::time::Duration::ZERO)));
+            let mine = b.wait(Some(std::time::Duration::ZERO));
+            let theirs = t.join().unwrap();
+            assert!(mine.unwrap_err().is_broken());
+            assert!(theirs.unwrap_err().is_broken());
+            assert!(b.is_broken());
+        });
+    }
+}

@@ -1,0 +1,463 @@
+//! [`Condition`]: a condition variable bound to its own robust lock, on a futex sequence word
+//! (`SPEC.md` §6.6). Not built on `pthread_cond_t`: glibc bug 21422 lets a killed waiter
+//! hang later broadcasts on a process-shared condvar.
+
+use std::time::Instant;
+
+use super::park;
+use crate::loom::futex::{self, Wait};
+use crate::loom::{fence_after_rmw, AtomicU32, Ordering};
+
+/// The futex half of a condition variable: a sequence number bumped by every notify, and a
+/// sleeper count; the same fenced handshake as `park.rs`.
+///
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 4 | `seq` | +1 on every notify; the futex word |
+/// | 4 | 4 | `sleepers` | waiters between `prepare` and the end of `park` |
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Sequence {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+// Under loom only the model tests use it.
+#[cfg_attr(loom, allow(dead_code))]
+impl Sequence {
+    /// Called with the lock held, before releasing it: count ourselves and remember `seq`.
+    pub(crate) fn prepare(&self) -> u32 {
+        // Relaxed + fence: the notifier holds the lock too, which already orders these; the
+        // fence (paired with the one in `notify`) keeps the handshake correct on its own.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence_after_rmw();
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Called after releasing the lock: sleep until `seq` moves past `seen` or `deadline`.
+    /// Returns whether a notify happened (`false`: timed out). `EINTR` and spurious
+    /// wake-ups are retried against the same deadline.
+    pub(crate) fn park(&self, seen: u32, deadline: Option<Instant>) -> bool {
+        let notified = loop {
+            let r = futex::wait(&self.seq, seen, deadline);
+            // Acquire: pairs with the SeqCst bump in `notify` (the lock orders the data anyway).
+            if self.seq.load(Ordering::Acquire) != seen {
+                break true;
+            }
+            if r == Wait::TimedOut || park::expired(deadline) {
+                break false;
+            }
+        };
+        // Relaxed: an over-count only costs a notifier a needless system call.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        notified
+    }
+
+    /// Wake up to `n` parked waiters (more may wake: those between `prepare` and their futex
+    /// wait see the new `seq` and return too; callers re-check their predicate anyway).
+    pub(crate) fn notify(&self, n: u32) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the fence in `prepare`: either we see the waiter, or it sees our seq.
+        fence_after_rmw();
+        // Relaxed: ordered by the fence.
+        if n > 0 && self.sleepers.load(Ordering::Relaxed) != 0 {
+            futex::wake(&self.seq, n);
+        }
+    }
+
+    pub(crate) fn sequence(&self) -> u32 {
+        self.seq.load(Ordering::Relaxed) // a snapshot for display only
+    }
+
+    pub(crate) fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed) // a snapshot for display only
+    }
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Sequence>() == 8);
+
+#[cfg(not(loom))]
+pub(crate) use real::layout;
+#[cfg(not(loom))]
+pub use real::{Condition, ConditionState};
+
+#[cfg(not(loom))]
+mod real {
+    use std::fmt;
+    use std::time::{Duration, Instant};
+
+    use super::Sequence;
+    use crate::error::Result;
+    use crate::segment::Kind;
+    use crate::sync::lock::{LockError, LockGuard, LockState};
+    use crate::sync::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
+    use crate::sync::park;
+
+    type Relocked<'a, T> = std::result::Result<T, LockError<LockGuard<'a>>>;
+
+    /// The state of a condition variable with its lock: `#[repr(C)]`, 80 bytes on x86-64 glibc
+    /// (a 72-byte [`LockState`], then the 8-byte sequence), placeable inside any shmkit object.
+    ///
+    /// The API follows Python's `Condition`: take the lock ([`lock`](Self::lock)), then
+    /// [`wait`](Self::wait) / [`wait_for`](Self::wait_for) (which release it while asleep and
+    /// take it back before returning) or [`notify`](Self::notify) /
+    /// [`notify_all`](Self::notify_all). Waits and notifies take the guard, so they cannot be
+    /// called without holding the lock. Wake-ups may be spurious (a `notify(1)` can wake more
+    /// than one waiter); use [`wait_for`](Self::wait_for) or re-check. Unlike Python,
+    /// `notify` does not wait for the woken to acknowledge.
+    ///
+    /// If a process dies holding the lock, the next `lock` — or a waiter re-taking the lock
+    /// on its way out of `wait` — gets [`LockError::OwnerDied`] with the guard. A waiter
+    /// killed while waiting is harmless.
+    ///
+    /// ```
+    /// use shmkit::sync::ConditionState;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::Duration;
+    /// let cond = ConditionState::new()?;
+    /// let ready = AtomicBool::new(false); // protected by cond's lock
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let g = cond.lock().unwrap();
+    ///         ready.store(true, Ordering::Relaxed);
+    ///         cond.notify_all(&g);
+    ///     });
+    ///     let g = cond.lock().unwrap();
+    ///     let (_g, ok) = cond
+    ///         .wait_for(g, || ready.load(Ordering::Relaxed), Some(Duration::from_secs(10)))
+    ///         .unwrap();
+    ///     assert!(ok);
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[repr(C)]
+    pub struct ConditionState {
+        lock: LockState,
+        seq: Sequence,
+    }
+
+    const _: () =
+        assert!(std::mem::size_of::<ConditionState>() == std::mem::size_of::<LockState>() + 8);
+
+    impl fmt::Debug for ConditionState {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ConditionState")
+                .field("lock", &self.lock)
+                .field("sequence", &self.seq.sequence())
+                .field("sleepers", &self.seq.sleepers())
+                .finish()
+        }
+    }
+
+    impl ConditionState {
+        /// A new condition on the heap (boxed: its pthread mutex must not move).
+        pub fn new() -> std::io::Result<Box<ConditionState>> {
+            let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<ConditionState>::uninit()))
+                .cast::<ConditionState>();
+            // SAFETY: fresh, aligned heap memory nobody else can reach.
+            match unsafe { Self::init(p) } {
+                // SAFETY: `init` initialised every field.
+                Ok(()) => Ok(unsafe { Box::from_raw(p) }),
+                Err(e) => {
+                    // SAFETY: the allocation came from the Box above; nothing needs dropping.
+                    drop(unsafe {
+                        Box::from_raw(p.cast::<std::mem::MaybeUninit<ConditionState>>())
+                    });
+                    Err(e)
+                }
+            }
+        }
+
+        /// Initialise a condition (and its lock) in place.
+        ///
+        /// # Safety
+        ///
+        /// As for [`LockState::init`], for `size_of::<ConditionState>()` bytes.
+        pub unsafe fn init(at: *mut ConditionState) -> std::io::Result<()> {
+            // SAFETY: forwarded contract; the fields lie inside `at`'s allocation.
+            unsafe {
+                std::ptr::addr_of_mut!((*at).seq).write(Sequence::default());
+                LockState::init(std::ptr::addr_of_mut!((*at).lock))
+            }
+        }
+
+        /// View an initialised condition in memory, after checking its lock's magic.
+        ///
+        /// # Safety
+        ///
+        /// As for [`LockState::from_ptr`], for `size_of::<ConditionState>()` bytes.
+        pub unsafe fn from_ptr<'a>(
+            at: *const ConditionState,
+        ) -> std::result::Result<&'a ConditionState, String> {
+            // SAFETY: per the contract; all fields are interior-mutable.
+            let s = unsafe { &*at };
+            s.check()?;
+            Ok(s)
+        }
+
+        pub(crate) fn check(&self) -> std::result::Result<(), String> {
+            self.lock.core.check(crate::sync::lock::LOCK_MAGIC)
+        }
+
+        /// The lock the condition is bound to.
+        pub fn as_lock(&self) -> &LockState {
+            &self.lock
+        }
+
+        /// Take the condition's lock (see [`LockState::lock`]).
+        pub fn lock(&self) -> Relocked<'_, LockGuard<'_>> {
+            self.lock.lock()
+        }
+
+        /// Take the condition's lock for at most `timeout` (see [`LockState::lock_timeout`]).
+        pub fn lock_timeout(&self, timeout: Duration) -> Relocked<'_, LockGuard<'_>> {
+            self.lock.lock_timeout(timeout)
+        }
+
+        fn check_guard(&self, guard: &LockGuard<'_>, what: &str) {
+            assert!(
+                std::ptr::eq(guard.state(), &self.lock),
+                "Condition::{what}: the guard belongs to another lock than this condition's"
+            );
+        }
+
+        /// Release the lock, sleep until notified, take the lock back. Spurious wake-ups are
+        /// possible.
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        pub fn wait<'a>(&'a self, guard: LockGuard<'a>) -> Relocked<'a, LockGuard<'a>> {
+            self.wait_deadline(guard, None).map(|(g, _)| g)
+        }
+
+        /// [`wait`](Self::wait) for at most `timeout`. Returns the guard and `true` if
+        /// notified, `false` if the timeout passed (Python's return value). Taking the lock
+        /// back after the wait is not bounded by the timeout (as in Python and std).
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        pub fn wait_timeout<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
+            timeout: Duration,
+        ) -> Relocked<'a, (LockGuard<'a>, bool)> {
+            self.wait_deadline(guard, park::deadline(Some(timeout)))
+        }
+
+        /// [`wait_timeout`](Self::wait_timeout) against an absolute deadline (`None`: none).
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        pub fn wait_deadline<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
+            deadline: Option<Instant>,
+        ) -> Relocked<'a, (LockGuard<'a>, bool)> {
+            self.check_guard(&guard, "wait");
+            let seen = self.seq.prepare();
+            drop(guard);
+            let notified = self.seq.park(seen, deadline);
+            self.lock.lock().map(|g| (g, notified))
+        }
+
+        /// Wait until `predicate()` is true or `timeout` passes (`None`: no limit), as
+        /// Python's `wait_for`: the predicate is called with the lock held, first before any
+        /// wait; returns the guard and the predicate's last value.
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        pub fn wait_for<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
+            mut predicate: impl FnMut() -> bool,
+            timeout: Option<Duration>,
+        ) -> Relocked<'a, (LockGuard<'a>, bool)> {
+            let deadline = park::deadline(timeout);
+            let mut guard = guard;
+            loop {
+                if predicate() {
+                    return Ok((guard, true));
+                }
+                if park::expired(deadline) {
+                    return Ok((guard, false));
+                }
+                guard = self.wait_deadline(guard, deadline)?.0;
+            }
+        }
+
+        /// Wake up to `n` waiters (possibly more; see the type's docs).
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        pub fn notify(&self, guard: &LockGuard<'_>, n: u32) {
+            self.check_guard(guard, "notify");
+            self.seq.notify(n);
+        }
+
+        /// Wake every waiter.
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        pub fn notify_all(&self, guard: &LockGuard<'_>) {
+            self.check_guard(guard, "notify_all");
+            self.seq.notify(u32::MAX);
+        }
+
+        /// Notifies so far (mod 2^32), for `shmkit info`.
+        pub fn sequence(&self) -> u32 {
+            self.seq.sequence()
+        }
+
+        /// Recorded waiters (dead ones included), for `shmkit info`.
+        pub fn sleepers(&self) -> u32 {
+            self.seq.sleepers()
+        }
+    }
+
+    const FINGERPRINT: u64 = fingerprint_with(
+        b"shmkit condition v1: lock v1 (magic u32, status u32, owner_pid u32, owner_tid u32, owner_start u64, depth u32, reserved u32, glibc robust pshared errorcheck pthread_mutex_t at 32), then seq u32, sleepers u32",
+        std::mem::size_of::<libc::pthread_mutex_t>(),
+    );
+
+    pub(crate) fn layout() -> Layout<ConditionState> {
+        Layout {
+            kind: Kind::CONDITION,
+            fingerprint: FINGERPRINT,
+            check: ConditionState::check,
+        }
+    }
+
+    fn init(p: *mut ConditionState) -> std::io::Result<()> {
+        // SAFETY: `p` is the unpublished payload of a segment we are creating, sized and
+        // aligned for a ConditionState, unreachable by others until published.
+        unsafe { ConditionState::init(p) }
+    }
+
+    /// A named condition variable with its lock: kind [`Kind::CONDITION`], derefs to
+    /// [`ConditionState`].
+    ///
+    /// ```
+    /// use shmkit::sync::Condition;
+    /// use std::time::Duration;
+    /// # let name = format!("doc-cond-{}", std::process::id());
+    /// let cond = Condition::options().unlink_on_drop(true).create(&name)?;
+    /// let g = cond.lock().unwrap();
+    /// let (_g, notified) = cond.wait_timeout(g, Duration::from_millis(1)).unwrap();
+    /// assert!(!notified); // nobody notified: timed out
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub struct Condition {
+        inner: Named<ConditionState>,
+    }
+
+    named_handle!(Condition, ConditionState);
+
+    impl Condition {
+        /// Options for creating or opening a named condition.
+        pub fn options() -> SyncOptions<Condition> {
+            SyncOptions::default()
+        }
+
+        /// Create a new named condition; fails if the name exists.
+        pub fn create(name: &str) -> Result<Condition> {
+            Self::options().create(name)
+        }
+
+        /// Open an existing named condition.
+        pub fn open(name: &str) -> Result<Condition> {
+            Self::options().open(name)
+        }
+
+        /// Open it, or create it if it does not exist.
+        pub fn open_or_create(name: &str) -> Result<Condition> {
+            Self::options().open_or_create(name)
+        }
+    }
+
+    impl SyncOptions<Condition> {
+        /// Create a new named condition.
+        pub fn create(&self, name: &str) -> Result<Condition> {
+            Ok(Condition {
+                inner: Named::create(self, name, &layout(), init)?,
+            })
+        }
+
+        /// Open an existing named condition.
+        pub fn open(&self, name: &str) -> Result<Condition> {
+            Ok(Condition {
+                inner: Named::open(self, name, &layout())?,
+            })
+        }
+
+        /// Open or create a named condition.
+        pub fn open_or_create(&self, name: &str) -> Result<Condition> {
+            Ok(Condition {
+                inner: Named::open_or_create(self, name, &layout(), init)?,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        #[should_panic(expected = "another lock")]
+        fn guard_of_another_lock_panics() {
+            let c = ConditionState::new().unwrap();
+            let other = LockState::new().unwrap();
+            let g = other.lock().unwrap();
+            c.notify(&g, 1);
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::Sequence;
+    use loom::sync::{Arc, Mutex};
+
+    /// The condition protocol with a loom mutex standing in for the robust lock: a notify
+    /// made after the predicate became true is never lost, whatever the interleaving of the
+    /// waiter's prepare / unlock / park.
+    #[test]
+    fn notify_is_not_lost() {
+        loom::model(|| {
+            let state = Arc::new((Mutex::new(false), Sequence::default()));
+            let s2 = state.clone();
+            let t = loom::thread::spawn(move || {
+                let mut ready = s2.0.lock().unwrap();
+                *ready = true;
+                s2.1.notify(1);
+                drop(ready);
+            });
+            let mut ready = state.0.lock().unwrap();
+            while !*ready {
+                let seen = state.1.prepare();
+                drop(ready);
+                state.1.park(seen, None);
+                ready = state.0.lock().unwrap();
+            }
+            drop(ready);
+            t.join().unwrap();
+        });
+    }
+
+    /// A timed wait that nobody notifies reports a timeout.
+    #[test]
+    fn timed_wait_times_out() {
+        loom::model(|| {
+            let seq = Sequence::default();
+            let seen = seq.prepare();
+            assert!(!seq.park(seen, Some(std::time::Instant::now())));
+            assert_eq!(seq.sleepers(), 0);
+        });
+    }
+}

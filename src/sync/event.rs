@@ -1,0 +1,325 @@
+//! [`Event`]: a flag that processes wait on, on one futex word (`SPEC.md` §6.5).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::park::{self, SPIN};
+use crate::loom::futex::Wait;
+use crate::loom::{spin_loop, AtomicU32, Ordering};
+
+/// Bit 0 of the word: the flag. Bits 1..=31 count `set` calls that found it clear.
+const SET: u32 = 1;
+
+/// The state of an event (Python's `Event`): `#[repr(C)]`, 8 bytes, valid when zeroed
+/// (clear), so it can be placed inside any shmkit object.
+///
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 4 | `word` | bit 0: set; bits 1..=31: generation, +1 on every clear→set |
+/// | 4 | 4 | `sleepers` | processes parked (or about to park) on `word` |
+///
+/// A waiter remembers the word it saw while the flag was clear and returns `true` as soon as
+/// the word differs: any change from a clear word is a `set`. So a `set` immediately followed
+/// by `clear` still releases everyone who was waiting (Python's `threading.Event` behaves so;
+/// `multiprocessing.Event` may miss such a pulse). Every value is valid: there is nothing to
+/// corrupt. A waiter killed while parked is harmless.
+///
+/// ```
+/// use shmkit::sync::EventState;
+/// use std::time::Duration;
+/// let ev = EventState::new();
+/// assert!(!ev.wait(Some(Duration::from_millis(1)))); // times out
+/// std::thread::scope(|s| {
+///     s.spawn(|| ev.set());
+///     assert!(ev.wait(Some(Duration::from_secs(10))));
+/// });
+/// assert!(ev.is_set());
+/// ev.clear();
+/// assert!(!ev.is_set());
+/// ```
+#[repr(C)]
+#[derive(Default)]
+pub struct EventState {
+    word: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<EventState>() == 8);
+
+impl fmt::Debug for EventState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventState")
+            .field("set", &self.is_set())
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+impl EventState {
+    /// A clear event (all zero).
+    #[cfg(not(loom))]
+    pub const fn new() -> EventState {
+        EventState {
+            word: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
+    }
+
+    /// A clear event (loom's atomics are not `const`).
+    #[cfg(loom)]
+    pub fn new() -> EventState {
+        EventState {
+            word: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
+    }
+
+    /// Initialise a clear event in place.
+    ///
+    /// # Safety
+    ///
+    /// `at` must be valid for writes of 8 bytes, 4-byte aligned, and not in use by anyone.
+    pub unsafe fn init(at: *mut EventState) {
+        // SAFETY: per the contract.
+        unsafe { at.write(EventState::new()) };
+    }
+
+    /// View an event in memory (every bit pattern is a valid event).
+    ///
+    /// # Safety
+    ///
+    /// `at` must be 4-byte aligned and valid for reads and writes of 8 bytes for `'a`.
+    pub unsafe fn from_ptr<'a>(at: *const EventState) -> &'a EventState {
+        // SAFETY: per the contract; both fields are atomics.
+        unsafe { &*at }
+    }
+
+    /// Set the flag and wake every waiter. Writes made before `set` are visible to a waiter
+    /// once its `wait` returns `true`.
+    pub fn set(&self) {
+        let mut w = self.word.load(Ordering::Relaxed); // only a first guess for the CAS
+        loop {
+            // Even when already set, write the word (unchanged), so that this call's writes
+            // are published too. SeqCst (a Release) pairs with the Acquire loads in `wait`
+            // and `is_set`, and with `park`'s SeqCst protocol.
+            let new = if w & SET != 0 {
+                w
+            } else {
+                w.wrapping_add(2) | SET
+            };
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => w = x,
+            }
+        }
+        if w & SET == 0 {
+            park::unpark(&self.word, &self.sleepers, u32::MAX);
+        }
+    }
+
+    /// Clear the flag (waiters then block until the next `set`).
+    pub fn clear(&self) {
+        // SeqCst for simplicity; nothing is published by clearing.
+        self.word.fetch_and(!SET, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        // Acquire pairs with the SeqCst CAS in `set`.
+        self.word.load(Ordering::Acquire) & SET != 0
+    }
+
+    /// Block until the flag is set (or was set while we waited), or until `timeout` passes
+    /// (`None`: no limit). Returns `true` if set, `false` on timeout, as Python does;
+    /// `wait(Some(Duration::ZERO))` polls.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.wait_deadline(park::deadline(timeout))
+    }
+
+    /// [`wait`](Self::wait) against an absolute `CLOCK_MONOTONIC` deadline.
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        // Acquire pairs with the SeqCst CAS in `set`.
+        let seen = self.word.load(Ordering::Acquire);
+        if seen & SET != 0 {
+            return true;
+        }
+        for _ in 0..SPIN {
+            if self.word.load(Ordering::Acquire) != seen {
+                return true;
+            }
+            spin_loop();
+        }
+        loop {
+            let r = park::park(&self.word, &self.sleepers, seen, deadline);
+            // Any change from a clear word is a `set` (Acquire: as above).
+            if self.word.load(Ordering::Acquire) != seen {
+                return true;
+            }
+            if r == Wait::TimedOut || park::expired(deadline) {
+                return false;
+            }
+        }
+    }
+
+    /// How many times the flag went from clear to set (mod 2^31); for `shmkit info`.
+    pub fn generation(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) >> 1 // a snapshot for display only
+    }
+
+    /// Number of recorded sleepers (dead ones included); a hint for `shmkit info`.
+    pub fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed) // a snapshot for display only
+    }
+}
+
+#[cfg(not(loom))]
+pub use named::Event;
+
+#[cfg(not(loom))]
+mod named {
+    use super::EventState;
+    use crate::error::Result;
+    use crate::segment::{fingerprint, Kind};
+    use crate::sync::named::{named_handle, Layout, Named, SyncOptions};
+
+    const FINGERPRINT: u64 =
+        fingerprint(b"shmkit event v1: word u32 (bit0 set, bits1.. generation), sleepers u32");
+
+    pub(crate) fn layout() -> Layout<EventState> {
+        Layout {
+            kind: Kind::EVENT,
+            fingerprint: FINGERPRINT,
+            check: |_| Ok(()),
+        }
+    }
+
+    fn init(p: *mut EventState) -> std::io::Result<()> {
+        // SAFETY: `p` is the unpublished payload of a segment we are creating, sized and
+        // aligned for an EventState.
+        unsafe { EventState::init(p) };
+        Ok(())
+    }
+
+    /// A named event: a segment of kind [`Kind::EVENT`] holding an [`EventState`], to which it
+    /// derefs (`set`, `clear`, `is_set`, `wait`).
+    ///
+    /// ```
+    /// use shmkit::sync::Event;
+    /// use std::time::Duration;
+    /// # let name = format!("doc-event-{}", std::process::id());
+    /// let ev = Event::options().unlink_on_drop(true).create(&name)?;
+    /// let other = Event::open(&name)?; // e.g. in another process
+    /// other.set();
+    /// assert!(ev.wait(Some(Duration::from_secs(10))));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub struct Event {
+        inner: Named<EventState>,
+    }
+
+    named_handle!(Event, EventState);
+
+    impl Event {
+        /// Options for creating or opening a named event.
+        pub fn options() -> SyncOptions<Event> {
+            SyncOptions::default()
+        }
+
+        /// Create a new named event, clear; fails if the name exists.
+        pub fn create(name: &str) -> Result<Event> {
+            Self::options().create(name)
+        }
+
+        /// Open an existing named event.
+        pub fn open(name: &str) -> Result<Event> {
+            Self::options().open(name)
+        }
+
+        /// Open it, or create it (clear) if it does not exist.
+        pub fn open_or_create(name: &str) -> Result<Event> {
+            Self::options().open_or_create(name)
+        }
+    }
+
+    impl SyncOptions<Event> {
+        /// Create a new named event.
+        pub fn create(&self, name: &str) -> Result<Event> {
+            Ok(Event {
+                inner: Named::create(self, name, &layout(), init)?,
+            })
+        }
+
+        /// Open an existing named event.
+        pub fn open(&self, name: &str) -> Result<Event> {
+            Ok(Event {
+                inner: Named::open(self, name, &layout())?,
+            })
+        }
+
+        /// Open or create a named event.
+        pub fn open_or_create(&self, name: &str) -> Result<Event> {
+            Ok(Event {
+                inner: Named::open_or_create(self, name, &layout(), init)?,
+            })
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use named::layout;
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::EventState;
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    use loom::sync::Arc;
+
+    /// A `set` is never lost: the waiter returns, and sees the data written before `set`.
+    #[test]
+    fn set_wakes_waiter_and_publishes() {
+        loom::model(|| {
+            let ev = Arc::new(EventState::new());
+            let data = Arc::new(AtomicU32::new(0));
+            let (e2, d2) = (ev.clone(), data.clone());
+            let t = loom::thread::spawn(move || {
+                d2.store(42, Ordering::Relaxed);
+                e2.set();
+            });
+            assert!(ev.wait(None));
+            assert_eq!(data.load(Ordering::Relaxed), 42);
+            t.join().unwrap();
+        });
+    }
+
+    /// A set-then-clear pulse still releases a waiter that was already waiting.
+    #[test]
+    fn pulse_releases_waiter() {
+        loom::model(|| {
+            let ev = Arc::new(EventState::new());
+            let e2 = ev.clone();
+            let t = loom::thread::spawn(move || {
+                // The waiter counts itself a sleeper only after remembering the word.
+                while e2.sleepers() == 0 {
+                    loom::thread::yield_now();
+                }
+                e2.set();
+                e2.clear();
+            });
+            assert!(ev.wait(None));
+            t.join().unwrap();
+        });
+    }
+
+    /// A timed wait with nobody setting returns false.
+    #[test]
+    fn timed_wait_times_out() {
+        loom::model(|| {
+            let ev = EventState::new();
+            assert!(!ev.wait(Some(std::time::Duration::from_millis(1))));
+        });
+    }
+}

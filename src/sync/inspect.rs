@@ -1,0 +1,302 @@
+//! What `shmkit info NAME` shows for a synchronisation primitive: a read-only look at its
+//! state, as a `serde::Serialize` value (for `--json`) that also implements `Display`.
+//!
+//! Everything here is a snapshot taken without any lock: by the time it is printed it may
+//! have changed.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::barrier::{self, BarrierState};
+use super::condition::{self, ConditionState};
+use super::event::{self, EventState};
+use super::lock::{self, status, LockState, MutexCore};
+use super::named::Layout;
+use super::rlock::{self, RLockState};
+use super::semaphore::{self, SemaphoreState};
+use crate::error::{Error, Result};
+use crate::os::process::Liveness;
+use crate::segment::{probe, Kind};
+use crate::Segment;
+
+/// The state of a named synchronisation primitive, as `shmkit info` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "primitive", rename_all = "snake_case")]
+pub enum SyncInfo {
+    /// A [`Lock`](super::Lock).
+    Lock(LockInfo),
+    /// An [`RLock`](super::RLock).
+    Rlock(LockInfo),
+    /// A [`Semaphore`](super::Semaphore).
+    Semaphore(SemaphoreInfo),
+    /// A [`BoundedSemaphore`](super::BoundedSemaphore).
+    BoundedSemaphore(SemaphoreInfo),
+    /// A [`Condition`](super::Condition).
+    Condition(ConditionInfo),
+    /// An [`Event`](super::Event).
+    Event(EventInfo),
+    /// A [`Barrier`](super::Barrier).
+    Barrier(BarrierInfo),
+}
+
+/// A lock holder and whether it still runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Process start time (clock ticks since boot).
+    pub start_time: u64,
+    /// Whether that process still runs.
+    pub liveness: Liveness,
+}
+
+/// A [`Lock`](super::Lock) or [`RLock`](super::RLock).
+#[derive(Debug, Clone, Serialize)]
+pub struct LockInfo {
+    /// `unlocked`, `locked`, `owner_died_unrepaired` (held by a thread that got `OwnerDied`
+    /// and has not repaired it yet), `not_recoverable`, or `invalid`.
+    pub status: &'static str,
+    /// Whether someone holds it.
+    pub locked: bool,
+    /// The recorded holder.
+    pub owner: Option<OwnerInfo>,
+    /// Recursion depth (1 for a held `Lock`).
+    pub depth: u32,
+}
+
+/// A [`Semaphore`](super::Semaphore) or [`BoundedSemaphore`](super::BoundedSemaphore).
+#[derive(Debug, Clone, Serialize)]
+pub struct SemaphoreInfo {
+    /// Free permits.
+    pub value: u32,
+    /// The value it was created with.
+    pub initial: u32,
+    /// The largest value `release` may reach.
+    pub max: u32,
+    /// Recorded sleepers (dead ones included).
+    pub sleepers: u32,
+}
+
+/// A [`Condition`](super::Condition).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConditionInfo {
+    /// Its lock.
+    pub lock: LockInfo,
+    /// Notifies so far (mod 2^32).
+    pub sequence: u32,
+    /// Recorded waiters (dead ones included).
+    pub sleepers: u32,
+}
+
+/// An [`Event`](super::Event).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventInfo {
+    /// Whether the flag is set.
+    pub set: bool,
+    /// Clear→set transitions so far (mod 2^31).
+    pub generation: u32,
+    /// Recorded sleepers (dead ones included).
+    pub sleepers: u32,
+}
+
+/// A [`Barrier`](super::Barrier).
+#[derive(Debug, Clone, Serialize)]
+pub struct BarrierInfo {
+    /// Parties needed to pass.
+    pub parties: u32,
+    /// Parties waiting now (dead ones included; 0 while broken).
+    pub n_waiting: u32,
+    /// Whether it is broken.
+    pub broken: bool,
+    /// Generation (mod 2^16).
+    pub generation: u32,
+}
+
+fn lock_info(core: &MutexCore) -> LockInfo {
+    let st = core.status_word();
+    let status = match st {
+        status::UNLOCKED => "unlocked",
+        status::LOCKED => "locked",
+        status::INCONSISTENT => "owner_died_unrepaired",
+        status::NOT_RECOVERABLE => "not_recoverable",
+        _ => "invalid",
+    };
+    let locked = matches!(st, status::LOCKED | status::INCONSISTENT);
+    let owner = core.owner().filter(|_| locked).map(|o| OwnerInfo {
+        pid: o.pid,
+        tid: o.tid,
+        start_time: o.start_time,
+        liveness: o.liveness(),
+    });
+    LockInfo {
+        status,
+        locked,
+        owner,
+        depth: if locked { core.depth() } else { 0 },
+    }
+}
+
+fn semaphore_info(s: &SemaphoreState) -> SemaphoreInfo {
+    SemaphoreInfo {
+        value: s.value(),
+        initial: s.initial_value(),
+        max: s.max_value(),
+        sleepers: s.sleepers(),
+    }
+}
+
+/// Map the named object read-only and look at its state with `f` (loads only: the mapping is
+/// `PROT_READ`).
+fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<R> {
+    let seg = Segment::options()
+        .read_only()
+        .kind(layout.kind, layout.fingerprint)
+        .open(name)?;
+    let size = std::mem::size_of::<S>();
+    if seg.len() < size {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "payload is {} bytes, a {} needs {size}",
+                seg.len(),
+                layout.kind
+            ),
+        ));
+    }
+    let p = seg.as_ptr().cast::<S>();
+    if p.align_offset(std::mem::align_of::<S>()) != 0 {
+        return Err(Error::corrupt(name, "payload is misaligned"));
+    }
+    // SAFETY: in bounds and aligned (checked above), mapped while `seg` lives (the reference
+    // does not escape `f`'s call below); `S` is atomics and UnsafeCells only, and the
+    // accessors `f` uses only load, which a PROT_READ mapping allows.
+    let s = unsafe { &*p };
+    (layout.check)(s).map_err(|what| Error::corrupt(name, what))?;
+    Ok(f(s))
+}
+
+/// The state of the synchronisation primitive named `name`, or `None` if the segment holds
+/// something else (another kind, or a raw segment).
+///
+/// ```
+/// use shmkit::sync::{inspect, Semaphore, SyncInfo};
+/// # let name = format!("doc-inspect-{}", std::process::id());
+/// let s = Semaphore::options().unlink_on_drop(true).create(&name, 3)?;
+/// s.try_acquire().unwrap();
+/// match inspect(&name)? {
+///     Some(SyncInfo::Semaphore(info)) => assert_eq!((info.value, info.initial), (2, 3)),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn inspect(name: &str) -> Result<Option<SyncInfo>> {
+    let Some(header) = probe(name)?.header else {
+        return Ok(None);
+    };
+    let info = match header.kind {
+        Kind::LOCK => SyncInfo::Lock(view(name, lock::layout(), |s: &LockState| {
+            lock_info(&s.core)
+        })?),
+        Kind::RLOCK => SyncInfo::Rlock(view(name, rlock::layout(), |s: &RLockState| {
+            lock_info(&s.core)
+        })?),
+        Kind::SEMAPHORE => SyncInfo::Semaphore(view(name, semaphore::layout(), semaphore_info)?),
+        Kind::BOUNDED_SEMAPHORE => {
+            SyncInfo::BoundedSemaphore(view(name, semaphore::bounded_layout(), semaphore_info)?)
+        }
+        Kind::CONDITION => {
+            SyncInfo::Condition(view(name, condition::layout(), |c: &ConditionState| {
+                ConditionInfo {
+                    lock: lock_info(&c.as_lock().core),
+                    sequence: c.sequence(),
+                    sleepers: c.sleepers(),
+                }
+            })?)
+        }
+        Kind::EVENT => SyncInfo::Event(view(name, event::layout(), |e: &EventState| EventInfo {
+            set: e.is_set(),
+            generation: e.generation(),
+            sleepers: e.sleepers(),
+        })?),
+        Kind::BARRIER => SyncInfo::Barrier(view(name, barrier::layout(), |b: &BarrierState| {
+            BarrierInfo {
+                parties: b.parties(),
+                n_waiting: b.n_waiting(),
+                broken: b.is_broken(),
+                generation: b.generation(),
+            }
+        })?),
+        _ => return Ok(None),
+    };
+    Ok(Some(info))
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.owner, self.status) {
+            (Some(o), st) => {
+                let alive = match o.liveness {
+                    Liveness::Alive => "alive",
+                    Liveness::Dead => "dead: the next acquirer gets OwnerDied",
+                    Liveness::Unknown => "liveness unknown",
+                };
+                let st = if st == "locked" { "locked".to_string() } else { format!("locked ({st})") };
+                write!(f, "{st} by pid {} (thread {}, {alive}), depth {}", o.pid, o.tid, self.depth)
+            }
+            (None, "not_recoverable") => f.write_str(
+                "not recoverable: a dead owner's successor released it without make_consistent(); recreate it",
+            ),
+            (None, st) => f.write_str(st),
+        }
+    }
+}
+
+impl fmt::Display for SyncInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncInfo::Lock(l) => write!(f, "lock: {l}"),
+            SyncInfo::Rlock(l) => write!(f, "rlock: {l}"),
+            SyncInfo::Semaphore(s) => {
+                write!(
+                    f,
+                    "semaphore: value {} (initial {}), {} sleeping",
+                    s.value, s.initial, s.sleepers
+                )
+            }
+            SyncInfo::BoundedSemaphore(s) => {
+                write!(
+                    f,
+                    "bounded semaphore: value {} of at most {}, {} sleeping",
+                    s.value, s.max, s.sleepers
+                )
+            }
+            SyncInfo::Condition(c) => {
+                write!(
+                    f,
+                    "condition: lock {}; {} notifies, {} waiting",
+                    c.lock, c.sequence, c.sleepers
+                )
+            }
+            SyncInfo::Event(e) => {
+                write!(
+                    f,
+                    "event: {}, set {} times, {} waiting",
+                    if e.set { "set" } else { "clear" },
+                    e.generation,
+                    e.sleepers
+                )
+            }
+            SyncInfo::Barrier(b) => write!(
+                f,
+                "barrier: {} parties, {} waiting, {}, generation {}",
+                b.parties,
+                b.n_waiting,
+                if b.broken { "broken" } else { "not broken" },
+                b.generation
+            ),
+        }
+    }
+}

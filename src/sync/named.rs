@@ -1,0 +1,234 @@
+//! Standalone named primitives: a segment whose payload is one primitive's state.
+//!
+//! [`SyncOptions`] is the builder every named primitive shares (`Lock::options()`,
+//! `Semaphore::options()`, …); `Named<S>` is the handle inside each of them.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::segment::{Kind, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};
+
+/// Builder for creating or opening a named primitive `T`: start with `T::options()`, e.g.
+/// [`Lock::options`](crate::sync::Lock::options). The defaults are mode 0600, no unlink on
+/// drop, and a 5 s open timeout.
+///
+/// ```
+/// use shmkit::sync::Lock;
+/// # let name = format!("doc-syncopts-{}", std::process::id());
+/// let lock = Lock::options().unlink_on_drop(true).mode(0o600).create(&name)?;
+/// assert!(!lock.is_locked());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct SyncOptions<T> {
+    pub(crate) unlink_on_drop: bool,
+    pub(crate) mode: u32,
+    pub(crate) open_timeout: Duration,
+    _for: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for SyncOptions<T> {
+    fn clone(&self) -> Self {
+        SyncOptions { ..*self }
+    }
+}
+
+impl<T> std::fmt::Debug for SyncOptions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("unlink_on_drop", &self.unlink_on_drop)
+            .field("mode", &format_args!("{:#o}", self.mode))
+            .field("open_timeout", &self.open_timeout)
+            .finish()
+    }
+}
+
+impl<T> Default for SyncOptions<T> {
+    fn default() -> Self {
+        SyncOptions {
+            unlink_on_drop: false,
+            mode: 0o600,
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+            _for: PhantomData,
+        }
+    }
+}
+
+impl<T> SyncOptions<T> {
+    /// Unlink the name when the returned handle is dropped (default: no).
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.unlink_on_drop = yes;
+        self
+    }
+
+    /// Permission bits for a created object (default 0600), applied exactly.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long `open` and `open_or_create` wait for a creator to publish (default 5 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    fn segment(&self, kind: Kind, fp: u64) -> SegmentOptions {
+        Segment::options()
+            .kind(kind, fp)
+            .mode(self.mode)
+            .unlink_on_drop(self.unlink_on_drop)
+            .open_timeout(self.open_timeout)
+    }
+}
+
+/// A mapped segment whose payload starts with an `S`.
+pub(crate) struct Named<S> {
+    seg: Segment,
+    state: NonNull<S>,
+}
+
+// SAFETY: every state type `S` used here is built for concurrent use from many threads and
+// processes (atomics and process-shared pthread mutexes only), which is what `S: Sync`
+// asserts; the segment keeps the memory mapped for as long as the handle lives.
+unsafe impl<S: Sync> Send for Named<S> {}
+// SAFETY: as above.
+unsafe impl<S: Sync> Sync for Named<S> {}
+
+/// How a named primitive is described to the segment layer.
+pub(crate) struct Layout<S> {
+    pub kind: Kind,
+    pub fingerprint: u64,
+    /// Check a published state (attach-time validation of shared, untrusted words).
+    pub check: fn(&S) -> std::result::Result<(), String>,
+}
+
+impl<S> Named<S> {
+    fn wrap(seg: Segment, layout: &Layout<S>) -> Result<Self> {
+        let size = std::mem::size_of::<S>();
+        if seg.len() < size {
+            return Err(Error::corrupt(
+                seg.name(),
+                format!(
+                    "payload is {} bytes, a {} needs {size}",
+                    seg.len(),
+                    layout.kind
+                ),
+            ));
+        }
+        let ptr = seg.as_mut_ptr().cast::<S>();
+        if ptr.align_offset(std::mem::align_of::<S>()) != 0 {
+            return Err(Error::corrupt(seg.name(), "payload is misaligned"));
+        }
+        let state = NonNull::new(ptr).ok_or_else(|| Error::corrupt(seg.name(), "null mapping"))?;
+        let named = Named { seg, state };
+        (layout.check)(named.state()).map_err(|what| Error::corrupt(named.seg.name(), what))?;
+        Ok(named)
+    }
+
+    /// Create the segment and run `init` on its zeroed payload before publishing it.
+    pub(crate) fn create<T>(
+        opts: &SyncOptions<T>,
+        name: &str,
+        layout: &Layout<S>,
+        init: impl Fn(*mut S) -> std::io::Result<()>,
+    ) -> Result<Self> {
+        let size = std::mem::size_of::<S>() as u64;
+        let seg = opts
+            .segment(layout.kind, layout.fingerprint)
+            .create_with(name, size, |seg| {
+                init(seg.as_mut_ptr().cast::<S>())
+                    .map_err(|e| Error::from_io(name, "initialise", e))
+            })?;
+        Self::wrap(seg, layout)
+    }
+
+    /// Open an existing segment and validate its header and state.
+    pub(crate) fn open<T>(opts: &SyncOptions<T>, name: &str, layout: &Layout<S>) -> Result<Self> {
+        let seg = opts.segment(layout.kind, layout.fingerprint).open(name)?;
+        Self::wrap(seg, layout)
+    }
+
+    /// Open, or create and initialise (exactly one racing process runs `init`).
+    pub(crate) fn open_or_create<T>(
+        opts: &SyncOptions<T>,
+        name: &str,
+        layout: &Layout<S>,
+        init: impl Fn(*mut S) -> std::io::Result<()>,
+    ) -> Result<Self> {
+        let size = std::mem::size_of::<S>() as u64;
+        let seg = opts
+            .segment(layout.kind, layout.fingerprint)
+            .open_or_create_with(name, size, |seg| {
+                init(seg.as_mut_ptr().cast::<S>())
+                    .map_err(|e| Error::from_io(name, "initialise", e))
+            })?;
+        Self::wrap(seg, layout)
+    }
+
+    /// The state.
+    pub(crate) fn state(&self) -> &S {
+        // SAFETY: `wrap` checked size and alignment; the mapping lives as long as `self`; `S`
+        // consists of atomics and `UnsafeCell`s only, so a shared reference over memory that
+        // other processes write is sound (all access is through interior mutability).
+        unsafe { self.state.as_ref() }
+    }
+
+    /// The segment.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Stop or start unlinking on drop.
+    pub(crate) fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.seg.set_unlink_on_drop(yes);
+    }
+}
+
+/// `fingerprint(desc)` mixed with a size that the description cannot spell at compile time
+/// (e.g. `size_of::<libc::pthread_mutex_t>()`).
+pub(crate) const fn fingerprint_with(desc: &[u8], size: usize) -> u64 {
+    crate::segment::fingerprint(desc)
+        ^ crate::segment::fingerprint(&(size as u64).to_le_bytes()).rotate_left(1)
+}
+
+/// The accessors every named primitive handle shares: `name`, `segment`,
+/// `set_unlink_on_drop`, `Deref` to its state, and `Debug`.
+macro_rules! named_handle {
+    ($handle:ident, $state:ty) => {
+        impl $handle {
+            /// The name.
+            pub fn name(&self) -> &str {
+                self.inner.segment().name()
+            }
+
+            /// The underlying segment.
+            pub fn segment(&self) -> &crate::Segment {
+                self.inner.segment()
+            }
+
+            /// Make this handle unlink the name when dropped (or not).
+            pub fn set_unlink_on_drop(&mut self, yes: bool) {
+                self.inner.set_unlink_on_drop(yes);
+            }
+        }
+
+        impl std::ops::Deref for $handle {
+            type Target = $state;
+            fn deref(&self) -> &$state {
+                self.inner.state()
+            }
+        }
+
+        impl std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    .field("name", &self.name())
+                    .field("state", self.inner.state())
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use named_handle;

@@ -1,0 +1,273 @@
+#![cfg(not(loom))]
+//! Cross-process tests of the robust `Lock` and `RLock`: separate processes (this test binary
+//! re-executed as a child), named objects, every wait bounded by a 10 s timeout.
+
+mod common;
+
+use shmkit::sync::{Lock, LockError, RLock};
+use shmkit::{Liveness, Segment};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        "count" => {
+            let lock = Lock::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            let n: u64 = args[2].parse().unwrap();
+            let c = data.atomic_u64(0).unwrap();
+            for _ in 0..n {
+                let _g = lock.lock_timeout(T).unwrap();
+                // A plain load + store, not an atomic add: only mutual exclusion keeps it exact.
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+        }
+        "hold" => {
+            // Take the lock, announce it, then mutate the protected pair forever (until killed).
+            let lock = Lock::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            let (a, b, held) = (
+                data.atomic_u64(0).unwrap(),
+                data.atomic_u64(8).unwrap(),
+                data.atomic_u64(16).unwrap(),
+            );
+            let g = lock.lock_timeout(T).unwrap();
+            held.store(std::process::id() as u64, Ordering::Release);
+            loop {
+                a.store(a.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                for _ in 0..50 {
+                    std::hint::spin_loop();
+                }
+                b.store(b.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                if a.load(Ordering::Relaxed) == u64::MAX {
+                    drop(g);
+                    panic!("the holder was never killed");
+                }
+            }
+        }
+        "hold-rlock" => {
+            let r = RLock::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            r.lock_timeout(T).unwrap().leak();
+            r.lock_timeout(T).unwrap().leak();
+            data.atomic_u64(16).unwrap().store(1, Ordering::Release);
+            std::thread::sleep(Duration::from_secs(60));
+            panic!("the rlock holder was never killed");
+        }
+        "expect-not-recoverable" => {
+            let lock = Lock::open(&args[0]).unwrap();
+            let r = lock.lock_timeout(T).map(drop);
+            assert!(matches!(r, Err(LockError::NotRecoverable)), "got {r:?}");
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// Wait for a child with a deadline; kill it and fail if it overruns.
+fn wait_child(mut c: std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("child did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+#[test]
+fn two_processes_count_exactly_under_a_named_lock() {
+    let (ln, dn) = (
+        common::unique_name("lock-count"),
+        common::unique_name("lock-count-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let _lock = Lock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let n = 100_000u64;
+    let kids: Vec<_> = (0..2)
+        .map(|_| common::spawn_child("count", &[&ln, &dn, &n.to_string()]))
+        .collect();
+    for k in kids {
+        assert!(wait_child(k, 120).success());
+    }
+    assert_eq!(data.atomic_u64(0).unwrap().load(Ordering::SeqCst), 2 * n);
+}
+
+/// A tiny xorshift, so the test needs no `rand`.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn holder_killed_at_random_points_200_rounds_next_gets_owner_died() {
+    let (ln, dn) = (
+        common::unique_name("lock-kill"),
+        common::unique_name("lock-kill-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let lock = Lock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let (a, b, held) = (
+        data.atomic_u64(0).unwrap(),
+        data.atomic_u64(8).unwrap(),
+        data.atomic_u64(16).unwrap(),
+    );
+    let mut seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let mut torn = 0;
+    for round in 0..200 {
+        held.store(0, Ordering::SeqCst);
+        let mut child = common::spawn_child("hold", &[&ln, &dn]);
+        let pid = child.id();
+        wait_for("the holder to take the lock", || {
+            held.load(Ordering::Acquire) == u64::from(pid)
+        });
+        std::thread::sleep(Duration::from_micros(next(&mut seed) % 3000));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        match lock.lock_timeout(T) {
+            Err(LockError::OwnerDied(mut g)) => {
+                let dead = g.previous_owner().unwrap();
+                assert_eq!(dead.pid, pid, "round {round}");
+                assert_eq!(dead.liveness(), Liveness::Dead);
+                // Repair the protected state: the victim may have died between a and b.
+                let (va, vb) = (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+                assert!(va == vb || va == vb + 1, "round {round}: a={va} b={vb}");
+                torn += u32::from(va != vb);
+                b.store(va, Ordering::Relaxed);
+                g.make_consistent().unwrap();
+            }
+            other => panic!(
+                "round {round}: expected OwnerDied, got {:?}",
+                other.map(drop)
+            ),
+        }
+        assert!(!lock.is_locked());
+    }
+    // Works normally afterwards.
+    drop(lock.lock_timeout(T).unwrap());
+    eprintln!("{torn} of 200 victims died mid-update");
+}
+
+#[test]
+fn unrepaired_owner_death_is_not_recoverable_for_every_process() {
+    let (ln, dn) = (
+        common::unique_name("lock-nr"),
+        common::unique_name("lock-nr-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let lock = Lock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let held = data.atomic_u64(16).unwrap();
+    let mut child = common::spawn_child("hold", &[&ln, &dn]);
+    let pid = u64::from(child.id());
+    wait_for("the holder", || held.load(Ordering::Acquire) == pid);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let g = lock
+        .lock_timeout(T)
+        .unwrap_err()
+        .into_guard()
+        .expect("OwnerDied");
+    drop(g); // without make_consistent
+    assert!(lock.is_not_recoverable());
+    assert!(matches!(
+        lock.lock_timeout(T),
+        Err(LockError::NotRecoverable)
+    ));
+    let other = common::spawn_child("expect-not-recoverable", &[&ln]);
+    assert!(wait_child(other, 30).success());
+}
+
+#[test]
+fn rlock_owner_and_depth_are_visible_and_survive_a_kill() {
+    let (ln, dn) = (
+        common::unique_name("rlock-kill"),
+        common::unique_name("rlock-kill-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let r = RLock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let flag = data.atomic_u64(16).unwrap();
+    let mut child = common::spawn_child("hold-rlock", &[&ln, &dn]);
+    wait_for("the rlock holder", || flag.load(Ordering::Acquire) == 1);
+    let owner = r.owner().unwrap();
+    assert_eq!((owner.pid, r.depth()), (child.id(), 2));
+    assert_eq!(owner.liveness(), Liveness::Alive);
+    assert!(matches!(
+        r.lock_timeout(Duration::from_millis(10)),
+        Err(LockError::Timeout)
+    ));
+    assert!(matches!(r.release(), Err(LockError::NotOwner)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(r.owner().unwrap().liveness(), Liveness::Dead);
+    let mut g = r
+        .lock_timeout(T)
+        .unwrap_err()
+        .into_guard()
+        .expect("OwnerDied");
+    assert_eq!(r.depth(), 1);
+    g.make_consistent().unwrap();
+    drop(g);
+    assert_eq!((r.depth(), r.owner()), (0, None));
+}
+
+#[test]
+fn shmkit_info_shows_the_lock_holder_and_whether_it_lives() {
+    let (ln, dn) = (
+        common::unique_name("lock-info"),
+        common::unique_name("lock-info-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let _lock = Lock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let held = data.atomic_u64(16).unwrap();
+    let mut child = common::spawn_child("hold", &[&ln, &dn]);
+    let pid = child.id();
+    wait_for("the holder", || {
+        held.load(Ordering::Acquire) == u64::from(pid)
+    });
+    let info = |name: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(["info", "--json", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"].clone()
+    };
+    let s = info(&ln);
+    assert_eq!(
+        (s["primitive"].as_str(), s["locked"].as_bool()),
+        (Some("lock"), Some(true))
+    );
+    assert_eq!(
+        (s["owner"]["pid"].as_u64(), s["owner"]["liveness"].as_str()),
+        (Some(u64::from(pid)), Some("alive"))
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(info(&ln)["owner"]["liveness"].as_str(), Some("dead"));
+}

@@ -1,0 +1,295 @@
+#![cfg(not(loom))]
+//! Cross-process tests of Semaphore, Condition, Event and Barrier (separate processes: this
+//! test binary re-executed as children), and the timeout outcome of every blocking call.
+
+mod common;
+
+use shmkit::sync::{
+    Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
+    SemaphoreError,
+};
+use shmkit::Segment;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        "sem-worker" => {
+            let sem = Semaphore::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            let (inside, max) = (data.atomic_u64(0).unwrap(), data.atomic_u64(8).unwrap());
+            for i in 0..300 {
+                sem.acquire_timeout(T).unwrap();
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                assert!(now <= 3, "{now} inside a Semaphore(3)");
+                if i % 8 == 0 {
+                    std::thread::yield_now();
+                }
+                inside.fetch_sub(1, Ordering::SeqCst);
+                sem.release().unwrap();
+            }
+        }
+        "producer" | "consumer" => {
+            let cond = Condition::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            let n: u64 = args[2].parse().unwrap();
+            let (head, tail) = (data.atomic_u64(0).unwrap(), data.atomic_u64(8).unwrap());
+            let slot = |i: u64| data.atomic_u64(16 + 8 * (i % 4)).unwrap();
+            let mut sum = 0;
+            for i in 1..=n {
+                let g = cond.lock_timeout(T).unwrap();
+                // Relaxed: head, tail and the slots are protected by the condition's lock.
+                let (g, ok) = if role == "producer" {
+                    cond.wait_for(
+                        g,
+                        || tail.load(Ordering::Relaxed) - head.load(Ordering::Relaxed) < 4,
+                        Some(T),
+                    )
+                } else {
+                    cond.wait_for(
+                        g,
+                        || tail.load(Ordering::Relaxed) > head.load(Ordering::Relaxed),
+                        Some(T),
+                    )
+                }
+                .unwrap();
+                assert!(ok, "{role} timed out at item {i}");
+                if role == "producer" {
+                    let t = tail.load(Ordering::Relaxed);
+                    slot(t).store(i, Ordering::Relaxed);
+                    tail.store(t + 1, Ordering::Relaxed);
+                } else {
+                    let h = head.load(Ordering::Relaxed);
+                    let v = slot(h).load(Ordering::Relaxed);
+                    assert_eq!(v, i, "items arrive in order");
+                    sum += v;
+                    head.store(h + 1, Ordering::Relaxed);
+                }
+                cond.notify_all(&g);
+            }
+            if role == "consumer" {
+                assert_eq!(sum, n * (n + 1) / 2);
+            }
+        }
+        "barrier-gens" => {
+            let b = Barrier::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            let me: u64 = args[2].parse().unwrap();
+            let gens: u64 = args[3].parse().unwrap();
+            let progress = |i: u64| data.atomic_u64(8 * i).unwrap();
+            let mut sum = 0;
+            for g in 1..=gens {
+                progress(me).store(g, Ordering::Relaxed);
+                sum += u64::from(b.wait(Some(T)).unwrap());
+                // Every party's pre-barrier write of generation g is visible after it.
+                for j in 0..3 {
+                    assert!(
+                        progress(j).load(Ordering::Relaxed) >= g,
+                        "party {j} behind at generation {g}"
+                    );
+                }
+            }
+            data.atomic_u64(32 + 8 * me)
+                .unwrap()
+                .store(sum, Ordering::SeqCst);
+        }
+        "barrier-until-broken" => {
+            let b = Barrier::open(&args[0]).unwrap();
+            for _ in 0..10_000_000u64 {
+                if let Err(e) = b.wait(Some(Duration::from_millis(500))) {
+                    assert!(e.is_broken(), "unexpected {e:?}");
+                    assert!(b.is_broken());
+                    return;
+                }
+            }
+            panic!("the barrier never broke");
+        }
+        "event-echo" => {
+            let ping = Event::open(&args[0]).unwrap();
+            let pong = Event::open(&args[1]).unwrap();
+            for _ in 0..200 {
+                assert!(ping.wait(Some(T)), "ping never came");
+                ping.clear();
+                pong.set();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+fn wait_child(mut c: std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("child did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn semaphore_of_3_admits_at_most_3_of_6_processes() {
+    let (sn, dn) = (
+        common::unique_name("sem6"),
+        common::unique_name("sem6-data"),
+    );
+    let _c = common::Cleanup::new(&[&sn, &dn]);
+    let sem = Semaphore::create(&sn, 3).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let kids: Vec<_> = (0..6)
+        .map(|_| common::spawn_child("sem-worker", &[&sn, &dn]))
+        .collect();
+    for k in kids {
+        assert!(wait_child(k, 120).success());
+    }
+    let max = data.atomic_u64(8).unwrap().load(Ordering::SeqCst);
+    assert!((1..=3).contains(&max), "max inside was {max}");
+    assert_eq!(sem.value(), 3, "every permit came back");
+}
+
+#[test]
+fn condition_producer_consumer_across_processes() {
+    let (cn, dn) = (
+        common::unique_name("cond-pc"),
+        common::unique_name("cond-pc-data"),
+    );
+    let _c = common::Cleanup::new(&[&cn, &dn]);
+    let _cond = Condition::create(&cn).unwrap();
+    let _data = Segment::create(&dn, 64).unwrap();
+    let n = "3000";
+    let p = common::spawn_child("producer", &[&cn, &dn, n]);
+    let c = common::spawn_child("consumer", &[&cn, &dn, n]);
+    assert!(wait_child(p, 120).success());
+    assert!(wait_child(c, 120).success());
+}
+
+#[test]
+fn barrier_3_processes_1000_generations() {
+    let (bn, dn) = (
+        common::unique_name("barrier3"),
+        common::unique_name("barrier3-data"),
+    );
+    let _c = common::Cleanup::new(&[&bn, &dn]);
+    let b = Barrier::create(&bn, 3).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|i| common::spawn_child("barrier-gens", &[&bn, &dn, &i.to_string(), "1000"]))
+        .collect();
+    for k in kids {
+        assert!(wait_child(k, 300).success());
+    }
+    let total: u64 = (0..3)
+        .map(|i| data.atomic_u64(32 + 8 * i).unwrap().load(Ordering::SeqCst))
+        .sum();
+    assert_eq!(total, 1000 * 3, "each generation hands out indices 0, 1, 2");
+    assert_eq!(b.generation(), 1000); // mod 2^16
+    assert!(!b.is_broken());
+}
+
+#[test]
+fn barrier_party_killed_mid_wait_leaves_the_others_broken_after_their_timeout() {
+    let bn = common::unique_name("barrier-kill");
+    let _c = common::Cleanup::new(&[&bn]);
+    let b = Barrier::create(&bn, 3).unwrap();
+    let mut kids: Vec<_> = (0..3)
+        .map(|_| common::spawn_child("barrier-until-broken", &[&bn]))
+        .collect();
+    let deadline = Instant::now() + T;
+    while b.generation() < 20 {
+        assert!(Instant::now() < deadline, "the parties never got going");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut victim = kids.remove(0);
+    victim.kill().unwrap(); // SIGKILL, most likely inside wait
+    victim.wait().unwrap();
+    for k in kids {
+        assert!(
+            wait_child(k, 60).success(),
+            "a survivor did not end with a broken barrier"
+        );
+    }
+    assert!(b.is_broken());
+    b.reset();
+    assert!(!b.is_broken());
+}
+
+#[test]
+fn event_ping_pong_across_processes() {
+    let (a, b) = (
+        common::unique_name("ev-ping"),
+        common::unique_name("ev-pong"),
+    );
+    let _c = common::Cleanup::new(&[&a, &b]);
+    let ping = Event::create(&a).unwrap();
+    let pong = Event::create(&b).unwrap();
+    let child = common::spawn_child("event-echo", &[&a, &b]);
+    for i in 0..200 {
+        ping.set();
+        assert!(pong.wait(Some(T)), "no pong {i}");
+        pong.clear();
+    }
+    assert!(wait_child(child, 60).success());
+}
+
+#[test]
+fn every_timed_call_times_out_when_nothing_happens() {
+    let names: Vec<String> = (0..7)
+        .map(|i| common::unique_name(&format!("timeouts{i}")))
+        .collect();
+    let _c = common::Cleanup::new(&names);
+    let short = Duration::from_millis(20);
+
+    let lock = Lock::create(&names[0]).unwrap();
+    let rlock = RLock::create(&names[1]).unwrap();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (lock, rlock) = (&lock, &rlock);
+        s.spawn(move || {
+            let _g = lock.lock().unwrap();
+            let _r = rlock.lock().unwrap();
+            tx.send(()).unwrap();
+            done_rx.recv_timeout(T).unwrap();
+        });
+        rx.recv_timeout(T).unwrap();
+        assert!(matches!(lock.lock_timeout(short), Err(LockError::Timeout)));
+        assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock)));
+        assert!(matches!(rlock.lock_timeout(short), Err(LockError::Timeout)));
+        done_tx.send(()).unwrap();
+    });
+
+    let sem = Semaphore::create(&names[2], 0).unwrap();
+    assert_eq!(sem.acquire_timeout(short), Err(SemaphoreError::Timeout));
+    assert_eq!(
+        sem.acquire_timeout(Duration::ZERO),
+        Err(SemaphoreError::Timeout)
+    );
+    let bsem = BoundedSemaphore::create(&names[3], 0).unwrap();
+    assert_eq!(bsem.acquire_timeout(short), Err(SemaphoreError::Timeout));
+
+    let cond = Condition::create(&names[4]).unwrap();
+    let g = cond.lock().unwrap();
+    let (g, notified) = cond.wait_timeout(g, short).unwrap();
+    assert!(!notified);
+    let (g, ok) = cond.wait_for(g, || false, Some(short)).unwrap();
+    assert!(!ok);
+    drop(g);
+
+    let ev = Event::create(&names[5]).unwrap();
+    assert!(!ev.wait(Some(short)));
+    assert!(!ev.wait(Some(Duration::ZERO)));
+
+    let bar = Barrier::create(&names[6], 2).unwrap();
+    assert_eq!(bar.wait(Some(short)), Err(BarrierError::Timeout));
+    assert!(bar.is_broken());
+    assert_eq!(bar.wait(Some(short)), Err(BarrierError::Broken));
+}
