@@ -88,9 +88,11 @@ struct ThroughputResult {
 const PIN_VAR: &str = "SHMKIT_BENCH_PIN";
 
 fn pin(cpu: usize) {
-    if std::env::var_os(PIN_VAR).is_none()
-        || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
-    {
+    // Online CPUs, not `available_parallelism`, which honours the affinity mask this
+    // process inherited from its pinned parent.
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if std::env::var_os(PIN_VAR).is_none() || online < 2 {
         return;
     }
     // SAFETY: cpu_set_t is plain data, zeroed is the empty set; CPU_SET writes inside it;
