@@ -367,7 +367,12 @@ fn spsc_peer<const N: usize>(name: &str, total: u64, block: bool, ready: impl Fn
     ready();
     let mut buf = Box::new([0u8; N]);
     for _ in 0..total {
-        if block {
+        if block && N > 1024 {
+            rx.pop_slice(std::slice::from_mut(&mut *buf), T)
+                .map_err(|e| e.to_string())?;
+            tx.push_slice(std::slice::from_ref(&*buf), T)
+                .map_err(|e| format!("{e:?}"))?;
+        } else if block {
             let v = rx.pop(T).map_err(|e| e.to_string())?;
             tx.push(v, T).map_err(|e| e.to_string())?;
         } else if N > 1024 {
@@ -591,7 +596,10 @@ fn spsc_parent<const N: usize>(
     let (mut child, _out) = spawn_peer(name, N, (warm + iters) as u64, tag, &[]);
     let mut msg = Box::new([7u8; N]);
     let v = time_loop(warm, iters, |_| {
-        if block {
+        if block && N > 1024 {
+            tx.push_slice(std::slice::from_ref(&*msg), T).unwrap();
+            rx.pop_slice(std::slice::from_mut(&mut *msg), T).unwrap();
+        } else if block {
             tx.push(*msg, T).unwrap();
             *msg = rx.pop(T).unwrap();
         } else if N > 1024 {
