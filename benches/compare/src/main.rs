@@ -1,6 +1,7 @@
 //! Two-process ping-pong, busy-poll, 8-byte messages: shmkit's SPSC queue beside iceoryx2's
 //! publish-subscribe (ipc service), with the floor (one atomic ping-pong in a shared page),
-//! all in one run. The peer is this binary re-executed, so no state is fork-shared.
+//! all in one run. The peer is this binary re-executed, so no state is fork-shared; the parent
+//! is pinned to CPU 0 and the peer to CPU 1.
 //!
 //! ```text
 //! cd benches/compare && cargo run --release -- [--iters N]
@@ -14,6 +15,20 @@ use std::time::{Duration, Instant};
 use iceoryx2::prelude::*;
 use shmkit::queue::spsc;
 use shmkit::Segment;
+
+/// Pin to one CPU (parent 0, peer 1), as `shmkit bench latency --pin` does.
+fn pin(cpu: usize) {
+    // SAFETY: sysconf has no preconditions; cpu_set_t is plain data (zeroed = empty), CPU_SET
+    // writes inside it, sched_setaffinity reads it.
+    unsafe {
+        if libc::sysconf(libc::_SC_NPROCESSORS_ONLN) < 2 {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
 
 fn spawn(role: &str, name: &str, total: u64) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -74,6 +89,7 @@ fn iox_services(name: &str) -> Result<(Node<ipc::Service>, [iceoryx2::service::p
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     set_log_level(LogLevel::Error);
     let args: Vec<String> = std::env::args().collect();
+    pin(if args.get(1).is_some_and(|a| a.starts_with("peer-")) { 1 } else { 0 });
     match args.get(1).map(String::as_str) {
         Some("peer-floor") => {
             let seg = Segment::open(&args[2])?;
@@ -146,8 +162,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let floor = report("floor_spin", v, None);
 
     // shmkit SPSC.
-    let a2b = spsc::Queue::<u64>::create(&format!("{tag}-a2b"), 2)?;
-    let b2a = spsc::Queue::<u64>::create(&format!("{tag}-b2a"), 2)?;
+    let a2b = spsc::Queue::<u64>::create(&format!("{tag}-a2b"), 64)?;
+    let b2a = spsc::Queue::<u64>::create(&format!("{tag}-b2a"), 64)?;
     a2b.set_unlink_on_drop(true);
     b2a.set_unlink_on_drop(true);
     let (mut tx, mut rx) = (a2b.producer()?, b2a.consumer()?);
