@@ -1,0 +1,58 @@
+//! An SPSC queue between two unrelated processes.
+//!
+//! Terminal 1 (consumer; creates the queue if needed, prints what arrives, removes it at the
+//! end):
+//!
+//! ```text
+//! cargo run --example queue_pair -- consume demo-queue
+//! ```
+//!
+//! Terminal 2 (producer; pushes 10 numbers, one every 200 ms, then closes its end):
+//!
+//! ```text
+//! cargo run --example queue_pair -- produce demo-queue
+//! ```
+//!
+//! Kill the producer with Ctrl-C (or `kill -9`) half-way: the consumer drains what was pushed
+//! and then reports that the producer is gone, instead of waiting forever.
+
+use std::time::Duration;
+
+use shmkit::queue::spsc::Queue;
+use shmkit::queue::PopError;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (role, name) = match (args.get(1), args.get(2)) {
+        (Some(r), Some(n)) => (r.as_str(), n.as_str()),
+        _ => return Err("usage: queue_pair consume|produce NAME".into()),
+    };
+    let q = Queue::<u64>::open_or_create(name, 64)?;
+    match role {
+        "consume" => {
+            q.set_unlink_on_drop(true);
+            let mut rx = q.consumer()?;
+            println!("waiting on {name:?} (60 s timeout)...");
+            loop {
+                match rx.pop(Some(Duration::from_secs(60))) {
+                    Ok(v) => println!("got {v}"),
+                    Err(PopError::Disconnected) => {
+                        println!("the producer closed the queue or died; done");
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        "produce" => {
+            let mut tx = q.producer()?;
+            for i in 0..10 {
+                tx.push(i, Some(Duration::from_secs(10)))?;
+                println!("pushed {i}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        other => return Err(format!("unknown role {other:?}").into()),
+    }
+    Ok(())
+}
