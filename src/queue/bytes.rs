@@ -5,7 +5,7 @@
 //! writes them in place and [`commit`](WriteGuard::commit)s; the consumer
 //! [`peek`](Consumer::try_peek)s at the oldest message in place and
 //! [`release`](ReadGuard::release)s it. Messages are 8-byte aligned records
-//! (`spec/queue.md` §3): an 8-byte header (length, tag) and the bytes, padded to 8. A message
+//! (`SPEC.md` §7.3): an 8-byte header (length, tag) and the bytes, padded to 8. A message
 //! that would cross the ring's end is placed at its start instead, behind a *wrap* record, so
 //! every message is contiguous; that is why a message may be at most
 //! [`max_message`]`(capacity)` = `capacity / 2 - 8` bytes.

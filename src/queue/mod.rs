@@ -7,7 +7,7 @@
 //!
 //! All three live in named segments, attach from unrelated processes, block with a short
 //! spin then a futex sleep (the waking side makes no system call when nobody sleeps), and
-//! never hang on a dead peer. `spec/queue.md` describes every byte and each crash case.
+//! never hang on a dead peer. `SPEC.md` §7 describes every byte and each crash case.
 
 mod cache_padded;
 mod error;

@@ -9,7 +9,7 @@
 //! advancing `head`. Each producer and consumer holds one of 16 *claim slots* per side and
 //! records there the position it is about to claim, so that when a claimed position stays
 //! unpublished (or unreleased) the others can tell whether the claimer still lives, and skip
-//! (or free) the slot once it is known dead (`spec/queue.md` §4).
+//! (or free) the slot once it is known dead (`SPEC.md` §7.4).
 //!
 //! ```
 //! use shmkit::queue::mpmc::Queue;

@@ -1,6 +1,6 @@
 //! The control block and attachment logic shared by the two single-producer single-consumer
 //! rings: [`spsc`](super::spsc) (fixed-size elements) and [`bytes`](super::bytes)
-//! (variable-length messages). `spec/queue.md` §1 is the normative layout.
+//! (variable-length messages). `SPEC.md` §7.1 is the normative layout.
 
 use std::sync::Arc;
 use std::time::Instant;

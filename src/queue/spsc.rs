@@ -1,6 +1,6 @@
 //! [`Queue`]: a bounded single-producer single-consumer queue of `T` in shared memory.
 //!
-//! The ring (`spec/queue.md` §2) is a power-of-two array of slots with two monotonic 64-bit
+//! The ring (`SPEC.md` §7.2) is a power-of-two array of slots with two monotonic 64-bit
 //! counters on separate cache lines: `tail` (written by the producer) and `head` (written by
 //! the consumer). Each end keeps a private copy of the other's counter and refreshes it only
 //! when the ring looks full (producer) or empty (consumer), so in steady state an end touches
