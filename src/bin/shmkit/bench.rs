@@ -657,8 +657,17 @@ fn latency(quick: bool, json: bool) -> CmdResult {
     let (mut spin_p50, mut futex_p50) = (1, 1);
     for (name, bytes) in plan {
         let iters = if bytes > 4096 { large } else { small };
-        let v = run_latency(name, bytes, iters / 10, iters)?;
-        let (p50, p99, p999) = percentiles(v);
+        // A floor is the best of three runs, so that a slow moment (another job, a CPU that
+        // has not clocked up yet) cannot make the floor look worse than what it bounds.
+        let runs = if name.starts_with("floor_") { 3 } else { 1 };
+        let mut best: Option<(u64, u64, u64)> = None;
+        for _ in 0..runs {
+            let p = percentiles(run_latency(name, bytes, iters / 10, iters)?);
+            if best.is_none_or(|b| p.0 < b.0) {
+                best = Some(p);
+            }
+        }
+        let (p50, p99, p999) = best.expect("at least one run");
         match name {
             "floor_spin" => spin_p50 = p50,
             "floor_futex" => futex_p50 = p50,
