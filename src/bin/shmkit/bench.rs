@@ -663,7 +663,7 @@ fn latency(quick: bool, json: bool) -> CmdResult {
         let mut best: Option<(u64, u64, u64)> = None;
         for _ in 0..runs {
             let p = percentiles(run_latency(name, bytes, iters / 10, iters)?);
-            if best.is_none_or(|b| p.0 < b.0) {
+            if best.map_or(true, |b| p.0 < b.0) {
                 best = Some(p);
             }
         }
