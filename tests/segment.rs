@@ -576,6 +576,16 @@ fn huge_timeouts_mean_no_deadline() {
         .unwrap();
     let q = shmkit::sync::WaitQueue::new();
     q.wait_until(|| true, Some(Duration::MAX)).unwrap();
+    // Every blocking call that takes a timeout treats Duration::MAX as "no deadline".
+    let qn = common::unique_name("maxto-q");
+    let ln = common::unique_name("maxto-l");
+    let _c2 = Cleanup::new(&[&qn, &ln]);
+    let queue = shmkit::queue::spsc::Queue::<u64>::create(&qn, 4).unwrap();
+    let (mut tx, mut rx) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    tx.push(7, Some(Duration::MAX)).unwrap();
+    assert_eq!(rx.pop(Some(Duration::MAX)).unwrap(), 7);
+    let lock = shmkit::sync::Lock::create(&ln).unwrap();
+    drop(lock.lock_timeout(Duration::MAX).unwrap());
 }
 
 #[test]

@@ -44,6 +44,19 @@ fn start_time(pid: u32) -> Option<(u64, u8)> {
 /// Liveness of the process recorded as `(pid, start_time)`. A `start_time` of 0 means it was
 /// not recorded, and only the pid is checked.
 pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
+    liveness_where(pid, |start| recorded_start == 0 || start == recorded_start)
+}
+
+/// Liveness of `pid` whose start time was recorded truncated to its low 32 bits (the packed
+/// role words of the queues). A `start_lo` of 0 means it was not recorded: only the pid is
+/// checked.
+pub(crate) fn liveness_start_lo32(pid: u32, start_lo: u32) -> Liveness {
+    liveness_where(pid, |start| start_lo == 0 || start as u32 == start_lo)
+}
+
+/// Liveness of `pid`, where `same(start)` says whether a process that started at `start` is
+/// the recorded one (and not a later process that reused the pid).
+fn liveness_where(pid: u32, same: impl Fn(u64) -> bool) -> Liveness {
     if pid == 0 {
         return Liveness::Unknown;
     }
@@ -51,9 +64,10 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
         return Liveness::Dead; // no such pid can exist (pid_max is at most 2^22)
     }
     match start_time(pid) {
-        Some((_, b'Z' | b'X')) => Liveness::Dead,
-        Some((start, _)) if recorded_start == 0 || start == recorded_start => Liveness::Alive,
-        Some(_) => Liveness::Dead, // pid reused
+        Some((start, _)) if !same(start) => Liveness::Dead, // pid reused
+        // A zombie leader whose other threads still run (it called pthread_exit) is alive.
+        Some((_, b'Z' | b'X')) if !other_threads_run(pid) => Liveness::Dead,
+        Some(_) => Liveness::Alive,
         None => {
             // No /proc entry: fall back to kill(pid, 0).
             let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
@@ -67,19 +81,20 @@ pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     }
 }
 
-/// Liveness of `pid` whose start time was recorded truncated to its low 32 bits (the packed
-/// role words of the queues). A `start_lo` of 0 means it was not recorded: only the pid is
-/// checked.
-pub(crate) fn liveness_start_lo32(pid: u32, start_lo: u32) -> Liveness {
-    if pid == 0 {
-        return Liveness::Unknown;
-    }
-    match start_time(pid) {
-        Some((_, b'Z' | b'X')) => Liveness::Dead,
-        Some((start, _)) if start_lo == 0 || start as u32 == start_lo => Liveness::Alive,
-        Some(_) => Liveness::Dead, // pid reused
-        None => liveness(pid, 0),
-    }
+/// Whether thread group `pid` has a thread besides its leader that is not a zombie.
+fn other_threads_run(pid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    dir.flatten().any(|t| {
+        let tid = t.file_name();
+        tid.to_str() != Some(&pid.to_string())
+            && std::fs::read_to_string(format!("/proc/{pid}/task/{}/stat", tid.to_string_lossy()))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().bytes().next()))
+                .flatten()
+                .is_some_and(|st| st != b'Z' && st != b'X')
+    })
 }
 
 /// Pids whose `/proc/PID/maps` lists a mapping of `path` (also once unlinked: the kernel

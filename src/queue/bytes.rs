@@ -28,7 +28,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::error::{AttachError, PopError, Role, TryPopError};
 use super::ring::{Expect, Ring as RawRing, Side, Wake};
@@ -345,7 +345,7 @@ impl Producer {
         n: usize,
         timeout: Option<Duration>,
     ) -> Result<WriteGuard<'_>, ReserveError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = crate::sync::deadline_after(timeout);
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -609,7 +609,7 @@ impl Consumer {
     /// The oldest message, waiting up to `timeout` (`None`: no limit). `Disconnected` once
     /// the ring is empty and the producer closed or is found dead.
     pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>, PopError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = crate::sync::deadline_after(timeout);
         loop {
             match self.next() {
                 Ok(rec) => return Ok(ReadGuard { c: self, rec }),

@@ -757,7 +757,7 @@ impl<T: Element> Producer<T> {
     /// Push `value`, waiting up to `timeout` for room; checks every 20 ms whether a consumer
     /// died holding a slot (and frees it) or all consumers are gone (`Disconnected`).
     pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = crate::sync::deadline_after(timeout);
         loop {
             if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected(value));
@@ -993,7 +993,7 @@ impl<T: Element> Consumer<T> {
     /// (skipping a slot one of them claimed and never published) and for all producers gone
     /// (`Disconnected`). Never hangs on a dead peer.
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = crate::sync::deadline_after(timeout);
         loop {
             if self.h.closed {
                 return Err(PopError::Disconnected);

@@ -422,6 +422,11 @@ impl Side {
         }
         self.closed = true;
         let ctrl = self.ring.ctrl();
+        if self.ring.slot(self.role).holder() != self.me {
+            // Our role was taken over (we were judged dead): the close bit is the new
+            // holder's to set, not ours.
+            return;
+        }
         // Release pairs with the Acquire in the peer's `peer_closed`: our last index store
         // happens-before its reload.
         ctrl.geo

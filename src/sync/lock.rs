@@ -493,7 +493,7 @@ impl LockState {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.acquire(Block::Until(Some(Instant::now() + timeout)))
+        self.acquire(Block::Until(crate::sync::deadline_after(Some(timeout))))
     }
 
     /// Block until `deadline` (`None`: forever).

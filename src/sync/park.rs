@@ -57,11 +57,7 @@ pub(crate) fn expired(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-/// `timeout` from now as a deadline.
+/// `timeout` from now as a deadline (`None`, or a timeout too large to represent: none).
 pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> {
-    timeout.map(|t| {
-        Instant::now()
-            .checked_add(t)
-            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 100))
-    })
+    super::deadline_after(timeout)
 }

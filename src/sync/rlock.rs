@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lock::{status, Block, LockError, MutexCore, Owner, RLOCK_MAGIC};
 use super::named::{fingerprint_with, Layout, Named, SyncOptions};
@@ -103,7 +103,7 @@ impl RLockState {
 
     /// Block for at most `timeout`, else [`LockError::Timeout`].
     pub fn lock_timeout(&self, timeout: Duration) -> RLockResult<'_> {
-        self.acquire(Block::Until(Some(Instant::now() + timeout)))
+        self.acquire(Block::Until(crate::sync::deadline_after(Some(timeout))))
     }
 
     fn acquire(&self, block: Block) -> RLockResult<'_> {

@@ -210,7 +210,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
             }
         }
         Cmd::Pop { name, timeout } => {
-            let deadline = timeout.map(secs).transpose()?.map(|t| Instant::now() + t);
+            let deadline = timeout
+                .map(secs)
+                .transpose()?
+                .and_then(|t| Instant::now().checked_add(t));
             let (kind, size) = kind_of(&name)?;
             let e = |e: &dyn std::fmt::Display| e.to_string();
             match kind {
