@@ -906,11 +906,20 @@ impl<T: Element> Consumer<T> {
                 fence(Ordering::SeqCst);
                 // Acquire pairs with the producers' tail CAS (their inflight stores).
                 let tail = ctrl.tail.tail.load(Ordering::Acquire);
-                return Err(if tail == pos || stamp != pos {
-                    Attempt::Blocked
-                } else {
-                    Attempt::InFlight(pos)
-                });
+                if tail == pos || stamp != pos {
+                    return Err(Attempt::Blocked);
+                }
+                // No producer claims `pos + capacity` before a consumer claimed `pos`: with
+                // `head` still at `pos` (reloaded after `tail`), more than `capacity` claimed
+                // positions mean the indices are corrupt (else skipping dead claims could
+                // walk up to a garbage tail).
+                // Acquire: as for the head CAS.
+                if tail.wrapping_sub(pos) > sh.capacity
+                    && ctrl.head.head.load(Ordering::Acquire) == pos
+                {
+                    return Err(Attempt::Corrupt);
+                }
+                return Err(Attempt::InFlight(pos));
             } else {
                 // Relaxed: a newer guess.
                 let h = ctrl.head.head.load(Ordering::Relaxed);
@@ -1020,6 +1029,9 @@ impl<T: Element> Consumer<T> {
                     // The position's claimer is gone with its side: skip it and retry.
                     Some(p) => {
                         if self.recover(p) {
+                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                                return Err(PopError::Timeout);
+                            }
                             continue;
                         }
                     }
@@ -1158,6 +1170,28 @@ mod tests {
             .expect("pop hung past its 50 ms timeout");
         assert_eq!(r, Err(PopError::Disconnected));
         assert_eq!(head, 1, "the dead position was skipped");
+    }
+
+    /// Found by `fuzz/queue_attach` (after the fix above): a garbage `tail` far ahead of
+    /// `head` with the producer side gone made `pop` skip "dead" positions one by one
+    /// towards it, past its deadline. More than `capacity` claimed positions is `Corrupt`.
+    #[test]
+    fn a_tail_more_than_capacity_ahead_is_corrupt() {
+        let q = Queue::<u64>::with_capacity(4);
+        let ctrl = q.shared.ctrl();
+        ctrl.tail.tail.store(1 << 40, Ordering::Relaxed);
+        ctrl.geo.state.fetch_or(PRODUCERS_CLOSED, Ordering::Relaxed);
+        let mut c = q.consumer().unwrap();
+        assert_eq!(c.try_pop(), Err(TryPopError::Corrupt));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.pop(None));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("pop walked towards a garbage tail");
+        assert_eq!(r, Err(PopError::Corrupt));
+        drop(q);
     }
 
     #[test]
