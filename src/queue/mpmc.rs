@@ -906,11 +906,20 @@ impl<T: Element> Consumer<T> {
                 fence(Ordering::SeqCst);
                 // Acquire pairs with the producers' tail CAS (their inflight stores).
                 let tail = ctrl.tail.tail.load(Ordering::Acquire);
-                return Err(if tail == pos || stamp != pos {
-                    Attempt::Blocked
-                } else {
-                    Attempt::InFlight(pos)
-                });
+                if tail == pos || stamp != pos {
+                    return Err(Attempt::Blocked);
+                }
+                // No producer claims `pos + capacity` before a consumer claimed `pos`: with
+                // `head` still at `pos` (reloaded after `tail`), more than `capacity` claimed
+                // positions mean the indices are corrupt (else skipping dead claims could
+                // walk up to a garbage tail).
+                // Acquire: as for the head CAS.
+                if tail.wrapping_sub(pos) > sh.capacity
+                    && ctrl.head.head.load(Ordering::Acquire) == pos
+                {
+                    return Err(Attempt::Corrupt);
+                }
+                return Err(Attempt::InFlight(pos));
             } else {
                 // Relaxed: a newer guess.
                 let h = ctrl.head.head.load(Ordering::Relaxed);
@@ -1007,20 +1016,41 @@ impl<T: Element> Consumer<T> {
                 Err(Attempt::Blocked) => None,
                 Err(Attempt::InFlight(p)) => Some(p),
             };
-            if inflight.is_none() && self.h.shared.side_gone(Role::Producer, false) {
-                match self.attempt() {
-                    Ok(v) => return Ok(v),
-                    Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
-                    Err(_) => return Err(PopError::Disconnected),
+            if self.h.shared.side_gone(Role::Producer, false) {
+                match inflight {
+                    // Nothing will be published any more: drain, then Disconnected.
+                    None => {
+                        return match self.attempt() {
+                            Ok(v) => Ok(v),
+                            Err(Attempt::Corrupt) => Err(PopError::Corrupt),
+                            Err(_) => Err(PopError::Disconnected),
+                        }
+                    }
+                    // The position's claimer is gone with its side: skip it and retry.
+                    Some(p) => {
+                        if self.recover(p) {
+                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                                return Err(PopError::Timeout);
+                            }
+                            continue;
+                        }
+                    }
                 }
+            }
+            // Checked on every round, not only after a timed-out wait: a wait that ends at
+            // once (the side is gone, a hostile stamp) must not loop past the deadline.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PopError::Timeout);
             }
             let sh = &*self.h.shared;
             // Acquire: as for `tail0`.
-            // A producer in flight on `inflight` ends the wait by publishing.
+            // A producer in flight on `inflight` ends the wait by publishing. A gone side
+            // ends it only when nothing is in flight (else the round above already tried to
+            // skip the position, and waking at once would spin).
             let ready = || {
                 sh.ctrl().tail.tail.load(Ordering::Acquire) != tail0
                     || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
-                    || sh.side_gone(Role::Producer, false)
+                    || (inflight.is_none() && sh.side_gone(Role::Producer, false))
             };
             #[cfg(not(loom))]
             let until = {
@@ -1114,6 +1144,54 @@ mod tests {
             p.push(i, T).unwrap();
             assert_eq!(c.pop(T), Ok(i));
         }
+    }
+
+    /// Found by `fuzz/queue_attach`: a position in flight whose producer side is gone (the
+    /// claimer closed or was reclaimed, its slot is free, `PRODUCERS_CLOSED` is set) made
+    /// `pop` spin forever, past its timeout: the wait ended at once on "side gone" and the
+    /// round never skipped the position nor checked the deadline.
+    #[test]
+    fn pop_skips_an_in_flight_position_whose_side_is_gone() {
+        let q = Queue::<u64>::with_capacity(4);
+        let ctrl = q.shared.ctrl();
+        // Position 0 claimed (tail 1, stamp still 0), never published; nobody attached.
+        ctrl.tail.tail.store(1, Ordering::Relaxed);
+        ctrl.geo.state.fetch_or(PRODUCERS_CLOSED, Ordering::Relaxed);
+        let c = q.consumer().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut c = c;
+            let r = c.pop(Some(Duration::from_millis(50)));
+            let head = q.shared.ctrl().head.head.load(Ordering::Relaxed);
+            let _ = tx.send((r, head));
+        });
+        let (r, head) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("pop hung past its 50 ms timeout");
+        assert_eq!(r, Err(PopError::Disconnected));
+        assert_eq!(head, 1, "the dead position was skipped");
+    }
+
+    /// Found by `fuzz/queue_attach` (after the fix above): a garbage `tail` far ahead of
+    /// `head` with the producer side gone made `pop` skip "dead" positions one by one
+    /// towards it, past its deadline. More than `capacity` claimed positions is `Corrupt`.
+    #[test]
+    fn a_tail_more_than_capacity_ahead_is_corrupt() {
+        let q = Queue::<u64>::with_capacity(4);
+        let ctrl = q.shared.ctrl();
+        ctrl.tail.tail.store(1 << 40, Ordering::Relaxed);
+        ctrl.geo.state.fetch_or(PRODUCERS_CLOSED, Ordering::Relaxed);
+        let mut c = q.consumer().unwrap();
+        assert_eq!(c.try_pop(), Err(TryPopError::Corrupt));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.pop(None));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("pop walked towards a garbage tail");
+        assert_eq!(r, Err(PopError::Corrupt));
+        drop(q);
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! Every reader path of the named synchronisation primitives — `shmkit::sync::inspect` (what
+//! `shmkit info` uses), `open`, and the non-blocking or timed operations — on an object whose
+//! header is valid (the library wrote it) but whose state another process overwrote with
+//! arbitrary bytes: each call returns a value or an error, never a panic, an out-of-bounds
+//! access or a hang.
+//!
+//! The bytes of glibc's `pthread_mutex_t` (in Lock, RLock and Condition) are left intact:
+//! they are glibc's to interpret and shmkit does not validate them (SPEC.md §6.2.1); the
+//! target fuzzes shmkit's own fields around them.
+//!
+//! Input: byte 0 chooses the primitive and its creation parameter; byte 1 the number of
+//! operations, which follow (one byte each); the rest overwrites the state.
+//!
+//! Every guard is dropped before the segment is unmapped: a robust mutex still held at unmap
+//! would leave a dangling entry in the thread's robust list (a glibc rule, not a shmkit bug).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shmkit::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+const HEADER: u64 = 128;
+/// Offset and size of the pthread mutex inside a lock state.
+const MUTEX_AT: usize = 32;
+const MUTEX_LEN: usize = std::mem::size_of::<libc::pthread_mutex_t>();
+const TINY: Duration = Duration::from_millis(1);
+
+/// Remove segments left by earlier runs of this target that were killed mid-run (their pid is
+/// gone), and any left by this pid.
+fn clean_stale(prefix: &str) {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    let me = std::process::id();
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == me || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Overwrite the state with `bytes` (at most `state_len` bytes, within the file), except the
+/// pthread mutex if `has_mutex`.
+fn corrupt(path: &str, state_len: usize, has_mutex: bool, bytes: &[u8]) {
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    let Ok(meta) = f.metadata() else { return };
+    let room = meta.len().saturating_sub(HEADER) as usize;
+    let n = bytes.len().min(state_len).min(room);
+    let bytes = &bytes[..n];
+    if has_mutex && n > MUTEX_AT {
+        let _ = f.write_all_at(&bytes[..MUTEX_AT], HEADER);
+        let after = MUTEX_AT + MUTEX_LEN;
+        if n > after {
+            let _ = f.write_all_at(&bytes[after..], HEADER + after as u64);
+        }
+    } else {
+        let _ = f.write_all_at(bytes, HEADER);
+    }
+}
+
+fn lock_ops(name: &str, ops: &[u8]) {
+    let Ok(l) = Lock::open(name) else { return };
+    let _ = (l.is_locked(), l.owner(), l.is_not_recoverable());
+    for &op in ops {
+        let r = match op % 3 {
+            0 => l.try_lock(),
+            1 => l.lock_timeout(TINY),
+            _ => l.lock_until(Some(std::time::Instant::now())),
+        };
+        match r {
+            Ok(g) => {
+                let _ = (l.is_locked(), l.owner());
+                // A second lock by the holder fails instead of deadlocking.
+                assert!(l.try_lock().is_err());
+                drop(g);
+            }
+            Err(shmkit::sync::LockError::OwnerDied(mut g)) => {
+                let _ = g.previous_owner();
+                if op & 0x10 != 0 {
+                    let _ = g.make_consistent();
+                }
+            }
+            Err(_) => {}
+        }
+        let _ = (shmkit::sync::inspect(name), l.is_locked(), l.owner());
+    }
+}
+
+fn rlock_ops(name: &str, ops: &[u8]) {
+    let Ok(l) = RLock::open(name) else { return };
+    let _ = (
+        l.is_locked(),
+        l.owner(),
+        l.depth(),
+        l.is_held_by_current_thread(),
+    );
+    // Without a guard, by a thread that (really) does not hold it.
+    let _ = l.release();
+    for &op in ops {
+        let r = match op % 2 {
+            0 => l.try_lock(),
+            _ => l.lock_timeout(TINY),
+        };
+        if let Ok(g) = r {
+            // Recursion: a second level, released first.
+            let g2 = l.try_lock();
+            let _ = (l.depth(), l.is_held_by_current_thread(), l.owner());
+            drop(g2);
+            drop(g);
+        }
+        let _ = (shmkit::sync::inspect(name), l.depth(), l.is_locked());
+    }
+}
+
+fn condition_ops(name: &str, ops: &[u8]) {
+    let Ok(c) = Condition::open(name) else { return };
+    let _ = (c.sequence(), c.sleepers(), c.as_lock().is_locked());
+    for &op in ops {
+        let g = match op % 2 {
+            0 => c.as_lock().try_lock(),
+            _ => c.lock_timeout(TINY),
+        };
+        if let Ok(g) = g {
+            c.notify(&g, u32::from(op >> 4));
+            c.notify_all(&g);
+            if let Ok((g, _)) = c.wait_timeout(g, TINY) {
+                let _ = c.wait_for(g, || op & 0x80 != 0, Some(TINY));
+            }
+        }
+        let _ = (shmkit::sync::inspect(name), c.sequence(), c.sleepers());
+    }
+}
+
+fn semaphore_ops<S>(s: &S, name: &str, ops: &[u8])
+where
+    S: std::ops::Deref<Target = shmkit::sync::SemaphoreState>,
+{
+    let _ = (s.value(), s.max_value(), s.initial_value(), s.sleepers());
+    for &op in ops {
+        let _ = match op % 4 {
+            0 => s.try_acquire(),
+            1 => s.acquire_timeout(TINY),
+            2 => s.acquire_timeout(Duration::ZERO),
+            _ => s.release(),
+        };
+        let _ = (shmkit::sync::inspect(name), s.value(), s.sleepers());
+    }
+}
+
+fn event_ops(name: &str, ops: &[u8]) {
+    let Ok(e) = Event::open(name) else { return };
+    let _ = (e.is_set(), e.generation(), e.sleepers());
+    for &op in ops {
+        match op % 4 {
+            0 => e.set(),
+            1 => e.clear(),
+            2 => {
+                let _ = e.wait(Some(TINY));
+            }
+            _ => {
+                let _ = e.wait(Some(Duration::ZERO));
+            }
+        }
+        let _ = (shmkit::sync::inspect(name), e.is_set(), e.generation());
+    }
+}
+
+fn barrier_ops(name: &str, ops: &[u8]) {
+    let Ok(b) = Barrier::open(name) else { return };
+    let _ = (b.parties(), b.n_waiting(), b.is_broken(), b.generation());
+    for &op in ops {
+        match op % 4 {
+            0 | 1 => {
+                let _ = b.wait(Some(TINY));
+            }
+            2 => b.reset(),
+            _ => b.abort(),
+        }
+        let _ = (shmkit::sync::inspect(name), b.n_waiting(), b.is_broken());
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    static CLEAN: std::sync::Once = std::sync::Once::new();
+    CLEAN.call_once(|| clean_stale("fuzz-s-"));
+    if data.len() < 2 {
+        return;
+    }
+    let kind = data[0] % 7;
+    let param = u32::from(data[0] / 7); // 0..=36
+    let nops = (data[1] % 16) as usize;
+    let ops = &data[2..(2 + nops).min(data.len())];
+    let hostile = &data[(2 + nops).min(data.len())..];
+    let name = format!("fuzz-s-{}", std::process::id());
+    let path = format!("/dev/shm/{name}");
+    let _ = std::fs::remove_file(&path);
+    let lock_len = MUTEX_AT + MUTEX_LEN;
+    let (created, state_len, has_mutex) = match kind {
+        0 => (Lock::create(&name).map(drop), lock_len, true),
+        1 => (RLock::create(&name).map(drop), lock_len, true),
+        2 => (Condition::create(&name).map(drop), lock_len + 8, true),
+        3 => (Semaphore::create(&name, param).map(drop), 16, false),
+        4 => (BoundedSemaphore::create(&name, param).map(drop), 16, false),
+        5 => (Event::create(&name).map(drop), 8, false),
+        _ => (Barrier::create(&name, param.max(1)).map(drop), 24, false),
+    };
+    if created.is_ok() {
+        corrupt(&path, state_len, has_mutex, hostile);
+        let _ = shmkit::sync::inspect(&name);
+        match kind {
+            0 => lock_ops(&name, ops),
+            1 => rlock_ops(&name, ops),
+            2 => condition_ops(&name, ops),
+            3 => {
+                if let Ok(s) = Semaphore::open(&name) {
+                    semaphore_ops(&s, &name, ops);
+                }
+            }
+            4 => {
+                if let Ok(s) = BoundedSemaphore::open(&name) {
+                    semaphore_ops(&s, &name, ops);
+                }
+            }
+            5 => event_ops(&name, ops),
+            _ => barrier_ops(&name, ops),
+        }
+        let _ = shmkit::sync::inspect(&name);
+    }
+    let _ = std::fs::remove_file(&path);
+});
