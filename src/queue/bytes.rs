@@ -287,6 +287,7 @@ impl fmt::Debug for Producer {
 }
 
 impl Producer {
+    #[inline]
     fn place(&mut self, n: u64) -> Result<Placement, Fail> {
         if self.side.is_closed() || self.side.peer_closed() {
             return Err(Fail::Other(ReserveError::Disconnected));
@@ -330,6 +331,7 @@ impl Producer {
     }
 
     /// Reserve `n` contiguous bytes for one message, if there is room now.
+    #[inline]
     pub fn try_reserve(&mut self, n: usize) -> Result<WriteGuard<'_>, ReserveError> {
         match self.place(n as u64) {
             Ok(pl) => Ok(WriteGuard { p: self, pl }),
@@ -370,6 +372,7 @@ impl Producer {
     }
 
     /// Copy `msg` in as one message, if there is room now.
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ReserveError> {
         let mut w = self.try_reserve(msg.len())?;
         w.copy_from_slice(msg);
@@ -403,6 +406,7 @@ impl Producer {
         max_message(self.cap)
     }
 
+    #[inline]
     fn data(&self) -> *mut u8 {
         self.side.ring.data()
     }
@@ -434,6 +438,7 @@ impl fmt::Debug for WriteGuard<'_> {
 
 impl WriteGuard<'_> {
     /// Publish the message.
+    #[inline]
     pub fn commit(self) {
         let len = self.pl.len;
         self.commit_len(len as usize)
@@ -445,6 +450,7 @@ impl WriteGuard<'_> {
     /// # Panics
     ///
     /// If `len` is larger than the reservation.
+    #[inline]
     pub fn commit_len(self, len: usize) {
         let len = len as u64;
         assert!(
@@ -479,6 +485,7 @@ impl WriteGuard<'_> {
 
 impl Deref for WriteGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: [start + 8, start + 8 + len) lies inside the ring (record fits before the
         // end) and is owned by the producer until commit (see the type's docs).
@@ -492,6 +499,7 @@ impl Deref for WriteGuard<'_> {
 }
 
 impl DerefMut for WriteGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only slice handed out.
         unsafe {
@@ -529,6 +537,7 @@ struct Record {
 }
 
 impl Consumer {
+    #[inline]
     fn refresh(&mut self) -> Result<u64, TryPopError> {
         // Acquire pairs with the producer's Release store of tail in `commit_len`.
         let tail = self.side.ring.ctrl().prod.tail.load(Ordering::Acquire);
@@ -540,6 +549,7 @@ impl Consumer {
         Ok(n)
     }
 
+    #[inline]
     fn read_header(&self, pos: u64) -> (u32, u64) {
         // SAFETY: `pos` is an 8-aligned offset below the capacity (masked, head is 8-aligned);
         // the header is inside the published range (checked by the callers). Volatile: the
@@ -556,6 +566,7 @@ impl Consumer {
     }
 
     /// The oldest record, validated.
+    #[inline]
     fn next(&mut self) -> Result<Record, TryPopError> {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
@@ -601,6 +612,7 @@ impl Consumer {
 
     /// The oldest message, in place, if there is one. Dropping the guard without
     /// [`release`](ReadGuard::release) leaves the message in the ring.
+    #[inline]
     pub fn try_peek(&mut self) -> Result<ReadGuard<'_>, TryPopError> {
         let rec = self.next()?;
         Ok(ReadGuard { c: self, rec })
@@ -635,6 +647,7 @@ impl Consumer {
     }
 
     /// Copy out and release the oldest message, if there is one.
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Vec<u8>, TryPopError> {
         let r = self.try_peek()?;
         let v = r.to_vec();
@@ -681,6 +694,7 @@ impl fmt::Debug for ReadGuard<'_> {
 
 impl ReadGuard<'_> {
     /// Free the message's space in the ring.
+    #[inline]
     pub fn release(self) {
         let c = self.c;
         c.head = c.head.wrapping_add(self.rec.advance);
@@ -694,6 +708,7 @@ impl ReadGuard<'_> {
 
 impl Deref for ReadGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: `next` checked that [offset, offset + len) lies inside the ring and inside
         // the published range, which the producer does not write until we release it.

@@ -54,18 +54,20 @@ const NONE: u64 = u64::MAX;
 
 /// Layout fingerprint of an MPMC queue of `elem_size`-byte elements.
 pub fn layout_fingerprint(elem_size: u64) -> u64 {
-    fingerprint(format!("shmkit mpmc v1 elem_size={elem_size} handles=16").as_bytes())
+    fingerprint(
+        format!("shmkit mpmc v2 elem_size={elem_size} handles=16 slot=[stamp,elem]").as_bytes(),
+    )
 }
 
 #[repr(C)]
 struct Geometry {
-    capacity: AtomicU64,      // 0
-    elem_size: AtomicU64,     // 8
-    elem_align: AtomicU64,    // 16
-    stamps_offset: AtomicU64, // 24
-    data_offset: AtomicU64,   // 32
-    handles: AtomicU64,       // 40
-    state: AtomicU64,         // 48
+    capacity: AtomicU64,    // 0
+    elem_size: AtomicU64,   // 8
+    elem_align: AtomicU64,  // 16
+    slot_size: AtomicU64,   // 24
+    data_offset: AtomicU64, // 32
+    handles: AtomicU64,     // 40
+    state: AtomicU64,       // 48
 }
 
 #[repr(C)]
@@ -98,8 +100,16 @@ struct Control {
     consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
 }
 
-/// Size of the control block; the stamps follow it.
+/// Size of the control block; the slots follow it.
 const CONTROL_SIZE: u64 = 4480;
+
+/// Payload offset of slot 0. Each slot is its 8-byte stamp followed by the element, so that an
+/// operation touches one cache line (for elements up to 56 bytes) instead of a stamp line and
+/// an element line.
+const DATA_OFFSET: u64 = CONTROL_SIZE;
+
+/// Offset of the element inside its slot (after the stamp).
+const ELEM_IN_SLOT: usize = 8;
 
 #[cfg(not(loom))]
 const _: () = {
@@ -113,8 +123,9 @@ const _: () = {
     assert!(offset_of!(Claim, inflight) == 8);
 };
 
-fn data_offset(capacity: u64) -> u64 {
-    (CONTROL_SIZE + 8 * capacity).next_multiple_of(128)
+/// Bytes per slot: the stamp, then the element padded to 8 (so every stamp is 8-aligned).
+fn slot_size(elem_size: u64) -> u64 {
+    8 + elem_size.next_multiple_of(8)
 }
 
 impl Control {
@@ -130,7 +141,7 @@ impl Control {
                 capacity: AtomicU64::new(0),
                 elem_size: AtomicU64::new(0),
                 elem_align: AtomicU64::new(0),
-                stamps_offset: AtomicU64::new(0),
+                slot_size: AtomicU64::new(0),
                 data_offset: AtomicU64::new(0),
                 handles: AtomicU64::new(0),
                 state: AtomicU64::new(0),
@@ -155,9 +166,8 @@ impl Control {
         g.capacity.store(capacity, Ordering::Relaxed);
         g.elem_size.store(elem_size, Ordering::Relaxed);
         g.elem_align.store(elem_align, Ordering::Relaxed);
-        g.stamps_offset.store(CONTROL_SIZE, Ordering::Relaxed);
-        g.data_offset
-            .store(data_offset(capacity), Ordering::Relaxed);
+        g.slot_size.store(slot_size(elem_size), Ordering::Relaxed);
+        g.data_offset.store(DATA_OFFSET, Ordering::Relaxed);
         g.handles.store(MAX_HANDLES as u64, Ordering::Relaxed);
     }
 
@@ -173,6 +183,8 @@ struct Shared {
     region: Region<Control>,
     capacity: u64,
     mask: u64,
+    /// Bytes per slot (`slot_size(elem_size)`).
+    slot: usize,
 }
 
 impl Shared {
@@ -181,9 +193,29 @@ impl Shared {
         self.region.ctrl()
     }
 
+    /// The stamp of position `pos`'s slot: the slot's first 8 bytes. (Under loom, whose
+    /// atomics cannot live in raw memory, the heap region's separate stamp array.)
     #[inline]
     fn stamp(&self, pos: u64) -> &AtomicU64 {
-        &self.region.stamps()[(pos & self.mask) as usize]
+        let i = (pos & self.mask) as usize;
+        #[cfg(not(loom))]
+        // SAFETY: `i < capacity` (masked) and the data area holds `capacity` slots of
+        // `self.slot` bytes (validated on open, or allocated so); a slot starts 8-aligned
+        // (the area is 128-aligned, `slot` a multiple of 8) with its stamp, which is only
+        // ever accessed as this atomic; an AtomicU64 is valid for any bit pattern.
+        let s = unsafe { &*self.region.data().add(i * self.slot).cast::<AtomicU64>() };
+        #[cfg(loom)]
+        let s = &self.region.stamps()[i];
+        s
+    }
+
+    /// The element bytes of position `pos`'s slot (after its stamp; may be unaligned for `T`).
+    #[inline]
+    fn elem(&self, pos: u64) -> *mut u8 {
+        let i = (pos & self.mask) as usize;
+        // SAFETY: slot `i < capacity` lies inside the data area (see `stamp`), and its element
+        // bytes start ELEM_IN_SLOT bytes in.
+        unsafe { self.region.data().add(i * self.slot + ELEM_IN_SLOT) }
     }
 
     /// Elements in the queue now (a snapshot).
@@ -321,30 +353,29 @@ impl<T: Element> Queue<T> {
         check_type::<T>(name)?;
         super::ring::check_capacity(name, capacity, 2)?;
         let size = std::mem::size_of::<T>() as u64;
-        let total = data_offset(capacity) + capacity * size;
+        let slot = slot_size(size);
+        let total = DATA_OFFSET + capacity * slot;
         let opts = crate::Segment::options().kind(Kind::MPMC_QUEUE, layout_fingerprint(size));
         let init = |seg: &crate::Segment| {
-            // SAFETY: the payload is `total` bytes, 128-aligned; Control and the stamps are
-            // atomics only, valid for any bit pattern.
+            // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics only,
+            // valid for any bit pattern.
             let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
             ctrl.init(capacity, size, std::mem::align_of::<T>() as u64);
             for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
                 // Relaxed: published by READY.
                 c.inflight.store(NONE, Ordering::Relaxed);
             }
-            // SAFETY: the stamps array [CONTROL_SIZE, CONTROL_SIZE + 8 * capacity) lies in
-            // the payload, 8-aligned.
-            let stamps = unsafe {
-                std::slice::from_raw_parts(
-                    seg.as_mut_ptr()
-                        .add(CONTROL_SIZE as usize)
-                        .cast::<AtomicU64>(),
-                    capacity as usize,
-                )
-            };
-            for (i, s) in stamps.iter().enumerate() {
+            for i in 0..capacity {
+                // SAFETY: slot i's stamp, at DATA_OFFSET + i * slot, lies in the payload
+                // (`total` bytes) and is 8-aligned; only ever accessed as an atomic.
+                let s = unsafe {
+                    &*seg
+                        .as_mut_ptr()
+                        .add((DATA_OFFSET + i * slot) as usize)
+                        .cast::<AtomicU64>()
+                };
                 // Relaxed: published by READY.
-                s.store(i as u64, Ordering::Relaxed);
+                s.store(i, Ordering::Relaxed);
             }
             Ok(())
         };
@@ -391,19 +422,25 @@ impl<T: Element> Queue<T> {
             // Relaxed: the queue is not shared yet.
             c.inflight.store(NONE, Ordering::Relaxed);
         }
-        let region = Region::heap(
-            ctrl,
-            (capacity * size) as usize,
-            128,
-            capacity as usize,
-            |i| i as u64,
-        );
+        let slot = slot_size(size);
+        // Under loom the stamps are a separate array of loom atomics (see `Shared::stamp`).
+        let n_stamps = if cfg!(loom) { capacity as usize } else { 0 };
+        let region = Region::heap(ctrl, (capacity * slot) as usize, 128, n_stamps, |i| {
+            i as u64
+        });
+        let shared = Shared {
+            region,
+            capacity,
+            mask: capacity - 1,
+            slot: slot as usize,
+        };
+        #[cfg(not(loom))]
+        for i in 0..capacity {
+            // Relaxed: the queue is not shared yet.
+            shared.stamp(i).store(i, Ordering::Relaxed);
+        }
         Queue {
-            shared: Arc::new(Shared {
-                region,
-                capacity,
-                mask: capacity - 1,
-            }),
+            shared: Arc::new(shared),
             _t: PhantomData,
         }
     }
@@ -512,7 +549,7 @@ fn shared_from_segment(seg: crate::Segment, elem: Option<u64>) -> crate::Result<
     let g = &ctrl.geo;
     let capacity = g.capacity.load(Ordering::Relaxed);
     let elem_size = g.elem_size.load(Ordering::Relaxed);
-    let stamps_offset = g.stamps_offset.load(Ordering::Relaxed);
+    let slot = g.slot_size.load(Ordering::Relaxed);
     let data_off = g.data_offset.load(Ordering::Relaxed);
     let handles = g.handles.load(Ordering::Relaxed);
     if !capacity.is_power_of_two() || !(2..=super::ring::MAX_CAPACITY).contains(&capacity) {
@@ -529,30 +566,26 @@ fn shared_from_segment(seg: crate::Segment, elem: Option<u64>) -> crate::Result<
             "element size {elem_size} / handles {handles} do not match the fingerprint"
         )));
     }
-    if stamps_offset != CONTROL_SIZE || data_off != data_offset(capacity) {
+    if slot != slot_size(elem_size) || data_off != DATA_OFFSET {
         return Err(bad(format!(
-            "stamps at {stamps_offset}, data at {data_off}: not the layout's offsets"
+            "slots of {slot} bytes at {data_off}: not the layout's geometry"
         )));
     }
-    let need = data_off + capacity * elem_size;
+    // No overflow: capacity <= 2^40, slot <= 2^20 + 8.
+    let need = data_off + capacity * slot;
     if need > len {
         return Err(bad(format!(
             "the queue needs {need} bytes, the payload has {len}"
         )));
     }
-    // SAFETY: the geometry was validated: stamps and data lie inside the payload.
-    let region = unsafe {
-        Region::segment(
-            seg,
-            data_off as usize,
-            CONTROL_SIZE as usize,
-            capacity as usize,
-        )
-    };
+    // SAFETY: the geometry was validated: the slots (stamps inside) lie inside the payload.
+    // No separate stamp array (`Shared::stamp` finds each stamp in its slot).
+    let region = unsafe { Region::segment(seg, data_off as usize, data_off as usize, 0) };
     Ok(Shared {
         region,
         capacity,
         mask: capacity - 1,
+        slot: slot as usize,
     })
 }
 
@@ -623,6 +656,14 @@ enum Attempt {
     Blocked,
     /// The position `pos` is claimed by another handle that has not finished with it.
     InFlight(u64),
+    /// Consumer only, from `attempt(false)`: position `pos`'s slot held `stamp` (`pos`, or
+    /// the previous lap's `pos - capacity + 1`), nothing to pop; whether that is `Blocked` or
+    /// `InFlight` was not decided (it costs a fence and a load of the producers' `tail` line,
+    /// which `Consumer::classify` does when the caller needs to know).
+    Unpublished {
+        pos: u64,
+        stamp: u64,
+    },
     Corrupt,
 }
 
@@ -665,14 +706,11 @@ impl<T: Element> Producer<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        let slot = (pos & sh.mask) as usize;
                         // SAFETY: we own the slot for position `pos` (stamp == pos, and the CAS
-                        // made the position ours); in bounds (masked) and aligned.
+                        // made the position ours); in bounds (`elem`), written unaligned.
                         unsafe {
-                            sh.region
-                                .data()
+                            sh.elem(pos)
                                 .cast::<T>()
-                                .add(slot)
                                 .write_unaligned(std::ptr::read(value))
                         };
                         // Release pairs with the consumer's Acquire stamp load: the element
@@ -681,7 +719,13 @@ impl<T: Element> Producer<T> {
                         ctrl.tail.not_empty.notify_all();
                         return Ok(());
                     }
-                    Err(t) => pos = t,
+                    Err(t) => {
+                        // Lost the race for `pos`: withdraw the claim record, or recovery
+                        // would take us for its live claimer when the winner dies.
+                        // Release: as for the inflight store above.
+                        claim.inflight.store(NONE, Ordering::Release);
+                        pos = t;
+                    }
                 }
             } else if stamp == pos.wrapping_sub(sh.capacity) {
                 // The previous lap's producer of this slot claimed it and has not published:
@@ -700,8 +744,10 @@ impl<T: Element> Producer<T> {
                     Attempt::Blocked
                 });
             } else {
-                // Relaxed: a newer guess; validated as above.
-                let t = ctrl.tail.tail.load(Ordering::Relaxed);
+                // Acquire (pairs with the producers' tail CAS): a tail that has not moved
+                // then really says the stamp we read is current, so "did not move" means
+                // Corrupt, not a stale read.
+                let t = ctrl.tail.tail.load(Ordering::Acquire);
                 if t == pos {
                     return Err(Attempt::Corrupt);
                 }
@@ -772,7 +818,8 @@ impl<T: Element> Producer<T> {
                     return Ok(());
                 }
                 Err(Attempt::Corrupt) => return Err(PushError::Corrupt(value)),
-                Err(Attempt::Blocked) => None,
+                // (`Unpublished` comes only from an unclassified consumer attempt; never here.)
+                Err(Attempt::Blocked | Attempt::Unpublished { .. }) => None,
                 Err(Attempt::InFlight(p)) => Some(p),
             };
             let sh = &*self.h.shared;
@@ -866,7 +913,9 @@ impl<T> std::fmt::Debug for Consumer<T> {
 }
 
 impl<T: Element> Consumer<T> {
-    fn attempt(&mut self) -> Result<T, Attempt> {
+    /// One pop attempt. With `classify` false, an empty slot is reported as
+    /// `Attempt::Unpublished` without telling `Blocked` from `InFlight` (see `classify`).
+    fn attempt(&mut self, classify: bool) -> Result<T, Attempt> {
         let sh = &*self.h.shared;
         let ctrl = sh.ctrl();
         let claim = &ctrl.consumers[self.h.slot];
@@ -886,11 +935,10 @@ impl<T: Element> Consumer<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        let slot = (pos & sh.mask) as usize;
                         // SAFETY: position `pos` is ours (stamp pos + 1, CAS won): no producer
-                        // writes the slot until we release it; in bounds and aligned. Any
-                        // bytes are a valid T (FromBytes).
-                        let v = unsafe { sh.region.data().cast::<T>().add(slot).read_unaligned() };
+                        // writes the slot until we release it; in bounds (`elem`), read
+                        // unaligned. Any bytes are a valid T (FromBytes).
+                        let v = unsafe { sh.elem(pos).cast::<T>().read_unaligned() };
                         // Release pairs with the producers' Acquire stamp load: we are done
                         // reading before the next lap may overwrite.
                         sh.stamp(pos)
@@ -898,37 +946,50 @@ impl<T: Element> Consumer<T> {
                         ctrl.head.not_full.notify_all();
                         return Ok(v);
                     }
-                    Err(h) => pos = h,
+                    Err(h) => {
+                        // Lost the race for `pos`: withdraw the claim record (as in push).
+                        claim.inflight.store(NONE, Ordering::Release);
+                        pos = h;
+                    }
                 }
             } else if stamp == pos || stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1) {
-                // Not yet written. SeqCst fence as crossbeam: order the stamp load before the
-                // tail load.
-                fence(Ordering::SeqCst);
-                // Acquire pairs with the producers' tail CAS (their inflight stores).
-                let tail = ctrl.tail.tail.load(Ordering::Acquire);
-                if tail == pos || stamp != pos {
-                    return Err(Attempt::Blocked);
-                }
-                // No producer claims `pos + capacity` before a consumer claimed `pos`: with
-                // `head` still at `pos` (reloaded after `tail`), more than `capacity` claimed
-                // positions mean the indices are corrupt (else skipping dead claims could
-                // walk up to a garbage tail).
-                // Acquire: as for the head CAS.
-                if tail.wrapping_sub(pos) > sh.capacity
-                    && ctrl.head.head.load(Ordering::Acquire) == pos
-                {
-                    return Err(Attempt::Corrupt);
-                }
-                return Err(Attempt::InFlight(pos));
+                // Not yet written.
+                let a = Attempt::Unpublished { pos, stamp };
+                return Err(if classify { self.classify(a) } else { a });
             } else {
-                // Relaxed: a newer guess.
-                let h = ctrl.head.head.load(Ordering::Relaxed);
+                // Acquire (pairs with the consumers' head CAS), as for the tail in push.
+                let h = ctrl.head.head.load(Ordering::Acquire);
                 if h == pos {
                     return Err(Attempt::Corrupt);
                 }
                 pos = h;
             }
         }
+    }
+
+    /// Decide an `Unpublished` attempt: `Blocked` (empty) or `InFlight` (a producer claimed
+    /// the position and has not published). Other attempts are returned unchanged.
+    fn classify(&self, a: Attempt) -> Attempt {
+        let Attempt::Unpublished { pos, stamp } = a else {
+            return a;
+        };
+        // SeqCst fence as crossbeam: order the (earlier) stamp load before the tail load.
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the producers' tail CAS (their inflight stores).
+        let tail = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
+        if tail == pos || stamp != pos {
+            return Attempt::Blocked;
+        }
+        // No producer claims `pos + capacity` before a consumer claimed `pos`: with `head`
+        // still at `pos` (reloaded after `tail`), more than `capacity` claimed positions mean
+        // the indices are corrupt (else skipping dead claims could walk up to a garbage tail).
+        // Acquire: as for the head CAS.
+        if tail.wrapping_sub(pos) > self.h.shared.capacity
+            && self.h.shared.ctrl().head.head.load(Ordering::Acquire) == pos
+        {
+            return Attempt::Corrupt;
+        }
+        Attempt::InFlight(pos)
     }
 
     /// Skip position `pos` if the producer that claimed it is dead. Returns whether skipped.
@@ -962,6 +1023,8 @@ impl<T: Element> Consumer<T> {
             ctrl.head.not_full.notify_all();
             return true;
         }
+        // Someone else moved `head` first: withdraw our claim record (as in push).
+        self.h.claim().inflight.store(NONE, Ordering::Release);
         false
     }
 
@@ -971,11 +1034,26 @@ impl<T: Element> Consumer<T> {
         if self.h.closed {
             return Err(TryPopError::Disconnected);
         }
-        match self.attempt() {
+        match self.attempt(false) {
             Ok(v) => Ok(v),
             Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
             Err(a) => {
                 let thorough = self.h.throttle.due();
+                // Fast path of a busy poll on an empty queue: unless a thorough check is due or
+                // the producer side was closed, both `Blocked` and `InFlight` end in `Empty`
+                // below (no recovery without `thorough`; `side_gone(_, false)` is false while
+                // the side's closed bit is clear), so skip classifying (a fence and a load of
+                // the line producers write). Acquire: as in `side_gone`.
+                if !thorough
+                    && self.h.shared.ctrl().geo.state.load(Ordering::Acquire) & PRODUCERS_CLOSED
+                        == 0
+                {
+                    return Err(TryPopError::Empty);
+                }
+                let a = self.classify(a);
+                if matches!(a, Attempt::Corrupt) {
+                    return Err(TryPopError::Corrupt);
+                }
                 if thorough {
                     if let Attempt::InFlight(p) = a {
                         if self.recover(p) {
@@ -987,7 +1065,7 @@ impl<T: Element> Consumer<T> {
                     && self.h.shared.side_gone(Role::Producer, thorough)
                 {
                     // The side is gone: a re-check drains what it left.
-                    return match self.attempt() {
+                    return match self.attempt(true) {
                         Ok(v) => Ok(v),
                         Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
                         Err(_) => Err(TryPopError::Disconnected),
@@ -1010,17 +1088,18 @@ impl<T: Element> Consumer<T> {
             // Snapshot the tail before the attempt: any push after it changes the tail and ends
             // the wait below. Acquire pairs with producers' tail CAS (AcqRel).
             let tail0 = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
-            let inflight = match self.attempt() {
+            let inflight = match self.attempt(true) {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
-                Err(Attempt::Blocked) => None,
+                // (`Unpublished` comes only from an unclassified consumer attempt; never here.)
+                Err(Attempt::Blocked | Attempt::Unpublished { .. }) => None,
                 Err(Attempt::InFlight(p)) => Some(p),
             };
             if self.h.shared.side_gone(Role::Producer, false) {
                 match inflight {
                     // Nothing will be published any more: drain, then Disconnected.
                     None => {
-                        return match self.attempt() {
+                        return match self.attempt(true) {
                             Ok(v) => Ok(v),
                             Err(Attempt::Corrupt) => Err(PopError::Corrupt),
                             Err(_) => Err(PopError::Disconnected),
@@ -1073,7 +1152,7 @@ impl<T: Element> Consumer<T> {
                 if let Some(p) = inflight {
                     self.recover(p);
                 } else if sh.side_gone(Role::Producer, true) {
-                    match self.attempt() {
+                    match self.attempt(true) {
                         Ok(v) => return Ok(v),
                         Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
                         Err(_) => return Err(PopError::Disconnected),
@@ -1209,7 +1288,7 @@ mod tests {
         );
         // It publishes: the consumer takes it.
         // SAFETY: slot 0, in bounds; nobody else writes it.
-        unsafe { q.shared.region.data().cast::<u64>().write(9) };
+        unsafe { q.shared.elem(0).cast::<u64>().write_unaligned(9) };
         q.shared.stamp(0).store(1, Ordering::Release);
         assert_eq!(c.pop(T), Ok(9));
     }
@@ -1246,6 +1325,40 @@ mod tests {
         let mut p = q.producer().unwrap();
         p.try_push(6).unwrap();
         assert_eq!(c.try_pop(), Ok(6));
+    }
+
+    /// Slots are [stamp, element padded to 8]: odd sizes and 16-aligned elements (stored
+    /// unaligned after the stamp) round-trip across laps, on the heap and in a segment.
+    #[test]
+    fn odd_and_overaligned_elements_across_laps() {
+        fn laps<T: Element + Copy + PartialEq + std::fmt::Debug>(
+            q: &Queue<T>,
+            f: impl Fn(u64) -> T,
+        ) {
+            let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+            for i in 0..20 {
+                p.try_push(f(i)).unwrap();
+                p.try_push(f(i + 100)).unwrap();
+                assert_eq!(c.try_pop(), Ok(f(i)));
+                assert_eq!(c.try_pop(), Ok(f(i + 100)));
+            }
+            assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        }
+        let b3 = |i: u64| [i as u8, (i >> 1) as u8, 0xa5];
+        let wide = |i: u64| (u128::from(i) << 64) | u128::from(!i);
+        laps(&Queue::<[u8; 3]>::with_capacity(4), b3);
+        laps(&Queue::<u128>::with_capacity(4), wide);
+        let name = format!("mpmc-odd-{}", std::process::id());
+        let q = Queue::<[u8; 3]>::create(&name, 4).unwrap();
+        q.set_unlink_on_drop(true);
+        laps(&q, b3);
+        let name = format!("mpmc-wide-{}", std::process::id());
+        let q = Queue::<u128>::create(&name, 4).unwrap();
+        q.set_unlink_on_drop(true);
+        laps(&q, wide);
+        // Reopening validates the slot geometry.
+        let q2 = Queue::<u128>::open(&name).unwrap();
+        assert_eq!(q2.capacity(), 4);
     }
 
     #[test]

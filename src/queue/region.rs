@@ -119,8 +119,10 @@ impl<C> Region<C> {
         self.data.as_ptr()
     }
 
-    /// The stamps array.
+    /// The stamps array (used by loom builds of the MPMC queue, whose slots hold their stamps
+    /// otherwise).
     #[inline]
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn stamps(&self) -> &[AtomicU64] {
         // SAFETY: `stamps` points to `n_stamps` live atomics owned by `self` (a boxed slice or
         // inside the mapping; atomics are valid for any bit pattern).

@@ -250,10 +250,13 @@ mod loom_tests {
         });
     }
 
-    /// Two waiters on one queue, one notifier: both wake.
+    /// Two waiters on one queue, one notifier: both wake. (Three threads: bounded to two
+    /// preemptions, which keeps the model to seconds; unbounded it runs for many minutes.)
     #[test]
     fn loom_notify_all_wakes_every_waiter() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(2);
+        model.check(|| {
             let q = Arc::new(WaitQueue::new());
             let flag = Arc::new(AtomicBool::new(false));
             let waiters: Vec<_> = (0..2)

@@ -70,7 +70,8 @@ struct LatencyResult {
     p50_ns: u64,
     p99_ns: u64,
     p999_ns: u64,
-    /// Floor this is compared with (`floor_spin` or `floor_futex`), and p50 / floor p50.
+    /// Floor this is compared with (`floor_spin`, `floor_futex` or `floor_futex_park`), and
+    /// p50 / floor p50.
     floor: &'static str,
     ratio_p50: f64,
 }
@@ -156,6 +157,28 @@ fn time_loop(warm: usize, iters: usize, mut rt: impl FnMut(u64)) -> Vec<u64> {
     v
 }
 
+/// How long the parent idles before each round trip of a `_park` scenario: far longer than the
+/// receivers' spin phase (100 polls), so the peer is asleep in `FUTEX_WAIT` when the message
+/// comes and the timed round trip includes waking it.
+const PARK_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Time `iters` round trips after `warm` untimed ones, idling [`PARK_IDLE`] (untimed) before
+/// each.
+fn time_loop_idle(warm: usize, iters: usize, mut rt: impl FnMut(u64)) -> Vec<u64> {
+    for i in 0..warm {
+        std::thread::sleep(PARK_IDLE);
+        rt(i as u64);
+    }
+    let mut v = Vec::with_capacity(iters);
+    for i in 0..iters {
+        std::thread::sleep(PARK_IDLE);
+        let t0 = Instant::now();
+        rt((warm + i) as u64);
+        v.push(t0.elapsed().as_nanos() as u64);
+    }
+    v
+}
+
 // ---------------------------------------------------------------------------------------
 // Floors: one atomic in a shared page, busy-wait and futex.
 
@@ -204,7 +227,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 pong.store(i, Ordering::Release);
             }
         }
-        "floor_futex" => {
+        "floor_futex" | "floor_futex_park" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
             let (ping, pong) = futex_words(&seg);
             ready();
@@ -229,8 +252,8 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 wr.write_all(&buf).map_err(|e| e.to_string())?;
             }
         }
-        "spsc_spin" | "spsc_block" => {
-            let block = a.scenario == "spsc_block";
+        "spsc_spin" | "spsc_block" | "spsc_park" => {
+            let block = a.scenario != "spsc_spin";
             match a.bytes {
                 8 => spsc_peer::<8>(&a.name, total, block, ready)?,
                 64 => spsc_peer::<64>(&a.name, total, block, ready)?,
@@ -430,17 +453,22 @@ fn run_latency(
             child.wait().map_err(|e| e.to_string())?;
             Ok(v)
         }
-        "floor_futex" => {
+        "floor_futex" | "floor_futex_park" => {
             let seg = Segment::options()
                 .unlink_on_drop(true)
                 .create(&tag, 4096)
                 .map_err(|e| e.to_string())?;
             let (ping, pong) = futex_words(&seg);
             let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
-            let v = time_loop(warm, iters, |i| {
+            let rt = |i: u64| {
                 futex_set(ping, i as u32 + 1);
                 futex_wait_for(pong, i as u32 + 1);
-            });
+            };
+            let v = if name == "floor_futex_park" {
+                time_loop_idle(warm, iters, rt)
+            } else {
+                time_loop(warm, iters, rt)
+            };
             child.wait().map_err(|e| e.to_string())?;
             Ok(v)
         }
@@ -494,8 +522,8 @@ fn run_latency(
             }
             Ok(v)
         }
-        "spsc_spin" | "spsc_block" => {
-            let block = name == "spsc_block";
+        "spsc_spin" | "spsc_block" | "spsc_park" => {
+            let block = name != "spsc_spin";
             match bytes {
                 8 => spsc_parent::<8>(name, &tag, warm, iters, block),
                 64 => spsc_parent::<64>(name, &tag, warm, iters, block),
@@ -595,7 +623,7 @@ fn spsc_parent<const N: usize>(
     let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
     let (mut child, _out) = spawn_peer(name, N, (warm + iters) as u64, tag, &[]);
     let mut msg = Box::new([7u8; N]);
-    let v = time_loop(warm, iters, |_| {
+    let rt = |_: u64| {
         if block && N > 1024 {
             tx.push_slice(std::slice::from_ref(&*msg), T).unwrap();
             rx.pop_slice(std::slice::from_mut(&mut *msg), T).unwrap();
@@ -627,7 +655,13 @@ fn spsc_parent<const N: usize>(
                 std::hint::spin_loop();
             };
         }
-    });
+    };
+    // `spsc_park`: blocking calls, with the peer asleep in the futex when each message comes.
+    let v = if name == "spsc_park" {
+        time_loop_idle(warm, iters, rt)
+    } else {
+        time_loop(warm, iters, rt)
+    };
     child.wait().map_err(|e| e.to_string())?;
     Ok(v)
 }
@@ -653,10 +687,20 @@ fn latency(quick: bool, json: bool) -> CmdResult {
         }
     }
     plan.push(("mpmc_spin", 8));
+    // The parked blocking path: at ping-pong rates `spsc_block` never sleeps (its spin catches
+    // the reply), so these idle 200 us (untimed) before each round trip; the receiver is then
+    // asleep in FUTEX_WAIT, and the row compares with a futex floor measured the same way.
+    plan.push(("floor_futex_park", 8));
+    plan.push(("spsc_park", 8));
     let mut results: Vec<LatencyResult> = Vec::new();
-    let (mut spin_p50, mut futex_p50) = (1, 1);
+    let (mut spin_p50, mut futex_p50, mut park_p50) = (1, 1, 1);
     for (name, bytes) in plan {
-        let iters = if bytes > 4096 { large } else { small };
+        // A parked round trip costs at least PARK_IDLE: the large-message count keeps it short.
+        let iters = if bytes > 4096 || name.ends_with("_park") {
+            large
+        } else {
+            small
+        };
         // A floor is the best of three runs, so that a slow moment (another job, a CPU that
         // has not clocked up yet) cannot make the floor look worse than what it bounds.
         let runs = if name.starts_with("floor_") { 3 } else { 1 };
@@ -671,17 +715,15 @@ fn latency(quick: bool, json: bool) -> CmdResult {
         match name {
             "floor_spin" => spin_p50 = p50,
             "floor_futex" => futex_p50 = p50,
+            "floor_futex_park" => park_p50 = p50,
             _ => {}
         }
-        let floor = if name.ends_with("_spin") {
-            "floor_spin"
+        let (floor, base) = if name.ends_with("_spin") {
+            ("floor_spin", spin_p50)
+        } else if name.ends_with("_park") {
+            ("floor_futex_park", park_p50)
         } else {
-            "floor_futex"
-        };
-        let base = if floor == "floor_spin" {
-            spin_p50
-        } else {
-            futex_p50
+            ("floor_futex", futex_p50)
         };
         let r = LatencyResult {
             name,
