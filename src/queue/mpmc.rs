@@ -1426,6 +1426,33 @@ mod loom_tests {
         });
     }
 
+    /// Two producers race for the last free slot: the loser must not keep a claim record for
+    /// the winner's position (else, were the winner to die before publishing, recovery would
+    /// take the live loser for its claimer and never skip the position).
+    #[test]
+    fn loom_a_producer_that_loses_its_claim_withdraws_it() {
+        crate::queue::loom_model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut first = q.producer().unwrap();
+            first.try_push(0).unwrap(); // one slot left
+            let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
+            let (sa, sb) = (a.h.slot, b.h.slot);
+            let t = loom::thread::spawn(move || {
+                let won = a.try_push(1).is_ok();
+                (won, a)
+            });
+            let won_b = b.try_push(2).is_ok();
+            let (won_a, a) = t.join().unwrap();
+            assert!(won_a ^ won_b, "exactly one push fits");
+            let ctrl = q.shared.ctrl();
+            for (slot, won) in [(sa, won_a), (sb, won_b)] {
+                let inflight = ctrl.producers[slot].inflight.load(Ordering::Relaxed);
+                assert_eq!(inflight, if won { 1 } else { NONE }, "won = {won}");
+            }
+            drop((a, b, first));
+        });
+    }
+
     #[test]
     fn loom_consumer_frees_slots_for_the_next_lap() {
         crate::queue::loom_model(|| {
