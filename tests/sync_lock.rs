@@ -66,22 +66,6 @@ fn child_main() {
     });
 }
 
-/// Wait for a child with a deadline; kill it and fail if it overruns.
-fn wait_child(mut c: std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("child did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + T;
     while !f() {
@@ -103,8 +87,8 @@ fn two_processes_count_exactly_under_a_named_lock() {
     let kids: Vec<_> = (0..2)
         .map(|_| common::spawn_child("count", &[&ln, &dn, &n.to_string()]))
         .collect();
-    for k in kids {
-        assert!(wait_child(k, 120).success());
+    for mut k in kids {
+        assert!(common::wait_exit(&mut k, Duration::from_secs(120)).success());
     }
     assert_eq!(data.atomic_u64(0).unwrap().load(Ordering::SeqCst), 2 * n);
 }
@@ -193,8 +177,8 @@ fn unrepaired_owner_death_is_not_recoverable_for_every_process() {
         lock.lock_timeout(T),
         Err(LockError::NotRecoverable)
     ));
-    let other = common::spawn_child("expect-not-recoverable", &[&ln]);
-    assert!(wait_child(other, 30).success());
+    let mut other = common::spawn_child("expect-not-recoverable", &[&ln]);
+    assert!(common::wait_exit(&mut other, Duration::from_secs(30)).success());
 }
 
 #[test]

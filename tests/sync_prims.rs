@@ -121,21 +121,6 @@ fn child_main() {
     });
 }
 
-fn wait_child(mut c: std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("child did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn semaphore_of_3_admits_at_most_3_of_6_processes() {
     let (sn, dn) = (
@@ -148,8 +133,8 @@ fn semaphore_of_3_admits_at_most_3_of_6_processes() {
     let kids: Vec<_> = (0..6)
         .map(|_| common::spawn_child("sem-worker", &[&sn, &dn]))
         .collect();
-    for k in kids {
-        assert!(wait_child(k, 120).success());
+    for mut k in kids {
+        assert!(common::wait_exit(&mut k, Duration::from_secs(120)).success());
     }
     let max = data.atomic_u64(8).unwrap().load(Ordering::SeqCst);
     assert!((1..=3).contains(&max), "max inside was {max}");
@@ -166,10 +151,10 @@ fn condition_producer_consumer_across_processes() {
     let _cond = Condition::create(&cn).unwrap();
     let _data = Segment::create(&dn, 64).unwrap();
     let n = "3000";
-    let p = common::spawn_child("producer", &[&cn, &dn, n]);
-    let c = common::spawn_child("consumer", &[&cn, &dn, n]);
-    assert!(wait_child(p, 120).success());
-    assert!(wait_child(c, 120).success());
+    let mut p = common::spawn_child("producer", &[&cn, &dn, n]);
+    let mut c = common::spawn_child("consumer", &[&cn, &dn, n]);
+    assert!(common::wait_exit(&mut p, Duration::from_secs(120)).success());
+    assert!(common::wait_exit(&mut c, Duration::from_secs(120)).success());
 }
 
 #[test]
@@ -184,8 +169,8 @@ fn barrier_3_processes_1000_generations() {
     let kids: Vec<_> = (0..3)
         .map(|i| common::spawn_child("barrier-gens", &[&bn, &dn, &i.to_string(), "1000"]))
         .collect();
-    for k in kids {
-        assert!(wait_child(k, 300).success());
+    for mut k in kids {
+        assert!(common::wait_exit(&mut k, Duration::from_secs(300)).success());
     }
     let total: u64 = (0..3)
         .map(|i| data.atomic_u64(32 + 8 * i).unwrap().load(Ordering::SeqCst))
@@ -211,9 +196,9 @@ fn barrier_party_killed_mid_wait_leaves_the_others_broken_after_their_timeout() 
     let mut victim = kids.remove(0);
     victim.kill().unwrap(); // SIGKILL, most likely inside wait
     victim.wait().unwrap();
-    for k in kids {
+    for mut k in kids {
         assert!(
-            wait_child(k, 60).success(),
+            common::wait_exit(&mut k, Duration::from_secs(60)).success(),
             "a survivor did not end with a broken barrier"
         );
     }
@@ -231,13 +216,13 @@ fn event_ping_pong_across_processes() {
     let _c = common::Cleanup::new(&[&a, &b]);
     let ping = Event::create(&a).unwrap();
     let pong = Event::create(&b).unwrap();
-    let child = common::spawn_child("event-echo", &[&a, &b]);
+    let mut child = common::spawn_child("event-echo", &[&a, &b]);
     for i in 0..200 {
         ping.set();
         assert!(pong.wait(Some(T)), "no pong {i}");
         pong.clear();
     }
-    assert!(wait_child(child, 60).success());
+    assert!(common::wait_exit(&mut child, Duration::from_secs(60)).success());
 }
 
 #[test]
