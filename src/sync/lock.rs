@@ -7,18 +7,16 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::named::{fingerprint_with, Layout, Named, SyncOptions};
+use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
 use crate::error::Result;
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 use crate::os::mutex::{self, Locked, MutexError};
 use crate::os::process::{self, Liveness};
 use crate::segment::Kind;
-use crate::Segment;
 
 /// `magic` of an initialised [`LockState`]: `"LCK1"` little-endian.
 pub(crate) const LOCK_MAGIC: u32 = u32::from_le_bytes(*b"LCK1");
@@ -650,14 +648,7 @@ pub struct Lock {
     inner: Named<LockState>,
 }
 
-impl fmt::Debug for Lock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("name", &self.name())
-            .field("state", self.inner.state())
-            .finish()
-    }
-}
+named_handle!(Lock, LockState);
 
 impl Lock {
     /// Options for creating or opening a named lock.
@@ -678,28 +669,6 @@ impl Lock {
     /// Open the named lock, or create it if it does not exist (race-free).
     pub fn open_or_create(name: &str) -> Result<Lock> {
         Self::options().open_or_create(name)
-    }
-
-    /// The name.
-    pub fn name(&self) -> &str {
-        self.inner.segment().name()
-    }
-
-    /// The underlying segment.
-    pub fn segment(&self) -> &Segment {
-        self.inner.segment()
-    }
-
-    /// Make this handle unlink the name when dropped (or not).
-    pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.inner.set_unlink_on_drop(yes);
-    }
-}
-
-impl Deref for Lock {
-    type Target = LockState;
-    fn deref(&self) -> &LockState {
-        self.inner.state()
     }
 }
 

@@ -2,14 +2,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::Deref;
 use std::time::Duration;
 
 use super::lock::{status, Block, LockError, MutexCore, Owner, RLOCK_MAGIC};
-use super::named::{fingerprint_with, Layout, Named, SyncOptions};
+use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
 use crate::error::Result;
 use crate::segment::Kind;
-use crate::Segment;
 
 /// The state of a robust, process-shared, recursive lock: the same 72-byte layout as
 /// [`LockState`](super::LockState) (magic `"RLK1"`), with a `PTHREAD_MUTEX_RECURSIVE` mutex.
@@ -250,14 +248,7 @@ pub struct RLock {
     inner: Named<RLockState>,
 }
 
-impl fmt::Debug for RLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock")
-            .field("name", &self.name())
-            .field("state", self.inner.state())
-            .finish()
-    }
-}
+named_handle!(RLock, RLockState);
 
 impl RLock {
     /// Options for creating or opening a named recursive lock.
@@ -278,28 +269,6 @@ impl RLock {
     /// Open it, or create it if it does not exist.
     pub fn open_or_create(name: &str) -> Result<RLock> {
         Self::options().open_or_create(name)
-    }
-
-    /// The name.
-    pub fn name(&self) -> &str {
-        self.inner.segment().name()
-    }
-
-    /// The underlying segment.
-    pub fn segment(&self) -> &Segment {
-        self.inner.segment()
-    }
-
-    /// Make this handle unlink the name when dropped (or not).
-    pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.inner.set_unlink_on_drop(yes);
-    }
-}
-
-impl Deref for RLock {
-    type Target = RLockState;
-    fn deref(&self) -> &RLockState {
-        self.inner.state()
     }
 }
 
