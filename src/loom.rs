@@ -72,13 +72,13 @@ pub(crate) mod futex {
             (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
     }
 
-    /// Under loom: whether timed waits sleep until woken (`true`) or time out at once when
-    /// the word still holds `expected` (`false`, the default). Models set it before
-    /// `loom::model` to explore one behaviour or the other; both are legal for a futex.
-    /// (Thread-local: loom runs a model's threads on the test's own OS thread, and other
-    /// tests run in parallel on theirs.)
     #[cfg(loom)]
     std::thread_local! {
+        // Under loom: whether timed waits sleep until woken (`true`) or time out at once when
+        // the word still holds `expected` (`false`, the default). Models set it before
+        // `loom::model` to explore one behaviour or the other; both are legal for a futex.
+        // (Thread-local: loom runs a model's threads on the test's own OS thread, and other
+        // tests run in parallel on theirs.)
         pub(crate) static TIMED_WAITS_SLEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
