@@ -565,6 +565,22 @@ impl Consumer {
         ((h >> 32) as u32, h & 0xffff_ffff)
     }
 
+    /// The ring looked empty: `Empty` while the producer may still publish; once it closed
+    /// or is found dead, what it published last (drained first), then `Disconnected`. Kept out
+    /// of line so the polling fast path of [`next`](Self::next) stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn empty(&mut self) -> Result<u64, TryPopError> {
+        if !self.side.peer_gone() {
+            return Err(TryPopError::Empty);
+        }
+        // Closed (Acquire) or dead: a reload sees the final tail; drain first.
+        match self.refresh()? {
+            0 => Err(TryPopError::Disconnected),
+            n => Ok(n),
+        }
+    }
+
     /// The oldest record, validated.
     #[inline]
     fn next(&mut self) -> Result<Record, TryPopError> {
@@ -575,14 +591,7 @@ impl Consumer {
         if avail == 0 {
             avail = self.refresh()?;
             if avail == 0 {
-                if !self.side.peer_gone() {
-                    return Err(TryPopError::Empty);
-                }
-                // Closed (Acquire) or dead: a reload sees the final tail; drain first.
-                avail = self.refresh()?;
-                if avail == 0 {
-                    return Err(TryPopError::Disconnected);
-                }
+                avail = self.empty()?;
             }
         }
         let mut pos = self.head & self.mask;

@@ -8,16 +8,40 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::FromRawFd;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{print_json, CmdResult};
-use shmkit::queue::{bytes, mpmc, spsc};
+use shmkit::queue::{bytes, mpmc, spsc, TryPopError, TryPushError};
 use shmkit::Segment;
 
 const T: Option<Duration> = Some(Duration::from_secs(30));
 const SIZES: [usize; 4] = [8, 64, 1024, 65536];
+
+/// Every row `bench latency` can run.
+const ROWS: [&str; 11] = [
+    "floor_spin",
+    "floor_futex",
+    "pipe",
+    "unix_socket",
+    "spsc_spin",
+    "spsc_block",
+    "bytes_spin",
+    "bytes_block",
+    "mpmc_spin",
+    "floor_futex_park",
+    "spsc_park",
+];
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if SIZES.contains(&n) => Ok(n),
+        _ => Err(format!("not one of {SIZES:?}")),
+    }
+}
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -39,6 +63,14 @@ enum Cmd {
         /// machine; on a busy one the scheduler's choice is often better).
         #[arg(long)]
         pin: bool,
+        /// Run only these rows (comma-separated names such as `bytes_spin,spsc_spin`); the
+        /// floors they are compared with always run.
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(ROWS))]
+        only: Vec<String>,
+        /// Message sizes to run, in bytes (comma-separated, from 8, 64, 1024, 65536); the
+        /// floors always run at 8 bytes.
+        #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+        sizes: Vec<usize>,
     },
     /// One-way throughput (msg/s, GB/s) from one process to another.
     Throughput {
@@ -105,14 +137,73 @@ fn pin(cpu: usize) {
     }
 }
 
+/// The peer process, reaped by a watcher thread so that loops polling bare atomics can tell
+/// when it exited. Dropped without [`wait`](Self::wait) (the run failed), it kills the peer.
+struct Peer {
+    pid: i32,
+    exited: Arc<AtomicBool>,
+    watcher: Option<JoinHandle<std::io::Result<ExitStatus>>>,
+}
+
+impl Peer {
+    fn watch(mut child: Child) -> Peer {
+        let exited = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&exited);
+        let pid = child.id() as i32;
+        let watcher = std::thread::spawn(move || {
+            let status = child.wait();
+            flag.store(true, Ordering::Release);
+            status
+        });
+        Peer {
+            pid,
+            exited,
+            watcher: Some(watcher),
+        }
+    }
+
+    fn exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// Wait for the peer to finish; an error unless it exited with status 0.
+    fn wait(mut self) -> Result<(), String> {
+        let status = self
+            .watcher
+            .take()
+            .expect("waited once")
+            .join()
+            .map_err(|_| "the peer's watcher panicked".to_string())?
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the benchmark peer failed: {status}"))
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            if !self.exited() {
+                // SAFETY: kill has no memory-safety preconditions; the child is not reaped
+                // yet (its watcher has not returned), so the pid is still ours.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            }
+            let _ = w.join();
+        }
+    }
+}
+
 fn spawn_peer(
     scenario: &str,
     bytes: usize,
     count: u64,
     name: &str,
     fds: &[i32],
-) -> (Child, BufReader<std::process::ChildStdout>) {
-    let exe = std::env::current_exe().expect("current_exe");
+) -> Result<(Peer, BufReader<std::process::ChildStdout>), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("bench-peer")
         .arg(scenario)
@@ -125,12 +216,16 @@ fn spawn_peer(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("spawn peer");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+        .map_err(|e| format!("cannot start the benchmark peer: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let peer = Peer::watch(child);
+    let mut out = BufReader::new(stdout);
     let mut line = String::new();
-    out.read_line(&mut line).expect("peer ready line");
-    assert_eq!(line.trim(), "ready", "peer failed to start");
-    (child, out)
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    if line.trim() != "ready" {
+        return Err(format!("the benchmark peer failed to start ({scenario})"));
+    }
+    Ok((peer, out))
 }
 
 fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
@@ -143,18 +238,66 @@ fn unique(tag: &str) -> String {
     format!("shmkit-bench-{tag}-{}", std::process::id())
 }
 
+/// A round trip: `Err` (the peer failed or died) ends the run.
+type RoundTrip = Result<(), String>;
+
 /// Time `iters` round trips after `warm` untimed ones.
-fn time_loop(warm: usize, iters: usize, mut rt: impl FnMut(u64)) -> Vec<u64> {
+fn time_loop(
+    warm: usize,
+    iters: usize,
+    mut rt: impl FnMut(u64) -> RoundTrip,
+) -> Result<Vec<u64>, String> {
     for i in 0..warm {
-        rt(i as u64);
+        rt(i as u64)?;
     }
     let mut v = Vec::with_capacity(iters);
     for i in 0..iters {
         let t0 = Instant::now();
-        rt((warm + i) as u64);
+        rt((warm + i) as u64)?;
         v.push(t0.elapsed().as_nanos() as u64);
     }
-    v
+    Ok(v)
+}
+
+/// Spin until `poll` gives a value; every 2^16 polls, fail if the peer process exited (the
+/// floors poll bare atomics, which cannot tell a dead peer from a slow one).
+#[inline]
+fn spin_until<T>(peer: &Peer, mut poll: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let mut n = 0u32;
+    loop {
+        if let Some(v) = poll() {
+            return Ok(v);
+        }
+        std::hint::spin_loop();
+        n = n.wrapping_add(1);
+        if n % 65536 == 0 && peer.exited() {
+            return Err("the benchmark peer exited early".into());
+        }
+    }
+}
+
+/// Retry a `try_push` while the queue is full; any other error ends the run.
+#[inline]
+fn push_spin<T>(mut op: impl FnMut() -> Result<(), TryPushError<T>>) -> RoundTrip {
+    loop {
+        match op() {
+            Ok(()) => return Ok(()),
+            Err(TryPushError::Full(_)) => std::hint::spin_loop(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Retry a `try_pop` while the queue is empty; any other error ends the run.
+#[inline]
+fn pop_spin<T>(mut op: impl FnMut() -> Result<T, TryPopError>) -> Result<T, String> {
+    loop {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(TryPopError::Empty) => std::hint::spin_loop(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// How long the parent idles before each round trip of a `_park` scenario: far longer than the
@@ -164,19 +307,23 @@ const PARK_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Time `iters` round trips after `warm` untimed ones, idling [`PARK_IDLE`] (untimed) before
 /// each.
-fn time_loop_idle(warm: usize, iters: usize, mut rt: impl FnMut(u64)) -> Vec<u64> {
+fn time_loop_idle(
+    warm: usize,
+    iters: usize,
+    mut rt: impl FnMut(u64) -> RoundTrip,
+) -> Result<Vec<u64>, String> {
     for i in 0..warm {
         std::thread::sleep(PARK_IDLE);
-        rt(i as u64);
+        rt(i as u64)?;
     }
     let mut v = Vec::with_capacity(iters);
     for i in 0..iters {
         std::thread::sleep(PARK_IDLE);
         let t0 = Instant::now();
-        rt((warm + i) as u64);
+        rt((warm + i) as u64)?;
         v.push(t0.elapsed().as_nanos() as u64);
     }
-    v
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -190,13 +337,22 @@ fn futex_words(seg: &Segment) -> (&AtomicU32, &AtomicU32) {
     (seg.atomic_u32(256).unwrap(), seg.atomic_u32(384).unwrap())
 }
 
-fn futex_wait_for(w: &AtomicU32, want: u32) {
+fn futex_wait_for(w: &AtomicU32, want: u32, peer: Option<&Peer>) -> RoundTrip {
+    // The parent wakes every 100 ms to see whether the peer exited; the peer waits unbounded.
+    let slice = rustix::thread::futex::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
     loop {
         let cur = w.load(Ordering::Acquire);
         if cur == want {
-            return;
+            return Ok(());
         }
-        let _ = rustix::thread::futex::wait(w, rustix::thread::futex::Flags::empty(), cur, None);
+        let timeout = peer.map(|_| &slice);
+        let _ = rustix::thread::futex::wait(w, rustix::thread::futex::Flags::empty(), cur, timeout);
+        if peer.is_some_and(|p| p.exited()) && w.load(Ordering::Acquire) != want {
+            return Err("the benchmark peer exited early".into());
+        }
     }
 }
 
@@ -209,6 +365,10 @@ fn futex_set(w: &AtomicU32, v: u32) {
 // The peer.
 
 pub(crate) fn peer(a: PeerArgs) -> CmdResult {
+    // Die with the parent: a peer spinning on a floor's bare atomics would otherwise spin on
+    // forever if the parent were killed.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and has no memory effects.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     pin(1);
     let total = a.count;
     let ready = || {
@@ -232,7 +392,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
             let (ping, pong) = futex_words(&seg);
             ready();
             for i in 1..=total as u32 {
-                futex_wait_for(ping, i);
+                futex_wait_for(ping, i, None)?;
                 futex_set(pong, i);
             }
         }
@@ -263,11 +423,14 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
             }
         }
         "bytes_spin" | "bytes_block" => {
+            // As the SPSC peer does: take the message out of the ring (copy, release), then
+            // send the reply.
             let block = a.scenario == "bytes_block";
             let r_in = bytes::Ring::open(&format!("{}-a2b", a.name)).map_err(|e| e.to_string())?;
             let r_out = bytes::Ring::open(&format!("{}-b2a", a.name)).map_err(|e| e.to_string())?;
             let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
             let mut tx = r_out.producer().map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; a.bytes];
             ready();
             for _ in 0..total {
                 let m = if block {
@@ -276,25 +439,27 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                     loop {
                         match rx.try_peek() {
                             Ok(m) => break m,
-                            Err(shmkit::queue::TryPopError::Empty) => std::hint::spin_loop(),
+                            Err(TryPopError::Empty) => std::hint::spin_loop(),
                             Err(e) => return Err(e.to_string()),
                         }
                     }
                 };
+                let n = m.len();
+                buf[..n].copy_from_slice(&m);
+                m.release();
                 let mut w = if block {
-                    tx.reserve(m.len(), T).map_err(|e| e.to_string())?
+                    tx.reserve(n, T).map_err(|e| e.to_string())?
                 } else {
                     loop {
-                        match tx.try_reserve(m.len()) {
+                        match tx.try_reserve(n) {
                             Ok(w) => break w,
                             Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
                             Err(e) => return Err(e.to_string()),
                         }
                     }
                 };
-                w.copy_from_slice(&m);
+                w.copy_from_slice(&buf[..n]);
                 w.commit();
-                m.release();
             }
         }
         "mpmc_spin" => {
@@ -443,14 +608,14 @@ fn run_latency(
                 .create(&tag, 4096)
                 .map_err(|e| e.to_string())?;
             let (ping, pong) = floor_words(&seg);
-            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let v = time_loop(warm, iters, |i| {
                 ping.store(i + 1, Ordering::Release);
-                while pong.load(Ordering::Acquire) != i + 1 {
-                    std::hint::spin_loop();
-                }
-            });
-            child.wait().map_err(|e| e.to_string())?;
+                spin_until(&peer, || {
+                    (pong.load(Ordering::Acquire) == i + 1).then_some(())
+                })
+            })?;
+            peer.wait()?;
             Ok(v)
         }
         "floor_futex" | "floor_futex_park" => {
@@ -459,17 +624,17 @@ fn run_latency(
                 .create(&tag, 4096)
                 .map_err(|e| e.to_string())?;
             let (ping, pong) = futex_words(&seg);
-            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let rt = |i: u64| {
                 futex_set(ping, i as u32 + 1);
-                futex_wait_for(pong, i as u32 + 1);
+                futex_wait_for(pong, i as u32 + 1, Some(&peer))
             };
             let v = if name == "floor_futex_park" {
-                time_loop_idle(warm, iters, rt)
+                time_loop_idle(warm, iters, rt)?
             } else {
-                time_loop(warm, iters, rt)
+                time_loop(warm, iters, rt)?
             };
-            child.wait().map_err(|e| e.to_string())?;
+            peer.wait()?;
             Ok(v)
         }
         "pipe" | "unix_socket" => {
@@ -496,7 +661,7 @@ fn run_latency(
             } else {
                 ([a[1], a[1]], a[0], a[0])
             };
-            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &peer_fds);
+            let (peer, _out) = spawn_peer(name, bytes, total, &tag, &peer_fds)?;
             // SAFETY: these descriptors are ours; for the socket both handles wrap one fd,
             // so one of them is forgotten below instead of closed twice.
             let (mut rd, mut wr) = unsafe {
@@ -507,10 +672,10 @@ fn run_latency(
             };
             let mut buf = vec![7u8; bytes];
             let v = time_loop(warm, iters, |_| {
-                wr.write_all(&buf).unwrap();
-                rd.read_exact(&mut buf).unwrap();
-            });
-            child.wait().map_err(|e| e.to_string())?;
+                wr.write_all(&buf).map_err(|e| e.to_string())?;
+                rd.read_exact(&mut buf).map_err(|e| e.to_string())
+            })?;
+            peer.wait()?;
             if name == "unix_socket" {
                 std::mem::forget(wr);
             }
@@ -544,35 +709,38 @@ fn run_latency(
             r_in.set_unlink_on_drop(true);
             let mut tx = r_out.producer().map_err(|e| e.to_string())?;
             let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
-            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let mut buf = vec![7u8; bytes];
             let v = time_loop(warm, iters, |_| {
                 let mut w = if block {
-                    tx.reserve(bytes, T).unwrap()
+                    tx.reserve(bytes, T).map_err(|e| e.to_string())?
                 } else {
                     loop {
-                        if let Ok(w) = tx.try_reserve(bytes) {
-                            break w;
+                        match tx.try_reserve(bytes) {
+                            Ok(w) => break w,
+                            Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                            Err(e) => return Err(e.to_string()),
                         }
-                        std::hint::spin_loop();
                     }
                 };
                 w.copy_from_slice(&buf);
                 w.commit();
                 let m = if block {
-                    rx.peek(T).unwrap()
+                    rx.peek(T).map_err(|e| e.to_string())?
                 } else {
                     loop {
-                        if let Ok(m) = rx.try_peek() {
-                            break m;
+                        match rx.try_peek() {
+                            Ok(m) => break m,
+                            Err(TryPopError::Empty) => std::hint::spin_loop(),
+                            Err(e) => return Err(e.to_string()),
                         }
-                        std::hint::spin_loop();
                     }
                 };
                 buf.copy_from_slice(&m);
                 m.release();
-            });
-            child.wait().map_err(|e| e.to_string())?;
+                Ok(())
+            })?;
+            peer.wait()?;
             Ok(v)
         }
         "mpmc_spin" => {
@@ -584,19 +752,12 @@ fn run_latency(
             q_in.set_unlink_on_drop(true);
             let mut tx = q_out.producer().map_err(|e| e.to_string())?;
             let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
-            let (mut child, _out) = spawn_peer(name, bytes, total, &tag, &[]);
+            let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let v = time_loop(warm, iters, |i| {
-                while tx.try_push(i).is_err() {
-                    std::hint::spin_loop();
-                }
-                loop {
-                    if rx.try_pop().is_ok() {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-            });
-            child.wait().map_err(|e| e.to_string())?;
+                push_spin(|| tx.try_push(i))?;
+                pop_spin(|| rx.try_pop()).map(drop)
+            })?;
+            peer.wait()?;
             Ok(v)
         }
         _ => Err(format!("unknown scenario {name}")),
@@ -621,52 +782,41 @@ fn spsc_parent<const N: usize>(
     q_in.set_unlink_on_drop(true);
     let mut tx = q_out.producer().map_err(|e| e.to_string())?;
     let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
-    let (mut child, _out) = spawn_peer(name, N, (warm + iters) as u64, tag, &[]);
+    let (peer, _out) = spawn_peer(name, N, (warm + iters) as u64, tag, &[])?;
     let mut msg = Box::new([7u8; N]);
-    let rt = |_: u64| {
+    let rt = |_: u64| -> RoundTrip {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
         if block && N > 1024 {
-            tx.push_slice(std::slice::from_ref(&*msg), T).unwrap();
-            rx.pop_slice(std::slice::from_mut(&mut *msg), T).unwrap();
+            tx.push_slice(std::slice::from_ref(&*msg), T)
+                .map_err(|e| err(&e))?;
+            rx.pop_slice(std::slice::from_mut(&mut *msg), T)
+                .map_err(|e| err(&e))?;
         } else if block {
-            tx.push(*msg, T).unwrap();
-            *msg = rx.pop(T).unwrap();
+            tx.push(*msg, T).map_err(|e| err(&e))?;
+            *msg = rx.pop(T).map_err(|e| err(&e))?;
         } else if N > 1024 {
             // Large elements: copy straight between the buffer and the slot (the by-value
             // API would also move 64 KiB through the stack on each call).
-            while tx.try_push_slice(std::slice::from_ref(&*msg)).is_err() {
-                std::hint::spin_loop();
-            }
-            while rx.try_pop_slice(std::slice::from_mut(&mut *msg)).is_err() {
-                std::hint::spin_loop();
-            }
+            push_spin(|| tx.try_push_slice(std::slice::from_ref(&*msg)).map(drop))?;
+            pop_spin(|| rx.try_pop_slice(std::slice::from_mut(&mut *msg)))?;
         } else {
-            let mut v = *msg;
-            loop {
-                match tx.try_push(v) {
-                    Ok(()) => break,
-                    Err(e) => v = e.into_inner(),
-                }
-                std::hint::spin_loop();
-            }
-            *msg = loop {
-                if let Ok(v) = rx.try_pop() {
-                    break v;
-                }
-                std::hint::spin_loop();
-            };
+            let v = *msg;
+            push_spin(|| tx.try_push(v))?;
+            *msg = pop_spin(|| rx.try_pop())?;
         }
+        Ok(())
     };
     // `spsc_park`: blocking calls, with the peer asleep in the futex when each message comes.
     let v = if name == "spsc_park" {
-        time_loop_idle(warm, iters, rt)
+        time_loop_idle(warm, iters, rt)?
     } else {
-        time_loop(warm, iters, rt)
+        time_loop(warm, iters, rt)?
     };
-    child.wait().map_err(|e| e.to_string())?;
+    peer.wait()?;
     Ok(v)
 }
 
-fn latency(quick: bool, json: bool) -> CmdResult {
+fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResult {
     pin(0);
     let (small, large) = if quick {
         (5_000, 500)
@@ -692,6 +842,22 @@ fn latency(quick: bool, json: bool) -> CmdResult {
     // asleep in FUTEX_WAIT, and the row compares with a futex floor measured the same way.
     plan.push(("floor_futex_park", 8));
     plan.push(("spsc_park", 8));
+    if !only.is_empty() {
+        let floor_of = |n: &str| {
+            if n.ends_with("_spin") {
+                "floor_spin"
+            } else if n.ends_with("_park") {
+                "floor_futex_park"
+            } else {
+                "floor_futex"
+            }
+        };
+        let keep = |n: &str| only.iter().any(|o| o == n || floor_of(o) == n);
+        plan.retain(|(n, _)| keep(n));
+    }
+    if !sizes.is_empty() {
+        plan.retain(|(n, b)| n.starts_with("floor_") || sizes.contains(b));
+    }
     let mut results: Vec<LatencyResult> = Vec::new();
     let (mut spin_p50, mut futex_p50, mut park_p50) = (1, 1, 1);
     for (name, bytes) in plan {
@@ -767,7 +933,7 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
         let q = spsc::Queue::<u64>::create(&tag, 8192).map_err(|e| e.to_string())?;
         q.set_unlink_on_drop(true);
         let mut tx = q.producer().map_err(|e| e.to_string())?;
-        let (mut child, mut out) = spawn_peer(scenario, 8, n, &tag, &[]);
+        let (peer, mut out) = spawn_peer(scenario, 8, n, &tag, &[])?;
         let mut i = 0u64;
         let mut buf = [0u64; 256];
         while i < n {
@@ -778,16 +944,19 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
                 }
                 match tx.try_push_slice(&buf[..k]) {
                     Ok(m) => i += m as u64,
-                    Err(_) => std::hint::spin_loop(),
+                    Err(TryPushError::Full(())) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
                 }
-            } else if tx.try_push(i).is_ok() {
-                i += 1;
             } else {
-                std::hint::spin_loop();
+                match tx.try_push(i) {
+                    Ok(()) => i += 1,
+                    Err(TryPushError::Full(_)) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
             }
         }
         let ns = read_ns(&mut out)?;
-        child.wait().map_err(|e| e.to_string())?;
+        peer.wait()?;
         let name = if batch {
             "spsc_u64_batched"
         } else {
@@ -801,20 +970,21 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
         r.set_unlink_on_drop(true);
         let mut tx = r.producer().map_err(|e| e.to_string())?;
         let count = (n / 4).min((8u64 << 30) / size as u64 / if quick { 10 } else { 1 });
-        let (mut child, mut out) = spawn_peer("tput_bytes", size, count, &tag, &[]);
+        let (peer, mut out) = spawn_peer("tput_bytes", size, count, &tag, &[])?;
         let src = vec![5u8; size];
         for _ in 0..count {
             let mut w = loop {
-                if let Ok(w) = tx.try_reserve(size) {
-                    break w;
+                match tx.try_reserve(size) {
+                    Ok(w) => break w,
+                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
                 }
-                std::hint::spin_loop();
             };
             w.copy_from_slice(&src);
             w.commit();
         }
         let ns = read_ns(&mut out)?;
-        child.wait().map_err(|e| e.to_string())?;
+        peer.wait()?;
         results.push(tput("bytes_ring", size, count, ns));
     }
     if let Some(r) = python_mp_queue(if quick { 20_000 } else { 200_000 }) {
@@ -906,11 +1076,17 @@ if __name__ == "__main__":
 
 pub(crate) fn run(args: Args) -> CmdResult {
     match args.cmd {
-        Cmd::Latency { quick, json, pin } => {
+        Cmd::Latency {
+            quick,
+            json,
+            pin,
+            only,
+            sizes,
+        } => {
             if pin {
                 std::env::set_var(PIN_VAR, "1");
             }
-            latency(quick, json)
+            latency(quick, json, &only, &sizes)
         }
         Cmd::Throughput { quick, json } => throughput(quick, json),
     }
