@@ -8,7 +8,7 @@
 //! (`SPEC.md` §7.3): an 8-byte header (length, tag) and the bytes, padded to 8. A message
 //! that would cross the ring's end is placed at its start instead, behind a *wrap* record, so
 //! every message is contiguous; that is why a message may be at most
-//! [`max_message`]`(capacity)` = `capacity / 2 - 8` bytes.
+//! [`max_message`]`(capacity)` = `capacity / 2 - 8` bytes (and at most `2^32 - 8`).
 //!
 //! ```
 //! use shmkit::queue::bytes::Ring;
@@ -59,14 +59,26 @@ const EXPECT: Expect = Expect {
     min_capacity: MIN_CAPACITY,
 };
 
-/// Largest message a ring of `capacity` bytes accepts: `capacity / 2 - 8`. Any message up to
-/// this size fits once the ring drains, wherever the producer's position is.
+/// Largest message length the 32-bit length field of a record header holds, kept 8-aligned:
+/// `2^32 - 8` bytes.
+pub const MAX_MESSAGE_LEN: u64 = (u32::MAX as u64) & !7;
+
+/// Largest message a ring of `capacity` bytes accepts: `capacity / 2 - 8`, and at most
+/// [`MAX_MESSAGE_LEN`] (a record header stores the length in 32 bits). Any message up to this
+/// size fits once the ring drains, wherever the producer's position is.
 ///
 /// ```
-/// assert_eq!(shmkit::queue::bytes::max_message(256 * 1024), 128 * 1024 - 8);
+/// use shmkit::queue::bytes::{max_message, MAX_MESSAGE_LEN};
+/// assert_eq!(max_message(256 * 1024), 128 * 1024 - 8);
+/// assert_eq!(max_message(1 << 40), MAX_MESSAGE_LEN);
 /// ```
 pub const fn max_message(capacity: u64) -> u64 {
-    capacity / 2 - HDR
+    let m = capacity / 2 - HDR;
+    if m > MAX_MESSAGE_LEN {
+        MAX_MESSAGE_LEN
+    } else {
+        m
+    }
 }
 
 #[inline]
