@@ -28,6 +28,39 @@ pub(crate) fn current_start_time() -> u64 {
     start_time(current_pid()).map(|(t, _)| t).unwrap_or(0)
 }
 
+/// This process's pid namespace: the inode number of `/proc/self/ns/pid`, or 0 if it cannot be
+/// read. Not cached: a process forked after `unshare(CLONE_NEWPID)` is in another namespace.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Why this process cannot tell, by pid, whether the processes attached to an object created
+/// in pid namespace `creator_ns` (0: not recorded) still live; `None` when it can. It can when
+/// `/proc` is this pid namespace's (`/proc/self` names this process's pid) and the creator's
+/// namespace, if recorded, is this one.
+pub(crate) fn pid_view_problem(creator_ns: u64) -> Option<String> {
+    let me = current_pid();
+    match std::fs::read_link("/proc/self") {
+        Ok(p) if p.as_os_str() == me.to_string().as_str() => {}
+        Ok(p) => {
+            return Some(format!(
+                "/proc is another pid namespace's (/proc/self is {}, this process is pid {me});                  mount a /proc for this namespace",
+                p.display()
+            ))
+        }
+        Err(e) => return Some(format!("/proc is not readable ({e})")),
+    }
+    let ours = pid_namespace();
+    if creator_ns != 0 && ours != 0 && creator_ns != ours {
+        return Some(format!(
+            "it was created in pid namespace pid:[{creator_ns}] and this process is in \
+             pid:[{ours}]"
+        ));
+    }
+    None
+}
+
 /// `(start time, state letter)` of `pid` from `/proc/PID/stat`.
 fn start_time(pid: u32) -> Option<(u64, u8)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -104,6 +104,15 @@ pub enum AttachError {
         /// How many slots the queue has for it.
         slots: u32,
     },
+    /// This process cannot tell by pid whether the queue's other processes live: its `/proc`
+    /// is another pid namespace's, or the queue was created in another pid namespace. Every
+    /// process attached to a queue must share one pid namespace (`SPEC.md` §7).
+    PidNamespace {
+        /// The queue's segment name.
+        name: String,
+        /// What differs.
+        reason: String,
+    },
     /// The segment could not be created, opened or validated (including an element type
     /// that does not match the queue's).
     Segment(crate::Error),
@@ -173,6 +182,11 @@ impl fmt::Display for AttachError {
                     "all {slots} {role} slots of the queue are held by live processes"
                 )
             }
+            AttachError::PidNamespace { name, reason } => write!(
+                f,
+                "cannot attach to queue {name:?}: {reason}; shmkit tells a dead peer by its pid, \
+                 so every process attached to a queue must share one pid namespace"
+            ),
             AttachError::Segment(e) => fmt::Display::fmt(e, f),
         }
     }

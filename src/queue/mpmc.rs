@@ -446,6 +446,7 @@ impl<T: Element> Queue<T> {
     }
 
     fn attach(&self, role: Role) -> Result<Handle, AttachError> {
+        self.shared.region.check_pid_view()?;
         let me = role::me();
         let claims = self.shared.ctrl().claims(role);
         for (i, c) in claims.iter().enumerate() {

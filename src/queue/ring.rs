@@ -343,6 +343,7 @@ pub(crate) struct Side {
 impl Side {
     /// Claim `role` (free, or held by a dead process), and reopen that end.
     pub(crate) fn attach(ring: Arc<Ring>, role: Role) -> Result<Side, AttachError> {
+        ring.region.check_pid_view()?;
         let me = role::me();
         ring.slot(role).claim(me).map_err(|w| AttachError::Busy {
             role,

@@ -73,7 +73,8 @@ pub(crate) struct RawHeader {
     pub state: u32,           // 56
     pub reserved0: u32,       // 60
     pub created_unix_ns: u64, // 64
-    pub reserved: [u64; 7],   // 72..128
+    pub creator_pidns: u64,   // 72
+    pub reserved: [u64; 6],   // 80..128
 }
 
 const _: () = assert!(std::mem::size_of::<RawHeader>() == HEADER_SIZE);
@@ -181,6 +182,9 @@ pub struct HeaderInfo {
     pub creator_start_time: u64,
     /// When the segment was created, nanoseconds since the Unix epoch (offset 64).
     pub created_unix_ns: u64,
+    /// The creator's pid namespace, the inode number of its `/proc/self/ns/pid` (offset 72);
+    /// 0 if not recorded.
+    pub creator_pid_namespace: u64,
     /// Publication state (offset 56).
     pub state: State,
 }
@@ -225,6 +229,7 @@ impl HeaderInfo {
             creator_pid: h.creator_pid,
             creator_start_time: h.creator_start,
             created_unix_ns: h.created_unix_ns,
+            creator_pid_namespace: h.creator_pidns,
             state: State::from_word(h.state),
         }
     }

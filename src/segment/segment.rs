@@ -779,6 +779,7 @@ impl SegmentOptions<ReadWrite> {
             payload_size: size,
             creator_start: process::current_start_time(),
             creator_pid: process::current_pid(),
+            creator_pidns: process::pid_namespace(),
             created_unix_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),

@@ -69,8 +69,21 @@ pub fn spawn_child(role: &str, args: &[&str]) -> Child {
 
 /// The command [`spawn_child`] runs, for tests that want to adjust it.
 pub fn child_command(role: &str, args: &[&str]) -> Command {
+    child_command_under(&[], role, args)
+}
+
+/// [`child_command`] run through `wrapper` (a program and its arguments, such as
+/// `["unshare", "--pid", "--fork"]`), which gets the test binary and its arguments last.
+pub fn child_command_under(wrapper: &[&str], role: &str, args: &[&str]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
+    let mut cmd = match wrapper.split_first() {
+        Some((prog, rest)) => {
+            let mut c = Command::new(prog);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "--exact",
         "child_main",

@@ -78,6 +78,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
             println!("payload size:    {}", h.payload_size);
             println!("state:           {:?}", h.state);
             println!("creator:         pid {} ({:?})", h.creator_pid, p.creator);
+            if h.creator_pid_namespace != 0 {
+                println!("creator pid ns:  pid:[{}]", h.creator_pid_namespace);
+            }
             println!(
                 "created:         {} ns after the Unix epoch",
                 h.created_unix_ns
