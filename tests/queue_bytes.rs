@@ -187,5 +187,12 @@ fn producer_killed_mid_stream_100_times() {
             }
         }
         assert_eq!(rx.try_recv(), Err(TryPopError::Disconnected));
+        // A new producer takes over the dead one's role and resumes after the last message
+        // it published: the stream goes on with no gap and no repeat.
+        let mut tx = ring.producer().unwrap();
+        for seq in next..next + 3 {
+            tx.send(&framed(seq), T).unwrap();
+            assert_eq!(check_framed(&rx.recv(T).unwrap()), seq, "round {round}");
+        }
     }
 }

@@ -5,9 +5,11 @@
 //! writes them in place and [`commit`](WriteGuard::commit)s; the consumer
 //! [`peek`](Consumer::try_peek)s at the oldest message in place and
 //! [`release`](ReadGuard::release)s it. Messages are 8-byte aligned records
-//! (`SPEC.md` §7.3): an 8-byte header (length, tag) and the bytes, padded to 8. A message
-//! that would cross the ring's end is placed at its start instead, behind a *wrap* record, so
-//! every message is contiguous; that is why a message may be at most
+//! (`SPEC.md` §7.3): an 8-byte header (length, kind, lap) and the bytes, padded to 8. The
+//! consumer polls the header word where the next record starts, so a message reaches it in
+//! one cache-line transfer (the header and a small message share a line). A message that would
+//! cross the ring's end is placed at its start instead, behind a *wrap* record, so every
+//! message is contiguous; that is why a message may be at most
 //! [`max_message`]`(capacity)` = `capacity / 2 - 8` bytes (and at most `2^32 - 8`).
 //!
 //! ```
@@ -33,23 +35,45 @@ use std::time::Duration;
 use super::error::{AttachError, PopError, Role, TryPopError};
 use super::ring::{Expect, Ring as RawRing, Side, Wake};
 use super::stat::{QueueStat, Stat};
-use crate::loom::Ordering;
+use crate::loom::{AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::Kind;
 
-/// Tag of a message record header (high 32 bits): ASCII `MSG1`.
-pub(crate) const TAG_MSG: u32 = u32::from_le_bytes(*b"MSG1");
-/// Tag of a wrap record: the rest of the ring up to its end is unused; the next record is at
-/// offset 0. ASCII `WRAP`.
-pub(crate) const TAG_WRAP: u32 = u32::from_le_bytes(*b"WRAP");
+/// Record header kind (bits 56..64): a message of `len` bytes follows. ASCII `M`.
+const KIND_MSG: u64 = b'M' as u64;
+/// Record header kind: the rest of the ring up to its end is unused; the next record is at
+/// offset 0 (of the next lap). ASCII `W`.
+const KIND_WRAP: u64 = b'W' as u64;
+/// Bits 32..56 of a header: the low 24 bits of the lap (`position / capacity`) it was written
+/// in, so that a header left from the previous lap is never taken for a new one.
+const LAP_MASK: u64 = 0xff_ffff;
 /// Record header size.
 const HDR: u64 = 8;
 /// Smallest ring capacity in bytes.
 pub const MIN_CAPACITY: u64 = 64;
 
 /// Layout fingerprint of the bytes ring.
-pub const LAYOUT_FINGERPRINT: u64 =
-    fingerprint(b"shmkit bytes-ring v1: records [u32 len, u32 tag], 8-aligned");
+pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
+    b"shmkit bytes-ring v2: records [u32 len, u24 lap, u8 kind], 8-aligned, header-polled, next header cleared",
+);
+
+/// A record header: `kind`, written at absolute position `pos` of a ring whose capacity is
+/// `1 << shift`, for a message of `len` bytes (0 for a wrap).
+#[inline]
+fn header(kind: u64, pos: u64, shift: u32, len: u64) -> u64 {
+    (kind << 56) | (((pos >> shift) & LAP_MASK) << 32) | len
+}
+
+/// What the header word at a position says.
+enum Header {
+    /// No record there yet: zero, or a header of the previous lap.
+    NotReady,
+    /// A record, checked: payload at ring offset `offset`, `len` bytes; the head moves by
+    /// `advance` (a wrap record's bytes included).
+    Record { offset: u64, len: u64, advance: u64 },
+    /// A header of this lap that no producer writes (bad kind, length or wrap).
+    Corrupt,
+}
 
 #[cfg_attr(loom, allow(dead_code))]
 const EXPECT: Expect = Expect {
@@ -180,8 +204,14 @@ impl Ring {
     /// If `capacity` is not a power of two in `64..=2^40`.
     pub fn with_capacity(capacity: u64) -> Self {
         super::ring::check_capacity("(private)", capacity, MIN_CAPACITY).expect("capacity");
+        // Under loom the record headers are separate loom atomics (one per 8-byte word).
+        let words = if cfg!(loom) {
+            (capacity / 8) as usize
+        } else {
+            0
+        };
         Ring {
-            ring: Arc::new(RawRing::heap(capacity, 1, 8)),
+            ring: Arc::new(RawRing::heap(capacity, 1, 8, words)),
         }
     }
 
@@ -191,19 +221,44 @@ impl Ring {
         let ctrl = self.ring.ctrl();
         // Acquire: pairs with the Release stores of the previous producer (tail) and of the
         // consumer (head).
-        let tail = ctrl.prod.tail.load(Ordering::Acquire);
+        let stored = ctrl.prod.tail.load(Ordering::Acquire);
         let head = ctrl.cons.head.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > self.ring.capacity || tail % 8 != 0 {
-            return Err(
-                crate::Error::corrupt(self.name(), format!("tail {tail}, head {head}")).into(),
-            );
+        let corrupt = |what: String| crate::Error::corrupt(self.name(), what).into();
+        if stored % 8 != 0 || head % 8 != 0 {
+            return Err(corrupt(format!("tail {stored}, head {head}")));
+        }
+        let cap = self.ring.capacity;
+        // A producer killed after publishing a record header but before storing tail left
+        // `tail` behind its records, and the consumer may have read past it. Resume after the
+        // last published record.
+        let mut tail = if stored.wrapping_sub(head) <= cap {
+            stored
+        } else if head.wrapping_sub(stored) <= cap {
+            head
+        } else {
+            return Err(corrupt(format!("tail {stored}, head {head}")));
+        };
+        for _ in 0..=cap / 8 {
+            let room = cap - tail.wrapping_sub(head);
+            match decode(&self.ring, tail, room) {
+                Header::Record { advance, .. } => tail = tail.wrapping_add(advance),
+                Header::NotReady => break,
+                Header::Corrupt => {
+                    return Err(corrupt(format!("record header at position {tail}")))
+                }
+            }
+        }
+        if tail != stored {
+            // Release: as a commit's tail store.
+            ctrl.prod.tail.store(tail, Ordering::Release);
         }
         Ok(Producer {
             side,
             tail,
             head_cache: head,
-            cap: self.ring.capacity,
+            cap,
             mask: self.ring.mask,
+            shift: cap.trailing_zeros(),
         })
     }
 
@@ -222,9 +277,7 @@ impl Ring {
         Ok(Consumer {
             side,
             head,
-            tail_cache: head,
             cap: self.ring.capacity,
-            mask: self.ring.mask,
         })
     }
 
@@ -288,6 +341,7 @@ pub struct Producer {
     head_cache: u64,
     cap: u64,
     mask: u64,
+    shift: u32,
 }
 
 impl fmt::Debug for Producer {
@@ -471,26 +525,32 @@ impl WriteGuard<'_> {
             self.pl.len
         );
         let p = self.p;
-        let data = p.data();
-        let pos = p.tail & p.mask;
+        let ring = &*p.side.ring;
         let advance = self.pl.advance - (record_len(self.pl.len) - record_len(len));
-        // SAFETY: `pos` and `start` are 8-aligned offsets inside the ring owned by the producer
-        // (the placement checked the free space); the data area is 128-aligned.
-        unsafe {
-            if self.pl.wrap {
-                data.add(pos as usize)
-                    .cast::<u64>()
-                    .write(u64::from(TAG_WRAP) << 32);
-            }
-            data.add(self.pl.start as usize)
-                .cast::<u64>()
-                .write((u64::from(TAG_MSG) << 32) | len);
+        let next = p.tail.wrapping_add(advance);
+        // Clear the header word where the next record will start, so that a consumer
+        // arriving there finds no header until that record is published: what the word held
+        // is at worst a header of the previous lap, never message bytes. When the ring is full
+        // after this record, the word is the oldest record's header (a lap behind) and stays.
+        // Relaxed: published by the Release header store below.
+        if p.cap - next.wrapping_sub(p.head_cache) >= HDR {
+            word(ring, next).store(0, Ordering::Relaxed);
         }
-        p.tail = p.tail.wrapping_add(advance);
-        let ctrl = p.side.ring.ctrl();
-        // Release pairs with the consumer's Acquire load of tail in `Consumer::next`: the
-        // record headers and message bytes written before are visible to it.
-        ctrl.prod.tail.store(p.tail, Ordering::Release);
+        // Release pairs with the consumer's Acquire load of the header in `Consumer::next`:
+        // the message bytes (and the cleared word) written before are visible to it.
+        if self.pl.wrap {
+            let msg = p.tail.wrapping_add(p.cap - (p.tail & p.mask));
+            word(ring, msg).store(header(KIND_MSG, msg, p.shift, len), Ordering::Release);
+            // Last: a consumer that sees the wrap then reads the message header above.
+            word(ring, p.tail).store(header(KIND_WRAP, p.tail, p.shift, 0), Ordering::Release);
+        } else {
+            word(ring, p.tail).store(header(KIND_MSG, p.tail, p.shift, len), Ordering::Release);
+        }
+        p.tail = next;
+        let ctrl = ring.ctrl();
+        // Release: the tail (read by `len`, blocked consumers and a later producer's attach)
+        // is stored after the headers, so seeing it means seeing them.
+        ctrl.prod.tail.store(next, Ordering::Release);
         ctrl.prod.not_empty.notify_one();
     }
 }
@@ -523,13 +583,75 @@ impl DerefMut for WriteGuard<'_> {
     }
 }
 
+/// The header word at absolute position `pos` (8-aligned) of `ring`.
+#[inline]
+fn word(ring: &RawRing, pos: u64) -> &AtomicU64 {
+    let off = pos & ring.mask;
+    #[cfg(not(loom))]
+    // SAFETY: `off` is an 8-aligned offset below the capacity (positions are multiples of
+    // 8), so the word lies inside the data area, which is 128-aligned and lives as long as
+    // `ring`; an AtomicU64 is valid for any bytes. Header words are only accessed atomically
+    // while they can be read as headers (the protocol orders the plain message accesses of
+    // the same bytes in other laps before or after them).
+    return unsafe { &*ring.data().add(off as usize).cast::<AtomicU64>() };
+    #[cfg(loom)]
+    return &ring.region.stamps()[(off / HDR) as usize];
+}
+
+/// Read (Acquire) and check the header at absolute position `pos`, where at most `room`
+/// bytes from `pos` on can hold published records (`capacity - used` for a producer that
+/// resumes, `capacity` for the consumer at the head).
+#[inline]
+fn decode(ring: &RawRing, pos: u64, room: u64) -> Header {
+    let shift = ring.capacity.trailing_zeros();
+    // Acquire pairs with the Release header stores in `commit_len`: the message bytes (and
+    // the header at 0 behind a wrap) written before are visible.
+    let h = word(ring, pos).load(Ordering::Acquire);
+    if (h >> 32) & LAP_MASK != (pos >> shift) & LAP_MASK {
+        return Header::NotReady; // the previous lap's header, or a cleared word
+    }
+    let mut off = pos & ring.mask;
+    let mut skip = 0;
+    let mut h = h;
+    match h >> 56 {
+        KIND_MSG => {}
+        KIND_WRAP => {
+            if off == 0 || h & 0xffff_ffff != 0 {
+                return Header::Corrupt;
+            }
+            // The message header at offset 0 of the next lap was stored before the wrap.
+            skip = ring.capacity - off;
+            let at = pos.wrapping_add(skip);
+            h = word(ring, at).load(Ordering::Acquire);
+            if h != header(KIND_MSG, at, shift, h & 0xffff_ffff) {
+                return Header::Corrupt;
+            }
+            off = 0;
+        }
+        // A cleared word, in a lap whose low 24 bits are 0.
+        0 if h == 0 => return Header::NotReady,
+        _ => return Header::Corrupt,
+    }
+    let len = h & 0xffff_ffff;
+    if len > max_message(ring.capacity) {
+        return Header::Corrupt;
+    }
+    let rec = record_len(len);
+    if rec > ring.capacity - off || skip + rec > room {
+        return Header::Corrupt;
+    }
+    Header::Record {
+        offset: off + HDR,
+        len,
+        advance: skip + rec,
+    }
+}
+
 /// The consuming end of a [`Ring`]. `Send`, not `Sync`. Dropping it closes the consumer end.
 pub struct Consumer {
     side: Side,
     head: u64,
-    tail_cache: u64,
     cap: u64,
-    mask: u64,
 }
 
 impl fmt::Debug for Consumer {
@@ -549,47 +671,56 @@ struct Record {
 }
 
 impl Consumer {
-    #[inline]
-    fn refresh(&mut self) -> Result<u64, TryPopError> {
-        // Acquire pairs with the producer's Release store of tail in `commit_len`.
-        let tail = self.side.ring.ctrl().prod.tail.load(Ordering::Acquire);
-        let n = tail.wrapping_sub(self.head);
-        if n > self.cap || n % 8 != 0 {
-            return Err(TryPopError::Corrupt);
-        }
-        self.tail_cache = tail;
-        Ok(n)
-    }
-
-    #[inline]
-    fn read_header(&self, pos: u64) -> (u32, u64) {
-        // SAFETY: `pos` is an 8-aligned offset below the capacity (masked, head is 8-aligned);
-        // the header is inside the published range (checked by the callers). Volatile: the
-        // word is read exactly once and the checked copy used.
-        let h = unsafe {
-            self.side
-                .ring
-                .data()
-                .add(pos as usize)
-                .cast::<u64>()
-                .read_volatile()
-        };
-        ((h >> 32) as u32, h & 0xffff_ffff)
-    }
-
-    /// The ring looked empty: `Empty` while the producer may still publish; once it closed
-    /// or is found dead, what it published last (drained first), then `Disconnected`. Kept out
-    /// of line so the polling fast path of [`next`](Self::next) stays small enough to inline.
+    /// No record at the head: `Empty` while the producer may still publish; `Corrupt` if the
+    /// tail says one was published there; once the producer closed or is found dead, what it
+    /// published last (drained first), then `Disconnected`. Out of line, so that the polling
+    /// fast path of [`next`](Self::next) stays small.
     #[cold]
     #[inline(never)]
-    fn empty(&mut self) -> Result<u64, TryPopError> {
+    fn not_ready(&mut self) -> Result<Record, TryPopError> {
+        let ring = &*self.side.ring;
+        // Acquire pairs with the Release tail store in `commit_len`, made after the headers.
+        let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
+        let ahead = tail.wrapping_sub(self.head);
+        if ahead % 8 != 0 {
+            return Err(TryPopError::Corrupt);
+        }
+        if ahead != 0 && ahead <= self.cap {
+            // Published by the tail, so its header is visible now.
+            return match decode(ring, self.head, self.cap) {
+                Header::Record {
+                    offset,
+                    len,
+                    advance,
+                } => Ok(Record {
+                    offset,
+                    len,
+                    advance,
+                }),
+                _ => Err(TryPopError::Corrupt),
+            };
+        }
+        // `ahead == 0`, or the head passed a tail that a killed producer did not store;
+        // anything else is inconsistent.
+        if ahead != 0 && self.head.wrapping_sub(tail) > self.cap {
+            return Err(TryPopError::Corrupt);
+        }
         if !self.side.peer_gone() {
             return Err(TryPopError::Empty);
         }
-        // Closed (Acquire) or dead: a reload sees the final tail; drain first.
-        match self.refresh()? {
-            0 => Err(TryPopError::Disconnected),
-            n => Ok(n),
+        // Closed (Acquire in peer_closed: its last header is visible) or dead: drain first.
+        match decode(&self.side.ring, self.head, self.cap) {
+            Header::Record {
+                offset,
+                len,
+                advance,
+            } => Ok(Record {
+                offset,
+                len,
+                advance,
+            }),
+            Header::NotReady => Err(TryPopError::Disconnected),
+            Header::Corrupt => Err(TryPopError::Corrupt),
         }
     }
 
@@ -599,36 +730,19 @@ impl Consumer {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
-        let mut avail = self.tail_cache.wrapping_sub(self.head);
-        if avail == 0 {
-            avail = self.refresh()?;
-            if avail == 0 {
-                avail = self.empty()?;
-            }
+        match decode(&self.side.ring, self.head, self.cap) {
+            Header::Record {
+                offset,
+                len,
+                advance,
+            } => Ok(Record {
+                offset,
+                len,
+                advance,
+            }),
+            Header::NotReady => self.not_ready(),
+            Header::Corrupt => Err(TryPopError::Corrupt),
         }
-        let mut pos = self.head & self.mask;
-        let mut skip = 0;
-        let (mut tag, mut len) = self.read_header(pos);
-        if tag == TAG_WRAP {
-            skip = self.cap - pos;
-            if skip + HDR > avail {
-                return Err(TryPopError::Corrupt);
-            }
-            pos = 0;
-            (tag, len) = self.read_header(0);
-        }
-        if tag != TAG_MSG || len > max_message(self.cap) {
-            return Err(TryPopError::Corrupt);
-        }
-        let rec = record_len(len);
-        if rec > self.cap - pos || skip + rec > avail {
-            return Err(TryPopError::Corrupt);
-        }
-        Ok(Record {
-            offset: pos + HDR,
-            len,
-            advance: skip + rec,
-        })
     }
 
     /// The oldest message, in place, if there is one. Dropping the guard without
@@ -650,9 +764,10 @@ impl Consumer {
                 Err(e) => return Err(e.into()),
             }
             let side = &self.side;
-            let head = self.head;
-            // Acquire: as in `refresh`.
-            let ready = || side.ring.ctrl().prod.tail.load(Ordering::Acquire) != head;
+            let (head, cap) = (self.head, self.cap);
+            // A header at the head (Acquire, in `decode`); not `tail != head`, which stays
+            // true while the head is past a killed producer's stale tail.
+            let ready = || !matches!(decode(&side.ring, head, cap), Header::NotReady);
             match side.wait(&side.ring.ctrl().prod.not_empty, ready, deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
@@ -742,6 +857,78 @@ impl Deref for ReadGuard<'_> {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_resumes_after_records_published_without_a_tail_store() {
+        let ring = Ring::with_capacity(256);
+        let mut rx = ring.consumer().unwrap();
+        {
+            let mut tx = ring.producer().unwrap();
+            tx.try_send(b"first").unwrap();
+            tx.try_send(&[7; 100]).unwrap();
+            tx.try_send(b"third").unwrap();
+            // As if killed after publishing the last two headers, before storing tail.
+            let ctrl = ring.ring.ctrl();
+            ctrl.prod.tail.store(16, Ordering::Release);
+        }
+        assert_eq!(rx.try_recv().unwrap(), b"first");
+        assert_eq!(rx.try_recv().unwrap(), [7; 100]);
+        // The head is now past the stored tail.
+        let mut tx = ring.producer().unwrap();
+        assert_eq!(
+            ring.ring.ctrl().prod.tail.load(Ordering::Acquire),
+            16 + 112 + 16
+        );
+        tx.try_send(b"fourth").unwrap();
+        assert_eq!(rx.try_recv().unwrap(), b"third");
+        assert_eq!(rx.try_recv().unwrap(), b"fourth");
+        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn stale_headers_of_the_previous_lap_are_not_messages() {
+        // 64 bytes: four 8-byte messages (16-byte records) fill the ring exactly, so the
+        // commit of the fourth cannot clear the next header word (the first record's).
+        let ring = Ring::with_capacity(64);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        for round in 0..5u8 {
+            for i in 0..4u8 {
+                tx.try_send(&[round * 4 + i; 8]).unwrap();
+            }
+            assert_eq!(tx.try_send(&[0; 8]), Err(ReserveError::Full));
+            for i in 0..4u8 {
+                assert_eq!(rx.try_recv().unwrap(), [round * 4 + i; 8]);
+            }
+            assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+        }
+    }
+
+    #[test]
+    fn a_message_whose_bytes_look_like_a_header_is_only_a_message() {
+        // Fill the ring with bytes that are valid headers for every position of the next
+        // lap, then send records that start where those bytes were.
+        let ring = Ring::with_capacity(128);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        let shift = 128u64.trailing_zeros();
+        let mut forged = Vec::new();
+        for pos in (128u64 + 8..256).step_by(8) {
+            forged.extend_from_slice(&header(KIND_MSG, pos, shift, 8).to_le_bytes());
+        }
+        forged.truncate(56);
+        tx.try_send(&forged).unwrap(); // record [0, 64)
+        assert_eq!(rx.try_recv().unwrap(), forged);
+        tx.try_send(&forged).unwrap(); // record [64, 128)
+        assert_eq!(rx.try_recv().unwrap(), forged);
+        // Lap 1: the consumer polls at 128 + 16 after one short record; nothing is there yet.
+        tx.try_send(b"short").unwrap();
+        assert_eq!(rx.try_recv().unwrap(), b"short");
+        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -749,7 +936,7 @@ mod loom_tests {
     #[test]
     fn loom_messages_across_the_wrap() {
         crate::queue::loom_model(|| {
-            // 64 bytes: records of 8 + 24 bytes; the third message wraps to offset 0.
+            // 64 bytes: records of 8 + 24 bytes; the third goes to offset 0 of the next lap.
             let ring = Ring::with_capacity(64);
             let mut tx = ring.producer().unwrap();
             let mut rx = ring.consumer().unwrap();
@@ -760,6 +947,28 @@ mod loom_tests {
             });
             for i in 0..3u8 {
                 assert_eq!(rx.recv(None).unwrap(), vec![i; 20]);
+            }
+            h.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_a_wrap_record_and_a_full_ring() {
+        crate::queue::loom_model(|| {
+            // 64 bytes: 16 + 32 bytes, then a 32-byte record that does not fit before the
+            // end goes behind a WRAP record at 48, to offset 0 of the next lap; the 8-byte
+            // messages after it fill the ring exactly while the consumer reads.
+            let ring = Ring::with_capacity(64);
+            let mut tx = ring.producer().unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let sizes = [8usize, 20, 20, 8];
+            let h = loom::thread::spawn(move || {
+                for (i, n) in sizes.iter().enumerate() {
+                    tx.send(&vec![i as u8; *n], None).unwrap();
+                }
+            });
+            for (i, n) in sizes.iter().enumerate() {
+                assert_eq!(rx.recv(None).unwrap(), vec![i as u8; *n]);
             }
             h.join().unwrap();
         });

@@ -170,12 +170,14 @@ impl Ring {
         self.region.data()
     }
 
-    /// A heap ring (not shared with other processes).
-    pub(crate) fn heap(capacity: u64, elem_size: u64, elem_align: u64) -> Ring {
+    /// A heap ring (not shared with other processes). `n_words`: under loom, the number of
+    /// separate atomic words standing in for 8-byte words of the data area (the bytes ring's
+    /// record headers), since loom atomics cannot live in raw memory; 0 otherwise.
+    pub(crate) fn heap(capacity: u64, elem_size: u64, elem_align: u64, n_words: usize) -> Ring {
         let ctrl = RingControl::new(capacity, elem_size, elem_align);
         let len = (capacity * elem_size) as usize;
         Ring {
-            region: Region::heap(ctrl, len, 128, 0, |_| 0),
+            region: Region::heap(ctrl, len, 128, n_words, |_| 0),
             capacity,
             mask: capacity - 1,
             elem_size,
@@ -297,11 +299,16 @@ impl Ring {
 
     /// Elements (or bytes) in the ring now; a snapshot that may be stale when returned.
     pub(crate) fn len(&self) -> u64 {
-        // Acquire both so the difference is of values that existed; clamp in case of a racy
-        // or corrupt pair.
+        // Acquire both so the difference is of values that existed.
         let head = self.ctrl().cons.head.load(Ordering::Acquire);
         let tail = self.ctrl().prod.tail.load(Ordering::Acquire);
-        tail.wrapping_sub(head).min(self.capacity)
+        match tail.wrapping_sub(head) {
+            // More than the capacity apart: a corrupt pair, or a bytes ring's head past a
+            // stale tail (a producer killed after publishing a record, before storing tail).
+            // Nothing is known to be left.
+            d if d > self.capacity => 0,
+            d => d,
+        }
     }
 
     /// `(owner word, liveness)` of a role's holder.

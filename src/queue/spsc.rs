@@ -157,7 +157,12 @@ impl<T: Element> Queue<T> {
         check_type::<T>("(private)").expect("element type");
         super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
         let size = std::mem::size_of::<T>() as u64;
-        Self::wrap(Ring::heap(capacity, size, std::mem::align_of::<T>() as u64))
+        Self::wrap(Ring::heap(
+            capacity,
+            size,
+            std::mem::align_of::<T>() as u64,
+            0,
+        ))
     }
 
     fn wrap(ring: Ring) -> Self {
