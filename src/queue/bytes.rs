@@ -278,6 +278,7 @@ impl Ring {
             side,
             head,
             cap: self.ring.capacity,
+            empty_polls: 0,
         })
     }
 
@@ -652,6 +653,7 @@ pub struct Consumer {
     side: Side,
     head: u64,
     cap: u64,
+    empty_polls: u32,
 }
 
 impl fmt::Debug for Consumer {
@@ -678,6 +680,14 @@ impl Consumer {
     #[cold]
     #[inline(never)]
     fn not_ready(&mut self) -> Result<Record, TryPopError> {
+        // The tail is read on every 64th empty poll only (and before any `Disconnected`): it
+        // sits on the producer's line, and polling it would take that line away from the
+        // producer at every message.
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        let gone = self.side.peer_gone();
+        if !gone && self.empty_polls % 64 != 0 {
+            return Err(TryPopError::Empty);
+        }
         let ring = &*self.side.ring;
         // Acquire pairs with the Release tail store in `commit_len`, made after the headers.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
@@ -705,7 +715,7 @@ impl Consumer {
         if ahead != 0 && self.head.wrapping_sub(tail) > self.cap {
             return Err(TryPopError::Corrupt);
         }
-        if !self.side.peer_gone() {
+        if !gone {
             return Err(TryPopError::Empty);
         }
         // Closed (Acquire in peer_closed: its last header is visible) or dead: drain first.

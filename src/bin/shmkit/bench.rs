@@ -22,7 +22,7 @@ const T: Option<Duration> = Some(Duration::from_secs(30));
 const SIZES: [usize; 4] = [8, 64, 1024, 65536];
 
 /// Every row `bench latency` can run.
-const ROWS: [&str; 11] = [
+const ROWS: [&str; 12] = [
     "floor_spin",
     "floor_futex",
     "pipe",
@@ -30,6 +30,7 @@ const ROWS: [&str; 11] = [
     "spsc_spin",
     "spsc_block",
     "bytes_spin",
+    "bytes_spin_dyn",
     "bytes_block",
     "mpmc_spin",
     "floor_futex_park",
@@ -422,50 +423,15 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 n => return Err(format!("unsupported size {n}")),
             }
         }
-        "bytes_spin" | "bytes_block" => {
-            // As the SPSC peer does: take the message out of the ring (copy, release), then
-            // send a reply of the run's message size, which both peers know (the SPSC peer's
-            // is its element type). A reply reserved with the length just read from the
-            // record header measured about 50 ns slower per round trip on the benchmark
-            // machine (BENCHMARKS.md).
+        "bytes_spin" | "bytes_block" | "bytes_spin_dyn" => {
             let block = a.scenario == "bytes_block";
-            let r_in = bytes::Ring::open(&format!("{}-a2b", a.name)).map_err(|e| e.to_string())?;
-            let r_out = bytes::Ring::open(&format!("{}-b2a", a.name)).map_err(|e| e.to_string())?;
-            let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
-            let mut tx = r_out.producer().map_err(|e| e.to_string())?;
-            let n = a.bytes;
-            let mut buf = vec![0u8; n];
-            ready();
-            for _ in 0..total {
-                let m = if block {
-                    rx.peek(T).map_err(|e| e.to_string())?
-                } else {
-                    loop {
-                        match rx.try_peek() {
-                            Ok(m) => break m,
-                            Err(TryPopError::Empty) => std::hint::spin_loop(),
-                            Err(e) => return Err(e.to_string()),
-                        }
-                    }
-                };
-                if m.len() != n {
-                    return Err(format!("a {}-byte message, expected {n}", m.len()));
-                }
-                buf.copy_from_slice(&m);
-                m.release();
-                let mut w = if block {
-                    tx.reserve(n, T).map_err(|e| e.to_string())?
-                } else {
-                    loop {
-                        match tx.try_reserve(n) {
-                            Ok(w) => break w,
-                            Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
-                            Err(e) => return Err(e.to_string()),
-                        }
-                    }
-                };
-                w.copy_from_slice(&buf);
-                w.commit();
+            let dynamic = a.scenario == "bytes_spin_dyn";
+            match a.bytes {
+                8 => bytes_peer::<8>(&a.name, total, block, dynamic, ready)?,
+                64 => bytes_peer::<64>(&a.name, total, block, dynamic, ready)?,
+                1024 => bytes_peer::<1024>(&a.name, total, block, dynamic, ready)?,
+                65536 => bytes_peer::<65536>(&a.name, total, block, dynamic, ready)?,
+                n => return Err(format!("unsupported size {n}")),
             }
         }
         "mpmc_spin" => {
@@ -702,52 +668,15 @@ fn run_latency(
                 _ => spsc_parent::<65536>(name, &tag, warm, iters, block),
             }
         }
-        "bytes_spin" | "bytes_block" => {
+        "bytes_spin" | "bytes_block" | "bytes_spin_dyn" => {
             let block = name == "bytes_block";
-            // The smallest ring (at least 4 KiB) that holds the message: its lines stay hot, as
-            // the 2-slot SPSC queue's do.
-            let cap = (2 * (bytes as u64 + 8)).next_power_of_two().max(4096);
-            let r_out =
-                bytes::Ring::create(&format!("{tag}-a2b"), cap).map_err(|e| e.to_string())?;
-            let r_in =
-                bytes::Ring::create(&format!("{tag}-b2a"), cap).map_err(|e| e.to_string())?;
-            r_out.set_unlink_on_drop(true);
-            r_in.set_unlink_on_drop(true);
-            let mut tx = r_out.producer().map_err(|e| e.to_string())?;
-            let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
-            let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
-            let mut buf = vec![7u8; bytes];
-            let v = time_loop(warm, iters, |_| {
-                let mut w = if block {
-                    tx.reserve(bytes, T).map_err(|e| e.to_string())?
-                } else {
-                    loop {
-                        match tx.try_reserve(bytes) {
-                            Ok(w) => break w,
-                            Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
-                            Err(e) => return Err(e.to_string()),
-                        }
-                    }
-                };
-                w.copy_from_slice(&buf);
-                w.commit();
-                let m = if block {
-                    rx.peek(T).map_err(|e| e.to_string())?
-                } else {
-                    loop {
-                        match rx.try_peek() {
-                            Ok(m) => break m,
-                            Err(TryPopError::Empty) => std::hint::spin_loop(),
-                            Err(e) => return Err(e.to_string()),
-                        }
-                    }
-                };
-                buf.copy_from_slice(&m);
-                m.release();
-                Ok(())
-            })?;
-            peer.wait()?;
-            Ok(v)
+            let dynamic = name == "bytes_spin_dyn";
+            match bytes {
+                8 => bytes_parent::<8>(name, &tag, warm, iters, block, dynamic),
+                64 => bytes_parent::<64>(name, &tag, warm, iters, block, dynamic),
+                1024 => bytes_parent::<1024>(name, &tag, warm, iters, block, dynamic),
+                _ => bytes_parent::<65536>(name, &tag, warm, iters, block, dynamic),
+            }
         }
         "mpmc_spin" => {
             let q_out = mpmc::Queue::<u64>::create(&format!("{tag}-a2b"), 1024)
@@ -768,6 +697,129 @@ fn run_latency(
         }
         _ => Err(format!("unknown scenario {name}")),
     }
+}
+
+/// The bytes-ring peer: as the SPSC peer does, it takes each message out of the ring (copy,
+/// release), then sends an `N`-byte reply. `N` is known to both sides, as the SPSC peer's
+/// element type is. `dynamic` (the `bytes_spin_dyn` row): the reply is reserved with the
+/// length read from the message, and both sides copy with lengths known only at run time.
+fn bytes_peer<const N: usize>(
+    name: &str,
+    total: u64,
+    block: bool,
+    dynamic: bool,
+    ready: impl Fn(),
+) -> CmdResult {
+    let r_in = bytes::Ring::open(&format!("{name}-a2b")).map_err(|e| e.to_string())?;
+    let r_out = bytes::Ring::open(&format!("{name}-b2a")).map_err(|e| e.to_string())?;
+    let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
+    let mut tx = r_out.producer().map_err(|e| e.to_string())?;
+    let mut buf = Box::new([0u8; N]);
+    ready();
+    for _ in 0..total {
+        let m = if block {
+            rx.peek(T).map_err(|e| e.to_string())?
+        } else {
+            loop {
+                match rx.try_peek() {
+                    Ok(m) => break m,
+                    Err(TryPopError::Empty) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        if dynamic {
+            let n = m.len().min(N);
+            buf[..n].copy_from_slice(&m[..n]);
+            m.release();
+            let mut w = loop {
+                match tx.try_reserve(n) {
+                    Ok(w) => break w,
+                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            };
+            w.copy_from_slice(&buf[..n]);
+            w.commit();
+            continue;
+        }
+        let Some(msg) = m.get(..N).filter(|_| m.len() == N) else {
+            return Err(format!("a {}-byte message, expected {N}", m.len()));
+        };
+        buf.copy_from_slice(msg);
+        m.release();
+        let mut w = if block {
+            tx.reserve(N, T).map_err(|e| e.to_string())?
+        } else {
+            loop {
+                match tx.try_reserve(N) {
+                    Ok(w) => break w,
+                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        w[..N].copy_from_slice(&*buf);
+        w.commit();
+    }
+    Ok(())
+}
+
+fn bytes_parent<const N: usize>(
+    name: &'static str,
+    tag: &str,
+    warm: usize,
+    iters: usize,
+    block: bool,
+    dynamic: bool,
+) -> Result<Vec<u64>, String> {
+    // The smallest ring (at least 4 KiB) that holds the message: its lines stay hot, as the
+    // SPSC queue's do.
+    let cap = (2 * (N as u64 + 8)).next_power_of_two().max(4096);
+    let r_out = bytes::Ring::create(&format!("{tag}-a2b"), cap).map_err(|e| e.to_string())?;
+    let r_in = bytes::Ring::create(&format!("{tag}-b2a"), cap).map_err(|e| e.to_string())?;
+    r_out.set_unlink_on_drop(true);
+    r_in.set_unlink_on_drop(true);
+    let mut tx = r_out.producer().map_err(|e| e.to_string())?;
+    let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
+    let (peer, _out) = spawn_peer(name, N, (warm + iters) as u64, tag, &[])?;
+    let mut buf = Box::new([7u8; N]);
+    // `dynamic`: a length the compiler cannot see, as a program's message lengths are.
+    let n = if dynamic { std::hint::black_box(N) } else { N };
+    let v = time_loop(warm, iters, |_| {
+        let mut w = if block {
+            tx.reserve(N, T).map_err(|e| e.to_string())?
+        } else {
+            loop {
+                match tx.try_reserve(n) {
+                    Ok(w) => break w,
+                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        w[..n].copy_from_slice(&buf[..n]);
+        w.commit();
+        let m = if block {
+            rx.peek(T).map_err(|e| e.to_string())?
+        } else {
+            loop {
+                match rx.try_peek() {
+                    Ok(m) => break m,
+                    Err(TryPopError::Empty) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        let Some(msg) = m.get(..n).filter(|_| m.len() == n) else {
+            return Err(format!("a {}-byte reply, expected {n}", m.len()));
+        };
+        buf[..n].copy_from_slice(msg);
+        m.release();
+        Ok(())
+    })?;
+    peer.wait()?;
+    Ok(v)
 }
 
 fn spsc_parent<const N: usize>(
@@ -836,6 +888,7 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
         "spsc_spin",
         "spsc_block",
         "bytes_spin",
+        "bytes_spin_dyn",
         "bytes_block",
     ] {
         for s in SIZES {
@@ -850,7 +903,7 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
     plan.push(("spsc_park", 8));
     if !only.is_empty() {
         let floor_of = |n: &str| {
-            if n.ends_with("_spin") {
+            if n.contains("_spin") {
                 "floor_spin"
             } else if n.ends_with("_park") {
                 "floor_futex_park"
@@ -890,7 +943,7 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
             "floor_futex_park" => park_p50 = p50,
             _ => {}
         }
-        let (floor, base) = if name.ends_with("_spin") {
+        let (floor, base) = if name.contains("_spin") {
             ("floor_spin", spin_p50)
         } else if name.ends_with("_park") {
             ("floor_futex_park", park_p50)
