@@ -1,5 +1,5 @@
-//! Two-process ping-pong, busy-poll, 8-byte messages: shmkit's SPSC queue beside iceoryx2's
-//! publish-subscribe (ipc service), with the floor (one atomic ping-pong in a shared page),
+//! Two-process ping-pong, busy-poll, 8-byte messages: shmkit's SPSC queue and bytes ring
+//! beside iceoryx2's publish-subscribe (ipc service), with the floor (one atomic ping-pong in a shared page),
 //! all in one run. The peer is this binary re-executed, so no state is fork-shared; the parent
 //! is pinned to CPU 0 and the peer to CPU 1.
 //!
@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;
-use shmkit::queue::spsc;
+use shmkit::queue::{bytes, spsc};
 use shmkit::Segment;
 
 /// Pin to one CPU (parent 0, peer 1), as `shmkit bench latency --pin` does.
@@ -65,12 +65,25 @@ fn report(name: &str, mut v: Vec<u64>, floor: Option<u64>) -> u64 {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     let (p50, p99, p999) = (at(0.5), at(0.99), at(0.999));
-    let ratio = floor.map_or(String::new(), |f| format!("{:.2}x floor_spin", p50 as f64 / f as f64));
-    println!("{name:<14} {:>8} {p50:>8} {p99:>8} {p999:>9}  {ratio}", v.len());
+    let ratio = floor.map_or(String::new(), |f| {
+        format!("{:.2}x floor_spin", p50 as f64 / f as f64)
+    });
+    println!(
+        "{name:<14} {:>8} {p50:>8} {p99:>8} {p999:>9}  {ratio}",
+        v.len()
+    );
     p50
 }
 
-fn iox_services(name: &str) -> Result<(Node<ipc::Service>, [iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, u64, ()>; 2]), Box<dyn std::error::Error>> {
+fn iox_services(
+    name: &str,
+) -> Result<
+    (
+        Node<ipc::Service>,
+        [iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, u64, ()>; 2],
+    ),
+    Box<dyn std::error::Error>,
+> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
     let mk = |dir: &str| -> Result<_, Box<dyn std::error::Error>> {
         Ok(node
@@ -89,7 +102,11 @@ fn iox_services(name: &str) -> Result<(Node<ipc::Service>, [iceoryx2::service::p
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     set_log_level(LogLevel::Error);
     let args: Vec<String> = std::env::args().collect();
-    pin(if args.get(1).is_some_and(|a| a.starts_with("peer-")) { 1 } else { 0 });
+    pin(if args.get(1).is_some_and(|a| a.starts_with("peer-")) {
+        1
+    } else {
+        0
+    });
     match args.get(1).map(String::as_str) {
         Some("peer-floor") => {
             let seg = Segment::open(&args[2])?;
@@ -121,6 +138,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             return Ok(());
         }
+        Some("peer-shmkit-bytes") => {
+            let a2b = bytes::Ring::open(&format!("{}-ra2b", args[2]))?;
+            let b2a = bytes::Ring::open(&format!("{}-rb2a", args[2]))?;
+            let (mut rx, mut tx) = (a2b.consumer()?, b2a.producer()?);
+            ready();
+            let mut buf = [0u8; 8];
+            for _ in 0..args[3].parse::<u64>()? {
+                let m = loop {
+                    if let Ok(m) = rx.try_peek() {
+                        break m;
+                    }
+                    std::hint::spin_loop();
+                };
+                buf.copy_from_slice(&m[..8]);
+                m.release();
+                while tx.try_send(&buf).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+            return Ok(());
+        }
         Some("peer-iceoryx2") => {
             let (_node, [a2b, b2a]) = iox_services(&args[2])?;
             let sub = a2b.subscriber_builder().create()?;
@@ -146,7 +184,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let warm = iters / 10;
     let total = warm + iters;
     let tag = format!("shmkit-compare-{}", std::process::id());
-    println!("{:<14} {:>8} {:>8} {:>8} {:>9}  (round trip, ns)", "name", "iters", "p50", "p99", "p99.9");
+    let iox_before = iox_files();
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} {:>9}  (round trip, ns)",
+        "name", "iters", "p50", "p99", "p99.9"
+    );
 
     // Floor.
     let seg = Segment::options().unlink_on_drop(true).create(&tag, 4096)?;
@@ -182,6 +224,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.wait()?;
     report("shmkit_spsc", v, Some(floor));
 
+    // shmkit bytes ring, 8-byte messages.
+    let a2b = bytes::Ring::create(&format!("{tag}-ra2b"), 4096)?;
+    let b2a = bytes::Ring::create(&format!("{tag}-rb2a"), 4096)?;
+    a2b.set_unlink_on_drop(true);
+    b2a.set_unlink_on_drop(true);
+    let (mut tx, mut rx) = (a2b.producer()?, b2a.consumer()?);
+    let (mut c, _o) = spawn("peer-shmkit-bytes", &tag, total);
+    let v = timed(warm, iters, |i| {
+        while tx.try_send(&i.to_le_bytes()).is_err() {
+            std::hint::spin_loop();
+        }
+        loop {
+            if let Ok(m) = rx.try_peek() {
+                std::hint::black_box(&m[..8]);
+                m.release();
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    });
+    c.wait()?;
+    report("shmkit_bytes", v, Some(floor));
+
     // iceoryx2 publish-subscribe.
     let (_node, [a2b, b2a]) = iox_services(&tag)?;
     let publ = a2b.publisher_builder().create()?;
@@ -200,5 +265,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     c.wait()?;
     report("iceoryx2", v, Some(floor));
+    drop((publ, sub, a2b, b2a, _node));
+    // iceoryx2 keeps a small global management file in /dev/shm after its last node is gone;
+    // remove the ones this run created, so the run leaves nothing behind.
+    for f in iox_files() {
+        if !iox_before.contains(&f) {
+            let _ = std::fs::remove_file(format!("/dev/shm/{f}"));
+        }
+    }
     Ok(())
+}
+
+/// iceoryx2's files in /dev/shm.
+fn iox_files() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("iox2_"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
