@@ -68,9 +68,8 @@ fn header(kind: u64, pos: u64, shift: u32, len: u64) -> u64 {
 enum Header {
     /// No record there yet: zero, or a header of the previous lap.
     NotReady,
-    /// A record, checked: payload at ring offset `offset`, `len` bytes; the head moves by
-    /// `advance` (a wrap record's bytes included).
-    Record { offset: u64, len: u64, advance: u64 },
+    /// A record, checked.
+    Record(Record),
     /// A header of this lap that no producer writes (bad kind, length or wrap).
     Corrupt,
 }
@@ -241,7 +240,7 @@ impl Ring {
         for _ in 0..=cap / 8 {
             let room = cap - tail.wrapping_sub(head);
             match decode(&self.ring, tail, room) {
-                Header::Record { advance, .. } => tail = tail.wrapping_add(advance),
+                Header::Record(r) => tail = tail.wrapping_add(r.advance),
                 Header::NotReady => break,
                 Header::Corrupt => {
                     return Err(corrupt(format!("record header at position {tail}")))
@@ -641,11 +640,11 @@ fn decode(ring: &RawRing, pos: u64, room: u64) -> Header {
     if rec > ring.capacity - off || skip + rec > room {
         return Header::Corrupt;
     }
-    Header::Record {
+    Header::Record(Record {
         offset: off + HDR,
         len,
         advance: skip + rec,
-    }
+    })
 }
 
 /// The consuming end of a [`Ring`]. `Send`, not `Sync`. Dropping it closes the consumer end.
@@ -664,7 +663,8 @@ impl fmt::Debug for Consumer {
     }
 }
 
-/// A validated record: payload at ring offset `offset`, `len` bytes, head advance.
+/// A validated record: payload at ring offset `offset`, `len` bytes; the head moves by
+/// `advance` (a wrap record's bytes included).
 #[derive(Debug, Clone, Copy)]
 struct Record {
     offset: u64,
@@ -698,15 +698,7 @@ impl Consumer {
         if ahead != 0 && ahead <= self.cap {
             // Published by the tail, so its header is visible now.
             return match decode(ring, self.head, self.cap) {
-                Header::Record {
-                    offset,
-                    len,
-                    advance,
-                } => Ok(Record {
-                    offset,
-                    len,
-                    advance,
-                }),
+                Header::Record(r) => Ok(r),
                 _ => Err(TryPopError::Corrupt),
             };
         }
@@ -720,15 +712,7 @@ impl Consumer {
         }
         // Closed (Acquire in peer_closed: its last header is visible) or dead: drain first.
         match decode(&self.side.ring, self.head, self.cap) {
-            Header::Record {
-                offset,
-                len,
-                advance,
-            } => Ok(Record {
-                offset,
-                len,
-                advance,
-            }),
+            Header::Record(r) => Ok(r),
             Header::NotReady => Err(TryPopError::Disconnected),
             Header::Corrupt => Err(TryPopError::Corrupt),
         }
@@ -741,15 +725,7 @@ impl Consumer {
             return Err(TryPopError::Disconnected);
         }
         match decode(&self.side.ring, self.head, self.cap) {
-            Header::Record {
-                offset,
-                len,
-                advance,
-            } => Ok(Record {
-                offset,
-                len,
-                advance,
-            }),
+            Header::Record(r) => Ok(r),
             Header::NotReady => self.not_ready(),
             Header::Corrupt => Err(TryPopError::Corrupt),
         }

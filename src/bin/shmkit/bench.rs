@@ -301,6 +301,22 @@ fn pop_spin<T>(mut op: impl FnMut() -> Result<T, TryPopError>) -> Result<T, Stri
     }
 }
 
+/// `$op` (a `try_` call) until it succeeds, spinning while it fails with `$again` (full or
+/// empty); any other error returns it from the enclosing function as a `String`. A macro, not
+/// a function: a function returning the guard borrowed in its retry loop does not pass the
+/// borrow checker.
+macro_rules! spin_ok {
+    ($op:expr, $again:pat) => {
+        loop {
+            match $op {
+                Ok(v) => break v,
+                Err($again) => std::hint::spin_loop(),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+}
+
 /// How long the parent idles before each round trip of a `_park` scenario: far longer than the
 /// receivers' spin phase (100 polls), so the peer is asleep in `FUTEX_WAIT` when the message
 /// comes and the timed round trip includes waking it.
@@ -720,25 +736,13 @@ fn bytes_peer<const N: usize>(
         let m = if block {
             rx.peek(T).map_err(|e| e.to_string())?
         } else {
-            loop {
-                match rx.try_peek() {
-                    Ok(m) => break m,
-                    Err(TryPopError::Empty) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            spin_ok!(rx.try_peek(), TryPopError::Empty)
         };
         if dynamic {
             let n = m.len().min(N);
             buf[..n].copy_from_slice(&m[..n]);
             m.release();
-            let mut w = loop {
-                match tx.try_reserve(n) {
-                    Ok(w) => break w,
-                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            };
+            let mut w = spin_ok!(tx.try_reserve(n), bytes::ReserveError::Full);
             w.copy_from_slice(&buf[..n]);
             w.commit();
             continue;
@@ -751,13 +755,7 @@ fn bytes_peer<const N: usize>(
         let mut w = if block {
             tx.reserve(N, T).map_err(|e| e.to_string())?
         } else {
-            loop {
-                match tx.try_reserve(N) {
-                    Ok(w) => break w,
-                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            spin_ok!(tx.try_reserve(N), bytes::ReserveError::Full)
         };
         w[..N].copy_from_slice(&*buf);
         w.commit();
@@ -790,26 +788,14 @@ fn bytes_parent<const N: usize>(
         let mut w = if block {
             tx.reserve(N, T).map_err(|e| e.to_string())?
         } else {
-            loop {
-                match tx.try_reserve(n) {
-                    Ok(w) => break w,
-                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            spin_ok!(tx.try_reserve(n), bytes::ReserveError::Full)
         };
         w[..n].copy_from_slice(&buf[..n]);
         w.commit();
         let m = if block {
             rx.peek(T).map_err(|e| e.to_string())?
         } else {
-            loop {
-                match rx.try_peek() {
-                    Ok(m) => break m,
-                    Err(TryPopError::Empty) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            spin_ok!(rx.try_peek(), TryPopError::Empty)
         };
         let Some(msg) = m.get(..n).filter(|_| m.len() == n) else {
             return Err(format!("a {}-byte reply, expected {n}", m.len()));
@@ -1032,13 +1018,7 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
         let (peer, mut out) = spawn_peer("tput_bytes", size, count, &tag, &[])?;
         let src = vec![5u8; size];
         for _ in 0..count {
-            let mut w = loop {
-                match tx.try_reserve(size) {
-                    Ok(w) => break w,
-                    Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
-                }
-            };
+            let mut w = spin_ok!(tx.try_reserve(size), bytes::ReserveError::Full);
             w.copy_from_slice(&src);
             w.commit();
         }
