@@ -153,10 +153,16 @@ impl std::error::Error for ReserveError {}
 ///
 /// # Shared memory is shared
 ///
-/// Every header and index the consumer reads is read once and checked (tag, length at most
-/// [`max_message`], record inside the ring and inside the published range); a violation is
-/// reported as `Corrupt`, never an out-of-bounds access or a hang. The guards hand out slices
-/// over the mapping itself (see [`WriteGuard`] and [`ReadGuard`]).
+/// Every header and index read from shared memory is read once and checked (kind, lap,
+/// length at most [`max_message`], record inside the ring); a violation is reported as
+/// `Corrupt`, never an out-of-bounds access, a panic or an unbounded loop. The guards hand
+/// out slices over the mapping itself (see [`WriteGuard`] and [`ReadGuard`]).
+///
+/// The consumer finds messages by their headers alone (it does not read the producer's
+/// tail on its fast path), so a process that can write the segment (by default only the
+/// owner's processes: mode `0600`) can forge a header that the consumer then hands out as a
+/// message, bytes the producer may be writing included. Such a writer can change any message
+/// bytes anyway; do not let untrusted processes open a ring.
 pub struct Ring {
     ring: Arc<RawRing>,
 }
@@ -237,14 +243,14 @@ impl Ring {
         } else {
             return Err(corrupt(format!("tail {stored}, head {head}")));
         };
-        for _ in 0..=cap / 8 {
+        // Each commit stores tail, so at most one record lies past it; a second one is not
+        // the protocol's.
+        for step in 0..2 {
             let room = cap - tail.wrapping_sub(head);
             match decode(&self.ring, tail, room) {
-                Header::Record(r) => tail = tail.wrapping_add(r.advance),
+                Header::Record(r) if step == 0 => tail = tail.wrapping_add(r.advance),
                 Header::NotReady => break,
-                Header::Corrupt => {
-                    return Err(corrupt(format!("record header at position {tail}")))
-                }
+                _ => return Err(corrupt(format!("record header at position {tail}"))),
             }
         }
         if tail != stored {
@@ -679,13 +685,13 @@ impl Consumer {
     /// fast path of [`next`](Self::next) stays small.
     #[cold]
     #[inline(never)]
-    fn not_ready(&mut self) -> Result<Record, TryPopError> {
-        // The tail is read on every 64th empty poll only (and before any `Disconnected`): it
-        // sits on the producer's line, and polling it would take that line away from the
-        // producer at every message.
+    fn not_ready(&mut self, check_tail: bool) -> Result<Record, TryPopError> {
+        // A polling consumer reads the tail on every 64th empty poll only (blocking calls on
+        // every attempt, and everyone before `Disconnected`): it sits on the producer's line,
+        // and polling it would take that line away from the producer at every message.
         self.empty_polls = self.empty_polls.wrapping_add(1);
         let gone = self.side.peer_gone();
-        if !gone && self.empty_polls % 64 != 0 {
+        if !gone && !check_tail && self.empty_polls % 64 != 0 {
             return Err(TryPopError::Empty);
         }
         let ring = &*self.side.ring;
@@ -718,15 +724,16 @@ impl Consumer {
         }
     }
 
-    /// The oldest record, validated.
+    /// The oldest record, validated; `check_tail`: when there is none, also check the tail
+    /// now (see [`not_ready`](Self::not_ready)).
     #[inline]
-    fn next(&mut self) -> Result<Record, TryPopError> {
+    fn next(&mut self, check_tail: bool) -> Result<Record, TryPopError> {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
         match decode(&self.side.ring, self.head, self.cap) {
             Header::Record(r) => Ok(r),
-            Header::NotReady => self.not_ready(),
+            Header::NotReady => self.not_ready(check_tail),
             Header::Corrupt => Err(TryPopError::Corrupt),
         }
     }
@@ -735,7 +742,7 @@ impl Consumer {
     /// [`release`](ReadGuard::release) leaves the message in the ring.
     #[inline]
     pub fn try_peek(&mut self) -> Result<ReadGuard<'_>, TryPopError> {
-        let rec = self.next()?;
+        let rec = self.next(false)?;
         Ok(ReadGuard { c: self, rec })
     }
 
@@ -744,7 +751,7 @@ impl Consumer {
     pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>, PopError> {
         let deadline = crate::sync::deadline_after(timeout);
         loop {
-            match self.next() {
+            match self.next(true) {
                 Ok(rec) => return Ok(ReadGuard { c: self, rec }),
                 Err(TryPopError::Empty) => {}
                 Err(e) => return Err(e.into()),
@@ -758,7 +765,7 @@ impl Consumer {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
                 Wake::PeerDead => {
-                    return match self.next() {
+                    return match self.next(true) {
                         Ok(rec) => Ok(ReadGuard { c: self, rec }),
                         Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
                         Err(_) => Err(PopError::Disconnected),
@@ -832,8 +839,10 @@ impl Deref for ReadGuard<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        // SAFETY: `next` checked that [offset, offset + len) lies inside the ring and inside
-        // the published range, which the producer does not write until we release it.
+        // SAFETY: `decode` checked that [offset, offset + len) lies inside the ring. Through
+        // the protocol the record was published (its header was stored with Release after
+        // its bytes) and the producer does not write it until we release it; a forged header
+        // can only point inside the ring (see the type's docs).
         unsafe {
             std::slice::from_raw_parts(
                 self.c.side.ring.data().add(self.rec.offset as usize),
@@ -848,30 +857,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_producer_resumes_after_records_published_without_a_tail_store() {
+    fn a_producer_resumes_after_a_record_published_without_a_tail_store() {
         let ring = Ring::with_capacity(256);
         let mut rx = ring.consumer().unwrap();
+        let ctrl = ring.ring.ctrl();
         {
             let mut tx = ring.producer().unwrap();
             tx.try_send(b"first").unwrap();
             tx.try_send(&[7; 100]).unwrap();
-            tx.try_send(b"third").unwrap();
-            // As if killed after publishing the last two headers, before storing tail.
-            let ctrl = ring.ring.ctrl();
+            // As if killed after publishing the second header, before storing tail.
             ctrl.prod.tail.store(16, Ordering::Release);
         }
         assert_eq!(rx.try_recv().unwrap(), b"first");
+        {
+            // The walk finds the record the tail does not count.
+            let mut tx = ring.producer().unwrap();
+            assert_eq!(ctrl.prod.tail.load(Ordering::Acquire), 16 + 112);
+            tx.try_send(b"third").unwrap();
+            // Killed the same way again; this time the consumer reads past the stored tail
+            // before the next producer attaches.
+            ctrl.prod.tail.store(16 + 112, Ordering::Release);
+        }
         assert_eq!(rx.try_recv().unwrap(), [7; 100]);
-        // The head is now past the stored tail.
-        let mut tx = ring.producer().unwrap();
-        assert_eq!(
-            ring.ring.ctrl().prod.tail.load(Ordering::Acquire),
-            16 + 112 + 16
-        );
-        tx.try_send(b"fourth").unwrap();
         assert_eq!(rx.try_recv().unwrap(), b"third");
+        // (The dropped producer closed its end.)
+        assert_eq!(rx.try_recv(), Err(TryPopError::Disconnected));
+        let mut tx = ring.producer().unwrap();
+        assert_eq!(ctrl.prod.tail.load(Ordering::Acquire), 16 + 112 + 16);
+        tx.try_send(b"fourth").unwrap();
         assert_eq!(rx.try_recv().unwrap(), b"fourth");
-        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn two_records_past_the_tail_are_corrupt() {
+        // The protocol stores tail at every commit, so at most one record can lie past it.
+        let ring = Ring::with_capacity(256);
+        {
+            let mut tx = ring.producer().unwrap();
+            tx.try_send(b"one").unwrap();
+            tx.try_send(b"two").unwrap();
+            ring.ring.ctrl().prod.tail.store(0, Ordering::Release);
+        }
+        match ring.producer() {
+            Err(AttachError::Segment(crate::Error::Corrupt { .. })) => {}
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blocking_peek_reports_a_tail_with_no_record_behind_it() {
+        let ring = Ring::with_capacity(256);
+        let _tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        ring.ring.ctrl().prod.tail.store(16, Ordering::Release);
+        assert_eq!(rx.peek(None).map(drop), Err(PopError::Corrupt));
     }
 
     #[test]
@@ -915,6 +954,9 @@ mod tests {
     }
 }
 
+/// Loom checks the orderings of the header, clear and tail stores. Its header words are
+/// atomics apart from the message bytes, so that the polled word never holds message bytes
+/// (the clearing invariant, `SPEC.md` §7.3) is checked by the unit tests above instead.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
