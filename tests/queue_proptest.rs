@@ -25,81 +25,86 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     )
 }
 
+/// Run `ops` against a fresh queue of `cap` slots (`$make(cap)` gives the queue) and a
+/// `VecDeque`, checking every result; `$extra(tx, rx, model)` adds per-step checks.
+macro_rules! check_against_vecdeque {
+    ($make:expr, $cap:expr, $ops:expr, $extra:expr) => {{
+        let cap: usize = $cap;
+        let q = $make(cap as u64);
+        let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        let mut model = VecDeque::new();
+        for op in $ops {
+            match op {
+                Op::Push(v) => {
+                    let r = tx.try_push(v);
+                    if model.len() < cap {
+                        prop_assert_eq!(r, Ok(()));
+                        model.push_back(v);
+                    } else {
+                        prop_assert_eq!(r, Err(TryPushError::Full(v)));
+                    }
+                }
+                Op::Pop => prop_assert_eq!(rx.try_pop().ok(), model.pop_front()),
+                Op::PushSlice(items) => {
+                    let room = cap - model.len();
+                    match tx.try_push_slice(&items) {
+                        Ok(n) => {
+                            prop_assert_eq!(n, items.len().min(room));
+                            model.extend(&items[..n]);
+                        }
+                        Err(e) => {
+                            prop_assert!(room == 0 && !items.is_empty());
+                            prop_assert_eq!(e, TryPushError::Full(()));
+                        }
+                    }
+                }
+                Op::PopSlice(k) => {
+                    let mut out = vec![0; k];
+                    match rx.try_pop_slice(&mut out) {
+                        Ok(n) => {
+                            prop_assert_eq!(n, k.min(model.len()));
+                            let want: Vec<u32> = model.drain(..n).collect();
+                            prop_assert_eq!(&out[..n], &want[..]);
+                        }
+                        Err(e) => {
+                            prop_assert!(model.is_empty() && k > 0);
+                            prop_assert_eq!(e, TryPopError::Empty);
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(q.len() as usize, model.len());
+            $extra(&tx, &rx, &model)?;
+        }
+    }};
+}
+
 proptest! {
     #[test]
     fn spsc_matches_vecdeque(cap_log in 1u32..5, ops in ops()) {
         let cap = 1usize << cap_log;
-        let q = spsc::Queue::<u32>::with_capacity(cap as u64);
-        let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-        let mut model = VecDeque::new();
-        for op in ops {
-            match op {
-                Op::Push(v) => {
-                    let r = tx.try_push(v);
-                    if model.len() < cap { prop_assert_eq!(r, Ok(())); model.push_back(v); }
-                    else { prop_assert_eq!(r, Err(TryPushError::Full(v))); }
-                }
-                Op::Pop => prop_assert_eq!(rx.try_pop().ok(), model.pop_front()),
-                Op::PushSlice(items) => {
-                    let room = cap - model.len();
-                    match tx.try_push_slice(&items) {
-                        Ok(n) => { prop_assert_eq!(n, items.len().min(room)); model.extend(&items[..n]); }
-                        Err(e) => { prop_assert!(room == 0 && !items.is_empty()); prop_assert_eq!(e, TryPushError::Full(())); }
-                    }
-                }
-                Op::PopSlice(k) => {
-                    let mut out = vec![0; k];
-                    match rx.try_pop_slice(&mut out) {
-                        Ok(n) => {
-                            prop_assert_eq!(n, k.min(model.len()));
-                            let want: Vec<u32> = model.drain(..n).collect();
-                            prop_assert_eq!(&out[..n], &want[..]);
-                        }
-                        Err(e) => { prop_assert!(model.is_empty() && k > 0); prop_assert_eq!(e, TryPopError::Empty); }
-                    }
-                }
+        check_against_vecdeque!(
+            spsc::Queue::<u32>::with_capacity,
+            cap,
+            ops,
+            |tx: &spsc::Producer<u32>, rx: &spsc::Consumer<u32>, model: &VecDeque<u32>| {
+                prop_assert_eq!(tx.is_full(), model.len() == cap);
+                prop_assert_eq!(rx.is_empty(), model.is_empty());
+                Ok::<(), TestCaseError>(())
             }
-            prop_assert_eq!(q.len() as usize, model.len());
-            prop_assert_eq!(tx.is_full(), model.len() == cap);
-            prop_assert_eq!(rx.is_empty(), model.is_empty());
-        }
+        );
     }
 
     #[test]
     fn mpmc_matches_vecdeque(cap_log in 1u32..5, ops in ops()) {
-        let cap = 1usize << cap_log;
-        let q = mpmc::Queue::<u32>::with_capacity(cap as u64);
-        let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-        let mut model = VecDeque::new();
-        for op in ops {
-            match op {
-                Op::Push(v) => {
-                    let r = tx.try_push(v);
-                    if model.len() < cap { prop_assert_eq!(r, Ok(())); model.push_back(v); }
-                    else { prop_assert_eq!(r, Err(TryPushError::Full(v))); }
-                }
-                Op::Pop => prop_assert_eq!(rx.try_pop().ok(), model.pop_front()),
-                Op::PushSlice(items) => {
-                    let room = cap - model.len();
-                    match tx.try_push_slice(&items) {
-                        Ok(n) => { prop_assert_eq!(n, items.len().min(room)); model.extend(&items[..n]); }
-                        Err(e) => { prop_assert!(room == 0 && !items.is_empty()); prop_assert_eq!(e, TryPushError::Full(())); }
-                    }
-                }
-                Op::PopSlice(k) => {
-                    let mut out = vec![0; k];
-                    match rx.try_pop_slice(&mut out) {
-                        Ok(n) => {
-                            prop_assert_eq!(n, k.min(model.len()));
-                            let want: Vec<u32> = model.drain(..n).collect();
-                            prop_assert_eq!(&out[..n], &want[..]);
-                        }
-                        Err(e) => { prop_assert!(model.is_empty() && k > 0); prop_assert_eq!(e, TryPopError::Empty); }
-                    }
-                }
+        check_against_vecdeque!(
+            mpmc::Queue::<u32>::with_capacity,
+            1usize << cap_log,
+            ops,
+            |_: &mpmc::Producer<u32>, _: &mpmc::Consumer<u32>, _: &VecDeque<u32>| {
+                Ok::<(), TestCaseError>(())
             }
-            prop_assert_eq!(q.len() as usize, model.len());
-        }
+        );
     }
 
     #[test]
