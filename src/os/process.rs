@@ -39,6 +39,7 @@ pub(crate) fn pid_namespace() -> u64 {
 /// in pid namespace `creator_ns` (0: not recorded) still live; `None` when it can. It can when
 /// `/proc` is this pid namespace's (`/proc/self` names this process's pid) and the creator's
 /// namespace, if recorded, is this one.
+#[cfg_attr(loom, allow(dead_code))] // queues under loom live on the heap
 pub(crate) fn pid_view_problem(creator_ns: u64) -> Option<String> {
     let me = current_pid();
     match std::fs::read_link("/proc/self") {

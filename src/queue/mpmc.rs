@@ -128,6 +128,31 @@ fn slot_size(elem_size: u64) -> u64 {
     8 + elem_size.next_multiple_of(8)
 }
 
+/// `close` and the snapshot accessors, the same for both handle types.
+macro_rules! handle_accessors {
+    ($what:literal) => {
+        #[doc = concat!("Detach this ", $what, " (as dropping it does).")]
+        pub fn close(&mut self) {
+            self.h.close()
+        }
+
+        /// Elements in the queue now (a snapshot).
+        pub fn len(&self) -> u64 {
+            self.h.shared.len()
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the queue is full now (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() == self.h.shared.capacity
+        }
+    };
+}
+
 impl Control {
     fn new() -> Control {
         let claim = || {
@@ -860,25 +885,7 @@ impl<T: Element> Producer<T> {
         }
     }
 
-    /// Detach this producer (as dropping it does).
-    pub fn close(&mut self) {
-        self.h.close()
-    }
-
-    /// Elements in the queue now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.h.shared.len()
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.h.shared.capacity
-    }
+    handle_accessors!("producer");
 }
 
 impl<T: Element + Copy> Producer<T> {
@@ -1163,25 +1170,7 @@ impl<T: Element> Consumer<T> {
         }
     }
 
-    /// Detach this consumer (as dropping it does).
-    pub fn close(&mut self) {
-        self.h.close()
-    }
-
-    /// Elements in the queue now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.h.shared.len()
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.h.shared.capacity
-    }
+    handle_accessors!("consumer");
 }
 
 impl<T: Element + Copy> Consumer<T> {
