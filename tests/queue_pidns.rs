@@ -111,7 +111,8 @@ fn a_process_whose_proc_is_another_namespaces_is_refused() {
     let _q = spsc::Queue::<u64>::create(&name, 8).unwrap();
     let line = run(&ns, "attach-spsc", &name);
     assert!(
-        line.starts_with("pidns: /proc is another pid namespace's"),
+        line.starts_with("pidns: /proc is another pid namespace's")
+            && line.ends_with("; mount a /proc for this namespace"),
         "{line}"
     );
 }

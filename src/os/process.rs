@@ -46,7 +46,8 @@ pub(crate) fn pid_view_problem(creator_ns: u64) -> Option<String> {
         Ok(p) if p.as_os_str() == me.to_string().as_str() => {}
         Ok(p) => {
             return Some(format!(
-                "/proc is another pid namespace's (/proc/self is {}, this process is pid {me});                  mount a /proc for this namespace",
+                "/proc is another pid namespace's (/proc/self is {}, this process is pid {me}); \
+                 mount a /proc for this namespace",
                 p.display()
             ))
         }

@@ -277,30 +277,6 @@ fn spin_until<T>(peer: &Peer, mut poll: impl FnMut() -> Option<T>) -> Result<T, 
     }
 }
 
-/// Retry a `try_push` while the queue is full; any other error ends the run.
-#[inline]
-fn push_spin<T>(mut op: impl FnMut() -> Result<(), TryPushError<T>>) -> RoundTrip {
-    loop {
-        match op() {
-            Ok(()) => return Ok(()),
-            Err(TryPushError::Full(_)) => std::hint::spin_loop(),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// Retry a `try_pop` while the queue is empty; any other error ends the run.
-#[inline]
-fn pop_spin<T>(mut op: impl FnMut() -> Result<T, TryPopError>) -> Result<T, String> {
-    loop {
-        match op() {
-            Ok(v) => return Ok(v),
-            Err(TryPopError::Empty) => std::hint::spin_loop(),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
 /// `$op` (a `try_` call) until it succeeds, spinning while it fails with `$again` (full or
 /// empty); any other error returns it from the enclosing function as a `String`. A macro, not
 /// a function: a function returning the guard borrowed in its retry loop does not pass the
@@ -705,8 +681,9 @@ fn run_latency(
             let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
             let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let v = time_loop(warm, iters, |i| {
-                push_spin(|| tx.try_push(i))?;
-                pop_spin(|| rx.try_pop()).map(drop)
+                spin_ok!(tx.try_push(i), TryPushError::Full(_));
+                spin_ok!(rx.try_pop(), TryPopError::Empty);
+                Ok(())
             })?;
             peer.wait()?;
             Ok(v)
@@ -739,8 +716,11 @@ fn bytes_peer<const N: usize>(
             spin_ok!(rx.try_peek(), TryPopError::Empty)
         };
         if dynamic {
-            let n = m.len().min(N);
-            buf[..n].copy_from_slice(&m[..n]);
+            let n = m.len();
+            if n > N {
+                return Err(format!("a {n}-byte message, expected at most {N}"));
+            }
+            buf[..n].copy_from_slice(&m);
             m.release();
             let mut w = spin_ok!(tx.try_reserve(n), bytes::ReserveError::Full);
             w.copy_from_slice(&buf[..n]);
@@ -841,12 +821,18 @@ fn spsc_parent<const N: usize>(
         } else if N > 1024 {
             // Large elements: copy straight between the buffer and the slot (the by-value
             // API would also move 64 KiB through the stack on each call).
-            push_spin(|| tx.try_push_slice(std::slice::from_ref(&*msg)).map(drop))?;
-            pop_spin(|| rx.try_pop_slice(std::slice::from_mut(&mut *msg)))?;
+            spin_ok!(
+                tx.try_push_slice(std::slice::from_ref(&*msg)),
+                TryPushError::Full(_)
+            );
+            spin_ok!(
+                rx.try_pop_slice(std::slice::from_mut(&mut *msg)),
+                TryPopError::Empty
+            );
         } else {
             let v = *msg;
-            push_spin(|| tx.try_push(v))?;
-            *msg = pop_spin(|| rx.try_pop())?;
+            spin_ok!(tx.try_push(v), TryPushError::Full(_));
+            *msg = spin_ok!(rx.try_pop(), TryPopError::Empty);
         }
         Ok(())
     };
