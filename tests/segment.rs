@@ -765,3 +765,62 @@ fn cpython_interop_both_directions() {
         "{err:?}"
     );
 }
+
+#[test]
+fn read_at_sees_only_whole_words_that_write_at_wrote() {
+    // A writer thread stores generation g into every 8-byte word of the payload (g in all
+    // four 16-bit lanes) with write_at; a reader copies it with read_at through a read-only
+    // handle, whole and through an unaligned window. Every aligned word the copy covers must
+    // hold one generation (never bytes of two), a word's generation never goes back, and
+    // after the writer is done the reader sees its last generation everywhere.
+    use std::sync::atomic::AtomicBool;
+    const LEN: usize = 4096;
+    const GENS: u64 = 5000;
+    const LANES: u64 = 0x0001_0001_0001_0001;
+    let name = common::unique_name("racecopy");
+    let _c = Cleanup::new(&[&name]);
+    let w = Segment::create(&name, LEN as u64).unwrap();
+    let r = Segment::open_read_only(&name).unwrap();
+    let done = AtomicBool::new(false);
+    let word_gen = |i: usize, c: &[u8]| {
+        let v = u64::from_le_bytes(c.try_into().unwrap());
+        assert_eq!(v, (v & 0xffff) * LANES, "word {i} is torn: {v:#018x}");
+        v & 0xffff
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for g in 1..=GENS {
+                let buf: Vec<u8> = (0..LEN / 8)
+                    .flat_map(|_| (g * LANES).to_le_bytes())
+                    .collect();
+                w.write_at(0, &buf).unwrap();
+            }
+            // Release pairs with the reader's Acquire load of `done`.
+            done.store(true, Ordering::Release);
+        });
+        let mut last = vec![0u64; LEN / 8];
+        let mut buf = vec![0u8; LEN];
+        let mut window = vec![0u8; LEN - 6];
+        loop {
+            // Acquire pairs with the writer's Release store: once set, the copy below sees
+            // the last generation.
+            let finished = done.load(Ordering::Acquire);
+            r.read_at(0, &mut buf).unwrap();
+            for (i, c) in buf.chunks_exact(8).enumerate() {
+                let g = word_gen(i, c);
+                assert!(g >= last[i], "word {i} went back from {} to {g}", last[i]);
+                last[i] = g;
+            }
+            // Payload bytes 3..LEN-3: the aligned words 8..LEN-8 lie whole inside it, at
+            // window offset 5.
+            r.read_at(3, &mut window).unwrap();
+            for (i, c) in window[5..].chunks_exact(8).take(LEN / 8 - 2).enumerate() {
+                word_gen(i + 1, c);
+            }
+            if finished {
+                break;
+            }
+        }
+        assert!(last.iter().all(|&g| g == GENS), "{last:?}");
+    });
+}

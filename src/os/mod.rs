@@ -6,7 +6,10 @@
 //!   futex words, so they work across processes.
 //! - [`mutex`]: robust, process-shared pthread mutexes (libc) and the caller's owner identity.
 //! - [`process`]: pids, process start times and liveness.
+//! - [`atomic_copy`]: byte copies into and out of memory other processes write at the same
+//!   time, as `Relaxed` atomic words (no system call; it lives beside the mapping it serves).
 
+pub(crate) mod atomic_copy;
 pub(crate) mod futex;
 pub(crate) mod map;
 #[cfg(not(loom))]

@@ -10,6 +10,7 @@ use super::kind::{fingerprint, Kind};
 use super::name::validate_name;
 use crate::error::{Error, Result};
 use crate::loom::futex::Wait;
+use crate::os::atomic_copy;
 use crate::os::map::Mapping;
 use crate::os::process::{self, Liveness};
 use crate::os::shm::{self, OpenMode};
@@ -64,10 +65,12 @@ impl Access for ReadOnly {
 ///
 /// Any process that can open the name can write any byte at any time, including the header.
 /// `Segment` therefore never hands out `&[u8]` or `&mut [u8]` over the payload: it copies
-/// bytes in and out ([`read_at`](Self::read_at), [`write_at`](Self::write_at)), offers
-/// atomics (`atomic_u64` on read-write segments, [`load_u64`](Self::load_u64) on any), and raw pointers for code that documents its
-/// own protocol. The header is validated once at open; what a hostile writer changes later is
-/// not re-checked. A process that *truncates* the object under a live mapping makes accesses
+/// bytes in and out with atomic accesses ([`read_at`](Self::read_at),
+/// [`write_at`](Self::write_at): never a data race, whatever another process does at the same
+/// time), offers atomics (`atomic_u64`/`atomic_u32` on read-write segments only,
+/// [`load_u64`](Self::load_u64)/[`load_u32`](Self::load_u32) on any), and raw pointers for code
+/// that documents its own protocol. The header is validated once at open; what a hostile
+/// writer changes later is not re-checked. A process that *truncates* the object under a live mapping makes accesses
 /// past the new end fault with `SIGBUS`; shmkit cannot prevent that, so do not share a name
 /// with processes you do not trust to leave its size alone.
 ///
@@ -182,23 +185,46 @@ impl Segment<ReadWrite> {
 
     /// Copy `data` into the payload at `offset`.
     ///
-    /// Concurrent writers of the same bytes may interleave (no tearing guarantee beyond a
-    /// byte); synchronise with a lock or atomics.
+    /// The copy is made of `Relaxed` atomic stores (see [`read_at`](Segment::read_at) for
+    /// the word rule), so it is not a data race when other threads or processes read or write
+    /// the same bytes meanwhile; what they see is only as consistent as that rule says.
+    /// It orders nothing: to publish the bytes, follow it with a `Release` store (or a
+    /// `fence(Release)` and a store) that the reader pairs with an `Acquire` load.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         let at = self.check_range(offset, data.len())?;
-        // SAFETY: check_range proved [at, at + len) lies inside the writable payload mapping;
-        // the source is a distinct local slice.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr().add(at), data.len()) };
+        // SAFETY: check_range proved [at, at + len) lies inside the mapping, which is writable
+        // (`ReadWrite`) and lives as long as `self`; the source is a distinct local slice;
+        // this process accesses the payload only atomically or through raw pointers whose
+        // users document their own synchronisation.
+        unsafe { atomic_copy::store(data.as_ptr(), self.map.ptr().add(at), data.len()) };
         Ok(())
     }
 
     /// The 8-byte-aligned `u64` at payload `offset`, as an atomic shared with every process
     /// that maps the segment.
+    ///
+    /// Only read-write segments hand out atomics: through a `&AtomicU64` any operation is
+    /// possible, and a store, `fetch_add` or even a failing `compare_exchange` on a
+    /// `PROT_READ` mapping faults. A read-only segment has [`load_u64`](Segment::load_u64)
+    /// instead:
+    ///
+    /// ```compile_fail
+    /// let r = shmkit::Segment::open_read_only("some-name").unwrap();
+    /// r.atomic_u64(0).unwrap().fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// // error: no method `atomic_u64` on `Segment<ReadOnly>`
+    /// ```
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
         self.atomic_at(offset)
     }
 
-    /// The 4-byte-aligned `u32` at payload `offset`, as a shared atomic.
+    /// The 4-byte-aligned `u32` at payload `offset`, as a shared atomic (read-write segments
+    /// only, as [`atomic_u64`](Segment::atomic_u64)).
+    ///
+    /// ```compile_fail
+    /// let r = shmkit::Segment::open_read_only("some-name").unwrap();
+    /// r.atomic_u32(0).unwrap().store(1, std::sync::atomic::Ordering::Relaxed);
+    /// // error: no method `atomic_u32` on `Segment<ReadOnly>`
+    /// ```
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
         self.atomic_at(offset)
     }
@@ -271,30 +297,75 @@ impl<A: Access> Segment<A> {
     }
 
     /// Copy payload bytes at `offset` into `buf`.
+    ///
+    /// The copy is made of `Relaxed` atomic loads, so it is not a data race when other
+    /// threads or processes write the same bytes meanwhile (a plain `memcpy` would be, which
+    /// Rust's memory model makes undefined behaviour). The rule for what a racing copy sees:
+    /// every 8-byte-aligned word (aligned within the payload, which is 64-byte aligned) that
+    /// the range covers entirely is loaded in one access, so if writers also store whole words
+    /// (with [`write_at`](Segment::write_at) over that word, or through
+    /// [`atomic_u64`](Segment::atomic_u64)) it holds one of the values written, never a mix;
+    /// bytes of partially covered words, and separate words, may come from different writes.
+    /// It orders nothing by itself: pair it with an `Acquire` load (or a `Relaxed` load and a
+    /// `fence(Acquire)`) of a word the writer stores with `Release`; a seqlock reader also
+    /// puts a `fence(Acquire)` between the copy and its re-check (`examples/share_segment.rs`).
+    ///
+    /// Accessing the *same* bytes concurrently with atomics of another size (e.g. an
+    /// [`atomic_u32`](Segment::atomic_u32) in the middle of a word this copy loads whole) is a
+    /// mixed-size race, which Rust's model (C++'s) does not define even though every
+    /// supported CPU handles it; keep every racing access to a word the same size.
+    ///
+    /// Works on read-only segments: it performs nothing but `Relaxed` loads of 1 and 8 bytes,
+    /// the only atomic accesses std permits on `PROT_READ` memory.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let at = self.check_range(offset, buf.len())?;
-        // SAFETY: check_range proved [at, at + len) lies inside the mapping; the destination
-        // is a distinct local slice.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len())
-        };
+        // SAFETY: check_range proved [at, at + len) lies inside the mapping, which lives as
+        // long as `self` (loads only: it may be PROT_READ); the destination is a distinct
+        // local slice; this process accesses the payload only atomically or through raw
+        // pointers whose users document their own synchronisation.
+        unsafe { atomic_copy::load(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
-    /// Load the 8-byte-aligned `u64` at payload `offset` atomically (works on read-only
-    /// mappings: a plain atomic load never writes).
+    /// Load the 8-byte-aligned `u64` at payload `offset` with `order`.
+    ///
+    /// On a read-write segment this is [`AtomicU64::load`]. On a read-only (`PROT_READ`)
+    /// segment the load itself is always `Relaxed`, the only kind std permits there, and an
+    /// `Acquire` or `SeqCst` `order` puts a `fence(Acquire)` or `fence(SeqCst)` right after it:
+    /// it acquires exactly as an `Acquire` load does, and for `SeqCst` the fence takes part in
+    /// the total order of `SeqCst` operations instead of the load.
+    ///
+    /// # Panics
+    ///
+    /// If `order` is `Release` or `AcqRel`, as `AtomicU64::load` does.
     pub fn load_u64(&self, offset: u64, order: Ordering) -> Result<u64> {
-        Ok(self.atomic_at::<AtomicU64>(offset)?.load(order))
+        let a = self.atomic_at::<AtomicU64>(offset)?;
+        Ok(if A::WRITABLE {
+            a.load(order)
+        } else {
+            atomic_copy::load_read_only(order, || a.load(Ordering::Relaxed))
+        })
     }
 
-    /// Load the 4-byte-aligned `u32` at payload `offset` atomically.
+    /// Load the 4-byte-aligned `u32` at payload `offset` with `order` (on a read-only
+    /// segment: a `Relaxed` load and a fence, as [`load_u64`](Self::load_u64)).
+    ///
+    /// # Panics
+    ///
+    /// If `order` is `Release` or `AcqRel`.
     pub fn load_u32(&self, offset: u64, order: Ordering) -> Result<u32> {
-        Ok(self.atomic_at::<AtomicU32>(offset)?.load(order))
+        let a = self.atomic_at::<AtomicU32>(offset)?;
+        Ok(if A::WRITABLE {
+            a.load(order)
+        } else {
+            atomic_copy::load_read_only(order, || a.load(Ordering::Relaxed))
+        })
     }
 
     /// The atomic `T` (`AtomicU32` or `AtomicU64`) at payload `offset`, bounds- and
-    /// alignment-checked. Private: on a read-only mapping only loads are sound, so the public
-    /// API hands out references only for read-write segments.
+    /// alignment-checked. Private: on a read-only mapping only `Relaxed` loads are permitted,
+    /// so the public API hands out references only for read-write segments, and the load
+    /// helpers above use nothing else on read-only ones.
     fn atomic_at<T: AtomicWord>(&self, offset: u64) -> Result<&T> {
         let size = std::mem::size_of::<T>();
         let at = self.check_range(offset, size)?;

@@ -1,0 +1,243 @@
+//! Copies between private memory and shared memory that another thread or process may access
+//! at the same time, without a data race under Rust's memory model.
+//!
+//! A plain `memcpy` (`ptr::copy_nonoverlapping`) over bytes that someone else writes
+//! concurrently is a data race, which Rust's memory model makes undefined behaviour, whatever
+//! the hardware does. These copies make every access to the shared side an atomic access with
+//! `Relaxed` ordering instead: aligned 8-byte words (`AtomicU64`) in the middle, single bytes
+//! (`AtomicU8`) in the partial words at either end. Word boundaries are taken from the
+//! *address* (a multiple of 8), so two copies over the same bytes use the same access for
+//! every word that both cover entirely.
+//!
+//! What a racing copy can see: every aligned 8-byte word that a copy covers entirely is read
+//! (or written) in one single-copy-atomic access, so it is a value some writer stored into
+//! that word as a whole (if writers also write whole words), never a mix of two; the bytes of
+//! partially covered words, and different words, may come from different writes. The copies
+//! order nothing: a caller that publishes or consumes data with them pairs them with its own
+//! Release/Acquire accesses or fences (see `examples/share_segment.rs`).
+//!
+//! Rules the caller keeps (documented on the public users, `Segment::read_at`/`write_at`):
+//!
+//! - Read-only mappings: the loads are `Relaxed` and at most 8 bytes, which std documents as
+//!   permitted on `PROT_READ` memory on 64-bit Linux targets (x86-64, aarch64, riscv64, …):
+//!   no other atomic operation is performed on the source.
+//! - Mixed sizes: Rust's model (inherited from C++) forbids *racing* atomic accesses of
+//!   different sizes to overlapping bytes unless both are reads. A copy that racing-writes a
+//!   word through byte stores while another copy reads that whole word (or a caller's
+//!   `AtomicU32` accesses the same bytes concurrently) is such a mixed-size race. It is benign
+//!   on every supported CPU (each byte is single-copy atomic), but it is outside the model;
+//!   protocols that race on words keep every access to a given word the same size (whole
+//!   8-aligned words, as `Segment::atomic_u64` hands out).
+//!
+//! These are `std` atomics, not the loom shim's: they carry no ordering, and under loom the
+//! protocols that decide when bytes may be copied are modelled on their own words.
+
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
+
+const WORD: usize = std::mem::size_of::<u64>();
+
+// The loads below are "sufficiently small" for read-only memory only on 64-bit targets.
+const _: () = assert!(WORD <= std::mem::size_of::<usize>());
+
+/// How many bytes from `addr` up to the next multiple of 8 (0 if aligned), at most `len`.
+#[inline]
+fn head_len(addr: usize, len: usize) -> usize {
+    (addr.wrapping_neg() % WORD).min(len)
+}
+
+/// Copy `len` bytes from shared memory at `src` into private memory at `dst`.
+///
+/// # Safety
+///
+/// - `src` is valid for reads of `len` bytes for the whole call (it may be mapped
+///   `PROT_READ`); every concurrent access to those bytes by this process is atomic (or
+///   ordered before or after the call by happens-before);
+/// - `dst` is valid for writes of `len` bytes and nobody else accesses it during the call;
+/// - the two ranges do not overlap.
+#[inline]
+pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
+    let head = head_len(src as usize, len);
+    let words = (len - head) / WORD;
+    let tail = head + words * WORD;
+    for i in (0..head).chain(tail..len) {
+        // SAFETY: `i < len`: inside both ranges (the contract); an AtomicU8 has the size and
+        // alignment of a u8; the Relaxed byte load is permitted on read-only memory; `dst`
+        // is private to this call.
+        unsafe { *dst.add(i) = AtomicU8::from_ptr(src.add(i).cast_mut()).load(Ordering::Relaxed) };
+    }
+    for w in 0..words {
+        let i = head + w * WORD;
+        // SAFETY: `src + i` is 8-aligned (`head` bytes took it to a multiple of 8) and
+        // `i + 8 <= len`, so the word lies in the source range; an 8-byte Relaxed load is
+        // permitted on read-only memory on 64-bit targets; only loads go through the
+        // reference, which does not outlive this statement. The destination may be unaligned:
+        // `write_unaligned`, inside the private range.
+        unsafe {
+            let v =
+                AtomicU64::from_ptr(src.add(i).cast::<u64>().cast_mut()).load(Ordering::Relaxed);
+            dst.add(i).cast::<u64>().write_unaligned(v);
+        }
+    }
+}
+
+/// Copy `len` bytes from private memory at `src` into shared memory at `dst`.
+///
+/// # Safety
+///
+/// - `dst` is valid for writes of `len` bytes for the whole call (a writable mapping); every
+///   concurrent access to those bytes by this process is atomic (or ordered before or after
+///   the call by happens-before);
+/// - `src` is valid for reads of `len` bytes and nobody writes it during the call;
+/// - the two ranges do not overlap.
+#[inline]
+pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
+    let head = head_len(dst as usize, len);
+    let words = (len - head) / WORD;
+    let tail = head + words * WORD;
+    for i in (0..head).chain(tail..len) {
+        // SAFETY: `i < len`: inside both ranges; an AtomicU8 has the size and alignment of a
+        // u8; the destination is writable (the contract).
+        unsafe { AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed) };
+    }
+    for w in 0..words {
+        let i = head + w * WORD;
+        // SAFETY: `dst + i` is 8-aligned and `i + 8 <= len`: the word lies in the writable
+        // destination range; the private source may be unaligned: `read_unaligned`.
+        unsafe {
+            let v = src.add(i).cast::<u64>().read_unaligned();
+            AtomicU64::from_ptr(dst.add(i).cast::<u64>()).store(v, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An `order` load the way read-only memory permits it: `relaxed_load` (which must load with
+/// `Ordering::Relaxed`), then no fence for `Relaxed`, `fence(Acquire)` for `Acquire`, and
+/// `fence(SeqCst)` for `SeqCst`. The result acquires exactly as an `Acquire` load would (an
+/// acquire fence after a relaxed load synchronises with every release store or fence whose
+/// value, or a later value in its release sequence, the load read); for `SeqCst` the fence,
+/// not the load, takes part in the single total order of `SeqCst` operations.
+///
+/// Why: std permits only `Relaxed` atomic loads of at most 8 bytes on `PROT_READ` memory. An
+/// `Acquire` or `SeqCst` load is allowed to be compiled as a read-modify-write on some
+/// targets, which faults on a read-only page.
+///
+/// # Panics
+///
+/// For `Release` and `AcqRel`, before loading anything, as `AtomicU64::load` does.
+#[inline]
+pub(crate) fn load_read_only<T>(order: Ordering, relaxed_load: impl FnOnce() -> T) -> T {
+    if matches!(order, Ordering::Release | Ordering::AcqRel) {
+        panic!("there is no such thing as a release load");
+    }
+    let v = relaxed_load();
+    match order {
+        Ordering::Relaxed => {}
+        Ordering::Acquire => fence(Ordering::Acquire),
+        _ => fence(Ordering::SeqCst),
+    }
+    v
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A 64-byte-aligned buffer of words, used as "shared" memory.
+    fn shared(n: usize) -> Vec<AtomicU64> {
+        (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    fn base(v: &[AtomicU64]) -> *mut u8 {
+        v.as_ptr().cast::<u8>().cast_mut()
+    }
+
+    #[test]
+    fn every_offset_and_length_copies_exactly_those_bytes() {
+        // Source/destination offsets 0..8 on both sides, lengths 0..40: every mix of head,
+        // words and tail, aligned and unaligned private buffers.
+        let pattern: Vec<u8> = (0..64u8)
+            .map(|b| b.wrapping_mul(37).wrapping_add(1))
+            .collect();
+        for off in 0..8 {
+            for priv_off in 0..8 {
+                for len in 0..40 {
+                    // Load: shared -> private.
+                    let sh = shared(8);
+                    // SAFETY: 64 bytes, private to this test.
+                    unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), base(&sh), 64) };
+                    let mut out = vec![0xeeu8; 64];
+                    // SAFETY: both ranges lie inside their 64-byte buffers (off + len < 48).
+                    unsafe { load(base(&sh).add(off), out.as_mut_ptr().add(priv_off), len) };
+                    assert_eq!(&out[priv_off..priv_off + len], &pattern[off..off + len]);
+                    assert!(out[..priv_off].iter().all(|&b| b == 0xee), "wrote before");
+                    assert!(
+                        out[priv_off + len..].iter().all(|&b| b == 0xee),
+                        "wrote after"
+                    );
+
+                    // Store: private -> shared.
+                    let sh = shared(8);
+                    // SAFETY: as above.
+                    unsafe { store(pattern.as_ptr().add(priv_off), base(&sh).add(off), len) };
+                    let mut got = vec![0u8; 64];
+                    // SAFETY: 64 bytes; no other thread.
+                    unsafe { std::ptr::copy_nonoverlapping(base(&sh), got.as_mut_ptr(), 64) };
+                    assert_eq!(&got[off..off + len], &pattern[priv_off..priv_off + len]);
+                    assert!(got[..off].iter().all(|&b| b == 0), "stored before");
+                    assert!(got[off + len..].iter().all(|&b| b == 0), "stored after");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_words_are_never_torn_by_a_concurrent_writer() {
+        // The writer stores generation g into every word as g * 0x0001_0001_0001_0001 (whole
+        // words); a reader copying the whole buffer must see, in every word, four equal
+        // 16-bit lanes (one generation), and per word a generation that never goes back
+        // (coherence of each atomic word).
+        const WORDS: usize = 512;
+        const GENS: u64 = 20_000;
+        let sh = shared(WORDS);
+        let p = base(&sh) as usize;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut buf = vec![0u8; WORDS * 8];
+                for g in 1..=GENS {
+                    let w = g * 0x0001_0001_0001_0001;
+                    for c in buf.chunks_exact_mut(8) {
+                        c.copy_from_slice(&w.to_le_bytes());
+                    }
+                    // SAFETY: `sh` is WORDS * 8 bytes and outlives the scope; the reader only
+                    // accesses it atomically.
+                    unsafe { store(buf.as_ptr(), p as *mut u8, buf.len()) };
+                }
+                done.store(true, Ordering::Release);
+            });
+            let mut last = vec![0u64; WORDS];
+            let mut out = vec![0u8; WORDS * 8];
+            let mut rounds = 0u64;
+            while !done.load(Ordering::Acquire) || rounds == 0 {
+                // SAFETY: as above; `out` is private.
+                unsafe { load(p as *const u8, out.as_mut_ptr(), out.len()) };
+                for (i, c) in out.chunks_exact(8).enumerate() {
+                    let w = u64::from_le_bytes(c.try_into().unwrap());
+                    let g = w & 0xffff;
+                    assert_eq!(w, g * 0x0001_0001_0001_0001, "word {i} torn: {w:#x}");
+                    assert!(g >= last[i], "word {i} went back from {} to {g}", last[i]);
+                    last[i] = g;
+                }
+                rounds += 1;
+            }
+            // After the writer is done (Acquire above), its last stores are visible.
+            // SAFETY: as above.
+            unsafe { load(p as *const u8, out.as_mut_ptr(), out.len()) };
+            assert!(
+                out.chunks_exact(8)
+                    .all(|c| u64::from_le_bytes(c.try_into().unwrap())
+                        == GENS * 0x0001_0001_0001_0001)
+            );
+        });
+    }
+}
