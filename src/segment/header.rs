@@ -12,6 +12,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::kind::Kind;
 use crate::error::{Error, Result};
+use crate::os::atomic_copy;
 
 /// Magic bytes at offset 0 of every shmkit segment (PNG-style: non-ASCII first byte, then a
 /// name, then a line ending to catch text-mode mangling).
@@ -156,8 +157,12 @@ pub(crate) fn magic_progress(words: &[AtomicU32; HEADER_SIZE / 4]) -> MagicProgr
 
 /// The recorded creator `(pid, start time)`, as far as it has been written.
 pub(crate) fn creator(words: &[AtomicU32; HEADER_SIZE / 4]) -> (u32, u64) {
-    // Acquire pairs with the Release store of the pid in `store_unpublished`.
-    let pid = words[PID_WORD].load(Ordering::Acquire);
+    // Acquire pairs with the Release store of the pid in `store_unpublished`. A Relaxed load
+    // and an acquire fence: the words may be a PROT_READ mapping (a read-only opener), where
+    // std permits no other atomic load.
+    let pid = atomic_copy::load_read_only(Ordering::Acquire, || {
+        words[PID_WORD].load(Ordering::Relaxed)
+    });
     let lo = words[10].load(Ordering::Relaxed) as u64;
     let hi = words[11].load(Ordering::Relaxed) as u64;
     (pid, lo | (hi << 32))

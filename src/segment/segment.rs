@@ -593,8 +593,9 @@ impl Waiter<'_> {
         let mut blank_since: Option<Instant> = None;
         loop {
             // Acquire pairs with the creator's Release CAS to READY in `create_inner`: every
-            // header word and everything the initialiser wrote are visible after it.
-            match state.load(Ordering::Acquire) {
+            // header word and everything the initialiser wrote are visible after it. (A
+            // Relaxed load and an acquire fence: a read-only opener's mapping is PROT_READ.)
+            match atomic_copy::load_read_only(Ordering::Acquire, || state.load(Ordering::Relaxed)) {
                 State::READY => return Ok(Published::Ready),
                 State::INITIALIZING => {}
                 s @ (State::FAILED | State::ABANDONED) => {
@@ -629,7 +630,11 @@ impl Waiter<'_> {
             if shm::creation_lock_free(self.fd) {
                 if pid != 0 {
                     // The creator recorded itself, then released its lock without publishing.
-                    if state.load(Ordering::Acquire) != State::INITIALIZING {
+                    // Acquire (as a Relaxed load and a fence): as above.
+                    let now = atomic_copy::load_read_only(Ordering::Acquire, || {
+                        state.load(Ordering::Relaxed)
+                    });
+                    if now != State::INITIALIZING {
                         continue; // it published (or failed) just before releasing
                     }
                     if process::liveness(pid, start) != Liveness::Dead {
