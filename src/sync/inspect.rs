@@ -5,6 +5,7 @@
 //! have changed.
 
 use std::fmt;
+use std::sync::atomic::{fence, Ordering};
 
 use serde::Serialize;
 
@@ -16,6 +17,7 @@ use super::named::Layout;
 use super::rlock::{self, RLockState};
 use super::semaphore::{self, SemaphoreState};
 use crate::error::{Error, Result};
+use crate::os::atomic_copy;
 use crate::os::process::Liveness;
 use crate::segment::{probe, Kind};
 use crate::Segment;
@@ -148,8 +150,15 @@ fn semaphore_info(s: &SemaphoreState) -> SemaphoreInfo {
     }
 }
 
-/// Map the named object read-only and look at its state with `f` (loads only: the mapping is
-/// `PROT_READ`).
+/// Map the named object read-only, copy its state out, and look at the private copy with `f`.
+///
+/// The mapping is `PROT_READ`, where std permits nothing but `Relaxed` loads of at most 8
+/// bytes, and the state's accessors (and `layout.check`) use `Acquire` loads, so they never
+/// run on the mapping: the state is copied with `Relaxed` 8-byte word loads
+/// (`os::atomic_copy`) into a private `S`, and everything after that reads the copy. Each
+/// aligned 8-byte word is read in one access (a `u64` field is never torn), but words are
+/// read one after another, so the copy is a snapshot of each word, not of the whole state at
+/// one instant (as `shmkit info` says). Checks run on the copy.
 fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<R> {
     let seg = Segment::options()
         .read_only()
@@ -170,10 +179,18 @@ fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<
     if p.align_offset(std::mem::align_of::<S>()) != 0 {
         return Err(Error::corrupt(name, "payload is misaligned"));
     }
-    // SAFETY: in bounds and aligned (checked above), mapped while `seg` lives (the reference
-    // does not escape `f`'s call below); `S` is atomics and UnsafeCells only, and the
-    // accessors `f` uses only load, which a PROT_READ mapping allows.
-    let s = unsafe { &*p };
+    let mut copy = std::mem::MaybeUninit::<S>::uninit();
+    // SAFETY: the source is `size` bytes in bounds (checked above) of a mapping that lives
+    // while `seg` does, read with Relaxed loads only (permitted on PROT_READ memory); the
+    // destination is this function's own `size`-byte `copy`.
+    unsafe { atomic_copy::load(p.cast::<u8>(), copy.as_mut_ptr().cast::<u8>(), size) };
+    // Acquire fence: pairs with the Release stores (and RMWs) of the processes that changed
+    // the state, as the accessors' Acquire loads would on the mapping itself.
+    fence(Ordering::Acquire);
+    // SAFETY: every byte of `copy` was written above; `S` is a `#[repr(C)]` state of atomics
+    // and `UnsafeCell`s of plain C data, valid for any bytes. It is never dropped (a
+    // `MaybeUninit`), so no destructor runs on a copy of someone else's state.
+    let s = unsafe { &*copy.as_ptr() };
     (layout.check)(s).map_err(|what| Error::corrupt(name, what))?;
     Ok(f(s))
 }
