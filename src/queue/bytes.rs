@@ -36,6 +36,7 @@ use super::error::{AttachError, PopError, Role, TryPopError};
 use super::ring::{Expect, Ring as RawRing, Side, Wake};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
+use crate::os::atomic_copy;
 use crate::segment::fingerprint;
 use crate::Kind;
 
@@ -156,7 +157,10 @@ impl std::error::Error for ReserveError {}
 /// Every header and index read from shared memory is read once and checked (kind, lap,
 /// length at most [`max_message`], record inside the ring); a violation is reported as
 /// `Corrupt`, never an out-of-bounds access, a panic or an unbounded loop. The guards hand
-/// out slices over the mapping itself (see [`WriteGuard`] and [`ReadGuard`]).
+/// out slices over the mapping itself, sound only while every process that can write the
+/// segment follows the protocol; the copying calls (`try_send`, `send`, `try_recv`, `recv`,
+/// `copy_from`, `copy_to`) are sound whatever other processes do (see [`WriteGuard`] and
+/// [`ReadGuard`]).
 ///
 /// The consumer finds messages by their headers alone (it does not read the producer's
 /// tail on its fast path), so a process that can write the segment (by default only the
@@ -444,10 +448,13 @@ impl Producer {
     }
 
     /// Copy `msg` in as one message, if there is room now.
+    ///
+    /// The bytes are stored with atomics ([`WriteGuard::copy_from`]), so this never races
+    /// with another process, whatever it does to the segment.
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ReserveError> {
         let mut w = self.try_reserve(msg.len())?;
-        w.copy_from_slice(msg);
+        w.copy_from(msg);
         w.commit();
         Ok(())
     }
@@ -463,7 +470,7 @@ impl Producer {
     /// ```
     pub fn send(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), ReserveError> {
         let mut w = self.reserve(msg.len(), timeout)?;
-        w.copy_from_slice(msg);
+        w.copy_from(msg);
         w.commit();
         Ok(())
     }
@@ -487,14 +494,33 @@ impl Producer {
 /// `n` bytes reserved in the ring for one message, written in place; [`commit`](Self::commit)
 /// publishes them, dropping the guard abandons them (nothing is published).
 ///
-/// # Safety of the slice (shared memory)
+/// # The slice and who may write it (shared memory)
 ///
-/// The guard derefs to a `&mut [u8]` over the mapping itself. Through the ring's protocol the
-/// range is owned by the producer until it commits: the consumer reads only published
-/// records. A *hostile* process that maps the segment can still write these bytes at any
-/// time; what it does cannot break this process's memory safety beyond the bytes it changes
-/// (they are plain `u8`), but do not rely on the bytes staying as written if untrusted
-/// processes can open the name.
+/// The guard derefs to a `&mut [u8]` over the mapping itself: zero-copy. Its position and
+/// length come from this producer's private state (not from shared memory), so they lie
+/// inside the ring whatever the segment holds. The contract that makes the `&mut [u8]` sound:
+///
+/// - **Nobody else accesses these bytes until [`commit`](Self::commit).** The ring's protocol
+///   (`SPEC.md` §7.3) guarantees it among processes that follow it: the consumer reads only
+///   records whose header was published, and it had released (Release store of `head`,
+///   Acquire-loaded by this producer before reserving) every earlier record these bytes
+///   belonged to. The producer role is exclusive (one owner word).
+/// - **What shmkit cannot guarantee:** any process that can open the segment read-write (the
+///   mode bits decide who; 0600 by default) can break the protocol, by writing these bytes
+///   directly, or by forging the consumer's `head` so that the producer reuses bytes still in use.
+///   Such a write while the guard lives is a data race on memory this process holds a
+///   `&mut [u8]` to, which is undefined behaviour in Rust's model: not merely "the bytes
+///   change" but code that writes a byte and reads it back may act on a value it did not
+///   write. shmkit's own code never reads the message bytes (only the record headers, which
+///   are atomics), so its indices and bounds stay checked; the consumer may receive bytes
+///   the intruder wrote.
+/// - **What a misbehaving peer cannot cause:** it cannot move or resize this slice, make the
+///   commit publish a length other than yours, or make shmkit access memory outside the
+///   mapping.
+///
+/// Only share a ring read-write with processes you trust to follow the protocol. To be sound
+/// whatever other processes do, write through [`copy_from`](Self::copy_from) (atomic stores,
+/// what [`Producer::try_send`] and [`Producer::send`] use) and never deref the guard.
 pub struct WriteGuard<'a> {
     p: &'a mut Producer,
     pl: Placement,
@@ -509,6 +535,48 @@ impl fmt::Debug for WriteGuard<'_> {
 }
 
 impl WriteGuard<'_> {
+    /// The reserved length in bytes (without forming a slice over shared memory).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.pl.len as usize
+    }
+
+    /// Whether the reservation is empty (a zero-length message).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pl.len == 0
+    }
+
+    /// Copy `src` into the start of the reservation with `Relaxed` atomic stores (whole
+    /// 8-byte words, bytes at the end), never through a `&mut [u8]`: sound whatever other
+    /// processes do to the segment. Copies `min(src.len(), self.len())` bytes and returns
+    /// that count; the rest of the reservation keeps what it held. The header store of
+    /// [`commit`](Self::commit) (Release) publishes the bytes.
+    ///
+    /// ```
+    /// let ring = shmkit::queue::bytes::Ring::with_capacity(256);
+    /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    /// let mut w = tx.try_reserve(5).unwrap();
+    /// assert_eq!(w.copy_from(b"hello"), 5);
+    /// w.commit();
+    /// assert_eq!(rx.try_recv().unwrap(), b"hello");
+    /// ```
+    #[inline]
+    pub fn copy_from(&mut self, src: &[u8]) -> usize {
+        let n = src.len().min(self.len());
+        // SAFETY: [start + 8, start + 8 + len) lies inside the ring's data area (the record
+        // fits before the end) and `n <= len`; stores are atomic, so another process writing
+        // the same bytes is no data race; `src` is a distinct private slice.
+        unsafe {
+            atomic_copy::store(
+                src.as_ptr(),
+                self.p.data().add((self.pl.start + HDR) as usize),
+                n,
+            )
+        };
+        n
+    }
+
     /// Publish the message.
     #[inline]
     pub fn commit(self) {
@@ -776,18 +844,23 @@ impl Consumer {
     }
 
     /// Copy out and release the oldest message, if there is one.
+    ///
+    /// The copy is made with atomic loads ([`ReadGuard::copy_to`]), never through a `&[u8]`:
+    /// sound whatever another process does to the segment (a peer that breaks the protocol
+    /// can only make the copy hold bytes it wrote).
     #[inline]
     pub fn try_recv(&mut self) -> Result<Vec<u8>, TryPopError> {
         let r = self.try_peek()?;
-        let v = r.to_vec();
+        let v = r.copy_out();
         r.release();
         Ok(v)
     }
 
-    /// Copy out and release the oldest message, waiting up to `timeout`.
+    /// Copy out and release the oldest message, waiting up to `timeout` (with atomic loads,
+    /// as [`try_recv`](Self::try_recv)).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, PopError> {
         let r = self.peek(timeout)?;
-        let v = r.to_vec();
+        let v = r.copy_out();
         r.release();
         Ok(v)
     }
@@ -801,13 +874,39 @@ impl Consumer {
 /// The oldest message of the ring, in place; [`release`](Self::release) frees its space,
 /// dropping the guard keeps the message for the next peek.
 ///
-/// # Safety of the slice (shared memory)
+/// # The slice and who may write it (shared memory)
 ///
-/// The guard derefs to a `&[u8]` over the mapping itself. Through the ring's protocol the
-/// published record is owned by the consumer until it releases it: the producer does not
-/// write it. A *hostile* process that maps the segment could still change these bytes while
-/// you read them (you may see garbage, never memory outside the ring); the header that gave
-/// the length was read once and checked, so the slice's bounds cannot be changed under you.
+/// The guard derefs to a `&[u8]` over the mapping itself: zero-copy. The record's position
+/// and length were read once from its header (an atomic, Acquire load) and checked to lie
+/// inside the ring; nothing read from shared memory later changes them. The contract that
+/// makes the `&[u8]` sound:
+///
+/// - **Nobody writes these bytes until [`release`](Self::release).** The ring's protocol
+///   (`SPEC.md` §7.3) guarantees it among processes that follow it: the producer wrote every
+///   byte before its Release store of the header that this consumer's Acquire load read, so
+///   the slice shows the whole message; and it reserves these bytes again only after this
+///   consumer's Release store of `head`, which `release` makes after the guard is gone. The
+///   consumer role is exclusive (one owner word).
+/// - **What shmkit cannot guarantee:** any process that can open the segment read-write (the
+///   mode bits decide who; 0600 by default) can break the protocol: write these bytes
+///   directly, forge a record header (a header inside the ring is taken as a message, see
+///   [`Ring`]), or forge `head` so that the producer overwrites the message early. Such a
+///   write while the guard lives is a data race on memory this process holds a `&[u8]` to,
+///   which is undefined behaviour in Rust's model: not merely "you may read garbage" but
+///   code that checks a byte and uses it again may act on a value it did not check (the
+///   compiler may load it twice, assuming it cannot change). shmkit's own code never reads
+///   the message bytes through the slice, so its indices stay checked.
+/// - **What a misbehaving peer cannot cause:** it cannot move or resize this slice, point it
+///   outside the ring's data area, or make shmkit access memory outside the mapping; a
+///   header that fails the checks is `Corrupt`.
+///
+/// Only share a ring read-write with processes you trust to follow the protocol. To be sound
+/// whatever other processes do, read through [`copy_to`](Self::copy_to) (atomic loads, what
+/// [`Consumer::try_recv`] and [`Consumer::recv`] use) and never deref the guard: a
+/// misbehaving peer can then only make the copy hold bytes it wrote. (A guard type that
+/// offered only such copies would be sound against any peer, at the price of every zero-copy
+/// use: no `&[u8]` to hand to a parser, a hash or a socket. shmkit offers both: the slice for
+/// trusted peers, the copy for the rest.)
 pub struct ReadGuard<'a> {
     c: &'a mut Consumer,
     rec: Record,
@@ -822,6 +921,56 @@ impl fmt::Debug for ReadGuard<'_> {
 }
 
 impl ReadGuard<'_> {
+    /// The message length in bytes (without forming a slice over shared memory).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.rec.len as usize
+    }
+
+    /// Whether the message is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rec.len == 0
+    }
+
+    /// Copy the start of the message into `dst` with `Relaxed` atomic loads (whole 8-byte
+    /// words, bytes at the end), never through a `&[u8]`: sound whatever other processes do
+    /// to the segment. Copies `min(dst.len(), self.len())` bytes and returns that count.
+    ///
+    /// ```
+    /// let ring = shmkit::queue::bytes::Ring::with_capacity(256);
+    /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    /// tx.try_send(b"hello").unwrap();
+    /// let r = rx.try_peek().unwrap();
+    /// let mut buf = [0u8; 16];
+    /// let n = r.copy_to(&mut buf);
+    /// assert_eq!(&buf[..n], b"hello");
+    /// r.release();
+    /// ```
+    #[inline]
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        // SAFETY: `decode` checked that [offset, offset + len) lies inside the ring's data
+        // area, which lives as long as the consumer, and `n <= len`; loads are atomic, so
+        // another process writing the same bytes is no data race; `dst` is a distinct
+        // private slice. The header's Acquire load in `decode` made the bytes visible.
+        unsafe {
+            atomic_copy::load(
+                self.c.side.ring.data().add(self.rec.offset as usize),
+                dst.as_mut_ptr(),
+                n,
+            )
+        };
+        n
+    }
+
+    /// The whole message, copied with [`copy_to`](Self::copy_to).
+    fn copy_out(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len()];
+        self.copy_to(&mut v);
+        v
+    }
+
     /// Free the message's space in the ring.
     #[inline]
     pub fn release(self) {
