@@ -19,6 +19,43 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
+/// One latency row as `--json` reports it.
+#[derive(Debug)]
+struct Row {
+    name: String,
+    bytes: u64,
+    iters: u64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    floor: String,
+    ratio: f64,
+}
+
+fn row(r: &serde_json::Value) -> Row {
+    let int = |k: &str| {
+        r[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing or not an integer in {r}"))
+    };
+    let text = |k: &str| {
+        r[k].as_str()
+            .unwrap_or_else(|| panic!("{k} missing or not a string in {r}"))
+            .to_owned()
+    };
+    Row {
+        name: text("name"),
+        bytes: int("bytes"),
+        iters: int("iters"),
+        p50: int("p50_ns"),
+        p99: int("p99_ns"),
+        p999: int("p999_ns"),
+        floor: text("floor"),
+        ratio: r["ratio_p50"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("ratio_p50 missing in {r}")),
+    }
+}
+
 #[test]
 fn latency_runs_the_chosen_rows_beside_their_floors() {
     let out = shmkit(&[
@@ -32,22 +69,16 @@ fn latency_runs_the_chosen_rows_beside_their_floors() {
         "8,64",
     ]);
     let v = json(&out);
-    let rows: Vec<(String, u64, String)> = v["results"]
+    let rows: Vec<Row> = v["results"]
         .as_array()
         .expect("results array")
         .iter()
-        .map(|r| {
-            for key in ["p50_ns", "p99_ns", "p999_ns", "iters", "ratio_p50"] {
-                assert!(r[key].is_number(), "{key} missing in {r}");
-            }
-            assert!(r["p50_ns"].as_u64().unwrap() <= r["p99_ns"].as_u64().unwrap());
-            assert!(r["p99_ns"].as_u64().unwrap() <= r["p999_ns"].as_u64().unwrap());
-            (
-                r["name"].as_str().unwrap().to_owned(),
-                r["bytes"].as_u64().unwrap(),
-                r["floor"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(row)
+        .collect();
+    // Exactly the rows asked for, each with the floor it is compared with, floors first.
+    let got: Vec<(&str, u64, &str)> = rows
+        .iter()
+        .map(|r| (r.name.as_str(), r.bytes, r.floor.as_str()))
         .collect();
     let want = [
         ("floor_spin", 8, "floor_spin"),
@@ -59,11 +90,30 @@ fn latency_runs_the_chosen_rows_beside_their_floors() {
         ("bytes_block", 8, "floor_futex"),
         ("bytes_block", 64, "floor_futex"),
     ];
-    let want: Vec<(String, u64, String)> = want
-        .iter()
-        .map(|(n, b, f)| (n.to_string(), *b, f.to_string()))
-        .collect();
-    assert_eq!(rows, want);
+    assert_eq!(got, want);
+    for r in &rows {
+        // Every row measured something, and its percentiles are in order (a swapped or
+        // unfilled field fails here).
+        assert!(r.iters > 0 && r.p50 > 0, "{r:?}");
+        assert!(r.p50 <= r.p99 && r.p99 <= r.p999, "{r:?}");
+        // The ratio is this row's p50 over the p50 of the floor row of this very run.
+        let floor = rows
+            .iter()
+            .find(|f| f.name == r.floor)
+            .unwrap_or_else(|| panic!("{}: its floor {} is not in the run", r.name, r.floor));
+        let want = r.p50 as f64 / floor.p50 as f64;
+        assert!(
+            (r.ratio - want).abs() <= 1e-9 * want,
+            "{}: ratio {} is not {} / {} from this run",
+            r.name,
+            r.ratio,
+            r.p50,
+            floor.p50
+        );
+        if r.name == r.floor {
+            assert_eq!(r.ratio, 1.0, "a floor's ratio to itself");
+        }
+    }
 }
 
 #[test]
@@ -86,7 +136,17 @@ fn throughput_reports_messages_per_second() {
         .expect("results array")
         .iter()
         .map(|r| {
-            assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            let (msgs, rate) = (
+                r["messages"].as_u64().unwrap(),
+                r["msgs_per_s"].as_f64().unwrap(),
+            );
+            assert!(msgs > 0 && rate > 0.0, "{r}");
+            // GB/s is the same run's message rate times the message size.
+            let gb = rate * r["bytes"].as_u64().unwrap() as f64 / 1e9;
+            assert!(
+                (r["gb_per_s"].as_f64().unwrap() - gb).abs() <= 1e-9 * gb.max(1e-9),
+                "{r}"
+            );
             r["name"].as_str().unwrap()
         })
         .collect();

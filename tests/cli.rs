@@ -135,20 +135,25 @@ fn gc_removes_only_dead_unmapped_segments() {
     let _l = Segment::create(&live, 8).unwrap();
     // Restrict gc to this test's names: other tests run in parallel.
     let prefix = dead.clone();
-    let gc = |extra: &[&str]| shmkit(&[&["gc", "--prefix", &prefix], extra].concat());
-    let out = gc(&["--dry-run"]);
-    assert!(stdout(&out).contains(&format!("would remove {dead}")));
+    // Every gc run must succeed (exit status 0), whatever it removes or keeps.
+    let gc = |extra: &[&str]| {
+        let out = shmkit(&[&["gc", "--prefix", &prefix], extra].concat());
+        assert!(
+            out.status.success(),
+            "gc {extra:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    assert!(gc(&["--dry-run"]).contains(&format!("would remove {dead}")));
     assert!(std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
     // While this process maps the dead creator's segment, gc keeps it.
     let mapped = Segment::open(&dead).unwrap();
-    assert!(!stdout(&gc(&[])).contains(&dead));
+    assert!(!gc(&[]).contains(&dead));
     drop(mapped);
     let out = gc(&[]);
-    assert!(
-        stdout(&out).contains(&format!("removed {dead}")),
-        "{}",
-        stdout(&out)
-    );
+    assert!(out.contains(&format!("removed {dead}")), "{out}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
     assert!(std::path::Path::new(&format!("/dev/shm/{live}")).exists());
 }

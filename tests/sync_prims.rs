@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Lines;
+
 use shmkit::sync::{
     Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
     SemaphoreError,
@@ -97,16 +99,24 @@ fn child_main() {
                 .unwrap()
                 .store(sum, Ordering::SeqCst);
         }
-        "barrier-until-broken" => {
+        // Arrive and wait with no timeout: only a kill ends this process.
+        "barrier-victim" => {
             let b = Barrier::open(&args[0]).unwrap();
-            for _ in 0..10_000_000u64 {
-                if let Err(e) = b.wait(Some(Duration::from_millis(500))) {
-                    assert!(e.is_broken(), "unexpected {e:?}");
-                    assert!(b.is_broken());
-                    return;
-                }
-            }
-            panic!("the barrier never broke");
+            let r = b.wait(None);
+            common::report(&format!("victim returned {r:?}"));
+        }
+        // Pass the generation the victim arrived in (no timeout: only the others' arrivals
+        // decide it), then wait in the next one with a short timeout, which no arrival ends.
+        "barrier-survivor" => {
+            let b = Barrier::open(&args[0]).unwrap();
+            let describe = |r: Result<u32, BarrierError>| match r {
+                Ok(i) => format!("ok {i}"),
+                Err(BarrierError::Timeout) => "timeout".to_string(),
+                Err(BarrierError::Broken) => "broken".to_string(),
+                Err(e) => format!("{e:?}"),
+            };
+            common::report(&describe(b.wait(None)));
+            common::report(&describe(b.wait(Some(Duration::from_millis(200)))));
         }
         "event-echo" => {
             let ping = Event::open(&args[0]).unwrap();
@@ -180,29 +190,84 @@ fn barrier_3_processes_1000_generations() {
     assert!(!b.is_broken());
 }
 
+/// Whether every thread of process `pid` is asleep in the kernel (state `S`): for the barrier
+/// victim, which makes no blocking system call but the futex wait once it has arrived, that
+/// means it is parked in the barrier.
+fn all_threads_sleeping(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            return false;
+        };
+        // The state follows the parenthesised command name, which may hold spaces.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state != Some('S') {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 #[test]
 fn barrier_party_killed_mid_wait_leaves_the_others_broken_after_their_timeout() {
+    // SPEC §6.7.3, "after arriving, while waiting": the dead party's arrival stays counted, so
+    // its generation still completes when the others arrive; the next one never fills, and
+    // the first survivor whose timeout passes breaks the barrier. Nothing here depends on
+    // timing: the victim is killed only once it is known to be parked, and the survivors'
+    // first wait has no timeout.
     let bn = common::unique_name("barrier-kill");
     let _c = common::Cleanup::new(&[&bn]);
     let b = Barrier::create(&bn, 3).unwrap();
-    let mut kids: Vec<_> = (0..3)
-        .map(|_| common::spawn_child("barrier-until-broken", &[&bn]))
-        .collect();
+    let mut victim = common::spawn_child("barrier-victim", &[&bn]);
     let deadline = Instant::now() + T;
-    while b.generation() < 20 {
-        assert!(Instant::now() < deadline, "the parties never got going");
+    while !(b.n_waiting() == 1 && all_threads_sleeping(victim.id())) {
+        assert!(
+            Instant::now() < deadline,
+            "the victim never parked in the barrier"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut victim = kids.remove(0);
-    victim.kill().unwrap(); // SIGKILL, most likely inside wait
-    victim.wait().unwrap();
-    for mut k in kids {
-        assert!(
-            common::wait_exit(&mut k, Duration::from_secs(60)).success(),
-            "a survivor did not end with a broken barrier"
-        );
+    common::kill9(&mut victim);
+    let mut out = String::new();
+    std::io::Read::read_to_string(victim.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(
+        !out.contains("victim returned"),
+        "the victim left the barrier: {out}"
+    );
+    // The kill itself breaks nothing: the dead party is still counted as arrived.
+    assert!(!b.is_broken());
+    assert_eq!(b.n_waiting(), 1);
+    assert_eq!(b.generation(), 0);
+
+    let mut survivors: Vec<_> = (0..2)
+        .map(|_| common::spawn_child("barrier-survivor", &[&bn]))
+        .collect();
+    let mut reports = Vec::new();
+    for k in &mut survivors {
+        let st = common::wait_exit(k, Duration::from_secs(60));
+        assert!(st.success(), "a survivor failed: {st}");
+        let mut lines = Lines::of(k);
+        let first = lines.next_line().expect("first outcome");
+        let second = lines.next_line().expect("second outcome");
+        reports.push((first, second));
     }
+    let mut first: Vec<&str> = reports.iter().map(|r| r.0.as_str()).collect();
+    let mut second: Vec<&str> = reports.iter().map(|r| r.1.as_str()).collect();
+    first.sort();
+    second.sort();
+    // The victim arrived first (index 0); the survivors completed its generation.
+    assert_eq!(first, ["ok 1", "ok 2"], "{reports:?}");
+    // In the next generation exactly one survivor's timeout broke the barrier; the other
+    // was woken by the break (or arrived after it).
+    assert_eq!(second, ["broken", "timeout"], "{reports:?}");
     assert!(b.is_broken());
+    assert_eq!(b.generation(), 1);
     b.reset();
     assert!(!b.is_broken());
 }
