@@ -126,15 +126,16 @@ fn exit_codes() {
 
 #[test]
 fn gc_removes_only_dead_unmapped_segments() {
-    let dead = common::unique_name("cli-gc-dead");
-    let live = common::unique_name("cli-gc-live");
+    // One unique prefix for both names, so that the gc runs below (restricted to it) judge
+    // the live segment too.
+    let prefix = format!("{}-", common::unique_name("cli-gc"));
+    let (dead, live) = (format!("{prefix}dead"), format!("{prefix}live"));
     let _c = Cleanup::new(&[&dead, &live]);
     let mut child = common::spawn_child("create-and-die", &[&dead]);
     Lines::of(&mut child).expect("created");
     common::kill9(&mut child);
     let _l = Segment::create(&live, 8).unwrap();
     // Restrict gc to this test's names: other tests run in parallel.
-    let prefix = dead.clone();
     // Every gc run must succeed (exit status 0), whatever it removes or keeps.
     let gc = |extra: &[&str]| {
         let out = shmkit(&[&["gc", "--prefix", &prefix], extra].concat());
@@ -146,7 +147,9 @@ fn gc_removes_only_dead_unmapped_segments() {
         );
         stdout(&out)
     };
-    assert!(gc(&["--dry-run"]).contains(&format!("would remove {dead}")));
+    let dry = gc(&["--dry-run"]);
+    assert!(dry.contains(&format!("would remove {dead}")), "{dry}");
+    assert!(!dry.contains(&format!("would remove {live}")), "{dry}");
     assert!(std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
     // While this process maps the dead creator's segment, gc keeps it.
     let mapped = Segment::open(&dead).unwrap();
