@@ -8,6 +8,8 @@
 //! - [`process`]: pids, process start times and liveness.
 
 pub(crate) mod futex;
+#[cfg(not(loom))]
+pub(crate) mod liveness;
 pub(crate) mod map;
 #[cfg(not(loom))]
 pub(crate) mod mutex;
