@@ -33,7 +33,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::process::Liveness;
 use super::shm::SHM_DIR;
@@ -52,6 +52,8 @@ pub(crate) const TOKEN_MAX: u64 = (1 << 62) - 1;
 static TOKEN: AtomicU64 = AtomicU64::new(0);
 /// Marks [`TOKEN`] as being created by some thread of this process.
 const BUSY: u64 = u64::MAX;
+/// This process's pid, cached when its token is created (0: none yet).
+static PID: AtomicU32 = AtomicU32::new(0);
 /// The descriptor holding this process's lock (-1: none).
 static FD: AtomicI32 = AtomicI32::new(-1);
 /// Whether the fork and exit handlers are registered (once per process image: registrations
@@ -83,6 +85,7 @@ pub(crate) fn current() -> io::Result<u64> {
                         // The descriptor lives as long as the process (or until a fork
                         // child's handler closes its inherited copy).
                         FD.store(fd.into_raw_fd(), Ordering::Relaxed);
+                        PID.store(std::process::id(), Ordering::Relaxed);
                         // Release pairs with the Acquire load above.
                         TOKEN.store(token, Ordering::Release);
                         return Ok(token);
@@ -110,6 +113,12 @@ pub(crate) fn is_current(token: u64) -> bool {
     token != 0 && TOKEN.load(Ordering::Relaxed) == token
 }
 
+/// This process's pid as cached with its token (0 before the first [`current`]); for display
+/// records, without a `getpid` system call.
+pub(crate) fn current_pid() -> u32 {
+    PID.load(Ordering::Relaxed)
+}
+
 extern "C" fn forget_in_child() {
     // Runs in the child right after fork(), in the forking thread only: async-signal-safe
     // calls only. Closing our copy of the descriptor leaves the parent's lock held by the
@@ -119,6 +128,7 @@ extern "C" fn forget_in_child() {
         // SAFETY: `fd` is the liveness descriptor this module owns; nothing else closes it.
         unsafe { libc::close(fd) };
     }
+    PID.store(0, Ordering::Relaxed);
     TOKEN.store(0, Ordering::Relaxed);
 }
 
@@ -198,7 +208,9 @@ fn ensure_dir() -> io::Result<()> {
     if !md.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{d} is not a directory; remove it so shmkit can create its liveness directory"),
+            format!(
+                "{d} is not a directory; remove it so shmkit can create its liveness directory"
+            ),
         ));
     }
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
@@ -248,7 +260,10 @@ fn publish() -> io::Result<(u64, OwnedFd)> {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 continue;
             }
-            return Err(io::Error::new(e.kind(), format!("cannot create {tmp}: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create {tmp}: {e}"),
+            ));
         }
         // SAFETY: `raw` is a descriptor we just opened and nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -492,6 +507,9 @@ mod tests {
         assert_eq!(liveness(t), Liveness::Dead);
         let swept = sweep(true).unwrap();
         assert!(swept.iter().any(|s| s.file == format!("live-{t:016x}")));
-        assert!(std::path::Path::new(&p).exists(), "a dry run removes nothing");
+        assert!(
+            std::path::Path::new(&p).exists(),
+            "a dry run removes nothing"
+        );
     }
 }

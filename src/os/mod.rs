@@ -4,14 +4,14 @@
 //! - [`map`]: the RAII mapping of a shared-memory fd (`memmap2::MmapRaw`).
 //! - [`futex`]: futex wait with a `CLOCK_MONOTONIC` deadline and wake, on shared (not private)
 //!   futex words, so they work across processes.
-//! - [`mutex`]: robust, process-shared pthread mutexes (libc) and the caller's owner identity.
+//! - [`liveness`]: process liveness tokens held by open-file-description locks.
+//! - [`deadline`]: the one deadline helper.
 //! - [`process`]: pids, process start times and liveness.
 
+pub(crate) mod deadline;
 pub(crate) mod futex;
 #[cfg(not(loom))]
 pub(crate) mod liveness;
 pub(crate) mod map;
-#[cfg(not(loom))]
-pub(crate) mod mutex;
 pub(crate) mod process;
 pub(crate) mod shm;

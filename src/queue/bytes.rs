@@ -419,7 +419,7 @@ impl Producer {
         n: usize,
         timeout: Option<Duration>,
     ) -> Result<WriteGuard<'_>, ReserveError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -749,7 +749,7 @@ impl Consumer {
     /// The oldest message, waiting up to `timeout` (`None`: no limit). `Disconnected` once
     /// the ring is empty and the producer closed or is found dead.
     pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>, PopError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             match self.next(true) {
                 Ok(rec) => return Ok(ReadGuard { c: self, rec }),

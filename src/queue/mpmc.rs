@@ -829,7 +829,7 @@ impl<T: Element> Producer<T> {
     /// Push `value`, waiting up to `timeout` for room; checks every 20 ms whether a consumer
     /// died holding a slot (and frees it) or all consumers are gone (`Disconnected`).
     pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected(value));
@@ -858,10 +858,7 @@ impl<T: Element> Producer<T> {
                     || sh.side_gone(Role::Consumer, false)
             };
             #[cfg(not(loom))]
-            let until = {
-                let slice = Instant::now() + role::WAIT_SLICE;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            };
+            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
             // Under loom a timed futex wait returns at once: wait without slices.
             #[cfg(loom)]
             let until = deadline;
@@ -1088,7 +1085,7 @@ impl<T: Element> Consumer<T> {
     /// (skipping a slot one of them claimed and never published) and for all producers gone
     /// (`Disconnected`). Never hangs on a dead peer.
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             if self.h.closed {
                 return Err(PopError::Disconnected);
@@ -1140,10 +1137,7 @@ impl<T: Element> Consumer<T> {
                     || (inflight.is_none() && sh.side_gone(Role::Producer, false))
             };
             #[cfg(not(loom))]
-            let until = {
-                let slice = Instant::now() + role::WAIT_SLICE;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            };
+            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
             // Under loom a timed futex wait returns at once: wait without slices.
             #[cfg(loom)]
             let until = deadline;

@@ -457,10 +457,7 @@ impl Side {
     ) -> Wake {
         loop {
             #[cfg(not(loom))]
-            let until = {
-                let slice = Instant::now() + role::WAIT_SLICE;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            };
+            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
             // Under loom a timed futex wait returns at once, so wait without slices.
             #[cfg(loom)]
             let until = deadline;
