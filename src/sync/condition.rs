@@ -54,7 +54,6 @@ mod real {
     ///         .unwrap();
     ///     assert!(ok);
     /// });
-
     /// ```
     #[repr(C)]
     pub struct ConditionState {

@@ -124,7 +124,6 @@ impl RLockState {
     /// assert!(matches!(other, Err(LockError::NotOwner)));
     /// r.release().unwrap();
     /// assert!(!r.is_locked());
-
     /// ```
     pub fn release(&self) -> std::result::Result<(), LockError<()>> {
         let me = me().map_err(LockError::from_mutex)?;
