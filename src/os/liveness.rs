@@ -88,6 +88,9 @@ pub(crate) fn current() -> io::Result<u64> {
                         PID.store(std::process::id(), Ordering::Relaxed);
                         // Release pairs with the Acquire load above.
                         TOKEN.store(token, Ordering::Release);
+                        // Processes that were killed leave their files behind: each new
+                        // process removes a few, so they do not pile up (`gc` removes all).
+                        sweep_some(SWEEP_ON_START);
                         return Ok(token);
                     }
                     Err(e) => {
@@ -407,6 +410,42 @@ pub(crate) fn record(token: u64) -> Option<ProcessRecord> {
     Some(r)
 }
 
+/// How many liveness files of other processes a process checks (and removes if dead) when it
+/// creates its own token: more than one process can leave behind, so leftovers shrink.
+const SWEEP_ON_START: usize = 16;
+
+/// Check up to `n` liveness files chosen at random and remove those of dead processes.
+/// Best effort: errors are ignored (files of other users cannot be removed in the sticky
+/// directory; `gc` as their owner or root removes them).
+fn sweep_some(n: usize) {
+    let Ok(rd) = std::fs::read_dir(dir()) else {
+        return;
+    };
+    let mut names: Vec<std::ffi::OsString> = rd
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|f| f.to_str().is_some_and(|f| f.starts_with("live-")))
+        .collect();
+    let mut seed = random_token().unwrap_or(1);
+    for _ in 0..n.min(names.len()) {
+        // xorshift: a cheap random pick; fairness does not matter.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let f = names.swap_remove((seed % names.len() as u64) as usize);
+        let Some(t) = f
+            .to_str()
+            .and_then(|f| f.strip_prefix("live-"))
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        if liveness(t) == Liveness::Dead {
+            let _ = std::fs::remove_file(path_of(t));
+        }
+    }
+}
+
 /// What [`sweep`] did with one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Swept {
@@ -419,8 +458,22 @@ pub(crate) struct Swept {
 /// Remove the liveness files of dead processes (and temporary files of processes that died
 /// while publishing, once older than a minute). With `dry_run`, only report them.
 pub(crate) fn sweep(dry_run: bool) -> io::Result<Vec<Swept>> {
+    sweep_in(&dir(), dry_run)
+}
+
+/// Whether nobody holds a lock on the file at `path` (false if it cannot be opened).
+fn unlocked(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .is_ok_and(|f| query(&OwnedFd::from(f)) == Liveness::Dead)
+}
+
+fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
     let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir()) {
+    let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
@@ -429,11 +482,8 @@ pub(crate) fn sweep(dry_run: bool) -> io::Result<Vec<Swept>> {
         let Some(file) = e.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let dead = if let Some(hex) = file.strip_prefix("live-") {
-            match u64::from_str_radix(hex, 16) {
-                Ok(t) => liveness(t) == Liveness::Dead,
-                Err(_) => false,
-            }
+        let dead = if file.starts_with("live-") {
+            unlocked(&e.path())
         } else if file.starts_with("tmp-") {
             // A publisher holds its lock before the rename; an unlocked temporary file older
             // than a minute belongs to a process that died in between.
@@ -443,9 +493,7 @@ pub(crate) fn sweep(dry_run: bool) -> io::Result<Vec<Swept>> {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age.as_secs() >= 60);
-            old && std::fs::File::open(e.path())
-                .map(|f| query(&OwnedFd::from(f)) == Liveness::Dead)
-                .unwrap_or(false)
+            old && unlocked(&e.path())
         } else {
             false
         };
@@ -492,24 +540,37 @@ mod tests {
     }
 
     #[test]
-    fn an_unlocked_file_is_dead() {
+    fn an_unlocked_file_is_dead_and_swept() {
         ensure_dir().unwrap();
+        // A token with no file is dead; so is one whose file nobody locks.
         let t = random_token().unwrap();
-        let p = path_of(t);
-        std::fs::write(&p, b"pid 1\n").unwrap();
-        struct Rm(String);
+        assert_eq!(liveness(t), Liveness::Dead);
+        // Sweep a private directory (the shared one is swept by other processes too).
+        let d = std::env::temp_dir().join(format!("shmkit-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        struct Rm(std::path::PathBuf);
         impl Drop for Rm {
             fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
+                let _ = std::fs::remove_dir_all(&self.0);
             }
         }
-        let _rm = Rm(p.clone());
-        assert_eq!(liveness(t), Liveness::Dead);
-        let swept = sweep(true).unwrap();
-        assert!(swept.iter().any(|s| s.file == format!("live-{t:016x}")));
-        assert!(
-            std::path::Path::new(&p).exists(),
-            "a dry run removes nothing"
+        let _rm = Rm(d.clone());
+        let dead = d.join(format!("live-{t:016x}"));
+        std::fs::write(&dead, b"pid 1\n").unwrap();
+        let held = d.join("live-0000000000000001");
+        let f = std::fs::File::create(&held).unwrap();
+        let fl = whole_file(libc::F_WRLCK);
+        // SAFETY: valid descriptor and flock.
+        assert_eq!(
+            unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) },
+            0
         );
+        let dir = d.to_str().unwrap();
+        let swept = sweep_in(dir, true).unwrap();
+        assert_eq!(swept.len(), 1, "{swept:?}");
+        assert_eq!(swept[0].file, format!("live-{t:016x}"));
+        assert!(dead.exists(), "a dry run removes nothing");
+        assert_eq!(sweep_in(dir, false).unwrap().len(), 1);
+        assert!(!dead.exists() && held.exists());
     }
 }
