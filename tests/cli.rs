@@ -119,7 +119,8 @@ fn exit_codes() {
         shmkit(&["info", "no-such-segment-xyz"]).status.code(),
         Some(1)
     );
-    assert_eq!(shmkit(&["info", "bad/name"]).status.code(), Some(1));
+    // A name that breaks the naming rules is a bad value: a usage error.
+    assert_eq!(shmkit(&["info", "bad/name"]).status.code(), Some(2));
     assert_eq!(shmkit(&["no-such-verb"]).status.code(), Some(2));
     assert_eq!(shmkit(&["dump"]).status.code(), Some(2));
 }
