@@ -4,7 +4,10 @@ mod common;
 
 use common::{Cleanup, Lines};
 use shmkit::Segment;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn shmkit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shmkit"))
@@ -24,6 +27,11 @@ fn child_main() {
             let _s = Segment::create(&args[0], 32).unwrap();
             common::report("created");
             std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        // Read up to N bytes of standard input, then exit (closing the pipe): `head -c N`.
+        "head" => {
+            let n: u64 = args[0].parse().unwrap();
+            std::io::copy(&mut std::io::stdin().take(n), &mut std::io::sink()).unwrap();
         }
         other => panic!("unknown role {other}"),
     });
@@ -196,4 +204,153 @@ fn create_write_read_roundtrip() {
             .code(),
         Some(2)
     );
+}
+
+/// Run `shmkit args` with its standard output piped into a reader that reads `n` bytes and
+/// exits (a separate process, as in `shmkit ... | head -c N`); with `n == 0` the reader has
+/// exited before shmkit starts, so its first write meets a closed pipe. Returns shmkit's exit
+/// status, its stderr and its pid.
+fn shmkit_into_head(args: &[&str], n: u64) -> (std::process::ExitStatus, String, u32) {
+    let mut reader = common::child_command("head", &[&n.to_string()]);
+    let mut reader = reader
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn reader");
+    let pipe = reader.stdin.take().expect("stdin is piped");
+    if n == 0 {
+        assert!(common::wait_exit(&mut reader, Duration::from_secs(60)).success());
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdout(Stdio::from(pipe))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmkit");
+    // A guard against a hang, not a timing assertion.
+    let status = common::wait_exit(&mut child, Duration::from_secs(120));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(common::wait_exit(&mut reader, Duration::from_secs(60)).success());
+    (status, err, child.id())
+}
+
+/// Create `/dev/shm/NAME` as a sparse raw object of `size` bytes (no memory is used).
+fn sparse_raw(name: &str, size: u64) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.set_len(size).unwrap();
+}
+
+#[test]
+fn a_closed_stdout_ends_every_verb_quietly() {
+    let a = common::unique_name("cli-epipe");
+    let q = common::unique_name("cli-epipe-q");
+    let r = common::unique_name("cli-epipe-raw");
+    let _c = Cleanup::new(&[&a, &q, &r]);
+    let s = Segment::create(&a, 4096).unwrap();
+    s.write_at(0, b"hello").unwrap();
+    drop(shmkit::queue::spsc::Queue::<u64>::create(&q, 8).unwrap());
+    Segment::options().raw(true).create(&r, 100).unwrap();
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["info", &a],
+        &["info", &a, "--json"],
+        &["info", &q],
+        &["queue", "stat", &q],
+        &["queue", "stat", &q, "--json"],
+        &["dump", &a],
+        &["read", &a],
+        &["read", &r, "--raw"],
+        &[
+            "bench",
+            "latency",
+            "--quick",
+            "--only",
+            "spsc_spin",
+            "--sizes",
+            "8",
+        ],
+    ] {
+        let (status, err, pid) = shmkit_into_head(args, 0);
+        assert!(
+            status.success() && err.is_empty(),
+            "shmkit {args:?}: {status}, stderr {err:?}"
+        );
+        // It unwound rather than dying at the write: the bench run removed its segments.
+        let left: Vec<_> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with("shmkit-bench-")
+                    && (n.ends_with(&format!("-{pid}")) || n.contains(&format!("-{pid}-")))
+            })
+            .collect();
+        assert!(left.is_empty(), "shmkit {args:?} left {left:?}");
+    }
+}
+
+#[test]
+fn other_stdout_errors_are_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .arg("ls")
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("shmkit: ") && err.lines().count() == 1 && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn read_and_dump_of_a_1_tib_sparse_object_stream() {
+    let r = common::unique_name("cli-sparse");
+    let _c = Cleanup::new(&[&r]);
+    let size: u64 = 1 << 40;
+    sparse_raw(&r, size);
+    // The whole object, into a reader that takes 1 MiB and leaves: no allocation of the
+    // object (which aborts), and a quiet end when the reader goes.
+    let len = size.to_string();
+    for args in [&["read", &r, "--raw"][..], &["dump", &r, "--len", &len]] {
+        let (status, err, _) = shmkit_into_head(args, 1 << 20);
+        assert!(
+            status.success() && err.is_empty(),
+            "shmkit {args:?}: {status}, stderr {err:?}"
+        );
+    }
+    // The last bytes, exactly.
+    let at = (size - 5).to_string();
+    let out = shmkit(&["read", &r, "--raw", "--offset", &at]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, [0u8; 5]);
+    let at = (size - 16).to_string();
+    let out = shmkit(&["dump", &r, "--offset", &at]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{:08x}  {:<50} |{}|\n",
+            size - 16,
+            "00 ".repeat(8) + " " + &"00 ".repeat(8),
+            ".".repeat(16)
+        )
+    );
+    // Reading through the file, not the mapping, allocated none of it in /dev/shm.
+    let used = std::fs::metadata(format!("/dev/shm/{r}")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::blocks(&used), 0);
 }

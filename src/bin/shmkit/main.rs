@@ -179,8 +179,50 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// Print `value` as pretty JSON on stdout.
+/// Print `value` as pretty JSON on stdout, with [`exact_integers`] added.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> CmdResult {
-    let s = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    let mut v = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    exact_integers(&mut v);
+    let s = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
     outln!("{s}")
+}
+
+/// Integer fields that can exceed 2^53 (they come from `fstat` or from shared memory, where
+/// any `u64` can stand): beside the number, JSON output gives each as a string too.
+const WIDE_FIELDS: [&str; 8] = [
+    "fingerprint",
+    "size",
+    "header_size",
+    "payload_size",
+    "creator_start_time",
+    "created_unix_ns",
+    "creator_pid_namespace",
+    "start_time",
+];
+
+/// Beside every integer field of [`WIDE_FIELDS`], and any other integer above 2^53 (the
+/// largest that a double, as in JavaScript or `jq`, holds exactly), add its exact value as a
+/// string: `fingerprint_hex` (`0x` and 16 hex digits, as `info` prints it) for the
+/// fingerprint, a decimal `NAME_str` for the others. The numeric fields stay as they were.
+fn exact_integers(v: &mut serde_json::Value) {
+    const EXACT: u64 = 1 << 53;
+    match v {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(exact_integers),
+        serde_json::Value::Object(fields) => {
+            let mut twins = Vec::new();
+            for (k, x) in fields.iter_mut() {
+                exact_integers(x);
+                let Some(n) = x.as_u64() else { continue };
+                if k == "fingerprint" {
+                    twins.push((format!("{k}_hex"), format!("{n:#018x}")));
+                } else if WIDE_FIELDS.contains(&k.as_str()) || n > EXACT {
+                    twins.push((format!("{k}_str"), n.to_string()));
+                }
+            }
+            for (k, s) in twins {
+                fields.entry(k).or_insert(serde_json::Value::String(s));
+            }
+        }
+        _ => {}
+    }
 }
