@@ -9,7 +9,7 @@ pub(crate) struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Only consider names starting with this prefix.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     prefix: String,
 }
 
