@@ -46,8 +46,10 @@ impl Probe {
 
     /// The kind as `shmkit ls` prints it: `corrupt`, the header's kind, or `raw`.
     pub fn kind_name(&self) -> String {
+        if self.corrupt.is_some() {
+            return "corrupt".into();
+        }
         match &self.header {
-            _ if self.corrupt.is_some() => "corrupt".into(),
             Some(h) => h.kind.to_string(),
             None => "raw".into(),
         }
