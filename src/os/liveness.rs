@@ -561,10 +561,8 @@ mod tests {
         let f = std::fs::File::create(&held).unwrap();
         let fl = whole_file(libc::F_WRLCK);
         // SAFETY: valid descriptor and flock.
-        assert_eq!(
-            unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) },
-            0
-        );
+        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        assert_eq!(r, 0);
         let dir = d.to_str().unwrap();
         let swept = sweep_in(dir, true).unwrap();
         assert_eq!(swept.len(), 1, "{swept:?}");
