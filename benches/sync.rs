@@ -154,7 +154,7 @@ fn peer(role: &str) {
 }
 
 fn uncontended() -> Stats {
-    let l = LockState::new().unwrap();
+    let l = LockState::new();
     let batch = 10_000;
     let mut v = Vec::new();
     for _ in 0..200 {

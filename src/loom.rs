@@ -12,17 +12,24 @@ pub(crate) use std::sync::atomic::{fence, AtomicI32, AtomicI64, AtomicU32, Atomi
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{fence, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-/// A `SeqCst` fence that directly follows an atomic read-modify-write of this thread.
+/// A `SeqCst` fence under loom; nothing otherwise.
 ///
-/// On x86-64 every locked read-modify-write instruction is already a full memory barrier, so
-/// only the compiler must be kept from moving accesses across it (crossbeam uses the same
-/// fact to avoid `mfence`). Everywhere else, and under loom (which checks the protocol with the
-/// real fence), it is `fence(SeqCst)`.
+/// The futex handshake (`sync::park`) is a Dekker pattern: the waiter increments a sleeper
+/// count and then reads the futex word, the waker changes the word and then reads the count.
+/// shmkit writes both sides with `SeqCst` read-modify-writes followed by `SeqCst` loads. That
+/// is correct under Rust's (C++20's) memory model as written: all `SeqCst` operations form one
+/// total order, so the two loads cannot both miss the other side's write (the store-buffering
+/// outcome is forbidden). On x86-64 these compile to `lock xadd`/`lock cmpxchg` and a plain
+/// `mov`: no `mfence`, and no reliance on x86's locked instructions being barriers.
+///
+/// Loom does not model `SeqCst` accesses (it checks them as `AcqRel`, which would make it
+/// report lost wake-ups that cannot happen), but it does model `SeqCst` fences. So under loom
+/// the same handshake is checked in its fence formulation, a `fence(SeqCst)` between each
+/// side's write and read, which is also correct under the model and strictly stronger than
+/// what runs outside loom only in the ways loom cannot see.
 #[inline]
-pub(crate) fn fence_after_rmw() {
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+pub(crate) fn loom_sc_fence() {
+    #[cfg(loom)]
     fence(Ordering::SeqCst);
 }
 

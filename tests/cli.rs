@@ -4,7 +4,10 @@ mod common;
 
 use common::{Cleanup, Lines};
 use shmkit::Segment;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn shmkit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shmkit"))
@@ -24,6 +27,11 @@ fn child_main() {
             let _s = Segment::create(&args[0], 32).unwrap();
             common::report("created");
             std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        // Read up to N bytes of standard input, then exit (closing the pipe): `head -c N`.
+        "head" => {
+            let n: u64 = args[0].parse().unwrap();
+            std::io::copy(&mut std::io::stdin().take(n), &mut std::io::sink()).unwrap();
         }
         other => panic!("unknown role {other}"),
     });
@@ -119,7 +127,8 @@ fn exit_codes() {
         shmkit(&["info", "no-such-segment-xyz"]).status.code(),
         Some(1)
     );
-    assert_eq!(shmkit(&["info", "bad/name"]).status.code(), Some(1));
+    // A name that breaks the naming rules is a bad value: a usage error.
+    assert_eq!(shmkit(&["info", "bad/name"]).status.code(), Some(2));
     assert_eq!(shmkit(&["no-such-verb"]).status.code(), Some(2));
     assert_eq!(shmkit(&["dump"]).status.code(), Some(2));
 }
@@ -203,4 +212,393 @@ fn create_write_read_roundtrip() {
             .code(),
         Some(2)
     );
+}
+
+/// Run `shmkit args` with its standard output piped into a reader that reads `n` bytes and
+/// exits (a separate process, as in `shmkit ... | head -c N`); with `n == 0` the reader has
+/// exited before shmkit starts, so its first write meets a closed pipe. Returns shmkit's exit
+/// status, its stderr and its pid.
+fn shmkit_into_head(args: &[&str], n: u64) -> (std::process::ExitStatus, String, u32) {
+    let mut reader = common::child_command("head", &[&n.to_string()]);
+    let mut reader = reader
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn reader");
+    let pipe = reader.stdin.take().expect("stdin is piped");
+    if n == 0 {
+        assert!(common::wait_exit(&mut reader, Duration::from_secs(60)).success());
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdout(Stdio::from(pipe))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmkit");
+    // A guard against a hang, not a timing assertion.
+    let status = common::wait_exit(&mut child, Duration::from_secs(120));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(common::wait_exit(&mut reader, Duration::from_secs(60)).success());
+    (status, err, child.id())
+}
+
+/// Create `/dev/shm/NAME` as a sparse raw object of `size` bytes (no memory is used).
+fn sparse_raw(name: &str, size: u64) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.set_len(size).unwrap();
+}
+
+#[test]
+fn a_closed_stdout_ends_every_verb_quietly() {
+    let a = common::unique_name("cli-epipe");
+    let q = common::unique_name("cli-epipe-q");
+    let r = common::unique_name("cli-epipe-raw");
+    let _c = Cleanup::new(&[&a, &q, &r]);
+    let s = Segment::create(&a, 4096).unwrap();
+    s.write_at(0, b"hello").unwrap();
+    drop(shmkit::queue::spsc::Queue::<u64>::create(&q, 8).unwrap());
+    Segment::options().raw(true).create(&r, 100).unwrap();
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["info", &a],
+        &["info", &a, "--json"],
+        &["info", &q],
+        &["queue", "stat", &q],
+        &["queue", "stat", &q, "--json"],
+        &["dump", &a],
+        &["read", &a],
+        &["read", &r, "--raw"],
+        &[
+            "bench",
+            "latency",
+            "--quick",
+            "--only",
+            "spsc_spin",
+            "--sizes",
+            "8",
+        ],
+    ] {
+        let (status, err, pid) = shmkit_into_head(args, 0);
+        assert!(
+            status.success() && err.is_empty(),
+            "shmkit {args:?}: {status}, stderr {err:?}"
+        );
+        // It unwound rather than dying at the write: the bench run removed its segments.
+        let left: Vec<_> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with("shmkit-bench-")
+                    && (n.ends_with(&format!("-{pid}")) || n.contains(&format!("-{pid}-")))
+            })
+            .collect();
+        assert!(left.is_empty(), "shmkit {args:?} left {left:?}");
+    }
+}
+
+#[test]
+fn other_stdout_errors_are_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .arg("ls")
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("shmkit: ") && err.lines().count() == 1 && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn read_and_dump_of_a_1_tib_sparse_object_stream() {
+    let r = common::unique_name("cli-sparse");
+    let _c = Cleanup::new(&[&r]);
+    let size: u64 = 1 << 40;
+    sparse_raw(&r, size);
+    // The whole object, into a reader that takes 1 MiB and leaves: no allocation of the
+    // object (which aborts), and a quiet end when the reader goes.
+    let len = size.to_string();
+    for args in [&["read", &r, "--raw"][..], &["dump", &r, "--len", &len]] {
+        let (status, err, _) = shmkit_into_head(args, 1 << 20);
+        assert!(
+            status.success() && err.is_empty(),
+            "shmkit {args:?}: {status}, stderr {err:?}"
+        );
+    }
+    // The last bytes, exactly.
+    let at = (size - 5).to_string();
+    let out = shmkit(&["read", &r, "--raw", "--offset", &at]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, [0u8; 5]);
+    let at = (size - 16).to_string();
+    let out = shmkit(&["dump", &r, "--offset", &at]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{:08x}  {:<50} |{}|\n",
+            size - 16,
+            "00 ".repeat(8) + " " + &"00 ".repeat(8),
+            ".".repeat(16)
+        )
+    );
+    // Reading through the file, not the mapping, allocated none of it in /dev/shm.
+    let used = std::fs::metadata(format!("/dev/shm/{r}")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::blocks(&used), 0);
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn write_refuses_typed_objects_without_force() {
+    let q = common::unique_name("cli-wq");
+    let _c = Cleanup::new(&[&q]);
+    let queue = shmkit::queue::spsc::Queue::<u64>::create(&q, 8).unwrap();
+    let before = shmkit(&["dump", &q, "--len", "4096"]).stdout;
+    let out = shmkit(&["write", &q, "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("spsc_queue") && err.contains("--force") && err.lines().count() == 1,
+        "{err}"
+    );
+    // Nothing was written: the queue is intact.
+    assert_eq!(shmkit(&["dump", &q, "--len", "4096"]).stdout, before);
+    assert_eq!(queue.stat().capacity, 8);
+    assert!(shmkit(&["queue", "stat", &q]).status.success());
+    // --force writes (and here corrupts the queue, as the flag's help says it may).
+    let out = shmkit(&["write", &q, "--force", "x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(shmkit(&["dump", &q, "--len", "4096"]).stdout, before);
+}
+
+#[test]
+fn truncated_objects_are_corrupt_and_foreign_bytes_are_raw() {
+    let t = common::unique_name("cli-trunc");
+    let g = common::unique_name("cli-grown");
+    let f = common::unique_name("cli-foreign");
+    let _c = Cleanup::new(&[&t, &g, &f]);
+    Segment::create(&t, 64).unwrap();
+    Segment::create(&g, 64).unwrap();
+    let resize = |name: &str, len: u64| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/{name}"))
+            .unwrap()
+            .set_len(len)
+            .unwrap()
+    };
+    resize(&t, 100); // the magic stays, the header is cut
+    resize(&g, 300); // a whole header whose payload size no longer matches
+                     // Bytes that are no shmkit object (and whose "state word" would be 0xb1b1b1b1).
+    let s = Segment::options().raw(true).create(&f, 4096).unwrap();
+    s.write_at(0, &[0xb1; 4096]).unwrap();
+
+    let ls = stdout(&shmkit(&["ls"]));
+    let kind = |name: &str| {
+        let line = ls.lines().find(|l| l.starts_with(name)).expect("listed");
+        line.split_whitespace().nth(2).unwrap().to_owned()
+    };
+    assert_eq!(kind(&t), "corrupt", "{ls}");
+    assert_eq!(kind(&g), "corrupt", "{ls}");
+    assert_eq!(kind(&f), "raw", "{ls}");
+
+    let info = stdout(&shmkit(&["info", &t]));
+    assert!(info.contains("kind:            corrupt"), "{info}");
+    assert!(info.contains("smaller than the 128-byte header"), "{info}");
+    let info = stdout(&shmkit(&["info", &g]));
+    assert!(
+        info.contains("does not match the object size 300"),
+        "{info}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["info", &t, "--json"]).stdout).unwrap();
+    assert_eq!(json["kind"], "corrupt");
+    assert!(json["corrupt"].is_string(), "{json}");
+
+    for name in [&t, &g] {
+        let out = shmkit(&["read", name]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("is corrupt") && !err.contains(".raw("),
+            "{err}"
+        );
+    }
+    for args in [
+        &["read", &f][..],
+        &["write", &f, "x"],
+        &["queue", "stat", &f],
+        &["queue", "pop", &f, "--timeout", "0"],
+    ] {
+        let out = shmkit(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("not a shmkit object (raw)") && !err.contains("state word"),
+            "{args:?}: {err}"
+        );
+        if args[0] != "queue" {
+            assert!(err.contains("--raw") && !err.contains(".raw("), "{err}");
+        }
+    }
+    let mut buf = [0u8; 1];
+    s.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, [0xb1], "the refused write changed nothing");
+}
+
+#[test]
+fn bad_values_are_usage_errors_and_failures_exit_1() {
+    let a = common::unique_name("cli-codes");
+    let q = common::unique_name("cli-codes-q");
+    let _c = Cleanup::new(&[&a, &q]);
+    Segment::create(&a, 8).unwrap();
+    drop(shmkit::queue::spsc::Queue::<u64>::create(&q, 8).unwrap());
+    let n = common::unique_name("cli-codes-new");
+    let _n = Cleanup::new(&[&n]);
+    for args in [
+        &["info", "bad/name"][..],
+        &["rm", "bad:name"],
+        &["create", &n, "--size", "8", "--mode", "7777"],
+        &["create", &n, "--size", "0", "--raw"],
+        &["queue", "create", &n, "--kind", "spsc", "--capacity", "3"],
+        &["queue", "create", &n, "--kind", "bytes", "--capacity", "8"],
+        &[
+            "queue",
+            "create",
+            &n,
+            "--kind",
+            "spsc",
+            "--capacity",
+            "4",
+            "--elem-size",
+            "3",
+        ],
+        &["queue", "push", &q, "x", "--timeout=-1"],
+        &["queue", "pop", &q, "--timeout", "nan"],
+        &["dump", &a, "--len", "-1"],
+    ] {
+        let out = shmkit(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!std::path::Path::new(&format!("/dev/shm/{n}")).exists());
+    }
+    for args in [
+        &["info", "no-such-segment-xyz"][..],
+        &["read", &a, "--offset", "9"],
+        &["create", &a, "--size", "8"],
+        &["queue", "pop", &q, "--timeout", "0"],
+        &["queue", "stat", &a],
+    ] {
+        let out = shmkit(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("shmkit: ") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_states_each_default_once() {
+    for verb in [
+        &["ls"][..],
+        &["info"],
+        &["rm"],
+        &["dump"],
+        &["gc"],
+        &["create"],
+        &["read"],
+        &["write"],
+        &["queue", "create"],
+        &["queue", "push"],
+        &["queue", "pop"],
+        &["queue", "stat"],
+        &["bench", "latency"],
+        &["bench", "throughput"],
+    ] {
+        let out = shmkit(&[verb, &["--help"]].concat());
+        assert!(out.status.success());
+        for line in stdout(&out).lines() {
+            assert!(
+                !(line.contains("(default") && line.contains("[default:")),
+                "shmkit {verb:?} --help: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rm_any_name_removes_what_ls_lists() {
+    let odd = format!("{}:odd name", common::unique_name("cli-anyname"));
+    let _c = Cleanup::new(&[&odd]);
+    sparse_raw(&odd, 16);
+    let path = format!("/dev/shm/{odd}");
+    assert!(stdout(&shmkit(&["ls"])).contains(&odd));
+    // shmkit's own name rules refuse it, and say what to do.
+    let out = shmkit(&["rm", &odd]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--any-name"), "{}", stderr(&out));
+    assert!(std::path::Path::new(&path).exists());
+    // Still no way out of /dev/shm.
+    for bad in ["..", ".", "", "a/b", "../shm/x"] {
+        assert_eq!(
+            shmkit(&["rm", "--any-name", bad]).status.code(),
+            Some(2),
+            "{bad:?}"
+        );
+    }
+    assert!(shmkit(&["rm", "--any-name", &odd]).status.success());
+    assert!(!std::path::Path::new(&path).exists());
+    let out = shmkit(&["rm", "--any-name", &odd]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no object"), "{}", stderr(&out));
+}
+
+#[test]
+fn json_gives_wide_integers_exactly() {
+    let a = common::unique_name("cli-json");
+    let big = common::unique_name("cli-json-big");
+    let _c = Cleanup::new(&[&a, &big]);
+    Segment::create(&a, 8).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
+    let h = &info["header"];
+    let fp = h["fingerprint"].as_u64().unwrap();
+    assert_eq!(h["fingerprint_hex"], format!("{fp:#018x}"));
+    assert_eq!(fp, shmkit::segment::fingerprint(b"shmkit bytes v1"));
+    let ns = h["created_unix_ns"].as_u64().unwrap();
+    assert!(ns > 1 << 53, "a creation time in ns is above 2^53");
+    assert_eq!(h["created_unix_ns_str"], ns.to_string());
+    assert_eq!(info["size_str"], "136");
+    // An object size a double cannot hold (a sparse object: no memory is used).
+    let size: u64 = (1 << 53) + 1;
+    sparse_raw(&big, size);
+    let ls: serde_json::Value = serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
+    let row = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == big.as_str())
+        .unwrap();
+    assert_eq!(row["size"].as_u64(), Some(size));
+    assert_eq!(row["size_str"], "9007199254740993");
 }

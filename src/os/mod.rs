@@ -4,15 +4,17 @@
 //! - [`map`]: the RAII mapping of a shared-memory fd (`memmap2::MmapRaw`).
 //! - [`futex`]: futex wait with a `CLOCK_MONOTONIC` deadline and wake, on shared (not private)
 //!   futex words, so they work across processes.
-//! - [`mutex`]: robust, process-shared pthread mutexes (libc) and the caller's owner identity.
+//! - [`liveness`]: process liveness tokens held by open-file-description locks.
+//! - [`deadline`]: the one deadline helper.
 //! - [`process`]: pids, process start times and liveness.
 //! - [`atomic_copy`]: byte copies into and out of memory other processes write at the same
 //!   time, as `Relaxed` atomic words (no system call; it lives beside the mapping it serves).
 
 pub(crate) mod atomic_copy;
+pub(crate) mod deadline;
 pub(crate) mod futex;
-pub(crate) mod map;
 #[cfg(not(loom))]
-pub(crate) mod mutex;
+pub(crate) mod liveness;
+pub(crate) mod map;
 pub(crate) mod process;
 pub(crate) mod shm;

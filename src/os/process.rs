@@ -35,34 +35,6 @@ pub(crate) fn pid_namespace() -> u64 {
     std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
-/// Why this process cannot tell, by pid, whether the processes attached to an object created
-/// in pid namespace `creator_ns` (0: not recorded) still live; `None` when it can. It can when
-/// `/proc` is this pid namespace's (`/proc/self` names this process's pid) and the creator's
-/// namespace, if recorded, is this one.
-#[cfg_attr(loom, allow(dead_code))] // queues under loom live on the heap
-pub(crate) fn pid_view_problem(creator_ns: u64) -> Option<String> {
-    let me = current_pid();
-    match std::fs::read_link("/proc/self") {
-        Ok(p) if p.as_os_str() == me.to_string().as_str() => {}
-        Ok(p) => {
-            return Some(format!(
-                "/proc is another pid namespace's (/proc/self is {}, this process is pid {me}); \
-                 mount a /proc for this namespace",
-                p.display()
-            ))
-        }
-        Err(e) => return Some(format!("/proc is not readable ({e})")),
-    }
-    let ours = pid_namespace();
-    if creator_ns != 0 && ours != 0 && creator_ns != ours {
-        return Some(format!(
-            "it was created in pid namespace pid:[{creator_ns}] and this process is in \
-             pid:[{ours}]"
-        ));
-    }
-    None
-}
-
 /// `(start time, state letter)` of `pid` from `/proc/PID/stat`.
 fn start_time(pid: u32) -> Option<(u64, u8)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -80,13 +52,6 @@ fn start_time(pid: u32) -> Option<(u64, u8)> {
 /// not recorded, and only the pid is checked.
 pub(crate) fn liveness(pid: u32, recorded_start: u64) -> Liveness {
     liveness_where(pid, |start| recorded_start == 0 || start == recorded_start)
-}
-
-/// Liveness of `pid` whose start time was recorded truncated to its low 32 bits (the packed
-/// role words of the queues). A `start_lo` of 0 means it was not recorded: only the pid is
-/// checked.
-pub(crate) fn liveness_start_lo32(pid: u32, start_lo: u32) -> Liveness {
-    liveness_where(pid, |start| start_lo == 0 || start as u32 == start_lo)
 }
 
 /// Liveness of `pid`, where `same(start)` says whether a process that started at `start` is

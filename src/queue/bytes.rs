@@ -89,15 +89,21 @@ pub const MAX_MESSAGE_LEN: u64 = (u32::MAX as u64) & !7;
 
 /// Largest message a ring of `capacity` bytes accepts: `capacity / 2 - 8`, and at most
 /// [`MAX_MESSAGE_LEN`] (a record header stores the length in 32 bits). Any message up to this
-/// size fits once the ring drains, wherever the producer's position is.
+/// size fits once the ring drains, wherever the producer's position is. It is 0 (only empty
+/// messages) for capacities up to 16, smaller ones included: it saturates there instead of
+/// underflowing (rings have at least [`MIN_CAPACITY`] bytes, so only a caller's own
+/// arithmetic meets this).
 ///
 /// ```
 /// use shmkit::queue::bytes::{max_message, MAX_MESSAGE_LEN};
 /// assert_eq!(max_message(256 * 1024), 128 * 1024 - 8);
 /// assert_eq!(max_message(1 << 40), MAX_MESSAGE_LEN);
+/// assert_eq!(max_message(16), 0);
+/// assert_eq!(max_message(8), 0);
+/// assert_eq!(max_message(0), 0);
 /// ```
 pub const fn max_message(capacity: u64) -> u64 {
-    let m = capacity / 2 - HDR;
+    let m = (capacity / 2).saturating_sub(HDR);
     if m > MAX_MESSAGE_LEN {
         MAX_MESSAGE_LEN
     } else {
@@ -423,7 +429,7 @@ impl Producer {
         n: usize,
         timeout: Option<Duration>,
     ) -> Result<WriteGuard<'_>, ReserveError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -817,7 +823,7 @@ impl Consumer {
     /// The oldest message, waiting up to `timeout` (`None`: no limit). `Disconnected` once
     /// the ring is empty and the producer closed or is found dead.
     pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>, PopError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             match self.next(true) {
                 Ok(rec) => return Ok(ReadGuard { c: self, rec }),

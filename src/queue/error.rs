@@ -104,15 +104,9 @@ pub enum AttachError {
         /// How many slots the queue has for it.
         slots: u32,
     },
-    /// This process cannot tell by pid whether the queue's other processes live: its `/proc`
-    /// is another pid namespace's, or the queue was created in another pid namespace. Every
-    /// process attached to a queue must share one pid namespace (`SPEC.md` §7).
-    PidNamespace {
-        /// The queue's segment name.
-        name: String,
-        /// What differs.
-        reason: String,
-    },
+    /// This process could not get its liveness token (`SPEC.md` §2.3): `/dev/shm` is full,
+    /// read-only, or `/dev/shm/.shmkit` is not a usable directory.
+    Liveness(std::io::Error),
     /// The segment could not be created, opened or validated (including an element type
     /// that does not match the queue's).
     Segment(crate::Error),
@@ -182,11 +176,9 @@ impl fmt::Display for AttachError {
                     "all {slots} {role} slots of the queue are held by live processes"
                 )
             }
-            AttachError::PidNamespace { name, reason } => write!(
-                f,
-                "cannot attach to queue {name:?}: {reason}; shmkit tells a dead peer by its pid, \
-                 so every process attached to a queue must share one pid namespace"
-            ),
+            AttachError::Liveness(e) => {
+                write!(f, "cannot attach: this process has no liveness token ({e})")
+            }
             AttachError::Segment(e) => fmt::Display::fmt(e, f),
         }
     }

@@ -262,10 +262,7 @@ impl Shared {
             .iter()
             .map(|c| c.owner.holder())
             .filter(|&w| w != 0)
-            .map(|w| Attached {
-                pid: role::pid_of(w),
-                liveness: role::liveness_of(w),
-            })
+            .map(Attached::of)
             .collect()
     }
 
@@ -471,8 +468,7 @@ impl<T: Element> Queue<T> {
     }
 
     fn attach(&self, role: Role) -> Result<Handle, AttachError> {
-        self.shared.region.check_pid_view()?;
-        let me = role::me();
+        let me = role::me()?;
         let claims = self.shared.ctrl().claims(role);
         for (i, c) in claims.iter().enumerate() {
             if c.owner.claim(me).is_ok() {
@@ -649,11 +645,20 @@ impl Handle {
         &self.shared.ctrl().claims(self.role)[self.slot]
     }
 
+    /// Closed, or inherited by a `fork()`ed child (whose parent still holds the claim).
+    #[inline]
+    fn is_closed(&self) -> bool {
+        self.closed || !role::is_mine(self.me)
+    }
+
     fn close(&mut self) {
         if self.closed {
             return;
         }
         self.closed = true;
+        if !role::is_mine(self.me) {
+            return; // a fork()ed child's copy: the claim is the parent's; change nothing
+        }
         let ctrl = self.shared.ctrl();
         self.claim().owner.release(self.me);
         if ctrl.claims(self.role).iter().all(|c| c.owner.holder() == 0) {
@@ -802,7 +807,7 @@ impl<T: Element> Producer<T> {
 
     /// Push `value` if there is room now.
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
-        if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
+        if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
             return Err(TryPushError::Disconnected(value));
         }
         match self.attempt(&value) {
@@ -829,9 +834,9 @@ impl<T: Element> Producer<T> {
     /// Push `value`, waiting up to `timeout` for room; checks every 20 ms whether a consumer
     /// died holding a slot (and frees it) or all consumers are gone (`Disconnected`).
     pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
-            if self.h.closed || self.h.shared.side_gone(Role::Consumer, false) {
+            if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected(value));
             }
             // Snapshot the head before the attempt: any pop after it changes the head and ends
@@ -858,10 +863,7 @@ impl<T: Element> Producer<T> {
                     || sh.side_gone(Role::Consumer, false)
             };
             #[cfg(not(loom))]
-            let until = {
-                let slice = Instant::now() + role::WAIT_SLICE;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            };
+            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
             // Under loom a timed futex wait returns at once: wait without slices.
             #[cfg(loom)]
             let until = deadline;
@@ -1039,7 +1041,7 @@ impl<T: Element> Consumer<T> {
     /// Pop the oldest element if there is one. A position claimed by a producer that died
     /// before publishing is skipped once that producer is found dead.
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        if self.h.closed {
+        if self.h.is_closed() {
             return Err(TryPopError::Disconnected);
         }
         match self.attempt(false) {
@@ -1088,9 +1090,9 @@ impl<T: Element> Consumer<T> {
     /// (skipping a slot one of them claimed and never published) and for all producers gone
     /// (`Disconnected`). Never hangs on a dead peer.
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
-            if self.h.closed {
+            if self.h.is_closed() {
                 return Err(PopError::Disconnected);
             }
             // Snapshot the tail before the attempt: any push after it changes the tail and ends
@@ -1140,10 +1142,7 @@ impl<T: Element> Consumer<T> {
                     || (inflight.is_none() && sh.side_gone(Role::Producer, false))
             };
             #[cfg(not(loom))]
-            let until = {
-                let slice = Instant::now() + role::WAIT_SLICE;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            };
+            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
             // Under loom a timed futex wait returns at once: wait without slices.
             #[cfg(loom)]
             let until = deadline;
@@ -1268,7 +1267,7 @@ mod tests {
         let q = Queue::<u64>::with_capacity(4);
         let ctrl = q.shared.ctrl();
         // A live process (this one) claimed position 0 and has not published yet.
-        ctrl.producers[7].owner.claim(role::me()).unwrap();
+        ctrl.producers[7].owner.claim(role::me().unwrap()).unwrap();
         ctrl.producers[7].inflight.store(0, Ordering::Relaxed);
         ctrl.tail.tail.store(1, Ordering::Relaxed);
         let mut c = q.consumer().unwrap();

@@ -129,26 +129,6 @@ impl<C> Region<C> {
         unsafe { std::slice::from_raw_parts(self.stamps.as_ptr(), self.n_stamps) }
     }
 
-    /// Refuse to attach a role when this process cannot judge the liveness of the other
-    /// processes by pid (`SPEC.md` §7): `/proc` is not this pid namespace's, or the queue was
-    /// created in another pid namespace. Heap queues are shared by threads only.
-    pub(crate) fn check_pid_view(&self) -> Result<(), super::error::AttachError> {
-        match &self.owner {
-            #[cfg(not(loom))]
-            Owner::Segment(seg) => {
-                let creator_ns = seg.header().map_or(0, |h| h.creator_pid_namespace);
-                match crate::os::process::pid_view_problem(creator_ns) {
-                    None => Ok(()),
-                    Some(reason) => Err(super::error::AttachError::PidNamespace {
-                        name: self.name.clone(),
-                        reason,
-                    }),
-                }
-            }
-            Owner::Heap { .. } => Ok(()),
-        }
-    }
-
     /// The segment name, or `(private)` for a heap queue.
     pub(crate) fn name(&self) -> &str {
         &self.name

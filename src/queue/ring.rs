@@ -311,10 +311,9 @@ impl Ring {
         }
     }
 
-    /// `(owner word, liveness)` of a role's holder.
-    pub(crate) fn holder(&self, role: Role) -> (u32, Liveness) {
-        let w = self.slot(role).holder();
-        (role::pid_of(w), role::liveness_of(w))
+    /// The owner word (liveness token, 0: free) of a role's holder.
+    pub(crate) fn holder(&self, role: Role) -> u64 {
+        self.slot(role).holder()
     }
 
     /// The `state` bits.
@@ -350,8 +349,7 @@ pub(crate) struct Side {
 impl Side {
     /// Claim `role` (free, or held by a dead process), and reopen that end.
     pub(crate) fn attach(ring: Arc<Ring>, role: Role) -> Result<Side, AttachError> {
-        ring.region.check_pid_view()?;
-        let me = role::me();
+        let me = role::me()?;
         ring.slot(role).claim(me).map_err(|w| AttachError::Busy {
             role,
             pid: role::pid_of(w),
@@ -386,10 +384,11 @@ impl Side {
         }
     }
 
-    /// Whether this handle was closed.
+    /// Whether this handle was closed, or belongs to another process: a handle inherited
+    /// by a `fork()`ed child is closed there (the role stays its parent's). One Relaxed load.
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed
+        self.closed || !role::is_mine(self.me)
     }
 
     /// Whether the peer closed its end.
@@ -430,6 +429,11 @@ impl Side {
         }
         self.closed = true;
         let ctrl = self.ring.ctrl();
+        if !role::is_mine(self.me) {
+            // A handle inherited by a fork()ed child: the role is the parent's. Change
+            // nothing shared.
+            return;
+        }
         if self.ring.slot(self.role).holder() != self.me {
             // Our role was taken over (we were judged dead): the close bit is the new
             // holder's to set, not ours.
@@ -457,10 +461,7 @@ impl Side {
     ) -> Wake {
         loop {
             #[cfg(not(loom))]
-            let until = {
-                let slice = Instant::now() + role::WAIT_SLICE;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            };
+            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
             // Under loom a timed futex wait returns at once, so wait without slices.
             #[cfg(loom)]
             let until = deadline;

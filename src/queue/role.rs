@@ -1,14 +1,14 @@
 //! Role slots: which process holds a queue's producer or consumer end, and whether it lives.
 //!
-//! A slot is one `AtomicU64` *owner word*: bits 0..32 the holder's pid, bits 32..64 the low 32
-//! bits of its start time (clock ticks since boot, `/proc/PID/stat` field 22); 0 means free.
-//! Packing both in one word makes claiming, stealing from a dead holder and releasing single
-//! compare-and-swaps, so two processes can never both believe they hold a slot.
+//! A slot is one `AtomicU64` *owner word*: the holder's liveness token (`os::liveness`,
+//! `SPEC.md` §2.3); 0 means free. One word makes claiming, stealing from a dead holder and
+//! releasing single compare-and-swaps, so two processes can never both believe they hold a
+//! slot.
 
 use std::time::{Duration, Instant};
 
 use crate::loom::{AtomicU64, Ordering};
-use crate::os::process::{self, Liveness};
+use crate::os::process::Liveness;
 
 /// A producer or consumer role: one owner word (see the module docs).
 #[repr(C)]
@@ -17,18 +17,35 @@ pub(crate) struct RoleSlot {
     owner: AtomicU64,
 }
 
-/// The owner word of this process.
-pub(crate) fn me() -> u64 {
-    pack(process::current_pid(), process::current_start_time())
+/// The owner word of this process: its liveness token (created on first use).
+#[cfg(not(loom))]
+pub(crate) fn me() -> Result<u64, super::error::AttachError> {
+    crate::os::liveness::current().map_err(super::error::AttachError::Liveness)
 }
 
-fn pack(pid: u32, start: u64) -> u64 {
-    u64::from(pid) | (u64::from(start as u32) << 32)
+/// Under loom every thread is one process with a fixed token.
+#[cfg(loom)]
+pub(crate) fn me() -> Result<u64, super::error::AttachError> {
+    Ok(1)
 }
 
-/// The pid in an owner word (0: free).
+/// Whether `token` is this process's own (false in a `fork()`ed child for its parent's
+/// token): one Relaxed load, for the hot paths.
+#[inline]
+pub(crate) fn is_mine(token: u64) -> bool {
+    #[cfg(not(loom))]
+    return crate::os::liveness::is_current(token);
+    #[cfg(loom)]
+    return token == 1;
+}
+
+/// The pid recorded in the liveness file of the process holding an owner word (display
+/// only; 0 when free or unknown).
 pub(crate) fn pid_of(word: u64) -> u32 {
-    word as u32
+    #[cfg(not(loom))]
+    return crate::os::liveness::record(word).map_or(0, |r| r.pid);
+    #[cfg(loom)]
+    return word as u32;
 }
 
 /// Whether the process recorded in an owner word lives (`Unknown` for a free slot).
@@ -36,12 +53,11 @@ pub(crate) fn liveness_of(word: u64) -> Liveness {
     if word == 0 {
         return Liveness::Unknown;
     }
-    // Loom models threads, not processes: every recorded holder is alive (and no model
-    // pays for reading /proc).
-    if cfg!(loom) {
-        return Liveness::Alive;
-    }
-    process::liveness_start_lo32(pid_of(word), (word >> 32) as u32)
+    // Loom models threads, not processes: every recorded holder is alive.
+    #[cfg(loom)]
+    return Liveness::Alive;
+    #[cfg(not(loom))]
+    return crate::os::liveness::liveness(word);
 }
 
 impl RoleSlot {
@@ -130,7 +146,7 @@ mod tests {
     #[test]
     fn claim_release_and_busy() {
         let s = RoleSlot::new();
-        let me = me();
+        let me = me().unwrap();
         s.claim(me).unwrap();
         assert_eq!(s.claim(me), Err(me));
         s.release(me);
@@ -140,11 +156,11 @@ mod tests {
     #[test]
     fn dead_holder_is_stolen() {
         let s = RoleSlot::new();
-        // pid_max is at most 2^22: this pid cannot exist.
-        let ghost = pack(4_194_305, 1);
+        // A token with no liveness file: a dead process.
+        let ghost = 0x3234_5678_9abc;
         assert_eq!(liveness_of(ghost), Liveness::Dead);
         s.claim(ghost).unwrap();
-        s.claim(me()).unwrap();
-        assert_eq!(s.holder(), me());
+        s.claim(me().unwrap()).unwrap();
+        assert_eq!(s.holder(), me().unwrap());
     }
 }

@@ -369,7 +369,7 @@ impl<T: Element> Producer<T> {
     /// assert_eq!(tx.push(3, Some(Duration::from_millis(5))), Err(PushError::Timeout(3)));
     /// ```
     pub fn push(&mut self, mut value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             match self.try_push(value) {
                 Ok(()) => return Ok(()),
@@ -461,7 +461,7 @@ impl<T: Element + Copy> Producer<T> {
         mut items: &[T],
         timeout: Option<Duration>,
     ) -> Result<(), PushError<usize>> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         let total = items.len();
         while !items.is_empty() {
             match self.try_push_slice(items) {
@@ -612,7 +612,7 @@ impl<T: Element> Consumer<T> {
     /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Err(PopError::Disconnected));
     /// ```
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             match self.try_pop() {
                 Ok(v) => return Ok(v),
@@ -697,7 +697,7 @@ impl<T: Element + Copy> Consumer<T> {
         out: &mut [T],
         timeout: Option<Duration>,
     ) -> Result<usize, PopError> {
-        let deadline = crate::sync::deadline_after(timeout);
+        let deadline = crate::os::deadline::after(timeout);
         loop {
             match self.try_pop_slice(out) {
                 Ok(n) => return Ok(n),

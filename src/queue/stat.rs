@@ -9,10 +9,23 @@ use crate::Liveness;
 /// A process attached to a queue end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Attached {
-    /// Its pid.
+    /// Its liveness token (`SPEC.md` §2.3).
+    pub token: u64,
+    /// Its pid in its own pid namespace, from its liveness file (0 if unknown).
     pub pid: u32,
-    /// Whether it still runs (same pid and start time).
+    /// Whether it still runs (its liveness lock is held).
     pub liveness: Liveness,
+}
+
+impl Attached {
+    /// The process holding owner word `w` (non-zero).
+    pub(crate) fn of(w: u64) -> Attached {
+        Attached {
+            token: w,
+            pid: super::role::pid_of(w),
+            liveness: super::role::liveness_of(w),
+        }
+    }
 }
 
 /// A snapshot of a queue's state.
@@ -51,13 +64,9 @@ pub(crate) struct Stat;
 
 impl Stat {
     pub(crate) fn ring(ring: &Ring, kind: &'static str) -> QueueStat {
-        let attached = |role| {
-            let (pid, liveness) = ring.holder(role);
-            if pid == 0 {
-                vec![]
-            } else {
-                vec![Attached { pid, liveness }]
-            }
+        let attached = |role| match ring.holder(role) {
+            0 => vec![],
+            w => vec![Attached::of(w)],
         };
         let state = ring.state();
         QueueStat {

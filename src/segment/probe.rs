@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::header::{HeaderInfo, RawHeader, HEADER_SIZE, MAGIC};
+use super::header::{HeaderInfo, RawHeader, State, HEADER_SIZE, MAGIC};
+use super::kind::Kind;
 use super::name::validate_name;
 use crate::error::{Error, Result};
 use crate::os::process::Liveness;
@@ -19,8 +20,15 @@ pub struct Probe {
     pub mode: u32,
     /// Owner uid.
     pub uid: u32,
-    /// The header, if the object starts with shmkit's magic; `None` for raw (foreign) objects.
+    /// The header, if the object starts with shmkit's magic and is long enough to hold one;
+    /// `None` for raw (foreign) objects and for truncated ones.
     pub header: Option<HeaderInfo>,
+    /// Why an object that starts with shmkit's magic cannot be a sound shmkit object (shorter
+    /// than the header, or a published header that contradicts the object's size, an invalid
+    /// state word: what `open` would report as corrupt); `None` if it looks sound, is still
+    /// being initialised, or has no magic (raw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<String>,
     /// Liveness of the creator recorded in the header (`unknown` for raw objects).
     pub creator: Liveness,
     /// `(st_dev, st_ino)`, so that a removal can check the name still refers to this object.
@@ -36,8 +44,11 @@ impl Probe {
             .map_err(|e| Error::from_io(&self.name, "unlink", e))
     }
 
-    /// The kind as `shmkit ls` prints it: the header's kind, or `raw`.
+    /// The kind as `shmkit ls` prints it: `corrupt`, the header's kind, or `raw`.
     pub fn kind_name(&self) -> String {
+        if self.corrupt.is_some() {
+            return "corrupt".into();
+        }
         match &self.header {
             Some(h) => h.kind.to_string(),
             None => "raw".into(),
@@ -54,9 +65,15 @@ pub fn probe(name: &str) -> Result<Probe> {
     let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
     let mut buf = [0u8; HEADER_SIZE];
     let n = shm::read_prefix(&fd, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
+    let magic = buf[..n].starts_with(&MAGIC);
     let header = RawHeader::from_prefix(&buf[..n])
-        .filter(|h| h.magic == MAGIC)
+        .filter(|_| magic)
         .map(|h| HeaderInfo::from_raw(&h));
+    let corrupt = if magic {
+        corruption(name, &buf[..n], st.size)
+    } else {
+        None
+    };
     let creator = header
         .as_ref()
         .map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
@@ -66,9 +83,28 @@ pub fn probe(name: &str) -> Result<Probe> {
         mode: st.mode,
         uid: st.uid,
         header,
+        corrupt,
         creator,
         identity: st.identity,
     })
+}
+
+/// Why `bytes` (the first bytes of an object of `size` bytes, starting with shmkit's magic)
+/// cannot be a sound shmkit object, checked as `open` checks a header (`SPEC.md` §3.3, §3.4).
+/// A header still being written (state `initializing`) is not judged: its fields are not final.
+fn corruption(name: &str, bytes: &[u8], size: u64) -> Option<String> {
+    let (kind, fingerprint) = match RawHeader::from_prefix(bytes) {
+        Some(h) => match State::from_word(h.state) {
+            State::Initializing => return None,
+            State::Invalid(w) => return Some(format!("state word is {w}, expected 0..=3")),
+            _ => (Kind(h.kind), h.fingerprint),
+        },
+        None => (Kind(0), 0), // too short: `parse` says so
+    };
+    match HeaderInfo::parse(name, bytes, size, kind, fingerprint) {
+        Err(Error::Corrupt { what, .. }) => Some(what),
+        _ => None,
+    }
 }
 
 /// Every object in `/dev/shm` this process can read, sorted by name. Objects whose names
@@ -87,6 +123,7 @@ pub fn list() -> Result<Vec<Probe>> {
                 mode: st.mode,
                 uid: st.uid,
                 header: None,
+                corrupt: None,
                 creator: Liveness::Unknown,
                 identity: st.identity,
             }),

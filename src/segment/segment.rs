@@ -11,10 +11,10 @@ use super::name::validate_name;
 use crate::error::{Error, Result};
 use crate::loom::futex::Wait;
 use crate::os::atomic_copy;
+use crate::os::deadline;
 use crate::os::map::Mapping;
 use crate::os::process::{self, Liveness};
 use crate::os::shm::{self, OpenMode};
-use crate::sync::deadline_after;
 
 /// How long [`Segment::open`] waits, by default, for a creator to publish a segment.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -449,7 +449,7 @@ impl<A: Access> SegmentOptions<A> {
     /// Open an existing segment and validate its header against these options.
     pub fn open(&self, name: &str) -> Result<Segment<A>> {
         validate_name(name)?;
-        let deadline = deadline_after(Some(self.cfg.timeout));
+        let deadline = deadline::after(Some(self.cfg.timeout));
         match self.open_existing(name, deadline)? {
             Opened::Segment(s) => Ok(s),
             Opened::Vanished(detail) => Err(Error::NotReady {
@@ -474,7 +474,7 @@ impl<A: Access> SegmentOptions<A> {
             if st.size > 0 {
                 break st;
             }
-            if past(deadline) {
+            if deadline::passed(deadline) {
                 let detail = if self.cfg.raw || shm::creation_lock_free(&fd) {
                     format!(
                         "it is still 0 bytes and nobody is initialising it: remove it with `shmkit rm {name}`"
@@ -561,11 +561,6 @@ enum Published {
 /// up: a creator holds the lock from right after its `O_EXCL` open, so only a creator that is
 /// preempted in that two-system-call window, or dead, or a foreign object, looks like this.
 const BLANK_GRACE: Duration = Duration::from_millis(100);
-
-/// `deadline` has passed (`None`: never).
-fn past(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
 
 /// An opener waiting for a creator to publish (`SPEC.md` §3.4).
 struct Waiter<'a> {
@@ -681,7 +676,7 @@ impl Waiter<'_> {
             } else {
                 blank_since = None;
             }
-            if past(self.deadline) {
+            if deadline::passed(self.deadline) {
                 let detail = match pid {
                     0 => "its creator is still writing the header".to_string(),
                     p => format!("its creator, pid {p}, is still initialising it"),
@@ -752,7 +747,7 @@ impl SegmentOptions<ReadWrite> {
     ) -> Result<Segment> {
         validate_name(name)?;
         self.check_create_args(name, size)?;
-        let deadline = deadline_after(Some(self.cfg.timeout));
+        let deadline = deadline::after(Some(self.cfg.timeout));
         let started = Instant::now();
         loop {
             match self.create_inner(name, size, &mut init) {
@@ -774,7 +769,7 @@ impl SegmentOptions<ReadWrite> {
                 Ok(Opened::Vanished(_)) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            if past(deadline) {
+            if deadline::passed(deadline) {
                 return Err(Error::NotReady {
                     name: name.to_owned(),
                     waited: started.elapsed(),

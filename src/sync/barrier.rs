@@ -4,7 +4,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::park;
 use super::waiter::WaitQueue;
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
@@ -202,7 +201,7 @@ impl BarrierState {
     /// A timeout breaks the barrier ([`BarrierError::Timeout`] here, `Broken` for the
     /// others); a broken barrier fails at once until [`reset`](Self::reset).
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32, BarrierError> {
-        self.wait_deadline(park::deadline(timeout))
+        self.wait_deadline(crate::os::deadline::after(timeout))
     }
 
     /// [`wait`](Self::wait) against an absolute deadline.

@@ -2,81 +2,6 @@
 //! (`SPEC.md` §6.6). Not built on `pthread_cond_t`: glibc bug 21422 lets a killed waiter
 //! hang later broadcasts on a process-shared condvar.
 
-use std::time::Instant;
-
-use super::park;
-use crate::loom::futex::{self, Wait};
-use crate::loom::{fence_after_rmw, AtomicU32, Ordering};
-
-/// The futex half of a condition variable: a sequence number bumped by every notify, and a
-/// sleeper count; the same fenced handshake as `park.rs`.
-///
-/// | offset | size | field | meaning |
-/// |---|---|---|---|
-/// | 0 | 4 | `seq` | +1 on every notify; the futex word |
-/// | 4 | 4 | `sleepers` | waiters between `prepare` and the end of `park` |
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct Sequence {
-    seq: AtomicU32,
-    sleepers: AtomicU32,
-}
-
-// Under loom only the model tests use it.
-#[cfg_attr(loom, allow(dead_code))]
-impl Sequence {
-    /// Called with the lock held, before releasing it: count ourselves and remember `seq`.
-    pub(crate) fn prepare(&self) -> u32 {
-        // Relaxed + fence: the notifier holds the lock too, which already orders these; the
-        // fence (paired with the one in `notify`) keeps the handshake correct on its own.
-        self.sleepers.fetch_add(1, Ordering::Relaxed);
-        fence_after_rmw();
-        self.seq.load(Ordering::Relaxed)
-    }
-
-    /// Called after releasing the lock: sleep until `seq` moves past `seen` or `deadline`.
-    /// Returns whether a notify happened (`false`: timed out). `EINTR` and spurious
-    /// wake-ups are retried against the same deadline.
-    pub(crate) fn park(&self, seen: u32, deadline: Option<Instant>) -> bool {
-        let notified = loop {
-            let r = futex::wait(&self.seq, seen, deadline);
-            // Acquire: pairs with the SeqCst bump in `notify` (the lock orders the data anyway).
-            if self.seq.load(Ordering::Acquire) != seen {
-                break true;
-            }
-            if r == Wait::TimedOut || park::expired(deadline) {
-                break false;
-            }
-        };
-        // Relaxed: an over-count only costs a notifier a needless system call.
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
-        notified
-    }
-
-    /// Wake up to `n` parked waiters (more may wake: those between `prepare` and their futex
-    /// wait see the new `seq` and return too; callers re-check their predicate anyway).
-    pub(crate) fn notify(&self, n: u32) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the fence in `prepare`: either we see the waiter, or it sees our seq.
-        fence_after_rmw();
-        // Relaxed: ordered by the fence.
-        if n > 0 && self.sleepers.load(Ordering::Relaxed) != 0 {
-            futex::wake(&self.seq, n);
-        }
-    }
-
-    pub(crate) fn sequence(&self) -> u32 {
-        self.seq.load(Ordering::Relaxed) // a snapshot for display only
-    }
-
-    pub(crate) fn sleepers(&self) -> u32 {
-        self.sleepers.load(Ordering::Relaxed) // a snapshot for display only
-    }
-}
-
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Sequence>() == 8);
-
 #[cfg(not(loom))]
 pub(crate) use real::layout;
 #[cfg(not(loom))]
@@ -87,17 +12,17 @@ mod real {
     use std::fmt;
     use std::time::{Duration, Instant};
 
-    use super::Sequence;
     use crate::error::Result;
+    use crate::os::deadline;
     use crate::segment::Kind;
     use crate::sync::lock::{LockError, LockGuard, LockState};
     use crate::sync::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
-    use crate::sync::park;
+    use crate::sync::WaitQueue;
 
     type Relocked<'a, T> = std::result::Result<T, LockError<LockGuard<'a>>>;
 
-    /// The state of a condition variable with its lock: `#[repr(C)]`, 80 bytes on x86-64 glibc
-    /// (a 72-byte [`LockState`], then the 8-byte sequence), placeable inside any shmkit object.
+    /// The state of a condition variable with its lock: `#[repr(C)]`, 40 bytes (a 32-byte
+    /// [`LockState`], then an 8-byte [`WaitQueue`]), placeable inside any shmkit object.
     ///
     /// The API follows Python's `Condition`: take the lock ([`lock`](Self::lock)), then
     /// [`wait`](Self::wait) / [`wait_for`](Self::wait_for) (which release it while asleep and
@@ -115,7 +40,7 @@ mod real {
     /// use shmkit::sync::ConditionState;
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::time::Duration;
-    /// let cond = ConditionState::new()?;
+    /// let cond = ConditionState::new();
     /// let ready = AtomicBool::new(false); // protected by cond's lock
     /// std::thread::scope(|s| {
     ///     s.spawn(|| {
@@ -129,12 +54,11 @@ mod real {
     ///         .unwrap();
     ///     assert!(ok);
     /// });
-    /// # Ok::<(), std::io::Error>(())
     /// ```
     #[repr(C)]
     pub struct ConditionState {
         lock: LockState,
-        seq: Sequence,
+        seq: WaitQueue,
     }
 
     const _: () =
@@ -151,22 +75,14 @@ mod real {
     }
 
     impl ConditionState {
-        /// A new condition on the heap (boxed: its pthread mutex must not move).
-        pub fn new() -> std::io::Result<Box<ConditionState>> {
-            let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<ConditionState>::uninit()))
-                .cast::<ConditionState>();
-            // SAFETY: fresh, aligned heap memory nobody else can reach.
-            match unsafe { Self::init(p) } {
-                // SAFETY: `init` initialised every field.
-                Ok(()) => Ok(unsafe { Box::from_raw(p) }),
-                Err(e) => {
-                    // SAFETY: the allocation came from the Box above; nothing needs dropping.
-                    drop(unsafe {
-                        Box::from_raw(p.cast::<std::mem::MaybeUninit<ConditionState>>())
-                    });
-                    Err(e)
-                }
-            }
+        /// A new condition on the heap.
+        pub fn new() -> Box<ConditionState> {
+            Box::new(ConditionState {
+                lock: LockState {
+                    core: crate::sync::robust::MutexCore::new(crate::sync::lock::LOCK_MAGIC),
+                },
+                seq: WaitQueue::new(),
+            })
         }
 
         /// Initialise a condition (and its lock) in place.
@@ -174,10 +90,10 @@ mod real {
         /// # Safety
         ///
         /// As for [`LockState::init`], for `size_of::<ConditionState>()` bytes.
-        pub unsafe fn init(at: *mut ConditionState) -> std::io::Result<()> {
+        pub unsafe fn init(at: *mut ConditionState) {
             // SAFETY: forwarded contract; the fields lie inside `at`'s allocation.
             unsafe {
-                std::ptr::addr_of_mut!((*at).seq).write(Sequence::default());
+                std::ptr::addr_of_mut!((*at).seq).write(WaitQueue::new());
                 LockState::init(std::ptr::addr_of_mut!((*at).lock))
             }
         }
@@ -244,7 +160,7 @@ mod real {
             guard: LockGuard<'a>,
             timeout: Duration,
         ) -> Relocked<'a, (LockGuard<'a>, bool)> {
-            self.wait_deadline(guard, park::deadline(Some(timeout)))
+            self.wait_deadline(guard, deadline::after(Some(timeout)))
         }
 
         /// [`wait_timeout`](Self::wait_timeout) against an absolute deadline (`None`: none).
@@ -258,9 +174,11 @@ mod real {
             deadline: Option<Instant>,
         ) -> Relocked<'a, (LockGuard<'a>, bool)> {
             self.check_guard(&guard, "wait");
-            let seen = self.seq.prepare();
+            // The snapshot is taken with the lock held, and a notifier must hold the lock: so
+            // any notify after our release bumps `seq` past `seen`.
+            let seen = self.seq.snapshot();
             drop(guard);
-            let notified = self.seq.park(seen, deadline);
+            let notified = self.seq.park_past(seen, deadline);
             self.lock.lock().map(|g| (g, notified))
         }
 
@@ -277,13 +195,13 @@ mod real {
             mut predicate: impl FnMut() -> bool,
             timeout: Option<Duration>,
         ) -> Relocked<'a, (LockGuard<'a>, bool)> {
-            let deadline = park::deadline(timeout);
+            let deadline = deadline::after(timeout);
             let mut guard = guard;
             loop {
                 if predicate() {
                     return Ok((guard, true));
                 }
-                if park::expired(deadline) {
+                if deadline::passed(deadline) {
                     return Ok((guard, false));
                 }
                 guard = self.wait_deadline(guard, deadline)?.0;
@@ -322,8 +240,8 @@ mod real {
     }
 
     const FINGERPRINT: u64 = fingerprint_with(
-        b"shmkit condition v1: lock v1 (magic u32, status u32, owner_pid u32, owner_tid u32, owner_start u64, depth u32, reserved u32, glibc robust pshared errorcheck pthread_mutex_t at 32), then seq u32, sleepers u32",
-        std::mem::size_of::<libc::pthread_mutex_t>(),
+        b"shmkit condition v2: lock v2 (magic u32, depth u32, owner u64 (token<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32",
+        40,
     );
 
     pub(crate) fn layout() -> Layout<ConditionState> {
@@ -337,7 +255,8 @@ mod real {
     fn init(p: *mut ConditionState) -> std::io::Result<()> {
         // SAFETY: `p` is the unpublished payload of a segment we are creating, sized and
         // aligned for a ConditionState, unreachable by others until published.
-        unsafe { ConditionState::init(p) }
+        unsafe { ConditionState::init(p) };
+        Ok(())
     }
 
     /// A named condition variable with its lock: kind [`Kind::CONDITION`], derefs to
@@ -411,8 +330,8 @@ mod real {
         #[test]
         #[should_panic(expected = "another lock")]
         fn guard_of_another_lock_panics() {
-            let c = ConditionState::new().unwrap();
-            let other = LockState::new().unwrap();
+            let c = ConditionState::new();
+            let other = LockState::new();
             let g = other.lock().unwrap();
             c.notify(&g, 1);
         }
@@ -421,16 +340,16 @@ mod real {
 
 #[cfg(all(test, loom))]
 mod loom_tests {
-    use super::Sequence;
+    use crate::sync::WaitQueue;
     use loom::sync::{Arc, Mutex};
 
-    /// The condition protocol with a loom mutex standing in for the robust lock: a notify
-    /// made after the predicate became true is never lost, whatever the interleaving of the
-    /// waiter's prepare / unlock / park.
+    /// The condition protocol with a loom mutex standing in for the lock: a notify made after
+    /// the predicate became true is never lost, whatever the interleaving of the waiter's
+    /// snapshot / unlock / park.
     #[test]
     fn notify_is_not_lost() {
         loom::model(|| {
-            let state = Arc::new((Mutex::new(false), Sequence::default()));
+            let state = Arc::new((Mutex::new(false), WaitQueue::new()));
             let s2 = state.clone();
             let t = loom::thread::spawn(move || {
                 let mut ready = s2.0.lock().unwrap();
@@ -440,9 +359,9 @@ mod loom_tests {
             });
             let mut ready = state.0.lock().unwrap();
             while !*ready {
-                let seen = state.1.prepare();
+                let seen = state.1.snapshot();
                 drop(ready);
-                state.1.park(seen, None);
+                state.1.park_past(seen, None);
                 ready = state.0.lock().unwrap();
             }
             drop(ready);
@@ -454,10 +373,10 @@ mod loom_tests {
     #[test]
     fn timed_wait_times_out() {
         loom::model(|| {
-            let seq = Sequence::default();
-            let seen = seq.prepare();
-            assert!(!seq.park(seen, Some(std::time::Instant::now())));
-            assert_eq!(seq.sleepers(), 0);
+            let q = WaitQueue::new();
+            let seen = q.snapshot();
+            assert!(!q.park_past(seen, Some(std::time::Instant::now())));
+            assert_eq!(q.sleepers(), 0);
         });
     }
 }

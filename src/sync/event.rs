@@ -137,7 +137,7 @@ impl EventState {
     /// (`None`: no limit). Returns `true` if set, `false` on timeout, as Python does;
     /// `wait(Some(Duration::ZERO))` polls.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.wait_deadline(park::deadline(timeout))
+        self.wait_deadline(crate::os::deadline::after(timeout))
     }
 
     /// [`wait`](Self::wait) against an absolute `CLOCK_MONOTONIC` deadline.
@@ -159,7 +159,7 @@ impl EventState {
             if self.word.load(Ordering::Acquire) != seen {
                 return true;
             }
-            if r == Wait::TimedOut || park::expired(deadline) {
+            if r == Wait::TimedOut || crate::os::deadline::passed(deadline) {
                 return false;
             }
         }

@@ -12,9 +12,10 @@ use serde::Serialize;
 use super::barrier::{self, BarrierState};
 use super::condition::{self, ConditionState};
 use super::event::{self, EventState};
-use super::lock::{self, status, LockState, MutexCore};
+use super::lock::{self, owner_of, status, LockState};
 use super::named::Layout;
 use super::rlock::{self, RLockState};
+use super::robust::MutexCore;
 use super::semaphore::{self, SemaphoreState};
 use crate::error::{Error, Result};
 use crate::os::atomic_copy;
@@ -42,17 +43,59 @@ pub enum SyncInfo {
     Barrier(BarrierInfo),
 }
 
-/// A lock holder and whether it still runs.
+/// A process attached to an object (a lock holder, a queue end) and whether it still runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct OwnerInfo {
-    /// Process id.
+    /// Its liveness token (`SPEC.md` §2.3).
+    pub token: u64,
+    /// The same token in hex, as its liveness file is named (exact for JSON readers).
+    pub token_hex: String,
+    /// Process id, in the process's own pid namespace.
     pub pid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// Process start time (clock ticks since boot).
-    pub start_time: u64,
+    /// The holding thread's number within its process (locks only; 0 otherwise).
+    pub thread: u32,
     /// Whether that process still runs.
     pub liveness: Liveness,
+    /// Its pid namespace (inode of `/proc/PID/ns/pid`), from its liveness file, if known.
+    pub pid_namespace: Option<u64>,
+    /// Its command name, from its liveness file, if known.
+    pub comm: Option<String>,
+}
+
+impl OwnerInfo {
+    /// Describe the process holding `token`, recorded with `pid` and `thread`.
+    pub(crate) fn new(token: u64, pid: u32, thread: u32) -> OwnerInfo {
+        let rec = crate::os::liveness::record(token);
+        OwnerInfo {
+            token,
+            token_hex: format!("{token:016x}"),
+            pid: rec
+                .as_ref()
+                .map_or(pid, |r| if pid == 0 { r.pid } else { pid }),
+            thread,
+            liveness: crate::os::liveness::liveness(token),
+            pid_namespace: rec.as_ref().map(|r| r.pid_ns).filter(|&n| n != 0),
+            comm: rec.map(|r| r.comm).filter(|c| !c.is_empty()),
+        }
+    }
+}
+
+impl fmt::Display for OwnerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(c) = &self.comm {
+            write!(f, " ({c})")?;
+        }
+        if self.thread != 0 {
+            write!(f, " thread #{}", self.thread)?;
+        }
+        let alive = match self.liveness {
+            Liveness::Alive => "alive",
+            Liveness::Dead => "dead",
+            Liveness::Unknown => "liveness unknown",
+        };
+        write!(f, ", {alive}, token {}", self.token_hex)
+    }
 }
 
 /// A [`Lock`](super::Lock) or [`RLock`](super::RLock).
@@ -67,6 +110,8 @@ pub struct LockInfo {
     pub owner: Option<OwnerInfo>,
     /// Recursion depth (1 for a held `Lock`).
     pub depth: u32,
+    /// Recorded waiters (dead ones included).
+    pub sleepers: u32,
 }
 
 /// A [`Semaphore`](super::Semaphore) or [`BoundedSemaphore`](super::BoundedSemaphore).
@@ -124,20 +169,19 @@ fn lock_info(core: &MutexCore) -> LockInfo {
         status::LOCKED => "locked",
         status::INCONSISTENT => "owner_died_unrepaired",
         status::NOT_RECOVERABLE => "not_recoverable",
+        status::INVALID => "invalid",
         _ => "invalid",
     };
     let locked = matches!(st, status::LOCKED | status::INCONSISTENT);
-    let owner = core.owner().filter(|_| locked).map(|o| OwnerInfo {
-        pid: o.pid,
-        tid: o.tid,
-        start_time: o.start_time,
-        liveness: o.liveness(),
-    });
+    let owner = owner_of(core)
+        .filter(|_| locked)
+        .map(|o| OwnerInfo::new(o.token, o.pid, o.thread));
     LockInfo {
         status,
         locked,
         owner,
         depth: if locked { core.depth() } else { 0 },
+        sleepers: core.sleepers(),
     }
 }
 
@@ -187,9 +231,9 @@ fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<
     // Acquire fence: pairs with the Release stores (and RMWs) of the processes that changed
     // the state, as the accessors' Acquire loads would on the mapping itself.
     fence(Ordering::Acquire);
-    // SAFETY: every byte of `copy` was written above; `S` is a `#[repr(C)]` state of atomics
-    // and `UnsafeCell`s of plain C data, valid for any bytes. It is never dropped (a
-    // `MaybeUninit`), so no destructor runs on a copy of someone else's state.
+    // SAFETY: every byte of `copy` was written above; `S` is a `#[repr(C)]` state of atomics,
+    // valid for any bytes. It is never dropped (a `MaybeUninit`), so no destructor runs on a
+    // copy of someone else's state.
     let s = unsafe { &*copy.as_ptr() };
     (layout.check)(s).map_err(|what| Error::corrupt(name, what))?;
     Ok(f(s))
@@ -255,13 +299,12 @@ impl fmt::Display for LockInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.owner, self.status) {
             (Some(o), st) => {
-                let alive = match o.liveness {
-                    Liveness::Alive => "alive",
-                    Liveness::Dead => "dead: the next acquirer gets OwnerDied",
-                    Liveness::Unknown => "liveness unknown",
-                };
                 let st = if st == "locked" { "locked".to_string() } else { format!("locked ({st})") };
-                write!(f, "{st} by pid {} (thread {}, {alive}), depth {}", o.pid, o.tid, self.depth)
+                write!(f, "{st} by {o}, depth {}", self.depth)?;
+                if o.liveness == Liveness::Dead {
+                    f.write_str(" (the holder is dead: the next acquirer gets OwnerDied)")?;
+                }
+                Ok(())
             }
             (None, "not_recoverable") => f.write_str(
                 "not recoverable: a dead owner's successor released it without make_consistent(); recreate it",

@@ -4,7 +4,6 @@
 //! shmkit's own owner record; [`Lock`] is the standalone named object holding one.
 //! `SPEC.md` §6.2 has the byte layout and what a death at each step leaves behind.
 
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -12,263 +11,76 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
+pub(crate) use super::robust::status;
+use super::robust::{self, Acquired, Block, Me, MutexCore, MutexError};
 use crate::error::Result;
-use crate::loom::{AtomicU32, AtomicU64, Ordering};
-use crate::os::mutex::{self, Locked, MutexError};
-use crate::os::process::{self, Liveness};
+use crate::os::liveness;
+use crate::os::process::Liveness;
 use crate::segment::Kind;
 
-/// `magic` of an initialised [`LockState`]: `"LCK1"` little-endian.
-pub(crate) const LOCK_MAGIC: u32 = u32::from_le_bytes(*b"LCK1");
-/// `magic` of an initialised `RLockState`: `"RLK1"` little-endian.
-pub(crate) const RLOCK_MAGIC: u32 = u32::from_le_bytes(*b"RLK1");
+/// `magic` of an initialised [`LockState`]: `"LCK2"` little-endian.
+pub(crate) const LOCK_MAGIC: u32 = u32::from_le_bytes(*b"LCK2");
+/// `magic` of an initialised `RLockState`: `"RLK2"` little-endian.
+pub(crate) const RLOCK_MAGIC: u32 = u32::from_le_bytes(*b"RLK2");
 
-/// Values of the `status` word.
-pub(crate) mod status {
-    /// Nobody holds it (or the holder is between its pthread lock and its first store).
-    pub const UNLOCKED: u32 = 0;
-    /// Held; `owner_*` say by whom.
-    pub const LOCKED: u32 = 1;
-    /// Held by a thread that got `OwnerDied` and has not called `make_consistent` yet.
-    pub const INCONSISTENT: u32 = 2;
-    /// Released while inconsistent: every later lock fails with `NotRecoverable`.
-    pub const NOT_RECOVERABLE: u32 = 3;
+/// The calling thread, as a lock records it: this process's liveness token (created on first
+/// use), this thread's number, and the pid for display. No system call after the first.
+pub(crate) fn me() -> std::result::Result<Me, MutexError> {
+    let token = liveness::current().map_err(|e| MutexError::Os(e.raw_os_error().unwrap_or(0)))?;
+    Ok(Me {
+        token,
+        thread: robust::thread_number(),
+        pid: liveness::current_pid(),
+    })
 }
 
-/// The part shared by [`LockState`] and [`RLockState`](super::RLockState): glibc's robust,
-/// process-shared mutex and the owner record shmkit keeps beside it.
-///
-/// | offset | size | field | meaning |
-/// |---|---|---|---|
-/// | 0 | 4 | `magic` | `"LCK1"` / `"RLK1"`: initialised, and which kind |
-/// | 4 | 4 | `status` | [`status`] values 0..=3 |
-/// | 8 | 4 | `owner_pid` | pid of the holder, 0 when free |
-/// | 12 | 4 | `owner_tid` | its thread id |
-/// | 16 | 8 | `owner_start` | its process start time (clock ticks since boot) |
-/// | 24 | 4 | `depth` | recursion depth (1 for a held `Lock`) |
-/// | 28 | 4 | reserved | 0 |
-/// | 32 | 40 | `mutex` | `pthread_mutex_t` (robust, pshared; size is glibc's) |
-#[repr(C)]
-pub(crate) struct MutexCore {
-    magic: AtomicU32,
-    status: AtomicU32,
-    owner_pid: AtomicU32,
-    owner_tid: AtomicU32,
-    owner_start: AtomicU64,
-    depth: AtomicU32,
-    reserved: AtomicU32,
-    mutex: UnsafeCell<libc::pthread_mutex_t>,
-}
-
-const _: () =
-    assert!(std::mem::size_of::<MutexCore>() == 32 + std::mem::size_of::<libc::pthread_mutex_t>());
-const _: () = assert!(std::mem::align_of::<MutexCore>() == 8);
-const _: () = assert!(std::mem::offset_of!(MutexCore, mutex) == 32);
-
-// SAFETY: the pthread mutex is process-shared and made for concurrent use from any thread;
-// every other field is an atomic.
-unsafe impl Sync for MutexCore {}
-// SAFETY: as above; nothing in it is tied to the creating thread.
-unsafe impl Send for MutexCore {}
-
-/// How long a lock call may block.
-#[derive(Clone, Copy)]
-pub(crate) enum Block {
-    No,
-    Until(Option<Instant>),
+/// Whether the process a liveness token names is gone (for the lock's takeover rule).
+pub(crate) fn is_dead(token: u64) -> bool {
+    liveness::liveness(token) == Liveness::Dead
 }
 
 /// A process that held (or holds) a lock, as recorded in its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Owner {
-    /// Process id.
+    /// Its liveness token (`SPEC.md` §2.3): what identifies the process, in any pid
+    /// namespace and across pid reuse.
+    pub token: u64,
+    /// Its process id, in its own pid namespace (recorded for display).
     pub pid: u32,
-    /// Thread id (as `gettid` reports it).
-    pub tid: u32,
-    /// Process start time (clock ticks since boot, field 22 of `/proc/PID/stat`); with the pid
-    /// it identifies the process even after the pid is reused.
-    pub start_time: u64,
+    /// The holding thread's number within its process (shmkit's, not the kernel's tid).
+    pub thread: u32,
 }
 
 impl Owner {
-    /// Whether that process still runs.
+    /// Whether that process still runs (a liveness query: three system calls).
     pub fn liveness(&self) -> Liveness {
-        process::liveness(self.pid, self.start_time)
+        liveness::liveness(self.token)
     }
 }
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {} (thread {})", self.pid, self.tid)
+        write!(f, "pid {} (thread #{})", self.pid, self.thread)
     }
 }
 
-impl MutexCore {
-    /// # Safety
-    ///
-    /// `p` is valid for writes of a `MutexCore`, 8-byte aligned, and nobody uses it yet.
-    pub(crate) unsafe fn init(p: *mut MutexCore, magic: u32) -> std::io::Result<()> {
-        // SAFETY: per the contract, every field pointer is valid for writes and unaliased.
-        unsafe {
-            std::ptr::addr_of_mut!((*p).magic).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*p).status).write(AtomicU32::new(status::UNLOCKED));
-            std::ptr::addr_of_mut!((*p).owner_pid).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*p).owner_tid).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*p).owner_start).write(AtomicU64::new(0));
-            std::ptr::addr_of_mut!((*p).depth).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*p).reserved).write(AtomicU32::new(0));
-            mutex::init(
-                std::ptr::addr_of_mut!((*p).mutex).cast(),
-                magic == RLOCK_MAGIC,
-            )?;
-            // Release pairs with the Acquire in `check`: whoever sees the magic sees an
-            // initialised mutex (in a segment the header's READY publishes it anyway).
-            (*p).magic.store(magic, Ordering::Release);
-        }
-        Ok(())
-    }
+/// The recorded holder of `core`, if any (a racy snapshot unless the caller holds it).
+pub(crate) fn owner_of(core: &MutexCore) -> Option<Owner> {
+    let token = core.owner_word() >> 2;
+    let (pid, thread) = core.holder_record();
+    (token != 0).then_some(Owner { token, pid, thread })
+}
 
-    pub(crate) fn check(&self, magic: u32) -> std::result::Result<(), String> {
-        // Acquire pairs with the Release in `init`.
-        let m = self.magic.load(Ordering::Acquire);
-        if m != magic {
-            return Err(format!(
-                "lock magic is {m:#010x}, expected {magic:#010x} (not initialised?)"
-            ));
-        }
-        let s = self.status.load(Ordering::Relaxed); // a snapshot for validation only
-        if s > status::NOT_RECOVERABLE {
-            return Err(format!("lock status word is {s}, expected 0..=3"));
-        }
-        Ok(())
-    }
-
-    fn raw(&self) -> *mut libc::pthread_mutex_t {
-        self.mutex.get()
-    }
-
-    /// Lock; on success returns the previous owner if it died holding the lock.
-    pub(crate) fn acquire(
-        &self,
-        block: Block,
-        recursive: bool,
-    ) -> Result<Option<Owner>, MutexError> {
-        // SAFETY: `self` is an initialised MutexCore (constructors check the magic) in memory
-        // mapped for at least the lifetime of `&self`.
-        let r = unsafe {
-            match block {
-                Block::No => mutex::try_lock(self.raw()),
-                Block::Until(d) => mutex::lock(self.raw(), d),
-            }
-        };
-        let me = mutex::me();
-        // The owner fields are written and read under the mutex, which orders them (its lock
-        // is an acquire, its unlock a release), so Relaxed suffices; `shmkit info` reads them
-        // without the mutex as a racy snapshot.
-        match r {
-            Ok(Locked::Ok) => {
-                if recursive
-                    && self.depth.load(Ordering::Relaxed) > 0
-                    && self.owner_pid.load(Ordering::Relaxed) == me.pid
-                    && self.owner_tid.load(Ordering::Relaxed) == me.tid
-                {
-                    self.depth.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.record(me, status::LOCKED);
-                }
-                Ok(None)
-            }
-            Ok(Locked::OwnerDied) => {
-                let dead = self.owner();
-                self.record(me, status::INCONSISTENT);
-                Ok(Some(dead.unwrap_or(Owner {
-                    pid: 0,
-                    tid: 0,
-                    start_time: 0,
-                })))
-            }
-            Err(MutexError::NotRecoverable) => {
-                self.status
-                    .store(status::NOT_RECOVERABLE, Ordering::Relaxed);
-                Err(MutexError::NotRecoverable)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn record(&self, me: mutex::Me, st: u32) {
-        self.owner_pid.store(me.pid, Ordering::Relaxed);
-        self.owner_tid.store(me.tid, Ordering::Relaxed);
-        self.owner_start.store(me.start, Ordering::Relaxed);
-        self.depth.store(1, Ordering::Relaxed);
-        self.status.store(st, Ordering::Relaxed);
-    }
-
-    /// Whether the calling thread holds it, per the owner record.
-    pub(crate) fn held_by_me(&self) -> bool {
-        let me = mutex::me();
-        let st = self.status.load(Ordering::Relaxed);
-        (st == status::LOCKED || st == status::INCONSISTENT)
-            && self.owner_pid.load(Ordering::Relaxed) == me.pid
-            && self.owner_tid.load(Ordering::Relaxed) == me.tid
-    }
-
-    /// Release one level. Refuses (without touching anything) if the calling thread is not
-    /// the recorded owner.
-    pub(crate) fn release(&self) -> Result<(), MutexError> {
-        if !self.held_by_me() {
-            return Err(MutexError::NotOwner);
-        }
-        self.release_held()
-    }
-
-    /// Release one level held by the calling thread (a guard proves it: guards are not
-    /// `Send`). Clears the record before unlocking, so that a recorded owner always holds it;
-    /// `owner_tid` and `owner_start` are left as they were (they mean something only while
-    /// `owner_pid != 0`).
-    pub(crate) fn release_held(&self) -> Result<(), MutexError> {
-        let depth = self.depth.load(Ordering::Relaxed);
-        if depth > 1 {
-            self.depth.store(depth - 1, Ordering::Relaxed);
-        } else {
-            // Clear the record before unlocking, so that a recorded owner always holds it.
-            let st = self.status.load(Ordering::Relaxed);
-            let next = if st == status::INCONSISTENT {
-                status::NOT_RECOVERABLE
-            } else {
-                status::UNLOCKED
-            };
-            self.status.store(next, Ordering::Relaxed);
-            self.depth.store(0, Ordering::Relaxed);
-            self.owner_pid.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: initialised and mapped (see `acquire`).
-        unsafe { mutex::unlock(self.raw()) }
-    }
-
-    pub(crate) fn make_consistent(&self) -> Result<(), MutexError> {
-        // SAFETY: initialised and mapped (see `acquire`).
-        unsafe { mutex::make_consistent(self.raw()) }?;
-        self.status.store(status::LOCKED, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// The recorded owner, if any (a racy snapshot unless the caller holds the lock).
-    pub(crate) fn owner(&self) -> Option<Owner> {
-        let pid = self.owner_pid.load(Ordering::Relaxed);
-        (pid != 0).then(|| Owner {
-            pid,
-            tid: self.owner_tid.load(Ordering::Relaxed),
-            start_time: self.owner_start.load(Ordering::Relaxed),
-        })
-    }
-
-    pub(crate) fn status_word(&self) -> u32 {
-        self.status.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn depth(&self) -> u32 {
-        self.depth.load(Ordering::Relaxed)
+/// Acquire `core` for the calling thread; `Ok(Some(owner))` when taken from a dead owner.
+pub(crate) fn acquire_core(
+    core: &MutexCore,
+    block: Block,
+    recursive: bool,
+) -> std::result::Result<(Me, Option<Owner>), MutexError> {
+    let me = me()?;
+    match core.acquire(me, block, recursive, &is_dead)? {
+        Acquired::Ok => Ok((me, None)),
+        Acquired::OwnerDied { token, pid, thread } => Ok((me, Some(Owner { token, pid, thread }))),
     }
 }
 
@@ -297,7 +109,8 @@ pub enum LockError<G> {
     NotOwner,
     /// A recursive lock's depth would overflow.
     TooDeep,
-    /// Any other error from the C library (e.g. `EINVAL` for a corrupt mutex).
+    /// This process could not get its liveness token (`/dev/shm` full or not writable:
+    /// the OS error number).
     Os(i32),
 }
 
@@ -372,70 +185,66 @@ impl<G> fmt::Display for LockError<G> {
             LockError::Deadlock => f.write_str("this thread already holds the lock (it is not recursive)"),
             LockError::NotOwner => f.write_str("this thread does not hold the lock"),
             LockError::TooDeep => f.write_str("the recursive lock's depth would overflow"),
-            LockError::Os(e) => write!(f, "lock failed: {}", std::io::Error::from_raw_os_error(*e)),
+            LockError::Os(e) => write!(
+                f,
+                "lock failed: cannot create this process's liveness token: {}",
+                std::io::Error::from_raw_os_error(*e)
+            ),
         }
     }
 }
 
 impl<G> std::error::Error for LockError<G> {}
 
-/// The state of a robust, process-shared, non-recursive lock: `#[repr(C)]`, 72 bytes on
-/// x86-64 glibc (32 + `size_of::<libc::pthread_mutex_t>()`), 8-byte aligned. It can be placed
-/// inside any shmkit object ([`LockState::init`]), or used through a named [`Lock`], which
-/// derefs to it.
+/// The state of a robust, process-shared, non-recursive lock: `#[repr(C)]`, 32 bytes,
+/// 8-byte aligned, no pointers (`SPEC.md` §6.2). It can be placed inside any shmkit object
+/// ([`LockState::init`]), or used through a named [`Lock`], which derefs to it.
 ///
-/// Robust: if the holder dies (process killed, thread exited) while holding it, the next
-/// caller acquires it with [`LockError::OwnerDied`].
+/// Robust: if the holding *process* dies (killed, crashed, exited) while holding it, the next
+/// caller acquires it with [`LockError::OwnerDied`]. A waiter notices a dead holder within
+/// about 20 ms; `try_lock` notices at once (it asks the holder's liveness, three system
+/// calls, when the lock is held).
 ///
 /// Unlike Python's `multiprocessing.Lock`, only the holder can release it (the guard does,
 /// and the guard is not `Send`), and a second `lock` by the holder fails with
 /// [`LockError::Deadlock`] instead of blocking forever.
 ///
-/// All participants must use the same C library (glibc): the mutex's bytes are glibc's.
+/// A thread that exits holding the lock while its process goes on is *not* detected: the
+/// lock stays held by that process until it exits (`SPEC.md` §6.2 says why). Leaking a guard
+/// (`mem::forget`) is safe and has the same effect.
 ///
 /// ```
 /// use shmkit::sync::LockState;
-/// let state = LockState::new()?; // on the heap; shared memory works the same
+/// let state = LockState::new(); // on the heap; shared memory works the same
 /// {
 ///     let _guard = state.lock().unwrap();
 ///     assert!(state.is_locked());
 /// }
 /// assert!(!state.is_locked());
-/// # Ok::<(), std::io::Error>(())
 /// ```
 #[repr(C)]
 pub struct LockState {
     pub(crate) core: MutexCore,
 }
 
-const _: () = assert!(std::mem::size_of::<LockState>() == std::mem::size_of::<MutexCore>());
+const _: () = assert!(std::mem::size_of::<LockState>() == 32);
 
 impl fmt::Debug for LockState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockState")
             .field("status", &self.core.status_word())
-            .field("owner", &self.core.owner())
+            .field("owner", &owner_of(&self.core))
             .finish_non_exhaustive()
     }
 }
 
 impl LockState {
-    /// A new, unlocked lock on the heap (boxed, because a pthread mutex must not move once it
-    /// is in use). For one inside shared memory use [`init`](Self::init).
-    pub fn new() -> std::io::Result<Box<LockState>> {
-        let b = Box::new(std::mem::MaybeUninit::<LockState>::uninit());
-        let p = Box::into_raw(b).cast::<LockState>();
-        // SAFETY: fresh, aligned heap memory nobody else can reach.
-        match unsafe { Self::init(p) } {
-            // SAFETY: `init` initialised every field.
-            Ok(()) => Ok(unsafe { Box::from_raw(p) }),
-            Err(e) => {
-                // SAFETY: the allocation came from the Box above; nothing in it needs
-                // dropping.
-                drop(unsafe { Box::from_raw(p.cast::<std::mem::MaybeUninit<LockState>>()) });
-                Err(e)
-            }
-        }
+    /// A new, unlocked lock on the heap (boxed, so that it has a stable address like one in
+    /// shared memory). For one inside shared memory use [`init`](Self::init).
+    pub fn new() -> Box<LockState> {
+        Box::new(LockState {
+            core: MutexCore::new(LOCK_MAGIC),
+        })
     }
 
     /// Initialise a lock in place (unlocked), e.g. inside a segment's payload before the
@@ -443,23 +252,25 @@ impl LockState {
     ///
     /// # Safety
     ///
-    /// `at` must be valid for writes of `size_of::<LockState>()` bytes, 8-byte aligned, stay
-    /// mapped for as long as anyone uses the lock, and no thread in any process may be using
-    /// a lock there while it is initialised.
-    pub unsafe fn init(at: *mut LockState) -> std::io::Result<()> {
+    /// `at` must be valid for writes of `size_of::<LockState>()` bytes, 8-byte aligned, and
+    /// no thread in any process may be using a lock there while it is initialised.
+    pub unsafe fn init(at: *mut LockState) {
         // SAFETY: forwarded contract; `core` is at offset 0 of a repr(C) struct.
         unsafe { MutexCore::init(std::ptr::addr_of_mut!((*at).core), LOCK_MAGIC) }
     }
 
-    /// View an initialised lock in memory, after checking its magic and status words.
+    /// View an initialised lock in memory, after checking its magic.
+    ///
+    /// Any bytes are a valid `LockState` (every field is an atomic and every owner word has a
+    /// meaning), so a lock that another process scribbled over can fail, block until a
+    /// timeout, or be handed out wrongly, but cannot make this process misbehave otherwise.
     ///
     /// # Safety
     ///
     /// `at` must be 8-byte aligned and valid for reads and writes of `size_of::<LockState>()`
-    /// bytes for `'a`, and hold a lock initialised by [`init`](Self::init) (a wrong magic is
-    /// reported as an error, but a torn or garbage pthread mutex is glibc's to interpret).
+    /// bytes for `'a`.
     pub unsafe fn from_ptr<'a>(at: *const LockState) -> std::result::Result<&'a LockState, String> {
-        // SAFETY: per the contract; all fields are interior-mutable, so `&` is sound.
+        // SAFETY: per the contract; all fields are atomics, so `&` is sound.
         let s = unsafe { &*at };
         s.core.check(LOCK_MAGIC)?;
         Ok(s)
@@ -470,16 +281,17 @@ impl LockState {
         self.acquire(Block::Until(None))
     }
 
-    /// Take the lock if it is free, else [`LockError::WouldBlock`].
+    /// Take the lock if it is free (or its holder is dead: `OwnerDied`), else
+    /// [`LockError::WouldBlock`].
     ///
     /// ```
-    /// # let state = shmkit::sync::LockState::new()?;
+    /// # let state = shmkit::sync::LockState::new();
     /// let g = state.try_lock().unwrap();
     /// let busy = std::thread::scope(|s| {
     ///     s.spawn(|| matches!(state.try_lock(), Err(shmkit::sync::LockError::WouldBlock))).join().unwrap()
     /// });
     /// assert!(busy);
-    /// # drop(g); Ok::<(), std::io::Error>(())
+    /// # drop(g);
     /// ```
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Block::No)
@@ -491,7 +303,7 @@ impl LockState {
         &self,
         timeout: Duration,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.acquire(Block::Until(crate::sync::deadline_after(Some(timeout))))
+        self.acquire(Block::Until(crate::os::deadline::after(Some(timeout))))
     }
 
     /// Block until `deadline` (`None`: forever).
@@ -506,14 +318,16 @@ impl LockState {
         &self,
         block: Block,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        match self.core.acquire(block, false) {
-            Ok(None) => Ok(LockGuard {
+        match acquire_core(&self.core, block, false) {
+            Ok((me, None)) => Ok(LockGuard {
                 lock: self,
+                me,
                 previous_owner: None,
                 _not_send: PhantomData,
             }),
-            Ok(Some(dead)) => Err(LockError::OwnerDied(LockGuard {
+            Ok((me, Some(dead))) => Err(LockError::OwnerDied(LockGuard {
                 lock: self,
+                me,
                 previous_owner: Some(dead),
                 _not_send: PhantomData,
             })),
@@ -531,7 +345,7 @@ impl LockState {
 
     /// The recorded holder, if any (a snapshot).
     pub fn owner(&self) -> Option<Owner> {
-        self.core.owner()
+        owner_of(&self.core).filter(|_| self.is_locked())
     }
 
     /// Whether a dead owner's successor released it unrepaired (every lock call now fails).
@@ -540,11 +354,16 @@ impl LockState {
     }
 }
 
-/// Holds a [`LockState`] (or [`Lock`]); unlocks when dropped. Not `Send`: a pthread mutex is
-/// owned by a thread.
+/// Holds a [`LockState`] (or [`Lock`]); unlocks when dropped. Not `Send`: the lock records
+/// its holding thread.
+///
+/// A guard inherited by a `fork()`ed child is not the child's: dropping it there changes
+/// nothing (the parent still holds the lock), and `make_consistent` there fails with
+/// [`LockError::NotOwner`].
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a LockState,
+    me: Me,
     previous_owner: Option<Owner>,
     _not_send: PhantomData<*const ()>,
 }
@@ -563,24 +382,26 @@ impl<'a> LockGuard<'a> {
     ///
     /// ```
     /// use shmkit::sync::{LockError, LockState};
-    /// let state = LockState::new()?;
-    /// // A thread that exits holding the lock counts as a dead owner too.
-    /// std::thread::scope(|s| s.spawn(|| std::mem::forget(state.lock().unwrap())).join().unwrap());
+    /// # fn repair() {}
+    /// let state = LockState::new();
     /// match state.lock() {
+    ///     Ok(_guard) => { /* the data is consistent */ }
     ///     Err(LockError::OwnerDied(mut guard)) => {
-    ///         assert!(guard.previous_owner().is_some());
-    ///         // ... repair what the dead owner left half-done ...
-    ///         guard.make_consistent().unwrap();
+    ///         // A process died holding it: repair what it left half-done, then say so.
+    ///         repair();
+    ///         guard.make_consistent()?;
     ///     }
-    ///     other => panic!("expected OwnerDied, got {other:?}"),
+    ///     Err(e) => return Err(e.without_guard().into()),
     /// }
-    /// assert!(state.lock().is_ok());
-    /// # Ok::<(), std::io::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn make_consistent(&mut self) -> std::result::Result<(), LockError<()>> {
+        if !liveness::is_current(self.me.token) {
+            return Err(LockError::NotOwner);
+        }
         self.lock
             .core
-            .make_consistent()
+            .make_consistent(self.me)
             .map_err(LockError::from_mutex)?;
         self.previous_owner = None;
         Ok(())
@@ -605,14 +426,16 @@ impl<'a> LockGuard<'a> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        // Cannot fail for a guard: this thread holds the lock and is its recorded owner.
-        let _ = self.lock.core.release_held();
+        // In a fork()ed child the guard is the parent's: leave the lock alone.
+        if liveness::is_current(self.me.token) {
+            self.lock.core.release_held();
+        }
     }
 }
 
 const LOCK_FINGERPRINT: u64 = fingerprint_with(
-    b"shmkit lock v1: magic u32, status u32, owner_pid u32, owner_tid u32, owner_start u64, depth u32, reserved u32, glibc robust pshared errorcheck pthread_mutex_t at 32",
-    std::mem::size_of::<libc::pthread_mutex_t>(),
+    b"shmkit lock v2: magic u32, depth u32, owner u64 (token<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32",
+    32,
 );
 
 pub(crate) fn layout() -> Layout<LockState> {
@@ -626,7 +449,8 @@ pub(crate) fn layout() -> Layout<LockState> {
 fn init_lock(p: *mut LockState) -> std::io::Result<()> {
     // SAFETY: `p` is the zeroed, unpublished payload of a segment we are creating: sized for
     // a LockState, 64-byte aligned, and unreachable by others until it is published.
-    unsafe { LockState::init(p) }
+    unsafe { LockState::init(p) };
+    Ok(())
 }
 
 /// A named, robust, process-shared lock: a segment of kind [`Kind::LOCK`] holding a
@@ -701,7 +525,7 @@ mod tests {
 
     #[test]
     fn relock_is_deadlock_and_timeout_times_out() {
-        let s = LockState::new().unwrap();
+        let s = LockState::new();
         let g = s.lock().unwrap();
         assert!(matches!(
             s.lock_timeout(Duration::from_millis(1)),
@@ -721,17 +545,21 @@ mod tests {
         assert_eq!(s.owner(), None);
     }
 
+    /// A holder whose token is dead (a process that is gone) is taken over with OwnerDied;
+    /// releasing without repair makes it not recoverable.
     #[test]
     fn unrepaired_owner_death_makes_it_not_recoverable() {
-        let s = LockState::new().unwrap();
-        std::thread::scope(|sc| {
-            sc.spawn(|| std::mem::forget(s.lock().unwrap()))
-                .join()
-                .unwrap()
-        });
-        assert!(s.owner().is_some());
+        let s = LockState::new();
+        let ghost = Me {
+            token: 0x1234_5678_9abc, // no liveness file: dead
+            thread: 1,
+            pid: 4_000_000,
+        };
+        s.core.acquire(ghost, Block::No, false, &|_| false).unwrap();
+        assert_eq!(s.owner().unwrap().pid, 4_000_000);
         let g = s.lock().unwrap_err().into_guard().unwrap();
         assert!(g.needs_repair());
+        assert_eq!(g.previous_owner().unwrap().token, ghost.token);
         drop(g);
         assert!(s.is_not_recoverable());
         assert!(matches!(s.lock(), Err(LockError::NotRecoverable)));
@@ -739,10 +567,68 @@ mod tests {
     }
 
     #[test]
+    fn repaired_owner_death_unlocks_normally() {
+        let s = LockState::new();
+        let ghost = Me {
+            token: 0x1234_5678_9abd,
+            thread: 1,
+            pid: 4_000_001,
+        };
+        s.core.acquire(ghost, Block::No, false, &|_| false).unwrap();
+        // A blocking lock notices the dead holder after its spin.
+        let mut g = s
+            .lock_timeout(Duration::from_secs(10))
+            .unwrap_err()
+            .into_guard()
+            .unwrap();
+        g.make_consistent().unwrap();
+        drop(g);
+        assert!(s.try_lock().is_ok());
+    }
+
+    /// Any owner word a peer can write is handled: a lock call fails, times out or takes it
+    /// over, and never panics.
+    #[test]
+    fn hostile_owner_words_are_handled() {
+        for w in [
+            1u64,
+            2,
+            3,
+            4,
+            7,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (u64::MAX >> 2) << 2,
+        ] {
+            let s = LockState::new();
+            s.core.set_owner_word_for_test(w);
+            let r = s
+                .lock_timeout(Duration::from_millis(50))
+                .map(drop)
+                .map_err(|e| e.without_guard());
+            match r {
+                Ok(()) | Err(LockError::OwnerDied(())) | Err(LockError::NotRecoverable) => {}
+                Err(LockError::Timeout) => panic!("word {w:#x}: nobody alive holds it"),
+                Err(e) => panic!("word {w:#x}: {e}"),
+            }
+        }
+    }
+
+    #[test]
     fn bad_magic_is_an_error() {
-        let s = LockState::new().unwrap();
-        s.core.magic.store(7, Ordering::Relaxed);
-        // SAFETY: a valid, aligned LockState.
-        assert!(unsafe { LockState::from_ptr(&*s) }.is_err());
+        let s = LockState::new();
+        let mut bytes = [0u64; 4];
+        // SAFETY: plain copy of a 32-byte POD-like state (all atomics) into a buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&*s as *const LockState).cast::<u64>(),
+                bytes.as_mut_ptr(),
+                4,
+            )
+        };
+        bytes[0] = 7;
+        // SAFETY: a valid, aligned buffer of the right size.
+        assert!(unsafe { LockState::from_ptr(bytes.as_ptr().cast()) }.is_err());
     }
 }

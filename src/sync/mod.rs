@@ -6,8 +6,8 @@
 //! `Event::open("name")`, …) in a segment of its own kind. `SPEC.md` §6 gives each layout,
 //! each protocol, and what a process killed at each step leaves behind.
 //!
-//! Under `cfg(loom)` only the futex-word protocols are compiled (the pthread-based locks, the
-//! condition's lock half and the named handles are not modelled).
+//! Under `cfg(loom)` only the futex-word protocols are compiled, the lock's included
+//! (`robust.rs`); the handles, which need liveness tokens and segments, are not modelled.
 
 mod barrier;
 mod condition;
@@ -21,6 +21,7 @@ mod named;
 mod park;
 #[cfg(not(loom))]
 mod rlock;
+mod robust;
 mod semaphore;
 mod waiter;
 
@@ -45,5 +46,4 @@ pub use rlock::{RLock, RLockGuard, RLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
-pub(crate) use waiter::deadline_after;
 pub use waiter::{Timeout, WaitQueue};

@@ -1,21 +1,30 @@
-//! Parking on a futex word with a sleeper count: the two halves every futex-word primitive
-//! (Event, Semaphore) uses, so that the waking side makes no system call when nobody sleeps.
+//! The one futex-word handshake: how every shmkit primitive sleeps on a 32-bit word in shared
+//! memory and is woken, with a sleeper count so that the waking side makes no system call when
+//! nobody sleeps. `Event`, `Semaphore`, `WaitQueue` (and through it `Condition`, the locks and
+//! the queues) all park and unpark here, and nowhere else (`SPEC.md` §5.1).
 //!
-//! Protocol (the same Dekker pattern as `WaitQueue`, with a `SeqCst` fence on each side): a
-//! waiter increments `sleepers`, fences, then `FUTEX_WAIT`s on `word` with the value it last
-//! saw (the kernel re-checks the value atomically), then decrements `sleepers`. A waker
-//! changes `word` with an RMW, fences, reads `sleepers`, and calls `FUTEX_WAKE` only if it is
-//! non-zero. Whichever fence is first in the `SeqCst` order, the other side's later read sees
-//! the first side's write: either the waker sees the sleeper, or the kernel's check sees the
-//! new word and the waiter does not sleep. (`fence_after_rmw` is a compiler fence on x86-64,
-//! where the preceding locked RMW is already a full barrier, and a real fence elsewhere and
-//! under loom.) A waiter killed while parked leaves `sleepers` one too high, which only costs
-//! later wakers a needless system call.
+//! Protocol, a Dekker pattern over two locations (`word`, `sleepers`):
+//! - a waiter that saw `word == expected` increments `sleepers` (a `SeqCst` RMW), reads `word`
+//!   again (`SeqCst`), and only if it still holds `expected` calls `FUTEX_WAIT(word,
+//!   expected)` (the kernel compares once more, atomically with queueing the sleeper); then it
+//!   decrements `sleepers`;
+//! - a waker changes `word` with a `SeqCst` RMW, then reads `sleepers` (`SeqCst`) and calls
+//!   `FUTEX_WAKE` only if it is non-zero.
+//!
+//! All four accesses are `SeqCst`, so they lie in one total order: if the waker's read of
+//! `sleepers` misses the waiter's increment, the increment comes after it in that order, so
+//! the waiter's re-read of `word` comes after the waker's change and sees it; the waiter does
+//! not sleep. Otherwise the waker sees the sleeper and wakes it (a waiter between its re-read
+//! and its `FUTEX_WAIT` gets `EAGAIN` from the kernel's compare). See
+//! [`loom_sc_fence`](crate::loom::loom_sc_fence) for why loom checks the fence formulation.
+//!
+//! A waiter killed while parked leaves `sleepers` one too high, which only costs later wakers
+//! a needless system call. A 32-bit count does not realistically overflow.
 
 use std::time::Instant;
 
 use crate::loom::futex::{self, Wait};
-use crate::loom::{fence_after_rmw, AtomicU32, Ordering};
+use crate::loom::{loom_sc_fence, AtomicU32, Ordering};
 
 /// How many times a waiter polls before it parks.
 #[cfg(not(loom))]
@@ -32,32 +41,27 @@ pub(crate) fn park(
     expected: u32,
     deadline: Option<Instant>,
 ) -> Wait {
-    // Relaxed: ordered by the fence right after it (pairs with the fence in `unpark`).
-    sleepers.fetch_add(1, Ordering::Relaxed);
-    fence_after_rmw();
-    let r = futex::wait(word, expected, deadline);
+    // SeqCst: the waiter's write of the handshake (module docs); pairs with the SeqCst load of
+    // `sleepers` in `unpark`.
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    loom_sc_fence();
+    // SeqCst: the waiter's read of the handshake; pairs with the waker's SeqCst RMW of `word`.
+    let r = if word.load(Ordering::SeqCst) != expected {
+        Wait::Retry
+    } else {
+        futex::wait(word, expected, deadline)
+    };
     // Relaxed: an over-count only costs a waker a needless system call.
     sleepers.fetch_sub(1, Ordering::Relaxed);
     r
 }
 
-/// Wake up to `n` sleepers on `word`, if there are any. Call after changing `word` with an
-/// RMW (SeqCst).
+/// Wake up to `n` sleepers on `word`, if there are any. Call right after changing `word`
+/// with a `SeqCst` read-modify-write (the waker's write of the handshake).
 pub(crate) fn unpark(word: &AtomicU32, sleepers: &AtomicU32, n: u32) {
-    // Pairs with the fence in `park` (module docs); the caller's change of `word` was an RMW.
-    fence_after_rmw();
-    // Relaxed: ordered by the fence.
-    if sleepers.load(Ordering::Relaxed) != 0 {
+    loom_sc_fence();
+    // SeqCst: the waker's read of the handshake; pairs with the SeqCst increment in `park`.
+    if sleepers.load(Ordering::SeqCst) != 0 {
         futex::wake(word, n);
     }
-}
-
-/// Whether `deadline` has passed.
-pub(crate) fn expired(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
-
-/// `timeout` from now as a deadline (`None`, or a timeout too large to represent: none).
-pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> {
-    super::deadline_after(timeout)
 }

@@ -4,43 +4,44 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::lock::{status, Block, LockError, MutexCore, Owner, RLOCK_MAGIC};
+use super::lock::{acquire_core, me, owner_of, status, LockError, Owner, RLOCK_MAGIC};
 use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
+use super::robust::{Block, Me, MutexCore};
 use crate::error::Result;
+use crate::os::liveness;
 use crate::segment::Kind;
 
-/// The state of a robust, process-shared, recursive lock: the same 72-byte layout as
-/// [`LockState`](super::LockState) (magic `"RLK1"`), with a `PTHREAD_MUTEX_RECURSIVE` mutex.
-/// The holding thread may lock it again; each guard releases one level, and the lock is free
-/// when the depth returns to 0. Owner (pid, thread, start time) and depth are recorded in the
-/// state, so `shmkit info` can show them.
+/// The state of a robust, process-shared, recursive lock: the same 32-byte layout as
+/// [`LockState`](super::LockState) (magic `"RLK2"`). The holding thread may lock it again;
+/// each guard releases one level, and the lock is free when the depth returns to 0. Owner
+/// (liveness token, pid, thread number) and depth are recorded in the state, so
+/// `shmkit info` can show them.
 ///
 /// As in Python, releasing an `RLock` the calling thread does not hold is an error
 /// ([`LockError::NotOwner`] from [`release`](Self::release)).
 ///
 /// ```
 /// use shmkit::sync::RLockState;
-/// let r = RLockState::new()?;
+/// let r = RLockState::new();
 /// let a = r.lock().unwrap();
 /// let b = r.lock().unwrap(); // same thread: fine
 /// assert_eq!(r.depth(), 2);
 /// drop(b);
 /// drop(a);
 /// assert_eq!(r.depth(), 0);
-/// # Ok::<(), std::io::Error>(())
 /// ```
 #[repr(C)]
 pub struct RLockState {
     pub(crate) core: MutexCore,
 }
 
-const _: () = assert!(std::mem::size_of::<RLockState>() == std::mem::size_of::<MutexCore>());
+const _: () = assert!(std::mem::size_of::<RLockState>() == 32);
 
 impl fmt::Debug for RLockState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLockState")
             .field("status", &self.core.status_word())
-            .field("owner", &self.core.owner())
+            .field("owner", &owner_of(&self.core))
             .field("depth", &self.core.depth())
             .finish_non_exhaustive()
     }
@@ -49,20 +50,11 @@ impl fmt::Debug for RLockState {
 type RLockResult<'a> = std::result::Result<RLockGuard<'a>, LockError<RLockGuard<'a>>>;
 
 impl RLockState {
-    /// A new, unlocked recursive lock on the heap (boxed: a pthread mutex must not move).
-    pub fn new() -> std::io::Result<Box<RLockState>> {
-        let p = Box::into_raw(Box::new(std::mem::MaybeUninit::<RLockState>::uninit()))
-            .cast::<RLockState>();
-        // SAFETY: fresh, aligned heap memory nobody else can reach.
-        match unsafe { Self::init(p) } {
-            // SAFETY: `init` initialised every field.
-            Ok(()) => Ok(unsafe { Box::from_raw(p) }),
-            Err(e) => {
-                // SAFETY: the allocation came from the Box above; nothing needs dropping.
-                drop(unsafe { Box::from_raw(p.cast::<std::mem::MaybeUninit<RLockState>>()) });
-                Err(e)
-            }
-        }
+    /// A new, unlocked recursive lock on the heap.
+    pub fn new() -> Box<RLockState> {
+        Box::new(RLockState {
+            core: MutexCore::new(RLOCK_MAGIC),
+        })
     }
 
     /// Initialise a recursive lock in place (unlocked).
@@ -70,12 +62,12 @@ impl RLockState {
     /// # Safety
     ///
     /// As for [`LockState::init`](super::LockState::init).
-    pub unsafe fn init(at: *mut RLockState) -> std::io::Result<()> {
+    pub unsafe fn init(at: *mut RLockState) {
         // SAFETY: forwarded contract; `core` is at offset 0 of a repr(C) struct.
         unsafe { MutexCore::init(std::ptr::addr_of_mut!((*at).core), RLOCK_MAGIC) }
     }
 
-    /// View an initialised recursive lock in memory, after checking its magic and status.
+    /// View an initialised recursive lock in memory, after checking its magic.
     ///
     /// # Safety
     ///
@@ -83,7 +75,7 @@ impl RLockState {
     pub unsafe fn from_ptr<'a>(
         at: *const RLockState,
     ) -> std::result::Result<&'a RLockState, String> {
-        // SAFETY: per the contract; all fields are interior-mutable.
+        // SAFETY: per the contract; all fields are atomics.
         let s = unsafe { &*at };
         s.core.check(RLOCK_MAGIC)?;
         Ok(s)
@@ -94,25 +86,27 @@ impl RLockState {
         self.acquire(Block::Until(None))
     }
 
-    /// Take it if it is free or already ours, else [`LockError::WouldBlock`].
+    /// Take it if it is free, already ours, or its holder is dead (`OwnerDied`), else
+    /// [`LockError::WouldBlock`].
     pub fn try_lock(&self) -> RLockResult<'_> {
         self.acquire(Block::No)
     }
 
     /// Block for at most `timeout`, else [`LockError::Timeout`].
     pub fn lock_timeout(&self, timeout: Duration) -> RLockResult<'_> {
-        self.acquire(Block::Until(crate::sync::deadline_after(Some(timeout))))
+        self.acquire(Block::Until(crate::os::deadline::after(Some(timeout))))
     }
 
     fn acquire(&self, block: Block) -> RLockResult<'_> {
-        let guard = |previous_owner| RLockGuard {
+        let guard = |me, previous_owner| RLockGuard {
             lock: self,
+            me,
             previous_owner,
             _not_send: PhantomData,
         };
-        match self.core.acquire(block, true) {
-            Ok(None) => Ok(guard(None)),
-            Ok(Some(dead)) => Err(LockError::OwnerDied(guard(Some(dead)))),
+        match acquire_core(&self.core, block, true) {
+            Ok((me, None)) => Ok(guard(me, None)),
+            Ok((me, Some(dead))) => Err(LockError::OwnerDied(guard(me, Some(dead)))),
             Err(e) => Err(LockError::from_mutex(e)),
         }
     }
@@ -123,17 +117,17 @@ impl RLockState {
     ///
     /// ```
     /// use shmkit::sync::{LockError, RLockState};
-    /// let r = RLockState::new()?;
+    /// let r = RLockState::new();
     /// assert!(matches!(r.release(), Err(LockError::NotOwner)));
     /// r.lock().unwrap().leak();
     /// let other = std::thread::scope(|s| s.spawn(|| r.release()).join().unwrap());
     /// assert!(matches!(other, Err(LockError::NotOwner)));
     /// r.release().unwrap();
     /// assert!(!r.is_locked());
-    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn release(&self) -> std::result::Result<(), LockError<()>> {
-        self.core.release().map_err(LockError::from_mutex)
+        let me = me().map_err(LockError::from_mutex)?;
+        self.core.release(me).map_err(LockError::from_mutex)
     }
 
     /// Recursion depth recorded by the holder (0: free). A snapshot.
@@ -151,12 +145,12 @@ impl RLockState {
 
     /// Whether the calling thread holds it.
     pub fn is_held_by_current_thread(&self) -> bool {
-        self.core.held_by_me()
+        me().is_ok_and(|me| self.core.held_by(me))
     }
 
     /// The recorded holder, if any (a snapshot).
     pub fn owner(&self) -> Option<Owner> {
-        self.core.owner()
+        owner_of(&self.core).filter(|_| self.is_locked())
     }
 
     /// Whether a dead owner's successor released it unrepaired.
@@ -169,6 +163,7 @@ impl RLockState {
 #[must_use = "the lock level is released when the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLockState,
+    me: Me,
     previous_owner: Option<Owner>,
     _not_send: PhantomData<*const ()>,
 }
@@ -185,9 +180,12 @@ impl RLockGuard<'_> {
     /// After [`LockError::OwnerDied`]: declare the protected data repaired (see
     /// [`LockGuard::make_consistent`](super::LockGuard::make_consistent)).
     pub fn make_consistent(&mut self) -> std::result::Result<(), LockError<()>> {
+        if !liveness::is_current(self.me.token) {
+            return Err(LockError::NotOwner);
+        }
         self.lock
             .core
-            .make_consistent()
+            .make_consistent(self.me)
             .map_err(LockError::from_mutex)?;
         self.previous_owner = None;
         Ok(())
@@ -207,14 +205,17 @@ impl RLockGuard<'_> {
 
 impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
-        // Cannot fail for a guard: this thread holds the lock (guards are not Send).
-        let _ = self.lock.core.release_held();
+        // This thread holds the level (guards are not Send), unless the guard was inherited
+        // by a fork()ed child: then the level is the parent's; leave it alone.
+        if liveness::is_current(self.me.token) {
+            self.lock.core.release_held();
+        }
     }
 }
 
 const RLOCK_FINGERPRINT: u64 = fingerprint_with(
-    b"shmkit rlock v1: magic u32, status u32, owner_pid u32, owner_tid u32, owner_start u64, depth u32, reserved u32, glibc robust pshared recursive pthread_mutex_t at 32",
-    std::mem::size_of::<libc::pthread_mutex_t>(),
+    b"shmkit rlock v2: magic u32, depth u32, owner u64 (token<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32",
+    32,
 );
 
 pub(crate) fn layout() -> Layout<RLockState> {
@@ -228,7 +229,8 @@ pub(crate) fn layout() -> Layout<RLockState> {
 fn init_rlock(p: *mut RLockState) -> std::io::Result<()> {
     // SAFETY: `p` is the zeroed, unpublished payload of a segment we are creating: sized and
     // aligned for an RLockState, unreachable by others until published.
-    unsafe { RLockState::init(p) }
+    unsafe { RLockState::init(p) };
+    Ok(())
 }
 
 /// A named, robust, recursive, process-shared lock: a segment of kind [`Kind::RLOCK`]
@@ -301,18 +303,18 @@ mod tests {
 
     #[test]
     fn depth_owner_and_owner_death() {
-        let r = RLockState::new().unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                r.lock().unwrap().leak();
-                r.lock().unwrap().leak();
-                assert_eq!(r.depth(), 2);
-            })
-            .join()
-            .unwrap()
-        });
-        // The thread exited at depth 2: the next acquirer starts at depth 1.
+        let r = RLockState::new();
+        let ghost = Me {
+            token: 0x2234_5678_9abc, // no liveness file: a dead process
+            thread: 3,
+            pid: 4_000_002,
+        };
+        r.core.acquire(ghost, Block::No, true, &|_| false).unwrap();
+        r.core.acquire(ghost, Block::No, true, &|_| false).unwrap();
+        assert_eq!(r.depth(), 2);
+        // The holder died at depth 2: the next acquirer starts at depth 1.
         let mut g = r.lock().unwrap_err().into_guard().unwrap();
+        assert_eq!(g.previous_owner().unwrap().thread, 3);
         assert_eq!(r.depth(), 1);
         g.make_consistent().unwrap();
         let g2 = r.lock().unwrap();
@@ -321,5 +323,18 @@ mod tests {
         drop(g);
         assert!(!r.is_locked());
         assert!(r.lock_timeout(Duration::from_millis(1)).is_ok());
+    }
+
+    #[test]
+    fn another_thread_of_the_process_waits() {
+        let r = RLockState::new();
+        let g = r.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(r.try_lock(), Err(LockError::WouldBlock)));
+                assert!(matches!(r.release(), Err(LockError::NotOwner)));
+            });
+        });
+        drop(g);
     }
 }

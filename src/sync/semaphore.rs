@@ -229,7 +229,7 @@ impl SemaphoreState {
 
     /// Block for at most `timeout`, else [`SemaphoreError::Timeout`]. A zero timeout polls.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
-        self.acquire_deadline(park::deadline(Some(timeout)))
+        self.acquire_deadline(crate::os::deadline::after(Some(timeout)))
     }
 
     /// Block until `deadline` (`None`: no limit).
@@ -248,7 +248,7 @@ impl SemaphoreState {
             if self.take()? {
                 return Ok(());
             }
-            if r == Wait::TimedOut || park::expired(deadline) {
+            if r == Wait::TimedOut || crate::os::deadline::passed(deadline) {
                 return Err(SemaphoreError::Timeout);
             }
         }

@@ -4,8 +4,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::loom::futex::{self, Wait};
-use crate::loom::{fence_after_rmw, spin_loop, AtomicU32, Ordering};
+use super::park;
+use crate::loom::futex::Wait;
+use crate::loom::{spin_loop, AtomicU32, Ordering};
+use crate::os::deadline;
 
 /// A blocking call's deadline passed before its condition held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +33,12 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 /// | 0 | 4 | `seq` | bumped (wrapping) by every notify; the futex word sleepers wait on |
 /// | 4 | 4 | `sleepers` | processes parked or about to park |
 ///
-/// Protocol (`SPEC.md` §5.1), a Dekker pattern with a `SeqCst` fence on each side: a waiter
-/// adds itself to `sleepers`, fences, reads `seq`, re-checks its condition, and parks on `seq`
-/// only if the condition is still false. A notifier makes the condition true, bumps `seq`,
-/// fences, and calls `FUTEX_WAKE` only if `sleepers` is non-zero. Whichever fence comes
-/// first in the single total order of `SeqCst` operations, either the notifier sees the
-/// sleeper, or the sleeper sees the new `seq` (and the condition written before it).
+/// Protocol (`SPEC.md` §5.1): a waiter reads `seq`, checks its condition, and if it is false
+/// parks on `seq` with the value it read, through the one futex handshake of `park.rs` (which
+/// announces it in `sleepers` and re-reads `seq` before sleeping). A notifier makes the
+/// condition true, bumps `seq`, and calls `FUTEX_WAKE` only if `sleepers` is non-zero. Either
+/// the notifier sees the sleeper, or the sleeper sees the new `seq` (and the condition written
+/// before it) and does not sleep.
 ///
 /// A process killed while parked leaves `sleepers` too high: later notifies then make a
 /// needless (harmless) system call. A 32-bit count cannot realistically overflow, and a 32-bit
@@ -102,7 +104,7 @@ impl WaitQueue {
         ready: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(), Timeout> {
-        self.wait_until_deadline(ready, deadline_after(timeout))
+        self.wait_until_deadline(ready, deadline::after(timeout))
     }
 
     /// [`wait_until`](Self::wait_until) with an absolute `CLOCK_MONOTONIC` deadline, for
@@ -119,28 +121,47 @@ impl WaitQueue {
             spin_loop();
         }
         loop {
-            // Relaxed: ordered by the SeqCst fence right after it (pairs with the fence in
-            // `notify`).
-            self.sleepers.fetch_add(1, Ordering::Relaxed);
-            fence_after_rmw();
-            // Acquire pairs with the Release bump in `notify`: seeing the new seq means
-            // seeing the condition written before it.
-            let seen = self.seq.load(Ordering::Acquire);
-            let outcome = if ready() {
-                None
-            } else {
-                Some(futex::wait(&self.seq, seen, deadline))
-            };
-            // Relaxed: only a count; nothing is published through it.
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            match outcome {
-                None => return Ok(()),
-                Some(_) if ready() => return Ok(()),
-                Some(Wait::TimedOut) => return Err(Timeout),
-                Some(Wait::Retry) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Err(Timeout)
-                }
-                Some(Wait::Retry) => {}
+            // Snapshot first, then check: a notify after the snapshot changes `seq`, so the
+            // park below returns at once (`park.rs`'s handshake) instead of sleeping through
+            // a condition that became true after `ready()` looked.
+            let seen = self.snapshot();
+            if ready() {
+                return Ok(());
+            }
+            let r = self.park(seen, deadline);
+            if ready() {
+                return Ok(());
+            }
+            if r == Wait::TimedOut || deadline::passed(deadline) {
+                return Err(Timeout);
+            }
+        }
+    }
+
+    /// The current sequence number, to [`park`](Self::park) against after checking a
+    /// condition. Acquire pairs with the Release half of the SeqCst bump in `notify`: seeing
+    /// the new `seq` means seeing the condition made true before it.
+    pub(crate) fn snapshot(&self) -> u32 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Sleep until `seq` moves past `seen` (a notify), a spurious wake-up, or `deadline`.
+    pub(crate) fn park(&self, seen: u32, deadline: Option<Instant>) -> Wait {
+        park::park(&self.seq, &self.sleepers, seen, deadline)
+    }
+
+    /// Sleep until `seq` moves past `seen` or `deadline` passes, retrying spurious wake-ups
+    /// and `EINTR` against the same deadline. Returns whether `seq` moved (`false`: timed
+    /// out). For callers that take their snapshot under a lock and park after releasing it
+    /// (`Condition`).
+    pub(crate) fn park_past(&self, seen: u32, deadline: Option<Instant>) -> bool {
+        loop {
+            let r = self.park(seen, deadline);
+            if self.snapshot() != seen {
+                return true;
+            }
+            if r == Wait::TimedOut || deadline::passed(deadline) {
+                return false;
             }
         }
     }
@@ -156,16 +177,14 @@ impl WaitQueue {
         self.notify(1)
     }
 
-    fn notify(&self, n: u32) {
-        // Release pairs with the sleeper's Acquire load of seq. The bump also changes the
-        // futex word, so a sleeper between its load and its FUTEX_WAIT gets EAGAIN.
-        self.seq.fetch_add(1, Ordering::Release);
-        // Pairs with the sleeper's fence: one of the two fences is first in the SeqCst order,
-        // so either we see its `sleepers` increment or it sees our `seq` bump.
-        fence_after_rmw();
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            futex::wake(&self.seq, n);
-        }
+    /// Wake up to `n` sleepers (more may return: those between their snapshot and their
+    /// futex wait see the new `seq`).
+    pub(crate) fn notify(&self, n: u32) {
+        // SeqCst: a Release for the sleeper's Acquire snapshot, and the waker's write of the
+        // park handshake. The bump changes the futex word, so a sleeper between its snapshot
+        // and its FUTEX_WAIT gets EAGAIN.
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        park::unpark(&self.seq, &self.sleepers, n);
     }
 
     /// Whether anyone is parked (or about to park); a hint for callers and `shmkit info`.
@@ -173,16 +192,16 @@ impl WaitQueue {
         self.sleepers() != 0
     }
 
+    /// Notifies so far (mod 2^32); a snapshot for `shmkit info`.
+    pub fn sequence(&self) -> u32 {
+        self.seq.load(Ordering::Relaxed) // display only
+    }
+
     /// How many processes are parked or about to park (including any that died parked); a
     /// hint for `shmkit info` and tests, stale as soon as it is read.
     pub fn sleepers(&self) -> u32 {
         self.sleepers.load(Ordering::Relaxed)
     }
-}
-
-/// `now + timeout`, or `None` (no deadline) for `None` or a timeout past what `Instant` holds.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 #[cfg(not(loom))]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{print_json, CmdResult};
+use crate::{outln, print_json, CmdResult};
 use shmkit::queue::{bytes, mpmc, spsc, TryPopError, TryPushError};
 use shmkit::Segment;
 
@@ -287,7 +287,7 @@ macro_rules! spin_ok {
             match $op {
                 Ok(v) => break v,
                 Err($again) => std::hint::spin_loop(),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.to_string().into()),
             }
         }
     };
@@ -364,15 +364,12 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     pin(1);
     let total = a.count;
-    let ready = || {
-        println!("ready");
-        std::io::stdout().flush().unwrap();
-    };
+    let ready = || outln!("ready");
     match a.scenario.as_str() {
         "floor_spin" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
             let (ping, pong) = floor_words(&seg);
-            ready();
+            ready()?;
             for i in 1..=total {
                 while ping.load(Ordering::Acquire) != i {
                     std::hint::spin_loop();
@@ -383,7 +380,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
         "floor_futex" | "floor_futex_park" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
             let (ping, pong) = futex_words(&seg);
-            ready();
+            ready()?;
             for i in 1..=total as u32 {
                 futex_wait_for(ping, i, None)?;
                 futex_set(pong, i);
@@ -399,7 +396,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 )
             };
             let mut buf = vec![0u8; a.bytes];
-            ready();
+            ready()?;
             for _ in 0..total {
                 rd.read_exact(&mut buf).map_err(|e| e.to_string())?;
                 wr.write_all(&buf).map_err(|e| e.to_string())?;
@@ -412,7 +409,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 64 => spsc_peer::<64>(&a.name, total, block, ready)?,
                 1024 => spsc_peer::<1024>(&a.name, total, block, ready)?,
                 65536 => spsc_peer::<65536>(&a.name, total, block, ready)?,
-                n => return Err(format!("unsupported size {n}")),
+                n => return Err(format!("unsupported size {n}").into()),
             }
         }
         "bytes_spin" | "bytes_block" | "bytes_spin_dyn" => {
@@ -423,7 +420,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 64 => bytes_peer::<64>(&a.name, total, block, dynamic, ready)?,
                 1024 => bytes_peer::<1024>(&a.name, total, block, dynamic, ready)?,
                 65536 => bytes_peer::<65536>(&a.name, total, block, dynamic, ready)?,
-                n => return Err(format!("unsupported size {n}")),
+                n => return Err(format!("unsupported size {n}").into()),
             }
         }
         "mpmc_spin" => {
@@ -433,7 +430,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 mpmc::Queue::<u64>::open(&format!("{}-b2a", a.name)).map_err(|e| e.to_string())?;
             let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
             let mut tx = q_out.producer().map_err(|e| e.to_string())?;
-            ready();
+            ready()?;
             for _ in 0..total {
                 let v = loop {
                     if let Ok(v) = rx.try_pop() {
@@ -449,7 +446,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
         "tput_spsc_u64" | "tput_spsc_u64_batch" => {
             let q = spsc::Queue::<u64>::open(&a.name).map_err(|e| e.to_string())?;
             let mut rx = q.consumer().map_err(|e| e.to_string())?;
-            ready();
+            ready()?;
             let batch = a.scenario.ends_with("batch");
             let mut buf = vec![0u64; 4096];
             let (mut got, mut next, mut t0) = (0u64, 0u64, None);
@@ -477,18 +474,18 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 t0.get_or_insert_with(Instant::now);
                 for &v in &buf[..n] {
                     if v != next {
-                        return Err(format!("out of order: {v} != {next}"));
+                        return Err(format!("out of order: {v} != {next}").into());
                     }
                     next += 1;
                 }
                 got += n as u64;
             }
-            println!("{}", t0.unwrap().elapsed().as_nanos());
+            outln!("{}", t0.unwrap().elapsed().as_nanos())?;
         }
         "tput_bytes" => {
             let r = bytes::Ring::open(&a.name).map_err(|e| e.to_string())?;
             let mut rx = r.consumer().map_err(|e| e.to_string())?;
-            ready();
+            ready()?;
             let mut sink = 0u64;
             let mut t0 = None;
             for _ in 0..total {
@@ -504,19 +501,24 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 m.release();
             }
             std::hint::black_box(sink);
-            println!("{}", t0.unwrap().elapsed().as_nanos());
+            outln!("{}", t0.unwrap().elapsed().as_nanos())?;
         }
-        s => return Err(format!("unknown bench scenario {s}")),
+        s => return Err(format!("unknown bench scenario {s}").into()),
     }
     Ok(())
 }
 
-fn spsc_peer<const N: usize>(name: &str, total: u64, block: bool, ready: impl Fn()) -> CmdResult {
+fn spsc_peer<const N: usize>(
+    name: &str,
+    total: u64,
+    block: bool,
+    ready: impl Fn() -> CmdResult,
+) -> CmdResult {
     let q_in = spsc::Queue::<[u8; N]>::open(&format!("{name}-a2b")).map_err(|e| e.to_string())?;
     let q_out = spsc::Queue::<[u8; N]>::open(&format!("{name}-b2a")).map_err(|e| e.to_string())?;
     let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
     let mut tx = q_out.producer().map_err(|e| e.to_string())?;
-    ready();
+    ready()?;
     let mut buf = Box::new([0u8; N]);
     for _ in 0..total {
         if block && N > 1024 {
@@ -701,14 +703,14 @@ fn bytes_peer<const N: usize>(
     total: u64,
     block: bool,
     dynamic: bool,
-    ready: impl Fn(),
+    ready: impl Fn() -> CmdResult,
 ) -> CmdResult {
     let r_in = bytes::Ring::open(&format!("{name}-a2b")).map_err(|e| e.to_string())?;
     let r_out = bytes::Ring::open(&format!("{name}-b2a")).map_err(|e| e.to_string())?;
     let mut rx = r_in.consumer().map_err(|e| e.to_string())?;
     let mut tx = r_out.producer().map_err(|e| e.to_string())?;
     let mut buf = Box::new([0u8; N]);
-    ready();
+    ready()?;
     for _ in 0..total {
         let m = if block {
             rx.peek(T).map_err(|e| e.to_string())?
@@ -718,7 +720,7 @@ fn bytes_peer<const N: usize>(
         if dynamic {
             let n = m.len();
             if n > N {
-                return Err(format!("a {n}-byte message, expected at most {N}"));
+                return Err(format!("a {n}-byte message, expected at most {N}").into());
             }
             buf[..n].copy_from_slice(&m);
             m.release();
@@ -728,7 +730,7 @@ fn bytes_peer<const N: usize>(
             continue;
         }
         let Some(msg) = m.get(..N).filter(|_| m.len() == N) else {
-            return Err(format!("a {}-byte message, expected {N}", m.len()));
+            return Err(format!("a {}-byte message, expected {N}", m.len()).into());
         };
         buf.copy_from_slice(msg);
         m.release();
@@ -934,15 +936,27 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
         };
         if !json {
             if results.is_empty() {
-                println!(
+                outln!(
                     "{:<12} {:>6} {:>8} {:>9} {:>9} {:>9}  ratio to floor (p50)",
-                    "name", "bytes", "iters", "p50 ns", "p99 ns", "p99.9 ns"
-                );
+                    "name",
+                    "bytes",
+                    "iters",
+                    "p50 ns",
+                    "p99 ns",
+                    "p99.9 ns"
+                )?;
             }
-            println!(
+            outln!(
                 "{:<12} {:>6} {:>8} {:>9} {:>9} {:>9}  {:.2}x {}",
-                r.name, r.bytes, r.iters, r.p50_ns, r.p99_ns, r.p999_ns, r.ratio_p50, r.floor
-            );
+                r.name,
+                r.bytes,
+                r.iters,
+                r.p50_ns,
+                r.p99_ns,
+                r.p999_ns,
+                r.ratio_p50,
+                r.floor
+            )?;
         }
         results.push(r);
     }
@@ -976,13 +990,13 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
                 match tx.try_push_slice(&buf[..k]) {
                     Ok(m) => i += m as u64,
                     Err(TryPushError::Full(())) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.to_string().into()),
                 }
             } else {
                 match tx.try_push(i) {
                     Ok(()) => i += 1,
                     Err(TryPushError::Full(_)) => std::hint::spin_loop(),
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.to_string().into()),
                 }
             }
         }
@@ -1018,24 +1032,32 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
     if json {
         return print_json(&serde_json::json!({ "results": results }));
     }
-    println!(
+    outln!(
         "{:<28} {:>7} {:>12} {:>14} {:>9}",
-        "name", "bytes", "messages", "msg/s", "GB/s"
-    );
+        "name",
+        "bytes",
+        "messages",
+        "msg/s",
+        "GB/s"
+    )?;
     for r in &results {
-        println!(
+        outln!(
             "{:<28} {:>7} {:>12} {:>14.0} {:>9.3}",
-            r.name, r.bytes, r.messages, r.msgs_per_s, r.gb_per_s
-        );
+            r.name,
+            r.bytes,
+            r.messages,
+            r.msgs_per_s,
+            r.gb_per_s
+        )?;
     }
     if let (Some(ours), Some(py)) = (
         results.iter().find(|r| r.name == "spsc_u64"),
         results.iter().find(|r| r.name.starts_with("cpython")),
     ) {
-        println!(
+        outln!(
             "spsc_u64 / CPython multiprocessing.Queue: {:.0}x",
             ours.msgs_per_s / py.msgs_per_s
-        );
+        )?;
     }
     Ok(())
 }

@@ -1,13 +1,18 @@
 //! `shmkit create`, `shmkit read`, `shmkit write`: plain segments and raw (CPython) ones.
 
-use crate::CmdResult;
-use shmkit::segment::Access;
-use shmkit::{Error, Segment, SegmentOptions};
-use std::io::{Read, Write};
+use crate::{create_error, segment_name, shmkit_header, write_stdout, CmdResult, Stop};
+use shmkit::segment::{self, Access, Kind, HEADER_SIZE};
+use shmkit::{Segment, SegmentOptions};
+use std::io::Read;
+
+/// How many bytes `read` (and `dump`) copy at a time: output of any length takes this much
+/// memory, so a 1 TB (sparse) object streams instead of being allocated.
+pub(crate) const CHUNK: usize = 64 * 1024;
 
 #[derive(clap::Args)]
 pub(crate) struct CreateArgs {
     /// Segment name.
+    #[arg(value_parser = segment_name)]
     name: String,
     /// Payload size in bytes.
     #[arg(long)]
@@ -15,7 +20,7 @@ pub(crate) struct CreateArgs {
     /// Create a raw segment (no shmkit header), as CPython's SharedMemory would.
     #[arg(long)]
     raw: bool,
-    /// Permission bits, octal (default 600).
+    /// Permission bits, octal.
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     mode: u32,
 }
@@ -23,6 +28,7 @@ pub(crate) struct CreateArgs {
 #[derive(clap::Args)]
 pub(crate) struct ReadArgs {
     /// Segment name.
+    #[arg(value_parser = segment_name)]
     name: String,
     /// First payload byte (for a raw segment: object byte).
     #[arg(long, default_value_t = 0)]
@@ -38,6 +44,7 @@ pub(crate) struct ReadArgs {
 #[derive(clap::Args)]
 pub(crate) struct WriteArgs {
     /// Segment name.
+    #[arg(value_parser = segment_name)]
     name: String,
     /// The bytes to write, as UTF-8 text; `-` reads them from standard input.
     data: String,
@@ -47,6 +54,10 @@ pub(crate) struct WriteArgs {
     /// Open a raw segment (no shmkit header).
     #[arg(long)]
     raw: bool,
+    /// Write into an object of any kind (a queue, a lock, …), not only plain bytes: its
+    /// state is bytes like any other, and writing them can corrupt it.
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -54,18 +65,25 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .map_err(|e| format!("mode must be octal: {e}"))
 }
 
-/// Open `name` with `opts` as whatever shmkit object it holds (a plain read or write of
-/// any object's payload bytes), or raw.
-fn open<A: Access>(name: &str, raw: bool, opts: SegmentOptions<A>) -> Result<Segment<A>, Error> {
-    let opts = opts.raw(raw);
+/// Open `name` with `opts`: raw, or as whatever shmkit object it holds (a plain read or write
+/// of any object's payload bytes), after a look at its header that changes nothing, so a raw
+/// or corrupt object gets a message naming `--raw`. Returns the handle and the object's kind
+/// (`None` when raw).
+fn open<A: Access>(
+    name: &str,
+    raw: bool,
+    opts: SegmentOptions<A>,
+) -> Result<(Segment<A>, Option<Kind>), Stop> {
     if raw {
-        return opts.open(name);
+        let seg = opts.raw(true).open(name).map_err(|e| e.to_string())?;
+        return Ok((seg, None));
     }
-    let h = shmkit::segment::probe(name)?.header;
-    match h {
-        Some(h) => opts.kind(h.kind, h.fingerprint).open(name),
-        None => opts.open(name), // reports why it is not a shmkit segment
-    }
+    let h = shmkit_header(name, "; pass --raw to use its bytes")?;
+    let seg = opts
+        .kind(h.kind, h.fingerprint)
+        .open(name)
+        .map_err(|e| e.to_string())?;
+    Ok((seg, Some(h.kind)))
 }
 
 pub(crate) fn create(a: CreateArgs) -> CmdResult {
@@ -74,33 +92,57 @@ pub(crate) fn create(a: CreateArgs) -> CmdResult {
         .mode(a.mode)
         .create(&a.name, a.size)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(create_error)
 }
 
+/// Copy payload bytes to standard output, [`CHUNK`] bytes at a time, with `pread` from the
+/// object rather than from the mapping: reading a hole of a sparse object through a mapping
+/// would allocate its pages in `/dev/shm` (and raise `SIGBUS` once it is full).
 pub(crate) fn read(a: ReadArgs) -> CmdResult {
-    let seg = open(&a.name, a.raw, Segment::options().read_only()).map_err(|e| e.to_string())?;
-    let avail = (seg.len() as u64).saturating_sub(a.offset);
+    let (seg, kind) = open(&a.name, a.raw, Segment::options().read_only())?;
+    let payload = seg.len() as u64;
+    let base = if kind.is_some() {
+        HEADER_SIZE as u64
+    } else {
+        0
+    };
+    let avail = payload.saturating_sub(a.offset);
     let len = a.len.unwrap_or(avail);
-    if a.offset > seg.len() as u64 || len > avail {
+    if a.offset > payload || len > avail {
         return Err(format!(
-            "{:?}: range {}..{}+{len} is outside the {}-byte payload",
-            a.name,
-            a.offset,
-            a.offset,
-            seg.len()
-        ));
+            "{:?}: range {}..{}+{len} is outside the {payload}-byte payload",
+            a.name, a.offset, a.offset
+        )
+        .into());
     }
-    let len = len as usize;
-    let mut buf = vec![0u8; len];
-    seg.read_at(a.offset, &mut buf).map_err(|e| e.to_string())?;
-    std::io::stdout()
-        .lock()
-        .write_all(&buf)
-        .map_err(|e| e.to_string())
+    let (mut at, end) = (a.offset, a.offset + len);
+    while at < end {
+        let n = (end - at).min(CHUNK as u64) as usize;
+        let bytes = segment::read_object_bytes(&a.name, base + at, n).map_err(|e| e.to_string())?;
+        if bytes.is_empty() {
+            return Err(format!(
+                "{:?} shrank to {} bytes while being read",
+                a.name,
+                base + at
+            )
+            .into());
+        }
+        write_stdout(&bytes)?;
+        at += bytes.len() as u64;
+    }
+    Ok(())
 }
 
 pub(crate) fn write(a: WriteArgs) -> CmdResult {
-    let seg = open(&a.name, a.raw, Segment::options()).map_err(|e| e.to_string())?;
+    let (seg, kind) = open(&a.name, a.raw, Segment::options())?;
+    if let Some(k) = kind.filter(|&k| k != Kind::BYTES && !a.force) {
+        return Err(format!(
+            "segment {:?} holds a {k}, not plain bytes: writing its bytes would corrupt it \
+             (pass --force to write anyway)",
+            a.name
+        )
+        .into());
+    }
     let data = if a.data == "-" {
         let mut v = Vec::new();
         std::io::stdin()
@@ -110,5 +152,5 @@ pub(crate) fn write(a: WriteArgs) -> CmdResult {
     } else {
         a.data.into_bytes()
     };
-    seg.write_at(a.offset, &data).map_err(|e| e.to_string())
+    Ok(seg.write_at(a.offset, &data).map_err(|e| e.to_string())?)
 }

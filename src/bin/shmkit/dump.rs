@@ -1,30 +1,47 @@
 //! `shmkit dump`.
 
-use crate::CmdResult;
-use std::io::Write;
+use crate::bytes::CHUNK;
+use crate::{segment_name, write_stdout, CmdResult};
+use std::fmt::Write;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Segment name.
+    #[arg(value_parser = segment_name)]
     name: String,
     /// First byte to show, from the start of the object (the header is bytes 0..128).
     #[arg(long, default_value_t = 0)]
     offset: u64,
-    /// How many bytes to show (default: to the end of the object, at most 64 KiB).
-    #[arg(long)]
-    len: Option<usize>,
+    /// How many bytes to show (default: 64 KiB; fewer at the end of the object).
+    #[arg(long, default_value_t = CHUNK as u64, hide_default_value = true)]
+    len: u64,
 }
 
+/// Show the bytes [`CHUNK`] at a time (a multiple of the 16-byte line), so any `--len` takes
+/// bounded memory.
 pub(crate) fn run(args: Args) -> CmdResult {
-    let len = args.len.unwrap_or(64 * 1024);
-    let bytes = shmkit::segment::read_object_bytes(&args.name, args.offset, len)
-        .map_err(|e| e.to_string())?;
-    let mut out = std::io::stdout().lock();
+    let end = args.offset.saturating_add(args.len);
+    let mut at = args.offset;
+    while at < end {
+        let n = (end - at).min(CHUNK as u64) as usize;
+        let bytes =
+            shmkit::segment::read_object_bytes(&args.name, at, n).map_err(|e| e.to_string())?;
+        write_stdout(format_lines(at, &bytes).as_bytes())?;
+        if bytes.len() < n {
+            break; // the end of the object
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// `bytes`, which start at object offset `at`, as `hexdump -C` lines of 16.
+fn format_lines(at: u64, bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() / 16 * 80 + 80);
     for (i, chunk) in bytes.chunks(16).enumerate() {
-        let at = args.offset + 16 * i as u64;
-        let mut hex = String::with_capacity(48);
+        let mut hex = String::with_capacity(50);
         for (j, b) in chunk.iter().enumerate() {
-            hex.push_str(&format!("{b:02x} "));
+            let _ = write!(hex, "{b:02x} ");
             if j == 7 {
                 hex.push(' ');
             }
@@ -39,7 +56,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 }
             })
             .collect();
-        writeln!(out, "{at:08x}  {hex:<50} |{ascii}|").map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{:08x}  {hex:<50} |{ascii}|", at + 16 * i as u64);
     }
-    Ok(())
+    out
 }

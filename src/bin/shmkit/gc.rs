@@ -1,6 +1,6 @@
 //! `shmkit gc`.
 
-use crate::CmdResult;
+use crate::{outln, CmdResult};
 use shmkit::{segment, Liveness};
 
 #[derive(clap::Args)]
@@ -9,7 +9,7 @@ pub(crate) struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Only consider names starting with this prefix.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     prefix: String,
 }
 
@@ -25,9 +25,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
             continue;
         }
         if args.dry_run {
-            println!("would remove {}", p.name);
+            outln!("would remove {}", p.name)?;
         } else if p.unlink_if_unchanged().map_err(|e| e.to_string())? {
-            println!("removed {}", p.name);
+            outln!("removed {}", p.name)?;
         }
     }
     Ok(())

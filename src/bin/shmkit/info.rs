@@ -3,12 +3,13 @@
 //! Each object family adds one arm to [`object_state`]: a function of the library that
 //! returns a `serde::Serialize` description of its state.
 
-use crate::{print_json, CmdResult};
+use crate::{outln, print_json, segment_name, CmdResult};
 use shmkit::segment::{self, Kind, Probe};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Segment name.
+    #[arg(value_parser = segment_name)]
     name: String,
     /// Print JSON.
     #[arg(long)]
@@ -24,9 +25,12 @@ struct Info {
     state: Option<serde_json::Value>,
 }
 
-/// The object's own state, for kinds this build can describe.
+/// The object's own state, for kinds this build can describe (not for corrupt objects,
+/// which `Probe::corrupt` describes).
 fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
-    let Some(h) = &p.header else { return Ok(None) };
+    let Some(h) = p.header.as_ref().filter(|_| p.corrupt.is_none()) else {
+        return Ok(None);
+    };
     match h.kind {
         // Plain bytes have no state beyond the header; kinds this build does not know are
         // shown by their header alone.
@@ -65,32 +69,38 @@ pub(crate) fn run(args: Args) -> CmdResult {
         return print_json(&info);
     }
     let p = &info.probe;
-    println!("name:            {}", p.name);
-    println!("size:            {} bytes", p.size);
-    println!("mode:            {:04o} (uid {})", p.mode, p.uid);
-    println!("kind:            {}", info.kind);
+    outln!("name:            {}", p.name)?;
+    outln!("size:            {} bytes", p.size)?;
+    outln!("mode:            {:04o} (uid {})", p.mode, p.uid)?;
+    outln!("kind:            {}", info.kind)?;
+    if let Some(what) = &p.corrupt {
+        outln!("corrupt:         {what}")?;
+    }
     match &p.header {
-        None => println!("header:          none (a raw segment, e.g. CPython's SharedMemory)"),
+        None if p.corrupt.is_some() => {}
+        None => {
+            outln!("header:          none: not a shmkit object (raw, e.g. CPython's SharedMemory)")?
+        }
         Some(h) => {
-            println!("format version:  {}", h.version);
-            println!("fingerprint:     {:#018x}", h.fingerprint);
-            println!("header size:     {}", h.header_size);
-            println!("payload size:    {}", h.payload_size);
-            println!("state:           {:?}", h.state);
-            println!("creator:         pid {} ({:?})", h.creator_pid, p.creator);
+            outln!("format version:  {}", h.version)?;
+            outln!("fingerprint:     {:#018x}", h.fingerprint)?;
+            outln!("header size:     {}", h.header_size)?;
+            outln!("payload size:    {}", h.payload_size)?;
+            outln!("state:           {:?}", h.state)?;
+            outln!("creator:         pid {} ({:?})", h.creator_pid, p.creator)?;
             if h.creator_pid_namespace != 0 {
-                println!("creator pid ns:  pid:[{}]", h.creator_pid_namespace);
+                outln!("creator pid ns:  pid:[{}]", h.creator_pid_namespace)?;
             }
-            println!(
+            outln!(
                 "created:         {} ns after the Unix epoch",
                 h.created_unix_ns
-            );
+            )?;
         }
     }
     if let Some(s) = &info.state {
         if let Some(obj) = s.as_object() {
             for (k, v) in obj {
-                println!("{:<16} {}", format!("{k}:"), v);
+                outln!("{:<16} {}", format!("{k}:"), v)?;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `shmkit ls`.
 
-use crate::{print_json, CmdResult};
+use crate::{outln, print_json, CmdResult};
 use shmkit::segment;
 
 #[derive(clap::Args)]
@@ -35,10 +35,13 @@ pub(crate) fn run(args: Args) -> CmdResult {
         return print_json(&rows);
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!(
+    outln!(
         "{:<w$}  {:>12}  {:<18}  {:>8}  ALIVE",
-        "NAME", "SIZE", "KIND", "CREATOR"
-    );
+        "NAME",
+        "SIZE",
+        "KIND",
+        "CREATOR"
+    )?;
     for r in &rows {
         let pid = r.creator_pid.map_or("-".to_string(), |p| p.to_string());
         let alive = match r.alive {
@@ -46,10 +49,13 @@ pub(crate) fn run(args: Args) -> CmdResult {
             shmkit::Liveness::Dead => "no",
             shmkit::Liveness::Unknown => "-",
         };
-        println!(
+        outln!(
             "{:<w$}  {:>12}  {:<18}  {:>8}  {alive}",
-            r.name, r.size, r.kind, pid
-        );
+            r.name,
+            r.size,
+            r.kind,
+            pid
+        )?;
     }
     Ok(())
 }

@@ -1,7 +1,11 @@
 //! `shmkit`: list, inspect, read, write and clean shared-memory objects.
 //!
-//! Exit status: 0 on success, 1 with a one-line message on stderr for an error, 2 for a usage
-//! error (clap's own exit code).
+//! Exit status ([`Stop`]): 0 on success, and also when standard output's reader went away
+//! before everything was written (`shmkit ls | head -1`); 2 for a usage error, that is a
+//! command line that is wrong on its face (clap's own errors, and any value that breaks a
+//! rule of its own, such as a segment name, a mode, a capacity or a timeout), with one line on
+//! stderr; 1 with a one-line message on stderr when a well-formed command fails (no such
+//! segment, wrong kind, corrupt, timed out, an I/O error).
 
 mod bench;
 mod bytes;
@@ -13,10 +17,36 @@ mod queue;
 mod rm;
 
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::process::ExitCode;
 
-/// Result of a verb: `Err` is printed as one line on stderr and exits 1.
-pub(crate) type CmdResult = Result<(), String>;
+/// Why a verb stopped before it finished.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The command line is wrong on its face (a value that breaks its rules): one line on
+    /// stderr, exit 2, the code of clap's own usage errors.
+    Usage(String),
+    /// A well-formed command failed: one line on stderr, exit 1.
+    Failed(String),
+    /// Standard output's reader closed it (`shmkit ls | head -1`): exit 0, quietly. The
+    /// reader asked for no more output, so this is not an error (as in `ripgrep`).
+    BrokenPipe,
+}
+
+impl From<String> for Stop {
+    fn from(msg: String) -> Stop {
+        Stop::Failed(msg)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(msg: &str) -> Stop {
+        Stop::Failed(msg.to_owned())
+    }
+}
+
+/// Result of a verb.
+pub(crate) type CmdResult = Result<(), Stop>;
 
 #[derive(Parser)]
 #[command(
@@ -71,18 +101,128 @@ fn main() -> ExitCode {
         Cmd::Read(a) => bytes::read(a),
         Cmd::Write(a) => bytes::write(a),
     };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("shmkit: {msg}");
-            ExitCode::from(1)
-        }
+    let (code, msg) = match r {
+        Ok(()) | Err(Stop::BrokenPipe) => return ExitCode::SUCCESS,
+        Err(Stop::Usage(msg)) => (2, msg),
+        Err(Stop::Failed(msg)) => (1, msg),
+    };
+    // Not `eprintln!`, which panics if stderr is a closed pipe.
+    let _ = writeln!(std::io::stderr(), "shmkit: {msg}");
+    ExitCode::from(code)
+}
+
+/// Clap value parser for a segment name: the library's naming rules (`SPEC.md` §2), so a
+/// bad name is a usage error like any other bad value.
+pub(crate) fn segment_name(s: &str) -> Result<String, String> {
+    shmkit::segment::validate_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+/// Clap value parser for a timeout in seconds (non-negative, finite, not absurdly large).
+pub(crate) fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|e| format!("not a number of seconds: {e}"))?;
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("bad timeout {s}: {e}"))
+}
+
+/// An error from a verb that creates an object: a value the library refuses (name, size,
+/// mode, capacity) is a usage error; anything else (the name exists, no room) is a failure.
+pub(crate) fn create_error(e: shmkit::Error) -> Stop {
+    match e {
+        shmkit::Error::InvalidName { .. }
+        | shmkit::Error::InvalidArgument { .. }
+        | shmkit::Error::TooLarge { .. } => Stop::Usage(e.to_string()),
+        e => Stop::Failed(e.to_string()),
     }
 }
 
-/// Print `value` as pretty JSON on stdout.
+/// The header of shmkit object `name`, or why it has none: "not a shmkit object (raw)" (and
+/// `raw_hint`, what to do about it) for foreign bytes, or what is corrupt in an object that
+/// starts with shmkit's magic (`SPEC.md` §3.3). Read without attaching, so it changes nothing.
+pub(crate) fn shmkit_header(
+    name: &str,
+    raw_hint: &str,
+) -> Result<shmkit::segment::HeaderInfo, Stop> {
+    let p = shmkit::segment::probe(name).map_err(|e| e.to_string())?;
+    if let Some(what) = p.corrupt {
+        return Err(format!("segment {name:?} is corrupt: {what}").into());
+    }
+    p.header
+        .ok_or_else(|| format!("segment {name:?} is not a shmkit object (raw){raw_hint}").into())
+}
+
+/// Write `bytes` to standard output and flush them: every verb's output goes through here
+/// (or [`outln!`]), never through `print!`, which panics when the write fails.
+///
+/// A reader that went away (`EPIPE`: `shmkit ls | head -1`) gives [`Stop::BrokenPipe`], which
+/// the verb returns with `?` like any error, so it unwinds normally (bench segments are
+/// unlinked and queue roles released by their `Drop`) and `main` exits 0 without a message.
+/// Restoring `SIGPIPE`'s default action instead would kill the process at the write, skipping
+/// those destructors; and any other write error (`> /dev/full`) becomes a one-line error
+/// here instead of a panic.
+pub(crate) fn write_stdout(bytes: &[u8]) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Stop::BrokenPipe,
+            _ => Stop::Failed(format!("cannot write to standard output: {e}")),
+        })
+}
+
+/// `println!` through [`write_stdout`]: a `CmdResult` to `?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+pub(crate) use outln;
+
+/// Print `value` as pretty JSON on stdout, with [`exact_integers`] added.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> CmdResult {
-    let s = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    println!("{s}");
-    Ok(())
+    let mut v = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    exact_integers(&mut v);
+    let s = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+    outln!("{s}")
+}
+
+/// Integer fields that can exceed 2^53 (they come from `fstat` or from shared memory, where
+/// any `u64` can stand): beside the number, JSON output gives each as a string too.
+const WIDE_FIELDS: [&str; 8] = [
+    "fingerprint",
+    "size",
+    "header_size",
+    "payload_size",
+    "creator_start_time",
+    "created_unix_ns",
+    "creator_pid_namespace",
+    "start_time",
+];
+
+/// Beside every integer field of [`WIDE_FIELDS`], and any other integer above 2^53 (the
+/// largest that a double, as in JavaScript or `jq`, holds exactly), add its exact value as a
+/// string: `fingerprint_hex` (`0x` and 16 hex digits, as `info` prints it) for the
+/// fingerprint, a decimal `NAME_str` for the others. The numeric fields stay as they were.
+fn exact_integers(v: &mut serde_json::Value) {
+    const EXACT: u64 = 1 << 53;
+    match v {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(exact_integers),
+        serde_json::Value::Object(fields) => {
+            let mut twins = Vec::new();
+            for (k, x) in fields.iter_mut() {
+                exact_integers(x);
+                let Some(n) = x.as_u64() else { continue };
+                if k == "fingerprint" {
+                    twins.push((format!("{k}_hex"), format!("{n:#018x}")));
+                } else if WIDE_FIELDS.contains(&k.as_str()) || n > EXACT {
+                    twins.push((format!("{k}_str"), n.to_string()));
+                }
+            }
+            for (k, s) in twins {
+                fields.entry(k).or_insert(serde_json::Value::String(s));
+            }
+        }
+        _ => {}
+    }
 }

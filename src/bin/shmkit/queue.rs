@@ -6,9 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{print_json, CmdResult};
+use crate::{
+    create_error, outln, print_json, seconds, segment_name, shmkit_header, CmdResult, Stop,
+};
 use shmkit::queue::{self, bytes, mpmc, spsc, PopError};
-use shmkit::segment::{self, Kind};
+use shmkit::segment::Kind;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -21,6 +23,7 @@ enum Cmd {
     /// Create a queue.
     Create {
         /// Segment name.
+        #[arg(value_parser = segment_name)]
         name: String,
         /// Queue kind.
         #[arg(long, value_enum)]
@@ -30,30 +33,33 @@ enum Cmd {
         capacity: u64,
         /// Element size in bytes for spsc and mpmc: one of 1, 2, 4, 8, 16, 32, 64, 128, 256,
         /// 512, 1024, 4096.
-        #[arg(long, default_value_t = 64)]
-        elem_size: u64,
+        #[arg(long, default_value_t = 64, value_parser = elem_size)]
+        elem_size: usize,
     },
     /// Push one message (attaches as the producer for the duration of the call).
     Push {
         /// Segment name.
+        #[arg(value_parser = segment_name)]
         name: String,
         /// The message (text).
         message: String,
-        /// Seconds to wait for room (default 10).
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
+        /// Seconds to wait for room.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
     },
     /// Pop one message and print it; exit 1 if none arrives within the timeout.
     Pop {
         /// Segment name.
+        #[arg(value_parser = segment_name)]
         name: String,
         /// Seconds to wait (default: no limit).
-        #[arg(long)]
-        timeout: Option<f64>,
+        #[arg(long, value_parser = seconds)]
+        timeout: Option<Duration>,
     },
     /// Capacity, length, attached producer/consumer pids and their liveness.
     Stat {
         /// Segment name.
+        #[arg(value_parser = segment_name)]
         name: String,
         /// Print JSON.
         #[arg(long)]
@@ -122,13 +128,10 @@ macro_rules! with_elem {
             }
             s => Err(format!(
                 "element size {s} is not supported by the CLI (1, 2, 4, …, 1024, 4096)"
-            )),
+            )
+            .into()),
         }
     };
-}
-
-fn secs(s: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|e| format!("bad timeout {s}: {e}"))
 }
 
 fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
@@ -144,17 +147,34 @@ fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
     Ok(e)
 }
 
-fn print_elem(b: &[u8]) {
+fn print_elem(b: &[u8]) -> CmdResult {
     let end = b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
-    println!("{}", String::from_utf8_lossy(&b[..end]));
+    outln!("{}", String::from_utf8_lossy(&b[..end]))
 }
 
-/// `(kind, element size)` of an existing queue.
-fn kind_of(name: &str) -> Result<(Kind, u64), String> {
+/// The element sizes the CLI handles (those [`with_elem!`] has a type for).
+const ELEM_SIZES: [usize; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
+/// Clap value parser for `--elem-size`.
+fn elem_size(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if ELEM_SIZES.contains(&n) => Ok(n),
+        _ => Err(format!("not one of {ELEM_SIZES:?}")),
+    }
+}
+
+/// The state of queue `name`, after a look at its header that changes nothing (a raw, corrupt
+/// or non-queue object gets a message that says which).
+fn stat_of(name: &str) -> Result<(Kind, queue::QueueStat), Stop> {
+    let h = shmkit_header(name, "")?;
+    if !matches!(
+        h.kind,
+        Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING
+    ) {
+        return Err(format!("segment {name:?} holds a {}, not a queue", h.kind).into());
+    }
     let st = queue::stat(name).map_err(|e| e.to_string())?;
-    let p = segment::probe(name).map_err(|e| e.to_string())?;
-    let kind = p.header.map(|h| h.kind).ok_or("not a shmkit segment")?;
-    Ok((kind, st.elem_size))
+    Ok((h.kind, st))
 }
 
 pub(crate) fn run(args: Args) -> CmdResult {
@@ -166,18 +186,16 @@ pub(crate) fn run(args: Args) -> CmdResult {
             elem_size,
         } => {
             match kind {
-                QKind::Bytes => {
-                    drop(bytes::Ring::create(&name, capacity).map_err(|e| e.to_string())?)
-                }
+                QKind::Bytes => drop(bytes::Ring::create(&name, capacity).map_err(create_error)?),
                 QKind::Spsc => with_elem!(elem_size, E, {
                     spsc::Queue::<E>::create(&name, capacity)
                         .map(drop)
-                        .map_err(|e| e.to_string())
+                        .map_err(create_error)
                 })?,
                 QKind::Mpmc => with_elem!(elem_size, E, {
                     mpmc::Queue::<E>::create(&name, capacity)
                         .map(drop)
-                        .map_err(|e| e.to_string())
+                        .map_err(create_error)
                 })?,
             }
             Ok(())
@@ -187,9 +205,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
             message,
             timeout,
         } => {
-            let t = Some(secs(timeout)?);
-            let (kind, size) = kind_of(&name)?;
-            let e = |e: &dyn std::fmt::Display| e.to_string();
+            let t = Some(timeout);
+            let (kind, st) = stat_of(&name)?;
+            let size = st.elem_size;
+            let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
             match kind {
                 Kind::BYTES_RING => {
                     let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
@@ -206,16 +225,14 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     let mut tx = q.producer().map_err(|x| e(&x))?;
                     tx.push(pad(&message)?, t).map_err(|x| e(&x))
                 }),
-                k => Err(format!("{name:?} holds a {k}, not a queue")),
+                k => Err(format!("segment {name:?} holds a {k}, not a queue").into()),
             }
         }
         Cmd::Pop { name, timeout } => {
-            let deadline = timeout
-                .map(secs)
-                .transpose()?
-                .and_then(|t| Instant::now().checked_add(t));
-            let (kind, size) = kind_of(&name)?;
-            let e = |e: &dyn std::fmt::Display| e.to_string();
+            let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+            let (kind, st) = stat_of(&name)?;
+            let size = st.elem_size;
+            let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
             match kind {
                 Kind::BYTES_RING => {
                     let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
@@ -224,8 +241,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         Some(t) => rx.recv(t),
                         None => rx.try_recv().map_err(PopError::from),
                     })?;
-                    print_elem(&m);
-                    Ok(())
+                    print_elem(&m)
                 }
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
                     let q = spsc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
@@ -234,8 +250,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         Some(t) => rx.pop(t),
                         None => rx.try_pop().map_err(PopError::from),
                     })?;
-                    print_elem(&m);
-                    Ok(())
+                    print_elem(&m)
                 }),
                 Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
                     let q = mpmc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
@@ -244,19 +259,17 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         Some(t) => rx.pop(t),
                         None => rx.try_pop().map_err(PopError::from),
                     })?;
-                    print_elem(&m);
-                    Ok(())
+                    print_elem(&m)
                 }),
-                k => Err(format!("{name:?} holds a {k}, not a queue")),
+                k => Err(format!("segment {name:?} holds a {k}, not a queue").into()),
             }
         }
         Cmd::Stat { name, json } => {
-            let st = queue::stat(&name).map_err(|e| e.to_string())?;
+            let (_, st) = stat_of(&name)?;
             if json {
                 return print_json(&st);
             }
-            print_stat(&name, &st);
-            Ok(())
+            print_stat(&name, &st)
         }
     }
 }
@@ -286,14 +299,14 @@ fn pop_until<V>(
     }
 }
 
-fn print_stat(name: &str, st: &queue::QueueStat) {
-    println!("name:            {name}");
-    println!("kind:            {}", st.kind);
-    println!("capacity:        {}", st.capacity);
-    println!("length:          {}", st.len);
-    println!("element size:    {}", st.elem_size);
+fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
+    outln!("name:            {name}")?;
+    outln!("kind:            {}", st.kind)?;
+    outln!("capacity:        {}", st.capacity)?;
+    outln!("length:          {}", st.len)?;
+    outln!("element size:    {}", st.elem_size)?;
     if let Some(m) = st.max_message {
-        println!("max message:     {m}");
+        outln!("max message:     {m}")?;
     }
     let who = |v: &[queue::Attached]| {
         if v.is_empty() {
@@ -305,10 +318,12 @@ fn print_stat(name: &str, st: &queue::QueueStat) {
                 .join(", ")
         }
     };
-    println!("producers:       {}", who(&st.producers));
-    println!("consumers:       {}", who(&st.consumers));
-    println!(
+    outln!("producers:       {}", who(&st.producers))?;
+    outln!("consumers:       {}", who(&st.consumers))?;
+    outln!(
         "closed:          producer {} / consumer {}",
-        st.producer_closed, st.consumer_closed
-    );
+        st.producer_closed,
+        st.consumer_closed
+    )?;
+    Ok(())
 }

@@ -1,0 +1,574 @@
+//! Process liveness: one mechanism for every object (queue roles, lock owners, registries).
+//!
+//! A process that takes part in a shmkit protocol gets a **token**: a random 62-bit number,
+//! never 0, created on first use. The token names a file `/dev/shm/.shmkit/live-<token hex>`
+//! on which the process holds an open-file-description write lock (`F_OFD_SETLK`) for as long
+//! as it lives. The kernel drops that lock when the last descriptor of the open file
+//! description is closed, which happens when the process exits or is killed, however it dies.
+//! Anyone asks whether token `t` lives with `F_OFD_GETLK` on that file: a conflicting lock
+//! means alive; no lock, or no file, means dead. `SPEC.md` §2.3 has the whole protocol and its
+//! failure cases.
+//!
+//! Why this and not pid + start time (what shmkit used before):
+//! - **Pid namespaces.** OFD locks belong to an open file description, not to a pid, so the
+//!   answer is the same in every pid namespace that sees the same `/dev/shm` (sidecar
+//!   containers, `docker run --ipc=container:…`); no `/proc` is read.
+//! - **Pid reuse.** A token is never derived from a pid. A new process picks 62 random bits
+//!   and publishes its file with `renameat2(RENAME_NOREPLACE)`, so it never takes a token whose
+//!   file still exists; a dead token whose file was removed could be drawn again only with
+//!   probability 2^-62 per new process.
+//! - **Cost.** A fast path never makes a system call: objects store the token in their words,
+//!   and a handle checks that it still belongs to this process with one `Relaxed` load of a
+//!   static ([`is_current`]). A liveness query (three system calls) is made only by a side
+//!   that is already blocked on a peer. Each process holds exactly one descriptor.
+//! - **`fork()`.** A child inherits its parent's descriptors, which would keep the parent's
+//!   lock held after the parent dies. A `pthread_atfork` child handler closes the inherited
+//!   descriptor (the parent's stays open, so the lock stays the parent's) and forgets the
+//!   token: the child is a different process, gets its own token on first use, and every
+//!   handle it inherited sees that it is not its own ([`is_current`] is false).
+//!
+//! The file holds a short text record (`pid`, pid namespace, command name) for `shmkit info`;
+//! it is written before the file is published and is display-only: nothing trusts it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use super::process::Liveness;
+use super::shm::SHM_DIR;
+
+/// The directory of liveness files, inside `/dev/shm` so that every process that shares
+/// `/dev/shm` shares it. Not a valid shm name (it is a directory), so it collides with no
+/// object.
+pub(crate) fn dir() -> String {
+    format!("{SHM_DIR}/.shmkit")
+}
+
+/// The largest token: tokens fit in 62 bits, so a lock word can keep two flag bits beside one.
+pub(crate) const TOKEN_MAX: u64 = (1 << 62) - 1;
+
+/// This process's token; 0 before the first [`current`], [`BUSY`] while it is being created.
+static TOKEN: AtomicU64 = AtomicU64::new(0);
+/// Marks [`TOKEN`] as being created by some thread of this process.
+const BUSY: u64 = u64::MAX;
+/// This process's pid, cached when its token is created (0: none yet).
+static PID: AtomicU32 = AtomicU32::new(0);
+/// The descriptor holding this process's lock (-1: none).
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// Whether the fork and exit handlers are registered (once per process image: registrations
+/// survive `fork`). Only touched by the thread that holds [`BUSY`].
+static HANDLERS: AtomicBool = AtomicBool::new(false);
+
+/// The liveness-file path of `token`.
+pub(crate) fn path_of(token: u64) -> String {
+    format!("{}/live-{token:016x}", dir())
+}
+
+/// This process's token, creating (and locking) its liveness file on first use.
+///
+/// Errors come from `/dev/shm` (full, read-only, `/dev/shm/.shmkit` not a sticky directory).
+pub(crate) fn current() -> io::Result<u64> {
+    loop {
+        // Acquire pairs with the Release store below: a token seen is a token published.
+        match TOKEN.load(Ordering::Acquire) {
+            0 => {
+                // Relaxed on failure: another thread won; we loop and see its result.
+                if TOKEN
+                    .compare_exchange(0, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                match register_handlers().and_then(|()| publish()) {
+                    Ok((token, fd)) => {
+                        // The descriptor lives as long as the process (or until a fork
+                        // child's handler closes its inherited copy).
+                        FD.store(fd.into_raw_fd(), Ordering::Relaxed);
+                        PID.store(std::process::id(), Ordering::Relaxed);
+                        // Release pairs with the Acquire load above.
+                        TOKEN.store(token, Ordering::Release);
+                        // Processes that were killed leave their files behind: each new
+                        // process removes a few, so they do not pile up (`gc` removes all).
+                        sweep_some(SWEEP_ON_START);
+                        return Ok(token);
+                    }
+                    Err(e) => {
+                        TOKEN.store(0, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+            }
+            BUSY => std::thread::yield_now(),
+            t => return Ok(t),
+        }
+    }
+}
+
+/// Whether `token` is this process's own token. One `Relaxed` load, no system call: the
+/// check a handle makes before it acts, so that a handle inherited across `fork()` refuses.
+/// Relaxed suffices: the only writers are this process's first [`current`] (which
+/// happened-before any handle holding the token was made, in this thread or through the
+/// handle's own synchronisation) and the fork handler (which runs in the child before any of
+/// its code).
+#[inline]
+pub(crate) fn is_current(token: u64) -> bool {
+    token != 0 && TOKEN.load(Ordering::Relaxed) == token
+}
+
+/// This process's pid as cached with its token (0 before the first [`current`]); for display
+/// records, without a `getpid` system call.
+pub(crate) fn current_pid() -> u32 {
+    PID.load(Ordering::Relaxed)
+}
+
+extern "C" fn forget_in_child() {
+    // Runs in the child right after fork(), in the forking thread only: async-signal-safe
+    // calls only. Closing our copy of the descriptor leaves the parent's lock held by the
+    // parent's copy.
+    let fd = FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: `fd` is the liveness descriptor this module owns; nothing else closes it.
+        unsafe { libc::close(fd) };
+    }
+    PID.store(0, Ordering::Relaxed);
+    TOKEN.store(0, Ordering::Relaxed);
+}
+
+extern "C" fn remove_at_exit() {
+    // A normal exit removes our file at once; a killed process leaves it to `sweep`.
+    let t = TOKEN.load(Ordering::Relaxed);
+    if t != 0 && t != BUSY && FD.load(Ordering::Relaxed) >= 0 {
+        let _ = std::fs::remove_file(path_of(t));
+    }
+}
+
+fn register_handlers() -> io::Result<()> {
+    if HANDLERS.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    // SAFETY: both handlers are valid `extern "C" fn()`s that live for the whole program;
+    // registering them has no other precondition. Without the fork handler a forked child
+    // could keep its parent's token alive, so a failure (ENOMEM) means no token.
+    let r = unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    // SAFETY: as above. Failing to register only leaves the file for `sweep`.
+    unsafe { libc::atexit(remove_at_exit) };
+    HANDLERS.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// 62 random bits, never 0.
+fn random_token() -> io::Result<u64> {
+    loop {
+        let mut b = [0u8; 8];
+        let mut got = 0;
+        while got < b.len() {
+            // SAFETY: the pointer and length describe the unfilled tail of `b`.
+            let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            got += n as usize;
+        }
+        let t = u64::from_le_bytes(b) & TOKEN_MAX;
+        if t != 0 {
+            return Ok(t);
+        }
+    }
+}
+
+fn cstr(path: &str) -> io::Result<CString> {
+    CString::new(path).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+/// Make sure `/dev/shm/.shmkit` exists and is a directory nobody can use to remove another
+/// user's files: a real directory (not a link), sticky if others may write it.
+fn ensure_dir() -> io::Result<()> {
+    let d = dir();
+    let c = cstr(&d)?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::mkdir(c.as_ptr(), 0o1777) } == 0 {
+        // The umask may have cleared bits: set them exactly. A failure leaves a directory that
+        // the check below judges.
+        // SAFETY: as above.
+        unsafe { libc::chmod(c.as_ptr(), 0o1777) };
+    } else {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(io::Error::new(e.kind(), format!("cannot create {d}: {e}")));
+        }
+    }
+    let md = std::fs::symlink_metadata(&d)?;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = md.permissions().mode();
+    if !md.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{d} is not a directory; remove it so shmkit can create its liveness directory"
+            ),
+        ));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{d} is writable by others but not sticky (mode {:o}); run `chmod 1777 {d}`",
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A whole-file `struct flock` of `kind` for the OFD calls.
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is plain old data; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0; // to the end of the file, whatever its size
+    fl.l_pid = 0; // required by the OFD calls
+    fl
+}
+
+/// Create, lock and publish this process's liveness file; returns its token and the
+/// descriptor that holds the lock.
+fn publish() -> io::Result<(u64, OwnedFd)> {
+    ensure_dir()?;
+    let record = record_text();
+    for _ in 0..16 {
+        let token = random_token()?;
+        let tmp = format!("{}/tmp-{token:016x}", dir());
+        let c = cstr(&tmp)?;
+        // SAFETY: valid path; the flags create a new regular file and return a descriptor we
+        // take ownership of below.
+        let raw = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644 as libc::c_uint,
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                continue;
+            }
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create {tmp}: {e}"),
+            ));
+        }
+        // SAFETY: `raw` is a descriptor we just opened and nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let result = (|| {
+            // Readable by everyone (they query the lock through their own descriptor),
+            // writable only by us, whatever the umask.
+            // SAFETY: valid descriptor.
+            unsafe { libc::fchmod(fd.as_raw_fd(), 0o644) };
+            let mut f = std::fs::File::from(fd.try_clone()?);
+            use std::io::Write;
+            f.write_all(record.as_bytes())?;
+            let fl = whole_file(libc::F_WRLCK);
+            // SAFETY: valid descriptor and a valid `flock`.
+            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fin = cstr(&path_of(token))?;
+            // SAFETY: both paths are valid; RENAME_NOREPLACE fails instead of replacing.
+            let r = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    libc::AT_FDCWD,
+                    fin.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => return Ok((token, fd)),
+            Err(e) => {
+                // SAFETY: valid path.
+                unsafe { libc::unlink(c.as_ptr()) };
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    continue; // that token's file exists: draw another
+                }
+                return Err(e);
+            }
+        }
+    }
+    Err(io::Error::other(
+        "could not draw an unused liveness token in 16 tries",
+    ))
+}
+
+/// The display record written into a liveness file.
+fn record_text() -> String {
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    format!(
+        "pid {}\npidns {}\ncomm {}\n",
+        std::process::id(),
+        super::process::pid_namespace(),
+        comm.trim()
+    )
+}
+
+/// Whether the process that holds `token` lives. `Unknown` for 0 (nobody) and for a file that
+/// cannot be queried (e.g. unreadable); `Dead` when the file is gone or nobody holds its lock.
+///
+/// Three system calls (`open`, `fcntl`, `close`): for paths that are already waiting on a peer.
+pub(crate) fn liveness(token: u64) -> Liveness {
+    if token == 0 {
+        return Liveness::Unknown;
+    }
+    if token > TOKEN_MAX {
+        return Liveness::Dead; // no process can hold it
+    }
+    if is_current(token) {
+        return Liveness::Alive;
+    }
+    let Ok(c) = cstr(&path_of(token)) else {
+        return Liveness::Unknown;
+    };
+    // SAFETY: valid path; O_NONBLOCK so that a FIFO planted there cannot block us.
+    let raw = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        )
+    };
+    if raw < 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) => Liveness::Dead,
+            _ => Liveness::Unknown,
+        };
+    }
+    // SAFETY: a descriptor we just opened.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    query(&fd)
+}
+
+/// `F_OFD_GETLK` for a whole-file write lock: is anyone holding a lock on this file?
+fn query(fd: &OwnedFd) -> Liveness {
+    let mut fl = whole_file(libc::F_WRLCK);
+    // SAFETY: valid descriptor and a valid, writable `flock`.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Liveness::Unknown;
+    }
+    if fl.l_type == libc::F_UNLCK as libc::c_short {
+        Liveness::Dead
+    } else {
+        Liveness::Alive
+    }
+}
+
+/// What a liveness file says about its process (display only: the file is the process's own
+/// writing, not checked by anyone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessRecord {
+    /// The pid in the process's own pid namespace.
+    pub pid: u32,
+    /// The inode of its pid namespace (`/proc/PID/ns/pid`), 0 if unknown.
+    pub pid_ns: u64,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+}
+
+/// The record of `token`'s liveness file, if it exists and is readable.
+pub(crate) fn record(token: u64) -> Option<ProcessRecord> {
+    if token == 0 || token > TOKEN_MAX {
+        return None;
+    }
+    let f = std::fs::File::open(path_of(token)).ok()?;
+    let mut text = String::new();
+    use std::io::Read;
+    f.take(4096).read_to_string(&mut text).ok()?;
+    let mut r = ProcessRecord::default();
+    for line in text.lines() {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        match k {
+            "pid" => r.pid = v.parse().unwrap_or(0),
+            "pidns" => r.pid_ns = v.parse().unwrap_or(0),
+            "comm" => r.comm = v.chars().take(64).collect(),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// How many liveness files of other processes a process checks (and removes if dead) when it
+/// creates its own token: more than one process can leave behind, so leftovers shrink.
+const SWEEP_ON_START: usize = 16;
+
+/// Check up to `n` liveness files chosen at random and remove those of dead processes.
+/// Best effort: errors are ignored (files of other users cannot be removed in the sticky
+/// directory; `gc` as their owner or root removes them).
+fn sweep_some(n: usize) {
+    let Ok(rd) = std::fs::read_dir(dir()) else {
+        return;
+    };
+    let mut names: Vec<std::ffi::OsString> = rd
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|f| f.to_str().is_some_and(|f| f.starts_with("live-")))
+        .collect();
+    let mut seed = random_token().unwrap_or(1);
+    for _ in 0..n.min(names.len()) {
+        // xorshift: a cheap random pick; fairness does not matter.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let f = names.swap_remove((seed % names.len() as u64) as usize);
+        let Some(t) = f
+            .to_str()
+            .and_then(|f| f.strip_prefix("live-"))
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        if liveness(t) == Liveness::Dead {
+            let _ = std::fs::remove_file(path_of(t));
+        }
+    }
+}
+
+/// What [`sweep`] did with one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Swept {
+    /// The file's name inside the liveness directory.
+    pub file: String,
+    /// Whether it was removed (else: why not).
+    pub outcome: Result<(), String>,
+}
+
+/// Remove the liveness files of dead processes (and temporary files of processes that died
+/// while publishing, once older than a minute). With `dry_run`, only report them.
+pub(crate) fn sweep(dry_run: bool) -> io::Result<Vec<Swept>> {
+    sweep_in(&dir(), dry_run)
+}
+
+/// Whether nobody holds a lock on the file at `path` (false if it cannot be opened).
+fn unlocked(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .is_ok_and(|f| query(&OwnedFd::from(f)) == Liveness::Dead)
+}
+
+fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in rd.flatten() {
+        let Some(file) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let dead = if file.starts_with("live-") {
+            unlocked(&e.path())
+        } else if file.starts_with("tmp-") {
+            // A publisher holds its lock before the rename; an unlocked temporary file older
+            // than a minute belongs to a process that died in between.
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() >= 60);
+            old && unlocked(&e.path())
+        } else {
+            false
+        };
+        if !dead {
+            continue;
+        }
+        let outcome = if dry_run {
+            Ok(())
+        } else {
+            std::fs::remove_file(e.path()).map_err(|e| e.to_string())
+        };
+        out.push(Swept { file, outcome });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_token_is_alive_and_stable() {
+        let t = current().unwrap();
+        assert!(t != 0 && t <= TOKEN_MAX);
+        assert_eq!(current().unwrap(), t);
+        assert!(is_current(t));
+        assert!(!is_current(0));
+        // Asked through a fresh descriptor, as another process would.
+        let fd = OwnedFd::from(std::fs::File::open(path_of(t)).unwrap());
+        assert_eq!(query(&fd), Liveness::Alive);
+        let r = record(t).unwrap();
+        assert_eq!(r.pid, std::process::id());
+    }
+
+    #[test]
+    fn unknown_tokens_are_dead() {
+        current().unwrap();
+        // A token with no file: dead. (A random one: its file cannot exist in practice.)
+        let t = random_token().unwrap();
+        assert_eq!(liveness(t), Liveness::Dead);
+        assert_eq!(liveness(TOKEN_MAX + 1), Liveness::Dead);
+        assert_eq!(liveness(u64::MAX), Liveness::Dead);
+        assert_eq!(liveness(0), Liveness::Unknown);
+    }
+
+    #[test]
+    fn an_unlocked_file_is_dead_and_swept() {
+        ensure_dir().unwrap();
+        // A token with no file is dead; so is one whose file nobody locks.
+        let t = random_token().unwrap();
+        assert_eq!(liveness(t), Liveness::Dead);
+        // Sweep a private directory (the shared one is swept by other processes too).
+        let d = std::env::temp_dir().join(format!("shmkit-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        struct Rm(std::path::PathBuf);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _rm = Rm(d.clone());
+        let dead = d.join(format!("live-{t:016x}"));
+        std::fs::write(&dead, b"pid 1\n").unwrap();
+        let held = d.join("live-0000000000000001");
+        let f = std::fs::File::create(&held).unwrap();
+        let fl = whole_file(libc::F_WRLCK);
+        // SAFETY: valid descriptor and flock.
+        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        assert_eq!(r, 0);
+        let dir = d.to_str().unwrap();
+        let swept = sweep_in(dir, true).unwrap();
+        assert_eq!(swept.len(), 1, "{swept:?}");
+        assert_eq!(swept[0].file, format!("live-{t:016x}"));
+        assert!(dead.exists(), "a dry run removes nothing");
+        assert_eq!(sweep_in(dir, false).unwrap().len(), 1);
+        assert!(!dead.exists() && held.exists());
+    }
+}
