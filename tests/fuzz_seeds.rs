@@ -25,8 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const HEADER: usize = 128;
-/// What the creator's identity is replaced with: a pid above any default `pid_max` (so it is
-/// judged dead), a thread id beside it, a start time.
+/// What this process's identity is replaced with: a liveness token that no process holds (so
+/// its owner is judged dead), a pid above any default `pid_max`, a thread id beside it, a
+/// start time.
+const FAKE_TOKEN: u64 = 0x0123_4567_89ab_cdef;
 const FAKE_PID: u32 = 4_194_300;
 const FAKE_TID: u32 = 4_194_301;
 const FAKE_START: u64 = 1_000_000;
@@ -35,8 +37,15 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
 }
 
-/// This process's identity as shmkit records it: pid, thread id, start time (field 22 of
-/// `/proc/self/stat`).
+/// This process's liveness token (`SPEC.md` §2.3), as a queue end records it.
+fn token() -> u64 {
+    let q = spsc::Queue::<u64>::with_capacity(2);
+    let _tx = q.producer().unwrap();
+    q.stat().producers[0].token
+}
+
+/// This process's pid, thread id and start time (field 22 of `/proc/self/stat`), which
+/// display records and headers hold.
 fn identity() -> (u32, u32, u64) {
     let tid: u32 = std::fs::read_link("/proc/thread-self")
         .unwrap()
@@ -53,14 +62,21 @@ fn identity() -> (u32, u32, u64) {
 }
 
 /// The object's bytes as another process would find them, with this process's identity
-/// replaced by the fixed one (8-aligned `u64` start times first, then 4-aligned `u32` pids,
-/// thread ids and the low half of start times, which owner words hold), and the header's
-/// creation time and pid namespace cleared.
+/// replaced by the fixed one (8-aligned `u64` tokens, lock owner words and start times first, then 4-aligned
+/// `u32` pids, thread ids and low halves of start times), and the header's creation time and
+/// pid namespace cleared.
 fn dump(name: &str) -> Vec<u8> {
     let mut b = std::fs::read(format!("/dev/shm/{name}")).unwrap();
     let (pid, tid, start) = identity();
+    let token = token();
     for c in b.chunks_exact_mut(8) {
-        if u64::from_le_bytes(c.try_into().unwrap()) == start {
+        let v = u64::from_le_bytes(c.try_into().unwrap());
+        if v == token {
+            c.copy_from_slice(&FAKE_TOKEN.to_le_bytes());
+        } else if v >> 2 == token {
+            // A lock's owner word: the token above two flag bits (SPEC.md §6.2).
+            c.copy_from_slice(&((FAKE_TOKEN << 2) | (v & 3)).to_le_bytes());
+        } else if v == start {
             c.copy_from_slice(&FAKE_START.to_le_bytes());
         }
     }
@@ -177,6 +193,7 @@ fn constants(out: &mut Out) {
     put("mpmc_handles_16", &16u64.to_le_bytes());
     put("u64_max", &u64::MAX.to_le_bytes());
     put("fake_pid", &FAKE_PID.to_le_bytes());
+    put("fake_token", &FAKE_TOKEN.to_le_bytes());
     // A bytes-ring record header's top byte (kind) and a whole message header of lap 0.
     put("record_kind_M", b"M");
     put("record_kind_W", b"W");
@@ -196,22 +213,12 @@ fn queue_input(kind: u8, capbits: u8, ops: &[u8], payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Offset and size of glibc's mutex in a Lock, RLock or Condition state: `sync_attach`
-/// leaves those bytes as the library created them, so the seeds hold zeros there (the
-/// mutex's robust-list pointers would make the output differ at every run).
-const MUTEX_AT: usize = 32;
-const MUTEX_LEN: usize = std::mem::size_of::<libc::pthread_mutex_t>();
-
 /// `sync_attach` input: primitive and parameter, the operations, then the state.
 fn sync_input(kind: u8, param: u8, ops: &[u8], state: &[u8]) -> Vec<u8> {
     assert!(kind < 7 && param <= 36 && ops.len() < 16);
     let mut v = vec![kind + 7 * param, ops.len() as u8];
     v.extend_from_slice(ops);
-    let at = v.len();
     v.extend_from_slice(state);
-    if kind <= 2 {
-        v[at + MUTEX_AT..at + MUTEX_AT + MUTEX_LEN].fill(0);
-    }
     v
 }
 

@@ -4,26 +4,25 @@
 //! arbitrary bytes: each call returns a value or an error, never a panic, an out-of-bounds
 //! access or a hang.
 //!
-//! The bytes of glibc's `pthread_mutex_t` (in Lock, RLock and Condition) are left intact:
-//! they are glibc's to interpret and shmkit does not validate them (SPEC.md §6.2.1); the
-//! target fuzzes shmkit's own fields around them.
+//! Every byte of every state is shmkit's own (the locks are futex words, SPEC.md §6.2), so the
+//! hostile bytes may cover the whole state.
 //!
 //! Input: byte 0 chooses the primitive and its creation parameter; byte 1 the number of
-//! operations, which follow (one byte each); the rest overwrites the state.
-//!
-//! Every guard is dropped before the segment is unmapped: a robust mutex still held at unmap
-//! would leave a dangling entry in the thread's robust list (a glibc rule, not a shmkit bug).
+//! operations, which follow (one byte each); the rest overwrites the state. The seed corpus
+//! (`fuzz/corpus/sync_attach/seed-*`, from `tests/fuzz_seeds.rs`) holds valid states of every
+//! primitive in this format.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmkit::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+use shmkit::sync::{
+    Barrier, BarrierState, BoundedSemaphore, Condition, ConditionState, Event, EventState, Lock,
+    LockState, RLock, RLockState, Semaphore, SemaphoreState,
+};
+use std::mem::size_of;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 const HEADER: u64 = 128;
-/// Offset and size of the pthread mutex inside a lock state.
-const MUTEX_AT: usize = 32;
-const MUTEX_LEN: usize = std::mem::size_of::<libc::pthread_mutex_t>();
 const TINY: Duration = Duration::from_millis(1);
 
 /// Remove segments left by earlier runs of this target that were killed mid-run (their pid is
@@ -47,25 +46,15 @@ fn clean_stale(prefix: &str) {
     }
 }
 
-/// Overwrite the state with `bytes` (at most `state_len` bytes, within the file), except the
-/// pthread mutex if `has_mutex`.
-fn corrupt(path: &str, state_len: usize, has_mutex: bool, bytes: &[u8]) {
+/// Overwrite the state with `bytes` (at most `state_len` bytes, within the file).
+fn corrupt(path: &str, state_len: usize, bytes: &[u8]) {
     let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
         return;
     };
     let Ok(meta) = f.metadata() else { return };
     let room = meta.len().saturating_sub(HEADER) as usize;
     let n = bytes.len().min(state_len).min(room);
-    let bytes = &bytes[..n];
-    if has_mutex && n > MUTEX_AT {
-        let _ = f.write_all_at(&bytes[..MUTEX_AT], HEADER);
-        let after = MUTEX_AT + MUTEX_LEN;
-        if n > after {
-            let _ = f.write_all_at(&bytes[after..], HEADER + after as u64);
-        }
-    } else {
-        let _ = f.write_all_at(bytes, HEADER);
-    }
+    let _ = f.write_all_at(&bytes[..n], HEADER);
 }
 
 fn lock_ops(name: &str, ops: &[u8]) {
@@ -204,18 +193,29 @@ fuzz_target!(|data: &[u8]| {
     let name = format!("fuzz-s-{}", std::process::id());
     let path = format!("/dev/shm/{name}");
     let _ = std::fs::remove_file(&path);
-    let lock_len = MUTEX_AT + MUTEX_LEN;
-    let (created, state_len, has_mutex) = match kind {
-        0 => (Lock::create(&name).map(drop), lock_len, true),
-        1 => (RLock::create(&name).map(drop), lock_len, true),
-        2 => (Condition::create(&name).map(drop), lock_len + 8, true),
-        3 => (Semaphore::create(&name, param).map(drop), 16, false),
-        4 => (BoundedSemaphore::create(&name, param).map(drop), 16, false),
-        5 => (Event::create(&name).map(drop), 8, false),
-        _ => (Barrier::create(&name, param.max(1)).map(drop), 24, false),
+    let (created, state_len) = match kind {
+        0 => (Lock::create(&name).map(drop), size_of::<LockState>()),
+        1 => (RLock::create(&name).map(drop), size_of::<RLockState>()),
+        2 => (
+            Condition::create(&name).map(drop),
+            size_of::<ConditionState>(),
+        ),
+        3 => (
+            Semaphore::create(&name, param).map(drop),
+            size_of::<SemaphoreState>(),
+        ),
+        4 => (
+            BoundedSemaphore::create(&name, param).map(drop),
+            size_of::<SemaphoreState>(),
+        ),
+        5 => (Event::create(&name).map(drop), size_of::<EventState>()),
+        _ => (
+            Barrier::create(&name, param.max(1)).map(drop),
+            size_of::<BarrierState>(),
+        ),
     };
     if created.is_ok() {
-        corrupt(&path, state_len, has_mutex, hostile);
+        corrupt(&path, state_len, hostile);
         let _ = shmkit::sync::inspect(&name);
         match kind {
             0 => lock_ops(&name, ops),
