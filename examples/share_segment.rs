@@ -53,9 +53,10 @@ fn writer(name: &str) -> Result<(), Box<dyn std::error::Error>> {
         // copy saw any byte stored below, its re-load of seq sees this odd value (or later) and
         // it discards the copy.
         fence(Ordering::Release);
-        seg.write_at(MSG_AT, &msg)?; // Relaxed atomic stores
-                                     // Release: pairs with the reader's Acquire load of seq before its copy. A reader that
-                                     // sees this even value sees every byte of this message.
+        // The message, as Relaxed atomic stores.
+        seg.write_at(MSG_AT, &msg)?;
+        // Release: pairs with the reader's Acquire load of seq before its copy. A reader that
+        // sees this even value sees every byte of this message.
         seq.store(2 * i, Ordering::Release);
         println!("writer: wrote message {i}");
         std::thread::sleep(Duration::from_millis(200));
@@ -88,9 +89,10 @@ fn reader(name: &str) -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let mut buf = vec![0u8; MSG_LEN];
-        seg.read_at(MSG_AT, &mut buf)?; // Relaxed atomic loads
-                                        // Acquire fence: pairs with the writer's fence(Release) after its odd store. If the
-                                        // copy read any byte of a later write, the re-load below sees that write's odd value.
+        // The message, as Relaxed atomic loads.
+        seg.read_at(MSG_AT, &mut buf)?;
+        // Acquire fence: pairs with the writer's fence(Release) after its odd store. If the
+        // copy read any byte of a later write, the re-load below sees that write's odd value.
         fence(Ordering::Acquire);
         // Relaxed: ordered after the copy by the fence above.
         if seg.load_u64(0, Ordering::Relaxed)? != before {

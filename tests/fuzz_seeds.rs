@@ -62,9 +62,9 @@ fn identity() -> (u32, u32, u64) {
 }
 
 /// The object's bytes as another process would find them, with this process's identity
-/// replaced by the fixed one (8-aligned `u64` tokens, lock owner words and start times first, then 4-aligned
-/// `u32` pids, thread ids and low halves of start times), and the header's creation time and
-/// pid namespace cleared.
+/// replaced by the fixed one (8-aligned `u64` tokens, lock owner words and start times first,
+/// then 4-aligned `u32` pids, thread ids and low halves of start times), and the header's
+/// creation time and pid namespace cleared.
 fn dump(name: &str) -> Vec<u8> {
     let mut b = std::fs::read(format!("/dev/shm/{name}")).unwrap();
     let (pid, tid, start) = identity();

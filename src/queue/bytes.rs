@@ -513,8 +513,8 @@ impl Producer {
 ///   belonged to. The producer role is exclusive (one owner word).
 /// - **What shmkit cannot guarantee:** any process that can open the segment read-write (the
 ///   mode bits decide who; 0600 by default) can break the protocol, by writing these bytes
-///   directly, or by forging the consumer's `head` so that the producer reuses bytes still in use.
-///   Such a write while the guard lives is a data race on memory this process holds a
+///   directly, or by forging the consumer's `head` so that the producer reuses bytes still in
+///   use. Such a write while the guard lives is a data race on memory this process holds a
 ///   `&mut [u8]` to, which is undefined behaviour in Rust's model: not merely "the bytes
 ///   change" but code that writes a byte and reads it back may act on a value it did not
 ///   write. shmkit's own code never reads the message bytes (only the record headers, which

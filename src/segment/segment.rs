@@ -70,9 +70,9 @@ impl Access for ReadOnly {
 /// time), offers atomics (`atomic_u64`/`atomic_u32` on read-write segments only,
 /// [`load_u64`](Self::load_u64)/[`load_u32`](Self::load_u32) on any), and raw pointers for code
 /// that documents its own protocol. The header is validated once at open; what a hostile
-/// writer changes later is not re-checked. A process that *truncates* the object under a live mapping makes accesses
-/// past the new end fault with `SIGBUS`; shmkit cannot prevent that, so do not share a name
-/// with processes you do not trust to leave its size alone.
+/// writer changes later is not re-checked. A process that *truncates* the object under a live
+/// mapping makes accesses past the new end fault with `SIGBUS`; shmkit cannot prevent that, so
+/// do not share a name with processes you do not trust to leave its size alone.
 ///
 /// ```
 /// use shmkit::Segment;
