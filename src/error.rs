@@ -91,6 +91,16 @@ pub enum Error {
         /// The largest accepted value.
         max: u64,
     },
+    /// `/dev/shm` has too little free space for the object (creation reserves every byte, so
+    /// that a full `/dev/shm` is this error and never a `SIGBUS` later).
+    NoSpace {
+        /// The segment name.
+        name: String,
+        /// Bytes the object needs (its header included).
+        requested: u64,
+        /// Bytes free in `/dev/shm` (`fstatvfs`), as seen right after the attempt.
+        available: u64,
+    },
     /// An argument is outside its domain (zero size, offset past the end, …).
     InvalidArgument {
         /// The segment or object name.
@@ -176,6 +186,12 @@ impl fmt::Display for Error {
             Error::TooLarge { name, requested, max } => {
                 write!(f, "{name:?}: {requested} is too large (at most {max})")
             }
+            Error::NoSpace { name, requested, available } => write!(
+                f,
+                "segment {name:?} needs {requested} bytes but /dev/shm has only {available} bytes free; \
+                 remove objects (`shmkit gc`, `shmkit rm`), give /dev/shm more room (e.g. docker \
+                 --shm-size), or create it sparse (which can SIGBUS when /dev/shm fills up)"
+            ),
             Error::InvalidArgument { name, what } => write!(f, "{name:?}: {what}"),
             Error::Io { name, op, source } => write!(f, "{op} segment {name:?}: {source}"),
         }

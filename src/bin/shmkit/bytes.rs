@@ -18,6 +18,11 @@ pub(crate) struct CreateArgs {
     /// Permission bits, octal (default 600).
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     mode: u32,
+    /// Do not reserve the memory now: creation is instant and takes no memory until pages are
+    /// written, but a process that touches a page when /dev/shm is full dies of SIGBUS.
+    /// Without it, a full /dev/shm is an error at creation.
+    #[arg(long)]
+    sparse: bool,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +77,7 @@ pub(crate) fn create(a: CreateArgs) -> CmdResult {
     Segment::options()
         .raw(a.raw)
         .mode(a.mode)
+        .sparse(a.sparse)
         .create(&a.name, a.size)
         .map(drop)
         .map_err(|e| e.to_string())
