@@ -198,9 +198,7 @@ fn ensure_dir() -> io::Result<()> {
     if !md.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "{d} is not a directory; remove it so shmkit can create its liveness directory"
-            ),
+            format!("{d} is not a directory; remove it so shmkit can create its liveness directory"),
         ));
     }
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
@@ -250,10 +248,7 @@ fn publish() -> io::Result<(u64, OwnedFd)> {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 continue;
             }
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot create {tmp}: {e}"),
-            ));
+            return Err(io::Error::new(e.kind(), format!("cannot create {tmp}: {e}")));
         }
         // SAFETY: `raw` is a descriptor we just opened and nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -497,9 +492,6 @@ mod tests {
         assert_eq!(liveness(t), Liveness::Dead);
         let swept = sweep(true).unwrap();
         assert!(swept.iter().any(|s| s.file == format!("live-{t:016x}")));
-        assert!(
-            std::path::Path::new(&p).exists(),
-            "a dry run removes nothing"
-        );
+        assert!(std::path::Path::new(&p).exists(), "a dry run removes nothing");
     }
 }
