@@ -217,3 +217,31 @@ pub(crate) fn stat_path(name: &str) -> Option<Stat> {
         .ok()
         .map(Stat::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_round_trip_and_strangers_are_not_temp_names() {
+        let t = temp_name(0x1234, "cam.frames-0");
+        assert!(t.starts_with(TEMP_PREFIX) && t.len() <= 255);
+        assert_eq!(parse_temp_name(&t), Some((0x1234, "cam.frames-0")));
+        // The final name may itself hold '-'.
+        let u = temp_name(u64::MAX >> 2, "a-b-c");
+        assert_eq!(parse_temp_name(&u), Some((u64::MAX >> 2, "a-b-c")));
+        // The longest: a 200-byte name still fits Linux's 255.
+        assert!(temp_name(u64::MAX, &"x".repeat(200)).len() <= 255);
+        for stranger in [
+            "x",
+            ".shmkit",
+            ".shmkit-tmp-",
+            ".shmkit-tmp-12-0-x",               // token not 16 digits
+            ".shmkit-tmp-000000000000000g-0-x", // not hex
+            ".shmkit-tmp-0000000000000001-0-",  // no final name
+            ".shmkit-tmp-0000000000000001--x",  // no counter
+        ] {
+            assert_eq!(parse_temp_name(stranger), None, "{stranger}");
+        }
+    }
+}
