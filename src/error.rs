@@ -73,13 +73,15 @@ pub enum Error {
         /// Which field or check failed, with the values seen.
         what: String,
     },
-    /// The creator has not published the segment within the open timeout.
+    /// Nothing usable appeared within the open timeout: a raw segment stayed 0 bytes (its
+    /// foreign creator never sized it), or `open_or_create` kept finding the name created and
+    /// removed by others.
     NotReady {
         /// The segment name.
         name: String,
         /// How long the opener waited.
         waited: Duration,
-        /// What is known about the creator (alive, dead, unknown).
+        /// What was seen.
         detail: String,
     },
     /// A requested size or count is beyond what the layout can hold.
@@ -181,7 +183,7 @@ impl fmt::Display for Error {
             Error::Corrupt { name, what } => write!(f, "segment {name:?} is corrupt: {what}"),
             Error::NotReady { name, waited, detail } => write!(
                 f,
-                "segment {name:?} was not published by its creator within {waited:?} ({detail})"
+                "segment {name:?} was not usable within {waited:?}: {detail}"
             ),
             Error::TooLarge { name, requested, max } => {
                 write!(f, "{name:?}: {requested} is too large (at most {max})")
