@@ -71,6 +71,14 @@ impl Access for ReadOnly {
 /// past the new end fault with `SIGBUS`; shmkit cannot prevent that, so do not share a name
 /// with processes you do not trust to leave its size alone.
 ///
+/// # Creation, lifetime, memory
+///
+/// A segment is built under a temporary name and appears under its name only complete
+/// (`SPEC.md` §4.1), so a creator that dies part-way leaves the name free. Its memory is
+/// reserved at creation ([`Error::NoSpace`] if `/dev/shm` lacks it), unless it was created
+/// [`sparse`](SegmentOptions::sparse). It lives until unlinked, or, if created
+/// [`Lifetime::Owned`](super::Lifetime::Owned), until `shmkit gc` finds its creator dead.
+///
 /// ```
 /// use shmkit::Segment;
 /// # let name = format!("doc-seg-{}", std::process::id());
