@@ -158,12 +158,14 @@ fn gc_removes_only_owned_objects_of_dead_creators_and_abandoned_builds() {
     let persistent_dead = format!("{base}-persistent-dead");
     let owned_live = format!("{base}-owned-live");
     let cli_made = format!("{base}-cli");
+    let cli_queue = format!("{base}-cli-queue");
     let building = format!("{base}-building");
     let _c = Cleanup::new(&[
         &owned_dead,
         &persistent_dead,
         &owned_live,
         &cli_made,
+        &cli_queue,
         &building,
     ]);
     for (role, name, says) in [
@@ -182,6 +184,16 @@ fn gc_removes_only_owned_objects_of_dead_creators_and_abandoned_builds() {
     assert!(shmkit(&["create", &cli_made, "--size", "8"])
         .status
         .success());
+    let q = [
+        "queue",
+        "create",
+        &cli_queue,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "4",
+    ];
+    assert!(shmkit(&q).status.success());
     let temps = common::temp_objects_of(&building);
     assert_eq!(temps.len(), 1, "{temps:?}");
     let exists = |n: &str| std::path::Path::new(&format!("/dev/shm/{n}")).exists();
@@ -209,6 +221,7 @@ fn gc_removes_only_owned_objects_of_dead_creators_and_abandoned_builds() {
         "{dry}"
     );
     assert!(has(&dry, &format!("kept {cli_made}: persistent")), "{dry}");
+    assert!(has(&dry, &format!("kept {cli_queue}: persistent")), "{dry}");
     assert!(
         exists(&owned_dead) && exists(&temps[0]),
         "a dry run removes nothing"
@@ -229,7 +242,7 @@ fn gc_removes_only_owned_objects_of_dead_creators_and_abandoned_builds() {
     assert!(has(&out, &format!("removed {owned_dead}: owned")), "{out}");
     assert!(!exists(&owned_dead));
     assert!(common::temp_objects_of(&building).is_empty(), "{out}");
-    for kept in [&persistent_dead, &owned_live, &cli_made] {
+    for kept in [&persistent_dead, &owned_live, &cli_made, &cli_queue] {
         assert!(exists(kept), "{kept}: {out}");
         assert!(!has(&out, &format!("removed {kept}")), "{out}");
     }
