@@ -73,13 +73,15 @@ pub enum Error {
         /// Which field or check failed, with the values seen.
         what: String,
     },
-    /// The creator has not published the segment within the open timeout.
+    /// Nothing usable appeared within the open timeout: a raw segment stayed 0 bytes (its
+    /// foreign creator never sized it), or `open_or_create` kept finding the name created and
+    /// removed by others.
     NotReady {
         /// The segment name.
         name: String,
         /// How long the opener waited.
         waited: Duration,
-        /// What is known about the creator (alive, dead, unknown).
+        /// What was seen.
         detail: String,
     },
     /// A requested size or count is beyond what the layout can hold.
@@ -90,6 +92,16 @@ pub enum Error {
         requested: u64,
         /// The largest accepted value.
         max: u64,
+    },
+    /// `/dev/shm` has too little free space for the object (creation reserves every byte, so
+    /// that a full `/dev/shm` is this error and never a `SIGBUS` later).
+    NoSpace {
+        /// The segment name.
+        name: String,
+        /// Bytes the object needs (its header included).
+        requested: u64,
+        /// Bytes free in `/dev/shm` (`fstatvfs`), as seen right after the attempt.
+        available: u64,
     },
     /// An argument is outside its domain (zero size, offset past the end, …).
     InvalidArgument {
@@ -171,11 +183,17 @@ impl fmt::Display for Error {
             Error::Corrupt { name, what } => write!(f, "segment {name:?} is corrupt: {what}"),
             Error::NotReady { name, waited, detail } => write!(
                 f,
-                "segment {name:?} was not published by its creator within {waited:?} ({detail})"
+                "segment {name:?} was not usable within {waited:?}: {detail}"
             ),
             Error::TooLarge { name, requested, max } => {
                 write!(f, "{name:?}: {requested} is too large (at most {max})")
             }
+            Error::NoSpace { name, requested, available } => write!(
+                f,
+                "segment {name:?} needs {requested} bytes but /dev/shm has only {available} bytes free; \
+                 remove objects (`shmkit gc`, `shmkit rm`), give /dev/shm more room (e.g. docker \
+                 --shm-size), or create it sparse (which can SIGBUS when /dev/shm fills up)"
+            ),
             Error::InvalidArgument { name, what } => write!(f, "{name:?}: {what}"),
             Error::Io { name, op, source } => write!(f, "{op} segment {name:?}: {source}"),
         }

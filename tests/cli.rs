@@ -3,9 +3,10 @@
 mod common;
 
 use common::{Cleanup, Lines};
+use shmkit::segment::Lifetime;
 use shmkit::Segment;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -26,7 +27,24 @@ fn child_main() {
         "create-and-die" => {
             let _s = Segment::create(&args[0], 32).unwrap();
             common::report("created");
-            std::thread::sleep(std::time::Duration::from_secs(60));
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "create-owned-and-die" => {
+            let _s = Segment::options()
+                .lifetime(Lifetime::Owned)
+                .create(&args[0], 32)
+                .unwrap();
+            common::report("created");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "build-and-die" => {
+            Segment::options()
+                .create_with(&args[0], 32, |_| {
+                    common::report("building");
+                    std::thread::sleep(Duration::from_secs(60));
+                    Ok(())
+                })
+                .unwrap();
         }
         // Read up to N bytes of standard input, then exit (closing the pipe): `head -c N`.
         "head" => {
@@ -68,6 +86,8 @@ fn ls_lists_shmkit_and_raw_segments() {
     assert_eq!(row["size"], 228);
     assert_eq!(row["alive"], "alive");
     assert_eq!(row["creator_pid"], std::process::id());
+    assert_eq!(row["lifetime"], "persistent");
+    assert_eq!(row["status"], "valid");
 }
 
 #[test]
@@ -84,6 +104,11 @@ fn info_prints_the_header() {
         serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
     assert_eq!(json["header"]["payload_size"], 64);
     assert_eq!(json["header"]["state"], "ready");
+    assert_eq!(json["header"]["lifetime"], "persistent");
+    assert_eq!(json["header"]["creator_pid"], std::process::id());
+    assert_eq!(json["header"]["creator_token"].as_str().unwrap().len(), 16);
+    assert_eq!(json["status"], "valid");
+    assert_eq!(json["creator"], "alive");
     assert_eq!(json["kind"], "bytes");
 }
 
@@ -134,40 +159,100 @@ fn exit_codes() {
 }
 
 #[test]
-fn gc_removes_only_dead_unmapped_segments() {
-    // One unique prefix for both names, so that the gc runs below (restricted to it) judge
-    // the live segment too.
-    let prefix = format!("{}-", common::unique_name("cli-gc"));
-    let (dead, live) = (format!("{prefix}dead"), format!("{prefix}live"));
-    let _c = Cleanup::new(&[&dead, &live]);
-    let mut child = common::spawn_child("create-and-die", &[&dead]);
-    Lines::of(&mut child).expect("created");
-    common::kill9(&mut child);
-    let _l = Segment::create(&live, 8).unwrap();
+fn gc_removes_only_owned_objects_of_dead_creators_and_abandoned_builds() {
+    let base = common::unique_name("cli-gc");
+    let owned_dead = format!("{base}-owned-dead");
+    let persistent_dead = format!("{base}-persistent-dead");
+    let owned_live = format!("{base}-owned-live");
+    let cli_made = format!("{base}-cli");
+    let cli_queue = format!("{base}-cli-queue");
+    let building = format!("{base}-building");
+    let _c = Cleanup::new(&[
+        &owned_dead,
+        &persistent_dead,
+        &owned_live,
+        &cli_made,
+        &cli_queue,
+        &building,
+    ]);
+    for (role, name, says) in [
+        ("create-owned-and-die", &owned_dead, "created"),
+        ("create-and-die", &persistent_dead, "created"),
+        ("build-and-die", &building, "building"),
+    ] {
+        let mut child = common::spawn_child(role, &[name]);
+        Lines::of(&mut child).expect(says);
+        common::kill9(&mut child);
+    }
+    let _live = Segment::options()
+        .lifetime(Lifetime::Owned)
+        .create(&owned_live, 8)
+        .unwrap();
+    assert!(shmkit(&["create", &cli_made, "--size", "8"])
+        .status
+        .success());
+    let q = [
+        "queue",
+        "create",
+        &cli_queue,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "4",
+    ];
+    assert!(shmkit(&q).status.success());
+    let temps = common::temp_objects_of(&building);
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    let exists = |n: &str| std::path::Path::new(&format!("/dev/shm/{n}")).exists();
     // Restrict gc to this test's names: other tests run in parallel.
-    // Every gc run must succeed (exit status 0), whatever it removes or keeps.
+    let prefix = format!("{base}-");
     let gc = |extra: &[&str]| {
         let out = shmkit(&[&["gc", "--prefix", &prefix], extra].concat());
-        assert!(
-            out.status.success(),
-            "gc {extra:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "gc {extra:?}: {out:?}");
         stdout(&out)
     };
+    let has = |text: &str, line_start: &str| text.lines().any(|l| l.starts_with(line_start));
+
     let dry = gc(&["--dry-run"]);
-    assert!(dry.contains(&format!("would remove {dead}")), "{dry}");
-    assert!(!dry.contains(&format!("would remove {live}")), "{dry}");
-    assert!(std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
+    assert!(
+        has(&dry, &format!("would remove {owned_dead}: owned")),
+        "{dry}"
+    );
+    assert!(has(&dry, &format!("would remove {}: ", temps[0])), "{dry}");
+    assert!(
+        has(&dry, &format!("kept {persistent_dead}: persistent")),
+        "{dry}"
+    );
+    assert!(
+        has(&dry, &format!("kept {owned_live}: owned by a live creator")),
+        "{dry}"
+    );
+    assert!(has(&dry, &format!("kept {cli_made}: persistent")), "{dry}");
+    assert!(has(&dry, &format!("kept {cli_queue}: persistent")), "{dry}");
+    assert!(
+        exists(&owned_dead) && exists(&temps[0]),
+        "a dry run removes nothing"
+    );
+
     // While this process maps the dead creator's segment, gc keeps it.
-    let mapped = Segment::open(&dead).unwrap();
-    assert!(!gc(&[]).contains(&dead));
-    drop(mapped);
+    let mapped = Segment::open(&owned_dead).unwrap();
     let out = gc(&[]);
-    assert!(out.contains(&format!("removed {dead}")), "{out}");
-    assert!(!std::path::Path::new(&format!("/dev/shm/{dead}")).exists());
-    assert!(std::path::Path::new(&format!("/dev/shm/{live}")).exists());
+    assert!(has(&out, &format!("kept {owned_dead}: ")), "{out}");
+    assert!(
+        out.contains(&format!("pid [{}] maps it", std::process::id())),
+        "{out}"
+    );
+    assert!(exists(&owned_dead));
+    drop(mapped);
+
+    let out = gc(&[]);
+    assert!(has(&out, &format!("removed {owned_dead}: owned")), "{out}");
+    assert!(!exists(&owned_dead));
+    assert!(common::temp_objects_of(&building).is_empty(), "{out}");
+    for kept in [&persistent_dead, &owned_live, &cli_made, &cli_queue] {
+        assert!(exists(kept), "{kept}: {out}");
+        assert!(!has(&out, &format!("removed {kept}")), "{out}");
+    }
 }
 
 #[test]
@@ -415,14 +500,19 @@ fn truncated_objects_are_corrupt_and_foreign_bytes_are_raw() {
     let ls = stdout(&shmkit(&["ls"]));
     let kind = |name: &str| {
         let line = ls.lines().find(|l| l.starts_with(name)).expect("listed");
-        line.split_whitespace().nth(2).unwrap().to_owned()
+        line.split_whitespace()
+            .skip(2)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     };
-    assert_eq!(kind(&t), "corrupt", "{ls}");
-    assert_eq!(kind(&g), "corrupt", "{ls}");
-    assert_eq!(kind(&f), "raw", "{ls}");
+    assert!(kind(&t).starts_with("invalid "), "{ls}");
+    assert_eq!(kind(&g), "bytes (invalid)", "{ls}");
+    assert!(kind(&f).starts_with("raw "), "{ls}");
 
     let info = stdout(&shmkit(&["info", &t]));
-    assert!(info.contains("kind:            corrupt"), "{info}");
+    assert!(info.contains("kind:            invalid"), "{info}");
+    assert!(info.contains("status:          invalid: "), "{info}");
     assert!(info.contains("smaller than the 128-byte header"), "{info}");
     let info = stdout(&shmkit(&["info", &g]));
     assert!(
@@ -431,8 +521,8 @@ fn truncated_objects_are_corrupt_and_foreign_bytes_are_raw() {
     );
     let json: serde_json::Value =
         serde_json::from_slice(&shmkit(&["info", &t, "--json"]).stdout).unwrap();
-    assert_eq!(json["kind"], "corrupt");
-    assert!(json["corrupt"].is_string(), "{json}");
+    assert_eq!(json["status"], "invalid");
+    assert!(json["problem"].is_string(), "{json}");
 
     for name in [&t, &g] {
         let out = shmkit(&["read", name]);
@@ -601,4 +691,148 @@ fn json_gives_wide_integers_exactly() {
         .unwrap();
     assert_eq!(row["size"].as_u64(), Some(size));
     assert_eq!(row["size_str"], "9007199254740993");
+}
+
+/// Write bytes into an object behind the API's back, as a buggy or hostile process would.
+fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap()
+        .write_all_at(bytes, offset)
+        .unwrap();
+}
+
+fn object_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(format!("/dev/shm/{name}")).unwrap()
+}
+
+/// Run shmkit as user `nobody` (65534), with no supplementary groups.
+fn shmkit_as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux); this test needs root to drop privileges")
+}
+
+#[test]
+fn inspection_needs_only_read_permission_and_changes_nothing() {
+    use shmkit::queue::{mpmc, spsc};
+    let base = common::unique_name("cli-ro");
+    let (seg, sq, mq, lock) = (
+        format!("{base}-seg"),
+        format!("{base}-spsc"),
+        format!("{base}-mpmc"),
+        format!("{base}-lock"),
+    );
+    let _c = Cleanup::new(&[&seg, &sq, &mq, &lock]);
+    // Owned by root, readable by everyone, writable by nobody else.
+    let s = Segment::options().mode(0o444).create(&seg, 64).unwrap();
+    s.write_at(0, b"hello").unwrap();
+    let q = spsc::Queue::<u64>::create(&sq, 4).unwrap();
+    q.producer().unwrap().push(7, None).unwrap();
+    let m = mpmc::Queue::<u64>::create(&mq, 4).unwrap();
+    let _l = shmkit::sync::Lock::options()
+        .mode(0o444)
+        .create(&lock)
+        .unwrap();
+    for n in [&sq, &mq] {
+        std::fs::set_permissions(
+            format!("/dev/shm/{n}"),
+            std::fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+    }
+    let before: Vec<Vec<u8>> = [&seg, &sq, &mq, &lock].map(|n| object_bytes(n)).to_vec();
+
+    // Privileges are really dropped: a read-write open is refused.
+    let out = shmkit_as_nobody(&["write", &seg, "x"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+    let ok = |args: &[&str]| {
+        let out = shmkit_as_nobody(args);
+        assert!(out.status.success(), "shmkit {args:?} as nobody: {out:?}");
+        stdout(&out)
+    };
+    let info = ok(&["info", &seg]);
+    assert!(
+        info.contains("payload size:    64") && info.contains("status:          valid"),
+        "{info}"
+    );
+    assert!(ok(&["info", &sq]).contains("capacity"));
+    assert!(ok(&["info", &mq]).contains("capacity"));
+    assert!(ok(&["info", &lock]).contains("unlocked"));
+    let ls = ok(&["ls"]);
+    for n in [&seg, &sq, &mq, &lock] {
+        assert!(ls.lines().any(|l| l.starts_with(n.as_str())), "{n}: {ls}");
+    }
+    assert!(ok(&["dump", &seg, "--offset", "128", "--len", "5"]).contains("|hello|"));
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&["queue", "stat", &sq, "--json"])).unwrap();
+    assert_eq!(
+        (st["capacity"].as_u64(), st["len"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&["queue", "stat", &mq, "--json"])).unwrap();
+    assert_eq!(st["kind"], "mpmc");
+    let after: Vec<Vec<u8>> = [&seg, &sq, &mq, &lock].map(|n| object_bytes(n)).to_vec();
+    assert!(before == after, "inspection changed an object");
+    drop((q, m));
+}
+
+#[test]
+fn a_half_initialised_object_is_reported_not_removed() {
+    let seg = common::unique_name("cli-half");
+    let sq = common::unique_name("cli-halfq");
+    let _c = Cleanup::new(&[&seg, &sq]);
+    drop(Segment::create(&seg, 64).unwrap());
+    drop(shmkit::queue::spsc::Queue::<u64>::create(&sq, 4).unwrap());
+    // Back to "initialising", as a version-1 creator killed mid-initialisation left it.
+    for n in [&seg, &sq] {
+        poke(n, 56, &0u32.to_le_bytes());
+    }
+    let before = [object_bytes(&seg), object_bytes(&sq)];
+
+    let out = shmkit(&["info", &seg]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("status:          invalid: state word is 0"),
+        "{text}"
+    );
+    assert!(text.contains("state:           initializing"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["info", &seg, "--json"]).stdout).unwrap();
+    assert_eq!(json["status"], "invalid");
+    assert!(json["problem"]
+        .as_str()
+        .unwrap()
+        .contains("state word is 0"));
+    let out = shmkit(&["info", &sq]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !stdout(&out).contains("capacity"),
+        "no queue state from an invalid header"
+    );
+    let ls = stdout(&shmkit(&["ls"]));
+    let line = ls
+        .lines()
+        .find(|l| l.starts_with(seg.as_str()))
+        .expect("listed");
+    assert!(line.contains("bytes (invalid)"), "{line}");
+    let out = shmkit(&["queue", "stat", &sq]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("state word is 0"),
+        "{out:?}"
+    );
+    assert!(shmkit(&["dump", &seg, "--len", "64"]).status.success());
+    // Nothing removed, nothing changed.
+    assert_eq!([object_bytes(&seg), object_bytes(&sq)], before);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Cleanup, Lines};
-use shmkit::segment::{fingerprint, Kind};
+use shmkit::segment::{fingerprint, Kind, Lifetime, Verdict};
 use shmkit::{Error, Segment};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::sync::atomic::Ordering;
@@ -62,13 +62,14 @@ fn child_main() {
                     std::hint::spin_loop();
                 }
                 let name = format!("{prefix}-{round}");
-                let mut created = false;
                 let seg = Segment::options()
                     .open_or_create_with(&name, 4096, |s| {
-                        created = true;
                         s.write_at(0, &pattern(std::process::id()))
                     })
                     .unwrap();
+                // Both racers may build; only one build is published, and it is the
+                // creator recorded in the header.
+                let created = seg.header().unwrap().creator_pid == std::process::id();
                 let mut buf = vec![0u8; 4096];
                 seg.read_at(0, &mut buf).unwrap();
                 let sum: u64 = buf
@@ -106,15 +107,26 @@ fn child_main() {
                 .expect("woken by notify_all");
         }
         "raw-racer" => {
-            let mut created = false;
-            Segment::options()
+            // A raw segment has no header to name its creator: each racer writes its pid
+            // into the bytes it builds, and the published bytes say who won.
+            let me = std::process::id().to_le_bytes();
+            let seg = Segment::options()
                 .raw(true)
-                .open_or_create_with(&args[0], 100, |_| {
-                    created = true;
-                    Ok(())
-                })
+                .open_or_create_with(&args[0], 100, |s| s.write_at(0, &me))
                 .unwrap();
-            common::report(if created { "created" } else { "opened" });
+            let mut who = [0u8; 4];
+            seg.read_at(0, &mut who).unwrap();
+            common::report(if who == me { "created" } else { "opened" });
+        }
+        "open-or-create" => {
+            let seg = Segment::options()
+                .open_or_create_with(&args[0], 64, |s| s.write_at(0, b"fresh"))
+                .unwrap();
+            let mut buf = [0u8; 5];
+            seg.read_at(0, &mut buf).unwrap();
+            assert_eq!(&buf, b"fresh");
+            let mine = seg.header().unwrap().creator_pid == std::process::id();
+            common::report(if mine { "created" } else { "opened" });
         }
         "hold" => {
             // Create a segment and sit in the middle of nothing until killed.
@@ -122,8 +134,55 @@ fn child_main() {
             common::report("ready");
             std::thread::sleep(Duration::from_secs(60));
         }
+        // Runs under `unshare --mount` with a 64 MiB tmpfs on /dev/shm (its own, private).
+        "tiny-shm" => {
+            const MIB: u64 = 1 << 20;
+            let free = shm_free();
+            assert!(free <= 64 * MIB, "not the 64 MiB tmpfs: {free} bytes free");
+            let name = "tiny-segment";
+            match Segment::create(name, 128 * MIB) {
+                Err(Error::NoSpace {
+                    requested,
+                    available,
+                    ..
+                }) => {
+                    assert_eq!(requested, 128 * MIB + 128);
+                    assert!(available <= 64 * MIB, "{available}");
+                }
+                other => panic!("128 MiB segment on a 64 MiB /dev/shm: {other:?}"),
+            }
+            match shmkit::queue::bytes::Ring::create("tiny-ring", 128 * MIB) {
+                Err(Error::NoSpace { .. }) => {}
+                other => panic!("128 MiB ring on a 64 MiB /dev/shm: {other:?}"),
+            }
+            // Room for one 40 MiB segment but not two: the second allocation fails part-way,
+            // and gives back what it took.
+            let first = Segment::create("tiny-first", 40 * MIB).unwrap();
+            first.write_at(40 * MIB - 1, &[1]).unwrap();
+            let before = shm_free();
+            assert!(matches!(
+                Segment::create("tiny-second", 40 * MIB),
+                Err(Error::NoSpace { .. })
+            ));
+            assert_eq!(shm_free(), before, "the failed creation kept memory");
+            assert!(!std::path::Path::new("/dev/shm/tiny-second").exists());
+            assert!(common::temp_objects_of("tiny-second").is_empty());
+            // Sparse creation is only sized: it succeeds (and would SIGBUS if touched).
+            let sparse = Segment::options()
+                .sparse(true)
+                .create(name, 128 * MIB)
+                .unwrap();
+            assert_eq!(sparse.len() as u64, 128 * MIB);
+            common::report("tiny-shm ok");
+        }
         other => panic!("unknown role {other}"),
     });
+}
+
+/// Bytes free in /dev/shm (`statvfs`).
+fn shm_free() -> u64 {
+    let st = rustix::fs::statvfs("/dev/shm").unwrap();
+    st.f_bavail * st.f_frsize
 }
 
 #[test]
@@ -186,12 +245,12 @@ fn each_corrupted_header_field_gives_its_error() {
             b"NOTSHMKT",
             |e| matches!(e, Error::Corrupt { what, .. } if what.contains("magic")),
         ),
-        ("version", 8, &2u32.to_le_bytes(), |e| {
+        ("version", 8, &1u32.to_le_bytes(), |e| {
             matches!(
                 e,
                 Error::VersionMismatch {
-                    found: 2,
-                    expected: 1,
+                    found: 1,
+                    expected: 2,
                     ..
                 }
             )
@@ -229,7 +288,8 @@ fn each_corrupted_header_field_gives_its_error() {
             &9u32.to_le_bytes(),
             |e| matches!(e, Error::Corrupt { what, .. } if what.contains("state")),
         ),
-        // Back to "initialising" while nobody holds the creation lock and the creator lives.
+        // A name shows only published objects, so any state but READY was written later:
+        // corrupt at once, not waited for.
         (
             "state initializing",
             56,
@@ -237,16 +297,16 @@ fn each_corrupted_header_field_gives_its_error() {
             |e| matches!(e, Error::Corrupt { what, .. } if what.contains("overwritten")),
         ),
         (
-            "state failed",
+            "state 2 (version 1's failed)",
             56,
             &2u32.to_le_bytes(),
-            |e| matches!(e, Error::NotReady { detail, .. } if detail.contains("failed")),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("state word is 2")),
         ),
         (
-            "state abandoned",
-            56,
-            &3u32.to_le_bytes(),
-            |e| matches!(e, Error::NotReady { detail, .. } if detail.contains("died")),
+            "lifetime",
+            60,
+            &7u32.to_le_bytes(),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("lifetime")),
         ),
         (
             "flags",
@@ -259,20 +319,27 @@ fn each_corrupted_header_field_gives_its_error() {
         let (name, _c) = fresh("corrupt");
         open_quick(&name).expect("intact segment opens");
         poke(&name, *offset, bytes);
-        let err = open_quick(&name).expect_err(field);
-        assert!(check(&err), "{field}: got {err:?}");
-    }
-    // A failed or abandoned object is removed by the first read-write opener that sees it,
-    // so that its name can be created again.
-    for state in [2u32, 3] {
-        let (name, _c) = fresh("gone");
-        poke(&name, 56, &state.to_le_bytes());
-        open_quick(&name).unwrap_err();
-        assert!(
-            !std::path::Path::new(&shm_path(&name)).exists(),
-            "state {state}"
-        );
-        Segment::open_or_create(&name, 256).unwrap();
+        // A long timeout: opening a shmkit segment never waits, so the verdict is immediate.
+        let slow = Segment::options().open_timeout(Duration::from_secs(3600));
+        for err in [
+            slow.open(&name).expect_err(field),
+            slow.clone().read_only().open(&name).expect_err(field),
+            slow.open_or_create(&name, 256).expect_err(field),
+        ] {
+            assert!(check(&err), "{field}: got {err:?}");
+        }
+        // Opening never removes or repairs anything.
+        assert!(std::path::Path::new(&shm_path(&name)).exists(), "{field}");
+        // Inspection says what is wrong, for every field an open checks whatever the kind.
+        let verdict = shmkit::segment::probe(&name).unwrap().verdict;
+        match *field {
+            "magic" => assert_eq!(verdict, Verdict::Raw),
+            "kind" | "fingerprint" => assert_eq!(verdict, Verdict::Valid),
+            _ => assert!(
+                matches!(verdict, Verdict::Invalid(_)),
+                "{field}: {verdict:?}"
+            ),
+        }
     }
 }
 
@@ -284,10 +351,18 @@ fn truncated_segments_are_corrupt_not_sigbus() {
         let err = open_quick(&name).expect_err("truncated");
         assert!(matches!(err, Error::Corrupt { .. }), "len {len}: {err:?}");
     }
-    // Zero bytes: indistinguishable from a creator that has not sized it yet.
+    // Zero bytes: shmkit publishes sized objects only, so this is corrupt too (a raw open
+    // would wait for a foreign creator to size it).
     let (name, _c) = fresh("trunc0");
     truncate(&name, 0);
-    assert!(matches!(open_quick(&name), Err(Error::NotReady { .. })));
+    assert!(matches!(open_quick(&name), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        Segment::options()
+            .raw(true)
+            .open_timeout(Duration::from_millis(20))
+            .open(&name),
+        Err(Error::NotReady { .. })
+    ));
 }
 
 #[test]
@@ -313,32 +388,41 @@ fn kind_and_fingerprint_are_checked() {
 }
 
 #[test]
-fn creator_dead_before_publishing_is_reclaimed() {
-    let (name, _c) = fresh("abandon");
-    // A pid that surely is dead: a child we started and reaped.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = child.id();
-    child.wait().unwrap();
-    poke(&name, 48, &dead_pid.to_le_bytes());
-    poke(&name, 40, &0u64.to_le_bytes());
-    poke(&name, 56, &0u32.to_le_bytes()); // back to "initialising"
-    let err = open_quick(&name).unwrap_err();
-    assert!(
-        matches!(&err, Error::NotReady { detail, .. } if detail.contains("died")),
-        "{err:?}"
-    );
-    assert!(
-        !std::path::Path::new(&shm_path(&name)).exists(),
-        "the abandoned object is removed"
-    );
-    // And the name is usable again.
-    let s = Segment::open_or_create(&name, 256).unwrap();
-    assert!(s.header().unwrap().creator_pid == std::process::id());
+fn a_blank_object_under_a_name_is_reported_and_left_alone() {
+    // What a version-1 creator killed before writing its header left behind (and what a
+    // foreign object full of zeros looks like): refused at once, never removed by an opener,
+    // and never mistaken for one still being built.
+    let name = common::unique_name("blank");
+    let _c = Cleanup::new(&[&name]);
+    std::fs::write(shm_path(&name), vec![0u8; 4096]).unwrap();
+    let slow = Segment::options().open_timeout(Duration::from_secs(3600));
+    for err in [
+        slow.open(&name).unwrap_err(),
+        slow.open_or_create(&name, 4096 - 128).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Corrupt { what, .. } if what.contains("magic")),
+            "{err:?}"
+        );
+    }
+    assert!(std::path::Path::new(&shm_path(&name)).exists());
+    assert_eq!(shmkit::segment::probe(&name).unwrap().verdict, Verdict::Raw);
 }
 
 #[test]
 fn names_are_validated() {
-    for bad in ["", "/", "/x", "a/b", "ü", ".", "..", "a b"] {
+    for bad in [
+        "",
+        "/",
+        "/x",
+        "a/b",
+        "ü",
+        ".",
+        "..",
+        "a b",
+        ".shmkit",
+        ".shmkit-tmp-0000000000000001-0-x",
+    ] {
         assert!(
             matches!(Segment::create(bad, 8), Err(Error::InvalidName { .. })),
             "{bad:?}"
@@ -461,22 +545,22 @@ fn unlink_on_drop_removes_only_its_own_object() {
 }
 
 #[test]
-fn open_waits_for_a_slow_creator() {
+fn a_creator_inside_init_shows_nothing_under_the_name() {
     use std::sync::atomic::AtomicU32;
     let name = common::unique_name("slow");
     let _c = Cleanup::new(&[&name]);
-    // 1: the creator is inside init; 2: the opener has seen it unpublished.
+    // 1: the creator is inside init; 2: the test has looked.
     let step = AtomicU32::new(0);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let creator = s.spawn(|| {
             Segment::options()
                 .create_with(&name, 8, |seg| {
                     step.store(1, Ordering::SeqCst);
                     let deadline = Instant::now() + TEN_S;
-                    while step.load(Ordering::SeqCst) != 2 && Instant::now() < deadline {
+                    while step.load(Ordering::SeqCst) != 2 {
+                        assert!(Instant::now() < deadline, "the test never looked");
                         std::thread::yield_now();
                     }
-                    std::thread::sleep(Duration::from_millis(50));
                     seg.write_at(0, b"12345678")
                 })
                 .unwrap()
@@ -486,61 +570,64 @@ fn open_waits_for_a_slow_creator() {
             assert!(Instant::now() < deadline);
             std::thread::yield_now();
         }
-        let p = shmkit::segment::probe(&name).unwrap();
-        assert_eq!(
-            p.header.unwrap().state,
-            shmkit::segment::State::Initializing
-        );
+        // Mid-build, the name does not exist for anyone; the object is under a temporary
+        // name that listings hide.
+        assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            shmkit::segment::probe(&name),
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(common::temp_objects_of(&name).len(), 1);
+        assert!(shmkit::segment::list()
+            .unwrap()
+            .iter()
+            .all(|p| !p.name.contains(&name)));
         step.store(2, Ordering::SeqCst);
-        let seg = Segment::options().open_timeout(TEN_S).open(&name).unwrap();
+        drop(creator.join().unwrap());
+        // Published: fully initialised, and nothing temporary is left.
+        let seg = Segment::open(&name).unwrap();
         let mut buf = [0; 8];
         seg.read_at(0, &mut buf).unwrap();
-        assert_eq!(
-            &buf, b"12345678",
-            "open returned before the initialiser finished"
-        );
+        assert_eq!(&buf, b"12345678");
+        assert!(common::temp_objects_of(&name).is_empty());
     });
 }
 
 #[test]
-fn creator_killed_during_init_is_reclaimed_across_processes() {
+fn a_creator_killed_while_building_wedges_nothing() {
     let name = common::unique_name("killinit");
     let _c = Cleanup::new(&[&name]);
     let mut child = common::spawn_child("init-forever", &[&name]);
     Lines::of(&mut child).expect("in-init");
-    // While the creator lives, openers wait (and time out).
-    let err = open_quick(&name).unwrap_err();
-    assert!(
-        matches!(&err, Error::NotReady { detail, .. } if detail.contains("still initialising")),
-        "{err:?}"
-    );
     common::kill9(&mut child);
-    // A read-only opener reports it and leaves it alone (it cannot write the state word).
-    let err = Segment::options()
-        .read_only()
-        .open_timeout(TEN_S)
-        .open(&name)
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::NotReady { detail, .. } if detail.contains("died")),
-        "{err:?}"
+    // Nothing is visible under the name: opens say so at once, and listings hide the
+    // abandoned temporary object.
+    assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+    let temps = common::temp_objects_of(&name);
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    // Another process creates the name as if nothing had happened.
+    let mut other = common::spawn_child("open-or-create", &[&name]);
+    assert_eq!(
+        Lines::of(&mut other).next_line().as_deref(),
+        Some("created")
     );
+    common::wait_ok(&mut other, TEN_S);
+    // gc removes the dead creator's temporary object (and only it: the new object is
+    // persistent).
+    let report = shmkit::segment::gc(&shmkit::segment::GcOptions::new().prefix(&name)).unwrap();
+    let removed: Vec<_> = report
+        .iter()
+        .filter(|e| e.action == shmkit::segment::GcAction::Removed)
+        .map(|e| e.file.clone())
+        .collect();
+    assert_eq!(removed, temps, "{report:?}");
+    assert!(common::temp_objects_of(&name).is_empty());
     assert!(std::path::Path::new(&shm_path(&name)).exists());
-    // A read-write open_or_create removes the abandoned object and creates a fresh one.
-    let mut created = false;
-    let seg = Segment::options()
-        .open_timeout(TEN_S)
-        .open_or_create_with(&name, 64, |_| {
-            created = true;
-            Ok(())
-        })
-        .unwrap();
-    assert!(created);
-    assert_eq!(seg.header().unwrap().creator_pid, std::process::id());
 }
 
 #[test]
-fn init_panic_marks_failed_and_unlinks() {
+fn init_panic_leaves_nothing() {
     let name = common::unique_name("panic");
     let _c = Cleanup::new(&[&name]);
     let r = std::panic::catch_unwind(|| {
@@ -550,6 +637,7 @@ fn init_panic_marks_failed_and_unlinks() {
     });
     assert!(r.is_err());
     assert!(!std::path::Path::new(&shm_path(&name)).exists());
+    assert!(common::temp_objects_of(&name).is_empty());
 }
 
 #[test]
@@ -671,6 +759,7 @@ fn failed_init_unlinks() {
     });
     assert!(err.is_err());
     assert!(!std::path::Path::new(&shm_path(&name)).exists());
+    assert!(common::temp_objects_of(&name).is_empty());
 }
 
 #[test]
@@ -750,18 +839,17 @@ fn cpython_interop_both_directions() {
             "{py}: Python must not unlink it"
         );
     }
-    // A zero-filled foreign object (what a fresh CPython SharedMemory holds) looks like a
-    // shmkit segment before its header is written, but nobody holds its creation lock: an
-    // explained refusal, well before the open timeout.
+    // A zero-filled foreign object (what a fresh CPython SharedMemory holds) is not a shmkit
+    // segment: refused at once, whatever the open timeout.
     let name = common::unique_name("zeros");
     let _c = Cleanup::new(&[&name]);
     Segment::options().raw(true).create(&name, 4096).unwrap();
     let err = Segment::options()
-        .open_timeout(Duration::from_secs(60))
+        .open_timeout(Duration::from_secs(3600))
         .open(&name)
         .unwrap_err();
     assert!(
-        matches!(&err, Error::NotReady { detail, .. } if detail.contains("not a shmkit")),
+        matches!(&err, Error::Corrupt { what, .. } if what.contains("not a shmkit")),
         "{err:?}"
     );
 }
@@ -823,4 +911,103 @@ fn read_at_sees_only_whole_words_that_write_at_wrote() {
         }
         assert!(last.iter().all(|&g| g == GENS), "{last:?}");
     });
+}
+
+#[test]
+fn lifetime_is_recorded_and_persistent_by_default() {
+    let a = common::unique_name("life");
+    let b = common::unique_name("life");
+    let r = common::unique_name("life-raw");
+    let _c = Cleanup::new(&[&a, &b, &r]);
+    let sa = Segment::create(&a, 8).unwrap();
+    assert_eq!(sa.header().unwrap().lifetime, Lifetime::Persistent);
+    let sb = Segment::options()
+        .lifetime(Lifetime::Owned)
+        .create(&b, 8)
+        .unwrap();
+    assert_eq!(sb.header().unwrap().lifetime, Lifetime::Owned);
+    let h = shmkit::segment::probe(&b).unwrap().header.unwrap();
+    assert_eq!(h.lifetime, Lifetime::Owned);
+    assert_ne!(h.creator_token, 0);
+    assert_eq!(h.creator_pid, std::process::id());
+    assert_eq!(
+        Segment::open(&b).unwrap().header().unwrap().lifetime,
+        Lifetime::Owned
+    );
+    // A raw segment has nowhere to record it.
+    let err = Segment::options()
+        .raw(true)
+        .lifetime(Lifetime::Owned)
+        .create(&r, 8)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    assert!(!std::path::Path::new(&shm_path(&r)).exists());
+}
+
+#[test]
+fn creating_more_than_dev_shm_holds_is_no_space() {
+    const GIB: u64 = 1 << 30;
+    let st = rustix::fs::statvfs("/dev/shm").unwrap();
+    assert!(
+        st.f_blocks != 0,
+        "/dev/shm has no size limit: this test would allocate until memory runs out"
+    );
+    let free = st.f_bavail * st.f_frsize;
+    let total = st.f_blocks * st.f_frsize;
+    // Beyond the whole filesystem, so tmpfs refuses before allocating a page.
+    let ask = total.max(free) + 4 * GIB;
+    let name = common::unique_name("nospace");
+    let _c = Cleanup::new(&[&name]);
+    for (opts, header) in [(Segment::options(), 128), (Segment::options().raw(true), 0)] {
+        let err = opts.create(&name, ask).unwrap_err();
+        match &err {
+            Error::NoSpace {
+                requested,
+                available,
+                ..
+            } => {
+                assert_eq!(*requested, ask + header);
+                assert!(*available <= total && *available < *requested, "{err}");
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&requested.to_string()) && msg.contains(&available.to_string()),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected NoSpace, got {other:?}"),
+        }
+        assert!(!std::path::Path::new(&shm_path(&name)).exists());
+        assert!(common::temp_objects_of(&name).is_empty());
+    }
+    // Sparse: only sized, so it succeeds (touching it would SIGBUS; this test does not).
+    let seg = Segment::options().sparse(true).create(&name, ask).unwrap();
+    assert_eq!(seg.len() as u64, ask);
+    assert_eq!(std::fs::metadata(shm_path(&name)).unwrap().len(), ask + 128);
+}
+
+#[test]
+fn a_full_dev_shm_is_no_space_not_sigbus() {
+    // A private 64 MiB tmpfs on /dev/shm, in a mount namespace of the child's own. If this
+    // cannot be set up (no unshare, no privilege), the test fails: it must not pass unrun.
+    let mut cmd = common::child_command_under(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64m,mode=1777 shmkit-test /dev/shm && exec \"$0\" \"$@\"",
+        ],
+        "tiny-shm",
+        &[],
+    );
+    let mut child = cmd.spawn().expect("run unshare");
+    let line = Lines::of(&mut child).next_line();
+    let status = common::wait_exit(&mut child, Duration::from_secs(60));
+    assert!(
+        status.success() && line.as_deref() == Some("tiny-shm ok"),
+        "child under unshare --mount: {status}, reported {line:?} (no SIGBUS must happen, and \
+         unshare/mount must work: this test needs root)"
+    );
 }

@@ -151,7 +151,10 @@ fn holder_killed_at_random_points_200_rounds_next_gets_owner_died() {
     eprintln!("{torn} of 200 victims died mid-update");
     // The victim spends most of each iteration between its two stores, so a test whose kills
     // never landed mid-update did not test recovery of a half-done update at all.
-    assert!(torn > 0, "no kill landed between the two stores in 200 rounds");
+    assert!(
+        torn > 0,
+        "no kill landed between the two stores in 200 rounds"
+    );
 }
 
 #[test]

@@ -1,7 +1,6 @@
-//! The whole open path, read-write and read-only, on an object whose bytes another process
-//! wrote arbitrarily: the result is a segment or an error, never a panic, a fault or a hang.
-//! (A read-write open may remove an object it judges abandoned; the target rewrites it each
-//! run.)
+//! The whole open path, read-write and read-only, and inspection (`probe`), on an object whose
+//! bytes another process wrote arbitrarily: the result is a segment or an error, never a panic,
+//! a fault or a hang, and the object is never removed or changed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,5 +26,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(seg) = opts.clone().raw(true).open(&name) {
         assert_eq!(seg.len(), data.len());
     }
+    let p = shmkit::segment::probe(&name).expect("a regular file is always probed");
+    assert_eq!(p.size, data.len() as u64);
+    assert_eq!(
+        std::fs::read(&path).expect("opens never remove the object"),
+        data,
+        "opens never change the object"
+    );
     let _ = std::fs::remove_file(&path);
 });

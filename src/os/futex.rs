@@ -13,6 +13,7 @@ use crate::loom::futex::Wait;
 /// (measured on `CLOCK_MONOTONIC`, as `Instant` is). Never blocks past the deadline; `EINTR`
 /// and `EAGAIN` come back as [`Wait::Retry`] for the caller to re-check its condition and call
 /// again with the same deadline.
+#[cfg_attr(loom, allow(dead_code))] // under loom, the sync code parks through loom's shim
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wait {
     let timeout = match deadline {
         None => None,
@@ -35,6 +36,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
 }
 
 /// Wake up to `n` sleepers on `word` (`u32::MAX`: all). Returns how many were woken.
+#[cfg_attr(loom, allow(dead_code))] // as for `wait`
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
     // The kernel reads the count as a signed int: u32::MAX would be -1, which wakes one.
     futex::wake(word, Flags::empty(), n.min(i32::MAX as u32)).unwrap_or(0)

@@ -68,7 +68,18 @@ pub(crate) fn path_of(token: u64) -> String {
 /// This process's token, creating (and locking) its liveness file on first use.
 ///
 /// Errors come from `/dev/shm` (full, read-only, `/dev/shm/.shmkit` not a sticky directory).
+#[inline]
 pub(crate) fn current() -> io::Result<u64> {
+    // Acquire pairs with the Release store in `current_slow`: a token seen is a token
+    // published.
+    match TOKEN.load(Ordering::Acquire) {
+        0 | BUSY => current_slow(),
+        t => Ok(t),
+    }
+}
+
+#[cold]
+fn current_slow() -> io::Result<u64> {
     loop {
         // Acquire pairs with the Release store below: a token seen is a token published.
         match TOKEN.load(Ordering::Acquire) {
@@ -116,6 +127,7 @@ pub(crate) fn is_current(token: u64) -> bool {
     token != 0 && TOKEN.load(Ordering::Relaxed) == token
 }
 
+#[inline]
 /// This process's pid as cached with its token (0 before the first [`current`]); for display
 /// records, without a `getpid` system call.
 pub(crate) fn current_pid() -> u32 {

@@ -1,6 +1,8 @@
 //! The only code in shmkit that makes system calls.
 //!
-//! - [`shm`]: `shm_open`, `shm_unlink`, `ftruncate`, `fstat`, `fchmod` on `/dev/shm` objects.
+//! - [`shm`]: `shm_open`, `shm_unlink`, `ftruncate`, `fallocate`, `fstat`, `fstatvfs`,
+//!   `fchmod` and the publishing `renameat2` on `/dev/shm` objects.
+//! - [`deadline`]: the one deadline helper (`after`, `passed`).
 //! - [`map`]: the RAII mapping of a shared-memory fd (`memmap2::MmapRaw`).
 //! - [`futex`]: futex wait with a `CLOCK_MONOTONIC` deadline and wake, on shared (not private)
 //!   futex words, so they work across processes.
@@ -13,7 +15,6 @@
 pub(crate) mod atomic_copy;
 pub(crate) mod deadline;
 pub(crate) mod futex;
-#[cfg(not(loom))]
 pub(crate) mod liveness;
 pub(crate) mod map;
 pub(crate) mod process;

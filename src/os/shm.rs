@@ -80,36 +80,67 @@ pub(crate) fn unlink_if_same(name: &str, identity: (u64, u64)) -> io::Result<boo
     }
 }
 
-/// Take the creation lock (`flock(LOCK_EX)`) on a freshly created object. The creator holds
-/// it from before it records its pid until it publishes; the kernel drops it when the
-/// creator's fd closes, including when the creator dies. Waits only while an opener holds a
-/// brief shared probe lock; gives up after a second of that (a process is holding a lock on
-/// an object it did not create).
-pub(crate) fn lock_creation(fd: &OwnedFd) -> io::Result<()> {
-    for _ in 0..1000 {
-        match rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {
-                std::thread::sleep(std::time::Duration::from_millis(1))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::WouldBlock,
-        "another process keeps a lock on the new object",
-    ))
+/// Names in `/dev/shm` starting with this are shmkit's own (its liveness directory, objects
+/// being built); segment names may not start with it (`SPEC.md` §2).
+pub(crate) const RESERVED_PREFIX: &str = ".shmkit";
+
+/// Prefix of the temporary name an object is built under before it is published (`SPEC.md`
+/// §4.1): `.shmkit-tmp-<creator token, 16 hex digits>-<counter, hex>-<final name>`.
+pub(crate) const TEMP_PREFIX: &str = ".shmkit-tmp-";
+
+/// A temporary name for building object `name` in the process whose liveness token is
+/// `token`. The token makes it unique among live processes; the counter, among this process's
+/// builds. At most 12 + 16 + 1 + 16 + 1 + 200 = 246 bytes, under Linux's 255.
+pub(crate) fn temp_name(token: u64, name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Relaxed: only uniqueness matters, and a fetch_add never hands out a value twice.
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{token:016x}-{n:x}-{name}")
 }
 
-/// Whether nobody holds the creation lock: probe with `flock(LOCK_SH|LOCK_NB)` and release.
-pub(crate) fn creation_lock_free(fd: &OwnedFd) -> bool {
-    match rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockShared) {
-        Ok(()) => {
-            let _ = rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock);
-            true
-        }
-        Err(_) => false,
+/// `(creator token, final name)` of a temporary name made by [`temp_name`], or `None` if
+/// `file` is not one.
+pub(crate) fn parse_temp_name(file: &str) -> Option<(u64, &str)> {
+    let rest = file.strip_prefix(TEMP_PREFIX)?;
+    let (token, rest) = rest.split_once('-')?;
+    let (n, name) = rest.split_once('-')?;
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if token.len() != 16 || !hex(token) || !hex(n) || name.is_empty() {
+        return None;
     }
+    Some((u64::from_str_radix(token, 16).ok()?, name))
+}
+
+/// Give the object built under `temp` its final `name`, atomically, unless `name` exists
+/// (`renameat2(RENAME_NOREPLACE)`: `AlreadyExists` then, and `temp` keeps the object).
+pub(crate) fn publish(temp: &str, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        path_of(temp).as_str(),
+        rustix::fs::CWD,
+        path_of(name).as_str(),
+        rustix::fs::RenameFlags::NOREPLACE,
+    )?)
+}
+
+/// Allocate the object's first `len` bytes now (`fallocate`, mode 0, which also sets the
+/// size), so that touching them later cannot fail. `ENOSPC` when `/dev/shm` lacks the space.
+pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> io::Result<()> {
+    loop {
+        // tmpfs stops a long allocation with EINTR when a signal arrives; the pages it
+        // allocated stay, so a retry continues from there.
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Bytes free in the filesystem holding `fd` for an unprivileged user (`fstatvfs`:
+/// `f_bavail * f_frsize`).
+pub(crate) fn free_space(fd: &OwnedFd) -> io::Result<u64> {
+    let st = rustix::fs::fstatvfs(fd)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Size, permission bits and identity of an object.
@@ -166,7 +197,7 @@ pub(crate) fn read_at(fd: &OwnedFd, offset: u64, buf: &mut [u8]) -> io::Result<u
     Ok(done)
 }
 
-/// Names of the regular files in `/dev/shm`.
+/// Names of the regular files in `/dev/shm`, temporary ones ([`TEMP_PREFIX`]) included.
 pub(crate) fn list_names() -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {
@@ -185,4 +216,32 @@ pub(crate) fn stat_path(name: &str) -> Option<Stat> {
     rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str())
         .ok()
         .map(Stat::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_round_trip_and_strangers_are_not_temp_names() {
+        let t = temp_name(0x1234, "cam.frames-0");
+        assert!(t.starts_with(TEMP_PREFIX) && t.len() <= 255);
+        assert_eq!(parse_temp_name(&t), Some((0x1234, "cam.frames-0")));
+        // The final name may itself hold '-'.
+        let u = temp_name(u64::MAX >> 2, "a-b-c");
+        assert_eq!(parse_temp_name(&u), Some((u64::MAX >> 2, "a-b-c")));
+        // The longest: a 200-byte name still fits Linux's 255.
+        assert!(temp_name(u64::MAX, &"x".repeat(200)).len() <= 255);
+        for stranger in [
+            "x",
+            ".shmkit",
+            ".shmkit-tmp-",
+            ".shmkit-tmp-12-0-x",               // token not 16 digits
+            ".shmkit-tmp-000000000000000g-0-x", // not hex
+            ".shmkit-tmp-0000000000000001-0-",  // no final name
+            ".shmkit-tmp-0000000000000001--x",  // no counter
+        ] {
+            assert_eq!(parse_temp_name(stranger), None, "{stranger}");
+        }
+    }
 }

@@ -58,7 +58,8 @@ impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send +
 }
 
 /// A snapshot of the named queue of any kind and element size (what `shmkit queue stat`
-/// prints): attaches read-write but takes no role.
+/// prints): maps it read-only (`O_RDONLY`, `PROT_READ`), takes no role and changes nothing,
+/// so a user who may only read the queue can inspect it.
 ///
 /// ```
 /// # let name = format!("doc-qstat-{}", std::process::id());
@@ -88,7 +89,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                 elem_size: None,
                 min_capacity: if bytes { bytes::MIN_CAPACITY } else { 2 },
             };
-            let r = ring::Ring::open(name, expect)?;
+            let r = ring::Ring::open_snapshot(name, expect)?;
             let want = if bytes {
                 bytes::LAYOUT_FINGERPRINT
             } else {

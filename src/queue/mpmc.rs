@@ -556,7 +556,13 @@ impl<T> Queue<T> {
 }
 
 #[cfg(not(loom))]
-fn shared_from_segment(seg: crate::Segment, elem: Option<u64>) -> crate::Result<Shared> {
+fn shared_from_segment<A: crate::segment::Access>(
+    seg: crate::Segment<A>,
+    elem: Option<u64>,
+) -> crate::Result<Shared>
+where
+    super::region::Owner: From<crate::Segment<A>>,
+{
     let name = seg.name().to_owned();
     let len = seg.len() as u64;
     let bad = |what: String| crate::Error::corrupt(&name, what);
@@ -566,7 +572,7 @@ fn shared_from_segment(seg: crate::Segment, elem: Option<u64>) -> crate::Result<
         )));
     }
     // SAFETY: at least CONTROL_SIZE bytes, 128-aligned, atomics only.
-    let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
+    let ctrl = unsafe { &*seg.as_ptr().cast::<Control>() };
     // Relaxed: made visible by the open's Acquire of READY; never changes afterwards.
     let g = &ctrl.geo;
     let capacity = g.capacity.load(Ordering::Relaxed);
@@ -612,10 +618,11 @@ fn shared_from_segment(seg: crate::Segment, elem: Option<u64>) -> crate::Result<
 }
 
 /// [`QueueStat`] of the named MPMC queue whose header fingerprint is `fp`, whatever its
-/// element size.
+/// element size. Maps it read-only and only loads (a snapshot).
 #[cfg(not(loom))]
 pub(crate) fn stat_named(name: &str, fp: u64) -> crate::Result<QueueStat> {
     let seg = crate::Segment::options()
+        .read_only()
         .kind(Kind::MPMC_QUEUE, fp)
         .open(name)?;
     let shared = shared_from_segment(seg, None)?;

@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicBool;
 
 use crate::loom::AtomicU64;
 #[cfg(not(loom))]
+use crate::segment::{Access, ReadOnly};
+#[cfg(not(loom))]
 use crate::Segment;
 
 /// A control block `C`, a data area, and optionally an array of `AtomicU64` stamps, kept
@@ -22,9 +24,15 @@ pub(crate) struct Region<C> {
     name: String,
 }
 
-enum Owner {
+pub(crate) enum Owner {
     #[cfg(not(loom))]
     Segment(Segment),
+    /// A `PROT_READ` mapping, for snapshots (`queue::stat`): only loads are made through it.
+    /// Held only to keep the mapping alive.
+    #[cfg(not(loom))]
+    ReadOnly {
+        _mapping: Segment<ReadOnly>,
+    },
     Heap {
         data_layout: Layout,
     },
@@ -76,14 +84,19 @@ impl<C> Region<C> {
     /// The payload must hold `C` at 0 and the stamps and data at their offsets (the caller
     /// validated the geometry), `C` must be valid for any bit pattern and made only of
     /// atomics (so sharing it with other processes is sound), and offsets must be aligned.
+    /// Over a read-only segment, the caller makes only loads through the region.
     #[cfg(not(loom))]
-    pub(crate) unsafe fn segment(
-        seg: Segment,
+    pub(crate) unsafe fn segment<A: Access>(
+        seg: Segment<A>,
         data_offset: usize,
         stamps_offset: usize,
         n_stamps: usize,
-    ) -> Self {
-        let base = seg.as_mut_ptr();
+    ) -> Self
+    where
+        Owner: From<Segment<A>>,
+    {
+        // A `*mut` for both access modes; a read-only region is only loaded from (above).
+        let base = seg.as_ptr().cast_mut();
         // SAFETY: the caller guarantees the offsets lie inside the payload; the payload
         // pointer is non-null.
         let (ctrl, data, stamps) = unsafe {
@@ -99,7 +112,7 @@ impl<C> Region<C> {
             data,
             stamps,
             n_stamps,
-            owner: Owner::Segment(seg),
+            owner: Owner::from(seg),
             unlink: AtomicBool::new(false),
             name,
         }
@@ -142,6 +155,20 @@ impl<C> Region<C> {
     }
 }
 
+#[cfg(not(loom))]
+impl From<Segment> for Owner {
+    fn from(seg: Segment) -> Owner {
+        Owner::Segment(seg)
+    }
+}
+
+#[cfg(not(loom))]
+impl From<Segment<ReadOnly>> for Owner {
+    fn from(seg: Segment<ReadOnly>) -> Owner {
+        Owner::ReadOnly { _mapping: seg }
+    }
+}
+
 impl<C> Drop for Region<C> {
     fn drop(&mut self) {
         match &mut self.owner {
@@ -152,6 +179,8 @@ impl<C> Drop for Region<C> {
                     seg.set_unlink_on_drop(true);
                 }
             }
+            #[cfg(not(loom))]
+            Owner::ReadOnly { .. } => {}
             Owner::Heap { data_layout } => {
                 // SAFETY: these pointers came from Box::into_raw / alloc_zeroed in `heap`
                 // with these layouts, and nothing uses them after drop.

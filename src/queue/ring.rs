@@ -234,9 +234,26 @@ impl Ring {
         Self::from_segment(seg, expect)
     }
 
+    /// Open a segment holding a ring read-only (`O_RDONLY`, `PROT_READ`), for a snapshot:
+    /// only loads may be made through the returned ring (no role, no push or pop).
+    #[cfg(not(loom))]
+    pub(crate) fn open_snapshot(name: &str, expect: Expect) -> crate::Result<Ring> {
+        let seg = crate::Segment::options()
+            .read_only()
+            .kind(expect.kind, expect.fingerprint)
+            .open(name)?;
+        Self::from_segment(seg, expect)
+    }
+
     /// Validate the geometry of an opened segment: every field is read once and checked.
     #[cfg(not(loom))]
-    fn from_segment(seg: crate::Segment, expect: Expect) -> crate::Result<Ring> {
+    fn from_segment<A: crate::segment::Access>(
+        seg: crate::Segment<A>,
+        expect: Expect,
+    ) -> crate::Result<Ring>
+    where
+        super::region::Owner: From<crate::Segment<A>>,
+    {
         let name = seg.name().to_owned();
         let len = seg.len() as u64;
         if len < CONTROL_SIZE as u64 {
@@ -248,7 +265,7 @@ impl Ring {
         // SAFETY: the payload holds at least CONTROL_SIZE bytes, 128-aligned (checked above;
         // payloads start at offset 128 of a page-aligned mapping), and RingControl is made of
         // atomics only, valid for any bit pattern.
-        let ctrl = unsafe { &*seg.as_mut_ptr().cast::<RingControl>() };
+        let ctrl = unsafe { &*seg.as_ptr().cast::<RingControl>() };
         // Relaxed: the segment open loaded READY with Acquire (pairs with the creator's
         // Release), which made the geometry visible; it never changes afterwards.
         let capacity = ctrl.geo.capacity.load(Ordering::Relaxed);

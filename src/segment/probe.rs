@@ -1,16 +1,14 @@
-//! Looking at segments without attaching: what `shmkit ls` and `shmkit info` start from.
+//! Looking at segments without attaching: what `shmkit ls`, `shmkit info` and `shmkit gc`
+//! start from. Nothing here waits, maps, or changes an object.
 
-use serde::Serialize;
-
-use super::header::{HeaderInfo, RawHeader, State, HEADER_SIZE, MAGIC};
-use super::kind::Kind;
+use super::header::{validate_self, HeaderInfo, RawHeader, HEADER_SIZE, MAGIC};
 use super::name::validate_name;
 use crate::error::{Error, Result};
 use crate::os::process::Liveness;
 use crate::os::shm;
 
 /// What a read of a segment's first bytes shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Probe {
     /// The segment name.
     pub name: String,
@@ -20,20 +18,30 @@ pub struct Probe {
     pub mode: u32,
     /// Owner uid.
     pub uid: u32,
-    /// The header, if the object starts with shmkit's magic and is long enough to hold one;
-    /// `None` for raw (foreign) objects and for truncated ones.
+    /// The header as its bytes read, if the object starts with shmkit's magic and holds a
+    /// whole header; `None` for raw (foreign) objects. Not validated: see
+    /// [`verdict`](Self::verdict).
     pub header: Option<HeaderInfo>,
-    /// Why an object that starts with shmkit's magic cannot be a sound shmkit object (shorter
-    /// than the header, or a published header that contradicts the object's size, an invalid
-    /// state word: what `open` would report as corrupt); `None` if it looks sound, is still
-    /// being initialised, or has no magic (raw).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub corrupt: Option<String>,
     /// Liveness of the creator recorded in the header (`unknown` for raw objects).
     pub creator: Liveness,
+    /// Whether an open would accept the object.
+    pub verdict: Verdict,
     /// `(st_dev, st_ino)`, so that a removal can check the name still refers to this object.
-    #[serde(skip)]
     identity: (u64, u64),
+}
+
+/// What an open of a probed object would find, judged from one copy of its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A shmkit object whose header passes every check an open makes, except the kind and
+    /// layout fingerprint, which depend on what the opener asks for.
+    Valid,
+    /// No shmkit magic: a raw object (CPython's `SharedMemory`, or one made with
+    /// `.raw(true)`), possibly still 0 bytes while a foreign creator sizes it.
+    Raw,
+    /// shmkit's magic, but an open would refuse the object: why (for instance a state word
+    /// that is not ready, a size that does not match, another format version).
+    Invalid(String),
 }
 
 impl Probe {
@@ -44,20 +52,36 @@ impl Probe {
             .map_err(|e| Error::from_io(&self.name, "unlink", e))
     }
 
-    /// The kind as `shmkit ls` prints it: `corrupt`, the header's kind, or `raw`.
+    /// `(st_dev, st_ino)` of the probed object.
+    pub(crate) fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
+    /// The kind as `shmkit ls` prints it: the header's kind, or `raw`.
     pub fn kind_name(&self) -> String {
-        if self.corrupt.is_some() {
-            return "corrupt".into();
-        }
-        match &self.header {
-            Some(h) => h.kind.to_string(),
-            None => "raw".into(),
+        match (&self.header, &self.verdict) {
+            (Some(h), _) => h.kind.to_string(),
+            // shmkit's magic without a whole header: not a foreign object, a cut one.
+            (None, Verdict::Invalid(_)) => "invalid".into(),
+            (None, _) => "raw".into(),
         }
     }
 }
 
-/// Read the first bytes of segment `name` (read-only, without mapping it) and describe it.
-/// The header is parsed but not validated beyond its magic; attach to validate.
+/// Read the first bytes of segment `name` (`O_RDONLY` and `pread`: no mapping, so a truncated
+/// or hostile object cannot fault us) and describe it. Never waits and never changes
+/// anything, so it works on objects this user may only read, and reports a half-built or
+/// corrupt object as such ([`Verdict::Invalid`]).
+///
+/// ```
+/// use shmkit::segment::{probe, Verdict};
+/// # let name = format!("doc-probe-{}", std::process::id());
+/// let _s = shmkit::Segment::options().unlink_on_drop(true).create(&name, 64)?;
+/// let p = probe(&name)?;
+/// assert_eq!(p.verdict, Verdict::Valid);
+/// assert_eq!(p.header.unwrap().payload_size, 64);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub fn probe(name: &str) -> Result<Probe> {
     validate_name(name)?;
     let fd =
@@ -65,15 +89,20 @@ pub fn probe(name: &str) -> Result<Probe> {
     let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
     let mut buf = [0u8; HEADER_SIZE];
     let n = shm::read_prefix(&fd, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
-    let magic = buf[..n].starts_with(&MAGIC);
-    let header = RawHeader::from_prefix(&buf[..n])
-        .filter(|_| magic)
-        .map(|h| HeaderInfo::from_raw(&h));
-    let corrupt = if magic {
-        corruption(name, &buf[..n], st.size)
-    } else {
-        None
+    let raw = RawHeader::from_prefix(&buf[..n]).filter(|h| h.magic == MAGIC);
+    let verdict = match &raw {
+        Some(h) => match validate_self(name, h, st.size) {
+            Ok(()) => Verdict::Valid,
+            Err(Error::Corrupt { what, .. }) => Verdict::Invalid(what),
+            Err(e) => Verdict::Invalid(e.to_string()),
+        },
+        None if n >= MAGIC.len() && buf[..MAGIC.len()] == MAGIC => Verdict::Invalid(format!(
+            "it is {} bytes, smaller than the {HEADER_SIZE}-byte header",
+            st.size
+        )),
+        None => Verdict::Raw,
     };
+    let header = raw.as_ref().map(HeaderInfo::from_raw);
     let creator = header
         .as_ref()
         .map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
@@ -83,37 +112,21 @@ pub fn probe(name: &str) -> Result<Probe> {
         mode: st.mode,
         uid: st.uid,
         header,
-        corrupt,
         creator,
+        verdict,
         identity: st.identity,
     })
 }
 
-/// Why `bytes` (the first bytes of an object of `size` bytes, starting with shmkit's magic)
-/// cannot be a sound shmkit object, checked as `open` checks a header (`SPEC.md` §3.3, §3.4).
-/// A header still being written (state `initializing`) is not judged: its fields are not final.
-fn corruption(name: &str, bytes: &[u8], size: u64) -> Option<String> {
-    let (kind, fingerprint) = match RawHeader::from_prefix(bytes) {
-        Some(h) => match State::from_word(h.state) {
-            State::Initializing => return None,
-            State::Invalid(w) => return Some(format!("state word is {w}, expected 0..=3")),
-            _ => (Kind(h.kind), h.fingerprint),
-        },
-        None => (Kind(0), 0), // too short: `parse` says so
-    };
-    match HeaderInfo::parse(name, bytes, size, kind, fingerprint) {
-        Err(Error::Corrupt { what, .. }) => Some(what),
-        _ => None,
-    }
-}
-
-/// Every object in `/dev/shm` this process can read, sorted by name. Objects whose names
-/// shmkit would refuse (e.g. POSIX semaphores' `sem.*` files are fine, but names with odd
-/// characters are not) are listed with what `fstat` shows and no header.
+/// Every object in `/dev/shm` this process can read, sorted by name, except shmkit's own
+/// files (objects being built, under names starting with `.shmkit`). Objects whose names
+/// shmkit would refuse, or that this user cannot read, are listed with what `stat` shows, no
+/// header, and [`Verdict::Raw`].
 pub fn list() -> Result<Vec<Probe>> {
     let names = shm::list_names().map_err(|e| Error::from_io(shm::SHM_DIR, "list", e))?;
     let mut out: Vec<Probe> = names
         .into_iter()
+        .filter(|name| !name.starts_with(shm::RESERVED_PREFIX))
         .filter_map(|name| match probe(&name) {
             Ok(p) => Some(p),
             Err(Error::NotFound { .. }) => None, // removed while we listed
@@ -123,8 +136,8 @@ pub fn list() -> Result<Vec<Probe>> {
                 mode: st.mode,
                 uid: st.uid,
                 header: None,
-                corrupt: None,
                 creator: Liveness::Unknown,
+                verdict: Verdict::Raw,
                 identity: st.identity,
             }),
         })

@@ -4,19 +4,19 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::header::MagicProgress;
-use super::header::{self, HeaderInfo, RawHeader, State, FORMAT_VERSION, HEADER_SIZE, MAGIC};
+use super::header::{
+    self, HeaderInfo, Lifetime, RawHeader, State, FORMAT_VERSION, HEADER_SIZE, MAGIC,
+};
 use super::kind::{fingerprint, Kind};
 use super::name::validate_name;
 use crate::error::{Error, Result};
-use crate::loom::futex::Wait;
 use crate::os::atomic_copy;
-use crate::os::deadline;
 use crate::os::map::Mapping;
-use crate::os::process::{self, Liveness};
 use crate::os::shm::{self, OpenMode};
+use crate::os::{deadline, liveness, process};
 
-/// How long [`Segment::open`] waits, by default, for a creator to publish a segment.
+/// How long `open_or_create` keeps racing for a name, and a raw `open` waits for a foreign
+/// creator to size its object, by default.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest payload accepted: `ftruncate` takes a signed 64-bit length.
@@ -74,6 +74,14 @@ impl Access for ReadOnly {
 /// mapping makes accesses past the new end fault with `SIGBUS`; shmkit cannot prevent that, so
 /// do not share a name with processes you do not trust to leave its size alone.
 ///
+/// # Creation, lifetime, memory
+///
+/// A segment is built under a temporary name and appears under its name only complete
+/// (`SPEC.md` §4.1), so a creator that dies part-way leaves the name free. Its memory is
+/// reserved at creation ([`Error::NoSpace`] if `/dev/shm` lacks it), unless it was created
+/// [`sparse`](SegmentOptions::sparse). It lives until unlinked, or, if created
+/// [`Lifetime::Owned`](super::Lifetime::Owned), until `shmkit gc` finds its creator dead.
+///
 /// ```
 /// use shmkit::Segment;
 /// # let name = format!("doc-seg-{}", std::process::id());
@@ -124,6 +132,8 @@ struct Config {
     kind: Kind,
     fingerprint: u64,
     raw: bool,
+    sparse: bool,
+    lifetime: Lifetime,
 }
 
 impl<A: Access> Clone for SegmentOptions<A> {
@@ -144,6 +154,8 @@ impl Default for SegmentOptions<ReadWrite> {
             kind: Kind::BYTES,
             fingerprint: BYTES_FINGERPRINT,
             raw: false,
+            sparse: false,
+            lifetime: Lifetime::Persistent,
         };
         SegmentOptions {
             cfg,
@@ -154,7 +166,8 @@ impl Default for SegmentOptions<ReadWrite> {
 
 impl Segment<ReadWrite> {
     /// Options with the defaults: mode 0600, no unlink on drop, a plain-bytes shmkit segment,
-    /// a 5 s open timeout, read-write.
+    /// [`Lifetime::Persistent`], memory reserved at creation (not sparse), a 5 s open timeout,
+    /// read-write.
     pub fn options() -> SegmentOptions<ReadWrite> {
         SegmentOptions::default()
     }
@@ -165,14 +178,13 @@ impl Segment<ReadWrite> {
         Self::options().create(name, size)
     }
 
-    /// Open an existing plain-bytes segment read-write, waiting up to 5 s for its creator to
-    /// publish it.
+    /// Open an existing plain-bytes segment read-write.
     pub fn open(name: &str) -> Result<Self> {
         Self::options().open(name)
     }
 
     /// Open the segment if it exists, or create it. Race-free between unrelated processes:
-    /// exactly one creates and initialises it; the others wait for it to be published.
+    /// exactly one process's object is published under the name, and every caller gets it.
     pub fn open_or_create(name: &str, size: u64) -> Result<Self> {
         Self::options().open_or_create(name, size)
     }
@@ -417,7 +429,10 @@ impl<A: Access> SegmentOptions<A> {
         self
     }
 
-    /// How long `open` and `open_or_create` wait for a creator to publish (default 5 s).
+    /// How long `open_or_create` keeps racing for a name that others keep creating and
+    /// removing, and how long opening a raw segment waits for a foreign creator (CPython) to
+    /// size it (default 5 s). Opening a shmkit segment never waits: a name shows only fully
+    /// built objects. A timeout too large to represent means no deadline.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.timeout = timeout;
         self
@@ -446,21 +461,16 @@ impl<A: Access> SegmentOptions<A> {
         }
     }
 
-    /// Open an existing segment and validate its header against these options.
+    /// Open an existing segment and validate its header against these options. Never waits
+    /// for a shmkit segment and never changes the object (`SPEC.md` §3.3); a raw segment of
+    /// 0 bytes (a foreign creator between its create and its `ftruncate`) is waited for up
+    /// to the open timeout.
     pub fn open(&self, name: &str) -> Result<Segment<A>> {
         validate_name(name)?;
-        let deadline = deadline::after(Some(self.cfg.timeout));
-        match self.open_existing(name, deadline)? {
-            Opened::Segment(s) => Ok(s),
-            Opened::Vanished(detail) => Err(Error::NotReady {
-                name: name.to_owned(),
-                waited: Duration::ZERO,
-                detail,
-            }),
-        }
+        self.open_existing(name, deadline::after(Some(self.cfg.timeout)))
     }
 
-    fn open_existing(&self, name: &str, deadline: Option<Instant>) -> Result<Opened<A>> {
+    fn open_existing(&self, name: &str, deadline: Option<Instant>) -> Result<Segment<A>> {
         let how = if A::WRITABLE {
             OpenMode::ReadWrite
         } else {
@@ -468,43 +478,37 @@ impl<A: Access> SegmentOptions<A> {
         };
         let fd = shm::open(name, how).map_err(|e| Error::from_io(name, "open", e))?;
         let started = Instant::now();
-        // A fresh object is 0 bytes until its creator's ftruncate: wait for a size.
-        let st = loop {
-            let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
-            if st.size > 0 {
-                break st;
-            }
-            if deadline::passed(deadline) {
-                let detail = if self.cfg.raw || shm::creation_lock_free(&fd) {
-                    format!(
-                        "it is still 0 bytes and nobody is initialising it: remove it with `shmkit rm {name}`"
-                    )
-                } else {
-                    "it is still 0 bytes: its creator has not sized it yet".to_string()
-                };
-                return Err(Error::NotReady {
-                    name: name.to_owned(),
-                    waited: started.elapsed(),
-                    detail,
-                });
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        };
-        let (size, identity) = (st.size, st.identity);
+        let mut st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
         if self.cfg.raw {
-            let map = Mapping::new(&fd, size, A::WRITABLE)
+            // shmkit publishes sized objects only, but a foreign creator (CPython's
+            // SharedMemory) shows its object at 0 bytes until its ftruncate.
+            while st.size == 0 {
+                if deadline::passed(deadline) {
+                    return Err(Error::NotReady {
+                        name: name.to_owned(),
+                        waited: started.elapsed(),
+                        detail: "it is still 0 bytes: its creator (not shmkit, which publishes \
+                                 sized objects only) has not sized it"
+                            .into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_micros(200));
+                st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
+            }
+            let map = Mapping::new(&fd, st.size, A::WRITABLE)
                 .map_err(|e| Error::from_io(name, "mmap", e))?;
-            return Ok(Opened::Segment(Segment {
+            return Ok(Segment {
                 name: name.to_owned(),
                 payload_len: map.len(),
                 map,
                 header: None,
                 payload_offset: 0,
                 unlink_on_drop: self.cfg.unlink_on_drop,
-                identity,
+                identity: st.identity,
                 _access: PhantomData,
-            }));
+            });
         }
+        let size = st.size;
         if size < HEADER_SIZE as u64 {
             return Err(Error::corrupt(
                 name,
@@ -519,175 +523,28 @@ impl<A: Access> SegmentOptions<A> {
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above), page-aligned,
         // and lives as long as `map`, which outlives every use of `words` below.
         let words = unsafe { header::words(map.ptr()) };
-        let waiter = Waiter {
-            name,
-            fd: &fd,
-            words,
-            identity,
-            writable: A::WRITABLE,
-            deadline,
-            started,
+        // Acquire pairs with the creator's Release store of READY in `build`, made before it
+        // published the object under this name: every header word and everything its
+        // initialiser wrote are visible after it. A Relaxed load and an acquire fence: a
+        // read-only opener's mapping is PROT_READ, where std permits no other atomic load.
+        let state = atomic_copy::load_read_only(Ordering::Acquire, || {
+            words[header::STATE_WORD].load(Ordering::Relaxed)
+        });
+        let raw = RawHeader {
+            state,
+            ..RawHeader::load(words)
         };
-        if let Published::Gone(detail) = waiter.wait()? {
-            return Ok(Opened::Vanished(detail));
-        }
-        let raw = RawHeader::load(words);
         let info = header::validate(name, &raw, size, self.cfg.kind, self.cfg.fingerprint)?;
-        Ok(Opened::Segment(Segment {
+        Ok(Segment {
             name: name.to_owned(),
             payload_len: info.payload_size as usize,
             header: Some(info),
             map,
             payload_offset: HEADER_SIZE,
             unlink_on_drop: self.cfg.unlink_on_drop,
-            identity,
+            identity: st.identity,
             _access: PhantomData,
-        }))
-    }
-}
-
-enum Opened<A: Access> {
-    Segment(Segment<A>),
-    /// The creator failed or died before publishing; the name is (being) removed.
-    Vanished(String),
-}
-
-enum Published {
-    Ready,
-    Gone(String),
-}
-
-/// How long an opener tolerates "no creation lock held, header still blank" before it gives
-/// up: a creator holds the lock from right after its `O_EXCL` open, so only a creator that is
-/// preempted in that two-system-call window, or dead, or a foreign object, looks like this.
-const BLANK_GRACE: Duration = Duration::from_millis(100);
-
-/// An opener waiting for a creator to publish (`SPEC.md` §3.4).
-struct Waiter<'a> {
-    name: &'a str,
-    fd: &'a std::os::fd::OwnedFd,
-    words: &'a [AtomicU32; HEADER_SIZE / 4],
-    identity: (u64, u64),
-    writable: bool,
-    deadline: Option<Instant>,
-    started: Instant,
-}
-
-impl Waiter<'_> {
-    fn not_ready(&self, detail: String) -> Error {
-        Error::NotReady {
-            name: self.name.to_owned(),
-            waited: self.started.elapsed(),
-            detail,
-        }
-    }
-
-    /// Wait for the state word to become READY (Acquire), or for a verdict.
-    fn wait(&self) -> Result<Published> {
-        let state = &self.words[header::STATE_WORD];
-        let mut blank_since: Option<Instant> = None;
-        loop {
-            // Acquire pairs with the creator's Release CAS to READY in `create_inner`: every
-            // header word and everything the initialiser wrote are visible after it. (A
-            // Relaxed load and an acquire fence: a read-only opener's mapping is PROT_READ.)
-            match atomic_copy::load_read_only(Ordering::Acquire, || state.load(Ordering::Relaxed)) {
-                State::READY => return Ok(Published::Ready),
-                State::INITIALIZING => {}
-                s @ (State::FAILED | State::ABANDONED) => {
-                    // Whoever set it unlinks the name next, but may have died first.
-                    if self.writable {
-                        let _ = shm::unlink_if_same(self.name, self.identity);
-                    }
-                    return Ok(Published::Gone(
-                        if s == State::FAILED {
-                            "its creator failed to initialise it"
-                        } else {
-                            "its creator died while initialising it"
-                        }
-                        .into(),
-                    ));
-                }
-                x => {
-                    return Err(Error::corrupt(
-                        self.name,
-                        format!("state word is {x}, expected 0..=3"),
-                    ))
-                }
-            }
-            let (pid, start) = header::creator(self.words);
-            let magic = header::magic_progress(self.words);
-            if magic == MagicProgress::Foreign || (pid != 0 && magic != MagicProgress::Complete) {
-                return Err(Error::corrupt(
-                    self.name,
-                    "its first 8 bytes are not the shmkit magic: not a shmkit segment (a raw one? open it with .raw(true))",
-                ));
-            }
-            if shm::creation_lock_free(self.fd) {
-                if pid != 0 {
-                    // The creator recorded itself, then released its lock without publishing.
-                    // Acquire (as a Relaxed load and a fence): as above.
-                    let now = atomic_copy::load_read_only(Ordering::Acquire, || {
-                        state.load(Ordering::Relaxed)
-                    });
-                    if now != State::INITIALIZING {
-                        continue; // it published (or failed) just before releasing
-                    }
-                    if process::liveness(pid, start) != Liveness::Dead {
-                        return Err(Error::corrupt(
-                            self.name,
-                            format!(
-                                "state is 0 (initialising) but no process holds its creation lock and its \
-                                 creator pid {pid} is alive: the header was overwritten"
-                            ),
-                        ));
-                    }
-                    if !self.writable {
-                        return Err(self.not_ready(format!(
-                            "its creator (pid {pid}) died while initialising it; \
-                             a read-write open or `shmkit rm {}` removes it",
-                            self.name
-                        )));
-                    }
-                    // Claim the cleanup so that exactly one opener unlinks the abandoned
-                    // object. AcqRel: publishes nothing; it only decides who unlinks.
-                    if state
-                        .compare_exchange(
-                            State::INITIALIZING,
-                            State::ABANDONED,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        )
-                        .is_ok()
-                    {
-                        let _ = shm::unlink_if_same(self.name, self.identity);
-                        crate::os::futex::wake(state, u32::MAX);
-                    }
-                    continue;
-                }
-                let since = *blank_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= BLANK_GRACE {
-                    return Err(self.not_ready(format!(
-                        "its header is blank and nobody is initialising it: not a shmkit segment \
-                         (open it with .raw(true)), or its creator died before writing the header \
-                         (remove it with `shmkit rm {}`)",
-                        self.name
-                    )));
-                }
-            } else {
-                blank_since = None;
-            }
-            if deadline::passed(self.deadline) {
-                let detail = match pid {
-                    0 => "its creator is still writing the header".to_string(),
-                    p => format!("its creator, pid {p}, is still initialising it"),
-                };
-                return Err(self.not_ready(detail));
-            }
-            // Sleep on the state word; wake at least every 10 ms to re-check the creator.
-            let slice = Instant::now() + Duration::from_millis(10);
-            let slice = self.deadline.map_or(slice, |d| d.min(slice));
-            let _: Wait = crate::os::futex::wait(state, State::INITIALIZING, Some(slice));
-        }
+        })
     }
 }
 
@@ -698,6 +555,25 @@ impl SegmentOptions<ReadWrite> {
     /// umask.
     pub fn mode(mut self, mode: u32) -> Self {
         self.cfg.mode = mode;
+        self
+    }
+
+    /// Who may remove a created segment (default [`Lifetime::Persistent`]: only an explicit
+    /// unlink). [`Lifetime::Owned`] lets `shmkit gc` remove it once its creator is dead and no
+    /// process maps it. A raw segment has no header to record it in, so it is always
+    /// persistent.
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.cfg.lifetime = lifetime;
+        self
+    }
+
+    /// Sparse creation (default: no). By default creation reserves every byte of the object
+    /// in `/dev/shm` (`fallocate`), so that a full `/dev/shm` is [`Error::NoSpace`] at
+    /// creation. A sparse object is only sized (`ftruncate`): creation is instant and takes no
+    /// memory until pages are touched, but **touching a page when `/dev/shm` is full kills the
+    /// process with `SIGBUS`**, in whichever process touches it.
+    pub fn sparse(mut self, yes: bool) -> Self {
+        self.cfg.sparse = yes;
         self
     }
 
@@ -712,9 +588,13 @@ impl SegmentOptions<ReadWrite> {
     }
 
     /// Create a new segment, run `init` on it (the payload is zeroed), then publish it.
-    /// Openers of a shmkit segment never see the payload before `init` returns (a raw segment
-    /// has no publication step: its openers may see it at any time). If `init` fails or
-    /// panics, the segment is marked failed and unlinked.
+    ///
+    /// The object is built under a temporary name and appears under `name` only once `init`
+    /// has returned, so no process ever sees it half-built, and a creator that dies while
+    /// building leaves nothing under `name` (`shmkit gc` removes the temporary object). If
+    /// `init` fails or panics, the temporary object is removed. Fails with
+    /// [`Error::AlreadyExists`] if `name` exists, checked before building and again,
+    /// atomically, when publishing.
     pub fn create_with(
         &self,
         name: &str,
@@ -723,7 +603,13 @@ impl SegmentOptions<ReadWrite> {
     ) -> Result<Segment> {
         validate_name(name)?;
         self.check_create_args(name, size)?;
-        self.create_inner(name, size, &mut init)
+        if shm::stat_path(name).is_some() {
+            // Fail before allocating and initialising (the publish checks again).
+            return Err(Error::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        self.build(name, size, &mut init)
     }
 
     /// Open the segment if it exists; otherwise create it with a zeroed `size`-byte payload.
@@ -732,13 +618,15 @@ impl SegmentOptions<ReadWrite> {
         self.open_or_create_with(name, size, |_| Ok(()))
     }
 
-    /// Open the segment if it exists; otherwise create it and run `init` before publishing.
+    /// Open the segment if it exists; otherwise build it, run `init`, and publish it.
     ///
-    /// Between unrelated processes racing on one name, exactly one creates (`O_EXCL` decides)
-    /// and runs `init`; the others wait for the state word to turn READY and then validate
-    /// the header as [`open`](SegmentOptions::open) does, and require a `size`-byte payload.
-    /// If the creator fails or dies before publishing, the object is removed and the race
-    /// starts again, until the open timeout.
+    /// Between unrelated processes racing on one name, exactly one object is published under
+    /// it (`renameat2(RENAME_NOREPLACE)` decides); the others discard what they built and
+    /// open the winner's, validating its header as [`open`](SegmentOptions::open) does and
+    /// requiring a `size`-byte payload. So `init` may run in several racing processes, but
+    /// only one run's result is ever seen: keep its effects inside the segment. If the name
+    /// keeps being created and removed by others, this gives up with [`Error::NotReady`]
+    /// after the open timeout.
     pub fn open_or_create_with(
         &self,
         name: &str,
@@ -750,13 +638,9 @@ impl SegmentOptions<ReadWrite> {
         let deadline = deadline::after(Some(self.cfg.timeout));
         let started = Instant::now();
         loop {
-            match self.create_inner(name, size, &mut init) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
             match self.open_existing(name, deadline) {
-                Ok(Opened::Segment(s)) if s.len() as u64 == size => return Ok(s),
-                Ok(Opened::Segment(s)) => {
+                Ok(s) if s.len() as u64 == size => return Ok(s),
+                Ok(s) => {
                     return Err(Error::invalid(
                         name,
                         format!(
@@ -765,9 +649,13 @@ impl SegmentOptions<ReadWrite> {
                         ),
                     ))
                 }
-                // Removed between our create and our open, or failed/abandoned: race again.
-                Ok(Opened::Vanished(_)) | Err(Error::NotFound { .. }) => {}
+                Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
+            }
+            match self.build(name, size, &mut init) {
+                // Another process published first: open its object.
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
             }
             if deadline::passed(deadline) {
                 return Err(Error::NotReady {
@@ -776,6 +664,8 @@ impl SegmentOptions<ReadWrite> {
                     detail: "the name kept being created and removed by others".into(),
                 });
             }
+            // Published and removed again between our publish and our open: give the
+            // others a moment.
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -800,30 +690,54 @@ impl SegmentOptions<ReadWrite> {
                 "a raw segment needs at least 1 byte (CPython cannot map an empty one)",
             ));
         }
+        match self.cfg.lifetime {
+            Lifetime::Invalid(x) => {
+                return Err(Error::invalid(name, format!("lifetime {x} is not one shmkit knows")))
+            }
+            Lifetime::Owned if self.cfg.raw => {
+                return Err(Error::invalid(
+                    name,
+                    "a raw segment has no header to record an owned lifetime in; it lives until unlinked",
+                ))
+            }
+            _ => {}
+        }
         Ok(())
     }
 
-    fn create_inner(&self, name: &str, size: u64, init: Init<'_>) -> Result<Segment> {
-        let fd = shm::open(name, OpenMode::CreateExclusive(self.cfg.mode))
-            .map_err(|e| Error::from_io(name, "create", e))?;
+    /// Build the object under a temporary name, then publish it under `name` (`SPEC.md`
+    /// §4.1). `AlreadyExists` if `name` exists at the publish.
+    fn build(&self, name: &str, size: u64, init: Init<'_>) -> Result<Segment> {
+        let token = liveness::current()
+            .map_err(|e| Error::from_io(name, "get this process's liveness token to create", e))?;
+        let (temp, fd) = create_temp(name, token, self.cfg.mode)?;
         let identity = shm::stat(&fd)
             .map_err(|e| Error::from_io(name, "fstat", e))?
             .identity;
-        // From here on the name is ours: the guard unlinks it on every failure, and on a panic.
+        // From here on the temporary object is ours: the guard removes it on every failure,
+        // and on a panic.
         let mut undo = Undo {
-            name,
+            temp: &temp,
             identity,
             armed: true,
         };
-        // Hold the creation lock until published (or failed); the fd, and so the lock, lives
-        // to the end of this function, and the kernel drops it if we die.
-        shm::lock_creation(&fd).map_err(|e| Error::from_io(name, "flock", e))?;
         let total = if self.cfg.raw {
             size
         } else {
             size + HEADER_SIZE as u64
         };
-        shm::set_len(&fd, total).map_err(|e| Error::from_io(name, "ftruncate", e))?;
+        if self.cfg.sparse {
+            shm::set_len(&fd, total).map_err(|e| Error::from_io(name, "ftruncate", e))?;
+        } else {
+            shm::reserve(&fd, total).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOSPC) => Error::NoSpace {
+                    name: name.to_owned(),
+                    requested: total,
+                    available: shm::free_space(&fd).unwrap_or(0),
+                },
+                _ => Error::from_io(name, "reserve memory (fallocate) for", e),
+            })?;
+        }
         let map = Mapping::new(&fd, total, true).map_err(|e| Error::from_io(name, "mmap", e))?;
         let mut seg = Segment {
             name: name.to_owned(),
@@ -835,65 +749,72 @@ impl SegmentOptions<ReadWrite> {
             identity,
             _access: PhantomData,
         };
-        if self.cfg.raw {
-            init(&seg)?;
-            undo.armed = false;
-            seg.unlink_on_drop = self.cfg.unlink_on_drop;
-            return Ok(seg);
-        }
-        let raw = RawHeader {
+        let header = (!self.cfg.raw).then(|| RawHeader {
             magic: MAGIC,
             version: FORMAT_VERSION,
             kind: self.cfg.kind.0,
             fingerprint: self.cfg.fingerprint,
             header_size: HEADER_SIZE as u64,
             payload_size: size,
-            creator_start: process::current_start_time(),
+            creator_token: token,
             creator_pid: process::current_pid(),
+            lifetime: self.cfg.lifetime.word(),
             creator_pidns: process::pid_namespace(),
             created_unix_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
             ..RawHeader::default()
-        };
-        // SAFETY: the mapping is `total >= HEADER_SIZE` bytes, page-aligned, and owned by
-        // `seg`, which outlives every use of `words` (and of `undo`'s pointer) below.
-        let words = unsafe { header::words(seg.map.ptr()) };
-        raw.store_unpublished(words);
-        let state = &words[header::STATE_WORD];
-        // Declared after `seg`, so dropped before it: the mapping is still there.
-        let mut failed = MarkFailed { state, armed: true };
-        init(&seg)?;
-        // Publish last. Release pairs with the Acquire load in `Waiter::wait`: an opener that
-        // sees READY sees every header word and everything `init` wrote. A CAS, not a store:
-        // if anyone changed the state meanwhile, this incarnation is not ours to publish.
-        if let Err(now) = state.compare_exchange(
-            State::INITIALIZING,
-            State::READY,
-            Ordering::Release,
-            Ordering::Relaxed,
-        ) {
-            return Err(Error::corrupt(
-                name,
-                format!("its state changed to {now} while it was being initialised"),
-            ));
+        });
+        // SAFETY: a shmkit mapping is `total >= HEADER_SIZE` bytes, page-aligned, and owned
+        // by `seg`, which outlives every use of `words` below.
+        let words = header.map(|_| unsafe { header::words(seg.map.ptr()) });
+        if let (Some(h), Some(w)) = (&header, words) {
+            h.store_unpublished(w);
         }
-        failed.armed = false;
+        init(&seg)?;
+        if let Some(w) = words {
+            // Release pairs with the Acquire load of the state word in `open_existing`: an
+            // opener that finds this object under `name` (only after the publish below) sees
+            // every header word and everything `init` wrote.
+            w[header::STATE_WORD].store(State::READY, Ordering::Release);
+        }
+        shm::publish(&temp, name).map_err(|e| Error::from_io(name, "publish", e))?;
         undo.armed = false;
-        crate::os::futex::wake(state, u32::MAX);
-        seg.header = Some(HeaderInfo::from_raw(&RawHeader {
-            state: State::READY,
-            ..raw
-        }));
+        seg.header = header.map(|h| {
+            HeaderInfo::from_raw(&RawHeader {
+                state: State::READY,
+                ..h
+            })
+        });
         seg.unlink_on_drop = self.cfg.unlink_on_drop;
         Ok(seg)
     }
 }
 
-/// Unlinks a half-created object when dropped armed (error returns and panics alike), if the
-/// name still refers to it.
+/// Create a fresh temporary object for building `name` (`O_EXCL`, mode `mode`).
+fn create_temp(name: &str, token: u64, mode: u32) -> Result<(String, std::os::fd::OwnedFd)> {
+    let mut tries = 0;
+    loop {
+        let temp = shm::temp_name(token, name);
+        match shm::open(&temp, OpenMode::CreateExclusive(mode)) {
+            Ok(fd) => return Ok((temp, fd)),
+            // Left by a dead process that drew the same token: take the next counter value.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            Err(e) => {
+                return Err(Error::Io {
+                    name: name.to_owned(),
+                    op: "create a temporary object to build",
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Removes a temporary object that was not published when dropped armed (error returns and
+/// panics alike), if its name still refers to it.
 struct Undo<'a> {
-    name: &'a str,
+    temp: &'a str,
     identity: (u64, u64),
     armed: bool,
 }
@@ -901,29 +822,7 @@ struct Undo<'a> {
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = shm::unlink_if_same(self.name, self.identity);
-        }
-    }
-}
-
-/// Marks a half-initialised header FAILED and wakes its waiting openers when dropped armed.
-struct MarkFailed<'a> {
-    state: &'a AtomicU32,
-    armed: bool,
-}
-
-impl Drop for MarkFailed<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            // Release pairs with the Acquire in `Waiter::wait`: waiters see FAILED and race
-            // again. A CAS so that a state someone else set is left as it is.
-            let _ = self.state.compare_exchange(
-                State::INITIALIZING,
-                State::FAILED,
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-            crate::os::futex::wake(self.state, u32::MAX);
+            let _ = shm::unlink_if_same(self.temp, self.identity);
         }
     }
 }

@@ -25,6 +25,7 @@ pub(crate) const RLOCK_MAGIC: u32 = u32::from_le_bytes(*b"RLK2");
 
 /// The calling thread, as a lock records it: this process's liveness token (created on first
 /// use), this thread's number, and the pid for display. No system call after the first.
+#[inline]
 pub(crate) fn me() -> std::result::Result<Me, MutexError> {
     let token = liveness::current().map_err(|e| MutexError::Os(e.raw_os_error().unwrap_or(0)))?;
     Ok(Me {
@@ -72,6 +73,7 @@ pub(crate) fn owner_of(core: &MutexCore) -> Option<Owner> {
 }
 
 /// Acquire `core` for the calling thread; `Ok(Some(owner))` when taken from a dead owner.
+#[inline]
 pub(crate) fn acquire_core(
     core: &MutexCore,
     block: Block,
@@ -277,6 +279,7 @@ impl LockState {
     }
 
     /// Block until the lock is ours. See [`LockError`] for `OwnerDied`.
+    #[inline]
     pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Block::Until(None))
     }
@@ -314,6 +317,7 @@ impl LockState {
         self.acquire(Block::Until(deadline))
     }
 
+    #[inline]
     fn acquire(
         &self,
         block: Block,
@@ -425,10 +429,11 @@ impl<'a> LockGuard<'a> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // In a fork()ed child the guard is the parent's: leave the lock alone.
         if liveness::is_current(self.me.token) {
-            self.lock.core.release_held();
+            self.lock.core.release_held(self.me.token);
         }
     }
 }

@@ -8,11 +8,11 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::segment::{Kind, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};
+use crate::segment::{Kind, Lifetime, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};
 
 /// Builder for creating or opening a named primitive `T`: start with `T::options()`, e.g.
 /// [`Lock::options`](crate::sync::Lock::options). The defaults are mode 0600, no unlink on
-/// drop, and a 5 s open timeout.
+/// drop, [`Lifetime::Persistent`], memory reserved at creation, and a 5 s open timeout.
 ///
 /// ```
 /// use shmkit::sync::Lock;
@@ -25,6 +25,8 @@ pub struct SyncOptions<T> {
     pub(crate) unlink_on_drop: bool,
     pub(crate) mode: u32,
     pub(crate) open_timeout: Duration,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) sparse: bool,
     _for: PhantomData<fn() -> T>,
 }
 
@@ -40,6 +42,8 @@ impl<T> std::fmt::Debug for SyncOptions<T> {
             .field("unlink_on_drop", &self.unlink_on_drop)
             .field("mode", &format_args!("{:#o}", self.mode))
             .field("open_timeout", &self.open_timeout)
+            .field("lifetime", &self.lifetime)
+            .field("sparse", &self.sparse)
             .finish()
     }
 }
@@ -50,6 +54,8 @@ impl<T> Default for SyncOptions<T> {
             unlink_on_drop: false,
             mode: 0o600,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
+            lifetime: Lifetime::Persistent,
+            sparse: false,
             _for: PhantomData,
         }
     }
@@ -68,9 +74,22 @@ impl<T> SyncOptions<T> {
         self
     }
 
-    /// How long `open` and `open_or_create` wait for a creator to publish (default 5 s).
+    /// How long `open_or_create` keeps racing for a name others keep creating and removing
+    /// (default 5 s; see [`SegmentOptions::open_timeout`]).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
+        self
+    }
+
+    /// Who may remove a created object (see [`SegmentOptions::lifetime`]).
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Create without reserving memory (see [`SegmentOptions::sparse`]; it can `SIGBUS`).
+    pub fn sparse(mut self, yes: bool) -> Self {
+        self.sparse = yes;
         self
     }
 
@@ -80,6 +99,8 @@ impl<T> SyncOptions<T> {
             .mode(self.mode)
             .unlink_on_drop(self.unlink_on_drop)
             .open_timeout(self.open_timeout)
+            .lifetime(self.lifetime)
+            .sparse(self.sparse)
     }
 }
 

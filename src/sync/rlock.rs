@@ -132,7 +132,11 @@ impl RLockState {
 
     /// Recursion depth recorded by the holder (0: free). A snapshot.
     pub fn depth(&self) -> u32 {
-        self.core.depth()
+        if self.is_locked() {
+            self.core.depth()
+        } else {
+            0
+        }
     }
 
     /// Whether someone holds it (a snapshot).
@@ -204,11 +208,12 @@ impl RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // This thread holds the level (guards are not Send), unless the guard was inherited
         // by a fork()ed child: then the level is the parent's; leave it alone.
         if liveness::is_current(self.me.token) {
-            self.lock.core.release_held();
+            self.lock.core.release_held(self.me.token);
         }
     }
 }

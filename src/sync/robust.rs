@@ -162,6 +162,7 @@ impl MutexCore {
     }
 
     /// Lock for `me`. `dead(token)` says whether a holder's process is gone.
+    #[inline]
     pub(crate) fn acquire(
         &self,
         me: Me,
@@ -296,6 +297,7 @@ impl MutexCore {
         }
     }
 
+    #[inline]
     fn record(&self, me: Me) {
         // Relaxed: holder-written fields, ordered for the next holder by the owner word's
         // Release/Acquire; other readers take a display snapshot.
@@ -315,20 +317,36 @@ impl MutexCore {
         if !self.held_by(me) {
             return Err(MutexError::NotOwner);
         }
-        self.release_held();
+        self.release_held(me.token);
         Ok(())
     }
 
-    /// Release one level held by the caller (a guard proves it).
-    pub(crate) fn release_held(&self) {
+    /// Release one level held by `token` (a guard proves it).
+    #[inline]
+    pub(crate) fn release_held(&self, token: u64) {
         let depth = self.depth.load(Ordering::Relaxed);
         if depth > 1 {
             self.depth.store(depth - 1, Ordering::Relaxed);
             return;
         }
-        self.depth.store(0, Ordering::Relaxed);
+        // Clear our thread number before the owner word: a thread that reads its own number
+        // must hold the lock (`acquire_slow`). `depth` and `pid` mean something only while
+        // the owner word names a holder, and the next holder rewrites them.
         self.thread.store(0, Ordering::Relaxed);
-        self.pid.store(0, Ordering::Relaxed);
+        // Fast path: no waiters, consistent. Release pairs with the Acquire CAS of the next
+        // holder.
+        if self
+            .owner
+            .compare_exchange(token << 2, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        self.release_slow();
+    }
+
+    #[cold]
+    fn release_slow(&self) {
         // Relaxed: the swap below is the real read; this only picks the next value, and only
         // the holder clears INCONSISTENT.
         let next = if self.owner.load(Ordering::Relaxed) & INCONSISTENT != 0 {
@@ -411,6 +429,7 @@ impl MutexCore {
 /// system call (a thread id from `gettid` would be one, and a cached one goes stale across
 /// `fork`).
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn thread_number() -> u32 {
     use std::cell::Cell;
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -460,12 +479,12 @@ mod loom_tests {
                     .unwrap();
                 let v = n2.load(Ordering::Relaxed);
                 n2.store(v + 1, Ordering::Relaxed);
-                m2.release_held();
+                m2.release_held(B.token);
             });
             m.acquire(A, Block::Until(None), false, &|_| false).unwrap();
             let v = n.load(Ordering::Relaxed);
             n.store(v + 1, Ordering::Relaxed);
-            m.release_held();
+            m.release_held(A.token);
             t.join().unwrap();
             assert_eq!(n.load(Ordering::Relaxed), 2);
             assert_eq!(m.owner_word() & !WAITERS, 0);
@@ -532,7 +551,7 @@ mod loom_tests {
             ));
             let t =
                 loom::thread::spawn(move || m2.acquire(B, Block::Until(None), false, &|_| false));
-            m.release_held();
+            m.release_held(A.token);
             assert_eq!(t.join().unwrap(), Err(MutexError::NotRecoverable));
         });
     }

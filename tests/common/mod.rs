@@ -38,7 +38,8 @@ pub fn unique_name(tag: &str) -> String {
     format!("t-{tag}-{}-{n}", std::process::id())
 }
 
-/// Unlinks every name it holds when dropped, ignoring names that are already gone.
+/// Unlinks every name it holds when dropped, ignoring names that are already gone, and any
+/// temporary object left by a creator killed while building one of them.
 pub struct Cleanup(Vec<String>);
 
 impl Cleanup {
@@ -55,8 +56,28 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for n in &self.0 {
             let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+            for t in temp_objects_of(n) {
+                let _ = std::fs::remove_file(format!("/dev/shm/{t}"));
+            }
         }
     }
+}
+
+/// Files in `/dev/shm` holding objects being built (or abandoned while being built) for
+/// `name`: `.shmkit-tmp-<token>-<counter>-<name>` (`SPEC.md` §4.1).
+pub fn temp_objects_of(name: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|f| {
+            f.strip_prefix(".shmkit-tmp-")
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(_, r)| r.split_once('-'))
+                .is_some_and(|(_, target)| target == name)
+        })
+        .collect()
 }
 
 /// Start `role` in a new process (this test binary, re-executed). Its stdout is piped so the

@@ -23,6 +23,11 @@ pub(crate) struct CreateArgs {
     /// Permission bits, octal.
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     mode: u32,
+    /// Do not reserve the memory now: creation is instant and takes no memory until pages are
+    /// written, but a process that touches a page when /dev/shm is full dies of SIGBUS.
+    /// Without it, a full /dev/shm is an error at creation.
+    #[arg(long)]
+    sparse: bool,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +95,7 @@ pub(crate) fn create(a: CreateArgs) -> CmdResult {
     Segment::options()
         .raw(a.raw)
         .mode(a.mode)
+        .sparse(a.sparse)
         .create(&a.name, a.size)
         .map(drop)
         .map_err(create_error)

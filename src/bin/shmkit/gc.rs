@@ -1,34 +1,38 @@
 //! `shmkit gc`.
 
 use crate::{outln, CmdResult};
-use shmkit::{segment, Liveness};
+use shmkit::segment::{self, GcAction, GcOptions};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Only print what would be removed.
     #[arg(long)]
     dry_run: bool,
-    /// Only consider names starting with this prefix.
+    /// Only consider names starting with this prefix (and leave liveness files alone).
     #[arg(long, default_value = "", hide_default_value = true)]
     prefix: String,
 }
 
+/// One line per file: `removed NAME: why`, `would remove NAME: why`, `kept NAME: why`, or
+/// `failed to remove NAME: error (why)`; exit 1 if a removal failed.
 pub(crate) fn run(args: Args) -> CmdResult {
-    for p in segment::list().map_err(|e| e.to_string())? {
-        // Only shmkit segments (raw objects have no recorded creator), only dead creators,
-        // and only when no process maps the object.
-        if !p.name.starts_with(&args.prefix) || p.header.is_none() || p.creator != Liveness::Dead {
-            continue;
-        }
-        let users = segment::mapped_by(&p.name);
-        if !users.is_empty() {
-            continue;
-        }
-        if args.dry_run {
-            outln!("would remove {}", p.name)?;
-        } else if p.unlink_if_unchanged().map_err(|e| e.to_string())? {
-            outln!("removed {}", p.name)?;
+    let opts = GcOptions::new().dry_run(args.dry_run).prefix(&args.prefix);
+    let report = segment::gc(&opts).map_err(|e| e.to_string())?;
+    let mut failed = Vec::new();
+    for e in &report {
+        match &e.action {
+            GcAction::Removed => outln!("removed {}: {}", e.file, e.reason)?,
+            GcAction::WouldRemove => outln!("would remove {}: {}", e.file, e.reason)?,
+            GcAction::Kept => outln!("kept {}: {}", e.file, e.reason)?,
+            GcAction::Failed(err) => {
+                outln!("failed to remove {}: {err} ({})", e.file, e.reason)?;
+                failed.push(format!("{}: {err}", e.file));
+            }
         }
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("could not remove {}", failed.join("; ")).into())
+    }
 }

@@ -1,10 +1,11 @@
-//! `shmkit info`: the header, then the state of the object inside.
+//! `shmkit info`: the header, then the state of the object inside. Read-only: it opens the
+//! object `O_RDONLY`, never waits, and changes nothing.
 //!
 //! Each object family adds one arm to [`object_state`]: a function of the library that
 //! returns a `serde::Serialize` description of its state.
 
 use crate::{outln, print_json, segment_name, CmdResult};
-use shmkit::segment::{self, Kind, Probe};
+use shmkit::segment::{self, HeaderInfo, Kind, Probe, Verdict};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -18,19 +19,64 @@ pub(crate) struct Args {
 
 #[derive(serde::Serialize)]
 struct Info {
-    #[serde(flatten)]
-    probe: Probe,
+    name: String,
+    size: u64,
+    mode: u32,
+    uid: u32,
     kind: String,
+    /// `valid`, `raw` or `invalid`.
+    status: &'static str,
+    /// Why an open would refuse it (status `invalid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<Header>,
+    creator: shmkit::Liveness,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<serde_json::Value>,
 }
 
-/// The object's own state, for kinds this build can describe (not for corrupt objects,
-/// which `Probe::corrupt` describes).
+/// The JSON form of [`HeaderInfo`] (the library type carries no serde).
+#[derive(serde::Serialize)]
+struct Header {
+    version: u32,
+    kind: String,
+    fingerprint: u64,
+    header_size: u64,
+    payload_size: u64,
+    state: String,
+    lifetime: String,
+    /// 16 hex digits (a 62-bit number, beyond what JSON numbers hold exactly).
+    creator_token: String,
+    creator_pid: u32,
+    creator_pid_namespace: u64,
+    created_unix_ns: u64,
+}
+
+impl From<&HeaderInfo> for Header {
+    fn from(h: &HeaderInfo) -> Header {
+        Header {
+            version: h.version,
+            kind: h.kind.to_string(),
+            fingerprint: h.fingerprint,
+            header_size: h.header_size,
+            payload_size: h.payload_size,
+            state: h.state.to_string(),
+            lifetime: h.lifetime.to_string(),
+            creator_token: format!("{:016x}", h.creator_token),
+            creator_pid: h.creator_pid,
+            creator_pid_namespace: h.creator_pid_namespace,
+            created_unix_ns: h.created_unix_ns,
+        }
+    }
+}
+
+/// The object's own state, for valid objects of kinds this build can describe.
 fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
-    let Some(h) = p.header.as_ref().filter(|_| p.corrupt.is_none()) else {
+    let Some(h) = &p.header else { return Ok(None) };
+    if p.verdict != Verdict::Valid {
         return Ok(None);
-    };
+    }
     match h.kind {
         // Plain bytes have no state beyond the header; kinds this build does not know are
         // shown by their header alone.
@@ -58,36 +104,51 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
 }
 
 pub(crate) fn run(args: Args) -> CmdResult {
-    let probe = segment::probe(&args.name).map_err(|e| e.to_string())?;
-    let state = object_state(&probe)?;
+    let p = segment::probe(&args.name).map_err(|e| e.to_string())?;
+    let state = object_state(&p)?;
+    let (status, problem) = match &p.verdict {
+        Verdict::Valid => ("valid", None),
+        Verdict::Raw => ("raw", None),
+        Verdict::Invalid(why) => ("invalid", Some(why.clone())),
+    };
     let info = Info {
-        kind: probe.kind_name(),
-        probe,
+        name: p.name.clone(),
+        size: p.size,
+        mode: p.mode,
+        uid: p.uid,
+        kind: p.kind_name(),
+        status,
+        problem,
+        header: p.header.as_ref().map(Header::from),
+        creator: p.creator,
         state,
     };
     if args.json {
         return print_json(&info);
     }
-    let p = &info.probe;
-    outln!("name:            {}", p.name)?;
-    outln!("size:            {} bytes", p.size)?;
-    outln!("mode:            {:04o} (uid {})", p.mode, p.uid)?;
+    outln!("name:            {}", info.name)?;
+    outln!("size:            {} bytes", info.size)?;
+    outln!("mode:            {:04o} (uid {})", info.mode, info.uid)?;
     outln!("kind:            {}", info.kind)?;
-    if let Some(what) = &p.corrupt {
-        outln!("corrupt:         {what}")?;
+    match &info.problem {
+        Some(why) => outln!("status:          invalid: {why}")?,
+        None => outln!("status:          {}", info.status)?,
     }
     match &p.header {
-        None if p.corrupt.is_some() => {}
-        None => {
-            outln!("header:          none: not a shmkit object (raw, e.g. CPython's SharedMemory)")?
-        }
+        None => outln!("header:          none (a raw segment, e.g. CPython's SharedMemory)")?,
         Some(h) => {
             outln!("format version:  {}", h.version)?;
             outln!("fingerprint:     {:#018x}", h.fingerprint)?;
             outln!("header size:     {}", h.header_size)?;
             outln!("payload size:    {}", h.payload_size)?;
-            outln!("state:           {:?}", h.state)?;
-            outln!("creator:         pid {} ({:?})", h.creator_pid, p.creator)?;
+            outln!("state:           {}", h.state)?;
+            outln!("lifetime:        {}", h.lifetime)?;
+            outln!(
+                "creator:         pid {} ({:?}), token {:016x}",
+                h.creator_pid,
+                p.creator,
+                h.creator_token
+            )?;
             if h.creator_pid_namespace != 0 {
                 outln!("creator pid ns:  pid:[{}]", h.creator_pid_namespace)?;
             }

@@ -1,7 +1,7 @@
 //! `shmkit ls`.
 
 use crate::{outln, print_json, CmdResult};
-use shmkit::segment;
+use shmkit::segment::{self, Verdict};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -15,6 +15,10 @@ struct Row {
     name: String,
     size: u64,
     kind: String,
+    /// `valid`, `raw` or `invalid` (an open would refuse it; `shmkit info` says why).
+    status: &'static str,
+    /// `persistent` or `owned` (shmkit objects only).
+    lifetime: Option<String>,
     creator_pid: Option<u32>,
     alive: shmkit::Liveness,
 }
@@ -25,6 +29,12 @@ pub(crate) fn run(args: Args) -> CmdResult {
         .into_iter()
         .map(|p| Row {
             kind: p.kind_name(),
+            status: match p.verdict {
+                Verdict::Valid => "valid",
+                Verdict::Raw => "raw",
+                Verdict::Invalid(_) => "invalid",
+            },
+            lifetime: p.header.as_ref().map(|h| h.lifetime.to_string()),
             creator_pid: p.header.as_ref().map(|h| h.creator_pid),
             alive: p.creator,
             size: p.size,
@@ -36,10 +46,11 @@ pub(crate) fn run(args: Args) -> CmdResult {
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     outln!(
-        "{:<w$}  {:>12}  {:<18}  {:>8}  ALIVE",
+        "{:<w$}  {:>12}  {:<18}  {:<10}  {:>8}  ALIVE",
         "NAME",
         "SIZE",
         "KIND",
+        "LIFETIME",
         "CREATOR"
     )?;
     for r in &rows {
@@ -49,11 +60,15 @@ pub(crate) fn run(args: Args) -> CmdResult {
             shmkit::Liveness::Dead => "no",
             shmkit::Liveness::Unknown => "-",
         };
+        let kind = match r.status {
+            "invalid" if r.kind != "invalid" => format!("{} (invalid)", r.kind),
+            _ => r.kind.clone(),
+        };
+        let lifetime = r.lifetime.as_deref().unwrap_or("-");
         outln!(
-            "{:<w$}  {:>12}  {:<18}  {:>8}  {alive}",
+            "{:<w$}  {:>12}  {kind:<18}  {lifetime:<10}  {:>8}  {alive}",
             r.name,
             r.size,
-            r.kind,
             pid
         )?;
     }

@@ -61,15 +61,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// List every object in /dev/shm: name, size, kind (`raw` for foreign ones), creator, alive.
+    /// List every object in /dev/shm: name, size, kind (`raw` for foreign ones), lifetime,
+    /// creator, alive. Read-only.
     Ls(ls::Args),
-    /// Print a segment's header and the state of the object it holds.
+    /// Print a segment's header and the state of the object it holds. Read-only.
     Info(info::Args),
     /// Remove (unlink) segments by name. Processes that map them keep their mapping.
     Rm(rm::Args),
     /// Hex-dump an object's bytes (offsets count from the start of the object, header included).
     Dump(dump::Args),
-    /// Remove shmkit segments whose creator is dead and that no live process maps.
+    /// Remove owned objects whose creator is dead, unfinished builds of dead creators, and dead
+    /// processes' liveness files; never anything mapped. Says what it kept, and why.
     Gc(gc::Args),
     /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes).
     Queue(queue::Args),
@@ -145,7 +147,7 @@ pub(crate) fn shmkit_header(
     raw_hint: &str,
 ) -> Result<shmkit::segment::HeaderInfo, Stop> {
     let p = shmkit::segment::probe(name).map_err(|e| e.to_string())?;
-    if let Some(what) = p.corrupt {
+    if let shmkit::segment::Verdict::Invalid(what) = p.verdict {
         return Err(format!("segment {name:?} is corrupt: {what}").into());
     }
     p.header
