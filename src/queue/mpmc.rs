@@ -245,9 +245,13 @@ impl Shared {
 
     /// Elements in the queue now (a snapshot).
     fn len(&self) -> u64 {
-        // Acquire: values that existed; clamped for racy or corrupt pairs.
-        let head = self.ctrl().head.head.load(Ordering::Acquire);
-        let tail = self.ctrl().tail.tail.load(Ordering::Acquire);
+        // Acquire (head first): values that existed; clamped for racy or corrupt pairs. Each
+        // is a Relaxed load and an acquire fence, not an Acquire load: `stat_named` reads
+        // through a PROT_READ mapping, where std permits only Relaxed loads.
+        let head = self.ctrl().head.head.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let tail = self.ctrl().tail.tail.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         let n = tail.wrapping_sub(head);
         if n > self.capacity.saturating_mul(2) {
             0

@@ -9,7 +9,7 @@ use super::cache_padded::CachePadded;
 use super::error::{AttachError, Role};
 use super::region::Region;
 use super::role::{self, RoleSlot, Throttle};
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{fence, AtomicU64, Ordering};
 use crate::sync::WaitQueue;
 use crate::Liveness;
 
@@ -316,9 +316,13 @@ impl Ring {
 
     /// Elements (or bytes) in the ring now; a snapshot that may be stale when returned.
     pub(crate) fn len(&self) -> u64 {
-        // Acquire both so the difference is of values that existed.
-        let head = self.ctrl().cons.head.load(Ordering::Acquire);
-        let tail = self.ctrl().prod.tail.load(Ordering::Acquire);
+        // Acquire both (head first) so the difference is of values that existed. Each is a
+        // Relaxed load and an acquire fence, not an Acquire load: a snapshot (`queue::stat`)
+        // reads through a PROT_READ mapping, where std permits only Relaxed loads.
+        let head = self.ctrl().cons.head.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let tail = self.ctrl().prod.tail.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         match tail.wrapping_sub(head) {
             // More than the capacity apart: a corrupt pair, or a bytes ring's head past a
             // stale tail (a producer killed after publishing a record, before storing tail).

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{fence, AtomicU64, Ordering};
 use crate::os::process::Liveness;
 
 /// A producer or consumer role: one owner word (see the module docs).
@@ -100,8 +100,12 @@ impl RoleSlot {
 
     /// The current owner word (0: free).
     pub(crate) fn holder(&self) -> u64 {
-        // Acquire pairs with the claim CAS, so the holder's published state is visible.
-        self.owner.load(Ordering::Acquire)
+        // Acquire pairs with the claim CAS, so the holder's published state is visible. A
+        // Relaxed load and an acquire fence, not an Acquire load: `queue::stat` reads role
+        // words through a PROT_READ mapping, where std permits only Relaxed loads.
+        let w = self.owner.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        w
     }
 }
 
