@@ -161,7 +161,8 @@ fn constants(out: &mut Out) {
         out.dict.insert(name.to_owned(), bytes.to_vec());
     };
     put("magic", &shmkit::segment::MAGIC);
-    put("version_1", &1u32.to_le_bytes());
+    put("version", &shmkit::segment::FORMAT_VERSION.to_le_bytes());
+    put("lifetime_owned", &1u32.to_le_bytes());
     put("header_size_128", &128u64.to_le_bytes());
     for (name, k) in [
         ("bytes", Kind::BYTES),
@@ -433,6 +434,14 @@ fn generate_fuzz_seeds_and_dictionary() {
     let mut init = file.clone();
     init[56..60].fill(0);
     out.seed("open_segment", "bytes-initialising-dead-creator", init);
+    // An owned segment (the lifetime `gc` may collect).
+    let n = common::unique_name("seed-seg");
+    names.add(&n);
+    let _s = Segment::options()
+        .lifetime(shmkit::segment::Lifetime::Owned)
+        .create(&n, 8)
+        .unwrap();
+    out.seed("open_segment", "bytes-owned", dump(&n));
     out.seed("open_segment", "raw", b"raw bytes, no header".to_vec());
 
     queues(&mut out, &mut names);
