@@ -261,3 +261,45 @@ fn shmkit_info_shows_the_lock_holder_and_whether_it_lives() {
     child.wait().unwrap();
     assert_eq!(info(&ln)["owner"]["liveness"].as_str(), Some("dead"));
 }
+
+/// Review finding: anyone who can read a process's liveness file can take a *read* lock on it
+/// (here: one that waits for the holder to die and is then granted). That must not keep the
+/// dead holder alive: only its own write lock counts.
+#[test]
+fn a_read_lock_on_a_dead_holders_liveness_file_does_not_keep_it_alive() {
+    use std::os::fd::AsRawFd;
+    let (ln, dn) = (
+        common::unique_name("lock-rdpin"),
+        common::unique_name("lock-rdpin-data"),
+    );
+    let _c = common::Cleanup::new(&[&ln, &dn]);
+    let lock = Lock::create(&ln).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let held = data.atomic_u64(16).unwrap();
+    let mut child = common::spawn_child("hold", &[&ln, &dn]);
+    let pid = child.id();
+    wait_for("the holder", || {
+        held.load(Ordering::Acquire) == u64::from(pid)
+    });
+    let token = lock.owner().unwrap().token;
+    let file = std::fs::File::open(format!("/dev/shm/.shmkit/live-{token:016x}")).unwrap();
+    let pinner = std::thread::spawn(move || {
+        // SAFETY: `flock` is plain data; all-zero is valid.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_RDLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: valid descriptor and flock; blocks until the holder's write lock is gone.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        file // keep the read lock held
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _pinned = pinner.join().unwrap();
+    assert_eq!(lock.owner().unwrap().liveness(), Liveness::Dead);
+    let r = lock.lock_timeout(T);
+    match r {
+        Err(LockError::OwnerDied(mut g)) => g.make_consistent().unwrap(),
+        other => panic!("expected OwnerDied, got {:?}", other.map(drop)),
+    };
+}

@@ -1,6 +1,6 @@
 //! Process liveness: one mechanism for every object (queue roles, lock owners, registries).
 //!
-//! A process that takes part in a shmkit protocol gets a **token**: a random 62-bit number,
+//! A process that takes part in a shmkit protocol gets a **token**: a random 61-bit number,
 //! never 0, created on first use. The token names a file `/dev/shm/.shmkit/live-<token hex>`
 //! on which the process holds an open-file-description write lock (`F_OFD_SETLK`) for as long
 //! as it lives. The kernel drops that lock when the last descriptor of the open file
@@ -13,10 +13,10 @@
 //! - **Pid namespaces.** OFD locks belong to an open file description, not to a pid, so the
 //!   answer is the same in every pid namespace that sees the same `/dev/shm` (sidecar
 //!   containers, `docker run --ipc=container:…`); no `/proc` is read.
-//! - **Pid reuse.** A token is never derived from a pid. A new process picks 62 random bits
+//! - **Pid reuse.** A token is never derived from a pid. A new process picks 61 random bits
 //!   and publishes its file with `renameat2(RENAME_NOREPLACE)`, so it never takes a token whose
 //!   file still exists; a dead token whose file was removed could be drawn again only with
-//!   probability 2^-62 per new process.
+//!   probability 2^-61 per new process.
 //! - **Cost.** A fast path never makes a system call: objects store the token in their words,
 //!   and a handle checks that it still belongs to this process with one `Relaxed` load of a
 //!   static ([`is_current`]). A liveness query (three system calls) is made only by a side
@@ -45,8 +45,9 @@ pub(crate) fn dir() -> String {
     format!("{SHM_DIR}/.shmkit")
 }
 
-/// The largest token: tokens fit in 62 bits, so a lock word can keep two flag bits beside one.
-pub(crate) const TOKEN_MAX: u64 = (1 << 62) - 1;
+/// The largest token: tokens fit in 61 bits, so a lock word can keep three flag bits beside
+/// one (`sync::robust`).
+pub(crate) const TOKEN_MAX: u64 = (1 << 61) - 1;
 
 /// This process's token; 0 before the first [`current`], [`BUSY`] while it is being created.
 static TOKEN: AtomicU64 = AtomicU64::new(0);
@@ -91,11 +92,19 @@ fn current_slow() -> io::Result<u64> {
                 {
                     continue;
                 }
-                match register_handlers().and_then(|()| publish()) {
+                take_publishing();
+                let published = register_handlers().and_then(|()| publish());
+                if let Ok((_, fd)) = &published {
+                    // The descriptor lives as long as the process (or until a fork
+                    // child's handler closes its inherited copy). Recorded before a fork can
+                    // happen (PUBLISHING is held).
+                    use std::os::fd::AsRawFd;
+                    FD.store(fd.as_raw_fd(), Ordering::Relaxed);
+                }
+                release_publishing();
+                match published {
                     Ok((token, fd)) => {
-                        // The descriptor lives as long as the process (or until a fork
-                        // child's handler closes its inherited copy).
-                        FD.store(fd.into_raw_fd(), Ordering::Relaxed);
+                        let _ = fd.into_raw_fd(); // owned by FD from now on
                         PID.store(std::process::id(), Ordering::Relaxed);
                         // Release pairs with the Acquire load above.
                         TOKEN.store(token, Ordering::Release);
@@ -134,10 +143,39 @@ pub(crate) fn current_pid() -> u32 {
     PID.load(Ordering::Relaxed)
 }
 
+/// Held while a thread publishes this process's token, and by a forking thread from just
+/// before `fork()` until just after it (in both processes): a fork therefore never happens
+/// while the token's descriptor is open but not yet recorded in [`FD`], which would let the
+/// child keep the parent's lock alive.
+static PUBLISHING: AtomicBool = AtomicBool::new(false);
+
+fn take_publishing() {
+    // Acquire pairs with the Release in `release_publishing`.
+    while PUBLISHING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+fn release_publishing() {
+    PUBLISHING.store(false, Ordering::Release);
+}
+
+extern "C" fn hold_off_publishing() {
+    take_publishing();
+}
+
+extern "C" fn allow_publishing() {
+    release_publishing();
+}
+
 extern "C" fn forget_in_child() {
     // Runs in the child right after fork(), in the forking thread only: async-signal-safe
     // calls only. Closing our copy of the descriptor leaves the parent's lock held by the
-    // parent's copy.
+    // parent's copy. The forking thread took PUBLISHING in the prepare handler.
+    release_publishing();
     let fd = FD.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         // SAFETY: `fd` is the liveness descriptor this module owns; nothing else closes it.
@@ -147,32 +185,32 @@ extern "C" fn forget_in_child() {
     TOKEN.store(0, Ordering::Relaxed);
 }
 
-extern "C" fn remove_at_exit() {
-    // A normal exit removes our file at once; a killed process leaves it to `sweep`.
-    let t = TOKEN.load(Ordering::Relaxed);
-    if t != 0 && t != BUSY && FD.load(Ordering::Relaxed) >= 0 {
-        let _ = std::fs::remove_file(path_of(t));
-    }
-}
-
 fn register_handlers() -> io::Result<()> {
     if HANDLERS.load(Ordering::Relaxed) {
         return Ok(());
     }
-    // SAFETY: both handlers are valid `extern "C" fn()`s that live for the whole program;
-    // registering them has no other precondition. Without the fork handler a forked child
+    // SAFETY: the handlers are valid `extern "C" fn()`s that live for the whole program;
+    // registering them has no other precondition. Without the child handler a forked child
     // could keep its parent's token alive, so a failure (ENOMEM) means no token.
-    let r = unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    //
+    // No `atexit` removal of our file: exit handlers run while other threads of the process
+    // still hold locks and roles, and a removed file reads as dead. A file whose lock is gone
+    // reads as dead anyway; `sweep` removes it later.
+    let r = unsafe {
+        libc::pthread_atfork(
+            Some(hold_off_publishing),
+            Some(allow_publishing),
+            Some(forget_in_child),
+        )
+    };
     if r != 0 {
         return Err(io::Error::from_raw_os_error(r));
     }
-    // SAFETY: as above. Failing to register only leaves the file for `sweep`.
-    unsafe { libc::atexit(remove_at_exit) };
     HANDLERS.store(true, Ordering::Relaxed);
     Ok(())
 }
 
-/// 62 random bits, never 0.
+/// 61 random bits, never 0.
 fn random_token() -> io::Result<u64> {
     loop {
         let mut b = [0u8; 8];
@@ -225,6 +263,22 @@ fn ensure_dir() -> io::Result<()> {
             io::ErrorKind::InvalidData,
             format!(
                 "{d} is not a directory; remove it so shmkit can create its liveness directory"
+            ),
+        ));
+    }
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if md.uid() != 0 && md.uid() != euid {
+        // The owner of a sticky directory may remove anyone's files in it, which would make
+        // their processes look dead.
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{d} belongs to uid {} (neither root nor this user, uid {euid}), who could \
+                 remove other users' liveness files; have root create it: \
+                 `install -d -m 1777 -o root -g root {d}`",
+                md.uid()
             ),
         ));
     }
@@ -365,26 +419,40 @@ pub(crate) fn liveness(token: u64) -> Liveness {
     };
     if raw < 0 {
         return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENOENT) => Liveness::Dead,
+            // No file, or a symbolic link planted under the name: no process holds it.
+            Some(libc::ENOENT | libc::ELOOP) => Liveness::Dead,
             _ => Liveness::Unknown,
         };
     }
     // SAFETY: a descriptor we just opened.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if !is_regular(&fd) {
+        return Liveness::Dead; // a FIFO or device planted under the name: no process's file
+    }
     query(&fd)
 }
 
-/// `F_OFD_GETLK` for a whole-file write lock: is anyone holding a lock on this file?
+/// Whether `fd` is a regular file.
+fn is_regular(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+    })
+}
+
+/// `F_OFD_GETLK` for a whole-file write lock: does someone hold a *write* lock on this file?
+/// Only the process that owns the file can (it is not writable by others); a read lock, which
+/// anyone who can read the file can take, does not count, so nobody else can keep a dead
+/// token alive.
 fn query(fd: &OwnedFd) -> Liveness {
     let mut fl = whole_file(libc::F_WRLCK);
     // SAFETY: valid descriptor and a valid, writable `flock`.
     if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
         return Liveness::Unknown;
     }
-    if fl.l_type == libc::F_UNLCK as libc::c_short {
-        Liveness::Dead
-    } else {
+    if fl.l_type == libc::F_WRLCK as libc::c_short {
         Liveness::Alive
+    } else {
+        Liveness::Dead
     }
 }
 
@@ -405,7 +473,16 @@ pub(crate) fn record(token: u64) -> Option<ProcessRecord> {
     if token == 0 || token > TOKEN_MAX {
         return None;
     }
-    let f = std::fs::File::open(path_of(token)).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never follow a planted link, never block on a planted FIFO.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path_of(token))
+        .ok()?;
+    if !is_regular(&OwnedFd::from(f.try_clone().ok()?)) {
+        return None;
+    }
     let mut text = String::new();
     use std::io::Read;
     f.take(4096).read_to_string(&mut text).ok()?;
@@ -480,7 +557,10 @@ fn unlocked(path: &std::path::Path) -> bool {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .is_ok_and(|f| query(&OwnedFd::from(f)) == Liveness::Dead)
+        .is_ok_and(|f| {
+            let fd = OwnedFd::from(f);
+            is_regular(&fd) && query(&fd) == Liveness::Dead
+        })
 }
 
 fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
@@ -549,6 +629,32 @@ mod tests {
         assert_eq!(liveness(TOKEN_MAX + 1), Liveness::Dead);
         assert_eq!(liveness(u64::MAX), Liveness::Dead);
         assert_eq!(liveness(0), Liveness::Unknown);
+    }
+
+    /// Review finding: a FIFO or a symbolic link planted under a dead token's name is dead,
+    /// and reading its record neither follows nor blocks.
+    #[test]
+    fn planted_fifos_and_links_are_dead_and_do_not_block() {
+        ensure_dir().unwrap();
+        let (t1, t2) = (random_token().unwrap(), random_token().unwrap());
+        let (p1, p2) = (path_of(t1), path_of(t2));
+        struct Rm(Vec<String>);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                for p in &self.0 {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        let _rm = Rm(vec![p1.clone(), p2.clone()]);
+        let c = cstr(&p1).unwrap();
+        // SAFETY: valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        std::os::unix::fs::symlink(&p1, &p2).unwrap();
+        for t in [t1, t2] {
+            assert_eq!(liveness(t), Liveness::Dead);
+            assert_eq!(record(t), None);
+        }
     }
 
     #[test]

@@ -178,7 +178,17 @@ mod real {
             // any notify after our release bumps `seq` past `seen`.
             let seen = self.seq.snapshot();
             drop(guard);
-            let notified = self.seq.park_past(seen, deadline);
+            // In slices: a waiter woken by `notify(1)` and killed before it re-locks takes
+            // that wake-up with it; the others then see `seq` moved at their next slice.
+            let notified = loop {
+                let slice = deadline::slice(deadline, crate::sync::robust::LIVENESS_SLICE);
+                if self.seq.park_past(seen, slice) {
+                    break true;
+                }
+                if deadline::passed(deadline) {
+                    break false;
+                }
+            };
             self.lock.lock().map(|g| (g, notified))
         }
 
@@ -240,7 +250,7 @@ mod real {
     }
 
     const FINGERPRINT: u64 = fingerprint_with(
-        b"shmkit condition v2: lock v2 (magic u32, depth u32, owner u64 (token<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32",
+        b"shmkit condition v2: lock v2 (magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32",
         40,
     );
 

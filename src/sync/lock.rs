@@ -36,9 +36,28 @@ pub(crate) fn me() -> std::result::Result<Me, MutexError> {
 }
 
 /// Whether the process a liveness token names is gone (for the lock's takeover rule).
+///
+/// A token found alive is remembered by the asking thread for [`ALIVE_FOR`], so that a loop
+/// of `try_lock` calls on a lock another live process holds does not make three system calls
+/// each time.
 pub(crate) fn is_dead(token: u64) -> bool {
-    liveness::liveness(token) == Liveness::Dead
+    use std::cell::Cell;
+    thread_local!(static LAST_ALIVE: Cell<(u64, Option<Instant>)> = const { Cell::new((0, None)) });
+    let (t, at) = LAST_ALIVE.get();
+    if t == token && at.is_some_and(|a| a.elapsed() < ALIVE_FOR) {
+        return false;
+    }
+    let dead = liveness::liveness(token) == Liveness::Dead;
+    LAST_ALIVE.set(if dead {
+        (0, None)
+    } else {
+        (token, Some(Instant::now()))
+    });
+    dead
 }
+
+/// How long a thread trusts that a lock holder it found alive still is.
+const ALIVE_FOR: Duration = Duration::from_millis(10);
 
 /// A process that held (or holds) a lock, as recorded in its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,7 +86,7 @@ impl fmt::Display for Owner {
 
 /// The recorded holder of `core`, if any (a racy snapshot unless the caller holds it).
 pub(crate) fn owner_of(core: &MutexCore) -> Option<Owner> {
-    let token = core.owner_word() >> 2;
+    let token = robust::token_of(core.owner_word());
     let (pid, thread) = core.holder_record();
     (token != 0).then_some(Owner { token, pid, thread })
 }
@@ -439,7 +458,7 @@ impl Drop for LockGuard<'_> {
 }
 
 const LOCK_FINGERPRINT: u64 = fingerprint_with(
-    b"shmkit lock v2: magic u32, depth u32, owner u64 (token<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32",
+    b"shmkit lock v2: magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32",
     32,
 );
 
@@ -618,6 +637,19 @@ mod tests {
                 Err(e) => panic!("word {w:#x}: {e}"),
             }
         }
+    }
+
+    /// Review finding: a guard whose process was (wrongly) judged dead and whose lock was
+    /// taken over must not release the new holder's lock when it drops.
+    #[test]
+    fn a_taken_over_guard_releases_nothing() {
+        let s = LockState::new();
+        let g = s.lock().unwrap();
+        let other = 0x0dd_0dd0_0dd0; // another process's token
+        s.core.set_owner_word_for_test(other << robust::SHIFT);
+        drop(g);
+        assert_eq!(s.core.owner_word(), other << robust::SHIFT);
+        assert!(s.is_locked());
     }
 
     #[test]

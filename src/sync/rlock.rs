@@ -219,7 +219,7 @@ impl Drop for RLockGuard<'_> {
 }
 
 const RLOCK_FINGERPRINT: u64 = fingerprint_with(
-    b"shmkit rlock v2: magic u32, depth u32, owner u64 (token<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32",
+    b"shmkit rlock v2: magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32",
     32,
 );
 

@@ -15,16 +15,19 @@
 //! | 28 | 4 | `pid` | the holder's pid in its own pid namespace (display only) |
 //!
 //! The owner word: bit 0 `WAITERS` (someone may be parked), bit 1 `INCONSISTENT` (the holder
-//! took it from a dead owner and has not called `make_consistent`), bits 2..64 the holder's
-//! token (0: nobody). `0` is free; `INCONSISTENT` with no token is *not recoverable*.
+//! took it from a dead owner and has not called `make_consistent`), bit 2 `RECORDING` (the
+//! holder took it from a dead owner and has not yet written its thread number), bits 3..64
+//! the holder's token (0: nobody). `0` is free; `INCONSISTENT` with no token is *not
+//! recoverable*.
 //!
-//! Protocol:
+//! Protocol (`SPEC.md` §6.2.2 has every step):
 //! - **Lock**: CAS `0 → me` (Acquire). Contended: spin, then set `WAITERS` and park on `queue`
-//!   in slices; after a slice that ends without a wake-up, ask whether the holder's token
-//!   lives, and if it is dead, CAS the word to `me | INCONSISTENT` and report `OwnerDied`.
-//! - **Unlock**: clear the display record, then swap the word to `0` (or to not recoverable if
-//!   still inconsistent) with AcqRel; if the old word had `WAITERS`, bump `queue` and wake.
-//!   Uncontended, that is one RMW to lock and one to unlock, and no system call.
+//!   in 20 ms slices, asking whether the holder's token lives at most once per slice; if it
+//!   is dead, CAS the word to `me | INCONSISTENT | RECORDING`, write the record, clear
+//!   `RECORDING`, and report `OwnerDied`.
+//! - **Unlock**: clear `thread`, then CAS the word from `me` to `0` (or to not recoverable if
+//!   still inconsistent), only while it names us; if the old word had `WAITERS`, bump `queue`
+//!   and wake. Uncontended, that is one RMW to lock and one to unlock, and no system call.
 //!
 //! What is not detected any more (the glibc robust mutex did detect it): a *thread* that
 //! exits holding the lock while its process lives. The holder is the process; its other
@@ -37,7 +40,6 @@
 use std::time::{Duration, Instant};
 
 use super::waiter::WaitQueue;
-use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, AtomicU64, Ordering};
 use crate::os::deadline;
 
@@ -45,6 +47,17 @@ use crate::os::deadline;
 pub(crate) const WAITERS: u64 = 1;
 /// `INCONSISTENT` bit of the owner word.
 pub(crate) const INCONSISTENT: u64 = 2;
+/// `RECORDING` bit of the owner word: the holder took the lock from a dead owner and has not
+/// yet rewritten `thread` (which still names the dead owner's thread).
+pub(crate) const RECORDING: u64 = 4;
+/// The token's position in the owner word (tokens are at most 61 bits: `os::liveness`).
+pub(crate) const SHIFT: u32 = 3;
+
+/// The token in an owner word.
+#[inline]
+pub(crate) fn token_of(word: u64) -> u64 {
+    word >> SHIFT
+}
 /// The owner word of a lock that can never be taken again.
 pub(crate) const NOT_RECOVERABLE: u64 = INCONSISTENT;
 
@@ -170,9 +183,9 @@ impl MutexCore {
         recursive: bool,
         dead: &dyn Fn(u64) -> bool,
     ) -> Result<Acquired, MutexError> {
-        let mine = me.token << 2;
-        // Acquire pairs with the AcqRel swap in `release_held`: we see everything the
-        // previous holder wrote under the lock.
+        let mine = me.token << SHIFT;
+        // Acquire pairs with the Release CAS/swap in `release_held`: we see everything the
+        // previous holder wrote under the lock, including its clearing of `thread`.
         if self
             .owner
             .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
@@ -192,18 +205,32 @@ impl MutexCore {
         recursive: bool,
         dead: &dyn Fn(u64) -> bool,
     ) -> Result<Acquired, MutexError> {
-        let mine = me.token << 2;
+        let mine = me.token << SHIFT;
         // Once we have parked, others may be parked too: keep WAITERS set when we take the
         // lock, so that our unlock wakes the next one.
         let mut keep_waiters = 0;
         let mut spins = 0;
-        // try_lock asks at once; a blocking call first spins, then asks before it parks and
-        // after every slice that ended without a wake-up.
-        let mut ask = matches!(block, Block::No);
+        let mut rounds = 0u32;
+        // When we last asked whether the holder lives: at most once per slice, by the clock,
+        // so that signals interrupting our sleeps cannot postpone the question forever.
+        #[cfg(not(loom))]
+        let mut asked_at: Option<std::time::Instant> = None;
         loop {
-            // Relaxed: only a guess for the CASes below, which carry the ordering.
-            let cur = self.owner.load(Ordering::Relaxed);
-            let token = cur >> 2;
+            rounds = rounds.wrapping_add(1);
+            // A peer that keeps rewriting the word could keep us in the CAS-retry paths
+            // below: look at the deadline now and then whatever happens.
+            if rounds % 64 == 0 {
+                match block {
+                    Block::No => return Err(MutexError::WouldBlock),
+                    Block::Until(d) if deadline::passed(d) => return Err(MutexError::TimedOut),
+                    Block::Until(_) => {}
+                }
+            }
+            // Acquire: when the word names this process, the `thread` read below must see
+            // the clearing that the previous holder did before its Release (the word we read
+            // is in that release's sequence).
+            let cur = self.owner.load(Ordering::Acquire);
+            let token = token_of(cur);
             if cur == 0 {
                 // Acquire: as in `acquire`.
                 if self
@@ -216,13 +243,14 @@ impl MutexCore {
                 }
                 continue;
             }
-            if cur & !WAITERS == NOT_RECOVERABLE {
+            if token == 0 && cur & INCONSISTENT != 0 {
                 return Err(MutexError::NotRecoverable);
             }
             if token == me.token {
-                // Only this thread ever writes its own number into `thread`, and it clears it
-                // before it unlocks: reading our own number means we hold it.
-                if self.thread.load(Ordering::Relaxed) == me.thread {
+                // A thread writes its own number into `thread` only while it holds the lock
+                // (after a takeover, only once RECORDING is cleared), and clears it before it
+                // unlocks: reading our own number without RECORDING means we hold it.
+                if cur & RECORDING == 0 && self.thread.load(Ordering::Relaxed) == me.thread {
                     if !recursive {
                         return Err(MutexError::Deadlock);
                     }
@@ -234,36 +262,37 @@ impl MutexCore {
                     return Ok(Acquired::Ok);
                 }
                 // Another thread of this process holds it: it is alive; wait.
-            } else if token == 0 || (ask && dead(token)) {
-                // The holder is gone (or the word names nobody): take it over, keeping
-                // WAITERS for whoever sleeps. Acquire: as in `acquire`; the dead holder's
-                // writes may be half done, which is what OwnerDied tells the caller.
-                let new = mine | INCONSISTENT | (cur & WAITERS);
-                if self
-                    .owner
-                    .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+            } else {
+                #[cfg(not(loom))]
+                let ask = match block {
+                    Block::No => true,
+                    Block::Until(_) => {
+                        spins >= SPIN && asked_at.map_or(true, |t| t.elapsed() >= LIVENESS_SLICE)
+                    }
+                };
+                #[cfg(loom)]
+                let ask = matches!(block, Block::No) || spins >= SPIN;
+                if token == 0
+                    || (ask && {
+                        #[cfg(not(loom))]
+                        {
+                            asked_at = Some(std::time::Instant::now());
+                        }
+                        dead(token)
+                    })
                 {
-                    let was = Acquired::OwnerDied {
-                        token,
-                        pid: self.pid.load(Ordering::Relaxed),
-                        thread: self.thread.load(Ordering::Relaxed),
+                    return match self.take_over(cur, me) {
+                        Some(was) => Ok(was),
+                        None => continue,
                     };
-                    self.record(me);
-                    return Ok(was);
                 }
-                continue;
             }
-            ask = false;
             let deadline = match block {
                 Block::No => return Err(MutexError::WouldBlock),
                 Block::Until(d) => d,
             };
             if spins < SPIN {
                 spins += 1;
-                if spins == SPIN {
-                    ask = true; // about to park: ask once first
-                }
                 spin_loop();
                 continue;
             }
@@ -271,19 +300,18 @@ impl MutexCore {
                 return Err(MutexError::TimedOut);
             }
             // Snapshot before announcing ourselves in the word: an unlock that sees our
-            // WAITERS bit bumps `seq` after it, so the park below cannot miss it.
+            // WAITERS bit bumps `seq` after it, so the park below cannot miss it. The CAS is
+            // made even when WAITERS is already set: it checks that `cur` is still the word,
+            // so we never park behind an unlock that happened before our snapshot.
             let seen = self.queue.snapshot();
-            if cur & WAITERS == 0 {
-                // AcqRel: Release so that the unlocker's AcqRel swap, which reads this
-                // value, orders our snapshot before its bump; Acquire for symmetry with the
-                // lock CASes.
-                if self
-                    .owner
-                    .compare_exchange(cur, cur | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
+            // AcqRel: Release so that the unlocker's AcqRel swap, which reads this value,
+            // orders our snapshot before its bump; Acquire for symmetry with the lock CASes.
+            if self
+                .owner
+                .compare_exchange(cur, cur | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
             }
             keep_waiters = WAITERS;
             #[cfg(not(loom))]
@@ -291,10 +319,31 @@ impl MutexCore {
             // Under loom a timed futex wait returns at once: wait without slices.
             #[cfg(loom)]
             let until = deadline;
-            if self.queue.park(seen, until) == Wait::TimedOut {
-                ask = true; // a whole slice without a wake-up: is the holder alive?
-            }
+            self.queue.park(seen, until);
         }
+    }
+
+    /// Take the lock from the dead holder named in `cur` (or from a word that names nobody).
+    /// `None` if the word changed first.
+    fn take_over(&self, cur: u64, me: Me) -> Option<Acquired> {
+        let mine = me.token << SHIFT;
+        // RECORDING until our number is in `thread`: until then `thread` still names the
+        // dead holder's thread, which another thread of ours could mistake for its own.
+        // Acquire: as in `acquire`; the dead holder's writes may be half done, which is what
+        // OwnerDied tells the caller. WAITERS is kept for whoever sleeps.
+        let new = mine | INCONSISTENT | RECORDING | (cur & WAITERS);
+        self.owner
+            .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        let was = Acquired::OwnerDied {
+            token: token_of(cur),
+            pid: self.pid.load(Ordering::Relaxed),
+            thread: self.thread.load(Ordering::Relaxed),
+        };
+        self.record(me);
+        // Release: a thread of ours that sees RECORDING cleared sees our number in `thread`.
+        self.owner.fetch_and(!RECORDING, Ordering::Release);
+        Some(was)
     }
 
     #[inline]
@@ -308,8 +357,12 @@ impl MutexCore {
 
     /// Whether `me` holds it.
     pub(crate) fn held_by(&self, me: Me) -> bool {
-        let w = self.owner.load(Ordering::Relaxed);
-        w >> 2 == me.token && me.token != 0 && self.thread.load(Ordering::Relaxed) == me.thread
+        // Acquire: as in `acquire_slow`, so that a `thread` naming us is not a stale value.
+        let w = self.owner.load(Ordering::Acquire);
+        me.token != 0
+            && token_of(w) == me.token
+            && w & RECORDING == 0
+            && self.thread.load(Ordering::Relaxed) == me.thread
     }
 
     /// Release one level if `me` holds it; refuse (changing nothing) otherwise.
@@ -321,9 +374,16 @@ impl MutexCore {
         Ok(())
     }
 
-    /// Release one level held by `token` (a guard proves it).
+    /// Release one level held by `token` (a guard proves it). If the word no longer names
+    /// `token` (this process was judged dead and another took the lock over: `SPEC.md` §2.3's
+    /// failure cases), nothing is changed.
     #[inline]
     pub(crate) fn release_held(&self, token: u64) {
+        let mine = token << SHIFT;
+        // Relaxed: our own word (only we clear our token); a check before touching the record.
+        if token_of(self.owner.load(Ordering::Relaxed)) != token {
+            return;
+        }
         let depth = self.depth.load(Ordering::Relaxed);
         if depth > 1 {
             self.depth.store(depth - 1, Ordering::Relaxed);
@@ -333,34 +393,46 @@ impl MutexCore {
         // must hold the lock (`acquire_slow`). `depth` and `pid` mean something only while
         // the owner word names a holder, and the next holder rewrites them.
         self.thread.store(0, Ordering::Relaxed);
-        // Fast path: no waiters, consistent. Release pairs with the Acquire CAS of the next
-        // holder.
+        // Fast path: no waiters, consistent. Release pairs with the Acquire loads and CASes of
+        // the next holder and of other threads of this process.
         if self
             .owner
-            .compare_exchange(token << 2, 0, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(mine, 0, Ordering::Release, Ordering::Relaxed)
             .is_ok()
         {
             return;
         }
-        self.release_slow();
+        self.release_slow(token);
     }
 
     #[cold]
-    fn release_slow(&self) {
-        // Relaxed: the swap below is the real read; this only picks the next value, and only
-        // the holder clears INCONSISTENT.
-        let next = if self.owner.load(Ordering::Relaxed) & INCONSISTENT != 0 {
-            NOT_RECOVERABLE
-        } else {
-            0
-        };
-        // AcqRel: Release pairs with the Acquire CAS of the next holder (it sees our writes);
-        // Acquire pairs with a waiter's AcqRel CAS that set WAITERS (its snapshot of `seq`
-        // then precedes our bump).
-        let old = self.owner.swap(next, Ordering::AcqRel);
-        if old & WAITERS != 0 {
-            // Not recoverable: everyone must wake to see it.
-            self.queue.notify(if next == 0 { 1 } else { u32::MAX });
+    fn release_slow(&self, token: u64) {
+        let mut cur = self.owner.load(Ordering::Relaxed);
+        loop {
+            if token_of(cur) != token {
+                return; // taken over: not ours to release
+            }
+            let next = if cur & INCONSISTENT != 0 {
+                NOT_RECOVERABLE
+            } else {
+                0
+            };
+            // AcqRel: Release pairs with the Acquire CAS of the next holder (it sees our
+            // writes); Acquire pairs with a waiter's AcqRel CAS that set WAITERS (its
+            // snapshot of `seq` then precedes our bump).
+            match self
+                .owner
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(old) => {
+                    if old & WAITERS != 0 {
+                        // Not recoverable: everyone must wake to see it.
+                        self.queue.notify(if next == 0 { 1 } else { u32::MAX });
+                    }
+                    return;
+                }
+                Err(x) => cur = x,
+            }
         }
     }
 
@@ -368,7 +440,7 @@ impl MutexCore {
     pub(crate) fn make_consistent(&self, me: Me) -> Result<(), MutexError> {
         let mut w = self.owner.load(Ordering::Relaxed);
         loop {
-            if w >> 2 != me.token || me.token == 0 {
+            if token_of(w) != me.token || me.token == 0 {
                 return Err(MutexError::NotOwner);
             }
             // Relaxed: only our own bit changes; waiters may set WAITERS meanwhile.
@@ -399,9 +471,10 @@ impl MutexCore {
 
     /// The state, derived from the owner word ([`status`]).
     pub(crate) fn status_word(&self) -> u32 {
-        let w = self.owner_word() & !WAITERS;
-        match (w >> 2, w & INCONSISTENT) {
-            (0, 0) => status::UNLOCKED,
+        let w = self.owner_word();
+        match (token_of(w), w & INCONSISTENT) {
+            (0, 0) if w == 0 => status::UNLOCKED,
+            (0, 0) => status::INVALID,
             (0, _) => status::NOT_RECOVERABLE,
             (_, 0) => status::LOCKED,
             (_, _) => status::INCONSISTENT,
@@ -553,6 +626,88 @@ mod loom_tests {
                 loom::thread::spawn(move || m2.acquire(B, Block::Until(None), false, &|_| false));
             m.release_held(A.token);
             assert_eq!(t.join().unwrap(), Err(MutexError::NotRecoverable));
+        });
+    }
+
+    /// Review finding: a dead holder's `thread` number may equal a live thread's number in
+    /// another process. Two threads of one process race to take the lock over from it (one
+    /// of them with the dead holder's thread number): never two holders at once, even for an
+    /// RLock (which would count a "recursive" entry).
+    #[test]
+    fn takeover_does_not_confuse_a_stale_thread_number() {
+        loom::model(|| {
+            let m = Arc::new(MutexCore::new(1));
+            let inside = Arc::new(AtomicUsize::new(0));
+            let dead = Me {
+                token: 9,
+                thread: 1,
+                pid: 90,
+            };
+            m.acquire(dead, Block::No, true, &|_| false).unwrap();
+            let a = Me {
+                token: 5,
+                thread: 2,
+                pid: 50,
+            };
+            let b = Me {
+                token: 5,
+                thread: 1,
+                pid: 50,
+            };
+            let run = |me: Me, m: Arc<MutexCore>, inside: Arc<AtomicUsize>| {
+                if m.acquire(me, Block::No, true, &|t| t == 9).is_ok() {
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    m.release_held(me.token);
+                }
+            };
+            let (m2, i2) = (m.clone(), inside.clone());
+            let t = loom::thread::spawn(move || run(a, m2, i2));
+            run(b, m.clone(), inside.clone());
+            t.join().unwrap();
+        });
+    }
+
+    /// Review finding: a thread must not take another process's stale `thread` record for
+    /// its own after a normal release (the Acquire load of the owner word orders it).
+    #[test]
+    fn a_released_holders_thread_number_is_not_inherited() {
+        loom::model(|| {
+            let m = Arc::new(MutexCore::new(1));
+            let x = Me {
+                token: 9,
+                thread: 1,
+                pid: 90,
+            };
+            let a = Me {
+                token: 5,
+                thread: 2,
+                pid: 50,
+            };
+            let b = Me {
+                token: 5,
+                thread: 1,
+                pid: 50,
+            };
+            let inside = Arc::new(AtomicUsize::new(0));
+            m.acquire(x, Block::No, true, &|_| false).unwrap();
+            let (m2, i2) = (m.clone(), inside.clone());
+            let tx = loom::thread::spawn(move || m2.release_held(x.token));
+            let (m3, i3) = (m.clone(), inside.clone());
+            let ta = loom::thread::spawn(move || {
+                if m3.acquire(a, Block::No, true, &|_| false).is_ok() {
+                    assert_eq!(i3.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    i3.fetch_sub(1, Ordering::SeqCst);
+                    m3.release_held(a.token);
+                }
+            });
+            if m.acquire(b, Block::No, true, &|_| false).is_ok() {
+                assert_eq!(i2.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                i2.fetch_sub(1, Ordering::SeqCst);
+                m.release_held(b.token);
+            }
+            tx.join().unwrap();
+            ta.join().unwrap();
         });
     }
 }
