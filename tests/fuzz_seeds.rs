@@ -71,11 +71,11 @@ fn dump(name: &str) -> Vec<u8> {
     let token = token();
     for c in b.chunks_exact_mut(8) {
         let v = u64::from_le_bytes(c.try_into().unwrap());
-        if v == token {
-            c.copy_from_slice(&FAKE_TOKEN.to_le_bytes());
-        } else if v >> 2 == token {
-            // A lock's owner word: the token above two flag bits (SPEC.md §6.2).
-            c.copy_from_slice(&((FAKE_TOKEN << 2) | (v & 3)).to_le_bytes());
+        // The token itself (role words, the header's creator), or above a few flag bits (a
+        // lock's owner word: bits 3..64, SPEC.md §6.2).
+        if let Some(shift) = (0..=4).find(|&k| v >> k == token) {
+            let flags = v & ((1 << shift) - 1);
+            c.copy_from_slice(&((FAKE_TOKEN << shift) | flags).to_le_bytes());
         } else if v == start {
             c.copy_from_slice(&FAKE_START.to_le_bytes());
         }
