@@ -303,3 +303,38 @@ fn a_read_lock_on_a_dead_holders_liveness_file_does_not_keep_it_alive() {
         other => panic!("expected OwnerDied, got {:?}", other.map(drop)),
     };
 }
+
+/// Issue 8: with glibc's robust mutex, a guard leaked (`mem::forget`) before its lock's
+/// segment was unmapped stayed on the thread's robust list, and the thread's next robust lock
+/// made glibc write a pointer into whatever was mapped at that address by then (8 bytes of an
+/// unrelated segment's payload were overwritten). The lock keeps no pointers, so safe code
+/// cannot make it write anywhere: the other segment's bytes stay exactly as written.
+#[test]
+fn a_leaked_guard_of_an_unmapped_lock_writes_nowhere_else() {
+    for round in 0..20 {
+        let (a, b, c) = (
+            common::unique_name("lock-leak-a"),
+            common::unique_name("lock-leak-b"),
+            common::unique_name("lock-leak-c"),
+        );
+        let _cleanup = common::Cleanup::new(&[&a, &b, &c]);
+        let leaked = Lock::create(&a).unwrap();
+        std::mem::forget(leaked.lock().unwrap());
+        drop(leaked); // unmapped while "held"
+        Segment::unlink(&a).unwrap();
+        // Whatever is mapped next (often at the same address): a payload of known bytes.
+        let s = Segment::create(&b, 4096).unwrap();
+        s.write_at(0, &[0xab; 4096 - 128]).unwrap();
+        // More lock traffic in the same thread.
+        let other = Lock::create(&c).unwrap();
+        for _ in 0..3 {
+            drop(other.lock_timeout(T).unwrap());
+        }
+        let mut back = vec![0u8; 4096 - 128];
+        s.read_at(0, &mut back).unwrap();
+        assert!(
+            back.iter().all(|&x| x == 0xab),
+            "round {round}: bytes of an unrelated segment changed"
+        );
+    }
+}
