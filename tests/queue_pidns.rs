@@ -21,24 +21,27 @@ const WAIT: Duration = Duration::from_secs(60);
 /// `unshare` arguments that make a new pid namespace with its own `/proc` (the child is its
 /// pid 1), as root or through a user namespace. Panics if neither works here.
 fn unshare() -> Vec<&'static str> {
+    unshare_with(true)
+}
+
+/// As [`unshare`]; with `mount_proc` false the child keeps the outer namespace's `/proc`, in
+/// which its own pid means nothing (shmkit used to refuse such a process).
+fn unshare_with(mount_proc: bool) -> Vec<&'static str> {
     for base in [
-        &["unshare", "--pid", "--fork", "--mount-proc"][..],
-        &[
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-        ][..],
+        &["unshare", "--pid", "--fork"][..],
+        &["unshare", "--user", "--map-root-user", "--pid", "--fork"][..],
     ] {
-        let ok = Command::new(base[0])
-            .args(&base[1..])
+        let mut argv = base.to_vec();
+        if mount_proc {
+            argv.push("--mount-proc");
+        }
+        let ok = Command::new(argv[0])
+            .args(&argv[1..])
             .arg("true")
             .output()
             .is_ok_and(|o| o.status.success());
         if ok {
-            return base.to_vec();
+            return argv;
         }
     }
     panic!(
@@ -179,11 +182,20 @@ fn a_producer_killed_in_another_pid_namespace_is_found_dead() {
 /// A lock holder killed in another pid namespace: the next acquirer here gets `OwnerDied`.
 #[test]
 fn a_lock_holder_killed_in_another_pid_namespace_is_reported() {
-    let ns = unshare();
+    lock_holder_killed(&unshare());
+}
+
+/// The same, with the holder seeing the outer namespace's `/proc`: no `/proc` is read.
+#[test]
+fn a_lock_holder_with_a_foreign_proc_is_reported() {
+    lock_holder_killed(&unshare_with(false));
+}
+
+fn lock_holder_killed(ns: &[&str]) {
     let name = unique_name("pidns-lock");
     let _cleanup = Cleanup::new(&[&name]);
     let lock = Lock::create(&name).unwrap();
-    let (mut child, _lines) = start(&ns, "lock-and-die", &[&name]);
+    let (mut child, _lines) = start(ns, "lock-and-die", &[&name]);
     assert!(!wait_exit(&mut child, WAIT).success());
     let r = lock.lock_timeout(WAIT);
     match r {
