@@ -221,6 +221,8 @@ fn rlock_owner_and_depth_are_visible_and_survive_a_kill() {
     assert_eq!((r.depth(), r.owner()), (0, None));
 }
 
+// Runs the `shmkit` binary, which feature `cli` builds.
+#[cfg(feature = "cli")]
 #[test]
 fn shmkit_info_shows_the_lock_holder_and_whether_it_lives() {
     let (ln, dn) = (

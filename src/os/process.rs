@@ -1,11 +1,13 @@
 //! Process facts for display and for `gc`'s second guard. Liveness itself is decided by
 //! tokens (`os::liveness`), never by pids.
 
-use serde::Serialize;
-
 /// Whether a recorded process still runs (`SPEC.md` §2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Liveness {
     /// The process runs: it holds the lock on its liveness file.
     Alive,

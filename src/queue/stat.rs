@@ -1,13 +1,12 @@
 //! [`QueueStat`]: what `shmkit queue stat` and `shmkit info` show about a queue.
 
-use serde::Serialize;
-
 use super::error::Role;
 use super::ring::{Ring, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use crate::Liveness;
 
 /// A process attached to a queue end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Attached {
     /// Its liveness token (`SPEC.md` §2.3).
     pub token: u64,
@@ -38,7 +37,8 @@ impl Attached {
 /// assert_eq!(st.producers[0].pid, std::process::id());
 /// assert!(st.consumers.is_empty());
 /// ```
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct QueueStat {
     /// `spsc`, `mpmc` or `bytes`.
     pub kind: &'static str,

@@ -1,6 +1,5 @@
 //! Object kinds recorded in the header, and layout fingerprints.
 
-use serde::{Serialize, Serializer};
 use std::fmt;
 
 /// What a segment holds: the header's `kind` field. Unknown values are kept as they are so
@@ -79,8 +78,10 @@ impl fmt::Debug for Kind {
     }
 }
 
-impl Serialize for Kind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+/// Serialized as its name (as `Display` prints it).
+#[cfg(feature = "serde")]
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }

@@ -1,13 +1,12 @@
 //! What `shmkit info NAME` shows for a synchronisation primitive: a read-only look at its
-//! state, as a `serde::Serialize` value (for `--json`) that also implements `Display`.
+//! state, as a value that implements `Display` and, with feature `serde`, `serde::Serialize`
+//! (for `--json`).
 //!
 //! Everything here is a snapshot taken without any lock: by the time it is printed it may
 //! have changed.
 
 use std::fmt;
 use std::sync::atomic::{fence, Ordering};
-
-use serde::Serialize;
 
 use super::barrier::{self, BarrierState};
 use super::condition::{self, ConditionState};
@@ -24,8 +23,12 @@ use crate::segment::{probe, Kind};
 use crate::Segment;
 
 /// The state of a named synchronisation primitive, as `shmkit info` shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "primitive", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(tag = "primitive", rename_all = "snake_case")
+)]
 pub enum SyncInfo {
     /// A [`Lock`](super::Lock).
     Lock(LockInfo),
@@ -44,7 +47,8 @@ pub enum SyncInfo {
 }
 
 /// A process attached to an object (a lock holder, a queue end) and whether it still runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OwnerInfo {
     /// Its liveness token (`SPEC.md` §2.3).
     pub token: u64,
@@ -99,7 +103,8 @@ impl fmt::Display for OwnerInfo {
 }
 
 /// A [`Lock`](super::Lock) or [`RLock`](super::RLock).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LockInfo {
     /// `unlocked`, `locked`, `owner_died_unrepaired` (held by a thread that got `OwnerDied`
     /// and has not repaired it yet), `not_recoverable`, or `invalid`.
@@ -115,7 +120,8 @@ pub struct LockInfo {
 }
 
 /// A [`Semaphore`](super::Semaphore) or [`BoundedSemaphore`](super::BoundedSemaphore).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SemaphoreInfo {
     /// Free permits.
     pub value: u32,
@@ -128,7 +134,8 @@ pub struct SemaphoreInfo {
 }
 
 /// A [`Condition`](super::Condition).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ConditionInfo {
     /// Its lock.
     pub lock: LockInfo,
@@ -139,7 +146,8 @@ pub struct ConditionInfo {
 }
 
 /// An [`Event`](super::Event).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct EventInfo {
     /// Whether the flag is set.
     pub set: bool,
@@ -150,7 +158,8 @@ pub struct EventInfo {
 }
 
 /// A [`Barrier`](super::Barrier).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BarrierInfo {
     /// Parties needed to pass.
     pub parties: u32,

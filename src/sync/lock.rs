@@ -8,8 +8,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
 pub(crate) use super::robust::status;
 use super::robust::{self, Acquired, Block, Me, MutexCore, MutexError};
@@ -60,7 +58,8 @@ pub(crate) fn is_dead(token: u64) -> bool {
 const ALIVE_FOR: Duration = Duration::from_millis(10);
 
 /// A process that held (or holds) a lock, as recorded in its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Owner {
     /// Its liveness token (`SPEC.md` §2.3): what identifies the process, in any pid
     /// namespace and across pid reuse.
