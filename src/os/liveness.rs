@@ -98,7 +98,6 @@ fn current_slow() -> io::Result<u64> {
                     // The descriptor lives as long as the process (or until a fork
                     // child's handler closes its inherited copy). Recorded before a fork can
                     // happen (PUBLISHING is held).
-                    use std::os::fd::AsRawFd;
                     FD.store(fd.as_raw_fd(), Ordering::Relaxed);
                 }
                 release_publishing();
