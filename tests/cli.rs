@@ -67,7 +67,7 @@ fn ls_lists_shmkit_and_raw_segments() {
     let text = stdout(&out);
     let line_a = text.lines().find(|l| l.starts_with(&a)).expect("a listed");
     assert!(
-        line_a.contains("228") && line_a.contains("bytes") && line_a.contains("yes"),
+        line_a.contains("228") && line_a.contains("segment") && line_a.contains("yes"),
         "{line_a}"
     );
     assert!(line_a.contains(&std::process::id().to_string()), "{line_a}");
@@ -82,7 +82,7 @@ fn ls_lists_shmkit_and_raw_segments() {
         .iter()
         .find(|r| r["name"] == a.as_str())
         .unwrap();
-    assert_eq!(row["kind"], "bytes");
+    assert_eq!(row["kind"], "segment");
     assert_eq!(row["size"], 228);
     assert_eq!(row["alive"], "alive");
     assert_eq!(row["creator_pid"], std::process::id());
@@ -98,7 +98,7 @@ fn info_prints_the_header() {
     let out = shmkit(&["info", &a]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("kind:            bytes"), "{text}");
+    assert!(text.contains("kind:            segment"), "{text}");
     assert!(text.contains("payload size:    64"), "{text}");
     let json: serde_json::Value =
         serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
@@ -109,7 +109,7 @@ fn info_prints_the_header() {
     assert_eq!(json["header"]["creator_token"].as_str().unwrap().len(), 16);
     assert_eq!(json["status"], "valid");
     assert_eq!(json["creator"], "alive");
-    assert_eq!(json["kind"], "bytes");
+    assert_eq!(json["kind"], "segment");
 }
 
 #[test]
@@ -462,7 +462,7 @@ fn write_refuses_typed_objects_without_force() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("spsc_queue") && err.contains("--force") && err.lines().count() == 1,
+        err.contains("holds a spsc,") && err.contains("--force") && err.lines().count() == 1,
         "{err}"
     );
     // Nothing was written: the queue is intact.
@@ -570,7 +570,34 @@ fn bad_values_are_usage_errors_and_failures_exit_1() {
         &["create", &n, "--size", "8", "--mode", "7777"],
         &["create", &n, "--size", "0", "--raw"],
         &["queue", "create", &n, "--kind", "spsc", "--capacity", "3"],
-        &["queue", "create", &n, "--kind", "bytes", "--capacity", "8"],
+        &[
+            "queue",
+            "create",
+            &n,
+            "--kind",
+            "bytes-ring",
+            "--capacity",
+            "8",
+        ],
+        // Only the names `ls` prints: the bytes ring is `bytes-ring`, never `bytes`.
+        &[
+            "queue",
+            "create",
+            &n,
+            "--kind",
+            "bytes",
+            "--capacity",
+            "1024",
+        ],
+        &[
+            "queue",
+            "create",
+            &n,
+            "--kind",
+            "spsc_queue",
+            "--capacity",
+            "8",
+        ],
         &[
             "queue",
             "create",

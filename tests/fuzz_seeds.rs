@@ -165,7 +165,7 @@ fn constants(out: &mut Out) {
     put("lifetime_owned", &1u32.to_le_bytes());
     put("header_size_128", &128u64.to_le_bytes());
     for (name, k) in [
-        ("bytes", Kind::BYTES),
+        ("bytes", Kind::SEGMENT),
         ("lock", Kind::LOCK),
         ("rlock", Kind::RLOCK),
         ("semaphore", Kind::SEMAPHORE),
@@ -430,7 +430,7 @@ fn generate_fuzz_seeds_and_dictionary() {
     let s = Segment::create(&n, 24).unwrap();
     s.write_at(0, b"hello from a fuzz seed\n").unwrap();
     let file = dump(&n);
-    out.object("bytes", Kind::BYTES, &file);
+    out.object("bytes", Kind::SEGMENT, &file);
     let mut init = file.clone();
     init[56..60].fill(0);
     out.seed("open_segment", "bytes-initialising-dead-creator", init);

@@ -18,11 +18,11 @@ fn create_push_pop_stat_for_each_kind() {
     for (kind, extra) in [
         ("spsc", "--elem-size=16"),
         ("mpmc", "--elem-size=16"),
-        ("bytes", "--elem-size=1"),
+        ("bytes-ring", "--elem-size=1"),
     ] {
         let name = unique_name(&format!("cli{kind}"));
         let _c = Cleanup::new(&[&name]);
-        let cap = if kind == "bytes" { "1024" } else { "8" };
+        let cap = if kind == "bytes-ring" { "1024" } else { "8" };
         let out = shmkit(&[
             "queue",
             "create",
@@ -55,5 +55,116 @@ fn create_push_pop_stat_for_each_kind() {
         let info = shmkit(&["info", &name, "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(v["state"]["kind"], kind);
+    }
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = shmkit(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(args)).unwrap()
+}
+
+/// The value of `key:` in `text` (the `name:   value` lines of `info` and `queue stat`).
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// `--kind` takes exactly the queue kinds' names, and `queue create --kind K` makes a queue
+/// that `ls`, `info` and `queue stat` (text and JSON) all call exactly `K`; `queue stat` says
+/// whether its length counts messages or bytes.
+#[test]
+fn every_kind_name_round_trips() {
+    let names: Vec<&str> = shmkit::Kind::QUEUES
+        .iter()
+        .map(|k| k.name().unwrap())
+        .collect();
+    assert_eq!(names, ["spsc", "mpmc", "bytes-ring"]);
+
+    // The CLI lists exactly these (clap prints the possible values of a rejected one).
+    let probe = unique_name("clikind-none");
+    let out = shmkit(&[
+        "queue",
+        "create",
+        &probe,
+        "--kind",
+        "nope",
+        "--capacity",
+        "8",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let listed = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("[possible values: "))
+        .and_then(|l| l.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("no possible values in {err}"));
+    assert_eq!(listed.split(", ").collect::<Vec<_>>(), names, "{err}");
+
+    for kind in names {
+        let name = unique_name("clikind");
+        let _c = Cleanup::new(&[&name]);
+        let (cap, unit) = match kind {
+            "bytes-ring" => ("1024", "bytes"),
+            _ => ("8", "messages"),
+        };
+        ok(&["queue", "create", &name, "--kind", kind, "--capacity", cap]);
+        ok(&["queue", "push", &name, "hello"]);
+
+        // ls: the KIND column, and the JSON row.
+        let ls = ok(&["ls"]);
+        let row = ls
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not in {ls}"));
+        assert_eq!(row.split_whitespace().nth(2), Some(kind), "{row}");
+        let rows = json(&["ls", "--json"]);
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(row["kind"], kind);
+
+        // info: the object's kind, the header's and the queue state's.
+        let info = ok(&["info", &name]);
+        assert_eq!(field(&info, "kind"), Some(kind), "{info}");
+        assert_eq!(
+            field(&info, "len_unit"),
+            Some(&*format!("\"{unit}\"")),
+            "{info}"
+        );
+        let info = json(&["info", &name, "--json"]);
+        assert_eq!(info["kind"], kind);
+        assert_eq!(info["header"]["kind"], kind);
+        assert_eq!(info["state"]["kind"], kind);
+        assert_eq!(info["state"]["len_unit"], unit);
+
+        // queue stat.
+        let st = ok(&["queue", "stat", &name]);
+        assert_eq!(field(&st, "kind"), Some(kind), "{st}");
+        assert_eq!(field(&st, "len unit"), Some(unit), "{st}");
+        let len = field(&st, "length").unwrap();
+        assert!(len.ends_with(&format!(" {unit}")), "{st}");
+        assert_eq!(
+            field(&st, "capacity"),
+            Some(&*format!("{cap} {unit}")),
+            "{st}"
+        );
+        let st = json(&["queue", "stat", &name, "--json"]);
+        assert_eq!(st["kind"], kind);
+        assert_eq!(st["len_unit"], unit);
+        let want_len = if unit == "bytes" { 16 } else { 1 }; // an 8-byte record header + "hello" padded
+        assert_eq!(st["len"], want_len, "{st}");
     }
 }

@@ -329,7 +329,7 @@ impl Ring {
 
     /// Capacity, bytes in use, attached ends.
     pub fn stat(&self) -> QueueStat {
-        Stat::ring(&self.ring, "bytes")
+        Stat::ring(&self.ring, crate::Kind::BYTES_RING)
     }
 }
 

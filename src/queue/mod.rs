@@ -32,7 +32,7 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
-pub use stat::{Attached, QueueStat};
+pub use stat::{Attached, LenUnit, QueueStat};
 
 /// Element types the queues carry: plain data for which every byte pattern is a valid value
 /// and that has no padding (zerocopy's `FromBytes + IntoBytes + Immutable`), so values can
@@ -66,7 +66,9 @@ impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send +
 /// let q = shmkit::queue::bytes::Ring::create(&name, 1024)?;
 /// q.set_unlink_on_drop(true);
 /// let st = shmkit::queue::stat(&name)?;
-/// assert_eq!((st.kind, st.capacity, st.max_message), ("bytes", 1024, Some(504)));
+/// assert_eq!(st.kind, shmkit::Kind::BYTES_RING);
+/// assert_eq!((st.capacity, st.max_message), (1024, Some(504)));
+/// assert_eq!(st.len_unit, shmkit::queue::LenUnit::Bytes);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 #[cfg(not(loom))]
@@ -102,7 +104,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                     found: h.fingerprint,
                 });
             }
-            Ok(stat::Stat::ring(&r, if bytes { "bytes" } else { "spsc" }))
+            Ok(stat::Stat::ring(&r, h.kind))
         }
         Kind::MPMC_QUEUE => mpmc::stat_named(name, h.fingerprint),
         k => Err(crate::Error::KindMismatch {

@@ -33,7 +33,7 @@ use super::cache_padded::CachePadded;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 use super::region::Region;
 use super::role::{self, RoleSlot, Throttle};
-use super::stat::{Attached, QueueStat};
+use super::stat::{Attached, LenUnit, QueueStat};
 use super::Element;
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
@@ -274,9 +274,10 @@ impl Shared {
         // Relaxed: informational.
         let state = self.ctrl().geo.state.load(Ordering::Relaxed);
         QueueStat {
-            kind: "mpmc",
+            kind: Kind::MPMC_QUEUE,
             capacity: self.capacity,
             len: self.len(),
+            len_unit: LenUnit::Messages,
             elem_size: self.ctrl().geo.elem_size.load(Ordering::Relaxed),
             max_message: None,
             producers: self.attached(Role::Producer),

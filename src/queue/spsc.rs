@@ -247,7 +247,7 @@ impl<T> Queue<T> {
 
     /// Capacity, length, and the attached producer and consumer with their liveness.
     pub fn stat(&self) -> QueueStat {
-        Stat::ring(&self.ring, "spsc")
+        Stat::ring(&self.ring, crate::Kind::SPSC_QUEUE)
     }
 }
 

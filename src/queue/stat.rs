@@ -1,8 +1,10 @@
 //! [`QueueStat`]: what `shmkit queue stat` and `shmkit info` show about a queue.
 
+use std::fmt;
+
 use super::error::Role;
 use super::ring::{Ring, CONSUMER_CLOSED, PRODUCER_CLOSED};
-use crate::Liveness;
+use crate::{Kind, Liveness};
 
 /// A process attached to a queue end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,25 +29,53 @@ impl Attached {
     }
 }
 
+/// What a queue's [`capacity`](QueueStat::capacity) and [`len`](QueueStat::len) count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum LenUnit {
+    /// Messages (elements): `spsc`, `mpmc`.
+    Messages,
+    /// Bytes, record headers included: `bytes-ring`.
+    Bytes,
+}
+
+impl fmt::Display for LenUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LenUnit::Messages => "messages",
+            LenUnit::Bytes => "bytes",
+        })
+    }
+}
+
 /// A snapshot of a queue's state.
 ///
 /// ```
 /// let q = shmkit::queue::spsc::Queue::<u64>::with_capacity(4);
 /// let _tx = q.producer().unwrap();
 /// let st = q.stat();
-/// assert_eq!((st.capacity, st.len), (4, 0));
+/// assert_eq!((st.kind, st.capacity, st.len), (shmkit::Kind::SPSC_QUEUE, 4, 0));
+/// assert_eq!(st.len_unit, shmkit::queue::LenUnit::Messages);
 /// assert_eq!(st.producers[0].pid, std::process::id());
 /// assert!(st.consumers.is_empty());
 /// ```
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct QueueStat {
-    /// `spsc`, `mpmc` or `bytes`.
-    pub kind: &'static str,
-    /// Slots (spsc, mpmc) or bytes (bytes ring).
+    /// The queue's kind: [`Kind::SPSC_QUEUE`] (`spsc`), [`Kind::MPMC_QUEUE`] (`mpmc`) or
+    /// [`Kind::BYTES_RING`] (`bytes-ring`); serialized as its name.
+    pub kind: Kind,
+    /// Slots (spsc, mpmc) or bytes (bytes ring), in [`len_unit`](QueueStat::len_unit)s.
     pub capacity: u64,
-    /// Elements (spsc, mpmc) or bytes in use (bytes ring, including record headers).
+    /// Elements (spsc, mpmc) or bytes in use (bytes ring, including record headers), in
+    /// [`len_unit`](QueueStat::len_unit)s.
     pub len: u64,
+    /// What `len` and `capacity` count: messages or bytes.
+    pub len_unit: LenUnit,
     /// Element size in bytes (spsc, mpmc); 1 for the bytes ring.
     pub elem_size: u64,
     /// Largest message the bytes ring accepts (`None` for the others).
@@ -63,18 +93,25 @@ pub struct QueueStat {
 pub(crate) struct Stat;
 
 impl Stat {
-    pub(crate) fn ring(ring: &Ring, kind: &'static str) -> QueueStat {
+    /// `kind` is [`Kind::SPSC_QUEUE`] or [`Kind::BYTES_RING`].
+    pub(crate) fn ring(ring: &Ring, kind: Kind) -> QueueStat {
         let attached = |role| match ring.holder(role) {
             0 => vec![],
             w => vec![Attached::of(w)],
         };
         let state = ring.state();
+        let bytes = kind == Kind::BYTES_RING;
         QueueStat {
             kind,
             capacity: ring.capacity,
             len: ring.len(),
+            len_unit: if bytes {
+                LenUnit::Bytes
+            } else {
+                LenUnit::Messages
+            },
             elem_size: ring.elem_size,
-            max_message: (kind == "bytes").then(|| super::bytes::max_message(ring.capacity)),
+            max_message: bytes.then(|| super::bytes::max_message(ring.capacity)),
             producers: attached(Role::Producer),
             consumers: attached(Role::Consumer),
             producer_closed: state & PRODUCER_CLOSED != 0,

@@ -215,7 +215,7 @@ impl HeaderInfo {
     ///
     /// ```
     /// use shmkit::segment::{HeaderInfo, Kind};
-    /// let err = HeaderInfo::parse("x", &[0u8; 16], 16, Kind::BYTES, 0).unwrap_err();
+    /// let err = HeaderInfo::parse("x", &[0u8; 16], 16, Kind::SEGMENT, 0).unwrap_err();
     /// assert!(matches!(err, shmkit::Error::Corrupt { .. }));
     /// ```
     pub fn parse(

@@ -4,12 +4,23 @@ use std::fmt;
 
 /// What a segment holds: the header's `kind` field. Unknown values are kept as they are so
 /// that `shmkit ls` can show segments written by a newer build.
+///
+/// Each kind has one name ([`Kind::name`], `Display`, `serde`), the same everywhere: `shmkit ls`,
+/// `info`, `queue stat` and [`QueueStat::kind`](crate::queue::QueueStat::kind) print it, and
+/// `shmkit queue create --kind` takes it ([`Kind::from_name`]).
+///
+/// ```
+/// use shmkit::Kind;
+/// assert_eq!(Kind::BYTES_RING.to_string(), "bytes-ring");
+/// assert_eq!(Kind::from_name("segment"), Some(Kind::SEGMENT));
+/// assert_eq!(Kind::from_name("bytes"), None);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kind(pub u32);
 
 impl Kind {
-    /// Plain bytes: a [`Segment`](crate::Segment) created directly.
-    pub const BYTES: Kind = Kind(1);
+    /// A plain segment of bytes: a [`Segment`](crate::Segment) created directly.
+    pub const SEGMENT: Kind = Kind(1);
     /// A robust `Lock`.
     pub const LOCK: Kind = Kind(2);
     /// A robust recursive `RLock`.
@@ -38,28 +49,43 @@ impl Kind {
     pub const FRAMES: Kind = Kind(48);
 
     const NAMES: &'static [(Kind, &'static str)] = &[
-        (Kind::BYTES, "bytes"),
+        (Kind::SEGMENT, "segment"),
         (Kind::LOCK, "lock"),
         (Kind::RLOCK, "rlock"),
         (Kind::SEMAPHORE, "semaphore"),
-        (Kind::BOUNDED_SEMAPHORE, "bounded_semaphore"),
+        (Kind::BOUNDED_SEMAPHORE, "bounded-semaphore"),
         (Kind::CONDITION, "condition"),
         (Kind::EVENT, "event"),
         (Kind::BARRIER, "barrier"),
         (Kind::VALUE, "value"),
         (Kind::ARRAY, "array"),
-        (Kind::SPSC_QUEUE, "spsc_queue"),
-        (Kind::MPMC_QUEUE, "mpmc_queue"),
-        (Kind::BYTES_RING, "bytes_ring"),
+        (Kind::SPSC_QUEUE, "spsc"),
+        (Kind::MPMC_QUEUE, "mpmc"),
+        (Kind::BYTES_RING, "bytes-ring"),
         (Kind::FRAMES, "frames"),
     ];
 
+    /// The queue kinds, in the order `shmkit queue create --kind` lists them.
+    pub const QUEUES: &'static [Kind] = &[Kind::SPSC_QUEUE, Kind::MPMC_QUEUE, Kind::BYTES_RING];
+
     /// The kind's name as `shmkit ls` prints it, or `None` for a value this build does not know.
-    pub fn name(self) -> Option<&'static str> {
+    pub const fn name(self) -> Option<&'static str> {
+        let mut i = 0;
+        while i < Self::NAMES.len() {
+            if Self::NAMES[i].0 .0 == self.0 {
+                return Some(Self::NAMES[i].1);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The kind called `name` (exactly as [`Kind::name`] spells it), or `None`.
+    pub fn from_name(name: &str) -> Option<Kind> {
         Self::NAMES
             .iter()
-            .find(|(k, _)| *k == self)
-            .map(|(_, n)| *n)
+            .find(|(_, n)| *n == name)
+            .map(|(k, _)| *k)
     }
 }
 

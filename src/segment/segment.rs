@@ -151,7 +151,7 @@ impl Default for SegmentOptions<ReadWrite> {
             mode: 0o600,
             unlink_on_drop: false,
             timeout: DEFAULT_OPEN_TIMEOUT,
-            kind: Kind::BYTES,
+            kind: Kind::SEGMENT,
             fingerprint: BYTES_FINGERPRINT,
             raw: false,
             sparse: false,
@@ -439,7 +439,7 @@ impl<A: Access> SegmentOptions<A> {
     }
 
     /// The object kind and layout fingerprint to create with, or to require at open. Object
-    /// types (locks, queues, …) set these; plain segments use [`Kind::BYTES`].
+    /// types (locks, queues, …) set these; plain segments use [`Kind::SEGMENT`].
     pub fn kind(mut self, kind: Kind, fingerprint: u64) -> Self {
         self.cfg.kind = kind;
         self.cfg.fingerprint = fingerprint;

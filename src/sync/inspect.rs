@@ -27,7 +27,7 @@ use crate::Segment;
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize),
-    serde(tag = "primitive", rename_all = "snake_case")
+    serde(tag = "primitive", rename_all = "kebab-case")
 )]
 pub enum SyncInfo {
     /// A [`Lock`](super::Lock).

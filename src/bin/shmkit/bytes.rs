@@ -59,7 +59,7 @@ pub(crate) struct WriteArgs {
     /// Open a raw segment (no shmkit header).
     #[arg(long)]
     raw: bool,
-    /// Write into an object of any kind (a queue, a lock, …), not only plain bytes: its
+    /// Write into an object of any kind (a queue, a lock, …), not only a plain segment: its
     /// state is bytes like any other, and writing them can corrupt it.
     #[arg(long)]
     force: bool,
@@ -141,9 +141,9 @@ pub(crate) fn read(a: ReadArgs) -> CmdResult {
 
 pub(crate) fn write(a: WriteArgs) -> CmdResult {
     let (seg, kind) = open(&a.name, a.raw, Segment::options())?;
-    if let Some(k) = kind.filter(|&k| k != Kind::BYTES && !a.force) {
+    if let Some(k) = kind.filter(|&k| k != Kind::SEGMENT && !a.force) {
         return Err(format!(
-            "segment {:?} holds a {k}, not plain bytes: writing its bytes would corrupt it \
+            "segment {:?} holds a {k}, not a plain segment: writing its bytes would corrupt it \
              (pass --force to write anyway)",
             a.name
         )

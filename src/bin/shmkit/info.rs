@@ -80,7 +80,7 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
     match h.kind {
         // Plain bytes have no state beyond the header; kinds this build does not know are
         // shown by their header alone.
-        Kind::BYTES => Ok(None),
+        Kind::SEGMENT => Ok(None),
         Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING => {
             let st = shmkit::queue::stat(&p.name).map_err(|e| e.to_string())?;
             Ok(Some(serde_json::to_value(st).map_err(|e| e.to_string())?))

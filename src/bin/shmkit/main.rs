@@ -73,7 +73,7 @@ enum Cmd {
     /// Remove owned objects whose creator is dead, unfinished builds of dead creators, and dead
     /// processes' liveness files; never anything mapped. Says what it kept, and why.
     Gc(gc::Args),
-    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes).
+    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring).
     Queue(queue::Args),
     /// Two-process latency and throughput benchmarks, with floors measured in the same run.
     Bench(bench::Args),

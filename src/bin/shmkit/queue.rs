@@ -1,8 +1,10 @@
 //! `shmkit queue`: create, push to, pop from and inspect queues.
 //!
-//! Fixed-size queues (`spsc`, `mpmc`) carry elements of `--elem-size` bytes; a MESSAGE is
-//! stored as its UTF-8 bytes, zero-padded, and `pop` prints the element with trailing zero
-//! bytes removed. The `bytes` ring carries MESSAGE as one variable-length message.
+//! `--kind` takes a queue kind's one name ([`Kind::name`]: `spsc`, `mpmc`, `bytes-ring`), the
+//! name `ls`, `info` and `queue stat` print. Fixed-size queues (`spsc`, `mpmc`) carry elements
+//! of `--elem-size` bytes; a MESSAGE is stored as its UTF-8 bytes, zero-padded, and `pop`
+//! prints the element with trailing zero bytes removed. The `bytes-ring` carries MESSAGE as one
+//! variable-length message.
 
 use std::time::{Duration, Instant};
 
@@ -25,10 +27,10 @@ enum Cmd {
         /// Segment name.
         #[arg(value_parser = segment_name)]
         name: String,
-        /// Queue kind.
+        /// Queue kind (the name `ls`, `info` and `queue stat` print).
         #[arg(long, value_enum)]
         kind: QKind,
-        /// Slots (spsc, mpmc) or bytes (bytes), a power of two.
+        /// Slots (spsc, mpmc) or bytes (bytes-ring), a power of two.
         #[arg(long)]
         capacity: u64,
         /// Element size in bytes for spsc and mpmc: one of 1, 2, 4, 8, 16, 32, 64, 128, 256,
@@ -56,7 +58,8 @@ enum Cmd {
         #[arg(long, value_parser = seconds)]
         timeout: Option<Duration>,
     },
-    /// Capacity, length, attached producer/consumer pids and their liveness.
+    /// Capacity and length (in messages, or in bytes for bytes-ring: `len_unit`), attached
+    /// producer/consumer pids and their liveness.
     Stat {
         /// Segment name.
         #[arg(value_parser = segment_name)]
@@ -67,11 +70,27 @@ enum Cmd {
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum QKind {
-    Spsc,
-    Mpmc,
-    Bytes,
+/// A `--kind` value: a queue kind, spelled as the library names it ([`Kind::QUEUES`]), so the
+/// CLI takes exactly the names it prints.
+#[derive(Clone, Copy)]
+struct QKind(Kind);
+
+const QUEUE_KINDS: [QKind; 3] = [
+    QKind(Kind::QUEUES[0]),
+    QKind(Kind::QUEUES[1]),
+    QKind(Kind::QUEUES[2]),
+];
+// Every queue kind of the library is a `--kind` value.
+const _: () = assert!(Kind::QUEUES.len() == QUEUE_KINDS.len());
+
+impl clap::ValueEnum for QKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &QUEUE_KINDS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        self.0.name().map(clap::builder::PossibleValue::new)
+    }
 }
 
 /// Run `$body` with `$t` bound to `[u8; N]` for the element size `$size`.
@@ -185,18 +204,21 @@ pub(crate) fn run(args: Args) -> CmdResult {
             capacity,
             elem_size,
         } => {
-            match kind {
-                QKind::Bytes => drop(bytes::Ring::create(&name, capacity).map_err(create_error)?),
-                QKind::Spsc => with_elem!(elem_size, E, {
+            match kind.0 {
+                Kind::BYTES_RING => {
+                    drop(bytes::Ring::create(&name, capacity).map_err(create_error)?)
+                }
+                Kind::SPSC_QUEUE => with_elem!(elem_size, E, {
                     spsc::Queue::<E>::create(&name, capacity)
                         .map(drop)
                         .map_err(create_error)
                 })?,
-                QKind::Mpmc => with_elem!(elem_size, E, {
+                Kind::MPMC_QUEUE => with_elem!(elem_size, E, {
                     mpmc::Queue::<E>::create(&name, capacity)
                         .map(drop)
                         .map_err(create_error)
                 })?,
+                k => unreachable!("--kind {k} is not a queue kind"),
             }
             Ok(())
         }
@@ -302,8 +324,9 @@ fn pop_until<V>(
 fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
     outln!("name:            {name}")?;
     outln!("kind:            {}", st.kind)?;
-    outln!("capacity:        {}", st.capacity)?;
-    outln!("length:          {}", st.len)?;
+    outln!("capacity:        {} {}", st.capacity, st.len_unit)?;
+    outln!("length:          {} {}", st.len, st.len_unit)?;
+    outln!("len unit:        {}", st.len_unit)?;
     outln!("element size:    {}", st.elem_size)?;
     if let Some(m) = st.max_message {
         outln!("max message:     {m}")?;
