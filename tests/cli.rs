@@ -507,7 +507,7 @@ fn truncated_objects_are_corrupt_and_foreign_bytes_are_raw() {
             .join(" ")
     };
     assert!(kind(&t).starts_with("invalid "), "{ls}");
-    assert_eq!(kind(&g), "bytes (invalid)", "{ls}");
+    assert_eq!(kind(&g), "segment (invalid)", "{ls}");
     assert!(kind(&f).starts_with("raw "), "{ls}");
 
     let info = stdout(&shmkit(&["info", &t]));
@@ -852,7 +852,7 @@ fn a_half_initialised_object_is_reported_not_removed() {
         .lines()
         .find(|l| l.starts_with(seg.as_str()))
         .expect("listed");
-    assert!(line.contains("bytes (invalid)"), "{line}");
+    assert!(line.contains("segment (invalid)"), "{line}");
     let out = shmkit(&["queue", "stat", &sq]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
