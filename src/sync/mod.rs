@@ -29,7 +29,7 @@ mod waiter;
 pub use barrier::Barrier;
 pub use barrier::{BarrierError, BarrierState, MAX_PARTIES};
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionState};
+pub use condition::{Condition, ConditionState, WaitTimeoutError};
 #[cfg(not(loom))]
 pub use event::Event;
 pub use event::EventState;
@@ -46,4 +46,4 @@ pub use rlock::{RLock, RLockGuard, RLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
-pub use waiter::{Timeout, WaitQueue};
+pub use waiter::WaitQueue;
