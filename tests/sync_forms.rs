@@ -360,12 +360,16 @@ fn errors_convert_with_question_mark() {
     }
     bar.reset();
 
-    let would_block = |r: shmkit::Result<()>| matches!(r, Err(shmkit::Error::WouldBlock));
-    assert!(would_block(sem.try_acquire().map_err(Into::into)));
-    assert!(would_block(ev.try_wait().map_err(Into::into)));
+    let would_block = |r: &shmkit::Result<()>| matches!(r, Err(shmkit::Error::WouldBlock));
+    assert!(would_block(&sem.try_acquire().map_err(Into::into)));
+    assert!(would_block(&ev.try_wait().map_err(Into::into)));
     std::thread::scope(|s| {
         let _g = l.lock().unwrap();
-        s.spawn(|| assert!(would_block(l.try_lock().map(drop).map_err(Into::into))));
+        let r = s
+            .spawn(|| l.try_lock().map(drop).map_err(shmkit::Error::from))
+            .join()
+            .unwrap();
+        assert!(would_block(&r), "{r:?}");
     });
 
     // The other cases keep their own type inside the crate-wide error.
