@@ -712,6 +712,32 @@ mod tests {
         assert!(s.try_lock().is_ok());
     }
 
+    /// A passed deadline polls once as `try_lock` does, the holder's liveness included: a
+    /// dead holder's lock is taken over (`OwnerDied`), a live holder's is a `Timeout`.
+    #[test]
+    fn a_passed_deadline_polls_once() {
+        let s = LockState::new();
+        let ghost = Me {
+            token: 0x1234_5678_9abe, // no liveness file: dead
+            thread: 1,
+            pid: 4_000_003,
+        };
+        s.core.acquire(ghost, Block::No, false, &|_| false).unwrap();
+        let past = Instant::now() - Duration::from_millis(1);
+        let mut g = s.lock_deadline(past).unwrap_err().into_guard().unwrap();
+        g.make_consistent().unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let e = s.lock_deadline(past).map(drop).unwrap_err();
+                assert!(e.is_timeout(), "{e}");
+                let e = s.lock_timeout(Duration::ZERO).map(drop).unwrap_err();
+                assert!(e.is_timeout(), "{e}");
+            });
+        });
+        drop(g);
+        drop(s.lock_deadline(past).unwrap());
+    }
+
     /// Any owner word a peer can write is handled: a lock call fails, times out or takes it
     /// over, and never panics.
     #[test]
