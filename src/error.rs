@@ -27,7 +27,7 @@
 //!   arm;
 //! - everything else keeps its own type inside [`Error::Lock`], [`Error::Semaphore`] or
 //!   [`Error::Barrier`] (never holding a `Timeout`/`WouldBlock` variant there);
-//! - a guard inside an error ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)) is
+//! - a guard inside an error ([`sync::LockError::OwnerDied`](crate::sync::LockError::OwnerDied)) is
 //!   dropped by the conversion, which releases the lock unrepaired: match `OwnerDied` before
 //!   `?` where the data can be repaired.
 //!

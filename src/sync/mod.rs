@@ -6,6 +6,10 @@
 //! `Event::open("name")`, …) in a segment of its own kind. `SPEC.md` §6 gives each layout,
 //! each protocol, and what a process killed at each step leaves behind.
 //!
+//! Every blocking call comes as `try_x()`, `x()`, `x_timeout(Duration)` and
+//! `x_deadline(Instant)`, with one [`Timeout`](crate::Timeout) outcome and errors that convert
+//! into [`shmkit::Error`](crate::Error) with `?` (see [`crate::error`] for the scheme).
+//!
 //! Under `cfg(loom)` only the futex-word protocols are compiled, the lock's included
 //! (`robust.rs`); the handles, which need liveness tokens and segments, are not modelled.
 
