@@ -347,6 +347,11 @@ impl fmt::Display for Error {
             Error::Timeout => fmt::Display::fmt(&Timeout, f),
             Error::WouldBlock => fmt::Display::fmt(&WouldBlock, f),
             #[cfg(not(loom))]
+            Error::Lock(LockError::OwnerDied(())) => f.write_str(
+                "acquired a lock whose previous owner died holding it, and released it unrepaired \
+                 (the error dropped the guard): the lock is now not recoverable",
+            ),
+            #[cfg(not(loom))]
             Error::Lock(e) => fmt::Display::fmt(e, f),
             Error::Semaphore(e) => fmt::Display::fmt(e, f),
             Error::Barrier(e) => fmt::Display::fmt(e, f),
