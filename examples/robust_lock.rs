@@ -88,7 +88,9 @@ fn victim(name: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn recover(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// Every shmkit error (open, lock, repair) goes into `shmkit::Error` with `?`; only
+/// `OwnerDied`, whose guard we need, is matched first.
+fn recover(name: &str) -> shmkit::Result<()> {
     let lock = Lock::open(name)?;
     let bank = Bank::open_or_create(&format!("{name}-bank"))?;
     match lock.lock_timeout(TIMEOUT) {
@@ -118,13 +120,10 @@ fn recover(name: &str) -> Result<(), Box<dyn std::error::Error>> {
                 bank.sum()
             );
         }
-        Err(e) => return Err(e.without_guard().into()),
+        Err(e) => return Err(e.into()), // Timeout, NotRecoverable, …
     }
     // The lock works normally again.
-    drop(
-        lock.lock_timeout(TIMEOUT)
-            .map_err(LockError::without_guard)?,
-    );
+    drop(lock.lock_timeout(TIMEOUT)?);
     Ok(())
 }
 
@@ -167,7 +166,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => self_run(),
         ["victim", name] => victim(name),
-        ["recover", name] => recover(name),
+        ["recover", name] => Ok(recover(name)?),
         _ => Err("usage: robust_lock [victim NAME | recover NAME]".into()),
     }
 }

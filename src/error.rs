@@ -1,17 +1,108 @@
-//! The error type for creating and attaching to shared-memory objects.
+//! The crate-wide error, and the two outcomes every non-blocking or time-bounded call shares.
 //!
-//! Every variant names the segment and says what was expected and what was found, so the
-//! message alone tells a user what to do. Per-operation errors that hand a value back (a full
-//! queue, a timed-out lock) live with their operation.
+//! # One shape for every blocking call
+//!
+//! Each blocking operation `x` comes in four forms, as crossbeam-channel's `recv` does:
+//!
+//! | form | waits | if it cannot happen now |
+//! |---|---|---|
+//! | `try_x()` | never | [`WouldBlock`] (or the operation's `WouldBlock` variant) |
+//! | `x()` | as long as it takes | — |
+//! | `x_timeout(Duration)` | at most that long; a timeout too large for `Instant` means no limit | [`Timeout`] (or the operation's `Timeout` variant) |
+//! | `x_deadline(Instant)` | until that instant; one in the past polls once | [`Timeout`] (or the operation's `Timeout` variant) |
+//!
+//! Python's `acquire(block=True, timeout=None)` maps onto them: `block=False` is `try_x()`,
+//! `timeout=None` is `x()`, `timeout=t` is `x_timeout(t)`; Python's `False` return is the
+//! `WouldBlock`/`Timeout` outcome.
+//!
+//! # Errors
+//!
+//! Per-operation errors are small enums that say exactly which case happened and hand back
+//! what the caller still owns (a lock guard after `OwnerDied`, a value a queue refused). Every
+//! one is `'static` when it holds no guard, implements [`std::error::Error`], and converts into
+//! [`Error`] with `?`:
+//!
+//! - each `Timeout` outcome becomes [`Error::Timeout`] and each `WouldBlock` becomes
+//!   [`Error::WouldBlock`], whichever object it came from, so "try again later" is one match
+//!   arm;
+//! - everything else keeps its own type inside [`Error::Lock`], [`Error::Semaphore`] or
+//!   [`Error::Barrier`] (never holding a `Timeout`/`WouldBlock` variant there);
+//! - a guard inside an error ([`sync::LockError::OwnerDied`](crate::sync::LockError::OwnerDied)) is
+//!   dropped by the conversion, which releases the lock unrepaired: match `OwnerDied` before
+//!   `?` where the data can be repaired.
+//!
+//! The segment variants ([`Error::NotFound`] … [`Error::Io`]) name the segment and say what was
+//! expected and what was found, so the message alone tells a user what to do.
+//!
+//! ```
+//! use shmkit::sync::{Event, Lock};
+//! use std::time::Duration;
+//! # let name = format!("doc-error-{}", std::process::id());
+//! fn step(name: &str) -> shmkit::Result<()> {
+//!     let lock = Lock::options().unlink_on_drop(true).create(name)?; // a segment error
+//!     let _g = lock.lock_timeout(Duration::from_secs(10))?; // a lock error
+//!     Ok(())
+//! }
+//! step(&name)?;
+//! let ev = Event::options().unlink_on_drop(true).create(&name)?;
+//! let e = shmkit::Error::from(ev.wait_timeout(Duration::ZERO).unwrap_err());
+//! assert!(matches!(e, shmkit::Error::Timeout));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
-/// Result alias for attach/create operations.
+#[cfg(not(loom))]
+use crate::sync::LockError;
+use crate::sync::{BarrierError, SemaphoreError};
+
+/// Result alias with the crate-wide [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why creating, opening or validating a shared-memory object failed.
+/// A `_timeout` or `_deadline` call's time ran out before it could complete: the one timeout
+/// outcome of every blocking call in shmkit. Converts into [`Error::Timeout`].
+///
+/// ```
+/// use shmkit::{sync::EventState, Timeout};
+/// let ev = EventState::new();
+/// assert_eq!(ev.wait_deadline(std::time::Instant::now()), Err(Timeout));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timeout;
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+/// A `try_` call could not complete without waiting. Converts into [`Error::WouldBlock`].
+///
+/// ```
+/// use shmkit::{sync::EventState, WouldBlock};
+/// let ev = EventState::new();
+/// assert_eq!(ev.try_wait(), Err(WouldBlock));
+/// ev.set();
+/// assert_eq!(ev.try_wait(), Ok(()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WouldBlock;
+
+impl fmt::Display for WouldBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the operation would block")
+    }
+}
+
+impl std::error::Error for WouldBlock {}
+
+/// Every way a shmkit call can fail: creating, opening or validating a shared-memory object
+/// (the variants naming a segment), and the sync primitives' operations (see the
+/// [module docs](self) for how the per-operation errors map here).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -119,6 +210,63 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// A `_timeout`/`_deadline` call's time ran out (any object's [`Timeout`] outcome). For a
+    /// barrier it also broke the barrier, as in Python.
+    Timeout,
+    /// A `try_` call could not complete without waiting (any object's [`WouldBlock`] outcome).
+    WouldBlock,
+    /// A lock call failed. Never `Timeout` or `WouldBlock` (those are [`Error::Timeout`] and
+    /// [`Error::WouldBlock`]). `OwnerDied` here means the guard was dropped by the conversion
+    /// without `make_consistent()`, so the lock is now not recoverable.
+    #[cfg(not(loom))]
+    Lock(LockError<()>),
+    /// A semaphore call failed. Never `Timeout` or `WouldBlock`.
+    Semaphore(SemaphoreError),
+    /// A barrier call failed. Never `Timeout`.
+    Barrier(BarrierError),
+}
+
+impl From<Timeout> for Error {
+    fn from(_: Timeout) -> Error {
+        Error::Timeout
+    }
+}
+
+impl From<WouldBlock> for Error {
+    fn from(_: WouldBlock) -> Error {
+        Error::WouldBlock
+    }
+}
+
+/// Drops a guard held by `OwnerDied` (see [`Error::Lock`]).
+#[cfg(not(loom))]
+impl<G> From<LockError<G>> for Error {
+    fn from(e: LockError<G>) -> Error {
+        match e.without_guard() {
+            LockError::Timeout => Error::Timeout,
+            LockError::WouldBlock => Error::WouldBlock,
+            e => Error::Lock(e),
+        }
+    }
+}
+
+impl From<SemaphoreError> for Error {
+    fn from(e: SemaphoreError) -> Error {
+        match e {
+            SemaphoreError::Timeout => Error::Timeout,
+            SemaphoreError::WouldBlock => Error::WouldBlock,
+            e => Error::Semaphore(e),
+        }
+    }
+}
+
+impl From<BarrierError> for Error {
+    fn from(e: BarrierError) -> Error {
+        match e {
+            BarrierError::Timeout => Error::Timeout,
+            e => Error::Barrier(e),
+        }
+    }
 }
 
 impl Error {
@@ -196,6 +344,17 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument { name, what } => write!(f, "{name:?}: {what}"),
             Error::Io { name, op, source } => write!(f, "{op} segment {name:?}: {source}"),
+            Error::Timeout => fmt::Display::fmt(&Timeout, f),
+            Error::WouldBlock => fmt::Display::fmt(&WouldBlock, f),
+            #[cfg(not(loom))]
+            Error::Lock(LockError::OwnerDied(())) => f.write_str(
+                "acquired a lock whose previous owner died holding it, and released it unrepaired \
+                 (the error dropped the guard): the lock is now not recoverable",
+            ),
+            #[cfg(not(loom))]
+            Error::Lock(e) => fmt::Display::fmt(e, f),
+            Error::Semaphore(e) => fmt::Display::fmt(e, f),
+            Error::Barrier(e) => fmt::Display::fmt(e, f),
         }
     }
 }

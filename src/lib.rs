@@ -38,7 +38,7 @@ pub mod queue;
 pub mod segment;
 pub mod sync;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Timeout, WouldBlock};
 pub use os::process::Liveness;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};
 

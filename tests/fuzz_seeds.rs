@@ -397,7 +397,7 @@ fn sync(out: &mut Out, names: &mut Cleanup) {
     let b = Barrier::create(&n, 3).unwrap();
     out.object("barrier", Kind::BARRIER, &dump(&n));
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
+        let waiter = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
         while b.n_waiting() != 1 {
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -103,7 +103,7 @@ fn child_main() {
             // SAFETY: as in the parent: aligned, valid when zeroed, outlives `q`.
             let q = unsafe { &*(seg.as_mut_ptr() as *const shmkit::sync::WaitQueue) };
             let flag = seg.atomic_u32(8).unwrap();
-            q.wait_until(|| flag.load(Ordering::Acquire) == 1, Some(TEN_S))
+            q.wait_until_timeout(|| flag.load(Ordering::Acquire) == 1, TEN_S)
                 .expect("woken by notify_all");
         }
         "raw-racer" => {
@@ -663,7 +663,7 @@ fn huge_timeouts_mean_no_deadline() {
         .open(&name)
         .unwrap();
     let q = shmkit::sync::WaitQueue::new();
-    q.wait_until(|| true, Some(Duration::MAX)).unwrap();
+    q.wait_until_timeout(|| true, Duration::MAX).unwrap();
     // Every blocking call that takes a timeout treats Duration::MAX as "no deadline".
     let qn = common::unique_name("maxto-q");
     let ln = common::unique_name("maxto-l");

@@ -8,9 +8,9 @@ use common::Lines;
 
 use shmkit::sync::{
     Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
-    SemaphoreError,
+    SemaphoreError, WaitTimeoutError,
 };
-use shmkit::Segment;
+use shmkit::{Segment, Timeout};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -45,21 +45,20 @@ fn child_main() {
             for i in 1..=n {
                 let g = cond.lock_timeout(T).unwrap();
                 // Relaxed: head, tail and the slots are protected by the condition's lock.
-                let (g, ok) = if role == "producer" {
-                    cond.wait_for(
+                let g = if role == "producer" {
+                    cond.wait_for_timeout(
                         g,
                         || tail.load(Ordering::Relaxed) - head.load(Ordering::Relaxed) < 4,
-                        Some(T),
+                        T,
                     )
                 } else {
-                    cond.wait_for(
+                    cond.wait_for_timeout(
                         g,
                         || tail.load(Ordering::Relaxed) > head.load(Ordering::Relaxed),
-                        Some(T),
+                        T,
                     )
                 }
-                .unwrap();
-                assert!(ok, "{role} timed out at item {i}");
+                .unwrap_or_else(|e| panic!("{role} at item {i}: {e}"));
                 if role == "producer" {
                     let t = tail.load(Ordering::Relaxed);
                     slot(t).store(i, Ordering::Relaxed);
@@ -86,7 +85,7 @@ fn child_main() {
             let mut sum = 0;
             for g in 1..=gens {
                 progress(me).store(g, Ordering::Relaxed);
-                sum += u64::from(b.wait(Some(T)).unwrap());
+                sum += u64::from(b.wait_timeout(T).unwrap());
                 // Every party's pre-barrier write of generation g is visible after it.
                 for j in 0..3 {
                     assert!(
@@ -102,7 +101,7 @@ fn child_main() {
         // Arrive and wait with no timeout: only a kill ends this process.
         "barrier-victim" => {
             let b = Barrier::open(&args[0]).unwrap();
-            let r = b.wait(None);
+            let r = b.wait();
             common::report(&format!("victim returned {r:?}"));
         }
         // Pass the generation the victim arrived in (no timeout: only the others' arrivals
@@ -115,14 +114,14 @@ fn child_main() {
                 Err(BarrierError::Broken) => "broken".to_string(),
                 Err(e) => format!("{e:?}"),
             };
-            common::report(&describe(b.wait(None)));
-            common::report(&describe(b.wait(Some(Duration::from_millis(200)))));
+            common::report(&describe(b.wait()));
+            common::report(&describe(b.wait_timeout(Duration::from_millis(200))));
         }
         "event-echo" => {
             let ping = Event::open(&args[0]).unwrap();
             let pong = Event::open(&args[1]).unwrap();
             for _ in 0..200 {
-                assert!(ping.wait(Some(T)), "ping never came");
+                ping.wait_timeout(T).expect("ping never came");
                 ping.clear();
                 pong.set();
             }
@@ -284,7 +283,8 @@ fn event_ping_pong_across_processes() {
     let mut child = common::spawn_child("event-echo", &[&a, &b]);
     for i in 0..200 {
         ping.set();
-        assert!(pong.wait(Some(T)), "no pong {i}");
+        pong.wait_timeout(T)
+            .unwrap_or_else(|e| panic!("no pong {i}: {e}"));
         pong.clear();
     }
     assert!(common::wait_exit(&mut child, Duration::from_secs(60)).success());
@@ -328,18 +328,22 @@ fn every_timed_call_times_out_when_nothing_happens() {
 
     let cond = Condition::create(&names[4]).unwrap();
     let g = cond.lock().unwrap();
-    let (g, notified) = cond.wait_timeout(g, short).unwrap();
-    assert!(!notified);
-    let (g, ok) = cond.wait_for(g, || false, Some(short)).unwrap();
-    assert!(!ok);
+    let g = match cond.wait_timeout(g, short) {
+        Err(WaitTimeoutError::Timeout(g)) => g,
+        other => panic!("expected a timeout, got {other:?}"),
+    };
+    let g = match cond.wait_for_timeout(g, || false, short) {
+        Err(WaitTimeoutError::Timeout(g)) => g,
+        other => panic!("expected a timeout, got {other:?}"),
+    };
     drop(g);
 
     let ev = Event::create(&names[5]).unwrap();
-    assert!(!ev.wait(Some(short)));
-    assert!(!ev.wait(Some(Duration::ZERO)));
+    assert_eq!(ev.wait_timeout(short), Err(Timeout));
+    assert_eq!(ev.wait_timeout(Duration::ZERO), Err(Timeout));
 
     let bar = Barrier::create(&names[6], 2).unwrap();
-    assert_eq!(bar.wait(Some(short)), Err(BarrierError::Timeout));
+    assert_eq!(bar.wait_timeout(short), Err(BarrierError::Timeout));
     assert!(bar.is_broken());
-    assert_eq!(bar.wait(Some(short)), Err(BarrierError::Broken));
+    assert_eq!(bar.wait_timeout(short), Err(BarrierError::Broken));
 }

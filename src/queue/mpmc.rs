@@ -883,7 +883,7 @@ impl<T: Element> Producer<T> {
                 .ctrl()
                 .head
                 .not_full
-                .wait_until_deadline(ready, until)
+                .wait_until_within(ready, until)
                 .is_err()
             {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -1162,7 +1162,7 @@ impl<T: Element> Consumer<T> {
                 .ctrl()
                 .tail
                 .not_empty
-                .wait_until_deadline(ready, until)
+                .wait_until_within(ready, until)
                 .is_err()
             {
                 if deadline.is_some_and(|d| Instant::now() >= d) {

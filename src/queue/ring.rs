@@ -487,7 +487,7 @@ impl Side {
             #[cfg(loom)]
             let until = deadline;
             if wq
-                .wait_until_deadline(|| ready() || self.peer_closed(), until)
+                .wait_until_within(|| ready() || self.peer_closed(), until)
                 .is_ok()
             {
                 return Wake::Retry;

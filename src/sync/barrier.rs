@@ -52,7 +52,18 @@ fn outcome(w: u64, g: u16) -> Option<bool> {
     (passed <= HISTORY).then(|| history(w) & (1 << (g % HISTORY)) != 0)
 }
 
-/// Why [`BarrierState::wait`] did not pass the barrier.
+/// Why [`BarrierState::wait`] (or its `_timeout`/`_deadline` form) did not pass the
+/// barrier. `'static`; converts into [`crate::Error`] with `?` (`Timeout` becomes
+/// [`Error::Timeout`](crate::Error::Timeout), the rest [`Error::Barrier`](crate::Error::Barrier)).
+///
+/// ```
+/// use shmkit::sync::{BarrierError, BarrierState};
+/// let b = BarrierState::new(2)?;
+/// b.abort();
+/// let e: shmkit::Error = b.wait().unwrap_err().into();
+/// assert!(matches!(e, shmkit::Error::Barrier(BarrierError::Broken)));
+/// # Ok::<(), BarrierError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BarrierError {
     /// The barrier is broken (a party timed out, [`abort`](BarrierState::abort) was called,
@@ -106,10 +117,10 @@ impl std::error::Error for BarrierError {}
 /// use shmkit::sync::BarrierState;
 /// use std::time::Duration;
 /// let b = BarrierState::new(2)?;
-/// let t = Some(Duration::from_secs(10));
+/// let t = Duration::from_secs(10);
 /// let (x, y) = std::thread::scope(|s| {
-///     let other = s.spawn(|| b.wait(t).unwrap());
-///     (b.wait(t).unwrap(), other.join().unwrap())
+///     let other = s.spawn(|| b.wait_timeout(t).unwrap());
+///     (b.wait_timeout(t).unwrap(), other.join().unwrap())
 /// });
 /// assert_eq!(x + y, 1); // arrival indices 0 and 1
 /// # Ok::<(), shmkit::sync::BarrierError>(())
@@ -193,19 +204,57 @@ impl BarrierState {
         Ok(p)
     }
 
-    /// Wait until all parties have called `wait`, or `timeout` passes (`None`: no limit).
-    /// Returns the arrival index, `0..parties` (the first to arrive gets 0, the last
-    /// `parties - 1`, as in Python). Writes made by every party before its `wait` are visible
-    /// to every party after it returns `Ok`.
+    /// Wait until all parties have arrived, with no time limit. Returns the arrival index,
+    /// `0..parties` (the first to arrive gets 0, the last `parties - 1`, as in Python). Writes
+    /// made by every party before its `wait` are visible to every party after it returns `Ok`.
+    /// A broken barrier fails at once with [`BarrierError::Broken`] until
+    /// [`reset`](Self::reset). There is no `try_` form: arriving is the operation.
     ///
-    /// A timeout breaks the barrier ([`BarrierError::Timeout`] here, `Broken` for the
-    /// others); a broken barrier fails at once until [`reset`](Self::reset).
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<u32, BarrierError> {
-        self.wait_deadline(crate::os::deadline::after(timeout))
+    /// Across processes prefer [`wait_timeout`](Self::wait_timeout): a party that died before
+    /// arriving leaves the others waiting forever.
+    ///
+    /// ```
+    /// # let b = shmkit::sync::BarrierState::new(1)?;
+    /// assert_eq!(b.wait()?, 0); // one party: passes at once
+    /// # Ok::<(), shmkit::sync::BarrierError>(())
+    /// ```
+    pub fn wait(&self) -> Result<u32, BarrierError> {
+        self.wait_within(None)
     }
 
-    /// [`wait`](Self::wait) against an absolute deadline.
-    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
+    /// [`wait`](Self::wait) for at most `timeout` (one too large to represent: no limit). A
+    /// timeout breaks the barrier, as in Python: this call gets [`BarrierError::Timeout`],
+    /// the others `Broken`.
+    ///
+    /// ```
+    /// use shmkit::sync::{BarrierError, BarrierState};
+    /// use std::time::Duration;
+    /// let b = BarrierState::new(2)?;
+    /// assert_eq!(b.wait_timeout(Duration::from_millis(1)), Err(BarrierError::Timeout));
+    /// assert!(b.is_broken());
+    /// # Ok::<(), BarrierError>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
+        self.wait_within(crate::os::deadline::after(Some(timeout)))
+    }
+
+    /// [`wait`](Self::wait) until `deadline` (`CLOCK_MONOTONIC`); as
+    /// [`wait_timeout`](Self::wait_timeout) when it passes. A deadline in the past still
+    /// arrives (and passes if this is the last party), then times out without sleeping.
+    ///
+    /// ```
+    /// use shmkit::sync::BarrierState;
+    /// use std::time::Instant;
+    /// let b = BarrierState::new(1)?;
+    /// assert_eq!(b.wait_deadline(Instant::now()), Ok(0)); // the last party never waits
+    /// # Ok::<(), shmkit::sync::BarrierError>(())
+    /// ```
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BarrierError> {
+        self.wait_within(Some(deadline))
+    }
+
+    /// The wait behind every form (`None`: no limit).
+    fn wait_within(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
         let parties = self.parties_checked().map_err(BarrierError::Corrupt)?;
         // AcqRel on every arrival CAS: each arrival releases its writes into the RMW chain
         // on `word`, and the last arrival's CAS acquires them all (release sequence); the
@@ -242,7 +291,7 @@ impl BarrierState {
         // Acquire: pairs with the AcqRel CAS that ended the generation or broke it.
         let _ = self
             .queue
-            .wait_until_deadline(|| ended(self.word.load(Ordering::Acquire)), deadline);
+            .wait_until_within(|| ended(self.word.load(Ordering::Acquire)), deadline);
         let mut x = self.word.load(Ordering::Acquire);
         loop {
             if generation(x) != g {
@@ -358,8 +407,8 @@ mod named {
         Ok(())
     }
 
-    /// A named barrier: kind [`Kind::BARRIER`], derefs to [`BarrierState`] (`wait`, `reset`,
-    /// `abort`, `is_broken`, `parties`, `n_waiting`).
+    /// A named barrier: kind [`Kind::BARRIER`], derefs to [`BarrierState`] (`wait`,
+    /// `wait_timeout`, `wait_deadline`, `reset`, `abort`, `is_broken`, `parties`, `n_waiting`).
     ///
     /// ```
     /// use shmkit::sync::{Barrier, BarrierError};
@@ -367,7 +416,7 @@ mod named {
     /// # let name = format!("doc-barrier-{}", std::process::id());
     /// let b = Barrier::options().unlink_on_drop(true).create(&name, 2)?;
     /// // Nobody else comes: the timeout breaks the barrier.
-    /// assert_eq!(b.wait(Some(Duration::from_millis(1))), Err(BarrierError::Timeout));
+    /// assert_eq!(b.wait_timeout(Duration::from_millis(1)), Err(BarrierError::Timeout));
     /// assert!(Barrier::open(&name)?.is_broken());
     /// b.reset();
     /// assert!(!b.is_broken());
@@ -459,7 +508,7 @@ mod tests {
     fn reset_breaks_current_waiters_and_repairs() {
         let b = BarrierState::new(2).unwrap();
         std::thread::scope(|s| {
-            let w = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
+            let w = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
             while b.n_waiting() == 0 {
                 std::thread::yield_now();
             }
@@ -468,7 +517,7 @@ mod tests {
         });
         assert!(!b.is_broken());
         b.abort();
-        assert_eq!(b.wait(None), Err(BarrierError::Broken));
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
         b.reset();
         assert_eq!(b.n_waiting(), 0);
     }
@@ -478,7 +527,7 @@ mod tests {
         let b = BarrierState::new(2).unwrap();
         b.word.store(5, Ordering::Relaxed);
         assert!(matches!(
-            b.wait(Some(Duration::ZERO)),
+            b.wait_timeout(Duration::ZERO),
             Err(BarrierError::Corrupt(_))
         ));
     }
@@ -505,7 +554,7 @@ mod loom_tests {
                     let mut sum = 0;
                     for gen in 1..=2 {
                         p[me].store(gen, Ordering::Relaxed);
-                        sum += b.wait(None).unwrap();
+                        sum += b.wait().unwrap();
                         assert!(p[1 - me].load(Ordering::Relaxed) >= gen);
                     }
                     sum
@@ -525,8 +574,8 @@ mod loom_tests {
         loom::model(|| {
             let b = Arc::new(BarrierState::new(2).unwrap());
             let b2 = b.clone();
-            let t = loom::thread::spawn(move || b2.wait(None).unwrap());
-            let mine = b.wait(None).unwrap();
+            let t = loom::thread::spawn(move || b2.wait().unwrap());
+            let mine = b.wait().unwrap();
             assert_eq!(mine + t.join().unwrap(), 1);
             assert_eq!(b.generation(), 1);
         });
@@ -539,7 +588,7 @@ mod loom_tests {
         loom::model(|| {
             let b = Arc::new(BarrierState::new(2).unwrap());
             let b2 = b.clone();
-            let t = loom::thread::spawn(move || b2.wait(None));
+            let t = loom::thread::spawn(move || b2.wait());
             while b.n_waiting() == 0 {
                 loom::thread::yield_now();
             }
@@ -555,8 +604,8 @@ mod loom_tests {
         loom::model(|| {
             let b = Arc::new(BarrierState::new(3).unwrap());
             let b2 = b.clone();
-            let t = loom::thread::spawn(move || b2.wait(Some(std::time::Duration::ZERO)));
-            let mine = b.wait(Some(std::time::Duration::ZERO));
+            let t = loom::thread::spawn(move || b2.wait_timeout(std::time::Duration::ZERO));
+            let mine = b.wait_timeout(std::time::Duration::ZERO);
             let theirs = t.join().unwrap();
             assert!(mine.unwrap_err().is_broken());
             assert!(theirs.unwrap_err().is_broken());

@@ -5,7 +5,7 @@
 #[cfg(not(loom))]
 pub(crate) use real::layout;
 #[cfg(not(loom))]
-pub use real::{Condition, ConditionState};
+pub use real::{Condition, ConditionState, WaitTimeoutError};
 
 #[cfg(not(loom))]
 mod real {
@@ -20,17 +20,133 @@ mod real {
     use crate::sync::WaitQueue;
 
     type Relocked<'a, T> = std::result::Result<T, LockError<LockGuard<'a>>>;
+    type TimedWait<'a> = std::result::Result<LockGuard<'a>, WaitTimeoutError<LockGuard<'a>>>;
+
+    /// Why a timed [`ConditionState`] wait (`wait_timeout`, `wait_deadline`,
+    /// `wait_for_timeout`, `wait_for_deadline`) did not return a plain guard. Both variants
+    /// can hold the guard: the lock is taken back before the wait returns, timed out or not.
+    ///
+    /// Converts into [`shmkit::Error`](crate::Error) with `?` (`Timeout` becomes
+    /// [`Error::Timeout`](crate::Error::Timeout), releasing the lock; `Lock` as
+    /// [`LockError`] does). [`without_guard`](Self::without_guard) gives the `'static` form.
+    ///
+    /// ```
+    /// use shmkit::sync::{ConditionState, WaitTimeoutError};
+    /// use std::time::Duration;
+    /// let cond = ConditionState::new();
+    /// let g = cond.lock().unwrap();
+    /// let g = match cond.wait_timeout(g, Duration::from_millis(1)) {
+    ///     Ok(g) => g,                          // notified (or a spurious wake-up)
+    ///     Err(WaitTimeoutError::Timeout(g)) => g, // nobody notified: the lock is ours again
+    ///     Err(e) => return Err(e.into()),      // re-locking failed
+    /// };
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub enum WaitTimeoutError<G> {
+        /// The time ran out before a notify (or before the predicate held). The lock has been
+        /// taken back: here is its guard.
+        Timeout(G),
+        /// Taking the lock back failed, or took it from a dead owner
+        /// ([`LockError::OwnerDied`], with the guard). Reported even if the time also ran out.
+        Lock(LockError<G>),
+    }
+
+    impl<G> WaitTimeoutError<G> {
+        /// The guard, if the lock is held (`Timeout`, or `Lock(OwnerDied)`).
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// # let g = cond.lock().unwrap();
+        /// let e = cond.wait_timeout(g, std::time::Duration::ZERO).unwrap_err();
+        /// assert!(e.into_guard().is_some());
+        /// ```
+        pub fn into_guard(self) -> Option<G> {
+            match self {
+                WaitTimeoutError::Timeout(g) => Some(g),
+                WaitTimeoutError::Lock(e) => e.into_guard(),
+            }
+        }
+
+        /// The same error without the guard (`'static`). Dropping the guard releases the lock;
+        /// for `OwnerDied` unrepaired, which makes it not recoverable.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// # let g = cond.lock().unwrap();
+        /// let e = cond.wait_timeout(g, std::time::Duration::ZERO).unwrap_err().without_guard();
+        /// assert!(!cond.as_lock().is_locked());
+        /// let _: Box<dyn std::error::Error> = e.into();
+        /// ```
+        pub fn without_guard(self) -> WaitTimeoutError<()> {
+            match self {
+                WaitTimeoutError::Timeout(_) => WaitTimeoutError::Timeout(()),
+                WaitTimeoutError::Lock(e) => WaitTimeoutError::Lock(e.without_guard()),
+            }
+        }
+
+        /// Whether this is the timeout outcome.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// # let g = cond.lock().unwrap();
+        /// assert!(cond.wait_timeout(g, std::time::Duration::ZERO).unwrap_err().is_timeout());
+        /// ```
+        pub fn is_timeout(&self) -> bool {
+            matches!(self, WaitTimeoutError::Timeout(_))
+        }
+    }
+
+    impl<G> From<LockError<G>> for WaitTimeoutError<G> {
+        fn from(e: LockError<G>) -> Self {
+            WaitTimeoutError::Lock(e)
+        }
+    }
+
+    impl<G> fmt::Debug for WaitTimeoutError<G> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                WaitTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+                WaitTimeoutError::Lock(e) => f.debug_tuple("Lock").field(e).finish(),
+            }
+        }
+    }
+
+    impl<G> fmt::Display for WaitTimeoutError<G> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                WaitTimeoutError::Timeout(_) => {
+                    f.write_str("timed out waiting on the condition (the lock is held again)")
+                }
+                WaitTimeoutError::Lock(e) => fmt::Display::fmt(e, f),
+            }
+        }
+    }
+
+    impl<G> std::error::Error for WaitTimeoutError<G> {}
+
+    /// Drops a guard (see [`crate::Error::Lock`]).
+    impl<G> From<WaitTimeoutError<G>> for crate::Error {
+        fn from(e: WaitTimeoutError<G>) -> crate::Error {
+            match e {
+                WaitTimeoutError::Timeout(_) => crate::Error::Timeout,
+                WaitTimeoutError::Lock(e) => e.into(),
+            }
+        }
+    }
 
     /// The state of a condition variable with its lock: `#[repr(C)]`, 40 bytes (a 32-byte
     /// [`LockState`], then an 8-byte [`WaitQueue`]), placeable inside any shmkit object.
     ///
-    /// The API follows Python's `Condition`: take the lock ([`lock`](Self::lock)), then
-    /// [`wait`](Self::wait) / [`wait_for`](Self::wait_for) (which release it while asleep and
-    /// take it back before returning) or [`notify`](Self::notify) /
-    /// [`notify_all`](Self::notify_all). Waits and notifies take the guard, so they cannot be
-    /// called without holding the lock. Wake-ups may be spurious (a `notify(1)` can wake more
-    /// than one waiter); use [`wait_for`](Self::wait_for) or re-check. Unlike Python,
-    /// `notify` does not wait for the woken to acknowledge.
+    /// The API follows Python's `Condition`: take the lock ([`lock`](Self::lock) and its
+    /// `try_`/`_timeout`/`_deadline` forms), then [`wait`](Self::wait) /
+    /// [`wait_for`](Self::wait_for) (which release it while asleep and take it back before
+    /// returning) or [`notify`](Self::notify) / [`notify_all`](Self::notify_all). Waits and
+    /// notifies take the guard, so they cannot be called without holding the lock. Timed waits
+    /// hand the guard back on timeout too ([`WaitTimeoutError::Timeout`]). Wake-ups may be
+    /// spurious (a `notify(1)` can wake more than one waiter); use
+    /// [`wait_for`](Self::wait_for) or re-check. Unlike Python, `notify` does not wait for the
+    /// woken to acknowledge.
     ///
     /// If a process dies holding the lock, the next `lock` — or a waiter re-taking the lock
     /// on its way out of `wait` — gets [`LockError::OwnerDied`] with the guard. A waiter
@@ -49,10 +165,9 @@ mod real {
     ///         cond.notify_all(&g);
     ///     });
     ///     let g = cond.lock().unwrap();
-    ///     let (_g, ok) = cond
-    ///         .wait_for(g, || ready.load(Ordering::Relaxed), Some(Duration::from_secs(10)))
+    ///     let _g = cond
+    ///         .wait_for_timeout(g, || ready.load(Ordering::Relaxed), Duration::from_secs(10))
     ///         .unwrap();
-    ///     assert!(ok);
     /// });
     /// ```
     #[repr(C)]
@@ -121,14 +236,48 @@ mod real {
             &self.lock
         }
 
+        /// Take the condition's lock if it is free (see [`LockState::try_lock`]).
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.try_lock().unwrap();
+        /// # drop(g);
+        /// ```
+        pub fn try_lock(&self) -> Relocked<'_, LockGuard<'_>> {
+            self.lock.try_lock()
+        }
+
         /// Take the condition's lock (see [`LockState::lock`]).
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock().unwrap();
+        /// # drop(g);
+        /// ```
         pub fn lock(&self) -> Relocked<'_, LockGuard<'_>> {
             self.lock.lock()
         }
 
         /// Take the condition's lock for at most `timeout` (see [`LockState::lock_timeout`]).
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock_timeout(std::time::Duration::from_secs(10)).unwrap();
+        /// # drop(g);
+        /// ```
         pub fn lock_timeout(&self, timeout: Duration) -> Relocked<'_, LockGuard<'_>> {
             self.lock.lock_timeout(timeout)
+        }
+
+        /// Take the condition's lock by `deadline` (see [`LockState::lock_deadline`]).
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock_deadline(std::time::Instant::now()).unwrap(); // free: taken
+        /// # drop(g);
+        /// ```
+        pub fn lock_deadline(&self, deadline: Instant) -> Relocked<'_, LockGuard<'_>> {
+            self.lock.lock_deadline(deadline)
         }
 
         fn check_guard(&self, guard: &LockGuard<'_>, what: &str) {
@@ -138,37 +287,74 @@ mod real {
             );
         }
 
-        /// Release the lock, sleep until notified, take the lock back. Spurious wake-ups are
-        /// possible.
+        /// Release the lock, sleep until notified, take the lock back; no time limit.
+        /// Spurious wake-ups are possible.
         ///
         /// # Panics
         ///
         /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// std::thread::scope(|s| {
+        ///     let g = cond.lock().unwrap();
+        ///     s.spawn(|| {
+        ///         let g = cond.lock().unwrap(); // only once the waiter released it
+        ///         cond.notify_all(&g);
+        ///     });
+        ///     let _g = cond.wait(g).unwrap();
+        /// });
+        /// ```
         pub fn wait<'a>(&'a self, guard: LockGuard<'a>) -> Relocked<'a, LockGuard<'a>> {
-            self.wait_deadline(guard, None).map(|(g, _)| g)
+            self.wait_within(guard, None).map(|(g, _)| g)
         }
 
-        /// [`wait`](Self::wait) for at most `timeout`. Returns the guard and `true` if
-        /// notified, `false` if the timeout passed (Python's return value). Taking the lock
-        /// back after the wait is not bounded by the timeout (as in Python and std).
+        /// [`wait`](Self::wait) for at most `timeout` (one too large to represent: no limit).
+        /// On timeout the lock is taken back and the guard returned in
+        /// [`WaitTimeoutError::Timeout`] (Python's `False`). Taking the lock back after the
+        /// wait is not bounded by the timeout (as in Python and std).
         ///
         /// # Panics
         ///
         /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock().unwrap();
+        /// let e = cond.wait_timeout(g, std::time::Duration::from_millis(1)).unwrap_err();
+        /// assert!(e.is_timeout());
+        /// ```
         pub fn wait_timeout<'a>(
             &'a self,
             guard: LockGuard<'a>,
             timeout: Duration,
-        ) -> Relocked<'a, (LockGuard<'a>, bool)> {
-            self.wait_deadline(guard, deadline::after(Some(timeout)))
+        ) -> TimedWait<'a> {
+            timed(self.wait_within(guard, deadline::after(Some(timeout))))
         }
 
-        /// [`wait_timeout`](Self::wait_timeout) against an absolute deadline (`None`: none).
+        /// [`wait_timeout`](Self::wait_timeout) against an absolute `CLOCK_MONOTONIC`
+        /// deadline. A deadline in the past releases and re-takes the lock once.
         ///
         /// # Panics
         ///
         /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock().unwrap();
+        /// let e = cond.wait_deadline(g, std::time::Instant::now()).unwrap_err();
+        /// assert!(e.is_timeout());
+        /// ```
         pub fn wait_deadline<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
+            deadline: Instant,
+        ) -> TimedWait<'a> {
+            timed(self.wait_within(guard, Some(deadline)))
+        }
+
+        /// The wait behind every form (`None`: no limit): the guard and whether `seq` moved.
+        fn wait_within<'a>(
             &'a self,
             guard: LockGuard<'a>,
             deadline: Option<Instant>,
@@ -192,29 +378,90 @@ mod real {
             self.lock.lock().map(|g| (g, notified))
         }
 
-        /// Wait until `predicate()` is true or `timeout` passes (`None`: no limit), as
-        /// Python's `wait_for`: the predicate is called with the lock held, first before any
-        /// wait; returns the guard and the predicate's last value.
+        /// Wait until `predicate()` is true, with no time limit, as Python's `wait_for`: the
+        /// predicate is called with the lock held, first before any wait.
         ///
         /// # Panics
         ///
         /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock().unwrap();
+        /// let _g = cond.wait_for(g, || true).unwrap(); // already true: no wait
+        /// ```
         pub fn wait_for<'a>(
             &'a self,
             guard: LockGuard<'a>,
+            predicate: impl FnMut() -> bool,
+        ) -> Relocked<'a, LockGuard<'a>> {
+            match self.wait_for_within(guard, predicate, None) {
+                Ok(g) | Err(WaitTimeoutError::Timeout(g)) => Ok(g),
+                Err(WaitTimeoutError::Lock(e)) => Err(e),
+            }
+        }
+
+        /// [`wait_for`](Self::wait_for) for at most `timeout`: if the predicate is still false
+        /// then, [`WaitTimeoutError::Timeout`] with the guard (Python's `False`).
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// let g = cond.lock().unwrap();
+        /// let e = cond.wait_for_timeout(g, || false, std::time::Duration::from_millis(1));
+        /// assert!(e.unwrap_err().is_timeout());
+        /// ```
+        pub fn wait_for_timeout<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
+            predicate: impl FnMut() -> bool,
+            timeout: Duration,
+        ) -> TimedWait<'a> {
+            self.wait_for_within(guard, predicate, deadline::after(Some(timeout)))
+        }
+
+        /// [`wait_for`](Self::wait_for) until `deadline`. A deadline in the past checks the
+        /// predicate once.
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// use std::time::Instant;
+        /// let g = cond.lock().unwrap();
+        /// let g = cond.wait_for_deadline(g, || true, Instant::now()).unwrap();
+        /// assert!(cond.wait_for_deadline(g, || false, Instant::now()).unwrap_err().is_timeout());
+        /// ```
+        pub fn wait_for_deadline<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
+            predicate: impl FnMut() -> bool,
+            deadline: Instant,
+        ) -> TimedWait<'a> {
+            self.wait_for_within(guard, predicate, Some(deadline))
+        }
+
+        fn wait_for_within<'a>(
+            &'a self,
+            guard: LockGuard<'a>,
             mut predicate: impl FnMut() -> bool,
-            timeout: Option<Duration>,
-        ) -> Relocked<'a, (LockGuard<'a>, bool)> {
-            let deadline = deadline::after(timeout);
+            deadline: Option<Instant>,
+        ) -> TimedWait<'a> {
+            self.check_guard(&guard, "wait_for");
             let mut guard = guard;
             loop {
                 if predicate() {
-                    return Ok((guard, true));
+                    return Ok(guard);
                 }
                 if deadline::passed(deadline) {
-                    return Ok((guard, false));
+                    return Err(WaitTimeoutError::Timeout(guard));
                 }
-                guard = self.wait_deadline(guard, deadline)?.0;
+                guard = self.wait_within(guard, deadline)?.0;
             }
         }
 
@@ -249,6 +496,15 @@ mod real {
         }
     }
 
+    /// A timed wait's outcome: notified → the guard; not → `Timeout` with the guard.
+    fn timed<'a>(r: Relocked<'a, (LockGuard<'a>, bool)>) -> TimedWait<'a> {
+        match r {
+            Ok((g, true)) => Ok(g),
+            Ok((g, false)) => Err(WaitTimeoutError::Timeout(g)),
+            Err(e) => Err(WaitTimeoutError::Lock(e)),
+        }
+    }
+
     const FINGERPRINT: u64 = fingerprint_with(
         b"shmkit condition v2: lock v2 (magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32",
         40,
@@ -278,8 +534,8 @@ mod real {
     /// # let name = format!("doc-cond-{}", std::process::id());
     /// let cond = Condition::options().unlink_on_drop(true).create(&name)?;
     /// let g = cond.lock().unwrap();
-    /// let (_g, notified) = cond.wait_timeout(g, Duration::from_millis(1)).unwrap();
-    /// assert!(!notified); // nobody notified: timed out
+    /// let timed_out = cond.wait_timeout(g, Duration::from_millis(1)).unwrap_err();
+    /// let _g = timed_out.into_guard().unwrap(); // nobody notified: the lock is ours again
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub struct Condition {

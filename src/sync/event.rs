@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::park::{self, SPIN};
+use crate::error::{Timeout, WouldBlock};
 use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
 
@@ -18,7 +19,7 @@ const SET: u32 = 1;
 /// | 0 | 4 | `word` | bit 0: set; bits 1..=31: generation, +1 on every clear→set |
 /// | 4 | 4 | `sleepers` | processes parked (or about to park) on `word` |
 ///
-/// A waiter remembers the word it saw while the flag was clear and returns `true` as soon as
+/// A waiter remembers the word it saw while the flag was clear and returns as soon as
 /// the word differs: any change from a clear word is a `set`. So a `set` immediately followed
 /// by `clear` still releases everyone who was waiting (Python's `threading.Event` behaves so;
 /// `multiprocessing.Event` may miss such a pulse). Every value is valid: there is nothing to
@@ -28,10 +29,10 @@ const SET: u32 = 1;
 /// use shmkit::sync::EventState;
 /// use std::time::Duration;
 /// let ev = EventState::new();
-/// assert!(!ev.wait(Some(Duration::from_millis(1)))); // times out
+/// assert_eq!(ev.wait_timeout(Duration::from_millis(1)), Err(shmkit::Timeout));
 /// std::thread::scope(|s| {
 ///     s.spawn(|| ev.set());
-///     assert!(ev.wait(Some(Duration::from_secs(10))));
+///     ev.wait(); // blocks until the set
 /// });
 /// assert!(ev.is_set());
 /// ev.clear();
@@ -96,7 +97,13 @@ impl EventState {
     }
 
     /// Set the flag and wake every waiter. Writes made before `set` are visible to a waiter
-    /// once its `wait` returns `true`.
+    /// once its `wait` returns (`Ok`).
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// ev.set();
+    /// assert!(ev.is_set());
+    /// ```
     pub fn set(&self) {
         let mut w = self.word.load(Ordering::Relaxed); // only a first guess for the CAS
         loop {
@@ -122,6 +129,13 @@ impl EventState {
     }
 
     /// Clear the flag (waiters then block until the next `set`).
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// ev.set();
+    /// ev.clear();
+    /// assert_eq!(ev.try_wait(), Err(shmkit::WouldBlock));
+    /// ```
     pub fn clear(&self) {
         // SeqCst for simplicity; nothing is published by clearing.
         self.word.fetch_and(!SET, Ordering::SeqCst);
@@ -133,23 +147,77 @@ impl EventState {
         self.word.load(Ordering::Acquire) & SET != 0
     }
 
-    /// Block until the flag is set (or was set while we waited), or until `timeout` passes
-    /// (`None`: no limit). Returns `true` if set, `false` on timeout, as Python does;
-    /// `wait(Some(Duration::ZERO))` polls.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.wait_deadline(crate::os::deadline::after(timeout))
+    /// Return at once: `Ok` if the flag is set, else [`WouldBlock`] (Python's `wait(0)`
+    /// returning `False`).
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// assert!(ev.try_wait().is_err());
+    /// ev.set();
+    /// assert!(ev.try_wait().is_ok());
+    /// ```
+    pub fn try_wait(&self) -> Result<(), WouldBlock> {
+        if self.is_set() {
+            Ok(())
+        } else {
+            Err(WouldBlock)
+        }
     }
 
-    /// [`wait`](Self::wait) against an absolute `CLOCK_MONOTONIC` deadline.
-    pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+    /// Block until the flag is set (or was set while we waited), with no time limit.
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| ev.set());
+    ///     ev.wait();
+    /// });
+    /// ```
+    pub fn wait(&self) {
+        // Without a deadline the wait only returns once a set was seen.
+        let _ = self.wait_within(None);
+    }
+
+    /// Block until the flag is set, or `timeout` passes ([`Timeout`], Python's `False`). A
+    /// timeout too large to represent means no limit; a zero timeout checks once.
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// # use std::time::Duration;
+    /// assert!(ev.wait_timeout(Duration::from_millis(1)).is_err());
+    /// ev.set();
+    /// assert!(ev.wait_timeout(Duration::from_secs(10)).is_ok());
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
+        self.wait_within(crate::os::deadline::after(Some(timeout)))
+    }
+
+    /// Block until the flag is set, or `deadline` (`CLOCK_MONOTONIC`) passes ([`Timeout`]). A
+    /// deadline in the past checks once.
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_millis(1);
+    /// assert_eq!(ev.wait_deadline(deadline), Err(shmkit::Timeout));
+    /// ```
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Timeout> {
+        self.wait_within(Some(deadline))
+    }
+
+    /// The wait behind every form (`None`: no limit).
+    fn wait_within(&self, deadline: Option<Instant>) -> Result<(), Timeout> {
         // Acquire pairs with the SeqCst CAS in `set`.
         let seen = self.word.load(Ordering::Acquire);
         if seen & SET != 0 {
-            return true;
+            return Ok(());
+        }
+        if crate::os::deadline::passed(deadline) {
+            return Err(Timeout);
         }
         for _ in 0..SPIN {
             if self.word.load(Ordering::Acquire) != seen {
-                return true;
+                return Ok(());
             }
             spin_loop();
         }
@@ -157,15 +225,22 @@ impl EventState {
             let r = park::park(&self.word, &self.sleepers, seen, deadline);
             // Any change from a clear word is a `set` (Acquire: as above).
             if self.word.load(Ordering::Acquire) != seen {
-                return true;
+                return Ok(());
             }
             if r == Wait::TimedOut || crate::os::deadline::passed(deadline) {
-                return false;
+                return Err(Timeout);
             }
         }
     }
 
     /// How many times the flag went from clear to set (mod 2^31); for `shmkit info`.
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// ev.set();
+    /// ev.set(); // already set: no new generation
+    /// assert_eq!(ev.generation(), 1);
+    /// ```
     pub fn generation(&self) -> u32 {
         self.word.load(Ordering::Relaxed) >> 1 // a snapshot for display only
     }
@@ -205,7 +280,7 @@ mod named {
     }
 
     /// A named event: a segment of kind [`Kind::EVENT`] holding an [`EventState`], to which it
-    /// derefs (`set`, `clear`, `is_set`, `wait`).
+    /// derefs (`set`, `clear`, `is_set`, `try_wait`, `wait`, `wait_timeout`, `wait_deadline`).
     ///
     /// ```
     /// use shmkit::sync::Event;
@@ -214,7 +289,7 @@ mod named {
     /// let ev = Event::options().unlink_on_drop(true).create(&name)?;
     /// let other = Event::open(&name)?; // e.g. in another process
     /// other.set();
-    /// assert!(ev.wait(Some(Duration::from_secs(10))));
+    /// ev.wait_timeout(Duration::from_secs(10))?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub struct Event {
@@ -289,7 +364,7 @@ mod loom_tests {
                 d2.store(42, Ordering::Relaxed);
                 e2.set();
             });
-            assert!(ev.wait(None));
+            ev.wait();
             assert_eq!(data.load(Ordering::Relaxed), 42);
             t.join().unwrap();
         });
@@ -309,17 +384,20 @@ mod loom_tests {
                 e2.set();
                 e2.clear();
             });
-            assert!(ev.wait(None));
+            ev.wait();
             t.join().unwrap();
         });
     }
 
-    /// A timed wait with nobody setting returns false.
+    /// A timed wait with nobody setting times out.
     #[test]
     fn timed_wait_times_out() {
         loom::model(|| {
             let ev = EventState::new();
-            assert!(!ev.wait(Some(std::time::Duration::from_millis(1))));
+            assert_eq!(
+                ev.wait_timeout(std::time::Duration::from_millis(1)),
+                Err(crate::Timeout)
+            );
         });
     }
 }

@@ -98,7 +98,19 @@ pub(crate) fn acquire_core(
     recursive: bool,
 ) -> std::result::Result<(Me, Option<Owner>), MutexError> {
     let me = me()?;
-    match core.acquire(me, block, recursive, &is_dead)? {
+    // A deadline that has already passed polls once, as `try_lock` does (the holder's
+    // liveness included), and reports a timeout.
+    let (block, timed) = match block {
+        Block::Until(d) if crate::os::deadline::passed(d) => (Block::No, true),
+        b => (b, false),
+    };
+    let got = core
+        .acquire(me, block, recursive, &is_dead)
+        .map_err(|e| match e {
+            MutexError::WouldBlock if timed => MutexError::TimedOut,
+            e => e,
+        });
+    match got? {
         Acquired::Ok => Ok((me, None)),
         Acquired::OwnerDied { token, pid, thread } => Ok((me, Some(Owner { token, pid, thread }))),
     }
@@ -107,8 +119,33 @@ pub(crate) fn acquire_core(
 /// Why a lock call did not hand out a plain guard.
 ///
 /// `G` is the guard type: [`OwnerDied`](LockError::OwnerDied) *holds the lock*, like std's
-/// `PoisonError`. Use [`LockError::without_guard`] to turn an error into a `'static` one for
-/// `?` into `Box<dyn Error>` (which releases the lock, see `OwnerDied`).
+/// `PoisonError`, and is the only variant with a guard. The guard-free form is
+/// `LockError<()>` ([`without_guard`](LockError::without_guard)): `'static`, and it still says
+/// `OwnerDied`. Either form converts into [`shmkit::Error`](crate::Error) with `?`
+/// (`Timeout`/`WouldBlock` become [`Error::Timeout`](crate::Error::Timeout) /
+/// [`Error::WouldBlock`](crate::Error::WouldBlock), the rest
+/// [`Error::Lock`](crate::Error::Lock)); `LockError<()>` also converts into
+/// `Box<dyn Error>`. Converting drops an `OwnerDied` guard unrepaired, which makes the lock not
+/// recoverable: match `OwnerDied` first where the data can be repaired.
+///
+/// ```
+/// use shmkit::sync::{LockError, LockState};
+/// use std::time::Duration;
+/// fn with_lock(state: &LockState) -> shmkit::Result<()> {
+///     let _guard = match state.lock_timeout(Duration::from_secs(10)) {
+///         Ok(g) => g,
+///         Err(LockError::OwnerDied(mut g)) => {
+///             // repair the protected data here, then:
+///             g.make_consistent()?;
+///             g
+///         }
+///         Err(e) => return Err(e.into()), // Timeout, NotRecoverable, …
+///     };
+///     Ok(())
+/// }
+/// with_lock(&LockState::new())?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub enum LockError<G> {
     /// Acquired, but the previous owner died holding the lock, so the data it protects may
     /// be half-updated. The guard holds the lock: repair the data, then call
@@ -116,9 +153,9 @@ pub enum LockError<G> {
     /// permanently not recoverable and every later call returns
     /// [`NotRecoverable`](LockError::NotRecoverable).
     OwnerDied(G),
-    /// `try_lock`: someone else holds it.
+    /// `try_lock`: someone else (alive) holds it.
     WouldBlock,
-    /// The timeout passed before the lock was free.
+    /// `lock_timeout`/`lock_deadline`: the time ran out before the lock was free.
     Timeout,
     /// A previous owner died and its successor released the lock without making it
     /// consistent. Nothing can lock it again; remove and recreate it.
@@ -148,6 +185,12 @@ impl<G> LockError<G> {
     }
 
     /// The guard, if this is [`OwnerDied`](LockError::OwnerDied).
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// # let _g = state.lock().unwrap();
+    /// assert!(state.try_lock().unwrap_err().into_guard().is_none()); // Deadlock: no guard
+    /// ```
     pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDied(g) => Some(g),
@@ -155,13 +198,29 @@ impl<G> LockError<G> {
         }
     }
 
-    /// The same error without the guard. For `OwnerDied` this drops the guard, which makes
-    /// the lock not recoverable: only do this when the protected data cannot be repaired.
+    /// The same error without the guard: `'static`, so it converts into `Box<dyn Error>`.
+    /// For `OwnerDied` this drops the guard, which makes the lock not recoverable: only do
+    /// this when the protected data cannot be repaired.
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// # let _g = state.lock().unwrap();
+    /// let e = state.try_lock().unwrap_err().without_guard();
+    /// let boxed: Box<dyn std::error::Error> = e.into();
+    /// assert!(boxed.to_string().contains("already holds")); // Deadlock: this thread holds it
+    /// ```
     pub fn without_guard(self) -> LockError<()> {
         self.map(drop)
     }
 
     /// Convert the guard (e.g. to a wrapper type).
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// # let _g = state.lock().unwrap();
+    /// let e = state.try_lock().unwrap_err().map(|g| g.previous_owner());
+    /// assert!(matches!(e, shmkit::sync::LockError::Deadlock));
+    /// ```
     pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
@@ -215,6 +274,24 @@ impl<G> fmt::Display for LockError<G> {
 }
 
 impl<G> std::error::Error for LockError<G> {}
+
+impl<G> LockError<G> {
+    /// Whether this is the timeout outcome ([`Timeout`](LockError::Timeout)).
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// # let _g = state.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let e = state.lock_deadline(std::time::Instant::now()).unwrap_err();
+    ///         assert!(e.is_timeout());
+    ///     });
+    /// });
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, LockError::Timeout)
+    }
+}
 
 /// The state of a robust, process-shared, non-recursive lock: `#[repr(C)]`, 32 bytes,
 /// 8-byte aligned, no pointers (`SPEC.md` §6.2). It can be placed inside any shmkit object
@@ -296,14 +373,8 @@ impl LockState {
         Ok(s)
     }
 
-    /// Block until the lock is ours. See [`LockError`] for `OwnerDied`.
-    #[inline]
-    pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.acquire(Block::Until(None))
-    }
-
     /// Take the lock if it is free (or its holder is dead: `OwnerDied`), else
-    /// [`LockError::WouldBlock`].
+    /// [`LockError::WouldBlock`] (Python's `acquire(False)`).
     ///
     /// ```
     /// # let state = shmkit::sync::LockState::new();
@@ -318,8 +389,30 @@ impl LockState {
         self.acquire(Block::No)
     }
 
-    /// Block for at most `timeout` (a `CLOCK_MONOTONIC` deadline), else
-    /// [`LockError::Timeout`].
+    /// Block until the lock is ours, with no time limit (Python's `acquire()`). See
+    /// [`LockError`] for `OwnerDied`.
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// let g = state.lock().unwrap();
+    /// assert!(state.is_locked());
+    /// # drop(g);
+    /// ```
+    #[inline]
+    pub fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        self.acquire(Block::Until(None))
+    }
+
+    /// Block for at most `timeout`, else [`LockError::Timeout`] (Python's
+    /// `acquire(timeout=t)`). A zero timeout polls once, as `try_lock` does; one too large to
+    /// represent means no limit.
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// # use std::time::Duration;
+    /// let g = state.lock_timeout(Duration::from_secs(10)).unwrap();
+    /// # drop(g);
+    /// ```
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -327,12 +420,21 @@ impl LockState {
         self.acquire(Block::Until(crate::os::deadline::after(Some(timeout))))
     }
 
-    /// Block until `deadline` (`None`: forever).
-    pub fn lock_until(
+    /// Block until `deadline` (`CLOCK_MONOTONIC`), else [`LockError::Timeout`]. A deadline in
+    /// the past polls once.
+    ///
+    /// ```
+    /// # let state = shmkit::sync::LockState::new();
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_secs(10);
+    /// let g = state.lock_deadline(deadline).unwrap(); // free: taken at once
+    /// # drop(g);
+    /// ```
+    pub fn lock_deadline(
         &self,
-        deadline: Option<Instant>,
+        deadline: Instant,
     ) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.acquire(Block::Until(deadline))
+        self.acquire(Block::Until(Some(deadline)))
     }
 
     #[inline]
@@ -477,7 +579,7 @@ fn init_lock(p: *mut LockState) -> std::io::Result<()> {
 }
 
 /// A named, robust, process-shared lock: a segment of kind [`Kind::LOCK`] holding a
-/// [`LockState`], to which it derefs (`lock`, `try_lock`, `lock_timeout`, …).
+/// [`LockState`], to which it derefs (`try_lock`, `lock`, `lock_timeout`, `lock_deadline`, …).
 ///
 /// ```
 /// use shmkit::sync::Lock;
@@ -607,6 +709,32 @@ mod tests {
         g.make_consistent().unwrap();
         drop(g);
         assert!(s.try_lock().is_ok());
+    }
+
+    /// A passed deadline polls once as `try_lock` does, the holder's liveness included: a
+    /// dead holder's lock is taken over (`OwnerDied`), a live holder's is a `Timeout`.
+    #[test]
+    fn a_passed_deadline_polls_once() {
+        let s = LockState::new();
+        let ghost = Me {
+            token: 0x1234_5678_9abe, // no liveness file: dead
+            thread: 1,
+            pid: 4_000_003,
+        };
+        s.core.acquire(ghost, Block::No, false, &|_| false).unwrap();
+        let past = Instant::now() - Duration::from_millis(1);
+        let mut g = s.lock_deadline(past).unwrap_err().into_guard().unwrap();
+        g.make_consistent().unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let e = s.lock_deadline(past).map(drop).unwrap_err();
+                assert!(e.is_timeout(), "{e}");
+                let e = s.lock_timeout(Duration::ZERO).map(drop).unwrap_err();
+                assert!(e.is_timeout(), "{e}");
+            });
+        });
+        drop(g);
+        drop(s.lock_deadline(past).unwrap());
     }
 
     /// Any owner word a peer can write is handled: a lock call fails, times out or takes it

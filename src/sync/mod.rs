@@ -6,6 +6,10 @@
 //! `Event::open("name")`, …) in a segment of its own kind. `SPEC.md` §6 gives each layout,
 //! each protocol, and what a process killed at each step leaves behind.
 //!
+//! Every blocking call comes as `try_x()`, `x()`, `x_timeout(Duration)` and
+//! `x_deadline(Instant)`, with one [`Timeout`](crate::Timeout) outcome and errors that convert
+//! into [`shmkit::Error`](crate::Error) with `?` (see [`crate::error`] for the scheme).
+//!
 //! Under `cfg(loom)` only the futex-word protocols are compiled, the lock's included
 //! (`robust.rs`); the handles, which need liveness tokens and segments, are not modelled.
 
@@ -29,7 +33,7 @@ mod waiter;
 pub use barrier::Barrier;
 pub use barrier::{BarrierError, BarrierState, MAX_PARTIES};
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionState};
+pub use condition::{Condition, ConditionState, WaitTimeoutError};
 #[cfg(not(loom))]
 pub use event::Event;
 pub use event::EventState;
@@ -46,4 +50,4 @@ pub use rlock::{RLock, RLockGuard, RLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
-pub use waiter::{Timeout, WaitQueue};
+pub use waiter::WaitQueue;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::lock::{acquire_core, me, owner_of, status, LockError, Owner, RLOCK_MAGIC};
 use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
@@ -81,20 +81,57 @@ impl RLockState {
         Ok(s)
     }
 
-    /// Block until this thread holds it (immediately if it already does).
-    pub fn lock(&self) -> RLockResult<'_> {
-        self.acquire(Block::Until(None))
-    }
-
     /// Take it if it is free, already ours, or its holder is dead (`OwnerDied`), else
     /// [`LockError::WouldBlock`].
+    ///
+    /// ```
+    /// # let r = shmkit::sync::RLockState::new();
+    /// let a = r.try_lock().unwrap();
+    /// let b = r.try_lock().unwrap(); // already ours: one level deeper
+    /// assert_eq!(r.depth(), 2);
+    /// # drop((b, a));
+    /// ```
     pub fn try_lock(&self) -> RLockResult<'_> {
         self.acquire(Block::No)
     }
 
-    /// Block for at most `timeout`, else [`LockError::Timeout`].
+    /// Block until this thread holds it (immediately if it already does), with no time limit.
+    ///
+    /// ```
+    /// # let r = shmkit::sync::RLockState::new();
+    /// let g = r.lock().unwrap();
+    /// assert!(r.is_held_by_current_thread());
+    /// # drop(g);
+    /// ```
+    pub fn lock(&self) -> RLockResult<'_> {
+        self.acquire(Block::Until(None))
+    }
+
+    /// Block for at most `timeout`, else [`LockError::Timeout`]. A zero timeout polls once;
+    /// one too large to represent means no limit.
+    ///
+    /// ```
+    /// # let r = shmkit::sync::RLockState::new();
+    /// # use std::time::Duration;
+    /// let _g = r.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(r.lock_timeout(Duration::from_millis(1)).unwrap_err().is_timeout()));
+    /// });
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> RLockResult<'_> {
         self.acquire(Block::Until(crate::os::deadline::after(Some(timeout))))
+    }
+
+    /// Block until `deadline` (`CLOCK_MONOTONIC`), else [`LockError::Timeout`]. A deadline in
+    /// the past polls once.
+    ///
+    /// ```
+    /// # let r = shmkit::sync::RLockState::new();
+    /// let g = r.lock_deadline(std::time::Instant::now()).unwrap(); // free: taken
+    /// # drop(g);
+    /// ```
+    pub fn lock_deadline(&self, deadline: Instant) -> RLockResult<'_> {
+        self.acquire(Block::Until(Some(deadline)))
     }
 
     fn acquire(&self, block: Block) -> RLockResult<'_> {

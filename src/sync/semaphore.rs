@@ -12,7 +12,17 @@ use crate::loom::{spin_loop, AtomicU32, Ordering};
 /// Python's `multiprocessing.Semaphore`.
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 
-/// Why a semaphore operation failed.
+/// Why a semaphore operation failed. `'static`; converts into [`crate::Error`] with `?`
+/// (`WouldBlock` and `Timeout` become [`Error::WouldBlock`](crate::Error::WouldBlock) and
+/// [`Error::Timeout`](crate::Error::Timeout), the rest [`Error::Semaphore`](crate::Error::Semaphore)).
+///
+/// ```
+/// use shmkit::sync::SemaphoreState;
+/// let s = SemaphoreState::new(0)?;
+/// let e: shmkit::Error = s.try_acquire().unwrap_err().into();
+/// assert!(matches!(e, shmkit::Error::WouldBlock));
+/// # Ok::<(), shmkit::sync::SemaphoreError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SemaphoreError {
     /// `try_acquire`: no permit is free.
@@ -213,7 +223,16 @@ impl SemaphoreState {
         }
     }
 
-    /// Take a permit if one is free, else [`SemaphoreError::WouldBlock`].
+    /// Take a permit if one is free, else [`SemaphoreError::WouldBlock`] (Python's
+    /// `acquire(False)`).
+    ///
+    /// ```
+    /// use shmkit::sync::{SemaphoreError, SemaphoreState};
+    /// let s = SemaphoreState::new(1)?;
+    /// s.try_acquire()?;
+    /// assert_eq!(s.try_acquire(), Err(SemaphoreError::WouldBlock));
+    /// # Ok::<(), SemaphoreError>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<(), SemaphoreError> {
         if self.take()? {
             Ok(())
@@ -222,18 +241,60 @@ impl SemaphoreState {
         }
     }
 
-    /// Block until a permit is free and take it.
+    /// Block until a permit is free and take it, with no time limit (Python's `acquire()`).
+    /// Fails only if the state is [`Corrupt`](SemaphoreError::Corrupt).
+    ///
+    /// ```
+    /// # let s = shmkit::sync::SemaphoreState::new(0)?;
+    /// std::thread::scope(|sc| {
+    ///     sc.spawn(|| s.release().unwrap());
+    ///     s.acquire().unwrap();
+    /// });
+    /// # Ok::<(), shmkit::sync::SemaphoreError>(())
+    /// ```
     pub fn acquire(&self) -> Result<(), SemaphoreError> {
-        self.acquire_deadline(None)
+        self.acquire_within(None)
     }
 
-    /// Block for at most `timeout`, else [`SemaphoreError::Timeout`]. A zero timeout polls.
+    /// Block for at most `timeout`, else [`SemaphoreError::Timeout`] (Python's
+    /// `acquire(timeout=t)`). A zero timeout polls once; one too large to represent means no
+    /// limit.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let s = shmkit::sync::SemaphoreState::new(1)?;
+    /// s.acquire_timeout(Duration::from_secs(10))?;
+    /// assert!(s.acquire_timeout(Duration::from_millis(1)).is_err());
+    /// # Ok::<(), shmkit::sync::SemaphoreError>(())
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
-        self.acquire_deadline(crate::os::deadline::after(Some(timeout)))
+        self.acquire_within(crate::os::deadline::after(Some(timeout)))
     }
 
-    /// Block until `deadline` (`None`: no limit).
-    pub fn acquire_deadline(&self, deadline: Option<Instant>) -> Result<(), SemaphoreError> {
+    /// Block until `deadline` (`CLOCK_MONOTONIC`), else [`SemaphoreError::Timeout`]. A
+    /// deadline in the past polls once.
+    ///
+    /// ```
+    /// use shmkit::sync::{SemaphoreError, SemaphoreState};
+    /// use std::time::Instant;
+    /// let s = SemaphoreState::new(1)?;
+    /// s.acquire_deadline(Instant::now())?; // a free permit: taken, even with no time left
+    /// assert_eq!(s.acquire_deadline(Instant::now()), Err(SemaphoreError::Timeout));
+    /// # Ok::<(), SemaphoreError>(())
+    /// ```
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), SemaphoreError> {
+        self.acquire_within(Some(deadline))
+    }
+
+    /// The wait behind every blocking form (`None`: no limit).
+    fn acquire_within(&self, deadline: Option<Instant>) -> Result<(), SemaphoreError> {
+        if crate::os::deadline::passed(deadline) {
+            return if self.take()? {
+                Ok(())
+            } else {
+                Err(SemaphoreError::Timeout)
+            };
+        }
         for _ in 0..SPIN {
             if self.take()? {
                 return Ok(());

@@ -5,21 +5,10 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::park;
+use crate::error::Timeout;
 use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
 use crate::os::deadline;
-
-/// A blocking call's deadline passed before its condition held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeout;
-
-impl fmt::Display for Timeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("timed out")
-    }
-}
-
-impl std::error::Error for Timeout {}
 
 /// How many times `wait_until` polls its condition before it parks (once under loom, where
 /// every poll is a scheduling point).
@@ -56,10 +45,10 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 ///         flag.store(true, Ordering::Release);
 ///         q.notify_all();
 ///     });
-///     q.wait_until(|| flag.load(Ordering::Acquire), Some(Duration::from_secs(10))).unwrap();
+///     q.wait_until_timeout(|| flag.load(Ordering::Acquire), Duration::from_secs(10)).unwrap();
 /// });
 /// // Nothing will set it again: a timed wait times out.
-/// assert!(q.wait_until(|| false, Some(Duration::from_millis(1))).is_err());
+/// assert_eq!(q.wait_until_timeout(|| false, Duration::from_millis(1)), Err(shmkit::Timeout));
 /// ```
 #[repr(C)]
 #[derive(Default)]
@@ -96,24 +85,74 @@ impl WaitQueue {
         }
     }
 
-    /// Block until `ready()` returns true, or `timeout` passes (`None`, or a timeout too large
-    /// to represent: no limit). `ready` is called again after every wake-up, so it may be
-    /// called many times.
-    pub fn wait_until(
-        &self,
-        ready: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> Result<(), Timeout> {
-        self.wait_until_deadline(ready, deadline::after(timeout))
+    /// Block until `ready()` returns true, with no time limit. `ready` is called again after
+    /// every wake-up, so it may be called many times. There is no `try_` form: calling
+    /// `ready()` is the non-blocking check.
+    ///
+    /// ```
+    /// use shmkit::sync::WaitQueue;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let (q, n) = (WaitQueue::new(), AtomicU32::new(0));
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         n.store(1, Ordering::Release);
+    ///         q.notify_one();
+    ///     });
+    ///     q.wait_until(|| n.load(Ordering::Acquire) == 1);
+    /// });
+    /// ```
+    pub fn wait_until(&self, ready: impl FnMut() -> bool) {
+        // Without a deadline the wait only returns once `ready()` held.
+        let _ = self.wait_until_within(ready, None);
     }
 
-    /// [`wait_until`](Self::wait_until) with an absolute `CLOCK_MONOTONIC` deadline, for
-    /// callers that wait in several steps against one deadline.
+    /// Block until `ready()` returns true, or `timeout` passes ([`Timeout`]). A timeout too
+    /// large to represent means no limit; a zero timeout checks `ready()` once.
+    ///
+    /// ```
+    /// # use shmkit::sync::WaitQueue;
+    /// # use std::time::Duration;
+    /// let q = WaitQueue::new();
+    /// assert!(q.wait_until_timeout(|| true, Duration::ZERO).is_ok());
+    /// assert!(q.wait_until_timeout(|| false, Duration::from_millis(1)).is_err());
+    /// ```
+    pub fn wait_until_timeout(
+        &self,
+        ready: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<(), Timeout> {
+        self.wait_until_within(ready, deadline::after(Some(timeout)))
+    }
+
+    /// Block until `ready()` returns true, or `deadline` (`CLOCK_MONOTONIC`) passes
+    /// ([`Timeout`]), for callers that wait in several steps against one deadline. A deadline
+    /// in the past checks `ready()` once.
+    ///
+    /// ```
+    /// # use shmkit::sync::WaitQueue;
+    /// # use std::time::Instant;
+    /// let q = WaitQueue::new();
+    /// assert_eq!(q.wait_until_deadline(|| false, Instant::now()), Err(shmkit::Timeout));
+    /// ```
     pub fn wait_until_deadline(
+        &self,
+        ready: impl FnMut() -> bool,
+        deadline: Instant,
+    ) -> Result<(), Timeout> {
+        self.wait_until_within(ready, Some(deadline))
+    }
+
+    /// The wait loop behind every form: until `ready()`, or `deadline` (`None`: no limit).
+    /// A passed deadline checks `ready()` once. For the queues, which carry `Option<Instant>`
+    /// deadlines through several waits.
+    pub(crate) fn wait_until_within(
         &self,
         mut ready: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<(), Timeout> {
+        if deadline::passed(deadline) {
+            return if ready() { Ok(()) } else { Err(Timeout) };
+        }
         for _ in 0..SPIN_LIMIT {
             if ready() {
                 return Ok(());
@@ -222,7 +261,7 @@ mod loom_tests {
                 f2.store(true, Ordering::Release);
                 q2.notify_one();
             });
-            let r = q.wait_until(|| flag.load(Ordering::Acquire), timeout);
+            let r = q.wait_until_within(|| flag.load(Ordering::Acquire), deadline::after(timeout));
             // An untimed wait (or a timed one whose waits sleep until woken) must succeed.
             r.unwrap();
             t.join().unwrap();
@@ -257,11 +296,8 @@ mod loom_tests {
                 f2.store(true, Ordering::Release);
                 q2.notify_all();
             });
-            if q.wait_until(
-                || flag.load(Ordering::Acquire),
-                Some(Duration::from_secs(1)),
-            )
-            .is_ok()
+            if q.wait_until_timeout(|| flag.load(Ordering::Acquire), Duration::from_secs(1))
+                .is_ok()
             {
                 assert!(flag.load(Ordering::Acquire));
             }
@@ -281,9 +317,7 @@ mod loom_tests {
             let waiters: Vec<_> = (0..2)
                 .map(|_| {
                     let (q, f) = (q.clone(), flag.clone());
-                    loom::thread::spawn(move || {
-                        q.wait_until(|| f.load(Ordering::Acquire), None).unwrap()
-                    })
+                    loom::thread::spawn(move || q.wait_until(|| f.load(Ordering::Acquire)))
                 })
                 .collect();
             flag.store(true, Ordering::Release);
