@@ -304,7 +304,10 @@ fn in_place_guards_carry_large_elements_whole() {
     for i in 0..20000u64 {
         let r = rx.peek(T).unwrap();
         assert_eq!(r[0], i);
-        assert!(r.iter().enumerate().all(|(k, &x)| x == i.wrapping_mul(k as u64 + 1)));
+        assert!(r
+            .iter()
+            .enumerate()
+            .all(|(k, &x)| x == i.wrapping_mul(k as u64 + 1)));
         r.release();
     }
     assert_eq!(rx.peek(T).err(), Some(PopError::Disconnected));
