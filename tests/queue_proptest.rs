@@ -95,6 +95,56 @@ proptest! {
         );
     }
 
+    /// The in-place guards interleaved with the copying calls: a reserve dropped without a
+    /// commit publishes nothing, a peek dropped without a release leaves the element.
+    #[test]
+    fn spsc_guards_match_vecdeque(cap_log in 1u32..5, ops in ops()) {
+        let cap = 1usize << cap_log;
+        let q = spsc::Queue::<u32>::with_capacity(cap as u64);
+        let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        let mut model = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Push(_) | Op::PushSlice(_) if model.len() == cap => {
+                    prop_assert!(matches!(tx.try_reserve(), Err(TryPushError::Full(()))));
+                }
+                Op::Push(v) => {
+                    let mut w = tx.try_reserve().unwrap();
+                    *w = v;
+                    // One in three is dropped without a commit.
+                    if v % 3 != 0 {
+                        w.commit();
+                        model.push_back(v);
+                    }
+                }
+                Op::PushSlice(items) => {
+                    for v in items.into_iter().take(cap - model.len()) {
+                        tx.try_push(v).unwrap();
+                        model.push_back(v);
+                    }
+                }
+                Op::Pop | Op::PopSlice(_) => match rx.try_peek() {
+                    Ok(r) => {
+                        let v = *r;
+                        prop_assert_eq!(Some(v), model.front().copied());
+                        if v % 2 == 0 {
+                            r.release();
+                        } else {
+                            // `r` dropped without a release: still there.
+                            prop_assert_eq!(rx.try_pop(), Ok(v));
+                        }
+                        model.pop_front();
+                    }
+                    Err(e) => {
+                        prop_assert!(model.is_empty());
+                        prop_assert_eq!(e, TryPopError::Empty);
+                    }
+                },
+            }
+            prop_assert_eq!(q.len() as usize, model.len());
+        }
+    }
+
     #[test]
     fn mpmc_matches_vecdeque(cap_log in 1u32..5, ops in ops()) {
         check_against_vecdeque!(

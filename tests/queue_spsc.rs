@@ -103,6 +103,19 @@ fn child_main() {
             common::report("attached");
             std::thread::sleep(Duration::from_secs(60));
         }
+        "produce_in_place" => {
+            let n: u64 = args[1].parse().unwrap();
+            let q = Queue::<[u64; 128]>::open(&args[0]).unwrap();
+            let mut tx = q.producer().unwrap();
+            for i in 0..n {
+                let mut w = tx.reserve(T).unwrap();
+                for (k, x) in w.iter_mut().enumerate() {
+                    *x = i.wrapping_mul(k as u64 + 1);
+                }
+                w.commit();
+            }
+            tx.close();
+        }
         other => panic!("unknown role {other}"),
     });
 }
@@ -233,4 +246,70 @@ fn producer_killed_mid_stream_100_times() {
         }
         assert!(next >= before);
     }
+}
+
+/// Store `tail` (payload offset 128) straight into the segment file: what a producer killed
+/// after publishing an element's stamp and before its tail store leaves behind.
+fn set_tail(name: &str, tail: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&tail.to_le_bytes(), 128 + 128).unwrap();
+}
+
+#[test]
+fn an_element_published_without_a_tail_store_is_delivered_and_kept() {
+    let name = unique_name("spscnotail");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 4).unwrap();
+    let mut rx = q.consumer().unwrap();
+    {
+        let mut tx = q.producer().unwrap();
+        tx.try_push(1).unwrap();
+        tx.try_push(2).unwrap();
+    }
+    set_tail(&name, 1); // element 2 is stamped, the tail says 1
+    assert_eq!(q.len(), 1);
+    // A new producer steps over it instead of overwriting it.
+    let mut tx = q.producer().unwrap();
+    assert_eq!(q.len(), 2);
+    tx.try_push(3).unwrap();
+    for v in 1..=3 {
+        assert_eq!(rx.try_pop(), Ok(v));
+    }
+    // The consumer passes a stale tail; the next producer resumes at the head.
+    tx.try_push(4).unwrap();
+    drop(tx);
+    set_tail(&name, 3);
+    assert_eq!(rx.try_pop(), Ok(4));
+    assert_eq!(q.len(), 0);
+    let mut tx = q.producer().unwrap();
+    assert_eq!(q.len(), 0);
+    tx.try_push(5).unwrap();
+    let mut out = [0u64; 4];
+    assert_eq!(rx.try_pop_slice(&mut out), Ok(1));
+    assert_eq!(out[0], 5);
+}
+
+/// 1 KiB elements written and read in place, across processes, checked for tearing.
+#[test]
+fn in_place_guards_carry_large_elements_whole() {
+    let name = unique_name("spscguard");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<[u64; 128]>::create(&name, 8).unwrap();
+    let mut rx = q.consumer().unwrap();
+    let mut child = spawn_child("produce_in_place", &[&name, "20000"]);
+    for i in 0..20000u64 {
+        let r = rx.peek(T).unwrap();
+        assert_eq!(r[0], i);
+        assert!(r
+            .iter()
+            .enumerate()
+            .all(|(k, &x)| x == i.wrapping_mul(k as u64 + 1)));
+        r.release();
+    }
+    assert_eq!(rx.peek(T).err(), Some(PopError::Disconnected));
+    wait_ok(&mut child, WAIT);
 }

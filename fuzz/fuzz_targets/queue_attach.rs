@@ -2,6 +2,8 @@
 //! payload another process overwrote with arbitrary bytes: the result of each call is a value
 //! or an error, never a panic, an out-of-bounds access or a hang.
 //!
+//! SPSC op codes 0 and 3 with bit 4 set use the in-place guards (`try_peek`, `try_reserve`).
+//!
 //! Input: byte 0 chooses the kind (spsc / mpmc / bytes ring) and the capacity; byte 1 where the
 //! hostile bytes start in the payload (the whole control block, after the geometry, at the
 //! indices, or in the data area); byte 2 the number of operations, which follow (one byte
@@ -64,7 +66,15 @@ fn spsc_ops(name: &str, ops: &[u8]) {
         match op % 10 {
             0 => {
                 if let Some(c) = c.as_mut() {
-                    let _ = c.try_pop();
+                    if op & 0x10 != 0 {
+                        // In place (layout v2): peek, look at the element, release.
+                        let _ = c.try_peek().map(|g| {
+                            let _ = *g;
+                            g.release()
+                        });
+                    } else {
+                        let _ = c.try_pop();
+                    }
                 }
             }
             1 => {
@@ -79,7 +89,17 @@ fn spsc_ops(name: &str, ops: &[u8]) {
             }
             3 => {
                 if let Some(p) = p.as_mut() {
-                    let _ = p.try_push(i as u64);
+                    if op & 0x10 != 0 {
+                        // In place: write and commit, or (0x20) drop without committing.
+                        if let Ok(mut g) = p.try_reserve() {
+                            *g = i as u64;
+                            if op & 0x20 == 0 {
+                                g.commit();
+                            }
+                        }
+                    } else {
+                        let _ = p.try_push(i as u64);
+                    }
                 }
             }
             4 => {

@@ -81,7 +81,13 @@ const EXPECT: Expect = Expect {
     fingerprint: LAYOUT_FINGERPRINT,
     elem_size: Some(1),
     min_capacity: MIN_CAPACITY,
+    slot_size: identity,
 };
+
+#[cfg_attr(loom, allow(dead_code))]
+fn identity(n: u64) -> u64 {
+    n
+}
 
 /// Largest message length the 32-bit length field of a record header holds, kept 8-aligned:
 /// `2^32 - 8` bytes.
@@ -226,7 +232,7 @@ impl Ring {
             0
         };
         Ring {
-            ring: Arc::new(RawRing::heap(capacity, 1, 8, words)),
+            ring: Arc::new(RawRing::heap(capacity, 1, 1, 8, words)),
         }
     }
 

@@ -90,6 +90,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                 fingerprint: h.fingerprint,
                 elem_size: None,
                 min_capacity: if bytes { bytes::MIN_CAPACITY } else { 2 },
+                slot_size: if bytes { |n| n } else { spsc::slot_size },
             };
             let r = ring::Ring::open_snapshot(name, expect)?;
             let want = if bytes {

@@ -48,6 +48,10 @@ pub(crate) struct ProducerLine {
     pub tail: AtomicU64, // 128
     /// The consumer sleeps here when the ring is empty; the producer notifies after a push.
     pub not_empty: WaitQueue, // 136
+    /// Non-zero while the consumer is in a blocking wait (spsc; the bytes ring leaves it 0).
+    /// Written only by the consumer, around its waits, so that the producer can skip the
+    /// notify (a locked RMW) with a plain load when nobody waits (`SPEC.md` §7.2).
+    pub consumer_waiting: AtomicU64, // 144
 }
 
 /// Line 2 (offset 256): written by the consumer on every pop.
@@ -57,6 +61,8 @@ pub(crate) struct ConsumerLine {
     pub head: AtomicU64, // 256
     /// The producer sleeps here when the ring is full; the consumer notifies after a pop.
     pub not_full: WaitQueue, // 264
+    /// Non-zero while the producer is in a blocking wait (spsc; the bytes ring leaves it 0).
+    pub producer_waiting: AtomicU64, // 272
 }
 
 /// The 384-byte control block at payload offset 0.
@@ -81,6 +87,8 @@ const _: () = {
     assert!(offset_of!(Geometry, consumer) == 48);
     assert!(offset_of!(ProducerLine, not_empty) == 8);
     assert!(offset_of!(ConsumerLine, not_full) == 8);
+    assert!(offset_of!(ProducerLine, consumer_waiting) == 16);
+    assert!(offset_of!(ConsumerLine, producer_waiting) == 16);
 };
 
 impl RingControl {
@@ -98,10 +106,12 @@ impl RingControl {
             prod: CachePadded(ProducerLine {
                 tail: AtomicU64::new(0),
                 not_empty: WaitQueue::new(),
+                consumer_waiting: AtomicU64::new(0),
             }),
             cons: CachePadded(ConsumerLine {
                 head: AtomicU64::new(0),
                 not_full: WaitQueue::new(),
+                producer_waiting: AtomicU64::new(0),
             }),
         };
         c.init(capacity, elem_size, elem_align);
@@ -131,6 +141,9 @@ pub(crate) struct Expect {
     pub elem_size: Option<u64>,
     /// Smallest capacity the layout accepts.
     pub min_capacity: u64,
+    /// Bytes per slot of the data area for an element size (the data area is `capacity`
+    /// slots): the identity for the bytes ring, [`spsc::slot_size`](super::spsc::slot_size).
+    pub slot_size: fn(u64) -> u64,
 }
 
 /// One ring: its region and the geometry read once and validated at attach.
@@ -139,6 +152,8 @@ pub(crate) struct Ring {
     pub capacity: u64,
     pub mask: u64,
     pub elem_size: u64,
+    /// Bytes per slot in the data area (`elem_size` for the bytes ring).
+    pub slot_size: u64,
 }
 
 /// Check a requested capacity.
@@ -173,22 +188,29 @@ impl Ring {
     /// A heap ring (not shared with other processes). `n_words`: under loom, the number of
     /// separate atomic words standing in for 8-byte words of the data area (the bytes ring's
     /// record headers), since loom atomics cannot live in raw memory; 0 otherwise.
-    pub(crate) fn heap(capacity: u64, elem_size: u64, elem_align: u64, n_words: usize) -> Ring {
+    pub(crate) fn heap(
+        capacity: u64,
+        elem_size: u64,
+        slot_size: u64,
+        elem_align: u64,
+        n_words: usize,
+    ) -> Ring {
         let ctrl = RingControl::new(capacity, elem_size, elem_align);
-        let len = (capacity * elem_size) as usize;
+        let len = (capacity * slot_size) as usize;
         Ring {
             region: Region::heap(ctrl, len, 128, n_words, |_| 0),
             capacity,
             mask: capacity - 1,
             elem_size,
+            slot_size,
         }
     }
 
     /// Payload size of a segment holding this ring.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn payload_size(name: &str, capacity: u64, elem_size: u64) -> crate::Result<u64> {
+    pub(crate) fn payload_size(name: &str, capacity: u64, slot_size: u64) -> crate::Result<u64> {
         capacity
-            .checked_mul(elem_size)
+            .checked_mul(slot_size)
             .and_then(|d| d.checked_add(CONTROL_SIZE as u64))
             .ok_or_else(|| crate::Error::TooLarge {
                 name: name.into(),
@@ -208,7 +230,7 @@ impl Ring {
     ) -> crate::Result<Ring> {
         let elem_size = expect.elem_size.expect("create needs an element size");
         check_capacity(name, capacity, expect.min_capacity)?;
-        let size = Self::payload_size(name, capacity, elem_size)?;
+        let size = Self::payload_size(name, capacity, (expect.slot_size)(elem_size))?;
         let opts = crate::Segment::options().kind(expect.kind, expect.fingerprint);
         let init = |seg: &crate::Segment| {
             // SAFETY: the payload is `size >= CONTROL_SIZE` bytes, 128-aligned, and made of
@@ -290,10 +312,11 @@ impl Ring {
                 "data offset {data_offset}, expected {CONTROL_SIZE}"
             )));
         }
-        let need = Self::payload_size(&name, capacity, elem_size)?;
+        let slot_size = (expect.slot_size)(elem_size);
+        let need = Self::payload_size(&name, capacity, slot_size)?;
         if need > len {
             return Err(bad(format!(
-                "{capacity} x {elem_size}-byte ring needs {need} bytes, payload has {len}"
+                "{capacity} x {slot_size}-byte ring needs {need} bytes, payload has {len}"
             )));
         }
         // SAFETY: geometry validated above: the data area [CONTROL_SIZE, need) lies inside the
@@ -304,6 +327,7 @@ impl Ring {
             capacity,
             mask: capacity - 1,
             elem_size,
+            slot_size,
         })
     }
 

@@ -1,10 +1,22 @@
 //! [`Queue`]: a bounded single-producer single-consumer queue of `T` in shared memory.
 //!
-//! The ring (`SPEC.md` §7.2) is a power-of-two array of slots with two monotonic 64-bit
-//! counters on separate cache lines: `tail` (written by the producer) and `head` (written by
-//! the consumer). Each end keeps a private copy of the other's counter and refreshes it only
-//! when the ring looks full (producer) or empty (consumer), so in steady state an end touches
-//! the other's cache line once per batch, not once per element (the rtrb design).
+//! The ring (`SPEC.md` §7.2, layout v2) is a power-of-two array of slots, each holding an
+//! element and, beside it, a 64-bit *stamp*: the producer writes the element, then stores
+//! `stamp = position + 1` (Release); the consumer polls the stamp at its head (Acquire). An
+//! element of up to 56 bytes and its stamp share one cache line, so in steady state a message
+//! crosses from one core to the other in one line transfer. Two monotonic counters on
+//! separate cache lines, `tail` (written by the producer after the stamps) and `head`
+//! (written by the consumer), serve the length, batches, blocking and the producer's check
+//! for room; each end keeps a private copy of the other's counter and refreshes it only when
+//! the ring looks full (producer) or a batch wants more (consumer), as rtrb does.
+//!
+//! Nobody sleeping costs the other side nothing locked: a push or pop checks a "peer is
+//! waiting" word on its own cache line with a plain load after a `SeqCst` fence, and makes
+//! the futex notify (a read-modify-write) only when the peer announced a wait.
+//!
+//! Elements can be written and read in place through [`WriteGuard`] and [`ReadGuard`]
+//! ([`Producer::try_reserve`], [`Consumer::try_peek`]), so a large element need not be copied
+//! through a `Result`.
 //!
 //! ```
 //! use shmkit::queue::spsc::Queue;
@@ -19,6 +31,7 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,13 +39,32 @@ use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushE
 use super::ring::{Expect, Ring, Side, Wake};
 use super::stat::{QueueStat, Stat};
 use super::Element;
-use crate::loom::Ordering;
+use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::Kind;
 
-/// Layout fingerprint of an SPSC queue of `elem_size`-byte elements.
+/// Layout fingerprint of an SPSC queue of `elem_size`-byte elements (layout v2: each slot
+/// holds its element and then its stamp).
 pub fn layout_fingerprint(elem_size: u64) -> u64 {
-    fingerprint(format!("shmkit spsc v1 elem_size={elem_size}").as_bytes())
+    fingerprint(format!("shmkit spsc v2 elem_size={elem_size} slot=[elem,stamp]").as_bytes())
+}
+
+/// Bytes per slot for `elem_size`-byte elements: the element at offset 0, its stamp at
+/// [`stamp_offset`]. A power of two up to 128 bytes (so a slot of up to 64 bytes never
+/// straddles a cache line), a multiple of 128 above; either way a multiple of the alignment
+/// of any type of that size (at most 128), so every element is aligned.
+pub(crate) const fn slot_size(elem_size: u64) -> u64 {
+    let z = stamp_offset(elem_size) + 8;
+    if z <= 128 {
+        z.next_power_of_two()
+    } else {
+        z.next_multiple_of(128)
+    }
+}
+
+/// Offset of a slot's stamp: right after the element, rounded up to 8.
+const fn stamp_offset(elem_size: u64) -> u64 {
+    elem_size.next_multiple_of(8)
 }
 
 #[cfg_attr(loom, allow(dead_code))]
@@ -43,6 +75,7 @@ fn expect<T>() -> Expect {
         fingerprint: layout_fingerprint(size),
         elem_size: Some(size),
         min_capacity: 2,
+        slot_size,
     }
 }
 
@@ -55,6 +88,46 @@ fn check_type<T>(name: &str) -> crate::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The element of position `pos`'s slot.
+#[inline]
+fn elem<T>(ring: &Ring, pos: u64) -> *mut T {
+    let z = slot_size(std::mem::size_of::<T>() as u64);
+    // SAFETY: `pos & mask < capacity`, and the data area holds `capacity` slots of
+    // `slot_size(size_of::<T>())` bytes (validated at open, or allocated so); the area is
+    // 128-aligned and a slot size is a multiple of `align_of::<T>()` (see `slot_size`).
+    unsafe {
+        ring.data()
+            .add(((pos & ring.mask) * z) as usize)
+            .cast::<T>()
+    }
+}
+
+/// The stamp of position `pos`'s slot.
+#[inline]
+fn stamp<T>(ring: &Ring, pos: u64) -> &AtomicU64 {
+    let i = pos & ring.mask;
+    #[cfg(not(loom))]
+    // SAFETY: slot `i < capacity` lies inside the data area (see `elem`); its stamp is
+    // 8 bytes at an 8-aligned offset before the slot's end, only ever accessed as this atomic
+    // (element accesses cover `size_of::<T>()` bytes before it); any bits are a valid u64.
+    return unsafe {
+        let z = slot_size(std::mem::size_of::<T>() as u64);
+        let off = i * z + stamp_offset(std::mem::size_of::<T>() as u64);
+        &*ring.data().add(off as usize).cast::<AtomicU64>()
+    };
+    // Loom atomics cannot live in raw memory: the region's separate words stand in.
+    #[cfg(loom)]
+    return &ring.region.stamps()[i as usize];
+}
+
+/// Whether position `pos` is published: its slot's stamp is `pos + 1`.
+#[inline]
+fn published<T>(ring: &Ring, pos: u64) -> bool {
+    // Acquire pairs with the producer's Release stamp store in `Producer::publish`: the
+    // element bytes written before it are visible.
+    stamp::<T>(ring, pos).load(Ordering::Acquire) == pos.wrapping_add(1)
 }
 
 /// A bounded SPSC queue of `T` living in a named shared-memory segment (or, from
@@ -71,9 +144,11 @@ fn check_type<T>(name: &str) -> crate::Result<()> {
 ///
 /// Any process that can open the name can write the ring. The indices are read once per
 /// refresh, checked (`0 <= tail - head <= capacity`) and a violation reported as `Corrupt`;
-/// slot positions are masked, so no access leaves the data area. A hostile writer can still
-/// change element bytes while they are copied out (the copy may then hold garbage, never an
-/// invalid `T`).
+/// slot positions are masked, so no access leaves the data area. A forged stamp is taken for
+/// a message (a process that can write the segment can change any message anyway). A hostile
+/// writer can still change element bytes while they are copied out (the copy may then hold
+/// garbage, never an invalid `T`); the in-place guards have a stricter contract (see
+/// [`ReadGuard`]).
 pub struct Queue<T> {
     ring: Arc<Ring>,
     _t: PhantomData<fn() -> T>,
@@ -157,41 +232,68 @@ impl<T: Element> Queue<T> {
         check_type::<T>("(private)").expect("element type");
         super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
         let size = std::mem::size_of::<T>() as u64;
+        // Under loom the stamps live in separate atomics, one per slot.
+        let words = if cfg!(loom) { capacity as usize } else { 0 };
         Self::wrap(Ring::heap(
             capacity,
             size,
+            slot_size(size),
             std::mem::align_of::<T>() as u64,
-            0,
+            words,
         ))
     }
 
     fn wrap(ring: Ring) -> Self {
+        // `elem` and `stamp` compute the slot size from `T`; the geometry was made (or
+        // validated) with the same function.
+        debug_assert_eq!(ring.slot_size, slot_size(std::mem::size_of::<T>() as u64));
         Queue {
             ring: Arc::new(ring),
             _t: PhantomData,
         }
     }
 
-    /// Attach as the queue's producer.
+    /// Attach as the queue's producer. It resumes after the last element published: the
+    /// stored `tail`, or one further if a producer was killed between publishing an element
+    /// (its stamp) and storing `tail`, so that element is kept, not overwritten.
     pub fn producer(&self) -> Result<Producer<T>, AttachError> {
         let side = Side::attach(Arc::clone(&self.ring), Role::Producer)?;
-        let ctrl = self.ring.ctrl();
+        let ring = &*self.ring;
+        let ctrl = ring.ctrl();
+        let corrupt =
+            |what: String| -> AttachError { crate::Error::corrupt(self.name(), what).into() };
         // Acquire: pairs with the previous producer's Release stores of tail (we resume
         // after its last published element) and the consumer's Release stores of head.
-        let tail = ctrl.prod.tail.load(Ordering::Acquire);
+        let stored = ctrl.prod.tail.load(Ordering::Acquire);
         let head = ctrl.cons.head.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > self.ring.capacity {
-            return Err(crate::Error::corrupt(
-                self.name(),
-                format!("tail {tail} - head {head} exceeds the capacity"),
-            )
-            .into());
+        let mut tail = stored;
+        let past = head.wrapping_sub(stored);
+        if past != 0 && past <= ring.capacity {
+            // The consumer popped an element published without a tail store.
+            tail = head;
+        }
+        if tail.wrapping_sub(head) < ring.capacity && published::<T>(ring, tail) {
+            // Published (stamp stored) by a producer killed before its tail store.
+            tail = tail.wrapping_add(1);
+            if tail.wrapping_sub(head) < ring.capacity && published::<T>(ring, tail) {
+                return Err(corrupt(format!(
+                    "two elements published past the stored tail {stored}"
+                )));
+            }
+        }
+        if tail.wrapping_sub(head) > ring.capacity {
+            return Err(corrupt(format!(
+                "tail {tail} - head {head} exceeds the capacity"
+            )));
+        }
+        if tail != stored {
+            // Release: as every tail store (`Producer::publish`).
+            ctrl.prod.tail.store(tail, Ordering::Release);
         }
         Ok(Producer {
             side,
             tail,
             head_cache: head,
-            mask: self.ring.mask,
             cap: self.ring.capacity,
             _t: PhantomData,
         })
@@ -206,8 +308,8 @@ impl<T: Element> Queue<T> {
             side,
             head,
             tail_cache: head,
-            mask: self.ring.mask,
             cap: self.ring.capacity,
+            empty_polls: 0,
             _t: PhantomData,
         })
     }
@@ -259,7 +361,6 @@ pub struct Producer<T> {
     tail: u64,
     /// Last head seen; refreshed only when the ring looks full.
     head_cache: u64,
-    mask: u64,
     cap: u64,
     _t: PhantomData<fn(T)>,
 }
@@ -279,19 +380,6 @@ enum Fail {
 }
 
 impl<T: Element> Producer<T> {
-    #[inline]
-    fn slot(&self, pos: u64) -> *mut T {
-        // SAFETY: `pos & mask < capacity`, and the data area holds `capacity` elements of
-        // `size_of::<T>()` bytes (validated at attach), aligned to 128 >= align_of::<T>().
-        unsafe {
-            self.side
-                .ring
-                .data()
-                .cast::<T>()
-                .add((pos & self.mask) as usize)
-        }
-    }
-
     /// Free slots, at least `want` if possible; refreshes the head only when needed.
     #[inline]
     fn space(&mut self, want: u64) -> Result<u64, Fail> {
@@ -320,14 +408,64 @@ impl<T: Element> Producer<T> {
         Err(Fail::Busy)
     }
 
+    /// Publish the `n` elements written at `[tail, tail + n)`: their stamps, then `tail`,
+    /// then wake the consumer if it waits.
     #[inline]
     fn publish(&mut self, n: u64) {
+        let ring = &*self.side.ring;
+        for k in 0..n {
+            let pos = self.tail.wrapping_add(k);
+            // Release pairs with the consumer's Acquire stamp load in `published`: the
+            // element bytes written before are visible to it.
+            stamp::<T>(ring, pos).store(pos.wrapping_add(1), Ordering::Release);
+        }
         self.tail = self.tail.wrapping_add(n);
-        let ctrl = self.side.ring.ctrl();
-        // Release pairs with the consumer's Acquire load of tail in `Consumer::avail`: the
-        // element bytes written before are visible to it.
+        let ctrl = ring.ctrl();
+        // Release pairs with the Acquire tail loads (`Consumer::refresh`, `not_ready`,
+        // `Ring::len`, producer attach): every element and stamp below it is visible.
         ctrl.prod.tail.store(self.tail, Ordering::Release);
-        ctrl.prod.not_empty.notify_one();
+        // SYNC POINT (Dekker with `Consumer::wait_nonempty`): our stamp store, this fence,
+        // then our load of `consumer_waiting`; the consumer stores `consumer_waiting`, fences,
+        // then loads the stamp. If our fence is first in the SeqCst order, the consumer's
+        // stamp load sees our store; otherwise our load sees its announcement (or a later
+        // store: it cleared the word after its wait ended) and we notify. On x86-64 this is
+        // an `mfence` on our own core, no locked access to a line the consumer polls.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fences above; a stale non-zero only costs a notify.
+        if ctrl.prod.consumer_waiting.load(Ordering::Relaxed) != 0 {
+            ctrl.prod.not_empty.notify_one();
+        }
+    }
+
+    /// Wait up to `deadline` until a slot is free, the consumer is gone, or the time passes.
+    fn wait_space(&mut self, deadline: Option<Instant>) -> Result<(), PushError<()>> {
+        loop {
+            match self.space(1) {
+                Ok(_) => return Ok(()),
+                Err(Fail::Busy) => {}
+                Err(Fail::Disconnected) => return Err(PushError::Disconnected(())),
+                Err(Fail::Corrupt) => return Err(PushError::Corrupt(())),
+            }
+            let side = &self.side;
+            let ctrl = side.ring.ctrl();
+            let limit = self.tail.wrapping_sub(self.cap);
+            // Relaxed, then the fence: SYNC POINT (Dekker with `Consumer::advance`): our
+            // announcement, the fence, then our loads of head in `ready`; the consumer stores
+            // head, fences, then loads `producer_waiting` (see `publish` for the argument).
+            ctrl.cons.producer_waiting.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            // Acquire: as in `space`.
+            let ready = || ctrl.cons.head.load(Ordering::Acquire) != limit;
+            let woke = side.wait(&ctrl.cons.not_full, ready, deadline);
+            // Relaxed: a consumer that reads this 0 only skips notifies we no longer need;
+            // our next wait stores 1 and fences again before it loads head.
+            ctrl.cons.producer_waiting.store(0, Ordering::Relaxed);
+            match woke {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PushError::Timeout(())),
+                Wake::PeerDead => return Err(PushError::Disconnected(())),
+            }
+        }
     }
 
     /// Push `value` if there is room.
@@ -349,8 +487,8 @@ impl<T: Element> Producer<T> {
             Err(Fail::Corrupt) => return Err(TryPushError::Corrupt(value)),
         }
         // SAFETY: the slot at `tail` is free (tail - head < capacity): the consumer does not
-        // read it until we publish, and it is in bounds and aligned (see `slot`).
-        unsafe { self.slot(self.tail).write(value) };
+        // read it until we publish, and it is in bounds and aligned (see `elem`).
+        unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
         self.publish(1);
         Ok(())
     }
@@ -368,25 +506,74 @@ impl<T: Element> Producer<T> {
     /// tx.push(2, None).unwrap();
     /// assert_eq!(tx.push(3, Some(Duration::from_millis(5))), Err(PushError::Timeout(3)));
     /// ```
-    pub fn push(&mut self, mut value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
+    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
         let deadline = crate::os::deadline::after(timeout);
-        loop {
-            match self.try_push(value) {
-                Ok(()) => return Ok(()),
-                Err(TryPushError::Full(v)) => value = v,
-                Err(TryPushError::Disconnected(v)) => return Err(PushError::Disconnected(v)),
-                Err(TryPushError::Corrupt(v)) => return Err(PushError::Corrupt(v)),
-            }
-            let side = &self.side;
-            let limit = self.tail.wrapping_sub(self.cap);
-            // Acquire: as in `space`.
-            let ready = || side.ring.ctrl().cons.head.load(Ordering::Acquire) != limit;
-            match side.wait(&side.ring.ctrl().cons.not_full, ready, deadline) {
-                Wake::Retry => {}
-                Wake::TimedOut => return Err(PushError::Timeout(value)),
-                Wake::PeerDead => return Err(PushError::Disconnected(value)),
-            }
+        if let Err(e) = self.wait_space(deadline) {
+            return Err(match e {
+                PushError::Timeout(()) => PushError::Timeout(value),
+                PushError::Disconnected(()) => PushError::Disconnected(value),
+                PushError::Corrupt(()) => PushError::Corrupt(value),
+            });
         }
+        // SAFETY: as in `try_push` (`wait_space` found a free slot).
+        unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
+        self.publish(1);
+        Ok(())
+    }
+
+    /// The next free slot, in place, if there is one: write the element through the guard
+    /// (it derefs to `&mut T`) and [`commit`](WriteGuard::commit) it. Nothing is copied
+    /// through a `Result`, which matters for large elements. Dropping the guard without
+    /// committing publishes nothing.
+    ///
+    /// The slot holds whatever it held before (zeroes, or an element of an earlier lap):
+    /// set every field you mean to send.
+    ///
+    /// ```
+    /// use shmkit::queue::spsc::Queue;
+    /// let q = Queue::<[u8; 1024]>::with_capacity(4);
+    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    /// let mut slot = tx.try_reserve().unwrap();
+    /// slot.fill(7); // written in the ring, not on the stack
+    /// slot[0] = 1;
+    /// slot.commit();
+    /// let msg = rx.try_peek().unwrap();
+    /// assert_eq!((msg[0], msg[1023]), (1, 7));
+    /// msg.release();
+    /// assert!(rx.try_peek().is_err());
+    /// ```
+    #[inline]
+    pub fn try_reserve(&mut self) -> Result<WriteGuard<'_, T>, TryPushError<()>> {
+        match self.space(1) {
+            Ok(_) => Ok(WriteGuard { p: self }),
+            Err(Fail::Busy) => Err(TryPushError::Full(())),
+            Err(Fail::Disconnected) => Err(TryPushError::Disconnected(())),
+            Err(Fail::Corrupt) => Err(TryPushError::Corrupt(())),
+        }
+    }
+
+    /// [`try_reserve`](Self::try_reserve), waiting up to `timeout` (`None`: no limit) for a
+    /// free slot, as [`push`](Self::push) does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit::queue::{spsc::Queue, PushError};
+    /// let q = Queue::<u64>::with_capacity(2);
+    /// let mut tx = q.producer().unwrap();
+    /// for v in [1, 2] {
+    ///     let mut slot = tx.reserve(None).unwrap();
+    ///     *slot = v;
+    ///     slot.commit();
+    /// }
+    /// let full = tx.reserve(Some(Duration::from_millis(1)));
+    /// assert!(matches!(full, Err(PushError::Timeout(()))));
+    /// ```
+    pub fn reserve(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<WriteGuard<'_, T>, PushError<()>> {
+        self.wait_space(crate::os::deadline::after(timeout))?;
+        Ok(WriteGuard { p: self })
     }
 
     /// Close the producer end and free the role: the consumer pops what is left, then gets
@@ -429,8 +616,17 @@ impl<T: Element> Producer<T> {
 }
 
 impl<T: Element + Copy> Producer<T> {
-    /// Push as many of `items` as fit, in order, with one index publication and one
+    /// Push as many of `items` as fit, in order, with one `tail` publication and at most one
     /// notification; returns how many were pushed (at least 1), or `Full(())` if none fit.
+    ///
+    /// ```
+    /// let q = shmkit::queue::spsc::Queue::<u8>::with_capacity(4);
+    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    /// assert_eq!(tx.try_push_slice(&[1, 2, 3, 4, 5]), Ok(4));
+    /// let mut out = [0; 8];
+    /// assert_eq!(rx.try_pop_slice(&mut out), Ok(4));
+    /// assert_eq!(out[..4], [1, 2, 3, 4]);
+    /// ```
     pub fn try_push_slice(&mut self, items: &[T]) -> Result<usize, TryPushError<()>> {
         if items.is_empty() {
             return Ok(0);
@@ -442,13 +638,11 @@ impl<T: Element + Copy> Producer<T> {
             Err(Fail::Corrupt) => return Err(TryPushError::Corrupt(())),
         };
         let n = (items.len() as u64).min(free) as usize;
-        let start = (self.tail & self.mask) as usize;
-        let first = n.min(self.cap as usize - start);
-        // SAFETY: slots [tail, tail + n) are free (n <= free) and, split at the ring's end,
-        // lie in bounds; the source is a distinct local slice; T: Copy.
-        unsafe {
-            std::ptr::copy_nonoverlapping(items.as_ptr(), self.slot(self.tail), first);
-            std::ptr::copy_nonoverlapping(items.as_ptr().add(first), self.slot(0), n - first);
+        let ring = &*self.side.ring;
+        for (k, item) in items[..n].iter().enumerate() {
+            // SAFETY: slots [tail, tail + n) are free (n <= free): the consumer reads none of
+            // them until we publish; each is in bounds and aligned (`elem`).
+            unsafe { elem::<T>(ring, self.tail.wrapping_add(k as u64)).write(*item) };
         }
         self.publish(n as u64);
         Ok(n)
@@ -490,16 +684,68 @@ impl<T: Element + Copy> Producer<T> {
     }
 }
 
+/// A free slot of the ring, reserved by [`Producer::try_reserve`] or
+/// [`Producer::reserve`]: derefs to `&mut T` over the slot's element in shared memory.
+/// [`commit`](Self::commit) publishes it; dropping the guard publishes nothing.
+///
+/// # Contract
+///
+/// Among processes that follow the protocol the slot is exclusively this guard's: the
+/// consumer reads a slot only after its stamp is published, and the producer reuses it only
+/// after an Acquire load of a `head` the consumer stored (Release) after reading it; the
+/// roles are exclusive (owner words). A process that breaks the protocol (any process that
+/// can open the segment read-write can forge `head`, or write the slot directly) can race
+/// with the `&mut T`: undefined behaviour in Rust's model for the code that uses the
+/// reference. When such processes are possible, use the copying [`Producer::try_push`]
+/// instead (`SPEC.md` §7.2). shmkit never reads element bytes itself.
+pub struct WriteGuard<'a, T: Element> {
+    p: &'a mut Producer<T>,
+}
+
+impl<T: Element> WriteGuard<'_, T> {
+    /// Publish the element: the consumer may read it from now on.
+    #[inline]
+    pub fn commit(self) {
+        self.p.publish(1);
+    }
+}
+
+impl<T: Element> Deref for WriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the slot at `tail` is free and ours until we publish (the type's contract);
+        // in bounds and aligned (`elem`); its bytes are initialised (the data area starts
+        // zeroed and holds only written elements) and any bytes are a valid T (FromBytes).
+        unsafe { &*elem::<T>(&self.p.side.ring, self.p.tail) }
+    }
+}
+
+impl<T: Element> DerefMut for WriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
+        unsafe { &mut *elem::<T>(&self.p.side.ring, self.p.tail) }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for WriteGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::WriteGuard")
+            .field("pos", &self.p.tail)
+            .finish()
+    }
+}
+
 /// The popping end of an SPSC [`Queue`]. `Send`, not `Sync`. Dropping it closes the consumer
 /// end (see [`close`](Self::close)).
 pub struct Consumer<T> {
     side: Side,
     /// Our head: the only writer.
     head: u64,
-    /// Last tail seen; refreshed only when the ring looks empty.
+    /// Last tail seen (never behind `head`); refreshed when a batch wants more.
     tail_cache: u64,
-    mask: u64,
     cap: u64,
+    /// Polls that found no element, to read the tail only on every 64th (`not_ready`).
+    empty_polls: u64,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -512,20 +758,63 @@ impl<T> std::fmt::Debug for Consumer<T> {
 }
 
 impl<T: Element> Consumer<T> {
+    /// `Ok` when the element at `head` is published; `check_tail`: when it is not, also
+    /// check the tail now (see [`not_ready`](Self::not_ready)).
     #[inline]
-    fn slot(&self, pos: u64) -> *const T {
-        // SAFETY: as in `Producer::slot`.
-        unsafe {
-            self.side
-                .ring
-                .data()
-                .cast::<T>()
-                .add((pos & self.mask) as usize)
+    fn next(&mut self, check_tail: bool) -> Result<(), TryPopError> {
+        if self.side.is_closed() {
+            return Err(TryPopError::Disconnected);
+        }
+        if published::<T>(&self.side.ring, self.head) {
+            return Ok(());
+        }
+        self.not_ready(check_tail)
+    }
+
+    /// No element at the head: `Empty` while the producer may still publish; `Corrupt` if
+    /// the tail says one was published there; once the producer closed or is found dead,
+    /// what it published last (drained first), then `Disconnected`. Out of line, so that
+    /// the polling fast path stays small.
+    #[cold]
+    #[inline(never)]
+    fn not_ready(&mut self, check_tail: bool) -> Result<(), TryPopError> {
+        // A polling consumer reads the tail on every 64th empty poll only (blocking calls on
+        // every attempt, and everyone before `Disconnected`): it sits on the producer's line,
+        // and polling it would take that line away from the producer at every message.
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        let gone = self.side.peer_gone();
+        if !gone && !check_tail && self.empty_polls % 64 != 0 {
+            return Err(TryPopError::Empty);
+        }
+        let ring = &*self.side.ring;
+        // Acquire pairs with the Release tail store in `Producer::publish`, made after the
+        // stamps.
+        let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
+        let ahead = tail.wrapping_sub(self.head);
+        if ahead != 0 && ahead <= self.cap {
+            // Published by the tail, so its stamp is visible now.
+            return match published::<T>(ring, self.head) {
+                true => Ok(()),
+                false => Err(TryPopError::Corrupt),
+            };
+        }
+        // `ahead == 0`, or the head passed a tail that a killed producer did not store;
+        // anything else is inconsistent.
+        if ahead != 0 && self.head.wrapping_sub(tail) > self.cap {
+            return Err(TryPopError::Corrupt);
+        }
+        if !gone {
+            return Err(TryPopError::Empty);
+        }
+        // Closed (Acquire in peer_closed: its last stamp is visible) or dead: drain first.
+        match published::<T>(ring, self.head) {
+            true => Ok(()),
+            false => Err(TryPopError::Disconnected),
         }
     }
 
-    /// Elements available (at least 1, and `want` if that many are published), refreshing the
-    /// tail only when the cached count falls short.
+    /// Elements available (at least 1, and `want` if that many are published below the
+    /// tail), refreshing the tail only when the cached count falls short.
     #[inline]
     fn avail(&mut self, want: u64) -> Result<u64, TryPopError> {
         if self.side.is_closed() {
@@ -535,42 +824,92 @@ impl<T: Element> Consumer<T> {
         if avail >= want {
             return Ok(avail);
         }
-        let n = self.refresh()?;
-        if n > 0 {
-            return Ok(n);
-        }
-        if self.side.peer_gone() {
-            // The peer closed (Acquire in peer_closed) or died: a reload now sees its final
-            // tail, so what is left is drained before Disconnected.
-            return match self.refresh()? {
-                0 => Err(TryPopError::Disconnected),
-                n => Ok(n),
-            };
-        }
-        Err(TryPopError::Empty)
-    }
-
-    #[inline]
-    fn refresh(&mut self) -> Result<u64, TryPopError> {
-        // Acquire pairs with the producer's Release store of tail in `Producer::publish`: the
-        // element bytes before it are visible.
+        // Acquire pairs with the producer's Release store of tail in `Producer::publish`:
+        // the elements (and stamps) below it are visible.
         let tail = self.side.ring.ctrl().prod.tail.load(Ordering::Acquire);
         let n = tail.wrapping_sub(self.head);
         if n > self.cap {
-            return Err(TryPopError::Corrupt);
+            if self.head.wrapping_sub(tail) > self.cap {
+                return Err(TryPopError::Corrupt);
+            }
+            // The head passed a tail a killed producer did not store: nothing below it.
+            self.tail_cache = self.head;
+        } else {
+            self.tail_cache = tail;
+            if n > 0 {
+                return Ok(n);
+            }
         }
-        self.tail_cache = tail;
-        Ok(n)
+        // Nothing below the tail: an element may still be published by its stamp (pushed
+        // since, or by a producer killed before its tail store).
+        self.next(false)?;
+        self.tail_cache = self.head.wrapping_add(1);
+        Ok(1)
     }
 
+    /// Release the `n` elements at the head: store `head`, then wake the producer if it
+    /// waits for room.
     #[inline]
     fn advance(&mut self, n: u64) {
         self.head = self.head.wrapping_add(n);
+        if self.tail_cache.wrapping_sub(self.head) > self.cap {
+            // Single pops go by the stamps and may pass the cached tail.
+            self.tail_cache = self.head;
+        }
         let ctrl = self.side.ring.ctrl();
-        // Release pairs with the producer's Acquire load of head in `Producer::space`: we
-        // are done reading the released slots.
+        // Release pairs with the producer's Acquire loads of head (`Producer::space`, its
+        // wait, attach, `Ring::len`): we are done reading the released slots.
         ctrl.cons.head.store(self.head, Ordering::Release);
-        ctrl.cons.not_full.notify_one();
+        // SYNC POINT (Dekker with `Producer::wait_space`): our head store, this fence, our
+        // load of `producer_waiting`; the producer announces, fences, loads head. One of us
+        // sees the other's store (argument in `Producer::publish`).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fences; a stale non-zero only costs a notify.
+        if ctrl.cons.producer_waiting.load(Ordering::Relaxed) != 0 {
+            ctrl.cons.not_full.notify_one();
+        }
+    }
+
+    /// Wait (after a failed poll) until the element at `head` is published, the producer
+    /// closes or is found dead, or the deadline passes.
+    fn wait_nonempty(&self, deadline: Option<Instant>) -> Wake {
+        let side = &self.side;
+        let ring = &*side.ring;
+        let ctrl = ring.ctrl();
+        let head = self.head;
+        // Relaxed, then the fence: SYNC POINT (Dekker with `Producer::publish`): our
+        // announcement, the fence, then our stamp loads in `ready`.
+        ctrl.prod.consumer_waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let ready = || published::<T>(ring, head);
+        let woke = side.wait(&ctrl.prod.not_empty, ready, deadline);
+        // Relaxed: a producer that reads this 0 only skips notifies we no longer need; our
+        // next wait stores 1 and fences again before it polls.
+        ctrl.prod.consumer_waiting.store(0, Ordering::Relaxed);
+        woke
+    }
+
+    /// Wait up to `timeout` until the element at `head` is published.
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), PopError> {
+        let deadline = crate::os::deadline::after(timeout);
+        loop {
+            match self.next(true) {
+                Ok(()) => return Ok(()),
+                Err(TryPopError::Empty) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.wait_nonempty(deadline) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PopError::Timeout),
+                Wake::PeerDead => {
+                    return match self.next(true) {
+                        Ok(()) => Ok(()),
+                        Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
+                        Err(_) => Err(PopError::Disconnected),
+                    }
+                }
+            }
+        }
     }
 
     /// Pop the oldest element if there is one. `Err(Empty)` while the queue is empty and a
@@ -587,11 +926,11 @@ impl<T: Element> Consumer<T> {
     /// ```
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        self.avail(1)?;
-        // SAFETY: the slot at `head` was published (head < tail, Acquire in `refresh`) and
-        // the producer does not write it until we advance; in bounds and aligned (`slot`).
-        // Any bytes are a valid T (FromBytes).
-        let v = unsafe { self.slot(self.head).read() };
+        self.next(false)?;
+        // SAFETY: the slot at `head` is published (its stamp, loaded with Acquire) and the
+        // producer does not write it until we advance; in bounds and aligned (`elem`). Any
+        // bytes are a valid T (FromBytes).
+        let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
         self.advance(1);
         Ok(v)
     }
@@ -612,33 +951,52 @@ impl<T: Element> Consumer<T> {
     /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Err(PopError::Disconnected));
     /// ```
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        let deadline = crate::os::deadline::after(timeout);
-        loop {
-            match self.try_pop() {
-                Ok(v) => return Ok(v),
-                Err(TryPopError::Empty) => {}
-                Err(e) => return Err(e.into()),
-            }
-            match self.wait_nonempty(deadline) {
-                Wake::Retry => {}
-                Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::PeerDead => {
-                    return match self.try_pop() {
-                        Ok(v) => Ok(v),
-                        Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
-                        Err(_) => Err(PopError::Disconnected),
-                    }
-                }
-            }
-        }
+        self.wait_ready(timeout)?;
+        // SAFETY: as in `try_pop` (`wait_ready` found the slot published).
+        let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
+        self.advance(1);
+        Ok(v)
     }
 
-    fn wait_nonempty(&self, deadline: Option<Instant>) -> Wake {
-        let side = &self.side;
-        let head = self.head;
-        // Acquire: as in `refresh`.
-        let ready = || side.ring.ctrl().prod.tail.load(Ordering::Acquire) != head;
-        side.wait(&side.ring.ctrl().prod.not_empty, ready, deadline)
+    /// The oldest element, in place, if there is one: the guard derefs to `&T` over the slot
+    /// in shared memory, and [`release`](ReadGuard::release) frees the slot. Dropping the
+    /// guard without releasing leaves the element in the ring (the next peek returns it).
+    ///
+    /// ```
+    /// use shmkit::queue::{spsc::Queue, TryPopError};
+    /// let q = Queue::<[u64; 128]>::with_capacity(2);
+    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    /// assert_eq!(rx.try_peek().err(), Some(TryPopError::Empty));
+    /// let mut w = tx.try_reserve().unwrap();
+    /// w[127] = 42;
+    /// w.commit();
+    /// let r = rx.try_peek().unwrap();
+    /// assert_eq!(r[127], 42); // read in the ring, not copied out
+    /// r.release();
+    /// ```
+    #[inline]
+    pub fn try_peek(&mut self) -> Result<ReadGuard<'_, T>, TryPopError> {
+        self.next(false)?;
+        Ok(ReadGuard { c: self })
+    }
+
+    /// [`try_peek`](Self::try_peek), waiting up to `timeout` (`None`: no limit) for an
+    /// element, as [`pop`](Self::pop) does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmkit::queue::{spsc::Queue, PopError};
+    /// let q = Queue::<u32>::with_capacity(2);
+    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    /// tx.try_push(9).unwrap();
+    /// let r = rx.peek(None).unwrap();
+    /// assert_eq!(*r, 9);
+    /// r.release();
+    /// assert_eq!(rx.peek(Some(Duration::from_millis(1))).err(), Some(PopError::Timeout));
+    /// ```
+    pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, T>, PopError> {
+        self.wait_ready(timeout)?;
+        Ok(ReadGuard { c: self })
     }
 
     /// Close the consumer end and free the role: the producer's pushes then fail with
@@ -671,7 +1029,7 @@ impl<T: Element> Consumer<T> {
 }
 
 impl<T: Element + Copy> Consumer<T> {
-    /// Pop up to `out.len()` elements in order into `out`, with one index publication;
+    /// Pop up to `out.len()` elements in order into `out`, with one `head` publication;
     /// returns how many (at least 1 unless `out` is empty), or `Empty`/`Disconnected`.
     pub fn try_pop_slice(&mut self, out: &mut [T]) -> Result<usize, TryPopError> {
         if out.is_empty() {
@@ -679,13 +1037,12 @@ impl<T: Element + Copy> Consumer<T> {
         }
         let avail = self.avail((out.len() as u64).min(self.cap))?;
         let n = (out.len() as u64).min(avail) as usize;
-        let start = (self.head & self.mask) as usize;
-        let first = n.min(self.cap as usize - start);
-        // SAFETY: slots [head, head + n) are published and ours until we advance; split at
-        // the ring's end they lie in bounds; the destination is a distinct local slice.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.slot(self.head), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(self.slot(0), out.as_mut_ptr().add(first), n - first);
+        let ring = &*self.side.ring;
+        for (k, o) in out[..n].iter_mut().enumerate() {
+            // SAFETY: positions [head, head + n) are published (below the tail loaded with
+            // Acquire, or the one stamp checked in `avail`) and ours until we advance; each
+            // slot is in bounds and aligned (`elem`); any bytes are a valid T.
+            *o = unsafe { elem::<T>(ring, self.head.wrapping_add(k as u64)).read() };
         }
         self.advance(n as u64);
         Ok(n)
@@ -697,25 +1054,60 @@ impl<T: Element + Copy> Consumer<T> {
         out: &mut [T],
         timeout: Option<Duration>,
     ) -> Result<usize, PopError> {
-        let deadline = crate::os::deadline::after(timeout);
-        loop {
-            match self.try_pop_slice(out) {
-                Ok(n) => return Ok(n),
-                Err(TryPopError::Empty) => {}
-                Err(e) => return Err(e.into()),
-            }
-            match self.wait_nonempty(deadline) {
-                Wake::Retry => {}
-                Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::PeerDead => {
-                    return match self.try_pop_slice(out) {
-                        Ok(n) => Ok(n),
-                        Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
-                        Err(_) => Err(PopError::Disconnected),
-                    }
-                }
-            }
+        if out.is_empty() {
+            return Ok(0);
         }
+        self.wait_ready(timeout)?;
+        self.try_pop_slice(out).map_err(|e| match e {
+            TryPopError::Corrupt => PopError::Corrupt,
+            _ => PopError::Disconnected,
+        })
+    }
+}
+
+/// The oldest element of the ring, peeked in place by [`Consumer::try_peek`] or
+/// [`Consumer::peek`]: derefs to `&T` over the slot in shared memory.
+/// [`release`](Self::release) frees the slot; dropping the guard leaves the element in the
+/// ring.
+///
+/// # Contract
+///
+/// Among processes that follow the protocol nobody writes the slot while the guard lives:
+/// the producer writes a slot only before publishing its stamp, and again only after an
+/// Acquire load of a `head` we store (Release) in `release`. A process that breaks the
+/// protocol (any process that can open the segment read-write can forge `head` or a stamp, or
+/// write the slot directly) can write the bytes while the `&T` lives: a data race, undefined
+/// behaviour in Rust's model for the code that uses the reference (it may, e.g., act on a
+/// field it did not check, because the compiler assumed it could not change between two
+/// reads). shmkit never reads element bytes itself. When such processes are possible, use
+/// the copying [`Consumer::try_pop`] (`SPEC.md` §7.2).
+pub struct ReadGuard<'a, T: Element> {
+    c: &'a mut Consumer<T>,
+}
+
+impl<T: Element> ReadGuard<'_, T> {
+    /// Free the slot: the producer may overwrite it from now on.
+    #[inline]
+    pub fn release(self) {
+        self.c.advance(1);
+    }
+}
+
+impl<T: Element> Deref for ReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the slot at `head` is published (stamp loaded with Acquire when the guard
+        // was made) and not written until we release it (the type's contract); in bounds and
+        // aligned (`elem`); any bytes are a valid T (FromBytes).
+        unsafe { &*elem::<T>(&self.c.side.ring, self.c.head) }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for ReadGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::ReadGuard")
+            .field("pos", &self.c.head)
+            .finish()
     }
 }
 
@@ -739,6 +1131,88 @@ mod loom_tests {
             }
             h.join().unwrap();
             assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+        });
+    }
+
+    /// The stamp protocol alone (polling on both sides, no waits): three elements through two
+    /// slots, so the third reuses slot 0 and its stamp goes from 1 to 3; the consumer never
+    /// takes the old stamp for the new element, and sees each element's bytes.
+    #[test]
+    fn loom_polled_stamps_across_the_wrap() {
+        crate::queue::loom_model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let h = loom::thread::spawn(move || {
+                for i in 10..13 {
+                    let mut v = i;
+                    loop {
+                        match tx.try_push(v) {
+                            Ok(()) => break,
+                            Err(TryPushError::Full(x)) => v = x,
+                            Err(e) => panic!("{e:?}"),
+                        }
+                        loom::thread::yield_now();
+                    }
+                }
+                tx
+            });
+            for i in 10..13 {
+                loop {
+                    match rx.try_pop() {
+                        Ok(v) => {
+                            assert_eq!(v, i);
+                            break;
+                        }
+                        Err(TryPopError::Empty) => loom::thread::yield_now(),
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            }
+            drop(h.join().unwrap());
+        });
+    }
+
+    /// A consumer blocked in `peek` on an empty ring is woken by a commit through a guard:
+    /// the producer's plain-load check of `consumer_waiting` never misses it.
+    #[test]
+    fn loom_a_blocked_consumer_is_woken() {
+        crate::queue::loom_model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let h = loom::thread::spawn(move || {
+                let mut w = tx.try_reserve().unwrap();
+                *w = 5;
+                w.commit();
+                tx
+            });
+            let r = rx.peek(None).unwrap();
+            assert_eq!(*r, 5);
+            r.release();
+            drop(h.join().unwrap());
+        });
+    }
+
+    /// A producer blocked on a full ring is woken by a pop: the consumer's plain-load check
+    /// of `producer_waiting` never misses it.
+    #[test]
+    fn loom_a_full_ring_wakes_its_producer() {
+        crate::queue::loom_model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            tx.try_push(1).unwrap();
+            tx.try_push(2).unwrap();
+            let h = loom::thread::spawn(move || {
+                tx.push(3, None).unwrap();
+                tx
+            });
+            assert_eq!(rx.try_pop(), Ok(1));
+            let tx = h.join().unwrap();
+            assert_eq!(rx.try_pop(), Ok(2));
+            assert_eq!(rx.try_pop(), Ok(3));
+            drop(tx);
         });
     }
 
