@@ -64,6 +64,9 @@ const T: Duration = Duration::from_secs(10);
 const EXIT: Duration = Duration::from_secs(180);
 /// How much longer than its timeout a call may take before it counts as a hang.
 const HANG_MARGIN: Duration = Duration::from_secs(5);
+/// A producer that cannot send one message for this long (consumers are always restarted)
+/// reports the queue as wedged.
+const STUCK: Duration = Duration::from_secs(60);
 /// The default open timeout (an open waits this long at most for a creator to publish).
 const OPEN: Duration = Duration::from_secs(5);
 /// Default number of kill rounds per test.
@@ -171,8 +174,10 @@ const W_CALLS: u64 = 13;
 const W_ERRORS: u64 = 14;
 /// Lock: how many pids are in the killed list.
 const W_KILLED_N: u64 = 15;
-/// Four words per worker or consumer slot.
-const SLOT_BASE: u64 = 16;
+/// Hostile tests: victim threads that have finished.
+const W_DONE: u64 = 16;
+/// Four words per worker, consumer or victim-thread slot.
+const SLOT_BASE: u64 = 24;
 const MAX_SLOTS: u64 = 16;
 /// Lock worker slot words.
 const S_HOLDING: u64 = 0; // 0 free, 1 held, 2 mid-update, 3 mid-update and sleeping
@@ -180,6 +185,10 @@ const S_TOKEN: u64 = 1;
 /// Consumer slot words.
 const S_COUNT: u64 = 0;
 const S_PENDING: u64 = 1;
+/// Victim-thread slot words: when its current call started and how long it may take
+/// (`CLOCK_MONOTONIC` ns; 0: no call in progress).
+const S_CALL_START: u64 = 2;
+const S_CALL_LIMIT: u64 = 3;
 /// Then per epoch `attempt`, `done`; then the killed-pid list (`max_epochs` words); then the
 /// consumers' logs (`log_cap` words each).
 const EPOCH_BASE: u64 = SLOT_BASE + 4 * MAX_SLOTS;
@@ -364,6 +373,18 @@ fn fork_and(child: impl FnOnce() -> i32) -> i32 {
             return 200;
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Make this child die when the test thread that started it ends (a failing test must not
+/// leave its children running; a forked grandchild does not inherit this, and is short-lived).
+fn die_with_parent() {
+    // SAFETY: plain prctl and getppid calls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() == 1 {
+            libc::_exit(1); // the test had already gone
+        }
     }
 }
 
@@ -1088,7 +1109,14 @@ fn q_producer(kind: QKind, qname: &str, board: &Board, epoch: u64, n: u64, seed:
     for s in 0..n {
         let tag = tag(epoch, s);
         board.attempt(epoch).store(s + 1, SeqCst);
+        let stuck = Instant::now() + STUCK;
         loop {
+            if Instant::now() > stuck {
+                violation(
+                    board,
+                    format!("producer {epoch}: could not send {s} for {STUCK:?}"),
+                );
+            }
             let timeout = (!rng.percent(20)).then(|| Duration::from_millis(1 + rng.below(30)));
             match tx.send(tag, timeout) {
                 Ok(()) => break,
@@ -1463,9 +1491,16 @@ fn bytes_ring_producers_and_consumers_killed_at_random_points() {
 /// Run `f`, a call bounded by `timeout` (`None`: a polling call), and require it to return
 /// within its timeout plus [`HANG_MARGIN`]: a hang detector, not a performance bound.
 fn timed<R>(board: &Board, what: &str, timeout: Option<Duration>, f: impl FnOnce() -> R) -> R {
+    let limit = timeout.unwrap_or_default() + HANG_MARGIN;
+    let slot = VICTIM_SLOT.get();
+    board.slot(slot, S_CALL_START).store(mono_ns(), SeqCst);
+    board
+        .slot(slot, S_CALL_LIMIT)
+        .store(limit.as_nanos() as u64, SeqCst);
     let t0 = Instant::now();
     let r = f();
     let took = t0.elapsed();
+    board.slot(slot, S_CALL_LIMIT).store(0, SeqCst);
     if took > timeout.unwrap_or_default() + HANG_MARGIN {
         violation(
             board,
@@ -1474,6 +1509,54 @@ fn timed<R>(board: &Board, what: &str, timeout: Option<Duration>, f: impl FnOnce
     }
     board.w(W_CALLS).fetch_add(1, SeqCst);
     r
+}
+
+thread_local! {
+    /// The board slot of this victim thread (see [`run_victims`]).
+    static VICTIM_SLOT: std::cell::Cell<u64> = const { std::cell::Cell::new(MAX_SLOTS - 1) };
+}
+
+fn mono_ns() -> u64 {
+    // SAFETY: `timespec` is plain data; clock_gettime fills it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock and a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Run `body(0)` and `body(1)` on two threads, with a watchdog that aborts the process (so
+/// the test sees it die of SIGABRT, after a VIOLATION line) when a call made through
+/// [`timed`] is still running past its timeout plus [`HANG_MARGIN`]: a hang inside the library
+/// shows within seconds, not at the test's final timeout.
+fn run_victims(board: &Board, body: impl Fn(u64) + Sync) {
+    std::thread::scope(|s| {
+        for k in 0..2u64 {
+            let body = &body;
+            s.spawn(move || {
+                VICTIM_SLOT.set(k);
+                body(k);
+                board.w(W_DONE).fetch_add(1, SeqCst);
+            });
+        }
+        s.spawn(|| {
+            while board.get(W_DONE) < 2 {
+                std::thread::sleep(Duration::from_millis(20));
+                for k in 0..2 {
+                    let limit = board.slot(k, S_CALL_LIMIT).load(SeqCst);
+                    let started = board.slot(k, S_CALL_START).load(SeqCst);
+                    if limit != 0 && mono_ns().saturating_sub(started) > limit {
+                        board.w(W_VIOLATIONS).fetch_add(1, SeqCst);
+                        eprintln!(
+                            "TORTURE VIOLATION (pid {}): victim thread {k} is stuck in a call \
+                             past its timeout + {HANG_MARGIN:?}: a hang",
+                            std::process::id()
+                        );
+                        std::process::abort();
+                    }
+                }
+            }
+        });
+    });
 }
 
 fn error(board: &Board) {
@@ -1487,67 +1570,66 @@ fn victim_deadline(dur: Duration) -> Instant {
 
 fn lock_victim<L: TLock>(name: &str, board: &Board, dur: Duration, seed: u64) {
     let hard = victim_deadline(dur);
-    std::thread::scope(|s| {
-        for t in 0..2u64 {
-            s.spawn(move || {
-                let mut rng = Rng::new(seed ^ t);
-                let mut lock = Some(L::t_open(name).expect("open lock"));
-                board.w(W_READY).fetch_add(1, SeqCst);
-                while !board.stopping() && Instant::now() < hard {
-                    if rng.percent(2) {
-                        // Re-open: the magic may be gone by now (an error, not a panic).
-                        lock = timed(board, "open", Some(OPEN), || L::t_open(name)).ok();
-                        if lock.is_none() {
-                            error(board);
+    run_victims(board, |t| {
+        let mut rng = Rng::new(seed ^ t);
+        let mut lock = Some(L::t_open(name).expect("open lock"));
+        board.w(W_READY).fetch_add(1, SeqCst);
+        while !board.stopping() && Instant::now() < hard {
+            if rng.percent(2) {
+                // Re-open: the magic may be gone by now (an error, not a panic).
+                lock = timed(board, "open", Some(OPEN), || L::t_open(name)).ok();
+                if lock.is_none() {
+                    error(board);
+                }
+            }
+            let Some(l) = &lock else { continue };
+            let _ = (l.t_owner(), l.t_depth());
+            let timeout = Duration::from_millis(rng.below(20));
+            let r = if rng.percent(30) {
+                timed(board, "try_lock", None, || l.t_try())
+            } else {
+                timed(board, "lock_timeout", Some(timeout), || l.t_lock(timeout))
+            };
+            match r {
+                Ok(g) => {
+                    let mut levels = Vec::new();
+                    if L::KIND == "rlock" {
+                        for _ in 0..rng.below(3) {
+                            match timed(board, "relock", Some(timeout), || l.t_lock(timeout)) {
+                                Ok(g) => levels.push(g),
+                                Err(_) => error(board),
+                            }
                         }
                     }
-                    let Some(l) = &lock else { continue };
-                    let _ = (l.t_owner(), l.t_depth());
-                    let timeout = Duration::from_millis(rng.below(20));
-                    let r = if rng.percent(30) {
-                        timed(board, "try_lock", None, || l.t_try())
-                    } else {
-                        timed(board, "lock_timeout", Some(timeout), || l.t_lock(timeout))
-                    };
-                    match r {
-                        Ok(g) => {
-                            let mut levels = Vec::new();
-                            if L::KIND == "rlock" {
-                                for _ in 0..rng.below(3) {
-                                    match timed(board, "relock", Some(timeout), || {
-                                        l.t_lock(timeout)
-                                    }) {
-                                        Ok(g) => levels.push(g),
-                                        Err(_) => error(board),
-                                    }
-                                }
-                            }
-                            for _ in 0..rng.below(500) {
-                                std::hint::spin_loop();
-                            }
-                            drop(levels);
-                            if rng.percent(20) {
-                                if timed(board, "release", None, || l.t_leak_release(g)).is_err() {
-                                    error(board);
-                                }
-                            } else {
-                                drop(g);
-                            }
-                        }
-                        Err(LockError::OwnerDied(mut g)) => {
-                            error(board);
-                            if rng.percent(50) && g.t_repair().is_err() {
-                                error(board);
-                            }
-                            drop(g);
-                        }
-                        Err(_) => error(board),
-                    }
+                    // Now and then hold it for longer than the other thread's timeouts.
                     if rng.percent(10) {
-                        std::thread::sleep(rng.micros(200));
+                        std::thread::sleep(rng.micros(30_000));
+                    } else {
+                        for _ in 0..rng.below(500) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    drop(levels);
+                    if rng.percent(20) {
+                        if timed(board, "release", None, || l.t_leak_release(g)).is_err() {
+                            error(board);
+                        }
+                    } else {
+                        drop(g);
                     }
                 }
-            });
+                Err(LockError::OwnerDied(mut g)) => {
+                    error(board);
+                    if rng.percent(50) && g.t_repair().is_err() {
+                        error(board);
+                    }
+                    drop(g);
+                }
+                Err(_) => error(board),
+            }
+            if rng.percent(10) {
+                std::thread::sleep(rng.micros(200));
+            }
         }
     });
 }
@@ -1866,6 +1948,7 @@ fn hostile_writer_vs_rlock() {
 #[test]
 fn child_main() {
     common::child_entry(|role, args| {
+        die_with_parent();
         let arg = |i: usize| args[i].as_str();
         let num = |i: usize| args[i].parse::<u64>().expect("numeric argument");
         match role {
@@ -1894,9 +1977,8 @@ fn child_main() {
                     q => {
                         let kind = QKind::parse(q);
                         let (name, b) = (arg(1), &board);
-                        std::thread::scope(|s| {
-                            s.spawn(move || queue_victim_side(kind, name, b, true, seed));
-                            s.spawn(move || queue_victim_side(kind, name, b, false, !seed));
+                        run_victims(b, |k| {
+                            queue_victim_side(kind, name, b, k == 0, seed ^ k);
                         });
                     }
                 }
