@@ -642,19 +642,28 @@ fn lock_worker<L: TLock>(name: &str, board: &Board, slot: u64, seed: u64) {
 fn fork_holding<L: TLock>(lock: &L, guard: &L::G<'_>, board: &Board, me: u64) {
     let worker = std::process::id() as libc::pid_t;
     let code = fork_and(|| {
-        // SAFETY: plain libc call.
-        let parent_alive = || unsafe { libc::getppid() } == worker;
         let owner_is_parent = lock.t_owner().map(|o| o.token) == Some(me);
         drop(inherited(guard));
         let still = lock.t_owner().map(|o| o.token) == Some(me);
         match lock.t_try() {
             Err(LockError::WouldBlock) => i32::from(!owner_is_parent) | i32::from(!still) << 1,
-            r if !parent_alive() => {
-                // The worker died holding it: we are one more process that takes over.
+            r => {
+                // Only right if the worker died meanwhile: we are then one more process that
+                // takes over from it. Repair and release as every taker does (never drop an
+                // OwnerDied guard unrepaired), then make sure the worker is gone. It may be
+                // between closing its files (which ends its liveness) and being reparented
+                // away from us, so wait for that a little.
                 drop(enter(board, r, "forked child"));
+                let deadline = Instant::now() + T;
+                // SAFETY: plain libc call.
+                while unsafe { libc::getppid() } == worker {
+                    if Instant::now() > deadline {
+                        return 4; // it lives: we took the lock from a live holder
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 0
             }
-            r => 4 | i32::from(r.is_ok()) << 3,
         }
     });
     if code != 0 {
@@ -1483,6 +1492,67 @@ fn mpmc_producers_and_consumers_killed_at_random_points() {
 #[test]
 fn bytes_ring_producers_and_consumers_killed_at_random_points() {
     queue_torture(QKind::Bytes);
+}
+
+/// A dead process's owner word: a liveness token whose file does not exist.
+const GHOST: u64 = 0x2bad_dead_0000_0001;
+
+/// Regression: an MPMC consumer killed while it skips a dead producer's position, after its
+/// `head` CAS and before it frees the slot for the next lap (`recover`: stamp `pos` →
+/// `pos + capacity`), left the slot saying "position `pos`, not yet published" with `head`
+/// already past `pos`. Producers a lap later took that for a previous-lap producer still at
+/// work and waited for consumers to resolve it, but no consumer ever looks at `pos` again:
+/// every push timed out, for good, and consumers that caught up reported `Corrupt`. The
+/// state is built by hand (SPEC §7.4 layout): the two deaths fall in windows of a few
+/// instructions, which random kills almost never hit.
+#[test]
+fn mpmc_consumer_killed_while_skipping_a_dead_producers_position() {
+    let name = unique_name("tort-mpmc-skip");
+    let _cleanup = Cleanup::new(&[&name]);
+    let q = mpmc::Queue::<u64>::create(&name, 4).unwrap();
+    q.set_unlink_on_drop(true);
+    let mut tx = q.producer().unwrap();
+    let mut rx = q.consumer().unwrap();
+    tx.push(10, Some(T)).unwrap();
+    assert_eq!(rx.pop(Some(T)), Ok(10));
+    // Payload offsets (SPEC §7.4); the payload starts at offset 128 of the object. Our own
+    // handles hold claim slot 0 of each side; the dead ones hold slot 5.
+    let raw = Segment::options().raw(true).open(&name).unwrap();
+    let at = |payload: u64| raw.atomic_u64(128 + payload).unwrap();
+    let (tail, head, pclaim, cclaim) = (128, 256, 384 + 128 * 5, 2432 + 128 * 5);
+    let stamp1 = 4480 + 16; // slot 1: stamp, then the u64 (slot size 16)
+                            // A producer claimed position 1 (inflight, then the tail CAS) and was killed before it
+                            // published.
+    at(pclaim).store(GHOST, SeqCst);
+    at(pclaim + 8).store(1, SeqCst);
+    at(tail).store(2, SeqCst);
+    // A consumer found position 1 in flight with a dead claimer and skipped it: it recorded 1
+    // as its in-flight position, moved head past it, and was killed before its stamp store.
+    at(cclaim).store(GHOST + 1, SeqCst);
+    at(cclaim + 8).store(1, SeqCst);
+    at(head).store(2, SeqCst);
+    assert_eq!(at(stamp1).load(SeqCst), 1);
+    // The queue goes on: the dead producer's element is lost (it never existed), nothing else,
+    // and nothing blocks past the lap.
+    for i in 0..12u64 {
+        if i == 3 {
+            // At position 5 = 1 + capacity, before any producer got there: the slot still
+            // says "position 1, unpublished". A consumer finds the queue empty.
+            assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+            assert_eq!(
+                rx.pop(Some(Duration::from_millis(50))),
+                Err(PopError::Timeout)
+            );
+        }
+        assert_eq!(
+            tx.push(100 + i, Some(Duration::from_secs(2))),
+            Ok(()),
+            "push {i}"
+        );
+        assert_eq!(rx.pop(Some(Duration::from_secs(2))), Ok(100 + i), "pop {i}");
+    }
+    drop((tx, rx, q));
+    assert_unlinked(&[&name]);
 }
 
 // ---------------------------------------------------------------------------------------------
