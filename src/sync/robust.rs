@@ -283,6 +283,13 @@ impl MutexCore {
                 {
                     continue;
                 }
+            } else if self.owner.load(Ordering::Relaxed) != cur {
+                // WAITERS was already set, so no CAS checked that `cur` is still the word:
+                // the holder may have released (and bumped `seq`) between our read of `cur`
+                // and the snapshot, and nobody would wake us. Read the word again, after the
+                // snapshot: if the snapshot saw that bump (Acquire), this load sees the
+                // release, or a later word. Relaxed: coherence is all it needs.
+                continue;
             }
             keep_waiters = WAITERS;
             #[cfg(not(loom))]
