@@ -33,12 +33,22 @@
 //! Every wait is bounded: blocking calls that must succeed get 10 s, children get minutes to
 //! exit, and a child that hangs is killed and the test fails.
 //!
-//! **Scale.** `SHMKIT_TORTURE_ROUNDS` (default 12) is the number of kill rounds per test; the
+//! **Scale.** `SHMKIT_TORTURE_ROUNDS` (default 40) is the number of kill rounds per test; the
 //! hostile tests run for `100 + 40 × rounds` ms each. `SHMKIT_TORTURE_SEED` fixes the random
 //! choices (each test prints the seed it used). CI runs the default; to run it big:
 //!
 //! ```text
 //! SHMKIT_TORTURE_ROUNDS=500 cargo test --release --test torture -- --nocapture
+//! ```
+//!
+//! (500 rounds take about a minute on 2 cores; each test prints what it did.) Liveness lives in
+//! `/dev/shm/.shmkit`: anyone who removes files there while the test runs (an `rm` of
+//! `/dev/shm/*`, systemd's `RemoveIPC`) makes live workers look dead, which the test reports.
+//! On a machine shared with other `/dev/shm` users, run it in a private one (as root):
+//!
+//! ```text
+//! unshare --mount --propagation private sh -c \
+//!     'mount -t tmpfs tmpfs /dev/shm && SHMKIT_TORTURE_ROUNDS=500 cargo test --release --test torture'
 //! ```
 
 mod common;
@@ -70,7 +80,7 @@ const STUCK: Duration = Duration::from_secs(60);
 /// The default open timeout (an open waits this long at most for a creator to publish).
 const OPEN: Duration = Duration::from_secs(5);
 /// Default number of kill rounds per test.
-const DEFAULT_ROUNDS: u64 = 12;
+const DEFAULT_ROUNDS: u64 = 40;
 /// Largest number of messages one producer incarnation sends.
 const MAX_N: u64 = 300;
 /// Largest body of a bytes-ring message (the ring holds 1024 bytes: at most 504 per message).
@@ -266,6 +276,15 @@ impl Board {
     }
     fn was_killed(&self, pid: u64) -> bool {
         (0..self.get(W_KILLED_N)).any(|i| self.killed(i).load(SeqCst) == pid)
+    }
+}
+
+/// What the liveness file of `token` looks like (for failure messages).
+fn live_file(token: u64) -> String {
+    let p = format!("/dev/shm/.shmkit/live-{token:016x}");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => format!("{p}: {:?}", s.trim()),
+        Err(e) => format!("{p}: {e}"),
     }
 }
 
@@ -542,7 +561,11 @@ fn enter<G: TGuard>(board: &Board, r: Result<G, LockError<G>>, who: &str) -> G {
             if mark != 0 && !board.was_killed(mark) {
                 violation(
                     board,
-                    format!("{who}: OwnerDied; the inside mark names pid {mark}, never killed"),
+                    format!(
+                        "{who}: OwnerDied from {prev:?} (its liveness file {}), but the inside mark \
+                         names pid {mark}, never killed",
+                        live_file(prev.token)
+                    ),
                 );
             }
             if a != b {
@@ -733,6 +756,26 @@ fn lock_torture<L: TLock>() {
             held_any |= held;
             held_kills += u64::from(held);
             tokens.push(board.slot(v, S_TOKEN).load(SeqCst));
+        }
+        // Every worker still running is alive to any other process.
+        for k in 0..WORKERS {
+            let token = board.slot(k, S_TOKEN).load(SeqCst);
+            if token != 0 && !victims.contains(&k) {
+                if let Some(st) = kids[k as usize].try_wait().expect("try_wait") {
+                    panic!("round {round}: worker {k} exited: {}", describe(st));
+                }
+                let o = Owner {
+                    token,
+                    pid: kids[k as usize].id(),
+                    thread: 0,
+                };
+                assert_eq!(
+                    o.liveness(),
+                    Liveness::Alive,
+                    "round {round}: worker {o:?} is running (liveness file {})",
+                    live_file(token)
+                );
+            }
         }
         // Compete for the lock like everyone else, and check what we find.
         let g = enter(&board, lock.t_lock(T), "test");
