@@ -17,7 +17,10 @@
 //!   duplicate (except the one the bytes ring documents: a consumer killed between reading a
 //!   record and releasing it sees it again), per-producer order, and no gap except the
 //!   documented losses: the message a producer was pushing when killed, and (SPSC, MPMC) the
-//!   one a consumer had popped when killed (the bytes ring consumer loses nothing).
+//!   one a consumer had popped when killed (it logs after `pop` returns; a gap is allowed only
+//!   at the log position of a consumer killed inside a receive; SPSC checks that position
+//!   exactly, MPMC the count). The bytes ring consumer logs before it releases, so it loses
+//!   nothing.
 //! - **fork()**: every worker, producer and consumer forks once at a random point; the child
 //!   drops its inherited guard or queue handle, which must change nothing (`tests/fork.rs`).
 //! - **Hostile writer**: a process maps each kind of object raw and writes random and
@@ -27,6 +30,9 @@
 //!   detector with a generous margin, not a performance bound), no call may panic, and the
 //!   process must exit normally (a SIGSEGV or SIGBUS from an out-of-bounds access would kill
 //!   it).
+//! - **Regression**: an MPMC consumer killed while skipping a dead producer's position (a
+//!   window too narrow for random kills) must not wedge the queue a lap later; the state is
+//!   built by hand.
 //! - Nothing is left in `/dev/shm`: every object is unlinked by its owning handle's drop
 //!   (checked), and [`common::Cleanup`] removes it anyway if the test fails.
 //!
@@ -43,7 +49,8 @@
 //!
 //! (500 rounds take about a minute on 2 cores; each test prints what it did.) Liveness lives in
 //! `/dev/shm/.shmkit`: anyone who removes files there while the test runs (an `rm` of
-//! `/dev/shm/*`, systemd's `RemoveIPC`) makes live workers look dead, which the test reports.
+//! `/dev/shm/*`, systemd's `RemoveIPC`, the start-up sweep of a shmkit build that reads tokens
+//! differently) makes live workers look dead, which the test reports.
 //! On a machine shared with other `/dev/shm` users, run it in a private one (as root):
 //!
 //! ```text
