@@ -521,15 +521,12 @@ fn sweep_some(n: usize) {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let f = names.swap_remove((seed % names.len() as u64) as usize);
-        let Some(t) = f
-            .to_str()
-            .and_then(|f| f.strip_prefix("live-"))
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-        else {
-            continue;
-        };
-        if liveness(t) == Liveness::Dead {
-            let _ = std::fs::remove_file(path_of(t));
+        // Judged by the file's own lock only, never by the token's value: a file whose name
+        // this build would not draw (another version's token) is still a live process's if
+        // its write lock is held.
+        let path = std::path::Path::new(&dir()).join(&f);
+        if unlocked(&path) {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

@@ -772,8 +772,18 @@ impl<T: Element> Producer<T> {
                 }
             } else if stamp == pos.wrapping_sub(sh.capacity) {
                 // The previous lap's producer of this slot claimed it and has not published:
-                // the queue is full up to an in-flight element (consumers resolve it).
-                return Err(Attempt::Blocked);
+                // the queue is full up to an in-flight element (consumers resolve it) — unless
+                // a consumer already skipped that position (head is past it: only `recover`
+                // moves head over an unpublished stamp) and died before freeing the slot.
+                // SeqCst fence and Acquire head load: as in the branch below.
+                fence(Ordering::SeqCst);
+                let head = ctrl.head.head.load(Ordering::Acquire);
+                let prev = pos.wrapping_sub(sh.capacity);
+                return Err(if head.wrapping_sub(prev) as i64 > 0 {
+                    Attempt::InFlight(prev)
+                } else {
+                    Attempt::Blocked
+                });
             } else if stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1) {
                 // The previous lap's element is still there: full, or a consumer is reading it.
                 // SeqCst fence, as crossbeam: order the stamp load before the head load.
@@ -806,15 +816,24 @@ impl<T: Element> Producer<T> {
             return;
         }
         // The claimer died after taking `prev` and before releasing the slot: its element is
-        // lost (it was in flight). Release the slot as it would have. AcqRel/Relaxed: the
-        // CAS decides among racing recoverers; Release pairs with producers' Acquire stamp
-        // loads.
-        let _ = sh.stamp(prev).compare_exchange(
-            prev.wrapping_add(1),
-            prev.wrapping_add(sh.capacity),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        // lost (it was in flight). Release the slot as it would have: from `prev + 1` (it was
+        // popping the element), or from `prev` (it was skipping a dead producer's position,
+        // `Consumer::recover`). AcqRel/Relaxed: the CAS decides among racing recoverers;
+        // Release pairs with producers' Acquire stamp loads.
+        for from in [prev.wrapping_add(1), prev] {
+            if sh
+                .stamp(prev)
+                .compare_exchange(
+                    from,
+                    prev.wrapping_add(sh.capacity),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break;
+            }
+        }
     }
 
     /// Push `value` if there is room now.
@@ -867,11 +886,14 @@ impl<T: Element> Producer<T> {
             };
             let sh = &*self.h.shared;
             // Acquire: as for `head0`; a pop that happened before our wake-up is seen.
-            // A consumer in flight on `prev` ends the wait by releasing the slot.
+            // A consumer in flight on `prev` ends the wait by releasing the slot (its stamp
+            // leaves `prev + 1`, or `prev` for a consumer that was skipping it).
             let ready = || {
                 sh.ctrl().head.head.load(Ordering::Acquire) != head0
-                    || prev
-                        .is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p.wrapping_add(1))
+                    || prev.is_some_and(|p| {
+                        let s = sh.stamp(p).load(Ordering::Acquire);
+                        s != p.wrapping_add(1) && s != p
+                    })
                     || sh.side_gone(Role::Consumer, false)
             };
             #[cfg(not(loom))]
@@ -974,8 +996,13 @@ impl<T: Element> Consumer<T> {
                         pos = h;
                     }
                 }
-            } else if stamp == pos || stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1) {
-                // Not yet written.
+            } else if stamp == pos
+                || stamp == pos.wrapping_sub(sh.capacity).wrapping_add(1)
+                || stamp == pos.wrapping_sub(sh.capacity)
+            {
+                // Not yet written. (`pos - capacity`: the previous lap's position was skipped
+                // by a consumer that died before freeing the slot; the next producer here
+                // frees it, see `Producer::attempt`.)
                 let a = Attempt::Unpublished { pos, stamp };
                 return Err(if classify { self.classify(a) } else { a });
             } else {
