@@ -313,6 +313,9 @@ fn a_read_lock_on_a_dead_holders_liveness_file_does_not_keep_it_alive() {
 /// cannot make it write anywhere: the other segment's bytes stay exactly as written.
 #[test]
 fn a_leaked_guard_of_an_unmapped_lock_writes_nowhere_else() {
+    // Rounds in which the unrelated segment was mapped where the leaked lock had been: the
+    // case that corrupted memory before. The test must see it happen to test anything.
+    let mut reused = 0;
     for round in 0..20 {
         let (a, b, c) = (
             common::unique_name("lock-leak-a"),
@@ -322,10 +325,13 @@ fn a_leaked_guard_of_an_unmapped_lock_writes_nowhere_else() {
         let _cleanup = common::Cleanup::new(&[&a, &b, &c]);
         let leaked = Lock::create(&a).unwrap();
         std::mem::forget(leaked.lock().unwrap());
+        let page = |p: usize| p & !4095;
+        let lock_page = page(&*leaked as *const shmkit::sync::LockState as usize);
         drop(leaked); // unmapped while "held"
         Segment::unlink(&a).unwrap();
-        // Whatever is mapped next (often at the same address): a payload of known bytes.
-        let s = Segment::create(&b, 4096).unwrap();
+        // Whatever is mapped next (a one-page object, like the lock's): known bytes.
+        let s = Segment::create(&b, 4096 - 128).unwrap();
+        reused += usize::from(page(s.as_ptr() as usize) == lock_page);
         s.write_at(0, &[0xab; 4096 - 128]).unwrap();
         // More lock traffic in the same thread.
         let other = Lock::create(&c).unwrap();
@@ -339,4 +345,8 @@ fn a_leaked_guard_of_an_unmapped_lock_writes_nowhere_else() {
             "round {round}: bytes of an unrelated segment changed"
         );
     }
+    assert!(
+        reused > 0,
+        "no round mapped the unrelated segment at the leaked lock's page: nothing was tested"
+    );
 }

@@ -113,6 +113,8 @@ fn current_slow() -> io::Result<u64> {
                         return Ok(token);
                     }
                     Err(e) => {
+                        // Release pairs with the Acquire loads in `current`/`current_slow`
+                        // (nothing was published; another thread may now try again).
                         TOKEN.store(0, Ordering::Release);
                         return Err(e);
                     }
@@ -159,6 +161,8 @@ fn take_publishing() {
 }
 
 fn release_publishing() {
+    // Release pairs with the Acquire CAS in `take_publishing`: the next holder sees FD and
+    // TOKEN as we left them.
     PUBLISHING.store(false, Ordering::Release);
 }
 

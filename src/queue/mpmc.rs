@@ -908,7 +908,7 @@ impl<T: Element> Producer<T> {
                 .wait_until_within(ready, until)
                 .is_err()
             {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if crate::os::deadline::passed(deadline) {
                     return Err(PushError::Timeout(value));
                 }
                 if let Some(p) = prev {
@@ -1157,7 +1157,7 @@ impl<T: Element> Consumer<T> {
                     // The position's claimer is gone with its side: skip it and retry.
                     Some(p) => {
                         if self.recover(p) {
-                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                            if crate::os::deadline::passed(deadline) {
                                 return Err(PopError::Timeout);
                             }
                             continue;
@@ -1167,7 +1167,7 @@ impl<T: Element> Consumer<T> {
             }
             // Checked on every round, not only after a timed-out wait: a wait that ends at
             // once (the side is gone, a hostile stamp) must not loop past the deadline.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::os::deadline::passed(deadline) {
                 return Err(PopError::Timeout);
             }
             let sh = &*self.h.shared;
@@ -1192,7 +1192,7 @@ impl<T: Element> Consumer<T> {
                 .wait_until_within(ready, until)
                 .is_err()
             {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if crate::os::deadline::passed(deadline) {
                     return Err(PopError::Timeout);
                 }
                 if let Some(p) = inflight {

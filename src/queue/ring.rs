@@ -516,7 +516,7 @@ impl Side {
             {
                 return Wake::Retry;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::os::deadline::passed(deadline) {
                 return Wake::TimedOut;
             }
             if self.peer_dead() {

@@ -111,7 +111,8 @@ impl RoleSlot {
 
 /// How often a side that only polls (`try_pop` on an empty queue, `try_push` on a full one)
 /// checks whether its peer died: after every 1024th unsuccessful poll, at most every
-/// [`CHECK_INTERVAL`]. Reading `/proc` costs microseconds; this keeps it off the hot path.
+/// [`CHECK_INTERVAL`]. A liveness query costs three system calls (`SPEC.md` §2.3); this keeps
+/// it off the hot path.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long a blocking call sleeps, at most, between liveness checks of its peer.

@@ -191,15 +191,13 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> CmdResult {
 
 /// Integer fields that can exceed 2^53 (they come from `fstat` or from shared memory, where
 /// any `u64` can stand): beside the number, JSON output gives each as a string too.
-const WIDE_FIELDS: [&str; 8] = [
+const WIDE_FIELDS: [&str; 6] = [
     "fingerprint",
     "size",
     "header_size",
     "payload_size",
-    "creator_start_time",
     "created_unix_ns",
     "creator_pid_namespace",
-    "start_time",
 ];
 
 /// Beside every integer field of [`WIDE_FIELDS`], and any other integer above 2^53 (the
