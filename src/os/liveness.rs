@@ -30,6 +30,8 @@
 //! The file holds a short text record (`pid`, pid namespace, command name) for `shmkit info`;
 //! it is written before the file is published and is display-only: nothing trusts it.
 
+#![cfg_attr(loom, allow(dead_code))] // under loom, processes are modelled as threads
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};

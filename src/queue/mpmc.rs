@@ -27,7 +27,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cache_padded::CachePadded;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
@@ -38,7 +38,6 @@ use super::Element;
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
-#[cfg(not(loom))]
 use crate::Kind;
 use crate::Liveness;
 

@@ -37,6 +37,8 @@
 //! only thing that tracks thread exit, and it works by writing through pointers stored in the
 //! mutex.
 
+#![cfg_attr(loom, allow(dead_code))] // loom builds use the core only from its models
+
 use std::time::{Duration, Instant};
 
 use super::waiter::WaitQueue;

@@ -193,6 +193,7 @@ impl WaitQueue {
     /// and `EINTR` against the same deadline. Returns whether `seq` moved (`false`: timed
     /// out). For callers that take their snapshot under a lock and park after releasing it
     /// (`Condition`).
+    #[cfg_attr(loom, allow(dead_code))] // only Condition (not built under loom) and models
     pub(crate) fn park_past(&self, seen: u32, deadline: Option<Instant>) -> bool {
         loop {
             let r = self.park(seen, deadline);
