@@ -958,9 +958,15 @@ impl<T: Element> Consumer<T> {
     /// let q = Queue::<u64>::with_capacity(8);
     /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
     /// std::thread::scope(|s| {
-    ///     s.spawn(move || tx.push(5, None).unwrap());
+    ///     s.spawn(move || {
+    ///         tx.push(5, None).unwrap();
+    ///         tx.push(6, None).unwrap();
+    ///         // Dropping `tx` would only detach it; closing ends the stream.
+    ///         tx.close();
+    ///     });
     ///     assert_eq!(rx.pop(Some(Duration::from_secs(10))), Ok(5));
     /// });
+    /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Ok(6));
     /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Err(PopError::Disconnected));
     /// ```
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
