@@ -280,7 +280,7 @@ impl Shared {
         // Relaxed: informational.
         let state = self.ctrl().geo.state.load(Ordering::Relaxed);
         QueueStat {
-            kind: Kind::MPMC_QUEUE,
+            kind: crate::Kind::MPMC_QUEUE,
             capacity: self.capacity,
             len: self.len(),
             len_unit: LenUnit::Messages,
