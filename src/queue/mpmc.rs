@@ -1504,6 +1504,27 @@ mod loom_tests {
         });
     }
 
+    /// Two producers close at once: the side ends up closed (at least one of them sees the
+    /// other's release), and a consumer drains and gets `Disconnected`. A dropped producer
+    /// only detaches.
+    #[test]
+    fn loom_two_producers_close_at_once() {
+        crate::queue::loom_model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut c = q.consumer().unwrap();
+            let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
+            drop(q.producer().unwrap());
+            let t = loom::thread::spawn(move || {
+                a.try_push(1).unwrap();
+                a.close();
+            });
+            b.close();
+            t.join().unwrap();
+            assert_eq!(c.try_pop(), Ok(1));
+            assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+        });
+    }
+
     /// Two producers race for the last free slot: the loser must not keep a claim record for
     /// the winner's position (else, were the winner to die before publishing, recovery would
     /// take the live loser for its claimer and never skip the position).
