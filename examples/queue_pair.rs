@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Kill the producer with Ctrl-C (or `kill -9`) half-way: the consumer drains what was pushed
-//! and then reports that the producer is gone, instead of waiting forever.
+//! and then reports that the producer is gone, instead of waiting forever. (A producer that
+//! exits without closing only detaches: the consumer would wait for the next one.)
 
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("pushed {i}");
                 std::thread::sleep(Duration::from_millis(200));
             }
+            // Dropping `tx` would only detach it (the consumer would keep waiting for another
+            // producer); closing tells the consumer that the stream is over.
+            tx.close();
         }
         other => return Err(format!("unknown role {other:?}").into()),
     }

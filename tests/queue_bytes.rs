@@ -89,6 +89,15 @@ fn child_main() {
                 }
             }
         }
+        "send_range" => {
+            // Send framed args[1]..args[2], then exit without closing (the handle detaches).
+            let (from, to): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            let ring = Ring::open(&args[0]).unwrap();
+            let mut tx = ring.producer().unwrap();
+            for seq in from..to {
+                tx.send(&framed(seq), T).unwrap();
+            }
+        }
         "hold_producer" => {
             let ring = Ring::open(&args[0]).unwrap();
             let _tx = ring.producer().unwrap();
@@ -195,4 +204,54 @@ fn producer_killed_mid_stream_100_times() {
             assert_eq!(check_framed(&rx.recv(T).unwrap()), seq, "round {round}");
         }
     }
+}
+
+/// A producer process that exits without closing detaches: the consumer times out instead of
+/// getting `Disconnected` and receives from the next producer; an explicit close still gives
+/// `Disconnected` after the drain, and the next producer reopens the ring. A consumer that
+/// detaches leaves the messages for the next one; a consumer's close fails the producer.
+#[test]
+fn a_detached_producer_leaves_the_ring_open_for_the_next() {
+    let name = unique_name("bytesdetach");
+    let _c = Cleanup::new(&[&name]);
+    let ring = Ring::create(&name, CAP).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let mut child = spawn_child("send_range", &[&name, "0", "5"]);
+    wait_ok(&mut child, WAIT);
+    for seq in 0..5 {
+        assert_eq!(check_framed(&rx.recv(T).unwrap()), seq);
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(
+        rx.recv(Some(Duration::from_millis(200))),
+        Err(PopError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+    let st = ring.stat();
+    assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");
+    let mut child = spawn_child("send_range", &[&name, "5", "10"]);
+    for seq in 5..10 {
+        assert_eq!(check_framed(&rx.recv(T).unwrap()), seq);
+    }
+    wait_ok(&mut child, WAIT);
+    // An explicit close: drained, then Disconnected; the next producer reopens the ring.
+    let mut tx = ring.producer().unwrap();
+    tx.send(b"last", T).unwrap();
+    tx.close();
+    assert_eq!(rx.recv(T).unwrap(), b"last");
+    assert_eq!(rx.recv(T), Err(PopError::Disconnected));
+    assert!(ring.stat().producer_closed);
+    let mut tx = ring.producer().unwrap();
+    assert!(!ring.stat().producer_closed);
+    tx.send(b"again", T).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), b"again");
+    // The consumer detaches: the producer keeps sending; the next consumer gets it.
+    drop(rx);
+    tx.try_send(b"kept").unwrap();
+    let mut rx = ring.consumer().unwrap();
+    assert_eq!(rx.try_recv().unwrap(), b"kept");
+    rx.close();
+    assert_eq!(tx.try_send(b"x"), Err(ReserveError::Disconnected));
+    assert_eq!(tx.send(b"x", T), Err(ReserveError::Disconnected));
 }

@@ -168,3 +168,130 @@ fn every_kind_name_round_trips() {
         assert_eq!(st["len"], want_len, "{st}");
     }
 }
+
+/// What one `shmkit` step of an order test does, and what it must print.
+enum Step {
+    /// `queue push NAME MSG`: succeeds.
+    Push(&'static str),
+    /// `queue push NAME MSG --timeout 0.2` on a full queue: exit 1, "timed out" on stderr.
+    PushFull(&'static str),
+    /// `queue pop NAME`: prints the message.
+    Pop(&'static str),
+    /// `queue pop NAME --timeout 0.2` on an empty queue: exit 1, one "timed out" line.
+    PopEmpty,
+}
+
+fn run_steps(kind: &str, cap: &str, steps: &[Step]) {
+    let name = unique_name(&format!("cliorder{kind}"));
+    let _c = Cleanup::new(&[&name]);
+    ok(&[
+        "queue",
+        "create",
+        &name,
+        "--kind",
+        kind,
+        "--capacity",
+        cap,
+        "--elem-size=16",
+    ]);
+    for (i, step) in steps.iter().enumerate() {
+        let at = format!("{kind}, step {i}");
+        match *step {
+            Step::Push(m) => {
+                ok(&["queue", "push", &name, m, "--timeout", "10"]);
+            }
+            Step::PushFull(m) => {
+                let out = shmkit(&["queue", "push", &name, m, "--timeout", "0.2"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(1), "{at}: {err}");
+                assert!(err.contains("timed out"), "{at}: {err}");
+                assert_eq!(err.lines().count(), 1, "{at}: {err}");
+            }
+            Step::Pop(m) => {
+                let got = ok(&["queue", "pop", &name, "--timeout", "10"]);
+                assert_eq!(got.trim_end(), m, "{at}");
+            }
+            Step::PopEmpty => {
+                let out = shmkit(&["queue", "pop", &name, "--timeout", "0.2"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(1), "{at}: {err}");
+                assert!(out.stdout.is_empty(), "{at}");
+                assert!(err.contains("timed out"), "{at}: {err}");
+                assert_eq!(err.lines().count(), 1, "{at}: {err}");
+            }
+        }
+    }
+    // Every process detached: no role held, neither end closed, nothing left.
+    let st = json(&["queue", "stat", &name, "--json"]);
+    assert_eq!(st["len"], 0, "{kind}: {st}");
+    assert_eq!(st["producer_closed"], false, "{kind}: {st}");
+    assert_eq!(st["consumer_closed"], false, "{kind}: {st}");
+    assert_eq!(
+        st["producers"].as_array().map(Vec::len),
+        Some(0),
+        "{kind}: {st}"
+    );
+    assert_eq!(
+        st["consumers"].as_array().map(Vec::len),
+        Some(0),
+        "{kind}: {st}"
+    );
+}
+
+/// Pushes and pops from separate `shmkit` processes in every order, for every kind: each
+/// process attaches, does its one operation and exits (detaching, not closing), so the queue
+/// keeps its messages and stays usable by the next process.
+#[test]
+fn push_and_pop_from_separate_processes_in_every_order() {
+    use Step::*;
+    for kind in ["spsc", "mpmc", "bytes-ring"] {
+        let cap = if kind == "bytes-ring" { "1024" } else { "8" };
+        run_steps(
+            kind,
+            cap,
+            &[
+                // Pop on a fresh queue (no producer ever attached).
+                PopEmpty,
+                Push("a"),
+                Push("b"),
+                Pop("a"),
+                // Push after a pop (used to fail: the popping process closed the consumer end).
+                Push("c"),
+                Pop("b"),
+                Pop("c"),
+                PopEmpty,
+                PopEmpty,
+                Push("d"),
+                Pop("d"),
+                Push("e"),
+                Push("f"),
+                Push("g"),
+                Pop("e"),
+                Pop("f"),
+                Push("h"),
+                Pop("g"),
+                Pop("h"),
+                PopEmpty,
+                Push("i"),
+                Pop("i"),
+            ],
+        );
+        // A full queue: a push times out; after a pop, pushes go on; then drain.
+        let (cap, fill): (&str, &[&'static str]) = match kind {
+            // 4 records of 16 bytes (8-byte header + "m0" padded to 8) fill 64 bytes.
+            "bytes-ring" => ("64", &["m0", "m1", "m2", "m3"]),
+            _ => ("2", &["m0", "m1"]),
+        };
+        let mut steps: Vec<Step> = fill.iter().map(|&m| Push(m)).collect();
+        steps.push(PushFull("x"));
+        steps.push(Pop("m0"));
+        steps.push(Push("m9"));
+        steps.push(PushFull("y"));
+        steps.extend(fill[1..].iter().map(|&m| Pop(m)));
+        steps.push(Pop("m9"));
+        steps.push(PopEmpty);
+        steps.push(Push("z"));
+        steps.push(Pop("z"));
+        run_steps(kind, cap, &steps);
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::queue::mpmc::Queue;
-use shmkit::queue::PopError;
+use shmkit::queue::{PopError, PushError, TryPopError, TryPushError};
 
 const T: Option<Duration> = Some(Duration::from_secs(10));
 const WAIT: Duration = Duration::from_secs(120);
@@ -55,6 +55,15 @@ fn child_main() {
             }
             common::report(&format!("{count} {sum}"));
         }
+        "produce_range" => {
+            // Push args[1]..args[2], then exit without closing (the handle detaches).
+            let (from, to): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut p = q.producer().unwrap();
+            for i in from..to {
+                p.push(i, T).unwrap();
+            }
+        }
         "produce_forever" => {
             let q = Queue::<u64>::open(&args[0]).unwrap();
             let mut p = q.producer().unwrap();
@@ -75,7 +84,7 @@ fn two_producers_two_consumers_checksum_over_10m() {
     let q = Queue::<u64>::create(&name, 4096).unwrap();
     // Hold a producer handle so that consumers cannot see "all producers gone" before both
     // children have attached.
-    let keep = q.producer().unwrap();
+    let mut keep = q.producer().unwrap();
     let per = 5_000_000u64;
     let mut cons: Vec<_> = (0..2).map(|_| spawn_child("consume", &[&name])).collect();
     let mut cl: Vec<_> = cons.iter_mut().map(Lines::of).collect();
@@ -89,7 +98,9 @@ fn two_producers_two_consumers_checksum_over_10m() {
         Lines::of(p).expect("produced");
         wait_ok(p, WAIT);
     }
-    drop(keep);
+    // The children's producers detached when they exited; the last attached one closes
+    // the side, so the consumers drain and then see `Disconnected`.
+    keep.close();
     let (mut count, mut sum) = (0u64, 0u64);
     for (c, l) in cons.iter_mut().zip(&mut cl) {
         let line = l.next_line().expect("consumer report");
@@ -134,4 +145,54 @@ fn producer_killed_mid_stream_20_times() {
             }
         }
     }
+}
+
+/// Producers and consumers of other processes come and go: a producer that exits without
+/// closing detaches (the consumer times out instead of getting `Disconnected`, and receives
+/// from the next producer); an explicit close of the last producer gives `Disconnected` after
+/// the drain; a consumer that detaches leaves the elements for the next one.
+#[test]
+fn detached_producers_and_consumers_leave_the_queue_open() {
+    let name = unique_name("mpmcdetach");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 16).unwrap();
+    let mut c = q.consumer().unwrap();
+    let mut child = spawn_child("produce_range", &[&name, "0", "5"]);
+    wait_ok(&mut child, WAIT);
+    for i in 0..5 {
+        assert_eq!(c.pop(T), Ok(i));
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(
+        c.pop(Some(Duration::from_millis(200))),
+        Err(PopError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+    let st = q.stat();
+    assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");
+    let mut child = spawn_child("produce_range", &[&name, "5", "10"]);
+    for i in 5..10 {
+        assert_eq!(c.pop(T), Ok(i));
+    }
+    wait_ok(&mut child, WAIT);
+    // The consumer detaches; a producer keeps pushing; the next consumer gets the elements.
+    drop(c);
+    let mut p = q.producer().unwrap();
+    p.try_push(10).unwrap();
+    let mut c = q.consumer().unwrap();
+    assert_eq!(c.try_pop(), Ok(10));
+    // An explicit close: drained, then Disconnected.
+    p.try_push(11).unwrap();
+    p.close();
+    assert_eq!(c.pop(T), Ok(11));
+    assert_eq!(c.pop(T), Err(PopError::Disconnected));
+    // A consumer's close: producers get Disconnected; a new consumer reopens the side.
+    let mut p = q.producer().unwrap();
+    c.close();
+    assert_eq!(p.try_push(1), Err(TryPushError::Disconnected(1)));
+    assert_eq!(p.push(1, T), Err(PushError::Disconnected(1)));
+    let mut c = q.consumer().unwrap();
+    p.try_push(12).unwrap();
+    assert_eq!(c.try_pop(), Ok(12));
 }

@@ -133,7 +133,8 @@ fn a_consumer_in_another_pid_namespace_receives_and_sees_the_close() {
     for v in [1, 2, 3] {
         tx.push(v, Some(WAIT)).unwrap();
     }
-    drop(tx);
+    // Closing (not dropping, which only detaches) ends the consumer's stream.
+    tx.close();
     assert_eq!(lines.next_line().as_deref(), Some("[1, 2, 3]"));
     wait_ok(&mut child, WAIT);
 }

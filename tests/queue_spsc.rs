@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::queue::spsc::Queue;
-use shmkit::queue::{AttachError, PopError, PushError, TryPopError};
+use shmkit::queue::{AttachError, PopError, PushError, TryPopError, TryPushError};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const T: Option<Duration> = Some(Duration::from_secs(10));
@@ -92,6 +92,15 @@ fn child_main() {
                 tx.push(i, T).unwrap();
             }
             tx.close();
+        }
+        "produce_range" => {
+            // Push args[1]..args[2], then exit without closing (the handle detaches).
+            let (from, to): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            let q = Queue::<u64>::open(&args[0]).unwrap();
+            let mut tx = q.producer().unwrap();
+            for i in from..to {
+                tx.push(i, T).unwrap();
+            }
         }
         "hold_consumer" => {
             let q = Queue::<u64>::open(&args[0]).unwrap();
@@ -312,4 +321,58 @@ fn in_place_guards_carry_large_elements_whole() {
     }
     assert_eq!(rx.peek(T).err(), Some(PopError::Disconnected));
     wait_ok(&mut child, WAIT);
+}
+
+/// A producer process that exits without closing detaches: the consumer times out instead of
+/// getting `Disconnected` and receives from the next producer; an explicit close still gives
+/// `Disconnected` after the drain, and the next producer reopens the queue. A consumer that
+/// detaches leaves the elements for the next one.
+#[test]
+fn a_detached_producer_leaves_the_queue_open_for_the_next() {
+    let name = unique_name("spscdetach");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::<u64>::create(&name, 16).unwrap();
+    let mut rx = q.consumer().unwrap();
+    let mut child = spawn_child("produce_range", &[&name, "0", "5"]);
+    wait_ok(&mut child, WAIT);
+    for i in 0..5 {
+        assert_eq!(rx.pop(T), Ok(i));
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(
+        rx.pop(Some(Duration::from_millis(200))),
+        Err(PopError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    let st = q.stat();
+    assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");
+    // The next producer: the blocked consumer receives.
+    let mut child = spawn_child("produce_range", &[&name, "5", "10"]);
+    for i in 5..10 {
+        assert_eq!(rx.pop(T), Ok(i));
+    }
+    wait_ok(&mut child, WAIT);
+    // An explicit close: drained, then Disconnected.
+    let mut child = spawn_child("produce_n_close", &[&name, "3"]);
+    for i in 0..3 {
+        assert_eq!(rx.pop(T), Ok(i));
+    }
+    assert_eq!(rx.pop(T), Err(PopError::Disconnected));
+    wait_ok(&mut child, WAIT);
+    assert!(q.stat().producer_closed);
+    // Attaching reopens a closed end.
+    let mut tx = q.producer().unwrap();
+    assert!(!q.stat().producer_closed);
+    tx.try_push(7).unwrap();
+    assert_eq!(rx.try_pop(), Ok(7));
+    // The consumer detaches: the producer keeps pushing; the next consumer gets it all.
+    drop(rx);
+    tx.try_push(8).unwrap();
+    let mut rx = q.consumer().unwrap();
+    assert_eq!(rx.try_pop(), Ok(8));
+    // The consumer closes: pushes fail with Disconnected.
+    rx.close();
+    assert_eq!(tx.try_push(9), Err(TryPushError::Disconnected(9)));
+    assert_eq!(tx.push(9, T), Err(PushError::Disconnected(9)));
 }

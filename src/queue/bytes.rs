@@ -356,7 +356,10 @@ enum Fail {
     Other(ReserveError),
 }
 
-/// The producing end of a [`Ring`]. `Send`, not `Sync`. Dropping it closes the producer end.
+/// The producing end of a [`Ring`]. `Send`, not `Sync`. Dropping it detaches it: the role is
+/// freed for another producer and the consumer keeps waiting; only [`close`](Self::close)
+/// (or the death of this process while it holds the role) ends the consumer's stream with
+/// `Disconnected`.
 pub struct Producer {
     side: Side,
     tail: u64,
@@ -487,7 +490,9 @@ impl Producer {
         Ok(())
     }
 
-    /// Close the producer end: the consumer drains what is left, then gets `Disconnected`.
+    /// Close the producer end and free the role: the consumer drains what is left, then gets
+    /// `Disconnected`. A producer that attaches afterwards reopens the end. Dropping the
+    /// producer does *not* close it: it only frees the role.
     pub fn close(&mut self) {
         self.side.close()
     }
@@ -733,7 +738,10 @@ fn decode(ring: &RawRing, pos: u64, room: u64) -> Header {
     })
 }
 
-/// The consuming end of a [`Ring`]. `Send`, not `Sync`. Dropping it closes the consumer end.
+/// The consuming end of a [`Ring`]. `Send`, not `Sync`. Dropping it detaches it: the role is
+/// freed for another consumer, the messages stay, and the producer keeps sending until the
+/// ring is full; only [`close`](Self::close) (or the death of this process while it holds
+/// the role) makes the producer's calls fail with `Disconnected`.
 pub struct Consumer {
     side: Side,
     head: u64,
@@ -877,7 +885,9 @@ impl Consumer {
         Ok(v)
     }
 
-    /// Close the consumer end: the producer's reservations then fail with `Disconnected`.
+    /// Close the consumer end and free the role: the producer's reservations then fail with
+    /// `Disconnected`. What is left stays for the next consumer, whose attach reopens the
+    /// end. Dropping the consumer does *not* close it: it only frees the role.
     pub fn close(&mut self) {
         self.side.close()
     }
@@ -1041,8 +1051,8 @@ mod tests {
         }
         assert_eq!(rx.try_recv().unwrap(), [7; 100]);
         assert_eq!(rx.try_recv().unwrap(), b"third");
-        // (The dropped producer closed its end.)
-        assert_eq!(rx.try_recv(), Err(TryPopError::Disconnected));
+        // (The dropped producer only detached: empty, not disconnected.)
+        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
         let mut tx = ring.producer().unwrap();
         assert_eq!(ctrl.prod.tail.load(Ordering::Acquire), 16 + 112 + 16);
         tx.try_send(b"fourth").unwrap();

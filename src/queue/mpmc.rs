@@ -44,9 +44,10 @@ use crate::Liveness;
 /// Claim slots per side: at most this many producers and this many consumers at once.
 pub const MAX_HANDLES: usize = 16;
 
-/// `state` bit: every producer detached (cleared when one attaches).
+/// `state` bit: the producer side is closed: its last attached handle called `close()`
+/// (cleared when a producer attaches; dropping a handle never sets it).
 const PRODUCERS_CLOSED: u64 = 1;
-/// `state` bit: every consumer detached.
+/// `state` bit: the consumer side is closed (as `PRODUCERS_CLOSED`).
 const CONSUMERS_CLOSED: u64 = 2;
 /// `inflight` value meaning "no position".
 const NONE: u64 = u64::MAX;
@@ -130,7 +131,12 @@ fn slot_size(elem_size: u64) -> u64 {
 /// `close` and the snapshot accessors, the same for both handle types.
 macro_rules! handle_accessors {
     ($what:literal) => {
-        #[doc = concat!("Detach this ", $what, " (as dropping it does).")]
+        #[doc = concat!("Close this ", $what, ": free its claim slot and, if no other ", $what,
+            " is attached, close the ", $what, " side: the other side then gets `Disconnected` \
+            (consumers once they have drained the queue). While another ", $what,
+            " is attached, this only detaches, as dropping the handle does; the side closes \
+            when the last attached one closes (crossbeam's rule for the last sender or \
+            receiver). A ", $what, " that attaches later reopens the side (`SPEC.md` §7.1.3).")]
         pub fn close(&mut self) {
             self.h.close()
         }
@@ -273,7 +279,7 @@ impl Shared {
         // Relaxed: informational.
         let state = self.ctrl().geo.state.load(Ordering::Relaxed);
         QueueStat {
-            kind: Kind::MPMC_QUEUE,
+            kind: crate::Kind::MPMC_QUEUE,
             capacity: self.capacity,
             len: self.len(),
             len_unit: LenUnit::Messages,
@@ -286,8 +292,9 @@ impl Shared {
         }
     }
 
-    /// Whether every handle of `role` is gone: all detached after one closed the side, or
-    /// all remaining holders are dead. `thorough` allows reading `/proc`.
+    /// Whether the side of `role` is gone: its last attached handle closed it (the bit is set
+    /// and no handle is attached), or every attached handle is dead. A side whose handles all
+    /// detached without closing, or that nobody attached yet, is not gone. `thorough` allows reading `/proc`.
     fn side_gone(&self, role: Role, thorough: bool) -> bool {
         let bit = match role {
             Role::Producer => PRODUCERS_CLOSED,
@@ -302,7 +309,8 @@ impl Shared {
         let claims = self.ctrl().claims(role);
         let attached = claims.iter().any(|c| c.owner.holder() != 0);
         if !attached {
-            // Everyone detached after one closed the side; or nobody ever attached.
+            // The last handle closed the side; or all detached (or nobody ever attached),
+            // which leaves it open.
             return closed;
         }
         thorough
@@ -662,6 +670,20 @@ impl Handle {
         self.closed || !role::is_mine(self.me)
     }
 
+    /// Free the claim slot (what dropping does); the side stays open even if this was its
+    /// last handle (`SPEC.md` §7.1.3).
+    fn detach(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if !role::is_mine(self.me) {
+            return; // a fork()ed child's copy: the claim is the parent's; change nothing
+        }
+        self.claim().owner.release(self.me);
+    }
+
+    /// Free the claim slot and, if no other handle of this side is attached, close the side.
     fn close(&mut self) {
         if self.closed {
             return;
@@ -672,6 +694,9 @@ impl Handle {
         }
         let ctrl = self.shared.ctrl();
         self.claim().owner.release(self.me);
+        // SeqCst: of two handles that close at once, at least one sees the other's release
+        // (store buffering), so the side does not stay open after both closed.
+        fence(Ordering::SeqCst);
         if ctrl.claims(self.role).iter().all(|c| c.owner.holder() == 0) {
             let bit = if self.role == Role::Producer {
                 PRODUCERS_CLOSED
@@ -687,8 +712,9 @@ impl Handle {
 }
 
 impl Drop for Handle {
+    /// Dropping detaches: the claim slot is freed, the side stays open.
     fn drop(&mut self) {
-        self.close();
+        self.detach();
     }
 }
 
@@ -709,8 +735,11 @@ enum Attempt {
     Corrupt,
 }
 
-/// A producing handle of an MPMC [`Queue`]. `Send`, not `Sync`. Dropping it detaches it;
-/// when the last producer detaches, consumers drain the queue and then get `Disconnected`.
+/// A producing handle of an MPMC [`Queue`]. `Send`, not `Sync`. Dropping it detaches it: its
+/// claim slot is freed for another producer and the queue stays open, even when it was the
+/// last producer (consumers keep waiting for the next one). Consumers drain the queue and
+/// then get `Disconnected` only once the last attached producer [`close`](Self::close)s, or
+/// every attached producer is dead.
 pub struct Producer<T> {
     h: Handle,
     _t: PhantomData<fn(T)>,
@@ -941,7 +970,10 @@ impl<T: Element + Copy> Producer<T> {
     }
 }
 
-/// A consuming handle of an MPMC [`Queue`]. `Send`, not `Sync`.
+/// A consuming handle of an MPMC [`Queue`]. `Send`, not `Sync`. Dropping it detaches it (its
+/// claim slot is freed; the queue keeps its elements for the next consumer); producers get
+/// `Disconnected` only once the last attached consumer [`close`](Self::close)s, or every
+/// attached consumer is dead.
 pub struct Consumer<T> {
     h: Handle,
     _t: PhantomData<fn() -> T>,
@@ -1339,19 +1371,62 @@ mod tests {
     }
 
     #[test]
-    fn disconnected_after_last_producer_detaches_and_busy_slots() {
+    fn disconnected_after_last_producer_closes_and_busy_slots() {
         let q = Queue::<u32>::with_capacity(8);
         let mut c = q.consumer().unwrap();
         assert_eq!(c.try_pop(), Err(TryPopError::Empty));
         let mut ps: Vec<_> = (0..MAX_HANDLES).map(|_| q.producer().unwrap()).collect();
         assert!(matches!(q.producer(), Err(AttachError::NoFreeSlot { .. })));
         ps[0].try_push(5).unwrap();
-        drop(ps);
+        // Closing while others are attached only detaches.
+        ps[0].close();
         assert_eq!(c.try_pop(), Ok(5));
-        assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
-        let mut p = q.producer().unwrap();
-        p.try_push(6).unwrap();
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        // All detached (dropped): the side stays open, the consumer waits.
+        let mut last = ps.pop().unwrap();
+        drop(ps);
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        last.try_push(6).unwrap();
+        // The last attached producer closes: drained, then Disconnected.
+        last.close();
         assert_eq!(c.try_pop(), Ok(6));
+        assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+        assert_eq!(
+            c.pop(Some(Duration::from_millis(30))),
+            Err(PopError::Disconnected)
+        );
+        // A new producer reopens the side.
+        let mut p = q.producer().unwrap();
+        p.try_push(7).unwrap();
+        assert_eq!(c.try_pop(), Ok(7));
+        drop(p);
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+    }
+
+    /// Dropping every producer detaches them: a blocked consumer times out instead of
+    /// getting `Disconnected`, and receives from the next producer.
+    #[test]
+    fn dropped_producers_leave_the_queue_open() {
+        let q = Queue::<u32>::with_capacity(8);
+        let mut c = q.consumer().unwrap();
+        let mut p = q.producer().unwrap();
+        p.try_push(1).unwrap();
+        drop(p);
+        assert_eq!(c.pop(Some(Duration::from_millis(50))), Ok(1));
+        let t = Instant::now();
+        assert_eq!(
+            c.pop(Some(Duration::from_millis(60))),
+            Err(PopError::Timeout)
+        );
+        assert!(t.elapsed() >= Duration::from_millis(60));
+        assert!(!q.stat().producer_closed);
+        // The consumer detaches too; the producer keeps pushing into the queue.
+        drop(c);
+        let mut p = q.producer().unwrap();
+        p.try_push(2).unwrap();
+        drop(p);
+        let mut c = q.consumer().unwrap();
+        assert_eq!(c.try_pop(), Ok(2));
     }
 
     /// Slots are [stamp, element padded to 8]: odd sizes and 16-aligned elements (stored
@@ -1436,7 +1511,7 @@ mod loom_tests {
     fn loom_two_producers_one_consumer() {
         crate::queue::loom_model(|| {
             let q = Queue::<u64>::with_capacity(2);
-            let keep = q.producer().unwrap();
+            let mut keep = q.producer().unwrap();
             let mut c = q.consumer().unwrap();
             let hs: Vec<_> = (1..=2u64)
                 .map(|v| {
@@ -1448,7 +1523,30 @@ mod loom_tests {
             let b = c.pop(None).unwrap();
             assert_eq!(a + b, 3);
             hs.into_iter().for_each(|h| h.join().unwrap());
-            drop(keep);
+            // The two pushers detached (dropped); the last attached producer closes the side.
+            assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+            keep.close();
+            assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+        });
+    }
+
+    /// Two producers close at once: the side ends up closed (at least one of them sees the
+    /// other's release), and a consumer drains and gets `Disconnected`. A dropped producer
+    /// only detaches.
+    #[test]
+    fn loom_two_producers_close_at_once() {
+        crate::queue::loom_model(|| {
+            let q = Queue::<u64>::with_capacity(2);
+            let mut c = q.consumer().unwrap();
+            let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
+            drop(q.producer().unwrap());
+            let t = loom::thread::spawn(move || {
+                a.try_push(1).unwrap();
+                a.close();
+            });
+            b.close();
+            t.join().unwrap();
+            assert_eq!(c.try_pop(), Ok(1));
             assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
         });
     }

@@ -13,7 +13,8 @@ use crate::loom::{fence, AtomicU64, Ordering};
 use crate::sync::WaitQueue;
 use crate::Liveness;
 
-/// `state` bit: the producer closed its end (cleared when a producer attaches).
+/// `state` bit: the producer closed its end with `close()` (not set by a drop; cleared when a
+/// producer attaches).
 pub(crate) const PRODUCER_CLOSED: u64 = 1;
 /// `state` bit: the consumer closed its end (cleared when a consumer attaches).
 pub(crate) const CONSUMER_CLOSED: u64 = 2;
@@ -379,7 +380,7 @@ pub(crate) enum Wake {
     PeerDead,
 }
 
-/// One end's attachment to a ring: holds the role from `attach` to `close`/drop.
+/// One end's attachment to a ring: holds the role from `attach` to `close`, `detach` or drop.
 pub(crate) struct Side {
     pub ring: Arc<Ring>,
     role: Role,
@@ -466,6 +467,23 @@ impl Side {
             || (self.throttle.due() && self.peer_dead())
     }
 
+    /// Detach this end (what dropping a handle does): free the role, if this process still
+    /// holds it, so that another handle (of any process) may attach, and change nothing else.
+    /// The peer does not notice: a consumer keeps waiting, a producer keeps pushing until the
+    /// ring is full (`SPEC.md` §7.1.3). Idempotent; a no-op after `close`.
+    pub(crate) fn detach(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if !role::is_mine(self.me) {
+            // A handle inherited by a fork()ed child: the role is the parent's.
+            return;
+        }
+        // A no-op if the role was taken over (we were judged dead).
+        self.ring.slot(self.role).release(self.me);
+    }
+
     /// Close this end: the peer drains what is left and then gets `Disconnected`. Frees the
     /// role. Idempotent.
     pub(crate) fn close(&mut self) {
@@ -527,7 +545,8 @@ impl Side {
 }
 
 impl Drop for Side {
+    /// Dropping detaches: the role is freed, the end stays open (`SPEC.md` §7.1.3).
     fn drop(&mut self) {
-        self.close();
+        self.detach();
     }
 }

@@ -137,6 +137,14 @@ fn published<T>(ring: &Ring, pos: u64) -> bool {
 /// through its one [`Consumer`]. A second producer (or consumer) anywhere on the machine is
 /// refused with [`AttachError::Busy`] until the holder drops its handle, closes it, or dies.
 ///
+/// Dropping a handle *detaches* it: the role is freed for the next producer (or consumer) of
+/// any process and nothing else changes, so the queue keeps its elements while producers and
+/// consumers come and go. Only [`Producer::close`] / [`Consumer::close`] shut an end (the
+/// peer drains, then gets `Disconnected`); so does the death of the process holding the
+/// role. A consumer whose producer detached (or that has none yet) sees an empty queue:
+/// `try_pop` says `Empty`, `pop` waits for a new producer until its timeout (`SPEC.md`
+/// §7.1.3).
+///
 /// `T` is plain data (zerocopy's `FromBytes + IntoBytes + Immutable`): every byte pattern is
 /// a valid `T`, so a value read from memory another process wrote is always a valid value.
 ///
@@ -354,7 +362,9 @@ impl<T> Queue<T> {
 }
 
 /// The pushing end of an SPSC [`Queue`]. `Send`, not `Sync`: one thread pushes at a time.
-/// Dropping it closes the producer end (see [`close`](Self::close)).
+/// Dropping it detaches it: the role is freed for another producer, and the consumer keeps
+/// waiting (it gets `Disconnected` only after [`close`](Self::close), or if this process dies
+/// holding the role).
 pub struct Producer<T> {
     side: Side,
     /// Our tail: the only writer, so the shared copy is never read back.
@@ -578,7 +588,8 @@ impl<T: Element> Producer<T> {
 
     /// Close the producer end and free the role: the consumer pops what is left, then gets
     /// `Disconnected`; this handle's pushes fail with `Disconnected`. A new producer may
-    /// attach afterwards (which reopens the queue). Dropping the producer closes it too.
+    /// attach afterwards (which reopens the queue). Dropping the producer does *not* close
+    /// it: it only frees the role.
     ///
     /// ```
     /// use shmkit::queue::{spsc::Queue, TryPopError};
@@ -735,8 +746,10 @@ impl<T: Element> std::fmt::Debug for WriteGuard<'_, T> {
     }
 }
 
-/// The popping end of an SPSC [`Queue`]. `Send`, not `Sync`. Dropping it closes the consumer
-/// end (see [`close`](Self::close)).
+/// The popping end of an SPSC [`Queue`]. `Send`, not `Sync`. Dropping it detaches it: the
+/// role is freed for another consumer, the elements stay, and the producer keeps pushing
+/// until the queue is full (it gets `Disconnected` only after [`close`](Self::close), or if
+/// this process dies holding the role).
 pub struct Consumer<T> {
     side: Side,
     /// Our head: the only writer.
@@ -945,9 +958,15 @@ impl<T: Element> Consumer<T> {
     /// let q = Queue::<u64>::with_capacity(8);
     /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
     /// std::thread::scope(|s| {
-    ///     s.spawn(move || tx.push(5, None).unwrap());
+    ///     s.spawn(move || {
+    ///         tx.push(5, None).unwrap();
+    ///         tx.push(6, None).unwrap();
+    ///         // Dropping `tx` would only detach it; closing ends the stream.
+    ///         tx.close();
+    ///     });
     ///     assert_eq!(rx.pop(Some(Duration::from_secs(10))), Ok(5));
     /// });
+    /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Ok(6));
     /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Err(PopError::Disconnected));
     /// ```
     pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
@@ -1000,8 +1019,8 @@ impl<T: Element> Consumer<T> {
     }
 
     /// Close the consumer end and free the role: the producer's pushes then fail with
-    /// `Disconnected`. What is left in the ring stays for the next consumer. Dropping the
-    /// consumer closes it too.
+    /// `Disconnected`. What is left in the ring stays for the next consumer, whose attach
+    /// reopens the end. Dropping the consumer does *not* close it: it only frees the role.
     pub fn close(&mut self) {
         self.side.close()
     }
@@ -1125,6 +1144,8 @@ mod loom_tests {
                 for i in 0..3 {
                     tx.push(i, None).unwrap();
                 }
+                // Dropping only detaches; closing ends the consumer's stream.
+                tx.close();
             });
             for i in 0..3 {
                 assert_eq!(rx.pop(None), Ok(i));

@@ -296,8 +296,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
     }
 }
 
-/// Pop until the deadline. A queue whose producer is gone (or never came) is waited on like
-/// an empty one: the CLI pops from named queues that producers attach to and leave.
+/// Pop until the deadline. A queue with no producer attached (none came yet, or the last one
+/// detached, as every `shmkit queue push` does when it exits) is an empty queue: the blocking
+/// pop waits. One whose producer closed it or died (`Disconnected`) is waited on the same way,
+/// by polling, since the next producer to attach reopens it.
 fn pop_until<V>(
     deadline: Option<Instant>,
     mut pop: impl FnMut(Option<Option<Duration>>) -> Result<V, PopError>,
@@ -308,12 +310,15 @@ fn pop_until<V>(
         Err(PopError::Timeout) => Err("timed out: the queue stayed empty".into()),
         Err(PopError::Corrupt) => Err(PopError::Corrupt.to_string()),
         Err(PopError::Disconnected) => loop {
-            // No producer: poll (a non-blocking pop) until one pushes or the deadline passes.
+            // The producer closed or died: poll (a non-blocking pop) until a new producer
+            // pushes or the deadline passes.
             match pop(None) {
                 Ok(v) => return Ok(v),
                 Err(PopError::Corrupt) => return Err(PopError::Corrupt.to_string()),
                 Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Err("timed out: the queue stayed empty (no producer attached)".into())
+                    return Err(
+                        "timed out: the queue stayed empty (its producer closed it or died)".into(),
+                    )
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
