@@ -221,12 +221,10 @@ fn a_detached_producer_leaves_the_ring_open_for_the_next() {
     for seq in 0..5 {
         assert_eq!(check_framed(&rx.recv(T).unwrap()), seq);
     }
-    let t = std::time::Instant::now();
     assert_eq!(
         rx.recv(Some(Duration::from_millis(200))),
         Err(PopError::Timeout)
     );
-    assert!(t.elapsed() >= Duration::from_millis(200));
     assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
     let st = ring.stat();
     assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");

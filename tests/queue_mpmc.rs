@@ -162,12 +162,10 @@ fn detached_producers_and_consumers_leave_the_queue_open() {
     for i in 0..5 {
         assert_eq!(c.pop(T), Ok(i));
     }
-    let t = std::time::Instant::now();
     assert_eq!(
         c.pop(Some(Duration::from_millis(200))),
         Err(PopError::Timeout)
     );
-    assert!(t.elapsed() >= Duration::from_millis(200));
     assert_eq!(c.try_pop(), Err(TryPopError::Empty));
     let st = q.stat();
     assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");

@@ -338,12 +338,10 @@ fn a_detached_producer_leaves_the_queue_open_for_the_next() {
     for i in 0..5 {
         assert_eq!(rx.pop(T), Ok(i));
     }
-    let t = std::time::Instant::now();
     assert_eq!(
         rx.pop(Some(Duration::from_millis(200))),
         Err(PopError::Timeout)
     );
-    assert!(t.elapsed() >= Duration::from_millis(200));
     assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     let st = q.stat();
     assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");

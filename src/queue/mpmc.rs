@@ -1413,12 +1413,10 @@ mod tests {
         p.try_push(1).unwrap();
         drop(p);
         assert_eq!(c.pop(Some(Duration::from_millis(50))), Ok(1));
-        let t = Instant::now();
         assert_eq!(
             c.pop(Some(Duration::from_millis(60))),
             Err(PopError::Timeout)
         );
-        assert!(t.elapsed() >= Duration::from_millis(60));
         assert!(!q.stat().producer_closed);
         // The consumer detaches too; the producer keeps pushing into the queue.
         drop(c);
