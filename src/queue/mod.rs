@@ -14,6 +14,7 @@ mod error;
 mod region;
 mod ring;
 mod role;
+mod shm_type;
 mod stat;
 
 pub mod bytes;
@@ -32,30 +33,26 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+pub use shm_type::{ShmType, MAX_TYPE_NAME};
 pub use stat::{Attached, LenUnit, QueueStat};
+pub(crate) use shm_type::{TypeId, TypeTag};
 
-/// Element types the queues carry: plain data for which every byte pattern is a valid value
-/// and that has no padding (zerocopy's `FromBytes + IntoBytes + Immutable`), so values can
-/// cross process boundaries as bytes. Implemented for every such type; derive zerocopy's
-/// traits on your own `#[repr(C)]` structs.
+/// Element types the typed queues carry: a [`ShmType`] that can be sent to another thread.
+/// Implemented for every such type: implement [`ShmType`] (with [`shm_type!`](crate::shm_type))
+/// on your own `#[repr(C)]` structs.
 ///
 /// ```
 /// use zerocopy::{FromBytes, Immutable, IntoBytes};
 /// #[derive(Clone, Copy, FromBytes, IntoBytes, Immutable)]
 /// #[repr(C)]
 /// struct Tick { price: u64, qty: u32, side: u32 }
+/// shmkit::shm_type!(Tick);
 /// let q = shmkit::queue::spsc::Queue::<Tick>::with_capacity(16);
 /// # let _ = q;
 /// ```
-pub trait Element:
-    zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static
-{
-}
+pub trait Element: ShmType + Send {}
 
-impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static> Element
-    for T
-{
-}
+impl<T: ShmType + Send> Element for T {}
 
 /// A snapshot of the named queue of any kind and element size (what `shmkit queue stat`
 /// prints): maps it read-only (`O_RDONLY`, `PROT_READ`), takes no role and changes nothing,
