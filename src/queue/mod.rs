@@ -11,6 +11,8 @@
 
 mod cache_padded;
 mod error;
+#[cfg(not(loom))]
+mod options;
 mod region;
 mod ring;
 mod role;
@@ -33,6 +35,8 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+pub use options::QueueOptions;
 pub use shm_type::{ShmType, MAX_TYPE_NAME};
 pub use stat::{Attached, LenUnit, QueueStat};
 pub(crate) use shm_type::{TypeId, TypeTag};
@@ -88,12 +92,16 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                 elem_size: None,
                 min_capacity: if bytes { bytes::MIN_CAPACITY } else { 2 },
                 slot_size: if bytes { |n| n } else { spsc::slot_size },
+                type_name: None,
             };
             let r = ring::Ring::open_snapshot(name, expect)?;
             let want = if bytes {
                 bytes::LAYOUT_FINGERPRINT
             } else {
-                spsc::layout_fingerprint(r.elem_size)
+                let t = r
+                    .stored_type()
+                    .map_err(|what| crate::Error::corrupt(name, what))?;
+                spsc::fingerprint_of(&t)
             };
             if want != h.fingerprint {
                 return Err(crate::Error::LayoutMismatch {

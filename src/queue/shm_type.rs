@@ -152,6 +152,19 @@ impl<T: ShmType, const N: usize> ShmType for [T; N] {
     const TYPE_NAME: &'static str = ArrayName::<T, N>::NAME;
 }
 
+/// Refuse a [`ShmType::TYPE_NAME`] that the type tag cannot hold (a hand-written impl; the
+/// macro checks at compile time).
+pub(crate) fn check_name<T: ShmType>(name: &str) -> crate::Result<()> {
+    let n = T::TYPE_NAME.len();
+    if n == 0 || n > MAX_TYPE_NAME {
+        return Err(crate::Error::invalid(
+            name,
+            format!("element type name {:?} is not 1..={MAX_TYPE_NAME} bytes", T::TYPE_NAME),
+        ));
+    }
+    Ok(())
+}
+
 /// An element type as a queue records it: name, size, alignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TypeId {
