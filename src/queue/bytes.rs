@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{AttachError, PopError, Role, TryPopError};
-use super::ring::{Expect, Ring as RawRing, Side, Wake};
-use super::stat::{QueueStat, Stat};
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
+use super::ring::{Expect, Ring as RawRing, Side, Wake};
+use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
 use crate::os::atomic_copy;
 use crate::segment::fingerprint;

@@ -38,8 +38,8 @@ pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushErro
 #[cfg(not(loom))]
 pub use options::QueueOptions;
 pub use shm_type::{ShmType, MAX_TYPE_NAME};
-pub use stat::{Attached, LenUnit, QueueStat};
 pub(crate) use shm_type::{TypeId, TypeTag};
+pub use stat::{Attached, LenUnit, QueueStat};
 
 /// Element types the typed queues carry: a [`ShmType`] that can be sent to another thread.
 /// Implemented for every such type: implement [`ShmType`] (with [`shm_type!`](crate::shm_type))

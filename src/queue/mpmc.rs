@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use super::cache_padded::CachePadded;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+use super::options::{self, How, QueueOptions};
 use super::region::Region;
 use super::role::{self, RoleSlot, Throttle};
 use super::stat::{Attached, LenUnit, QueueStat};
-#[cfg(not(loom))]
-use super::options::{self, How, QueueOptions};
 use super::{Element, ShmType, TypeId, TypeTag};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
@@ -510,7 +510,12 @@ impl<T: Element> Queue<T> {
             // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics only,
             // valid for any bit pattern.
             let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
-            ctrl.init(capacity, size, std::mem::align_of::<T>() as u64, T::TYPE_NAME);
+            ctrl.init(
+                capacity,
+                size,
+                std::mem::align_of::<T>() as u64,
+                T::TYPE_NAME,
+            );
             for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
                 // Relaxed: published by READY.
                 c.inflight.store(NONE, Ordering::Relaxed);
@@ -547,7 +552,12 @@ impl<T: Element> Queue<T> {
         super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
         let ctrl = Control::new();
         let size = std::mem::size_of::<T>() as u64;
-        ctrl.init(capacity, size, std::mem::align_of::<T>() as u64, T::TYPE_NAME);
+        ctrl.init(
+            capacity,
+            size,
+            std::mem::align_of::<T>() as u64,
+            T::TYPE_NAME,
+        );
         for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
             // Relaxed: the queue is not shared yet.
             c.inflight.store(NONE, Ordering::Relaxed);

@@ -47,7 +47,9 @@ pub const MAX_TYPE_NAME: usize = 64;
 /// assert!(e.to_string().contains("Tick") && e.to_string().contains("[u64; 2]"));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub trait ShmType: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + 'static {
+pub trait ShmType:
+    zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + 'static
+{
     /// The type's stable name: at most [`MAX_TYPE_NAME`] bytes of UTF-8, the same in every
     /// program that shares the type.
     const TYPE_NAME: &'static str;
@@ -108,7 +110,10 @@ primitives!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32,
 /// byte's position (`.1`).
 const fn array_name(elem: &str, n: usize) -> ([u8; MAX_TYPE_NAME], usize) {
     const fn push(mut buf: ([u8; MAX_TYPE_NAME], usize), b: u8) -> ([u8; MAX_TYPE_NAME], usize) {
-        assert!(buf.1 < MAX_TYPE_NAME, "array type name longer than MAX_TYPE_NAME bytes");
+        assert!(
+            buf.1 < MAX_TYPE_NAME,
+            "array type name longer than MAX_TYPE_NAME bytes"
+        );
         buf.0[buf.1] = b;
         buf.1 += 1;
         buf
@@ -159,7 +164,10 @@ pub(crate) fn check_name<T: ShmType>(name: &str) -> crate::Result<()> {
     if n == 0 || n > MAX_TYPE_NAME {
         return Err(crate::Error::invalid(
             name,
-            format!("element type name {:?} is not 1..={MAX_TYPE_NAME} bytes", T::TYPE_NAME),
+            format!(
+                "element type name {:?} is not 1..={MAX_TYPE_NAME} bytes",
+                T::TYPE_NAME
+            ),
         ));
     }
     Ok(())
@@ -235,7 +243,9 @@ impl TypeTag {
         // changes afterwards.
         let len = self.len.load(Ordering::Relaxed);
         if len == 0 || len > MAX_TYPE_NAME as u64 {
-            return Err(format!("type name length {len} is not in 1..={MAX_TYPE_NAME}"));
+            return Err(format!(
+                "type name length {len} is not in 1..={MAX_TYPE_NAME}"
+            ));
         }
         let mut bytes = Vec::with_capacity(MAX_TYPE_NAME);
         for w in &self.name {

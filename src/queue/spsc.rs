@@ -36,9 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+use super::options::{self, How, QueueOptions};
 use super::ring::{Expect, Ring, Side, Wake};
 use super::stat::{QueueStat, Stat};
-use super::options::{self, How, QueueOptions};
 use super::{Element, ShmType, TypeId};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
@@ -293,7 +293,8 @@ impl<T: Element> Queue<T> {
         };
         let stored = |fp| {
             let r = Ring::open_snapshot(name, expect(fp, None, None))?;
-            r.stored_type().map_err(|what| crate::Error::corrupt(name, what))
+            r.stored_type()
+                .map_err(|what| crate::Error::corrupt(name, what))
         };
         options::typed(name, &TypeId::of::<T>(), ring, stored, fingerprint_of).map(Self::wrap)
     }

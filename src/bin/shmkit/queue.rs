@@ -274,12 +274,16 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     tx.send(message.as_bytes(), t).map_err(|x| e(&x))
                 }
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
-                    let q = spsc::Queue::<E>::options().open_by_size(&name).map_err(|x| e(&x))?;
+                    let q = spsc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut tx = q.producer().map_err(|x| e(&x))?;
                     tx.push(pad(&message)?, t).map_err(|x| e(&x))
                 }),
                 Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
-                    let q = mpmc::Queue::<E>::options().open_by_size(&name).map_err(|x| e(&x))?;
+                    let q = mpmc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut tx = q.producer().map_err(|x| e(&x))?;
                     tx.push(pad(&message)?, t).map_err(|x| e(&x))
                 }),
@@ -302,7 +306,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     print_elem(&m)
                 }
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
-                    let q = spsc::Queue::<E>::options().open_by_size(&name).map_err(|x| e(&x))?;
+                    let q = spsc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut rx = q.consumer().map_err(|x| e(&x))?;
                     let m = pop_until(deadline, |t| match t {
                         Some(t) => rx.pop(t),
@@ -311,7 +317,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     print_elem(&m)
                 }),
                 Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
-                    let q = mpmc::Queue::<E>::options().open_by_size(&name).map_err(|x| e(&x))?;
+                    let q = mpmc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut rx = q.consumer().map_err(|x| e(&x))?;
                     let m = pop_until(deadline, |t| match t {
                         Some(t) => rx.pop(t),
