@@ -85,7 +85,7 @@ struct Geometry {
     data_offset: AtomicU64, // 32
     handles: AtomicU64,     // 40
     state: AtomicU64,       // 48
-    /// The element type's name (`SPEC.md` §7.1).
+    /// The element type's name (`SPEC.md` §7.1.4).
     tag: TypeTag, // 56..128
 }
 

@@ -1,5 +1,5 @@
 //! [`ShmType`]: the element types typed queues carry, each with a stable name, and the
-//! type tag (`SPEC.md` §7.1) that records that name in a queue so that opening it with another
+//! type tag (`SPEC.md` §7.1.4) that records that name in a queue so that opening it with another
 //! type can say which type it holds.
 
 use crate::loom::{AtomicU64, Ordering};
@@ -201,7 +201,7 @@ impl std::fmt::Display for TypeId {
     }
 }
 
-/// The type tag in a typed queue's geometry line (`SPEC.md` §7.1): at offset 56 the name's
+/// The type tag in a typed queue's geometry line (`SPEC.md` §7.1.4): at offset 56 the name's
 /// length in bytes, at 64..128 the name, zero-padded. Atomics only, like the rest of the
 /// control block; written before the queue is published, read once at open.
 #[repr(C)]
