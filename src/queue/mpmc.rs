@@ -40,7 +40,6 @@ use super::{Element, ShmType, TypeId, TypeTag};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
-#[cfg(not(loom))]
 use crate::Kind;
 use crate::Liveness;
 

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
 use super::ring::{Expect, Ring, Side, Wake};
 use super::stat::{QueueStat, Stat};
