@@ -118,5 +118,6 @@ fn cli_opens_a_typed_queue_by_element_size() {
         assert_eq!(got, Ok(yo));
         let st = ok(&["queue", "stat", &b]);
         assert!(st.contains("element size:    8"), "{st}");
+        assert!(st.contains("element type:    u64"), "{st}");
     }
 }

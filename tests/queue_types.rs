@@ -138,7 +138,8 @@ fn open_by_size_ignores_the_type_but_not_the_size() {
             type_mismatch(e, "size 16", "u64");
         }
         // A snapshot of any type still works.
-        assert_eq!(shmkit::queue::stat(&name).unwrap().elem_size, 8);
+        let st = shmkit::queue::stat(&name).unwrap();
+        assert_eq!((st.elem_size, st.elem_type.as_deref()), (8, Some("u64")));
     }
 }
 

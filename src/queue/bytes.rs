@@ -259,7 +259,7 @@ impl Ring {
             0
         };
         Ring {
-            ring: Arc::new(RawRing::heap(capacity, 1, 1, 8, words)),
+            ring: Arc::new(RawRing::heap(capacity, 1, 1, 8, words, None)),
         }
     }
 

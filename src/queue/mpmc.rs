@@ -311,6 +311,7 @@ impl Shared {
             len: self.len(),
             len_unit: LenUnit::Messages,
             elem_size: self.ctrl().geo.elem_size.load(Ordering::Relaxed),
+            elem_type: self.ctrl().geo.tag.load().ok(),
             max_message: None,
             producers: self.attached(Role::Producer),
             consumers: self.attached(Role::Consumer),

@@ -97,7 +97,7 @@ const _: () = {
 };
 
 impl RingControl {
-    fn new(capacity: u64, elem_size: u64, elem_align: u64) -> RingControl {
+    fn new(capacity: u64, elem_size: u64, elem_align: u64, type_name: Option<&str>) -> RingControl {
         let c = RingControl {
             geo: CachePadded(Geometry {
                 capacity: AtomicU64::new(0),
@@ -120,7 +120,7 @@ impl RingControl {
                 producer_waiting: AtomicU64::new(0),
             }),
         };
-        c.init(capacity, elem_size, elem_align, None);
+        c.init(capacity, elem_size, elem_align, type_name);
         c
     }
 
@@ -196,7 +196,7 @@ impl Ring {
         self.region.data()
     }
 
-    /// A heap ring (not shared with other processes). `n_words`: under loom, the number of
+    /// A heap ring (not shared with other processes), recording `type_name` (spsc). `n_words`: under loom, the number of
     /// separate atomic words standing in for 8-byte words of the data area (the bytes ring's
     /// record headers), since loom atomics cannot live in raw memory; 0 otherwise.
     pub(crate) fn heap(
@@ -205,8 +205,9 @@ impl Ring {
         slot_size: u64,
         elem_align: u64,
         n_words: usize,
+        type_name: Option<&str>,
     ) -> Ring {
-        let ctrl = RingControl::new(capacity, elem_size, elem_align);
+        let ctrl = RingControl::new(capacity, elem_size, elem_align, type_name);
         let len = (capacity * slot_size) as usize;
         Ring {
             region: Region::heap(ctrl, len, 128, n_words, |_| 0),

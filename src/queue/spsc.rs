@@ -268,6 +268,7 @@ impl<T: Element> Queue<T> {
             slot_size(size),
             std::mem::align_of::<T>() as u64,
             words,
+            Some(T::TYPE_NAME),
         ))
     }
 

@@ -372,6 +372,9 @@ fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
     outln!("length:          {} {}", st.len, st.len_unit)?;
     outln!("len unit:        {}", st.len_unit)?;
     outln!("element size:    {}", st.elem_size)?;
+    if let Some(t) = &st.elem_type {
+        outln!("element type:    {t}")?;
+    }
     if let Some(m) = st.max_message {
         outln!("max message:     {m}")?;
     }
