@@ -148,6 +148,16 @@ pub enum Error {
         /// The fingerprint recorded in the header.
         found: u64,
     },
+    /// A typed queue holds elements of another [`ShmType`](crate::ShmType) than the one it
+    /// was opened with (same kind; the type names, sizes or alignments differ).
+    TypeMismatch {
+        /// The segment name.
+        name: String,
+        /// The element type the caller asked for: `TYPE_NAME (size N, align A)`.
+        expected: String,
+        /// The element type the queue was created with, as recorded in it.
+        found: String,
+    },
     /// The header's format version is not one this build understands.
     VersionMismatch {
         /// The segment name.
@@ -323,6 +333,10 @@ impl fmt::Display for Error {
                 f,
                 "segment {name:?} has layout fingerprint {found:#018x}, expected {expected:#018x}: \
                  it was created with another element type or parameters"
+            ),
+            Error::TypeMismatch { name, expected, found } => write!(
+                f,
+                "queue {name:?} holds elements of type {found}, not {expected}"
             ),
             Error::VersionMismatch { name, expected, found } => write!(
                 f,

@@ -40,6 +40,7 @@ pub mod sync;
 
 pub use error::{Error, Result, Timeout, WouldBlock};
 pub use os::process::Liveness;
+pub use queue::ShmType;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};
 
 // The README's examples are compiled and run as doctests.

@@ -21,6 +21,7 @@ struct Msg {
     body: [u64; 6],
     sum: u64,
 }
+shmkit::shm_type!(Msg);
 
 impl Msg {
     fn new(seq: u64) -> Msg {

@@ -33,6 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{AttachError, PopError, Role, TryPopError};
+#[cfg(not(loom))]
+use super::options::{self, How, QueueOptions};
 use super::ring::{Expect, Ring as RawRing, Side, Wake};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
@@ -82,6 +84,7 @@ const EXPECT: Expect = Expect {
     elem_size: Some(1),
     min_capacity: MIN_CAPACITY,
     slot_size: identity,
+    type_name: None,
 };
 
 #[cfg_attr(loom, allow(dead_code))]
@@ -183,6 +186,20 @@ pub struct Ring {
     ring: Arc<RawRing>,
 }
 
+#[cfg(not(loom))]
+impl options::sealed::Build for Ring {
+    fn build(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
+        let ring = match how {
+            How::Create(cap) => RawRing::create(seg, name, EXPECT, cap, 8, false),
+            How::OpenOrCreate(cap) => RawRing::create(seg, name, EXPECT, cap, 8, true),
+            How::Open | How::OpenBySize => RawRing::open(seg, name, EXPECT),
+        }?;
+        Ok(Ring {
+            ring: Arc::new(ring),
+        })
+    }
+}
+
 impl fmt::Debug for Ring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("bytes::Ring")
@@ -193,29 +210,39 @@ impl fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Create the named ring with `capacity` bytes (a power of two, at least 64).
+    /// Options for creating or opening the ring: mode, open timeout, unlink on drop,
+    /// lifetime, sparse (see [`QueueOptions`]).
+    ///
+    /// ```
+    /// use shmkit::queue::bytes::Ring;
+    /// # let name = format!("doc-bytes-options-{}", std::process::id());
+    /// let r = Ring::options().mode(0o660).unlink_on_drop(true).create(&name, 4096)?;
+    /// assert_eq!(r.capacity(), 4096);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn options() -> QueueOptions<Self> {
+        QueueOptions::default()
+    }
+
+    /// Create the named ring with `capacity` bytes (a power of two, at least 64), with the
+    /// default [`options`](Self::options).
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Ok(Ring {
-            ring: Arc::new(RawRing::create(name, EXPECT, capacity, 8, false)?),
-        })
+        Self::options().create(name, capacity)
     }
 
     /// Open the named ring.
     #[cfg(not(loom))]
     pub fn open(name: &str) -> crate::Result<Self> {
-        Ok(Ring {
-            ring: Arc::new(RawRing::open(name, EXPECT)?),
-        })
+        Self::options().open(name)
     }
 
     /// Open the named ring, or create it with `capacity` bytes (an existing ring must have this
     /// capacity).
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Ok(Ring {
-            ring: Arc::new(RawRing::create(name, EXPECT, capacity, 8, true)?),
-        })
+        Self::options().open_or_create(name, capacity)
     }
 
     /// A ring on this process's heap.
@@ -232,7 +259,7 @@ impl Ring {
             0
         };
         Ring {
-            ring: Arc::new(RawRing::heap(capacity, 1, 1, 8, words)),
+            ring: Arc::new(RawRing::heap(capacity, 1, 1, 8, words, None)),
         }
     }
 

@@ -11,9 +11,12 @@
 
 mod cache_padded;
 mod error;
+#[cfg(not(loom))]
+mod options;
 mod region;
 mod ring;
 mod role;
+mod shm_type;
 mod stat;
 
 pub mod bytes;
@@ -32,30 +35,28 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+pub use options::QueueOptions;
+pub use shm_type::{ShmType, MAX_TYPE_NAME};
+pub(crate) use shm_type::{TypeId, TypeTag};
 pub use stat::{Attached, LenUnit, QueueStat};
 
-/// Element types the queues carry: plain data for which every byte pattern is a valid value
-/// and that has no padding (zerocopy's `FromBytes + IntoBytes + Immutable`), so values can
-/// cross process boundaries as bytes. Implemented for every such type; derive zerocopy's
-/// traits on your own `#[repr(C)]` structs.
+/// Element types the typed queues carry: a [`ShmType`] that can be sent to another thread.
+/// Implemented for every such type: implement [`ShmType`] (with [`shm_type!`](crate::shm_type))
+/// on your own `#[repr(C)]` structs.
 ///
 /// ```
 /// use zerocopy::{FromBytes, Immutable, IntoBytes};
 /// #[derive(Clone, Copy, FromBytes, IntoBytes, Immutable)]
 /// #[repr(C)]
 /// struct Tick { price: u64, qty: u32, side: u32 }
+/// shmkit::shm_type!(Tick);
 /// let q = shmkit::queue::spsc::Queue::<Tick>::with_capacity(16);
 /// # let _ = q;
 /// ```
-pub trait Element:
-    zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static
-{
-}
+pub trait Element: ShmType + Send {}
 
-impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + 'static> Element
-    for T
-{
-}
+impl<T: ShmType + Send> Element for T {}
 
 /// A snapshot of the named queue of any kind and element size (what `shmkit queue stat`
 /// prints): maps it read-only (`O_RDONLY`, `PROT_READ`), takes no role and changes nothing,
@@ -91,12 +92,16 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                 elem_size: None,
                 min_capacity: if bytes { bytes::MIN_CAPACITY } else { 2 },
                 slot_size: if bytes { |n| n } else { spsc::slot_size },
+                type_name: None,
             };
             let r = ring::Ring::open_snapshot(name, expect)?;
             let want = if bytes {
                 bytes::LAYOUT_FINGERPRINT
             } else {
-                spsc::layout_fingerprint(r.elem_size)
+                let t = r
+                    .stored_type()
+                    .map_err(|what| crate::Error::corrupt(name, what))?;
+                spsc::fingerprint_of(&t)
             };
             if want != h.fingerprint {
                 return Err(crate::Error::LayoutMismatch {

@@ -31,10 +31,12 @@ use std::time::Duration;
 
 use super::cache_padded::CachePadded;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+use super::options::{self, How, QueueOptions};
 use super::region::Region;
 use super::role::{self, RoleSlot, Throttle};
 use super::stat::{Attached, LenUnit, QueueStat};
-use super::Element;
+use super::{Element, ShmType, TypeId, TypeTag};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
@@ -52,10 +54,25 @@ const CONSUMERS_CLOSED: u64 = 2;
 /// `inflight` value meaning "no position".
 const NONE: u64 = u64::MAX;
 
-/// Layout fingerprint of an MPMC queue of `elem_size`-byte elements.
-pub fn layout_fingerprint(elem_size: u64) -> u64 {
+/// Layout fingerprint of an MPMC queue of `T` (layout v3: the element type's name, size and
+/// alignment are part of it).
+///
+/// ```
+/// use shmkit::queue::mpmc::layout_fingerprint;
+/// assert_ne!(layout_fingerprint::<u32>(), layout_fingerprint::<[u8; 4]>());
+/// ```
+pub fn layout_fingerprint<T: ShmType>() -> u64 {
+    fingerprint_of(&TypeId::of::<T>())
+}
+
+/// [`layout_fingerprint`] of a recorded element type.
+pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
     fingerprint(
-        format!("shmkit mpmc v2 elem_size={elem_size} handles=16 slot=[stamp,elem]").as_bytes(),
+        format!(
+            "shmkit mpmc v3 type={} size={} align={} handles=16 slot=[stamp,elem]",
+            t.name, t.size, t.align
+        )
+        .as_bytes(),
     )
 }
 
@@ -68,6 +85,8 @@ struct Geometry {
     data_offset: AtomicU64, // 32
     handles: AtomicU64,     // 40
     state: AtomicU64,       // 48
+    /// The element type's name (`SPEC.md` §7.1.4).
+    tag: TypeTag, // 56..128
 }
 
 #[repr(C)]
@@ -175,6 +194,7 @@ impl Control {
                 data_offset: AtomicU64::new(0),
                 handles: AtomicU64::new(0),
                 state: AtomicU64::new(0),
+                tag: TypeTag::new(),
             }),
             tail: CachePadded(TailLine {
                 tail: AtomicU64::new(0),
@@ -189,7 +209,8 @@ impl Control {
         }
     }
 
-    fn init(&self, capacity: u64, elem_size: u64, elem_align: u64) {
+    fn init(&self, capacity: u64, elem_size: u64, elem_align: u64, type_name: &str) {
+        self.geo.tag.store(type_name);
         // Relaxed: published by the segment's READY store (Release), or by sharing the heap
         // queue with other threads.
         let g = &self.geo;
@@ -221,6 +242,18 @@ impl Shared {
     #[inline]
     fn ctrl(&self) -> &Control {
         self.region.ctrl()
+    }
+
+    /// The element type recorded at creation: the type tag, size and alignment.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn stored_type(&self) -> Result<TypeId, String> {
+        let g = &self.ctrl().geo;
+        Ok(TypeId {
+            name: g.tag.load()?,
+            // Relaxed: written before the queue was published, never changed.
+            size: g.elem_size.load(Ordering::Relaxed),
+            align: g.elem_align.load(Ordering::Relaxed),
+        })
     }
 
     /// The stamp of position `pos`'s slot: the slot's first 8 bytes. (Under loom, whose
@@ -284,6 +317,7 @@ impl Shared {
             len: self.len(),
             len_unit: LenUnit::Messages,
             elem_size: self.ctrl().geo.elem_size.load(Ordering::Relaxed),
+            elem_type: self.ctrl().geo.tag.load().ok(),
             max_message: None,
             producers: self.attached(Role::Producer),
             consumers: self.attached(Role::Consumer),
@@ -357,7 +391,7 @@ impl<T> std::fmt::Debug for Queue<T> {
     }
 }
 
-fn check_type<T>(name: &str) -> crate::Result<()> {
+fn check_type<T: ShmType>(name: &str) -> crate::Result<()> {
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
     if size == 0 || size > 1 << 20 || align > 128 {
         return Err(crate::Error::invalid(
@@ -365,36 +399,131 @@ fn check_type<T>(name: &str) -> crate::Result<()> {
             format!("element type of {size} bytes, alignment {align} not supported"),
         ));
     }
-    Ok(())
+    super::shm_type::check_name::<T>(name)
 }
 
 impl<T: Element> Queue<T> {
-    /// Create the named queue with `capacity` slots (a power of two, at least 2).
+    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
+    /// lifetime, sparse (see [`QueueOptions`]).
+    ///
+    /// ```
+    /// use shmkit::queue::mpmc::Queue;
+    /// # let name = format!("doc-mpmc-options-{}", std::process::id());
+    /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
+    /// assert_eq!(q.capacity(), 64);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn options() -> QueueOptions<Self> {
+        QueueOptions::default()
+    }
+
+    /// Create the named queue with `capacity` slots (a power of two, at least 2), with the
+    /// default [`options`](Self::options).
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::make(name, capacity, false)
+        Self::options().create(name, capacity)
     }
 
     /// Open the named queue, or create it with `capacity` slots (an existing queue must have
-    /// this capacity).
+    /// this capacity and element type).
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::make(name, capacity, true)
+        Self::options().open_or_create(name, capacity)
+    }
+
+    /// Open the named queue; it must hold elements of type `T` (its
+    /// [`TYPE_NAME`](ShmType::TYPE_NAME), size and alignment), or the open fails with
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) naming both types.
+    ///
+    /// ```
+    /// use shmkit::queue::mpmc::Queue;
+    /// # let name = format!("doc-mpmc-open-{}", std::process::id());
+    /// let a = Queue::<i64>::options().unlink_on_drop(true).create(&name, 8)?;
+    /// assert_eq!(Queue::<i64>::open(&name)?.capacity(), 8);
+    /// let e = Queue::<u64>::open(&name).unwrap_err();
+    /// assert!(e.to_string().contains("i64") && e.to_string().contains("u64"));
+    /// # drop(a);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> crate::Result<Self> {
+        Self::options().open(name)
     }
 
     #[cfg(not(loom))]
-    fn make(name: &str, capacity: u64, open_existing: bool) -> crate::Result<Self> {
+    fn build_with(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
         check_type::<T>(name)?;
+        let size = std::mem::size_of::<T>() as u64;
+        let align = std::mem::align_of::<T>() as u64;
+        let shared = match how {
+            How::Create(cap) => Self::make(seg, name, cap, false),
+            How::OpenOrCreate(cap) => Self::make(seg, name, cap, true),
+            How::Open => seg
+                .clone()
+                .kind(Kind::MPMC_QUEUE, layout_fingerprint::<T>())
+                .open(name)
+                .and_then(|s| shared_from_segment(s, Some(size))),
+            How::OpenBySize => {
+                let shared = options::by_size(
+                    name,
+                    Kind::MPMC_QUEUE,
+                    (size, align),
+                    |fp| {
+                        let s = seg.clone().kind(Kind::MPMC_QUEUE, fp).open(name)?;
+                        shared_from_segment(s, None)
+                    },
+                    Shared::stored_type,
+                    fingerprint_of,
+                )?;
+                return Ok(Self::wrap(shared));
+            }
+        };
+        let stored = |fp| {
+            let s = crate::Segment::options()
+                .read_only()
+                .kind(Kind::MPMC_QUEUE, fp)
+                .open(name)?;
+            let shared = shared_from_segment(s, None)?;
+            shared
+                .stored_type()
+                .map_err(|what| crate::Error::corrupt(name, what))
+        };
+        options::typed(name, &TypeId::of::<T>(), shared, stored, fingerprint_of).map(Self::wrap)
+    }
+
+    #[cfg(not(loom))]
+    fn wrap(shared: Shared) -> Self {
+        Queue {
+            shared: Arc::new(shared),
+            _t: PhantomData,
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn make(
+        seg: &crate::SegmentOptions,
+        name: &str,
+        capacity: u64,
+        open_existing: bool,
+    ) -> crate::Result<Shared> {
         super::ring::check_capacity(name, capacity, 2)?;
         let size = std::mem::size_of::<T>() as u64;
         let slot = slot_size(size);
         let total = DATA_OFFSET + capacity * slot;
-        let opts = crate::Segment::options().kind(Kind::MPMC_QUEUE, layout_fingerprint(size));
+        let opts = seg
+            .clone()
+            .kind(Kind::MPMC_QUEUE, layout_fingerprint::<T>());
         let init = |seg: &crate::Segment| {
             // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics only,
             // valid for any bit pattern.
             let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
-            ctrl.init(capacity, size, std::mem::align_of::<T>() as u64);
+            ctrl.init(
+                capacity,
+                size,
+                std::mem::align_of::<T>() as u64,
+                T::TYPE_NAME,
+            );
             for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
                 // Relaxed: published by READY.
                 c.inflight.store(NONE, Ordering::Relaxed);
@@ -418,27 +547,7 @@ impl<T: Element> Queue<T> {
         } else {
             opts.create_with(name, total, init)?
         };
-        Self::from_segment(seg)
-    }
-
-    /// Open the named queue; its element size must be `size_of::<T>()`.
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        check_type::<T>(name)?;
-        let size = std::mem::size_of::<T>() as u64;
-        let seg = crate::Segment::options()
-            .kind(Kind::MPMC_QUEUE, layout_fingerprint(size))
-            .open(name)?;
-        Self::from_segment(seg)
-    }
-
-    #[cfg(not(loom))]
-    fn from_segment(seg: crate::Segment) -> crate::Result<Self> {
-        let shared = shared_from_segment(seg, Some(std::mem::size_of::<T>() as u64))?;
-        Ok(Queue {
-            shared: Arc::new(shared),
-            _t: PhantomData,
-        })
+        shared_from_segment(seg, Some(size))
     }
 
     /// A queue on this process's heap, for threads of one process (and tests).
@@ -451,7 +560,12 @@ impl<T: Element> Queue<T> {
         super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
         let ctrl = Control::new();
         let size = std::mem::size_of::<T>() as u64;
-        ctrl.init(capacity, size, std::mem::align_of::<T>() as u64);
+        ctrl.init(
+            capacity,
+            size,
+            std::mem::align_of::<T>() as u64,
+            T::TYPE_NAME,
+        );
         for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
             // Relaxed: the queue is not shared yet.
             c.inflight.store(NONE, Ordering::Relaxed);
@@ -529,6 +643,16 @@ impl<T: Element> Queue<T> {
         })
     }
 }
+
+#[cfg(not(loom))]
+impl<T: Element> options::sealed::Build for Queue<T> {
+    fn build(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
+        Self::build_with(seg, name, how)
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: Element> options::sealed::Typed for Queue<T> {}
 
 impl<T> Queue<T> {
     /// Slots in the queue.
@@ -638,11 +762,13 @@ pub(crate) fn stat_named(name: &str, fp: u64) -> crate::Result<QueueStat> {
         .kind(Kind::MPMC_QUEUE, fp)
         .open(name)?;
     let shared = shared_from_segment(seg, None)?;
-    let elem = shared.ctrl().geo.elem_size.load(Ordering::Relaxed);
-    if layout_fingerprint(elem) != fp {
+    let t = shared
+        .stored_type()
+        .map_err(|what| crate::Error::corrupt(name, what))?;
+    if fingerprint_of(&t) != fp {
         return Err(crate::Error::corrupt(
             name,
-            format!("element size {elem} does not match the fingerprint"),
+            format!("element type {t} does not match the fingerprint"),
         ));
     }
     Ok(shared.stat())

@@ -9,6 +9,7 @@ use super::cache_padded::CachePadded;
 use super::error::{AttachError, Role};
 use super::region::Region;
 use super::role::{self, RoleSlot, Throttle};
+use super::TypeTag;
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::sync::WaitQueue;
 use crate::Liveness;
@@ -40,6 +41,8 @@ pub(crate) struct Geometry {
     pub producer: RoleSlot, // 40
     /// The consumer's owner word.
     pub consumer: RoleSlot, // 48
+    /// The element type's name (spsc; empty, all zero, for the bytes ring).
+    pub tag: TypeTag, // 56..128
 }
 
 /// Line 1 (offset 128): written by the producer on every push.
@@ -86,6 +89,8 @@ const _: () = {
     assert!(offset_of!(Geometry, state) == 32);
     assert!(offset_of!(Geometry, producer) == 40);
     assert!(offset_of!(Geometry, consumer) == 48);
+    assert!(offset_of!(Geometry, tag) == 56);
+    assert!(size_of::<Geometry>() == 128);
     assert!(offset_of!(ProducerLine, not_empty) == 8);
     assert!(offset_of!(ConsumerLine, not_full) == 8);
     assert!(offset_of!(ProducerLine, consumer_waiting) == 16);
@@ -93,7 +98,7 @@ const _: () = {
 };
 
 impl RingControl {
-    fn new(capacity: u64, elem_size: u64, elem_align: u64) -> RingControl {
+    fn new(capacity: u64, elem_size: u64, elem_align: u64, type_name: Option<&str>) -> RingControl {
         let c = RingControl {
             geo: CachePadded(Geometry {
                 capacity: AtomicU64::new(0),
@@ -103,6 +108,7 @@ impl RingControl {
                 state: AtomicU64::new(0),
                 producer: RoleSlot::new(),
                 consumer: RoleSlot::new(),
+                tag: TypeTag::new(),
             }),
             prod: CachePadded(ProducerLine {
                 tail: AtomicU64::new(0),
@@ -115,12 +121,15 @@ impl RingControl {
                 producer_waiting: AtomicU64::new(0),
             }),
         };
-        c.init(capacity, elem_size, elem_align);
+        c.init(capacity, elem_size, elem_align, type_name);
         c
     }
 
-    /// Store the geometry (the rest is zero in a fresh segment).
-    fn init(&self, capacity: u64, elem_size: u64, elem_align: u64) {
+    /// Store the geometry and the type tag, if any (the rest is zero in a fresh segment).
+    fn init(&self, capacity: u64, elem_size: u64, elem_align: u64, type_name: Option<&str>) {
+        if let Some(t) = type_name {
+            self.geo.tag.store(t);
+        }
         // Relaxed: published by the segment's READY store (Release) or by handing out the
         // heap queue to other threads (which synchronises).
         self.geo.capacity.store(capacity, Ordering::Relaxed);
@@ -145,6 +154,8 @@ pub(crate) struct Expect {
     /// Bytes per slot of the data area for an element size (the data area is `capacity`
     /// slots): the identity for the bytes ring, [`spsc::slot_size`](super::spsc::slot_size).
     pub slot_size: fn(u64) -> u64,
+    /// The element type's name, recorded in the type tag at creation (spsc only).
+    pub type_name: Option<&'static str>,
 }
 
 /// One ring: its region and the geometry read once and validated at attach.
@@ -186,7 +197,7 @@ impl Ring {
         self.region.data()
     }
 
-    /// A heap ring (not shared with other processes). `n_words`: under loom, the number of
+    /// A heap ring (not shared with other processes), recording `type_name` (spsc). `n_words`: under loom, the number of
     /// separate atomic words standing in for 8-byte words of the data area (the bytes ring's
     /// record headers), since loom atomics cannot live in raw memory; 0 otherwise.
     pub(crate) fn heap(
@@ -195,8 +206,9 @@ impl Ring {
         slot_size: u64,
         elem_align: u64,
         n_words: usize,
+        type_name: Option<&str>,
     ) -> Ring {
-        let ctrl = RingControl::new(capacity, elem_size, elem_align);
+        let ctrl = RingControl::new(capacity, elem_size, elem_align, type_name);
         let len = (capacity * slot_size) as usize;
         Ring {
             region: Region::heap(ctrl, len, 128, n_words, |_| 0),
@@ -223,6 +235,7 @@ impl Ring {
     /// Create (`open_existing == false`) or open-or-create a segment holding a ring.
     #[cfg(not(loom))]
     pub(crate) fn create(
+        base: &crate::SegmentOptions,
         name: &str,
         expect: Expect,
         capacity: u64,
@@ -232,12 +245,12 @@ impl Ring {
         let elem_size = expect.elem_size.expect("create needs an element size");
         check_capacity(name, capacity, expect.min_capacity)?;
         let size = Self::payload_size(name, capacity, (expect.slot_size)(elem_size))?;
-        let opts = crate::Segment::options().kind(expect.kind, expect.fingerprint);
+        let opts = base.clone().kind(expect.kind, expect.fingerprint);
         let init = |seg: &crate::Segment| {
             // SAFETY: the payload is `size >= CONTROL_SIZE` bytes, 128-aligned, and made of
             // atomics only, so a reference to it is sound while `seg` lives.
             let ctrl = unsafe { &*seg.as_mut_ptr().cast::<RingControl>() };
-            ctrl.init(capacity, elem_size, elem_align);
+            ctrl.init(capacity, elem_size, elem_align, expect.type_name);
             Ok(())
         };
         let seg = if open_existing {
@@ -250,8 +263,13 @@ impl Ring {
 
     /// Open a segment holding a ring.
     #[cfg(not(loom))]
-    pub(crate) fn open(name: &str, expect: Expect) -> crate::Result<Ring> {
-        let seg = crate::Segment::options()
+    pub(crate) fn open(
+        base: &crate::SegmentOptions,
+        name: &str,
+        expect: Expect,
+    ) -> crate::Result<Ring> {
+        let seg = base
+            .clone()
             .kind(expect.kind, expect.fingerprint)
             .open(name)?;
         Self::from_segment(seg, expect)
@@ -366,6 +384,18 @@ impl Ring {
     pub(crate) fn state(&self) -> u64 {
         // Relaxed: informational.
         self.ctrl().geo.state.load(Ordering::Relaxed)
+    }
+
+    /// The element type recorded at creation (spsc): the type tag, size and alignment.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn stored_type(&self) -> Result<super::TypeId, String> {
+        let geo = &self.ctrl().geo;
+        Ok(super::TypeId {
+            name: geo.tag.load()?,
+            size: self.elem_size,
+            // Relaxed: written before the queue was published (see `from_segment`).
+            align: geo.elem_align.load(Ordering::Relaxed),
+        })
     }
 }
 

@@ -36,17 +36,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+use super::options::{self, How, QueueOptions};
 use super::ring::{Expect, Ring, Side, Wake};
 use super::stat::{QueueStat, Stat};
-use super::Element;
+use super::{Element, ShmType, TypeId};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::Kind;
 
-/// Layout fingerprint of an SPSC queue of `elem_size`-byte elements (layout v2: each slot
-/// holds its element and then its stamp).
-pub fn layout_fingerprint(elem_size: u64) -> u64 {
-    fingerprint(format!("shmkit spsc v2 elem_size={elem_size} slot=[elem,stamp]").as_bytes())
+/// Layout fingerprint of an SPSC queue of `T` (layout v3: each slot holds its element and
+/// then its stamp; the element type's name, size and alignment are part of it).
+///
+/// ```
+/// use shmkit::queue::spsc::layout_fingerprint;
+/// assert_ne!(layout_fingerprint::<u64>(), layout_fingerprint::<f64>());
+/// ```
+pub fn layout_fingerprint<T: ShmType>() -> u64 {
+    fingerprint_of(&TypeId::of::<T>())
+}
+
+/// [`layout_fingerprint`] of a recorded element type.
+pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
+    fingerprint(
+        format!(
+            "shmkit spsc v3 type={} size={} align={} slot=[elem,stamp]",
+            t.name, t.size, t.align
+        )
+        .as_bytes(),
+    )
 }
 
 /// Bytes per slot for `elem_size`-byte elements: the element at offset 0, its stamp at
@@ -67,19 +85,27 @@ const fn stamp_offset(elem_size: u64) -> u64 {
     elem_size.next_multiple_of(8)
 }
 
+/// What an open expects: an SPSC ring of the layout `fingerprint`, of `elem_size`-byte
+/// elements (`None`: any), recording `type_name` if it creates one.
 #[cfg_attr(loom, allow(dead_code))]
-fn expect<T>() -> Expect {
-    let size = std::mem::size_of::<T>() as u64;
+fn expect(fingerprint: u64, elem_size: Option<u64>, type_name: Option<&'static str>) -> Expect {
     Expect {
         kind: Kind::SPSC_QUEUE,
-        fingerprint: layout_fingerprint(size),
-        elem_size: Some(size),
+        fingerprint,
+        elem_size,
         min_capacity: 2,
         slot_size,
+        type_name,
     }
 }
 
-fn check_type<T>(name: &str) -> crate::Result<()> {
+#[cfg_attr(loom, allow(dead_code))]
+fn expect_type<T: ShmType>() -> Expect {
+    let size = std::mem::size_of::<T>() as u64;
+    expect(layout_fingerprint::<T>(), Some(size), Some(T::TYPE_NAME))
+}
+
+fn check_type<T: ShmType>(name: &str) -> crate::Result<()> {
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
     if size == 0 || size > 1 << 20 || align > 128 {
         return Err(crate::Error::invalid(
@@ -87,7 +113,7 @@ fn check_type<T>(name: &str) -> crate::Result<()> {
             format!("element type of {size} bytes, alignment {align}: need 1..=1 MiB and alignment <= 128"),
         ));
     }
-    Ok(())
+    super::shm_type::check_name::<T>(name)
 }
 
 /// The element of position `pos`'s slot.
@@ -173,22 +199,32 @@ impl<T> std::fmt::Debug for Queue<T> {
 }
 
 impl<T: Element> Queue<T> {
-    /// Create the named queue with `capacity` slots (a power of two, at least 2). Fails with
+    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
+    /// lifetime, sparse (see [`QueueOptions`]).
+    ///
+    /// ```
+    /// use shmkit::queue::spsc::Queue;
+    /// # let name = format!("doc-spsc-options-{}", std::process::id());
+    /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
+    /// assert_eq!(q.capacity(), 64);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn options() -> QueueOptions<Self> {
+        QueueOptions::default()
+    }
+
+    /// Create the named queue with `capacity` slots (a power of two, at least 2), with the
+    /// default [`options`](Self::options). Fails with
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
     #[cfg(not(loom))]
     pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        check_type::<T>(name)?;
-        let align = std::mem::align_of::<T>() as u64;
-        Ok(Self::wrap(Ring::create(
-            name,
-            expect::<T>(),
-            capacity,
-            align,
-            false,
-        )?))
+        Self::options().create(name, capacity)
     }
 
-    /// Open the named queue; its element size must be `size_of::<T>()`.
+    /// Open the named queue; it must hold elements of type `T` (its
+    /// [`TYPE_NAME`](ShmType::TYPE_NAME), size and alignment), or the open fails with
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) naming both types.
     ///
     /// ```
     /// use shmkit::queue::spsc::Queue;
@@ -198,28 +234,20 @@ impl<T: Element> Queue<T> {
     /// let b = Queue::<u32>::open(&name)?;
     /// assert_eq!(b.capacity(), 8);
     /// assert!(Queue::<u64>::open(&name).is_err()); // another element size
+    /// assert!(Queue::<f32>::open(&name).is_err()); // another type of the same size
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     #[cfg(not(loom))]
     pub fn open(name: &str) -> crate::Result<Self> {
-        check_type::<T>(name)?;
-        Ok(Self::wrap(Ring::open(name, expect::<T>())?))
+        Self::options().open(name)
     }
 
     /// Open the named queue, or create it with `capacity` slots if it does not exist
     /// (race-free between processes). An existing queue must have this capacity and element
-    /// size, or the open fails.
+    /// type, or the open fails.
     #[cfg(not(loom))]
     pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        check_type::<T>(name)?;
-        let align = std::mem::align_of::<T>() as u64;
-        Ok(Self::wrap(Ring::create(
-            name,
-            expect::<T>(),
-            capacity,
-            align,
-            true,
-        )?))
+        Self::options().open_or_create(name, capacity)
     }
 
     /// A queue on this process's heap, for threads of one process (and tests).
@@ -248,7 +276,37 @@ impl<T: Element> Queue<T> {
             slot_size(size),
             std::mem::align_of::<T>() as u64,
             words,
+            Some(T::TYPE_NAME),
         ))
+    }
+
+    #[cfg(not(loom))]
+    fn build_with(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
+        check_type::<T>(name)?;
+        let align = std::mem::align_of::<T>() as u64;
+        let size = std::mem::size_of::<T>() as u64;
+        let ring = match how {
+            How::Create(cap) => Ring::create(seg, name, expect_type::<T>(), cap, align, false),
+            How::OpenOrCreate(cap) => Ring::create(seg, name, expect_type::<T>(), cap, align, true),
+            How::Open => Ring::open(seg, name, expect_type::<T>()),
+            How::OpenBySize => {
+                return options::by_size(
+                    name,
+                    Kind::SPSC_QUEUE,
+                    (size, align),
+                    |fp| Ring::open(seg, name, expect(fp, None, None)),
+                    Ring::stored_type,
+                    fingerprint_of,
+                )
+                .map(Self::wrap)
+            }
+        };
+        let stored = |fp| {
+            let r = Ring::open_snapshot(name, expect(fp, None, None))?;
+            r.stored_type()
+                .map_err(|what| crate::Error::corrupt(name, what))
+        };
+        options::typed(name, &TypeId::of::<T>(), ring, stored, fingerprint_of).map(Self::wrap)
     }
 
     fn wrap(ring: Ring) -> Self {
@@ -322,6 +380,16 @@ impl<T: Element> Queue<T> {
         })
     }
 }
+
+#[cfg(not(loom))]
+impl<T: Element> options::sealed::Build for Queue<T> {
+    fn build(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
+        Self::build_with(seg, name, how)
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: Element> options::sealed::Typed for Queue<T> {}
 
 impl<T> Queue<T> {
     /// Slots in the ring.

@@ -60,6 +60,7 @@ impl fmt::Display for LenUnit {
 /// let st = q.stat();
 /// assert_eq!((st.kind, st.capacity, st.len), (shmkit::Kind::SPSC_QUEUE, 4, 0));
 /// assert_eq!(st.len_unit, shmkit::queue::LenUnit::Messages);
+/// assert_eq!(st.elem_type.as_deref(), Some("u64"));
 /// assert_eq!(st.producers[0].pid, std::process::id());
 /// assert!(st.consumers.is_empty());
 /// ```
@@ -78,6 +79,9 @@ pub struct QueueStat {
     pub len_unit: LenUnit,
     /// Element size in bytes (spsc, mpmc); 1 for the bytes ring.
     pub elem_size: u64,
+    /// The element type's recorded [`TYPE_NAME`](crate::ShmType::TYPE_NAME) (spsc, mpmc;
+    /// `None` for the bytes ring, or a tag that is not a name).
+    pub elem_type: Option<String>,
     /// Largest message the bytes ring accepts (`None` for the others).
     pub max_message: Option<u64>,
     /// Attached producers (at most one for spsc and bytes).
@@ -111,6 +115,11 @@ impl Stat {
                 LenUnit::Messages
             },
             elem_size: ring.elem_size,
+            elem_type: if bytes {
+                None
+            } else {
+                ring.ctrl().geo.tag.load().ok()
+            },
             max_message: bytes.then(|| super::bytes::max_message(ring.capacity)),
             producers: attached(Role::Producer),
             consumers: attached(Role::Consumer),

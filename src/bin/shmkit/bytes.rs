@@ -65,7 +65,7 @@ pub(crate) struct WriteArgs {
     force: bool,
 }
 
-fn parse_mode(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .map_err(|e| format!("mode must be octal: {e}"))
 }

@@ -5,6 +5,10 @@
 //! of `--elem-size` bytes; a MESSAGE is stored as its UTF-8 bytes, zero-padded, and `pop`
 //! prints the element with trailing zero bytes removed. The `bytes-ring` carries MESSAGE as one
 //! variable-length message.
+//!
+//! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type); the
+//! other verbs open any fixed-size queue by its element size (`open_by_size`), whatever type a
+//! program created it with.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +16,7 @@ use crate::{
     create_error, outln, print_json, seconds, segment_name, shmkit_header, CmdResult, Stop,
 };
 use shmkit::queue::{self, bytes, mpmc, spsc, PopError};
-use shmkit::segment::Kind;
+use shmkit::segment::{Kind, Lifetime};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -37,6 +41,17 @@ enum Cmd {
         /// 512, 1024, 4096.
         #[arg(long, default_value_t = 64, value_parser = elem_size)]
         elem_size: usize,
+        /// Permission bits, octal.
+        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        mode: u32,
+        /// Do not reserve the memory now (as `shmkit create --sparse`): a process that touches
+        /// a page when /dev/shm is full dies of SIGBUS.
+        #[arg(long)]
+        sparse: bool,
+        /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this
+        /// process (its creator) is dead.
+        #[arg(long, default_value = "persistent", value_parser = lifetime)]
+        lifetime: Lifetime,
     },
     /// Push one message (attaches as the producer for the duration of the call).
     Push {
@@ -68,6 +83,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Clap value parser for `--lifetime`.
+fn lifetime(s: &str) -> Result<Lifetime, String> {
+    match s {
+        "persistent" => Ok(Lifetime::Persistent),
+        "owned" => Ok(Lifetime::Owned),
+        _ => Err("lifetime is `persistent` or `owned`".into()),
+    }
 }
 
 /// A `--kind` value: a queue kind, spelled as the library names it ([`Kind::QUEUES`]), so the
@@ -203,18 +227,30 @@ pub(crate) fn run(args: Args) -> CmdResult {
             kind,
             capacity,
             elem_size,
+            mode,
+            sparse,
+            lifetime,
         } => {
+            macro_rules! opts {
+                ($q:ty) => {
+                    <$q>::options().mode(mode).sparse(sparse).lifetime(lifetime)
+                };
+            }
             match kind.0 {
-                Kind::BYTES_RING => {
-                    drop(bytes::Ring::create(&name, capacity).map_err(create_error)?)
-                }
+                Kind::BYTES_RING => drop(
+                    opts!(bytes::Ring)
+                        .create(&name, capacity)
+                        .map_err(create_error)?,
+                ),
                 Kind::SPSC_QUEUE => with_elem!(elem_size, E, {
-                    spsc::Queue::<E>::create(&name, capacity)
+                    opts!(spsc::Queue::<E>)
+                        .create(&name, capacity)
                         .map(drop)
                         .map_err(create_error)
                 })?,
                 Kind::MPMC_QUEUE => with_elem!(elem_size, E, {
-                    mpmc::Queue::<E>::create(&name, capacity)
+                    opts!(mpmc::Queue::<E>)
+                        .create(&name, capacity)
                         .map(drop)
                         .map_err(create_error)
                 })?,
@@ -238,12 +274,16 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     tx.send(message.as_bytes(), t).map_err(|x| e(&x))
                 }
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
-                    let q = spsc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let q = spsc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut tx = q.producer().map_err(|x| e(&x))?;
                     tx.push(pad(&message)?, t).map_err(|x| e(&x))
                 }),
                 Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
-                    let q = mpmc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let q = mpmc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut tx = q.producer().map_err(|x| e(&x))?;
                     tx.push(pad(&message)?, t).map_err(|x| e(&x))
                 }),
@@ -266,7 +306,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     print_elem(&m)
                 }
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
-                    let q = spsc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let q = spsc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut rx = q.consumer().map_err(|x| e(&x))?;
                     let m = pop_until(deadline, |t| match t {
                         Some(t) => rx.pop(t),
@@ -275,7 +317,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     print_elem(&m)
                 }),
                 Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
-                    let q = mpmc::Queue::<E>::open(&name).map_err(|x| e(&x))?;
+                    let q = mpmc::Queue::<E>::options()
+                        .open_by_size(&name)
+                        .map_err(|x| e(&x))?;
                     let mut rx = q.consumer().map_err(|x| e(&x))?;
                     let m = pop_until(deadline, |t| match t {
                         Some(t) => rx.pop(t),
@@ -333,6 +377,9 @@ fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
     outln!("length:          {} {}", st.len, st.len_unit)?;
     outln!("len unit:        {}", st.len_unit)?;
     outln!("element size:    {}", st.elem_size)?;
+    if let Some(t) = &st.elem_type {
+        outln!("element type:    {t}")?;
+    }
     if let Some(m) = st.max_message {
         outln!("max message:     {m}")?;
     }

@@ -1,0 +1,297 @@
+//! [`QueueOptions`]: the builder every queue kind shares, and the open paths that check a
+//! typed queue's element type.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::TypeId;
+use crate::error::{Error, Result};
+use crate::segment::{Kind, Lifetime, Segment, SegmentOptions};
+
+/// Builder for creating or opening a queue `Q` ([`spsc::Queue`](super::spsc::Queue),
+/// [`mpmc::Queue`](super::mpmc::Queue), [`bytes::Ring`](super::bytes::Ring)): start with
+/// `Q::options()`. The settings are those of [`SegmentOptions`], which it uses underneath;
+/// the defaults are mode 0600, no unlink on drop, [`Lifetime::Persistent`], memory reserved
+/// at creation, and a 5 s open timeout.
+///
+/// ```
+/// use shmkit::queue::spsc::Queue;
+/// use shmkit::segment::Lifetime;
+/// # let name = format!("doc-qopts-{}", std::process::id());
+/// let q = Queue::<u64>::options()
+///     .mode(0o660)
+///     .open_timeout(std::time::Duration::from_secs(1))
+///     .unlink_on_drop(true)
+///     .lifetime(Lifetime::Owned)
+///     .sparse(false)
+///     .create(&name, 1024)?;
+/// let other = Queue::<u64>::options().open(&name)?;
+/// assert_eq!(other.capacity(), 1024);
+/// # drop(q);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct QueueOptions<Q> {
+    seg: SegmentOptions,
+    _for: PhantomData<fn() -> Q>,
+}
+
+impl<Q> Clone for QueueOptions<Q> {
+    fn clone(&self) -> Self {
+        QueueOptions {
+            seg: self.seg.clone(),
+            _for: PhantomData,
+        }
+    }
+}
+
+impl<Q> std::fmt::Debug for QueueOptions<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueOptions")
+            .field("segment", &self.seg)
+            .finish()
+    }
+}
+
+impl<Q> Default for QueueOptions<Q> {
+    fn default() -> Self {
+        QueueOptions {
+            seg: Segment::options(),
+            _for: PhantomData,
+        }
+    }
+}
+
+impl<Q> QueueOptions<Q> {
+    /// Permission bits for a created queue (default 0600), applied exactly (see
+    /// [`SegmentOptions::mode`]).
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-mode-{}", std::process::id());
+    /// let q = shmkit::queue::bytes::Ring::options().mode(0o640).unlink_on_drop(true)
+    ///     .create(&name, 4096)?;
+    /// assert_eq!(shmkit::segment::probe(&name)?.mode & 0o777, 0o640);
+    /// # drop(q);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.seg = self.seg.mode(mode);
+        self
+    }
+
+    /// Unlink the name when the last handle of the queue in this process drops (default: no;
+    /// see also `set_unlink_on_drop` on each queue).
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-unlink-{}", std::process::id());
+    /// let q = shmkit::queue::mpmc::Queue::<u32>::options().unlink_on_drop(true)
+    ///     .create(&name, 8)?;
+    /// drop(q);
+    /// assert!(shmkit::queue::mpmc::Queue::<u32>::open(&name).is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.seg = self.seg.unlink_on_drop(yes);
+        self
+    }
+
+    /// How long `open_or_create` keeps racing for a name that others keep creating and
+    /// removing (default 5 s; see [`SegmentOptions::open_timeout`]).
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-timeout-{}", std::process::id());
+    /// let q = shmkit::queue::spsc::Queue::<u8>::options()
+    ///     .open_timeout(std::time::Duration::from_millis(100))
+    ///     .unlink_on_drop(true)
+    ///     .open_or_create(&name, 16)?;
+    /// # drop(q);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.seg = self.seg.open_timeout(timeout);
+        self
+    }
+
+    /// Who may remove a created queue (see [`SegmentOptions::lifetime`]): with
+    /// [`Lifetime::Owned`], `shmkit gc` removes it once its creator is dead.
+    ///
+    /// ```
+    /// use shmkit::segment::Lifetime;
+    /// # let name = format!("doc-qopts-life-{}", std::process::id());
+    /// let q = shmkit::queue::bytes::Ring::options().lifetime(Lifetime::Owned)
+    ///     .unlink_on_drop(true).create(&name, 4096)?;
+    /// let h = shmkit::segment::probe(&name)?.header.unwrap();
+    /// assert_eq!(h.lifetime, Lifetime::Owned);
+    /// # drop(q);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.seg = self.seg.lifetime(lifetime);
+        self
+    }
+
+    /// Create without reserving memory (see [`SegmentOptions::sparse`]: a later access that
+    /// finds `/dev/shm` full gets `SIGBUS`).
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-sparse-{}", std::process::id());
+    /// let q = shmkit::queue::spsc::Queue::<u64>::options().sparse(true)
+    ///     .unlink_on_drop(true).create(&name, 1 << 16)?;
+    /// assert_eq!(q.capacity(), 1 << 16);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn sparse(mut self, yes: bool) -> Self {
+        self.seg = self.seg.sparse(yes);
+        self
+    }
+}
+
+/// How a queue is to be attached.
+#[derive(Debug, Clone, Copy)]
+pub enum How {
+    /// Create with this capacity.
+    Create(u64),
+    /// Open an existing queue of this element type.
+    Open,
+    /// Open, or create with this capacity.
+    OpenOrCreate(u64),
+    /// Open an existing typed queue of any element type of this size.
+    OpenBySize,
+}
+
+pub(crate) mod sealed {
+    /// A queue type a [`QueueOptions`](super::QueueOptions) builds.
+    pub trait Build: Sized {
+        /// Create or open `name` with these segment settings.
+        fn build(seg: &crate::SegmentOptions, name: &str, how: super::How) -> crate::Result<Self>;
+    }
+
+    /// A queue of typed elements (it records its element type).
+    pub trait Typed: Build {}
+}
+
+impl<Q: sealed::Build> QueueOptions<Q> {
+    /// Create the named queue with `capacity` slots (bytes for a [`bytes::Ring`](super::bytes::Ring)),
+    /// a power of two; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-create-{}", std::process::id());
+    /// let q = shmkit::queue::mpmc::Queue::<u64>::options().unlink_on_drop(true)
+    ///     .create(&name, 64)?;
+    /// assert_eq!(q.capacity(), 64);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(&self, name: &str, capacity: u64) -> Result<Q> {
+        Q::build(&self.seg, name, How::Create(capacity))
+    }
+
+    /// Open the named queue. A typed queue must hold elements of this type (name, size,
+    /// alignment; [`Error::TypeMismatch`] names both types otherwise).
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-open-{}", std::process::id());
+    /// let q = shmkit::queue::bytes::Ring::options().unlink_on_drop(true).create(&name, 4096)?;
+    /// let r = shmkit::queue::bytes::Ring::options().open(&name)?;
+    /// assert_eq!(r.capacity(), 4096);
+    /// # drop(q);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(&self, name: &str) -> Result<Q> {
+        Q::build(&self.seg, name, How::Open)
+    }
+
+    /// Open the named queue, or create it with `capacity` if it does not exist (race-free
+    /// between processes); an existing queue must have this capacity and element type.
+    ///
+    /// ```
+    /// # let name = format!("doc-qopts-ooc-{}", std::process::id());
+    /// use shmkit::queue::spsc::Queue;
+    /// let a = Queue::<u32>::options().unlink_on_drop(true).open_or_create(&name, 8)?;
+    /// let b = Queue::<u32>::options().open_or_create(&name, 8)?;
+    /// assert_eq!(b.capacity(), 8);
+    /// # drop(a);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_or_create(&self, name: &str, capacity: u64) -> Result<Q> {
+        Q::build(&self.seg, name, How::OpenOrCreate(capacity))
+    }
+}
+
+impl<Q: sealed::Typed> QueueOptions<Q> {
+    /// Open the named typed queue whatever its element type, provided its elements are
+    /// `size_of::<T>()` bytes (and aligned at least as `T`): the untyped open that tools use
+    /// (`shmkit queue push` opens as `[u8; N]`). The elements are reinterpreted as `T`.
+    ///
+    /// ```
+    /// use shmkit::queue::spsc::Queue;
+    /// # let name = format!("doc-qopts-bysize-{}", std::process::id());
+    /// let q = Queue::<u64>::options().unlink_on_drop(true).create(&name, 8)?;
+    /// q.producer().unwrap().try_push(0x0102).unwrap();
+    /// let raw = Queue::<[u8; 8]>::options().open_by_size(&name)?;
+    /// assert_eq!(raw.consumer().unwrap().try_pop().unwrap(), 0x0102u64.to_ne_bytes());
+    /// assert!(Queue::<[u8; 4]>::options().open_by_size(&name).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_by_size(&self, name: &str) -> Result<Q> {
+        Q::build(&self.seg, name, How::OpenBySize)
+    }
+}
+
+/// Turn a typed open's `LayoutMismatch` into [`Error::TypeMismatch`] when the queue is of the
+/// same kind and layout with another element type. `stored(found)` opens the queue with the
+/// fingerprint it has and reads its recorded type; `fp_of` is the layout's fingerprint of a
+/// type. Any other error, or a type tag that does not match its fingerprint, is left as is.
+pub(crate) fn typed<Q>(
+    name: &str,
+    want: &TypeId,
+    opened: Result<Q>,
+    stored: impl FnOnce(u64) -> Result<TypeId>,
+    fp_of: fn(&TypeId) -> u64,
+) -> Result<Q> {
+    match opened {
+        Err(Error::LayoutMismatch { found, .. }) => match stored(found) {
+            Ok(t) if fp_of(&t) == found => Err(Error::TypeMismatch {
+                name: name.to_owned(),
+                expected: want.to_string(),
+                found: t.to_string(),
+            }),
+            _ => opened,
+        },
+        r => r,
+    }
+}
+
+/// Open a typed queue by element size: read the header's fingerprint, open with it
+/// (`open(fp)`), check the recorded type against that fingerprint, then that it has `size`
+/// bytes and an alignment of at least `align`.
+pub(crate) fn by_size<R>(
+    name: &str,
+    kind: Kind,
+    (size, align): (u64, u64),
+    open: impl FnOnce(u64) -> Result<R>,
+    stored: impl Fn(&R) -> std::result::Result<TypeId, String>,
+    fp_of: fn(&TypeId) -> u64,
+) -> Result<R> {
+    let Some(h) = crate::segment::probe(name)?.header else {
+        return Err(Error::KindMismatch {
+            name: name.into(),
+            expected: kind.to_string(),
+            found: "raw".into(),
+        });
+    };
+    let r = open(h.fingerprint)?;
+    let t = stored(&r).map_err(|what| Error::corrupt(name, what))?;
+    if fp_of(&t) != h.fingerprint {
+        return Err(Error::corrupt(
+            name,
+            format!("the recorded element type {t} does not match the layout fingerprint"),
+        ));
+    }
+    if t.size != size || t.align < align {
+        return Err(Error::TypeMismatch {
+            name: name.to_owned(),
+            expected: format!("any type of size {size} (align {align})"),
+            found: t.to_string(),
+        });
+    }
+    Ok(r)
+}
