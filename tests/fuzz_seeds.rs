@@ -237,7 +237,7 @@ fn queues(out: &mut Out, names: &mut Cleanup) {
     // SPSC of u64, capacity 2 (capbits 0): one element in, both roles attached.
     let n = name(names, "seed-spsc");
     let q = spsc::Queue::<u64>::create(&n, 2).unwrap();
-    let (mut tx, rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
     tx.try_push(7).unwrap();
     let file = dump(&n);
     out.object("spsc_queue", Kind::SPSC_QUEUE, &file);
@@ -248,7 +248,9 @@ fn queues(out: &mut Out, names: &mut Cleanup) {
     );
     // Full, then both ends closed.
     tx.try_push(8).unwrap();
-    drop((tx, rx));
+    // Closed explicitly: dropping a handle only detaches it (SPEC §7.1.3).
+    tx.close();
+    rx.close();
     out.seed(
         "queue_attach",
         "spsc-full-closed",
@@ -272,7 +274,8 @@ fn queues(out: &mut Out, names: &mut Cleanup) {
         "mpmc-in-use",
         queue_input(1, 1, &QUEUE_OPS, &file[HEADER..]),
     );
-    drop((tx, rx));
+    tx.close();
+    rx.close();
     out.seed(
         "queue_attach",
         "mpmc-closed",

@@ -856,6 +856,8 @@ struct Msg {
     sum: u64,
 }
 
+shmkit::shm_type!(Msg);
+
 impl Msg {
     fn new(tag: u64) -> Msg {
         let body = std::array::from_fn(|i| mix(tag.wrapping_add(i as u64 + 1)));
@@ -1057,6 +1059,16 @@ impl Q {
 }
 
 impl Tx {
+    /// Close this end (dropping it only detaches: SPEC §7.1.3). For MPMC the side closes when
+    /// its last attached producer closes.
+    fn close(&mut self) {
+        match self {
+            Tx::Spsc(p) => p.close(),
+            Tx::Mpmc(p) => p.close(),
+            Tx::Bytes(p) => p.close(),
+        }
+    }
+
     /// Send message `tag`: a polling call if `timeout` is `None`.
     fn send(&mut self, tag: u64, timeout: Option<Duration>) -> Result<(), Fail> {
         match (self, timeout) {
@@ -1194,7 +1206,8 @@ fn q_producer(kind: QKind, qname: &str, board: &Board, epoch: u64, n: u64, seed:
         }
         pace(&mut rng);
     }
-    // Dropping `tx` closes this producer.
+    // Done: close (a drop would only detach, and the consumers would wait for more).
+    tx.close();
 }
 
 fn q_consumer(kind: QKind, qname: &str, board: &Board, slot: u64, seed: u64) {

@@ -64,7 +64,7 @@ fn lock_ops(name: &str, ops: &[u8]) {
         let r = match op % 3 {
             0 => l.try_lock(),
             1 => l.lock_timeout(TINY),
-            _ => l.lock_until(Some(std::time::Instant::now())),
+            _ => l.lock_deadline(std::time::Instant::now()),
         };
         match r {
             Ok(g) => {
@@ -122,8 +122,12 @@ fn condition_ops(name: &str, ops: &[u8]) {
         if let Ok(g) = g {
             c.notify(&g, u32::from(op >> 4));
             c.notify_all(&g);
-            if let Ok((g, _)) = c.wait_timeout(g, TINY) {
-                let _ = c.wait_for(g, || op & 0x80 != 0, Some(TINY));
+            if let Ok(g) = c
+                .wait_timeout(g, TINY)
+                .map_err(|e| e.into_guard())
+                .or_else(|g| g.ok_or(()))
+            {
+                let _ = c.wait_for_timeout(g, || op & 0x80 != 0, TINY);
             }
         }
         let _ = (shmkit::sync::inspect(name), c.sequence(), c.sleepers());
@@ -154,10 +158,10 @@ fn event_ops(name: &str, ops: &[u8]) {
             0 => e.set(),
             1 => e.clear(),
             2 => {
-                let _ = e.wait(Some(TINY));
+                let _ = e.wait_timeout(TINY);
             }
             _ => {
-                let _ = e.wait(Some(Duration::ZERO));
+                let _ = e.try_wait();
             }
         }
         let _ = (shmkit::sync::inspect(name), e.is_set(), e.generation());
@@ -170,7 +174,7 @@ fn barrier_ops(name: &str, ops: &[u8]) {
     for &op in ops {
         match op % 4 {
             0 | 1 => {
-                let _ = b.wait(Some(TINY));
+                let _ = b.wait_timeout(TINY);
             }
             2 => b.reset(),
             _ => b.abort(),
