@@ -10,38 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use common::{fork_and, inherited, spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::queue::bytes::Ring;
 use shmkit::queue::{mpmc, spsc, PushError, TryPopError};
 use shmkit::sync::{Lock, LockError};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The child's own copy of a value the parent also owns: after `fork` each process has its own
-/// memory, and the child `_exit`s without dropping the original, so this is the one owned copy
-/// in the child (what a child inheriting a handle and dropping it does).
-fn inherited<T>(v: &T) -> T {
-    // SAFETY: see above: only called in the forked child, which never drops `v` itself.
-    unsafe { std::ptr::read(v) }
-}
-
-/// Fork; run `child` in the child and `_exit` with its code; return the child's exit code.
-fn fork_and(child: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the test's child process is single-threaded apart from the test harness's idle
-    // main thread; glibc's fork keeps malloc usable in the child; the child ends with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(99);
-        // SAFETY: ends the child at once, running no destructor or exit handler.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-    libc::WEXITSTATUS(status)
-}
 
 #[test]
 fn child_main() {

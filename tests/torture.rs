@@ -66,7 +66,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use common::{spawn_child, unique_name, Cleanup};
+use common::{fork_and, inherited, spawn_child, unique_name, Cleanup};
 use shmkit::queue::bytes::{self, ReserveError};
 use shmkit::queue::{
     mpmc, spsc, AttachError, PopError, PushError, QueueStat, TryPopError, TryPushError,
@@ -355,50 +355,6 @@ fn wait_for(what: &str, child: &mut Child, mut cond: impl FnMut() -> bool) {
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
-/// The forked child's own copy of a value its parent also owns (`tests/fork.rs`): the child
-/// `_exit`s without dropping the original, so dropping this copy is what a child that
-/// inherited the handle and dropped it does.
-fn inherited<V>(v: &V) -> V {
-    // SAFETY: only called in a forked child, which never drops `v` itself (it `_exit`s).
-    unsafe { std::ptr::read(v) }
-}
-
-/// fork(); run `child` in the child and `_exit` with its code; wait (bounded) for it and
-/// return its exit code (200 if it had to be killed, 128 + n if a signal killed it).
-fn fork_and(child: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the children of this test are single-threaded apart from libtest's idle main
-    // thread; glibc's fork keeps malloc usable in the child, which ends with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(99);
-        // SAFETY: ends the forked child at once, without destructors or exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + T;
-    loop {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
-        }
-        if Instant::now() >= deadline {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return 200;
-        }
-        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

@@ -247,3 +247,47 @@ pub fn pythons() -> Vec<String> {
     }
     v
 }
+
+/// The forked child's own copy of a value its parent also owns (`tests/fork.rs`, `tests/torture.rs`): the child
+/// `_exit`s without dropping the original, so dropping this copy is what a child that
+/// inherited the handle and dropped it does.
+pub fn inherited<V>(v: &V) -> V {
+    // SAFETY: only called in a forked child, which never drops `v` itself (it `_exit`s).
+    unsafe { std::ptr::read(v) }
+}
+
+/// fork(); run `child` in the child and `_exit` with its code; wait (60 s at most) for it and
+/// return its exit code (200 if it had to be killed, 128 + n if a signal killed it).
+pub fn fork_and(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the children of this test are single-threaded apart from libtest's idle main
+    // thread; glibc's fork keeps malloc usable in the child, which ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(99);
+        // SAFETY: ends the forked child at once, without destructors or exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return 200;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
