@@ -326,7 +326,6 @@ impl Ring {
             side,
             head,
             cap: self.ring.capacity,
-            empty_polls: 0,
         })
     }
 
@@ -773,7 +772,6 @@ pub struct Consumer {
     side: Side,
     head: u64,
     cap: u64,
-    empty_polls: u32,
 }
 
 impl fmt::Debug for Consumer {
@@ -801,14 +799,9 @@ impl Consumer {
     #[cold]
     #[inline(never)]
     fn not_ready(&mut self, check_tail: bool) -> Result<Record, TryPopError> {
-        // A polling consumer reads the tail on every 64th empty poll only (blocking calls on
-        // every attempt, and everyone before `Disconnected`): it sits on the producer's line,
-        // and polling it would take that line away from the producer at every message.
-        self.empty_polls = self.empty_polls.wrapping_add(1);
-        let gone = self.side.peer_gone();
-        if !gone && !check_tail && self.empty_polls % 64 != 0 {
+        let Some(gone) = self.side.look_at_tail(check_tail) else {
             return Err(TryPopError::Empty);
-        }
+        };
         let ring = &*self.side.ring;
         // Acquire pairs with the Release tail store in `commit_len`, made after the headers.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);

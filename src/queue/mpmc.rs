@@ -312,7 +312,7 @@ impl Shared {
         // Relaxed: informational.
         let state = self.ctrl().geo.state.load(Ordering::Relaxed);
         QueueStat {
-            kind: crate::Kind::MPMC_QUEUE,
+            kind: Kind::MPMC_QUEUE,
             capacity: self.capacity,
             len: self.len(),
             len_unit: LenUnit::Messages,

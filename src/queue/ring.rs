@@ -420,6 +420,8 @@ pub(crate) struct Side {
     /// Owner word of a peer found dead (0: none), so later polls need no `/proc` read while
     /// the dead process still holds the role.
     dead_peer: std::cell::Cell<u64>,
+    /// Empty polls of a consumer so far (see [`Side::look_at_tail`]).
+    empty_polls: u32,
 }
 
 impl Side {
@@ -443,6 +445,7 @@ impl Side {
             closed: false,
             throttle: Throttle::default(),
             dead_peer: std::cell::Cell::new(0),
+            empty_polls: 0,
         })
     }
 
@@ -495,6 +498,18 @@ impl Side {
         let known = self.dead_peer.get();
         (known != 0 && self.ring.slot(self.peer()).holder() == known)
             || (self.throttle.due() && self.peer_dead())
+    }
+
+    /// A consumer that found nothing at its head: whether it should read the producer's
+    /// tail now (`Some(peer_gone)`), or report `Empty` at once (`None`). A polling consumer
+    /// reads the tail on every 64th empty poll only (blocking calls, `check_tail`, on every
+    /// attempt, and everyone before `Disconnected`): the tail sits on the producer's line, and
+    /// polling it would take that line away from the producer at every message.
+    #[inline]
+    pub(crate) fn look_at_tail(&mut self, check_tail: bool) -> Option<bool> {
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        let gone = self.peer_gone();
+        (gone || check_tail || self.empty_polls % 64 == 0).then_some(gone)
     }
 
     /// Detach this end (what dropping a handle does): free the role, if this process still

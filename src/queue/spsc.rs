@@ -375,7 +375,6 @@ impl<T: Element> Queue<T> {
             head,
             tail_cache: head,
             cap: self.ring.capacity,
-            empty_polls: 0,
             _t: PhantomData,
         })
     }
@@ -826,7 +825,6 @@ pub struct Consumer<T> {
     tail_cache: u64,
     cap: u64,
     /// Polls that found no element, to read the tail only on every 64th (`not_ready`).
-    empty_polls: u64,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -859,14 +857,9 @@ impl<T: Element> Consumer<T> {
     #[cold]
     #[inline(never)]
     fn not_ready(&mut self, check_tail: bool) -> Result<(), TryPopError> {
-        // A polling consumer reads the tail on every 64th empty poll only (blocking calls on
-        // every attempt, and everyone before `Disconnected`): it sits on the producer's line,
-        // and polling it would take that line away from the producer at every message.
-        self.empty_polls = self.empty_polls.wrapping_add(1);
-        let gone = self.side.peer_gone();
-        if !gone && !check_tail && self.empty_polls % 64 != 0 {
+        let Some(gone) = self.side.look_at_tail(check_tail) else {
             return Err(TryPopError::Empty);
-        }
+        };
         let ring = &*self.side.ring;
         // Acquire pairs with the Release tail store in `Producer::publish`, made after the
         // stamps.
