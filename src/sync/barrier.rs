@@ -253,8 +253,41 @@ impl BarrierState {
         self.wait_within(Some(deadline))
     }
 
+    /// [`wait_deadline`](Self::wait_deadline) (`None`: no limit) for callers whose waits
+    /// must answer something else too (a binding's Ctrl-C: Python's signal check): while it
+    /// sleeps it calls `interrupted()` at least every 50 ms, and when that returns true it
+    /// leaves, breaking the barrier as Python does when a waiting thread raises (the others
+    /// get [`Broken`](BarrierError::Broken)), and returns `Broken` itself.
+    ///
+    /// ```
+    /// use shmkit::sync::{BarrierError, BarrierState};
+    /// let b = BarrierState::new(2)?;
+    /// assert_eq!(b.wait_interruptible(None, || true), Err(BarrierError::Broken));
+    /// assert!(b.is_broken());
+    /// # Ok::<(), BarrierError>(())
+    /// ```
+    pub fn wait_interruptible(
+        &self,
+        deadline: Option<Instant>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<u32, BarrierError> {
+        self.wait_within_checking(deadline, Some(&mut interrupted))
+    }
+
     /// The wait behind every form (`None`: no limit).
     fn wait_within(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
+        self.wait_within_checking(deadline, None)
+    }
+
+    /// How long [`wait_interruptible`](Self::wait_interruptible) sleeps between checks.
+    const INTERRUPT_SLICE: Duration = Duration::from_millis(50);
+
+    /// The wait, asking `interrupted` (if any) between sleeps of at most `INTERRUPT_SLICE`.
+    fn wait_within_checking(
+        &self,
+        deadline: Option<Instant>,
+        mut interrupted: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<u32, BarrierError> {
         let parties = self.parties_checked().map_err(BarrierError::Corrupt)?;
         // AcqRel on every arrival CAS: each arrival releases its writes into the RMW chain
         // on `word`, and the last arrival's CAS acquires them all (release sequence); the
@@ -288,10 +321,27 @@ impl BarrierState {
             }
         };
         let ended = |x: u64| generation(x) != g || broken(x);
-        // Acquire: pairs with the AcqRel CAS that ended the generation or broke it.
-        let _ = self
-            .queue
-            .wait_until_within(|| ended(self.word.load(Ordering::Acquire)), deadline);
+        let mut was_interrupted = false;
+        loop {
+            let until = match interrupted {
+                Some(_) => crate::os::deadline::slice(deadline, Self::INTERRUPT_SLICE),
+                None => deadline,
+            };
+            // Acquire: pairs with the AcqRel CAS that ended the generation or broke it.
+            let done = self
+                .queue
+                .wait_until_within(|| ended(self.word.load(Ordering::Acquire)), until)
+                .is_ok();
+            if done || crate::os::deadline::passed(deadline) {
+                break;
+            }
+            if let Some(f) = interrupted.as_mut() {
+                if f() {
+                    was_interrupted = true;
+                    break;
+                }
+            }
+        }
         let mut x = self.word.load(Ordering::Acquire);
         loop {
             if generation(x) != g {
@@ -303,14 +353,19 @@ impl BarrierState {
             if broken(x) {
                 return Err(BarrierError::Broken);
             }
-            // Our deadline passed in generation g: break the barrier, as Python does.
+            // Our deadline passed (or we were interrupted) in generation g: break the
+            // barrier, as Python does.
             match self
                 .word
                 .compare_exchange(x, x | BROKEN, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
                     self.queue.notify_all();
-                    return Err(BarrierError::Timeout);
+                    return Err(if was_interrupted {
+                        BarrierError::Broken
+                    } else {
+                        BarrierError::Timeout
+                    });
                 }
                 Err(now) => x = now,
             }

@@ -459,6 +459,36 @@ impl LockState {
         }
     }
 
+    /// A guard for the lock the calling thread already holds (one it
+    /// [leaked](LockGuard::leak)): the counterpart of `leak`, for Python-style
+    /// `acquire()`/`release()` pairs. A thread that does not hold it gets
+    /// [`LockError::NotOwner`] and nothing changes. The guard's
+    /// [`previous_owner`](LockGuard::previous_owner) is `None`, but after `OwnerDied`
+    /// its [`make_consistent`](LockGuard::make_consistent) still repairs the lock.
+    ///
+    /// ```
+    /// use shmkit::sync::{LockError, LockState};
+    /// let state = LockState::new();
+    /// assert!(matches!(state.adopt(), Err(LockError::NotOwner)));
+    /// state.lock().unwrap().leak();
+    /// let other = std::thread::scope(|s| s.spawn(|| state.adopt().map(drop)).join().unwrap());
+    /// assert!(matches!(other, Err(LockError::NotOwner)));
+    /// drop(state.adopt().unwrap());
+    /// assert!(!state.is_locked());
+    /// ```
+    pub fn adopt(&self) -> std::result::Result<LockGuard<'_>, LockError<()>> {
+        let me = me().map_err(LockError::from_mutex)?;
+        if !self.core.held_by(me) {
+            return Err(LockError::NotOwner);
+        }
+        Ok(LockGuard {
+            lock: self,
+            me,
+            previous_owner: None,
+            _not_send: PhantomData,
+        })
+    }
+
     /// Whether someone holds it (a snapshot: it may change at once).
     pub fn is_locked(&self) -> bool {
         matches!(
@@ -540,6 +570,22 @@ impl<'a> LockGuard<'a> {
     /// Whether this guard came from [`LockError::OwnerDied`] and is not repaired yet.
     pub fn needs_repair(&self) -> bool {
         self.previous_owner.is_some()
+    }
+
+    /// Keep the lock held without a guard, for Python-style `acquire()`/`release()` pairs:
+    /// take a guard back later with [`LockState::adopt`] from the same thread (dropping it
+    /// releases the lock). Leaking and never adopting keeps the lock held until the process
+    /// exits (then the next acquirer gets [`LockError::OwnerDied`]).
+    ///
+    /// ```
+    /// let state = shmkit::sync::LockState::new();
+    /// state.lock().unwrap().leak();
+    /// assert!(state.is_locked());
+    /// drop(state.adopt().unwrap()); // releases
+    /// assert!(!state.is_locked());
+    /// ```
+    pub fn leak(self) {
+        std::mem::forget(self);
     }
 
     /// The lock this guard holds.

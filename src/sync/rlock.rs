@@ -167,6 +167,32 @@ impl RLockState {
         self.core.release(me).map_err(LockError::from_mutex)
     }
 
+    /// A guard for one level the calling thread already holds (one it
+    /// [leaked](RLockGuard::leak)), e.g. to call
+    /// [`make_consistent`](RLockGuard::make_consistent) after `OwnerDied`; dropping it
+    /// releases that level. A thread that does not hold it gets [`LockError::NotOwner`].
+    ///
+    /// ```
+    /// let r = shmkit::sync::RLockState::new();
+    /// r.lock().unwrap().leak();
+    /// let mut g = r.adopt().unwrap();
+    /// g.make_consistent().unwrap(); // nothing to repair: a no-op
+    /// drop(g);
+    /// assert!(!r.is_locked());
+    /// ```
+    pub fn adopt(&self) -> std::result::Result<RLockGuard<'_>, LockError<()>> {
+        let me = me().map_err(LockError::from_mutex)?;
+        if !self.core.held_by(me) {
+            return Err(LockError::NotOwner);
+        }
+        Ok(RLockGuard {
+            lock: self,
+            me,
+            previous_owner: None,
+            _not_send: PhantomData,
+        })
+    }
+
     /// Recursion depth recorded by the holder (0: free). A snapshot.
     pub fn depth(&self) -> u32 {
         if self.is_locked() {

@@ -1,0 +1,269 @@
+"""Type stubs for shmkit's native module (re-exported by ``shmkit``)."""
+
+from types import TracebackType
+from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union
+
+_T = TypeVar("_T")
+
+class ShmkitError(Exception):
+    """Base class of shmkit's own errors: another kind or layout of object under the name, a
+    corrupt object, no space in /dev/shm, an operating-system error."""
+
+class OwnerDied(ShmkitError):
+    """The lock was acquired, but its previous owner died holding it. The lock IS held by the
+    caller: repair the data, call ``lock.make_consistent()``, then ``lock.release()``."""
+
+    lock: Union["Lock", "RLock", "Condition"]
+    """The lock that was acquired (held by the calling thread)."""
+    previous_pid: Optional[int]
+    """The dead owner's process id, if recorded."""
+
+class LockNotRecoverable(ShmkitError):
+    """A dead owner's successor released the lock without ``make_consistent()``: nothing can
+    acquire it again. Unlink and recreate it."""
+
+from threading import BrokenBarrierError as BrokenBarrierError
+
+class _Named:
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+class Lock(_Named):
+    """A named, robust lock shared by processes (``multiprocessing.Lock`` by name).
+
+    ``Lock(name)`` opens or creates it. Only the thread that acquired it can release it.
+    If the holder dies, the next ``acquire`` raises ``OwnerDied`` with the lock held."""
+
+    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @staticmethod
+    def create(name: str, *, mode: int = 0o600) -> "Lock":
+        """Create a new lock; FileExistsError if the name is taken."""
+    @staticmethod
+    def open(name: str) -> "Lock":
+        """Open an existing lock; FileNotFoundError if there is none."""
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Acquire; return whether it is held. ``block=False`` tries once; ``timeout`` bounds
+        the wait in seconds (None: no limit). Raises OwnerDied (lock held) after a dead
+        holder, RuntimeError if this thread already holds it and ``block`` is true."""
+    def release(self) -> None:
+        """Release; RuntimeError if this thread does not hold it."""
+    def locked(self) -> bool:
+        """Whether anyone holds it (a snapshot)."""
+    def make_consistent(self) -> None:
+        """After OwnerDied: declare the protected data repaired."""
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class RLock(_Named):
+    """A named, robust, recursive lock (``multiprocessing.RLock`` by name)."""
+
+    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @staticmethod
+    def create(name: str, *, mode: int = 0o600) -> "RLock":
+        """Create a new recursive lock; FileExistsError if the name is taken."""
+    @staticmethod
+    def open(name: str) -> "RLock":
+        """Open an existing recursive lock; FileNotFoundError if there is none."""
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Acquire one level (see Lock.acquire)."""
+    def release(self) -> None:
+        """Release one level; RuntimeError if this thread does not hold it."""
+    def locked(self) -> bool:
+        """Whether anyone holds it (a snapshot)."""
+    def make_consistent(self) -> None:
+        """After OwnerDied: declare the protected data repaired."""
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class Semaphore(_Named):
+    """A named semaphore (``multiprocessing.Semaphore`` by name)."""
+
+    def __init__(self, name: str, value: int = 1, *, mode: int = 0o600) -> None: ...
+    @staticmethod
+    def create(name: str, value: int = 1, *, mode: int = 0o600) -> "Semaphore":
+        """Create a new semaphore with ``value`` permits; FileExistsError if it exists."""
+    @staticmethod
+    def open(name: str) -> "Semaphore":
+        """Open an existing semaphore; FileNotFoundError if there is none."""
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Take a permit; return whether one was taken."""
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` permits (any process or thread may)."""
+    def get_value(self) -> int:
+        """The number of free permits (a snapshot)."""
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class BoundedSemaphore(_Named):
+    """A named semaphore whose value never exceeds its initial one: releasing past it
+    raises ValueError (``multiprocessing.BoundedSemaphore`` by name)."""
+
+    def __init__(self, name: str, value: int = 1, *, mode: int = 0o600) -> None: ...
+    @staticmethod
+    def create(name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore":
+        """Create a new bounded semaphore; FileExistsError if it exists."""
+    @staticmethod
+    def open(name: str) -> "BoundedSemaphore":
+        """Open an existing bounded semaphore; FileNotFoundError if there is none."""
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Take a permit; return whether one was taken."""
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` permits; ValueError past the initial value."""
+    def get_value(self) -> int:
+        """The number of free permits (a snapshot)."""
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class Event(_Named):
+    """A named event (``multiprocessing.Event`` by name)."""
+
+    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @staticmethod
+    def create(name: str, *, mode: int = 0o600) -> "Event":
+        """Create a new (clear) event; FileExistsError if it exists."""
+    @staticmethod
+    def open(name: str) -> "Event":
+        """Open an existing event; FileNotFoundError if there is none."""
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+    def clear(self) -> None:
+        """Clear the flag."""
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until set, at most ``timeout`` seconds; return whether it is set."""
+
+class Condition(_Named):
+    """A named condition variable bound to its own lock (``multiprocessing.Condition`` by
+    name; there is no ``lock=`` argument)."""
+
+    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @staticmethod
+    def create(name: str, *, mode: int = 0o600) -> "Condition":
+        """Create a new condition; FileExistsError if it exists."""
+    @staticmethod
+    def open(name: str) -> "Condition":
+        """Open an existing condition; FileNotFoundError if there is none."""
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Acquire the condition's lock (see Lock.acquire)."""
+    def release(self) -> None:
+        """Release the condition's lock."""
+    def make_consistent(self) -> None:
+        """After OwnerDied: declare the protected data repaired."""
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Release the lock, wait for a notify (at most ``timeout`` s), re-take the lock.
+        False if the timeout passed. RuntimeError if the lock is not held."""
+    def wait_for(self, predicate: Callable[[], _T], timeout: Optional[float] = None) -> _T:
+        """Wait until ``predicate()`` is true; return its last value."""
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters (possibly more). The lock must be held."""
+    def notify_all(self) -> None:
+        """Wake every waiter. The lock must be held."""
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class Barrier(_Named):
+    """A named barrier for ``parties`` processes (``multiprocessing.Barrier`` by name, no
+    ``action``). ``timeout`` is the default for ``wait``."""
+
+    def __init__(
+        self, name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
+    ) -> None: ...
+    @staticmethod
+    def create(
+        name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
+    ) -> "Barrier":
+        """Create a new barrier; FileExistsError if it exists."""
+    @staticmethod
+    def open(name: str, timeout: Optional[float] = None) -> "Barrier":
+        """Open an existing barrier; FileNotFoundError if there is none."""
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait for all parties; return the arrival index. BrokenBarrierError if broken
+        (a timeout breaks it)."""
+    def reset(self) -> None:
+        """Back to the initial state; current waiters get BrokenBarrierError."""
+    def abort(self) -> None:
+        """Break the barrier until reset()."""
+    @property
+    def parties(self) -> int:
+        """The number of parties."""
+    @property
+    def n_waiting(self) -> int:
+        """Parties waiting now (0 while broken)."""
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+
+class SharedMemory:
+    """A named segment of bytes (``multiprocessing.shared_memory.SharedMemory`` without the
+    resource tracker). ``raw=True``: no shmkit header, the same object as CPython's
+    SharedMemory of that name. ``buf`` and the buffer protocol are zero-copy;
+    ``close()`` with live views raises BufferError."""
+
+    def __init__(
+        self,
+        name: str,
+        create: bool = False,
+        size: int = 0,
+        *,
+        raw: bool = False,
+        mode: int = 0o600,
+    ) -> None: ...
+    @staticmethod
+    def create(name: str, size: int, *, raw: bool = False, mode: int = 0o600) -> "SharedMemory":
+        """Create a new zeroed segment; FileExistsError if it exists."""
+    @staticmethod
+    def open(name: str, *, raw: bool = False) -> "SharedMemory":
+        """Open an existing segment; FileNotFoundError if there is none."""
+    @property
+    def name(self) -> str:
+        """The segment's name."""
+    @property
+    def size(self) -> int:
+        """The payload size in bytes."""
+    @property
+    def buf(self) -> memoryview:
+        """A writable memoryview of the payload (zero-copy)."""
+    def close(self) -> None:
+        """Unmap; BufferError while views are alive. Closing twice is harmless."""
+    def unlink(self) -> None:
+        """Remove the name; mappings stay valid."""
+    def __enter__(self) -> "SharedMemory": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int) -> memoryview: ...

@@ -1,0 +1,51 @@
+//! Python timeouts, and the one wait loop every blocking call uses: it releases the GIL
+//! while it sleeps, in slices of at most [`SLICE`], and between slices runs Python's signal
+//! handlers, so Ctrl-C raises `KeyboardInterrupt` within about 50 ms.
+
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// The longest the GIL stays released before the signal handlers run.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// A Python `timeout` argument as a deadline: `None` is no limit; a negative value is 0
+/// (as `multiprocessing` does); NaN is a `ValueError`; a value too large to represent is no
+/// limit.
+pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    let Some(t) = timeout else { return Ok(None) };
+    if t.is_nan() {
+        return Err(PyValueError::new_err("timeout must be a number, not NaN"));
+    }
+    let d = Duration::try_from_secs_f64(t.max(0.0)).ok();
+    Ok(d.and_then(|d| Instant::now().checked_add(d)))
+}
+
+/// Whether `deadline` has passed.
+pub(crate) fn passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// Call `attempt(until)` with the GIL released, `until` never more than [`SLICE`] ahead,
+/// until it returns `Some` (done) or `deadline` passes (`Ok(None)`). Between slices the
+/// signal handlers run with the GIL held: an exception they raise (`KeyboardInterrupt`) is
+/// returned at once. `attempt` must leave the object consistent each time it returns `None`.
+pub(crate) fn sliced<R: Send>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(Instant) -> Option<R> + Send,
+) -> PyResult<Option<R>> {
+    loop {
+        let now = Instant::now();
+        let slice_end = now + SLICE;
+        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+        if let Some(r) = py.allow_threads(|| attempt(until)) {
+            return Ok(Some(r));
+        }
+        if passed(deadline) {
+            return Ok(None);
+        }
+        py.check_signals()?;
+    }
+}

@@ -1,0 +1,195 @@
+//! `Condition`: Python's condition variable on shmkit's `Condition`, which is bound to its
+//! own robust lock (Python's `lock=` argument has no equivalent: the lock lives in the same
+//! segment). `acquire`/`release`/`with` work on that lock as `Lock`'s do.
+
+use std::time::Instant;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use shmkit::sync::{ConditionState, LockError, Owner, WaitTimeoutError};
+
+use crate::blocking::{deadline, passed, sliced};
+use crate::errors::{lock_error, owner_died, to_py};
+use crate::lock::{acquire, HeldLock};
+use crate::named::{named_methods, options, DEFAULT_MODE};
+
+/// A named condition variable with its own lock, shared by processes:
+/// `multiprocessing.Condition`, attachable by name.
+#[pyclass(module = "shmkit", name = "Condition", frozen)]
+pub(crate) struct PyCondition {
+    inner: shmkit::sync::Condition,
+}
+
+named_methods!(PyCondition, "Condition");
+
+/// How one wait ended.
+enum Woken {
+    /// Notified (or a spurious wake-up); the lock is held again.
+    Yes,
+    /// Re-locked, but taken from an owner that died holding it.
+    OwnerDied(Option<Owner>),
+}
+
+/// One slice of a wait, the lock held (leaked) before and after: `None` when the slice ran
+/// out with no notify since `seen` (the sequence read, lock held, when the wait began).
+fn wait_slice(
+    c: &ConditionState,
+    seen: u32,
+    until: Instant,
+) -> Option<Result<Woken, LockError<()>>> {
+    let guard = match c.as_lock().adopt() {
+        Ok(g) => g,
+        Err(e) => return Some(Err(e)),
+    };
+    match c.wait_deadline(guard, until) {
+        Ok(g) => {
+            g.leak();
+            Some(Ok(Woken::Yes))
+        }
+        Err(WaitTimeoutError::Timeout(g)) => {
+            g.leak();
+            // A notify between two slices (while we took the lock back) moved the sequence:
+            // it was for us too.
+            (c.sequence() != seen).then_some(Ok(Woken::Yes))
+        }
+        Err(WaitTimeoutError::Lock(LockError::OwnerDied(g))) => {
+            let was = g.previous_owner();
+            g.leak();
+            Some(Ok(Woken::OwnerDied(was)))
+        }
+        Err(WaitTimeoutError::Lock(e)) => Some(Err(e.without_guard())),
+    }
+}
+
+impl PyCondition {
+    /// Python's `wait(timeout)` against a deadline: whether notified.
+    fn wait_until(slf: &Bound<'_, Self>, deadline: Option<Instant>) -> PyResult<bool> {
+        let c: &ConditionState = &slf.get().inner;
+        if c.as_lock().adopt().map(|g| g.leak()).is_err() {
+            return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
+        }
+        let seen = c.sequence();
+        match sliced(slf.py(), deadline, |until| wait_slice(c, seen, until))? {
+            None => Ok(false),
+            Some(Ok(Woken::Yes)) => Ok(true),
+            Some(Ok(Woken::OwnerDied(was))) => Err(owner_died(slf.as_any(), was)),
+            Some(Err(e)) => Err(lock_error(e)),
+        }
+    }
+}
+
+#[pymethods]
+impl PyCondition {
+    #[new]
+    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    fn new(name: &str, mode: u32) -> PyResult<Self> {
+        let inner = options::<shmkit::sync::Condition>(mode)
+            .open_or_create(name)
+            .map_err(to_py)?;
+        Ok(PyCondition { inner })
+    }
+
+    /// Create a new condition; `FileExistsError` if the name is taken.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    fn create(name: &str, mode: u32) -> PyResult<Self> {
+        let inner = options::<shmkit::sync::Condition>(mode)
+            .create(name)
+            .map_err(to_py)?;
+        Ok(PyCondition { inner })
+    }
+
+    /// Open an existing condition; `FileNotFoundError` if there is none.
+    #[staticmethod]
+    fn open(name: &str) -> PyResult<Self> {
+        let inner = options::<shmkit::sync::Condition>(DEFAULT_MODE)
+            .open(name)
+            .map_err(to_py)?;
+        Ok(PyCondition { inner })
+    }
+
+    /// Acquire the condition's lock (see `Lock.acquire`).
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        acquire(slf.as_any(), slf.get().inner.as_lock(), block, timeout)
+    }
+
+    /// Release the condition's lock; `RuntimeError` if this thread does not hold it.
+    fn release(&self) -> PyResult<()> {
+        self.inner.as_lock().release_held().map_err(lock_error)
+    }
+
+    /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
+    fn make_consistent(&self) -> PyResult<()> {
+        self.inner
+            .as_lock()
+            .make_consistent_held()
+            .map_err(lock_error)
+    }
+
+    /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),
+    /// take the lock back. Returns `False` if the timeout passed. The lock must be held
+    /// (`RuntimeError` otherwise).
+    #[pyo3(signature = (timeout = None))]
+    fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
+        Self::wait_until(slf, deadline(timeout)?)
+    }
+
+    /// Wait until `predicate()` is true (called with the lock held, first before any wait),
+    /// at most `timeout` seconds. Returns the predicate's last value.
+    #[pyo3(signature = (predicate, timeout = None))]
+    fn wait_for<'py>(
+        slf: &Bound<'py, Self>,
+        predicate: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let deadline = deadline(timeout)?;
+        let mut result = predicate.call0()?;
+        while !result.is_truthy()? {
+            if passed(deadline) {
+                break;
+            }
+            Self::wait_until(slf, deadline)?;
+            result = predicate.call0()?;
+        }
+        Ok(result)
+    }
+
+    /// Wake up to `n` waiters (possibly more). The lock must be held.
+    #[pyo3(signature = (n = 1))]
+    fn notify(&self, n: u32) -> PyResult<()> {
+        let g = self
+            .inner
+            .as_lock()
+            .adopt()
+            .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
+        self.inner.notify(&g, n);
+        g.leak();
+        Ok(())
+    }
+
+    /// Wake every waiter. The lock must be held.
+    fn notify_all(&self) -> PyResult<()> {
+        let g = self
+            .inner
+            .as_lock()
+            .adopt()
+            .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
+        self.inner.notify_all(&g);
+        g.leak();
+        Ok(())
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        acquire(slf.as_any(), slf.get().inner.as_lock(), true, None)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyCondition>()
+}

@@ -1,0 +1,38 @@
+//! The `shmkit._shmkit` extension module behind the `shmkit` Python package.
+//!
+//! One file per object family; each has a `register(module)` function that adds its classes,
+//! called from [`_shmkit`] below. Shared pieces:
+//!
+//! - [`errors`]: the Python exceptions and the one mapping from `shmkit::Error` (and the
+//!   per-operation errors) to them;
+//! - [`blocking`]: Python timeouts to deadlines, and the one wait loop that releases the GIL
+//!   and answers Ctrl-C (every blocking call goes through it).
+//!
+//! Adding an object family: a new `src/FAMILY.rs` with its `#[pyclass]`es and a `register`,
+//! one line in [`_shmkit`], its names in `python/shmkit/__init__.py`'s imports and
+//! `__all__`, and its stubs in `python/shmkit/_shmkit.pyi`.
+
+use pyo3::prelude::*;
+
+mod barrier;
+mod blocking;
+mod condition;
+mod errors;
+mod event;
+mod lock;
+mod named;
+mod segment;
+mod semaphore;
+
+/// The native half of the `shmkit` package (import `shmkit`, not this module).
+#[pymodule]
+fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    segment::register(m)?;
+    lock::register(m)?;
+    semaphore::register(m)?;
+    event::register(m)?;
+    condition::register(m)?;
+    barrier::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! What every named object shares: options from Python keywords, `unlink`, and the methods
+//! [`named_methods!`] adds to each class (`name`, `unlink()`, `__repr__`, `__reduce__`).
+
+use pyo3::prelude::*;
+use shmkit::sync::SyncOptions;
+
+use crate::errors::to_py;
+
+/// The default `mode` of created objects (as shmkit's: owner read-write).
+pub(crate) const DEFAULT_MODE: u32 = 0o600;
+
+/// Options for a named sync primitive: the mode, and never unlink on drop (a Python handle
+/// going away never removes the object: no resource tracker).
+pub(crate) fn options<T>(mode: u32) -> SyncOptions<T> {
+    SyncOptions::<T>::default().mode(mode).unlink_on_drop(false)
+}
+
+/// Remove the name `name` (what `unlink()` does for every class).
+pub(crate) fn unlink(name: &str) -> PyResult<()> {
+    shmkit::Segment::unlink(name).map_err(to_py)
+}
+
+/// Adds `name`, `unlink()`, `__repr__` and `__reduce__` (pickled as `Class.open(name)`) to a
+/// class whose field `inner` is a shmkit named handle. Needs pyo3's `multiple-pymethods`.
+macro_rules! named_methods {
+    ($class:ident, $pyname:literal) => {
+        #[pyo3::pymethods]
+        impl $class {
+            /// The object's name (its file is `/dev/shm/NAME`).
+            #[getter]
+            fn name(&self) -> &str {
+                self.inner.name()
+            }
+
+            /// Remove the name from the system. Handles already open (here and in other
+            /// processes) keep working; new opens fail with `FileNotFoundError`.
+            fn unlink(&self) -> pyo3::PyResult<()> {
+                crate::named::unlink(self.inner.name())
+            }
+
+            fn __repr__(&self) -> String {
+                format!(
+                    concat!("<shmkit.", $pyname, " name={:?}>"),
+                    self.inner.name()
+                )
+            }
+
+            /// Pickled by name: unpickling opens the same object (`open(name)`).
+            fn __reduce__<'py>(
+                slf: &pyo3::Bound<'py, Self>,
+            ) -> pyo3::PyResult<(pyo3::Bound<'py, pyo3::PyAny>, (String,))> {
+                let open = slf.get_type().getattr("open")?;
+                Ok((open, (slf.borrow().inner.name().to_owned(),)))
+            }
+        }
+    };
+}
+pub(crate) use named_methods;

@@ -1,0 +1,147 @@
+//! `Semaphore` and `BoundedSemaphore`: Python's `acquire(block=True, timeout=None)` and
+//! `release(n=1)` on shmkit's futex semaphores.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use shmkit::sync::{SemaphoreError, SemaphoreState};
+
+use crate::blocking::{deadline, sliced};
+use crate::errors::{semaphore_error, to_py};
+use crate::named::{named_methods, options, DEFAULT_MODE};
+
+/// Python's `acquire(block, timeout)` on a semaphore: whether a permit was taken.
+fn acquire(
+    py: Python<'_>,
+    s: &SemaphoreState,
+    block: bool,
+    timeout: Option<f64>,
+) -> PyResult<bool> {
+    let r = if block {
+        let deadline = deadline(timeout)?;
+        sliced(py, deadline, |until| match s.acquire_deadline(until) {
+            Err(SemaphoreError::Timeout) => None,
+            r => Some(r),
+        })?
+        .unwrap_or(Err(SemaphoreError::Timeout))
+    } else {
+        s.try_acquire()
+    };
+    match r {
+        Ok(()) => Ok(true),
+        Err(SemaphoreError::Timeout | SemaphoreError::WouldBlock) => Ok(false),
+        Err(e) => Err(semaphore_error(e)),
+    }
+}
+
+/// `release(n)`: `n` permits, one at a time (a bounded semaphore refuses the one too many
+/// with `ValueError`, keeping those released before it).
+fn release(s: &SemaphoreState, n: u32) -> PyResult<()> {
+    if n < 1 {
+        return Err(PyValueError::new_err("n must be one or more"));
+    }
+    for _ in 0..n {
+        s.release().map_err(semaphore_error)?;
+    }
+    Ok(())
+}
+
+/// A named semaphore shared by processes: `multiprocessing.Semaphore`, attachable by name.
+#[pyclass(module = "shmkit", name = "Semaphore", frozen)]
+pub(crate) struct PySemaphore {
+    inner: shmkit::sync::Semaphore,
+}
+
+named_methods!(PySemaphore, "Semaphore");
+
+/// A named semaphore whose value never exceeds its initial one: `release()` past it raises
+/// `ValueError`, as `multiprocessing.BoundedSemaphore` does.
+#[pyclass(module = "shmkit", name = "BoundedSemaphore", frozen)]
+pub(crate) struct PyBoundedSemaphore {
+    inner: shmkit::sync::BoundedSemaphore,
+}
+
+named_methods!(PyBoundedSemaphore, "BoundedSemaphore");
+
+/// A semaphore value from Python: negative is a `ValueError` (as in Python).
+fn value(v: i64) -> PyResult<u32> {
+    u32::try_from(v).map_err(|_| {
+        PyValueError::new_err(format!(
+            "semaphore initial value must be 0..={}, not {v}",
+            shmkit::sync::SEM_VALUE_MAX
+        ))
+    })
+}
+
+/// The methods both semaphore classes share.
+macro_rules! semaphore_methods {
+    ($class:ident, $handle:ty, $what:literal) => {
+        #[pymethods]
+        impl $class {
+            #[new]
+            #[pyo3(signature = (name, value = 1, *, mode = DEFAULT_MODE))]
+            fn new(name: &str, value: i64, mode: u32) -> PyResult<Self> {
+                let inner = options::<$handle>(mode)
+                    .open_or_create(name, self::value(value)?)
+                    .map_err(to_py)?;
+                Ok($class { inner })
+            }
+
+            #[doc = concat!("Create a new ", $what, " with `value` permits; `FileExistsError` if the name is taken.")]
+            #[staticmethod]
+            #[pyo3(signature = (name, value = 1, *, mode = DEFAULT_MODE))]
+            fn create(name: &str, value: i64, mode: u32) -> PyResult<Self> {
+                let inner = options::<$handle>(mode)
+                    .create(name, self::value(value)?)
+                    .map_err(to_py)?;
+                Ok($class { inner })
+            }
+
+            #[doc = concat!("Open an existing ", $what, "; `FileNotFoundError` if there is none.")]
+            #[staticmethod]
+            fn open(name: &str) -> PyResult<Self> {
+                let inner = options::<$handle>(DEFAULT_MODE).open(name).map_err(to_py)?;
+                Ok($class { inner })
+            }
+
+            /// Take a permit. `block=False`: try once. `timeout=None`: wait as long as it
+            /// takes; else at most `timeout` seconds. Returns whether a permit was taken.
+            #[pyo3(signature = (block = true, timeout = None))]
+            fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+                acquire(py, &self.inner, block, timeout)
+            }
+
+            /// Give back `n` permits (any process or thread may).
+            #[pyo3(signature = (n = 1))]
+            fn release(&self, n: u32) -> PyResult<()> {
+                release(&self.inner, n)
+            }
+
+            /// The number of free permits (a snapshot).
+            fn get_value(&self) -> u32 {
+                self.inner.value()
+            }
+
+            fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+                acquire(py, &self.inner, true, None)
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+                release(&self.inner, 1)
+            }
+        }
+    };
+}
+
+semaphore_methods!(PySemaphore, shmkit::sync::Semaphore, "semaphore");
+semaphore_methods!(
+    PyBoundedSemaphore,
+    shmkit::sync::BoundedSemaphore,
+    "bounded semaphore"
+);
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySemaphore>()?;
+    m.add_class::<PyBoundedSemaphore>()?;
+    Ok(())
+}
