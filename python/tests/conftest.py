@@ -1,0 +1,128 @@
+"""Shared fixtures: unique object names, separate Python processes, the Rust binaries.
+
+Every name a test uses starts with ``t-py-PID-`` (PID: the pytest process); at the end of the
+session no object of that prefix may remain in /dev/shm.
+"""
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = f"t-py-{os.getpid()}-"
+_counter = itertools.count()
+
+
+def _leftovers():
+    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(PREFIX))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_in_dev_shm():
+    yield
+    left = _leftovers()
+    for n in left:
+        os.unlink(os.path.join("/dev/shm", n))
+    assert not left, f"tests left objects in /dev/shm: {left}"
+
+
+@pytest.fixture
+def names():
+    """A factory of unique names; every one is removed at the end of the test if it exists."""
+    made = []
+
+    def make(tag="obj"):
+        n = f"{PREFIX}{tag}-{next(_counter)}"
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        try:
+            os.unlink(os.path.join("/dev/shm", n))
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture
+def name(names):
+    return names()
+
+
+class Child:
+    """A separate Python interpreter running ``code`` (started with subprocess: no fork, no
+    inherited state). Lines it prints are read with ``line()``; ``send()`` writes one line to
+    its stdin."""
+
+    def __init__(self, code, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self.proc.pid
+
+    def line(self):
+        out = self.proc.stdout.readline()
+        if not out:
+            self.proc.wait(timeout=30)
+            raise AssertionError(
+                f"child exited ({self.proc.returncode}) without output: {self.proc.stderr.read()}"
+            )
+        return out.rstrip("\n")
+
+    def send(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def finish(self, timeout=60):
+        """Wait for the exit; return (returncode, rest of stdout, stderr)."""
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate()
+
+
+@pytest.fixture
+def spawn():
+    """Start child interpreters; any still running at the end of the test is killed."""
+    children = []
+
+    def start(code, *args):
+        c = Child(code, *args)
+        children.append(c)
+        return c
+
+    yield start
+    for c in children:
+        c.close()
+
+
+def _target_dir():
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+
+
+@pytest.fixture(scope="session")
+def rust_bins():
+    """Build the `shmkit` CLI and the `robust_lock` example once; their paths."""
+    subprocess.run(
+        ["cargo", "build", "-q", "--bin", "shmkit", "--example", "robust_lock"],
+        cwd=ROOT,
+        check=True,
+    )
+    debug = _target_dir() / "debug"
+    return {"shmkit": debug / "shmkit", "robust_lock": debug / "examples" / "robust_lock"}

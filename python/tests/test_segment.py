@@ -1,0 +1,131 @@
+"""SharedMemory: the buffer protocol, closing with live views, CPython interop."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import shmkit
+
+
+def test_numpy_view_is_zero_copy_and_shared(name, spawn):
+    seg = shmkit.SharedMemory.create(name, 4096)
+    assert seg.size == 4096 and len(seg) == 4096
+    arr = np.frombuffer(seg.buf, dtype=np.uint32)
+    arr[:4] = [1, 2, 3, 4]
+    assert bytes(memoryview(seg)[:8]) == b"\x01\x00\x00\x00\x02\x00\x00\x00"
+    child = spawn(
+        """
+        import sys, numpy as np, shmkit
+        seg = shmkit.SharedMemory(sys.argv[1])
+        a = np.frombuffer(seg, dtype=np.uint32)
+        print(int(a[:4].sum()), flush=True)
+        a[4] = 99
+        del a
+        seg.close()
+        """,
+        name,
+    )
+    assert child.line() == "10"
+    assert child.finish()[0] == 0
+    assert arr[4] == 99  # written by the other process, seen through our view
+    del arr
+    seg.close()
+    seg.unlink()
+
+
+def test_close_with_live_views_raises_and_keeps_them_valid(name):
+    seg = shmkit.SharedMemory.create(name, 64)
+    view = seg.buf
+    arr = np.frombuffer(seg, dtype=np.uint8)
+    with pytest.raises(BufferError):
+        seg.close()
+    view[0] = 5
+    assert arr[0] == 5  # both still valid
+    view.release()
+    with pytest.raises(BufferError):
+        seg.close()
+    del arr
+    seg.close()
+    seg.close()  # twice: harmless
+    with pytest.raises(ValueError):
+        seg.buf
+    seg.unlink()
+
+
+def test_context_manager_closes(name):
+    with shmkit.SharedMemory(name, create=True, size=16) as seg:
+        seg.buf[:3] = b"abc"
+    with pytest.raises(ValueError):
+        seg.size
+    with shmkit.SharedMemory.open(name) as again:
+        assert bytes(again.buf[:3]) == b"abc"
+        again.unlink()
+
+
+def test_raw_segment_is_cpythons_shared_memory(name, spawn):
+    seg = shmkit.SharedMemory.create(name, 32, raw=True)
+    seg.buf[0] = 7
+    child = spawn(
+        """
+        import sys
+        from multiprocessing import resource_tracker, shared_memory
+        shm = shared_memory.SharedMemory(sys.argv[1])
+        print(shm.buf[0], flush=True)
+        shm.buf[1] = 8
+        # CPython's tracker would unlink a segment it merely attached to (gh-82300).
+        resource_tracker.unregister(shm._name, "shared_memory")
+        shm.close()
+        """,
+        name,
+    )
+    assert child.line() == "7"
+    assert child.finish()[0] == 0
+    assert seg.buf[1] == 8
+    seg.close()
+    seg.unlink()
+
+
+def test_bad_input_gives_clear_exceptions(names):
+    with pytest.raises(ValueError):
+        shmkit.SharedMemory.create(names(), 0)
+    with pytest.raises(ValueError):
+        shmkit.SharedMemory.create(names(), -5)
+    with pytest.raises(ValueError, match="name"):
+        shmkit.SharedMemory.create("bad/name", 8)
+    with pytest.raises(ValueError):
+        shmkit.Lock("")
+    with pytest.raises(FileNotFoundError):
+        shmkit.SharedMemory.open(names())
+    with pytest.raises(FileNotFoundError):
+        shmkit.Event.open(names())
+    with pytest.raises(ValueError):
+        shmkit.Semaphore.create(names(), -1)
+    with pytest.raises(ValueError):
+        shmkit.Barrier.create(names(), 0)
+    n = names()
+    lock = shmkit.Lock.create(n)
+    with pytest.raises(FileExistsError):
+        shmkit.Lock.create(n)
+    with pytest.raises(shmkit.ShmkitError, match="lock"):
+        shmkit.Event.open(n)  # another kind of object
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.SharedMemory.open(n)
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=float("nan"))
+    assert lock.acquire(timeout=-1)  # negative: 0, as multiprocessing
+    lock.release()
+    with pytest.raises(TypeError):
+        lock.acquire(timeout="soon")
+    assert not lock.locked()  # nothing changed by the refused calls
+    lock.unlink()
+
+
+def test_stubs_and_marker_are_installed():
+    import importlib.resources as res
+    import os
+
+    pkg = os.path.dirname(shmkit.__file__)
+    assert os.path.exists(os.path.join(pkg, "py.typed"))
+    assert os.path.exists(os.path.join(pkg, "_shmkit.pyi"))
+    assert sys.modules["shmkit"].__all__

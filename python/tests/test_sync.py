@@ -1,0 +1,379 @@
+"""The sync primitives across separate Python processes."""
+
+import signal
+import threading
+import time
+
+import pytest
+
+import shmkit
+
+
+def test_lock_acquire_release_and_context_manager(name):
+    lock = shmkit.Lock.create(name)
+    assert lock.name == name
+    assert lock.acquire() is True
+    assert lock.locked()
+    assert lock.acquire(block=False) is False  # not recursive: False, as threading's
+    lock.release()
+    assert not lock.locked()
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    lock.unlink()
+
+
+def test_lock_held_by_another_process(name, spawn):
+    lock = shmkit.Lock(name)
+    child = spawn(
+        """
+        import sys, shmkit
+        lock = shmkit.Lock.open(sys.argv[1])
+        lock.acquire()
+        print("held", flush=True)
+        sys.stdin.readline()
+        lock.release()
+        print("released", flush=True)
+        """,
+        name,
+    )
+    assert child.line() == "held"
+    assert lock.acquire(block=False) is False
+    assert lock.acquire(timeout=0.01) is False
+    child.send("go")
+    assert lock.acquire(timeout=30) is True
+    lock.release()
+    assert child.finish()[0] == 0
+
+
+def test_lock_protects_a_counter_across_processes(names, spawn):
+    lock_name, seg_name = names("lock"), names("seg")
+    lock = shmkit.Lock.create(lock_name)
+    seg = shmkit.SharedMemory.create(seg_name, 8)
+    code = """
+        import sys, shmkit
+        lock = shmkit.Lock.open(sys.argv[1])
+        seg = shmkit.SharedMemory.open(sys.argv[2])
+        view = seg.buf.cast("Q")
+        for _ in range(2000):
+            with lock:
+                view[0] = view[0] + 1
+        view.release()
+        seg.close()
+        """
+    children = [spawn(code, lock_name, seg_name) for _ in range(3)]
+    for c in children:
+        rc, _, err = c.finish()
+        assert rc == 0, err
+    view = seg.buf.cast("Q")
+    assert view[0] == 6000
+    view.release()
+    seg.close()
+    seg.unlink()
+    lock.unlink()
+
+
+def test_rlock_is_recursive_and_owned(name, spawn):
+    r = shmkit.RLock(name)
+    assert r.acquire() and r.acquire()
+    r.release()
+    assert r.locked()
+    child = spawn(
+        """
+        import sys, shmkit
+        r = shmkit.RLock.open(sys.argv[1])
+        print(r.acquire(block=False), flush=True)
+        try:
+            r.release()
+        except RuntimeError:
+            print("not owner", flush=True)
+        """,
+        name,
+    )
+    assert child.line() == "False"
+    assert child.line() == "not owner"
+    r.release()
+    assert not r.locked()
+    r.unlink()
+
+
+def test_semaphore_across_processes(name, spawn):
+    sem = shmkit.Semaphore.create(name, 0)
+    assert sem.acquire(block=False) is False
+    child = spawn(
+        """
+        import sys, shmkit
+        shmkit.Semaphore.open(sys.argv[1]).release(2)
+        """,
+        name,
+    )
+    assert child.finish()[0] == 0
+    assert sem.get_value() == 2
+    with sem:
+        assert sem.get_value() == 1
+    assert sem.acquire(timeout=5) and sem.acquire(timeout=5)
+    assert sem.acquire(timeout=0.01) is False
+    sem.unlink()
+
+
+def test_bounded_semaphore_refuses_release_past_initial(name):
+    sem = shmkit.BoundedSemaphore(name, 2)
+    with pytest.raises(ValueError):
+        sem.release()
+    assert sem.acquire()
+    sem.release()
+    assert sem.get_value() == 2
+    sem.unlink()
+
+
+def test_event_across_processes(name, spawn):
+    ev = shmkit.Event.create(name)
+    assert ev.wait(0.01) is False
+    child = spawn(
+        """
+        import sys, shmkit
+        ev = shmkit.Event.open(sys.argv[1])
+        print(ev.wait(60), flush=True)
+        """,
+        name,
+    )
+    ev.set()
+    assert child.line() == "True"
+    assert ev.is_set() and ev.wait() is True
+    ev.clear()
+    assert not ev.is_set()
+    ev.unlink()
+
+
+def test_condition_across_processes(names, spawn):
+    cond_name, seg_name = names("cond"), names("seg")
+    cond = shmkit.Condition.create(cond_name)
+    seg = shmkit.SharedMemory.create(seg_name, 1)
+    child = spawn(
+        """
+        import sys, shmkit
+        cond = shmkit.Condition.open(sys.argv[1])
+        seg = shmkit.SharedMemory.open(sys.argv[2])
+        with cond:
+            print("waiting", flush=True)
+            ok = cond.wait_for(lambda: seg.buf[0] == 1, timeout=60)
+        print(ok, flush=True)
+        """,
+        cond_name,
+        seg_name,
+    )
+    assert child.line() == "waiting"
+    with cond:
+        seg.buf[0] = 1
+        cond.notify_all()
+    assert child.line() == "True"
+    with cond:
+        assert cond.wait(0.01) is False
+        assert cond.wait_for(lambda: 0, timeout=0.01) == 0
+    with pytest.raises(RuntimeError):
+        cond.wait(0)
+    with pytest.raises(RuntimeError):
+        cond.notify()
+    seg.close()
+    seg.unlink()
+    cond.unlink()
+
+
+def test_barrier_across_processes(name, spawn):
+    barrier = shmkit.Barrier.create(name, 3)
+    assert barrier.parties == 3 and barrier.n_waiting == 0 and not barrier.broken
+    code = """
+        import sys, shmkit
+        print(shmkit.Barrier.open(sys.argv[1]).wait(60), flush=True)
+        """
+    children = [spawn(code, name) for _ in range(2)]
+    mine = barrier.wait(60)
+    indices = sorted([mine] + [int(c.line()) for c in children])
+    assert indices == [0, 1, 2]
+    barrier.unlink()
+
+
+def test_barrier_timeout_breaks_it_with_the_stdlib_exception(name):
+    barrier = shmkit.Barrier(name, 2, timeout=0.01)
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait()
+    assert barrier.broken and barrier.n_waiting == 0
+    with pytest.raises(shmkit.BrokenBarrierError):
+        barrier.wait(5)
+    barrier.reset()
+    assert not barrier.broken
+    barrier.abort()
+    assert barrier.broken
+    barrier.unlink()
+
+
+def test_blocking_releases_the_gil(name):
+    ev = shmkit.Event(name)
+    waiter = threading.Thread(target=ev.wait)
+    waiter.start()
+    # Python code runs here only if the waiting thread released the GIL.
+    ev.set()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    ev.unlink()
+
+
+def test_owner_died_after_sigkill(name, spawn):
+    lock = shmkit.Lock.create(name)
+    child = spawn(
+        """
+        import sys, time, shmkit
+        lock = shmkit.Lock.open(sys.argv[1])
+        lock.acquire()
+        print("held", flush=True)
+        time.sleep(600)
+        """,
+        name,
+    )
+    assert child.line() == "held"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    with pytest.raises(shmkit.OwnerDied) as info:
+        lock.acquire(timeout=30)
+    assert info.value.lock is lock
+    assert info.value.previous_pid == child.pid
+    assert isinstance(info.value, shmkit.ShmkitError)
+    assert lock.locked()  # OwnerDied holds the lock
+    lock.make_consistent()
+    lock.release()
+    with lock:
+        pass
+    lock.unlink()
+
+
+def test_owner_died_unrepaired_is_not_recoverable(name, spawn):
+    lock = shmkit.RLock.create(name)
+    child = spawn(
+        """
+        import sys, time, shmkit
+        shmkit.RLock.open(sys.argv[1]).acquire()
+        print("held", flush=True)
+        time.sleep(600)
+        """,
+        name,
+    )
+    assert child.line() == "held"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    with pytest.raises(shmkit.OwnerDied):
+        with lock:  # __enter__ raises, with the lock held
+            pass
+    lock.release()  # without make_consistent()
+    with pytest.raises(shmkit.LockNotRecoverable):
+        lock.acquire(block=False)
+    lock.unlink()
+
+
+# Each blocking call, in a child, interrupted by SIGINT: KeyboardInterrupt raised by that call
+# (the traceback's innermost line is the call's), and the object still usable.
+BLOCKING = {
+    "lock": (
+        "import shmkit; obj = shmkit.Lock.open(sys.argv[1])",
+        "obj.acquire()",
+        "assert obj.acquire(block=False) is False  # still the parent's",
+    ),
+    "semaphore": (
+        "import shmkit; obj = shmkit.Semaphore.open(sys.argv[1])",
+        "obj.acquire()",
+        "assert obj.get_value() == 0",
+    ),
+    "event": (
+        "import shmkit; obj = shmkit.Event.open(sys.argv[1])",
+        "obj.wait()",
+        "assert not obj.is_set()",
+    ),
+    "condition": (
+        "import shmkit; obj = shmkit.Condition.open(sys.argv[1]); obj.acquire()",
+        "obj.wait()",
+        "obj.release()  # wait() took the lock back before raising",
+    ),
+    "barrier": (
+        "import shmkit; obj = shmkit.Barrier.open(sys.argv[1])",
+        "obj.wait()",
+        "assert obj.broken  # as threading.Barrier: an exception in wait breaks it",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCKING))
+def test_ctrl_c_interrupts_a_blocking_call(kind, name, spawn):
+    if kind == "lock":
+        obj = shmkit.Lock.create(name)
+        obj.acquire()
+    elif kind == "semaphore":
+        obj = shmkit.Semaphore.create(name, 0)
+    elif kind == "event":
+        obj = shmkit.Event.create(name)
+    elif kind == "condition":
+        obj = shmkit.Condition.create(name)
+    else:
+        obj = shmkit.Barrier.create(name, 2)
+    setup, call, after = BLOCKING[kind]
+    code = f"""
+import sys, traceback
+{setup}
+try:
+    print("calling", flush=True)
+    {call}  # THE CALL
+    print("returned", flush=True)
+except KeyboardInterrupt as e:
+    tb = e.__traceback__
+    while tb.tb_next:
+        tb = tb.tb_next
+    print("KeyboardInterrupt at line", tb.tb_lineno, flush=True)
+{after}
+print("consistent", flush=True)
+"""
+    call_line = code.splitlines().index(f"    {call}  # THE CALL") + 1
+    child = spawn(code, name)
+    assert child.line() == "calling"
+    time.sleep(0.3)  # let it block in the call (a SIGINT earlier would hit the print)
+    child.signal(signal.SIGINT)
+    assert child.line() == f"KeyboardInterrupt at line {call_line}"
+    assert child.line() == "consistent"
+    rc, _, err = child.finish()
+    assert rc == 0, err
+    if kind == "lock":
+        obj.release()
+    obj.unlink()
+
+
+def test_nothing_is_removed_when_an_attaching_process_exits(names, spawn):
+    lock_name, seg_name = names("lock"), names("seg")
+    lock = shmkit.Lock.create(lock_name)
+    seg = shmkit.SharedMemory.create(seg_name, 16)
+    child = spawn(
+        """
+        import sys, shmkit
+        shmkit.Lock.open(sys.argv[1]).acquire()  # and exits holding it
+        seg = shmkit.SharedMemory.open(sys.argv[2])
+        seg.buf[0] = 9
+        seg.close()
+        """,
+        lock_name,
+        seg_name,
+    )
+    assert child.finish()[0] == 0
+    assert shmkit.SharedMemory.open(seg_name).buf[0] == 9
+    shmkit.Lock.open(lock_name)  # still there
+    seg.close()
+    seg.unlink()
+    lock.unlink()
+
+
+def test_pickled_by_name(name):
+    import pickle
+
+    ev = shmkit.Event(name)
+    copy = pickle.loads(pickle.dumps(ev))
+    assert isinstance(copy, shmkit.Event) and copy.name == name
+    copy.set()
+    assert ev.is_set()
+    ev.unlink()
