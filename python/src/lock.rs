@@ -105,15 +105,18 @@ pub(crate) fn acquire(
     timeout: Option<f64>,
 ) -> PyResult<bool> {
     let py = owner.py();
-    let outcome = if block {
-        let deadline = deadline(timeout)?;
-        sliced(py, deadline, |until| match lock.attempt(Some(until)) {
-            Ok(Acquired::No) => None,
-            r => Some(r),
-        })?
-        .unwrap_or(Ok(Acquired::No))
-    } else {
-        lock.attempt(None)
+    // First one attempt with the GIL held (the uncontended case: no GIL round trip), as
+    // multiprocessing's SemLock does; then the sliced wait with the GIL released.
+    let deadline = if block { deadline(timeout)? } else { None };
+    let outcome = match lock.attempt(None) {
+        Ok(Acquired::No) if block => {
+            sliced(py, deadline, |until| match lock.attempt(Some(until)) {
+                Ok(Acquired::No) => None,
+                r => Some(r),
+            })?
+            .unwrap_or(Ok(Acquired::No))
+        }
+        r => r,
     };
     match outcome {
         Ok(Acquired::Yes) => Ok(true),

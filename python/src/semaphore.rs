@@ -16,15 +16,18 @@ fn acquire(
     block: bool,
     timeout: Option<f64>,
 ) -> PyResult<bool> {
-    let r = if block {
-        let deadline = deadline(timeout)?;
-        sliced(py, deadline, |until| match s.acquire_deadline(until) {
-            Err(SemaphoreError::Timeout) => None,
-            r => Some(r),
-        })?
-        .unwrap_or(Err(SemaphoreError::Timeout))
-    } else {
-        s.try_acquire()
+    // First one attempt with the GIL held (a free permit: no GIL round trip), then the
+    // sliced wait with the GIL released.
+    let deadline = if block { deadline(timeout)? } else { None };
+    let r = match s.try_acquire() {
+        Err(SemaphoreError::WouldBlock) if block => {
+            sliced(py, deadline, |until| match s.acquire_deadline(until) {
+                Err(SemaphoreError::Timeout) => None,
+                r => Some(r),
+            })?
+            .unwrap_or(Err(SemaphoreError::Timeout))
+        }
+        r => r,
     };
     match r {
         Ok(()) => Ok(true),
