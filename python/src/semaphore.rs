@@ -38,9 +38,11 @@ fn acquire(
 
 /// `release(n)`: `n` permits, one at a time (a bounded semaphore refuses the one too many
 /// with `ValueError`, keeping those released before it).
-fn release(s: &SemaphoreState, n: u32) -> PyResult<()> {
+fn release(s: &SemaphoreState, n: i64) -> PyResult<()> {
     if n < 1 {
-        return Err(PyValueError::new_err("n must be one or more"));
+        return Err(PyValueError::new_err(format!(
+            "n must be one or more, not {n}"
+        )));
     }
     for _ in 0..n {
         s.release().map_err(semaphore_error)?;
@@ -115,7 +117,7 @@ macro_rules! semaphore_methods {
 
             /// Give back `n` permits (any process or thread may).
             #[pyo3(signature = (n = 1))]
-            fn release(&self, n: u32) -> PyResult<()> {
+            fn release(&self, n: i64) -> PyResult<()> {
                 release(&self.inner, n)
             }
 

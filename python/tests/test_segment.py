@@ -103,6 +103,12 @@ def test_bad_input_gives_clear_exceptions(names):
         shmkit.Semaphore.create(names(), -1)
     with pytest.raises(ValueError):
         shmkit.Barrier.create(names(), 0)
+    sem_name = names()
+    sem = shmkit.Semaphore.create(sem_name, 0)
+    with pytest.raises(ValueError):
+        sem.release(0)
+    assert sem.get_value() == 0
+    sem.unlink()
     n = names()
     lock = shmkit.Lock.create(n)
     with pytest.raises(FileExistsError):
