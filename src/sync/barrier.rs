@@ -578,6 +578,48 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(loom))]
+    fn interruptible_wait_passes_across_slices_or_breaks_when_told() {
+        let b = BarrierState::new(2).unwrap();
+        let asked = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                b.wait_interruptible(None, || {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    false
+                })
+            });
+            // Arrive only once the waiter has slept through at least two slices.
+            while asked.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(b.wait().is_ok());
+            assert!(waiter.join().unwrap().is_ok());
+        });
+        assert!(!b.is_broken());
+        std::thread::scope(|s| {
+            let other = s.spawn(|| b.wait());
+            let mut calls = 0;
+            let r = b.wait_interruptible(None, || {
+                calls += 1;
+                calls == 3
+            });
+            // Either we broke it (the other party is still waiting) or both passed (the
+            // other arrived before our third slice): never anything else.
+            match r {
+                Err(BarrierError::Broken) => {
+                    assert_eq!(other.join().unwrap(), Err(BarrierError::Broken));
+                    assert!(b.is_broken());
+                }
+                r => {
+                    assert!(r.is_ok());
+                    assert!(other.join().unwrap().is_ok());
+                }
+            }
+        });
+    }
+
+    #[test]
     fn corrupt_count_is_an_error() {
         let b = BarrierState::new(2).unwrap();
         b.word.store(5, Ordering::Relaxed);
