@@ -34,7 +34,7 @@ fn parties(n: i64) -> PyResult<u32> {
 #[pymethods]
 impl PyBarrier {
     #[new]
-    #[pyo3(signature = (name, parties, timeout = None, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, parties, timeout = None, *, mode = 0o600))]
     fn new(name: &str, parties: i64, timeout: Option<f64>, mode: u32) -> PyResult<Self> {
         deadline(timeout)?;
         let inner = options::<shmkit::sync::Barrier>(mode)
@@ -45,7 +45,7 @@ impl PyBarrier {
 
     /// Create a new barrier for `parties`; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, parties, timeout = None, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, parties, timeout = None, *, mode = 0o600))]
     fn create(name: &str, parties: i64, timeout: Option<f64>, mode: u32) -> PyResult<Self> {
         deadline(timeout)?;
         let inner = options::<shmkit::sync::Barrier>(mode)

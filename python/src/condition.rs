@@ -81,7 +81,7 @@ impl PyCondition {
 #[pymethods]
 impl PyCondition {
     #[new]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn new(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::Condition>(mode)
             .open_or_create(name)
@@ -91,7 +91,7 @@ impl PyCondition {
 
     /// Create a new condition; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn create(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::Condition>(mode)
             .create(name)

@@ -17,7 +17,7 @@ named_methods!(PyEvent, "Event");
 #[pymethods]
 impl PyEvent {
     #[new]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn new(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::Event>(mode)
             .open_or_create(name)
@@ -27,7 +27,7 @@ impl PyEvent {
 
     /// Create a new (clear) event; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn create(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::Event>(mode)
             .create(name)

@@ -142,7 +142,7 @@ named_methods!(PyLock, "Lock");
 #[pymethods]
 impl PyLock {
     #[new]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn new(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::Lock>(mode)
             .open_or_create(name)
@@ -152,7 +152,7 @@ impl PyLock {
 
     /// Create a new lock; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn create(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::Lock>(mode)
             .create(name)
@@ -216,7 +216,7 @@ named_methods!(PyRLock, "RLock");
 #[pymethods]
 impl PyRLock {
     #[new]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn new(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::RLock>(mode)
             .open_or_create(name)
@@ -226,7 +226,7 @@ impl PyRLock {
 
     /// Create a new recursive lock; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, *, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, *, mode = 0o600))]
     fn create(name: &str, mode: u32) -> PyResult<Self> {
         let inner = options::<shmkit::sync::RLock>(mode)
             .create(name)

@@ -6,7 +6,8 @@ use shmkit::sync::SyncOptions;
 
 use crate::errors::to_py;
 
-/// The default `mode` of created objects (as shmkit's: owner read-write).
+/// The mode `open` passes (unused when opening); `create` and the constructors default to the
+/// same 0o600, spelt as a literal in their signatures so that Python shows it.
 pub(crate) const DEFAULT_MODE: u32 = 0o600;
 
 /// Options for a named sync primitive: the mode, and never unlink on drop (a Python handle

@@ -12,7 +12,6 @@ use pyo3::types::PyMemoryView;
 use shmkit::Segment;
 
 use crate::errors::to_py;
-use crate::named::DEFAULT_MODE;
 
 /// A named shared-memory segment of bytes. `raw=True` segments have no shmkit header, so
 /// they are the same objects as CPython's `SharedMemory` of that name (either side may
@@ -66,7 +65,7 @@ impl PySharedMemory {
     /// `multiprocessing.shared_memory.SharedMemory`'s signature: `create=True` makes a new
     /// segment of `size` bytes, else an existing one is opened (`size` ignored).
     #[new]
-    #[pyo3(signature = (name, create = false, size = 0, *, raw = false, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, create = false, size = 0, *, raw = false, mode = 0o600))]
     fn new(name: &str, create: bool, size: i64, raw: bool, mode: u32) -> PyResult<Self> {
         if create {
             Self::create_impl(name, size, raw, mode)
@@ -77,7 +76,7 @@ impl PySharedMemory {
 
     /// Create a new zeroed segment of `size` bytes; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, size, *, raw = false, mode = DEFAULT_MODE))]
+    #[pyo3(signature = (name, size, *, raw = false, mode = 0o600))]
     fn create(name: &str, size: i64, raw: bool, mode: u32) -> PyResult<Self> {
         Self::create_impl(name, size, raw, mode)
     }

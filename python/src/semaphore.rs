@@ -83,7 +83,7 @@ macro_rules! semaphore_methods {
         #[pymethods]
         impl $class {
             #[new]
-            #[pyo3(signature = (name, value = 1, *, mode = DEFAULT_MODE))]
+            #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
             fn new(name: &str, value: i64, mode: u32) -> PyResult<Self> {
                 let inner = options::<$handle>(mode)
                     .open_or_create(name, self::value(value)?)
@@ -93,7 +93,7 @@ macro_rules! semaphore_methods {
 
             #[doc = concat!("Create a new ", $what, " with `value` permits; `FileExistsError` if the name is taken.")]
             #[staticmethod]
-            #[pyo3(signature = (name, value = 1, *, mode = DEFAULT_MODE))]
+            #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
             fn create(name: &str, value: i64, mode: u32) -> PyResult<Self> {
                 let inner = options::<$handle>(mode)
                     .create(name, self::value(value)?)

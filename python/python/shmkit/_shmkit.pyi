@@ -1,7 +1,23 @@
 """Type stubs for shmkit's native module (re-exported by ``shmkit``)."""
 
 from types import TracebackType
-from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union
+import sys
+from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union, final
+
+__all__ = [
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
+    "LockNotRecoverable",
+    "OwnerDied",
+    "RLock",
+    "Semaphore",
+    "SharedMemory",
+    "ShmkitError",
+    "BrokenBarrierError",
+]
 
 _T = TypeVar("_T")
 
@@ -24,7 +40,13 @@ class LockNotRecoverable(ShmkitError):
 
 from threading import BrokenBarrierError as BrokenBarrierError
 
-class _Named:
+@final
+class Lock:
+    """A named, robust lock shared by processes (``multiprocessing.Lock`` by name).
+
+    ``Lock(name)`` opens or creates it. Only the thread that acquired it can release it.
+    If the holder dies, the next ``acquire`` raises ``OwnerDied`` with the lock held."""
+
     @property
     def name(self) -> str:
         """The object's name (its file is /dev/shm/NAME)."""
@@ -33,13 +55,7 @@ class _Named:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-class Lock(_Named):
-    """A named, robust lock shared by processes (``multiprocessing.Lock`` by name).
-
-    ``Lock(name)`` opens or creates it. Only the thread that acquired it can release it.
-    If the holder dies, the next ``acquire`` raises ``OwnerDied`` with the lock held."""
-
-    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    def __new__(cls, name: str, *, mode: int = 0o600) -> "Lock": ...
     @staticmethod
     def create(name: str, *, mode: int = 0o600) -> "Lock":
         """Create a new lock; FileExistsError if the name is taken."""
@@ -64,10 +80,19 @@ class Lock(_Named):
         tb: Optional[TracebackType],
     ) -> None: ...
 
-class RLock(_Named):
+@final
+class RLock:
     """A named, robust, recursive lock (``multiprocessing.RLock`` by name)."""
 
-    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(cls, name: str, *, mode: int = 0o600) -> "RLock": ...
     @staticmethod
     def create(name: str, *, mode: int = 0o600) -> "RLock":
         """Create a new recursive lock; FileExistsError if the name is taken."""
@@ -90,10 +115,19 @@ class RLock(_Named):
         tb: Optional[TracebackType],
     ) -> None: ...
 
-class Semaphore(_Named):
+@final
+class Semaphore:
     """A named semaphore (``multiprocessing.Semaphore`` by name)."""
 
-    def __init__(self, name: str, value: int = 1, *, mode: int = 0o600) -> None: ...
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(cls, name: str, value: int = 1, *, mode: int = 0o600) -> "Semaphore": ...
     @staticmethod
     def create(name: str, value: int = 1, *, mode: int = 0o600) -> "Semaphore":
         """Create a new semaphore with ``value`` permits; FileExistsError if it exists."""
@@ -114,11 +148,20 @@ class Semaphore(_Named):
         tb: Optional[TracebackType],
     ) -> None: ...
 
-class BoundedSemaphore(_Named):
+@final
+class BoundedSemaphore:
     """A named semaphore whose value never exceeds its initial one: releasing past it
     raises ValueError (``multiprocessing.BoundedSemaphore`` by name)."""
 
-    def __init__(self, name: str, value: int = 1, *, mode: int = 0o600) -> None: ...
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(cls, name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore": ...
     @staticmethod
     def create(name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore":
         """Create a new bounded semaphore; FileExistsError if it exists."""
@@ -139,10 +182,19 @@ class BoundedSemaphore(_Named):
         tb: Optional[TracebackType],
     ) -> None: ...
 
-class Event(_Named):
+@final
+class Event:
     """A named event (``multiprocessing.Event`` by name)."""
 
-    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(cls, name: str, *, mode: int = 0o600) -> "Event": ...
     @staticmethod
     def create(name: str, *, mode: int = 0o600) -> "Event":
         """Create a new (clear) event; FileExistsError if it exists."""
@@ -158,11 +210,20 @@ class Event(_Named):
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until set, at most ``timeout`` seconds; return whether it is set."""
 
-class Condition(_Named):
+@final
+class Condition:
     """A named condition variable bound to its own lock (``multiprocessing.Condition`` by
     name; there is no ``lock=`` argument)."""
 
-    def __init__(self, name: str, *, mode: int = 0o600) -> None: ...
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(cls, name: str, *, mode: int = 0o600) -> "Condition": ...
     @staticmethod
     def create(name: str, *, mode: int = 0o600) -> "Condition":
         """Create a new condition; FileExistsError if it exists."""
@@ -192,13 +253,22 @@ class Condition(_Named):
         tb: Optional[TracebackType],
     ) -> None: ...
 
-class Barrier(_Named):
+@final
+class Barrier:
     """A named barrier for ``parties`` processes (``multiprocessing.Barrier`` by name, no
     ``action``). ``timeout`` is the default for ``wait``."""
 
-    def __init__(
-        self, name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
-    ) -> None: ...
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(
+        cls, name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
+    ) -> "Barrier": ...
     @staticmethod
     def create(
         name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
@@ -224,21 +294,22 @@ class Barrier(_Named):
     def broken(self) -> bool:
         """Whether the barrier is broken."""
 
+@final
 class SharedMemory:
     """A named segment of bytes (``multiprocessing.shared_memory.SharedMemory`` without the
     resource tracker). ``raw=True``: no shmkit header, the same object as CPython's
     SharedMemory of that name. ``buf`` and the buffer protocol are zero-copy;
     ``close()`` with live views raises BufferError."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         create: bool = False,
         size: int = 0,
         *,
         raw: bool = False,
         mode: int = 0o600,
-    ) -> None: ...
+    ) -> "SharedMemory": ...
     @staticmethod
     def create(name: str, size: int, *, raw: bool = False, mode: int = 0o600) -> "SharedMemory":
         """Create a new zeroed segment; FileExistsError if it exists."""
@@ -266,4 +337,6 @@ class SharedMemory:
         tb: Optional[TracebackType],
     ) -> None: ...
     def __len__(self) -> int: ...
-    def __buffer__(self, flags: int) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview) -> None: ...
