@@ -129,7 +129,9 @@ impl PyCondition {
 
     /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),
     /// take the lock back. Returns `False` if the timeout passed. The lock must be held
-    /// (`RuntimeError` otherwise).
+    /// (`RuntimeError` otherwise). Ctrl-C interrupts the wait for a notify; taking the lock
+    /// back afterwards waits for the lock as long as it takes (as Python's does), and the
+    /// lock is held again when `KeyboardInterrupt` is raised.
     #[pyo3(signature = (timeout = None))]
     fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
         Self::wait_until(slf, deadline(timeout)?)

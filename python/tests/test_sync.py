@@ -377,3 +377,52 @@ def test_pickled_by_name(name):
     copy.set()
     assert ev.is_set()
     ev.unlink()
+
+
+def test_lock_between_threads_of_one_process(name):
+    lock = shmkit.Lock(name)
+    other = shmkit.Lock.open(name)  # a second handle: the same lock
+    got = []
+    lock.acquire()
+
+    def contender():
+        got.append(other.acquire(block=False))
+        try:
+            other.release()  # held by the main thread, not this one
+        except RuntimeError:
+            got.append("not owner")
+        got.append(other.acquire(timeout=30))
+        other.release()
+
+    t = threading.Thread(target=contender)
+    t.start()
+    while len(got) < 2:
+        time.sleep(0.01)
+    lock.release()
+    t.join(timeout=60)
+    assert got == [False, "not owner", True]
+    assert not lock.locked()
+    lock.unlink()
+
+
+def test_condition_owner_died_carries_the_condition(name, spawn):
+    cond = shmkit.Condition.create(name)
+    child = spawn(
+        """
+        import sys, time, shmkit
+        shmkit.Condition.open(sys.argv[1]).acquire()
+        print("held", flush=True)
+        time.sleep(600)
+        """,
+        name,
+    )
+    assert child.line() == "held"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    with pytest.raises(shmkit.OwnerDied) as info:
+        cond.acquire(timeout=30)
+    assert info.value.lock is cond
+    cond.make_consistent()
+    assert cond.wait(0.01) is False  # usable: waits and takes the lock back
+    cond.release()
+    cond.unlink()
