@@ -179,7 +179,7 @@ impl Geometry {
         }
         if self.mode == CellMode::Atomic && !matches!(e.typecode, Some(t) if t.is_atomic()) {
             return bad(format!(
-                "atomic mode needs an integer, c, u or ? typecode; {} is {e}",
+                "atomic mode needs an integer, c, u or ? typecode, not {}",
                 describe(kind, e, None)
             ));
         }
