@@ -69,6 +69,11 @@ impl<T: ShmType> Array<T> {
         Self::options().create(name, len)
     }
 
+    /// Create a locked array holding a copy of `init`; fails if the name exists.
+    pub fn create_from(name: &str, init: &[T]) -> Result<Self> {
+        Self::options().create_from(name, init)
+    }
+
     /// Open an existing array of element type `T` (any length; its mode is the recorded one).
     pub fn open(name: &str) -> Result<Self> {
         Self::options().open(name)
