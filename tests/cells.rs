@@ -216,6 +216,11 @@ fn seqlock_writer_killed_mid_write_blocks_readers_until_the_next_write() {
     let info = shmkit::cell::inspect(&name).unwrap().unwrap();
     assert_eq!(info.sequence % 2, 1);
     assert!(info.lock.locked, "{info}");
+    // A read-modify-write would start from the half-written data: refused, the lock repaired.
+    let e = v.update(|b| b).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
+    assert_eq!(v.sequence() % 2, 1);
     // A reader in another process waits; the next writer (this process) recovers the cell.
     let mut reader = spawn_child("seq-wait-reader", &[&name]);
     let mut lines = Lines::of(&mut reader);

@@ -170,12 +170,14 @@ impl<T: ShmType> Array<T> {
     /// private copy, which is written back (as one seqlock write in seqlock mode) before the
     /// lock is released. Shared memory is never handed out as `&mut [T]`: another process
     /// may write it at any time, which Rust's model does not allow under a reference.
+    ///
+    /// A dead previous holder: as [`Value::update`](super::Value::update).
     pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        let g = self.lock()?;
+        let g = AnyGuard::new(&self.raw, self.raw.lock_for_rmw(until(None))?);
         let mut v = zeroed::<T>(self.len());
-        g.inner.read_into(0, v.as_mut_bytes());
+        g.read_into(0, v.as_mut_bytes());
         let r = f(&mut v);
-        g.inner.write(0, v.as_bytes());
+        g.write(0, v.as_bytes());
         Ok(r)
     }
 

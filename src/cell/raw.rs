@@ -299,6 +299,31 @@ impl RawCell {
         }
     }
 
+    /// The lock for a read-modify-write (`update`, `with_lock`). After a dead holder
+    /// (`OwnerDied`): locked mode reports it (`Error::Lock`, as `Lock` with `?`); seqlock
+    /// mode repairs the lock when the data is whole (`seq` even) and goes on, and when the
+    /// writer died mid-write (`seq` odd) repairs the lock but leaves `seq` odd and reports
+    /// `Error::Corrupt`: only a whole-value write recovers the data.
+    pub(crate) fn lock_for_rmw(&self, wait: Wait) -> Result<LockGuard<'_>> {
+        match self.lock(wait) {
+            Ok(g) => Ok(g),
+            Err(LockError::OwnerDied(mut g)) if self.geo.mode == CellMode::Seqlock => {
+                g.make_consistent()?;
+                if self.sequence() & 1 == 0 {
+                    return Ok(g);
+                }
+                Err(Error::corrupt(
+                    self.seg.name(),
+                    format!(
+                        "a writer of {} died mid-write; a write of the whole value recovers it",
+                        self.describe()
+                    ),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
     /// (locked), per element (atomic), or as one seqlock snapshot. Returns the sequence the
     /// copy is consistent with (seqlock mode; 0 otherwise).

@@ -185,8 +185,15 @@ impl<T: ShmType> Value<T> {
 
     /// Read, transform and write back under the lock (locked or seqlock mode); returns the
     /// new value. Python's `with v.get_lock(): v.value = f(v.value)`.
+    ///
+    /// A dead previous holder: locked mode returns [`Error::Lock`] (use
+    /// [`lock`](Self::lock) to repair); seqlock mode goes on if the dead writer left the value
+    /// whole, else returns [`Error::Corrupt`] (a [`set`](Self::set) recovers it).
     pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<T> {
-        let g = self.lock()?;
+        let g = ValueGuard::<T> {
+            inner: AnyGuard::new(&self.raw, self.raw.lock_for_rmw(until(None))?),
+            _t: PhantomData,
+        };
         let v = f(g.get());
         g.set(v);
         Ok(g.get())
