@@ -64,11 +64,16 @@ impl RawCell {
         or_open: Option<&ElemType>,
     ) -> Result<RawCell> {
         geo.check_new(name, kind)?;
-        debug_assert!(init.is_empty() || init.len() == geo.bytes());
+        if !init.is_empty() && init.len() != geo.bytes() {
+            return Err(Error::invalid(
+                name,
+                format!("{} initial bytes for {} data bytes", init.len(), geo.bytes()),
+            ));
+        }
         let size = (DATA_IN_PAYLOAD + geo.bytes()) as u64;
         let seg_opts = opts.seg.clone().kind(kind, CELL_FINGERPRINT);
         let build = |seg: &Segment| {
-            // SAFETY (of `control`): the payload is at least DATA_IN_PAYLOAD bytes, 64-aligned.
+            // SAFETY: the payload is `size` >= DATA_IN_PAYLOAD bytes, 64-aligned.
             let ctl = unsafe { control(seg) };
             geo.init(ctl);
             if !init.is_empty() {
@@ -241,12 +246,14 @@ impl RawCell {
         self.seg.set_unlink_on_drop(yes);
     }
 
+    #[inline]
     pub(crate) fn ctl(&self) -> &CellControl {
         // SAFETY: `wrap` checked that the payload holds the control block.
         unsafe { control(&self.seg) }
     }
 
     /// Start of element `i`'s bytes; `i <= len` (checked by callers).
+    #[inline]
     fn elem_ptr(&self, i: usize) -> *mut u8 {
         debug_assert!(i <= self.geo.len);
         // SAFETY: DATA_IN_PAYLOAD + i * size <= DATA_IN_PAYLOAD + len * size <= payload length
@@ -258,6 +265,7 @@ impl RawCell {
         }
     }
 
+    #[inline]
     fn need_mode(&self, what: &str, modes: &[CellMode]) -> Result<()> {
         if modes.contains(&self.geo.mode) {
             return Ok(());
@@ -274,6 +282,7 @@ impl RawCell {
     }
 
     /// Check that `first..first + count` lies inside the array.
+    #[inline]
     pub(crate) fn check_range(&self, first: usize, count: usize) -> Result<()> {
         match first.checked_add(count) {
             Some(end) if end <= self.geo.len => Ok(()),
@@ -290,6 +299,7 @@ impl RawCell {
     }
 
     /// Take the cell's lock (the data lock in locked mode, the writer lock in seqlock mode).
+    #[inline]
     pub(crate) fn lock(&self, wait: Wait) -> Locked<'_> {
         let l = &self.ctl().lock;
         match wait {
@@ -304,6 +314,7 @@ impl RawCell {
     /// mode repairs the lock when the data is whole (`seq` even) and goes on, and when the
     /// writer died mid-write (`seq` odd) repairs the lock but leaves `seq` odd and reports
     /// `Error::Corrupt`: only a whole-value write recovers the data.
+    #[inline]
     pub(crate) fn lock_for_rmw(&self, wait: Wait) -> Result<LockGuard<'_>> {
         match self.lock(wait) {
             Ok(g) => Ok(g),
@@ -327,6 +338,7 @@ impl RawCell {
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
     /// (locked), per element (atomic), or as one seqlock snapshot. Returns the sequence the
     /// copy is consistent with (seqlock mode; 0 otherwise).
+    #[inline]
     pub(crate) fn load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
         let size = self.geo.elem.size;
         self.check_range(first, out.len() / size)?;
@@ -349,6 +361,7 @@ impl RawCell {
     /// # Safety
     ///
     /// `first..first + out.len() / size` lies inside the data.
+    #[inline]
     unsafe fn copy_out(&self, first: usize, out: &mut [u8]) {
         // SAFETY: per the contract; `out` is private and does not overlap the mapping.
         unsafe { atomic_copy::load(self.elem_ptr(first), out.as_mut_ptr(), out.len()) }
@@ -357,6 +370,7 @@ impl RawCell {
     /// # Safety
     ///
     /// `first..first + data.len() / size` lies inside the data.
+    #[inline]
     unsafe fn copy_in(&self, first: usize, data: &[u8]) {
         // SAFETY: per the contract; the mapping is writable; `data` is private.
         unsafe { atomic_copy::store(data.as_ptr(), self.elem_ptr(first), data.len()) }
@@ -391,6 +405,7 @@ impl RawCell {
     /// Store elements `first..`, consistently. On `OwnerDied` a write that replaces all the
     /// data repairs the cell and succeeds; a partial write reports `OwnerDied` (the lock
     /// then is not recoverable unless the caller uses the lock API).
+    #[inline]
     pub(crate) fn store(&self, first: usize, data: &[u8], wait: Wait) -> Result<()> {
         let size = self.geo.elem.size;
         self.check_range(first, data.len() / size)?;
@@ -420,6 +435,7 @@ impl RawCell {
     /// Store under the held lock: plainly (locked), as a seqlock write (seqlock), or as
     /// element-wise atomic stores (atomic mode, where the lock protects nothing). The range
     /// `first..first + data.len() / size` must have been checked.
+    #[inline]
     pub(crate) fn write_locked(&self, first: usize, data: &[u8]) {
         let size = self.geo.elem.size;
         match self.geo.mode {
@@ -443,6 +459,7 @@ impl RawCell {
 
     /// Load under the held lock (the holder is the only writer), or element-wise atomic
     /// loads in atomic mode. The range must have been checked.
+    #[inline]
     pub(crate) fn read_locked(&self, first: usize, out: &mut [u8]) {
         let size = self.geo.elem.size;
         match self.geo.mode {
@@ -458,6 +475,7 @@ impl RawCell {
     }
 
     /// An element-wise atomic operation (atomic mode).
+    #[inline]
     pub(crate) fn atomic(&self, i: usize, op: Op) -> Result<std::result::Result<u64, u64>> {
         self.need_mode("an atomic operation", &[CellMode::Atomic])?;
         self.check_range(i, 1)?;
@@ -476,6 +494,7 @@ impl RawCell {
     }
 
     /// `atomic` without the checks; `i < len`, atomic mode (so the size is 1, 2, 4 or 8).
+    #[inline]
     fn atomic_at(&self, i: usize, op: Op) -> std::result::Result<u64, u64> {
         let p = self.elem_ptr(i);
         // SeqCst for every operation: atomic cells are for counters and flags shared with

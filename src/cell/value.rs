@@ -195,8 +195,8 @@ impl<T: ShmType> Value<T> {
             _t: PhantomData,
         };
         let v = f(g.get());
-        g.set(v);
-        Ok(g.get())
+        g.inner.write(0, v.as_bytes());
+        Ok(v)
     }
 
     fn lock_with(

@@ -109,6 +109,53 @@ pub(crate) fn run(quick: bool, json: bool) -> CmdResult {
     }
     let vs = |py: Option<f64>, ns: f64| py.map(|p| p / ns);
 
+    // Floors of the same run: an uncontended robust lock/unlock (the lock every locked call
+    // takes) and a bare SeqCst fetch_add (what an atomic cell's fetch_add compiles to).
+    let lock = shmkit::sync::LockState::new();
+    let ns = time(n, || {
+        for _ in 0..n {
+            drop(lock.lock().map_err(|e| e.without_guard().to_string())?);
+        }
+        Ok(())
+    })?;
+    rows.push(Row {
+        name: "floor_robust_lock_unlock (heap)".into(),
+        ops: n,
+        ns_per_op: ns,
+        speedup_vs_cpython: vs(py_inc, ns),
+    });
+    let name = unique("cell-lockfloor");
+    let v = Value::<i64>::options()
+        .unlink_on_drop(true)
+        .create(&name, 0)
+        .map_err(fmt_e)?;
+    let ns = time(n, || {
+        for _ in 0..n {
+            drop(v.lock().map_err(|e| e.without_guard().to_string())?);
+        }
+        Ok(())
+    })?;
+    rows.push(Row {
+        name: "floor_value_lock_unlock (the cell's lock)".into(),
+        ops: n,
+        ns_per_op: ns,
+        speedup_vs_cpython: vs(py_inc, ns),
+    });
+    drop(v);
+    let atom = std::hint::black_box(Box::new(std::sync::atomic::AtomicI64::new(0)));
+    let ns = time(n, || {
+        for _ in 0..n {
+            std::hint::black_box(atom.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        }
+        Ok(())
+    })?;
+    rows.push(Row {
+        name: "floor_atomic_fetch_add".into(),
+        ops: n,
+        ns_per_op: ns,
+        speedup_vs_cpython: vs(py_inc, ns),
+    });
+
     // Locked increment: one lock, read, write, unlock.
     let name = unique("cell-locked");
     let v = Value::<i64>::options()
