@@ -7,7 +7,7 @@
 //! the length and the [`CellMode`] are recorded in the object, so [`AnyValue`] and
 //! [`AnyArray`] open a cell without knowing its type at compile time, and opening it as
 //! another type fails with [`Error::CellMismatch`](crate::Error::CellMismatch) naming both
-//! sides ("segment holds Array<d>[4], asked for Value<q>").
+//! sides (`segment "x" holds Array<d>[4], asked for Value<q>`).
 //!
 //! Three modes, chosen at creation:
 //!
