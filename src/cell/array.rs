@@ -115,6 +115,7 @@ impl<T: ShmType> Array<T> {
     }
 
     /// Element `i` (an error if `i >= len`).
+    #[inline]
     pub fn get(&self, i: usize) -> Result<T> {
         let mut v = T::new_zeroed();
         self.raw.load(i, v.as_mut_bytes(), until(None))?;
@@ -122,6 +123,7 @@ impl<T: ShmType> Array<T> {
     }
 
     /// Set element `i` (an error if `i >= len`; nothing written).
+    #[inline]
     pub fn set(&self, i: usize, v: T) -> Result<()> {
         self.raw.store(i, v.as_bytes(), until(None))
     }
@@ -243,6 +245,7 @@ impl<T: ShmType> Array<T> {
 }
 
 impl<T: CellAtomic> Array<T> {
+    #[inline]
     fn op(&self, i: usize, op: Op) -> Result<std::result::Result<T, T>> {
         Ok(self
             .raw
@@ -252,26 +255,31 @@ impl<T: CellAtomic> Array<T> {
     }
 
     /// Atomic mode: element `i` (`SeqCst`).
+    #[inline]
     pub fn load(&self, i: usize) -> Result<T> {
         Ok(self.op(i, Op::Load)?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: store `v` into element `i`.
+    #[inline]
     pub fn store(&self, i: usize, v: T) -> Result<()> {
         self.op(i, Op::Store(v.to_bits())).map(drop)
     }
 
     /// Atomic mode: add `v` (wrapping) to element `i`, returning its previous value.
+    #[inline]
     pub fn fetch_add(&self, i: usize, v: T) -> Result<T> {
         Ok(self.op(i, Op::Add(v.to_bits()))?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: subtract `v` (wrapping) from element `i`, returning its previous value.
+    #[inline]
     pub fn fetch_sub(&self, i: usize, v: T) -> Result<T> {
         Ok(self.op(i, Op::Sub(v.to_bits()))?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: store `v` into element `i`, returning its previous value.
+    #[inline]
     pub fn swap(&self, i: usize, v: T) -> Result<T> {
         Ok(self.op(i, Op::Swap(v.to_bits()))?.unwrap_or_else(|v| v))
     }
@@ -439,6 +447,7 @@ impl<T> std::fmt::Debug for ArrayGuard<'_, T> {
 
 impl<T: ShmType> ArrayGuard<'_, T> {
     /// Element `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> Result<T> {
         self.inner.raw.check_range(i, 1)?;
         let mut v = T::new_zeroed();
@@ -447,6 +456,7 @@ impl<T: ShmType> ArrayGuard<'_, T> {
     }
 
     /// Set element `i` (seqlock: one seqlock write).
+    #[inline]
     pub fn set(&self, i: usize, v: T) -> Result<()> {
         self.inner.raw.check_range(i, 1)?;
         self.inner.write(i, v.as_bytes());
@@ -613,6 +623,7 @@ impl AnyArray {
     }
 
     /// Atomic mode: add `v` (two's complement, wrapping) to element `i`; the previous bits.
+    #[inline]
     pub fn fetch_add(&self, i: usize, v: i64) -> Result<u64> {
         Ok(self.raw.atomic(i, Op::Add(v as u64))?.unwrap_or_else(|v| v))
     }

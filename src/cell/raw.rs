@@ -40,6 +40,8 @@ pub(crate) struct RawCell {
     seg: Segment,
     kind: Kind,
     geo: Geometry,
+    /// The typecode is an integer one (`fetch_add` applies); from `geo`, kept for the hot path.
+    integer: bool,
 }
 
 impl std::fmt::Debug for RawCell {
@@ -67,7 +69,11 @@ impl RawCell {
         if !init.is_empty() && init.len() != geo.bytes() {
             return Err(Error::invalid(
                 name,
-                format!("{} initial bytes for {} data bytes", init.len(), geo.bytes()),
+                format!(
+                    "{} initial bytes for {} data bytes",
+                    init.len(),
+                    geo.bytes()
+                ),
             ));
         }
         let size = (DATA_IN_PAYLOAD + geo.bytes()) as u64;
@@ -215,7 +221,13 @@ impl RawCell {
         // SAFETY: the lock is at offset 128 of the control block, 8-aligned, in the mapping.
         unsafe { crate::sync::LockState::from_ptr(&ctl.lock) }
             .map_err(|w| Error::corrupt(seg.name(), format!("lock: {w}")))?;
-        Ok(RawCell { seg, kind, geo })
+        let integer = geo.elem.typecode.is_some_and(|t| t.is_integer());
+        Ok(RawCell {
+            seg,
+            kind,
+            geo,
+            integer,
+        })
     }
 
     fn check_type(&self, want: &ElemType, len: usize) -> Result<()> {
@@ -477,20 +489,23 @@ impl RawCell {
     /// An element-wise atomic operation (atomic mode).
     #[inline]
     pub(crate) fn atomic(&self, i: usize, op: Op) -> Result<std::result::Result<u64, u64>> {
+        // The fast path first: one comparison each (the hot loop of a counter).
+        if self.geo.mode == CellMode::Atomic
+            && i < self.geo.len
+            && (self.integer || !matches!(op, Op::Add(_) | Op::Sub(_)))
+        {
+            return Ok(self.atomic_at(i, op));
+        }
         self.need_mode("an atomic operation", &[CellMode::Atomic])?;
         self.check_range(i, 1)?;
-        if matches!(op, Op::Add(_) | Op::Sub(_))
-            && !self.geo.elem.typecode.is_some_and(|t| t.is_integer())
-        {
-            return Err(Error::invalid(
-                self.seg.name(),
-                format!(
-                    "fetch_add/fetch_sub need an integer typecode; {} is not",
-                    self.describe()
-                ),
-            ));
-        }
-        Ok(self.atomic_at(i, op))
+        // Atomic mode, in range: the only refusal left is an add on a non-integer code.
+        Err(Error::invalid(
+            self.seg.name(),
+            format!(
+                "fetch_add/fetch_sub need an integer typecode; {} is not",
+                self.describe()
+            ),
+        ))
     }
 
     /// `atomic` without the checks; `i < len`, atomic mode (so the size is 1, 2, 4 or 8).

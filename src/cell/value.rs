@@ -141,6 +141,7 @@ impl<T: ShmType> Value<T> {
     /// [`Error::Lock`], which leaves the lock not recoverable: use [`lock`](Self::lock) to
     /// repair instead); seqlock: a consistent copy, waiting while a write is under way (or
     /// until the next write, after a writer died mid-write).
+    #[inline]
     pub fn get(&self) -> Result<T> {
         self.get_with(until(None))
     }
@@ -164,6 +165,7 @@ impl<T: ShmType> Value<T> {
     /// Replace the value. Locked and seqlock: under the lock; since it replaces the whole
     /// value it also repairs a dead holder's cell (`OwnerDied`: it writes, then marks the lock
     /// consistent). Seqlock: readers see the old or the new value, never a mix.
+    #[inline]
     pub fn set(&self, v: T) -> Result<()> {
         self.set_with(v, until(None))
     }
@@ -286,6 +288,7 @@ impl<T: ShmType> Value<T> {
 }
 
 impl<T: CellAtomic> Value<T> {
+    #[inline]
     fn op(&self, op: Op) -> Result<std::result::Result<T, T>> {
         Ok(self
             .raw
@@ -295,32 +298,38 @@ impl<T: CellAtomic> Value<T> {
     }
 
     /// Atomic mode: the value (`SeqCst`).
+    #[inline]
     pub fn load(&self) -> Result<T> {
         Ok(self.op(Op::Load)?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: store `v` (`SeqCst`).
+    #[inline]
     pub fn store(&self, v: T) -> Result<()> {
         self.op(Op::Store(v.to_bits())).map(drop)
     }
 
     /// Atomic mode: add `v` (wrapping), returning the previous value.
+    #[inline]
     pub fn fetch_add(&self, v: T) -> Result<T> {
         Ok(self.op(Op::Add(v.to_bits()))?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: subtract `v` (wrapping), returning the previous value.
+    #[inline]
     pub fn fetch_sub(&self, v: T) -> Result<T> {
         Ok(self.op(Op::Sub(v.to_bits()))?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: store `v`, returning the previous value.
+    #[inline]
     pub fn swap(&self, v: T) -> Result<T> {
         Ok(self.op(Op::Swap(v.to_bits()))?.unwrap_or_else(|v| v))
     }
 
     /// Atomic mode: store `new` if the value is `current`; `Ok(Ok(previous))` if it was,
     /// `Ok(Err(actual))` if not.
+    #[inline]
     pub fn compare_exchange(&self, current: T, new: T) -> Result<std::result::Result<T, T>> {
         self.op(Op::Cas(current.to_bits(), new.to_bits()))
     }
@@ -392,6 +401,7 @@ impl<T> std::fmt::Debug for ValueGuard<'_, T> {
 
 impl<T: ShmType> ValueGuard<'_, T> {
     /// The value (no other shmkit writer can change it while the guard lives).
+    #[inline]
     pub fn get(&self) -> T {
         let mut v = T::new_zeroed();
         self.inner.read_into(0, v.as_mut_bytes());
@@ -399,6 +409,7 @@ impl<T: ShmType> ValueGuard<'_, T> {
     }
 
     /// Replace the value (seqlock: as one seqlock write, readers never see a mix).
+    #[inline]
     pub fn set(&self, v: T) {
         self.inner.write(0, v.as_bytes());
     }
@@ -550,6 +561,7 @@ impl AnyValue {
 
     /// Atomic mode: an element-wise atomic operation on the value's bit pattern; see
     /// [`AnyArray::fetch_add`](super::AnyArray::fetch_add) and friends for the forms.
+    #[inline]
     pub fn fetch_add(&self, v: i64) -> Result<u64> {
         Ok(self.raw.atomic(0, Op::Add(v as u64))?.unwrap_or_else(|v| v))
     }
