@@ -347,6 +347,24 @@ impl RawCell {
         }
     }
 
+    /// Read-modify-write all the data under the lock (`update`, `with_lock`): `buf` (the
+    /// data's size) gets the data, `f` changes it, and it is written back (one seqlock write in
+    /// seqlock mode). See `lock_for_rmw` for a dead previous holder.
+    #[inline]
+    pub(crate) fn rmw<R>(
+        &self,
+        buf: &mut [u8],
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R> {
+        self.check_range(0, buf.len() / self.geo.elem.size)?;
+        let _g = self.lock_for_rmw(wait)?;
+        self.read_locked(0, buf);
+        let r = f(buf);
+        self.write_locked(0, buf);
+        Ok(r)
+    }
+
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
     /// (locked), per element (atomic), or as one seqlock snapshot. Returns the sequence the
     /// copy is consistent with (seqlock mode; 0 otherwise).

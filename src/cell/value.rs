@@ -192,12 +192,13 @@ impl<T: ShmType> Value<T> {
     /// [`lock`](Self::lock) to repair); seqlock mode goes on if the dead writer left the value
     /// whole, else returns [`Error::Corrupt`] (a [`set`](Self::set) recovers it).
     pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<T> {
-        let g = ValueGuard::<T> {
-            inner: AnyGuard::new(&self.raw, self.raw.lock_for_rmw(until(None))?),
-            _t: PhantomData,
-        };
-        let v = f(g.get());
-        g.inner.write(0, v.as_bytes());
+        let mut v = T::new_zeroed();
+        self.raw.rmw(v.as_mut_bytes(), until(None), |b| {
+            let mut cur = T::new_zeroed();
+            cur.as_mut_bytes().copy_from_slice(b);
+            let new = f(cur);
+            b.copy_from_slice(new.as_bytes());
+        })?;
         Ok(v)
     }
 
