@@ -379,3 +379,36 @@ fn options_lifetime_unlink_and_open_or_create() {
         Err(Error::NotFound { .. })
     ));
 }
+
+/// Each control-block field another process scribbles on is caught at open, with the field
+/// named: never a panic, never an access outside the mapping.
+#[test]
+fn corrupt_control_blocks_are_refused_naming_the_field() {
+    use std::os::unix::fs::FileExt;
+    let cases: &[(u64, &[u8], &str)] = &[
+        (0, &[0; 4], "magic"),
+        (4, &[9, 0, 0, 0], "mode"),
+        (8, b"z\0\0\0", "typecode"),
+        (12, &[16, 0, 0, 0], "typecode 'd' recorded with size 16"),
+        (20, &[0, 1, 0, 0], "data offset"),
+        (24, &[5, 0, 0, 0, 0, 0, 0, 0], "payload is"),
+        (24, &[0; 8], "at least one element"),
+        (24, &[0xff; 8], "too large"),
+        (56, &[0xff; 8], "type name length"),
+        (128, &[0; 4], "lock"),
+    ];
+    for (i, &(at, bytes, want)) in cases.iter().enumerate() {
+        let name = unique_name(&format!("cell-corrupt{i}"));
+        let _c = Cleanup::new(&[&name]);
+        drop(Array::<f64>::create(&name, 4).unwrap());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/{name}"))
+            .unwrap();
+        f.write_all_at(bytes, 128 + at).unwrap();
+        let e = shmkit::cell::AnyArray::open(&name).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "case {i}: {e}");
+        assert!(e.to_string().contains(want), "case {i}: {e} lacks {want:?}");
+        assert!(shmkit::cell::inspect(&name).is_err(), "case {i}");
+    }
+}

@@ -211,16 +211,15 @@ impl RawCell {
             unsafe { Box::from_raw(Box::into_raw(copy).cast::<CellControl>()) };
         let geo =
             Geometry::read(&ctl, kind, seg.len()).map_err(|w| Error::corrupt(seg.name(), w))?;
+        // SAFETY: the copy's lock field is 8-aligned (offset 128 of a boxed CellControl) and
+        // lives as long as `ctl`; only its magic is read.
+        unsafe { crate::sync::LockState::from_ptr(&ctl.lock) }
+            .map_err(|w| Error::corrupt(seg.name(), format!("lock: {w}")))?;
         Ok((geo, ctl))
     }
 
     fn wrap(seg: Segment, kind: Kind) -> Result<RawCell> {
         let geo = Self::geometry_of(&seg, kind)?;
-        // SAFETY: checked by geometry_of: the payload holds the control block.
-        let ctl = unsafe { control(&seg) };
-        // SAFETY: the lock is at offset 128 of the control block, 8-aligned, in the mapping.
-        unsafe { crate::sync::LockState::from_ptr(&ctl.lock) }
-            .map_err(|w| Error::corrupt(seg.name(), format!("lock: {w}")))?;
         let integer = geo.elem.typecode.is_some_and(|t| t.is_integer());
         Ok(RawCell {
             seg,
