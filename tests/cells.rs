@@ -118,6 +118,10 @@ fn child_main() {
                 }
                 report("ok");
             }
+            "seq-set" => {
+                let v = Value::<u64>::open(name).unwrap();
+                v.set(args[1].parse().unwrap()).unwrap();
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -411,4 +415,34 @@ fn corrupt_control_blocks_are_refused_naming_the_field() {
         assert!(e.to_string().contains(want), "case {i}: {e} lacks {want:?}");
         assert!(shmkit::cell::inspect(&name).is_err(), "case {i}");
     }
+}
+
+/// `wait_changed` in its four forms: another process's write wakes a waiter; without a write
+/// `try_` is `WouldBlock` and a timed wait a `Timeout`.
+#[test]
+fn wait_changed_sees_another_process_write() {
+    let name = unique_name("cell-wait");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<u64>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&name, 1)
+        .unwrap();
+    let s0 = v.sequence();
+    assert!(matches!(v.try_wait_changed(s0), Err(Error::WouldBlock)));
+    assert!(matches!(
+        v.wait_changed_timeout(s0, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        v.wait_changed_deadline(s0, std::time::Instant::now()),
+        Err(Error::Timeout)
+    ));
+    let mut child = spawn_child("seq-set", &[&name, "42"]);
+    let (x, s1) = v.wait_changed_timeout(s0, Duration::from_secs(60)).unwrap();
+    assert_eq!((x, s1), (42, s0 + 2));
+    wait_ok(&mut child, Duration::from_secs(60));
+    assert_eq!(v.try_wait_changed(s0).unwrap(), (42, s1));
+    let mut child = spawn_child("seq-set", &[&name, "43"]);
+    assert_eq!(v.wait_changed(s1).unwrap(), (43, s1 + 2));
+    wait_ok(&mut child, Duration::from_secs(60));
 }

@@ -583,16 +583,24 @@ impl RawCell {
             let s = seqlock::current(seq);
             s & 1 == 0 && s != last
         };
-        let deadline = match wait {
-            Wait::No if !changed() => return Err(Error::WouldBlock),
-            Wait::No => None,
-            Wait::Until(d) => d,
+        // `try_`: one look (a passed deadline checks once), reported as WouldBlock.
+        let (deadline, no_wait) = match wait {
+            Wait::No => (Some(Instant::now()), true),
+            Wait::Until(d) => (d, false),
         };
         loop {
-            self.ctl().changed.wait_until_within(changed, deadline)?;
+            match self.ctl().changed.wait_until_within(changed, deadline) {
+                Err(_) if no_wait => return Err(Error::WouldBlock),
+                r => r?,
+            }
             let s = self.seq_load(first, out, wait)?;
             if s != last {
                 return Ok(s);
+            }
+            // A peer moved `seq` back to `last` between the two looks: look again (bounded by
+            // the deadline; `try_` gives up).
+            if no_wait {
+                return Err(Error::WouldBlock);
             }
         }
     }
