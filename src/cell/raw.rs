@@ -97,9 +97,20 @@ impl RawCell {
         };
         let seg = match or_open {
             None => seg_opts.create_with(name, size, build),
-            Some(_) => match seg_opts.open_or_create_with(name, size, build) {
+            Some(want) => match seg_opts.open_or_create_with(name, size, build) {
                 Err(Error::KindMismatch { .. }) => {
                     return Err(Self::mismatch(opts, name, kind, or_open, geo.len))
+                }
+                // It exists with another payload size: another type or length. Name both.
+                Err(e @ Error::InvalidArgument { .. }) => {
+                    return Err(match Self::open(opts, name, kind, None) {
+                        Ok(cell) => Error::CellMismatch {
+                            name: name.to_owned(),
+                            expected: describe(kind, want, Some(geo.len)),
+                            found: cell.describe(),
+                        },
+                        Err(_) => e,
+                    })
                 }
                 r => r,
             },
