@@ -158,6 +158,17 @@ pub enum Error {
         /// The element type the queue was created with, as recorded in it.
         found: String,
     },
+    /// A cell ([`Value`](crate::cell::Value), [`Array`](crate::cell::Array)) holds another
+    /// kind, element type or length than the one asked for: `expected` and `found` are
+    /// written as `Value<q>`, `Array<d>[4]`, `Value<Tick>` (or `a lock`, …).
+    CellMismatch {
+        /// The segment name.
+        name: String,
+        /// What the caller asked for.
+        expected: String,
+        /// What the segment holds.
+        found: String,
+    },
     /// The header's format version is not one this build understands.
     VersionMismatch {
         /// The segment name.
@@ -338,6 +349,9 @@ impl fmt::Display for Error {
                 f,
                 "queue {name:?} holds elements of type {found}, not {expected}"
             ),
+            Error::CellMismatch { name, expected, found } => {
+                write!(f, "segment {name:?} holds {found}, asked for {expected}")
+            }
             Error::VersionMismatch { name, expected, found } => write!(
                 f,
                 "segment {name:?} has format version {found}, this build of shmkit reads version {expected}"

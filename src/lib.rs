@@ -27,10 +27,17 @@
 //! - [`segment`]: names, the header, create/open/open_or_create, ownership.
 //! - [`sync`]: waiting on futex words in shared memory.
 //! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
+//! - [`cell`]: named typed cells, `Value<T>` and `Array<T>` (locked, atomic or seqlocked).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(loom))]
+pub mod cell;
+// Under loom only the seqlock protocol is compiled (and modelled).
+#[cfg(loom)]
+#[path = "cell/seqlock.rs"]
+mod cell_seqlock;
 pub mod error;
 pub(crate) mod loom;
 pub(crate) mod os;

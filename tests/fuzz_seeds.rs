@@ -17,6 +17,7 @@
 mod common;
 
 use common::Cleanup;
+use shmkit::cell::{Array, CellMode, Typecode, Value};
 use shmkit::queue::{bytes, mpmc, spsc};
 use shmkit::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 use shmkit::{Kind, Segment};
@@ -419,6 +420,104 @@ fn sync(out: &mut Out, names: &mut Cleanup) {
     );
 }
 
+/// `cell_attach` input: selector (array bit, mode, typecode index), length, operations, then
+/// the payload.
+fn cell_input(array: bool, mode: u8, tc: char, len: u8, ops: &[u8], payload: &[u8]) -> Vec<u8> {
+    let idx = Typecode::all().position(|t| t.as_char() == tc).unwrap() as u8;
+    let mut v = vec![
+        u8::from(array) | (mode << 1) | (idx << 3),
+        len,
+        ops.len() as u8,
+    ];
+    v.extend_from_slice(ops);
+    v.extend_from_slice(payload);
+    v
+}
+
+const CELL_OPS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
+fn cells(out: &mut Out, names: &mut Cleanup) {
+    let name = |names: &mut Cleanup, tag: &str| {
+        let n = common::unique_name(tag);
+        names.add(&n);
+        n
+    };
+    let payload = |n: &str| dump(n)[HEADER..].to_vec();
+
+    let n = name(names, "seed-value");
+    let v = Value::<i64>::create(&n, -7).unwrap();
+    out.object("value", Kind::VALUE, &dump(&n));
+    out.seed(
+        "cell_attach",
+        "value-locked-q",
+        cell_input(false, 0, 'q', 1, &CELL_OPS, &payload(&n)),
+    );
+    let g = v.lock().ok().unwrap();
+    out.seed(
+        "cell_attach",
+        "value-locked-q-held",
+        cell_input(false, 0, 'q', 1, &CELL_OPS, &payload(&n)),
+    );
+    drop(g);
+
+    let n = name(names, "seed-value-atomic");
+    let v = Value::<u64>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&n, 1)
+        .unwrap();
+    v.fetch_add(41).unwrap();
+    out.seed(
+        "cell_attach",
+        "value-atomic-Q",
+        cell_input(false, 1, 'Q', 1, &CELL_OPS, &payload(&n)),
+    );
+
+    let n = name(names, "seed-value-seq");
+    let v = Value::<[u64; 16]>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&n, [3; 16])
+        .unwrap();
+    v.set([4; 16]).unwrap();
+    out.seed(
+        "cell_attach",
+        "value-seqlock-block",
+        cell_input(false, 2, 'Q', 1, &CELL_OPS, &payload(&n)),
+    );
+
+    let n = name(names, "seed-array");
+    let a = Array::<f64>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create_from(&n, &[1.0, 2.0, 3.0, 4.0])
+        .unwrap();
+    out.object("array", Kind::ARRAY, &dump(&n));
+    a.set(1, 2.5).unwrap();
+    out.seed(
+        "cell_attach",
+        "array-seqlock-d4",
+        cell_input(true, 2, 'd', 4, &CELL_OPS, &payload(&n)),
+    );
+
+    let n = name(names, "seed-array-atomic");
+    let a = Array::<i32>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&n, 6)
+        .unwrap();
+    a.fetch_add(2, 9).unwrap();
+    out.seed(
+        "cell_attach",
+        "array-atomic-i6",
+        cell_input(true, 1, 'i', 6, &CELL_OPS, &payload(&n)),
+    );
+
+    let n = name(names, "seed-array-locked");
+    let _a = Array::<u8>::create_from(&n, b"locked bytes").unwrap();
+    out.seed(
+        "cell_attach",
+        "array-locked-B12",
+        cell_input(true, 0, 'B', 12, &CELL_OPS, &payload(&n)),
+    );
+}
+
 #[test]
 #[ignore = "generator: writes fuzz/corpus/*/seed-* and fuzz/dict/shmkit.dict into the source tree"]
 fn generate_fuzz_seeds_and_dictionary() {
@@ -449,6 +548,7 @@ fn generate_fuzz_seeds_and_dictionary() {
 
     queues(&mut out, &mut names);
     sync(&mut out, &mut names);
+    cells(&mut out, &mut names);
     out.write();
 
     let total: usize = out.seeds.values().flatten().map(|(_, b)| b.len()).sum();

@@ -16,7 +16,7 @@ mod options;
 mod region;
 mod ring;
 mod role;
-mod shm_type;
+pub(crate) mod shm_type;
 mod stat;
 
 pub mod bytes;

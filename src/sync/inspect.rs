@@ -171,7 +171,7 @@ pub struct BarrierInfo {
     pub generation: u32,
 }
 
-fn lock_info(core: &MutexCore) -> LockInfo {
+pub(crate) fn lock_info(core: &MutexCore) -> LockInfo {
     let st = core.status_word();
     let status = match st {
         status::UNLOCKED => "unlocked",

@@ -38,6 +38,8 @@ pub use condition::{Condition, ConditionState, WaitTimeoutError};
 pub use event::Event;
 pub use event::EventState;
 #[cfg(not(loom))]
+pub(crate) use inspect::lock_info;
+#[cfg(not(loom))]
 pub use inspect::{
     inspect, BarrierInfo, ConditionInfo, EventInfo, LockInfo, OwnerInfo, SemaphoreInfo, SyncInfo,
 };

@@ -73,6 +73,16 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', value_parser = parse_size)]
         sizes: Vec<usize>,
     },
+    /// Typed cells (`Value`, `Array`) beside CPython's `Value('q')` and `Array('d')`, and a
+    /// seqlock read under a full-speed writer in another process.
+    Cells {
+        /// Fewer iterations (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// One-way throughput (msg/s, GB/s) from one process to another.
     Throughput {
         /// Fewer messages (a smoke run).
@@ -140,7 +150,7 @@ fn pin(cpu: usize) {
 
 /// The peer process, reaped by a watcher thread so that loops polling bare atomics can tell
 /// when it exited. Dropped without [`wait`](Self::wait) (the run failed), it kills the peer.
-struct Peer {
+pub(crate) struct Peer {
     pid: i32,
     exited: Arc<AtomicBool>,
     watcher: Option<JoinHandle<std::io::Result<ExitStatus>>>,
@@ -197,7 +207,7 @@ impl Drop for Peer {
     }
 }
 
-fn spawn_peer(
+pub(crate) fn spawn_peer(
     scenario: &str,
     bytes: usize,
     count: u64,
@@ -366,6 +376,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
     let total = a.count;
     let ready = || outln!("ready");
     match a.scenario.as_str() {
+        "cell_seqlock_writer" => return crate::bench_cells::peer_writer(&a.name),
         "floor_spin" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
             let (ping, pong) = floor_words(&seg);
@@ -1136,5 +1147,6 @@ pub(crate) fn run(args: Args) -> CmdResult {
             latency(quick, json, &only, &sizes)
         }
         Cmd::Throughput { quick, json } => throughput(quick, json),
+        Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
     }
 }

@@ -99,6 +99,7 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
             v["summary"] = serde_json::Value::String(info.to_string());
             Ok(Some(v))
         }
+        Kind::VALUE | Kind::ARRAY => crate::cell::info_state(&p.name),
         _ => Ok(None),
     }
 }

@@ -8,7 +8,9 @@
 //! segment, wrong kind, corrupt, timed out, an I/O error).
 
 mod bench;
+mod bench_cells;
 mod bytes;
+mod cell;
 mod dump;
 mod gc;
 mod info;
@@ -75,6 +77,10 @@ enum Cmd {
     Gc(gc::Args),
     /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring).
     Queue(queue::Args),
+    /// Create, read and write a named typed value (`shmkit::cell::Value`).
+    Value(cell::ValueArgs),
+    /// Create, read and write a named typed array (`shmkit::cell::Array`).
+    Array(cell::ArrayArgs),
     /// Two-process latency and throughput benchmarks, with floors measured in the same run.
     Bench(bench::Args),
     /// The peer process of `shmkit bench` (internal).
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
         Cmd::Dump(a) => dump::run(a),
         Cmd::Gc(a) => gc::run(a),
         Cmd::Queue(a) => queue::run(a),
+        Cmd::Value(a) => cell::value(a),
+        Cmd::Array(a) => cell::array(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchPeer(a) => bench::peer(a),
         Cmd::Create(a) => bytes::create(a),

@@ -1,0 +1,41 @@
+"""Map a shmkit Array from a stock CPython with numpy: no extension module needed.
+
+    shmkit array create temps d 8            # or Array::<f64>::create("temps", 8) in Rust
+    shmkit array set temps 3 21.5
+    python3 examples/python/array_numpy.py temps
+
+The data of every shmkit cell starts at a fixed, 64-byte-aligned offset of the object
+(`shmkit info --json NAME` reports it as state.data_offset, with state.typecode, state.len and
+state.mode); numpy's dtype is the typecode itself ('d' -> float64, 'q' -> int64, ...).
+
+Writes from Python bypass the cell's lock: in a locked array, take it from Rust (or accept
+racing element writes); in a seqlock array, write only from a shmkit writer. Reads of a
+locked array may see a half-finished write of several elements; element reads of 8-byte
+aligned types are whole.
+"""
+
+import json
+import subprocess
+import sys
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy as np
+
+name = sys.argv[1]
+state = json.loads(subprocess.check_output(["shmkit", "info", "--json", name]))["state"]
+
+# Opt out of CPython's resource tracker, which would unlink the segment when this process
+# exits (gh-82300; README "Python interop").
+if sys.version_info >= (3, 13):
+    shm = shared_memory.SharedMemory(name=name, track=False)
+else:
+    shm = shared_memory.SharedMemory(name=name)
+    resource_tracker.unregister(shm._name, "shared_memory")
+
+arr = np.ndarray((state["len"],), dtype=np.dtype(state["typecode"]), buffer=shm.buf,
+                 offset=state["data_offset"])
+print(f"{state['cell']} ({state['mode']}):", arr)
+arr[0] += 1  # visible to every process at once
+print("after arr[0] += 1:", arr)
+del arr  # release the buffer before closing
+shm.close()

@@ -1,0 +1,276 @@
+//! `shmkit value …` and `shmkit array …`: create, read and write named typed cells
+//! (`shmkit::cell`), and what `shmkit info` shows for them.
+//!
+//! Values are text in the typecode's syntax (`Typecode::parse`): integers in range, floats,
+//! one byte for `c`, one character for `u`, `true`/`false`/`1`/`0` for `?`. A value that does
+//! not fit, an index out of range, or a segment holding another kind or type of cell is an
+//! error naming both sides, exit 1, and nothing is written.
+
+use std::time::Duration;
+
+use crate::{create_error, outln, seconds, segment_name, CmdResult, Stop};
+use shmkit::cell::{AnyArray, AnyValue, CellMode, Typecode};
+
+/// `shmkit value …`.
+#[derive(clap::Args)]
+pub(crate) struct ValueArgs {
+    #[command(subcommand)]
+    cmd: ValueCmd,
+}
+
+/// `shmkit array …`.
+#[derive(clap::Args)]
+pub(crate) struct ArrayArgs {
+    #[command(subcommand)]
+    cmd: ArrayCmd,
+}
+
+#[derive(clap::Args)]
+struct CreateFlags {
+    /// locked (Python's lock=True), atomic (integer, c, u, ? only) or seqlock.
+    #[arg(long = "mode", default_value = "locked", value_parser = cell_mode)]
+    cell_mode: CellMode,
+    /// Permission bits, octal.
+    #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+    perm: u32,
+}
+
+#[derive(clap::Subcommand)]
+enum ValueCmd {
+    /// Create a value cell of TYPECODE (b B h H i I l L q Q f d c u ?), holding INIT or zero.
+    Create {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// The element typecode.
+        #[arg(value_parser = typecode)]
+        typecode: Typecode,
+        /// Initial value (default zero).
+        #[arg(allow_hyphen_values = true)]
+        init: Option<String>,
+        #[command(flatten)]
+        flags: CreateFlags,
+    },
+    /// Print the value.
+    Get {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// Seconds to wait for the lock or a write under way.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
+    },
+    /// Set the value.
+    Set {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// The new value, in the typecode's syntax.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// Seconds to wait for the lock.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum ArrayCmd {
+    /// Create an array of LEN zeroed elements of TYPECODE.
+    Create {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// The element typecode.
+        #[arg(value_parser = typecode)]
+        typecode: Typecode,
+        /// Number of elements (at least 1).
+        len: usize,
+        #[command(flatten)]
+        flags: CreateFlags,
+    },
+    /// Print elements, one per line: all, one INDEX, or START:END (END excluded).
+    Get {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// INDEX or START:END (default: all).
+        at: Option<String>,
+        /// Seconds to wait for the lock or a write under way.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
+    },
+    /// Set element INDEX.
+    Set {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// Element index.
+        index: usize,
+        /// The new value, in the typecode's syntax.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// Seconds to wait for the lock.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
+    },
+}
+
+fn typecode(s: &str) -> Result<Typecode, String> {
+    Typecode::from_str_code(s)
+        .ok_or_else(|| format!("{s:?} is not a typecode: one of b B h H i I l L q Q f d c u ?"))
+}
+
+fn cell_mode(s: &str) -> Result<CellMode, String> {
+    CellMode::from_name(s).ok_or_else(|| format!("{s:?} is not a mode: locked, atomic or seqlock"))
+}
+
+pub(crate) fn value(args: ValueArgs) -> CmdResult {
+    match args.cmd {
+        ValueCmd::Create {
+            name,
+            typecode,
+            init,
+            flags,
+        } => {
+            let init = match &init {
+                Some(s) => Some(
+                    typecode
+                        .parse(s)
+                        .map_err(|e| Stop::Failed(format!("value {name:?}: {e}")))?,
+                ),
+                None => None,
+            };
+            AnyValue::options()
+                .cell_mode(flags.cell_mode)
+                .mode(flags.perm)
+                .create(&name, typecode, init.as_deref())
+                .map_err(create_error)?;
+            Ok(())
+        }
+        ValueCmd::Get { name, timeout } => {
+            let v = AnyValue::open(&name).map_err(|e| e.to_string())?;
+            let b = v.get_bytes_timeout(timeout).map_err(|e| e.to_string())?;
+            match v.typecode() {
+                Some(t) => outln!("{}", t.format(&b)),
+                None => outln!("{}", hex(&b)),
+            }
+        }
+        ValueCmd::Set {
+            name,
+            value,
+            timeout,
+        } => {
+            let v = AnyValue::open(&name).map_err(|e| e.to_string())?;
+            let t = v.typecode().ok_or_else(|| {
+                format!(
+                    "segment {name:?} holds {}, a user type: the CLI sets typecode cells only",
+                    v.describe()
+                )
+            })?;
+            let b = t
+                .parse(&value)
+                .map_err(|e| format!("segment {name:?} holds {}: {e}", v.describe()))?;
+            v.set_bytes_timeout(&b, timeout)
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn array(args: ArrayArgs) -> CmdResult {
+    match args.cmd {
+        ArrayCmd::Create {
+            name,
+            typecode,
+            len,
+            flags,
+        } => {
+            AnyArray::options()
+                .cell_mode(flags.cell_mode)
+                .mode(flags.perm)
+                .create(&name, typecode, len)
+                .map_err(create_error)?;
+            Ok(())
+        }
+        ArrayCmd::Get { name, at, timeout } => {
+            let a = AnyArray::open(&name).map_err(|e| e.to_string())?;
+            let (first, count) = match at.as_deref() {
+                None => (0, a.len()),
+                Some(s) => span(s, a.len()).map_err(Stop::Usage)?,
+            };
+            let b = a
+                .read_bytes(first, count, Some(timeout))
+                .map_err(|e| e.to_string())?;
+            for e in b.chunks_exact(a.elem_size()) {
+                match a.typecode() {
+                    Some(t) => outln!("{}", t.format(e))?,
+                    None => outln!("{}", hex(e))?,
+                }
+            }
+            Ok(())
+        }
+        ArrayCmd::Set {
+            name,
+            index,
+            value,
+            timeout,
+        } => {
+            let a = AnyArray::open(&name).map_err(|e| e.to_string())?;
+            let t = a.typecode().ok_or_else(|| {
+                format!(
+                    "segment {name:?} holds {}, a user type: the CLI sets typecode cells only",
+                    a.describe()
+                )
+            })?;
+            if index >= a.len() {
+                return Err(Stop::Failed(format!(
+                    "index {index} is out of range: segment {name:?} holds {} (indices 0..{})",
+                    a.describe(),
+                    a.len()
+                )));
+            }
+            let b = t
+                .parse(&value)
+                .map_err(|e| format!("segment {name:?} holds {}: {e}", a.describe()))?;
+            a.write_bytes(index, &b, Some(timeout))
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+}
+
+/// `INDEX` or `START:END` (either side may be omitted) as (first, count); out of range is
+/// left to the library's check, which names the array.
+fn span(s: &str, len: usize) -> Result<(usize, usize), String> {
+    let num = |x: &str, default: usize| -> Result<usize, String> {
+        if x.is_empty() {
+            return Ok(default);
+        }
+        x.parse().map_err(|e| format!("bad index {x:?}: {e}"))
+    };
+    match s.split_once(':') {
+        None => Ok((num(s, 0)?, 1)),
+        Some((a, b)) => {
+            let (a, b) = (num(a, 0)?, num(b, len)?);
+            if b < a {
+                return Err(format!("range {s:?} ends before it starts"));
+            }
+            Ok((a, b - a))
+        }
+    }
+}
+
+/// The state `shmkit info` shows for a cell (`None` if `name` is not one).
+pub(crate) fn info_state(name: &str) -> Result<Option<serde_json::Value>, String> {
+    let Some(info) = shmkit::cell::inspect(name).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let mut v = serde_json::to_value(&info).map_err(|e| e.to_string())?;
+    v["summary"] = serde_json::Value::String(info.to_string());
+    Ok(Some(v))
+}

@@ -1,0 +1,676 @@
+//! [`Array<T>`] (typed) and [`AnyArray`] (typed at run time): a named, fixed-length cell of
+//! elements; and the lock guards [`ArrayGuard`] and [`AnyGuard`].
+
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use zerocopy::{FromZeros, IntoBytes};
+
+use super::layout::{ElemType, Geometry};
+use super::raw::{Op, RawCell, Wait};
+use super::value::{until, CellAtomic};
+use super::{CellMode, CellOptions, Typecode};
+use crate::error::{Error, Result};
+use crate::segment::Kind;
+use crate::sync::{LockError, LockGuard, Owner};
+use crate::{Segment, ShmType};
+
+type LockResult<'a, G> = std::result::Result<G, LockError<G>>;
+
+/// A named, fixed-length array of `T`: Python's `multiprocessing.Array`, attachable by name
+/// from any process, and mappable from numpy at [`DATA_OFFSET`](super::DATA_OFFSET).
+///
+/// Locked mode (the default): every call takes the lock; [`with_lock`](Self::with_lock) runs
+/// a closure over the whole array under it. Atomic mode: element-wise atomics
+/// ([`fetch_add`](Self::fetch_add), …) and per-element `get`/`set`/`read`. Seqlock mode:
+/// [`read`](Self::read) is a consistent snapshot of the range (of the whole array with
+/// `read(0..len)`), writes go one at a time under the writer lock.
+///
+/// ```
+/// use shmkit::cell::Array;
+/// # let name = format!("doc-array-{}", std::process::id());
+/// let a = Array::<i32>::options().unlink_on_drop(true).create_from(&name, &[1, 2, 3])?;
+/// let b = Array::<i32>::open(&name)?; // e.g. in another process
+/// b.write(1, &[20, 30])?;
+/// assert_eq!(a.read(0..3)?, vec![1, 20, 30]);
+/// let sum = a.with_lock(|xs| { xs[0] = 100; xs.iter().sum::<i32>() })?;
+/// assert_eq!((sum, b.get(0)?), (150, 100));
+/// assert!(a.get(3).is_err()); // out of range
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Array<T> {
+    raw: RawCell,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+fn zeroed<T: FromZeros>(n: usize) -> Vec<T> {
+    (0..n).map(|_| T::new_zeroed()).collect()
+}
+
+fn range_len(r: &Range<usize>) -> usize {
+    r.end.saturating_sub(r.start)
+}
+
+impl<T: ShmType> Array<T> {
+    /// Options for creating or opening an `Array<T>`.
+    pub fn options() -> CellOptions<Array<T>> {
+        CellOptions::default()
+    }
+
+    /// Create a locked array of `len` zeroed elements; fails if the name exists.
+    pub fn create(name: &str, len: usize) -> Result<Self> {
+        Self::options().create(name, len)
+    }
+
+    /// Create a locked array holding a copy of `init`; fails if the name exists.
+    pub fn create_from(name: &str, init: &[T]) -> Result<Self> {
+        Self::options().create_from(name, init)
+    }
+
+    /// Open an existing array of element type `T` (any length; its mode is the recorded one).
+    pub fn open(name: &str) -> Result<Self> {
+        Self::options().open(name)
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        self.raw.segment().name()
+    }
+
+    /// The underlying segment.
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+
+    /// Make this handle unlink the name when dropped (or not).
+    pub fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.raw.set_unlink_on_drop(yes)
+    }
+
+    /// The recorded mode.
+    pub fn cell_mode(&self) -> CellMode {
+        self.raw.geo().mode
+    }
+
+    /// The recorded typecode (`None` for a user type).
+    pub fn typecode(&self) -> Option<Typecode> {
+        self.raw.geo().elem.typecode
+    }
+
+    /// Number of elements (fixed at creation).
+    pub fn len(&self) -> usize {
+        self.raw.geo().len
+    }
+
+    /// Always false: an array has at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` (an error if `i >= len`).
+    #[inline]
+    pub fn get(&self, i: usize) -> Result<T> {
+        let mut v = T::new_zeroed();
+        self.raw.load(i, v.as_mut_bytes(), until(None))?;
+        Ok(v)
+    }
+
+    /// Set element `i` (an error if `i >= len`; nothing written).
+    #[inline]
+    pub fn set(&self, i: usize, v: T) -> Result<()> {
+        self.raw.store(i, v.as_bytes(), until(None))
+    }
+
+    fn read_with(&self, range: Range<usize>, wait: Wait) -> Result<Vec<T>> {
+        self.raw.check_range(range.start, range_len(&range))?;
+        let mut v = zeroed::<T>(range_len(&range));
+        self.raw.load(range.start, v.as_mut_bytes(), wait)?;
+        Ok(v)
+    }
+
+    /// The elements in `range`, as one consistent copy (under the lock, or one seqlock
+    /// snapshot; element by element in atomic mode).
+    pub fn read(&self, range: Range<usize>) -> Result<Vec<T>> {
+        self.read_with(range, until(None))
+    }
+
+    /// [`read`](Self::read) without waiting ([`Error::WouldBlock`]).
+    pub fn try_read(&self, range: Range<usize>) -> Result<Vec<T>> {
+        self.read_with(range, Wait::No)
+    }
+
+    /// [`read`](Self::read), waiting at most `timeout`.
+    pub fn read_timeout(&self, range: Range<usize>, timeout: Duration) -> Result<Vec<T>> {
+        self.read_with(range, until(Some(timeout)))
+    }
+
+    /// [`read`](Self::read), waiting until `deadline`.
+    pub fn read_deadline(&self, range: Range<usize>, deadline: Instant) -> Result<Vec<T>> {
+        self.read_with(range, Wait::Until(Some(deadline)))
+    }
+
+    /// Read elements `offset..offset + out.len()` into `out`.
+    pub fn read_into(&self, offset: usize, out: &mut [T]) -> Result<()> {
+        self.raw
+            .load(offset, out.as_mut_bytes(), until(None))
+            .map(drop)
+    }
+
+    /// Write `data` at elements `offset..` (an error, nothing written, if it does not fit).
+    pub fn write(&self, offset: usize, data: &[T]) -> Result<()> {
+        self.raw.store(offset, data.as_bytes(), until(None))
+    }
+
+    /// Run `f` over the whole array under the lock (locked or seqlock mode): `f` gets a
+    /// private copy, which is written back (as one seqlock write in seqlock mode) before the
+    /// lock is released. Shared memory is never handed out as `&mut [T]`: another process
+    /// may write it at any time, which Rust's model does not allow under a reference.
+    ///
+    /// A dead previous holder: as [`Value::update`](super::Value::update).
+    pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        let g = AnyGuard::new(&self.raw, self.raw.lock_for_rmw(until(None))?);
+        let mut v = zeroed::<T>(self.len());
+        g.read_into(0, v.as_mut_bytes());
+        let r = f(&mut v);
+        g.write(0, v.as_bytes());
+        Ok(r)
+    }
+
+    fn lock_with(&self, wait: Wait) -> LockResult<'_, ArrayGuard<'_, T>> {
+        let wrap = |g| ArrayGuard {
+            inner: AnyGuard::new(&self.raw, g),
+            _t: PhantomData,
+        };
+        self.raw.lock(wait).map(wrap).map_err(|e| e.map(wrap))
+    }
+
+    /// Take the array's lock (the data lock; seqlock: the writer lock). See
+    /// [`Value::lock`](super::Value::lock).
+    pub fn lock(&self) -> LockResult<'_, ArrayGuard<'_, T>> {
+        self.lock_with(until(None))
+    }
+
+    /// [`lock`](Self::lock) without waiting.
+    pub fn try_lock(&self) -> LockResult<'_, ArrayGuard<'_, T>> {
+        self.lock_with(Wait::No)
+    }
+
+    /// [`lock`](Self::lock), waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, ArrayGuard<'_, T>> {
+        self.lock_with(until(Some(timeout)))
+    }
+
+    /// [`lock`](Self::lock), waiting until `deadline`.
+    pub fn lock_deadline(&self, deadline: Instant) -> LockResult<'_, ArrayGuard<'_, T>> {
+        self.lock_with(Wait::Until(Some(deadline)))
+    }
+
+    /// The seqlock sequence (see [`Value::sequence`](super::Value::sequence)).
+    pub fn sequence(&self) -> u64 {
+        self.raw.sequence()
+    }
+
+    fn wait_changed_with(&self, last: u64, wait: Wait) -> Result<(Vec<T>, u64)> {
+        let mut v = zeroed::<T>(self.len());
+        let s = self.raw.wait_changed(last, 0, v.as_mut_bytes(), wait)?;
+        Ok((v, s))
+    }
+
+    /// Seqlock mode: wait for a write after sequence `last`; the whole array and its sequence.
+    pub fn wait_changed(&self, last: u64) -> Result<(Vec<T>, u64)> {
+        self.wait_changed_with(last, until(None))
+    }
+
+    /// [`wait_changed`](Self::wait_changed) without waiting.
+    pub fn try_wait_changed(&self, last: u64) -> Result<(Vec<T>, u64)> {
+        self.wait_changed_with(last, Wait::No)
+    }
+
+    /// [`wait_changed`](Self::wait_changed), waiting at most `timeout`.
+    pub fn wait_changed_timeout(&self, last: u64, timeout: Duration) -> Result<(Vec<T>, u64)> {
+        self.wait_changed_with(last, until(Some(timeout)))
+    }
+
+    /// [`wait_changed`](Self::wait_changed), waiting until `deadline`.
+    pub fn wait_changed_deadline(&self, last: u64, deadline: Instant) -> Result<(Vec<T>, u64)> {
+        self.wait_changed_with(last, Wait::Until(Some(deadline)))
+    }
+}
+
+impl<T: CellAtomic> Array<T> {
+    #[inline]
+    fn op(&self, i: usize, op: Op) -> Result<std::result::Result<T, T>> {
+        Ok(self
+            .raw
+            .atomic(i, op)?
+            .map(T::from_bits)
+            .map_err(T::from_bits))
+    }
+
+    /// Atomic mode: element `i` (`SeqCst`).
+    #[inline]
+    pub fn load(&self, i: usize) -> Result<T> {
+        Ok(self.op(i, Op::Load)?.unwrap_or_else(|v| v))
+    }
+
+    /// Atomic mode: store `v` into element `i`.
+    #[inline]
+    pub fn store(&self, i: usize, v: T) -> Result<()> {
+        self.op(i, Op::Store(v.to_bits())).map(drop)
+    }
+
+    /// Atomic mode: add `v` (wrapping) to element `i`, returning its previous value.
+    #[inline]
+    pub fn fetch_add(&self, i: usize, v: T) -> Result<T> {
+        Ok(self.op(i, Op::Add(v.to_bits()))?.unwrap_or_else(|v| v))
+    }
+
+    /// Atomic mode: subtract `v` (wrapping) from element `i`, returning its previous value.
+    #[inline]
+    pub fn fetch_sub(&self, i: usize, v: T) -> Result<T> {
+        Ok(self.op(i, Op::Sub(v.to_bits()))?.unwrap_or_else(|v| v))
+    }
+
+    /// Atomic mode: store `v` into element `i`, returning its previous value.
+    #[inline]
+    pub fn swap(&self, i: usize, v: T) -> Result<T> {
+        Ok(self.op(i, Op::Swap(v.to_bits()))?.unwrap_or_else(|v| v))
+    }
+
+    /// Atomic mode: compare-exchange element `i` (`Ok(Ok(previous))` / `Ok(Err(actual))`).
+    pub fn compare_exchange(
+        &self,
+        i: usize,
+        current: T,
+        new: T,
+    ) -> Result<std::result::Result<T, T>> {
+        self.op(i, Op::Cas(current.to_bits(), new.to_bits()))
+    }
+}
+
+fn array_geo(mode: CellMode, elem: ElemType, len: usize) -> Geometry {
+    Geometry { mode, elem, len }
+}
+
+impl<T: ShmType> CellOptions<Array<T>> {
+    /// Create the array with `len` zeroed elements, in the chosen mode.
+    pub fn create(&self, name: &str, len: usize) -> Result<Array<T>> {
+        let geo = array_geo(self.cell_mode, ElemType::of::<T>(), len);
+        let raw = RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, &[], None)?;
+        Ok(Array {
+            raw,
+            _t: PhantomData,
+        })
+    }
+
+    /// Create the array holding a copy of `init` (its length is the array's).
+    pub fn create_from(&self, name: &str, init: &[T]) -> Result<Array<T>> {
+        let geo = array_geo(self.cell_mode, ElemType::of::<T>(), init.len());
+        let raw = RawCell::create(
+            &self.untyped(),
+            name,
+            Kind::ARRAY,
+            geo,
+            init.as_bytes(),
+            None,
+        )?;
+        Ok(Array {
+            raw,
+            _t: PhantomData,
+        })
+    }
+
+    /// Open an existing array of element type `T`.
+    pub fn open(&self, name: &str) -> Result<Array<T>> {
+        let raw = RawCell::open(
+            &self.untyped(),
+            name,
+            Kind::ARRAY,
+            Some(&ElemType::of::<T>()),
+        )?;
+        Ok(Array {
+            raw,
+            _t: PhantomData,
+        })
+    }
+
+    /// Open the array, or create it with `len` zeroed elements; an existing one must have
+    /// that length.
+    pub fn open_or_create(&self, name: &str, len: usize) -> Result<Array<T>> {
+        let elem = ElemType::of::<T>();
+        let geo = array_geo(self.cell_mode, elem.clone(), len);
+        let raw = RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, &[], Some(&elem))?;
+        Ok(Array {
+            raw,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// Holds a cell's lock, for any cell ([`AnyValue::lock`](super::AnyValue::lock),
+/// [`AnyArray::lock`]); unlocks when dropped. Not `Send`. Elements as little-endian bytes.
+pub struct AnyGuard<'a> {
+    raw: &'a RawCell,
+    g: LockGuard<'a>,
+}
+
+impl std::fmt::Debug for AnyGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellGuard")
+            .field("cell", self.raw)
+            .field("guard", &self.g)
+            .finish()
+    }
+}
+
+/// Lock `raw` for an [`AnyGuard`].
+pub(crate) fn any_lock(raw: &RawCell, wait: Wait) -> LockResult<'_, AnyGuard<'_>> {
+    match raw.lock(wait) {
+        Ok(g) => Ok(AnyGuard::new(raw, g)),
+        Err(e) => Err(e.map(|g| AnyGuard::new(raw, g))),
+    }
+}
+
+impl<'a> AnyGuard<'a> {
+    pub(crate) fn new(raw: &'a RawCell, g: LockGuard<'a>) -> AnyGuard<'a> {
+        AnyGuard { raw, g }
+    }
+
+    /// `first..first + out.len() / size` must be in range (the typed guards' callers check).
+    pub(crate) fn read_into(&self, first: usize, out: &mut [u8]) {
+        self.raw.read_locked(first, out)
+    }
+
+    /// As `read_into`.
+    pub(crate) fn write(&self, first: usize, data: &[u8]) {
+        self.raw.write_locked(first, data)
+    }
+
+    /// Elements `first..first + count` as bytes.
+    pub fn read_bytes(&self, first: usize, count: usize) -> Result<Vec<u8>> {
+        self.raw.check_range(first, count)?;
+        let mut b = vec![0u8; count * self.raw.geo().elem.size];
+        self.read_into(first, &mut b);
+        Ok(b)
+    }
+
+    /// Write whole elements' bytes at element `first` (an error, nothing written, if they do
+    /// not fit or are not a whole number of elements).
+    pub fn write_bytes(&self, first: usize, data: &[u8]) -> Result<()> {
+        let size = self.raw.geo().elem.size;
+        if data.len() % size != 0 {
+            return Err(Error::invalid(
+                self.raw.segment().name(),
+                format!(
+                    "{} bytes are not whole {size}-byte elements of {}",
+                    data.len(),
+                    self.raw.describe()
+                ),
+            ));
+        }
+        self.raw.check_range(first, data.len() / size)?;
+        self.write(first, data);
+        Ok(())
+    }
+
+    /// After `OwnerDied`: declare the data repaired (see
+    /// [`LockGuard::make_consistent`](crate::sync::LockGuard::make_consistent)).
+    pub fn make_consistent(&mut self) -> std::result::Result<(), LockError<()>> {
+        self.g.make_consistent()
+    }
+
+    /// The dead previous holder, until [`make_consistent`](Self::make_consistent).
+    pub fn previous_owner(&self) -> Option<Owner> {
+        self.g.previous_owner()
+    }
+}
+
+/// Holds an array's lock ([`Array::lock`]); unlocks when dropped. Not `Send`.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ArrayGuard<'a, T> {
+    inner: AnyGuard<'a>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T: ShmType> ArrayGuard<'_, T> {
+    /// Element `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> Result<T> {
+        self.inner.raw.check_range(i, 1)?;
+        let mut v = T::new_zeroed();
+        self.inner.read_into(i, v.as_mut_bytes());
+        Ok(v)
+    }
+
+    /// Set element `i` (seqlock: one seqlock write).
+    #[inline]
+    pub fn set(&self, i: usize, v: T) -> Result<()> {
+        self.inner.raw.check_range(i, 1)?;
+        self.inner.write(i, v.as_bytes());
+        Ok(())
+    }
+
+    /// The elements in `range`.
+    pub fn read(&self, range: Range<usize>) -> Result<Vec<T>> {
+        self.inner.raw.check_range(range.start, range_len(&range))?;
+        let mut v = zeroed::<T>(range_len(&range));
+        self.inner.read_into(range.start, v.as_mut_bytes());
+        Ok(v)
+    }
+
+    /// Write `data` at elements `offset..` (seqlock: one seqlock write).
+    pub fn write(&self, offset: usize, data: &[T]) -> Result<()> {
+        self.inner.raw.check_range(offset, data.len())?;
+        self.inner.write(offset, data.as_bytes());
+        Ok(())
+    }
+
+    /// After `OwnerDied`: declare the array repaired.
+    pub fn make_consistent(&mut self) -> std::result::Result<(), LockError<()>> {
+        self.inner.make_consistent()
+    }
+
+    /// The dead previous holder, until [`make_consistent`](Self::make_consistent).
+    pub fn previous_owner(&self) -> Option<Owner> {
+        self.inner.previous_owner()
+    }
+}
+
+/// An array cell of any element type, as recorded in it (for the CLI and the Python
+/// package): elements as little-endian bytes or typecode text.
+///
+/// ```
+/// use shmkit::cell::{AnyArray, Array, Typecode};
+/// # let name = format!("doc-anyarray-{}", std::process::id());
+/// let a = Array::<f64>::options().unlink_on_drop(true).create(&name, 3)?;
+/// let any = AnyArray::open(&name)?;
+/// assert_eq!((any.typecode(), any.len()), (Typecode::from_char('d'), 3));
+/// any.set_text(1, "2.5")?;
+/// assert_eq!(a.get(1)?, 2.5);
+/// assert_eq!(any.get_text(1)?, "2.5");
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AnyArray {
+    raw: RawCell,
+}
+
+impl AnyArray {
+    /// Options for creating or opening an array of a run-time typecode.
+    pub fn options() -> CellOptions<AnyArray> {
+        CellOptions::default()
+    }
+
+    /// Open an existing array of any element type.
+    pub fn open(name: &str) -> Result<AnyArray> {
+        Self::options().open(name)
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        self.raw.segment().name()
+    }
+
+    /// `Array<d>[4]`.
+    pub fn describe(&self) -> String {
+        self.raw.describe()
+    }
+
+    /// The recorded mode.
+    pub fn cell_mode(&self) -> CellMode {
+        self.raw.geo().mode
+    }
+
+    /// The recorded typecode (`None` for a user type).
+    pub fn typecode(&self) -> Option<Typecode> {
+        self.raw.geo().elem.typecode
+    }
+
+    /// The recorded element type name.
+    pub fn type_name(&self) -> &str {
+        &self.raw.geo().elem.name
+    }
+
+    /// Element size in bytes.
+    pub fn elem_size(&self) -> usize {
+        self.raw.geo().elem.size
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.raw.geo().len
+    }
+
+    /// Always false: an array has at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements `first..first + count` as bytes, one consistent copy (as [`Array::read`]),
+    /// waiting at most `timeout` (`None`: no limit).
+    pub fn read_bytes(
+        &self,
+        first: usize,
+        count: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>> {
+        self.raw.check_range(first, count)?;
+        let mut b = vec![0u8; count * self.elem_size()];
+        self.raw.load(first, &mut b, until(timeout))?;
+        Ok(b)
+    }
+
+    /// Write whole elements' bytes at element `first`, waiting at most `timeout` for the
+    /// lock (an error, nothing written, if they do not fit).
+    pub fn write_bytes(&self, first: usize, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+        if data.len() % self.elem_size() != 0 {
+            return Err(Error::invalid(
+                self.name(),
+                format!(
+                    "{} bytes are not whole {}-byte elements of {}",
+                    data.len(),
+                    self.elem_size(),
+                    self.describe()
+                ),
+            ));
+        }
+        self.raw.store(first, data, until(timeout))
+    }
+
+    fn typecode_for_text(&self) -> Result<Typecode> {
+        self.typecode().ok_or_else(|| {
+            Error::invalid(
+                self.name(),
+                format!(
+                    "{} holds a user type, which has no text form",
+                    self.describe()
+                ),
+            )
+        })
+    }
+
+    /// Element `i` in its typecode's text form.
+    pub fn get_text(&self, i: usize) -> Result<String> {
+        let t = self.typecode_for_text()?;
+        Ok(t.format(&self.read_bytes(i, 1, None)?))
+    }
+
+    /// Set element `i` from text in its typecode's syntax (an error naming both sides,
+    /// nothing written, if it does not fit or `i` is out of range).
+    pub fn set_text(&self, i: usize, s: &str) -> Result<()> {
+        let t = self.typecode_for_text()?;
+        self.raw.check_range(i, 1)?;
+        let b = t.parse(s).map_err(|e| {
+            Error::invalid(
+                self.name(),
+                format!("{e} (the segment holds {})", self.describe()),
+            )
+        })?;
+        self.write_bytes(i, &b, None)
+    }
+
+    /// Atomic mode: add `v` (two's complement, wrapping) to element `i`; the previous bits.
+    #[inline]
+    pub fn fetch_add(&self, i: usize, v: i64) -> Result<u64> {
+        Ok(self.raw.atomic(i, Op::Add(v as u64))?.unwrap_or_else(|v| v))
+    }
+
+    /// Atomic mode: compare-exchange element `i`'s bits (`Ok(previous)` / `Err(actual)`).
+    pub fn compare_exchange(
+        &self,
+        i: usize,
+        current: u64,
+        new: u64,
+    ) -> Result<std::result::Result<u64, u64>> {
+        self.raw.atomic(i, Op::Cas(current, new))
+    }
+
+    /// Take the array's lock (see [`Array::lock`]).
+    pub fn lock(&self) -> LockResult<'_, AnyGuard<'_>> {
+        self.lock_timeout_opt(None)
+    }
+
+    /// [`lock`](Self::lock), waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, AnyGuard<'_>> {
+        self.lock_timeout_opt(Some(timeout))
+    }
+
+    fn lock_timeout_opt(&self, timeout: Option<Duration>) -> LockResult<'_, AnyGuard<'_>> {
+        super::array::any_lock(&self.raw, until(timeout))
+    }
+
+    /// The seqlock sequence.
+    pub fn sequence(&self) -> u64 {
+        self.raw.sequence()
+    }
+}
+
+impl CellOptions<AnyArray> {
+    /// Create an array of `len` zeroed elements of typecode `t`.
+    pub fn create(&self, name: &str, t: Typecode, len: usize) -> Result<AnyArray> {
+        let geo = array_geo(self.cell_mode, ElemType::of_typecode(t), len);
+        Ok(AnyArray {
+            raw: RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, &[], None)?,
+        })
+    }
+
+    /// Open an existing array of any element type.
+    pub fn open(&self, name: &str) -> Result<AnyArray> {
+        Ok(AnyArray {
+            raw: RawCell::open(&self.untyped(), name, Kind::ARRAY, None)?,
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! Named typed cells: [`Value<T>`] and [`Array<T>`], Python's `multiprocessing.Value` and
+//! `Array` as named objects any process can attach to (`SPEC.md` §11).
+//!
+//! A cell holds one element ([`Value`]) or a fixed number of them ([`Array`]) of either a
+//! ctypes [`Typecode`] (`b B h H i I l L q Q f d c u ?`) or a user
+//! [`ShmType`](crate::ShmType) (a `#[repr(C)]` zerocopy type with a stable name). The type,
+//! the length and the [`CellMode`] are recorded in the object, so [`AnyValue`] and
+//! [`AnyArray`] open a cell without knowing its type at compile time, and opening it as
+//! another type fails with [`Error::CellMismatch`](crate::Error::CellMismatch) naming both
+//! sides (`segment "x" holds Array<d>[4], asked for Value<q>`).
+//!
+//! Three modes, chosen at creation:
+//!
+//! - [`CellMode::Locked`] (the default, Python's `lock=True`): every access takes the cell's
+//!   robust lock; `lock()` hands out a guard for longer critical sections, and a holder
+//!   killed mid-update is reported to the next taker as
+//!   [`LockError::OwnerDied`](crate::sync::LockError::OwnerDied), as for
+//!   [`Lock`](crate::sync::Lock);
+//! - [`CellMode::Atomic`] (integer, `c`, `u`, `?` typecodes): element-wise `load`, `store`,
+//!   `fetch_add`, `fetch_sub`, `swap`, `compare_exchange`, lock-free, `SeqCst`;
+//! - [`CellMode::Seqlock`]: one writer at a time (it holds the lock), readers never block the
+//!   writer and never see a torn value, and `wait_changed` waits for the next write. A writer
+//!   killed mid-write leaves the cell unreadable until the next write, which recovers it.
+//!
+//! The data starts at [`DATA_OFFSET`] (320) bytes from the start of the object, 64-byte
+//! aligned and tightly packed, so numpy maps it from a stock CPython:
+//! `np.ndarray((n,), dtype, buffer=SharedMemory(name).buf, offset=320)` (see
+//! `examples/python/array_numpy.py`; `shmkit info --json NAME` reports `data_offset`).
+//!
+//! ```
+//! use shmkit::cell::{Array, CellMode, Value};
+//! # let (a, b) = (format!("doc-cell-v-{}", std::process::id()), format!("doc-cell-a-{}", std::process::id()));
+//! let counter = Value::<i64>::options().cell_mode(CellMode::Atomic).unlink_on_drop(true).create(&a, 0)?;
+//! counter.fetch_add(5)?;
+//! assert_eq!(Value::<i64>::open(&a)?.load()?, 5);
+//!
+//! let arr = Array::<f64>::options().unlink_on_drop(true).create(&b, 4)?; // locked, zeroed
+//! arr.set(2, 1.5)?;
+//! assert_eq!(arr.read(0..4)?, vec![0.0, 0.0, 1.5, 0.0]);
+//! let e = Value::<i64>::open(&b).unwrap_err();
+//! assert!(e.to_string().contains("holds Array<d>[4], asked for Value<q>"));
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+mod array;
+mod info;
+mod layout;
+mod raw;
+pub(crate) mod seqlock;
+mod typecode;
+mod value;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+pub use array::{AnyArray, Array, ArrayGuard};
+pub use info::{inspect, CellInfo};
+pub use layout::{DATA_OFFSET, MAX_ALIGN, MAX_SEQLOCK_BYTES};
+pub use typecode::Typecode;
+pub use value::{AnyValue, CellAtomic, Value, ValueGuard};
+
+use crate::segment::{Lifetime, Segment, SegmentOptions};
+
+/// How a cell's data is accessed: chosen at creation, recorded in the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum CellMode {
+    /// Every access under the cell's robust lock (Python's `lock=True`).
+    #[default]
+    Locked,
+    /// Element-wise lock-free atomics (integer, `c`, `u` and `?` typecodes only).
+    Atomic,
+    /// One writer at a time (under the lock); lock-free readers that retry on a concurrent
+    /// write and never see a torn value.
+    Seqlock,
+}
+
+impl CellMode {
+    pub(crate) fn word(self) -> u32 {
+        match self {
+            CellMode::Locked => 1,
+            CellMode::Atomic => 2,
+            CellMode::Seqlock => 3,
+        }
+    }
+
+    pub(crate) fn from_word(w: u32) -> Option<CellMode> {
+        match w {
+            1 => Some(CellMode::Locked),
+            2 => Some(CellMode::Atomic),
+            3 => Some(CellMode::Seqlock),
+            _ => None,
+        }
+    }
+
+    /// The mode named `locked`, `atomic` or `seqlock` (as `Display` prints it).
+    ///
+    /// ```
+    /// use shmkit::cell::CellMode;
+    /// assert_eq!(CellMode::from_name("seqlock"), Some(CellMode::Seqlock));
+    /// assert_eq!(CellMode::Atomic.to_string(), "atomic");
+    /// ```
+    pub fn from_name(s: &str) -> Option<CellMode> {
+        [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock]
+            .into_iter()
+            .find(|m| m.to_string() == s)
+    }
+}
+
+impl fmt::Display for CellMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CellMode::Locked => "locked",
+            CellMode::Atomic => "atomic",
+            CellMode::Seqlock => "seqlock",
+        })
+    }
+}
+
+/// Builder for creating or opening a cell `C` ([`Value`], [`Array`], [`AnyValue`],
+/// [`AnyArray`]): start with `C::options()`. Defaults: [`CellMode::Locked`], permission mode
+/// 0600, no unlink on drop, [`Lifetime::Persistent`], memory reserved at creation, a 5 s open
+/// timeout.
+///
+/// ```
+/// use shmkit::cell::{CellMode, Value};
+/// # let name = format!("doc-cellopts-{}", std::process::id());
+/// let v = Value::<[u64; 8]>::options()
+///     .cell_mode(CellMode::Seqlock)
+///     .mode(0o600)
+///     .unlink_on_drop(true)
+///     .create(&name, [0; 8])?;
+/// assert_eq!(v.cell_mode(), CellMode::Seqlock);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct CellOptions<C = ()> {
+    pub(crate) seg: SegmentOptions,
+    pub(crate) cell_mode: CellMode,
+    pub(crate) open_timeout: Duration,
+    _for: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for CellOptions<C> {
+    fn clone(&self) -> Self {
+        CellOptions {
+            seg: self.seg.clone(),
+            cell_mode: self.cell_mode,
+            open_timeout: self.open_timeout,
+            _for: PhantomData,
+        }
+    }
+}
+
+impl<C> fmt::Debug for CellOptions<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CellOptions")
+            .field("seg", &self.seg)
+            .field("cell_mode", &self.cell_mode)
+            .finish()
+    }
+}
+
+impl<C> Default for CellOptions<C> {
+    fn default() -> Self {
+        CellOptions {
+            seg: Segment::options(),
+            cell_mode: CellMode::Locked,
+            open_timeout: crate::segment::DEFAULT_OPEN_TIMEOUT,
+            _for: PhantomData,
+        }
+    }
+}
+
+impl<C> CellOptions<C> {
+    /// How a created cell's data is accessed (default [`CellMode::Locked`]); an opener gets
+    /// the recorded mode whatever this says.
+    pub fn cell_mode(mut self, mode: CellMode) -> Self {
+        self.cell_mode = mode;
+        self
+    }
+
+    /// Permission bits for a created cell (default 0600), applied exactly.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.seg = self.seg.mode(mode);
+        self
+    }
+
+    /// Unlink the name when the returned handle is dropped (default: no).
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.seg = self.seg.unlink_on_drop(yes);
+        self
+    }
+
+    /// How long `open_or_create` keeps racing for a name others keep creating and removing
+    /// (default 5 s; see [`SegmentOptions::open_timeout`]).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.seg = self.seg.open_timeout(timeout);
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// Who may remove a created cell (see [`SegmentOptions::lifetime`]).
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.seg = self.seg.lifetime(lifetime);
+        self
+    }
+
+    /// Create without reserving memory (see [`SegmentOptions::sparse`]; it can `SIGBUS`).
+    pub fn sparse(mut self, yes: bool) -> Self {
+        self.seg = self.seg.sparse(yes);
+        self
+    }
+
+    pub(crate) fn untyped(&self) -> CellOptions {
+        CellOptions {
+            seg: self.seg.clone(),
+            cell_mode: self.cell_mode,
+            open_timeout: self.open_timeout,
+            _for: PhantomData,
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! [`RawCell`]: the byte-level cell every typed and untyped handle wraps. It owns the mapping
+//! and the validated [`Geometry`], and implements each mode's access to element bytes.
+
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::Instant;
+
+use super::layout::{describe, CellControl, ElemType, Geometry, CELL_FINGERPRINT, DATA_IN_PAYLOAD};
+use super::seqlock;
+use super::{CellMode, CellOptions};
+use crate::error::{Error, Result};
+use crate::os::atomic_copy;
+use crate::segment::Kind;
+use crate::sync::{LockError, LockGuard};
+use crate::Segment;
+
+/// How long a call may wait: not at all (`try_`), or until a deadline (`None`: no limit).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    No,
+    Until(Option<Instant>),
+}
+
+/// An element-wise atomic operation on bit patterns (truncated to the element's size).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    Load,
+    Store(u64),
+    Add(u64),
+    Sub(u64),
+    Swap(u64),
+    /// Compare-exchange: `Ok(old)` if it held `current`, else `Err(actual)` (as `Err` bits
+    /// in [`RawCell::atomic`]'s result).
+    Cas(u64, u64),
+}
+
+/// A lock result on a cell.
+pub(crate) type Locked<'a> = std::result::Result<LockGuard<'a>, LockError<LockGuard<'a>>>;
+
+pub(crate) struct RawCell {
+    seg: Segment,
+    kind: Kind,
+    geo: Geometry,
+    /// The typecode is an integer one (`fetch_add` applies); from `geo`, kept for the hot path.
+    integer: bool,
+}
+
+impl std::fmt::Debug for RawCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cell")
+            .field("name", &self.seg.name())
+            .field("what", &self.describe())
+            .field("mode", &self.geo.mode)
+            .finish()
+    }
+}
+
+impl RawCell {
+    /// Create (or, with `or_open`, open or create) a cell; `init` is the initial data
+    /// (`geo.bytes()` bytes; zero-filled if empty).
+    pub(crate) fn create(
+        opts: &CellOptions,
+        name: &str,
+        kind: Kind,
+        geo: Geometry,
+        init: &[u8],
+        or_open: Option<&ElemType>,
+    ) -> Result<RawCell> {
+        geo.check_new(name, kind)?;
+        if !init.is_empty() && init.len() != geo.bytes() {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "{} initial bytes for {} data bytes",
+                    init.len(),
+                    geo.bytes()
+                ),
+            ));
+        }
+        let size = (DATA_IN_PAYLOAD + geo.bytes()) as u64;
+        let seg_opts = opts.seg.clone().kind(kind, CELL_FINGERPRINT);
+        let build = |seg: &Segment| {
+            // SAFETY: the payload is `size` >= DATA_IN_PAYLOAD bytes, 64-aligned.
+            let ctl = unsafe { control(seg) };
+            geo.init(ctl);
+            if !init.is_empty() {
+                // SAFETY: the data range lies inside the unpublished payload (size above);
+                // nobody else can access it yet.
+                unsafe {
+                    atomic_copy::store(
+                        init.as_ptr(),
+                        seg.as_mut_ptr().add(DATA_IN_PAYLOAD),
+                        init.len(),
+                    )
+                };
+            }
+            Ok(())
+        };
+        let seg = match or_open {
+            None => seg_opts.create_with(name, size, build),
+            Some(want) => match seg_opts.open_or_create_with(name, size, build) {
+                Err(Error::KindMismatch { .. }) => {
+                    return Err(Self::mismatch(opts, name, kind, or_open, geo.len))
+                }
+                // It exists with another payload size: another type or length. Name both.
+                Err(e @ Error::InvalidArgument { .. }) => {
+                    return Err(match Self::open(opts, name, kind, None) {
+                        Ok(cell) => Error::CellMismatch {
+                            name: name.to_owned(),
+                            expected: describe(kind, want, Some(geo.len)),
+                            found: cell.describe(),
+                        },
+                        Err(_) => e,
+                    })
+                }
+                r => r,
+            },
+        }?;
+        let cell = Self::wrap(seg, kind)?;
+        if let Some(want) = or_open {
+            cell.check_type(want, geo.len)?;
+        }
+        Ok(cell)
+    }
+
+    /// Open a cell of `kind`; with `want`, its element type must be that one.
+    pub(crate) fn open(
+        opts: &CellOptions,
+        name: &str,
+        kind: Kind,
+        want: Option<&ElemType>,
+    ) -> Result<RawCell> {
+        let seg = match opts.seg.clone().kind(kind, CELL_FINGERPRINT).open(name) {
+            Err(Error::KindMismatch { .. }) => {
+                return Err(Self::mismatch(opts, name, kind, want, 0))
+            }
+            r => r?,
+        };
+        let cell = Self::wrap(seg, kind)?;
+        if let Some(want) = want {
+            cell.check_type(want, cell.geo.len)?;
+        }
+        Ok(cell)
+    }
+
+    /// The error for opening a cell of another kind: names both sides when the segment holds
+    /// the other cell kind.
+    fn mismatch(
+        opts: &CellOptions,
+        name: &str,
+        kind: Kind,
+        want: Option<&ElemType>,
+        len: usize,
+    ) -> Error {
+        let other = if kind == Kind::VALUE {
+            Kind::ARRAY
+        } else {
+            Kind::VALUE
+        };
+        let asked = match want {
+            Some(w) => describe(kind, w, (kind == Kind::ARRAY && len > 0).then_some(len)),
+            None => format!("a {kind}"),
+        };
+        let ro = Segment::options()
+            .read_only()
+            .open_timeout(std::time::Duration::ZERO)
+            .kind(other, CELL_FINGERPRINT);
+        let ro = ro.open_timeout(opts.open_timeout);
+        match ro.open(name) {
+            Ok(seg) => match Self::geometry_of(&seg, other) {
+                Ok(geo) => Error::CellMismatch {
+                    name: name.to_owned(),
+                    expected: asked,
+                    found: describe(other, &geo.elem, Some(geo.len)),
+                },
+                Err(e) => e,
+            },
+            Err(Error::KindMismatch { found, .. }) => Error::CellMismatch {
+                name: name.to_owned(),
+                expected: asked,
+                found: format!("a {found}"),
+            },
+            Err(e) => e,
+        }
+    }
+
+    fn geometry_of<A: crate::segment::Access>(seg: &Segment<A>, kind: Kind) -> Result<Geometry> {
+        Ok(Self::snapshot(seg, kind)?.0)
+    }
+
+    /// A private copy of the control block (Relaxed loads, then an Acquire fence: usable on
+    /// read-only mappings), checked, with the geometry it records.
+    pub(crate) fn snapshot<A: crate::segment::Access>(
+        seg: &Segment<A>,
+        kind: Kind,
+    ) -> Result<(Geometry, Box<CellControl>)> {
+        if seg.len() < DATA_IN_PAYLOAD {
+            return Err(Error::corrupt(
+                seg.name(),
+                format!(
+                    "payload is {} bytes, a cell needs {DATA_IN_PAYLOAD}",
+                    seg.len()
+                ),
+            ));
+        }
+        let mut copy = Box::new(std::mem::MaybeUninit::<CellControl>::uninit());
+        // SAFETY: the first DATA_IN_PAYLOAD bytes of the payload are in bounds (checked
+        // above) and mapped while `seg` lives; Relaxed atomic loads only (permitted on
+        // read-only mappings); the destination is this function's own buffer of that size.
+        unsafe {
+            atomic_copy::load(
+                seg.as_ptr(),
+                copy.as_mut_ptr().cast::<u8>(),
+                DATA_IN_PAYLOAD,
+            )
+        };
+        // Acquire fence: pairs with the Release stores of the processes that changed the
+        // lock and the sequence, as Acquire loads on the mapping would.
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: every byte was written above; CellControl is atomics only, valid for any
+        // bytes, with no destructor that matters (atomics).
+        let ctl: Box<CellControl> =
+            unsafe { Box::from_raw(Box::into_raw(copy).cast::<CellControl>()) };
+        let geo =
+            Geometry::read(&ctl, kind, seg.len()).map_err(|w| Error::corrupt(seg.name(), w))?;
+        // SAFETY: the copy's lock field is 8-aligned (offset 128 of a boxed CellControl) and
+        // lives as long as `ctl`; only its magic is read.
+        unsafe { crate::sync::LockState::from_ptr(&ctl.lock) }
+            .map_err(|w| Error::corrupt(seg.name(), format!("lock: {w}")))?;
+        Ok((geo, ctl))
+    }
+
+    fn wrap(seg: Segment, kind: Kind) -> Result<RawCell> {
+        let geo = Self::geometry_of(&seg, kind)?;
+        let integer = geo.elem.typecode.is_some_and(|t| t.is_integer());
+        Ok(RawCell {
+            seg,
+            kind,
+            geo,
+            integer,
+        })
+    }
+
+    fn check_type(&self, want: &ElemType, len: usize) -> Result<()> {
+        if self.geo.elem.accepts(want) {
+            return Ok(());
+        }
+        Err(Error::CellMismatch {
+            name: self.seg.name().to_owned(),
+            expected: describe(self.kind, want, (self.kind == Kind::ARRAY).then_some(len)),
+            found: self.describe(),
+        })
+    }
+
+    /// `Value<q>` or `Array<d>[4]`.
+    pub(crate) fn describe(&self) -> String {
+        describe(self.kind, &self.geo.elem, Some(self.geo.len))
+    }
+
+    pub(crate) fn geo(&self) -> &Geometry {
+        &self.geo
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    pub(crate) fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.seg.set_unlink_on_drop(yes);
+    }
+
+    #[inline]
+    pub(crate) fn ctl(&self) -> &CellControl {
+        // SAFETY: `wrap` checked that the payload holds the control block.
+        unsafe { control(&self.seg) }
+    }
+
+    /// Start of element `i`'s bytes; `i <= len` (checked by callers).
+    #[inline]
+    fn elem_ptr(&self, i: usize) -> *mut u8 {
+        debug_assert!(i <= self.geo.len);
+        // SAFETY: DATA_IN_PAYLOAD + i * size <= DATA_IN_PAYLOAD + len * size <= payload length
+        // (checked at open), so the pointer stays inside the mapping (or one past its data).
+        unsafe {
+            self.seg
+                .as_mut_ptr()
+                .add(DATA_IN_PAYLOAD + i * self.geo.elem.size)
+        }
+    }
+
+    #[inline]
+    fn need_mode(&self, what: &str, modes: &[CellMode]) -> Result<()> {
+        if modes.contains(&self.geo.mode) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            self.seg.name(),
+            format!(
+                "{what} needs a {} cell; {} is {}",
+                modes_text(modes),
+                self.describe(),
+                self.geo.mode
+            ),
+        ))
+    }
+
+    /// Check that `first..first + count` lies inside the array.
+    #[inline]
+    pub(crate) fn check_range(&self, first: usize, count: usize) -> Result<()> {
+        match first.checked_add(count) {
+            Some(end) if end <= self.geo.len => Ok(()),
+            _ => Err(Error::invalid(
+                self.seg.name(),
+                format!(
+                    "elements {first}..{} are out of range for {} (length {})",
+                    first.saturating_add(count),
+                    self.describe(),
+                    self.geo.len
+                ),
+            )),
+        }
+    }
+
+    /// Take the cell's lock (the data lock in locked mode, the writer lock in seqlock mode).
+    #[inline]
+    pub(crate) fn lock(&self, wait: Wait) -> Locked<'_> {
+        let l = &self.ctl().lock;
+        match wait {
+            Wait::No => l.try_lock(),
+            Wait::Until(None) => l.lock(),
+            Wait::Until(Some(d)) => l.lock_deadline(d),
+        }
+    }
+
+    /// The lock for a read-modify-write (`update`, `with_lock`). After a dead holder
+    /// (`OwnerDied`): locked mode reports it (`Error::Lock`, as `Lock` with `?`); seqlock
+    /// mode repairs the lock when the data is whole (`seq` even) and goes on, and when the
+    /// writer died mid-write (`seq` odd) repairs the lock but leaves `seq` odd and reports
+    /// `Error::Corrupt`: only a whole-value write recovers the data.
+    #[inline]
+    pub(crate) fn lock_for_rmw(&self, wait: Wait) -> Result<LockGuard<'_>> {
+        match self.lock(wait) {
+            Ok(g) => Ok(g),
+            Err(LockError::OwnerDied(mut g)) if self.geo.mode == CellMode::Seqlock => {
+                g.make_consistent()?;
+                if self.sequence() & 1 == 0 {
+                    return Ok(g);
+                }
+                Err(Error::corrupt(
+                    self.seg.name(),
+                    format!(
+                        "a writer of {} died mid-write; a write of the whole value recovers it",
+                        self.describe()
+                    ),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read-modify-write all the data under the lock (`update`, `with_lock`): `buf` (the
+    /// data's size) gets the data, `f` changes it, and it is written back (one seqlock write in
+    /// seqlock mode). See `lock_for_rmw` for a dead previous holder.
+    #[inline]
+    pub(crate) fn rmw<R>(
+        &self,
+        buf: &mut [u8],
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R> {
+        self.check_range(0, buf.len() / self.geo.elem.size)?;
+        let _g = self.lock_for_rmw(wait)?;
+        self.read_locked(0, buf);
+        let r = f(buf);
+        self.write_locked(0, buf);
+        Ok(r)
+    }
+
+    /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
+    /// (locked), per element (atomic), or as one seqlock snapshot. Returns the sequence the
+    /// copy is consistent with (seqlock mode; 0 otherwise).
+    #[inline]
+    pub(crate) fn load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
+        let size = self.geo.elem.size;
+        self.check_range(first, out.len() / size)?;
+        match self.geo.mode {
+            CellMode::Locked => {
+                let _g = self.lock(wait)?;
+                // SAFETY: the range is inside the data (checked); shared bytes are accessed
+                // atomically by every shmkit process; `out` is private.
+                unsafe { self.copy_out(first, out) };
+                Ok(0)
+            }
+            CellMode::Atomic => {
+                self.read_locked(first, out);
+                Ok(0)
+            }
+            CellMode::Seqlock => self.seq_load(first, out, wait),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `first..first + out.len() / size` lies inside the data.
+    #[inline]
+    unsafe fn copy_out(&self, first: usize, out: &mut [u8]) {
+        // SAFETY: per the contract; `out` is private and does not overlap the mapping.
+        unsafe { atomic_copy::load(self.elem_ptr(first), out.as_mut_ptr(), out.len()) }
+    }
+
+    /// # Safety
+    ///
+    /// `first..first + data.len() / size` lies inside the data.
+    #[inline]
+    unsafe fn copy_in(&self, first: usize, data: &[u8]) {
+        // SAFETY: per the contract; the mapping is writable; `data` is private.
+        unsafe { atomic_copy::store(data.as_ptr(), self.elem_ptr(first), data.len()) }
+    }
+
+    fn seq_load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
+        let seq = &self.ctl().seq;
+        let deadline = match wait {
+            Wait::No => {
+                // SAFETY: range checked by the caller.
+                return seqlock::try_read(seq, || unsafe { self.copy_out(first, out) })
+                    .ok_or(Error::WouldBlock);
+            }
+            Wait::Until(d) => d,
+        };
+        loop {
+            for _ in 0..64 {
+                // SAFETY: range checked by the caller.
+                if let Some(s) = seqlock::try_read(seq, || unsafe { self.copy_out(first, out) }) {
+                    return Ok(s);
+                }
+                std::hint::spin_loop();
+            }
+            // A write is under way (or its writer died mid-write: then the next writer's
+            // write, which notifies, is what we wait for).
+            self.ctl()
+                .changed
+                .wait_until_within(|| seqlock::current(seq) & 1 == 0, deadline)?;
+        }
+    }
+
+    /// Store elements `first..`, consistently. On `OwnerDied` a write that replaces all the
+    /// data repairs the cell and succeeds; a partial write reports `OwnerDied` (the lock
+    /// then is not recoverable unless the caller uses the lock API).
+    #[inline]
+    pub(crate) fn store(&self, first: usize, data: &[u8], wait: Wait) -> Result<()> {
+        let size = self.geo.elem.size;
+        self.check_range(first, data.len() / size)?;
+        match self.geo.mode {
+            CellMode::Atomic => {
+                self.write_locked(first, data);
+                Ok(())
+            }
+            CellMode::Locked | CellMode::Seqlock => {
+                let whole = first == 0 && data.len() == self.geo.bytes();
+                let mut g = match self.lock(wait) {
+                    Ok(g) => g,
+                    Err(LockError::OwnerDied(g)) if whole || self.geo.mode == CellMode::Seqlock => {
+                        g
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                self.write_locked(first, data);
+                if g.needs_repair() {
+                    g.make_consistent()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Store under the held lock: plainly (locked), as a seqlock write (seqlock), or as
+    /// element-wise atomic stores (atomic mode, where the lock protects nothing). The range
+    /// `first..first + data.len() / size` must have been checked.
+    #[inline]
+    pub(crate) fn write_locked(&self, first: usize, data: &[u8]) {
+        let size = self.geo.elem.size;
+        match self.geo.mode {
+            CellMode::Seqlock => {
+                let ctl = self.ctl();
+                // SAFETY: range checked by the callers.
+                seqlock::write(&ctl.seq, || unsafe { self.copy_in(first, data) });
+                ctl.changed.notify_all();
+            }
+            CellMode::Atomic => {
+                for (k, chunk) in data.chunks_exact(size).enumerate() {
+                    let mut w = [0u8; 8];
+                    w[..size].copy_from_slice(chunk);
+                    let _ = self.atomic_at(first + k, Op::Store(u64::from_le_bytes(w)));
+                }
+            }
+            // SAFETY: range checked by the callers.
+            CellMode::Locked => unsafe { self.copy_in(first, data) },
+        }
+    }
+
+    /// Load under the held lock (the holder is the only writer), or element-wise atomic
+    /// loads in atomic mode. The range must have been checked.
+    #[inline]
+    pub(crate) fn read_locked(&self, first: usize, out: &mut [u8]) {
+        let size = self.geo.elem.size;
+        match self.geo.mode {
+            CellMode::Atomic => {
+                for (k, chunk) in out.chunks_exact_mut(size).enumerate() {
+                    let v = self.atomic_at(first + k, Op::Load).unwrap_or_else(|v| v);
+                    chunk.copy_from_slice(&v.to_le_bytes()[..size]);
+                }
+            }
+            // SAFETY: range checked by the callers.
+            _ => unsafe { self.copy_out(first, out) },
+        }
+    }
+
+    /// An element-wise atomic operation (atomic mode).
+    #[inline]
+    pub(crate) fn atomic(&self, i: usize, op: Op) -> Result<std::result::Result<u64, u64>> {
+        // The fast path first: one comparison each (the hot loop of a counter).
+        if self.geo.mode == CellMode::Atomic
+            && i < self.geo.len
+            && (self.integer || !matches!(op, Op::Add(_) | Op::Sub(_)))
+        {
+            return Ok(self.atomic_at(i, op));
+        }
+        self.need_mode("an atomic operation", &[CellMode::Atomic])?;
+        self.check_range(i, 1)?;
+        // Atomic mode, in range: the only refusal left is an add on a non-integer code.
+        Err(Error::invalid(
+            self.seg.name(),
+            format!(
+                "fetch_add/fetch_sub need an integer typecode; {} is not",
+                self.describe()
+            ),
+        ))
+    }
+
+    /// `atomic` without the checks; `i < len`, atomic mode (so the size is 1, 2, 4 or 8).
+    #[inline]
+    fn atomic_at(&self, i: usize, op: Op) -> std::result::Result<u64, u64> {
+        let p = self.elem_ptr(i);
+        // SeqCst for every operation: atomic cells are for counters and flags shared with
+        // processes we know nothing about; SeqCst is what CPython users expect of a "lock"
+        // and costs nothing extra for RMWs on x86.
+        const O: Ordering = Ordering::SeqCst;
+        macro_rules! run {
+            ($a:ty, $t:ty) => {{
+                // SAFETY: `p` is inside the data, aligned to the element size (the data is
+                // 64-aligned and elements are size-aligned), and every access to it is an
+                // atomic of this size (atomic mode).
+                let a = unsafe { <$a>::from_ptr(p.cast::<$t>()) };
+                match op {
+                    Op::Load => Ok(a.load(O) as u64),
+                    Op::Store(v) => {
+                        a.store(v as $t, O);
+                        Ok(v)
+                    }
+                    Op::Add(v) => Ok(a.fetch_add(v as $t, O) as u64),
+                    Op::Sub(v) => Ok(a.fetch_sub(v as $t, O) as u64),
+                    Op::Swap(v) => Ok(a.swap(v as $t, O) as u64),
+                    Op::Cas(c, n) => a
+                        .compare_exchange(c as $t, n as $t, O, O)
+                        .map(|x| x as u64)
+                        .map_err(|x| x as u64),
+                }
+            }};
+        }
+        match self.geo.elem.size {
+            1 => run!(AtomicU8, u8),
+            2 => run!(AtomicU16, u16),
+            4 => run!(AtomicU32, u32),
+            _ => run!(AtomicU64, u64),
+        }
+    }
+
+    /// The seqlock sequence now (even: no write under way).
+    pub(crate) fn sequence(&self) -> u64 {
+        seqlock::current(&self.ctl().seq)
+    }
+
+    /// Wait until the sequence is even and not `last`, then load all of `out` (from element
+    /// `first`) consistently; returns the new sequence.
+    pub(crate) fn wait_changed(
+        &self,
+        last: u64,
+        first: usize,
+        out: &mut [u8],
+        wait: Wait,
+    ) -> Result<u64> {
+        self.need_mode("wait_changed", &[CellMode::Seqlock])?;
+        let seq = &self.ctl().seq;
+        let changed = || {
+            let s = seqlock::current(seq);
+            s & 1 == 0 && s != last
+        };
+        // `try_`: one look (a passed deadline checks once), reported as WouldBlock.
+        let (deadline, no_wait) = match wait {
+            Wait::No => (Some(Instant::now()), true),
+            Wait::Until(d) => (d, false),
+        };
+        loop {
+            match self.ctl().changed.wait_until_within(changed, deadline) {
+                Err(_) if no_wait => return Err(Error::WouldBlock),
+                r => r?,
+            }
+            let s = self.seq_load(first, out, wait)?;
+            if s != last {
+                return Ok(s);
+            }
+            // A peer moved `seq` back to `last` between the two looks: look again (bounded by
+            // the deadline; `try_` gives up).
+            if no_wait {
+                return Err(Error::WouldBlock);
+            }
+        }
+    }
+}
+
+fn modes_text(modes: &[CellMode]) -> String {
+    modes
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The control block of a cell segment.
+///
+/// # Safety
+///
+/// The payload is at least `DATA_IN_PAYLOAD` bytes (the header keeps it 64-byte aligned).
+unsafe fn control(seg: &Segment) -> &CellControl {
+    // SAFETY: per the contract the block is in bounds and aligned; it is atomics only, so a
+    // shared reference over memory others write is sound; it lives as long as `seg`.
+    unsafe { &*seg.as_ptr().cast::<CellControl>() }
+}

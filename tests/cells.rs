@@ -1,0 +1,439 @@
+//! Named typed cells across real processes: exact counts under the lock and with atomics, a
+//! seqlock that never yields a torn value and recovers from a writer killed mid-write, array
+//! invariants under concurrent writers, a dead lock holder reported as `OwnerDied`, and each
+//! mismatch or misuse its own clear error.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{child_entry, kill9, report, spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use shmkit::cell::{AnyValue, Array, CellMode, Typecode, Value};
+use shmkit::sync::LockError;
+use shmkit::Error;
+
+const INCREMENTS: i64 = 100_000;
+const READS: u64 = 1_000_000;
+type Block = [u64; 16];
+
+fn all_equal(b: &Block) -> bool {
+    b.iter().all(|&x| x == b[0])
+}
+
+#[test]
+fn child_main() {
+    child_entry(|role, args| {
+        let name = &args[0];
+        match role {
+            "incr-locked" => {
+                let v = Value::<i64>::open(name).unwrap();
+                for _ in 0..INCREMENTS {
+                    v.update(|x| x + 1).unwrap();
+                }
+            }
+            "incr-atomic" => {
+                let v = Value::<i64>::open(name).unwrap();
+                for _ in 0..INCREMENTS {
+                    v.fetch_add(1).unwrap();
+                }
+            }
+            "seq-writer" => {
+                // Rewrites the block at full speed until killed.
+                let v = Value::<Block>::open(name).unwrap();
+                report("writing");
+                for k in 1u64.. {
+                    v.set([k; 16]).unwrap();
+                }
+            }
+            "seq-reader" => {
+                let v = Value::<Block>::open(name).unwrap();
+                let mut last = 0;
+                for _ in 0..READS {
+                    let b = v.get_timeout(Duration::from_secs(30)).unwrap();
+                    assert!(all_equal(&b), "torn value {b:?}");
+                    assert!(b[0] >= last, "went back from {last} to {}", b[0]);
+                    last = b[0];
+                }
+                report(&format!("ok {last}"));
+            }
+            "seq-die-mid-write" => {
+                // Leave exactly what a writer SIGKILLed mid-write leaves: the writer lock
+                // held, the sequence odd, half the data new.
+                let v = Value::<Block>::open(name).unwrap();
+                let g = v.lock().unwrap();
+                let seq = v.segment().atomic_u64(32).unwrap(); // SPEC §11.1: seq at 32
+                let s = seq.load(std::sync::atomic::Ordering::Relaxed);
+                seq.store(s | 1, std::sync::atomic::Ordering::Relaxed);
+                v.segment().write_at(320 - 128, &[0xAA; 64]).unwrap(); // half of the data
+                report("mid-write");
+                std::thread::sleep(Duration::from_secs(600));
+                drop(g);
+            }
+            "seq-wait-reader" => {
+                let v = Value::<Block>::open(name).unwrap();
+                assert!(matches!(v.try_get(), Err(Error::WouldBlock)));
+                report("blocked");
+                let b = v.get_timeout(Duration::from_secs(60)).unwrap();
+                report(&format!("got {}", b[0]));
+                assert!(all_equal(&b));
+            }
+            "hold-lock" => {
+                let v = Value::<i64>::open(name).unwrap();
+                let g = v.lock().unwrap();
+                g.set(-1); // half-done update
+                report("holding");
+                std::thread::sleep(Duration::from_secs(600));
+                drop(g);
+            }
+            "array-mover" => {
+                // Moves units between elements under the lock: the sum stays 0.
+                let a = Array::<i64>::open(name).unwrap();
+                let n = a.len();
+                for k in 0..20_000usize {
+                    if k % 2 == 0 {
+                        a.with_lock(|xs| {
+                            xs[k % n] += 3;
+                            xs[(k * 7 + 1) % n] -= 3;
+                        })
+                        .unwrap();
+                    } else {
+                        let g = a.lock().unwrap();
+                        let (i, j) = (k % n, (k * 3 + 2) % n);
+                        if i == j {
+                            continue;
+                        }
+                        let (x, y) = (g.get(i).unwrap(), g.get(j).unwrap());
+                        g.set(i, x - 5).unwrap();
+                        g.set(j, y + 5).unwrap();
+                    }
+                }
+            }
+            "array-checker" => {
+                let a = Array::<i64>::open(name).unwrap();
+                let mut reads = 0u64;
+                while reads < 50_000 {
+                    let xs = a.read(0..a.len()).unwrap();
+                    assert_eq!(xs.iter().sum::<i64>(), 0, "invariant broken: {xs:?}");
+                    reads += 1;
+                }
+                report("ok");
+            }
+            "seq-set" => {
+                let v = Value::<u64>::open(name).unwrap();
+                v.set(args[1].parse().unwrap()).unwrap();
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+#[test]
+fn two_processes_increment_a_locked_value_exactly() {
+    let name = unique_name("cell-locked");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<i64>::create(&name, 0).unwrap();
+    let mut kids: Vec<_> = (0..2)
+        .map(|_| spawn_child("incr-locked", &[&name]))
+        .collect();
+    for k in &mut kids {
+        wait_ok(k, Duration::from_secs(300));
+    }
+    assert_eq!(v.get().unwrap(), 2 * INCREMENTS);
+}
+
+#[test]
+fn two_processes_fetch_add_an_atomic_value_exactly() {
+    let name = unique_name("cell-atomic");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<i64>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&name, 0)
+        .unwrap();
+    let mut kids: Vec<_> = (0..2)
+        .map(|_| spawn_child("incr-atomic", &[&name]))
+        .collect();
+    for k in &mut kids {
+        wait_ok(k, Duration::from_secs(300));
+    }
+    assert_eq!(v.load().unwrap(), 2 * INCREMENTS);
+    // Calls of another mode are refused with a clear error naming the mode.
+    let e = v
+        .wait_changed_timeout(0, Duration::ZERO)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("seqlock") && e.contains("atomic"), "{e}");
+}
+
+#[test]
+fn seqlock_readers_never_see_a_torn_value_and_recover_from_a_killed_writer() {
+    let name = unique_name("cell-seq");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<Block>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&name, [0; 16])
+        .unwrap();
+    let mut writer = spawn_child("seq-writer", &[&name]);
+    Lines::of(&mut writer).expect("writing");
+    let mut readers: Vec<_> = (0..2)
+        .map(|_| spawn_child("seq-reader", &[&name]))
+        .collect();
+    for r in &mut readers {
+        let line = Lines::of(r).next_line().expect("reader report");
+        assert!(line.starts_with("ok "), "{line}");
+        wait_ok(r, Duration::from_secs(300));
+    }
+    // SIGKILL the writer wherever it is (maybe mid-write); a new writer recovers the cell.
+    kill9(&mut writer);
+    v.set([u64::MAX; 16]).unwrap();
+    let (b, s) = (v.get().unwrap(), v.sequence());
+    assert_eq!(b, [u64::MAX; 16]);
+    assert_eq!(s % 2, 0);
+}
+
+#[test]
+fn seqlock_writer_killed_mid_write_blocks_readers_until_the_next_write() {
+    let name = unique_name("cell-seqdie");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<Block>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&name, [5; 16])
+        .unwrap();
+    let mut dier = spawn_child("seq-die-mid-write", &[&name]);
+    Lines::of(&mut dier).expect("mid-write");
+    kill9(&mut dier);
+    // Odd sequence forever: no reader returns the half-written block.
+    assert_eq!(v.sequence() % 2, 1);
+    assert!(matches!(v.try_get(), Err(Error::WouldBlock)));
+    assert!(matches!(
+        v.get_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    let info = shmkit::cell::inspect(&name).unwrap().unwrap();
+    assert_eq!(info.sequence % 2, 1);
+    assert!(info.lock.locked, "{info}");
+    // A read-modify-write would start from the half-written data: refused, the lock repaired.
+    let e = v.update(|b| b).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
+    assert_eq!(v.sequence() % 2, 1);
+    // A reader in another process waits; the next writer (this process) recovers the cell.
+    let mut reader = spawn_child("seq-wait-reader", &[&name]);
+    let mut lines = Lines::of(&mut reader);
+    lines.expect("blocked");
+    v.set([9; 16]).unwrap();
+    lines.expect("got 9");
+    wait_ok(&mut reader, Duration::from_secs(60));
+    assert_eq!(v.get().unwrap(), [9; 16]);
+    assert_eq!(v.sequence() % 2, 0);
+    assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
+}
+
+#[test]
+fn concurrent_array_writers_under_the_lock_keep_the_invariant() {
+    let name = unique_name("cell-arr");
+    let _c = Cleanup::new(&[&name]);
+    let a = Array::<i64>::create(&name, 8).unwrap();
+    let mut kids: Vec<_> = (0..2)
+        .map(|_| spawn_child("array-mover", &[&name]))
+        .collect();
+    let mut checker = spawn_child("array-checker", &[&name]);
+    for k in &mut kids {
+        wait_ok(k, Duration::from_secs(300));
+    }
+    Lines::of(&mut checker).expect("ok");
+    wait_ok(&mut checker, Duration::from_secs(300));
+    let xs = a.read(0..8).unwrap();
+    assert_eq!(xs.iter().sum::<i64>(), 0);
+    assert_ne!(xs, vec![0; 8]);
+}
+
+#[test]
+fn a_holder_killed_mid_update_is_owner_died_for_the_next_taker() {
+    let name = unique_name("cell-died");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<i64>::create(&name, 10).unwrap();
+    let mut holder = spawn_child("hold-lock", &[&name]);
+    Lines::of(&mut holder).expect("holding");
+    let pid = holder.id();
+    kill9(&mut holder);
+    match v.lock_timeout(Duration::from_secs(30)) {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert_eq!(g.previous_owner().unwrap().pid, pid);
+            assert_eq!(g.get(), -1); // what the dead holder left
+            g.set(10);
+            g.make_consistent().unwrap();
+        }
+        other => panic!("expected OwnerDied, got {:?}", other.map(drop)),
+    }
+    assert_eq!(v.update(|x| x + 1).unwrap(), 11);
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable,
+)]
+#[repr(C)]
+struct Reading {
+    celsius: f64,
+    pascal: f64,
+}
+shmkit::shm_type!(Reading);
+
+#[test]
+fn mismatches_out_of_range_and_overflow_are_clear_errors() {
+    let (a, v, u) = (
+        unique_name("cell-mm-a"),
+        unique_name("cell-mm-v"),
+        unique_name("cell-mm-u"),
+    );
+    let _c = Cleanup::new(&[&a, &v, &u]);
+    let arr = Array::<f64>::create(&a, 4).unwrap();
+    let e = Value::<i64>::open(&a).unwrap_err().to_string();
+    assert!(e.contains("holds Array<d>[4], asked for Value<q>"), "{e}");
+    let e = Array::<i64>::open(&a).unwrap_err().to_string();
+    assert!(
+        e.contains("holds Array<d>[4], asked for Array<q>[4]"),
+        "{e}"
+    );
+    let e = arr.get(4).unwrap_err().to_string();
+    assert!(
+        e.contains("out of range") && e.contains("Array<d>[4]"),
+        "{e}"
+    );
+    let e = arr.write(3, &[1.0, 2.0]).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+    assert_eq!(arr.read(0..4).unwrap(), vec![0.0; 4]); // nothing written
+
+    // A user type: the name is its identity; another type of the same size is refused.
+    let r = Value::<Reading>::create(
+        &u,
+        Reading {
+            celsius: 21.5,
+            pascal: 101_325.0,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        Value::<Reading>::open(&u).unwrap().get().unwrap(),
+        r.get().unwrap()
+    );
+    let e = Value::<[u64; 2]>::open(&u).unwrap_err().to_string();
+    assert!(
+        e.contains("holds Value<Reading>, asked for Value<[u64; 2]>"),
+        "{e}"
+    );
+    let e = Array::<f64>::open(&u).unwrap_err().to_string();
+    assert!(e.contains("holds Value<Reading>"), "{e}");
+
+    // Overflowing text for a typecode: an error naming both, nothing written.
+    let q = AnyValue::options()
+        .create(&v, Typecode::from_char('b').unwrap(), Some(&[7]))
+        .unwrap();
+    let e = q.set_text("128").unwrap_err().to_string();
+    assert!(e.contains("'b'") && e.contains("Value<b>"), "{e}");
+    assert_eq!(q.get_text().unwrap(), "7");
+    // Wrong mode for a call.
+    let e = Value::<i8>::open(&v)
+        .unwrap()
+        .fetch_add(1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("atomic") && e.contains("locked"), "{e}");
+    // A seqlock over the documented size, an atomic float: refused at creation.
+    let e = Array::<u64>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&unique_name("cell-big"), (1 << 20) / 8 + 1)
+        .unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    let e = Value::<f64>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&unique_name("cell-af"), 1.0)
+        .unwrap_err();
+    assert!(e.to_string().contains("atomic mode"), "{e}");
+}
+
+#[test]
+fn options_lifetime_unlink_and_open_or_create() {
+    let name = unique_name("cell-opts");
+    let _c = Cleanup::new(&[&name]);
+    {
+        let v = Value::<u32>::options()
+            .unlink_on_drop(true)
+            .mode(0o640)
+            .lifetime(shmkit::segment::Lifetime::Owned)
+            .open_or_create(&name, 3)
+            .unwrap();
+        let w = Value::<u32>::open_or_create(&name, 99).unwrap();
+        assert_eq!(w.get().unwrap(), 3); // the first creator's value
+        assert_eq!(
+            v.segment().header().unwrap().lifetime,
+            shmkit::segment::Lifetime::Owned
+        );
+    }
+    assert!(matches!(
+        Value::<u32>::open(&name),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Each control-block field another process scribbles on is caught at open, with the field
+/// named: never a panic, never an access outside the mapping.
+#[test]
+fn corrupt_control_blocks_are_refused_naming_the_field() {
+    use std::os::unix::fs::FileExt;
+    let cases: &[(u64, &[u8], &str)] = &[
+        (0, &[0; 4], "magic"),
+        (4, &[9, 0, 0, 0], "mode"),
+        (8, b"z\0\0\0", "typecode"),
+        (12, &[16, 0, 0, 0], "typecode 'd' recorded with size 16"),
+        (20, &[0, 1, 0, 0], "data offset"),
+        (24, &[5, 0, 0, 0, 0, 0, 0, 0], "payload is"),
+        (24, &[0; 8], "at least one element"),
+        (24, &[0xff; 8], "too large"),
+        (56, &[0xff; 8], "type name length"),
+        (128, &[0; 4], "lock"),
+    ];
+    for (i, &(at, bytes, want)) in cases.iter().enumerate() {
+        let name = unique_name(&format!("cell-corrupt{i}"));
+        let _c = Cleanup::new(&[&name]);
+        drop(Array::<f64>::create(&name, 4).unwrap());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/{name}"))
+            .unwrap();
+        f.write_all_at(bytes, 128 + at).unwrap();
+        let e = shmkit::cell::AnyArray::open(&name).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "case {i}: {e}");
+        assert!(e.to_string().contains(want), "case {i}: {e} lacks {want:?}");
+        assert!(shmkit::cell::inspect(&name).is_err(), "case {i}");
+    }
+}
+
+/// `wait_changed` in its four forms: another process's write wakes a waiter; without a write
+/// `try_` is `WouldBlock` and a timed wait a `Timeout`.
+#[test]
+fn wait_changed_sees_another_process_write() {
+    let name = unique_name("cell-wait");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<u64>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&name, 1)
+        .unwrap();
+    let s0 = v.sequence();
+    assert!(matches!(v.try_wait_changed(s0), Err(Error::WouldBlock)));
+    assert!(matches!(
+        v.wait_changed_timeout(s0, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        v.wait_changed_deadline(s0, std::time::Instant::now()),
+        Err(Error::Timeout)
+    ));
+    let mut child = spawn_child("seq-set", &[&name, "42"]);
+    let (x, s1) = v.wait_changed_timeout(s0, Duration::from_secs(60)).unwrap();
+    assert_eq!((x, s1), (42, s0 + 2));
+    wait_ok(&mut child, Duration::from_secs(60));
+    assert_eq!(v.try_wait_changed(s0).unwrap(), (42, s1));
+    let mut child = spawn_child("seq-set", &[&name, "43"]);
+    assert_eq!(v.wait_changed(s1).unwrap(), (43, s1 + 2));
+    wait_ok(&mut child, Duration::from_secs(60));
+}

@@ -1,0 +1,148 @@
+//! `shmkit value …` / `shmkit array …` and `shmkit info` on cells; a CPython process reading a
+//! shmkit Array with `struct` at the documented `data_offset` (no numpy needed).
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{python, pythons, unique_name, Cleanup};
+use shmkit::cell::{Array, Value};
+
+fn shmkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .expect("run shmkit")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = shmkit(args);
+    assert!(
+        o.status.success(),
+        "shmkit {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Exit 1 with a message containing each of `want`.
+fn fails(args: &[&str], want: &[&str]) {
+    let o = shmkit(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "shmkit {args:?}: {err}");
+    for w in want {
+        assert!(err.contains(w), "shmkit {args:?}: {err:?} lacks {w:?}");
+    }
+}
+
+#[test]
+fn value_verbs_round_trip_and_refuse_what_does_not_fit() {
+    let n = unique_name("cli-val");
+    let _c = Cleanup::new(&[&n]);
+    ok(&["value", "create", &n, "q", "-5"]);
+    assert_eq!(ok(&["value", "get", &n]), "-5\n");
+    ok(&["value", "set", &n, "-9223372036854775808"]);
+    assert_eq!(Value::<i64>::open(&n).unwrap().get().unwrap(), i64::MIN);
+    fails(
+        &["value", "set", &n, "9223372036854775808"],
+        &["Value<q>", "'q'", "does not fit"],
+    );
+    assert_eq!(ok(&["value", "get", &n]), "-9223372036854775808\n"); // nothing written
+    fails(&["array", "get", &n], &["holds Value<q>", "asked for"]);
+
+    let c = unique_name("cli-valc");
+    let _c2 = Cleanup::new(&[&c]);
+    fails(&["value", "create", &c, "c", "ab"], &["'c'", "one byte"]);
+    assert!(!std::path::Path::new(&format!("/dev/shm/{c}")).exists());
+    ok(&["value", "create", &c, "c", "x", "--mode", "atomic"]);
+    assert_eq!(ok(&["value", "get", &c]), "x\n");
+    fails(&["value", "set", &c, "xy"], &["Value<c>", "one byte"]);
+    let o = shmkit(&["value", "create", &unique_name("cli-bad"), "z"]);
+    assert_eq!(o.status.code(), Some(2), "a bad typecode is a usage error");
+}
+
+#[test]
+fn array_verbs_and_info() {
+    let n = unique_name("cli-arr");
+    let _c = Cleanup::new(&[&n]);
+    ok(&["array", "create", &n, "d", "4", "--mode", "seqlock"]);
+    ok(&["array", "set", &n, "2", "1.5"]);
+    assert_eq!(ok(&["array", "get", &n]), "0\n0\n1.5\n0\n");
+    assert_eq!(ok(&["array", "get", &n, "1:3"]), "0\n1.5\n");
+    assert_eq!(ok(&["array", "get", &n, "2"]), "1.5\n");
+    fails(
+        &["array", "set", &n, "4", "1"],
+        &["out of range", "Array<d>[4]"],
+    );
+    fails(
+        &["array", "get", &n, "3:9"],
+        &["out of range", "Array<d>[4]"],
+    );
+    fails(&["array", "set", &n, "0", "abc"], &["Array<d>[4]", "'d'"]);
+    fails(
+        &["value", "get", &n],
+        &["holds Array<d>[4], asked for a value"],
+    );
+    assert_eq!(
+        Array::<f64>::open(&n).unwrap().read(0..4).unwrap(),
+        vec![0.0, 0.0, 1.5, 0.0]
+    );
+
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", &n])).unwrap();
+    let st = &info["state"];
+    assert_eq!(st["data_offset"], 320);
+    assert_eq!(st["typecode"], "d");
+    assert_eq!(st["len"], 4);
+    assert_eq!(st["mode"], "seqlock");
+    assert_eq!(st["lock"]["locked"], false);
+    let text = ok(&["info", &n]);
+    assert!(
+        text.contains("Array<d>[4], seqlock mode, lock unlocked"),
+        "{text}"
+    );
+
+    // A held lock shows its holder.
+    let l = unique_name("cli-arrl");
+    let _c2 = Cleanup::new(&[&l]);
+    let a = Array::<i32>::create(&l, 2).unwrap();
+    let g = a.lock().unwrap();
+    let text = ok(&["info", &l]);
+    assert!(
+        text.contains(&format!("locked by pid {}", std::process::id())),
+        "{text}"
+    );
+    drop(g);
+}
+
+/// CPython (no numpy) reads and writes a shmkit Array<d> through `SharedMemory(name).buf`
+/// at `data_offset`, with the resource-tracker opt-out of the README.
+#[test]
+fn cpython_reads_an_array_with_struct_at_data_offset() {
+    let n = unique_name("cli-py");
+    let _c = Cleanup::new(&[&n]);
+    let a = Array::<f64>::create_from(&n, &[1.5, -2.0, 3.25, 1e300]).unwrap();
+    let script = r#"
+import struct, sys
+from multiprocessing import shared_memory, resource_tracker
+name, off, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if sys.version_info >= (3, 13):
+    shm = shared_memory.SharedMemory(name=name, track=False)
+else:
+    shm = shared_memory.SharedMemory(name=name)
+    resource_tracker.unregister(shm._name, "shared_memory")
+vals = struct.unpack_from("<%dd" % n, shm.buf, off)
+print(" ".join(repr(v) for v in vals))
+struct.pack_into("<d", shm.buf, off + 8, 42.0)
+shm.close()
+"#;
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", &n])).unwrap();
+    let off = info["state"]["data_offset"].to_string();
+    for py in pythons() {
+        let out = python(&py, script, &[&n, &off, "4"]);
+        assert_eq!(out.trim(), "1.5 -2.0 3.25 1e+300", "{py}");
+        assert_eq!(a.get(1).unwrap(), 42.0, "{py}");
+        a.set(1, -2.0).unwrap();
+        // The tracker opt-out kept the segment.
+        assert!(Array::<f64>::open(&n).is_ok(), "{py} unlinked it");
+    }
+}
