@@ -14,6 +14,7 @@ mod gc;
 mod info;
 mod ls;
 mod queue;
+mod queue_mpmc_bytes;
 mod rm;
 
 use clap::{Parser, Subcommand};
@@ -73,7 +74,7 @@ enum Cmd {
     /// Remove owned objects whose creator is dead, unfinished builds of dead creators, and dead
     /// processes' liveness files; never anything mapped. Says what it kept, and why.
     Gc(gc::Args),
-    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring).
+    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring, mpmc-bytes).
     Queue(queue::Args),
     /// Two-process latency and throughput benchmarks, with floors measured in the same run.
     Bench(bench::Args),
