@@ -887,6 +887,24 @@ fn until(deadline: Option<Instant>) -> Option<Instant> {
     return deadline;
 }
 
+/// Rounds of a blocking call that yield the CPU (`sched_yield`) and retry before the call
+/// parks on its wait word. With more busy processes than CPUs (2 producers and 2 consumers
+/// on 2 CPUs), the peer that would make room or publish often needs this CPU: yielding hands
+/// it over without the futex sleep and wake-up system calls, and the peer's notify then
+/// finds nobody parked (no system call on its side either).
+const YIELD_ROUNDS: u32 = 1024;
+
+/// Whether this round of a blocking call yields and retries (the first [`YIELD_ROUNDS`])
+/// instead of parking.
+fn yield_first(round: &mut u32) -> bool {
+    if cfg!(loom) || *round >= YIELD_ROUNDS {
+        return false;
+    }
+    *round += 1;
+    std::thread::yield_now();
+    true
+}
+
 /// A producing handle of an MPMC bytes [`Queue`]. `Send`, not `Sync`. Dropping it detaches
 /// it (the queue stays open); [`close`](Self::close) closes the producer side once no other
 /// producer is attached.
@@ -1049,6 +1067,7 @@ impl Producer {
     /// whether the consumer side is gone.
     fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
         self.check(msg)?;
+        let mut round = 0u32;
         loop {
             if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected);
@@ -1065,6 +1084,9 @@ impl Producer {
             };
             if deadline::passed(deadline) {
                 return Err(PushError::Timeout);
+            }
+            if yield_first(&mut round) {
+                continue;
             }
             let sh = &*self.h.shared;
             // The wait ends when a consumer moves `head` or frees the cell we wait for.
@@ -1375,6 +1397,7 @@ impl Consumer {
         out: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
+        let mut round = 0u32;
         loop {
             if self.h.is_closed() {
                 return Err(PopError::Disconnected);
@@ -1405,6 +1428,9 @@ impl Consumer {
             // hostile stamp) must not loop past it.
             if deadline::passed(deadline) {
                 return Err(PopError::Timeout);
+            }
+            if yield_first(&mut round) {
+                continue;
             }
             let sh = &*self.h.shared;
             // Ends when a producer moves `tail`, or publishes the in-flight cell.
