@@ -905,7 +905,7 @@ fn yield_first(round: &mut u32) -> bool {
     true
 }
 
-/// A producing handle of an MPMC bytes [`Queue`]. `Send`, not `Sync`. Dropping it detaches
+/// A producing handle of an MPMC bytes [`Queue`]. `Send` (every operation takes `&mut self`). Dropping it detaches
 /// it (the queue stays open); [`close`](Self::close) closes the producer side once no other
 /// producer is attached.
 pub struct Producer {
@@ -1130,7 +1130,7 @@ impl Producer {
     }
 }
 
-/// A consuming handle of an MPMC bytes [`Queue`]. `Send`, not `Sync`. Dropping it detaches
+/// A consuming handle of an MPMC bytes [`Queue`]. `Send` (every operation takes `&mut self`). Dropping it detaches
 /// it (the queue keeps its messages for the next consumer); [`close`](Self::close) closes the
 /// consumer side once no other consumer is attached.
 pub struct Consumer {
