@@ -1721,6 +1721,30 @@ mod loom_tests {
         });
     }
 
+    /// The one-sleeper-per-message wake protocol: two consumers block at once, two messages
+    /// come, each `notify_one` wakes one sleeper; a lost wake-up (both messages' notifies
+    /// spent on one consumer while the other sleeps on) is a loom deadlock.
+    #[test]
+    fn loom_two_sleeping_consumers_each_get_a_message() {
+        crate::queue::loom_model(|| {
+            let q = Queue::with_capacity(256);
+            let mut p = q.producer().unwrap();
+            let mut a = q.consumer().unwrap();
+            let mut b = q.consumer().unwrap();
+            let h = loom::thread::spawn(move || a.pop().unwrap());
+            let t = loom::thread::spawn(move || {
+                p.push(b"1").unwrap();
+                p.push(b"2").unwrap();
+            });
+            let y = b.pop().unwrap();
+            let x = h.join().unwrap();
+            t.join().unwrap();
+            let mut got = [x, y];
+            got.sort();
+            assert_eq!(got, [b"1".to_vec(), b"2".to_vec()]);
+        });
+    }
+
     /// Records wrap around the ring and reuse cells freed by a consumer on another thread
     /// (the producer blocks for them: the not-full wake-up); two consumers share the pops.
     #[test]
