@@ -1,9 +1,9 @@
 //! `shmkit queue`: create, push to, pop from and inspect queues.
 //!
-//! `--kind` takes a queue kind's one name ([`Kind::name`]: `spsc`, `mpmc`, `bytes-ring`), the
+//! `--kind` takes a queue kind's one name ([`Kind::name`]: `spsc`, `mpmc`, `bytes-ring`, `mpmc-bytes`), the
 //! name `ls`, `info` and `queue stat` print. Fixed-size queues (`spsc`, `mpmc`) carry elements
 //! of `--elem-size` bytes; a MESSAGE is stored as its UTF-8 bytes, zero-padded, and `pop`
-//! prints the element with trailing zero bytes removed. The `bytes-ring` carries MESSAGE as one
+//! prints the element with trailing zero bytes removed. `bytes-ring` and `mpmc-bytes` carry MESSAGE as one
 //! variable-length message.
 //!
 //! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type); the
