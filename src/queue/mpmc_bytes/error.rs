@@ -7,7 +7,7 @@ pub enum PushError {
     Full,
     /// `push_timeout` / `push_deadline`: no room before the time ran out.
     Timeout,
-    /// The message is longer than the queue's [`max_message`](Queue::max_message): it can
+    /// The message is longer than the queue's [`max_message`](super::Queue::max_message): it can
     /// never fit.
     TooLarge {
         /// The message length.
