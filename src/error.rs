@@ -236,6 +236,9 @@ pub enum Error {
     Timeout,
     /// A `try_` call could not complete without waiting (any object's [`WouldBlock`] outcome).
     WouldBlock,
+    /// A queue's other side closed it or died (a push that nothing will pop, or a pop from an
+    /// empty queue whose producers are gone).
+    Disconnected,
     /// A lock call failed. Never `Timeout` or `WouldBlock` (those are [`Error::Timeout`] and
     /// [`Error::WouldBlock`]). `OwnerDied` here means the guard was dropped by the conversion
     /// without `make_consistent()`, so the lock is now not recoverable.
@@ -374,6 +377,7 @@ impl fmt::Display for Error {
             Error::Io { name, op, source } => write!(f, "{op} segment {name:?}: {source}"),
             Error::Timeout => fmt::Display::fmt(&Timeout, f),
             Error::WouldBlock => fmt::Display::fmt(&WouldBlock, f),
+            Error::Disconnected => f.write_str("the queue's other side closed it or died"),
             #[cfg(not(loom))]
             Error::Lock(LockError::OwnerDied(())) => f.write_str(
                 "acquired a lock whose previous owner died holding it, and released it unrepaired \

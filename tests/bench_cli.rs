@@ -150,7 +150,12 @@ fn throughput_reports_messages_per_second() {
             r["name"].as_str().unwrap()
         })
         .collect();
-    for want in ["spsc_u64", "spsc_u64_batched", "bytes_ring"] {
+    for want in [
+        "spsc_u64",
+        "spsc_u64_batched",
+        "bytes_ring",
+        "mpmc_bytes_2p2c",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }

@@ -18,7 +18,7 @@ mod common;
 
 use common::Cleanup;
 use shmkit::cell::{Array, CellMode, Typecode, Value};
-use shmkit::queue::{bytes, mpmc, spsc};
+use shmkit::queue::{bytes, mpmc, mpmc_bytes, spsc};
 use shmkit::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 use shmkit::{Kind, Segment};
 use std::collections::BTreeMap;
@@ -313,6 +313,47 @@ fn queues(out: &mut Out, names: &mut Cleanup) {
     );
 }
 
+/// `mpmc_bytes_attach` input: capacity bits, where the hostile bytes start (0: the whole
+/// payload), the operations, then the payload.
+fn mpmc_bytes_input(capbits: u8, ops: &[u8], payload: &[u8]) -> Vec<u8> {
+    assert!(capbits < 4 && ops.len() < 32);
+    let mut v = vec![capbits, 0, ops.len() as u8];
+    v.extend_from_slice(ops);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Every operation code of `mpmc_bytes_attach` once, and a few with lengths (high nibble
+/// times 9 bytes; bit 3: the maximum, bit 7 with it: one past).
+const MPMC_BYTES_OPS: [u8; 14] = [9, 0, 3, 0x13, 0x1b, 0x9b, 1, 4, 0x24, 2, 5, 8, 6, 7];
+
+fn mpmc_bytes(out: &mut Out, names: &mut Cleanup) {
+    // 256 bytes (4 cells, capbits 0): records of 1 and 2 cells across the wrap, in use.
+    let n = common::unique_name("seed-mpmcb");
+    names.add(&n);
+    let q = mpmc_bytes::Queue::create(&n, 256).unwrap();
+    let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    tx.try_push(b"hello").unwrap();
+    tx.try_push(&[0xa5; 100]).unwrap();
+    rx.try_pop().unwrap();
+    tx.try_push(&[0x5a; 60]).unwrap();
+    let file = dump(&n);
+    out.object("mpmc_bytes", Kind::MPMC_BYTES, &file);
+    out.seed(
+        "mpmc_bytes_attach",
+        "wrapped-in-use",
+        mpmc_bytes_input(0, &MPMC_BYTES_OPS, &file[HEADER..]),
+    );
+    // Both sides closed, one message left.
+    tx.close();
+    rx.close();
+    out.seed(
+        "mpmc_bytes_attach",
+        "closed",
+        mpmc_bytes_input(0, &MPMC_BYTES_OPS, &dump(&n)[HEADER..]),
+    );
+}
+
 fn sync(out: &mut Out, names: &mut Cleanup) {
     let name = |names: &mut Cleanup, tag: &str| {
         let n = common::unique_name(tag);
@@ -547,6 +588,7 @@ fn generate_fuzz_seeds_and_dictionary() {
     out.seed("open_segment", "raw", b"raw bytes, no header".to_vec());
 
     queues(&mut out, &mut names);
+    mpmc_bytes(&mut out, &mut names);
     sync(&mut out, &mut names);
     cells(&mut out, &mut names);
     out.write();

@@ -88,7 +88,7 @@ fn every_kind_name_round_trips() {
         .iter()
         .map(|k| k.name().unwrap())
         .collect();
-    assert_eq!(names, ["spsc", "mpmc", "bytes-ring"]);
+    assert_eq!(names, ["spsc", "mpmc", "bytes-ring", "mpmc-bytes"]);
 
     // The CLI lists exactly these (clap prints the possible values of a rejected one).
     let probe = unique_name("clikind-none");
@@ -114,7 +114,7 @@ fn every_kind_name_round_trips() {
         let name = unique_name("clikind");
         let _c = Cleanup::new(&[&name]);
         let (cap, unit) = match kind {
-            "bytes-ring" => ("1024", "bytes"),
+            "bytes-ring" | "mpmc-bytes" => ("1024", "bytes"),
             _ => ("8", "messages"),
         };
         ok(&["queue", "create", &name, "--kind", kind, "--capacity", cap]);
@@ -164,7 +164,12 @@ fn every_kind_name_round_trips() {
         let st = json(&["queue", "stat", &name, "--json"]);
         assert_eq!(st["kind"], kind);
         assert_eq!(st["len_unit"], unit);
-        let want_len = if unit == "bytes" { 16 } else { 1 }; // an 8-byte record header + "hello" padded
+        // An 8-byte record header + "hello" padded (mpmc-bytes: one 64-byte cell).
+        let want_len = match kind {
+            "bytes-ring" => 16,
+            "mpmc-bytes" => 64,
+            _ => 1,
+        };
         assert_eq!(st["len"], want_len, "{st}");
     }
 }
@@ -244,8 +249,8 @@ fn run_steps(kind: &str, cap: &str, steps: &[Step]) {
 #[test]
 fn push_and_pop_from_separate_processes_in_every_order() {
     use Step::*;
-    for kind in ["spsc", "mpmc", "bytes-ring"] {
-        let cap = if kind == "bytes-ring" { "1024" } else { "8" };
+    for kind in ["spsc", "mpmc", "bytes-ring", "mpmc-bytes"] {
+        let cap = if kind.contains("bytes") { "1024" } else { "8" };
         run_steps(
             kind,
             cap,
@@ -280,6 +285,8 @@ fn push_and_pop_from_separate_processes_in_every_order() {
         let (cap, fill): (&str, &[&'static str]) = match kind {
             // 4 records of 16 bytes (8-byte header + "m0" padded to 8) fill 64 bytes.
             "bytes-ring" => ("64", &["m0", "m1", "m2", "m3"]),
+            // 4 cells of 64 bytes, one record each.
+            "mpmc-bytes" => ("256", &["m0", "m1", "m2", "m3"]),
             _ => ("2", &["m0", "m1"]),
         };
         let mut steps: Vec<Step> = fill.iter().map(|&m| Push(m)).collect();

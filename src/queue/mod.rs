@@ -4,6 +4,8 @@
 //! - [`mpmc::Queue`]: bounded multi-producer multi-consumer queue of `T` (per-slot stamps).
 //! - [`bytes::Ring`]: single-producer single-consumer ring of variable-length byte messages,
 //!   zero-copy on both sides.
+//! - [`mpmc_bytes::Queue`]: multi-producer multi-consumer queue of variable-length byte
+//!   messages (Python's `multiprocessing.Queue`).
 //!
 //! All three live in named segments, attach from unrelated processes, block with a short
 //! spin then a futex sleep (the waking side makes no system call when nobody sleeps), and
@@ -21,6 +23,7 @@ mod stat;
 
 pub mod bytes;
 pub mod mpmc;
+pub mod mpmc_bytes;
 pub mod spsc;
 
 /// Run a loom model with at most 2 preemptions unless `LOOM_MAX_PREEMPTIONS` says otherwise
@@ -113,6 +116,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
             Ok(stat::Stat::ring(&r, h.kind))
         }
         Kind::MPMC_QUEUE => mpmc::stat_named(name, h.fingerprint),
+        Kind::MPMC_BYTES => mpmc_bytes::stat_named(name),
         k => Err(crate::Error::KindMismatch {
             name: name.into(),
             expected: "queue".into(),

@@ -39,7 +39,7 @@ impl Attached {
 pub enum LenUnit {
     /// Messages (elements): `spsc`, `mpmc`.
     Messages,
-    /// Bytes, record headers included: `bytes-ring`.
+    /// Bytes, record headers included: `bytes-ring`, `mpmc-bytes` (whole 64-byte cells).
     Bytes,
 }
 
@@ -67,8 +67,9 @@ impl fmt::Display for LenUnit {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct QueueStat {
-    /// The queue's kind: [`Kind::SPSC_QUEUE`] (`spsc`), [`Kind::MPMC_QUEUE`] (`mpmc`) or
-    /// [`Kind::BYTES_RING`] (`bytes-ring`); serialized as its name.
+    /// The queue's kind: [`Kind::SPSC_QUEUE`] (`spsc`), [`Kind::MPMC_QUEUE`] (`mpmc`),
+    /// [`Kind::BYTES_RING`] (`bytes-ring`) or [`Kind::MPMC_BYTES`] (`mpmc-bytes`); serialized
+    /// as its name.
     pub kind: Kind,
     /// Slots (spsc, mpmc) or bytes (bytes ring), in [`len_unit`](QueueStat::len_unit)s.
     pub capacity: u64,
@@ -82,7 +83,8 @@ pub struct QueueStat {
     /// The element type's recorded [`TYPE_NAME`](crate::ShmType::TYPE_NAME) (spsc, mpmc;
     /// `None` for the bytes ring, or a tag that is not a name).
     pub elem_type: Option<String>,
-    /// Largest message the bytes ring accepts (`None` for the others).
+    /// Largest message the bytes ring or the mpmc-bytes queue accepts (`None` for the
+    /// others).
     pub max_message: Option<u64>,
     /// Attached producers (at most one for spsc and bytes).
     pub producers: Vec<Attached>,

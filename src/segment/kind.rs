@@ -45,6 +45,8 @@ impl Kind {
     pub const MPMC_QUEUE: Kind = Kind(33);
     /// A variable-length byte-message ring.
     pub const BYTES_RING: Kind = Kind(34);
+    /// A multi-producer multi-consumer queue of byte messages.
+    pub const MPMC_BYTES: Kind = Kind(35);
     /// A zero-copy frame pool and channel.
     pub const FRAMES: Kind = Kind(48);
 
@@ -62,11 +64,17 @@ impl Kind {
         (Kind::SPSC_QUEUE, "spsc"),
         (Kind::MPMC_QUEUE, "mpmc"),
         (Kind::BYTES_RING, "bytes-ring"),
+        (Kind::MPMC_BYTES, "mpmc-bytes"),
         (Kind::FRAMES, "frames"),
     ];
 
     /// The queue kinds, in the order `shmkit queue create --kind` lists them.
-    pub const QUEUES: &'static [Kind] = &[Kind::SPSC_QUEUE, Kind::MPMC_QUEUE, Kind::BYTES_RING];
+    pub const QUEUES: &'static [Kind] = &[
+        Kind::SPSC_QUEUE,
+        Kind::MPMC_QUEUE,
+        Kind::BYTES_RING,
+        Kind::MPMC_BYTES,
+    ];
 
     /// The kind's name as `shmkit ls` prints it, or `None` for a value this build does not know.
     pub const fn name(self) -> Option<&'static str> {

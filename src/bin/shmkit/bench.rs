@@ -120,11 +120,11 @@ struct LatencyResult {
 }
 
 #[derive(serde::Serialize)]
-struct ThroughputResult {
+pub(crate) struct ThroughputResult {
     name: String,
     bytes: usize,
     messages: u64,
-    msgs_per_s: f64,
+    pub(crate) msgs_per_s: f64,
     gb_per_s: f64,
 }
 
@@ -178,7 +178,7 @@ impl Peer {
     }
 
     /// Wait for the peer to finish; an error unless it exited with status 0.
-    fn wait(mut self) -> Result<(), String> {
+    pub(crate) fn wait(mut self) -> Result<(), String> {
         let status = self
             .watcher
             .take()
@@ -245,7 +245,7 @@ fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
     (at(0.5), at(0.99), at(0.999))
 }
 
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     format!("shmkit-bench-{tag}-{}", std::process::id())
 }
 
@@ -492,6 +492,9 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 got += n as u64;
             }
             outln!("{}", t0.unwrap().elapsed().as_nanos())?;
+        }
+        super::bench_mpmc_bytes::PRODUCER | super::bench_mpmc_bytes::CONSUMER => {
+            return super::bench_mpmc_bytes::peer(&a.scenario, a.bytes, a.count, &a.name);
         }
         "tput_bytes" => {
             let r = bytes::Ring::open(&a.name).map_err(|e| e.to_string())?;
@@ -1040,6 +1043,8 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
     if let Some(r) = python_mp_queue(if quick { 20_000 } else { 200_000 }) {
         results.push(r);
     }
+    let (rows, ratios) = super::bench_mpmc_bytes::rows(quick)?;
+    results.extend(rows);
     if json {
         return print_json(&serde_json::json!({ "results": results }));
     }
@@ -1070,10 +1075,13 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
             ours.msgs_per_s / py.msgs_per_s
         )?;
     }
+    for r in &ratios {
+        outln!("{r}")?;
+    }
     Ok(())
 }
 
-fn read_ns(out: &mut BufReader<std::process::ChildStdout>) -> Result<u64, String> {
+pub(crate) fn read_ns(out: &mut BufReader<std::process::ChildStdout>) -> Result<u64, String> {
     let mut line = String::new();
     out.read_line(&mut line).map_err(|e| e.to_string())?;
     line.trim()
@@ -1081,7 +1089,7 @@ fn read_ns(out: &mut BufReader<std::process::ChildStdout>) -> Result<u64, String
         .map_err(|_| format!("peer reported {line:?}"))
 }
 
-fn tput(name: &str, bytes: usize, n: u64, ns: u64) -> ThroughputResult {
+pub(crate) fn tput(name: &str, bytes: usize, n: u64, ns: u64) -> ThroughputResult {
     let secs = ns as f64 / 1e9;
     ThroughputResult {
         name: name.into(),

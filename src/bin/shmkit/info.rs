@@ -81,7 +81,7 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
         // Plain bytes have no state beyond the header; kinds this build does not know are
         // shown by their header alone.
         Kind::SEGMENT => Ok(None),
-        Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING => {
+        Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING | Kind::MPMC_BYTES => {
             let st = shmkit::queue::stat(&p.name).map_err(|e| e.to_string())?;
             Ok(Some(serde_json::to_value(st).map_err(|e| e.to_string())?))
         }

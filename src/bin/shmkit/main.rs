@@ -9,6 +9,7 @@
 
 mod bench;
 mod bench_cells;
+mod bench_mpmc_bytes;
 mod bytes;
 mod cell;
 mod dump;
@@ -16,6 +17,7 @@ mod gc;
 mod info;
 mod ls;
 mod queue;
+mod queue_mpmc_bytes;
 mod rm;
 
 use clap::{Parser, Subcommand};
@@ -75,7 +77,7 @@ enum Cmd {
     /// Remove owned objects whose creator is dead, unfinished builds of dead creators, and dead
     /// processes' liveness files; never anything mapped. Says what it kept, and why.
     Gc(gc::Args),
-    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring).
+    /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring, mpmc-bytes).
     Queue(queue::Args),
     /// Create, read and write a named typed value (`shmkit::cell::Value`).
     Value(cell::ValueArgs),

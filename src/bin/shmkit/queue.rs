@@ -1,9 +1,9 @@
 //! `shmkit queue`: create, push to, pop from and inspect queues.
 //!
-//! `--kind` takes a queue kind's one name ([`Kind::name`]: `spsc`, `mpmc`, `bytes-ring`), the
+//! `--kind` takes a queue kind's one name ([`Kind::name`]: `spsc`, `mpmc`, `bytes-ring`, `mpmc-bytes`), the
 //! name `ls`, `info` and `queue stat` print. Fixed-size queues (`spsc`, `mpmc`) carry elements
 //! of `--elem-size` bytes; a MESSAGE is stored as its UTF-8 bytes, zero-padded, and `pop`
-//! prints the element with trailing zero bytes removed. The `bytes-ring` carries MESSAGE as one
+//! prints the element with trailing zero bytes removed. `bytes-ring` and `mpmc-bytes` carry MESSAGE as one
 //! variable-length message.
 //!
 //! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type); the
@@ -34,7 +34,7 @@ enum Cmd {
         /// Queue kind (the name `ls`, `info` and `queue stat` print).
         #[arg(long, value_enum)]
         kind: QKind,
-        /// Slots (spsc, mpmc) or bytes (bytes-ring), a power of two.
+        /// Slots (spsc, mpmc) or bytes (bytes-ring, mpmc-bytes), a power of two.
         #[arg(long)]
         capacity: u64,
         /// Element size in bytes for spsc and mpmc: one of 1, 2, 4, 8, 16, 32, 64, 128, 256,
@@ -99,10 +99,11 @@ fn lifetime(s: &str) -> Result<Lifetime, String> {
 #[derive(Clone, Copy)]
 struct QKind(Kind);
 
-const QUEUE_KINDS: [QKind; 3] = [
+const QUEUE_KINDS: [QKind; 4] = [
     QKind(Kind::QUEUES[0]),
     QKind(Kind::QUEUES[1]),
     QKind(Kind::QUEUES[2]),
+    QKind(Kind::QUEUES[3]),
 ];
 // Every queue kind of the library is a `--kind` value.
 const _: () = assert!(Kind::QUEUES.len() == QUEUE_KINDS.len());
@@ -212,7 +213,7 @@ fn stat_of(name: &str) -> Result<(Kind, queue::QueueStat), Stop> {
     let h = shmkit_header(name, "")?;
     if !matches!(
         h.kind,
-        Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING
+        Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING | Kind::MPMC_BYTES
     ) {
         return Err(format!("segment {name:?} holds a {}, not a queue", h.kind).into());
     }
@@ -254,6 +255,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .map(drop)
                         .map_err(create_error)
                 })?,
+                Kind::MPMC_BYTES => {
+                    super::queue_mpmc_bytes::create(&name, capacity, mode, sparse, lifetime)?
+                }
                 k => unreachable!("--kind {k} is not a queue kind"),
             }
             Ok(())
@@ -273,6 +277,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     let mut tx = r.producer().map_err(|x| e(&x))?;
                     tx.send(message.as_bytes(), t).map_err(|x| e(&x))
                 }
+                Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
                     let q = spsc::Queue::<E>::options()
                         .open_by_size(&name)
@@ -305,6 +310,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     })?;
                     print_elem(&m)
                 }
+                Kind::MPMC_BYTES => print_elem(&super::queue_mpmc_bytes::pop(&name, deadline)?),
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
                     let q = spsc::Queue::<E>::options()
                         .open_by_size(&name)

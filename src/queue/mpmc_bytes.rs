@@ -1,0 +1,824 @@
+//! [`Queue`]: a bounded multi-producer multi-consumer queue of variable-length byte messages
+//! in shared memory (what Python's `multiprocessing.Queue` carries), lock-free, robust
+//! against processes that die in the middle of an operation.
+//!
+//! The data area is a ring of 64-byte *cells*, each with a 64-bit *stamp* in a separate
+//! array. A message is a *record* of `k` consecutive cells: an 8-byte length, then the bytes.
+//! Producers claim `k` cells at once by advancing `tail` with a compare-and-swap once every
+//! one of them is free for this lap (Vyukov's per-slot sequences, as [`mpmc`](super::mpmc),
+//! with a record spanning several slots), write the record, and publish it with one Release
+//! store of its first cell's stamp. Consumers claim a published record by advancing `head`
+//! over all its cells, copy it out, and free each cell for the next lap. As in `mpmc`, each
+//! handle holds one of 16 claim slots per side where it records the cells it is claiming, so
+//! that a record claimed by a process that then died is skipped (producer) or freed
+//! (consumer), cell by cell, once the claimer is known dead (`SPEC.md`, "MPMC bytes queue").
+//!
+//! ```
+//! use shmkit::queue::mpmc_bytes::Queue;
+//! # let name = format!("doc-mpmcb-{}", std::process::id());
+//! let q = Queue::options().unlink_on_drop(true).create(&name, 4096)?;
+//! let (mut p1, mut p2) = (q.producer()?, q.producer()?);
+//! let mut c = q.consumer()?;
+//! p1.try_push(b"hello")?;
+//! p2.try_push(&[7u8; 300])?;
+//! assert_eq!(c.try_pop()?, b"hello");
+//! let mut buf = Vec::new();
+//! assert_eq!(c.try_pop_into(&mut buf)?, 300); // reuses `buf`'s allocation
+//! assert_eq!(buf, [7u8; 300]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cache_padded::CachePadded;
+use super::error::{AttachError, Role};
+#[cfg(not(loom))]
+use super::options::{How, QueueOptions};
+use super::region::Region;
+use super::role::{self, RoleSlot, Throttle};
+use super::stat::{Attached, LenUnit, QueueStat};
+use crate::loom::{fence, AtomicU64, Ordering};
+use crate::os::{atomic_copy, deadline};
+use crate::segment::fingerprint;
+use crate::sync::WaitQueue;
+use crate::Kind;
+use crate::Liveness;
+
+/// Claim slots per side: at most this many producers and this many consumers at once.
+pub const MAX_HANDLES: usize = 16;
+
+/// Bytes per cell: records occupy whole cells.
+pub const CELL: u64 = 64;
+
+/// Bytes of a record's header (the message length, a `u64`).
+const HEADER: u64 = 8;
+
+/// Smallest capacity in bytes (4 cells).
+pub const MIN_CAPACITY: u64 = 256;
+
+/// `state` bit: the producer side is closed (as in `mpmc`).
+const PRODUCERS_CLOSED: u64 = 1;
+/// `state` bit: the consumer side is closed.
+const CONSUMERS_CLOSED: u64 = 2;
+/// Claim-slot `start` meaning "no cells".
+const NONE: u64 = u64::MAX;
+
+/// Layout fingerprint of an MPMC bytes queue (layout v1).
+pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
+    b"shmkit mpmc-bytes v1 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
+);
+
+/// The largest message a queue of `capacity` bytes takes: a record (8-byte header and the
+/// message) fills at most half the ring, so that one message never needs the whole ring.
+///
+/// ```
+/// assert_eq!(shmkit::queue::mpmc_bytes::max_message(4096), 2040);
+/// ```
+pub const fn max_message(capacity: u64) -> u64 {
+    capacity / 2 - HEADER
+}
+
+/// Cells of the record of a `len`-byte message.
+#[inline]
+fn cells_for(len: u64) -> u64 {
+    (HEADER + len).div_ceil(CELL)
+}
+
+#[repr(C)]
+struct Geometry {
+    capacity: AtomicU64,      // 0: data bytes = cells * 64
+    cell_size: AtomicU64,     // 8: 64
+    cells: AtomicU64,         // 16: N
+    stamps_offset: AtomicU64, // 24: 4480
+    data_offset: AtomicU64,   // 32: 4480 + round_up(8 N, 128)
+    handles: AtomicU64,       // 40: 16
+    state: AtomicU64,         // 48
+    max_message: AtomicU64,   // 56
+}
+
+#[repr(C)]
+struct TailLine {
+    tail: AtomicU64,
+    not_empty: WaitQueue,
+}
+
+#[repr(C)]
+struct HeadLine {
+    head: AtomicU64,
+    not_full: WaitQueue,
+}
+
+/// A producer's or consumer's claim slot: the cells `start..end` it is claiming or last
+/// claimed (`start == NONE`: none).
+#[repr(C)]
+struct Claim {
+    owner: RoleSlot,  // 0
+    start: AtomicU64, // 8
+    end: AtomicU64,   // 16
+}
+
+#[repr(C)]
+struct Control {
+    geo: CachePadded<Geometry>,                   // 0
+    tail: CachePadded<TailLine>,                  // 128
+    head: CachePadded<HeadLine>,                  // 256
+    producers: [CachePadded<Claim>; MAX_HANDLES], // 384
+    consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
+}
+
+/// Size of the control block; the stamps follow it.
+const CONTROL_SIZE: u64 = 4480;
+const STAMPS_OFFSET: u64 = CONTROL_SIZE;
+
+/// Payload offset of the data area of a queue of `cells` cells.
+fn data_offset(cells: u64) -> u64 {
+    STAMPS_OFFSET + (cells * 8).next_multiple_of(128)
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Control>() == CONTROL_SIZE as usize);
+    assert!(offset_of!(Control, tail) == 128);
+    assert!(offset_of!(Control, head) == 256);
+    assert!(offset_of!(Control, producers) == 384);
+    assert!(offset_of!(Control, consumers) == 2432);
+    assert!(offset_of!(Geometry, max_message) == 56);
+    assert!(offset_of!(Claim, end) == 16);
+};
+
+impl Control {
+    fn new() -> Control {
+        let claim = || {
+            CachePadded(Claim {
+                owner: RoleSlot::new(),
+                start: AtomicU64::new(NONE),
+                end: AtomicU64::new(0),
+            })
+        };
+        let z = || AtomicU64::new(0);
+        Control {
+            geo: CachePadded(Geometry {
+                capacity: z(),
+                cell_size: z(),
+                cells: z(),
+                stamps_offset: z(),
+                data_offset: z(),
+                handles: z(),
+                state: z(),
+                max_message: z(),
+            }),
+            tail: CachePadded(TailLine {
+                tail: z(),
+                not_empty: WaitQueue::new(),
+            }),
+            head: CachePadded(HeadLine {
+                head: z(),
+                not_full: WaitQueue::new(),
+            }),
+            producers: std::array::from_fn(|_| claim()),
+            consumers: std::array::from_fn(|_| claim()),
+        }
+    }
+
+    /// Write the geometry and empty claim slots. Relaxed: published by the segment's READY
+    /// store (Release), or by sharing the heap queue with other threads.
+    fn init(&self, capacity: u64) {
+        let g = &self.geo;
+        let cells = capacity / CELL;
+        g.capacity.store(capacity, Ordering::Relaxed);
+        g.cell_size.store(CELL, Ordering::Relaxed);
+        g.cells.store(cells, Ordering::Relaxed);
+        g.stamps_offset.store(STAMPS_OFFSET, Ordering::Relaxed);
+        g.data_offset.store(data_offset(cells), Ordering::Relaxed);
+        g.handles.store(MAX_HANDLES as u64, Ordering::Relaxed);
+        g.max_message
+            .store(max_message(capacity), Ordering::Relaxed);
+        for c in self.producers.iter().chain(self.consumers.iter()) {
+            c.start.store(NONE, Ordering::Relaxed);
+        }
+    }
+
+    fn claims(&self, role: Role) -> &[CachePadded<Claim>; MAX_HANDLES] {
+        match role {
+            Role::Producer => &self.producers,
+            Role::Consumer => &self.consumers,
+        }
+    }
+}
+
+struct Shared {
+    region: Region<Control>,
+    /// Data bytes (`cells * CELL`).
+    capacity: u64,
+    /// Cells N (a power of two).
+    cells: u64,
+    max_message: u64,
+}
+
+impl Shared {
+    #[inline]
+    fn ctrl(&self) -> &Control {
+        self.region.ctrl()
+    }
+
+    /// The stamp of cell position `pos`.
+    #[inline]
+    fn stamp(&self, pos: u64) -> &AtomicU64 {
+        // In bounds: masked by N - 1, and the region holds N stamps (validated on open).
+        &self.region.stamps()[(pos & (self.cells - 1)) as usize]
+    }
+
+    /// Byte offset in the data area of cell position `pos`.
+    #[inline]
+    fn offset(&self, pos: u64) -> u64 {
+        (pos & (self.cells - 1)) * CELL
+    }
+
+    /// The header word (message length) of the record starting at `pos`.
+    #[inline]
+    fn header(&self, pos: u64) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the cell lies inside the data area (`offset` < capacity, the area holds
+        // `capacity` bytes), 8-aligned (the area is 128-aligned, cells 64 bytes); it is only
+        // ever accessed atomically (this word, or `atomic_copy`'s aligned 8-byte words), and
+        // an AtomicU64 is valid for any bits.
+        unsafe {
+            &*self
+                .region
+                .data()
+                .add(self.offset(pos) as usize)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+
+    /// The two pieces (offset, length) of `len` data bytes starting `skip` bytes into the
+    /// record at `pos`, split at the end of the ring. `skip + len <= capacity / 2`.
+    #[inline]
+    fn pieces(&self, pos: u64, len: u64) -> [(usize, usize); 2] {
+        let start = self.offset(pos) + HEADER;
+        let first = len.min(self.capacity - start);
+        [
+            (start as usize, first as usize),
+            (0, (len - first) as usize),
+        ]
+    }
+
+    /// Copy `msg` into the record at `pos` (after its header).
+    fn copy_in(&self, pos: u64, msg: &[u8]) {
+        let mut src = msg.as_ptr();
+        for (off, n) in self.pieces(pos, msg.len() as u64) {
+            // SAFETY: `pieces` keeps every range inside the data area (`capacity` bytes); the
+            // cells are ours (claimed with the tail CAS); `msg` is private memory of `n`
+            // bytes from `src`.
+            unsafe {
+                atomic_copy::store(src, self.region.data().add(off), n);
+                src = src.add(n);
+            }
+        }
+    }
+
+    /// Copy the `len` message bytes of the record at `pos` into `dst` (cleared first).
+    fn copy_out(&self, pos: u64, len: u64, dst: &mut Vec<u8>) {
+        dst.clear();
+        dst.reserve(len as usize);
+        let mut out = dst.as_mut_ptr();
+        for (off, n) in self.pieces(pos, len) {
+            // SAFETY: as `copy_in`; `dst` has room for `len` bytes (reserved) and nobody
+            // else accesses it.
+            unsafe {
+                atomic_copy::load(self.region.data().add(off), out, n);
+                out = out.add(n);
+            }
+        }
+        // SAFETY: the loop initialised `len` bytes.
+        unsafe { dst.set_len(len as usize) };
+    }
+
+    /// Bytes in use (whole cells of claimed records), a snapshot.
+    fn len(&self) -> u64 {
+        // Relaxed loads and acquire fences, not Acquire loads: `stat` reads through a
+        // PROT_READ mapping, where std permits only Relaxed loads.
+        let head = self.ctrl().head.head.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let tail = self.ctrl().tail.tail.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let n = tail.wrapping_sub(head);
+        if n > self.cells.saturating_mul(2) {
+            0
+        } else {
+            n.min(self.cells) * CELL
+        }
+    }
+
+    fn attached(&self, role: Role) -> Vec<Attached> {
+        self.ctrl()
+            .claims(role)
+            .iter()
+            .map(|c| c.owner.holder())
+            .filter(|&w| w != 0)
+            .map(Attached::of)
+            .collect()
+    }
+
+    fn stat(&self) -> QueueStat {
+        // Relaxed: informational.
+        let state = self.ctrl().geo.state.load(Ordering::Relaxed);
+        QueueStat {
+            kind: Kind::MPMC_BYTES,
+            capacity: self.capacity,
+            len: self.len(),
+            len_unit: LenUnit::Bytes,
+            elem_size: 1,
+            elem_type: None,
+            max_message: Some(self.max_message),
+            producers: self.attached(Role::Producer),
+            consumers: self.attached(Role::Consumer),
+            producer_closed: state & PRODUCERS_CLOSED != 0,
+            consumer_closed: state & CONSUMERS_CLOSED != 0,
+        }
+    }
+
+    /// Whether the side of `role` is gone (`mpmc`'s rule, `SPEC.md` §7.1.3): its last
+    /// attached handle closed it, or every attached handle is dead. `thorough` allows
+    /// liveness queries.
+    fn side_gone(&self, role: Role, thorough: bool) -> bool {
+        let bit = match role {
+            Role::Producer => PRODUCERS_CLOSED,
+            Role::Consumer => CONSUMERS_CLOSED,
+        };
+        // Acquire pairs with the Release `fetch_or` in `Handle::close`.
+        let closed = self.ctrl().geo.state.load(Ordering::Acquire) & bit != 0;
+        if !closed && !thorough {
+            return false;
+        }
+        let claims = self.ctrl().claims(role);
+        if !claims.iter().any(|c| c.owner.holder() != 0) {
+            return closed;
+        }
+        thorough
+            && claims.iter().all(|c| {
+                let w = c.owner.holder();
+                w == 0 || role::liveness_of(w) == Liveness::Dead
+            })
+    }
+
+    /// Whether a live handle of `role` records a claim that covers cell position `pos`.
+    fn live_claimer(&self, role: Role, pos: u64) -> bool {
+        self.ctrl().claims(role).iter().any(|c| {
+            let w = c.owner.holder();
+            if w == 0 {
+                return false;
+            }
+            // Acquire (both) pairs with the claimer's Release stores of `end` then `start`
+            // before its CAS: seeing a newer claim of its means seeing its publication (or
+            // release) of `pos`, which the caller's re-check of the stamp catches.
+            let start = c.start.load(Ordering::Acquire);
+            let end = c.end.load(Ordering::Acquire);
+            start != NONE
+                && pos.wrapping_sub(start) < end.wrapping_sub(start)
+                && role::liveness_of(w) != Liveness::Dead
+        })
+    }
+}
+
+/// A bounded MPMC queue of byte messages in a named segment (or on the heap).
+///
+/// Up to [`MAX_HANDLES`] producers and as many consumers attach at once, from any processes.
+/// Messages are `0..=`[`max_message`](Self::max_message) bytes (half the capacity, minus 8).
+/// Each message takes `ceil((8 + len) / 64)` cells of 64 bytes.
+///
+/// # Shared memory is shared
+///
+/// Stamps, indices and record lengths are re-read on every operation and validated (a record
+/// length above the maximum, or a stamp that fits no state of the protocol while the index
+/// does not move, is [`PopError::Corrupt`] / [`PushError::Corrupt`]); cell positions are
+/// masked. A hostile writer can change message bytes while they are copied.
+pub struct Queue {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc_bytes::Queue")
+            .field("name", &self.shared.region.name())
+            .field("capacity", &self.shared.capacity)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
+    /// lifetime, sparse (see [`QueueOptions`]).
+    ///
+    /// ```
+    /// use shmkit::queue::mpmc_bytes::Queue;
+    /// # let name = format!("doc-mpmcb-options-{}", std::process::id());
+    /// let q = Queue::options().mode(0o660).unlink_on_drop(true).create(&name, 1 << 16)?;
+    /// assert_eq!(q.capacity(), 1 << 16);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn options() -> QueueOptions<Self> {
+        QueueOptions::default()
+    }
+
+    /// Create the named queue with `capacity` data bytes (a power of two in `256..=2^40`),
+    /// with the default [`options`](Self::options).
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
+        Self::options().create(name, capacity)
+    }
+
+    /// Open the named queue.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> crate::Result<Self> {
+        Self::options().open(name)
+    }
+
+    /// Open the named queue, or create it with `capacity` bytes.
+    #[cfg(not(loom))]
+    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
+        Self::options().open_or_create(name, capacity)
+    }
+
+    #[cfg(not(loom))]
+    fn build_with(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
+        let opts = seg.clone().kind(Kind::MPMC_BYTES, LAYOUT_FINGERPRINT);
+        let make = |capacity: u64, existing: bool| -> crate::Result<crate::Segment> {
+            super::ring::check_capacity(name, capacity, MIN_CAPACITY)?;
+            let total = data_offset(capacity / CELL) + capacity;
+            let init = |seg: &crate::Segment| {
+                // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics
+                // only, valid for any bit pattern.
+                let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
+                ctrl.init(capacity);
+                for i in 0..capacity / CELL {
+                    // SAFETY: stamp i lies at STAMPS_OFFSET + 8 i < data_offset <= total,
+                    // 8-aligned, only ever accessed as an atomic.
+                    let s = unsafe {
+                        &*seg
+                            .as_mut_ptr()
+                            .add((STAMPS_OFFSET + 8 * i) as usize)
+                            .cast::<AtomicU64>()
+                    };
+                    // Relaxed: published by READY.
+                    s.store(i, Ordering::Relaxed);
+                }
+                Ok(())
+            };
+            if existing {
+                opts.open_or_create_with(name, total, init)
+            } else {
+                opts.create_with(name, total, init)
+            }
+        };
+        let seg = match how {
+            How::Create(cap) => make(cap, false)?,
+            How::OpenOrCreate(cap) => make(cap, true)?,
+            How::Open => opts.open(name)?,
+            How::OpenBySize => {
+                return Err(crate::Error::invalid(
+                    name,
+                    "an mpmc-bytes queue has no element type to open by size",
+                ))
+            }
+        };
+        Ok(Queue {
+            shared: Arc::new(shared_from_segment(seg)?),
+        })
+    }
+
+    /// A queue on this process's heap, for threads of one process (and tests).
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is not a power of two in `256..=2^40`.
+    pub fn with_capacity(capacity: u64) -> Self {
+        assert!(
+            capacity.is_power_of_two()
+                && (MIN_CAPACITY..=super::ring::MAX_CAPACITY).contains(&capacity),
+            "capacity {capacity} is not a power of two in 256..=2^40"
+        );
+        let ctrl = Control::new();
+        ctrl.init(capacity);
+        let cells = capacity / CELL;
+        let region = Region::heap(ctrl, capacity as usize, 128, cells as usize, |i| i as u64);
+        Queue {
+            shared: Arc::new(Shared {
+                region,
+                capacity,
+                cells,
+                max_message: max_message(capacity),
+            }),
+        }
+    }
+
+    fn attach(&self, role: Role) -> Result<Handle, AttachError> {
+        let me = role::me()?;
+        for (i, c) in self.shared.ctrl().claims(role).iter().enumerate() {
+            if c.owner.claim(me).is_ok() {
+                // Relaxed: nothing claimed yet; a reader that sees NONE skips us.
+                c.start.store(NONE, Ordering::Relaxed);
+                // AcqRel: reopen the side (pairs with the Acquire in `side_gone`).
+                self.shared
+                    .ctrl()
+                    .geo
+                    .state
+                    .fetch_and(!side_bit(role), Ordering::AcqRel);
+                return Ok(Handle {
+                    shared: Arc::clone(&self.shared),
+                    role,
+                    slot: i,
+                    me,
+                    closed: false,
+                    throttle: Throttle::default(),
+                });
+            }
+        }
+        Err(AttachError::NoFreeSlot {
+            role,
+            slots: MAX_HANDLES as u32,
+        })
+    }
+
+    /// Attach a producer (one of [`MAX_HANDLES`]; a slot held by a dead process is reused).
+    pub fn producer(&self) -> Result<Producer, AttachError> {
+        Ok(Producer {
+            h: self.attach(Role::Producer)?,
+        })
+    }
+
+    /// Attach a consumer (one of [`MAX_HANDLES`]).
+    pub fn consumer(&self) -> Result<Consumer, AttachError> {
+        Ok(Consumer {
+            h: self.attach(Role::Consumer)?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Data bytes in the ring.
+    pub fn capacity(&self) -> u64 {
+        self.shared.capacity
+    }
+
+    /// The largest message accepted ([`max_message`]`(capacity)`).
+    pub fn max_message(&self) -> u64 {
+        self.shared.max_message
+    }
+
+    /// Bytes in use now, in whole 64-byte cells (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.shared.len()
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The segment name.
+    pub fn name(&self) -> &str {
+        self.shared.region.name()
+    }
+
+    /// Unlink the segment when the last handle in this process drops.
+    pub fn set_unlink_on_drop(&self, yes: bool) {
+        self.shared.region.set_unlink_on_drop(yes)
+    }
+
+    /// Capacity, bytes in use, attached producers and consumers.
+    pub fn stat(&self) -> QueueStat {
+        self.shared.stat()
+    }
+}
+
+#[cfg(not(loom))]
+impl super::options::sealed::Build for Queue {
+    fn build(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
+        Self::build_with(seg, name, how)
+    }
+}
+
+fn side_bit(role: Role) -> u64 {
+    match role {
+        Role::Producer => PRODUCERS_CLOSED,
+        Role::Consumer => CONSUMERS_CLOSED,
+    }
+}
+
+/// Validate the geometry of a mapped queue (any bytes may be there) and wrap it.
+#[cfg(not(loom))]
+fn shared_from_segment<A: crate::segment::Access>(seg: crate::Segment<A>) -> crate::Result<Shared>
+where
+    super::region::Owner: From<crate::Segment<A>>,
+{
+    let name = seg.name().to_owned();
+    let len = seg.len() as u64;
+    let bad = |what: String| crate::Error::corrupt(&name, what);
+    if len < CONTROL_SIZE {
+        return Err(bad(format!(
+            "payload of {len} bytes is smaller than the control block"
+        )));
+    }
+    // SAFETY: at least CONTROL_SIZE bytes, 128-aligned, atomics only.
+    let ctrl = unsafe { &*seg.as_ptr().cast::<Control>() };
+    // Relaxed: made visible by the open's Acquire of READY; never changes afterwards.
+    let g = &ctrl.geo;
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let capacity = ld(&g.capacity);
+    let cells = capacity / CELL;
+    if !capacity.is_power_of_two()
+        || !(MIN_CAPACITY..=super::ring::MAX_CAPACITY).contains(&capacity)
+    {
+        return Err(bad(format!(
+            "capacity {capacity} is not a power of two in 256..=2^40"
+        )));
+    }
+    let expect = [
+        (ld(&g.cell_size), CELL, "cell_size"),
+        (ld(&g.cells), cells, "cells"),
+        (ld(&g.stamps_offset), STAMPS_OFFSET, "stamps_offset"),
+        (ld(&g.data_offset), data_offset(cells), "data_offset"),
+        (ld(&g.handles), MAX_HANDLES as u64, "handles"),
+        (ld(&g.max_message), max_message(capacity), "max_message"),
+    ];
+    for (found, want, field) in expect {
+        if found != want {
+            return Err(bad(format!(
+                "{field} is {found}, the layout says {want} for capacity {capacity}"
+            )));
+        }
+    }
+    // No overflow: capacity <= 2^40.
+    let need = data_offset(cells) + capacity;
+    if need > len {
+        return Err(bad(format!(
+            "the queue needs {need} bytes, the payload has {len}"
+        )));
+    }
+    let data = data_offset(cells) as usize;
+    // SAFETY: the geometry was validated: N stamps at STAMPS_OFFSET (8-aligned) and
+    // `capacity` data bytes at `data` (128-aligned) lie inside the payload.
+    let region = unsafe { Region::segment(seg, data, STAMPS_OFFSET as usize, cells as usize) };
+    Ok(Shared {
+        region,
+        capacity,
+        cells,
+        max_message: max_message(capacity),
+    })
+}
+
+/// [`QueueStat`] of the named MPMC bytes queue. Maps it read-only and only loads.
+#[cfg(not(loom))]
+pub(crate) fn stat_named(name: &str) -> crate::Result<QueueStat> {
+    let seg = crate::Segment::options()
+        .read_only()
+        .kind(Kind::MPMC_BYTES, LAYOUT_FINGERPRINT)
+        .open(name)?;
+    Ok(shared_from_segment(seg)?.stat())
+}
+
+/// One attached handle: its claim slot.
+struct Handle {
+    shared: Arc<Shared>,
+    role: Role,
+    slot: usize,
+    me: u64,
+    closed: bool,
+    throttle: Throttle,
+}
+
+impl Handle {
+    #[inline]
+    fn claim(&self) -> &Claim {
+        &self.shared.ctrl().claims(self.role)[self.slot]
+    }
+
+    /// Record the claim of cells `start..end` before the CAS that makes it. Release (both):
+    /// a survivor that sees a newer claim of ours also sees our publication of the older one
+    /// (`Shared::live_claimer`); the CAS's Release makes them visible with the new index.
+    #[inline]
+    fn record(&self, start: u64, end: u64) {
+        let c = self.claim();
+        c.end.store(end, Ordering::Release);
+        c.start.store(start, Ordering::Release);
+    }
+
+    /// Withdraw the claim record after losing the CAS (else recovery would take us for the
+    /// live claimer of the winner's cells should the winner die). Release: as `record`.
+    #[inline]
+    fn withdraw(&self) {
+        self.claim().start.store(NONE, Ordering::Release);
+    }
+
+    /// Closed, or inherited by a `fork()`ed child (whose parent still holds the claim).
+    #[inline]
+    fn is_closed(&self) -> bool {
+        self.closed || !role::is_mine(self.me)
+    }
+
+    /// Free the claim slot (what dropping does); the side stays open.
+    fn detach(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if role::is_mine(self.me) {
+            self.claim().owner.release(self.me);
+        }
+    }
+
+    /// Free the claim slot and, if no other handle of this side is attached, close the side.
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if !role::is_mine(self.me) {
+            return; // a fork()ed child's copy: the claim is the parent's
+        }
+        let ctrl = self.shared.ctrl();
+        self.claim().owner.release(self.me);
+        // SeqCst: of two handles that close at once, at least one sees the other's release.
+        fence(Ordering::SeqCst);
+        if ctrl.claims(self.role).iter().all(|c| c.owner.holder() == 0) {
+            // Release pairs with the Acquire in `side_gone`.
+            ctrl.geo
+                .state
+                .fetch_or(side_bit(self.role), Ordering::Release);
+        }
+        ctrl.tail.not_empty.notify_all();
+        ctrl.head.not_full.notify_all();
+    }
+}
+
+impl Drop for Handle {
+    /// Dropping detaches: the claim slot is freed, the side stays open.
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// What one attempt found.
+#[derive(Clone, Copy)]
+enum Attempt {
+    /// Full (producer: cell `pos` still holds the previous lap, `stamp`) or empty (consumer:
+    /// cell `pos` unpublished, `stamp`).
+    Blocked {
+        pos: u64,
+        stamp: u64,
+    },
+    /// Cell `pos` (producer: of the previous lap) is claimed by a handle that has not
+    /// finished with it; `stamp` as seen.
+    InFlight {
+        pos: u64,
+        stamp: u64,
+    },
+    /// Consumer, from an unclassified attempt: `Blocked` or `InFlight`, not decided yet (it
+    /// costs a fence and a load of the producers' `tail` line).
+    Unpublished {
+        pos: u64,
+        stamp: u64,
+    },
+    Corrupt,
+}
+
+/// The wait slice of a blocking call: sliced to re-check liveness, except under loom, where
+/// a timed futex wait returns at once.
+fn until(deadline: Option<Instant>) -> Option<Instant> {
+    #[cfg(not(loom))]
+    return deadline::slice(deadline, role::WAIT_SLICE);
+    #[cfg(loom)]
+    return deadline;
+}
+
+/// Rounds of a blocking call that yield the CPU (`sched_yield`) and retry before the call
+/// parks on its wait word. With more busy processes than CPUs (2 producers and 2 consumers
+/// on 2 CPUs), the peer that would make room or publish often needs this CPU: yielding hands
+/// it over without the futex sleep and wake-up system calls, and the peer's notify then
+/// finds nobody parked (no system call on its side either).
+const YIELD_ROUNDS: u32 = 1024;
+
+/// Whether this round of a blocking call yields and retries (the first [`YIELD_ROUNDS`])
+/// instead of parking.
+fn yield_first(round: &mut u32) -> bool {
+    if cfg!(loom) || *round >= YIELD_ROUNDS {
+        return false;
+    }
+    *round += 1;
+    std::thread::yield_now();
+    true
+}
+
+mod consumer;
+mod error;
+#[cfg(all(test, loom))]
+mod loom_tests;
+mod producer;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use consumer::Consumer;
+pub use error::{PopError, PushError};
+pub use producer::Producer;

@@ -1,0 +1,339 @@
+//! [`Consumer`]: pop (`SPEC.md` §7.5.3) and the skipping of cells claimed by dead producers.
+
+use super::*;
+
+/// A consuming handle of an MPMC bytes [`Queue`]. `Send` (every operation takes `&mut self`). Dropping it detaches
+/// it (the queue keeps its messages for the next consumer); [`close`](Self::close) closes the
+/// consumer side once no other consumer is attached.
+pub struct Consumer {
+    pub(super) h: Handle,
+    /// Scratch buffer of `try_pop`/`pop`, whose results are fresh `Vec`s.
+    pub(super) buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc_bytes::Consumer")
+            .field("slot", &self.h.slot)
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// One pop attempt into `out`. With `classify` false, an unpublished cell is reported as
+    /// `Unpublished` without telling empty from in flight.
+    fn attempt(&mut self, out: &mut Vec<u8>, classify: bool) -> Result<usize, Attempt> {
+        let sh = &*self.h.shared;
+        let ctrl = sh.ctrl();
+        // Relaxed: a starting guess, validated by the stamp and the CAS.
+        let mut pos = ctrl.head.head.load(Ordering::Relaxed);
+        loop {
+            // Acquire pairs with the producer's Release stamp store: the record is visible.
+            let stamp = sh.stamp(pos).load(Ordering::Acquire);
+            if stamp == pos.wrapping_add(1) {
+                // Relaxed: ordered by the stamp's Acquire above.
+                let len = sh.header(pos).load(Ordering::Relaxed);
+                if len > sh.max_message {
+                    // A racing consumer took the record and a producer is rewriting the cell,
+                    // or the header is garbage. Acquire: as for the head CAS.
+                    let h = ctrl.head.head.load(Ordering::Acquire);
+                    if h == pos {
+                        return Err(Attempt::Corrupt);
+                    }
+                    pos = h;
+                    continue;
+                }
+                let end = pos.wrapping_add(cells_for(len));
+                self.h.record(pos, end);
+                // AcqRel: Release publishes the claim record with the new head.
+                match ctrl.head.head.compare_exchange_weak(
+                    pos,
+                    end,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // The record is ours: no producer writes its cells until we free them.
+                        sh.copy_out(pos, len, out);
+                        let mut p = pos;
+                        while p != end {
+                            // Release pairs with the producers' Acquire stamp loads: we are
+                            // done reading before the next lap may overwrite.
+                            sh.stamp(p)
+                                .store(p.wrapping_add(sh.cells), Ordering::Release);
+                            p = p.wrapping_add(1);
+                        }
+                        ctrl.head.not_full.notify_one();
+                        return Ok(len as usize);
+                    }
+                    Err(h) => {
+                        self.h.withdraw();
+                        pos = h;
+                    }
+                }
+            } else if stamp == pos
+                || stamp == pos.wrapping_sub(sh.cells).wrapping_add(1)
+                || stamp == pos.wrapping_sub(sh.cells)
+            {
+                // Not written yet (`pos`), or the previous lap's consumer has not freed the
+                // cell yet (then no producer can have claimed `pos`: empty).
+                let a = Attempt::Unpublished { pos, stamp };
+                return Err(if classify { self.classify(a) } else { a });
+            } else {
+                // Acquire (pairs with the consumers' head CAS), as for the tail in push.
+                let h = ctrl.head.head.load(Ordering::Acquire);
+                if h == pos {
+                    return Err(Attempt::Corrupt);
+                }
+                pos = h;
+            }
+        }
+    }
+
+    /// Decide an `Unpublished` attempt: `Blocked` (empty) or `InFlight` (a producer claimed
+    /// the cell and has not published).
+    fn classify(&self, a: Attempt) -> Attempt {
+        let Attempt::Unpublished { pos, stamp } = a else {
+            return a;
+        };
+        let ctrl = self.h.shared.ctrl();
+        // SeqCst fence as crossbeam: order the (earlier) stamp load before the tail load.
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the producers' tail CAS (their claim records).
+        let tail = ctrl.tail.tail.load(Ordering::Acquire);
+        if tail == pos || stamp != pos {
+            return Attempt::Blocked { pos, stamp };
+        }
+        // At most N cells are claimed ahead of `head`: more, with `head` still at `pos`
+        // (reloaded after `tail`), means corrupt indices (else skipping dead claims could
+        // walk towards a garbage tail). Acquire: as for the head CAS.
+        if tail.wrapping_sub(pos) > self.h.shared.cells
+            && ctrl.head.head.load(Ordering::Acquire) == pos
+        {
+            return Attempt::Corrupt;
+        }
+        Attempt::InFlight { pos, stamp }
+    }
+
+    /// Skip cell `pos` if no live producer's claim covers it. Returns whether skipped.
+    fn recover(&self, pos: u64) -> bool {
+        let sh = &*self.h.shared;
+        if sh.live_claimer(Role::Producer, pos) {
+            return false;
+        }
+        // Acquire: re-check after the scan; a published record is taken normally.
+        if sh.stamp(pos).load(Ordering::Acquire) != pos {
+            return false;
+        }
+        // Its claimer died between claiming and publishing: claim the cell as a consumer and
+        // free it empty. The claim record first, as in `attempt`.
+        self.h.record(pos, pos.wrapping_add(1));
+        let ctrl = sh.ctrl();
+        if ctrl
+            .head
+            .head
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            // Release pairs with producers' Acquire stamp loads.
+            sh.stamp(pos)
+                .store(pos.wrapping_add(sh.cells), Ordering::Release);
+            ctrl.head.not_full.notify_one();
+            return true;
+        }
+        self.h.withdraw();
+        false
+    }
+
+    /// Pop the oldest message into `out` (cleared first; its allocation is reused) if there
+    /// is one now; returns its length. Never waits.
+    pub fn try_pop_into(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
+        if self.h.is_closed() {
+            return Err(PopError::Disconnected);
+        }
+        match self.attempt(out, false) {
+            Ok(n) => Ok(n),
+            Err(Attempt::Corrupt) => Err(PopError::Corrupt),
+            Err(a) => {
+                let thorough = self.h.throttle.due();
+                // Fast path of a busy poll on an empty queue (as `mpmc`): unless a thorough
+                // check is due or the producer side was closed, the answer is `Empty`.
+                // Acquire: as in `side_gone`.
+                if !thorough
+                    && self.h.shared.ctrl().geo.state.load(Ordering::Acquire) & PRODUCERS_CLOSED
+                        == 0
+                {
+                    return Err(PopError::Empty);
+                }
+                let a = self.classify(a);
+                if matches!(a, Attempt::Corrupt) {
+                    return Err(PopError::Corrupt);
+                }
+                if thorough {
+                    if let Attempt::InFlight { pos, .. } = a {
+                        if self.recover(pos) {
+                            return self.try_pop_into(out);
+                        }
+                    }
+                }
+                if matches!(a, Attempt::Blocked { .. })
+                    && self.h.shared.side_gone(Role::Producer, thorough)
+                {
+                    return self.drain(out);
+                }
+                Err(PopError::Empty)
+            }
+        }
+    }
+
+    /// The producer side is gone: one more attempt delivers what it published last.
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
+        match self.attempt(out, true) {
+            Ok(n) => Ok(n),
+            Err(Attempt::Corrupt) => Err(PopError::Corrupt),
+            Err(_) => Err(PopError::Disconnected),
+        }
+    }
+
+    /// Pop the oldest message into `out`, waiting as long as it takes; returns its length.
+    pub fn pop_into(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
+        self.pop_within(out, None)
+    }
+
+    /// Pop into `out`, waiting up to `timeout` ([`PopError::Timeout`]).
+    pub fn pop_into_timeout(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, PopError> {
+        self.pop_within(out, deadline::after(Some(timeout)))
+    }
+
+    /// Pop into `out`, waiting until `deadline` ([`PopError::Timeout`]).
+    pub fn pop_into_deadline(
+        &mut self,
+        out: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, PopError> {
+        self.pop_within(out, Some(deadline))
+    }
+
+    /// Pop the oldest message if there is one now (never waits).
+    pub fn try_pop(&mut self) -> Result<Vec<u8>, PopError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.try_pop_into(&mut buf);
+        self.owned(r, buf)
+    }
+
+    /// Pop the oldest message, waiting as long as it takes.
+    pub fn pop(&mut self) -> Result<Vec<u8>, PopError> {
+        self.pop_deadline_opt(None)
+    }
+
+    /// Pop, waiting up to `timeout` ([`PopError::Timeout`]).
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PopError> {
+        self.pop_deadline_opt(deadline::after(Some(timeout)))
+    }
+
+    /// Pop, waiting until `deadline` ([`PopError::Timeout`]).
+    pub fn pop_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, PopError> {
+        self.pop_deadline_opt(Some(deadline))
+    }
+
+    fn pop_deadline_opt(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.pop_within(&mut buf, deadline);
+        self.owned(r, buf)
+    }
+
+    /// The message as a `Vec` of its own length; an unused buffer is kept for next time.
+    fn owned(&mut self, r: Result<usize, PopError>, buf: Vec<u8>) -> Result<Vec<u8>, PopError> {
+        match r {
+            Ok(_) => Ok(buf),
+            Err(e) => {
+                self.buf = buf;
+                Err(e)
+            }
+        }
+    }
+
+    /// The blocking loop: every 20 ms it skips a cell claimed by a dead producer and checks
+    /// whether the producer side is gone (drain, then `Disconnected`).
+    fn pop_within(
+        &mut self,
+        out: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, PopError> {
+        let mut round = 0u32;
+        loop {
+            if self.h.is_closed() {
+                return Err(PopError::Disconnected);
+            }
+            // Acquire pairs with producers' tail CAS: a push after this snapshot ends the wait.
+            let tail0 = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
+            let inflight = match self.attempt(out, true) {
+                Ok(n) => return Ok(n),
+                Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
+                Err(Attempt::InFlight { pos, .. }) => Some(pos),
+                Err(_) => None,
+            };
+            if self.h.shared.side_gone(Role::Producer, false) {
+                match inflight {
+                    None => return self.drain(out),
+                    // The cell's claimer is gone with its side: skip it and retry.
+                    Some(p) => {
+                        if self.recover(p) {
+                            if deadline::passed(deadline) {
+                                return Err(PopError::Timeout);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            // Every round checks the deadline: a wait that ends at once (a gone side, a
+            // hostile stamp) must not loop past it.
+            if deadline::passed(deadline) {
+                return Err(PopError::Timeout);
+            }
+            if yield_first(&mut round) {
+                continue;
+            }
+            let sh = &*self.h.shared;
+            // Ends when a producer moves `tail`, or publishes the in-flight cell.
+            let ready = || {
+                sh.ctrl().tail.tail.load(Ordering::Acquire) != tail0
+                    || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
+                    || (inflight.is_none() && sh.side_gone(Role::Producer, false))
+            };
+            if sh
+                .ctrl()
+                .tail
+                .not_empty
+                .wait_until_within(ready, until(deadline))
+                .is_err()
+            {
+                if deadline::passed(deadline) {
+                    return Err(PopError::Timeout);
+                }
+                if let Some(p) = inflight {
+                    self.recover(p);
+                } else if sh.side_gone(Role::Producer, true) {
+                    return self.drain(out);
+                }
+            }
+        }
+    }
+
+    /// Close this consumer: free its claim slot and, if no other consumer is attached, close
+    /// the consumer side (every push then fails with [`PushError::Disconnected`]). While
+    /// another consumer is attached this only detaches.
+    pub fn close(&mut self) {
+        self.h.close()
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Producer`]: push (`SPEC.md` §7.5.2) and the recovery of cells held by dead consumers.
+
+use super::*;
+
+/// A producing handle of an MPMC bytes [`Queue`]. `Send` (every operation takes `&mut self`). Dropping it detaches
+/// it (the queue stays open); [`close`](Self::close) closes the producer side once no other
+/// producer is attached.
+pub struct Producer {
+    pub(super) h: Handle,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc_bytes::Producer")
+            .field("slot", &self.h.slot)
+            .finish()
+    }
+}
+
+impl Producer {
+    fn attempt(&mut self, msg: &[u8]) -> Result<(), Attempt> {
+        let sh = &*self.h.shared;
+        let ctrl = sh.ctrl();
+        let k = cells_for(msg.len() as u64);
+        // Relaxed: a starting guess, validated by the stamps and the CAS.
+        let mut pos = ctrl.tail.tail.load(Ordering::Relaxed);
+        'retry: loop {
+            for i in 0..k {
+                let p = pos.wrapping_add(i);
+                // Acquire pairs with the consumers' Release stores freeing the cell (after
+                // they read the previous lap): we may overwrite it.
+                let stamp = sh.stamp(p).load(Ordering::Acquire);
+                if stamp == p {
+                    continue;
+                }
+                let prev = p.wrapping_sub(sh.cells);
+                if stamp == prev || stamp == prev.wrapping_add(1) {
+                    // The previous lap's record is still there: full, or a consumer claimed
+                    // it (head is past it) and has not freed the cell. SeqCst fence, as
+                    // crossbeam: order the stamp load before the head load. Acquire pairs
+                    // with the consumers' head CAS (their claim records).
+                    fence(Ordering::SeqCst);
+                    let head = ctrl.head.head.load(Ordering::Acquire);
+                    return Err(if head.wrapping_sub(prev) as i64 > 0 {
+                        Attempt::InFlight { pos: prev, stamp }
+                    } else {
+                        Attempt::Blocked { pos: p, stamp }
+                    });
+                }
+                // Another producer claimed past `pos`, or the stamp is garbage. Acquire
+                // (pairs with the tail CAS): a tail that has not moved says the stamp we
+                // read is current.
+                let t = ctrl.tail.tail.load(Ordering::Acquire);
+                if t == pos {
+                    return Err(Attempt::Corrupt);
+                }
+                pos = t;
+                continue 'retry;
+            }
+            let end = pos.wrapping_add(k);
+            self.h.record(pos, end);
+            // AcqRel: Release makes the claim record visible to whoever sees the new tail.
+            match ctrl.tail.tail.compare_exchange_weak(
+                pos,
+                end,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    // The cells are ours. Relaxed: published by the stamp store below.
+                    sh.header(pos).store(msg.len() as u64, Ordering::Relaxed);
+                    sh.copy_in(pos, msg);
+                    // Release pairs with the consumers' Acquire stamp load: header and bytes
+                    // are visible before the stamp says the record is there.
+                    sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
+                    ctrl.tail.not_empty.notify_one();
+                    return Ok(());
+                }
+                Err(t) => {
+                    self.h.withdraw();
+                    pos = t;
+                }
+            }
+        }
+    }
+
+    /// Free cell `prev` if the consumer that claimed it is dead (its message is lost).
+    fn recover(&self, prev: u64) {
+        let sh = &*self.h.shared;
+        if sh.live_claimer(Role::Consumer, prev) {
+            return;
+        }
+        // Release the cell as its claimer would have: from `prev + 1` (first cell of a
+        // record), or `prev` (an inner cell, or a dead producer's cell it was skipping).
+        // AcqRel: the CAS decides among racing recoverers; Release pairs with producers'
+        // Acquire stamp loads.
+        for from in [prev.wrapping_add(1), prev] {
+            if sh
+                .stamp(prev)
+                .compare_exchange(
+                    from,
+                    prev.wrapping_add(sh.cells),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                sh.ctrl().head.not_full.notify_one();
+                break;
+            }
+        }
+    }
+
+    fn check(&self, msg: &[u8]) -> Result<(), PushError> {
+        let max = self.h.shared.max_message;
+        if msg.len() as u64 > max {
+            return Err(PushError::TooLarge {
+                len: msg.len() as u64,
+                max,
+            });
+        }
+        if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
+            return Err(PushError::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Push `msg` if there is room now (never waits): [`PushError::Full`] otherwise.
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        self.check(msg)?;
+        match self.attempt(msg) {
+            Ok(()) => Ok(()),
+            Err(Attempt::Corrupt) => Err(PushError::Corrupt),
+            Err(a) => {
+                if self.h.throttle.due() {
+                    if let Attempt::InFlight { pos, .. } = a {
+                        self.recover(pos);
+                    }
+                    if self.h.shared.side_gone(Role::Consumer, true) {
+                        return Err(PushError::Disconnected);
+                    }
+                }
+                Err(PushError::Full)
+            }
+        }
+    }
+
+    /// Push `msg`, waiting as long as it takes for room.
+    pub fn push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        self.push_within(msg, None)
+    }
+
+    /// Push `msg`, waiting up to `timeout` for room ([`PushError::Timeout`]).
+    pub fn push_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), PushError> {
+        self.push_within(msg, deadline::after(Some(timeout)))
+    }
+
+    /// Push `msg`, waiting until `deadline` for room ([`PushError::Timeout`]).
+    pub fn push_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), PushError> {
+        self.push_within(msg, Some(deadline))
+    }
+
+    /// The blocking loop: every 20 ms it frees a cell held by a dead consumer and checks
+    /// whether the consumer side is gone.
+    fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        self.check(msg)?;
+        let mut round = 0u32;
+        loop {
+            if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
+                return Err(PushError::Disconnected);
+            }
+            // Acquire pairs with consumers' head CAS: a pop after this snapshot ends the wait.
+            let head0 = self.h.shared.ctrl().head.head.load(Ordering::Acquire);
+            let (pos, stamp, inflight) = match self.attempt(msg) {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Corrupt) => return Err(PushError::Corrupt),
+                Err(Attempt::InFlight { pos, stamp }) => (pos, stamp, true),
+                Err(Attempt::Blocked { pos, stamp } | Attempt::Unpublished { pos, stamp }) => {
+                    (pos, stamp, false)
+                }
+            };
+            if deadline::passed(deadline) {
+                return Err(PushError::Timeout);
+            }
+            if yield_first(&mut round) {
+                continue;
+            }
+            let sh = &*self.h.shared;
+            // The wait ends when a consumer moves `head` or frees the cell we wait for.
+            // Acquire: as `head0`, and the stamp as in `attempt`.
+            let ready = || {
+                sh.ctrl().head.head.load(Ordering::Acquire) != head0
+                    || sh.stamp(pos).load(Ordering::Acquire) != stamp
+                    || sh.side_gone(Role::Consumer, false)
+            };
+            if sh
+                .ctrl()
+                .head
+                .not_full
+                .wait_until_within(ready, until(deadline))
+                .is_err()
+            {
+                if deadline::passed(deadline) {
+                    return Err(PushError::Timeout);
+                }
+                if inflight {
+                    self.recover(pos);
+                }
+                if sh.side_gone(Role::Consumer, true) {
+                    return Err(PushError::Disconnected);
+                }
+            }
+        }
+    }
+
+    /// The largest message accepted.
+    pub fn max_message(&self) -> u64 {
+        self.h.shared.max_message
+    }
+
+    /// Close this producer: free its claim slot and, if no other producer is attached, close
+    /// the producer side (consumers drain, then get [`PopError::Disconnected`]). While another
+    /// producer is attached this only detaches, as dropping does. A producer that attaches
+    /// later reopens the side.
+    pub fn close(&mut self) {
+        self.h.close()
+    }
+}
