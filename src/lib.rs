@@ -27,11 +27,13 @@
 //! - [`segment`]: names, the header, create/open/open_or_create, ownership.
 //! - [`sync`]: waiting on futex words in shared memory.
 //! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
+//! - [`frames`]: zero-copy frame channel (a publisher loans slots, subscribers read in place).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
+pub mod frames;
 pub(crate) mod loom;
 pub(crate) mod os;
 pub mod queue;

@@ -12,10 +12,10 @@
 mod cache_padded;
 mod error;
 #[cfg(not(loom))]
-mod options;
+pub(crate) mod options;
 mod region;
 mod ring;
-mod role;
+pub(crate) mod role;
 mod shm_type;
 mod stat;
 
@@ -37,8 +37,8 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 #[cfg(not(loom))]
 pub use options::QueueOptions;
+pub(crate) use shm_type::{check_name, TypeId, TypeTag};
 pub use shm_type::{ShmType, MAX_TYPE_NAME};
-pub(crate) use shm_type::{TypeId, TypeTag};
 pub use stat::{Attached, LenUnit, QueueStat};
 
 /// Element types the typed queues carry: a [`ShmType`] that can be sent to another thread.
