@@ -257,6 +257,7 @@ impl<H: ShmType> FramesOptions<H> {
     pub fn create(&self, name: &str) -> std::result::Result<Publisher<H>, AttachError> {
         let t = TypeId::of::<H>();
         crate::queue::check_name::<H>(name)?;
+        let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
         let page = map::page_size() as u64;
         let align = if self.set.huge_pages {
             HUGE_PAGE.max(page)
@@ -284,16 +285,22 @@ impl<H: ShmType> FramesOptions<H> {
                     g,
                 };
                 g.store(v.ctrl(), H::TYPE_NAME);
+                // The creator is the publisher from the moment the name appears, so a
+                // subscriber that attaches at once never sees a channel without publisher.
+                v.ctrl().publisher.claim(token).map_err(|_| {
+                    Error::corrupt(name, "the fresh channel's publisher word is not free")
+                })?;
                 Ok(())
             })?;
         let ch = Channel::new(seg, &t, &self.set, false)?;
-        Publisher::attach(Arc::new(ch))
+        Publisher::attach(Arc::new(ch), token, true)
     }
 
     /// Open the named channel and attach as its publisher (taking over from a dead one).
     pub fn publisher(&self, name: &str) -> std::result::Result<Publisher<H>, AttachError> {
         let ch = self.open(name, false)?;
-        Publisher::attach(Arc::new(ch))
+        let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
+        Publisher::attach(Arc::new(ch), token, false)
     }
 
     /// Open the named channel and attach as a subscriber: its frame data is mapped read-only

@@ -40,15 +40,20 @@ impl<H> std::fmt::Debug for Publisher<H> {
 }
 
 impl<H: ShmType> Publisher<H> {
-    pub(crate) fn attach(ch: Arc<Channel>) -> Result<Publisher<H>, AttachError> {
-        let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
+    /// Attach as `token` (this process's): claim the role, unless `create` already claimed it
+    /// for us (`created`) before publishing the name.
+    pub(crate) fn attach(
+        ch: Arc<Channel>,
+        token: u64,
+        created: bool,
+    ) -> Result<Publisher<H>, AttachError> {
         let v = ch.view;
-        v.ctrl()
-            .publisher
-            .claim(token)
-            .map_err(|holder| AttachError::PublisherBusy {
+        if !created {
+            let claimed = v.ctrl().publisher.claim(token);
+            claimed.map_err(|holder| AttachError::PublisherBusy {
                 pid: role::pid_of(holder),
             })?;
+        }
         let next_seq = match recovery::take_over(&v) {
             Ok(s) => s,
             Err(what) => {
