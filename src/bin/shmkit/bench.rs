@@ -73,6 +73,17 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', value_parser = parse_size)]
         sizes: Vec<usize>,
     },
+    /// Zero-copy frames: publish-to-receive round trips for 64 KiB..32 MiB frames beside the
+    /// same frame copied through a Unix socket and the bytes ring, and publish cost with 1 and
+    /// 8 subscribers.
+    Frames {
+        /// Fewer iterations (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// One-way throughput (msg/s, GB/s) from one process to another.
     Throughput {
         /// Fewer messages (a smoke run).
@@ -140,7 +151,7 @@ fn pin(cpu: usize) {
 
 /// The peer process, reaped by a watcher thread so that loops polling bare atomics can tell
 /// when it exited. Dropped without [`wait`](Self::wait) (the run failed), it kills the peer.
-struct Peer {
+pub(crate) struct Peer {
     pid: i32,
     exited: Arc<AtomicBool>,
     watcher: Option<JoinHandle<std::io::Result<ExitStatus>>>,
@@ -163,12 +174,12 @@ impl Peer {
         }
     }
 
-    fn exited(&self) -> bool {
+    pub(crate) fn exited(&self) -> bool {
         self.exited.load(Ordering::Acquire)
     }
 
     /// Wait for the peer to finish; an error unless it exited with status 0.
-    fn wait(mut self) -> Result<(), String> {
+    pub(crate) fn wait(mut self) -> Result<(), String> {
         let status = self
             .watcher
             .take()
@@ -197,7 +208,7 @@ impl Drop for Peer {
     }
 }
 
-fn spawn_peer(
+pub(crate) fn spawn_peer(
     scenario: &str,
     bytes: usize,
     count: u64,
@@ -229,13 +240,13 @@ fn spawn_peer(
     Ok((peer, out))
 }
 
-fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
+pub(crate) fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     (at(0.5), at(0.99), at(0.999))
 }
 
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     format!("shmkit-bench-{tag}-{}", std::process::id())
 }
 
@@ -243,7 +254,7 @@ fn unique(tag: &str) -> String {
 type RoundTrip = Result<(), String>;
 
 /// Time `iters` round trips after `warm` untimed ones.
-fn time_loop(
+pub(crate) fn time_loop(
     warm: usize,
     iters: usize,
     mut rt: impl FnMut(u64) -> RoundTrip,
@@ -263,7 +274,7 @@ fn time_loop(
 /// Spin until `poll` gives a value; every 2^16 polls, fail if the peer process exited (the
 /// floors poll bare atomics, which cannot tell a dead peer from a slow one).
 #[inline]
-fn spin_until<T>(peer: &Peer, mut poll: impl FnMut() -> Option<T>) -> Result<T, String> {
+pub(crate) fn spin_until<T>(peer: &Peer, mut poll: impl FnMut() -> Option<T>) -> Result<T, String> {
     let mut n = 0u32;
     loop {
         if let Some(v) = poll() {
@@ -365,6 +376,9 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
     pin(1);
     let total = a.count;
     let ready = || outln!("ready");
+    if a.scenario.starts_with("frames_") || a.scenario == "ring_copy" {
+        return crate::bench_frames::peer(&a.scenario, a.bytes, total, &a.name);
+    }
     match a.scenario.as_str() {
         "floor_spin" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
@@ -559,7 +573,7 @@ fn spsc_peer<const N: usize>(
 // ---------------------------------------------------------------------------------------
 // The parent side of each latency scenario.
 
-fn run_latency(
+pub(crate) fn run_latency(
     name: &'static str,
     bytes: usize,
     warm: usize,
@@ -1136,5 +1150,6 @@ pub(crate) fn run(args: Args) -> CmdResult {
             latency(quick, json, &only, &sizes)
         }
         Cmd::Throughput { quick, json } => throughput(quick, json),
+        Cmd::Frames { quick, json } => crate::bench_frames::run(quick, json),
     }
 }
