@@ -17,6 +17,8 @@
 //! load after its own fence sees the claim and backs off; if the subscriber's comes first, the
 //! publisher's loads see the pin and back off. So a pinned frame is never written.
 
+#![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
+
 use crate::loom::{fence, AtomicU64, Ordering};
 
 /// Bit 63 of a sequence word: the publisher has claimed the slot and may be writing it.

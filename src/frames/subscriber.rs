@@ -245,13 +245,16 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     /// Find and pin the frame `want` asks for, newer than the cursor; move the cursor.
+    /// Bounded: a slot overwritten between the scan and the pin is looked for again, at most
+    /// 64 times (a hostile writer flipping sequence words cannot keep us here).
     fn take(&mut self, want: Want) -> Option<Frame<H>> {
-        loop {
+        for _ in 0..64 {
             let (i, s) = self.scan(self.cursor, want)?;
             let Some(f) = self.frame(i, s) else {
                 continue; // overwritten between the scan and the pin: look again
             };
-            self.lost += s - self.cursor - 1;
+            // `s > cursor` (the scan's condition); saturating: a forged sequence may be huge.
+            self.lost = self.lost.saturating_add(s - self.cursor - 1);
             self.cursor = s;
             let r = self.inner.view().record(self.inner.rec);
             // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
@@ -261,6 +264,7 @@ impl<H: ShmType> Subscriber<H> {
             r.lost.store(self.lost, Ordering::Relaxed);
             return Some(f);
         }
+        None
     }
 
     /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer

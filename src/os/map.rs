@@ -42,6 +42,7 @@ impl Mapping {
 }
 
 /// The system's page size in bytes.
+#[cfg_attr(loom, allow(dead_code))] // frames only
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf reads a constant of the running system; no memory is passed.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -55,6 +56,7 @@ pub(crate) fn page_size() -> usize {
 ///
 /// `ptr` is page-aligned and `[ptr, ptr + len)` lies inside a mapping this process owns, which
 /// nobody in this process writes from now on.
+#[cfg_attr(loom, allow(dead_code))] // frames only
 pub(crate) unsafe fn protect_read_only(ptr: *mut u8, len: usize) -> io::Result<()> {
     // SAFETY: the caller's contract: our own mapping, page-aligned, no writer left.
     unsafe { rustix::mm::mprotect(ptr.cast(), len, rustix::mm::MprotectFlags::READ) }
@@ -68,6 +70,7 @@ pub(crate) unsafe fn protect_read_only(ptr: *mut u8, len: usize) -> io::Result<(
 /// # Safety
 ///
 /// `[ptr, ptr + len)` lies inside a mapping this process owns (advice changes no contents).
+#[cfg_attr(loom, allow(dead_code))] // frames only
 pub(crate) unsafe fn advise_huge_pages(ptr: *mut u8, len: usize) -> String {
     let policy = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
         .map(|s| {
@@ -101,6 +104,7 @@ pub(crate) unsafe fn advise_huge_pages(ptr: *mut u8, len: usize) -> String {
 /// # Safety
 ///
 /// `[ptr, ptr + len)` lies inside a live mapping this process owns (readable).
+#[cfg_attr(loom, allow(dead_code))] // frames only
 pub(crate) unsafe fn populate(ptr: *mut u8, len: usize, writable: bool) -> Option<String> {
     let advice = if writable {
         rustix::mm::Advice::LinuxPopulateWrite

@@ -37,8 +37,10 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 #[cfg(not(loom))]
 pub use options::QueueOptions;
-pub(crate) use shm_type::{check_name, TypeId, TypeTag};
+#[cfg(not(loom))]
+pub(crate) use shm_type::check_name;
 pub use shm_type::{ShmType, MAX_TYPE_NAME};
+pub(crate) use shm_type::{TypeId, TypeTag};
 pub use stat::{Attached, LenUnit, QueueStat};
 
 /// Element types the typed queues carry: a [`ShmType`] that can be sent to another thread.
