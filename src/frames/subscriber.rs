@@ -1,8 +1,8 @@
 //! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
@@ -15,13 +15,15 @@ use crate::queue::role::{self, Throttle, WAIT_SLICE};
 use crate::queue::ShmType;
 
 /// What a subscriber shares with the frames it hands out: the mapping, its record, and its
-/// process-local pin counts (a slot's pin bit is set while the count is non-zero, so two
-/// guards of one frame need one bit).
+/// process-local pin counts (a slot's pin bit is set while its count is non-zero, so two
+/// guards of one frame need one bit). The counts sit under a mutex: frames are `Send`, so a
+/// guard may drop on one thread while the subscriber pins the same slot on another, and the
+/// count and the bit must change together.
 struct Inner {
     ch: Arc<Channel>,
     rec: u64,
     token: u64,
-    counts: Vec<AtomicU32>,
+    counts: Mutex<Vec<u32>>,
 }
 
 impl Inner {
@@ -29,22 +31,28 @@ impl Inner {
         &self.ch.view
     }
 
+    fn counts(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        // A panic while holding it leaves the counts consistent (each update is one store).
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Pin slot `i` holding frame `seq`; false if it no longer holds it.
     fn pin(&self, i: u64, seq: u64) -> bool {
-        let c = &self.counts[i as usize];
-        // Relaxed: process-local count; a held slot cannot change its frame (we pin it), so a
-        // second guard needs only the same check the first one made.
-        if c.load(Ordering::Relaxed) > 0 {
-            // Acquire: as in `pin::pin`.
-            if self.view().meta(i).seq.load(Ordering::Acquire) != seq {
+        let mut counts = self.counts();
+        let c = &mut counts[i as usize];
+        let seq_word = &self.view().meta(i).seq;
+        if *c > 0 {
+            // We pin the slot already, so its frame cannot change: the same check as the
+            // first pin's re-check. Acquire: as in `pin::pin`.
+            if seq_word.load(Ordering::Acquire) != seq {
                 return false;
             }
-            c.fetch_add(1, Ordering::Relaxed);
+            *c += 1;
             return true;
         }
         let (word, bit) = self.view().pin_of(self.rec, i);
-        if pin::pin(word, bit, &self.view().meta(i).seq, seq) {
-            c.store(1, Ordering::Relaxed);
+        if pin::pin(word, bit, seq_word, seq) {
+            *c = 1;
             true
         } else {
             false
@@ -52,10 +60,13 @@ impl Inner {
     }
 
     fn unpin(&self, i: u64) {
-        // Relaxed: process-local; see `pin`. The last guard clears the bit.
-        if self.counts[i as usize].fetch_sub(1, Ordering::Relaxed) == 1 {
+        let mut counts = self.counts();
+        let c = &mut counts[i as usize];
+        *c = c.saturating_sub(1);
+        if *c == 0 {
             let (word, bit) = self.view().pin_of(self.rec, i);
             pin::unpin(word, bit);
+            drop(counts);
             self.view().ctrl().released.notify_one();
         }
     }
@@ -135,7 +146,7 @@ impl<H: ShmType> Subscriber<H> {
         r.cursor.store(cursor, Ordering::Relaxed);
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
-        let counts = (0..v.g.slots).map(|_| AtomicU32::new(0)).collect();
+        let counts = Mutex::new(vec![0; v.g.slots as usize]);
         Ok(Subscriber {
             inner: Arc::new(Inner {
                 ch,
