@@ -403,3 +403,25 @@ fn frames_of_256_mib_are_accepted() {
     let f = s.try_recv().unwrap();
     assert_eq!(f.bytes()[(256 << 20) - 1], 7);
 }
+
+#[test]
+fn sixteen_subscribers_then_no_free_record() {
+    let name = unique_name("frames16");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts().slots(4).max_bytes(256).create(&name).unwrap();
+    let mut subs: Vec<_> = (0..16).map(|_| opts().subscriber(&name).unwrap()).collect();
+    match opts().subscriber(&name) {
+        Err(shmkit::frames::AttachError::NoFreeSubscriberSlot { slots: 16 }) => {}
+        other => panic!("a 17th subscriber: {other:?}"),
+    }
+    let seq = publish(&mut p, 256);
+    // Every subscriber holds the frame at once; the publisher still has 3 free slots.
+    let held: Vec<_> = subs.iter_mut().map(|s| s.try_recv().unwrap()).collect();
+    assert!(held.iter().all(|f| f.seq() == seq));
+    held.iter().for_each(check);
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert_eq!(st.slot_states[held[0].slot() as usize].held_by.len(), 16);
+    drop(held);
+    drop(subs.pop());
+    opts().subscriber(&name).unwrap(); // a record is free again
+}
