@@ -28,6 +28,7 @@
 //! - [`sync`]: waiting on futex words in shared memory.
 //! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
 //! - [`cell`]: named typed cells, `Value<T>` and `Array<T>` (locked, atomic or seqlocked).
+//! - [`frames`]: zero-copy frame channel (a publisher loans slots, subscribers read in place).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -39,6 +40,7 @@ pub mod cell;
 #[path = "cell/seqlock.rs"]
 mod cell_seqlock;
 pub mod error;
+pub mod frames;
 pub(crate) mod loom;
 pub(crate) mod os;
 pub mod queue;

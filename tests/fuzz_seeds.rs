@@ -354,6 +354,85 @@ fn mpmc_bytes(out: &mut Out, names: &mut Cleanup) {
     );
 }
 
+/// `frames_attach` input: geometry byte (as the target decodes it), the operations, then the
+/// payload up to its last non-zero byte (the frame data is mostly zeros).
+fn frames_input(geo: u8, ops: &[u8], payload: &[u8]) -> Vec<u8> {
+    assert!(ops.len() < 32);
+    let end = payload.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let mut v = vec![geo, 0, ops.len() as u8];
+    v.extend_from_slice(ops);
+    v.extend_from_slice(&payload[..end]);
+    v
+}
+
+/// Every operation code of `frames_attach` once, and a few variants.
+const FRAMES_OPS: [u8; 12] = [0, 2, 0, 3, 4, 5, 1, 2, 6, 7, 0x10, 0x0d];
+
+/// [`dump`] of a frame channel whose user header is 16 bytes (slot metadata entries of 64
+/// bytes from payload offset 256), with the publish timestamps cleared so that the seeds do
+/// not change from one generation to the next.
+fn frames_dump(name: &str, slots: usize) -> Vec<u8> {
+    let mut b = dump(name);
+    for i in 0..slots {
+        let at = HEADER + 256 + 64 * i + 16; // mono_ns, real_ns
+        b[at..at + 16].fill(0);
+    }
+    b
+}
+
+fn frames(out: &mut Out, names: &mut Cleanup) {
+    use shmkit::frames::{FramesOptions, Policy};
+    // geo 0x05: 2 slots, 2 subscribers, 64-byte frames, reuse-oldest. Three frames published,
+    // one held by an attached subscriber.
+    let n = common::unique_name("seed-frames");
+    names.add(&n);
+    let mut p = FramesOptions::<[u64; 2]>::new()
+        .slots(2)
+        .subscribers(2)
+        .max_bytes(64)
+        .create(&n)
+        .unwrap();
+    let mut s = FramesOptions::<[u64; 2]>::new().subscriber(&n).unwrap();
+    for i in 0..3u64 {
+        let mut l = p.try_loan().unwrap();
+        l.as_mut_slice()[..8].copy_from_slice(&i.to_le_bytes());
+        l.publish(8, &[i, 8]);
+    }
+    let held = s.try_latest().unwrap();
+    let file = frames_dump(&n, 2);
+    out.dict
+        .insert("fingerprint_frames".into(), file[16..24].to_vec());
+    out.seed(
+        "frames_attach",
+        "reuse-held",
+        frames_input(0x05, &FRAMES_OPS, &file[HEADER..]),
+    );
+    drop(held);
+    drop(s);
+    // geo 0x83: 4 slots, 1 subscriber, 64-byte frames, block; a publisher mid-write (a slot
+    // CLAIMED) after two published frames.
+    let n = common::unique_name("seed-frames");
+    names.add(&n);
+    let mut p = FramesOptions::<[u64; 2]>::new()
+        .slots(4)
+        .subscribers(1)
+        .max_bytes(64)
+        .policy(Policy::Block)
+        .create(&n)
+        .unwrap();
+    for i in 0..2u64 {
+        p.try_loan().unwrap().publish(4, &[i, 4]);
+    }
+    let mut l = p.try_loan().unwrap();
+    l.as_mut_slice()[..32].fill(0xee);
+    out.seed(
+        "frames_attach",
+        "block-mid-write",
+        frames_input(0x83, &FRAMES_OPS, &frames_dump(&n, 4)[HEADER..]),
+    );
+    drop(l);
+}
+
 fn sync(out: &mut Out, names: &mut Cleanup) {
     let name = |names: &mut Cleanup, tag: &str| {
         let n = common::unique_name(tag);
@@ -591,6 +670,7 @@ fn generate_fuzz_seeds_and_dictionary() {
     mpmc_bytes(&mut out, &mut names);
     sync(&mut out, &mut names);
     cells(&mut out, &mut names);
+    frames(&mut out, &mut names);
     out.write();
 
     let total: usize = out.seeds.values().flatten().map(|(_, b)| b.len()).sum();

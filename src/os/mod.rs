@@ -13,6 +13,7 @@
 //!   time, as `Relaxed` atomic words (no system call; it lives beside the mapping it serves).
 
 pub(crate) mod atomic_copy;
+pub(crate) mod clock;
 pub(crate) mod deadline;
 pub(crate) mod futex;
 pub(crate) mod liveness;

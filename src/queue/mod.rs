@@ -14,10 +14,10 @@
 mod cache_padded;
 mod error;
 #[cfg(not(loom))]
-mod options;
+pub(crate) mod options;
 mod region;
 mod ring;
-mod role;
+pub(crate) mod role;
 pub(crate) mod shm_type;
 mod stat;
 
@@ -40,6 +40,8 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 #[cfg(not(loom))]
 pub use options::QueueOptions;
+#[cfg(not(loom))]
+pub(crate) use shm_type::check_name;
 pub use shm_type::{ShmType, MAX_TYPE_NAME};
 pub(crate) use shm_type::{TypeId, TypeTag};
 pub use stat::{Attached, LenUnit, QueueStat};

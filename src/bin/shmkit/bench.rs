@@ -83,6 +83,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Zero-copy frames: publish-to-receive round trips for 64 KiB..32 MiB frames beside the
+    /// same frame copied through a Unix socket and the bytes ring, and publish cost with 1 and
+    /// 8 subscribers.
+    Frames {
+        /// Fewer iterations (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// One-way throughput (msg/s, GB/s) from one process to another.
     Throughput {
         /// Fewer messages (a smoke run).
@@ -173,7 +184,7 @@ impl Peer {
         }
     }
 
-    fn exited(&self) -> bool {
+    pub(crate) fn exited(&self) -> bool {
         self.exited.load(Ordering::Acquire)
     }
 
@@ -239,7 +250,7 @@ pub(crate) fn spawn_peer(
     Ok((peer, out))
 }
 
-fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
+pub(crate) fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     (at(0.5), at(0.99), at(0.999))
@@ -253,7 +264,7 @@ pub(crate) fn unique(tag: &str) -> String {
 type RoundTrip = Result<(), String>;
 
 /// Time `iters` round trips after `warm` untimed ones.
-fn time_loop(
+pub(crate) fn time_loop(
     warm: usize,
     iters: usize,
     mut rt: impl FnMut(u64) -> RoundTrip,
@@ -273,7 +284,7 @@ fn time_loop(
 /// Spin until `poll` gives a value; every 2^16 polls, fail if the peer process exited (the
 /// floors poll bare atomics, which cannot tell a dead peer from a slow one).
 #[inline]
-fn spin_until<T>(peer: &Peer, mut poll: impl FnMut() -> Option<T>) -> Result<T, String> {
+pub(crate) fn spin_until<T>(peer: &Peer, mut poll: impl FnMut() -> Option<T>) -> Result<T, String> {
     let mut n = 0u32;
     loop {
         if let Some(v) = poll() {
@@ -375,6 +386,9 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
     pin(1);
     let total = a.count;
     let ready = || outln!("ready");
+    if a.scenario.starts_with("frames_") || a.scenario == "ring_copy" {
+        return crate::bench_frames::peer(&a.scenario, a.bytes, total, &a.name);
+    }
     match a.scenario.as_str() {
         "cell_seqlock_writer" => return crate::bench_cells::peer_writer(&a.name),
         "floor_spin" => {
@@ -573,7 +587,7 @@ fn spsc_peer<const N: usize>(
 // ---------------------------------------------------------------------------------------
 // The parent side of each latency scenario.
 
-fn run_latency(
+pub(crate) fn run_latency(
     name: &'static str,
     bytes: usize,
     warm: usize,
@@ -1156,5 +1170,6 @@ pub(crate) fn run(args: Args) -> CmdResult {
         }
         Cmd::Throughput { quick, json } => throughput(quick, json),
         Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
+        Cmd::Frames { quick, json } => crate::bench_frames::run(quick, json),
     }
 }

@@ -85,6 +85,7 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
             let st = shmkit::queue::stat(&p.name).map_err(|e| e.to_string())?;
             Ok(Some(serde_json::to_value(st).map_err(|e| e.to_string())?))
         }
+        Kind::FRAMES => crate::frames::state(&p.name).map(Some),
         Kind::LOCK
         | Kind::RLOCK
         | Kind::SEMAPHORE

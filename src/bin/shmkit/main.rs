@@ -9,10 +9,12 @@
 
 mod bench;
 mod bench_cells;
+mod bench_frames;
 mod bench_mpmc_bytes;
 mod bytes;
 mod cell;
 mod dump;
+mod frames;
 mod gc;
 mod info;
 mod ls;
@@ -83,6 +85,8 @@ enum Cmd {
     Value(cell::ValueArgs),
     /// Create, read and write a named typed array (`shmkit::cell::Array`).
     Array(cell::ArrayArgs),
+    /// Create, inspect (`stat`) and save from zero-copy frame channels.
+    Frames(frames::Args),
     /// Two-process latency and throughput benchmarks, with floors measured in the same run.
     Bench(bench::Args),
     /// The peer process of `shmkit bench` (internal).
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Cmd::Queue(a) => queue::run(a),
         Cmd::Value(a) => cell::value(a),
         Cmd::Array(a) => cell::array(a),
+        Cmd::Frames(a) => frames::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchPeer(a) => bench::peer(a),
         Cmd::Create(a) => bytes::create(a),

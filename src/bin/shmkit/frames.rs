@@ -1,0 +1,196 @@
+//! `shmkit frames`: create, inspect and save from frame channels (`SPEC.md`, frames section).
+//! `stat` and `save` map the channel read-only and change nothing; `info` shows what `stat`
+//! shows ([`state`]).
+
+use std::io::Write;
+
+use crate::{create_error, outln, print_json, segment_name, CmdResult, Stop};
+use shmkit::frames::{self, FramesOptions, FramesStat, Policy};
+use shmkit::segment::Lifetime;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Create a frame channel (no user header; no publisher stays attached).
+    Create {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// Slots (1..=1024).
+        #[arg(long)]
+        slots: u64,
+        /// Largest frame in bytes.
+        #[arg(long)]
+        max_bytes: u64,
+        /// Subscribers admitted at once (1..=256).
+        #[arg(long, default_value_t = 16)]
+        subscribers: u64,
+        /// What a publisher does when every slot is held: `reuse-oldest` or `block`.
+        #[arg(long, default_value = "reuse-oldest", value_parser = policy)]
+        policy: Policy,
+        /// Permission bits, octal.
+        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        mode: u32,
+        /// `persistent` or `owned` (as `shmkit queue create`).
+        #[arg(long, default_value = "persistent", value_parser = lifetime)]
+        lifetime: Lifetime,
+    },
+    /// Slots (held by whom), subscribers (pids, liveness), publish rate, last sequence.
+    Stat {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the newest frame's bytes to FILE and print its metadata.
+    Save {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// Output file.
+        file: std::path::PathBuf,
+    },
+}
+
+fn policy(s: &str) -> Result<Policy, String> {
+    match s {
+        "reuse-oldest" => Ok(Policy::ReuseOldest),
+        "block" => Ok(Policy::Block),
+        _ => Err(format!("{s:?} is neither reuse-oldest nor block")),
+    }
+}
+
+fn lifetime(s: &str) -> Result<Lifetime, String> {
+    match s {
+        "persistent" => Ok(Lifetime::Persistent),
+        "owned" => Ok(Lifetime::Owned),
+        _ => Err(format!("{s:?} is neither persistent nor owned")),
+    }
+}
+
+/// The channel's state for `shmkit info` (kind `frames`).
+pub(crate) fn state(name: &str) -> Result<serde_json::Value, String> {
+    let st = frames::stat(name).map_err(|e| format!("frames stat {name}: {e}"))?;
+    serde_json::to_value(st).map_err(|e| e.to_string())
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    match args.cmd {
+        Cmd::Create {
+            name,
+            slots,
+            max_bytes,
+            subscribers,
+            policy,
+            mode,
+            lifetime,
+        } => {
+            let p = FramesOptions::<[u8; 0]>::new()
+                .slots(slots)
+                .max_bytes(max_bytes)
+                .subscribers(subscribers)
+                .policy(policy)
+                .mode(mode)
+                .lifetime(lifetime)
+                .create(&name)
+                .map_err(|e| match e {
+                    frames::AttachError::Segment(e) => create_error(e),
+                    e => Stop::Failed(e.to_string()),
+                })
+                .map_err(|s| match s {
+                    Stop::Failed(m) => Stop::Failed(format!("frames create {name}: {m}")),
+                    s => s,
+                })?;
+            drop(p);
+            outln!("created frame channel {name}: {slots} slots of {max_bytes} bytes")
+        }
+        Cmd::Stat { name, json } => {
+            let st = frames::stat(&name).map_err(|e| format!("frames stat {name}: {e}"))?;
+            if json {
+                return print_json(&st);
+            }
+            print_stat(&name, &st)
+        }
+        Cmd::Save { name, file } => {
+            let c = frames::copy_latest(&name)
+                .map_err(|e| format!("frames save {name}: {e}"))?
+                .ok_or_else(|| format!("frames save {name}: no frame has been published"))?;
+            std::fs::File::create(&file)
+                .and_then(|mut f| f.write_all(&c.data))
+                .map_err(|e| format!("frames save {name} to {}: {e}", file.display()))?;
+            let hex: String = c.header.iter().map(|b| format!("{b:02x}")).collect();
+            outln!(
+                "saved frame {} ({} bytes) to {}; published at monotonic {} ns, realtime {} ns; \
+                 header {}",
+                c.seq,
+                c.data.len(),
+                file.display(),
+                c.mono_ns,
+                c.real_ns,
+                if hex.is_empty() { "(none)" } else { &hex }
+            )
+        }
+    }
+}
+
+fn print_stat(name: &str, st: &FramesStat) -> CmdResult {
+    outln!("name:         {name}")?;
+    outln!(
+        "slots:        {} of {} bytes, policy {}",
+        st.slots,
+        st.max_bytes,
+        st.policy
+    )?;
+    outln!(
+        "header type:  {} ({} bytes)",
+        st.header_type,
+        st.header_size
+    )?;
+    match &st.publisher {
+        Some(p) => outln!("publisher:    pid {} ({:?})", p.pid, p.liveness)?,
+        None => outln!("publisher:    none")?,
+    }
+    outln!("last seq:     {}", st.last_seq)?;
+    match st.publish_rate_hz {
+        Some(r) => outln!("publish rate: {r:.1} frames/s")?,
+        None => outln!("publish rate: unknown (fewer than two frames in the slots)")?,
+    }
+    for s in &st.slot_states {
+        let held = if s.held_by.is_empty() {
+            String::new()
+        } else {
+            format!(", held by pid {:?}", s.held_by)
+        };
+        outln!(
+            "slot {:<4}     {} seq {} len {}{held}",
+            s.slot,
+            s.state,
+            s.seq,
+            s.len
+        )?;
+    }
+    outln!(
+        "subscribers:  {} of {}",
+        st.subscribers.len(),
+        st.max_subscribers
+    )?;
+    for s in &st.subscribers {
+        outln!(
+            "  pid {} ({:?}): last seq {}, received {}, lost {}, holding {:?}",
+            s.process.pid,
+            s.process.liveness,
+            s.last_seq,
+            s.received,
+            s.lost,
+            s.holding
+        )?;
+    }
+    Ok(())
+}

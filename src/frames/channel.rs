@@ -1,0 +1,332 @@
+//! [`FramesOptions`]: creating and opening a frame channel, and the mapping each handle owns.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::AttachError;
+use super::layout::{Geometry, Policy, View};
+use super::publisher::Publisher;
+use super::subscriber::Subscriber;
+use crate::error::{Error, Result};
+use crate::os::map;
+use crate::queue::{ShmType, TypeId};
+use crate::segment::{fingerprint, Kind, Lifetime, Segment, SegmentOptions, HEADER_SIZE};
+
+/// The layout fingerprint of a channel whose user header is `t`.
+pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
+    fingerprint(format!("shmkit frames v1; user header {t}").as_bytes())
+}
+
+/// Huge-page alignment of the data area when [`FramesOptions::huge_pages`] is asked for.
+const HUGE_PAGE: u64 = 2 << 20;
+
+/// A mapped channel: the segment, its checked geometry, and notes about memory advice.
+pub(crate) struct Channel {
+    pub seg: Segment,
+    pub view: View,
+    pub notes: Vec<String>,
+}
+
+impl Channel {
+    pub(crate) fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Map `seg` (a validated frames segment) and check its geometry; `read_only_data` maps the
+    /// frame data `PROT_READ` (subscribers).
+    fn new(seg: Segment, want: &TypeId, opts: &Settings, read_only_data: bool) -> Result<Channel> {
+        let name = seg.name().to_owned();
+        let page = map::page_size() as u64;
+        let base = seg.as_mut_ptr();
+        if (seg.len() as u64) < super::layout::CONTROL_SIZE {
+            return Err(Error::corrupt(
+                &name,
+                "the payload is smaller than the control block",
+            ));
+        }
+        // SAFETY: the payload (64-aligned) holds the control block (checked above) and lives
+        // as long as `seg`, which outlives this use.
+        let ctrl = unsafe { super::layout::control(base) };
+        let g = Geometry::load(&name, ctrl, seg.len() as u64, page)?;
+        if g.header_size != want.size || g.header_align < want.align.min(8) {
+            return Err(Error::corrupt(
+                &name,
+                format!(
+                    "the user header is {} bytes (align {}) but its type {want} says otherwise",
+                    g.header_size, g.header_align
+                ),
+            ));
+        }
+        let view = View { base, g };
+        let mut notes = Vec::new();
+        let data = view.data(0);
+        let data_len = (g.slots * g.stride) as usize;
+        if opts.huge_pages {
+            // SAFETY: the data area lies inside our mapping.
+            notes.push(unsafe { map::advise_huge_pages(data, data_len) });
+        }
+        if read_only_data {
+            // SAFETY: `data` is page-aligned (checked geometry: HEADER + data_offset is a
+            // multiple of the page size, the mapping starts on a page), the range is inside
+            // our mapping, and a subscriber never writes frame data.
+            unsafe { map::protect_read_only(data, data_len) }
+                .map_err(|e| Error::from_io(&name, "mprotect the frame data read-only", e))?;
+        }
+        if opts.populate {
+            // SAFETY: the data area lies inside our live mapping.
+            if let Some(n) = unsafe { map::populate(data, data_len, !read_only_data) } {
+                notes.push(n);
+            }
+        }
+        Ok(Channel { seg, view, notes })
+    }
+}
+
+/// The channel settings beside the segment's.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    slots: u64,
+    max_bytes: u64,
+    subscribers: u64,
+    policy: Policy,
+    populate: bool,
+    huge_pages: bool,
+    history: u64,
+}
+
+/// Builder for creating a frame channel (and attaching as its publisher), or attaching to one
+/// as publisher or subscriber. `H` is the fixed user header every frame carries (width,
+/// height, pixel format, …): a [`ShmType`] of at most 1024 bytes, recorded in the channel so
+/// that attaching with another type fails with [`Error::TypeMismatch`] naming both.
+///
+/// Defaults: 4 slots of 1 MiB, 16 subscribers, [`Policy::ReuseOldest`], no history, no
+/// populate, no huge pages; segment defaults as [`SegmentOptions`] (mode 0600, memory reserved
+/// at creation, no unlink on drop, persistent).
+///
+/// ```
+/// use shmkit::frames::{FramesOptions, Policy};
+/// # let name = format!("doc-frames-opts-{}", std::process::id());
+/// let mut publisher = FramesOptions::<[u32; 4]>::new()
+///     .slots(3)
+///     .max_bytes(64 << 10)
+///     .policy(Policy::Block)
+///     .unlink_on_drop(true)
+///     .create(&name)?;
+/// let mut sub = FramesOptions::<[u32; 4]>::new().subscriber(&name)?;
+/// let mut loan = publisher.try_loan()?;
+/// loan.as_mut_slice()[..5].copy_from_slice(b"hello");
+/// let seq = loan.publish(5, &[640, 480, 640 * 3, 1]);
+/// let frame = sub.try_recv()?;
+/// assert_eq!((frame.seq(), frame.bytes(), frame.header()[0]), (seq, &b"hello"[..], 640));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FramesOptions<H = [u8; 0]> {
+    seg: SegmentOptions,
+    set: Settings,
+    _h: PhantomData<fn() -> H>,
+}
+
+impl<H> Clone for FramesOptions<H> {
+    fn clone(&self) -> Self {
+        FramesOptions {
+            seg: self.seg.clone(),
+            set: self.set,
+            _h: PhantomData,
+        }
+    }
+}
+
+impl<H> std::fmt::Debug for FramesOptions<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FramesOptions")
+            .field("segment", &self.seg)
+            .field("settings", &self.set)
+            .finish()
+    }
+}
+
+impl<H: ShmType> Default for FramesOptions<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: ShmType> FramesOptions<H> {
+    /// The defaults (see the type's docs).
+    pub fn new() -> Self {
+        FramesOptions {
+            seg: Segment::options(),
+            set: Settings {
+                slots: 4,
+                max_bytes: 1 << 20,
+                subscribers: 16,
+                policy: Policy::ReuseOldest,
+                populate: false,
+                huge_pages: false,
+                history: 0,
+            },
+            _h: PhantomData,
+        }
+    }
+
+    /// Slots in a created channel (1..=1024; default 4). With `K` slots a subscriber can hold
+    /// up to `K - 1` frames while the publisher keeps publishing.
+    pub fn slots(mut self, k: u64) -> Self {
+        self.set.slots = k;
+        self
+    }
+
+    /// Largest frame of a created channel, in bytes (default 1 MiB; up to 1 TiB). Each slot
+    /// takes this, rounded up to a page (or 2 MiB with huge pages).
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.set.max_bytes = n;
+        self
+    }
+
+    /// Subscribers a created channel admits at once (1..=256; default 16).
+    pub fn subscribers(mut self, n: u64) -> Self {
+        self.set.subscribers = n;
+        self
+    }
+
+    /// What `loan` does when every slot is held (default [`Policy::ReuseOldest`]).
+    pub fn policy(mut self, p: Policy) -> Self {
+        self.set.policy = p;
+        self
+    }
+
+    /// Pre-fault this handle's page tables for the frame data when attaching
+    /// (`MADV_POPULATE_WRITE` / `_READ`, the `MAP_POPULATE` of an existing mapping; default
+    /// no), so that the first frames take no page faults. Kernels before 5.14 fall back to
+    /// touching every page, noted in [`Publisher::notes`] / [`Subscriber::notes`].
+    pub fn populate(mut self, yes: bool) -> Self {
+        self.set.populate = yes;
+        self
+    }
+
+    /// Ask for transparent huge pages for the frame data (default no): a created channel
+    /// aligns its slots to 2 MiB and every attaching handle advises `MADV_HUGEPAGE`. Whether
+    /// the kernel obliges depends on `/sys/kernel/mm/transparent_hugepage/shmem_enabled`; when
+    /// it cannot, the handle works with normal pages and its `notes()` say so.
+    pub fn huge_pages(mut self, yes: bool) -> Self {
+        self.set.huge_pages = yes;
+        self
+    }
+
+    /// For a subscriber: also receive up to `h` frames published before it attached, those
+    /// still in their slots (default 0: only frames published after attaching).
+    pub fn history(mut self, h: u64) -> Self {
+        self.set.history = h;
+        self
+    }
+
+    /// Permission bits for a created channel (default 0600; [`SegmentOptions::mode`]).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.seg = self.seg.mode(mode);
+        self
+    }
+
+    /// Unlink the name when the returned handle drops (default no).
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.seg = self.seg.unlink_on_drop(yes);
+        self
+    }
+
+    /// Who may remove a created channel ([`SegmentOptions::lifetime`]).
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.seg = self.seg.lifetime(lifetime);
+        self
+    }
+
+    /// Create without reserving memory ([`SegmentOptions::sparse`]: a later access that finds
+    /// `/dev/shm` full gets `SIGBUS`). Default no: creation reserves every slot's memory.
+    pub fn sparse(mut self, yes: bool) -> Self {
+        self.seg = self.seg.sparse(yes);
+        self
+    }
+
+    /// [`SegmentOptions::open_timeout`].
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.seg = self.seg.open_timeout(timeout);
+        self
+    }
+
+    /// Create the named channel and attach as its publisher. Fails with
+    /// [`Error::AlreadyExists`] (in [`AttachError::Segment`]) if the name is taken.
+    pub fn create(&self, name: &str) -> std::result::Result<Publisher<H>, AttachError> {
+        let t = TypeId::of::<H>();
+        crate::queue::check_name::<H>(name)?;
+        let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
+        let page = map::page_size() as u64;
+        let align = if self.set.huge_pages {
+            HUGE_PAGE.max(page)
+        } else {
+            page
+        };
+        let s = self.set;
+        let g = Geometry::new(
+            name,
+            s.slots,
+            s.max_bytes,
+            s.subscribers,
+            s.policy,
+            (t.size, t.align),
+            align,
+        )?;
+        let seg = self
+            .seg
+            .clone()
+            .kind(Kind::FRAMES, fingerprint_of(&t))
+            .create_with(name, g.payload_len(), |seg| {
+                debug_assert!(seg.len() as u64 >= g.payload_len());
+                let v = View {
+                    base: seg.as_mut_ptr(),
+                    g,
+                };
+                g.store(v.ctrl(), H::TYPE_NAME);
+                // The creator is the publisher from the moment the name appears, so a
+                // subscriber that attaches at once never sees a channel without publisher.
+                v.ctrl().publisher.claim(token).map_err(|_| {
+                    Error::corrupt(name, "the fresh channel's publisher word is not free")
+                })?;
+                Ok(())
+            })?;
+        let ch = Channel::new(seg, &t, &self.set, false)?;
+        Publisher::attach(Arc::new(ch), token, true)
+    }
+
+    /// Open the named channel and attach as its publisher (taking over from a dead one).
+    pub fn publisher(&self, name: &str) -> std::result::Result<Publisher<H>, AttachError> {
+        let ch = self.open(name, false)?;
+        let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
+        Publisher::attach(Arc::new(ch), token, false)
+    }
+
+    /// Open the named channel and attach as a subscriber: its frame data is mapped read-only
+    /// (a write faults), and it receives frames published from now on (see
+    /// [`history`](Self::history)).
+    pub fn subscriber(&self, name: &str) -> std::result::Result<Subscriber<H>, AttachError> {
+        let ch = self.open(name, true)?;
+        Subscriber::attach(Arc::new(ch), self.set.history)
+    }
+
+    fn open(&self, name: &str, read_only_data: bool) -> Result<Channel> {
+        crate::queue::check_name::<H>(name)?;
+        let want = TypeId::of::<H>();
+        let opened = self
+            .seg
+            .clone()
+            .kind(Kind::FRAMES, fingerprint_of(&want))
+            .open(name);
+        let stored = |found| super::stat::stored_type(name, found);
+        let seg = crate::queue::options::typed(name, &want, opened, stored, fingerprint_of)?;
+        Channel::new(seg, &want, &self.set, read_only_data)
+    }
+}
+
+/// The object offset of payload offset `p` (what `shmkit info --json` reports for tools that
+/// map the file themselves).
+pub(crate) fn object_offset(p: u64) -> u64 {
+    HEADER_SIZE as u64 + p
+}

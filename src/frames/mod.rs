@@ -1,0 +1,79 @@
+//! Zero-copy frames: a publisher (a camera process) loans a slot, writes a frame in place and
+//! publishes it; many subscribers, each at its own pace, read it in place.
+//!
+//! - [`FramesOptions`]: create a channel (K page-aligned slots of a fixed maximum frame size,
+//!   memory reserved at creation) and attach as [`Publisher`] or [`Subscriber`].
+//! - [`Publisher::loan`] → [`Loan::as_mut_slice`] → [`Loan::publish`]: a slot no subscriber
+//!   holds; when every slot is held, the channel's [`Policy`] applies.
+//! - [`Subscriber::recv`] (next in order), [`Subscriber::latest`] (skip to the newest),
+//!   [`FramesOptions::history`] for late joiners, [`Subscriber::lost`]: each returns a
+//!   [`Frame`] guard that pins its slot until dropped. Subscribers map the frame data
+//!   `PROT_READ`.
+//! - Crashes: a killed subscriber's pins are reclaimed when the publisher next needs a slot; a
+//!   killed publisher leaves its published frames readable, subscribers get
+//!   [`RecvError::Disconnected`], and a new publisher takes over.
+//! - [`stat`] and [`copy_latest`]: read-only inspection (`shmkit frames stat|save`).
+//!
+//! `SPEC.md` (frames section) describes every byte, the protocol with its orderings, and every
+//! death case.
+//!
+//! ```
+//! use shmkit::frames::FramesOptions;
+//! # let name = format!("doc-frames-{}", std::process::id());
+//! let mut camera = FramesOptions::<[u32; 2]>::new()
+//!     .slots(4)
+//!     .max_bytes(640 * 480 * 3)
+//!     .unlink_on_drop(true)
+//!     .create(&name)?;
+//! let mut viewer = FramesOptions::<[u32; 2]>::new().subscriber(&name)?;
+//!
+//! let mut loan = camera.loan()?;
+//! loan.as_mut_slice().fill(0x80);
+//! loan.publish(640 * 480 * 3, &[640, 480]);
+//!
+//! let frame = viewer.recv()?;
+//! assert_eq!(frame.header(), &[640, 480]);
+//! assert!(frame.bytes().iter().all(|&b| b == 0x80));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#[cfg(not(loom))]
+mod channel;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod layout;
+pub(crate) mod pin;
+#[cfg(not(loom))]
+mod publisher;
+#[cfg(not(loom))]
+mod recovery;
+#[cfg(not(loom))]
+mod stat;
+#[cfg(not(loom))]
+mod subscriber;
+
+#[cfg(not(loom))]
+pub use channel::FramesOptions;
+#[cfg(not(loom))]
+pub use error::{AttachError, LoanError, RecvError, TryLoanError, TryRecvError};
+#[cfg(not(loom))]
+pub use layout::{Policy, MAX_FRAME_BYTES, MAX_SLOTS, MAX_SUBSCRIBERS, MAX_USER_HEADER};
+#[cfg(not(loom))]
+pub use publisher::{Loan, Publisher};
+#[cfg(not(loom))]
+pub use stat::{copy_latest, stat, FrameCopy, FramesLayout, FramesStat, SlotStat, SubscriberStat};
+#[cfg(not(loom))]
+pub use subscriber::{Frame, Subscriber};
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock of [`Frame::mono_ns`], the same in every process of
+/// the machine, so `monotonic_ns() - frame.mono_ns()` is the publish-to-now latency.
+///
+/// ```
+/// let a = shmkit::frames::monotonic_ns();
+/// assert!(shmkit::frames::monotonic_ns() >= a);
+/// ```
+#[cfg(not(loom))]
+pub fn monotonic_ns() -> u64 {
+    crate::os::clock::monotonic_ns()
+}

@@ -1,0 +1,150 @@
+//! The slot-pinning protocol (`SPEC.md`, frames section "Pinning"): how a subscriber pins a
+//! slot so that the publisher never overwrites it, and how the publisher claims a slot no
+//! live subscriber pins. Written on plain atomics so the loom model below checks the very
+//! code the channel runs.
+//!
+//! Words: each slot has a sequence word `seq` (0: empty; `s`: holds published frame `s`;
+//! `s | CLAIMED`: the publisher is writing it). Each subscriber record has pin bitmap words,
+//! bit `i` for slot `i`, written only by the record's owner.
+//!
+//! A Dekker pattern over (`pin bit`, `seq`) with a `SeqCst` fence on each side:
+//! - subscriber: set the pin bit; `fence(SeqCst)`; load `seq`: the pin holds only if `seq`
+//!   is still the frame it chose (otherwise it clears the bit and looks again);
+//! - publisher: store `seq | CLAIMED`; `fence(SeqCst)`; load every live record's pin bit:
+//!   it writes the slot only if none is set (otherwise it restores `seq` and tries another).
+//!
+//! The two fences are in one total order. If the publisher's comes first, the subscriber's
+//! load after its own fence sees the claim and backs off; if the subscriber's comes first, the
+//! publisher's loads see the pin and back off. So a pinned frame is never written.
+
+#![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
+
+use crate::loom::{fence, AtomicU64, Ordering};
+
+/// Bit 63 of a sequence word: the publisher has claimed the slot and may be writing it.
+pub(crate) const CLAIMED: u64 = 1 << 63;
+
+/// Subscriber: pin the slot whose sequence word is `seq_word`, expected to hold published
+/// frame `seq`, by setting `bit` in `pins` (a word of this subscriber's own bitmap, whose bit
+/// is clear). True if pinned; false (bit cleared again) if the slot no longer holds `seq`.
+pub(crate) fn pin(pins: &AtomicU64, bit: u64, seq_word: &AtomicU64, seq: u64) -> bool {
+    // Relaxed: ordered before the load below by the SeqCst fence (module docs).
+    pins.fetch_or(bit, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    // Acquire pairs with the publisher's Release store of `seq` in `publish`: the frame's
+    // bytes and metadata are visible once the pin is confirmed.
+    if seq_word.load(Ordering::Acquire) == seq {
+        return true;
+    }
+    // Relaxed: we read nothing of the slot, so nothing needs ordering before the clear.
+    pins.fetch_and(!bit, Ordering::Relaxed);
+    false
+}
+
+/// Subscriber: release a pin taken by [`pin`].
+pub(crate) fn unpin(pins: &AtomicU64, bit: u64) {
+    // Release pairs with the Acquire loads of pin words in `claim`: our reads of the frame
+    // happen before the publisher's next write of the slot.
+    pins.fetch_and(!bit, Ordering::Release);
+}
+
+/// Publisher (the only writer of sequence words): claim the slot holding `old` (0 or a
+/// published sequence) if `pinned` (which loads the slot's pin bit of every live record with
+/// `Acquire`) finds none set after the claim is visible. True: the slot is ours to write.
+pub(crate) fn claim(seq_word: &AtomicU64, old: u64, pinned: impl FnOnce() -> bool) -> bool {
+    // Relaxed: ordered before the pin loads by the fence. The fence also orders it before our
+    // writes of the slot's bytes, so an inspector that copies the slot and re-reads `seq`
+    // (a seqlock read, `stat::copy_latest`) sees the claim if it saw any new byte.
+    seq_word.store(old | CLAIMED, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    if pinned() {
+        // Release: a subscriber that reads `old` again must see the frame `old` as it was
+        // published (this store is not in the release sequence of that publication).
+        seq_word.store(old, Ordering::Release);
+        return false;
+    }
+    true
+}
+
+/// Publisher: make frame `seq`, written into a claimed slot, visible.
+pub(crate) fn publish(seq_word: &AtomicU64, seq: u64) {
+    // Release pairs with the Acquire load in `pin` (and the subscribers' scans): the bytes and
+    // metadata written before are visible to whoever reads `seq`.
+    seq_word.store(seq, Ordering::Release);
+}
+
+#[cfg(all(test, loom))]
+mod tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// One subscriber pins frame 1 and checks its byte; the publisher tries to claim the slot
+    /// and, if it gets it, overwrites the byte. The subscriber never sees the overwrite while
+    /// pinned; after the subscriber unpins, the publisher (trying again) gets the slot.
+    #[test]
+    fn loom_pin_vs_claim() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let data = Arc::new(AtomicU64::new(111));
+            let (s, p, d) = (seq.clone(), pins.clone(), data.clone());
+            let sub = thread::spawn(move || {
+                if pin(&p, 1, &s, 1) {
+                    // Pinned: the publisher must not write.
+                    assert_eq!(d.load(Ordering::Relaxed), 111);
+                    unpin(&p, 1);
+                }
+            });
+            let pinned = || pins.load(Ordering::Acquire) & 1 != 0;
+            let mut got = claim(&seq, 1, pinned);
+            if got {
+                data.store(222, Ordering::Relaxed);
+                publish(&seq, 2);
+            }
+            sub.join().unwrap();
+            if !got {
+                // The subscriber has unpinned (joined): a retry succeeds.
+                got = claim(&seq, 1, || pins.load(Ordering::Acquire) & 1 != 0);
+                assert!(got);
+            }
+        });
+    }
+
+    /// Reclaim: a dead subscriber's pin is ignored by the publisher, while a new subscriber
+    /// that took over the record (cleared the stale bit, pinned anew) is respected.
+    #[test]
+    fn loom_reclaim_dead_pin() {
+        crate::queue::loom_model(|| {
+            const DEAD: u64 = 7;
+            const NEW: u64 = 9;
+            let seq = Arc::new(AtomicU64::new(1));
+            let owner = Arc::new(AtomicU64::new(DEAD));
+            let pins = Arc::new(AtomicU64::new(1)); // left pinned by the dead owner
+            let data = Arc::new(AtomicU64::new(111));
+            let (s, o, p, d) = (seq.clone(), owner.clone(), pins.clone(), data.clone());
+            let sub = thread::spawn(move || {
+                // Take over the dead owner's record, clear its stale pins, pin frame 1.
+                if o.compare_exchange(DEAD, NEW, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    p.store(0, Ordering::Relaxed);
+                    if pin(&p, 1, &s, 1) {
+                        assert_eq!(d.load(Ordering::Relaxed), 111);
+                        unpin(&p, 1);
+                    }
+                }
+            });
+            // The publisher counts the pins of a live owner only (DEAD is known dead).
+            let pinned = || {
+                let w = owner.load(Ordering::Acquire);
+                w != DEAD && w != 0 && pins.load(Ordering::Acquire) & 1 != 0
+            };
+            if claim(&seq, 1, pinned) {
+                data.store(222, Ordering::Relaxed);
+                publish(&seq, 2);
+            }
+            sub.join().unwrap();
+        });
+    }
+}

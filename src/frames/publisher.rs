@@ -1,0 +1,282 @@
+//! [`Publisher`] and its [`Loan`]: writing frames in place.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::channel::Channel;
+use super::error::{AttachError, LoanError, TryLoanError};
+use super::layout::View;
+use super::{pin, recovery};
+use crate::os::clock;
+use crate::os::{atomic_copy, deadline};
+use crate::queue::role::{self, WAIT_SLICE};
+use crate::queue::ShmType;
+
+/// The publishing end of a frame channel: loans a slot no subscriber holds, the caller
+/// writes the frame in place, [`Loan::publish`] makes it visible to every subscriber. One
+/// publisher per channel; a new one takes over from a dead one (`SPEC.md`, frames section).
+///
+/// `Send`, not `Sync`-useful: every operation takes `&mut self`. Dropping it detaches
+/// (subscribers then get [`Disconnected`](super::RecvError::Disconnected) once they have
+/// received every published frame); frames already published stay readable.
+pub struct Publisher<H> {
+    ch: Arc<Channel>,
+    token: u64,
+    next_seq: u64,
+    /// Subscriber tokens found dead (liveness queried only when no slot was free).
+    dead: Vec<u64>,
+    _h: PhantomData<fn(H)>,
+}
+
+impl<H> std::fmt::Debug for Publisher<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("frames::Publisher")
+            .field("name", &self.ch.name())
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
+}
+
+impl<H: ShmType> Publisher<H> {
+    /// Attach as `token` (this process's): claim the role, unless `create` already claimed it
+    /// for us (`created`) before publishing the name.
+    pub(crate) fn attach(
+        ch: Arc<Channel>,
+        token: u64,
+        created: bool,
+    ) -> Result<Publisher<H>, AttachError> {
+        let v = ch.view;
+        if !created {
+            let claimed = v.ctrl().publisher.claim(token);
+            claimed.map_err(|holder| AttachError::PublisherBusy {
+                pid: role::pid_of(holder),
+            })?;
+        }
+        let next_seq = match recovery::take_over(&v) {
+            Ok(s) => s,
+            Err(what) => {
+                v.ctrl().publisher.release(token);
+                return Err(crate::Error::corrupt(ch.name(), what).into());
+            }
+        };
+        Ok(Publisher {
+            ch,
+            token,
+            next_seq,
+            dead: Vec::new(),
+            _h: PhantomData,
+        })
+    }
+
+    /// Loan a slot without waiting: [`TryLoanError::Full`] if every slot is held (after
+    /// reclaiming the slots of dead subscribers).
+    pub fn try_loan(&mut self) -> Result<Loan<'_, H>, TryLoanError> {
+        let slot = self.find()?.ok_or(TryLoanError::Full)?;
+        Ok(self.loan_of(slot))
+    }
+
+    /// Loan a slot, waiting as long as every slot is held.
+    pub fn loan(&mut self) -> Result<Loan<'_, H>, LoanError> {
+        self.loan_until(None)
+    }
+
+    /// Loan a slot, waiting at most `timeout` ([`LoanError::Timeout`] then).
+    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, H>, LoanError> {
+        self.loan_until(deadline::after(Some(timeout)))
+    }
+
+    /// Loan a slot, waiting until `deadline` at most.
+    pub fn loan_deadline(&mut self, deadline: Instant) -> Result<Loan<'_, H>, LoanError> {
+        self.loan_until(Some(deadline))
+    }
+
+    fn loan_until(&mut self, until: Option<Instant>) -> Result<Loan<'_, H>, LoanError> {
+        let ch = Arc::clone(&self.ch);
+        let released = &ch.view.ctrl().released;
+        loop {
+            // The snapshot before the scan: a release after it changes the word, so the park
+            // below returns at once (`WaitQueue`).
+            let seen = released.snapshot();
+            if let Some(slot) = self.find()? {
+                return Ok(self.loan_of(slot));
+            }
+            if deadline::passed(until) {
+                return Err(LoanError::Timeout);
+            }
+            // Wake up every slice to re-check liveness: a killed subscriber releases nothing.
+            released.park(seen, deadline::slice(until, WAIT_SLICE));
+        }
+    }
+
+    fn loan_of(&mut self, slot: u64) -> Loan<'_, H> {
+        Loan {
+            p: self,
+            slot,
+            done: false,
+        }
+    }
+
+    /// Claim a free slot, reclaiming dead subscribers' pins if none is free.
+    fn find(&mut self) -> Result<Option<u64>, TryLoanError> {
+        if !role::is_mine(self.token) || self.ch.view.ctrl().publisher.holder() != self.token {
+            return Err(TryLoanError::Disconnected);
+        }
+        let v = self.ch.view;
+        if let Some(s) = recovery::claim_free(&v, &self.dead) {
+            return Ok(Some(s));
+        }
+        // Every slot is held: are some holders dead? (Queried only now, never per publish.)
+        if recovery::find_dead(&v, &mut self.dead) {
+            return Ok(recovery::claim_free(&v, &self.dead));
+        }
+        Ok(None)
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.ch.name()
+    }
+
+    /// Slots in the channel.
+    pub fn slots(&self) -> u64 {
+        self.ch.view.g.slots
+    }
+
+    /// The largest frame, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.ch.view.g.max_bytes
+    }
+
+    /// The channel's policy when every slot is held.
+    pub fn policy(&self) -> super::Policy {
+        self.ch.view.g.policy
+    }
+
+    /// The sequence number the next published frame gets (frames are numbered from 1).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// What happened to the memory advice asked for ([`FramesOptions::populate`],
+    /// [`huge_pages`](super::FramesOptions::huge_pages)), e.g. "huge pages unavailable: …;
+    /// using normal pages". Empty when nothing was asked or everything worked silently.
+    ///
+    /// [`FramesOptions::populate`]: super::FramesOptions::populate
+    pub fn notes(&self) -> &[String] {
+        &self.ch.notes
+    }
+
+    /// Unlink the channel's name when this handle drops (or stop it from doing so).
+    pub fn set_unlink_on_drop(&mut self, yes: bool) {
+        if let Some(ch) = Arc::get_mut(&mut self.ch) {
+            ch.seg.set_unlink_on_drop(yes);
+        }
+    }
+}
+
+impl<H> Drop for Publisher<H> {
+    fn drop(&mut self) {
+        if !role::is_mine(self.token) {
+            return; // inherited across fork(): the role is the parent's
+        }
+        let ctrl = self.ch.view.ctrl();
+        ctrl.publisher.release(self.token);
+        // Subscribers parked for a frame re-check and see no publisher (`Disconnected`).
+        ctrl.published.notify_all();
+    }
+}
+
+/// A slot loaned by [`Publisher::loan`]: write the frame into [`as_mut_slice`](Self::as_mut_slice),
+/// then [`publish`](Self::publish). Dropped without publishing, the slot is emptied (its
+/// previous frame is gone: it may be partly overwritten).
+pub struct Loan<'a, H: ShmType> {
+    p: &'a mut Publisher<H>,
+    slot: u64,
+    done: bool,
+}
+
+impl<H: ShmType> std::fmt::Debug for Loan<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("frames::Loan")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl<H: ShmType> Loan<'_, H> {
+    /// The slot's index.
+    pub fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    /// The slot's bytes: [`max_bytes`](Publisher::max_bytes) long, page-aligned. They hold
+    /// whatever was there before (an old frame, or zeros).
+    ///
+    /// No conforming subscriber reads a loaned slot (`SPEC.md`, frames section "Pinning"); a
+    /// hostile process that maps the segment writable could, which changes nothing here.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let v = self.p.ch.view;
+        // SAFETY: the slot is claimed by us (its sequence word carries CLAIMED and no live
+        // record pins it): no handle of this process reads or writes it until `publish`; the
+        // range [data(slot), +max_bytes) lies inside the slot (stride >= max_bytes) in our
+        // writable mapping, which `self.p.ch` keeps alive for the borrow.
+        unsafe { std::slice::from_raw_parts_mut(v.data(self.slot), v.g.max_bytes as usize) }
+    }
+
+    /// Publish the first `len` bytes of the slot as the next frame, with `header`; returns its
+    /// sequence number. Stamps `CLOCK_MONOTONIC` and `CLOCK_REALTIME` now.
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds [`max_bytes`](Publisher::max_bytes).
+    pub fn publish(mut self, len: usize, header: &H) -> u64 {
+        let v: View = self.p.ch.view;
+        assert!(
+            len as u64 <= v.g.max_bytes,
+            "frame of {len} bytes exceeds the channel's {} max",
+            v.g.max_bytes
+        );
+        let seq = self.p.next_seq;
+        let m = v.meta(self.slot);
+        // Relaxed: published by the Release store of `seq` below.
+        m.len.store(len as u64, Ordering::Relaxed);
+        m.mono_ns.store(clock::monotonic_ns(), Ordering::Relaxed);
+        m.real_ns.store(clock::realtime_ns(), Ordering::Relaxed);
+        let hb = header.as_bytes();
+        if !hb.is_empty() {
+            // SAFETY: the header words of this slot's metadata are header_words * 8 >=
+            // size_of::<H>() bytes (geometry checked against H), 8-aligned, writable; `hb`
+            // is a private value; only atomic stores touch shared bytes.
+            unsafe {
+                atomic_copy::store(
+                    hb.as_ptr(),
+                    v.header_word(self.slot, 0).as_ptr().cast(),
+                    hb.len(),
+                )
+            };
+        }
+        pin::publish(&m.seq, seq);
+        // Release pairs with the Acquire load of `head` in `Subscriber::attach`.
+        v.ctrl().head.store(seq, Ordering::Release);
+        self.p.next_seq = seq + 1;
+        self.done = true;
+        v.ctrl().published.notify_all();
+        seq
+    }
+}
+
+impl<H: ShmType> Drop for Loan<'_, H> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Release: pairs with subscribers' Acquire loads; the slot is empty (0).
+            self.p
+                .ch
+                .view
+                .meta(self.slot)
+                .seq
+                .store(0, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The publisher's side of slot selection and crash recovery (`SPEC.md`, frames section
+//! "Deaths"): which slot is free, how a dead subscriber's pins stop counting, and how a new
+//! publisher takes over from a dead one.
+
+use std::sync::atomic::Ordering;
+
+use super::layout::{Policy, View};
+use super::pin::{self, CLAIMED};
+use crate::os::process::Liveness;
+use crate::queue::role;
+
+/// Whether record owner word `w` counts: a subscriber that is attached and not known dead.
+fn counts(w: u64, dead: &[u64]) -> bool {
+    w != 0 && !dead.contains(&w)
+}
+
+/// Whether a counting record pins slot `i`, or (with [`Policy::Block`]) has not yet received
+/// frame `seq` in it. Loads with Acquire: pairs with the subscribers' Release unpins, so
+/// their reads of the old frame happen before our writes.
+fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
+    (0..v.g.subscribers).any(|r| {
+        let rec = v.record(r);
+        if !counts(rec.owner.holder(), dead) {
+            return false;
+        }
+        let (word, bit) = v.pin_of(r, i);
+        word.load(Ordering::Acquire) & bit != 0
+            || (v.g.policy == Policy::Block
+                && seq != 0
+                // Relaxed: a hint of progress; the pin bits guard the data.
+                && rec.cursor.load(Ordering::Relaxed) < seq)
+    })
+}
+
+/// Claim the free slot holding the oldest frame (an empty slot first), or `None` if every slot
+/// is held. The claim is the Dekker step of [`pin::claim`]: after marking the slot `CLAIMED`,
+/// the pins are read again, so a subscriber pinning meanwhile either is seen or sees the claim.
+pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
+    // A few rounds: a claim lost to a concurrent pin moves on to the next candidate.
+    for _ in 0..4 {
+        let mut best: Option<(u64, u64)> = None;
+        for i in 0..v.g.slots {
+            // Acquire: pairs with our own earlier Release stores (a restore or a publish);
+            // only this publisher writes sequence words.
+            let s = v.meta(i).seq.load(Ordering::Acquire);
+            if s & CLAIMED != 0 || best.is_some_and(|(_, b)| b <= s) || held(v, i, s, dead) {
+                continue;
+            }
+            best = Some((i, s));
+        }
+        let (i, s) = best?;
+        if pin::claim(&v.meta(i).seq, s, || held(v, i, s, dead)) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Query the liveness of every counting subscriber; add the dead ones to `dead` and free
+/// their records (owner word dead → 0, so a new subscriber can take them; their stale pin
+/// bits stay until then and count for nothing: records with owner 0 are skipped). True if
+/// any was found dead.
+pub(crate) fn find_dead(v: &View, dead: &mut Vec<u64>) -> bool {
+    if dead.len() > 4 * v.g.subscribers as usize {
+        dead.clear(); // freed records hold other tokens by now; bounded memory
+    }
+    let mut found = false;
+    for r in 0..v.g.subscribers {
+        let owner = &v.record(r).owner;
+        let w = owner.holder();
+        if counts(w, dead) && role::liveness_of(w) == Liveness::Dead {
+            dead.push(w);
+            owner.release(w);
+            found = true;
+        }
+    }
+    found
+}
+
+/// Take over the channel as its new publisher (the role is already ours): a slot left
+/// `CLAIMED` by a dead publisher holds a half-written frame that was never published, so it
+/// is emptied; the next sequence number follows the highest one published. `Err` if the
+/// words are impossible.
+pub(crate) fn take_over(v: &View) -> Result<u64, String> {
+    let mut top = 0;
+    for i in 0..v.g.slots {
+        let seq = &v.meta(i).seq;
+        // Acquire: pairs with the previous publisher's Release publishes (our role claim
+        // already synchronised with its release, or it died: then a Relaxed view suffices,
+        // the slot is only emptied).
+        let s = seq.load(Ordering::Acquire);
+        if s & CLAIMED != 0 {
+            // Release: subscribers that read 0 see an empty slot.
+            seq.store(0, Ordering::Release);
+        } else {
+            top = top.max(s);
+        }
+    }
+    // Acquire: pairs with the Release stores of head in `Loan::publish`.
+    let head = v.ctrl().head.load(Ordering::Acquire);
+    let last = top.max(head);
+    last.checked_add(1)
+        .filter(|&n| n < CLAIMED)
+        .ok_or_else(|| format!("sequence {last} is out of range"))
+}

@@ -1,0 +1,478 @@
+//! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::channel::Channel;
+use super::error::{AttachError, RecvError, TryRecvError};
+use super::layout::View;
+use super::pin::{self, CLAIMED};
+use crate::os::process::Liveness;
+use crate::os::{atomic_copy, deadline};
+use crate::queue::role::{self, Throttle, WAIT_SLICE};
+use crate::queue::ShmType;
+
+/// What a subscriber shares with the frames it hands out: the mapping, its record, and its
+/// process-local pin counts (a slot's pin bit is set while its count is non-zero, so two
+/// guards of one frame need one bit). The counts sit under a mutex: frames are `Send`, so a
+/// guard may drop on one thread while the subscriber pins the same slot on another, and the
+/// count and the bit must change together.
+struct Inner {
+    ch: Arc<Channel>,
+    rec: u64,
+    token: u64,
+    counts: Mutex<Vec<u32>>,
+}
+
+impl Inner {
+    fn view(&self) -> &View {
+        &self.ch.view
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        // A panic while holding it leaves the counts consistent (each update is one store).
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pin slot `i` holding frame `seq`; false if it no longer holds it.
+    fn pin(&self, i: u64, seq: u64) -> bool {
+        let mut counts = self.counts();
+        let c = &mut counts[i as usize];
+        let seq_word = &self.view().meta(i).seq;
+        if *c > 0 {
+            // We pin the slot already, so its frame cannot change: the same check as the
+            // first pin's re-check. Acquire: as in `pin::pin`.
+            if seq_word.load(Ordering::Acquire) != seq {
+                return false;
+            }
+            *c += 1;
+            return true;
+        }
+        let (word, bit) = self.view().pin_of(self.rec, i);
+        if pin::pin(word, bit, seq_word, seq) {
+            *c = 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn unpin(&self, i: u64) {
+        let mut counts = self.counts();
+        let c = &mut counts[i as usize];
+        *c = c.saturating_sub(1);
+        if *c == 0 {
+            let (word, bit) = self.view().pin_of(self.rec, i);
+            pin::unpin(word, bit);
+            drop(counts);
+            self.view().ctrl().released.notify_one();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !role::is_mine(self.token) {
+            return; // inherited across fork(): the record is the parent's
+        }
+        let v = self.ch.view;
+        for w in 0..v.g.pin_words() {
+            // Release: as in `pin::unpin`.
+            v.pin_word(self.rec, w).store(0, Ordering::Release);
+        }
+        v.record(self.rec).owner.release(self.token);
+        v.ctrl().released.notify_one();
+    }
+}
+
+/// A subscribing end of a frame channel: receives every frame in order ([`recv`](Self::recv)),
+/// or skips to the newest ([`latest`](Self::latest)), at its own pace. Each [`Frame`] it
+/// returns pins its slot until dropped. Its view of the frame data is mapped `PROT_READ`.
+///
+/// `Send`; the blocking calls take `&mut self`. Frames may outlive the subscriber (they keep
+/// the mapping and the record alive).
+pub struct Subscriber<H> {
+    inner: Arc<Inner>,
+    cursor: u64,
+    lost: u64,
+    throttle: Throttle,
+    _h: PhantomData<fn() -> H>,
+}
+
+impl<H> std::fmt::Debug for Subscriber<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("frames::Subscriber")
+            .field("name", &self.inner.ch.name())
+            .field("record", &self.inner.rec)
+            .field("cursor", &self.cursor)
+            .field("lost", &self.lost)
+            .finish()
+    }
+}
+
+/// Which frame a receive looks for.
+#[derive(Clone, Copy)]
+enum Want {
+    /// The oldest frame newer than the cursor.
+    Next,
+    /// The newest frame newer than the cursor.
+    Latest,
+}
+
+impl<H: ShmType> Subscriber<H> {
+    pub(crate) fn attach(ch: Arc<Channel>, history: u64) -> Result<Subscriber<H>, AttachError> {
+        let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
+        let v = ch.view;
+        // Free records first (no liveness query), then records of dead subscribers.
+        let free = (0..v.g.subscribers)
+            .find(|&r| v.record(r).owner.holder() == 0 && v.record(r).owner.claim(token).is_ok());
+        let rec = free
+            .or_else(|| (0..v.g.subscribers).find(|&r| v.record(r).owner.claim(token).is_ok()))
+            .ok_or(AttachError::NoFreeSubscriberSlot {
+                slots: v.g.subscribers,
+            })?;
+        // The record is ours: clear what a dead previous owner left.
+        for w in 0..v.g.pin_words() {
+            // Release: as in `pin::unpin` (the previous owner is dead; nothing to order).
+            v.pin_word(rec, w).store(0, Ordering::Release);
+        }
+        // Acquire: pairs with the Release store of head in `Loan::publish`.
+        let head = v.ctrl().head.load(Ordering::Acquire);
+        let cursor = head.saturating_sub(history);
+        let r = v.record(rec);
+        // Relaxed: statistics and the Block policy's progress hint (`recovery::held`).
+        r.cursor.store(cursor, Ordering::Relaxed);
+        r.received.store(0, Ordering::Relaxed);
+        r.lost.store(0, Ordering::Relaxed);
+        let counts = Mutex::new(vec![0; v.g.slots as usize]);
+        Ok(Subscriber {
+            inner: Arc::new(Inner {
+                ch,
+                rec,
+                token,
+                counts,
+            }),
+            cursor,
+            lost: 0,
+            throttle: Throttle::default(),
+            _h: PhantomData,
+        })
+    }
+
+    /// The next frame in order without waiting: the oldest frame newer than the last one
+    /// received that is still in its slot (those overwritten meanwhile count as
+    /// [`lost`](Self::lost)).
+    pub fn try_recv(&mut self) -> Result<Frame<H>, TryRecvError> {
+        self.try_get(Want::Next)
+    }
+
+    /// The next frame in order, waiting for it.
+    pub fn recv(&mut self) -> Result<Frame<H>, RecvError> {
+        self.get_until(Want::Next, None)
+    }
+
+    /// The next frame in order, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<H>, RecvError> {
+        self.get_until(Want::Next, deadline::after(Some(timeout)))
+    }
+
+    /// The next frame in order, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Frame<H>, RecvError> {
+        self.get_until(Want::Next, Some(deadline))
+    }
+
+    /// The newest frame, if it is newer than the last one received, without waiting; the
+    /// frames skipped count as [`lost`](Self::lost).
+    pub fn try_latest(&mut self) -> Result<Frame<H>, TryRecvError> {
+        self.try_get(Want::Latest)
+    }
+
+    /// The newest frame newer than the last one received, waiting for one.
+    pub fn latest(&mut self) -> Result<Frame<H>, RecvError> {
+        self.get_until(Want::Latest, None)
+    }
+
+    /// [`latest`](Self::latest), waiting at most `timeout`.
+    pub fn latest_timeout(&mut self, timeout: Duration) -> Result<Frame<H>, RecvError> {
+        self.get_until(Want::Latest, deadline::after(Some(timeout)))
+    }
+
+    /// [`latest`](Self::latest), waiting until `deadline` at most.
+    pub fn latest_deadline(&mut self, deadline: Instant) -> Result<Frame<H>, RecvError> {
+        self.get_until(Want::Latest, Some(deadline))
+    }
+
+    /// The newest frame in the channel, whether received before or not, and whether a
+    /// publisher is attached or not (frames stay readable after the publisher is gone). Does
+    /// not move the cursor. `None` if no frame is published.
+    pub fn newest(&self) -> Option<Frame<H>> {
+        for _ in 0..64 {
+            let (i, s) = self.scan(0, Want::Latest)?;
+            if let Some(f) = self.frame(i, s) {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    fn get_until(&mut self, want: Want, until: Option<Instant>) -> Result<Frame<H>, RecvError> {
+        let inner = Arc::clone(&self.inner);
+        let published = &inner.view().ctrl().published;
+        loop {
+            let seen = published.snapshot();
+            if let Some(f) = self.take(want) {
+                return Ok(f);
+            }
+            if !self.publisher_lives(true) {
+                return self.take(want).ok_or(RecvError::Disconnected);
+            }
+            if deadline::passed(until) {
+                return Err(RecvError::Timeout);
+            }
+            // Wake up every slice to re-check the publisher's liveness.
+            published.park(seen, deadline::slice(until, WAIT_SLICE));
+        }
+    }
+
+    fn try_get(&mut self, want: Want) -> Result<Frame<H>, TryRecvError> {
+        if let Some(f) = self.take(want) {
+            return Ok(f);
+        }
+        let check = self.throttle.due();
+        if self.publisher_lives(check) {
+            return Err(TryRecvError::Empty);
+        }
+        // The publisher's release (or death) came after its last publish: look once more.
+        self.take(want).ok_or(TryRecvError::Disconnected)
+    }
+
+    /// Whether a publisher is attached and (if `query`) its process lives.
+    fn publisher_lives(&self, query: bool) -> bool {
+        // `holder` acquires: a release seen means every publish before it is visible.
+        let w = self.inner.view().ctrl().publisher.holder();
+        w != 0 && (!query || role::liveness_of(w) != Liveness::Dead)
+    }
+
+    /// Find and pin the frame `want` asks for, newer than the cursor; move the cursor.
+    /// Bounded: a slot overwritten between the scan and the pin is looked for again, at most
+    /// 64 times (a hostile writer flipping sequence words cannot keep us here).
+    fn take(&mut self, want: Want) -> Option<Frame<H>> {
+        for _ in 0..64 {
+            let (i, s) = self.scan(self.cursor, want)?;
+            let Some(f) = self.frame(i, s) else {
+                continue; // overwritten between the scan and the pin: look again
+            };
+            // `s > cursor` (the scan's condition); saturating: a forged sequence may be huge.
+            self.lost = self.lost.saturating_add(s - self.cursor - 1);
+            self.cursor = s;
+            let r = self.inner.view().record(self.inner.rec);
+            // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
+            // bits guard the data.
+            r.cursor.store(s, Ordering::Relaxed);
+            r.received.fetch_add(1, Ordering::Relaxed);
+            r.lost.store(self.lost, Ordering::Relaxed);
+            return Some(f);
+        }
+        None
+    }
+
+    /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer
+    /// than `after`.
+    fn scan(&self, after: u64, want: Want) -> Option<(u64, u64)> {
+        let v = self.inner.view();
+        let mut best: Option<(u64, u64)> = None;
+        for i in 0..v.g.slots {
+            // Acquire: pairs with the Release publish (`pin::publish`).
+            let s = v.meta(i).seq.load(Ordering::Acquire);
+            if s <= after || s & CLAIMED != 0 {
+                continue;
+            }
+            let better = match (best, want) {
+                (None, _) => true,
+                (Some((_, b)), Want::Next) => s < b,
+                (Some((_, b)), Want::Latest) => s > b,
+            };
+            if better {
+                best = Some((i, s));
+            }
+        }
+        best
+    }
+
+    /// Pin slot `i` holding frame `seq` and read its metadata; `None` if it moved on.
+    fn frame(&self, i: u64, seq: u64) -> Option<Frame<H>> {
+        if !self.inner.pin(i, seq) {
+            return None;
+        }
+        let v = self.inner.view();
+        let m = v.meta(i);
+        // Relaxed: made visible by the Acquire in the pin; stable while pinned (a conforming
+        // publisher never writes a pinned slot; a hostile one is bounded below).
+        let len = m.len.load(Ordering::Relaxed).min(v.g.max_bytes);
+        let mut header = H::new_zeroed();
+        let hb = header.as_mut_bytes();
+        if !hb.is_empty() {
+            // SAFETY: the slot's header words hold header_words * 8 >= size_of::<H>() bytes
+            // (geometry checked against H), 8-aligned, in our mapping; `hb` is private.
+            unsafe {
+                atomic_copy::load(
+                    v.header_word(i, 0).as_ptr().cast(),
+                    hb.as_mut_ptr(),
+                    hb.len(),
+                )
+            };
+        }
+        Some(Frame {
+            inner: Arc::clone(&self.inner),
+            slot: i,
+            seq,
+            len: len as usize,
+            mono_ns: m.mono_ns.load(Ordering::Relaxed),
+            real_ns: m.real_ns.load(Ordering::Relaxed),
+            header,
+            data: v.data(i),
+        })
+    }
+
+    /// Frames this subscriber learned it missed: overwritten (with
+    /// [`Policy::ReuseOldest`](super::Policy::ReuseOldest)) before it received them, or
+    /// skipped by [`latest`](Self::latest).
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// The sequence number of the last frame received (0: none).
+    pub fn last_seq(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.inner.ch.name()
+    }
+
+    /// Slots in the channel.
+    pub fn slots(&self) -> u64 {
+        self.inner.view().g.slots
+    }
+
+    /// The largest frame, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.view().g.max_bytes
+    }
+
+    /// What happened to the memory advice asked for (see [`Publisher::notes`](super::Publisher::notes)).
+    pub fn notes(&self) -> &[String] {
+        &self.inner.ch.notes
+    }
+}
+
+/// A received frame: its slot stays pinned (the publisher never overwrites it) until the
+/// guard drops. `Send` and `Sync`; it keeps the subscriber's mapping alive.
+///
+/// # The bytes
+///
+/// [`bytes`](Self::bytes) is a `&[u8]` over the shared slot, mapped `PROT_READ` in this
+/// process. A conforming publisher never writes a pinned slot (`SPEC.md`, frames section
+/// "Pinning"), so the bytes do not change while the guard lives. A hostile process that maps
+/// the segment writable could still change them underneath: then the slice shows changing
+/// bytes (wrong data, as from any untrusted peer), and nothing in shmkit depends on them. If
+/// you must not trust the other processes, copy out with [`copy_to`](Self::copy_to) and
+/// validate the copy.
+pub struct Frame<H> {
+    inner: Arc<Inner>,
+    slot: u64,
+    seq: u64,
+    len: usize,
+    mono_ns: u64,
+    real_ns: u64,
+    header: H,
+    data: *const u8,
+}
+
+// SAFETY: the guard owns an Arc of the mapping and reads only; `data` points into that mapping
+// and is only read; H is plain data (ShmType) and Send.
+unsafe impl<H: Send> Send for Frame<H> {}
+// SAFETY: as above; `&Frame` gives only reads.
+unsafe impl<H: Sync> Sync for Frame<H> {}
+
+impl<H: std::fmt::Debug> std::fmt::Debug for Frame<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("frames::Frame")
+            .field("seq", &self.seq)
+            .field("slot", &self.slot)
+            .field("len", &self.len)
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+impl<H> Frame<H> {
+    /// The frame's sequence number (frames are numbered from 1 by their publishers).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The slot it occupies.
+    pub fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `CLOCK_MONOTONIC` at publish, in ns (compare with [`monotonic_ns`](super::monotonic_ns)).
+    pub fn mono_ns(&self) -> u64 {
+        self.mono_ns
+    }
+
+    /// `CLOCK_REALTIME` at publish, in ns since the Unix epoch.
+    pub fn real_ns(&self) -> u64 {
+        self.real_ns
+    }
+
+    /// The user header published with the frame (a copy).
+    pub fn header(&self) -> &H {
+        &self.header
+    }
+
+    /// The payload, in place (see the type's docs for the contract).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `data` is the pinned slot's first byte in a mapping `inner` keeps alive;
+        // `len <= max_bytes <= stride`; the slot is not written while pinned by a conforming
+        // publisher (the documented contract covers a hostile one), and this process maps it
+        // read-only.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    /// The payload's first byte (page-aligned), for handing to other APIs.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.data
+    }
+
+    /// Copy the payload out with atomic loads (never a data race, whatever other processes
+    /// do); `out` must be at least [`len`](Self::len) bytes. Returns the bytes copied.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let n = self.len.min(out.len());
+        // SAFETY: as in `bytes`, for n <= len bytes; `out` is private and distinct.
+        unsafe { atomic_copy::load(self.data, out.as_mut_ptr(), n) };
+        n
+    }
+}
+
+impl<H> Drop for Frame<H> {
+    fn drop(&mut self) {
+        if role::is_mine(self.inner.token) {
+            self.inner.unpin(self.slot);
+        }
+    }
+}

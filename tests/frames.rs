@@ -1,0 +1,427 @@
+//! Frame channel across processes: many subscribers at different speeds, killed subscribers,
+//! a publisher killed mid-write, read-only frame data.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use common::{kill9, report, spawn_child, unique_name, wait_exit, wait_ok, Cleanup, Lines};
+use shmkit::frames::{FramesOptions, Policy, RecvError, TryLoanError};
+
+/// The user header of every test frame: sequence, payload length, payload checksum.
+type Hdr = [u64; 3];
+
+fn opts() -> FramesOptions<Hdr> {
+    FramesOptions::new()
+}
+
+/// The payload of frame `seq`: `len` pseudo-random bytes derived from `seq`.
+fn fill(buf: &mut [u8], seq: u64) {
+    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in buf.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Length of frame `seq` (varies, within `max`).
+fn len_of(seq: u64, max: usize) -> usize {
+    64 + (seq.wrapping_mul(2_654_435_761) as usize % (max - 64))
+}
+
+/// Publish frame `seq` into a loaned slot (payload, header with its checksum).
+fn publish(p: &mut shmkit::frames::Publisher<Hdr>, max: usize) -> u64 {
+    let seq = p.next_seq();
+    let len = len_of(seq, max);
+    let mut loan = p.loan_timeout(Duration::from_secs(30)).expect("loan");
+    let buf = &mut loan.as_mut_slice()[..len];
+    fill(buf, seq);
+    let sum = checksum(buf);
+    let got = loan.publish(len, &[seq, len as u64, sum]);
+    assert_eq!(got, seq);
+    seq
+}
+
+fn check(f: &shmkit::frames::Frame<Hdr>) {
+    let [seq, len, sum] = *f.header();
+    assert_eq!(seq, f.seq(), "header sequence");
+    assert_eq!(len as usize, f.len(), "header length");
+    assert_eq!(checksum(f.bytes()), sum, "checksum of frame {seq}");
+}
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        // Receive until the publisher is gone, holding up to `hold` frames for a random
+        // while and re-checking each before releasing it. Reports "ready", then
+        // "done <received> <lost> <last>".
+        "subscriber" => {
+            let name = &args[0];
+            let hold: usize = args[1].parse().unwrap();
+            let pause_us: u64 = args[2].parse().unwrap();
+            let mut s = opts().subscriber(name).expect("subscribe");
+            report("ready");
+            let mut held: VecDeque<shmkit::frames::Frame<Hdr>> = VecDeque::new();
+            let (mut received, mut last) = (0u64, 0u64);
+            let mut rng = std::process::id() as u64 | 1;
+            loop {
+                match s.recv_timeout(Duration::from_secs(60)) {
+                    Ok(f) => {
+                        assert!(f.seq() > last, "sequence went from {last} to {}", f.seq());
+                        last = f.seq();
+                        check(&f);
+                        received += 1;
+                        held.push_back(f);
+                    }
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => panic!("recv: {e}"),
+                }
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                while held.len() > hold || (!held.is_empty() && rng % 3 == 0) {
+                    let f = held.pop_front().unwrap();
+                    check(&f); // never overwritten while held
+                    drop(f);
+                    rng >>= 1;
+                }
+                if pause_us > 0 {
+                    std::thread::sleep(Duration::from_micros(rng % (2 * pause_us + 1)));
+                }
+            }
+            for f in held {
+                check(&f);
+            }
+            report(&format!("done {received} {} {last}", s.lost()));
+        }
+        // Receive `n` frames, hold them all, report "held", wait to be killed.
+        "holder" => {
+            let mut s = opts().subscriber(&args[0]).expect("subscribe");
+            let n: usize = args[1].parse().unwrap();
+            report("ready");
+            let frames: Vec<_> = (0..n)
+                .map(|_| s.recv_timeout(Duration::from_secs(30)).expect("recv"))
+                .collect();
+            report("held");
+            std::thread::sleep(Duration::from_secs(600));
+            drop(frames);
+        }
+        // Attach as publisher, publish 5 frames, then loan a slot, write half of a frame
+        // into it, report "mid-write" and wait to be killed.
+        "half-writer" => {
+            let mut p = opts().publisher(&args[0]).expect("publisher");
+            for _ in 0..5 {
+                publish(&mut p, 4096);
+            }
+            let mut loan = p.try_loan().expect("loan");
+            loan.as_mut_slice()[..2048].fill(0xEE);
+            report("mid-write");
+            std::thread::sleep(Duration::from_secs(600));
+            drop(loan);
+        }
+        // Receive one frame and write into its (read-only) bytes: must die of SIGSEGV.
+        "scribbler" => {
+            let mut s = opts().subscriber(&args[0]).expect("subscribe");
+            report("ready");
+            let f = s.recv_timeout(Duration::from_secs(30)).expect("recv");
+            report("writing");
+            // SAFETY: deliberately wrong: the test checks that this store faults (the page is
+            // PROT_READ), killing this process before it returns.
+            unsafe { f.as_ptr().cast_mut().write_volatile(1) };
+            report("wrote");
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+#[test]
+fn eight_subscribers_ten_thousand_frames() {
+    let name = unique_name("frames8");
+    let _c = Cleanup::new(&[&name]);
+    const MAX: usize = 4096;
+    const FRAMES: u64 = 10_000;
+    let mut p = opts()
+        .slots(16)
+        .max_bytes(MAX as u64)
+        .create(&name)
+        .unwrap();
+    // Different speeds and holding habits.
+    let mut kids: Vec<_> = (0..8u64)
+        .map(|i| {
+            let hold = (i % 4).to_string();
+            let pause = (i * i * 10).to_string();
+            spawn_child("subscriber", &[&name, &hold, &pause])
+        })
+        .collect();
+    let mut lines: Vec<Lines> = kids.iter_mut().map(Lines::of).collect();
+    for l in &mut lines {
+        l.expect("ready");
+    }
+    for _ in 0..FRAMES {
+        publish(&mut p, MAX);
+    }
+    drop(p); // subscribers drain what is left, then see Disconnected
+    for (k, l) in kids.iter_mut().zip(&mut lines) {
+        let done = l.next_line().expect("done line");
+        wait_ok(k, Duration::from_secs(120));
+        let v: Vec<u64> = done
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let (received, lost, last) = (v[0], v[1], v[2]);
+        assert!(received > 0);
+        assert_eq!(last, FRAMES, "every subscriber ends with the last frame");
+        assert_eq!(
+            received + lost,
+            FRAMES,
+            "received + lost covers every frame"
+        );
+    }
+}
+
+#[test]
+fn block_policy_is_lossless() {
+    let name = unique_name("framesblk");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts()
+        .slots(3)
+        .max_bytes(1024)
+        .policy(Policy::Block)
+        .create(&name)
+        .unwrap();
+    let mut kids: Vec<_> = (0..2)
+        .map(|i| spawn_child("subscriber", &[&name, "1", &(i * 50).to_string()]))
+        .collect();
+    let mut lines: Vec<Lines> = kids.iter_mut().map(Lines::of).collect();
+    for l in &mut lines {
+        l.expect("ready");
+    }
+    for _ in 0..2000 {
+        publish(&mut p, 1024);
+    }
+    drop(p);
+    for (k, l) in kids.iter_mut().zip(&mut lines) {
+        let done = l.next_line().expect("done line");
+        wait_ok(k, Duration::from_secs(120));
+        assert_eq!(done, "done 2000 0 2000");
+    }
+}
+
+#[test]
+fn killed_subscriber_pins_are_reclaimed_100_times() {
+    let name = unique_name("frameskill");
+    let _c = Cleanup::new(&[&name]);
+    const K: u64 = 4;
+    let mut p = opts()
+        .slots(K)
+        .max_bytes(256)
+        .policy(Policy::Block)
+        .create(&name)
+        .unwrap();
+    for round in 0..100 {
+        let mut kid = spawn_child("holder", &[&name, &(K - 1).to_string()]);
+        let mut l = Lines::of(&mut kid);
+        l.expect("ready");
+        for _ in 0..K - 1 {
+            publish(&mut p, 256);
+        }
+        l.expect("held");
+        let st = shmkit::frames::stat(&name).unwrap();
+        let held = st
+            .slot_states
+            .iter()
+            .filter(|s| !s.held_by.is_empty())
+            .count();
+        assert_eq!(
+            held as u64,
+            K - 1,
+            "round {round}: the holder pins its frames"
+        );
+        kill9(&mut kid);
+        // Block policy: the dead holder's pins and cursor would block every slot but one.
+        // Each loan must succeed at once (reclaim happens inside try_loan).
+        for _ in 0..K {
+            let seq = p.next_seq();
+            let loan = match p.try_loan() {
+                Ok(l) => l,
+                Err(TryLoanError::Full) => panic!("round {round}: a slot did not come back"),
+                Err(e) => panic!("{e}"),
+            };
+            loan.publish(8, &[seq, 8, 0]);
+        }
+        let st = shmkit::frames::stat(&name).unwrap();
+        assert!(
+            st.subscribers.is_empty(),
+            "round {round}: the dead record is freed"
+        );
+        assert!(st.slot_states.iter().all(|s| s.held_by.is_empty()));
+    }
+}
+
+#[test]
+fn publisher_killed_mid_write_then_new_publisher() {
+    let name = unique_name("frameshalf");
+    let _c = Cleanup::new(&[&name]);
+    drop(opts().slots(8).max_bytes(4096).create(&name).unwrap());
+    let mut sub = opts().subscriber(&name).unwrap();
+    let mut kid = spawn_child("half-writer", &[&name]);
+    Lines::of(&mut kid).expect("mid-write");
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert_eq!(
+        st.slot_states
+            .iter()
+            .filter(|s| s.state == "writing")
+            .count(),
+        1
+    );
+    kill9(&mut kid);
+    // The five published frames are received; the half-written one never is.
+    for want in 1..=5 {
+        let f = sub.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(f.seq(), want);
+        check(&f);
+    }
+    assert_eq!(
+        sub.recv_timeout(Duration::from_secs(30)).unwrap_err(),
+        RecvError::Disconnected
+    );
+    // Published frames stay readable.
+    assert_eq!(sub.newest().unwrap().seq(), 5);
+    // A new publisher takes over: the half-written slot is emptied, numbering continues.
+    let mut p = opts().publisher(&name).unwrap();
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert_eq!(
+        st.slot_states
+            .iter()
+            .filter(|s| s.state == "writing")
+            .count(),
+        0
+    );
+    assert_eq!(p.next_seq(), 6);
+    publish(&mut p, 4096);
+    let f = sub.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(f.seq(), 6);
+    check(&f);
+    assert_eq!(sub.lost(), 0);
+}
+
+#[test]
+fn subscriber_cannot_write_frame_data() {
+    let name = unique_name("framesro");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts().slots(2).max_bytes(4096).create(&name).unwrap();
+    let mut kid = spawn_child("scribbler", &[&name]);
+    let mut l = Lines::of(&mut kid);
+    l.expect("ready");
+    publish(&mut p, 4096);
+    l.expect("writing");
+    let st = wait_exit(&mut kid, Duration::from_secs(30));
+    assert_eq!(st.signal(), Some(libc_sigsegv()), "the write faults: {st}");
+    assert_ne!(l.next_line().as_deref(), Some("wrote"));
+}
+
+fn libc_sigsegv() -> i32 {
+    11
+}
+
+#[test]
+fn history_latest_and_types() {
+    let name = unique_name("frameshist");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts().slots(8).max_bytes(512).create(&name).unwrap();
+    for _ in 0..6 {
+        publish(&mut p, 512);
+    }
+    // A late joiner asking for 3 frames of history gets 4, 5, 6.
+    let mut s = opts().history(3).subscriber(&name).unwrap();
+    let seqs: Vec<u64> = (0..3).map(|_| s.try_recv().unwrap().seq()).collect();
+    assert_eq!(seqs, [4, 5, 6]);
+    assert!(s.try_recv().is_err());
+    // latest skips, counting the skipped frames as lost.
+    for _ in 0..4 {
+        publish(&mut p, 512);
+    }
+    let f = s.try_latest().unwrap();
+    assert_eq!((f.seq(), s.lost()), (10, 3));
+    check(&f);
+    // Two guards of one frame: the slot stays pinned until both drop.
+    let g = s.newest().unwrap();
+    assert_eq!(g.slot(), f.slot());
+    drop(f);
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert_eq!(
+        st.slot_states[g.slot() as usize].held_by,
+        [std::process::id()]
+    );
+    drop(g);
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert!(st.slot_states.iter().all(|s| s.held_by.is_empty()));
+    // Another header type is refused, naming both.
+    let e = FramesOptions::<[u64; 2]>::new()
+        .subscriber(&name)
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("[u64; 3]") && msg.contains("[u64; 2]"),
+        "{msg}"
+    );
+    // The saved copy is the newest frame.
+    let c = shmkit::frames::copy_latest(&name).unwrap().unwrap();
+    assert_eq!(c.seq, 10);
+    assert_eq!(
+        checksum(&c.data),
+        u64::from_le_bytes(c.header[16..24].try_into().unwrap())
+    );
+}
+
+#[test]
+fn frames_of_256_mib_are_accepted() {
+    let name = unique_name("framesbig");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = FramesOptions::<u64>::new()
+        .slots(1)
+        .max_bytes(256 << 20)
+        .create(&name)
+        .unwrap();
+    let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    let mut loan = p.try_loan().unwrap();
+    let buf = loan.as_mut_slice();
+    assert_eq!(buf.len(), 256 << 20);
+    buf[(256 << 20) - 1] = 7;
+    loan.publish(256 << 20, &1);
+    let f = s.try_recv().unwrap();
+    assert_eq!(f.bytes()[(256 << 20) - 1], 7);
+}
+
+#[test]
+fn sixteen_subscribers_then_no_free_record() {
+    let name = unique_name("frames16");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts().slots(4).max_bytes(256).create(&name).unwrap();
+    let mut subs: Vec<_> = (0..16).map(|_| opts().subscriber(&name).unwrap()).collect();
+    match opts().subscriber(&name) {
+        Err(shmkit::frames::AttachError::NoFreeSubscriberSlot { slots: 16 }) => {}
+        other => panic!("a 17th subscriber: {other:?}"),
+    }
+    let seq = publish(&mut p, 256);
+    // Every subscriber holds the frame at once; the publisher still has 3 free slots.
+    let held: Vec<_> = subs.iter_mut().map(|s| s.try_recv().unwrap()).collect();
+    assert!(held.iter().all(|f| f.seq() == seq));
+    held.iter().for_each(check);
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert_eq!(st.slot_states[held[0].slot() as usize].held_by.len(), 16);
+    drop(held);
+    drop(subs.pop());
+    opts().subscriber(&name).unwrap(); // a record is free again
+}

@@ -1,0 +1,212 @@
+//! `shmkit frames create|stat|save`, `shmkit info` on a frame channel, and the stock-CPython
+//! reader `examples/python/frames_numpy.py` against a live publisher.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{unique_name, Cleanup};
+use shmkit::frames::FramesOptions;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+fn shmkit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .expect("run shmkit")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = shmkit(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn create_stat_save_info() {
+    let name = unique_name("frcli");
+    let _c = Cleanup::new(&[&name]);
+    let out = shmkit(&[
+        "frames",
+        "create",
+        &name,
+        "--slots",
+        "3",
+        "--max-bytes",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Usage errors exit 2, failures 1, naming the channel.
+    assert_eq!(
+        shmkit(&[
+            "frames",
+            "create",
+            &name,
+            "--slots",
+            "0",
+            "--max-bytes",
+            "1"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    let again = shmkit(&[
+        "frames",
+        "create",
+        &name,
+        "--slots",
+        "3",
+        "--max-bytes",
+        "1000",
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains(&name));
+    let none = shmkit(&["frames", "save", &name, "/dev/null"]);
+    assert_eq!(none.status.code(), Some(1));
+
+    // A publisher and a subscriber holding a frame.
+    let mut p = FramesOptions::<[u8; 0]>::new().publisher(&name).unwrap();
+    let mut s = FramesOptions::<[u8; 0]>::new().subscriber(&name).unwrap();
+    for i in 0..3u8 {
+        let mut loan = p.try_loan().unwrap();
+        loan.as_mut_slice()[..4].copy_from_slice(&[i, 1, 2, 3]);
+        loan.publish(4, &[]);
+    }
+    let f = s.try_latest().unwrap();
+    let st = json(&["frames", "stat", &name, "--json"]);
+    assert_eq!(st["slots"], 3);
+    assert_eq!(st["last_seq"], 3);
+    assert_eq!(st["publisher"]["pid"], std::process::id());
+    assert_eq!(st["subscribers"][0]["process"]["pid"], std::process::id());
+    assert_eq!(st["subscribers"][0]["holding"][0], f.slot());
+    assert_eq!(
+        st["slot_states"][f.slot() as usize]["held_by"][0],
+        std::process::id()
+    );
+    let info = json(&["info", &name, "--json"]);
+    assert_eq!(info["kind"], "frames");
+    assert_eq!(info["state"]["layout"], st["layout"]);
+    let text = String::from_utf8(shmkit(&["frames", "stat", &name]).stdout).unwrap();
+    assert!(text.contains("held by pid"), "{text}");
+
+    let file = std::env::temp_dir().join(format!("{name}.bin"));
+    let out = shmkit(&["frames", "save", &name, file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), [2, 1, 2, 3]);
+    std::fs::remove_file(&file).unwrap();
+    drop(f);
+}
+
+/// The camera demo's header (`examples/camera.rs`).
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable)]
+#[repr(C)]
+struct FrameInfo {
+    width: u32,
+    height: u32,
+    stride: u32,
+    format: u32,
+    index: u64,
+    checksum: u64,
+}
+shmkit::shm_type!(FrameInfo);
+
+fn camera_checksum(b: &[u8]) -> u64 {
+    let mut words = b.chunks_exact(8);
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for w in &mut words {
+        h = h.rotate_left(5) ^ u64::from_le_bytes(w.try_into().unwrap());
+    }
+    for &x in words.remainder() {
+        h = h.rotate_left(5) ^ x as u64;
+    }
+    h
+}
+
+/// `frames_numpy.py` reads the newest frame while the publisher keeps overwriting slots (few
+/// slots, so reads race with claims): it must verify the checksum every time. Runs with numpy
+/// if the machine's python3 has it, and without otherwise (the script falls back to bytes);
+/// the output says which.
+#[test]
+fn python_reader_validates_against_the_sequence() {
+    let name = unique_name("frpy");
+    let _c = Cleanup::new(&[&name]);
+    let (w, h) = (64u32, 48u32);
+    let bytes = (3 * w * h) as usize;
+    let mut p = FramesOptions::<FrameInfo>::new()
+        .slots(2)
+        .max_bytes(bytes as u64)
+        .create(&name)
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/python/frames_numpy.py"
+    );
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut t = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut loan = p.try_loan().unwrap();
+                let buf = &mut loan.as_mut_slice()[..bytes];
+                buf.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, b)| *b = (i as u64 + t) as u8);
+                let checksum = camera_checksum(buf);
+                let info = FrameInfo {
+                    width: w,
+                    height: h,
+                    stride: 3 * w,
+                    format: 1,
+                    index: t,
+                    checksum,
+                };
+                loan.publish(bytes, &info);
+                t += 1;
+            }
+        });
+        let numpy = Command::new("python3")
+            .args(["-c", "import numpy"])
+            .status()
+            .is_ok_and(|s| s.success());
+        for _ in 0..5 {
+            let out = Command::new("python3")
+                .args([
+                    script,
+                    &name,
+                    "--verify",
+                    "--shmkit",
+                    env!("CARGO_BIN_EXE_shmkit"),
+                ])
+                .output()
+                .expect("run python3");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("checksum ok"), "{text}");
+            let want = if numpy {
+                "numpy array (48, 64, 3)"
+            } else {
+                "numpy not installed"
+            };
+            assert!(text.contains(want), "{text}");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
