@@ -8,7 +8,7 @@ use super::layout::{describe, CellControl, ElemType, Geometry, CELL_FINGERPRINT,
 use super::seqlock;
 use super::{CellMode, CellOptions};
 use crate::error::{Error, Result};
-use crate::os::atomic_copy;
+use crate::os::{atomic_copy, deadline};
 use crate::segment::Kind;
 use crate::sync::{LockError, LockGuard};
 use crate::Segment;
@@ -18,6 +18,14 @@ use crate::Segment;
 pub(crate) enum Wait {
     No,
     Until(Option<Instant>),
+}
+
+impl Wait {
+    /// Wait at most `timeout` from now (a timeout too large for `Instant`: no limit).
+    #[inline]
+    pub(crate) fn timeout(timeout: std::time::Duration) -> Wait {
+        Wait::Until(deadline::after(Some(timeout)))
+    }
 }
 
 /// An element-wise atomic operation on bit patterns (truncated to the element's size).
