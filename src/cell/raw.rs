@@ -50,6 +50,8 @@ pub(crate) struct RawCell {
     geo: Geometry,
     /// The typecode is an integer one (`fetch_add` applies); from `geo`, kept for the hot path.
     integer: bool,
+    /// `geo.len × geo.elem.size` (validated at open not to overflow and to fit the mapping).
+    data_bytes: usize,
 }
 
 impl std::fmt::Debug for RawCell {
@@ -240,11 +242,13 @@ impl RawCell {
     fn wrap(seg: Segment, kind: Kind) -> Result<RawCell> {
         let geo = Self::geometry_of(&seg, kind)?;
         let integer = geo.elem.typecode.is_some_and(|t| t.is_integer());
+        let data_bytes = geo.bytes();
         Ok(RawCell {
             seg,
             kind,
             geo,
             integer,
+            data_bytes,
         })
     }
 
@@ -316,20 +320,39 @@ impl RawCell {
     pub(crate) fn check_range(&self, first: usize, count: usize) -> Result<()> {
         match first.checked_add(count) {
             Some(end) if end <= self.geo.len => Ok(()),
-            _ => Err(Error::invalid(
-                self.seg.name(),
-                format!(
-                    "elements {first}..{} are out of range for {} (length {})",
-                    first.saturating_add(count),
-                    self.describe(),
-                    self.geo.len
-                ),
-            )),
+            _ => Err(self.range_error(first, count)),
         }
     }
 
+    /// Check that `nbytes` bytes from element `first` lie inside the data: the hot-path form
+    /// of [`check_range`](Self::check_range) (no division), against this handle's own
+    /// validated geometry (`data_bytes = len × size` did not overflow at open), never against
+    /// shared memory.
+    #[inline(always)]
+    fn check_bytes(&self, first: usize, nbytes: usize) -> Result<()> {
+        // `first <= len` keeps `first * size <= data_bytes` (no overflow, no underflow).
+        if first <= self.geo.len && nbytes <= self.data_bytes - first * self.geo.elem.size {
+            return Ok(());
+        }
+        Err(self.range_error(first, nbytes.div_ceil(self.geo.elem.size)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn range_error(&self, first: usize, count: usize) -> Error {
+        Error::invalid(
+            self.seg.name(),
+            format!(
+                "elements {first}..{} are out of range for {} (length {})",
+                first.saturating_add(count),
+                self.describe(),
+                self.geo.len
+            ),
+        )
+    }
+
     /// Take the cell's lock (the data lock in locked mode, the writer lock in seqlock mode).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lock(&self, wait: Wait) -> Locked<'_> {
         let l = &self.ctl().lock;
         match wait {
@@ -375,7 +398,7 @@ impl RawCell {
         wait: Wait,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R> {
-        self.check_range(0, buf.len() / self.geo.elem.size)?;
+        self.check_bytes(0, buf.len())?;
         let _g = self.lock_for_rmw(wait)?;
         self.read_locked(0, buf);
         let r = f(buf);
@@ -388,8 +411,7 @@ impl RawCell {
     /// copy is consistent with (seqlock mode; 0 otherwise).
     #[inline]
     pub(crate) fn load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
-        let size = self.geo.elem.size;
-        self.check_range(first, out.len() / size)?;
+        self.check_bytes(first, out.len())?;
         match self.geo.mode {
             CellMode::Locked => {
                 let _g = self.lock(wait)?;
@@ -455,8 +477,7 @@ impl RawCell {
     /// then is not recoverable unless the caller uses the lock API).
     #[inline]
     pub(crate) fn store(&self, first: usize, data: &[u8], wait: Wait) -> Result<()> {
-        let size = self.geo.elem.size;
-        self.check_range(first, data.len() / size)?;
+        self.check_bytes(first, data.len())?;
         match self.geo.mode {
             CellMode::Atomic => {
                 self.write_locked(first, data);
