@@ -614,3 +614,28 @@ fn blocking_calls_have_the_four_forms_across_processes() {
     assert_eq!(v.get().unwrap(), 10);
     assert_eq!(a.get(0).unwrap(), 4);
 }
+
+/// `?` cells are typed as `CBool` (any nonzero byte is true), in every mode, and the untyped
+/// handle agrees; `c` and `u` stay untyped.
+#[test]
+fn bool_cells_are_typed_as_cbool() {
+    use shmkit::cell::CBool;
+    let (n1, n2) = (unique_name("cell-bool"), unique_name("cell-bool-a"));
+    let _c = Cleanup::new(&[&n1, &n2]);
+    let v = Value::<CBool>::create(&n1, true.into()).unwrap();
+    let any = AnyValue::open(&n1).unwrap();
+    assert_eq!(any.typecode(), Typecode::from_char('?'));
+    assert_eq!(any.get_text().unwrap(), "true");
+    any.set_bytes(&[2]).unwrap(); // a peer's odd byte: still true, never UB
+    assert!(v.get().unwrap().get());
+    v.set(false.into()).unwrap();
+    assert_eq!(any.get_text().unwrap(), "false");
+    let a = Array::<CBool>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&n2, 3)
+        .unwrap();
+    a.store(1, true.into()).unwrap();
+    assert_eq!(a.swap(1, CBool(0)).unwrap(), CBool(1));
+    assert!(a.fetch_add(0, CBool(1)).is_err()); // not an integer typecode
+    assert!(Value::<u8>::open(&n1).is_err()); // '?' is not 'B'
+}

@@ -9,6 +9,10 @@
 //! another type fails with [`Error::CellMismatch`](crate::Error::CellMismatch) naming both
 //! sides (`segment "x" holds Array<d>[4], asked for Value<q>`).
 //!
+//! Typed handles name a typecode by its Rust type (`i64` is `q`, `f64` is `d`, …); `?` is
+//! [`CBool`]; `c` and `u` have no Rust type of their own and are used through [`AnyValue`] /
+//! [`AnyArray`] (bytes or text).
+//!
 //! Three modes, chosen at creation:
 //!
 //! - [`CellMode::Locked`] (the default, Python's `lock=True`): every access takes the cell's
@@ -92,7 +96,7 @@ use std::time::Duration;
 pub use array::{AnyArray, Array, ArrayGuard};
 pub use info::{inspect, CellInfo};
 pub use layout::{DATA_OFFSET, MAX_ALIGN, MAX_SEQLOCK_BYTES};
-pub use typecode::Typecode;
+pub use typecode::{CBool, Typecode};
 pub use value::{AnyValue, CellAtomic, Value, ValueGuard};
 
 use crate::segment::{Lifetime, Segment, SegmentOptions};

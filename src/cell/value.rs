@@ -12,7 +12,8 @@ use crate::segment::Kind;
 use crate::sync::{LockError, Owner};
 use crate::{Segment, ShmType};
 
-/// The integer types of atomic cells: `i8`–`i64`, `u8`–`u64`. Sealed.
+/// The types of atomic cells: `i8`–`i64`, `u8`–`u64`, and [`CBool`](super::CBool) (`?`;
+/// `fetch_add` on it is refused, as for any non-integer typecode). Sealed.
 pub trait CellAtomic: ShmType + Copy + sealed::Sealed {
     #[doc(hidden)]
     fn to_bits(self) -> u64;
@@ -34,6 +35,16 @@ macro_rules! cell_atomic {
     )+};
 }
 cell_atomic!(i8, u8, i16, u16, i32, u32, i64, u64);
+
+impl sealed::Sealed for super::CBool {}
+impl CellAtomic for super::CBool {
+    fn to_bits(self) -> u64 {
+        u64::from(self.0)
+    }
+    fn from_bits(b: u64) -> Self {
+        super::CBool(b as u8)
+    }
+}
 
 /// A named cell holding one `T`: Python's `multiprocessing.Value`, attachable by name from any
 /// process. See the [module docs](super) for the modes; which calls apply in which mode:
