@@ -409,7 +409,7 @@ impl RawCell {
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
     /// (locked), per element (atomic), or as one seqlock snapshot. Returns the sequence the
     /// copy is consistent with (seqlock mode; 0 otherwise).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
         self.check_bytes(first, out.len())?;
         match self.geo.mode {
@@ -475,7 +475,7 @@ impl RawCell {
     /// Store elements `first..`, consistently. On `OwnerDied` a write that replaces all the
     /// data repairs the cell and succeeds; a partial write reports `OwnerDied` (the lock
     /// then is not recoverable unless the caller uses the lock API).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn store(&self, first: usize, data: &[u8], wait: Wait) -> Result<()> {
         self.check_bytes(first, data.len())?;
         match self.geo.mode {
