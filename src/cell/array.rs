@@ -500,6 +500,16 @@ impl AnyArray {
         self.raw.segment().name()
     }
 
+    /// The underlying segment.
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+
+    /// Make this handle unlink the name when dropped (or not).
+    pub fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.raw.set_unlink_on_drop(yes)
+    }
+
     /// `Array<d>[4]`.
     pub fn describe(&self) -> String {
         self.raw.describe()
