@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{child_entry, kill9, report, spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::cell::{AnyValue, Array, CellMode, Typecode, Value};
+use shmkit::cell::{AnyArray, AnyValue, Array, CellMode, Typecode, Value};
 use shmkit::sync::LockError;
 use shmkit::Error;
 
@@ -117,6 +117,27 @@ fn child_main() {
                     reads += 1;
                 }
                 report("ok");
+            }
+            "hold-until-released" => {
+                // Holds the lock of cell args[0] (a value or an array, args[2]) until the
+                // atomic flag cell args[1] becomes 1.
+                let flag = Value::<u8>::open(&args[1]).unwrap();
+                let release = || {
+                    while flag.load().unwrap() == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                };
+                if args[2] == "value" {
+                    let v = AnyValue::open(name).unwrap();
+                    let _g = v.lock().unwrap();
+                    report("holding");
+                    release();
+                } else {
+                    let a = AnyArray::open(name).unwrap();
+                    let _g = a.lock().unwrap();
+                    report("holding");
+                    release();
+                }
             }
             "seq-set" => {
                 let v = Value::<u64>::open(name).unwrap();
@@ -436,4 +457,185 @@ fn wait_changed_sees_another_process_write() {
     let mut child = spawn_child("seq-set", &[&name, "43"]);
     assert_eq!(v.wait_changed(s1).unwrap(), (43, s1 + 2));
     wait_ok(&mut child, Duration::from_secs(60));
+}
+
+/// Every blocking cell call in its four forms, while another process holds the cell's lock:
+/// `try_x` is `WouldBlock`, `x_timeout` (zero included) and `x_deadline` are `Timeout`, and
+/// the blocking forms started while it is held succeed once that process releases it.
+#[test]
+fn blocking_calls_have_the_four_forms_across_processes() {
+    use std::time::Instant;
+    const T: Duration = Duration::from_secs(60);
+    const SHORT: Duration = Duration::from_millis(5);
+    let past = || Instant::now() - Duration::from_millis(1);
+    fn wb<X>(r: shmkit::Result<X>) {
+        assert!(matches!(r, Err(Error::WouldBlock)), "expected WouldBlock");
+    }
+    fn to<X>(r: shmkit::Result<X>) {
+        assert!(matches!(r, Err(Error::Timeout)), "expected Timeout");
+    }
+    fn lwb<G>(r: Result<G, LockError<G>>) {
+        assert!(
+            matches!(r, Err(LockError::WouldBlock)),
+            "expected WouldBlock"
+        );
+    }
+    fn lto<G>(r: Result<G, LockError<G>>) {
+        assert!(matches!(r, Err(LockError::Timeout)), "expected Timeout");
+    }
+    let (vn, an, fv, fa) = (
+        unique_name("cell-forms-v"),
+        unique_name("cell-forms-a"),
+        unique_name("cell-forms-fv"),
+        unique_name("cell-forms-fa"),
+    );
+    let _c = Cleanup::new(&[&vn, &an, &fv, &fa]);
+    let v = Value::<i32>::create(&vn, 7).unwrap();
+    let av = AnyValue::open(&vn).unwrap();
+    let a = Array::<i32>::create_from(&an, &[1, 2, 3]).unwrap();
+    let aa = AnyArray::open(&an).unwrap();
+    let flags: Vec<Value<u8>> = [&fv, &fa]
+        .iter()
+        .map(|n| {
+            Value::<u8>::options()
+                .cell_mode(CellMode::Atomic)
+                .create(n, 0)
+                .unwrap()
+        })
+        .collect();
+
+    // Free: every form succeeds, a passed deadline and a zero timeout poll once.
+    assert_eq!(v.try_get().unwrap(), 7);
+    assert_eq!(v.get_deadline(past()).unwrap(), 7);
+    assert_eq!(v.get_timeout(Duration::ZERO).unwrap(), 7);
+    v.try_set(8).unwrap();
+    assert_eq!(v.try_update(|x| x + 1).unwrap(), 9);
+    assert_eq!(av.try_get_bytes().unwrap(), 9i32.to_le_bytes());
+    av.set_bytes_deadline(&7i32.to_le_bytes(), past()).unwrap();
+    assert_eq!(a.try_get(1).unwrap(), 2);
+    a.try_set(1, 2).unwrap();
+    assert_eq!(a.try_read(0..3).unwrap(), [1, 2, 3]);
+    a.write_deadline(0, &[1], past()).unwrap();
+    assert_eq!(a.try_with_lock(|xs| xs.len()).unwrap(), 3);
+    drop(a.try_lock().unwrap());
+    assert_eq!(aa.try_read_bytes(2, 1).unwrap(), 3i32.to_le_bytes());
+    aa.try_write_bytes(2, &3i32.to_le_bytes()).unwrap();
+
+    let mut holders = vec![
+        spawn_child("hold-until-released", &[&vn, &fv, "value"]),
+        spawn_child("hold-until-released", &[&an, &fa, "array"]),
+    ];
+    for h in &mut holders {
+        Lines::of(h).expect("holding");
+    }
+    // Held elsewhere: WouldBlock for try_, Timeout for the timed forms.
+    wb(v.try_get());
+    to(v.get_timeout(SHORT));
+    to(v.get_timeout(Duration::ZERO));
+    to(v.get_deadline(past()));
+    wb(v.try_set(1));
+    to(v.set_timeout(1, SHORT));
+    to(v.set_deadline(1, past()));
+    wb(v.try_update(|x| x));
+    to(v.update_timeout(|x| x, SHORT));
+    to(v.update_deadline(|x| x, past()));
+    lwb(v.try_lock());
+    lto(v.lock_timeout(SHORT));
+    lto(v.lock_deadline(past()));
+    wb(av.try_get_bytes());
+    to(av.get_bytes_timeout(SHORT));
+    to(av.get_bytes_deadline(past()));
+    wb(av.try_set_bytes(&[0; 4]));
+    to(av.set_bytes_timeout(&[0; 4], SHORT));
+    to(av.set_bytes_deadline(&[0; 4], past()));
+    lwb(av.try_lock());
+    lto(av.lock_timeout(SHORT));
+    lto(av.lock_deadline(past()));
+    wb(a.try_get(0));
+    to(a.get_timeout(0, SHORT));
+    to(a.get_deadline(0, past()));
+    wb(a.try_set(0, 1));
+    to(a.set_timeout(0, 1, SHORT));
+    to(a.set_deadline(0, 1, past()));
+    wb(a.try_read(0..3));
+    to(a.read_timeout(0..3, SHORT));
+    to(a.read_deadline(0..3, past()));
+    let mut out = [0i32; 2];
+    wb(a.try_read_into(1, &mut out));
+    to(a.read_into_timeout(1, &mut out, SHORT));
+    to(a.read_into_deadline(1, &mut out, past()));
+    wb(a.try_write(0, &[1, 2]));
+    to(a.write_timeout(0, &[1, 2], SHORT));
+    to(a.write_deadline(0, &[1, 2], past()));
+    wb(a.try_with_lock(|_| ()));
+    to(a.with_lock_timeout(|_| (), SHORT));
+    to(a.with_lock_deadline(|_| (), past()));
+    lwb(a.try_lock());
+    lto(a.lock_timeout(SHORT));
+    lto(a.lock_deadline(past()));
+    wb(aa.try_read_bytes(0, 3));
+    to(aa.read_bytes_timeout(0, 3, SHORT));
+    to(aa.read_bytes_deadline(0, 3, past()));
+    wb(aa.try_write_bytes(0, &[0; 4]));
+    to(aa.write_bytes_timeout(0, &[0; 4], SHORT));
+    to(aa.write_bytes_deadline(0, &[0; 4], past()));
+    lwb(aa.try_lock());
+    lto(aa.lock_timeout(SHORT));
+    lto(aa.lock_deadline(past()));
+
+    // The blocking forms, started while the lock is held, succeed after the release.
+    std::thread::scope(|s| {
+        let waiters = vec![
+            s.spawn(|| v.update(|x| x + 1).map(drop)),
+            s.spawn(|| v.update_timeout(|x| x + 1, T).map(drop)),
+            s.spawn(|| v.update_deadline(|x| x + 1, Instant::now() + T).map(drop)),
+            s.spawn(|| av.get_bytes_timeout(T).map(drop)),
+            s.spawn(|| a.with_lock(|xs| xs[0] += 1)),
+            s.spawn(|| a.with_lock_timeout(|xs| xs[0] += 1, T)),
+            s.spawn(|| a.with_lock_deadline(|xs| xs[0] += 1, Instant::now() + T)),
+            s.spawn(|| aa.read_bytes_deadline(0, 3, Instant::now() + T).map(drop)),
+            s.spawn(|| {
+                a.lock_timeout(T)
+                    .map(drop)
+                    .map_err(|e| e.without_guard().into())
+            }),
+        ];
+        std::thread::sleep(SHORT);
+        for f in &flags {
+            f.store(1).unwrap();
+        }
+        for w in waiters {
+            w.join().unwrap().unwrap();
+        }
+    });
+    for h in &mut holders {
+        wait_ok(h, T);
+    }
+    assert_eq!(v.get().unwrap(), 10);
+    assert_eq!(a.get(0).unwrap(), 4);
+}
+
+/// `?` cells are typed as `CBool` (any nonzero byte is true), in every mode, and the untyped
+/// handle agrees; `c` and `u` stay untyped.
+#[test]
+fn bool_cells_are_typed_as_cbool() {
+    use shmkit::cell::CBool;
+    let (n1, n2) = (unique_name("cell-bool"), unique_name("cell-bool-a"));
+    let _c = Cleanup::new(&[&n1, &n2]);
+    let v = Value::<CBool>::create(&n1, true.into()).unwrap();
+    let any = AnyValue::open(&n1).unwrap();
+    assert_eq!(any.typecode(), Typecode::from_char('?'));
+    assert_eq!(any.get_text().unwrap(), "true");
+    any.set_bytes(&[2]).unwrap(); // a peer's odd byte: still true, never UB
+    assert!(v.get().unwrap().get());
+    v.set(false.into()).unwrap();
+    assert_eq!(any.get_text().unwrap(), "false");
+    let a = Array::<CBool>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&n2, 3)
+        .unwrap();
+    a.store(1, true.into()).unwrap();
+    assert_eq!(a.swap(1, CBool(0)).unwrap(), CBool(1));
+    assert!(a.fetch_add(0, CBool(1)).is_err()); // not an integer typecode
+    assert!(Value::<u8>::open(&n1).is_err()); // '?' is not 'B'
 }

@@ -84,7 +84,7 @@ fn value_ops(name: &str, ops: &[u8]) {
                 }
             }
             _ => {
-                let _ = v.wait_changed_timeout(u64::from(op), Some(TINY));
+                let _ = (v.wait_changed_timeout(u64::from(op), TINY), v.try_wait_changed(0));
             }
         }
         let _ = shmkit::cell::inspect(name);
@@ -99,10 +99,10 @@ fn array_ops(name: &str, ops: &[u8]) {
         let i = usize::from(op >> 3);
         match op % 6 {
             0 => {
-                let _ = a.read_bytes(0, a.len(), Some(TINY));
+                let _ = (a.read_bytes_timeout(0, a.len(), TINY), a.try_wait_changed(0));
             }
             1 => {
-                let _ = a.write_bytes(i, &vec![op; a.elem_size()], Some(TINY));
+                let _ = a.write_bytes_timeout(i, &vec![op; a.elem_size()], TINY);
             }
             2 => {
                 let _ = (a.get_text(i), a.set_text(i, "2"));
@@ -116,7 +116,7 @@ fn array_ops(name: &str, ops: &[u8]) {
                 }
             }
             _ => {
-                let _ = a.read_bytes(i, 1, Some(Duration::ZERO));
+                let _ = (a.try_read_bytes(i, 1), a.read_bytes_timeout(i, 1, Duration::ZERO));
             }
         }
         let _ = shmkit::cell::inspect(name);

@@ -3,13 +3,12 @@
 
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::time::{Duration, Instant};
 
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::layout::{ElemType, Geometry};
 use super::raw::{Op, RawCell, Wait};
-use super::value::{until, CellAtomic};
+use super::value::CellAtomic;
 use super::{CellMode, CellOptions, Typecode};
 use crate::error::{Error, Result};
 use crate::segment::Kind;
@@ -114,18 +113,25 @@ impl<T: ShmType> Array<T> {
         self.len() == 0
     }
 
-    /// Element `i` (an error if `i >= len`).
-    #[inline]
-    pub fn get(&self, i: usize) -> Result<T> {
+    fn get_with(&self, i: usize, wait: Wait) -> Result<T> {
         let mut v = T::new_zeroed();
-        self.raw.load(i, v.as_mut_bytes(), until(None))?;
+        self.raw.load(i, v.as_mut_bytes(), wait)?;
         Ok(v)
     }
 
-    /// Set element `i` (an error if `i >= len`; nothing written).
-    #[inline]
-    pub fn set(&self, i: usize, v: T) -> Result<()> {
-        self.raw.store(i, v.as_bytes(), until(None))
+    wait_forms! {
+        /// Element `i` (an error if `i >= len`): under the lock (locked), one atomic load
+        /// (atomic), a consistent copy (seqlock).
+        fn get, try_get, get_timeout, get_deadline (i: usize) -> Result<T> = get_with
+    }
+
+    fn set_with(&self, i: usize, v: T, wait: Wait) -> Result<()> {
+        self.raw.store(i, v.as_bytes(), wait)
+    }
+
+    wait_forms! {
+        /// Set element `i` (an error if `i >= len`; nothing written).
+        fn set, try_set, set_timeout, set_deadline (i: usize, v: T) -> Result<()> = set_with
     }
 
     fn read_with(&self, range: Range<usize>, wait: Wait) -> Result<Vec<T>> {
@@ -135,52 +141,50 @@ impl<T: ShmType> Array<T> {
         Ok(v)
     }
 
-    /// The elements in `range`, as one consistent copy (under the lock, or one seqlock
-    /// snapshot; element by element in atomic mode).
-    pub fn read(&self, range: Range<usize>) -> Result<Vec<T>> {
-        self.read_with(range, until(None))
+    wait_forms! {
+        /// The elements in `range`, as one consistent copy (under the lock, or one seqlock
+        /// snapshot; element by element in atomic mode).
+        fn read, try_read, read_timeout, read_deadline (range: Range<usize>) -> Result<Vec<T>> = read_with
     }
 
-    /// [`read`](Self::read) without waiting ([`Error::WouldBlock`]).
-    pub fn try_read(&self, range: Range<usize>) -> Result<Vec<T>> {
-        self.read_with(range, Wait::No)
+    fn read_into_with(&self, offset: usize, out: &mut [T], wait: Wait) -> Result<()> {
+        self.raw.load(offset, out.as_mut_bytes(), wait).map(drop)
     }
 
-    /// [`read`](Self::read), waiting at most `timeout`.
-    pub fn read_timeout(&self, range: Range<usize>, timeout: Duration) -> Result<Vec<T>> {
-        self.read_with(range, until(Some(timeout)))
+    wait_forms! {
+        /// Read elements `offset..offset + out.len()` into `out` (as [`read`](Self::read)).
+        fn read_into, try_read_into, read_into_timeout, read_into_deadline
+            (offset: usize, out: &mut [T]) -> Result<()> = read_into_with
     }
 
-    /// [`read`](Self::read), waiting until `deadline`.
-    pub fn read_deadline(&self, range: Range<usize>, deadline: Instant) -> Result<Vec<T>> {
-        self.read_with(range, Wait::Until(Some(deadline)))
+    fn write_with(&self, offset: usize, data: &[T], wait: Wait) -> Result<()> {
+        self.raw.store(offset, data.as_bytes(), wait)
     }
 
-    /// Read elements `offset..offset + out.len()` into `out`.
-    pub fn read_into(&self, offset: usize, out: &mut [T]) -> Result<()> {
-        self.raw
-            .load(offset, out.as_mut_bytes(), until(None))
-            .map(drop)
+    wait_forms! {
+        /// Write `data` at elements `offset..` (an error, nothing written, if it does not fit).
+        fn write, try_write, write_timeout, write_deadline (offset: usize, data: &[T]) -> Result<()> = write_with
     }
 
-    /// Write `data` at elements `offset..` (an error, nothing written, if it does not fit).
-    pub fn write(&self, offset: usize, data: &[T]) -> Result<()> {
-        self.raw.store(offset, data.as_bytes(), until(None))
-    }
-
-    /// Run `f` over the whole array under the lock (locked or seqlock mode): `f` gets a
-    /// private copy, which is written back (as one seqlock write in seqlock mode) before the
-    /// lock is released. Shared memory is never handed out as `&mut [T]`: another process
-    /// may write it at any time, which Rust's model does not allow under a reference.
-    ///
-    /// A dead previous holder: as [`Value::update`](super::Value::update).
-    pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        let g = AnyGuard::new(&self.raw, self.raw.lock_for_rmw(until(None))?);
+    fn with_lock_with<R>(&self, f: impl FnOnce(&mut [T]) -> R, wait: Wait) -> Result<R> {
+        let g = AnyGuard::new(&self.raw, self.raw.lock_for_rmw(wait)?);
         let mut v = zeroed::<T>(self.len());
         g.read_into(0, v.as_mut_bytes());
         let r = f(&mut v);
         g.write(0, v.as_bytes());
         Ok(r)
+    }
+
+    wait_forms! {
+        /// Run `f` over the whole array under the lock (locked or seqlock mode): `f` gets a
+        /// private copy, which is written back (as one seqlock write in seqlock mode) before
+        /// the lock is released. Shared memory is never handed out as `&mut [T]`: another
+        /// process may write it at any time, which Rust's model does not allow under a
+        /// reference.
+        ///
+        /// A dead previous holder: as [`Value::update`](super::Value::update).
+        fn with_lock, try_with_lock, with_lock_timeout, with_lock_deadline <R>
+            (f: impl FnOnce(&mut [T]) -> R) -> Result<R> = with_lock_with
     }
 
     fn lock_with(&self, wait: Wait) -> LockResult<'_, ArrayGuard<'_, T>> {
@@ -191,25 +195,10 @@ impl<T: ShmType> Array<T> {
         self.raw.lock(wait).map(wrap).map_err(|e| e.map(wrap))
     }
 
-    /// Take the array's lock (the data lock; seqlock: the writer lock). See
-    /// [`Value::lock`](super::Value::lock).
-    pub fn lock(&self) -> LockResult<'_, ArrayGuard<'_, T>> {
-        self.lock_with(until(None))
-    }
-
-    /// [`lock`](Self::lock) without waiting.
-    pub fn try_lock(&self) -> LockResult<'_, ArrayGuard<'_, T>> {
-        self.lock_with(Wait::No)
-    }
-
-    /// [`lock`](Self::lock), waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, ArrayGuard<'_, T>> {
-        self.lock_with(until(Some(timeout)))
-    }
-
-    /// [`lock`](Self::lock), waiting until `deadline`.
-    pub fn lock_deadline(&self, deadline: Instant) -> LockResult<'_, ArrayGuard<'_, T>> {
-        self.lock_with(Wait::Until(Some(deadline)))
+    wait_forms! {
+        /// Take the array's lock (the data lock; seqlock: the writer lock). See
+        /// [`Value::lock`](super::Value::lock).
+        fn lock, try_lock, lock_timeout, lock_deadline () -> LockResult<'_, ArrayGuard<'_, T>> = lock_with
     }
 
     /// The seqlock sequence (see [`Value::sequence`](super::Value::sequence)).
@@ -223,24 +212,11 @@ impl<T: ShmType> Array<T> {
         Ok((v, s))
     }
 
-    /// Seqlock mode: wait for a write after sequence `last`; the whole array and its sequence.
-    pub fn wait_changed(&self, last: u64) -> Result<(Vec<T>, u64)> {
-        self.wait_changed_with(last, until(None))
-    }
-
-    /// [`wait_changed`](Self::wait_changed) without waiting.
-    pub fn try_wait_changed(&self, last: u64) -> Result<(Vec<T>, u64)> {
-        self.wait_changed_with(last, Wait::No)
-    }
-
-    /// [`wait_changed`](Self::wait_changed), waiting at most `timeout`.
-    pub fn wait_changed_timeout(&self, last: u64, timeout: Duration) -> Result<(Vec<T>, u64)> {
-        self.wait_changed_with(last, until(Some(timeout)))
-    }
-
-    /// [`wait_changed`](Self::wait_changed), waiting until `deadline`.
-    pub fn wait_changed_deadline(&self, last: u64, deadline: Instant) -> Result<(Vec<T>, u64)> {
-        self.wait_changed_with(last, Wait::Until(Some(deadline)))
+    wait_forms! {
+        /// Seqlock mode: wait for a write after sequence `last`; the whole array and its
+        /// sequence.
+        fn wait_changed, try_wait_changed, wait_changed_timeout, wait_changed_deadline
+            (last: u64) -> Result<(Vec<T>, u64)> = wait_changed_with
     }
 }
 
@@ -524,6 +500,16 @@ impl AnyArray {
         self.raw.segment().name()
     }
 
+    /// The underlying segment.
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+
+    /// Make this handle unlink the name when dropped (or not).
+    pub fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.raw.set_unlink_on_drop(yes)
+    }
+
     /// `Array<d>[4]`.
     pub fn describe(&self) -> String {
         self.raw.describe()
@@ -559,23 +545,21 @@ impl AnyArray {
         self.len() == 0
     }
 
-    /// Elements `first..first + count` as bytes, one consistent copy (as [`Array::read`]),
-    /// waiting at most `timeout` (`None`: no limit).
-    pub fn read_bytes(
-        &self,
-        first: usize,
-        count: usize,
-        timeout: Option<Duration>,
-    ) -> Result<Vec<u8>> {
+    fn read_bytes_with(&self, first: usize, count: usize, wait: Wait) -> Result<Vec<u8>> {
         self.raw.check_range(first, count)?;
         let mut b = vec![0u8; count * self.elem_size()];
-        self.raw.load(first, &mut b, until(timeout))?;
+        self.raw.load(first, &mut b, wait)?;
         Ok(b)
     }
 
-    /// Write whole elements' bytes at element `first`, waiting at most `timeout` for the
-    /// lock (an error, nothing written, if they do not fit).
-    pub fn write_bytes(&self, first: usize, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+    wait_forms! {
+        /// Elements `first..first + count` as little-endian bytes, one consistent copy (as
+        /// [`Array::read`]).
+        fn read_bytes, try_read_bytes, read_bytes_timeout, read_bytes_deadline
+            (first: usize, count: usize) -> Result<Vec<u8>> = read_bytes_with
+    }
+
+    fn write_bytes_with(&self, first: usize, data: &[u8], wait: Wait) -> Result<()> {
         if data.len() % self.elem_size() != 0 {
             return Err(Error::invalid(
                 self.name(),
@@ -587,7 +571,14 @@ impl AnyArray {
                 ),
             ));
         }
-        self.raw.store(first, data, until(timeout))
+        self.raw.store(first, data, wait)
+    }
+
+    wait_forms! {
+        /// Write whole elements' little-endian bytes at element `first` (an error, nothing
+        /// written, if they do not fit; as [`Array::write`]).
+        fn write_bytes, try_write_bytes, write_bytes_timeout, write_bytes_deadline
+            (first: usize, data: &[u8]) -> Result<()> = write_bytes_with
     }
 
     fn typecode_for_text(&self) -> Result<Typecode> {
@@ -605,7 +596,7 @@ impl AnyArray {
     /// Element `i` in its typecode's text form.
     pub fn get_text(&self, i: usize) -> Result<String> {
         let t = self.typecode_for_text()?;
-        Ok(t.format(&self.read_bytes(i, 1, None)?))
+        Ok(t.format(&self.read_bytes(i, 1)?))
     }
 
     /// Set element `i` from text in its typecode's syntax (an error naming both sides,
@@ -619,7 +610,7 @@ impl AnyArray {
                 format!("{e} (the segment holds {})", self.describe()),
             )
         })?;
-        self.write_bytes(i, &b, None)
+        self.write_bytes(i, &b)
     }
 
     /// Atomic mode: add `v` (two's complement, wrapping) to element `i`; the previous bits.
@@ -638,23 +629,31 @@ impl AnyArray {
         self.raw.atomic(i, Op::Cas(current, new))
     }
 
-    /// Take the array's lock (see [`Array::lock`]).
-    pub fn lock(&self) -> LockResult<'_, AnyGuard<'_>> {
-        self.lock_timeout_opt(None)
+    fn lock_with(&self, wait: Wait) -> LockResult<'_, AnyGuard<'_>> {
+        any_lock(&self.raw, wait)
     }
 
-    /// [`lock`](Self::lock), waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<'_, AnyGuard<'_>> {
-        self.lock_timeout_opt(Some(timeout))
+    wait_forms! {
+        /// Take the array's lock (see [`Array::lock`]).
+        fn lock, try_lock, lock_timeout, lock_deadline () -> LockResult<'_, AnyGuard<'_>> = lock_with
     }
 
-    fn lock_timeout_opt(&self, timeout: Option<Duration>) -> LockResult<'_, AnyGuard<'_>> {
-        super::array::any_lock(&self.raw, until(timeout))
-    }
-
-    /// The seqlock sequence.
+    /// The seqlock sequence (see [`Value::sequence`](super::Value::sequence)).
     pub fn sequence(&self) -> u64 {
         self.raw.sequence()
+    }
+
+    fn wait_changed_with(&self, last: u64, wait: Wait) -> Result<(Vec<u8>, u64)> {
+        let mut b = vec![0u8; self.raw.geo().bytes()];
+        let s = self.raw.wait_changed(last, 0, &mut b, wait)?;
+        Ok((b, s))
+    }
+
+    wait_forms! {
+        /// Seqlock mode: wait for a write after sequence `last`; the whole array's bytes and
+        /// the sequence (as [`Array::wait_changed`]).
+        fn wait_changed, try_wait_changed, wait_changed_timeout, wait_changed_deadline
+            (last: u64) -> Result<(Vec<u8>, u64)> = wait_changed_with
     }
 }
 

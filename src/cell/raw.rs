@@ -8,7 +8,7 @@ use super::layout::{describe, CellControl, ElemType, Geometry, CELL_FINGERPRINT,
 use super::seqlock;
 use super::{CellMode, CellOptions};
 use crate::error::{Error, Result};
-use crate::os::atomic_copy;
+use crate::os::{atomic_copy, deadline};
 use crate::segment::Kind;
 use crate::sync::{LockError, LockGuard};
 use crate::Segment;
@@ -18,6 +18,14 @@ use crate::Segment;
 pub(crate) enum Wait {
     No,
     Until(Option<Instant>),
+}
+
+impl Wait {
+    /// Wait at most `timeout` from now (a timeout too large for `Instant`: no limit).
+    #[inline]
+    pub(crate) fn timeout(timeout: std::time::Duration) -> Wait {
+        Wait::Until(deadline::after(Some(timeout)))
+    }
 }
 
 /// An element-wise atomic operation on bit patterns (truncated to the element's size).
@@ -42,6 +50,8 @@ pub(crate) struct RawCell {
     geo: Geometry,
     /// The typecode is an integer one (`fetch_add` applies); from `geo`, kept for the hot path.
     integer: bool,
+    /// `geo.len × geo.elem.size` (validated at open not to overflow and to fit the mapping).
+    data_bytes: usize,
 }
 
 impl std::fmt::Debug for RawCell {
@@ -232,11 +242,13 @@ impl RawCell {
     fn wrap(seg: Segment, kind: Kind) -> Result<RawCell> {
         let geo = Self::geometry_of(&seg, kind)?;
         let integer = geo.elem.typecode.is_some_and(|t| t.is_integer());
+        let data_bytes = geo.bytes();
         Ok(RawCell {
             seg,
             kind,
             geo,
             integer,
+            data_bytes,
         })
     }
 
@@ -308,20 +320,39 @@ impl RawCell {
     pub(crate) fn check_range(&self, first: usize, count: usize) -> Result<()> {
         match first.checked_add(count) {
             Some(end) if end <= self.geo.len => Ok(()),
-            _ => Err(Error::invalid(
-                self.seg.name(),
-                format!(
-                    "elements {first}..{} are out of range for {} (length {})",
-                    first.saturating_add(count),
-                    self.describe(),
-                    self.geo.len
-                ),
-            )),
+            _ => Err(self.range_error(first, count)),
         }
     }
 
+    /// Check that `nbytes` bytes from element `first` lie inside the data: the hot-path form
+    /// of [`check_range`](Self::check_range) (no division), against this handle's own
+    /// validated geometry (`data_bytes = len × size` did not overflow at open), never against
+    /// shared memory.
+    #[inline(always)]
+    fn check_bytes(&self, first: usize, nbytes: usize) -> Result<()> {
+        // `first <= len` keeps `first * size <= data_bytes` (no overflow, no underflow).
+        if first <= self.geo.len && nbytes <= self.data_bytes - first * self.geo.elem.size {
+            return Ok(());
+        }
+        Err(self.range_error(first, nbytes.div_ceil(self.geo.elem.size)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn range_error(&self, first: usize, count: usize) -> Error {
+        Error::invalid(
+            self.seg.name(),
+            format!(
+                "elements {first}..{} are out of range for {} (length {})",
+                first.saturating_add(count),
+                self.describe(),
+                self.geo.len
+            ),
+        )
+    }
+
     /// Take the cell's lock (the data lock in locked mode, the writer lock in seqlock mode).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lock(&self, wait: Wait) -> Locked<'_> {
         let l = &self.ctl().lock;
         match wait {
@@ -367,7 +398,7 @@ impl RawCell {
         wait: Wait,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R> {
-        self.check_range(0, buf.len() / self.geo.elem.size)?;
+        self.check_bytes(0, buf.len())?;
         let _g = self.lock_for_rmw(wait)?;
         self.read_locked(0, buf);
         let r = f(buf);
@@ -378,10 +409,9 @@ impl RawCell {
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
     /// (locked), per element (atomic), or as one seqlock snapshot. Returns the sequence the
     /// copy is consistent with (seqlock mode; 0 otherwise).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
-        let size = self.geo.elem.size;
-        self.check_range(first, out.len() / size)?;
+        self.check_bytes(first, out.len())?;
         match self.geo.mode {
             CellMode::Locked => {
                 let _g = self.lock(wait)?;
@@ -445,10 +475,9 @@ impl RawCell {
     /// Store elements `first..`, consistently. On `OwnerDied` a write that replaces all the
     /// data repairs the cell and succeeds; a partial write reports `OwnerDied` (the lock
     /// then is not recoverable unless the caller uses the lock API).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn store(&self, first: usize, data: &[u8], wait: Wait) -> Result<()> {
-        let size = self.geo.elem.size;
-        self.check_range(first, data.len() / size)?;
+        self.check_bytes(first, data.len())?;
         match self.geo.mode {
             CellMode::Atomic => {
                 self.write_locked(first, data);

@@ -120,7 +120,7 @@ impl Typecode {
     /// (no typecode).
     pub(crate) fn for_rust_name(rust_name: &str) -> Option<Typecode> {
         ALL.iter()
-            .find(|e| e.2 == rust_name && !e.2.starts_with("c_"))
+            .find(|e| e.2 == rust_name && typed(e.2))
             .map(|e| e.0)
     }
 
@@ -130,7 +130,7 @@ impl Typecode {
         match self {
             Typecode::Long => rust_name == "i64",
             Typecode::ULong => rust_name == "u64",
-            t => t.type_name() == rust_name && !rust_name.starts_with("c_"),
+            t => t.type_name() == rust_name && typed(rust_name),
         }
     }
 
@@ -308,4 +308,66 @@ mod tests {
         assert!(Typecode::Long.accepts_rust_name("i64"));
         assert!(!Typecode::Long.accepts_rust_name("u64"));
     }
+}
+
+/// Whether a typed handle names this typecode by its Rust type name: the Rust primitives, and
+/// [`CBool`] for `?`. `c_long`/`c_ulong` are opened by `i64`/`u64`; `c_char` and `c_wchar`
+/// have no Rust type of their own here (a `u8` is `B`, a `char` is not valid for every
+/// 4 bytes a peer may write): they are reached through [`AnyValue`](super::AnyValue) and
+/// [`AnyArray`](super::AnyArray).
+fn typed(rust_name: &str) -> bool {
+    !rust_name.starts_with("c_") || rust_name == "c_bool"
+}
+
+/// The element type of a `?` (C `_Bool`) cell: `Value<CBool>`, `Array<CBool>`. A byte, as
+/// in C and ctypes: 0 is false, anything else (a peer may write any byte) true. Not `bool`
+/// itself: a peer's byte 2 would be undefined behaviour as a Rust `bool`.
+///
+/// ```
+/// use shmkit::cell::{CBool, Typecode, Value};
+/// # let name = format!("doc-cbool-{}", std::process::id());
+/// let flag = Value::<CBool>::options().unlink_on_drop(true).create(&name, true.into())?;
+/// assert_eq!(flag.typecode(), Typecode::from_char('?'));
+/// assert!(flag.get()?.get());
+/// flag.set(CBool::from(false))?;
+/// assert!(!bool::from(flag.get()?));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(transparent)]
+pub struct CBool(pub u8);
+
+impl CBool {
+    /// The truth value: any byte but 0 is true.
+    pub fn get(self) -> bool {
+        self.0 != 0
+    }
+}
+
+impl From<bool> for CBool {
+    fn from(b: bool) -> CBool {
+        CBool(u8::from(b))
+    }
+}
+
+impl From<CBool> for bool {
+    fn from(b: CBool) -> bool {
+        b.get()
+    }
+}
+
+impl crate::ShmType for CBool {
+    const TYPE_NAME: &'static str = "c_bool";
 }

@@ -2,19 +2,18 @@
 //! cell holding one element.
 
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
 
 use super::array::AnyGuard;
 use super::layout::{ElemType, Geometry};
 use super::raw::{Op, RawCell, Wait};
 use super::{CellMode, CellOptions, Typecode};
 use crate::error::{Error, Result};
-use crate::os::deadline;
 use crate::segment::Kind;
 use crate::sync::{LockError, Owner};
 use crate::{Segment, ShmType};
 
-/// The integer types of atomic cells: `i8`–`i64`, `u8`–`u64`. Sealed.
+/// The types of atomic cells: `i8`–`i64`, `u8`–`u64`, and [`CBool`](super::CBool) (`?`;
+/// `fetch_add` on it is refused, as for any non-integer typecode). Sealed.
 pub trait CellAtomic: ShmType + Copy + sealed::Sealed {
     #[doc(hidden)]
     fn to_bits(self) -> u64;
@@ -37,9 +36,14 @@ macro_rules! cell_atomic {
 }
 cell_atomic!(i8, u8, i16, u16, i32, u32, i64, u64);
 
-/// `Wait` for the four forms of a blocking call.
-pub(crate) fn until(timeout: Option<Duration>) -> Wait {
-    Wait::Until(deadline::after(timeout))
+impl sealed::Sealed for super::CBool {}
+impl CellAtomic for super::CBool {
+    fn to_bits(self) -> u64 {
+        u64::from(self.0)
+    }
+    fn from_bits(b: u64) -> Self {
+        super::CBool(b as u8)
+    }
 }
 
 /// A named cell holding one `T`: Python's `multiprocessing.Value`, attachable by name from any
@@ -137,69 +141,40 @@ impl<T: ShmType> Value<T> {
         self.raw.store(0, v.as_bytes(), wait)
     }
 
-    /// The value. Locked: under the lock (a dead holder's `OwnerDied` is returned as
-    /// [`Error::Lock`], which leaves the lock not recoverable: use [`lock`](Self::lock) to
-    /// repair instead); seqlock: a consistent copy, waiting while a write is under way (or
-    /// until the next write, after a writer died mid-write).
-    #[inline]
-    pub fn get(&self) -> Result<T> {
-        self.get_with(until(None))
+    wait_forms! {
+        /// The value. Locked: under the lock (a dead holder's `OwnerDied` is returned as
+        /// [`Error::Lock`], which leaves the lock not recoverable: use [`lock`](Self::lock) to
+        /// repair instead); seqlock: a consistent copy, waiting while a write is under way (or
+        /// until the next write, after a writer died mid-write); atomic: one atomic load.
+        fn get, try_get, get_timeout, get_deadline () -> Result<T> = get_with
     }
 
-    /// [`get`](Self::get) without waiting: [`Error::WouldBlock`] if the lock is held or a
-    /// write is under way.
-    pub fn try_get(&self) -> Result<T> {
-        self.get_with(Wait::No)
+    wait_forms! {
+        /// Replace the value. Locked and seqlock: under the lock; since it replaces the whole
+        /// value it also repairs a dead holder's cell (`OwnerDied`: it writes, then marks the
+        /// lock consistent). Seqlock: readers see the old or the new value, never a mix.
+        fn set, try_set, set_timeout, set_deadline (v: T) -> Result<()> = set_with
     }
 
-    /// [`get`](Self::get), waiting at most `timeout` ([`Error::Timeout`]).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.get_with(until(Some(timeout)))
-    }
-
-    /// [`get`](Self::get), waiting until `deadline` ([`Error::Timeout`]).
-    pub fn get_deadline(&self, deadline: Instant) -> Result<T> {
-        self.get_with(Wait::Until(Some(deadline)))
-    }
-
-    /// Replace the value. Locked and seqlock: under the lock; since it replaces the whole
-    /// value it also repairs a dead holder's cell (`OwnerDied`: it writes, then marks the lock
-    /// consistent). Seqlock: readers see the old or the new value, never a mix.
-    #[inline]
-    pub fn set(&self, v: T) -> Result<()> {
-        self.set_with(v, until(None))
-    }
-
-    /// [`set`](Self::set) without waiting ([`Error::WouldBlock`] if the lock is held).
-    pub fn try_set(&self, v: T) -> Result<()> {
-        self.set_with(v, Wait::No)
-    }
-
-    /// [`set`](Self::set), waiting at most `timeout` for the lock.
-    pub fn set_timeout(&self, v: T, timeout: Duration) -> Result<()> {
-        self.set_with(v, until(Some(timeout)))
-    }
-
-    /// [`set`](Self::set), waiting until `deadline` for the lock.
-    pub fn set_deadline(&self, v: T, deadline: Instant) -> Result<()> {
-        self.set_with(v, Wait::Until(Some(deadline)))
-    }
-
-    /// Read, transform and write back under the lock (locked or seqlock mode); returns the
-    /// new value. Python's `with v.get_lock(): v.value = f(v.value)`.
-    ///
-    /// A dead previous holder: locked mode returns [`Error::Lock`] (use
-    /// [`lock`](Self::lock) to repair); seqlock mode goes on if the dead writer left the value
-    /// whole, else returns [`Error::Corrupt`] (a [`set`](Self::set) recovers it).
-    pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<T> {
+    fn update_with(&self, f: impl FnOnce(T) -> T, wait: Wait) -> Result<T> {
         let mut v = T::new_zeroed();
-        self.raw.rmw(v.as_mut_bytes(), until(None), |b| {
+        self.raw.rmw(v.as_mut_bytes(), wait, |b| {
             let mut cur = T::new_zeroed();
             cur.as_mut_bytes().copy_from_slice(b);
             let new = f(cur);
             b.copy_from_slice(new.as_bytes());
         })?;
         Ok(v)
+    }
+
+    wait_forms! {
+        /// Read, transform and write back under the lock (locked or seqlock mode); returns
+        /// the new value. Python's `with v.get_lock(): v.value = f(v.value)`.
+        ///
+        /// A dead previous holder: locked mode returns [`Error::Lock`] (use
+        /// [`lock`](Self::lock) to repair); seqlock mode goes on if the dead writer left the
+        /// value whole, else returns [`Error::Corrupt`] (a [`set`](Self::set) recovers it).
+        fn update, try_update, update_timeout, update_deadline (f: impl FnOnce(T) -> T) -> Result<T> = update_with
     }
 
     fn lock_with(
@@ -213,32 +188,12 @@ impl<T: ShmType> Value<T> {
         self.raw.lock(wait).map(wrap).map_err(|e| e.map(wrap))
     }
 
-    /// Take the cell's lock (locked mode: the data lock; seqlock: the writer lock) for a
-    /// longer critical section; [`LockError::OwnerDied`] hands the guard of a dead holder's
-    /// cell to repair, as [`Lock`](crate::sync::Lock) does.
-    pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        self.lock_with(until(None))
-    }
-
-    /// [`lock`](Self::lock) without waiting ([`LockError::WouldBlock`]).
-    pub fn try_lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        self.lock_with(Wait::No)
-    }
-
-    /// [`lock`](Self::lock), waiting at most `timeout` ([`LockError::Timeout`]).
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        self.lock_with(until(Some(timeout)))
-    }
-
-    /// [`lock`](Self::lock), waiting until `deadline` ([`LockError::Timeout`]).
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        self.lock_with(Wait::Until(Some(deadline)))
+    wait_forms! {
+        /// Take the cell's lock (locked mode: the data lock; seqlock: the writer lock) for a
+        /// longer critical section; [`LockError::OwnerDied`] hands the guard of a dead
+        /// holder's cell to repair, as [`Lock`](crate::sync::Lock) does.
+        fn lock, try_lock, lock_timeout, lock_deadline ()
+            -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> = lock_with
     }
 
     /// The seqlock sequence: even when no write is under way, `+2` per write. Pass it to
@@ -253,38 +208,24 @@ impl<T: ShmType> Value<T> {
         Ok((v, s))
     }
 
-    /// Seqlock mode: wait until a write after sequence `last` has completed, and return the
-    /// value with its sequence (the `last` of the next call).
-    ///
-    /// ```
-    /// use shmkit::cell::{CellMode, Value};
-    /// # let name = format!("doc-waitchanged-{}", std::process::id());
-    /// let v = Value::<u64>::options().cell_mode(CellMode::Seqlock).unlink_on_drop(true).create(&name, 1)?;
-    /// let seen = v.sequence();
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| v.set(2).unwrap());
-    ///     let (x, _) = v.wait_changed_timeout(seen, std::time::Duration::from_secs(10)).unwrap();
-    ///     assert_eq!(x, 2);
-    /// });
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn wait_changed(&self, last: u64) -> Result<(T, u64)> {
-        self.wait_changed_with(last, until(None))
-    }
-
-    /// [`wait_changed`](Self::wait_changed) without waiting ([`Error::WouldBlock`]).
-    pub fn try_wait_changed(&self, last: u64) -> Result<(T, u64)> {
-        self.wait_changed_with(last, Wait::No)
-    }
-
-    /// [`wait_changed`](Self::wait_changed), waiting at most `timeout`.
-    pub fn wait_changed_timeout(&self, last: u64, timeout: Duration) -> Result<(T, u64)> {
-        self.wait_changed_with(last, until(Some(timeout)))
-    }
-
-    /// [`wait_changed`](Self::wait_changed), waiting until `deadline`.
-    pub fn wait_changed_deadline(&self, last: u64, deadline: Instant) -> Result<(T, u64)> {
-        self.wait_changed_with(last, Wait::Until(Some(deadline)))
+    wait_forms! {
+        /// Seqlock mode: wait until a write after sequence `last` has completed, and return
+        /// the value with its sequence (the `last` of the next call).
+        ///
+        /// ```
+        /// use shmkit::cell::{CellMode, Value};
+        /// # let name = format!("doc-waitchanged-{}", std::process::id());
+        /// let v = Value::<u64>::options().cell_mode(CellMode::Seqlock).unlink_on_drop(true).create(&name, 1)?;
+        /// let seen = v.sequence();
+        /// std::thread::scope(|s| {
+        ///     s.spawn(|| v.set(2).unwrap());
+        ///     let (x, _) = v.wait_changed_timeout(seen, std::time::Duration::from_secs(10)).unwrap();
+        ///     assert_eq!(x, 2);
+        /// });
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        fn wait_changed, try_wait_changed, wait_changed_timeout, wait_changed_deadline
+            (last: u64) -> Result<(T, u64)> = wait_changed_with
     }
 }
 
@@ -462,6 +403,16 @@ impl AnyValue {
         self.raw.segment().name()
     }
 
+    /// The underlying segment.
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+
+    /// Make this handle unlink the name when dropped (or not).
+    pub fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.raw.set_unlink_on_drop(yes)
+    }
+
     /// `Value<q>`, `Value<Tick>`.
     pub fn describe(&self) -> String {
         self.raw.describe()
@@ -487,33 +438,18 @@ impl AnyValue {
         self.raw.geo().elem.size
     }
 
-    /// The value's bytes (as [`Value::get`], waiting with the given form).
-    pub fn get_bytes(&self) -> Result<Vec<u8>> {
-        self.get_bytes_within(None)
-    }
-
-    /// [`get_bytes`](Self::get_bytes), waiting at most `timeout`.
-    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.get_bytes_within(Some(timeout))
-    }
-
-    fn get_bytes_within(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+    fn get_bytes_with(&self, wait: Wait) -> Result<Vec<u8>> {
         let mut b = vec![0u8; self.elem_size()];
-        self.raw.load(0, &mut b, until(timeout))?;
+        self.raw.load(0, &mut b, wait)?;
         Ok(b)
     }
 
-    /// Replace the value's bytes (exactly [`elem_size`](Self::elem_size) of them).
-    pub fn set_bytes(&self, b: &[u8]) -> Result<()> {
-        self.set_bytes_timeout_opt(b, None)
+    wait_forms! {
+        /// The value's little-endian bytes (as [`Value::get`]).
+        fn get_bytes, try_get_bytes, get_bytes_timeout, get_bytes_deadline () -> Result<Vec<u8>> = get_bytes_with
     }
 
-    /// [`set_bytes`](Self::set_bytes), waiting at most `timeout` for the lock.
-    pub fn set_bytes_timeout(&self, b: &[u8], timeout: Duration) -> Result<()> {
-        self.set_bytes_timeout_opt(b, Some(timeout))
-    }
-
-    fn set_bytes_timeout_opt(&self, b: &[u8], timeout: Option<Duration>) -> Result<()> {
+    fn set_bytes_with(&self, b: &[u8], wait: Wait) -> Result<()> {
         if b.len() != self.elem_size() {
             return Err(Error::invalid(
                 self.name(),
@@ -525,7 +461,13 @@ impl AnyValue {
                 ),
             ));
         }
-        self.raw.store(0, b, until(timeout))
+        self.raw.store(0, b, wait)
+    }
+
+    wait_forms! {
+        /// Replace the value's bytes (exactly [`elem_size`](Self::elem_size) of them; as
+        /// [`Value::set`]).
+        fn set_bytes, try_set_bytes, set_bytes_timeout, set_bytes_deadline (b: &[u8]) -> Result<()> = set_bytes_with
     }
 
     fn typecode_for_text(&self) -> Result<Typecode> {
@@ -576,24 +518,14 @@ impl AnyValue {
         self.raw.atomic(0, Op::Cas(current, new))
     }
 
-    /// Take the cell's lock (see [`Value::lock`]).
-    pub fn lock(&self) -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> {
-        self.lock_timeout_opt(None)
+    fn lock_with(&self, wait: Wait) -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> {
+        super::array::any_lock(&self.raw, wait)
     }
 
-    /// [`lock`](Self::lock), waiting at most `timeout`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> {
-        self.lock_timeout_opt(Some(timeout))
-    }
-
-    fn lock_timeout_opt(
-        &self,
-        timeout: Option<Duration>,
-    ) -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> {
-        super::array::any_lock(&self.raw, until(timeout))
+    wait_forms! {
+        /// Take the cell's lock (see [`Value::lock`]).
+        fn lock, try_lock, lock_timeout, lock_deadline ()
+            -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> = lock_with
     }
 
     /// The seqlock sequence (see [`Value::sequence`]).
@@ -601,16 +533,17 @@ impl AnyValue {
         self.raw.sequence()
     }
 
-    /// Seqlock mode: wait at most `timeout` (`None`: no limit) for a write after `last`;
-    /// the new bytes and sequence.
-    pub fn wait_changed_timeout(
-        &self,
-        last: u64,
-        timeout: Option<Duration>,
-    ) -> Result<(Vec<u8>, u64)> {
+    fn wait_changed_with(&self, last: u64, wait: Wait) -> Result<(Vec<u8>, u64)> {
         let mut b = vec![0u8; self.elem_size()];
-        let s = self.raw.wait_changed(last, 0, &mut b, until(timeout))?;
+        let s = self.raw.wait_changed(last, 0, &mut b, wait)?;
         Ok((b, s))
+    }
+
+    wait_forms! {
+        /// Seqlock mode: wait for a write after sequence `last`; the new bytes and sequence
+        /// (as [`Value::wait_changed`]).
+        fn wait_changed, try_wait_changed, wait_changed_timeout, wait_changed_deadline
+            (last: u64) -> Result<(Vec<u8>, u64)> = wait_changed_with
     }
 }
 

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 /// `now + timeout`, or `None` (no deadline) for `None` or a timeout too large for `Instant`
 /// (e.g. `Duration::MAX`): a huge timeout means "no limit", never a panic.
+#[inline]
 pub(crate) fn after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 /// Whether `deadline` has passed (`None`: never).
+#[inline]
 pub(crate) fn passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }

@@ -204,7 +204,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
                 Some(s) => span(s, a.len()).map_err(Stop::Usage)?,
             };
             let b = a
-                .read_bytes(first, count, Some(timeout))
+                .read_bytes_timeout(first, count, timeout)
                 .map_err(|e| e.to_string())?;
             for e in b.chunks_exact(a.elem_size()) {
                 match a.typecode() {
@@ -237,7 +237,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
             let b = t
                 .parse(&value)
                 .map_err(|e| format!("segment {name:?} holds {}: {e}", a.describe()))?;
-            a.write_bytes(index, &b, Some(timeout))
+            a.write_bytes_timeout(index, &b, timeout)
                 .map_err(|e| e.to_string())?;
             Ok(())
         }
