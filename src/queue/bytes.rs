@@ -30,9 +30,10 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use super::error::{AttachError, PopError, Role, TryPopError};
+use super::forms::blocking_forms;
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
 use super::ring::{Expect, Ring as RawRing, Side, Wake};
@@ -163,6 +164,23 @@ impl fmt::Display for ReserveError {
 }
 
 impl std::error::Error for ReserveError {}
+
+impl From<ReserveError> for crate::Error {
+    fn from(e: ReserveError) -> crate::Error {
+        use super::QueueError;
+        match e {
+            ReserveError::Full => crate::Error::WouldBlock,
+            ReserveError::Timeout => crate::Error::Timeout,
+            ReserveError::TooLarge { len, max } => {
+                crate::Error::Queue(QueueError::TooLarge { len, max })
+            }
+            ReserveError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
+                peer: super::Role::Consumer,
+            }),
+            ReserveError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
 
 /// A variable-length byte-message ring in a named segment (or on the heap, from
 /// [`with_capacity`](Self::with_capacity)); attach one [`Producer`] and one [`Consumer`].
@@ -457,14 +475,11 @@ impl Producer {
         }
     }
 
-    /// Reserve `n` contiguous bytes, waiting up to `timeout` (`None`: no limit) for room.
-    /// `Disconnected` once the consumer closes or is found dead; never hangs on a dead peer.
-    pub fn reserve(
+    fn reserve_within(
         &mut self,
         n: usize,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<WriteGuard<'_>, ReserveError> {
-        let deadline = crate::os::deadline::after(timeout);
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -488,6 +503,26 @@ impl Producer {
         }
     }
 
+    blocking_forms! {
+        /// Reserve `n` contiguous bytes, waiting for room ([`ReserveError::Timeout`] from the
+        /// timed forms). `Disconnected` once the consumer closes or is found dead; never
+        /// hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::bytes::{ReserveError, Ring};
+        /// let ring = Ring::with_capacity(1024);
+        /// let mut tx = ring.producer().unwrap();
+        /// let mut w = tx.reserve(3).unwrap();
+        /// w.copy_from(b"abc");
+        /// w.commit();
+        /// let e = tx.reserve_timeout(1000, Duration::from_millis(1)).unwrap_err();
+        /// assert_eq!(e, ReserveError::TooLarge { len: 1000, max: 504 });
+        /// ```
+        fn reserve / reserve_timeout / reserve_deadline (n: usize)
+            -> Result<WriteGuard<'_>, ReserveError> = reserve_within;
+    }
+
     /// Copy `msg` in as one message, if there is room now.
     ///
     /// The bytes are stored with atomics ([`WriteGuard::copy_from`]), so this never races
@@ -500,20 +535,25 @@ impl Producer {
         Ok(())
     }
 
-    /// Copy `msg` in as one message, waiting up to `timeout` for room.
-    ///
-    /// ```
-    /// use shmkit::queue::bytes::Ring;
-    /// let ring = Ring::with_capacity(1024);
-    /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
-    /// tx.send(b"abc", None).unwrap();
-    /// assert_eq!(rx.recv(None).unwrap(), b"abc");
-    /// ```
-    pub fn send(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), ReserveError> {
-        let mut w = self.reserve(msg.len(), timeout)?;
+    fn send_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), ReserveError> {
+        let mut w = self.reserve_within(msg.len(), deadline)?;
         w.copy_from(msg);
         w.commit();
         Ok(())
+    }
+
+    blocking_forms! {
+        /// Copy `msg` in as one message, waiting for room (as [`reserve`](Self::reserve)).
+        ///
+        /// ```
+        /// use shmkit::queue::bytes::Ring;
+        /// let ring = Ring::with_capacity(1024);
+        /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        /// tx.send(b"abc").unwrap();
+        /// assert_eq!(rx.recv().unwrap(), b"abc");
+        /// ```
+        fn send / send_timeout / send_deadline (msg: &[u8]) -> Result<(), ReserveError>
+            = send_within;
     }
 
     /// Close the producer end and free the role: the consumer drains what is left, then gets
@@ -854,15 +894,12 @@ impl Consumer {
         Ok(ReadGuard { c: self, rec })
     }
 
-    /// The oldest message, waiting up to `timeout` (`None`: no limit). `Disconnected` once
-    /// the ring is empty and the producer closed or is found dead.
-    pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>, PopError> {
-        let deadline = crate::os::deadline::after(timeout);
+    fn peek_within(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, PopError> {
         loop {
-            match self.next(true) {
+            match self.next(true).map_err(TryPopError::blocking) {
                 Ok(rec) => return Ok(ReadGuard { c: self, rec }),
-                Err(TryPopError::Empty) => {}
-                Err(e) => return Err(e.into()),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {} // empty: wait
             }
             let side = &self.side;
             let (head, cap) = (self.head, self.cap);
@@ -883,6 +920,13 @@ impl Consumer {
         }
     }
 
+    blocking_forms! {
+        /// The oldest message, in place, waiting for one. `Disconnected` once the ring is
+        /// empty and the producer closed or is found dead.
+        fn peek / peek_timeout / peek_deadline () -> Result<ReadGuard<'_>, PopError>
+            = peek_within;
+    }
+
     /// Copy out and release the oldest message, if there is one.
     ///
     /// The copy is made with atomic loads ([`ReadGuard::copy_to`]), never through a `&[u8]`:
@@ -896,13 +940,27 @@ impl Consumer {
         Ok(v)
     }
 
-    /// Copy out and release the oldest message, waiting up to `timeout` (with atomic loads,
-    /// as [`try_recv`](Self::try_recv)).
-    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, PopError> {
-        let r = self.peek(timeout)?;
+    fn recv_within(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
+        let r = self.peek_within(deadline)?;
         let v = r.copy_out();
         r.release();
         Ok(v)
+    }
+
+    blocking_forms! {
+        /// Copy out and release the oldest message, waiting for one (with atomic loads, as
+        /// [`try_recv`](Self::try_recv)).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{bytes::Ring, PopError};
+        /// let ring = Ring::with_capacity(1024);
+        /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        /// tx.send_timeout(b"x", Duration::from_secs(1)).unwrap();
+        /// assert_eq!(rx.recv_deadline(std::time::Instant::now()).unwrap(), b"x");
+        /// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
+        /// ```
+        fn recv / recv_timeout / recv_deadline () -> Result<Vec<u8>, PopError> = recv_within;
     }
 
     /// Close the consumer end and free the role: the producer's reservations then fail with
@@ -1101,7 +1159,7 @@ mod tests {
         let _tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         ring.ring.ctrl().prod.tail.store(16, Ordering::Release);
-        assert_eq!(rx.peek(None).map(drop), Err(PopError::Corrupt));
+        assert_eq!(rx.peek().map(drop), Err(PopError::Corrupt));
     }
 
     #[test]
@@ -1161,11 +1219,11 @@ mod loom_tests {
             let mut rx = ring.consumer().unwrap();
             let h = loom::thread::spawn(move || {
                 for i in 0..3u8 {
-                    tx.send(&[i; 20], None).unwrap();
+                    tx.send(&[i; 20]).unwrap();
                 }
             });
             for i in 0..3u8 {
-                assert_eq!(rx.recv(None).unwrap(), vec![i; 20]);
+                assert_eq!(rx.recv().unwrap(), vec![i; 20]);
             }
             h.join().unwrap();
         });
@@ -1183,11 +1241,11 @@ mod loom_tests {
             let sizes = [8usize, 20, 20, 8];
             let h = loom::thread::spawn(move || {
                 for (i, n) in sizes.iter().enumerate() {
-                    tx.send(&vec![i as u8; *n], None).unwrap();
+                    tx.send(&vec![i as u8; *n]).unwrap();
                 }
             });
             for (i, n) in sizes.iter().enumerate() {
-                assert_eq!(rx.recv(None).unwrap(), vec![i as u8; *n]);
+                assert_eq!(rx.recv().unwrap(), vec![i as u8; *n]);
             }
             h.join().unwrap();
         });

@@ -11,6 +11,7 @@
 
 mod cache_padded;
 mod error;
+mod forms;
 #[cfg(not(loom))]
 mod options;
 mod region;
@@ -34,7 +35,7 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+pub use error::{AttachError, PopError, PushError, QueueError, Role, TryPopError, TryPushError};
 #[cfg(not(loom))]
 pub use options::QueueOptions;
 pub use shm_type::{ShmType, MAX_TYPE_NAME};

@@ -27,10 +27,11 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use super::cache_padded::CachePadded;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+use super::forms::blocking_forms;
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
 use super::region::Region;
@@ -1016,10 +1017,25 @@ impl<T: Element> Producer<T> {
         }
     }
 
-    /// Push `value`, waiting up to `timeout` for room; checks every 20 ms whether a consumer
-    /// died holding a slot (and frees it) or all consumers are gone (`Disconnected`).
-    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = crate::os::deadline::after(timeout);
+    blocking_forms! {
+        /// Push `value`, waiting for room; checks every 20 ms whether a consumer died holding
+        /// a slot (and frees it) or all consumers are gone (`Disconnected`).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::Queue, PushError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push(1).unwrap();
+        /// tx.push_timeout(2, Duration::from_secs(1)).unwrap();
+        /// let e = tx.push_deadline(3, std::time::Instant::now());
+        /// assert_eq!(e, Err(PushError::Timeout(3)));
+        /// ```
+        fn push / push_timeout / push_deadline (value: T) -> Result<(), PushError<T>>
+            = push_within;
+    }
+
+    fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         loop {
             if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected(value));
@@ -1093,6 +1109,46 @@ impl<T: Element + Copy> Producer<T> {
             }
         }
         Ok(items.len())
+    }
+
+    fn push_slice_within(
+        &mut self,
+        mut items: &[T],
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError<usize>> {
+        let total = items.len();
+        while !items.is_empty() {
+            match self.try_push_slice(items) {
+                Ok(n) => items = &items[n..],
+                Err(e) => match e.map(|()| total - items.len()).blocking() {
+                    Ok(e) => return Err(e),
+                    // Full: wait for room with the first item.
+                    Err(done) => {
+                        self.push_within(items[0], deadline)
+                            .map_err(|e| e.map(|_| done))?;
+                        items = &items[1..];
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    blocking_forms! {
+        /// Push all of `items` in order, waiting (as [`push`](Self::push) does) for room as
+        /// needed. On timeout or disconnection the error holds how many were pushed.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::Queue, PushError};
+        /// let q = Queue::<u8>::with_capacity(4);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push_slice(&[1, 2, 3]).unwrap();
+        /// let e = tx.push_slice_timeout(&[4, 5], Duration::from_millis(1));
+        /// assert_eq!(e, Err(PushError::Timeout(1)));
+        /// ```
+        fn push_slice / push_slice_timeout / push_slice_deadline (items: &[T])
+            -> Result<(), PushError<usize>> = push_slice_within;
     }
 }
 
@@ -1282,11 +1338,24 @@ impl<T: Element> Consumer<T> {
         }
     }
 
-    /// Pop, waiting up to `timeout` for an element; checks every 20 ms for dead producers
-    /// (skipping a slot one of them claimed and never published) and for all producers gone
-    /// (`Disconnected`). Never hangs on a dead peer.
-    pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        let deadline = crate::os::deadline::after(timeout);
+    blocking_forms! {
+        /// Pop, waiting for an element; checks every 20 ms for dead producers (skipping a
+        /// slot one of them claimed and never published) and for all producers gone
+        /// (`Disconnected`). Never hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::Queue, PopError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.push(7).unwrap();
+        /// assert_eq!(rx.pop(), Ok(7));
+        /// assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
+        /// ```
+        fn pop / pop_timeout / pop_deadline () -> Result<T, PopError> = pop_within;
+    }
+
+    fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
         loop {
             if self.h.is_closed() {
                 return Err(PopError::Disconnected);
@@ -1381,15 +1450,44 @@ impl<T: Element + Copy> Consumer<T> {
         }
         Ok(out.len())
     }
+
+    fn pop_slice_within(
+        &mut self,
+        out: &mut [T],
+        deadline: Option<Instant>,
+    ) -> Result<usize, PopError> {
+        let Some((first, rest)) = out.split_first_mut() else {
+            return Ok(0);
+        };
+        *first = self.pop_within(deadline)?;
+        Ok(1 + self.try_pop_slice(rest).unwrap_or(0))
+    }
+
+    blocking_forms! {
+        /// Pop at least one element into `out` (up to `out.len()`, in order), waiting for
+        /// the first as [`pop`](Self::pop) does; returns how many.
+        ///
+        /// ```
+        /// let q = shmkit::queue::mpmc::Queue::<u8>::with_capacity(4);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.push_slice(&[1, 2, 3]).unwrap();
+        /// let mut out = [0; 8];
+        /// assert_eq!(rx.pop_slice(&mut out), Ok(3));
+        /// assert_eq!(out[..3], [1, 2, 3]);
+        /// ```
+        fn pop_slice / pop_slice_timeout / pop_slice_deadline (out: &mut [T])
+            -> Result<usize, PopError> = pop_slice_within;
+    }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// An owner word of a process that cannot exist (pid_max is at most 2^22).
     const GHOST: u64 = 4_194_305 | (1 << 32);
-    const T: Option<Duration> = Some(Duration::from_secs(10));
+    const T: Duration = Duration::from_secs(10);
 
     #[test]
     fn skips_a_slot_claimed_by_a_dead_producer() {
@@ -1402,11 +1500,11 @@ mod tests {
         let mut p = q.producer().unwrap();
         let mut c = q.consumer().unwrap();
         p.try_push(42).unwrap();
-        assert_eq!(c.pop(T), Ok(42));
+        assert_eq!(c.pop_timeout(T), Ok(42));
         // The ring keeps working across laps.
         for i in 0..10 {
-            p.push(i, T).unwrap();
-            assert_eq!(c.pop(T), Ok(i));
+            p.push_timeout(i, T).unwrap();
+            assert_eq!(c.pop_timeout(T), Ok(i));
         }
     }
 
@@ -1425,7 +1523,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut c = c;
-            let r = c.pop(Some(Duration::from_millis(50)));
+            let r = c.pop_timeout(Duration::from_millis(50));
             let head = q.shared.ctrl().head.head.load(Ordering::Relaxed);
             let _ = tx.send((r, head));
         });
@@ -1449,7 +1547,7 @@ mod tests {
         assert_eq!(c.try_pop(), Err(TryPopError::Corrupt));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(c.pop(None));
+            let _ = tx.send(c.pop());
         });
         let r = rx
             .recv_timeout(Duration::from_secs(10))
@@ -1468,22 +1566,22 @@ mod tests {
         ctrl.tail.tail.store(1, Ordering::Relaxed);
         let mut c = q.consumer().unwrap();
         assert_eq!(
-            c.pop(Some(Duration::from_millis(100))),
+            c.pop_timeout(Duration::from_millis(100)),
             Err(PopError::Timeout)
         );
         // It publishes: the consumer takes it.
         // SAFETY: slot 0, in bounds; nobody else writes it.
         unsafe { q.shared.elem(0).cast::<u64>().write_unaligned(9) };
         q.shared.stamp(0).store(1, Ordering::Release);
-        assert_eq!(c.pop(T), Ok(9));
+        assert_eq!(c.pop_timeout(T), Ok(9));
     }
 
     #[test]
     fn frees_a_slot_held_by_a_dead_consumer() {
         let q = Queue::<u64>::with_capacity(2);
         let mut p = q.producer().unwrap();
-        p.push(1, T).unwrap();
-        p.push(2, T).unwrap();
+        p.push_timeout(1, T).unwrap();
+        p.push_timeout(2, T).unwrap();
         let ctrl = q.shared.ctrl();
         // A consumer claims position 0 and dies while reading it.
         ctrl.consumers[3].owner.claim(GHOST).unwrap();
@@ -1491,9 +1589,9 @@ mod tests {
         ctrl.head.head.store(1, Ordering::Relaxed);
         let mut c = q.consumer().unwrap();
         // The producer frees the slot (element 1 was in flight and is lost) and pushes.
-        p.push(3, T).unwrap();
-        assert_eq!(c.pop(T), Ok(2));
-        assert_eq!(c.pop(T), Ok(3));
+        p.push_timeout(3, T).unwrap();
+        assert_eq!(c.pop_timeout(T), Ok(2));
+        assert_eq!(c.pop_timeout(T), Ok(3));
     }
 
     #[test]
@@ -1518,7 +1616,7 @@ mod tests {
         assert_eq!(c.try_pop(), Ok(6));
         assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
         assert_eq!(
-            c.pop(Some(Duration::from_millis(30))),
+            c.pop_timeout(Duration::from_millis(30)),
             Err(PopError::Disconnected)
         );
         // A new producer reopens the side.
@@ -1538,9 +1636,9 @@ mod tests {
         let mut p = q.producer().unwrap();
         p.try_push(1).unwrap();
         drop(p);
-        assert_eq!(c.pop(Some(Duration::from_millis(50))), Ok(1));
+        assert_eq!(c.pop_timeout(Duration::from_millis(50)), Ok(1));
         assert_eq!(
-            c.pop(Some(Duration::from_millis(60))),
+            c.pop_timeout(Duration::from_millis(60)),
             Err(PopError::Timeout)
         );
         assert!(!q.stat().producer_closed);
@@ -1598,7 +1696,7 @@ mod tests {
                     let mut c = q.consumer().unwrap();
                     s.spawn(move || {
                         let (mut k, mut sum) = (0, 0u64);
-                        while let Ok(v) = c.pop(T) {
+                        while let Ok(v) = c.pop_timeout(T) {
                             k += 1;
                             sum = sum.wrapping_add(v);
                         }
@@ -1611,7 +1709,7 @@ mod tests {
                     let mut p = q.producer().unwrap();
                     s.spawn(move || {
                         for i in 0..n {
-                            p.push(id * n + i, T).unwrap();
+                            p.push_timeout(id * n + i, T).unwrap();
                         }
                     })
                 })
@@ -1640,11 +1738,11 @@ mod loom_tests {
             let hs: Vec<_> = (1..=2u64)
                 .map(|v| {
                     let mut p = q.producer().unwrap();
-                    loom::thread::spawn(move || p.push(v, None).unwrap())
+                    loom::thread::spawn(move || p.push(v).unwrap())
                 })
                 .collect();
-            let a = c.pop(None).unwrap();
-            let b = c.pop(None).unwrap();
+            let a = c.pop().unwrap();
+            let b = c.pop().unwrap();
             assert_eq!(a + b, 3);
             hs.into_iter().for_each(|h| h.join().unwrap());
             // The two pushers detached (dropped); the last attached producer closes the side.
@@ -1709,13 +1807,13 @@ mod loom_tests {
             let mut p = q.producer().unwrap();
             let mut b = q.consumer().unwrap();
             let mut a = q.consumer().unwrap();
-            let h = loom::thread::spawn(move || a.pop(None).unwrap() + a.pop(None).unwrap());
+            let h = loom::thread::spawn(move || a.pop().unwrap() + a.pop().unwrap());
             // The third push needs a slot the consumer thread frees (second lap).
             for v in 1..=3 {
-                p.push(v, None).unwrap();
+                p.push(v).unwrap();
             }
             let got = h.join().unwrap();
-            assert_eq!(got + b.pop(None).unwrap(), 6);
+            assert_eq!(got + b.pop().unwrap(), 6);
         });
     }
 }

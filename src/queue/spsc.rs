@@ -33,9 +33,10 @@
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+use super::forms::blocking_forms;
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
 use super::ring::{Expect, Ring, Side, Wake};
@@ -570,32 +571,31 @@ impl<T: Element> Producer<T> {
         Ok(())
     }
 
-    /// Push `value`, waiting up to `timeout` (`None`: no limit) for room: a short spin, then
-    /// a futex sleep. Returns [`PushError::Disconnected`] once the consumer closes its end or
-    /// is found dead (checked at least every 20 ms while waiting), never hangs on a dead peer.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PushError};
-    /// let q = Queue::<u32>::with_capacity(2);
-    /// let mut tx = q.producer().unwrap();
-    /// tx.push(1, None).unwrap();
-    /// tx.push(2, None).unwrap();
-    /// assert_eq!(tx.push(3, Some(Duration::from_millis(5))), Err(PushError::Timeout(3)));
-    /// ```
-    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = crate::os::deadline::after(timeout);
+    fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         if let Err(e) = self.wait_space(deadline) {
-            return Err(match e {
-                PushError::Timeout(()) => PushError::Timeout(value),
-                PushError::Disconnected(()) => PushError::Disconnected(value),
-                PushError::Corrupt(()) => PushError::Corrupt(value),
-            });
+            return Err(e.map(|()| value));
         }
         // SAFETY: as in `try_push` (`wait_space` found a free slot).
         unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
         self.publish(1);
         Ok(())
+    }
+
+    blocking_forms! {
+        /// Push `value`, waiting for room: a short spin, then a futex sleep. Returns
+        /// [`PushError::Disconnected`] once the consumer closes its end or is found dead
+        /// (checked at least every 20 ms while waiting), never hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PushError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push(1).unwrap();
+        /// tx.push(2).unwrap();
+        /// assert_eq!(tx.push_timeout(3, Duration::from_millis(5)), Err(PushError::Timeout(3)));
+        /// ```
+        fn push / push_timeout / push_deadline (value: T) -> Result<(), PushError<T>> = push_within;
     }
 
     /// The next free slot, in place, if there is one: write the element through the guard
@@ -629,28 +629,33 @@ impl<T: Element> Producer<T> {
         }
     }
 
-    /// [`try_reserve`](Self::try_reserve), waiting up to `timeout` (`None`: no limit) for a
-    /// free slot, as [`push`](Self::push) does.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PushError};
-    /// let q = Queue::<u64>::with_capacity(2);
-    /// let mut tx = q.producer().unwrap();
-    /// for v in [1, 2] {
-    ///     let mut slot = tx.reserve(None).unwrap();
-    ///     *slot = v;
-    ///     slot.commit();
-    /// }
-    /// let full = tx.reserve(Some(Duration::from_millis(1)));
-    /// assert!(matches!(full, Err(PushError::Timeout(()))));
-    /// ```
-    pub fn reserve(
+    fn reserve_within(
         &mut self,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<WriteGuard<'_, T>, PushError<()>> {
-        self.wait_space(crate::os::deadline::after(timeout))?;
+        self.wait_space(deadline)?;
         Ok(WriteGuard { p: self })
+    }
+
+    blocking_forms! {
+        /// [`try_reserve`](Self::try_reserve), waiting for a free slot, as
+        /// [`push`](Self::push) does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PushError};
+        /// let q = Queue::<u64>::with_capacity(2);
+        /// let mut tx = q.producer().unwrap();
+        /// for v in [1, 2] {
+        ///     let mut slot = tx.reserve().unwrap();
+        ///     *slot = v;
+        ///     slot.commit();
+        /// }
+        /// let full = tx.reserve_timeout(Duration::from_millis(1));
+        /// assert!(matches!(full, Err(PushError::Timeout(()))));
+        /// ```
+        fn reserve / reserve_timeout / reserve_deadline () -> Result<WriteGuard<'_, T>, PushError<()>>
+            = reserve_within;
     }
 
     /// Close the producer end and free the role: the consumer pops what is left, then gets
@@ -726,39 +731,41 @@ impl<T: Element + Copy> Producer<T> {
         Ok(n)
     }
 
-    /// Push all of `items`, waiting (as [`push`](Self::push) does) for room as needed.
-    /// On timeout or disconnection the error holds how many were pushed.
-    pub fn push_slice(
+    fn push_slice_within(
         &mut self,
         mut items: &[T],
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<(), PushError<usize>> {
-        let deadline = crate::os::deadline::after(timeout);
         let total = items.len();
         while !items.is_empty() {
             match self.try_push_slice(items) {
                 Ok(n) => items = &items[n..],
-                Err(TryPushError::Full(())) => {
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if let Err(e) = self.push(items[0], left) {
-                        let done = total - items.len();
-                        return Err(match e {
-                            PushError::Timeout(_) => PushError::Timeout(done),
-                            PushError::Disconnected(_) => PushError::Disconnected(done),
-                            PushError::Corrupt(_) => PushError::Corrupt(done),
-                        });
-                    }
-                    items = &items[1..];
-                }
-                Err(TryPushError::Disconnected(())) => {
-                    return Err(PushError::Disconnected(total - items.len()))
-                }
-                Err(TryPushError::Corrupt(())) => {
-                    return Err(PushError::Corrupt(total - items.len()))
-                }
+                Err(e) => match e.map(|()| total - items.len()).blocking() {
+                    Ok(e) => return Err(e),
+                    // Full: wait for room.
+                    Err(done) => self.wait_space(deadline).map_err(|e| e.map(|()| done))?,
+                },
             }
         }
         Ok(())
+    }
+
+    blocking_forms! {
+        /// Push all of `items`, waiting (as [`push`](Self::push) does) for room as needed;
+        /// each batch that fits is published with one `tail` store and at most one
+        /// notification. On timeout or disconnection the error holds how many were pushed.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PushError};
+        /// let q = Queue::<u8>::with_capacity(4);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push_slice(&[1, 2, 3]).unwrap();
+        /// let e = tx.push_slice_timeout(&[4, 5], Duration::from_millis(1));
+        /// assert_eq!(e, Err(PushError::Timeout(1)));
+        /// ```
+        fn push_slice / push_slice_timeout / push_slice_deadline (items: &[T])
+            -> Result<(), PushError<usize>> = push_slice_within;
     }
 }
 
@@ -963,14 +970,13 @@ impl<T: Element> Consumer<T> {
         woke
     }
 
-    /// Wait up to `timeout` until the element at `head` is published.
-    fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), PopError> {
-        let deadline = crate::os::deadline::after(timeout);
+    /// Wait until `deadline` until the element at `head` is published.
+    fn wait_ready(&mut self, deadline: Option<Instant>) -> Result<(), PopError> {
         loop {
-            match self.next(true) {
+            match self.next(true).map_err(TryPopError::blocking) {
                 Ok(()) => return Ok(()),
-                Err(TryPopError::Empty) => {}
-                Err(e) => return Err(e.into()),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {} // empty: wait
             }
             match self.wait_nonempty(deadline) {
                 Wake::Retry => {}
@@ -1009,33 +1015,37 @@ impl<T: Element> Consumer<T> {
         Ok(v)
     }
 
-    /// Pop, waiting up to `timeout` (`None`: no limit) for an element: a short spin, then a
-    /// futex sleep. `Err(Disconnected)` once the queue is empty and the producer closed or
-    /// is found dead (checked at least every 20 ms while waiting); never hangs on a dead peer.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PopError};
-    /// let q = Queue::<u64>::with_capacity(8);
-    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-    /// std::thread::scope(|s| {
-    ///     s.spawn(move || {
-    ///         tx.push(5, None).unwrap();
-    ///         tx.push(6, None).unwrap();
-    ///         // Dropping `tx` would only detach it; closing ends the stream.
-    ///         tx.close();
-    ///     });
-    ///     assert_eq!(rx.pop(Some(Duration::from_secs(10))), Ok(5));
-    /// });
-    /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Ok(6));
-    /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Err(PopError::Disconnected));
-    /// ```
-    pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        self.wait_ready(timeout)?;
+    fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
+        self.wait_ready(deadline)?;
         // SAFETY: as in `try_pop` (`wait_ready` found the slot published).
         let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
         self.advance(1);
         Ok(v)
+    }
+
+    blocking_forms! {
+        /// Pop, waiting for an element: a short spin, then a futex sleep.
+        /// `Err(Disconnected)` once the queue is empty and the producer closed or is found
+        /// dead (checked at least every 20 ms while waiting); never hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PopError};
+        /// let q = Queue::<u64>::with_capacity(8);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// std::thread::scope(|s| {
+        ///     s.spawn(move || {
+        ///         tx.push(5).unwrap();
+        ///         tx.push(6).unwrap();
+        ///         // Dropping `tx` would only detach it; closing ends the stream.
+        ///         tx.close();
+        ///     });
+        ///     assert_eq!(rx.pop_timeout(Duration::from_secs(10)), Ok(5));
+        /// });
+        /// assert_eq!(rx.pop(), Ok(6));
+        /// assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Disconnected));
+        /// ```
+        fn pop / pop_timeout / pop_deadline () -> Result<T, PopError> = pop_within;
     }
 
     /// The oldest element, in place, if there is one: the guard derefs to `&T` over the slot
@@ -1060,23 +1070,27 @@ impl<T: Element> Consumer<T> {
         Ok(ReadGuard { c: self })
     }
 
-    /// [`try_peek`](Self::try_peek), waiting up to `timeout` (`None`: no limit) for an
-    /// element, as [`pop`](Self::pop) does.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PopError};
-    /// let q = Queue::<u32>::with_capacity(2);
-    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-    /// tx.try_push(9).unwrap();
-    /// let r = rx.peek(None).unwrap();
-    /// assert_eq!(*r, 9);
-    /// r.release();
-    /// assert_eq!(rx.peek(Some(Duration::from_millis(1))).err(), Some(PopError::Timeout));
-    /// ```
-    pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, T>, PopError> {
-        self.wait_ready(timeout)?;
+    fn peek_within(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_, T>, PopError> {
+        self.wait_ready(deadline)?;
         Ok(ReadGuard { c: self })
+    }
+
+    blocking_forms! {
+        /// [`try_peek`](Self::try_peek), waiting for an element, as [`pop`](Self::pop) does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PopError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.try_push(9).unwrap();
+        /// let r = rx.peek().unwrap();
+        /// assert_eq!(*r, 9);
+        /// r.release();
+        /// assert_eq!(rx.peek_timeout(Duration::from_millis(1)).err(), Some(PopError::Timeout));
+        /// ```
+        fn peek / peek_timeout / peek_deadline () -> Result<ReadGuard<'_, T>, PopError>
+            = peek_within;
     }
 
     /// Close the consumer end and free the role: the producer's pushes then fail with
@@ -1128,20 +1142,35 @@ impl<T: Element + Copy> Consumer<T> {
         Ok(n)
     }
 
-    /// Pop at least one element into `out` (up to `out.len()`), waiting up to `timeout`.
-    pub fn pop_slice(
+    fn pop_slice_within(
         &mut self,
         out: &mut [T],
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
         if out.is_empty() {
             return Ok(0);
         }
-        self.wait_ready(timeout)?;
+        self.wait_ready(deadline)?;
         self.try_pop_slice(out).map_err(|e| match e {
             TryPopError::Corrupt => PopError::Corrupt,
             _ => PopError::Disconnected,
         })
+    }
+
+    blocking_forms! {
+        /// Pop at least one element into `out` (up to `out.len()`, with one `head`
+        /// publication), waiting for the first as [`pop`](Self::pop) does; returns how many.
+        ///
+        /// ```
+        /// let q = shmkit::queue::spsc::Queue::<u8>::with_capacity(4);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.push_slice(&[1, 2, 3]).unwrap();
+        /// let mut out = [0; 8];
+        /// assert_eq!(rx.pop_slice(&mut out), Ok(3));
+        /// assert_eq!(out[..3], [1, 2, 3]);
+        /// ```
+        fn pop_slice / pop_slice_timeout / pop_slice_deadline (out: &mut [T])
+            -> Result<usize, PopError> = pop_slice_within;
     }
 }
 
@@ -1203,16 +1232,16 @@ mod loom_tests {
             let mut rx = q.consumer().unwrap();
             let h = loom::thread::spawn(move || {
                 for i in 0..3 {
-                    tx.push(i, None).unwrap();
+                    tx.push(i).unwrap();
                 }
                 // Dropping only detaches; closing ends the consumer's stream.
                 tx.close();
             });
             for i in 0..3 {
-                assert_eq!(rx.pop(None), Ok(i));
+                assert_eq!(rx.pop(), Ok(i));
             }
             h.join().unwrap();
-            assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+            assert_eq!(rx.pop(), Err(PopError::Disconnected));
         });
     }
 
@@ -1269,7 +1298,7 @@ mod loom_tests {
                 w.commit();
                 tx
             });
-            let r = rx.peek(None).unwrap();
+            let r = rx.peek().unwrap();
             assert_eq!(*r, 5);
             r.release();
             drop(h.join().unwrap());
@@ -1287,7 +1316,7 @@ mod loom_tests {
             tx.try_push(1).unwrap();
             tx.try_push(2).unwrap();
             let h = loom::thread::spawn(move || {
-                tx.push(3, None).unwrap();
+                tx.push(3).unwrap();
                 tx
             });
             assert_eq!(rx.try_pop(), Ok(1));
@@ -1308,8 +1337,8 @@ mod loom_tests {
                 tx.try_push(1).unwrap();
                 tx.close();
             });
-            assert_eq!(rx.pop(None), Ok(1));
-            assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+            assert_eq!(rx.pop(), Ok(1));
+            assert_eq!(rx.pop(), Err(PopError::Disconnected));
             h.join().unwrap();
         });
     }
