@@ -32,11 +32,12 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::endpoint::Wake;
 use super::error::{AttachError, PopError, Role, TryPopError};
 use super::forms::blocking_forms;
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
-use super::ring::{Expect, Ring as RawRing, Side, Wake};
+use super::ring_control::{Expect, RingShared as RawRing, Side};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
 use crate::os::atomic_copy;
@@ -269,7 +270,7 @@ impl Ring {
     ///
     /// If `capacity` is not a power of two in `64..=2^40`.
     pub fn with_capacity(capacity: u64) -> Self {
-        super::ring::check_capacity("(private)", capacity, MIN_CAPACITY).expect("capacity");
+        super::geometry::check_capacity("(private)", capacity, MIN_CAPACITY).expect("capacity");
         // Under loom the record headers are separate loom atomics (one per 8-byte word).
         let words = if cfg!(loom) {
             (capacity / 8) as usize
@@ -443,7 +444,7 @@ impl Producer {
         if free < advance {
             // Acquire pairs with the consumer's Release store of head in `ReadGuard::release`:
             // it is done reading the bytes we may now overwrite.
-            let head = self.side.ring.ctrl().cons.head.load(Ordering::Acquire);
+            let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
             let used = self.tail.wrapping_sub(head);
             if used > self.cap {
                 return Err(Fail::Other(ReserveError::Corrupt));
@@ -491,14 +492,14 @@ impl Producer {
             // Acquire: as in `place`.
             let ready = || {
                 cap - tail
-                    .wrapping_sub(side.ring.ctrl().cons.head.load(Ordering::Acquire))
+                    .wrapping_sub(side.q.ctrl().cons.head.load(Ordering::Acquire))
                     .min(cap)
                     >= need
             };
-            match side.wait(&side.ring.ctrl().cons.not_full, ready, deadline) {
+            match side.wait(&side.q.ctrl().cons.not_full, ready, deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(ReserveError::Timeout),
-                Wake::PeerDead => return Err(ReserveError::Disconnected),
+                Wake::Gone(()) => return Err(ReserveError::Disconnected),
             }
         }
     }
@@ -570,7 +571,7 @@ impl Producer {
 
     #[inline]
     fn data(&self) -> *mut u8 {
-        self.side.ring.data()
+        self.side.q.data()
     }
 }
 
@@ -682,7 +683,7 @@ impl WriteGuard<'_> {
             self.pl.len
         );
         let p = self.p;
-        let ring = &*p.side.ring;
+        let ring = &*p.side.q;
         let advance = self.pl.advance - (record_len(self.pl.len) - record_len(len));
         let next = p.tail.wrapping_add(advance);
         // Clear the header word where the next record will start, so that a consumer
@@ -842,7 +843,7 @@ impl Consumer {
         let Some(gone) = self.side.look_at_tail(check_tail) else {
             return Err(TryPopError::Empty);
         };
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         // Acquire pairs with the Release tail store in `commit_len`, made after the headers.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
         let ahead = tail.wrapping_sub(self.head);
@@ -865,7 +866,7 @@ impl Consumer {
             return Err(TryPopError::Empty);
         }
         // Closed (Acquire in peer_closed: its last header is visible) or dead: drain first.
-        match decode(&self.side.ring, self.head, self.cap) {
+        match decode(&self.side.q, self.head, self.cap) {
             Header::Record(r) => Ok(r),
             Header::NotReady => Err(TryPopError::Disconnected),
             Header::Corrupt => Err(TryPopError::Corrupt),
@@ -879,7 +880,7 @@ impl Consumer {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
-        match decode(&self.side.ring, self.head, self.cap) {
+        match decode(&self.side.q, self.head, self.cap) {
             Header::Record(r) => Ok(r),
             Header::NotReady => self.not_ready(check_tail),
             Header::Corrupt => Err(TryPopError::Corrupt),
@@ -905,11 +906,11 @@ impl Consumer {
             let (head, cap) = (self.head, self.cap);
             // A header at the head (Acquire, in `decode`); not `tail != head`, which stays
             // true while the head is past a killed producer's stale tail.
-            let ready = || !matches!(decode(&side.ring, head, cap), Header::NotReady);
-            match side.wait(&side.ring.ctrl().prod.not_empty, ready, deadline) {
+            let ready = || !matches!(decode(&side.q, head, cap), Header::NotReady);
+            match side.wait(&side.q.ctrl().prod.not_empty, ready, deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::PeerDead => {
+                Wake::Gone(()) => {
                     return match self.next(true) {
                         Ok(rec) => Ok(ReadGuard { c: self, rec }),
                         Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
@@ -1056,7 +1057,7 @@ impl ReadGuard<'_> {
         // private slice. The header's Acquire load in `decode` made the bytes visible.
         unsafe {
             atomic_copy::load(
-                self.c.side.ring.data().add(self.rec.offset as usize),
+                self.c.side.q.data().add(self.rec.offset as usize),
                 dst.as_mut_ptr(),
                 n,
             )
@@ -1076,7 +1077,7 @@ impl ReadGuard<'_> {
     pub fn release(self) {
         let c = self.c;
         c.head = c.head.wrapping_add(self.rec.advance);
-        let ctrl = c.side.ring.ctrl();
+        let ctrl = c.side.q.ctrl();
         // Release pairs with the producer's Acquire load of head in `Producer::place`: we
         // are done reading the record.
         ctrl.cons.head.store(c.head, Ordering::Release);
@@ -1094,7 +1095,7 @@ impl Deref for ReadGuard<'_> {
         // can only point inside the ring (see the type's docs).
         unsafe {
             std::slice::from_raw_parts(
-                self.c.side.ring.data().add(self.rec.offset as usize),
+                self.c.side.q.data().add(self.rec.offset as usize),
                 self.rec.len as usize,
             )
         }

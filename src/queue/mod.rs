@@ -10,12 +10,14 @@
 //! never hang on a dead peer. `SPEC.md` §7 describes every byte and each crash case.
 
 mod cache_padded;
+mod endpoint;
 mod error;
 mod forms;
+mod geometry;
 #[cfg(not(loom))]
 mod options;
 mod region;
-mod ring;
+mod ring_control;
 mod role;
 mod shm_type;
 mod stat;
@@ -87,7 +89,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
     match h.kind {
         Kind::SPSC_QUEUE | Kind::BYTES_RING => {
             let bytes = h.kind == Kind::BYTES_RING;
-            let expect = ring::Expect {
+            let expect = ring_control::Expect {
                 kind: h.kind,
                 fingerprint: h.fingerprint,
                 elem_size: None,
@@ -95,7 +97,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                 slot_size: if bytes { |n| n } else { spsc::slot_size },
                 type_name: None,
             };
-            let r = ring::Ring::open_snapshot(name, expect)?;
+            let r = ring_control::RingShared::open_snapshot(name, expect)?;
             let want = if bytes {
                 bytes::LAYOUT_FINGERPRINT
             } else {

@@ -30,12 +30,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cache_padded::CachePadded;
+use super::endpoint::{self, Endpoint, Roles, Wake};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 use super::forms::blocking_forms;
+use super::geometry::{check_capacity, check_type};
+#[cfg(not(loom))]
+use super::geometry::{check_recorded, Recorded, Rules};
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
 use super::region::Region;
-use super::role::{self, RoleSlot, Throttle};
+use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
 use super::{Element, ShmType, TypeId, TypeTag};
 use crate::loom::{fence, AtomicU64, Ordering};
@@ -47,11 +51,10 @@ use crate::Liveness;
 /// Claim slots per side: at most this many producers and this many consumers at once.
 pub const MAX_HANDLES: usize = 16;
 
-/// `state` bit: the producer side is closed: its last attached handle called `close()`
-/// (cleared when a producer attaches; dropping a handle never sets it).
-const PRODUCERS_CLOSED: u64 = 1;
-/// `state` bit: the consumer side is closed (as `PRODUCERS_CLOSED`).
-const CONSUMERS_CLOSED: u64 = 2;
+/// `state` bit: the consumer side is closed (`endpoint::CONSUMER_CLOSED`).
+use super::endpoint::CONSUMER_CLOSED as CONSUMERS_CLOSED;
+/// `state` bit: the producer side is closed (`endpoint::PRODUCER_CLOSED`).
+use super::endpoint::PRODUCER_CLOSED as PRODUCERS_CLOSED;
 /// `inflight` value meaning "no position".
 const NONE: u64 = u64::MAX;
 
@@ -163,7 +166,7 @@ macro_rules! handle_accessors {
 
         /// Elements in the queue now (a snapshot).
         pub fn len(&self) -> u64 {
-            self.h.shared.len()
+            self.h.q.len()
         }
 
         /// Whether the queue is empty now (a snapshot).
@@ -173,7 +176,7 @@ macro_rules! handle_accessors {
 
         /// Whether the queue is full now (a snapshot).
         pub fn is_full(&self) -> bool {
-            self.len() == self.h.shared.capacity
+            self.len() == self.h.q.capacity
         }
     };
 }
@@ -327,32 +330,10 @@ impl Shared {
         }
     }
 
-    /// Whether the side of `role` is gone: its last attached handle closed it (the bit is set
-    /// and no handle is attached), or every attached handle is dead. A side whose handles all
-    /// detached without closing, or that nobody attached yet, is not gone. `thorough` allows reading `/proc`.
+    /// Whether the side of `role` is gone ([`endpoint::side_gone`]).
+    #[inline]
     fn side_gone(&self, role: Role, thorough: bool) -> bool {
-        let bit = match role {
-            Role::Producer => PRODUCERS_CLOSED,
-            Role::Consumer => CONSUMERS_CLOSED,
-        };
-        // Acquire pairs with the Release `fetch_or` in `Handle::close`: the closer's last
-        // publication is visible to a re-check after this.
-        let closed = self.ctrl().geo.state.load(Ordering::Acquire) & bit != 0;
-        if !closed && !thorough {
-            return false;
-        }
-        let claims = self.ctrl().claims(role);
-        let attached = claims.iter().any(|c| c.owner.holder() != 0);
-        if !attached {
-            // The last handle closed the side; or all detached (or nobody ever attached),
-            // which leaves it open.
-            return closed;
-        }
-        thorough
-            && claims.iter().all(|c| {
-                let w = c.owner.holder();
-                w == 0 || role::liveness_of(w) == Liveness::Dead
-            })
+        endpoint::side_gone(self, role, thorough)
     }
 
     /// Whether a live handle of `role` records `pos` as its in-flight position.
@@ -390,17 +371,6 @@ impl<T> std::fmt::Debug for Queue<T> {
             .field("capacity", &self.shared.capacity)
             .finish()
     }
-}
-
-fn check_type<T: ShmType>(name: &str) -> crate::Result<()> {
-    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
-    if size == 0 || size > 1 << 20 || align > 128 {
-        return Err(crate::Error::invalid(
-            name,
-            format!("element type of {size} bytes, alignment {align} not supported"),
-        ));
-    }
-    super::shm_type::check_name::<T>(name)
 }
 
 impl<T: Element> Queue<T> {
@@ -508,7 +478,7 @@ impl<T: Element> Queue<T> {
         capacity: u64,
         open_existing: bool,
     ) -> crate::Result<Shared> {
-        super::ring::check_capacity(name, capacity, 2)?;
+        check_capacity(name, capacity, 2)?;
         let size = std::mem::size_of::<T>() as u64;
         let slot = slot_size(size);
         let total = DATA_OFFSET + capacity * slot;
@@ -558,7 +528,7 @@ impl<T: Element> Queue<T> {
     /// If `capacity` is not a power of two in `2..=2^40`.
     pub fn with_capacity(capacity: u64) -> Self {
         check_type::<T>("(private)").expect("element type");
-        super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
+        check_capacity("(private)", capacity, 2).expect("capacity");
         let ctrl = Control::new();
         let size = std::mem::size_of::<T>() as u64;
         ctrl.init(
@@ -595,37 +565,7 @@ impl<T: Element> Queue<T> {
     }
 
     fn attach(&self, role: Role) -> Result<Handle, AttachError> {
-        let me = role::me()?;
-        let claims = self.shared.ctrl().claims(role);
-        for (i, c) in claims.iter().enumerate() {
-            if c.owner.claim(me).is_ok() {
-                // Relaxed: no position is claimed yet; a reader that sees NONE skips us.
-                c.inflight.store(NONE, Ordering::Relaxed);
-                let bit = if role == Role::Producer {
-                    PRODUCERS_CLOSED
-                } else {
-                    CONSUMERS_CLOSED
-                };
-                // AcqRel: reopen the side (pairs with the Acquire in `side_gone`).
-                self.shared
-                    .ctrl()
-                    .geo
-                    .state
-                    .fetch_and(!bit, Ordering::AcqRel);
-                return Ok(Handle {
-                    shared: Arc::clone(&self.shared),
-                    role,
-                    slot: i,
-                    me,
-                    closed: false,
-                    throttle: Throttle::default(),
-                });
-            }
-        }
-        Err(AttachError::NoFreeSlot {
-            role,
-            slots: MAX_HANDLES as u32,
-        })
+        Endpoint::attach(Arc::clone(&self.shared), role)
     }
 
     /// Attach a producer (one of [`MAX_HANDLES`]; a slot held by a dead process is reused).
@@ -712,35 +652,27 @@ where
     let ctrl = unsafe { &*seg.as_ptr().cast::<Control>() };
     // Relaxed: made visible by the open's Acquire of READY; never changes afterwards.
     let g = &ctrl.geo;
-    let capacity = g.capacity.load(Ordering::Relaxed);
-    let elem_size = g.elem_size.load(Ordering::Relaxed);
-    let slot = g.slot_size.load(Ordering::Relaxed);
-    let data_off = g.data_offset.load(Ordering::Relaxed);
-    let handles = g.handles.load(Ordering::Relaxed);
-    if !capacity.is_power_of_two() || !(2..=super::ring::MAX_CAPACITY).contains(&capacity) {
+    let r = Recorded {
+        capacity: g.capacity.load(Ordering::Relaxed),
+        elem_size: g.elem_size.load(Ordering::Relaxed),
+        data_offset: g.data_offset.load(Ordering::Relaxed),
+    };
+    let rules = Rules {
+        min_capacity: 2,
+        elem_size: elem,
+        data_offset: DATA_OFFSET,
+        slot_size,
+    };
+    let slot = check_recorded(&name, len, r, rules)?;
+    let (capacity, data_off) = (r.capacity, r.data_offset);
+    // The recorded slot size and handle count must be this layout's too.
+    let (recorded_slot, handles) = (
+        g.slot_size.load(Ordering::Relaxed),
+        g.handles.load(Ordering::Relaxed),
+    );
+    if recorded_slot != slot || handles != MAX_HANDLES as u64 {
         return Err(bad(format!(
-            "capacity {capacity} is not a power of two in 2..=2^40"
-        )));
-    }
-    if elem_size == 0
-        || elem_size > 1 << 20
-        || elem.is_some_and(|e| e != elem_size)
-        || handles != MAX_HANDLES as u64
-    {
-        return Err(bad(format!(
-            "element size {elem_size} / handles {handles} do not match the fingerprint"
-        )));
-    }
-    if slot != slot_size(elem_size) || data_off != DATA_OFFSET {
-        return Err(bad(format!(
-            "slots of {slot} bytes at {data_off}: not the layout's geometry"
-        )));
-    }
-    // No overflow: capacity <= 2^40, slot <= 2^20 + 8.
-    let need = data_off + capacity * slot;
-    if need > len {
-        return Err(bad(format!(
-            "the queue needs {need} bytes, the payload has {len}"
+            "slots of {recorded_slot} bytes, {handles} handles: not the layout's geometry"
         )));
     }
     // SAFETY: the geometry was validated: the slots (stamps inside) lie inside the payload.
@@ -775,73 +707,40 @@ pub(crate) fn stat_named(name: &str, fp: u64) -> crate::Result<QueueStat> {
     Ok(shared.stat())
 }
 
-/// One attached handle: its claim slot.
-struct Handle {
-    shared: Arc<Shared>,
-    role: Role,
-    slot: usize,
-    me: u64,
-    closed: bool,
-    throttle: Throttle,
+impl Roles for Shared {
+    fn state(&self) -> &AtomicU64 {
+        &self.ctrl().geo.state
+    }
+
+    fn slots(&self, _role: Role) -> usize {
+        MAX_HANDLES
+    }
+
+    fn slot(&self, role: Role, i: usize) -> &RoleSlot {
+        &self.ctrl().claims(role)[i].owner
+    }
+
+    fn claimed(&self, role: Role, i: usize) {
+        // Relaxed: no position is claimed yet; a reader that sees NONE skips us.
+        self.ctrl().claims(role)[i]
+            .inflight
+            .store(NONE, Ordering::Relaxed);
+    }
+
+    fn wake_closed(&self, _role: Role) {
+        self.ctrl().tail.not_empty.notify_all();
+        self.ctrl().head.not_full.notify_all();
+    }
 }
+
+/// One attached handle: its claim slot.
+type Handle = Endpoint<Shared>;
 
 impl Handle {
+    /// This handle's claim slot.
     #[inline]
     fn claim(&self) -> &Claim {
-        &self.shared.ctrl().claims(self.role)[self.slot]
-    }
-
-    /// Closed, or inherited by a `fork()`ed child (whose parent still holds the claim).
-    #[inline]
-    fn is_closed(&self) -> bool {
-        self.closed || !role::is_mine(self.me)
-    }
-
-    /// Free the claim slot (what dropping does); the side stays open even if this was its
-    /// last handle (`SPEC.md` §7.1.3).
-    fn detach(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        if !role::is_mine(self.me) {
-            return; // a fork()ed child's copy: the claim is the parent's; change nothing
-        }
-        self.claim().owner.release(self.me);
-    }
-
-    /// Free the claim slot and, if no other handle of this side is attached, close the side.
-    fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        if !role::is_mine(self.me) {
-            return; // a fork()ed child's copy: the claim is the parent's; change nothing
-        }
-        let ctrl = self.shared.ctrl();
-        self.claim().owner.release(self.me);
-        // SeqCst: of two handles that close at once, at least one sees the other's release
-        // (store buffering), so the side does not stay open after both closed.
-        fence(Ordering::SeqCst);
-        if ctrl.claims(self.role).iter().all(|c| c.owner.holder() == 0) {
-            let bit = if self.role == Role::Producer {
-                PRODUCERS_CLOSED
-            } else {
-                CONSUMERS_CLOSED
-            };
-            // Release pairs with the Acquire in `side_gone`.
-            ctrl.geo.state.fetch_or(bit, Ordering::Release);
-        }
-        ctrl.tail.not_empty.notify_all();
-        ctrl.head.not_full.notify_all();
-    }
-}
-
-impl Drop for Handle {
-    /// Dropping detaches: the claim slot is freed, the side stays open.
-    fn drop(&mut self) {
-        self.detach();
+        &self.q.ctrl().claims(self.role())[self.slot()]
     }
 }
 
@@ -875,16 +774,16 @@ pub struct Producer<T> {
 impl<T> std::fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpmc::Producer")
-            .field("slot", &self.h.slot)
+            .field("slot", &self.h.slot())
             .finish()
     }
 }
 
 impl<T: Element> Producer<T> {
     fn attempt(&mut self, value: &T) -> Result<(), Attempt> {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         let ctrl = sh.ctrl();
-        let claim = &ctrl.producers[self.h.slot];
+        let claim = &ctrl.producers[self.h.slot()];
         // Relaxed: only a starting guess; the stamp check and the CAS validate it.
         let mut pos = ctrl.tail.tail.load(Ordering::Relaxed);
         loop {
@@ -966,7 +865,7 @@ impl<T: Element> Producer<T> {
 
     /// Free the slot of position `prev` if the consumer that claimed it is dead.
     fn recover(&self, prev: u64) {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         if sh.live_claimer(Role::Consumer, prev) {
             return;
         }
@@ -993,7 +892,7 @@ impl<T: Element> Producer<T> {
 
     /// Push `value` if there is room now.
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
-        if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
+        if self.h.is_closed() || self.h.q.side_gone(Role::Consumer, false) {
             return Err(TryPushError::Disconnected(value));
         }
         match self.attempt(&value) {
@@ -1008,7 +907,7 @@ impl<T: Element> Producer<T> {
                     if let Attempt::InFlight(prev) = a {
                         self.recover(prev);
                     }
-                    if self.h.shared.side_gone(Role::Consumer, true) {
+                    if self.h.q.side_gone(Role::Consumer, true) {
                         return Err(TryPushError::Disconnected(value));
                     }
                 }
@@ -1037,12 +936,12 @@ impl<T: Element> Producer<T> {
 
     fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         loop {
-            if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
+            if self.h.is_closed() || self.h.q.side_gone(Role::Consumer, false) {
                 return Err(PushError::Disconnected(value));
             }
             // Snapshot the head before the attempt: any pop after it changes the head and ends
             // the wait below. Acquire pairs with consumers' head CAS (AcqRel).
-            let head0 = self.h.shared.ctrl().head.head.load(Ordering::Acquire);
+            let head0 = self.h.q.ctrl().head.head.load(Ordering::Acquire);
             let prev = match self.attempt(&value) {
                 Ok(()) => {
                     // The queue holds the bitwise copy now.
@@ -1054,7 +953,7 @@ impl<T: Element> Producer<T> {
                 Err(Attempt::Blocked | Attempt::Unpublished { .. }) => None,
                 Err(Attempt::InFlight(p)) => Some(p),
             };
-            let sh = &*self.h.shared;
+            let sh = &*self.h.q;
             // Acquire: as for `head0`; a pop that happened before our wake-up is seen.
             // A consumer in flight on `prev` ends the wait by releasing the slot (its stamp
             // leaves `prev + 1`, or `prev` for a consumer that was skipping it).
@@ -1066,27 +965,18 @@ impl<T: Element> Producer<T> {
                     })
                     || sh.side_gone(Role::Consumer, false)
             };
-            #[cfg(not(loom))]
-            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
-            // Under loom a timed futex wait returns at once: wait without slices.
-            #[cfg(loom)]
-            let until = deadline;
-            if sh
-                .ctrl()
-                .head
-                .not_full
-                .wait_until_within(ready, until)
-                .is_err()
-            {
-                if crate::os::deadline::passed(deadline) {
-                    return Err(PushError::Timeout(value));
-                }
+            // Every slice: free the slot of a consumer that died holding it (the stamp change
+            // ends the wait), and give up once every consumer is gone.
+            let check = || {
                 if let Some(p) = prev {
                     self.recover(p);
                 }
-                if sh.side_gone(Role::Consumer, true) {
-                    return Err(PushError::Disconnected(value));
-                }
+                sh.side_gone(Role::Consumer, true).then_some(())
+            };
+            match endpoint::wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PushError::Timeout(value)),
+                Wake::Gone(()) => return Err(PushError::Disconnected(value)),
             }
         }
     }
@@ -1164,7 +1054,7 @@ pub struct Consumer<T> {
 impl<T> std::fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpmc::Consumer")
-            .field("slot", &self.h.slot)
+            .field("slot", &self.h.slot())
             .finish()
     }
 }
@@ -1173,9 +1063,9 @@ impl<T: Element> Consumer<T> {
     /// One pop attempt. With `classify` false, an empty slot is reported as
     /// `Attempt::Unpublished` without telling `Blocked` from `InFlight` (see `classify`).
     fn attempt(&mut self, classify: bool) -> Result<T, Attempt> {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         let ctrl = sh.ctrl();
-        let claim = &ctrl.consumers[self.h.slot];
+        let claim = &ctrl.consumers[self.h.slot()];
         // Relaxed: a starting guess, validated by the stamp and the CAS.
         let mut pos = ctrl.head.head.load(Ordering::Relaxed);
         loop {
@@ -1238,7 +1128,7 @@ impl<T: Element> Consumer<T> {
         // SeqCst fence as crossbeam: order the (earlier) stamp load before the tail load.
         fence(Ordering::SeqCst);
         // Acquire pairs with the producers' tail CAS (their inflight stores).
-        let tail = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
+        let tail = self.h.q.ctrl().tail.tail.load(Ordering::Acquire);
         if tail == pos || stamp != pos {
             return Attempt::Blocked;
         }
@@ -1246,8 +1136,8 @@ impl<T: Element> Consumer<T> {
         // still at `pos` (reloaded after `tail`), more than `capacity` claimed positions mean
         // the indices are corrupt (else skipping dead claims could walk up to a garbage tail).
         // Acquire: as for the head CAS.
-        if tail.wrapping_sub(pos) > self.h.shared.capacity
-            && self.h.shared.ctrl().head.head.load(Ordering::Acquire) == pos
+        if tail.wrapping_sub(pos) > self.h.q.capacity
+            && self.h.q.ctrl().head.head.load(Ordering::Acquire) == pos
         {
             return Attempt::Corrupt;
         }
@@ -1256,7 +1146,7 @@ impl<T: Element> Consumer<T> {
 
     /// Skip position `pos` if the producer that claimed it is dead. Returns whether skipped.
     fn recover(&self, pos: u64) -> bool {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         if sh.live_claimer(Role::Producer, pos) {
             return false;
         }
@@ -1307,8 +1197,7 @@ impl<T: Element> Consumer<T> {
                 // the side's closed bit is clear), so skip classifying (a fence and a load of
                 // the line producers write). Acquire: as in `side_gone`.
                 if !thorough
-                    && self.h.shared.ctrl().geo.state.load(Ordering::Acquire) & PRODUCERS_CLOSED
-                        == 0
+                    && self.h.q.ctrl().geo.state.load(Ordering::Acquire) & PRODUCERS_CLOSED == 0
                 {
                     return Err(TryPopError::Empty);
                 }
@@ -1323,9 +1212,7 @@ impl<T: Element> Consumer<T> {
                         }
                     }
                 }
-                if matches!(a, Attempt::Blocked)
-                    && self.h.shared.side_gone(Role::Producer, thorough)
-                {
+                if matches!(a, Attempt::Blocked) && self.h.q.side_gone(Role::Producer, thorough) {
                     // The side is gone: a re-check drains what it left.
                     return match self.attempt(true) {
                         Ok(v) => Ok(v),
@@ -1362,7 +1249,7 @@ impl<T: Element> Consumer<T> {
             }
             // Snapshot the tail before the attempt: any push after it changes the tail and ends
             // the wait below. Acquire pairs with producers' tail CAS (AcqRel).
-            let tail0 = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
+            let tail0 = self.h.q.ctrl().tail.tail.load(Ordering::Acquire);
             let inflight = match self.attempt(true) {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
@@ -1370,7 +1257,7 @@ impl<T: Element> Consumer<T> {
                 Err(Attempt::Blocked | Attempt::Unpublished { .. }) => None,
                 Err(Attempt::InFlight(p)) => Some(p),
             };
-            if self.h.shared.side_gone(Role::Producer, false) {
+            if self.h.q.side_gone(Role::Producer, false) {
                 match inflight {
                     // Nothing will be published any more: drain, then Disconnected.
                     None => {
@@ -1396,7 +1283,7 @@ impl<T: Element> Consumer<T> {
             if crate::os::deadline::passed(deadline) {
                 return Err(PopError::Timeout);
             }
-            let sh = &*self.h.shared;
+            let sh = &*self.h.q;
             // Acquire: as for `tail0`.
             // A producer in flight on `inflight` ends the wait by publishing. A gone side
             // ends it only when nothing is in flight (else the round above already tried to
@@ -1406,29 +1293,26 @@ impl<T: Element> Consumer<T> {
                     || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
                     || (inflight.is_none() && sh.side_gone(Role::Producer, false))
             };
-            #[cfg(not(loom))]
-            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
-            // Under loom a timed futex wait returns at once: wait without slices.
-            #[cfg(loom)]
-            let until = deadline;
-            if sh
-                .ctrl()
-                .tail
-                .not_empty
-                .wait_until_within(ready, until)
-                .is_err()
-            {
-                if crate::os::deadline::passed(deadline) {
-                    return Err(PopError::Timeout);
-                }
-                if let Some(p) = inflight {
+            // Every slice: skip the position of a producer that died before publishing it (the
+            // stamp change ends the wait); with nothing in flight, give up once every producer
+            // is gone.
+            let check = || match inflight {
+                Some(p) => {
                     self.recover(p);
-                } else if sh.side_gone(Role::Producer, true) {
-                    match self.attempt(true) {
-                        Ok(v) => return Ok(v),
-                        Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
-                        Err(_) => return Err(PopError::Disconnected),
-                    }
+                    None
+                }
+                None => sh.side_gone(Role::Producer, true).then_some(()),
+            };
+            match endpoint::wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PopError::Timeout),
+                Wake::Gone(()) => {
+                    // Drain what the gone side left, then Disconnected.
+                    return match self.attempt(true) {
+                        Ok(v) => Ok(v),
+                        Err(Attempt::Corrupt) => Err(PopError::Corrupt),
+                        Err(_) => Err(PopError::Disconnected),
+                    };
                 }
             }
         }
@@ -1783,7 +1667,7 @@ mod loom_tests {
             let mut first = q.producer().unwrap();
             first.try_push(0).unwrap(); // one slot left
             let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
-            let (sa, sb) = (a.h.slot, b.h.slot);
+            let (sa, sb) = (a.h.slot(), b.h.slot());
             let t = loom::thread::spawn(move || {
                 let won = a.try_push(1).is_ok();
                 (won, a)

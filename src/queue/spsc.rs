@@ -35,11 +35,13 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::endpoint::Wake;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 use super::forms::blocking_forms;
+use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
-use super::ring::{Expect, Ring, Side, Wake};
+use super::ring_control::{Expect, RingShared as Ring, Side};
 use super::stat::{QueueStat, Stat};
 use super::{Element, ShmType, TypeId};
 use crate::loom::{fence, AtomicU64, Ordering};
@@ -104,17 +106,6 @@ fn expect(fingerprint: u64, elem_size: Option<u64>, type_name: Option<&'static s
 fn expect_type<T: ShmType>() -> Expect {
     let size = std::mem::size_of::<T>() as u64;
     expect(layout_fingerprint::<T>(), Some(size), Some(T::TYPE_NAME))
-}
-
-fn check_type<T: ShmType>(name: &str) -> crate::Result<()> {
-    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
-    if size == 0 || size > 1 << 20 || align > 128 {
-        return Err(crate::Error::invalid(
-            name,
-            format!("element type of {size} bytes, alignment {align}: need 1..=1 MiB and alignment <= 128"),
-        ));
-    }
-    super::shm_type::check_name::<T>(name)
 }
 
 /// The element of position `pos`'s slot.
@@ -267,7 +258,7 @@ impl<T: Element> Queue<T> {
     /// ```
     pub fn with_capacity(capacity: u64) -> Self {
         check_type::<T>("(private)").expect("element type");
-        super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
+        check_capacity("(private)", capacity, 2).expect("capacity");
         let size = std::mem::size_of::<T>() as u64;
         // Under loom the stamps live in separate atomics, one per slot.
         let words = if cfg!(loom) { capacity as usize } else { 0 };
@@ -470,7 +461,7 @@ impl<T: Element> Producer<T> {
         }
         // Acquire pairs with the consumer's Release store of head in `Consumer::advance`:
         // it finished reading the slots it released before we overwrite them.
-        let head = self.side.ring.ctrl().cons.head.load(Ordering::Acquire);
+        let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head);
         if used > self.cap {
             return Err(Fail::Corrupt);
@@ -490,7 +481,7 @@ impl<T: Element> Producer<T> {
     /// then wake the consumer if it waits.
     #[inline]
     fn publish(&mut self, n: u64) {
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         for k in 0..n {
             let pos = self.tail.wrapping_add(k);
             // Release pairs with the consumer's Acquire stamp load in `published`: the
@@ -525,7 +516,7 @@ impl<T: Element> Producer<T> {
                 Err(Fail::Corrupt) => return Err(PushError::Corrupt(())),
             }
             let side = &self.side;
-            let ctrl = side.ring.ctrl();
+            let ctrl = side.q.ctrl();
             let limit = self.tail.wrapping_sub(self.cap);
             // Relaxed, then the fence: SYNC POINT (Dekker with `Consumer::advance`): our
             // announcement, the fence, then our loads of head in `ready`; the consumer stores
@@ -541,7 +532,7 @@ impl<T: Element> Producer<T> {
             match woke {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout(())),
-                Wake::PeerDead => return Err(PushError::Disconnected(())),
+                Wake::Gone(()) => return Err(PushError::Disconnected(())),
             }
         }
     }
@@ -566,7 +557,7 @@ impl<T: Element> Producer<T> {
         }
         // SAFETY: the slot at `tail` is free (tail - head < capacity): the consumer does not
         // read it until we publish, and it is in bounds and aligned (see `elem`).
-        unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
+        unsafe { elem::<T>(&self.side.q, self.tail).write(value) };
         self.publish(1);
         Ok(())
     }
@@ -576,7 +567,7 @@ impl<T: Element> Producer<T> {
             return Err(e.map(|()| value));
         }
         // SAFETY: as in `try_push` (`wait_space` found a free slot).
-        unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
+        unsafe { elem::<T>(&self.side.q, self.tail).write(value) };
         self.publish(1);
         Ok(())
     }
@@ -684,7 +675,7 @@ impl<T: Element> Producer<T> {
     /// Elements in the ring now (a snapshot: the consumer may pop at any time, so the true
     /// length can only be smaller by the time this returns).
     pub fn len(&self) -> u64 {
-        self.side.ring.len()
+        self.side.q.len()
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -721,7 +712,7 @@ impl<T: Element + Copy> Producer<T> {
             Err(Fail::Corrupt) => return Err(TryPushError::Corrupt(())),
         };
         let n = (items.len() as u64).min(free) as usize;
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         for (k, item) in items[..n].iter().enumerate() {
             // SAFETY: slots [tail, tail + n) are free (n <= free): the consumer reads none of
             // them until we publish; each is in bounds and aligned (`elem`).
@@ -801,14 +792,14 @@ impl<T: Element> Deref for WriteGuard<'_, T> {
         // SAFETY: the slot at `tail` is free and ours until we publish (the type's contract);
         // in bounds and aligned (`elem`); its bytes are initialised (the data area starts
         // zeroed and holds only written elements) and any bytes are a valid T (FromBytes).
-        unsafe { &*elem::<T>(&self.p.side.ring, self.p.tail) }
+        unsafe { &*elem::<T>(&self.p.side.q, self.p.tail) }
     }
 }
 
 impl<T: Element> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
-        unsafe { &mut *elem::<T>(&self.p.side.ring, self.p.tail) }
+        unsafe { &mut *elem::<T>(&self.p.side.q, self.p.tail) }
     }
 }
 
@@ -851,7 +842,7 @@ impl<T: Element> Consumer<T> {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
-        if published::<T>(&self.side.ring, self.head) {
+        if published::<T>(&self.side.q, self.head) {
             return Ok(());
         }
         self.not_ready(check_tail)
@@ -867,7 +858,7 @@ impl<T: Element> Consumer<T> {
         let Some(gone) = self.side.look_at_tail(check_tail) else {
             return Err(TryPopError::Empty);
         };
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         // Acquire pairs with the Release tail store in `Producer::publish`, made after the
         // stamps.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
@@ -907,7 +898,7 @@ impl<T: Element> Consumer<T> {
         }
         // Acquire pairs with the producer's Release store of tail in `Producer::publish`:
         // the elements (and stamps) below it are visible.
-        let tail = self.side.ring.ctrl().prod.tail.load(Ordering::Acquire);
+        let tail = self.side.q.ctrl().prod.tail.load(Ordering::Acquire);
         let n = tail.wrapping_sub(self.head);
         if n > self.cap {
             if self.head.wrapping_sub(tail) > self.cap {
@@ -937,7 +928,7 @@ impl<T: Element> Consumer<T> {
             // Single pops go by the stamps and may pass the cached tail.
             self.tail_cache = self.head;
         }
-        let ctrl = self.side.ring.ctrl();
+        let ctrl = self.side.q.ctrl();
         // Release pairs with the producer's Acquire loads of head (`Producer::space`, its
         // wait, attach, `Ring::len`): we are done reading the released slots.
         ctrl.cons.head.store(self.head, Ordering::Release);
@@ -955,7 +946,7 @@ impl<T: Element> Consumer<T> {
     /// closes or is found dead, or the deadline passes.
     fn wait_nonempty(&self, deadline: Option<Instant>) -> Wake {
         let side = &self.side;
-        let ring = &*side.ring;
+        let ring = &*side.q;
         let ctrl = ring.ctrl();
         let head = self.head;
         // Relaxed, then the fence: SYNC POINT (Dekker with `Producer::publish`): our
@@ -981,7 +972,7 @@ impl<T: Element> Consumer<T> {
             match self.wait_nonempty(deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::PeerDead => {
+                Wake::Gone(()) => {
                     return match self.next(true) {
                         Ok(()) => Ok(()),
                         Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
@@ -1010,7 +1001,7 @@ impl<T: Element> Consumer<T> {
         // SAFETY: the slot at `head` is published (its stamp, loaded with Acquire) and the
         // producer does not write it until we advance; in bounds and aligned (`elem`). Any
         // bytes are a valid T (FromBytes).
-        let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
+        let v = unsafe { elem::<T>(&self.side.q, self.head).read() };
         self.advance(1);
         Ok(v)
     }
@@ -1018,7 +1009,7 @@ impl<T: Element> Consumer<T> {
     fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
         self.wait_ready(deadline)?;
         // SAFETY: as in `try_pop` (`wait_ready` found the slot published).
-        let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
+        let v = unsafe { elem::<T>(&self.side.q, self.head).read() };
         self.advance(1);
         Ok(v)
     }
@@ -1108,7 +1099,7 @@ impl<T: Element> Consumer<T> {
     /// Elements in the ring now (a snapshot: the producer may push at any time, so the true
     /// length can only be larger by the time this returns).
     pub fn len(&self) -> u64 {
-        self.side.ring.len()
+        self.side.q.len()
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -1131,7 +1122,7 @@ impl<T: Element + Copy> Consumer<T> {
         }
         let avail = self.avail((out.len() as u64).min(self.cap))?;
         let n = (out.len() as u64).min(avail) as usize;
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         for (k, o) in out[..n].iter_mut().enumerate() {
             // SAFETY: positions [head, head + n) are published (below the tail loaded with
             // Acquire, or the one stamp checked in `avail`) and ours until we advance; each
@@ -1208,7 +1199,7 @@ impl<T: Element> Deref for ReadGuard<'_, T> {
         // SAFETY: the slot at `head` is published (stamp loaded with Acquire when the guard
         // was made) and not written until we release it (the type's contract); in bounds and
         // aligned (`elem`); any bytes are a valid T (FromBytes).
-        unsafe { &*elem::<T>(&self.c.side.ring, self.c.head) }
+        unsafe { &*elem::<T>(&self.c.side.q, self.c.head) }
     }
 }
 
