@@ -358,6 +358,26 @@ fn child_main() {
                     }
                 }
             }
+            // MPMC: pop (or pop_slice) until Disconnected, reporting every value.
+            "drain" => {
+                let q = mpmc::Queue::<u64>::open(name).unwrap();
+                let mut rx = q.consumer().unwrap();
+                common::report("waiting");
+                let mut buf = [0u64; 4];
+                loop {
+                    let got = match form {
+                        "slice" => rx.pop_slice(&mut buf).map(|n| buf[..n].to_vec()),
+                        _ => rx.pop().map(|v| vec![v]),
+                    };
+                    match got {
+                        Ok(vs) => vs.iter().for_each(|v| common::report(&format!("got {v}"))),
+                        Err(e) => {
+                            common::report(&format!("end {e:?}"));
+                            break;
+                        }
+                    }
+                }
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -496,4 +516,53 @@ fn a_blocked_push_is_woken_by_another_process() {
             assert_eq!(got, want, "{kind} {form}");
         }
     }
+}
+
+/// Several MPMC consumer processes sleep in `pop()` / `pop_slice()`; single pushes and
+/// batches (each batch published with one wake of a sleeper per element) reach them all:
+/// every value is delivered exactly once, and every consumer ends with `Disconnected` once
+/// the producer closes.
+#[test]
+fn mpmc_sleeping_consumer_processes_get_every_message_once() {
+    let name = unique_name("qforms-mpmc");
+    let _c = Cleanup::new(&[&name]);
+    let q = mpmc::Queue::<u64>::create(&name, 8).unwrap();
+    let forms = ["one", "one", "slice"];
+    let mut children: Vec<_> = forms
+        .iter()
+        .map(|f| spawn_child("drain", &[&name, f]))
+        .collect();
+    let mut lines: Vec<Lines> = children.iter_mut().map(Lines::of).collect();
+    for l in &mut lines {
+        l.expect("waiting");
+    }
+    let mut tx = q.producer().unwrap();
+    let n = 60u64;
+    let mut v = 1;
+    while v <= n {
+        if v % 3 == 0 {
+            let batch: Vec<u64> = (v..(v + 5).min(n + 1)).collect();
+            tx.push_slice(&batch).unwrap();
+            v += batch.len() as u64;
+        } else {
+            tx.push(v).unwrap();
+            v += 1;
+        }
+    }
+    tx.close();
+    let mut got = Vec::new();
+    for (mut l, mut child) in lines.into_iter().zip(children) {
+        loop {
+            let line = l.next_line().expect("the consumer ended without a result");
+            if let Some(x) = line.strip_prefix("got ") {
+                got.push(x.parse::<u64>().unwrap());
+            } else {
+                assert_eq!(line, "end Disconnected");
+                break;
+            }
+        }
+        wait_ok(&mut child, WAIT);
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..=n).collect::<Vec<_>>());
 }

@@ -98,6 +98,12 @@ const _: () = {
     assert!(offset_of!(Claim, inflight) == 8);
 };
 
+/// How many sleepers to wake for `n` positions: at least 1, at most [`MAX_HANDLES`] (a
+/// corrupt index only costs a wake of every sleeper).
+fn wake_count(n: u64) -> u32 {
+    n.clamp(1, MAX_HANDLES as u64) as u32
+}
+
 /// Bytes per slot: the stamp, then the element padded to 8 (so every stamp is 8-aligned).
 pub(super) fn slot_size(elem_size: u64) -> u64 {
     8 + elem_size.next_multiple_of(8)
@@ -250,6 +256,35 @@ impl Shared {
             producer_closed: state & PRODUCER_CLOSED != 0,
             consumer_closed: state & CONSUMER_CLOSED != 0,
         }
+    }
+
+    /// Wake sleeping consumers after publishing the positions from `first` on: one for each
+    /// position claimed from `first` up to the tail (at most [`MAX_HANDLES`], as many as can
+    /// sleep), never all of them for one element. Counting the positions claimed after
+    /// `first`, not only ours, matters when elements are published out of order: a producer
+    /// that published `first + 1` before `first` was published woke a consumer that could
+    /// not pop past `first` and went back to sleep; publishing `first` then wakes one
+    /// consumer for each (`SPEC.md` §7.4).
+    pub(super) fn wake_consumers(&self, first: u64) {
+        let c = self.ctrl();
+        // SeqCst fence, then the tail: our publication is ordered before the tail load, so a
+        // producer whose claim we do not count sees our stamp when it publishes, and its own
+        // wake finds `first` published.
+        fence(Ordering::SeqCst);
+        let tail = c.tail.tail.load(Ordering::Relaxed);
+        c.tail
+            .not_empty
+            .notify(wake_count(tail.wrapping_sub(first)));
+    }
+
+    /// Wake sleeping producers after releasing the slots of the positions from `first` on,
+    /// as [`wake_consumers`](Self::wake_consumers) does for consumers (counted up to the head).
+    pub(super) fn wake_producers(&self, first: u64) {
+        let c = self.ctrl();
+        // SeqCst fence: as in `wake_consumers`.
+        fence(Ordering::SeqCst);
+        let head = c.head.head.load(Ordering::Relaxed);
+        c.head.not_full.notify(wake_count(head.wrapping_sub(first)));
     }
 
     /// Whether the side of `role` is gone ([`endpoint::side_gone`]).

@@ -87,3 +87,94 @@ fn loom_consumer_frees_slots_for_the_next_lap() {
         assert_eq!(got + b.pop().unwrap(), 6);
     });
 }
+
+/// Run `f` as a model in which a futex wake of `n` wakes exactly `n` sleepers (the oldest),
+/// as the kernel does: a wake spent on a sleeper that cannot use it, with another left
+/// asleep, shows as a deadlock (`crate::loom::futex::EXACT_WAKES`). Two preemptions, whatever
+/// `LOOM_MAX_PREEMPTIONS` says: enough to put both sleepers to sleep before the wake (with
+/// one wake per batch instead of one per element, the batch model deadlocks at 2), while 3
+/// takes minutes per model.
+fn exact_wakes(f: impl Fn() + Sync + Send + 'static) {
+    crate::loom::futex::EXACT_WAKES.with(|c| c.set(true));
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(f);
+    crate::loom::futex::EXACT_WAKES.with(|c| c.set(false));
+}
+
+/// Two consumer threads sleep in `pop()` while `publish` pushes 1 and 2: both get an element.
+fn two_sleeping_consumers(publish: fn(&mut Producer<u64>)) {
+    exact_wakes(move || {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut p = q.producer().unwrap();
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let mut c = q.consumer().unwrap();
+                loom::thread::spawn(move || c.pop().unwrap())
+            })
+            .collect();
+        publish(&mut p);
+        let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, 3);
+    });
+}
+
+/// Two consumers sleep in `pop()`; each push wakes one of them (not both), and both get an
+/// element: no wake-up is lost.
+#[test]
+fn loom_each_push_wakes_one_sleeping_consumer() {
+    two_sleeping_consumers(|p| {
+        p.push(1).unwrap();
+        p.push(2).unwrap();
+    });
+}
+
+/// Two producers publish concurrently (possibly the later position first, whose wake then
+/// goes to a consumer that cannot pop past the earlier one) while two consumers sleep: both
+/// consumers still get an element.
+#[test]
+fn loom_out_of_order_publication_wakes_enough_consumers() {
+    exact_wakes(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut c1 = q.consumer().unwrap();
+        let mut c2 = q.consumer().unwrap();
+        let ps: Vec<_> = (1..=2u64)
+            .map(|v| {
+                let mut p = q.producer().unwrap();
+                loom::thread::spawn(move || p.push(v).unwrap())
+            })
+            .collect();
+        let h = loom::thread::spawn(move || c1.pop().unwrap());
+        let b = c2.pop().unwrap();
+        assert_eq!(h.join().unwrap() + b, 3);
+        ps.into_iter().for_each(|p| p.join().unwrap());
+    });
+}
+
+/// Two producers sleep on a full queue; each pop wakes one, and both get their element in.
+#[test]
+fn loom_each_pop_wakes_one_sleeping_producer() {
+    exact_wakes(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut c = q.consumer().unwrap();
+        q.producer().unwrap().push_slice(&[1, 2]).unwrap();
+        let hs: Vec<_> = (3..=4u64)
+            .map(|v| {
+                let mut p = q.producer().unwrap();
+                loom::thread::spawn(move || p.push(v).unwrap())
+            })
+            .collect();
+        let mut sum = 0;
+        for _ in 0..4 {
+            sum += c.pop().unwrap();
+        }
+        assert_eq!(sum, 10);
+        hs.into_iter().for_each(|h| h.join().unwrap());
+    });
+}
+
+/// A batch is published with one wake of as many sleepers as it has elements.
+#[test]
+fn loom_a_batch_wakes_a_sleeper_per_element() {
+    two_sleeping_consumers(|p| p.push_slice(&[1, 2]).unwrap());
+}

@@ -405,65 +405,50 @@ impl<T> std::fmt::Debug for Producer<T> {
 }
 
 impl<T: Element> Producer<T> {
-    /// Push `value` if there is room now.
-    pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
+    /// Run `op` (push attempts) once, as a `try_` call: on `Full`, a due liveness check
+    /// frees the slot of a consumer that died holding it and notices a gone consumer side.
+    fn try_put<R>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<R, Attempt>,
+    ) -> Result<R, TryPushError<()>> {
         if self.h.is_closed() || self.h.q.side_gone(Role::Consumer, false) {
-            return Err(TryPushError::Disconnected(value));
+            return Err(TryPushError::Disconnected(()));
         }
-        match self.attempt(&value) {
-            Ok(()) => {
-                // The queue holds the bitwise copy now.
-                std::mem::forget(value);
-                Ok(())
-            }
-            Err(Attempt::Corrupt) => Err(TryPushError::Corrupt(value)),
+        match op(self) {
+            Ok(r) => Ok(r),
+            Err(Attempt::Corrupt) => Err(TryPushError::Corrupt(())),
             Err(a) => {
                 if self.h.throttle.due() {
                     if let Attempt::InFlight(prev) = a {
                         self.recover(prev);
                     }
                     if self.h.q.side_gone(Role::Consumer, true) {
-                        return Err(TryPushError::Disconnected(value));
+                        return Err(TryPushError::Disconnected(()));
                     }
                 }
-                Err(TryPushError::Full(value))
+                Err(TryPushError::Full(()))
             }
         }
     }
 
-    blocking_forms! {
-        /// Push `value`, waiting for room; checks every 20 ms whether a consumer died holding
-        /// a slot (and frees it) or all consumers are gone (`Disconnected`).
-        ///
-        /// ```
-        /// use std::time::Duration;
-        /// use shmkit::queue::{mpmc::Queue, PushError};
-        /// let q = Queue::<u32>::with_capacity(2);
-        /// let mut tx = q.producer().unwrap();
-        /// tx.push(1).unwrap();
-        /// tx.push_timeout(2, Duration::from_secs(1)).unwrap();
-        /// let e = tx.push_deadline(3, std::time::Instant::now());
-        /// assert_eq!(e, Err(PushError::Timeout(3)));
-        /// ```
-        fn push / push_timeout / push_deadline (value: T) -> Result<(), PushError<T>>
-            = push_within;
-    }
-
-    fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
+    /// Run `op` (push attempts) until it succeeds, waiting for room in between until
+    /// `deadline`; every 20 ms frees the slot of a consumer that died holding it and
+    /// checks whether every consumer is gone (`Disconnected`).
+    fn put_within<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&mut Self) -> Result<R, Attempt>,
+    ) -> Result<R, PushError<()>> {
         loop {
             if self.h.is_closed() || self.h.q.side_gone(Role::Consumer, false) {
-                return Err(PushError::Disconnected(value));
+                return Err(PushError::Disconnected(()));
             }
             // Snapshot the head before the attempt: any pop after it changes the head and ends
             // the wait below. Acquire pairs with consumers' head CAS (AcqRel).
             let head0 = self.h.q.ctrl().head.head.load(Ordering::Acquire);
-            let prev = match self.attempt(&value) {
-                Ok(()) => {
-                    // The queue holds the bitwise copy now.
-                    std::mem::forget(value);
-                    return Ok(());
-                }
-                Err(Attempt::Corrupt) => return Err(PushError::Corrupt(value)),
+            let prev = match op(self) {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Corrupt) => return Err(PushError::Corrupt(())),
                 // (`Unpublished` comes only from an unclassified consumer attempt; never here.)
                 Err(Attempt::Blocked | Attempt::Unpublished { .. }) => None,
                 Err(Attempt::InFlight(p)) => Some(p),
@@ -490,9 +475,54 @@ impl<T: Element> Producer<T> {
             };
             match endpoint::wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
                 Wake::Retry => {}
-                Wake::TimedOut => return Err(PushError::Timeout(value)),
-                Wake::Gone(()) => return Err(PushError::Disconnected(value)),
+                Wake::TimedOut => return Err(PushError::Timeout(())),
+                Wake::Gone(()) => return Err(PushError::Disconnected(())),
             }
+        }
+    }
+
+    /// Push `value` if there is room now.
+    pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
+        match self.try_put(|s| s.attempt(&value)) {
+            Ok(pos) => {
+                // The queue holds the bitwise copy now.
+                std::mem::forget(value);
+                self.h.q.wake_consumers(pos);
+                Ok(())
+            }
+            Err(e) => Err(e.map(|()| value)),
+        }
+    }
+
+    blocking_forms! {
+        /// Push `value`, waiting for room; checks every 20 ms whether a consumer died holding
+        /// a slot (and frees it) or all consumers are gone (`Disconnected`). Wakes one
+        /// sleeping consumer (more only for elements other producers published out of
+        /// order), never all of them.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::Queue, PushError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push(1).unwrap();
+        /// tx.push_timeout(2, Duration::from_secs(1)).unwrap();
+        /// let e = tx.push_deadline(3, std::time::Instant::now());
+        /// assert_eq!(e, Err(PushError::Timeout(3)));
+        /// ```
+        fn push / push_timeout / push_deadline (value: T) -> Result<(), PushError<T>>
+            = push_within;
+    }
+
+    fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
+        match self.put_within(deadline, |s| s.attempt(&value)) {
+            Ok(pos) => {
+                // The queue holds the bitwise copy now.
+                std::mem::forget(value);
+                self.h.q.wake_consumers(pos);
+                Ok(())
+            }
+            Err(e) => Err(e.map(|()| value)),
         }
     }
 
@@ -500,20 +530,24 @@ impl<T: Element> Producer<T> {
 }
 
 impl<T: Element + Copy> Producer<T> {
-    /// Push items in order while there is room; returns how many were pushed (at least 1),
-    /// or the error of the first push.
+    /// Push items in order while there is room, then wake consumers once for the batch;
+    /// returns how many were pushed (at least 1), or the error of the first push.
+    ///
+    /// ```
+    /// let q = shmkit::queue::mpmc::Queue::<u8>::with_capacity(4);
+    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    /// assert_eq!(tx.try_push_slice(&[1, 2, 3, 4, 5]), Ok(4));
+    /// let mut out = [0; 8];
+    /// assert_eq!(rx.try_pop_slice(&mut out), Ok(4));
+    /// assert_eq!(out[..4], [1, 2, 3, 4]);
+    /// ```
     pub fn try_push_slice(&mut self, items: &[T]) -> Result<usize, TryPushError<()>> {
-        for (i, &v) in items.iter().enumerate() {
-            if let Err(e) = self.try_push(v) {
-                return match (i, e) {
-                    (0, TryPushError::Full(_)) => Err(TryPushError::Full(())),
-                    (0, TryPushError::Disconnected(_)) => Err(TryPushError::Disconnected(())),
-                    (0, TryPushError::Corrupt(_)) => Err(TryPushError::Corrupt(())),
-                    (i, _) => Ok(i),
-                };
-            }
+        if items.is_empty() {
+            return Ok(0);
         }
-        Ok(items.len())
+        let (n, first) = self.try_put(|s| s.attempt_many(items))?;
+        self.h.q.wake_consumers(first);
+        Ok(n)
     }
 
     fn push_slice_within(
@@ -523,25 +557,20 @@ impl<T: Element + Copy> Producer<T> {
     ) -> Result<(), PushError<usize>> {
         let total = items.len();
         while !items.is_empty() {
-            match self.try_push_slice(items) {
-                Ok(n) => items = &items[n..],
-                Err(e) => match e.map(|()| total - items.len()).blocking() {
-                    Ok(e) => return Err(e),
-                    // Full: wait for room with the first item.
-                    Err(done) => {
-                        self.push_within(items[0], deadline)
-                            .map_err(|e| e.map(|_| done))?;
-                        items = &items[1..];
-                    }
-                },
-            }
+            let done = total - items.len();
+            let (n, first) = self
+                .put_within(deadline, |s| s.attempt_many(items))
+                .map_err(|e| e.map(|()| done))?;
+            self.h.q.wake_consumers(first);
+            items = &items[n..];
         }
         Ok(())
     }
 
     blocking_forms! {
         /// Push all of `items` in order, waiting (as [`push`](Self::push) does) for room as
-        /// needed. On timeout or disconnection the error holds how many were pushed.
+        /// needed; each run that fits is published with one wake-up of the consumers. On
+        /// timeout or disconnection the error holds how many were pushed.
         ///
         /// ```
         /// use std::time::Duration;
@@ -575,69 +604,73 @@ impl<T> std::fmt::Debug for Consumer<T> {
 }
 
 impl<T: Element> Consumer<T> {
-    /// Pop the oldest element if there is one. A position claimed by a producer that died
-    /// before publishing is skipped once that producer is found dead.
-    pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        if self.h.is_closed() {
-            return Err(TryPopError::Disconnected);
-        }
-        match self.attempt(false) {
-            Ok(v) => Ok(v),
-            Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
-            Err(a) => {
-                let thorough = self.h.throttle.due();
-                // Fast path of a busy poll on an empty queue: unless a thorough check is due or
-                // the producer side was closed, both `Blocked` and `InFlight` end in `Empty`
-                // below (no recovery without `thorough`; `side_gone(_, false)` is false while
-                // the side's closed bit is clear), so skip classifying (a fence and a load of
-                // the line producers write). Acquire: as in `side_gone`.
-                if !thorough
-                    && self.h.q.ctrl().geo.state.load(Ordering::Acquire) & PRODUCER_CLOSED == 0
-                {
-                    return Err(TryPopError::Empty);
-                }
-                let a = self.classify(a);
-                if matches!(a, Attempt::Corrupt) {
-                    return Err(TryPopError::Corrupt);
-                }
-                if thorough {
-                    if let Attempt::InFlight(p) = a {
-                        if self.recover(p) {
-                            return self.try_pop();
-                        }
+    /// Run `op` (pop attempts, told whether to classify an empty slot) once, as a `try_`
+    /// call. A position claimed by a producer that died before publishing is skipped once
+    /// that producer is found dead (a due liveness check); a gone producer side is drained,
+    /// then `Disconnected`.
+    fn try_take<R>(
+        &mut self,
+        mut op: impl FnMut(&mut Self, bool) -> Result<R, Attempt>,
+    ) -> Result<R, TryPopError> {
+        loop {
+            if self.h.is_closed() {
+                return Err(TryPopError::Disconnected);
+            }
+            let a = match op(self, false) {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Corrupt) => return Err(TryPopError::Corrupt),
+                Err(a) => a,
+            };
+            let thorough = self.h.throttle.due();
+            // Fast path of a busy poll on an empty queue: unless a thorough check is due or
+            // the producer side was closed, both `Blocked` and `InFlight` end in `Empty`
+            // below (no recovery without `thorough`; `side_gone(_, false)` is false while
+            // the side's closed bit is clear), so skip classifying (a fence and a load of
+            // the line producers write). Acquire: as in `side_gone`.
+            if !thorough && self.h.q.ctrl().geo.state.load(Ordering::Acquire) & PRODUCER_CLOSED == 0
+            {
+                return Err(TryPopError::Empty);
+            }
+            let a = self.classify(a);
+            if matches!(a, Attempt::Corrupt) {
+                return Err(TryPopError::Corrupt);
+            }
+            if thorough {
+                if let Attempt::InFlight(p) = a {
+                    if self.recover(p) {
+                        continue;
                     }
                 }
-                if matches!(a, Attempt::Blocked) && self.h.q.side_gone(Role::Producer, thorough) {
-                    // The side is gone: a re-check drains what it left.
-                    return match self.attempt(true) {
-                        Ok(v) => Ok(v),
-                        Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
-                        Err(_) => Err(TryPopError::Disconnected),
-                    };
-                }
-                Err(TryPopError::Empty)
             }
+            if matches!(a, Attempt::Blocked) && self.h.q.side_gone(Role::Producer, thorough) {
+                // The side is gone: a re-check drains what it left.
+                return match op(self, true) {
+                    Ok(r) => Ok(r),
+                    Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
+                    Err(_) => Err(TryPopError::Disconnected),
+                };
+            }
+            return Err(TryPopError::Empty);
         }
     }
 
-    blocking_forms! {
-        /// Pop, waiting for an element; checks every 20 ms for dead producers (skipping a
-        /// slot one of them claimed and never published) and for all producers gone
-        /// (`Disconnected`). Never hangs on a dead peer.
-        ///
-        /// ```
-        /// use std::time::Duration;
-        /// use shmkit::queue::{mpmc::Queue, PopError};
-        /// let q = Queue::<u32>::with_capacity(2);
-        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-        /// tx.push(7).unwrap();
-        /// assert_eq!(rx.pop(), Ok(7));
-        /// assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
-        /// ```
-        fn pop / pop_timeout / pop_deadline () -> Result<T, PopError> = pop_within;
-    }
-
-    fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
+    /// Run `op` (pop attempts) until it succeeds, waiting for elements in between until
+    /// `deadline`; every 20 ms skips a position whose producer died before publishing it, and
+    /// checks whether every producer is gone (then drains, then `Disconnected`).
+    fn take_within<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&mut Self, bool) -> Result<R, Attempt>,
+    ) -> Result<R, PopError> {
+        // The last attempt once the producer side is gone: what it left, then Disconnected.
+        let drain =
+            |s: &mut Self, op: &mut dyn FnMut(&mut Self, bool) -> Result<R, Attempt>| match op(
+                s, true,
+            ) {
+                Ok(r) => Ok(r),
+                Err(Attempt::Corrupt) => Err(PopError::Corrupt),
+                Err(_) => Err(PopError::Disconnected),
+            };
         loop {
             if self.h.is_closed() {
                 return Err(PopError::Disconnected);
@@ -645,8 +678,8 @@ impl<T: Element> Consumer<T> {
             // Snapshot the tail before the attempt: any push after it changes the tail and ends
             // the wait below. Acquire pairs with producers' tail CAS (AcqRel).
             let tail0 = self.h.q.ctrl().tail.tail.load(Ordering::Acquire);
-            let inflight = match self.attempt(true) {
-                Ok(v) => return Ok(v),
+            let inflight = match op(self, true) {
+                Ok(r) => return Ok(r),
                 Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
                 // (`Unpublished` comes only from an unclassified consumer attempt; never here.)
                 Err(Attempt::Blocked | Attempt::Unpublished { .. }) => None,
@@ -655,13 +688,7 @@ impl<T: Element> Consumer<T> {
             if self.h.q.side_gone(Role::Producer, false) {
                 match inflight {
                     // Nothing will be published any more: drain, then Disconnected.
-                    None => {
-                        return match self.attempt(true) {
-                            Ok(v) => Ok(v),
-                            Err(Attempt::Corrupt) => Err(PopError::Corrupt),
-                            Err(_) => Err(PopError::Disconnected),
-                        }
-                    }
+                    None => return drain(self, &mut op),
                     // The position's claimer is gone with its side: skip it and retry.
                     Some(p) => {
                         if self.recover(p) {
@@ -701,33 +728,56 @@ impl<T: Element> Consumer<T> {
             match endpoint::wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::Gone(()) => {
-                    // Drain what the gone side left, then Disconnected.
-                    return match self.attempt(true) {
-                        Ok(v) => Ok(v),
-                        Err(Attempt::Corrupt) => Err(PopError::Corrupt),
-                        Err(_) => Err(PopError::Disconnected),
-                    };
-                }
+                Wake::Gone(()) => return drain(self, &mut op),
             }
         }
+    }
+
+    /// Pop the oldest element if there is one. A position claimed by a producer that died
+    /// before publishing is skipped once that producer is found dead.
+    pub fn try_pop(&mut self) -> Result<T, TryPopError> {
+        let (v, pos) = self.try_take(|s, classify| s.attempt(classify))?;
+        self.h.q.wake_producers(pos);
+        Ok(v)
+    }
+
+    blocking_forms! {
+        /// Pop, waiting for an element; checks every 20 ms for dead producers (skipping a
+        /// slot one of them claimed and never published) and for all producers gone
+        /// (`Disconnected`). Never hangs on a dead peer. Wakes one sleeping producer (more
+        /// only for slots other consumers freed out of order), never all of them.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::Queue, PopError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.push(7).unwrap();
+        /// assert_eq!(rx.pop(), Ok(7));
+        /// assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
+        /// ```
+        fn pop / pop_timeout / pop_deadline () -> Result<T, PopError> = pop_within;
+    }
+
+    fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
+        let (v, pos) = self.take_within(deadline, |s, classify| s.attempt(classify))?;
+        self.h.q.wake_producers(pos);
+        Ok(v)
     }
 
     handle_accessors!("consumer");
 }
 
 impl<T: Element + Copy> Consumer<T> {
-    /// Pop up to `out.len()` elements in order; returns how many (at least 1), or the error
-    /// of the first pop.
+    /// Pop up to `out.len()` elements in order, then wake producers once for the batch;
+    /// returns how many (at least 1 unless `out` is empty), or the error of the first pop.
     pub fn try_pop_slice(&mut self, out: &mut [T]) -> Result<usize, TryPopError> {
-        for (i, slot) in out.iter_mut().enumerate() {
-            match self.try_pop() {
-                Ok(v) => *slot = v,
-                Err(e) if i == 0 => return Err(e),
-                Err(_) => return Ok(i),
-            }
+        if out.is_empty() {
+            return Ok(0);
         }
-        Ok(out.len())
+        let (n, first) = self.try_take(|s, classify| s.attempt_many(out, classify))?;
+        self.h.q.wake_producers(first);
+        Ok(n)
     }
 
     fn pop_slice_within(
@@ -735,16 +785,18 @@ impl<T: Element + Copy> Consumer<T> {
         out: &mut [T],
         deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
-        let Some((first, rest)) = out.split_first_mut() else {
+        if out.is_empty() {
             return Ok(0);
-        };
-        *first = self.pop_within(deadline)?;
-        Ok(1 + self.try_pop_slice(rest).unwrap_or(0))
+        }
+        let (n, first) = self.take_within(deadline, |s, classify| s.attempt_many(out, classify))?;
+        self.h.q.wake_producers(first);
+        Ok(n)
     }
 
     blocking_forms! {
         /// Pop at least one element into `out` (up to `out.len()`, in order), waiting for
-        /// the first as [`pop`](Self::pop) does; returns how many.
+        /// the first as [`pop`](Self::pop) does, then wake producers once for the batch;
+        /// returns how many.
         ///
         /// ```
         /// let q = shmkit::queue::mpmc::Queue::<u8>::with_capacity(4);

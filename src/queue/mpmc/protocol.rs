@@ -21,7 +21,9 @@ pub(super) enum Attempt {
 }
 
 impl<T: Element> Producer<T> {
-    pub(super) fn attempt(&mut self, value: &T) -> Result<(), Attempt> {
+    /// One push attempt: on success, the position published (the caller wakes consumers:
+    /// [`Shared::wake_consumers`]).
+    pub(super) fn attempt(&mut self, value: &T) -> Result<u64, Attempt> {
         let sh = &*self.h.q;
         let ctrl = sh.ctrl();
         let claim = &ctrl.producers[self.h.slot()];
@@ -54,8 +56,7 @@ impl<T: Element> Producer<T> {
                         // Release pairs with the consumer's Acquire stamp load: the element
                         // is visible before the stamp says it is there.
                         sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
-                        ctrl.tail.not_empty.notify_all();
-                        return Ok(());
+                        return Ok(pos);
                     }
                     Err(t) => {
                         // Lost the race for `pos`: withdraw the claim record, or recovery
@@ -106,9 +107,11 @@ impl<T: Element> Producer<T> {
 }
 
 impl<T: Element> Consumer<T> {
-    /// One pop attempt. With `classify` false, an empty slot is reported as
-    /// `Attempt::Unpublished` without telling `Blocked` from `InFlight` (see `classify`).
-    pub(super) fn attempt(&mut self, classify: bool) -> Result<T, Attempt> {
+    /// One pop attempt: on success, the element and its position (the caller wakes
+    /// producers: [`Shared::wake_producers`]). With `classify` false, an empty slot is
+    /// reported as `Attempt::Unpublished` without telling `Blocked` from `InFlight` (see
+    /// `classify`).
+    pub(super) fn attempt(&mut self, classify: bool) -> Result<(T, u64), Attempt> {
         let sh = &*self.h.q;
         let ctrl = sh.ctrl();
         let claim = &ctrl.consumers[self.h.slot()];
@@ -136,8 +139,7 @@ impl<T: Element> Consumer<T> {
                         // reading before the next lap may overwrite.
                         sh.stamp(pos)
                             .store(pos.wrapping_add(sh.capacity), Ordering::Release);
-                        ctrl.head.not_full.notify_all();
-                        return Ok(v);
+                        return Ok((v, pos));
                     }
                     Err(h) => {
                         // Lost the race for `pos`: withdraw the claim record (as in push).
@@ -188,5 +190,45 @@ impl<T: Element> Consumer<T> {
             return Attempt::Corrupt;
         }
         Attempt::InFlight(pos)
+    }
+}
+
+impl<T: Element + Copy> Producer<T> {
+    /// Push a prefix of `items` (at least one, else the first attempt's outcome): how many,
+    /// and the first position. Each element is claimed and published as by
+    /// [`attempt`](Self::attempt); the caller wakes consumers once for the batch.
+    pub(super) fn attempt_many(&mut self, items: &[T]) -> Result<(usize, u64), Attempt> {
+        let Some((v, rest)) = items.split_first() else {
+            return Ok((0, 0));
+        };
+        let first = self.attempt(v)?;
+        let n = 1 + rest.iter().take_while(|v| self.attempt(v).is_ok()).count();
+        Ok((n, first))
+    }
+}
+
+impl<T: Element + Copy> Consumer<T> {
+    /// Pop into a prefix of `out` (at least one element, else the first attempt's outcome,
+    /// classified as `classify` says): how many, and the first position. The caller wakes
+    /// producers once for the batch.
+    pub(super) fn attempt_many(
+        &mut self,
+        out: &mut [T],
+        classify: bool,
+    ) -> Result<(usize, u64), Attempt> {
+        let Some((o, rest)) = out.split_first_mut() else {
+            return Ok((0, 0));
+        };
+        let (v, first) = self.attempt(classify)?;
+        *o = v;
+        let mut n = 1;
+        for o in rest {
+            match self.attempt(false) {
+                Ok((v, _)) => *o = v,
+                Err(_) => break,
+            }
+            n += 1;
+        }
+        Ok((n, first))
     }
 }

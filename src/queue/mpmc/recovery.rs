@@ -76,7 +76,7 @@ impl<T: Element> Consumer<T> {
             // Release pairs with producers' Acquire stamp loads.
             sh.stamp(pos)
                 .store(pos.wrapping_add(sh.capacity), Ordering::Release);
-            ctrl.head.not_full.notify_all();
+            sh.wake_producers(pos);
             return true;
         }
         // Someone else moved `head` first: withdraw our claim record (as in push).
