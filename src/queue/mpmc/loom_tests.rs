@@ -129,25 +129,21 @@ fn loom_each_push_wakes_one_sleeping_consumer() {
     });
 }
 
-/// Two producers publish concurrently (possibly the later position first, whose wake then
-/// goes to a consumer that cannot pop past the earlier one) while two consumers sleep: both
-/// consumers still get an element.
+/// A producer claims position 0 and is slow to publish it; meanwhile this thread publishes
+/// position 1 (its wake goes to a consumer that cannot pop past position 0, which sleeps
+/// again) and then sleeps in `pop()` itself. Publishing position 0 must wake both sleepers.
 #[test]
 fn loom_out_of_order_publication_wakes_enough_consumers() {
     exact_wakes(|| {
         let q = Queue::<u64>::with_capacity(2);
-        let mut c1 = q.consumer().unwrap();
-        let mut c2 = q.consumer().unwrap();
-        let ps: Vec<_> = (1..=2u64)
-            .map(|v| {
-                let mut p = q.producer().unwrap();
-                loom::thread::spawn(move || p.push(v).unwrap())
-            })
-            .collect();
-        let h = loom::thread::spawn(move || c1.pop().unwrap());
-        let b = c2.pop().unwrap();
-        assert_eq!(h.join().unwrap() + b, 3);
-        ps.into_iter().for_each(|p| p.join().unwrap());
+        let (mut p0, mut p1) = (q.producer().unwrap(), q.producer().unwrap());
+        let (mut c0, mut c1) = (q.consumer().unwrap(), q.consumer().unwrap());
+        let slow = loom::thread::spawn(move || p0.push(1).unwrap());
+        let other = loom::thread::spawn(move || c0.pop().unwrap());
+        p1.push(2).unwrap();
+        let mine = c1.pop().unwrap();
+        assert_eq!(mine + other.join().unwrap(), 3);
+        slow.join().unwrap();
     });
 }
 
@@ -164,12 +160,11 @@ fn loom_each_pop_wakes_one_sleeping_producer() {
                 loom::thread::spawn(move || p.push(v).unwrap())
             })
             .collect();
-        let mut sum = 0;
-        for _ in 0..4 {
-            sum += c.pop().unwrap();
-        }
-        assert_eq!(sum, 10);
+        let mut out = [0; 2];
+        assert_eq!(c.pop_slice(&mut out), Ok(2));
         hs.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(c.try_pop_slice(&mut out), Ok(2));
+        assert_eq!(out[0] + out[1], 7);
     });
 }
 
