@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut rx = q.consumer()?;
             println!("waiting on {name:?} (60 s timeout)...");
             loop {
-                match rx.pop(Some(Duration::from_secs(60))) {
+                match rx.pop_timeout(Duration::from_secs(60)) {
                     Ok(v) => println!("got {v}"),
                     Err(PopError::Disconnected) => {
                         println!("the producer closed the queue or died; done");
@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "produce" => {
             let mut tx = q.producer()?;
             for i in 0..10 {
-                tx.push(i, Some(Duration::from_secs(10)))?;
+                tx.push_timeout(i, Duration::from_secs(10))?;
                 println!("pushed {i}");
                 std::thread::sleep(Duration::from_millis(200));
             }

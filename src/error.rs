@@ -26,7 +26,10 @@
 //!   [`Error::WouldBlock`], whichever object it came from, so "try again later" is one match
 //!   arm;
 //! - everything else keeps its own type inside [`Error::Lock`], [`Error::Semaphore`] or
-//!   [`Error::Barrier`] (never holding a `Timeout`/`WouldBlock` variant there);
+//!   [`Error::Barrier`], [`Error::Queue`] or [`Error::Attach`] (never holding a
+//!   `Timeout`/`WouldBlock` variant there); a queue's `Full` or `Empty` is a `WouldBlock`;
+//! - a value a queue refused is dropped by the conversion (take it back first with the
+//!   error's `into_inner`);
 //! - a guard inside an error ([`sync::LockError::OwnerDied`](crate::sync::LockError::OwnerDied)) is
 //!   dropped by the conversion, which releases the lock unrepaired: match `OwnerDied` before
 //!   `?` where the data can be repaired.
@@ -36,7 +39,7 @@
 //!
 //! ```
 //! use shmkit::sync::{Event, Lock};
-//! use std::time::Duration;
+//! use std::time::{Duration, Instant};
 //! # let name = format!("doc-error-{}", std::process::id());
 //! fn step(name: &str) -> shmkit::Result<()> {
 //!     let lock = Lock::options().unlink_on_drop(true).create(name)?; // a segment error
@@ -52,8 +55,9 @@
 
 use std::fmt;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::queue::{AttachError, QueueError};
 #[cfg(not(loom))]
 use crate::sync::LockError;
 use crate::sync::{BarrierError, SemaphoreError};
@@ -71,6 +75,33 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeout;
+
+impl Timeout {
+    /// The deadline `timeout` from now, as every `_timeout` form computes it: `None` (no
+    /// limit) for a timeout too large for `Instant` (e.g. `Duration::MAX`). For callers that
+    /// make several calls against one budget (each with its `_deadline` form).
+    ///
+    /// ```
+    /// use shmkit::Timeout;
+    /// use std::time::Duration;
+    /// assert_eq!(Timeout::deadline_after(Duration::MAX), None);
+    /// assert!(Timeout::deadline_after(Duration::from_secs(1)).is_some());
+    /// ```
+    pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+        crate::os::deadline::after(Some(timeout))
+    }
+
+    /// Whether `deadline` has passed (`None`, no limit: never).
+    ///
+    /// ```
+    /// use shmkit::Timeout;
+    /// assert!(Timeout::passed(Some(std::time::Instant::now())));
+    /// assert!(!Timeout::passed(None));
+    /// ```
+    pub fn passed(deadline: Option<Instant>) -> bool {
+        crate::os::deadline::passed(deadline)
+    }
+}
 
 impl fmt::Display for Timeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -248,6 +279,12 @@ pub enum Error {
     Semaphore(SemaphoreError),
     /// A barrier call failed. Never `Timeout`.
     Barrier(BarrierError),
+    /// A queue call failed (the other side is gone, corrupt state, a message too large).
+    /// Never `Timeout` or `WouldBlock` (a full or empty queue).
+    Queue(QueueError),
+    /// Attaching a queue handle failed: the role is held, no slot is free, or this process
+    /// has no liveness token. Never [`AttachError::Segment`] (its error comes out as itself).
+    Attach(Box<AttachError>),
 }
 
 impl From<Timeout> for Error {
@@ -387,6 +424,8 @@ impl fmt::Display for Error {
             Error::Lock(e) => fmt::Display::fmt(e, f),
             Error::Semaphore(e) => fmt::Display::fmt(e, f),
             Error::Barrier(e) => fmt::Display::fmt(e, f),
+            Error::Queue(e) => fmt::Display::fmt(e, f),
+            Error::Attach(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -395,6 +434,10 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Attach(e) => match &**e {
+                AttachError::Liveness(e) => Some(e),
+                _ => None,
+            },
             _ => None,
         }
     }

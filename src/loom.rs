@@ -73,10 +73,20 @@ pub(crate) mod futex {
         crate::os::futex::wake(word, n)
     }
 
+    /// Under loom, with [`EXACT_WAKES`]: the sleepers, in the order they went to sleep
+    /// (word address, ticket), and the tickets a wake chose.
+    #[cfg(loom)]
+    #[derive(Default)]
+    pub(crate) struct Parked {
+        sleeping: Vec<(usize, u64)>,
+        woken: Vec<u64>,
+        next: u64,
+    }
+
     #[cfg(loom)]
     loom::lazy_static! {
-        static ref PARK: (loom::sync::Mutex<()>, loom::sync::Condvar) =
-            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+        static ref PARK: (loom::sync::Mutex<Parked>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(Parked::default()), loom::sync::Condvar::new());
     }
 
     #[cfg(loom)]
@@ -87,6 +97,12 @@ pub(crate) mod futex {
         // (Thread-local: loom runs a model's threads on the test's own OS thread, and other
         // tests run in parallel on theirs.)
         pub(crate) static TIMED_WAITS_SLEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        // Under loom: whether a wake of `n` wakes exactly `n` sleepers of its word (the
+        // oldest; `true`), as the kernel does, or every sleeper of every word (`false`, the
+        // default: a spurious wake-up for all but `n`). Models of code that relies on `n`
+        // (one sleeper woken per message) set it, so that a wake spent on the wrong sleeper
+        // shows as a deadlock.
+        pub(crate) static EXACT_WAKES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     /// Model of `FUTEX_WAIT`: compare and sleep under one global lock, as the kernel compares
@@ -97,25 +113,53 @@ pub(crate) mod futex {
     pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wait {
         use super::Ordering::Relaxed;
         let sleeps = deadline.is_none() || TIMED_WAITS_SLEEP.with(|c| c.get());
-        let guard = PARK.0.lock().unwrap();
+        let mut guard = PARK.0.lock().unwrap();
         if word.load(Relaxed) != expected {
             return Wait::Retry;
         }
         if !sleeps {
             return Wait::TimedOut;
         }
-        drop(PARK.1.wait(guard).unwrap());
-        Wait::Retry
+        if !EXACT_WAKES.with(|c| c.get()) {
+            drop(PARK.1.wait(guard).unwrap());
+            return Wait::Retry;
+        }
+        let ticket = guard.next;
+        guard.next += 1;
+        guard
+            .sleeping
+            .push((word as *const AtomicU32 as usize, ticket));
+        loop {
+            guard = PARK.1.wait(guard).unwrap();
+            if let Some(i) = guard.woken.iter().position(|&t| t == ticket) {
+                guard.woken.swap_remove(i);
+                return Wait::Retry;
+            }
+        }
     }
 
     /// Model of `FUTEX_WAKE`: take the global lock (so a waiter between its compare and its
-    /// sleep cannot miss us) and wake every sleeper on every word. Waking more than `n` is a
-    /// spurious wake-up, which every caller must tolerate anyway; the model does not check
-    /// code that relies on `n` waking exactly the right sleeper.
+    /// sleep cannot miss us) and wake every sleeper on every word (waking more than `n` is a
+    /// spurious wake-up, which every caller must tolerate anyway), or with [`EXACT_WAKES`]
+    /// the `n` oldest sleepers of `word` only, which checks code that relies on `n`.
     #[cfg(loom)]
-    pub(crate) fn wake(_word: &AtomicU32, _n: u32) -> usize {
-        let _guard = PARK.0.lock().unwrap();
+    pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
+        let mut guard = PARK.0.lock().unwrap();
+        let mut woke = 1;
+        if EXACT_WAKES.with(|c| c.get()) {
+            let addr = word as *const AtomicU32 as usize;
+            let p = &mut *guard;
+            woke = 0;
+            while woke < n as usize {
+                let Some(i) = p.sleeping.iter().position(|&(a, _)| a == addr) else {
+                    break;
+                };
+                let (_, t) = p.sleeping.remove(i);
+                p.woken.push(t);
+                woke += 1;
+            }
+        }
         PARK.1.notify_all();
-        1
+        woke
     }
 }

@@ -759,7 +759,7 @@ fn inspection_needs_only_read_permission_and_changes_nothing() {
     let s = Segment::options().mode(0o444).create(&seg, 64).unwrap();
     s.write_at(0, b"hello").unwrap();
     let q = spsc::Queue::<u64>::create(&sq, 4).unwrap();
-    q.producer().unwrap().push(7, None).unwrap();
+    q.producer().unwrap().push(7).unwrap();
     let m = mpmc::Queue::<u64>::create(&mq, 4).unwrap();
     let _l = shmkit::sync::Lock::options()
         .mode(0o444)

@@ -46,8 +46,8 @@ fn child_main() {
                 let st = q.stat();
                 assert!(!st.producer_closed && !st.consumer_closed, "{st:?}");
                 assert_eq!(st.producers[0].pid, std::process::id());
-                tx.push(5, Some(WAIT)).unwrap();
-                assert_eq!(rx.pop(Some(WAIT)).unwrap(), 5);
+                tx.push_timeout(5, WAIT).unwrap();
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), 5);
                 common::report("parent ok");
             }
             "mpmc" => {
@@ -55,21 +55,21 @@ fn child_main() {
                 let mut tx = q.producer().unwrap();
                 let code = fork_and(|| {
                     let mut tx = inherited(&tx);
-                    let a = matches!(tx.push(1, Some(WAIT)), Err(PushError::Disconnected(1)));
+                    let a = matches!(tx.push_timeout(1, WAIT), Err(PushError::Disconnected(1)));
                     drop(tx);
                     // The child may attach as itself: a new claim, not the parent's.
                     let mut own = q.producer().unwrap();
-                    let b = own.push(2, Some(WAIT)).is_ok();
+                    let b = own.push_timeout(2, WAIT).is_ok();
                     i32::from(a) | i32::from(b) << 1 | 4
                 });
                 common::report(&format!("child {code}"));
                 let st = q.stat();
                 assert!(!st.producer_closed, "{st:?}");
                 assert!(st.producers.iter().any(|p| p.pid == std::process::id()));
-                tx.push(3, Some(WAIT)).unwrap();
+                tx.push_timeout(3, WAIT).unwrap();
                 let mut rx = q.consumer().unwrap();
-                assert_eq!(rx.pop(Some(WAIT)).unwrap(), 2);
-                assert_eq!(rx.pop(Some(WAIT)).unwrap(), 3);
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), 2);
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), 3);
                 common::report("parent ok");
             }
             "bytes" => {
@@ -83,9 +83,9 @@ fn child_main() {
                 });
                 common::report(&format!("child {code}"));
                 assert!(!r.stat().producer_closed);
-                tx.send(b"after", Some(WAIT)).unwrap();
+                tx.send_timeout(b"after", WAIT).unwrap();
                 let mut rx = r.consumer().unwrap();
-                assert_eq!(rx.recv(Some(WAIT)).unwrap(), b"after");
+                assert_eq!(rx.recv_timeout(WAIT).unwrap(), b"after");
                 common::report("parent ok");
             }
             "lock" => {

@@ -8,7 +8,7 @@ use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::queue::bytes::{ReserveError, Ring};
 use shmkit::queue::{AttachError, PopError, TryPopError};
 
-const T: Option<Duration> = Some(Duration::from_secs(10));
+const T: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(60);
 const CAP: u64 = 256 * 1024;
 
@@ -67,13 +67,13 @@ fn child_main() {
             let mut rx = ring.consumer().unwrap();
             common::report("attached");
             for i in 0..n {
-                let r = rx.peek(T).unwrap();
+                let r = rx.peek_timeout(T).unwrap();
                 let want = message(i);
                 assert_eq!(r.len(), want.len(), "message {i} length");
                 assert_eq!(checksum(&r), checksum(&want), "message {i} checksum");
                 r.release();
             }
-            assert_eq!(rx.recv(T), Err(PopError::Disconnected));
+            assert_eq!(rx.recv_timeout(T), Err(PopError::Disconnected));
             common::report(&format!("done {n}"));
         }
         "produce_forever" => {
@@ -82,7 +82,7 @@ fn child_main() {
             common::report("attached");
             let mut seq = 0;
             loop {
-                match tx.send(&framed(seq), T) {
+                match tx.send_timeout(&framed(seq), T) {
                     Ok(()) => seq += 1,
                     Err(ReserveError::Disconnected | ReserveError::Timeout) => break,
                     Err(e) => panic!("send {seq}: {e}"),
@@ -95,7 +95,7 @@ fn child_main() {
             let ring = Ring::open(&args[0]).unwrap();
             let mut tx = ring.producer().unwrap();
             for seq in from..to {
-                tx.send(&framed(seq), T).unwrap();
+                tx.send_timeout(&framed(seq), T).unwrap();
             }
         }
         "hold_producer" => {
@@ -122,9 +122,9 @@ fn random_sizes_with_checksums_across_processes() {
         let m = message(i);
         // Alternate between copying in and writing in place.
         if i % 2 == 0 {
-            tx.send(&m, T).unwrap();
+            tx.send_timeout(&m, T).unwrap();
         } else {
-            let mut w = tx.reserve(m.len(), T).unwrap();
+            let mut w = tx.reserve_timeout(m.len(), T).unwrap();
             w.copy_from_slice(&m);
             w.commit();
         }
@@ -141,11 +141,11 @@ fn largest_message_fits_and_larger_is_refused() {
     let max = ring.max_message() as usize;
     // Move the position to every offset, then send a maximal message.
     for shift in 0..20 {
-        tx.send(&vec![1; shift * 8 + 1], T).unwrap();
-        assert_eq!(rx.recv(T).unwrap().len(), shift * 8 + 1);
+        tx.send_timeout(&vec![1; shift * 8 + 1], T).unwrap();
+        assert_eq!(rx.recv_timeout(T).unwrap().len(), shift * 8 + 1);
         let big = vec![shift as u8; max];
-        tx.send(&big, T).unwrap();
-        assert_eq!(rx.recv(T).unwrap(), big);
+        tx.send_timeout(&big, T).unwrap();
+        assert_eq!(rx.recv_timeout(T).unwrap(), big);
     }
     assert_eq!(
         tx.try_send(&vec![0; max + 1]),
@@ -180,13 +180,13 @@ fn producer_killed_mid_stream_100_times() {
         let before = (round * 7) % 40;
         let mut next = 0;
         while next < before {
-            let m = rx.recv(T).unwrap();
+            let m = rx.recv_timeout(T).unwrap();
             assert_eq!(check_framed(&m), next);
             next += 1;
         }
         kill9(&mut child);
         loop {
-            match rx.recv(T) {
+            match rx.recv_timeout(T) {
                 Ok(m) => {
                     assert_eq!(check_framed(&m), next);
                     next += 1;
@@ -200,8 +200,12 @@ fn producer_killed_mid_stream_100_times() {
         // it published: the stream goes on with no gap and no repeat.
         let mut tx = ring.producer().unwrap();
         for seq in next..next + 3 {
-            tx.send(&framed(seq), T).unwrap();
-            assert_eq!(check_framed(&rx.recv(T).unwrap()), seq, "round {round}");
+            tx.send_timeout(&framed(seq), T).unwrap();
+            assert_eq!(
+                check_framed(&rx.recv_timeout(T).unwrap()),
+                seq,
+                "round {round}"
+            );
         }
     }
 }
@@ -219,10 +223,10 @@ fn a_detached_producer_leaves_the_ring_open_for_the_next() {
     let mut child = spawn_child("send_range", &[&name, "0", "5"]);
     wait_ok(&mut child, WAIT);
     for seq in 0..5 {
-        assert_eq!(check_framed(&rx.recv(T).unwrap()), seq);
+        assert_eq!(check_framed(&rx.recv_timeout(T).unwrap()), seq);
     }
     assert_eq!(
-        rx.recv(Some(Duration::from_millis(200))),
+        rx.recv_timeout(Duration::from_millis(200)),
         Err(PopError::Timeout)
     );
     assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
@@ -230,19 +234,19 @@ fn a_detached_producer_leaves_the_ring_open_for_the_next() {
     assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");
     let mut child = spawn_child("send_range", &[&name, "5", "10"]);
     for seq in 5..10 {
-        assert_eq!(check_framed(&rx.recv(T).unwrap()), seq);
+        assert_eq!(check_framed(&rx.recv_timeout(T).unwrap()), seq);
     }
     wait_ok(&mut child, WAIT);
     // An explicit close: drained, then Disconnected; the next producer reopens the ring.
     let mut tx = ring.producer().unwrap();
-    tx.send(b"last", T).unwrap();
+    tx.send_timeout(b"last", T).unwrap();
     tx.close();
-    assert_eq!(rx.recv(T).unwrap(), b"last");
-    assert_eq!(rx.recv(T), Err(PopError::Disconnected));
+    assert_eq!(rx.recv_timeout(T).unwrap(), b"last");
+    assert_eq!(rx.recv_timeout(T), Err(PopError::Disconnected));
     assert!(ring.stat().producer_closed);
     let mut tx = ring.producer().unwrap();
     assert!(!ring.stat().producer_closed);
-    tx.send(b"again", T).unwrap();
+    tx.send_timeout(b"again", T).unwrap();
     assert_eq!(rx.try_recv().unwrap(), b"again");
     // The consumer detaches: the producer keeps sending; the next consumer gets it.
     drop(rx);
@@ -251,5 +255,5 @@ fn a_detached_producer_leaves_the_ring_open_for_the_next() {
     assert_eq!(rx.try_recv().unwrap(), b"kept");
     rx.close();
     assert_eq!(tx.try_send(b"x"), Err(ReserveError::Disconnected));
-    assert_eq!(tx.send(b"x", T), Err(ReserveError::Disconnected));
+    assert_eq!(tx.send_timeout(b"x", T), Err(ReserveError::Disconnected));
 }

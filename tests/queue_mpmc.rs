@@ -8,7 +8,7 @@ use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::queue::mpmc::Queue;
 use shmkit::queue::{PopError, PushError, TryPopError, TryPushError};
 
-const T: Option<Duration> = Some(Duration::from_secs(10));
+const T: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(120);
 
 #[test]
@@ -20,7 +20,7 @@ fn child_main() {
             let mut p = q.producer().unwrap();
             for i in 0..n {
                 // High 8 bits: producer id; low bits: sequence.
-                p.push((id << 56) | i, T).unwrap();
+                p.push_timeout((id << 56) | i, T).unwrap();
             }
             common::report("produced");
         }
@@ -32,7 +32,7 @@ fn child_main() {
             let mut last = [None::<u64>; 4];
             let mut buf = [0u64; 64];
             loop {
-                let got = match c.pop(T) {
+                let got = match c.pop_timeout(T) {
                     Ok(v) => {
                         buf[0] = v;
                         1 + c.try_pop_slice(&mut buf[1..]).unwrap_or(0)
@@ -61,7 +61,7 @@ fn child_main() {
             let q = Queue::<u64>::open(&args[0]).unwrap();
             let mut p = q.producer().unwrap();
             for i in from..to {
-                p.push(i, T).unwrap();
+                p.push_timeout(i, T).unwrap();
             }
         }
         "produce_forever" => {
@@ -69,7 +69,7 @@ fn child_main() {
             let mut p = q.producer().unwrap();
             common::report("attached");
             let mut i = 0;
-            while p.push(i, T).is_ok() {
+            while p.push_timeout(i, T).is_ok() {
                 i += 1;
             }
         }
@@ -130,12 +130,12 @@ fn producer_killed_mid_stream_20_times() {
         let before = (round * 13) % 200;
         let mut next = 0;
         while next < before {
-            assert_eq!(c.pop(T), Ok(next));
+            assert_eq!(c.pop_timeout(T), Ok(next));
             next += 1;
         }
         kill9(&mut child);
         loop {
-            match c.pop(T) {
+            match c.pop_timeout(T) {
                 Ok(v) => {
                     assert_eq!(v, next);
                     next += 1;
@@ -160,10 +160,10 @@ fn detached_producers_and_consumers_leave_the_queue_open() {
     let mut child = spawn_child("produce_range", &[&name, "0", "5"]);
     wait_ok(&mut child, WAIT);
     for i in 0..5 {
-        assert_eq!(c.pop(T), Ok(i));
+        assert_eq!(c.pop_timeout(T), Ok(i));
     }
     assert_eq!(
-        c.pop(Some(Duration::from_millis(200))),
+        c.pop_timeout(Duration::from_millis(200)),
         Err(PopError::Timeout)
     );
     assert_eq!(c.try_pop(), Err(TryPopError::Empty));
@@ -171,7 +171,7 @@ fn detached_producers_and_consumers_leave_the_queue_open() {
     assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");
     let mut child = spawn_child("produce_range", &[&name, "5", "10"]);
     for i in 5..10 {
-        assert_eq!(c.pop(T), Ok(i));
+        assert_eq!(c.pop_timeout(T), Ok(i));
     }
     wait_ok(&mut child, WAIT);
     // The consumer detaches; a producer keeps pushing; the next consumer gets the elements.
@@ -183,13 +183,13 @@ fn detached_producers_and_consumers_leave_the_queue_open() {
     // An explicit close: drained, then Disconnected.
     p.try_push(11).unwrap();
     p.close();
-    assert_eq!(c.pop(T), Ok(11));
-    assert_eq!(c.pop(T), Err(PopError::Disconnected));
+    assert_eq!(c.pop_timeout(T), Ok(11));
+    assert_eq!(c.pop_timeout(T), Err(PopError::Disconnected));
     // A consumer's close: producers get Disconnected; a new consumer reopens the side.
     let mut p = q.producer().unwrap();
     c.close();
     assert_eq!(p.try_push(1), Err(TryPushError::Disconnected(1)));
-    assert_eq!(p.push(1, T), Err(PushError::Disconnected(1)));
+    assert_eq!(p.push_timeout(1, T), Err(PushError::Disconnected(1)));
     let mut c = q.consumer().unwrap();
     p.try_push(12).unwrap();
     assert_eq!(c.try_pop(), Ok(12));

@@ -63,7 +63,7 @@ fn child_main() {
                 common::report(&format!("pid {pid} attached"));
                 let mut got = Vec::new();
                 loop {
-                    match rx.pop(Some(WAIT)) {
+                    match rx.pop_timeout(WAIT) {
                         Ok(v) => got.push(v),
                         Err(PopError::Disconnected) => break,
                         Err(e) => panic!("pop: {e}"),
@@ -77,19 +77,19 @@ fn child_main() {
                     "spsc" => {
                         let q = spsc::Queue::<u64>::open(name).unwrap();
                         let mut tx = q.producer().unwrap();
-                        tx.push(7, Some(WAIT)).unwrap();
+                        tx.push_timeout(7, WAIT).unwrap();
                         std::mem::forget(tx);
                     }
                     "mpmc" => {
                         let q = mpmc::Queue::<u64>::open(name).unwrap();
                         let mut tx = q.producer().unwrap();
-                        tx.push(7, Some(WAIT)).unwrap();
+                        tx.push_timeout(7, WAIT).unwrap();
                         std::mem::forget(tx);
                     }
                     "bytes" => {
                         let r = Ring::open(name).unwrap();
                         let mut tx = r.producer().unwrap();
-                        tx.send(b"seven", Some(WAIT)).unwrap();
+                        tx.send_timeout(b"seven", WAIT).unwrap();
                         std::mem::forget(tx);
                     }
                     other => panic!("kind {other}"),
@@ -131,7 +131,7 @@ fn a_consumer_in_another_pid_namespace_receives_and_sees_the_close() {
     let mut tx = q.producer().unwrap();
     let (mut child, mut lines) = start(&ns, "consume-spsc", &[&name]);
     for v in [1, 2, 3] {
-        tx.push(v, Some(WAIT)).unwrap();
+        tx.push_timeout(v, WAIT).unwrap();
     }
     // Closing (not dropping, which only detaches) ends the consumer's stream.
     tx.close();
@@ -157,24 +157,24 @@ fn a_producer_killed_in_another_pid_namespace_is_found_dead() {
                 let mut rx = q.consumer().unwrap();
                 (child, _lines) = start(&ns, "produce-and-die", &[&name, kind]);
                 assert!(!wait_exit(&mut child, WAIT).success());
-                assert_eq!(rx.pop(Some(WAIT)).unwrap(), 7);
-                assert!(matches!(rx.pop(Some(WAIT)), Err(PopError::Disconnected)));
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), 7);
+                assert!(matches!(rx.pop_timeout(WAIT), Err(PopError::Disconnected)));
             }
             "mpmc" => {
                 let q = mpmc::Queue::<u64>::create(&name, 8).unwrap();
                 let mut rx = q.consumer().unwrap();
                 (child, _lines) = start(&ns, "produce-and-die", &[&name, kind]);
                 assert!(!wait_exit(&mut child, WAIT).success());
-                assert_eq!(rx.pop(Some(WAIT)).unwrap(), 7);
-                assert!(matches!(rx.pop(Some(WAIT)), Err(PopError::Disconnected)));
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), 7);
+                assert!(matches!(rx.pop_timeout(WAIT), Err(PopError::Disconnected)));
             }
             _ => {
                 let r = Ring::create(&name, 4096).unwrap();
                 let mut rx = r.consumer().unwrap();
                 (child, _lines) = start(&ns, "produce-and-die", &[&name, kind]);
                 assert!(!wait_exit(&mut child, WAIT).success());
-                assert_eq!(rx.recv(Some(WAIT)).unwrap(), b"seven");
-                assert!(matches!(rx.recv(Some(WAIT)), Err(PopError::Disconnected)));
+                assert_eq!(rx.recv_timeout(WAIT).unwrap(), b"seven");
+                assert!(matches!(rx.recv_timeout(WAIT), Err(PopError::Disconnected)));
             }
         }
     }

@@ -10,7 +10,7 @@ use shmkit::queue::spsc::Queue;
 use shmkit::queue::{AttachError, PopError, PushError, TryPopError, TryPushError};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-const T: Option<Duration> = Some(Duration::from_secs(10));
+const T: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A 64-byte message whose fields all derive from `seq`, so a torn write shows.
@@ -53,11 +53,11 @@ fn child_main() {
             while next < n {
                 // Half single pops, half batch pops.
                 if next % 2 == 0 {
-                    let v = rx.pop(T).unwrap();
+                    let v = rx.pop_timeout(T).unwrap();
                     assert_eq!(v, next, "out of order");
                     next += 1;
                 } else {
-                    let k = rx.pop_slice(&mut buf, T).unwrap();
+                    let k = rx.pop_slice_timeout(&mut buf, T).unwrap();
                     for &v in &buf[..k] {
                         assert_eq!(v, next, "out of order");
                         next += 1;
@@ -65,7 +65,7 @@ fn child_main() {
                 }
             }
             assert_eq!(
-                rx.pop(Some(Duration::from_secs(10))),
+                rx.pop_timeout(Duration::from_secs(10)),
                 Err(PopError::Disconnected)
             );
             common::report(&format!("done {next}"));
@@ -81,7 +81,7 @@ fn child_main() {
             let mut tx = q.producer().unwrap();
             common::report("attached");
             let mut seq = 0;
-            while tx.push(Msg::new(seq), T).is_ok() {
+            while tx.push_timeout(Msg::new(seq), T).is_ok() {
                 seq += 1;
             }
         }
@@ -90,7 +90,7 @@ fn child_main() {
             let q = Queue::<u64>::open(&args[0]).unwrap();
             let mut tx = q.producer().unwrap();
             for i in 0..n {
-                tx.push(i, T).unwrap();
+                tx.push_timeout(i, T).unwrap();
             }
             tx.close();
         }
@@ -100,7 +100,7 @@ fn child_main() {
             let q = Queue::<u64>::open(&args[0]).unwrap();
             let mut tx = q.producer().unwrap();
             for i in from..to {
-                tx.push(i, T).unwrap();
+                tx.push_timeout(i, T).unwrap();
             }
         }
         "hold_consumer" => {
@@ -118,7 +118,7 @@ fn child_main() {
             let q = Queue::<[u64; 128]>::open(&args[0]).unwrap();
             let mut tx = q.producer().unwrap();
             for i in 0..n {
-                let mut w = tx.reserve(T).unwrap();
+                let mut w = tx.reserve_timeout(T).unwrap();
                 for (k, x) in w.iter_mut().enumerate() {
                     *x = i.wrapping_mul(k as u64 + 1);
                 }
@@ -144,13 +144,13 @@ fn ten_million_u64_in_order_across_processes() {
     let mut batch = [0u64; 100];
     while i < n {
         if (i / 1_000_000) % 2 == 0 {
-            tx.push(i, T).unwrap();
+            tx.push_timeout(i, T).unwrap();
             i += 1;
         } else {
             for (k, b) in batch.iter_mut().enumerate() {
                 *b = i + k as u64;
             }
-            tx.push_slice(&batch, T).unwrap();
+            tx.push_slice_timeout(&batch, T).unwrap();
             i += 100;
         }
     }
@@ -202,9 +202,9 @@ fn consumer_drains_then_sees_disconnected_after_close() {
     let mut rx = q.consumer().unwrap();
     let mut child = spawn_child("produce_n_close", &[&name, "1000"]);
     for i in 0..1000 {
-        assert_eq!(rx.pop(T), Ok(i));
+        assert_eq!(rx.pop_timeout(T), Ok(i));
     }
-    assert_eq!(rx.pop(T), Err(PopError::Disconnected));
+    assert_eq!(rx.pop_timeout(T), Err(PopError::Disconnected));
     assert_eq!(rx.try_pop(), Err(TryPopError::Disconnected));
     wait_ok(&mut child, WAIT);
 }
@@ -218,10 +218,10 @@ fn producer_blocked_on_dead_consumer_gets_disconnected() {
     let mut child = spawn_child("hold_consumer", &[&name]);
     Lines::of(&mut child).expect("attached");
     for i in 0..4 {
-        tx.push(i, T).unwrap();
+        tx.push_timeout(i, T).unwrap();
     }
     kill9(&mut child);
-    assert_eq!(tx.push(9, T), Err(PushError::Disconnected(9)));
+    assert_eq!(tx.push_timeout(9, T), Err(PushError::Disconnected(9)));
 }
 
 #[test]
@@ -237,14 +237,14 @@ fn producer_killed_mid_stream_100_times() {
         let before = (round * 37) % 500;
         let mut next = 0;
         while next < before {
-            let m = rx.pop(T).unwrap();
+            let m = rx.pop_timeout(T).unwrap();
             assert!(m.is_whole(), "torn message {m:?}");
             assert_eq!(m.seq, next);
             next += 1;
         }
         kill9(&mut child);
         loop {
-            match rx.pop(T) {
+            match rx.pop_timeout(T) {
                 Ok(m) => {
                     assert!(m.is_whole(), "torn message {m:?}");
                     assert_eq!(m.seq, next);
@@ -312,7 +312,7 @@ fn in_place_guards_carry_large_elements_whole() {
     let mut rx = q.consumer().unwrap();
     let mut child = spawn_child("produce_in_place", &[&name, "20000"]);
     for i in 0..20000u64 {
-        let r = rx.peek(T).unwrap();
+        let r = rx.peek_timeout(T).unwrap();
         assert_eq!(r[0], i);
         assert!(r
             .iter()
@@ -320,7 +320,7 @@ fn in_place_guards_carry_large_elements_whole() {
             .all(|(k, &x)| x == i.wrapping_mul(k as u64 + 1)));
         r.release();
     }
-    assert_eq!(rx.peek(T).err(), Some(PopError::Disconnected));
+    assert_eq!(rx.peek_timeout(T).err(), Some(PopError::Disconnected));
     wait_ok(&mut child, WAIT);
 }
 
@@ -337,10 +337,10 @@ fn a_detached_producer_leaves_the_queue_open_for_the_next() {
     let mut child = spawn_child("produce_range", &[&name, "0", "5"]);
     wait_ok(&mut child, WAIT);
     for i in 0..5 {
-        assert_eq!(rx.pop(T), Ok(i));
+        assert_eq!(rx.pop_timeout(T), Ok(i));
     }
     assert_eq!(
-        rx.pop(Some(Duration::from_millis(200))),
+        rx.pop_timeout(Duration::from_millis(200)),
         Err(PopError::Timeout)
     );
     assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
@@ -349,15 +349,15 @@ fn a_detached_producer_leaves_the_queue_open_for_the_next() {
     // The next producer: the blocked consumer receives.
     let mut child = spawn_child("produce_range", &[&name, "5", "10"]);
     for i in 5..10 {
-        assert_eq!(rx.pop(T), Ok(i));
+        assert_eq!(rx.pop_timeout(T), Ok(i));
     }
     wait_ok(&mut child, WAIT);
     // An explicit close: drained, then Disconnected.
     let mut child = spawn_child("produce_n_close", &[&name, "3"]);
     for i in 0..3 {
-        assert_eq!(rx.pop(T), Ok(i));
+        assert_eq!(rx.pop_timeout(T), Ok(i));
     }
-    assert_eq!(rx.pop(T), Err(PopError::Disconnected));
+    assert_eq!(rx.pop_timeout(T), Err(PopError::Disconnected));
     wait_ok(&mut child, WAIT);
     assert!(q.stat().producer_closed);
     // Attaching reopens a closed end.
@@ -373,5 +373,5 @@ fn a_detached_producer_leaves_the_queue_open_for_the_next() {
     // The consumer closes: pushes fail with Disconnected.
     rx.close();
     assert_eq!(tx.try_push(9), Err(TryPushError::Disconnected(9)));
-    assert_eq!(tx.push(9, T), Err(PushError::Disconnected(9)));
+    assert_eq!(tx.push_timeout(9, T), Err(PushError::Disconnected(9)));
 }

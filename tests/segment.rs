@@ -670,8 +670,8 @@ fn huge_timeouts_mean_no_deadline() {
     let _c2 = Cleanup::new(&[&qn, &ln]);
     let queue = shmkit::queue::spsc::Queue::<u64>::create(&qn, 4).unwrap();
     let (mut tx, mut rx) = (queue.producer().unwrap(), queue.consumer().unwrap());
-    tx.push(7, Some(Duration::MAX)).unwrap();
-    assert_eq!(rx.pop(Some(Duration::MAX)).unwrap(), 7);
+    tx.push_timeout(7, Duration::MAX).unwrap();
+    assert_eq!(rx.pop_timeout(Duration::MAX).unwrap(), 7);
     let lock = shmkit::sync::Lock::create(&ln).unwrap();
     drop(lock.lock_timeout(Duration::MAX).unwrap());
 }

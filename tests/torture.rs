@@ -1029,17 +1029,17 @@ impl Tx {
     fn send(&mut self, tag: u64, timeout: Option<Duration>) -> Result<(), Fail> {
         match (self, timeout) {
             (Tx::Spsc(p), None) => Ok(p.try_push(Msg::new(tag))?),
-            (Tx::Spsc(p), t) => Ok(p.push(Msg::new(tag), t)?),
+            (Tx::Spsc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
             (Tx::Mpmc(p), None) => Ok(p.try_push(Msg::new(tag))?),
-            (Tx::Mpmc(p), t) => Ok(p.push(Msg::new(tag), t)?),
+            (Tx::Mpmc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
             (Tx::Bytes(p), None) => Ok(p.try_send(&frame(tag))?),
-            (Tx::Bytes(p), t) => {
+            (Tx::Bytes(p), Some(t)) => {
                 // Write in place half of the time.
                 let f = frame(tag);
                 if tag % 2 == 0 {
-                    Ok(p.send(&f, t)?)
+                    Ok(p.send_timeout(&f, t)?)
                 } else {
-                    let mut w = p.reserve(f.len(), t)?;
+                    let mut w = p.reserve_timeout(f.len(), t)?;
                     w.copy_from_slice(&f);
                     w.commit();
                     Ok(())
@@ -1062,21 +1062,21 @@ impl Rx {
             Rx::Spsc(c) => {
                 let m = match timeout {
                     None => c.try_pop()?,
-                    t => c.pop(t)?,
+                    Some(t) => c.pop_timeout(t)?,
                 };
                 seen(m.tag, m.is_whole());
             }
             Rx::Mpmc(c) => {
                 let m = match timeout {
                     None => c.try_pop()?,
-                    t => c.pop(t)?,
+                    Some(t) => c.pop_timeout(t)?,
                 };
                 seen(m.tag, m.is_whole());
             }
             Rx::Bytes(c) => {
                 let r = match timeout {
                     None => c.try_peek()?,
-                    t => c.peek(t)?,
+                    Some(t) => c.peek_timeout(t)?,
                 };
                 let (tag, whole) = check_frame(&r);
                 seen(tag, whole);
@@ -1534,8 +1534,8 @@ fn mpmc_consumer_killed_while_skipping_a_dead_producers_position() {
     q.set_unlink_on_drop(true);
     let mut tx = q.producer().unwrap();
     let mut rx = q.consumer().unwrap();
-    tx.push(10, Some(T)).unwrap();
-    assert_eq!(rx.pop(Some(T)), Ok(10));
+    tx.push_timeout(10, T).unwrap();
+    assert_eq!(rx.pop_timeout(T), Ok(10));
     // Payload offsets (SPEC §7.4); the payload starts at offset 128 of the object. Our own
     // handles hold claim slot 0 of each side; the dead ones hold slot 5.
     let raw = Segment::options().raw(true).open(&name).unwrap();
@@ -1561,16 +1561,20 @@ fn mpmc_consumer_killed_while_skipping_a_dead_producers_position() {
             // says "position 1, unpublished". A consumer finds the queue empty.
             assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
             assert_eq!(
-                rx.pop(Some(Duration::from_millis(50))),
+                rx.pop_timeout(Duration::from_millis(50)),
                 Err(PopError::Timeout)
             );
         }
         assert_eq!(
-            tx.push(100 + i, Some(Duration::from_secs(2))),
+            tx.push_timeout(100 + i, Duration::from_secs(2)),
             Ok(()),
             "push {i}"
         );
-        assert_eq!(rx.pop(Some(Duration::from_secs(2))), Ok(100 + i), "pop {i}");
+        assert_eq!(
+            rx.pop_timeout(Duration::from_secs(2)),
+            Ok(100 + i),
+            "pop {i}"
+        );
     }
     drop((tx, rx, q));
     assert_unlinked(&[&name]);
@@ -1811,7 +1815,7 @@ fn hostile_send(
             let batch: Vec<Msg> = (0..1 + rng.below(8)).map(|i| Msg::new(seq + i)).collect();
             match timeout {
                 None => p.try_push_slice(&batch).map(drop).map_err(Fail::from),
-                t => p.push_slice(&batch, t).map_err(Fail::from),
+                Some(t) => p.push_slice_timeout(&batch, t).map_err(Fail::from),
             }
         }
         Tx::Mpmc(p) if rng.percent(25) => {
@@ -1824,7 +1828,7 @@ fn hostile_send(
             let n = rng.below(max as u64 + 1) as usize;
             let mut w = match timeout {
                 None => p.try_reserve(n)?,
-                t => p.reserve(n, t)?,
+                Some(t) => p.reserve_timeout(n, t)?,
             };
             w.fill(0xa5);
             if rng.percent(80) {
@@ -1844,7 +1848,10 @@ fn hostile_recv(r: &mut Rx, rng: &mut Rng, timeout: Option<Duration>) -> Result<
             let mut out = [Msg::new(0); 8];
             match timeout {
                 None => c.try_pop_slice(&mut out).map(drop).map_err(Fail::from),
-                t => c.pop_slice(&mut out, t).map(drop).map_err(Fail::from),
+                Some(t) => c
+                    .pop_slice_timeout(&mut out, t)
+                    .map(drop)
+                    .map_err(Fail::from),
             }
         }
         Rx::Mpmc(c) if rng.percent(25) => {
@@ -1855,7 +1862,7 @@ fn hostile_recv(r: &mut Rx, rng: &mut Rng, timeout: Option<Duration>) -> Result<
             // Peek, read every byte, and release or keep it.
             let g = match timeout {
                 None => c.try_peek()?,
-                t => c.peek(t)?,
+                Some(t) => c.peek_timeout(t)?,
             };
             let sum = g.iter().fold(0u64, |a, &b| a.wrapping_add(u64::from(b)));
             std::hint::black_box(sum);

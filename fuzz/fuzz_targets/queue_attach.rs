@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 const HEADER: u64 = 128;
-const TINY: Option<Duration> = Some(Duration::from_millis(1));
+const TINY: Duration = Duration::from_millis(1);
 
 /// Remove segments left by earlier runs of this target that were killed mid-run (their pid is
 /// gone), and any left by this pid.
@@ -84,7 +84,7 @@ fn spsc_ops(name: &str, ops: &[u8]) {
             }
             2 => {
                 if let Some(c) = c.as_mut() {
-                    let _ = c.pop(TINY);
+                    let _ = c.pop_timeout(TINY);
                 }
             }
             3 => {
@@ -109,7 +109,7 @@ fn spsc_ops(name: &str, ops: &[u8]) {
             }
             5 => {
                 if let Some(p) = p.as_mut() {
-                    let _ = p.push(i as u64, TINY);
+                    let _ = p.push_timeout(i as u64, TINY);
                 }
             }
             6 => {
@@ -165,7 +165,7 @@ fn mpmc_ops(name: &str, ops: &[u8]) {
             }
             2 => {
                 if let Some(c) = c.as_mut() {
-                    let _ = c.pop(TINY);
+                    let _ = c.pop_timeout(TINY);
                 }
             }
             3 => {
@@ -180,7 +180,7 @@ fn mpmc_ops(name: &str, ops: &[u8]) {
             }
             5 => {
                 if let Some(p) = p.as_mut() {
-                    let _ = p.push(i as u64, TINY);
+                    let _ = p.push_timeout(i as u64, TINY);
                 }
             }
             6 => {
@@ -250,7 +250,7 @@ fn bytes_ops(name: &str, ops: &[u8]) {
                     if let Ok(g) = c.try_peek() {
                         drop(g); // not released: the next peek sees it again
                     }
-                    let _ = c.recv(TINY);
+                    let _ = c.recv_timeout(TINY);
                 }
             }
             3 => {
@@ -272,7 +272,7 @@ fn bytes_ops(name: &str, ops: &[u8]) {
             }
             5 => {
                 if let Some(p) = p.as_mut() {
-                    let _ = p.send(&msg[..n.min(msg.len())], TINY);
+                    let _ = p.send_timeout(&msg[..n.min(msg.len())], TINY);
                 }
             }
             6 => {
@@ -294,7 +294,7 @@ fn bytes_ops(name: &str, ops: &[u8]) {
             }
             9 => {
                 if let Some(c) = c.as_mut() {
-                    let _ = c.peek(TINY).map(|g| g.release());
+                    let _ = c.peek_timeout(TINY).map(|g| g.release());
                 }
             }
             _ => {

@@ -30,12 +30,14 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
+use super::endpoint::Wake;
 use super::error::{AttachError, PopError, Role, TryPopError};
+use super::forms::blocking_forms;
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
-use super::ring::{Expect, Ring as RawRing, Side, Wake};
+use super::ring_control::{Expect, RingShared as RawRing, Side};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
 use crate::os::atomic_copy;
@@ -164,6 +166,23 @@ impl fmt::Display for ReserveError {
 
 impl std::error::Error for ReserveError {}
 
+impl From<ReserveError> for crate::Error {
+    fn from(e: ReserveError) -> crate::Error {
+        use super::QueueError;
+        match e {
+            ReserveError::Full => crate::Error::WouldBlock,
+            ReserveError::Timeout => crate::Error::Timeout,
+            ReserveError::TooLarge { len, max } => {
+                crate::Error::Queue(QueueError::TooLarge { len, max })
+            }
+            ReserveError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
+                peer: super::Role::Consumer,
+            }),
+            ReserveError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
+
 /// A variable-length byte-message ring in a named segment (or on the heap, from
 /// [`with_capacity`](Self::with_capacity)); attach one [`Producer`] and one [`Consumer`].
 ///
@@ -251,7 +270,7 @@ impl Ring {
     ///
     /// If `capacity` is not a power of two in `64..=2^40`.
     pub fn with_capacity(capacity: u64) -> Self {
-        super::ring::check_capacity("(private)", capacity, MIN_CAPACITY).expect("capacity");
+        super::geometry::check_capacity("(private)", capacity, MIN_CAPACITY).expect("capacity");
         // Under loom the record headers are separate loom atomics (one per 8-byte word).
         let words = if cfg!(loom) {
             (capacity / 8) as usize
@@ -425,7 +444,7 @@ impl Producer {
         if free < advance {
             // Acquire pairs with the consumer's Release store of head in `ReadGuard::release`:
             // it is done reading the bytes we may now overwrite.
-            let head = self.side.ring.ctrl().cons.head.load(Ordering::Acquire);
+            let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
             let used = self.tail.wrapping_sub(head);
             if used > self.cap {
                 return Err(Fail::Other(ReserveError::Corrupt));
@@ -457,14 +476,11 @@ impl Producer {
         }
     }
 
-    /// Reserve `n` contiguous bytes, waiting up to `timeout` (`None`: no limit) for room.
-    /// `Disconnected` once the consumer closes or is found dead; never hangs on a dead peer.
-    pub fn reserve(
+    fn reserve_within(
         &mut self,
         n: usize,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<WriteGuard<'_>, ReserveError> {
-        let deadline = crate::os::deadline::after(timeout);
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -476,16 +492,36 @@ impl Producer {
             // Acquire: as in `place`.
             let ready = || {
                 cap - tail
-                    .wrapping_sub(side.ring.ctrl().cons.head.load(Ordering::Acquire))
+                    .wrapping_sub(side.q.ctrl().cons.head.load(Ordering::Acquire))
                     .min(cap)
                     >= need
             };
-            match side.wait(&side.ring.ctrl().cons.not_full, ready, deadline) {
+            match side.wait(&side.q.ctrl().cons.not_full, ready, deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(ReserveError::Timeout),
-                Wake::PeerDead => return Err(ReserveError::Disconnected),
+                Wake::Gone(()) => return Err(ReserveError::Disconnected),
             }
         }
+    }
+
+    blocking_forms! {
+        /// Reserve `n` contiguous bytes, waiting for room ([`ReserveError::Timeout`] from the
+        /// timed forms). `Disconnected` once the consumer closes or is found dead; never
+        /// hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::bytes::{ReserveError, Ring};
+        /// let ring = Ring::with_capacity(1024);
+        /// let mut tx = ring.producer().unwrap();
+        /// let mut w = tx.reserve(3).unwrap();
+        /// w.copy_from(b"abc");
+        /// w.commit();
+        /// let e = tx.reserve_timeout(1000, Duration::from_millis(1)).unwrap_err();
+        /// assert_eq!(e, ReserveError::TooLarge { len: 1000, max: 504 });
+        /// ```
+        fn reserve / reserve_timeout / reserve_deadline (n: usize)
+            -> Result<WriteGuard<'_>, ReserveError> = reserve_within;
     }
 
     /// Copy `msg` in as one message, if there is room now.
@@ -500,20 +536,25 @@ impl Producer {
         Ok(())
     }
 
-    /// Copy `msg` in as one message, waiting up to `timeout` for room.
-    ///
-    /// ```
-    /// use shmkit::queue::bytes::Ring;
-    /// let ring = Ring::with_capacity(1024);
-    /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
-    /// tx.send(b"abc", None).unwrap();
-    /// assert_eq!(rx.recv(None).unwrap(), b"abc");
-    /// ```
-    pub fn send(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), ReserveError> {
-        let mut w = self.reserve(msg.len(), timeout)?;
+    fn send_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), ReserveError> {
+        let mut w = self.reserve_within(msg.len(), deadline)?;
         w.copy_from(msg);
         w.commit();
         Ok(())
+    }
+
+    blocking_forms! {
+        /// Copy `msg` in as one message, waiting for room (as [`reserve`](Self::reserve)).
+        ///
+        /// ```
+        /// use shmkit::queue::bytes::Ring;
+        /// let ring = Ring::with_capacity(1024);
+        /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        /// tx.send(b"abc").unwrap();
+        /// assert_eq!(rx.recv().unwrap(), b"abc");
+        /// ```
+        fn send / send_timeout / send_deadline (msg: &[u8]) -> Result<(), ReserveError>
+            = send_within;
     }
 
     /// Close the producer end and free the role: the consumer drains what is left, then gets
@@ -530,7 +571,7 @@ impl Producer {
 
     #[inline]
     fn data(&self) -> *mut u8 {
-        self.side.ring.data()
+        self.side.q.data()
     }
 }
 
@@ -642,7 +683,7 @@ impl WriteGuard<'_> {
             self.pl.len
         );
         let p = self.p;
-        let ring = &*p.side.ring;
+        let ring = &*p.side.q;
         let advance = self.pl.advance - (record_len(self.pl.len) - record_len(len));
         let next = p.tail.wrapping_add(advance);
         // Clear the header word where the next record will start, so that a consumer
@@ -802,7 +843,7 @@ impl Consumer {
         let Some(gone) = self.side.look_at_tail(check_tail) else {
             return Err(TryPopError::Empty);
         };
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         // Acquire pairs with the Release tail store in `commit_len`, made after the headers.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
         let ahead = tail.wrapping_sub(self.head);
@@ -825,7 +866,7 @@ impl Consumer {
             return Err(TryPopError::Empty);
         }
         // Closed (Acquire in peer_closed: its last header is visible) or dead: drain first.
-        match decode(&self.side.ring, self.head, self.cap) {
+        match decode(&self.side.q, self.head, self.cap) {
             Header::Record(r) => Ok(r),
             Header::NotReady => Err(TryPopError::Disconnected),
             Header::Corrupt => Err(TryPopError::Corrupt),
@@ -839,7 +880,7 @@ impl Consumer {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
-        match decode(&self.side.ring, self.head, self.cap) {
+        match decode(&self.side.q, self.head, self.cap) {
             Header::Record(r) => Ok(r),
             Header::NotReady => self.not_ready(check_tail),
             Header::Corrupt => Err(TryPopError::Corrupt),
@@ -854,25 +895,22 @@ impl Consumer {
         Ok(ReadGuard { c: self, rec })
     }
 
-    /// The oldest message, waiting up to `timeout` (`None`: no limit). `Disconnected` once
-    /// the ring is empty and the producer closed or is found dead.
-    pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>, PopError> {
-        let deadline = crate::os::deadline::after(timeout);
+    fn peek_within(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, PopError> {
         loop {
-            match self.next(true) {
+            match self.next(true).map_err(TryPopError::blocking) {
                 Ok(rec) => return Ok(ReadGuard { c: self, rec }),
-                Err(TryPopError::Empty) => {}
-                Err(e) => return Err(e.into()),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {} // empty: wait
             }
             let side = &self.side;
             let (head, cap) = (self.head, self.cap);
             // A header at the head (Acquire, in `decode`); not `tail != head`, which stays
             // true while the head is past a killed producer's stale tail.
-            let ready = || !matches!(decode(&side.ring, head, cap), Header::NotReady);
-            match side.wait(&side.ring.ctrl().prod.not_empty, ready, deadline) {
+            let ready = || !matches!(decode(&side.q, head, cap), Header::NotReady);
+            match side.wait(&side.q.ctrl().prod.not_empty, ready, deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::PeerDead => {
+                Wake::Gone(()) => {
                     return match self.next(true) {
                         Ok(rec) => Ok(ReadGuard { c: self, rec }),
                         Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
@@ -881,6 +919,13 @@ impl Consumer {
                 }
             }
         }
+    }
+
+    blocking_forms! {
+        /// The oldest message, in place, waiting for one. `Disconnected` once the ring is
+        /// empty and the producer closed or is found dead.
+        fn peek / peek_timeout / peek_deadline () -> Result<ReadGuard<'_>, PopError>
+            = peek_within;
     }
 
     /// Copy out and release the oldest message, if there is one.
@@ -896,13 +941,27 @@ impl Consumer {
         Ok(v)
     }
 
-    /// Copy out and release the oldest message, waiting up to `timeout` (with atomic loads,
-    /// as [`try_recv`](Self::try_recv)).
-    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, PopError> {
-        let r = self.peek(timeout)?;
+    fn recv_within(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
+        let r = self.peek_within(deadline)?;
         let v = r.copy_out();
         r.release();
         Ok(v)
+    }
+
+    blocking_forms! {
+        /// Copy out and release the oldest message, waiting for one (with atomic loads, as
+        /// [`try_recv`](Self::try_recv)).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{bytes::Ring, PopError};
+        /// let ring = Ring::with_capacity(1024);
+        /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        /// tx.send_timeout(b"x", Duration::from_secs(1)).unwrap();
+        /// assert_eq!(rx.recv_deadline(std::time::Instant::now()).unwrap(), b"x");
+        /// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
+        /// ```
+        fn recv / recv_timeout / recv_deadline () -> Result<Vec<u8>, PopError> = recv_within;
     }
 
     /// Close the consumer end and free the role: the producer's reservations then fail with
@@ -998,7 +1057,7 @@ impl ReadGuard<'_> {
         // private slice. The header's Acquire load in `decode` made the bytes visible.
         unsafe {
             atomic_copy::load(
-                self.c.side.ring.data().add(self.rec.offset as usize),
+                self.c.side.q.data().add(self.rec.offset as usize),
                 dst.as_mut_ptr(),
                 n,
             )
@@ -1018,7 +1077,7 @@ impl ReadGuard<'_> {
     pub fn release(self) {
         let c = self.c;
         c.head = c.head.wrapping_add(self.rec.advance);
-        let ctrl = c.side.ring.ctrl();
+        let ctrl = c.side.q.ctrl();
         // Release pairs with the producer's Acquire load of head in `Producer::place`: we
         // are done reading the record.
         ctrl.cons.head.store(c.head, Ordering::Release);
@@ -1036,7 +1095,7 @@ impl Deref for ReadGuard<'_> {
         // can only point inside the ring (see the type's docs).
         unsafe {
             std::slice::from_raw_parts(
-                self.c.side.ring.data().add(self.rec.offset as usize),
+                self.c.side.q.data().add(self.rec.offset as usize),
                 self.rec.len as usize,
             )
         }
@@ -1101,7 +1160,7 @@ mod tests {
         let _tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         ring.ring.ctrl().prod.tail.store(16, Ordering::Release);
-        assert_eq!(rx.peek(None).map(drop), Err(PopError::Corrupt));
+        assert_eq!(rx.peek().map(drop), Err(PopError::Corrupt));
     }
 
     #[test]
@@ -1161,11 +1220,11 @@ mod loom_tests {
             let mut rx = ring.consumer().unwrap();
             let h = loom::thread::spawn(move || {
                 for i in 0..3u8 {
-                    tx.send(&[i; 20], None).unwrap();
+                    tx.send(&[i; 20]).unwrap();
                 }
             });
             for i in 0..3u8 {
-                assert_eq!(rx.recv(None).unwrap(), vec![i; 20]);
+                assert_eq!(rx.recv().unwrap(), vec![i; 20]);
             }
             h.join().unwrap();
         });
@@ -1183,11 +1242,11 @@ mod loom_tests {
             let sizes = [8usize, 20, 20, 8];
             let h = loom::thread::spawn(move || {
                 for (i, n) in sizes.iter().enumerate() {
-                    tx.send(&vec![i as u8; *n], None).unwrap();
+                    tx.send(&vec![i as u8; *n]).unwrap();
                 }
             });
             for (i, n) in sizes.iter().enumerate() {
-                assert_eq!(rx.recv(None).unwrap(), vec![i as u8; *n]);
+                assert_eq!(rx.recv().unwrap(), vec![i as u8; *n]);
             }
             h.join().unwrap();
         });

@@ -201,12 +201,172 @@ impl std::error::Error for AttachError {
     }
 }
 
-impl From<TryPopError> for PopError {
-    fn from(e: TryPopError) -> Self {
+impl TryPopError {
+    /// The blocking form's error for a failed poll; `None` for [`Empty`](Self::Empty), which
+    /// a blocking call waits out (and which is no [`PopError`]: an empty queue is not a
+    /// timeout).
+    pub(crate) fn blocking(self) -> Option<PopError> {
+        match self {
+            TryPopError::Empty => None,
+            TryPopError::Disconnected => Some(PopError::Disconnected),
+            TryPopError::Corrupt => Some(PopError::Corrupt),
+        }
+    }
+}
+
+impl<T> TryPushError<T> {
+    /// The blocking form's error for a failed attempt; `Err(value)` for
+    /// [`Full`](Self::Full), which a blocking call waits out.
+    pub(crate) fn blocking(self) -> Result<PushError<T>, T> {
+        match self {
+            TryPushError::Full(v) => Err(v),
+            TryPushError::Disconnected(v) => Ok(PushError::Disconnected(v)),
+            TryPushError::Corrupt(v) => Ok(PushError::Corrupt(v)),
+        }
+    }
+
+    /// The same outcome holding `f(value)`.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> TryPushError<U> {
+        match self {
+            TryPushError::Full(v) => TryPushError::Full(f(v)),
+            TryPushError::Disconnected(v) => TryPushError::Disconnected(f(v)),
+            TryPushError::Corrupt(v) => TryPushError::Corrupt(f(v)),
+        }
+    }
+}
+
+impl<T> PushError<T> {
+    /// The same outcome holding `f(value)`.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> PushError<U> {
+        match self {
+            PushError::Timeout(v) => PushError::Timeout(f(v)),
+            PushError::Disconnected(v) => PushError::Disconnected(f(v)),
+            PushError::Corrupt(v) => PushError::Corrupt(f(v)),
+        }
+    }
+}
+
+/// What a queue call that neither timed out nor would block failed with, inside
+/// [`Error::Queue`](crate::Error::Queue): the per-operation errors ([`TryPushError`],
+/// [`PushError`], [`TryPopError`], [`PopError`], [`bytes::ReserveError`](super::bytes::ReserveError))
+/// convert into it with `?`, their `Full`/`Empty` outcomes into
+/// [`Error::WouldBlock`](crate::Error::WouldBlock) and their `Timeout` into
+/// [`Error::Timeout`](crate::Error::Timeout). A value the error held is dropped by the
+/// conversion: take it back with `into_inner` first where it matters.
+///
+/// ```
+/// use shmkit::queue::{spsc::Queue, QueueError, Role};
+/// fn send(q: &Queue<u32>) -> shmkit::Result<()> {
+///     let mut tx = q.producer()?;
+///     tx.try_push(1)?;
+///     tx.try_push(2)?; // the queue is full
+///     Ok(())
+/// }
+/// let q = Queue::<u32>::with_capacity(2);
+/// let mut rx = q.consumer()?;
+/// assert!(matches!(send(&q), Ok(())));
+/// assert!(matches!(send(&q), Err(shmkit::Error::WouldBlock)));
+/// rx.close();
+/// let e = send(&q).unwrap_err();
+/// assert!(matches!(e, shmkit::Error::Queue(QueueError::Disconnected { peer: Role::Consumer })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The other side (`peer`) closed the queue or died: a push has nobody to pop it, or a
+    /// pop found the queue empty with no producer left.
+    Disconnected {
+        /// The side that is gone.
+        peer: Role,
+    },
+    /// The queue's indices or a message header in shared memory are inconsistent.
+    Corrupt,
+    /// A message is longer than the queue's largest.
+    TooLarge {
+        /// The message length.
+        len: u64,
+        /// The queue's maximum.
+        max: u64,
+    },
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Disconnected {
+                peer: Role::Consumer,
+            } => f.write_str("the queue's consumer closed it or died"),
+            QueueError::Disconnected {
+                peer: Role::Producer,
+            } => f.write_str("the queue is empty and its producer closed it or died"),
+            QueueError::Corrupt => f.write_str(CORRUPT_MSG),
+            QueueError::TooLarge { len, max } => write!(
+                f,
+                "a {len}-byte message exceeds this queue's maximum of {max}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+/// Drops the value (see [`QueueError`]).
+impl<T> From<TryPushError<T>> for crate::Error {
+    fn from(e: TryPushError<T>) -> crate::Error {
         match e {
-            TryPopError::Empty => PopError::Timeout,
-            TryPopError::Disconnected => PopError::Disconnected,
-            TryPopError::Corrupt => PopError::Corrupt,
+            TryPushError::Full(_) => crate::Error::WouldBlock,
+            TryPushError::Disconnected(_) => crate::Error::Queue(QueueError::Disconnected {
+                peer: Role::Consumer,
+            }),
+            TryPushError::Corrupt(_) => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
+
+/// Drops the value (see [`QueueError`]).
+impl<T> From<PushError<T>> for crate::Error {
+    fn from(e: PushError<T>) -> crate::Error {
+        match e {
+            PushError::Timeout(_) => crate::Error::Timeout,
+            PushError::Disconnected(_) => crate::Error::Queue(QueueError::Disconnected {
+                peer: Role::Consumer,
+            }),
+            PushError::Corrupt(_) => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
+
+impl From<TryPopError> for crate::Error {
+    fn from(e: TryPopError) -> crate::Error {
+        match e {
+            TryPopError::Empty => crate::Error::WouldBlock,
+            TryPopError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
+                peer: Role::Producer,
+            }),
+            TryPopError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
+
+impl From<PopError> for crate::Error {
+    fn from(e: PopError) -> crate::Error {
+        match e {
+            PopError::Timeout => crate::Error::Timeout,
+            PopError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
+                peer: Role::Producer,
+            }),
+            PopError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
+
+/// A segment error comes out as itself; the others as [`Error::Attach`](crate::Error::Attach).
+impl From<AttachError> for crate::Error {
+    fn from(e: AttachError) -> crate::Error {
+        match e {
+            AttachError::Segment(e) => e,
+            e => crate::Error::Attach(Box::new(e)),
         }
     }
 }

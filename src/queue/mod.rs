@@ -12,11 +12,14 @@
 //! never hang on a dead peer. `SPEC.md` §7 describes every byte and each crash case.
 
 mod cache_padded;
+mod endpoint;
 mod error;
+mod forms;
+mod geometry;
 #[cfg(not(loom))]
 pub(crate) mod options;
 mod region;
-mod ring;
+mod ring_control;
 pub(crate) mod role;
 pub(crate) mod shm_type;
 mod stat;
@@ -37,7 +40,7 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-pub use error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+pub use error::{AttachError, PopError, PushError, QueueError, Role, TryPopError, TryPushError};
 #[cfg(not(loom))]
 pub use options::QueueOptions;
 #[cfg(not(loom))]
@@ -91,7 +94,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
     match h.kind {
         Kind::SPSC_QUEUE | Kind::BYTES_RING => {
             let bytes = h.kind == Kind::BYTES_RING;
-            let expect = ring::Expect {
+            let expect = ring_control::Expect {
                 kind: h.kind,
                 fingerprint: h.fingerprint,
                 elem_size: None,
@@ -99,7 +102,7 @@ pub fn stat(name: &str) -> crate::Result<QueueStat> {
                 slot_size: if bytes { |n| n } else { spsc::slot_size },
                 type_name: None,
             };
-            let r = ring::Ring::open_snapshot(name, expect)?;
+            let r = ring_control::RingShared::open_snapshot(name, expect)?;
             let want = if bytes {
                 bytes::LAYOUT_FINGERPRINT
             } else {

@@ -446,7 +446,7 @@ impl Queue {
     fn build_with(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
         let opts = seg.clone().kind(Kind::MPMC_BYTES, LAYOUT_FINGERPRINT);
         let make = |capacity: u64, existing: bool| -> crate::Result<crate::Segment> {
-            super::ring::check_capacity(name, capacity, MIN_CAPACITY)?;
+            super::geometry::check_capacity(name, capacity, MIN_CAPACITY)?;
             let total = data_offset(capacity / CELL) + capacity;
             let init = |seg: &crate::Segment| {
                 // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics
@@ -497,7 +497,7 @@ impl Queue {
     pub fn with_capacity(capacity: u64) -> Self {
         assert!(
             capacity.is_power_of_two()
-                && (MIN_CAPACITY..=super::ring::MAX_CAPACITY).contains(&capacity),
+                && (MIN_CAPACITY..=super::geometry::MAX_CAPACITY).contains(&capacity),
             "capacity {capacity} is not a power of two in 256..=2^40"
         );
         let ctrl = Control::new();
@@ -629,7 +629,7 @@ where
     let capacity = ld(&g.capacity);
     let cells = capacity / CELL;
     if !capacity.is_power_of_two()
-        || !(MIN_CAPACITY..=super::ring::MAX_CAPACITY).contains(&capacity)
+        || !(MIN_CAPACITY..=super::geometry::MAX_CAPACITY).contains(&capacity)
     {
         return Err(bad(format!(
             "capacity {capacity} is not a power of two in 256..=2^40"

@@ -33,12 +33,15 @@
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::endpoint::Wake;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+use super::forms::blocking_forms;
+use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
 use super::options::{self, How, QueueOptions};
-use super::ring::{Expect, Ring, Side, Wake};
+use super::ring_control::{Expect, RingShared as Ring, Side};
 use super::stat::{QueueStat, Stat};
 use super::{Element, ShmType, TypeId};
 use crate::loom::{fence, AtomicU64, Ordering};
@@ -103,17 +106,6 @@ fn expect(fingerprint: u64, elem_size: Option<u64>, type_name: Option<&'static s
 fn expect_type<T: ShmType>() -> Expect {
     let size = std::mem::size_of::<T>() as u64;
     expect(layout_fingerprint::<T>(), Some(size), Some(T::TYPE_NAME))
-}
-
-fn check_type<T: ShmType>(name: &str) -> crate::Result<()> {
-    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
-    if size == 0 || size > 1 << 20 || align > 128 {
-        return Err(crate::Error::invalid(
-            name,
-            format!("element type of {size} bytes, alignment {align}: need 1..=1 MiB and alignment <= 128"),
-        ));
-    }
-    super::shm_type::check_name::<T>(name)
 }
 
 /// The element of position `pos`'s slot.
@@ -266,7 +258,7 @@ impl<T: Element> Queue<T> {
     /// ```
     pub fn with_capacity(capacity: u64) -> Self {
         check_type::<T>("(private)").expect("element type");
-        super::ring::check_capacity("(private)", capacity, 2).expect("capacity");
+        check_capacity("(private)", capacity, 2).expect("capacity");
         let size = std::mem::size_of::<T>() as u64;
         // Under loom the stamps live in separate atomics, one per slot.
         let words = if cfg!(loom) { capacity as usize } else { 0 };
@@ -469,7 +461,7 @@ impl<T: Element> Producer<T> {
         }
         // Acquire pairs with the consumer's Release store of head in `Consumer::advance`:
         // it finished reading the slots it released before we overwrite them.
-        let head = self.side.ring.ctrl().cons.head.load(Ordering::Acquire);
+        let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head);
         if used > self.cap {
             return Err(Fail::Corrupt);
@@ -489,7 +481,7 @@ impl<T: Element> Producer<T> {
     /// then wake the consumer if it waits.
     #[inline]
     fn publish(&mut self, n: u64) {
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         for k in 0..n {
             let pos = self.tail.wrapping_add(k);
             // Release pairs with the consumer's Acquire stamp load in `published`: the
@@ -524,7 +516,7 @@ impl<T: Element> Producer<T> {
                 Err(Fail::Corrupt) => return Err(PushError::Corrupt(())),
             }
             let side = &self.side;
-            let ctrl = side.ring.ctrl();
+            let ctrl = side.q.ctrl();
             let limit = self.tail.wrapping_sub(self.cap);
             // Relaxed, then the fence: SYNC POINT (Dekker with `Consumer::advance`): our
             // announcement, the fence, then our loads of head in `ready`; the consumer stores
@@ -540,7 +532,7 @@ impl<T: Element> Producer<T> {
             match woke {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout(())),
-                Wake::PeerDead => return Err(PushError::Disconnected(())),
+                Wake::Gone(()) => return Err(PushError::Disconnected(())),
             }
         }
     }
@@ -565,37 +557,36 @@ impl<T: Element> Producer<T> {
         }
         // SAFETY: the slot at `tail` is free (tail - head < capacity): the consumer does not
         // read it until we publish, and it is in bounds and aligned (see `elem`).
-        unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
+        unsafe { elem::<T>(&self.side.q, self.tail).write(value) };
         self.publish(1);
         Ok(())
     }
 
-    /// Push `value`, waiting up to `timeout` (`None`: no limit) for room: a short spin, then
-    /// a futex sleep. Returns [`PushError::Disconnected`] once the consumer closes its end or
-    /// is found dead (checked at least every 20 ms while waiting), never hangs on a dead peer.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PushError};
-    /// let q = Queue::<u32>::with_capacity(2);
-    /// let mut tx = q.producer().unwrap();
-    /// tx.push(1, None).unwrap();
-    /// tx.push(2, None).unwrap();
-    /// assert_eq!(tx.push(3, Some(Duration::from_millis(5))), Err(PushError::Timeout(3)));
-    /// ```
-    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = crate::os::deadline::after(timeout);
+    fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         if let Err(e) = self.wait_space(deadline) {
-            return Err(match e {
-                PushError::Timeout(()) => PushError::Timeout(value),
-                PushError::Disconnected(()) => PushError::Disconnected(value),
-                PushError::Corrupt(()) => PushError::Corrupt(value),
-            });
+            return Err(e.map(|()| value));
         }
         // SAFETY: as in `try_push` (`wait_space` found a free slot).
-        unsafe { elem::<T>(&self.side.ring, self.tail).write(value) };
+        unsafe { elem::<T>(&self.side.q, self.tail).write(value) };
         self.publish(1);
         Ok(())
+    }
+
+    blocking_forms! {
+        /// Push `value`, waiting for room: a short spin, then a futex sleep. Returns
+        /// [`PushError::Disconnected`] once the consumer closes its end or is found dead
+        /// (checked at least every 20 ms while waiting), never hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PushError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push(1).unwrap();
+        /// tx.push(2).unwrap();
+        /// assert_eq!(tx.push_timeout(3, Duration::from_millis(5)), Err(PushError::Timeout(3)));
+        /// ```
+        fn push / push_timeout / push_deadline (value: T) -> Result<(), PushError<T>> = push_within;
     }
 
     /// The next free slot, in place, if there is one: write the element through the guard
@@ -629,28 +620,33 @@ impl<T: Element> Producer<T> {
         }
     }
 
-    /// [`try_reserve`](Self::try_reserve), waiting up to `timeout` (`None`: no limit) for a
-    /// free slot, as [`push`](Self::push) does.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PushError};
-    /// let q = Queue::<u64>::with_capacity(2);
-    /// let mut tx = q.producer().unwrap();
-    /// for v in [1, 2] {
-    ///     let mut slot = tx.reserve(None).unwrap();
-    ///     *slot = v;
-    ///     slot.commit();
-    /// }
-    /// let full = tx.reserve(Some(Duration::from_millis(1)));
-    /// assert!(matches!(full, Err(PushError::Timeout(()))));
-    /// ```
-    pub fn reserve(
+    fn reserve_within(
         &mut self,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<WriteGuard<'_, T>, PushError<()>> {
-        self.wait_space(crate::os::deadline::after(timeout))?;
+        self.wait_space(deadline)?;
         Ok(WriteGuard { p: self })
+    }
+
+    blocking_forms! {
+        /// [`try_reserve`](Self::try_reserve), waiting for a free slot, as
+        /// [`push`](Self::push) does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PushError};
+        /// let q = Queue::<u64>::with_capacity(2);
+        /// let mut tx = q.producer().unwrap();
+        /// for v in [1, 2] {
+        ///     let mut slot = tx.reserve().unwrap();
+        ///     *slot = v;
+        ///     slot.commit();
+        /// }
+        /// let full = tx.reserve_timeout(Duration::from_millis(1));
+        /// assert!(matches!(full, Err(PushError::Timeout(()))));
+        /// ```
+        fn reserve / reserve_timeout / reserve_deadline () -> Result<WriteGuard<'_, T>, PushError<()>>
+            = reserve_within;
     }
 
     /// Close the producer end and free the role: the consumer pops what is left, then gets
@@ -679,7 +675,7 @@ impl<T: Element> Producer<T> {
     /// Elements in the ring now (a snapshot: the consumer may pop at any time, so the true
     /// length can only be smaller by the time this returns).
     pub fn len(&self) -> u64 {
-        self.side.ring.len()
+        self.side.q.len()
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -716,7 +712,7 @@ impl<T: Element + Copy> Producer<T> {
             Err(Fail::Corrupt) => return Err(TryPushError::Corrupt(())),
         };
         let n = (items.len() as u64).min(free) as usize;
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         for (k, item) in items[..n].iter().enumerate() {
             // SAFETY: slots [tail, tail + n) are free (n <= free): the consumer reads none of
             // them until we publish; each is in bounds and aligned (`elem`).
@@ -726,39 +722,41 @@ impl<T: Element + Copy> Producer<T> {
         Ok(n)
     }
 
-    /// Push all of `items`, waiting (as [`push`](Self::push) does) for room as needed.
-    /// On timeout or disconnection the error holds how many were pushed.
-    pub fn push_slice(
+    fn push_slice_within(
         &mut self,
         mut items: &[T],
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<(), PushError<usize>> {
-        let deadline = crate::os::deadline::after(timeout);
         let total = items.len();
         while !items.is_empty() {
             match self.try_push_slice(items) {
                 Ok(n) => items = &items[n..],
-                Err(TryPushError::Full(())) => {
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if let Err(e) = self.push(items[0], left) {
-                        let done = total - items.len();
-                        return Err(match e {
-                            PushError::Timeout(_) => PushError::Timeout(done),
-                            PushError::Disconnected(_) => PushError::Disconnected(done),
-                            PushError::Corrupt(_) => PushError::Corrupt(done),
-                        });
-                    }
-                    items = &items[1..];
-                }
-                Err(TryPushError::Disconnected(())) => {
-                    return Err(PushError::Disconnected(total - items.len()))
-                }
-                Err(TryPushError::Corrupt(())) => {
-                    return Err(PushError::Corrupt(total - items.len()))
-                }
+                Err(e) => match e.map(|()| total - items.len()).blocking() {
+                    Ok(e) => return Err(e),
+                    // Full: wait for room.
+                    Err(done) => self.wait_space(deadline).map_err(|e| e.map(|()| done))?,
+                },
             }
         }
         Ok(())
+    }
+
+    blocking_forms! {
+        /// Push all of `items`, waiting (as [`push`](Self::push) does) for room as needed;
+        /// each batch that fits is published with one `tail` store and at most one
+        /// notification. On timeout or disconnection the error holds how many were pushed.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PushError};
+        /// let q = Queue::<u8>::with_capacity(4);
+        /// let mut tx = q.producer().unwrap();
+        /// tx.push_slice(&[1, 2, 3]).unwrap();
+        /// let e = tx.push_slice_timeout(&[4, 5], Duration::from_millis(1));
+        /// assert_eq!(e, Err(PushError::Timeout(1)));
+        /// ```
+        fn push_slice / push_slice_timeout / push_slice_deadline (items: &[T])
+            -> Result<(), PushError<usize>> = push_slice_within;
     }
 }
 
@@ -794,14 +792,14 @@ impl<T: Element> Deref for WriteGuard<'_, T> {
         // SAFETY: the slot at `tail` is free and ours until we publish (the type's contract);
         // in bounds and aligned (`elem`); its bytes are initialised (the data area starts
         // zeroed and holds only written elements) and any bytes are a valid T (FromBytes).
-        unsafe { &*elem::<T>(&self.p.side.ring, self.p.tail) }
+        unsafe { &*elem::<T>(&self.p.side.q, self.p.tail) }
     }
 }
 
 impl<T: Element> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
-        unsafe { &mut *elem::<T>(&self.p.side.ring, self.p.tail) }
+        unsafe { &mut *elem::<T>(&self.p.side.q, self.p.tail) }
     }
 }
 
@@ -844,7 +842,7 @@ impl<T: Element> Consumer<T> {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
-        if published::<T>(&self.side.ring, self.head) {
+        if published::<T>(&self.side.q, self.head) {
             return Ok(());
         }
         self.not_ready(check_tail)
@@ -860,7 +858,7 @@ impl<T: Element> Consumer<T> {
         let Some(gone) = self.side.look_at_tail(check_tail) else {
             return Err(TryPopError::Empty);
         };
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         // Acquire pairs with the Release tail store in `Producer::publish`, made after the
         // stamps.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
@@ -900,7 +898,7 @@ impl<T: Element> Consumer<T> {
         }
         // Acquire pairs with the producer's Release store of tail in `Producer::publish`:
         // the elements (and stamps) below it are visible.
-        let tail = self.side.ring.ctrl().prod.tail.load(Ordering::Acquire);
+        let tail = self.side.q.ctrl().prod.tail.load(Ordering::Acquire);
         let n = tail.wrapping_sub(self.head);
         if n > self.cap {
             if self.head.wrapping_sub(tail) > self.cap {
@@ -930,7 +928,7 @@ impl<T: Element> Consumer<T> {
             // Single pops go by the stamps and may pass the cached tail.
             self.tail_cache = self.head;
         }
-        let ctrl = self.side.ring.ctrl();
+        let ctrl = self.side.q.ctrl();
         // Release pairs with the producer's Acquire loads of head (`Producer::space`, its
         // wait, attach, `Ring::len`): we are done reading the released slots.
         ctrl.cons.head.store(self.head, Ordering::Release);
@@ -948,7 +946,7 @@ impl<T: Element> Consumer<T> {
     /// closes or is found dead, or the deadline passes.
     fn wait_nonempty(&self, deadline: Option<Instant>) -> Wake {
         let side = &self.side;
-        let ring = &*side.ring;
+        let ring = &*side.q;
         let ctrl = ring.ctrl();
         let head = self.head;
         // Relaxed, then the fence: SYNC POINT (Dekker with `Producer::publish`): our
@@ -963,19 +961,18 @@ impl<T: Element> Consumer<T> {
         woke
     }
 
-    /// Wait up to `timeout` until the element at `head` is published.
-    fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), PopError> {
-        let deadline = crate::os::deadline::after(timeout);
+    /// Wait until `deadline` until the element at `head` is published.
+    fn wait_ready(&mut self, deadline: Option<Instant>) -> Result<(), PopError> {
         loop {
-            match self.next(true) {
+            match self.next(true).map_err(TryPopError::blocking) {
                 Ok(()) => return Ok(()),
-                Err(TryPopError::Empty) => {}
-                Err(e) => return Err(e.into()),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {} // empty: wait
             }
             match self.wait_nonempty(deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::PeerDead => {
+                Wake::Gone(()) => {
                     return match self.next(true) {
                         Ok(()) => Ok(()),
                         Err(TryPopError::Corrupt) => Err(PopError::Corrupt),
@@ -1004,38 +1001,42 @@ impl<T: Element> Consumer<T> {
         // SAFETY: the slot at `head` is published (its stamp, loaded with Acquire) and the
         // producer does not write it until we advance; in bounds and aligned (`elem`). Any
         // bytes are a valid T (FromBytes).
-        let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
+        let v = unsafe { elem::<T>(&self.side.q, self.head).read() };
         self.advance(1);
         Ok(v)
     }
 
-    /// Pop, waiting up to `timeout` (`None`: no limit) for an element: a short spin, then a
-    /// futex sleep. `Err(Disconnected)` once the queue is empty and the producer closed or
-    /// is found dead (checked at least every 20 ms while waiting); never hangs on a dead peer.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PopError};
-    /// let q = Queue::<u64>::with_capacity(8);
-    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-    /// std::thread::scope(|s| {
-    ///     s.spawn(move || {
-    ///         tx.push(5, None).unwrap();
-    ///         tx.push(6, None).unwrap();
-    ///         // Dropping `tx` would only detach it; closing ends the stream.
-    ///         tx.close();
-    ///     });
-    ///     assert_eq!(rx.pop(Some(Duration::from_secs(10))), Ok(5));
-    /// });
-    /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Ok(6));
-    /// assert_eq!(rx.pop(Some(Duration::from_millis(1))), Err(PopError::Disconnected));
-    /// ```
-    pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, PopError> {
-        self.wait_ready(timeout)?;
+    fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
+        self.wait_ready(deadline)?;
         // SAFETY: as in `try_pop` (`wait_ready` found the slot published).
-        let v = unsafe { elem::<T>(&self.side.ring, self.head).read() };
+        let v = unsafe { elem::<T>(&self.side.q, self.head).read() };
         self.advance(1);
         Ok(v)
+    }
+
+    blocking_forms! {
+        /// Pop, waiting for an element: a short spin, then a futex sleep.
+        /// `Err(Disconnected)` once the queue is empty and the producer closed or is found
+        /// dead (checked at least every 20 ms while waiting); never hangs on a dead peer.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PopError};
+        /// let q = Queue::<u64>::with_capacity(8);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// std::thread::scope(|s| {
+        ///     s.spawn(move || {
+        ///         tx.push(5).unwrap();
+        ///         tx.push(6).unwrap();
+        ///         // Dropping `tx` would only detach it; closing ends the stream.
+        ///         tx.close();
+        ///     });
+        ///     assert_eq!(rx.pop_timeout(Duration::from_secs(10)), Ok(5));
+        /// });
+        /// assert_eq!(rx.pop(), Ok(6));
+        /// assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Disconnected));
+        /// ```
+        fn pop / pop_timeout / pop_deadline () -> Result<T, PopError> = pop_within;
     }
 
     /// The oldest element, in place, if there is one: the guard derefs to `&T` over the slot
@@ -1060,23 +1061,27 @@ impl<T: Element> Consumer<T> {
         Ok(ReadGuard { c: self })
     }
 
-    /// [`try_peek`](Self::try_peek), waiting up to `timeout` (`None`: no limit) for an
-    /// element, as [`pop`](Self::pop) does.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmkit::queue::{spsc::Queue, PopError};
-    /// let q = Queue::<u32>::with_capacity(2);
-    /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-    /// tx.try_push(9).unwrap();
-    /// let r = rx.peek(None).unwrap();
-    /// assert_eq!(*r, 9);
-    /// r.release();
-    /// assert_eq!(rx.peek(Some(Duration::from_millis(1))).err(), Some(PopError::Timeout));
-    /// ```
-    pub fn peek(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_, T>, PopError> {
-        self.wait_ready(timeout)?;
+    fn peek_within(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_, T>, PopError> {
+        self.wait_ready(deadline)?;
         Ok(ReadGuard { c: self })
+    }
+
+    blocking_forms! {
+        /// [`try_peek`](Self::try_peek), waiting for an element, as [`pop`](Self::pop) does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::Queue, PopError};
+        /// let q = Queue::<u32>::with_capacity(2);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.try_push(9).unwrap();
+        /// let r = rx.peek().unwrap();
+        /// assert_eq!(*r, 9);
+        /// r.release();
+        /// assert_eq!(rx.peek_timeout(Duration::from_millis(1)).err(), Some(PopError::Timeout));
+        /// ```
+        fn peek / peek_timeout / peek_deadline () -> Result<ReadGuard<'_, T>, PopError>
+            = peek_within;
     }
 
     /// Close the consumer end and free the role: the producer's pushes then fail with
@@ -1094,7 +1099,7 @@ impl<T: Element> Consumer<T> {
     /// Elements in the ring now (a snapshot: the producer may push at any time, so the true
     /// length can only be larger by the time this returns).
     pub fn len(&self) -> u64 {
-        self.side.ring.len()
+        self.side.q.len()
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -1117,7 +1122,7 @@ impl<T: Element + Copy> Consumer<T> {
         }
         let avail = self.avail((out.len() as u64).min(self.cap))?;
         let n = (out.len() as u64).min(avail) as usize;
-        let ring = &*self.side.ring;
+        let ring = &*self.side.q;
         for (k, o) in out[..n].iter_mut().enumerate() {
             // SAFETY: positions [head, head + n) are published (below the tail loaded with
             // Acquire, or the one stamp checked in `avail`) and ours until we advance; each
@@ -1128,20 +1133,35 @@ impl<T: Element + Copy> Consumer<T> {
         Ok(n)
     }
 
-    /// Pop at least one element into `out` (up to `out.len()`), waiting up to `timeout`.
-    pub fn pop_slice(
+    fn pop_slice_within(
         &mut self,
         out: &mut [T],
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<usize, PopError> {
         if out.is_empty() {
             return Ok(0);
         }
-        self.wait_ready(timeout)?;
+        self.wait_ready(deadline)?;
         self.try_pop_slice(out).map_err(|e| match e {
             TryPopError::Corrupt => PopError::Corrupt,
             _ => PopError::Disconnected,
         })
+    }
+
+    blocking_forms! {
+        /// Pop at least one element into `out` (up to `out.len()`, with one `head`
+        /// publication), waiting for the first as [`pop`](Self::pop) does; returns how many.
+        ///
+        /// ```
+        /// let q = shmkit::queue::spsc::Queue::<u8>::with_capacity(4);
+        /// let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        /// tx.push_slice(&[1, 2, 3]).unwrap();
+        /// let mut out = [0; 8];
+        /// assert_eq!(rx.pop_slice(&mut out), Ok(3));
+        /// assert_eq!(out[..3], [1, 2, 3]);
+        /// ```
+        fn pop_slice / pop_slice_timeout / pop_slice_deadline (out: &mut [T])
+            -> Result<usize, PopError> = pop_slice_within;
     }
 }
 
@@ -1179,7 +1199,7 @@ impl<T: Element> Deref for ReadGuard<'_, T> {
         // SAFETY: the slot at `head` is published (stamp loaded with Acquire when the guard
         // was made) and not written until we release it (the type's contract); in bounds and
         // aligned (`elem`); any bytes are a valid T (FromBytes).
-        unsafe { &*elem::<T>(&self.c.side.ring, self.c.head) }
+        unsafe { &*elem::<T>(&self.c.side.q, self.c.head) }
     }
 }
 
@@ -1203,16 +1223,16 @@ mod loom_tests {
             let mut rx = q.consumer().unwrap();
             let h = loom::thread::spawn(move || {
                 for i in 0..3 {
-                    tx.push(i, None).unwrap();
+                    tx.push(i).unwrap();
                 }
                 // Dropping only detaches; closing ends the consumer's stream.
                 tx.close();
             });
             for i in 0..3 {
-                assert_eq!(rx.pop(None), Ok(i));
+                assert_eq!(rx.pop(), Ok(i));
             }
             h.join().unwrap();
-            assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+            assert_eq!(rx.pop(), Err(PopError::Disconnected));
         });
     }
 
@@ -1269,7 +1289,7 @@ mod loom_tests {
                 w.commit();
                 tx
             });
-            let r = rx.peek(None).unwrap();
+            let r = rx.peek().unwrap();
             assert_eq!(*r, 5);
             r.release();
             drop(h.join().unwrap());
@@ -1287,7 +1307,7 @@ mod loom_tests {
             tx.try_push(1).unwrap();
             tx.try_push(2).unwrap();
             let h = loom::thread::spawn(move || {
-                tx.push(3, None).unwrap();
+                tx.push(3).unwrap();
                 tx
             });
             assert_eq!(rx.try_pop(), Ok(1));
@@ -1308,8 +1328,8 @@ mod loom_tests {
                 tx.try_push(1).unwrap();
                 tx.close();
             });
-            assert_eq!(rx.pop(None), Ok(1));
-            assert_eq!(rx.pop(None), Err(PopError::Disconnected));
+            assert_eq!(rx.pop(), Ok(1));
+            assert_eq!(rx.pop(), Err(PopError::Disconnected));
             h.join().unwrap();
         });
     }

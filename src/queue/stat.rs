@@ -2,8 +2,9 @@
 
 use std::fmt;
 
+use super::endpoint::{CONSUMER_CLOSED, PRODUCER_CLOSED};
 use super::error::Role;
-use super::ring::{Ring, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use super::ring_control::RingShared as Ring;
 use crate::{Kind, Liveness};
 
 /// A process attached to a queue end.

@@ -18,7 +18,7 @@ use crate::{outln, print_json, CmdResult};
 use shmkit::queue::{bytes, mpmc, spsc, TryPopError, TryPushError};
 use shmkit::Segment;
 
-const T: Option<Duration> = Some(Duration::from_secs(30));
+const T: Duration = Duration::from_secs(30);
 const SIZES: [usize; 4] = [8, 64, 1024, 65536];
 
 /// Every row `bench latency` can run.
@@ -550,13 +550,13 @@ fn spsc_peer<const N: usize>(
     let mut buf = Box::new([0u8; N]);
     for _ in 0..total {
         if block && N > 1024 {
-            rx.pop_slice(std::slice::from_mut(&mut *buf), T)
+            rx.pop_slice_timeout(std::slice::from_mut(&mut *buf), T)
                 .map_err(|e| e.to_string())?;
-            tx.push_slice(std::slice::from_ref(&*buf), T)
+            tx.push_slice_timeout(std::slice::from_ref(&*buf), T)
                 .map_err(|e| format!("{e:?}"))?;
         } else if block {
-            let v = rx.pop(T).map_err(|e| e.to_string())?;
-            tx.push(v, T).map_err(|e| e.to_string())?;
+            let v = rx.pop_timeout(T).map_err(|e| e.to_string())?;
+            tx.push_timeout(v, T).map_err(|e| e.to_string())?;
         } else if N > 1024 {
             while rx.try_pop_slice(std::slice::from_mut(&mut *buf)).is_err() {
                 std::hint::spin_loop();
@@ -741,7 +741,7 @@ fn bytes_peer<const N: usize>(
     ready()?;
     for _ in 0..total {
         let m = if block {
-            rx.peek(T).map_err(|e| e.to_string())?
+            rx.peek_timeout(T).map_err(|e| e.to_string())?
         } else {
             spin_ok!(rx.try_peek(), TryPopError::Empty)
         };
@@ -763,7 +763,7 @@ fn bytes_peer<const N: usize>(
         buf.copy_from_slice(msg);
         m.release();
         let mut w = if block {
-            tx.reserve(N, T).map_err(|e| e.to_string())?
+            tx.reserve_timeout(N, T).map_err(|e| e.to_string())?
         } else {
             spin_ok!(tx.try_reserve(N), bytes::ReserveError::Full)
         };
@@ -796,14 +796,14 @@ fn bytes_parent<const N: usize>(
     let n = if dynamic { std::hint::black_box(N) } else { N };
     let v = time_loop(warm, iters, |_| {
         let mut w = if block {
-            tx.reserve(N, T).map_err(|e| e.to_string())?
+            tx.reserve_timeout(N, T).map_err(|e| e.to_string())?
         } else {
             spin_ok!(tx.try_reserve(n), bytes::ReserveError::Full)
         };
         w[..n].copy_from_slice(&buf[..n]);
         w.commit();
         let m = if block {
-            rx.peek(T).map_err(|e| e.to_string())?
+            rx.peek_timeout(T).map_err(|e| e.to_string())?
         } else {
             spin_ok!(rx.try_peek(), TryPopError::Empty)
         };
@@ -841,13 +841,13 @@ fn spsc_parent<const N: usize>(
     let rt = |_: u64| -> RoundTrip {
         let err = |e: &dyn std::fmt::Display| e.to_string();
         if block && N > 1024 {
-            tx.push_slice(std::slice::from_ref(&*msg), T)
+            tx.push_slice_timeout(std::slice::from_ref(&*msg), T)
                 .map_err(|e| err(&e))?;
-            rx.pop_slice(std::slice::from_mut(&mut *msg), T)
+            rx.pop_slice_timeout(std::slice::from_mut(&mut *msg), T)
                 .map_err(|e| err(&e))?;
         } else if block {
-            tx.push(*msg, T).map_err(|e| err(&e))?;
-            *msg = rx.pop(T).map_err(|e| err(&e))?;
+            tx.push_timeout(*msg, T).map_err(|e| err(&e))?;
+            *msg = rx.pop_timeout(T).map_err(|e| err(&e))?;
         } else if N > 1024 {
             // Large elements: copy straight between the buffer and the slot (the by-value
             // API would also move 64 KiB through the stack on each call).

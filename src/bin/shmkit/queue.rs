@@ -267,7 +267,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             message,
             timeout,
         } => {
-            let t = Some(timeout);
+            let t = timeout;
             let (kind, st) = stat_of(&name)?;
             let size = st.elem_size;
             let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
@@ -275,7 +275,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 Kind::BYTES_RING => {
                     let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
                     let mut tx = r.producer().map_err(|x| e(&x))?;
-                    tx.send(message.as_bytes(), t).map_err(|x| e(&x))
+                    tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
                 }
                 Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
                 Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
@@ -283,20 +283,20 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .open_by_size(&name)
                         .map_err(|x| e(&x))?;
                     let mut tx = q.producer().map_err(|x| e(&x))?;
-                    tx.push(pad(&message)?, t).map_err(|x| e(&x))
+                    tx.push_timeout(pad(&message)?, t).map_err(|x| e(&x))
                 }),
                 Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
                     let q = mpmc::Queue::<E>::options()
                         .open_by_size(&name)
                         .map_err(|x| e(&x))?;
                     let mut tx = q.producer().map_err(|x| e(&x))?;
-                    tx.push(pad(&message)?, t).map_err(|x| e(&x))
+                    tx.push_timeout(pad(&message)?, t).map_err(|x| e(&x))
                 }),
                 k => Err(format!("segment {name:?} holds a {k}, not a queue").into()),
             }
         }
         Cmd::Pop { name, timeout } => {
-            let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+            let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
             let (kind, st) = stat_of(&name)?;
             let size = st.elem_size;
             let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
@@ -304,9 +304,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 Kind::BYTES_RING => {
                     let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
                     let mut rx = r.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |t| match t {
-                        Some(t) => rx.recv(t),
-                        None => rx.try_recv().map_err(PopError::from),
+                    let m = pop_until(deadline, |d| match d {
+                        Some(d) => rx.recv_deadline(d),
+                        None => rx.recv(),
                     })?;
                     print_elem(&m)
                 }
@@ -316,9 +316,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .open_by_size(&name)
                         .map_err(|x| e(&x))?;
                     let mut rx = q.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |t| match t {
-                        Some(t) => rx.pop(t),
-                        None => rx.try_pop().map_err(PopError::from),
+                    let m = pop_until(deadline, |d| match d {
+                        Some(d) => rx.pop_deadline(d),
+                        None => rx.pop(),
                     })?;
                     print_elem(&m)
                 }),
@@ -327,9 +327,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .open_by_size(&name)
                         .map_err(|x| e(&x))?;
                     let mut rx = q.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |t| match t {
-                        Some(t) => rx.pop(t),
-                        None => rx.try_pop().map_err(PopError::from),
+                    let m = pop_until(deadline, |d| match d {
+                        Some(d) => rx.pop_deadline(d),
+                        None => rx.pop(),
                     })?;
                     print_elem(&m)
                 }),
@@ -346,35 +346,37 @@ pub(crate) fn run(args: Args) -> CmdResult {
     }
 }
 
-/// Pop until the deadline. A queue with no producer attached (none came yet, or the last one
-/// detached, as every `shmkit queue push` does when it exits) is an empty queue: the blocking
-/// pop waits. One whose producer closed it or died (`Disconnected`) is waited on the same way,
-/// by polling, since the next producer to attach reopens it.
+/// Pop until the deadline (`None`: no limit), with `pop(None)` (the blocking form) or
+/// `pop(Some(deadline))` (its `_deadline` form). A queue with no producer attached (none came
+/// yet, or the last one detached, as every `shmkit queue push` does when it exits) is an empty
+/// queue: the blocking pop waits. One whose producer closed it or died (`Disconnected`) is
+/// waited on the same way, by polling (a deadline of now polls once), since the next producer
+/// to attach reopens it.
 fn pop_until<V>(
     deadline: Option<Instant>,
-    mut pop: impl FnMut(Option<Option<Duration>>) -> Result<V, PopError>,
+    mut pop: impl FnMut(Option<Instant>) -> Result<V, PopError>,
 ) -> Result<V, String> {
-    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    match pop(Some(left)) {
+    match pop(deadline) {
         Ok(v) => Ok(v),
         Err(PopError::Timeout) => Err("timed out: the queue stayed empty".into()),
         Err(PopError::Corrupt) => Err(PopError::Corrupt.to_string()),
         Err(PopError::Disconnected) => loop {
-            // The producer closed or died: poll (a non-blocking pop) until a new producer
-            // pushes or the deadline passes.
-            match pop(None) {
+            match pop(Some(Instant::now())) {
                 Ok(v) => return Ok(v),
                 Err(PopError::Corrupt) => return Err(PopError::Corrupt.to_string()),
-                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                Err(_) if shmkit::Timeout::passed(deadline) => {
                     return Err(
                         "timed out: the queue stayed empty (its producer closed it or died)".into(),
                     )
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => std::thread::sleep(POLL),
             }
         },
     }
 }
+
+/// How often `pop_until` polls a queue whose producer closed it or died.
+const POLL: Duration = Duration::from_millis(10);
 
 fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
     outln!("name:            {name}")?;

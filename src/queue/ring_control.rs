@@ -2,26 +2,17 @@
 //! rings: [`spsc`](super::spsc) (fixed-size elements) and [`bytes`](super::bytes)
 //! (variable-length messages). `SPEC.md` §7.1 is the normative layout.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use super::cache_padded::CachePadded;
-use super::error::{AttachError, Role};
+use super::endpoint::Roles;
+use super::error::Role;
+use super::geometry::MAX_CAPACITY;
+#[cfg(not(loom))]
+use super::geometry::{check_capacity, check_recorded, Recorded, Rules};
 use super::region::Region;
-use super::role::{self, RoleSlot, Throttle};
+use super::role::RoleSlot;
 use super::TypeTag;
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::sync::WaitQueue;
-use crate::Liveness;
-
-/// `state` bit: the producer closed its end with `close()` (not set by a drop; cleared when a
-/// producer attaches).
-pub(crate) const PRODUCER_CLOSED: u64 = 1;
-/// `state` bit: the consumer closed its end (cleared when a consumer attaches).
-pub(crate) const CONSUMER_CLOSED: u64 = 2;
-
-/// Largest capacity accepted (elements or bytes): 2^40.
-pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 
 /// Line 0 (offset 0): written by the creator before publishing, then only the role words and
 /// `state` change (on attach, detach and close).
@@ -159,7 +150,7 @@ pub(crate) struct Expect {
 }
 
 /// One ring: its region and the geometry read once and validated at attach.
-pub(crate) struct Ring {
+pub(crate) struct RingShared {
     pub region: Region<RingControl>,
     pub capacity: u64,
     pub mask: u64,
@@ -168,25 +159,7 @@ pub(crate) struct Ring {
     pub slot_size: u64,
 }
 
-/// Check a requested capacity.
-pub(crate) fn check_capacity(name: &str, capacity: u64, min: u64) -> crate::Result<()> {
-    if !capacity.is_power_of_two() || capacity < min {
-        return Err(crate::Error::invalid(
-            name,
-            format!("capacity {capacity} must be a power of two >= {min}"),
-        ));
-    }
-    if capacity > MAX_CAPACITY {
-        return Err(crate::Error::TooLarge {
-            name: name.to_owned(),
-            requested: capacity,
-            max: MAX_CAPACITY,
-        });
-    }
-    Ok(())
-}
-
-impl Ring {
+impl RingShared {
     #[inline]
     pub(crate) fn ctrl(&self) -> &RingControl {
         self.region.ctrl()
@@ -207,10 +180,10 @@ impl Ring {
         elem_align: u64,
         n_words: usize,
         type_name: Option<&str>,
-    ) -> Ring {
+    ) -> RingShared {
         let ctrl = RingControl::new(capacity, elem_size, elem_align, type_name);
         let len = (capacity * slot_size) as usize;
-        Ring {
+        RingShared {
             region: Region::heap(ctrl, len, 128, n_words, |_| 0),
             capacity,
             mask: capacity - 1,
@@ -241,7 +214,7 @@ impl Ring {
         capacity: u64,
         elem_align: u64,
         open_existing: bool,
-    ) -> crate::Result<Ring> {
+    ) -> crate::Result<RingShared> {
         let elem_size = expect.elem_size.expect("create needs an element size");
         check_capacity(name, capacity, expect.min_capacity)?;
         let size = Self::payload_size(name, capacity, (expect.slot_size)(elem_size))?;
@@ -267,7 +240,7 @@ impl Ring {
         base: &crate::SegmentOptions,
         name: &str,
         expect: Expect,
-    ) -> crate::Result<Ring> {
+    ) -> crate::Result<RingShared> {
         let seg = base
             .clone()
             .kind(expect.kind, expect.fingerprint)
@@ -278,7 +251,7 @@ impl Ring {
     /// Open a segment holding a ring read-only (`O_RDONLY`, `PROT_READ`), for a snapshot:
     /// only loads may be made through the returned ring (no role, no push or pop).
     #[cfg(not(loom))]
-    pub(crate) fn open_snapshot(name: &str, expect: Expect) -> crate::Result<Ring> {
+    pub(crate) fn open_snapshot(name: &str, expect: Expect) -> crate::Result<RingShared> {
         let seg = crate::Segment::options()
             .read_only()
             .kind(expect.kind, expect.fingerprint)
@@ -291,7 +264,7 @@ impl Ring {
     fn from_segment<A: crate::segment::Access>(
         seg: crate::Segment<A>,
         expect: Expect,
-    ) -> crate::Result<Ring>
+    ) -> crate::Result<RingShared>
     where
         super::region::Owner: From<crate::Segment<A>>,
     {
@@ -309,52 +282,30 @@ impl Ring {
         let ctrl = unsafe { &*seg.as_ptr().cast::<RingControl>() };
         // Relaxed: the segment open loaded READY with Acquire (pairs with the creator's
         // Release), which made the geometry visible; it never changes afterwards.
-        let capacity = ctrl.geo.capacity.load(Ordering::Relaxed);
-        let elem_size = ctrl.geo.elem_size.load(Ordering::Relaxed);
-        let data_offset = ctrl.geo.data_offset.load(Ordering::Relaxed);
-        let bad = |what: String| crate::Error::corrupt(&name, what);
-        if !capacity.is_power_of_two() || capacity < expect.min_capacity || capacity > MAX_CAPACITY
-        {
-            return Err(bad(format!(
-                "capacity {capacity} is not a power of two in {}..=2^40",
-                expect.min_capacity
-            )));
-        }
-        if elem_size == 0 || elem_size > 1 << 20 || expect.elem_size.is_some_and(|e| e != elem_size)
-        {
-            return Err(bad(format!(
-                "element size {elem_size} does not match the layout fingerprint"
-            )));
-        }
-        if data_offset != CONTROL_SIZE as u64 {
-            return Err(bad(format!(
-                "data offset {data_offset}, expected {CONTROL_SIZE}"
-            )));
-        }
-        let slot_size = (expect.slot_size)(elem_size);
-        let need = Self::payload_size(&name, capacity, slot_size)?;
-        if need > len {
-            return Err(bad(format!(
-                "{capacity} x {slot_size}-byte ring needs {need} bytes, payload has {len}"
-            )));
-        }
-        // SAFETY: geometry validated above: the data area [CONTROL_SIZE, need) lies inside the
+        let r = Recorded {
+            capacity: ctrl.geo.capacity.load(Ordering::Relaxed),
+            elem_size: ctrl.geo.elem_size.load(Ordering::Relaxed),
+            data_offset: ctrl.geo.data_offset.load(Ordering::Relaxed),
+        };
+        let rules = Rules {
+            min_capacity: expect.min_capacity,
+            elem_size: expect.elem_size,
+            data_offset: CONTROL_SIZE as u64,
+            slot_size: expect.slot_size,
+        };
+        let slot_size = check_recorded(&name, len, r, rules)?;
+        let (capacity, elem_size) = (r.capacity, r.elem_size);
+        // SAFETY: geometry validated above: the data area [CONTROL_SIZE, CONTROL_SIZE +
+        // capacity * slot_size) lies inside the
         // payload; RingControl is atomics only.
         let region = unsafe { Region::segment(seg, CONTROL_SIZE, 0, 0) };
-        Ok(Ring {
+        Ok(RingShared {
             region,
             capacity,
             mask: capacity - 1,
             elem_size,
             slot_size,
         })
-    }
-
-    fn slot(&self, role: Role) -> &RoleSlot {
-        match role {
-            Role::Producer => &self.ctrl().geo.producer,
-            Role::Consumer => &self.ctrl().geo.consumer,
-        }
     }
 
     /// Elements (or bytes) in the ring now; a snapshot that may be stale when returned.
@@ -377,7 +328,7 @@ impl Ring {
 
     /// The owner word (liveness token, 0: free) of a role's holder.
     pub(crate) fn holder(&self, role: Role) -> u64 {
-        self.slot(role).holder()
+        self.slot(role, 0).holder()
     }
 
     /// The `state` bits.
@@ -399,199 +350,29 @@ impl Ring {
     }
 }
 
-/// How a blocking wait ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wake {
-    /// The condition (or the peer's close) may hold: retry the operation.
-    Retry,
-    /// The caller's deadline passed.
-    TimedOut,
-    /// The peer's process is dead.
-    PeerDead,
-}
-
-/// One end's attachment to a ring: holds the role from `attach` to `close`, `detach` or drop.
-pub(crate) struct Side {
-    pub ring: Arc<Ring>,
-    role: Role,
-    me: u64,
-    closed: bool,
-    pub throttle: Throttle,
-    /// Owner word of a peer found dead (0: none), so later polls need no `/proc` read while
-    /// the dead process still holds the role.
-    dead_peer: std::cell::Cell<u64>,
-    /// Empty polls of a consumer so far (see [`Side::look_at_tail`]).
-    empty_polls: u32,
-}
-
-impl Side {
-    /// Claim `role` (free, or held by a dead process), and reopen that end.
-    pub(crate) fn attach(ring: Arc<Ring>, role: Role) -> Result<Side, AttachError> {
-        let me = role::me()?;
-        ring.slot(role).claim(me).map_err(|w| AttachError::Busy {
-            role,
-            pid: role::pid_of(w),
-        })?;
-        // AcqRel: Acquire pairs with the previous holder's Release `close` (we see its
-        // indices); Release publishes the reopening to the peer's Acquire `peer_closed`.
-        ring.ctrl()
-            .geo
-            .state
-            .fetch_and(!Self::bit(role), Ordering::AcqRel);
-        Ok(Side {
-            ring,
-            role,
-            me,
-            closed: false,
-            throttle: Throttle::default(),
-            dead_peer: std::cell::Cell::new(0),
-            empty_polls: 0,
-        })
+impl Roles for RingShared {
+    fn state(&self) -> &AtomicU64 {
+        &self.ctrl().geo.state
     }
 
-    fn bit(role: Role) -> u64 {
+    fn slots(&self, _role: Role) -> usize {
+        1
+    }
+
+    fn slot(&self, role: Role, _i: usize) -> &RoleSlot {
         match role {
-            Role::Producer => PRODUCER_CLOSED,
-            Role::Consumer => CONSUMER_CLOSED,
+            Role::Producer => &self.ctrl().geo.producer,
+            Role::Consumer => &self.ctrl().geo.consumer,
         }
     }
 
-    fn peer(&self) -> Role {
-        match self.role {
-            Role::Producer => Role::Consumer,
-            Role::Consumer => Role::Producer,
-        }
-    }
-
-    /// Whether this handle was closed, or belongs to another process: a handle inherited
-    /// by a `fork()`ed child is closed there (the role stays its parent's). One Relaxed load.
-    #[inline]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed || !role::is_mine(self.me)
-    }
-
-    /// Whether the peer closed its end.
-    #[inline]
-    pub(crate) fn peer_closed(&self) -> bool {
-        // Acquire pairs with the Release `fetch_or` in `close`: after seeing the bit, a reload
-        // of the peer's index sees its final value.
-        self.ring.ctrl().geo.state.load(Ordering::Acquire) & Self::bit(self.peer()) != 0
-    }
-
-    /// Whether the peer's recorded process is dead (reads `/proc`: not for hot paths).
-    pub(crate) fn peer_dead(&self) -> bool {
-        let w = self.ring.slot(self.peer()).holder();
-        let dead = role::liveness_of(w) == Liveness::Dead;
-        if dead {
-            self.dead_peer.set(w);
-        }
-        dead
-    }
-
-    /// Polling-path check: the peer closed, or its process is known dead (still holding the
-    /// role), or (rate-limited) is found dead now.
-    #[inline]
-    pub(crate) fn peer_gone(&mut self) -> bool {
-        if self.peer_closed() {
-            return true;
-        }
-        let known = self.dead_peer.get();
-        (known != 0 && self.ring.slot(self.peer()).holder() == known)
-            || (self.throttle.due() && self.peer_dead())
-    }
-
-    /// A consumer that found nothing at its head: whether it should read the producer's
-    /// tail now (`Some(peer_gone)`), or report `Empty` at once (`None`). A polling consumer
-    /// reads the tail on every 64th empty poll only (blocking calls, `check_tail`, on every
-    /// attempt, and everyone before `Disconnected`): the tail sits on the producer's line, and
-    /// polling it would take that line away from the producer at every message.
-    #[inline]
-    pub(crate) fn look_at_tail(&mut self, check_tail: bool) -> Option<bool> {
-        self.empty_polls = self.empty_polls.wrapping_add(1);
-        let gone = self.peer_gone();
-        (gone || check_tail || self.empty_polls % 64 == 0).then_some(gone)
-    }
-
-    /// Detach this end (what dropping a handle does): free the role, if this process still
-    /// holds it, so that another handle (of any process) may attach, and change nothing else.
-    /// The peer does not notice: a consumer keeps waiting, a producer keeps pushing until the
-    /// ring is full (`SPEC.md` §7.1.3). Idempotent; a no-op after `close`.
-    pub(crate) fn detach(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        if !role::is_mine(self.me) {
-            // A handle inherited by a fork()ed child: the role is the parent's.
-            return;
-        }
-        // A no-op if the role was taken over (we were judged dead).
-        self.ring.slot(self.role).release(self.me);
-    }
-
-    /// Close this end: the peer drains what is left and then gets `Disconnected`. Frees the
-    /// role. Idempotent.
-    pub(crate) fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        let ctrl = self.ring.ctrl();
-        if !role::is_mine(self.me) {
-            // A handle inherited by a fork()ed child: the role is the parent's. Change
-            // nothing shared.
-            return;
-        }
-        if self.ring.slot(self.role).holder() != self.me {
-            // Our role was taken over (we were judged dead): the close bit is the new
-            // holder's to set, not ours.
-            return;
-        }
-        // Release pairs with the Acquire in the peer's `peer_closed`: our last index store
-        // happens-before its reload.
-        ctrl.geo
-            .state
-            .fetch_or(Self::bit(self.role), Ordering::Release);
-        match self.role {
-            Role::Producer => ctrl.prod.not_empty.notify_all(),
-            Role::Consumer => ctrl.cons.not_full.notify_all(),
-        }
-        self.ring.slot(self.role).release(self.me);
-    }
-
-    /// Block on `wq` until `ready()` (or the peer closes), the deadline, or the peer is found
-    /// dead. Wakes every [`WAIT_SLICE`](role::WAIT_SLICE) to check the peer's liveness.
-    pub(crate) fn wait(
-        &self,
-        wq: &WaitQueue,
-        mut ready: impl FnMut() -> bool,
-        deadline: Option<Instant>,
-    ) -> Wake {
-        loop {
-            #[cfg(not(loom))]
-            let until = crate::os::deadline::slice(deadline, role::WAIT_SLICE);
-            // Under loom a timed futex wait returns at once, so wait without slices.
-            #[cfg(loom)]
-            let until = deadline;
-            if wq
-                .wait_until_within(|| ready() || self.peer_closed(), until)
-                .is_ok()
-            {
-                return Wake::Retry;
-            }
-            if crate::os::deadline::passed(deadline) {
-                return Wake::TimedOut;
-            }
-            if self.peer_dead() {
-                return Wake::PeerDead;
-            }
+    fn wake_closed(&self, role: Role) {
+        match role {
+            Role::Producer => self.ctrl().prod.not_empty.notify_all(),
+            Role::Consumer => self.ctrl().cons.not_full.notify_all(),
         }
     }
 }
 
-impl Drop for Side {
-    /// Dropping detaches: the role is freed, the end stays open (`SPEC.md` §7.1.3).
-    fn drop(&mut self) {
-        self.detach();
-    }
-}
+/// One end's attachment to a ring.
+pub(crate) type Side = super::endpoint::Endpoint<RingShared>;

@@ -1,0 +1,175 @@
+use super::*;
+
+#[test]
+fn loom_two_producers_one_consumer() {
+    crate::queue::loom_model(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut keep = q.producer().unwrap();
+        let mut c = q.consumer().unwrap();
+        let hs: Vec<_> = (1..=2u64)
+            .map(|v| {
+                let mut p = q.producer().unwrap();
+                loom::thread::spawn(move || p.push(v).unwrap())
+            })
+            .collect();
+        let a = c.pop().unwrap();
+        let b = c.pop().unwrap();
+        assert_eq!(a + b, 3);
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        // The two pushers detached (dropped); the last attached producer closes the side.
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        keep.close();
+        assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+    });
+}
+
+/// Two producers close at once: the side ends up closed (at least one of them sees the
+/// other's release), and a consumer drains and gets `Disconnected`. A dropped producer
+/// only detaches.
+#[test]
+fn loom_two_producers_close_at_once() {
+    crate::queue::loom_model(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut c = q.consumer().unwrap();
+        let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
+        drop(q.producer().unwrap());
+        let t = loom::thread::spawn(move || {
+            a.try_push(1).unwrap();
+            a.close();
+        });
+        b.close();
+        t.join().unwrap();
+        assert_eq!(c.try_pop(), Ok(1));
+        assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
+    });
+}
+
+/// Two producers race for the last free slot: the loser must not keep a claim record for
+/// the winner's position (else, were the winner to die before publishing, recovery would
+/// take the live loser for its claimer and never skip the position).
+#[test]
+fn loom_a_producer_that_loses_its_claim_withdraws_it() {
+    crate::queue::loom_model(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut first = q.producer().unwrap();
+        first.try_push(0).unwrap(); // one slot left
+        let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
+        let (sa, sb) = (a.h.slot(), b.h.slot());
+        let t = loom::thread::spawn(move || {
+            let won = a.try_push(1).is_ok();
+            (won, a)
+        });
+        let won_b = b.try_push(2).is_ok();
+        let (won_a, a) = t.join().unwrap();
+        assert!(won_a ^ won_b, "exactly one push fits");
+        let ctrl = q.shared.ctrl();
+        for (slot, won) in [(sa, won_a), (sb, won_b)] {
+            let inflight = ctrl.producers[slot].inflight.load(Ordering::Relaxed);
+            assert_eq!(inflight, if won { 1 } else { NONE }, "won = {won}");
+        }
+        drop((a, b, first));
+    });
+}
+
+#[test]
+fn loom_consumer_frees_slots_for_the_next_lap() {
+    crate::queue::loom_model(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut p = q.producer().unwrap();
+        let mut b = q.consumer().unwrap();
+        let mut a = q.consumer().unwrap();
+        let h = loom::thread::spawn(move || a.pop().unwrap() + a.pop().unwrap());
+        // The third push needs a slot the consumer thread frees (second lap).
+        for v in 1..=3 {
+            p.push(v).unwrap();
+        }
+        let got = h.join().unwrap();
+        assert_eq!(got + b.pop().unwrap(), 6);
+    });
+}
+
+/// Run `f` as a model in which a futex wake of `n` wakes exactly `n` sleepers (the oldest),
+/// as the kernel does: a wake spent on a sleeper that cannot use it, with another left
+/// asleep, shows as a deadlock (`crate::loom::futex::EXACT_WAKES`). Two preemptions, whatever
+/// `LOOM_MAX_PREEMPTIONS` says: enough to put both sleepers to sleep before the wake (with
+/// one wake per batch instead of one per element, the batch model deadlocks at 2), while 3
+/// takes minutes per model.
+fn exact_wakes(f: impl Fn() + Sync + Send + 'static) {
+    crate::loom::futex::EXACT_WAKES.with(|c| c.set(true));
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(f);
+    crate::loom::futex::EXACT_WAKES.with(|c| c.set(false));
+}
+
+/// Two consumer threads sleep in `pop()` while `publish` pushes 1 and 2: both get an element.
+fn two_sleeping_consumers(publish: fn(&mut Producer<u64>)) {
+    exact_wakes(move || {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut p = q.producer().unwrap();
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let mut c = q.consumer().unwrap();
+                loom::thread::spawn(move || c.pop().unwrap())
+            })
+            .collect();
+        publish(&mut p);
+        let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, 3);
+    });
+}
+
+/// Two consumers sleep in `pop()`; each push wakes one of them (not both), and both get an
+/// element: no wake-up is lost.
+#[test]
+fn loom_each_push_wakes_one_sleeping_consumer() {
+    two_sleeping_consumers(|p| {
+        p.push(1).unwrap();
+        p.push(2).unwrap();
+    });
+}
+
+/// A producer claims position 0 and is slow to publish it; meanwhile this thread publishes
+/// position 1 (its wake goes to a consumer that cannot pop past position 0, which sleeps
+/// again) and then sleeps in `pop()` itself. Publishing position 0 must wake both sleepers.
+#[test]
+fn loom_out_of_order_publication_wakes_enough_consumers() {
+    exact_wakes(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let (mut p0, mut p1) = (q.producer().unwrap(), q.producer().unwrap());
+        let (mut c0, mut c1) = (q.consumer().unwrap(), q.consumer().unwrap());
+        let slow = loom::thread::spawn(move || p0.push(1).unwrap());
+        let other = loom::thread::spawn(move || c0.pop().unwrap());
+        p1.push(2).unwrap();
+        let mine = c1.pop().unwrap();
+        assert_eq!(mine + other.join().unwrap(), 3);
+        slow.join().unwrap();
+    });
+}
+
+/// Two producers sleep on a full queue; each pop wakes one, and both get their element in.
+#[test]
+fn loom_each_pop_wakes_one_sleeping_producer() {
+    exact_wakes(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let mut c = q.consumer().unwrap();
+        q.producer().unwrap().push_slice(&[1, 2]).unwrap();
+        let hs: Vec<_> = (3..=4u64)
+            .map(|v| {
+                let mut p = q.producer().unwrap();
+                loom::thread::spawn(move || p.push(v).unwrap())
+            })
+            .collect();
+        let mut out = [0; 2];
+        assert_eq!(c.pop_slice(&mut out), Ok(2));
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(c.try_pop_slice(&mut out), Ok(2));
+        assert_eq!(out[0] + out[1], 7);
+    });
+}
+
+/// A batch is published with one wake of as many sleepers as it has elements.
+#[test]
+fn loom_a_batch_wakes_a_sleeper_per_element() {
+    two_sleeping_consumers(|p| p.push_slice(&[1, 2]).unwrap());
+}
