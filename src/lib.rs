@@ -27,11 +27,13 @@
 //! - [`segment`]: names, the header, create/open/open_or_create, ownership.
 //! - [`sync`]: waiting on futex words in shared memory.
 //! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
+//! - [`list`]: `ShareableList` in CPython's own byte layout.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
+pub mod list;
 pub(crate) mod loom;
 pub(crate) mod os;
 pub mod queue;
@@ -39,6 +41,7 @@ pub mod segment;
 pub mod sync;
 
 pub use error::{Error, Result, Timeout, WouldBlock};
+pub use list::{Item, ShareableList};
 pub use os::process::Liveness;
 pub use queue::ShmType;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};
