@@ -267,7 +267,7 @@ fn malformed_lists_are_refused_naming_the_field() {
     corrupt(open_bytes(&with(65, &[9])), "code");
     corrupt(open_bytes(&good[..good.len() - 1]), "end past");
     // CPython 3.8's layout (sizes, not offsets) and its empty list.
-    let mut py38 = vec![0u8; 158];
+    let mut py38 = [0u8; 158];
     py38[..8].copy_from_slice(&6i64.to_le_bytes());
     for k in 0..6 {
         py38[8 + 8 * k..16 + 8 * k].copy_from_slice(&8i64.to_le_bytes());
