@@ -12,6 +12,7 @@ mod bytes;
 mod dump;
 mod gc;
 mod info;
+mod list;
 mod ls;
 mod queue;
 mod rm;
@@ -75,6 +76,8 @@ enum Cmd {
     Gc(gc::Args),
     /// Create, push to, pop from and inspect queues (spsc, mpmc, bytes-ring).
     Queue(queue::Args),
+    /// Create, read and write a ShareableList (CPython's layout; Python opens it by name).
+    List(list::Args),
     /// Two-process latency and throughput benchmarks, with floors measured in the same run.
     Bench(bench::Args),
     /// The peer process of `shmkit bench` (internal).
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Cmd::Dump(a) => dump::run(a),
         Cmd::Gc(a) => gc::run(a),
         Cmd::Queue(a) => queue::run(a),
+        Cmd::List(a) => list::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchPeer(a) => bench::peer(a),
         Cmd::Create(a) => bytes::create(a),
