@@ -352,3 +352,22 @@ fn a_hostile_rewrite_gives_values_or_errors_never_a_crash() {
     let st = wait_exit(&mut w, T);
     assert!(!st.success());
 }
+
+#[test]
+fn the_fuzz_seeds_decode_as_their_names_say() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/shareable_list");
+    let seed = |n: &str| std::fs::read(dir.join(format!("seed-{n}"))).unwrap();
+    let decode = shmkit::list::decode_object;
+    let demo = decode(&seed("shmkit-made")).unwrap();
+    assert_eq!(demo[5], Item::Bytes(b"ab\0".to_vec())); // exact, through the trailer
+    let py = decode(&seed("cpython-made-demo")).unwrap();
+    assert_eq!(py[5], Item::Bytes(b"ab".to_vec())); // no trailer: Python's semantics
+    assert_eq!(
+        decode(&seed("shmkit-made-rewritten")).unwrap()[0],
+        Item::Str("hi\0".into())
+    );
+    assert!(decode(&seed("shmkit-made-empty")).unwrap().is_empty());
+    assert!(decode(&seed("cpython38-layout"))
+        .unwrap_err()
+        .contains("3.8"));
+}

@@ -301,6 +301,50 @@ fn python38(words: &[i64], size: u64) -> Option<String> {
     })
 }
 
+/// Copies of one item's format field, code, and the slot bytes its format covers.
+pub(crate) struct Snapshot {
+    /// The 8-byte format field as read.
+    pub field: [u8; 8],
+    /// The parsed format.
+    pub fmt: Format,
+    /// The code byte.
+    pub code: u8,
+    /// `fmt.size()` bytes from the slot's start.
+    pub data: Vec<u8>,
+}
+
+/// Copy item `i` (`i < g.len()`) through `read` (see [`Geometry::parse`]). `Err` describes a
+/// format that is not CPython's, or one that does not fit the slot.
+pub(crate) fn snapshot(
+    g: &Geometry,
+    i: usize,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> std::result::Result<Snapshot, String> {
+    let mut field = [0u8; 8];
+    let mut code = [0u8];
+    if !read(g.format_at(i), &mut field) || !read(g.code_at(i), &mut code) {
+        return Err("its format or code lies past the end".into());
+    }
+    let fmt = Format::parse(&field)?;
+    let (start, slot) = g.slot(i);
+    if fmt.size() > slot {
+        return Err(format!(
+            "format {fmt} reads {} bytes from a {slot}-byte slot",
+            fmt.size()
+        ));
+    }
+    let mut data = vec![0u8; fmt.size()];
+    if !read(start, &mut data) {
+        return Err("its slot lies past the end".into());
+    }
+    Ok(Snapshot {
+        field,
+        fmt,
+        code: code[0],
+        data,
+    })
+}
+
 /// Decode one item from copies of its format field, code and slot, with CPython's semantics:
 /// `str`/`bytes` lose trailing NULs, unless `exact_len` (the length a shmkit writer recorded
 /// for exactly these bytes) is given. `Err` names what is wrong.

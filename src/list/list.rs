@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zerocopy::IntoBytes;
 
-use super::cpython::{self, decode, encode, Format, Geometry, MAX_ITEM_LEN, MAX_SLOT};
+use super::cpython::{self, decode, encode, Format, Geometry, Snapshot, MAX_ITEM_LEN, MAX_SLOT};
 use super::item::Item;
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
 use crate::error::{Error, Result};
@@ -273,7 +273,7 @@ impl<A: Access> ShareableList<A> {
         loop {
             let got = match self.trailer {
                 Some(t) => self.read_tracked(t, i)?,
-                None => self.snapshot(i)?.map(|s| (s, None)),
+                None => self.snapshot(i).map(|s| (s, None)),
             };
             let decoded = got.and_then(|(s, exact)| decode(s.fmt, s.code, &s.data, exact));
             match decoded {
@@ -388,32 +388,11 @@ impl<A: Access> ShareableList<A> {
         Error::corrupt(self.seg.name(), format!("item {i}: {what}"))
     }
 
-    /// Copies of item `i`'s format, code and the slot bytes its format covers. `Err`
-    /// describes a format that is not CPython's or does not fit the slot.
-    fn snapshot(&self, i: usize) -> Result<std::result::Result<Snapshot, String>> {
-        let mut field = [0u8; 8];
-        self.seg.read_at(self.geo.format_at(i), &mut field)?;
-        let mut code = [0u8];
-        self.seg.read_at(self.geo.code_at(i), &mut code)?;
-        let fmt = match Format::parse(&field) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
-        };
-        let (start, slot) = self.geo.slot(i);
-        if fmt.size() > slot {
-            return Ok(Err(format!(
-                "format {fmt} reads {} bytes from a {slot}-byte slot",
-                fmt.size()
-            )));
-        }
-        let mut data = vec![0u8; fmt.size()];
-        self.seg.read_at(start, &mut data)?;
-        Ok(Ok(Snapshot {
-            field,
-            fmt,
-            code: code[0],
-            data,
-        }))
+    /// Copies of item `i`'s format, code and slot bytes (see [`cpython::snapshot`]).
+    fn snapshot(&self, i: usize) -> std::result::Result<Snapshot, String> {
+        cpython::snapshot(&self.geo, i, &mut |at, buf| {
+            self.seg.read_at(at, buf).is_ok()
+        })
     }
 
     /// Item `i` of a list with a trailer: a snapshot no shmkit writer was changing, and the
@@ -434,11 +413,11 @@ impl<A: Access> ShareableList<A> {
                 if wait.writer_gone(self, t)? {
                     // A dead writer's half-done item, on a handle that cannot repair it:
                     // read it as Python would.
-                    return Ok(self.snapshot(i)?.map(|s| (s, None)));
+                    return Ok(self.snapshot(i).map(|s| (s, None)));
                 }
                 continue;
             }
-            let snap = self.snapshot(i)?;
+            let snap = self.snapshot(i);
             let len = self
                 .seg
                 .load_u64(trailer::entry(t, i, LEN), Ordering::Relaxed)?;
@@ -460,14 +439,6 @@ impl<A: Access> ShareableList<A> {
             }));
         }
     }
-}
-
-/// Copies of one item's bytes.
-struct Snapshot {
-    field: [u8; 8],
-    fmt: Format,
-    code: u8,
-    data: Vec<u8>,
 }
 
 /// A reader's wait for a shmkit writer's update of an item: spin, then yield, and every

@@ -41,36 +41,22 @@ pub fn decode_object(bytes: &[u8]) -> std::result::Result<Vec<Item>, String> {
             Classified::BadTrailer { why, .. } => return Err(why),
             Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
         };
-    let mut out = Vec::with_capacity(geo.len());
-    for i in 0..geo.len() {
-        let mut field = [0u8; 8];
-        let mut code = [0u8];
-        if !read(geo.format_at(i), &mut field) || !read(geo.code_at(i), &mut code) {
-            return Err(format!("item {i}: cut short"));
-        }
-        let fmt = cpython::Format::parse(&field)?;
-        let (start, slot) = geo.slot(i);
-        if fmt.size() > slot {
-            return Err(format!("item {i}: format too long for its slot"));
-        }
-        let mut data = vec![0u8; fmt.size()];
-        if !read(start, &mut data) {
-            return Err(format!("item {i}: slot cut short"));
-        }
-        let len = exact.and_then(|t| {
-            let mut w = [0u8; 16];
-            read(trailer::entry(t, i, trailer::LEN), &mut w).then(|| {
-                let l = u64::from_le_bytes(w[..8].try_into().unwrap_or_default());
-                let c = u64::from_le_bytes(w[8..].try_into().unwrap_or_default());
-                (l != trailer::NO_LEN
-                    && l <= data.len() as u64
-                    && c == trailer::check(&field, code[0], &data))
-                .then_some(l as usize)
-            })?
-        });
-        out.push(cpython::decode(fmt, code[0], &data, len)?);
-    }
-    Ok(out)
+    (0..geo.len())
+        .map(|i| {
+            let snap =
+                cpython::snapshot(&geo, i, &mut read).map_err(|e| format!("item {i}: {e}"))?;
+            let exact = exact.and_then(|t| {
+                let (mut len, mut check) = ([0u8; 8], [0u8; 8]);
+                (read(trailer::entry(t, i, trailer::LEN), &mut len)
+                    && read(trailer::entry(t, i, trailer::CHECK), &mut check))
+                .then(|| {
+                    trailer::exact_len(u64::from_le_bytes(len), u64::from_le_bytes(check), &snap)
+                })?
+            });
+            cpython::decode(snap.fmt, snap.code, &snap.data, exact)
+                .map_err(|e| format!("item {i}: {e}"))
+        })
+        .collect()
 }
 
 /// Build the bytes of a CPython-layout list of `items` (no trailer), as CPython 3.9–3.13
