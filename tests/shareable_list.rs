@@ -25,6 +25,11 @@ fn value_b() -> Item {
     Item::Bytes(vec![b'b'; 200])
 }
 
+/// Two short strs (the inline fast path of `get`), one with trailing NULs.
+fn short_value(first: bool) -> Item {
+    Item::Str(if first { "ab\0\0".into() } else { "xyz".repeat(8) })
+}
+
 #[test]
 fn child_main() {
     common::child_entry(|role, args| match role {
@@ -44,6 +49,7 @@ fn child_main() {
                     .unwrap();
                 l.set(1, &Item::Int(if n % 2 == 0 { -1 } else { i64::MAX }))
                     .unwrap();
+                l.set(2, &short_value(n % 2 == 0)).unwrap();
                 n += 1;
             }
         }
@@ -287,7 +293,7 @@ fn a_reader_never_sees_a_torn_update_by_another_shmkit_process() {
     let _c = Cleanup::new(&[&name]);
     let l = ShareableList::options()
         .reserve(200)
-        .create(&name, &[value_a(), Item::Int(-1)])
+        .create(&name, &[value_a(), Item::Int(-1), short_value(true)])
         .unwrap();
     let mut writer = spawn_child("rewrite", &[&name]);
     Lines::of(&mut writer).expect("ready");

@@ -71,16 +71,25 @@ impl Format {
 
     /// The 8-byte, NUL-padded field. `None` for a `<n>s` whose digits do not fit.
     pub(crate) fn field(self) -> Option<[u8; 8]> {
-        let mut out = [0u8; 8];
-        let s: std::borrow::Cow<'static, [u8]> = match self {
-            Format::Int => b"q"[..].into(),
-            Format::Float => b"d"[..].into(),
-            Format::Bool => b"xxxxxxx?"[..].into(),
-            Format::NoneFmt => b"xxxxxx?x"[..].into(),
-            Format::Bytes(n) => format!("{n}s").into_bytes().into(),
+        let fixed: &[u8; 8] = match self {
+            Format::Int => b"q\0\0\0\0\0\0\0",
+            Format::Float => b"d\0\0\0\0\0\0\0",
+            Format::Bool => b"xxxxxxx?",
+            Format::NoneFmt => b"xxxxxx?x",
+            Format::Bytes(n) => {
+                // "%ds" % n, without allocating: at most 7 digits and the 's'.
+                let digits = (1..=7).find(|&d| n < 10usize.pow(d))?;
+                let mut out = [0u8; 8];
+                let mut m = n;
+                for k in (0..digits as usize).rev() {
+                    out[k] = b'0' + (m % 10) as u8;
+                    m /= 10;
+                }
+                out[digits as usize] = b's';
+                return Some(out);
+            }
         };
-        out.get_mut(..s.len())?.copy_from_slice(&s);
-        Some(out)
+        Some(*fixed)
     }
 
     /// How many slot bytes `struct.unpack_from` reads.
@@ -310,7 +319,54 @@ pub(crate) struct Snapshot {
     /// The code byte.
     pub code: u8,
     /// `fmt.size()` bytes from the slot's start.
-    pub data: Vec<u8>,
+    pub data: SlotBuf,
+}
+
+/// A copy of slot bytes: inline up to [`SlotBuf::INLINE`] bytes (an int, a float, a short
+/// str: no allocation), on the heap beyond.
+pub(crate) struct SlotBuf {
+    inline: [u8; SlotBuf::INLINE],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl SlotBuf {
+    /// The most bytes kept inline.
+    pub(crate) const INLINE: usize = 32;
+
+    /// `len` zero bytes.
+    pub(crate) fn zeroed(len: usize) -> SlotBuf {
+        SlotBuf {
+            inline: [0; Self::INLINE],
+            len,
+            heap: if len > Self::INLINE {
+                vec![0; len]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self.inline.get(..self.len) {
+            Some(s) if self.heap.is_empty() => s,
+            _ => &self.heap,
+        }
+    }
+
+    /// The bytes, to fill.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self.inline.get_mut(..self.len) {
+            Some(s) if self.heap.is_empty() => s,
+            _ => &mut self.heap,
+        }
+    }
+
+    /// The number of bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// Copy item `i` (`i < g.len()`) through `read` (see [`Geometry::parse`]). `Err` describes a
@@ -333,8 +389,8 @@ pub(crate) fn snapshot(
             fmt.size()
         ));
     }
-    let mut data = vec![0u8; fmt.size()];
-    if !read(start, &mut data) {
+    let mut data = SlotBuf::zeroed(fmt.size());
+    if !read(start, data.as_mut_slice()) {
         return Err("its slot lies past the end".into());
     }
     Ok(Snapshot {
@@ -401,20 +457,22 @@ pub(crate) fn decode(
 pub(crate) fn encode(
     value: &Item,
     slot: usize,
-) -> std::result::Result<(Format, u8, Vec<u8>), usize> {
+) -> std::result::Result<(Format, u8, SlotBuf), usize> {
     let fixed = |f: Format, code: u8, w: [u8; 8]| {
         if slot < 8 {
             Err(8)
         } else {
-            Ok((f, code, w.to_vec()))
+            let mut v = SlotBuf::zeroed(8);
+            v.as_mut_slice().copy_from_slice(&w);
+            Ok((f, code, v))
         }
     };
     let var = |code: u8, b: &[u8]| {
         if b.len() > slot || slot > MAX_SLOT {
             return Err(b.len());
         }
-        let mut v = vec![0u8; slot];
-        v[..b.len()].copy_from_slice(b);
+        let mut v = SlotBuf::zeroed(slot);
+        v.as_mut_slice()[..b.len()].copy_from_slice(b);
         Ok((Format::Bytes(slot), code, v))
     };
     match value {
@@ -448,7 +506,7 @@ pub(crate) fn build(items: &[Item], reserve: usize) -> (Geometry, Vec<u8>) {
     for (i, v) in items.iter().enumerate() {
         let (start, size) = g.slot(i);
         if let Ok((f, code, bytes)) = encode(v, size) {
-            out[start as usize..start as usize + bytes.len()].copy_from_slice(&bytes);
+            out[start as usize..start as usize + bytes.len()].copy_from_slice(bytes.as_slice());
             if let Some(field) = f.field() {
                 out[g.format_at(i) as usize..][..8].copy_from_slice(&field);
             }

@@ -1,7 +1,7 @@
 //! [`ShareableList`]: the handle, its options, and the per-item seqlock protocol.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zerocopy::IntoBytes;
@@ -10,7 +10,7 @@ use super::cpython::{self, decode, encode, Format, Geometry, Snapshot, MAX_ITEM_
 use super::item::Item;
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
 use crate::error::{Error, Result};
-use crate::os::{deadline, liveness, process};
+use crate::os::{atomic_copy, deadline, liveness, process};
 use crate::segment::{
     Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
     FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
@@ -160,10 +160,15 @@ impl ShareableList<ReadWrite> {
         // encode only produces formats whose field fits (slots above MAX_SLOT are refused).
         let field = fmt.field().unwrap_or_default();
         let Some(t) = self.trailer else {
-            return self.store_item(i, start, &field, code, &bytes);
+            return self.store_item(i, start, &field, code, bytes.as_slice());
         };
         let lock = self.lock(t)?;
-        let guard = match lock.lock_timeout(self.timeout) {
+        // try_lock first: an uncontended set reads no clock.
+        let taken = match lock.try_lock() {
+            Err(LockError::WouldBlock) => lock.lock_timeout(self.timeout),
+            other => other,
+        };
+        let guard = match taken {
             Ok(g) => g,
             Err(LockError::OwnerDied(g)) => self.repair(t, g)?,
             Err(e) => return Err(e.without_guard().into()),
@@ -175,10 +180,16 @@ impl ShareableList<ReadWrite> {
         // Release fence: pairs with the reader's fence(Acquire) before its second seq load;
         // a reader that sees any byte stored below sees `odd` (or later) there and retries.
         fence(Ordering::Release);
-        self.store_item(i, start, &field, code, &bytes)?;
+        self.store_item(i, start, &field, code, bytes.as_slice())?;
         let (len, check) = match value {
-            Item::Str(s) => (s.len() as u64, trailer::check(&field, code, &bytes)),
-            Item::Bytes(b) => (b.len() as u64, trailer::check(&field, code, &bytes)),
+            Item::Str(s) => (
+                s.len() as u64,
+                trailer::check(&field, code, bytes.as_slice()),
+            ),
+            Item::Bytes(b) => (
+                b.len() as u64,
+                trailer::check(&field, code, bytes.as_slice()),
+            ),
             _ => (NO_LEN, 0),
         };
         self.word(trailer::entry(t, i, LEN))?
@@ -269,13 +280,17 @@ impl<A: Access> ShareableList<A> {
     /// ```
     pub fn get(&self, index: isize) -> Result<Item> {
         let i = self.normalise(index)?;
+        if let Some(v) = self.get_fast(i) {
+            return Ok(v);
+        }
         let mut tries = 0;
         loop {
             let got = match self.trailer {
                 Some(t) => self.read_tracked(t, i)?,
                 None => self.snapshot(i).map(|s| (s, None)),
             };
-            let decoded = got.and_then(|(s, exact)| decode(s.fmt, s.code, &s.data, exact));
+            let decoded =
+                got.and_then(|(s, exact)| decode(s.fmt, s.code, s.data.as_slice(), exact));
             match decoded {
                 Ok(v) => return Ok(v),
                 // A Python writer half-way through this item, perhaps: look again.
@@ -388,11 +403,109 @@ impl<A: Access> ShareableList<A> {
         Error::corrupt(self.seg.name(), format!("item {i}: {what}"))
     }
 
+    /// The common case of [`get`](Self::get) in a handful of loads: a list with a trailer,
+    /// nobody writing the item, 8-aligned format and slot, and an int, float, bool or None, or
+    /// a `str`/`bytes` of a slot of at most 32 bytes. `None`: take the general path (which
+    /// decides everything again from scratch, so this path only has to be right when it
+    /// answers).
+    #[inline]
+    fn get_fast(&self, i: usize) -> Option<Item> {
+        let t = self.trailer?;
+        let (start, slot) = self.geo.slot(i);
+        let fmt_at = self.geo.format_at(i);
+        if fmt_at % 8 != 0 || start % 8 != 0 || slot < 8 {
+            return None;
+        }
+        let seq_at = trailer::entry(t, i, SEQ);
+        // Acquire: as in `read_tracked`.
+        let s1 = self.trailer_word(seq_at, Ordering::Acquire);
+        if s1 & 1 == 1 {
+            return None;
+        }
+        // In bounds: open validated the geometry against the mapping (format fields end
+        // before the codes; a slot of at least 8 bytes ends before the formats).
+        let fmt = self.load_word(fmt_at).to_le_bytes();
+        let mut code = [0u8];
+        self.read(self.geo.code_at(i), &mut code).then_some(())?;
+        let parsed = Format::parse(&fmt).ok()?;
+        let n = match parsed {
+            Format::Bytes(n) if n <= 32 && n % 8 == 0 && n <= slot => n,
+            Format::Bytes(_) => return None,
+            _ => 8,
+        };
+        let mut bytes = [0u8; 32];
+        for k in 0..n / 8 {
+            let w = self.load_word(start + 8 * k as u64);
+            bytes[8 * k..8 * k + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        let (len, check) = match parsed {
+            Format::Bytes(_) => (
+                self.trailer_word(trailer::entry(t, i, LEN), Ordering::Relaxed),
+                self.trailer_word(trailer::entry(t, i, CHECK), Ordering::Relaxed),
+            ),
+            _ => (NO_LEN, 0),
+        };
+        // Acquire fence and re-check: as in `read_tracked`.
+        fence(Ordering::Acquire);
+        if self.trailer_word(seq_at, Ordering::Relaxed) != s1 {
+            return None;
+        }
+        let data = &bytes[..n];
+        let exact =
+            (len != NO_LEN && len as usize <= n && check == trailer::check(&fmt, code[0], data))
+                .then_some(len as usize);
+        decode(parsed, code[0], data, exact).ok()
+    }
+
     /// Copies of item `i`'s format, code and slot bytes (see [`cpython::snapshot`]).
     fn snapshot(&self, i: usize) -> std::result::Result<Snapshot, String> {
-        cpython::snapshot(&self.geo, i, &mut |at, buf| {
-            self.seg.read_at(at, buf).is_ok()
-        })
+        cpython::snapshot(&self.geo, i, &mut |at, buf| self.read(at, buf))
+    }
+
+    /// Copy `buf.len()` bytes at object offset `at`; `false` if they are not all inside the
+    /// mapping. An aligned word or a single byte is one atomic load (the fast path of `get`);
+    /// anything else goes through `Segment::read_at`.
+    #[inline]
+    fn read(&self, at: u64, buf: &mut [u8]) -> bool {
+        let inside = at
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.seg.len() as u64);
+        match buf.len() {
+            8 if inside && at % 8 == 0 => {
+                buf.copy_from_slice(&self.load_word(at).to_le_bytes());
+                true
+            }
+            1 if inside => {
+                // SAFETY: inside the mapping (checked), which lives as long as `self`; a
+                // Relaxed byte load is permitted on read-only mappings; every access this
+                // process makes to shared bytes is atomic.
+                buf[0] =
+                    unsafe { AtomicU8::from_ptr(self.seg.as_ptr().add(at as usize).cast_mut()) }
+                        .load(Ordering::Relaxed);
+                true
+            }
+            _ => self.seg.read_at(at, buf).is_ok(),
+        }
+    }
+
+    /// The 8-aligned word at object offset `at`, which the caller checked lies inside the
+    /// mapping: one `Relaxed` load (permitted on read-only mappings).
+    #[inline]
+    fn load_word(&self, at: u64) -> u64 {
+        debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        // SAFETY: 8-aligned and inside the mapping (the caller's check; the mapping is
+        // page-aligned), which lives as long as `self`; every process accesses these words
+        // atomically (or is another process, outside this process's memory model).
+        unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(at as usize).cast::<u64>().cast_mut()) }
+            .load(Ordering::Relaxed)
+    }
+
+    /// Trailer word `at` (an entry field: 8-aligned, inside the trailer, which open checked
+    /// lies inside the mapping) with `order` (a `Relaxed` load and a fence, as on read-only
+    /// mappings).
+    #[inline]
+    fn trailer_word(&self, at: u64, order: Ordering) -> u64 {
+        atomic_copy::load_read_only(order, || self.load_word(at))
     }
 
     /// Item `i` of a list with a trailer: a snapshot no shmkit writer was changing, and the
@@ -408,7 +521,7 @@ impl<A: Access> ShareableList<A> {
         loop {
             // Acquire: pairs with the writer's Release store of the even seq at the end of
             // `set` (and of `repair`): its stores to the item and the entry are visible.
-            let s1 = self.seg.load_u64(seq_at, Ordering::Acquire)?;
+            let s1 = self.trailer_word(seq_at, Ordering::Acquire);
             if s1 & 1 == 1 {
                 if wait.writer_gone(self, t)? {
                     // A dead writer's half-done item, on a handle that cannot repair it:
@@ -418,23 +531,16 @@ impl<A: Access> ShareableList<A> {
                 continue;
             }
             let snap = self.snapshot(i);
-            let len = self
-                .seg
-                .load_u64(trailer::entry(t, i, LEN), Ordering::Relaxed)?;
-            let check = self
-                .seg
-                .load_u64(trailer::entry(t, i, CHECK), Ordering::Relaxed)?;
+            let len = self.trailer_word(trailer::entry(t, i, LEN), Ordering::Relaxed);
+            let check = self.trailer_word(trailer::entry(t, i, CHECK), Ordering::Relaxed);
             // Acquire fence: pairs with the writer's fence(Release) after it made seq odd: if
             // any load above saw a store of a write in progress, the load below sees it odd.
             fence(Ordering::Acquire);
-            if self.seg.load_u64(seq_at, Ordering::Relaxed)? != s1 {
+            if self.trailer_word(seq_at, Ordering::Relaxed) != s1 {
                 continue;
             }
             return Ok(snap.map(|s| {
-                let exact = (len != NO_LEN
-                    && len <= s.data.len() as u64
-                    && check == trailer::check(&s.field, s.code, &s.data))
-                .then_some(len as usize);
+                let exact = trailer::exact_len(len, check, &s.field, s.code, s.data.as_slice());
                 (s, exact)
             }));
         }
@@ -445,7 +551,9 @@ impl<A: Access> ShareableList<A> {
 /// `LIVENESS_SLICE` ask whether the writer-lock holder is dead.
 struct Wait {
     spins: u32,
-    deadline: Option<Instant>,
+    timeout: Duration,
+    /// Set when the spinning ends (a read that never waits reads no clock).
+    deadline: Option<Option<Instant>>,
     asked_at: Option<Instant>,
 }
 
@@ -453,7 +561,8 @@ impl Wait {
     fn new(timeout: Duration) -> Wait {
         Wait {
             spins: 0,
-            deadline: deadline::after(Some(timeout)),
+            timeout,
+            deadline: None,
             asked_at: None,
         }
     }
@@ -467,6 +576,9 @@ impl Wait {
             return Ok(false);
         }
         std::thread::yield_now();
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| deadline::after(Some(self.timeout)));
         let due = self
             .asked_at
             .map_or(true, |a| a.elapsed() >= LIVENESS_SLICE);
@@ -485,7 +597,7 @@ impl Wait {
                 return Ok(false);
             }
         }
-        if deadline::passed(self.deadline) {
+        if deadline::passed(deadline) {
             return Err(Error::Timeout);
         }
         Ok(false)

@@ -50,10 +50,16 @@ pub fn decode_object(bytes: &[u8]) -> std::result::Result<Vec<Item>, String> {
                 (read(trailer::entry(t, i, trailer::LEN), &mut len)
                     && read(trailer::entry(t, i, trailer::CHECK), &mut check))
                 .then(|| {
-                    trailer::exact_len(u64::from_le_bytes(len), u64::from_le_bytes(check), &snap)
+                    trailer::exact_len(
+                        u64::from_le_bytes(len),
+                        u64::from_le_bytes(check),
+                        &snap.field,
+                        snap.code,
+                        snap.data.as_slice(),
+                    )
                 })?
             });
-            cpython::decode(snap.fmt, snap.code, &snap.data, exact)
+            cpython::decode(snap.fmt, snap.code, snap.data.as_slice(), exact)
                 .map_err(|e| format!("item {i}: {e}"))
         })
         .collect()

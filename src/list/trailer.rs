@@ -18,7 +18,7 @@
 //! `T` on), kind `shareable_list`, this layout's fingerprint, and `cpython_end`/`items`
 //! equal to what the geometry says.
 
-use super::cpython::{Format, Geometry, NotAList, Snapshot};
+use super::cpython::{Format, Geometry, NotAList};
 use crate::error::{Error, Result};
 use crate::segment::{fingerprint, validate_self, Kind, RawHeader, HEADER_SIZE, MAGIC};
 
@@ -76,13 +76,18 @@ pub(crate) fn check(fmt: &[u8; 8], code: u8, data: &[u8]) -> u64 {
     mix(h, u64::from_le_bytes(w)) | 1
 }
 
-/// The exact length of `snap` if the trailer entry's `len` and `check` say a shmkit writer
-/// left exactly these bytes; `None` (read with Python's semantics) otherwise.
-pub(crate) fn exact_len(len: u64, check_word: u64, snap: &Snapshot) -> Option<usize> {
-    (len != NO_LEN
-        && len <= snap.data.len() as u64
-        && check_word == check(&snap.field, snap.code, &snap.data))
-    .then_some(len as usize)
+/// The exact length of a value whose copies are `field`, `code` and `data` (the bytes its
+/// format covers), if the trailer entry's `len` and `check` say a shmkit writer left exactly
+/// these bytes; `None` (read with Python's semantics) otherwise.
+pub(crate) fn exact_len(
+    len: u64,
+    check_word: u64,
+    field: &[u8; 8],
+    code: u8,
+    data: &[u8],
+) -> Option<usize> {
+    (len != NO_LEN && len <= data.len() as u64 && check_word == check(field, code, data))
+        .then_some(len as usize)
 }
 
 /// What the bytes of an object are, as a ShareableList.

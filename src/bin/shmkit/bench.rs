@@ -73,6 +73,8 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', value_parser = parse_size)]
         sizes: Vec<usize>,
     },
+    /// ShareableList get/set per operation beside CPython's own ShareableList.
+    List(crate::bench_list::Args),
     /// One-way throughput (msg/s, GB/s) from one process to another.
     Throughput {
         /// Fewer messages (a smoke run).
@@ -1136,5 +1138,6 @@ pub(crate) fn run(args: Args) -> CmdResult {
             latency(quick, json, &only, &sizes)
         }
         Cmd::Throughput { quick, json } => throughput(quick, json),
+        Cmd::List(a) => crate::bench_list::run(a),
     }
 }

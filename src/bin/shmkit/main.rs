@@ -8,6 +8,7 @@
 //! segment, wrong kind, corrupt, timed out, an I/O error).
 
 mod bench;
+mod bench_list;
 mod bytes;
 mod dump;
 mod gc;
