@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{spawn_child, unique_name, wait_exit, wait_ok, Cleanup, Lines};
+use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::list::{Item, ShareableList, MAX_ITEM_LEN};
 use shmkit::segment::{probe, Lifetime, Verdict};
 use shmkit::{Error, Segment};
@@ -27,7 +27,11 @@ fn value_b() -> Item {
 
 /// Two short strs (the inline fast path of `get`), one with trailing NULs.
 fn short_value(first: bool) -> Item {
-    Item::Str(if first { "ab\0\0".into() } else { "xyz".repeat(8) })
+    Item::Str(if first {
+        "ab\0\0".into()
+    } else {
+        "xyz".repeat(8)
+    })
 }
 
 #[test]
@@ -80,6 +84,16 @@ fn child_main() {
         }
         _ => panic!("unknown role {role}"),
     });
+}
+
+/// A child killed (SIGKILL) when dropped, also when the test panics, so that no looping
+/// child outlives its test.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        common::kill9(&mut self.0);
+    }
 }
 
 fn every_type() -> Vec<Item> {
@@ -291,12 +305,11 @@ fn malformed_lists_are_refused_naming_the_field() {
 fn a_reader_never_sees_a_torn_update_by_another_shmkit_process() {
     let name = unique_name("sltorn");
     let _c = Cleanup::new(&[&name]);
-    let l = ShareableList::options()
-        .reserve(200)
-        .create(&name, &[value_a(), Item::Int(-1), short_value(true)])
-        .unwrap();
-    let mut writer = spawn_child("rewrite", &[&name]);
-    Lines::of(&mut writer).expect("ready");
+    // Item 0's slot is sized by B (200 bytes); item 2's, 24 bytes, by the longer short str.
+    let l = ShareableList::create(&name, &[value_b(), Item::Int(-1), short_value(false)]).unwrap();
+    l.set(0, &value_a()).unwrap();
+    let mut writer = Killed(spawn_child("rewrite", &[&name]));
+    Lines::of(&mut writer.0).expect("ready");
     let (mut saw_a, mut saw_b) = (0u32, 0u32);
     for _ in 0..200_000 {
         match l.get(0).unwrap() {
@@ -304,13 +317,18 @@ fn a_reader_never_sees_a_torn_update_by_another_shmkit_process() {
             v if v == value_b() => saw_b += 1,
             v => panic!("torn read: {v:?}"),
         }
-        let i = l.get(-1).unwrap();
+        let i = l.get(-2).unwrap();
         assert!(
             i == Item::Int(-1) || i == Item::Int(i64::MAX),
             "torn int: {i:?}"
         );
+        let s = l.get(-1).unwrap();
+        assert!(
+            s == short_value(true) || s == short_value(false),
+            "torn str: {s:?}"
+        );
     }
-    common::kill9(&mut writer);
+    drop(writer);
     assert!(
         saw_a > 0 && saw_b > 0,
         "the writer never changed the item ({saw_a}, {saw_b})"
@@ -326,10 +344,10 @@ fn a_writer_killed_mid_update_leaves_a_usable_list() {
         .create(&name, &[Item::Bytes(vec![1; MAX_ITEM_LEN])])
         .unwrap();
     for _ in 0..3 {
-        let mut w = spawn_child("big-writer", &[&name]);
-        Lines::of(&mut w).expect("ready");
+        let mut w = Killed(spawn_child("big-writer", &[&name]));
+        Lines::of(&mut w.0).expect("ready");
         std::thread::sleep(Duration::from_millis(30));
-        common::kill9(&mut w);
+        drop(w);
         // Whatever the kill interrupted, reads and writes go on (repairing if needed).
         let _ = l.get(0).unwrap();
         l.set(0, &Item::Bytes(vec![3; 5])).unwrap();
@@ -345,8 +363,8 @@ fn a_hostile_rewrite_gives_values_or_errors_never_a_crash() {
         .timeout(Duration::from_millis(50))
         .create(&name, &every_type())
         .unwrap();
-    let mut w = spawn_child("scribble", &[&name]);
-    Lines::of(&mut w).expect("ready");
+    let mut w = Killed(spawn_child("scribble", &[&name]));
+    Lines::of(&mut w.0).expect("ready");
     for k in 0..2_000 {
         let i = (k % every_type().len()) as isize;
         let _ = l.get(i);
@@ -354,9 +372,7 @@ fn a_hostile_rewrite_gives_values_or_errors_never_a_crash() {
         let _ = ShareableList::open(&name);
         let _ = probe(&name);
     }
-    common::kill9(&mut w);
-    let st = wait_exit(&mut w, T);
-    assert!(!st.success());
+    drop(w);
 }
 
 #[test]
