@@ -23,18 +23,18 @@ pub(crate) struct Args {
     python: String,
 }
 
-/// The CPython side: attach to the list, time each operation over `n` iterations, print
-/// `op ns_per_op` lines. Unregisters from the resource tracker so that Python does not unlink
+/// The CPython side: attach to the list, time each operation as the best of 20 batches of
+/// `n / 20` iterations (as [`time`] does), print `op ns_per_op` lines. Unregisters from the resource tracker so that Python does not unlink
 /// the bench's segment when it exits (README, "Python interop").
 const PY: &str = r#"
 import sys, time
 from multiprocessing import resource_tracker, shared_memory
 sl = shared_memory.ShareableList(name=sys.argv[1])
 resource_tracker.unregister(sl.shm._name, "shared_memory")
-n = int(sys.argv[2])
+n = int(sys.argv[2]) // 20
 def run(op, f):
     best = None
-    for _ in range(3):
+    for _ in range(20):
         t = time.perf_counter_ns(); f(); d = (time.perf_counter_ns() - t) / n
         best = d if best is None else min(best, d)
     print(op, best)
@@ -69,15 +69,20 @@ struct Report {
     rows: Vec<Row>,
 }
 
-/// Best of three batches of `n` calls of `f`, in ns per call.
+/// Batches per measurement: the best batch is reported, so that a batch during which another
+/// process had the CPU (this machine is shared) does not count.
+const BATCHES: u64 = 20;
+
+/// Best of [`BATCHES`] batches of `n / BATCHES` calls of `f`, in ns per call.
 fn time(n: u64, mut f: impl FnMut()) -> f64 {
-    (0..3)
+    let per = (n / BATCHES).max(1);
+    (0..BATCHES)
         .map(|_| {
             let t = Instant::now();
-            for _ in 0..n {
+            for _ in 0..per {
                 f();
             }
-            t.elapsed().as_nanos() as f64 / n as f64
+            t.elapsed().as_nanos() as f64 / per as f64
         })
         .fold(f64::INFINITY, f64::min)
 }
@@ -171,7 +176,7 @@ pub(crate) fn run(a: Args) -> CmdResult {
         return print_json(&report);
     }
     outln!(
-        "ShareableList get/set, ns per operation (best of 3 batches; shmkit {n} ops, CPython {py_n} ops via {})",
+        "ShareableList get/set, ns per operation (best of {BATCHES} batches; shmkit {n} ops, CPython {py_n} ops via {})",
         report.python
     )?;
     outln!(
