@@ -41,7 +41,9 @@ pub mod segment;
 pub mod sync;
 
 pub use error::{Error, Result, Timeout, WouldBlock};
-pub use list::{Item, ShareableList};
+pub use list::Item;
+#[cfg(not(loom))]
+pub use list::ShareableList;
 pub use os::process::Liveness;
 pub use queue::ShmType;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};

@@ -1,16 +1,17 @@
 //! [`ShareableList`]: the handle, its options, and the per-item seqlock protocol.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zerocopy::IntoBytes;
 
 use super::cpython::{self, decode, encode, Format, Geometry, Snapshot, MAX_ITEM_LEN, MAX_SLOT};
 use super::item::Item;
+use super::seqlock;
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
 use crate::error::{Error, Result};
-use crate::os::{atomic_copy, deadline, liveness, process};
+use crate::os::{deadline, liveness, process};
 use crate::segment::{
     Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
     FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
@@ -174,12 +175,7 @@ impl ShareableList<ReadWrite> {
             Err(e) => return Err(e.without_guard().into()),
         };
         let seq = self.word(trailer::entry(t, i, SEQ))?;
-        // Relaxed: only the writer-lock holder changes a seq word (we hold it).
-        let odd = seq.load(Ordering::Relaxed) | 1;
-        seq.store(odd, Ordering::Relaxed);
-        // Release fence: pairs with the reader's fence(Acquire) before its second seq load;
-        // a reader that sees any byte stored below sees `odd` (or later) there and retries.
-        fence(Ordering::Release);
+        let odd = seqlock::write_begin(seq);
         self.store_item(i, start, &field, code, bytes.as_slice())?;
         let (len, check) = match value {
             Item::Str(s) => (
@@ -196,9 +192,7 @@ impl ShareableList<ReadWrite> {
             .store(len, Ordering::Relaxed);
         self.word(trailer::entry(t, i, CHECK))?
             .store(check, Ordering::Relaxed);
-        // Release: pairs with the reader's Acquire load of the seq word (`read_tracked`):
-        // a reader that sees `odd + 1` sees every store above.
-        seq.store(odd + 1, Ordering::Release);
+        seqlock::write_end(seq, odd);
         drop(guard);
         Ok(())
     }
@@ -339,8 +333,7 @@ impl<A: Access> ShareableList<A> {
                     .store(NO_LEN, Ordering::Relaxed);
                 self.word(trailer::entry(t, i, CHECK))?
                     .store(0, Ordering::Relaxed);
-                // Release: pairs with the readers' Acquire load of the seq word.
-                seq.store(s + 1, Ordering::Release);
+                seqlock::write_end(seq, s);
             }
         }
         guard.make_consistent().map_err(Error::from)?;
@@ -416,12 +409,8 @@ impl<A: Access> ShareableList<A> {
         if fmt_at % 8 != 0 || start % 8 != 0 || slot < 8 {
             return None;
         }
-        let seq_at = trailer::entry(t, i, SEQ);
-        // Acquire: as in `read_tracked`.
-        let s1 = self.trailer_word(seq_at, Ordering::Acquire);
-        if s1 & 1 == 1 {
-            return None;
-        }
+        let seq = self.seq_word(t, i);
+        let s1 = seqlock::read_begin(seq)?;
         // In bounds: open validated the geometry against the mapping (format fields end
         // before the codes; a slot of at least 8 bytes ends before the formats).
         let fmt = self.load_word(fmt_at).to_le_bytes();
@@ -440,14 +429,12 @@ impl<A: Access> ShareableList<A> {
         }
         let (len, check) = match parsed {
             Format::Bytes(_) => (
-                self.trailer_word(trailer::entry(t, i, LEN), Ordering::Relaxed),
-                self.trailer_word(trailer::entry(t, i, CHECK), Ordering::Relaxed),
+                self.load_word(trailer::entry(t, i, LEN)),
+                self.load_word(trailer::entry(t, i, CHECK)),
             ),
             _ => (NO_LEN, 0),
         };
-        // Acquire fence and re-check: as in `read_tracked`.
-        fence(Ordering::Acquire);
-        if self.trailer_word(seq_at, Ordering::Relaxed) != s1 {
+        if !seqlock::read_end(seq, s1) {
             return None;
         }
         let data = &bytes[..n];
@@ -500,12 +487,16 @@ impl<A: Access> ShareableList<A> {
             .load(Ordering::Relaxed)
     }
 
-    /// Trailer word `at` (an entry field: 8-aligned, inside the trailer, which open checked
-    /// lies inside the mapping) with `order` (a `Relaxed` load and a fence, as on read-only
-    /// mappings).
+    /// Item `i`'s sequence word, for [`seqlock`]'s readers (which only load it, `Relaxed`:
+    /// permitted on read-only mappings) and, through [`word`](Self::word), its writers.
     #[inline]
-    fn trailer_word(&self, at: u64, order: Ordering) -> u64 {
-        atomic_copy::load_read_only(order, || self.load_word(at))
+    fn seq_word(&self, t: u64, i: usize) -> &AtomicU64 {
+        let at = trailer::entry(t, i, SEQ);
+        debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        // SAFETY: 8-aligned and inside the mapping (the trailer's entries lie inside it: open
+        // and create checked `T + 192 + 32 N` is the object's size), which lives as long as
+        // `self`; on a read-only mapping only `Relaxed` loads are made through it.
+        unsafe { &*self.seg.as_ptr().add(at as usize).cast::<AtomicU64>() }
     }
 
     /// Item `i` of a list with a trailer: a snapshot no shmkit writer was changing, and the
@@ -516,27 +507,21 @@ impl<A: Access> ShareableList<A> {
         t: u64,
         i: usize,
     ) -> Result<std::result::Result<(Snapshot, Option<usize>), String>> {
-        let seq_at = trailer::entry(t, i, SEQ);
+        let seq = self.seq_word(t, i);
         let mut wait = Wait::new(self.timeout);
         loop {
-            // Acquire: pairs with the writer's Release store of the even seq at the end of
-            // `set` (and of `repair`): its stores to the item and the entry are visible.
-            let s1 = self.trailer_word(seq_at, Ordering::Acquire);
-            if s1 & 1 == 1 {
+            let Some(s1) = seqlock::read_begin(seq) else {
                 if wait.writer_gone(self, t)? {
                     // A dead writer's half-done item, on a handle that cannot repair it:
                     // read it as Python would.
                     return Ok(self.snapshot(i).map(|s| (s, None)));
                 }
                 continue;
-            }
+            };
             let snap = self.snapshot(i);
-            let len = self.trailer_word(trailer::entry(t, i, LEN), Ordering::Relaxed);
-            let check = self.trailer_word(trailer::entry(t, i, CHECK), Ordering::Relaxed);
-            // Acquire fence: pairs with the writer's fence(Release) after it made seq odd: if
-            // any load above saw a store of a write in progress, the load below sees it odd.
-            fence(Ordering::Acquire);
-            if self.trailer_word(seq_at, Ordering::Relaxed) != s1 {
+            let len = self.load_word(trailer::entry(t, i, LEN));
+            let check = self.load_word(trailer::entry(t, i, CHECK));
+            if !seqlock::read_end(seq, s1) {
                 continue;
             }
             return Ok(snap.map(|s| {

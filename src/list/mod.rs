@@ -4,16 +4,20 @@
 //!
 //! - `cpython`: the exact CPython layout (geometry, formats, codes, item codec);
 //! - `trailer`: shmkit's metadata after the CPython area, and how a list is recognised;
-//! - `list`: the handle, its options, and the per-item seqlock.
+//! - `seqlock`: the per-item sequence word (loom-checked);
+//! - `list`: the handle and its options.
 
 mod cpython;
 mod item;
+#[cfg(not(loom))]
 #[allow(clippy::module_inception)]
 mod list;
+mod seqlock;
 mod trailer;
 
 pub use cpython::MAX_ITEM_LEN;
 pub use item::Item;
+#[cfg(not(loom))]
 pub use list::{ShareableList, ShareableListOptions, DEFAULT_TIMEOUT};
 
 pub(crate) use trailer::{classify, Classified};
