@@ -393,3 +393,24 @@ fn the_fuzz_seeds_decode_as_their_names_say() {
         .unwrap_err()
         .contains("3.8"));
 }
+
+#[test]
+fn an_item_left_odd_with_no_writer_is_repaired_or_read_as_is() {
+    let name = unique_name("slodd");
+    let _c = Cleanup::new(&[&name]);
+    let l = ShareableList::create(&name, &[Item::Bytes(b"x\0".to_vec())]).unwrap();
+    // N = 1: the CPython area ends at 8·3 + 8 + 9 = 41, the trailer starts at 64, item 0's
+    // sequence word at 64 + 192. A broken peer leaves it odd with the writer lock free.
+    let raw = Segment::options().raw(true).open(&name).unwrap();
+    raw.write_at(256, &1u64.to_le_bytes()).unwrap();
+    let ro = ShareableList::open_read_only(&name).unwrap();
+    // A read-only handle cannot repair: it reads the bytes as they are, as Python would.
+    assert_eq!(ro.get(0).unwrap(), Item::Bytes(b"x".to_vec()));
+    // A read-write one repairs (the item loses its exact length), then reads.
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(b"x".to_vec()));
+    let mut w = [0u8; 8];
+    raw.read_at(256, &mut w).unwrap();
+    assert_eq!(u64::from_le_bytes(w), 2);
+    l.set(0, &Item::Bytes(b"y\0".to_vec())).unwrap();
+    assert_eq!(ro.get(0).unwrap(), Item::Bytes(b"y\0".to_vec()));
+}

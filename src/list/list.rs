@@ -325,6 +325,14 @@ impl<A: Access> ShareableList<A> {
     /// After a writer died holding the writer lock: every item it left mid-write (odd seq)
     /// loses its exact length and becomes stable again (it reads as Python reads its bytes).
     fn repair<'a>(&self, t: u64, mut guard: LockGuard<'a>) -> Result<LockGuard<'a>> {
+        self.repair_items(t)?;
+        guard.make_consistent().map_err(Error::from)?;
+        Ok(guard)
+    }
+
+    /// With the writer lock held: make every item left mid-write (odd seq) stable again,
+    /// without an exact length.
+    fn repair_items(&self, t: u64) -> Result<()> {
         for i in 0..self.geo.len() {
             let seq = self.word(trailer::entry(t, i, SEQ))?;
             let s = seq.load(Ordering::Relaxed);
@@ -336,8 +344,7 @@ impl<A: Access> ShareableList<A> {
                 seqlock::write_end(seq, s);
             }
         }
-        guard.make_consistent().map_err(Error::from)?;
-        Ok(guard)
+        Ok(())
     }
 
     /// The trailer's writer lock.
@@ -573,12 +580,13 @@ impl Wait {
                 if !A::WRITABLE {
                     return Ok(true);
                 }
-                // Take the writer lock from the dead holder, which repairs the item.
-                let _g = match l.lock(t)?.try_lock() {
-                    Ok(g) => g,
-                    Err(LockError::OwnerDied(g)) => l.repair(t, g)?,
-                    Err(_) => return Ok(false),
-                };
+                // Take the writer lock from the dead holder (or, free while an item is odd, as
+                // only a broken peer leaves it), and repair.
+                match l.lock(t)?.try_lock() {
+                    Ok(_g) => l.repair_items(t)?,
+                    Err(LockError::OwnerDied(g)) => drop(l.repair(t, g)?),
+                    Err(_) => {}
+                }
                 return Ok(false);
             }
         }
