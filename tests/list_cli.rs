@@ -137,3 +137,15 @@ fn ls_and_info_show_lists_and_cpython_lists() {
     assert!(row.contains(" raw "), "{row}");
     assert_eq!(ok(&["list", "get", &raw, "0"]).trim(), "7");
 }
+
+#[test]
+fn bench_list_runs_both_sides() {
+    let out = ok(&["bench", "list", "--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        assert!(r["shmkit_ns"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["cpython_ns"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

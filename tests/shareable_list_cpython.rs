@@ -3,8 +3,8 @@
 //! `python3`), in both directions, and the byte layout pinned against every pyenv CPython
 //! (3.8's older layout refused by name). The Python side is `tests/python/shareable_list.py`.
 //!
-//! A version that is not installed is reported by name on stderr (run with `--nocapture` to
-//! see it); each test fails if fewer than three of CPython 3.9–3.13 ran.
+//! A version that is not installed is reported by name on stderr (always shown, not captured);
+//! each test fails if fewer than three of CPython 3.9–3.13 ran.
 
 mod common;
 
@@ -42,6 +42,13 @@ fn py(py: &str, mode: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// A line on the real standard error, past libtest's capture (which holds `eprintln!` of a
+/// passing test back), so that what ran and what is missing always shows.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn version_of(py: &str) -> Option<(u32, u32)> {
     let out = Command::new(py)
         .args(["-c", "import sys; print(*sys.version_info[:2])"])
@@ -66,7 +73,7 @@ fn interpreters() -> Vec<((u32, u32), String)> {
     found.sort();
     for (a, b) in WANTED {
         if !found.iter().any(|(v, _)| *v == (a, b)) {
-            eprintln!("MISSING: CPython {a}.{b} is not installed (not under `pyenv root`, not python3): not tested");
+            say(&format!("MISSING: CPython {a}.{b} is not installed (not under `pyenv root`, not python3): not tested"));
         }
     }
     found
@@ -147,7 +154,7 @@ fn read_all<A: shmkit::segment::Access>(l: &ShareableList<A>) -> Vec<Item> {
 }
 
 fn require_three(ran: &[String]) {
-    eprintln!("ran against: {ran:?}");
+    say(&format!("ran against CPython {ran:?}"));
     assert!(
         ran.len() >= 3,
         "only {} of CPython 3.9–3.13 ran ({ran:?}); at least three are required",
@@ -280,7 +287,7 @@ fn byte_layout_is_pinned_against_every_cpython() {
         }
     }
     if !saw_38 {
-        eprintln!("MISSING: CPython 3.8 is not installed: its refusal is not tested");
+        say("MISSING: CPython 3.8 is not installed: its refusal is not tested");
     }
     require_three(&ran);
 }
