@@ -22,6 +22,10 @@ pub use list::{ShareableList, ShareableListOptions, DEFAULT_TIMEOUT};
 
 pub(crate) use trailer::{classify, Classified};
 
+/// The most items `probe` (`ls`, `info`, `gc`) accepts in an object it classifies as a list
+/// without being asked to open one (an open takes any count the object's size allows).
+pub(crate) const PROBE_MAX_ITEMS: u64 = 1 << 20;
+
 /// Decode `bytes` as a whole ShareableList object, as `open` and `get` would (the fuzz
 /// target's entry point): the items, or the first error. Never panics, whatever the bytes.
 #[doc(hidden)]

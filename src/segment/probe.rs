@@ -112,17 +112,24 @@ pub fn probe(name: &str) -> Result<Probe> {
     if verdict == Verdict::Raw {
         // A ShareableList keeps shmkit's header in a trailer after its CPython area.
         let mut read = |at: u64, b: &mut [u8]| shm::read_at(&fd, at, b).is_ok_and(|n| n == b.len());
-        match crate::list::classify(name, st.size, &mut read) {
-            Ok(crate::list::Classified::Shmkit { header, .. }) => {
+        // `ls` looks at every object: a raw one whose first word claims millions of items is
+        // not read as a list (that would copy its whole "offsets table" into memory).
+        let mut n = [0u8; 8];
+        let plausible = read(0, &mut n) && u64::from_le_bytes(n) <= crate::list::PROBE_MAX_ITEMS;
+        let classified = plausible
+            .then(|| crate::list::classify(name, st.size, &mut read).ok())
+            .flatten();
+        match classified {
+            Some(crate::list::Classified::Shmkit { header, .. }) => {
                 raw = Some(header);
                 verdict = Verdict::Valid;
             }
-            Ok(crate::list::Classified::BadTrailer { header, why }) => {
+            Some(crate::list::Classified::BadTrailer { header, why }) => {
                 raw = Some(header);
                 verdict = Verdict::Invalid(why);
             }
-            Ok(crate::list::Classified::Cpython(g)) => cpython_list = g.end == st.size,
-            Err(_) => {}
+            Some(crate::list::Classified::Cpython(g)) => cpython_list = g.end == st.size,
+            None => {}
         }
     }
     let header = raw.as_ref().map(HeaderInfo::from_raw);
