@@ -16,7 +16,7 @@ use crate::segment::{
     Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
     FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
 };
-use crate::sync::{LockError, LockGuard, LockState, LIVENESS_SLICE};
+use crate::sync::{token_of, LockError, LockGuard, LockState, LIVENESS_SLICE};
 use crate::Liveness;
 
 /// How long `get`/`set` wait, by default, for another shmkit process's write of the same
@@ -597,16 +597,15 @@ impl Wait {
     }
 }
 
-/// Whether the writer lock's recorded holder is dead (or nobody holds it while an item's seq
-/// is odd: a writer died between its last store and... never in shmkit's own protocol, so a
-/// hostile or broken peer: treat as dead so that the item is repaired).
+/// Whether the writer lock's recorded holder is dead, or nobody holds it (while an item's seq
+/// is odd, which shmkit's own writers never leave behind a released lock: a broken or hostile
+/// peer's doing, repaired the same way).
 fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
-    let at = trailer::LOCK + t;
-    // The owner word is at offset 8 of a LockState (magic u32, depth u32, owner u64), its
-    // token in bits 3.. (`SPEC.md` §6.2). A Relaxed load: permitted on read-only mappings.
-    match l.seg.load_u64(at + 8, Ordering::Relaxed) {
+    // The owner word is at offset 8 of a LockState (magic u32, depth u32, owner u64;
+    // `SPEC.md` §6.2). A Relaxed load: permitted on read-only mappings.
+    match l.seg.load_u64(t + trailer::LOCK + 8, Ordering::Relaxed) {
         Ok(w) => {
-            let token = w >> 3;
+            let token = token_of(w);
             token == 0 || liveness::liveness(token) == Liveness::Dead
         }
         Err(_) => true,

@@ -12,6 +12,8 @@ mod item;
 #[cfg(not(loom))]
 #[allow(clippy::module_inception)]
 mod list;
+// Under loom only its model uses it.
+#[cfg_attr(loom, allow(dead_code))]
 mod seqlock;
 mod trailer;
 

@@ -47,7 +47,8 @@ pub use lock::{Lock, LockError, LockGuard, LockState, Owner};
 pub use named::SyncOptions;
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard, RLockState};
-pub(crate) use robust::LIVENESS_SLICE;
+#[cfg(not(loom))]
+pub(crate) use robust::{token_of, LIVENESS_SLICE};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
