@@ -285,6 +285,29 @@ pub enum Error {
     /// Attaching a queue handle failed: the role is held, no slot is free, or this process
     /// has no liveness token. Never [`AttachError::Segment`] (its error comes out as itself).
     Attach(Box<AttachError>),
+    /// An index is outside a list (Python's `IndexError`). Negative indices count from the
+    /// end, as in Python, before this check.
+    IndexOutOfRange {
+        /// The object name.
+        name: String,
+        /// The index as given.
+        index: i64,
+        /// The list's length.
+        len: usize,
+    },
+    /// A `str`/`bytes` value is longer than the slot it was assigned to (Python's
+    /// `ValueError: bytes/str item exceeds available storage`). Slots never grow: create the
+    /// list with a larger per-item reserve.
+    SlotTooSmall {
+        /// The object name.
+        name: String,
+        /// The item's index.
+        index: usize,
+        /// The value's length in bytes (UTF-8 bytes for a `str`).
+        len: usize,
+        /// The slot's size in bytes.
+        slot: usize,
+    },
 }
 
 impl From<Timeout> for Error {
@@ -426,6 +449,15 @@ impl fmt::Display for Error {
             Error::Barrier(e) => fmt::Display::fmt(e, f),
             Error::Queue(e) => fmt::Display::fmt(e, f),
             Error::Attach(e) => fmt::Display::fmt(e, f),
+            Error::IndexOutOfRange { name, index, len } => write!(
+                f,
+                "{name:?}: index {index} is out of range for a list of {len} items"
+            ),
+            Error::SlotTooSmall { name, index, len, slot } => write!(
+                f,
+                "{name:?}: item {index}'s value is {len} bytes, more than its {slot}-byte slot \
+                 (slots never grow; create the list with a larger per-item reserve)"
+            ),
         }
     }
 }

@@ -29,6 +29,7 @@
 //! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
 //! - [`cell`]: named typed cells, `Value<T>` and `Array<T>` (locked, atomic or seqlocked).
 //! - [`frames`]: zero-copy frame channel (a publisher loans slots, subscribers read in place).
+//! - [`list`]: `ShareableList` in CPython's own byte layout.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -41,6 +42,7 @@ pub mod cell;
 mod cell_seqlock;
 pub mod error;
 pub mod frames;
+pub mod list;
 pub(crate) mod loom;
 pub(crate) mod os;
 pub mod queue;
@@ -48,6 +50,9 @@ pub mod segment;
 pub mod sync;
 
 pub use error::{Error, Result, Timeout, WouldBlock};
+pub use list::Item;
+#[cfg(not(loom))]
+pub use list::ShareableList;
 pub use os::process::Liveness;
 pub use queue::ShmType;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};

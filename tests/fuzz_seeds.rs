@@ -638,6 +638,109 @@ fn cells(out: &mut Out, names: &mut Cleanup) {
     );
 }
 
+/// `shareable_list` seeds: whole objects. Lists shmkit made (with its trailer, identity
+/// replaced), lists exactly as CPython 3.9–3.13 makes them (one made by `python3` itself, the
+/// others by the codec the `shareable_list_cpython` test pins to CPython's bytes), and
+/// CPython 3.8's older layout, which must be refused.
+fn lists(out: &mut Out, names: &mut Cleanup) {
+    use shmkit::list::{encode_cpython_object, Item, ShareableList};
+    let items = [
+        Item::Int(-1),
+        Item::Float(2.5),
+        Item::Bool(true),
+        Item::None,
+        Item::Str("hé".into()),
+        Item::Bytes(b"ab\0".to_vec()),
+    ];
+    let n = common::unique_name("seed-list");
+    names.add(&n);
+    let l = ShareableList::create(&n, &items).unwrap();
+    out.seed("shareable_list", "shmkit-made", dump_list(&n));
+    l.set(0, &Item::Str("hi\0".into())).unwrap();
+    l.set(4, &Item::None).unwrap();
+    out.seed("shareable_list", "shmkit-made-rewritten", dump_list(&n));
+    let n = common::unique_name("seed-list");
+    names.add(&n);
+    let _l = ShareableList::options()
+        .reserve(24)
+        .create(&n, &[])
+        .unwrap();
+    out.seed("shareable_list", "shmkit-made-empty", dump_list(&n));
+
+    let n = common::unique_name("seed-list");
+    names.add(&n);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/shareable_list.py");
+    let st = std::process::Command::new("python3")
+        .arg(script)
+        .args(["demo", &n])
+        .status()
+        .expect("python3 (CPython 3.9+) is needed to generate the shareable_list seeds");
+    assert!(st.success());
+    let py = std::fs::read(format!("/dev/shm/{n}")).unwrap();
+    assert_eq!(
+        py,
+        encode_cpython_object(&items_demo()),
+        "python3 made another layout"
+    );
+    out.seed("shareable_list", "cpython-made-demo", py);
+    out.seed(
+        "shareable_list",
+        "cpython-layout-strings",
+        encode_cpython_object(&[
+            Item::Str("é".repeat(7)),
+            Item::Bytes(vec![0; 9]),
+            Item::Str(String::new()),
+        ]),
+    );
+    out.seed(
+        "shareable_list",
+        "cpython-layout-empty",
+        encode_cpython_object(&[]),
+    );
+    let mut py38 = vec![0u8; 158];
+    py38[..8].copy_from_slice(&6i64.to_le_bytes());
+    for k in 0..6 {
+        py38[8 + 8 * k..16 + 8 * k].copy_from_slice(&8i64.to_le_bytes());
+    }
+    out.seed("shareable_list", "cpython38-layout", py38);
+    out.dict.insert(
+        "kind_shareable_list".into(),
+        Kind::SHAREABLE_LIST.0.to_le_bytes().to_vec(),
+    );
+    for f in ["q", "d", "xxxxxxx?", "xxxxxx?x", "8s", "16s", "9999992s"] {
+        out.dict
+            .insert(format!("list_format_{f}"), f.as_bytes().to_vec());
+    }
+}
+
+/// The reference demo list (`SPEC.md`; `tests/python/shareable_list.py demo`).
+fn items_demo() -> Vec<shmkit::list::Item> {
+    use shmkit::list::Item;
+    vec![
+        Item::Int(1),
+        Item::Float(2.5),
+        Item::Bool(true),
+        Item::None,
+        Item::Str("hé".into()),
+        Item::Bytes(b"ab\0".to_vec()),
+    ]
+}
+
+/// A shmkit list's bytes as [`dump`] gives them, except that its header is a trailer (at the
+/// first multiple of 64 after the CPython area, where shmkit's magic is): the creation time
+/// and pid namespace cleared there, not at offset 64.
+fn dump_list(name: &str) -> Vec<u8> {
+    let orig = std::fs::read(format!("/dev/shm/{name}")).unwrap();
+    let mut b = dump(name);
+    let t = (64..orig.len())
+        .step_by(64)
+        .find(|&t| orig[t..].starts_with(&shmkit::segment::MAGIC))
+        .unwrap();
+    b[64..80].copy_from_slice(&orig[64..80]);
+    b[t + 64..t + 80].fill(0);
+    b
+}
+
 #[test]
 #[ignore = "generator: writes fuzz/corpus/*/seed-* and fuzz/dict/shmkit.dict into the source tree"]
 fn generate_fuzz_seeds_and_dictionary() {
@@ -671,6 +774,7 @@ fn generate_fuzz_seeds_and_dictionary() {
     sync(&mut out, &mut names);
     cells(&mut out, &mut names);
     frames(&mut out, &mut names);
+    lists(&mut out, &mut names);
     out.write();
 
     let total: usize = out.seeds.values().flatten().map(|(_, b)| b.len()).sum();

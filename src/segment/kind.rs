@@ -39,6 +39,9 @@ impl Kind {
     pub const VALUE: Kind = Kind(16);
     /// A typed `Array<T>`.
     pub const ARRAY: Kind = Kind(17);
+    /// A `ShareableList` in CPython's byte layout (its shmkit header is a trailer after the
+    /// CPython area, not at byte 0: `SPEC.md`, ShareableList section).
+    pub const SHAREABLE_LIST: Kind = Kind(24);
     /// A single-producer single-consumer queue of `T`.
     pub const SPSC_QUEUE: Kind = Kind(32);
     /// A multi-producer multi-consumer queue of `T`.
@@ -61,6 +64,7 @@ impl Kind {
         (Kind::BARRIER, "barrier"),
         (Kind::VALUE, "value"),
         (Kind::ARRAY, "array"),
+        (Kind::SHAREABLE_LIST, "shareable_list"),
         (Kind::SPSC_QUEUE, "spsc"),
         (Kind::MPMC_QUEUE, "mpmc"),
         (Kind::BYTES_RING, "bytes-ring"),

@@ -10,6 +10,9 @@ mod probe;
 mod segment;
 
 pub use gc::{gc, GcAction, GcEntry, GcOptions};
+#[cfg(not(loom))]
+pub(crate) use header::STATE_WORD;
+pub(crate) use header::{validate_self, RawHeader};
 pub use header::{HeaderInfo, Lifetime, State, FORMAT_VERSION, HEADER_SIZE, MAGIC};
 pub use kind::{fingerprint, Kind};
 pub use name::{validate_name, MAX_NAME_LEN};

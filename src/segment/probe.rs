@@ -26,6 +26,11 @@ pub struct Probe {
     pub creator: Liveness,
     /// Whether an open would accept the object.
     pub verdict: Verdict,
+    /// No shmkit magic at byte 0 and no shmkit trailer, but the bytes are a valid CPython
+    /// 3.9–3.13 `ShareableList` filling the object exactly (what `ShareableList` in Python
+    /// made); shown as `shareable_list (cpython)`. A shmkit `ShareableList` has its header in
+    /// a trailer instead, which [`header`](Self::header) shows.
+    pub cpython_list: bool,
     /// `(st_dev, st_ino)`, so that a removal can check the name still refers to this object.
     identity: (u64, u64),
 }
@@ -63,6 +68,7 @@ impl Probe {
             (Some(h), _) => h.kind.to_string(),
             // shmkit's magic without a whole header: not a foreign object, a cut one.
             (None, Verdict::Invalid(_)) => "invalid".into(),
+            (None, _) if self.cpython_list => "shareable_list (cpython)".into(),
             (None, _) => "raw".into(),
         }
     }
@@ -89,8 +95,9 @@ pub fn probe(name: &str) -> Result<Probe> {
     let st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
     let mut buf = [0u8; HEADER_SIZE];
     let n = shm::read_prefix(&fd, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
-    let raw = RawHeader::from_prefix(&buf[..n]).filter(|h| h.magic == MAGIC);
-    let verdict = match &raw {
+    let mut raw = RawHeader::from_prefix(&buf[..n]).filter(|h| h.magic == MAGIC);
+    let mut cpython_list = false;
+    let mut verdict = match &raw {
         Some(h) => match validate_self(name, h, st.size) {
             Ok(()) => Verdict::Valid,
             Err(Error::Corrupt { what, .. }) => Verdict::Invalid(what),
@@ -102,6 +109,29 @@ pub fn probe(name: &str) -> Result<Probe> {
         )),
         None => Verdict::Raw,
     };
+    if verdict == Verdict::Raw {
+        // A ShareableList keeps shmkit's header in a trailer after its CPython area.
+        let mut read = |at: u64, b: &mut [u8]| shm::read_at(&fd, at, b).is_ok_and(|n| n == b.len());
+        // `ls` looks at every object: a raw one whose first word claims millions of items is
+        // not read as a list (that would copy its whole "offsets table" into memory).
+        let mut n = [0u8; 8];
+        let plausible = read(0, &mut n) && u64::from_le_bytes(n) <= crate::list::PROBE_MAX_ITEMS;
+        let classified = plausible
+            .then(|| crate::list::classify(name, st.size, &mut read).ok())
+            .flatten();
+        match classified {
+            Some(crate::list::Classified::Shmkit { header, .. }) => {
+                raw = Some(header);
+                verdict = Verdict::Valid;
+            }
+            Some(crate::list::Classified::BadTrailer { header, why }) => {
+                raw = Some(header);
+                verdict = Verdict::Invalid(why);
+            }
+            Some(crate::list::Classified::Cpython(g)) => cpython_list = g.end == st.size,
+            None => {}
+        }
+    }
     let header = raw.as_ref().map(HeaderInfo::from_raw);
     let creator = header
         .as_ref()
@@ -114,6 +144,7 @@ pub fn probe(name: &str) -> Result<Probe> {
         header,
         creator,
         verdict,
+        cpython_list,
         identity: st.identity,
     })
 }
@@ -138,6 +169,7 @@ pub fn list() -> Result<Vec<Probe>> {
                 header: None,
                 creator: Liveness::Unknown,
                 verdict: Verdict::Raw,
+                cpython_list: false,
                 identity: st.identity,
             }),
         })

@@ -50,6 +50,8 @@ pub use named::SyncOptions;
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard, RLockState};
 #[cfg(not(loom))]
+pub(crate) use robust::{token_of, LIVENESS_SLICE};
+#[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
 pub use waiter::WaitQueue;

@@ -94,6 +94,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// ShareableList get/set per operation beside CPython's own ShareableList.
+    List(crate::bench_list::Args),
     /// One-way throughput (msg/s, GB/s) from one process to another.
     Throughput {
         /// Fewer messages (a smoke run).
@@ -1171,5 +1173,6 @@ pub(crate) fn run(args: Args) -> CmdResult {
         Cmd::Throughput { quick, json } => throughput(quick, json),
         Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
         Cmd::Frames { quick, json } => crate::bench_frames::run(quick, json),
+        Cmd::List(a) => crate::bench_list::run(a),
     }
 }

@@ -73,6 +73,9 @@ impl From<&HeaderInfo> for Header {
 
 /// The object's own state, for valid objects of kinds this build can describe.
 fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
+    if let Some(v) = crate::list::info_state(p)? {
+        return Ok(Some(v));
+    }
     let Some(h) = &p.header else { return Ok(None) };
     if p.verdict != Verdict::Valid {
         return Ok(None);

@@ -10,6 +10,7 @@
 mod bench;
 mod bench_cells;
 mod bench_frames;
+mod bench_list;
 mod bench_mpmc_bytes;
 mod bytes;
 mod cell;
@@ -17,6 +18,7 @@ mod dump;
 mod frames;
 mod gc;
 mod info;
+mod list;
 mod ls;
 mod queue;
 mod queue_mpmc_bytes;
@@ -87,6 +89,8 @@ enum Cmd {
     Array(cell::ArrayArgs),
     /// Create, inspect (`stat`) and save from zero-copy frame channels.
     Frames(frames::Args),
+    /// Create, read and write a ShareableList (CPython's layout; Python opens it by name).
+    List(list::Args),
     /// Two-process latency and throughput benchmarks, with floors measured in the same run.
     Bench(bench::Args),
     /// The peer process of `shmkit bench` (internal).
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
         Cmd::Value(a) => cell::value(a),
         Cmd::Array(a) => cell::array(a),
         Cmd::Frames(a) => frames::run(a),
+        Cmd::List(a) => list::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchPeer(a) => bench::peer(a),
         Cmd::Create(a) => bytes::create(a),

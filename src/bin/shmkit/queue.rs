@@ -86,7 +86,7 @@ enum Cmd {
 }
 
 /// Clap value parser for `--lifetime`.
-fn lifetime(s: &str) -> Result<Lifetime, String> {
+pub(crate) fn lifetime(s: &str) -> Result<Lifetime, String> {
     match s {
         "persistent" => Ok(Lifetime::Persistent),
         "owned" => Ok(Lifetime::Owned),

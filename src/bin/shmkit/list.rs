@@ -1,0 +1,234 @@
+//! `shmkit list`: create, read and write a `ShareableList` (CPython's layout; stock Python
+//! opens it with `ShareableList(name=NAME)`), and what `shmkit info` shows of one.
+//!
+//! Items are JSON: integers (the full i64 range, exactly), floats (printed so that they parse
+//! back to the same float; NaN and the infinities as `{"float": "nan" | "inf" | "-inf"}`),
+//! `true`/`false`, `null`, strings, and bytes as `{"hex": "00ff"}`. A JSON argument of `-`
+//! is read from standard input (a 10 MB item does not fit on a command line).
+
+use std::io::Read;
+
+use crate::{create_error, outln, segment_name, CmdResult, Stop};
+use serde_json::{json, Value};
+use shmkit::list::{Item, ShareableList};
+use shmkit::segment::{Kind, Lifetime, Probe, Verdict};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Create a list from a JSON array (`-`: read it from standard input).
+    Create {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// The items, e.g. '[1, 2.5, true, null, "hé", {"hex": "00ff"}]', or `-`.
+        items: String,
+        /// Make every slot at least this many bytes, so longer str/bytes values fit later.
+        #[arg(long, default_value_t = 0)]
+        reserve: usize,
+        /// Permission bits, octal.
+        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        mode: u32,
+        /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this
+        /// process (its creator) is dead.
+        #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+        lifetime: Lifetime,
+    },
+    /// Print one item (negative indices count from the end), or all of them as a JSON array.
+    Get {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// The index.
+        #[arg(allow_negative_numbers = true)]
+        index: Option<isize>,
+    },
+    /// Assign one item from JSON (`-`: read it from standard input).
+    Set {
+        /// Segment name.
+        #[arg(value_parser = segment_name)]
+        name: String,
+        /// The index (negative counts from the end).
+        #[arg(allow_negative_numbers = true)]
+        index: isize,
+        /// The value, e.g. '"text"', '42', '{"hex": "00"}', or `-`.
+        item: String,
+    },
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    match args.cmd {
+        Cmd::Create {
+            name,
+            items,
+            reserve,
+            mode,
+            lifetime,
+        } => {
+            let v = parse_json(&items)?;
+            let Value::Array(vs) = v else {
+                return Err(Stop::Usage("the items must be a JSON array".into()));
+            };
+            let items = vs
+                .iter()
+                .map(item_from_json)
+                .collect::<Result<Vec<_>, _>>()?;
+            ShareableList::options()
+                .reserve(reserve)
+                .mode(mode)
+                .lifetime(lifetime)
+                .create(&name, &items)
+                .map_err(create_error)?;
+            Ok(())
+        }
+        Cmd::Get { name, index } => {
+            let l = ShareableList::open_read_only(&name).map_err(|e| e.to_string())?;
+            let v = match index {
+                Some(i) => item_to_json(&l.get(i).map_err(|e| e.to_string())?),
+                None => Value::Array(
+                    l.iter()
+                        .map(|v| v.map(|v| item_to_json(&v)))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            outln!("{v}")
+        }
+        Cmd::Set { name, index, item } => {
+            let v = item_from_json(&parse_json(&item)?)?;
+            let l = ShareableList::open(&name).map_err(|e| e.to_string())?;
+            l.set(index, &v).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+}
+
+/// `text`, or standard input for `-`, as JSON (a usage error if it is not JSON).
+fn parse_json(text: &str) -> Result<Value, Stop> {
+    let mut buf = String::new();
+    let text = if text == "-" {
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        &buf
+    } else {
+        text
+    };
+    serde_json::from_str(text).map_err(|e| Stop::Usage(format!("not JSON: {e}")))
+}
+
+/// A JSON value as an item (see the module docs).
+fn item_from_json(v: &Value) -> Result<Item, Stop> {
+    let bad = |what: String| Err(Stop::Usage(what));
+    match v {
+        Value::Null => Ok(Item::None),
+        Value::Bool(b) => Ok(Item::Bool(*b)),
+        Value::String(s) => Ok(Item::Str(s.clone())),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Ok(Item::Int(i)),
+            (None, Some(u), _) => bad(format!(
+                "{u} is beyond the int64 range a ShareableList stores"
+            )),
+            (None, None, Some(f)) if n.to_string().contains(['.', 'e', 'E']) => Ok(Item::Float(f)),
+            _ => bad(format!(
+                "{n} is beyond the int64 range a ShareableList stores"
+            )),
+        },
+        Value::Object(o) if o.len() == 1 => match o.iter().next() {
+            Some((k, Value::String(h))) if k == "hex" => match hex_decode(h) {
+                Some(b) => Ok(Item::Bytes(b)),
+                None => bad(format!("{h:?} is not an even number of hex digits")),
+            },
+            Some((k, Value::String(f))) if k == "float" => match f.as_str() {
+                "nan" => Ok(Item::Float(f64::NAN)),
+                "inf" => Ok(Item::Float(f64::INFINITY)),
+                "-inf" => Ok(Item::Float(f64::NEG_INFINITY)),
+                _ => bad(format!(
+                    "{{\"float\": {f:?}}}: use \"nan\", \"inf\" or \"-inf\""
+                )),
+            },
+            _ => bad(format!("unknown item {v}: bytes are {{\"hex\": \"00ff\"}}")),
+        },
+        _ => bad(format!(
+            "{v} is not an item: a number, true/false, null, a string or {{\"hex\": \"00ff\"}}"
+        )),
+    }
+}
+
+/// An item as JSON (see the module docs).
+pub(crate) fn item_to_json(v: &Item) -> Value {
+    match v {
+        Item::Int(i) => json!(i),
+        Item::Float(f) if f.is_nan() => json!({"float": "nan"}),
+        Item::Float(f) if f.is_infinite() => {
+            json!({"float": if *f > 0.0 { "inf" } else { "-inf" }})
+        }
+        Item::Float(f) => json!(f),
+        Item::Bool(b) => json!(b),
+        Item::None => Value::Null,
+        Item::Str(s) => json!(s),
+        Item::Bytes(b) => json!({"hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
+    }
+}
+
+fn hex_decode(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What `shmkit info` shows of a list (made by shmkit or by CPython): each item's value
+/// (long ones cut), format and slot size. `None` for other objects.
+pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
+    let shmkit_made = p.verdict == Verdict::Valid
+        && p.header
+            .as_ref()
+            .is_some_and(|h| h.kind == Kind::SHAREABLE_LIST);
+    if !shmkit_made && !p.cpython_list {
+        return Ok(None);
+    }
+    let l = ShareableList::open_read_only(&p.name).map_err(|e| e.to_string())?;
+    let mut items = Vec::with_capacity(l.len());
+    for i in 0..l.len() as isize {
+        let value = match l.get(i) {
+            Ok(v) => shorten(item_to_json(&v)),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        items.push(json!({
+            "value": value,
+            "format": l.format_of(i).unwrap_or_else(|e| e.to_string()),
+            "slot": l.slot_size(i).unwrap_or(0),
+        }));
+    }
+    Ok(Some(json!({
+        "layout": if shmkit_made { "CPython 3.9–3.13, shmkit trailer" } else { "CPython 3.9–3.13, no trailer (made by CPython)" },
+        "len": l.len(),
+        "items": items,
+    })))
+}
+
+/// Long strings and hex cut to 64 characters, with the full length beside.
+fn shorten(v: Value) -> Value {
+    const MAX: usize = 64;
+    match &v {
+        Value::String(s) if s.chars().count() > MAX => {
+            json!({"str_prefix": s.chars().take(MAX).collect::<String>(), "bytes": s.len()})
+        }
+        Value::Object(o) => match o.get("hex") {
+            Some(Value::String(h)) if h.len() > MAX => {
+                json!({"hex_prefix": &h[..MAX], "bytes": h.len() / 2})
+            }
+            _ => v,
+        },
+        _ => v,
+    }
+}

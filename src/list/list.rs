@@ -1,0 +1,810 @@
+//! [`ShareableList`]: the handle, its options, and the per-item seqlock protocol.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use zerocopy::IntoBytes;
+
+use super::cpython::{self, decode, encode, Format, Geometry, Snapshot, MAX_ITEM_LEN, MAX_SLOT};
+use super::item::Item;
+use super::seqlock;
+use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
+use crate::error::{Error, Result};
+use crate::os::{deadline, liveness, process};
+use crate::segment::{
+    Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
+    FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
+};
+use crate::sync::{token_of, LockError, LockGuard, LockState, LIVENESS_SLICE};
+use crate::Liveness;
+
+/// How long `get`/`set` wait, by default, for another shmkit process's write of the same
+/// item (or for the list's writer lock) before giving up with [`Error::Timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many times a read that decodes to nonsense (a Python writer caught half-way through an
+/// update, which no shmkit protocol can see) is retried before it is reported as corrupt.
+const DECODE_RETRIES: u32 = 64;
+
+/// A fixed-length list of [`Item`]s in shared memory, in the byte layout of CPython
+/// 3.9–3.13's `multiprocessing.shared_memory.ShareableList`: stock Python opens, reads and
+/// writes a list shmkit created (`ShareableList(name=...)`), and shmkit opens, reads and
+/// writes one Python created.
+///
+/// The CPython area starts at byte 0, where Python reads it; a list shmkit creates carries
+/// shmkit's own metadata in a trailer after it (`SPEC.md`, ShareableList section), which
+/// Python ignores and which gives shmkit processes more than CPython does:
+///
+/// - `str` slots are sized by UTF-8 bytes, not characters (CPython gh-88336);
+/// - a shmkit reader gets back exactly what a shmkit writer stored, trailing NUL bytes
+///   included (gh-96779, gh-106939); a value a Python process wrote reads with Python's
+///   semantics (trailing NULs stripped);
+/// - shmkit writers are serialised by a robust lock and each item has a sequence word, so a
+///   shmkit reader never sees a shmkit writer's update half-done. A *Python* writer takes no
+///   lock: a shmkit reader racing one can see a mix of old and new bytes, as a Python reader
+///   can (a read that decodes to nonsense is retried).
+///
+/// A list Python created has no trailer: shmkit reads and writes it exactly as Python does,
+/// with none of the guarantees above.
+///
+/// Like Python's, the list's length and slot sizes never change; assigning a `str`/`bytes`
+/// longer than its slot fails with [`Error::SlotTooSmall`] (Python's `ValueError`), so create
+/// the list with a [`reserve`](ShareableListOptions::reserve) when values will grow.
+///
+/// ```
+/// use shmkit::list::{Item, ShareableList};
+/// # let name = format!("doc-list-{}", std::process::id());
+/// let list = ShareableList::options()
+///     .reserve(16)
+///     .unlink_on_drop(true)
+///     .create(&name, &[Item::Int(1), Item::Str("hé".into()), Item::Bytes(b"a\0".to_vec())])?;
+/// let other = ShareableList::open(&name)?; // e.g. in another process
+/// assert_eq!(other.get(-1)?, Item::Bytes(b"a\0".to_vec())); // the trailing NUL survives
+/// other.set(1, &Item::from("longer value"))?;
+/// assert_eq!(list.get(1)?, Item::Str("longer value".into()));
+/// assert_eq!(list.len(), 3);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct ShareableList<A: Access = ReadWrite> {
+    seg: Segment<A>,
+    geo: Geometry,
+    /// Where the trailer starts, for a list with one (made by shmkit).
+    trailer: Option<u64>,
+    timeout: Duration,
+}
+
+impl<A: Access> std::fmt::Debug for ShareableList<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareableList")
+            .field("name", &self.seg.name())
+            .field("len", &self.geo.len())
+            .field("shmkit_trailer", &self.trailer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder for creating or opening a [`ShareableList`]; start with
+/// [`ShareableList::options`].
+#[derive(Debug)]
+pub struct ShareableListOptions<A: Access = ReadWrite> {
+    seg: SegmentOptions<A>,
+    lifetime: Lifetime,
+    reserve: usize,
+    timeout: Duration,
+    _access: PhantomData<A>,
+}
+
+impl<A: Access> Clone for ShareableListOptions<A> {
+    fn clone(&self) -> Self {
+        ShareableListOptions {
+            seg: self.seg.clone(),
+            lifetime: self.lifetime,
+            reserve: self.reserve,
+            timeout: self.timeout,
+            _access: PhantomData,
+        }
+    }
+}
+
+impl ShareableList<ReadWrite> {
+    /// Options with the defaults: mode 0600, [`Lifetime::Persistent`], no reserve (slots
+    /// sized as CPython sizes them), no unlink on drop, a 5 s timeout for waits, read-write.
+    pub fn options() -> ShareableListOptions<ReadWrite> {
+        ShareableListOptions {
+            seg: Segment::options().raw(true),
+            lifetime: Lifetime::Persistent,
+            reserve: 0,
+            timeout: DEFAULT_TIMEOUT,
+            _access: PhantomData,
+        }
+    }
+
+    /// Create a list holding `items`, with the default options.
+    pub fn create(name: &str, items: &[Item]) -> Result<Self> {
+        Self::options().create(name, items)
+    }
+
+    /// Open an existing list (made by shmkit or by CPython 3.9–3.13) read-write.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::options().open(name)
+    }
+
+    /// Assign `value` to item `index` (negative counts from the end), as Python's
+    /// `sl[index] = value` does: any type may replace any other; a `str`/`bytes` must fit the
+    /// item's slot ([`Error::SlotTooSmall`] names its size; an exact fit is allowed).
+    ///
+    /// On a list made by shmkit the update is atomic for shmkit readers; it waits for another
+    /// shmkit writer at most the [`timeout`](ShareableListOptions::timeout), and repairs the
+    /// item a writer that died half-way left (it then reads as Python would read those
+    /// bytes). On a list made by CPython it writes format, code and data in CPython's order,
+    /// with no lock, as Python does.
+    ///
+    /// ```
+    /// use shmkit::list::{Item, ShareableList};
+    /// # let name = format!("doc-list-set-{}", std::process::id());
+    /// let l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::from("abc")])?;
+    /// assert!(matches!(l.set(0, &Item::from("123456789")), Err(shmkit::Error::SlotTooSmall { slot: 8, .. })));
+    /// l.set(0, &Item::from(7))?; // a str slot takes an int
+    /// assert_eq!(l.get(0)?, Item::Int(7));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set(&self, index: isize, value: &Item) -> Result<()> {
+        let i = self.normalise(index)?;
+        let (start, slot) = self.geo.slot(i);
+        let (fmt, code, bytes) = encode(value, slot).map_err(|len| Error::SlotTooSmall {
+            name: self.seg.name().to_owned(),
+            index: i,
+            len,
+            slot,
+        })?;
+        // encode only produces formats whose field fits (slots above MAX_SLOT are refused).
+        let field = fmt.field().unwrap_or_default();
+        let Some(t) = self.trailer else {
+            return self.store_item(i, start, &field, code, bytes.as_slice());
+        };
+        let lock = self.lock(t)?;
+        // try_lock first: an uncontended set reads no clock.
+        let taken = match lock.try_lock() {
+            Err(LockError::WouldBlock) => lock.lock_timeout(self.timeout),
+            other => other,
+        };
+        let guard = match taken {
+            Ok(g) => g,
+            Err(LockError::OwnerDied(g)) => self.repair(t, g)?,
+            Err(e) => return Err(e.without_guard().into()),
+        };
+        let seq = self.word(trailer::entry(t, i, SEQ))?;
+        let odd = seqlock::write_begin(seq);
+        self.store_item(i, start, &field, code, bytes.as_slice())?;
+        let (len, check) = match value {
+            Item::Str(s) => (
+                s.len() as u64,
+                trailer::check(&field, code, bytes.as_slice()),
+            ),
+            Item::Bytes(b) => (
+                b.len() as u64,
+                trailer::check(&field, code, bytes.as_slice()),
+            ),
+            _ => (NO_LEN, 0),
+        };
+        self.word(trailer::entry(t, i, LEN))?
+            .store(len, Ordering::Relaxed);
+        self.word(trailer::entry(t, i, CHECK))?
+            .store(check, Ordering::Relaxed);
+        seqlock::write_end(seq, odd);
+        drop(guard);
+        Ok(())
+    }
+
+    /// Write format, code, then data, CPython's order.
+    fn store_item(
+        &self,
+        i: usize,
+        start: u64,
+        field: &[u8; 8],
+        code: u8,
+        data: &[u8],
+    ) -> Result<()> {
+        self.seg.write_at(self.geo.format_at(i), field)?;
+        self.seg.write_at(self.geo.code_at(i), &[code])?;
+        self.seg.write_at(start, data)
+    }
+}
+
+impl ShareableList<ReadOnly> {
+    /// Open an existing list read-only (`O_RDONLY`, `PROT_READ`): what `shmkit info` uses.
+    pub fn open_read_only(name: &str) -> Result<Self> {
+        ShareableList::options().read_only().open(name)
+    }
+}
+
+impl<A: Access> ShareableList<A> {
+    /// The segment name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// The number of items (fixed when the list was created).
+    pub fn len(&self) -> usize {
+        self.geo.len()
+    }
+
+    /// Whether the list has no items.
+    pub fn is_empty(&self) -> bool {
+        self.geo.len() == 0
+    }
+
+    /// Whether the list carries shmkit's trailer (made by shmkit), or is a bare CPython one.
+    pub fn has_trailer(&self) -> bool {
+        self.trailer.is_some()
+    }
+
+    /// The size of item `index`'s slot in bytes: the longest `str`/`bytes` it takes.
+    pub fn slot_size(&self, index: isize) -> Result<usize> {
+        Ok(self.geo.slot(self.normalise(index)?).1)
+    }
+
+    /// Item `index`'s `struct` format as stored now (`q`, `d`, `xxxxxxx?`, `xxxxxx?x`,
+    /// `<n>s`), as Python's `ShareableList.format` shows it item by item.
+    pub fn format_of(&self, index: isize) -> Result<String> {
+        let i = self.normalise(index)?;
+        let mut f = [0u8; 8];
+        self.seg.read_at(self.geo.format_at(i), &mut f)?;
+        Format::parse(&f)
+            .map(|f| f.to_string())
+            .map_err(|e| self.corrupt(i, &e))
+    }
+
+    /// Item `index` (negative counts from the end, as in Python).
+    ///
+    /// A `str`/`bytes` a shmkit process wrote comes back exactly (trailing NULs included);
+    /// one a Python process wrote comes back as Python reads it (trailing NULs stripped). On
+    /// a list made by shmkit this waits, at most the
+    /// [`timeout`](ShareableListOptions::timeout), for another shmkit process's update of the
+    /// same item to finish ([`Error::Timeout`] after it).
+    ///
+    /// ```
+    /// use shmkit::list::{Item, ShareableList};
+    /// # let name = format!("doc-list-get-{}", std::process::id());
+    /// let l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::Int(1), Item::None])?;
+    /// assert_eq!(l.get(-1)?, Item::None);
+    /// assert!(matches!(l.get(2), Err(shmkit::Error::IndexOutOfRange { index: 2, len: 2, .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get(&self, index: isize) -> Result<Item> {
+        let i = self.normalise(index)?;
+        if let Some(v) = self.get_fast(i) {
+            return Ok(v);
+        }
+        let mut tries = 0;
+        loop {
+            let got = match self.trailer {
+                Some(t) => self.read_tracked(t, i)?,
+                None => self.snapshot(i).map(|s| (s, None)),
+            };
+            let decoded =
+                got.and_then(|(s, exact)| decode(s.fmt, s.code, s.data.as_slice(), exact));
+            match decoded {
+                Ok(v) => return Ok(v),
+                // A Python writer half-way through this item, perhaps: look again.
+                Err(_) if tries < DECODE_RETRIES => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(self.corrupt(i, &e)),
+            }
+        }
+    }
+
+    /// Every item in order (each one a [`get`](Self::get)).
+    pub fn iter(&self) -> impl Iterator<Item = Result<Item>> + '_ {
+        (0..self.len()).map(|i| self.get(i as isize))
+    }
+
+    /// How many items equal `value` by Python's `==` ([`Item::py_eq`]: `1 == 1.0 == True`).
+    pub fn count(&self, value: &Item) -> Result<usize> {
+        let mut n = 0;
+        for v in self.iter() {
+            n += v?.py_eq(value) as usize;
+        }
+        Ok(n)
+    }
+
+    /// The first index whose item equals `value` by Python's `==`, or `None` (where Python
+    /// raises `ValueError`).
+    pub fn index(&self, value: &Item) -> Result<Option<usize>> {
+        for (i, v) in self.iter().enumerate() {
+            if v?.py_eq(value) {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a writer died holding the writer lock: every item it left mid-write (odd seq)
+    /// loses its exact length and becomes stable again (it reads as Python reads its bytes).
+    fn repair<'a>(&self, t: u64, mut guard: LockGuard<'a>) -> Result<LockGuard<'a>> {
+        self.repair_items(t)?;
+        guard.make_consistent().map_err(Error::from)?;
+        Ok(guard)
+    }
+
+    /// With the writer lock held: make every item left mid-write (odd seq) stable again,
+    /// without an exact length.
+    fn repair_items(&self, t: u64) -> Result<()> {
+        for i in 0..self.geo.len() {
+            let seq = self.word(trailer::entry(t, i, SEQ))?;
+            let s = seq.load(Ordering::Relaxed);
+            if s & 1 == 1 {
+                self.word(trailer::entry(t, i, LEN))?
+                    .store(NO_LEN, Ordering::Relaxed);
+                self.word(trailer::entry(t, i, CHECK))?
+                    .store(0, Ordering::Relaxed);
+                seqlock::write_end(seq, s);
+            }
+        }
+        Ok(())
+    }
+
+    /// The trailer's writer lock.
+    fn lock(&self, t: u64) -> Result<&LockState> {
+        let at = trailer::LOCK as usize + t as usize;
+        if at + std::mem::size_of::<LockState>() > self.seg.len() {
+            return Err(Error::corrupt(
+                self.seg.name(),
+                "the writer lock lies past the end",
+            ));
+        }
+        if !A::WRITABLE {
+            return Err(Error::invalid(
+                self.seg.name(),
+                "a read-only handle cannot take the writer lock",
+            ));
+        }
+        // SAFETY: inside the mapping (checked above; T is a multiple of 64, so the lock is
+        // 8-aligned), which is read-write (checked above) and lives as long as `self`.
+        unsafe { LockState::from_ptr(self.seg.as_ptr().add(at).cast()) }
+            .map_err(|e| Error::corrupt(self.seg.name(), format!("the trailer's writer lock: {e}")))
+    }
+
+    /// The 8-aligned word at `off` of a read-write mapping, for stores.
+    fn word(&self, off: u64) -> Result<&AtomicU64> {
+        if !A::WRITABLE || off % 8 != 0 || off + 8 > self.seg.len() as u64 {
+            return Err(Error::invalid(
+                self.seg.name(),
+                format!("no writable word at offset {off}"),
+            ));
+        }
+        // SAFETY: in bounds and 8-aligned (checked; the mapping is page-aligned); the mapping
+        // is read-write (checked), lives as long as `self`, and every process accesses these
+        // trailer words only atomically.
+        Ok(unsafe { &*self.seg.as_ptr().add(off as usize).cast::<AtomicU64>() })
+    }
+
+    fn normalise(&self, index: isize) -> Result<usize> {
+        let len = self.geo.len();
+        let i = if index < 0 {
+            index.checked_add(len as isize)
+        } else {
+            Some(index)
+        };
+        match i {
+            Some(i) if i >= 0 && (i as usize) < len => Ok(i as usize),
+            _ => Err(Error::IndexOutOfRange {
+                name: self.seg.name().to_owned(),
+                index: index as i64,
+                len,
+            }),
+        }
+    }
+
+    fn corrupt(&self, i: usize, what: &str) -> Error {
+        Error::corrupt(self.seg.name(), format!("item {i}: {what}"))
+    }
+
+    /// The common case of [`get`](Self::get) in a handful of loads: a list with a trailer,
+    /// nobody writing the item, 8-aligned format and slot, and an int, float, bool or None, or
+    /// a `str`/`bytes` of a slot of at most 32 bytes. `None`: take the general path (which
+    /// decides everything again from scratch, so this path only has to be right when it
+    /// answers).
+    #[inline]
+    fn get_fast(&self, i: usize) -> Option<Item> {
+        let t = self.trailer?;
+        let (start, slot) = self.geo.slot(i);
+        let fmt_at = self.geo.format_at(i);
+        if fmt_at % 8 != 0 || start % 8 != 0 || slot < 8 {
+            return None;
+        }
+        let seq = self.seq_word(t, i);
+        let s1 = seqlock::read_begin(seq)?;
+        // In bounds: open validated the geometry against the mapping (format fields end
+        // before the codes; a slot of at least 8 bytes ends before the formats).
+        let fmt = self.load_word(fmt_at).to_le_bytes();
+        let mut code = [0u8];
+        self.read(self.geo.code_at(i), &mut code).then_some(())?;
+        let parsed = Format::parse(&fmt).ok()?;
+        let n = match parsed {
+            Format::Bytes(n) if n <= 32 && n % 8 == 0 && n <= slot => n,
+            Format::Bytes(_) => return None,
+            _ => 8,
+        };
+        let mut bytes = [0u8; 32];
+        for k in 0..n / 8 {
+            let w = self.load_word(start + 8 * k as u64);
+            bytes[8 * k..8 * k + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        let (len, check) = match parsed {
+            Format::Bytes(_) => (
+                self.load_word(trailer::entry(t, i, LEN)),
+                self.load_word(trailer::entry(t, i, CHECK)),
+            ),
+            _ => (NO_LEN, 0),
+        };
+        if !seqlock::read_end(seq, s1) {
+            return None;
+        }
+        let data = &bytes[..n];
+        let exact =
+            (len != NO_LEN && len as usize <= n && check == trailer::check(&fmt, code[0], data))
+                .then_some(len as usize);
+        decode(parsed, code[0], data, exact).ok()
+    }
+
+    /// Copies of item `i`'s format, code and slot bytes (see [`cpython::snapshot`]).
+    fn snapshot(&self, i: usize) -> std::result::Result<Snapshot, String> {
+        cpython::snapshot(&self.geo, i, &mut |at, buf| self.read(at, buf))
+    }
+
+    /// Copy `buf.len()` bytes at object offset `at`; `false` if they are not all inside the
+    /// mapping. An aligned word or a single byte is one atomic load (the fast path of `get`);
+    /// anything else goes through `Segment::read_at`.
+    #[inline]
+    fn read(&self, at: u64, buf: &mut [u8]) -> bool {
+        let inside = at
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.seg.len() as u64);
+        match buf.len() {
+            8 if inside && at % 8 == 0 => {
+                buf.copy_from_slice(&self.load_word(at).to_le_bytes());
+                true
+            }
+            1 if inside => {
+                // SAFETY: inside the mapping (checked), which lives as long as `self`; a
+                // Relaxed byte load is permitted on read-only mappings; every access this
+                // process makes to shared bytes is atomic.
+                buf[0] =
+                    unsafe { AtomicU8::from_ptr(self.seg.as_ptr().add(at as usize).cast_mut()) }
+                        .load(Ordering::Relaxed);
+                true
+            }
+            _ => self.seg.read_at(at, buf).is_ok(),
+        }
+    }
+
+    /// The 8-aligned word at object offset `at`, which the caller checked lies inside the
+    /// mapping: one `Relaxed` load (permitted on read-only mappings).
+    #[inline]
+    fn load_word(&self, at: u64) -> u64 {
+        debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        // SAFETY: 8-aligned and inside the mapping (the caller's check; the mapping is
+        // page-aligned), which lives as long as `self`; every process accesses these words
+        // atomically (or is another process, outside this process's memory model).
+        unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(at as usize).cast::<u64>().cast_mut()) }
+            .load(Ordering::Relaxed)
+    }
+
+    /// Item `i`'s sequence word, for [`seqlock`]'s readers (which only load it, `Relaxed`:
+    /// permitted on read-only mappings) and, through [`word`](Self::word), its writers.
+    #[inline]
+    fn seq_word(&self, t: u64, i: usize) -> &AtomicU64 {
+        let at = trailer::entry(t, i, SEQ);
+        debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        // SAFETY: 8-aligned and inside the mapping (the trailer's entries lie inside it: open
+        // and create checked `T + 192 + 32 N` is the object's size), which lives as long as
+        // `self`; on a read-only mapping only `Relaxed` loads are made through it.
+        unsafe { &*self.seg.as_ptr().add(at as usize).cast::<AtomicU64>() }
+    }
+
+    /// Item `i` of a list with a trailer: a snapshot no shmkit writer was changing, and the
+    /// exact length if the bytes are still those a shmkit writer left.
+    #[allow(clippy::type_complexity)]
+    fn read_tracked(
+        &self,
+        t: u64,
+        i: usize,
+    ) -> Result<std::result::Result<(Snapshot, Option<usize>), String>> {
+        let seq = self.seq_word(t, i);
+        let mut wait = Wait::new(self.timeout);
+        loop {
+            let Some(s1) = seqlock::read_begin(seq) else {
+                if wait.writer_gone(self, t)? {
+                    // A dead writer's half-done item, on a handle that cannot repair it:
+                    // read it as Python would.
+                    return Ok(self.snapshot(i).map(|s| (s, None)));
+                }
+                continue;
+            };
+            let snap = self.snapshot(i);
+            let len = self.load_word(trailer::entry(t, i, LEN));
+            let check = self.load_word(trailer::entry(t, i, CHECK));
+            if !seqlock::read_end(seq, s1) {
+                continue;
+            }
+            return Ok(snap.map(|s| {
+                let exact = trailer::exact_len(len, check, &s.field, s.code, s.data.as_slice());
+                (s, exact)
+            }));
+        }
+    }
+}
+
+/// A reader's wait for a shmkit writer's update of an item: spin, then yield, and every
+/// `LIVENESS_SLICE` ask whether the writer-lock holder is dead.
+struct Wait {
+    spins: u32,
+    timeout: Duration,
+    /// Set when the spinning ends (a read that never waits reads no clock).
+    deadline: Option<Option<Instant>>,
+    asked_at: Option<Instant>,
+}
+
+impl Wait {
+    fn new(timeout: Duration) -> Wait {
+        Wait {
+            spins: 0,
+            timeout,
+            deadline: None,
+            asked_at: None,
+        }
+    }
+
+    /// One step of the wait. `Ok(true)`: the writer is dead and this handle cannot repair
+    /// (read-only), so the caller reads the item as it is; `Ok(false)`: look again.
+    fn writer_gone<A: Access>(&mut self, l: &ShareableList<A>, t: u64) -> Result<bool> {
+        self.spins += 1;
+        if self.spins < 128 {
+            std::hint::spin_loop();
+            return Ok(false);
+        }
+        std::thread::yield_now();
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| deadline::after(Some(self.timeout)));
+        let due = self
+            .asked_at
+            .map_or(true, |a| a.elapsed() >= LIVENESS_SLICE);
+        if due {
+            self.asked_at = Some(Instant::now());
+            if holder_dead(l, t) {
+                if !A::WRITABLE {
+                    return Ok(true);
+                }
+                // Take the writer lock from the dead holder (or, free while an item is odd, as
+                // only a broken peer leaves it), and repair.
+                match l.lock(t)?.try_lock() {
+                    Ok(_g) => l.repair_items(t)?,
+                    Err(LockError::OwnerDied(g)) => drop(l.repair(t, g)?),
+                    Err(_) => {}
+                }
+                return Ok(false);
+            }
+        }
+        if deadline::passed(deadline) {
+            return Err(Error::Timeout);
+        }
+        Ok(false)
+    }
+}
+
+/// Whether the writer lock's recorded holder is dead, or nobody holds it (while an item's seq
+/// is odd, which shmkit's own writers never leave behind a released lock: a broken or hostile
+/// peer's doing, repaired the same way).
+fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
+    // The owner word is at offset 8 of a LockState (magic u32, depth u32, owner u64;
+    // `SPEC.md` §6.2). A Relaxed load: permitted on read-only mappings.
+    match l.seg.load_u64(t + trailer::LOCK + 8, Ordering::Relaxed) {
+        Ok(w) => {
+            let token = token_of(w);
+            token == 0 || liveness::liveness(token) == Liveness::Dead
+        }
+        Err(_) => true,
+    }
+}
+
+impl<A: Access> ShareableListOptions<A> {
+    /// Unlink the name when the returned handle is dropped (default: no).
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.seg = self.seg.unlink_on_drop(yes);
+        self
+    }
+
+    /// How long an open waits for a foreign creator (CPython) that has created the name but
+    /// not yet sized it (default 5 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.seg = self.seg.open_timeout(timeout);
+        self
+    }
+
+    /// How long `get`/`set` wait for another shmkit process's update of the same item, or
+    /// for the writer lock, before [`Error::Timeout`] (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Open an existing list: made by shmkit (validated trailer) or by CPython 3.9–3.13 (no
+    /// trailer; any bytes after the CPython area are ignored). CPython 3.8's layout is
+    /// refused with [`Error::KindMismatch`] naming it; anything else that is not a valid list
+    /// (formats or codes CPython does not write, offsets out of order or past the end) with
+    /// [`Error::Corrupt`] naming the field. Never changes the object.
+    pub fn open(&self, name: &str) -> Result<ShareableList<A>> {
+        let seg = self.seg.open(name)?;
+        let size = seg.len() as u64;
+        let mut read = |at: u64, buf: &mut [u8]| seg.read_at(at, buf).is_ok();
+        let first = trailer::classify(name, size, &mut read).map_err(|e| e.into_error(name))?;
+        let (geo, t) = match first {
+            Classified::Cpython(g) => (g, None),
+            Classified::BadTrailer { why, .. } => return Err(Error::corrupt(name, why)),
+            Classified::Shmkit { t, .. } => {
+                // Acquire: pairs with the creator's Release store of READY (`create`), made
+                // before it published the list under this name; then read it all again.
+                seg.load_u32(t + 4 * STATE_WORD as u64, Ordering::Acquire)?;
+                match trailer::classify(name, size, &mut read).map_err(|e| e.into_error(name))? {
+                    Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
+                    _ => {
+                        return Err(Error::corrupt(
+                            name,
+                            "the trailer changed while it was opened",
+                        ))
+                    }
+                }
+            }
+        };
+        let list = ShareableList {
+            seg,
+            geo,
+            trailer: t,
+            timeout: self.timeout,
+        };
+        if let (Some(t), true) = (t, A::WRITABLE) {
+            list.lock(t)?;
+        }
+        Ok(list)
+    }
+}
+
+impl ShareableListOptions<ReadWrite> {
+    /// Permission bits for a created list (default 0600). Python attaches read-write, so a
+    /// Python process needs write permission to open it at all.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.seg = self.seg.mode(mode);
+        self
+    }
+
+    /// Who may remove a created list (default [`Lifetime::Persistent`]); recorded in the
+    /// trailer, where `shmkit gc` reads it.
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Make every slot at least `bytes` long (rounded up to a multiple of 8), so that longer
+    /// `str`/`bytes` values fit later (default 0: slots as CPython sizes them, the value's
+    /// length rounded up to the next multiple of 8, and 8 for the other types). At most
+    /// 9 999 992.
+    pub fn reserve(mut self, bytes: usize) -> Self {
+        self.reserve = bytes;
+        self
+    }
+
+    /// Attach read-only: `get`, `iter`, `count`, `index`, no `set`.
+    pub fn read_only(self) -> ShareableListOptions<ReadOnly> {
+        ShareableListOptions {
+            seg: self.seg.read_only(),
+            lifetime: self.lifetime,
+            reserve: self.reserve,
+            timeout: self.timeout,
+            _access: PhantomData,
+        }
+    }
+
+    /// Create a list holding `items`, in CPython's layout with shmkit's trailer. A
+    /// `str`/`bytes` longer than [`MAX_ITEM_LEN`] (9 999 991 bytes, CPython's own cap) is
+    /// [`Error::TooLarge`]. The list appears under `name` only complete.
+    pub fn create(&self, name: &str, items: &[Item]) -> Result<ShareableList> {
+        for v in items {
+            let len = match v {
+                Item::Str(s) => s.len(),
+                Item::Bytes(b) => b.len(),
+                _ => 0,
+            };
+            if len > MAX_ITEM_LEN {
+                return Err(Error::TooLarge {
+                    name: name.to_owned(),
+                    requested: len as u64,
+                    max: MAX_ITEM_LEN as u64,
+                });
+            }
+        }
+        if self.reserve > MAX_SLOT {
+            return Err(Error::TooLarge {
+                name: name.to_owned(),
+                requested: self.reserve as u64,
+                max: MAX_SLOT as u64,
+            });
+        }
+        if let Lifetime::Invalid(x) = self.lifetime {
+            return Err(Error::invalid(
+                name,
+                format!("lifetime {x} is not one shmkit knows"),
+            ));
+        }
+        let (geo, area) = cpython::build(items, self.reserve);
+        let t = trailer::start(&geo);
+        let total = t + trailer::size(items.len());
+        let token = liveness::current()
+            .map_err(|e| Error::from_io(name, "get this process's liveness token to create", e))?;
+        let header = RawHeader {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            kind: Kind::SHAREABLE_LIST.0,
+            fingerprint: trailer::FINGERPRINT,
+            header_size: HEADER_SIZE as u64,
+            payload_size: trailer::size(items.len()) - HEADER_SIZE as u64,
+            creator_token: token,
+            creator_pid: process::current_pid(),
+            lifetime: self.lifetime.word(),
+            creator_pidns: process::pid_namespace(),
+            created_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            state: State::INITIALIZING,
+            ..RawHeader::default()
+        };
+        let seg = self.seg.create_with(name, total, |s| {
+            s.write_at(0, &area)?;
+            s.write_at(t, header.as_bytes())?;
+            let mut body = Vec::with_capacity(16);
+            body.extend_from_slice(&geo.end.to_le_bytes());
+            body.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            s.write_at(t + trailer::CPYTHON_END, &body)?;
+            for (i, v) in items.iter().enumerate() {
+                let (start, slot) = geo.slot(i);
+                let (len, check) = match v {
+                    Item::Str(x) => (x.len() as u64, slot),
+                    Item::Bytes(x) => (x.len() as u64, slot),
+                    _ => (NO_LEN, 0),
+                };
+                if len != NO_LEN {
+                    let mut field = [0u8; 8];
+                    field.copy_from_slice(&area[geo.format_at(i) as usize..][..8]);
+                    let code = area[geo.code_at(i) as usize];
+                    let data = &area[start as usize..start as usize + check];
+                    s.write_at(trailer::entry(t, i, LEN), &len.to_le_bytes())?;
+                    s.write_at(
+                        trailer::entry(t, i, CHECK),
+                        &trailer::check(&field, code, data).to_le_bytes(),
+                    )?;
+                } else {
+                    s.write_at(trailer::entry(t, i, LEN), &NO_LEN.to_le_bytes())?;
+                }
+            }
+            let at = (t + trailer::LOCK) as usize;
+            // SAFETY: inside the zeroed, unpublished mapping we are building (total covers
+            // the trailer), 8-aligned (T is a multiple of 64), reachable by nobody else yet.
+            unsafe { LockState::init(s.as_mut_ptr().add(at).cast()) };
+            // Release: pairs with the Acquire load of this word in `open`: an opener sees
+            // every byte written above.
+            s.atomic_u32(t + 4 * STATE_WORD as u64)?
+                .store(State::READY, Ordering::Release);
+            Ok(())
+        })?;
+        Ok(ShareableList {
+            seg,
+            geo,
+            trailer: Some(t),
+            timeout: self.timeout,
+        })
+    }
+}

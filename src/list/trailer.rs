@@ -1,0 +1,236 @@
+//! shmkit's trailer after a ShareableList's CPython area (`SPEC.md`, ShareableList section).
+//!
+//! A shmkit list cannot start with shmkit's 128-byte header: CPython reads its own layout
+//! from byte 0. So shmkit's metadata follows the CPython area, at `T = round_up(E, 64)` where
+//! `E` is the end of the CPython area computed from the list's own `N` and offsets table:
+//!
+//! ```text
+//! T +   0  shmkit header (128 bytes, as SPEC §3, kind shareable_list; payload = the body)
+//! T + 128  cpython_end  u64   E, as the creator computed it
+//! T + 136  items        u64   N
+//! T + 144  reserved     2 × u64 (0)
+//! T + 160  writer lock  LockState (32 bytes): serialises shmkit writers
+//! T + 192  entries      N × 32 bytes: seq u64, len u64, check u64, reserved u64
+//! ```
+//!
+//! Recognition: parse the CPython geometry, compute `T`, and require shmkit's magic there, a
+//! header that passes every check a shmkit header gets (against the `size - T` bytes from
+//! `T` on), kind `shareable_list`, this layout's fingerprint, and `cpython_end`/`items`
+//! equal to what the geometry says.
+
+use super::cpython::{Format, Geometry, NotAList};
+use crate::error::{Error, Result};
+use crate::segment::{fingerprint, validate_self, Kind, RawHeader, HEADER_SIZE, MAGIC};
+
+/// Offset of the trailer's fixed body fields from `T`.
+pub(crate) const CPYTHON_END: u64 = 128; // then `items` at 136
+pub(crate) const LOCK: u64 = 160;
+pub(crate) const ENTRIES: u64 = 192;
+/// Bytes per item entry.
+pub(crate) const ENTRY: u64 = 32;
+/// Entry fields.
+pub(crate) const SEQ: u64 = 0;
+pub(crate) const LEN: u64 = 8;
+pub(crate) const CHECK: u64 = 16;
+/// `len` of an entry that records no exact length (not a `str`/`bytes` written by shmkit).
+pub(crate) const NO_LEN: u64 = u64::MAX;
+
+/// The trailer layout's fingerprint.
+pub(crate) const FINGERPRINT: u64 = fingerprint(
+    b"shmkit shareable_list trailer v1: at round_up(E,64): header 128, cpython_end u64, items u64, 2 reserved u64, LockState 32, N x {seq u64, len u64, check u64, reserved u64}",
+);
+
+/// Where the trailer of a list with this geometry starts.
+pub(crate) fn start(g: &Geometry) -> u64 {
+    g.end.div_ceil(64) * 64
+}
+
+/// Total trailer bytes for `n` items.
+pub(crate) fn size(n: usize) -> u64 {
+    ENTRIES + ENTRY * n as u64
+}
+
+/// Offset (from the object's start) of item `i`'s entry field `field`.
+pub(crate) fn entry(t: u64, i: usize, field: u64) -> u64 {
+    t + ENTRIES + ENTRY * i as u64 + field
+}
+
+/// The check word of a `str`/`bytes` value as a shmkit writer left it: a 64-bit hash of the
+/// format field, the code and the slot bytes the format covers. Never 0.
+pub(crate) fn check(fmt: &[u8; 8], code: u8, data: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| {
+        let h = (h ^ w).wrapping_mul(K);
+        h ^ (h >> 29)
+    };
+    let mut h = mix(0x5348_4d4b_4c53_5431, u64::from_le_bytes(*fmt));
+    h = mix(h, u64::from(code) | (data.len() as u64) << 8);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    let mut w = [0u8; 8];
+    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(h, u64::from_le_bytes(w)) | 1
+}
+
+/// The exact length of a value whose copies are `field`, `code` and `data` (the bytes its
+/// format covers), if the trailer entry's `len` and `check` say a shmkit writer left exactly
+/// these bytes; `None` (read with Python's semantics) otherwise.
+pub(crate) fn exact_len(
+    len: u64,
+    check_word: u64,
+    field: &[u8; 8],
+    code: u8,
+    data: &[u8],
+) -> Option<usize> {
+    (len != NO_LEN && len <= data.len() as u64 && check_word == check(field, code, data))
+        .then_some(len as usize)
+}
+
+/// What the bytes of an object are, as a ShareableList.
+#[derive(Debug)]
+pub(crate) enum Classified {
+    /// A valid CPython-layout list with a valid shmkit trailer at `t`.
+    Shmkit {
+        /// The geometry.
+        geometry: Geometry,
+        /// Where the trailer starts.
+        t: u64,
+        /// The trailer's header.
+        header: RawHeader,
+    },
+    /// A CPython-layout list without a trailer.
+    Cpython(Geometry),
+    /// shmkit's magic where a trailer would be, but an open would refuse it: why.
+    BadTrailer {
+        /// The header as its bytes read.
+        header: RawHeader,
+        /// Why it is refused.
+        why: String,
+    },
+}
+
+/// Classify an object of `size` bytes read through `read` (see [`Geometry::parse`]) whose
+/// first bytes are not shmkit's magic. `Err` when it is not a CPython 3.9–3.13 list at all
+/// (3.8's layout included), or its formats or codes are not ones CPython writes.
+pub(crate) fn classify(
+    name: &str,
+    size: u64,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> std::result::Result<Classified, NotAList> {
+    let g = Geometry::parse(size, read)?;
+    check_formats(&g, read)?;
+    let t = start(&g);
+    let mut hb = [0u8; HEADER_SIZE];
+    if t + HEADER_SIZE as u64 > size || !read(t, &mut hb) || hb[..8] != MAGIC {
+        return Ok(Classified::Cpython(g));
+    }
+    let Some(header) = RawHeader::from_prefix(&hb) else {
+        return Ok(Classified::Cpython(g));
+    };
+    let mut body = [0u8; 16];
+    let why = match validate(name, &g, t, size, &header) {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if !read(t + CPYTHON_END, &mut body) => Some("the trailer is cut short".to_owned()),
+        Ok(()) => body_mismatch(&g, &body),
+    };
+    Ok(match why {
+        None => Classified::Shmkit {
+            geometry: g,
+            t,
+            header,
+        },
+        Some(why) => Classified::BadTrailer { header, why },
+    })
+}
+
+/// Every item's format and code must be ones CPython writes: anything else is another
+/// format (a future CPython's), refused rather than misread.
+fn check_formats(
+    g: &Geometry,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> std::result::Result<(), NotAList> {
+    let n = g.len();
+    let mut area = vec![0u8; 9 * n];
+    if !read(g.formats, &mut area) {
+        return Err(NotAList::Bad("the format area is cut short".into()));
+    }
+    for i in 0..n {
+        let mut f = [0u8; 8];
+        f.copy_from_slice(&area[8 * i..8 * i + 8]);
+        let fmt = Format::parse(&f).map_err(|e| NotAList::Bad(format!("item {i}: {e}")))?;
+        let (_, slot) = g.slot(i);
+        if fmt.size() > slot {
+            return Err(NotAList::Bad(format!(
+                "item {i}: format {fmt} reads {} bytes from its {slot}-byte slot",
+                fmt.size()
+            )));
+        }
+        let code = area[8 * n + i];
+        if code > 3 {
+            return Err(NotAList::Bad(format!(
+                "item {i}: code {} is not one of CPython's back-transform codes 0–3",
+                code as i8
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The header checks of a trailer at `t` in an object of `size` bytes.
+pub(crate) fn validate(
+    name: &str,
+    g: &Geometry,
+    t: u64,
+    object_size: u64,
+    h: &RawHeader,
+) -> Result<()> {
+    validate_self(name, h, object_size - t)?;
+    if h.kind != Kind::SHAREABLE_LIST.0 {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "the trailer at offset {t} holds kind {}, not shareable_list",
+                Kind(h.kind)
+            ),
+        ));
+    }
+    if h.fingerprint != FINGERPRINT {
+        return Err(Error::LayoutMismatch {
+            name: name.to_owned(),
+            expected: FINGERPRINT,
+            found: h.fingerprint,
+        });
+    }
+    if h.payload_size + HEADER_SIZE as u64 != size(g.len()) {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "the trailer's payload is {} bytes, expected {} for {} items",
+                h.payload_size,
+                size(g.len()) - HEADER_SIZE as u64,
+                g.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `cpython_end` and `items` (16 bytes at `T + 128`) against the geometry.
+pub(crate) fn body_mismatch(g: &Geometry, body: &[u8; 16]) -> Option<String> {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&body[..8]);
+    let end = u64::from_le_bytes(w);
+    w.copy_from_slice(&body[8..]);
+    let items = u64::from_le_bytes(w);
+    (end != g.end || items != g.len() as u64).then(|| {
+        format!(
+            "the trailer records cpython_end {end} and {items} items, but the CPython area ends at {} with {} items",
+            g.end,
+            g.len()
+        )
+    })
+}

@@ -1,0 +1,151 @@
+#![cfg(not(loom))]
+//! `shmkit list` and what `ls`/`info` show of lists: JSON items (exact i64, round-trippable
+//! floats, `{"hex": …}` bytes), `-` for standard input, exit codes 1 and 2.
+
+mod common;
+
+use common::{unique_name, Cleanup};
+use shmkit::list::{Item, ShareableList};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn shmkit(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(b) = stdin {
+        input.write_all(b).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = shmkit(args, None);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn code(args: &[&str]) -> (i32, String) {
+    let out = shmkit(args, None);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn create_get_set_with_json_items() {
+    let name = unique_name("slcli");
+    let _c = Cleanup::new(&[&name]);
+    let items = r#"[1,-9223372036854775808,9223372036854775807,0.1,1e+300,1.0,true,null,"hé",{"hex":"00ff00"},{"float":"-inf"}]"#;
+    ok(&["list", "create", &name, items, "--reserve", "16"]);
+    assert_eq!(ok(&["list", "get", &name]).trim(), items);
+    let l = ShareableList::open(&name).unwrap();
+    assert_eq!(l.get(3).unwrap(), Item::Float(0.1));
+    assert_eq!(l.get(9).unwrap(), Item::Bytes(vec![0, 0xff, 0]));
+    assert_eq!(ok(&["list", "get", &name, "-3"]).trim(), "\"hé\"");
+    ok(&["list", "set", &name, "-1", "0.30000000000000004"]);
+    assert_eq!(l.get(-1).unwrap(), Item::Float(0.1 + 0.2));
+    // A whole 16-byte slot; one byte more is refused naming the slot (exit 1).
+    ok(&[
+        "list",
+        "set",
+        &name,
+        "0",
+        r#"{"hex":"00000000000000000000000000000000"}"#,
+    ]);
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(vec![0; 16]));
+    let (c, err) = code(&["list", "set", &name, "0", "\"0123456789abcdefg\""]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("16-byte slot"), "{err}");
+    assert_eq!(code(&["list", "get", &name, "11"]).0, 1);
+    // Not an item, not JSON, beyond i64: usage errors (exit 2).
+    for bad in ["9223372036854775808", "[1]", "{\"hex\":\"0\"}", "nope"] {
+        assert_eq!(code(&["list", "set", &name, "0", bad]).0, 2, "{bad}");
+    }
+    assert_eq!(code(&["list", "create", &name, "{}"]).0, 2);
+    // An item from standard input.
+    let big = format!("\"{}\"", "x".repeat(9_999_991));
+    let n2 = unique_name("slcli");
+    let _c2 = Cleanup::new(&[&n2]);
+    let out = shmkit(
+        &["list", "create", &n2, "-"],
+        Some(format!("[{big}]").as_bytes()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = shmkit(&["list", "set", &n2, "0", "-"], Some(b"\"short\""));
+    assert!(out.status.success());
+    assert_eq!(ok(&["list", "get", &n2, "0"]).trim(), "\"short\"");
+    let too_big = format!("[\"{}\"]", "x".repeat(9_999_992));
+    let out = shmkit(
+        &["list", "create", &unique_name("slcli"), "-"],
+        Some(too_big.as_bytes()),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ls_and_info_show_lists_and_cpython_lists() {
+    let name = unique_name("slcli");
+    let _c = Cleanup::new(&[&name]);
+    ok(&["list", "create", &name, r#"[7, "abc"]"#]);
+    let ls = ok(&["ls"]);
+    let row = ls.lines().find(|l| l.starts_with(&name)).unwrap();
+    assert!(row.contains("shareable_list"), "{row}");
+    let info = ok(&["info", &name]);
+    assert!(info.contains("kind:            shareable_list"), "{info}");
+    assert!(
+        info.contains(r#"{"format":"8s","slot":8,"value":"abc"}"#),
+        "{info}"
+    );
+
+    // The same CPython area without the trailer reads as a CPython-made list.
+    let raw = unique_name("slcli");
+    let _c2 = Cleanup::new(&[&raw]);
+    let bytes = shmkit::list::encode_cpython_object(&[Item::Int(7), Item::Str("abc".into())]);
+    std::fs::write(format!("/dev/shm/{raw}"), &bytes).unwrap();
+    let info = ok(&["info", "--json", &raw]);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["kind"], "shareable_list (cpython)");
+    assert_eq!(v["state"]["items"][1]["value"], "abc");
+    assert_eq!(ok(&["list", "get", &raw]).trim(), r#"[7,"abc"]"#);
+    // One byte of slack more: still opens, but `ls` no longer claims it is a list.
+    let mut slack = bytes.clone();
+    slack.push(0);
+    std::fs::write(format!("/dev/shm/{raw}"), &slack).unwrap();
+    let ls = ok(&["ls"]);
+    let row = ls.lines().find(|l| l.starts_with(&raw)).unwrap();
+    assert!(row.contains(" raw "), "{row}");
+    assert_eq!(ok(&["list", "get", &raw, "0"]).trim(), "7");
+}
+
+#[test]
+fn bench_list_runs_both_sides() {
+    let out = ok(&["bench", "list", "--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        assert!(r["shmkit_ns"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["cpython_ns"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

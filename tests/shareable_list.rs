@@ -1,0 +1,416 @@
+#![cfg(not(loom))]
+//! `ShareableList` between shmkit processes: every type round-trips exactly (trailing NULs
+//! included), errors as Python raises them, never-torn reads while another process rewrites,
+//! malformed lists refused by field, a writer killed mid-update, and `probe`/`gc` metadata.
+
+mod common;
+
+use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use shmkit::list::{Item, ShareableList, MAX_ITEM_LEN};
+use shmkit::segment::{probe, Lifetime, Verdict};
+use shmkit::{Error, Segment};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+/// Two values of different lengths for the torn-read test: `A` ends in NUL bytes (which
+/// only an exact length keeps), `B` fills the slot; a torn read would mix them.
+fn value_a() -> Item {
+    let mut v = vec![b'a'; 60];
+    v.extend_from_slice(&[0; 40]);
+    Item::Bytes(v)
+}
+
+fn value_b() -> Item {
+    Item::Bytes(vec![b'b'; 200])
+}
+
+/// Two short strs (the inline fast path of `get`), one with trailing NULs.
+fn short_value(first: bool) -> Item {
+    Item::Str(if first {
+        "ab\0\0".into()
+    } else {
+        "xyz".repeat(8)
+    })
+}
+
+#[test]
+fn child_main() {
+    common::child_entry(|role, args| match role {
+        "read-all" => {
+            let l = ShareableList::open(&args[0]).unwrap();
+            for v in l.iter() {
+                common::report(&format!("{:?}", v.unwrap()));
+            }
+        }
+        "rewrite" => {
+            // Rewrite item 0 between A and B, and item 1 between two ints, until killed.
+            let l = ShareableList::open(&args[0]).unwrap();
+            common::report("ready");
+            let mut n: i64 = 0;
+            loop {
+                l.set(0, &if n % 2 == 0 { value_a() } else { value_b() })
+                    .unwrap();
+                l.set(1, &Item::Int(if n % 2 == 0 { -1 } else { i64::MAX }))
+                    .unwrap();
+                l.set(2, &short_value(n % 2 == 0)).unwrap();
+                n += 1;
+            }
+        }
+        "scribble" => {
+            // A hostile peer: random bytes over the whole object, forever.
+            let s = Segment::options().raw(true).open(&args[0]).unwrap();
+            common::report("ready");
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            loop {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x as usize) % s.len();
+                let _ = s.write_at(at as u64, &x.to_le_bytes()[..(s.len() - at).min(8)]);
+            }
+        }
+        "big-writer" => {
+            let l = ShareableList::open(&args[0]).unwrap();
+            common::report("ready");
+            let (a, b) = (
+                Item::Bytes(vec![1; MAX_ITEM_LEN]),
+                Item::Bytes(vec![2; 100]),
+            );
+            loop {
+                l.set(0, &a).unwrap();
+                l.set(0, &b).unwrap();
+            }
+        }
+        _ => panic!("unknown role {role}"),
+    });
+}
+
+/// A child killed (SIGKILL) when dropped, also when the test panics, so that no looping
+/// child outlives its test.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        common::kill9(&mut self.0);
+    }
+}
+
+fn every_type() -> Vec<Item> {
+    vec![
+        Item::Int(i64::MIN),
+        Item::Int(i64::MAX),
+        Item::Float(-0.0),
+        Item::Float(f64::MAX),
+        Item::Bool(true),
+        Item::Bool(false),
+        Item::None,
+        Item::Str(String::new()),
+        Item::Bytes(Vec::new()),
+        Item::Str("é".repeat(7)), // 14 UTF-8 bytes: CPython would give it 8 (gh-88336)
+        Item::Str("ab\0".into()), // trailing NULs: kept between shmkit processes
+        Item::Bytes(b"\0\x01\0".to_vec()),
+        Item::Bytes(vec![0]),
+        Item::Str("12345678".into()),
+    ]
+}
+
+#[test]
+fn every_type_round_trips_exactly_between_processes() {
+    let name = unique_name("sl");
+    let _c = Cleanup::new(&[&name]);
+    let items = every_type();
+    let l = ShareableList::create(&name, &items).unwrap();
+    assert_eq!(l.len(), items.len());
+    let mut child = spawn_child("read-all", &[&name]);
+    let mut lines = Lines::of(&mut child);
+    for want in &items {
+        assert_eq!(lines.next_line().unwrap(), format!("{want:?}"));
+    }
+    wait_ok(&mut child, T);
+    for (i, want) in items.iter().enumerate() {
+        assert_eq!(&l.get(i as isize).unwrap(), want);
+        assert_eq!(&l.get(i as isize - items.len() as isize).unwrap(), want);
+    }
+    // Exact fit: 16 bytes into the 16-byte slot of "é" * 7; one more is refused by size.
+    l.set(9, &Item::Str("x".repeat(16))).unwrap();
+    assert_eq!(l.get(9).unwrap(), Item::Str("x".repeat(16)));
+    match l.set(-5, &Item::Str("x".repeat(17))) {
+        Err(Error::SlotTooSmall {
+            index: 9,
+            len: 17,
+            slot: 16,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let e = l.set(0, &Item::Bytes(vec![0; 9])).unwrap_err();
+    assert!(e.to_string().contains("8-byte slot"), "{e}");
+    // Any type into any slot, as in Python.
+    l.set(0, &Item::Str("hi\0".into())).unwrap();
+    l.set(7, &Item::Float(1.5)).unwrap();
+    assert_eq!(l.get(0).unwrap(), Item::Str("hi\0".into()));
+    assert_eq!(l.get(7).unwrap(), Item::Float(1.5));
+    assert!(matches!(
+        l.get(14),
+        Err(Error::IndexOutOfRange {
+            index: 14,
+            len: 14,
+            ..
+        })
+    ));
+    assert!(matches!(
+        l.get(-15),
+        Err(Error::IndexOutOfRange { index: -15, .. })
+    ));
+    assert!(matches!(
+        l.set(isize::MIN, &Item::None),
+        Err(Error::IndexOutOfRange { .. })
+    ));
+    // Python's equality in count/index.
+    assert_eq!(l.count(&Item::Bool(true)).unwrap(), 1);
+    assert_eq!(l.count(&Item::Int(0)).unwrap(), 2); // -0.0 and False
+    assert_eq!(l.index(&Item::Int(1)).unwrap(), Some(4)); // True
+    assert_eq!(l.index(&Item::Bytes(b"zz".to_vec())).unwrap(), None);
+}
+
+#[test]
+fn the_cpython_area_is_what_cpython_would_write() {
+    let name = unique_name("sl");
+    let _c = Cleanup::new(&[&name]);
+    let items = [
+        Item::Int(1),
+        Item::Float(2.5),
+        Item::Bool(true),
+        Item::None,
+        Item::Str("hé".into()),
+        Item::Bytes(b"ab\0".to_vec()),
+    ];
+    let _l = ShareableList::create(&name, &items).unwrap();
+    let bytes = std::fs::read(format!("/dev/shm/{name}")).unwrap();
+    let area = shmkit::list::encode_cpython_object(&items);
+    assert_eq!(&bytes[..area.len()], &area[..]);
+    // The trailer starts at the next multiple of 64 with shmkit's magic.
+    assert_eq!(&bytes[192..200], &shmkit::segment::MAGIC);
+}
+
+#[test]
+fn size_limits_are_cpythons() {
+    let name = unique_name("sl");
+    let _c = Cleanup::new(&[&name]);
+    match ShareableList::create(&name, &[Item::Bytes(vec![7; MAX_ITEM_LEN + 1])]) {
+        Err(Error::TooLarge {
+            requested: 9_999_992,
+            max: 9_999_991,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let l = ShareableList::options()
+        .unlink_on_drop(true)
+        .create(&name, &[Item::Bytes(vec![7; MAX_ITEM_LEN]), Item::Int(3)])
+        .unwrap();
+    assert_eq!(l.slot_size(0).unwrap(), 9_999_992);
+    assert_eq!(l.format_of(0).unwrap(), "9999992s");
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(vec![7; MAX_ITEM_LEN]));
+    // An exact fit of 9 999 992 bytes, as CPython allows.
+    l.set(0, &Item::Bytes(vec![0; 9_999_992])).unwrap();
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(vec![0; 9_999_992]));
+    assert!(matches!(
+        ShareableList::options()
+            .reserve(9_999_993)
+            .create(&unique_name("sl"), &[]),
+        Err(Error::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn reserve_makes_room_and_empty_lists_work() {
+    let name = unique_name("sl");
+    let _c = Cleanup::new(&[&name]);
+    let l = ShareableList::options()
+        .reserve(100)
+        .lifetime(Lifetime::Owned)
+        .create(&name, &[Item::Int(1), Item::Str("a".into())])
+        .unwrap();
+    assert_eq!(l.slot_size(0).unwrap(), 104);
+    l.set(0, &Item::Str("y".repeat(104))).unwrap();
+    let p = probe(&name).unwrap();
+    assert_eq!(p.kind_name(), "shareable_list");
+    assert_eq!(p.verdict, Verdict::Valid);
+    let h = p.header.unwrap();
+    assert_eq!(h.lifetime, Lifetime::Owned);
+    assert_eq!(h.creator_pid, std::process::id());
+    let ro = ShareableList::open_read_only(&name).unwrap();
+    assert_eq!(ro.get(0).unwrap(), Item::Str("y".repeat(104)));
+
+    let empty = unique_name("sl");
+    let _c2 = Cleanup::new(&[&empty]);
+    let e = ShareableList::create(&empty, &[]).unwrap();
+    assert!(e.is_empty());
+    assert_eq!(ShareableList::open(&empty).unwrap().iter().count(), 0);
+}
+
+/// A raw segment holding `bytes`, and what opening it as a list says.
+fn open_bytes(bytes: &[u8]) -> Error {
+    let name = unique_name("slbad");
+    let _c = Cleanup::new(&[&name]);
+    let s = Segment::options()
+        .raw(true)
+        .create(&name, bytes.len() as u64)
+        .unwrap();
+    s.write_at(0, bytes).unwrap();
+    ShareableList::open(&name).map(|_| ()).unwrap_err()
+}
+
+#[test]
+fn malformed_lists_are_refused_naming_the_field() {
+    let good = shmkit::list::encode_cpython_object(&[Item::Int(1), Item::Str("ab".into())]);
+    let corrupt = |e: Error, field: &str| match e {
+        Error::Corrupt { what, .. } => {
+            assert!(what.contains(field), "{what:?} should name {field}")
+        }
+        e => panic!("expected Corrupt naming {field}, got {e}"),
+    };
+    let with = |at: usize, v: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + v.len()].copy_from_slice(v);
+        b
+    };
+    corrupt(open_bytes(&with(0, &(-1i64).to_le_bytes())), "item count");
+    corrupt(open_bytes(&with(0, &1000i64.to_le_bytes())), "item count");
+    corrupt(open_bytes(&with(16, &(-8i64).to_le_bytes())), "offsets[1]");
+    corrupt(open_bytes(&with(24, &4000i64.to_le_bytes())), "offsets[2]");
+    corrupt(open_bytes(&with(48, b"i\0\0\0\0\0\0\0")), "format");
+    corrupt(open_bytes(&with(56, b"10000000")), "format");
+    corrupt(open_bytes(&with(56, b"24s\0\0\0\0\0")), "slot");
+    corrupt(open_bytes(&with(65, &[9])), "code");
+    corrupt(open_bytes(&good[..good.len() - 1]), "end past");
+    // CPython 3.8's layout (sizes, not offsets) and its empty list.
+    let mut py38 = [0u8; 158];
+    py38[..8].copy_from_slice(&6i64.to_le_bytes());
+    for k in 0..6 {
+        py38[8 + 8 * k..16 + 8 * k].copy_from_slice(&8i64.to_le_bytes());
+    }
+    for b in [&py38[..], &[0u8; 8][..]] {
+        let e = open_bytes(b);
+        assert!(
+            matches!(e, Error::KindMismatch { .. }) && e.to_string().contains("3.8"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_reader_never_sees_a_torn_update_by_another_shmkit_process() {
+    let name = unique_name("sltorn");
+    let _c = Cleanup::new(&[&name]);
+    // Item 0's slot is sized by B (200 bytes); item 2's, 24 bytes, by the longer short str.
+    let l = ShareableList::create(&name, &[value_b(), Item::Int(-1), short_value(false)]).unwrap();
+    l.set(0, &value_a()).unwrap();
+    let mut writer = Killed(spawn_child("rewrite", &[&name]));
+    Lines::of(&mut writer.0).expect("ready");
+    let (mut saw_a, mut saw_b) = (0u32, 0u32);
+    for _ in 0..200_000 {
+        match l.get(0).unwrap() {
+            v if v == value_a() => saw_a += 1,
+            v if v == value_b() => saw_b += 1,
+            v => panic!("torn read: {v:?}"),
+        }
+        let i = l.get(-2).unwrap();
+        assert!(
+            i == Item::Int(-1) || i == Item::Int(i64::MAX),
+            "torn int: {i:?}"
+        );
+        let s = l.get(-1).unwrap();
+        assert!(
+            s == short_value(true) || s == short_value(false),
+            "torn str: {s:?}"
+        );
+    }
+    drop(writer);
+    assert!(
+        saw_a > 0 && saw_b > 0,
+        "the writer never changed the item ({saw_a}, {saw_b})"
+    );
+}
+
+#[test]
+fn a_writer_killed_mid_update_leaves_a_usable_list() {
+    let name = unique_name("slkill");
+    let _c = Cleanup::new(&[&name]);
+    let l = ShareableList::options()
+        .timeout(Duration::from_secs(30))
+        .create(&name, &[Item::Bytes(vec![1; MAX_ITEM_LEN])])
+        .unwrap();
+    for _ in 0..3 {
+        let mut w = Killed(spawn_child("big-writer", &[&name]));
+        Lines::of(&mut w.0).expect("ready");
+        std::thread::sleep(Duration::from_millis(30));
+        drop(w);
+        // Whatever the kill interrupted, reads and writes go on (repairing if needed).
+        let _ = l.get(0).unwrap();
+        l.set(0, &Item::Bytes(vec![3; 5])).unwrap();
+        assert_eq!(l.get(0).unwrap(), Item::Bytes(vec![3; 5]));
+    }
+}
+
+#[test]
+fn a_hostile_rewrite_gives_values_or_errors_never_a_crash() {
+    let name = unique_name("slhostile");
+    let _c = Cleanup::new(&[&name]);
+    let l = ShareableList::options()
+        .timeout(Duration::from_millis(50))
+        .create(&name, &every_type())
+        .unwrap();
+    let mut w = Killed(spawn_child("scribble", &[&name]));
+    Lines::of(&mut w.0).expect("ready");
+    for k in 0..2_000 {
+        let i = (k % every_type().len()) as isize;
+        let _ = l.get(i);
+        let _ = l.set(i, &Item::Str("z".into()));
+        let _ = ShareableList::open(&name);
+        let _ = probe(&name);
+    }
+    drop(w);
+}
+
+#[test]
+fn the_fuzz_seeds_decode_as_their_names_say() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/shareable_list");
+    let seed = |n: &str| std::fs::read(dir.join(format!("seed-{n}"))).unwrap();
+    let decode = shmkit::list::decode_object;
+    let demo = decode(&seed("shmkit-made")).unwrap();
+    assert_eq!(demo[5], Item::Bytes(b"ab\0".to_vec())); // exact, through the trailer
+    let py = decode(&seed("cpython-made-demo")).unwrap();
+    assert_eq!(py[5], Item::Bytes(b"ab".to_vec())); // no trailer: Python's semantics
+    assert_eq!(
+        decode(&seed("shmkit-made-rewritten")).unwrap()[0],
+        Item::Str("hi\0".into())
+    );
+    assert!(decode(&seed("shmkit-made-empty")).unwrap().is_empty());
+    assert!(decode(&seed("cpython38-layout"))
+        .unwrap_err()
+        .contains("3.8"));
+}
+
+#[test]
+fn an_item_left_odd_with_no_writer_is_repaired_or_read_as_is() {
+    let name = unique_name("slodd");
+    let _c = Cleanup::new(&[&name]);
+    let l = ShareableList::create(&name, &[Item::Bytes(b"x\0".to_vec())]).unwrap();
+    // N = 1: the CPython area ends at 8·3 + 8 + 9 = 41, the trailer starts at 64, item 0's
+    // sequence word at 64 + 192. A broken peer leaves it odd with the writer lock free.
+    let raw = Segment::options().raw(true).open(&name).unwrap();
+    raw.write_at(256, &1u64.to_le_bytes()).unwrap();
+    let ro = ShareableList::open_read_only(&name).unwrap();
+    // A read-only handle cannot repair: it reads the bytes as they are, as Python would.
+    assert_eq!(ro.get(0).unwrap(), Item::Bytes(b"x".to_vec()));
+    // A read-write one repairs (the item loses its exact length), then reads.
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(b"x".to_vec()));
+    let mut w = [0u8; 8];
+    raw.read_at(256, &mut w).unwrap();
+    assert_eq!(u64::from_le_bytes(w), 2);
+    l.set(0, &Item::Bytes(b"y\0".to_vec())).unwrap();
+    assert_eq!(ro.get(0).unwrap(), Item::Bytes(b"y\0".to_vec()));
+}
