@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 
 mod barrier;
 mod blocking;
+mod cell;
 mod condition;
 mod errors;
 mod event;
@@ -34,5 +35,6 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event::register(m)?;
     condition::register(m)?;
     barrier::register(m)?;
+    cell::register(m)?;
     Ok(())
 }

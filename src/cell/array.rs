@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use zerocopy::{FromZeros, IntoBytes};
 
-use super::layout::{ElemType, Geometry};
+use super::layout::{ElemType, Geometry, DATA_IN_PAYLOAD};
 use super::raw::{Op, RawCell, Wait};
 use super::value::CellAtomic;
 use super::{CellMode, CellOptions, Typecode};
@@ -406,6 +406,20 @@ impl<'a> AnyGuard<'a> {
     pub fn previous_owner(&self) -> Option<Owner> {
         self.g.previous_owner()
     }
+
+    /// Keep the lock held without a guard (for Python-style `acquire()`/`release()` pairs);
+    /// the holding thread gets a guard back with `adopt_lock` (see
+    /// [`LockGuard::leak`](crate::sync::LockGuard::leak)).
+    pub fn leak(self) {
+        self.g.leak()
+    }
+}
+
+/// A guard for the cell lock the calling thread holds after [`AnyGuard::leak`]
+/// ([`LockError::NotOwner`] if it does not hold it; see
+/// [`LockState::adopt`](crate::sync::LockState::adopt)).
+pub(crate) fn any_adopt(raw: &RawCell) -> std::result::Result<AnyGuard<'_>, LockError<()>> {
+    Ok(AnyGuard::new(raw, raw.ctl().lock.adopt()?))
 }
 
 /// Holds an array's lock ([`Array::lock`]); unlocks when dropped. Not `Send`.
@@ -636,6 +650,21 @@ impl AnyArray {
     wait_forms! {
         /// Take the array's lock (see [`Array::lock`]).
         fn lock, try_lock, lock_timeout, lock_deadline () -> LockResult<'_, AnyGuard<'_>> = lock_with
+    }
+
+    /// A guard for the lock this thread holds after [`AnyGuard::leak`]
+    /// ([`LockError::NotOwner`] if it does not hold it).
+    pub fn adopt_lock(&self) -> std::result::Result<AnyGuard<'_>, LockError<()>> {
+        any_adopt(&self.raw)
+    }
+
+    /// The start of the data (element 0), in this process's mapping of the array, valid while
+    /// this handle lives. Accesses through it bypass the lock and the sequence, and other
+    /// processes may write the bytes at any time: use atomic or volatile accesses (this is
+    /// what the Python package exports through the buffer protocol, for numpy).
+    pub fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: the data lies inside the mapping (checked at open).
+        unsafe { self.raw.segment().as_mut_ptr().add(DATA_IN_PAYLOAD) }
     }
 
     /// The seqlock sequence (see [`Value::sequence`](super::Value::sequence)).

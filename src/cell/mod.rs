@@ -93,7 +93,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-pub use array::{AnyArray, Array, ArrayGuard};
+pub use array::{AnyArray, AnyGuard, Array, ArrayGuard};
 pub use info::{inspect, CellInfo};
 pub use layout::{DATA_OFFSET, MAX_ALIGN, MAX_SEQLOCK_BYTES};
 pub use typecode::{CBool, Typecode};

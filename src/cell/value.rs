@@ -528,6 +528,13 @@ impl AnyValue {
             -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> = lock_with
     }
 
+    /// A guard for the lock this thread holds after
+    /// [`AnyGuard::leak`](super::AnyGuard::leak) ([`LockError::NotOwner`] if it does not hold
+    /// it).
+    pub fn adopt_lock(&self) -> std::result::Result<AnyGuard<'_>, LockError<()>> {
+        super::array::any_adopt(&self.raw)
+    }
+
     /// The seqlock sequence (see [`Value::sequence`]).
     pub fn sequence(&self) -> u64 {
         self.raw.sequence()

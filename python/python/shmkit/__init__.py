@@ -12,8 +12,10 @@ not), ``unlink()``, and the context-manager form of its Python counterpart.
 from threading import BrokenBarrierError
 
 from ._shmkit import (
+    Array,
     Barrier,
     BoundedSemaphore,
+    CellLock,
     Condition,
     Event,
     Lock,
@@ -23,12 +25,15 @@ from ._shmkit import (
     Semaphore,
     SharedMemory,
     ShmkitError,
+    Value,
 )
 
 __all__ = [
+    "Array",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
+    "CellLock",
     "Condition",
     "Event",
     "Lock",
@@ -38,4 +43,5 @@ __all__ = [
     "Semaphore",
     "SharedMemory",
     "ShmkitError",
+    "Value",
 ]

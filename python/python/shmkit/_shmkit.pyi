@@ -2,11 +2,25 @@
 
 from types import TracebackType
 import sys
-from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union, final
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    final,
+)
 
 __all__ = [
+    "Array",
     "Barrier",
     "BoundedSemaphore",
+    "CellLock",
     "Condition",
     "Event",
     "Lock",
@@ -17,6 +31,7 @@ __all__ = [
     "SharedMemory",
     "ShmkitError",
     "BrokenBarrierError",
+    "Value",
 ]
 
 _T = TypeVar("_T")
@@ -29,7 +44,7 @@ class OwnerDied(ShmkitError):
     """The lock was acquired, but its previous owner died holding it. The lock IS held by the
     caller: repair the data, call ``lock.make_consistent()``, then ``lock.release()``."""
 
-    lock: Union["Lock", "RLock", "Condition"]
+    lock: Union["Lock", "RLock", "Condition", "CellLock"]
     """The lock that was acquired (held by the calling thread)."""
     previous_pid: Optional[int]
     """The dead owner's process id, if recorded."""
@@ -339,6 +354,197 @@ class SharedMemory:
         tb: Optional[TracebackType],
     ) -> None: ...
     def __len__(self) -> int: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+_Elem = Any
+"""An element: int for the integer typecodes, float for 'f'/'d', bytes of length 1 for 'c',
+a one-character str for 'u', bool for '?'."""
+
+@final
+class CellLock:
+    """A Value's or Array's lock, as ``get_lock()`` returns it (multiprocessing's
+    ``get_lock()``): acquire/release hold the cell's own robust lock. While the calling thread
+    holds it, that thread's ``.value`` / indexing go through the held lock (no deadlock, no
+    RLock needed): ``with v.get_lock(): v.value += 1`` is one atomic increment."""
+
+    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+        """Acquire; return whether it is held (``Lock.acquire``'s outcomes). Raises OwnerDied
+        (lock held) after a dead holder, RuntimeError if this thread holds it and ``block``."""
+    def release(self) -> None:
+        """Release; RuntimeError if this thread does not hold it."""
+    def make_consistent(self) -> None:
+        """After OwnerDied: declare the cell's data repaired."""
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+@final
+class Value:
+    """A named typed value shared by processes: ``multiprocessing.Value`` by name.
+
+    Modes (chosen at creation, recorded): ``'locked'`` (``lock=True``, the default: every
+    access under the cell's robust lock), ``'atomic'`` (integer, 'c', 'u', '?' typecodes:
+    lock-free ``load``/``store``/``fetch_add``/...; ``lock=False`` picks it), ``'seqlock'``
+    (lock-free readers that never see a torn value; ``wait_changed``). Values that do not fit
+    the typecode raise OverflowError/TypeError/ValueError and write nothing."""
+
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same object."""
+
+    def __new__(
+        cls,
+        typecode_or_type: str,
+        init: Optional[_Elem] = None,
+        *,
+        name: str,
+        lock: Optional[bool] = None,
+        mode: Optional[str] = None,
+        perm: int = 0o600,
+    ) -> "Value":
+        """Create ``name`` holding ``init`` (zero if None), or open it if it exists (its
+        typecode and mode must match: else ShmkitError; ``init`` is then ignored)."""
+    @staticmethod
+    def create(
+        name: str,
+        typecode_or_type: str,
+        init: Optional[_Elem] = None,
+        *,
+        lock: Optional[bool] = None,
+        mode: Optional[str] = None,
+        perm: int = 0o600,
+    ) -> "Value":
+        """Create a new value; FileExistsError if the name is taken."""
+    @staticmethod
+    def open(name: str) -> "Value":
+        """Open an existing value (typecode and mode as recorded)."""
+    @property
+    def value(self) -> _Elem:
+        """The value (locked: under the lock; seqlock: a consistent snapshot; atomic: a load)."""
+    @value.setter
+    def value(self, v: _Elem) -> None: ...
+    def get_lock(self) -> CellLock:
+        """The cell's lock (see CellLock)."""
+    @property
+    def typecode(self) -> str:
+        """The typecode ('q')."""
+    @property
+    def mode(self) -> str:
+        """'locked', 'atomic' or 'seqlock'."""
+    @property
+    def sequence(self) -> int:
+        """Seqlock mode: the write sequence."""
+    def load(self) -> _Elem:
+        """Atomic mode: one atomic load."""
+    def store(self, v: _Elem) -> None:
+        """Atomic mode: one atomic store."""
+    def fetch_add(self, v: int) -> _Elem:
+        """Atomic mode, integer typecodes: add (wrapping); the previous value."""
+    def fetch_sub(self, v: int) -> _Elem:
+        """Atomic mode, integer typecodes: subtract (wrapping); the previous value."""
+    def compare_exchange(self, expected: _Elem, new: _Elem) -> Tuple[bool, _Elem]:
+        """Atomic mode: ``(True, expected)`` if replaced, else ``(False, actual)``."""
+    def swap(self, v: _Elem) -> _Elem:
+        """Atomic mode: store; the previous value."""
+    def wait_changed(self, last_seq: int, timeout: Optional[float] = None) -> Tuple[_Elem, int]:
+        """Seqlock mode: wait for a write after ``last_seq``; ``(value, seq)``. TimeoutError
+        after ``timeout`` seconds. Releases the GIL; Ctrl-C interrupts it."""
+    def __enter__(self) -> "Value": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+@final
+class Array:
+    """A named fixed-length typed array shared by processes: ``multiprocessing.Array`` by
+    name, with list-style indexing and slicing and the buffer protocol:
+    ``numpy.asarray(a)`` / ``memoryview(a)`` are zero-copy, writable views of the data.
+    Accesses through a view bypass the lock and the seqlock sequence (as multiprocessing's
+    ``get_obj()``): hold ``get_lock()`` around them if other processes write. ``close()``
+    with live views raises BufferError. Modes as for Value."""
+
+    def __new__(
+        cls,
+        typecode_or_type: str,
+        size_or_initializer: Union[int, Iterable[_Elem]],
+        *,
+        name: str,
+        lock: Optional[bool] = None,
+        mode: Optional[str] = None,
+        perm: int = 0o600,
+    ) -> "Array":
+        """Create ``name`` (zeroed, or holding the initializer's elements), or open it if it
+        exists (typecode, mode and length must match: else ShmkitError)."""
+    @staticmethod
+    def create(
+        name: str,
+        typecode_or_type: str,
+        size_or_initializer: Union[int, Iterable[_Elem]],
+        *,
+        lock: Optional[bool] = None,
+        mode: Optional[str] = None,
+        perm: int = 0o600,
+    ) -> "Array":
+        """Create a new array; FileExistsError if the name is taken."""
+    @staticmethod
+    def open(name: str) -> "Array":
+        """Open an existing array (typecode, mode and length as recorded)."""
+    @property
+    def name(self) -> str:
+        """The array's name."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working."""
+    @property
+    def typecode(self) -> str:
+        """The typecode ('d')."""
+    @property
+    def mode(self) -> str:
+        """'locked', 'atomic' or 'seqlock'."""
+    @property
+    def sequence(self) -> int:
+        """Seqlock mode: the write sequence."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: Union[int, slice], /) -> Any:
+        """``a[i]`` or ``a[i:j:k]`` (a list; bytes for typecode 'c'; one consistent copy)."""
+    def __setitem__(self, key: Union[int, slice], value: Any, /) -> None:
+        """``a[i] = v`` or ``a[i:j:k] = seq`` (same length, else ValueError; nothing written
+        on a bad element)."""
+    def __iter__(self) -> Iterator[_Elem]:
+        """Iterate over a consistent snapshot."""
+    def get_lock(self) -> CellLock:
+        """The array's lock (see CellLock)."""
+    def fetch_add(self, i: int, v: int) -> _Elem:
+        """Atomic mode, integer typecodes: add to element ``i``; its previous value."""
+    def fetch_sub(self, i: int, v: int) -> _Elem:
+        """Atomic mode, integer typecodes: subtract from element ``i``; its previous value."""
+    def compare_exchange(self, i: int, expected: _Elem, new: _Elem) -> Tuple[bool, _Elem]:
+        """Atomic mode: compare-exchange element ``i``."""
+    def wait_changed(self, last_seq: int, timeout: Optional[float] = None) -> Tuple[List[_Elem], int]:
+        """Seqlock mode: wait for a write after ``last_seq``; ``(elements, seq)``."""
+    def close(self) -> None:
+        """Unmap; BufferError while views are alive. Closing twice is harmless."""
+    def __enter__(self) -> "Array": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same array."""
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview: ...
         def __release_buffer__(self, buffer: memoryview, /) -> None: ...

@@ -1,0 +1,124 @@
+"""shmkit's Python Value / Array beside multiprocessing's, in one run.
+
+    python benches/python/bench_cells.py [--seconds S]
+
+(with the package installed: `pip install ./python`). One process, uncontended, ns per
+operation, for each of shmkit and multiprocessing (spawn context, `lock=True`):
+
+- locked increment: `with v.get_lock(): v.value += 1` on a locked `Value('q')` (both);
+- atomic increment: shmkit `v.fetch_add(1)` on an atomic `Value('q')`, against the same
+  locked increment of `multiprocessing.Value` (its only correct increment);
+- Array element get `a[i]` and set `a[i] = x` on a locked `Array('d', 1024)` (both);
+
+and, as the floor of the same run, two empty Python method calls. Prints a Markdown row.
+"""
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import shmkit
+
+
+def per_op(fn, seconds):
+    """Run fn(n) with growing n until it takes `seconds`; seconds per op."""
+    n = 1000
+    while True:
+        t = time.perf_counter()
+        fn(n)
+        dt = time.perf_counter() - t
+        if dt >= seconds:
+            return dt / n
+        n = int(n * max(2.0, min(10.0, seconds / max(dt, 1e-6) * 1.2)))
+
+
+def locked_increment(v):
+    lock = v.get_lock()
+
+    def run(n):
+        for _ in range(n):
+            with lock:
+                v.value += 1
+
+    return run
+
+
+def fetch_add_loop(v):
+    fa = v.fetch_add
+
+    def run(n):
+        for _ in range(n):
+            fa(1)
+
+    return run
+
+
+def get_loop(a):
+    def run(n):
+        for _ in range(n):
+            a[7]
+
+    return run
+
+
+def set_loop(a):
+    def run(n):
+        for _ in range(n):
+            a[7] = 1.5
+
+    return run
+
+
+def noop_loop():
+    class C:
+        def m(self):
+            pass
+
+    m = C().m
+
+    def run(n):
+        for _ in range(n):
+            m()
+            m()
+
+    return run
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    s = p.parse_args().seconds
+    tag = f"bench-py-{os.getpid()}"
+    ctx = mp.get_context("spawn")
+    v = shmkit.Value("q", 0, name=tag + "-v")
+    va = shmkit.Value("q", 0, name=tag + "-va", mode="atomic")
+    a = shmkit.Array("d", 1024, name=tag + "-a")
+    try:
+        mv, ma = ctx.Value("q", 0), ctx.Array("d", 1024)
+        r = {
+            "locked": (per_op(locked_increment(v), s), per_op(locked_increment(mv), s)),
+            "atomic": (per_op(fetch_add_loop(va), s), per_op(locked_increment(mv), s)),
+            "get": (per_op(get_loop(a), s), per_op(get_loop(ma), s)),
+            "set": (per_op(set_loop(a), s), per_op(set_loop(ma), s)),
+        }
+        floor = per_op(noop_loop(), s) * 1e9
+    finally:
+        for o in (v, va, a):
+            o.unlink()
+    print(f"python {sys.version.split()[0]}")
+    print(
+        "| Value locked increment | Value atomic increment | Array get | Array set "
+        "| floor: 2 empty method calls |"
+    )
+    print("|---|---|---|---|---|")
+    cells = [
+        f"{x * 1e9:.0f} / {y * 1e9:.0f} ns ({y / x:.1f}×)"
+        for x, y in (r["locked"], r["atomic"], r["get"], r["set"])
+    ]
+    print("| " + " | ".join(cells) + f" | {floor:.0f} ns |")
+
+
+if __name__ == "__main__":
+    main()

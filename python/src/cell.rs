@@ -1,0 +1,1239 @@
+//! `Value` and `Array`: `multiprocessing.Value` / `Array` as named cells (`shmkit::cell`,
+//! SPEC §11), opened by the typecode recorded in the object.
+//!
+//! Locking: in locked mode every access takes the cell's robust lock; `get_lock()` returns a
+//! [`PyCellLock`] whose `acquire`/`release` hold that same lock across Python calls (the
+//! guard is leaked and adopted back, as `Lock` does). While the calling thread holds it,
+//! `.value` / indexing see `Deadlock` from the lock and go through the held lock instead
+//! (`adopt_lock`), so `with v.get_lock(): v.value += 1` neither deadlocks nor needs an RLock.
+//! Seqlock reads and atomic accesses never take the lock.
+
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::exceptions::{
+    PyBufferError, PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple};
+use shmkit::cell::{AnyArray, AnyGuard, AnyValue, CellMode, Typecode};
+use shmkit::sync::{LockError, Owner};
+use shmkit::Error;
+
+use crate::blocking::{deadline, sliced};
+use crate::errors::{lock_error, owner_died, to_py, ShmkitError};
+
+/// A value or an array cell, opened by its recorded typecode.
+pub(crate) enum Any {
+    V(AnyValue),
+    A(AnyArray),
+}
+
+/// An open cell shared by a Python object and its `get_lock()` objects.
+pub(crate) struct Cell {
+    any: Any,
+    t: Typecode,
+    mode: CellMode,
+    len: usize,
+}
+
+type LockRes<'a> = Result<AnyGuard<'a>, LockError<AnyGuard<'a>>>;
+
+impl Cell {
+    fn new(any: Any) -> PyResult<Cell> {
+        let (t, mode, len) = match &any {
+            Any::V(v) => (v.typecode(), v.cell_mode(), 1),
+            Any::A(a) => (a.typecode(), a.cell_mode(), a.len()),
+        };
+        let t = t.ok_or_else(|| {
+            ShmkitError::new_err(format!(
+                "{} holds a user type, which Python cannot read (only typecodes)",
+                describe(&any)
+            ))
+        })?;
+        Ok(Cell { any, t, mode, len })
+    }
+
+    fn name(&self) -> &str {
+        match &self.any {
+            Any::V(v) => v.name(),
+            Any::A(a) => a.name(),
+        }
+    }
+
+    /// `None`: one attempt; `Some(t)`: wait until `t`.
+    fn lock(&self, until: Option<Instant>) -> LockRes<'_> {
+        match (&self.any, until) {
+            (Any::V(v), None) => v.try_lock(),
+            (Any::V(v), Some(t)) => v.lock_deadline(t),
+            (Any::A(a), None) => a.try_lock(),
+            (Any::A(a), Some(t)) => a.lock_deadline(t),
+        }
+    }
+
+    fn adopt(&self) -> Result<AnyGuard<'_>, LockError<()>> {
+        match &self.any {
+            Any::V(v) => v.adopt_lock(),
+            Any::A(a) => a.adopt_lock(),
+        }
+    }
+
+    /// Lock-free (seqlock/atomic) read of `count` elements from `first`.
+    fn load(&self, first: usize, count: usize, until: Option<Instant>) -> shmkit::Result<Vec<u8>> {
+        match (&self.any, until) {
+            (Any::V(v), None) => v.try_get_bytes(),
+            (Any::V(v), Some(t)) => v.get_bytes_deadline(t),
+            (Any::A(a), None) => a.try_read_bytes(first, count),
+            (Any::A(a), Some(t)) => a.read_bytes_deadline(first, count, t),
+        }
+    }
+
+    /// Atomic-mode store (never waits).
+    fn store_atomic(&self, first: usize, data: &[u8]) -> shmkit::Result<()> {
+        match &self.any {
+            Any::V(v) => v.try_set_bytes(data),
+            Any::A(a) => a.try_write_bytes(first, data),
+        }
+    }
+
+    fn fetch_add(&self, i: usize, v: i64) -> shmkit::Result<u64> {
+        match &self.any {
+            Any::V(c) => c.fetch_add(v),
+            Any::A(a) => a.fetch_add(i, v),
+        }
+    }
+
+    fn compare_exchange(&self, i: usize, cur: u64, new: u64) -> shmkit::Result<Result<u64, u64>> {
+        match &self.any {
+            Any::V(c) => c.compare_exchange(cur, new),
+            Any::A(a) => a.compare_exchange(i, cur, new),
+        }
+    }
+
+    fn sequence(&self) -> u64 {
+        match &self.any {
+            Any::V(v) => v.sequence(),
+            Any::A(a) => a.sequence(),
+        }
+    }
+
+    fn wait_changed(&self, last: u64, until: Option<Instant>) -> shmkit::Result<(Vec<u8>, u64)> {
+        match (&self.any, until) {
+            (Any::V(v), None) => v.try_wait_changed(last),
+            (Any::V(v), Some(t)) => v.wait_changed_deadline(last, t),
+            (Any::A(a), None) => a.try_wait_changed(last),
+            (Any::A(a), Some(t)) => a.wait_changed_deadline(last, t),
+        }
+    }
+}
+
+fn describe(any: &Any) -> String {
+    match any {
+        Any::V(v) => v.describe(),
+        Any::A(a) => a.describe(),
+    }
+}
+
+/// What one attempt to take the lock came to (`Send`, unlike the guard).
+enum Took<R> {
+    Done(R),
+    Died(Option<Owner>),
+    Busy,
+    Failed(PyErr),
+}
+
+/// Run `op` under the cell's lock: taken and released here, or, when the calling thread
+/// already holds it (through `get_lock()`), under the held lock (left held). A dead previous
+/// holder raises `OwnerDied` carrying a `get_lock()` object, with the lock held.
+fn under_lock<R: Send>(
+    py: Python<'_>,
+    cell: &Arc<Cell>,
+    op: impl Fn(&AnyGuard<'_>) -> shmkit::Result<R> + Send + Sync,
+) -> PyResult<R> {
+    let attempt = |until: Option<Instant>| -> Took<R> {
+        match cell.lock(until) {
+            Ok(g) => match op(&g) {
+                Ok(r) => Took::Done(r),
+                Err(e) => Took::Failed(to_py(e)),
+            },
+            Err(LockError::Deadlock) => match cell.adopt() {
+                Ok(g) => {
+                    let r = op(&g);
+                    g.leak();
+                    match r {
+                        Ok(r) => Took::Done(r),
+                        Err(e) => Took::Failed(to_py(e)),
+                    }
+                }
+                Err(e) => Took::Failed(lock_error(e)),
+            },
+            Err(LockError::OwnerDied(g)) => {
+                let was = g.previous_owner();
+                g.leak();
+                Took::Died(was)
+            }
+            Err(LockError::WouldBlock) | Err(LockError::Timeout) => Took::Busy,
+            Err(e) => Took::Failed(lock_error(e)),
+        }
+    };
+    let took = match attempt(None) {
+        Took::Busy => sliced(py, None, |until| match attempt(Some(until)) {
+            Took::Busy => None,
+            t => Some(t),
+        })?
+        .unwrap_or(Took::Busy),
+        t => t,
+    };
+    match took {
+        Took::Done(r) => Ok(r),
+        Took::Died(was) => {
+            let lock = Bound::new(py, PyCellLock { cell: cell.clone() })?;
+            Err(owner_died(lock.as_any(), was))
+        }
+        Took::Busy => Err(PyTimeoutError::new_err("the cell's lock was not taken")),
+        Took::Failed(e) => Err(e),
+    }
+}
+
+/// Read `count` elements from `first` consistently, as bytes.
+fn read(py: Python<'_>, cell: &Arc<Cell>, first: usize, count: usize) -> PyResult<Vec<u8>> {
+    match cell.mode {
+        CellMode::Locked => under_lock(py, cell, |g| g.read_bytes(first, count)),
+        _ => match cell.load(first, count, None) {
+            Err(Error::WouldBlock) => sliced(py, None, |until| {
+                match cell.load(first, count, Some(until)) {
+                    Err(Error::Timeout) => None,
+                    r => Some(r),
+                }
+            })?
+            .unwrap_or(Err(Error::Timeout))
+            .map_err(to_py),
+            r => r.map_err(to_py),
+        },
+    }
+}
+
+/// Write whole elements at `first` (one consistent write).
+fn write(py: Python<'_>, cell: &Arc<Cell>, first: usize, data: &[u8]) -> PyResult<()> {
+    match cell.mode {
+        CellMode::Atomic => cell.store_atomic(first, data).map_err(to_py),
+        _ => under_lock(py, cell, |g| g.write_bytes(first, data)),
+    }
+}
+
+/// An integer element from Python: `TypeError` for a non-int, `OverflowError` out of range.
+fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "typecode '{}' needs an int, not {}",
+            t.as_char(),
+            obj.get_type().name()?
+        )));
+    }
+    let v: i128 = obj.extract().map_err(|_| overflow(t, obj))?;
+    let size = t.size();
+    let signed = matches!(
+        t,
+        Typecode::I8 | Typecode::I16 | Typecode::I32 | Typecode::Long | Typecode::I64
+    );
+    let bits = 8 * size as u32;
+    let (lo, hi) = if signed {
+        (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+    } else {
+        (0, (1i128 << bits) - 1)
+    };
+    if v < lo || v > hi {
+        return Err(overflow(t, obj));
+    }
+    Ok(v.to_le_bytes()[..size].to_vec())
+}
+
+fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
+    PyOverflowError::new_err(format!(
+        "{} does not fit typecode '{}' ({})",
+        obj.repr().map(|r| r.to_string()).unwrap_or_default(),
+        t.as_char(),
+        t.type_name()
+    ))
+}
+
+/// One element's little-endian bytes for the Python object `obj` (nothing is written on an
+/// error: callers convert everything first).
+pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    match t {
+        Typecode::F32 | Typecode::F64 => {
+            if !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
+                return Err(PyTypeError::new_err(format!(
+                    "typecode '{}' needs a float, not {}",
+                    t.as_char(),
+                    obj.get_type().name()?
+                )));
+            }
+            let v: f64 = obj.extract()?;
+            if t == Typecode::F64 {
+                return Ok(v.to_le_bytes().to_vec());
+            }
+            let f = v as f32;
+            if v.is_finite() && !f.is_finite() {
+                return Err(overflow(t, obj));
+            }
+            Ok(f.to_le_bytes().to_vec())
+        }
+        Typecode::Char => {
+            if let Ok(b) = obj.downcast::<PyBytes>() {
+                if let [c] = b.as_bytes() {
+                    return Ok(vec![*c]);
+                }
+                return Err(PyValueError::new_err(format!(
+                    "typecode 'c' needs one byte, not {} bytes",
+                    b.as_bytes().len()
+                )));
+            }
+            if obj.is_instance_of::<PyInt>() {
+                return int_bytes(Typecode::U8, obj).map_err(|_| overflow(t, obj));
+            }
+            Err(PyTypeError::new_err(format!(
+                "typecode 'c' needs bytes of length 1, not {}",
+                obj.get_type().name()?
+            )))
+        }
+        Typecode::WChar => {
+            let s = obj
+                .downcast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("typecode 'u' needs a str of length 1"))?;
+            let s = s.to_cow()?;
+            let mut it = s.chars();
+            match (it.next(), it.next()) {
+                (Some(c), None) => Ok((c as u32).to_le_bytes().to_vec()),
+                _ => Err(PyValueError::new_err(format!(
+                    "typecode 'u' needs one character, not {} characters",
+                    s.chars().count()
+                ))),
+            }
+        }
+        Typecode::Bool => Ok(vec![u8::from(obj.is_truthy()?)]),
+        _ => int_bytes(t, obj),
+    }
+}
+
+/// The Python object for one element's bytes.
+pub(crate) fn from_bytes(py: Python<'_>, t: Typecode, b: &[u8]) -> PyResult<PyObject> {
+    let mut w = [0u8; 8];
+    w[..b.len()].copy_from_slice(b);
+    Ok(match t {
+        Typecode::I8 => (b[0] as i8).into_pyobject(py)?.into_any().unbind(),
+        Typecode::U8 => b[0].into_pyobject(py)?.into_any().unbind(),
+        Typecode::I16 => i16::from_le_bytes([w[0], w[1]])
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        Typecode::U16 => u16::from_le_bytes([w[0], w[1]])
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        Typecode::I32 => i32::from_le_bytes([w[0], w[1], w[2], w[3]])
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        Typecode::U32 => u32::from_le_bytes([w[0], w[1], w[2], w[3]])
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        Typecode::Long | Typecode::I64 => {
+            i64::from_le_bytes(w).into_pyobject(py)?.into_any().unbind()
+        }
+        Typecode::ULong | Typecode::U64 => {
+            u64::from_le_bytes(w).into_pyobject(py)?.into_any().unbind()
+        }
+        Typecode::F32 => (f32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64)
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        Typecode::F64 => f64::from_le_bytes(w).into_pyobject(py)?.into_any().unbind(),
+        Typecode::Char => PyBytes::new(py, &b[..1]).into_any().unbind(),
+        Typecode::WChar => {
+            let u = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let c = char::from_u32(u).ok_or_else(|| {
+                PyValueError::new_err(format!("the cell holds {u:#x}, which is not a character"))
+            })?;
+            PyString::new(py, c.encode_utf8(&mut [0; 4]))
+                .into_any()
+                .unbind()
+        }
+        Typecode::Bool => (b[0] != 0)
+            .into_pyobject(py)?
+            .to_owned()
+            .into_any()
+            .unbind(),
+    })
+}
+
+fn typecode(s: &str) -> PyResult<Typecode> {
+    Typecode::from_str_code(s).ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "bad typecode {s:?} (must be one of b, B, h, H, i, I, l, L, q, Q, f, d, c, u, ?)"
+        ))
+    })
+}
+
+/// The cell mode from `lock` / `mode`: `mode` names it; else `lock=True` (the default) is
+/// locked and `lock=False` is atomic where the typecode allows it, else seqlock.
+fn cell_mode(t: Typecode, lock: Option<bool>, mode: Option<&str>) -> PyResult<CellMode> {
+    match (mode, lock) {
+        (Some(m), l) => {
+            let m = CellMode::from_name(m).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "mode must be 'locked', 'atomic' or 'seqlock', not {m:?}"
+                ))
+            })?;
+            if l.is_some_and(|l| l != (m == CellMode::Locked)) {
+                return Err(PyValueError::new_err(format!(
+                    "lock={} contradicts mode={m:?}",
+                    if l == Some(true) { "True" } else { "False" }
+                )));
+            }
+            Ok(m)
+        }
+        (None, Some(false)) if t.is_atomic() => Ok(CellMode::Atomic),
+        (None, Some(false)) => Ok(CellMode::Seqlock),
+        (None, _) => Ok(CellMode::Locked),
+    }
+}
+
+/// After opening an existing cell for `Value(...)`/`Array(...)`: its typecode and mode must be
+/// the ones asked for.
+fn check_same(cell: &Cell, t: Typecode, mode: CellMode, len: Option<usize>) -> PyResult<()> {
+    let len_ok = len.map_or(true, |n| n == cell.len);
+    if cell.t != t || cell.mode != mode || !len_ok {
+        let want = match len {
+            Some(n) => format!("Array<{}>[{n}] ({mode})", t.as_char()),
+            None => format!("Value<{}> ({mode})", t.as_char()),
+        };
+        return Err(ShmkitError::new_err(format!(
+            "segment {:?} holds {} ({}), asked for {want}",
+            cell.name(),
+            describe(&cell.any),
+            cell.mode
+        )));
+    }
+    Ok(())
+}
+
+fn options<C>(mode: CellMode, perm: u32) -> shmkit::cell::CellOptions<C>
+where
+    shmkit::cell::CellOptions<C>: Default,
+{
+    shmkit::cell::CellOptions::<C>::default()
+        .cell_mode(mode)
+        .mode(perm)
+        .unlink_on_drop(false)
+}
+
+/// Element bits as an `u64` (for compare-exchange), from a Python object.
+fn bits(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let b = to_bytes(t, obj)?;
+    let mut w = [0u8; 8];
+    w[..b.len()].copy_from_slice(&b);
+    Ok(u64::from_le_bytes(w))
+}
+
+fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
+    from_bytes(py, t, &v.to_le_bytes()[..t.size()])
+}
+
+/// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
+fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
+    let v: i128 = obj.extract()?;
+    let v = if negate { -v } else { v };
+    if !(-(1i128 << 63)..(1i128 << 64)).contains(&v) {
+        return Err(PyOverflowError::new_err(format!(
+            "{v} is too large an operand"
+        )));
+    }
+    Ok(v as u64 as i64)
+}
+
+/// The cell's lock, as `get_lock()` returns it: `multiprocessing`'s lock object for a
+/// `Value`/`Array`, over the cell's own robust lock.
+#[pyclass(module = "shmkit", name = "CellLock", frozen)]
+pub(crate) struct PyCellLock {
+    cell: Arc<Cell>,
+}
+
+#[pymethods]
+impl PyCellLock {
+    /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
+    /// this thread's `.value` / indexing use it instead of taking it again.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let py = slf.py();
+        let cell = &slf.get().cell;
+        let dl = if block { deadline(timeout)? } else { None };
+        let attempt = |until: Option<Instant>| -> Took<()> {
+            match cell.lock(until) {
+                Ok(g) => {
+                    g.leak();
+                    Took::Done(())
+                }
+                Err(LockError::OwnerDied(g)) => {
+                    let was = g.previous_owner();
+                    g.leak();
+                    Took::Died(was)
+                }
+                Err(LockError::WouldBlock) | Err(LockError::Timeout) => Took::Busy,
+                Err(LockError::Deadlock) if !block => Took::Busy,
+                Err(e) => Took::Failed(lock_error(e)),
+            }
+        };
+        let took = match attempt(None) {
+            Took::Busy if block => sliced(py, dl, |until| match attempt(Some(until)) {
+                Took::Busy => None,
+                t => Some(t),
+            })?
+            .unwrap_or(Took::Busy),
+            t => t,
+        };
+        match took {
+            Took::Done(()) => Ok(true),
+            Took::Busy => Ok(false),
+            Took::Died(was) => Err(owner_died(slf.as_any(), was)),
+            Took::Failed(e) => Err(e),
+        }
+    }
+
+    /// Release the lock; `RuntimeError` if this thread does not hold it.
+    fn release(&self) -> PyResult<()> {
+        self.cell.adopt().map(drop).map_err(lock_error)
+    }
+
+    /// After `OwnerDied`: declare the cell's data repaired (this thread holds the lock).
+    fn make_consistent(&self) -> PyResult<()> {
+        let mut g = self.cell.adopt().map_err(lock_error)?;
+        let r = g.make_consistent();
+        g.leak();
+        r.map_err(lock_error)
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Self::acquire(slf, true, None)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmkit.CellLock of {:?}>", self.cell.name())
+    }
+}
+
+/// A named typed value shared by processes: `multiprocessing.Value`, attachable by name.
+#[pyclass(module = "shmkit", name = "Value", frozen)]
+pub(crate) struct PyValue {
+    inner: Arc<Cell>,
+}
+
+impl PyValue {
+    fn create_impl(
+        name: &str,
+        t: Typecode,
+        init: Option<&Bound<'_, PyAny>>,
+        mode: CellMode,
+        perm: u32,
+    ) -> PyResult<Self> {
+        if mode == CellMode::Atomic && !t.is_atomic() {
+            return Err(PyValueError::new_err(format!(
+                "typecode '{}' has no atomic mode (floats: use 'seqlock' or 'locked')",
+                t.as_char()
+            )));
+        }
+        let init = init.map(|o| to_bytes(t, o)).transpose()?;
+        let v = options::<AnyValue>(mode, perm)
+            .create(name, t, init.as_deref())
+            .map_err(to_py)?;
+        Ok(PyValue {
+            inner: Arc::new(Cell::new(Any::V(v))?),
+        })
+    }
+
+    fn open_impl(name: &str) -> PyResult<Self> {
+        let v = AnyValue::open(name).map_err(to_py)?;
+        Ok(PyValue {
+            inner: Arc::new(Cell::new(Any::V(v))?),
+        })
+    }
+
+    fn atomic_only(&self) -> PyResult<()> {
+        if self.inner.mode != CellMode::Atomic {
+            return Err(PyValueError::new_err(format!(
+                "{} is a {} cell: this needs an atomic one (mode='atomic')",
+                describe(&self.inner.any),
+                self.inner.mode
+            )));
+        }
+        Ok(())
+    }
+}
+
+crate::named::named_methods!(PyValue, "Value");
+
+#[pymethods]
+impl PyValue {
+    /// `Value(typecode, init=None, *, name, lock=None, mode=None, perm=0o600)`: create the
+    /// value `name` holding `init` (zero if None), or open it if it exists (then `init` is
+    /// ignored, and its typecode and mode must be these: else `ShmkitError`).
+    #[new]
+    #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
+    fn new(
+        py: Python<'_>,
+        typecode_or_type: &str,
+        init: Option<&Bound<'_, PyAny>>,
+        name: &str,
+        lock: Option<bool>,
+        mode: Option<&str>,
+        perm: u32,
+    ) -> PyResult<Self> {
+        let t = typecode(typecode_or_type)?;
+        let m = cell_mode(t, lock, mode)?;
+        match Self::create_impl(name, t, init, m, perm) {
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
+                let v = Self::open_impl(name)?;
+                check_same(&v.inner, t, m, None)?;
+                Ok(v)
+            }
+            r => r,
+        }
+    }
+
+    /// Create a new value; `FileExistsError` if the name is taken.
+    #[staticmethod]
+    #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
+    fn create(
+        name: &str,
+        typecode_or_type: &str,
+        init: Option<&Bound<'_, PyAny>>,
+        lock: Option<bool>,
+        mode: Option<&str>,
+        perm: u32,
+    ) -> PyResult<Self> {
+        let t = typecode(typecode_or_type)?;
+        let m = cell_mode(t, lock, mode)?;
+        Self::create_impl(name, t, init, m, perm)
+    }
+
+    /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
+    /// there is none, `ShmkitError` if it is not a value.
+    #[staticmethod]
+    fn open(name: &str) -> PyResult<Self> {
+        Self::open_impl(name)
+    }
+
+    /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
+    #[getter]
+    fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let b = read(py, &self.inner, 0, 1)?;
+        from_bytes(py, self.inner.t, &b)
+    }
+
+    #[setter]
+    fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let b = to_bytes(self.inner.t, v)?;
+        write(py, &self.inner, 0, &b)
+    }
+
+    /// The lock (`multiprocessing`'s `get_lock()`): `with v.get_lock(): v.value += 1`.
+    fn get_lock(&self) -> PyCellLock {
+        PyCellLock {
+            cell: self.inner.clone(),
+        }
+    }
+
+    /// The typecode (`'q'`).
+    #[getter]
+    fn typecode(&self) -> String {
+        self.inner.t.as_char().to_string()
+    }
+
+    /// The mode: `'locked'`, `'atomic'` or `'seqlock'`.
+    #[getter]
+    fn mode(&self) -> String {
+        self.inner.mode.to_string()
+    }
+
+    /// Seqlock mode: the write sequence (even when no write is under way).
+    #[getter]
+    fn sequence(&self) -> u64 {
+        self.inner.sequence()
+    }
+
+    /// Atomic mode: the value (one atomic load).
+    fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
+        self.atomic_only()?;
+        self.get_value(py)
+    }
+
+    /// Atomic mode: store `v` (one atomic store).
+    fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.atomic_only()?;
+        self.set_value(py, v)
+    }
+
+    /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
+    fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let d = delta(v, false)?;
+        let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+        from_bits(py, self.inner.t, old)
+    }
+
+    /// Atomic mode, integer typecodes: subtract `v` (wrapping); the previous value.
+    fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let d = delta(v, true)?;
+        let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+        from_bits(py, self.inner.t, old)
+    }
+
+    /// Atomic mode: replace the value with `v` if it is `expected`. Returns `(True,
+    /// expected)` if it was replaced, else `(False, actual)`.
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        expected: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, PyObject)> {
+        let t = self.inner.t;
+        let (e, n) = (bits(t, expected)?, bits(t, new)?);
+        match self.inner.compare_exchange(0, e, n).map_err(to_py)? {
+            Ok(old) => Ok((true, from_bits(py, t, old)?)),
+            Err(actual) => Ok((false, from_bits(py, t, actual)?)),
+        }
+    }
+
+    /// Atomic mode: store `v`; the previous value.
+    fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let t = self.inner.t;
+        let n = bits(t, v)?;
+        let mut cur = bits(t, &self.load(py)?.into_bound(py))?;
+        loop {
+            match self.inner.compare_exchange(0, cur, n).map_err(to_py)? {
+                Ok(old) => return from_bits(py, t, old),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Seqlock mode: wait for a write after sequence `last_seq` (0 at first); returns
+    /// `(value, seq)`. `TimeoutError` if `timeout` seconds pass first. Releases the GIL;
+    /// Ctrl-C interrupts it.
+    #[pyo3(signature = (last_seq, timeout = None))]
+    fn wait_changed(
+        &self,
+        py: Python<'_>,
+        last_seq: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<(PyObject, u64)> {
+        let (b, s) = wait_changed(py, &self.inner, last_seq, timeout)?;
+        Ok((from_bytes(py, self.inner.t, &b)?, s))
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Nothing to do (the value is unmapped when the object goes); does not unlink.
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {}
+}
+
+fn wait_changed(
+    py: Python<'_>,
+    cell: &Arc<Cell>,
+    last: u64,
+    timeout: Option<f64>,
+) -> PyResult<(Vec<u8>, u64)> {
+    let dl = deadline(timeout)?;
+    let r = match cell.wait_changed(last, None) {
+        Err(Error::WouldBlock) => {
+            sliced(py, dl, |until| match cell.wait_changed(last, Some(until)) {
+                Err(Error::Timeout) => None,
+                r => Some(r),
+            })?
+            .unwrap_or(Err(Error::Timeout))
+        }
+        r => r,
+    };
+    r.map_err(to_py)
+}
+
+/// The buffer-protocol format of a typecode (`'u'` is PEP 3118's `'w'`, UCS-4).
+fn format(t: Typecode) -> &'static std::ffi::CStr {
+    match t {
+        Typecode::I8 => c"b",
+        Typecode::U8 => c"B",
+        Typecode::I16 => c"h",
+        Typecode::U16 => c"H",
+        Typecode::I32 => c"i",
+        Typecode::U32 => c"I",
+        Typecode::Long => c"l",
+        Typecode::ULong => c"L",
+        Typecode::I64 => c"q",
+        Typecode::U64 => c"Q",
+        Typecode::F32 => c"f",
+        Typecode::F64 => c"d",
+        Typecode::Char => c"c",
+        Typecode::WChar => c"w",
+        Typecode::Bool => c"?",
+    }
+}
+
+/// A named fixed-length typed array shared by processes: `multiprocessing.Array`, attachable
+/// by name, and a buffer (`memoryview(a)`, `numpy.asarray(a)`: zero-copy).
+#[pyclass(module = "shmkit", name = "Array")]
+pub(crate) struct PyArray {
+    /// `None` once closed.
+    inner: Option<Arc<Cell>>,
+    name: String,
+    /// Live buffer exports.
+    exports: AtomicUsize,
+    /// The exported shape and stride (pointed to by `Py_buffer`s while they live).
+    shape: [pyo3::ffi::Py_ssize_t; 1],
+    strides: [pyo3::ffi::Py_ssize_t; 1],
+}
+
+impl PyArray {
+    fn wrap(a: AnyArray) -> PyResult<Self> {
+        let cell = Cell::new(Any::A(a))?;
+        Ok(PyArray {
+            name: cell.name().to_owned(),
+            shape: [cell.len as pyo3::ffi::Py_ssize_t],
+            strides: [cell.t.size() as pyo3::ffi::Py_ssize_t],
+            inner: Some(Arc::new(cell)),
+            exports: AtomicUsize::new(0),
+        })
+    }
+
+    fn cell(&self) -> PyResult<&Arc<Cell>> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err(format!("array {:?} is closed", self.name)))
+    }
+
+    /// The elements for `size_or_initializer`, converted before anything is created.
+    fn init(t: Typecode, size_or_init: &Bound<'_, PyAny>) -> PyResult<(usize, Option<Vec<u8>>)> {
+        if size_or_init.is_instance_of::<PyInt>() {
+            let n: i64 = size_or_init.extract()?;
+            let n = usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+                PyValueError::new_err(format!("an array needs at least one element, not {n}"))
+            })?;
+            return Ok((n, None));
+        }
+        let mut data = Vec::new();
+        let mut n = 0;
+        for item in size_or_init.try_iter()? {
+            data.extend(to_bytes(t, &item?)?);
+            n += 1;
+        }
+        if n == 0 {
+            return Err(PyValueError::new_err("an array needs at least one element"));
+        }
+        Ok((n, Some(data)))
+    }
+
+    fn create_impl(
+        py: Python<'_>,
+        name: &str,
+        t: Typecode,
+        size_or_init: &Bound<'_, PyAny>,
+        mode: CellMode,
+        perm: u32,
+    ) -> PyResult<Self> {
+        if mode == CellMode::Atomic && !t.is_atomic() {
+            return Err(PyValueError::new_err(format!(
+                "typecode '{}' has no atomic mode (floats: use 'seqlock' or 'locked')",
+                t.as_char()
+            )));
+        }
+        let (n, data) = Self::init(t, size_or_init)?;
+        let a = options::<AnyArray>(mode, perm)
+            .create(name, t, n)
+            .map_err(to_py)?;
+        let this = Self::wrap(a)?;
+        if let Some(d) = data {
+            write(py, this.cell()?, 0, &d)?;
+        }
+        Ok(this)
+    }
+
+    /// A Python index (negative from the end) as an element number; `IndexError` outside.
+    fn index(&self, i: isize) -> PyResult<usize> {
+        let n = self.cell()?.len as isize;
+        let j = if i < 0 { i + n } else { i };
+        if j < 0 || j >= n {
+            return Err(PyIndexError::new_err("array index out of range"));
+        }
+        Ok(j as usize)
+    }
+}
+
+/// A slice's elements: `(start, step, count)` and the contiguous span `(lo, span)` holding
+/// them.
+fn slice_span(s: &Bound<'_, PySlice>, len: usize) -> PyResult<(isize, isize, usize, usize, usize)> {
+    let ix = s.indices(len as isize)?;
+    let count = ix.slicelength;
+    if count == 0 {
+        return Ok((ix.start, ix.step, 0, 0, 0));
+    }
+    let last = ix.start + (count as isize - 1) * ix.step;
+    let (lo, hi) = (ix.start.min(last) as usize, ix.start.max(last) as usize);
+    Ok((ix.start, ix.step, count, lo, hi - lo + 1))
+}
+
+#[pymethods]
+impl PyArray {
+    /// `Array(typecode, size_or_initializer, *, name, lock=None, mode=None, perm=0o600)`:
+    /// create the array `name` (zeroed, or holding the initializer's elements), or open it if
+    /// it exists (then the initializer is not written, and its typecode, mode and length must
+    /// be these: else `ShmkitError`).
+    #[new]
+    #[pyo3(signature = (typecode_or_type, size_or_initializer, *, name, lock = None, mode = None, perm = 0o600))]
+    fn new(
+        py: Python<'_>,
+        typecode_or_type: &str,
+        size_or_initializer: &Bound<'_, PyAny>,
+        name: &str,
+        lock: Option<bool>,
+        mode: Option<&str>,
+        perm: u32,
+    ) -> PyResult<Self> {
+        let t = typecode(typecode_or_type)?;
+        let m = cell_mode(t, lock, mode)?;
+        match Self::create_impl(py, name, t, size_or_initializer, m, perm) {
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
+                let (n, _) = Self::init(t, size_or_initializer)?;
+                let a = Self::wrap(AnyArray::open(name).map_err(to_py)?)?;
+                check_same(a.cell()?, t, m, Some(n))?;
+                Ok(a)
+            }
+            r => r,
+        }
+    }
+
+    /// Create a new array; `FileExistsError` if the name is taken.
+    #[staticmethod]
+    #[pyo3(signature = (name, typecode_or_type, size_or_initializer, *, lock = None, mode = None, perm = 0o600))]
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        typecode_or_type: &str,
+        size_or_initializer: &Bound<'_, PyAny>,
+        lock: Option<bool>,
+        mode: Option<&str>,
+        perm: u32,
+    ) -> PyResult<Self> {
+        let t = typecode(typecode_or_type)?;
+        let m = cell_mode(t, lock, mode)?;
+        Self::create_impl(py, name, t, size_or_initializer, m, perm)
+    }
+
+    /// Open an existing array (typecode, mode and length as recorded).
+    #[staticmethod]
+    fn open(name: &str) -> PyResult<Self> {
+        Self::wrap(AnyArray::open(name).map_err(to_py)?)
+    }
+
+    /// The array's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Remove the name; open handles keep working.
+    fn unlink(&self) -> PyResult<()> {
+        crate::named::unlink(&self.name)
+    }
+
+    /// The typecode (`'d'`).
+    #[getter]
+    fn typecode(&self) -> PyResult<String> {
+        Ok(self.cell()?.t.as_char().to_string())
+    }
+
+    /// The mode: `'locked'`, `'atomic'` or `'seqlock'`.
+    #[getter]
+    fn mode(&self) -> PyResult<String> {
+        Ok(self.cell()?.mode.to_string())
+    }
+
+    /// Seqlock mode: the write sequence.
+    #[getter]
+    fn sequence(&self) -> PyResult<u64> {
+        Ok(self.cell()?.sequence())
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.cell()?.len)
+    }
+
+    /// `a[i]` (one element) or `a[i:j:k]` (a list, or bytes for typecode `'c'`; one
+    /// consistent copy).
+    fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let cell = self.cell()?;
+        let t = cell.t;
+        let size = t.size();
+        if let Ok(s) = key.downcast::<PySlice>() {
+            let (start, step, count, lo, span) = slice_span(s, cell.len)?;
+            let b = if count == 0 {
+                Vec::new()
+            } else {
+                read(py, cell, lo, span)?
+            };
+            let at = |k: usize| (start + k as isize * step) as usize - lo;
+            if t == Typecode::Char {
+                let v: Vec<u8> = (0..count).map(|k| b[at(k)]).collect();
+                return Ok(PyBytes::new(py, &v).into_any().unbind());
+            }
+            let items = (0..count)
+                .map(|k| from_bytes(py, t, &b[at(k) * size..(at(k) + 1) * size]))
+                .collect::<PyResult<Vec<_>>>()?;
+            return Ok(PyList::new(py, items)?.into_any().unbind());
+        }
+        let i = self.index(key.extract()?)?;
+        let b = read(py, cell, i, 1)?;
+        from_bytes(py, t, &b)
+    }
+
+    /// `a[i] = v` or `a[i:j:k] = seq` (same length: else `ValueError`). Everything is
+    /// converted first: a bad element writes nothing. A slice is one write under the lock
+    /// (locked, seqlock); in atomic mode, element-wise stores.
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let cell = self.cell()?;
+        let t = cell.t;
+        let size = t.size();
+        if let Ok(s) = key.downcast::<PySlice>() {
+            let (start, step, count, lo, span) = slice_span(s, cell.len)?;
+            let mut items = Vec::with_capacity(count * size);
+            let mut n = 0usize;
+            if t == Typecode::Char && value.is_instance_of::<PyBytes>() {
+                items.extend_from_slice(value.downcast::<PyBytes>()?.as_bytes());
+                n = items.len();
+            } else {
+                for item in value.try_iter()? {
+                    items.extend(to_bytes(t, &item?)?);
+                    n += 1;
+                }
+            }
+            if n != count {
+                return Err(PyValueError::new_err(format!(
+                    "can only assign a sequence of the same size ({count}), not {n}"
+                )));
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            if step == 1 {
+                return write(py, cell, lo, &items);
+            }
+            let at = |k: usize| (start + k as isize * step) as usize;
+            if cell.mode == CellMode::Atomic {
+                for k in 0..count {
+                    write(py, cell, at(k), &items[k * size..(k + 1) * size])?;
+                }
+                return Ok(());
+            }
+            return under_lock(py, cell, |g| {
+                let mut b = g.read_bytes(lo, span)?;
+                for k in 0..count {
+                    let o = (at(k) - lo) * size;
+                    b[o..o + size].copy_from_slice(&items[k * size..(k + 1) * size]);
+                }
+                g.write_bytes(lo, &b)
+            });
+        }
+        let i = self.index(key.extract()?)?;
+        let b = to_bytes(t, value)?;
+        write(py, cell, i, &b)
+    }
+
+    /// Iterate over a consistent snapshot of the elements.
+    fn __iter__(slf: &Bound<'_, Self>) -> PyResult<PyObject> {
+        let py = slf.py();
+        let all = slf.borrow().__getitem__(py, PySlice::full(py).as_any())?;
+        Ok(all.bind(py).try_iter()?.into_any().unbind())
+    }
+
+    /// The lock (`multiprocessing`'s `get_lock()`): `with a.get_lock(): a[0] += a[1]`.
+    fn get_lock(&self) -> PyResult<PyCellLock> {
+        Ok(PyCellLock {
+            cell: self.cell()?.clone(),
+        })
+    }
+
+    /// Atomic mode, integer typecodes: add `v` to element `i` (wrapping); its previous value.
+    fn fetch_add(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let i = self.index(i)?;
+        let cell = self.cell()?;
+        let old = cell.fetch_add(i, delta(v, false)?).map_err(to_py)?;
+        from_bits(py, cell.t, old)
+    }
+
+    /// Atomic mode, integer typecodes: subtract `v` from element `i`; its previous value.
+    fn fetch_sub(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let i = self.index(i)?;
+        let cell = self.cell()?;
+        let old = cell.fetch_add(i, delta(v, true)?).map_err(to_py)?;
+        from_bits(py, cell.t, old)
+    }
+
+    /// Atomic mode: replace element `i` with `new` if it is `expected`: `(True, expected)`
+    /// or `(False, actual)`.
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        i: isize,
+        expected: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, PyObject)> {
+        let i = self.index(i)?;
+        let cell = self.cell()?;
+        let t = cell.t;
+        let (e, n) = (bits(t, expected)?, bits(t, new)?);
+        match cell.compare_exchange(i, e, n).map_err(to_py)? {
+            Ok(old) => Ok((true, from_bits(py, t, old)?)),
+            Err(actual) => Ok((false, from_bits(py, t, actual)?)),
+        }
+    }
+
+    /// Seqlock mode: wait for a write after sequence `last_seq`; `(list, seq)`.
+    #[pyo3(signature = (last_seq, timeout = None))]
+    fn wait_changed(
+        &self,
+        py: Python<'_>,
+        last_seq: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<(PyObject, u64)> {
+        let cell = self.cell()?;
+        let (b, s) = wait_changed(py, cell, last_seq, timeout)?;
+        let items = b
+            .chunks_exact(cell.t.size())
+            .map(|c| from_bytes(py, cell.t, c))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((PyList::new(py, items)?.into_any().unbind(), s))
+    }
+
+    /// Unmap the array from this process. `BufferError` while views of it (memoryviews,
+    /// numpy arrays) are alive. Closing twice is harmless. Does not unlink.
+    fn close(&mut self) -> PyResult<()> {
+        let n = self.exports.load(Ordering::Acquire);
+        if n > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot close array {:?}: {n} exported buffer(s) (memoryview, numpy array, \
+                 ...) still use it; release them first",
+                self.name
+            )));
+        }
+        self.inner = None;
+        Ok(())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Closes (does not unlink).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close()
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.inner {
+            Some(c) => format!(
+                "<shmkit.Array name={:?} typecode='{}' len={} mode={}>",
+                self.name,
+                c.t.as_char(),
+                c.len,
+                c.mode
+            ),
+            None => format!("<shmkit.Array name={:?} closed>", self.name),
+        }
+    }
+
+    /// Pickled by name: unpickling opens the same array.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let open = slf.get_type().getattr("open")?;
+        Ok((open, (slf.borrow().name.clone(),)))
+    }
+
+    /// Export the data as a writable, 1-D, C-contiguous buffer of the typecode's format.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.borrow();
+        let cell = this.cell()?;
+        let Any::A(a) = &cell.any else {
+            return Err(PyBufferError::new_err("not an array"));
+        };
+        let size = cell.t.size();
+        // SAFETY: `view` is valid (the caller's contract). The pointer and length describe
+        // the array's data inside the live mapping, which stays mapped while the export
+        // exists: `view.obj` holds a reference to `slf`, `close()` refuses while `exports` is
+        // non-zero, and the `Arc` keeps the cell. `shape`/`strides` point into `slf`, which
+        // outlives the view and never changes them.
+        unsafe {
+            (*view).buf = a.data_ptr().cast();
+            (*view).obj = slf.clone().into_any().into_ptr();
+            (*view).len = (cell.len * size) as pyo3::ffi::Py_ssize_t;
+            (*view).readonly = 0;
+            (*view).itemsize = size as pyo3::ffi::Py_ssize_t;
+            (*view).format = if flags & pyo3::ffi::PyBUF_FORMAT != 0 {
+                format(cell.t).as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).ndim = 1;
+            (*view).shape = if flags & pyo3::ffi::PyBUF_ND != 0 {
+                this.shape.as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).strides = if flags & pyo3::ffi::PyBUF_STRIDES == pyo3::ffi::PyBUF_STRIDES {
+                this.strides.as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        this.exports.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// One export fewer.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python for a `view` this object filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyValue>()?;
+    m.add_class::<PyArray>()?;
+    m.add_class::<PyCellLock>()?;
+    Ok(())
+}

@@ -1,0 +1,350 @@
+"""Value and Array (typed cells) across separate Python processes, and with the Rust CLI."""
+
+import os
+import pickle
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+
+import shmkit
+
+INCREMENTS = 10_000
+
+
+def test_locked_increment_under_get_lock_is_exact(name, spawn):
+    v = shmkit.Value("q", 0, name=name)
+    code = """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        for _ in range(int(sys.argv[2])):
+            with v.get_lock():
+                v.value += 1
+        print("done", flush=True)
+        """
+    kids = [spawn(code, name, INCREMENTS) for _ in range(2)]
+    for k in kids:
+        assert k.line() == "done"
+        assert k.finish()[0] == 0
+    assert v.value == 2 * INCREMENTS
+    v.unlink()
+
+
+def test_atomic_fetch_add_is_exact(name, spawn):
+    v = shmkit.Value("Q", 0, name=name, mode="atomic")
+    code = """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        for _ in range(int(sys.argv[2])):
+            v.fetch_add(1)
+        print("done", flush=True)
+        """
+    kids = [spawn(code, name, INCREMENTS) for _ in range(2)]
+    for k in kids:
+        assert k.line() == "done"
+        assert k.finish()[0] == 0
+    assert v.load() == 2 * INCREMENTS
+    assert v.fetch_sub(INCREMENTS) == 2 * INCREMENTS
+    assert v.compare_exchange(INCREMENTS, 7) == (True, INCREMENTS)
+    assert v.compare_exchange(INCREMENTS, 8) == (False, 7)
+    assert v.swap(9) == 7 and v.value == 9
+    v.unlink()
+
+
+def test_seqlock_array_is_never_torn(name, spawn):
+    a = shmkit.Array("q", 16, name=name, mode="seqlock")
+    writer = spawn(
+        """
+        import sys, shmkit
+        a = shmkit.Array.open(sys.argv[1])
+        print("ready", flush=True)
+        for i in range(1, 5001):
+            a[:] = [i] * 16
+        print("done", flush=True)
+        """,
+        name,
+    )
+    assert writer.line() == "ready"
+    seen = set()
+    while True:
+        snap = a[:]
+        assert len(set(snap)) == 1, snap  # all sixteen from one write
+        seen.add(snap[0])
+        if snap[0] == 5000:
+            break
+    assert writer.line() == "done"
+    assert writer.finish()[0] == 0
+    assert len(seen) > 1
+    a.unlink()
+
+
+def test_seqlock_wait_changed(name, spawn):
+    v = shmkit.Value("d", 0.5, name=name, mode="seqlock")
+    seq = v.sequence
+    with pytest.raises(TimeoutError):
+        v.wait_changed(seq, timeout=0.05)
+    child = spawn(
+        """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        v.value = 2.5
+        """,
+        name,
+    )
+    value, new = v.wait_changed(seq, timeout=30)
+    assert value == 2.5 and new > seq
+    assert child.finish()[0] == 0
+    v.unlink()
+
+
+def test_value_inside_held_lock_does_not_deadlock(name):
+    v = shmkit.Value("i", 1, name=name)
+    lock = v.get_lock()
+    assert lock.acquire() is True
+    v.value = v.value + 1  # through the held lock
+    assert lock.acquire(block=False) is False  # not recursive
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    assert v.value == 2
+    v.unlink()
+
+
+def test_array_indexing_and_slicing_like_a_list(name):
+    a = shmkit.Array("i", [0, 1, 2, 3, 4, 5], name=name)
+    ref = [0, 1, 2, 3, 4, 5]
+    assert len(a) == 6 and list(a) == ref
+    for s in [slice(None), slice(1, 4), slice(None, None, 2), slice(None, None, -1),
+              slice(-2, None), slice(4, 1, -2), slice(3, 3)]:
+        assert a[s] == ref[s], s
+    assert a[-1] == 5 and a[0] == 0
+    a[-1] = 50
+    ref[-1] = 50
+    a[1:3] = [10, 20]
+    ref[1:3] = [10, 20]
+    a[::-2] = [7, 8, 9]
+    ref[::-2] = [7, 8, 9]
+    assert a[:] == ref
+    with pytest.raises(IndexError):
+        a[6]
+    with pytest.raises(IndexError):
+        a[-7] = 1
+    with pytest.raises(ValueError):
+        a[0:2] = [1]
+    with pytest.raises(TypeError):
+        a["x"]
+    with pytest.raises(OverflowError):
+        a[0:2] = [1, 2**31]  # nothing written
+    assert a[:] == ref
+    with a.get_lock():
+        a[0] += a[1]
+    assert a[0] == ref[0] + ref[1]
+    a.unlink()
+
+
+def test_char_array_slices_are_bytes(name):
+    a = shmkit.Array("c", b"hello", name=name)
+    assert a[:] == b"hello" and a[0] == b"h"
+    a[1:3] = b"EL"
+    assert a[:] == b"hELlo"
+    a.unlink()
+
+
+def test_numpy_view_is_zero_copy_and_sees_other_processes(name, spawn):
+    a = shmkit.Array("d", 4, name=name)
+    x = np.asarray(a)
+    assert x.dtype == np.float64 and x.shape == (4,)
+    x[0] = 1.5
+    assert a[0] == 1.5
+    m = memoryview(a)
+    assert m.format == "d" and m.shape == (4,) and not m.readonly
+    child = spawn(
+        """
+        import sys, shmkit
+        a = shmkit.Array.open(sys.argv[1])
+        a[2] = 42.0
+        """,
+        name,
+    )
+    assert child.finish()[0] == 0
+    assert x[2] == 42.0
+    with pytest.raises(BufferError):
+        a.close()
+    m.release()
+    del x
+    a.close()
+    a.close()
+    with pytest.raises(ValueError):
+        a[0]
+    shmkit.Array.open(name).unlink()
+
+
+def test_numpy_dtypes_follow_the_typecode(names):
+    for tc, dt in [("b", np.int8), ("H", np.uint16), ("i", np.int32), ("q", np.int64),
+                   ("f", np.float32), ("?", np.bool_)]:
+        n = names()
+        a = shmkit.Array(tc, 3, name=n)
+        assert np.asarray(a).dtype == dt
+        a.unlink()
+
+
+def test_cli_interop_both_ways(names, rust_bins):
+    cli = str(rust_bins["shmkit"])
+    n1, n2 = names(), names()
+    subprocess.run([cli, "value", "create", n1, "q", "-7"], check=True)
+    v = shmkit.Value.open(n1)
+    assert v.value == -7 and v.typecode == "q" and v.mode == "locked"
+    v.value = 123
+    out = subprocess.run([cli, "value", "get", n1], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "123"
+    subprocess.run([cli, "value", "set", n1, "5"], check=True)
+    assert v.value == 5
+    v.unlink()
+
+    a = shmkit.Array("d", [0.5, 1.5, 2.5], name=n2, mode="seqlock")
+    out = subprocess.run([cli, "array", "get", n2], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["0.5", "1.5", "2.5"]
+    subprocess.run([cli, "array", "set", n2, "1", "9.25"], check=True)
+    assert a[:] == [0.5, 9.25, 2.5]
+    a.unlink()
+
+
+def test_sigkilled_holder_gives_owner_died(name, spawn):
+    v = shmkit.Value("q", 0, name=name)
+    child = spawn(
+        """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        v.get_lock().acquire()
+        v.value = 99
+        print("held", flush=True)
+        sys.stdin.readline()
+        """,
+        name,
+    )
+    assert child.line() == "held"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    with pytest.raises(shmkit.OwnerDied) as info:
+        v.value
+    lock = info.value.lock
+    assert isinstance(lock, shmkit.CellLock)
+    assert info.value.previous_pid == child.pid
+    assert v.value == 99  # held by this thread now: read through the held lock
+    v.value = 0  # repaired
+    lock.make_consistent()
+    lock.release()
+    with v.get_lock():
+        v.value += 1
+    assert v.value == 1
+    v.unlink()
+
+
+def test_bad_input_writes_nothing(names):
+    n = names()
+    with pytest.raises(TypeError):
+        shmkit.Value("x", 0, name=n)
+    with pytest.raises(OverflowError):
+        shmkit.Value("b", 128, name=n)
+    assert not os.path.exists(f"/dev/shm/{n}")
+    with pytest.raises(ValueError):
+        shmkit.Value("d", 0.0, name=n, mode="atomic")
+    with pytest.raises(ValueError):
+        shmkit.Value("i", 0, name=n, mode="bogus")
+    with pytest.raises(ValueError):
+        shmkit.Value("i", 0, name=n, lock=True, mode="atomic")
+    v = shmkit.Value("B", 200, name=n)
+    for bad, exc in [(256, OverflowError), (-1, OverflowError), (1.0, TypeError), ("1", TypeError)]:
+        with pytest.raises(exc):
+            v.value = bad
+    assert v.value == 200
+    with pytest.raises(ValueError):
+        v.fetch_add(1)  # locked, not atomic
+    c = shmkit.Value("c", b"a", name=names())
+    with pytest.raises(ValueError):
+        c.value = b"ab"
+    u = shmkit.Value("u", "x", name=names())
+    assert u.value == "x"
+    with pytest.raises(ValueError):
+        u.value = "xy"
+    f = shmkit.Value("f", 1.0, name=names())
+    with pytest.raises(OverflowError):
+        f.value = 1e300
+    assert f.value == 1.0
+    for o in (c, u, f):
+        o.unlink()
+    # wrong kind, wrong typecode on open
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.Array.open(n)
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.Value("q", 0, name=n)  # exists as 'B'
+    with pytest.raises(FileNotFoundError):
+        shmkit.Value.open(names())
+    v.unlink()
+
+
+def test_create_open_pickle_context_manager(name):
+    with shmkit.Value.create(name, "d", 2.5, mode="seqlock") as v:
+        w = pickle.loads(pickle.dumps(v))
+        assert w.value == 2.5 and w.mode == "seqlock" and w.name == name
+        with pytest.raises(FileExistsError):
+            shmkit.Value.create(name, "d")
+        v.unlink()
+    a = shmkit.Array.create(name, "H", 3)
+    b = pickle.loads(pickle.dumps(a))
+    b[1] = 7
+    assert a[1] == 7 and repr(a).startswith("<shmkit.Array")
+    with a:
+        pass
+    b.unlink()
+
+
+def test_nothing_removed_when_an_attaching_process_exits(name, spawn):
+    v = shmkit.Value("i", 3, name=name)
+    child = spawn(
+        """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        a = v.value
+        """,
+        name,
+    )
+    assert child.finish()[0] == 0
+    assert shmkit.Value.open(name).value == 3
+    v.unlink()
+
+
+def test_ctrl_c_interrupts_a_blocked_access(name, spawn):
+    v = shmkit.Value("q", 0, name=name)
+    holder = spawn(
+        """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        v.get_lock().acquire()
+        print("held", flush=True)
+        sys.stdin.readline()
+        """,
+        name,
+    )
+    assert holder.line() == "held"
+    waiter = spawn(
+        """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        print("waiting", flush=True)
+        try:
+            v.value
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """,
+        name,
+    )
+    assert waiter.line() == "waiting"
+    import time
+    time.sleep(0.2)
+    waiter.signal(signal.SIGINT)
+    assert waiter.line() == "interrupted"
+    holder.send("go")
+    holder.finish()
+    v.unlink()
