@@ -906,7 +906,7 @@ impl PyFrameLoan {
         let mut st = self.current(p)?;
         if st.exports > 0 {
             return Err(PyBufferError::new_err(format!(
-                "cannot publish: {} exported buffer(s) (memoryview, numpy array, ...) of the                  loan are alive; delete them first (no view may outlive the loan)",
+                "cannot publish: {} exported buffer(s) (memoryview, numpy array, ...) of the loan are alive; delete them first (no view may outlive the loan)",
                 st.exports
             )));
         }
