@@ -652,7 +652,7 @@ impl PyFramePublisher {
     /// and a user header of `header_size` bytes (alignment `header_align`) recorded as
     /// `header_name`. `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, *, slots = 4, max_bytes = 1 << 20, subscribers = 16,
+    #[pyo3(signature = (name, *, slots = 4, max_bytes = 1048576, subscribers = 16,
         policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = 8,
         mode = 0o600))]
     #[allow(clippy::too_many_arguments)]
@@ -900,7 +900,7 @@ impl PyFrameLoan {
     /// `BufferError` while views of the loan are alive; `ValueError` if `len` exceeds
     /// `max_bytes` or the header is too long (then the loan is abandoned, nothing published),
     /// or if the loan was already published or abandoned.
-    #[pyo3(signature = (len, header = b"".as_slice()))]
+    #[pyo3(signature = (len, header = b"".as_slice()), text_signature = "(self, /, len, header=b'')")]
     fn publish(&self, py: Python<'_>, len: i64, header: &[u8]) -> PyResult<u64> {
         let p = self.publisher.bind(py).get();
         let mut st = self.current(p)?;
