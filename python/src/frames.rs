@@ -507,8 +507,10 @@ struct PubState {
     generation: u64,
     /// Buffer exports of the outstanding loan.
     exports: usize,
-    /// The publisher, from `Box::into_raw`; `None` once closed. Used only through `loan`
-    /// while a loan is outstanding.
+    /// The publisher's `next_seq` (kept here: read while a loan borrows the publisher).
+    next_seq: u64,
+    /// The publisher, from `Box::leak`; `None` once closed. Never touched while a loan
+    /// (which borrows it) is outstanding.
     publisher: Option<NonNull<Publisher<Raw>>>,
 }
 
@@ -517,14 +519,6 @@ struct PubState {
 unsafe impl Send for PubState {}
 
 impl PubState {
-    /// The publisher, when no loan is outstanding.
-    fn publisher(&mut self) -> Option<&mut Publisher<Raw>> {
-        debug_assert!(self.loan.is_none());
-        // SAFETY: the box is live (freed only in `close`/`drop`, which clear the field) and no
-        // loan borrows it; `&mut self` makes this the only access.
-        self.publisher.map(|p| unsafe { &mut *p.as_ptr() })
-    }
-
     /// End the outstanding loan without publishing (its slot is emptied).
     fn abandon(&mut self) -> PyResult<()> {
         if self.exports > 0 {
@@ -541,7 +535,7 @@ impl PubState {
     fn close(&mut self) -> PyResult<()> {
         self.abandon()?;
         if let Some(p) = self.publisher.take() {
-            // SAFETY: from `Box::into_raw`, freed once (the field is cleared); no loan.
+            // SAFETY: from `Box::leak`, freed once (the field is cleared); no loan.
             drop(unsafe { Box::from_raw(p.as_ptr()) });
         }
         Ok(())
@@ -565,6 +559,12 @@ impl Drop for PubState {
 #[pyclass(module = "shmkit", name = "FramePublisher", frozen)]
 pub(crate) struct PyFramePublisher {
     name: String,
+    /// The channel's fixed geometry, read at attach (so that properties never touch the
+    /// publisher while a loan borrows it).
+    slots: u64,
+    max_bytes: u64,
+    policy: Policy,
+    header: (String, u64, u64),
     state: Mutex<PubState>,
 }
 
@@ -572,7 +572,12 @@ impl PyFramePublisher {
     fn wrap(p: Publisher<Raw>) -> Self {
         PyFramePublisher {
             name: p.name().to_owned(),
+            slots: p.slots(),
+            max_bytes: p.max_bytes(),
+            policy: p.policy(),
+            header: header_tuple(p.header_type()),
             state: Mutex::new(PubState {
+                next_seq: p.next_seq(),
                 loan: None,
                 generation: 0,
                 exports: 0,
@@ -587,20 +592,6 @@ impl PyFramePublisher {
 
     fn closed(&self) -> PyErr {
         PyValueError::new_err(format!("frame publisher of {:?} is closed", self.name))
-    }
-
-    /// Run `f` on the publisher (no loan outstanding).
-    fn with<R>(&self, f: impl FnOnce(&mut Publisher<Raw>) -> R) -> PyResult<R> {
-        let mut st = self.state();
-        if st.loan.is_some() {
-            // Reading properties while a loan is out: the loan's publisher is the same.
-            let p = st.publisher.ok_or_else(|| self.closed())?;
-            // SAFETY: only `&self` methods of the publisher are read through this, and the
-            // loan's `&mut` is not used while we hold the state's lock.
-            return Ok(f(unsafe { &mut *p.as_ptr() }));
-        }
-        let p = st.publisher().ok_or_else(|| self.closed())?;
-        Ok(f(p))
     }
 
     /// Make the Python object of the loan `store` returned.
@@ -701,32 +692,32 @@ impl PyFramePublisher {
 
     /// Slots in the channel.
     #[getter]
-    fn slots(&self) -> PyResult<u64> {
-        self.with(|p| p.slots())
+    fn slots(&self) -> u64 {
+        self.slots
     }
 
     /// The largest frame, in bytes (every loan's buffer is this long).
     #[getter]
-    fn max_bytes(&self) -> PyResult<u64> {
-        self.with(|p| p.max_bytes())
+    fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// `'reuse-oldest'` or `'block'`.
     #[getter]
-    fn policy(&self) -> PyResult<&'static str> {
-        self.with(|p| policy_name(p.policy()))
+    fn policy(&self) -> &'static str {
+        policy_name(self.policy)
     }
 
     /// The sequence number the next published frame gets.
     #[getter]
-    fn next_seq(&self) -> PyResult<u64> {
-        self.with(|p| p.next_seq())
+    fn next_seq(&self) -> u64 {
+        self.state().next_seq
     }
 
     /// The channel's user header type: `(name, size, align)`.
     #[getter]
-    fn header_type(&self) -> PyResult<(String, u64, u64)> {
-        self.with(|p| header_tuple(p.header_type()))
+    fn header_type(&self) -> (String, u64, u64) {
+        self.header.clone()
     }
 
     /// Loan a slot no subscriber holds, waiting at most `timeout` seconds while every slot is
@@ -910,10 +901,12 @@ impl PyFrameLoan {
                 st.exports
             )));
         }
-        let loan = st.loan.take().expect("checked current");
         let len = usize::try_from(len)
             .map_err(|_| PyValueError::new_err(format!("len must be >= 0, not {len}")))?;
-        loan.publish_header_bytes(len, header).map_err(to_py)
+        let loan = st.loan.take().expect("checked current");
+        let seq = loan.publish_header_bytes(len, header).map_err(to_py)?;
+        st.next_seq = seq + 1;
+        Ok(seq)
     }
 
     /// Abandon the loan without publishing (its slot is emptied). `BufferError` while views
