@@ -257,3 +257,31 @@ print("consistent", flush=True)
     assert rc == 0, err
     pub.close()
     pub.unlink()
+
+
+def test_loans_superseded_dropped_and_next_seq(name):
+    pub = shmkit.FramePublisher.create(name, slots=1, max_bytes=64, policy="block")
+    sub = shmkit.FrameSubscriber(name)
+    assert pub.next_seq == 1
+    first = pub.loan()
+    assert pub.next_seq == 1 and pub.slots == 1  # readable while a loan is out
+    view = memoryview(first)
+    with pytest.raises(BufferError):
+        pub.loan()  # would abandon a loan whose view is alive
+    with pytest.raises(BufferError):
+        pub.close()
+    view.release()
+    second = pub.loan()  # the first is abandoned (one slot: it came back)
+    assert not first.active and second.active
+    with pytest.raises(ValueError):
+        first.publish(1)
+    del second  # dropped unpublished: the slot is emptied and free again
+    assert sub.try_recv() is None
+    assert pub.try_loan().publish(2) == 1
+    assert pub.next_seq == 2
+    assert sub.recv(timeout=5).len == 2
+    pub.close()
+    pub.close()
+    with pytest.raises(ValueError):
+        pub.loan()
+    pub.unlink()
