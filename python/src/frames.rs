@@ -102,13 +102,17 @@ unsafe fn fill(
     Ok(())
 }
 
-/// `numpy.frombuffer(obj, dtype)`, reshaped to `shape` when given.
+/// `numpy.frombuffer(obj, dtype)` (`dtype` default uint8), reshaped to `shape` when given.
 fn numpy_view<'py>(
     obj: &Bound<'py, PyAny>,
-    dtype: &Bound<'py, PyAny>,
+    dtype: Option<&Bound<'py, PyAny>>,
     shape: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let np = obj.py().import("numpy")?;
+    let dtype = match dtype {
+        Some(d) => d.clone(),
+        None => np.getattr("uint8")?,
+    };
     let a = np.call_method1("frombuffer", (obj, dtype))?;
     match shape {
         Some(s) => a.call_method1("reshape", (s,)),
@@ -406,9 +410,7 @@ impl PyFrame {
         dtype: Option<&Bound<'py, PyAny>>,
         shape: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let u8_name = pyo3::types::PyString::new(slf.py(), "uint8");
-        let dtype = dtype.cloned().unwrap_or_else(|| u8_name.into_any());
-        numpy_view(slf.as_any(), &dtype, shape)
+        numpy_view(slf.as_any(), dtype, shape)
     }
 
     /// Unpin the slot now. `BufferError` while views of the frame are alive (release them
@@ -875,15 +877,7 @@ impl PyFrameLoan {
         dtype: Option<&Bound<'py, PyAny>>,
         shape: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let u8_name = pyo3::types::PyString::new(slf.py(), "uint8");
-        let dtype = dtype.cloned().unwrap_or_else(|| u8_name.into_any());
-        let mv = pyo3::types::PyMemoryView::from(slf.as_any())?;
-        let np = slf.py().import("numpy")?;
-        let a = np.call_method1("frombuffer", (mv, dtype))?;
-        match shape {
-            Some(s) => a.call_method1("reshape", (s,)),
-            None => Ok(a),
-        }
+        numpy_view(slf.as_any(), dtype, shape)
     }
 
     /// Publish the slot's first `len` bytes as the next frame with the user header `header`
