@@ -191,7 +191,7 @@ fn producer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             index: t,
             checksum: checksum(buf),
         };
-        loan.publish(bytes as usize, &info);
+        loan.publish(bytes as usize, &info)?;
         if (t + 1) % a.fps.max(1.0) as u64 == 0 {
             eprintln!("[producer] {} frames published", t + 1);
         }

@@ -47,7 +47,7 @@ fn publish(p: &mut shmkit::frames::Publisher<Hdr>, max: usize) -> u64 {
     let buf = &mut loan.as_mut_slice()[..len];
     fill(buf, seq);
     let sum = checksum(buf);
-    let got = loan.publish(len, &[seq, len as u64, sum]);
+    let got = loan.publish(len, &[seq, len as u64, sum]).unwrap();
     assert_eq!(got, seq);
     seq
 }
@@ -258,7 +258,7 @@ fn killed_subscriber_pins_are_reclaimed_100_times() {
                 Err(TryLoanError::Full) => panic!("round {round}: a slot did not come back"),
                 Err(e) => panic!("{e}"),
             };
-            loan.publish(8, &[seq, 8, 0]);
+            loan.publish(8, &[seq, 8, 0]).unwrap();
         }
         let st = shmkit::frames::stat(&name).unwrap();
         assert!(
@@ -399,7 +399,7 @@ fn frames_of_256_mib_are_accepted() {
     let buf = loan.as_mut_slice();
     assert_eq!(buf.len(), 256 << 20);
     buf[(256 << 20) - 1] = 7;
-    loan.publish(256 << 20, &1);
+    loan.publish(256 << 20, &1).unwrap();
     let f = s.try_recv().unwrap();
     assert_eq!(f.bytes()[(256 << 20) - 1], 7);
 }
@@ -424,4 +424,83 @@ fn sixteen_subscribers_then_no_free_record() {
     drop(held);
     drop(subs.pop());
     opts().subscriber(&name).unwrap(); // a record is free again
+}
+
+#[test]
+fn publish_too_large_is_an_error_and_empties_the_slot() {
+    let name = unique_name("frames-big");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = FramesOptions::<u64>::new()
+        .slots(1)
+        .max_bytes(16)
+        .create(&name)
+        .unwrap();
+    let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    let e = p.try_loan().unwrap().publish(17, &1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            shmkit::Error::TooLarge {
+                requested: 17,
+                max: 16,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(s.try_recv().is_err());
+    // The slot came back: the one slot can be loaned again and published.
+    assert_eq!(p.try_loan().unwrap().publish(16, &2).unwrap(), 1);
+    assert_eq!(*s.try_recv().unwrap().header(), 2);
+}
+
+#[test]
+fn untyped_header_round_trip_and_checks() {
+    let name = unique_name("frames-untyped");
+    let _c = Cleanup::new(&[&name]);
+    let raw = || FramesOptions::<[u8; 0]>::new();
+    assert!(raw().header_type("", 8, 8).is_err());
+    assert!(raw().header_type("X", 2048, 8).is_err());
+    assert!(raw().header_type("X", 12, 8).is_err());
+    let mut p = raw()
+        .header_type("Pair", 16, 8)
+        .unwrap()
+        .create(&name)
+        .unwrap();
+    // A Rust type with the same name and layout attaches to it, and reads what bytes wrote.
+    #[derive(Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable)]
+    #[repr(C)]
+    struct Pair {
+        a: u64,
+        b: u64,
+    }
+    shmkit::shm_type!(Pair);
+    let mut typed = FramesOptions::<Pair>::new().subscriber(&name).unwrap();
+    let mut any = raw().any_header().subscriber(&name).unwrap();
+    assert_eq!(
+        any.header_type(),
+        shmkit::frames::HeaderType {
+            name: "Pair".into(),
+            size: 16,
+            align: 8
+        }
+    );
+    // Another runtime type is refused.
+    let e = raw()
+        .header_type("Pair", 8, 8)
+        .unwrap()
+        .subscriber(&name)
+        .unwrap_err();
+    assert!(e.to_string().contains("Pair"), "{e}");
+    let too_long = p.try_loan().unwrap().publish_header_bytes(0, &[0; 17]);
+    assert!(matches!(too_long, Err(shmkit::Error::TooLarge { .. })));
+    let mut l = p.try_loan().unwrap();
+    l.as_mut_slice()[..3].copy_from_slice(b"abc");
+    l.publish_header_bytes(3, &5u64.to_le_bytes()).unwrap();
+    let f = any.try_recv().unwrap();
+    let mut want = 5u64.to_le_bytes().to_vec();
+    want.extend([0; 8]);
+    assert_eq!((f.bytes(), f.header_bytes()), (&b"abc"[..], want));
+    let t = typed.try_recv().unwrap();
+    assert_eq!((t.header().a, t.header().b), (5, 0));
 }

@@ -80,7 +80,7 @@ fn create_stat_save_info() {
     for i in 0..3u8 {
         let mut loan = p.try_loan().unwrap();
         loan.as_mut_slice()[..4].copy_from_slice(&[i, 1, 2, 3]);
-        loan.publish(4, &[]);
+        loan.publish(4, &[]).unwrap();
     }
     let f = s.try_latest().unwrap();
     let st = json(&["frames", "stat", &name, "--json"]);
@@ -174,7 +174,7 @@ fn python_reader_validates_against_the_sequence() {
                     index: t,
                     checksum,
                 };
-                loan.publish(bytes, &info);
+                loan.publish(bytes, &info).unwrap();
                 t += 1;
             }
         });

@@ -396,7 +396,7 @@ fn frames(out: &mut Out, names: &mut Cleanup) {
     for i in 0..3u64 {
         let mut l = p.try_loan().unwrap();
         l.as_mut_slice()[..8].copy_from_slice(&i.to_le_bytes());
-        l.publish(8, &[i, 8]);
+        l.publish(8, &[i, 8]).unwrap();
     }
     let held = s.try_latest().unwrap();
     let file = frames_dump(&n, 2);
@@ -421,7 +421,7 @@ fn frames(out: &mut Out, names: &mut Cleanup) {
         .create(&n)
         .unwrap();
     for i in 0..2u64 {
-        p.try_loan().unwrap().publish(4, &[i, 4]);
+        p.try_loan().unwrap().publish(4, &[i, 4]).unwrap();
     }
     let mut l = p.try_loan().unwrap();
     l.as_mut_slice()[..32].fill(0xee);

@@ -70,7 +70,7 @@ fn ops(name: &str, ops: &[u8]) {
                         let n = (op as usize * 37) % (max + 1);
                         l.as_mut_slice()[..n].fill(op);
                         if op % 8 == 0 {
-                            l.publish(n, &[op as u64, n as u64]);
+                            let _ = l.publish(n, &[op as u64, n as u64]);
                         } // else: dropped unpublished
                     }
                 }

@@ -10,6 +10,7 @@
 //! | a barrier's `Broken`/`Timeout` | `threading.BrokenBarrierError` |
 //! | a lock's `OwnerDied` | `shmkit.OwnerDied` (the lock is held; `.lock` is it) |
 //! | a lock's `NotRecoverable` | `shmkit.LockNotRecoverable` |
+//! | a frame channel's `PublisherBusy`/`NoFreeSubscriberSlot` | `shmkit.ShmkitError`; `Disconnected` on receive is `EOFError` |
 //! | everything else (kind/layout/version mismatch, corrupt, no space, OS errors) | `shmkit.ShmkitError` |
 
 use pyo3::exceptions::{
@@ -19,6 +20,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::PyType;
+use shmkit::frames::AttachError;
 use shmkit::sync::{BarrierError, LockError, Owner, SemaphoreError};
 use shmkit::Error;
 
@@ -77,6 +79,15 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Barrier(e) => barrier_error(e),
         Error::Lock(e) => lock_error(e),
         _ => ShmkitError::new_err(msg),
+    }
+}
+
+/// A frame channel's attach error: a segment error as [`to_py`], the rest (publisher busy,
+/// no free subscriber record, liveness) `ShmkitError`.
+pub(crate) fn frames_attach_error(e: AttachError) -> PyErr {
+    match e {
+        AttachError::Segment(e) => to_py(e),
+        e => ShmkitError::new_err(e.to_string()),
     }
 }
 

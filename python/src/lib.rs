@@ -20,6 +20,7 @@ mod cell;
 mod condition;
 mod errors;
 mod event;
+mod frames;
 mod lock;
 mod named;
 mod segment;
@@ -36,5 +37,6 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     condition::register(m)?;
     barrier::register(m)?;
     cell::register(m)?;
+    frames::register(m)?;
     Ok(())
 }

@@ -26,6 +26,8 @@ pub(crate) struct Channel {
     pub seg: Segment,
     pub view: View,
     pub notes: Vec<String>,
+    /// The user header type the channel records.
+    pub header: TypeId,
 }
 
 impl Channel {
@@ -79,7 +81,12 @@ impl Channel {
                 notes.push(n);
             }
         }
-        Ok(Channel { seg, view, notes })
+        Ok(Channel {
+            seg,
+            view,
+            notes,
+            header: want.clone(),
+        })
     }
 }
 
@@ -116,7 +123,7 @@ struct Settings {
 /// let mut sub = FramesOptions::<[u32; 4]>::new().subscriber(&name)?;
 /// let mut loan = publisher.try_loan()?;
 /// loan.as_mut_slice()[..5].copy_from_slice(b"hello");
-/// let seq = loan.publish(5, &[640, 480, 640 * 3, 1]);
+/// let seq = loan.publish(5, &[640, 480, 640 * 3, 1])?;
 /// let frame = sub.try_recv()?;
 /// assert_eq!((frame.seq(), frame.bytes(), frame.header()[0]), (seq, &b"hello"[..], 640));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -124,7 +131,42 @@ struct Settings {
 pub struct FramesOptions<H = [u8; 0]> {
     seg: SegmentOptions,
     set: Settings,
+    header: HeaderChoice,
     _h: PhantomData<fn() -> H>,
+}
+
+/// Which user header type a handle creates or expects.
+#[derive(Debug, Clone)]
+enum HeaderChoice {
+    /// `H`'s.
+    Static,
+    /// One described at runtime ([`FramesOptions::header_type`]).
+    Given(TypeId),
+    /// Whatever the channel records ([`FramesOptions::any_header`]; open only).
+    Recorded,
+}
+
+/// A user header type described at runtime, as a channel records it: the name given to
+/// [`ShmType::TYPE_NAME`] (or to [`FramesOptions::header_type`]), the size and alignment.
+/// See [`Publisher::header_type`](super::Publisher::header_type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderType {
+    /// The recorded type name.
+    pub name: String,
+    /// Its size in bytes (at most [`MAX_USER_HEADER`](super::MAX_USER_HEADER)).
+    pub size: u64,
+    /// Its alignment (1, 2, 4 or 8).
+    pub align: u64,
+}
+
+impl From<&TypeId> for HeaderType {
+    fn from(t: &TypeId) -> Self {
+        HeaderType {
+            name: t.name.clone(),
+            size: t.size,
+            align: t.align,
+        }
+    }
 }
 
 impl<H> Clone for FramesOptions<H> {
@@ -132,6 +174,7 @@ impl<H> Clone for FramesOptions<H> {
         FramesOptions {
             seg: self.seg.clone(),
             set: self.set,
+            header: self.header.clone(),
             _h: PhantomData,
         }
     }
@@ -166,6 +209,7 @@ impl<H: ShmType> FramesOptions<H> {
                 huge_pages: false,
                 history: 0,
             },
+            header: HeaderChoice::Static,
             _h: PhantomData,
         }
     }
@@ -255,8 +299,20 @@ impl<H: ShmType> FramesOptions<H> {
     /// Create the named channel and attach as its publisher. Fails with
     /// [`Error::AlreadyExists`] (in [`AttachError::Segment`]) if the name is taken.
     pub fn create(&self, name: &str) -> std::result::Result<Publisher<H>, AttachError> {
-        let t = TypeId::of::<H>();
-        crate::queue::check_name::<H>(name)?;
+        let t = match &self.header {
+            HeaderChoice::Static => {
+                crate::queue::check_name::<H>(name)?;
+                TypeId::of::<H>()
+            }
+            HeaderChoice::Given(t) => t.clone(),
+            HeaderChoice::Recorded => {
+                return Err(Error::invalid(
+                    name,
+                    "any_header() opens an existing channel; create with header_type()",
+                )
+                .into())
+            }
+        };
         let token = crate::os::liveness::current().map_err(AttachError::Liveness)?;
         let page = map::page_size() as u64;
         let align = if self.set.huge_pages {
@@ -284,7 +340,7 @@ impl<H: ShmType> FramesOptions<H> {
                     base: seg.as_mut_ptr(),
                     g,
                 };
-                g.store(v.ctrl(), H::TYPE_NAME);
+                g.store(v.ctrl(), &t.name);
                 // The creator is the publisher from the moment the name appears, so a
                 // subscriber that attaches at once never sees a channel without publisher.
                 v.ctrl().publisher.claim(token).map_err(|_| {
@@ -312,8 +368,14 @@ impl<H: ShmType> FramesOptions<H> {
     }
 
     fn open(&self, name: &str, read_only_data: bool) -> Result<Channel> {
-        crate::queue::check_name::<H>(name)?;
-        let want = TypeId::of::<H>();
+        let want = match &self.header {
+            HeaderChoice::Static => {
+                crate::queue::check_name::<H>(name)?;
+                TypeId::of::<H>()
+            }
+            HeaderChoice::Given(t) => t.clone(),
+            HeaderChoice::Recorded => return self.open_recorded(name, read_only_data),
+        };
         let opened = self
             .seg
             .clone()
@@ -322,6 +384,94 @@ impl<H: ShmType> FramesOptions<H> {
         let stored = |found| super::stat::stored_type(name, found);
         let seg = crate::queue::options::typed(name, &want, opened, stored, fingerprint_of)?;
         Channel::new(seg, &want, &self.set, read_only_data)
+    }
+
+    /// Open with the fingerprint the channel has, then check that its recorded header type
+    /// matches that fingerprint (so the geometry is checked against the recorded type).
+    fn open_recorded(&self, name: &str, read_only_data: bool) -> Result<Channel> {
+        let Some(h) = crate::segment::probe(name)?.header else {
+            return Err(Error::KindMismatch {
+                name: name.into(),
+                expected: Kind::FRAMES.to_string(),
+                found: "raw".into(),
+            });
+        };
+        let seg = self
+            .seg
+            .clone()
+            .kind(Kind::FRAMES, h.fingerprint)
+            .open(name)?;
+        let t = super::stat::stored_type(name, h.fingerprint)?;
+        if fingerprint_of(&t) != h.fingerprint {
+            return Err(Error::corrupt(
+                name,
+                format!("the recorded user header type {t} does not match the layout fingerprint"),
+            ));
+        }
+        Channel::new(seg, &t, &self.set, read_only_data)
+    }
+}
+
+impl FramesOptions<[u8; 0]> {
+    /// Use a user header type described at runtime instead of a Rust type (for language
+    /// bindings and tools): `create` records `name` (1..=64 bytes), `size` (at most
+    /// [`MAX_USER_HEADER`](super::MAX_USER_HEADER)) and `align` (1, 2, 4 or 8), and attaching
+    /// requires the channel to record exactly this type (else [`Error::TypeMismatch`]), as a
+    /// Rust type `H` with that [`ShmType::TYPE_NAME`], size and alignment would. Publish with
+    /// [`Loan::publish_header_bytes`](super::Loan::publish_header_bytes), read with
+    /// [`Frame::header_bytes`](super::Frame::header_bytes).
+    ///
+    /// ```
+    /// use shmkit::frames::FramesOptions;
+    /// # let name = format!("doc-frames-untyped-{}", std::process::id());
+    /// let mut p = FramesOptions::<[u8; 0]>::new()
+    ///     .header_type("Info", 8, 8)?
+    ///     .unlink_on_drop(true)
+    ///     .create(&name)?;
+    /// let mut s = FramesOptions::<[u8; 0]>::new().any_header().subscriber(&name)?;
+    /// assert_eq!(s.header_type().name, "Info");
+    /// p.try_loan()?.publish_header_bytes(0, &7u64.to_le_bytes())?;
+    /// assert_eq!(s.try_recv()?.header_bytes(), 7u64.to_le_bytes());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a name, size or alignment out of range.
+    pub fn header_type(mut self, name: &str, size: u64, align: u64) -> Result<Self> {
+        let bad = |what: String| Err(Error::invalid(name, what));
+        if name.is_empty() || name.len() > crate::queue::MAX_TYPE_NAME {
+            return bad(format!(
+                "a header type name is 1..={} bytes",
+                crate::queue::MAX_TYPE_NAME
+            ));
+        }
+        if size > super::MAX_USER_HEADER {
+            return bad(format!(
+                "a user header is at most {} bytes, not {size}",
+                super::MAX_USER_HEADER
+            ));
+        }
+        if !matches!(align, 1 | 2 | 4 | 8) || size % align != 0 {
+            return bad(format!(
+                "a header alignment is 1, 2, 4 or 8 and divides the size (size {size}, align {align})"
+            ));
+        }
+        self.header = HeaderChoice::Given(TypeId {
+            name: name.to_owned(),
+            size,
+            align,
+        });
+        Ok(self)
+    }
+
+    /// Attach to a channel whatever user header type it records (open only; `create` needs
+    /// [`header_type`](Self::header_type)): the handle's `header_type()` says which it is,
+    /// [`Frame::header_bytes`](super::Frame::header_bytes) gives a frame's header, and
+    /// [`Loan::publish_header_bytes`](super::Loan::publish_header_bytes) publishes one.
+    pub fn any_header(mut self) -> Self {
+        self.header = HeaderChoice::Recorded;
+        self
     }
 }
 

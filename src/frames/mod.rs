@@ -29,7 +29,7 @@
 //!
 //! let mut loan = camera.loan()?;
 //! loan.as_mut_slice().fill(0x80);
-//! loan.publish(640 * 480 * 3, &[640, 480]);
+//! loan.publish(640 * 480 * 3, &[640, 480])?;
 //!
 //! let frame = viewer.recv()?;
 //! assert_eq!(frame.header(), &[640, 480]);
@@ -54,7 +54,7 @@ mod stat;
 mod subscriber;
 
 #[cfg(not(loom))]
-pub use channel::FramesOptions;
+pub use channel::{FramesOptions, HeaderType};
 #[cfg(not(loom))]
 pub use error::{AttachError, LoanError, RecvError, TryLoanError, TryRecvError};
 #[cfg(not(loom))]

@@ -149,6 +149,11 @@ impl<H: ShmType> Publisher<H> {
         self.ch.view.g.max_bytes
     }
 
+    /// The user header type the channel records.
+    pub fn header_type(&self) -> super::HeaderType {
+        (&self.ch.header).into()
+    }
+
     /// The channel's policy when every slot is held.
     pub fn policy(&self) -> super::Policy {
         self.ch.view.g.policy
@@ -228,32 +233,58 @@ impl<H: ShmType> Loan<'_, H> {
     /// Publish the first `len` bytes of the slot as the next frame, with `header`; returns its
     /// sequence number. Stamps `CLOCK_MONOTONIC` and `CLOCK_REALTIME` now.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `len` exceeds [`max_bytes`](Publisher::max_bytes).
-    pub fn publish(mut self, len: usize, header: &H) -> u64 {
+    /// [`Error::TooLarge`](crate::Error::TooLarge) if `len` exceeds
+    /// [`max_bytes`](Publisher::max_bytes): nothing is published and the loan is dropped (its
+    /// slot emptied, as when a loan is dropped unpublished).
+    pub fn publish(self, len: usize, header: &H) -> crate::Result<u64> {
+        self.put(len, header.as_bytes())
+    }
+
+    /// Publish with `hb` as the header's first bytes (at most `header_size`; the rest of the
+    /// header is zeroed).
+    fn put(mut self, len: usize, hb: &[u8]) -> crate::Result<u64> {
         let v: View = self.p.ch.view;
-        assert!(
-            len as u64 <= v.g.max_bytes,
-            "frame of {len} bytes exceeds the channel's {} max",
-            v.g.max_bytes
-        );
+        if len as u64 > v.g.max_bytes {
+            return Err(crate::Error::TooLarge {
+                name: format!("{} (frame length)", self.p.ch.name()),
+                requested: len as u64,
+                max: v.g.max_bytes,
+            });
+        }
+        let hsize = v.g.header_size as usize;
+        if hb.len() > hsize {
+            return Err(crate::Error::TooLarge {
+                name: format!("{} (frame header)", self.p.ch.name()),
+                requested: hb.len() as u64,
+                max: hsize as u64,
+            });
+        }
         let seq = self.p.next_seq;
         let m = v.meta(self.slot);
         // Relaxed: published by the Release store of `seq` below.
         m.len.store(len as u64, Ordering::Relaxed);
         m.mono_ns.store(clock::monotonic_ns(), Ordering::Relaxed);
         m.real_ns.store(clock::realtime_ns(), Ordering::Relaxed);
-        let hb = header.as_bytes();
-        if !hb.is_empty() {
+        if hsize > 0 {
+            // A typed header is exactly header_size bytes; a shorter untyped one is zero-padded.
+            let mut buf = [0u8; super::MAX_USER_HEADER as usize];
+            let src = if hb.len() == hsize {
+                hb
+            } else {
+                buf[..hb.len()].copy_from_slice(hb);
+                &buf[..hsize]
+            };
             // SAFETY: the header words of this slot's metadata are header_words * 8 >=
-            // size_of::<H>() bytes (geometry checked against H), 8-aligned, writable; `hb`
-            // is a private value; only atomic stores touch shared bytes.
+            // header_size bytes (checked geometry), 8-aligned, writable; `src` is private and
+            // header_size bytes long (header_size <= MAX_USER_HEADER, checked geometry); only
+            // atomic stores touch shared bytes.
             unsafe {
                 atomic_copy::store(
-                    hb.as_ptr(),
+                    src.as_ptr(),
                     v.header_word(self.slot, 0).as_ptr().cast(),
-                    hb.len(),
+                    hsize,
                 )
             };
         }
@@ -263,7 +294,18 @@ impl<H: ShmType> Loan<'_, H> {
         self.p.next_seq = seq + 1;
         self.done = true;
         v.ctrl().published.notify_all();
-        seq
+        Ok(seq)
+    }
+}
+
+impl Loan<'_, [u8; 0]> {
+    /// Publish on an untyped channel (opened with
+    /// [`FramesOptions::header_type`](super::FramesOptions::header_type) or
+    /// [`any_header`](super::FramesOptions::any_header)): `header` is the user header's bytes,
+    /// at most its recorded size (the rest is zeroed). Otherwise as [`publish`](Self::publish);
+    /// a header longer than the recorded size is [`Error::TooLarge`](crate::Error::TooLarge).
+    pub fn publish_header_bytes(self, len: usize, header: &[u8]) -> crate::Result<u64> {
+        self.put(len, header)
     }
 }
 

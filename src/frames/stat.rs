@@ -200,7 +200,7 @@ fn load(w: &AtomicU64) -> u64 {
 /// # let name = format!("doc-frames-stat-{}", std::process::id());
 /// let mut p = shmkit::frames::FramesOptions::<u64>::new().slots(2).max_bytes(100)
 ///     .unlink_on_drop(true).create(&name)?;
-/// p.try_loan()?.publish(3, &7);
+/// p.try_loan()?.publish(3, &7)?;
 /// let st = shmkit::frames::stat(&name)?;
 /// assert_eq!((st.slots, st.last_seq, st.header_type.as_str()), (2, 1, "u64"));
 /// assert_eq!(st.publisher.unwrap().pid, std::process::id());

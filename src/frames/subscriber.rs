@@ -363,6 +363,11 @@ impl<H: ShmType> Subscriber<H> {
         self.inner.view().g.max_bytes
     }
 
+    /// The user header type the channel records.
+    pub fn header_type(&self) -> super::HeaderType {
+        (&self.inner.ch.header).into()
+    }
+
     /// What happened to the memory advice asked for (see [`Publisher::notes`](super::Publisher::notes)).
     pub fn notes(&self) -> &[String] {
         &self.inner.ch.notes
@@ -443,6 +448,27 @@ impl<H> Frame<H> {
     /// The user header published with the frame (a copy).
     pub fn header(&self) -> &H {
         &self.header
+    }
+
+    /// The user header's bytes as published (its recorded size; see
+    /// [`FramesOptions::header_type`](super::FramesOptions::header_type)), read now from the
+    /// pinned slot's metadata with atomic loads.
+    pub fn header_bytes(&self) -> Vec<u8> {
+        let v = self.inner.view();
+        let mut out = vec![0u8; v.g.header_size as usize];
+        if !out.is_empty() {
+            // SAFETY: the slot's header words hold header_words * 8 >= header_size bytes
+            // (checked geometry), 8-aligned, in the mapping `inner` keeps alive; `out` is
+            // private and header_size bytes long.
+            unsafe {
+                atomic_copy::load(
+                    v.header_word(self.slot, 0).as_ptr().cast(),
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
+            };
+        }
+        out
     }
 
     /// The payload, in place (see the type's docs for the contract).

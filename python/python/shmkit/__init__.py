@@ -7,6 +7,10 @@ live in /dev/shm until ``unlink()`` (or ``shmkit rm NAME`` from the CLI).
 Each class has ``Class(name, ...)`` (open the object, or create it), ``Class.create(name,
 ...)`` (``FileExistsError`` if it exists), ``Class.open(name)`` (``FileNotFoundError`` if
 not), ``unlink()``, and the context-manager form of its Python counterpart.
+
+Zero-copy frames (``FramePublisher``/``FrameSubscriber``): ``recv()`` returns a ``Frame``
+whose payload is a read-only numpy view into the shared slot (``frame.array(dtype, shape)``),
+pinned while any view lives; ``loan()`` gives a writable view to ``publish``.
 """
 
 from threading import BrokenBarrierError
@@ -18,6 +22,10 @@ from ._shmkit import (
     CellLock,
     Condition,
     Event,
+    Frame,
+    FrameLoan,
+    FramePublisher,
+    FrameSubscriber,
     Lock,
     LockNotRecoverable,
     OwnerDied,
@@ -36,6 +44,10 @@ __all__ = [
     "CellLock",
     "Condition",
     "Event",
+    "Frame",
+    "FrameLoan",
+    "FramePublisher",
+    "FrameSubscriber",
     "Lock",
     "LockNotRecoverable",
     "OwnerDied",

@@ -32,6 +32,10 @@ __all__ = [
     "ShmkitError",
     "BrokenBarrierError",
     "Value",
+    "Frame",
+    "FrameLoan",
+    "FramePublisher",
+    "FrameSubscriber",
 ]
 
 _T = TypeVar("_T")
@@ -537,6 +541,59 @@ class Array:
     def close(self) -> None:
         """Unmap; BufferError while views are alive. Closing twice is harmless."""
     def __enter__(self) -> "Array": ...
+@final
+class FramePublisher:
+    """The publishing end of a zero-copy frame channel (``shmkit::frames``): ``loan()`` a
+    slot, write the frame into it, ``publish(len, header)``. One publisher per channel. The
+    user header is bytes of the channel's recorded header type (``header_type``)."""
+
+    @staticmethod
+    def create(
+        name: str,
+        *,
+        slots: int = 4,
+        max_bytes: int = 1048576,
+        subscribers: int = 16,
+        policy: str = "reuse-oldest",
+        header_name: str = "bytes",
+        header_size: int = 0,
+        header_align: int = 8,
+        mode: int = 0o600,
+    ) -> "FramePublisher":
+        """Create the channel and attach as its publisher; ``policy`` is ``'reuse-oldest'``
+        or ``'block'``; the header type is recorded as ``header_name`` of ``header_size``
+        bytes. FileExistsError if the name is taken."""
+    @staticmethod
+    def open(name: str) -> "FramePublisher":
+        """Attach to an existing channel as its publisher (taking over from a dead one)."""
+    @property
+    def name(self) -> str:
+        """The channel's name."""
+    @property
+    def slots(self) -> int:
+        """Slots in the channel."""
+    @property
+    def max_bytes(self) -> int:
+        """The largest frame, in bytes (every loan's buffer is this long)."""
+    @property
+    def policy(self) -> str:
+        """``'reuse-oldest'`` or ``'block'``."""
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next published frame gets."""
+    @property
+    def header_type(self) -> Tuple[str, int, int]:
+        """The user header type: ``(name, size, align)``."""
+    def loan(self, timeout: Optional[float] = None) -> "FrameLoan":
+        """Loan a free slot, waiting at most ``timeout`` seconds (TimeoutError). A previous
+        unpublished loan is abandoned (BufferError if views of it are alive)."""
+    def try_loan(self) -> Optional["FrameLoan"]:
+        """Loan a free slot without waiting; None if every slot is held."""
+    def close(self) -> None:
+        """Detach; an unpublished loan is abandoned. Closing twice is harmless."""
+    def unlink(self) -> None:
+        """Remove the channel's name; handles keep working."""
+    def __enter__(self) -> "FramePublisher": ...
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],
@@ -545,6 +602,123 @@ class Array:
     ) -> None: ...
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same array."""
+
+@final
+class FrameLoan:
+    """A loaned slot: a writable, zero-copy buffer of ``max_bytes`` (``memoryview(loan)``,
+    ``numpy.asarray(loan)``, ``loan.array(dtype, shape)``). Delete every view before
+    ``publish`` (BufferError otherwise): no view outlives the loan."""
+
+    @property
+    def slot(self) -> int:
+        """The loaned slot."""
+    @property
+    def active(self) -> bool:
+        """Whether it can still be written and published."""
+    def array(self, dtype: Any = None, shape: Any = None) -> Any:
+        """A writable numpy array over the slot (``numpy.frombuffer``, reshaped)."""
+    def publish(self, len: int, header: bytes = b"") -> int:
+        """Publish the first ``len`` bytes with ``header`` (at most the header size, zero
+        padded); returns the sequence number. BufferError while views are alive; ValueError
+        if too large (the loan is then abandoned) or already published."""
+    def abandon(self) -> None:
+        """Give the slot back unpublished (emptied). BufferError while views are alive."""
+    def __len__(self) -> int: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+@final
+class FrameSubscriber:
+    """The receiving end of a frame channel: frames are received in place, pinned and
+    read-only; attaches whatever the channel's header type. ``history`` also receives up to
+    that many frames published before attaching."""
+
+    def __new__(cls, name: str, *, history: int = 0) -> "FrameSubscriber": ...
+    @staticmethod
+    def open(name: str, *, history: int = 0) -> "FrameSubscriber":
+        """The same as the constructor."""
+    @property
+    def name(self) -> str:
+        """The channel's name."""
+    def recv(self, timeout: Optional[float] = None) -> "Frame":
+        """The next frame in order; TimeoutError after ``timeout`` seconds; EOFError once the
+        publisher is gone and every frame was received. GIL released; Ctrl-C interrupts."""
+    def latest(self, timeout: Optional[float] = None) -> "Frame":
+        """The newest frame, skipping older ones (counted in ``lost``); waits as ``recv``."""
+    def try_recv(self) -> Optional["Frame"]:
+        """The next frame if one is there, else None; EOFError as ``recv``."""
+    def try_latest(self) -> Optional["Frame"]:
+        """The newest new frame if there is one, else None."""
+    @property
+    def lost(self) -> int:
+        """Frames this subscriber missed."""
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last frame received (0: none)."""
+    @property
+    def slots(self) -> int:
+        """Slots in the channel."""
+    @property
+    def max_bytes(self) -> int:
+        """The largest frame, in bytes."""
+    @property
+    def header_type(self) -> Tuple[str, int, int]:
+        """The user header type: ``(name, size, align)``."""
+    def close(self) -> None:
+        """Detach; frames already received stay valid."""
+    def unlink(self) -> None:
+        """Remove the channel's name; handles keep working."""
+    def __enter__(self) -> "FrameSubscriber": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+@final
+class Frame:
+    """A received frame. Its slot stays pinned while this object or any view of it
+    (memoryview, numpy array) lives. The payload is exported read-only: ``memoryview(frame)``,
+    ``numpy.asarray(frame)``, ``frame.array(dtype, shape)``, zero-copy."""
+
+    @property
+    def seq(self) -> int:
+        """Sequence number (from 1)."""
+    @property
+    def len(self) -> int:
+        """Payload length in bytes."""
+    @property
+    def slot(self) -> int:
+        """The slot it occupies."""
+    @property
+    def mono_ns(self) -> int:
+        """CLOCK_MONOTONIC at publish, ns (``time.monotonic_ns()``'s clock)."""
+    @property
+    def real_ns(self) -> int:
+        """CLOCK_REALTIME at publish, ns."""
+    @property
+    def header(self) -> bytes:
+        """The user header's bytes."""
+    @property
+    def lost(self) -> int:
+        """The subscriber's lost count when this frame was received."""
+    @property
+    def released(self) -> bool:
+        """Whether ``release()`` was called."""
+    def array(self, dtype: Any = None, shape: Any = None) -> Any:
+        """A read-only numpy array over the payload (``numpy.frombuffer``, reshaped)."""
+    def release(self) -> None:
+        """Unpin now; BufferError while views are alive. Releasing twice is harmless."""
+    def __enter__(self) -> "Frame": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def __len__(self) -> int: ...
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview: ...
         def __release_buffer__(self, buffer: memoryview, /) -> None: ...

@@ -91,7 +91,7 @@ fn send(p: &mut Publisher<Hdr>, bytes: usize, v: u8) -> Result<(), String> {
     let buf = l.as_mut_slice();
     buf[0] = v;
     buf[bytes - 1] = v;
-    l.publish(bytes, &(v as u64));
+    l.publish(bytes, &(v as u64)).map_err(|e| e.to_string())?;
     Ok(())
 }
 

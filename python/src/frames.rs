@@ -1,0 +1,986 @@
+//! Zero-copy frames (`shmkit::frames`): `FramePublisher` with its writable `FrameLoan`, and
+//! `FrameSubscriber` with its read-only `Frame`.
+//!
+//! The user header type is not a Python type: a publisher creates a channel with a header
+//! described at runtime (`header_name`, `header_size`, `header_align`), and every handle opened
+//! from Python attaches to whatever header type the channel records (a Rust `ShmType` such as
+//! the camera demo's `FrameInfo`, or a runtime one): `header_type` names it, `Frame.header` is
+//! its bytes, `FrameLoan.publish(len, header)` writes them.
+//!
+//! Buffers: a `Frame` exports its payload read-only; each export holds a reference to the
+//! `Frame`, which owns the Rust frame guard, so the slot stays pinned until the last view
+//! goes. `Frame.release()` with views alive raises `BufferError`. A `FrameLoan` exports the
+//! whole slot writable; `publish` (and abandoning the loan) raise `BufferError` while views of
+//! it are alive, so no view outlives the loan.
+
+use std::os::raw::c_int;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::exceptions::{PyBufferError, PyEOFError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use shmkit::frames::{
+    Frame, FramesOptions, Loan, LoanError, Policy, Publisher, RecvError, Subscriber, TryLoanError,
+    TryRecvError,
+};
+
+use crate::blocking::{deadline, sliced};
+use crate::errors::{frames_attach_error, to_py, ShmkitError};
+
+/// Python handles are untyped: the header is bytes of the channel's recorded type.
+type Raw = [u8; 0];
+
+fn options() -> FramesOptions<Raw> {
+    FramesOptions::<Raw>::new()
+}
+
+fn policy_of(p: &str) -> PyResult<Policy> {
+    match p {
+        "reuse-oldest" => Ok(Policy::ReuseOldest),
+        "block" => Ok(Policy::Block),
+        _ => Err(PyValueError::new_err(format!(
+            "policy must be 'reuse-oldest' or 'block', not {p:?}"
+        ))),
+    }
+}
+
+fn policy_name(p: Policy) -> &'static str {
+    match p {
+        Policy::Block => "block",
+        _ => "reuse-oldest",
+    }
+}
+
+fn count(what: &str, v: i64) -> PyResult<u64> {
+    u64::try_from(v).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, not {v}")))
+}
+
+fn disconnected(name: &str) -> PyErr {
+    PyEOFError::new_err(format!(
+        "frame channel {name:?}: the publisher is gone and every published frame was received"
+    ))
+}
+
+fn not_publisher(name: &str) -> PyErr {
+    ShmkitError::new_err(format!(
+        "frame channel {name:?}: this handle is no longer its publisher (another process took \
+         over, or the handle was inherited across fork)"
+    ))
+}
+
+/// Export `len` bytes at `ptr` as a buffer owned by `obj`.
+///
+/// # Safety
+///
+/// `view` is Python's; `ptr..ptr+len` stays valid (and, if writable, writable) while `obj`
+/// counts the export.
+unsafe fn fill(
+    view: *mut pyo3::ffi::Py_buffer,
+    obj: &Bound<'_, PyAny>,
+    ptr: *mut u8,
+    len: usize,
+    readonly: bool,
+    flags: c_int,
+) -> PyResult<()> {
+    // SAFETY: as the caller promises; `PyBuffer_FillInfo` stores a new reference to `obj` in
+    // `view.obj` (keeping it alive) and refuses a writable request on a read-only buffer.
+    let rc = unsafe {
+        pyo3::ffi::PyBuffer_FillInfo(
+            view,
+            obj.as_ptr(),
+            ptr.cast(),
+            len as pyo3::ffi::Py_ssize_t,
+            c_int::from(readonly),
+            flags,
+        )
+    };
+    if rc != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
+}
+
+/// `numpy.frombuffer(obj, dtype)` (`dtype` default uint8), reshaped to `shape` when given.
+fn numpy_view<'py>(
+    obj: &Bound<'py, PyAny>,
+    dtype: Option<&Bound<'py, PyAny>>,
+    shape: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let np = obj.py().import("numpy")?;
+    let dtype = match dtype {
+        Some(d) => d.clone(),
+        None => np.getattr("uint8")?,
+    };
+    let a = np.call_method1("frombuffer", (obj, dtype))?;
+    match shape {
+        Some(s) => a.call_method1("reshape", (s,)),
+        None => Ok(a),
+    }
+}
+
+/// The recorded header type as `(name, size, align)`.
+fn header_tuple(t: shmkit::frames::HeaderType) -> (String, u64, u64) {
+    (t.name, t.size, t.align)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber side
+
+/// The receiving end of a frame channel (`shmkit::frames::Subscriber`): frames are received
+/// in place, pinned and read-only. Attaches to the channel whatever its header type.
+#[pyclass(module = "shmkit", name = "FrameSubscriber", frozen)]
+pub(crate) struct PyFrameSubscriber {
+    name: String,
+    /// `None` once closed.
+    inner: Mutex<Option<Subscriber<Raw>>>,
+}
+
+impl PyFrameSubscriber {
+    fn sub(&self) -> PyResult<MutexGuard<'_, Option<Subscriber<Raw>>>> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            return Err(PyValueError::new_err(format!(
+                "frame subscriber of {:?} is closed",
+                self.name
+            )));
+        }
+        Ok(g)
+    }
+
+    fn wrap(s: &Subscriber<Raw>, f: Frame<Raw>) -> PyFrame {
+        PyFrame {
+            seq: f.seq(),
+            len: f.len(),
+            slot: f.slot(),
+            mono_ns: f.mono_ns(),
+            real_ns: f.real_ns(),
+            header: f.header_bytes(),
+            lost: s.lost(),
+            frame: Some(f),
+            exports: AtomicUsize::new(0),
+        }
+    }
+
+    /// One non-blocking attempt with the GIL held, then the sliced wait.
+    fn get(&self, py: Python<'_>, latest: bool, timeout: Option<f64>) -> PyResult<PyFrame> {
+        let until = deadline(timeout)?;
+        {
+            let mut g = self.sub()?;
+            let s = g.as_mut().expect("checked open");
+            let r = if latest { s.try_latest() } else { s.try_recv() };
+            match r {
+                Ok(f) => return Ok(Self::wrap(s, f)),
+                Err(TryRecvError::Disconnected) => return Err(disconnected(&self.name)),
+                Err(_) => {}
+            }
+        }
+        let got = sliced(py, until, |slice_end| {
+            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(s) = g.as_mut() else {
+                return Some(Err(()));
+            };
+            let r = if latest {
+                s.latest_deadline(slice_end)
+            } else {
+                s.recv_deadline(slice_end)
+            };
+            match r {
+                Ok(f) => Some(Ok(Self::wrap(s, f))),
+                Err(RecvError::Disconnected) => Some(Err(())),
+                Err(_) => None,
+            }
+        })?;
+        match got {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(())) => {
+                drop(self.sub()?);
+                Err(disconnected(&self.name))
+            }
+            None => Err(PyTimeoutError::new_err(format!(
+                "no frame on {:?} within the timeout",
+                self.name
+            ))),
+        }
+    }
+}
+
+#[pymethods]
+impl PyFrameSubscriber {
+    /// Attach to the frame channel `name` as a subscriber; `history` also receives up to that
+    /// many frames published before attaching (still in their slots).
+    #[new]
+    #[pyo3(signature = (name, *, history = 0))]
+    fn new(name: &str, history: i64) -> PyResult<Self> {
+        let s = options()
+            .any_header()
+            .history(count("history", history)?)
+            .subscriber(name)
+            .map_err(frames_attach_error)?;
+        Ok(PyFrameSubscriber {
+            name: name.to_owned(),
+            inner: Mutex::new(Some(s)),
+        })
+    }
+
+    /// The same as the constructor.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, history = 0))]
+    fn open(name: &str, history: i64) -> PyResult<Self> {
+        Self::new(name, history)
+    }
+
+    /// The channel's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next frame in order, waiting at most `timeout` seconds (`None`: no limit):
+    /// `TimeoutError` then; `EOFError` once the publisher is gone and every frame was
+    /// received. The GIL is released while waiting; Ctrl-C interrupts.
+    #[pyo3(signature = (timeout = None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrame> {
+        self.get(py, false, timeout)
+    }
+
+    /// The newest frame, skipping older ones (counted in `lost`), waiting as `recv` does.
+    #[pyo3(signature = (timeout = None))]
+    fn latest(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrame> {
+        self.get(py, true, timeout)
+    }
+
+    /// The next frame if one is there, else `None` (never waits); `EOFError` as `recv`.
+    fn try_recv(&self) -> PyResult<Option<PyFrame>> {
+        let mut g = self.sub()?;
+        let s = g.as_mut().expect("checked open");
+        match s.try_recv() {
+            Ok(f) => Ok(Some(Self::wrap(s, f))),
+            Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The newest frame if there is a new one, else `None` (never waits).
+    fn try_latest(&self) -> PyResult<Option<PyFrame>> {
+        let mut g = self.sub()?;
+        let s = g.as_mut().expect("checked open");
+        match s.try_latest() {
+            Ok(f) => Ok(Some(Self::wrap(s, f))),
+            Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Frames this subscriber missed (overwritten before it received them, or skipped by
+    /// `latest`).
+    #[getter]
+    fn lost(&self) -> PyResult<u64> {
+        Ok(self.sub()?.as_ref().expect("checked open").lost())
+    }
+
+    /// The sequence number of the last frame received (0: none yet).
+    #[getter]
+    fn last_seq(&self) -> PyResult<u64> {
+        Ok(self.sub()?.as_ref().expect("checked open").last_seq())
+    }
+
+    /// Slots in the channel.
+    #[getter]
+    fn slots(&self) -> PyResult<u64> {
+        Ok(self.sub()?.as_ref().expect("checked open").slots())
+    }
+
+    /// The largest frame, in bytes.
+    #[getter]
+    fn max_bytes(&self) -> PyResult<u64> {
+        Ok(self.sub()?.as_ref().expect("checked open").max_bytes())
+    }
+
+    /// The channel's user header type: `(name, size, align)`.
+    #[getter]
+    fn header_type(&self) -> PyResult<(String, u64, u64)> {
+        Ok(header_tuple(
+            self.sub()?.as_ref().expect("checked open").header_type(),
+        ))
+    }
+
+    /// Detach. Frames already received stay valid (each keeps the mapping). Closing twice is
+    /// harmless.
+    fn close(&self) {
+        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(s);
+    }
+
+    /// Remove the channel's name from the system (handles keep working).
+    fn unlink(&self) -> PyResult<()> {
+        crate::named::unlink(&self.name)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Closes (does not unlink).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
+        self.close()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmkit.FrameSubscriber name={:?}>", self.name)
+    }
+}
+
+/// A received frame: its slot stays pinned (the publisher does not reuse it) while this
+/// object, or any view of it (memoryview, numpy array), is alive. Its payload is exported
+/// read-only through the buffer protocol: `memoryview(frame)`, `numpy.asarray(frame)`,
+/// `frame.array(dtype, shape)`, all zero-copy.
+#[pyclass(module = "shmkit", name = "Frame")]
+pub(crate) struct PyFrame {
+    /// `None` once released.
+    frame: Option<Frame<Raw>>,
+    seq: u64,
+    len: usize,
+    slot: u64,
+    mono_ns: u64,
+    real_ns: u64,
+    header: Vec<u8>,
+    lost: u64,
+    /// Live buffer exports.
+    exports: AtomicUsize,
+}
+
+#[pymethods]
+impl PyFrame {
+    /// The frame's sequence number (from 1).
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Payload length in bytes.
+    #[getter]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The slot it occupies.
+    #[getter]
+    fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    /// `CLOCK_MONOTONIC` at publish, ns (compare with `time.monotonic_ns()`).
+    #[getter]
+    fn mono_ns(&self) -> u64 {
+        self.mono_ns
+    }
+
+    /// `CLOCK_REALTIME` at publish, ns (compare with `time.time_ns()`).
+    #[getter]
+    fn real_ns(&self) -> u64 {
+        self.real_ns
+    }
+
+    /// The user header's bytes (the channel's header size; see `header_type`).
+    #[getter]
+    fn header<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.header)
+    }
+
+    /// The subscriber's `lost` count when this frame was received.
+    #[getter]
+    fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Whether it was released.
+    #[getter]
+    fn released(&self) -> bool {
+        self.frame.is_none()
+    }
+
+    /// A read-only numpy array over the payload, zero-copy: `numpy.frombuffer(frame,
+    /// dtype)`, reshaped to `shape` if given. The array keeps the slot pinned.
+    #[pyo3(signature = (dtype = None, shape = None))]
+    fn array<'py>(
+        slf: &Bound<'py, Self>,
+        dtype: Option<&Bound<'py, PyAny>>,
+        shape: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        numpy_view(slf.as_any(), dtype, shape)
+    }
+
+    /// Unpin the slot now. `BufferError` while views of the frame are alive (release them
+    /// first); releasing twice is harmless. Without it, the slot is unpinned when the frame
+    /// and its last view are gone.
+    fn release(&mut self) -> PyResult<()> {
+        let n = self.exports.load(Ordering::Acquire);
+        if n > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot release frame {}: {n} exported buffer(s) (memoryview, numpy array, ...) \
+                 still use it; release them first",
+                self.seq
+            )));
+        }
+        self.frame = None;
+        Ok(())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Releases.
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<shmkit.Frame seq={} len={}{}>",
+            self.seq,
+            self.len,
+            if self.frame.is_none() {
+                " released"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Export the payload, read-only.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.borrow();
+        let f = this
+            .frame
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err(format!("frame {} was released", this.seq)))?;
+        // SAFETY: the pinned slot's payload, in the mapping the guard keeps alive; the guard
+        // lives while the export does (`view.obj` holds this object, `release` refuses while
+        // `exports` is non-zero); exported read-only (the mapping is PROT_READ).
+        unsafe {
+            fill(
+                view,
+                slf.as_any(),
+                f.as_ptr().cast_mut(),
+                f.len(),
+                true,
+                flags,
+            )
+        }?;
+        this.exports.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// One export fewer.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python for a `view` this object filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publisher side
+
+/// A publisher and its one outstanding loan, which borrows it.
+struct PubState {
+    /// Declared first: dropped before the publisher it borrows (also done in `Drop`).
+    loan: Option<Loan<'static, Raw>>,
+    /// Which loan `loan` is (a `FrameLoan` object ends only its own).
+    generation: u64,
+    /// Buffer exports of the outstanding loan.
+    exports: usize,
+    /// The publisher's `next_seq` (kept here: read while a loan borrows the publisher).
+    next_seq: u64,
+    /// The publisher, from `Box::leak`; `None` once closed. Never touched while a loan
+    /// (which borrows it) is outstanding.
+    publisher: Option<NonNull<Publisher<Raw>>>,
+}
+
+// SAFETY: `Publisher<Raw>` is `Send`, and `Loan` is a `&mut` of it; the raw pointer is that
+// box, owned by this state (moved with it).
+unsafe impl Send for PubState {}
+
+impl PubState {
+    /// End the outstanding loan without publishing (its slot is emptied).
+    fn abandon(&mut self) -> PyResult<()> {
+        if self.exports > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "the outstanding loan has {} exported buffer(s) (memoryview, numpy array, ...): \
+                 release them first",
+                self.exports
+            )));
+        }
+        self.loan = None;
+        Ok(())
+    }
+
+    fn close(&mut self) -> PyResult<()> {
+        self.abandon()?;
+        if let Some(p) = self.publisher.take() {
+            // SAFETY: from `Box::leak`, freed once (the field is cleared); no loan.
+            drop(unsafe { Box::from_raw(p.as_ptr()) });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PubState {
+    fn drop(&mut self) {
+        // No export can be alive: each holds a reference to a `FrameLoan`, which holds the
+        // publisher object that owns this state.
+        self.loan = None;
+        if let Some(p) = self.publisher.take() {
+            // SAFETY: as in `close`.
+            drop(unsafe { Box::from_raw(p.as_ptr()) });
+        }
+    }
+}
+
+/// The publishing end of a frame channel (`shmkit::frames::Publisher`): `loan()` a slot,
+/// write the frame into it (`FrameLoan`), `publish` it. One publisher per channel.
+#[pyclass(module = "shmkit", name = "FramePublisher", frozen)]
+pub(crate) struct PyFramePublisher {
+    name: String,
+    /// The channel's fixed geometry, read at attach (so that properties never touch the
+    /// publisher while a loan borrows it).
+    slots: u64,
+    max_bytes: u64,
+    policy: Policy,
+    header: (String, u64, u64),
+    state: Mutex<PubState>,
+}
+
+impl PyFramePublisher {
+    fn wrap(p: Publisher<Raw>) -> Self {
+        PyFramePublisher {
+            name: p.name().to_owned(),
+            slots: p.slots(),
+            max_bytes: p.max_bytes(),
+            policy: p.policy(),
+            header: header_tuple(p.header_type()),
+            state: Mutex::new(PubState {
+                next_seq: p.next_seq(),
+                loan: None,
+                generation: 0,
+                exports: 0,
+                publisher: Some(NonNull::from(Box::leak(Box::new(p)))),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, PubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn closed(&self) -> PyErr {
+        PyValueError::new_err(format!("frame publisher of {:?} is closed", self.name))
+    }
+
+    /// Make the Python object of the loan `store` returned.
+    fn loaned(slf: &Bound<'_, Self>, (generation, slot, ptr, len): Stored) -> PyFrameLoan {
+        PyFrameLoan {
+            publisher: slf.clone().unbind(),
+            generation,
+            slot,
+            ptr,
+            len,
+        }
+    }
+}
+
+/// A stored loan: generation, slot, buffer address and length.
+type Stored = (u64, u64, usize, usize);
+
+/// Keep `loan` as the outstanding loan.
+fn store(st: &mut PubState, mut loan: Loan<'_, Raw>) -> Stored {
+    let buf = loan.as_mut_slice();
+    let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
+    let slot = loan.slot();
+    // SAFETY: the loan borrows the boxed publisher, which outlives it: the loan is stored in
+    // the same state, dropped before the box is freed (`PubState::close`/`drop`), and the
+    // publisher is not used mutably otherwise while it is outstanding.
+    let loan: Loan<'static, Raw> = unsafe { std::mem::transmute(loan) };
+    st.generation += 1;
+    st.loan = Some(loan);
+    (st.generation, slot, ptr, len)
+}
+
+/// Only the `&'static mut` the loan borrows: `Send` because the publisher is.
+struct SendPtr(NonNull<Publisher<Raw>>);
+// SAFETY: see `PubState`.
+unsafe impl Send for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(&self) -> NonNull<Publisher<Raw>> {
+        self.0
+    }
+}
+
+#[pymethods]
+impl PyFramePublisher {
+    /// Create the frame channel `name` and attach as its publisher: `slots` slots of
+    /// `max_bytes` each, up to `subscribers` subscribers, `policy` `'reuse-oldest'` (a slow
+    /// subscriber loses frames) or `'block'` (lossless; the slowest subscriber sets the pace),
+    /// and a user header of `header_size` bytes (alignment `header_align`) recorded as
+    /// `header_name`. `FileExistsError` if the name is taken.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, slots = 4, max_bytes = 1048576, subscribers = 16,
+        policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = 8,
+        mode = 0o600))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        name: &str,
+        slots: i64,
+        max_bytes: i64,
+        subscribers: i64,
+        policy: &str,
+        header_name: &str,
+        header_size: i64,
+        header_align: i64,
+        mode: u32,
+    ) -> PyResult<Self> {
+        let align = count("header_align", header_align)?;
+        let size = count("header_size", header_size)?;
+        let p = options()
+            .header_type(header_name, size, align.min(size.max(1)))
+            .map_err(to_py)?
+            .slots(count("slots", slots)?)
+            .max_bytes(count("max_bytes", max_bytes)?)
+            .subscribers(count("subscribers", subscribers)?)
+            .policy(policy_of(policy)?)
+            .mode(mode)
+            .create(name)
+            .map_err(frames_attach_error)?;
+        Ok(Self::wrap(p))
+    }
+
+    /// Attach to the existing channel `name` as its publisher (taking over from a dead one),
+    /// whatever its header type.
+    #[staticmethod]
+    fn open(name: &str) -> PyResult<Self> {
+        let p = options()
+            .any_header()
+            .publisher(name)
+            .map_err(frames_attach_error)?;
+        Ok(Self::wrap(p))
+    }
+
+    /// The channel's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Slots in the channel.
+    #[getter]
+    fn slots(&self) -> u64 {
+        self.slots
+    }
+
+    /// The largest frame, in bytes (every loan's buffer is this long).
+    #[getter]
+    fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// `'reuse-oldest'` or `'block'`.
+    #[getter]
+    fn policy(&self) -> &'static str {
+        policy_name(self.policy)
+    }
+
+    /// The sequence number the next published frame gets.
+    #[getter]
+    fn next_seq(&self) -> u64 {
+        self.state().next_seq
+    }
+
+    /// The channel's user header type: `(name, size, align)`.
+    #[getter]
+    fn header_type(&self) -> (String, u64, u64) {
+        self.header.clone()
+    }
+
+    /// Loan a slot no subscriber holds, waiting at most `timeout` seconds while every slot is
+    /// held (`None`: no limit; `TimeoutError` then). A previous loan not yet published is
+    /// abandoned (its slot emptied; `BufferError` if views of it are alive). The GIL is
+    /// released while waiting; Ctrl-C interrupts.
+    #[pyo3(signature = (timeout = None))]
+    fn loan(slf: &Bound<'_, Self>, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrameLoan> {
+        let this = slf.get();
+        let until = deadline(timeout)?;
+        let ptr = {
+            let mut st = this.state();
+            st.abandon()?;
+            let ptr = st.publisher.ok_or_else(|| this.closed())?;
+            // SAFETY: the box is live (the state's lock is held and frees it only under it),
+            // no loan borrows it (abandoned above).
+            let p = unsafe { &mut *ptr.as_ptr() };
+            match p.try_loan() {
+                Ok(l) => {
+                    let stored = store(&mut st, l);
+                    return Ok(Self::loaned(slf, stored));
+                }
+                Err(TryLoanError::Disconnected) => return Err(not_publisher(&this.name)),
+                Err(_) => {}
+            }
+            SendPtr(ptr)
+        };
+        let got = sliced(py, until, move |slice_end| {
+            let mut st = this.state();
+            // Closed, or loaned by another thread meanwhile: that thread's loan stands.
+            if st.loan.is_some() || st.publisher != Some(ptr.get()) {
+                return Some(Err(false));
+            }
+            // SAFETY: the box is live (the state's lock is held and it is still this one),
+            // no loan borrows it.
+            let p = unsafe { &mut *ptr.get().as_ptr() };
+            match p.loan_deadline(slice_end) {
+                Ok(l) => Some(Ok(store(&mut st, l))),
+                Err(LoanError::Disconnected) => Some(Err(true)),
+                Err(_) => None,
+            }
+        })?;
+        match got {
+            Some(Ok(stored)) => Ok(Self::loaned(slf, stored)),
+            Some(Err(true)) => Err(not_publisher(&this.name)),
+            Some(Err(false)) => Err(PyValueError::new_err(format!(
+                "frame publisher of {:?} was closed or loaned by another thread while waiting",
+                this.name
+            ))),
+            None => Err(PyTimeoutError::new_err(format!(
+                "no free slot in {:?} within the timeout",
+                this.name
+            ))),
+        }
+    }
+
+    /// Loan a slot without waiting: `None` if every slot is held.
+    fn try_loan(slf: &Bound<'_, Self>) -> PyResult<Option<PyFrameLoan>> {
+        let this = slf.get();
+        let mut st = this.state();
+        st.abandon()?;
+        let ptr = st.publisher.ok_or_else(|| this.closed())?;
+        // SAFETY: as in `loan`.
+        let p = unsafe { &mut *ptr.as_ptr() };
+        match p.try_loan() {
+            Ok(l) => {
+                let stored = store(&mut st, l);
+                Ok(Some(Self::loaned(slf, stored)))
+            }
+            Err(TryLoanError::Disconnected) => Err(not_publisher(&this.name)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Detach (subscribers see `EOFError` once they have received every frame). An
+    /// outstanding loan is abandoned (`BufferError` if views of it are alive). Closing twice
+    /// is harmless.
+    fn close(&self) -> PyResult<()> {
+        self.state().close()
+    }
+
+    /// Remove the channel's name from the system (handles keep working).
+    fn unlink(&self) -> PyResult<()> {
+        crate::named::unlink(&self.name)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Closes (does not unlink).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmkit.FramePublisher name={:?}>", self.name)
+    }
+}
+
+/// A loaned slot of a `FramePublisher`: write the frame into it through the buffer protocol
+/// (`memoryview(loan)`, `numpy.asarray(loan)`, `loan.array(dtype, shape)`: writable,
+/// zero-copy, `max_bytes` long), then `publish(len, header)`. Views must be gone before
+/// `publish` (it raises `BufferError` otherwise), so none outlives the loan. Dropped (or
+/// superseded by the next `loan()`) without publishing, its slot is emptied.
+#[pyclass(module = "shmkit", name = "FrameLoan", frozen)]
+pub(crate) struct PyFrameLoan {
+    publisher: Py<PyFramePublisher>,
+    generation: u64,
+    slot: u64,
+    /// The slot's first byte and `max_bytes`.
+    ptr: usize,
+    len: usize,
+}
+
+impl PyFrameLoan {
+    /// The publisher's state, if this is still its outstanding loan.
+    fn current<'a>(&self, p: &'a PyFramePublisher) -> PyResult<MutexGuard<'a, PubState>> {
+        let st = p.state();
+        if st.loan.is_none() || st.generation != self.generation {
+            return Err(PyValueError::new_err(format!(
+                "this loan of {:?} was published or abandoned",
+                p.name
+            )));
+        }
+        Ok(st)
+    }
+}
+
+#[pymethods]
+impl PyFrameLoan {
+    /// The loaned slot.
+    #[getter]
+    fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    /// The buffer's length: the channel's `max_bytes`.
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it can still be written and published.
+    #[getter]
+    fn active(&self, py: Python<'_>) -> bool {
+        self.current(self.publisher.bind(py).get()).is_ok()
+    }
+
+    /// A writable numpy array over the slot, zero-copy: `numpy.frombuffer(loan, dtype)`,
+    /// reshaped to `shape` if given. Delete it before `publish`.
+    #[pyo3(signature = (dtype = None, shape = None))]
+    fn array<'py>(
+        slf: &Bound<'py, Self>,
+        dtype: Option<&Bound<'py, PyAny>>,
+        shape: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        numpy_view(slf.as_any(), dtype, shape)
+    }
+
+    /// Publish the slot's first `len` bytes as the next frame with the user header `header`
+    /// (at most the channel's header size; the rest is zeros); returns its sequence number.
+    /// `BufferError` while views of the loan are alive; `ValueError` if `len` exceeds
+    /// `max_bytes` or the header is too long (then the loan is abandoned, nothing published),
+    /// or if the loan was already published or abandoned.
+    #[pyo3(signature = (len, header = b"".as_slice()), text_signature = "(self, /, len, header=b'')")]
+    fn publish(&self, py: Python<'_>, len: i64, header: &[u8]) -> PyResult<u64> {
+        let p = self.publisher.bind(py).get();
+        let mut st = self.current(p)?;
+        if st.exports > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot publish: {} exported buffer(s) (memoryview, numpy array, ...) of the loan are alive; delete them first (no view may outlive the loan)",
+                st.exports
+            )));
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| PyValueError::new_err(format!("len must be >= 0, not {len}")))?;
+        let loan = st.loan.take().expect("checked current");
+        let seq = loan.publish_header_bytes(len, header).map_err(to_py)?;
+        st.next_seq = seq + 1;
+        Ok(seq)
+    }
+
+    /// Abandon the loan without publishing (its slot is emptied). `BufferError` while views
+    /// are alive; harmless if already published or abandoned.
+    fn abandon(&self, py: Python<'_>) -> PyResult<()> {
+        let p = self.publisher.bind(py).get();
+        match self.current(p) {
+            Ok(mut st) => st.abandon(),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<shmkit.FrameLoan slot={} len={}{}>",
+            self.slot,
+            self.len,
+            if self.active(py) { "" } else { " done" }
+        )
+    }
+
+    /// Export the slot, writable.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let p = this.publisher.bind(slf.py()).get();
+        let mut st = this.current(p)?;
+        // SAFETY: the outstanding loan's slot in the publisher's writable mapping; the loan
+        // (and so the claim and the mapping) lives while `exports` is non-zero: `publish`,
+        // `abandon`, the next `loan` and `close` refuse then, and `view.obj` keeps this object
+        // and through it the publisher alive.
+        unsafe {
+            fill(
+                view,
+                slf.as_any(),
+                this.ptr as *mut u8,
+                this.len,
+                false,
+                flags,
+            )
+        }?;
+        st.exports += 1;
+        Ok(())
+    }
+
+    /// One export fewer.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python for a `view` this object filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        Python::with_gil(|py| {
+            let mut st = self.publisher.bind(py).get().state();
+            st.exports = st.exports.saturating_sub(1);
+        });
+    }
+}
+
+impl Drop for PyFrameLoan {
+    fn drop(&mut self) {
+        Python::with_gil(|py| {
+            let p = self.publisher.bind(py).get();
+            let mut st = p.state();
+            if st.loan.is_some() && st.generation == self.generation && st.exports == 0 {
+                st.loan = None;
+            }
+        });
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyFramePublisher>()?;
+    m.add_class::<PyFrameLoan>()?;
+    m.add_class::<PyFrameSubscriber>()?;
+    m.add_class::<PyFrame>()
+}

@@ -1,0 +1,287 @@
+"""Zero-copy frames: Python and Rust publishers, Python subscribers in separate processes."""
+
+import importlib.util
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import shmkit
+from conftest import ROOT, _target_dir
+
+
+def _camera_module():
+    spec = importlib.util.spec_from_file_location(
+        "camera_consumer", ROOT / "examples" / "python" / "camera_consumer.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def camera_bin():
+    """The Rust camera demo (its producer role is the Rust publisher)."""
+    subprocess.run(["cargo", "build", "-q", "--example", "camera"], cwd=ROOT, check=True)
+    return _target_dir() / "debug" / "examples" / "camera"
+
+
+def test_publish_receive_views_and_errors(name):
+    pub = shmkit.FramePublisher.create(
+        name, slots=2, max_bytes=4096, header_name="Pair", header_size=16, policy="block"
+    )
+    sub = shmkit.FrameSubscriber(name)
+    assert pub.header_type == sub.header_type == ("Pair", 16, 8)
+    assert (pub.slots, pub.max_bytes, pub.policy) == (2, 4096, "block")
+    loan = pub.loan()
+    assert len(loan) == 4096
+    a = loan.array(np.uint32, (32, 32))
+    a[:] = np.arange(1024, dtype=np.uint32).reshape(32, 32)
+    with pytest.raises(BufferError):
+        loan.publish(4096)  # a view of the loan is alive
+    del a
+    assert loan.publish(4096, b"\x07") == 1
+    assert not loan.active
+    with pytest.raises(ValueError):
+        loan.publish(1)  # already published
+    frame = sub.recv(timeout=5)
+    assert (frame.seq, frame.len, len(frame)) == (1, 4096, 4096)
+    assert frame.header == b"\x07" + bytes(15)
+    assert frame.mono_ns <= time.monotonic_ns()
+    v = frame.array(np.uint32, (32, 32))
+    assert (v == np.arange(1024).reshape(32, 32)).all()
+    assert not v.flags.writeable
+    with pytest.raises(ValueError):
+        v[0, 0] = 1  # read-only
+    m = memoryview(frame)
+    assert m.readonly
+    with pytest.raises(TypeError):
+        m[0] = 1
+    assert np.asarray(frame).nbytes == 4096
+    with pytest.raises(BufferError):
+        frame.release()  # views alive
+    del v, m
+    frame.release()
+    frame.release()  # twice is harmless
+    with pytest.raises(ValueError):
+        memoryview(frame)
+    # Too large: ValueError, nothing published, the slot comes back.
+    with pytest.raises(ValueError):
+        pub.loan().publish(4097)
+    with pytest.raises(ValueError):
+        pub.loan().publish(1, bytes(17))
+    assert sub.try_recv() is None
+    with pytest.raises(TimeoutError):
+        sub.recv(timeout=0.05)
+    pub.loan(timeout=5).publish(3, b"")
+    assert sub.latest(timeout=5).len == 3
+    pub.close()
+    with pytest.raises(EOFError):
+        sub.recv(timeout=5)
+    sub.close()
+    pub.unlink()
+
+
+def test_bad_input(name):
+    with pytest.raises(ValueError):
+        shmkit.FramePublisher.create(name, policy="sometimes")
+    with pytest.raises(ValueError):
+        shmkit.FramePublisher.create(name, header_size=4096)
+    with pytest.raises(ValueError):
+        shmkit.FramePublisher.create(name, slots=-1)
+    with pytest.raises(FileNotFoundError):
+        shmkit.FrameSubscriber(name)
+    lock = shmkit.Lock.create(name)
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.FrameSubscriber(name)  # another kind of object
+    lock.unlink()
+
+
+SUBSCRIBER = """
+import sys, zlib, numpy as np, shmkit
+sub = shmkit.FrameSubscriber(sys.argv[1])
+print("ready", flush=True)
+n = 0
+while True:
+    try:
+        f = sub.recv(timeout=30)
+    except EOFError:
+        break
+    a = f.array()
+    seq = int.from_bytes(f.header[:8], "little")
+    crc = int.from_bytes(f.header[8:16], "little")
+    assert seq == f.seq, (seq, f.seq)
+    assert len(a) == f.len == 1000 + 37 * seq, (len(a), seq)
+    assert (a == (seq & 0xFF)).all() and zlib.crc32(a) == crc
+    n += 1
+print(n, sub.lost, flush=True)
+"""
+
+
+def test_python_publisher_to_python_subscribers(name, spawn):
+    import zlib
+
+    pub = shmkit.FramePublisher.create(
+        name, slots=3, max_bytes=8192, header_size=16, policy="block"
+    )
+    kids = [spawn(SUBSCRIBER, name) for _ in range(2)]
+    for k in kids:
+        assert k.line() == "ready"
+    for seq in range(1, 101):
+        loan = pub.loan(timeout=30)
+        n = 1000 + 37 * seq
+        a = np.asarray(loan)
+        a[:n] = seq & 0xFF
+        crc = zlib.crc32(a[:n])
+        del a
+        assert loan.publish(n, seq.to_bytes(8, "little") + crc.to_bytes(8, "little")) == seq
+    pub.close()
+    for k in kids:
+        assert k.line() == "100 0"
+        rc, _, err = k.finish()
+        assert rc == 0, err
+    pub.unlink()
+
+
+def test_rust_camera_producer_read_from_python(name, camera_bin):
+    cam = _camera_module()
+    producer = subprocess.Popen(
+        [camera_bin, "--role", "producer", "--name", name, "--size", "64x48", "--fps", "100",
+         "--seconds", "0.5", "--wait-consumers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sub = shmkit.FrameSubscriber(name)
+                break
+            except (FileNotFoundError, shmkit.ShmkitError):
+                assert time.monotonic() < deadline, "the producer did not create the channel"
+                time.sleep(0.01)
+        assert sub.header_type[1] == 32
+        n = 0
+        while True:
+            try:
+                f = sub.recv(timeout=30)
+            except EOFError:
+                break
+            w, h, stride, fmt, index, want = cam.FRAME_INFO.unpack(f.header)
+            assert (w, h, stride, fmt) == (64, 48, 192, 1)
+            img = f.array(np.uint8, (h, w, 3))
+            assert cam.checksum(img) == want
+            # The demo's pattern: red channel is x + 4 t (mod 256).
+            assert img[0, 5, 0] == (5 + 4 * index) & 0xFF
+            n += 1
+        assert n > 0 and n + sub.lost == 50  # reuse-oldest: a slow reader may lose some
+    finally:
+        out, err = producer.communicate(timeout=60)
+    assert producer.returncode == 0, err
+
+
+def test_checksum_matches_sequential_definition():
+    cam = _camera_module()
+    data = np.random.default_rng(1).integers(0, 256, 1003, dtype=np.uint8)
+    h = cam.SEED
+    for i in range(0, 1000, 8):
+        h = (((h << 5) | (h >> 59)) & cam.MASK) ^ int.from_bytes(bytes(data[i : i + 8]), "little")
+    for x in data[1000:]:
+        h = (((h << 5) | (h >> 59)) & cam.MASK) ^ int(x)
+    assert cam.checksum(data) == h
+
+
+PUBLISHER = """
+import sys, shmkit
+pub = shmkit.FramePublisher.open(sys.argv[1])
+loan = pub.loan(timeout=30)
+loan.array()[:4] = 7
+loan.publish(4)
+print("published", flush=True)
+sys.stdin.readline()
+try:
+    pub.loan(timeout=0.2)
+    print("loaned", flush=True)
+except TimeoutError:
+    print("pinned", flush=True)
+sys.stdin.readline()
+pub.loan(timeout=30).publish(1)
+print("loaned", flush=True)
+"""
+
+
+def test_a_view_keeps_the_slot_pinned(name, spawn):
+    creator = shmkit.FramePublisher.create(name, slots=1, max_bytes=4096, policy="block")
+    sub = shmkit.FrameSubscriber(name)
+    creator.close()  # the child takes over as publisher
+    child = spawn(PUBLISHER, name)
+    assert child.line() == "published"
+    frame = sub.recv(timeout=30)
+    view = frame.array()
+    del frame  # only the numpy view remains: it keeps the Frame, and the pin, alive
+    child.send("try")
+    assert child.line() == "pinned"  # Block policy, one slot, pinned by the view
+    assert (view[:4] == 7).all()
+    del view  # the last reference: the slot is released
+    child.send("go")
+    assert child.line() == "loaned"
+    assert child.finish()[0] == 0
+    assert sub.recv(timeout=30).len == 1
+    sub.close()
+    creator.unlink()
+
+
+def test_sigint_interrupts_a_blocking_recv(name, spawn):
+    pub = shmkit.FramePublisher.create(name)
+    code = """
+import sys, shmkit
+sub = shmkit.FrameSubscriber(sys.argv[1])
+print("calling", flush=True)
+try:
+    sub.recv()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+assert sub.try_recv() is None
+print("consistent", flush=True)
+"""
+    child = spawn(code, name)
+    assert child.line() == "calling"
+    time.sleep(0.3)  # let it block in recv
+    child.signal(signal.SIGINT)
+    assert child.line() == "interrupted"
+    assert child.line() == "consistent"
+    rc, _, err = child.finish()
+    assert rc == 0, err
+    pub.close()
+    pub.unlink()
+
+
+def test_loans_superseded_dropped_and_next_seq(name):
+    pub = shmkit.FramePublisher.create(name, slots=1, max_bytes=64, policy="block")
+    sub = shmkit.FrameSubscriber(name)
+    assert pub.next_seq == 1
+    first = pub.loan()
+    assert pub.next_seq == 1 and pub.slots == 1  # readable while a loan is out
+    view = memoryview(first)
+    with pytest.raises(BufferError):
+        pub.loan()  # would abandon a loan whose view is alive
+    with pytest.raises(BufferError):
+        pub.close()
+    view.release()
+    second = pub.loan()  # the first is abandoned (one slot: it came back)
+    assert not first.active and second.active
+    with pytest.raises(ValueError):
+        first.publish(1)
+    del second  # dropped unpublished: the slot is emptied and free again
+    assert sub.try_recv() is None
+    assert pub.try_loan().publish(2) == 1
+    assert pub.next_seq == 2
+    assert sub.recv(timeout=5).len == 2
+    pub.close()
+    pub.close()
+    with pytest.raises(ValueError):
+        pub.loan()
+    pub.unlink()
