@@ -21,6 +21,7 @@ mod errors;
 mod event;
 mod lock;
 mod named;
+mod queue;
 mod segment;
 mod semaphore;
 
@@ -34,5 +35,6 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event::register(m)?;
     condition::register(m)?;
     barrier::register(m)?;
+    queue::register(m)?;
     Ok(())
 }
