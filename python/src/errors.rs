@@ -11,6 +11,8 @@
 //! | a lock's `OwnerDied` | `shmkit.OwnerDied` (the lock is held; `.lock` is it) |
 //! | a lock's `NotRecoverable` | `shmkit.LockNotRecoverable` |
 //! | a frame channel's `PublisherBusy`/`NoFreeSubscriberSlot` | `shmkit.ShmkitError`; `Disconnected` on receive is `EOFError` |
+//! | a queue with no room / no message (no wait, or the timeout passed) | `queue.Full` / `queue.Empty` |
+//! | a queue's handle could not attach (every slot of the side held, no liveness token) | `shmkit.ShmkitError` |
 //! | everything else (kind/layout/version mismatch, corrupt, no space, OS errors) | `shmkit.ShmkitError` |
 
 use pyo3::exceptions::{
@@ -62,6 +64,28 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn broken_barrier_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static TYPE: GILOnceCell<Py<PyType>> = GILOnceCell::new();
     TYPE.import(py, "threading", "BrokenBarrierError")
+}
+
+/// `queue.Full` (put found no room) or `queue.Empty` (get found nothing), as
+/// `multiprocessing.Queue` raises them, so that `except queue.Empty:` works unchanged.
+pub(crate) fn queue_full_or_empty(py: Python<'_>, full: bool, msg: String) -> PyErr {
+    static FULL: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+    static EMPTY: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+    let (cell, attr) = if full {
+        (&FULL, "Full")
+    } else {
+        (&EMPTY, "Empty")
+    };
+    match cell.import(py, "queue", attr) {
+        Ok(t) => PyErr::from_type(t.clone(), msg),
+        Err(e) => e,
+    }
+}
+
+/// A queue handle that could not attach: every slot of its side is held by live handles, or
+/// this process has no liveness token.
+pub(crate) fn attach_error(e: shmkit::queue::AttachError) -> PyErr {
+    ShmkitError::new_err(e.to_string())
 }
 
 /// The Python exception for a shmkit error.

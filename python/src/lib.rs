@@ -23,6 +23,7 @@ mod event;
 mod frames;
 mod lock;
 mod named;
+mod queue;
 mod segment;
 mod semaphore;
 
@@ -38,5 +39,6 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     barrier::register(m)?;
     cell::register(m)?;
     frames::register(m)?;
+    queue::register(m)?;
     Ok(())
 }

@@ -26,6 +26,7 @@ __all__ = [
     "Lock",
     "LockNotRecoverable",
     "OwnerDied",
+    "Queue",
     "RLock",
     "Semaphore",
     "SharedMemory",
@@ -722,3 +723,75 @@ class Frame:
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview: ...
         def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+@final
+class Queue:
+    """A named queue of Python objects shared by processes: ``multiprocessing.Queue``'s
+    methods on shmkit's lock-free MPMC bytes queue. Objects are pickled (highest protocol),
+    one message each, at most ``max_message`` bytes (half of ``capacity_bytes``, minus 8).
+
+    ``Queue(name)`` opens the queue or creates it; ``Queue()`` creates one under a unique
+    generated name that is removed when this object is garbage-collected (pass the object,
+    pickled, to processes started meanwhile). ``put_bytes``/``get_bytes`` are the bytes-only
+    fast path (no pickling; the messages of the Rust API and ``shmkit queue push/pop``).
+    Up to 16 producers and 16 consumers at once: each object attaches one of each on first
+    ``put``/``get`` (one more per thread putting or getting at the same time)."""
+
+    @property
+    def name(self) -> str:
+        """The object's name (its file is /dev/shm/NAME)."""
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working, new opens get FileNotFoundError."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same queue."""
+
+    def __new__(
+        cls, name: Optional[str] = None, capacity_bytes: Optional[int] = None, *, mode: int = 0o600
+    ) -> "Queue": ...
+    @staticmethod
+    def create(name: str, capacity_bytes: Optional[int] = None, *, mode: int = 0o600) -> "Queue":
+        """Create a new queue of ``capacity_bytes`` (default 1 MiB; rounded up to a power of
+        two, at least 256); FileExistsError if the name is taken."""
+    @staticmethod
+    def open(name: str) -> "Queue":
+        """Open an existing queue; FileNotFoundError if there is none."""
+    @property
+    def capacity_bytes(self) -> int:
+        """Data bytes in the ring."""
+    @property
+    def max_message(self) -> int:
+        """The longest message (pickled object or bytes) accepted, in bytes."""
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Put ``obj`` (pickled). ``block=False`` or a passed ``timeout`` raises queue.Full
+        when there is no room; ValueError if the pickle is longer than ``max_message``."""
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Remove and return the oldest object; queue.Empty if none (``block=False`` or a
+        passed ``timeout``)."""
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, False)``."""
+    def get_nowait(self) -> Any:
+        """``get(False)``."""
+    def put_bytes(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Put a bytes-like object as one message, not pickled."""
+    def get_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
+        """Remove and return the oldest message as bytes, not unpickled."""
+    def qsize(self) -> int:
+        """Approximate: the 64-byte cells in use (the message count when each message is at
+        most 56 bytes, an upper bound otherwise); 0 exactly when empty."""
+    def empty(self) -> bool:
+        """Whether the queue is empty now."""
+    def full(self) -> bool:
+        """Whether no cell is free now."""
+    def close(self) -> None:
+        """Detach this object's handles; later put/get raise ValueError. The queue stays."""
+    def join_thread(self) -> None:
+        """Does nothing (no feeder thread)."""
+    def cancel_join_thread(self) -> None:
+        """Does nothing (no feeder thread)."""
+    def __enter__(self) -> "Queue": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...

@@ -1,0 +1,153 @@
+"""shmkit.Queue beside multiprocessing.Queue and Pipe, in one run.
+
+    python benches/python/bench_queue.py [--n N]
+
+(with the package installed: `pip install ./python`). Separate processes started with
+subprocess (shmkit) or the spawn context (multiprocessing):
+
+- throughput: N small objects (an int) through one queue with 1 producer x 1 consumer and
+  2 x 2 (N in total), messages per second;
+- round trip: ping-pong of an int over two shmkit queues, beside a multiprocessing.Pipe
+  (duplex) ping-pong, microseconds per round trip.
+
+Prints a Markdown table row: shmkit and multiprocessing figures and their ratios.
+"""
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+
+import shmkit
+
+PUT = """
+import sys, shmkit
+q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
+sys.stdin.readline()
+for i in range(n):
+    q.put(i)
+"""
+GET = """
+import sys, shmkit
+q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
+sys.stdin.readline()
+for _ in range(n):
+    q.get()
+"""
+PONG = """
+import sys, shmkit
+a, b = shmkit.Queue.open(sys.argv[1]), shmkit.Queue.open(sys.argv[2]); n = int(sys.argv[3])
+for _ in range(n):
+    b.put(a.get())
+"""
+
+
+def shm_throughput(k, n):
+    name = f"bench-q-{os.getpid()}"
+    q = shmkit.Queue.create(name, 1 << 16)
+    try:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, name, str(n // k)], stdin=subprocess.PIPE, text=True)
+            for code in (PUT, GET)
+            for _ in range(k)
+        ]
+        time.sleep(0.5)  # imports done
+        t = time.perf_counter()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert p.wait() == 0
+        return (n // k * k) / (time.perf_counter() - t)
+    finally:
+        q.unlink()
+
+
+def _mp_put(q, n, ev):
+    ev.wait()
+    for i in range(n):
+        q.put(i)
+
+
+def _mp_get(q, n, ev):
+    ev.wait()
+    for _ in range(n):
+        q.get()
+
+
+def mp_throughput(k, n):
+    ctx = mp.get_context("spawn")
+    q, ev = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=f, args=(q, n // k, ev)) for f in (_mp_put, _mp_get) for _ in range(k)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)
+    t = time.perf_counter()
+    ev.set()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    return (n // k * k) / (time.perf_counter() - t)
+
+
+def shm_round_trip(n):
+    a_name, b_name = f"bench-qa-{os.getpid()}", f"bench-qb-{os.getpid()}"
+    a, b = shmkit.Queue.create(a_name, 4096), shmkit.Queue.create(b_name, 4096)
+    try:
+        p = subprocess.Popen([sys.executable, "-c", PONG, a_name, b_name, str(n + 10)])
+        for i in range(10):  # warm-up: the child is running
+            a.put(i)
+            b.get()
+        t = time.perf_counter()
+        for i in range(n):
+            a.put(i)
+            b.get()
+        dt = time.perf_counter() - t
+        assert p.wait() == 0
+        return dt / n * 1e6
+    finally:
+        a.unlink()
+        b.unlink()
+
+
+def _mp_pong(conn, n):
+    for _ in range(n):
+        conn.send(conn.recv())
+
+
+def mp_round_trip(n):
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe()
+    p = ctx.Process(target=_mp_pong, args=(there, n + 10))
+    p.start()
+    for i in range(10):
+        here.send(i)
+        here.recv()
+    t = time.perf_counter()
+    for i in range(n):
+        here.send(i)
+        here.recv()
+    dt = time.perf_counter() - t
+    p.join()
+    return dt / n * 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    args = ap.parse_args()
+    n = args.n
+    rows = []
+    for k in (1, 2):
+        s, m = shm_throughput(k, n), mp_throughput(k, n)
+        rows.append(f"{k}x{k}: shmkit {s / 1e3:.0f} k/s, mp.Queue {m / 1e3:.0f} k/s, {s / m:.1f}x")
+    rt_n = max(1000, n // 20)
+    s, m = shm_round_trip(rt_n), mp_round_trip(rt_n)
+    rows.append(f"round trip: shmkit {s:.1f} us, mp.Pipe {m:.1f} us, {m / s:.1f}x")
+    print("| " + " | ".join(rows) + " |")
+
+
+if __name__ == "__main__":
+    main()

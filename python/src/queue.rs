@@ -1,0 +1,496 @@
+//! `Queue`: `multiprocessing.Queue`'s surface on shmkit's MPMC bytes queue (`SPEC.md`, "MPMC
+//! bytes queue"): objects are pickled (highest protocol) into one message each; `put_bytes` /
+//! `get_bytes` are the bytes-only fast path (no pickling, the same messages the Rust API and
+//! `shmkit queue push/pop` exchange).
+//!
+//! Handles: a Python `Queue` object keeps two pools of shmkit handles, producers and
+//! consumers, empty at first. A `put` takes a producer from its pool (attaching a new one,
+//! one of the queue's 16 producer slots, if the pool is empty), uses it, and puts it back; a
+//! `get` does the same with consumers. So a process that only puts never holds a consumer
+//! slot, and each handle is used by one thread at a time. The pools' mutexes are held only to
+//! take or return a handle, never across a wait, so two threads that put at once each wait
+//! with their own handle (GIL released) and neither can block the other. When all 16 slots
+//! of a side are held, a blocking call waits (polling) for one to come back.
+//!
+//! Peers that are gone: multiprocessing's `get` waits for a producer even when none exists,
+//! and `put` never fails for lack of a consumer. shmkit's handles report that case as
+//! `Disconnected` (the other side closed it or every handle of it died): here it is treated as
+//! empty (or full) and a blocking call polls every [`POLL`] until a peer attaches. A handle
+//! that reports it is also dropped and replaced once at once, which also covers a handle
+//! inherited through `fork()` (it belongs to the parent and always reports `Disconnected`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::PyBytes;
+use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
+use shmkit::queue::AttachError;
+
+use crate::blocking::{deadline, sliced};
+use crate::errors::{attach_error, queue_full_or_empty, to_py};
+use crate::named::named_methods;
+
+/// `capacity_bytes` when not given: 1 MiB, so messages up to 512 KiB - 8 bytes.
+const DEFAULT_CAPACITY: u64 = 1 << 20;
+
+/// Messages at least this long are copied in and out with the GIL released, even on the first,
+/// non-blocking attempt.
+const BIG: usize = 64 * 1024;
+
+/// How often a blocking call re-checks while no handle of the other side is alive (or no
+/// slot of its own side is free).
+const POLL: Duration = Duration::from_millis(5);
+
+/// Idle handles of one side, for the threads of this process.
+struct Pool<H> {
+    idle: Mutex<Vec<H>>,
+}
+
+impl<H> Pool<H> {
+    fn new() -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The idle list; a panic elsewhere while it was locked left it consistent (a `Vec` push
+    /// or pop), so a poisoned lock is used as is.
+    fn lock(&self) -> MutexGuard<'_, Vec<H>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle handle, or a new one from `attach`; `Ok(None)` if every slot of the side is
+    /// held (by other threads here or by other processes).
+    fn take(&self, attach: impl FnOnce() -> Result<H, AttachError>) -> PyResult<Option<H>> {
+        if let Some(h) = self.lock().pop() {
+            return Ok(Some(h));
+        }
+        match attach() {
+            Ok(h) => Ok(Some(h)),
+            Err(AttachError::NoFreeSlot { .. }) => Ok(None),
+            Err(e) => Err(attach_error(e)),
+        }
+    }
+
+    /// Return a handle after use; dropped (its slot freed) if the queue was closed meanwhile.
+    fn give_back(&self, h: H, closed: &AtomicBool) {
+        let mut idle = self.lock();
+        // Acquire pairs with the Release in `close`: a close that ran before this sees its
+        // own drain, and one that runs after drains this handle.
+        if !closed.load(Ordering::Acquire) {
+            idle.push(h);
+        }
+    }
+
+    /// Drop every idle handle (their slots are freed; the sides stay open).
+    fn clear(&self) {
+        drop(std::mem::take(&mut *self.lock()));
+    }
+}
+
+/// What one attempt did: `None` to try again (later), `Some` when finished.
+type Step<T> = Option<PyResult<T>>;
+
+/// Sleep for [`POLL`], but not past `until`.
+fn poll_pause(until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    std::thread::sleep(left.min(POLL));
+}
+
+/// `pickle.dumps`, `pickle.loads` and `pickle.HIGHEST_PROTOCOL`, looked up once.
+struct Pickle {
+    dumps: Py<PyAny>,
+    loads: Py<PyAny>,
+    protocol: Py<PyAny>,
+}
+
+fn pickle(py: Python<'_>) -> PyResult<&Pickle> {
+    static PICKLE: GILOnceCell<Pickle> = GILOnceCell::new();
+    PICKLE.get_or_try_init(py, || {
+        let m = py.import("pickle")?;
+        Ok(Pickle {
+            dumps: m.getattr("dumps")?.unbind(),
+            loads: m.getattr("loads")?.unbind(),
+            protocol: m.getattr("HIGHEST_PROTOCOL")?.unbind(),
+        })
+    })
+}
+
+/// A unique name for `Queue()` without one: `shmkit-q-PID-N-NANOS`.
+fn generated_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "shmkit-q-{}-{}-{nanos:08x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `capacity_bytes` as the ring's capacity: rounded up to a power of two, at least 256.
+fn capacity(capacity_bytes: i64) -> PyResult<u64> {
+    u64::try_from(capacity_bytes)
+        .ok()
+        .filter(|&c| c > 0 && c <= 1 << 40)
+        .map(|c| c.next_power_of_two().max(mpmc_bytes::MIN_CAPACITY))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "capacity_bytes must be in 1..=2**40, not {capacity_bytes}"
+            ))
+        })
+}
+
+/// A named queue of Python objects shared by processes: `multiprocessing.Queue`'s methods,
+/// attachable by name, on shmkit's lock-free MPMC bytes queue.
+#[pyclass(module = "shmkit", name = "Queue", frozen)]
+pub(crate) struct PyQueue {
+    inner: mpmc_bytes::Queue,
+    producers: Pool<Producer>,
+    consumers: Pool<Consumer>,
+    closed: AtomicBool,
+}
+
+named_methods!(PyQueue, "Queue");
+
+impl PyQueue {
+    fn wrap(inner: mpmc_bytes::Queue) -> Self {
+        PyQueue {
+            inner,
+            producers: Pool::new(),
+            consumers: Pool::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn build(name: &str, capacity_bytes: Option<i64>, mode: u32, create: bool) -> PyResult<Self> {
+        let opts = mpmc_bytes::Queue::options()
+            .mode(mode)
+            .unlink_on_drop(false);
+        let cap = capacity(capacity_bytes.unwrap_or(DEFAULT_CAPACITY as i64))?;
+        let q = if create {
+            opts.create(name, cap)
+        } else {
+            opts.open_or_create(name, cap)
+        };
+        q.map(Self::wrap).map_err(to_py)
+    }
+
+    fn check_open(&self) -> PyResult<()> {
+        // Acquire: as in `Pool::give_back`.
+        if self.closed.load(Ordering::Acquire) {
+            Err(PyValueError::new_err(format!(
+                "Queue {:?} is closed",
+                self.inner.name()
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One push of `msg`: `until` `None` tries once; `Some` waits until then at most.
+    fn push_step(&self, msg: &[u8], until: Option<Instant>) -> Step<()> {
+        // A handle reporting `Disconnected` is replaced once (it may be a fork()ed copy).
+        for fresh in [false, true] {
+            let mut p = match self.producers.take(|| self.inner.producer()) {
+                Ok(Some(p)) => p,
+                Ok(None) => break, // every producer slot is held: wait for one
+                Err(e) => return Some(Err(e)),
+            };
+            let r = match until {
+                None => p.try_push(msg),
+                Some(t) => p.push_deadline(msg, t),
+            };
+            match r {
+                Ok(()) => {
+                    self.producers.give_back(p, &self.closed);
+                    return Some(Ok(()));
+                }
+                Err(PushError::Full | PushError::Timeout) => {
+                    self.producers.give_back(p, &self.closed);
+                    return None;
+                }
+                Err(PushError::Disconnected) if !fresh => drop(p),
+                Err(PushError::Disconnected) => break,
+                Err(e @ (PushError::TooLarge { .. } | PushError::Corrupt)) => {
+                    return Some(Err(to_py(e.into())))
+                }
+            }
+        }
+        // No consumer alive (or no free producer slot): as full; poll if waiting.
+        if let Some(t) = until {
+            poll_pause(t);
+        }
+        None
+    }
+
+    /// One pop: as [`push_step`](Self::push_step).
+    fn pop_step(&self, until: Option<Instant>) -> Step<Vec<u8>> {
+        for fresh in [false, true] {
+            let mut c = match self.consumers.take(|| self.inner.consumer()) {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Some(Err(e)),
+            };
+            let r = match until {
+                None => c.try_pop(),
+                Some(t) => c.pop_deadline(t),
+            };
+            match r {
+                Ok(m) => {
+                    self.consumers.give_back(c, &self.closed);
+                    return Some(Ok(m));
+                }
+                Err(PopError::Empty | PopError::Timeout) => {
+                    self.consumers.give_back(c, &self.closed);
+                    return None;
+                }
+                Err(PopError::Disconnected) if !fresh => drop(c),
+                Err(PopError::Disconnected) => break,
+                Err(e @ PopError::Corrupt) => return Some(Err(to_py(e.into()))),
+            }
+        }
+        // No producer alive (or no free consumer slot): as empty; poll if waiting.
+        if let Some(t) = until {
+            poll_pause(t);
+        }
+        None
+    }
+
+    /// `put` of bytes: one attempt (GIL held unless the message is big), then the wait.
+    fn push(&self, py: Python<'_>, msg: &[u8], block: bool, timeout: Option<f64>) -> PyResult<()> {
+        self.check_open()?;
+        let max = self.inner.max_message();
+        if msg.len() as u64 > max {
+            return Err(PyValueError::new_err(format!(
+                "a message of {} bytes is larger than queue {:?}'s maximum of {max} bytes (half \
+                 its capacity_bytes, minus 8): create the queue with a larger capacity_bytes",
+                msg.len(),
+                self.inner.name()
+            )));
+        }
+        let deadline = if block { deadline(timeout)? } else { None };
+        let first = if msg.len() >= BIG {
+            py.allow_threads(|| self.push_step(msg, None))
+        } else {
+            self.push_step(msg, None)
+        };
+        let done = match first {
+            Some(r) => Some(r),
+            None if !block => None,
+            None => sliced(py, deadline, |until| self.push_step(msg, Some(until)))?,
+        };
+        match done {
+            Some(r) => r,
+            None => Err(queue_full_or_empty(
+                py,
+                true,
+                format!("queue {:?} is full", self.inner.name()),
+            )),
+        }
+    }
+
+    /// `get` of bytes: as [`push`](Self::push). Returns the message as a Python `bytes`.
+    fn pop<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.check_open()?;
+        let deadline = if block { deadline(timeout)? } else { None };
+        let done = match self.pop_step(None) {
+            Some(r) => Some(r),
+            None if !block => None,
+            None => sliced(py, deadline, |until| self.pop_step(Some(until)))?,
+        };
+        match done {
+            Some(Ok(m)) if m.len() >= BIG => {
+                // The copy into the new `bytes` object runs without the GIL.
+                PyBytes::new_with(py, m.len(), |buf| {
+                    py.allow_threads(|| buf.copy_from_slice(&m));
+                    Ok(())
+                })
+            }
+            Some(Ok(m)) => Ok(PyBytes::new(py, &m)),
+            Some(Err(e)) => Err(e),
+            None => Err(queue_full_or_empty(
+                py,
+                false,
+                format!("queue {:?} is empty", self.inner.name()),
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl PyQueue {
+    /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
+    /// queue under a unique generated name, removed when this object is garbage-collected.
+    #[new]
+    #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
+    fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+        match name {
+            Some(n) => Self::build(n, capacity_bytes, mode, false),
+            None => {
+                let q = Self::build(&generated_name(), capacity_bytes, mode, true)?;
+                q.inner.set_unlink_on_drop(true);
+                Ok(q)
+            }
+        }
+    }
+
+    /// Create a new queue of `capacity_bytes` (rounded up to a power of two, at least 256);
+    /// `FileExistsError` if the name is taken.
+    #[staticmethod]
+    #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600))]
+    fn create(name: &str, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+        Self::build(name, capacity_bytes, mode, true)
+    }
+
+    /// Open an existing queue; `FileNotFoundError` if there is none.
+    #[staticmethod]
+    fn open(name: &str) -> PyResult<Self> {
+        mpmc_bytes::Queue::options()
+            .unlink_on_drop(false)
+            .open(name)
+            .map(Self::wrap)
+            .map_err(to_py)
+    }
+
+    /// Data bytes in the ring.
+    #[getter]
+    fn capacity_bytes(&self) -> u64 {
+        self.inner.capacity()
+    }
+
+    /// The longest message (pickled object, or `put_bytes` payload) accepted, in bytes.
+    #[getter]
+    fn max_message(&self) -> u64 {
+        self.inner.max_message()
+    }
+
+    /// Put `obj` (pickled with the highest protocol). `block=False` (or a `timeout` that
+    /// passes) raises `queue.Full` if there is no room; `ValueError` if the pickle is longer
+    /// than `max_message`.
+    #[pyo3(signature = (obj, block = true, timeout = None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        self.check_open()?;
+        let p = pickle(py)?;
+        let data = p.dumps.bind(py).call1((obj, p.protocol.bind(py)))?;
+        let data = data.downcast::<PyBytes>()?;
+        self.push(py, data.as_bytes(), block, timeout)
+    }
+
+    /// Remove and return the oldest object. `block=False` (or a `timeout` that passes) raises
+    /// `queue.Empty` if there is none.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let m = self.pop(py, block, timeout)?;
+        pickle(py)?.loads.bind(py).call1((m,))
+    }
+
+    /// `put(obj, False)`.
+    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put(py, obj, false, None)
+    }
+
+    /// `get(False)`.
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// The bytes-only fast path: put `data` (any bytes-like object) as one message, without
+    /// pickling. Readable by `get_bytes`, the Rust API and `shmkit queue pop`.
+    #[pyo3(signature = (data, block = true, timeout = None))]
+    fn put_bytes(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        if let Ok(b) = data.downcast::<PyBytes>() {
+            return self.push(py, b.as_bytes(), block, timeout);
+        }
+        // bytearray, memoryview, array, numpy: copied once (they may change under us).
+        let b = py.get_type::<PyBytes>().call1((data,))?;
+        self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block, timeout)
+    }
+
+    /// The bytes-only fast path: remove and return the oldest message as `bytes`, unpickled.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn get_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.pop(py, block, timeout)
+    }
+
+    /// Approximate size: the 64-byte cells in use. A message takes `ceil((8 + len) / 64)`
+    /// cells, so this is the number of messages when each pickles to at most 56 bytes, and an
+    /// upper bound on it otherwise; 0 exactly when the queue is empty (a snapshot).
+    fn qsize(&self) -> u64 {
+        self.inner.len() / mpmc_bytes::CELL
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    fn empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Whether no cell is free now, so not even the smallest message fits (a snapshot). A
+    /// queue that is not full may still lack room for a large message.
+    fn full(&self) -> bool {
+        self.inner.len() >= self.inner.capacity()
+    }
+
+    /// Detach this object's producer and consumer handles (freeing their slots); later
+    /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
+    /// handles and processes. Closing twice is harmless.
+    fn close(&self) {
+        // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
+        self.closed.store(true, Ordering::Release);
+        self.producers.clear();
+        self.consumers.clear();
+    }
+
+    /// Does nothing: there is no feeder thread (a `put` has copied the message into shared
+    /// memory when it returns).
+    fn join_thread(&self) {}
+
+    /// Does nothing: there is no feeder thread to join.
+    fn cancel_join_thread(&self) {}
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Closes (does not unlink).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close()
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyQueue>()
+}

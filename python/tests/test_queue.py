@@ -1,0 +1,416 @@
+"""shmkit.Queue: multiprocessing.Queue's surface, across separate Python processes, with the
+Rust CLI, under SIGINT and SIGKILL."""
+
+import json
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import shmkit
+
+
+def test_put_get_round_trip_of_objects(name):
+    q = shmkit.Queue.create(name, 4096)
+    assert q.name == name
+    assert q.capacity_bytes == 4096
+    assert q.max_message == 4096 // 2 - 8
+    assert q.empty() and q.qsize() == 0 and not q.full()
+    objs = [None, 1, "two", b"three", [4.0, {"five": (6,)}], {7, 8}]
+    for o in objs:
+        q.put(o)
+    assert not q.empty()
+    assert q.qsize() == len(objs)  # each pickles to at most 56 bytes: one cell each
+    assert [q.get() for _ in objs] == objs
+    q.put_nowait("x")
+    assert q.get_nowait() == "x"
+    assert q.empty()
+    q.unlink()
+
+
+def test_capacity_is_rounded_up_and_checked(names):
+    a = shmkit.Queue.create(names(), 1000)
+    assert a.capacity_bytes == 1024
+    b = shmkit.Queue.create(names(), 1)
+    assert b.capacity_bytes == 256
+    with pytest.raises(ValueError):
+        shmkit.Queue.create(names(), 0)
+    with pytest.raises(ValueError):
+        shmkit.Queue.create(names(), -5)
+    for q in (a, b):
+        q.unlink()
+
+
+def test_full_and_empty_without_blocking_and_with_timeouts(name):
+    q = shmkit.Queue(name, capacity_bytes=256)  # 4 cells: 4 small messages
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+    with pytest.raises(queue.Empty):
+        q.get(True, 0)
+    for i in range(4):
+        q.put_nowait(i)
+    assert q.full()
+    with pytest.raises(queue.Full):
+        q.put_nowait(4)
+    with pytest.raises(queue.Full):
+        q.put(4, block=False, timeout=10)  # block=False ignores the timeout, as multiprocessing
+    with pytest.raises(queue.Full):
+        q.put(4, timeout=0.05)
+    assert [q.get() for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        q.get(timeout=float("nan"))
+    q.unlink()
+
+
+def test_too_large_message_is_a_value_error_and_nothing_is_written(name):
+    q = shmkit.Queue.create(name, 4096)
+    with pytest.raises(ValueError, match="larger than queue .* maximum of 2040 bytes"):
+        q.put(b"x" * 4000)
+    with pytest.raises(ValueError, match="maximum of 2040 bytes"):
+        q.put_bytes(b"x" * 2041)
+    assert q.empty()
+    q.put_bytes(b"y" * 2040)  # exactly the maximum fits
+    assert q.get_bytes() == b"y" * 2040
+    q.unlink()
+
+
+def test_bytes_fast_path(name):
+    q = shmkit.Queue(name, 1 << 18)
+    q.put_bytes(b"raw")
+    q.put_bytes(bytearray(b"from a bytearray"))
+    q.put_bytes(memoryview(b"a memoryview"))
+    q.put_bytes(b"")
+    assert q.get_bytes() == b"raw"
+    assert q.get_bytes() == b"from a bytearray"
+    assert q.get_bytes() == b"a memoryview"
+    assert q.get_bytes(block=False) == b""
+    q.put("obj")
+    assert pickle.loads(q.get_bytes()) == "obj"  # put pickles; get_bytes does not unpickle
+    big = os.urandom(100_000)  # copied with the GIL released
+    q.put_bytes(big)
+    assert q.get_bytes() == big
+    with pytest.raises(TypeError):
+        q.put_bytes("not bytes")
+    q.unlink()
+
+
+def test_open_create_close_context_manager_and_pickle(name):
+    with pytest.raises(FileNotFoundError):
+        shmkit.Queue.open(name)
+    q = shmkit.Queue.create(name)
+    assert q.capacity_bytes == 1 << 20
+    with pytest.raises(FileExistsError):
+        shmkit.Queue.create(name)
+    assert repr(q) == f'<shmkit.Queue name="{name}">'
+    q2 = pickle.loads(pickle.dumps(q))  # by name: opens the same queue
+    assert q2.name == name
+    q.put("through the copy")
+    assert q2.get() == "through the copy"
+    with shmkit.Queue.open(name) as q3:
+        q3.put(1)
+    with pytest.raises(ValueError, match="closed"):
+        q3.put(2)
+    with pytest.raises(ValueError, match="closed"):
+        q3.get()
+    q3.close()  # twice: harmless
+    q3.join_thread()
+    q3.cancel_join_thread()
+    assert q.get() == 1  # closing one object leaves the queue to the others
+    q.unlink()
+    with pytest.raises(FileNotFoundError):
+        shmkit.Queue.open(name)
+    assert q2.empty()  # open handles keep working
+
+
+def test_unnamed_queue_is_removed_when_collected():
+    q = shmkit.Queue(capacity_bytes=4096)
+    path = os.path.join("/dev/shm", q.name)
+    assert os.path.exists(path)
+    q.put(1)
+    assert q.get() == 1
+    del q
+    assert not os.path.exists(path)
+
+
+PRODUCER = """
+import sys, shmkit
+q = shmkit.Queue.open(sys.argv[1])
+tag, n = sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    q.put((tag, i, {"payload": [i] * (i % 7)}))
+print("done", flush=True)
+"""
+
+CONSUMER = """
+import json, sys, shmkit
+q = shmkit.Queue.open(sys.argv[1])
+got = []
+while True:
+    item = q.get(timeout=60)
+    if item is None:
+        break
+    tag, i, body = item
+    assert body == {"payload": [i] * (i % 7)}, item
+    got.append([tag, i])
+print(json.dumps(got), flush=True)
+"""
+
+
+@pytest.mark.parametrize("producers,consumers", [(1, 1), (2, 2)])
+def test_processes_exchange_objects_exactly_once(producers, consumers, name, spawn):
+    n = 2000
+    q = shmkit.Queue.create(name, 4096)  # small: producers wait for room many times
+    cons = [spawn(CONSUMER, name) for _ in range(consumers)]
+    # Once every producer is done, one None per consumer: each stops at its first None, and
+    # every item precedes every None in the queue.
+    prods = [spawn(PRODUCER, name, f"p{k}", n) for k in range(producers)]
+    for p in prods:
+        assert p.line() == "done"
+        assert p.finish()[0] == 0
+    for _ in range(consumers):
+        q.put(None)
+    seen = []
+    for c in cons:
+        seen += [tuple(x) for x in json.loads(c.line())]
+        rc, _, err = c.finish()
+        assert rc == 0, err
+    assert sorted(seen) == sorted((f"p{k}", i) for k in range(producers) for i in range(n))
+    assert q.empty()
+    q.unlink()
+
+
+def test_two_threads_put_and_get_concurrently(name, spawn):
+    """Two threads of one process on one object: each waits with its own handle (GIL
+    released), none blocks the other; another process consumes."""
+    n = 2000
+    q = shmkit.Queue.create(name, 1024)
+    child = spawn(
+        """
+        import sys, shmkit
+        q = shmkit.Queue.open(sys.argv[1])
+        total = 0
+        for _ in range(int(sys.argv[2])):
+            total += q.get(timeout=60)
+        print(total, flush=True)
+        """,
+        name,
+        2 * n,
+    )
+
+    def put_all(base):
+        for i in range(n):
+            q.put(base + i, timeout=60)
+
+    threads = [threading.Thread(target=put_all, args=(b,)) for b in (0, 10_000)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+    assert int(child.line()) == sum(range(n)) + sum(range(10_000, 10_000 + n))
+    assert child.finish()[0] == 0
+    # And two threads getting from one object while this thread puts.
+    got = []
+
+    def get_all():
+        for _ in range(n):
+            got.append(q.get(timeout=60))
+
+    threads = [threading.Thread(target=get_all) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(2 * n):
+        q.put(i, timeout=60)
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+    assert sorted(got) == list(range(2 * n))
+    q.unlink()
+
+
+def _stat(rust_bins, name):
+    out = subprocess.run(
+        [rust_bins["shmkit"], "queue", "stat", name, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out)
+
+
+def test_a_process_that_only_puts_holds_no_consumer_slot(name, spawn, rust_bins):
+    q = shmkit.Queue.create(name, 4096)
+    child = spawn(
+        """
+        import os, sys, shmkit
+        q = shmkit.Queue.open(sys.argv[1])
+        q.put("hello")
+        print(os.getpid(), flush=True)
+        sys.stdin.readline()
+        """,
+        name,
+    )
+    pid = int(child.line())
+    st = _stat(rust_bins, name)
+    assert [p["pid"] for p in st["producers"]] == [pid]
+    assert st["consumers"] == []
+    assert q.get() == "hello"
+    st = _stat(rust_bins, name)
+    assert [c["pid"] for c in st["consumers"]] == [os.getpid()]
+    q.close()  # frees this object's consumer slot
+    assert _stat(rust_bins, name)["consumers"] == []
+    child.send("exit")
+    assert child.finish()[0] == 0
+    q.unlink()
+
+
+def test_interop_with_the_cli(names, rust_bins):
+    cli = rust_bins["shmkit"]
+    # Python creates, the CLI pushes, Python pops the raw bytes.
+    a = names()
+    qa = shmkit.Queue.create(a, 4096)
+    subprocess.run([cli, "queue", "push", a, "hello from rust"], check=True)
+    assert qa.get_bytes(timeout=10) == b"hello from rust"
+    qa.unlink()
+    # The CLI creates, Python pushes bytes, the CLI pops them.
+    b = names()
+    subprocess.run(
+        [cli, "queue", "create", b, "--kind", "mpmc-bytes", "--capacity", "4096"], check=True
+    )
+    qb = shmkit.Queue.open(b)
+    qb.put_bytes(b"hello from python")
+    out = subprocess.run(
+        [cli, "queue", "pop", b, "--timeout", "10"], check=True, capture_output=True, text=True
+    ).stdout
+    assert out == "hello from python\n"
+    qb.unlink()
+
+
+def test_wrong_kind_is_refused(name):
+    lock = shmkit.Lock.create(name)
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.Queue.open(name)
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.Queue(name)
+    lock.unlink()
+
+
+BLOCKED = """
+import sys, traceback, shmkit
+q = shmkit.Queue.open(sys.argv[1])
+try:
+    print("calling", flush=True)
+    q.{call}  # THE CALL
+    print("returned", flush=True)
+except KeyboardInterrupt as e:
+    tb = e.__traceback__
+    while tb.tb_next:
+        tb = tb.tb_next
+    print("KeyboardInterrupt at line", tb.tb_lineno, flush=True)
+{after}
+print("consistent", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "call,after",
+    [
+        ("get()", "q.put_bytes(b'x'); assert q.get_bytes() == b'x'"),
+        ("put(1)", "assert q.full(); assert q.get_bytes() == b'f' * 120"),
+    ],
+)
+def test_ctrl_c_interrupts_a_blocked_get_or_put(call, after, name, spawn):
+    q = shmkit.Queue.create(name, 256)
+    if call.startswith("put"):
+        q.put_bytes(b"f" * 120)  # 2 cells of 4: fill it
+        q.put_bytes(b"f" * 120)
+    code = BLOCKED.format(call=call, after=after)
+    call_line = code.splitlines().index(f"    q.{call}  # THE CALL") + 1
+    child = spawn(code, name)
+    assert child.line() == "calling"
+    time.sleep(0.3)  # let it block in the call
+    t = time.monotonic()
+    child.signal(signal.SIGINT)
+    assert child.line() == f"KeyboardInterrupt at line {call_line}"
+    elapsed = time.monotonic() - t
+    assert child.line() == "consistent"
+    rc, _, err = child.finish()
+    assert rc == 0, err
+    print(f"interrupted after {elapsed * 1000:.0f} ms")
+    q.unlink()
+
+
+def test_a_killed_consumer_does_not_wedge_the_others(name, spawn):
+    q = shmkit.Queue.create(name, 1024)
+    child = spawn(
+        """
+        import sys, shmkit
+        q = shmkit.Queue.open(sys.argv[1])
+        while True:
+            print(q.get(), flush=True)
+        """,
+        name,
+    )
+    # Keep it busy popping, then kill it mid-stream (possibly inside a pop).
+    i = 0
+    while True:
+        q.put(i, timeout=30)
+        i += 1
+        if i == 200:
+            assert int(child.line()) == 0
+            child.signal(signal.SIGKILL)
+            child.proc.wait(timeout=30)
+            break
+    # This process keeps putting and getting through many laps of the small ring: any cell
+    # the dead consumer held is freed, nothing waits forever.
+    while True:  # what the child did not take
+        try:
+            assert isinstance(q.get(timeout=0.5), int)
+        except queue.Empty:
+            break
+    for j in range(5000):
+        q.put(("after", j), timeout=30)
+        assert q.get(timeout=30) == ("after", j)
+    q.unlink()
+
+
+def test_a_killed_producer_does_not_wedge_the_others(name, spawn):
+    q = shmkit.Queue.create(name, 1024)
+    child = spawn(
+        """
+        import sys, shmkit
+        q = shmkit.Queue.open(sys.argv[1])
+        i = 0
+        while True:
+            q.put(i)
+            i += 1
+            if i == 10:  # 10 of the ring's 16 cells: the next puts block or not
+                print("going", flush=True)
+        """,
+        name,
+    )
+    assert child.line() == "going"
+    child.signal(signal.SIGKILL)
+    child.proc.wait(timeout=30)
+    while True:  # drain what it published
+        try:
+            q.get(timeout=0.5)
+        except queue.Empty:
+            break
+    # No producer alive: a get waits (as multiprocessing's) rather than failing ...
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.1)
+    # ... and a new producer is served at once.
+    for j in range(3000):
+        q.put(j, timeout=30)
+        assert q.get(timeout=30) == j
+    q.unlink()
