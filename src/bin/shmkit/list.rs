@@ -219,6 +219,16 @@ fn hex_decode(h: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// What `shmkit info` says of an object with no shmkit header: a ShareableList CPython made
+/// (which `probe` recognised), or any other raw segment.
+pub(crate) fn no_header_note(p: &Probe) -> &'static str {
+    if p.cpython_list {
+        "none (a ShareableList made by CPython: its layout, no shmkit header or trailer)"
+    } else {
+        "none (a raw segment, e.g. CPython's SharedMemory)"
+    }
+}
+
 /// What `shmkit info` shows of a list (made by shmkit or by CPython): each item's value
 /// (long ones cut), format and slot size. `None` for other objects.
 pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
