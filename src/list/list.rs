@@ -12,7 +12,7 @@ use super::seqlock;
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
 use crate::error::{Error, Result};
 use crate::os::deadline::{self, wait_forms, Wait};
-use crate::os::{liveness, process};
+use crate::os::{atomic_copy, liveness, process};
 use crate::segment::{
     Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
     FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
@@ -203,7 +203,10 @@ impl ShareableList<ReadWrite> {
         Ok(())
     }
 
-    /// Write format, code, then data, CPython's order.
+    /// Write format, code, then data, CPython's order: an 8-aligned format field is one
+    /// atomic word store, the code one byte store and the data one [`atomic_copy::store`] (the
+    /// common case, as the reads' fast path); anything else through `Segment::write_at`.
+    #[inline]
     fn store_item(
         &self,
         i: usize,
@@ -212,6 +215,28 @@ impl ShareableList<ReadWrite> {
         code: u8,
         data: &[u8],
     ) -> Result<()> {
+        let size = self.seg.len() as u64;
+        let (fmt_at, code_at) = (self.geo.format_at(i), self.geo.code_at(i));
+        let inside = fmt_at % 8 == 0
+            && fmt_at.checked_add(8).is_some_and(|e| e <= size)
+            && code_at < size
+            && start
+                .checked_add(data.len() as u64)
+                .is_some_and(|e| e <= size);
+        if inside {
+            let base = self.seg.as_mut_ptr();
+            // SAFETY: each range lies inside the mapping (checked above; the mapping is
+            // page-aligned, so `fmt_at` is 8-aligned in memory), which is read-write (this is
+            // `ShareableList<ReadWrite>`) and lives as long as `self`; this process accesses
+            // these bytes only atomically; `data` is a private slice, distinct from the mapping.
+            unsafe {
+                AtomicU64::from_ptr(base.add(fmt_at as usize).cast::<u64>())
+                    .store(u64::from_le_bytes(*field), Ordering::Relaxed);
+                AtomicU8::from_ptr(base.add(code_at as usize)).store(code, Ordering::Relaxed);
+                atomic_copy::store(data.as_ptr(), base.add(start as usize), data.len());
+            }
+            return Ok(());
+        }
         self.seg.write_at(self.geo.format_at(i), field)?;
         self.seg.write_at(self.geo.code_at(i), &[code])?;
         self.seg.write_at(start, data)
