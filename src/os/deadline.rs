@@ -52,6 +52,7 @@ impl Wait {
 /// [`LockError::Timeout`](crate::sync::LockError::Timeout)). All four call one private core
 /// taking a [`raw::Wait`], so they cannot drift apart. Used by cells and `ShareableList`; `queue::forms` has the
 /// three-form variant for `&mut self` queue endpoints.
+#[cfg_attr(loom, allow(unused_macros))] // cells and lists are not built under loom
 macro_rules! wait_forms {
     ($(#[$m:meta])* fn $x:ident, $try_x:ident, $x_timeout:ident, $x_deadline:ident
      $(<$($g:ident),*>)? ($($a:ident: $t:ty),*) -> $r:ty = $core:ident) => {
@@ -81,6 +82,7 @@ macro_rules! wait_forms {
     };
 }
 
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use wait_forms;
 
 #[cfg(test)]
