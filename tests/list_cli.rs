@@ -128,6 +128,21 @@ fn ls_and_info_show_lists_and_cpython_lists() {
     assert_eq!(v["kind"], "shareable_list (cpython)");
     assert_eq!(v["state"]["items"][1]["value"], "abc");
     assert_eq!(ok(&["list", "get", &raw]).trim(), r#"[7,"abc"]"#);
+    let info = ok(&["info", &raw]);
+    assert!(
+        info.contains("header:          none (a ShareableList made by CPython"),
+        "{info}"
+    );
+    // `ls`'s KIND column is as wide as its widest kind: the columns after it stay aligned.
+    let ls = ok(&["ls"]);
+    let head = ls.lines().next().unwrap();
+    let row = ls.lines().find(|l| l.starts_with(&raw)).unwrap();
+    let kind = "shareable_list (cpython)";
+    let at = row.find(kind).expect(row);
+    assert_eq!(head.find("KIND"), Some(at), "{ls}");
+    let lifetime = head.find("LIFETIME").unwrap();
+    assert!(lifetime >= at + kind.len() + 2, "{ls}");
+    assert!(row[at + kind.len()..lifetime].trim().is_empty(), "{ls}");
     // One byte of slack more: still opens, but `ls` no longer claims it is a list.
     let mut slack = bytes.clone();
     slack.push(0);

@@ -8,8 +8,10 @@ mod common;
 use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
 use shmkit::list::{Item, ShareableList, MAX_ITEM_LEN};
 use shmkit::segment::{probe, Lifetime, Verdict};
+use shmkit::sync::LockState;
 use shmkit::{Error, Segment};
 use std::time::Duration;
+use std::time::Instant;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -80,6 +82,21 @@ fn child_main() {
             loop {
                 l.set(0, &a).unwrap();
                 l.set(0, &b).unwrap();
+            }
+        }
+        "hold" => {
+            // A writer stopped half-way (a list of one item: the trailer at 64, its writer
+            // lock at 64 + 160, item 0's sequence word at 64 + 192): holds the lock, leaves
+            // the item odd, and stays alive until killed.
+            let s = Segment::options().raw(true).open(&args[0]).unwrap();
+            // SAFETY: 8-aligned and inside the mapping, which outlives the guard (never
+            // dropped: this process is killed).
+            let lock = unsafe { LockState::from_ptr(s.as_ptr().add(224).cast()) }.unwrap();
+            let _g = lock.try_lock().unwrap();
+            s.write_at(256, &1u64.to_le_bytes()).unwrap();
+            common::report("ready");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
         _ => panic!("unknown role {role}"),
@@ -339,10 +356,7 @@ fn a_reader_never_sees_a_torn_update_by_another_shmkit_process() {
 fn a_writer_killed_mid_update_leaves_a_usable_list() {
     let name = unique_name("slkill");
     let _c = Cleanup::new(&[&name]);
-    let l = ShareableList::options()
-        .timeout(Duration::from_secs(30))
-        .create(&name, &[Item::Bytes(vec![1; MAX_ITEM_LEN])])
-        .unwrap();
+    let l = ShareableList::create(&name, &[Item::Bytes(vec![1; MAX_ITEM_LEN])]).unwrap();
     for _ in 0..3 {
         let mut w = Killed(spawn_child("big-writer", &[&name]));
         Lines::of(&mut w.0).expect("ready");
@@ -359,16 +373,13 @@ fn a_writer_killed_mid_update_leaves_a_usable_list() {
 fn a_hostile_rewrite_gives_values_or_errors_never_a_crash() {
     let name = unique_name("slhostile");
     let _c = Cleanup::new(&[&name]);
-    let l = ShareableList::options()
-        .timeout(Duration::from_millis(50))
-        .create(&name, &every_type())
-        .unwrap();
+    let l = ShareableList::create(&name, &every_type()).unwrap();
     let mut w = Killed(spawn_child("scribble", &[&name]));
     Lines::of(&mut w.0).expect("ready");
     for k in 0..2_000 {
         let i = (k % every_type().len()) as isize;
-        let _ = l.get(i);
-        let _ = l.set(i, &Item::Str("z".into()));
+        let _ = l.get_timeout(i, Duration::from_millis(50));
+        let _ = l.set_timeout(i, &Item::Str("z".into()), Duration::from_millis(50));
         let _ = ShareableList::open(&name);
         let _ = probe(&name);
     }
@@ -413,4 +424,57 @@ fn an_item_left_odd_with_no_writer_is_repaired_or_read_as_is() {
     assert_eq!(u64::from_le_bytes(w), 2);
     l.set(0, &Item::Bytes(b"y\0".to_vec())).unwrap();
     assert_eq!(ro.get(0).unwrap(), Item::Bytes(b"y\0".to_vec()));
+}
+
+#[test]
+fn the_four_forms_wait_for_a_writer_in_another_process() {
+    let name = unique_name("slforms");
+    let _c = Cleanup::new(&[&name]);
+    let l = ShareableList::create(&name, &[Item::Bytes(b"x\0".to_vec())]).unwrap();
+    let ro = ShareableList::open_read_only(&name).unwrap();
+    let mut holder = Killed(spawn_child("hold", &[&name]));
+    Lines::of(&mut holder.0).expect("ready");
+    let short = Duration::from_millis(20);
+    let soon = || Instant::now() + short;
+    let z = Item::Bytes(b"z".to_vec());
+    // The holder is alive: the item is mid-write and the writer lock is taken.
+    assert!(matches!(l.try_get(0), Err(Error::WouldBlock)));
+    assert!(matches!(ro.try_get(0), Err(Error::WouldBlock)));
+    assert!(matches!(l.get_timeout(0, short), Err(Error::Timeout)));
+    assert!(matches!(ro.get_deadline(0, soon()), Err(Error::Timeout)));
+    assert!(matches!(l.try_set(0, &z), Err(Error::WouldBlock)));
+    assert!(matches!(l.set_timeout(0, &z, short), Err(Error::Timeout)));
+    assert!(matches!(l.set_deadline(0, &z, soon()), Err(Error::Timeout)));
+    assert!(matches!(
+        l.set_deadline(0, &z, Instant::now() - short),
+        Err(Error::Timeout)
+    ));
+    // The blocking forms wait until the holder dies, then repair and go on.
+    let n = name.clone();
+    let setter = std::thread::spawn(move || {
+        let l = ShareableList::open(&n).unwrap();
+        l.set(0, &Item::Bytes(b"z".to_vec()))
+    });
+    let n = name.clone();
+    let getter = std::thread::spawn(move || ShareableList::open(&n).unwrap().get(0));
+    std::thread::sleep(Duration::from_millis(50));
+    drop(holder);
+    setter.join().unwrap().unwrap();
+    let got = getter.join().unwrap().unwrap();
+    assert!(got == z || got == Item::Bytes(b"x".to_vec()), "{got:?}");
+    assert_eq!(l.try_get(0).unwrap(), z);
+    assert_eq!(ro.get(0).unwrap(), z);
+    l.try_set(0, &Item::Int(3)).unwrap();
+    assert_eq!(ro.get_timeout(0, short).unwrap(), Item::Int(3));
+}
+
+#[test]
+fn open_or_create_opens_or_creates() {
+    let name = unique_name("slooc");
+    let _c = Cleanup::new(&[&name]);
+    let a = ShareableList::open_or_create(&name, &[Item::Int(1)]).unwrap();
+    let b = ShareableList::open_or_create(&name, &[Item::Int(2), Item::Int(3)]).unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.get(0).unwrap(), Item::Int(1));
+    drop(a);
 }

@@ -11,6 +11,7 @@ use super::raw::{Op, RawCell, Wait};
 use super::value::CellAtomic;
 use super::{CellMode, CellOptions, Typecode};
 use crate::error::{Error, Result};
+use crate::os::deadline::wait_forms;
 use crate::segment::Kind;
 use crate::sync::{LockError, LockGuard, Owner};
 use crate::{Segment, ShmType};

@@ -46,41 +46,6 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
-/// The four forms of a blocking call (the crate's one scheme): `x()` blocks, `try_x()` never
-/// waits ([`Error::WouldBlock`](crate::Error::WouldBlock)), `x_timeout(Duration)` and
-/// `x_deadline(Instant)` give up with [`Error::Timeout`](crate::Error::Timeout) (for lock
-/// calls, [`LockError::WouldBlock`](crate::sync::LockError::WouldBlock) /
-/// [`LockError::Timeout`](crate::sync::LockError::Timeout)). All four call one private core
-/// taking a [`raw::Wait`], so they cannot drift apart.
-macro_rules! wait_forms {
-    ($(#[$m:meta])* fn $x:ident, $try_x:ident, $x_timeout:ident, $x_deadline:ident
-     $(<$($g:ident),*>)? ($($a:ident: $t:ty),*) -> $r:ty = $core:ident) => {
-        $(#[$m])*
-        #[inline]
-        pub fn $x $(<$($g),*>)? (&self, $($a: $t),*) -> $r {
-            self.$core($($a,)* $crate::cell::raw::Wait::Until(None))
-        }
-
-        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), ") without waiting: `WouldBlock` if the lock is held (or a seqlock write is under way / nothing changed yet).")]
-        #[inline]
-        pub fn $try_x $(<$($g),*>)? (&self, $($a: $t),*) -> $r {
-            self.$core($($a,)* $crate::cell::raw::Wait::No)
-        }
-
-        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), "), waiting at most `timeout` (then `Timeout`).")]
-        #[inline]
-        pub fn $x_timeout $(<$($g),*>)? (&self, $($a: $t,)* timeout: std::time::Duration) -> $r {
-            self.$core($($a,)* $crate::cell::raw::Wait::timeout(timeout))
-        }
-
-        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), "), waiting until `deadline` (then `Timeout`).")]
-        #[inline]
-        pub fn $x_deadline $(<$($g),*>)? (&self, $($a: $t,)* deadline: std::time::Instant) -> $r {
-            self.$core($($a,)* $crate::cell::raw::Wait::Until(Some(deadline)))
-        }
-    };
-}
-
 mod array;
 mod info;
 mod layout;

@@ -8,25 +8,12 @@ use super::layout::{describe, CellControl, ElemType, Geometry, CELL_FINGERPRINT,
 use super::seqlock;
 use super::{CellMode, CellOptions};
 use crate::error::{Error, Result};
-use crate::os::{atomic_copy, deadline};
+use crate::os::atomic_copy;
 use crate::segment::Kind;
 use crate::sync::{LockError, LockGuard};
 use crate::Segment;
 
-/// How long a call may wait: not at all (`try_`), or until a deadline (`None`: no limit).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
-    No,
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    /// Wait at most `timeout` from now (a timeout too large for `Instant`: no limit).
-    #[inline]
-    pub(crate) fn timeout(timeout: std::time::Duration) -> Wait {
-        Wait::Until(deadline::after(Some(timeout)))
-    }
-}
+pub(crate) use crate::os::deadline::Wait;
 
 /// An element-wise atomic operation on bit patterns (truncated to the element's size).
 #[derive(Debug, Clone, Copy)]

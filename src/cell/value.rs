@@ -8,6 +8,7 @@ use super::layout::{ElemType, Geometry};
 use super::raw::{Op, RawCell, Wait};
 use super::{CellMode, CellOptions, Typecode};
 use crate::error::{Error, Result};
+use crate::os::deadline::wait_forms;
 use crate::segment::Kind;
 use crate::sync::{LockError, Owner};
 use crate::{Segment, ShmType};

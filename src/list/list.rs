@@ -11,17 +11,14 @@ use super::item::Item;
 use super::seqlock;
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
 use crate::error::{Error, Result};
-use crate::os::{deadline, liveness, process};
+use crate::os::deadline::{self, wait_forms, Wait};
+use crate::os::{atomic_copy, liveness, process};
 use crate::segment::{
     Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
     FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
 };
 use crate::sync::{token_of, LockError, LockGuard, LockState, LIVENESS_SLICE};
 use crate::Liveness;
-
-/// How long `get`/`set` wait, by default, for another shmkit process's write of the same
-/// item (or for the list's writer lock) before giving up with [`Error::Timeout`].
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many times a read that decodes to nonsense (a Python writer caught half-way through an
 /// update, which no shmkit protocol can see) is retried before it is reported as corrupt.
@@ -71,7 +68,6 @@ pub struct ShareableList<A: Access = ReadWrite> {
     geo: Geometry,
     /// Where the trailer starts, for a list with one (made by shmkit).
     trailer: Option<u64>,
-    timeout: Duration,
 }
 
 impl<A: Access> std::fmt::Debug for ShareableList<A> {
@@ -91,7 +87,6 @@ pub struct ShareableListOptions<A: Access = ReadWrite> {
     seg: SegmentOptions<A>,
     lifetime: Lifetime,
     reserve: usize,
-    timeout: Duration,
     _access: PhantomData<A>,
 }
 
@@ -101,7 +96,6 @@ impl<A: Access> Clone for ShareableListOptions<A> {
             seg: self.seg.clone(),
             lifetime: self.lifetime,
             reserve: self.reserve,
-            timeout: self.timeout,
             _access: PhantomData,
         }
     }
@@ -109,13 +103,12 @@ impl<A: Access> Clone for ShareableListOptions<A> {
 
 impl ShareableList<ReadWrite> {
     /// Options with the defaults: mode 0600, [`Lifetime::Persistent`], no reserve (slots
-    /// sized as CPython sizes them), no unlink on drop, a 5 s timeout for waits, read-write.
+    /// sized as CPython sizes them), no unlink on drop, read-write.
     pub fn options() -> ShareableListOptions<ReadWrite> {
         ShareableListOptions {
             seg: Segment::options().raw(true),
             lifetime: Lifetime::Persistent,
             reserve: 0,
-            timeout: DEFAULT_TIMEOUT,
             _access: PhantomData,
         }
     }
@@ -130,26 +123,38 @@ impl ShareableList<ReadWrite> {
         Self::options().open(name)
     }
 
-    /// Assign `value` to item `index` (negative counts from the end), as Python's
-    /// `sl[index] = value` does: any type may replace any other; a `str`/`bytes` must fit the
-    /// item's slot ([`Error::SlotTooSmall`] names its size; an exact fit is allowed).
-    ///
-    /// On a list made by shmkit the update is atomic for shmkit readers; it waits for another
-    /// shmkit writer at most the [`timeout`](ShareableListOptions::timeout), and repairs the
-    /// item a writer that died half-way left (it then reads as Python would read those
-    /// bytes). On a list made by CPython it writes format, code and data in CPython's order,
-    /// with no lock, as Python does.
-    ///
-    /// ```
-    /// use shmkit::list::{Item, ShareableList};
-    /// # let name = format!("doc-list-set-{}", std::process::id());
-    /// let l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::from("abc")])?;
-    /// assert!(matches!(l.set(0, &Item::from("123456789")), Err(shmkit::Error::SlotTooSmall { slot: 8, .. })));
-    /// l.set(0, &Item::from(7))?; // a str slot takes an int
-    /// assert_eq!(l.get(0)?, Item::Int(7));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn set(&self, index: isize, value: &Item) -> Result<()> {
+    /// Open the list, or create it holding `items` (exactly one racing creator's `items`
+    /// win), with the default options.
+    pub fn open_or_create(name: &str, items: &[Item]) -> Result<Self> {
+        Self::options().open_or_create(name, items)
+    }
+
+    wait_forms! {
+        /// Assign `value` to item `index` (negative counts from the end), as Python's
+        /// `sl[index] = value` does: any type may replace any other; a `str`/`bytes` must fit the
+        /// item's slot ([`Error::SlotTooSmall`] names its size; an exact fit is allowed).
+        ///
+        /// On a list made by shmkit the update is atomic for shmkit readers; it waits for the
+        /// list's writer lock while another shmkit writer holds it (without limit: `try_set`,
+        /// `set_timeout`, `set_deadline` bound the wait, with [`Error::WouldBlock`] /
+        /// [`Error::Timeout`]), and repairs the item a writer that died half-way left (it then
+        /// reads as Python would read those bytes). On a list made by CPython it writes format,
+        /// code and data in CPython's order, with no lock, as Python does (never waits).
+        ///
+        /// ```
+        /// use shmkit::list::{Item, ShareableList};
+        /// # let name = format!("doc-list-set-{}", std::process::id());
+        /// let l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::from("abc")])?;
+        /// assert!(matches!(l.set(0, &Item::from("123456789")), Err(shmkit::Error::SlotTooSmall { slot: 8, .. })));
+        /// l.set(0, &Item::from(7))?; // a str slot takes an int
+        /// assert_eq!(l.get(0)?, Item::Int(7));
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        fn set, try_set, set_timeout, set_deadline (index: isize, value: &Item) -> Result<()> = set_within
+    }
+
+    /// [`set`](Self::set) and its other forms: `wait` bounds the wait for the writer lock.
+    fn set_within(&self, index: isize, value: &Item, wait: Wait) -> Result<()> {
         let i = self.normalise(index)?;
         let (start, slot) = self.geo.slot(i);
         let (fmt, code, bytes) = encode(value, slot).map_err(|len| Error::SlotTooSmall {
@@ -165,9 +170,10 @@ impl ShareableList<ReadWrite> {
         };
         let lock = self.lock(t)?;
         // try_lock first: an uncontended set reads no clock.
-        let taken = match lock.try_lock() {
-            Err(LockError::WouldBlock) => lock.lock_timeout(self.timeout),
-            other => other,
+        let taken = match (lock.try_lock(), wait) {
+            (Err(LockError::WouldBlock), Wait::Until(Some(d))) => lock.lock_deadline(d),
+            (Err(LockError::WouldBlock), Wait::Until(None)) => lock.lock(),
+            (other, _) => other,
         };
         let guard = match taken {
             Ok(g) => g,
@@ -197,7 +203,10 @@ impl ShareableList<ReadWrite> {
         Ok(())
     }
 
-    /// Write format, code, then data, CPython's order.
+    /// Write format, code, then data, CPython's order: an 8-aligned format field is one
+    /// atomic word store, the code one byte store and the data one [`atomic_copy::store`] (the
+    /// common case, as the reads' fast path); anything else through `Segment::write_at`.
+    #[inline]
     fn store_item(
         &self,
         i: usize,
@@ -206,6 +215,28 @@ impl ShareableList<ReadWrite> {
         code: u8,
         data: &[u8],
     ) -> Result<()> {
+        let size = self.seg.len() as u64;
+        let (fmt_at, code_at) = (self.geo.format_at(i), self.geo.code_at(i));
+        let inside = fmt_at % 8 == 0
+            && fmt_at.checked_add(8).is_some_and(|e| e <= size)
+            && code_at < size
+            && start
+                .checked_add(data.len() as u64)
+                .is_some_and(|e| e <= size);
+        if inside {
+            let base = self.seg.as_mut_ptr();
+            // SAFETY: each range lies inside the mapping (checked above; the mapping is
+            // page-aligned, so `fmt_at` is 8-aligned in memory), which is read-write (this is
+            // `ShareableList<ReadWrite>`) and lives as long as `self`; this process accesses
+            // these bytes only atomically; `data` is a private slice, distinct from the mapping.
+            unsafe {
+                AtomicU64::from_ptr(base.add(fmt_at as usize).cast::<u64>())
+                    .store(u64::from_le_bytes(*field), Ordering::Relaxed);
+                AtomicU8::from_ptr(base.add(code_at as usize)).store(code, Ordering::Relaxed);
+                atomic_copy::store(data.as_ptr(), base.add(start as usize), data.len());
+            }
+            return Ok(());
+        }
         self.seg.write_at(self.geo.format_at(i), field)?;
         self.seg.write_at(self.geo.code_at(i), &[code])?;
         self.seg.write_at(start, data)
@@ -256,23 +287,31 @@ impl<A: Access> ShareableList<A> {
             .map_err(|e| self.corrupt(i, &e))
     }
 
-    /// Item `index` (negative counts from the end, as in Python).
-    ///
-    /// A `str`/`bytes` a shmkit process wrote comes back exactly (trailing NULs included);
-    /// one a Python process wrote comes back as Python reads it (trailing NULs stripped). On
-    /// a list made by shmkit this waits, at most the
-    /// [`timeout`](ShareableListOptions::timeout), for another shmkit process's update of the
-    /// same item to finish ([`Error::Timeout`] after it).
-    ///
-    /// ```
-    /// use shmkit::list::{Item, ShareableList};
-    /// # let name = format!("doc-list-get-{}", std::process::id());
-    /// let l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::Int(1), Item::None])?;
-    /// assert_eq!(l.get(-1)?, Item::None);
-    /// assert!(matches!(l.get(2), Err(shmkit::Error::IndexOutOfRange { index: 2, len: 2, .. })));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn get(&self, index: isize) -> Result<Item> {
+    wait_forms! {
+        /// Item `index` (negative counts from the end, as in Python).
+        ///
+        /// A `str`/`bytes` a shmkit process wrote comes back exactly (trailing NULs included);
+        /// one a Python process wrote comes back as Python reads it (trailing NULs stripped). On
+        /// a list made by shmkit this waits for another shmkit process's update of the same
+        /// item to finish (without limit; a writer that died half-way is noticed and its item
+        /// repaired, or read as Python would read it by a read-only handle). `try_get`,
+        /// `get_timeout` and `get_deadline` bound that wait ([`Error::WouldBlock`] /
+        /// [`Error::Timeout`]). A list made by CPython has no writer protocol: never waits.
+        ///
+        /// ```
+        /// use shmkit::list::{Item, ShareableList};
+        /// # let name = format!("doc-list-get-{}", std::process::id());
+        /// let l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::Int(1), Item::None])?;
+        /// assert_eq!(l.get(-1)?, Item::None);
+        /// assert!(matches!(l.get(2), Err(shmkit::Error::IndexOutOfRange { index: 2, len: 2, .. })));
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        fn get, try_get, get_timeout, get_deadline (index: isize) -> Result<Item> = get_within
+    }
+
+    /// [`get`](Self::get) and its other forms: `wait` bounds the wait for a shmkit writer's
+    /// update of the item.
+    fn get_within(&self, index: isize, wait: Wait) -> Result<Item> {
         let i = self.normalise(index)?;
         if let Some(v) = self.get_fast(i) {
             return Ok(v);
@@ -280,7 +319,7 @@ impl<A: Access> ShareableList<A> {
         let mut tries = 0;
         loop {
             let got = match self.trailer {
-                Some(t) => self.read_tracked(t, i)?,
+                Some(t) => self.read_tracked(t, i, wait)?,
                 None => self.snapshot(i).map(|s| (s, None)),
             };
             let decoded =
@@ -513,9 +552,10 @@ impl<A: Access> ShareableList<A> {
         &self,
         t: u64,
         i: usize,
+        wait: Wait,
     ) -> Result<std::result::Result<(Snapshot, Option<usize>), String>> {
         let seq = self.seq_word(t, i);
-        let mut wait = Wait::new(self.timeout);
+        let mut wait = ReadWait::new(wait);
         loop {
             let Some(s1) = seqlock::read_begin(seq) else {
                 if wait.writer_gone(self, t)? {
@@ -540,37 +580,35 @@ impl<A: Access> ShareableList<A> {
 }
 
 /// A reader's wait for a shmkit writer's update of an item: spin, then yield, and every
-/// `LIVENESS_SLICE` ask whether the writer-lock holder is dead.
-struct Wait {
+/// `LIVENESS_SLICE` ask whether the writer-lock holder is dead (a `try_` read asks once).
+struct ReadWait {
     spins: u32,
-    timeout: Duration,
-    /// Set when the spinning ends (a read that never waits reads no clock).
-    deadline: Option<Option<Instant>>,
+    wait: Wait,
     asked_at: Option<Instant>,
 }
 
-impl Wait {
-    fn new(timeout: Duration) -> Wait {
-        Wait {
+impl ReadWait {
+    fn new(wait: Wait) -> ReadWait {
+        ReadWait {
             spins: 0,
-            timeout,
-            deadline: None,
+            wait,
             asked_at: None,
         }
     }
 
     /// One step of the wait. `Ok(true)`: the writer is dead and this handle cannot repair
-    /// (read-only), so the caller reads the item as it is; `Ok(false)`: look again.
+    /// (read-only), so the caller reads the item as it is; `Ok(false)`: look again;
+    /// `WouldBlock` (a `try_` read) or `Timeout` when the wait is over.
     fn writer_gone<A: Access>(&mut self, l: &ShareableList<A>, t: u64) -> Result<bool> {
-        self.spins += 1;
-        if self.spins < 128 {
-            std::hint::spin_loop();
-            return Ok(false);
+        let poll = matches!(self.wait, Wait::No);
+        if !poll {
+            self.spins += 1;
+            if self.spins < 128 {
+                std::hint::spin_loop();
+                return Ok(false);
+            }
+            std::thread::yield_now();
         }
-        std::thread::yield_now();
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| deadline::after(Some(self.timeout)));
         let due = self
             .asked_at
             .map_or(true, |a| a.elapsed() >= LIVENESS_SLICE);
@@ -590,10 +628,11 @@ impl Wait {
                 return Ok(false);
             }
         }
-        if deadline::passed(deadline) {
-            return Err(Error::Timeout);
+        match self.wait {
+            Wait::No => Err(Error::WouldBlock),
+            Wait::Until(d) if deadline::passed(d) => Err(Error::Timeout),
+            Wait::Until(_) => Ok(false),
         }
-        Ok(false)
     }
 }
 
@@ -623,13 +662,6 @@ impl<A: Access> ShareableListOptions<A> {
     /// not yet sized it (default 5 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.seg = self.seg.open_timeout(timeout);
-        self
-    }
-
-    /// How long `get`/`set` wait for another shmkit process's update of the same item, or
-    /// for the writer lock, before [`Error::Timeout`] (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
         self
     }
 
@@ -665,7 +697,6 @@ impl<A: Access> ShareableListOptions<A> {
             seg,
             geo,
             trailer: t,
-            timeout: self.timeout,
         };
         if let (Some(t), true) = (t, A::WRITABLE) {
             list.lock(t)?;
@@ -704,9 +735,30 @@ impl ShareableListOptions<ReadWrite> {
             seg: self.seg.read_only(),
             lifetime: self.lifetime,
             reserve: self.reserve,
-            timeout: self.timeout,
             _access: PhantomData,
         }
+    }
+
+    /// Open the list `name` as [`open`](Self::open) does, or, if there is none, create it
+    /// holding `items` as [`create`](Self::create) does (of racing callers, exactly one
+    /// creates; the others open its list).
+    pub fn open_or_create(&self, name: &str, items: &[Item]) -> Result<ShareableList> {
+        // A list that is unlinked between our failed create and our open: try again, a few
+        // times (a name that keeps appearing and vanishing is reported as the last error).
+        let mut last = None;
+        for _ in 0..16 {
+            match self.open(name) {
+                Err(Error::NotFound { .. }) => {}
+                other => return other,
+            }
+            match self.create(name, items) {
+                Err(e @ Error::AlreadyExists { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::NotFound {
+            name: name.to_owned(),
+        }))
     }
 
     /// Create a list holding `items`, in CPython's layout with shmkit's trailer. A
@@ -804,7 +856,6 @@ impl ShareableListOptions<ReadWrite> {
             seg,
             geo,
             trailer: Some(t),
-            timeout: self.timeout,
         })
     }
 }

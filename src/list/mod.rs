@@ -22,7 +22,7 @@ mod trailer;
 pub use cpython::MAX_ITEM_LEN;
 pub use item::Item;
 #[cfg(not(loom))]
-pub use list::{ShareableList, ShareableListOptions, DEFAULT_TIMEOUT};
+pub use list::{ShareableList, ShareableListOptions};
 
 pub(crate) use trailer::{classify, Classified};
 

@@ -1,4 +1,4 @@
-//! The per-item sequence word of a shmkit list's trailer (`SPEC.md` §8.4): a seqlock whose
+//! The per-item sequence word of a shmkit list's trailer (`SPEC.md` §9.4): a seqlock whose
 //! writers are serialised by the trailer's writer lock, so only its readers are lock-free.
 //!
 //! The same functions run on the words of a mapping (std atomics) and, under `cfg(loom)`, in

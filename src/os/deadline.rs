@@ -30,6 +30,61 @@ pub(crate) fn slice(deadline: Option<Instant>, slice: Duration) -> Option<Instan
     }
 }
 
+/// How long a call may wait: not at all (`try_`), or until a deadline (`None`: no limit).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    No,
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    /// Wait at most `timeout` from now (a timeout too large for `Instant`: no limit).
+    #[inline]
+    pub(crate) fn timeout(timeout: std::time::Duration) -> Wait {
+        Wait::Until(after(Some(timeout)))
+    }
+}
+
+/// The four forms of a blocking call (the crate's one scheme): `x()` blocks, `try_x()` never
+/// waits ([`Error::WouldBlock`](crate::Error::WouldBlock)), `x_timeout(Duration)` and
+/// `x_deadline(Instant)` give up with [`Error::Timeout`](crate::Error::Timeout) (for lock
+/// calls, [`LockError::WouldBlock`](crate::sync::LockError::WouldBlock) /
+/// [`LockError::Timeout`](crate::sync::LockError::Timeout)). All four call one private core
+/// taking a [`raw::Wait`], so they cannot drift apart. Used by cells and `ShareableList`; `queue::forms` has the
+/// three-form variant for `&mut self` queue endpoints.
+#[cfg_attr(loom, allow(unused_macros))] // cells and lists are not built under loom
+macro_rules! wait_forms {
+    ($(#[$m:meta])* fn $x:ident, $try_x:ident, $x_timeout:ident, $x_deadline:ident
+     $(<$($g:ident),*>)? ($($a:ident: $t:ty),*) -> $r:ty = $core:ident) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $x $(<$($g),*>)? (&self, $($a: $t),*) -> $r {
+            self.$core($($a,)* $crate::os::deadline::Wait::Until(None))
+        }
+
+        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), ") without waiting: `WouldBlock` if the lock is held (or a seqlock write is under way / nothing changed yet).")]
+        #[inline]
+        pub fn $try_x $(<$($g),*>)? (&self, $($a: $t),*) -> $r {
+            self.$core($($a,)* $crate::os::deadline::Wait::No)
+        }
+
+        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), "), waiting at most `timeout` (then `Timeout`).")]
+        #[inline]
+        pub fn $x_timeout $(<$($g),*>)? (&self, $($a: $t,)* timeout: std::time::Duration) -> $r {
+            self.$core($($a,)* $crate::os::deadline::Wait::timeout(timeout))
+        }
+
+        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), "), waiting until `deadline` (then `Timeout`).")]
+        #[inline]
+        pub fn $x_deadline $(<$($g),*>)? (&self, $($a: $t,)* deadline: std::time::Instant) -> $r {
+            self.$core($($a,)* $crate::os::deadline::Wait::Until(Some(deadline)))
+        }
+    };
+}
+
+#[cfg_attr(loom, allow(unused_imports))]
+pub(crate) use wait_forms;
+
 #[cfg(test)]
 mod tests {
     use super::*;

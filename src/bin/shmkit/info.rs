@@ -140,7 +140,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         None => outln!("status:          {}", info.status)?,
     }
     match &p.header {
-        None => outln!("header:          none (a raw segment, e.g. CPython's SharedMemory)")?,
+        None => outln!("header:          {}", crate::list::no_header_note(&p))?,
         Some(h) => {
             outln!("format version:  {}", h.version)?;
             outln!("fingerprint:     {:#018x}", h.fingerprint)?;

@@ -7,8 +7,9 @@
 //! is read from standard input (a 10 MB item does not fit on a command line).
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
-use crate::{create_error, outln, segment_name, CmdResult, Stop};
+use crate::{create_error, outln, seconds, segment_name, CmdResult, Stop};
 use serde_json::{json, Value};
 use shmkit::list::{Item, ShareableList};
 use shmkit::segment::{Kind, Lifetime, Probe, Verdict};
@@ -47,6 +48,9 @@ enum Cmd {
         /// The index.
         #[arg(allow_negative_numbers = true)]
         index: Option<isize>,
+        /// Seconds to wait for another shmkit writer's update (or for the writer lock).
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
     },
     /// Assign one item from JSON (`-`: read it from standard input).
     Set {
@@ -58,6 +62,9 @@ enum Cmd {
         index: isize,
         /// The value, e.g. '"text"', '42', '{"hex": "00"}', or `-`.
         item: String,
+        /// Seconds to wait for another shmkit writer's update (or for the writer lock).
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        timeout: Duration,
     },
 }
 
@@ -86,25 +93,51 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 .map_err(create_error)?;
             Ok(())
         }
-        Cmd::Get { name, index } => {
+        Cmd::Get {
+            name,
+            index,
+            timeout,
+        } => {
+            // One budget for the whole command.
+            let deadline = Instant::now().checked_add(timeout);
+            let get = |l: &ShareableList<_>, i| match deadline {
+                Some(d) => l.get_deadline(i, d),
+                None => l.get(i),
+            };
             let l = ShareableList::open_read_only(&name).map_err(|e| e.to_string())?;
             let v = match index {
-                Some(i) => item_to_json(&l.get(i).map_err(|e| e.to_string())?),
+                Some(i) => item_to_json(&get(&l, i).map_err(|e| waited(&name, e))?),
                 None => Value::Array(
-                    l.iter()
-                        .map(|v| v.map(|v| item_to_json(&v)))
+                    (0..l.len() as isize)
+                        .map(|i| get(&l, i).map(|v| item_to_json(&v)))
                         .collect::<Result<_, _>>()
-                        .map_err(|e| e.to_string())?,
+                        .map_err(|e| waited(&name, e))?,
                 ),
             };
             outln!("{v}")
         }
-        Cmd::Set { name, index, item } => {
+        Cmd::Set {
+            name,
+            index,
+            item,
+            timeout,
+        } => {
             let v = item_from_json(&parse_json(&item)?)?;
             let l = ShareableList::open(&name).map_err(|e| e.to_string())?;
-            l.set(index, &v).map_err(|e| e.to_string())?;
+            l.set_timeout(index, &v, timeout)
+                .map_err(|e| waited(&name, e))?;
             Ok(())
         }
+    }
+}
+
+/// An error of a `get`/`set`, naming the list when the error itself does not (a timeout).
+fn waited(name: &str, e: shmkit::Error) -> String {
+    match e {
+        shmkit::Error::Timeout => {
+            format!("{name}: timed out waiting for another shmkit writer of the list")
+        }
+        e => e.to_string(),
     }
 }
 
@@ -184,6 +217,16 @@ fn hex_decode(h: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// What `shmkit info` says of an object with no shmkit header: a ShareableList CPython made
+/// (which `probe` recognised), or any other raw segment.
+pub(crate) fn no_header_note(p: &Probe) -> &'static str {
+    if p.cpython_list {
+        "none (a ShareableList made by CPython: its layout, no shmkit header or trailer)"
+    } else {
+        "none (a raw segment, e.g. CPython's SharedMemory)"
+    }
 }
 
 /// What `shmkit info` shows of a list (made by shmkit or by CPython): each item's value

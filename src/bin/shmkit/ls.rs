@@ -45,8 +45,19 @@ pub(crate) fn run(args: Args) -> CmdResult {
         return print_json(&rows);
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let kind_of = |r: &Row| match r.status {
+        "invalid" if r.kind != "invalid" => format!("{} (invalid)", r.kind),
+        _ => r.kind.clone(),
+    };
+    // As wide as the widest kind shown (e.g. `shareable_list (cpython)`), at least 18.
+    let kw = rows
+        .iter()
+        .map(|r| kind_of(r).len())
+        .max()
+        .unwrap_or(0)
+        .max(18);
     outln!(
-        "{:<w$}  {:>12}  {:<18}  {:<10}  {:>8}  ALIVE",
+        "{:<w$}  {:>12}  {:<kw$}  {:<10}  {:>8}  ALIVE",
         "NAME",
         "SIZE",
         "KIND",
@@ -60,13 +71,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
             shmkit::Liveness::Dead => "no",
             shmkit::Liveness::Unknown => "-",
         };
-        let kind = match r.status {
-            "invalid" if r.kind != "invalid" => format!("{} (invalid)", r.kind),
-            _ => r.kind.clone(),
-        };
+        let kind = kind_of(r);
         let lifetime = r.lifetime.as_deref().unwrap_or("-");
         outln!(
-            "{:<w$}  {:>12}  {kind:<18}  {lifetime:<10}  {:>8}  {alive}",
+            "{:<w$}  {:>12}  {kind:<kw$}  {lifetime:<10}  {:>8}  {alive}",
             r.name,
             r.size,
             pid
