@@ -32,7 +32,7 @@
 //! `seq` are `Relaxed` loads plus fences, the only kind std permits on a `PROT_READ` mapping.
 //!
 //! This is the protocol of `shmkit::cell`'s seqlock mode (`src/cell/seqlock.rs`, `SPEC.md`
-//! §11.4), spelled out on a raw segment; a `Value` in seqlock mode adds the writer lock, the
+//! §10.4), spelled out on a raw segment; a `Value` in seqlock mode adds the writer lock, the
 //! recovery of a writer killed mid-write, and `wait_changed`.
 
 use shmkit::Segment;

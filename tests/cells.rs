@@ -61,7 +61,7 @@ fn child_main() {
                 // held, the sequence odd, half the data new.
                 let v = Value::<Block>::open(name).unwrap();
                 let g = v.lock().unwrap();
-                let seq = v.segment().atomic_u64(32).unwrap(); // SPEC §11.1: seq at 32
+                let seq = v.segment().atomic_u64(32).unwrap(); // SPEC §10.1: seq at 32
                 let s = seq.load(std::sync::atomic::Ordering::Relaxed);
                 seq.store(s | 1, std::sync::atomic::Ordering::Relaxed);
                 v.segment().write_at(320 - 128, &[0xAA; 64]).unwrap(); // half of the data

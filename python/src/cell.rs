@@ -1,5 +1,5 @@
 //! `Value` and `Array`: `multiprocessing.Value` / `Array` as named cells (`shmkit::cell`,
-//! SPEC §11), opened by the typecode recorded in the object.
+//! SPEC §10), opened by the typecode recorded in the object.
 //!
 //! Locking: in locked mode every access takes the cell's robust lock; `get_lock()` returns a
 //! [`PyCellLock`] whose `acquire`/`release` hold that same lock across Python calls (the

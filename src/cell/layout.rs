@@ -1,4 +1,4 @@
-//! The cell's control block and data placement (`SPEC.md` §11.1): what is recorded in the
+//! The cell's control block and data placement (`SPEC.md` §10.1): what is recorded in the
 //! payload of a segment of kind [`Kind::VALUE`] or [`Kind::ARRAY`], how it is checked at open,
 //! and the private, validated copy of it ([`Geometry`]) that every handle works from.
 

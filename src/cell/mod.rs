@@ -1,5 +1,5 @@
 //! Named typed cells: [`Value<T>`] and [`Array<T>`], Python's `multiprocessing.Value` and
-//! `Array` as named objects any process can attach to (`SPEC.md` §11).
+//! `Array` as named objects any process can attach to (`SPEC.md` §10).
 //!
 //! A cell holds one element ([`Value`]) or a fixed number of them ([`Array`]) of either a
 //! ctypes [`Typecode`] (`b B h H i I l L q Q f d c u ?`) or a user

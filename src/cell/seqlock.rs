@@ -1,4 +1,4 @@
-//! The seqlock over a cell's `seq` word (`SPEC.md` §11.4), with the orderings of Boehm, "Can
+//! The seqlock over a cell's `seq` word (`SPEC.md` §10.4), with the orderings of Boehm, "Can
 //! seqlocks get along with programming language memory models?" (MSPC 2012), the same
 //! protocol `examples/share_segment.rs` spells out by hand on a raw segment:
 //!

@@ -1,5 +1,5 @@
 //! [`Typecode`]: the element types of `multiprocessing.sharedctypes` (`b B h H i I l L q Q f d
-//! c u ?`), with their Linux x86-64 sizes, as a cell records them (`SPEC.md` §11.2), and the
+//! c u ?`), with their Linux x86-64 sizes, as a cell records them (`SPEC.md` §10.2), and the
 //! text form the CLI reads and prints.
 
 use std::fmt;
