@@ -520,8 +520,15 @@ impl PyCellLock {
         Self::acquire(slf, true, None)
     }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    // Three positional parameters, not `*args`: no argument tuple built per `with` block.
+    #[pyo3(signature = (exc_type, exc, tb))]
+    fn __exit__(
+        &self,
+        exc_type: &Bound<'_, PyAny>,
+        exc: &Bound<'_, PyAny>,
+        tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (exc_type, exc, tb);
         self.release()
     }
 

@@ -198,8 +198,15 @@ impl PyLock {
         acquire(slf.as_any(), &*slf.get().inner, true, None)
     }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    // Three positional parameters, not `*args`: no argument tuple built per `with` block.
+    #[pyo3(signature = (exc_type, exc, tb))]
+    fn __exit__(
+        &self,
+        exc_type: &Bound<'_, PyAny>,
+        exc: &Bound<'_, PyAny>,
+        tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (exc_type, exc, tb);
         self.release()
     }
 }
@@ -268,8 +275,15 @@ impl PyRLock {
         acquire(slf.as_any(), &*slf.get().inner, true, None)
     }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    // Three positional parameters, not `*args`: no argument tuple built per `with` block.
+    #[pyo3(signature = (exc_type, exc, tb))]
+    fn __exit__(
+        &self,
+        exc_type: &Bound<'_, PyAny>,
+        exc: &Bound<'_, PyAny>,
+        tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (exc_type, exc, tb);
         self.release()
     }
 }
