@@ -19,6 +19,7 @@ mod blocking;
 mod condition;
 mod errors;
 mod event;
+mod list;
 mod lock;
 mod named;
 mod segment;
@@ -34,5 +35,6 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event::register(m)?;
     condition::register(m)?;
     barrier::register(m)?;
+    list::register(m)?;
     Ok(())
 }

@@ -21,6 +21,7 @@ from ._shmkit import (
     OwnerDied,
     RLock,
     Semaphore,
+    ShareableList,
     SharedMemory,
     ShmkitError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "OwnerDied",
     "RLock",
     "Semaphore",
+    "ShareableList",
     "SharedMemory",
     "ShmkitError",
 ]
