@@ -7,6 +7,8 @@
 //! | `PermissionDenied` | `PermissionError` |
 //! | `InvalidName`, `InvalidArgument`, `TooLarge`, a semaphore's `InvalidValue`/`TooManyReleases` | `ValueError` |
 //! | `Timeout` | `TimeoutError` |
+//! | a list's `IndexOutOfRange` | `IndexError` |
+//! | a list's `SlotTooSmall` | `ValueError` (as CPython's `ShareableList`) |
 //! | a barrier's `Broken`/`Timeout` | `threading.BrokenBarrierError` |
 //! | a lock's `OwnerDied` | `shmkit.OwnerDied` (the lock is held; `.lock` is it) |
 //! | a lock's `NotRecoverable` | `shmkit.LockNotRecoverable` |
@@ -16,8 +18,8 @@
 //! | everything else (kind/layout/version mismatch, corrupt, no space, OS errors) | `shmkit.ShmkitError` |
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyPermissionError, PyRuntimeError, PyTimeoutError,
-    PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyPermissionError, PyRuntimeError,
+    PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -99,6 +101,8 @@ pub(crate) fn to_py(e: Error) -> PyErr {
             PyValueError::new_err(msg)
         }
         Error::Timeout => PyTimeoutError::new_err(msg),
+        Error::IndexOutOfRange { .. } => PyIndexError::new_err(msg),
+        Error::SlotTooSmall { .. } => PyValueError::new_err(msg),
         Error::Semaphore(e) => semaphore_error(e),
         Error::Barrier(e) => barrier_error(e),
         Error::Lock(e) => lock_error(e),

@@ -21,6 +21,7 @@ mod condition;
 mod errors;
 mod event;
 mod frames;
+mod list;
 mod lock;
 mod named;
 mod queue;
@@ -40,5 +41,6 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cell::register(m)?;
     frames::register(m)?;
     queue::register(m)?;
+    list::register(m)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ __all__ = [
     "Queue",
     "RLock",
     "Semaphore",
+    "ShareableList",
     "SharedMemory",
     "ShmkitError",
     "BrokenBarrierError",
@@ -795,3 +796,65 @@ class Queue:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
+
+_Item = Union[int, float, bool, None, str, bytes]
+
+@final
+class ShareableList:
+    """A fixed-length list of int (64-bit), float, bool, None, str and bytes in shared memory,
+    in CPython's ``ShareableList`` layout: stock Python opens a list made here
+    (``ShareableList(name=...)``) and the reverse. shmkit's fixes: str slots sized by UTF-8
+    bytes, values read back exactly (trailing NULs kept), shmkit writers atomic for shmkit
+    readers, no resource tracker. Unsupported types raise TypeError (CPython: KeyError);
+    an int outside int64 raises ``struct.error``, as CPython."""
+
+    def __new__(
+        cls,
+        sequence: Optional[Iterable[_Item]] = None,
+        *,
+        name: Optional[str] = None,
+        reserve: int = 0,
+        mode: int = 0o600,
+    ) -> "ShareableList": ...
+    @staticmethod
+    def create(
+        name: str,
+        sequence: Optional[Iterable[_Item]] = None,
+        *,
+        reserve: int = 0,
+        mode: int = 0o600,
+    ) -> "ShareableList":
+        """Create a list holding ``sequence``; FileExistsError if the name is taken.
+        ``reserve``: every slot at least that many bytes, so longer str/bytes fit later."""
+    @staticmethod
+    def open(name: str) -> "ShareableList":
+        """Open an existing list (made by shmkit or by CPython 3.9-3.13)."""
+    @property
+    def name(self) -> str:
+        """The list's name (its file is /dev/shm/NAME)."""
+    @property
+    def shm(self) -> SharedMemory:
+        """A new raw SharedMemory attached to the list's bytes (each access maps again)."""
+    @property
+    def format(self) -> str:
+        """The struct format of every item, joined (as CPython's ``format``)."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: int, /) -> _Item: ...
+    def __setitem__(self, key: int, value: _Item, /) -> None: ...
+    def __iter__(self) -> Iterator[_Item]:
+        """Iterates over a snapshot of the items taken when iteration starts."""
+    def count(self, value: object) -> int:
+        """How many items equal ``value``."""
+    def index(self, value: object) -> int:
+        """The first index of ``value``; ValueError if absent."""
+    def slot_size(self, index: int) -> int:
+        """The size in bytes of item ``index``'s slot: the longest str (UTF-8) or bytes it takes."""
+    def close(self) -> None:
+        """Unmap the list from this process (it stays in /dev/shm)."""
+    def unlink(self) -> None:
+        """Remove the name from the system. Handles already open keep working."""
+    def __enter__(self) -> "ShareableList": ...
+    def __exit__(self, *_args: object) -> None:
+        """Closes (does not unlink)."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same list."""
