@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cache_padded::CachePadded;
-use super::endpoint::{side_gone, Endpoint, Roles, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use super::endpoint::{
+    side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
+};
 use super::error::{AttachError, Role};
 use super::forms::blocking_forms;
 #[cfg(not(loom))]
@@ -697,15 +699,6 @@ enum Attempt {
         stamp: u64,
     },
     Corrupt,
-}
-
-/// The wait slice of a blocking call: sliced to re-check liveness, except under loom, where
-/// a timed futex wait returns at once.
-fn until(deadline: Option<Instant>) -> Option<Instant> {
-    #[cfg(not(loom))]
-    return deadline::slice(deadline, role::WAIT_SLICE);
-    #[cfg(loom)]
-    return deadline;
 }
 
 /// Rounds of a blocking call that yield the CPU (`sched_yield`) and retry before the call

@@ -284,21 +284,19 @@ impl Consumer {
                     || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
                     || (inflight.is_none() && side_gone(sh, Role::Producer, false))
             };
-            if sh
-                .ctrl()
-                .tail
-                .not_empty
-                .wait_until_within(ready, until(deadline))
-                .is_err()
-            {
-                if deadline::passed(deadline) {
-                    return Err(PopError::Timeout);
-                }
-                if let Some(p) = inflight {
+            // Every slice: skip the cell we wait for if its producer died, or end the wait if
+            // the producer side is gone (then drain).
+            let check = || match inflight {
+                Some(p) => {
                     self.recover(p);
-                } else if side_gone(sh, Role::Producer, true) {
-                    return self.drain(out);
+                    None
                 }
+                None => side_gone(sh, Role::Producer, true).then_some(()),
+            };
+            match wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PopError::Timeout),
+                Wake::Gone(()) => return self.drain(out),
             }
         }
     }

@@ -184,22 +184,18 @@ impl Producer {
                     || sh.stamp(pos).load(Ordering::Acquire) != stamp
                     || side_gone(sh, Role::Consumer, false)
             };
-            if sh
-                .ctrl()
-                .head
-                .not_full
-                .wait_until_within(ready, until(deadline))
-                .is_err()
-            {
-                if deadline::passed(deadline) {
-                    return Err(PushError::Timeout);
-                }
+            // Every slice: free the cell we wait for if its consumer died, and end the wait
+            // if the consumer side is gone.
+            let check = || {
                 if inflight {
                     self.recover(pos);
                 }
-                if side_gone(sh, Role::Consumer, true) {
-                    return Err(PushError::Disconnected);
-                }
+                side_gone(sh, Role::Consumer, true).then_some(())
+            };
+            match wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PushError::Timeout),
+                Wake::Gone(()) => return Err(PushError::Disconnected),
             }
         }
     }
