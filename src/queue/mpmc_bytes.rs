@@ -29,14 +29,18 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::cache_padded::CachePadded;
+use super::endpoint::{
+    side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
+};
 use super::error::{AttachError, Role};
+use super::forms::blocking_forms;
 #[cfg(not(loom))]
 use super::options::{How, QueueOptions};
 use super::region::Region;
-use super::role::{self, RoleSlot, Throttle};
+use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::os::{atomic_copy, deadline};
@@ -57,10 +61,6 @@ const HEADER: u64 = 8;
 /// Smallest capacity in bytes (4 cells).
 pub const MIN_CAPACITY: u64 = 256;
 
-/// `state` bit: the producer side is closed (as in `mpmc`).
-const PRODUCERS_CLOSED: u64 = 1;
-/// `state` bit: the consumer side is closed.
-const CONSUMERS_CLOSED: u64 = 2;
 /// Claim-slot `start` meaning "no cells".
 const NONE: u64 = u64::MAX;
 
@@ -334,33 +334,9 @@ impl Shared {
             max_message: Some(self.max_message),
             producers: self.attached(Role::Producer),
             consumers: self.attached(Role::Consumer),
-            producer_closed: state & PRODUCERS_CLOSED != 0,
-            consumer_closed: state & CONSUMERS_CLOSED != 0,
+            producer_closed: state & PRODUCER_CLOSED != 0,
+            consumer_closed: state & CONSUMER_CLOSED != 0,
         }
-    }
-
-    /// Whether the side of `role` is gone (`mpmc`'s rule, `SPEC.md` §7.1.3): its last
-    /// attached handle closed it, or every attached handle is dead. `thorough` allows
-    /// liveness queries.
-    fn side_gone(&self, role: Role, thorough: bool) -> bool {
-        let bit = match role {
-            Role::Producer => PRODUCERS_CLOSED,
-            Role::Consumer => CONSUMERS_CLOSED,
-        };
-        // Acquire pairs with the Release `fetch_or` in `Handle::close`.
-        let closed = self.ctrl().geo.state.load(Ordering::Acquire) & bit != 0;
-        if !closed && !thorough {
-            return false;
-        }
-        let claims = self.ctrl().claims(role);
-        if !claims.iter().any(|c| c.owner.holder() != 0) {
-            return closed;
-        }
-        thorough
-            && claims.iter().all(|c| {
-                let w = c.owner.holder();
-                w == 0 || role::liveness_of(w) == Liveness::Dead
-            })
     }
 
     /// Whether a live handle of `role` records a claim that covers cell position `pos`.
@@ -515,31 +491,7 @@ impl Queue {
     }
 
     fn attach(&self, role: Role) -> Result<Handle, AttachError> {
-        let me = role::me()?;
-        for (i, c) in self.shared.ctrl().claims(role).iter().enumerate() {
-            if c.owner.claim(me).is_ok() {
-                // Relaxed: nothing claimed yet; a reader that sees NONE skips us.
-                c.start.store(NONE, Ordering::Relaxed);
-                // AcqRel: reopen the side (pairs with the Acquire in `side_gone`).
-                self.shared
-                    .ctrl()
-                    .geo
-                    .state
-                    .fetch_and(!side_bit(role), Ordering::AcqRel);
-                return Ok(Handle {
-                    shared: Arc::clone(&self.shared),
-                    role,
-                    slot: i,
-                    me,
-                    closed: false,
-                    throttle: Throttle::default(),
-                });
-            }
-        }
-        Err(AttachError::NoFreeSlot {
-            role,
-            slots: MAX_HANDLES as u32,
-        })
+        Endpoint::attach(Arc::clone(&self.shared), role)
     }
 
     /// Attach a producer (one of [`MAX_HANDLES`]; a slot held by a dead process is reused).
@@ -597,13 +549,6 @@ impl Queue {
 impl super::options::sealed::Build for Queue {
     fn build(seg: &crate::SegmentOptions, name: &str, how: How) -> crate::Result<Self> {
         Self::build_with(seg, name, how)
-    }
-}
-
-fn side_bit(role: Role) -> u64 {
-    match role {
-        Role::Producer => PRODUCERS_CLOSED,
-        Role::Consumer => CONSUMERS_CLOSED,
     }
 }
 
@@ -679,20 +624,39 @@ pub(crate) fn stat_named(name: &str) -> crate::Result<QueueStat> {
     Ok(shared_from_segment(seg)?.stat())
 }
 
-/// One attached handle: its claim slot.
-struct Handle {
-    shared: Arc<Shared>,
-    role: Role,
-    slot: usize,
-    me: u64,
-    closed: bool,
-    throttle: Throttle,
+/// One attached handle: an [`Endpoint`] over the queue, whose slot index is its claim slot.
+type Handle = Endpoint<Shared>;
+
+impl Roles for Shared {
+    fn state(&self) -> &AtomicU64 {
+        &self.ctrl().geo.state
+    }
+
+    fn slots(&self, _role: Role) -> usize {
+        MAX_HANDLES
+    }
+
+    fn slot(&self, role: Role, i: usize) -> &RoleSlot {
+        &self.ctrl().claims(role)[i].owner
+    }
+
+    fn claimed(&self, role: Role, i: usize) {
+        // Relaxed: nothing claimed yet; a reader that sees NONE skips us.
+        self.ctrl().claims(role)[i]
+            .start
+            .store(NONE, Ordering::Relaxed);
+    }
+
+    fn wake_closed(&self, _role: Role) {
+        self.ctrl().tail.not_empty.notify_all();
+        self.ctrl().head.not_full.notify_all();
+    }
 }
 
-impl Handle {
+impl Endpoint<Shared> {
     #[inline]
     fn claim(&self) -> &Claim {
-        &self.shared.ctrl().claims(self.role)[self.slot]
+        &self.q.ctrl().claims(self.role())[self.slot()]
     }
 
     /// Record the claim of cells `start..end` before the CAS that makes it. Release (both):
@@ -710,53 +674,6 @@ impl Handle {
     #[inline]
     fn withdraw(&self) {
         self.claim().start.store(NONE, Ordering::Release);
-    }
-
-    /// Closed, or inherited by a `fork()`ed child (whose parent still holds the claim).
-    #[inline]
-    fn is_closed(&self) -> bool {
-        self.closed || !role::is_mine(self.me)
-    }
-
-    /// Free the claim slot (what dropping does); the side stays open.
-    fn detach(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        if role::is_mine(self.me) {
-            self.claim().owner.release(self.me);
-        }
-    }
-
-    /// Free the claim slot and, if no other handle of this side is attached, close the side.
-    fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        if !role::is_mine(self.me) {
-            return; // a fork()ed child's copy: the claim is the parent's
-        }
-        let ctrl = self.shared.ctrl();
-        self.claim().owner.release(self.me);
-        // SeqCst: of two handles that close at once, at least one sees the other's release.
-        fence(Ordering::SeqCst);
-        if ctrl.claims(self.role).iter().all(|c| c.owner.holder() == 0) {
-            // Release pairs with the Acquire in `side_gone`.
-            ctrl.geo
-                .state
-                .fetch_or(side_bit(self.role), Ordering::Release);
-        }
-        ctrl.tail.not_empty.notify_all();
-        ctrl.head.not_full.notify_all();
-    }
-}
-
-impl Drop for Handle {
-    /// Dropping detaches: the claim slot is freed, the side stays open.
-    fn drop(&mut self) {
-        self.detach();
     }
 }
 
@@ -782,15 +699,6 @@ enum Attempt {
         stamp: u64,
     },
     Corrupt,
-}
-
-/// The wait slice of a blocking call: sliced to re-check liveness, except under loom, where
-/// a timed futex wait returns at once.
-fn until(deadline: Option<Instant>) -> Option<Instant> {
-    #[cfg(not(loom))]
-    return deadline::slice(deadline, role::WAIT_SLICE);
-    #[cfg(loom)]
-    return deadline;
 }
 
 /// Rounds of a blocking call that yield the CPU (`sched_yield`) and retry before the call

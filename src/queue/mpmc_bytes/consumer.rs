@@ -14,7 +14,7 @@ pub struct Consumer {
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpmc_bytes::Consumer")
-            .field("slot", &self.h.slot)
+            .field("slot", &self.h.slot())
             .finish()
     }
 }
@@ -23,7 +23,7 @@ impl Consumer {
     /// One pop attempt into `out`. With `classify` false, an unpublished cell is reported as
     /// `Unpublished` without telling empty from in flight.
     fn attempt(&mut self, out: &mut Vec<u8>, classify: bool) -> Result<usize, Attempt> {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         let ctrl = sh.ctrl();
         // Relaxed: a starting guess, validated by the stamp and the CAS.
         let mut pos = ctrl.head.head.load(Ordering::Relaxed);
@@ -96,7 +96,7 @@ impl Consumer {
         let Attempt::Unpublished { pos, stamp } = a else {
             return a;
         };
-        let ctrl = self.h.shared.ctrl();
+        let ctrl = self.h.q.ctrl();
         // SeqCst fence as crossbeam: order the (earlier) stamp load before the tail load.
         fence(Ordering::SeqCst);
         // Acquire pairs with the producers' tail CAS (their claim records).
@@ -107,8 +107,7 @@ impl Consumer {
         // At most N cells are claimed ahead of `head`: more, with `head` still at `pos`
         // (reloaded after `tail`), means corrupt indices (else skipping dead claims could
         // walk towards a garbage tail). Acquire: as for the head CAS.
-        if tail.wrapping_sub(pos) > self.h.shared.cells
-            && ctrl.head.head.load(Ordering::Acquire) == pos
+        if tail.wrapping_sub(pos) > self.h.q.cells && ctrl.head.head.load(Ordering::Acquire) == pos
         {
             return Attempt::Corrupt;
         }
@@ -117,7 +116,7 @@ impl Consumer {
 
     /// Skip cell `pos` if no live producer's claim covers it. Returns whether skipped.
     fn recover(&self, pos: u64) -> bool {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         if sh.live_claimer(Role::Producer, pos) {
             return false;
         }
@@ -165,8 +164,7 @@ impl Consumer {
                 // check is due or the producer side was closed, the answer is `Empty`.
                 // Acquire: as in `side_gone`.
                 if !thorough
-                    && self.h.shared.ctrl().geo.state.load(Ordering::Acquire) & PRODUCERS_CLOSED
-                        == 0
+                    && self.h.q.ctrl().geo.state.load(Ordering::Acquire) & PRODUCER_CLOSED == 0
                 {
                     return Err(PopError::Empty);
                 }
@@ -182,7 +180,7 @@ impl Consumer {
                     }
                 }
                 if matches!(a, Attempt::Blocked { .. })
-                    && self.h.shared.side_gone(Role::Producer, thorough)
+                    && side_gone(&*self.h.q, Role::Producer, thorough)
                 {
                     return self.drain(out);
                 }
@@ -200,27 +198,11 @@ impl Consumer {
         }
     }
 
-    /// Pop the oldest message into `out`, waiting as long as it takes; returns its length.
-    pub fn pop_into(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
-        self.pop_within(out, None)
-    }
-
-    /// Pop into `out`, waiting up to `timeout` ([`PopError::Timeout`]).
-    pub fn pop_into_timeout(
-        &mut self,
-        out: &mut Vec<u8>,
-        timeout: Duration,
-    ) -> Result<usize, PopError> {
-        self.pop_within(out, deadline::after(Some(timeout)))
-    }
-
-    /// Pop into `out`, waiting until `deadline` ([`PopError::Timeout`]).
-    pub fn pop_into_deadline(
-        &mut self,
-        out: &mut Vec<u8>,
-        deadline: Instant,
-    ) -> Result<usize, PopError> {
-        self.pop_within(out, Some(deadline))
+    blocking_forms! {
+        /// Pop the oldest message into `out`, waiting as long as it takes; returns its
+        /// length (the other forms: then [`PopError::Timeout`]).
+        fn pop_into / pop_into_timeout / pop_into_deadline (out: &mut Vec<u8>)
+            -> Result<usize, PopError> = pop_within;
     }
 
     /// Pop the oldest message if there is one now (never waits).
@@ -230,19 +212,10 @@ impl Consumer {
         self.owned(r, buf)
     }
 
-    /// Pop the oldest message, waiting as long as it takes.
-    pub fn pop(&mut self) -> Result<Vec<u8>, PopError> {
-        self.pop_deadline_opt(None)
-    }
-
-    /// Pop, waiting up to `timeout` ([`PopError::Timeout`]).
-    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PopError> {
-        self.pop_deadline_opt(deadline::after(Some(timeout)))
-    }
-
-    /// Pop, waiting until `deadline` ([`PopError::Timeout`]).
-    pub fn pop_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, PopError> {
-        self.pop_deadline_opt(Some(deadline))
+    blocking_forms! {
+        /// Pop the oldest message, waiting as long as it takes (the other forms: then
+        /// [`PopError::Timeout`]).
+        fn pop / pop_timeout / pop_deadline () -> Result<Vec<u8>, PopError> = pop_deadline_opt;
     }
 
     fn pop_deadline_opt(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
@@ -275,14 +248,14 @@ impl Consumer {
                 return Err(PopError::Disconnected);
             }
             // Acquire pairs with producers' tail CAS: a push after this snapshot ends the wait.
-            let tail0 = self.h.shared.ctrl().tail.tail.load(Ordering::Acquire);
+            let tail0 = self.h.q.ctrl().tail.tail.load(Ordering::Acquire);
             let inflight = match self.attempt(out, true) {
                 Ok(n) => return Ok(n),
                 Err(Attempt::Corrupt) => return Err(PopError::Corrupt),
                 Err(Attempt::InFlight { pos, .. }) => Some(pos),
                 Err(_) => None,
             };
-            if self.h.shared.side_gone(Role::Producer, false) {
+            if side_gone(&*self.h.q, Role::Producer, false) {
                 match inflight {
                     None => return self.drain(out),
                     // The cell's claimer is gone with its side: skip it and retry.
@@ -304,28 +277,26 @@ impl Consumer {
             if yield_first(&mut round) {
                 continue;
             }
-            let sh = &*self.h.shared;
+            let sh = &*self.h.q;
             // Ends when a producer moves `tail`, or publishes the in-flight cell.
             let ready = || {
                 sh.ctrl().tail.tail.load(Ordering::Acquire) != tail0
                     || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
-                    || (inflight.is_none() && sh.side_gone(Role::Producer, false))
+                    || (inflight.is_none() && side_gone(sh, Role::Producer, false))
             };
-            if sh
-                .ctrl()
-                .tail
-                .not_empty
-                .wait_until_within(ready, until(deadline))
-                .is_err()
-            {
-                if deadline::passed(deadline) {
-                    return Err(PopError::Timeout);
-                }
-                if let Some(p) = inflight {
+            // Every slice: skip the cell we wait for if its producer died, or end the wait if
+            // the producer side is gone (then drain).
+            let check = || match inflight {
+                Some(p) => {
                     self.recover(p);
-                } else if sh.side_gone(Role::Producer, true) {
-                    return self.drain(out);
+                    None
                 }
+                None => side_gone(sh, Role::Producer, true).then_some(()),
+            };
+            match wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PopError::Timeout),
+                Wake::Gone(()) => return self.drain(out),
             }
         }
     }

@@ -81,7 +81,7 @@ fn loom_a_producer_that_loses_its_claim_withdraws_it() {
         first.try_push(&[0; 100]).unwrap(); // 2 cells of 4
         first.try_push(b"x").unwrap(); // 1 more
         let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
-        let (sa, sb) = (a.h.slot, b.h.slot);
+        let (sa, sb) = (a.h.slot(), b.h.slot());
         let t = loom::thread::spawn(move || {
             let won = a.try_push(b"a").is_ok();
             (won, a)

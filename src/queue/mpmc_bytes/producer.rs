@@ -12,14 +12,14 @@ pub struct Producer {
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpmc_bytes::Producer")
-            .field("slot", &self.h.slot)
+            .field("slot", &self.h.slot())
             .finish()
     }
 }
 
 impl Producer {
     fn attempt(&mut self, msg: &[u8]) -> Result<(), Attempt> {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         let ctrl = sh.ctrl();
         let k = cells_for(msg.len() as u64);
         // Relaxed: a starting guess, validated by the stamps and the CAS.
@@ -86,7 +86,7 @@ impl Producer {
 
     /// Free cell `prev` if the consumer that claimed it is dead (its message is lost).
     fn recover(&self, prev: u64) {
-        let sh = &*self.h.shared;
+        let sh = &*self.h.q;
         if sh.live_claimer(Role::Consumer, prev) {
             return;
         }
@@ -112,14 +112,14 @@ impl Producer {
     }
 
     fn check(&self, msg: &[u8]) -> Result<(), PushError> {
-        let max = self.h.shared.max_message;
+        let max = self.h.q.max_message;
         if msg.len() as u64 > max {
             return Err(PushError::TooLarge {
                 len: msg.len() as u64,
                 max,
             });
         }
-        if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
+        if self.h.is_closed() || side_gone(&*self.h.q, Role::Consumer, false) {
             return Err(PushError::Disconnected);
         }
         Ok(())
@@ -136,7 +136,7 @@ impl Producer {
                     if let Attempt::InFlight { pos, .. } = a {
                         self.recover(pos);
                     }
-                    if self.h.shared.side_gone(Role::Consumer, true) {
+                    if side_gone(&*self.h.q, Role::Consumer, true) {
                         return Err(PushError::Disconnected);
                     }
                 }
@@ -145,19 +145,10 @@ impl Producer {
         }
     }
 
-    /// Push `msg`, waiting as long as it takes for room.
-    pub fn push(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        self.push_within(msg, None)
-    }
-
-    /// Push `msg`, waiting up to `timeout` for room ([`PushError::Timeout`]).
-    pub fn push_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), PushError> {
-        self.push_within(msg, deadline::after(Some(timeout)))
-    }
-
-    /// Push `msg`, waiting until `deadline` for room ([`PushError::Timeout`]).
-    pub fn push_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), PushError> {
-        self.push_within(msg, Some(deadline))
+    blocking_forms! {
+        /// Push `msg`, waiting as long as it takes for room (the other forms: then
+        /// [`PushError::Timeout`]).
+        fn push / push_timeout / push_deadline (msg: &[u8]) -> Result<(), PushError> = push_within;
     }
 
     /// The blocking loop: every 20 ms it frees a cell held by a dead consumer and checks
@@ -166,11 +157,11 @@ impl Producer {
         self.check(msg)?;
         let mut round = 0u32;
         loop {
-            if self.h.is_closed() || self.h.shared.side_gone(Role::Consumer, false) {
+            if self.h.is_closed() || side_gone(&*self.h.q, Role::Consumer, false) {
                 return Err(PushError::Disconnected);
             }
             // Acquire pairs with consumers' head CAS: a pop after this snapshot ends the wait.
-            let head0 = self.h.shared.ctrl().head.head.load(Ordering::Acquire);
+            let head0 = self.h.q.ctrl().head.head.load(Ordering::Acquire);
             let (pos, stamp, inflight) = match self.attempt(msg) {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Corrupt) => return Err(PushError::Corrupt),
@@ -185,37 +176,33 @@ impl Producer {
             if yield_first(&mut round) {
                 continue;
             }
-            let sh = &*self.h.shared;
+            let sh = &*self.h.q;
             // The wait ends when a consumer moves `head` or frees the cell we wait for.
             // Acquire: as `head0`, and the stamp as in `attempt`.
             let ready = || {
                 sh.ctrl().head.head.load(Ordering::Acquire) != head0
                     || sh.stamp(pos).load(Ordering::Acquire) != stamp
-                    || sh.side_gone(Role::Consumer, false)
+                    || side_gone(sh, Role::Consumer, false)
             };
-            if sh
-                .ctrl()
-                .head
-                .not_full
-                .wait_until_within(ready, until(deadline))
-                .is_err()
-            {
-                if deadline::passed(deadline) {
-                    return Err(PushError::Timeout);
-                }
+            // Every slice: free the cell we wait for if its consumer died, and end the wait
+            // if the consumer side is gone.
+            let check = || {
                 if inflight {
                     self.recover(pos);
                 }
-                if sh.side_gone(Role::Consumer, true) {
-                    return Err(PushError::Disconnected);
-                }
+                side_gone(sh, Role::Consumer, true).then_some(())
+            };
+            match wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+                Wake::Retry => {}
+                Wake::TimedOut => return Err(PushError::Timeout),
+                Wake::Gone(()) => return Err(PushError::Disconnected),
             }
         }
     }
 
     /// The largest message accepted.
     pub fn max_message(&self) -> u64 {
-        self.h.shared.max_message
+        self.h.q.max_message
     }
 
     /// Close this producer: free its claim slot and, if no other producer is attached, close

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 /// An owner word of a process that cannot exist (no liveness file).
 const GHOST: u64 = 0x3234_5678_9abc;
