@@ -234,14 +234,14 @@ impl Geometry {
             return Err(bad(format!(
                 "slots {}, subscribers {}, max frame {} bytes, user header {} bytes (align {}) \
                  are out of range",
-                g.slots, g.max_bytes, g.subscribers, g.header_size, g.header_align
+                g.slots, g.subscribers, g.max_bytes, g.header_size, g.header_align
             )));
         }
         let hdr = HEADER_SIZE as u64;
         if g.stride < g.max_bytes
             || g.stride % page != 0
             || g.data_offset < g.records_end()
-            || (hdr + g.data_offset) % page != 0
+            || hdr.checked_add(g.data_offset).map_or(true, |o| o % page != 0)
         {
             return Err(bad(format!(
                 "slot stride {} / data offset {} do not fit {} slots of {} bytes on {page}-byte \
