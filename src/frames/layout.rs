@@ -241,7 +241,9 @@ impl Geometry {
         if g.stride < g.max_bytes
             || g.stride % page != 0
             || g.data_offset < g.records_end()
-            || hdr.checked_add(g.data_offset).map_or(true, |o| o % page != 0)
+            || hdr
+                .checked_add(g.data_offset)
+                .map_or(true, |o| o % page != 0)
         {
             return Err(bad(format!(
                 "slot stride {} / data offset {} do not fit {} slots of {} bytes on {page}-byte \
