@@ -543,6 +543,18 @@ class Array:
     def close(self) -> None:
         """Unmap; BufferError while views are alive. Closing twice is harmless."""
     def __enter__(self) -> "Array": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling opens the same array."""
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
 @final
 class FramePublisher:
     """The publishing end of a zero-copy frame channel (``shmkit::frames``): ``loan()`` a
@@ -602,8 +614,6 @@ class FramePublisher:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
-    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
-        """Pickled by name: unpickling opens the same array."""
 
 @final
 class FrameLoan:
