@@ -14,47 +14,23 @@
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::cell::{AnyArray, AnyValue, Array, CellMode, Typecode, Value};
-use std::os::unix::fs::FileExt;
+use shmkit_fuzz::{Scratch, TINY};
 use std::time::Duration;
 
-const HEADER: u64 = 128;
-const TINY: Duration = Duration::from_millis(1);
-
-/// Remove segments left by earlier runs of this target that were killed mid-run.
-fn clean_stale(prefix: &str) {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    let me = std::process::id();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == me || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Overwrite the payload with `bytes` (within the file).
-fn corrupt(path: &str, bytes: &[u8]) {
-    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
-        return;
-    };
-    let Ok(meta) = f.metadata() else { return };
-    let room = meta.len().saturating_sub(HEADER) as usize;
-    let n = bytes.len().min(room);
-    let _ = f.write_all_at(&bytes[..n], HEADER);
-}
-
 fn value_ops(name: &str, ops: &[u8]) {
-    let _ = (Value::<i64>::open(name), Value::<[u64; 16]>::open(name), Array::<u8>::open(name));
+    let _ = (
+        Value::<i64>::open(name),
+        Value::<[u64; 16]>::open(name),
+        Array::<u8>::open(name),
+    );
     let Ok(v) = AnyValue::open(name) else { return };
-    let _ = (v.describe(), v.cell_mode(), v.typecode(), v.type_name(), v.sequence());
+    let _ = (
+        v.describe(),
+        v.cell_mode(),
+        v.typecode(),
+        v.type_name(),
+        v.sequence(),
+    );
     for &op in ops {
         match op % 8 {
             0 => {
@@ -79,12 +55,19 @@ fn value_ops(name: &str, ops: &[u8]) {
                 if let Err(shmkit::sync::LockError::OwnerDied(mut g)) | Ok(mut g) =
                     v.lock_timeout(TINY)
                 {
-                    let _ = (g.read_bytes(0, 1), g.write_bytes(0, &[op]), g.previous_owner());
+                    let _ = (
+                        g.read_bytes(0, 1),
+                        g.write_bytes(0, &[op]),
+                        g.previous_owner(),
+                    );
                     let _ = g.make_consistent();
                 }
             }
             _ => {
-                let _ = (v.wait_changed_timeout(u64::from(op), TINY), v.try_wait_changed(0));
+                let _ = (
+                    v.wait_changed_timeout(u64::from(op), TINY),
+                    v.try_wait_changed(0),
+                );
             }
         }
         let _ = shmkit::cell::inspect(name);
@@ -92,14 +75,27 @@ fn value_ops(name: &str, ops: &[u8]) {
 }
 
 fn array_ops(name: &str, ops: &[u8]) {
-    let _ = (Array::<f64>::open(name), Array::<u8>::open(name), Value::<u8>::open(name));
+    let _ = (
+        Array::<f64>::open(name),
+        Array::<u8>::open(name),
+        Value::<u8>::open(name),
+    );
     let Ok(a) = AnyArray::open(name) else { return };
-    let _ = (a.describe(), a.len(), a.cell_mode(), a.typecode(), a.sequence());
+    let _ = (
+        a.describe(),
+        a.len(),
+        a.cell_mode(),
+        a.typecode(),
+        a.sequence(),
+    );
     for &op in ops {
         let i = usize::from(op >> 3);
         match op % 6 {
             0 => {
-                let _ = (a.read_bytes_timeout(0, a.len(), TINY), a.try_wait_changed(0));
+                let _ = (
+                    a.read_bytes_timeout(0, a.len(), TINY),
+                    a.try_wait_changed(0),
+                );
             }
             1 => {
                 let _ = a.write_bytes_timeout(i, &vec![op; a.elem_size()], TINY);
@@ -116,7 +112,10 @@ fn array_ops(name: &str, ops: &[u8]) {
                 }
             }
             _ => {
-                let _ = (a.try_read_bytes(i, 1), a.read_bytes_timeout(i, 1, Duration::ZERO));
+                let _ = (
+                    a.try_read_bytes(i, 1),
+                    a.read_bytes_timeout(i, 1, Duration::ZERO),
+                );
             }
         }
         let _ = shmkit::cell::inspect(name);
@@ -124,13 +123,12 @@ fn array_ops(name: &str, ops: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    static CLEAN: std::sync::Once = std::sync::Once::new();
-    CLEAN.call_once(|| clean_stale("fuzz-c-"));
     if data.len() < 3 {
         return;
     }
     let array = data[0] & 1 == 1;
-    let mode = [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock][usize::from((data[0] >> 1) & 3) % 3];
+    let mode = [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock]
+        [usize::from((data[0] >> 1) & 3) % 3];
     let Some(tc) = Typecode::all().nth(usize::from(data[0] >> 3) % 15) else {
         return;
     };
@@ -138,23 +136,27 @@ fuzz_target!(|data: &[u8]| {
     let nops = usize::from(data[2] % 16);
     let ops = &data[3..(3 + nops).min(data.len())];
     let hostile = &data[(3 + nops).min(data.len())..];
-    let name = format!("fuzz-c-{}", std::process::id());
-    let path = format!("/dev/shm/{name}");
-    let _ = std::fs::remove_file(&path);
+    let scratch = Scratch::new("fuzz-c-");
+    let name = scratch.name();
     let created = if array {
-        AnyArray::options().cell_mode(mode).create(&name, tc, len).map(drop)
+        AnyArray::options()
+            .cell_mode(mode)
+            .create(name, tc, len)
+            .map(drop)
     } else {
-        AnyValue::options().cell_mode(mode).create(&name, tc, None).map(drop)
+        AnyValue::options()
+            .cell_mode(mode)
+            .create(name, tc, None)
+            .map(drop)
     };
     if created.is_ok() {
-        corrupt(&path, hostile);
-        let _ = shmkit::cell::inspect(&name);
+        scratch.corrupt(0, usize::MAX, hostile);
+        let _ = shmkit::cell::inspect(name);
         if array {
-            array_ops(&name, ops);
+            array_ops(name, ops);
         } else {
-            value_ops(&name, ops);
+            value_ops(name, ops);
         }
-        let _ = shmkit::cell::inspect(&name);
+        let _ = shmkit::cell::inspect(name);
     }
-    let _ = std::fs::remove_file(&path);
 });

@@ -12,46 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::frames::{self, FramesOptions, Policy};
-use std::os::unix::fs::FileExt;
-use std::time::Duration;
-
-const HEADER: u64 = 128;
-const TINY: Duration = Duration::from_millis(1);
-
-/// Remove channels left by earlier runs of this target that were killed mid-run.
-fn clean_stale(prefix: &str) {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    let me = std::process::id();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == me || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Overwrite the payload from `start` with `bytes`, keeping the file's size.
-fn corrupt(path: &str, start: u64, bytes: &[u8]) {
-    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
-        return;
-    };
-    let Ok(meta) = f.metadata() else { return };
-    let end = meta.len();
-    let at = HEADER + start;
-    if at >= end {
-        return;
-    }
-    let n = bytes.len().min((end - at) as usize);
-    let _ = f.write_all_at(&bytes[..n], at);
-}
+use shmkit_fuzz::{Scratch, TINY};
 
 type Hdr = [u64; 2];
 
@@ -127,10 +88,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let nops = (*nops as usize % 32).min(rest.len());
     let (opcodes, payload) = rest.split_at(nops);
-    let prefix = "fz-frames-";
-    clean_stale(prefix);
-    let name = format!("{prefix}{}", std::process::id());
-    let _ = shmkit::Segment::unlink(&name);
+    let scratch = Scratch::new("fuzz-f-");
+    let name = scratch.name();
     let policy = if geo & 0x80 != 0 {
         Policy::Block
     } else {
@@ -141,10 +100,9 @@ fuzz_target!(|data: &[u8]| {
         .subscribers(1 + ((*geo as u64 >> 2) & 3))
         .max_bytes(64 + (*geo as u64 >> 4 & 7) * 1000)
         .policy(policy)
-        .create(&name);
+        .create(name);
     let Ok(p) = created else { return };
     drop(p); // detached: the role is free for `ops`
-    corrupt(&format!("/dev/shm/{name}"), *at as u64 * 8, payload);
-    ops(&name, opcodes);
-    let _ = shmkit::Segment::unlink(&name);
+    scratch.corrupt(u64::from(*at) * 8, usize::MAX, payload);
+    ops(name, opcodes);
 });

@@ -10,52 +10,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::queue::mpmc_bytes::Queue;
-use std::os::unix::fs::FileExt;
-use std::time::Duration;
-
-const HEADER: u64 = 128;
-const TINY: Duration = Duration::from_millis(1);
-
-/// Remove segments left by earlier runs of this target that were killed mid-run (their pid is
-/// gone), and any left by this pid.
-fn clean_stale(prefix: &str) {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    let me = std::process::id();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == me || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Overwrite the payload from `start` with `bytes`, keeping the file's size.
-fn corrupt(path: &str, start: u64, bytes: &[u8]) {
-    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
-        return;
-    };
-    let Ok(meta) = f.metadata() else { return };
-    let at = HEADER + start;
-    if at >= meta.len() {
-        return;
-    }
-    let n = bytes.len().min((meta.len() - at) as usize);
-    let _ = f.write_all_at(&bytes[..n], at);
-}
+use shmkit_fuzz::{Scratch, TINY};
 
 fn ops(name: &str, ops: &[u8]) {
     let Ok(q) = Queue::open(name) else {
         return;
     };
-    let _ = (q.len(), q.is_empty(), q.capacity(), q.max_message(), q.stat());
+    let _ = (
+        q.len(),
+        q.is_empty(),
+        q.capacity(),
+        q.max_message(),
+        q.stat(),
+    );
     let mut p = q.producer().ok();
     let mut c = q.consumer().ok();
     let msg = [0xa5u8; 2048];
@@ -122,8 +89,6 @@ fn ops(name: &str, ops: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    static CLEAN: std::sync::Once = std::sync::Once::new();
-    CLEAN.call_once(|| clean_stale("fuzz-qb-"));
     if data.len() < 3 {
         return;
     }
@@ -131,10 +96,9 @@ fuzz_target!(|data: &[u8]| {
     let nops = (data[2] % 32) as usize;
     let todo = &data[3..(3 + nops).min(data.len())];
     let hostile = &data[(3 + nops).min(data.len())..];
-    let name = format!("fuzz-qb-{}", std::process::id());
-    let path = format!("/dev/shm/{name}");
-    let _ = std::fs::remove_file(&path);
-    if Queue::create(&name, capacity).is_ok() {
+    let scratch = Scratch::new("fuzz-qb-");
+    let name = scratch.name();
+    if Queue::create(name, capacity).is_ok() {
         let start = match data[1] % 6 {
             0 => 0,
             1 => 48,
@@ -144,9 +108,8 @@ fuzz_target!(|data: &[u8]| {
             // The data area, after the stamps (8 bytes per 64-byte cell, 128-aligned).
             _ => 4480 + (capacity / 8).next_multiple_of(128),
         };
-        corrupt(&path, start, hostile);
-        let _ = shmkit::queue::stat(&name);
-        ops(&name, todo);
+        scratch.corrupt(start, usize::MAX, hostile);
+        let _ = shmkit::queue::stat(name);
+        ops(name, todo);
     }
-    let _ = std::fs::remove_file(&path);
 });

@@ -12,206 +12,123 @@
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::queue::{bytes, mpmc, spsc};
-use std::os::unix::fs::FileExt;
-use std::time::Duration;
+use shmkit_fuzz::{Scratch, TINY};
 
-const HEADER: u64 = 128;
-const TINY: Duration = Duration::from_millis(1);
-
-/// Remove segments left by earlier runs of this target that were killed mid-run (their pid is
-/// gone), and any left by this pid.
-fn clean_stale(prefix: &str) {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    let me = std::process::id();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
+/// The typed queues' operations: SPSC and MPMC have the same calls. `$pop` and `$push` are
+/// op codes 0 and 3, which SPSC widens with its in-place guards.
+macro_rules! typed_ops {
+    ($queue:ty, $name:expr, $ops:expr,
+     pop($c:ident, $pop_op:ident) $pop:block,
+     push($p:ident, $push_op:ident, $push_i:ident) $push:block) => {{
+        let Ok(q) = <$queue>::open($name) else {
+            return;
         };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == me || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(e.path());
+        let _ = (q.len(), q.is_empty(), q.is_full(), q.capacity(), q.stat());
+        let mut p = q.producer().ok();
+        let mut c = q.consumer().ok();
+        let mut buf = [0u64; 5];
+        for (i, &op) in $ops.iter().enumerate() {
+            match op % 10 {
+                0 => {
+                    if let Some($c) = c.as_mut() {
+                        let $pop_op = op;
+                        $pop
+                    }
+                }
+                1 => {
+                    if let Some(c) = c.as_mut() {
+                        let _ = c.try_pop_slice(&mut buf[..(op as usize >> 4) % 6]);
+                    }
+                }
+                2 => {
+                    if let Some(c) = c.as_mut() {
+                        let _ = c.pop_timeout(TINY);
+                    }
+                }
+                3 => {
+                    if let Some($p) = p.as_mut() {
+                        let ($push_op, $push_i) = (op, i);
+                        $push
+                    }
+                }
+                4 => {
+                    if let Some(p) = p.as_mut() {
+                        let _ = p.try_push_slice(&buf[..(op as usize >> 4) % 6]);
+                    }
+                }
+                5 => {
+                    if let Some(p) = p.as_mut() {
+                        let _ = p.push_timeout(i as u64, TINY);
+                    }
+                }
+                6 => {
+                    if let Some(p) = p.as_mut() {
+                        let _ = (p.len(), p.is_empty(), p.is_full());
+                    }
+                    if let Some(c) = c.as_mut() {
+                        let _ = (c.len(), c.is_empty(), c.is_full());
+                    }
+                }
+                7 => {
+                    if let Some(mut p) = p.take() {
+                        p.close();
+                    }
+                }
+                8 => {
+                    if let Some(mut c) = c.take() {
+                        c.close();
+                    }
+                }
+                _ => {
+                    let _ = (q.len(), q.stat(), shmkit::queue::stat($name));
+                    if p.is_none() {
+                        p = q.producer().ok();
+                    }
+                    if c.is_none() {
+                        c = q.consumer().ok();
+                    }
+                }
+            }
         }
-    }
-}
-
-/// Overwrite the payload from `start` with `bytes`, keeping the file's size.
-fn corrupt(path: &str, start: u64, bytes: &[u8]) {
-    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
-        return;
-    };
-    let Ok(meta) = f.metadata() else { return };
-    let end = meta.len();
-    let at = HEADER + start;
-    if at >= end {
-        return;
-    }
-    let n = bytes.len().min((end - at) as usize);
-    let _ = f.write_all_at(&bytes[..n], at);
+    }};
 }
 
 fn spsc_ops(name: &str, ops: &[u8]) {
-    let Ok(q) = spsc::Queue::<u64>::open(name) else {
-        return;
-    };
-    let _ = (q.len(), q.is_empty(), q.is_full(), q.capacity(), q.stat());
-    let mut p = q.producer().ok();
-    let mut c = q.consumer().ok();
-    let mut buf = [0u64; 5];
-    for (i, &op) in ops.iter().enumerate() {
-        match op % 10 {
-            0 => {
-                if let Some(c) = c.as_mut() {
-                    if op & 0x10 != 0 {
-                        // In place (layout v2): peek, look at the element, release.
-                        let _ = c.try_peek().map(|g| {
-                            let _ = *g;
-                            g.release()
-                        });
-                    } else {
-                        let _ = c.try_pop();
-                    }
-                }
-            }
-            1 => {
-                if let Some(c) = c.as_mut() {
-                    let _ = c.try_pop_slice(&mut buf[..(op as usize >> 4) % 6]);
-                }
-            }
-            2 => {
-                if let Some(c) = c.as_mut() {
-                    let _ = c.pop_timeout(TINY);
-                }
-            }
-            3 => {
-                if let Some(p) = p.as_mut() {
-                    if op & 0x10 != 0 {
-                        // In place: write and commit, or (0x20) drop without committing.
-                        if let Ok(mut g) = p.try_reserve() {
-                            *g = i as u64;
-                            if op & 0x20 == 0 {
-                                g.commit();
-                            }
-                        }
-                    } else {
-                        let _ = p.try_push(i as u64);
-                    }
-                }
-            }
-            4 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = p.try_push_slice(&buf[..(op as usize >> 4) % 6]);
-                }
-            }
-            5 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = p.push_timeout(i as u64, TINY);
-                }
-            }
-            6 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = (p.len(), p.is_empty(), p.is_full());
-                }
-                if let Some(c) = c.as_mut() {
-                    let _ = (c.len(), c.is_empty(), c.is_full());
-                }
-            }
-            7 => {
-                if let Some(mut p) = p.take() {
-                    p.close();
-                }
-            }
-            8 => {
-                if let Some(mut c) = c.take() {
-                    c.close();
-                }
-            }
-            _ => {
-                let _ = (q.len(), q.stat(), shmkit::queue::stat(name));
-                if p.is_none() {
-                    p = q.producer().ok();
-                }
-                if c.is_none() {
-                    c = q.consumer().ok();
-                }
-            }
+    typed_ops!(spsc::Queue<u64>, name, ops,
+    pop(c, op) {
+        if op & 0x10 != 0 {
+            // In place (layout v2): peek, look at the element, release.
+            let _ = c.try_peek().map(|g| {
+                let _ = *g;
+                g.release()
+            });
+        } else {
+            let _ = c.try_pop();
         }
-    }
+    },
+    push(p, op, i) {
+        if op & 0x10 != 0 {
+            // In place: write and commit, or (0x20) drop without committing.
+            if let Ok(mut g) = p.try_reserve() {
+                *g = i as u64;
+                if op & 0x20 == 0 {
+                    g.commit();
+                }
+            }
+        } else {
+            let _ = p.try_push(i as u64);
+        }
+    })
 }
 
 fn mpmc_ops(name: &str, ops: &[u8]) {
-    let Ok(q) = mpmc::Queue::<u64>::open(name) else {
-        return;
-    };
-    let _ = (q.len(), q.is_empty(), q.is_full(), q.capacity(), q.stat());
-    let mut p = q.producer().ok();
-    let mut c = q.consumer().ok();
-    let mut buf = [0u64; 5];
-    for (i, &op) in ops.iter().enumerate() {
-        match op % 10 {
-            0 => {
-                if let Some(c) = c.as_mut() {
-                    let _ = c.try_pop();
-                }
-            }
-            1 => {
-                if let Some(c) = c.as_mut() {
-                    let _ = c.try_pop_slice(&mut buf[..(op as usize >> 4) % 6]);
-                }
-            }
-            2 => {
-                if let Some(c) = c.as_mut() {
-                    let _ = c.pop_timeout(TINY);
-                }
-            }
-            3 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = p.try_push(i as u64);
-                }
-            }
-            4 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = p.try_push_slice(&buf[..(op as usize >> 4) % 6]);
-                }
-            }
-            5 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = p.push_timeout(i as u64, TINY);
-                }
-            }
-            6 => {
-                if let Some(p) = p.as_mut() {
-                    let _ = (p.len(), p.is_empty(), p.is_full());
-                }
-                if let Some(c) = c.as_mut() {
-                    let _ = (c.len(), c.is_empty(), c.is_full());
-                }
-            }
-            7 => {
-                if let Some(mut p) = p.take() {
-                    p.close();
-                }
-            }
-            8 => {
-                if let Some(mut c) = c.take() {
-                    c.close();
-                }
-            }
-            _ => {
-                let _ = (q.len(), q.stat(), shmkit::queue::stat(name));
-                if p.is_none() {
-                    p = q.producer().ok();
-                }
-                if c.is_none() {
-                    c = q.consumer().ok();
-                }
-            }
-        }
-    }
+    typed_ops!(mpmc::Queue<u64>, name, ops,
+    pop(c, _op) {
+        let _ = c.try_pop();
+    },
+    push(p, _op, i) {
+        let _ = p.try_push(i as u64);
+    })
 }
 
 fn bytes_ops(name: &str, ops: &[u8]) {
@@ -248,7 +165,7 @@ fn bytes_ops(name: &str, ops: &[u8]) {
             2 => {
                 if let Some(c) = c.as_mut() {
                     if let Ok(g) = c.try_peek() {
-                        drop(g); // not released: the next peek sees it again
+                        let _unreleased = g; // dropped unreleased: the next peek sees it again
                     }
                     let _ = c.recv_timeout(TINY);
                 }
@@ -311,8 +228,6 @@ fn bytes_ops(name: &str, ops: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    static CLEAN: std::sync::Once = std::sync::Once::new();
-    CLEAN.call_once(|| clean_stale("fuzz-q-"));
     if data.len() < 3 {
         return;
     }
@@ -320,13 +235,12 @@ fuzz_target!(|data: &[u8]| {
     let nops = (data[2] % 32) as usize;
     let ops = &data[3..(3 + nops).min(data.len())];
     let hostile = &data[(3 + nops).min(data.len())..];
-    let name = format!("fuzz-q-{}", std::process::id());
-    let path = format!("/dev/shm/{name}");
-    let _ = std::fs::remove_file(&path);
+    let scratch = Scratch::new("fuzz-q-");
+    let name = scratch.name();
     let created = match kind {
-        0 => spsc::Queue::<u64>::create(&name, 2 << capbits).map(drop),
-        1 => mpmc::Queue::<u64>::create(&name, 2 << capbits).map(drop),
-        _ => bytes::Ring::create(&name, 64 << capbits).map(drop),
+        0 => spsc::Queue::<u64>::create(name, 2 << capbits).map(drop),
+        1 => mpmc::Queue::<u64>::create(name, 2 << capbits).map(drop),
+        _ => bytes::Ring::create(name, 64 << capbits).map(drop),
     };
     if created.is_ok() {
         // Where the hostile bytes start: the whole control block, after the geometry (state
@@ -338,14 +252,13 @@ fuzz_target!(|data: &[u8]| {
             2 => 128,
             _ => 384 + u64::from(data[1] / 4) * 80,
         };
-        corrupt(&path, start, hostile);
+        scratch.corrupt(start, usize::MAX, hostile);
         // A validated open must not fail on a read-only snapshot either.
-        let _ = shmkit::queue::stat(&name);
+        let _ = shmkit::queue::stat(name);
         match kind {
-            0 => spsc_ops(&name, ops),
-            1 => mpmc_ops(&name, ops),
-            _ => bytes_ops(&name, ops),
+            0 => spsc_ops(name, ops),
+            1 => mpmc_ops(name, ops),
+            _ => bytes_ops(name, ops),
         }
     }
-    let _ = std::fs::remove_file(&path);
 });

@@ -18,44 +18,9 @@ use shmkit::sync::{
     Barrier, BarrierState, BoundedSemaphore, Condition, ConditionState, Event, EventState, Lock,
     LockState, RLock, RLockState, Semaphore, SemaphoreState,
 };
+use shmkit_fuzz::{Scratch, TINY};
 use std::mem::size_of;
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
-
-const HEADER: u64 = 128;
-const TINY: Duration = Duration::from_millis(1);
-
-/// Remove segments left by earlier runs of this target that were killed mid-run (their pid is
-/// gone), and any left by this pid.
-fn clean_stale(prefix: &str) {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    let me = std::process::id();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == me || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Overwrite the state with `bytes` (at most `state_len` bytes, within the file).
-fn corrupt(path: &str, state_len: usize, bytes: &[u8]) {
-    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
-        return;
-    };
-    let Ok(meta) = f.metadata() else { return };
-    let room = meta.len().saturating_sub(HEADER) as usize;
-    let n = bytes.len().min(state_len).min(room);
-    let _ = f.write_all_at(&bytes[..n], HEADER);
-}
 
 fn lock_ops(name: &str, ops: &[u8]) {
     let Ok(l) = Lock::open(name) else { return };
@@ -184,8 +149,6 @@ fn barrier_ops(name: &str, ops: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    static CLEAN: std::sync::Once = std::sync::Once::new();
-    CLEAN.call_once(|| clean_stale("fuzz-s-"));
     if data.len() < 2 {
         return;
     }
@@ -194,51 +157,49 @@ fuzz_target!(|data: &[u8]| {
     let nops = (data[1] % 16) as usize;
     let ops = &data[2..(2 + nops).min(data.len())];
     let hostile = &data[(2 + nops).min(data.len())..];
-    let name = format!("fuzz-s-{}", std::process::id());
-    let path = format!("/dev/shm/{name}");
-    let _ = std::fs::remove_file(&path);
+    let scratch = Scratch::new("fuzz-s-");
+    let name = scratch.name();
     let (created, state_len) = match kind {
-        0 => (Lock::create(&name).map(drop), size_of::<LockState>()),
-        1 => (RLock::create(&name).map(drop), size_of::<RLockState>()),
+        0 => (Lock::create(name).map(drop), size_of::<LockState>()),
+        1 => (RLock::create(name).map(drop), size_of::<RLockState>()),
         2 => (
-            Condition::create(&name).map(drop),
+            Condition::create(name).map(drop),
             size_of::<ConditionState>(),
         ),
         3 => (
-            Semaphore::create(&name, param).map(drop),
+            Semaphore::create(name, param).map(drop),
             size_of::<SemaphoreState>(),
         ),
         4 => (
-            BoundedSemaphore::create(&name, param).map(drop),
+            BoundedSemaphore::create(name, param).map(drop),
             size_of::<SemaphoreState>(),
         ),
-        5 => (Event::create(&name).map(drop), size_of::<EventState>()),
+        5 => (Event::create(name).map(drop), size_of::<EventState>()),
         _ => (
-            Barrier::create(&name, param.max(1)).map(drop),
+            Barrier::create(name, param.max(1)).map(drop),
             size_of::<BarrierState>(),
         ),
     };
     if created.is_ok() {
-        corrupt(&path, state_len, hostile);
-        let _ = shmkit::sync::inspect(&name);
+        scratch.corrupt(0, state_len, hostile);
+        let _ = shmkit::sync::inspect(name);
         match kind {
-            0 => lock_ops(&name, ops),
-            1 => rlock_ops(&name, ops),
-            2 => condition_ops(&name, ops),
+            0 => lock_ops(name, ops),
+            1 => rlock_ops(name, ops),
+            2 => condition_ops(name, ops),
             3 => {
-                if let Ok(s) = Semaphore::open(&name) {
-                    semaphore_ops(&s, &name, ops);
+                if let Ok(s) = Semaphore::open(name) {
+                    semaphore_ops(&s, name, ops);
                 }
             }
             4 => {
-                if let Ok(s) = BoundedSemaphore::open(&name) {
-                    semaphore_ops(&s, &name, ops);
+                if let Ok(s) = BoundedSemaphore::open(name) {
+                    semaphore_ops(&s, name, ops);
                 }
             }
-            5 => event_ops(&name, ops),
-            _ => barrier_ops(&name, ops),
+            5 => event_ops(name, ops),
+            _ => barrier_ops(name, ops),
         }
-        let _ = shmkit::sync::inspect(&name);
+        let _ = shmkit::sync::inspect(name);
     }
-    let _ = std::fs::remove_file(&path);
 });
