@@ -12,7 +12,6 @@ mod real {
     use std::fmt;
     use std::time::{Duration, Instant};
 
-    use crate::error::Result;
     use crate::os::deadline;
     use crate::segment::Kind;
     use crate::sync::lock::{LockError, LockGuard, LockState};
@@ -542,52 +541,7 @@ mod real {
         inner: Named<ConditionState>,
     }
 
-    named_handle!(Condition, ConditionState);
-
-    impl Condition {
-        /// Options for creating or opening a named condition.
-        pub fn options() -> SyncOptions<Condition> {
-            SyncOptions::default()
-        }
-
-        /// Create a new named condition; fails if the name exists.
-        pub fn create(name: &str) -> Result<Condition> {
-            Self::options().create(name)
-        }
-
-        /// Open an existing named condition.
-        pub fn open(name: &str) -> Result<Condition> {
-            Self::options().open(name)
-        }
-
-        /// Open it, or create it if it does not exist.
-        pub fn open_or_create(name: &str) -> Result<Condition> {
-            Self::options().open_or_create(name)
-        }
-    }
-
-    impl SyncOptions<Condition> {
-        /// Create a new named condition.
-        pub fn create(&self, name: &str) -> Result<Condition> {
-            Ok(Condition {
-                inner: Named::create(self, name, &layout(), init)?,
-            })
-        }
-
-        /// Open an existing named condition.
-        pub fn open(&self, name: &str) -> Result<Condition> {
-            Ok(Condition {
-                inner: Named::open(self, name, &layout())?,
-            })
-        }
-
-        /// Open or create a named condition.
-        pub fn open_or_create(&self, name: &str) -> Result<Condition> {
-            Ok(Condition {
-                inner: Named::open_or_create(self, name, &layout(), init)?,
-            })
-        }
-    }
+    named_handle!(Condition, ConditionState, "condition", "", layout(), init);
 
     #[cfg(test)]
     mod tests {

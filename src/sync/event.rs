@@ -257,7 +257,6 @@ pub use named::Event;
 #[cfg(not(loom))]
 mod named {
     use super::EventState;
-    use crate::error::Result;
     use crate::segment::{fingerprint, Kind};
     use crate::sync::named::{named_handle, Layout, Named, SyncOptions};
 
@@ -296,52 +295,7 @@ mod named {
         inner: Named<EventState>,
     }
 
-    named_handle!(Event, EventState);
-
-    impl Event {
-        /// Options for creating or opening a named event.
-        pub fn options() -> SyncOptions<Event> {
-            SyncOptions::default()
-        }
-
-        /// Create a new named event, clear; fails if the name exists.
-        pub fn create(name: &str) -> Result<Event> {
-            Self::options().create(name)
-        }
-
-        /// Open an existing named event.
-        pub fn open(name: &str) -> Result<Event> {
-            Self::options().open(name)
-        }
-
-        /// Open it, or create it (clear) if it does not exist.
-        pub fn open_or_create(name: &str) -> Result<Event> {
-            Self::options().open_or_create(name)
-        }
-    }
-
-    impl SyncOptions<Event> {
-        /// Create a new named event.
-        pub fn create(&self, name: &str) -> Result<Event> {
-            Ok(Event {
-                inner: Named::create(self, name, &layout(), init)?,
-            })
-        }
-
-        /// Open an existing named event.
-        pub fn open(&self, name: &str) -> Result<Event> {
-            Ok(Event {
-                inner: Named::open(self, name, &layout())?,
-            })
-        }
-
-        /// Open or create a named event.
-        pub fn open_or_create(&self, name: &str) -> Result<Event> {
-            Ok(Event {
-                inner: Named::open_or_create(self, name, &layout(), init)?,
-            })
-        }
-    }
+    named_handle!(Event, EventState, "event", ", clear", layout(), init);
 }
 
 #[cfg(not(loom))]

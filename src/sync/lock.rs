@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
 pub(crate) use super::robust::status;
 use super::robust::{self, Acquired, Block, Me, MutexCore, MutexError};
-use crate::error::Result;
 use crate::os::liveness;
 use crate::os::process::Liveness;
 use crate::segment::Kind;
@@ -643,52 +642,7 @@ pub struct Lock {
     inner: Named<LockState>,
 }
 
-named_handle!(Lock, LockState);
-
-impl Lock {
-    /// Options for creating or opening a named lock.
-    pub fn options() -> SyncOptions<Lock> {
-        SyncOptions::default()
-    }
-
-    /// Create a new named lock, unlocked; fails if the name exists.
-    pub fn create(name: &str) -> Result<Lock> {
-        Self::options().create(name)
-    }
-
-    /// Open an existing named lock.
-    pub fn open(name: &str) -> Result<Lock> {
-        Self::options().open(name)
-    }
-
-    /// Open the named lock, or create it if it does not exist (race-free).
-    pub fn open_or_create(name: &str) -> Result<Lock> {
-        Self::options().open_or_create(name)
-    }
-}
-
-impl SyncOptions<Lock> {
-    /// Create a new named lock.
-    pub fn create(&self, name: &str) -> Result<Lock> {
-        Ok(Lock {
-            inner: Named::create(self, name, &layout(), init_lock)?,
-        })
-    }
-
-    /// Open an existing named lock.
-    pub fn open(&self, name: &str) -> Result<Lock> {
-        Ok(Lock {
-            inner: Named::open(self, name, &layout())?,
-        })
-    }
-
-    /// Open or create a named lock.
-    pub fn open_or_create(&self, name: &str) -> Result<Lock> {
-        Ok(Lock {
-            inner: Named::open_or_create(self, name, &layout(), init_lock)?,
-        })
-    }
-}
+named_handle!(Lock, LockState, "lock", ", unlocked", layout(), init_lock);
 
 #[cfg(test)]
 mod tests {

@@ -216,7 +216,59 @@ pub(crate) const fn fingerprint_with(desc: &[u8], size: usize) -> u64 {
 
 /// The accessors every named primitive handle shares: `name`, `segment`,
 /// `set_unlink_on_drop`, `Deref` to its state, and `Debug`.
+///
+/// The second form, for a primitive created without a parameter, adds its constructors:
+/// `options`, `create`, `open`, `open_or_create`, and the same three on `SyncOptions`.
+/// `$what` names it in their docs, `$fresh` says what a new one is (", unlocked").
 macro_rules! named_handle {
+    ($handle:ident, $state:ty, $what:literal, $fresh:literal, $layout:expr, $init:expr) => {
+        crate::sync::named::named_handle!($handle, $state);
+
+        impl $handle {
+            #[doc = concat!("Options for creating or opening a named ", $what, ".")]
+            pub fn options() -> SyncOptions<$handle> {
+                SyncOptions::default()
+            }
+
+            #[doc = concat!("Create a new named ", $what, $fresh, "; fails if the name exists.")]
+            pub fn create(name: &str) -> crate::Result<$handle> {
+                Self::options().create(name)
+            }
+
+            #[doc = concat!("Open an existing named ", $what, ".")]
+            pub fn open(name: &str) -> crate::Result<$handle> {
+                Self::options().open(name)
+            }
+
+            #[doc = concat!("Open the named ", $what, ", or create it", $fresh, " if it does not exist (race-free).")]
+            pub fn open_or_create(name: &str) -> crate::Result<$handle> {
+                Self::options().open_or_create(name)
+            }
+        }
+
+        impl SyncOptions<$handle> {
+            #[doc = concat!("Create a new named ", $what, ".")]
+            pub fn create(&self, name: &str) -> crate::Result<$handle> {
+                Ok($handle {
+                    inner: Named::create(self, name, &$layout, $init)?,
+                })
+            }
+
+            #[doc = concat!("Open an existing named ", $what, ".")]
+            pub fn open(&self, name: &str) -> crate::Result<$handle> {
+                Ok($handle {
+                    inner: Named::open(self, name, &$layout)?,
+                })
+            }
+
+            #[doc = concat!("Open or create a named ", $what, ".")]
+            pub fn open_or_create(&self, name: &str) -> crate::Result<$handle> {
+                Ok($handle {
+                    inner: Named::open_or_create(self, name, &$layout, $init)?,
+                })
+            }
+        }
+    };
     ($handle:ident, $state:ty) => {
         impl $handle {
             /// The name.

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use super::lock::{acquire_core, me, owner_of, status, LockError, Owner, RLOCK_MAGIC};
 use super::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
 use super::robust::{Block, Me, MutexCore};
-use crate::error::Result;
 use crate::os::liveness;
 use crate::segment::Kind;
 
@@ -318,52 +317,14 @@ pub struct RLock {
     inner: Named<RLockState>,
 }
 
-named_handle!(RLock, RLockState);
-
-impl RLock {
-    /// Options for creating or opening a named recursive lock.
-    pub fn options() -> SyncOptions<RLock> {
-        SyncOptions::default()
-    }
-
-    /// Create a new named recursive lock; fails if the name exists.
-    pub fn create(name: &str) -> Result<RLock> {
-        Self::options().create(name)
-    }
-
-    /// Open an existing named recursive lock.
-    pub fn open(name: &str) -> Result<RLock> {
-        Self::options().open(name)
-    }
-
-    /// Open it, or create it if it does not exist.
-    pub fn open_or_create(name: &str) -> Result<RLock> {
-        Self::options().open_or_create(name)
-    }
-}
-
-impl SyncOptions<RLock> {
-    /// Create a new named recursive lock.
-    pub fn create(&self, name: &str) -> Result<RLock> {
-        Ok(RLock {
-            inner: Named::create(self, name, &layout(), init_rlock)?,
-        })
-    }
-
-    /// Open an existing named recursive lock.
-    pub fn open(&self, name: &str) -> Result<RLock> {
-        Ok(RLock {
-            inner: Named::open(self, name, &layout())?,
-        })
-    }
-
-    /// Open or create a named recursive lock.
-    pub fn open_or_create(&self, name: &str) -> Result<RLock> {
-        Ok(RLock {
-            inner: Named::open_or_create(self, name, &layout(), init_rlock)?,
-        })
-    }
-}
+named_handle!(
+    RLock,
+    RLockState,
+    "recursive lock",
+    ", unlocked",
+    layout(),
+    init_rlock
+);
 
 #[cfg(test)]
 mod tests {
