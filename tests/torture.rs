@@ -69,7 +69,7 @@ use std::time::{Duration, Instant};
 use common::{fork_and, inherited, spawn_child, unique_name, Cleanup};
 use shmkit::queue::bytes::{self, ReserveError};
 use shmkit::queue::{
-    mpmc, spsc, AttachError, PopError, PushError, QueueStat, TryPopError, TryPushError,
+    mpmc, mpmc_bytes, spsc, AttachError, PopError, PushError, QueueStat, TryPopError, TryPushError,
 };
 use shmkit::sync::{Lock, LockError, LockGuard, LockState, Owner, RLock, RLockGuard, RLockState};
 use shmkit::{Liveness, Segment};
@@ -868,6 +868,7 @@ enum QKind {
     Spsc,
     Mpmc,
     Bytes,
+    MpmcBytes,
 }
 
 impl QKind {
@@ -876,6 +877,7 @@ impl QKind {
             QKind::Spsc => "spsc",
             QKind::Mpmc => "mpmc",
             QKind::Bytes => "bytes",
+            QKind::MpmcBytes => "mpmc-bytes",
         }
     }
     fn parse(s: &str) -> QKind {
@@ -883,6 +885,7 @@ impl QKind {
             "spsc" => QKind::Spsc,
             "mpmc" => QKind::Mpmc,
             "bytes" => QKind::Bytes,
+            "mpmc-bytes" => QKind::MpmcBytes,
             _ => panic!("unknown queue kind {s}"),
         }
     }
@@ -892,18 +895,21 @@ enum Q {
     Spsc(spsc::Queue<Msg>),
     Mpmc(mpmc::Queue<Msg>),
     Bytes(bytes::Ring),
+    MpmcBytes(mpmc_bytes::Queue),
 }
 
 enum Tx {
     Spsc(spsc::Producer<Msg>),
     Mpmc(mpmc::Producer<Msg>),
     Bytes(bytes::Producer),
+    MpmcBytes(mpmc_bytes::Producer),
 }
 
 enum Rx {
     Spsc(spsc::Consumer<Msg>),
     Mpmc(mpmc::Consumer<Msg>),
     Bytes(bytes::Consumer),
+    MpmcBytes(mpmc_bytes::Consumer),
 }
 
 /// Why a send or receive did not happen.
@@ -950,6 +956,31 @@ impl<V> From<PushError<V>> for Fail {
     }
 }
 
+impl From<mpmc_bytes::PushError> for Fail {
+    fn from(e: mpmc_bytes::PushError) -> Fail {
+        use mpmc_bytes::PushError as E;
+        match e {
+            E::Full => Fail::Busy,
+            E::Timeout => Fail::Timeout,
+            E::Disconnected => Fail::Disconnected,
+            E::Corrupt => Fail::Corrupt,
+            E::TooLarge { .. } => Fail::TooLarge,
+        }
+    }
+}
+
+impl From<mpmc_bytes::PopError> for Fail {
+    fn from(e: mpmc_bytes::PopError) -> Fail {
+        use mpmc_bytes::PopError as E;
+        match e {
+            E::Empty => Fail::Busy,
+            E::Timeout => Fail::Timeout,
+            E::Disconnected => Fail::Disconnected,
+            E::Corrupt => Fail::Corrupt,
+        }
+    }
+}
+
 impl From<TryPopError> for Fail {
     fn from(e: TryPopError) -> Fail {
         match e {
@@ -976,11 +1007,13 @@ impl Q {
             QKind::Spsc => Q::Spsc(spsc::Queue::create(name, capacity).unwrap()),
             QKind::Mpmc => Q::Mpmc(mpmc::Queue::create(name, capacity).unwrap()),
             QKind::Bytes => Q::Bytes(bytes::Ring::create(name, capacity).unwrap()),
+            QKind::MpmcBytes => Q::MpmcBytes(mpmc_bytes::Queue::create(name, capacity).unwrap()),
         };
         match &q {
             Q::Spsc(q) => q.set_unlink_on_drop(true),
             Q::Mpmc(q) => q.set_unlink_on_drop(true),
             Q::Bytes(q) => q.set_unlink_on_drop(true),
+            Q::MpmcBytes(q) => q.set_unlink_on_drop(true),
         }
         q
     }
@@ -989,6 +1022,7 @@ impl Q {
             QKind::Spsc => Q::Spsc(spsc::Queue::open(name)?),
             QKind::Mpmc => Q::Mpmc(mpmc::Queue::open(name)?),
             QKind::Bytes => Q::Bytes(bytes::Ring::open(name)?),
+            QKind::MpmcBytes => Q::MpmcBytes(mpmc_bytes::Queue::open(name)?),
         })
     }
     fn producer(&self) -> Result<Tx, AttachError> {
@@ -996,6 +1030,7 @@ impl Q {
             Q::Spsc(q) => Tx::Spsc(q.producer()?),
             Q::Mpmc(q) => Tx::Mpmc(q.producer()?),
             Q::Bytes(q) => Tx::Bytes(q.producer()?),
+            Q::MpmcBytes(q) => Tx::MpmcBytes(q.producer()?),
         })
     }
     fn consumer(&self) -> Result<Rx, AttachError> {
@@ -1003,6 +1038,7 @@ impl Q {
             Q::Spsc(q) => Rx::Spsc(q.consumer()?),
             Q::Mpmc(q) => Rx::Mpmc(q.consumer()?),
             Q::Bytes(q) => Rx::Bytes(q.consumer()?),
+            Q::MpmcBytes(q) => Rx::MpmcBytes(q.consumer()?),
         })
     }
     fn stat(&self) -> QueueStat {
@@ -1010,6 +1046,7 @@ impl Q {
             Q::Spsc(q) => q.stat(),
             Q::Mpmc(q) => q.stat(),
             Q::Bytes(q) => q.stat(),
+            Q::MpmcBytes(q) => q.stat(),
         }
     }
 }
@@ -1022,6 +1059,7 @@ impl Tx {
             Tx::Spsc(p) => p.close(),
             Tx::Mpmc(p) => p.close(),
             Tx::Bytes(p) => p.close(),
+            Tx::MpmcBytes(p) => p.close(),
         }
     }
 
@@ -1033,6 +1071,8 @@ impl Tx {
             (Tx::Mpmc(p), None) => Ok(p.try_push(Msg::new(tag))?),
             (Tx::Mpmc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
             (Tx::Bytes(p), None) => Ok(p.try_send(&frame(tag))?),
+            (Tx::MpmcBytes(p), None) => Ok(p.try_push(&frame(tag))?),
+            (Tx::MpmcBytes(p), Some(t)) => Ok(p.push_timeout(&frame(tag), t)?),
             (Tx::Bytes(p), Some(t)) => {
                 // Write in place half of the time.
                 let f = frame(tag);
@@ -1082,6 +1122,14 @@ impl Rx {
                 seen(tag, whole);
                 r.release();
             }
+            Rx::MpmcBytes(c) => {
+                let m = match timeout {
+                    None => c.try_pop()?,
+                    Some(t) => c.pop_timeout(t)?,
+                };
+                let (tag, whole) = check_frame(&m);
+                seen(tag, whole);
+            }
         }
         Ok(())
     }
@@ -1117,7 +1165,12 @@ fn fork_queue_end<H>(
         (&st.consumers, st.consumer_closed)
     };
     if !list.iter().any(|a| a.token == me)
-        || (st.kind != shmkit::segment::Kind::MPMC_QUEUE && closed)
+        || (![
+            shmkit::segment::Kind::MPMC_QUEUE,
+            shmkit::segment::Kind::MPMC_BYTES,
+        ]
+        .contains(&st.kind)
+            && closed)
     {
         violation(
             board,
@@ -1357,13 +1410,14 @@ fn queue_torture(kind: QKind) {
     let rounds = rounds();
     let mut rng = Rng::new(seed_for(&tag));
     let (nprod, ncons) = match kind {
-        QKind::Mpmc => (3u64, 2u64),
+        QKind::Mpmc | QKind::MpmcBytes => (3u64, 2u64),
         _ => (1, 1),
     };
     let (qn, bn) = (unique_name(&tag), unique_name(&format!("{tag}-b")));
     let _cleanup = Cleanup::new(&[&qn, &bn]);
     let capacity = match kind {
         QKind::Bytes => BYTES_CAP,
+        QKind::MpmcBytes => [1024u64, 2048, 4096][rng.below(3) as usize],
         _ => [2u64, 4, 8, 16, 64][rng.below(5) as usize],
     };
     let q = Q::create(kind, &qn, capacity);
@@ -1475,7 +1529,7 @@ fn queue_torture(kind: QKind) {
         })
         .collect();
     let outcome = match kind {
-        QKind::Mpmc => verify_mpmc(&logs, &epochs, &kills).map(|h| (h, 0)),
+        QKind::Mpmc | QKind::MpmcBytes => verify_mpmc(&logs, &epochs, &kills).map(|h| (h, 0)),
         _ => {
             let only: Vec<ConsumerKill> = kills.iter().copied().filter(|k| k.slot == 0).collect();
             verify_fifo(&logs[0], &epochs, &only, kind == QKind::Bytes)
@@ -1513,6 +1567,14 @@ fn mpmc_producers_and_consumers_killed_at_random_points() {
 #[test]
 fn bytes_ring_producers_and_consumers_killed_at_random_points() {
     queue_torture(QKind::Bytes);
+}
+
+/// SPEC §7.5: a producer killed mid-push loses at most its own message (never accepted), a
+/// consumer killed mid-pop at most the one it was taking; nothing is delivered twice, and
+/// each producer's messages arrive at each consumer in order.
+#[test]
+fn mpmc_bytes_producers_and_consumers_killed_at_random_points() {
+    queue_torture(QKind::MpmcBytes);
 }
 
 /// A dead process's owner word: a liveness token whose file does not exist.
