@@ -295,8 +295,8 @@ impl ShareableList<ReadWrite> {
     }
 
     /// [`set`](Self::set) when [`set_fast`](Self::set_fast) does not apply: a contended or
-    /// repaired writer lock, a large slot, an error to report, a list without a trailer.
-    #[cold]
+    /// repaired writer lock, a large slot, an error to report, a list without a trailer (out
+    /// of line, as `get_slow`).
     #[inline(never)]
     fn set_slow(&self, i: usize, value: &Item, wait: Wait) -> Result<()> {
         let (start, slot) = self.geo.slot(i);
@@ -463,8 +463,7 @@ impl<A: Access> ShareableList<A> {
     }
 
     /// [`get`](Self::get) when [`get_fast`](Self::get_fast) does not answer (out of line, so
-    /// that the fast path's frame stays small).
-    #[cold]
+    /// that the fast path's frame stays small; every get of a list CPython made comes here).
     #[inline(never)]
     fn get_slow(&self, i: usize, wait: Wait) -> Result<Item> {
         let mut tries = 0;
