@@ -520,6 +520,10 @@ fn blocking_calls_have_the_four_forms_across_processes() {
     drop(a.try_lock().unwrap());
     assert_eq!(aa.try_read_bytes(2, 1).unwrap(), 3i32.to_le_bytes());
     aa.try_write_bytes(2, &3i32.to_le_bytes()).unwrap();
+    assert_eq!(av.try_get_text().unwrap(), "7");
+    av.set_text_deadline("7", past()).unwrap();
+    assert_eq!(aa.get_text_timeout(2, Duration::ZERO).unwrap(), "3");
+    aa.try_set_text(2, "3").unwrap();
 
     let mut holders = vec![
         spawn_child("hold-until-released", &[&vn, &fv, "value"]),
@@ -582,6 +586,18 @@ fn blocking_calls_have_the_four_forms_across_processes() {
     lwb(aa.try_lock());
     lto(aa.lock_timeout(SHORT));
     lto(aa.lock_deadline(past()));
+    wb(av.try_get_text());
+    to(av.get_text_timeout(SHORT));
+    to(av.get_text_deadline(past()));
+    wb(av.try_set_text("1"));
+    to(av.set_text_timeout("1", SHORT));
+    to(av.set_text_deadline("1", past()));
+    wb(aa.try_get_text(0));
+    to(aa.get_text_timeout(0, SHORT));
+    to(aa.get_text_deadline(0, past()));
+    wb(aa.try_set_text(0, "1"));
+    to(aa.set_text_timeout(0, "1", SHORT));
+    to(aa.set_text_deadline(0, "1", past()));
 
     // The blocking forms, started while the lock is held, succeed after the release.
     std::thread::scope(|s| {
@@ -594,6 +610,8 @@ fn blocking_calls_have_the_four_forms_across_processes() {
             s.spawn(|| a.with_lock_timeout(|xs| xs[0] += 1, T)),
             s.spawn(|| a.with_lock_deadline(|xs| xs[0] += 1, Instant::now() + T)),
             s.spawn(|| aa.read_bytes_deadline(0, 3, Instant::now() + T).map(drop)),
+            s.spawn(|| av.get_text_timeout(T).map(drop)),
+            s.spawn(|| aa.get_text_deadline(1, Instant::now() + T).map(drop)),
             s.spawn(|| {
                 a.lock_timeout(T)
                     .map(drop)

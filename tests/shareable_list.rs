@@ -478,3 +478,54 @@ fn open_or_create_opens_or_creates() {
     assert_eq!(b.get(0).unwrap(), Item::Int(1));
     drop(a);
 }
+
+/// The exact length a shmkit writer records is checked against the `check` hash only where it
+/// differs from Python's NUL-stripping (`SPEC.md` §9.3, §9.4): a value without trailing NULs
+/// stores no hash and reads back exactly; Python-style rewrites of the slot (shorter, longer,
+/// or the same bytes) read as the SPEC says, through the fast path of `get`.
+#[test]
+fn exact_lengths_use_the_hash_only_for_trailing_nuls() {
+    use std::os::unix::fs::FileExt;
+    let name = unique_name("slnul");
+    let _c = Cleanup::new(&[&name]);
+    // One 8-byte slot: data at 24, format at 32, code at 40, E = 41, trailer at 64, item 0's
+    // entry at 256 (seq), 264 (len), 272 (check).
+    let l = ShareableList::create(&name, &[Item::Str("abcdefg".into())]).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let word = |at: u64| {
+        let mut b = [0u8; 8];
+        file.read_exact_at(&mut b, at).unwrap();
+        u64::from_le_bytes(b)
+    };
+    // What CPython's __setitem__ writes: format, code, the zero-padded slot.
+    let py_write = |code: u8, data: &[u8]| {
+        file.write_all_at(b"8s\0\0\0\0\0\0", 32).unwrap();
+        file.write_all_at(&[code], 40).unwrap();
+        let mut slot = [0u8; 8];
+        slot[..data.len()].copy_from_slice(data);
+        file.write_all_at(&slot, 24).unwrap();
+    };
+    l.set(0, &Item::Str("abc".into())).unwrap();
+    assert_eq!((word(264), word(272)), (3, 0), "len 3, no hash");
+    assert_eq!(l.get(0).unwrap(), Item::Str("abc".into()));
+    py_write(1, b"xy");
+    assert_eq!(l.get(0).unwrap(), Item::Str("xy".into()));
+    py_write(1, b"wxyz");
+    assert_eq!(l.get(0).unwrap(), Item::Str("wxyz".into()));
+    l.set(0, &Item::Bytes(b"ab\0".to_vec())).unwrap();
+    assert_eq!(word(264), 3);
+    assert_ne!(word(272), 0, "a value ending with NUL carries its hash");
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(b"ab\0".to_vec()));
+    py_write(2, b"a");
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(b"a".to_vec()));
+    // The same bytes as shmkit's: indistinguishable, read exactly (the documented limit).
+    py_write(2, b"ab");
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(b"ab\0".to_vec()));
+    // Another type's code over the same bytes: the hash covers the code.
+    py_write(1, b"ab");
+    assert_eq!(l.get(0).unwrap(), Item::Str("ab".into()));
+}

@@ -608,15 +608,17 @@ impl AnyArray {
         })
     }
 
-    /// Element `i` in its typecode's text form.
-    pub fn get_text(&self, i: usize) -> Result<String> {
+    fn get_text_with(&self, i: usize, wait: Wait) -> Result<String> {
         let t = self.typecode_for_text()?;
-        Ok(t.format(&self.read_bytes(i, 1)?))
+        Ok(t.format(&self.read_bytes_with(i, 1, wait)?))
     }
 
-    /// Set element `i` from text in its typecode's syntax (an error naming both sides,
-    /// nothing written, if it does not fit or `i` is out of range).
-    pub fn set_text(&self, i: usize, s: &str) -> Result<()> {
+    wait_forms! {
+        /// Element `i` in its typecode's text form (as [`read_bytes`](Self::read_bytes)).
+        fn get_text, try_get_text, get_text_timeout, get_text_deadline (i: usize) -> Result<String> = get_text_with
+    }
+
+    fn set_text_with(&self, i: usize, s: &str, wait: Wait) -> Result<()> {
         let t = self.typecode_for_text()?;
         self.raw.check_range(i, 1)?;
         let b = t.parse(s).map_err(|e| {
@@ -625,7 +627,14 @@ impl AnyArray {
                 format!("{e} (the segment holds {})", self.describe()),
             )
         })?;
-        self.write_bytes(i, &b)
+        self.write_bytes_with(i, &b, wait)
+    }
+
+    wait_forms! {
+        /// Set element `i` from text in its typecode's syntax (an error naming both sides,
+        /// nothing written, if it does not fit or `i` is out of range; as
+        /// [`write_bytes`](Self::write_bytes)).
+        fn set_text, try_set_text, set_text_timeout, set_text_deadline (i: usize, s: &str) -> Result<()> = set_text_with
     }
 
     /// Atomic mode: add `v` (two's complement, wrapping) to element `i`; the previous bits.

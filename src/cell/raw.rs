@@ -379,18 +379,26 @@ impl RawCell {
     /// data's size) gets the data, `f` changes it, and it is written back (one seqlock write in
     /// seqlock mode). See `lock_for_rmw` for a dead previous holder.
     #[inline]
-    pub(crate) fn rmw<R>(
+    pub(crate) fn rmw<R, F: FnOnce(&mut [u8]) -> R>(
         &self,
         buf: &mut [u8],
         wait: Wait,
-        f: impl FnOnce(&mut [u8]) -> R,
+        f: F,
     ) -> Result<R> {
         self.check_bytes(0, buf.len())?;
+        let run = |buf: &mut [u8], f: F| {
+            self.read_locked(0, buf);
+            let r = f(buf);
+            self.write_locked(0, buf);
+            r
+        };
+        // The lock free at once (the common case): no guard (`run_if_free`).
+        let f = match self.ctl().lock.run_if_free(|| run(buf, f)) {
+            Ok(r) => return Ok(r),
+            Err(again) => again,
+        };
         let _g = self.lock_for_rmw(wait)?;
-        self.read_locked(0, buf);
-        let r = f(buf);
-        self.write_locked(0, buf);
-        Ok(r)
+        Ok(f())
     }
 
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock
@@ -401,10 +409,16 @@ impl RawCell {
         self.check_bytes(first, out.len())?;
         match self.geo.mode {
             CellMode::Locked => {
-                let _g = self.lock(wait)?;
                 // SAFETY: the range is inside the data (checked); shared bytes are accessed
                 // atomically by every shmkit process; `out` is private.
-                unsafe { self.copy_out(first, out) };
+                let copy = || unsafe { self.copy_out(first, out) };
+                // The lock free at once (the common case): no guard (`run_if_free`).
+                let mut copy = match self.ctl().lock.run_if_free(copy) {
+                    Ok(()) => return Ok(0),
+                    Err(again) => again,
+                };
+                let _g = self.lock(wait)?;
+                copy();
                 Ok(0)
             }
             CellMode::Atomic => {
@@ -471,6 +485,23 @@ impl RawCell {
                 Ok(())
             }
             CellMode::Locked | CellMode::Seqlock => {
+                // The lock free at once (the common case): no guard (`run_if_free`), and the
+                // locked mode's copy without `write_locked`'s dispatch.
+                let done = if self.geo.mode == CellMode::Locked {
+                    // SAFETY: range checked above.
+                    self.ctl()
+                        .lock
+                        .run_if_free(|| unsafe { self.copy_in(first, data) })
+                        .is_ok()
+                } else {
+                    self.ctl()
+                        .lock
+                        .run_if_free(|| self.write_locked(first, data))
+                        .is_ok()
+                };
+                if done {
+                    return Ok(());
+                }
                 let whole = first == 0 && data.len() == self.geo.bytes();
                 let mut g = match self.lock(wait) {
                     Ok(g) => g,

@@ -483,16 +483,18 @@ impl AnyValue {
         })
     }
 
-    /// The value in its typecode's text form (`"-5"`, `"1.5"`, `"a"`, `"true"`).
-    pub fn get_text(&self) -> Result<String> {
+    fn get_text_with(&self, wait: Wait) -> Result<String> {
         let t = self.typecode_for_text()?;
-        Ok(t.format(&self.get_bytes()?))
+        Ok(t.format(&self.get_bytes_with(wait)?))
     }
 
-    /// Set the value from text in its typecode's syntax; text that does not fit (out of
-    /// range, two characters for a `c`) is an error naming the typecode, and nothing is
-    /// written.
-    pub fn set_text(&self, s: &str) -> Result<()> {
+    wait_forms! {
+        /// The value in its typecode's text form (`"-5"`, `"1.5"`, `"a"`, `"true"`; as
+        /// [`get_bytes`](Self::get_bytes)).
+        fn get_text, try_get_text, get_text_timeout, get_text_deadline () -> Result<String> = get_text_with
+    }
+
+    fn set_text_with(&self, s: &str, wait: Wait) -> Result<()> {
         let t = self.typecode_for_text()?;
         let b = t.parse(s).map_err(|e| {
             Error::invalid(
@@ -500,7 +502,14 @@ impl AnyValue {
                 format!("{e} (the segment holds {})", self.describe()),
             )
         })?;
-        self.set_bytes(&b)
+        self.set_bytes_with(&b, wait)
+    }
+
+    wait_forms! {
+        /// Set the value from text in its typecode's syntax; text that does not fit (out of
+        /// range, two characters for a `c`) is an error naming the typecode, and nothing is
+        /// written (as [`set_bytes`](Self::set_bytes)).
+        fn set_text, try_set_text, set_text_timeout, set_text_deadline (s: &str) -> Result<()> = set_text_with
     }
 
     /// Atomic mode: an element-wise atomic operation on the value's bit pattern; see

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zerocopy::IntoBytes;
 
-use super::cpython::{self, decode, encode, Format, Geometry, Snapshot, MAX_ITEM_LEN, MAX_SLOT};
+use super::cpython::{
+    self, decode, encode, Format, Geometry, Snapshot, CODE_BYTES, CODE_NONE, CODE_STR, CODE_VALUE,
+    MAX_ITEM_LEN, MAX_SLOT,
+};
 use super::item::Item;
 use super::seqlock;
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
@@ -68,6 +71,32 @@ pub struct ShareableList<A: Access = ReadWrite> {
     geo: Geometry,
     /// Where the trailer starts, for a list with one (made by shmkit).
     trailer: Option<u64>,
+    /// Item `i`'s `"<slot>s"` format field as a little-endian word (0 for a slot no such
+    /// format describes): what a `str`/`bytes` write stores there, computed once from the
+    /// private geometry so that `get` and `set` compare words instead of parsing digits.
+    str_fields: Vec<u64>,
+}
+
+/// The format fields of the fixed-size items, as little-endian words.
+const FIELD_Q: u64 = u64::from_le_bytes(*b"q\0\0\0\0\0\0\0");
+const FIELD_D: u64 = u64::from_le_bytes(*b"d\0\0\0\0\0\0\0");
+const FIELD_BOOL: u64 = u64::from_le_bytes(*b"xxxxxxx?");
+const FIELD_NONE: u64 = u64::from_le_bytes(*b"xxxxxx?x");
+
+/// The largest slot the fast paths of `get` and `set` copy through a stack buffer.
+const FAST_SLOT: usize = 32;
+
+/// Every item's `"<slot>s"` field word (see `ShareableList::str_fields`).
+fn str_fields(geo: &Geometry) -> Vec<u64> {
+    (0..geo.len())
+        .map(|i| {
+            let slot = geo.slot(i).1;
+            match Format::Bytes(slot).field() {
+                Some(f) if slot <= MAX_SLOT => u64::from_le_bytes(f),
+                _ => 0,
+            }
+        })
+        .collect()
 }
 
 impl<A: Access> std::fmt::Debug for ShareableList<A> {
@@ -156,6 +185,120 @@ impl ShareableList<ReadWrite> {
     /// [`set`](Self::set) and its other forms: `wait` bounds the wait for the writer lock.
     fn set_within(&self, index: isize, value: &Item, wait: Wait) -> Result<()> {
         let i = self.normalise(index)?;
+        if self.set_fast(i, value) {
+            return Ok(());
+        }
+        self.set_slow(i, value, wait)
+    }
+
+    /// The common case of [`set`](Self::set), the same protocol (`SPEC.md` §9.4) in fewer
+    /// steps: a list with a trailer, the writer lock free at once (`run_if_free`: no guard),
+    /// 8-aligned format field and slot, and an int, float, bool or None, or a `str`/`bytes`
+    /// that fits a slot of at most [`FAST_SLOT`] bytes, built on the stack. `false`, having
+    /// written nothing: take [`set_slow`](Self::set_slow), which decides everything again
+    /// (errors included).
+    #[inline]
+    fn set_fast(&self, i: usize, value: &Item) -> bool {
+        let Some(t) = self.trailer else {
+            return false;
+        };
+        let (start, slot) = self.geo.slot(i);
+        let (fmt_at, code_at) = (self.geo.format_at(i), self.geo.code_at(i));
+        if fmt_at % 8 != 0 || start % 8 != 0 || !(8..=FAST_SLOT).contains(&slot) {
+            return false;
+        }
+        let mut data = [0u8; FAST_SLOT];
+        let (field, code, n, len) = match value {
+            Item::Int(v) => {
+                data[..8].copy_from_slice(&v.to_le_bytes());
+                (FIELD_Q, CODE_VALUE, 8, NO_LEN)
+            }
+            Item::Float(v) => {
+                data[..8].copy_from_slice(&v.to_le_bytes());
+                (FIELD_D, CODE_VALUE, 8, NO_LEN)
+            }
+            Item::Bool(b) => {
+                data[7] = u8::from(*b);
+                (FIELD_BOOL, CODE_VALUE, 8, NO_LEN)
+            }
+            Item::None => (FIELD_NONE, CODE_NONE, 8, NO_LEN),
+            Item::Str(_) | Item::Bytes(_) => {
+                let (code, b) = match value {
+                    Item::Str(x) => (CODE_STR, x.as_bytes()),
+                    Item::Bytes(x) => (CODE_BYTES, x.as_slice()),
+                    _ => return false,
+                };
+                let field = self.str_fields[i];
+                if b.len() > slot || field == 0 {
+                    return false;
+                }
+                data[..b.len()].copy_from_slice(b);
+                (field, code, slot, b.len() as u64)
+            }
+        };
+        let check = if len == NO_LEN {
+            0
+        } else {
+            trailer::check_for(&field.to_le_bytes(), code, &data[..n], len as usize)
+        };
+        let Some(lock) = self.writer_lock(t) else {
+            return false;
+        };
+        let (seq, len_w, check_w) = (
+            self.trailer_word(t, i, SEQ),
+            self.trailer_word(t, i, LEN),
+            self.trailer_word(t, i, CHECK),
+        );
+        let base = self.seg.as_mut_ptr();
+        lock.run_if_free(|| {
+            let odd = seqlock::write_begin(seq);
+            // SAFETY: open (or create) validated the private geometry against the mapping's
+            // size, which never changes: the format field (8-aligned, checked above), the
+            // code byte and the slot's `n <= slot` bytes lie inside the read-write mapping,
+            // which lives as long as `self`; this process accesses them only atomically;
+            // `data` is a private buffer.
+            unsafe {
+                AtomicU64::from_ptr(base.add(fmt_at as usize).cast::<u64>())
+                    .store(field, Ordering::Relaxed);
+                AtomicU8::from_ptr(base.add(code_at as usize)).store(code, Ordering::Relaxed);
+                atomic_copy::store(data.as_ptr(), base.add(start as usize), n);
+            }
+            len_w.store(len, Ordering::Relaxed);
+            check_w.store(check, Ordering::Relaxed);
+            seqlock::write_end(seq, odd);
+        })
+        .is_ok()
+    }
+
+    /// The trailer's writer lock, if its magic is intact (the fast path's lookup; `lock`
+    /// names what is wrong).
+    #[inline]
+    fn writer_lock(&self, t: u64) -> Option<&LockState> {
+        // In bounds: open checked the trailer (`T + 192 + 32 N` bytes) against the mapping.
+        let at = trailer::LOCK as usize + t as usize;
+        debug_assert!(at + std::mem::size_of::<LockState>() <= self.seg.len());
+        // SAFETY: inside the read-write mapping (above; T is a multiple of 64, so the lock is
+        // 8-aligned), which lives as long as `self`.
+        unsafe { LockState::from_ptr(self.seg.as_ptr().add(at).cast()) }.ok()
+    }
+
+    /// Item `i`'s trailer entry word `field` of a read-write mapping.
+    #[inline]
+    fn trailer_word(&self, t: u64, i: usize, field: u64) -> &AtomicU64 {
+        let at = trailer::entry(t, i, field);
+        debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        // SAFETY: 8-aligned and inside the mapping (open and create checked that the trailer's
+        // entries, `T + 192 + 32 N` bytes, are the object's size; `i < N`), which is
+        // read-write (this is `ShareableList<ReadWrite>`) and lives as long as `self`; every
+        // process accesses trailer words only atomically.
+        unsafe { &*self.seg.as_ptr().add(at as usize).cast::<AtomicU64>() }
+    }
+
+    /// [`set`](Self::set) when [`set_fast`](Self::set_fast) does not apply: a contended or
+    /// repaired writer lock, a large slot, an error to report, a list without a trailer (out
+    /// of line, as `get_slow`).
+    #[inline(never)]
+    fn set_slow(&self, i: usize, value: &Item, wait: Wait) -> Result<()> {
         let (start, slot) = self.geo.slot(i);
         let (fmt, code, bytes) = encode(value, slot).map_err(|len| Error::SlotTooSmall {
             name: self.seg.name().to_owned(),
@@ -186,11 +329,11 @@ impl ShareableList<ReadWrite> {
         let (len, check) = match value {
             Item::Str(s) => (
                 s.len() as u64,
-                trailer::check(&field, code, bytes.as_slice()),
+                trailer::check_for(&field, code, bytes.as_slice(), s.len()),
             ),
             Item::Bytes(b) => (
                 b.len() as u64,
-                trailer::check(&field, code, bytes.as_slice()),
+                trailer::check_for(&field, code, bytes.as_slice(), b.len()),
             ),
             _ => (NO_LEN, 0),
         };
@@ -316,6 +459,13 @@ impl<A: Access> ShareableList<A> {
         if let Some(v) = self.get_fast(i) {
             return Ok(v);
         }
+        self.get_slow(i, wait)
+    }
+
+    /// [`get`](Self::get) when [`get_fast`](Self::get_fast) does not answer (out of line, so
+    /// that the fast path's frame stays small; every get of a list CPython made comes here).
+    #[inline(never)]
+    fn get_slow(&self, i: usize, wait: Wait) -> Result<Item> {
         let mut tries = 0;
         loop {
             let got = match self.trailer {
@@ -444,9 +594,10 @@ impl<A: Access> ShareableList<A> {
 
     /// The common case of [`get`](Self::get) in a handful of loads: a list with a trailer,
     /// nobody writing the item, 8-aligned format and slot, and an int, float, bool or None, or
-    /// a `str`/`bytes` of a slot of at most 32 bytes. `None`: take the general path (which
-    /// decides everything again from scratch, so this path only has to be right when it
-    /// answers).
+    /// a `str`/`bytes` in its own slot's `"<slot>s"` format (what every writer stores) of at
+    /// most [`FAST_SLOT`] bytes: the format is recognised by comparing words, not parsed.
+    /// `None`: take the general path (which decides everything again from scratch, so this
+    /// path only has to be right when it answers).
     #[inline]
     fn get_fast(&self, i: usize) -> Option<Item> {
         let t = self.trailer?;
@@ -459,21 +610,22 @@ impl<A: Access> ShareableList<A> {
         let s1 = seqlock::read_begin(seq)?;
         // In bounds: open validated the geometry against the mapping (format fields end
         // before the codes; a slot of at least 8 bytes ends before the formats).
-        let fmt = self.load_word(fmt_at).to_le_bytes();
-        let mut code = [0u8];
-        self.read(self.geo.code_at(i), &mut code).then_some(())?;
-        let parsed = Format::parse(&fmt).ok()?;
-        let n = match parsed {
-            Format::Bytes(n) if n <= 32 && n % 8 == 0 && n <= slot => n,
-            Format::Bytes(_) => return None,
-            _ => 8,
+        let field = self.load_word(fmt_at);
+        let code = self.load_byte(self.geo.code_at(i));
+        let (fmt, n) = match field {
+            FIELD_Q => (Format::Int, 8),
+            FIELD_D => (Format::Float, 8),
+            FIELD_BOOL => (Format::Bool, 8),
+            FIELD_NONE => (Format::NoneFmt, 8),
+            f if f == self.str_fields[i] && slot <= FAST_SLOT => (Format::Bytes(slot), slot),
+            _ => return None,
         };
-        let mut bytes = [0u8; 32];
+        let mut bytes = [0u8; FAST_SLOT];
         for k in 0..n / 8 {
             let w = self.load_word(start + 8 * k as u64);
             bytes[8 * k..8 * k + 8].copy_from_slice(&w.to_le_bytes());
         }
-        let (len, check) = match parsed {
+        let (len, check) = match fmt {
             Format::Bytes(_) => (
                 self.load_word(trailer::entry(t, i, LEN)),
                 self.load_word(trailer::entry(t, i, CHECK)),
@@ -483,11 +635,56 @@ impl<A: Access> ShareableList<A> {
         if !seqlock::read_end(seq, s1) {
             return None;
         }
-        let data = &bytes[..n];
-        let exact =
-            (len != NO_LEN && len as usize <= n && check == trailer::check(&fmt, code[0], data))
-                .then_some(len as usize);
-        decode(parsed, code[0], data, exact).ok()
+        // Decoded here rather than by `decode` (the same rules, `SPEC.md` §9.1, for the
+        // formats this path accepts): returning `decode`'s `Result` through memory cost more
+        // than the rest of this function. Anything unusual is left to the general path.
+        let word = || {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[..8]);
+            w
+        };
+        match (code, fmt) {
+            (CODE_NONE, _) => Some(Item::None),
+            (CODE_VALUE, Format::Int) => Some(Item::Int(i64::from_le_bytes(word()))),
+            (CODE_VALUE, Format::Float) => Some(Item::Float(f64::from_le_bytes(word()))),
+            (CODE_VALUE, Format::Bool) => Some(Item::Bool(bytes[7] != 0)),
+            (CODE_VALUE, Format::NoneFmt) => Some(Item::Bool(bytes[6] != 0)),
+            (CODE_STR | CODE_BYTES, Format::Bytes(_)) => {
+                let data = &bytes[..n];
+                let end = trailer::exact_len(len, check, &field.to_le_bytes(), code, data)
+                    .unwrap_or_else(|| trailer::trimmed_len(data));
+                // A fixed-size copy into a buffer of the stack buffer's size (no length-
+                // dependent `memcpy` call), then cut to the value.
+                let mut v = Vec::with_capacity(FAST_SLOT);
+                v.extend_from_slice(&bytes);
+                v.truncate(end);
+                if code == CODE_BYTES {
+                    return Some(Item::Bytes(v));
+                }
+                // ASCII, tested a word at a time over the whole buffer: every byte after the
+                // value (`end..`) is 0 (NUL padding the slot, or the buffer's own zeros).
+                let high = bytes.chunks_exact(8).fold(0u64, |acc, w| {
+                    acc | u64::from_le_bytes(w.try_into().unwrap_or([0x80; 8]))
+                });
+                if high & 0x8080_8080_8080_8080 == 0 {
+                    // SAFETY: every byte of `v` is below 0x80 (above): ASCII, which is UTF-8.
+                    return Some(Item::Str(unsafe { String::from_utf8_unchecked(v) }));
+                }
+                String::from_utf8(v).ok().map(Item::Str)
+            }
+            _ => None,
+        }
+    }
+
+    /// The byte at object offset `at`, which the caller checked lies inside the mapping: one
+    /// `Relaxed` load (permitted on read-only mappings).
+    #[inline]
+    fn load_byte(&self, at: u64) -> u8 {
+        debug_assert!(at < self.seg.len() as u64);
+        // SAFETY: inside the mapping (the caller's check), which lives as long as `self`;
+        // every access this process makes to shared bytes is atomic.
+        unsafe { AtomicU8::from_ptr(self.seg.as_ptr().add(at as usize).cast_mut()) }
+            .load(Ordering::Relaxed)
     }
 
     /// Copies of item `i`'s format, code and slot bytes (see [`cpython::snapshot`]).
@@ -695,6 +892,7 @@ impl<A: Access> ShareableListOptions<A> {
         };
         let list = ShareableList {
             seg,
+            str_fields: str_fields(&geo),
             geo,
             trailer: t,
         };
@@ -836,7 +1034,7 @@ impl ShareableListOptions<ReadWrite> {
                     s.write_at(trailer::entry(t, i, LEN), &len.to_le_bytes())?;
                     s.write_at(
                         trailer::entry(t, i, CHECK),
-                        &trailer::check(&field, code, data).to_le_bytes(),
+                        &trailer::check_for(&field, code, data, len as usize).to_le_bytes(),
                     )?;
                 } else {
                     s.write_at(trailer::entry(t, i, LEN), &NO_LEN.to_le_bytes())?;
@@ -854,6 +1052,7 @@ impl ShareableListOptions<ReadWrite> {
         })?;
         Ok(ShareableList {
             seg,
+            str_fields: str_fields(&geo),
             geo,
             trailer: Some(t),
         })

@@ -55,8 +55,10 @@ pub(crate) fn entry(t: u64, i: usize, field: u64) -> u64 {
     t + ENTRIES + ENTRY * i as u64 + field
 }
 
-/// The check word of a `str`/`bytes` value as a shmkit writer left it: a 64-bit hash of the
-/// format field, the code and the slot bytes the format covers. Never 0.
+/// A 64-bit hash of the format field, the code and the slot bytes the format covers, as a
+/// shmkit writer left them. Never 0. Out of line: only values ending with a NUL byte need
+/// it ([`check_for`], [`exact_len`]).
+#[inline(never)]
 pub(crate) fn check(fmt: &[u8; 8], code: u8, data: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mix = |h: u64, w: u64| {
@@ -76,9 +78,32 @@ pub(crate) fn check(fmt: &[u8; 8], code: u8, data: &[u8]) -> u64 {
     mix(h, u64::from_le_bytes(w)) | 1
 }
 
+/// The `check` word a shmkit writer stores with a `str`/`bytes` value of `len` bytes, whose
+/// format field, code and slot bytes (zero-padded) are `fmt`, `code`, `data`: the [`check`]
+/// hash when the value ends with a NUL byte, 0 otherwise. A value without a trailing NUL
+/// reads the same with Python's semantics (NULs stripped) as with its exact length, so no
+/// reader needs to tell whether its bytes are still the writer's (`exact_len`).
+#[inline(always)]
+pub(crate) fn check_for(fmt: &[u8; 8], code: u8, data: &[u8], len: usize) -> u64 {
+    match len.checked_sub(1).and_then(|last| data.get(last)) {
+        Some(0) => check(fmt, code, data),
+        _ => 0,
+    }
+}
+
+/// Where Python's semantics end a `str`/`bytes`: after the last byte that is not NUL.
+#[inline]
+pub(crate) fn trimmed_len(data: &[u8]) -> usize {
+    data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+}
+
 /// The exact length of a value whose copies are `field`, `code` and `data` (the bytes its
-/// format covers), if the trailer entry's `len` and `check` say a shmkit writer left exactly
-/// these bytes; `None` (read with Python's semantics) otherwise.
+/// format covers), when it differs from Python's semantics ([`trimmed_len`]) and the
+/// trailer entry's `len` and `check` say a shmkit writer left exactly these bytes; `None`
+/// (read with Python's semantics, which then give the exact value or a Python writer's)
+/// otherwise. The hash is computed only for a recorded length beyond the NUL-stripped one:
+/// a value that ended with NUL bytes, or a Python writer's shorter value.
+#[inline(always)]
 pub(crate) fn exact_len(
     len: u64,
     check_word: u64,
@@ -86,8 +111,11 @@ pub(crate) fn exact_len(
     code: u8,
     data: &[u8],
 ) -> Option<usize> {
-    (len != NO_LEN && len <= data.len() as u64 && check_word == check(field, code, data))
-        .then_some(len as usize)
+    (len != NO_LEN
+        && len <= data.len() as u64
+        && len as usize > trimmed_len(data)
+        && check_word == check(field, code, data))
+    .then_some(len as usize)
 }
 
 /// What the bytes of an object are, as a ShareableList.

@@ -56,6 +56,15 @@ fn head_len(addr: usize, len: usize) -> usize {
 /// - the two ranges do not overlap.
 #[inline]
 pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
+    // One aligned word (an 8-byte element or item): what the loops below do, without them.
+    if len == WORD && (src as usize) % WORD == 0 {
+        // SAFETY: as for the word loop below (8-aligned, inside the source range).
+        unsafe {
+            let v = AtomicU64::from_ptr(src.cast::<u64>().cast_mut()).load(Ordering::Relaxed);
+            dst.cast::<u64>().write_unaligned(v);
+        }
+        return;
+    }
     let head = head_len(src as usize, len);
     let words = (len - head) / WORD;
     let tail = head + words * WORD;
@@ -91,6 +100,15 @@ pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
 /// - the two ranges do not overlap.
 #[inline]
 pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
+    // One aligned word: what the loops below do, without them.
+    if len == WORD && (dst as usize) % WORD == 0 {
+        // SAFETY: as for the word loop below (8-aligned, inside the destination range).
+        unsafe {
+            let v = src.cast::<u64>().read_unaligned();
+            AtomicU64::from_ptr(dst.cast::<u64>()).store(v, Ordering::Relaxed);
+        }
+        return;
+    }
     let head = head_len(dst as usize, len);
     let words = (len - head) / WORD;
     let tail = head + words * WORD;

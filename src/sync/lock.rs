@@ -372,6 +372,18 @@ impl LockState {
         Ok(s)
     }
 
+    /// Lock, run `f`, unlock, if the lock is free at the first look; `Err(f)` (not run,
+    /// handed back) otherwise, or when this process has no liveness token: then the caller
+    /// takes the lock the ordinary way, which reports why. The hot path of the cells' and
+    /// lists' short critical sections (`MutexCore::run_if_free`).
+    #[inline(always)]
+    pub(crate) fn run_if_free<R, F: FnOnce() -> R>(&self, f: F) -> std::result::Result<R, F> {
+        match me() {
+            Ok(me) => self.core.run_if_free(me, f),
+            Err(_) => Err(f),
+        }
+    }
+
     /// Take the lock if it is free (or its holder is dead: `OwnerDied`), else
     /// [`LockError::WouldBlock`] (Python's `acquire(False)`).
     ///

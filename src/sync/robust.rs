@@ -199,6 +199,37 @@ impl MutexCore {
         self.acquire_slow(me, block, recursive, dead)
     }
 
+    /// The uncontended lock, `f`, unlock, without a guard or a `Result` in between: `Err(f)`
+    /// (not run, handed back) unless the owner word was 0 at the first look. The same steps as
+    /// [`acquire`](Self::acquire)'s first CAS and [`release_held`](Self::release_held) (the
+    /// same orderings, the same holder record, `WAITERS` honoured by the release), so for every
+    /// other party it is a lock and unlock by `me`; it exists because building a guard and a
+    /// `Result` around a few-nanosecond critical section costs as much as the lock itself
+    /// (`BENCHMARKS.md`, typed cells). `f` runs while the lock is held; if it panics, the lock
+    /// is released on unwinding.
+    #[inline(always)]
+    pub(crate) fn run_if_free<R, F: FnOnce() -> R>(&self, me: Me, f: F) -> Result<R, F> {
+        /// Releases on drop, so that a panic in `f` does not leave the lock held.
+        struct Held<'a>(&'a MutexCore, u64);
+        impl Drop for Held<'_> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                self.0.release_held(self.1);
+            }
+        }
+        // Acquire: as in `acquire`.
+        if self
+            .owner
+            .compare_exchange(0, me.token << SHIFT, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(f);
+        }
+        self.record(me);
+        let _held = Held(self, me.token);
+        Ok(f())
+    }
+
     #[cold]
     fn acquire_slow(
         &self,
@@ -541,7 +572,7 @@ mod loom_tests {
     };
 
     /// Two processes contend; each increments a counter under the lock with a non-atomic
-    /// read-then-write. Mutual exclusion: no increment is lost. No lost wake-up: loom reports
+    /// read-then-write (one of them through `run_if_free` when it finds the lock free). Mutual exclusion: no increment is lost. No lost wake-up: loom reports
     /// a deadlock if a parked waiter could sleep forever.
     #[test]
     fn mutual_exclusion_and_no_lost_wakeup() {
@@ -550,11 +581,18 @@ mod loom_tests {
             let n = Arc::new(AtomicUsize::new(0));
             let (m2, n2) = (m.clone(), n.clone());
             let t = loom::thread::spawn(move || {
-                m2.acquire(B, Block::Until(None), false, &|_| false)
-                    .unwrap();
-                let v = n2.load(Ordering::Relaxed);
-                n2.store(v + 1, Ordering::Relaxed);
-                m2.release_held(B.token);
+                let incr = || {
+                    let v = n2.load(Ordering::Relaxed);
+                    n2.store(v + 1, Ordering::Relaxed);
+                };
+                // The guard-free fast path when the lock is free, the full path otherwise.
+                if m2.run_if_free(B, incr).is_err() {
+                    m2.acquire(B, Block::Until(None), false, &|_| false)
+                        .unwrap();
+                    let v = n2.load(Ordering::Relaxed);
+                    n2.store(v + 1, Ordering::Relaxed);
+                    m2.release_held(B.token);
+                }
             });
             m.acquire(A, Block::Until(None), false, &|_| false).unwrap();
             let v = n.load(Ordering::Relaxed);
