@@ -585,174 +585,176 @@ impl PyValue {
     }
 }
 
-crate::named::named_methods!(PyValue, "Value");
-
-#[pymethods]
-impl PyValue {
-    /// `Value(typecode, init=None, *, name, lock=None, mode=None, perm=0o600)`: create the
-    /// value `name` holding `init` (zero if None), or open it if it exists (then `init` is
-    /// ignored, and its typecode and mode must be these: else `ShmkitError`).
-    #[new]
-    #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
-    fn new(
-        py: Python<'_>,
-        typecode_or_type: &str,
-        init: Option<&Bound<'_, PyAny>>,
-        name: &str,
-        lock: Option<bool>,
-        mode: Option<&str>,
-        perm: u32,
-    ) -> PyResult<Self> {
-        let t = typecode(typecode_or_type)?;
-        let m = cell_mode(t, lock, mode)?;
-        match Self::create_impl(name, t, init, m, perm) {
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
-                let v = Self::open_impl(name)?;
-                check_same(&v.inner, t, m, None)?;
-                Ok(v)
-            }
-            r => r,
-        }
-    }
-
-    /// Create a new value; `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
-    fn create(
-        name: &str,
-        typecode_or_type: &str,
-        init: Option<&Bound<'_, PyAny>>,
-        lock: Option<bool>,
-        mode: Option<&str>,
-        perm: u32,
-    ) -> PyResult<Self> {
-        let t = typecode(typecode_or_type)?;
-        let m = cell_mode(t, lock, mode)?;
-        Self::create_impl(name, t, init, m, perm)
-    }
-
-    /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
-    /// there is none, `ShmkitError` if it is not a value.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        Self::open_impl(name)
-    }
-
-    /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
-    #[getter]
-    fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-        let b = read(py, &self.inner, 0, 1)?;
-        from_bytes(py, self.inner.t, &b)
-    }
-
-    #[setter]
-    fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let b = to_bytes(self.inner.t, v)?;
-        write(py, &self.inner, 0, &b)
-    }
-
-    /// The lock (`multiprocessing`'s `get_lock()`): `with v.get_lock(): v.value += 1`.
-    fn get_lock(&self) -> PyCellLock {
-        PyCellLock {
-            cell: self.inner.clone(),
-        }
-    }
-
-    /// The typecode (`'q'`).
-    #[getter]
-    fn typecode(&self) -> String {
-        self.inner.t.as_char().to_string()
-    }
-
-    /// The mode: `'locked'`, `'atomic'` or `'seqlock'`.
-    #[getter]
-    fn mode(&self) -> String {
-        self.inner.mode.to_string()
-    }
-
-    /// Seqlock mode: the write sequence (even when no write is under way).
-    #[getter]
-    fn sequence(&self) -> u64 {
-        self.inner.sequence()
-    }
-
-    /// Atomic mode: the value (one atomic load).
-    fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.atomic_only()?;
-        self.get_value(py)
-    }
-
-    /// Atomic mode: store `v` (one atomic store).
-    fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.atomic_only()?;
-        self.set_value(py, v)
-    }
-
-    /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
-    fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let d = delta(v, false)?;
-        let old = self.inner.fetch_add(0, d).map_err(to_py)?;
-        from_bits(py, self.inner.t, old)
-    }
-
-    /// Atomic mode, integer typecodes: subtract `v` (wrapping); the previous value.
-    fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let d = delta(v, true)?;
-        let old = self.inner.fetch_add(0, d).map_err(to_py)?;
-        from_bits(py, self.inner.t, old)
-    }
-
-    /// Atomic mode: replace the value with `v` if it is `expected`. Returns `(True,
-    /// expected)` if it was replaced, else `(False, actual)`.
-    fn compare_exchange(
-        &self,
-        py: Python<'_>,
-        expected: &Bound<'_, PyAny>,
-        new: &Bound<'_, PyAny>,
-    ) -> PyResult<(bool, PyObject)> {
-        let t = self.inner.t;
-        let (e, n) = (bits(t, expected)?, bits(t, new)?);
-        match self.inner.compare_exchange(0, e, n).map_err(to_py)? {
-            Ok(old) => Ok((true, from_bits(py, t, old)?)),
-            Err(actual) => Ok((false, from_bits(py, t, actual)?)),
-        }
-    }
-
-    /// Atomic mode: store `v`; the previous value.
-    fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let t = self.inner.t;
-        let n = bits(t, v)?;
-        let mut cur = bits(t, &self.load(py)?.into_bound(py))?;
-        loop {
-            match self.inner.compare_exchange(0, cur, n).map_err(to_py)? {
-                Ok(old) => return from_bits(py, t, old),
-                Err(actual) => cur = actual,
+crate::named::named_methods!(
+    PyValue,
+    "Value",
+    #[pymethods]
+    {
+        /// `Value(typecode, init=None, *, name, lock=None, mode=None, perm=0o600)`: create the
+        /// value `name` holding `init` (zero if None), or open it if it exists (then `init` is
+        /// ignored, and its typecode and mode must be these: else `ShmkitError`).
+        #[new]
+        #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
+        fn new(
+            py: Python<'_>,
+            typecode_or_type: &str,
+            init: Option<&Bound<'_, PyAny>>,
+            name: &str,
+            lock: Option<bool>,
+            mode: Option<&str>,
+            perm: u32,
+        ) -> PyResult<Self> {
+            let t = typecode(typecode_or_type)?;
+            let m = cell_mode(t, lock, mode)?;
+            match Self::create_impl(name, t, init, m, perm) {
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
+                    let v = Self::open_impl(name)?;
+                    check_same(&v.inner, t, m, None)?;
+                    Ok(v)
+                }
+                r => r,
             }
         }
-    }
 
-    /// Seqlock mode: wait for a write after sequence `last_seq` (0 at first); returns
-    /// `(value, seq)`. `TimeoutError` if `timeout` seconds pass first. Releases the GIL;
-    /// Ctrl-C interrupts it.
-    #[pyo3(signature = (last_seq, timeout = None))]
-    fn wait_changed(
-        &self,
-        py: Python<'_>,
-        last_seq: u64,
-        timeout: Option<f64>,
-    ) -> PyResult<(PyObject, u64)> {
-        let (b, s) = wait_changed(py, &self.inner, last_seq, timeout)?;
-        Ok((from_bytes(py, self.inner.t, &b)?, s))
-    }
+        /// Create a new value; `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
+        fn create(
+            name: &str,
+            typecode_or_type: &str,
+            init: Option<&Bound<'_, PyAny>>,
+            lock: Option<bool>,
+            mode: Option<&str>,
+            perm: u32,
+        ) -> PyResult<Self> {
+            let t = typecode(typecode_or_type)?;
+            let m = cell_mode(t, lock, mode)?;
+            Self::create_impl(name, t, init, m, perm)
+        }
 
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
+        /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
+        /// there is none, `ShmkitError` if it is not a value.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            Self::open_impl(name)
+        }
 
-    /// Nothing to do (the value is unmapped when the object goes); does not unlink.
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {}
-}
+        /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
+        #[getter]
+        fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
+            let b = read(py, &self.inner, 0, 1)?;
+            from_bytes(py, self.inner.t, &b)
+        }
+
+        #[setter]
+        fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+            let b = to_bytes(self.inner.t, v)?;
+            write(py, &self.inner, 0, &b)
+        }
+
+        /// The lock (`multiprocessing`'s `get_lock()`): `with v.get_lock(): v.value += 1`.
+        fn get_lock(&self) -> PyCellLock {
+            PyCellLock {
+                cell: self.inner.clone(),
+            }
+        }
+
+        /// The typecode (`'q'`).
+        #[getter]
+        fn typecode(&self) -> String {
+            self.inner.t.as_char().to_string()
+        }
+
+        /// The mode: `'locked'`, `'atomic'` or `'seqlock'`.
+        #[getter]
+        fn mode(&self) -> String {
+            self.inner.mode.to_string()
+        }
+
+        /// Seqlock mode: the write sequence (even when no write is under way).
+        #[getter]
+        fn sequence(&self) -> u64 {
+            self.inner.sequence()
+        }
+
+        /// Atomic mode: the value (one atomic load).
+        fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
+            self.atomic_only()?;
+            self.get_value(py)
+        }
+
+        /// Atomic mode: store `v` (one atomic store).
+        fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.atomic_only()?;
+            self.set_value(py, v)
+        }
+
+        /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
+        fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+            let d = delta(v, false)?;
+            let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+            from_bits(py, self.inner.t, old)
+        }
+
+        /// Atomic mode, integer typecodes: subtract `v` (wrapping); the previous value.
+        fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+            let d = delta(v, true)?;
+            let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+            from_bits(py, self.inner.t, old)
+        }
+
+        /// Atomic mode: replace the value with `v` if it is `expected`. Returns `(True,
+        /// expected)` if it was replaced, else `(False, actual)`.
+        fn compare_exchange(
+            &self,
+            py: Python<'_>,
+            expected: &Bound<'_, PyAny>,
+            new: &Bound<'_, PyAny>,
+        ) -> PyResult<(bool, PyObject)> {
+            let t = self.inner.t;
+            let (e, n) = (bits(t, expected)?, bits(t, new)?);
+            match self.inner.compare_exchange(0, e, n).map_err(to_py)? {
+                Ok(old) => Ok((true, from_bits(py, t, old)?)),
+                Err(actual) => Ok((false, from_bits(py, t, actual)?)),
+            }
+        }
+
+        /// Atomic mode: store `v`; the previous value.
+        fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+            let t = self.inner.t;
+            let n = bits(t, v)?;
+            let mut cur = bits(t, &self.load(py)?.into_bound(py))?;
+            loop {
+                match self.inner.compare_exchange(0, cur, n).map_err(to_py)? {
+                    Ok(old) => return from_bits(py, t, old),
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+
+        /// Seqlock mode: wait for a write after sequence `last_seq` (0 at first); returns
+        /// `(value, seq)`. `TimeoutError` if `timeout` seconds pass first. Releases the GIL;
+        /// Ctrl-C interrupts it.
+        #[pyo3(signature = (last_seq, timeout = None))]
+        fn wait_changed(
+            &self,
+            py: Python<'_>,
+            last_seq: u64,
+            timeout: Option<f64>,
+        ) -> PyResult<(PyObject, u64)> {
+            let (b, s) = wait_changed(py, &self.inner, last_seq, timeout)?;
+            Ok((from_bytes(py, self.inner.t, &b)?, s))
+        }
+
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Nothing to do (the value is unmapped when the object goes); does not unlink.
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, PyTuple>) {}
+    }
+);
 
 fn wait_changed(
     py: Python<'_>,

@@ -156,8 +156,6 @@ pub(crate) struct PyQueue {
     closed: AtomicBool,
 }
 
-named_methods!(PyQueue, "Queue");
-
 impl PyQueue {
     fn wrap(inner: mpmc_bytes::Queue) -> Self {
         PyQueue {
@@ -328,168 +326,172 @@ impl PyQueue {
     }
 }
 
-#[pymethods]
-impl PyQueue {
-    /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
-    /// queue under a unique generated name, removed when this object is garbage-collected.
-    #[new]
-    #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
-    fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
-        match name {
-            Some(n) => Self::build(n, capacity_bytes, mode, false),
-            None => {
-                let q = Self::build(&generated_name(), capacity_bytes, mode, true)?;
-                q.inner.set_unlink_on_drop(true);
-                Ok(q)
+named_methods!(
+    PyQueue,
+    "Queue",
+    #[pymethods]
+    {
+        /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
+        /// queue under a unique generated name, removed when this object is garbage-collected.
+        #[new]
+        #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
+        fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+            match name {
+                Some(n) => Self::build(n, capacity_bytes, mode, false),
+                None => {
+                    let q = Self::build(&generated_name(), capacity_bytes, mode, true)?;
+                    q.inner.set_unlink_on_drop(true);
+                    Ok(q)
+                }
             }
         }
-    }
 
-    /// Create a new queue of `capacity_bytes` (rounded up to a power of two, at least 256);
-    /// `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600))]
-    fn create(name: &str, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
-        Self::build(name, capacity_bytes, mode, true)
-    }
-
-    /// Open an existing queue; `FileNotFoundError` if there is none.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        mpmc_bytes::Queue::options()
-            .unlink_on_drop(false)
-            .open(name)
-            .map(Self::wrap)
-            .map_err(to_py)
-    }
-
-    /// Data bytes in the ring.
-    #[getter]
-    fn capacity_bytes(&self) -> u64 {
-        self.inner.capacity()
-    }
-
-    /// The longest message (pickled object, or `put_bytes` payload) accepted, in bytes.
-    #[getter]
-    fn max_message(&self) -> u64 {
-        self.inner.max_message()
-    }
-
-    /// Put `obj` (pickled with the highest protocol). `block=False` (or a `timeout` that
-    /// passes) raises `queue.Full` if there is no room; `ValueError` if the pickle is longer
-    /// than `max_message`.
-    #[pyo3(signature = (obj, block = true, timeout = None))]
-    fn put(
-        &self,
-        py: Python<'_>,
-        obj: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        self.check_open()?;
-        let p = pickle(py)?;
-        let data = p.dumps.bind(py).call1((obj, p.protocol.bind(py)))?;
-        let data = data.downcast::<PyBytes>()?;
-        self.push(py, data.as_bytes(), block, timeout)
-    }
-
-    /// Remove and return the oldest object. `block=False` (or a `timeout` that passes) raises
-    /// `queue.Empty` if there is none.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.pop(py, block, timeout)?;
-        pickle(py)?.loads.bind(py).call1((m,))
-    }
-
-    /// `put(obj, False)`.
-    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put(py, obj, false, None)
-    }
-
-    /// `get(False)`.
-    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, false, None)
-    }
-
-    /// The bytes-only fast path: put `data` (any bytes-like object) as one message, without
-    /// pickling. Readable by `get_bytes`, the Rust API and `shmkit queue pop`.
-    #[pyo3(signature = (data, block = true, timeout = None))]
-    fn put_bytes(
-        &self,
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        if let Ok(b) = data.downcast::<PyBytes>() {
-            return self.push(py, b.as_bytes(), block, timeout);
+        /// Create a new queue of `capacity_bytes` (rounded up to a power of two, at least 256);
+        /// `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600))]
+        fn create(name: &str, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+            Self::build(name, capacity_bytes, mode, true)
         }
-        // bytearray, memoryview, array, numpy: copied once (they may change under us).
-        let b = py.get_type::<PyBytes>().call1((data,))?;
-        self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block, timeout)
+
+        /// Open an existing queue; `FileNotFoundError` if there is none.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            mpmc_bytes::Queue::options()
+                .unlink_on_drop(false)
+                .open(name)
+                .map(Self::wrap)
+                .map_err(to_py)
+        }
+
+        /// Data bytes in the ring.
+        #[getter]
+        fn capacity_bytes(&self) -> u64 {
+            self.inner.capacity()
+        }
+
+        /// The longest message (pickled object, or `put_bytes` payload) accepted, in bytes.
+        #[getter]
+        fn max_message(&self) -> u64 {
+            self.inner.max_message()
+        }
+
+        /// Put `obj` (pickled with the highest protocol). `block=False` (or a `timeout` that
+        /// passes) raises `queue.Full` if there is no room; `ValueError` if the pickle is longer
+        /// than `max_message`.
+        #[pyo3(signature = (obj, block = true, timeout = None))]
+        fn put(
+            &self,
+            py: Python<'_>,
+            obj: &Bound<'_, PyAny>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<()> {
+            self.check_open()?;
+            let p = pickle(py)?;
+            let data = p.dumps.bind(py).call1((obj, p.protocol.bind(py)))?;
+            let data = data.downcast::<PyBytes>()?;
+            self.push(py, data.as_bytes(), block, timeout)
+        }
+
+        /// Remove and return the oldest object. `block=False` (or a `timeout` that passes) raises
+        /// `queue.Empty` if there is none.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn get<'py>(
+            &self,
+            py: Python<'py>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let m = self.pop(py, block, timeout)?;
+            pickle(py)?.loads.bind(py).call1((m,))
+        }
+
+        /// `put(obj, False)`.
+        fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.put(py, obj, false, None)
+        }
+
+        /// `get(False)`.
+        fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            self.get(py, false, None)
+        }
+
+        /// The bytes-only fast path: put `data` (any bytes-like object) as one message, without
+        /// pickling. Readable by `get_bytes`, the Rust API and `shmkit queue pop`.
+        #[pyo3(signature = (data, block = true, timeout = None))]
+        fn put_bytes(
+            &self,
+            py: Python<'_>,
+            data: &Bound<'_, PyAny>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<()> {
+            if let Ok(b) = data.downcast::<PyBytes>() {
+                return self.push(py, b.as_bytes(), block, timeout);
+            }
+            // bytearray, memoryview, array, numpy: copied once (they may change under us).
+            let b = py.get_type::<PyBytes>().call1((data,))?;
+            self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block, timeout)
+        }
+
+        /// The bytes-only fast path: remove and return the oldest message as `bytes`, unpickled.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn get_bytes<'py>(
+            &self,
+            py: Python<'py>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<Bound<'py, PyBytes>> {
+            self.pop(py, block, timeout)
+        }
+
+        /// Approximate size: the 64-byte cells in use. A message takes `ceil((8 + len) / 64)`
+        /// cells, so this is the number of messages when each pickles to at most 56 bytes, and an
+        /// upper bound on it otherwise; 0 exactly when the queue is empty (a snapshot).
+        fn qsize(&self) -> u64 {
+            self.inner.len() / mpmc_bytes::CELL
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        fn empty(&self) -> bool {
+            self.inner.is_empty()
+        }
+
+        /// Whether no cell is free now, so not even the smallest message fits (a snapshot). A
+        /// queue that is not full may still lack room for a large message.
+        fn full(&self) -> bool {
+            self.inner.len() >= self.inner.capacity()
+        }
+
+        /// Detach this object's producer and consumer handles (freeing their slots); later
+        /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
+        /// handles and processes. Closing twice is harmless.
+        fn close(&self) {
+            // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
+            self.closed.store(true, Ordering::Release);
+            self.producers.clear();
+            self.consumers.clear();
+        }
+
+        /// Does nothing: there is no feeder thread (a `put` has copied the message into shared
+        /// memory when it returns).
+        fn join_thread(&self) {}
+
+        /// Does nothing: there is no feeder thread to join.
+        fn cancel_join_thread(&self) {}
+
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Closes (does not unlink).
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+            self.close()
+        }
     }
-
-    /// The bytes-only fast path: remove and return the oldest message as `bytes`, unpickled.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn get_bytes<'py>(
-        &self,
-        py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.pop(py, block, timeout)
-    }
-
-    /// Approximate size: the 64-byte cells in use. A message takes `ceil((8 + len) / 64)`
-    /// cells, so this is the number of messages when each pickles to at most 56 bytes, and an
-    /// upper bound on it otherwise; 0 exactly when the queue is empty (a snapshot).
-    fn qsize(&self) -> u64 {
-        self.inner.len() / mpmc_bytes::CELL
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    fn empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
-    /// Whether no cell is free now, so not even the smallest message fits (a snapshot). A
-    /// queue that is not full may still lack room for a large message.
-    fn full(&self) -> bool {
-        self.inner.len() >= self.inner.capacity()
-    }
-
-    /// Detach this object's producer and consumer handles (freeing their slots); later
-    /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
-    /// handles and processes. Closing twice is harmless.
-    fn close(&self) {
-        // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
-        self.closed.store(true, Ordering::Release);
-        self.producers.clear();
-        self.consumers.clear();
-    }
-
-    /// Does nothing: there is no feeder thread (a `put` has copied the message into shared
-    /// memory when it returns).
-    fn join_thread(&self) {}
-
-    /// Does nothing: there is no feeder thread to join.
-    fn cancel_join_thread(&self) {}
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Closes (does not unlink).
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
-        self.close()
-    }
-}
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyQueue>()

@@ -56,16 +56,12 @@ pub(crate) struct PySemaphore {
     inner: shmkit::sync::Semaphore,
 }
 
-named_methods!(PySemaphore, "Semaphore");
-
 /// A named semaphore whose value never exceeds its initial one: `release()` past it raises
 /// `ValueError`, as `multiprocessing.BoundedSemaphore` does.
 #[pyclass(module = "shmkit", name = "BoundedSemaphore", frozen)]
 pub(crate) struct PyBoundedSemaphore {
     inner: shmkit::sync::BoundedSemaphore,
 }
-
-named_methods!(PyBoundedSemaphore, "BoundedSemaphore");
 
 /// A semaphore value from Python: negative is a `ValueError` (as in Python).
 fn value(v: i64) -> PyResult<u32> {
@@ -79,9 +75,8 @@ fn value(v: i64) -> PyResult<u32> {
 
 /// The methods both semaphore classes share.
 macro_rules! semaphore_methods {
-    ($class:ident, $handle:ty, $what:literal) => {
-        #[pymethods]
-        impl $class {
+    ($class:ident, $pyname:literal, $handle:ty, $what:literal) => {
+        named_methods!($class, $pyname, #[pymethods] {
             #[new]
             #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
             fn new(name: &str, value: i64, mode: u32) -> PyResult<Self> {
@@ -134,13 +129,19 @@ macro_rules! semaphore_methods {
             fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
                 release(&self.inner, 1)
             }
-        }
+        });
     };
 }
 
-semaphore_methods!(PySemaphore, shmkit::sync::Semaphore, "semaphore");
+semaphore_methods!(
+    PySemaphore,
+    "Semaphore",
+    shmkit::sync::Semaphore,
+    "semaphore"
+);
 semaphore_methods!(
     PyBoundedSemaphore,
+    "BoundedSemaphore",
     shmkit::sync::BoundedSemaphore,
     "bounded semaphore"
 );
