@@ -111,6 +111,49 @@ def test_value_inside_held_lock_does_not_deadlock(name):
     v.unlink()
 
 
+def test_get_lock_is_one_object_and_threads_increment_exactly(name):
+    import threading
+
+    v = shmkit.Value("q", 0, name=name)
+    a = shmkit.Array("q", 4, name=name + "-a")
+    try:
+        assert v.get_lock() is v.get_lock()
+        assert a.get_lock() is a.get_lock()
+
+        def work():
+            for _ in range(2000):
+                with v.get_lock():
+                    v.value += 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert v.value == 6000
+    finally:
+        v.unlink()
+        shmkit.Array.open(name + "-a").unlink()
+
+
+def test_lock_released_through_another_handle_is_taken_again(name):
+    # Two handles of one value in one process: the lock taken through one and released
+    # through the other; a later access through the first must lock again, not trust its
+    # stale note that this thread holds it.
+    v1 = shmkit.Value("q", 0, name=name)
+    v2 = shmkit.Value.open(name)
+    try:
+        assert v1.get_lock().acquire()
+        v1.value = 5
+        v2.get_lock().release()
+        v1.value = 6  # takes and releases the lock itself
+        assert v2.get_lock().acquire(block=False) is True  # so it is free now
+        v2.get_lock().release()
+        assert v2.value == 6
+    finally:
+        v1.unlink()
+
+
 def test_array_indexing_and_slicing_like_a_list(name):
     a = shmkit.Array("i", [0, 1, 2, 3, 4, 5], name=name)
     ref = [0, 1, 2, 3, 4, 5]
