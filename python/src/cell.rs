@@ -23,7 +23,7 @@ use shmkit::cell::{AnyArray, AnyGuard, AnyValue, CellMode, Typecode};
 use shmkit::sync::{LockError, Owner};
 use shmkit::Error;
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{lock_error, owner_died, to_py, ShmkitError};
 
 /// A value or an array cell, opened by its recorded typecode.
@@ -595,8 +595,8 @@ impl PyCellLock {
         let cell = &slf.get().cell;
         // Checked before the first attempt (a NaN timeout is an error even when it is free);
         // the clock is read only if that attempt fails.
-        if let Some(t) = timeout.filter(|t| t.is_nan()) {
-            deadline(Some(t))?;
+        if block {
+            check_timeout(timeout)?;
         }
         let attempt = |until: Option<Instant>| -> Took<()> {
             match cell.lock(until) {

@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::to_py;
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -64,12 +64,12 @@ named_methods!(
         /// whether it is set.
         #[pyo3(signature = (timeout = None))]
         fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-            let deadline = deadline(timeout)?;
+            check_timeout(timeout)?;
             let ev = &self.inner;
             if ev.try_wait().is_ok() {
                 return Ok(true);
             }
-            Ok(sliced(py, deadline, |until| ev.wait_deadline(until).ok())?.is_some())
+            Ok(sliced(py, deadline(timeout)?, |until| ev.wait_deadline(until).ok())?.is_some())
         }
     }
 );

@@ -8,7 +8,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use shmkit::sync::{LockError, LockState, Owner, RLockState};
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{lock_error, owner_died, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -107,12 +107,17 @@ pub(crate) fn acquire(
     let py = owner.py();
     // First one attempt with the GIL held (the uncontended case: no GIL round trip), as
     // multiprocessing's SemLock does; then the sliced wait with the GIL released.
-    let deadline = if block { deadline(timeout)? } else { None };
+    if block {
+        check_timeout(timeout)?;
+    }
     let outcome = match lock.attempt(None) {
         Ok(Acquired::No) if block => {
-            sliced(py, deadline, |until| match lock.attempt(Some(until)) {
-                Ok(Acquired::No) => None,
-                r => Some(r),
+            // The clock is read only now that the first attempt failed.
+            sliced(py, deadline(timeout)?, |until| {
+                match lock.attempt(Some(until)) {
+                    Ok(Acquired::No) => None,
+                    r => Some(r),
+                }
             })?
             .unwrap_or(Ok(Acquired::No))
         }

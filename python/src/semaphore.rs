@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use shmkit::sync::{SemaphoreError, SemaphoreState};
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{semaphore_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -18,12 +18,17 @@ fn acquire(
 ) -> PyResult<bool> {
     // First one attempt with the GIL held (a free permit: no GIL round trip), then the
     // sliced wait with the GIL released.
-    let deadline = if block { deadline(timeout)? } else { None };
+    if block {
+        check_timeout(timeout)?;
+    }
     let r = match s.try_acquire() {
         Err(SemaphoreError::WouldBlock) if block => {
-            sliced(py, deadline, |until| match s.acquire_deadline(until) {
-                Err(SemaphoreError::Timeout) => None,
-                r => Some(r),
+            // The clock is read only now that the first attempt failed.
+            sliced(py, deadline(timeout)?, |until| {
+                match s.acquire_deadline(until) {
+                    Err(SemaphoreError::Timeout) => None,
+                    r => Some(r),
+                }
             })?
             .unwrap_or(Err(SemaphoreError::Timeout))
         }
