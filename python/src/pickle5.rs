@@ -54,6 +54,8 @@ fn pickle(py: Python<'_>) -> PyResult<&Pickle> {
 }
 
 /// A pickle: short ones on the stack, others as the `bytes` `pickle.dumps` returned.
+// Large on purpose: the short form is a stack buffer, so a `put` allocates nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pickled<'py> {
     Short([u8; SHORT], usize),
     Bytes(Bound<'py, PyBytes>),
