@@ -801,6 +801,12 @@ crate::named::named_methods!(
             Ok(self.inner.lock_object(py)?.clone().unbind())
         }
 
+        /// The shared object (`multiprocessing`'s synchronized wrappers return the ctypes
+        /// object they wrap; a shmkit value is its own object, so this is the value itself).
+        fn get_obj<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+            slf.clone()
+        }
+
         /// The typecode (`'q'`).
         #[getter]
         fn typecode(&self) -> String {
@@ -1017,6 +1023,19 @@ impl PyArray {
         Ok(this)
     }
 
+    /// The cell of a `'c'` array, for `.raw` / `.value` (`AttributeError` for another
+    /// typecode, as `multiprocessing`'s non-char arrays have no such attribute).
+    fn char_cell(&self, what: &str) -> PyResult<&Handle> {
+        let cell = self.cell()?;
+        if cell.t != Typecode::Char {
+            return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "'{what}' is for typecode 'c' arrays; this one is '{}'",
+                cell.t.as_char()
+            )));
+        }
+        Ok(cell)
+    }
+
     /// A Python index (negative from the end) as an element number; `IndexError` outside.
     fn index(&self, i: isize) -> PyResult<usize> {
         let n = self.cell()?.len as isize;
@@ -1026,6 +1045,29 @@ impl PyArray {
         }
         Ok(j as usize)
     }
+}
+
+/// The bytes for `.raw` (`bytes` or `bytearray`) / `.value` (`bytes` only) of a char array
+/// of `len` (`TypeError` otherwise), at most `len` of them (`ValueError`): as ctypes, and
+/// nothing is written on an error.
+fn char_bytes(v: &Bound<'_, PyAny>, len: usize, bytes_only: bool) -> PyResult<Vec<u8>> {
+    let b = if let Ok(b) = v.downcast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if let (false, Ok(b)) = (bytes_only, v.downcast::<pyo3::types::PyByteArray>()) {
+        b.to_vec()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "bytes expected, not {}",
+            v.get_type().name()?
+        )));
+    };
+    if b.len() > len {
+        return Err(PyValueError::new_err(format!(
+            "byte string too long ({} bytes for an array of {len})",
+            b.len()
+        )));
+    }
+    Ok(b)
 }
 
 /// A slice's elements: `(start, step, count)` and the contiguous span `(lo, span)` holding
@@ -1222,6 +1264,52 @@ impl PyArray {
     /// The lock (`multiprocessing`'s `get_lock()`): `with a.get_lock(): a[0] += a[1]`.
     fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyCellLock>> {
         Ok(self.cell()?.lock_object(py)?.clone().unbind())
+    }
+
+    /// The shared object (as `Value.get_obj`: the array itself).
+    fn get_obj(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Typecode `'c'`: the whole array as `bytes` (`multiprocessing`'s char array `.raw`).
+    #[getter]
+    fn get_raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let cell = self.char_cell("raw")?;
+        Ok(PyBytes::new(py, &read(py, cell, 0, cell.len)?))
+    }
+
+    /// Write `bytes` from the start (`ValueError` if longer than the array; the rest is left
+    /// as it is).
+    #[setter]
+    fn set_raw(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let cell = self.char_cell("raw")?;
+        let b = char_bytes(v, cell.len, false)?;
+        if b.is_empty() {
+            return Ok(());
+        }
+        write(py, cell, 0, &b)
+    }
+
+    /// Typecode `'c'`: the bytes up to the first NUL (`multiprocessing`'s char array
+    /// `.value`).
+    #[getter]
+    fn get_value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let cell = self.char_cell("value")?;
+        let b = read(py, cell, 0, cell.len)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(PyBytes::new(py, &b[..end]))
+    }
+
+    /// Write `bytes` from the start, then a NUL if there is room (`ValueError` if longer than
+    /// the array), in one write.
+    #[setter]
+    fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let cell = self.char_cell("value")?;
+        let mut b = char_bytes(v, cell.len, true)?;
+        if b.len() < cell.len {
+            b.push(0);
+        }
+        write(py, cell, 0, &b)
     }
 
     /// Atomic mode, integer typecodes: add `v` to element `i` (wrapping); its previous value.

@@ -391,3 +391,40 @@ def test_ctrl_c_interrupts_a_blocked_access(name, spawn):
     holder.send("go")
     holder.finish()
     v.unlink()
+
+
+def test_get_obj_and_char_array_value_raw_as_multiprocessing(name):
+    import multiprocessing as mp
+
+    v = shmkit.Value("i", 3, name=name)
+    a = shmkit.Array("c", 8, name=name + "-c")
+    n = shmkit.Array("i", 2, name=name + "-i")
+    m = mp.get_context("spawn").Array("c", 8)
+    try:
+        assert v.get_obj() is v and v.get_obj().value == 3
+        assert a.get_obj() is a
+        for arr in (a, m):  # the same outcomes as multiprocessing's char array
+            arr.value = b"hi"
+            assert arr.value == b"hi" and arr.raw[:3] == b"hi\x00"
+            arr.raw = b"abcdefgh"
+            assert arr.value == b"abcdefgh" and arr.raw == b"abcdefgh"
+            arr.value = b"xy"
+            assert arr.raw == b"xy\x00defgh" and arr.value == b"xy"
+            with pytest.raises(TypeError):
+                arr.value = bytearray(b"zz")
+            arr.raw = bytearray(b"xy\x00d")
+            with pytest.raises(ValueError):
+                arr.value = b"123456789"
+            with pytest.raises(ValueError):
+                arr.raw = b"123456789"
+            with pytest.raises(TypeError):
+                arr.value = "str"
+            assert arr.raw == b"xy\x00defgh"  # nothing written by the failed sets
+        with pytest.raises(AttributeError):
+            n.value
+        with pytest.raises(AttributeError):
+            n.raw = b"x"
+    finally:
+        v.unlink()
+        a.unlink()
+        n.unlink()
