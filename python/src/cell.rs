@@ -563,12 +563,21 @@ fn bits(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<u64> {
 }
 
 fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
-    from_bytes(py, t, &v.to_le_bytes()[..t.size()])
+    match t {
+        // The 64-bit integers directly (the atomic counters' usual typecodes).
+        Typecode::I64 | Typecode::Long => Ok((v as i64).into_pyobject(py)?.into_any().unbind()),
+        Typecode::U64 | Typecode::ULong => Ok(v.into_pyobject(py)?.into_any().unbind()),
+        _ => from_bytes(py, t, &v.to_le_bytes()[..t.size()]),
+    }
 }
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
 fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
-    let v: i128 = obj.extract()?;
+    // The usual operand fits an i64: one C call; a 128-bit conversion only past that.
+    let v: i128 = match obj.extract::<i64>() {
+        Ok(v) => i128::from(v),
+        Err(_) => obj.extract()?,
+    };
     let v = if negate { -v } else { v };
     if !(-(1i128 << 63)..(1i128 << 64)).contains(&v) {
         return Err(PyOverflowError::new_err(format!(

@@ -428,3 +428,19 @@ def test_get_obj_and_char_array_value_raw_as_multiprocessing(name):
         v.unlink()
         a.unlink()
         n.unlink()
+
+
+def test_fetch_add_operands_beyond_i64_wrap_or_overflow(name):
+    v = shmkit.Value("Q", 5, name=name, mode="atomic")
+    try:
+        assert v.fetch_add(2**64 - 1) == 5  # adds -1, wrapping
+        assert v.value == 4
+        assert v.fetch_sub(-(2**63)) == 4  # subtracting -2**63 adds 2**63
+        assert v.value == 4 + 2**63
+        with pytest.raises(OverflowError):
+            v.fetch_add(2**64)
+        with pytest.raises(OverflowError):
+            v.fetch_add(-(2**63) - 1)
+        assert v.value == 4 + 2**63  # nothing written by the refused ones
+    finally:
+        v.unlink()
