@@ -24,43 +24,50 @@ import time
 
 import shmkit
 
+# The loops run inside a function (local variables), as multiprocessing's `_mp_put` /
+# `_mp_get` targets do; at module level every iteration would store a global.
 PUT = """
 import sys, shmkit
-q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
-sys.stdin.readline()
-for i in range(n):
-    q.put(i)
+def main(q, n):
+    sys.stdin.readline()
+    for i in range(n):
+        q.put(i)
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
 """
 GET = """
 import sys, shmkit
-q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
-sys.stdin.readline()
-for _ in range(n):
-    q.get()
+def main(q, n):
+    sys.stdin.readline()
+    for _ in range(n):
+        q.get()
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
 """
 # The bytes-only fast path (SimpleQueue-style): 8-byte messages, no pickling.
 PUT_BYTES = """
 import sys, shmkit
-q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
-msg = b"12345678"
-sys.stdin.readline()
-for i in range(n):
-    q.put_bytes(msg)
+def main(q, n):
+    msg = b"12345678"
+    sys.stdin.readline()
+    for i in range(n):
+        q.put_bytes(msg)
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
 """
 
 GET_BYTES = """
 import sys, shmkit
-q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
-sys.stdin.readline()
-for _ in range(n):
-    q.get_bytes()
+def main(q, n):
+    sys.stdin.readline()
+    for _ in range(n):
+        q.get_bytes()
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
 """
 
 PONG = """
 import sys, shmkit
-a, b = shmkit.Queue.open(sys.argv[1]), shmkit.Queue.open(sys.argv[2]); n = int(sys.argv[3])
-for _ in range(n):
-    b.put(a.get())
+def main(a, b, n):
+    for _ in range(n):
+        b.put(a.get())
+main(shmkit.Queue.open(sys.argv[1]), shmkit.Queue.open(sys.argv[2]), int(sys.argv[3]))
 """
 
 
