@@ -23,11 +23,16 @@ pub(crate) fn unlink(name: &str) -> PyResult<()> {
 
 /// Wraps a class's one `#[pymethods]` block, adding `name`, `unlink()`, `__repr__` and
 /// `__reduce__` (pickled as `Class.open(name)`) to it, for a class whose field `inner` is a
-/// shmkit named handle: `named_methods!(PyLock, "Lock", #[pymethods] { ...the class's methods... });`. (The
-/// caller writes `#[pymethods]`: the code pyo3 generates then has the caller's hygiene, so
-/// signatures such as `(*_args)` resolve.)
-/// One block per class, so pyo3's `multiple-pymethods` feature (an inventory lookup, with a
-/// heap allocation, on every method call) is not needed.
+/// shmkit named handle:
+///
+/// ```ignore
+/// named_methods!(PyLock, "Lock", #[pymethods] { /* the class's methods */ });
+/// ```
+///
+/// The caller writes `#[pymethods]` (passed through as two token trees): the code pyo3
+/// generates then has the caller's hygiene, so signatures such as `(*_args)` resolve. One
+/// block per class, so pyo3's `multiple-pymethods` feature (an inventory lookup, with a heap
+/// allocation, on every method call) is not needed.
 macro_rules! named_methods {
     ($class:ident, $pyname:literal, $pound:tt $pymethods:tt { $($methods:tt)* }) => {
         $pound $pymethods
