@@ -451,7 +451,7 @@ def test_put_writes_exactly_pickles_and_get_reads_any_pickle(name):
         got = q.get()
         assert got != got
         # Not UTF-8 after SHORT_BINUNICODE (pickle reads surrogates written by hand):
-        q.put_bytes(b"\x80\x05\x95\x06\x00\x00\x00\x00\x00\x00\x00\x8c\x03\xed\xa0\x80\x94.")
+        q.put_bytes(b"\x80\x05\x95\x07\x00\x00\x00\x00\x00\x00\x00\x8c\x03\xed\xa0\x80\x94.")
         assert q.get() == "\ud800"
         # Truncated or bad pickles: pickle's own errors.
         for bad in (b"\x80\x05K", b"\x80\x05\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.", b"zz"):
