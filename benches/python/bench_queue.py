@@ -7,6 +7,8 @@ subprocess (shmkit) or the spawn context (multiprocessing):
 
 - throughput: N small objects (an int) through one queue with 1 producer x 1 consumer and
   2 x 2 (N in total), messages per second;
+- the same throughput through `put_bytes` / `get_bytes` (8-byte messages, no pickling: the
+  SimpleQueue-style bytes-only path), against the same run's multiprocessing.Queue;
 - round trip: ping-pong of an int over two shmkit queues, beside a multiprocessing.Pipe
   (duplex) ping-pong, microseconds per round trip.
 
@@ -22,35 +24,60 @@ import time
 
 import shmkit
 
+# The loops run inside a function (local variables), as multiprocessing's `_mp_put` /
+# `_mp_get` targets do; at module level every iteration would store a global.
 PUT = """
 import sys, shmkit
-q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
-sys.stdin.readline()
-for i in range(n):
-    q.put(i)
+def main(q, n):
+    sys.stdin.readline()
+    for i in range(n):
+        q.put(i)
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
 """
 GET = """
 import sys, shmkit
-q = shmkit.Queue.open(sys.argv[1]); n = int(sys.argv[2])
-sys.stdin.readline()
-for _ in range(n):
-    q.get()
+def main(q, n):
+    sys.stdin.readline()
+    for _ in range(n):
+        q.get()
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
 """
+# The bytes-only fast path (SimpleQueue-style): 8-byte messages, no pickling.
+PUT_BYTES = """
+import sys, shmkit
+def main(q, n):
+    msg = b"12345678"
+    sys.stdin.readline()
+    for i in range(n):
+        q.put_bytes(msg)
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
+"""
+
+GET_BYTES = """
+import sys, shmkit
+def main(q, n):
+    sys.stdin.readline()
+    for _ in range(n):
+        q.get_bytes()
+main(shmkit.Queue.open(sys.argv[1]), int(sys.argv[2]))
+"""
+
 PONG = """
 import sys, shmkit
-a, b = shmkit.Queue.open(sys.argv[1]), shmkit.Queue.open(sys.argv[2]); n = int(sys.argv[3])
-for _ in range(n):
-    b.put(a.get())
+def main(a, b, n):
+    for _ in range(n):
+        b.put(a.get())
+main(shmkit.Queue.open(sys.argv[1]), shmkit.Queue.open(sys.argv[2]), int(sys.argv[3]))
 """
 
 
-def shm_throughput(k, n):
+def shm_throughput(k, n, codes=(PUT, GET)):
     name = f"bench-q-{os.getpid()}"
     q = shmkit.Queue.create(name, 1 << 16)
     try:
         procs = [
             subprocess.Popen([sys.executable, "-c", code, name, str(n // k)], stdin=subprocess.PIPE, text=True)
-            for code in (PUT, GET)
+            for code in codes
             for _ in range(k)
         ]
         time.sleep(0.5)  # imports done
@@ -142,7 +169,9 @@ def main():
     rows = []
     for k in (1, 2):
         s, m = shm_throughput(k, n), mp_throughput(k, n)
+        b = shm_throughput(k, n, (PUT_BYTES, GET_BYTES))
         rows.append(f"{k}x{k}: shmkit {s / 1e3:.0f} k/s, mp.Queue {m / 1e3:.0f} k/s, {s / m:.1f}x")
+        rows.append(f"{k}x{k} put_bytes/get_bytes: {b / 1e3:.0f} k/s ({b / m:.1f}x mp.Queue)")
     rt_n = max(1000, n // 20)
     s, m = shm_round_trip(rt_n), mp_round_trip(rt_n)
     rows.append(f"round trip: shmkit {s:.1f} us, mp.Pipe {m:.1f} us, {m / s:.1f}x")

@@ -14,12 +14,20 @@ pub(crate) const SLICE: Duration = Duration::from_millis(50);
 /// (as `multiprocessing` does); NaN is a `ValueError`; a value too large to represent is no
 /// limit.
 pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    check_timeout(timeout)?;
     let Some(t) = timeout else { return Ok(None) };
-    if t.is_nan() {
-        return Err(PyValueError::new_err("timeout must be a number, not NaN"));
-    }
     let d = Duration::try_from_secs_f64(t.max(0.0)).ok();
     Ok(d.and_then(|d| Instant::now().checked_add(d)))
+}
+
+/// The check [`deadline`] makes (NaN is a `ValueError`), without reading the clock: for the
+/// first, GIL-held attempt of a blocking call, which computes the deadline only if it has to
+/// wait.
+pub(crate) fn check_timeout(timeout: Option<f64>) -> PyResult<()> {
+    match timeout {
+        Some(t) if t.is_nan() => Err(PyValueError::new_err("timeout must be a number, not NaN")),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `deadline` has passed.

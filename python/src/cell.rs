@@ -17,12 +17,13 @@ use pyo3::exceptions::{
     PyBufferError, PyIndexError, PyOverflowError, PyTimeoutError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple};
 use shmkit::cell::{AnyArray, AnyGuard, AnyValue, CellMode, Typecode};
 use shmkit::sync::{LockError, Owner};
 use shmkit::Error;
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{lock_error, owner_died, to_py, ShmkitError};
 
 /// A value or an array cell, opened by its recorded typecode.
@@ -37,6 +38,56 @@ pub(crate) struct Cell {
     t: Typecode,
     mode: CellMode,
     len: usize,
+    /// A hint: the [`thread_token`] of the thread that took the lock through `get_lock()` (or
+    /// was handed it by `OwnerDied`), 0 if none. Only that thread stores its own token, so a
+    /// thread reading its own token here most likely holds the lock, and goes straight to
+    /// `adopt` (which checks it in the lock word; a stale hint falls back to locking). Relaxed:
+    /// the lock word is what synchronises; this only picks the first thing to try.
+    held: AtomicUsize,
+}
+
+/// A number that tells the live threads of this process apart (the address of a thread
+/// local; a thread that has exited may pass its number on, hence [`Cell::held`] is a hint).
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| t as *const u8 as usize)
+}
+
+/// A cell and its one `get_lock()` object (made on first use, then the same object every
+/// time, as `multiprocessing`'s synchronized wrappers return one lock).
+pub(crate) struct Handle {
+    cell: Arc<Cell>,
+    lock: GILOnceCell<Py<PyCellLock>>,
+}
+
+impl Handle {
+    fn new(cell: Cell) -> Handle {
+        Handle {
+            cell: Arc::new(cell),
+            lock: GILOnceCell::new(),
+        }
+    }
+
+    fn lock_object<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyCellLock>> {
+        let l = self.lock.get_or_try_init(py, || {
+            Py::new(
+                py,
+                PyCellLock {
+                    cell: self.cell.clone(),
+                },
+            )
+        })?;
+        Ok(l.bind(py))
+    }
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Cell;
+    fn deref(&self) -> &Cell {
+        &self.cell
+    }
 }
 
 type LockRes<'a> = Result<AnyGuard<'a>, LockError<AnyGuard<'a>>>;
@@ -53,7 +104,13 @@ impl Cell {
                 describe(&any)
             ))
         })?;
-        Ok(Cell { any, t, mode, len })
+        Ok(Cell {
+            any,
+            t,
+            mode,
+            len,
+            held: AtomicUsize::new(0),
+        })
     }
 
     fn name(&self) -> &str {
@@ -71,6 +128,20 @@ impl Cell {
             (Any::A(a), None) => a.try_lock(),
             (Any::A(a), Some(t)) => a.lock_deadline(t),
         }
+    }
+
+    /// Mark the lock as held by the calling thread (see [`Cell::held`]).
+    fn mark_held(&self) {
+        self.held.store(thread_token(), Ordering::Relaxed);
+    }
+
+    /// The guard of the lock the calling thread holds, if the hint says it does and the lock
+    /// word agrees.
+    fn held_guard(&self) -> Option<AnyGuard<'_>> {
+        if self.held.load(Ordering::Relaxed) != thread_token() {
+            return None;
+        }
+        self.adopt().ok()
     }
 
     fn adopt(&self) -> Result<AnyGuard<'_>, LockError<()>> {
@@ -149,9 +220,15 @@ enum Took<R> {
 /// holder raises `OwnerDied` carrying a `get_lock()` object, with the lock held.
 fn under_lock<R: Send>(
     py: Python<'_>,
-    cell: &Arc<Cell>,
+    cell: &Handle,
     op: impl Fn(&AnyGuard<'_>) -> shmkit::Result<R> + Send + Sync,
 ) -> PyResult<R> {
+    // `with v.get_lock(): v.value += 1`: the thread holds the lock; use it as it is.
+    if let Some(g) = cell.held_guard() {
+        let r = op(&g);
+        g.leak();
+        return r.map_err(to_py);
+    }
     let attempt = |until: Option<Instant>| -> Took<R> {
         match cell.lock(until) {
             Ok(g) => match op(&g) {
@@ -189,16 +266,55 @@ fn under_lock<R: Send>(
     match took {
         Took::Done(r) => Ok(r),
         Took::Died(was) => {
-            let lock = Bound::new(py, PyCellLock { cell: cell.clone() })?;
-            Err(owner_died(lock.as_any(), was))
+            cell.mark_held();
+            Err(owner_died(cell.lock_object(py)?.as_any(), was))
         }
         Took::Busy => Err(PyTimeoutError::new_err("the cell's lock was not taken")),
         Took::Failed(e) => Err(e),
     }
 }
 
+/// One element's bytes, on the stack.
+#[derive(Clone, Copy)]
+pub(crate) struct Elem {
+    b: [u8; 8],
+    n: usize,
+}
+
+impl Elem {
+    fn new(b: &[u8]) -> Elem {
+        let mut e = Elem::zeroed(b.len());
+        e.b[..b.len()].copy_from_slice(b);
+        e
+    }
+
+    fn zeroed(n: usize) -> Elem {
+        Elem { b: [0; 8], n }
+    }
+}
+
+impl std::ops::Deref for Elem {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.b[..self.n]
+    }
+}
+
+/// Read element `i` consistently (no allocation in locked mode).
+fn read_one(py: Python<'_>, cell: &Handle, i: usize) -> PyResult<Elem> {
+    let size = cell.t.size();
+    match cell.mode {
+        CellMode::Locked => under_lock(py, cell, |g| {
+            let mut e = Elem::zeroed(size);
+            g.read_bytes_into(i, &mut e.b[..size])?;
+            Ok(e)
+        }),
+        _ => read(py, cell, i, 1).map(|b| Elem::new(&b)),
+    }
+}
+
 /// Read `count` elements from `first` consistently, as bytes.
-fn read(py: Python<'_>, cell: &Arc<Cell>, first: usize, count: usize) -> PyResult<Vec<u8>> {
+fn read(py: Python<'_>, cell: &Handle, first: usize, count: usize) -> PyResult<Vec<u8>> {
     match cell.mode {
         CellMode::Locked => under_lock(py, cell, |g| g.read_bytes(first, count)),
         _ => match cell.load(first, count, None) {
@@ -216,7 +332,7 @@ fn read(py: Python<'_>, cell: &Arc<Cell>, first: usize, count: usize) -> PyResul
 }
 
 /// Write whole elements at `first` (one consistent write).
-fn write(py: Python<'_>, cell: &Arc<Cell>, first: usize, data: &[u8]) -> PyResult<()> {
+fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<()> {
     match cell.mode {
         CellMode::Atomic => cell.store_atomic(first, data).map_err(to_py),
         _ => under_lock(py, cell, |g| g.write_bytes(first, data)),
@@ -224,7 +340,7 @@ fn write(py: Python<'_>, cell: &Arc<Cell>, first: usize, data: &[u8]) -> PyResul
 }
 
 /// An integer element from Python: `TypeError` for a non-int, `OverflowError` out of range.
-fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     if !obj.is_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
             "typecode '{}' needs an int, not {}",
@@ -232,7 +348,14 @@ fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
             obj.get_type().name()?
         )));
     }
-    let v: i128 = obj.extract().map_err(|_| overflow(t, obj))?;
+    // 64-bit extractions (one C call, no 128-bit conversion): u64 only for the unsigned
+    // 64-bit typecodes, whose range i64 does not cover.
+    let v: i128 = if matches!(t, Typecode::U64 | Typecode::ULong) {
+        obj.extract::<u64>().map(i128::from)
+    } else {
+        obj.extract::<i64>().map(i128::from)
+    }
+    .map_err(|_| overflow(t, obj))?;
     let size = t.size();
     let signed = matches!(
         t,
@@ -247,7 +370,7 @@ fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if v < lo || v > hi {
         return Err(overflow(t, obj));
     }
-    Ok(v.to_le_bytes()[..size].to_vec())
+    Ok(Elem::new(&v.to_le_bytes()[..size]))
 }
 
 fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
@@ -261,7 +384,7 @@ fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
 
 /// One element's little-endian bytes for the Python object `obj` (nothing is written on an
 /// error: callers convert everything first).
-pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     match t {
         Typecode::F32 | Typecode::F64 => {
             if !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
@@ -273,18 +396,18 @@ pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>>
             }
             let v: f64 = obj.extract()?;
             if t == Typecode::F64 {
-                return Ok(v.to_le_bytes().to_vec());
+                return Ok(Elem::new(&v.to_le_bytes()));
             }
             let f = v as f32;
             if v.is_finite() && !f.is_finite() {
                 return Err(overflow(t, obj));
             }
-            Ok(f.to_le_bytes().to_vec())
+            Ok(Elem::new(&f.to_le_bytes()))
         }
         Typecode::Char => {
             if let Ok(b) = obj.downcast::<PyBytes>() {
                 if let [c] = b.as_bytes() {
-                    return Ok(vec![*c]);
+                    return Ok(Elem::new(&[*c]));
                 }
                 return Err(PyValueError::new_err(format!(
                     "typecode 'c' needs one byte, not {} bytes",
@@ -306,14 +429,14 @@ pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>>
             let s = s.to_cow()?;
             let mut it = s.chars();
             match (it.next(), it.next()) {
-                (Some(c), None) => Ok((c as u32).to_le_bytes().to_vec()),
+                (Some(c), None) => Ok(Elem::new(&(c as u32).to_le_bytes())),
                 _ => Err(PyValueError::new_err(format!(
                     "typecode 'u' needs one character, not {} characters",
                     s.chars().count()
                 ))),
             }
         }
-        Typecode::Bool => Ok(vec![u8::from(obj.is_truthy()?)]),
+        Typecode::Bool => Ok(Elem::new(&[u8::from(obj.is_truthy()?)])),
         _ => int_bytes(t, obj),
     }
 }
@@ -440,12 +563,21 @@ fn bits(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<u64> {
 }
 
 fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
-    from_bytes(py, t, &v.to_le_bytes()[..t.size()])
+    match t {
+        // The 64-bit integers directly (the atomic counters' usual typecodes).
+        Typecode::I64 | Typecode::Long => Ok((v as i64).into_pyobject(py)?.into_any().unbind()),
+        Typecode::U64 | Typecode::ULong => Ok(v.into_pyobject(py)?.into_any().unbind()),
+        _ => from_bytes(py, t, &v.to_le_bytes()[..t.size()]),
+    }
 }
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
 fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
-    let v: i128 = obj.extract()?;
+    // The usual operand fits an i64: one C call; a 128-bit conversion only past that.
+    let v: i128 = match obj.extract::<i64>() {
+        Ok(v) => i128::from(v),
+        Err(_) => obj.extract()?,
+    };
     let v = if negate { -v } else { v };
     if !(-(1i128 << 63)..(1i128 << 64)).contains(&v) {
         return Err(PyOverflowError::new_err(format!(
@@ -470,7 +602,11 @@ impl PyCellLock {
     fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let py = slf.py();
         let cell = &slf.get().cell;
-        let dl = if block { deadline(timeout)? } else { None };
+        // Checked before the first attempt (a NaN timeout is an error even when it is free);
+        // the clock is read only if that attempt fails.
+        if block {
+            check_timeout(timeout)?;
+        }
         let attempt = |until: Option<Instant>| -> Took<()> {
             match cell.lock(until) {
                 Ok(g) => {
@@ -488,24 +624,41 @@ impl PyCellLock {
             }
         };
         let took = match attempt(None) {
-            Took::Busy if block => sliced(py, dl, |until| match attempt(Some(until)) {
-                Took::Busy => None,
-                t => Some(t),
-            })?
-            .unwrap_or(Took::Busy),
+            Took::Busy if block => {
+                sliced(py, deadline(timeout)?, |until| match attempt(Some(until)) {
+                    Took::Busy => None,
+                    t => Some(t),
+                })?
+                .unwrap_or(Took::Busy)
+            }
             t => t,
         };
         match took {
-            Took::Done(()) => Ok(true),
+            Took::Done(()) => {
+                cell.mark_held();
+                Ok(true)
+            }
             Took::Busy => Ok(false),
-            Took::Died(was) => Err(owner_died(slf.as_any(), was)),
+            Took::Died(was) => {
+                cell.mark_held();
+                Err(owner_died(slf.as_any(), was))
+            }
             Took::Failed(e) => Err(e),
         }
     }
 
     /// Release the lock; `RuntimeError` if this thread does not hold it.
     fn release(&self) -> PyResult<()> {
-        self.cell.adopt().map(drop).map_err(lock_error)
+        let g = self.cell.adopt().map_err(lock_error)?;
+        // Cleared before the unlock (the guard's drop), and only if it is this thread's.
+        let _ = self.cell.held.compare_exchange(
+            thread_token(),
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        drop(g);
+        Ok(())
     }
 
     /// After `OwnerDied`: declare the cell's data repaired (this thread holds the lock).
@@ -540,7 +693,7 @@ impl PyCellLock {
 /// A named typed value shared by processes: `multiprocessing.Value`, attachable by name.
 #[pyclass(module = "shmkit", name = "Value", frozen)]
 pub(crate) struct PyValue {
-    inner: Arc<Cell>,
+    inner: Handle,
 }
 
 impl PyValue {
@@ -562,14 +715,14 @@ impl PyValue {
             .create(name, t, init.as_deref())
             .map_err(to_py)?;
         Ok(PyValue {
-            inner: Arc::new(Cell::new(Any::V(v))?),
+            inner: Handle::new(Cell::new(Any::V(v))?),
         })
     }
 
     fn open_impl(name: &str) -> PyResult<Self> {
         let v = AnyValue::open(name).map_err(to_py)?;
         Ok(PyValue {
-            inner: Arc::new(Cell::new(Any::V(v))?),
+            inner: Handle::new(Cell::new(Any::V(v))?),
         })
     }
 
@@ -585,178 +738,184 @@ impl PyValue {
     }
 }
 
-crate::named::named_methods!(PyValue, "Value");
-
-#[pymethods]
-impl PyValue {
-    /// `Value(typecode, init=None, *, name, lock=None, mode=None, perm=0o600)`: create the
-    /// value `name` holding `init` (zero if None), or open it if it exists (then `init` is
-    /// ignored, and its typecode and mode must be these: else `ShmkitError`).
-    #[new]
-    #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
-    fn new(
-        py: Python<'_>,
-        typecode_or_type: &str,
-        init: Option<&Bound<'_, PyAny>>,
-        name: &str,
-        lock: Option<bool>,
-        mode: Option<&str>,
-        perm: u32,
-    ) -> PyResult<Self> {
-        let t = typecode(typecode_or_type)?;
-        let m = cell_mode(t, lock, mode)?;
-        match Self::create_impl(name, t, init, m, perm) {
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
-                let v = Self::open_impl(name)?;
-                check_same(&v.inner, t, m, None)?;
-                Ok(v)
-            }
-            r => r,
-        }
-    }
-
-    /// Create a new value; `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
-    fn create(
-        name: &str,
-        typecode_or_type: &str,
-        init: Option<&Bound<'_, PyAny>>,
-        lock: Option<bool>,
-        mode: Option<&str>,
-        perm: u32,
-    ) -> PyResult<Self> {
-        let t = typecode(typecode_or_type)?;
-        let m = cell_mode(t, lock, mode)?;
-        Self::create_impl(name, t, init, m, perm)
-    }
-
-    /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
-    /// there is none, `ShmkitError` if it is not a value.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        Self::open_impl(name)
-    }
-
-    /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
-    #[getter]
-    fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-        let b = read(py, &self.inner, 0, 1)?;
-        from_bytes(py, self.inner.t, &b)
-    }
-
-    #[setter]
-    fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let b = to_bytes(self.inner.t, v)?;
-        write(py, &self.inner, 0, &b)
-    }
-
-    /// The lock (`multiprocessing`'s `get_lock()`): `with v.get_lock(): v.value += 1`.
-    fn get_lock(&self) -> PyCellLock {
-        PyCellLock {
-            cell: self.inner.clone(),
-        }
-    }
-
-    /// The typecode (`'q'`).
-    #[getter]
-    fn typecode(&self) -> String {
-        self.inner.t.as_char().to_string()
-    }
-
-    /// The mode: `'locked'`, `'atomic'` or `'seqlock'`.
-    #[getter]
-    fn mode(&self) -> String {
-        self.inner.mode.to_string()
-    }
-
-    /// Seqlock mode: the write sequence (even when no write is under way).
-    #[getter]
-    fn sequence(&self) -> u64 {
-        self.inner.sequence()
-    }
-
-    /// Atomic mode: the value (one atomic load).
-    fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.atomic_only()?;
-        self.get_value(py)
-    }
-
-    /// Atomic mode: store `v` (one atomic store).
-    fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.atomic_only()?;
-        self.set_value(py, v)
-    }
-
-    /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
-    fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let d = delta(v, false)?;
-        let old = self.inner.fetch_add(0, d).map_err(to_py)?;
-        from_bits(py, self.inner.t, old)
-    }
-
-    /// Atomic mode, integer typecodes: subtract `v` (wrapping); the previous value.
-    fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let d = delta(v, true)?;
-        let old = self.inner.fetch_add(0, d).map_err(to_py)?;
-        from_bits(py, self.inner.t, old)
-    }
-
-    /// Atomic mode: replace the value with `v` if it is `expected`. Returns `(True,
-    /// expected)` if it was replaced, else `(False, actual)`.
-    fn compare_exchange(
-        &self,
-        py: Python<'_>,
-        expected: &Bound<'_, PyAny>,
-        new: &Bound<'_, PyAny>,
-    ) -> PyResult<(bool, PyObject)> {
-        let t = self.inner.t;
-        let (e, n) = (bits(t, expected)?, bits(t, new)?);
-        match self.inner.compare_exchange(0, e, n).map_err(to_py)? {
-            Ok(old) => Ok((true, from_bits(py, t, old)?)),
-            Err(actual) => Ok((false, from_bits(py, t, actual)?)),
-        }
-    }
-
-    /// Atomic mode: store `v`; the previous value.
-    fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let t = self.inner.t;
-        let n = bits(t, v)?;
-        let mut cur = bits(t, &self.load(py)?.into_bound(py))?;
-        loop {
-            match self.inner.compare_exchange(0, cur, n).map_err(to_py)? {
-                Ok(old) => return from_bits(py, t, old),
-                Err(actual) => cur = actual,
+crate::named::named_methods!(
+    PyValue,
+    "Value",
+    #[pymethods]
+    {
+        /// `Value(typecode, init=None, *, name, lock=None, mode=None, perm=0o600)`: create the
+        /// value `name` holding `init` (zero if None), or open it if it exists (then `init` is
+        /// ignored, and its typecode and mode must be these: else `ShmkitError`).
+        #[new]
+        #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
+        fn new(
+            py: Python<'_>,
+            typecode_or_type: &str,
+            init: Option<&Bound<'_, PyAny>>,
+            name: &str,
+            lock: Option<bool>,
+            mode: Option<&str>,
+            perm: u32,
+        ) -> PyResult<Self> {
+            let t = typecode(typecode_or_type)?;
+            let m = cell_mode(t, lock, mode)?;
+            match Self::create_impl(name, t, init, m, perm) {
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
+                    let v = Self::open_impl(name)?;
+                    check_same(&v.inner, t, m, None)?;
+                    Ok(v)
+                }
+                r => r,
             }
         }
-    }
 
-    /// Seqlock mode: wait for a write after sequence `last_seq` (0 at first); returns
-    /// `(value, seq)`. `TimeoutError` if `timeout` seconds pass first. Releases the GIL;
-    /// Ctrl-C interrupts it.
-    #[pyo3(signature = (last_seq, timeout = None))]
-    fn wait_changed(
-        &self,
-        py: Python<'_>,
-        last_seq: u64,
-        timeout: Option<f64>,
-    ) -> PyResult<(PyObject, u64)> {
-        let (b, s) = wait_changed(py, &self.inner, last_seq, timeout)?;
-        Ok((from_bytes(py, self.inner.t, &b)?, s))
-    }
+        /// Create a new value; `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
+        fn create(
+            name: &str,
+            typecode_or_type: &str,
+            init: Option<&Bound<'_, PyAny>>,
+            lock: Option<bool>,
+            mode: Option<&str>,
+            perm: u32,
+        ) -> PyResult<Self> {
+            let t = typecode(typecode_or_type)?;
+            let m = cell_mode(t, lock, mode)?;
+            Self::create_impl(name, t, init, m, perm)
+        }
 
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
+        /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
+        /// there is none, `ShmkitError` if it is not a value.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            Self::open_impl(name)
+        }
 
-    /// Nothing to do (the value is unmapped when the object goes); does not unlink.
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {}
-}
+        /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
+        #[getter]
+        fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
+            let b = read_one(py, &self.inner, 0)?;
+            from_bytes(py, self.inner.t, &b)
+        }
+
+        #[setter]
+        fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+            let b = to_bytes(self.inner.t, v)?;
+            write(py, &self.inner, 0, &b)
+        }
+
+        /// The lock (`multiprocessing`'s `get_lock()`): `with v.get_lock(): v.value += 1`.
+        fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyCellLock>> {
+            Ok(self.inner.lock_object(py)?.clone().unbind())
+        }
+
+        /// The shared object (`multiprocessing`'s synchronized wrappers return the ctypes
+        /// object they wrap; a shmkit value is its own object, so this is the value itself).
+        fn get_obj<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+            slf.clone()
+        }
+
+        /// The typecode (`'q'`).
+        #[getter]
+        fn typecode(&self) -> String {
+            self.inner.t.as_char().to_string()
+        }
+
+        /// The mode: `'locked'`, `'atomic'` or `'seqlock'`.
+        #[getter]
+        fn mode(&self) -> String {
+            self.inner.mode.to_string()
+        }
+
+        /// Seqlock mode: the write sequence (even when no write is under way).
+        #[getter]
+        fn sequence(&self) -> u64 {
+            self.inner.sequence()
+        }
+
+        /// Atomic mode: the value (one atomic load).
+        fn load(&self, py: Python<'_>) -> PyResult<PyObject> {
+            self.atomic_only()?;
+            self.get_value(py)
+        }
+
+        /// Atomic mode: store `v` (one atomic store).
+        fn store(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.atomic_only()?;
+            self.set_value(py, v)
+        }
+
+        /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
+        fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+            let d = delta(v, false)?;
+            let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+            from_bits(py, self.inner.t, old)
+        }
+
+        /// Atomic mode, integer typecodes: subtract `v` (wrapping); the previous value.
+        fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+            let d = delta(v, true)?;
+            let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+            from_bits(py, self.inner.t, old)
+        }
+
+        /// Atomic mode: replace the value with `v` if it is `expected`. Returns `(True,
+        /// expected)` if it was replaced, else `(False, actual)`.
+        fn compare_exchange(
+            &self,
+            py: Python<'_>,
+            expected: &Bound<'_, PyAny>,
+            new: &Bound<'_, PyAny>,
+        ) -> PyResult<(bool, PyObject)> {
+            let t = self.inner.t;
+            let (e, n) = (bits(t, expected)?, bits(t, new)?);
+            match self.inner.compare_exchange(0, e, n).map_err(to_py)? {
+                Ok(old) => Ok((true, from_bits(py, t, old)?)),
+                Err(actual) => Ok((false, from_bits(py, t, actual)?)),
+            }
+        }
+
+        /// Atomic mode: store `v`; the previous value.
+        fn swap(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+            let t = self.inner.t;
+            let n = bits(t, v)?;
+            let mut cur = bits(t, &self.load(py)?.into_bound(py))?;
+            loop {
+                match self.inner.compare_exchange(0, cur, n).map_err(to_py)? {
+                    Ok(old) => return from_bits(py, t, old),
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+
+        /// Seqlock mode: wait for a write after sequence `last_seq` (0 at first); returns
+        /// `(value, seq)`. `TimeoutError` if `timeout` seconds pass first. Releases the GIL;
+        /// Ctrl-C interrupts it.
+        #[pyo3(signature = (last_seq, timeout = None))]
+        fn wait_changed(
+            &self,
+            py: Python<'_>,
+            last_seq: u64,
+            timeout: Option<f64>,
+        ) -> PyResult<(PyObject, u64)> {
+            let (b, s) = wait_changed(py, &self.inner, last_seq, timeout)?;
+            Ok((from_bytes(py, self.inner.t, &b)?, s))
+        }
+
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Nothing to do (the value is unmapped when the object goes); does not unlink.
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, PyTuple>) {}
+    }
+);
 
 fn wait_changed(
     py: Python<'_>,
-    cell: &Arc<Cell>,
+    cell: &Cell,
     last: u64,
     timeout: Option<f64>,
 ) -> PyResult<(Vec<u8>, u64)> {
@@ -800,7 +959,7 @@ fn format(t: Typecode) -> &'static std::ffi::CStr {
 #[pyclass(module = "shmkit", name = "Array")]
 pub(crate) struct PyArray {
     /// `None` once closed.
-    inner: Option<Arc<Cell>>,
+    inner: Option<Handle>,
     name: String,
     /// Live buffer exports.
     exports: AtomicUsize,
@@ -816,12 +975,12 @@ impl PyArray {
             name: cell.name().to_owned(),
             shape: [cell.len as pyo3::ffi::Py_ssize_t],
             strides: [cell.t.size() as pyo3::ffi::Py_ssize_t],
-            inner: Some(Arc::new(cell)),
+            inner: Some(Handle::new(cell)),
             exports: AtomicUsize::new(0),
         })
     }
 
-    fn cell(&self) -> PyResult<&Arc<Cell>> {
+    fn cell(&self) -> PyResult<&Handle> {
         self.inner
             .as_ref()
             .ok_or_else(|| PyValueError::new_err(format!("array {:?} is closed", self.name)))
@@ -839,7 +998,7 @@ impl PyArray {
         let mut data = Vec::new();
         let mut n = 0;
         for item in size_or_init.try_iter()? {
-            data.extend(to_bytes(t, &item?)?);
+            data.extend_from_slice(&to_bytes(t, &item?)?);
             n += 1;
         }
         if n == 0 {
@@ -873,6 +1032,19 @@ impl PyArray {
         Ok(this)
     }
 
+    /// The cell of a `'c'` array, for `.raw` / `.value` (`AttributeError` for another
+    /// typecode, as `multiprocessing`'s non-char arrays have no such attribute).
+    fn char_cell(&self, what: &str) -> PyResult<&Handle> {
+        let cell = self.cell()?;
+        if cell.t != Typecode::Char {
+            return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "'{what}' is for typecode 'c' arrays; this one is '{}'",
+                cell.t.as_char()
+            )));
+        }
+        Ok(cell)
+    }
+
     /// A Python index (negative from the end) as an element number; `IndexError` outside.
     fn index(&self, i: isize) -> PyResult<usize> {
         let n = self.cell()?.len as isize;
@@ -882,6 +1054,29 @@ impl PyArray {
         }
         Ok(j as usize)
     }
+}
+
+/// The bytes for `.raw` (`bytes` or `bytearray`) / `.value` (`bytes` only) of a char array
+/// of `len` (`TypeError` otherwise), at most `len` of them (`ValueError`): as ctypes, and
+/// nothing is written on an error.
+fn char_bytes(v: &Bound<'_, PyAny>, len: usize, bytes_only: bool) -> PyResult<Vec<u8>> {
+    let b = if let Ok(b) = v.downcast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if let (false, Ok(b)) = (bytes_only, v.downcast::<pyo3::types::PyByteArray>()) {
+        b.to_vec()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "bytes expected, not {}",
+            v.get_type().name()?
+        )));
+    };
+    if b.len() > len {
+        return Err(PyValueError::new_err(format!(
+            "byte string too long ({} bytes for an array of {len})",
+            b.len()
+        )));
+    }
+    Ok(b)
 }
 
 /// A slice's elements: `(start, step, count)` and the contiguous span `(lo, span)` holding
@@ -1007,7 +1202,7 @@ impl PyArray {
             return Ok(PyList::new(py, items)?.into_any().unbind());
         }
         let i = self.index(key.extract()?)?;
-        let b = read(py, cell, i, 1)?;
+        let b = read_one(py, cell, i)?;
         from_bytes(py, t, &b)
     }
 
@@ -1032,7 +1227,7 @@ impl PyArray {
                 n = items.len();
             } else {
                 for item in value.try_iter()? {
-                    items.extend(to_bytes(t, &item?)?);
+                    items.extend_from_slice(&to_bytes(t, &item?)?);
                     n += 1;
                 }
             }
@@ -1076,10 +1271,54 @@ impl PyArray {
     }
 
     /// The lock (`multiprocessing`'s `get_lock()`): `with a.get_lock(): a[0] += a[1]`.
-    fn get_lock(&self) -> PyResult<PyCellLock> {
-        Ok(PyCellLock {
-            cell: self.cell()?.clone(),
-        })
+    fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyCellLock>> {
+        Ok(self.cell()?.lock_object(py)?.clone().unbind())
+    }
+
+    /// The shared object (as `Value.get_obj`: the array itself).
+    fn get_obj(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Typecode `'c'`: the whole array as `bytes` (`multiprocessing`'s char array `.raw`).
+    #[getter]
+    fn get_raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let cell = self.char_cell("raw")?;
+        Ok(PyBytes::new(py, &read(py, cell, 0, cell.len)?))
+    }
+
+    /// Write `bytes` from the start (`ValueError` if longer than the array; the rest is left
+    /// as it is).
+    #[setter]
+    fn set_raw(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let cell = self.char_cell("raw")?;
+        let b = char_bytes(v, cell.len, false)?;
+        if b.is_empty() {
+            return Ok(());
+        }
+        write(py, cell, 0, &b)
+    }
+
+    /// Typecode `'c'`: the bytes up to the first NUL (`multiprocessing`'s char array
+    /// `.value`).
+    #[getter]
+    fn get_value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let cell = self.char_cell("value")?;
+        let b = read(py, cell, 0, cell.len)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(PyBytes::new(py, &b[..end]))
+    }
+
+    /// Write `bytes` from the start, then a NUL if there is room (`ValueError` if longer than
+    /// the array), in one write.
+    #[setter]
+    fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let cell = self.char_cell("value")?;
+        let mut b = char_bytes(v, cell.len, true)?;
+        if b.len() < cell.len {
+            b.push(0);
+        }
+        write(py, cell, 0, &b)
     }
 
     /// Atomic mode, integer typecodes: add `v` to element `i` (wrapping); its previous value.

@@ -20,8 +20,6 @@ pub(crate) struct PyCondition {
     inner: shmkit::sync::Condition,
 }
 
-named_methods!(PyCondition, "Condition");
-
 /// How one wait ended.
 enum Woken {
     /// Notified (or a spurious wake-up); the lock is held again.
@@ -78,119 +76,123 @@ impl PyCondition {
     }
 }
 
-#[pymethods]
-impl PyCondition {
-    #[new]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn new(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Condition>(mode)
-            .open_or_create(name)
-            .map_err(to_py)?;
-        Ok(PyCondition { inner })
-    }
-
-    /// Create a new condition; `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn create(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Condition>(mode)
-            .create(name)
-            .map_err(to_py)?;
-        Ok(PyCondition { inner })
-    }
-
-    /// Open an existing condition; `FileNotFoundError` if there is none.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Condition>(DEFAULT_MODE)
-            .open(name)
-            .map_err(to_py)?;
-        Ok(PyCondition { inner })
-    }
-
-    /// Acquire the condition's lock (see `Lock.acquire`).
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(slf.as_any(), slf.get().inner.as_lock(), block, timeout)
-    }
-
-    /// Release the condition's lock; `RuntimeError` if this thread does not hold it.
-    fn release(&self) -> PyResult<()> {
-        self.inner.as_lock().release_held().map_err(lock_error)
-    }
-
-    /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
-    fn make_consistent(&self) -> PyResult<()> {
-        self.inner
-            .as_lock()
-            .make_consistent_held()
-            .map_err(lock_error)
-    }
-
-    /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),
-    /// take the lock back. Returns `False` if the timeout passed. The lock must be held
-    /// (`RuntimeError` otherwise). Ctrl-C interrupts the wait for a notify; taking the lock
-    /// back afterwards waits for the lock as long as it takes (as Python's does), and the
-    /// lock is held again when `KeyboardInterrupt` is raised.
-    #[pyo3(signature = (timeout = None))]
-    fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
-        Self::wait_until(slf, deadline(timeout)?)
-    }
-
-    /// Wait until `predicate()` is true (called with the lock held, first before any wait),
-    /// at most `timeout` seconds. Returns the predicate's last value.
-    #[pyo3(signature = (predicate, timeout = None))]
-    fn wait_for<'py>(
-        slf: &Bound<'py, Self>,
-        predicate: &Bound<'py, PyAny>,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let deadline = deadline(timeout)?;
-        let mut result = predicate.call0()?;
-        while !result.is_truthy()? {
-            if passed(deadline) {
-                break;
-            }
-            Self::wait_until(slf, deadline)?;
-            result = predicate.call0()?;
+named_methods!(
+    PyCondition,
+    "Condition",
+    #[pymethods]
+    {
+        #[new]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn new(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Condition>(mode)
+                .open_or_create(name)
+                .map_err(to_py)?;
+            Ok(PyCondition { inner })
         }
-        Ok(result)
-    }
 
-    /// Wake up to `n` waiters (possibly more). The lock must be held.
-    #[pyo3(signature = (n = 1))]
-    fn notify(&self, n: u32) -> PyResult<()> {
-        let g = self
-            .inner
-            .as_lock()
-            .adopt()
-            .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
-        self.inner.notify(&g, n);
-        g.leak();
-        Ok(())
-    }
+        /// Create a new condition; `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn create(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Condition>(mode)
+                .create(name)
+                .map_err(to_py)?;
+            Ok(PyCondition { inner })
+        }
 
-    /// Wake every waiter. The lock must be held.
-    fn notify_all(&self) -> PyResult<()> {
-        let g = self
-            .inner
-            .as_lock()
-            .adopt()
-            .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
-        self.inner.notify_all(&g);
-        g.leak();
-        Ok(())
-    }
+        /// Open an existing condition; `FileNotFoundError` if there is none.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Condition>(DEFAULT_MODE)
+                .open(name)
+                .map_err(to_py)?;
+            Ok(PyCondition { inner })
+        }
 
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        acquire(slf.as_any(), slf.get().inner.as_lock(), true, None)
-    }
+        /// Acquire the condition's lock (see `Lock.acquire`).
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+            acquire(slf.as_any(), slf.get().inner.as_lock(), block, timeout)
+        }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        self.release()
+        /// Release the condition's lock; `RuntimeError` if this thread does not hold it.
+        fn release(&self) -> PyResult<()> {
+            self.inner.as_lock().release_held().map_err(lock_error)
+        }
+
+        /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
+        fn make_consistent(&self) -> PyResult<()> {
+            self.inner
+                .as_lock()
+                .make_consistent_held()
+                .map_err(lock_error)
+        }
+
+        /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),
+        /// take the lock back. Returns `False` if the timeout passed. The lock must be held
+        /// (`RuntimeError` otherwise). Ctrl-C interrupts the wait for a notify; taking the lock
+        /// back afterwards waits for the lock as long as it takes (as Python's does), and the
+        /// lock is held again when `KeyboardInterrupt` is raised.
+        #[pyo3(signature = (timeout = None))]
+        fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
+            Self::wait_until(slf, deadline(timeout)?)
+        }
+
+        /// Wait until `predicate()` is true (called with the lock held, first before any wait),
+        /// at most `timeout` seconds. Returns the predicate's last value.
+        #[pyo3(signature = (predicate, timeout = None))]
+        fn wait_for<'py>(
+            slf: &Bound<'py, Self>,
+            predicate: &Bound<'py, PyAny>,
+            timeout: Option<f64>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let deadline = deadline(timeout)?;
+            let mut result = predicate.call0()?;
+            while !result.is_truthy()? {
+                if passed(deadline) {
+                    break;
+                }
+                Self::wait_until(slf, deadline)?;
+                result = predicate.call0()?;
+            }
+            Ok(result)
+        }
+
+        /// Wake up to `n` waiters (possibly more). The lock must be held.
+        #[pyo3(signature = (n = 1))]
+        fn notify(&self, n: u32) -> PyResult<()> {
+            let g = self
+                .inner
+                .as_lock()
+                .adopt()
+                .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
+            self.inner.notify(&g, n);
+            g.leak();
+            Ok(())
+        }
+
+        /// Wake every waiter. The lock must be held.
+        fn notify_all(&self) -> PyResult<()> {
+            let g = self
+                .inner
+                .as_lock()
+                .adopt()
+                .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
+            self.inner.notify_all(&g);
+            g.leak();
+            Ok(())
+        }
+
+        fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+            acquire(slf.as_any(), slf.get().inner.as_lock(), true, None)
+        }
+
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+            self.release()
+        }
     }
-}
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCondition>()

@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::to_py;
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -12,65 +12,67 @@ pub(crate) struct PyEvent {
     inner: shmkit::sync::Event,
 }
 
-named_methods!(PyEvent, "Event");
-
-#[pymethods]
-impl PyEvent {
-    #[new]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn new(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Event>(mode)
-            .open_or_create(name)
-            .map_err(to_py)?;
-        Ok(PyEvent { inner })
-    }
-
-    /// Create a new (clear) event; `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn create(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Event>(mode)
-            .create(name)
-            .map_err(to_py)?;
-        Ok(PyEvent { inner })
-    }
-
-    /// Open an existing event; `FileNotFoundError` if there is none.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Event>(DEFAULT_MODE)
-            .open(name)
-            .map_err(to_py)?;
-        Ok(PyEvent { inner })
-    }
-
-    /// Whether the flag is set.
-    fn is_set(&self) -> bool {
-        self.inner.is_set()
-    }
-
-    /// Set the flag and wake every waiter.
-    fn set(&self) {
-        self.inner.set()
-    }
-
-    /// Clear the flag.
-    fn clear(&self) {
-        self.inner.clear()
-    }
-
-    /// Wait until the flag is set, at most `timeout` seconds (`None`: no limit). Returns
-    /// whether it is set.
-    #[pyo3(signature = (timeout = None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = deadline(timeout)?;
-        let ev = &self.inner;
-        if ev.try_wait().is_ok() {
-            return Ok(true);
+named_methods!(
+    PyEvent,
+    "Event",
+    #[pymethods]
+    {
+        #[new]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn new(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Event>(mode)
+                .open_or_create(name)
+                .map_err(to_py)?;
+            Ok(PyEvent { inner })
         }
-        Ok(sliced(py, deadline, |until| ev.wait_deadline(until).ok())?.is_some())
+
+        /// Create a new (clear) event; `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn create(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Event>(mode)
+                .create(name)
+                .map_err(to_py)?;
+            Ok(PyEvent { inner })
+        }
+
+        /// Open an existing event; `FileNotFoundError` if there is none.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Event>(DEFAULT_MODE)
+                .open(name)
+                .map_err(to_py)?;
+            Ok(PyEvent { inner })
+        }
+
+        /// Whether the flag is set.
+        fn is_set(&self) -> bool {
+            self.inner.is_set()
+        }
+
+        /// Set the flag and wake every waiter.
+        fn set(&self) {
+            self.inner.set()
+        }
+
+        /// Clear the flag.
+        fn clear(&self) {
+            self.inner.clear()
+        }
+
+        /// Wait until the flag is set, at most `timeout` seconds (`None`: no limit). Returns
+        /// whether it is set.
+        #[pyo3(signature = (timeout = None))]
+        fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+            check_timeout(timeout)?;
+            let ev = &self.inner;
+            if ev.try_wait().is_ok() {
+                return Ok(true);
+            }
+            Ok(sliced(py, deadline(timeout)?, |until| ev.wait_deadline(until).ok())?.is_some())
+        }
     }
-}
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEvent>()

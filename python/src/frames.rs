@@ -26,7 +26,7 @@ use shmkit::frames::{
     TryRecvError,
 };
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{frames_attach_error, to_py, ShmkitError};
 
 /// Python handles are untyped: the header is bytes of the channel's recorded type.
@@ -165,7 +165,7 @@ impl PyFrameSubscriber {
 
     /// One non-blocking attempt with the GIL held, then the sliced wait.
     fn get(&self, py: Python<'_>, latest: bool, timeout: Option<f64>) -> PyResult<PyFrame> {
-        let until = deadline(timeout)?;
+        check_timeout(timeout)?;
         {
             let mut g = self.sub()?;
             let s = g.as_mut().expect("checked open");
@@ -176,7 +176,8 @@ impl PyFrameSubscriber {
                 Err(_) => {}
             }
         }
-        let got = sliced(py, until, |slice_end| {
+        // The clock is read only now that the first attempt failed.
+        let got = sliced(py, deadline(timeout)?, |slice_end| {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let Some(s) = g.as_mut() else {
                 return Some(Err(()));
@@ -729,7 +730,7 @@ impl PyFramePublisher {
     #[pyo3(signature = (timeout = None))]
     fn loan(slf: &Bound<'_, Self>, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrameLoan> {
         let this = slf.get();
-        let until = deadline(timeout)?;
+        check_timeout(timeout)?;
         let ptr = {
             let mut st = this.state();
             st.abandon()?;
@@ -747,7 +748,8 @@ impl PyFramePublisher {
             }
             SendPtr(ptr)
         };
-        let got = sliced(py, until, move |slice_end| {
+        // The clock is read only now that the first attempt failed.
+        let got = sliced(py, deadline(timeout)?, move |slice_end| {
             let mut st = this.state();
             // Closed, or loaned by another thread meanwhile: that thread's loan stands.
             if st.loan.is_some() || st.publisher != Some(ptr.get()) {

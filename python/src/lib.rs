@@ -24,6 +24,7 @@ mod frames;
 mod list;
 mod lock;
 mod named;
+mod pickle5;
 mod queue;
 mod segment;
 mod semaphore;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use shmkit::sync::{LockError, LockState, Owner, RLockState};
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{lock_error, owner_died, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -107,12 +107,17 @@ pub(crate) fn acquire(
     let py = owner.py();
     // First one attempt with the GIL held (the uncontended case: no GIL round trip), as
     // multiprocessing's SemLock does; then the sliced wait with the GIL released.
-    let deadline = if block { deadline(timeout)? } else { None };
+    if block {
+        check_timeout(timeout)?;
+    }
     let outcome = match lock.attempt(None) {
         Ok(Acquired::No) if block => {
-            sliced(py, deadline, |until| match lock.attempt(Some(until)) {
-                Ok(Acquired::No) => None,
-                r => Some(r),
+            // The clock is read only now that the first attempt failed.
+            sliced(py, deadline(timeout)?, |until| {
+                match lock.attempt(Some(until)) {
+                    Ok(Acquired::No) => None,
+                    r => Some(r),
+                }
             })?
             .unwrap_or(Ok(Acquired::No))
         }
@@ -137,79 +142,81 @@ pub(crate) struct PyLock {
     inner: shmkit::sync::Lock,
 }
 
-named_methods!(PyLock, "Lock");
+named_methods!(
+    PyLock,
+    "Lock",
+    #[pymethods]
+    {
+        #[new]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn new(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Lock>(mode)
+                .open_or_create(name)
+                .map_err(to_py)?;
+            Ok(PyLock { inner })
+        }
 
-#[pymethods]
-impl PyLock {
-    #[new]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn new(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Lock>(mode)
-            .open_or_create(name)
-            .map_err(to_py)?;
-        Ok(PyLock { inner })
-    }
+        /// Create a new lock; `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn create(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Lock>(mode)
+                .create(name)
+                .map_err(to_py)?;
+            Ok(PyLock { inner })
+        }
 
-    /// Create a new lock; `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn create(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Lock>(mode)
-            .create(name)
-            .map_err(to_py)?;
-        Ok(PyLock { inner })
-    }
+        /// Open an existing lock; `FileNotFoundError` if there is none.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Lock>(DEFAULT_MODE)
+                .open(name)
+                .map_err(to_py)?;
+            Ok(PyLock { inner })
+        }
 
-    /// Open an existing lock; `FileNotFoundError` if there is none.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::Lock>(DEFAULT_MODE)
-            .open(name)
-            .map_err(to_py)?;
-        Ok(PyLock { inner })
-    }
+        /// Acquire the lock. `block=False`: try once. `timeout=None`: wait as long as it takes;
+        /// else at most `timeout` seconds. Returns whether it is now held. Raises `OwnerDied`
+        /// (lock held) if the previous holder died holding it, and `RuntimeError` if this thread
+        /// already holds it and `block` is true.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+            acquire(slf.as_any(), &*slf.get().inner, block, timeout)
+        }
 
-    /// Acquire the lock. `block=False`: try once. `timeout=None`: wait as long as it takes;
-    /// else at most `timeout` seconds. Returns whether it is now held. Raises `OwnerDied`
-    /// (lock held) if the previous holder died holding it, and `RuntimeError` if this thread
-    /// already holds it and `block` is true.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(slf.as_any(), &*slf.get().inner, block, timeout)
-    }
+        /// Release the lock; `RuntimeError` if this thread does not hold it.
+        fn release(&self) -> PyResult<()> {
+            self.inner.release_held().map_err(lock_error)
+        }
 
-    /// Release the lock; `RuntimeError` if this thread does not hold it.
-    fn release(&self) -> PyResult<()> {
-        self.inner.release_held().map_err(lock_error)
-    }
+        /// Whether anyone holds the lock (a snapshot).
+        fn locked(&self) -> bool {
+            self.inner.is_held()
+        }
 
-    /// Whether anyone holds the lock (a snapshot).
-    fn locked(&self) -> bool {
-        self.inner.is_held()
-    }
+        /// After `OwnerDied`: declare the protected data repaired, so that the lock works normally
+        /// after `release()`. `RuntimeError` if this thread does not hold it.
+        fn make_consistent(&self) -> PyResult<()> {
+            self.inner.make_consistent_held().map_err(lock_error)
+        }
 
-    /// After `OwnerDied`: declare the protected data repaired, so that the lock works normally
-    /// after `release()`. `RuntimeError` if this thread does not hold it.
-    fn make_consistent(&self) -> PyResult<()> {
-        self.inner.make_consistent_held().map_err(lock_error)
-    }
+        fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+            acquire(slf.as_any(), &*slf.get().inner, true, None)
+        }
 
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        acquire(slf.as_any(), &*slf.get().inner, true, None)
+        // Three positional parameters, not `*args`: no argument tuple built per `with` block.
+        #[pyo3(signature = (exc_type, exc, tb))]
+        fn __exit__(
+            &self,
+            exc_type: &Bound<'_, PyAny>,
+            exc: &Bound<'_, PyAny>,
+            tb: &Bound<'_, PyAny>,
+        ) -> PyResult<()> {
+            let _ = (exc_type, exc, tb);
+            self.release()
+        }
     }
-
-    // Three positional parameters, not `*args`: no argument tuple built per `with` block.
-    #[pyo3(signature = (exc_type, exc, tb))]
-    fn __exit__(
-        &self,
-        exc_type: &Bound<'_, PyAny>,
-        exc: &Bound<'_, PyAny>,
-        tb: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let _ = (exc_type, exc, tb);
-        self.release()
-    }
-}
+);
 
 /// A named, robust, recursive lock: `multiprocessing.RLock`, attachable by name. The thread
 /// that holds it may acquire it again; it is free once released as often as acquired.
@@ -218,75 +225,77 @@ pub(crate) struct PyRLock {
     inner: shmkit::sync::RLock,
 }
 
-named_methods!(PyRLock, "RLock");
+named_methods!(
+    PyRLock,
+    "RLock",
+    #[pymethods]
+    {
+        #[new]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn new(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::RLock>(mode)
+                .open_or_create(name)
+                .map_err(to_py)?;
+            Ok(PyRLock { inner })
+        }
 
-#[pymethods]
-impl PyRLock {
-    #[new]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn new(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::RLock>(mode)
-            .open_or_create(name)
-            .map_err(to_py)?;
-        Ok(PyRLock { inner })
-    }
+        /// Create a new recursive lock; `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, *, mode = 0o600))]
+        fn create(name: &str, mode: u32) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::RLock>(mode)
+                .create(name)
+                .map_err(to_py)?;
+            Ok(PyRLock { inner })
+        }
 
-    /// Create a new recursive lock; `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, *, mode = 0o600))]
-    fn create(name: &str, mode: u32) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::RLock>(mode)
-            .create(name)
-            .map_err(to_py)?;
-        Ok(PyRLock { inner })
-    }
+        /// Open an existing recursive lock; `FileNotFoundError` if there is none.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::RLock>(DEFAULT_MODE)
+                .open(name)
+                .map_err(to_py)?;
+            Ok(PyRLock { inner })
+        }
 
-    /// Open an existing recursive lock; `FileNotFoundError` if there is none.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        let inner = options::<shmkit::sync::RLock>(DEFAULT_MODE)
-            .open(name)
-            .map_err(to_py)?;
-        Ok(PyRLock { inner })
-    }
+        /// Acquire one level (see `Lock.acquire`); a thread that holds it gets `True` at once.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+            acquire(slf.as_any(), &*slf.get().inner, block, timeout)
+        }
 
-    /// Acquire one level (see `Lock.acquire`); a thread that holds it gets `True` at once.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(slf.as_any(), &*slf.get().inner, block, timeout)
-    }
+        /// Release one level; `RuntimeError` if this thread does not hold it.
+        fn release(&self) -> PyResult<()> {
+            self.inner.release_held().map_err(lock_error)
+        }
 
-    /// Release one level; `RuntimeError` if this thread does not hold it.
-    fn release(&self) -> PyResult<()> {
-        self.inner.release_held().map_err(lock_error)
-    }
+        /// Whether anyone holds the lock (a snapshot).
+        fn locked(&self) -> bool {
+            self.inner.is_held()
+        }
 
-    /// Whether anyone holds the lock (a snapshot).
-    fn locked(&self) -> bool {
-        self.inner.is_held()
-    }
+        /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
+        fn make_consistent(&self) -> PyResult<()> {
+            self.inner.make_consistent_held().map_err(lock_error)
+        }
 
-    /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
-    fn make_consistent(&self) -> PyResult<()> {
-        self.inner.make_consistent_held().map_err(lock_error)
-    }
+        fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+            acquire(slf.as_any(), &*slf.get().inner, true, None)
+        }
 
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        acquire(slf.as_any(), &*slf.get().inner, true, None)
+        // Three positional parameters, not `*args`: no argument tuple built per `with` block.
+        #[pyo3(signature = (exc_type, exc, tb))]
+        fn __exit__(
+            &self,
+            exc_type: &Bound<'_, PyAny>,
+            exc: &Bound<'_, PyAny>,
+            tb: &Bound<'_, PyAny>,
+        ) -> PyResult<()> {
+            let _ = (exc_type, exc, tb);
+            self.release()
+        }
     }
-
-    // Three positional parameters, not `*args`: no argument tuple built per `with` block.
-    #[pyo3(signature = (exc_type, exc, tb))]
-    fn __exit__(
-        &self,
-        exc_type: &Bound<'_, PyAny>,
-        exc: &Bound<'_, PyAny>,
-        tb: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let _ = (exc_type, exc, tb);
-        self.release()
-    }
-}
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLock>()?;

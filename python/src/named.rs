@@ -21,12 +21,24 @@ pub(crate) fn unlink(name: &str) -> PyResult<()> {
     shmkit::Segment::unlink(name).map_err(to_py)
 }
 
-/// Adds `name`, `unlink()`, `__repr__` and `__reduce__` (pickled as `Class.open(name)`) to a
-/// class whose field `inner` is a shmkit named handle. Needs pyo3's `multiple-pymethods`.
+/// Wraps a class's one `#[pymethods]` block, adding `name`, `unlink()`, `__repr__` and
+/// `__reduce__` (pickled as `Class.open(name)`) to it, for a class whose field `inner` is a
+/// shmkit named handle:
+///
+/// ```ignore
+/// named_methods!(PyLock, "Lock", #[pymethods] { /* the class's methods */ });
+/// ```
+///
+/// The caller writes `#[pymethods]` (passed through as two token trees): the code pyo3
+/// generates then has the caller's hygiene, so signatures such as `(*_args)` resolve. One
+/// block per class, so pyo3's `multiple-pymethods` feature (an inventory lookup, with a heap
+/// allocation, on every method call) is not needed.
 macro_rules! named_methods {
-    ($class:ident, $pyname:literal) => {
-        #[pyo3::pymethods]
+    ($class:ident, $pyname:literal, $pound:tt $pymethods:tt { $($methods:tt)* }) => {
+        $pound $pymethods
         impl $class {
+            $($methods)*
+
             /// The object's name (its file is `/dev/shm/NAME`).
             #[getter]
             fn name(&self) -> &str {

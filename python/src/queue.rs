@@ -1,5 +1,5 @@
 //! `Queue`: `multiprocessing.Queue`'s surface on shmkit's MPMC bytes queue (`SPEC.md`, "MPMC
-//! bytes queue"): objects are pickled (highest protocol) into one message each; `put_bytes` /
+//! bytes queue"): objects are pickled (protocol 5; `pickle5`) into one message each; `put_bytes` /
 //! `get_bytes` are the bytes-only fast path (no pickling, the same messages the Rust API and
 //! `shmkit queue push/pop` exchange).
 //!
@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
 use pyo3::types::PyBytes;
 use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
 use shmkit::queue::AttachError;
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
 use crate::named::named_methods;
+use crate::pickle5;
 
 /// `capacity_bytes` when not given: 1 MiB, so messages up to 512 KiB - 8 bytes.
 const DEFAULT_CAPACITY: u64 = 1 << 20;
@@ -44,6 +44,12 @@ const BIG: usize = 64 * 1024;
 /// How often a blocking call re-checks while no handle of the other side is alive (or no
 /// slot of its own side is free).
 const POLL: Duration = Duration::from_millis(5);
+
+/// A consumer and the buffer its messages are popped into (kept: no allocation per `get`).
+struct Reader {
+    c: Consumer,
+    buf: Vec<u8>,
+}
 
 /// Idle handles of one side, for the threads of this process.
 struct Pool<H> {
@@ -101,25 +107,6 @@ fn poll_pause(until: Instant) {
     std::thread::sleep(left.min(POLL));
 }
 
-/// `pickle.dumps`, `pickle.loads` and `pickle.HIGHEST_PROTOCOL`, looked up once.
-struct Pickle {
-    dumps: Py<PyAny>,
-    loads: Py<PyAny>,
-    protocol: Py<PyAny>,
-}
-
-fn pickle(py: Python<'_>) -> PyResult<&Pickle> {
-    static PICKLE: GILOnceCell<Pickle> = GILOnceCell::new();
-    PICKLE.get_or_try_init(py, || {
-        let m = py.import("pickle")?;
-        Ok(Pickle {
-            dumps: m.getattr("dumps")?.unbind(),
-            loads: m.getattr("loads")?.unbind(),
-            protocol: m.getattr("HIGHEST_PROTOCOL")?.unbind(),
-        })
-    })
-}
-
 /// A unique name for `Queue()` without one: `shmkit-q-PID-N-NANOS`.
 fn generated_name() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -152,11 +139,9 @@ fn capacity(capacity_bytes: i64) -> PyResult<u64> {
 pub(crate) struct PyQueue {
     inner: mpmc_bytes::Queue,
     producers: Pool<Producer>,
-    consumers: Pool<Consumer>,
+    consumers: Pool<Reader>,
     closed: AtomicBool,
 }
-
-named_methods!(PyQueue, "Queue");
 
 impl PyQueue {
     fn wrap(inner: mpmc_bytes::Queue) -> Self {
@@ -229,28 +214,29 @@ impl PyQueue {
         None
     }
 
-    /// One pop: as [`push_step`](Self::push_step).
-    fn pop_step(&self, until: Option<Instant>) -> Step<Vec<u8>> {
+    /// One pop: as [`push_step`](Self::push_step). On success the reader holds the message
+    /// in its buffer; the caller gives it back.
+    fn pop_step(&self, until: Option<Instant>) -> Step<Reader> {
         for fresh in [false, true] {
-            let mut c = match self.consumers.take(|| self.inner.consumer()) {
-                Ok(Some(c)) => c,
+            let mut r = match self
+                .consumers
+                .take(|| self.inner.consumer().map(|c| Reader { c, buf: Vec::new() }))
+            {
+                Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => return Some(Err(e)),
             };
-            let r = match until {
-                None => c.try_pop(),
-                Some(t) => c.pop_deadline(t),
+            let res = match until {
+                None => r.c.try_pop_into(&mut r.buf),
+                Some(t) => r.c.pop_into_deadline(&mut r.buf, t),
             };
-            match r {
-                Ok(m) => {
-                    self.consumers.give_back(c, &self.closed);
-                    return Some(Ok(m));
-                }
+            match res {
+                Ok(_) => return Some(Ok(r)),
                 Err(PopError::Empty | PopError::Timeout) => {
-                    self.consumers.give_back(c, &self.closed);
+                    self.consumers.give_back(r, &self.closed);
                     return None;
                 }
-                Err(PopError::Disconnected) if !fresh => drop(c),
+                Err(PopError::Disconnected) if !fresh => drop(r),
                 Err(PopError::Disconnected) => break,
                 Err(e @ PopError::Corrupt) => return Some(Err(to_py(e.into()))),
             }
@@ -274,7 +260,9 @@ impl PyQueue {
                 self.inner.name()
             )));
         }
-        let deadline = if block { deadline(timeout)? } else { None };
+        if block {
+            check_timeout(timeout)?;
+        }
         let first = if msg.len() >= BIG {
             py.allow_threads(|| self.push_step(msg, None))
         } else {
@@ -283,7 +271,10 @@ impl PyQueue {
         let done = match first {
             Some(r) => Some(r),
             None if !block => None,
-            None => sliced(py, deadline, |until| self.push_step(msg, Some(until)))?,
+            // The clock is read only now that the first attempt failed.
+            None => sliced(py, deadline(timeout)?, |until| {
+                self.push_step(msg, Some(until))
+            })?,
         };
         match done {
             Some(r) => r,
@@ -295,29 +286,31 @@ impl PyQueue {
         }
     }
 
-    /// `get` of bytes: as [`push`](Self::push). Returns the message as a Python `bytes`.
-    fn pop<'py>(
+    /// `get`: as [`push`](Self::push); `read` turns the message into the result (with the
+    /// GIL held) before the reader goes back to the pool.
+    fn pop<T>(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         block: bool,
         timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+        read: impl FnOnce(&[u8]) -> PyResult<T>,
+    ) -> PyResult<T> {
         self.check_open()?;
-        let deadline = if block { deadline(timeout)? } else { None };
+        if block {
+            check_timeout(timeout)?;
+        }
         let done = match self.pop_step(None) {
             Some(r) => Some(r),
             None if !block => None,
-            None => sliced(py, deadline, |until| self.pop_step(Some(until)))?,
+            // The clock is read only now that the first attempt failed.
+            None => sliced(py, deadline(timeout)?, |until| self.pop_step(Some(until)))?,
         };
         match done {
-            Some(Ok(m)) if m.len() >= BIG => {
-                // The copy into the new `bytes` object runs without the GIL.
-                PyBytes::new_with(py, m.len(), |buf| {
-                    py.allow_threads(|| buf.copy_from_slice(&m));
-                    Ok(())
-                })
+            Some(Ok(r)) => {
+                let out = read(&r.buf);
+                self.consumers.give_back(r, &self.closed);
+                out
             }
-            Some(Ok(m)) => Ok(PyBytes::new(py, &m)),
             Some(Err(e)) => Err(e),
             None => Err(queue_full_or_empty(
                 py,
@@ -328,168 +321,181 @@ impl PyQueue {
     }
 }
 
-#[pymethods]
-impl PyQueue {
-    /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
-    /// queue under a unique generated name, removed when this object is garbage-collected.
-    #[new]
-    #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
-    fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
-        match name {
-            Some(n) => Self::build(n, capacity_bytes, mode, false),
-            None => {
-                let q = Self::build(&generated_name(), capacity_bytes, mode, true)?;
-                q.inner.set_unlink_on_drop(true);
-                Ok(q)
-            }
-        }
-    }
-
-    /// Create a new queue of `capacity_bytes` (rounded up to a power of two, at least 256);
-    /// `FileExistsError` if the name is taken.
-    #[staticmethod]
-    #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600))]
-    fn create(name: &str, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
-        Self::build(name, capacity_bytes, mode, true)
-    }
-
-    /// Open an existing queue; `FileNotFoundError` if there is none.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        mpmc_bytes::Queue::options()
-            .unlink_on_drop(false)
-            .open(name)
-            .map(Self::wrap)
-            .map_err(to_py)
-    }
-
-    /// Data bytes in the ring.
-    #[getter]
-    fn capacity_bytes(&self) -> u64 {
-        self.inner.capacity()
-    }
-
-    /// The longest message (pickled object, or `put_bytes` payload) accepted, in bytes.
-    #[getter]
-    fn max_message(&self) -> u64 {
-        self.inner.max_message()
-    }
-
-    /// Put `obj` (pickled with the highest protocol). `block=False` (or a `timeout` that
-    /// passes) raises `queue.Full` if there is no room; `ValueError` if the pickle is longer
-    /// than `max_message`.
-    #[pyo3(signature = (obj, block = true, timeout = None))]
-    fn put(
-        &self,
-        py: Python<'_>,
-        obj: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        self.check_open()?;
-        let p = pickle(py)?;
-        let data = p.dumps.bind(py).call1((obj, p.protocol.bind(py)))?;
-        let data = data.downcast::<PyBytes>()?;
-        self.push(py, data.as_bytes(), block, timeout)
-    }
-
-    /// Remove and return the oldest object. `block=False` (or a `timeout` that passes) raises
-    /// `queue.Empty` if there is none.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.pop(py, block, timeout)?;
-        pickle(py)?.loads.bind(py).call1((m,))
-    }
-
-    /// `put(obj, False)`.
-    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.put(py, obj, false, None)
-    }
-
-    /// `get(False)`.
-    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, false, None)
-    }
-
-    /// The bytes-only fast path: put `data` (any bytes-like object) as one message, without
-    /// pickling. Readable by `get_bytes`, the Rust API and `shmkit queue pop`.
-    #[pyo3(signature = (data, block = true, timeout = None))]
-    fn put_bytes(
-        &self,
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        if let Ok(b) = data.downcast::<PyBytes>() {
-            return self.push(py, b.as_bytes(), block, timeout);
-        }
-        // bytearray, memoryview, array, numpy: copied once (they may change under us).
-        let b = py.get_type::<PyBytes>().call1((data,))?;
-        self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block, timeout)
-    }
-
-    /// The bytes-only fast path: remove and return the oldest message as `bytes`, unpickled.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn get_bytes<'py>(
-        &self,
-        py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.pop(py, block, timeout)
-    }
-
-    /// Approximate size: the 64-byte cells in use. A message takes `ceil((8 + len) / 64)`
-    /// cells, so this is the number of messages when each pickles to at most 56 bytes, and an
-    /// upper bound on it otherwise; 0 exactly when the queue is empty (a snapshot).
-    fn qsize(&self) -> u64 {
-        self.inner.len() / mpmc_bytes::CELL
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    fn empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
-    /// Whether no cell is free now, so not even the smallest message fits (a snapshot). A
-    /// queue that is not full may still lack room for a large message.
-    fn full(&self) -> bool {
-        self.inner.len() >= self.inner.capacity()
-    }
-
-    /// Detach this object's producer and consumer handles (freeing their slots); later
-    /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
-    /// handles and processes. Closing twice is harmless.
-    fn close(&self) {
-        // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
-        self.closed.store(true, Ordering::Release);
-        self.producers.clear();
-        self.consumers.clear();
-    }
-
-    /// Does nothing: there is no feeder thread (a `put` has copied the message into shared
-    /// memory when it returns).
-    fn join_thread(&self) {}
-
-    /// Does nothing: there is no feeder thread to join.
-    fn cancel_join_thread(&self) {}
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Closes (does not unlink).
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
-        self.close()
+/// A message as a new `bytes` (a big one copied without the GIL).
+fn new_bytes<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if m.len() >= BIG {
+        PyBytes::new_with(py, m.len(), |buf| {
+            py.allow_threads(|| buf.copy_from_slice(m));
+            Ok(())
+        })
+    } else {
+        Ok(PyBytes::new(py, m))
     }
 }
+
+named_methods!(
+    PyQueue,
+    "Queue",
+    #[pymethods]
+    {
+        /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
+        /// queue under a unique generated name, removed when this object is garbage-collected.
+        #[new]
+        #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
+        fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+            match name {
+                Some(n) => Self::build(n, capacity_bytes, mode, false),
+                None => {
+                    let q = Self::build(&generated_name(), capacity_bytes, mode, true)?;
+                    q.inner.set_unlink_on_drop(true);
+                    Ok(q)
+                }
+            }
+        }
+
+        /// Create a new queue of `capacity_bytes` (rounded up to a power of two, at least 256);
+        /// `FileExistsError` if the name is taken.
+        #[staticmethod]
+        #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600))]
+        fn create(name: &str, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+            Self::build(name, capacity_bytes, mode, true)
+        }
+
+        /// Open an existing queue; `FileNotFoundError` if there is none.
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            mpmc_bytes::Queue::options()
+                .unlink_on_drop(false)
+                .open(name)
+                .map(Self::wrap)
+                .map_err(to_py)
+        }
+
+        /// Data bytes in the ring.
+        #[getter]
+        fn capacity_bytes(&self) -> u64 {
+            self.inner.capacity()
+        }
+
+        /// The longest message (pickled object, or `put_bytes` payload) accepted, in bytes.
+        #[getter]
+        fn max_message(&self) -> u64 {
+            self.inner.max_message()
+        }
+
+        /// Put `obj` (pickled with protocol 5). `block=False` (or a `timeout` that
+        /// passes) raises `queue.Full` if there is no room; `ValueError` if the pickle is longer
+        /// than `max_message`.
+        #[pyo3(signature = (obj, block = true, timeout = None))]
+        fn put(
+            &self,
+            py: Python<'_>,
+            obj: &Bound<'_, PyAny>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<()> {
+            self.check_open()?;
+            let data = pickle5::dumps(obj)?;
+            self.push(py, data.as_bytes(), block, timeout)
+        }
+
+        /// Remove and return the oldest object. `block=False` (or a `timeout` that passes) raises
+        /// `queue.Empty` if there is none.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn get<'py>(
+            &self,
+            py: Python<'py>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            self.pop(py, block, timeout, |m| pickle5::loads(py, m))
+        }
+
+        /// `put(obj, False)`.
+        fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.put(py, obj, false, None)
+        }
+
+        /// `get(False)`.
+        fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            self.get(py, false, None)
+        }
+
+        /// The bytes-only fast path: put `data` (any bytes-like object) as one message, without
+        /// pickling. Readable by `get_bytes`, the Rust API and `shmkit queue pop`.
+        #[pyo3(signature = (data, block = true, timeout = None))]
+        fn put_bytes(
+            &self,
+            py: Python<'_>,
+            data: &Bound<'_, PyAny>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<()> {
+            if let Ok(b) = data.downcast::<PyBytes>() {
+                return self.push(py, b.as_bytes(), block, timeout);
+            }
+            // bytearray, memoryview, array, numpy: copied once (they may change under us).
+            let b = py.get_type::<PyBytes>().call1((data,))?;
+            self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block, timeout)
+        }
+
+        /// The bytes-only fast path: remove and return the oldest message as `bytes`, unpickled.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn get_bytes<'py>(
+            &self,
+            py: Python<'py>,
+            block: bool,
+            timeout: Option<f64>,
+        ) -> PyResult<Bound<'py, PyBytes>> {
+            self.pop(py, block, timeout, |m| new_bytes(py, m))
+        }
+
+        /// Approximate size: the 64-byte cells in use. A message takes `ceil((8 + len) / 64)`
+        /// cells, so this is the number of messages when each pickles to at most 56 bytes, and an
+        /// upper bound on it otherwise; 0 exactly when the queue is empty (a snapshot).
+        fn qsize(&self) -> u64 {
+            self.inner.len() / mpmc_bytes::CELL
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        fn empty(&self) -> bool {
+            self.inner.is_empty()
+        }
+
+        /// Whether no cell is free now, so not even the smallest message fits (a snapshot). A
+        /// queue that is not full may still lack room for a large message.
+        fn full(&self) -> bool {
+            self.inner.len() >= self.inner.capacity()
+        }
+
+        /// Detach this object's producer and consumer handles (freeing their slots); later
+        /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
+        /// handles and processes. Closing twice is harmless.
+        fn close(&self) {
+            // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
+            self.closed.store(true, Ordering::Release);
+            self.producers.clear();
+            self.consumers.clear();
+        }
+
+        /// Does nothing: there is no feeder thread (a `put` has copied the message into shared
+        /// memory when it returns).
+        fn join_thread(&self) {}
+
+        /// Does nothing: there is no feeder thread to join.
+        fn cancel_join_thread(&self) {}
+
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Closes (does not unlink).
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+            self.close()
+        }
+    }
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyQueue>()

@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use shmkit::sync::{SemaphoreError, SemaphoreState};
 
-use crate::blocking::{deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{semaphore_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -18,12 +18,17 @@ fn acquire(
 ) -> PyResult<bool> {
     // First one attempt with the GIL held (a free permit: no GIL round trip), then the
     // sliced wait with the GIL released.
-    let deadline = if block { deadline(timeout)? } else { None };
+    if block {
+        check_timeout(timeout)?;
+    }
     let r = match s.try_acquire() {
         Err(SemaphoreError::WouldBlock) if block => {
-            sliced(py, deadline, |until| match s.acquire_deadline(until) {
-                Err(SemaphoreError::Timeout) => None,
-                r => Some(r),
+            // The clock is read only now that the first attempt failed.
+            sliced(py, deadline(timeout)?, |until| {
+                match s.acquire_deadline(until) {
+                    Err(SemaphoreError::Timeout) => None,
+                    r => Some(r),
+                }
             })?
             .unwrap_or(Err(SemaphoreError::Timeout))
         }
@@ -56,16 +61,12 @@ pub(crate) struct PySemaphore {
     inner: shmkit::sync::Semaphore,
 }
 
-named_methods!(PySemaphore, "Semaphore");
-
 /// A named semaphore whose value never exceeds its initial one: `release()` past it raises
 /// `ValueError`, as `multiprocessing.BoundedSemaphore` does.
 #[pyclass(module = "shmkit", name = "BoundedSemaphore", frozen)]
 pub(crate) struct PyBoundedSemaphore {
     inner: shmkit::sync::BoundedSemaphore,
 }
-
-named_methods!(PyBoundedSemaphore, "BoundedSemaphore");
 
 /// A semaphore value from Python: negative is a `ValueError` (as in Python).
 fn value(v: i64) -> PyResult<u32> {
@@ -79,9 +80,8 @@ fn value(v: i64) -> PyResult<u32> {
 
 /// The methods both semaphore classes share.
 macro_rules! semaphore_methods {
-    ($class:ident, $handle:ty, $what:literal) => {
-        #[pymethods]
-        impl $class {
+    ($class:ident, $pyname:literal, $handle:ty, $what:literal) => {
+        named_methods!($class, $pyname, #[pymethods] {
             #[new]
             #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
             fn new(name: &str, value: i64, mode: u32) -> PyResult<Self> {
@@ -134,13 +134,19 @@ macro_rules! semaphore_methods {
             fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
                 release(&self.inner, 1)
             }
-        }
+        });
     };
 }
 
-semaphore_methods!(PySemaphore, shmkit::sync::Semaphore, "semaphore");
+semaphore_methods!(
+    PySemaphore,
+    "Semaphore",
+    shmkit::sync::Semaphore,
+    "semaphore"
+);
 semaphore_methods!(
     PyBoundedSemaphore,
+    "BoundedSemaphore",
     shmkit::sync::BoundedSemaphore,
     "bounded semaphore"
 );

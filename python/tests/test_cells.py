@@ -111,6 +111,49 @@ def test_value_inside_held_lock_does_not_deadlock(name):
     v.unlink()
 
 
+def test_get_lock_is_one_object_and_threads_increment_exactly(name):
+    import threading
+
+    v = shmkit.Value("q", 0, name=name)
+    a = shmkit.Array("q", 4, name=name + "-a")
+    try:
+        assert v.get_lock() is v.get_lock()
+        assert a.get_lock() is a.get_lock()
+
+        def work():
+            for _ in range(2000):
+                with v.get_lock():
+                    v.value += 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert v.value == 6000
+    finally:
+        v.unlink()
+        shmkit.Array.open(name + "-a").unlink()
+
+
+def test_lock_released_through_another_handle_is_taken_again(name):
+    # Two handles of one value in one process: the lock taken through one and released
+    # through the other; a later access through the first must lock again, not trust its
+    # stale note that this thread holds it.
+    v1 = shmkit.Value("q", 0, name=name)
+    v2 = shmkit.Value.open(name)
+    try:
+        assert v1.get_lock().acquire()
+        v1.value = 5
+        v2.get_lock().release()
+        v1.value = 6  # takes and releases the lock itself
+        assert v2.get_lock().acquire(block=False) is True  # so it is free now
+        v2.get_lock().release()
+        assert v2.value == 6
+    finally:
+        v1.unlink()
+
+
 def test_array_indexing_and_slicing_like_a_list(name):
     a = shmkit.Array("i", [0, 1, 2, 3, 4, 5], name=name)
     ref = [0, 1, 2, 3, 4, 5]
@@ -348,3 +391,56 @@ def test_ctrl_c_interrupts_a_blocked_access(name, spawn):
     holder.send("go")
     holder.finish()
     v.unlink()
+
+
+def test_get_obj_and_char_array_value_raw_as_multiprocessing(name):
+    import multiprocessing as mp
+
+    v = shmkit.Value("i", 3, name=name)
+    a = shmkit.Array("c", 8, name=name + "-c")
+    n = shmkit.Array("i", 2, name=name + "-i")
+    m = mp.get_context("spawn").Array("c", 8)
+    try:
+        assert v.get_obj() is v and v.get_obj().value == 3
+        assert a.get_obj() is a
+        for arr in (a, m):  # the same outcomes as multiprocessing's char array
+            arr.value = b"hi"
+            assert arr.value == b"hi" and arr.raw[:3] == b"hi\x00"
+            arr.raw = b"abcdefgh"
+            assert arr.value == b"abcdefgh" and arr.raw == b"abcdefgh"
+            arr.value = b"xy"
+            assert arr.raw == b"xy\x00defgh" and arr.value == b"xy"
+            with pytest.raises(TypeError):
+                arr.value = bytearray(b"zz")
+            arr.raw = bytearray(b"xy\x00d")
+            with pytest.raises(ValueError):
+                arr.value = b"123456789"
+            with pytest.raises(ValueError):
+                arr.raw = b"123456789"
+            with pytest.raises(TypeError):
+                arr.value = "str"
+            assert arr.raw == b"xy\x00defgh"  # nothing written by the failed sets
+        with pytest.raises(AttributeError):
+            n.value
+        with pytest.raises(AttributeError):
+            n.raw = b"x"
+    finally:
+        v.unlink()
+        a.unlink()
+        n.unlink()
+
+
+def test_fetch_add_operands_beyond_i64_wrap_or_overflow(name):
+    v = shmkit.Value("Q", 5, name=name, mode="atomic")
+    try:
+        assert v.fetch_add(2**64 - 1) == 5  # adds -1, wrapping
+        assert v.value == 4
+        assert v.fetch_sub(-(2**63)) == 4  # subtracting -2**63 adds 2**63
+        assert v.value == 4 + 2**63
+        with pytest.raises(OverflowError):
+            v.fetch_add(2**64)
+        with pytest.raises(OverflowError):
+            v.fetch_add(-(2**63) - 1)
+        assert v.value == 4 + 2**63  # nothing written by the refused ones
+    finally:
+        v.unlink()

@@ -414,3 +414,49 @@ def test_a_killed_producer_does_not_wedge_the_others(name, spawn):
         q.put(j, timeout=30)
         assert q.get(timeout=30) == j
     q.unlink()
+
+
+class MyInt(int):
+    pass
+
+
+def _fast_path_objects():
+    ints = [0, 1, 255, 256, 65535, 65536, 2**31 - 1, 2**31, -1, -255, -256, -(2**31),
+            -(2**31) - 1, 2**32, 2**40 + 7, -(2**40), 2**63 - 1, -(2**63), 2**63, -(2**63) - 1,
+            10**30, -(10**30)]
+    ints += [s * (2**k + d) for k in range(0, 64) for d in (-1, 0, 1) for s in (1, -1)]
+    return ints + [
+        None, True, False, 0.0, -0.0, 1.5, float("inf"), float("-inf"), 1e300,
+        b"", b"abc", b"\x00" * 255, b"x" * 256, "", "hello", "\u00e9" * 3, "x" * 255,
+        "x" * 256, "\u00e9" * 128, "\ud800", MyInt(5), bytearray(b"ab"), (1, 2), [1, "a"],
+        {"k": 1.5},
+    ]
+
+
+def test_put_writes_exactly_pickles_and_get_reads_any_pickle(name):
+    # put's fast path writes the very bytes pickle.dumps(obj, 5) does; get reads them, and
+    # protocol 4 and 5 pickles from elsewhere.
+    q = shmkit.Queue.create(name, 1 << 16)
+    try:
+        for obj in _fast_path_objects():
+            q.put(obj)
+            assert q.get_bytes() == pickle.dumps(obj, 5), repr(obj)
+            for proto in (4, 5):
+                q.put_bytes(pickle.dumps(obj, proto))
+                got = q.get()
+                assert type(got) is type(obj), repr(obj)
+                assert got == obj or (got != got and obj != obj), repr(obj)
+        nan = float("nan")
+        q.put(nan)
+        got = q.get()
+        assert got != got
+        # Not UTF-8 after SHORT_BINUNICODE (pickle reads surrogates written by hand):
+        q.put_bytes(b"\x80\x05\x95\x07\x00\x00\x00\x00\x00\x00\x00\x8c\x03\xed\xa0\x80\x94.")
+        assert q.get() == "\ud800"
+        # Truncated or bad pickles: pickle's own errors.
+        for bad in (b"\x80\x05K", b"\x80\x05\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.", b"zz"):
+            q.put_bytes(bad)
+            with pytest.raises(Exception):
+                q.get()
+    finally:
+        q.unlink()

@@ -372,29 +372,42 @@ impl<'a> AnyGuard<'a> {
 
     /// Elements `first..first + count` as bytes.
     pub fn read_bytes(&self, first: usize, count: usize) -> Result<Vec<u8>> {
-        self.raw.check_range(first, count)?;
         let mut b = vec![0u8; count * self.raw.geo().elem.size];
-        self.read_into(first, &mut b);
+        self.read_bytes_into(first, &mut b)?;
         Ok(b)
+    }
+
+    /// Fill `out` (whole elements, so a caller's stack buffer serves: no allocation) with the
+    /// elements from `first`; an error, `out` untouched, if they are not in range.
+    pub fn read_bytes_into(&self, first: usize, out: &mut [u8]) -> Result<()> {
+        let count = self.whole_elements(out.len())?;
+        self.raw.check_range(first, count)?;
+        self.read_into(first, out);
+        Ok(())
     }
 
     /// Write whole elements' bytes at element `first` (an error, nothing written, if they do
     /// not fit or are not a whole number of elements).
     pub fn write_bytes(&self, first: usize, data: &[u8]) -> Result<()> {
+        let count = self.whole_elements(data.len())?;
+        self.raw.check_range(first, count)?;
+        self.write(first, data);
+        Ok(())
+    }
+
+    /// How many elements `len` bytes are; an error if not a whole number.
+    fn whole_elements(&self, len: usize) -> Result<usize> {
         let size = self.raw.geo().elem.size;
-        if data.len() % size != 0 {
+        if len % size != 0 {
             return Err(Error::invalid(
                 self.raw.segment().name(),
                 format!(
-                    "{} bytes are not whole {size}-byte elements of {}",
-                    data.len(),
+                    "{len} bytes are not whole {size}-byte elements of {}",
                     self.raw.describe()
                 ),
             ));
         }
-        self.raw.check_range(first, data.len() / size)?;
-        self.write(first, data);
-        Ok(())
+        Ok(len / size)
     }
 
     /// After `OwnerDied`: declare the data repaired (see

@@ -441,6 +441,9 @@ class Value:
     def value(self, v: _Elem) -> None: ...
     def get_lock(self) -> CellLock:
         """The cell's lock (see CellLock)."""
+    def get_obj(self) -> "Value":
+        """The shared object (multiprocessing's synchronized wrappers return the ctypes object
+        they wrap; a shmkit value is its own object, so this is the value itself)."""
     @property
     def typecode(self) -> str:
         """The typecode ('q')."""
@@ -532,6 +535,22 @@ class Array:
         """Iterate over a consistent snapshot."""
     def get_lock(self) -> CellLock:
         """The array's lock (see CellLock)."""
+    def get_obj(self) -> "Array":
+        """The shared object (as ``Value.get_obj``: the array itself)."""
+    @property
+    def raw(self) -> bytes:
+        """Typecode 'c': the whole array as bytes (multiprocessing's char array ``.raw``);
+        AttributeError for other typecodes. Setting writes bytes from the start (ValueError
+        if longer than the array)."""
+    @raw.setter
+    def raw(self, v: Union[bytes, bytearray]) -> None: ...
+    @property
+    def value(self) -> bytes:
+        """Typecode 'c': the bytes up to the first NUL (multiprocessing's char array
+        ``.value``); AttributeError for other typecodes. Setting writes the bytes and a NUL if
+        there is room (ValueError if longer than the array)."""
+    @value.setter
+    def value(self, v: bytes) -> None: ...
     def fetch_add(self, i: int, v: int) -> _Elem:
         """Atomic mode, integer typecodes: add to element ``i``; its previous value."""
     def fetch_sub(self, i: int, v: int) -> _Elem:
