@@ -56,7 +56,6 @@ mod value;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 pub use array::{AnyArray, AnyGuard, Array, ArrayGuard};
 pub use info::{inspect, CellInfo};
@@ -64,7 +63,7 @@ pub use layout::{DATA_OFFSET, MAX_ALIGN, MAX_SEQLOCK_BYTES};
 pub use typecode::{CBool, Typecode};
 pub use value::{AnyValue, CellAtomic, Value, ValueGuard};
 
-use crate::segment::{Lifetime, Segment, SegmentOptions};
+use crate::segment::{Segment, SegmentOptions};
 
 /// How a cell's data is accessed: chosen at creation, recorded in the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -128,7 +127,7 @@ impl fmt::Display for CellMode {
 
 /// Builder for creating or opening a cell `C` ([`Value`], [`Array`], [`AnyValue`],
 /// [`AnyArray`]): start with `C::options()`. Defaults: [`CellMode::Locked`], permission mode
-/// 0600, no unlink on drop, [`Lifetime::Persistent`], memory reserved at creation, a 5 s open
+/// 0600, no unlink on drop, [`Lifetime::Persistent`](crate::segment::Lifetime::Persistent), memory reserved at creation, a 5 s open
 /// timeout.
 ///
 /// ```
@@ -145,7 +144,6 @@ impl fmt::Display for CellMode {
 pub struct CellOptions<C = ()> {
     pub(crate) seg: SegmentOptions,
     pub(crate) cell_mode: CellMode,
-    pub(crate) open_timeout: Duration,
     _for: PhantomData<fn() -> C>,
 }
 
@@ -154,7 +152,6 @@ impl<C> Clone for CellOptions<C> {
         CellOptions {
             seg: self.seg.clone(),
             cell_mode: self.cell_mode,
-            open_timeout: self.open_timeout,
             _for: PhantomData,
         }
     }
@@ -174,7 +171,6 @@ impl<C> Default for CellOptions<C> {
         CellOptions {
             seg: Segment::options(),
             cell_mode: CellMode::Locked,
-            open_timeout: crate::segment::DEFAULT_OPEN_TIMEOUT,
             _for: PhantomData,
         }
     }
@@ -188,43 +184,12 @@ impl<C> CellOptions<C> {
         self
     }
 
-    /// Permission bits for a created cell (default 0600), applied exactly.
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.seg = self.seg.mode(mode);
-        self
-    }
-
-    /// Unlink the name when the returned handle is dropped (default: no).
-    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.seg = self.seg.unlink_on_drop(yes);
-        self
-    }
-
-    /// How long `open_or_create` keeps racing for a name others keep creating and removing
-    /// (default 5 s; see [`SegmentOptions::open_timeout`]).
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.seg = self.seg.open_timeout(timeout);
-        self.open_timeout = timeout;
-        self
-    }
-
-    /// Who may remove a created cell (see [`SegmentOptions::lifetime`]).
-    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
-        self.seg = self.seg.lifetime(lifetime);
-        self
-    }
-
-    /// Create without reserving memory (see [`SegmentOptions::sparse`]; it can `SIGBUS`).
-    pub fn sparse(mut self, yes: bool) -> Self {
-        self.seg = self.seg.sparse(yes);
-        self
-    }
+    crate::segment::segment_settings!("cell"; mode, unlink_on_drop, open_timeout, lifetime, sparse);
 
     pub(crate) fn untyped(&self) -> CellOptions {
         CellOptions {
             seg: self.seg.clone(),
             cell_mode: self.cell_mode,
-            open_timeout: self.open_timeout,
             _for: PhantomData,
         }
     }

@@ -159,9 +159,8 @@ impl RawCell {
         };
         let ro = Segment::options()
             .read_only()
-            .open_timeout(std::time::Duration::ZERO)
+            .open_timeout(opts.seg.timeout())
             .kind(other, CELL_FINGERPRINT);
-        let ro = ro.open_timeout(opts.open_timeout);
         match ro.open(name) {
             Ok(seg) => match Self::geometry_of(&seg, other) {
                 Ok(geo) => Error::CellMismatch {

@@ -2,7 +2,6 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::error::AttachError;
 use super::layout::{Geometry, Policy, View};
@@ -11,7 +10,7 @@ use super::subscriber::Subscriber;
 use crate::error::{Error, Result};
 use crate::os::map;
 use crate::queue::{ShmType, TypeId};
-use crate::segment::{fingerprint, Kind, Lifetime, Segment, SegmentOptions, HEADER_SIZE};
+use crate::segment::{fingerprint, Kind, Segment, SegmentOptions, HEADER_SIZE};
 
 /// The layout fingerprint of a channel whose user header is `t`.
 pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
@@ -265,36 +264,7 @@ impl<H: ShmType> FramesOptions<H> {
         self
     }
 
-    /// Permission bits for a created channel (default 0600; [`SegmentOptions::mode`]).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.seg = self.seg.mode(mode);
-        self
-    }
-
-    /// Unlink the name when the returned handle drops (default no).
-    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.seg = self.seg.unlink_on_drop(yes);
-        self
-    }
-
-    /// Who may remove a created channel ([`SegmentOptions::lifetime`]).
-    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
-        self.seg = self.seg.lifetime(lifetime);
-        self
-    }
-
-    /// Create without reserving memory ([`SegmentOptions::sparse`]: a later access that finds
-    /// `/dev/shm` full gets `SIGBUS`). Default no: creation reserves every slot's memory.
-    pub fn sparse(mut self, yes: bool) -> Self {
-        self.seg = self.seg.sparse(yes);
-        self
-    }
-
-    /// [`SegmentOptions::open_timeout`].
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.seg = self.seg.open_timeout(timeout);
-        self
-    }
+    crate::segment::segment_settings!("channel"; mode, unlink_on_drop, lifetime, sparse, open_timeout);
 
     /// Create the named channel and attach as its publisher. Fails with
     /// [`Error::AlreadyExists`] (in [`AttachError::Segment`]) if the name is taken.

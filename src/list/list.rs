@@ -849,11 +849,7 @@ fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
 }
 
 impl<A: Access> ShareableListOptions<A> {
-    /// Unlink the name when the returned handle is dropped (default: no).
-    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.seg = self.seg.unlink_on_drop(yes);
-        self
-    }
+    crate::segment::segment_settings!("list"; unlink_on_drop);
 
     /// How long an open waits for a foreign creator (CPython) that has created the name but
     /// not yet sized it (default 5 s).

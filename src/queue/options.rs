@@ -2,16 +2,16 @@
 //! typed queue's element type.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use super::TypeId;
 use crate::error::{Error, Result};
-use crate::segment::{Kind, Lifetime, Segment, SegmentOptions};
+use crate::segment::{Kind, Segment, SegmentOptions};
 
 /// Builder for creating or opening a queue `Q` ([`spsc::Queue`](super::spsc::Queue),
 /// [`mpmc::Queue`](super::mpmc::Queue), [`bytes::Ring`](super::bytes::Ring)): start with
 /// `Q::options()`. The settings are those of [`SegmentOptions`], which it uses underneath;
-/// the defaults are mode 0600, no unlink on drop, [`Lifetime::Persistent`], memory reserved
+/// the defaults are mode 0600, no unlink on drop,
+/// [`Lifetime::Persistent`](crate::segment::Lifetime::Persistent), memory reserved
 /// at creation, and a 5 s open timeout.
 ///
 /// ```
@@ -62,87 +62,7 @@ impl<Q> Default for QueueOptions<Q> {
 }
 
 impl<Q> QueueOptions<Q> {
-    /// Permission bits for a created queue (default 0600), applied exactly (see
-    /// [`SegmentOptions::mode`]).
-    ///
-    /// ```
-    /// # let name = format!("doc-qopts-mode-{}", std::process::id());
-    /// let q = shmkit::queue::bytes::Ring::options().mode(0o640).unlink_on_drop(true)
-    ///     .create(&name, 4096)?;
-    /// assert_eq!(shmkit::segment::probe(&name)?.mode & 0o777, 0o640);
-    /// # drop(q);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.seg = self.seg.mode(mode);
-        self
-    }
-
-    /// Unlink the name when the last handle of the queue in this process drops (default: no;
-    /// see also `set_unlink_on_drop` on each queue).
-    ///
-    /// ```
-    /// # let name = format!("doc-qopts-unlink-{}", std::process::id());
-    /// let q = shmkit::queue::mpmc::Queue::<u32>::options().unlink_on_drop(true)
-    ///     .create(&name, 8)?;
-    /// drop(q);
-    /// assert!(shmkit::queue::mpmc::Queue::<u32>::open(&name).is_err());
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.seg = self.seg.unlink_on_drop(yes);
-        self
-    }
-
-    /// How long `open_or_create` keeps racing for a name that others keep creating and
-    /// removing (default 5 s; see [`SegmentOptions::open_timeout`]).
-    ///
-    /// ```
-    /// # let name = format!("doc-qopts-timeout-{}", std::process::id());
-    /// let q = shmkit::queue::spsc::Queue::<u8>::options()
-    ///     .open_timeout(std::time::Duration::from_millis(100))
-    ///     .unlink_on_drop(true)
-    ///     .open_or_create(&name, 16)?;
-    /// # drop(q);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.seg = self.seg.open_timeout(timeout);
-        self
-    }
-
-    /// Who may remove a created queue (see [`SegmentOptions::lifetime`]): with
-    /// [`Lifetime::Owned`], `shmkit gc` removes it once its creator is dead.
-    ///
-    /// ```
-    /// use shmkit::segment::Lifetime;
-    /// # let name = format!("doc-qopts-life-{}", std::process::id());
-    /// let q = shmkit::queue::bytes::Ring::options().lifetime(Lifetime::Owned)
-    ///     .unlink_on_drop(true).create(&name, 4096)?;
-    /// let h = shmkit::segment::probe(&name)?.header.unwrap();
-    /// assert_eq!(h.lifetime, Lifetime::Owned);
-    /// # drop(q);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
-        self.seg = self.seg.lifetime(lifetime);
-        self
-    }
-
-    /// Create without reserving memory (see [`SegmentOptions::sparse`]: a later access that
-    /// finds `/dev/shm` full gets `SIGBUS`).
-    ///
-    /// ```
-    /// # let name = format!("doc-qopts-sparse-{}", std::process::id());
-    /// let q = shmkit::queue::spsc::Queue::<u64>::options().sparse(true)
-    ///     .unlink_on_drop(true).create(&name, 1 << 16)?;
-    /// assert_eq!(q.capacity(), 1 << 16);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn sparse(mut self, yes: bool) -> Self {
-        self.seg = self.seg.sparse(yes);
-        self
-    }
+    crate::segment::segment_settings!("queue"; mode, unlink_on_drop, open_timeout, lifetime, sparse);
 }
 
 /// How a queue is to be attached.

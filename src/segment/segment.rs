@@ -438,6 +438,11 @@ impl<A: Access> SegmentOptions<A> {
         self
     }
 
+    /// The open timeout set with [`open_timeout`](Self::open_timeout).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.cfg.timeout
+    }
+
     /// The object kind and layout fingerprint to create with, or to require at open. Object
     /// types (locks, queues, …) set these; plain segments use [`Kind::SEGMENT`].
     pub fn kind(mut self, kind: Kind, fingerprint: u64) -> Self {

@@ -5,14 +5,13 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::segment::{Kind, Lifetime, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};
+use crate::segment::{Kind, Segment, SegmentOptions};
 
 /// Builder for creating or opening a named primitive `T`: start with `T::options()`, e.g.
 /// [`Lock::options`](crate::sync::Lock::options). The defaults are mode 0600, no unlink on
-/// drop, [`Lifetime::Persistent`], memory reserved at creation, and a 5 s open timeout.
+/// drop, [`Lifetime::Persistent`](crate::segment::Lifetime::Persistent), memory reserved at creation, and a 5 s open timeout.
 ///
 /// ```
 /// use shmkit::sync::Lock;
@@ -22,28 +21,24 @@ use crate::segment::{Kind, Lifetime, Segment, SegmentOptions, DEFAULT_OPEN_TIMEO
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct SyncOptions<T> {
-    pub(crate) unlink_on_drop: bool,
-    pub(crate) mode: u32,
-    pub(crate) open_timeout: Duration,
-    pub(crate) lifetime: Lifetime,
-    pub(crate) sparse: bool,
+    /// Every setting is the segment's: the kind and fingerprint are added per primitive.
+    seg: SegmentOptions,
     _for: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for SyncOptions<T> {
     fn clone(&self) -> Self {
-        SyncOptions { ..*self }
+        SyncOptions {
+            seg: self.seg.clone(),
+            _for: PhantomData,
+        }
     }
 }
 
 impl<T> std::fmt::Debug for SyncOptions<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncOptions")
-            .field("unlink_on_drop", &self.unlink_on_drop)
-            .field("mode", &format_args!("{:#o}", self.mode))
-            .field("open_timeout", &self.open_timeout)
-            .field("lifetime", &self.lifetime)
-            .field("sparse", &self.sparse)
+            .field("seg", &self.seg)
             .finish()
     }
 }
@@ -51,56 +46,17 @@ impl<T> std::fmt::Debug for SyncOptions<T> {
 impl<T> Default for SyncOptions<T> {
     fn default() -> Self {
         SyncOptions {
-            unlink_on_drop: false,
-            mode: 0o600,
-            open_timeout: DEFAULT_OPEN_TIMEOUT,
-            lifetime: Lifetime::Persistent,
-            sparse: false,
+            seg: Segment::options(),
             _for: PhantomData,
         }
     }
 }
 
 impl<T> SyncOptions<T> {
-    /// Unlink the name when the returned handle is dropped (default: no).
-    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
-        self.unlink_on_drop = yes;
-        self
-    }
-
-    /// Permission bits for a created object (default 0600), applied exactly.
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// How long `open_or_create` keeps racing for a name others keep creating and removing
-    /// (default 5 s; see [`SegmentOptions::open_timeout`]).
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.open_timeout = timeout;
-        self
-    }
-
-    /// Who may remove a created object (see [`SegmentOptions::lifetime`]).
-    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
-        self.lifetime = lifetime;
-        self
-    }
-
-    /// Create without reserving memory (see [`SegmentOptions::sparse`]; it can `SIGBUS`).
-    pub fn sparse(mut self, yes: bool) -> Self {
-        self.sparse = yes;
-        self
-    }
+    crate::segment::segment_settings!("object"; unlink_on_drop, mode, open_timeout, lifetime, sparse);
 
     fn segment(&self, kind: Kind, fp: u64) -> SegmentOptions {
-        Segment::options()
-            .kind(kind, fp)
-            .mode(self.mode)
-            .unlink_on_drop(self.unlink_on_drop)
-            .open_timeout(self.open_timeout)
-            .lifetime(self.lifetime)
-            .sparse(self.sparse)
+        self.seg.clone().kind(kind, fp)
     }
 }
 
