@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::os::deadline::wait_forms;
 use crate::segment::Kind;
 use crate::sync::{LockError, LockGuard, Owner};
-use crate::{Segment, ShmType};
+use crate::ShmType;
 
 type LockResult<'a, G> = std::result::Result<G, LockError<G>>;
 
@@ -79,30 +79,7 @@ impl<T: ShmType> Array<T> {
         Self::options().open(name)
     }
 
-    /// The name.
-    pub fn name(&self) -> &str {
-        self.raw.segment().name()
-    }
-
-    /// The underlying segment.
-    pub fn segment(&self) -> &Segment {
-        self.raw.segment()
-    }
-
-    /// Make this handle unlink the name when dropped (or not).
-    pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.raw.set_unlink_on_drop(yes)
-    }
-
-    /// The recorded mode.
-    pub fn cell_mode(&self) -> CellMode {
-        self.raw.geo().mode
-    }
-
-    /// The recorded typecode (`None` for a user type).
-    pub fn typecode(&self) -> Option<Typecode> {
-        self.raw.geo().elem.typecode
-    }
+    super::cell_accessors!(typed);
 
     /// Number of elements (fixed at creation).
     pub fn len(&self) -> usize {
@@ -523,45 +500,7 @@ impl AnyArray {
         Self::options().open(name)
     }
 
-    /// The name.
-    pub fn name(&self) -> &str {
-        self.raw.segment().name()
-    }
-
-    /// The underlying segment.
-    pub fn segment(&self) -> &Segment {
-        self.raw.segment()
-    }
-
-    /// Make this handle unlink the name when dropped (or not).
-    pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.raw.set_unlink_on_drop(yes)
-    }
-
-    /// `Array<d>[4]`.
-    pub fn describe(&self) -> String {
-        self.raw.describe()
-    }
-
-    /// The recorded mode.
-    pub fn cell_mode(&self) -> CellMode {
-        self.raw.geo().mode
-    }
-
-    /// The recorded typecode (`None` for a user type).
-    pub fn typecode(&self) -> Option<Typecode> {
-        self.raw.geo().elem.typecode
-    }
-
-    /// The recorded element type name.
-    pub fn type_name(&self) -> &str {
-        &self.raw.geo().elem.name
-    }
-
-    /// Element size in bytes.
-    pub fn elem_size(&self) -> usize {
-        self.raw.geo().elem.size
-    }
+    super::cell_accessors!(any);
 
     /// Number of elements.
     pub fn len(&self) -> usize {

@@ -194,3 +194,54 @@ impl<C> CellOptions<C> {
         }
     }
 }
+
+/// The accessors every cell handle shares (each keeps its `RawCell` in `raw`): `name`,
+/// `segment`, `set_unlink_on_drop`, `cell_mode`, `typecode`; the run-time-typed handles
+/// (`any`) also `describe`, `type_name`, `elem_size`.
+macro_rules! cell_accessors {
+    (typed) => {
+        /// The name.
+        pub fn name(&self) -> &str {
+            self.raw.segment().name()
+        }
+
+        /// The underlying segment.
+        pub fn segment(&self) -> &crate::Segment {
+            self.raw.segment()
+        }
+
+        /// Make this handle unlink the name when dropped (or not).
+        pub fn set_unlink_on_drop(&mut self, yes: bool) {
+            self.raw.set_unlink_on_drop(yes)
+        }
+
+        /// The recorded mode.
+        pub fn cell_mode(&self) -> CellMode {
+            self.raw.geo().mode
+        }
+
+        /// The recorded typecode (`None` for a user type).
+        pub fn typecode(&self) -> Option<Typecode> {
+            self.raw.geo().elem.typecode
+        }
+    };
+    (any) => {
+        super::cell_accessors!(typed);
+
+        /// What the cell holds, as errors name it: `Value<q>`, `Value<Tick>`, `Array<d>[4]`.
+        pub fn describe(&self) -> String {
+            self.raw.describe()
+        }
+
+        /// The recorded element type name (`"i64"`, `"c_char"`, a user type's `TYPE_NAME`).
+        pub fn type_name(&self) -> &str {
+            &self.raw.geo().elem.name
+        }
+
+        /// Element size in bytes.
+        pub fn elem_size(&self) -> usize {
+            self.raw.geo().elem.size
+        }
+    };
+}
+use cell_accessors;

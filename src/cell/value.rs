@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::os::deadline::wait_forms;
 use crate::segment::Kind;
 use crate::sync::{LockError, Owner};
-use crate::{Segment, ShmType};
+use crate::ShmType;
 
 /// The types of atomic cells: `i8`–`i64`, `u8`–`u64`, and [`CBool`](super::CBool) (`?`;
 /// `fetch_add` on it is refused, as for any non-integer typecode). Sealed.
@@ -107,30 +107,7 @@ impl<T: ShmType> Value<T> {
         Self::options().open_or_create(name, init)
     }
 
-    /// The name.
-    pub fn name(&self) -> &str {
-        self.raw.segment().name()
-    }
-
-    /// The underlying segment.
-    pub fn segment(&self) -> &Segment {
-        self.raw.segment()
-    }
-
-    /// Make this handle unlink the name when dropped (or not).
-    pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.raw.set_unlink_on_drop(yes)
-    }
-
-    /// The recorded mode.
-    pub fn cell_mode(&self) -> CellMode {
-        self.raw.geo().mode
-    }
-
-    /// The recorded typecode (`None` for a user type).
-    pub fn typecode(&self) -> Option<Typecode> {
-        self.raw.geo().elem.typecode
-    }
+    super::cell_accessors!(typed);
 
     fn get_with(&self, wait: Wait) -> Result<T> {
         let mut v = T::new_zeroed();
@@ -399,45 +376,7 @@ impl AnyValue {
         Self::options().open(name)
     }
 
-    /// The name.
-    pub fn name(&self) -> &str {
-        self.raw.segment().name()
-    }
-
-    /// The underlying segment.
-    pub fn segment(&self) -> &Segment {
-        self.raw.segment()
-    }
-
-    /// Make this handle unlink the name when dropped (or not).
-    pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.raw.set_unlink_on_drop(yes)
-    }
-
-    /// `Value<q>`, `Value<Tick>`.
-    pub fn describe(&self) -> String {
-        self.raw.describe()
-    }
-
-    /// The recorded mode.
-    pub fn cell_mode(&self) -> CellMode {
-        self.raw.geo().mode
-    }
-
-    /// The recorded typecode (`None` for a user type).
-    pub fn typecode(&self) -> Option<Typecode> {
-        self.raw.geo().elem.typecode
-    }
-
-    /// The recorded element type name (`"i64"`, `"c_char"`, a user type's `TYPE_NAME`).
-    pub fn type_name(&self) -> &str {
-        &self.raw.geo().elem.name
-    }
-
-    /// Element size in bytes.
-    pub fn elem_size(&self) -> usize {
-        self.raw.geo().elem.size
-    }
+    super::cell_accessors!(any);
 
     fn get_bytes_with(&self, wait: Wait) -> Result<Vec<u8>> {
         let mut b = vec![0u8; self.elem_size()];
