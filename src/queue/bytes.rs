@@ -59,7 +59,7 @@ pub const MIN_CAPACITY: u64 = 64;
 
 /// Layout fingerprint of the bytes ring.
 pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
-    b"shmkit bytes-ring v2: records [u32 len, u24 lap, u8 kind], 8-aligned, header-polled, next header cleared",
+    b"shmkit bytes-ring v3: records [u32 len, u24 lap, u8 kind], 8-aligned, header-polled, next header cleared, conditional notify",
 );
 
 /// A record header: `kind`, written at absolute position `pos` of a ring whose capacity is
@@ -709,7 +709,10 @@ impl WriteGuard<'_> {
         // Release: the tail (read by `len`, blocked consumers and a later producer's attach)
         // is stored after the headers, so seeing it means seeing them.
         ctrl.prod.tail.store(next, Ordering::Release);
-        ctrl.prod.not_empty.notify_one();
+        // SYNC POINT (pair A of `sync/park.rs`, waker side): our header stores, the fence in
+        // `notify_if_sleepers`, its load of `sleepers`; a parking consumer increments,
+        // fences, re-checks the header. No locked access when nobody sleeps.
+        ctrl.prod.not_empty.notify_if_sleepers(1);
     }
 }
 
@@ -1081,7 +1084,9 @@ impl ReadGuard<'_> {
         // Release pairs with the producer's Acquire load of head in `Producer::place`: we
         // are done reading the record.
         ctrl.cons.head.store(c.head, Ordering::Release);
-        ctrl.cons.not_full.notify_one();
+        // SYNC POINT (pair A of `sync/park.rs`, waker side): our head store, the fence, the
+        // load of `sleepers`; a parking producer increments, fences, re-checks head.
+        ctrl.cons.not_full.notify_if_sleepers(1);
     }
 }
 

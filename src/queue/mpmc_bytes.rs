@@ -64,9 +64,9 @@ pub const MIN_CAPACITY: u64 = 256;
 /// Claim-slot `start` meaning "no cells".
 const NONE: u64 = u64::MAX;
 
-/// Layout fingerprint of an MPMC bytes queue (layout v1).
+/// Layout fingerprint of an MPMC bytes queue (layout v2: v1's bytes, conditional notifies).
 pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
-    b"shmkit mpmc-bytes v1 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
+    b"shmkit mpmc-bytes v2 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
 );
 
 /// The largest message a queue of `capacity` bytes takes: a record (8-byte header and the

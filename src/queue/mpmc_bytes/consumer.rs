@@ -63,7 +63,10 @@ impl Consumer {
                                 .store(p.wrapping_add(sh.cells), Ordering::Release);
                             p = p.wrapping_add(1);
                         }
-                        ctrl.head.not_full.notify_one();
+                        // SYNC POINT (pair A of `sync/park.rs`, waker side): our stamp
+                        // store(s), the fence in `notify_if_sleepers`, its load of `sleepers`.
+                        // No locked access when nobody sleeps.
+                        ctrl.head.not_full.notify_if_sleepers(1);
                         return Ok(len as usize);
                     }
                     Err(h) => {
