@@ -318,46 +318,44 @@ mod loom_tests {
         one_waiter(None);
     }
 
-    /// A notifier that skips the bump and the wake when it sees no sleeper
-    /// (`notify_if_sleepers`: condition store, fence, load of `sleepers`) never leaves a
-    /// waiter asleep: the waiter announces itself, fences and re-checks the condition before
-    /// it sleeps (`park.rs`, pair A). Loom reports a deadlock if any interleaving loses it.
-    #[test]
-    fn loom_conditional_notify_is_never_lost() {
-        loom::model(|| {
-            let q = Arc::new(WaitQueue::new());
-            let flag = Arc::new(AtomicBool::new(false));
-            let (q2, f2) = (q.clone(), flag.clone());
-            let t = loom::thread::spawn(move || {
-                // Relaxed: the fence in `notify_if_sleepers` orders it (pair A); the waiter's
-                // Acquire load pairs with the Release half of the bump when there is one.
-                f2.store(true, Ordering::Relaxed);
-                q2.notify_if_sleepers(1);
-            });
-            q.wait_until(|| flag.load(Ordering::Acquire));
-            t.join().unwrap();
-        });
-    }
-
-    /// The same with two messages and two waits in a row, the second notify possibly
-    /// meeting the waiter's sleeper count still raised from the first wait (a stale
-    /// non-zero: a needless bump, never a lost wake).
-    #[test]
-    fn loom_conditional_notify_twice() {
-        loom::model(|| {
+    /// A notifier that publishes `messages` values in turn, each followed by a conditional
+    /// notify, and a waiter that waits for each in turn (from the second on, the notify may
+    /// meet the sleeper count still raised from the previous wait: a needless bump, never a
+    /// lost wake).
+    fn conditional(messages: u32) {
+        loom::model(move || {
             let q = Arc::new(WaitQueue::new());
             let n = Arc::new(AtomicU32::new(0));
             let (q2, n2) = (q.clone(), n.clone());
             let t = loom::thread::spawn(move || {
-                for i in 1..=2 {
-                    n2.store(i, Ordering::Release);
+                for i in 1..=messages {
+                    // Relaxed: the fence in `notify_if_sleepers` orders it (pair A); a bump
+                    // (Release) carries it to the waiter's Acquire snapshot when there is one.
+                    n2.store(i, Ordering::Relaxed);
                     q2.notify_if_sleepers(1);
                 }
             });
-            q.wait_until(|| n.load(Ordering::Acquire) >= 1);
-            q.wait_until(|| n.load(Ordering::Acquire) == 2);
+            for i in 1..=messages {
+                q.wait_until(|| n.load(Ordering::Acquire) >= i);
+            }
             t.join().unwrap();
         });
+    }
+
+    /// A notifier that skips the bump and the wake when it sees no sleeper
+    /// (`notify_if_sleepers`: condition store, fence, load of `sleepers`) never leaves a
+    /// waiter asleep: the waiter announces itself, fences and re-checks the condition before
+    /// it sleeps (`park.rs`, pair A). Loom reports a deadlock if any interleaving loses it
+    /// (as it does with the notifier's fence removed).
+    #[test]
+    fn loom_conditional_notify_is_never_lost() {
+        conditional(1);
+    }
+
+    /// The same with two messages and two waits in a row.
+    #[test]
+    fn loom_conditional_notify_twice() {
+        conditional(2);
     }
 
     /// The same for a timed waiter that is woken before its deadline.
