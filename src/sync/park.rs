@@ -48,10 +48,12 @@ use crate::loom::{fence, loom_sc_fence, AtomicU32, Ordering};
 
 /// How many times a waiter polls its condition before it parks (every shmkit waiter: the
 /// `WaitQueue`, `Event`, `Semaphore`). Kept short: on the 2-vCPU KVM machine of
-/// BENCHMARKS.md a `pause` costs about 58 ns, so 100 polls were about 6 µs of spinning, and
-/// a waiter that spins that long before it parks made a parked round trip (`spsc_park`) 2×
-/// the futex floor instead of 1.1-1.3× (measured with 0, 10 and 100 polls: the spin delays
-/// the peer's wake-up instead of catching its reply).
+/// BENCHMARKS.md a `pause` costs about 58 ns, so the former 100 polls were about 6 µs of
+/// spinning, about a futex wake-up's latency; a parked round trip (`spsc_park`) was then 2×
+/// the futex floor, and its spinning ping-pong (`spsc_block`) 2.3-2.5× `floor_futex`
+/// (measured with 0, 4, 10, 16, 64 and 100 polls: fewer was better in every run, 0-16 within
+/// the noise of a loaded machine; 16 keeps a short window for a reply that is already on its
+/// way on machines with a cheaper `pause`).
 #[cfg(not(loom))]
 pub(crate) const SPIN: u32 = 16;
 /// Under loom every poll is a scheduling point: keep the model small.
