@@ -34,9 +34,9 @@ use std::time::Instant;
 
 use super::endpoint::Wake;
 use super::error::{AttachError, PopError, Role, TryPopError};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 #[cfg(not(loom))]
-use super::options::{self, How, QueueOptions};
+use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as RawRing, Side};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
@@ -229,39 +229,18 @@ impl fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Options for creating or opening the ring: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::bytes::Ring;
-    /// # let name = format!("doc-bytes-options-{}", std::process::id());
-    /// let r = Ring::options().mode(0o660).unlink_on_drop(true).create(&name, 4096)?;
-    /// assert_eq!(r.capacity(), 4096);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named ring with `capacity` bytes (a power of two, at least 64), with the
-    /// default [`options`](Self::options).
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named ring.
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    /// Open the named ring, or create it with `capacity` bytes (an existing ring must have this
-    /// capacity).
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
+    queue_constructors! {
+        what: "ring", capacity: "bytes (a power of two, at least 64)",
+        ///
+        /// ```
+        /// use shmkit::queue::bytes::Ring;
+        /// # let name = format!("doc-bytes-options-{}", std::process::id());
+        /// let r = Ring::options().mode(0o660).unlink_on_drop(true).create(&name, 4096)?;
+        /// assert_eq!(r.capacity(), 4096);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        open;
     }
 
     /// A ring on this process's heap.

@@ -36,9 +36,9 @@ use super::endpoint::{
     side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use super::error::{AttachError, Role};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 #[cfg(not(loom))]
-use super::options::{How, QueueOptions};
+use super::options::How;
 use super::region::Region;
 use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
@@ -384,38 +384,18 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::mpmc_bytes::Queue;
-    /// # let name = format!("doc-mpmcb-options-{}", std::process::id());
-    /// let q = Queue::options().mode(0o660).unlink_on_drop(true).create(&name, 1 << 16)?;
-    /// assert_eq!(q.capacity(), 1 << 16);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named queue with `capacity` data bytes (a power of two in `256..=2^40`),
-    /// with the default [`options`](Self::options).
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named queue.
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    /// Open the named queue, or create it with `capacity` bytes.
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
+    queue_constructors! {
+        what: "queue", capacity: "data bytes (a power of two in `256..=2^40`)",
+        ///
+        /// ```
+        /// use shmkit::queue::mpmc_bytes::Queue;
+        /// # let name = format!("doc-mpmcb-options-{}", std::process::id());
+        /// let q = Queue::options().mode(0o660).unlink_on_drop(true).create(&name, 1 << 16)?;
+        /// assert_eq!(q.capacity(), 1 << 16);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        open;
     }
 
     #[cfg(not(loom))]

@@ -38,10 +38,10 @@ use std::time::Instant;
 
 use super::endpoint::Wake;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
-use super::options::{self, How, QueueOptions};
+use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as Ring, Side};
 use super::stat::{QueueStat, Stat};
 use super::{Element, ShmType, TypeId};
@@ -192,55 +192,33 @@ impl<T> std::fmt::Debug for Queue<T> {
 }
 
 impl<T: Element> Queue<T> {
-    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::spsc::Queue;
-    /// # let name = format!("doc-spsc-options-{}", std::process::id());
-    /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
-    /// assert_eq!(q.capacity(), 64);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named queue with `capacity` slots (a power of two, at least 2), with the
-    /// default [`options`](Self::options). Fails with
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named queue; it must hold elements of type `T` (its
-    /// [`TYPE_NAME`](ShmType::TYPE_NAME), size and alignment), or the open fails with
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) naming both types.
-    ///
-    /// ```
-    /// use shmkit::queue::spsc::Queue;
-    /// # let name = format!("doc-spsc-open-{}", std::process::id());
-    /// let a = Queue::<u32>::create(&name, 8)?;
-    /// a.set_unlink_on_drop(true);
-    /// let b = Queue::<u32>::open(&name)?;
-    /// assert_eq!(b.capacity(), 8);
-    /// assert!(Queue::<u64>::open(&name).is_err()); // another element size
-    /// assert!(Queue::<f32>::open(&name).is_err()); // another type of the same size
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    /// Open the named queue, or create it with `capacity` slots if it does not exist
-    /// (race-free between processes). An existing queue must have this capacity and element
-    /// type, or the open fails.
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
+    queue_constructors! {
+        what: "queue", capacity: "slots (a power of two, at least 2)",
+        ///
+        /// ```
+        /// use shmkit::queue::spsc::Queue;
+        /// # let name = format!("doc-spsc-options-{}", std::process::id());
+        /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
+        /// assert_eq!(q.capacity(), 64);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        /// It must hold elements of type `T` (its [`TYPE_NAME`](ShmType::TYPE_NAME), size and
+        /// alignment), or the open fails with [`Error::TypeMismatch`](crate::Error::TypeMismatch)
+        /// naming both types.
+        ///
+        /// ```
+        /// use shmkit::queue::spsc::Queue;
+        /// # let name = format!("doc-spsc-open-{}", std::process::id());
+        /// let a = Queue::<u32>::create(&name, 8)?;
+        /// a.set_unlink_on_drop(true);
+        /// let b = Queue::<u32>::open(&name)?;
+        /// assert_eq!(b.capacity(), 8);
+        /// assert!(Queue::<u64>::open(&name).is_err()); // another element size
+        /// assert!(Queue::<f32>::open(&name).is_err()); // another type of the same size
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        open;
     }
 
     /// A queue on this process's heap, for threads of one process (and tests).
