@@ -1,6 +1,7 @@
 //! [`WaitQueue`]: block on a condition over shared memory, with a short spin, then a futex
 //! park, and a waiter count so that the waking side makes no system call when nobody sleeps.
 
+use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -146,18 +147,44 @@ impl WaitQueue {
     /// deadlines through several waits.
     pub(crate) fn wait_until_within(
         &self,
-        mut ready: impl FnMut() -> bool,
+        ready: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<(), Timeout> {
+        self.wait_spinning(ready, deadline, park::SPIN).map(|_| ())
+    }
+
+    /// [`wait_until_within`](Self::wait_until_within) for a waiter that waits again and
+    /// again (a queue handle), with `spin`'s adaptive spin budget (see [`Spin`]).
+    pub(crate) fn wait_adaptive(
+        &self,
+        ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+        spin: &Spin,
+    ) -> Result<(), Timeout> {
+        let r = self.wait_spinning(ready, deadline, spin.budget());
+        spin.record(r == Ok(true));
+        r.map(|_| ())
+    }
+
+    /// The wait loop: poll `ready()` up to `spins` times, then park until it holds or
+    /// `deadline` passes. `Ok(true)`: it held only after the waiter parked (slept, or found
+    /// `seq` moved after announcing itself).
+    fn wait_spinning(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+        spins: u32,
+    ) -> Result<bool, Timeout> {
         if deadline::passed(deadline) {
-            return if ready() { Ok(()) } else { Err(Timeout) };
+            return if ready() { Ok(false) } else { Err(Timeout) };
         }
-        for _ in 0..park::SPIN {
+        for _ in 0..spins {
             if ready() {
-                return Ok(());
+                return Ok(false);
             }
             spin_loop();
         }
+        let mut parked = false;
         loop {
             // Snapshot first, then the checked park (announce, re-check `ready()`, re-read
             // `seq`, sleep): a notify that bumps `seq` after the snapshot makes the park
@@ -165,10 +192,11 @@ impl WaitQueue {
             // condition true where the re-check sees it (`park.rs`, pair A).
             let seen = self.snapshot();
             let Some(r) = self.park_checked(seen, deadline, &mut ready) else {
-                return Ok(());
+                return Ok(parked);
             };
+            parked = true;
             if ready() {
-                return Ok(());
+                return Ok(true);
             }
             if r == Wait::TimedOut || deadline::passed(deadline) {
                 return Err(Timeout);
@@ -282,6 +310,43 @@ impl WaitQueue {
     /// hint for `shmkit info` and tests, stale as soon as it is read.
     pub fn sleepers(&self) -> u32 {
         self.sleepers.load(Ordering::Relaxed)
+    }
+}
+
+/// The adaptive spin budget of one waiter that waits again and again (a queue handle; not
+/// shared, not in shared memory). Spinning before parking pays when the condition comes
+/// true within the spin (a ping-pong at full speed: no system call at all) and costs when it
+/// does not (the peer was asleep, so its reply takes a futex wake-up's latency, and the spin
+/// only delays the park: `spsc_park` in BENCHMARKS.md). So a waiter spins the full
+/// [`park::SPIN`] polls while its waits end in the spin, and not at all after a wait that had
+/// to park, except every [`Spin::PROBE`]th wait, which spins again to find out whether the
+/// peer has become fast.
+#[derive(Debug, Default)]
+pub(crate) struct Spin {
+    /// Waits in a row that had to park (wrapping).
+    parked: Cell<u32>,
+}
+
+impl Spin {
+    /// After this many waits that parked, one wait spins again.
+    pub(crate) const PROBE: u32 = 16;
+
+    /// Polls before the next wait parks.
+    fn budget(&self) -> u32 {
+        if self.parked.get() % Self::PROBE == 0 {
+            park::SPIN
+        } else {
+            0
+        }
+    }
+
+    /// Whether the last wait had to park.
+    fn record(&self, parked: bool) {
+        self.parked.set(if parked {
+            self.parked.get().wrapping_add(1)
+        } else {
+            0
+        });
     }
 }
 

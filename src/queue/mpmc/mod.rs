@@ -453,7 +453,13 @@ impl<T: Element> Producer<T> {
                 }
                 sh.side_gone(Role::Consumer, true).then_some(())
             };
-            match endpoint::wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+            match endpoint::wait_sliced(
+                &sh.ctrl().head.not_full,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout(())),
                 Wake::Gone(()) => return Err(PushError::Disconnected(())),
@@ -705,7 +711,13 @@ impl<T: Element> Consumer<T> {
                 }
                 None => sh.side_gone(Role::Producer, true).then_some(()),
             };
-            match endpoint::wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+            match endpoint::wait_sliced(
+                &sh.ctrl().tail.not_empty,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
                 Wake::Gone(()) => return drain(self, &mut op),

@@ -296,7 +296,13 @@ impl Consumer {
                 }
                 None => side_gone(sh, Role::Producer, true).then_some(()),
             };
-            match wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+            match wait_sliced(
+                &sh.ctrl().tail.not_empty,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
                 Wake::Gone(()) => return self.drain(out),

@@ -195,7 +195,13 @@ impl Producer {
                 }
                 side_gone(sh, Role::Consumer, true).then_some(())
             };
-            match wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+            match wait_sliced(
+                &sh.ctrl().head.not_full,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout),
                 Wake::Gone(()) => return Err(PushError::Disconnected),
