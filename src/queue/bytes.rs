@@ -34,9 +34,9 @@ use std::time::Instant;
 
 use super::endpoint::Wake;
 use super::error::{AttachError, PopError, Role, TryPopError};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 #[cfg(not(loom))]
-use super::options::{self, How, QueueOptions};
+use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as RawRing, Side};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
@@ -59,7 +59,7 @@ pub const MIN_CAPACITY: u64 = 64;
 
 /// Layout fingerprint of the bytes ring.
 pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
-    b"shmkit bytes-ring v2: records [u32 len, u24 lap, u8 kind], 8-aligned, header-polled, next header cleared",
+    b"shmkit bytes-ring v3: records [u32 len, u24 lap, u8 kind], 8-aligned, header-polled, next header cleared, conditional notify",
 );
 
 /// A record header: `kind`, written at absolute position `pos` of a ring whose capacity is
@@ -229,39 +229,18 @@ impl fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Options for creating or opening the ring: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::bytes::Ring;
-    /// # let name = format!("doc-bytes-options-{}", std::process::id());
-    /// let r = Ring::options().mode(0o660).unlink_on_drop(true).create(&name, 4096)?;
-    /// assert_eq!(r.capacity(), 4096);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named ring with `capacity` bytes (a power of two, at least 64), with the
-    /// default [`options`](Self::options).
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named ring.
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    /// Open the named ring, or create it with `capacity` bytes (an existing ring must have this
-    /// capacity).
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
+    queue_constructors! {
+        what: "ring", capacity: "bytes (a power of two, at least 64)",
+        ///
+        /// ```
+        /// use shmkit::queue::bytes::Ring;
+        /// # let name = format!("doc-bytes-options-{}", std::process::id());
+        /// let r = Ring::options().mode(0o660).unlink_on_drop(true).create(&name, 4096)?;
+        /// assert_eq!(r.capacity(), 4096);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        open;
     }
 
     /// A ring on this process's heap.
@@ -709,7 +688,10 @@ impl WriteGuard<'_> {
         // Release: the tail (read by `len`, blocked consumers and a later producer's attach)
         // is stored after the headers, so seeing it means seeing them.
         ctrl.prod.tail.store(next, Ordering::Release);
-        ctrl.prod.not_empty.notify_one();
+        // SYNC POINT (pair A of `sync/park.rs`, waker side): our header stores, the fence in
+        // `notify_if_sleepers`, its load of `sleepers`; a parking consumer increments,
+        // fences, re-checks the header. No locked access when nobody sleeps.
+        ctrl.prod.not_empty.notify_if_sleepers(1);
     }
 }
 
@@ -1081,7 +1063,9 @@ impl ReadGuard<'_> {
         // Release pairs with the producer's Acquire load of head in `Producer::place`: we
         // are done reading the record.
         ctrl.cons.head.store(c.head, Ordering::Release);
-        ctrl.cons.not_full.notify_one();
+        // SYNC POINT (pair A of `sync/park.rs`, waker side): our head store, the fence, the
+        // load of `sleepers`; a parking producer increments, fences, re-checks head.
+        ctrl.cons.not_full.notify_if_sleepers(1);
     }
 }
 

@@ -37,6 +37,7 @@ use std::time::Instant;
 use super::error::{AttachError, Role};
 use super::role::{self, RoleSlot, Throttle};
 use crate::loom::{fence, AtomicU64, Ordering};
+use crate::sync::waiter::Spin;
 use crate::sync::WaitQueue;
 use crate::Liveness;
 
@@ -113,6 +114,7 @@ pub(crate) enum Wake<G = ()> {
 /// next `ready()` then sees. A deadline in the past checks `ready()` once.
 pub(crate) fn wait_sliced<G>(
     wq: &WaitQueue,
+    spin: &Spin,
     mut ready: impl FnMut() -> bool,
     deadline: Option<Instant>,
     mut check: impl FnMut() -> Option<G>,
@@ -123,7 +125,7 @@ pub(crate) fn wait_sliced<G>(
         // Under loom a timed futex wait returns at once, so wait without slices.
         #[cfg(loom)]
         let until = deadline;
-        if wq.wait_until_within(&mut ready, until).is_ok() {
+        if wq.wait_adaptive(&mut ready, until, spin).is_ok() {
             return Wake::Retry;
         }
         if crate::os::deadline::passed(deadline) {
@@ -152,6 +154,8 @@ pub(crate) struct Endpoint<Q: Roles> {
     dead_peer: Cell<u64>,
     /// Empty polls of a consumer so far (see [`Endpoint::look_at_tail`]).
     empty_polls: u32,
+    /// This handle's adaptive spin before it parks in a blocking wait.
+    pub spin: Spin,
 }
 
 impl<Q: Roles> Endpoint<Q> {
@@ -177,6 +181,7 @@ impl<Q: Roles> Endpoint<Q> {
                         throttle: Throttle::default(),
                         dead_peer: Cell::new(0),
                         empty_polls: 0,
+                        spin: Spin::default(),
                     });
                 }
                 Err(w) => busy = w,
@@ -266,6 +271,7 @@ impl<Q: Roles> Endpoint<Q> {
     ) -> Wake {
         wait_sliced(
             wq,
+            &self.spin,
             || ready() || self.peer_closed(),
             deadline,
             || self.peer_dead().then_some(()),

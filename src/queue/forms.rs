@@ -1,5 +1,6 @@
-//! The one blocking-call shape for queue handles (`crate::error`'s module docs): from one
-//! private `x_within(args…, deadline: Option<Instant>)` method, [`blocking_forms!`] writes the
+//! The shapes every queue kind shares, written once: [`queue_constructors!`] (a kind's
+//! `options`, `create`, `open`, `open_or_create`), and the one blocking-call shape for queue
+//! handles (`crate::error`'s module docs): from one private `x_within(args…, deadline: Option<Instant>)` method, [`blocking_forms!`] writes the
 //! public `x(args…)` (no limit), `x_timeout(args…, Duration)` and `x_deadline(args…, Instant)`
 //! forms, so that every queue kind (and any future one) gets the same three forms with the
 //! same deadline rules (`os::deadline`: a timeout too large for `Instant` means no limit; a
@@ -37,3 +38,63 @@ macro_rules! blocking_forms {
 }
 
 pub(crate) use blocking_forms;
+
+/// Inside a queue kind's `impl` block: its `options()`, `create`, `open` and `open_or_create`,
+/// thin calls of [`QueueOptions`] with the defaults, written once for every kind. `what`
+/// names the object in the docs (`"queue"`, `"ring"`), `capacity` what its capacity counts;
+/// the doc attributes given before `options` and `open` (a kind's examples, a typed queue's
+/// type check) are added to those methods' docs.
+///
+/// ```ignore
+/// queue_constructors! {
+///     what: "ring", capacity: "bytes (a power of two, at least 64)",
+///     /// (examples for `options`)
+///     options;
+///     /// (what `open` checks, examples)
+///     open;
+/// }
+/// ```
+macro_rules! queue_constructors {
+    (
+        what: $what:literal, capacity: $cap:literal,
+        $(#[$options_doc:meta])*
+        options;
+        $(#[$open_doc:meta])*
+        open;
+    ) => {
+        #[doc = concat!("Options for creating or opening the ", $what, ": mode, open timeout, \
+            unlink on drop, lifetime, sparse (see [`QueueOptions`](crate::queue::QueueOptions)).")]
+        $(#[$options_doc])*
+        #[cfg(not(loom))]
+        pub fn options() -> $crate::queue::QueueOptions<Self> {
+            $crate::queue::QueueOptions::default()
+        }
+
+        #[doc = concat!("Create the named ", $what, " with `capacity` ", $cap, ", with the \
+            default [`options`](Self::options). Fails with \
+            [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.")]
+        #[cfg(not(loom))]
+        pub fn create(name: &str, capacity: u64) -> $crate::Result<Self> {
+            Self::options().create(name, capacity)
+        }
+
+        #[doc = concat!("Open the named ", $what, ", with the default \
+            [`options`](Self::options).")]
+        $(#[$open_doc])*
+        #[cfg(not(loom))]
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            Self::options().open(name)
+        }
+
+        #[doc = concat!("Open the named ", $what, ", or create it with `capacity` ", $cap, " \
+            if it does not exist (race-free between processes). An existing ", $what, " must \
+            have this capacity (and, for a typed queue, this element type), or the open \
+            fails.")]
+        #[cfg(not(loom))]
+        pub fn open_or_create(name: &str, capacity: u64) -> $crate::Result<Self> {
+            Self::options().open_or_create(name, capacity)
+        }
+    };
+}
+
+pub(crate) use queue_constructors;

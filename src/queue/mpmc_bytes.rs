@@ -36,9 +36,9 @@ use super::endpoint::{
     side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use super::error::{AttachError, Role};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 #[cfg(not(loom))]
-use super::options::{How, QueueOptions};
+use super::options::How;
 use super::region::Region;
 use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
@@ -64,9 +64,9 @@ pub const MIN_CAPACITY: u64 = 256;
 /// Claim-slot `start` meaning "no cells".
 const NONE: u64 = u64::MAX;
 
-/// Layout fingerprint of an MPMC bytes queue (layout v1).
+/// Layout fingerprint of an MPMC bytes queue (layout v2: v1's bytes, conditional notifies).
 pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
-    b"shmkit mpmc-bytes v1 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
+    b"shmkit mpmc-bytes v2 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
 );
 
 /// The largest message a queue of `capacity` bytes takes: a record (8-byte header and the
@@ -384,38 +384,18 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::mpmc_bytes::Queue;
-    /// # let name = format!("doc-mpmcb-options-{}", std::process::id());
-    /// let q = Queue::options().mode(0o660).unlink_on_drop(true).create(&name, 1 << 16)?;
-    /// assert_eq!(q.capacity(), 1 << 16);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named queue with `capacity` data bytes (a power of two in `256..=2^40`),
-    /// with the default [`options`](Self::options).
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named queue.
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    /// Open the named queue, or create it with `capacity` bytes.
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
+    queue_constructors! {
+        what: "queue", capacity: "data bytes (a power of two in `256..=2^40`)",
+        ///
+        /// ```
+        /// use shmkit::queue::mpmc_bytes::Queue;
+        /// # let name = format!("doc-mpmcb-options-{}", std::process::id());
+        /// let q = Queue::options().mode(0o660).unlink_on_drop(true).create(&name, 1 << 16)?;
+        /// assert_eq!(q.capacity(), 1 << 16);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        open;
     }
 
     #[cfg(not(loom))]

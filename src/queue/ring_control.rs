@@ -43,10 +43,9 @@ pub(crate) struct ProducerLine {
     pub tail: AtomicU64, // 128
     /// The consumer sleeps here when the ring is empty; the producer notifies after a push.
     pub not_empty: WaitQueue, // 136
-    /// Non-zero while the consumer is in a blocking wait (spsc; the bytes ring leaves it 0).
-    /// Written only by the consumer, around its waits, so that the producer can skip the
-    /// notify (a locked RMW) with a plain load when nobody waits (`SPEC.md` §7.2).
-    pub consumer_waiting: AtomicU64, // 144
+    /// Reserved, 0 (spsc layout v3's `consumer_waiting`: the notifier now skips the notify
+    /// by the wait queue's own `sleepers` count, `SPEC.md` §5.1).
+    pub reserved: AtomicU64, // 144
 }
 
 /// Line 2 (offset 256): written by the consumer on every pop.
@@ -56,8 +55,8 @@ pub(crate) struct ConsumerLine {
     pub head: AtomicU64, // 256
     /// The producer sleeps here when the ring is full; the consumer notifies after a pop.
     pub not_full: WaitQueue, // 264
-    /// Non-zero while the producer is in a blocking wait (spsc; the bytes ring leaves it 0).
-    pub producer_waiting: AtomicU64, // 272
+    /// Reserved, 0 (spsc layout v3's `producer_waiting`).
+    pub reserved: AtomicU64, // 272
 }
 
 /// The 384-byte control block at payload offset 0.
@@ -84,8 +83,8 @@ const _: () = {
     assert!(size_of::<Geometry>() == 128);
     assert!(offset_of!(ProducerLine, not_empty) == 8);
     assert!(offset_of!(ConsumerLine, not_full) == 8);
-    assert!(offset_of!(ProducerLine, consumer_waiting) == 16);
-    assert!(offset_of!(ConsumerLine, producer_waiting) == 16);
+    assert!(offset_of!(ProducerLine, reserved) == 16);
+    assert!(offset_of!(ConsumerLine, reserved) == 16);
 };
 
 impl RingControl {
@@ -104,12 +103,12 @@ impl RingControl {
             prod: CachePadded(ProducerLine {
                 tail: AtomicU64::new(0),
                 not_empty: WaitQueue::new(),
-                consumer_waiting: AtomicU64::new(0),
+                reserved: AtomicU64::new(0),
             }),
             cons: CachePadded(ConsumerLine {
                 head: AtomicU64::new(0),
                 not_full: WaitQueue::new(),
-                producer_waiting: AtomicU64::new(0),
+                reserved: AtomicU64::new(0),
             }),
         };
         c.init(capacity, elem_size, elem_align, type_name);

@@ -1,6 +1,6 @@
 //! [`Queue`]: a bounded single-producer single-consumer queue of `T` in shared memory.
 //!
-//! The ring (`SPEC.md` §7.2, layout v2) is a power-of-two array of slots, each holding an
+//! The ring (`SPEC.md` §7.2, layout v4) is a power-of-two array of slots, each holding an
 //! element and, beside it, a 64-bit *stamp*: the producer writes the element, then stores
 //! `stamp = position + 1` (Release); the consumer polls the stamp at its head (Acquire). An
 //! element of up to 56 bytes and its stamp share one cache line, so in steady state a message
@@ -10,9 +10,10 @@
 //! for room; each end keeps a private copy of the other's counter and refreshes it only when
 //! the ring looks full (producer) or a batch wants more (consumer), as rtrb does.
 //!
-//! Nobody sleeping costs the other side nothing locked: a push or pop checks a "peer is
-//! waiting" word on its own cache line with a plain load after a `SeqCst` fence, and makes
-//! the futex notify (a read-modify-write) only when the peer announced a wait.
+//! Nobody sleeping costs the other side nothing locked: a push or pop loads the `sleepers`
+//! count of the peer's wait queue, on its own cache line, after a `SeqCst` fence, and makes
+//! the futex notify (a read-modify-write) only when the peer parked (`WaitQueue`'s
+//! conditional notify, `sync/park.rs` pair A).
 //!
 //! Elements can be written and read in place through [`WriteGuard`] and [`ReadGuard`]
 //! ([`Producer::try_reserve`], [`Consumer::try_peek`]), so a large element need not be copied
@@ -37,18 +38,18 @@ use std::time::Instant;
 
 use super::endpoint::Wake;
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
-use super::options::{self, How, QueueOptions};
+use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as Ring, Side};
 use super::stat::{QueueStat, Stat};
 use super::{Element, ShmType, TypeId};
-use crate::loom::{fence, AtomicU64, Ordering};
+use crate::loom::{AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::Kind;
 
-/// Layout fingerprint of an SPSC queue of `T` (layout v3: each slot holds its element and
+/// Layout fingerprint of an SPSC queue of `T` (layout v4: each slot holds its element and
 /// then its stamp; the element type's name, size and alignment are part of it).
 ///
 /// ```
@@ -63,7 +64,7 @@ pub fn layout_fingerprint<T: ShmType>() -> u64 {
 pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
     fingerprint(
         format!(
-            "shmkit spsc v3 type={} size={} align={} slot=[elem,stamp]",
+            "shmkit spsc v4 type={} size={} align={} slot=[elem,stamp]",
             t.name, t.size, t.align
         )
         .as_bytes(),
@@ -191,55 +192,33 @@ impl<T> std::fmt::Debug for Queue<T> {
 }
 
 impl<T: Element> Queue<T> {
-    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::spsc::Queue;
-    /// # let name = format!("doc-spsc-options-{}", std::process::id());
-    /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
-    /// assert_eq!(q.capacity(), 64);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named queue with `capacity` slots (a power of two, at least 2), with the
-    /// default [`options`](Self::options). Fails with
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named queue; it must hold elements of type `T` (its
-    /// [`TYPE_NAME`](ShmType::TYPE_NAME), size and alignment), or the open fails with
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) naming both types.
-    ///
-    /// ```
-    /// use shmkit::queue::spsc::Queue;
-    /// # let name = format!("doc-spsc-open-{}", std::process::id());
-    /// let a = Queue::<u32>::create(&name, 8)?;
-    /// a.set_unlink_on_drop(true);
-    /// let b = Queue::<u32>::open(&name)?;
-    /// assert_eq!(b.capacity(), 8);
-    /// assert!(Queue::<u64>::open(&name).is_err()); // another element size
-    /// assert!(Queue::<f32>::open(&name).is_err()); // another type of the same size
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    /// Open the named queue, or create it with `capacity` slots if it does not exist
-    /// (race-free between processes). An existing queue must have this capacity and element
-    /// type, or the open fails.
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
+    queue_constructors! {
+        what: "queue", capacity: "slots (a power of two, at least 2)",
+        ///
+        /// ```
+        /// use shmkit::queue::spsc::Queue;
+        /// # let name = format!("doc-spsc-options-{}", std::process::id());
+        /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
+        /// assert_eq!(q.capacity(), 64);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        /// It must hold elements of type `T` (its [`TYPE_NAME`](ShmType::TYPE_NAME), size and
+        /// alignment), or the open fails with [`Error::TypeMismatch`](crate::Error::TypeMismatch)
+        /// naming both types.
+        ///
+        /// ```
+        /// use shmkit::queue::spsc::Queue;
+        /// # let name = format!("doc-spsc-open-{}", std::process::id());
+        /// let a = Queue::<u32>::create(&name, 8)?;
+        /// a.set_unlink_on_drop(true);
+        /// let b = Queue::<u32>::open(&name)?;
+        /// assert_eq!(b.capacity(), 8);
+        /// assert!(Queue::<u64>::open(&name).is_err()); // another element size
+        /// assert!(Queue::<f32>::open(&name).is_err()); // another type of the same size
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        open;
     }
 
     /// A queue on this process's heap, for threads of one process (and tests).
@@ -493,17 +472,12 @@ impl<T: Element> Producer<T> {
         // Release pairs with the Acquire tail loads (`Consumer::refresh`, `not_ready`,
         // `Ring::len`, producer attach): every element and stamp below it is visible.
         ctrl.prod.tail.store(self.tail, Ordering::Release);
-        // SYNC POINT (Dekker with `Consumer::wait_nonempty`): our stamp store, this fence,
-        // then our load of `consumer_waiting`; the consumer stores `consumer_waiting`, fences,
-        // then loads the stamp. If our fence is first in the SeqCst order, the consumer's
-        // stamp load sees our store; otherwise our load sees its announcement (or a later
-        // store: it cleared the word after its wait ended) and we notify. On x86-64 this is
-        // an `mfence` on our own core, no locked access to a line the consumer polls.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fences above; a stale non-zero only costs a notify.
-        if ctrl.prod.consumer_waiting.load(Ordering::Relaxed) != 0 {
-            ctrl.prod.not_empty.notify_one();
-        }
+        // SYNC POINT (pair A of `sync/park.rs`, waker side; the waiter side is the fence
+        // after a parking consumer's sleeper increment, before it re-checks the stamp): our
+        // stamp store, the fence in `notify_if_sleepers`, then its load of `sleepers`. Either
+        // we see the sleeper and wake it, or it sees our stamp. On x86-64 an `mfence` on our
+        // own core and a load of our own line: no locked access when nobody sleeps.
+        ctrl.prod.not_empty.notify_if_sleepers(1);
     }
 
     /// Wait up to `deadline` until a slot is free, the consumer is gone, or the time passes.
@@ -518,18 +492,10 @@ impl<T: Element> Producer<T> {
             let side = &self.side;
             let ctrl = side.q.ctrl();
             let limit = self.tail.wrapping_sub(self.cap);
-            // Relaxed, then the fence: SYNC POINT (Dekker with `Consumer::advance`): our
-            // announcement, the fence, then our loads of head in `ready`; the consumer stores
-            // head, fences, then loads `producer_waiting` (see `publish` for the argument).
-            ctrl.cons.producer_waiting.store(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            // Acquire: as in `space`.
+            // Acquire: as in `space`. The wait re-checks it after announcing a sleeper (pair A
+            // with `Consumer::advance`'s notify, `sync/park.rs`).
             let ready = || ctrl.cons.head.load(Ordering::Acquire) != limit;
-            let woke = side.wait(&ctrl.cons.not_full, ready, deadline);
-            // Relaxed: a consumer that reads this 0 only skips notifies we no longer need;
-            // our next wait stores 1 and fences again before it loads head.
-            ctrl.cons.producer_waiting.store(0, Ordering::Relaxed);
-            match woke {
+            match side.wait(&ctrl.cons.not_full, ready, deadline) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout(())),
                 Wake::Gone(()) => return Err(PushError::Disconnected(())),
@@ -932,14 +898,10 @@ impl<T: Element> Consumer<T> {
         // Release pairs with the producer's Acquire loads of head (`Producer::space`, its
         // wait, attach, `Ring::len`): we are done reading the released slots.
         ctrl.cons.head.store(self.head, Ordering::Release);
-        // SYNC POINT (Dekker with `Producer::wait_space`): our head store, this fence, our
-        // load of `producer_waiting`; the producer announces, fences, loads head. One of us
-        // sees the other's store (argument in `Producer::publish`).
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fences; a stale non-zero only costs a notify.
-        if ctrl.cons.producer_waiting.load(Ordering::Relaxed) != 0 {
-            ctrl.cons.not_full.notify_one();
-        }
+        // SYNC POINT (pair A of `sync/park.rs`, waker side, as in `Producer::publish`): our
+        // head store, the fence, the load of `sleepers`; a parking producer increments,
+        // fences, re-checks head.
+        ctrl.cons.not_full.notify_if_sleepers(1);
     }
 
     /// Wait (after a failed poll) until the element at `head` is published, the producer
@@ -947,18 +909,11 @@ impl<T: Element> Consumer<T> {
     fn wait_nonempty(&self, deadline: Option<Instant>) -> Wake {
         let side = &self.side;
         let ring = &*side.q;
-        let ctrl = ring.ctrl();
         let head = self.head;
-        // Relaxed, then the fence: SYNC POINT (Dekker with `Producer::publish`): our
-        // announcement, the fence, then our stamp loads in `ready`.
-        ctrl.prod.consumer_waiting.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // The wait re-checks the stamp after announcing a sleeper (pair A with
+        // `Producer::publish`'s notify, `sync/park.rs`).
         let ready = || published::<T>(ring, head);
-        let woke = side.wait(&ctrl.prod.not_empty, ready, deadline);
-        // Relaxed: a producer that reads this 0 only skips notifies we no longer need; our
-        // next wait stores 1 and fences again before it polls.
-        ctrl.prod.consumer_waiting.store(0, Ordering::Relaxed);
-        woke
+        side.wait(&ring.ctrl().prod.not_empty, ready, deadline)
     }
 
     /// Wait until `deadline` until the element at `head` is published.

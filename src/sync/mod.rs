@@ -27,7 +27,7 @@ mod park;
 mod rlock;
 mod robust;
 mod semaphore;
-mod waiter;
+pub(crate) mod waiter;
 
 #[cfg(not(loom))]
 pub use barrier::Barrier;

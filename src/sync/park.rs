@@ -18,17 +18,44 @@
 //! and its `FUTEX_WAIT` gets `EAGAIN` from the kernel's compare). See
 //! [`loom_sc_fence`](crate::loom::loom_sc_fence) for why loom checks the fence formulation.
 //!
+//! **Checked park** ([`park_checked`], with [`WaitQueue::notify_fenced`]): a waker that may
+//! skip changing `word` altogether when nobody sleeps (no read-modify-write at all on the
+//! common path). Its waiter must then see the condition itself, so the handshake is a second
+//! Dekker pair, over `sleepers` and the condition:
+//! - the waiter increments `sleepers` (`SeqCst` RMW), then `fence(SeqCst)` (pair A, waiter
+//!   side), then re-checks its condition; only if it is still false does it go on to the
+//!   `word` re-read and `FUTEX_WAIT` above;
+//! - the waker makes the condition true (any stores), then `fence(SeqCst)` (pair A, waker
+//!   side), then loads `sleepers`; only if it is non-zero does it change `word` and wake
+//!   (`unpark`).
+//!
+//! Of the two fences, one is first in the `SeqCst` order. If the waiter's is, the waker's
+//! load of `sleepers` (after its fence) sees the increment (before the waiter's fence), and
+//! the waker changes `word` and wakes: the waiter either sees the new `word` or is woken
+//! (the pair above). If the waker's is, the waiter's condition loads (after its fence) see
+//! the waker's stores (before its fence): the waiter does not sleep. The fences are real
+//! (`mfence` on x86-64), not loom-only: the condition is read with plain Acquire loads, which
+//! no `SeqCst` total order covers. Loom model: `loom_conditional_notify_is_never_lost`
+//! (`src/sync/waiter.rs`).
+//!
 //! A waiter killed while parked leaves `sleepers` one too high, which only costs later wakers
 //! a needless system call. A 32-bit count does not realistically overflow.
 
 use std::time::Instant;
 
 use crate::loom::futex::{self, Wait};
-use crate::loom::{loom_sc_fence, AtomicU32, Ordering};
+use crate::loom::{fence, loom_sc_fence, AtomicU32, Ordering};
 
-/// How many times a waiter polls before it parks.
+/// How many times a waiter polls its condition before it parks (every shmkit waiter: the
+/// `WaitQueue`, `Event`, `Semaphore`). Kept short: on the 2-vCPU KVM machine of
+/// BENCHMARKS.md a `pause` costs about 58 ns, so the former 100 polls were about 6 µs of
+/// spinning, about a futex wake-up's latency; a parked round trip (`spsc_park`) was then 2×
+/// the futex floor, and its spinning ping-pong (`spsc_block`) 2.3-2.5× `floor_futex`
+/// (measured with 0, 4, 10, 16, 64 and 100 polls: fewer was better in every run, 0-16 within
+/// the noise of a loaded machine; 16 keeps a short window for a reply that is already on its
+/// way on machines with a cheaper `pause`).
 #[cfg(not(loom))]
-pub(crate) const SPIN: u32 = 64;
+pub(crate) const SPIN: u32 = 16;
 /// Under loom every poll is a scheduling point: keep the model small.
 #[cfg(loom)]
 pub(crate) const SPIN: u32 = 1;
@@ -64,4 +91,35 @@ pub(crate) fn unpark(word: &AtomicU32, sleepers: &AtomicU32, n: u32) {
     if sleepers.load(Ordering::SeqCst) != 0 {
         futex::wake(word, n);
     }
+}
+
+/// [`park`] for a waiter whose waker may skip changing `word` when it sees no sleeper
+/// ([`WaitQueue::notify_fenced`](super::WaitQueue::notify_fenced)): announce in `sleepers`,
+/// `fence(SeqCst)`, re-check `ready()`; `None` if it holds (without sleeping), else what the
+/// park returned (module docs, pair A).
+pub(crate) fn park_checked(
+    word: &AtomicU32,
+    sleepers: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    ready: &mut impl FnMut() -> bool,
+) -> Option<Wait> {
+    // SeqCst: the waiter's write of both handshakes (module docs).
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    // SYNC POINT, pair A (waiter side): pairs with the waker's fence in
+    // `WaitQueue::notify_fenced`'s caller. Either the waker sees our increment, or our
+    // `ready()` below sees the condition the waker made true.
+    fence(Ordering::SeqCst);
+    let r = if ready() {
+        None
+    // SeqCst: the waiter's read of the first handshake; pairs with the waker's SeqCst RMW of
+    // `word`.
+    } else if word.load(Ordering::SeqCst) != expected {
+        Some(Wait::Retry)
+    } else {
+        Some(futex::wait(word, expected, deadline))
+    };
+    // Relaxed: an over-count only costs a waker a needless system call.
+    sleepers.fetch_sub(1, Ordering::Relaxed);
+    r
 }

@@ -1,18 +1,15 @@
 //! [`WaitQueue`]: block on a condition over shared memory, with a short spin, then a futex
 //! park, and a waiter count so that the waking side makes no system call when nobody sleeps.
 
+use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::park;
 use crate::error::Timeout;
 use crate::loom::futex::Wait;
-use crate::loom::{spin_loop, AtomicU32, Ordering};
+use crate::loom::{fence, spin_loop, AtomicU32, Ordering};
 use crate::os::deadline;
-
-/// How many times `wait_until` polls its condition before it parks (once under loom, where
-/// every poll is a scheduling point).
-const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 
 /// A place to sleep until some condition over shared memory becomes true: 8 bytes,
 /// `#[repr(C)]`, valid when zeroed, so it can sit inside any shmkit object.
@@ -22,12 +19,15 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 /// | 0 | 4 | `seq` | bumped (wrapping) by every notify; the futex word sleepers wait on |
 /// | 4 | 4 | `sleepers` | processes parked or about to park |
 ///
-/// Protocol (`SPEC.md` §5.1): a waiter reads `seq`, checks its condition, and if it is false
-/// parks on `seq` with the value it read, through the one futex handshake of `park.rs` (which
-/// announces it in `sleepers` and re-reads `seq` before sleeping). A notifier makes the
+/// Protocol (`SPEC.md` §5.1): a waiter reads `seq`, then parks on `seq` with the value it
+/// read through the one futex handshake of `park.rs`, which announces it in `sleepers`,
+/// re-checks the condition, re-reads `seq`, and only then sleeps. A notifier makes the
 /// condition true, bumps `seq`, and calls `FUTEX_WAKE` only if `sleepers` is non-zero. Either
 /// the notifier sees the sleeper, or the sleeper sees the new `seq` (and the condition written
-/// before it) and does not sleep.
+/// before it) and does not sleep. Because the waiter re-checks its condition after
+/// announcing itself, a notifier inside shmkit may also skip the bump altogether when it sees
+/// no sleeper (`notify_fenced`, `notify_if_sleepers`: no read-modify-write when nobody
+/// sleeps); see `park.rs`, pair A.
 ///
 /// A process killed while parked leaves `sleepers` too high: later notifies then make a
 /// needless (harmless) system call. A 32-bit count cannot realistically overflow, and a 32-bit
@@ -147,29 +147,56 @@ impl WaitQueue {
     /// deadlines through several waits.
     pub(crate) fn wait_until_within(
         &self,
-        mut ready: impl FnMut() -> bool,
+        ready: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<(), Timeout> {
+        self.wait_spinning(ready, deadline, park::SPIN).map(|_| ())
+    }
+
+    /// [`wait_until_within`](Self::wait_until_within) for a waiter that waits again and
+    /// again (a queue handle), with `spin`'s adaptive spin budget (see [`Spin`]).
+    pub(crate) fn wait_adaptive(
+        &self,
+        ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+        spin: &Spin,
+    ) -> Result<(), Timeout> {
+        let r = self.wait_spinning(ready, deadline, spin.budget());
+        spin.record(r == Ok(true));
+        r.map(|_| ())
+    }
+
+    /// The wait loop: poll `ready()` up to `spins` times, then park until it holds or
+    /// `deadline` passes. `Ok(true)`: it held only after the waiter parked (slept, or found
+    /// `seq` moved after announcing itself).
+    fn wait_spinning(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+        spins: u32,
+    ) -> Result<bool, Timeout> {
         if deadline::passed(deadline) {
-            return if ready() { Ok(()) } else { Err(Timeout) };
+            return if ready() { Ok(false) } else { Err(Timeout) };
         }
-        for _ in 0..SPIN_LIMIT {
+        for _ in 0..spins {
             if ready() {
-                return Ok(());
+                return Ok(false);
             }
             spin_loop();
         }
+        let mut parked = false;
         loop {
-            // Snapshot first, then check: a notify after the snapshot changes `seq`, so the
-            // park below returns at once (`park.rs`'s handshake) instead of sleeping through
-            // a condition that became true after `ready()` looked.
+            // Snapshot first, then the checked park (announce, re-check `ready()`, re-read
+            // `seq`, sleep): a notify that bumps `seq` after the snapshot makes the park
+            // return at once, and one that skipped the bump (it saw no sleeper) made the
+            // condition true where the re-check sees it (`park.rs`, pair A).
             let seen = self.snapshot();
+            let Some(r) = self.park_checked(seen, deadline, &mut ready) else {
+                return Ok(parked);
+            };
+            parked = true;
             if ready() {
-                return Ok(());
-            }
-            let r = self.park(seen, deadline);
-            if ready() {
-                return Ok(());
+                return Ok(true);
             }
             if r == Wait::TimedOut || deadline::passed(deadline) {
                 return Err(Timeout);
@@ -187,6 +214,18 @@ impl WaitQueue {
     /// Sleep until `seq` moves past `seen` (a notify), a spurious wake-up, or `deadline`.
     pub(crate) fn park(&self, seen: u32, deadline: Option<Instant>) -> Wait {
         park::park(&self.seq, &self.sleepers, seen, deadline)
+    }
+
+    /// [`park`](Self::park), re-checking `ready()` after announcing the sleeper (`park.rs`,
+    /// pair A): `None` if it held. What makes a waiter safe against
+    /// [`notify_fenced`](Self::notify_fenced).
+    pub(crate) fn park_checked(
+        &self,
+        seen: u32,
+        deadline: Option<Instant>,
+        ready: &mut impl FnMut() -> bool,
+    ) -> Option<Wait> {
+        park::park_checked(&self.seq, &self.sleepers, seen, deadline, ready)
     }
 
     /// Sleep until `seq` moves past `seen` or `deadline` passes, retrying spurious wake-ups
@@ -227,6 +266,36 @@ impl WaitQueue {
         park::unpark(&self.seq, &self.sleepers, n);
     }
 
+    /// Wake up to `n` sleepers, and do nothing at all (no read-modify-write, no system call)
+    /// if nobody is parked or about to park. Call after making the condition true and then
+    /// issuing `fence(SeqCst)` (`park.rs`, pair A, waker side: the fence is the caller's, so
+    /// that a caller with several wait queues, or a fence of its own, pays for one).
+    ///
+    /// Only for wait queues whose every waiter parks through
+    /// [`park_checked`](Self::park_checked) (all the `wait_until` forms do): a waiter that
+    /// parks on a bare `seq` snapshot ([`park`](Self::park), `Condition`) could sleep through
+    /// a notify that skipped the bump. The queues use it; `notify_one`/`notify_all` stay
+    /// unconditional for everyone else.
+    #[inline]
+    pub(crate) fn notify_fenced(&self, n: u32) {
+        // Relaxed: ordered by the caller's SeqCst fence (pair A); a stale non-zero only costs
+        // a needless bump and wake.
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.notify(n);
+        }
+    }
+
+    /// [`notify_fenced`](Self::notify_fenced) with its fence: `fence(SeqCst)`, then wake up to
+    /// `n` sleepers if there are any.
+    #[inline]
+    pub(crate) fn notify_if_sleepers(&self, n: u32) {
+        // SYNC POINT, pair A (waker side; `park.rs`): the caller's condition stores, this
+        // fence, then the load of `sleepers` in `notify_fenced`. Pairs with the fence after
+        // the waiter's increment in `park::park_checked`.
+        fence(Ordering::SeqCst);
+        self.notify_fenced(n);
+    }
+
     /// Whether anyone is parked (or about to park); a hint for callers and `shmkit info`.
     pub fn has_sleepers(&self) -> bool {
         self.sleepers() != 0
@@ -241,6 +310,43 @@ impl WaitQueue {
     /// hint for `shmkit info` and tests, stale as soon as it is read.
     pub fn sleepers(&self) -> u32 {
         self.sleepers.load(Ordering::Relaxed)
+    }
+}
+
+/// The adaptive spin budget of one waiter that waits again and again (a queue handle; not
+/// shared, not in shared memory). Spinning before parking pays when the condition comes
+/// true within the spin (a ping-pong at full speed: no system call at all) and costs when it
+/// does not (the peer was asleep, so its reply takes a futex wake-up's latency, and the spin
+/// only delays the park: `spsc_park` in BENCHMARKS.md). So a waiter spins the full
+/// [`park::SPIN`] polls while its waits end in the spin, and not at all after a wait that had
+/// to park, except every [`Spin::PROBE`]th wait, which spins again to find out whether the
+/// peer has become fast.
+#[derive(Debug, Default)]
+pub(crate) struct Spin {
+    /// Waits in a row that had to park (wrapping).
+    parked: Cell<u32>,
+}
+
+impl Spin {
+    /// After this many waits that parked, one wait spins again.
+    pub(crate) const PROBE: u32 = 16;
+
+    /// Polls before the next wait parks.
+    fn budget(&self) -> u32 {
+        if self.parked.get() % Self::PROBE == 0 {
+            park::SPIN
+        } else {
+            0
+        }
+    }
+
+    /// Whether the last wait had to park.
+    fn record(&self, parked: bool) {
+        self.parked.set(if parked {
+            self.parked.get().wrapping_add(1)
+        } else {
+            0
+        });
     }
 }
 
@@ -275,6 +381,46 @@ mod loom_tests {
     #[test]
     fn loom_notify_is_never_lost() {
         one_waiter(None);
+    }
+
+    /// A notifier that publishes `messages` values in turn, each followed by a conditional
+    /// notify, and a waiter that waits for each in turn (from the second on, the notify may
+    /// meet the sleeper count still raised from the previous wait: a needless bump, never a
+    /// lost wake).
+    fn conditional(messages: u32) {
+        loom::model(move || {
+            let q = Arc::new(WaitQueue::new());
+            let n = Arc::new(AtomicU32::new(0));
+            let (q2, n2) = (q.clone(), n.clone());
+            let t = loom::thread::spawn(move || {
+                for i in 1..=messages {
+                    // Relaxed: the fence in `notify_if_sleepers` orders it (pair A); a bump
+                    // (Release) carries it to the waiter's Acquire snapshot when there is one.
+                    n2.store(i, Ordering::Relaxed);
+                    q2.notify_if_sleepers(1);
+                }
+            });
+            for i in 1..=messages {
+                q.wait_until(|| n.load(Ordering::Acquire) >= i);
+            }
+            t.join().unwrap();
+        });
+    }
+
+    /// A notifier that skips the bump and the wake when it sees no sleeper
+    /// (`notify_if_sleepers`: condition store, fence, load of `sleepers`) never leaves a
+    /// waiter asleep: the waiter announces itself, fences and re-checks the condition before
+    /// it sleeps (`park.rs`, pair A). Loom reports a deadlock if any interleaving loses it
+    /// (as it does with the notifier's fence removed).
+    #[test]
+    fn loom_conditional_notify_is_never_lost() {
+        conditional(1);
+    }
+
+    /// The same with two messages and two waits in a row.
+    #[test]
+    fn loom_conditional_notify_twice() {
+        conditional(2);
     }
 
     /// The same for a timed waiter that is woken before its deadline.

@@ -22,7 +22,7 @@ const T: Duration = Duration::from_secs(30);
 const SIZES: [usize; 4] = [8, 64, 1024, 65536];
 
 /// Every row `bench latency` can run.
-const ROWS: [&str; 12] = [
+const ROWS: [&str; 14] = [
     "floor_spin",
     "floor_futex",
     "pipe",
@@ -35,6 +35,8 @@ const ROWS: [&str; 12] = [
     "mpmc_spin",
     "floor_futex_park",
     "spsc_park",
+    "bytes_park",
+    "mpmc_park",
 ];
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -317,7 +319,7 @@ macro_rules! spin_ok {
 }
 
 /// How long the parent idles before each round trip of a `_park` scenario: far longer than the
-/// receivers' spin phase (100 polls), so the peer is asleep in `FUTEX_WAIT` when the message
+/// receivers' spin phase (a few polls), so the peer is asleep in `FUTEX_WAIT` when the message
 /// comes and the timed round trip includes waking it.
 const PARK_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
 
@@ -439,8 +441,8 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 n => return Err(format!("unsupported size {n}").into()),
             }
         }
-        "bytes_spin" | "bytes_block" | "bytes_spin_dyn" => {
-            let block = a.scenario == "bytes_block";
+        "bytes_spin" | "bytes_block" | "bytes_spin_dyn" | "bytes_park" => {
+            let block = a.scenario == "bytes_block" || a.scenario == "bytes_park";
             let dynamic = a.scenario == "bytes_spin_dyn";
             match a.bytes {
                 8 => bytes_peer::<8>(&a.name, total, block, dynamic, ready)?,
@@ -450,7 +452,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 n => return Err(format!("unsupported size {n}").into()),
             }
         }
-        "mpmc_spin" => {
+        "mpmc_spin" | "mpmc_park" => {
             let q_in =
                 mpmc::Queue::<u64>::open(&format!("{}-a2b", a.name)).map_err(|e| e.to_string())?;
             let q_out =
@@ -458,6 +460,13 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
             let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
             let mut tx = q_out.producer().map_err(|e| e.to_string())?;
             ready()?;
+            if a.scenario == "mpmc_park" {
+                for _ in 0..total {
+                    let v = rx.pop_timeout(T).map_err(|e| e.to_string())?;
+                    tx.push_timeout(v, T).map_err(|e| e.to_string())?;
+                }
+                return Ok(());
+            }
             for _ in 0..total {
                 let v = loop {
                     if let Ok(v) = rx.try_pop() {
@@ -692,8 +701,8 @@ pub(crate) fn run_latency(
                 _ => spsc_parent::<65536>(name, &tag, warm, iters, block),
             }
         }
-        "bytes_spin" | "bytes_block" | "bytes_spin_dyn" => {
-            let block = name == "bytes_block";
+        "bytes_spin" | "bytes_block" | "bytes_spin_dyn" | "bytes_park" => {
+            let block = name == "bytes_block" || name == "bytes_park";
             let dynamic = name == "bytes_spin_dyn";
             match bytes {
                 8 => bytes_parent::<8>(name, &tag, warm, iters, block, dynamic),
@@ -702,7 +711,7 @@ pub(crate) fn run_latency(
                 _ => bytes_parent::<65536>(name, &tag, warm, iters, block, dynamic),
             }
         }
-        "mpmc_spin" => {
+        "mpmc_spin" | "mpmc_park" => {
             let q_out = mpmc::Queue::<u64>::create(&format!("{tag}-a2b"), 1024)
                 .map_err(|e| e.to_string())?;
             let q_in = mpmc::Queue::<u64>::create(&format!("{tag}-b2a"), 1024)
@@ -712,11 +721,20 @@ pub(crate) fn run_latency(
             let mut tx = q_out.producer().map_err(|e| e.to_string())?;
             let mut rx = q_in.consumer().map_err(|e| e.to_string())?;
             let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
-            let v = time_loop(warm, iters, |i| {
-                spin_ok!(tx.try_push(i), TryPushError::Full(_));
-                spin_ok!(rx.try_pop(), TryPopError::Empty);
-                Ok(())
-            })?;
+            let v = if name == "mpmc_park" {
+                // Blocking calls, with the peer asleep in the futex when each message comes.
+                time_loop_idle(warm, iters, |i| {
+                    tx.push_timeout(i, T).map_err(|e| e.to_string())?;
+                    rx.pop_timeout(T).map_err(|e| e.to_string())?;
+                    Ok(())
+                })?
+            } else {
+                time_loop(warm, iters, |i| {
+                    spin_ok!(tx.try_push(i), TryPushError::Full(_));
+                    spin_ok!(rx.try_pop(), TryPopError::Empty);
+                    Ok(())
+                })?
+            };
             peer.wait()?;
             Ok(v)
         }
@@ -796,7 +814,7 @@ fn bytes_parent<const N: usize>(
     let mut buf = Box::new([7u8; N]);
     // `dynamic`: a length the compiler cannot see, as a program's message lengths are.
     let n = if dynamic { std::hint::black_box(N) } else { N };
-    let v = time_loop(warm, iters, |_| {
+    let rt = |_: u64| -> RoundTrip {
         let mut w = if block {
             tx.reserve_timeout(N, T).map_err(|e| e.to_string())?
         } else {
@@ -815,7 +833,13 @@ fn bytes_parent<const N: usize>(
         buf[..n].copy_from_slice(msg);
         m.release();
         Ok(())
-    })?;
+    };
+    // `bytes_park`: blocking calls, with the peer asleep in the futex when each message comes.
+    let v = if name == "bytes_park" {
+        time_loop_idle(warm, iters, rt)?
+    } else {
+        time_loop(warm, iters, rt)?
+    };
     peer.wait()?;
     Ok(v)
 }
@@ -905,6 +929,8 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
     // asleep in FUTEX_WAIT, and the row compares with a futex floor measured the same way.
     plan.push(("floor_futex_park", 8));
     plan.push(("spsc_park", 8));
+    plan.push(("bytes_park", 8));
+    plan.push(("mpmc_park", 8));
     if !only.is_empty() {
         let floor_of = |n: &str| {
             if n.contains("_spin") {

@@ -10,7 +10,7 @@ pub(super) use crate::queue::endpoint::{CONSUMER_CLOSED, PRODUCER_CLOSED};
 /// `inflight` value meaning "no position".
 pub(super) const NONE: u64 = u64::MAX;
 
-/// Layout fingerprint of an MPMC queue of `T` (layout v3: the element type's name, size and
+/// Layout fingerprint of an MPMC queue of `T` (layout v4: the element type's name, size and
 /// alignment are part of it).
 ///
 /// ```
@@ -25,7 +25,7 @@ pub fn layout_fingerprint<T: ShmType>() -> u64 {
 pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
     fingerprint(
         format!(
-            "shmkit mpmc v3 type={} size={} align={} handles=16 slot=[stamp,elem]",
+            "shmkit mpmc v4 type={} size={} align={} handles=16 slot=[stamp,elem]",
             t.name, t.size, t.align
         )
         .as_bytes(),
@@ -269,22 +269,26 @@ impl Shared {
         let c = self.ctrl();
         // SeqCst fence, then the tail: our publication is ordered before the tail load, so a
         // producer whose claim we do not count sees our stamp when it publishes, and its own
-        // wake finds `first` published.
+        // wake finds `first` published. The same fence is the waker side of pair A
+        // (`sync/park.rs`) for `notify_fenced`'s load of `sleepers`: a parking consumer
+        // increments, fences, re-checks its slot. Nobody asleep: no locked access at all.
         fence(Ordering::SeqCst);
         let tail = c.tail.tail.load(Ordering::Relaxed);
         c.tail
             .not_empty
-            .notify(wake_count(tail.wrapping_sub(first)));
+            .notify_fenced(wake_count(tail.wrapping_sub(first)));
     }
 
     /// Wake sleeping producers after releasing the slots of the positions from `first` on,
     /// as [`wake_consumers`](Self::wake_consumers) does for consumers (counted up to the head).
     pub(super) fn wake_producers(&self, first: u64) {
         let c = self.ctrl();
-        // SeqCst fence: as in `wake_consumers`.
+        // SeqCst fence: as in `wake_consumers` (also pair A's waker side).
         fence(Ordering::SeqCst);
         let head = c.head.head.load(Ordering::Relaxed);
-        c.head.not_full.notify(wake_count(head.wrapping_sub(first)));
+        c.head
+            .not_full
+            .notify_fenced(wake_count(head.wrapping_sub(first)));
     }
 
     /// Whether the side of `role` is gone ([`endpoint::side_gone`]).

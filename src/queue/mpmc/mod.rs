@@ -32,12 +32,12 @@ use std::time::Instant;
 use super::cache_padded::CachePadded;
 use super::endpoint::{self, Endpoint, Roles, Wake};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
-use super::forms::blocking_forms;
+use super::forms::{blocking_forms, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
 use super::geometry::{check_recorded, Recorded, Rules};
 #[cfg(not(loom))]
-use super::options::{self, How, QueueOptions};
+use super::options::{self, How};
 use super::region::Region;
 use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
@@ -117,52 +117,32 @@ impl<T> std::fmt::Debug for Queue<T> {
 }
 
 impl<T: Element> Queue<T> {
-    /// Options for creating or opening the queue: mode, open timeout, unlink on drop,
-    /// lifetime, sparse (see [`QueueOptions`]).
-    ///
-    /// ```
-    /// use shmkit::queue::mpmc::Queue;
-    /// # let name = format!("doc-mpmc-options-{}", std::process::id());
-    /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
-    /// assert_eq!(q.capacity(), 64);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn options() -> QueueOptions<Self> {
-        QueueOptions::default()
-    }
-
-    /// Create the named queue with `capacity` slots (a power of two, at least 2), with the
-    /// default [`options`](Self::options).
-    #[cfg(not(loom))]
-    pub fn create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().create(name, capacity)
-    }
-
-    /// Open the named queue, or create it with `capacity` slots (an existing queue must have
-    /// this capacity and element type).
-    #[cfg(not(loom))]
-    pub fn open_or_create(name: &str, capacity: u64) -> crate::Result<Self> {
-        Self::options().open_or_create(name, capacity)
-    }
-
-    /// Open the named queue; it must hold elements of type `T` (its
-    /// [`TYPE_NAME`](ShmType::TYPE_NAME), size and alignment), or the open fails with
-    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) naming both types.
-    ///
-    /// ```
-    /// use shmkit::queue::mpmc::Queue;
-    /// # let name = format!("doc-mpmc-open-{}", std::process::id());
-    /// let a = Queue::<i64>::options().unlink_on_drop(true).create(&name, 8)?;
-    /// assert_eq!(Queue::<i64>::open(&name)?.capacity(), 8);
-    /// let e = Queue::<u64>::open(&name).unwrap_err();
-    /// assert!(e.to_string().contains("i64") && e.to_string().contains("u64"));
-    /// # drop(a);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
+    queue_constructors! {
+        what: "queue", capacity: "slots (a power of two, at least 2)",
+        ///
+        /// ```
+        /// use shmkit::queue::mpmc::Queue;
+        /// # let name = format!("doc-mpmc-options-{}", std::process::id());
+        /// let q = Queue::<u64>::options().mode(0o660).unlink_on_drop(true).create(&name, 64)?;
+        /// assert_eq!(q.capacity(), 64);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        options;
+        /// It must hold elements of type `T` (its [`TYPE_NAME`](ShmType::TYPE_NAME), size and
+        /// alignment), or the open fails with [`Error::TypeMismatch`](crate::Error::TypeMismatch)
+        /// naming both types.
+        ///
+        /// ```
+        /// use shmkit::queue::mpmc::Queue;
+        /// # let name = format!("doc-mpmc-open-{}", std::process::id());
+        /// let a = Queue::<i64>::options().unlink_on_drop(true).create(&name, 8)?;
+        /// assert_eq!(Queue::<i64>::open(&name)?.capacity(), 8);
+        /// let e = Queue::<u64>::open(&name).unwrap_err();
+        /// assert!(e.to_string().contains("i64") && e.to_string().contains("u64"));
+        /// # drop(a);
+        /// # Ok::<(), shmkit::Error>(())
+        /// ```
+        open;
     }
 
     #[cfg(not(loom))]
@@ -473,7 +453,13 @@ impl<T: Element> Producer<T> {
                 }
                 sh.side_gone(Role::Consumer, true).then_some(())
             };
-            match endpoint::wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+            match endpoint::wait_sliced(
+                &sh.ctrl().head.not_full,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout(())),
                 Wake::Gone(()) => return Err(PushError::Disconnected(())),
@@ -725,7 +711,13 @@ impl<T: Element> Consumer<T> {
                 }
                 None => sh.side_gone(Role::Producer, true).then_some(()),
             };
-            match endpoint::wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+            match endpoint::wait_sliced(
+                &sh.ctrl().tail.not_empty,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
                 Wake::Gone(()) => return drain(self, &mut op),

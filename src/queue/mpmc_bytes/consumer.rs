@@ -63,7 +63,10 @@ impl Consumer {
                                 .store(p.wrapping_add(sh.cells), Ordering::Release);
                             p = p.wrapping_add(1);
                         }
-                        ctrl.head.not_full.notify_one();
+                        // SYNC POINT (pair A of `sync/park.rs`, waker side): our stamp
+                        // store(s), the fence in `notify_if_sleepers`, its load of `sleepers`.
+                        // No locked access when nobody sleeps.
+                        ctrl.head.not_full.notify_if_sleepers(1);
                         return Ok(len as usize);
                     }
                     Err(h) => {
@@ -293,7 +296,13 @@ impl Consumer {
                 }
                 None => side_gone(sh, Role::Producer, true).then_some(()),
             };
-            match wait_sliced(&sh.ctrl().tail.not_empty, ready, deadline, check) {
+            match wait_sliced(
+                &sh.ctrl().tail.not_empty,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
                 Wake::Gone(()) => return self.drain(out),

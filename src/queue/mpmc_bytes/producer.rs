@@ -73,7 +73,10 @@ impl Producer {
                     // Release pairs with the consumers' Acquire stamp load: header and bytes
                     // are visible before the stamp says the record is there.
                     sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
-                    ctrl.tail.not_empty.notify_one();
+                    // SYNC POINT (pair A of `sync/park.rs`, waker side): our stamp
+                    // store(s), the fence in `notify_if_sleepers`, its load of `sleepers`.
+                    // No locked access when nobody sleeps.
+                    ctrl.tail.not_empty.notify_if_sleepers(1);
                     return Ok(());
                 }
                 Err(t) => {
@@ -192,7 +195,13 @@ impl Producer {
                 }
                 side_gone(sh, Role::Consumer, true).then_some(())
             };
-            match wait_sliced(&sh.ctrl().head.not_full, ready, deadline, check) {
+            match wait_sliced(
+                &sh.ctrl().head.not_full,
+                &self.h.spin,
+                ready,
+                deadline,
+                check,
+            ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PushError::Timeout),
                 Wake::Gone(()) => return Err(PushError::Disconnected),
