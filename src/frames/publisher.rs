@@ -106,7 +106,16 @@ impl<H: ShmType> Publisher<H> {
                 return Err(LoanError::Timeout);
             }
             // Wake up every slice to re-check liveness: a killed subscriber releases nothing.
-            released.park(seen, deadline::slice(until, WAIT_SLICE));
+            // Subscribers notify only when someone sleeps (`notify_if_sleepers`), so we look
+            // once more after registering as a sleeper (`park_unless`).
+            let mut got = Ok(None);
+            released.park_unless(seen, deadline::slice(until, WAIT_SLICE), || {
+                got = self.find();
+                !matches!(got, Ok(None))
+            });
+            if let Some(slot) = got? {
+                return Ok(self.loan_of(slot));
+            }
         }
     }
 
@@ -262,6 +271,14 @@ impl<H: ShmType> Loan<'_, H> {
             });
         }
         let seq = self.p.next_seq;
+        if seq >= pin::CLAIMED {
+            // Sequence numbers are below 2^63 (a takeover checks the channel's); 2^63 frames
+            // are out of reach, but a number that would carry into CLAIMED is never stored.
+            return Err(crate::Error::corrupt(
+                self.p.ch.name(),
+                format!("sequence number {seq} is out of range"),
+            ));
+        }
         let m = v.meta(self.slot);
         // Relaxed: published by the Release store of `seq` below.
         m.len.store(len as u64, Ordering::Relaxed);
@@ -289,11 +306,14 @@ impl<H: ShmType> Loan<'_, H> {
             };
         }
         pin::publish(&m.seq, seq);
-        // Release pairs with the Acquire load of `head` in `Subscriber::attach`.
+        // Release pairs with the Acquire load of `head` in `Subscriber::attach`. `head` is
+        // alone in its cache line, which no subscriber polls: this store stays in our cache.
         v.ctrl().head.store(seq, Ordering::Release);
         self.p.next_seq = seq + 1;
         self.done = true;
-        v.ctrl().published.notify_all();
+        // Subscribers poll the slots' sequence words; only a parked one needs a wake-up (it
+        // parks with `park_unless`, re-checking the slots after registering).
+        v.ctrl().published.notify_if_sleepers();
         Ok(seq)
     }
 }

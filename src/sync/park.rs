@@ -24,7 +24,7 @@
 use std::time::Instant;
 
 use crate::loom::futex::{self, Wait};
-use crate::loom::{loom_sc_fence, AtomicU32, Ordering};
+use crate::loom::{fence, loom_sc_fence, AtomicU32, Ordering};
 
 /// How many times a waiter polls before it parks.
 #[cfg(not(loom))]
@@ -50,6 +50,40 @@ pub(crate) fn park(
         Wait::Retry
     } else {
         futex::wait(word, expected, deadline)
+    };
+    // Relaxed: an over-count only costs a waker a needless system call.
+    sleepers.fetch_sub(1, Ordering::Relaxed);
+    r
+}
+
+/// [`park`] for a waker that skips its notify when nobody sleeps (`WaitQueue::
+/// notify_if_sleepers`): register as a sleeper, then check `ready()` (the caller's condition)
+/// before sleeping. Returns `None` if `ready()` held (no sleep).
+///
+/// The conditional waker makes its condition true, then `fence(SeqCst)`, then loads
+/// `sleepers`; here the increment of `sleepers`, then `fence(SeqCst)`, then `ready()` loads the
+/// condition. A Dekker pair over (condition, `sleepers`) with a fence on each side: the two
+/// fences are ordered in the single `SeqCst` order; if the waker's comes first, `ready()` sees
+/// the condition; if ours comes first, the waker sees the sleeper and notifies (bumps `word`),
+/// and the compare below or the kernel's sees the bump. No wake-up is lost.
+pub(crate) fn park_unless(
+    word: &AtomicU32,
+    sleepers: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    ready: impl FnOnce() -> bool,
+) -> Option<Wait> {
+    // SeqCst RMW (as in `park`, for unconditional wakers) and the fence of the conditional
+    // handshake: pairs with the fence in `WaitQueue::notify_if_sleepers`.
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let r = if ready() {
+        None
+    } else if word.load(Ordering::SeqCst) != expected {
+        // SeqCst load: the waiter's read of `park`'s handshake, for unconditional wakers.
+        Some(Wait::Retry)
+    } else {
+        Some(futex::wait(word, expected, deadline))
     };
     // Relaxed: an over-count only costs a waker a needless system call.
     sleepers.fetch_sub(1, Ordering::Relaxed);

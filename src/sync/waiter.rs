@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::park;
 use crate::error::Timeout;
 use crate::loom::futex::Wait;
-use crate::loom::{spin_loop, AtomicU32, Ordering};
+use crate::loom::{fence, spin_loop, AtomicU32, Ordering};
 use crate::os::deadline;
 
 /// How many times `wait_until` polls its condition before it parks (once under loom, where
@@ -227,6 +227,36 @@ impl WaitQueue {
         park::unpark(&self.seq, &self.sleepers, n);
     }
 
+    /// Wake every sleeper, but only if one is registered: with nobody parked this is a fence
+    /// and a load of `sleepers` (no write to the queue's cache line, no system call). Correct
+    /// only for waiters that sleep with [`park_unless`](Self::park_unless), which re-checks the
+    /// condition after registering; call after making the condition true.
+    pub(crate) fn notify_if_sleepers(&self) {
+        // SeqCst fence: the waker's side of the Dekker pair whose waiter's side is the fence
+        // in `park::park_unless` (after its sleeper increment, before its condition check):
+        // either this load sees the sleeper, or the waiter's check sees our condition.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence (a later decrement seen here belongs to a waiter that
+        // has already returned and re-checks).
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.notify_all();
+        }
+    }
+
+    /// Sleep until `seq` moves past `seen` (taken before the caller's last check), a
+    /// spurious wake-up, or `deadline`, unless `ready()`, checked after registering as a
+    /// sleeper, holds: then return `true` at once. The waiter's half of
+    /// [`notify_if_sleepers`](Self::notify_if_sleepers) (and correct with every other
+    /// notify). The caller re-checks its condition after a `false`.
+    pub(crate) fn park_unless(
+        &self,
+        seen: u32,
+        deadline: Option<Instant>,
+        ready: impl FnOnce() -> bool,
+    ) -> bool {
+        park::park_unless(&self.seq, &self.sleepers, seen, deadline, ready).is_none()
+    }
+
     /// Whether anyone is parked (or about to park); a hint for callers and `shmkit info`.
     pub fn has_sleepers(&self) -> bool {
         self.sleepers() != 0
@@ -301,6 +331,32 @@ mod loom_tests {
                 .is_ok()
             {
                 assert!(flag.load(Ordering::Acquire));
+            }
+            t.join().unwrap();
+        });
+    }
+
+    /// The conditional notify: a waker that makes the condition true and then calls
+    /// `notify_if_sleepers` always reaches a waiter that sleeps with `park_unless` (loom
+    /// reports a deadlock if the waiter could sleep forever).
+    #[test]
+    fn loom_notify_if_sleepers_is_never_lost() {
+        loom::model(|| {
+            let q = Arc::new(WaitQueue::new());
+            let flag = Arc::new(AtomicBool::new(false));
+            let (q2, f2) = (q.clone(), flag.clone());
+            let t = loom::thread::spawn(move || {
+                f2.store(true, Ordering::Release);
+                q2.notify_if_sleepers();
+            });
+            loop {
+                let seen = q.snapshot();
+                if flag.load(Ordering::Acquire) {
+                    break;
+                }
+                if q.park_unless(seen, None, || flag.load(Ordering::Acquire)) {
+                    break;
+                }
             }
             t.join().unwrap();
         });
