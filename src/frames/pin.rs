@@ -123,6 +123,73 @@ mod tests {
         });
     }
 
+    /// Two subscribers' bits share a slot's pin word: one releasing its pin (an RMW) never
+    /// clears the other's, so the publisher still sees the slot held by the other.
+    #[test]
+    fn loom_shared_pin_word() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let data = Arc::new(AtomicU64::new(111));
+            let (s, p) = (seq.clone(), pins.clone());
+            // Subscriber B pins and releases at once.
+            let b = thread::spawn(move || {
+                if pin(&p, 2, &s, 1) {
+                    unpin(&p, 2);
+                }
+            });
+            // Subscriber A (this thread) pins and keeps the pin while the publisher tries.
+            let a_pinned = pin(&pins, 1, &seq, 1);
+            assert!(a_pinned); // nobody claims before the publisher below
+            let (s, p, d) = (seq.clone(), pins.clone(), data.clone());
+            let publisher = thread::spawn(move || {
+                if claim(&s, 1, || p.load(Ordering::Acquire) != 0) {
+                    d.store(222, Ordering::Relaxed);
+                    publish(&s, 2);
+                }
+            });
+            assert_eq!(data.load(Ordering::Relaxed), 111);
+            unpin(&pins, 1);
+            b.join().unwrap();
+            publisher.join().unwrap();
+        });
+    }
+
+    /// A publisher that finds the slot pinned parks on `released` with `park_unless`
+    /// (claiming again after registering as a sleeper), as `Publisher::loan` does; the
+    /// subscriber's unpin and `notify_if_sleepers` always wake it (a lost wake-up would be a
+    /// loom deadlock).
+    #[test]
+    fn loom_unpin_wakes_a_parked_loan() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let released = Arc::new(crate::sync::WaitQueue::new());
+            assert!(pin(&pins, 2, &seq, 1));
+            let (p, q) = (pins.clone(), released.clone());
+            let sub = thread::spawn(move || {
+                unpin(&p, 2);
+                q.notify_if_sleepers();
+            });
+            let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
+            loop {
+                let seen = released.snapshot();
+                if claim(&seq, 1, pinned) {
+                    break;
+                }
+                let mut got = false;
+                released.park_unless(seen, None, || {
+                    got = claim(&seq, 1, pinned);
+                    got
+                });
+                if got {
+                    break;
+                }
+            }
+            sub.join().unwrap();
+        });
+    }
+
     /// Reclaim: a dead subscriber's pin is ignored by the publisher, while a new subscriber
     /// that took over the record (cleared the stale bit, pinned anew) is respected.
     #[test]

@@ -107,6 +107,11 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
     // Acquire: pairs with the Release stores of head in `Loan::publish`.
     let head = v.ctrl().head.load(Ordering::Acquire);
     let last = top.max(head);
+    if last > head && last < CLAIMED {
+        // The dead publisher published `last` but died before moving `head` (the doorbell
+        // subscribers poll): move it now. Release: as in `Loan::put`.
+        v.ctrl().head.store(last, Ordering::Release);
+    }
     last.checked_add(1)
         .filter(|&n| n < CLAIMED)
         .ok_or_else(|| format!("sequence {last} is out of range"))

@@ -235,11 +235,12 @@ impl<H: ShmType> Subscriber<H> {
         let published = &inner.view().ctrl().published;
         loop {
             let seen = published.snapshot();
-            if let Some(f) = self.take(want) {
+            if let Some(f) = self.take(want, false) {
                 return Ok(f);
             }
             if !self.publisher_lives(true) {
-                return self.take(want).ok_or(RecvError::Disconnected);
+                // As in `try_get`: every slot, since `head` may be behind.
+                return self.take(want, true).ok_or(RecvError::Disconnected);
             }
             if deadline::passed(until) {
                 return Err(RecvError::Timeout);
@@ -249,7 +250,7 @@ impl<H: ShmType> Subscriber<H> {
             // registering as a sleeper (`park_unless`).
             let mut got = None;
             published.park_unless(seen, deadline::slice(until, WAIT_SLICE), || {
-                got = self.take(want);
+                got = self.take(want, false);
                 got.is_some()
             });
             if let Some(f) = got {
@@ -259,15 +260,17 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     fn try_get(&mut self, want: Want) -> Result<Frame<H>, TryRecvError> {
-        if let Some(f) = self.take(want) {
+        if let Some(f) = self.take(want, false) {
             return Ok(f);
         }
         let check = self.throttle.due();
         if self.publisher_lives(check) {
             return Err(TryRecvError::Empty);
         }
-        // The publisher's release (or death) came after its last publish: look once more.
-        self.take(want).ok_or(TryRecvError::Disconnected)
+        // The publisher's release (or death) came after its last publish: look once more,
+        // at every slot (a publisher killed between `seq = n` and `head = n` left `head`
+        // behind).
+        self.take(want, true).ok_or(TryRecvError::Disconnected)
     }
 
     /// Whether a publisher is attached and (if `query`) its process lives.
@@ -280,28 +283,60 @@ impl<H: ShmType> Subscriber<H> {
     /// Find and pin the frame `want` asks for, newer than the cursor; move the cursor.
     /// Bounded: a slot overwritten between the scan and the pin is looked for again, at most
     /// 64 times (a hostile writer flipping sequence words cannot keep us here).
-    fn take(&mut self, want: Want) -> Option<Frame<H>> {
+    ///
+    /// Unless `full`, `head` is the doorbell (`SPEC.md`, frames section "Receiving"): nothing
+    /// is looked at while `head <= cursor` (one load of a line that changes once per frame),
+    /// and for `Next` the frame `cursor + 1` is first pinned directly in the slot after the
+    /// last one received (the pin's read-modify-write is then the first touch of that slot's
+    /// line: one transfer of it, not a read followed by an upgrade); the slots are scanned
+    /// only if it is not there.
+    fn take(&mut self, want: Want, full: bool) -> Option<Frame<H>> {
+        if !full {
+            // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
+            // frame (the head store follows the seq store in `Loan::put`).
+            let head = self.inner.view().ctrl().head.load(Ordering::Relaxed);
+            if head <= self.cursor {
+                return None;
+            }
+            if let (Want::Next, Some(s)) = (want, self.cursor.checked_add(1)) {
+                let i = if self.next_slot < self.inner.view().g.slots {
+                    self.next_slot
+                } else {
+                    0
+                };
+                if let Some(f) = self.frame(i, s) {
+                    self.accept(i, s);
+                    return Some(f);
+                }
+            }
+        }
         for _ in 0..64 {
             let (i, s) = self.scan(self.cursor, want)?;
             let Some(f) = self.frame(i, s) else {
                 continue; // overwritten between the scan and the pin: look again
             };
-            // `s > cursor` (the scan's condition); saturating: a forged sequence may be huge.
-            self.lost = self.lost.saturating_add(s - self.cursor - 1);
-            self.cursor = s;
-            self.next_slot = i + 1;
-            self.received = self.received.wrapping_add(1);
-            let r = self.inner.view().record(self.inner.rec);
-            // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
-            // bits guard the data. Plain stores from private copies (only we write the
-            // record): no locked instruction. Under reuse-oldest the publisher reads this
-            // line only when our pin bit is set or while looking for dead subscribers.
-            r.cursor.store(s, Ordering::Relaxed);
-            r.received.store(self.received, Ordering::Relaxed);
-            r.lost.store(self.lost, Ordering::Relaxed);
+            self.accept(i, s);
             return Some(f);
         }
         None
+    }
+
+    /// Move the cursor to frame `s` (in slot `i`), just pinned, and record the statistics.
+    fn accept(&mut self, i: u64, s: u64) {
+        // `s > cursor` (the scan's condition, or `cursor + 1`); saturating: a forged
+        // sequence may be huge.
+        self.lost = self.lost.saturating_add(s - self.cursor - 1);
+        self.cursor = s;
+        self.next_slot = i + 1;
+        self.received = self.received.wrapping_add(1);
+        let r = self.inner.view().record(self.inner.rec);
+        // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
+        // bits guard the data. Plain stores from private copies (only we write the
+        // record): no locked instruction. Under reuse-oldest the publisher reads this
+        // line only when our pin bit is set or while looking for dead subscribers.
+        r.cursor.store(s, Ordering::Relaxed);
+        r.received.store(self.received, Ordering::Relaxed);
+        r.lost.store(self.lost, Ordering::Relaxed);
     }
 
     /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer
