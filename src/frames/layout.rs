@@ -290,22 +290,26 @@ impl Geometry {
     }
 
     /// Words of a slot's user header.
+    #[inline]
     pub(crate) fn header_words(&self) -> u64 {
         self.header_size.div_ceil(8)
     }
 
     /// Bytes per slot metadata entry (a multiple of 64).
+    #[inline]
     pub(crate) fn meta_stride(&self) -> u64 {
         round_up(self.header_at() + 8 * self.header_words(), 64).expect("bounded")
     }
 
     /// Words of a slot's pin bitmap: one bit per subscriber record.
+    #[inline]
     pub(crate) fn pin_words(&self) -> u64 {
         self.subscribers.div_ceil(64)
     }
 
     /// Offset of the user header within a slot's metadata (after the pin words; at most 64,
     /// so `seq`, the pins, `len` and the timestamps share the entry's first cache line).
+    #[inline]
     pub(crate) fn header_at(&self) -> u64 {
         META_FIXED + 8 * self.pin_words()
     }
@@ -316,6 +320,7 @@ impl Geometry {
     }
 
     /// Payload offset of slot `i`'s metadata.
+    #[inline]
     pub(crate) fn meta_offset(&self, i: u64) -> u64 {
         CONTROL_SIZE + i * self.meta_stride()
     }
@@ -368,6 +373,7 @@ unsafe impl Sync for View {}
 
 impl View {
     /// The control block.
+    #[inline]
     pub(crate) fn ctrl(&self) -> &Control {
         // SAFETY: payload offset 0 holds CONTROL_SIZE bytes (geometry checked), 64-aligned,
         // in a mapping that outlives `self`'s owner.
@@ -375,6 +381,7 @@ impl View {
     }
 
     /// Slot `i`'s metadata (`i < slots`).
+    #[inline]
     pub(crate) fn meta(&self, i: u64) -> &SlotMeta {
         debug_assert!(i < self.g.slots);
         // SAFETY: i < slots, so the entry lies inside the metadata array, 64-aligned.
@@ -387,6 +394,7 @@ impl View {
     }
 
     /// Word `w` of slot `i`'s user header.
+    #[inline]
     pub(crate) fn header_word(&self, i: u64, w: u64) -> &AtomicU64 {
         debug_assert!(w < self.g.header_words());
         let at = self.g.meta_offset(i) + self.g.header_at() + 8 * w;
@@ -395,6 +403,7 @@ impl View {
     }
 
     /// Subscriber record `r` (`r < subscribers`).
+    #[inline]
     pub(crate) fn record(&self, r: u64) -> &Record {
         debug_assert!(r < self.g.subscribers);
         // SAFETY: r < subscribers: inside the record array, 64-aligned.
@@ -407,6 +416,7 @@ impl View {
     }
 
     /// Pin word `w` of slot `i` (`i < slots`, `w < pin_words`).
+    #[inline]
     pub(crate) fn pin_word(&self, i: u64, w: u64) -> &AtomicU64 {
         debug_assert!(i < self.g.slots && w < self.g.pin_words());
         let at = self.g.meta_offset(i) + META_FIXED + 8 * w;
@@ -415,11 +425,13 @@ impl View {
     }
 
     /// The pin word and bit of record `r` in slot `i`.
+    #[inline]
     pub(crate) fn pin_of(&self, r: u64, i: u64) -> (&AtomicU64, u64) {
         (self.pin_word(i, r / 64), 1 << (r % 64))
     }
 
     /// First byte of slot `i`'s frame data (`i < slots`): `stride` bytes, page-aligned.
+    #[inline]
     pub(crate) fn data(&self, i: u64) -> *mut u8 {
         debug_assert!(i < self.g.slots);
         // SAFETY: i < slots: the slot lies inside the data area, which ends the payload.
