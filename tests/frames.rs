@@ -504,3 +504,42 @@ fn untyped_header_round_trip_and_checks() {
     let t = typed.try_recv().unwrap();
     assert_eq!((t.header().a, t.header().b), (5, 0));
 }
+
+/// A publisher that dies between storing a frame's `seq` and moving `head` (the doorbell
+/// subscribers poll) leaves `head` one behind: subscribers still receive that frame once the
+/// publisher is gone, and a new publisher moves `head` and continues after it. (The death is
+/// simulated by writing `head` back, at its SPEC offset, after a clean detach.)
+#[test]
+fn head_left_behind_by_a_dead_publisher() {
+    use std::os::unix::fs::FileExt;
+    let name = unique_name("frameshead");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = FramesOptions::<u64>::new()
+        .slots(4)
+        .max_bytes(64)
+        .create(&name)
+        .unwrap();
+    let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    for h in 1..=2 {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
+    drop(p);
+    // Object offset of `head`: the 128-byte segment header, then control offset 256.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&1u64.to_le_bytes(), 128 + 256).unwrap();
+    assert_eq!(shmkit::frames::stat(&name).unwrap().last_seq, 1);
+    assert_eq!(*s.try_recv().unwrap().header(), 1);
+    // Frame 2 is in its slot although `head` says 1: found once the publisher is gone.
+    assert_eq!(*s.try_recv().unwrap().header(), 2);
+    assert!(s.try_recv().is_err());
+    let mut p = FramesOptions::<u64>::new().publisher(&name).unwrap();
+    assert_eq!(p.next_seq(), 3);
+    assert_eq!(shmkit::frames::stat(&name).unwrap().last_seq, 2);
+    p.try_loan().unwrap().publish(8, &3).unwrap();
+    let f3 = s.try_recv().unwrap();
+    assert_eq!((f3.seq(), *f3.header(), s.lost()), (3, 3, 0));
+}

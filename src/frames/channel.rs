@@ -14,7 +14,7 @@ use crate::segment::{fingerprint, Kind, Segment, SegmentOptions, HEADER_SIZE};
 
 /// The layout fingerprint of a channel whose user header is `t`.
 pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
-    fingerprint(format!("shmkit frames v1; user header {t}").as_bytes())
+    fingerprint(format!("shmkit frames v2; user header {t}").as_bytes())
 }
 
 /// Huge-page alignment of the data area when [`FramesOptions::huge_pages`] is asked for.

@@ -21,10 +21,10 @@ pub const MAX_USER_HEADER: u64 = 1024;
 pub const MAX_FRAME_BYTES: u64 = 1 << 40;
 
 /// Control block size; the slot metadata array starts here.
-pub(crate) const CONTROL_SIZE: u64 = 256;
-/// Bytes of a slot's metadata before its user header: seq, len, mono_ns, real_ns.
+pub(crate) const CONTROL_SIZE: u64 = 448;
+/// Bytes of a slot's metadata before its pin words: seq, len, mono_ns, real_ns.
 pub(crate) const META_FIXED: u64 = 32;
-/// Bytes of a subscriber record before its pin bitmap: owner, cursor, received, lost.
+/// Bytes of a subscriber record: owner, cursor, received, lost.
 pub(crate) const RECORD_FIXED: u64 = 32;
 
 /// What the publisher does when it needs a slot and every slot is held.
@@ -70,8 +70,12 @@ impl std::fmt::Display for Policy {
     }
 }
 
-/// The control block at payload offset 0 (256 bytes). Words 0..8 are the geometry, written
-/// before the segment is published and never changed.
+/// The control block at payload offset 0 (448 bytes). Words 0..8 are the geometry, written
+/// before the segment is published and never changed. Each word that changes lies alone in
+/// its cache line, so that a hop writes no line another process polls: `publisher` (read by
+/// every subscriber's empty poll, written only on attach and detach), `head` (written by
+/// every publish, read only by attaching subscribers and a new publisher), and the two wait
+/// queues (written only while someone sleeps on them).
 #[repr(C)]
 pub(crate) struct Control {
     pub slots: AtomicU64,        // 0
@@ -86,20 +90,25 @@ pub(crate) struct Control {
     _reserved: [AtomicU64; 7],   // 136..192
     /// The publisher's owner word (liveness token; 0: none).
     pub publisher: RoleSlot, // 192
+    _pad1: [AtomicU64; 7],       // 200..256
     /// The sequence number of the last frame published (0: none yet).
-    pub head: AtomicU64, // 200
-    /// Notified by every publish and by the publisher's close: subscribers park on it.
-    pub published: WaitQueue, // 208
-    /// Notified by every release of a pin (and of a record): a blocked `loan` parks on it.
-    pub released: WaitQueue, // 216
-    _tail: [AtomicU64; 4],       // 224..256
+    pub head: AtomicU64, // 256
+    _pad2: [AtomicU64; 7],       // 264..320
+    /// Notified by a publish while a subscriber sleeps, and by the publisher's close.
+    pub published: WaitQueue, // 320
+    _pad3: [AtomicU64; 7],       // 328..384
+    /// Notified by a release of a pin while the publisher sleeps (and by a record's release).
+    pub released: WaitQueue, // 384
+    _pad4: [AtomicU64; 7],       // 392..448
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() == CONTROL_SIZE as usize);
 const _: () = assert!(std::mem::offset_of!(Control, publisher) == 192);
-const _: () = assert!(std::mem::offset_of!(Control, published) == 208);
+const _: () = assert!(std::mem::offset_of!(Control, head) == 256);
+const _: () = assert!(std::mem::offset_of!(Control, published) == 320);
+const _: () = assert!(std::mem::offset_of!(Control, released) == 384);
 
-/// The fixed part of a slot's metadata (then the user header's words).
+/// The fixed part of a slot's metadata (then its pin words, then the user header's words).
 #[repr(C)]
 pub(crate) struct SlotMeta {
     /// 0: empty; `s`: holds frame `s`; `s | CLAIMED`: being written (`pin::CLAIMED`).
@@ -112,7 +121,7 @@ pub(crate) struct SlotMeta {
     pub real_ns: AtomicU64,
 }
 
-/// The fixed part of a subscriber record (then its pin bitmap words).
+/// A subscriber record (64 bytes with its padding).
 #[repr(C)]
 pub(crate) struct Record {
     /// Owner word: the subscriber's liveness token (0: free).
@@ -281,26 +290,37 @@ impl Geometry {
     }
 
     /// Words of a slot's user header.
+    #[inline]
     pub(crate) fn header_words(&self) -> u64 {
         self.header_size.div_ceil(8)
     }
 
     /// Bytes per slot metadata entry (a multiple of 64).
+    #[inline]
     pub(crate) fn meta_stride(&self) -> u64 {
-        round_up(META_FIXED + 8 * self.header_words(), 64).expect("bounded")
+        round_up(self.header_at() + 8 * self.header_words(), 64).expect("bounded")
     }
 
-    /// Words of a record's pin bitmap.
+    /// Words of a slot's pin bitmap: one bit per subscriber record.
+    #[inline]
     pub(crate) fn pin_words(&self) -> u64 {
-        self.slots.div_ceil(64)
+        self.subscribers.div_ceil(64)
+    }
+
+    /// Offset of the user header within a slot's metadata (after the pin words; at most 64,
+    /// so `seq`, the pins, `len` and the timestamps share the entry's first cache line).
+    #[inline]
+    pub(crate) fn header_at(&self) -> u64 {
+        META_FIXED + 8 * self.pin_words()
     }
 
     /// Bytes per subscriber record (a multiple of 64).
     pub(crate) fn record_stride(&self) -> u64 {
-        round_up(RECORD_FIXED + 8 * self.pin_words(), 64).expect("bounded")
+        round_up(RECORD_FIXED, 64).expect("bounded")
     }
 
     /// Payload offset of slot `i`'s metadata.
+    #[inline]
     pub(crate) fn meta_offset(&self, i: u64) -> u64 {
         CONTROL_SIZE + i * self.meta_stride()
     }
@@ -353,6 +373,7 @@ unsafe impl Sync for View {}
 
 impl View {
     /// The control block.
+    #[inline]
     pub(crate) fn ctrl(&self) -> &Control {
         // SAFETY: payload offset 0 holds CONTROL_SIZE bytes (geometry checked), 64-aligned,
         // in a mapping that outlives `self`'s owner.
@@ -360,6 +381,7 @@ impl View {
     }
 
     /// Slot `i`'s metadata (`i < slots`).
+    #[inline]
     pub(crate) fn meta(&self, i: u64) -> &SlotMeta {
         debug_assert!(i < self.g.slots);
         // SAFETY: i < slots, so the entry lies inside the metadata array, 64-aligned.
@@ -372,14 +394,16 @@ impl View {
     }
 
     /// Word `w` of slot `i`'s user header.
+    #[inline]
     pub(crate) fn header_word(&self, i: u64, w: u64) -> &AtomicU64 {
         debug_assert!(w < self.g.header_words());
-        let at = self.g.meta_offset(i) + META_FIXED + 8 * w;
+        let at = self.g.meta_offset(i) + self.g.header_at() + 8 * w;
         // SAFETY: inside slot i's metadata entry (w < header_words), 8-aligned.
         unsafe { &*self.base.add(at as usize).cast::<AtomicU64>() }
     }
 
     /// Subscriber record `r` (`r < subscribers`).
+    #[inline]
     pub(crate) fn record(&self, r: u64) -> &Record {
         debug_assert!(r < self.g.subscribers);
         // SAFETY: r < subscribers: inside the record array, 64-aligned.
@@ -391,20 +415,23 @@ impl View {
         }
     }
 
-    /// Pin word `w` of record `r` (`w < pin_words`).
-    pub(crate) fn pin_word(&self, r: u64, w: u64) -> &AtomicU64 {
-        debug_assert!(w < self.g.pin_words());
-        let at = self.g.record_offset(r) + RECORD_FIXED + 8 * w;
-        // SAFETY: inside record r (w < pin_words), 8-aligned.
+    /// Pin word `w` of slot `i` (`i < slots`, `w < pin_words`).
+    #[inline]
+    pub(crate) fn pin_word(&self, i: u64, w: u64) -> &AtomicU64 {
+        debug_assert!(i < self.g.slots && w < self.g.pin_words());
+        let at = self.g.meta_offset(i) + META_FIXED + 8 * w;
+        // SAFETY: inside slot i's metadata entry (w < pin_words), 8-aligned.
         unsafe { &*self.base.add(at as usize).cast::<AtomicU64>() }
     }
 
-    /// The pin word and bit of slot `i` in record `r`.
+    /// The pin word and bit of record `r` in slot `i`.
+    #[inline]
     pub(crate) fn pin_of(&self, r: u64, i: u64) -> (&AtomicU64, u64) {
-        (self.pin_word(r, i / 64), 1 << (i % 64))
+        (self.pin_word(i, r / 64), 1 << (r % 64))
     }
 
     /// First byte of slot `i`'s frame data (`i < slots`): `stride` bytes, page-aligned.
+    #[inline]
     pub(crate) fn data(&self, i: u64) -> *mut u8 {
         debug_assert!(i < self.g.slots);
         // SAFETY: i < slots: the slot lies inside the data area, which ends the payload.
@@ -421,8 +448,11 @@ mod tests {
         let g = Geometry::new("t", 4, 1000, 16, Policy::Block, (24, 8), 4096).unwrap();
         assert_eq!(g.stride, 4096);
         assert_eq!(g.meta_stride(), 64);
+        assert_eq!(g.header_at(), 40);
         assert_eq!(g.record_stride(), 64);
-        assert_eq!(g.record_offset(0), 256 + 4 * 64);
+        assert_eq!(g.record_offset(0), CONTROL_SIZE + 4 * 64);
+        let wide = Geometry::new("t", 4, 1000, 256, Policy::Block, (8, 8), 4096).unwrap();
+        assert_eq!((wide.header_at(), wide.meta_stride()), (64, 128));
         assert_eq!((HEADER_SIZE as u64 + g.data_offset) % 4096, 0);
         assert!(g.data_offset >= g.record_offset(16));
         assert_eq!(g.payload_len(), g.data_offset + 4 * 4096);

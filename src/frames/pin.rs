@@ -4,36 +4,47 @@
 //! code the channel runs.
 //!
 //! Words: each slot has a sequence word `seq` (0: empty; `s`: holds published frame `s`;
-//! `s | CLAIMED`: the publisher is writing it). Each subscriber record has pin bitmap words,
-//! bit `i` for slot `i`, written only by the record's owner.
+//! `s | CLAIMED`: the publisher is writing it) and, in the same cache line, pin bitmap words
+//! with one bit per subscriber record: bit `r` is written only by record `r`'s owner (with
+//! read-modify-writes, as other records' bits share the word). A hop's pin, check and claim
+//! therefore all touch the one line the frame's metadata is in.
 //!
-//! A Dekker pattern over (`pin bit`, `seq`) with a `SeqCst` fence on each side:
-//! - subscriber: set the pin bit; `fence(SeqCst)`; load `seq`: the pin holds only if `seq`
-//!   is still the frame it chose (otherwise it clears the bit and looks again);
-//! - publisher: store `seq | CLAIMED`; `fence(SeqCst)`; load every live record's pin bit:
-//!   it writes the slot only if none is set (otherwise it restores `seq` and tries another).
+//! A Dekker pattern over (`pin bit`, `seq`), all of it in the single `SeqCst` order:
+//! - subscriber: set the pin bit (a `SeqCst` RMW); load `seq` (`SeqCst`): the pin holds only
+//!   if `seq` is still the frame it chose (otherwise it clears the bit and looks again);
+//! - publisher: store `seq | CLAIMED`; `fence(SeqCst)`; load the slot's pin words: it writes
+//!   the slot only if no live record's bit is set (otherwise it restores `seq` and tries
+//!   another).
 //!
-//! The two fences are in one total order. If the publisher's comes first, the subscriber's
-//! load after its own fence sees the claim and backs off; if the subscriber's comes first, the
-//! publisher's loads see the pin and back off. So a pinned frame is never written.
+//! The subscriber's RMW and load and the publisher's fence are in one total order (C++20
+//! [atomics.order]: a `SeqCst` load after a `SeqCst` fence sees every store before that
+//! fence if the fence precedes it in the order; loads after a `SeqCst` fence see every
+//! `SeqCst` RMW that precedes the fence). If the publisher's fence comes before the
+//! subscriber's load, that load sees the claim and backs off; if the subscriber's RMW comes
+//! before the fence, the publisher's loads see the pin and back off. So a pinned frame is
+//! never written.
 
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
 
-use crate::loom::{fence, AtomicU64, Ordering};
+use crate::loom::{fence, loom_sc_fence, AtomicU64, Ordering};
 
 /// Bit 63 of a sequence word: the publisher has claimed the slot and may be writing it.
 pub(crate) const CLAIMED: u64 = 1 << 63;
 
 /// Subscriber: pin the slot whose sequence word is `seq_word`, expected to hold published
-/// frame `seq`, by setting `bit` in `pins` (a word of this subscriber's own bitmap, whose bit
-/// is clear). True if pinned; false (bit cleared again) if the slot no longer holds `seq`.
+/// frame `seq`, by setting `bit` (this subscriber's record's bit, clear) in `pins` (a pin word
+/// of that slot). True if pinned; false (bit cleared again) if the slot no longer holds `seq`.
 pub(crate) fn pin(pins: &AtomicU64, bit: u64, seq_word: &AtomicU64, seq: u64) -> bool {
-    // Relaxed: ordered before the load below by the SeqCst fence (module docs).
-    pins.fetch_or(bit, Ordering::Relaxed);
-    fence(Ordering::SeqCst);
-    // Acquire pairs with the publisher's Release store of `seq` in `publish`: the frame's
-    // bytes and metadata are visible once the pin is confirmed.
-    if seq_word.load(Ordering::Acquire) == seq {
+    // SeqCst RMW then SeqCst load: the subscriber's write and read of the Dekker pair (module
+    // docs); both lie in the single SeqCst order with the publisher's fence in `claim`, so
+    // no fence is needed here (on x86-64 a `lock or` and a plain load, no `mfence`). Loom
+    // checks SeqCst accesses as AcqRel only, so under loom a fence stands between them (the
+    // fence formulation, as in `sync::park`).
+    pins.fetch_or(bit, Ordering::SeqCst);
+    loom_sc_fence();
+    // SeqCst, which includes Acquire: pairs with the publisher's Release store of `seq` in
+    // `publish`: the frame's bytes and metadata are visible once the pin is confirmed.
+    if seq_word.load(Ordering::SeqCst) == seq {
         return true;
     }
     // Relaxed: we read nothing of the slot, so nothing needs ordering before the clear.
@@ -49,8 +60,9 @@ pub(crate) fn unpin(pins: &AtomicU64, bit: u64) {
 }
 
 /// Publisher (the only writer of sequence words): claim the slot holding `old` (0 or a
-/// published sequence) if `pinned` (which loads the slot's pin bit of every live record with
-/// `Acquire`) finds none set after the claim is visible. True: the slot is ours to write.
+/// published sequence) if `pinned` (which loads the slot's pin words with `Acquire` and the
+/// owner words of the records whose bits are set) finds no live record's bit set after the
+/// claim is visible. True: the slot is ours to write.
 pub(crate) fn claim(seq_word: &AtomicU64, old: u64, pinned: impl FnOnce() -> bool) -> bool {
     // Relaxed: ordered before the pin loads by the fence. The fence also orders it before our
     // writes of the slot's bytes, so an inspector that copies the slot and re-reads `seq`
@@ -111,6 +123,73 @@ mod tests {
         });
     }
 
+    /// Two subscribers' bits share a slot's pin word: one releasing its pin (an RMW) never
+    /// clears the other's, so the publisher still sees the slot held by the other.
+    #[test]
+    fn loom_shared_pin_word() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let data = Arc::new(AtomicU64::new(111));
+            let (s, p) = (seq.clone(), pins.clone());
+            // Subscriber B pins and releases at once.
+            let b = thread::spawn(move || {
+                if pin(&p, 2, &s, 1) {
+                    unpin(&p, 2);
+                }
+            });
+            // Subscriber A (this thread) pins and keeps the pin while the publisher tries.
+            let a_pinned = pin(&pins, 1, &seq, 1);
+            assert!(a_pinned); // nobody claims before the publisher below
+            let (s, p, d) = (seq.clone(), pins.clone(), data.clone());
+            let publisher = thread::spawn(move || {
+                if claim(&s, 1, || p.load(Ordering::Acquire) != 0) {
+                    d.store(222, Ordering::Relaxed);
+                    publish(&s, 2);
+                }
+            });
+            assert_eq!(data.load(Ordering::Relaxed), 111);
+            unpin(&pins, 1);
+            b.join().unwrap();
+            publisher.join().unwrap();
+        });
+    }
+
+    /// A publisher that finds the slot pinned parks on `released` with `park_checked`
+    /// (claiming again after registering as a sleeper), as `Publisher::loan` does; the
+    /// subscriber's unpin and `notify_if_sleepers` always wake it (a lost wake-up would be a
+    /// loom deadlock).
+    #[test]
+    fn loom_unpin_wakes_a_parked_loan() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let released = Arc::new(crate::sync::WaitQueue::new());
+            assert!(pin(&pins, 2, &seq, 1));
+            let (p, q) = (pins.clone(), released.clone());
+            let sub = thread::spawn(move || {
+                unpin(&p, 2);
+                q.notify_if_sleepers(u32::MAX);
+            });
+            let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
+            loop {
+                let seen = released.snapshot();
+                if claim(&seq, 1, pinned) {
+                    break;
+                }
+                let mut got = false;
+                released.park_checked(seen, None, &mut || {
+                    got = claim(&seq, 1, pinned);
+                    got
+                });
+                if got {
+                    break;
+                }
+            }
+            sub.join().unwrap();
+        });
+    }
+
     /// Reclaim: a dead subscriber's pin is ignored by the publisher, while a new subscriber
     /// that took over the record (cleared the stale bit, pinned anew) is respected.
     #[test]
@@ -128,17 +207,22 @@ mod tests {
                 if o.compare_exchange(DEAD, NEW, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    p.store(0, Ordering::Relaxed);
+                    // Its own bit only: other records' bits share the slot's word.
+                    p.fetch_and(!1, Ordering::Relaxed);
                     if pin(&p, 1, &s, 1) {
                         assert_eq!(d.load(Ordering::Relaxed), 111);
                         unpin(&p, 1);
                     }
                 }
             });
-            // The publisher counts the pins of a live owner only (DEAD is known dead).
+            // The publisher counts the pins of a live owner only (DEAD is known dead): it
+            // reads the slot's pin word, then the owner of a record whose bit is set
+            // (`recovery::held`).
             let pinned = || {
-                let w = owner.load(Ordering::Acquire);
-                w != DEAD && w != 0 && pins.load(Ordering::Acquire) & 1 != 0
+                pins.load(Ordering::Acquire) & 1 != 0 && {
+                    let w = owner.load(Ordering::Acquire);
+                    w != DEAD && w != 0
+                }
             };
             if claim(&seq, 1, pinned) {
                 data.store(222, Ordering::Relaxed);

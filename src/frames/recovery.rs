@@ -15,21 +15,29 @@ fn counts(w: u64, dead: &[u64]) -> bool {
 }
 
 /// Whether a counting record pins slot `i`, or (with [`Policy::Block`]) has not yet received
-/// frame `seq` in it. Loads with Acquire: pairs with the subscribers' Release unpins, so
-/// their reads of the old frame happen before our writes.
+/// frame `seq` in it. The pins are slot `i`'s own pin words (in the cache line of its `seq`):
+/// a record is read only when its bit is set (to see whether it counts), or under
+/// [`Policy::Block`] (its cursor). Pin loads are Acquire: they pair with the subscribers'
+/// Release unpins, so their reads of the old frame happen before our writes.
 fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
-    (0..v.g.subscribers).any(|r| {
-        let rec = v.record(r);
-        if !counts(rec.owner.holder(), dead) {
-            return false;
+    for w in 0..v.g.pin_words() {
+        let mut bits = v.pin_word(i, w).load(Ordering::Acquire);
+        while bits != 0 {
+            let r = w * 64 + u64::from(bits.trailing_zeros());
+            bits &= bits - 1;
+            // A bit past the last record (a hostile write) pins nothing.
+            if r < v.g.subscribers && counts(v.record(r).owner.holder(), dead) {
+                return true;
+            }
         }
-        let (word, bit) = v.pin_of(r, i);
-        word.load(Ordering::Acquire) & bit != 0
-            || (v.g.policy == Policy::Block
-                && seq != 0
-                // Relaxed: a hint of progress; the pin bits guard the data.
-                && rec.cursor.load(Ordering::Relaxed) < seq)
-    })
+    }
+    v.g.policy == Policy::Block
+        && seq != 0
+        && (0..v.g.subscribers).any(|r| {
+            let rec = v.record(r);
+            // Relaxed cursor: a hint of progress; the pin bits guard the data.
+            counts(rec.owner.holder(), dead) && rec.cursor.load(Ordering::Relaxed) < seq
+        })
 }
 
 /// Claim the free slot holding the oldest frame (an empty slot first), or `None` if every slot
@@ -99,6 +107,11 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
     // Acquire: pairs with the Release stores of head in `Loan::publish`.
     let head = v.ctrl().head.load(Ordering::Acquire);
     let last = top.max(head);
+    if last > head && last < CLAIMED {
+        // The dead publisher published `last` but died before moving `head` (the doorbell
+        // subscribers poll): move it now. Release: as in `Loan::put`.
+        v.ctrl().head.store(last, Ordering::Release);
+    }
     last.checked_add(1)
         .filter(|&n| n < CLAIMED)
         .ok_or_else(|| format!("sequence {last} is out of range"))

@@ -5,7 +5,7 @@
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::channel::{fingerprint_of, object_offset};
-use super::layout::{self, Geometry, Policy, View, META_FIXED};
+use super::layout::{self, Geometry, Policy, View};
 use super::pin::CLAIMED;
 use crate::error::{Error, Result};
 use crate::os::{atomic_copy, map};
@@ -23,7 +23,8 @@ pub struct FramesLayout {
     pub meta_stride: u64,
     /// Within a slot's metadata: the little-endian `u64` sequence word (0 empty; bit 63 set
     /// while the publisher writes the slot), then `len` at +8, `mono_ns` at +16, `real_ns` at
-    /// +24, the user header at +32.
+    /// +24, the slot's pin words (one bit per subscriber record) from +32, the user header at
+    /// `header_at`.
     pub seq_at: u64,
     /// Offset of the payload length within a slot's metadata.
     pub len_at: u64,
@@ -287,7 +288,7 @@ pub fn stat(name: &str) -> Result<FramesStat> {
             meta_stride: g.meta_stride(),
             seq_at: 0,
             len_at: 8,
-            header_at: META_FIXED,
+            header_at: g.header_at(),
             data_offset: object_offset(g.data_offset),
             stride: g.stride,
         },

@@ -67,7 +67,10 @@ impl Inner {
             let (word, bit) = self.view().pin_of(self.rec, i);
             pin::unpin(word, bit);
             drop(counts);
-            self.view().ctrl().released.notify_one();
+            // Only a publisher parked in `loan` waits for this (it parks with `park_checked`,
+            // re-checking the pins after registering): no write to the control block, and no
+            // system call, while it does not sleep.
+            self.view().ctrl().released.notify_if_sleepers(u32::MAX);
         }
     }
 }
@@ -78,12 +81,19 @@ impl Drop for Inner {
             return; // inherited across fork(): the record is the parent's
         }
         let v = self.ch.view;
-        for w in 0..v.g.pin_words() {
-            // Release: as in `pin::unpin`.
-            v.pin_word(self.rec, w).store(0, Ordering::Release);
-        }
+        clear_pins(&v, self.rec);
         v.record(self.rec).owner.release(self.token);
         v.ctrl().released.notify_one();
+    }
+}
+
+/// Clear record `rec`'s bit in every slot's pin words (its owner's job: on attach, what a dead
+/// previous owner left; on detach, its own).
+fn clear_pins(v: &View, rec: u64) {
+    for i in 0..v.g.slots {
+        let (word, bit) = v.pin_of(rec, i);
+        // Release: as in `pin::unpin`. An RMW: other records' bits share the word.
+        word.fetch_and(!bit, Ordering::Release);
     }
 }
 
@@ -97,6 +107,10 @@ pub struct Subscriber<H> {
     inner: Arc<Inner>,
     cursor: u64,
     lost: u64,
+    /// Frames received (mirrored into the record for `stat`; only we write it).
+    received: u64,
+    /// Where the next scan starts: the slot after the last frame received's.
+    next_slot: u64,
     throttle: Throttle,
     _h: PhantomData<fn() -> H>,
 }
@@ -133,11 +147,8 @@ impl<H: ShmType> Subscriber<H> {
             .ok_or(AttachError::NoFreeSubscriberSlot {
                 slots: v.g.subscribers,
             })?;
-        // The record is ours: clear what a dead previous owner left.
-        for w in 0..v.g.pin_words() {
-            // Release: as in `pin::unpin` (the previous owner is dead; nothing to order).
-            v.pin_word(rec, w).store(0, Ordering::Release);
-        }
+        // The record is ours: clear the pins a dead previous owner left.
+        clear_pins(&v, rec);
         // Acquire: pairs with the Release store of head in `Loan::publish`.
         let head = v.ctrl().head.load(Ordering::Acquire);
         let cursor = head.saturating_sub(history);
@@ -156,6 +167,8 @@ impl<H: ShmType> Subscriber<H> {
             }),
             cursor,
             lost: 0,
+            received: 0,
+            next_slot: 0,
             throttle: Throttle::default(),
             _h: PhantomData,
         })
@@ -222,30 +235,42 @@ impl<H: ShmType> Subscriber<H> {
         let published = &inner.view().ctrl().published;
         loop {
             let seen = published.snapshot();
-            if let Some(f) = self.take(want) {
+            if let Some(f) = self.take(want, false) {
                 return Ok(f);
             }
             if !self.publisher_lives(true) {
-                return self.take(want).ok_or(RecvError::Disconnected);
+                // As in `try_get`: every slot, since `head` may be behind.
+                return self.take(want, true).ok_or(RecvError::Disconnected);
             }
             if deadline::passed(until) {
                 return Err(RecvError::Timeout);
             }
-            // Wake up every slice to re-check the publisher's liveness.
-            published.park(seen, deadline::slice(until, WAIT_SLICE));
+            // Wake up every slice to re-check the publisher's liveness. The publisher notifies
+            // only when someone sleeps (`notify_if_sleepers`), so we look once more after
+            // registering as a sleeper (`park_checked`).
+            let mut got = None;
+            published.park_checked(seen, deadline::slice(until, WAIT_SLICE), &mut || {
+                got = self.take(want, false);
+                got.is_some()
+            });
+            if let Some(f) = got {
+                return Ok(f);
+            }
         }
     }
 
     fn try_get(&mut self, want: Want) -> Result<Frame<H>, TryRecvError> {
-        if let Some(f) = self.take(want) {
+        if let Some(f) = self.take(want, false) {
             return Ok(f);
         }
         let check = self.throttle.due();
         if self.publisher_lives(check) {
             return Err(TryRecvError::Empty);
         }
-        // The publisher's release (or death) came after its last publish: look once more.
-        self.take(want).ok_or(TryRecvError::Disconnected)
+        // The publisher's release (or death) came after its last publish: look once more,
+        // at every slot (a publisher killed between `seq = n` and `head = n` left `head`
+        // behind).
+        self.take(want, true).ok_or(TryRecvError::Disconnected)
     }
 
     /// Whether a publisher is attached and (if `query`) its process lives.
@@ -258,32 +283,82 @@ impl<H: ShmType> Subscriber<H> {
     /// Find and pin the frame `want` asks for, newer than the cursor; move the cursor.
     /// Bounded: a slot overwritten between the scan and the pin is looked for again, at most
     /// 64 times (a hostile writer flipping sequence words cannot keep us here).
-    fn take(&mut self, want: Want) -> Option<Frame<H>> {
+    ///
+    /// Unless `full`, `head` is the doorbell (`SPEC.md`, frames section "Receiving"): nothing
+    /// is looked at while `head <= cursor` (one load of a line that changes once per frame),
+    /// and for `Next` the frame `cursor + 1` is first pinned directly in the slot after the
+    /// last one received (the pin's read-modify-write is then the first touch of that slot's
+    /// line: one transfer of it, not a read followed by an upgrade); the slots are scanned
+    /// only if it is not there.
+    fn take(&mut self, want: Want, full: bool) -> Option<Frame<H>> {
+        if !full {
+            // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
+            // frame (the head store follows the seq store in `Loan::put`).
+            let head = self.inner.view().ctrl().head.load(Ordering::Relaxed);
+            if head <= self.cursor {
+                return None;
+            }
+            if let (Want::Next, Some(s)) = (want, self.cursor.checked_add(1)) {
+                let i = if self.next_slot < self.inner.view().g.slots {
+                    self.next_slot
+                } else {
+                    0
+                };
+                if let Some(f) = self.frame(i, s) {
+                    self.accept(i, s);
+                    return Some(f);
+                }
+            }
+        }
         for _ in 0..64 {
             let (i, s) = self.scan(self.cursor, want)?;
             let Some(f) = self.frame(i, s) else {
                 continue; // overwritten between the scan and the pin: look again
             };
-            // `s > cursor` (the scan's condition); saturating: a forged sequence may be huge.
-            self.lost = self.lost.saturating_add(s - self.cursor - 1);
-            self.cursor = s;
-            let r = self.inner.view().record(self.inner.rec);
-            // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
-            // bits guard the data.
-            r.cursor.store(s, Ordering::Relaxed);
-            r.received.fetch_add(1, Ordering::Relaxed);
-            r.lost.store(self.lost, Ordering::Relaxed);
+            self.accept(i, s);
             return Some(f);
         }
         None
     }
 
+    /// Move the cursor to frame `s` (in slot `i`), just pinned, and record the statistics.
+    fn accept(&mut self, i: u64, s: u64) {
+        // `s > cursor` (the scan's condition, or `cursor + 1`); saturating: a forged
+        // sequence may be huge.
+        self.lost = self.lost.saturating_add(s - self.cursor - 1);
+        self.cursor = s;
+        self.next_slot = i + 1;
+        self.received = self.received.wrapping_add(1);
+        let r = self.inner.view().record(self.inner.rec);
+        // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
+        // bits guard the data. Plain stores from private copies (only we write the
+        // record): no locked instruction. Under reuse-oldest the publisher reads this
+        // line only when our pin bit is set or while looking for dead subscribers.
+        r.cursor.store(s, Ordering::Relaxed);
+        r.received.store(self.received, Ordering::Relaxed);
+        r.lost.store(self.lost, Ordering::Relaxed);
+    }
+
     /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer
-    /// than `after`.
+    /// than `after`. Starts at the slot after the last one received (the publisher reuses
+    /// slots oldest first, so frame `after + 1` is usually there) and stops early when `Next`
+    /// finds `after + 1`: a poll usually loads one sequence word, not `slots`.
     fn scan(&self, after: u64, want: Want) -> Option<(u64, u64)> {
         let v = self.inner.view();
         let mut best: Option<(u64, u64)> = None;
-        for i in 0..v.g.slots {
+        let n = v.g.slots;
+        let start = if self.next_slot < n {
+            self.next_slot
+        } else {
+            0
+        };
+        for k in 0..n {
+            // Below 2·slots ≤ 2048: no overflow; the index is below `slots`.
+            let i = if start + k >= n {
+                start + k - n
+            } else {
+                start + k
+            };
             // Acquire: pairs with the Release publish (`pin::publish`).
             let s = v.meta(i).seq.load(Ordering::Acquire);
             if s <= after || s & CLAIMED != 0 {
@@ -296,6 +371,9 @@ impl<H: ShmType> Subscriber<H> {
             };
             if better {
                 best = Some((i, s));
+                if matches!(want, Want::Next) && Some(s) == after.checked_add(1) {
+                    break; // nothing older is newer than `after`
+                }
             }
         }
         best
