@@ -369,12 +369,13 @@ fn frames_input(geo: u8, ops: &[u8], payload: &[u8]) -> Vec<u8> {
 const FRAMES_OPS: [u8; 12] = [0, 2, 0, 3, 4, 5, 1, 2, 6, 7, 0x10, 0x0d];
 
 /// [`dump`] of a frame channel whose user header is 16 bytes (slot metadata entries of 64
-/// bytes from payload offset 256), with the publish timestamps cleared so that the seeds do
-/// not change from one generation to the next.
+/// bytes from payload offset 448, after the control block: `SPEC.md` §8, layout v2), with
+/// the publish timestamps cleared so that the seeds do not change from one generation to the
+/// next.
 fn frames_dump(name: &str, slots: usize) -> Vec<u8> {
     let mut b = dump(name);
     for i in 0..slots {
-        let at = HEADER + 256 + 64 * i + 16; // mono_ns, real_ns
+        let at = HEADER + 448 + 64 * i + 16; // mono_ns, real_ns
         b[at..at + 16].fill(0);
     }
     b
