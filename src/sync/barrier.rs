@@ -304,7 +304,8 @@ impl BarrierState {
     /// assert_eq!(b.wait_with(|| { ran = true; Ok::<(), BarrierError>(()) }), Ok(0));
     /// assert!(ran);
     /// // A failing action breaks the barrier; its error is this call's.
-    /// assert_eq!(b.wait_with(|| Err("no")), Err("no"));
+    /// let no = || Err(BarrierError::Corrupt("the action failed".into()));
+    /// assert_eq!(b.wait_with(no), Err(BarrierError::Corrupt("the action failed".into())));
     /// assert!(b.is_broken());
     /// # Ok::<(), BarrierError>(())
     /// ```
