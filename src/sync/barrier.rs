@@ -109,7 +109,7 @@ impl std::error::Error for BarrierError {}
 ///
 /// | offset | size | field | meaning |
 /// |---|---|---|---|
-/// | 0 | 8 | `word` | bits 0..24 arrived count, bit 24 broken, 32..48 generation, 48..64 outcome history |
+/// | 0 | 8 | `word` | bits 0..24 arrived count (`parties`: an action runs), bit 24 broken, 32..48 generation, 48..64 outcome history |
 /// | 8 | 4 | `parties` | 1..=[`MAX_PARTIES`], fixed at init |
 /// | 12 | 4 | reserved | 0 |
 /// | 16 | 8 | `queue` | [`WaitQueue`] (`seq`, `sleepers`) the waiters park on |
@@ -120,7 +120,9 @@ impl std::error::Error for BarrierError {}
 /// ends the generation as "not completed", so its waiters get
 /// [`BarrierError::Broken`]. A party killed while waiting stays counted in its generation:
 /// the others pass that one, then time out in the next (which it never reaches) and the
-/// barrier is broken.
+/// barrier is broken. With [`wait_with`](Self::wait_with) the last arrival fills the count
+/// (`parties`), runs its action, and only then ends the generation; killed in the action, it
+/// leaves the generation full, and the others' timeouts break it (`reset` repairs it).
 ///
 /// ```
 /// use shmkit::sync::BarrierState;
@@ -645,7 +647,8 @@ mod named {
     }
 
     /// A named barrier: kind [`Kind::BARRIER`], derefs to [`BarrierState`] (`wait`,
-    /// `wait_timeout`, `wait_deadline`, `reset`, `abort`, `is_broken`, `parties`, `n_waiting`).
+    /// `wait_timeout`, `wait_deadline`, `wait_with(action)` and its forms, `reset`, `abort`,
+    /// `is_broken`, `parties`, `n_waiting`).
     ///
     /// ```
     /// use shmkit::sync::{Barrier, BarrierError};
