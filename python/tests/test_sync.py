@@ -270,6 +270,44 @@ def test_barrier_action_that_raises_breaks_it_and_reraises(name, spawn):
     barrier.unlink()
 
 
+def test_barrier_process_killed_in_its_action_leaves_it_broken_not_wedged(name, spawn):
+    barrier = shmkit.Barrier.create(name, 2)
+    outcome = []
+
+    def party():
+        try:
+            outcome.append(barrier.wait(60))
+        except shmkit.BrokenBarrierError:
+            outcome.append("broken")
+
+    waiter = threading.Thread(target=party)
+    waiter.start()
+    while barrier.n_waiting != 1:
+        time.sleep(0.001)
+    child = spawn(
+        """
+        import sys, time, shmkit
+        def action():
+            print("in action", flush=True)
+            time.sleep(600)
+        shmkit.Barrier.open(sys.argv[1], action).wait()
+        """,
+        name,
+    )
+    assert child.line() == "in action"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    # The generation is full and never opens: a newcomer's timeout breaks it.
+    assert barrier.n_waiting == 2 and not barrier.broken
+    with pytest.raises(shmkit.BrokenBarrierError):
+        barrier.wait(0.01)
+    waiter.join()
+    assert outcome == ["broken"] and barrier.broken
+    barrier.reset()
+    assert not barrier.broken and barrier.n_waiting == 0
+    barrier.unlink()
+
+
 def test_barrier_timeout_breaks_it_with_the_stdlib_exception(name):
     barrier = shmkit.Barrier(name, 2, None, 0.01)  # Python's (parties, action, timeout)
     with pytest.raises(threading.BrokenBarrierError):
