@@ -117,6 +117,66 @@ fn child_main() {
             common::report(&describe(b.wait()));
             common::report(&describe(b.wait_timeout(Duration::from_millis(200))));
         }
+        // `gens` generations with an action: the action (run by the last arrival) checks
+        // that every party has arrived, and counts and stamps the generation; every party
+        // sees the stamp once released.
+        "barrier-action-gens" => {
+            let b = Barrier::open(&args[0]).unwrap();
+            let data = Segment::open(&args[1]).unwrap();
+            let me: u64 = args[2].parse().unwrap();
+            let gens: u64 = args[3].parse().unwrap();
+            let progress = |i: u64| data.atomic_u64(8 * i).unwrap();
+            let (runs, stamp) = (data.atomic_u64(24).unwrap(), data.atomic_u64(32).unwrap());
+            for g in 1..=gens {
+                progress(me).store(g, Ordering::Relaxed);
+                b.wait_with_timeout(
+                    || {
+                        for j in 0..3 {
+                            assert!(progress(j).load(Ordering::Relaxed) >= g, "{j} not in {g}");
+                        }
+                        runs.fetch_add(1, Ordering::Relaxed);
+                        stamp.store(g, Ordering::Relaxed);
+                        Ok::<(), BarrierError>(())
+                    },
+                    T,
+                )
+                .unwrap();
+                assert!(
+                    stamp.load(Ordering::Relaxed) >= g,
+                    "released before the action"
+                );
+            }
+        }
+        // Wait (args[1] "none": no timeout, else milliseconds) and report the outcome.
+        "barrier-wait-report" => {
+            let b = Barrier::open(&args[0]).unwrap();
+            let r = match args[1].as_str() {
+                "none" => b.wait(),
+                ms => b.wait_timeout(Duration::from_millis(ms.parse().unwrap())),
+            };
+            common::report(&match r {
+                Ok(i) => format!("ok {i}"),
+                Err(BarrierError::Timeout) => "timeout".to_string(),
+                Err(BarrierError::Broken) => "broken".to_string(),
+                Err(e) => format!("{e:?}"),
+            });
+        }
+        // Arrive with an action that fails (args[1] "err"), panics ("panic") or never ends
+        // ("hang": reports "in action" and sleeps until killed).
+        "barrier-action" => {
+            let b = Barrier::open(&args[0]).unwrap();
+            let r = b.wait_with(|| match args[1].as_str() {
+                "err" => Err(BarrierError::Corrupt("the action failed".into())),
+                "panic" => panic!("the action panicked"),
+                _ => {
+                    common::report("in action");
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            });
+            common::report(&format!("returned {r:?}"));
+        }
         "event-echo" => {
             let ping = Event::open(&args[0]).unwrap();
             let pong = Event::open(&args[1]).unwrap();
@@ -269,6 +329,100 @@ fn barrier_party_killed_mid_wait_leaves_the_others_broken_after_their_timeout() 
     assert_eq!(b.generation(), 1);
     b.reset();
     assert!(!b.is_broken());
+}
+
+#[test]
+fn barrier_action_3_processes_200_generations() {
+    let (bn, dn) = (
+        common::unique_name("barrier-act"),
+        common::unique_name("barrier-act-data"),
+    );
+    let _c = common::Cleanup::new(&[&bn, &dn]);
+    let b = Barrier::create(&bn, 3).unwrap();
+    let data = Segment::create(&dn, 64).unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|i| common::spawn_child("barrier-action-gens", &[&bn, &dn, &i.to_string(), "200"]))
+        .collect();
+    for mut k in kids {
+        assert!(common::wait_exit(&mut k, Duration::from_secs(300)).success());
+    }
+    // One action per generation (the last arrival's), never more.
+    assert_eq!(data.atomic_u64(24).unwrap().load(Ordering::SeqCst), 200);
+    assert_eq!(b.generation(), 200);
+    assert!(!b.is_broken());
+}
+
+/// Spawn a party that waits (`timeout`: "none" or milliseconds) in `bn`, and return once it
+/// is parked there (alone: `n_waiting` 1).
+fn parked_waiter(b: &Barrier, bn: &str, timeout: &str) -> std::process::Child {
+    let w = common::spawn_child("barrier-wait-report", &[bn, timeout]);
+    let deadline = Instant::now() + T;
+    while !(b.n_waiting() == 1 && all_threads_sleeping(w.id())) {
+        assert!(Instant::now() < deadline, "the waiter never parked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    w
+}
+
+#[test]
+fn barrier_action_that_fails_or_panics_breaks_the_barrier_for_every_party() {
+    for how in ["err", "panic"] {
+        let bn = common::unique_name("barrier-act-fail");
+        let _c = common::Cleanup::new(&[&bn]);
+        let b = Barrier::create(&bn, 2).unwrap();
+        let mut w = parked_waiter(&b, &bn, "none");
+        let mut last = common::spawn_child("barrier-action", &[&bn, how]);
+        let st = common::wait_exit(&mut last, Duration::from_secs(60));
+        let out = Lines::of(&mut last).next_line();
+        if how == "err" {
+            assert!(st.success());
+            let out = out.unwrap();
+            assert!(out.contains("the action failed"), "{out}");
+        } else {
+            assert!(!st.success(), "the panic must go on unwinding");
+        }
+        assert!(common::wait_exit(&mut w, Duration::from_secs(60)).success());
+        assert_eq!(
+            Lines::of(&mut w).next_line().as_deref(),
+            Some("broken"),
+            "{how}"
+        );
+        assert!(b.is_broken());
+        assert_eq!(b.generation(), 0, "the generation never opened");
+    }
+}
+
+#[test]
+fn barrier_party_killed_mid_action_leaves_the_barrier_broken_not_wedged() {
+    // SPEC §6.7.3, "as the last arrival, while running the action": the generation stays
+    // full; a party that gives up breaks it, the waiters get Broken, reset repairs it.
+    let bn = common::unique_name("barrier-act-kill");
+    let _c = common::Cleanup::new(&[&bn]);
+    let b = Barrier::create(&bn, 2).unwrap();
+    let mut w = parked_waiter(&b, &bn, "none");
+    let mut victim = common::spawn_child("barrier-action", &[&bn, "hang"]);
+    let mut lines = Lines::of(&mut victim);
+    lines.expect("in action");
+    common::kill9(&mut victim);
+    assert_eq!(lines.next_line(), None, "the victim left its action");
+    assert_eq!(
+        (b.n_waiting(), b.is_broken(), b.generation()),
+        (2, false, 0)
+    );
+    // A newcomer waits for the full generation to drain; its timeout breaks it.
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(1)),
+        Err(BarrierError::Timeout)
+    );
+    assert!(common::wait_exit(&mut w, Duration::from_secs(60)).success());
+    assert_eq!(Lines::of(&mut w).next_line().as_deref(), Some("broken"));
+    assert!(b.is_broken());
+    b.reset();
+    assert_eq!((b.n_waiting(), b.is_broken()), (0, false));
+    let mut w = parked_waiter(&b, &bn, "none");
+    assert_eq!(b.wait_with(|| Ok::<(), BarrierError>(())), Ok(1));
+    assert!(common::wait_exit(&mut w, Duration::from_secs(60)).success());
+    assert_eq!(Lines::of(&mut w).next_line().as_deref(), Some("ok 0"));
 }
 
 #[test]

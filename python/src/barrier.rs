@@ -4,21 +4,49 @@
 
 use std::time::Instant;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use shmkit::sync::MAX_PARTIES;
+use shmkit::sync::{BarrierError, MAX_PARTIES};
 
 use crate::blocking::deadline;
 use crate::errors::{barrier_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
 /// A named barrier for `parties` processes: `multiprocessing.Barrier`, attachable by name.
-/// `timeout` is the default for `wait()`. (Python's `action` callable is not supported: the
-/// parties are processes, and no single one of them runs before the others are released.)
+/// `action` (a callable, or `None`): when this process arrives last, it calls `action()`
+/// before any party is released; each process passes its own (as multiprocessing pickles it
+/// into each), and it runs in whichever process arrives last. If it raises, the barrier is
+/// broken (the others get `BrokenBarrierError`) and `wait` re-raises its exception. `timeout`
+/// is the default for `wait()`.
 #[pyclass(module = "shmkit", name = "Barrier", frozen)]
 pub(crate) struct PyBarrier {
     inner: shmkit::sync::Barrier,
+    action: Option<Py<PyAny>>,
     timeout: Option<f64>,
+}
+
+/// Why a `wait` with an action failed: the barrier's error, or the action's exception.
+enum Failed {
+    Barrier(BarrierError),
+    Action(PyErr),
+}
+
+impl From<BarrierError> for Failed {
+    fn from(e: BarrierError) -> Failed {
+        Failed::Barrier(e)
+    }
+}
+
+/// `None` stays `None`; anything else must be callable (`TypeError`).
+fn action(action: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match action {
+        Some(a) if a.is_none() => Ok(None),
+        Some(a) if !a.is_callable() => Err(PyTypeError::new_err(format!(
+            "action must be callable or None, not {}",
+            a.get_type().name()?
+        ))),
+        a => Ok(a.map(Bound::unbind)),
+    }
 }
 
 /// A party count from Python: 1..=MAX_PARTIES, else `ValueError`.
@@ -35,35 +63,66 @@ named_methods!(
     #[pymethods]
     {
         #[new]
-        #[pyo3(signature = (name, parties, timeout = None, *, mode = 0o600))]
-        fn new(name: &str, parties: i64, timeout: Option<f64>, mode: u32) -> PyResult<Self> {
+        #[pyo3(signature = (name, parties, action = None, timeout = None, *, mode = 0o600))]
+        fn new(
+            name: &str,
+            parties: i64,
+            action: Option<Bound<'_, PyAny>>,
+            timeout: Option<f64>,
+            mode: u32,
+        ) -> PyResult<Self> {
             deadline(timeout)?;
             let inner = options::<shmkit::sync::Barrier>(mode)
                 .open_or_create(name, self::parties(parties)?)
                 .map_err(to_py)?;
-            Ok(PyBarrier { inner, timeout })
+            let action = self::action(action)?;
+            Ok(PyBarrier {
+                inner,
+                action,
+                timeout,
+            })
         }
 
         /// Create a new barrier for `parties`; `FileExistsError` if the name is taken.
         #[staticmethod]
-        #[pyo3(signature = (name, parties, timeout = None, *, mode = 0o600))]
-        fn create(name: &str, parties: i64, timeout: Option<f64>, mode: u32) -> PyResult<Self> {
+        #[pyo3(signature = (name, parties, action = None, timeout = None, *, mode = 0o600))]
+        fn create(
+            name: &str,
+            parties: i64,
+            action: Option<Bound<'_, PyAny>>,
+            timeout: Option<f64>,
+            mode: u32,
+        ) -> PyResult<Self> {
             deadline(timeout)?;
             let inner = options::<shmkit::sync::Barrier>(mode)
                 .create(name, self::parties(parties)?)
                 .map_err(to_py)?;
-            Ok(PyBarrier { inner, timeout })
+            let action = self::action(action)?;
+            Ok(PyBarrier {
+                inner,
+                action,
+                timeout,
+            })
         }
 
         /// Open an existing barrier; `FileNotFoundError` if there is none.
         #[staticmethod]
-        #[pyo3(signature = (name, timeout = None))]
-        fn open(name: &str, timeout: Option<f64>) -> PyResult<Self> {
+        #[pyo3(signature = (name, action = None, timeout = None))]
+        fn open(
+            name: &str,
+            action: Option<Bound<'_, PyAny>>,
+            timeout: Option<f64>,
+        ) -> PyResult<Self> {
             deadline(timeout)?;
             let inner = options::<shmkit::sync::Barrier>(DEFAULT_MODE)
                 .open(name)
                 .map_err(to_py)?;
-            Ok(PyBarrier { inner, timeout })
+            let action = self::action(action)?;
+            Ok(PyBarrier {
+                inner,
+                action,
+                timeout,
+            })
         }
 
         /// Wait until all parties have called `wait`; returns this party's arrival index
@@ -74,21 +133,39 @@ named_methods!(
             let deadline: Option<Instant> = deadline(timeout.or(self.timeout))?;
             let b = &self.inner;
             let mut interrupt: Option<PyErr> = None;
-            let r = py.allow_threads(|| {
-                b.wait_interruptible(deadline, || {
-                    Python::with_gil(|py| match py.check_signals() {
-                        Ok(()) => false,
-                        Err(e) => {
-                            interrupt = Some(e);
-                            true
-                        }
-                    })
+            let interrupted = || {
+                Python::with_gil(|py| match py.check_signals() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        interrupt = Some(e);
+                        true
+                    }
                 })
-            });
+            };
+            let r = match &self.action {
+                None => py
+                    .allow_threads(|| b.wait_interruptible(deadline, interrupted))
+                    .map_err(Failed::Barrier),
+                Some(action) => py.allow_threads(|| {
+                    let run = || {
+                        Python::with_gil(|py| action.call0(py).map(drop).map_err(Failed::Action))
+                    };
+                    b.wait_with_interruptible(run, deadline, interrupted)
+                }),
+            };
             if let Some(e) = interrupt {
                 return Err(e);
             }
-            r.map_err(barrier_error)
+            r.map_err(|e| match e {
+                Failed::Barrier(e) => barrier_error(e),
+                Failed::Action(e) => e,
+            })
+        }
+
+        /// The action this handle runs when its process arrives last (`None`: none).
+        #[getter]
+        fn action(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+            self.action.as_ref().map(|a| a.clone_ref(py))
         }
 
         /// Return the barrier to its initial state; current waiters get `BrokenBarrierError`.

@@ -1,10 +1,11 @@
 //! `Condition`: Python's condition variable on shmkit's `Condition`, which is bound to its
-//! own robust lock (Python's `lock=` argument has no equivalent: the lock lives in the same
-//! segment). `acquire`/`release`/`with` work on that lock as `Lock`'s do.
+//! own robust lock, in the same segment. Python's `lock=` argument accepts only that lock:
+//! the condition itself (a `Condition` of the same name), which `acquire`/`release`/`with`
+//! work on as `Lock`'s do; any other lock is a `TypeError` or `ValueError` that says so.
 
 use std::time::Instant;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use shmkit::sync::{ConditionState, LockError, Owner, WaitTimeoutError};
 
@@ -14,7 +15,12 @@ use crate::lock::{acquire, HeldLock};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
 /// A named condition variable with its own lock, shared by processes:
-/// `multiprocessing.Condition`, attachable by name.
+/// `multiprocessing.Condition`, attachable by name. The lock lives in the condition's
+/// segment, and the condition is its own lock object (`acquire`, `release`, `with`). `lock`
+/// (Python's argument) may be `None` or that same lock, i.e. a `Condition` of this name;
+/// any other lock (a `shmkit.Lock`/`RLock`, a `threading` or `multiprocessing` one) is a
+/// `TypeError`, and another `Condition` a `ValueError`: a shmkit condition cannot wait on a
+/// lock outside its segment. To share the lock, share the condition (`Condition.open(name)`).
 #[pyclass(module = "shmkit", name = "Condition", frozen)]
 pub(crate) struct PyCondition {
     inner: shmkit::sync::Condition,
@@ -59,6 +65,29 @@ fn wait_slice(
     }
 }
 
+/// Python's `lock=` for the condition `name`: `None`, or the condition's own lock (a
+/// `Condition` of that name); anything else is an error that explains why.
+fn check_own_lock(name: &str, lock: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let Some(lock) = lock.filter(|l| !l.is_none()) else {
+        return Ok(());
+    };
+    match lock.downcast::<PyCondition>() {
+        Ok(c) if c.get().inner.name() == name => Ok(()),
+        Ok(c) => Err(PyValueError::new_err(format!(
+            "a shmkit Condition owns its lock, in its own segment: condition {name:?} cannot \
+             use the lock of condition {other:?}; to share that lock, use that condition \
+             (Condition.open('{other}'))",
+            other = c.get().inner.name()
+        ))),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "a shmkit Condition owns its lock, in its own segment, and cannot wait on a {}: \
+             use the condition itself as the lock (acquire/release/with), and share it by \
+             name with Condition.open('{name}')",
+            lock.get_type().name()?
+        ))),
+    }
+}
+
 impl PyCondition {
     /// Python's `wait(timeout)` against a deadline: whether notified.
     fn wait_until(slf: &Bound<'_, Self>, deadline: Option<Instant>) -> PyResult<bool> {
@@ -82,8 +111,9 @@ named_methods!(
     #[pymethods]
     {
         #[new]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn new(name: &str, mode: u32) -> PyResult<Self> {
+        #[pyo3(signature = (name, lock = None, *, mode = 0o600))]
+        fn new(name: &str, lock: Option<&Bound<'_, PyAny>>, mode: u32) -> PyResult<Self> {
+            check_own_lock(name, lock)?;
             let inner = options::<shmkit::sync::Condition>(mode)
                 .open_or_create(name)
                 .map_err(to_py)?;

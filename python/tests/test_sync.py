@@ -181,6 +181,25 @@ def test_condition_across_processes(names, spawn):
     cond.unlink()
 
 
+def test_condition_lock_argument_accepts_only_its_own_lock(names):
+    name, other_name, lock_name = names("cond"), names("cond"), names("lock")
+    cond = shmkit.Condition(name)
+    same = shmkit.Condition(name, cond)  # its own lock: the same condition
+    with same:
+        assert cond.acquire(block=False) is False  # one lock, held through `same`
+        same.notify_all()
+    other = shmkit.Condition(other_name)
+    with pytest.raises(ValueError, match=f"Condition.open\\('{other_name}'\\)"):
+        shmkit.Condition(name, lock=other)
+    lock = shmkit.Lock(lock_name)
+    for foreign in (lock, threading.Lock(), threading.RLock()):
+        with pytest.raises(TypeError, match="owns its lock"):
+            shmkit.Condition(name, foreign)
+    shmkit.Condition(name, None)
+    for obj in (cond, other, lock):
+        obj.unlink()
+
+
 def test_barrier_across_processes(name, spawn):
     barrier = shmkit.Barrier.create(name, 3)
     assert barrier.parties == 3 and barrier.n_waiting == 0 and not barrier.broken
@@ -195,8 +214,102 @@ def test_barrier_across_processes(name, spawn):
     barrier.unlink()
 
 
+def test_barrier_action_runs_once_in_the_last_process_before_anyone_passes(names, spawn):
+    name, counter = names("barrier"), names("runs")
+    runs = shmkit.Value("q", 0, name=counter)
+    barrier = shmkit.Barrier.create(name, 3, lambda: None)
+    code = """
+        import sys, shmkit
+        runs = shmkit.Value.open(sys.argv[2])
+        ran = []
+        def action():
+            ran.append(True)
+            runs.value += 1
+        b = shmkit.Barrier.open(sys.argv[1], action)
+        index = b.wait(60)
+        print(index, bool(ran), runs.value, flush=True)
+        """
+    children = [spawn(code, name, counter) for _ in range(3)]
+    seen = sorted(c.line().split() for c in children)
+    # The last arrival (index 2) ran its own action; everybody passed after it.
+    assert seen == [["0", "False", "1"], ["1", "False", "1"], ["2", "True", "1"]]
+    assert runs.value == 1 and not barrier.broken
+    barrier.unlink()
+    runs.unlink()
+
+
+def test_barrier_action_that_raises_breaks_it_and_reraises(name, spawn):
+    class Boom(Exception):
+        pass
+
+    def action():
+        raise Boom("from the action")
+
+    barrier = shmkit.Barrier(name, 2, action, 60)
+    assert barrier.action is action
+    child = spawn(
+        """
+        import sys, shmkit
+        try:
+            shmkit.Barrier.open(sys.argv[1]).wait()
+            print("passed", flush=True)
+        except shmkit.BrokenBarrierError:
+            print("broken", flush=True)
+        """,
+        name,
+    )
+    while barrier.n_waiting != 1:
+        time.sleep(0.001)
+    with pytest.raises(Boom, match="from the action"):
+        barrier.wait()
+    assert child.line() == "broken"
+    assert barrier.broken
+    barrier.reset()
+    with pytest.raises(TypeError, match="callable"):
+        shmkit.Barrier.open(name, 5)
+    barrier.unlink()
+
+
+def test_barrier_process_killed_in_its_action_leaves_it_broken_not_wedged(name, spawn):
+    barrier = shmkit.Barrier.create(name, 2)
+    outcome = []
+
+    def party():
+        try:
+            outcome.append(barrier.wait(60))
+        except shmkit.BrokenBarrierError:
+            outcome.append("broken")
+
+    waiter = threading.Thread(target=party)
+    waiter.start()
+    while barrier.n_waiting != 1:
+        time.sleep(0.001)
+    child = spawn(
+        """
+        import sys, time, shmkit
+        def action():
+            print("in action", flush=True)
+            time.sleep(600)
+        shmkit.Barrier.open(sys.argv[1], action).wait()
+        """,
+        name,
+    )
+    assert child.line() == "in action"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    # The generation is full and never opens: a newcomer's timeout breaks it.
+    assert barrier.n_waiting == 2 and not barrier.broken
+    with pytest.raises(shmkit.BrokenBarrierError):
+        barrier.wait(0.01)
+    waiter.join()
+    assert outcome == ["broken"] and barrier.broken
+    barrier.reset()
+    assert not barrier.broken and barrier.n_waiting == 0
+    barrier.unlink()
+
+
 def test_barrier_timeout_breaks_it_with_the_stdlib_exception(name):
-    barrier = shmkit.Barrier(name, 2, timeout=0.01)
+    barrier = shmkit.Barrier(name, 2, None, 0.01)  # Python's (parties, action, timeout)
     with pytest.raises(threading.BrokenBarrierError):
         barrier.wait()
     assert barrier.broken and barrier.n_waiting == 0

@@ -52,6 +52,15 @@ fn outcome(w: u64, g: u16) -> Option<bool> {
     (passed <= HISTORY).then(|| history(w) & (1 << (g % HISTORY)) != 0)
 }
 
+/// How a sleep at the barrier ended.
+#[derive(Clone, Copy)]
+enum Slept {
+    /// The generation ended (or broke).
+    Ended,
+    TimedOut,
+    Interrupted,
+}
+
 /// Why [`BarrierState::wait`] (or its `_timeout`/`_deadline` form) did not pass the
 /// barrier. `'static`; converts into [`crate::Error`] with `?` (`Timeout` becomes
 /// [`Error::Timeout`](crate::Error::Timeout), the rest [`Error::Barrier`](crate::Error::Barrier)).
@@ -100,7 +109,7 @@ impl std::error::Error for BarrierError {}
 ///
 /// | offset | size | field | meaning |
 /// |---|---|---|---|
-/// | 0 | 8 | `word` | bits 0..24 arrived count, bit 24 broken, 32..48 generation, 48..64 outcome history |
+/// | 0 | 8 | `word` | bits 0..24 arrived count (`parties`: an action runs), bit 24 broken, 32..48 generation, 48..64 outcome history |
 /// | 8 | 4 | `parties` | 1..=[`MAX_PARTIES`], fixed at init |
 /// | 12 | 4 | reserved | 0 |
 /// | 16 | 8 | `queue` | [`WaitQueue`] (`seq`, `sleepers`) the waiters park on |
@@ -111,7 +120,9 @@ impl std::error::Error for BarrierError {}
 /// ends the generation as "not completed", so its waiters get
 /// [`BarrierError::Broken`]. A party killed while waiting stays counted in its generation:
 /// the others pass that one, then time out in the next (which it never reaches) and the
-/// barrier is broken.
+/// barrier is broken. With [`wait_with`](Self::wait_with) the last arrival fills the count
+/// (`parties`), runs its action, and only then ends the generation; killed in the action, it
+/// leaves the generation full, and the others' timeouts break it (`reset` repairs it).
 ///
 /// ```
 /// use shmkit::sync::BarrierState;
@@ -198,7 +209,8 @@ impl BarrierState {
             return Err(format!("parties is {p}, expected 1..={MAX_PARTIES}"));
         }
         let w = self.word.load(Ordering::Relaxed); // validation snapshot
-        if count(w) >= p {
+                                                   // count == p: the last arrival is running its action (`wait_with`).
+        if count(w) > p {
             return Err(format!("{} parties arrived at a barrier for {p}", count(w)));
         }
         Ok(p)
@@ -274,54 +286,106 @@ impl BarrierState {
         self.wait_within_checking(deadline, Some(&mut interrupted))
     }
 
+    /// [`wait`](Self::wait) where the last party to arrive runs `action` before any party
+    /// is released (Python's `Barrier(parties, action)`; each process passes its own, and it
+    /// runs in whichever process arrives last). Every party's writes before its `wait_with`
+    /// are visible to the action, and the action's writes to every party after it returns
+    /// `Ok`. If the action returns `Err(e)` or panics, the barrier is broken first: the
+    /// other parties get [`BarrierError::Broken`], and this call returns `Err(e)` (or the
+    /// panic goes on unwinding), as `threading.Barrier` re-raises the action's exception. A
+    /// party that times out, an [`abort`](Self::abort) or a [`reset`](Self::reset) while the
+    /// action runs breaks (or ends) the generation: the action has run, but this call gets
+    /// `Broken`. A process killed while running the action leaves the generation full and
+    /// never opened: the other parties time out and the barrier is broken until `reset`.
+    /// A party that does not arrive last does not call its `action`.
+    ///
+    /// ```
+    /// use shmkit::sync::{BarrierError, BarrierState};
+    /// let b = BarrierState::new(1)?;
+    /// let mut ran = false;
+    /// assert_eq!(b.wait_with(|| { ran = true; Ok::<(), BarrierError>(()) }), Ok(0));
+    /// assert!(ran);
+    /// // A failing action breaks the barrier; its error is this call's.
+    /// let no = || Err(BarrierError::Corrupt("the action failed".into()));
+    /// assert_eq!(b.wait_with(no), Err(BarrierError::Corrupt("the action failed".into())));
+    /// assert!(b.is_broken());
+    /// # Ok::<(), BarrierError>(())
+    /// ```
+    ///
+    /// `E` must hold a [`BarrierError`] too (`From`): `BarrierError` itself,
+    /// [`crate::Error`], or the caller's own error type.
+    pub fn wait_with<E: From<BarrierError>>(
+        &self,
+        action: impl FnOnce() -> Result<(), E>,
+    ) -> Result<u32, E> {
+        self.arrive(None, None, Some(action))
+    }
+
+    /// [`wait_with`](Self::wait_with) for at most `timeout` (see
+    /// [`wait_timeout`](Self::wait_timeout); the action itself is not cut short).
+    pub fn wait_with_timeout<E: From<BarrierError>>(
+        &self,
+        action: impl FnOnce() -> Result<(), E>,
+        timeout: Duration,
+    ) -> Result<u32, E> {
+        self.arrive(
+            crate::os::deadline::after(Some(timeout)),
+            None,
+            Some(action),
+        )
+    }
+
+    /// [`wait_with`](Self::wait_with) until `deadline` (see
+    /// [`wait_deadline`](Self::wait_deadline)).
+    pub fn wait_with_deadline<E: From<BarrierError>>(
+        &self,
+        action: impl FnOnce() -> Result<(), E>,
+        deadline: Instant,
+    ) -> Result<u32, E> {
+        self.arrive(Some(deadline), None, Some(action))
+    }
+
+    /// [`wait_with`](Self::wait_with) as [`wait_interruptible`](Self::wait_interruptible)
+    /// waits (`interrupted` is asked only while sleeping, never while the action runs).
+    pub fn wait_with_interruptible<E: From<BarrierError>>(
+        &self,
+        action: impl FnOnce() -> Result<(), E>,
+        deadline: Option<Instant>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<u32, E> {
+        self.arrive(deadline, Some(&mut interrupted), Some(action))
+    }
+
     /// The wait behind every form (`None`: no limit).
     fn wait_within(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
         self.wait_within_checking(deadline, None)
     }
 
-    /// How long [`wait_interruptible`](Self::wait_interruptible) sleeps between checks.
-    const INTERRUPT_SLICE: Duration = Duration::from_millis(50);
-
-    /// The wait, asking `interrupted` (if any) between sleeps of at most `INTERRUPT_SLICE`.
+    /// The wait without an action.
     fn wait_within_checking(
         &self,
         deadline: Option<Instant>,
-        mut interrupted: Option<&mut dyn FnMut() -> bool>,
+        interrupted: Option<&mut dyn FnMut() -> bool>,
     ) -> Result<u32, BarrierError> {
-        let parties = self.parties_checked().map_err(BarrierError::Corrupt)?;
-        // AcqRel on every arrival CAS: each arrival releases its writes into the RMW chain
-        // on `word`, and the last arrival's CAS acquires them all (release sequence); the
-        // waiters' Acquire loads of the last arrival's word then see everything.
-        let mut w = self.word.load(Ordering::Acquire);
-        let (g, index) = loop {
-            if broken(w) {
-                return Err(BarrierError::Broken);
-            }
-            let c = count(w);
-            if c >= parties {
-                return Err(BarrierError::Corrupt(format!(
-                    "{c} parties arrived at a barrier for {parties}"
-                )));
-            }
-            let new = if c + 1 == parties {
-                advance(w, true)
-            } else {
-                w + 1
-            };
-            match self
-                .word
-                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if c + 1 == parties => {
-                    self.queue.notify_all();
-                    return Ok(c);
-                }
-                Ok(_) => break (generation(w), c),
-                Err(x) => w = x,
-            }
-        };
+        self.arrive(
+            deadline,
+            interrupted,
+            None::<fn() -> Result<(), BarrierError>>,
+        )
+    }
+
+    /// How long [`wait_interruptible`](Self::wait_interruptible) sleeps between checks.
+    const INTERRUPT_SLICE: Duration = Duration::from_millis(50);
+
+    /// Sleep until generation `g` ends (a new generation, or broken), the deadline passes,
+    /// or `interrupted` (asked between sleeps of at most `INTERRUPT_SLICE`) says so.
+    fn sleep_through(
+        &self,
+        g: u16,
+        deadline: Option<Instant>,
+        interrupted: &mut Option<&mut dyn FnMut() -> bool>,
+    ) -> Slept {
         let ended = |x: u64| generation(x) != g || broken(x);
-        let mut was_interrupted = false;
         loop {
             let until = match interrupted {
                 Some(_) => crate::os::deadline::slice(deadline, Self::INTERRUPT_SLICE),
@@ -332,43 +396,163 @@ impl BarrierState {
                 .queue
                 .wait_until_within(|| ended(self.word.load(Ordering::Acquire)), until)
                 .is_ok();
-            if done || crate::os::deadline::passed(deadline) {
-                break;
+            if done {
+                return Slept::Ended;
+            }
+            if crate::os::deadline::passed(deadline) {
+                return Slept::TimedOut;
             }
             if let Some(f) = interrupted.as_mut() {
                 if f() {
-                    was_interrupted = true;
-                    break;
+                    return Slept::Interrupted;
                 }
             }
         }
-        let mut x = self.word.load(Ordering::Acquire);
-        loop {
-            if generation(x) != g {
-                return match outcome(x, g) {
-                    Some(true) => Ok(index),
-                    _ => Err(BarrierError::Broken),
-                };
+    }
+
+    /// Break generation `g` if it is still the current one and not broken: for a party that
+    /// gives up (timeout, interrupt) or whose action failed. `Ok` if this call broke it, else
+    /// the word that made it refuse (a later generation, or broken already).
+    fn break_generation(&self, g: u16) -> Result<u64, u64> {
+        // AcqRel: as for arrivals; the waiters' Acquire load sees the broken bit.
+        let r = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
+                (generation(x) == g && !broken(x)).then_some(x | BROKEN)
+            });
+        if r.is_ok() {
+            self.queue.notify_all();
+        }
+        r
+    }
+
+    /// Arrive, run `action` if this is the last arrival, and wait for the generation to end
+    /// (`None` deadline: no limit).
+    fn arrive<E: From<BarrierError>>(
+        &self,
+        deadline: Option<Instant>,
+        mut interrupted: Option<&mut dyn FnMut() -> bool>,
+        action: Option<impl FnOnce() -> Result<(), E>>,
+    ) -> Result<u32, E> {
+        let parties = self.parties_checked().map_err(BarrierError::Corrupt)?;
+        // AcqRel on every arrival CAS: each arrival releases its writes into the RMW chain
+        // on `word`, and the last arrival's CAS acquires them all (release sequence); the
+        // waiters' Acquire loads of the last arrival's word then see everything.
+        let mut w = self.word.load(Ordering::Acquire);
+        let (g, index) = loop {
+            if broken(w) {
+                return Err(BarrierError::Broken.into());
             }
-            if broken(x) {
-                return Err(BarrierError::Broken);
+            let c = count(w);
+            if c > parties {
+                return Err(BarrierError::Corrupt(format!(
+                    "{c} parties arrived at a barrier for {parties}"
+                ))
+                .into());
             }
-            // Our deadline passed (or we were interrupted) in generation g: break the
-            // barrier, as Python does.
+            if c == parties {
+                // Full: the last arrival runs its action. We belong to the next generation
+                // (Python's `_enter` waits for the barrier to drain); wait for this one to
+                // end, and give up as any waiter does.
+                let g = generation(w);
+                let slept = self.sleep_through(g, deadline, &mut interrupted);
+                if let Slept::Ended = slept {
+                    w = self.word.load(Ordering::Acquire);
+                    continue;
+                }
+                match self.break_generation(g) {
+                    Ok(_) if matches!(slept, Slept::TimedOut) => {
+                        return Err(BarrierError::Timeout.into())
+                    }
+                    // The generation opened as our deadline passed: arrive, late (as a
+                    // deadline in the past does).
+                    Err(x) if generation(x) != g && matches!(slept, Slept::TimedOut) => {
+                        w = x;
+                        continue;
+                    }
+                    _ => return Err(BarrierError::Broken.into()),
+                }
+            }
+            let last = c + 1 == parties;
+            let new = match (&action, last) {
+                (None, true) => advance(w, true),
+                // With an action the last arrival fills the count (`parties`: the action
+                // runs) and opens the generation after it.
+                _ => w + 1,
+            };
             match self
                 .word
-                .compare_exchange(x, x | BROKEN, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => {
-                    self.queue.notify_all();
-                    return Err(if was_interrupted {
-                        BarrierError::Broken
-                    } else {
-                        BarrierError::Timeout
-                    });
-                }
-                Err(now) => x = now,
+                Ok(_) if last => match action {
+                    None => {
+                        self.queue.notify_all();
+                        return Ok(c);
+                    }
+                    Some(action) => return self.run_action(generation(w), c, action),
+                },
+                Ok(_) => break (generation(w), c),
+                Err(x) => w = x,
             }
+        };
+        let slept = self.sleep_through(g, deadline, &mut interrupted);
+        let x = match slept {
+            Slept::Ended => self.word.load(Ordering::Acquire),
+            // Our deadline passed (or we were interrupted) in generation g: break the
+            // barrier, as Python does, unless the generation ended first.
+            _ => match self.break_generation(g) {
+                Ok(_) if matches!(slept, Slept::TimedOut) => {
+                    return Err(BarrierError::Timeout.into())
+                }
+                Ok(_) => return Err(BarrierError::Broken.into()),
+                Err(x) => x,
+            },
+        };
+        if generation(x) != g {
+            return match outcome(x, g) {
+                Some(true) => Ok(index),
+                _ => Err(BarrierError::Broken.into()),
+            };
+        }
+        Err(BarrierError::Broken.into()) // broken in generation g
+    }
+
+    /// The last arrival of generation `g` (index `index`), count now `parties`: run the
+    /// action, then open the generation, or break it if the action fails or unwinds.
+    fn run_action<E: From<BarrierError>>(
+        &self,
+        g: u16,
+        index: u32,
+        action: impl FnOnce() -> Result<(), E>,
+    ) -> Result<u32, E> {
+        /// Breaks generation `g` when dropped armed: the action panicked.
+        struct BreakOnUnwind<'a>(&'a BarrierState, u16, bool);
+        impl Drop for BreakOnUnwind<'_> {
+            fn drop(&mut self) {
+                if self.2 {
+                    let _ = self.0.break_generation(self.1);
+                }
+            }
+        }
+        let mut guard = BreakOnUnwind(self, g, true);
+        let r = action();
+        guard.2 = false;
+        if let Err(e) = r {
+            let _ = self.break_generation(g);
+            return Err(e);
+        }
+        // AcqRel: releases the action's writes (and, through the release sequence, every
+        // party's) to the waiters' Acquire loads of the new word. Opens only the generation
+        // we filled: a timeout, abort or reset during the action wins.
+        let opened = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
+                (generation(x) == g && !broken(x)).then(|| advance(x, true))
+            });
+        self.queue.notify_all();
+        match opened {
+            Ok(_) => Ok(index),
+            Err(_) => Err(BarrierError::Broken.into()),
         }
     }
 
@@ -463,7 +647,8 @@ mod named {
     }
 
     /// A named barrier: kind [`Kind::BARRIER`], derefs to [`BarrierState`] (`wait`,
-    /// `wait_timeout`, `wait_deadline`, `reset`, `abort`, `is_broken`, `parties`, `n_waiting`).
+    /// `wait_timeout`, `wait_deadline`, `wait_with(action)` and its forms, `reset`, `abort`,
+    /// `is_broken`, `parties`, `n_waiting`).
     ///
     /// ```
     /// use shmkit::sync::{Barrier, BarrierError};
@@ -620,6 +805,68 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(loom))]
+    fn action_runs_in_the_last_arrival_before_anyone_is_released() {
+        let b = BarrierState::new(3).unwrap();
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let act = || {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<(), BarrierError>(())
+        };
+        let idx: Vec<u32> = std::thread::scope(|s| {
+            let ts: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let i = b.wait_with(act).unwrap();
+                        // Released only after the action ran.
+                        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+                        i
+                    })
+                })
+                .collect();
+            ts.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(idx.iter().sum::<u32>(), 3);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!((b.generation(), b.n_waiting()), (1, 0));
+    }
+
+    #[test]
+    #[cfg(not(loom))]
+    fn a_timeout_during_the_action_wins_and_a_panic_breaks() {
+        let b = BarrierState::new(2).unwrap();
+        // The other party gives up while the action runs: the action ran, the call is Broken.
+        std::thread::scope(|s| {
+            let w = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
+            while b.n_waiting() == 0 {
+                std::thread::yield_now();
+            }
+            let r = b.wait_with(|| {
+                b.abort(); // as a timed-out party does
+                Ok::<(), BarrierError>(())
+            });
+            assert_eq!(r, Err(BarrierError::Broken));
+            assert_eq!(w.join().unwrap(), Err(BarrierError::Broken));
+        });
+        b.reset();
+        let one = BarrierState::new(1).unwrap();
+        let p = std::panic::catch_unwind(|| {
+            one.wait_with(|| -> Result<(), BarrierError> { panic!("the action panicked") })
+        });
+        assert!(p.is_err());
+        assert!(one.is_broken());
+        b.reset();
+        // A full generation (an action running elsewhere) makes a newcomer wait, then its
+        // timeout breaks the barrier.
+        b.word.store(2, Ordering::Relaxed);
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(1)),
+            Err(BarrierError::Timeout)
+        );
+        assert!(b.is_broken());
+    }
+
+    #[test]
     fn corrupt_count_is_an_error() {
         let b = BarrierState::new(2).unwrap();
         b.word.store(5, Ordering::Relaxed);
@@ -706,6 +953,56 @@ mod loom_tests {
             let theirs = t.join().unwrap();
             assert!(mine.unwrap_err().is_broken());
             assert!(theirs.unwrap_err().is_broken());
+            assert!(b.is_broken());
+        });
+    }
+
+    /// Two parties with an action: it runs exactly once, after both arrived (it sees both
+    /// pre-barrier writes), and both see its write once released. A failing action breaks
+    /// the barrier for the other party instead.
+    #[test]
+    fn action_runs_once_between_arrival_and_release() {
+        loom::model(|| {
+            let b = Arc::new(BarrierState::new(2).unwrap());
+            let cell = Arc::new([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]);
+            let run = |me: usize, b: Arc<BarrierState>, c: Arc<[AtomicU32; 3]>| {
+                move || {
+                    c[me].store(1, Ordering::Relaxed);
+                    b.wait_with(|| {
+                        assert_eq!(c[1 - me].load(Ordering::Relaxed), 1);
+                        c[2].fetch_add(1, Ordering::Relaxed);
+                        Ok::<(), super::BarrierError>(())
+                    })
+                    .unwrap();
+                    assert_eq!(c[2].load(Ordering::Relaxed), 1);
+                }
+            };
+            let t = loom::thread::spawn(run(1, b.clone(), cell.clone()));
+            run(0, b.clone(), cell)();
+            t.join().unwrap();
+            assert_eq!(b.generation(), 1);
+        });
+    }
+
+    #[test]
+    fn failing_action_breaks_for_the_other_party() {
+        loom::model(|| {
+            let b = Arc::new(BarrierState::new(2).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || b2.wait_with(|| Err(super::BarrierError::Timeout)));
+            let mine = b.wait_with(|| Err(super::BarrierError::Timeout));
+            let theirs = t.join().unwrap();
+            // The last arrival's action failed (Timeout here, to tell it apart); the other got
+            // Broken.
+            let mut got = [mine, theirs];
+            got.sort_by_key(|r| format!("{r:?}"));
+            assert_eq!(
+                got,
+                [
+                    Err(super::BarrierError::Broken),
+                    Err(super::BarrierError::Timeout)
+                ]
+            );
             assert!(b.is_broken());
         });
     }

@@ -234,7 +234,10 @@ class Event:
 @final
 class Condition:
     """A named condition variable bound to its own lock (``multiprocessing.Condition`` by
-    name; there is no ``lock=`` argument)."""
+    name). The lock lives in the condition's segment and the condition is its lock object
+    (``acquire``, ``release``, ``with``). ``lock`` may be None or that same lock (a Condition
+    of this name); any other lock is a TypeError, another Condition a ValueError: to share
+    the lock, share the condition (``Condition.open(name)``)."""
 
     @property
     def name(self) -> str:
@@ -244,7 +247,9 @@ class Condition:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, *, mode: int = 0o600) -> "Condition": ...
+    def __new__(
+        cls, name: str, lock: Optional["Condition"] = None, *, mode: int = 0o600
+    ) -> "Condition": ...
     @staticmethod
     def create(name: str, *, mode: int = 0o600) -> "Condition":
         """Create a new condition; FileExistsError if it exists."""
@@ -278,8 +283,12 @@ class Condition:
 
 @final
 class Barrier:
-    """A named barrier for ``parties`` processes (``multiprocessing.Barrier`` by name, no
-    ``action``). ``timeout`` is the default for ``wait``."""
+    """A named barrier for ``parties`` processes (``multiprocessing.Barrier`` by name).
+    ``action``: when this process arrives last it calls ``action()`` before any party is
+    released; each process passes its own, and it runs in whichever process arrives last. If
+    it raises, the barrier breaks (the others get BrokenBarrierError) and ``wait`` re-raises
+    it. A pickled Barrier is opened without its action. ``timeout`` is the default for
+    ``wait``."""
 
     @property
     def name(self) -> str:
@@ -290,19 +299,38 @@ class Barrier:
         """Pickled by name: unpickling opens the same object."""
 
     def __new__(
-        cls, name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
+        cls,
+        name: str,
+        parties: int,
+        action: Optional[Callable[[], object]] = None,
+        timeout: Optional[float] = None,
+        *,
+        mode: int = 0o600,
     ) -> "Barrier": ...
     @staticmethod
     def create(
-        name: str, parties: int, timeout: Optional[float] = None, *, mode: int = 0o600
+        name: str,
+        parties: int,
+        action: Optional[Callable[[], object]] = None,
+        timeout: Optional[float] = None,
+        *,
+        mode: int = 0o600,
     ) -> "Barrier":
         """Create a new barrier; FileExistsError if it exists."""
     @staticmethod
-    def open(name: str, timeout: Optional[float] = None) -> "Barrier":
+    def open(
+        name: str,
+        action: Optional[Callable[[], object]] = None,
+        timeout: Optional[float] = None,
+    ) -> "Barrier":
         """Open an existing barrier; FileNotFoundError if there is none."""
+    @property
+    def action(self) -> Optional[Callable[[], object]]:
+        """The callable this handle runs when its process arrives last (None: none)."""
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait for all parties; return the arrival index. BrokenBarrierError if broken
-        (a timeout breaks it)."""
+        (a timeout breaks it). If this process arrives last, its action runs first (its
+        exception is re-raised, and the barrier is broken)."""
     def reset(self) -> None:
         """Back to the initial state; current waiters get BrokenBarrierError."""
     def abort(self) -> None:
