@@ -616,7 +616,7 @@ mod named {
     use crate::sync::named::{named_handle, Layout, Named, SyncOptions};
 
     const FINGERPRINT: u64 = fingerprint(
-        b"shmkit barrier v1: word u64 (count 0..24, broken 24, generation 32..48, history 48..64), parties u32, reserved u32, waitqueue (seq u32, sleepers u32)",
+        b"shmkit barrier v2: word u64 (count 0..24, = parties while the action runs, broken 24, generation 32..48, history 48..64), parties u32, reserved u32, waitqueue (seq u32, sleepers u32)",
     );
 
     pub(crate) fn layout() -> Layout<BarrierState> {
