@@ -55,6 +55,10 @@ def name(names):
     return names()
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Child:
     """A separate Python interpreter running ``code`` (started with subprocess: no fork, no
     inherited state). Lines it prints are read with ``line()``; ``send()`` writes one line to
@@ -67,6 +71,10 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # SIGINT as a terminal gives it, whatever this process inherited: a shell runs
+            # a background job (`cmd &`) with SIGINT ignored, and a Python started so installs
+            # no KeyboardInterrupt handler, so the Ctrl-C tests would wait forever.
+            preexec_fn=_default_sigint,
         )
         self.pid = self.proc.pid
 
