@@ -1481,5 +1481,196 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyValue>()?;
     m.add_class::<PyArray>()?;
     m.add_class::<PyCellLock>()?;
-    Ok(())
+    fast::install(m.py())
+}
+
+/// C-API entry points for `Value.fetch_add`, `Value.value` and the cell lock's
+/// `acquire`/`release`/`__enter__`/`__exit__` (see [`crate::fastcall`]): the same Rust
+/// methods as pyo3's wrappers call, without pyo3's trampoline and downcast.
+mod fast {
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+
+    use super::{PyCellLock, PyValue};
+    use crate::fastcall::{
+        boolean, guard, install_getset, install_method, none, Saved, FASTCALL_KW,
+    };
+
+    type Obj = *mut ffi::PyObject;
+
+    static FETCH_ADD: Saved<ffi::PyMethodDef> = Saved::new();
+    static VALUE: Saved<ffi::PyGetSetDef> = Saved::new();
+    static ACQUIRE: Saved<ffi::PyMethodDef> = Saved::new();
+    static RELEASE: Saved<ffi::PyMethodDef> = Saved::new();
+    static ENTER: Saved<ffi::PyMethodDef> = Saved::new();
+    static EXIT: Saved<ffi::PyMethodDef> = Saved::new();
+
+    pub(super) fn install(py: Python<'_>) -> PyResult<()> {
+        install_method::<PyValue>(
+            py,
+            c"fetch_add",
+            FASTCALL_KW,
+            ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: fetch_add,
+            },
+            &FETCH_ADD,
+        )?;
+        install_getset::<PyValue>(py, c"value", get_value, set_value, &VALUE)?;
+        install_method::<PyCellLock>(
+            py,
+            c"acquire",
+            FASTCALL_KW,
+            ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: acquire,
+            },
+            &ACQUIRE,
+        )?;
+        install_method::<PyCellLock>(
+            py,
+            c"release",
+            ffi::METH_NOARGS,
+            ffi::PyMethodDefPointer {
+                PyCFunction: release,
+            },
+            &RELEASE,
+        )?;
+        install_method::<PyCellLock>(
+            py,
+            c"__enter__",
+            ffi::METH_NOARGS,
+            ffi::PyMethodDefPointer { PyCFunction: enter },
+            &ENTER,
+        )?;
+        install_method::<PyCellLock>(
+            py,
+            c"__exit__",
+            FASTCALL_KW,
+            ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: exit,
+            },
+            &EXIT,
+        )
+    }
+
+    /// `Value.fetch_add(v)`: one positional argument, no keywords; else pyo3's.
+    unsafe extern "C" fn fetch_add(
+        slf: Obj,
+        args: *const Obj,
+        nargs: ffi::Py_ssize_t,
+        kw: Obj,
+    ) -> Obj {
+        // SAFETY: CPython calls this with the GIL held and valid arguments: `args` holds
+        // `nargs` objects (plus the keyword values, passed on untouched).
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 1 && kw.is_null() {
+                    if let Some(v) = FETCH_ADD.this::<PyValue>(py, slf) {
+                        let arg = Bound::from_borrowed_ptr(py, *args);
+                        return Ok(v.get().fetch_add(py, &arg)?.into_ptr());
+                    }
+                }
+                Ok(FETCH_ADD.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
+
+    /// `Value.value` (get).
+    unsafe extern "C" fn get_value(slf: Obj, _closure: *mut std::os::raw::c_void) -> Obj {
+        // SAFETY: called by CPython with the GIL held and a valid `slf`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                match VALUE.this::<PyValue>(py, slf) {
+                    Some(v) => Ok(v.get().get_value(py)?.into_ptr()),
+                    None => Ok(VALUE.call_get(slf)),
+                }
+            })
+        }
+    }
+
+    /// `Value.value = x` (a delete goes to pyo3's setter, which refuses it).
+    unsafe extern "C" fn set_value(
+        slf: Obj,
+        value: Obj,
+        _closure: *mut std::os::raw::c_void,
+    ) -> std::os::raw::c_int {
+        // SAFETY: called by CPython with the GIL held, a valid `slf` and `value` valid or
+        // null.
+        unsafe {
+            guard(-1, |py| match VALUE.this::<PyValue>(py, slf) {
+                Some(v) if !value.is_null() => {
+                    v.get()
+                        .set_value(py, &Bound::from_borrowed_ptr(py, value))?;
+                    Ok(0)
+                }
+                _ => Ok(VALUE.call_set(slf, value)),
+            })
+        }
+    }
+
+    /// `CellLock.acquire()` without arguments (the blocking default; a busy lock waits in
+    /// the same GIL-releasing loop); any argument goes to pyo3's.
+    unsafe extern "C" fn acquire(
+        slf: Obj,
+        args: *const Obj,
+        nargs: ffi::Py_ssize_t,
+        kw: Obj,
+    ) -> Obj {
+        // SAFETY: as in `fetch_add`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 0 && kw.is_null() {
+                    if let Some(l) = ACQUIRE.this::<PyCellLock>(py, slf) {
+                        return Ok(boolean(py, PyCellLock::acquire(&l, true, None)?));
+                    }
+                }
+                Ok(ACQUIRE.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
+
+    /// `CellLock.release()`.
+    unsafe extern "C" fn release(slf: Obj, _unused: Obj) -> Obj {
+        // SAFETY: called by CPython with the GIL held and a valid `slf`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                match RELEASE.this::<PyCellLock>(py, slf) {
+                    Some(l) => {
+                        l.get().release()?;
+                        Ok(none(py))
+                    }
+                    None => Ok(RELEASE.call_noargs(slf)),
+                }
+            })
+        }
+    }
+
+    /// `CellLock.__enter__()`: `acquire()`.
+    unsafe extern "C" fn enter(slf: Obj, _unused: Obj) -> Obj {
+        // SAFETY: called by CPython with the GIL held and a valid `slf`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                match ENTER.this::<PyCellLock>(py, slf) {
+                    Some(l) => Ok(boolean(py, PyCellLock::__enter__(&l)?)),
+                    None => Ok(ENTER.call_noargs(slf)),
+                }
+            })
+        }
+    }
+
+    /// `CellLock.__exit__(exc_type, exc, tb)`, three positional arguments (as `with` passes
+    /// them); any other shape goes to pyo3's.
+    unsafe extern "C" fn exit(slf: Obj, args: *const Obj, nargs: ffi::Py_ssize_t, kw: Obj) -> Obj {
+        // SAFETY: as in `fetch_add`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 3 && kw.is_null() {
+                    if let Some(l) = EXIT.this::<PyCellLock>(py, slf) {
+                        l.get().release()?;
+                        return Ok(none(py));
+                    }
+                }
+                Ok(EXIT.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
 }

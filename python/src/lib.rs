@@ -20,6 +20,7 @@ mod cell;
 mod condition;
 mod errors;
 mod event;
+mod fastcall;
 mod frames;
 mod list;
 mod lock;
