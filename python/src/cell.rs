@@ -1491,19 +1491,15 @@ mod fast {
     use pyo3::ffi;
     use pyo3::prelude::*;
 
-    use super::{PyCellLock, PyValue};
-    use crate::fastcall::{
-        boolean, guard, install_getset, install_method, none, Saved, FASTCALL_KW,
-    };
+    use super::PyValue;
+    use crate::fastcall::{guard, install_getset, install_method, Saved, FASTCALL_KW};
 
     type Obj = *mut ffi::PyObject;
 
+    crate::fastcall::lock_entry_points!(lock, crate::cell::PyCellLock);
+
     static FETCH_ADD: Saved<ffi::PyMethodDef> = Saved::new();
     static VALUE: Saved<ffi::PyGetSetDef> = Saved::new();
-    static ACQUIRE: Saved<ffi::PyMethodDef> = Saved::new();
-    static RELEASE: Saved<ffi::PyMethodDef> = Saved::new();
-    static ENTER: Saved<ffi::PyMethodDef> = Saved::new();
-    static EXIT: Saved<ffi::PyMethodDef> = Saved::new();
 
     pub(super) fn install(py: Python<'_>) -> PyResult<()> {
         install_method::<PyValue>(
@@ -1516,40 +1512,7 @@ mod fast {
             &FETCH_ADD,
         )?;
         install_getset::<PyValue>(py, c"value", get_value, set_value, &VALUE)?;
-        install_method::<PyCellLock>(
-            py,
-            c"acquire",
-            FASTCALL_KW,
-            ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: acquire,
-            },
-            &ACQUIRE,
-        )?;
-        install_method::<PyCellLock>(
-            py,
-            c"release",
-            ffi::METH_NOARGS,
-            ffi::PyMethodDefPointer {
-                PyCFunction: release,
-            },
-            &RELEASE,
-        )?;
-        install_method::<PyCellLock>(
-            py,
-            c"__enter__",
-            ffi::METH_NOARGS,
-            ffi::PyMethodDefPointer { PyCFunction: enter },
-            &ENTER,
-        )?;
-        install_method::<PyCellLock>(
-            py,
-            c"__exit__",
-            FASTCALL_KW,
-            ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: exit,
-            },
-            &EXIT,
-        )
+        lock::install(py)
     }
 
     /// `Value.fetch_add(v)`: one positional argument, no keywords; else pyo3's.
@@ -1603,73 +1566,6 @@ mod fast {
                     Ok(0)
                 }
                 _ => Ok(VALUE.call_set(slf, value)),
-            })
-        }
-    }
-
-    /// `CellLock.acquire()` without arguments (the blocking default; a busy lock waits in
-    /// the same GIL-releasing loop); any argument goes to pyo3's.
-    unsafe extern "C" fn acquire(
-        slf: Obj,
-        args: *const Obj,
-        nargs: ffi::Py_ssize_t,
-        kw: Obj,
-    ) -> Obj {
-        // SAFETY: as in `fetch_add`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 0 && kw.is_null() {
-                    if let Some(l) = ACQUIRE.this::<PyCellLock>(py, slf) {
-                        return Ok(boolean(py, PyCellLock::acquire(&l, true, None)?));
-                    }
-                }
-                Ok(ACQUIRE.call_fast(slf, args, nargs, kw))
-            })
-        }
-    }
-
-    /// `CellLock.release()`.
-    unsafe extern "C" fn release(slf: Obj, _unused: Obj) -> Obj {
-        // SAFETY: called by CPython with the GIL held and a valid `slf`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                match RELEASE.this::<PyCellLock>(py, slf) {
-                    Some(l) => {
-                        l.get().release()?;
-                        Ok(none(py))
-                    }
-                    None => Ok(RELEASE.call_noargs(slf)),
-                }
-            })
-        }
-    }
-
-    /// `CellLock.__enter__()`: `acquire()`.
-    unsafe extern "C" fn enter(slf: Obj, _unused: Obj) -> Obj {
-        // SAFETY: called by CPython with the GIL held and a valid `slf`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                match ENTER.this::<PyCellLock>(py, slf) {
-                    Some(l) => Ok(boolean(py, PyCellLock::__enter__(&l)?)),
-                    None => Ok(ENTER.call_noargs(slf)),
-                }
-            })
-        }
-    }
-
-    /// `CellLock.__exit__(exc_type, exc, tb)`, three positional arguments (as `with` passes
-    /// them); any other shape goes to pyo3's.
-    unsafe extern "C" fn exit(slf: Obj, args: *const Obj, nargs: ffi::Py_ssize_t, kw: Obj) -> Obj {
-        // SAFETY: as in `fetch_add`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 3 && kw.is_null() {
-                    if let Some(l) = EXIT.this::<PyCellLock>(py, slf) {
-                        l.get().release()?;
-                        return Ok(none(py));
-                    }
-                }
-                Ok(EXIT.call_fast(slf, args, nargs, kw))
             })
         }
     }

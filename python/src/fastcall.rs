@@ -300,3 +300,108 @@ impl Saved<ffi::PyGetSetDef> {
         unsafe { ((*def).set.expect("checked at install"))(slf, value, (*def).closure) }
     }
 }
+
+/// The fast `acquire` / `release` / `__enter__` / `__exit__` of a frozen lock class `$ty`
+/// whose pyo3 methods are `fn acquire(slf: &Bound<Self>, block: bool, timeout: Option<f64>)
+/// -> PyResult<bool>` and `fn release(&self) -> PyResult<()>`, `__enter__` being
+/// `acquire(True, None)` and `__exit__(exc_type, exc, tb)` being `release()`. Makes a module
+/// `$m` with `install(py)`. Only `acquire()` with no argument and `__exit__` with three
+/// positional ones are fast; other shapes go to pyo3's. A busy lock waits in the pyo3
+/// method's own GIL-releasing loop (the fast path calls that method).
+macro_rules! lock_entry_points {
+    ($m:ident, $ty:ty) => {
+        mod $m {
+            use pyo3::ffi;
+            use pyo3::prelude::*;
+
+            use crate::fastcall::{boolean, guard, install_method, none, Saved, FASTCALL_KW};
+
+            type Obj = *mut ffi::PyObject;
+            type T = $ty;
+
+            static ACQUIRE: Saved<ffi::PyMethodDef> = Saved::new();
+            static RELEASE: Saved<ffi::PyMethodDef> = Saved::new();
+            static ENTER: Saved<ffi::PyMethodDef> = Saved::new();
+            static EXIT: Saved<ffi::PyMethodDef> = Saved::new();
+
+            pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+                let fast = |f| ffi::PyMethodDefPointer {
+                    PyCFunctionFastWithKeywords: f,
+                };
+                let noargs = |f| ffi::PyMethodDefPointer { PyCFunction: f };
+                install_method::<T>(py, c"acquire", FASTCALL_KW, fast(acquire), &ACQUIRE)?;
+                install_method::<T>(py, c"release", ffi::METH_NOARGS, noargs(release), &RELEASE)?;
+                install_method::<T>(py, c"__enter__", ffi::METH_NOARGS, noargs(enter), &ENTER)?;
+                install_method::<T>(py, c"__exit__", FASTCALL_KW, fast(exit), &EXIT)
+            }
+
+            /// `acquire()` (blocking, no timeout); any argument: pyo3's.
+            unsafe extern "C" fn acquire(
+                slf: Obj,
+                args: *const Obj,
+                nargs: ffi::Py_ssize_t,
+                kw: Obj,
+            ) -> Obj {
+                // SAFETY: CPython calls this with the GIL held and valid arguments (`args`
+                // holds `nargs` objects, then the keyword values), passed on untouched.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| {
+                        if nargs == 0 && kw.is_null() {
+                            if let Some(l) = ACQUIRE.this::<T>(py, slf) {
+                                return Ok(boolean(py, T::acquire(&l, true, None)?));
+                            }
+                        }
+                        Ok(ACQUIRE.call_fast(slf, args, nargs, kw))
+                    })
+                }
+            }
+
+            unsafe extern "C" fn release(slf: Obj, _unused: Obj) -> Obj {
+                // SAFETY: called by CPython with the GIL held and a valid `slf`.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| {
+                        match RELEASE.this::<T>(py, slf) {
+                            Some(l) => {
+                                l.get().release()?;
+                                Ok(none(py))
+                            }
+                            None => Ok(RELEASE.call_noargs(slf)),
+                        }
+                    })
+                }
+            }
+
+            unsafe extern "C" fn enter(slf: Obj, _unused: Obj) -> Obj {
+                // SAFETY: called by CPython with the GIL held and a valid `slf`.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| match ENTER.this::<T>(py, slf) {
+                        Some(l) => Ok(boolean(py, T::acquire(&l, true, None)?)),
+                        None => Ok(ENTER.call_noargs(slf)),
+                    })
+                }
+            }
+
+            /// `__exit__(exc_type, exc, tb)` as `with` calls it; other shapes: pyo3's.
+            unsafe extern "C" fn exit(
+                slf: Obj,
+                args: *const Obj,
+                nargs: ffi::Py_ssize_t,
+                kw: Obj,
+            ) -> Obj {
+                // SAFETY: as in `acquire`.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| {
+                        if nargs == 3 && kw.is_null() {
+                            if let Some(l) = EXIT.this::<T>(py, slf) {
+                                l.get().release()?;
+                                return Ok(none(py));
+                            }
+                        }
+                        Ok(EXIT.call_fast(slf, args, nargs, kw))
+                    })
+                }
+            }
+        }
+    };
+}
+pub(crate) use lock_entry_points;
