@@ -10,7 +10,9 @@ operation, for each of shmkit and multiprocessing (spawn context, `lock=True`):
   locked increment of `multiprocessing.Value` (its only correct increment);
 - Array element get `a[i]` and set `a[i] = x` on a locked `Array('d', 1024)` (both);
 
-and, as the floor of the same run, two empty Python method calls. Prints a Markdown row.
+and, as floors of the same run, two empty Python method calls, and the locked increment's
+own shape on in-process C objects: `with threading.Lock(): o.value += 1` (`o` a `__slots__`
+object), what no shared-memory value can beat. Prints a Markdown row.
 """
 
 import argparse
@@ -35,14 +37,7 @@ def per_op(fn, seconds):
 
 
 def locked_increment(v):
-    lock = v.get_lock()
-
-    def run(n):
-        for _ in range(n):
-            with lock:
-                v.value += 1
-
-    return run
+    return locked_increment_on(v.get_lock(), v)
 
 
 def fetch_add_loop(v):
@@ -86,6 +81,26 @@ def noop_loop():
     return run
 
 
+def c_locked_increment():
+    import threading
+
+    class O:
+        __slots__ = ("value",)
+
+    o = O()
+    o.value = 0
+    return locked_increment_on(threading.Lock(), o)
+
+
+def locked_increment_on(lock, v):
+    def run(n):
+        for _ in range(n):
+            with lock:
+                v.value += 1
+
+    return run
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
@@ -104,20 +119,21 @@ def main():
             "set": (per_op(set_loop(a), s), per_op(set_loop(ma), s)),
         }
         floor = per_op(noop_loop(), s) * 1e9
+        c_floor = per_op(c_locked_increment(), s) * 1e9
     finally:
         for o in (v, va, a):
             o.unlink()
     print(f"python {sys.version.split()[0]}")
     print(
         "| Value locked increment | Value atomic increment | Array get | Array set "
-        "| floor: 2 empty method calls |"
+        "| floor: 2 empty method calls | floor: `with threading.Lock(): o.value += 1` |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     cells = [
         f"{x * 1e9:.0f} / {y * 1e9:.0f} ns ({y / x:.1f}×)"
         for x, y in (r["locked"], r["atomic"], r["get"], r["set"])
     ]
-    print("| " + " | ".join(cells) + f" | {floor:.0f} ns |")
+    print("| " + " | ".join(cells) + f" | {floor:.0f} ns | {c_floor:.0f} ns |")
 
 
 if __name__ == "__main__":

@@ -1481,5 +1481,92 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyValue>()?;
     m.add_class::<PyArray>()?;
     m.add_class::<PyCellLock>()?;
-    Ok(())
+    fast::install(m.py())
+}
+
+/// C-API entry points for `Value.fetch_add`, `Value.value` and the cell lock's
+/// `acquire`/`release`/`__enter__`/`__exit__` (see [`crate::fastcall`]): the same Rust
+/// methods as pyo3's wrappers call, without pyo3's trampoline and downcast.
+mod fast {
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+
+    use super::PyValue;
+    use crate::fastcall::{guard, install_getset, install_method, Saved, FASTCALL_KW};
+
+    type Obj = *mut ffi::PyObject;
+
+    crate::fastcall::lock_entry_points!(lock, crate::cell::PyCellLock);
+
+    static FETCH_ADD: Saved<ffi::PyMethodDef> = Saved::new();
+    static VALUE: Saved<ffi::PyGetSetDef> = Saved::new();
+
+    pub(super) fn install(py: Python<'_>) -> PyResult<()> {
+        install_method::<PyValue>(
+            py,
+            c"fetch_add",
+            FASTCALL_KW,
+            ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: fetch_add,
+            },
+            &FETCH_ADD,
+        )?;
+        install_getset::<PyValue>(py, c"value", get_value, set_value, &VALUE)?;
+        lock::install(py)
+    }
+
+    /// `Value.fetch_add(v)`: one positional argument, no keywords; else pyo3's.
+    unsafe extern "C" fn fetch_add(
+        slf: Obj,
+        args: *const Obj,
+        nargs: ffi::Py_ssize_t,
+        kw: Obj,
+    ) -> Obj {
+        // SAFETY: CPython calls this with the GIL held and valid arguments: `args` holds
+        // `nargs` objects (plus the keyword values, passed on untouched).
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 1 && kw.is_null() {
+                    if let Some(v) = FETCH_ADD.this::<PyValue>(py, slf) {
+                        let arg = Bound::from_borrowed_ptr(py, *args);
+                        return Ok(v.get().fetch_add(py, &arg)?.into_ptr());
+                    }
+                }
+                Ok(FETCH_ADD.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
+
+    /// `Value.value` (get).
+    unsafe extern "C" fn get_value(slf: Obj, _closure: *mut std::os::raw::c_void) -> Obj {
+        // SAFETY: called by CPython with the GIL held and a valid `slf`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                match VALUE.this::<PyValue>(py, slf) {
+                    Some(v) => Ok(v.get().get_value(py)?.into_ptr()),
+                    None => Ok(VALUE.call_get(slf)),
+                }
+            })
+        }
+    }
+
+    /// `Value.value = x` (a delete goes to pyo3's setter, which refuses it).
+    unsafe extern "C" fn set_value(
+        slf: Obj,
+        value: Obj,
+        _closure: *mut std::os::raw::c_void,
+    ) -> std::os::raw::c_int {
+        // SAFETY: called by CPython with the GIL held, a valid `slf` and `value` valid or
+        // null.
+        unsafe {
+            guard(-1, |py| match VALUE.this::<PyValue>(py, slf) {
+                Some(v) if !value.is_null() => {
+                    v.get()
+                        .set_value(py, &Bound::from_borrowed_ptr(py, value))?;
+                    Ok(0)
+                }
+                _ => Ok(VALUE.call_set(slf, value)),
+            })
+        }
+    }
 }

@@ -6,7 +6,10 @@
 //! - [`errors`]: the Python exceptions and the one mapping from `shmkit::Error` (and the
 //!   per-operation errors) to them;
 //! - [`blocking`]: Python timeouts to deadlines, and the one wait loop that releases the GIL
-//!   and answers Ctrl-C (every blocking call goes through it).
+//!   and answers Ctrl-C (every blocking call goes through it);
+//! - [`fastcall`]: hand-written C entry points that replace pyo3's wrappers for the hottest
+//!   methods (`Value.fetch_add`, `Value.value`, the locks' acquire/release/with), calling the
+//!   same Rust methods.
 //!
 //! Adding an object family: a new `src/FAMILY.rs` with its `#[pyclass]`es and a `register`,
 //! one line in [`_shmkit`], its names in `python/shmkit/__init__.py`'s imports and
@@ -20,6 +23,7 @@ mod cell;
 mod condition;
 mod errors;
 mod event;
+mod fastcall;
 mod frames;
 mod list;
 mod lock;

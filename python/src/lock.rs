@@ -297,8 +297,11 @@ named_methods!(
     }
 );
 
+// `Lock.acquire`/`release`/`__enter__`/`__exit__` without pyo3's trampoline.
+crate::fastcall::lock_entry_points!(fast, crate::lock::PyLock);
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLock>()?;
     m.add_class::<PyRLock>()?;
-    Ok(())
+    fast::install(m.py())
 }

@@ -1,0 +1,407 @@
+//! Hand-written CPython entry points for the hottest methods (issue 13 item 6).
+//!
+//! A pyo3 method call costs a trampoline (the GIL-count thread local, a panic guard, the
+//! reference pool) and a `self` downcast through the lazy type object: about twice a C
+//! method's cost, which is most of `fetch_add` and of `with v.get_lock(): v.value += 1`. For a
+//! few methods, the class's own pyo3 descriptor is replaced at module init by one whose C
+//! function does only this:
+//!
+//! 1. checks `self`'s type against the type object cached at install (`PyObject_TypeCheck`);
+//! 2. for the one argument shape it handles (e.g. `fetch_add(x)`: one positional argument, no
+//!    keywords), calls the same Rust method pyo3's wrapper calls, through pyo3's public API
+//!    (`Bound::from_borrowed_ptr` + `downcast_into_unchecked` after the check, `.get()` on the
+//!    frozen class), so results and exceptions are the same, and blocking goes through the same
+//!    GIL-releasing wait (`crate::blocking`);
+//! 3. for any other shape (keywords, another argument count, a wrong `self`), calls pyo3's
+//!    original C function, saved at install, with the same arguments.
+//!
+//! The body runs inside `catch_unwind`: a panic becomes pyo3's `PanicException`, as pyo3's
+//! trampoline does, and never unwinds into C. The replacement keeps the original's name and
+//! docstring (with its `__text_signature__`), so `inspect.signature` and stubtest see no
+//! difference.
+//!
+//! Not done here, unlike pyo3's trampoline: pyo3's thread-local GIL count is not raised. Code
+//! run from these bodies may therefore defer a `Py<T>` drop to pyo3's reference pool (it is
+//! applied at the next pyo3 call), which is correct, only later.
+
+use std::ffi::CStr;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::{PyClass, PyTypeInfo};
+
+/// `METH_FASTCALL | METH_KEYWORDS` (pyo3's convention for methods with arguments).
+pub(crate) const FASTCALL_KW: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
+
+/// The type a replaced method or attribute belongs to and pyo3's original definition,
+/// saved at install (never cleared: the type and its definitions live as long as the
+/// process, as the install leaks a reference to the type).
+pub(crate) struct Saved<D> {
+    ty: AtomicPtr<ffi::PyTypeObject>,
+    def: AtomicPtr<D>,
+}
+
+impl<D> Saved<D> {
+    pub(crate) const fn new() -> Self {
+        Saved {
+            ty: AtomicPtr::new(ptr::null_mut()),
+            def: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// `self` as the class `T`, if it is an instance of the saved type (`None` otherwise:
+    /// the caller then calls the original, which raises pyo3's `TypeError`).
+    ///
+    /// # Safety
+    ///
+    /// The GIL is held, `slf` is a valid object, and `T` is the class this was installed for.
+    pub(crate) unsafe fn this<'py, T: PyClass>(
+        &self,
+        py: Python<'py>,
+        slf: *mut ffi::PyObject,
+    ) -> Option<Bound<'py, T>> {
+        // Acquire: pairs with the Release store in `install_*` (the same thread in practice:
+        // module init runs before any call).
+        let ty = self.ty.load(Ordering::Acquire);
+        // SAFETY: `slf` is a valid object (caller); `ty` is a live type object (a leaked
+        // reference keeps it alive) when non-null.
+        if ty.is_null() || unsafe { ffi::PyObject_TypeCheck(slf, ty) } == 0 {
+            return None;
+        }
+        // SAFETY: `slf` is valid and an instance of `ty`, the type object of `T` (the type
+        // check just above), so the unchecked downcast is one pyo3 would make.
+        Some(unsafe { Bound::from_borrowed_ptr(py, slf).downcast_into_unchecked::<T>() })
+    }
+
+    /// pyo3's original definition (non-null once installed).
+    fn def(&self) -> *mut D {
+        // Acquire: pairs with the Release store in `install_*`.
+        self.def.load(Ordering::Acquire)
+    }
+}
+
+/// The type object of `T` and `T.name`'s descriptor, checked to be a `descr_type`.
+fn lookup<'py, T: PyTypeInfo>(
+    py: Python<'py>,
+    name: &CStr,
+    descr_type: *mut ffi::PyTypeObject,
+) -> PyResult<(Bound<'py, pyo3::types::PyType>, Bound<'py, PyAny>)> {
+    let ty = T::type_object(py);
+    let name = name
+        .to_str()
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    // On the type, a method or getset descriptor's `__get__` returns the descriptor itself.
+    let d = ty.getattr(name)?;
+    if d.get_type().as_type_ptr() != descr_type {
+        return Err(PyTypeError::new_err(format!(
+            "{}.{name} is not the kind of descriptor the fast path replaces",
+            ty.name()?
+        )));
+    }
+    Ok((ty, d))
+}
+
+/// Replace method `name` of `T` (a `PyMethodDescr` pyo3 made with flags `flags`) by one
+/// calling `meth` with the same flags, name and docstring; save the original in `saved`.
+pub(crate) fn install_method<T: PyTypeInfo>(
+    py: Python<'_>,
+    name: &CStr,
+    flags: c_int,
+    meth: ffi::PyMethodDefPointer,
+    saved: &'static Saved<ffi::PyMethodDef>,
+) -> PyResult<()> {
+    // The address of a static CPython type object (nothing read through it).
+    let descr_type = ptr::addr_of_mut!(ffi::PyMethodDescr_Type);
+    let (ty, d) = lookup::<T>(py, name, descr_type)?;
+    // SAFETY: `d` is a `PyMethodDescr` (checked in `lookup`), whose layout is CPython's
+    // `PyMethodDescrObject`; its `d_method` points to pyo3's definition, which lives as long
+    // as the type (CPython requires it of every method definition).
+    let orig = unsafe { (*d.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method };
+    // SAFETY: `orig` is a valid definition (above).
+    let (oname, oflags, odoc) = unsafe { ((*orig).ml_name, (*orig).ml_flags, (*orig).ml_doc) };
+    if oflags != flags {
+        return Err(PyRuntimeError::new_err(format!(
+            "{name:?}: pyo3 made it with flags {oflags:#x}, the fast path has {flags:#x}"
+        )));
+    }
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: oname,
+        ml_meth: meth,
+        ml_flags: flags,
+        ml_doc: odoc,
+    }));
+    // SAFETY: the type object is live; `def` is leaked, so it outlives the descriptor.
+    let new =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    // Release: pairs with the Acquire loads in `Saved::this` / `Saved::def`.
+    saved.def.store(orig, Ordering::Release);
+    // The leaked reference keeps the type (and so `orig`) alive for the process.
+    saved
+        .ty
+        .store(ty.clone().into_ptr().cast(), Ordering::Release);
+    ty.setattr(name.to_str().unwrap_or_default(), new)
+}
+
+/// Replace getset attribute `name` of `T` by one with `get`/`set`, same name and docstring;
+/// save the original in `saved`.
+pub(crate) fn install_getset<T: PyTypeInfo>(
+    py: Python<'_>,
+    name: &CStr,
+    get: ffi::getter,
+    set: ffi::setter,
+    saved: &'static Saved<ffi::PyGetSetDef>,
+) -> PyResult<()> {
+    // The address of a static CPython type object (nothing read through it).
+    let descr_type = ptr::addr_of_mut!(ffi::PyGetSetDescr_Type);
+    let (ty, d) = lookup::<T>(py, name, descr_type)?;
+    // SAFETY: `d` is a `PyGetSetDescr` (checked in `lookup`): CPython's
+    // `PyGetSetDescrObject`; `d_getset` points to pyo3's definition, alive as long as the type.
+    let orig = unsafe { (*d.as_ptr().cast::<ffi::PyGetSetDescrObject>()).d_getset };
+    // SAFETY: `orig` is a valid definition (above).
+    let (oname, odoc, oget, oset) =
+        unsafe { ((*orig).name, (*orig).doc, (*orig).get, (*orig).set) };
+    if oget.is_none() || oset.is_none() {
+        return Err(PyRuntimeError::new_err(format!(
+            "{name:?}: the fast path replaces a getter and a setter"
+        )));
+    }
+    let def = Box::leak(Box::new(ffi::PyGetSetDef {
+        name: oname,
+        get: Some(get),
+        set: Some(set),
+        doc: odoc,
+        closure: ptr::null_mut(),
+    }));
+    // SAFETY: the type object is live; `def` is leaked, so it outlives the descriptor.
+    let new =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewGetSet(ty.as_type_ptr(), def))? };
+    // Release: pairs with the Acquire loads in `Saved::this` / `Saved::def`.
+    saved.def.store(orig, Ordering::Release);
+    saved
+        .ty
+        .store(ty.clone().into_ptr().cast(), Ordering::Release);
+    ty.setattr(name.to_str().unwrap_or_default(), new)
+}
+
+/// Run an entry point's body with the GIL token, turning an error into the raised Python
+/// exception and a panic into `PanicException` (nothing unwinds into C). `failed` is the C
+/// return value that signals an exception (null, or -1 for a setter).
+///
+/// # Safety
+///
+/// Called by CPython with the GIL held (an attached thread state).
+pub(crate) unsafe fn guard<R: Copy>(failed: R, body: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
+    // SAFETY: CPython calls method and getset functions with the GIL held (caller).
+    let py = unsafe { Python::assume_gil_acquired() };
+    let err = match catch_unwind(AssertUnwindSafe(|| body(py))) {
+        Ok(Ok(r)) => return r,
+        Ok(Err(e)) => e,
+        Err(payload) => {
+            let msg = if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else {
+                "panic from Rust code".to_string()
+            };
+            PanicException::new_err((msg,))
+        }
+    };
+    // Raising may run Python code (a lazily made exception); a panic there is caught too.
+    if catch_unwind(AssertUnwindSafe(|| err.restore(py))).is_err() {
+        // SAFETY: the GIL is held; both pointers are valid (a static exception type and a
+        // NUL-terminated literal).
+        unsafe {
+            ffi::PyErr_SetString(
+                ffi::PyExc_SystemError,
+                c"shmkit: a panic while raising an exception".as_ptr(),
+            )
+        };
+    }
+    failed
+}
+
+/// A new reference to `None`.
+pub(crate) fn none(py: Python<'_>) -> *mut ffi::PyObject {
+    py.None().into_ptr()
+}
+
+/// A new reference to `True` or `False`.
+pub(crate) fn boolean(py: Python<'_>, b: bool) -> *mut ffi::PyObject {
+    pyo3::types::PyBool::new(py, b).to_owned().into_ptr()
+}
+
+impl Saved<ffi::PyMethodDef> {
+    /// Call pyo3's original `METH_FASTCALL | METH_KEYWORDS` function with these arguments
+    /// (the shapes the fast path leaves to it). Null with an exception set on error.
+    ///
+    /// # Safety
+    ///
+    /// The GIL is held and the arguments are the ones CPython passed to the replacement.
+    pub(crate) unsafe fn call_fast(
+        &self,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        let def = self.def();
+        // SAFETY: `def` is pyo3's definition saved at install, checked then to have these
+        // flags, so `PyCFunctionFastWithKeywords` is the union's live field; the call passes
+        // on CPython's own arguments. (A replacement is only reachable after its install, so
+        // `def` is non-null.)
+        unsafe { ((*def).ml_meth.PyCFunctionFastWithKeywords)(slf, args, nargs, kwnames) }
+    }
+
+    /// Call pyo3's original `METH_NOARGS` function.
+    ///
+    /// # Safety
+    ///
+    /// As [`Saved::call_fast`].
+    pub(crate) unsafe fn call_noargs(&self, slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        let def = self.def();
+        // SAFETY: as in `call_fast`; `PyCFunction` is the live field of a `METH_NOARGS`
+        // definition, called with a null second argument as CPython does.
+        unsafe { ((*def).ml_meth.PyCFunction)(slf, ptr::null_mut()) }
+    }
+}
+
+impl Saved<ffi::PyGetSetDef> {
+    /// pyo3's original getter.
+    ///
+    /// # Safety
+    ///
+    /// The GIL is held and `slf` is the object CPython passed.
+    pub(crate) unsafe fn call_get(&self, slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        let def = self.def();
+        // SAFETY: `def` is pyo3's definition (saved at install, checked to have a getter),
+        // called with its own closure.
+        unsafe { ((*def).get.expect("checked at install"))(slf, (*def).closure) }
+    }
+
+    /// pyo3's original setter (`value` null: delete).
+    ///
+    /// # Safety
+    ///
+    /// As [`Saved::call_get`].
+    pub(crate) unsafe fn call_set(
+        &self,
+        slf: *mut ffi::PyObject,
+        value: *mut ffi::PyObject,
+    ) -> c_int {
+        let def = self.def();
+        // SAFETY: as in `call_get`, for the setter.
+        unsafe { ((*def).set.expect("checked at install"))(slf, value, (*def).closure) }
+    }
+}
+
+/// The fast `acquire` / `release` / `__enter__` / `__exit__` of a frozen lock class `$ty`
+/// whose pyo3 methods are `fn acquire(slf: &Bound<Self>, block: bool, timeout: Option<f64>)
+/// -> PyResult<bool>` and `fn release(&self) -> PyResult<()>`, `__enter__` being
+/// `acquire(True, None)` and `__exit__(exc_type, exc, tb)` being `release()`. Makes a module
+/// `$m` with `install(py)`. Only `acquire()` with no argument and `__exit__` with three
+/// positional ones are fast; other shapes go to pyo3's. A busy lock waits in the pyo3
+/// method's own GIL-releasing loop (the fast path calls that method).
+macro_rules! lock_entry_points {
+    ($m:ident, $ty:ty) => {
+        mod $m {
+            use pyo3::ffi;
+            use pyo3::prelude::*;
+
+            use crate::fastcall::{boolean, guard, install_method, none, Saved, FASTCALL_KW};
+
+            type Obj = *mut ffi::PyObject;
+            type T = $ty;
+
+            static ACQUIRE: Saved<ffi::PyMethodDef> = Saved::new();
+            static RELEASE: Saved<ffi::PyMethodDef> = Saved::new();
+            static ENTER: Saved<ffi::PyMethodDef> = Saved::new();
+            static EXIT: Saved<ffi::PyMethodDef> = Saved::new();
+
+            pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+                let fast = |f| ffi::PyMethodDefPointer {
+                    PyCFunctionFastWithKeywords: f,
+                };
+                let noargs = |f| ffi::PyMethodDefPointer { PyCFunction: f };
+                install_method::<T>(py, c"acquire", FASTCALL_KW, fast(acquire), &ACQUIRE)?;
+                install_method::<T>(py, c"release", ffi::METH_NOARGS, noargs(release), &RELEASE)?;
+                install_method::<T>(py, c"__enter__", ffi::METH_NOARGS, noargs(enter), &ENTER)?;
+                install_method::<T>(py, c"__exit__", FASTCALL_KW, fast(exit), &EXIT)
+            }
+
+            /// `acquire()` (blocking, no timeout); any argument: pyo3's.
+            unsafe extern "C" fn acquire(
+                slf: Obj,
+                args: *const Obj,
+                nargs: ffi::Py_ssize_t,
+                kw: Obj,
+            ) -> Obj {
+                // SAFETY: CPython calls this with the GIL held and valid arguments (`args`
+                // holds `nargs` objects, then the keyword values), passed on untouched.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| {
+                        if nargs == 0 && kw.is_null() {
+                            if let Some(l) = ACQUIRE.this::<T>(py, slf) {
+                                return Ok(boolean(py, T::acquire(&l, true, None)?));
+                            }
+                        }
+                        Ok(ACQUIRE.call_fast(slf, args, nargs, kw))
+                    })
+                }
+            }
+
+            unsafe extern "C" fn release(slf: Obj, _unused: Obj) -> Obj {
+                // SAFETY: called by CPython with the GIL held and a valid `slf`.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| {
+                        match RELEASE.this::<T>(py, slf) {
+                            Some(l) => {
+                                l.get().release()?;
+                                Ok(none(py))
+                            }
+                            None => Ok(RELEASE.call_noargs(slf)),
+                        }
+                    })
+                }
+            }
+
+            unsafe extern "C" fn enter(slf: Obj, _unused: Obj) -> Obj {
+                // SAFETY: called by CPython with the GIL held and a valid `slf`.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| match ENTER.this::<T>(py, slf) {
+                        Some(l) => Ok(boolean(py, T::acquire(&l, true, None)?)),
+                        None => Ok(ENTER.call_noargs(slf)),
+                    })
+                }
+            }
+
+            /// `__exit__(exc_type, exc, tb)` as `with` calls it; other shapes: pyo3's.
+            unsafe extern "C" fn exit(
+                slf: Obj,
+                args: *const Obj,
+                nargs: ffi::Py_ssize_t,
+                kw: Obj,
+            ) -> Obj {
+                // SAFETY: as in `acquire`.
+                unsafe {
+                    guard(std::ptr::null_mut(), |py| {
+                        if nargs == 3 && kw.is_null() {
+                            if let Some(l) = EXIT.this::<T>(py, slf) {
+                                l.get().release()?;
+                                return Ok(none(py));
+                            }
+                        }
+                        Ok(EXIT.call_fast(slf, args, nargs, kw))
+                    })
+                }
+            }
+        }
+    };
+}
+pub(crate) use lock_entry_points;
