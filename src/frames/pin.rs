@@ -231,4 +231,40 @@ mod tests {
             sub.join().unwrap();
         });
     }
+
+    /// A subscriber whose pin attempt fails (its frame is not in the slot, or the publisher's
+    /// claim raced it and both backed off) clears its bit again: a publisher that saw the
+    /// transient bit and parked with `park_checked` must be woken, as by an unpin
+    /// (`Inner::pin` notifies `released`; without that notify this model deadlocks).
+    #[test]
+    fn loom_failed_pin_wakes_a_parked_loan() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let released = Arc::new(crate::sync::WaitQueue::new());
+            let (s, p, q) = (seq.clone(), pins.clone(), released.clone());
+            // Expects frame 2 in this slot, which holds frame 1: the pin fails.
+            let sub = thread::spawn(move || {
+                if !pin(&p, 2, &s, 2) {
+                    q.notify_if_sleepers(u32::MAX);
+                }
+            });
+            let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
+            loop {
+                let seen = released.snapshot();
+                if claim(&seq, 1, pinned) {
+                    break;
+                }
+                let mut got = false;
+                released.park_checked(seen, None, &mut || {
+                    got = claim(&seq, 1, pinned);
+                    got
+                });
+                if got {
+                    break;
+                }
+            }
+            sub.join().unwrap();
+        });
+    }
 }

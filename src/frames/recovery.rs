@@ -111,6 +111,8 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
         // The dead publisher published `last` but died before moving `head` (the doorbell
         // subscribers poll): move it now. Release: as in `Loan::put`.
         v.ctrl().head.store(last, Ordering::Release);
+        // Subscribers parked on `published` see the frame now, not at their next slice.
+        v.ctrl().published.notify_all();
     }
     last.checked_add(1)
         .filter(|&n| n < CLAIMED)

@@ -55,6 +55,11 @@ impl Inner {
             *c = 1;
             true
         } else {
+            drop(counts);
+            // The bit was set and cleared again: a publisher that saw it and parked in `loan`
+            // (re-checking after registering, `park_checked`) must learn that the slot is free.
+            // The fence in `notify_if_sleepers` orders the clear before the sleepers load.
+            self.view().ctrl().released.notify_if_sleepers(u32::MAX);
             false
         }
     }
@@ -157,6 +162,8 @@ impl<H: ShmType> Subscriber<H> {
         r.cursor.store(cursor, Ordering::Relaxed);
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
+        // Cleared pins and a new cursor may free slots a publisher parked in `loan` waits for.
+        v.ctrl().released.notify_if_sleepers(u32::MAX);
         let counts = Mutex::new(vec![0; v.g.slots as usize]);
         Ok(Subscriber {
             inner: Arc::new(Inner {

@@ -617,7 +617,9 @@ impl<A: Access> ShareableList<A> {
             FIELD_D => (Format::Float, 8),
             FIELD_BOOL => (Format::Bool, 8),
             FIELD_NONE => (Format::NoneFmt, 8),
-            f if f == self.str_fields[i] && slot <= FAST_SLOT => (Format::Bytes(slot), slot),
+            f if f == self.str_fields[i] && slot <= FAST_SLOT && slot % 8 == 0 => {
+                (Format::Bytes(slot), slot)
+            }
             _ => return None,
         };
         let mut bytes = [0u8; FAST_SLOT];

@@ -51,6 +51,8 @@ use crate::Liveness;
 
 /// Claim slots per side: at most this many producers and this many consumers at once.
 pub const MAX_HANDLES: usize = 16;
+// The wake count (`mpmc::wake_count`) is clamped to MPMC's number of handles.
+const _: () = assert!(MAX_HANDLES == crate::queue::mpmc::MAX_HANDLES);
 
 /// Bytes per cell: records occupy whole cells.
 pub const CELL: u64 = 64;

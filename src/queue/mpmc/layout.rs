@@ -100,7 +100,7 @@ const _: () = {
 
 /// How many sleepers to wake for `n` positions: at least 1, at most [`MAX_HANDLES`] (a
 /// corrupt index only costs a wake of every sleeper).
-fn wake_count(n: u64) -> u32 {
+pub(crate) fn wake_count(n: u64) -> u32 {
     n.clamp(1, MAX_HANDLES as u64) as u32
 }
 

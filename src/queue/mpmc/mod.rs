@@ -50,10 +50,10 @@ use crate::Liveness;
 
 mod layout;
 
-#[cfg(not(loom))]
-pub(crate) use layout::stat_named;
 use layout::*;
 pub use layout::{layout_fingerprint, MAX_HANDLES};
+#[cfg(not(loom))]
+pub(crate) use layout::{stat_named, wake_count};
 use protocol::Attempt;
 #[cfg(all(test, loom))]
 mod loom_tests;

@@ -64,9 +64,15 @@ impl Consumer {
                             p = p.wrapping_add(1);
                         }
                         // SYNC POINT (pair A of `sync/park.rs`, waker side): our stamp
-                        // store(s), the fence in `notify_if_sleepers`, its load of `sleepers`.
-                        // No locked access when nobody sleeps.
-                        ctrl.head.not_full.notify_if_sleepers(1);
+                        // store(s), this fence, then the load of `sleepers` in
+                        // `notify_fenced`. No locked access when nobody sleeps. One producer
+                        // for each cell claimed from `pos` up to the head, as the producer
+                        // side does.
+                        crate::loom::fence(Ordering::SeqCst);
+                        let head = ctrl.head.head.load(Ordering::Relaxed);
+                        ctrl.head
+                            .not_full
+                            .notify_fenced(crate::queue::mpmc::wake_count(head.wrapping_sub(pos)));
                         return Ok(len as usize);
                     }
                     Err(h) => {

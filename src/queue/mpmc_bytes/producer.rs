@@ -74,9 +74,16 @@ impl Producer {
                     // are visible before the stamp says the record is there.
                     sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
                     // SYNC POINT (pair A of `sync/park.rs`, waker side): our stamp
-                    // store(s), the fence in `notify_if_sleepers`, its load of `sleepers`.
-                    // No locked access when nobody sleeps.
-                    ctrl.tail.not_empty.notify_if_sleepers(1);
+                    // store(s), this fence, then the load of `sleepers` in `notify_fenced`.
+                    // No locked access when nobody sleeps. One consumer for each cell claimed
+                    // from `pos` up to the tail, as MPMC does (`SPEC.md` §7.4): a consumer
+                    // woken for a later message published before ours could not pop past
+                    // `pos` and went back to sleep.
+                    crate::loom::fence(Ordering::SeqCst);
+                    let tail = ctrl.tail.tail.load(Ordering::Relaxed);
+                    ctrl.tail
+                        .not_empty
+                        .notify_fenced(crate::queue::mpmc::wake_count(tail.wrapping_sub(pos)));
                     return Ok(());
                 }
                 Err(t) => {
