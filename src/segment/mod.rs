@@ -24,6 +24,7 @@ pub use segment::{Access, ReadOnly, ReadWrite, Segment, SegmentOptions, DEFAULT_
 /// its field `seg`, written once: `segment_settings!("queue"; mode, unlink_on_drop,
 /// open_timeout, lifetime, sparse);` inside the builder's `impl`. `$what` names the object in
 /// the docs.
+#[cfg_attr(loom, allow(unused_macros))]
 macro_rules! segment_settings {
     ($what:literal; $($setting:ident),+ $(,)?) => {
         $( crate::segment::segment_settings!(@$setting $what); )+
@@ -73,4 +74,5 @@ macro_rules! segment_settings {
         }
     };
 }
+#[cfg_attr(loom, allow(unused_imports))] // the builders are not built under loom
 pub(crate) use segment_settings;

@@ -50,10 +50,11 @@ use crate::Liveness;
 
 mod layout;
 
+#[cfg(not(loom))]
+pub(crate) use layout::stat_named;
+pub(crate) use layout::wake_count;
 use layout::*;
 pub use layout::{layout_fingerprint, MAX_HANDLES};
-#[cfg(not(loom))]
-pub(crate) use layout::{stat_named, wake_count};
 use protocol::Attempt;
 #[cfg(all(test, loom))]
 mod loom_tests;
