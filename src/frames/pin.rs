@@ -155,6 +155,27 @@ mod tests {
         });
     }
 
+    /// The publisher's side of the parked-loan models, as `Publisher::loan` does it: claim
+    /// frame 1's slot unless record bit 2 pins it, else park on `released` with
+    /// `park_checked` (claiming again after registering as a sleeper) until the claim works.
+    fn loan_parked(seq: &AtomicU64, pins: &AtomicU64, released: &crate::sync::WaitQueue) {
+        let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
+        loop {
+            let seen = released.snapshot();
+            if claim(seq, 1, pinned) {
+                return;
+            }
+            let mut got = false;
+            released.park_checked(seen, None, &mut || {
+                got = claim(seq, 1, pinned);
+                got
+            });
+            if got {
+                return;
+            }
+        }
+    }
+
     /// A publisher that finds the slot pinned parks on `released` with `park_checked`
     /// (claiming again after registering as a sleeper), as `Publisher::loan` does; the
     /// subscriber's unpin and `notify_if_sleepers` always wake it (a lost wake-up would be a
@@ -171,21 +192,7 @@ mod tests {
                 unpin(&p, 2);
                 q.notify_if_sleepers(u32::MAX);
             });
-            let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
-            loop {
-                let seen = released.snapshot();
-                if claim(&seq, 1, pinned) {
-                    break;
-                }
-                let mut got = false;
-                released.park_checked(seen, None, &mut || {
-                    got = claim(&seq, 1, pinned);
-                    got
-                });
-                if got {
-                    break;
-                }
-            }
+            loan_parked(&seq, &pins, &released);
             sub.join().unwrap();
         });
     }
@@ -249,21 +256,7 @@ mod tests {
                     q.notify_if_sleepers(u32::MAX);
                 }
             });
-            let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
-            loop {
-                let seen = released.snapshot();
-                if claim(&seq, 1, pinned) {
-                    break;
-                }
-                let mut got = false;
-                released.park_checked(seen, None, &mut || {
-                    got = claim(&seq, 1, pinned);
-                    got
-                });
-                if got {
-                    break;
-                }
-            }
+            loan_parked(&seq, &pins, &released);
             sub.join().unwrap();
         });
     }
