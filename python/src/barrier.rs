@@ -17,7 +17,7 @@ use crate::named::{named_methods, options, DEFAULT_MODE};
 /// before any party is released; each process passes its own (as multiprocessing pickles it
 /// into each), and it runs in whichever process arrives last. If it raises, the barrier is
 /// broken (the others get `BrokenBarrierError`) and `wait` re-raises its exception. `timeout`
-/// is the default for `wait()`.
+/// is the default for `wait()`. A pickle keeps both (the action must pickle too).
 #[pyclass(module = "shmkit", name = "Barrier", frozen)]
 pub(crate) struct PyBarrier {
     inner: shmkit::sync::Barrier,
@@ -60,6 +60,9 @@ fn parties(n: i64) -> PyResult<u32> {
 named_methods!(
     PyBarrier,
     "Barrier",
+    // A pickle keeps this handle's action and default timeout, as `multiprocessing`'s does
+    // (the action must then pickle too).
+    reduce(b, py) { (b.action(py), b.timeout) },
     #[pymethods]
     {
         #[new]

@@ -29,12 +29,29 @@ pub(crate) fn unlink(name: &str) -> PyResult<()> {
 /// named_methods!(PyLock, "Lock", #[pymethods] { /* the class's methods */ });
 /// ```
 ///
+/// A class whose handles carry process-local settings that `open` takes too (a `Barrier`'s
+/// `action` and `timeout`) names them, so that a pickle keeps them:
+///
+/// ```ignore
+/// named_methods!(PyBarrier, "Barrier", reduce(b, py) { (b.action(py), b.timeout) }, #[pymethods] { … });
+/// ```
+///
 /// The caller writes `#[pymethods]` (passed through as two token trees): the code pyo3
 /// generates then has the caller's hygiene, so signatures such as `(*_args)` resolve. One
 /// block per class, so pyo3's `multiple-pymethods` feature (an inventory lookup, with a heap
 /// allocation, on every method call) is not needed.
 macro_rules! named_methods {
     ($class:ident, $pyname:literal, $pound:tt $pymethods:tt { $($methods:tt)* }) => {
+        crate::named::named_methods!(
+            $class, $pyname, reduce(_this, _py) {}, $pound $pymethods { $($methods)* }
+        );
+    };
+    (
+        $class:ident,
+        $pyname:literal,
+        reduce($this:ident, $py:ident) $extra:block,
+        $pound:tt $pymethods:tt { $($methods:tt)* }
+    ) => {
         $pound $pymethods
         impl $class {
             $($methods)*
@@ -58,12 +75,21 @@ macro_rules! named_methods {
                 )
             }
 
-            /// Pickled by name: unpickling opens the same object (`open(name)`).
+            /// Pickled by name: unpickling opens the same object (`open(name, …)`, with the
+            /// handle's process-local settings where the class has any).
             fn __reduce__<'py>(
                 slf: &pyo3::Bound<'py, Self>,
-            ) -> pyo3::PyResult<(pyo3::Bound<'py, pyo3::PyAny>, (String,))> {
+            ) -> pyo3::PyResult<(pyo3::Bound<'py, pyo3::PyAny>, pyo3::Bound<'py, pyo3::PyAny>)> {
+                use pyo3::types::{PyAnyMethods, PyTuple, PyTupleMethods};
+                use pyo3::IntoPyObject;
+                let $py = slf.py();
                 let open = slf.get_type().getattr("open")?;
-                Ok((open, (slf.borrow().inner.name().to_owned(),)))
+                let $this = slf.borrow();
+                let name = $this.inner.name().into_pyobject($py)?.into_any();
+                let extra = $extra.into_pyobject($py)?;
+                let args: Vec<_> = std::iter::once(name).chain(extra.iter()).collect();
+                let args = PyTuple::new($py, args)?;
+                Ok((open, args.into_any()))
             }
         }
     };

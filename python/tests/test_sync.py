@@ -308,6 +308,35 @@ def test_barrier_process_killed_in_its_action_leaves_it_broken_not_wedged(name, 
     barrier.unlink()
 
 
+def test_barrier_pickle_keeps_the_action_and_timeout(name, spawn, tmp_path):
+    # As multiprocessing.Barrier: a pickled barrier brings its (picklable) action and default
+    # timeout, so the process that unpickles it runs the action when it arrives last.
+    import functools
+    import pathlib
+    import pickle
+
+    marker = tmp_path / "ran"
+    action = functools.partial(pathlib.Path.touch, marker)
+    barrier = shmkit.Barrier.create(name, 1, action, 7.5)
+    again = pickle.loads(pickle.dumps(barrier))
+    assert again.name == name
+    assert again.action.func is action.func and again.action.args == (marker,)
+    child = spawn(
+        """
+        import pickle, sys, shmkit
+        b = pickle.loads(bytes.fromhex(sys.argv[1]))
+        print(b.wait(), b.action is not None, flush=True)
+        """,
+        pickle.dumps(barrier).hex(),
+    )
+    assert child.line() == "0 True"
+    assert child.finish()[0] == 0
+    assert marker.exists()
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(shmkit.Barrier.open(name, lambda: None))  # the action must pickle too
+    barrier.unlink()
+
+
 def test_barrier_timeout_breaks_it_with_the_stdlib_exception(name):
     barrier = shmkit.Barrier(name, 2, None, 0.01)  # Python's (parties, action, timeout)
     with pytest.raises(threading.BrokenBarrierError):

@@ -287,16 +287,16 @@ class Barrier:
     ``action``: when this process arrives last it calls ``action()`` before any party is
     released; each process passes its own, and it runs in whichever process arrives last. If
     it raises, the barrier breaks (the others get BrokenBarrierError) and ``wait`` re-raises
-    it. A pickled Barrier is opened without its action. ``timeout`` is the default for
-    ``wait``."""
+    it. ``timeout`` is the default for ``wait``. A pickled Barrier keeps its action and
+    timeout, as ``multiprocessing.Barrier`` does (the action must then pickle too)."""
 
     @property
     def name(self) -> str:
         """The object's name (its file is /dev/shm/NAME)."""
     def unlink(self) -> None:
         """Remove the name; open handles keep working, new opens get FileNotFoundError."""
-    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
-        """Pickled by name: unpickling opens the same object."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str, Optional[Callable[[], object]], Optional[float]]]:
+        """Pickled by name with its action and timeout: unpickling opens the same object."""
 
     def __new__(
         cls,
