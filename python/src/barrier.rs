@@ -49,6 +49,23 @@ fn action(action: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
     }
 }
 
+/// A handle over the barrier `open` opens or creates (called only once `action` and `timeout`
+/// are valid, so bad arguments never create anything).
+fn handle(
+    action: Option<Bound<'_, PyAny>>,
+    timeout: Option<f64>,
+    open: impl FnOnce() -> shmkit::Result<shmkit::sync::Barrier>,
+) -> PyResult<PyBarrier> {
+    deadline(timeout)?;
+    let action = self::action(action)?;
+    let inner = open().map_err(to_py)?;
+    Ok(PyBarrier {
+        inner,
+        action,
+        timeout,
+    })
+}
+
 /// A party count from Python: 1..=MAX_PARTIES, else `ValueError`.
 fn parties(n: i64) -> PyResult<u32> {
     u32::try_from(n)
@@ -74,15 +91,9 @@ named_methods!(
             timeout: Option<f64>,
             mode: u32,
         ) -> PyResult<Self> {
-            deadline(timeout)?;
-            let inner = options::<shmkit::sync::Barrier>(mode)
-                .open_or_create(name, self::parties(parties)?)
-                .map_err(to_py)?;
-            let action = self::action(action)?;
-            Ok(PyBarrier {
-                inner,
-                action,
-                timeout,
+            let parties = self::parties(parties)?;
+            handle(action, timeout, || {
+                options::<shmkit::sync::Barrier>(mode).open_or_create(name, parties)
             })
         }
 
@@ -96,15 +107,9 @@ named_methods!(
             timeout: Option<f64>,
             mode: u32,
         ) -> PyResult<Self> {
-            deadline(timeout)?;
-            let inner = options::<shmkit::sync::Barrier>(mode)
-                .create(name, self::parties(parties)?)
-                .map_err(to_py)?;
-            let action = self::action(action)?;
-            Ok(PyBarrier {
-                inner,
-                action,
-                timeout,
+            let parties = self::parties(parties)?;
+            handle(action, timeout, || {
+                options::<shmkit::sync::Barrier>(mode).create(name, parties)
             })
         }
 
@@ -116,15 +121,8 @@ named_methods!(
             action: Option<Bound<'_, PyAny>>,
             timeout: Option<f64>,
         ) -> PyResult<Self> {
-            deadline(timeout)?;
-            let inner = options::<shmkit::sync::Barrier>(DEFAULT_MODE)
-                .open(name)
-                .map_err(to_py)?;
-            let action = self::action(action)?;
-            Ok(PyBarrier {
-                inner,
-                action,
-                timeout,
+            handle(action, timeout, || {
+                options::<shmkit::sync::Barrier>(DEFAULT_MODE).open(name)
             })
         }
 
