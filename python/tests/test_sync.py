@@ -268,6 +268,11 @@ def test_barrier_action_that_raises_breaks_it_and_reraises(name, spawn):
     with pytest.raises(TypeError, match="callable"):
         shmkit.Barrier.open(name, 5)
     barrier.unlink()
+    # Bad arguments create nothing.
+    with pytest.raises(TypeError, match="callable"):
+        shmkit.Barrier.create(name, 2, 5)
+    with pytest.raises(FileNotFoundError):
+        shmkit.Barrier.open(name)
 
 
 def test_barrier_process_killed_in_its_action_leaves_it_broken_not_wedged(name, spawn):
