@@ -39,20 +39,22 @@ pub(crate) struct Cell {
     mode: CellMode,
     len: usize,
     /// A hint: the [`thread_token`] of the thread that took the lock through `get_lock()` (or
-    /// was handed it by `OwnerDied`), 0 if none. Only that thread stores its own token, so a
-    /// thread reading its own token here most likely holds the lock, and goes straight to
+    /// was handed it by `OwnerDied`), 0 if none. Only a holder of the lock writes it (its own
+    /// token after taking it, 0 before releasing it), so a thread reading its own token here
+    /// most likely holds the lock, and goes straight to
     /// `adopt` (which checks it in the lock word; a stale hint falls back to locking). Relaxed:
     /// the lock word is what synchronises; this only picks the first thing to try.
     held: AtomicUsize,
 }
 
-/// A number that tells the live threads of this process apart (the address of a thread
-/// local; a thread that has exited may pass its number on, hence [`Cell::held`] is a hint).
-fn thread_token() -> usize {
-    thread_local! {
-        static TOKEN: u8 = const { 0 };
-    }
-    TOKEN.with(|t| t as *const u8 as usize)
+/// A number that tells the live Python threads of this process apart: the address of the
+/// calling thread's `PyThreadState` (a global load, where a Rust thread local in a shared
+/// library is a `__tls_get_addr` call). A thread that has exited may pass its address on,
+/// hence [`Cell::held`] is a hint.
+fn thread_token(_py: Python<'_>) -> usize {
+    // SAFETY: the GIL is held (the token proves it), so the calling thread has a current
+    // thread state and this returns it without aborting.
+    unsafe { pyo3::ffi::PyThreadState_Get() as usize }
 }
 
 /// A cell and its one `get_lock()` object (made on first use, then the same object every
@@ -131,14 +133,15 @@ impl Cell {
     }
 
     /// Mark the lock as held by the calling thread (see [`Cell::held`]).
-    fn mark_held(&self) {
-        self.held.store(thread_token(), Ordering::Relaxed);
+    fn mark_held(&self, py: Python<'_>) {
+        self.held.store(thread_token(py), Ordering::Relaxed);
     }
 
     /// The guard of the lock the calling thread holds, if the hint says it does and the lock
     /// word agrees.
-    fn held_guard(&self) -> Option<AnyGuard<'_>> {
-        if self.held.load(Ordering::Relaxed) != thread_token() {
+    #[inline]
+    fn held_guard(&self, py: Python<'_>) -> Option<AnyGuard<'_>> {
+        if self.held.load(Ordering::Relaxed) != thread_token(py) {
             return None;
         }
         self.adopt().ok()
@@ -224,7 +227,7 @@ fn under_lock<R: Send>(
     op: impl Fn(&AnyGuard<'_>) -> shmkit::Result<R> + Send + Sync,
 ) -> PyResult<R> {
     // `with v.get_lock(): v.value += 1`: the thread holds the lock; use it as it is.
-    if let Some(g) = cell.held_guard() {
+    if let Some(g) = cell.held_guard(py) {
         let r = op(&g);
         g.leak();
         return r.map_err(to_py);
@@ -266,7 +269,7 @@ fn under_lock<R: Send>(
     match took {
         Took::Done(r) => Ok(r),
         Took::Died(was) => {
-            cell.mark_held();
+            cell.mark_held(py);
             Err(owner_died(cell.lock_object(py)?.as_any(), was))
         }
         Took::Busy => Err(PyTimeoutError::new_err("the cell's lock was not taken")),
@@ -290,6 +293,15 @@ impl Elem {
 
     fn zeroed(n: usize) -> Elem {
         Elem { b: [0; 8], n }
+    }
+
+    /// The low `n` bytes of `v` (little-endian; the rest zero), without a copy of `n` bytes.
+    fn low(v: u64, n: usize) -> Elem {
+        let mask = if n >= 8 { !0 } else { (1u64 << (8 * n)) - 1 };
+        Elem {
+            b: (v & mask).to_le_bytes(),
+            n,
+        }
     }
 }
 
@@ -339,23 +351,35 @@ fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<(
     }
 }
 
+/// `obj` as an `i64` if it is exactly an `int` that fits one (one C call, no pyo3 conversion:
+/// the hot path of `v.value = n` and `fetch_add(n)`); `None` otherwise (a subclass, another
+/// type, a larger int), and the caller's general conversion decides, with its own errors.
+#[inline]
+fn exact_i64(obj: &Bound<'_, PyAny>) -> Option<i64> {
+    let p = obj.as_ptr();
+    // SAFETY: `p` is a live object (a `Bound` holds it) and the GIL is held (the `Bound`'s
+    // token); `overflow` is a valid out-pointer.
+    unsafe {
+        if pyo3::ffi::PyLong_CheckExact(p) == 0 {
+            return None;
+        }
+        let mut overflow = 0;
+        let v = pyo3::ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow);
+        if v == -1 && !pyo3::ffi::PyErr_Occurred().is_null() {
+            // Not expected of an exact int; the general conversion raises what applies.
+            pyo3::ffi::PyErr_Clear();
+            return None;
+        }
+        (overflow == 0).then_some(v)
+    }
+}
+
 /// An integer element from Python: `TypeError` for a non-int, `OverflowError` out of range.
 fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
-    if !obj.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "typecode '{}' needs an int, not {}",
-            t.as_char(),
-            obj.get_type().name()?
-        )));
-    }
-    // 64-bit extractions (one C call, no 128-bit conversion): u64 only for the unsigned
-    // 64-bit typecodes, whose range i64 does not cover.
-    let v: i128 = if matches!(t, Typecode::U64 | Typecode::ULong) {
-        obj.extract::<u64>().map(i128::from)
-    } else {
-        obj.extract::<i64>().map(i128::from)
-    }
-    .map_err(|_| overflow(t, obj))?;
+    let v: i128 = match exact_i64(obj) {
+        Some(v) => i128::from(v),
+        None => int_slow(t, obj)?,
+    };
     let size = t.size();
     let signed = matches!(
         t,
@@ -370,7 +394,28 @@ fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     if v < lo || v > hi {
         return Err(overflow(t, obj));
     }
-    Ok(Elem::new(&v.to_le_bytes()[..size]))
+    Ok(Elem::low(v as u64, size))
+}
+
+/// [`int_bytes`]'s conversion for what [`exact_i64`] leaves: `TypeError` for a non-int,
+/// `OverflowError` past 64 bits.
+#[cold]
+fn int_slow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<i128> {
+    if !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "typecode '{}' needs an int, not {}",
+            t.as_char(),
+            obj.get_type().name()?
+        )));
+    }
+    // 64-bit extractions (one C call, no 128-bit conversion): u64 only for the unsigned
+    // 64-bit typecodes, whose range i64 does not cover.
+    if matches!(t, Typecode::U64 | Typecode::ULong) {
+        obj.extract::<u64>().map(i128::from)
+    } else {
+        obj.extract::<i64>().map(i128::from)
+    }
+    .map_err(|_| overflow(t, obj))
 }
 
 fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
@@ -445,6 +490,12 @@ pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
 pub(crate) fn from_bytes(py: Python<'_>, t: Typecode, b: &[u8]) -> PyResult<PyObject> {
     let mut w = [0u8; 8];
     w[..b.len()].copy_from_slice(b);
+    from_word(py, t, w, b)
+}
+
+/// The Python object for one element whose bytes `b` start `w` (zero past them): the word
+/// for the numbers, `b` for the characters.
+fn from_word(py: Python<'_>, t: Typecode, w: [u8; 8], b: &[u8]) -> PyResult<PyObject> {
     Ok(match t {
         Typecode::I8 => (b[0] as i8).into_pyobject(py)?.into_any().unbind(),
         Typecode::U8 => b[0].into_pyobject(py)?.into_any().unbind(),
@@ -573,8 +624,9 @@ fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
 fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
-    // The usual operand fits an i64: one C call; a 128-bit conversion only past that.
-    let v: i128 = match obj.extract::<i64>() {
+    // The usual operand is an exact int that fits an i64: one C call; else pyo3's
+    // conversions (an i64, then 128 bits past that), with their errors.
+    let v: i128 = match exact_i64(obj).map(Ok).unwrap_or_else(|| obj.extract::<i64>()) {
         Ok(v) => i128::from(v),
         Err(_) => obj.extract()?,
     };
@@ -635,12 +687,12 @@ impl PyCellLock {
         };
         match took {
             Took::Done(()) => {
-                cell.mark_held();
+                cell.mark_held(py);
                 Ok(true)
             }
             Took::Busy => Ok(false),
             Took::Died(was) => {
-                cell.mark_held();
+                cell.mark_held(py);
                 Err(owner_died(slf.as_any(), was))
             }
             Took::Failed(e) => Err(e),
@@ -650,13 +702,10 @@ impl PyCellLock {
     /// Release the lock; `RuntimeError` if this thread does not hold it.
     fn release(&self) -> PyResult<()> {
         let g = self.cell.adopt().map_err(lock_error)?;
-        // Cleared before the unlock (the guard's drop), and only if it is this thread's.
-        let _ = self.cell.held.compare_exchange(
-            thread_token(),
-            0,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        // Cleared before the unlock (the guard's drop). Only a holder of the lock writes the
+        // hint (`mark_held` after taking it, this after `adopt` proved it), so while this
+        // thread holds it the hint is this thread's token or 0: a plain store, no compare.
+        self.cell.held.store(0, Ordering::Relaxed);
         drop(g);
         Ok(())
     }
@@ -795,8 +844,9 @@ crate::named::named_methods!(
         /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
         #[getter]
         fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-            let b = read_one(py, &self.inner, 0)?;
-            from_bytes(py, self.inner.t, &b)
+            let e = read_one(py, &self.inner, 0)?;
+            // `Elem` keeps the bytes past its length zero: its buffer is the word.
+            from_word(py, self.inner.t, e.b, &e)
         }
 
         #[setter]
@@ -1490,6 +1540,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 mod fast {
     use pyo3::ffi;
     use pyo3::prelude::*;
+    use pyo3::Borrowed;
 
     use super::PyValue;
     use crate::fastcall::{guard, install_getset, install_method, Saved, FASTCALL_KW};
@@ -1527,9 +1578,11 @@ mod fast {
         unsafe {
             guard(std::ptr::null_mut(), |py| {
                 if nargs == 1 && kw.is_null() {
-                    if let Some(v) = FETCH_ADD.this::<PyValue>(py, slf) {
-                        let arg = Bound::from_borrowed_ptr(py, *args);
-                        return Ok(v.get().fetch_add(py, &arg)?.into_ptr());
+                    let arg = Borrowed::from_ptr(py, *args);
+                    if let Some(r) = FETCH_ADD.with(py, slf, |v: &Bound<'_, PyValue>| {
+                        v.get().fetch_add(py, &arg)
+                    }) {
+                        return r.map(PyObject::into_ptr);
                     }
                 }
                 Ok(FETCH_ADD.call_fast(slf, args, nargs, kw))
@@ -1542,8 +1595,8 @@ mod fast {
         // SAFETY: called by CPython with the GIL held and a valid `slf`.
         unsafe {
             guard(std::ptr::null_mut(), |py| {
-                match VALUE.this::<PyValue>(py, slf) {
-                    Some(v) => Ok(v.get().get_value(py)?.into_ptr()),
+                match VALUE.with(py, slf, |v: &Bound<'_, PyValue>| v.get().get_value(py)) {
+                    Some(r) => r.map(PyObject::into_ptr),
                     None => Ok(VALUE.call_get(slf)),
                 }
             })
@@ -1559,13 +1612,16 @@ mod fast {
         // SAFETY: called by CPython with the GIL held, a valid `slf` and `value` valid or
         // null.
         unsafe {
-            guard(-1, |py| match VALUE.this::<PyValue>(py, slf) {
-                Some(v) if !value.is_null() => {
-                    v.get()
-                        .set_value(py, &Bound::from_borrowed_ptr(py, value))?;
-                    Ok(0)
+            guard(-1, |py| {
+                if !value.is_null() {
+                    let value = Borrowed::from_ptr(py, value);
+                    if let Some(r) = VALUE.with(py, slf, |v: &Bound<'_, PyValue>| {
+                        v.get().set_value(py, &value)
+                    }) {
+                        return r.map(|()| 0);
+                    }
                 }
-                _ => Ok(VALUE.call_set(slf, value)),
+                Ok(VALUE.call_set(slf, value))
             })
         }
     }

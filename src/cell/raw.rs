@@ -561,7 +561,7 @@ impl RawCell {
     }
 
     /// An element-wise atomic operation (atomic mode).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn atomic(&self, i: usize, op: Op) -> Result<std::result::Result<u64, u64>> {
         // The fast path first: one comparison each (the hot loop of a counter).
         if self.geo.mode == CellMode::Atomic
@@ -570,16 +570,28 @@ impl RawCell {
         {
             return Ok(self.atomic_at(i, op));
         }
-        self.need_mode("an atomic operation", &[CellMode::Atomic])?;
-        self.check_range(i, 1)?;
+        Err(self.atomic_refused(i))
+    }
+
+    /// Why [`atomic`](Self::atomic) refused (out of line: the counter loop inlines only the
+    /// fast path).
+    #[cold]
+    #[inline(never)]
+    fn atomic_refused(&self, i: usize) -> Error {
+        if let Err(e) = self
+            .need_mode("an atomic operation", &[CellMode::Atomic])
+            .and_then(|()| self.check_range(i, 1))
+        {
+            return e;
+        }
         // Atomic mode, in range: the only refusal left is an add on a non-integer code.
-        Err(Error::invalid(
+        Error::invalid(
             self.seg.name(),
             format!(
                 "fetch_add/fetch_sub need an integer typecode; {} is not",
                 self.describe()
             ),
-        ))
+        )
     }
 
     /// `atomic` without the checks; `i < len`, atomic mode (so the size is 1, 2, 4 or 8).
