@@ -123,6 +123,7 @@ impl Cell {
     }
 
     /// `None`: one attempt; `Some(t)`: wait until `t`.
+    #[inline(always)]
     fn lock(&self, until: Option<Instant>) -> LockRes<'_> {
         match (&self.any, until) {
             (Any::V(v), None) => v.try_lock(),
@@ -133,13 +134,14 @@ impl Cell {
     }
 
     /// Mark the lock as held by the calling thread (see [`Cell::held`]).
+    #[inline(always)]
     fn mark_held(&self, py: Python<'_>) {
         self.held.store(thread_token(py), Ordering::Relaxed);
     }
 
     /// The guard of the lock the calling thread holds, if the hint says it does and the lock
     /// word agrees.
-    #[inline]
+    #[inline(always)]
     fn held_guard(&self, py: Python<'_>) -> Option<AnyGuard<'_>> {
         if self.held.load(Ordering::Relaxed) != thread_token(py) {
             return None;
@@ -147,6 +149,7 @@ impl Cell {
         self.adopt().ok()
     }
 
+    #[inline(always)]
     fn adopt(&self) -> Result<AnyGuard<'_>, LockError<()>> {
         match &self.any {
             Any::V(v) => v.adopt_lock(),
@@ -172,6 +175,7 @@ impl Cell {
         }
     }
 
+    #[inline(always)]
     fn fetch_add(&self, i: usize, v: i64) -> shmkit::Result<u64> {
         match &self.any {
             Any::V(c) => c.fetch_add(v),
@@ -221,6 +225,7 @@ enum Took<R> {
 /// Run `op` under the cell's lock: taken and released here, or, when the calling thread
 /// already holds it (through `get_lock()`), under the held lock (left held). A dead previous
 /// holder raises `OwnerDied` carrying a `get_lock()` object, with the lock held.
+#[inline(always)]
 fn under_lock<R: Send>(
     py: Python<'_>,
     cell: &Handle,
@@ -232,6 +237,17 @@ fn under_lock<R: Send>(
         g.leak();
         return r.map_err(to_py);
     }
+    take_lock_for(py, cell, op)
+}
+
+/// [`under_lock`] when the calling thread does not hold the lock (out of line: the `with
+/// v.get_lock()` loop inlines only the held case).
+#[inline(never)]
+fn take_lock_for<R: Send>(
+    py: Python<'_>,
+    cell: &Handle,
+    op: impl Fn(&AnyGuard<'_>) -> shmkit::Result<R> + Send + Sync,
+) -> PyResult<R> {
     let attempt = |until: Option<Instant>| -> Took<R> {
         match cell.lock(until) {
             Ok(g) => match op(&g) {
@@ -313,6 +329,7 @@ impl std::ops::Deref for Elem {
 }
 
 /// Read element `i` consistently (no allocation in locked mode).
+#[inline(always)]
 fn read_one(py: Python<'_>, cell: &Handle, i: usize) -> PyResult<Elem> {
     let size = cell.t.size();
     match cell.mode {
@@ -344,6 +361,7 @@ fn read(py: Python<'_>, cell: &Handle, first: usize, count: usize) -> PyResult<V
 }
 
 /// Write whole elements at `first` (one consistent write).
+#[inline(always)]
 fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<()> {
     match cell.mode {
         CellMode::Atomic => cell.store_atomic(first, data).map_err(to_py),
@@ -377,6 +395,10 @@ fn exact_i64(obj: &Bound<'_, PyAny>) -> Option<i64> {
 /// An integer element from Python: `TypeError` for a non-int, `OverflowError` out of range.
 fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     let v: i128 = match exact_i64(obj) {
+        // Every i64 fits the 64-bit signed typecodes: no range check.
+        Some(v) if matches!(t, Typecode::I64 | Typecode::Long) && t.size() == 8 => {
+            return Ok(Elem::low(v as u64, 8));
+        }
         Some(v) => i128::from(v),
         None => int_slow(t, obj)?,
     };
@@ -624,9 +646,8 @@ fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
 fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
-    // The usual operand is an exact int that fits an i64: one C call; else pyo3's
-    // conversions (an i64, then 128 bits past that), with their errors.
-    let v: i128 = match exact_i64(obj).map(Ok).unwrap_or_else(|| obj.extract::<i64>()) {
+    // The usual operand fits an i64: one C call; a 128-bit conversion only past that.
+    let v: i128 = match obj.extract::<i64>() {
         Ok(v) => i128::from(v),
         Err(_) => obj.extract()?,
     };
@@ -639,28 +660,20 @@ fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
     Ok(v as u64 as i64)
 }
 
-/// The cell's lock, as `get_lock()` returns it: `multiprocessing`'s lock object for a
-/// `Value`/`Array`, over the cell's own robust lock.
-#[pyclass(module = "shmkit", name = "CellLock", frozen)]
-pub(crate) struct PyCellLock {
-    cell: Arc<Cell>,
-}
-
-#[pymethods]
 impl PyCellLock {
-    /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
-    /// this thread's `.value` / indexing use it instead of taking it again.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+    /// [`acquire`](Self::acquire) after a first attempt that did not find the lock free:
+    /// `first` is that attempt's outcome (which may already hold the lock: `OwnerDied`).
+    #[inline(never)]
+    fn acquire_rest(
+        slf: &Bound<'_, Self>,
+        block: bool,
+        timeout: Option<f64>,
+        first: LockRes<'_>,
+    ) -> PyResult<bool> {
         let py = slf.py();
         let cell = &slf.get().cell;
-        // Checked before the first attempt (a NaN timeout is an error even when it is free);
-        // the clock is read only if that attempt fails.
-        if block {
-            check_timeout(timeout)?;
-        }
-        let attempt = |until: Option<Instant>| -> Took<()> {
-            match cell.lock(until) {
+        let took_of = |r: LockRes<'_>| -> Took<()> {
+            match r {
                 Ok(g) => {
                     g.leak();
                     Took::Done(())
@@ -675,7 +688,8 @@ impl PyCellLock {
                 Err(e) => Took::Failed(lock_error(e)),
             }
         };
-        let took = match attempt(None) {
+        let attempt = |until: Option<Instant>| took_of(cell.lock(until));
+        let took = match took_of(first) {
             Took::Busy if block => {
                 sliced(py, deadline(timeout)?, |until| match attempt(Some(until)) {
                     Took::Busy => None,
@@ -696,6 +710,37 @@ impl PyCellLock {
                 Err(owner_died(slf.as_any(), was))
             }
             Took::Failed(e) => Err(e),
+        }
+    }
+}
+
+/// The cell's lock, as `get_lock()` returns it: `multiprocessing`'s lock object for a
+/// `Value`/`Array`, over the cell's own robust lock.
+#[pyclass(module = "shmkit", name = "CellLock", frozen)]
+pub(crate) struct PyCellLock {
+    cell: Arc<Cell>,
+}
+
+#[pymethods]
+impl PyCellLock {
+    /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
+    /// this thread's `.value` / indexing use it instead of taking it again.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let cell = &slf.get().cell;
+        // Checked before the first attempt (a NaN timeout is an error even when it is free);
+        // the clock is read only if that attempt fails.
+        if block {
+            check_timeout(timeout)?;
+        }
+        // Free (the usual case): taken, kept (leaked), marked; the rest is out of line.
+        match cell.lock(None) {
+            Ok(g) => {
+                g.leak();
+                cell.mark_held(slf.py());
+                Ok(true)
+            }
+            first => Self::acquire_rest(slf, block, timeout, first),
         }
     }
 
@@ -843,6 +888,7 @@ crate::named::named_methods!(
 
         /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
         #[getter]
+        #[inline(always)]
         fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
             let e = read_one(py, &self.inner, 0)?;
             // `Elem` keeps the bytes past its length zero: its buffer is the word.
@@ -850,6 +896,7 @@ crate::named::named_methods!(
         }
 
         #[setter]
+        #[inline(always)]
         fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
             let b = to_bytes(self.inner.t, v)?;
             write(py, &self.inner, 0, &b)
@@ -897,8 +944,13 @@ crate::named::named_methods!(
         }
 
         /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
+        #[inline(always)]
         fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-            let d = delta(v, false)?;
+            // An exact int that fits an i64 is its own operand (one C call); else `delta`.
+            let d = match exact_i64(v) {
+                Some(d) => d,
+                None => delta(v, false)?,
+            };
             let old = self.inner.fetch_add(0, d).map_err(to_py)?;
             from_bits(py, self.inner.t, old)
         }

@@ -360,7 +360,7 @@ impl<'a> AnyGuard<'a> {
 
     /// Fill `out` (whole elements, so a caller's stack buffer serves: no allocation) with the
     /// elements from `first`; an error, `out` untouched, if they are not in range.
-    #[inline]
+    #[inline(always)]
     pub fn read_bytes_into(&self, first: usize, out: &mut [u8]) -> Result<()> {
         let count = self.whole_elements(out.len())?;
         self.raw.check_range(first, count)?;
@@ -370,7 +370,7 @@ impl<'a> AnyGuard<'a> {
 
     /// Write whole elements' bytes at element `first` (an error, nothing written, if they do
     /// not fit or are not a whole number of elements).
-    #[inline]
+    #[inline(always)]
     pub fn write_bytes(&self, first: usize, data: &[u8]) -> Result<()> {
         let count = self.whole_elements(data.len())?;
         self.raw.check_range(first, count)?;
@@ -379,7 +379,7 @@ impl<'a> AnyGuard<'a> {
     }
 
     /// How many elements `len` bytes are; an error if not a whole number.
-    #[inline]
+    #[inline(always)]
     fn whole_elements(&self, len: usize) -> Result<usize> {
         let size = self.raw.geo().elem.size;
         // Typecodes' sizes are powers of two: a mask and a shift, not a division, for them.

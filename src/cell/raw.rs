@@ -595,7 +595,7 @@ impl RawCell {
     }
 
     /// `atomic` without the checks; `i < len`, atomic mode (so the size is 1, 2, 4 or 8).
-    #[inline]
+    #[inline(always)]
     fn atomic_at(&self, i: usize, op: Op) -> std::result::Result<u64, u64> {
         let p = self.elem_ptr(i);
         // SeqCst for every operation: atomic cells are for counters and flags shared with
