@@ -333,7 +333,11 @@ impl std::ops::Deref for Elem {
 fn read_one(py: Python<'_>, cell: &Handle, i: usize) -> PyResult<Elem> {
     let size = cell.t.size();
     match cell.mode {
-        CellMode::Locked => under_lock(py, cell, |g| {
+        CellMode::Locked => under_lock(
+            py,
+            cell,
+            #[inline(always)]
+            |g| {
             let mut e = Elem::zeroed(size);
             g.read_bytes_into(i, &mut e.b[..size])?;
             Ok(e)
@@ -365,7 +369,12 @@ fn read(py: Python<'_>, cell: &Handle, first: usize, count: usize) -> PyResult<V
 fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<()> {
     match cell.mode {
         CellMode::Atomic => cell.store_atomic(first, data).map_err(to_py),
-        _ => under_lock(py, cell, |g| g.write_bytes(first, data)),
+        _ => under_lock(
+            py,
+            cell,
+            #[inline(always)]
+            |g| g.write_bytes(first, data),
+        ),
     }
 }
 
@@ -396,7 +405,7 @@ fn exact_i64(obj: &Bound<'_, PyAny>) -> Option<i64> {
 fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     let v: i128 = match exact_i64(obj) {
         // Every i64 fits the 64-bit signed typecodes: no range check.
-        Some(v) if matches!(t, Typecode::I64 | Typecode::Long) && t.size() == 8 => {
+        Some(v) if is_i64(t) => {
             return Ok(Elem::low(v as u64, 8));
         }
         Some(v) => i128::from(v),
@@ -451,7 +460,24 @@ fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
 
 /// One element's little-endian bytes for the Python object `obj` (nothing is written on an
 /// error: callers convert everything first).
+#[inline(always)]
 pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
+    // The usual case inline: an exact int for a 64-bit signed typecode (every i64 fits).
+    if is_i64(t) {
+        if let Some(v) = exact_i64(obj) {
+            return Ok(Elem::low(v as u64, 8));
+        }
+    }
+    to_bytes_any(t, obj)
+}
+
+/// Whether `t` is a 64-bit signed integer (`q`, and `l` where C's long has 64 bits).
+fn is_i64(t: Typecode) -> bool {
+    matches!(t, Typecode::I64 | Typecode::Long) && t.size() == 8
+}
+
+/// [`to_bytes`] for every typecode.
+fn to_bytes_any(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     match t {
         Typecode::F32 | Typecode::F64 => {
             if !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
@@ -517,7 +543,17 @@ pub(crate) fn from_bytes(py: Python<'_>, t: Typecode, b: &[u8]) -> PyResult<PyOb
 
 /// The Python object for one element whose bytes `b` start `w` (zero past them): the word
 /// for the numbers, `b` for the characters.
+#[inline(always)]
 fn from_word(py: Python<'_>, t: Typecode, w: [u8; 8], b: &[u8]) -> PyResult<PyObject> {
+    // The usual case inline (one C call); the other typecodes out of line.
+    if is_i64(t) {
+        return Ok(i64::from_le_bytes(w).into_pyobject(py)?.into_any().unbind());
+    }
+    from_word_any(py, t, w, b)
+}
+
+/// [`from_word`] for every typecode.
+fn from_word_any(py: Python<'_>, t: Typecode, w: [u8; 8], b: &[u8]) -> PyResult<PyObject> {
     Ok(match t {
         Typecode::I8 => (b[0] as i8).into_pyobject(py)?.into_any().unbind(),
         Typecode::U8 => b[0].into_pyobject(py)?.into_any().unbind(),
@@ -726,6 +762,7 @@ impl PyCellLock {
     /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
     /// this thread's `.value` / indexing use it instead of taking it again.
     #[pyo3(signature = (block = true, timeout = None))]
+    #[inline(always)]
     fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let cell = &slf.get().cell;
         // Checked before the first attempt (a NaN timeout is an error even when it is free);
@@ -745,6 +782,7 @@ impl PyCellLock {
     }
 
     /// Release the lock; `RuntimeError` if this thread does not hold it.
+    #[inline(always)]
     fn release(&self) -> PyResult<()> {
         let g = self.cell.adopt().map_err(lock_error)?;
         // Cleared before the unlock (the guard's drop). Only a holder of the lock writes the

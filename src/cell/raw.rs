@@ -521,7 +521,7 @@ impl RawCell {
     /// Store under the held lock: plainly (locked), as a seqlock write (seqlock), or as
     /// element-wise atomic stores (atomic mode, where the lock protects nothing). The range
     /// `first..first + data.len() / size` must have been checked.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_locked(&self, first: usize, data: &[u8]) {
         let size = self.geo.elem.size;
         match self.geo.mode {
@@ -545,7 +545,7 @@ impl RawCell {
 
     /// Load under the held lock (the holder is the only writer), or element-wise atomic
     /// loads in atomic mode. The range must have been checked.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_locked(&self, first: usize, out: &mut [u8]) {
         let size = self.geo.elem.size;
         match self.geo.mode {
