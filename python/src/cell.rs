@@ -36,6 +36,8 @@ pub(crate) enum Any {
 pub(crate) struct Cell {
     any: Any,
     t: Typecode,
+    /// `t.size()` (read on every element access).
+    size: usize,
     mode: CellMode,
     len: usize,
     /// A hint: the [`thread_token`] of the thread that took the lock through `get_lock()` (or
@@ -109,6 +111,7 @@ impl Cell {
         Ok(Cell {
             any,
             t,
+            size: t.size(),
             mode,
             len,
             held: AtomicUsize::new(0),
@@ -331,7 +334,7 @@ impl std::ops::Deref for Elem {
 /// Read element `i` consistently (no allocation in locked mode).
 #[inline(always)]
 fn read_one(py: Python<'_>, cell: &Handle, i: usize) -> PyResult<Elem> {
-    let size = cell.t.size();
+    let size = cell.size;
     match cell.mode {
         CellMode::Locked => under_lock(
             py,
@@ -473,7 +476,7 @@ pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
 
 /// Whether `t` is a 64-bit signed integer (`q`, and `l` where C's long has 64 bits).
 fn is_i64(t: Typecode) -> bool {
-    matches!(t, Typecode::I64 | Typecode::Long) && t.size() == 8
+    t == Typecode::I64 || (t == Typecode::Long && t.size() == 8)
 }
 
 /// [`to_bytes`] for every typecode.
@@ -671,13 +674,12 @@ fn bits(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(u64::from_le_bytes(w))
 }
 
+#[inline(always)]
 fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
-    match t {
-        // The 64-bit integers directly (the atomic counters' usual typecodes).
-        Typecode::I64 | Typecode::Long => Ok((v as i64).into_pyobject(py)?.into_any().unbind()),
-        Typecode::U64 | Typecode::ULong => Ok(v.into_pyobject(py)?.into_any().unbind()),
-        _ => from_bytes(py, t, &v.to_le_bytes()[..t.size()]),
-    }
+    // The bits are the element's word (zero-extended): `from_word`, whose 64-bit signed case
+    // (the atomic counters' usual typecode) is inline.
+    let w = v.to_le_bytes();
+    from_word(py, t, w, &w[..t.size()])
 }
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
