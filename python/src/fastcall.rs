@@ -9,9 +9,12 @@
 //! 1. checks `self`'s type against the type object cached at install (`PyObject_TypeCheck`);
 //! 2. for the one argument shape it handles (e.g. `fetch_add(x)`: one positional argument, no
 //!    keywords), calls the same Rust method pyo3's wrapper calls, through pyo3's public API
-//!    (`Bound::from_borrowed_ptr` + `downcast_into_unchecked` after the check, `.get()` on the
-//!    frozen class), so results and exceptions are the same, and blocking goes through the same
-//!    GIL-releasing wait (`crate::blocking`);
+//!    (`Borrowed::from_ptr` + `downcast_unchecked` after the check, `.get()` on the frozen
+//!    class: `self` and the arguments are borrowed, no reference count changes), so results
+//!    and exceptions are the same, and blocking goes through the same GIL-releasing wait
+//!    (`crate::blocking`). Those methods keep their common case (a free or held lock, an
+//!    exact `int`) inline and the rest out of line, and the extension is built with fat LTO
+//!    (`python/Cargo.toml`) so that the library's lock and cell calls inline too;
 //! 3. for any other shape (keywords, another argument count, a wrong `self`), calls pyo3's
 //!    original C function, saved at install, with the same arguments.
 //!
