@@ -36,23 +36,27 @@ pub(crate) enum Any {
 pub(crate) struct Cell {
     any: Any,
     t: Typecode,
+    /// `t.size()` (read on every element access).
+    size: usize,
     mode: CellMode,
     len: usize,
     /// A hint: the [`thread_token`] of the thread that took the lock through `get_lock()` (or
-    /// was handed it by `OwnerDied`), 0 if none. Only that thread stores its own token, so a
-    /// thread reading its own token here most likely holds the lock, and goes straight to
+    /// was handed it by `OwnerDied`), 0 if none. Only a holder of the lock writes it (its own
+    /// token after taking it, 0 before releasing it), so a thread reading its own token here
+    /// most likely holds the lock, and goes straight to
     /// `adopt` (which checks it in the lock word; a stale hint falls back to locking). Relaxed:
     /// the lock word is what synchronises; this only picks the first thing to try.
     held: AtomicUsize,
 }
 
-/// A number that tells the live threads of this process apart (the address of a thread
-/// local; a thread that has exited may pass its number on, hence [`Cell::held`] is a hint).
-fn thread_token() -> usize {
-    thread_local! {
-        static TOKEN: u8 = const { 0 };
-    }
-    TOKEN.with(|t| t as *const u8 as usize)
+/// A number that tells the live Python threads of this process apart: the address of the
+/// calling thread's `PyThreadState` (a global load, where a Rust thread local in a shared
+/// library is a `__tls_get_addr` call). A thread that has exited may pass its address on,
+/// hence [`Cell::held`] is a hint.
+fn thread_token(_py: Python<'_>) -> usize {
+    // SAFETY: the GIL is held (the token proves it), so the calling thread has a current
+    // thread state and this returns it without aborting.
+    unsafe { pyo3::ffi::PyThreadState_Get() as usize }
 }
 
 /// A cell and its one `get_lock()` object (made on first use, then the same object every
@@ -107,6 +111,7 @@ impl Cell {
         Ok(Cell {
             any,
             t,
+            size: t.size(),
             mode,
             len,
             held: AtomicUsize::new(0),
@@ -121,6 +126,7 @@ impl Cell {
     }
 
     /// `None`: one attempt; `Some(t)`: wait until `t`.
+    #[inline(always)]
     fn lock(&self, until: Option<Instant>) -> LockRes<'_> {
         match (&self.any, until) {
             (Any::V(v), None) => v.try_lock(),
@@ -131,19 +137,22 @@ impl Cell {
     }
 
     /// Mark the lock as held by the calling thread (see [`Cell::held`]).
-    fn mark_held(&self) {
-        self.held.store(thread_token(), Ordering::Relaxed);
+    #[inline(always)]
+    fn mark_held(&self, py: Python<'_>) {
+        self.held.store(thread_token(py), Ordering::Relaxed);
     }
 
     /// The guard of the lock the calling thread holds, if the hint says it does and the lock
     /// word agrees.
-    fn held_guard(&self) -> Option<AnyGuard<'_>> {
-        if self.held.load(Ordering::Relaxed) != thread_token() {
+    #[inline(always)]
+    fn held_guard(&self, py: Python<'_>) -> Option<AnyGuard<'_>> {
+        if self.held.load(Ordering::Relaxed) != thread_token(py) {
             return None;
         }
         self.adopt().ok()
     }
 
+    #[inline(always)]
     fn adopt(&self) -> Result<AnyGuard<'_>, LockError<()>> {
         match &self.any {
             Any::V(v) => v.adopt_lock(),
@@ -169,6 +178,7 @@ impl Cell {
         }
     }
 
+    #[inline(always)]
     fn fetch_add(&self, i: usize, v: i64) -> shmkit::Result<u64> {
         match &self.any {
             Any::V(c) => c.fetch_add(v),
@@ -218,17 +228,29 @@ enum Took<R> {
 /// Run `op` under the cell's lock: taken and released here, or, when the calling thread
 /// already holds it (through `get_lock()`), under the held lock (left held). A dead previous
 /// holder raises `OwnerDied` carrying a `get_lock()` object, with the lock held.
+#[inline(always)]
 fn under_lock<R: Send>(
     py: Python<'_>,
     cell: &Handle,
     op: impl Fn(&AnyGuard<'_>) -> shmkit::Result<R> + Send + Sync,
 ) -> PyResult<R> {
     // `with v.get_lock(): v.value += 1`: the thread holds the lock; use it as it is.
-    if let Some(g) = cell.held_guard() {
+    if let Some(g) = cell.held_guard(py) {
         let r = op(&g);
         g.leak();
         return r.map_err(to_py);
     }
+    take_lock_for(py, cell, op)
+}
+
+/// [`under_lock`] when the calling thread does not hold the lock (out of line: the `with
+/// v.get_lock()` loop inlines only the held case).
+#[inline(never)]
+fn take_lock_for<R: Send>(
+    py: Python<'_>,
+    cell: &Handle,
+    op: impl Fn(&AnyGuard<'_>) -> shmkit::Result<R> + Send + Sync,
+) -> PyResult<R> {
     let attempt = |until: Option<Instant>| -> Took<R> {
         match cell.lock(until) {
             Ok(g) => match op(&g) {
@@ -266,7 +288,7 @@ fn under_lock<R: Send>(
     match took {
         Took::Done(r) => Ok(r),
         Took::Died(was) => {
-            cell.mark_held();
+            cell.mark_held(py);
             Err(owner_died(cell.lock_object(py)?.as_any(), was))
         }
         Took::Busy => Err(PyTimeoutError::new_err("the cell's lock was not taken")),
@@ -291,6 +313,15 @@ impl Elem {
     fn zeroed(n: usize) -> Elem {
         Elem { b: [0; 8], n }
     }
+
+    /// The low `n` bytes of `v` (little-endian; the rest zero), without a copy of `n` bytes.
+    fn low(v: u64, n: usize) -> Elem {
+        let mask = if n >= 8 { !0 } else { (1u64 << (8 * n)) - 1 };
+        Elem {
+            b: (v & mask).to_le_bytes(),
+            n,
+        }
+    }
 }
 
 impl std::ops::Deref for Elem {
@@ -301,10 +332,15 @@ impl std::ops::Deref for Elem {
 }
 
 /// Read element `i` consistently (no allocation in locked mode).
+#[inline(always)]
 fn read_one(py: Python<'_>, cell: &Handle, i: usize) -> PyResult<Elem> {
-    let size = cell.t.size();
+    let size = cell.size;
     match cell.mode {
-        CellMode::Locked => under_lock(py, cell, |g| {
+        CellMode::Locked => under_lock(
+            py,
+            cell,
+            #[inline(always)]
+            |g| {
             let mut e = Elem::zeroed(size);
             g.read_bytes_into(i, &mut e.b[..size])?;
             Ok(e)
@@ -332,30 +368,52 @@ fn read(py: Python<'_>, cell: &Handle, first: usize, count: usize) -> PyResult<V
 }
 
 /// Write whole elements at `first` (one consistent write).
+#[inline(always)]
 fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<()> {
     match cell.mode {
         CellMode::Atomic => cell.store_atomic(first, data).map_err(to_py),
-        _ => under_lock(py, cell, |g| g.write_bytes(first, data)),
+        _ => under_lock(
+            py,
+            cell,
+            #[inline(always)]
+            |g| g.write_bytes(first, data),
+        ),
+    }
+}
+
+/// `obj` as an `i64` if it is exactly an `int` that fits one (one C call, no pyo3 conversion:
+/// the hot path of `v.value = n` and `fetch_add(n)`); `None` otherwise (a subclass, another
+/// type, a larger int), and the caller's general conversion decides, with its own errors.
+#[inline]
+fn exact_i64(obj: &Bound<'_, PyAny>) -> Option<i64> {
+    let p = obj.as_ptr();
+    // SAFETY: `p` is a live object (a `Bound` holds it) and the GIL is held (the `Bound`'s
+    // token); `overflow` is a valid out-pointer.
+    unsafe {
+        if pyo3::ffi::PyLong_CheckExact(p) == 0 {
+            return None;
+        }
+        let mut overflow = 0;
+        let v = pyo3::ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow);
+        if v == -1 && !pyo3::ffi::PyErr_Occurred().is_null() {
+            // Not expected of an exact int; the general conversion raises what applies.
+            pyo3::ffi::PyErr_Clear();
+            return None;
+        }
+        (overflow == 0).then_some(v)
     }
 }
 
 /// An integer element from Python: `TypeError` for a non-int, `OverflowError` out of range.
 fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
-    if !obj.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "typecode '{}' needs an int, not {}",
-            t.as_char(),
-            obj.get_type().name()?
-        )));
-    }
-    // 64-bit extractions (one C call, no 128-bit conversion): u64 only for the unsigned
-    // 64-bit typecodes, whose range i64 does not cover.
-    let v: i128 = if matches!(t, Typecode::U64 | Typecode::ULong) {
-        obj.extract::<u64>().map(i128::from)
-    } else {
-        obj.extract::<i64>().map(i128::from)
-    }
-    .map_err(|_| overflow(t, obj))?;
+    let v: i128 = match exact_i64(obj) {
+        // Every i64 fits the 64-bit signed typecodes: no range check.
+        Some(v) if is_i64(t) => {
+            return Ok(Elem::low(v as u64, 8));
+        }
+        Some(v) => i128::from(v),
+        None => int_slow(t, obj)?,
+    };
     let size = t.size();
     let signed = matches!(
         t,
@@ -370,7 +428,28 @@ fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     if v < lo || v > hi {
         return Err(overflow(t, obj));
     }
-    Ok(Elem::new(&v.to_le_bytes()[..size]))
+    Ok(Elem::low(v as u64, size))
+}
+
+/// [`int_bytes`]'s conversion for what [`exact_i64`] leaves: `TypeError` for a non-int,
+/// `OverflowError` past 64 bits.
+#[cold]
+fn int_slow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<i128> {
+    if !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "typecode '{}' needs an int, not {}",
+            t.as_char(),
+            obj.get_type().name()?
+        )));
+    }
+    // 64-bit extractions (one C call, no 128-bit conversion): u64 only for the unsigned
+    // 64-bit typecodes, whose range i64 does not cover.
+    if matches!(t, Typecode::U64 | Typecode::ULong) {
+        obj.extract::<u64>().map(i128::from)
+    } else {
+        obj.extract::<i64>().map(i128::from)
+    }
+    .map_err(|_| overflow(t, obj))
 }
 
 fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
@@ -384,7 +463,24 @@ fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
 
 /// One element's little-endian bytes for the Python object `obj` (nothing is written on an
 /// error: callers convert everything first).
+#[inline(always)]
 pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
+    // The usual case inline: an exact int for a 64-bit signed typecode (every i64 fits).
+    if is_i64(t) {
+        if let Some(v) = exact_i64(obj) {
+            return Ok(Elem::low(v as u64, 8));
+        }
+    }
+    to_bytes_any(t, obj)
+}
+
+/// Whether `t` is a 64-bit signed integer (`q`, and `l` where C's long has 64 bits).
+fn is_i64(t: Typecode) -> bool {
+    t == Typecode::I64 || (t == Typecode::Long && t.size() == 8)
+}
+
+/// [`to_bytes`] for every typecode.
+fn to_bytes_any(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     match t {
         Typecode::F32 | Typecode::F64 => {
             if !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
@@ -445,6 +541,22 @@ pub(crate) fn to_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
 pub(crate) fn from_bytes(py: Python<'_>, t: Typecode, b: &[u8]) -> PyResult<PyObject> {
     let mut w = [0u8; 8];
     w[..b.len()].copy_from_slice(b);
+    from_word(py, t, w, b)
+}
+
+/// The Python object for one element whose bytes `b` start `w` (zero past them): the word
+/// for the numbers, `b` for the characters.
+#[inline(always)]
+fn from_word(py: Python<'_>, t: Typecode, w: [u8; 8], b: &[u8]) -> PyResult<PyObject> {
+    // The usual case inline (one C call); the other typecodes out of line.
+    if is_i64(t) {
+        return Ok(i64::from_le_bytes(w).into_pyobject(py)?.into_any().unbind());
+    }
+    from_word_any(py, t, w, b)
+}
+
+/// [`from_word`] for every typecode.
+fn from_word_any(py: Python<'_>, t: Typecode, w: [u8; 8], b: &[u8]) -> PyResult<PyObject> {
     Ok(match t {
         Typecode::I8 => (b[0] as i8).into_pyobject(py)?.into_any().unbind(),
         Typecode::U8 => b[0].into_pyobject(py)?.into_any().unbind(),
@@ -562,13 +674,12 @@ fn bits(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(u64::from_le_bytes(w))
 }
 
+#[inline(always)]
 fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
-    match t {
-        // The 64-bit integers directly (the atomic counters' usual typecodes).
-        Typecode::I64 | Typecode::Long => Ok((v as i64).into_pyobject(py)?.into_any().unbind()),
-        Typecode::U64 | Typecode::ULong => Ok(v.into_pyobject(py)?.into_any().unbind()),
-        _ => from_bytes(py, t, &v.to_le_bytes()[..t.size()]),
-    }
+    // The bits are the element's word (zero-extended): `from_word`, whose 64-bit signed case
+    // (the atomic counters' usual typecode) is inline.
+    let w = v.to_le_bytes();
+    from_word(py, t, w, &w[..t.size()])
 }
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
@@ -587,28 +698,20 @@ fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
     Ok(v as u64 as i64)
 }
 
-/// The cell's lock, as `get_lock()` returns it: `multiprocessing`'s lock object for a
-/// `Value`/`Array`, over the cell's own robust lock.
-#[pyclass(module = "shmkit", name = "CellLock", frozen)]
-pub(crate) struct PyCellLock {
-    cell: Arc<Cell>,
-}
-
-#[pymethods]
 impl PyCellLock {
-    /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
-    /// this thread's `.value` / indexing use it instead of taking it again.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+    /// [`acquire`](Self::acquire) after a first attempt that did not find the lock free:
+    /// `first` is that attempt's outcome (which may already hold the lock: `OwnerDied`).
+    #[inline(never)]
+    fn acquire_rest(
+        slf: &Bound<'_, Self>,
+        block: bool,
+        timeout: Option<f64>,
+        first: LockRes<'_>,
+    ) -> PyResult<bool> {
         let py = slf.py();
         let cell = &slf.get().cell;
-        // Checked before the first attempt (a NaN timeout is an error even when it is free);
-        // the clock is read only if that attempt fails.
-        if block {
-            check_timeout(timeout)?;
-        }
-        let attempt = |until: Option<Instant>| -> Took<()> {
-            match cell.lock(until) {
+        let took_of = |r: LockRes<'_>| -> Took<()> {
+            match r {
                 Ok(g) => {
                     g.leak();
                     Took::Done(())
@@ -623,7 +726,8 @@ impl PyCellLock {
                 Err(e) => Took::Failed(lock_error(e)),
             }
         };
-        let took = match attempt(None) {
+        let attempt = |until: Option<Instant>| took_of(cell.lock(until));
+        let took = match took_of(first) {
             Took::Busy if block => {
                 sliced(py, deadline(timeout)?, |until| match attempt(Some(until)) {
                     Took::Busy => None,
@@ -635,28 +739,58 @@ impl PyCellLock {
         };
         match took {
             Took::Done(()) => {
-                cell.mark_held();
+                cell.mark_held(py);
                 Ok(true)
             }
             Took::Busy => Ok(false),
             Took::Died(was) => {
-                cell.mark_held();
+                cell.mark_held(py);
                 Err(owner_died(slf.as_any(), was))
             }
             Took::Failed(e) => Err(e),
         }
     }
+}
+
+/// The cell's lock, as `get_lock()` returns it: `multiprocessing`'s lock object for a
+/// `Value`/`Array`, over the cell's own robust lock.
+#[pyclass(module = "shmkit", name = "CellLock", frozen)]
+pub(crate) struct PyCellLock {
+    cell: Arc<Cell>,
+}
+
+#[pymethods]
+impl PyCellLock {
+    /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
+    /// this thread's `.value` / indexing use it instead of taking it again.
+    #[pyo3(signature = (block = true, timeout = None))]
+    #[inline(always)]
+    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let cell = &slf.get().cell;
+        // Checked before the first attempt (a NaN timeout is an error even when it is free);
+        // the clock is read only if that attempt fails.
+        if block {
+            check_timeout(timeout)?;
+        }
+        // Free (the usual case): taken, kept (leaked), marked; the rest is out of line.
+        match cell.lock(None) {
+            Ok(g) => {
+                g.leak();
+                cell.mark_held(slf.py());
+                Ok(true)
+            }
+            first => Self::acquire_rest(slf, block, timeout, first),
+        }
+    }
 
     /// Release the lock; `RuntimeError` if this thread does not hold it.
+    #[inline(always)]
     fn release(&self) -> PyResult<()> {
         let g = self.cell.adopt().map_err(lock_error)?;
-        // Cleared before the unlock (the guard's drop), and only if it is this thread's.
-        let _ = self.cell.held.compare_exchange(
-            thread_token(),
-            0,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        // Cleared before the unlock (the guard's drop). Only a holder of the lock writes the
+        // hint (`mark_held` after taking it, this after `adopt` proved it), so while this
+        // thread holds it the hint is this thread's token or 0: a plain store, no compare.
+        self.cell.held.store(0, Ordering::Relaxed);
         drop(g);
         Ok(())
     }
@@ -794,12 +928,15 @@ crate::named::named_methods!(
 
         /// The value (locked: under the lock; seqlock: a consistent snapshot; atomic: one load).
         #[getter]
+        #[inline(always)]
         fn get_value(&self, py: Python<'_>) -> PyResult<PyObject> {
-            let b = read_one(py, &self.inner, 0)?;
-            from_bytes(py, self.inner.t, &b)
+            let e = read_one(py, &self.inner, 0)?;
+            // `Elem` keeps the bytes past its length zero: its buffer is the word.
+            from_word(py, self.inner.t, e.b, &e)
         }
 
         #[setter]
+        #[inline(always)]
         fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
             let b = to_bytes(self.inner.t, v)?;
             write(py, &self.inner, 0, &b)
@@ -847,8 +984,13 @@ crate::named::named_methods!(
         }
 
         /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
+        #[inline(always)]
         fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-            let d = delta(v, false)?;
+            // An exact int that fits an i64 is its own operand (one C call); else `delta`.
+            let d = match exact_i64(v) {
+                Some(d) => d,
+                None => delta(v, false)?,
+            };
             let old = self.inner.fetch_add(0, d).map_err(to_py)?;
             from_bits(py, self.inner.t, old)
         }
@@ -1490,6 +1632,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 mod fast {
     use pyo3::ffi;
     use pyo3::prelude::*;
+    use pyo3::Borrowed;
 
     use super::PyValue;
     use crate::fastcall::{guard, install_getset, install_method, Saved, FASTCALL_KW};
@@ -1527,9 +1670,11 @@ mod fast {
         unsafe {
             guard(std::ptr::null_mut(), |py| {
                 if nargs == 1 && kw.is_null() {
-                    if let Some(v) = FETCH_ADD.this::<PyValue>(py, slf) {
-                        let arg = Bound::from_borrowed_ptr(py, *args);
-                        return Ok(v.get().fetch_add(py, &arg)?.into_ptr());
+                    let arg = Borrowed::from_ptr(py, *args);
+                    if let Some(r) = FETCH_ADD.with(py, slf, |v: &Bound<'_, PyValue>| {
+                        v.get().fetch_add(py, &arg)
+                    }) {
+                        return r.map(PyObject::into_ptr);
                     }
                 }
                 Ok(FETCH_ADD.call_fast(slf, args, nargs, kw))
@@ -1542,8 +1687,8 @@ mod fast {
         // SAFETY: called by CPython with the GIL held and a valid `slf`.
         unsafe {
             guard(std::ptr::null_mut(), |py| {
-                match VALUE.this::<PyValue>(py, slf) {
-                    Some(v) => Ok(v.get().get_value(py)?.into_ptr()),
+                match VALUE.with(py, slf, |v: &Bound<'_, PyValue>| v.get().get_value(py)) {
+                    Some(r) => r.map(PyObject::into_ptr),
                     None => Ok(VALUE.call_get(slf)),
                 }
             })
@@ -1559,13 +1704,16 @@ mod fast {
         // SAFETY: called by CPython with the GIL held, a valid `slf` and `value` valid or
         // null.
         unsafe {
-            guard(-1, |py| match VALUE.this::<PyValue>(py, slf) {
-                Some(v) if !value.is_null() => {
-                    v.get()
-                        .set_value(py, &Bound::from_borrowed_ptr(py, value))?;
-                    Ok(0)
+            guard(-1, |py| {
+                if !value.is_null() {
+                    let value = Borrowed::from_ptr(py, value);
+                    if let Some(r) = VALUE.with(py, slf, |v: &Bound<'_, PyValue>| {
+                        v.get().set_value(py, &value)
+                    }) {
+                        return r.map(|()| 0);
+                    }
                 }
-                _ => Ok(VALUE.call_set(slf, value)),
+                Ok(VALUE.call_set(slf, value))
             })
         }
     }

@@ -9,9 +9,12 @@
 //! 1. checks `self`'s type against the type object cached at install (`PyObject_TypeCheck`);
 //! 2. for the one argument shape it handles (e.g. `fetch_add(x)`: one positional argument, no
 //!    keywords), calls the same Rust method pyo3's wrapper calls, through pyo3's public API
-//!    (`Bound::from_borrowed_ptr` + `downcast_into_unchecked` after the check, `.get()` on the
-//!    frozen class), so results and exceptions are the same, and blocking goes through the same
-//!    GIL-releasing wait (`crate::blocking`);
+//!    (`Borrowed::from_ptr` + `downcast_unchecked` after the check, `.get()` on the frozen
+//!    class: `self` and the arguments are borrowed, no reference count changes), so results
+//!    and exceptions are the same, and blocking goes through the same GIL-releasing wait
+//!    (`crate::blocking`). Those methods keep their common case (a free or held lock, an
+//!    exact `int`) inline and the rest out of line, and the extension is built with fat LTO
+//!    (`python/Cargo.toml`) so that the library's lock and cell calls inline too;
 //! 3. for any other shape (keywords, another argument count, a wrong `self`), calls pyo3's
 //!    original C function, saved at install, with the same arguments.
 //!
@@ -34,7 +37,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::{PyClass, PyTypeInfo};
+use pyo3::{Borrowed, PyClass, PyTypeInfo};
 
 /// `METH_FASTCALL | METH_KEYWORDS` (pyo3's convention for methods with arguments).
 pub(crate) const FASTCALL_KW: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
@@ -55,17 +58,21 @@ impl<D> Saved<D> {
         }
     }
 
-    /// `self` as the class `T`, if it is an instance of the saved type (`None` otherwise:
-    /// the caller then calls the original, which raises pyo3's `TypeError`).
+    /// `f(self as the class T)`, if `slf` is an instance of the saved type (`None` otherwise:
+    /// the caller then calls the original, which raises pyo3's `TypeError`). `self` is
+    /// borrowed, not a new reference: no reference count changes on the hot path.
     ///
     /// # Safety
     ///
-    /// The GIL is held, `slf` is a valid object, and `T` is the class this was installed for.
-    pub(crate) unsafe fn this<'py, T: PyClass>(
+    /// The GIL is held, `slf` is a valid object that stays alive during the call (CPython's
+    /// borrowed `self`), and `T` is the class this was installed for.
+    #[inline(always)]
+    pub(crate) unsafe fn with<'py, T: PyClass, R>(
         &self,
         py: Python<'py>,
         slf: *mut ffi::PyObject,
-    ) -> Option<Bound<'py, T>> {
+        f: impl FnOnce(&Bound<'py, T>) -> R,
+    ) -> Option<R> {
         // Acquire: pairs with the Release store in `install_*` (the same thread in practice:
         // module init runs before any call).
         let ty = self.ty.load(Ordering::Acquire);
@@ -74,9 +81,11 @@ impl<D> Saved<D> {
         if ty.is_null() || unsafe { ffi::PyObject_TypeCheck(slf, ty) } == 0 {
             return None;
         }
-        // SAFETY: `slf` is valid and an instance of `ty`, the type object of `T` (the type
-        // check just above), so the unchecked downcast is one pyo3 would make.
-        Some(unsafe { Bound::from_borrowed_ptr(py, slf).downcast_into_unchecked::<T>() })
+        // SAFETY: `slf` is valid for the call (caller), and an instance of `ty`, the type
+        // object of `T` (the type check just above), so the unchecked downcast is one pyo3
+        // would make.
+        let b = unsafe { Borrowed::from_ptr(py, slf) };
+        Some(f(unsafe { b.downcast_unchecked::<T>() }))
     }
 
     /// pyo3's original definition (non-null once installed).
@@ -347,8 +356,9 @@ macro_rules! lock_entry_points {
                 unsafe {
                     guard(std::ptr::null_mut(), |py| {
                         if nargs == 0 && kw.is_null() {
-                            if let Some(l) = ACQUIRE.this::<T>(py, slf) {
-                                return Ok(boolean(py, T::acquire(&l, true, None)?));
+                            if let Some(r) = ACQUIRE.with(py, slf, |l| T::acquire(l, true, None))
+                            {
+                                return Ok(boolean(py, r?));
                             }
                         }
                         Ok(ACQUIRE.call_fast(slf, args, nargs, kw))
@@ -360,11 +370,8 @@ macro_rules! lock_entry_points {
                 // SAFETY: called by CPython with the GIL held and a valid `slf`.
                 unsafe {
                     guard(std::ptr::null_mut(), |py| {
-                        match RELEASE.this::<T>(py, slf) {
-                            Some(l) => {
-                                l.get().release()?;
-                                Ok(none(py))
-                            }
+                        match RELEASE.with(py, slf, |l: &Bound<'_, T>| l.get().release()) {
+                            Some(r) => r.map(|()| none(py)),
                             None => Ok(RELEASE.call_noargs(slf)),
                         }
                     })
@@ -374,9 +381,11 @@ macro_rules! lock_entry_points {
             unsafe extern "C" fn enter(slf: Obj, _unused: Obj) -> Obj {
                 // SAFETY: called by CPython with the GIL held and a valid `slf`.
                 unsafe {
-                    guard(std::ptr::null_mut(), |py| match ENTER.this::<T>(py, slf) {
-                        Some(l) => Ok(boolean(py, T::acquire(&l, true, None)?)),
-                        None => Ok(ENTER.call_noargs(slf)),
+                    guard(std::ptr::null_mut(), |py| {
+                        match ENTER.with(py, slf, |l| T::acquire(l, true, None)) {
+                            Some(r) => r.map(|b| boolean(py, b)),
+                            None => Ok(ENTER.call_noargs(slf)),
+                        }
                     })
                 }
             }
@@ -392,9 +401,10 @@ macro_rules! lock_entry_points {
                 unsafe {
                     guard(std::ptr::null_mut(), |py| {
                         if nargs == 3 && kw.is_null() {
-                            if let Some(l) = EXIT.this::<T>(py, slf) {
-                                l.get().release()?;
-                                return Ok(none(py));
+                            if let Some(r) =
+                                EXIT.with(py, slf, |l: &Bound<'_, T>| l.get().release())
+                            {
+                                return r.map(|()| none(py));
                             }
                         }
                         Ok(EXIT.call_fast(slf, args, nargs, kw))

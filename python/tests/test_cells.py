@@ -52,31 +52,39 @@ def test_atomic_fetch_add_is_exact(name, spawn):
     v.unlink()
 
 
-def test_seqlock_array_is_never_torn(name, spawn):
+def test_seqlock_array_is_never_torn(names, spawn):
+    name, stop_name = names(), names()
     a = shmkit.Array("q", 16, name=name, mode="seqlock")
+    stop = shmkit.Value("q", 0, name=stop_name, mode="atomic")
+    # The writer writes until told to stop, so the reader sees many writes however fast
+    # either side runs (a fixed count of writes can all land before the first read).
     writer = spawn(
         """
         import sys, shmkit
         a = shmkit.Array.open(sys.argv[1])
+        stop = shmkit.Value.open(sys.argv[2])
         print("ready", flush=True)
-        for i in range(1, 5001):
+        i = 0
+        while not stop.load():
+            i += 1
             a[:] = [i] * 16
         print("done", flush=True)
         """,
         name,
+        stop_name,
     )
     assert writer.line() == "ready"
     seen = set()
-    while True:
+    while len(seen) < 100 and writer.proc.poll() is None:
         snap = a[:]
         assert len(set(snap)) == 1, snap  # all sixteen from one write
         seen.add(snap[0])
-        if snap[0] == 5000:
-            break
+    stop.store(1)
     assert writer.line() == "done"
     assert writer.finish()[0] == 0
-    assert len(seen) > 1
+    assert len(seen) >= 100
     a.unlink()
+    stop.unlink()
 
 
 def test_seqlock_wait_changed(name, spawn):

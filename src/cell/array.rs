@@ -325,6 +325,7 @@ impl std::fmt::Debug for AnyGuard<'_> {
 }
 
 /// Lock `raw` for an [`AnyGuard`].
+#[inline]
 pub(crate) fn any_lock(raw: &RawCell, wait: Wait) -> LockResult<'_, AnyGuard<'_>> {
     match raw.lock(wait) {
         Ok(g) => Ok(AnyGuard::new(raw, g)),
@@ -333,16 +334,19 @@ pub(crate) fn any_lock(raw: &RawCell, wait: Wait) -> LockResult<'_, AnyGuard<'_>
 }
 
 impl<'a> AnyGuard<'a> {
+    #[inline]
     pub(crate) fn new(raw: &'a RawCell, g: LockGuard<'a>) -> AnyGuard<'a> {
         AnyGuard { raw, g }
     }
 
     /// `first..first + out.len() / size` must be in range (the typed guards' callers check).
+    #[inline]
     pub(crate) fn read_into(&self, first: usize, out: &mut [u8]) {
         self.raw.read_locked(first, out)
     }
 
     /// As `read_into`.
+    #[inline]
     pub(crate) fn write(&self, first: usize, data: &[u8]) {
         self.raw.write_locked(first, data)
     }
@@ -356,6 +360,7 @@ impl<'a> AnyGuard<'a> {
 
     /// Fill `out` (whole elements, so a caller's stack buffer serves: no allocation) with the
     /// elements from `first`; an error, `out` untouched, if they are not in range.
+    #[inline(always)]
     pub fn read_bytes_into(&self, first: usize, out: &mut [u8]) -> Result<()> {
         let count = self.whole_elements(out.len())?;
         self.raw.check_range(first, count)?;
@@ -365,6 +370,7 @@ impl<'a> AnyGuard<'a> {
 
     /// Write whole elements' bytes at element `first` (an error, nothing written, if they do
     /// not fit or are not a whole number of elements).
+    #[inline(always)]
     pub fn write_bytes(&self, first: usize, data: &[u8]) -> Result<()> {
         let count = self.whole_elements(data.len())?;
         self.raw.check_range(first, count)?;
@@ -373,18 +379,32 @@ impl<'a> AnyGuard<'a> {
     }
 
     /// How many elements `len` bytes are; an error if not a whole number.
+    #[inline(always)]
     fn whole_elements(&self, len: usize) -> Result<usize> {
         let size = self.raw.geo().elem.size;
-        if len % size != 0 {
-            return Err(Error::invalid(
-                self.raw.segment().name(),
-                format!(
-                    "{len} bytes are not whole {size}-byte elements of {}",
-                    self.raw.describe()
-                ),
-            ));
+        // Typecodes' sizes are powers of two: a mask and a shift, not a division, for them.
+        let (rem, n) = if size.is_power_of_two() {
+            (len & (size - 1), len >> size.trailing_zeros())
+        } else {
+            (len % size, len / size)
+        };
+        if rem != 0 {
+            return Err(self.not_whole(len));
         }
-        Ok(len / size)
+        Ok(n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_whole(&self, len: usize) -> Error {
+        Error::invalid(
+            self.raw.segment().name(),
+            format!(
+                "{len} bytes are not whole {}-byte elements of {}",
+                self.raw.geo().elem.size,
+                self.raw.describe()
+            ),
+        )
     }
 
     /// After `OwnerDied`: declare the data repaired (see
@@ -401,6 +421,7 @@ impl<'a> AnyGuard<'a> {
     /// Keep the lock held without a guard (for Python-style `acquire()`/`release()` pairs);
     /// the holding thread gets a guard back with `adopt_lock` (see
     /// [`LockGuard::leak`](crate::sync::LockGuard::leak)).
+    #[inline]
     pub fn leak(self) {
         self.g.leak()
     }
@@ -409,6 +430,7 @@ impl<'a> AnyGuard<'a> {
 /// A guard for the cell lock the calling thread holds after [`AnyGuard::leak`]
 /// ([`LockError::NotOwner`] if it does not hold it; see
 /// [`LockState::adopt`](crate::sync::LockState::adopt)).
+#[inline]
 pub(crate) fn any_adopt(raw: &RawCell) -> std::result::Result<AnyGuard<'_>, LockError<()>> {
     Ok(AnyGuard::new(raw, raw.ctl().lock.adopt()?))
 }
@@ -605,6 +627,7 @@ impl AnyArray {
         self.raw.atomic(i, Op::Cas(current, new))
     }
 
+    #[inline]
     fn lock_with(&self, wait: Wait) -> LockResult<'_, AnyGuard<'_>> {
         any_lock(&self.raw, wait)
     }
@@ -616,6 +639,7 @@ impl AnyArray {
 
     /// A guard for the lock this thread holds after [`AnyGuard::leak`]
     /// ([`LockError::NotOwner`] if it does not hold it).
+    #[inline]
     pub fn adopt_lock(&self) -> std::result::Result<AnyGuard<'_>, LockError<()>> {
         any_adopt(&self.raw)
     }

@@ -521,7 +521,7 @@ impl RawCell {
     /// Store under the held lock: plainly (locked), as a seqlock write (seqlock), or as
     /// element-wise atomic stores (atomic mode, where the lock protects nothing). The range
     /// `first..first + data.len() / size` must have been checked.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_locked(&self, first: usize, data: &[u8]) {
         let size = self.geo.elem.size;
         match self.geo.mode {
@@ -545,7 +545,7 @@ impl RawCell {
 
     /// Load under the held lock (the holder is the only writer), or element-wise atomic
     /// loads in atomic mode. The range must have been checked.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_locked(&self, first: usize, out: &mut [u8]) {
         let size = self.geo.elem.size;
         match self.geo.mode {
@@ -561,7 +561,7 @@ impl RawCell {
     }
 
     /// An element-wise atomic operation (atomic mode).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn atomic(&self, i: usize, op: Op) -> Result<std::result::Result<u64, u64>> {
         // The fast path first: one comparison each (the hot loop of a counter).
         if self.geo.mode == CellMode::Atomic
@@ -570,20 +570,32 @@ impl RawCell {
         {
             return Ok(self.atomic_at(i, op));
         }
-        self.need_mode("an atomic operation", &[CellMode::Atomic])?;
-        self.check_range(i, 1)?;
+        Err(self.atomic_refused(i))
+    }
+
+    /// Why [`atomic`](Self::atomic) refused (out of line: the counter loop inlines only the
+    /// fast path).
+    #[cold]
+    #[inline(never)]
+    fn atomic_refused(&self, i: usize) -> Error {
+        if let Err(e) = self
+            .need_mode("an atomic operation", &[CellMode::Atomic])
+            .and_then(|()| self.check_range(i, 1))
+        {
+            return e;
+        }
         // Atomic mode, in range: the only refusal left is an add on a non-integer code.
-        Err(Error::invalid(
+        Error::invalid(
             self.seg.name(),
             format!(
                 "fetch_add/fetch_sub need an integer typecode; {} is not",
                 self.describe()
             ),
-        ))
+        )
     }
 
     /// `atomic` without the checks; `i < len`, atomic mode (so the size is 1, 2, 4 or 8).
-    #[inline]
+    #[inline(always)]
     fn atomic_at(&self, i: usize, op: Op) -> std::result::Result<u64, u64> {
         let p = self.elem_ptr(i);
         // SeqCst for every operation: atomic cells are for counters and flags shared with

@@ -467,6 +467,7 @@ impl AnyValue {
         self.raw.atomic(0, Op::Cas(current, new))
     }
 
+    #[inline]
     fn lock_with(&self, wait: Wait) -> std::result::Result<AnyGuard<'_>, LockError<AnyGuard<'_>>> {
         super::array::any_lock(&self.raw, wait)
     }
@@ -480,6 +481,7 @@ impl AnyValue {
     /// A guard for the lock this thread holds after
     /// [`AnyGuard::leak`](super::AnyGuard::leak) ([`LockError::NotOwner`] if it does not hold
     /// it).
+    #[inline]
     pub fn adopt_lock(&self) -> std::result::Result<AnyGuard<'_>, LockError<()>> {
         super::array::any_adopt(&self.raw)
     }

@@ -396,6 +396,7 @@ impl LockState {
     /// assert!(busy);
     /// # drop(g);
     /// ```
+    #[inline]
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Block::No)
     }
@@ -487,6 +488,7 @@ impl LockState {
     /// drop(state.adopt().unwrap());
     /// assert!(!state.is_locked());
     /// ```
+    #[inline]
     pub fn adopt(&self) -> std::result::Result<LockGuard<'_>, LockError<()>> {
         let me = me().map_err(LockError::from_mutex)?;
         if !self.core.held_by(me) {

@@ -389,6 +389,7 @@ impl MutexCore {
     }
 
     /// Whether `me` holds it.
+    #[inline]
     pub(crate) fn held_by(&self, me: Me) -> bool {
         // Acquire: as in `acquire_slow`, so that a `thread` naming us is not a stale value.
         let w = self.owner.load(Ordering::Acquire);
