@@ -129,9 +129,10 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
 }
 
 /// Copies of at least this many bytes go through [`load_bytes`]/[`store_bytes`]'s string
-/// copy (`rep movsb`); shorter ones through the word loops, which are faster there (a 4-process
-/// bench on this 2-vCPU EPYC: words 24 M and string copy 16 M msg/s at 256 B, 8 M and 15 M at
-/// 1 KiB, 2.4 M and 5.4 M at 4 KiB; `BENCHMARKS.md`, "mpmc-bytes: bulk copies").
+/// copy (`rep movsb`); shorter ones through the word loops, which are faster there (a bare
+/// copy-in, copy-out ring between two processes on the 2-vCPU EPYC of `BENCHMARKS.md`: words
+/// 24 M and string copy 16 M msg/s at 256 B, 8 M and 15 M at 1 KiB, 2.4 M and 5.4 M at 4 KiB;
+/// `BENCHMARKS.md`, "mpmc-bytes and `shmkit.Queue` throughput").
 pub(crate) const BULK: usize = 1024;
 
 /// Copy `len` bytes from shared memory at `src` into private memory at `dst`, *byte*-granular:
