@@ -147,7 +147,7 @@ pub(crate) const BULK: usize = 1024;
 #[inline]
 pub(crate) unsafe fn load_bytes(src: *const u8, dst: *mut u8, len: usize) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if len >= BULK {
+    if len >= BULK && !aliased(src, dst) {
         // SAFETY: the caller's contract, as for `load`: `src..src + len` readable (a Relaxed
         // byte load is permitted on read-only memory), `dst..dst + len` private and writable.
         unsafe { string_copy(src, dst, len) };
@@ -166,13 +166,23 @@ pub(crate) unsafe fn load_bytes(src: *const u8, dst: *mut u8, len: usize) {
 #[inline]
 pub(crate) unsafe fn store_bytes(src: *const u8, dst: *mut u8, len: usize) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if len >= BULK {
+    if len >= BULK && !aliased(src, dst) {
         // SAFETY: the caller's contract, as for `store`.
         unsafe { string_copy(src, dst, len) };
         return;
     }
     // SAFETY: the caller's contract is `store`'s.
     unsafe { store(src, dst, len) }
+}
+
+/// Whether `dst` lies less than 64 bytes after `src` modulo 4 KiB: there the string copy's
+/// loads wait on the stores they falsely alias (same low 12 address bits), and it runs at
+/// 2-3 GB/s against 50-80 GB/s otherwise on this EPYC (the word loops: 20-25 GB/s either way);
+/// glibc's `memmove` avoids `rep movsb` there for the same reason.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+fn aliased(src: *const u8, dst: *mut u8) -> bool {
+    (dst as usize).wrapping_sub(src as usize) % 4096 < 64
 }
 
 /// `len` bytes from `src` to `dst` with one `rep movsb`.
