@@ -8,9 +8,14 @@
 //! one of the queue's 16 producer slots, if the pool is empty), uses it, and puts it back; a
 //! `get` does the same with consumers. So a process that only puts never holds a consumer
 //! slot, and each handle is used by one thread at a time. The pools' mutexes are held only to
-//! take or return a handle, never across a wait, so two threads that put at once each wait
-//! with their own handle (GIL released) and neither can block the other. When all 16 slots
-//! of a side are held, a blocking call waits (polling) for one to come back.
+//! take or return a handle, or across the first, non-blocking attempt made in place on an
+//! idle handle (`push_idle`/`pop_idle`: one lock, no handle moved; no Python code runs under
+//! the lock), never across a wait, so two threads that put at once each wait with their own
+//! handle (GIL released) and neither can block the other. When all 16 slots of a side are
+//! held, a blocking call waits (polling) for one to come back.
+//!
+//! `put(obj)`, `get()`, `put_bytes(data)` and `get_bytes()` are also reached through C entry
+//! points (module `fast`, the scheme of [`crate::fastcall`]) that call the same methods.
 //!
 //! Peers that are gone: multiprocessing's `get` waits for a producer even when none exists,
 //! and `put` never fails for lack of a consumer. shmkit's handles report that case as
