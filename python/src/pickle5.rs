@@ -53,38 +53,43 @@ fn pickle(py: Python<'_>) -> PyResult<&Pickle> {
     })
 }
 
-/// A pickle: short ones on the stack, others as the `bytes` `pickle.dumps` returned.
-// Large on purpose: the short form is a stack buffer, so a `put` allocates nothing.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Pickled<'py> {
-    Short([u8; SHORT], usize),
+/// A pickle: short ones in the caller's buffer, others as the `bytes` `pickle.dumps` returned.
+pub(crate) enum Pickled<'py, 'b> {
+    Short(&'b [u8]),
     Bytes(Bound<'py, PyBytes>),
 }
 
-impl Pickled<'_> {
+impl Pickled<'_, '_> {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
-            Pickled::Short(b, n) => &b[..*n],
+            Pickled::Short(b) => b,
             Pickled::Bytes(b) => b.as_bytes(),
         }
     }
 }
 
-/// `pickle.dumps(obj, 5)`.
-pub(crate) fn dumps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Pickled<'py>> {
-    let mut op = [0u8; SHORT - 11];
-    if let Some(n) = short_opcodes(obj, &mut op)? {
-        let mut out = [0u8; SHORT];
-        out[0] = PROTO;
-        out[1] = PROTOCOL;
-        let mut at = 2;
+/// Offset of the opcodes after PROTO and a FRAME header.
+const OPS: usize = 11;
+
+/// `pickle.dumps(obj, 5)`; a short pickle is written into `buf` (a stack buffer of the
+/// caller: a `put` allocates nothing, and nothing is moved or zeroed twice).
+pub(crate) fn dumps<'py, 'b>(
+    obj: &Bound<'py, PyAny>,
+    buf: &'b mut [u8; SHORT],
+) -> PyResult<Pickled<'py, 'b>> {
+    let (head, op) = buf.split_at_mut(OPS);
+    let op: &mut [u8; SHORT - OPS] = op.try_into().expect("SHORT - OPS bytes");
+    if let Some(n) = short_opcodes(obj, op)? {
+        head[0] = PROTO;
+        head[1] = PROTOCOL;
         if n >= FRAME_SIZE_MIN {
-            out[2] = FRAME;
-            out[3..11].copy_from_slice(&(n as u64).to_le_bytes());
-            at = 11;
+            head[2] = FRAME;
+            head[3..OPS].copy_from_slice(&(n as u64).to_le_bytes());
+            return Ok(Pickled::Short(&buf[..OPS + n]));
         }
-        out[at..at + n].copy_from_slice(&op[..n]);
-        return Ok(Pickled::Short(out, at + n));
+        // No frame: the opcodes (at most 3 bytes) follow PROTO directly.
+        buf.copy_within(OPS..OPS + n, 2);
+        return Ok(Pickled::Short(&buf[..2 + n]));
     }
     let py = obj.py();
     let p = pickle(py)?;
@@ -94,7 +99,7 @@ pub(crate) fn dumps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Pickled<'py>> {
 
 /// The opcodes (after PROTO and any FRAME, up to and with STOP) CPython writes for `obj`, if
 /// it is one of the fast-path objects; their length.
-fn short_opcodes(obj: &Bound<'_, PyAny>, op: &mut [u8; SHORT - 11]) -> PyResult<Option<usize>> {
+fn short_opcodes(obj: &Bound<'_, PyAny>, op: &mut [u8; SHORT - OPS]) -> PyResult<Option<usize>> {
     let n = if obj.is_none() {
         op[0] = NONE;
         1

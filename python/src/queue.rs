@@ -8,9 +8,14 @@
 //! one of the queue's 16 producer slots, if the pool is empty), uses it, and puts it back; a
 //! `get` does the same with consumers. So a process that only puts never holds a consumer
 //! slot, and each handle is used by one thread at a time. The pools' mutexes are held only to
-//! take or return a handle, never across a wait, so two threads that put at once each wait
-//! with their own handle (GIL released) and neither can block the other. When all 16 slots
-//! of a side are held, a blocking call waits (polling) for one to come back.
+//! take or return a handle, or across the first, non-blocking attempt made in place on an
+//! idle handle (`push_idle`/`pop_idle`: one lock, no handle moved; no Python code runs under
+//! the lock), never across a wait, so two threads that put at once each wait with their own
+//! handle (GIL released) and neither can block the other. When all 16 slots of a side are
+//! held, a blocking call waits (polling) for one to come back.
+//!
+//! `put(obj)`, `get()`, `put_bytes(data)` and `get_bytes()` are also reached through C entry
+//! points (module `fast`, the scheme of [`crate::fastcall`]) that call the same methods.
 //!
 //! Peers that are gone: multiprocessing's `get` waits for a producer even when none exists,
 //! and `put` never fails for lack of a consumer. shmkit's handles report that case as
@@ -49,6 +54,13 @@ const POLL: Duration = Duration::from_millis(5);
 struct Reader {
     c: Consumer,
     buf: Vec<u8>,
+}
+
+/// A message popped by [`PyQueue::pop_idle`]: its length in the caller's short buffer, or the
+/// reader holding it.
+enum Popped {
+    Short(usize),
+    Long(Reader),
 }
 
 /// Idle handles of one side, for the threads of this process.
@@ -178,6 +190,19 @@ impl PyQueue {
         }
     }
 
+    /// The first, non-blocking push attempt, on the most recently used idle producer in place
+    /// (no handle leaves the pool: one lock and unlock, nothing moved). The pool's lock is held
+    /// across `try_push`, which never waits and runs no Python code. `None` to go on with
+    /// [`push_step`](Self::push_step) (no idle handle, or one that failed other than full).
+    fn push_idle(&self, msg: &[u8]) -> Option<Step<()>> {
+        let mut idle = self.producers.lock();
+        match idle.last_mut()?.try_push(msg) {
+            Ok(()) => Some(Some(Ok(()))),
+            Err(PushError::Full) => Some(None),
+            Err(_) => None,
+        }
+    }
+
     /// One push of `msg`: `until` `None` tries once; `Some` waits until then at most.
     fn push_step(&self, msg: &[u8], until: Option<Instant>) -> Step<()> {
         // A handle reporting `Disconnected` is replaced once (it may be a fork()ed copy).
@@ -212,6 +237,27 @@ impl PyQueue {
             poll_pause(t);
         }
         None
+    }
+
+    /// The first, non-blocking pop attempt, on the most recently used idle consumer in place,
+    /// as [`push_idle`](Self::push_idle). The pool's lock is held only across `try_pop_into`
+    /// (no Python code runs under it: turning the message into an object may allocate, and a
+    /// garbage collection then may run any finalizer, even one that calls `get`): a message of
+    /// at most [`pickle5::SHORT`] bytes is copied to `short` and `Short(len)` returned with the
+    /// handle left in the pool; a longer one leaves the pool with its handle (`Long`), which
+    /// the caller gives back.
+    fn pop_idle(&self, short: &mut [u8; pickle5::SHORT]) -> Option<Step<Popped>> {
+        let mut idle = self.consumers.lock();
+        let r = idle.last_mut()?;
+        match r.c.try_pop_into(&mut r.buf) {
+            Ok(n) if n <= short.len() => {
+                short[..n].copy_from_slice(&r.buf[..n]);
+                Some(Some(Ok(Popped::Short(n))))
+            }
+            Ok(_) => Some(Some(Ok(Popped::Long(idle.pop()?)))),
+            Err(PopError::Empty) => Some(None),
+            Err(_) => None,
+        }
     }
 
     /// One pop: as [`push_step`](Self::push_step). On success the reader holds the message
@@ -266,7 +312,10 @@ impl PyQueue {
         let first = if msg.len() >= BIG {
             py.allow_threads(|| self.push_step(msg, None))
         } else {
-            self.push_step(msg, None)
+            match self.push_idle(msg) {
+                Some(step) => step,
+                None => self.push_step(msg, None),
+            }
         };
         let done = match first {
             Some(r) => Some(r),
@@ -299,14 +348,22 @@ impl PyQueue {
         if block {
             check_timeout(timeout)?;
         }
-        let done = match self.pop_step(None) {
+        let mut short = [0u8; pickle5::SHORT];
+        let first = match self.pop_idle(&mut short) {
+            Some(step) => step,
+            None => self.pop_step(None).map(|r| r.map(Popped::Long)),
+        };
+        let done = match first {
             Some(r) => Some(r),
             None if !block => None,
             // The clock is read only now that the first attempt failed.
-            None => sliced(py, deadline(timeout)?, |until| self.pop_step(Some(until)))?,
+            None => sliced(py, deadline(timeout)?, |until| {
+                self.pop_step(Some(until)).map(|r| r.map(Popped::Long))
+            })?,
         };
         match done {
-            Some(Ok(r)) => {
+            Some(Ok(Popped::Short(n))) => read(&short[..n]),
+            Some(Ok(Popped::Long(r))) => {
                 let out = read(&r.buf);
                 self.consumers.give_back(r, &self.closed);
                 out
@@ -395,7 +452,8 @@ named_methods!(
             timeout: Option<f64>,
         ) -> PyResult<()> {
             self.check_open()?;
-            let data = pickle5::dumps(obj)?;
+            let mut buf = [0u8; pickle5::SHORT];
+            let data = pickle5::dumps(obj, &mut buf)?;
             self.push(py, data.as_bytes(), block, timeout)
         }
 
@@ -498,5 +556,110 @@ named_methods!(
 );
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyQueue>()
+    m.add_class::<PyQueue>()?;
+    fast::install(m.py())
+}
+
+/// C-API entry points for `put(obj)`, `get()`, `put_bytes(data)` and `get_bytes()` (see
+/// [`crate::fastcall`]): the same Rust methods as pyo3's wrappers call, blocking with no
+/// timeout, without pyo3's trampoline, argument parsing and downcast. Any other shape
+/// (`block`/`timeout` given, keywords, a wrong `self`) goes to pyo3's wrapper.
+mod fast {
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+
+    use super::PyQueue;
+    use crate::fastcall::{guard, install_method, none, Saved, FASTCALL_KW};
+
+    type Obj = *mut ffi::PyObject;
+
+    static PUT: Saved<ffi::PyMethodDef> = Saved::new();
+    static GET: Saved<ffi::PyMethodDef> = Saved::new();
+    static PUT_BYTES: Saved<ffi::PyMethodDef> = Saved::new();
+    static GET_BYTES: Saved<ffi::PyMethodDef> = Saved::new();
+
+    pub(super) fn install(py: Python<'_>) -> PyResult<()> {
+        let fast = |f| ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: f,
+        };
+        install_method::<PyQueue>(py, c"put", FASTCALL_KW, fast(put), &PUT)?;
+        install_method::<PyQueue>(py, c"get", FASTCALL_KW, fast(get), &GET)?;
+        install_method::<PyQueue>(py, c"put_bytes", FASTCALL_KW, fast(put_bytes), &PUT_BYTES)?;
+        install_method::<PyQueue>(py, c"get_bytes", FASTCALL_KW, fast(get_bytes), &GET_BYTES)
+    }
+
+    /// `put(obj)`: one positional argument, no keywords; else pyo3's.
+    unsafe extern "C" fn put(slf: Obj, args: *const Obj, nargs: ffi::Py_ssize_t, kw: Obj) -> Obj {
+        // SAFETY: CPython calls this with the GIL held and valid arguments: `args` holds
+        // `nargs` objects (plus the keyword values, passed on untouched).
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 1 && kw.is_null() {
+                    if let Some(q) = PUT.this::<PyQueue>(py, slf) {
+                        let obj = Bound::from_borrowed_ptr(py, *args);
+                        q.get().put(py, &obj, true, None)?;
+                        return Ok(none(py));
+                    }
+                }
+                Ok(PUT.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
+
+    /// `put_bytes(data)`: as `put`.
+    unsafe extern "C" fn put_bytes(
+        slf: Obj,
+        args: *const Obj,
+        nargs: ffi::Py_ssize_t,
+        kw: Obj,
+    ) -> Obj {
+        // SAFETY: as in `put`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 1 && kw.is_null() {
+                    if let Some(q) = PUT_BYTES.this::<PyQueue>(py, slf) {
+                        let data = Bound::from_borrowed_ptr(py, *args);
+                        q.get().put_bytes(py, &data, true, None)?;
+                        return Ok(none(py));
+                    }
+                }
+                Ok(PUT_BYTES.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
+
+    /// `get()`: no arguments; else pyo3's.
+    unsafe extern "C" fn get(slf: Obj, args: *const Obj, nargs: ffi::Py_ssize_t, kw: Obj) -> Obj {
+        // SAFETY: as in `put`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 0 && kw.is_null() {
+                    if let Some(q) = GET.this::<PyQueue>(py, slf) {
+                        return Ok(q.get().get(py, true, None)?.into_ptr());
+                    }
+                }
+                Ok(GET.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
+
+    /// `get_bytes()`: as `get`.
+    unsafe extern "C" fn get_bytes(
+        slf: Obj,
+        args: *const Obj,
+        nargs: ffi::Py_ssize_t,
+        kw: Obj,
+    ) -> Obj {
+        // SAFETY: as in `put`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                if nargs == 0 && kw.is_null() {
+                    if let Some(q) = GET_BYTES.this::<PyQueue>(py, slf) {
+                        return Ok(q.get().get_bytes(py, true, None)?.into_ptr());
+                    }
+                }
+                Ok(GET_BYTES.call_fast(slf, args, nargs, kw))
+            })
+        }
+    }
 }

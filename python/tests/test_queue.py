@@ -460,3 +460,70 @@ def test_put_writes_exactly_pickles_and_get_reads_any_pickle(name):
                 q.get()
     finally:
         q.unlink()
+
+
+def test_fast_entry_points_match_the_pyo3_wrappers(name):
+    # put(obj) / get() / put_bytes(data) / get_bytes() take C entry points (queue.rs `fast`);
+    # every other shape (block/timeout given, keywords) and a wrong self go to pyo3's.
+    q = shmkit.Queue.create(name, 4096)
+    try:
+        big = "x" * 1000  # a pickle longer than the short-message buffer
+        for o in (7, -(2**70), "s", big, [1, (2, 3)], None):
+            q.put(o)
+            assert q.get() == o
+        q.put(1, True, 1.0)
+        q.put(2, block=False)
+        q.put(3, timeout=1.0)
+        assert [q.get(True, 1.0), q.get(block=False), q.get(timeout=1.0)] == [1, 2, 3]
+        q.put_bytes(bytearray(b"ab"))
+        q.put_bytes(b"cd", timeout=1.0)
+        assert q.get_bytes() == b"ab"
+        assert q.get_bytes(False) == b"cd"
+        with pytest.raises(queue.Empty):
+            q.get(False)
+        with pytest.raises(TypeError):
+            q.put()
+        with pytest.raises(TypeError):
+            q.get(1, 2, 3)
+        with pytest.raises(TypeError, match="doesn't apply"):
+            shmkit.Queue.put(object(), 1)
+        with pytest.raises(TypeError, match="doesn't apply"):
+            shmkit.Queue.get(object())
+        with pytest.raises(TypeError, match="doesn't apply"):
+            shmkit.Queue.get_bytes(object())
+        with pytest.raises(ValueError, match="larger than"):
+            q.put_bytes(bytes(q.max_message + 1))
+        q.close()
+        with pytest.raises(ValueError, match="closed"):
+            q.get()
+        with pytest.raises(ValueError, match="closed"):
+            q.put(1)
+    finally:
+        q.unlink()
+
+
+class _GetsWhileUnpickled:
+    """Unpickling it calls `get_nowait` on the same queue object (re-entrant `get`)."""
+
+    queue = None
+
+    def __init__(self, pad):
+        self.pad = pad
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.inner = type(self).queue.get_nowait()
+
+
+def test_a_get_inside_unpickling_of_a_get_does_not_deadlock(name):
+    # The handle pools' locks are never held while Python code runs (unpickling, finalizers).
+    q = shmkit.Queue.create(name, 1 << 16)
+    try:
+        _GetsWhileUnpickled.queue = q
+        q.put(_GetsWhileUnpickled("p" * 500))  # a long pickle: not the short-message path
+        q.put("inner")
+        got = q.get(timeout=5)
+        assert got.pad == "p" * 500 and got.inner == "inner"
+    finally:
+        _GetsWhileUnpickled.queue = None
+        q.unlink()

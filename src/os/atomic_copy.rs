@@ -128,6 +128,101 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
+/// Copies of at least this many bytes go through [`load_bytes`]/[`store_bytes`]'s string
+/// copy (`rep movsb`); shorter ones through the word loops, which are faster there (a bare
+/// copy-in, copy-out ring between two processes on the 2-vCPU EPYC of `BENCHMARKS.md`: words
+/// 24 M and string copy 16 M msg/s at 256 B, 8 M and 15 M at 1 KiB, 2.4 M and 5.4 M at 4 KiB;
+/// `BENCHMARKS.md`, "mpmc-bytes and `shmkit.Queue` throughput").
+pub(crate) const BULK: usize = 1024;
+
+/// Copy `len` bytes from shared memory at `src` into private memory at `dst`, *byte*-granular:
+/// as [`load`] but without its whole-word guarantee (each byte is a value some writer stored
+/// into it; an aligned word racing a writer may mix two writes). For message payloads whose
+/// protocol gives the reader the bytes exclusively (a racing writer is a peer that broke the
+/// protocol, and wrong bytes are then all it can cause). Long copies use the CPU's string copy.
+///
+/// # Safety
+///
+/// As [`load`].
+#[inline]
+pub(crate) unsafe fn load_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if len >= BULK && !aliased(src, dst) {
+        // SAFETY: the caller's contract, as for `load`: `src..src + len` readable (a Relaxed
+        // byte load is permitted on read-only memory), `dst..dst + len` private and writable.
+        unsafe { string_copy(src, dst, len) };
+        return;
+    }
+    // SAFETY: the caller's contract is `load`'s.
+    unsafe { load(src, dst, len) }
+}
+
+/// Copy `len` bytes from private memory at `src` into shared memory at `dst`, byte-granular:
+/// as [`store`] without its whole-word guarantee (see [`load_bytes`]).
+///
+/// # Safety
+///
+/// As [`store`].
+#[inline]
+pub(crate) unsafe fn store_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if len >= BULK && !aliased(src, dst) {
+        // SAFETY: the caller's contract, as for `store`.
+        unsafe { string_copy(src, dst, len) };
+        return;
+    }
+    // SAFETY: the caller's contract is `store`'s.
+    unsafe { store(src, dst, len) }
+}
+
+/// Whether `dst` lies less than 64 bytes after `src` modulo 4 KiB: there the string copy's
+/// loads wait on the stores they falsely alias (same low 12 address bits), and it runs at
+/// 2-3 GB/s against 50-80 GB/s otherwise on this EPYC (the word loops: 20-25 GB/s either way);
+/// glibc's `memmove` avoids `rep movsb` there for the same reason.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+fn aliased(src: *const u8, dst: *mut u8) -> bool {
+    (dst as usize).wrapping_sub(src as usize) % 4096 < 64
+}
+
+/// `len` bytes from `src` to `dst` with one `rep movsb`.
+///
+/// # Safety
+///
+/// `src` readable and `dst` writable for `len` bytes for the whole call, the ranges disjoint;
+/// the side(s) in shared memory are accessed by this process only atomically (or ordered by
+/// happens-before) during the call; the private side is accessed by nobody else.
+///
+/// Why this is no data race, though other processes (or threads) may access the shared side
+/// at the same time: the compiler cannot see into an `asm!` block, and Rust's memory model
+/// treats it as an operation whose effect on memory some Rust code could have had. This
+/// block's effect is exactly that of a loop of `Relaxed` `AtomicU8` accesses, one load of
+/// each source byte and one store of each destination byte (as `load`/`store` do for the
+/// partial words at their ends): on x86-64 every byte access is single-copy atomic, and the
+/// string instruction's stores may become visible in any order among themselves, which
+/// `Relaxed` allows (no ordering among them, none with the caller's accesses beyond what the
+/// caller's own Release/Acquire operations and fences give, and the block is not `nomem`, so
+/// the compiler does not move memory accesses across it). Atomic byte accesses racing with
+/// other processes' stores are no data race; racing `AtomicU64` accesses to the same bytes
+/// would be a mixed-size race, benign on x86-64 and avoided by the protocols that use this
+/// (the payload is theirs alone while they copy). The direction flag is clear on entry (the
+/// ABI, which `asm!` guarantees) and `rep movsb` does not change flags; it clobbers only
+/// rdi/rsi/rcx, declared.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the contract above: both ranges valid for `len` bytes.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 /// An `order` load the way read-only memory permits it: `relaxed_load` (which must load with
 /// `Ordering::Relaxed`), then no fence for `Relaxed`, `fence(Acquire)` for `Acquire`, and
 /// `fence(SeqCst)` for `SeqCst`. The result acquires exactly as an `Acquire` load would (an
@@ -200,6 +295,43 @@ mod tests {
                     let mut got = vec![0u8; 64];
                     // SAFETY: 64 bytes; no other thread.
                     unsafe { std::ptr::copy_nonoverlapping(base(&sh), got.as_mut_ptr(), 64) };
+                    assert_eq!(&got[off..off + len], &pattern[priv_off..priv_off + len]);
+                    assert!(got[..off].iter().all(|&b| b == 0), "stored before");
+                    assert!(got[off + len..].iter().all(|&b| b == 0), "stored after");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_granular_copies_copy_exactly_those_bytes_on_both_sides_of_bulk() {
+        // Lengths across the string-copy threshold, every source/destination misalignment.
+        let size = 2 * BULK + 64;
+        let pattern: Vec<u8> = (0..size)
+            .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+            .collect();
+        for len in [0, 1, 63, BULK - 1, BULK, BULK + 1, BULK + 13, 2 * BULK] {
+            for off in [0, 1, 7, 8, 13] {
+                for priv_off in [0, 3, 8] {
+                    let sh = shared(size / 8);
+                    // SAFETY: `size` bytes, private to this test.
+                    unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), base(&sh), size) };
+                    let mut out = vec![0xeeu8; size];
+                    // SAFETY: off + len and priv_off + len are at most 2 BULK + 13 < size.
+                    unsafe { load_bytes(base(&sh).add(off), out.as_mut_ptr().add(priv_off), len) };
+                    assert_eq!(&out[priv_off..priv_off + len], &pattern[off..off + len]);
+                    assert!(out[..priv_off].iter().all(|&b| b == 0xee), "wrote before");
+                    assert!(
+                        out[priv_off + len..].iter().all(|&b| b == 0xee),
+                        "wrote after"
+                    );
+
+                    let sh = shared(size / 8);
+                    // SAFETY: as above.
+                    unsafe { store_bytes(pattern.as_ptr().add(priv_off), base(&sh).add(off), len) };
+                    let mut got = vec![0u8; size];
+                    // SAFETY: `size` bytes; no other thread.
+                    unsafe { std::ptr::copy_nonoverlapping(base(&sh), got.as_mut_ptr(), size) };
                     assert_eq!(&got[off..off + len], &pattern[priv_off..priv_off + len]);
                     assert!(got[..off].iter().all(|&b| b == 0), "stored before");
                     assert!(got[off + len..].iter().all(|&b| b == 0), "stored after");

@@ -628,10 +628,11 @@ impl WriteGuard<'_> {
     pub fn copy_from(&mut self, src: &[u8]) -> usize {
         let n = src.len().min(self.len());
         // SAFETY: [start + 8, start + 8 + len) lies inside the ring's data area (the record
-        // fits before the end) and `n <= len`; stores are atomic, so another process writing
-        // the same bytes is no data race; `src` is a distinct private slice.
+        // fits before the end) and `n <= len`; stores are atomic (byte-granular: the record is
+        // ours until committed), so another process writing the same bytes is no data race;
+        // `src` is a distinct private slice.
         unsafe {
-            atomic_copy::store(
+            atomic_copy::store_bytes(
                 src.as_ptr(),
                 self.p.data().add((self.pl.start + HDR) as usize),
                 n,
@@ -1034,11 +1035,12 @@ impl ReadGuard<'_> {
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len());
         // SAFETY: `decode` checked that [offset, offset + len) lies inside the ring's data
-        // area, which lives as long as the consumer, and `n <= len`; loads are atomic, so
-        // another process writing the same bytes is no data race; `dst` is a distinct
-        // private slice. The header's Acquire load in `decode` made the bytes visible.
+        // area, which lives as long as the consumer, and `n <= len`; loads are atomic
+        // (byte-granular: the record is ours until released), so another process writing the
+        // same bytes is no data race; `dst` is a distinct private slice. The header's Acquire
+        // load in `decode` made the bytes visible.
         unsafe {
-            atomic_copy::load(
+            atomic_copy::load_bytes(
                 self.c.side.q.data().add(self.rec.offset as usize),
                 dst.as_mut_ptr(),
                 n,

@@ -243,7 +243,8 @@ impl Shared {
     fn header(&self, pos: u64) -> &std::sync::atomic::AtomicU64 {
         // SAFETY: the cell lies inside the data area (`offset` < capacity, the area holds
         // `capacity` bytes), 8-aligned (the area is 128-aligned, cells 64 bytes); it is only
-        // ever accessed atomically (this word, or `atomic_copy`'s aligned 8-byte words), and
+        // ever accessed atomically (this word, or `atomic_copy`'s accesses to a message's
+        // bytes, which start after the header and are ordered against it by the stamps), and
         // an AtomicU64 is valid for any bits.
         unsafe {
             &*self
@@ -271,10 +272,10 @@ impl Shared {
         let mut src = msg.as_ptr();
         for (off, n) in self.pieces(pos, msg.len() as u64) {
             // SAFETY: `pieces` keeps every range inside the data area (`capacity` bytes); the
-            // cells are ours (claimed with the tail CAS); `msg` is private memory of `n`
-            // bytes from `src`.
+            // cells are ours (claimed with the tail CAS), so byte-granular atomic stores are
+            // enough; `msg` is private memory of `n` bytes from `src`.
             unsafe {
-                atomic_copy::store(src, self.region.data().add(off), n);
+                atomic_copy::store_bytes(src, self.region.data().add(off), n);
                 src = src.add(n);
             }
         }
@@ -289,7 +290,7 @@ impl Shared {
             // SAFETY: as `copy_in`; `dst` has room for `len` bytes (reserved) and nobody
             // else accesses it.
             unsafe {
-                atomic_copy::load(self.region.data().add(off), out, n);
+                atomic_copy::load_bytes(self.region.data().add(off), out, n);
                 out = out.add(n);
             }
         }

@@ -106,6 +106,10 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Run only these groups of rows (comma-separated: `spsc`, `bytes_ring`,
+        /// `mpmc_bytes`); the CPython rows a group is compared with run with it.
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(TPUT_GROUPS))]
+        only: Vec<String>,
     },
 }
 
@@ -1025,11 +1029,20 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
 // ---------------------------------------------------------------------------------------
 // Throughput.
 
-fn throughput(quick: bool, json: bool) -> CmdResult {
+/// The groups of `bench throughput --only`.
+const TPUT_GROUPS: [&str; 3] = ["spsc", "bytes_ring", "mpmc_bytes"];
+
+fn throughput(quick: bool, json: bool, only: &[String]) -> CmdResult {
     pin(0);
     let n: u64 = if quick { 2_000_000 } else { 20_000_000 };
+    let run = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
     let mut results = Vec::new();
-    for (scenario, batch) in [("tput_spsc_u64", false), ("tput_spsc_u64_batch", true)] {
+    let spsc = if run("spsc") {
+        &[("tput_spsc_u64", false), ("tput_spsc_u64_batch", true)][..]
+    } else {
+        &[]
+    };
+    for &(scenario, batch) in spsc {
         let tag = unique(scenario);
         let q = spsc::Queue::<u64>::create(&tag, 8192).map_err(|e| e.to_string())?;
         q.set_unlink_on_drop(true);
@@ -1065,7 +1078,12 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
         };
         results.push(tput(name, 8, n, ns));
     }
-    for size in [64usize, 1024, 65536] {
+    let sizes = if run("bytes_ring") {
+        &[64usize, 1024, 65536][..]
+    } else {
+        &[]
+    };
+    for &size in sizes {
         let tag = unique("tput_bytes");
         let r = bytes::Ring::create(&tag, 1 << 20).map_err(|e| e.to_string())?;
         r.set_unlink_on_drop(true);
@@ -1082,10 +1100,17 @@ fn throughput(quick: bool, json: bool) -> CmdResult {
         peer.wait()?;
         results.push(tput("bytes_ring", size, count, ns));
     }
-    if let Some(r) = python_mp_queue(if quick { 20_000 } else { 200_000 }) {
-        results.push(r);
-    }
-    let (rows, ratios) = super::bench_mpmc_bytes::rows(quick)?;
+    let cpython = if run("spsc") {
+        python_mp_queue(if quick { 20_000 } else { 200_000 })
+    } else {
+        None
+    };
+    results.extend(cpython);
+    let (rows, ratios) = if run("mpmc_bytes") {
+        super::bench_mpmc_bytes::rows(quick)?
+    } else {
+        Default::default()
+    };
     results.extend(rows);
     if json {
         return print_json(&serde_json::json!({ "results": results }));
@@ -1196,7 +1221,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             }
             latency(quick, json, &only, &sizes)
         }
-        Cmd::Throughput { quick, json } => throughput(quick, json),
+        Cmd::Throughput { quick, json, only } => throughput(quick, json, &only),
         Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
         Cmd::Frames { quick, json } => crate::bench_frames::run(quick, json),
         Cmd::List(a) => crate::bench_list::run(a),

@@ -31,6 +31,23 @@ fn messages_of_every_size_round_trip_across_laps() {
 }
 
 #[test]
+fn long_messages_round_trip_across_laps_and_the_ring_end() {
+    // Lengths on both sides of the string-copy threshold (`atomic_copy::BULK`), records that
+    // wrap at the end of the ring (copied in two pieces).
+    let q = Queue::with_capacity(8192);
+    let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+    let max = q.max_message() as usize;
+    let mut buf = Vec::new();
+    for i in 0..400u64 {
+        let len = (i as usize * 397 + 1000) % (max + 1);
+        p.try_push(&msg(i, len)).unwrap();
+        assert_eq!(c.try_pop_into(&mut buf), Ok(len));
+        assert_eq!(buf, msg(i, len), "message {i} of {len} bytes");
+    }
+    assert_eq!(c.try_pop(), Err(PopError::Empty));
+}
+
+#[test]
 fn full_too_large_and_empty() {
     let q = Queue::with_capacity(256);
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
