@@ -341,10 +341,11 @@ fn read_one(py: Python<'_>, cell: &Handle, i: usize) -> PyResult<Elem> {
             cell,
             #[inline(always)]
             |g| {
-            let mut e = Elem::zeroed(size);
-            g.read_bytes_into(i, &mut e.b[..size])?;
-            Ok(e)
-        }),
+                let mut e = Elem::zeroed(size);
+                g.read_bytes_into(i, &mut e.b[..size])?;
+                Ok(e)
+            },
+        ),
         _ => read(py, cell, i, 1).map(|b| Elem::new(&b)),
     }
 }

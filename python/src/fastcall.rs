@@ -356,8 +356,7 @@ macro_rules! lock_entry_points {
                 unsafe {
                     guard(std::ptr::null_mut(), |py| {
                         if nargs == 0 && kw.is_null() {
-                            if let Some(r) = ACQUIRE.with(py, slf, |l| T::acquire(l, true, None))
-                            {
+                            if let Some(r) = ACQUIRE.with(py, slf, |l| T::acquire(l, true, None)) {
                                 return Ok(boolean(py, r?));
                             }
                         }

@@ -595,9 +595,11 @@ mod fast {
         unsafe {
             guard(std::ptr::null_mut(), |py| {
                 if nargs == 1 && kw.is_null() {
-                    if let Some(q) = PUT.this::<PyQueue>(py, slf) {
-                        let obj = Bound::from_borrowed_ptr(py, *args);
-                        q.get().put(py, &obj, true, None)?;
+                    let obj = Bound::from_borrowed_ptr(py, *args);
+                    if let Some(r) = PUT.with(py, slf, |q: &Bound<'_, PyQueue>| {
+                        q.get().put(py, &obj, true, None)
+                    }) {
+                        r?;
                         return Ok(none(py));
                     }
                 }
@@ -617,9 +619,11 @@ mod fast {
         unsafe {
             guard(std::ptr::null_mut(), |py| {
                 if nargs == 1 && kw.is_null() {
-                    if let Some(q) = PUT_BYTES.this::<PyQueue>(py, slf) {
-                        let data = Bound::from_borrowed_ptr(py, *args);
-                        q.get().put_bytes(py, &data, true, None)?;
+                    let data = Bound::from_borrowed_ptr(py, *args);
+                    if let Some(r) = PUT_BYTES.with(py, slf, |q: &Bound<'_, PyQueue>| {
+                        q.get().put_bytes(py, &data, true, None)
+                    }) {
+                        r?;
                         return Ok(none(py));
                     }
                 }
@@ -634,8 +638,10 @@ mod fast {
         unsafe {
             guard(std::ptr::null_mut(), |py| {
                 if nargs == 0 && kw.is_null() {
-                    if let Some(q) = GET.this::<PyQueue>(py, slf) {
-                        return Ok(q.get().get(py, true, None)?.into_ptr());
+                    if let Some(r) = GET.with(py, slf, |q: &Bound<'_, PyQueue>| {
+                        q.get().get(py, true, None)
+                    }) {
+                        return Ok(r?.into_ptr());
                     }
                 }
                 Ok(GET.call_fast(slf, args, nargs, kw))
@@ -654,8 +660,10 @@ mod fast {
         unsafe {
             guard(std::ptr::null_mut(), |py| {
                 if nargs == 0 && kw.is_null() {
-                    if let Some(q) = GET_BYTES.this::<PyQueue>(py, slf) {
-                        return Ok(q.get().get_bytes(py, true, None)?.into_ptr());
+                    if let Some(r) = GET_BYTES.with(py, slf, |q: &Bound<'_, PyQueue>| {
+                        q.get().get_bytes(py, true, None)
+                    }) {
+                        return Ok(r?.into_ptr());
                     }
                 }
                 Ok(GET_BYTES.call_fast(slf, args, nargs, kw))
