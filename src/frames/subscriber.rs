@@ -1,7 +1,7 @@
 //! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
 
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,40 @@ fn clear_pins(v: &View, rec: u64) {
     }
 }
 
+/// Where a new subscriber's window starts (`SPEC.md`, frames section "Attaching"), once its
+/// record's cursor holds `wanted` (head minus the history asked for): after every frame of
+/// the window that is no longer in a slot, so that frames gone before the cursor took effect
+/// are neither received nor counted lost.
+///
+/// Until the store of `wanted`, the record showed the previous owner's cursor, which may be
+/// ahead of `wanted`: under [`Policy::Block`](super::Policy::Block) the publisher may have
+/// reused slots of the window meanwhile. The fence makes this scan a Dekker pair with the
+/// publisher's claim (`pin::claim`: claim store, `fence(SeqCst)`, then `recovery::held`
+/// loads the cursors): a publisher whose check missed `wanted` stored its claim before its
+/// fence, which comes before ours in the `SeqCst` order, so the scan sees that claim (or the
+/// frame that replaced it); a publisher whose check comes later sees `wanted` (or a later
+/// cursor of ours) and, under Block, never takes a frame newer than it. So every frame the
+/// scan finds unclaimed stays until received (Block), or its loss is counted (reuse-oldest).
+fn start_after(v: &View, wanted: u64) -> u64 {
+    fence(Ordering::SeqCst);
+    let mut lowest: Option<u64> = None;
+    let mut top = wanted;
+    for i in 0..v.g.slots {
+        // Acquire: pairs with the Release publishes; ordered after our cursor store by the
+        // fence.
+        let w = v.meta(i).seq.load(Ordering::Acquire);
+        let s = w & !CLAIMED;
+        top = top.max(s);
+        if w & CLAIMED == 0 && s > wanted {
+            lowest = Some(lowest.map_or(s, |l| l.min(s)));
+        }
+    }
+    // A frame in the window that is not here, or being overwritten (claimed), is skipped; if
+    // none is here, everything up to the newest sequence seen is. `s > wanted >= 0`: no
+    // underflow.
+    lowest.map_or(top, |s| s - 1)
+}
+
 /// A subscribing end of a frame channel: receives every frame in order ([`recv`](Self::recv)),
 /// or skips to the newest ([`latest`](Self::latest)), at its own pace. Each [`Frame`] it
 /// returns pins its slot until dropped. Its view of the frame data is mapped `PROT_READ`.
@@ -156,10 +190,13 @@ impl<H: ShmType> Subscriber<H> {
         clear_pins(&v, rec);
         // Acquire: pairs with the Release store of head in `Loan::publish`.
         let head = v.ctrl().head.load(Ordering::Acquire);
-        let cursor = head.saturating_sub(history);
+        let wanted = head.saturating_sub(history);
         let r = v.record(rec);
-        // Relaxed: statistics and the Block policy's progress hint (`recovery::held`).
+        // Relaxed: the Block policy's progress word (`recovery::held`), ordered by the fence.
+        r.cursor.store(wanted, Ordering::Relaxed);
+        let cursor = start_after(&v, wanted);
         r.cursor.store(cursor, Ordering::Relaxed);
+        // Relaxed: statistics.
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
         // Cleared pins and a new cursor may free slots a publisher parked in `loan` waits for.
