@@ -27,9 +27,14 @@ pub struct Publisher<H> {
     next_seq: u64,
     /// Subscriber tokens found dead (liveness queried only when no slot was free).
     dead: Vec<u64>,
-    /// The slot (and its `seq`) the next loan claims, picked after the last publish
-    /// (`recovery::pick`).
+    /// The slot (and its `seq`) the next loan claims, picked after the last publish: the
+    /// smallest of `seqs`.
     hint: Option<(u64, u64)>,
+    /// What we last stored in each slot's `seq` (we are its only writer): the hint is chosen
+    /// from this private copy, without reading the slots' lines, which subscribers' pins
+    /// write. A wrong entry (a hostile write) only makes a hint fail (`recovery::claim_hint`
+    /// compares it with the slot's word), and the loan scans.
+    seqs: Vec<u64>,
     /// `CLOCK_REALTIME − CLOCK_MONOTONIC` (wrapping) and the monotonic time it was read at:
     /// `real_ns` is derived from it for up to [`REALTIME_REFRESH_NS`].
     realtime_offset: Option<(u64, u64)>,
@@ -75,6 +80,10 @@ impl<H: ShmType> Publisher<H> {
             next_seq,
             dead: Vec::new(),
             hint: None,
+            seqs: (0..v.g.slots)
+                // Acquire: as in `recovery::take_over`, which ran just before.
+                .map(|i| v.meta(i).seq.load(Ordering::Acquire))
+                .collect(),
             realtime_offset: None,
             mono: MonoStamps::default(),
             _h: PhantomData,
@@ -180,6 +189,13 @@ impl<H: ShmType> Publisher<H> {
                 (mono, real)
             }
         }
+    }
+
+    /// The slot with the smallest `seq` as we last stored it (the oldest frame, or an empty
+    /// slot), and that `seq`: the next loan's first choice.
+    fn oldest(&self) -> Option<(u64, u64)> {
+        let (i, &s) = self.seqs.iter().enumerate().min_by_key(|&(_, s)| *s)?;
+        Some((i as u64, s))
     }
 
     /// The channel's name.
@@ -478,9 +494,11 @@ impl<H: ShmType> Loan<'_, H> {
         // `park_checked`, re-checking after registering).
         v.ctrl().published.notify_if_sleepers(u32::MAX);
         // Choose the next loan's slot now, while nobody waits on us, rather than on the next
-        // frame's path, and ask for its metadata line (the claim writes it).
+        // frame's path (from our private copy of the sequence words: no shared line is read),
+        // and ask for its metadata line (the claim writes it).
         let p = &mut *self.p;
-        p.hint = recovery::pick(&v, &p.dead);
+        p.seqs[self.slot as usize] = seq;
+        p.hint = p.oldest();
         // Its first data line too: a frame is usually written from its start (the subscribers
         // read that slot's bytes `slots − 1` frames ago at the latest, not now).
         if let Some((next, _)) = p.hint {
@@ -532,6 +550,7 @@ impl<H: ShmType> Drop for Loan<'_, H> {
                 .meta(self.slot)
                 .seq
                 .store(0, Ordering::Release);
+            self.p.seqs[self.slot as usize] = 0;
         }
     }
 }

@@ -64,29 +64,10 @@ pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
     None
 }
 
-/// The slot the next loan would claim, chosen ahead (after a publish, off the hop's path):
-/// the free slot with the smallest `seq`, if it is also the smallest `seq` of all unclaimed
-/// slots (held or not). Only the publisher changes sequence words, so while that slot still
-/// shows `old` it stays the oldest, and [`claim_hint`] claims it without a scan; a hint
-/// behind a held older slot is not given (that slot may be released by the next loan).
-pub(crate) fn pick(v: &View, dead: &[u64]) -> Option<(u64, u64)> {
-    let mut oldest = u64::MAX;
-    let mut best: Option<(u64, u64)> = None;
-    for i in 0..v.g.slots {
-        // Acquire: as in `claim_free`.
-        let s = v.meta(i).seq.load(Ordering::Acquire);
-        if s & CLAIMED != 0 || s >= oldest {
-            continue;
-        }
-        oldest = s;
-        best = (!held(v, i, s, dead)).then_some((i, s));
-    }
-    best
-}
-
-/// Claim slot `i` picked by [`pick`] while it held `old`: true if it still holds `old` (so it
-/// is still the oldest) and the claim (§8.2's Dekker step, as in [`claim_free`]) finds it
-/// not held.
+/// Claim slot `i`, chosen ahead by the publisher as the slot with the smallest `seq` (`old`)
+/// of all: true if it still holds `old` (only the publisher changes sequence words, so it is
+/// still the oldest) and the claim (§8.2's Dekker step, as in [`claim_free`]) finds it not
+/// held. False otherwise (the loan then scans with [`claim_free`]).
 pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
     if i >= v.g.slots {
         return false;
