@@ -129,6 +129,22 @@ fn child_main() {
             std::thread::sleep(Duration::from_secs(600));
             drop(loan);
         }
+        // Attach as publisher, publish `n` frames, detach.
+        "publish-n" => {
+            let mut p = opts().publisher(&args[0]).expect("publisher");
+            for _ in 0..args[1].parse::<u64>().unwrap() {
+                publish(&mut p, 256);
+            }
+        }
+        // Attach as publisher and publish frames as fast as the policy lets it, until
+        // killed (the late joiners' tests).
+        "publisher-forever" => {
+            let mut p = opts().publisher(&args[0]).expect("publisher");
+            report("ready");
+            loop {
+                publish(&mut p, 256);
+            }
+        }
         // Receive one frame and write into its (read-only) bytes: must die of SIGSEGV.
         "scribbler" => {
             let mut s = opts().subscriber(&args[0]).expect("subscribe");
@@ -333,6 +349,114 @@ fn subscriber_cannot_write_frame_data() {
 
 fn libc_sigsegv() -> i32 {
     11
+}
+
+/// Late joiners under the block policy, while a publisher process publishes as fast as it
+/// may: a joiner asking for `h` frames of history (0 to more than the slots) gets consecutive
+/// frames from its first on and counts none lost (a frame of its window that was gone before
+/// its cursor took effect is skipped, not lost). Before the attach fix, a history longer than
+/// the frames left in the slots, or a previous owner's cursor left in the record, made
+/// `lost` count frames the joiner never could have had.
+#[test]
+fn block_policy_late_joiners_count_nothing_lost() {
+    let name = unique_name("framesjoin");
+    let _c = Cleanup::new(&[&name]);
+    drop(
+        opts()
+            .slots(4)
+            .max_bytes(256)
+            .policy(Policy::Block)
+            .create(&name)
+            .unwrap(),
+    );
+    let mut kid = KillOnDrop(spawn_child("publisher-forever", &[&name]));
+    let mut lines = Lines::of(&mut kid.0);
+    lines.expect("ready");
+    for round in 0..300u64 {
+        let h = round % 7; // 0..=6, against 4 slots
+        let mut s = opts().history(h).subscriber(&name).unwrap();
+        let first = s.recv_timeout(Duration::from_secs(30)).expect("recv");
+        check(&first);
+        let mut last = first.seq();
+        drop(first);
+        for _ in 0..5 {
+            let f = s.recv_timeout(Duration::from_secs(30)).expect("recv");
+            check(&f);
+            assert_eq!(f.seq(), last + 1, "round {round}, history {h}");
+            last = f.seq();
+        }
+        assert_eq!(s.lost(), 0, "round {round}, history {h}");
+    }
+}
+
+/// A child process killed (and reaped) when the test ends, also by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
+    }
+}
+
+/// Under reuse-oldest, a late joiner's `lost` counts exactly the frames overwritten after it
+/// attached, not those gone before (history longer than the slots), with the publisher in
+/// another process.
+#[test]
+fn reuse_oldest_late_joiner_lost_is_exact() {
+    let name = unique_name("framesjoinr");
+    let _c = Cleanup::new(&[&name]);
+    drop(opts().slots(4).max_bytes(256).create(&name).unwrap());
+    // A publisher process publishes 10 frames (into 4 slots) and exits.
+    let mut kid = spawn_child("publish-n", &[&name, "10"]);
+    wait_ok(&mut kid, Duration::from_secs(60));
+    // Asking for 8 frames of history: 7..=10 are left; 3..=6 were gone before it attached.
+    let mut s = opts().history(8).subscriber(&name).unwrap();
+    let f = s.try_recv().unwrap();
+    assert_eq!((f.seq(), s.lost()), (7, 0));
+    drop(f);
+    // Six more frames while it waits: 11..=16 in 4 slots overwrite 8..=12, so it next
+    // receives 13 and has lost exactly 8..=12 (5 frames).
+    let mut kid = spawn_child("publish-n", &[&name, "6"]);
+    wait_ok(&mut kid, Duration::from_secs(60));
+    let f = s.try_recv().unwrap();
+    assert_eq!((f.seq(), s.lost()), (13, 5));
+    drop(f);
+    let seqs: Vec<u64> = (0..3).map(|_| s.try_recv().unwrap().seq()).collect();
+    assert_eq!((seqs, s.lost()), (vec![14, 15, 16], 5));
+}
+
+/// Guards of the same frames taken and dropped on four threads at once (`newest` on a shared
+/// subscriber) while a publisher process publishes: the process-local pin counts and the
+/// slots' pin bits stay together, so no held frame is ever overwritten (its checksum holds
+/// until dropped) and every slot is free once the guards are gone.
+#[test]
+fn guards_of_one_frame_on_many_threads() {
+    let name = unique_name("framesthr");
+    let _c = Cleanup::new(&[&name]);
+    drop(opts().slots(4).max_bytes(256).create(&name).unwrap());
+    let mut kid = KillOnDrop(spawn_child("publisher-forever", &[&name]));
+    Lines::of(&mut kid.0).expect("ready");
+    let s = opts().subscriber(&name).unwrap();
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            sc.spawn(|| {
+                let mut held = VecDeque::new();
+                for k in 0..20_000u32 {
+                    if let Some(f) = s.newest() {
+                        check(&f);
+                        held.push_back(f);
+                    }
+                    while held.len() > (k % 3) as usize {
+                        let f = held.pop_front().unwrap();
+                        check(&f); // not overwritten while held
+                    }
+                }
+            });
+        }
+    });
+    drop(kid);
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert!(st.slot_states.iter().all(|s| s.held_by.is_empty()));
 }
 
 #[test]

@@ -258,7 +258,8 @@ impl<H: ShmType> FramesOptions<H> {
     }
 
     /// For a subscriber: also receive up to `h` frames published before it attached, those
-    /// still in their slots (default 0: only frames published after attaching).
+    /// still in their slots (default 0: only frames published after attaching). Frames of
+    /// those `h` that are already gone are skipped, not counted [`lost`](Subscriber::lost).
     pub fn history(mut self, h: u64) -> Self {
         self.set.history = h;
         self

@@ -239,6 +239,37 @@ mod tests {
         });
     }
 
+    /// Attaching under the block policy (`Subscriber::attach`, `start_after`): the record
+    /// still shows the previous owner's cursor (5, ahead of the window) when the new owner
+    /// stores its own (1: it wants frame 2 on), issues `fence(SeqCst)` and scans the slot. The
+    /// publisher claims frame 2's slot unless a counting cursor is below 2 (`recovery::held`).
+    /// If the scan found frame 2 unclaimed (so the subscriber starts at it and will wait
+    /// for it), the publisher must not have taken its slot.
+    #[test]
+    fn loom_attach_cursor_vs_block_claim() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(2));
+            let cursor = Arc::new(AtomicU64::new(5)); // the previous owner's
+            let (s, c) = (seq.clone(), cursor.clone());
+            let sub = thread::spawn(move || {
+                c.store(1, Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                // true: frame 2 is in the window's start (unclaimed, newer than 1).
+                s.load(Ordering::Acquire) == 2
+            });
+            let held = || cursor.load(Ordering::Relaxed) < 2;
+            let wrote = claim(&seq, 2, held);
+            if wrote {
+                publish(&seq, 6);
+            }
+            let saw = sub.join().unwrap();
+            assert!(
+                !(saw && wrote),
+                "a frame the new subscriber starts at was taken"
+            );
+        });
+    }
+
     /// A subscriber whose pin attempt fails (its frame is not in the slot, or the publisher's
     /// claim raced it and both backed off) clears its bit again: a publisher that saw the
     /// transient bit and parked with `park_checked` must be woken, as by an unpin

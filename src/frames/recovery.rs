@@ -64,6 +64,19 @@ pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
     None
 }
 
+/// Claim slot `i`, chosen ahead by the publisher as the slot with the smallest `seq` (`old`)
+/// of all: true if it still holds `old` (only the publisher changes sequence words, so it is
+/// still the oldest) and the claim (§8.2's Dekker step, as in [`claim_free`]) finds it not
+/// held. False otherwise (the loan then scans with [`claim_free`]).
+pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
+    if i >= v.g.slots {
+        return false;
+    }
+    let seq = &v.meta(i).seq;
+    // Relaxed: only we write sequence words; the claim's fence orders what follows.
+    seq.load(Ordering::Relaxed) == old && pin::claim(seq, old, || held(v, i, old, dead))
+}
+
 /// Query the liveness of every counting subscriber; add the dead ones to `dead` and free
 /// their records (owner word dead → 0, so a new subscriber can take them; their stale pin
 /// bits stay until then and count for nothing: records with owner 0 are skipped). True if

@@ -1,8 +1,8 @@
 //! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
 
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
@@ -16,66 +16,125 @@ use crate::queue::ShmType;
 
 /// What a subscriber shares with the frames it hands out: the mapping, its record, and its
 /// process-local pin counts (a slot's pin bit is set while its count is non-zero, so two
-/// guards of one frame need one bit). The counts sit under a mutex: frames are `Send`, so a
-/// guard may drop on one thread while the subscriber pins the same slot on another, and the
-/// count and the bit must change together.
+/// guards of one frame need one bit). Frames are `Send`, so a guard may drop on one thread
+/// while the subscriber pins the same slot on another: the count and the bit must change
+/// together. Each slot's count is an atomic word that is briefly [`LOCKED`] while its bit
+/// changes (the 0 → 1 and 1 → 0 transitions); other counts change by compare-exchange. That is
+/// one uncontended compare-exchange per pin and per release, no mutex.
 struct Inner {
     ch: Arc<Channel>,
     rec: u64,
     token: u64,
-    counts: Mutex<Vec<u32>>,
+    counts: Box<[AtomicU32]>,
 }
+
+/// A slot count's value while its owner thread sets or clears the slot's pin bit.
+const LOCKED: u32 = u32::MAX;
 
 impl Inner {
     fn view(&self) -> &View {
         &self.ch.view
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
-        // A panic while holding it leaves the counts consistent (each update is one store).
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    /// Slot `i`'s count, once it is not [`LOCKED`] (a thread of this process holds it for a
+    /// few instructions; yield to it if it was preempted).
+    fn count(&self, i: u64) -> (&AtomicU32, u32) {
+        let st = &self.counts[i as usize];
+        let mut spins = 0u32;
+        loop {
+            // Relaxed: a guess for the compare-exchange that follows.
+            let c = st.load(Ordering::Relaxed);
+            if c != LOCKED {
+                return (st, c);
+            }
+            spins += 1;
+            if spins % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
     }
 
     /// Pin slot `i` holding frame `seq`; false if it no longer holds it.
     fn pin(&self, i: u64, seq: u64) -> bool {
-        let mut counts = self.counts();
-        let c = &mut counts[i as usize];
         let seq_word = &self.view().meta(i).seq;
-        if *c > 0 {
-            // We pin the slot already, so its frame cannot change: the same check as the
-            // first pin's re-check. Acquire: as in `pin::pin`.
-            if seq_word.load(Ordering::Acquire) != seq {
-                return false;
+        loop {
+            let (st, c) = self.count(i);
+            if c > 0 {
+                // We pin the slot already (count > 0 keeps the bit set), so its frame cannot
+                // change: the same check as the first pin's re-check. Acquire on the
+                // compare-exchange: after the holder's setting of the bit.
+                if st
+                    .compare_exchange(c, c + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                // Acquire: as in `pin::pin`.
+                if seq_word.load(Ordering::Acquire) != seq {
+                    self.unpin(i);
+                    return false;
+                }
+                return true;
             }
-            *c += 1;
-            return true;
-        }
-        let (word, bit) = self.view().pin_of(self.rec, i);
-        if pin::pin(word, bit, seq_word, seq) {
-            *c = 1;
-            true
-        } else {
-            drop(counts);
-            // The bit was set and cleared again: a publisher that saw it and parked in `loan`
-            // (re-checking after registering, `park_checked`) must learn that the slot is free.
-            // The fence in `notify_if_sleepers` orders the clear before the sleepers load.
-            self.view().ctrl().released.notify_if_sleepers(u32::MAX);
-            false
+            // Acquire pairs with the Release that ended the last holder's transition.
+            if st
+                .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let (word, bit) = self.view().pin_of(self.rec, i);
+            let pinned = pin::pin(word, bit, seq_word, seq);
+            // Release: the next transition of this count sees the bit as we left it.
+            st.store(u32::from(pinned), Ordering::Release);
+            if !pinned {
+                // The bit was set and cleared again: a publisher that saw it and parked in
+                // `loan` (re-checking after registering, `park_checked`) must learn that the
+                // slot is free. The fence in `notify_if_sleepers` orders the clear before the
+                // sleepers load.
+                self.view().ctrl().released.notify_if_sleepers(u32::MAX);
+            }
+            return pinned;
         }
     }
 
     fn unpin(&self, i: u64) {
-        let mut counts = self.counts();
-        let c = &mut counts[i as usize];
-        *c = c.saturating_sub(1);
-        if *c == 0 {
-            let (word, bit) = self.view().pin_of(self.rec, i);
-            pin::unpin(word, bit);
-            drop(counts);
-            // Only a publisher parked in `loan` waits for this (it parks with `park_checked`,
-            // re-checking the pins after registering): no write to the control block, and no
-            // system call, while it does not sleep.
-            self.view().ctrl().released.notify_if_sleepers(u32::MAX);
+        loop {
+            let (st, c) = self.count(i);
+            match c {
+                0 => return, // not pinned (cannot happen: every unpin follows a pin)
+                1 => {
+                    // Acquire: after every other guard's reads of the frame (their Release
+                    // decrements below), so our unpin's Release covers them too.
+                    if st
+                        .compare_exchange(1, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let (word, bit) = self.view().pin_of(self.rec, i);
+                    pin::unpin(word, bit);
+                    // Release: as in `pin`.
+                    st.store(0, Ordering::Release);
+                    // Only a publisher parked in `loan` waits for this (it parks with
+                    // `park_checked`, re-checking the pins after registering): no write to the
+                    // control block, and no system call, while it does not sleep.
+                    self.view().ctrl().released.notify_if_sleepers(u32::MAX);
+                    return;
+                }
+                _ => {
+                    // Release: this guard's reads of the frame happen before the last
+                    // guard's unpin (its Acquire compare-exchange above).
+                    if st
+                        .compare_exchange(c, c - 1, Ordering::Release, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -100,6 +159,40 @@ fn clear_pins(v: &View, rec: u64) {
         // Release: as in `pin::unpin`. An RMW: other records' bits share the word.
         word.fetch_and(!bit, Ordering::Release);
     }
+}
+
+/// Where a new subscriber's window starts (`SPEC.md`, frames section "Attaching"), once its
+/// record's cursor holds `wanted` (head minus the history asked for): after every frame of
+/// the window that is no longer in a slot, so that frames gone before the cursor took effect
+/// are neither received nor counted lost.
+///
+/// Until the store of `wanted`, the record showed the previous owner's cursor, which may be
+/// ahead of `wanted`: under [`Policy::Block`](super::Policy::Block) the publisher may have
+/// reused slots of the window meanwhile. The fence makes this scan a Dekker pair with the
+/// publisher's claim (`pin::claim`: claim store, `fence(SeqCst)`, then `recovery::held`
+/// loads the cursors): a publisher whose check missed `wanted` stored its claim before its
+/// fence, which comes before ours in the `SeqCst` order, so the scan sees that claim (or the
+/// frame that replaced it); a publisher whose check comes later sees `wanted` (or a later
+/// cursor of ours) and, under Block, never takes a frame newer than it. So every frame the
+/// scan finds unclaimed stays until received (Block), or its loss is counted (reuse-oldest).
+fn start_after(v: &View, wanted: u64) -> u64 {
+    fence(Ordering::SeqCst);
+    let mut lowest: Option<u64> = None;
+    let mut top = wanted;
+    for i in 0..v.g.slots {
+        // Acquire: pairs with the Release publishes; ordered after our cursor store by the
+        // fence.
+        let w = v.meta(i).seq.load(Ordering::Acquire);
+        let s = w & !CLAIMED;
+        top = top.max(s);
+        if w & CLAIMED == 0 && s > wanted {
+            lowest = Some(lowest.map_or(s, |l| l.min(s)));
+        }
+    }
+    // A frame in the window that is not here, or being overwritten (claimed), is skipped; if
+    // none is here, everything up to the newest sequence seen is. `s > wanted >= 0`: no
+    // underflow.
+    lowest.map_or(top, |s| s - 1)
 }
 
 /// A subscribing end of a frame channel: receives every frame in order ([`recv`](Self::recv)),
@@ -156,15 +249,18 @@ impl<H: ShmType> Subscriber<H> {
         clear_pins(&v, rec);
         // Acquire: pairs with the Release store of head in `Loan::publish`.
         let head = v.ctrl().head.load(Ordering::Acquire);
-        let cursor = head.saturating_sub(history);
+        let wanted = head.saturating_sub(history);
         let r = v.record(rec);
-        // Relaxed: statistics and the Block policy's progress hint (`recovery::held`).
+        // Relaxed: the Block policy's progress word (`recovery::held`), ordered by the fence.
+        r.cursor.store(wanted, Ordering::Relaxed);
+        let cursor = start_after(&v, wanted);
         r.cursor.store(cursor, Ordering::Relaxed);
+        // Relaxed: statistics.
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
         // Cleared pins and a new cursor may free slots a publisher parked in `loan` waits for.
         v.ctrl().released.notify_if_sleepers(u32::MAX);
-        let counts = Mutex::new(vec![0; v.g.slots as usize]);
+        let counts = (0..v.g.slots).map(|_| AtomicU32::new(0)).collect();
         Ok(Subscriber {
             inner: Arc::new(Inner {
                 ch,
@@ -311,6 +407,10 @@ impl<H: ShmType> Subscriber<H> {
                 } else {
                     0
                 };
+                // Ask for the frame's first data line now: the pin's locked RMW below holds
+                // back later loads, so a read of the bytes after it would start its transfer
+                // only then. A hint with no effect on memory.
+                prefetch(self.inner.view().data(i));
                 if let Some(f) = self.frame(i, s) {
                     self.accept(i, s);
                     return Some(f);
@@ -586,4 +686,18 @@ impl<H> Drop for Frame<H> {
             self.inner.unpin(self.slot);
         }
     }
+}
+
+/// A hint to bring the cache line of `at` into this CPU's cache for reading. No architectural
+/// effect (it never faults, whatever `at` is); a no-op off x86-64.
+#[inline]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 only moves a cache line; it has no architectural effect and cannot
+    // fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(at.cast(), std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
