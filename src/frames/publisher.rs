@@ -38,8 +38,6 @@ pub struct Publisher<H> {
     /// `CLOCK_REALTIME − CLOCK_MONOTONIC` (wrapping) and the monotonic time it was read at:
     /// `real_ns` is derived from it for up to [`REALTIME_REFRESH_NS`].
     realtime_offset: Option<(u64, u64)>,
-    /// The source of `mono_ns` stamps.
-    mono: MonoStamps,
     _h: PhantomData<fn(H)>,
 }
 
@@ -85,7 +83,6 @@ impl<H: ShmType> Publisher<H> {
                 .map(|i| v.meta(i).seq.load(Ordering::Acquire))
                 .collect(),
             realtime_offset: None,
-            mono: MonoStamps::default(),
             _h: PhantomData,
         })
     }
@@ -178,7 +175,7 @@ impl<H: ShmType> Publisher<H> {
     /// realtime clock's slew since the last read (at most 0.5 µs under NTP's 500 ppm), or by
     /// a step of the realtime clock for at most that long.
     fn timestamps(&mut self) -> (u64, u64) {
-        let mono = self.mono.now();
+        let mono = clock::monotonic_ns();
         match self.realtime_offset {
             Some((at, off)) if mono.wrapping_sub(at) < REALTIME_REFRESH_NS => {
                 (mono, mono.wrapping_add(off))
@@ -259,122 +256,6 @@ impl<H> Drop for Publisher<H> {
 
 /// How long a read of `CLOCK_REALTIME` serves for the frames' `real_ns` (1 ms).
 const REALTIME_REFRESH_NS: u64 = 1_000_000;
-
-/// How long a read of `CLOCK_MONOTONIC` serves for `mono_ns` stamps derived from the TSC
-/// (100 µs).
-const MONO_REFRESH_NS: u64 = 100_000;
-
-/// How old the process's first clock reading must be before the TSC's rate is taken from it
-/// (10 ms).
-const MONO_CALIBRATE_NS: u64 = 10_000_000;
-
-/// Most TSC ticks between the two TSC reads around a clock read for the pair to be used (a
-/// vDSO read takes 100–200; more means an interrupt or preemption in between).
-const MONO_PAIR_TICKS: u64 = 500;
-
-/// The process's first usable (TSC, clock) reading: the base of the rate, shared by every
-/// publisher of the process (the rate is the machine's).
-static MONO_ANCHOR: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-
-/// The latest rate measured by any publisher of the process (see [`MonoStamps::rate`]).
-static MONO_RATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// `mono_ns` stamps: `CLOCK_MONOTONIC`, read through the vDSO (30–60 ns on a VM, a third of a
-/// publish) at most every [`MONO_REFRESH_NS`] and otherwise derived from the CPU's timestamp
-/// counter (≈ 10 ns) at the rate measured between the process's first clock reading (at
-/// least [`MONO_CALIBRATE_NS`] old) and a later one. Only where the kernel itself derives the
-/// clock from the TSC (`current_clocksource` is `tsc`: invariant and synchronised across
-/// CPUs) on x86-64; elsewhere every stamp reads the clock.
-///
-/// A derived stamp is the last reading plus the ticks since, times the rate; the reading is
-/// taken before its TSC value, so stamps do not run ahead of the clock, except by the rate's
-/// error over at most 100 µs: at most 4 ns (2·500 ticks of pair jitter over ≥ 10 ms), less
-/// as the anchor ages, plus what an NTP frequency change made meanwhile (at most 0.05 µs at
-/// NTP's 500 ppm). Stamps never go backwards. A publisher slower than one frame per 100 µs
-/// (a camera) reads the clock for every frame; so does every publisher in a process's first
-/// 10 ms.
-#[derive(Default)]
-struct MonoStamps {
-    /// (TSC, clock) of this publisher's last usable reading.
-    last: (u64, u64),
-    /// Nanoseconds per tick, 32.32 fixed point; 0 until measured.
-    rate: u64,
-    /// [`MONO_REFRESH_NS`] in ticks.
-    refresh_ticks: u64,
-    /// The last stamp given.
-    prev: u64,
-}
-
-impl MonoStamps {
-    fn now(&mut self) -> u64 {
-        let Some(t0) = tsc() else {
-            return clock::monotonic_ns();
-        };
-        let dt = t0.wrapping_sub(self.last.0);
-        let m = if self.rate != 0 && dt < self.refresh_ticks {
-            // dt < refresh_ticks = 10^5·2^32 / rate: the product's high part fits.
-            self.last.1 + ((u128::from(dt) * u128::from(self.rate)) >> 32) as u64
-        } else {
-            let m = clock::monotonic_ns();
-            let t1 = tsc().unwrap_or(t0);
-            if t1.wrapping_sub(t0) < MONO_PAIR_TICKS {
-                self.calibrate(t1, m);
-            }
-            m
-        };
-        let m = m.max(self.prev);
-        self.prev = m;
-        m
-    }
-
-    /// Take (`t`, `m`) as the last reading, and the rate from the anchor once it is old enough.
-    fn calibrate(&mut self, t: u64, m: u64) {
-        self.last = (t, m);
-        let (ta, ma) = *MONO_ANCHOR.get_or_init(|| (t, m));
-        let (ticks, ns) = (t.wrapping_sub(ta), m.wrapping_sub(ma));
-        let rate = if (MONO_CALIBRATE_NS..=1 << 62).contains(&ns) && (1..=1 << 62).contains(&ticks)
-        {
-            let r = (u128::from(ns) << 32) / u128::from(ticks);
-            // 1/16 to 16 ns per tick (TSCs run at 0.06 to 16 GHz); anything else is no rate.
-            let r = if (1 << 28..=1 << 36).contains(&r) {
-                r as u64
-            } else {
-                0
-            };
-            // Relaxed: a number, not a guard of other memory.
-            MONO_RATE.store(r, Ordering::Relaxed);
-            r
-        } else {
-            MONO_RATE.load(Ordering::Relaxed)
-        };
-        self.rate = rate;
-        if rate != 0 {
-            self.refresh_ticks = ((u128::from(MONO_REFRESH_NS) << 32) / u128::from(rate)) as u64;
-        }
-    }
-}
-
-/// The timestamp counter, where the kernel's own clocks run on it (x86-64 with clocksource
-/// `tsc`, checked once per process); `None` elsewhere.
-#[inline]
-fn tsc() -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let usable = *USABLE.get_or_init(|| {
-            std::fs::read_to_string(
-                "/sys/devices/system/clocksource/clocksource0/current_clocksource",
-            )
-            .is_ok_and(|s| s.trim() == "tsc")
-        });
-        // SAFETY: RDTSC reads a counter; it has no memory effect and cannot fault in user
-        // mode unless CR4.TSD is set, which the kernel's `tsc` clocksource (its vDSO reads
-        // the same counter) rules out.
-        usable.then(|| unsafe { std::arch::x86_64::_rdtsc() })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    None
-}
 
 /// A slot loaned by [`Publisher::loan`]: write the frame into [`as_mut_slice`](Self::as_mut_slice),
 /// then [`publish`](Self::publish). Dropped without publishing, the slot is emptied (its
@@ -551,35 +432,6 @@ impl<H: ShmType> Drop for Loan<'_, H> {
                 .seq
                 .store(0, Ordering::Release);
             self.p.seqs[self.slot as usize] = 0;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Stamps never go backwards and stay within 1 µs of `CLOCK_MONOTONIC` read around them,
-    /// through the process's first 10 ms (clock reads) and after (derived from the TSC where
-    /// the clocksource is `tsc`).
-    #[test]
-    fn mono_stamps_follow_the_clock() {
-        let mut st = MonoStamps::default();
-        let end = clock::monotonic_ns() + 40_000_000;
-        let mut prev = 0;
-        loop {
-            let before = clock::monotonic_ns();
-            let m = st.now();
-            let after = clock::monotonic_ns();
-            assert!(m >= prev, "stamp {m} after {prev}");
-            assert!(
-                m + 1_000 >= before && m <= after + 1_000,
-                "stamp {m} outside [{before}, {after}] ± 1 µs"
-            );
-            prev = m;
-            if before > end {
-                break;
-            }
         }
     }
 }

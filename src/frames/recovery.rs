@@ -66,15 +66,23 @@ pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
 
 /// Claim slot `i`, chosen ahead by the publisher as the slot with the smallest `seq` (`old`)
 /// of all: true if it still holds `old` (only the publisher changes sequence words, so it is
-/// still the oldest) and the claim (§8.2's Dekker step, as in [`claim_free`]) finds it not
-/// held. False otherwise (the loan then scans with [`claim_free`]).
+/// still the oldest), it is not held, and the claim (§8.2's Dekker step, as in
+/// [`claim_free`]) still finds it not held. False otherwise (the loan then scans with
+/// [`claim_free`]).
+///
+/// As in [`claim_free`], a held slot is never marked `CLAIMED`, not even for the moment the
+/// claim takes to back off: a receiver that sees `CLAIMED` takes the frame for gone and skips
+/// it, so a publisher blocked on held slots (Block policy) that claimed and restored the
+/// oldest one on every attempt would make its subscribers skip frames they hold back.
 pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
     if i >= v.g.slots {
         return false;
     }
     let seq = &v.meta(i).seq;
     // Relaxed: only we write sequence words; the claim's fence orders what follows.
-    seq.load(Ordering::Relaxed) == old && pin::claim(seq, old, || held(v, i, old, dead))
+    seq.load(Ordering::Relaxed) == old
+        && !held(v, i, old, dead)
+        && pin::claim(seq, old, || held(v, i, old, dead))
 }
 
 /// Query the liveness of every counting subscriber; add the dead ones to `dead` and free
