@@ -142,80 +142,102 @@ pub(crate) struct PyLock {
     inner: shmkit::sync::Lock,
 }
 
-named_methods!(
+/// A lock class's constructors and Python lock methods (`Lock` and `RLock` differ only in the
+/// shmkit type and a few docstrings).
+macro_rules! lock_class {
+    (
+        $class:ident, $pyname:literal, $inner:ty,
+        create: $create:literal, open: $open:literal,
+        acquire: $acquire:literal, release: $release:literal, repaired: $repaired:literal
+    ) => {
+        named_methods!(
+            $class,
+            $pyname,
+            #[pymethods]
+            {
+                #[new]
+                #[pyo3(signature = (name, *, mode = 0o600))]
+                fn new(name: &str, mode: u32) -> PyResult<Self> {
+                    let inner = options::<$inner>(mode)
+                        .open_or_create(name)
+                        .map_err(to_py)?;
+                    Ok($class { inner })
+                }
+
+                #[doc = $create]
+                #[staticmethod]
+                #[pyo3(signature = (name, *, mode = 0o600))]
+                fn create(name: &str, mode: u32) -> PyResult<Self> {
+                    let inner = options::<$inner>(mode).create(name).map_err(to_py)?;
+                    Ok($class { inner })
+                }
+
+                #[doc = $open]
+                #[staticmethod]
+                fn open(name: &str) -> PyResult<Self> {
+                    let inner = options::<$inner>(DEFAULT_MODE).open(name).map_err(to_py)?;
+                    Ok($class { inner })
+                }
+
+                #[doc = $acquire]
+                #[pyo3(signature = (block = true, timeout = None))]
+                fn acquire(
+                    slf: &Bound<'_, Self>,
+                    block: bool,
+                    timeout: Option<f64>,
+                ) -> PyResult<bool> {
+                    acquire(slf.as_any(), &*slf.get().inner, block, timeout)
+                }
+
+                #[doc = $release]
+                fn release(&self) -> PyResult<()> {
+                    self.inner.release_held().map_err(lock_error)
+                }
+
+                /// Whether anyone holds the lock (a snapshot).
+                fn locked(&self) -> bool {
+                    self.inner.is_held()
+                }
+
+                #[doc = $repaired]
+                fn make_consistent(&self) -> PyResult<()> {
+                    self.inner.make_consistent_held().map_err(lock_error)
+                }
+
+                fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
+                    acquire(slf.as_any(), &*slf.get().inner, true, None)
+                }
+
+                // Three positional parameters, not `*args`: no argument tuple built per
+                // `with` block.
+                #[pyo3(signature = (exc_type, exc, tb))]
+                fn __exit__(
+                    &self,
+                    exc_type: &Bound<'_, PyAny>,
+                    exc: &Bound<'_, PyAny>,
+                    tb: &Bound<'_, PyAny>,
+                ) -> PyResult<()> {
+                    let _ = (exc_type, exc, tb);
+                    self.release()
+                }
+            }
+        );
+    };
+}
+
+lock_class!(
     PyLock,
     "Lock",
-    #[pymethods]
-    {
-        #[new]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn new(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Lock>(mode)
-                .open_or_create(name)
-                .map_err(to_py)?;
-            Ok(PyLock { inner })
-        }
-
-        /// Create a new lock; `FileExistsError` if the name is taken.
-        #[staticmethod]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn create(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Lock>(mode)
-                .create(name)
-                .map_err(to_py)?;
-            Ok(PyLock { inner })
-        }
-
-        /// Open an existing lock; `FileNotFoundError` if there is none.
-        #[staticmethod]
-        fn open(name: &str) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Lock>(DEFAULT_MODE)
-                .open(name)
-                .map_err(to_py)?;
-            Ok(PyLock { inner })
-        }
-
-        /// Acquire the lock. `block=False`: try once. `timeout=None`: wait as long as it takes;
-        /// else at most `timeout` seconds. Returns whether it is now held. Raises `OwnerDied`
-        /// (lock held) if the previous holder died holding it, and `RuntimeError` if this thread
-        /// already holds it and `block` is true.
-        #[pyo3(signature = (block = true, timeout = None))]
-        fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-            acquire(slf.as_any(), &*slf.get().inner, block, timeout)
-        }
-
-        /// Release the lock; `RuntimeError` if this thread does not hold it.
-        fn release(&self) -> PyResult<()> {
-            self.inner.release_held().map_err(lock_error)
-        }
-
-        /// Whether anyone holds the lock (a snapshot).
-        fn locked(&self) -> bool {
-            self.inner.is_held()
-        }
-
-        /// After `OwnerDied`: declare the protected data repaired, so that the lock works normally
-        /// after `release()`. `RuntimeError` if this thread does not hold it.
-        fn make_consistent(&self) -> PyResult<()> {
-            self.inner.make_consistent_held().map_err(lock_error)
-        }
-
-        fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-            acquire(slf.as_any(), &*slf.get().inner, true, None)
-        }
-
-        // Three positional parameters, not `*args`: no argument tuple built per `with` block.
-        #[pyo3(signature = (exc_type, exc, tb))]
-        fn __exit__(
-            &self,
-            exc_type: &Bound<'_, PyAny>,
-            exc: &Bound<'_, PyAny>,
-            tb: &Bound<'_, PyAny>,
-        ) -> PyResult<()> {
-            let _ = (exc_type, exc, tb);
-            self.release()
-        }
-    }
+    shmkit::sync::Lock,
+    create: "Create a new lock; `FileExistsError` if the name is taken.",
+    open: "Open an existing lock; `FileNotFoundError` if there is none.",
+    acquire: "Acquire the lock. `block=False`: try once. `timeout=None`: wait as long as it takes;
+else at most `timeout` seconds. Returns whether it is now held. Raises `OwnerDied`
+(lock held) if the previous holder died holding it, and `RuntimeError` if this thread
+already holds it and `block` is true.",
+    release: "Release the lock; `RuntimeError` if this thread does not hold it.",
+    repaired: "After `OwnerDied`: declare the protected data repaired, so that the lock works normally
+after `release()`. `RuntimeError` if this thread does not hold it."
 );
 
 /// A named, robust, recursive lock: `multiprocessing.RLock`, attachable by name. The thread
@@ -225,76 +247,15 @@ pub(crate) struct PyRLock {
     inner: shmkit::sync::RLock,
 }
 
-named_methods!(
+lock_class!(
     PyRLock,
     "RLock",
-    #[pymethods]
-    {
-        #[new]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn new(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::RLock>(mode)
-                .open_or_create(name)
-                .map_err(to_py)?;
-            Ok(PyRLock { inner })
-        }
-
-        /// Create a new recursive lock; `FileExistsError` if the name is taken.
-        #[staticmethod]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn create(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::RLock>(mode)
-                .create(name)
-                .map_err(to_py)?;
-            Ok(PyRLock { inner })
-        }
-
-        /// Open an existing recursive lock; `FileNotFoundError` if there is none.
-        #[staticmethod]
-        fn open(name: &str) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::RLock>(DEFAULT_MODE)
-                .open(name)
-                .map_err(to_py)?;
-            Ok(PyRLock { inner })
-        }
-
-        /// Acquire one level (see `Lock.acquire`); a thread that holds it gets `True` at once.
-        #[pyo3(signature = (block = true, timeout = None))]
-        fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-            acquire(slf.as_any(), &*slf.get().inner, block, timeout)
-        }
-
-        /// Release one level; `RuntimeError` if this thread does not hold it.
-        fn release(&self) -> PyResult<()> {
-            self.inner.release_held().map_err(lock_error)
-        }
-
-        /// Whether anyone holds the lock (a snapshot).
-        fn locked(&self) -> bool {
-            self.inner.is_held()
-        }
-
-        /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
-        fn make_consistent(&self) -> PyResult<()> {
-            self.inner.make_consistent_held().map_err(lock_error)
-        }
-
-        fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-            acquire(slf.as_any(), &*slf.get().inner, true, None)
-        }
-
-        // Three positional parameters, not `*args`: no argument tuple built per `with` block.
-        #[pyo3(signature = (exc_type, exc, tb))]
-        fn __exit__(
-            &self,
-            exc_type: &Bound<'_, PyAny>,
-            exc: &Bound<'_, PyAny>,
-            tb: &Bound<'_, PyAny>,
-        ) -> PyResult<()> {
-            let _ = (exc_type, exc, tb);
-            self.release()
-        }
-    }
+    shmkit::sync::RLock,
+    create: "Create a new recursive lock; `FileExistsError` if the name is taken.",
+    open: "Open an existing recursive lock; `FileNotFoundError` if there is none.",
+    acquire: "Acquire one level (see `Lock.acquire`); a thread that holds it gets `True` at once.",
+    release: "Release one level; `RuntimeError` if this thread does not hold it.",
+    repaired: "After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`)."
 );
 
 // `Lock.acquire`/`release`/`__enter__`/`__exit__` without pyo3's trampoline.
