@@ -666,55 +666,14 @@ mod named {
         inner: Named<BarrierState>,
     }
 
-    named_handle!(Barrier, BarrierState);
-
-    impl Barrier {
-        /// Options for creating or opening a named barrier.
-        pub fn options() -> SyncOptions<Barrier> {
-            SyncOptions::default()
-        }
-
-        /// Create a new named barrier for `parties` processes; fails if the name exists.
-        pub fn create(name: &str, parties: u32) -> Result<Barrier> {
-            Self::options().create(name, parties)
-        }
-
-        /// Open an existing named barrier.
-        pub fn open(name: &str) -> Result<Barrier> {
-            Self::options().open(name)
-        }
-
-        /// Open it, or create it for `parties` if it does not exist. (An existing barrier
-        /// keeps its own party count; compare [`parties`](BarrierState::parties).)
-        pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier> {
-            Self::options().open_or_create(name, parties)
-        }
-    }
-
-    impl SyncOptions<Barrier> {
-        /// Create a new named barrier.
-        pub fn create(&self, name: &str, parties: u32) -> Result<Barrier> {
-            check_parties(name, parties)?;
-            Ok(Barrier {
-                inner: Named::create(self, name, &layout(), init(parties))?,
-            })
-        }
-
-        /// Open an existing named barrier.
-        pub fn open(&self, name: &str) -> Result<Barrier> {
-            Ok(Barrier {
-                inner: Named::open(self, name, &layout())?,
-            })
-        }
-
-        /// Open or create a named barrier.
-        pub fn open_or_create(&self, name: &str, parties: u32) -> Result<Barrier> {
-            check_parties(name, parties)?;
-            Ok(Barrier {
-                inner: Named::open_or_create(self, name, &layout(), init(parties))?,
-            })
-        }
-    }
+    named_handle!(
+        Barrier, BarrierState, "barrier", layout(),
+        (name, parties),
+        check: check_parties(name, parties),
+        init: init(parties),
+        create: "Create a new named barrier for `parties` processes; fails if the name exists.",
+        open_or_create: "Open it, or create it for `parties` if it does not exist. (An existing barrier keeps its own party count; compare [`parties`](BarrierState::parties).)"
+    );
 }
 
 #[cfg(test)]

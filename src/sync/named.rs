@@ -176,7 +176,66 @@ pub(crate) const fn fingerprint_with(desc: &[u8], size: usize) -> u64 {
 /// The second form, for a primitive created without a parameter, adds its constructors:
 /// `options`, `create`, `open`, `open_or_create`, and the same three on `SyncOptions`.
 /// `$what` names it in their docs, `$fresh` says what a new one is (", unlocked").
+///
+/// The third form, for a primitive created with one `u32` (a semaphore's permits, a barrier's
+/// parties), adds the same constructors taking it: `check` validates it (an error, nothing
+/// created), `init` is the initialiser; both may use `$name` and `$arg`. `create` and
+/// `open_or_create` are the type-level docs of those two.
 macro_rules! named_handle {
+    (
+        $handle:ident, $state:ty, $what:literal, $layout:expr,
+        ($name:ident, $arg:ident), check: $check:expr, init: $init:expr,
+        create: $create:literal, open_or_create: $ooc:literal
+    ) => {
+        crate::sync::named::named_handle!($handle, $state);
+
+        impl $handle {
+            #[doc = concat!("Options for creating or opening a named ", $what, ".")]
+            pub fn options() -> SyncOptions<$handle> {
+                SyncOptions::default()
+            }
+
+            #[doc = $create]
+            pub fn create($name: &str, $arg: u32) -> crate::Result<$handle> {
+                Self::options().create($name, $arg)
+            }
+
+            #[doc = concat!("Open an existing named ", $what, ".")]
+            pub fn open($name: &str) -> crate::Result<$handle> {
+                Self::options().open($name)
+            }
+
+            #[doc = $ooc]
+            pub fn open_or_create($name: &str, $arg: u32) -> crate::Result<$handle> {
+                Self::options().open_or_create($name, $arg)
+            }
+        }
+
+        impl SyncOptions<$handle> {
+            #[doc = concat!("Create a new named ", $what, ".")]
+            pub fn create(&self, $name: &str, $arg: u32) -> crate::Result<$handle> {
+                $check?;
+                Ok($handle {
+                    inner: Named::create(self, $name, &$layout, $init)?,
+                })
+            }
+
+            #[doc = concat!("Open an existing named ", $what, ".")]
+            pub fn open(&self, $name: &str) -> crate::Result<$handle> {
+                Ok($handle {
+                    inner: Named::open(self, $name, &$layout)?,
+                })
+            }
+
+            #[doc = concat!("Open or create a named ", $what, ".")]
+            pub fn open_or_create(&self, $name: &str, $arg: u32) -> crate::Result<$handle> {
+                $check?;
+                Ok($handle {
+                    inner: Named::open_or_create(self, $name, &$layout, $init)?,
+                })
+            }
+        }
+    };
     ($handle:ident, $state:ty, $what:literal, $fresh:literal, $layout:expr, $init:expr) => {
         crate::sync::named::named_handle!($handle, $state);
 

@@ -434,54 +434,14 @@ mod named {
         inner: Named<SemaphoreState>,
     }
 
-    named_handle!(Semaphore, SemaphoreState);
-
-    impl Semaphore {
-        /// Options for creating or opening a named semaphore.
-        pub fn options() -> SyncOptions<Semaphore> {
-            SyncOptions::default()
-        }
-
-        /// Create a new named semaphore with `value` permits (at most [`SEM_VALUE_MAX`]).
-        pub fn create(name: &str, value: u32) -> Result<Semaphore> {
-            Self::options().create(name, value)
-        }
-
-        /// Open an existing named semaphore.
-        pub fn open(name: &str) -> Result<Semaphore> {
-            Self::options().open(name)
-        }
-
-        /// Open it, or create it with `value` permits if it does not exist.
-        pub fn open_or_create(name: &str, value: u32) -> Result<Semaphore> {
-            Self::options().open_or_create(name, value)
-        }
-    }
-
-    impl SyncOptions<Semaphore> {
-        /// Create a new named semaphore.
-        pub fn create(&self, name: &str, value: u32) -> Result<Semaphore> {
-            check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(Semaphore {
-                inner: Named::create(self, name, &layout(), init(value, SEM_VALUE_MAX))?,
-            })
-        }
-
-        /// Open an existing named semaphore.
-        pub fn open(&self, name: &str) -> Result<Semaphore> {
-            Ok(Semaphore {
-                inner: Named::open(self, name, &layout())?,
-            })
-        }
-
-        /// Open or create a named semaphore.
-        pub fn open_or_create(&self, name: &str, value: u32) -> Result<Semaphore> {
-            check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(Semaphore {
-                inner: Named::open_or_create(self, name, &layout(), init(value, SEM_VALUE_MAX))?,
-            })
-        }
-    }
+    named_handle!(
+        Semaphore, SemaphoreState, "semaphore", layout(),
+        (name, value),
+        check: check_value(name, value, SEM_VALUE_MAX),
+        init: init(value, SEM_VALUE_MAX),
+        create: "Create a new named semaphore with `value` permits (at most [`SEM_VALUE_MAX`]).",
+        open_or_create: "Open it, or create it with `value` permits if it does not exist."
+    );
 
     /// A named bounded semaphore (Python's `BoundedSemaphore`): kind
     /// [`Kind::BOUNDED_SEMAPHORE`], derefs to [`SemaphoreState`]; releasing above the initial
@@ -498,55 +458,14 @@ mod named {
         inner: Named<SemaphoreState>,
     }
 
-    named_handle!(BoundedSemaphore, SemaphoreState);
-
-    impl BoundedSemaphore {
-        /// Options for creating or opening a named bounded semaphore.
-        pub fn options() -> SyncOptions<BoundedSemaphore> {
-            SyncOptions::default()
-        }
-
-        /// Create a new named bounded semaphore with `value` permits, which is also its
-        /// maximum.
-        pub fn create(name: &str, value: u32) -> Result<BoundedSemaphore> {
-            Self::options().create(name, value)
-        }
-
-        /// Open an existing named bounded semaphore.
-        pub fn open(name: &str) -> Result<BoundedSemaphore> {
-            Self::options().open(name)
-        }
-
-        /// Open it, or create it with `value` permits if it does not exist.
-        pub fn open_or_create(name: &str, value: u32) -> Result<BoundedSemaphore> {
-            Self::options().open_or_create(name, value)
-        }
-    }
-
-    impl SyncOptions<BoundedSemaphore> {
-        /// Create a new named bounded semaphore.
-        pub fn create(&self, name: &str, value: u32) -> Result<BoundedSemaphore> {
-            check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(BoundedSemaphore {
-                inner: Named::create(self, name, &bounded_layout(), init(value, value))?,
-            })
-        }
-
-        /// Open an existing named bounded semaphore.
-        pub fn open(&self, name: &str) -> Result<BoundedSemaphore> {
-            Ok(BoundedSemaphore {
-                inner: Named::open(self, name, &bounded_layout())?,
-            })
-        }
-
-        /// Open or create a named bounded semaphore.
-        pub fn open_or_create(&self, name: &str, value: u32) -> Result<BoundedSemaphore> {
-            check_value(name, value, SEM_VALUE_MAX)?;
-            Ok(BoundedSemaphore {
-                inner: Named::open_or_create(self, name, &bounded_layout(), init(value, value))?,
-            })
-        }
-    }
+    named_handle!(
+        BoundedSemaphore, SemaphoreState, "bounded semaphore", bounded_layout(),
+        (name, value),
+        check: check_value(name, value, SEM_VALUE_MAX),
+        init: init(value, value),
+        create: "Create a new named bounded semaphore with `value` permits, which is also its maximum.",
+        open_or_create: "Open it, or create it with `value` permits if it does not exist."
+    );
 }
 
 #[cfg(test)]
