@@ -1960,6 +1960,22 @@ fn targets(kind: &str, capacity: u64) -> (Vec<u64>, u64, u64) {
             v.extend((0..capacity).map(|i| 4480 + 64 * i));
             (v, 4480 + capacity * 64)
         }
+        "mpmc-bytes" => {
+            // SPEC §7.5.1: `capacity` data bytes in 64-byte cells, one stamp word per cell,
+            // the data after the stamps rounded up to 128 bytes.
+            let cells = capacity / 64;
+            let data = 4480 + (8 * cells).div_ceil(128) * 128;
+            let mut v: Vec<u64> = (0..8).map(|i| 8 * i).collect();
+            v.extend([128, 136, 256, 264]);
+            for i in 0..16 {
+                for base in [384, 2432] {
+                    v.extend([base + 128 * i, base + 8 + 128 * i, base + 16 + 128 * i]);
+                }
+            }
+            v.extend((0..cells).map(|j| 4480 + 8 * j)); // stamps
+            v.extend((0..cells).map(|j| data + 64 * j)); // record headers (lengths)
+            (v, data + capacity)
+        }
         _ => panic!("unknown kind {kind}"),
     };
     for h in &mut hot {
@@ -2026,7 +2042,7 @@ fn hostile(kind: &str) {
     let _cleanup = Cleanup::new(&[&name, &bn]);
     let board = Board::create(&bn, 1, 0, 0);
     let capacity = match kind {
-        "bytes" => BYTES_CAP,
+        "bytes" | "mpmc-bytes" => BYTES_CAP,
         _ => 8,
     };
     // The object, owned (and finally unlinked) by the test.
@@ -2090,6 +2106,11 @@ fn hostile_writer_vs_mpmc() {
 #[test]
 fn hostile_writer_vs_bytes_ring() {
     hostile("bytes");
+}
+
+#[test]
+fn hostile_writer_vs_mpmc_bytes() {
+    hostile("mpmc-bytes");
 }
 
 #[test]
