@@ -1659,27 +1659,11 @@ mod fast {
         lock::install(py)
     }
 
-    /// `Value.fetch_add(v)`: one positional argument, no keywords; else pyo3's.
-    unsafe extern "C" fn fetch_add(
-        slf: Obj,
-        args: *const Obj,
-        nargs: ffi::Py_ssize_t,
-        kw: Obj,
-    ) -> Obj {
-        // SAFETY: CPython calls this with the GIL held and valid arguments: `args` holds
-        // `nargs` objects (plus the keyword values, passed on untouched).
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 1 && kw.is_null() {
-                    let arg = Borrowed::from_ptr(py, *args);
-                    if let Some(r) = FETCH_ADD.with(py, slf, |v: &Bound<'_, PyValue>| {
-                        v.get().fetch_add(py, &arg)
-                    }) {
-                        return r.map(PyObject::into_ptr);
-                    }
-                }
-                Ok(FETCH_ADD.call_fast(slf, args, nargs, kw))
-            })
+    crate::fastcall::fastcall_kw! {
+        /// `Value.fetch_add(v)`: one positional argument, no keywords; else pyo3's.
+        fn fetch_add = FETCH_ADD: PyValue, nargs 1, |py, v, args| {
+            let arg = Borrowed::from_ptr(py, *args);
+            v.get().fetch_add(py, &arg).map(PyObject::into_ptr)
         }
     }
 

@@ -310,6 +310,43 @@ impl Saved<ffi::PyGetSetDef> {
     }
 }
 
+/// A `METH_FASTCALL | METH_KEYWORDS` entry point `$name` for a method of `$ty` whose
+/// original pyo3 definition `$saved` saved: called with exactly `$n` positional arguments,
+/// no keywords, on an instance of `$ty`, it evaluates `$body` (a `PyResult` of the new
+/// reference to return) with `$py`, `$this` (`&Bound<$ty>`, borrowed) and `$args` (the
+/// argument array); any other call goes to pyo3's original with the same arguments. The body
+/// runs inside `unsafe` (it may borrow `*$args`) and inside [`guard`].
+macro_rules! fastcall_kw {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident = $saved:ident: $ty:ty, nargs $n:literal,
+        |$py:ident, $this:ident, $args:ident| $body:expr
+    ) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $name(
+            slf: *mut pyo3::ffi::PyObject,
+            $args: *const *mut pyo3::ffi::PyObject,
+            nargs: pyo3::ffi::Py_ssize_t,
+            kw: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
+            // SAFETY: CPython calls this with the GIL held and valid arguments: `args` holds
+            // `nargs` objects (then the keyword values), passed on untouched; `slf` stays
+            // alive for the call.
+            unsafe {
+                crate::fastcall::guard(std::ptr::null_mut(), |$py| {
+                    if nargs == $n && kw.is_null() {
+                        if let Some(r) = $saved.with($py, slf, |$this: &Bound<'_, $ty>| $body) {
+                            return r;
+                        }
+                    }
+                    Ok($saved.call_fast(slf, $args, nargs, kw))
+                })
+            }
+        }
+    };
+}
+pub(crate) use fastcall_kw;
+
 /// The fast `acquire` / `release` / `__enter__` / `__exit__` of a frozen lock class `$ty`
 /// whose pyo3 methods are `fn acquire(slf: &Bound<Self>, block: bool, timeout: Option<f64>)
 /// -> PyResult<bool>` and `fn release(&self) -> PyResult<()>`, `__enter__` being
@@ -344,24 +381,10 @@ macro_rules! lock_entry_points {
                 install_method::<T>(py, c"__exit__", FASTCALL_KW, fast(exit), &EXIT)
             }
 
-            /// `acquire()` (blocking, no timeout); any argument: pyo3's.
-            unsafe extern "C" fn acquire(
-                slf: Obj,
-                args: *const Obj,
-                nargs: ffi::Py_ssize_t,
-                kw: Obj,
-            ) -> Obj {
-                // SAFETY: CPython calls this with the GIL held and valid arguments (`args`
-                // holds `nargs` objects, then the keyword values), passed on untouched.
-                unsafe {
-                    guard(std::ptr::null_mut(), |py| {
-                        if nargs == 0 && kw.is_null() {
-                            if let Some(r) = ACQUIRE.with(py, slf, |l| T::acquire(l, true, None)) {
-                                return Ok(boolean(py, r?));
-                            }
-                        }
-                        Ok(ACQUIRE.call_fast(slf, args, nargs, kw))
-                    })
+            crate::fastcall::fastcall_kw! {
+                /// `acquire()` (blocking, no timeout); any argument: pyo3's.
+                fn acquire = ACQUIRE: T, nargs 0, |py, l, args| {
+                    T::acquire(l, true, None).map(|b| boolean(py, b))
                 }
             }
 
@@ -389,26 +412,9 @@ macro_rules! lock_entry_points {
                 }
             }
 
-            /// `__exit__(exc_type, exc, tb)` as `with` calls it; other shapes: pyo3's.
-            unsafe extern "C" fn exit(
-                slf: Obj,
-                args: *const Obj,
-                nargs: ffi::Py_ssize_t,
-                kw: Obj,
-            ) -> Obj {
-                // SAFETY: as in `acquire`.
-                unsafe {
-                    guard(std::ptr::null_mut(), |py| {
-                        if nargs == 3 && kw.is_null() {
-                            if let Some(r) =
-                                EXIT.with(py, slf, |l: &Bound<'_, T>| l.get().release())
-                            {
-                                return r.map(|()| none(py));
-                            }
-                        }
-                        Ok(EXIT.call_fast(slf, args, nargs, kw))
-                    })
-                }
+            crate::fastcall::fastcall_kw! {
+                /// `__exit__(exc_type, exc, tb)` as `with` calls it; other shapes: pyo3's.
+                fn exit = EXIT: T, nargs 3, |py, l, args| l.get().release().map(|()| none(py))
             }
         }
     };

@@ -569,9 +569,7 @@ mod fast {
     use pyo3::prelude::*;
 
     use super::PyQueue;
-    use crate::fastcall::{guard, install_method, none, Saved, FASTCALL_KW};
-
-    type Obj = *mut ffi::PyObject;
+    use crate::fastcall::{fastcall_kw, install_method, none, Saved, FASTCALL_KW};
 
     static PUT: Saved<ffi::PyMethodDef> = Saved::new();
     static GET: Saved<ffi::PyMethodDef> = Saved::new();
@@ -588,86 +586,33 @@ mod fast {
         install_method::<PyQueue>(py, c"get_bytes", FASTCALL_KW, fast(get_bytes), &GET_BYTES)
     }
 
-    /// `put(obj)`: one positional argument, no keywords; else pyo3's.
-    unsafe extern "C" fn put(slf: Obj, args: *const Obj, nargs: ffi::Py_ssize_t, kw: Obj) -> Obj {
-        // SAFETY: CPython calls this with the GIL held and valid arguments: `args` holds
-        // `nargs` objects (plus the keyword values, passed on untouched).
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 1 && kw.is_null() {
-                    let obj = Bound::from_borrowed_ptr(py, *args);
-                    if let Some(r) = PUT.with(py, slf, |q: &Bound<'_, PyQueue>| {
-                        q.get().put(py, &obj, true, None)
-                    }) {
-                        r?;
-                        return Ok(none(py));
-                    }
-                }
-                Ok(PUT.call_fast(slf, args, nargs, kw))
-            })
+    fastcall_kw! {
+        /// `put(obj)`: one positional argument, no keywords; else pyo3's.
+        fn put = PUT: PyQueue, nargs 1, |py, q, args| {
+            let obj = Bound::from_borrowed_ptr(py, *args);
+            q.get().put(py, &obj, true, None).map(|()| none(py))
         }
     }
 
-    /// `put_bytes(data)`: as `put`.
-    unsafe extern "C" fn put_bytes(
-        slf: Obj,
-        args: *const Obj,
-        nargs: ffi::Py_ssize_t,
-        kw: Obj,
-    ) -> Obj {
-        // SAFETY: as in `put`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 1 && kw.is_null() {
-                    let data = Bound::from_borrowed_ptr(py, *args);
-                    if let Some(r) = PUT_BYTES.with(py, slf, |q: &Bound<'_, PyQueue>| {
-                        q.get().put_bytes(py, &data, true, None)
-                    }) {
-                        r?;
-                        return Ok(none(py));
-                    }
-                }
-                Ok(PUT_BYTES.call_fast(slf, args, nargs, kw))
-            })
+    fastcall_kw! {
+        /// `put_bytes(data)`: as `put`.
+        fn put_bytes = PUT_BYTES: PyQueue, nargs 1, |py, q, args| {
+            let data = Bound::from_borrowed_ptr(py, *args);
+            q.get().put_bytes(py, &data, true, None).map(|()| none(py))
         }
     }
 
-    /// `get()`: no arguments; else pyo3's.
-    unsafe extern "C" fn get(slf: Obj, args: *const Obj, nargs: ffi::Py_ssize_t, kw: Obj) -> Obj {
-        // SAFETY: as in `put`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 0 && kw.is_null() {
-                    if let Some(r) = GET.with(py, slf, |q: &Bound<'_, PyQueue>| {
-                        q.get().get(py, true, None)
-                    }) {
-                        return Ok(r?.into_ptr());
-                    }
-                }
-                Ok(GET.call_fast(slf, args, nargs, kw))
-            })
+    fastcall_kw! {
+        /// `get()`: no arguments; else pyo3's.
+        fn get = GET: PyQueue, nargs 0, |py, q, args| {
+            q.get().get(py, true, None).map(Bound::into_ptr)
         }
     }
 
-    /// `get_bytes()`: as `get`.
-    unsafe extern "C" fn get_bytes(
-        slf: Obj,
-        args: *const Obj,
-        nargs: ffi::Py_ssize_t,
-        kw: Obj,
-    ) -> Obj {
-        // SAFETY: as in `put`.
-        unsafe {
-            guard(std::ptr::null_mut(), |py| {
-                if nargs == 0 && kw.is_null() {
-                    if let Some(r) = GET_BYTES.with(py, slf, |q: &Bound<'_, PyQueue>| {
-                        q.get().get_bytes(py, true, None)
-                    }) {
-                        return Ok(r?.into_ptr());
-                    }
-                }
-                Ok(GET_BYTES.call_fast(slf, args, nargs, kw))
-            })
+    fastcall_kw! {
+        /// `get_bytes()`: as `get`.
+        fn get_bytes = GET_BYTES: PyQueue, nargs 0, |py, q, args| {
+            q.get().get_bytes(py, true, None).map(Bound::into_ptr)
         }
     }
 }
