@@ -40,10 +40,10 @@ fn value_ops(name: &str, ops: &[u8]) {
                 let _ = v.set_bytes_timeout(&vec![op; v.elem_size()], TINY);
             }
             2 => {
-                let _ = v.get_text();
+                let _ = v.get_text_timeout(TINY);
             }
             3 => {
-                let _ = v.set_text("1");
+                let _ = v.set_text_timeout("1", TINY);
             }
             4 => {
                 let _ = v.fetch_add(i64::from(op));
@@ -101,7 +101,7 @@ fn array_ops(name: &str, ops: &[u8]) {
                 let _ = a.write_bytes_timeout(i, &vec![op; a.elem_size()], TINY);
             }
             2 => {
-                let _ = (a.get_text(i), a.set_text(i, "2"));
+                let _ = (a.get_text_timeout(i, TINY), a.set_text_timeout(i, "2", TINY));
             }
             3 => {
                 let _ = (a.fetch_add(i, -1), a.compare_exchange(i, 0, 1));
