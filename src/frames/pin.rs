@@ -85,6 +85,24 @@ pub(crate) fn publish(seq_word: &AtomicU64, seq: u64) {
     seq_word.store(seq, Ordering::Release);
 }
 
+/// Subscriber, under the block policy: whether a slot whose sequence word shows `w` holds a
+/// claim that will be rolled back, so that its frame is to be waited for, not skipped: the
+/// word is `CLAIMED`, its frame is newer than the subscriber's cursor `after`, and that frame
+/// was not in `claimed_at_attach` (the frames the subscriber's attach scan found `CLAIMED`,
+/// `SPEC.md` §8.3 "Attaching").
+///
+/// Why: the publisher checks a slot's holders once before claiming it and again after
+/// (`recovery::claim_hint`, `claim_free`). A subscriber that attaches between the two checks
+/// (a record that starts counting, or whose cursor moves back to `head − history`) makes
+/// the first check pass and the second fail: the publisher marks the slot `CLAIMED` and
+/// restores it a moment later. Every other claim of a frame newer than a counting cursor
+/// is likewise rolled back, since under block such a frame is held; the only claims that
+/// proceed are those whose fence came before the attach scan's, which that scan saw.
+pub(crate) fn rolls_back(w: u64, after: u64, claimed_at_attach: &[u64]) -> bool {
+    let old = w & !CLAIMED;
+    w & CLAIMED != 0 && old > after && !claimed_at_attach.contains(&old)
+}
+
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
@@ -267,6 +285,59 @@ mod tests {
                 !(saw && wrote),
                 "a frame the new subscriber starts at was taken"
             );
+        });
+    }
+
+    /// Attaching under the block policy, with the publisher's check before its claim
+    /// (`recovery::claim_hint`): the record's previous owner had received frame 5, so the
+    /// publisher's first check finds frame 2 free and claims it; the new subscriber stores its
+    /// cursor (1), fences, scans the slot (its window), then receives as `scan` does: a
+    /// `CLAIMED` slot is waited for if `rolls_back` says so, else skipped. A frame the window
+    /// found present is never skipped: it is received (the claim was rolled back), and a
+    /// frame skipped was gone or `CLAIMED` at the scan. Without the wait (`rolls_back` false)
+    /// the subscriber skips frame 2 while the publisher's second check is rolling it back.
+    #[test]
+    fn loom_rolled_back_claim_is_waited_for() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(2));
+            let cursor = Arc::new(AtomicU64::new(5)); // the previous owner's
+            let (s, c) = (seq.clone(), cursor.clone());
+            let sub = thread::spawn(move || {
+                c.store(1, Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                let w = s.load(Ordering::Acquire);
+                let present = w == 2;
+                let claimed: Vec<u64> = if w & CLAIMED != 0 {
+                    vec![w & !CLAIMED]
+                } else {
+                    Vec::new()
+                };
+                loop {
+                    let w = s.load(Ordering::Acquire);
+                    if w == 2 {
+                        return (present, true); // received frame 2
+                    }
+                    if rolls_back(w, 1, &claimed) {
+                        thread::yield_now();
+                        continue;
+                    }
+                    return (present, false); // skipped it
+                }
+            });
+            let held = || cursor.load(Ordering::Relaxed) < 2;
+            let mut wrote = false;
+            if !held() {
+                wrote = claim(&seq, 2, held);
+                if wrote {
+                    publish(&seq, 6);
+                }
+            }
+            let (present, received) = sub.join().unwrap();
+            assert!(
+                !(present && !received),
+                "a frame present at attach was skipped"
+            );
+            assert!(!(received && wrote), "a received frame was overwritten");
         });
     }
 

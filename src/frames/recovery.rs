@@ -57,7 +57,7 @@ pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
             best = Some((i, s));
         }
         let (i, s) = best?;
-        if pin::claim(&v.meta(i).seq, s, || held(v, i, s, dead)) {
+        if claim(v, i, s, dead) {
             return Some(i);
         }
     }
@@ -80,9 +80,19 @@ pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
     }
     let seq = &v.meta(i).seq;
     // Relaxed: only we write sequence words; the claim's fence orders what follows.
-    seq.load(Ordering::Relaxed) == old
-        && !held(v, i, old, dead)
-        && pin::claim(seq, old, || held(v, i, old, dead))
+    seq.load(Ordering::Relaxed) == old && !held(v, i, old, dead) && claim(v, i, old, dead)
+}
+
+/// [`pin::claim`] of slot `i` holding `old`. A claim rolled back (a holder appeared between
+/// the caller's check and the claim's) may have been seen by a subscriber under the block
+/// policy, which then waits for the frame instead of skipping it (`pin::rolls_back`): wake
+/// it if it sleeps (a `fence(SeqCst)` and a load; nothing more when nobody sleeps).
+fn claim(v: &View, i: u64, old: u64, dead: &[u64]) -> bool {
+    if pin::claim(&v.meta(i).seq, old, || held(v, i, old, dead)) {
+        return true;
+    }
+    v.ctrl().published.notify_if_sleepers(u32::MAX);
+    false
 }
 
 /// Query the liveness of every counting subscriber; add the dead ones to `dead` and free

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::Channel;
 use super::error::{AttachError, RecvError, TryRecvError};
-use super::layout::View;
+use super::layout::{Policy, View};
 use super::pin::{self, CLAIMED};
 use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
@@ -161,38 +161,73 @@ fn clear_pins(v: &View, rec: u64) {
     }
 }
 
-/// Where a new subscriber's window starts (`SPEC.md`, frames section "Attaching"), once its
-/// record's cursor holds `wanted` (head minus the history asked for): after every frame of
-/// the window that is no longer in a slot, so that frames gone before the cursor took effect
-/// are neither received nor counted lost.
+/// What a new subscriber saw of its window when it attached (`SPEC.md`, frames section
+/// "Attaching"): which frames after `wanted` (head minus the history asked for) were in a
+/// slot once its record's cursor held `wanted`.
 ///
-/// Until the store of `wanted`, the record showed the previous owner's cursor, which may be
-/// ahead of `wanted`: under [`Policy::Block`](super::Policy::Block) the publisher may have
-/// reused slots of the window meanwhile. The fence makes this scan a Dekker pair with the
-/// publisher's claim (`pin::claim`: claim store, `fence(SeqCst)`, then `recovery::held`
-/// loads the cursors): a publisher whose check missed `wanted` stored its claim before its
-/// fence, which comes before ours in the `SeqCst` order, so the scan sees that claim (or the
-/// frame that replaced it); a publisher whose check comes later sees `wanted` (or a later
-/// cursor of ours) and, under Block, never takes a frame newer than it. So every frame the
-/// scan finds unclaimed stays until received (Block), or its loss is counted (reuse-oldest).
-fn start_after(v: &View, wanted: u64) -> u64 {
-    fence(Ordering::SeqCst);
-    let mut lowest: Option<u64> = None;
-    let mut top = wanted;
-    for i in 0..v.g.slots {
-        // Acquire: pairs with the Release publishes; ordered after our cursor store by the
-        // fence.
-        let w = v.meta(i).seq.load(Ordering::Acquire);
-        let s = w & !CLAIMED;
-        top = top.max(s);
-        if w & CLAIMED == 0 && s > wanted {
-            lowest = Some(lowest.map_or(s, |l| l.min(s)));
+/// Until the store of `wanted`, the record showed the previous owner's cursor (or, for a
+/// free record, did not count), so the publisher may have reused slots of the window
+/// meanwhile, and a claim it made then may still be under way. The fence makes the scan a
+/// Dekker pair with the publisher's claim (`pin::claim`: claim store, `fence(SeqCst)`, then
+/// `recovery::held` loads the owners and cursors): a publisher whose check missed `wanted`
+/// stored its claim before its fence, which comes before ours in the `SeqCst` order, so the
+/// scan sees that claim (or the frame that replaced it); a publisher whose fence comes later
+/// sees `wanted` (or a later cursor of ours). So a frame of the window is, at the scan:
+/// - in a slot and not `CLAIMED` (`present`): under [`Policy::Block`](super::Policy::Block)
+///   it stays until received; under reuse-oldest its loss, if it is overwritten, counts;
+/// - `CLAIMED` (`claimed`): the claim may have missed `wanted` (then the frame is being
+///   overwritten) or not (then it will be rolled back): either way it is not waited for;
+/// - not there: gone before the cursor took effect.
+///
+/// Frames of the last two kinds are neither waited for nor counted lost.
+#[derive(Default)]
+struct Window {
+    /// The newest sequence the scan saw (at least `wanted`): frames after it are counted as
+    /// every later frame is.
+    top: u64,
+    /// The window's frames found in a slot, unclaimed.
+    present: Vec<u64>,
+    /// The window's frames found `CLAIMED`.
+    claimed: Vec<u64>,
+}
+
+impl Window {
+    /// Scan the slots for the window after `wanted`, whose cursor store precedes this call.
+    fn scan(v: &View, wanted: u64) -> Window {
+        fence(Ordering::SeqCst);
+        let mut w = Window {
+            top: wanted,
+            ..Window::default()
+        };
+        for i in 0..v.g.slots {
+            // Acquire: pairs with the Release publishes; ordered after our cursor store by
+            // the fence.
+            let word = v.meta(i).seq.load(Ordering::Acquire);
+            let s = word & !CLAIMED;
+            w.top = w.top.max(s);
+            if s > wanted {
+                if word & CLAIMED == 0 {
+                    w.present.push(s);
+                } else {
+                    w.claimed.push(s);
+                }
+            }
         }
+        w
     }
-    // A frame in the window that is not here, or being overwritten (claimed), is skipped; if
-    // none is here, everything up to the newest sequence seen is. `s > wanted >= 0`: no
-    // underflow.
-    lowest.map_or(top, |s| s - 1)
+
+    /// Frames after `cursor` and before `s` that count as lost when a receive moves the
+    /// cursor from one to the other: those after `top`, and those of the window that were
+    /// present at the scan.
+    fn lost_between(&self, cursor: u64, s: u64) -> u64 {
+        let after_top = (s - 1).saturating_sub(cursor.max(self.top));
+        let present = self
+            .present
+            .iter()
+            .filter(|&&p| p > cursor && p < s)
+            .count() as u64;
+        after_top.saturating_add(present)
+    }
 }
 
 /// A subscribing end of a frame channel: receives every frame in order ([`recv`](Self::recv)),
@@ -204,6 +239,8 @@ fn start_after(v: &View, wanted: u64) -> u64 {
 pub struct Subscriber<H> {
     inner: Arc<Inner>,
     cursor: u64,
+    /// What attaching saw, until the cursor passes its `top` (then empty).
+    window: Window,
     lost: u64,
     /// Frames received (mirrored into the record for `stat`; only we write it).
     received: u64,
@@ -251,10 +288,10 @@ impl<H: ShmType> Subscriber<H> {
         let head = v.ctrl().head.load(Ordering::Acquire);
         let wanted = head.saturating_sub(history);
         let r = v.record(rec);
-        // Relaxed: the Block policy's progress word (`recovery::held`), ordered by the fence.
+        // Relaxed: the Block policy's progress word (`recovery::held`), ordered before the
+        // window's scan by its fence.
         r.cursor.store(wanted, Ordering::Relaxed);
-        let cursor = start_after(&v, wanted);
-        r.cursor.store(cursor, Ordering::Relaxed);
+        let window = Window::scan(&v, wanted);
         // Relaxed: statistics.
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
@@ -268,7 +305,8 @@ impl<H: ShmType> Subscriber<H> {
                 token,
                 counts,
             }),
-            cursor,
+            cursor: wanted,
+            window,
             lost: 0,
             received: 0,
             next_slot: 0,
@@ -325,7 +363,7 @@ impl<H: ShmType> Subscriber<H> {
     /// not move the cursor. `None` if no frame is published.
     pub fn newest(&self) -> Option<Frame<H>> {
         for _ in 0..64 {
-            let (i, s) = self.scan(0, Want::Latest)?;
+            let (i, s) = self.scan(0, Want::Latest, false)?;
             if let Some(f) = self.frame(i, s) {
                 return Some(f);
             }
@@ -393,7 +431,12 @@ impl<H: ShmType> Subscriber<H> {
     /// last one received (the pin's read-modify-write is then the first touch of that slot's
     /// line: one transfer of it, not a read followed by an upgrade); the slots are scanned
     /// only if it is not there.
+    ///
+    /// Under [`Policy::Block`], unless `full` (the publisher is gone), `Next` waits for a frame
+    /// whose slot shows a claim that will be rolled back instead of skipping it (`scan`).
     fn take(&mut self, want: Want, full: bool) -> Option<Frame<H>> {
+        let wait_claimed =
+            !full && matches!(want, Want::Next) && self.inner.view().g.policy == Policy::Block;
         if !full {
             // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
             // frame (the head store follows the seq store in `Loan::put`).
@@ -418,7 +461,7 @@ impl<H: ShmType> Subscriber<H> {
             }
         }
         for _ in 0..64 {
-            let (i, s) = self.scan(self.cursor, want)?;
+            let (i, s) = self.scan(self.cursor, want, wait_claimed)?;
             let Some(f) = self.frame(i, s) else {
                 continue; // overwritten between the scan and the pin: look again
             };
@@ -432,8 +475,16 @@ impl<H: ShmType> Subscriber<H> {
     fn accept(&mut self, i: u64, s: u64) {
         // `s > cursor` (the scan's condition, or `cursor + 1`); saturating: a forged
         // sequence may be huge.
-        self.lost = self.lost.saturating_add(s - self.cursor - 1);
+        let lost = if self.cursor < self.window.top {
+            self.window.lost_between(self.cursor, s)
+        } else {
+            s - self.cursor - 1
+        };
+        self.lost = self.lost.saturating_add(lost);
         self.cursor = s;
+        if s >= self.window.top && self.window.top != 0 {
+            self.window = Window::default(); // past the window: every gap counts
+        }
         self.next_slot = i + 1;
         self.received = self.received.wrapping_add(1);
         let r = self.inner.view().record(self.inner.rec);
@@ -450,9 +501,15 @@ impl<H: ShmType> Subscriber<H> {
     /// than `after`. Starts at the slot after the last one received (the publisher reuses
     /// slots oldest first, so frame `after + 1` is usually there) and stops early when `Next`
     /// finds `after + 1`: a poll usually loads one sequence word, not `slots`.
-    fn scan(&self, after: u64, want: Want) -> Option<(u64, u64)> {
+    ///
+    /// If `wait_claimed` (`Next` under [`Policy::Block`](super::Policy::Block), publisher
+    /// attached), a `CLAIMED` slot whose frame is newer than `after` and was not `CLAIMED`
+    /// when we attached holds a claim that will be rolled back (`pin::rolls_back`): `None`
+    /// (nothing yet) if that frame is older than the best found, rather than skipping it.
+    fn scan(&self, after: u64, want: Want, wait_claimed: bool) -> Option<(u64, u64)> {
         let v = self.inner.view();
         let mut best: Option<(u64, u64)> = None;
+        let mut pending: Option<u64> = None;
         let n = v.g.slots;
         let start = if self.next_slot < n {
             self.next_slot
@@ -468,7 +525,14 @@ impl<H: ShmType> Subscriber<H> {
             };
             // Acquire: pairs with the Release publish (`pin::publish`).
             let s = v.meta(i).seq.load(Ordering::Acquire);
-            if s <= after || s & CLAIMED != 0 {
+            if s & CLAIMED != 0 {
+                if wait_claimed && pin::rolls_back(s, after, &self.window.claimed) {
+                    let old = s & !CLAIMED;
+                    pending = Some(pending.map_or(old, |p| p.min(old)));
+                }
+                continue;
+            }
+            if s <= after {
                 continue;
             }
             let better = match (best, want) {
@@ -483,7 +547,11 @@ impl<H: ShmType> Subscriber<H> {
                 }
             }
         }
-        best
+        match (pending, best) {
+            (Some(p), Some((_, b))) if p < b => None,
+            (Some(_), None) => None,
+            _ => best,
+        }
     }
 
     /// Pin slot `i` holding frame `seq` and read its metadata; `None` if it moved on.
