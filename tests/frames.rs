@@ -361,14 +361,7 @@ fn libc_sigsegv() -> i32 {
 fn block_policy_late_joiners_count_nothing_lost() {
     let name = unique_name("framesjoin");
     let _c = Cleanup::new(&[&name]);
-    drop(
-        opts()
-            .slots(4)
-            .max_bytes(256)
-            .policy(Policy::Block)
-            .create(&name)
-            .unwrap(),
-    );
+    create_block4(&name);
     let mut kid = KillOnDrop(spawn_child("publisher-forever", &[&name]));
     let mut lines = Lines::of(&mut kid.0);
     lines.expect("ready");
@@ -397,14 +390,7 @@ fn block_policy_late_joiners_count_nothing_lost() {
 fn block_policy_late_joiner_skips_holes_without_loss() {
     let name = unique_name("framesholes");
     let _c = Cleanup::new(&[&name]);
-    drop(
-        opts()
-            .slots(4)
-            .max_bytes(256)
-            .policy(Policy::Block)
-            .create(&name)
-            .unwrap(),
-    );
+    create_block4(&name);
     let mut a = opts().subscriber(&name).unwrap();
     wait_ok(
         &mut spawn_child("publish-n", &[&name, "3"]),
@@ -424,6 +410,18 @@ fn block_policy_late_joiner_skips_holes_without_loss() {
     let got: Vec<u64> = (0..4).map(|_| b.try_recv().unwrap().seq()).collect();
     assert_eq!((got, b.lost()), (vec![1, 3, 4, 5], 0));
     drop(one);
+}
+
+/// Create channel `name`: 4 slots of 256 bytes, block policy, no publisher left attached.
+fn create_block4(name: &str) {
+    drop(
+        opts()
+            .slots(4)
+            .max_bytes(256)
+            .policy(Policy::Block)
+            .create(name)
+            .unwrap(),
+    );
 }
 
 /// A child process killed (and reaped) when the test ends, also by a failed assertion.
