@@ -83,15 +83,18 @@ pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
     seq.load(Ordering::Relaxed) == old && !held(v, i, old, dead) && claim(v, i, old, dead)
 }
 
-/// [`pin::claim`] of slot `i` holding `old`. A claim rolled back (a holder appeared between
-/// the caller's check and the claim's) may have been seen by a subscriber under the block
-/// policy, which then waits for the frame instead of skipping it (`pin::rolls_back`): wake
-/// it if it sleeps (a `fence(SeqCst)` and a load; nothing more when nobody sleeps).
+/// [`pin::claim`] of slot `i` holding `old`. Under the block policy a claim rolled back (a
+/// holder appeared between the caller's check and the claim's) may have been seen by a
+/// subscriber, which then waits for the frame instead of skipping it (`pin::rolls_back`):
+/// wake it if it sleeps (a `fence(SeqCst)` and a load; nothing more when nobody sleeps).
+/// Under reuse-oldest nobody waits for a claimed frame.
 fn claim(v: &View, i: u64, old: u64, dead: &[u64]) -> bool {
     if pin::claim(&v.meta(i).seq, old, || held(v, i, old, dead)) {
         return true;
     }
-    v.ctrl().published.notify_if_sleepers(u32::MAX);
+    if v.g.policy == Policy::Block {
+        v.ctrl().published.notify_if_sleepers(u32::MAX);
+    }
     false
 }
 
@@ -122,6 +125,7 @@ pub(crate) fn find_dead(v: &View, dead: &mut Vec<u64>) -> bool {
 /// words are impossible.
 pub(crate) fn take_over(v: &View) -> Result<u64, String> {
     let mut top = 0;
+    let mut emptied = false;
     for i in 0..v.g.slots {
         let seq = &v.meta(i).seq;
         // Acquire: pairs with the previous publisher's Release publishes (our role claim
@@ -131,6 +135,7 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
         if s & CLAIMED != 0 {
             // Release: subscribers that read 0 see an empty slot.
             seq.store(0, Ordering::Release);
+            emptied = true;
         } else {
             top = top.max(s);
         }
@@ -138,11 +143,16 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
     // Acquire: pairs with the Release stores of head in `Loan::publish`.
     let head = v.ctrl().head.load(Ordering::Acquire);
     let last = top.max(head);
-    if last > head && last < CLAIMED {
+    let moved = last > head && last < CLAIMED;
+    if moved {
         // The dead publisher published `last` but died before moving `head` (the doorbell
         // subscribers poll): move it now. Release: as in `Loan::put`.
         v.ctrl().head.store(last, Ordering::Release);
-        // Subscribers parked on `published` see the frame now, not at their next slice.
+    }
+    if moved || emptied {
+        // Subscribers parked on `published` see the frame now, or stop waiting for the
+        // emptied slot's frame (a claim the dead publisher did not roll back, which a
+        // receiver under block waits for: `pin::rolls_back`), not at their next slice.
         v.ctrl().published.notify_all();
     }
     last.checked_add(1)

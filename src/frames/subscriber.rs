@@ -193,16 +193,37 @@ struct Window {
 
 impl Window {
     /// Scan the slots for the window after `wanted`, whose cursor store precedes this call.
+    ///
+    /// The slots are read until two passes in a row read the same words (at most
+    /// [`Window::PASSES`]; the last pass counts if they never agree): a slot's word only
+    /// moves forward (a claim rolled back restores the same frame), so words read alike in
+    /// both passes held those values at the moment between them, and the window is a true
+    /// snapshot. Without it, a slot read early and overwritten meanwhile hides a frame that
+    /// was present after the cursor took effect, and its loss under reuse-oldest would not
+    /// count.
     fn scan(v: &View, wanted: u64) -> Window {
         fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release publishes; ordered after our cursor store by the
+        // fence.
+        let read = || -> Vec<u64> {
+            (0..v.g.slots)
+                .map(|i| v.meta(i).seq.load(Ordering::Acquire))
+                .collect()
+        };
+        let mut words = read();
+        for _ in 1..Self::PASSES {
+            let again = read();
+            let same = again == words;
+            words = again;
+            if same {
+                break;
+            }
+        }
         let mut w = Window {
             top: wanted,
             ..Window::default()
         };
-        for i in 0..v.g.slots {
-            // Acquire: pairs with the Release publishes; ordered after our cursor store by
-            // the fence.
-            let word = v.meta(i).seq.load(Ordering::Acquire);
+        for word in words {
             let s = word & !CLAIMED;
             w.top = w.top.max(s);
             if s > wanted {
@@ -215,6 +236,9 @@ impl Window {
         }
         w
     }
+
+    /// Passes over the slots at most in [`Window::scan`].
+    const PASSES: usize = 4;
 
     /// Frames after `cursor` and before `s` that count as lost when a receive moves the
     /// cursor from one to the other: those after `top`, and those of the window that were
@@ -435,8 +459,6 @@ impl<H: ShmType> Subscriber<H> {
     /// Under [`Policy::Block`], unless `full` (the publisher is gone), `Next` waits for a frame
     /// whose slot shows a claim that will be rolled back instead of skipping it (`scan`).
     fn take(&mut self, want: Want, full: bool) -> Option<Frame<H>> {
-        let wait_claimed =
-            !full && matches!(want, Want::Next) && self.inner.view().g.policy == Policy::Block;
         if !full {
             // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
             // frame (the head store follows the seq store in `Loan::put`).
@@ -460,6 +482,8 @@ impl<H: ShmType> Subscriber<H> {
                 }
             }
         }
+        let wait_claimed =
+            !full && matches!(want, Want::Next) && self.inner.view().g.policy == Policy::Block;
         for _ in 0..64 {
             let (i, s) = self.scan(self.cursor, want, wait_claimed)?;
             let Some(f) = self.frame(i, s) else {
