@@ -95,6 +95,10 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Run only these groups of rows (comma-separated: `frames`, the round trips with
+        /// their copy rows and floors; `publish`, the publish cost with 1 and 8 subscribers).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(crate::bench_frames::FRAMES_GROUPS))]
+        only: Vec<String>,
     },
     /// ShareableList get/set per operation beside CPython's own ShareableList.
     List(crate::bench_list::Args),
@@ -1223,7 +1227,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         }
         Cmd::Throughput { quick, json, only } => throughput(quick, json, &only),
         Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
-        Cmd::Frames { quick, json } => crate::bench_frames::run(quick, json),
+        Cmd::Frames { quick, json, only } => crate::bench_frames::run(quick, json, &only),
         Cmd::List(a) => crate::bench_list::run(a),
     }
 }
