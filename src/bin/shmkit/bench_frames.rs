@@ -25,14 +25,19 @@
 //! - **A spinning pace.** Before each timed publish the publisher busy-waits 200 us (a frame
 //!   period, for the subscribers to take the frame) instead of sleeping. A sleep let the
 //!   publisher's CPU go idle: with no cpuidle driver in this VM an idle vCPU halts and exits to
-//!   the hypervisor, and the publish right after the wake-up ran on a cold or moved CPU; with
-//!   1 subscriber both CPUs were idle most of the time, with 8 the pollers kept them busy, so
-//!   the 1-subscriber row swung most. The spin keeps the publisher's CPU awake; the
-//!   subscribers still run on their own schedule.
+//!   the hypervisor, and the publish right after the wake-up ran on a vCPU just back from the
+//!   host. With 1 subscriber both CPUs were idle most of the time; with 8, the pollers' wake-ups
+//!   (every 50 us each) kept the publisher's CPU from halting for long. So a sleeping pace
+//!   measured two different things in the two rows: the 1-subscriber row came out slower than
+//!   the 8-subscriber one (pooled p50 361-451 ns against 291-340 in three runs of alternating
+//!   blocks) and swung most between blocks and runs. The spin keeps the publisher's CPU awake
+//!   in both rows; the subscribers still run on their own schedule.
 //! - **No pinning.** Neither the publisher nor the subscribers are pinned: on two CPUs the
-//!   spinning publisher holds one and the scheduler runs the pollers mostly on the other, as
-//!   a camera process and its consumers would run. (Pinning the subscribers to the other CPU
-//!   gave the same ratio, with higher and noisier p50s in both rows.)
+//!   spinning publisher holds one, and the scheduler runs a single subscriber on the other
+//!   (always, in the runs sampled) and 8 pollers mostly there too (one sampled poller had last
+//!   run on the publisher's CPU at 15-40% of the publishes), as a camera process and its
+//!   consumers would run. Pinning every subscriber to the other CPU gave a ratio as close to
+//!   1, with higher and noisier p50s in both rows.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
