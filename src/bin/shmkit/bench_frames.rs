@@ -32,17 +32,25 @@
 //!   the 8-subscriber one (pooled p50 361-451 ns against 291-340 in three runs of alternating
 //!   blocks) and swung most between blocks and runs. The spin keeps the publisher's CPU awake
 //!   in both rows; the subscribers still run on their own schedule.
-//! - **No pinning.** Neither the publisher nor the subscribers are pinned: on two CPUs the
-//!   spinning publisher holds one, and the scheduler runs a single subscriber on the other
-//!   (always, in the runs sampled) and 8 pollers mostly there too (one sampled poller had last
-//!   run on the publisher's CPU at 15-40% of the publishes), as a camera process and its
-//!   consumers would run. Pinning every subscriber to the other CPU gave a ratio as close to
-//!   1, with higher and noisier p50s in both rows.
+//! - **The subscribers on another CPU.** The publisher is pinned to the first CPU this
+//!   process may run on and every subscriber to the second (unpinned on a one-CPU machine),
+//!   as a camera process and its consumers run on their own cores. Unpinned, where the
+//!   pollers ran decided the cost: a subscriber on the publisher's CPU leaves the lines the
+//!   publish writes in that CPU's cache (170-210 ns p50 under load), one on the other CPU
+//!   makes the publish take them back (170-430 ns p50, by the VM's state: where the host ran
+//!   the two vCPUs). On an idle VM the scheduler put a single subscriber on the other CPU
+//!   (always, in the runs sampled); under another job's load it put the pollers on the
+//!   publisher's CPU at 90-100% of the publishes, where 8 of them take turns with the
+//!   publisher and evict its lines: the unpinned ratio rose to 1.9-2.7 (two runs alternating
+//!   both placements: 1.9-2.2 unpinned, 1.28 pinned). Pinned, both rows measure the same
+//!   placement whatever else the machine runs.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use super::bench::{percentiles, run_latency, spawn_peer, spin_until, time_loop, unique};
+use super::bench::{
+    allowed_cpus, percentiles, run_latency, set_affinity, spawn_peer, spin_until, time_loop, unique,
+};
 use crate::{outln, print_json, CmdResult};
 use shmkit::frames::{FramesOptions, Publisher, Subscriber, TryRecvError};
 use shmkit::queue::{bytes, TryPopError};
@@ -232,7 +240,12 @@ fn spin_for(d: Duration) {
 /// One block of the publisher's cost (loan + publish of a 64 KiB frame whose first and last
 /// byte it writes) with `subs` polling subscriber processes attached: a fresh channel and
 /// fresh subscribers, `warm` untimed publishes, then `iters` timed ones.
-fn publish_block(subs: usize, warm: usize, iters: usize) -> Result<Vec<u64>, String> {
+fn publish_block(
+    subs: usize,
+    warm: usize,
+    iters: usize,
+    sub_cpu: Option<usize>,
+) -> Result<Vec<u64>, String> {
     let bytes = 64 << 10;
     let tag = unique(&format!("framespub{subs}"));
     let mut p = opts(bytes)
@@ -242,7 +255,14 @@ fn publish_block(subs: usize, warm: usize, iters: usize) -> Result<Vec<u64>, Str
         .map_err(|e| e.to_string())?;
     let mut peers = Vec::new();
     for _ in 0..subs {
-        peers.push(spawn_peer("frames_poll", bytes, 0, &tag, &[])?);
+        let (peer, out) = spawn_peer("frames_poll", bytes, 0, &tag, &[])?;
+        if let Some(c) = sub_cpu {
+            // Before the first publish: each subscriber polls from its CPU from the start.
+            if !set_affinity(peer.pid(), &[c]) {
+                return Err(format!("cannot pin a subscriber to CPU {c}"));
+            }
+        }
+        peers.push((peer, out));
     }
     let mut v = Vec::with_capacity(iters);
     for i in 0..warm + iters {
@@ -264,14 +284,33 @@ fn publish_block(subs: usize, warm: usize, iters: usize) -> Result<Vec<u64>, Str
 /// The publish-cost rows: `rounds` rounds of one block with 1 subscriber and one with 8, in
 /// alternating order, each row pooling its blocks' timings (module docs).
 fn publish_costs(rounds: usize, warm: usize, iters: usize) -> Result<[Vec<u64>; 2], String> {
-    let mut v = [Vec::new(), Vec::new()];
-    for r in 0..rounds {
-        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
-            v[k].extend(publish_block(PUBLISH_SUBS[k], warm, iters)?);
+    // The publisher on the first CPU this process may use, the subscribers on the second
+    // (module docs); unpinned with a single CPU. This thread's mask is restored after.
+    let cpus = allowed_cpus();
+    let sub_cpu = match cpus[..] {
+        [p, s, ..] => {
+            if !set_affinity(0, &[p]) {
+                return Err(format!("cannot pin the publisher to CPU {p}"));
+            }
+            Some(s)
         }
+        _ => None,
+    };
+    let run = || {
+        let mut v = [Vec::new(), Vec::new()];
+        for r in 0..rounds {
+            let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                v[k].extend(publish_block(PUBLISH_SUBS[k], warm, iters, sub_cpu)?);
+            }
+        }
+        Ok(v)
+    };
+    let v = run();
+    if sub_cpu.is_some() {
+        set_affinity(0, &cpus);
     }
-    Ok(v)
+    v
 }
 
 /// The subscriber counts of the publish-cost rows.
