@@ -121,6 +121,7 @@ fn unknown_rows_and_sizes_are_usage_errors() {
     for args in [
         &["bench", "latency", "--only", "nope"][..],
         &["bench", "latency", "--sizes", "9"][..],
+        &["bench", "frames", "--only", "nope"][..],
     ] {
         let out = shmkit(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -158,4 +159,30 @@ fn throughput_reports_messages_per_second() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
+}
+
+#[test]
+fn frames_only_publish_runs_the_publish_rows_and_their_goal() {
+    let v = json(&shmkit(&[
+        "bench", "frames", "--quick", "--json", "--only", "publish",
+    ]));
+    let rows = v["results"].as_array().expect("results array");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["frames_publish_1sub", "frames_publish_8sub"]);
+    for r in rows {
+        // --quick: 2 rounds of one 50-publish block per row, pooled.
+        assert_eq!(r["iters"].as_u64(), Some(100), "{r}");
+        assert_eq!(r["bytes"].as_u64(), Some(65536), "{r}");
+        let (p50, p99) = (r["p50_ns"].as_u64().unwrap(), r["p99_ns"].as_u64().unwrap());
+        assert!(p50 > 0 && p50 <= p99, "{r}");
+    }
+    // The goals whose rows did not run are left out; the publish goal is the ratio of the
+    // two rows' p50s.
+    let goals = v["goals"].as_array().expect("goals array");
+    assert_eq!(goals.len(), 1, "{goals:?}");
+    let g = &goals[0];
+    assert!(g["goal"].as_str().unwrap().contains("frames_publish_8sub"));
+    let ratio = rows[1]["p50_ns"].as_f64().unwrap() / rows[0]["p50_ns"].as_f64().unwrap();
+    assert!((g["value"].as_f64().unwrap() - ratio).abs() < 1e-9, "{g}");
+    assert_eq!(g["met"].as_bool(), Some(ratio <= 2.0), "{g}");
 }

@@ -95,6 +95,10 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Run only these groups of rows (comma-separated: `frames`, the round trips with
+        /// their copy rows and floors; `publish`, the publish cost with 1 and 8 subscribers).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(crate::bench_frames::FRAMES_GROUPS))]
+        only: Vec<String>,
     },
     /// ShareableList get/set per operation beside CPython's own ShareableList.
     List(crate::bench_list::Args),
@@ -158,12 +162,38 @@ fn pin(cpu: usize) {
     if std::env::var_os(PIN_VAR).is_none() || online < 2 {
         return;
     }
-    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; CPU_SET writes inside it;
-    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    set_affinity(0, &[cpu]);
+}
+
+/// Restrict process `pid` (0: the calling thread) to `cpus`; false if the kernel refused.
+pub(crate) fn set_affinity(pid: i32, cpus: &[usize]) -> bool {
+    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; CPU_SET writes inside it
+    // (each cpu < CPU_SETSIZE, checked); sched_setaffinity reads `size_of::<cpu_set_t>()`
+    // bytes of it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        for &c in cpus {
+            if c >= libc::CPU_SETSIZE as usize {
+                return false;
+            }
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// The CPUs the calling thread may run on, in increasing order (empty if unknown).
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; sched_getaffinity writes at
+    // most `size_of::<cpu_set_t>()` bytes into it; CPU_ISSET reads inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 
@@ -190,6 +220,10 @@ impl Peer {
             exited,
             watcher: Some(watcher),
         }
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
     }
 
     pub(crate) fn exited(&self) -> bool {
@@ -1223,7 +1257,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         }
         Cmd::Throughput { quick, json, only } => throughput(quick, json, &only),
         Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
-        Cmd::Frames { quick, json } => crate::bench_frames::run(quick, json),
+        Cmd::Frames { quick, json, only } => crate::bench_frames::run(quick, json, &only),
         Cmd::List(a) => crate::bench_list::run(a),
     }
 }
