@@ -8,7 +8,9 @@
 //! the peer receives it in place, reads those bytes, loans a slot of channel B, writes them,
 //! publishes; the parent receives that. Both ends spin (`try_loan`, `try_recv`), as
 //! `spsc_spin` does. The copy rows carry the whole frame both ways. Every one of these rows
-//! is the best (lowest p50) of three runs.
+//! is the best (lowest p50) of three runs, taken in three rounds over all of them (so the
+//! rows a goal compares see the same spells of a VM that changes speed for minutes at a
+//! time); the rows print when the third round ends.
 //!
 //! The publish-cost rows (`frames_publish_1sub`, `frames_publish_8sub`) time, on the
 //! publisher, `loan` + writing the first and last byte of a 64 KiB frame + `publish`, with 1
@@ -437,41 +439,59 @@ pub(crate) fn run(quick: bool, json: bool, only: &[String]) -> CmdResult {
     let small = if quick { 5_000 } else { 100_000 };
     // Every row is the best (lowest p50) of three runs, as `bench latency` takes its floors:
     // on a shared 2-core VM a run whose two spinning processes land on one CPU measures the
-    // scheduler, not the mechanism.
-    let best = |f: &mut dyn FnMut() -> Result<(Vec<u64>, Option<i64>), String>| {
-        let mut best: Option<(Vec<u64>, Option<i64>)> = None;
-        for _ in 0..3 {
-            let (mut v, rss) = f()?;
+    // scheduler, not the mechanism. The three runs of a row are spread over the whole bench
+    // (three rounds, each running every row once) rather than taken back to back: a slow
+    // spell of the VM lasts up to minutes, and rows whose ratio is a goal (32 MiB against
+    // 64 KiB, 8 MiB against `spsc_spin`) should not have all their runs in one spell and
+    // none of the other row's.
+    type Run<'a> = Box<dyn FnMut() -> Result<(Vec<u64>, Option<i64>), String> + 'a>;
+    let mut plan: Vec<(String, usize, Run)> = Vec::new();
+    if run_group("frames") {
+        for name in ["floor_spin", "spsc_spin"] {
+            plan.push((
+                name.into(),
+                8,
+                Box::new(move || Ok((run_latency(name, 8, small / 10, small)?, None))),
+            ));
+        }
+        for bytes in FRAME_SIZES {
+            let n = iters_for(bytes);
+            plan.push((
+                format!("frames_{bytes}"),
+                bytes,
+                Box::new(move || {
+                    let (v, rss) = frames_rtt(bytes, n / 10 + 16, n.max(200 / scale))?;
+                    Ok((v, Some(rss)))
+                }),
+            ));
+            plan.push((
+                format!("unix_socket_copy_{bytes}"),
+                bytes,
+                Box::new(move || Ok((run_latency("unix_socket", bytes, n / 10, n)?, None))),
+            ));
+            plan.push((
+                format!("bytes_ring_copy_{bytes}"),
+                bytes,
+                Box::new(move || Ok((ring_rtt(bytes, n / 10, n)?, None))),
+            ));
+        }
+    }
+    let mut best: Vec<Option<(Vec<u64>, Option<i64>)>> = plan.iter().map(|_| None).collect();
+    for _ in 0..3 {
+        for ((_, _, run), best) in plan.iter_mut().zip(best.iter_mut()) {
+            let (mut v, rss) = run()?;
             v.sort_unstable();
             if best
                 .as_ref()
                 .map_or(true, |b| v[v.len() / 2] < b.0[b.0.len() / 2])
             {
-                best = Some((v, rss));
+                *best = Some((v, rss));
             }
         }
-        Ok::<_, String>(best.expect("three runs"))
-    };
-    let frame_sizes: &[usize] = if run_group("frames") {
-        for name in ["floor_spin", "spsc_spin"] {
-            let (v, _) = best(&mut || Ok((run_latency(name, 8, small / 10, small)?, None)))?;
-            emit(row(name.into(), 8, v, None))?;
-        }
-        &FRAME_SIZES
-    } else {
-        &[]
-    };
-    for &bytes in frame_sizes {
-        let n = iters_for(bytes);
-        let (v, rss) = best(&mut || {
-            let (v, rss) = frames_rtt(bytes, n / 10 + 16, n.max(200 / scale))?;
-            Ok((v, Some(rss)))
-        })?;
-        emit(row(format!("frames_{bytes}"), bytes, v, rss))?;
-        let (v, _) = best(&mut || Ok((run_latency("unix_socket", bytes, n / 10, n)?, None)))?;
-        emit(row(format!("unix_socket_copy_{bytes}"), bytes, v, None))?;
-        let (v, _) = best(&mut || Ok((ring_rtt(bytes, n / 10, n)?, None)))?;
-        emit(row(format!("bytes_ring_copy_{bytes}"), bytes, v, None))?;
+    }
+    for ((name, bytes, _), best) in plan.into_iter().zip(best) {
+        let (v, rss) = best.expect("three rounds");
+        emit(row(name, bytes, v, rss))?;
     }
     if run_group("publish") {
         // 10 rounds of 50 + 200 publishes per block: 2 000 timed publishes per row.
