@@ -308,6 +308,95 @@ mod tests {
         });
     }
 
+    /// A late joiner under the block policy (as in `loom_attach_cursor_vs_block_claim`) that
+    /// receives as `Subscriber::get_until` does: take, else park on `published` with
+    /// `park_checked` (taking again after registering) until a take returns. Its take
+    /// waits (returns `None`) while `rolls_back` says the claim it sees will be rolled
+    /// back. Returns (frame 2 present at attach, frame 2 received).
+    fn late_joiner_parked(
+        seq: &AtomicU64,
+        cursor: &AtomicU64,
+        published: &crate::sync::WaitQueue,
+    ) -> (bool, bool) {
+        cursor.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let w = seq.load(Ordering::Acquire);
+        let claimed: Vec<u64> = if w & CLAIMED != 0 {
+            vec![w & !CLAIMED]
+        } else {
+            Vec::new()
+        };
+        let take = || {
+            let w = seq.load(Ordering::Acquire);
+            (w == 2 || !rolls_back(w, 1, &claimed)).then_some(w == 2)
+        };
+        loop {
+            let seen = published.snapshot();
+            if let Some(got) = take() {
+                return (w == 2, got);
+            }
+            let mut got = None;
+            published.park_checked(seen, None, &mut || {
+                got = take();
+                got.is_some()
+            });
+            if let Some(got) = got {
+                return (w == 2, got);
+            }
+        }
+    }
+
+    /// A claim rolled back notifies `published` (`recovery::claim`), and a late joiner
+    /// parked for that frame always wakes and receives it. Without the notify this model
+    /// deadlocks (the joiner sleeps on a frame that is back in its slot).
+    #[test]
+    fn loom_rolled_back_claim_wakes_a_parked_joiner() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(2));
+            let cursor = Arc::new(AtomicU64::new(5)); // the previous owner's
+            let published = Arc::new(crate::sync::WaitQueue::new());
+            let (s, c, q) = (seq.clone(), cursor.clone(), published.clone());
+            let sub = thread::spawn(move || late_joiner_parked(&s, &c, &q));
+            let wrote = claim(&seq, 2, || cursor.load(Ordering::Relaxed) < 2);
+            if wrote {
+                publish(&seq, 6);
+            }
+            // `Loan::put` notifies after a publish; `recovery::claim` after a rollback.
+            published.notify_if_sleepers(u32::MAX);
+            let (present, received) = sub.join().unwrap();
+            assert!(
+                !(present && !received),
+                "a frame present at attach was skipped"
+            );
+            assert!(!(received && wrote), "a received frame was overwritten");
+        });
+    }
+
+    /// A claim that succeeds and whose loan is then dropped unpublished (`seq = 0`, and no
+    /// notify: a dropped loan wakes nobody) is never waited for: such a claim's fence came
+    /// before the joiner's, so the joiner's window saw it `CLAIMED`. A wait for it would
+    /// deadlock this model.
+    #[test]
+    fn loom_dropped_loan_is_never_waited_for() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(2));
+            let cursor = Arc::new(AtomicU64::new(5));
+            let published = Arc::new(crate::sync::WaitQueue::new());
+            let (s, c, q) = (seq.clone(), cursor.clone(), published.clone());
+            let sub = thread::spawn(move || late_joiner_parked(&s, &c, &q));
+            if claim(&seq, 2, || cursor.load(Ordering::Relaxed) < 2) {
+                seq.store(0, Ordering::Release); // the loan dropped
+            } else {
+                published.notify_if_sleepers(u32::MAX); // the rollback's notify
+            }
+            let (present, received) = sub.join().unwrap();
+            assert!(
+                !(present && !received),
+                "a frame present at attach was skipped"
+            );
+        });
+    }
+
     /// A subscriber whose pin attempt fails (its frame is not in the slot, or the publisher's
     /// claim raced it and both backed off) clears its bit again: a publisher that saw the
     /// transient bit and parked with `park_checked` must be woken, as by an unpin

@@ -195,10 +195,12 @@ impl Window {
     /// Scan the slots for the window after `wanted`, whose cursor store precedes this call.
     ///
     /// The slots are read until two passes in a row read the same words (at most
-    /// [`Window::PASSES`]; the last pass counts if they never agree): a slot's word only
-    /// moves forward (a claim rolled back restores the same frame), so words read alike in
-    /// both passes held those values at the moment between them, and the window is a true
-    /// snapshot. Without it, a slot read early and overwritten meanwhile hides a frame that
+    /// [`Window::PASSES`]; the last pass counts if they never agree). A slot's frame only
+    /// moves forward: a word changes to a newer frame, to `CLAIMED` and back to the same
+    /// frame (a claim rolled back), or to 0 (a loan dropped; the frame is gone for good). So a
+    /// frame read in both passes was in its slot throughout the time between them, and a
+    /// frame missing from the second pass is gone: the window is a snapshot of the moment
+    /// between the two passes. Without it, a slot read early and overwritten meanwhile hides a frame that
     /// was present after the cursor took effect, and its loss under reuse-oldest would not
     /// count.
     fn scan(v: &View, wanted: u64) -> Window {
