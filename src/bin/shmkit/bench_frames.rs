@@ -309,8 +309,9 @@ fn publish_costs(rounds: usize, warm: usize, iters: usize) -> Result<[Vec<u64>; 
         Ok(v)
     };
     let v = run();
-    if sub_cpu.is_some() {
-        set_affinity(0, &cpus);
+    // Rows timed after these (in this process) must not run pinned to one CPU.
+    if sub_cpu.is_some() && !set_affinity(0, &cpus) {
+        return Err(format!("cannot restore this thread's CPU mask ({cpus:?})"));
     }
     v
 }
