@@ -819,6 +819,158 @@ fn inspection_needs_only_read_permission_and_changes_nothing() {
     drop((q, m));
 }
 
+/// Every other kind of object, as `inspection_needs_only_read_permission_and_changes_nothing`
+/// does for segments, SPSC/MPMC queues and a lock: `ls`, `info` (text and JSON), `dump`,
+/// `queue stat`, `frames stat`/`save` and `list get` work for a user who may only read, and
+/// leave every byte as it was. `value get`/`array get` read atomic and seqlock cells
+/// read-only; a locked cell's read takes its lock, so it is refused, saying why; `info`
+/// shows a cell's first elements (a locked one read without the lock).
+#[test]
+fn inspection_of_every_kind_needs_only_read_permission_and_changes_nothing() {
+    use shmkit::sync::{Barrier, BoundedSemaphore, Condition, Event, RLock, Semaphore};
+    let base = common::unique_name("cli-ro2");
+    let n = |s: &str| format!("{base}-{s}");
+    let names: Vec<String> = [
+        "br", "mb", "rlock", "event", "sem", "bsem", "cond", "barrier", "vl", "va", "vs", "arr",
+        "list", "fr",
+    ]
+    .iter()
+    .map(|s| n(s))
+    .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let _c = Cleanup::new(&refs);
+    let run = |args: &[&str]| {
+        let out = shmkit(args);
+        assert!(out.status.success(), "shmkit {args:?}: {out:?}");
+    };
+    run(&[
+        "queue",
+        "create",
+        &n("br"),
+        "--kind",
+        "bytes-ring",
+        "--capacity",
+        "1024",
+    ]);
+    run(&[
+        "queue",
+        "create",
+        &n("mb"),
+        "--kind",
+        "mpmc-bytes",
+        "--capacity",
+        "1024",
+    ]);
+    for q in ["br", "mb"] {
+        run(&["queue", "push", &n(q), "hello"]);
+    }
+    let _sync = (
+        RLock::create(&n("rlock")).unwrap(),
+        Event::create(&n("event")).unwrap(),
+        Semaphore::create(&n("sem"), 3).unwrap(),
+        BoundedSemaphore::create(&n("bsem"), 2).unwrap(),
+        Condition::create(&n("cond")).unwrap(),
+        Barrier::create(&n("barrier"), 2).unwrap(),
+    );
+    _sync.1.set();
+    run(&["value", "create", &n("vl"), "q", "-5"]);
+    run(&["value", "create", &n("va"), "H", "7", "--mode", "atomic"]);
+    run(&["value", "create", &n("vs"), "d", "2.5", "--mode", "seqlock"]);
+    run(&["array", "create", &n("arr"), "i", "20", "--mode", "seqlock"]);
+    run(&["array", "set", &n("arr"), "19", "42"]);
+    run(&["list", "create", &n("list"), r#"[1, "two", 3.5, null]"#]);
+    run(&[
+        "frames",
+        "create",
+        &n("fr"),
+        "--slots",
+        "2",
+        "--max-bytes",
+        "4096",
+    ]);
+    {
+        let mut p = shmkit::frames::FramesOptions::<[u8; 0]>::new()
+            .any_header()
+            .publisher(&n("fr"))
+            .unwrap();
+        let mut l = p.loan().unwrap();
+        l.as_mut_slice()[..5].copy_from_slice(b"frame");
+        l.publish_header_bytes(5, &[]).unwrap();
+    }
+    for name in &names {
+        std::fs::set_permissions(
+            format!("/dev/shm/{name}"),
+            std::fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+    }
+    let before: Vec<Vec<u8>> = names.iter().map(|n| object_bytes(n)).collect();
+
+    let ok = |args: &[&str]| {
+        let out = shmkit_as_nobody(args);
+        assert!(out.status.success(), "shmkit {args:?} as nobody: {out:?}");
+        stdout(&out)
+    };
+    let ls = ok(&["ls", "--json"]);
+    for name in &names {
+        assert!(ls.contains(name.as_str()), "{name}: {ls}");
+        ok(&["info", name]);
+        let info: serde_json::Value = serde_json::from_str(&ok(&["info", name, "--json"])).unwrap();
+        assert_eq!(info["status"], "valid", "{name}: {info}");
+        ok(&["dump", name, "--len", "256"]);
+    }
+    for q in ["br", "mb"] {
+        let st: serde_json::Value =
+            serde_json::from_str(&ok(&["queue", "stat", &n(q), "--json"])).unwrap();
+        assert!(st["len"].as_u64().unwrap() > 0, "{q}: {st}");
+    }
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&["frames", "stat", &n("fr"), "--json"])).unwrap();
+    assert_eq!(st["last_seq"].as_u64(), Some(1), "{st}");
+    ok(&["frames", "stat", &n("fr")]);
+    let dir = std::env::temp_dir().join(format!("{base}-save"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let file = dir.join("frame.bin");
+    ok(&["frames", "save", &n("fr"), file.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"frame");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(ok(&["list", "get", &n("list"), "1"]).trim(), r#""two""#);
+    // Cells: atomic and seqlock modes read read-only; a locked cell is refused, saying why.
+    assert_eq!(ok(&["value", "get", &n("va")]).trim(), "7");
+    assert_eq!(ok(&["value", "get", &n("vs")]).trim(), "2.5");
+    assert_eq!(ok(&["array", "get", &n("arr"), "18:20"]), "0\n42\n");
+    let out = shmkit_as_nobody(&["value", "get", &n("vl")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("locked-mode"),
+        "{err}"
+    );
+    let info = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&["info", name, "--json"])).unwrap()
+    };
+    let vl = info(&n("vl"));
+    assert_eq!(vl["state"]["values"], serde_json::json!(["-5"]), "{vl}");
+    assert!(
+        vl["state"]["values_read"]
+            .as_str()
+            .unwrap()
+            .starts_with("read without the lock"),
+        "{vl}"
+    );
+    let arr = info(&n("arr"));
+    let shown = arr["state"]["values"].as_array().unwrap();
+    assert_eq!(shown.len(), shmkit::cell::SHOWN_ELEMENTS, "{arr}");
+    assert_eq!(arr["state"]["values_read"], "seqlock snapshot", "{arr}");
+    assert_eq!(info(&n("va"))["state"]["values_read"], "atomic loads");
+
+    let after: Vec<Vec<u8>> = names.iter().map(|n| object_bytes(n)).collect();
+    for ((name, b), a) in names.iter().zip(&before).zip(&after) {
+        assert!(b == a, "inspection changed {name}");
+    }
+}
+
 #[test]
 fn a_half_initialised_object_is_reported_not_removed() {
     let seg = common::unique_name("cli-half");

@@ -1,14 +1,20 @@
-//! What `shmkit info NAME` shows for a cell: a read-only look at its control block.
+//! What `shmkit info NAME` shows for a cell, and reading a cell's elements through a read-only
+//! mapping ([`read_only`]): nothing here writes to the object.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use super::layout::{CellControl, Geometry, DATA_IN_PAYLOAD, DATA_OFFSET};
 use super::raw::RawCell;
 use super::CellMode;
-use crate::error::Result;
-use crate::segment::{probe, Kind};
+use crate::error::{Error, Result};
+use crate::os::{atomic_copy, deadline};
+use crate::segment::{probe, Kind, ReadOnly};
 use crate::sync::LockInfo;
 use crate::Segment;
+
+/// How many elements [`inspect`] reads and shows (the first ones).
+pub const SHOWN_ELEMENTS: usize = 16;
 
 /// A cell's recorded type, geometry and lock state, as `shmkit info` shows it (a snapshot).
 #[derive(Debug, Clone)]
@@ -36,6 +42,14 @@ pub struct CellInfo {
     pub sequence: u64,
     /// The lock (locked mode: the data lock; seqlock: the writer lock; unused when atomic).
     pub lock: LockInfo,
+    /// The first [`SHOWN_ELEMENTS`] elements (or all), as `shmkit value get` prints them
+    /// (a user type in hex); empty when they could not be read consistently (see
+    /// `values_read`).
+    pub values: Vec<String>,
+    /// How `values` were read: `atomic loads`, `seqlock snapshot`, `read without the lock`
+    /// (locked mode: taking the lock would write; a holder may be mid-update), or why none
+    /// were.
+    pub values_read: String,
 }
 
 impl fmt::Display for CellInfo {
@@ -66,7 +80,168 @@ pub fn inspect(name: &str) -> Result<Option<CellInfo>> {
         .kind(kind, super::layout::CELL_FINGERPRINT)
         .open(name)?;
     let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
-    Ok(Some(info_of(kind, &geo, &ctl)))
+    let mut info = info_of(kind, &geo, &ctl);
+    let n = geo.len.min(SHOWN_ELEMENTS);
+    let mut data = vec![0u8; n * geo.elem.size];
+    // A seqlock write under way is waited for only briefly: `info` is a snapshot.
+    let until = Instant::now() + Duration::from_millis(20);
+    info.values_read = match read_range(&seg, &geo, 0, &mut data, Some(until)) {
+        Some(how) => {
+            info.values = data
+                .chunks_exact(geo.elem.size)
+                .map(|e| format_elem(&geo, e))
+                .collect();
+            how.into()
+        }
+        None => "not read: a seqlock write was under way (or its writer died mid-write)".into(),
+    };
+    Ok(Some(info))
+}
+
+/// Read elements `first..first + count` of the cell `name` through a read-only mapping, so
+/// read permission on the object suffices and nothing is written to it: in atomic mode
+/// element by element (each element atomic), in seqlock mode as one consistent snapshot,
+/// waiting up to `timeout` (polling) while a write is under way. Returns the cell's
+/// description and the elements' bytes.
+///
+/// # Errors
+///
+/// As [`inspect`], plus: [`Error::InvalidArgument`] for a locked-mode cell (its reads take
+/// its lock, which writes: open it read-write) or a range past the end;
+/// [`Error::Timeout`] if a seqlock write (or a writer that died mid-write) kept the data
+/// inconsistent until `timeout`.
+///
+/// ```
+/// use shmkit::cell::{read_only, CellMode, Value};
+/// # let name = format!("doc-cell-ro-{}", std::process::id());
+/// let v = Value::<u32>::options().cell_mode(CellMode::Seqlock).unlink_on_drop(true).create(&name, 7)?;
+/// let (info, bytes) = read_only(&name, 0, 1, std::time::Duration::from_secs(1))?;
+/// assert_eq!((info.cell.as_str(), bytes), ("Value<I>", 7u32.to_le_bytes().to_vec()));
+/// # drop(v);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn read_only(
+    name: &str,
+    first: usize,
+    count: usize,
+    timeout: Duration,
+) -> Result<(CellInfo, Vec<u8>)> {
+    let Some(header) = probe(name)?.header else {
+        return Err(Error::invalid(name, "not a shmkit cell"));
+    };
+    let kind = header.kind;
+    if kind != Kind::VALUE && kind != Kind::ARRAY {
+        return Err(Error::invalid(name, format!("holds a {kind}, not a cell")));
+    }
+    let seg = Segment::options()
+        .read_only()
+        .kind(kind, super::layout::CELL_FINGERPRINT)
+        .open(name)?;
+    let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
+    let info = info_of(kind, &geo, &ctl);
+    if geo.mode == CellMode::Locked {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "{} is in locked mode: a read takes its lock, which needs write permission \
+                 (`shmkit info` shows its elements read without the lock)",
+                info.cell
+            ),
+        ));
+    }
+    match first.checked_add(count) {
+        Some(end) if end <= geo.len => {}
+        _ => {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "elements {first}..{} are out of range: {} holds {}",
+                    first.saturating_add(count),
+                    info.cell,
+                    geo.len
+                ),
+            ))
+        }
+    }
+    let size = geo.elem.size;
+    let mut data = vec![0u8; count * size];
+    read_range(&seg, &geo, first, &mut data, deadline::after(Some(timeout)))
+        .ok_or(Error::Timeout)?;
+    Ok((info, data))
+}
+
+/// Copy the elements from `first` into `out` (a whole number of elements, inside the data:
+/// checked by the callers against the validated geometry), by the cell's mode, without
+/// writing to the cell (locked mode: without the lock); how it read them, for `values_read`.
+/// `None`: a seqlock write was under way (or overlapped) on every attempt until `until`.
+fn read_range(
+    seg: &Segment<ReadOnly>,
+    geo: &Geometry,
+    first: usize,
+    out: &mut [u8],
+    until: Option<Instant>,
+) -> Option<&'static str> {
+    let size = geo.elem.size;
+    assert!(
+        out.len() % size == 0 && first + out.len() / size <= geo.len,
+        "read_range: elements out of the cell"
+    );
+    // SAFETY: the geometry was validated against the payload length (`Geometry::read`:
+    // DATA_IN_PAYLOAD + len * size <= payload), and `first + out.len() / size <= len`
+    // (asserted), so the range lies inside the mapping, which `seg` keeps alive.
+    let src = unsafe { seg.as_ptr().add(DATA_IN_PAYLOAD + first * size) };
+    // SAFETY: `src` is valid for reads of `out.len()` bytes (above); this process reaches
+    // the mapping only through atomics; `out` is private and does not overlap it.
+    let copy = |out: &mut [u8]| unsafe { atomic_copy::load(src, out.as_mut_ptr(), out.len()) };
+    match geo.mode {
+        CellMode::Atomic => {
+            // Word-sized loads of the 64-aligned data: each element (1, 2, 4 or 8 bytes at
+            // its own alignment) lies inside one loaded word, so it is read atomically.
+            copy(out);
+            Some("atomic loads")
+        }
+        CellMode::Locked => {
+            copy(out);
+            Some("read without the lock (taking it would write; a holder may be mid-update)")
+        }
+        CellMode::Seqlock => {
+            // SAFETY: the sequence word lies in the control block at the start of the payload
+            // (checked by `snapshot`), 8-aligned (the payload is; `seq` is at offset 32);
+            // only loads go through the reference, which `seg` outlives.
+            let seq = unsafe {
+                crate::loom::AtomicU64::from_ptr(
+                    seg.as_ptr()
+                        .add(std::mem::offset_of!(CellControl, seq))
+                        .cast::<u64>()
+                        .cast_mut(),
+                )
+            };
+            let mut polls = 0u32;
+            loop {
+                if super::seqlock::try_read(seq, || copy(out)).is_some() {
+                    return Some("seqlock snapshot");
+                }
+                if deadline::passed(until) {
+                    return None;
+                }
+                // Read-only: no sleeper count to announce, so poll (a spin, then short naps).
+                polls += 1;
+                if polls < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+    }
+}
+
+/// One element as `shmkit value get` prints it: by its typecode, or in hex (a user type).
+fn format_elem(geo: &Geometry, e: &[u8]) -> String {
+    match geo.elem.typecode {
+        Some(t) => t.format(e),
+        None => e.iter().map(|b| format!("{b:02x}")).collect(),
+    }
 }
 
 fn info_of(kind: Kind, geo: &Geometry, ctl: &CellControl) -> CellInfo {
@@ -84,6 +259,8 @@ fn info_of(kind: Kind, geo: &Geometry, ctl: &CellControl) -> CellInfo {
         // Relaxed: a snapshot for display, from a private copy.
         sequence: ctl.seq.load(Ordering::Relaxed),
         lock: crate::sync::lock_info(&ctl.lock.core),
+        values: Vec::new(),
+        values_read: String::new(),
     }
 }
 

@@ -149,9 +149,18 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
             Ok(())
         }
         ValueCmd::Get { name, timeout } => {
-            let v = AnyValue::open(&name).map_err(|e| e.to_string())?;
-            let b = v.get_bytes_timeout(timeout).map_err(|e| e.to_string())?;
-            match v.typecode() {
+            let (typecode, b) = match AnyValue::open(&name) {
+                Ok(v) => (
+                    v.typecode(),
+                    v.get_bytes_timeout(timeout).map_err(|e| e.to_string())?,
+                ),
+                // Read permission only: an atomic or seqlock cell reads without writing.
+                Err(e @ shmkit::Error::PermissionDenied { .. }) => {
+                    read_only(&name, 0, 1, timeout, e)?
+                }
+                Err(e) => return Err(e.to_string().into()),
+            };
+            match typecode {
                 Some(t) => outln!("{}", t.format(&b)),
                 None => outln!("{}", hex(&b)),
             }
@@ -178,6 +187,30 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
     }
 }
 
+/// `value get`/`array get` on a cell this user may only read: read it read-only
+/// ([`shmkit::cell::read_only`]: atomic and seqlock modes); a locked cell's read takes its
+/// lock, so it reports `denied` (the permission error) and why.
+fn read_only(
+    name: &str,
+    first: usize,
+    count: usize,
+    timeout: Duration,
+    denied: shmkit::Error,
+) -> Result<(Option<shmkit::cell::Typecode>, Vec<u8>), Stop> {
+    let locked = shmkit::cell::inspect(name)
+        .map_err(|e| e.to_string())?
+        .is_some_and(|i| i.mode == CellMode::Locked);
+    if locked {
+        return Err(Stop::Failed(format!(
+            "{denied} (a locked-mode cell is read under its lock, which needs write \
+             permission; `shmkit info {name}` shows it read without the lock)"
+        )));
+    }
+    let (info, b) =
+        shmkit::cell::read_only(name, first, count, timeout).map_err(|e| e.to_string())?;
+    Ok((info.typecode.and_then(Typecode::from_char), b))
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -198,16 +231,30 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
             Ok(())
         }
         ArrayCmd::Get { name, at, timeout } => {
-            let a = AnyArray::open(&name).map_err(|e| e.to_string())?;
-            let (first, count) = match at.as_deref() {
-                None => (0, a.len()),
-                Some(s) => span(s, a.len()).map_err(Stop::Usage)?,
+            let (len, size, typecode, denied) = match AnyArray::open(&name) {
+                Ok(a) => (a.len(), a.elem_size(), a.typecode(), None),
+                // Read permission only: an atomic or seqlock cell reads without writing.
+                Err(e @ shmkit::Error::PermissionDenied { .. }) => {
+                    let info = shmkit::cell::inspect(&name)
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("segment {name:?} is not a cell"))?;
+                    let t = info.typecode.and_then(Typecode::from_char);
+                    (info.len, info.elem_size, t, Some(e))
+                }
+                Err(e) => return Err(e.to_string().into()),
             };
-            let b = a
-                .read_bytes_timeout(first, count, timeout)
-                .map_err(|e| e.to_string())?;
-            for e in b.chunks_exact(a.elem_size()) {
-                match a.typecode() {
+            let (first, count) = match at.as_deref() {
+                None => (0, len),
+                Some(s) => span(s, len).map_err(Stop::Usage)?,
+            };
+            let b = match denied {
+                None => AnyArray::open(&name)
+                    .and_then(|a| a.read_bytes_timeout(first, count, timeout))
+                    .map_err(|e| e.to_string())?,
+                Some(e) => read_only(&name, first, count, timeout, e)?.1,
+            };
+            for e in b.chunks_exact(size) {
+                match typecode {
                     Some(t) => outln!("{}", t.format(e))?,
                     None => outln!("{}", hex(e))?,
                 }
