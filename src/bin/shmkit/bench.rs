@@ -985,32 +985,46 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
     if !sizes.is_empty() {
         plan.retain(|(n, b)| n.starts_with("floor_") || sizes.contains(b));
     }
-    let mut results: Vec<LatencyResult> = Vec::new();
-    let (mut spin_p50, mut futex_p50, mut park_p50) = (1, 1, 1);
-    for (name, bytes) in plan {
-        // A parked round trip costs at least PARK_IDLE: the large-message count keeps it short.
-        let iters = if bytes > 4096 || name.ends_with("_park") {
+    // Every row, floors included, is the best (lowest p50) of three runs, taken in three
+    // rounds over all the rows (as `bench frames` does): on this shared VM a run can land in a
+    // slow spell (another job, a vCPU the host descheduled), and a ratio is only fair if its
+    // two rows had the same chances. (Until 2026-12-04 only the floors were best of three, so
+    // every ratio compared one run against the best of three.) A slow spell lasts up to
+    // minutes, so a row's three runs are spread over the bench, not taken back to back.
+    // A parked round trip costs at least PARK_IDLE: the large-message count keeps it short.
+    let iters_of = |name: &str, bytes: usize| {
+        if bytes > 4096 || name.ends_with("_park") {
             large
         } else {
             small
-        };
-        // A floor is the best of three runs, so that a slow moment (another job, a CPU that
-        // has not clocked up yet) cannot make the floor look worse than what it bounds.
-        let runs = if name.starts_with("floor_") { 3 } else { 1 };
-        let mut best: Option<(u64, u64, u64)> = None;
-        for _ in 0..runs {
+        }
+    };
+    let mut best: Vec<Option<(u64, u64, u64)>> = vec![None; plan.len()];
+    for _ in 0..3 {
+        for (&(name, bytes), best) in plan.iter().zip(best.iter_mut()) {
+            let iters = iters_of(name, bytes);
             let p = percentiles(run_latency(name, bytes, iters / 10, iters)?);
             if best.map_or(true, |b| p.0 < b.0) {
-                best = Some(p);
+                *best = Some(p);
             }
         }
-        let (p50, p99, p999) = best.expect("at least one run");
-        match name {
-            "floor_spin" => spin_p50 = p50,
-            "floor_futex" => futex_p50 = p50,
-            "floor_futex_park" => park_p50 = p50,
-            _ => {}
-        }
+    }
+    let mut results: Vec<LatencyResult> = Vec::new();
+    let p50_of = |floor: &str| {
+        plan.iter()
+            .zip(&best)
+            .find(|((n, _), _)| *n == floor)
+            .and_then(|(_, b)| b.map(|b| b.0))
+            .unwrap_or(1)
+    };
+    let (spin_p50, futex_p50, park_p50) = (
+        p50_of("floor_spin"),
+        p50_of("floor_futex"),
+        p50_of("floor_futex_park"),
+    );
+    for ((name, bytes), best) in plan.into_iter().zip(best) {
+        let iters = iters_of(name, bytes);
+        let (p50, p99, p999) = best.expect("three rounds");
         let (floor, base) = if name.contains("_spin") {
             ("floor_spin", spin_p50)
         } else if name.ends_with("_park") {
