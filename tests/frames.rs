@@ -706,6 +706,77 @@ fn head_left_behind_by_a_dead_publisher() {
     assert_eq!((f3.seq(), *f3.header(), s.lost()), (3, 3, 0));
 }
 
+/// The object's word at `off` (an object offset), mapped raw: what a hostile process writes.
+fn raw_word(seg: &shmkit::Segment, off: u64) -> &std::sync::atomic::AtomicU64 {
+    seg.atomic_u64(off).unwrap()
+}
+
+/// A late joiner's attach window (`SPEC.md` §8.3, "Attaching") ignores a sequence word far
+/// ahead of `head` (forged: no frame is ever more than one ahead of it), which would otherwise
+/// stand as the window's `top` for ever and hide every loss below it.
+#[test]
+fn a_forged_sequence_word_at_attach_does_not_hide_losses() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let name = unique_name("framesforged");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = FramesOptions::<u64>::new()
+        .slots(4)
+        .max_bytes(64)
+        .create(&name)
+        .unwrap();
+    for h in 1..=4 {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
+    let l = shmkit::frames::stat(&name).unwrap().layout;
+    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
+    let seq0 = raw_word(&raw, l.meta_offset);
+    let was = seq0.swap(1 << 62, SeqCst);
+    let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    seq0.store(was, SeqCst);
+    // Frames 5..=10 in 4 slots: 7..=10 remain; 5 and 6 were overwritten after the attach.
+    for h in 5..=10 {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
+    let f = s.try_recv().unwrap();
+    assert_eq!((f.seq(), s.lost()), (7, 2));
+}
+
+/// As above, with `head` forged too while the window is taken (so the forged sequence word
+/// looks plausible): the first receive that finds `head` back below the window's `top` drops
+/// the window, and every later loss counts.
+#[test]
+fn a_forged_head_at_attach_does_not_hide_losses() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let name = unique_name("framesforgedh");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = FramesOptions::<u64>::new()
+        .slots(4)
+        .max_bytes(64)
+        .create(&name)
+        .unwrap();
+    for h in 1..=4 {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
+    let l = shmkit::frames::stat(&name).unwrap().layout;
+    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
+    let (seq0, head) = (raw_word(&raw, l.meta_offset), raw_word(&raw, 128 + 256));
+    let was = (seq0.swap((1 << 62) - 5, SeqCst), head.swap(1 << 62, SeqCst));
+    // All the history there is (the window starts after 0 whatever `head` says).
+    let mut s = FramesOptions::<u64>::new()
+        .history(u64::MAX)
+        .subscriber(&name)
+        .unwrap();
+    seq0.store(was.0, SeqCst);
+    head.store(was.1, SeqCst);
+    assert_eq!((s.try_recv().unwrap().seq(), s.lost()), (1, 0));
+    // Frames 5..=10 in 4 slots: 7..=10 remain; 2..=4 (there at attach) and 5, 6 are lost.
+    for h in 5..=10 {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
+    let f = s.try_recv().unwrap();
+    assert_eq!((f.seq(), s.lost()), (7, 5));
+}
+
 /// A hostile process rewrites the channel's words while it is in use (`SPEC.md` §8.1: "A word
 /// changed by a hostile writer later yields wrong frames, a lost pin or a spurious `Full`,
 /// never an access outside the mapping"). A publisher process, a subscriber receiving in
@@ -744,7 +815,7 @@ mod hostile {
     use super::common::{report, spawn_child, unique_name, wait_exit, Cleanup, Lines};
     use super::{checksum, fill, opts, Hdr, KillOnDrop};
     use shmkit::frames::{
-        self, Frame, LoanError, Policy, Publisher, RecvError, Subscriber, TryLoanError,
+        self, Frame, Loan, LoanError, Policy, Publisher, RecvError, Subscriber, TryLoanError,
         TryRecvError,
     };
     use shmkit::Segment;
@@ -1052,34 +1123,8 @@ mod hostile {
                     .map_err(|e| e == LoanError::Disconnected),
             };
             c.end(t);
-            let disconnected = match { r } {
-                Ok(mut loan) => {
-                    let buf = loan.as_mut_slice();
-                    assert_eq!(buf.len() as u64, max, "a loan is max_bytes long");
-                    let len = if rng.percent(5) {
-                        max + 1 + rng.below(1 << 20)
-                    } else {
-                        rng.below(max + 1)
-                    };
-                    let n = len.min(max) as usize;
-                    fill(&mut buf[..n], seq);
-                    let sum = checksum(&buf[..n]);
-                    if rng.percent(3) {
-                        drop(loan); // unpublished: the slot is emptied
-                        continue;
-                    }
-                    let c = Call::begin("publish", Duration::ZERO);
-                    let r = loan.publish(len as usize, &[seq, len, sum]);
-                    c.end(t);
-                    assert!(
-                        len <= max || r.is_err(),
-                        "a frame of {len} bytes was published"
-                    );
-                    if r.is_err() {
-                        t.errors += 1;
-                    }
-                    false
-                }
+            let disconnected = match r.map(|loan| write_and_publish(loan, seq, max, rng, t)) {
+                Ok(()) => false,
                 Err(disconnected) => {
                     t.errors += 1;
                     disconnected
@@ -1096,6 +1141,40 @@ mod hostile {
             if rng.percent(10) {
                 std::thread::sleep(rng.micros(500));
             }
+        }
+    }
+
+    /// Fill a loaned slot with frame `seq` and publish it (sometimes with a length beyond
+    /// `max`, which must fail; sometimes not at all: the loan is dropped).
+    fn write_and_publish(
+        mut loan: Loan<'_, Hdr>,
+        seq: u64,
+        max: u64,
+        rng: &mut Rng,
+        t: &mut Tally,
+    ) {
+        let buf = loan.as_mut_slice();
+        assert_eq!(buf.len() as u64, max, "a loan is max_bytes long");
+        let len = if rng.percent(5) {
+            max + 1 + rng.below(1 << 20)
+        } else {
+            rng.below(max + 1)
+        };
+        let n = len.min(max) as usize;
+        fill(&mut buf[..n], seq);
+        let sum = checksum(&buf[..n]);
+        if rng.percent(3) {
+            return; // dropped unpublished: the slot is emptied
+        }
+        let c = Call::begin("publish", Duration::ZERO);
+        let r = loan.publish(len as usize, &[seq, len, sum]);
+        c.end(t);
+        assert!(
+            len <= max || r.is_err(),
+            "a frame of {len} bytes was published"
+        );
+        if r.is_err() {
+            t.errors += 1;
         }
     }
 
