@@ -978,8 +978,10 @@ mod hostile {
     // -----------------------------------------------------------------------------------------
     // The victims.
 
-    /// What a victim did: calls made, calls that returned an error, frames whose contents
-    /// did not match their header (wrong data: allowed under a hostile writer).
+    /// What a victim did: calls made, calls that returned an error, inspections of a frame
+    /// (on receipt and on release) whose contents did not match its header (wrong data:
+    /// allowed under a hostile writer, which clears pin bits and frees records, so the
+    /// publisher overwrites held frames).
     #[derive(Default)]
     struct Tally {
         calls: u64,
@@ -1218,16 +1220,18 @@ mod hostile {
         };
         // Frames held, each until its time; some outlive the subscriber that received them.
         let mut held: VecDeque<(Frame<Hdr>, u64, Instant)> = VecDeque::new();
-        let mut last = 0u64;
+        let (mut last, mut failed) = (0u64, 0u32);
         while !stopped() {
-            if rng.percent(1) {
-                // A late joiner again (the attach window, on hostile words).
+            // A late joiner again (the attach window, on hostile words), now and then, and
+            // after a run of failures (a forged huge sequence received, or `head` forged at
+            // attach, leaves the cursor beyond every frame the publisher will publish).
+            if rng.percent(1) || failed >= 8 {
                 drop(s);
                 match attach_sub(rng, t) {
                     Some(x) => s = x,
                     None => return,
                 }
-                last = 0;
+                (last, failed) = (0, 0);
                 continue;
             }
             let wait = rng.micros(30_000);
@@ -1262,6 +1266,7 @@ mod hostile {
             c.end(t);
             match r {
                 Ok(f) => {
+                    failed = 0;
                     if moves {
                         assert!(f.seq() > last, "sequence went from {last} to {}", f.seq());
                         assert_eq!(s.last_seq(), f.seq());
@@ -1274,6 +1279,7 @@ mod hostile {
                 }
                 Err(disconnected) => {
                     t.errors += 1;
+                    failed += 1;
                     if disconnected {
                         std::thread::sleep(rng.micros(1000));
                     }
@@ -1521,6 +1527,10 @@ mod hostile {
             writes += 1;
             if rng.percent(20) {
                 std::thread::sleep(rng.micros(300));
+            }
+            if rng.below(1000) == 0 {
+                // A quiet spell: the victims run on the wreckage for a while.
+                std::thread::sleep(rng.micros(10_000));
             }
         }
         eprintln!("hostile writer (frames): {writes} writes");
