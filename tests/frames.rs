@@ -777,9 +777,9 @@ fn a_forged_head_at_attach_does_not_hide_losses() {
     assert_eq!((f.seq(), s.lost()), (7, 5));
 }
 
-/// A hostile process rewrites the channel's words while it is in use (`SPEC.md` §8.1: "A word
-/// changed by a hostile writer later yields wrong frames, a lost pin or a spurious `Full`,
-/// never an access outside the mapping"). A publisher process, a subscriber receiving in
+/// A hostile process rewrites the channel's words while it is in use (`SPEC.md` §8.1: wrong
+/// frames, wrong statistics or errors, never an access outside the mapping, a panic, or a
+/// wait past the deadline). A publisher process, a subscriber receiving in
 /// order (`recv*`), a subscriber skipping to the newest (`latest*`, `newest`), both holding
 /// frames for a while and reading every accessor, and an inspector (`frames::stat`,
 /// `copy_latest`, and the `shmkit` binary's `frames stat --json`, `info` and `frames save`)
@@ -939,7 +939,7 @@ mod hostile {
                 .map(|x| x.parse().unwrap())
                 .collect();
             eprintln!(
-                "  {what}: {} calls, {} errors, {} wrong frames",
+                "  {what}: {} calls, {} errors, {} wrong inspections",
                 v[0], v[1], v[2]
             );
             assert!(v[0] > 0, "{what} made no calls");
