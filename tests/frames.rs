@@ -706,9 +706,24 @@ fn head_left_behind_by_a_dead_publisher() {
     assert_eq!((f3.seq(), *f3.header(), s.lost()), (3, 3, 0));
 }
 
-/// The object's word at `off` (an object offset), mapped raw: what a hostile process writes.
-fn raw_word(seg: &shmkit::Segment, off: u64) -> &std::sync::atomic::AtomicU64 {
-    seg.atomic_u64(off).unwrap()
+/// A channel of 4 slots holding frames 1..=4 (headers `u64`), its publisher, the object
+/// offset of slot 0's sequence word, and the object mapped raw: what a hostile process writes.
+fn four_frames_and_raw(name: &str) -> (shmkit::frames::Publisher<u64>, u64, shmkit::Segment) {
+    let mut p = FramesOptions::<u64>::new()
+        .slots(4)
+        .max_bytes(64)
+        .create(name)
+        .unwrap();
+    publish_u64(&mut p, 1..=4);
+    let meta = shmkit::frames::stat(name).unwrap().layout.meta_offset;
+    let raw = shmkit::Segment::options().raw(true).open(name).unwrap();
+    (p, meta, raw)
+}
+
+fn publish_u64(p: &mut shmkit::frames::Publisher<u64>, frames: std::ops::RangeInclusive<u64>) {
+    for h in frames {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
 }
 
 /// A late joiner's attach window (`SPEC.md` §8.3, "Attaching") ignores a sequence word far
@@ -719,24 +734,13 @@ fn a_forged_sequence_word_at_attach_does_not_hide_losses() {
     use std::sync::atomic::Ordering::SeqCst;
     let name = unique_name("framesforged");
     let _c = Cleanup::new(&[&name]);
-    let mut p = FramesOptions::<u64>::new()
-        .slots(4)
-        .max_bytes(64)
-        .create(&name)
-        .unwrap();
-    for h in 1..=4 {
-        p.try_loan().unwrap().publish(8, &h).unwrap();
-    }
-    let l = shmkit::frames::stat(&name).unwrap().layout;
-    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
-    let seq0 = raw_word(&raw, l.meta_offset);
+    let (mut p, meta, raw) = four_frames_and_raw(&name);
+    let seq0 = raw.atomic_u64(meta).unwrap();
     let was = seq0.swap(1 << 62, SeqCst);
     let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
     seq0.store(was, SeqCst);
     // Frames 5..=10 in 4 slots: 7..=10 remain; 5 and 6 were overwritten after the attach.
-    for h in 5..=10 {
-        p.try_loan().unwrap().publish(8, &h).unwrap();
-    }
+    publish_u64(&mut p, 5..=10);
     let f = s.try_recv().unwrap();
     assert_eq!((f.seq(), s.lost()), (7, 2));
 }
@@ -749,17 +753,12 @@ fn a_forged_head_at_attach_does_not_hide_losses() {
     use std::sync::atomic::Ordering::SeqCst;
     let name = unique_name("framesforgedh");
     let _c = Cleanup::new(&[&name]);
-    let mut p = FramesOptions::<u64>::new()
-        .slots(4)
-        .max_bytes(64)
-        .create(&name)
-        .unwrap();
-    for h in 1..=4 {
-        p.try_loan().unwrap().publish(8, &h).unwrap();
-    }
-    let l = shmkit::frames::stat(&name).unwrap().layout;
-    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
-    let (seq0, head) = (raw_word(&raw, l.meta_offset), raw_word(&raw, 128 + 256));
+    let (mut p, meta, raw) = four_frames_and_raw(&name);
+    // `head`: the 128-byte segment header, then control offset 256.
+    let (seq0, head) = (
+        raw.atomic_u64(meta).unwrap(),
+        raw.atomic_u64(128 + 256).unwrap(),
+    );
     let was = (seq0.swap((1 << 62) - 5, SeqCst), head.swap(1 << 62, SeqCst));
     // All the history there is (the window starts after 0 whatever `head` says).
     let mut s = FramesOptions::<u64>::new()
@@ -770,9 +769,7 @@ fn a_forged_head_at_attach_does_not_hide_losses() {
     head.store(was.1, SeqCst);
     assert_eq!((s.try_recv().unwrap().seq(), s.lost()), (1, 0));
     // Frames 5..=10 in 4 slots: 7..=10 remain; 2..=4 (there at attach) and 5, 6 are lost.
-    for h in 5..=10 {
-        p.try_loan().unwrap().publish(8, &h).unwrap();
-    }
+    publish_u64(&mut p, 5..=10);
     let f = s.try_recv().unwrap();
     assert_eq!((f.seq(), s.lost()), (7, 5));
 }
