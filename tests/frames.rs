@@ -1354,6 +1354,7 @@ mod hostile {
                 _ => std::thread::sleep(rng.micros(2000)),
             }
         }
+        eprintln!("  hv-inspector: {cli} runs of the shmkit binary ({exe:?})");
     }
 
     /// Run the `shmkit` binary, killing it after [`CLI_TIMEOUT`] (a hang).
