@@ -156,6 +156,9 @@ fn child_main() {
             unsafe { f.as_ptr().cast_mut().write_volatile(1) };
             report("wrote");
         }
+        // The hostile-writer test's processes (`hostile_writer_vs_frames`).
+        "hv-publisher" | "hv-subscriber" | "hv-inspector" => hostile::victim(role, args),
+        "hv-writer" => hostile::writer(args),
         other => panic!("unknown role {other}"),
     });
 }
@@ -701,4 +704,833 @@ fn head_left_behind_by_a_dead_publisher() {
     p.try_loan().unwrap().publish(8, &3).unwrap();
     let f3 = s.try_recv().unwrap();
     assert_eq!((f3.seq(), *f3.header(), s.lost()), (3, 3, 0));
+}
+
+/// A channel of 4 slots holding frames 1..=4 (headers `u64`), its publisher, the object
+/// offset of slot 0's sequence word, and the object mapped raw: what a hostile process writes.
+fn four_frames_and_raw(name: &str) -> (shmkit::frames::Publisher<u64>, u64, shmkit::Segment) {
+    let mut p = FramesOptions::<u64>::new()
+        .slots(4)
+        .max_bytes(64)
+        .create(name)
+        .unwrap();
+    publish_u64(&mut p, 1..=4);
+    let meta = shmkit::frames::stat(name).unwrap().layout.meta_offset;
+    let raw = shmkit::Segment::options().raw(true).open(name).unwrap();
+    (p, meta, raw)
+}
+
+fn publish_u64(p: &mut shmkit::frames::Publisher<u64>, frames: std::ops::RangeInclusive<u64>) {
+    for h in frames {
+        p.try_loan().unwrap().publish(8, &h).unwrap();
+    }
+}
+
+/// A late joiner's attach window (`SPEC.md` §8.3, "Attaching") ignores a sequence word far
+/// ahead of `head` (forged: no frame is ever more than one ahead of it), which would otherwise
+/// stand as the window's `top` for ever and hide every loss below it.
+#[test]
+fn a_forged_sequence_word_at_attach_does_not_hide_losses() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let name = unique_name("framesforged");
+    let _c = Cleanup::new(&[&name]);
+    let (mut p, meta, raw) = four_frames_and_raw(&name);
+    let seq0 = raw.atomic_u64(meta).unwrap();
+    let was = seq0.swap(1 << 62, SeqCst);
+    let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    seq0.store(was, SeqCst);
+    // Frames 5..=10 in 4 slots: 7..=10 remain; 5 and 6 were overwritten after the attach.
+    publish_u64(&mut p, 5..=10);
+    let f = s.try_recv().unwrap();
+    assert_eq!((f.seq(), s.lost()), (7, 2));
+}
+
+/// As above, with `head` forged too while the window is taken (so the forged sequence word
+/// looks plausible): the first receive that finds `head` back below the window's `top` drops
+/// the window, and every later loss counts.
+#[test]
+fn a_forged_head_at_attach_does_not_hide_losses() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let name = unique_name("framesforgedh");
+    let _c = Cleanup::new(&[&name]);
+    let (mut p, meta, raw) = four_frames_and_raw(&name);
+    // `head`: the 128-byte segment header, then control offset 256.
+    let (seq0, head) = (
+        raw.atomic_u64(meta).unwrap(),
+        raw.atomic_u64(128 + 256).unwrap(),
+    );
+    let was = (seq0.swap((1 << 62) - 5, SeqCst), head.swap(1 << 62, SeqCst));
+    // All the history there is (the window starts after 0 whatever `head` says).
+    let mut s = FramesOptions::<u64>::new()
+        .history(u64::MAX)
+        .subscriber(&name)
+        .unwrap();
+    seq0.store(was.0, SeqCst);
+    head.store(was.1, SeqCst);
+    assert_eq!((s.try_recv().unwrap().seq(), s.lost()), (1, 0));
+    // Frames 5..=10 in 4 slots: 7..=10 remain; 2..=4 (there at attach) and 5, 6 are lost.
+    publish_u64(&mut p, 5..=10);
+    let f = s.try_recv().unwrap();
+    assert_eq!((f.seq(), s.lost()), (7, 5));
+}
+
+/// A hostile process rewrites the channel's words while it is in use (`SPEC.md` §8.1: wrong
+/// frames, wrong statistics or errors, never an access outside the mapping, a panic, or a
+/// wait past the deadline). A publisher process, a subscriber receiving in
+/// order (`recv*`), a subscriber skipping to the newest (`latest*`, `newest`), both holding
+/// frames for a while and reading every accessor, and an inspector (`frames::stat`,
+/// `copy_latest`, and the `shmkit` binary's `frames stat --json`, `info` and `frames save`)
+/// run while a fifth process maps the object raw and writes random and plausible values over
+/// the control block, the slot metadata and the subscriber records: huge and small sequence
+/// words, `CLAIMED` bits, a huge `head`, lengths beyond `max_bytes`, pin words with every bit
+/// set, owner words of dead and of other live processes, cursors, the wait queues' words,
+/// now and then the geometry, and now and then everything put back as it was.
+///
+/// Every call must return (an error is fine) within its timeout plus [`hostile::HANG_MARGIN`]
+/// (a watchdog thread in each process aborts it otherwise: a hang detector, not a performance
+/// bound), nothing may panic, every process must exit normally (an access outside the mapping
+/// would kill it with SIGSEGV or SIGBUS), `bytes()` is never longer than `max_bytes`, and the
+/// frames one subscriber handle receives have increasing sequence numbers. Run once per
+/// policy, with a geometry of one and of two pin words. Scale and seed as `tests/torture.rs`:
+/// the writer runs `100 + 40 × SHMKIT_TORTURE_ROUNDS` ms (default 40 rounds) per policy;
+/// `SHMKIT_TORTURE_SEED` replays the random choices (the timing is not replayable).
+#[test]
+fn hostile_writer_vs_frames() {
+    hostile::run(Policy::ReuseOldest, 4, 16);
+    hostile::run(Policy::Block, 3, 70);
+}
+
+mod hostile {
+    use std::collections::VecDeque;
+    use std::os::unix::process::ExitStatusExt;
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::common::{report, spawn_child, unique_name, wait_exit, Cleanup, Lines};
+    use super::{checksum, fill, opts, Hdr, KillOnDrop};
+    use shmkit::frames::{
+        self, Frame, Loan, LoanError, Policy, Publisher, RecvError, Subscriber, TryLoanError,
+        TryRecvError,
+    };
+    use shmkit::Segment;
+
+    /// How much longer than its timeout a call may take before it counts as a hang.
+    pub(super) const HANG_MARGIN: Duration = Duration::from_secs(5);
+    /// The channel's `max_bytes` (not a multiple of the page: the stride is larger).
+    const MAX: u64 = 5000;
+    /// The `shmkit` binary's commands get this long (each starts a process).
+    const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+    /// A victim that is never told to stop gives up after this long.
+    const HARD_STOP: Duration = Duration::from_secs(300);
+    /// `pin::CLAIMED`: bit 63 of a sequence word.
+    const CLAIMED: u64 = 1 << 63;
+
+    /// xorshift64*: small, no dependency; the seed is printed so a failure can be replayed.
+    pub(super) struct Rng(u64);
+
+    impl Rng {
+        fn new(seed: u64) -> Rng {
+            Rng(seed | 1)
+        }
+
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+
+        fn percent(&mut self, p: u64) -> bool {
+            self.below(100) < p
+        }
+
+        fn micros(&mut self, n: u64) -> Duration {
+            Duration::from_micros(self.below(n + 1))
+        }
+    }
+
+    fn env_u64(var: &str) -> Option<u64> {
+        std::env::var(var).ok().and_then(|s| s.parse().ok())
+    }
+
+    /// One run: a channel of `slots` slots and `subscribers` records under `policy`, four
+    /// victim processes, one hostile writer.
+    pub(super) fn run(policy: Policy, slots: u64, subscribers: u64) {
+        let rounds = env_u64("SHMKIT_TORTURE_ROUNDS")
+            .filter(|&n| n > 0)
+            .unwrap_or(40);
+        let dur = Duration::from_millis(100 + 40 * rounds);
+        let seed = env_u64("SHMKIT_TORTURE_SEED").unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 40)
+        });
+        eprintln!(
+            "hostile_writer_vs_frames ({policy}, {slots} slots, {subscribers} records): seed \
+             {seed} (replay with SHMKIT_TORTURE_SEED={seed}), writer runs {dur:?}"
+        );
+        let mut rng = Rng::new(seed ^ policy_salt(policy));
+        let name = unique_name("frameshostile");
+        let (stop, save) = (format!("/tmp/{name}.stop"), format!("/tmp/{name}.save"));
+        let _files = RemoveFiles(vec![stop.clone(), save.clone()]);
+        let cleanup = Cleanup::new(&[&name]);
+        drop(
+            opts()
+                .slots(slots)
+                .max_bytes(MAX)
+                .subscribers(subscribers)
+                .policy(policy)
+                .create(&name)
+                .unwrap(),
+        );
+        let roles = [
+            ("hv-publisher", "-"),
+            ("hv-subscriber", "next"),
+            ("hv-subscriber", "latest"),
+            ("hv-inspector", "-"),
+        ];
+        let mut victims: Vec<(String, KillOnDrop, Lines)> = Vec::new();
+        for (role, mode) in roles {
+            let s = rng.next().to_string();
+            let mut kid = spawn_child(role, &[&name, &stop, &s, mode, &save]);
+            let mut lines = Lines::of(&mut kid);
+            lines.expect("ready");
+            victims.push((format!("{role} {mode}"), KillOnDrop(kid), lines));
+        }
+        let mut writer = KillOnDrop(spawn_child(
+            "hv-writer",
+            &[
+                &name,
+                &dur.as_millis().to_string(),
+                &rng.next().to_string(),
+                &slots.to_string(),
+                &subscribers.to_string(),
+            ],
+        ));
+        let st = wait_exit(&mut writer.0, Duration::from_secs(180));
+        assert!(st.success(), "the hostile writer failed: {st}");
+        // Let the victims run on the wreckage a little longer, then stop them.
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(&stop, b"stop").unwrap();
+        let (mut errors, mut wrong) = (0u64, 0u64);
+        for (what, mut kid, mut lines) in victims {
+            let done = lines.next_line();
+            let st = wait_exit(&mut kid.0, Duration::from_secs(180));
+            assert!(
+                st.success(),
+                "{what} did not exit normally: {st} (signal {:?}; seed {seed})",
+                st.signal()
+            );
+            let done = done.unwrap_or_else(|| panic!("{what} reported nothing"));
+            let v: Vec<u64> = done
+                .split_whitespace()
+                .skip(1)
+                .map(|x| x.parse().unwrap())
+                .collect();
+            eprintln!(
+                "  {what}: {} calls, {} errors, {} wrong inspections",
+                v[0], v[1], v[2]
+            );
+            assert!(v[0] > 0, "{what} made no calls");
+            errors += v[1];
+            wrong += v[2];
+        }
+        assert!(
+            errors + wrong > 0,
+            "the hostile writer changed nothing the victims noticed"
+        );
+        drop(cleanup);
+        assert!(
+            !Path::new(&format!("/dev/shm/{name}")).exists(),
+            "{name} left in /dev/shm"
+        );
+    }
+
+    fn policy_salt(p: Policy) -> u64 {
+        match p {
+            Policy::ReuseOldest => 0,
+            Policy::Block => 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// Removes files (the stop flag, the saved frame) when dropped, also on failure.
+    struct RemoveFiles(Vec<String>);
+
+    impl Drop for RemoveFiles {
+        fn drop(&mut self) {
+            for f in &self.0 {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The victims.
+
+    /// What a victim did: calls made, calls that returned an error, inspections of a frame
+    /// (on receipt and on release) whose contents did not match its header (wrong data:
+    /// allowed under a hostile writer, which clears pin bits and frees records, so the
+    /// publisher overwrites held frames).
+    #[derive(Default)]
+    struct Tally {
+        calls: u64,
+        errors: u64,
+        wrong: u64,
+    }
+
+    /// The call in progress (its start, monotonic ns, and its limit: 0 when none), for the
+    /// watchdog.
+    static CALL_START: AtomicU64 = AtomicU64::new(0);
+    static CALL_LIMIT: AtomicU64 = AtomicU64::new(0);
+    static CALL_WHAT: Mutex<&str> = Mutex::new("");
+
+    /// A call bounded by `timeout` (zero: a call that must not wait), watched from
+    /// [`Call::begin`] to [`Call::end`].
+    struct Call {
+        what: &'static str,
+        limit: Duration,
+        t0: Instant,
+    }
+
+    impl Call {
+        fn begin(what: &'static str, timeout: Duration) -> Call {
+            let limit = timeout + HANG_MARGIN;
+            *CALL_WHAT.lock().unwrap() = what;
+            CALL_START.store(frames::monotonic_ns(), SeqCst);
+            CALL_LIMIT.store(limit.as_nanos() as u64, SeqCst);
+            Call {
+                what,
+                limit,
+                t0: Instant::now(),
+            }
+        }
+
+        fn end(self, t: &mut Tally) {
+            CALL_LIMIT.store(0, SeqCst);
+            let took = self.t0.elapsed();
+            assert!(
+                took <= self.limit,
+                "{} took {took:?}, more than its timeout + {HANG_MARGIN:?}: a hang",
+                self.what
+            );
+            t.calls += 1;
+        }
+    }
+
+    /// Abort the process (the test sees it die of SIGABRT) when a call is still running past
+    /// its limit: a hang shows within seconds, not at the test's final timeout.
+    fn watchdog() {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let limit = CALL_LIMIT.load(SeqCst);
+            let start = CALL_START.load(SeqCst);
+            if limit != 0 && frames::monotonic_ns().saturating_sub(start) > limit {
+                eprintln!(
+                    "VIOLATION (pid {}): {} is stuck past its timeout + {HANG_MARGIN:?}: a hang",
+                    std::process::id(),
+                    CALL_WHAT.lock().map(|w| *w).unwrap_or("?")
+                );
+                std::process::abort();
+            }
+        });
+    }
+
+    /// A victim process: `args` = name, stop file, seed, mode, save file. Reports "ready"
+    /// once attached, then "done <calls> <errors> <wrong>" once told to stop.
+    pub(super) fn victim(role: &str, args: &[String]) {
+        let (name, stop) = (&args[0], Path::new(&args[1]));
+        let mut rng = Rng::new(args[2].parse().unwrap());
+        let hard = Instant::now() + HARD_STOP;
+        let stopped = move || stop.exists() || Instant::now() > hard;
+        watchdog();
+        let mut t = Tally::default();
+        match role {
+            "hv-publisher" => publisher(name, &mut rng, &mut t, &stopped),
+            "hv-subscriber" => subscriber(name, args[3] == "latest", &mut rng, &mut t, &stopped),
+            _ => inspector(name, &args[4], &mut rng, &mut t, &stopped),
+        }
+        report(&format!("done {} {} {}", t.calls, t.errors, t.wrong));
+    }
+
+    /// Attach with `f` until it works (reporting "ready" the first time) or the victim is
+    /// stopped.
+    fn attach<T, E>(
+        what: &'static str,
+        rng: &mut Rng,
+        t: &mut Tally,
+        stopped: &dyn Fn() -> bool,
+        mut f: impl FnMut(&mut Rng) -> Result<T, E>,
+    ) -> Option<T> {
+        static READY: std::sync::Once = std::sync::Once::new();
+        while !stopped() {
+            let c = Call::begin(what, Duration::ZERO);
+            let r = f(rng);
+            c.end(t);
+            match r {
+                Ok(x) => {
+                    READY.call_once(|| report("ready"));
+                    return Some(x);
+                }
+                Err(_) => {
+                    t.errors += 1;
+                    std::thread::sleep(rng.micros(2000));
+                }
+            }
+        }
+        None
+    }
+
+    fn publisher(name: &str, rng: &mut Rng, t: &mut Tally, stopped: &dyn Fn() -> bool) {
+        let attach_pub = |rng: &mut Rng, t: &mut Tally| {
+            attach("publisher attach", rng, t, stopped, |_| {
+                opts().publisher(name)
+            })
+        };
+        let Some(mut p): Option<Publisher<Hdr>> = attach_pub(rng, t) else {
+            return;
+        };
+        while !stopped() {
+            if rng.percent(1) {
+                // Detach and take over again (`recovery::take_over` on hostile words).
+                drop(p);
+                match attach_pub(rng, t) {
+                    Some(q) => p = q,
+                    None => return,
+                }
+                continue;
+            }
+            let (seq, max) = (p.next_seq(), p.max_bytes());
+            let wait = rng.micros(20_000);
+            let op = rng.below(10);
+            let timeout = if op < 3 { Duration::ZERO } else { wait };
+            let c = Call::begin("loan", timeout);
+            let r = match op {
+                0..=2 => p.try_loan().map_err(|e| e == TryLoanError::Disconnected),
+                3 => p
+                    .loan_deadline(Instant::now() + wait)
+                    .map_err(|e| e == LoanError::Disconnected),
+                _ => p
+                    .loan_timeout(wait)
+                    .map_err(|e| e == LoanError::Disconnected),
+            };
+            c.end(t);
+            let disconnected = match r.map(|loan| write_and_publish(loan, seq, max, rng, t)) {
+                Ok(()) => false,
+                Err(disconnected) => {
+                    t.errors += 1;
+                    disconnected
+                }
+            };
+            if disconnected {
+                // The publisher word was changed under us: attach again.
+                drop(p);
+                match attach_pub(rng, t) {
+                    Some(q) => p = q,
+                    None => return,
+                }
+            }
+            if rng.percent(10) {
+                std::thread::sleep(rng.micros(500));
+            }
+        }
+    }
+
+    /// Fill a loaned slot with frame `seq` and publish it (sometimes with a length beyond
+    /// `max`, which must fail; sometimes not at all: the loan is dropped).
+    fn write_and_publish(
+        mut loan: Loan<'_, Hdr>,
+        seq: u64,
+        max: u64,
+        rng: &mut Rng,
+        t: &mut Tally,
+    ) {
+        let buf = loan.as_mut_slice();
+        assert_eq!(buf.len() as u64, max, "a loan is max_bytes long");
+        let len = if rng.percent(5) {
+            max + 1 + rng.below(1 << 20)
+        } else {
+            rng.below(max + 1)
+        };
+        let n = len.min(max) as usize;
+        fill(&mut buf[..n], seq);
+        let sum = checksum(&buf[..n]);
+        if rng.percent(3) {
+            return; // dropped unpublished: the slot is emptied
+        }
+        let c = Call::begin("publish", Duration::ZERO);
+        let r = loan.publish(len as usize, &[seq, len, sum]);
+        c.end(t);
+        assert!(
+            len <= max || r.is_err(),
+            "a frame of {len} bytes was published"
+        );
+        if r.is_err() {
+            t.errors += 1;
+        }
+    }
+
+    /// Read everything a frame offers; count it wrong if its contents do not match its header.
+    /// `max` is the receiving handle's `max_bytes` (its checked copy of the geometry: the
+    /// creator's, unless the hostile writer had changed that word when it attached, to another
+    /// value that fits the slot stride).
+    fn inspect(f: &Frame<Hdr>, max: u64, t: &mut Tally) {
+        let b = f.bytes();
+        assert!(
+            b.len() as u64 <= max && b.len() == f.len(),
+            "frame {} exposes {} bytes (len {}), max_bytes {max}",
+            f.seq(),
+            b.len(),
+            f.len()
+        );
+        let [seq, len, sum] = *f.header();
+        assert_eq!(f.header_bytes().len(), std::mem::size_of::<Hdr>());
+        let mut out = vec![0u8; b.len()];
+        assert_eq!(f.copy_to(&mut out), b.len());
+        std::hint::black_box((f.mono_ns(), f.real_ns(), f.slot(), f.is_empty()));
+        if seq != f.seq() || len != f.len() as u64 || checksum(b) != sum {
+            t.wrong += 1;
+        }
+    }
+
+    fn subscriber(
+        name: &str,
+        latest: bool,
+        rng: &mut Rng,
+        t: &mut Tally,
+        stopped: &dyn Fn() -> bool,
+    ) {
+        let attach_sub = |rng: &mut Rng, t: &mut Tally| {
+            attach("subscriber attach", rng, t, stopped, |rng| {
+                opts().history(rng.below(8)).subscriber(name)
+            })
+        };
+        let Some(mut s): Option<Subscriber<Hdr>> = attach_sub(rng, t) else {
+            return;
+        };
+        // Frames held, each until its time; some outlive the subscriber that received them.
+        let mut held: VecDeque<(Frame<Hdr>, u64, Instant)> = VecDeque::new();
+        let (mut last, mut failed) = (0u64, 0u32);
+        while !stopped() {
+            // A late joiner again (the attach window, on hostile words), now and then, and
+            // after a run of failures (a forged huge sequence received, or `head` forged at
+            // attach, leaves the cursor beyond every frame the publisher will publish).
+            if rng.percent(1) || failed >= 8 {
+                drop(s);
+                match attach_sub(rng, t) {
+                    Some(x) => s = x,
+                    None => return,
+                }
+                (last, failed) = (0, 0);
+                continue;
+            }
+            let wait = rng.micros(30_000);
+            let op = rng.below(10);
+            let timeout = if op == 0 || (latest && op == 2) {
+                Duration::ZERO
+            } else {
+                wait
+            };
+            let c = Call::begin(if latest { "latest" } else { "recv" }, timeout);
+            let mut moves = true;
+            let r = match (latest, op) {
+                (false, 0) => s.try_recv().map_err(|e| e == TryRecvError::Disconnected),
+                (false, 1) => s
+                    .recv_deadline(Instant::now() + wait)
+                    .map_err(|e| e == RecvError::Disconnected),
+                (false, _) => s
+                    .recv_timeout(wait)
+                    .map_err(|e| e == RecvError::Disconnected),
+                (true, 0) => s.try_latest().map_err(|e| e == TryRecvError::Disconnected),
+                (true, 1) => s
+                    .latest_deadline(Instant::now() + wait)
+                    .map_err(|e| e == RecvError::Disconnected),
+                (true, 2) => {
+                    moves = false;
+                    s.newest().ok_or(false)
+                }
+                (true, _) => s
+                    .latest_timeout(wait)
+                    .map_err(|e| e == RecvError::Disconnected),
+            };
+            c.end(t);
+            match r {
+                Ok(f) => {
+                    failed = 0;
+                    if moves {
+                        assert!(f.seq() > last, "sequence went from {last} to {}", f.seq());
+                        assert_eq!(s.last_seq(), f.seq());
+                        last = f.seq();
+                    }
+                    let max = s.max_bytes();
+                    inspect(&f, max, t);
+                    std::hint::black_box(s.lost());
+                    held.push_back((f, max, Instant::now() + rng.micros(20_000)));
+                }
+                Err(disconnected) => {
+                    t.errors += 1;
+                    failed += 1;
+                    if disconnected {
+                        std::thread::sleep(rng.micros(1000));
+                    }
+                }
+            }
+            while held
+                .front()
+                .is_some_and(|(_, _, until)| held.len() > 6 || *until <= Instant::now())
+            {
+                let (f, max, _) = held.pop_front().unwrap();
+                inspect(&f, max, t);
+            }
+        }
+    }
+
+    fn inspector(name: &str, save: &str, rng: &mut Rng, t: &mut Tally, stopped: &dyn Fn() -> bool) {
+        report("ready");
+        let exe = option_env!("CARGO_BIN_EXE_shmkit");
+        let mut cli = 0u64;
+        while !stopped() {
+            match rng.below(8) {
+                0..=2 => {
+                    let c = Call::begin("frames::stat", Duration::ZERO);
+                    let r = frames::stat(name);
+                    c.end(t);
+                    match r {
+                        Ok(st) => {
+                            assert_eq!(st.slot_states.len() as u64, st.slots);
+                            for s in &st.subscribers {
+                                assert!(s.holding.iter().all(|&i| i < st.slots));
+                            }
+                        }
+                        Err(_) => t.errors += 1,
+                    }
+                }
+                3..=5 => {
+                    let c = Call::begin("frames::copy_latest", Duration::ZERO);
+                    let r = frames::copy_latest(name);
+                    c.end(t);
+                    match r {
+                        Ok(Some(f)) => {
+                            // Its `max_bytes` is that of the geometry it read (see `inspect`):
+                            // at most the slot stride, so within the object.
+                            let size = std::fs::metadata(format!("/dev/shm/{name}"))
+                                .map_or(u64::MAX, |m| m.len());
+                            assert!(
+                                f.data.len() as u64 <= size,
+                                "a copy of {} bytes",
+                                f.data.len()
+                            );
+                            assert_eq!(f.header.len(), std::mem::size_of::<Hdr>());
+                        }
+                        Ok(None) => {}
+                        Err(_) => t.errors += 1,
+                    }
+                }
+                6 if exe.is_some() => {
+                    let args: Vec<&str> = match cli % 3 {
+                        0 => vec!["frames", "stat", name, "--json"],
+                        1 => vec!["info", name],
+                        _ => vec!["frames", "save", name, save],
+                    };
+                    cli += 1;
+                    let c = Call::begin("the shmkit binary", CLI_TIMEOUT);
+                    let st = run_cli(exe.unwrap(), &args);
+                    c.end(t);
+                    assert!(
+                        st.signal().is_none() && st.code() != Some(101),
+                        "shmkit {args:?} crashed or panicked: {st}"
+                    );
+                    if !st.success() {
+                        t.errors += 1;
+                    }
+                }
+                _ => std::thread::sleep(rng.micros(2000)),
+            }
+        }
+        eprintln!("  hv-inspector: {cli} runs of the shmkit binary ({exe:?})");
+    }
+
+    /// Run the `shmkit` binary, killing it after [`CLI_TIMEOUT`] (a hang).
+    fn run_cli(exe: &str, args: &[&str]) -> std::process::ExitStatus {
+        let mut kid = Command::new(exe)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run shmkit");
+        wait_exit(&mut kid, CLI_TIMEOUT)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The hostile writer.
+
+    /// What a word of the channel holds, for choosing plausible values.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Word {
+        Geometry,
+        Owner,
+        Head,
+        Wait,
+        Seq,
+        Len,
+        Stamp,
+        Pin,
+        Header,
+        Cursor,
+        Stat,
+    }
+
+    /// `args` = name, duration (ms), seed, slots, subscribers.
+    pub(super) fn writer(args: &[String]) {
+        let name = &args[0];
+        let dur = Duration::from_millis(args[1].parse().unwrap());
+        let mut rng = Rng::new(args[2].parse().unwrap());
+        let slots: u64 = args[3].parse().unwrap();
+        let subscribers: u64 = args[4].parse().unwrap();
+        // Object offsets (the segment header is 128 bytes; never written).
+        let l = frames::stat(name).expect("stat before the writes").layout;
+        let seg = Segment::options()
+            .raw(true)
+            .open(name)
+            .expect("open the object raw");
+        const P: u64 = 128;
+        let mut hot: Vec<(u64, Word)> = (0..17).map(|i| (P + 8 * i, Word::Geometry)).collect();
+        hot.extend([
+            (P + 192, Word::Owner),
+            (P + 256, Word::Head),
+            (P + 320, Word::Wait),
+            (P + 384, Word::Wait),
+        ]);
+        let pin_words = subscribers.div_ceil(64);
+        for i in 0..slots {
+            let m = l.meta_offset + i * l.meta_stride;
+            hot.extend([
+                (m, Word::Seq),
+                (m + 8, Word::Len),
+                (m + 16, Word::Stamp),
+                (m + 24, Word::Stamp),
+            ]);
+            hot.extend((0..pin_words).map(|w| (m + 32 + 8 * w, Word::Pin)));
+            hot.extend((0..3).map(|w| (m + l.header_at + 8 * w, Word::Header)));
+        }
+        let records = l.meta_offset + slots * l.meta_stride;
+        for r in 0..subscribers {
+            let o = records + 64 * r;
+            hot.extend([
+                (o, Word::Owner),
+                (o + 8, Word::Cursor),
+                (o + 16, Word::Stat),
+                (o + 24, Word::Stat),
+            ]);
+        }
+        let (lo, hi) = (P, l.data_offset);
+        assert!(hi as usize <= seg.len());
+        let word = |off: u64| seg.atomic_u64(off).expect("word");
+        let kind_at = |off: u64| {
+            hot.iter()
+                .find(|&&(o, _)| o == off)
+                .map_or(Word::Stat, |&(_, k)| k)
+        };
+        let snapshot: Vec<u64> = (lo..hi).step_by(8).map(|o| word(o).load(SeqCst)).collect();
+        let owners: Vec<u64> = hot
+            .iter()
+            .filter(|&&(_, k)| k == Word::Owner)
+            .map(|&(o, _)| o)
+            .collect();
+        let seqs: Vec<u64> = hot
+            .iter()
+            .filter(|&&(_, k)| k == Word::Seq)
+            .map(|&(o, _)| o)
+            .collect();
+        let deadline = Instant::now() + dur;
+        let mut writes = 0u64;
+        while Instant::now() < deadline {
+            if rng.percent(1) {
+                // Put everything back as it was at the start.
+                for (i, v) in snapshot.iter().enumerate() {
+                    word(lo + 8 * i as u64).store(*v, SeqCst);
+                }
+                continue;
+            }
+            let (off, kind) = if rng.percent(80) {
+                hot[rng.below(hot.len() as u64) as usize]
+            } else {
+                let o = lo + 8 * rng.below((hi - lo) / 8);
+                (o, kind_at(o))
+            };
+            if kind == Word::Geometry && !rng.percent(5) {
+                continue; // rarely: every later attach fails until it is put back
+            }
+            let w = word(off);
+            let cur = w.load(SeqCst);
+            let head = word(P + 256).load(SeqCst);
+            let k = rng.below(slots + 2);
+            let v = match (kind, rng.below(8)) {
+                (Word::Seq, 0) => cur ^ CLAIMED,
+                (Word::Seq, 1) => head.wrapping_add(1 + k),
+                (Word::Seq, 2) => CLAIMED | head.wrapping_add(1 + k),
+                (Word::Seq, 3) => (1 << 62) + k,
+                (Word::Seq, 4) => CLAIMED - 1 - k,
+                (Word::Seq, 5) => word(seqs[rng.below(seqs.len() as u64) as usize]).load(SeqCst),
+                (Word::Head, 0) => u64::MAX,
+                (Word::Head, 1) => CLAIMED - 1,
+                (Word::Head, 2) => cur.wrapping_add(1 << 40),
+                (Word::Head, 3) => cur.wrapping_sub(k),
+                (Word::Head, 4) => cur.wrapping_add(k),
+                (Word::Len, 0) => MAX + 1 + rng.below(1 << 20),
+                (Word::Len, 1) => u64::MAX,
+                (Word::Len, 2) => rng.below(MAX + 1),
+                (Word::Len, 3) => 1 << 40,
+                (Word::Pin, 0 | 1) => u64::MAX,
+                (Word::Pin, 2) => cur | 1 << rng.below(64),
+                (Word::Pin, 3) => cur & !(1 << rng.below(64)),
+                (Word::Owner, 0 | 1) => {
+                    // Another process's token: the publisher's, a subscriber's (alive).
+                    word(owners[rng.below(owners.len() as u64) as usize]).load(SeqCst)
+                }
+                // A token no process holds (61 random bits) or one beyond every token.
+                (Word::Owner, 2) => (rng.next() >> 3) | 1,
+                (Word::Owner, 3) => u64::MAX,
+                (Word::Cursor, 0) => u64::MAX,
+                (Word::Cursor, 1) => head.wrapping_sub(k),
+                (Word::Cursor, 2) => head.wrapping_add(k),
+                (Word::Cursor, 3) => CLAIMED,
+                // The wait queues: `u32` seq (low half), `u32` sleepers (high half).
+                (Word::Wait, 0) => cur | 0xffff_ffff_0000_0000,
+                (Word::Wait, 1) => cur.wrapping_add(1),
+                (Word::Wait, 2) => cur.wrapping_add(1 << 32),
+                (Word::Wait, 3) => cur.wrapping_sub(1 << 32),
+                (Word::Stamp | Word::Header | Word::Stat, 0) => u64::MAX,
+                // Anything, or a small change of what is there.
+                _ => match rng.below(9) {
+                    0 | 1 => rng.next(),
+                    2 => 0,
+                    3 => u64::MAX,
+                    4 => cur.wrapping_add(1 + rng.below(4)),
+                    5 => cur.wrapping_sub(1 + rng.below(4)),
+                    6 => cur ^ (1 << rng.below(64)),
+                    7 => snapshot[((off - lo) / 8) as usize],
+                    _ => rng.below(4096),
+                },
+            };
+            w.store(v, SeqCst);
+            writes += 1;
+            if rng.percent(20) {
+                std::thread::sleep(rng.micros(300));
+            }
+            if rng.below(1000) == 0 {
+                // A quiet spell: the victims run on the wreckage for a while.
+                std::thread::sleep(rng.micros(10_000));
+            }
+        }
+        eprintln!("hostile writer (frames): {writes} writes");
+    }
 }

@@ -397,6 +397,32 @@ mod tests {
         });
     }
 
+    /// `Window::scan`'s bound on forged words: a sequence word loaded (Acquire) is never more
+    /// than one ahead of a later Relaxed load of `head`, because the publisher stores
+    /// `head = n` (Release) after `seq = n` and before it claims the slot for `n + 1`; so a
+    /// word beyond `head + 1` is forged, never a frame seen early. One slot, two publishes.
+    #[test]
+    fn loom_sequence_word_is_at_most_one_ahead_of_head() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let head = Arc::new(AtomicU64::new(1));
+            let (s, h) = (seq.clone(), head.clone());
+            let publisher = thread::spawn(move || {
+                for n in 2..=3 {
+                    assert!(claim(&s, n - 1, || false));
+                    publish(&s, n);
+                    h.store(n, Ordering::Release);
+                }
+            });
+            for _ in 0..2 {
+                let w = seq.load(Ordering::Acquire) & !CLAIMED;
+                let top = head.load(Ordering::Relaxed);
+                assert!(w <= top + 1, "slot word {w} with head {top}");
+            }
+            publisher.join().unwrap();
+        });
+    }
+
     /// A subscriber whose pin attempt fails (its frame is not in the slot, or the publisher's
     /// claim raced it and both backed off) clears its bit again: a publisher that saw the
     /// transient bit and parked with `park_checked` must be woken, as by an unpin

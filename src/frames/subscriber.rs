@@ -182,8 +182,8 @@ fn clear_pins(v: &View, rec: u64) {
 /// Frames of the last two kinds are neither waited for nor counted lost.
 #[derive(Default)]
 struct Window {
-    /// The newest sequence the scan saw (at least `wanted`): frames after it are counted as
-    /// every later frame is.
+    /// The newest sequence the scan saw (at least `wanted`; at most `head + 1`, words beyond
+    /// that being forged): frames after it are counted as every later frame is.
     top: u64,
     /// The window's frames found in a slot, unclaimed.
     present: Vec<u64>,
@@ -221,12 +221,21 @@ impl Window {
                 break;
             }
         }
+        // After the passes: every word read above is at most `head + 1` for this `head` (a
+        // publish stores `head = n − 1` before `seq = n`, which our Acquire load of `n`
+        // synchronises with; a takeover moves `head` to the largest `seq` before it
+        // publishes), so a larger word is forged. Relaxed: coherence with those stores is
+        // all this needs.
+        let limit = v.ctrl().head.load(Ordering::Relaxed).saturating_add(1);
         let mut w = Window {
             top: wanted,
             ..Window::default()
         };
         for word in words {
             let s = word & !CLAIMED;
+            if s > limit {
+                continue; // forged: it would stand as `top` for ever and hide every loss
+            }
             w.top = w.top.max(s);
             if s > wanted {
                 if word & CLAIMED == 0 {
@@ -465,6 +474,12 @@ impl<H: ShmType> Subscriber<H> {
             // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
             // frame (the head store follows the seq store in `Loan::put`).
             let head = self.inner.view().ctrl().head.load(Ordering::Relaxed);
+            if self.window.top > head.saturating_add(1) {
+                // `head` only grows and was at least `top − 1` when the window was taken
+                // (`Window::scan`): a forged `head` made a forged word look plausible then.
+                // The window is wrong; from now on every gap counts.
+                self.window = Window::default();
+            }
             if head <= self.cursor {
                 return None;
             }
