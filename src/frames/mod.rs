@@ -62,7 +62,10 @@ pub use layout::{Policy, MAX_FRAME_BYTES, MAX_SLOTS, MAX_SUBSCRIBERS, MAX_USER_H
 #[cfg(not(loom))]
 pub use publisher::{Loan, Publisher};
 #[cfg(not(loom))]
-pub use stat::{copy_latest, stat, FrameCopy, FramesLayout, FramesStat, SlotStat, SubscriberStat};
+pub use stat::{
+    copy_latest, stat, FrameCopy, FramesLayout, FramesStat, SlotStat, SubscriberStat,
+    COPY_LATEST_LIMIT,
+};
 #[cfg(not(loom))]
 pub use subscriber::{Frame, Subscriber};
 

@@ -295,14 +295,23 @@ pub fn stat(name: &str) -> Result<FramesStat> {
     })
 }
 
+/// How long [`copy_latest`] keeps retrying a copy that raced with the publisher.
+pub const COPY_LATEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Copy the newest published frame of the named channel (`shmkit frames save`), without
 /// pinning it: a seqlock read (load the slot's sequence, copy, re-load it), retried if the
 /// publisher overwrote the slot meanwhile. `None` if no frame is published; `Err(Timeout)` if
-/// 1000 attempts all raced with the publisher.
+/// every attempt raced with the publisher: 1000 attempts, or as many as fit in
+/// [`COPY_LATEST_LIMIT`] (a large frame's copy is long, and a publisher, or a peer rewriting
+/// the sequence words, may overwrite it every time).
 pub fn copy_latest(name: &str) -> Result<Option<FrameCopy>> {
     let c = open_read_only(name, None)?;
     let (v, g) = (&c.view, c.view.g);
-    for _ in 0..1000 {
+    let until = std::time::Instant::now() + COPY_LATEST_LIMIT;
+    for attempt in 0..1000 {
+        if attempt > 0 && std::time::Instant::now() >= until {
+            break;
+        }
         let newest = (0..g.slots)
             .map(|i| (i, load(&v.meta(i).seq)))
             .filter(|&(_, s)| s != 0 && s & CLAIMED == 0)
