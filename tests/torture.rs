@@ -2562,7 +2562,7 @@ fn storm_value(kind: &str, i: u64, cur: u64, writer_token: u64) -> u64 {
         "event" => (cur & !0xffff_ffff) | ((2 * i) & 0xffff_fffe),
         // Permits 1 and 2 in turn (takers and releasers keep losing their CAS).
         "semaphore" | "bounded-semaphore" => (cur & !0xffff_ffff) | (1 + i % 2),
-        // The wait queue's sequence moving (waiters see a notify each time).
+        // The wait queue's sequence moving (waiters see a notify each time), the lock held.
         "condition" => (cur & !0xffff_ffff) | (i & 0xffff_ffff),
         // The lock free and held by the writer in turn.
         "value-locked" | "array-locked" => {
@@ -2665,6 +2665,11 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
         // margin.
         for (i, v) in snapshot.iter().enumerate() {
             word(lo + 8 * i as u64).store(*v, SeqCst);
+        }
+        if kind == "condition" {
+            // The lock held by this (live) process throughout: a waiter must not wait for it
+            // past its deadline when it takes it back.
+            word(owners[0]).store(me << 3, SeqCst);
         }
         let w = word(off);
         let end = Instant::now() + STORM;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::park::RETRIES;
 use super::waiter::WaitQueue;
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
@@ -439,6 +440,7 @@ impl BarrierState {
         // on `word`, and the last arrival's CAS acquires them all (release sequence); the
         // waiters' Acquire loads of the last arrival's word then see everything.
         let mut w = self.word.load(Ordering::Acquire);
+        let mut rounds = 0u32;
         let (g, index) = loop {
             if broken(w) {
                 return Err(BarrierError::Broken.into());
@@ -448,6 +450,18 @@ impl BarrierState {
                 return Err(BarrierError::Corrupt(format!(
                     "{c} parties arrived at a barrier for {parties}"
                 ))
+                .into());
+            }
+            // A word that keeps changing under us (a lost arrival CAS, or a full generation
+            // that ended into another full one) would keep us here: past the deadline, after
+            // RETRIES rounds, leave as a party whose deadline passed in generation `gen(w)`
+            // does (a passed deadline still gets its rounds: arriving late is allowed).
+            rounds += 1;
+            if rounds > RETRIES && crate::os::deadline::passed(deadline) {
+                return Err(match self.break_generation(generation(w)) {
+                    Ok(_) => BarrierError::Timeout,
+                    Err(_) => BarrierError::Broken,
+                }
                 .into());
             }
             if c == parties {
