@@ -2422,8 +2422,9 @@ const CELL_SEQ: u64 = 32;
 const CELL_CHANGED: u64 = 40;
 const CELL_LOCK: u64 = 128;
 const CELL_DATA: u64 = 192;
-/// Elements of the arrays the hostile tests use (`u64`).
-const HOSTILE_ARRAY_LEN: u64 = 8;
+/// Elements of the arrays the hostile tests use (`u64`): 8 KiB, so that a seqlock copy of
+/// a long range takes long enough for a storm of sequence writes to fail every one.
+const HOSTILE_ARRAY_LEN: u64 = 1024;
 /// Parties of the barrier the hostile test uses: two victim processes of two threads.
 const HOSTILE_PARTIES: u32 = 4;
 
@@ -2460,6 +2461,9 @@ fn targets(kind: &str, capacity: u64) -> Targets {
             } else {
                 HOSTILE_ARRAY_LEN
             };
+            // The data words written at random: the first few (and the sprayed range ends
+            // there).
+            let len = len.min(8);
             let mut v = words(4); // geometry (the handle never re-reads it)
             v.extend([CELL_SEQ, CELL_CHANGED]);
             v.extend((0..4).map(|i| CELL_LOCK + 8 * i));
