@@ -2194,6 +2194,18 @@ fn cell_result<R>(board: &Board, r: &shmkit::Result<R>) {
     }
 }
 
+/// A cell call through [`timed`], its error counted by [`cell_result`]; whether it succeeded.
+fn cell_call<R>(
+    board: &Board,
+    what: &str,
+    timeout: Option<Duration>,
+    f: impl FnOnce() -> shmkit::Result<R>,
+) -> bool {
+    let r = timed(board, what, timeout, f);
+    cell_result(board, &r);
+    r.is_ok()
+}
+
 /// Values the victims store in atomic cells (anything above was written by the hostile
 /// writer).
 const VICTIM_MAX: u64 = 1 << 40;
@@ -2222,24 +2234,9 @@ fn value_call(v: &Value<u64>, board: &Board, rng: &mut Rng, t: Duration) {
         return;
     }
     let seqlock = v.cell_mode() == CellMode::Seqlock;
-    match rng.below(if seqlock { 8 } else { 6 }) {
-        0 => cell_result(board, &timed(board, "try_get", None, || v.try_get())),
-        1 => cell_result(
-            board,
-            &timed(board, "get_timeout", Some(t), || v.get_timeout(t)),
-        ),
-        2 => cell_result(
-            board,
-            &timed(board, "set_timeout", Some(t), || v.set_timeout(x, t)),
-        ),
-        3 => cell_result(board, &timed(board, "try_set", None, || v.try_set(x))),
-        4 => cell_result(
-            board,
-            &timed(board, "update_timeout", Some(t), || {
-                v.update_timeout(|y| y.wrapping_add(1), t)
-            }),
-        ),
-        5 => match timed(board, "lock_timeout", Some(t), || v.lock_timeout(t)) {
+    let op = rng.below(if seqlock { 8 } else { 6 });
+    if op == 5 {
+        match timed(board, "lock_timeout", Some(t), || v.lock_timeout(t)) {
             Ok(g) => g.set(g.get().wrapping_add(1)),
             Err(LockError::OwnerDied(mut g)) => {
                 error(board);
@@ -2248,23 +2245,27 @@ fn value_call(v: &Value<u64>, board: &Board, rng: &mut Rng, t: Duration) {
             }
             Err(LockError::Timeout) => {}
             Err(_) => error(board),
-        },
-        6 => cell_result(
-            board,
-            &timed(board, "try_wait_changed", None, || {
-                v.try_wait_changed(rng.below(8))
-            }),
-        ),
+        }
+        return;
+    }
+    match op {
+        0 => cell_call(board, "try_get", None, || v.try_get()),
+        1 => cell_call(board, "get_timeout", Some(t), || v.get_timeout(t)),
+        2 => cell_call(board, "set_timeout", Some(t), || v.set_timeout(x, t)),
+        3 => cell_call(board, "try_set", None, || v.try_set(x)),
+        4 => cell_call(board, "update_timeout", Some(t), || {
+            v.update_timeout(|y| y.wrapping_add(1), t)
+        }),
+        6 => cell_call(board, "try_wait_changed", None, || {
+            v.try_wait_changed(rng.below(8))
+        }),
         _ => {
             let last = v.sequence();
-            cell_result(
-                board,
-                &timed(board, "wait_changed_timeout", Some(t), || {
-                    v.wait_changed_timeout(last, t)
-                }),
-            )
+            cell_call(board, "wait_changed_timeout", Some(t), || {
+                v.wait_changed_timeout(last, t)
+            })
         }
-    }
+    };
 }
 
 fn array_call(a: &Array<u64>, board: &Board, rng: &mut Rng, t: Duration) {
@@ -2301,72 +2302,46 @@ fn array_call(a: &Array<u64>, board: &Board, rng: &mut Rng, t: Duration) {
         return;
     }
     let data: Vec<u64> = (start..end).map(|k| k as u64 + x).collect();
+    // Whether a call over `start..end` succeeded (then the range was inside the array).
     let ranged = match rng.below(if seqlock { 9 } else { 7 }) {
-        0 => {
-            let r = timed(board, "try_read", None, || a.try_read(start..end));
-            cell_result(board, &r);
-            r.is_ok()
-        }
-        1 => {
-            let r = timed(board, "read_timeout", Some(t), || {
-                a.read_timeout(start..end, t)
-            });
-            cell_result(board, &r);
-            r.is_ok()
-        }
-        2 => {
-            let r = timed(board, "write_timeout", Some(t), || {
-                a.write_timeout(start, &data, t)
-            });
-            cell_result(board, &r);
-            r.is_ok()
-        }
+        0 => cell_call(board, "try_read", None, || a.try_read(start..end)),
+        1 => cell_call(board, "read_timeout", Some(t), || {
+            a.read_timeout(start..end, t)
+        }),
+        2 => cell_call(board, "write_timeout", Some(t), || {
+            a.write_timeout(start, &data, t)
+        }),
         3 => {
-            cell_result(
-                board,
-                &timed(board, "get_timeout", Some(t), || a.get_timeout(i, t)),
-            );
+            cell_call(board, "get_timeout", Some(t), || a.get_timeout(i, t));
             false
         }
         4 => {
-            cell_result(
-                board,
-                &timed(board, "set_timeout", Some(t), || a.set_timeout(i, x, t)),
-            );
+            cell_call(board, "set_timeout", Some(t), || a.set_timeout(i, x, t));
             false
         }
         5 if !atomic => {
-            let r = timed(board, "with_lock_timeout", Some(t), || {
+            cell_call(board, "with_lock_timeout", Some(t), || {
                 a.with_lock_timeout(|s| s.iter_mut().for_each(|e| *e = e.wrapping_add(1)), t)
             });
-            cell_result(board, &r);
             false
         }
         5 | 6 => {
             let mut out = vec![0u64; end.saturating_sub(start)];
-            let r = timed(board, "read_into_timeout", Some(t), || {
+            cell_call(board, "read_into_timeout", Some(t), || {
                 a.read_into_timeout(start, &mut out, t)
-            });
-            cell_result(board, &r);
-            r.is_ok()
+            })
         }
         7 => {
-            cell_result(
-                board,
-                &timed(board, "try_wait_changed", None, || {
-                    a.try_wait_changed(rng.below(8))
-                }),
-            );
+            cell_call(board, "try_wait_changed", None, || {
+                a.try_wait_changed(rng.below(8))
+            });
             false
         }
         _ => {
             let last = a.sequence();
-            cell_result(
-                board,
-                &timed(board, "wait_changed_timeout", Some(t), || {
-                    a.wait_changed_timeout(last, t)
-                }),
-            );
+            cell_call(board, "wait_changed_timeout", Some(t), || {
+                a.wait_changed_timeout(last, t)
+            });
             false
         }
     };
