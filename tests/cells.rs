@@ -249,6 +249,54 @@ fn seqlock_writer_killed_mid_write_blocks_readers_until_the_next_write() {
     assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
 }
 
+/// A peer that keeps moving the sequence (even values, so every wait for an even sequence
+/// ends at once) must not keep a timed seqlock read past its deadline. The storm stops when
+/// the read returns, or after 10 s: a read still running then failed the test. (On a busy
+/// machine the storm thread is sometimes off the CPU and a copy goes through: the read then
+/// succeeds, which proves nothing either way.)
+#[test]
+fn a_seqlock_read_honours_its_deadline_while_the_sequence_keeps_moving() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let name = unique_name("cell-seqstorm");
+    let _c = Cleanup::new(&[&name]);
+    let len = shmkit::cell::MAX_SEQLOCK_BYTES / 8; // a long copy: each try spans many writes
+    let a = Array::<u64>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create(&name, len)
+        .unwrap();
+    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
+    let seq = raw.atomic_u64(128 + 32).unwrap(); // SPEC 10.1: `seq` at object offset 160
+    let done = AtomicBool::new(false);
+    let storm_outlived = std::thread::scope(|s| {
+        // Two storm threads, so that one of them runs whenever the reader does.
+        let storms: Vec<_> = (0..2u64)
+            .map(|k| {
+                let (done, seq) = (&done, &seq);
+                s.spawn(move || {
+                    let cap = std::time::Instant::now() + Duration::from_secs(10);
+                    let mut i = k;
+                    while !done.load(SeqCst) {
+                        if i % 1024 == 0 && std::time::Instant::now() > cap {
+                            return true;
+                        }
+                        i += 2;
+                        seq.store(2 * i, SeqCst);
+                    }
+                    false
+                })
+            })
+            .collect();
+        let r = a.read_timeout(0..len, Duration::from_millis(10));
+        done.store(true, SeqCst);
+        assert!(matches!(r, Ok(_) | Err(Error::Timeout)), "{r:?}");
+        storms.into_iter().any(|t| t.join().unwrap())
+    });
+    assert!(
+        !storm_outlived,
+        "the read did not return while the sequence kept moving"
+    );
+}
+
 #[test]
 fn concurrent_array_writers_under_the_lock_keep_the_invariant() {
     let name = unique_name("cell-arr");

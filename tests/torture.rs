@@ -29,7 +29,15 @@
 //!   timeouts. Every call must return (an error is fine) within its timeout plus 5 s (a hang
 //!   detector with a generous margin, not a performance bound), no call may panic, and the
 //!   process must exit normally (a SIGSEGV or SIGBUS from an out-of-bounds access would kill
-//!   it).
+//!   it). The same for `Event`, `Semaphore`, `BoundedSemaphore`, `Condition` (with its lock),
+//!   `Barrier` (its four parties in two processes) and the typed cells (`Value<u64>` and
+//!   `Array<u64>` in each mode, the arrays also through slices and out-of-range ranges): the
+//!   writer also writes single 32-bit fields (counts near 0 and near the checked limits, odd
+//!   and even sequences), owner words of a live process, of a dead token and ones the victim
+//!   wrote itself, and the cells' geometry and data words; and it ends with a storm: from the
+//!   object's first state, one word (a count, a sequence, a barrier's word, an owner word)
+//!   changes as fast as it can be written for longer than the hang margin, so that a retry
+//!   loop that ignores its deadline while a word keeps changing shows as a hang.
 //! - **Regression**: an MPMC consumer killed while skipping a dead producer's position (a
 //!   window too narrow for random kills) must not wedge the queue a lap later; the state is
 //!   built by hand.
@@ -67,11 +75,16 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::{fork_and, inherited, spawn_child, unique_name, Cleanup};
+use shmkit::cell::{Array, CellMode, Value};
 use shmkit::queue::bytes::{self, ReserveError};
 use shmkit::queue::{
     mpmc, mpmc_bytes, spsc, AttachError, PopError, PushError, QueueStat, TryPopError, TryPushError,
 };
-use shmkit::sync::{Lock, LockError, LockGuard, LockState, Owner, RLock, RLockGuard, RLockState};
+use shmkit::sync::{
+    Barrier, BarrierError, BarrierState, BoundedSemaphore, Condition, ConditionState, Event, Lock,
+    LockError, LockGuard, LockState, Owner, RLock, RLockGuard, RLockState, Semaphore,
+    SemaphoreError, SemaphoreState, WaitTimeoutError, MAX_PARTIES, SEM_VALUE_MAX,
+};
 use shmkit::{Liveness, Segment};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -191,7 +204,7 @@ const W_CALLS: u64 = 13;
 const W_ERRORS: u64 = 14;
 /// Lock: how many pids are in the killed list.
 const W_KILLED_N: u64 = 15;
-/// Hostile tests: victim threads that have finished.
+/// Hostile tests: victim threads that have finished (all victim processes).
 const W_DONE: u64 = 16;
 /// Four words per worker, consumer or victim-thread slot.
 const SLOT_BASE: u64 = 24;
@@ -1668,6 +1681,9 @@ fn timed<R>(board: &Board, what: &str, timeout: Option<Duration>, f: impl FnOnce
     r
 }
 
+/// Victim threads per victim process.
+const VICTIMS_PER_PROCESS: u64 = 2;
+
 thread_local! {
     /// The board slot of this victim thread (see [`run_victims`]).
     static VICTIM_SLOT: std::cell::Cell<u64> = const { std::cell::Cell::new(MAX_SLOTS - 1) };
@@ -1685,20 +1701,33 @@ fn mono_ns() -> u64 {
 /// the test sees it die of SIGABRT, after a VIOLATION line) when a call made through
 /// [`timed`] is still running past its timeout plus [`HANG_MARGIN`]: a hang inside the library
 /// shows within seconds, not at the test's final timeout.
-fn run_victims(board: &Board, body: impl Fn(u64) + Sync) {
+///
+/// `base` is this process's first board slot (victim processes of one test use distinct
+/// slots, [`VICTIMS_PER_PROCESS`] each).
+fn run_victims(board: &Board, base: u64, body: impl Fn(u64) + Sync) {
+    /// Counts a victim thread as finished, also when it panics (a violation), so that the
+    /// watchdog stops and the panic reaches the test as the process's exit status.
+    struct Finished<'a>(&'a AtomicU64, &'a Board);
+    impl Drop for Finished<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+            self.1.w(W_DONE).fetch_add(1, SeqCst);
+        }
+    }
+    let done = AtomicU64::new(0);
     std::thread::scope(|s| {
-        for k in 0..2u64 {
-            let body = &body;
+        for k in 0..VICTIMS_PER_PROCESS {
+            let (body, done) = (&body, &done);
             s.spawn(move || {
-                VICTIM_SLOT.set(k);
+                let _finished = Finished(done, board);
+                VICTIM_SLOT.set(base + k);
                 body(k);
-                board.w(W_DONE).fetch_add(1, SeqCst);
             });
         }
         s.spawn(|| {
-            while board.get(W_DONE) < 2 {
+            while done.load(SeqCst) < VICTIMS_PER_PROCESS {
                 std::thread::sleep(Duration::from_millis(20));
-                for k in 0..2 {
+                for k in base..base + VICTIMS_PER_PROCESS {
                     let limit = board.slot(k, S_CALL_LIMIT).load(SeqCst);
                     let started = board.slot(k, S_CALL_START).load(SeqCst);
                     if limit != 0 && mono_ns().saturating_sub(started) > limit {
@@ -1727,7 +1756,7 @@ fn victim_deadline(dur: Duration) -> Instant {
 
 fn lock_victim<L: TLock>(name: &str, board: &Board, dur: Duration, seed: u64) {
     let hard = victim_deadline(dur);
-    run_victims(board, |t| {
+    run_victims(board, 0, |t| {
         let mut rng = Rng::new(seed ^ t);
         let mut lock = Some(L::t_open(name).expect("open lock"));
         board.w(W_READY).fetch_add(1, SeqCst);
@@ -1937,14 +1966,491 @@ fn hostile_recv(r: &mut Rx, rng: &mut Rng, timeout: Option<Duration>) -> Result<
     }
 }
 
-/// The words a hostile writer aims at (offsets from the start of the object, 8-aligned), and
-/// the range it sprays otherwise: the control block and, where the protocol keeps words
-/// there (record headers, stamps), the data area. Never the segment header (offsets < 128).
-fn targets(kind: &str, capacity: u64) -> (Vec<u64>, u64, u64) {
+// ---------------------------------------------------------------------------------------------
+// Hostile writer vs the other sync objects and the typed cells.
+
+/// An object of a hostile test other than the queues and locks.
+enum Obj {
+    Event(Event),
+    Semaphore(Semaphore),
+    Bounded(BoundedSemaphore),
+    Condition(Condition),
+    Barrier(Barrier),
+    Value(Value<u64>),
+    Array(Array<u64>),
+}
+
+/// Permits of the hostile tests' semaphores (the bounded one's maximum).
+const HOSTILE_PERMITS: u32 = 3;
+
+fn cell_mode(kind: &str) -> CellMode {
+    let mode = kind.split_once('-').map_or("", |(_, m)| m);
+    CellMode::from_name(mode).unwrap_or_else(|| panic!("unknown cell kind {kind}"))
+}
+
+impl Obj {
+    fn create(kind: &str, name: &str) -> Obj {
+        match kind {
+            "event" => Obj::Event(Event::options().unlink_on_drop(true).create(name).unwrap()),
+            "semaphore" => Obj::Semaphore(
+                Semaphore::options()
+                    .unlink_on_drop(true)
+                    .create(name, HOSTILE_PERMITS)
+                    .unwrap(),
+            ),
+            "bounded-semaphore" => Obj::Bounded(
+                BoundedSemaphore::options()
+                    .unlink_on_drop(true)
+                    .create(name, HOSTILE_PERMITS)
+                    .unwrap(),
+            ),
+            "condition" => Obj::Condition(
+                Condition::options()
+                    .unlink_on_drop(true)
+                    .create(name)
+                    .unwrap(),
+            ),
+            "barrier" => Obj::Barrier(
+                Barrier::options()
+                    .unlink_on_drop(true)
+                    .create(name, HOSTILE_PARTIES)
+                    .unwrap(),
+            ),
+            k if k.starts_with("value-") => Obj::Value(
+                Value::<u64>::options()
+                    .cell_mode(cell_mode(k))
+                    .unlink_on_drop(true)
+                    .create(name, 0)
+                    .unwrap(),
+            ),
+            k => Obj::Array(
+                Array::<u64>::options()
+                    .cell_mode(cell_mode(k))
+                    .unlink_on_drop(true)
+                    .create(name, HOSTILE_ARRAY_LEN as usize)
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn open(kind: &str, name: &str) -> shmkit::Result<Obj> {
+        Ok(match kind {
+            "event" => Obj::Event(Event::open(name)?),
+            "semaphore" => Obj::Semaphore(Semaphore::open(name)?),
+            "bounded-semaphore" => Obj::Bounded(BoundedSemaphore::open(name)?),
+            "condition" => Obj::Condition(Condition::open(name)?),
+            "barrier" => Obj::Barrier(Barrier::open(name)?),
+            k if k.starts_with("value-") => Obj::Value(Value::open(name)?),
+            _ => Obj::Array(Array::open(name)?),
+        })
+    }
+
+    /// One random call (or a few), each through [`timed`]; errors other than the expected
+    /// `Timeout`/`WouldBlock` (and their kin) are counted with [`error`].
+    fn exercise(&self, board: &Board, rng: &mut Rng) {
+        let t = Duration::from_millis(rng.below(20));
+        match self {
+            Obj::Event(e) => event_call(e, board, rng, t),
+            Obj::Semaphore(s) => semaphore_call(s, board, rng, t),
+            Obj::Bounded(s) => semaphore_call(s, board, rng, t),
+            Obj::Condition(c) => condition_call(c, board, rng, t),
+            Obj::Barrier(b) => barrier_call(b, board, rng),
+            Obj::Value(v) => value_call(v, board, rng, t),
+            Obj::Array(a) => array_call(a, board, rng, t),
+        }
+    }
+}
+
+/// Board word: sets made by the event's victims (a generation above it was written by the
+/// hostile writer).
+const W_SETS: u64 = W_A;
+
+fn event_call(e: &Event, board: &Board, rng: &mut Rng, t: Duration) {
+    match rng.below(6) {
+        0 => {
+            board.w(W_SETS).fetch_add(1, SeqCst);
+            timed(board, "set", None, || e.set());
+        }
+        1 => timed(board, "clear", None, || e.clear()),
+        2 => {
+            let _ = timed(board, "try_wait", None, || e.try_wait());
+        }
+        _ => {
+            let _ = timed(board, "wait_timeout", Some(t), || e.wait_timeout(t));
+        }
+    }
+    // Every bit pattern is a valid event; what the writer did shows as a generation beyond
+    // anything the victims' sets made.
+    let _ = e.is_set();
+    if u64::from(e.generation()) > board.get(W_SETS) {
+        error(board);
+    }
+}
+
+fn semaphore_call(s: &SemaphoreState, board: &Board, rng: &mut Rng, t: Duration) {
+    let r = match rng.below(5) {
+        0 => timed(board, "try_acquire", None, || s.try_acquire()),
+        1 | 2 => timed(board, "acquire_timeout", Some(t), || s.acquire_timeout(t)),
+        // Releases that were never acquired too: a bounded semaphore at its maximum refuses.
+        _ => timed(board, "release", None, || s.release()),
+    };
+    match r {
+        Ok(()) | Err(SemaphoreError::WouldBlock | SemaphoreError::Timeout) => {}
+        Err(SemaphoreError::TooManyReleases { max }) if max <= SEM_VALUE_MAX => {}
+        Err(_) => error(board),
+    }
+    let _ = (s.value(), s.max_value(), s.initial_value(), s.sleepers());
+}
+
+fn condition_call(c: &ConditionState, board: &Board, rng: &mut Rng, t: Duration) {
+    let g = match timed(board, "lock_timeout", Some(t), || c.lock_timeout(t)) {
+        Ok(g) => g,
+        Err(LockError::OwnerDied(mut g)) => {
+            error(board);
+            let _ = g.make_consistent();
+            g
+        }
+        Err(LockError::Timeout) => return,
+        Err(_) => return error(board),
+    };
+    let t2 = Duration::from_millis(rng.below(20));
+    let r = match rng.below(5) {
+        0 => timed(board, "wait_timeout", Some(t2), || c.wait_timeout(g, t2)),
+        1 => {
+            let mut looks = 0;
+            let enough = rng.below(4);
+            timed(board, "wait_for_timeout", Some(t2), || {
+                c.wait_for_timeout(
+                    g,
+                    || {
+                        looks += 1;
+                        looks > enough
+                    },
+                    t2,
+                )
+            })
+        }
+        2 => {
+            let n = match rng.below(3) {
+                0 => 1,
+                1 => u32::MAX,
+                _ => rng.next() as u32,
+            };
+            timed(board, "notify", None, || c.notify(&g, n));
+            Ok(g)
+        }
+        _ => {
+            timed(board, "notify_all", None, || c.notify_all(&g));
+            Ok(g)
+        }
+    };
+    match r {
+        Ok(_) | Err(WaitTimeoutError::Timeout(_)) => {}
+        Err(WaitTimeoutError::Lock(LockError::OwnerDied(mut g))) => {
+            error(board);
+            let _ = g.make_consistent();
+        }
+        Err(WaitTimeoutError::Lock(_)) => error(board),
+    }
+    let _ = (c.sequence(), c.sleepers());
+}
+
+fn barrier_call(b: &BarrierState, board: &Board, rng: &mut Rng) {
+    // Long enough for the four parties to meet now and then.
+    let t = Duration::from_millis(rng.below(50));
+    let r = match rng.below(20) {
+        0 => {
+            timed(board, "abort", None, || b.abort());
+            Ok(0)
+        }
+        1 | 2 => {
+            timed(board, "reset", None, || b.reset());
+            Ok(0)
+        }
+        3..=5 => timed(board, "wait_with_timeout", Some(t), || {
+            b.wait_with_timeout(|| Ok::<(), BarrierError>(()), t)
+        }),
+        _ => timed(board, "wait_timeout", Some(t), || b.wait_timeout(t)),
+    };
+    match r {
+        // The writer may change `parties` (up to its maximum): an index is below that.
+        Ok(i) if i >= MAX_PARTIES => violation(board, format!("arrival index {i}")),
+        Ok(_) | Err(BarrierError::Broken | BarrierError::Timeout) => {}
+        Err(BarrierError::Corrupt(_)) => error(board),
+    }
+    if b.is_broken() && rng.percent(30) {
+        b.reset();
+    }
+    let _ = (b.n_waiting(), b.parties(), b.generation());
+}
+
+/// Count a cell call's error (other than `Timeout`/`WouldBlock`); repair a lock it left
+/// owner-died is not needed: cell calls report `OwnerDied` without a guard.
+fn cell_result<R>(board: &Board, r: &shmkit::Result<R>) {
+    if let Err(e) = r {
+        if !matches!(e, shmkit::Error::Timeout | shmkit::Error::WouldBlock) {
+            error(board);
+        }
+    }
+}
+
+/// A cell call through [`timed`], its error counted by [`cell_result`]; whether it succeeded.
+fn cell_call<R>(
+    board: &Board,
+    what: &str,
+    timeout: Option<Duration>,
+    f: impl FnOnce() -> shmkit::Result<R>,
+) -> bool {
+    let r = timed(board, what, timeout, f);
+    cell_result(board, &r);
+    r.is_ok()
+}
+
+/// Values the victims store in atomic cells (anything above was written by the hostile
+/// writer).
+const VICTIM_MAX: u64 = 1 << 40;
+
+fn value_call(v: &Value<u64>, board: &Board, rng: &mut Rng, t: Duration) {
+    let x = rng.below(1000);
+    if v.cell_mode() == CellMode::Atomic {
+        let r = match rng.below(6) {
+            0 => timed(board, "load", None, || v.load()),
+            1 => timed(board, "store", None, || v.store(x).map(|()| x)),
+            2 => timed(board, "fetch_add", None, || v.fetch_add(x)),
+            3 => timed(board, "fetch_sub", None, || v.fetch_sub(x)),
+            4 => timed(board, "swap", None, || v.swap(x)),
+            _ => timed(board, "compare_exchange", None, || {
+                v.compare_exchange(x, x + 1)
+                    .map(|r| r.unwrap_or_else(|c| c))
+            }),
+        };
+        cell_result(board, &r);
+        // fetch_sub may wrap below zero; the victims never make a value in the middle.
+        if let Ok(seen) = r {
+            if (VICTIM_MAX..u64::MAX - VICTIM_MAX).contains(&seen) {
+                error(board);
+            }
+        }
+        return;
+    }
+    let seqlock = v.cell_mode() == CellMode::Seqlock;
+    let op = rng.below(if seqlock { 8 } else { 6 });
+    if op == 5 {
+        match timed(board, "lock_timeout", Some(t), || v.lock_timeout(t)) {
+            Ok(g) => g.set(g.get().wrapping_add(1)),
+            Err(LockError::OwnerDied(mut g)) => {
+                error(board);
+                g.set(0);
+                let _ = g.make_consistent();
+            }
+            Err(LockError::Timeout) => {}
+            Err(_) => error(board),
+        }
+        return;
+    }
+    match op {
+        0 => cell_call(board, "try_get", None, || v.try_get()),
+        1 => cell_call(board, "get_timeout", Some(t), || v.get_timeout(t)),
+        2 => cell_call(board, "set_timeout", Some(t), || v.set_timeout(x, t)),
+        3 => cell_call(board, "try_set", None, || v.try_set(x)),
+        4 => cell_call(board, "update_timeout", Some(t), || {
+            v.update_timeout(|y| y.wrapping_add(1), t)
+        }),
+        6 => cell_call(board, "try_wait_changed", None, || {
+            v.try_wait_changed(rng.below(8))
+        }),
+        _ => {
+            let last = v.sequence();
+            cell_call(board, "wait_changed_timeout", Some(t), || {
+                v.wait_changed_timeout(last, t)
+            })
+        }
+    };
+}
+
+fn array_call(a: &Array<u64>, board: &Board, rng: &mut Rng, t: Duration) {
+    let len = HOSTILE_ARRAY_LEN;
+    let i = rng.below(len) as usize;
+    let x = rng.below(1000);
+    let start = rng.below(len + 1) as usize;
+    let end = start + rng.below(len + 1 - start as u64) as usize;
+    // Now and then a range past the end: always an error, never an access outside.
+    let (start, end) = if rng.percent(5) {
+        (start, len as usize + 1 + rng.below(3) as usize)
+    } else {
+        (start, end)
+    };
+    let out_of_range = end > len as usize;
+    let atomic = a.cell_mode() == CellMode::Atomic;
+    let seqlock = a.cell_mode() == CellMode::Seqlock;
+    if atomic && rng.percent(50) {
+        let r = match rng.below(4) {
+            0 => timed(board, "load", None, || a.load(i)),
+            1 => timed(board, "store", None, || a.store(i, x).map(|()| x)),
+            2 => timed(board, "fetch_add", None, || a.fetch_add(i, x)),
+            _ => timed(board, "compare_exchange", None, || {
+                a.compare_exchange(i, x, x + 1)
+                    .map(|r| r.unwrap_or_else(|c| c))
+            }),
+        };
+        cell_result(board, &r);
+        if let Ok(seen) = r {
+            if seen >= VICTIM_MAX {
+                error(board);
+            }
+        }
+        return;
+    }
+    let data: Vec<u64> = (start..end).map(|k| k as u64 + x).collect();
+    // Whether a call over `start..end` succeeded (then the range was inside the array).
+    let ranged = match rng.below(if seqlock { 9 } else { 7 }) {
+        0 => cell_call(board, "try_read", None, || a.try_read(start..end)),
+        1 => cell_call(board, "read_timeout", Some(t), || {
+            a.read_timeout(start..end, t)
+        }),
+        2 => cell_call(board, "write_timeout", Some(t), || {
+            a.write_timeout(start, &data, t)
+        }),
+        3 => {
+            cell_call(board, "get_timeout", Some(t), || a.get_timeout(i, t));
+            false
+        }
+        4 => {
+            cell_call(board, "set_timeout", Some(t), || a.set_timeout(i, x, t));
+            false
+        }
+        5 if !atomic => {
+            cell_call(board, "with_lock_timeout", Some(t), || {
+                a.with_lock_timeout(|s| s.iter_mut().for_each(|e| *e = e.wrapping_add(1)), t)
+            });
+            false
+        }
+        5 | 6 => {
+            let mut out = vec![0u64; end.saturating_sub(start)];
+            cell_call(board, "read_into_timeout", Some(t), || {
+                a.read_into_timeout(start, &mut out, t)
+            })
+        }
+        7 => {
+            cell_call(board, "try_wait_changed", None, || {
+                a.try_wait_changed(rng.below(8))
+            });
+            false
+        }
+        _ => {
+            let last = a.sequence();
+            cell_call(board, "wait_changed_timeout", Some(t), || {
+                a.wait_changed_timeout(last, t)
+            });
+            false
+        }
+    };
+    if ranged && out_of_range {
+        violation(
+            board,
+            format!("range {start}..{end} of {len} elements was accepted"),
+        );
+    }
+}
+
+/// A victim of a hostile writer aimed at a sync object or a cell: keep calling its operations
+/// with short timeouts; now and then reopen it (the checks at open may refuse it by then).
+fn obj_victim(kind: &str, name: &str, board: &Board, seed: u64, base: u64) {
+    let hard = victim_deadline(Duration::ZERO);
+    run_victims(board, base, |k| {
+        let mut rng = Rng::new(seed ^ k);
+        let mut obj = Some(Obj::open(kind, name).expect("open the object"));
+        board.w(W_READY).fetch_add(1, SeqCst);
+        while !board.stopping() && Instant::now() < hard {
+            if rng.percent(1) {
+                obj = timed(board, "open", Some(OPEN), || Obj::open(kind, name)).ok();
+                if obj.is_none() {
+                    error(board);
+                }
+            }
+            match &obj {
+                Some(o) => o.exercise(board, &mut rng),
+                None => obj = Obj::open(kind, name).ok(),
+            }
+            if rng.percent(10) {
+                std::thread::sleep(rng.micros(200));
+            }
+        }
+    });
+}
+
+/// What a hostile writer aims at (offsets from the start of the object, 8-aligned): the hot
+/// words, the range it sprays otherwise (the control block and, where the protocol keeps
+/// words there, the data area; never the segment header, offsets < 128), the words that
+/// hold a lock's owner (token << 3 | flags), and the word it storms at the end.
+struct Targets {
+    hot: Vec<u64>,
+    lo: u64,
+    hi: u64,
+    owners: Vec<u64>,
+    storm: Option<u64>,
+}
+
+/// A cell's control block (SPEC §10.1, payload offsets): geometry 0..32, `seq` 32, `changed`
+/// 40, the lock 128..160 (owner at 136); the data at 192.
+const CELL_SEQ: u64 = 32;
+const CELL_CHANGED: u64 = 40;
+const CELL_LOCK: u64 = 128;
+const CELL_DATA: u64 = 192;
+/// Elements of the arrays the hostile tests use (`u64`): 8 KiB, so that a seqlock copy of
+/// a long range takes long enough for a storm of sequence writes to fail every one.
+const HOSTILE_ARRAY_LEN: u64 = 1024;
+/// Parties of the barrier the hostile test uses: two victim processes of two threads.
+const HOSTILE_PARTIES: u32 = 4;
+
+fn targets(kind: &str, capacity: u64) -> Targets {
     const P: u64 = 128; // payload offset
     let ring_ctrl = [0u64, 8, 16, 24, 32, 40, 48, 128, 136, 256, 264];
+    let words = |n: u64| (0..n).map(|i| 8 * i).collect::<Vec<u64>>();
+    let (mut owners, mut storm) = (Vec::new(), None);
     let (mut hot, end): (Vec<u64>, u64) = match kind {
-        "lock" | "rlock" => ((0..4).map(|i| 8 * i).collect(), 32),
+        "lock" | "rlock" => {
+            owners.push(8);
+            (words(4), 32)
+        }
+        "event" => {
+            storm = Some(0);
+            (words(1), 8)
+        }
+        "semaphore" | "bounded-semaphore" => {
+            storm = Some(0);
+            (words(2), 16)
+        }
+        "condition" => {
+            owners.push(8);
+            storm = Some(32); // the wait queue's `seq`
+            (words(5), 40)
+        }
+        "barrier" => {
+            storm = Some(0);
+            (words(3), 24)
+        }
+        cell if cell.starts_with("value-") || cell.starts_with("array-") => {
+            let len = if cell.starts_with("value-") {
+                1
+            } else {
+                HOSTILE_ARRAY_LEN
+            };
+            // The data words written at random: the first few (and the sprayed range ends
+            // there).
+            let len = len.min(8);
+            let mut v = words(4); // geometry (the handle never re-reads it)
+            v.extend([CELL_SEQ, CELL_CHANGED]);
+            v.extend((0..4).map(|i| CELL_LOCK + 8 * i));
+            v.extend((0..len).map(|i| CELL_DATA + 8 * i));
+            owners.push(CELL_LOCK + 8);
+            storm = Some(match cell {
+                "value-seqlock" | "array-seqlock" => CELL_SEQ,
+                "value-atomic" | "array-atomic" => CELL_DATA,
+                _ => CELL_LOCK + 8,
+            });
+            (v, CELL_DATA + 8 * len)
+        }
         "spsc" => (ring_ctrl.to_vec(), 384 + capacity * 56),
         "bytes" => {
             let mut v = ring_ctrl.to_vec();
@@ -1978,10 +2484,75 @@ fn targets(kind: &str, capacity: u64) -> (Vec<u64>, u64, u64) {
         }
         _ => panic!("unknown kind {kind}"),
     };
-    for h in &mut hot {
+    for h in hot.iter_mut().chain(&mut owners).chain(&mut storm) {
         *h += P;
     }
-    (hot, P, P + end)
+    Targets {
+        hot,
+        lo: P,
+        hi: P + end,
+        owners,
+        storm,
+    }
+}
+
+/// A plausible value for one 32-bit half of a word: counts near 0 and near the limits the
+/// objects check (`SEM_VALUE_MAX`, a barrier's 2^24 − 1 parties), the word moved by a step,
+/// made odd or even (sequences, the event's flag).
+fn plausible_u32(rng: &mut Rng, cur: u32) -> u32 {
+    const SEM_MAX: u32 = i32::MAX as u32;
+    match rng.below(12) {
+        0 => 0,
+        1 => 1 + rng.below(4) as u32,
+        2 => u32::MAX,
+        3 => SEM_MAX,
+        4 => SEM_MAX + 1,
+        5 => (1 << 24) - 1 + rng.below(3) as u32,
+        6 => cur.wrapping_add(1),
+        7 => cur.wrapping_sub(1),
+        8 => cur | 1,
+        9 => (cur | 1).wrapping_add(1),
+        10 => rng.below(u64::from(HOSTILE_PARTIES) + 2) as u32,
+        _ => rng.next() as u32,
+    }
+}
+
+/// Owner words (SPEC §6.2.1: token << 3 | flags) the writer has seen, to replay them later:
+/// the victim's own tokens, so the lock looks held by a live process (or by the caller).
+const SEEN_OWNERS: usize = 16;
+
+/// How long the closing storm lasts: longer than [`HANG_MARGIN`], so that a call that loops
+/// while a word keeps changing (a retry loop that ignores its deadline) is caught.
+const STORM: Duration = Duration::from_secs(HANG_MARGIN.as_secs() + 1);
+
+/// The storm's `i`th value for the word at `off` of a `kind`: a word that keeps changing
+/// within what the object accepts.
+fn storm_value(kind: &str, i: u64, cur: u64, writer_token: u64) -> u64 {
+    match kind {
+        // Even and changing: every reader's copy fails its check, and every wait for an
+        // even sequence ends at once.
+        "value-seqlock" | "array-seqlock" => 2 * i,
+        // Full (an action running) and the generation moving; now and then broken.
+        "barrier" => {
+            let broken = if i % 64 == 63 { 1 << 24 } else { 0 };
+            u64::from(HOSTILE_PARTIES) | broken | (i & 0xffff) << 32
+        }
+        // A clear word whose generation keeps moving (`set` must still get its CAS in).
+        "event" => (cur & !0xffff_ffff) | ((2 * i) & 0xffff_fffe),
+        // Permits 1 and 2 in turn (takers and releasers keep losing their CAS).
+        "semaphore" | "bounded-semaphore" => (cur & !0xffff_ffff) | (1 + i % 2),
+        // The wait queue's sequence moving (waiters see a notify each time), the lock held.
+        "condition" => (cur & !0xffff_ffff) | (i & 0xffff_ffff),
+        // The lock free and held by the writer in turn.
+        "value-locked" | "array-locked" => {
+            if i % 2 == 0 {
+                0
+            } else {
+                writer_token << 3
+            }
+        }
+        _ => i,
+    }
 }
 
 fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u64) {
@@ -1990,9 +2561,19 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
         .raw(true)
         .open(name)
         .expect("open the object raw");
-    let (hot, lo, hi) = targets(kind, capacity);
+    let Targets {
+        hot,
+        lo,
+        hi,
+        owners,
+        storm,
+    } = targets(kind, capacity);
     assert!(hi as usize <= seg.len());
+    // A live token (this process's) for owner words; a dead one is a random token.
+    let me = my_token();
+    let mut seen_owners: Vec<u64> = Vec::new();
     let word = |off: u64| seg.atomic_u64(off).expect("word");
+    let half = |off: u64| seg.atomic_u32(off).expect("half word");
     let snapshot: Vec<u64> = (lo..hi).step_by(8).map(|o| word(o).load(SeqCst)).collect();
     let deadline = Instant::now() + dur;
     let mut writes = 0u64;
@@ -2012,25 +2593,84 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
         };
         let w = word(off);
         let cur = w.load(SeqCst);
-        let v = match rng.below(11) {
-            0 | 1 => rng.next(),
-            2 => 0,
-            3 => u64::MAX,
-            4 => cur.wrapping_add(1 + rng.below(4)),
-            5 => cur.wrapping_sub(1 + rng.below(4)),
-            6 => cur ^ (1 << rng.below(64)),
-            7 => word(hot[rng.below(hot.len() as u64) as usize]).load(SeqCst),
-            8 => snapshot[((off - lo) / 8) as usize],
-            9 => rng.below(4096),
-            _ => cur.wrapping_add(1 << rng.below(16)),
-        };
-        w.store(v, SeqCst);
+        if owners.contains(&off) && cur >> 3 != 0 && cur >> 3 != me {
+            if seen_owners.len() < SEEN_OWNERS {
+                seen_owners.push(cur);
+            } else {
+                seen_owners[rng.below(SEEN_OWNERS as u64) as usize] = cur;
+            }
+        }
+        if owners.contains(&off) && rng.percent(40) {
+            // An owner word: of this (live) process, of a dead or never-seen token, or one
+            // the victim wrote itself earlier (held by a live process, maybe the caller).
+            let flags = rng.below(8);
+            let v = match rng.below(3) {
+                0 => me << 3 | flags,
+                1 => (rng.next() >> 3) << 3 | flags,
+                _ => match seen_owners.len() as u64 {
+                    0 => me << 3,
+                    n => seen_owners[rng.below(n) as usize],
+                },
+            };
+            w.store(v, SeqCst);
+        } else if rng.percent(30) {
+            // One 32-bit field (most sync words are u32 pairs).
+            let h = half(off + 4 * rng.below(2));
+            let v = plausible_u32(&mut rng, h.load(SeqCst));
+            h.store(v, SeqCst);
+        } else {
+            let v = match rng.below(11) {
+                0 | 1 => rng.next(),
+                2 => 0,
+                3 => u64::MAX,
+                4 => cur.wrapping_add(1 + rng.below(4)),
+                5 => cur.wrapping_sub(1 + rng.below(4)),
+                6 => cur ^ (1 << rng.below(64)),
+                7 => word(hot[rng.below(hot.len() as u64) as usize]).load(SeqCst),
+                8 => snapshot[((off - lo) / 8) as usize],
+                9 => rng.below(4096),
+                _ => cur.wrapping_add(1 << rng.below(16)),
+            };
+            w.store(v, SeqCst);
+        }
         writes += 1;
         if rng.percent(20) {
             std::thread::sleep(rng.micros(300));
         }
     }
+    if let Some(off) = storm {
+        // The closing storm: from the state the object started in, one word changes as fast
+        // as this process can write it, for longer than the victim's timeouts plus the hang
+        // margin.
+        for (i, v) in snapshot.iter().enumerate() {
+            word(lo + 8 * i as u64).store(*v, SeqCst);
+        }
+        if kind == "condition" {
+            // The lock held by this (live) process throughout: a waiter must not wait for it
+            // past its deadline when it takes it back.
+            word(owners[0]).store(me << 3, SeqCst);
+        }
+        let w = word(off);
+        let end = Instant::now() + STORM;
+        let mut i = 0u64;
+        while Instant::now() < end {
+            for _ in 0..256 {
+                w.store(storm_value(kind, i, w.load(SeqCst), me), SeqCst);
+                i += 1;
+            }
+        }
+        writes += i;
+    }
     eprintln!("hostile writer ({kind}): {writes} writes");
+}
+
+/// Victim processes of a hostile test (a barrier's parties live in two).
+fn victim_processes(kind: &str) -> u64 {
+    if kind == "barrier" {
+        2
+    } else {
+        1
+    }
 }
 
 fn hostile(kind: &str) {
@@ -2049,22 +2689,32 @@ fn hostile(kind: &str) {
     let object: Box<dyn std::any::Any> = match kind {
         "lock" => Box::new(Lock::t_create(&name)),
         "rlock" => Box::new(RLock::t_create(&name)),
-        q => Box::new(Q::create(QKind::parse(q), &name, capacity)),
+        "spsc" | "mpmc" | "bytes" | "mpmc-bytes" => {
+            Box::new(Q::create(QKind::parse(kind), &name, capacity))
+        }
+        other => Box::new(Obj::create(other, &name)),
     };
-    let mut victim = spawn_child(
-        "hostile-victim",
-        &[
-            kind,
-            &name,
-            &bn,
-            &dur.as_millis().to_string(),
-            &rng.next().to_string(),
-        ],
-    );
-    let threads = 2;
-    wait_for("the victim to attach", &mut victim, || {
-        board.get(W_READY) >= threads
-    });
+    let processes = victim_processes(kind);
+    let mut victims: Vec<Child> = (0..processes)
+        .map(|p| {
+            spawn_child(
+                "hostile-victim",
+                &[
+                    kind,
+                    &name,
+                    &bn,
+                    &dur.as_millis().to_string(),
+                    &rng.next().to_string(),
+                    &(p * VICTIMS_PER_PROCESS).to_string(),
+                ],
+            )
+        })
+        .collect();
+    for v in &mut victims {
+        wait_for("the victims to attach", v, || {
+            board.get(W_READY) >= processes * VICTIMS_PER_PROCESS
+        });
+    }
     let mut writer = spawn_child(
         "hostile-writer",
         &[
@@ -2079,7 +2729,9 @@ fn hostile(kind: &str) {
     // Let the victim run on the wreckage a little longer.
     std::thread::sleep(Duration::from_millis(50));
     board.w(W_STOP).store(1, SeqCst);
-    wait_success(&mut victim, "victim of the hostile writer", EXIT);
+    for v in &mut victims {
+        wait_success(v, "victim of the hostile writer", EXIT);
+    }
     let (calls, errors) = (board.get(W_CALLS), board.get(W_ERRORS));
     eprintln!("torture {tag}: {calls} calls, {errors} errors, none hung, panicked or crashed");
     assert_eq!(board.get(W_VIOLATIONS), 0, "violations (see stderr)");
@@ -2123,6 +2775,61 @@ fn hostile_writer_vs_rlock() {
     hostile("rlock");
 }
 
+#[test]
+fn hostile_writer_vs_event() {
+    hostile("event");
+}
+
+#[test]
+fn hostile_writer_vs_semaphore() {
+    hostile("semaphore");
+}
+
+#[test]
+fn hostile_writer_vs_bounded_semaphore() {
+    hostile("bounded-semaphore");
+}
+
+#[test]
+fn hostile_writer_vs_condition() {
+    hostile("condition");
+}
+
+#[test]
+fn hostile_writer_vs_barrier() {
+    hostile("barrier");
+}
+
+#[test]
+fn hostile_writer_vs_value_locked() {
+    hostile("value-locked");
+}
+
+#[test]
+fn hostile_writer_vs_value_atomic() {
+    hostile("value-atomic");
+}
+
+#[test]
+fn hostile_writer_vs_value_seqlock() {
+    hostile("value-seqlock");
+}
+
+#[test]
+fn hostile_writer_vs_array_locked() {
+    hostile("array-locked");
+}
+
+#[test]
+fn hostile_writer_vs_array_atomic() {
+    hostile("array-atomic");
+}
+
+#[test]
+fn hostile_writer_vs_array_seqlock() {
+    hostile("array-seqlock");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Children.
 
@@ -2155,13 +2862,14 @@ fn child_main() {
                 match arg(0) {
                     "lock" => lock_victim::<Lock>(arg(1), &board, dur, seed),
                     "rlock" => lock_victim::<RLock>(arg(1), &board, dur, seed),
-                    q => {
+                    q @ ("spsc" | "mpmc" | "bytes" | "mpmc-bytes") => {
                         let kind = QKind::parse(q);
                         let (name, b) = (arg(1), &board);
-                        run_victims(b, |k| {
+                        run_victims(b, 0, |k| {
                             queue_victim_side(kind, name, b, k == 0, seed ^ k);
                         });
                     }
+                    other => obj_victim(other, arg(1), &board, seed, num(5)),
                 }
             }
             "hostile-writer" => {

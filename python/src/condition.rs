@@ -45,7 +45,18 @@ fn wait_slice(
         Ok(g) => g,
         Err(e) => return Some(Err(e)),
     };
-    match c.wait_deadline(guard, until) {
+    // The Rust timed wait bounds taking the lock back; Python's `wait` takes it back as long
+    // as it takes (the lock is held when it returns): then on as for a slice that ran out
+    // (the sequence tells whether a notify came).
+    let r = match c.wait_deadline(guard, until) {
+        Err(WaitTimeoutError::Lock(LockError::Timeout)) => c
+            .as_lock()
+            .lock()
+            .map_err(WaitTimeoutError::Lock)
+            .and_then(|g| Err(WaitTimeoutError::Timeout(g))),
+        r => r,
+    };
+    match r {
         Ok(g) => {
             g.leak();
             Some(Ok(Woken::Yes))

@@ -464,6 +464,12 @@ impl RawCell {
                 }
                 std::hint::spin_loop();
             }
+            // Every copy failed. With the deadline passed, give up here: the wait below ends
+            // at once whenever `seq` is even, so a sequence that keeps changing (writers in a
+            // row, or a peer writing `seq` at random) would otherwise keep us past it.
+            if crate::os::deadline::passed(deadline) {
+                return Err(Error::Timeout);
+            }
             // A write is under way (or its writer died mid-write: then the next writer's
             // write, which notifies, is what we wait for).
             self.ctl()
@@ -666,10 +672,14 @@ impl RawCell {
             if s != last {
                 return Ok(s);
             }
-            // A peer moved `seq` back to `last` between the two looks: look again (bounded by
-            // the deadline; `try_` gives up).
+            // A peer moved `seq` back to `last` between the two looks: look again, bounded by
+            // the deadline (the wait above ends at once while `seq` is elsewhere, even past
+            // it); `try_` gives up.
             if no_wait {
                 return Err(Error::WouldBlock);
+            }
+            if crate::os::deadline::passed(deadline) {
+                return Err(Error::Timeout);
             }
         }
     }

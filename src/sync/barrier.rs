@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::park::RETRIES;
 use super::waiter::WaitQueue;
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
@@ -413,13 +414,28 @@ impl BarrierState {
     /// Break generation `g` if it is still the current one and not broken: for a party that
     /// gives up (timeout, interrupt) or whose action failed. `Ok` if this call broke it, else
     /// the word that made it refuse (a later generation, or broken already).
+    /// `word.fetch_update(AcqRel, Acquire, f)`, but at most [`RETRIES`] CASes: a word that
+    /// keeps changing under every one (only a peer writing it at random does that) is left as
+    /// it is, and `Err` with the last word seen, as if `f` had refused it.
+    fn update_word(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+        let mut w = self.word.load(Ordering::Acquire);
+        for _ in 0..RETRIES {
+            let Some(new) = f(w) else { return Err(w) };
+            // AcqRel/Acquire: as the callers say.
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(old) => return Ok(old),
+                Err(x) => w = x,
+            }
+        }
+        Err(w)
+    }
+
     fn break_generation(&self, g: u16) -> Result<u64, u64> {
         // AcqRel: as for arrivals; the waiters' Acquire load sees the broken bit.
-        let r = self
-            .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
-                (generation(x) == g && !broken(x)).then_some(x | BROKEN)
-            });
+        let r = self.update_word(|x| (generation(x) == g && !broken(x)).then_some(x | BROKEN));
         if r.is_ok() {
             self.queue.notify_all();
         }
@@ -439,6 +455,7 @@ impl BarrierState {
         // on `word`, and the last arrival's CAS acquires them all (release sequence); the
         // waiters' Acquire loads of the last arrival's word then see everything.
         let mut w = self.word.load(Ordering::Acquire);
+        let mut rounds = 0u32;
         let (g, index) = loop {
             if broken(w) {
                 return Err(BarrierError::Broken.into());
@@ -448,6 +465,18 @@ impl BarrierState {
                 return Err(BarrierError::Corrupt(format!(
                     "{c} parties arrived at a barrier for {parties}"
                 ))
+                .into());
+            }
+            // A word that keeps changing under us (a lost arrival CAS, or a full generation
+            // that ended into another full one) would keep us here: past the deadline, after
+            // RETRIES rounds, leave as a party whose deadline passed in generation `gen(w)`
+            // does (a passed deadline still gets its rounds: arriving late is allowed).
+            rounds += 1;
+            if rounds > RETRIES && crate::os::deadline::passed(deadline) {
+                return Err(match self.break_generation(generation(w)) {
+                    Ok(_) => BarrierError::Timeout,
+                    Err(_) => BarrierError::Broken,
+                }
                 .into());
             }
             if c == parties {
@@ -544,11 +573,8 @@ impl BarrierState {
         // AcqRel: releases the action's writes (and, through the release sequence, every
         // party's) to the waiters' Acquire loads of the new word. Opens only the generation
         // we filled: a timeout, abort or reset during the action wins.
-        let opened = self
-            .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
-                (generation(x) == g && !broken(x)).then(|| advance(x, true))
-            });
+        let opened =
+            self.update_word(|x| (generation(x) == g && !broken(x)).then(|| advance(x, true)));
         self.queue.notify_all();
         match opened {
             Ok(_) => Ok(index),
@@ -560,11 +586,11 @@ impl BarrierState {
     /// broken barrier works again.
     pub fn reset(&self) {
         // AcqRel: as for arrivals; the waiters' Acquire load sees the new generation.
-        let _ = self
-            .word
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
-                Some(advance(w, false))
-            });
+        if let Err(w) = self.update_word(|w| Some(advance(w, false))) {
+            // The word kept changing under every CAS (a peer writing it at random): start the
+            // next generation with one store. Release: as the CAS's.
+            self.word.store(advance(w, false), Ordering::Release);
+        }
         self.queue.notify_all();
     }
 

@@ -19,11 +19,15 @@ mod real {
     use crate::sync::WaitQueue;
 
     type Relocked<'a, T> = std::result::Result<T, LockError<LockGuard<'a>>>;
+
+    /// How long a timed wait's re-lock may take at least, past the call's deadline.
+    const RELOCK_GRACE: Duration = Duration::from_millis(100);
     type TimedWait<'a> = std::result::Result<LockGuard<'a>, WaitTimeoutError<LockGuard<'a>>>;
 
     /// Why a timed [`ConditionState`] wait (`wait_timeout`, `wait_deadline`,
     /// `wait_for_timeout`, `wait_for_deadline`) did not return a plain guard. Both variants
-    /// can hold the guard: the lock is taken back before the wait returns, timed out or not.
+    /// can hold the guard: the lock is taken back before the wait returns, timed out or not
+    /// (unless taking it back timed out, see [`wait_timeout`](ConditionState::wait_timeout)).
     ///
     /// Converts into [`shmkit::Error`](crate::Error) with `?` (`Timeout` becomes
     /// [`Error::Timeout`](crate::Error::Timeout), releasing the lock; `Lock` as
@@ -46,8 +50,9 @@ mod real {
         /// The time ran out before a notify (or before the predicate held). The lock has been
         /// taken back: here is its guard.
         Timeout(G),
-        /// Taking the lock back failed, or took it from a dead owner
-        /// ([`LockError::OwnerDied`], with the guard). Reported even if the time also ran out.
+        /// Taking the lock back failed (`LockError::Timeout`: still held by someone else 100 ms
+        /// past the deadline), or took it from a dead owner ([`LockError::OwnerDied`], with
+        /// the guard). Reported even if the time also ran out.
         Lock(LockError<G>),
     }
 
@@ -311,7 +316,11 @@ mod real {
         /// [`wait`](Self::wait) for at most `timeout` (one too large to represent: no limit).
         /// On timeout the lock is taken back and the guard returned in
         /// [`WaitTimeoutError::Timeout`] (Python's `False`). Taking the lock back after the
-        /// wait is not bounded by the timeout (as in Python and std).
+        /// wait is bounded too, unlike Python and std (a peer may keep the lock, or write its
+        /// owner word, for ever): it may go on until the deadline, or 100 ms after the wait
+        /// ended if that is later; a lock still held then is
+        /// `WaitTimeoutError::Lock(LockError::Timeout)`, without a guard (the lock is not
+        /// held).
         ///
         /// # Panics
         ///
@@ -374,7 +383,18 @@ mod real {
                     break false;
                 }
             };
-            self.lock.lock().map(|g| (g, notified))
+            // Take the lock back: without a deadline as long as it takes (as Python and std);
+            // with one, bounded, but at least RELOCK_GRACE after the wait, so that a waiter
+            // whose deadline passed as it woke still gets its guard from a holder in a short
+            // critical section. A lock a live peer keeps (or an owner word a peer wrote) must
+            // not keep a timed call for ever.
+            let relocked = match deadline {
+                None => self.lock.lock(),
+                Some(d) => self
+                    .lock
+                    .lock_deadline(d.max(Instant::now() + RELOCK_GRACE)),
+            };
+            relocked.map(|g| (g, notified))
         }
 
         /// Wait until `predicate()` is true, with no time limit, as Python's `wait_for`: the
@@ -401,7 +421,8 @@ mod real {
         }
 
         /// [`wait_for`](Self::wait_for) for at most `timeout`: if the predicate is still false
-        /// then, [`WaitTimeoutError::Timeout`] with the guard (Python's `False`).
+        /// then, [`WaitTimeoutError::Timeout`] with the guard (Python's `False`). Each re-lock
+        /// is bounded as in [`wait_timeout`](Self::wait_timeout).
         ///
         /// # Panics
         ///
@@ -546,6 +567,38 @@ mod real {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// A timed wait does not wait for ever to take the lock back: the holder here keeps
+        /// it until the waiter has returned (up to 10 s, so that the test fails rather than
+        /// hangs if the re-lock is unbounded).
+        #[test]
+        fn timed_wait_gives_up_taking_back_a_lock_someone_keeps() {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            let c = ConditionState::new();
+            let (holding, returned) = (AtomicBool::new(false), AtomicBool::new(false));
+            std::thread::scope(|s| {
+                let g = c.lock().unwrap();
+                s.spawn(|| {
+                    let g = c.lock().unwrap(); // once the waiter has released it
+                    holding.store(true, Ordering::SeqCst);
+                    let until = Instant::now() + Duration::from_secs(10);
+                    while !returned.load(Ordering::SeqCst) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    drop(g);
+                });
+                let r = c.wait_for_timeout(
+                    g,
+                    || holding.load(Ordering::SeqCst),
+                    Duration::from_millis(10),
+                );
+                returned.store(true, Ordering::SeqCst);
+                assert!(
+                    matches!(r, Err(WaitTimeoutError::Lock(LockError::Timeout))),
+                    "{r:?}"
+                );
+            });
+        }
 
         #[test]
         #[should_panic(expected = "another lock")]

@@ -60,6 +60,12 @@ pub(crate) const SPIN: u32 = 16;
 #[cfg(loom)]
 pub(crate) const SPIN: u32 = 1;
 
+/// How many times in a row a compare-and-swap loop retries against a word that keeps changing
+/// under it before it looks at its deadline (a blocking call) or gives up (`try_` calls):
+/// shared memory is untrusted, and a peer that writes the word at random, as fast as it can,
+/// must not keep a call past its deadline. Ordinary contention fails a CAS a few times at most.
+pub(crate) const RETRIES: u32 = 64;
+
 /// Sleep while `*word == expected` (until woken, a signal, a spurious wake-up or `deadline`).
 /// The caller re-checks its condition after every return.
 pub(crate) fn park(

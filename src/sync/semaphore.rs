@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::park::{self, SPIN};
+use super::park::{self, RETRIES, SPIN};
 use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
 
@@ -198,11 +198,12 @@ impl SemaphoreState {
         Ok(m)
     }
 
-    /// One attempt: take a permit if one is free.
+    /// One attempt: take a permit if one is free. `false` also when the value changed under
+    /// [`RETRIES`] CAS attempts in a row (a peer writing it at random).
     fn take(&self) -> Result<bool, SemaphoreError> {
         let max = self.max()?;
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
-        loop {
+        for _ in 0..RETRIES {
             if v > max {
                 return Err(SemaphoreError::Corrupt(format!(
                     "value {v} is above max {max}"
@@ -221,10 +222,15 @@ impl SemaphoreState {
                 Err(x) => v = x,
             }
         }
+        // The value kept changing under us: no permit this time. The callers' loops look at
+        // their deadline (`try_acquire`: `WouldBlock`).
+        Ok(false)
     }
 
     /// Take a permit if one is free, else [`SemaphoreError::WouldBlock`] (Python's
-    /// `acquire(False)`).
+    /// `acquire(False)`). Also `WouldBlock` when the value changes under every one of 64
+    /// compare-and-swaps in a row (only a peer writing it at random does that): the call never
+    /// spins unboundedly.
     ///
     /// ```
     /// use shmkit::sync::{SemaphoreError, SemaphoreState};
