@@ -69,12 +69,15 @@ impl RoleSlot {
     }
 
     /// Claim the slot for `me`: take it if free, steal it if its holder is dead. On failure
-    /// returns the live holder's owner word.
+    /// returns the live holder's owner word (or, if the word changed under
+    /// [`RETRIES`](crate::sync::park::RETRIES) compare-and-swaps in a row, which only a peer
+    /// rewriting it at random does, the last word seen: the slot counts as busy).
     pub(crate) fn claim(&self, me: u64) -> Result<(), u64> {
-        loop {
+        let mut cur = 0;
+        for _ in 0..crate::sync::park::RETRIES {
             // Acquire pairs with the Release in `release` (and with the AcqRel claim of the
             // previous holder): the new holder sees every index the previous one published.
-            let cur = self.owner.load(Ordering::Acquire);
+            cur = self.owner.load(Ordering::Acquire);
             if cur != 0 && liveness_of(cur) != Liveness::Dead {
                 return Err(cur);
             }
@@ -87,6 +90,7 @@ impl RoleSlot {
                 return Ok(());
             }
         }
+        Err(cur)
     }
 
     /// Free the slot if `me` still holds it.

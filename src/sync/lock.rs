@@ -545,7 +545,9 @@ impl fmt::Debug for LockGuard<'_> {
 
 impl<'a> LockGuard<'a> {
     /// After [`LockError::OwnerDied`]: declare the protected data repaired, so that the lock
-    /// works normally again once released.
+    /// works normally again once released. [`LockError::WouldBlock`] (try again) only if the
+    /// lock word changed under 64 compare-and-swaps in a row, which only a peer rewriting it at
+    /// random does.
     ///
     /// ```
     /// use shmkit::sync::{LockError, LockState};

@@ -22,7 +22,7 @@ mod inspect;
 mod lock;
 #[cfg(not(loom))]
 mod named;
-mod park;
+pub(crate) mod park;
 #[cfg(not(loom))]
 mod rlock;
 mod robust;

@@ -439,10 +439,13 @@ impl MutexCore {
         self.release_slow(token);
     }
 
+    /// Past [`RETRIES`](super::park::RETRIES) failed compare-and-swaps in a row (only a peer
+    /// rewriting the word at random fails so many) it gives up: the word is the peer's, not a
+    /// lock state we can still release.
     #[cold]
     fn release_slow(&self, token: u64) {
         let mut cur = self.owner.load(Ordering::Relaxed);
-        loop {
+        for _ in 0..super::park::RETRIES {
             if token_of(cur) != token {
                 return; // taken over: not ours to release
             }
@@ -470,10 +473,12 @@ impl MutexCore {
         }
     }
 
-    /// Clear `INCONSISTENT` (the holder repaired the data).
+    /// Clear `INCONSISTENT` (the holder repaired the data). `WouldBlock` if the word changed
+    /// under [`RETRIES`](super::park::RETRIES) compare-and-swaps in a row (a peer rewriting
+    /// it: try again).
     pub(crate) fn make_consistent(&self, me: Me) -> Result<(), MutexError> {
         let mut w = self.owner.load(Ordering::Relaxed);
-        loop {
+        for _ in 0..super::park::RETRIES {
             if token_of(w) != me.token || me.token == 0 {
                 return Err(MutexError::NotOwner);
             }
@@ -488,6 +493,7 @@ impl MutexCore {
                 Err(x) => w = x,
             }
         }
+        Err(MutexError::WouldBlock)
     }
 
     /// The owner word (a snapshot).

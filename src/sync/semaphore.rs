@@ -325,7 +325,8 @@ impl SemaphoreState {
     pub fn release(&self) -> Result<(), SemaphoreError> {
         let max = self.max()?;
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
-        loop {
+        let mut released = false;
+        for _ in 0..RETRIES {
             if v > max {
                 return Err(SemaphoreError::Corrupt(format!(
                     "value {v} is above max {max}"
@@ -340,9 +341,19 @@ impl SemaphoreState {
                 .value
                 .compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    released = true;
+                    break;
+                }
                 Err(x) => v = x,
             }
+        }
+        if !released {
+            // Ordinary contention fails a CAS a few times at most.
+            return Err(SemaphoreError::Corrupt(format!(
+                "the value changed under {RETRIES} compare-and-swaps in a row (a peer is \
+                 rewriting it); the permit was not released"
+            )));
         }
         park::unpark(&self.value, &self.sleepers, 1);
         Ok(())
