@@ -809,6 +809,7 @@ mod hostile {
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
+    use super::common::chaos::{rounds, scribble, seed_for, Rng, Snapshot};
     use super::common::{report, spawn_child, unique_name, wait_exit, Cleanup, Lines};
     use super::{checksum, fill, opts, Hdr, KillOnDrop};
     use shmkit::frames::{
@@ -828,56 +829,15 @@ mod hostile {
     /// `pin::CLAIMED`: bit 63 of a sequence word.
     const CLAIMED: u64 = 1 << 63;
 
-    /// xorshift64*: small, no dependency; the seed is printed so a failure can be replayed.
-    pub(super) struct Rng(u64);
-
-    impl Rng {
-        fn new(seed: u64) -> Rng {
-            Rng(seed | 1)
-        }
-
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-
-        fn percent(&mut self, p: u64) -> bool {
-            self.below(100) < p
-        }
-
-        fn micros(&mut self, n: u64) -> Duration {
-            Duration::from_micros(self.below(n + 1))
-        }
-    }
-
-    fn env_u64(var: &str) -> Option<u64> {
-        std::env::var(var).ok().and_then(|s| s.parse().ok())
-    }
-
     /// One run: a channel of `slots` slots and `subscribers` records under `policy`, four
     /// victim processes, one hostile writer.
     pub(super) fn run(policy: Policy, slots: u64, subscribers: u64) {
-        let rounds = env_u64("SHMKIT_TORTURE_ROUNDS")
-            .filter(|&n| n > 0)
-            .unwrap_or(40);
-        let dur = Duration::from_millis(100 + 40 * rounds);
-        let seed = env_u64("SHMKIT_TORTURE_SEED").unwrap_or_else(|| {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 40)
-        });
-        eprintln!(
-            "hostile_writer_vs_frames ({policy}, {slots} slots, {subscribers} records): seed \
-             {seed} (replay with SHMKIT_TORTURE_SEED={seed}), writer runs {dur:?}"
-        );
-        let mut rng = Rng::new(seed ^ policy_salt(policy));
+        let dur = Duration::from_millis(100 + 40 * rounds());
+        let seed = seed_for(&format!(
+            "hostile_writer_vs_frames ({policy}, {slots} slots, {subscribers} records)"
+        ));
+        eprintln!("writer runs {dur:?}");
+        let mut rng = Rng::new(seed);
         let name = unique_name("frameshostile");
         let (stop, save) = (format!("/tmp/{name}.stop"), format!("/tmp/{name}.save"));
         let _files = RemoveFiles(vec![stop.clone(), save.clone()]);
@@ -952,13 +912,6 @@ mod hostile {
             !Path::new(&format!("/dev/shm/{name}")).exists(),
             "{name} left in /dev/shm"
         );
-    }
-
-    fn policy_salt(p: Policy) -> u64 {
-        match p {
-            Policy::ReuseOldest => 0,
-            Policy::Block => 0x9e37_79b9_7f4a_7c15,
-        }
     }
 
     /// Removes files (the stop flag, the saved frame) when dropped, also on failure.
@@ -1439,7 +1392,7 @@ mod hostile {
                 .find(|&&(o, _)| o == off)
                 .map_or(Word::Stat, |&(_, k)| k)
         };
-        let snapshot: Vec<u64> = (lo..hi).step_by(8).map(|o| word(o).load(SeqCst)).collect();
+        let snapshot = Snapshot::take(&seg, lo, hi);
         let owners: Vec<u64> = hot
             .iter()
             .filter(|&&(_, k)| k == Word::Owner)
@@ -1453,12 +1406,8 @@ mod hostile {
         let deadline = Instant::now() + dur;
         let mut writes = 0u64;
         while Instant::now() < deadline {
-            if rng.percent(1) {
-                // Put everything back as it was at the start.
-                for (i, v) in snapshot.iter().enumerate() {
-                    word(lo + 8 * i as u64).store(*v, SeqCst);
-                }
-                continue;
+            if snapshot.restore_now_and_then(&seg, &mut rng) {
+                continue; // everything as it was at the start
             }
             let (off, kind) = if rng.percent(80) {
                 hot[rng.below(hot.len() as u64) as usize]
@@ -1510,16 +1459,7 @@ mod hostile {
                 (Word::Wait, 3) => cur.wrapping_sub(1 << 32),
                 (Word::Stamp | Word::Header | Word::Stat, 0) => u64::MAX,
                 // Anything, or a small change of what is there.
-                _ => match rng.below(9) {
-                    0 | 1 => rng.next(),
-                    2 => 0,
-                    3 => u64::MAX,
-                    4 => cur.wrapping_add(1 + rng.below(4)),
-                    5 => cur.wrapping_sub(1 + rng.below(4)),
-                    6 => cur ^ (1 << rng.below(64)),
-                    7 => snapshot[((off - lo) / 8) as usize],
-                    _ => rng.below(4096),
-                },
+                _ => scribble(&mut rng, cur, snapshot.at(off)),
             };
             w.store(v, SeqCst);
             writes += 1;

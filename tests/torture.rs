@@ -74,6 +74,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use common::chaos::{mix, rounds, scribble, seed_for, Rng, Snapshot};
 use common::{fork_and, inherited, spawn_child, unique_name, Cleanup};
 use shmkit::cell::{Array, CellMode, Value};
 use shmkit::queue::bytes::{self, ReserveError};
@@ -99,75 +100,11 @@ const HANG_MARGIN: Duration = Duration::from_secs(5);
 const STUCK: Duration = Duration::from_secs(60);
 /// The default open timeout (an open waits this long at most for a creator to publish).
 const OPEN: Duration = Duration::from_secs(5);
-/// Default number of kill rounds per test.
-const DEFAULT_ROUNDS: u64 = 40;
 /// Largest number of messages one producer incarnation sends.
 const MAX_N: u64 = 300;
 /// Largest body of a bytes-ring message (the ring holds 1024 bytes: at most 504 per message).
 const BODY_MAX: u64 = 300;
 const BYTES_CAP: u64 = 1024;
-
-fn rounds() -> u64 {
-    std::env::var("SHMKIT_TORTURE_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_ROUNDS)
-}
-
-/// The seed of one test: `SHMKIT_TORTURE_SEED` or a fresh one, printed so a failure can be
-/// replayed (the timing of kills is not replayable, the random choices are).
-fn seed_for(test: &str) -> u64 {
-    let base = std::env::var("SHMKIT_TORTURE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            mix(t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 40))
-        });
-    eprintln!(
-        "torture {test}: seed {base} (replay with SHMKIT_TORTURE_SEED={base}), {} rounds",
-        rounds()
-    );
-    base ^ test.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-/// splitmix64: small, good enough, and no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-    fn micros(&mut self, max: u64) -> Duration {
-        Duration::from_micros(self.below(max + 1))
-    }
-}
-
-fn mix(x: u64) -> u64 {
-    Rng::new(x).next()
-}
 
 /// A short random pause: mostly none, sometimes a yield, now and then a sleep.
 fn pace(rng: &mut Rng) {
@@ -2574,17 +2511,12 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
     let mut seen_owners: Vec<u64> = Vec::new();
     let word = |off: u64| seg.atomic_u64(off).expect("word");
     let half = |off: u64| seg.atomic_u32(off).expect("half word");
-    let snapshot: Vec<u64> = (lo..hi).step_by(8).map(|o| word(o).load(SeqCst)).collect();
+    let snapshot = Snapshot::take(&seg, lo, hi);
     let deadline = Instant::now() + dur;
     let mut writes = 0u64;
     while Instant::now() < deadline {
-        if rng.percent(1) {
-            // Put everything back as it was at the start (so the victim runs again for a while,
-            // into states mixed with what it has done since).
-            for (i, v) in snapshot.iter().enumerate() {
-                word(lo + 8 * i as u64).store(*v, SeqCst);
-            }
-            continue;
+        if snapshot.restore_now_and_then(&seg, &mut rng) {
+            continue; // everything as it was at the start
         }
         let off = if rng.percent(70) {
             hot[rng.below(hot.len() as u64) as usize]
@@ -2620,16 +2552,9 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
             h.store(v, SeqCst);
         } else {
             let v = match rng.below(11) {
-                0 | 1 => rng.next(),
-                2 => 0,
-                3 => u64::MAX,
-                4 => cur.wrapping_add(1 + rng.below(4)),
-                5 => cur.wrapping_sub(1 + rng.below(4)),
-                6 => cur ^ (1 << rng.below(64)),
-                7 => word(hot[rng.below(hot.len() as u64) as usize]).load(SeqCst),
-                8 => snapshot[((off - lo) / 8) as usize],
-                9 => rng.below(4096),
-                _ => cur.wrapping_add(1 << rng.below(16)),
+                0 => word(hot[rng.below(hot.len() as u64) as usize]).load(SeqCst),
+                1 => cur.wrapping_add(1 << rng.below(16)),
+                _ => scribble(&mut rng, cur, snapshot.at(off)),
             };
             w.store(v, SeqCst);
         }
@@ -2642,9 +2567,7 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
         // The closing storm: from the state the object started in, one word changes as fast
         // as this process can write it, for longer than the victim's timeouts plus the hang
         // margin.
-        for (i, v) in snapshot.iter().enumerate() {
-            word(lo + 8 * i as u64).store(*v, SeqCst);
-        }
+        snapshot.restore(&seg);
         if kind == "condition" {
             // The lock held by this (live) process throughout: a waiter must not wait for it
             // past its deadline when it takes it back.

@@ -22,6 +22,8 @@
 //!   through `fork`: the child attaches to segments by name like any unrelated process.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
