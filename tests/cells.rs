@@ -297,6 +297,50 @@ fn a_seqlock_read_honours_its_deadline_while_the_sequence_keeps_moving() {
     );
 }
 
+/// `cell::read_only` and `cell::inspect` read an atomic cell's element with one load of its
+/// own size, so they never return a value no writer stored: here a `Value<u32>` flips between
+/// 0 and `u32::MAX` (an atomic store of the whole element) while the reads run. A copy in
+/// bytes (what they did before) mixes the two, e.g. `0x0000ffff`, within a few hundred reads
+/// whenever the writer runs alongside. The reads are counted, not timed.
+#[test]
+fn a_read_only_read_of_an_atomic_cell_never_tears_an_element() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let name = unique_name("cell-rotear");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<u32>::options()
+        .cell_mode(CellMode::Atomic)
+        .create(&name, 0)
+        .unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut x = 0u32;
+            while !done.load(SeqCst) {
+                x = !x;
+                v.store(x).unwrap();
+            }
+        });
+        let whole = |b: &[u8]| b.iter().all(|&x| x == b[0]) && (b[0] == 0 || b[0] == 0xff);
+        let r = std::panic::catch_unwind(|| {
+            for _ in 0..2000 {
+                let (_, b) = shmkit::cell::read_only(&name, 0, 1, Duration::from_secs(10)).unwrap();
+                assert!(whole(&b), "read_only read {b:02x?}: no writer stored that");
+                let info = shmkit::cell::inspect(&name).unwrap().unwrap();
+                assert_eq!(info.values_read, "atomic loads");
+                let shown = &info.values[0];
+                assert!(
+                    shown == "0" || shown == &u32::MAX.to_string(),
+                    "inspect showed {shown}: no writer stored that"
+                );
+            }
+        });
+        done.store(true, SeqCst);
+        if let Err(e) = r {
+            std::panic::resume_unwind(e);
+        }
+    });
+}
+
 #[test]
 fn concurrent_array_writers_under_the_lock_keep_the_invariant() {
     let name = unique_name("cell-arr");

@@ -195,9 +195,18 @@ fn read_range(
     let copy = |out: &mut [u8]| unsafe { atomic_copy::load(src, out.as_mut_ptr(), out.len()) };
     match geo.mode {
         CellMode::Atomic => {
-            // Word-sized loads of the 64-aligned data: each element (1, 2, 4 or 8 bytes at
-            // its own alignment) lies inside one loaded word, so it is read atomically.
-            copy(out);
+            // Element by element, each with one load of its own size, as every access to an
+            // atomic cell's element is (`RawCell::atomic_at`). A copy in words and bytes
+            // (`atomic_copy::load`) would read an element of a partly covered word byte by
+            // byte (a `Value<i>`: four byte loads, which can mix two stores) and race the
+            // writers' atomics with loads of another size (outside Rust's memory model).
+            for (k, e) in out.chunks_exact_mut(size).enumerate() {
+                // SAFETY: element `first + k` lies inside the mapping (above), aligned to its
+                // size (the data is 64-aligned, elements are size-aligned), in atomic mode
+                // (size 1, 2, 4 or 8: `Geometry::read`); loads only.
+                let v = unsafe { load_element(src.add(k * size), size) };
+                e.copy_from_slice(&v.to_le_bytes()[..size]);
+            }
             Some("atomic loads")
         }
         CellMode::Locked => {
@@ -234,6 +243,36 @@ fn read_range(
             }
         }
     }
+}
+
+/// One atomic-mode element as the cell's SeqCst loads read it (`RawCell::atomic_at`), the way
+/// a read-only mapping permits: a `Relaxed` load of the element's size, then `fence(SeqCst)`
+/// ([`atomic_copy::load_read_only`]). Pairs, as their loads do, with the writers' SeqCst
+/// stores and RMWs of the element.
+///
+/// # Safety
+///
+/// `p` is valid for reads of `size` bytes (1, 2, 4 or 8) for the call, aligned to `size`, and
+/// every access to those bytes is an atomic of that size.
+unsafe fn load_element(p: *const u8, size: usize) -> u64 {
+    use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+    let relaxed = || {
+        // SAFETY: per the contract: an atomic of the element's size at its alignment; only
+        // a Relaxed load of at most 8 bytes goes through it (permitted on read-only memory).
+        unsafe {
+            match size {
+                1 => u64::from(AtomicU8::from_ptr(p.cast_mut()).load(Ordering::Relaxed)),
+                2 => u64::from(
+                    AtomicU16::from_ptr(p.cast::<u16>().cast_mut()).load(Ordering::Relaxed),
+                ),
+                4 => u64::from(
+                    AtomicU32::from_ptr(p.cast::<u32>().cast_mut()).load(Ordering::Relaxed),
+                ),
+                _ => AtomicU64::from_ptr(p.cast::<u64>().cast_mut()).load(Ordering::Relaxed),
+            }
+        }
+    };
+    atomic_copy::load_read_only(Ordering::SeqCst, relaxed)
 }
 
 /// One element as `shmkit value get` prints it: by its typecode, or in hex (a user type).

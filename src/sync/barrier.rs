@@ -411,9 +411,6 @@ impl BarrierState {
         }
     }
 
-    /// Break generation `g` if it is still the current one and not broken: for a party that
-    /// gives up (timeout, interrupt) or whose action failed. `Ok` if this call broke it, else
-    /// the word that made it refuse (a later generation, or broken already).
     /// `word.fetch_update(AcqRel, Acquire, f)`, but at most [`RETRIES`] CASes: a word that
     /// keeps changing under every one (only a peer writing it at random does that) is left as
     /// it is, and `Err` with the last word seen, as if `f` had refused it.
@@ -433,6 +430,10 @@ impl BarrierState {
         Err(w)
     }
 
+    /// Break generation `g` if it is still the current one and not broken: for a party that
+    /// gives up (timeout, interrupt) or whose action failed. `Ok` if this call broke it, else
+    /// the word that made it refuse (a later generation, or broken already), or the last word
+    /// seen if [`update_word`](Self::update_word) gave up.
     fn break_generation(&self, g: u16) -> Result<u64, u64> {
         // AcqRel: as for arrivals; the waiters' Acquire load sees the broken bit.
         let r = self.update_word(|x| (generation(x) == g && !broken(x)).then_some(x | BROKEN));

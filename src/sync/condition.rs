@@ -570,14 +570,15 @@ mod real {
 
         /// A timed wait does not wait for ever to take the lock back: the holder here keeps
         /// it until the waiter has returned (up to 10 s, so that the test fails rather than
-        /// hangs if the re-lock is unbounded).
+        /// hangs if the re-lock is unbounded). A wait that got the lock back before the
+        /// holder first took it proves nothing and is made again.
         #[test]
         fn timed_wait_gives_up_taking_back_a_lock_someone_keeps() {
             use std::sync::atomic::{AtomicBool, Ordering};
             let c = ConditionState::new();
             let (holding, returned) = (AtomicBool::new(false), AtomicBool::new(false));
             std::thread::scope(|s| {
-                let g = c.lock().unwrap();
+                let mut g = c.lock().unwrap();
                 s.spawn(|| {
                     let g = c.lock().unwrap(); // once the waiter has released it
                     holding.store(true, Ordering::SeqCst);
@@ -587,11 +588,20 @@ mod real {
                     }
                     drop(g);
                 });
-                let r = c.wait_for_timeout(
-                    g,
-                    || holding.load(Ordering::SeqCst),
-                    Duration::from_millis(10),
-                );
+                let r = loop {
+                    match c.wait_for_timeout(
+                        g,
+                        || holding.load(Ordering::SeqCst),
+                        Duration::from_millis(10),
+                    ) {
+                        // We took the lock back before the other thread first got it (not
+                        // scheduled in time on a busy machine): wait again.
+                        Err(WaitTimeoutError::Timeout(back)) if !holding.load(Ordering::SeqCst) => {
+                            g = back;
+                        }
+                        r => break r,
+                    }
+                };
                 returned.store(true, Ordering::SeqCst);
                 assert!(
                     matches!(r, Err(WaitTimeoutError::Lock(LockError::Timeout))),

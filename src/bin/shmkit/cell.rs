@@ -231,15 +231,18 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
             Ok(())
         }
         ArrayCmd::Get { name, at, timeout } => {
-            let (len, size, typecode, denied) = match AnyArray::open(&name) {
-                Ok(a) => (a.len(), a.elem_size(), a.typecode(), None),
+            // One handle for the geometry and the read (a second open could find another
+            // object under the name).
+            let opened = AnyArray::open(&name);
+            let (len, size, typecode) = match &opened {
+                Ok(a) => (a.len(), a.elem_size(), a.typecode()),
                 // Read permission only: an atomic or seqlock cell reads without writing.
-                Err(e @ shmkit::Error::PermissionDenied { .. }) => {
+                Err(shmkit::Error::PermissionDenied { .. }) => {
                     let info = shmkit::cell::inspect(&name)
                         .map_err(|e| e.to_string())?
                         .ok_or_else(|| format!("segment {name:?} is not a cell"))?;
                     let t = info.typecode.and_then(Typecode::from_char);
-                    (info.len, info.elem_size, t, Some(e))
+                    (info.len, info.elem_size, t)
                 }
                 Err(e) => return Err(e.to_string().into()),
             };
@@ -247,11 +250,11 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
                 None => (0, len),
                 Some(s) => span(s, len).map_err(Stop::Usage)?,
             };
-            let b = match denied {
-                None => AnyArray::open(&name)
-                    .and_then(|a| a.read_bytes_timeout(first, count, timeout))
+            let b = match opened {
+                Ok(a) => a
+                    .read_bytes_timeout(first, count, timeout)
                     .map_err(|e| e.to_string())?,
-                Some(e) => read_only(&name, first, count, timeout, e)?.1,
+                Err(e) => read_only(&name, first, count, timeout, e)?.1,
             };
             for e in b.chunks_exact(size) {
                 match typecode {
