@@ -69,15 +69,15 @@ impl RoleSlot {
     }
 
     /// Claim the slot for `me`: take it if free, steal it if its holder is dead. On failure
-    /// returns the live holder's owner word (or, if the word changed under
-    /// [`RETRIES`](crate::sync::park::RETRIES) compare-and-swaps in a row, which only a peer
-    /// rewriting it at random does, the last word seen: the slot counts as busy).
+    /// returns the live holder's owner word (or, if the word kept changing under every
+    /// compare-and-swap, [`Retry`](crate::sync::park::Retry): a peer rewriting it at random,
+    /// the last word seen: the slot counts as busy).
     pub(crate) fn claim(&self, me: u64) -> Result<(), u64> {
-        let mut cur = 0;
-        for _ in 0..crate::sync::park::RETRIES {
+        let mut retry = crate::sync::park::Retry::default();
+        loop {
             // Acquire pairs with the Release in `release` (and with the AcqRel claim of the
             // previous holder): the new holder sees every index the previous one published.
-            cur = self.owner.load(Ordering::Acquire);
+            let cur = self.owner.load(Ordering::Acquire);
             if cur != 0 && liveness_of(cur) != Liveness::Dead {
                 return Err(cur);
             }
@@ -89,8 +89,10 @@ impl RoleSlot {
             {
                 return Ok(());
             }
+            if !retry.again() {
+                return Err(cur);
+            }
         }
-        Err(cur)
     }
 
     /// Free the slot if `me` still holds it.

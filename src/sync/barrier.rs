@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::park::RETRIES;
+use super::park::{Retry, RETRIES};
 use super::waiter::WaitQueue;
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
@@ -411,12 +411,13 @@ impl BarrierState {
         }
     }
 
-    /// `word.fetch_update(AcqRel, Acquire, f)`, but at most [`RETRIES`] CASes: a word that
-    /// keeps changing under every one (only a peer writing it at random does that) is left as
+    /// `word.fetch_update(AcqRel, Acquire, f)`, but within a [`Retry`] budget: a word that
+    /// keeps changing under every CAS (only a peer writing it at random does that) is left as
     /// it is, and `Err` with the last word seen, as if `f` had refused it.
     fn update_word(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
         let mut w = self.word.load(Ordering::Acquire);
-        for _ in 0..RETRIES {
+        let mut retry = Retry::default();
+        loop {
             let Some(new) = f(w) else { return Err(w) };
             // AcqRel/Acquire: as the callers say.
             match self
@@ -426,8 +427,10 @@ impl BarrierState {
                 Ok(old) => return Ok(old),
                 Err(x) => w = x,
             }
+            if !retry.again() {
+                return Err(w);
+            }
         }
-        Err(w)
     }
 
     /// Break generation `g` if it is still the current one and not broken: for a party that

@@ -21,7 +21,7 @@ mod real {
     type Relocked<'a, T> = std::result::Result<T, LockError<LockGuard<'a>>>;
 
     /// How long a timed wait's re-lock may take at least, past the call's deadline.
-    const RELOCK_GRACE: Duration = Duration::from_millis(100);
+    const RELOCK_GRACE: Duration = Duration::from_secs(1);
     type TimedWait<'a> = std::result::Result<LockGuard<'a>, WaitTimeoutError<LockGuard<'a>>>;
 
     /// Why a timed [`ConditionState`] wait (`wait_timeout`, `wait_deadline`,
@@ -50,7 +50,7 @@ mod real {
         /// The time ran out before a notify (or before the predicate held). The lock has been
         /// taken back: here is its guard.
         Timeout(G),
-        /// Taking the lock back failed (`LockError::Timeout`: still held by someone else 100 ms
+        /// Taking the lock back failed (`LockError::Timeout`: still held by someone else 1 s
         /// past the deadline), or took it from a dead owner ([`LockError::OwnerDied`], with
         /// the guard). Reported even if the time also ran out.
         Lock(LockError<G>),
@@ -317,7 +317,7 @@ mod real {
         /// On timeout the lock is taken back and the guard returned in
         /// [`WaitTimeoutError::Timeout`] (Python's `False`). Taking the lock back after the
         /// wait is bounded too, unlike Python and std (a peer may keep the lock, or write its
-        /// owner word, for ever): it may go on until the deadline, or 100 ms after the wait
+        /// owner word, for ever): it may go on until the deadline, or 1 s after the wait
         /// ended if that is later; a lock still held then is
         /// `WaitTimeoutError::Lock(LockError::Timeout)`, without a guard (the lock is not
         /// held).

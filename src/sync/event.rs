@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::park::{self, RETRIES, SPIN};
+use super::park::{self, Retry, SPIN};
 use crate::error::{Timeout, WouldBlock};
 use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
@@ -106,17 +106,8 @@ impl EventState {
     /// ```
     pub fn set(&self) {
         let mut w = self.word.load(Ordering::Relaxed); // only a first guess for the CAS
-        let mut tries = 0;
+        let mut retry = Retry::default();
         loop {
-            tries += 1;
-            if tries > RETRIES {
-                // The word kept changing under every CAS (only a peer writing it at random
-                // does that): set the flag without the generation step, in one RMW that
-                // cannot fail. Any waiter still sees the word change; only a set-clear pulse
-                // made this way can be missed. SeqCst: as below.
-                w = self.word.fetch_or(SET, Ordering::SeqCst);
-                break;
-            }
             // Even when already set, write the word (unchanged), so that this call's writes
             // are published too. SeqCst (a Release) pairs with the Acquire loads in `wait`
             // and `is_set`, and with `park`'s SeqCst protocol.
@@ -131,6 +122,15 @@ impl EventState {
             {
                 Ok(_) => break,
                 Err(x) => w = x,
+            }
+            if !retry.again() {
+                // The word kept changing under every CAS (`Retry`: only a peer writing it at
+                // random does that): two RMWs that cannot fail. The generation step first, so
+                // that a waiter that saw the word clear sees it change even if a `clear`
+                // follows at once; then the flag. SeqCst: as above.
+                self.word.fetch_add(2, Ordering::SeqCst);
+                w = self.word.fetch_or(SET, Ordering::SeqCst);
+                break;
             }
         }
         if w & SET == 0 {

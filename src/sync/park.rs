@@ -60,11 +60,49 @@ pub(crate) const SPIN: u32 = 16;
 #[cfg(loom)]
 pub(crate) const SPIN: u32 = 1;
 
-/// How many times in a row a compare-and-swap loop retries against a word that keeps changing
-/// under it before it looks at its deadline (a blocking call) or gives up (`try_` calls):
-/// shared memory is untrusted, and a peer that writes the word at random, as fast as it can,
-/// must not keep a call past its deadline. Ordinary contention fails a CAS a few times at most.
+/// How many times in a row a compare-and-swap loop retries at once against a word that keeps
+/// changing under it; past that, [`Retry`] yields between rounds of this many.
 pub(crate) const RETRIES: u32 = 64;
+
+/// How long [`Retry`] keeps retrying (in rounds of [`RETRIES`], a yield between them) before
+/// it gives up on a word that keeps changing under every compare-and-swap.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const RETRY_FOR: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The retry budget of one compare-and-swap loop on a word in shared memory. Shared memory is
+/// untrusted: a peer that rewrites the word at random, as fast as it can, must not keep a call
+/// spinning for ever (or past its deadline). Ordinary contention, even from many cores, does
+/// not fail [`RETRIES`] CASes in a row *and* go on failing through yields for [`RETRY_FOR`]:
+/// each failure is another party's success, and the yields let them finish. So a loop gives up
+/// only on a word that is being rewritten, never under legitimate contention.
+#[derive(Default)]
+pub(crate) struct Retry {
+    failed: u32,
+    #[cfg(not(loom))]
+    until: Option<Instant>,
+}
+
+impl Retry {
+    /// Count one failed compare-and-swap; whether to try again.
+    pub(crate) fn again(&mut self) -> bool {
+        self.failed = self.failed.wrapping_add(1);
+        if self.failed % RETRIES != 0 {
+            return true;
+        }
+        // Loom never fails so many CASes in a row.
+        #[cfg(loom)]
+        return false;
+        #[cfg(not(loom))]
+        {
+            let now = Instant::now();
+            if now >= *self.until.get_or_insert(now + RETRY_FOR) {
+                return false;
+            }
+            std::thread::yield_now();
+            true
+        }
+    }
+}
 
 /// Sleep while `*word == expected` (until woken, a signal, a spurious wake-up or `deadline`).
 /// The caller re-checks its condition after every return.
@@ -128,4 +166,31 @@ pub(crate) fn park_checked(
     // Relaxed: an over-count only costs a waker a needless system call.
     sleepers.fetch_sub(1, Ordering::Relaxed);
     r
+}
+
+#[cfg(all(test, not(loom)))]
+mod retry_tests {
+    use super::*;
+
+    /// The budget retries every CAS of the first rounds and gives up only once a word has kept
+    /// failing for [`RETRY_FOR`], never before: ordinary contention never gets that far.
+    #[test]
+    fn retry_gives_up_only_after_its_time_budget() {
+        let mut r = Retry::default();
+        let t0 = Instant::now();
+        let mut retried = 0u32;
+        while r.again() {
+            retried += 1;
+        }
+        assert!(
+            retried >= 2 * RETRIES - 1,
+            "gave up after {retried} retries"
+        );
+        assert!(
+            t0.elapsed() >= RETRY_FOR,
+            "gave up after {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(retried % RETRIES, RETRIES - 1);
+    }
 }

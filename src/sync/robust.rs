@@ -439,13 +439,14 @@ impl MutexCore {
         self.release_slow(token);
     }
 
-    /// Past [`RETRIES`](super::park::RETRIES) failed compare-and-swaps in a row (only a peer
-    /// rewriting the word at random fails so many) it gives up: the word is the peer's, not a
-    /// lock state we can still release.
+    /// Once the word has kept changing under every compare-and-swap
+    /// ([`Retry`](super::park::Retry): only a peer rewriting it at random does that) it gives
+    /// up: the word is the peer's, not a lock state we can still release.
     #[cold]
     fn release_slow(&self, token: u64) {
         let mut cur = self.owner.load(Ordering::Relaxed);
-        for _ in 0..super::park::RETRIES {
+        let mut retry = super::park::Retry::default();
+        while retry.again() {
             if token_of(cur) != token {
                 return; // taken over: not ours to release
             }
@@ -473,12 +474,13 @@ impl MutexCore {
         }
     }
 
-    /// Clear `INCONSISTENT` (the holder repaired the data). `WouldBlock` if the word changed
-    /// under [`RETRIES`](super::park::RETRIES) compare-and-swaps in a row (a peer rewriting
-    /// it: try again).
+    /// Clear `INCONSISTENT` (the holder repaired the data). `WouldBlock` if the word kept
+    /// changing under every compare-and-swap ([`Retry`](super::park::Retry): a peer rewriting
+    /// it; try again).
     pub(crate) fn make_consistent(&self, me: Me) -> Result<(), MutexError> {
         let mut w = self.owner.load(Ordering::Relaxed);
-        for _ in 0..super::park::RETRIES {
+        let mut retry = super::park::Retry::default();
+        while retry.again() {
             if token_of(w) != me.token || me.token == 0 {
                 return Err(MutexError::NotOwner);
             }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::park::{self, RETRIES, SPIN};
+use super::park::{self, Retry, SPIN};
 use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
 
@@ -198,12 +198,13 @@ impl SemaphoreState {
         Ok(m)
     }
 
-    /// One attempt: take a permit if one is free. `false` also when the value changed under
-    /// [`RETRIES`] CAS attempts in a row (a peer writing it at random).
+    /// One attempt: take a permit if one is free. `false` also when the value kept changing
+    /// under every CAS ([`Retry`]: a peer writing it at random).
     fn take(&self) -> Result<bool, SemaphoreError> {
         let max = self.max()?;
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
-        for _ in 0..RETRIES {
+        let mut retry = Retry::default();
+        loop {
             if v > max {
                 return Err(SemaphoreError::Corrupt(format!(
                     "value {v} is above max {max}"
@@ -221,15 +222,17 @@ impl SemaphoreState {
                 Ok(_) => return Ok(true),
                 Err(x) => v = x,
             }
+            if !retry.again() {
+                // The value kept changing under us: no permit this time. The callers' loops
+                // look at their deadline (`try_acquire`: `WouldBlock`).
+                return Ok(false);
+            }
         }
-        // The value kept changing under us: no permit this time. The callers' loops look at
-        // their deadline (`try_acquire`: `WouldBlock`).
-        Ok(false)
     }
 
     /// Take a permit if one is free, else [`SemaphoreError::WouldBlock`] (Python's
-    /// `acquire(False)`). Also `WouldBlock` when the value changes under every one of 64
-    /// compare-and-swaps in a row (only a peer writing it at random does that): the call never
+    /// `acquire(False)`). Also `WouldBlock` when the value keeps changing under every
+    /// compare-and-swap for 10 ms (only a peer writing it at random does that): the call never
     /// spins unboundedly.
     ///
     /// ```
@@ -325,8 +328,8 @@ impl SemaphoreState {
     pub fn release(&self) -> Result<(), SemaphoreError> {
         let max = self.max()?;
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
-        let mut released = false;
-        for _ in 0..RETRIES {
+        let mut retry = Retry::default();
+        loop {
             if v > max {
                 return Err(SemaphoreError::Corrupt(format!(
                     "value {v} is above max {max}"
@@ -341,19 +344,17 @@ impl SemaphoreState {
                 .value
                 .compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    released = true;
-                    break;
-                }
+                Ok(_) => break,
                 Err(x) => v = x,
             }
-        }
-        if !released {
-            // Ordinary contention fails a CAS a few times at most.
-            return Err(SemaphoreError::Corrupt(format!(
-                "the value changed under {RETRIES} compare-and-swaps in a row (a peer is \
-                 rewriting it); the permit was not released"
-            )));
+            if !retry.again() {
+                // Not ordinary contention (`Retry`): a peer is rewriting the value.
+                return Err(SemaphoreError::Corrupt(
+                    "the value kept changing under every compare-and-swap for 10 ms (a peer \
+                     is rewriting it); the permit was not released"
+                        .into(),
+                ));
+            }
         }
         park::unpark(&self.value, &self.sleepers, 1);
         Ok(())
