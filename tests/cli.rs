@@ -928,13 +928,20 @@ fn inspection_of_every_kind_needs_only_read_permission_and_changes_nothing() {
         serde_json::from_str(&ok(&["frames", "stat", &n("fr"), "--json"])).unwrap();
     assert_eq!(st["last_seq"].as_u64(), Some(1), "{st}");
     ok(&["frames", "stat", &n("fr")]);
+    /// Removes the directory when dropped, also when the test fails.
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     let dir = std::env::temp_dir().join(format!("{base}-save"));
     std::fs::create_dir_all(&dir).unwrap();
+    let _rm = TempDir(dir.clone());
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let file = dir.join("frame.bin");
     ok(&["frames", "save", &n("fr"), file.to_str().unwrap()]);
     assert_eq!(std::fs::read(&file).unwrap(), b"frame");
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(ok(&["list", "get", &n("list"), "1"]).trim(), r#""two""#);
     // Cells: atomic and seqlock modes read read-only; a locked cell is refused, saying why.
     assert_eq!(ok(&["value", "get", &n("va")]).trim(), "7");
