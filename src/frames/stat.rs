@@ -8,7 +8,7 @@ use super::channel::{fingerprint_of, object_offset};
 use super::layout::{self, Geometry, Policy, View};
 use super::pin::CLAIMED;
 use crate::error::{Error, Result};
-use crate::os::{atomic_copy, map};
+use crate::os::{atomic_copy, deadline, map};
 use crate::queue::{Attached, TypeId};
 use crate::segment::{Kind, ReadOnly, Segment};
 
@@ -307,9 +307,9 @@ pub const COPY_LATEST_LIMIT: std::time::Duration = std::time::Duration::from_sec
 pub fn copy_latest(name: &str) -> Result<Option<FrameCopy>> {
     let c = open_read_only(name, None)?;
     let (v, g) = (&c.view, c.view.g);
-    let until = std::time::Instant::now() + COPY_LATEST_LIMIT;
+    let until = deadline::after(Some(COPY_LATEST_LIMIT));
     for attempt in 0..1000 {
-        if attempt > 0 && std::time::Instant::now() >= until {
+        if attempt > 0 && deadline::passed(until) {
             break;
         }
         let newest = (0..g.slots)
