@@ -68,24 +68,14 @@ impl fmt::Display for CellInfo {
 /// Describe the cell `name` read-only (`None` if it is not a cell); it opens the object
 /// `O_RDONLY` and changes nothing.
 pub fn inspect(name: &str) -> Result<Option<CellInfo>> {
-    let Some(header) = probe(name)?.header else {
+    let Some((seg, geo, mut info)) = open_read_only(name)? else {
         return Ok(None);
     };
-    let kind = header.kind;
-    if kind != Kind::VALUE && kind != Kind::ARRAY {
-        return Ok(None);
-    }
-    let seg = Segment::options()
-        .read_only()
-        .kind(kind, super::layout::CELL_FINGERPRINT)
-        .open(name)?;
-    let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
-    let mut info = info_of(kind, &geo, &ctl);
     let n = geo.len.min(SHOWN_ELEMENTS);
     let mut data = vec![0u8; n * geo.elem.size];
     // A seqlock write under way is waited for only briefly: `info` is a snapshot.
-    let until = Instant::now() + Duration::from_millis(20);
-    info.values_read = match read_range(&seg, &geo, 0, &mut data, Some(until)) {
+    let until = deadline::after(Some(Duration::from_millis(20)));
+    info.values_read = match read_range(&seg, &geo, 0, &mut data, until) {
         Some(how) => {
             info.values = data
                 .chunks_exact(geo.elem.size)
@@ -126,19 +116,9 @@ pub fn read_only(
     count: usize,
     timeout: Duration,
 ) -> Result<(CellInfo, Vec<u8>)> {
-    let Some(header) = probe(name)?.header else {
+    let Some((seg, geo, info)) = open_read_only(name)? else {
         return Err(Error::invalid(name, "not a shmkit cell"));
     };
-    let kind = header.kind;
-    if kind != Kind::VALUE && kind != Kind::ARRAY {
-        return Err(Error::invalid(name, format!("holds a {kind}, not a cell")));
-    }
-    let seg = Segment::options()
-        .read_only()
-        .kind(kind, super::layout::CELL_FINGERPRINT)
-        .open(name)?;
-    let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
-    let info = info_of(kind, &geo, &ctl);
     if geo.mode == CellMode::Locked {
         return Err(Error::invalid(
             name,
@@ -168,6 +148,25 @@ pub fn read_only(
     read_range(&seg, &geo, first, &mut data, deadline::after(Some(timeout)))
         .ok_or(Error::Timeout)?;
     Ok((info, data))
+}
+
+/// Map the cell `name` read-only and validate its control block (a private copy): the mapping,
+/// the geometry and the description without values; `None` if `name` holds no cell.
+fn open_read_only(name: &str) -> Result<Option<(Segment<ReadOnly>, Geometry, CellInfo)>> {
+    let Some(header) = probe(name)?.header else {
+        return Ok(None);
+    };
+    let kind = header.kind;
+    if kind != Kind::VALUE && kind != Kind::ARRAY {
+        return Ok(None);
+    }
+    let seg = Segment::options()
+        .read_only()
+        .kind(kind, super::layout::CELL_FINGERPRINT)
+        .open(name)?;
+    let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
+    let info = info_of(kind, &geo, &ctl);
+    Ok(Some((seg, geo, info)))
 }
 
 /// Copy the elements from `first` into `out` (a whole number of elements, inside the data:
