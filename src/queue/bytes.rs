@@ -302,6 +302,8 @@ impl Ring {
             side,
             tail,
             head_cache: head,
+            clean_from: tail,
+            zeroed: tail,
             cap,
             mask: self.ring.mask,
             shift: cap.trailing_zeros(),
@@ -388,6 +390,11 @@ pub struct Producer {
     side: Side,
     tail: u64,
     head_cache: u64,
+    /// The header words from `clean_from` up to `zeroed` (positions, `clean_from <= zeroed`
+    /// when the range is not empty) hold 0: zeroed by [`zero_ahead`](Self::zero_ahead) and
+    /// not written since (a reservation moves `clean_from` past the bytes it hands out).
+    clean_from: u64,
+    zeroed: u64,
     cap: u64,
     mask: u64,
     shift: u32,
@@ -437,12 +444,59 @@ impl Producer {
                 return Err(Fail::Full(advance));
             }
         }
+        // The caller may write any byte of the record (through the guard) before it commits,
+        // or drop the guard and reserve again from the same tail: the words up to the
+        // record's end are no longer known to be zero.
+        let end = self.tail.wrapping_add(advance);
+        if before(self.clean_from, end) {
+            self.clean_from = end;
+        }
         Ok(Placement {
             start,
             advance,
             wrap,
             len: n,
         })
+    }
+
+    /// Zero the header words of free space from `next + 8` to the end of the cache line after
+    /// `next`'s (SPEC §7.3, "zeroed ahead"), so that a later commit whose next record
+    /// starts there finds its word already zero and stores nothing into a second line before
+    /// its header: its header then reaches the consumer in one line transfer. Called after a
+    /// commit's header, `tail` and notify: off the hop's path. Only free space is written
+    /// (up to `head_cache + capacity`, which the consumer has released), never the word at
+    /// `next`, which the consumer polls.
+    #[inline]
+    fn zero_ahead(&mut self, next: u64) {
+        // The data area starts 64-aligned in the mapping, so positions and lines agree.
+        let mut want = (next | 63).wrapping_add(1 + 64);
+        let limit = self.head_cache.wrapping_add(self.cap);
+        if before(limit, want) {
+            want = limit;
+        }
+        // Words before `next + 8` were written by records (or are the polled word at `next`),
+        // and those before `clean_from` may have been written through a guard.
+        let mut start = next.wrapping_add(HDR);
+        if before(start, self.clean_from) {
+            start = self.clean_from;
+        }
+        let mut at = if before(start, self.zeroed) {
+            self.zeroed // [start, zeroed) is zero already
+        } else {
+            start
+        };
+        if !before(at, want) {
+            return;
+        }
+        let ring = &*self.side.q;
+        while before(at, want) {
+            // Relaxed: published by the Release header store of the commit whose record ends
+            // here, which comes after this store in program order (SPEC §7.3).
+            word(ring, at).store(0, Ordering::Relaxed);
+            at = at.wrapping_add(HDR);
+        }
+        self.clean_from = start;
+        self.zeroed = want;
     }
 
     /// Reserve `n` contiguous bytes for one message, if there is room now.
@@ -671,7 +725,11 @@ impl WriteGuard<'_> {
         // is at worst a header of the previous lap, never message bytes. When the ring is full
         // after this record, the word is the oldest record's header (a lap behind) and stays.
         // Relaxed: published by the Release header store below.
-        if p.cap - next.wrapping_sub(p.head_cache) >= HDR {
+        // Not needed when `zero_ahead` zeroed the word after an earlier commit and no
+        // reservation wrote it since (`clean_from <= next`, `next + 8 <= zeroed`): then the
+        // word is already 0 and this record's stores stay in its own lines.
+        let zero = !before(next, p.clean_from) && !before(p.zeroed, next.wrapping_add(HDR));
+        if !zero && p.cap - next.wrapping_sub(p.head_cache) >= HDR {
             word(ring, next).store(0, Ordering::Relaxed);
         }
         // Release pairs with the consumer's Acquire load of the header in `Consumer::next`:
@@ -693,7 +751,15 @@ impl WriteGuard<'_> {
         // `notify_if_sleepers`, its load of `sleepers`; a parking consumer increments,
         // fences, re-checks the header. No locked access when nobody sleeps.
         ctrl.prod.not_empty.notify_if_sleepers(1);
+        p.zero_ahead(next);
     }
+}
+
+/// Whether position `a` comes before position `b` (positions are `u64` counters that wrap;
+/// any two this producer compares lie within a few capacities of each other).
+#[inline]
+fn before(a: u64, b: u64) -> bool {
+    (a.wrapping_sub(b) as i64) < 0
 }
 
 impl Deref for WriteGuard<'_> {
@@ -1091,6 +1157,77 @@ impl Deref for ReadGuard<'_> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// The words a producer zeroes ahead (SPEC §7.3) never let a consumer take message bytes
+    /// for a header: every reservation is filled with words that are each a valid header of
+    /// the current lap for its own position (what a payload could hold by chance), then
+    /// committed whole, committed shorter, or dropped, at random lengths across many laps;
+    /// the consumer, polling after every step, must receive exactly the committed messages.
+    #[test]
+    fn zeroed_ahead_words_never_expose_message_bytes_as_headers() {
+        let cap = 512;
+        let ring = Ring::with_capacity(cap);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        let shift = cap.trailing_zeros();
+        let mut expect = std::collections::VecDeque::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut id = 0u64;
+        for _ in 0..200_000 {
+            let r = next();
+            if r % 3 == 0 {
+                match rx.try_recv() {
+                    Ok(m) => assert_eq!(Some(m), expect.pop_front(), "a message out of nowhere"),
+                    Err(TryPopError::Empty) => assert!(expect.is_empty(), "a message was lost"),
+                    Err(e) => panic!("{e:?}"),
+                }
+                continue;
+            }
+            let n = (r >> 8) as usize % 100;
+            let tail = tx.tail;
+            let Ok(mut w) = tx.try_reserve(n) else {
+                continue;
+            };
+            // Forge: every 8-aligned word of the reservation holds a current-lap header of
+            // length 0 for the position it is at.
+            let base = w.pl.start + HDR; // ring offset of the payload
+            let lap_base = if w.pl.wrap {
+                tail.wrapping_add(cap - (tail & (cap - 1)))
+            } else {
+                tail & !(cap - 1)
+            };
+            for k in 0..n / 8 {
+                let pos = lap_base + base + 8 * k as u64;
+                w[8 * k..8 * k + 8].copy_from_slice(&header(KIND_MSG, pos, shift, 0).to_le_bytes());
+            }
+            match (r >> 16) % 4 {
+                0 => {} // abandoned: `w` goes out of scope unpublished
+                1 => {
+                    let m = (r >> 24) as usize % (n + 1);
+                    id += 1;
+                    let msg = w[..m].to_vec();
+                    w.commit_len(m);
+                    expect.push_back(msg);
+                }
+                _ => {
+                    id += 1;
+                    let msg = w.to_vec();
+                    w.commit();
+                    expect.push_back(msg);
+                }
+            }
+        }
+        while let Some(m) = expect.pop_front() {
+            assert_eq!(rx.try_recv(), Ok(m));
+        }
+        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+        assert!(id > 10_000, "only {id} messages were committed");
+    }
 
     #[test]
     fn a_producer_resumes_after_a_record_published_without_a_tail_store() {
