@@ -249,17 +249,20 @@ fn seqlock_writer_killed_mid_write_blocks_readers_until_the_next_write() {
     assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
 }
 
-/// A peer that keeps moving the sequence (even values, so every wait for an even sequence
-/// ends at once) must not keep a timed seqlock read past its deadline. The storm stops when
-/// the read returns, or after 10 s: a read still running then failed the test. (On a busy
-/// machine the storm thread is sometimes off the CPU and a copy goes through: the read then
-/// succeeds, which proves nothing either way.)
+/// A peer that keeps moving the sequence (even values only, so every wait for an even
+/// sequence ends at once, and no copy is consistent while it runs) must not keep a timed
+/// seqlock read past its deadline: the read must end with `Timeout` while the storm still runs.
+/// The storm runs until then. A read that returns `Ok` got a copy through while both storm
+/// threads were off the CPU (a busy machine): that proves nothing, so the test reads again.
+/// Without the deadline check in the read loop a read cannot end while the storm runs (it can
+/// only get `Ok` in such a pause), so no read ever times out: the storm threads' own cap (20 s,
+/// far past the 1 ms deadline) is what ends the test then, and reaching it is the failure.
 #[test]
 fn a_seqlock_read_honours_its_deadline_while_the_sequence_keeps_moving() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let name = unique_name("cell-seqstorm");
     let _c = Cleanup::new(&[&name]);
-    let len = shmkit::cell::MAX_SEQLOCK_BYTES / 8; // a long copy: each try spans many writes
+    let len = 8192; // 64 KiB of u64: each copy spans many storm writes
     let a = Array::<u64>::options()
         .cell_mode(CellMode::Seqlock)
         .create(&name, len)
@@ -267,33 +270,42 @@ fn a_seqlock_read_honours_its_deadline_while_the_sequence_keeps_moving() {
     let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
     let seq = raw.atomic_u64(128 + 32).unwrap(); // SPEC 10.1: `seq` at object offset 160
     let done = AtomicBool::new(false);
-    let storm_outlived = std::thread::scope(|s| {
-        // Two storm threads, so that one of them runs whenever the reader does.
-        let storms: Vec<_> = (0..2u64)
-            .map(|k| {
-                let (done, seq) = (&done, &seq);
-                s.spawn(move || {
-                    let cap = std::time::Instant::now() + Duration::from_secs(10);
-                    let mut i = k;
-                    while !done.load(SeqCst) {
-                        if i % 1024 == 0 && std::time::Instant::now() > cap {
-                            return true;
-                        }
-                        i += 2;
-                        seq.store(2 * i, SeqCst);
+    let capped = AtomicBool::new(false);
+    let (r, storm_ran, got_through) = std::thread::scope(|s| {
+        // Two storm threads, so that one of them runs whenever the reader does. Thread k
+        // stores 4n + 2k, n = 1, 2, ...: every value is even and none comes twice.
+        for k in 0..2u64 {
+            let (done, capped, seq) = (&done, &capped, &seq);
+            s.spawn(move || {
+                let cap = std::time::Instant::now() + Duration::from_secs(20);
+                for n in 1u64.. {
+                    if done.load(SeqCst) {
+                        return;
                     }
-                    false
-                })
-            })
-            .collect();
-        let r = a.read_timeout(0..len, Duration::from_millis(10));
+                    if n % 1024 == 0 && std::time::Instant::now() > cap {
+                        capped.store(true, SeqCst);
+                        return;
+                    }
+                    seq.store(4 * n + 2 * k, SeqCst);
+                }
+            });
+        }
+        let mut got_through = 0u64;
+        let r = loop {
+            match a.read_timeout(0..len, Duration::from_millis(1)) {
+                Ok(_) if !capped.load(SeqCst) => got_through += 1,
+                r => break r,
+            }
+        };
+        // Read before `done` stops the storm: whether it was still running when the read ended.
+        let storm_ran = !capped.load(SeqCst);
         done.store(true, SeqCst);
-        assert!(matches!(r, Ok(_) | Err(Error::Timeout)), "{r:?}");
-        storms.into_iter().any(|t| t.join().unwrap())
+        (r.map(|_| ()), storm_ran, got_through)
     });
     assert!(
-        !storm_outlived,
-        "the read did not return while the sequence kept moving"
+        matches!(r, Err(Error::Timeout)) && storm_ran,
+        "no read ended with Timeout while the sequence kept moving (last read {r:?}, storm \
+         still running then: {storm_ran}; {got_through} reads got a copy through a pause of it)"
     );
 }
 

@@ -1,5 +1,5 @@
 //! What `shmkit info NAME` shows for a cell, and reading a cell's elements through a read-only
-//! mapping ([`read_only`]): nothing here writes to the object.
+//! mapping ([`ReadOnlyCell`], [`read_only`]): nothing here writes to the object.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ impl fmt::Display for CellInfo {
 /// Describe the cell `name` read-only (`None` if it is not a cell); it opens the object
 /// `O_RDONLY` and changes nothing.
 pub fn inspect(name: &str) -> Result<Option<CellInfo>> {
-    let Some((seg, geo, mut info)) = open_read_only(name)? else {
+    let Some(ReadOnlyCell { seg, geo, mut info }) = ReadOnlyCell::open(name)? else {
         return Ok(None);
     };
     let n = geo.len.min(SHOWN_ELEMENTS);
@@ -88,18 +88,14 @@ pub fn inspect(name: &str) -> Result<Option<CellInfo>> {
     Ok(Some(info))
 }
 
-/// Read elements `first..first + count` of the cell `name` through a read-only mapping, so
-/// read permission on the object suffices and nothing is written to it: in atomic mode
-/// element by element (each element atomic), in seqlock mode as one consistent snapshot,
-/// waiting up to `timeout` (polling) while a write is under way. Returns the cell's
-/// description and the elements' bytes.
+/// Read elements `first..first + count` of the cell `name` through a read-only mapping:
+/// [`ReadOnlyCell::open`], then [`ReadOnlyCell::read`]. Returns the cell's description
+/// (without `values`) and the elements' bytes.
 ///
 /// # Errors
 ///
-/// As [`inspect`], plus: [`Error::InvalidArgument`] for a locked-mode cell (its reads take
-/// its lock, which writes: open it read-write) or a range past the end;
-/// [`Error::Timeout`] if a seqlock write (or a writer that died mid-write) kept the data
-/// inconsistent until `timeout`.
+/// As [`ReadOnlyCell::open`] and [`ReadOnlyCell::read`], and [`Error::InvalidArgument`] if
+/// `name` holds no cell.
 ///
 /// ```
 /// use shmkit::cell::{read_only, CellMode, Value};
@@ -116,57 +112,123 @@ pub fn read_only(
     count: usize,
     timeout: Duration,
 ) -> Result<(CellInfo, Vec<u8>)> {
-    let Some((seg, geo, info)) = open_read_only(name)? else {
-        return Err(Error::invalid(name, "not a shmkit cell"));
-    };
-    if geo.mode == CellMode::Locked {
-        return Err(Error::invalid(
-            name,
-            format!(
-                "{} is in locked mode: a read takes its lock, which needs write permission \
-                 (`shmkit info` shows its elements read without the lock)",
-                info.cell
-            ),
-        ));
+    let cell =
+        ReadOnlyCell::open(name)?.ok_or_else(|| Error::invalid(name, "not a shmkit cell"))?;
+    let data = cell.read(first, count, timeout)?;
+    Ok((cell.info, data))
+}
+
+/// A cell mapped read-only (`O_RDONLY`, `PROT_READ`), for a process that may only read the
+/// object: its description, and reads of its elements that write nothing to it. One mapping
+/// serves both, so the description and the reads are of the same object even if the name is
+/// removed and reused meanwhile.
+///
+/// ```
+/// use shmkit::cell::{Array, CellMode, ReadOnlyCell};
+/// # let name = format!("doc-cell-rocell-{}", std::process::id());
+/// let a = Array::<i32>::options().cell_mode(CellMode::Atomic).unlink_on_drop(true).create(&name, 4)?;
+/// a.store(3, -2)?;
+/// let ro = ReadOnlyCell::open(&name)?.expect("a cell");
+/// assert_eq!((ro.info().len, ro.info().mode), (4, CellMode::Atomic));
+/// let last = ro.read(ro.info().len - 1, 1, std::time::Duration::from_secs(1))?;
+/// assert_eq!(last, (-2i32).to_le_bytes());
+/// # drop(a);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct ReadOnlyCell {
+    seg: Segment<ReadOnly>,
+    geo: Geometry,
+    info: CellInfo,
+}
+
+impl ReadOnlyCell {
+    /// Map the cell `name` read-only and validate its control block (a private copy); `None`
+    /// if `name` holds no cell.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::open`] read-only (`NotFound`, `PermissionDenied`, …), and
+    /// [`Error::Corrupt`] (or another validation error) if the control block is invalid.
+    pub fn open(name: &str) -> Result<Option<ReadOnlyCell>> {
+        let Some(header) = probe(name)?.header else {
+            return Ok(None);
+        };
+        let kind = header.kind;
+        if kind != Kind::VALUE && kind != Kind::ARRAY {
+            return Ok(None);
+        }
+        let seg = Segment::options()
+            .read_only()
+            .kind(kind, super::layout::CELL_FINGERPRINT)
+            .open(name)?;
+        let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
+        let info = info_of(kind, &geo, &ctl);
+        Ok(Some(ReadOnlyCell { seg, geo, info }))
     }
-    match first.checked_add(count) {
-        Some(end) if end <= geo.len => {}
-        _ => {
+
+    /// The cell's type, geometry, mode and lock as they were at [`open`](Self::open)
+    /// (`values` empty: [`inspect`] reads those).
+    pub fn info(&self) -> &CellInfo {
+        &self.info
+    }
+
+    /// Elements `first..first + count` as little-endian bytes: in atomic mode element by
+    /// element (each element atomic), in seqlock mode as one consistent snapshot, waiting up
+    /// to `timeout` (polling: a read-only reader cannot announce itself to writers) while a
+    /// write is under way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a locked-mode cell (its reads take its lock, which
+    /// writes: open it read-write) or a range past the end; [`Error::Timeout`] if a seqlock
+    /// write (or a writer that died mid-write) kept the data inconsistent until `timeout`.
+    pub fn read(&self, first: usize, count: usize, timeout: Duration) -> Result<Vec<u8>> {
+        let (name, geo, info) = (self.seg.name(), &self.geo, &self.info);
+        if geo.mode == CellMode::Locked {
             return Err(Error::invalid(
                 name,
                 format!(
-                    "elements {first}..{} are out of range: {} holds {}",
-                    first.saturating_add(count),
-                    info.cell,
-                    geo.len
+                    "{} is in locked mode: a read takes its lock, which needs write permission \
+                     (`shmkit info` shows its elements read without the lock)",
+                    info.cell
                 ),
-            ))
+            ));
         }
-    }
-    let size = geo.elem.size;
-    let mut data = vec![0u8; count * size];
-    read_range(&seg, &geo, first, &mut data, deadline::after(Some(timeout)))
+        match first.checked_add(count) {
+            Some(end) if end <= geo.len => {}
+            _ => {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "elements {first}..{} are out of range: {} holds {}",
+                        first.saturating_add(count),
+                        info.cell,
+                        geo.len
+                    ),
+                ))
+            }
+        }
+        let mut data = vec![0u8; count * geo.elem.size];
+        read_range(
+            &self.seg,
+            geo,
+            first,
+            &mut data,
+            deadline::after(Some(timeout)),
+        )
         .ok_or(Error::Timeout)?;
-    Ok((info, data))
+        Ok(data)
+    }
 }
 
-/// Map the cell `name` read-only and validate its control block (a private copy): the mapping,
-/// the geometry and the description without values; `None` if `name` holds no cell.
-fn open_read_only(name: &str) -> Result<Option<(Segment<ReadOnly>, Geometry, CellInfo)>> {
-    let Some(header) = probe(name)?.header else {
-        return Ok(None);
-    };
-    let kind = header.kind;
-    if kind != Kind::VALUE && kind != Kind::ARRAY {
-        return Ok(None);
+impl fmt::Debug for ReadOnlyCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadOnlyCell")
+            .field("name", &self.seg.name())
+            .field("cell", &self.info.cell)
+            .field("mode", &self.info.mode)
+            .finish()
     }
-    let seg = Segment::options()
-        .read_only()
-        .kind(kind, super::layout::CELL_FINGERPRINT)
-        .open(name)?;
-    let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
-    let info = info_of(kind, &geo, &ctl);
-    Ok(Some((seg, geo, info)))
 }
 
 /// Copy the elements from `first` into `out` (a whole number of elements, inside the data:

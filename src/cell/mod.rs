@@ -58,7 +58,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 pub use array::{AnyArray, AnyGuard, Array, ArrayGuard};
-pub use info::{inspect, read_only, CellInfo, SHOWN_ELEMENTS};
+pub use info::{inspect, read_only, CellInfo, ReadOnlyCell, SHOWN_ELEMENTS};
 pub use layout::{DATA_OFFSET, MAX_ALIGN, MAX_SEQLOCK_BYTES};
 pub use typecode::{CBool, Typecode};
 pub use value::{AnyValue, CellAtomic, Value, ValueGuard};

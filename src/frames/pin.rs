@@ -301,7 +301,7 @@ mod tests {
             }
             let (present, received) = sub.join().unwrap();
             assert!(
-                !(present && !received),
+                !present || received,
                 "a frame present at attach was skipped"
             );
             assert!(!(received && wrote), "a received frame was overwritten");
@@ -365,7 +365,7 @@ mod tests {
             published.notify_if_sleepers(u32::MAX);
             let (present, received) = sub.join().unwrap();
             assert!(
-                !(present && !received),
+                !present || received,
                 "a frame present at attach was skipped"
             );
             assert!(!(received && wrote), "a received frame was overwritten");
@@ -391,7 +391,7 @@ mod tests {
             }
             let (present, received) = sub.join().unwrap();
             assert!(
-                !(present && !received),
+                !present || received,
                 "a frame present at attach was skipped"
             );
         });

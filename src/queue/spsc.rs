@@ -125,6 +125,9 @@ fn elem<T>(ring: &Ring, pos: u64) -> *mut T {
 
 /// The stamp of position `pos`'s slot.
 #[inline]
+// `T` sizes the slot, which places the stamp in the data area; under loom the stamps are the
+// region's separate words, indexed by position alone.
+#[cfg_attr(loom, allow(clippy::extra_unused_type_parameters))]
 fn stamp<T>(ring: &Ring, pos: u64) -> &AtomicU64 {
     let i = pos & ring.mask;
     #[cfg(not(loom))]

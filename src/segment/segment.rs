@@ -439,6 +439,7 @@ impl<A: Access> SegmentOptions<A> {
     }
 
     /// The open timeout set with [`open_timeout`](Self::open_timeout).
+    #[cfg(not(loom))] // its one reader, the cells, is not built under loom
     pub(crate) fn timeout(&self) -> Duration {
         self.cfg.timeout
     }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::{create_error, outln, seconds, segment_name, CmdResult, Stop};
-use shmkit::cell::{AnyArray, AnyValue, CellMode, Typecode};
+use shmkit::cell::{AnyArray, AnyValue, CellMode, ReadOnlyCell, Typecode};
 
 /// `shmkit value …`.
 #[derive(clap::Args)]
@@ -156,7 +156,9 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
                 ),
                 // Read permission only: an atomic or seqlock cell reads without writing.
                 Err(e @ shmkit::Error::PermissionDenied { .. }) => {
-                    read_only(&name, 0, 1, timeout, e)?
+                    let cell = open_read_only(&name, e)?;
+                    let t = cell.info().typecode.and_then(Typecode::from_char);
+                    (t, cell.read(0, 1, timeout).map_err(|e| e.to_string())?)
                 }
                 Err(e) => return Err(e.to_string().into()),
             };
@@ -187,28 +189,21 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
     }
 }
 
-/// `value get`/`array get` on a cell this user may only read: read it read-only
-/// ([`shmkit::cell::read_only`]: atomic and seqlock modes); a locked cell's read takes its
-/// lock, so it reports `denied` (the permission error) and why.
-fn read_only(
-    name: &str,
-    first: usize,
-    count: usize,
-    timeout: Duration,
-    denied: shmkit::Error,
-) -> Result<(Option<shmkit::cell::Typecode>, Vec<u8>), Stop> {
-    let locked = shmkit::cell::inspect(name)
+/// `value get`/`array get` on a cell this user may only read: open it read-only
+/// ([`shmkit::cell::ReadOnlyCell`], one mapping for the geometry and the read: atomic and
+/// seqlock modes). A locked cell's read takes its lock, so it reports `denied` (the
+/// permission error) and why.
+fn open_read_only(name: &str, denied: shmkit::Error) -> Result<ReadOnlyCell, Stop> {
+    let cell = ReadOnlyCell::open(name)
         .map_err(|e| e.to_string())?
-        .is_some_and(|i| i.mode == CellMode::Locked);
-    if locked {
+        .ok_or_else(|| format!("segment {name:?} is not a cell"))?;
+    if cell.info().mode == CellMode::Locked {
         return Err(Stop::Failed(format!(
             "{denied} (a locked-mode cell is read under its lock, which needs write \
              permission; `shmkit info {name}` shows it read without the lock)"
         )));
     }
-    let (info, b) =
-        shmkit::cell::read_only(name, first, count, timeout).map_err(|e| e.to_string())?;
-    Ok((info.typecode.and_then(Typecode::from_char), b))
+    Ok(cell)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -233,28 +228,25 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
         ArrayCmd::Get { name, at, timeout } => {
             // One handle for the geometry and the read (a second open could find another
             // object under the name).
-            let opened = AnyArray::open(&name);
-            let (len, size, typecode) = match &opened {
-                Ok(a) => (a.len(), a.elem_size(), a.typecode()),
+            let span_of = |len| match at.as_deref() {
+                None => Ok((0, len)),
+                Some(s) => span(s, len).map_err(Stop::Usage),
+            };
+            let (b, size, typecode) = match AnyArray::open(&name) {
+                Ok(a) => {
+                    let (first, count) = span_of(a.len())?;
+                    let b = a.read_bytes_timeout(first, count, timeout);
+                    (b.map_err(|e| e.to_string())?, a.elem_size(), a.typecode())
+                }
                 // Read permission only: an atomic or seqlock cell reads without writing.
-                Err(shmkit::Error::PermissionDenied { .. }) => {
-                    let info = shmkit::cell::inspect(&name)
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| format!("segment {name:?} is not a cell"))?;
-                    let t = info.typecode.and_then(Typecode::from_char);
-                    (info.len, info.elem_size, t)
+                Err(e @ shmkit::Error::PermissionDenied { .. }) => {
+                    let c = open_read_only(&name, e)?;
+                    let (first, count) = span_of(c.info().len)?;
+                    let b = c.read(first, count, timeout).map_err(|e| e.to_string())?;
+                    let t = c.info().typecode.and_then(Typecode::from_char);
+                    (b, c.info().elem_size, t)
                 }
                 Err(e) => return Err(e.to_string().into()),
-            };
-            let (first, count) = match at.as_deref() {
-                None => (0, len),
-                Some(s) => span(s, len).map_err(Stop::Usage)?,
-            };
-            let b = match opened {
-                Ok(a) => a
-                    .read_bytes_timeout(first, count, timeout)
-                    .map_err(|e| e.to_string())?,
-                Err(e) => read_only(&name, first, count, timeout, e)?.1,
             };
             for e in b.chunks_exact(size) {
                 match typecode {
