@@ -751,9 +751,18 @@ impl WriteGuard<'_> {
         // `notify_if_sleepers`, its load of `sleepers`; a parking consumer increments,
         // fences, re-checks the header. No locked access when nobody sleeps.
         ctrl.prod.not_empty.notify_if_sleepers(1);
-        p.zero_ahead(next);
+        // Only after short records: the next record then likely ends in the line after
+        // `next`'s. After a long one the words would be overwritten by the next record's bytes
+        // before any commit could use them (and zeroing them cost 1 KiB messages 10-15% of
+        // their throughput).
+        if advance <= ZERO_AHEAD_AFTER {
+            p.zero_ahead(next);
+        }
     }
 }
+
+/// Commits of records up to this many bytes zero ahead ([`Producer::zero_ahead`]).
+const ZERO_AHEAD_AFTER: u64 = 128;
 
 /// Whether position `a` comes before position `b` (positions are `u64` counters that wrap;
 /// any two this producer compares lie within a few capacities of each other).
