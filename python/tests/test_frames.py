@@ -285,3 +285,101 @@ def test_loans_superseded_dropped_and_next_seq(name):
     with pytest.raises(ValueError):
         pub.loan()
     pub.unlink()
+
+
+def test_a_subscriber_inherited_across_fork_does_not_receive(name, spawn):
+    # The inherited subscriber shares the parent's record: a frame the child got through it
+    # was pinned by the parent's bit, which the parent's own release clears, so the publisher
+    # overwrote the child's "pinned" frame under its views. The child must be refused.
+    code = """
+import os, select, sys, shmkit
+name = sys.argv[1]
+pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=16, policy="reuse-oldest")
+sub = shmkit.FrameSubscriber(name)
+loan = pub.loan()
+memoryview(loan)[:4] = b"AAAA"
+loan.publish(4)
+del loan
+r1, w1 = os.pipe()
+r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        frame = sub.try_recv()
+    except shmkit.ShmkitError as e:
+        print("refused" if "fork" in str(e) else f"other error {e}", flush=True)
+        own = shmkit.FrameSubscriber(name, history=1)  # one of its own works
+        print("own", bytes(memoryview(own.recv(timeout=10))), flush=True)
+        own.close()
+        os.write(w1, b"r")
+        os._exit(0)
+    os.write(w1, b"1" if frame is not None else b"0")
+    if frame is None:
+        print("nothing", flush=True)
+        os._exit(0)
+    before = bytes(memoryview(frame))
+    os.read(r2, 1)  # the parent received and released frame 1, and published more
+    after = bytes(memoryview(frame))
+    print("pinned" if after == before else f"overwritten {before} -> {after}", flush=True)
+    os._exit(0)
+# The parent: wait for the child's receive (or its refusal), then do what a subscriber does.
+select.select([r1], [], [], 30)
+frame = sub.try_recv()
+assert frame is not None and frame.seq == 1, frame
+frame.release()
+for i in range(4):
+    loan = pub.try_loan()
+    memoryview(loan)[:4] = b"B%03d" % i
+    loan.publish(4)
+os.write(w2, b"1")
+os.waitpid(pid, 0)
+pub.close()
+"""
+    child = spawn(code, name)
+    rc, out, err = child.finish()
+    assert rc == 0, err
+    assert out.splitlines() == ["refused", "own b'AAAA'"], out + err
+
+
+def test_a_loan_inherited_across_fork_is_the_parents(name, spawn):
+    # The inherited loan published as the parent (its sequence number, the parent's slot), so
+    # the parent's own publish of that loan was then skipped by every subscriber; dropping it
+    # in the child emptied the parent's claimed slot.
+    code = """
+import gc, os, sys, shmkit
+name = sys.argv[1]
+pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=16)
+sub = shmkit.FrameSubscriber(name)
+loan = pub.loan()
+pid = os.fork()
+if pid == 0:
+    out = []
+    for what, f in [
+        ("view", lambda: memoryview(loan)),
+        ("publish", lambda: loan.publish(4)),
+        ("loan", lambda: pub.loan(timeout=0.1)),
+    ]:
+        try:
+            f()
+            out.append(f"{what} allowed")
+        except shmkit.ShmkitError as e:
+            out.append(f"{what} refused")
+    print(", ".join(out), flush=True)
+    del loan, pub  # dropped in the child: must leave the parent's claim alone
+    gc.collect()
+    os._exit(0)
+os.waitpid(pid, 0)
+assert sub.try_recv() is None, "the child published"
+memoryview(loan)[:4] = b"PRNT"
+assert loan.publish(4) == 1
+frame = sub.recv(timeout=10)
+print(frame.seq, bytes(memoryview(frame))[:4], flush=True)
+frame.release()
+pub.close()
+"""
+    child = spawn(code, name)
+    rc, out, err = child.finish()
+    assert rc == 0, out + err
+    assert out.splitlines() == ["view refused, publish refused, loan refused", "1 b'PRNT'"], (
+        out + err
+    )
