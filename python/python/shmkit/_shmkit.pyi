@@ -158,7 +158,8 @@ class Semaphore:
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Take a permit; return whether one was taken."""
     def release(self, n: int = 1) -> None:
-        """Give back ``n`` permits (any process or thread may)."""
+        """Give back ``n`` permits (any process or thread may); ValueError, releasing none,
+        if ``n`` would take the value past its maximum (2**31 - 1)."""
     def get_value(self) -> int:
         """The number of free permits (a snapshot)."""
     def __enter__(self) -> bool: ...
@@ -192,7 +193,7 @@ class BoundedSemaphore:
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Take a permit; return whether one was taken."""
     def release(self, n: int = 1) -> None:
-        """Give back ``n`` permits; ValueError past the initial value."""
+        """Give back ``n`` permits; ValueError, releasing none, past the initial value."""
     def get_value(self) -> int:
         """The number of free permits (a snapshot)."""
     def __enter__(self) -> bool: ...
