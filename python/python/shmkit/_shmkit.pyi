@@ -790,8 +790,9 @@ class Queue:
     one message each, at most ``max_message`` bytes (half of ``capacity_bytes``, minus 8).
 
     ``Queue(name)`` opens the queue or creates it; ``Queue()`` creates one under a unique
-    generated name that is removed when this object is garbage-collected (pass the object,
-    pickled, to processes started meanwhile). ``put_bytes``/``get_bytes`` are the bytes-only
+    generated name that is removed when this object is garbage-collected in the process
+    that made it (a forked child's copy going away leaves it; pass the object, pickled, to
+    processes started meanwhile). ``put_bytes``/``get_bytes`` are the bytes-only
     fast path (no pickling; the messages of the Rust API and ``shmkit queue push/pop``).
     Up to 16 producers and 16 consumers at once: each object attaches one of each on first
     ``put``/``get`` (one more per thread putting or getting at the same time)."""
