@@ -14,9 +14,10 @@
 //! it are alive, so no view outlives the loan.
 //!
 //! Fork: a subscriber's record (cursor, pin bits) and a publisher's role and outstanding loan
-//! belong to the process that attached. In a child that inherited them ([`fork`]), receiving
-//! and using the inherited loan raise `ShmkitError`, and the inherited loan is forgotten, not
-//! abandoned (abandoning would empty the parent's claimed slot).
+//! belong to the process that attached. In a child that inherited them ([`fork`]), receiving,
+//! new views of received frames, and using the inherited loan raise `ShmkitError`, and the
+//! inherited loan is forgotten, not abandoned (abandoning would empty the parent's claimed
+//! slot).
 
 use std::os::raw::c_int;
 use std::ptr::NonNull;
@@ -185,6 +186,7 @@ impl PyFrameSubscriber {
             lost: s.lost(),
             frame: Some(f),
             exports: AtomicUsize::new(0),
+            born: fork::generation(),
         }
     }
 
@@ -377,6 +379,10 @@ pub(crate) struct PyFrame {
     lost: u64,
     /// Live buffer exports.
     exports: AtomicUsize,
+    /// [`fork::generation`] when received: the pin is the receiving process's, so a forked
+    /// child exports no new view (the parent's release would let the slot be overwritten
+    /// under it).
+    born: u64,
 }
 
 #[pymethods]
@@ -498,6 +504,13 @@ impl PyFrame {
             .frame
             .as_ref()
             .ok_or_else(|| PyValueError::new_err(format!("frame {} was released", this.seq)))?;
+        if this.born != fork::generation() {
+            return Err(ShmkitError::new_err(format!(
+                "frame {} was received before fork(): its pin is the parent's, which may \
+                 release it while this process reads; copy it (bytes(frame)) before forking",
+                this.seq
+            )));
+        }
         // SAFETY: the pinned slot's payload, in the mapping the guard keeps alive; the guard
         // lives while the export does (`view.obj` holds this object, `release` refuses while
         // `exports` is non-zero); exported read-only (the mapping is PROT_READ).

@@ -341,6 +341,39 @@ pub.close()
     assert out.splitlines() == ["refused", "own b'AAAA'"], out + err
 
 
+def test_a_frame_received_before_fork_exports_no_view_in_the_child(name, spawn):
+    # The frame's pin is the parent's: once the parent releases it, the publisher reuses the
+    # slot, so a view the child made read whatever was published there next.
+    code = """
+import os, sys, shmkit
+name = sys.argv[1]
+pub = shmkit.FramePublisher.create(name, slots=1, max_bytes=16)
+sub = shmkit.FrameSubscriber(name)
+loan = pub.loan()
+memoryview(loan)[:4] = b"AAAA"
+loan.publish(4)
+frame = sub.recv(timeout=10)
+before = bytes(frame)  # a copy made before fork() is the way to hand it on
+pid = os.fork()
+if pid == 0:
+    try:
+        view = memoryview(frame)
+        print("view allowed", flush=True)
+    except shmkit.ShmkitError as e:
+        print("view refused" if "fork" in str(e) else f"other error {e}", flush=True)
+    print("copy", before, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", bytes(frame), flush=True)
+frame.release()
+pub.close()
+"""
+    child = spawn(code, name)
+    rc, out, err = child.finish()
+    assert rc == 0, out + err
+    assert out.splitlines() == ["view refused", "copy b'AAAA'", "parent b'AAAA'"], out + err
+
+
 def test_a_loan_inherited_across_fork_is_the_parents(name, spawn):
     # The inherited loan published as the parent (its sequence number, the parent's slot), so
     # the parent's own publish of that loan was then skipped by every subscriber; dropping it

@@ -667,7 +667,8 @@ class FramePublisher:
 class FrameLoan:
     """A loaned slot: a writable, zero-copy buffer of ``max_bytes`` (``memoryview(loan)``,
     ``numpy.asarray(loan)``, ``loan.array(dtype, shape)``). Delete every view before
-    ``publish`` (BufferError otherwise): no view outlives the loan."""
+    ``publish`` (BufferError otherwise): no view outlives the loan. A loan inherited across
+    fork() is the parent's: the child can neither view nor publish it (ShmkitError)."""
 
     @property
     def slot(self) -> int:
@@ -692,7 +693,8 @@ class FrameLoan:
 class FrameSubscriber:
     """The receiving end of a frame channel: frames are received in place, pinned and
     read-only; attaches whatever the channel's header type. ``history`` also receives up to
-    that many frames published before attaching."""
+    that many frames published before attaching. A forked child cannot receive through an
+    inherited subscriber (ShmkitError): it attaches its own."""
 
     def __new__(cls, name: str, *, history: int = 0) -> "FrameSubscriber": ...
     @staticmethod
@@ -741,7 +743,8 @@ class FrameSubscriber:
 class Frame:
     """A received frame. Its slot stays pinned while this object or any view of it
     (memoryview, numpy array) lives. The payload is exported read-only: ``memoryview(frame)``,
-    ``numpy.asarray(frame)``, ``frame.array(dtype, shape)``, zero-copy."""
+    ``numpy.asarray(frame)``, ``frame.array(dtype, shape)``, zero-copy. The pin is the
+    receiving process's: a forked child gets no new view (ShmkitError; copy it first)."""
 
     @property
     def seq(self) -> int:
