@@ -704,11 +704,13 @@ impl PyFramePublisher {
     /// Create the frame channel `name` and attach as its publisher: `slots` slots of
     /// `max_bytes` each, up to `subscribers` subscribers, `policy` `'reuse-oldest'` (a slow
     /// subscriber loses frames) or `'block'` (lossless; the slowest subscriber sets the pace),
-    /// and a user header of `header_size` bytes (alignment `header_align`) recorded as
-    /// `header_name`. `FileExistsError` if the name is taken.
+    /// and a user header of `header_size` bytes recorded as `header_name`, aligned to
+    /// `header_align` (1, 2, 4 or 8, dividing the size; `None`: the largest of those that
+    /// divides it, so a header of any size takes the default). `FileExistsError` if the name
+    /// is taken.
     #[staticmethod]
     #[pyo3(signature = (name, *, slots = 4, max_bytes = 1048576, subscribers = 16,
-        policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = 8,
+        policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = None,
         mode = 0o600))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -719,13 +721,25 @@ impl PyFramePublisher {
         policy: &str,
         header_name: &str,
         header_size: i64,
-        header_align: i64,
+        header_align: Option<i64>,
         mode: u32,
     ) -> PyResult<Self> {
-        let align = count("header_align", header_align)?;
         let size = count("header_size", header_size)?;
+        // An explicit alignment goes to the library as given (which checks that it divides
+        // the size); none is the largest power of two up to 8 that divides the size (1 for
+        // no header, as `[u8; 0]`, the Rust handles' untyped header, has).
+        let align = match header_align {
+            Some(a @ (1 | 2 | 4 | 8)) => a as u64,
+            Some(a) => {
+                return Err(PyValueError::new_err(format!(
+                    "header_align must be 1, 2, 4 or 8, not {a}"
+                )))
+            }
+            None if size == 0 => 1,
+            None => 1 << size.trailing_zeros().min(3),
+        };
         let p = options()
-            .header_type(header_name, size, align.min(size.max(1)))
+            .header_type(header_name, size, align)
             .map_err(to_py)?
             .slots(count("slots", slots)?)
             .max_bytes(count("max_bytes", max_bytes)?)

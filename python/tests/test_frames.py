@@ -1,6 +1,7 @@
 """Zero-copy frames: Python and Rust publishers, Python subscribers in separate processes."""
 
 import importlib.util
+import os
 import signal
 import subprocess
 import time
@@ -118,6 +119,27 @@ while True:
     n += 1
 print(n, sub.lost, flush=True)
 """
+
+
+def test_header_alignment_default_fits_any_size_and_a_bad_one_is_refused(names):
+    # The default alignment (8) was clamped to the size itself: a 6-, 12- or 3-byte header
+    # failed with an error about an alignment the caller never gave, while an explicit 16
+    # (not an alignment the channel supports) was silently taken as 8.
+    for size, align in [(0, 1), (3, 1), (6, 2), (12, 4), (16, 8), (24, 8)]:
+        pub = shmkit.FramePublisher.create(names(), header_size=size)
+        assert pub.header_type == ("bytes", size, align)
+        pub.close()
+        pub.unlink()
+    n = names()
+    pub = shmkit.FramePublisher.create(n, header_size=8, header_align=2)
+    assert pub.header_type == ("bytes", 8, 2)
+    pub.close()
+    pub.unlink()
+    for size, align in [(8, 16), (8, 2**40), (8, 3), (8, 0), (6, 4), (6, 8)]:
+        n = names()
+        with pytest.raises(ValueError):
+            shmkit.FramePublisher.create(n, header_size=size, header_align=align)
+        assert not os.path.exists(f"/dev/shm/{n}")
 
 
 def test_python_publisher_to_python_subscribers(name, spawn):

@@ -619,12 +619,13 @@ class FramePublisher:
         policy: str = "reuse-oldest",
         header_name: str = "bytes",
         header_size: int = 0,
-        header_align: int = 8,
+        header_align: Optional[int] = None,
         mode: int = 0o600,
     ) -> "FramePublisher":
         """Create the channel and attach as its publisher; ``policy`` is ``'reuse-oldest'``
         or ``'block'``; the header type is recorded as ``header_name`` of ``header_size``
-        bytes. FileExistsError if the name is taken."""
+        bytes aligned to ``header_align`` (1, 2, 4 or 8 dividing the size; None: the largest
+        that does). FileExistsError if the name is taken."""
     @staticmethod
     def open(name: str) -> "FramePublisher":
         """Attach to an existing channel as its publisher (taking over from a dead one)."""
