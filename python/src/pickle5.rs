@@ -107,7 +107,9 @@ fn short_opcodes(obj: &Bound<'_, PyAny>, op: &mut [u8; SHORT - OPS]) -> PyResult
         op[0] = if obj.is_truthy()? { NEWTRUE } else { NEWFALSE };
         1
     } else if obj.is_exact_instance_of::<PyInt>() {
-        let Ok(v) = obj.extract::<i64>() else {
+        // Not `extract`: its error for a larger int, dropped here in the fast `put`, would
+        // wait in pyo3's reference pool (`crate::fastcall`).
+        let Some(v) = crate::cell::exact_i64(obj) else {
             return Ok(None);
         };
         int_opcodes(v, op)
