@@ -199,20 +199,23 @@ def test_locked_increment_from_threads_with_the_fast_paths(locked):
 def test_fast_paths_leave_no_objects_in_pyo3s_pool(names):
     # A fast entry point runs without pyo3's GIL count, so a Python object it drops waits in
     # pyo3's reference pool until some pyo3 wrapper runs. fetch_add(2**63) and put(10**20)
-    # made and dropped an OverflowError on their way to the 128-bit / pickle path: a loop of
-    # fast calls kept every one alive (2M fetch_add grew the process by 500 MB).
+    # made and dropped an OverflowError on their way to the 128-bit / pickle path, and put of
+    # a str with a lone surrogate a UnicodeEncodeError: a loop of fast calls kept every one
+    # alive (2M fetch_add grew the process by 500 MB).
     v = shmkit.Value("Q", 0, name=names("u64"), lock=False)
     q = shmkit.Queue.create(names("queue"), 1 << 16)
 
-    def overflow_errors():
-        return sum(type(o) is OverflowError for o in gc.get_objects())
+    def errors():
+        return sum(type(o) in (OverflowError, UnicodeEncodeError) for o in gc.get_objects())
 
-    before = overflow_errors()
+    before = errors()
     for _ in range(100):
         v.fetch_add(2**63)
         q.put(10**20)
         assert q.get() == 10**20
-    assert overflow_errors() == before
+        q.put("\udcff")  # no UTF-8 form: pickled by pickle.dumps
+        assert q.get() == "\udcff"
+    assert errors() == before
     assert v.value == 0  # 200 * 2**63 wraps to 0
 
     class Index:
