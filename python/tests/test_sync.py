@@ -1,8 +1,10 @@
 """The sync primitives across separate Python processes."""
 
+import gc
 import signal
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -148,6 +150,26 @@ def test_release_past_the_maximum_releases_nothing(names):
     assert sem.get_value() == 5
     bounded.unlink()
     sem.unlink()
+
+
+def test_a_barrier_whose_action_is_its_owners_method_is_collected(name):
+    # Barrier held its action without telling the garbage collector, so an object holding a
+    # barrier whose action is one of its methods (a cycle) was never collected, nor the
+    # barrier's mapping unmapped.
+    class Worker:
+        def __init__(self):
+            self.barrier = shmkit.Barrier(name, 1, action=self.sync)
+
+        def sync(self):
+            pass
+
+    worker = Worker()
+    assert worker.barrier.wait(timeout=5) == 0
+    alive = weakref.ref(worker)
+    del worker
+    gc.collect()
+    assert alive() is None
+    shmkit.Barrier.open(name).unlink()
 
 
 def test_event_across_processes(name, spawn):
