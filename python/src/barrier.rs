@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use shmkit::sync::{BarrierError, MAX_PARTIES};
 
 use crate::blocking::deadline;
@@ -167,6 +168,16 @@ named_methods!(
         #[getter]
         fn action(&self, py: Python<'_>) -> Option<Py<PyAny>> {
             self.action.as_ref().map(|a| a.clone_ref(py))
+        }
+
+        /// The garbage collector's view of the action: a bound method of an object that
+        /// holds this barrier (`self.b = Barrier(name, n, action=self.sync)`) is a cycle, which
+        /// the collector can see, and break by clearing that object, only through this.
+        fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+            if let Some(a) = &self.action {
+                visit.call(a)?;
+            }
+            Ok(())
         }
 
         /// Return the barrier to its initial state; current waiters get `BrokenBarrierError`.

@@ -1,11 +1,15 @@
 //! Python timeouts, and the one wait loop every blocking call uses: it releases the GIL
 //! while it sleeps, in slices of at most [`SLICE`], and between slices runs Python's signal
-//! handlers, so Ctrl-C raises `KeyboardInterrupt` within about 50 ms.
+//! handlers, so Ctrl-C raises `KeyboardInterrupt` within about 50 ms. Opens that may wait for
+//! a foreign creator use it too ([`open_waiting`]).
 
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use shmkit::segment::DEFAULT_OPEN_TIMEOUT;
+
+use crate::errors::to_py;
 
 /// The longest the GIL stays released before the signal handlers run.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
@@ -55,5 +59,44 @@ pub(crate) fn sliced<R: Send>(
             return Ok(None);
         }
         py.check_signals()?;
+    }
+}
+
+/// An open that may wait for a foreign creator (a raw segment CPython's `SharedMemory` shows
+/// at 0 bytes until its `ftruncate`), made interruptible: `open(t)` is one library open whose
+/// wait is bounded by `t` (its `open_timeout`). The first try does not wait and keeps the GIL
+/// (the usual case: the object is ready); then tries of at most [`SLICE`] with the GIL
+/// released, up to the library's [`DEFAULT_OPEN_TIMEOUT`] in all, so Ctrl-C and other
+/// threads are not held up for the whole wait. `NotReady` after that, with the whole wait.
+pub(crate) fn open_waiting<R: Send>(
+    py: Python<'_>,
+    open: impl Fn(Duration) -> shmkit::Result<R> + Send + Sync,
+) -> PyResult<R> {
+    let started = Instant::now();
+    let mut last = match open(Duration::ZERO) {
+        Err(e @ shmkit::Error::NotReady { .. }) => e,
+        r => return r.map_err(to_py),
+    };
+    let got = sliced(
+        py,
+        Some(started + DEFAULT_OPEN_TIMEOUT),
+        |until| match open(until.saturating_duration_since(Instant::now())) {
+            Err(e @ shmkit::Error::NotReady { .. }) => {
+                last = e;
+                None
+            }
+            r => Some(r),
+        },
+    )?;
+    match (got, last) {
+        (Some(r), _) => r.map_err(to_py),
+        (None, shmkit::Error::NotReady { name, detail, .. }) => {
+            Err(to_py(shmkit::Error::NotReady {
+                name,
+                waited: started.elapsed(),
+                detail,
+            }))
+        }
+        (None, e) => Err(to_py(e)),
     }
 }

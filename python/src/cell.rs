@@ -384,9 +384,11 @@ fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<(
 
 /// `obj` as an `i64` if it is exactly an `int` that fits one (one C call, no pyo3 conversion:
 /// the hot path of `v.value = n` and `fetch_add(n)`); `None` otherwise (a subclass, another
-/// type, a larger int), and the caller's general conversion decides, with its own errors.
+/// type, a larger int), and the caller's general conversion decides, with its own errors. No
+/// error object is made for a larger int (one dropped in a fast entry point would wait in
+/// pyo3's reference pool: see [`crate::fastcall`]).
 #[inline]
-fn exact_i64(obj: &Bound<'_, PyAny>) -> Option<i64> {
+pub(crate) fn exact_i64(obj: &Bound<'_, PyAny>) -> Option<i64> {
     let p = obj.as_ptr();
     // SAFETY: `p` is a live object (a `Bound` holds it) and the GIL is held (the `Bound`'s
     // token); `overflow` is a valid out-pointer.
@@ -685,10 +687,12 @@ fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
 fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
-    // The usual operand fits an i64: one C call; a 128-bit conversion only past that.
-    let v: i128 = match obj.extract::<i64>() {
-        Ok(v) => i128::from(v),
-        Err(_) => obj.extract()?,
+    // The usual operand is an exact int that fits an i64: one C call; a 128-bit conversion
+    // only past that, whose error (not an int, too large) is the one raised. No error is
+    // made and dropped on the way (`fetch_add` is a fast entry point: [`exact_i64`]).
+    let v: i128 = match exact_i64(obj) {
+        Some(v) => i128::from(v),
+        None => obj.extract()?,
     };
     let v = if negate { -v } else { v };
     if !(-(1i128 << 63)..(1i128 << 64)).contains(&v) {

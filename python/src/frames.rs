@@ -12,6 +12,12 @@
 //! goes. `Frame.release()` with views alive raises `BufferError`. A `FrameLoan` exports the
 //! whole slot writable; `publish` (and abandoning the loan) raise `BufferError` while views of
 //! it are alive, so no view outlives the loan.
+//!
+//! Fork: a subscriber's record (cursor, pin bits) and a publisher's role and outstanding loan
+//! belong to the process that attached. In a child that inherited them ([`fork`]), receiving,
+//! new views of received frames, and using the inherited loan raise `ShmkitError`, and the
+//! inherited loan is forgotten, not abandoned (abandoning would empty the parent's claimed
+//! slot).
 
 use std::os::raw::c_int;
 use std::ptr::NonNull;
@@ -28,6 +34,7 @@ use shmkit::frames::{
 
 use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{frames_attach_error, to_py, ShmkitError};
+use crate::fork;
 
 /// Python handles are untyped: the header is bytes of the channel's recorded type.
 type Raw = [u8; 0];
@@ -60,6 +67,13 @@ fn count(what: &str, v: i64) -> PyResult<u64> {
 fn disconnected(name: &str) -> PyErr {
     PyEOFError::new_err(format!(
         "frame channel {name:?}: the publisher is gone and every published frame was received"
+    ))
+}
+
+fn inherited(name: &str, what: &str) -> PyErr {
+    ShmkitError::new_err(format!(
+        "frame channel {name:?}: this {what} was inherited across fork(); it belongs to the \
+         parent process (attach a new one in this process)"
     ))
 }
 
@@ -133,6 +147,10 @@ fn header_tuple(t: shmkit::frames::HeaderType) -> (String, u64, u64) {
 #[pyclass(module = "shmkit", name = "FrameSubscriber", frozen)]
 pub(crate) struct PyFrameSubscriber {
     name: String,
+    /// [`fork::generation`] at attach: the subscriber record (its cursor and its pin bits) is
+    /// the process's that attached, so a forked child must not receive through it (its
+    /// frames would not be pinned for it: the parent's unpin clears the shared bit).
+    born: u64,
     /// `None` once closed.
     inner: Mutex<Option<Subscriber<Raw>>>,
 }
@@ -149,6 +167,14 @@ impl PyFrameSubscriber {
         Ok(g)
     }
 
+    /// [`sub`](Self::sub) for receiving: also refused in a child that inherited the handle.
+    fn receiver(&self) -> PyResult<MutexGuard<'_, Option<Subscriber<Raw>>>> {
+        if self.born != fork::generation() {
+            return Err(inherited(&self.name, "subscriber"));
+        }
+        self.sub()
+    }
+
     fn wrap(s: &Subscriber<Raw>, f: Frame<Raw>) -> PyFrame {
         PyFrame {
             seq: f.seq(),
@@ -160,6 +186,7 @@ impl PyFrameSubscriber {
             lost: s.lost(),
             frame: Some(f),
             exports: AtomicUsize::new(0),
+            born: fork::generation(),
         }
     }
 
@@ -167,7 +194,7 @@ impl PyFrameSubscriber {
     fn get(&self, py: Python<'_>, latest: bool, timeout: Option<f64>) -> PyResult<PyFrame> {
         check_timeout(timeout)?;
         {
-            let mut g = self.sub()?;
+            let mut g = self.receiver()?;
             let s = g.as_mut().expect("checked open");
             let r = if latest { s.try_latest() } else { s.try_recv() };
             match r {
@@ -221,6 +248,7 @@ impl PyFrameSubscriber {
             .map_err(frames_attach_error)?;
         Ok(PyFrameSubscriber {
             name: name.to_owned(),
+            born: fork::generation(),
             inner: Mutex::new(Some(s)),
         })
     }
@@ -254,7 +282,7 @@ impl PyFrameSubscriber {
 
     /// The next frame if one is there, else `None` (never waits); `EOFError` as `recv`.
     fn try_recv(&self) -> PyResult<Option<PyFrame>> {
-        let mut g = self.sub()?;
+        let mut g = self.receiver()?;
         let s = g.as_mut().expect("checked open");
         match s.try_recv() {
             Ok(f) => Ok(Some(Self::wrap(s, f))),
@@ -265,7 +293,7 @@ impl PyFrameSubscriber {
 
     /// The newest frame if there is a new one, else `None` (never waits).
     fn try_latest(&self) -> PyResult<Option<PyFrame>> {
-        let mut g = self.sub()?;
+        let mut g = self.receiver()?;
         let s = g.as_mut().expect("checked open");
         match s.try_latest() {
             Ok(f) => Ok(Some(Self::wrap(s, f))),
@@ -351,6 +379,10 @@ pub(crate) struct PyFrame {
     lost: u64,
     /// Live buffer exports.
     exports: AtomicUsize,
+    /// [`fork::generation`] when received: the pin is the receiving process's, so a forked
+    /// child exports no new view (the parent's release would let the slot be overwritten
+    /// under it).
+    born: u64,
 }
 
 #[pymethods]
@@ -472,6 +504,13 @@ impl PyFrame {
             .frame
             .as_ref()
             .ok_or_else(|| PyValueError::new_err(format!("frame {} was released", this.seq)))?;
+        if this.born != fork::generation() {
+            return Err(ShmkitError::new_err(format!(
+                "frame {} was received before fork(): its pin is the parent's, which may \
+                 release it while this process reads; copy it (bytes(frame)) before forking",
+                this.seq
+            )));
+        }
         // SAFETY: the pinned slot's payload, in the mapping the guard keeps alive; the guard
         // lives while the export does (`view.obj` holds this object, `release` refuses while
         // `exports` is non-zero); exported read-only (the mapping is PROT_READ).
@@ -515,6 +554,9 @@ struct PubState {
     /// The publisher, from `Box::leak`; `None` once closed. Never touched while a loan
     /// (which borrows it) is outstanding.
     publisher: Option<NonNull<Publisher<Raw>>>,
+    /// [`fork::generation`] at attach: in a child that inherited this state, the publisher
+    /// role and the outstanding loan's claimed slot are the parent's (see [`PubState::drop_loan`]).
+    born: u64,
 }
 
 // SAFETY: `Publisher<Raw>` is `Send`, and `Loan` is a `&mut` of it; the raw pointer is that
@@ -522,6 +564,24 @@ struct PubState {
 unsafe impl Send for PubState {}
 
 impl PubState {
+    /// Whether this state was inherited across `fork()`.
+    fn inherited(&self) -> bool {
+        self.born != fork::generation()
+    }
+
+    /// Drop the outstanding loan: its slot is emptied. In a child that inherited it, the slot
+    /// is the parent's claim, which the parent may still fill and publish: the loan is
+    /// forgotten there (it owns no memory), so the child writes nothing to the channel.
+    fn drop_loan(&mut self) {
+        if let Some(l) = self.loan.take() {
+            if self.inherited() {
+                std::mem::forget(l);
+            } else {
+                drop(l);
+            }
+        }
+    }
+
     /// End the outstanding loan without publishing (its slot is emptied).
     fn abandon(&mut self) -> PyResult<()> {
         if self.exports > 0 {
@@ -531,7 +591,7 @@ impl PubState {
                 self.exports
             )));
         }
-        self.loan = None;
+        self.drop_loan();
         Ok(())
     }
 
@@ -549,7 +609,7 @@ impl Drop for PubState {
     fn drop(&mut self) {
         // No export can be alive: each holds a reference to a `FrameLoan`, which holds the
         // publisher object that owns this state.
-        self.loan = None;
+        self.drop_loan();
         if let Some(p) = self.publisher.take() {
             // SAFETY: as in `close`.
             drop(unsafe { Box::from_raw(p.as_ptr()) });
@@ -585,6 +645,7 @@ impl PyFramePublisher {
                 generation: 0,
                 exports: 0,
                 publisher: Some(NonNull::from(Box::leak(Box::new(p)))),
+                born: fork::generation(),
             }),
         }
     }
@@ -643,11 +704,13 @@ impl PyFramePublisher {
     /// Create the frame channel `name` and attach as its publisher: `slots` slots of
     /// `max_bytes` each, up to `subscribers` subscribers, `policy` `'reuse-oldest'` (a slow
     /// subscriber loses frames) or `'block'` (lossless; the slowest subscriber sets the pace),
-    /// and a user header of `header_size` bytes (alignment `header_align`) recorded as
-    /// `header_name`. `FileExistsError` if the name is taken.
+    /// and a user header of `header_size` bytes recorded as `header_name`, aligned to
+    /// `header_align` (1, 2, 4 or 8, dividing the size; `None`: the largest of those that
+    /// divides it, so a header of any size takes the default). `FileExistsError` if the name
+    /// is taken.
     #[staticmethod]
     #[pyo3(signature = (name, *, slots = 4, max_bytes = 1048576, subscribers = 16,
-        policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = 8,
+        policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = None,
         mode = 0o600))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -658,13 +721,25 @@ impl PyFramePublisher {
         policy: &str,
         header_name: &str,
         header_size: i64,
-        header_align: i64,
+        header_align: Option<i64>,
         mode: u32,
     ) -> PyResult<Self> {
-        let align = count("header_align", header_align)?;
         let size = count("header_size", header_size)?;
+        // An explicit alignment goes to the library as given (which checks that it divides
+        // the size); none is the largest power of two up to 8 that divides the size (1 for
+        // no header, as `[u8; 0]`, the Rust handles' untyped header, has).
+        let align = match header_align {
+            Some(a @ (1 | 2 | 4 | 8)) => a as u64,
+            Some(a) => {
+                return Err(PyValueError::new_err(format!(
+                    "header_align must be 1, 2, 4 or 8, not {a}"
+                )))
+            }
+            None if size == 0 => 1,
+            None => 1 << size.trailing_zeros().min(3),
+        };
         let p = options()
-            .header_type(header_name, size, align.min(size.max(1)))
+            .header_type(header_name, size, align)
             .map_err(to_py)?
             .slots(count("slots", slots)?)
             .max_bytes(count("max_bytes", max_bytes)?)
@@ -842,6 +917,9 @@ impl PyFrameLoan {
     /// The publisher's state, if this is still its outstanding loan.
     fn current<'a>(&self, p: &'a PyFramePublisher) -> PyResult<MutexGuard<'a, PubState>> {
         let st = p.state();
+        if st.inherited() {
+            return Err(inherited(&p.name, "loan"));
+        }
         if st.loan.is_none() || st.generation != self.generation {
             return Err(PyValueError::new_err(format!(
                 "this loan of {:?} was published or abandoned",
@@ -974,7 +1052,7 @@ impl Drop for PyFrameLoan {
             let p = self.publisher.bind(py).get();
             let mut st = p.state();
             if st.loan.is_some() && st.generation == self.generation && st.exports == 0 {
-                st.loan = None;
+                st.drop_loan();
             }
         });
     }

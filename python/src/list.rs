@@ -12,7 +12,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use shmkit::list::{Item, ShareableList};
 
-use crate::blocking::sliced;
+use crate::blocking::{open_waiting, sliced};
 use crate::errors::to_py;
 
 /// A fixed-length list of `int` (64-bit), `float`, `bool`, `None`, `str` and `bytes` in
@@ -120,12 +120,15 @@ impl PyShareableList {
         l.map(Self::wrap).map_err(to_py)
     }
 
-    fn open_impl(name: &str) -> PyResult<Self> {
-        ShareableList::options()
-            .unlink_on_drop(false)
-            .open(name)
-            .map(Self::wrap)
-            .map_err(to_py)
+    /// Open (a CPython list still at 0 bytes is waited for: [`open_waiting`]).
+    fn open_impl(py: Python<'_>, name: &str) -> PyResult<Self> {
+        let l = open_waiting(py, |t| {
+            ShareableList::options()
+                .unlink_on_drop(false)
+                .open_timeout(t)
+                .open(name)
+        })?;
+        Ok(Self::wrap(l))
     }
 
     /// Every item, as Python values.
@@ -151,13 +154,14 @@ impl PyShareableList {
     #[new]
     #[pyo3(signature = (sequence = None, *, name = None, reserve = 0, mode = 0o600))]
     fn new(
+        py: Python<'_>,
         sequence: Option<&Bound<'_, PyAny>>,
         name: Option<&str>,
         reserve: usize,
         mode: u32,
     ) -> PyResult<Self> {
         match (sequence, name) {
-            (None, Some(n)) => Self::open_impl(n),
+            (None, Some(n)) => Self::open_impl(py, n),
             (seq, n) => Self::create_impl(seq, n, reserve, mode),
         }
     }
@@ -176,8 +180,8 @@ impl PyShareableList {
 
     /// Open an existing list (made by shmkit or by CPython 3.9–3.13).
     #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        Self::open_impl(name)
+    fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
+        Self::open_impl(py, name)
     }
 
     /// The list's name (its file is `/dev/shm/NAME`).

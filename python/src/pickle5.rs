@@ -107,7 +107,9 @@ fn short_opcodes(obj: &Bound<'_, PyAny>, op: &mut [u8; SHORT - OPS]) -> PyResult
         op[0] = if obj.is_truthy()? { NEWTRUE } else { NEWFALSE };
         1
     } else if obj.is_exact_instance_of::<PyInt>() {
-        let Ok(v) = obj.extract::<i64>() else {
+        // Not `extract`: its error for a larger int, dropped here in the fast `put`, would
+        // wait in pyo3's reference pool (`crate::fastcall`).
+        let Some(v) = crate::cell::exact_i64(obj) else {
             return Ok(None);
         };
         int_opcodes(v, op)
@@ -123,7 +125,7 @@ fn short_opcodes(obj: &Bound<'_, PyAny>, op: &mut [u8; SHORT - OPS]) -> PyResult
         n
     } else if let Ok(s) = obj.downcast_exact::<PyString>() {
         // A str with lone surrogates has no UTF-8 form: pickle writes it its own way.
-        let Ok(u) = s.to_str() else { return Ok(None) };
+        let Some(u) = utf8(s) else { return Ok(None) };
         let Some(n) = short_len(u.as_bytes(), op, SHORT_BINUNICODE) else {
             return Ok(None);
         };
@@ -133,6 +135,26 @@ fn short_opcodes(obj: &Bound<'_, PyAny>, op: &mut [u8; SHORT - OPS]) -> PyResult
     };
     op[n] = STOP;
     Ok(Some(n + 1))
+}
+
+/// `s` as UTF-8 (CPython's cached form); `None` for a str with lone surrogates, whose error is
+/// cleared at once in C: `to_str` would make a `PyErr` and drop it here, in the fast `put`,
+/// where it would wait in pyo3's reference pool (`crate::fastcall`).
+fn utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a str> {
+    let mut n: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live str (a `Bound` holds it) and the GIL is held (its token); `n` is
+    // a valid out-pointer.
+    let p = unsafe { pyo3::ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut n) };
+    if p.is_null() {
+        // SAFETY: the GIL is held; this clears the UnicodeEncodeError just raised.
+        unsafe { pyo3::ffi::PyErr_Clear() };
+        return None;
+    }
+    // SAFETY: on success CPython returns the str's UTF-8 buffer of `n` bytes, valid UTF-8 and
+    // cached in the object, so it lives as long as `s` (which `'a` borrows).
+    Some(unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.cast::<u8>(), n as usize))
+    })
 }
 
 /// `SHORT_BINBYTES` / `SHORT_BINUNICODE`, then MEMOIZE (protocol 4+ memoizes both); `None`

@@ -36,6 +36,7 @@ use shmkit::queue::AttachError;
 
 use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
+use crate::fork;
 use crate::named::named_methods;
 use crate::pickle5;
 
@@ -153,6 +154,18 @@ pub(crate) struct PyQueue {
     producers: Pool<Producer>,
     consumers: Pool<Reader>,
     closed: AtomicBool,
+    /// [`fork::generation`] when made: a `Queue()` without a name is removed when its object
+    /// goes, but only by the process that made it, not by a forked child dropping its copy.
+    born: u64,
+}
+
+impl Drop for PyQueue {
+    fn drop(&mut self) {
+        if self.born != fork::generation() {
+            // Inherited across fork(): the name is the parent's to remove.
+            self.inner.set_unlink_on_drop(false);
+        }
+    }
 }
 
 impl PyQueue {
@@ -162,6 +175,7 @@ impl PyQueue {
             producers: Pool::new(),
             consumers: Pool::new(),
             closed: AtomicBool::new(false),
+            born: fork::generation(),
         }
     }
 
@@ -396,7 +410,8 @@ named_methods!(
     #[pymethods]
     {
         /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
-        /// queue under a unique generated name, removed when this object is garbage-collected.
+        /// queue under a unique generated name, removed when this object is garbage-collected
+        /// (in the process that made it: a forked child's copy going away leaves it).
         #[new]
         #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
         fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
 use shmkit::Segment;
 
+use crate::blocking::open_waiting;
 use crate::errors::to_py;
 
 /// A named shared-memory segment of bytes. `raw=True` segments have no shmkit header, so
@@ -54,8 +55,11 @@ impl PySharedMemory {
         Ok(Self::wrap(seg))
     }
 
-    fn open_impl(name: &str, raw: bool) -> PyResult<Self> {
-        let seg = Segment::options().raw(raw).open(name).map_err(to_py)?;
+    /// Open (a raw segment of 0 bytes is waited for: [`open_waiting`]).
+    fn open_impl(py: Python<'_>, name: &str, raw: bool) -> PyResult<Self> {
+        let seg = open_waiting(py, |t| {
+            Segment::options().raw(raw).open_timeout(t).open(name)
+        })?;
         Ok(Self::wrap(seg))
     }
 }
@@ -66,11 +70,18 @@ impl PySharedMemory {
     /// segment of `size` bytes, else an existing one is opened (`size` ignored).
     #[new]
     #[pyo3(signature = (name, create = false, size = 0, *, raw = false, mode = 0o600))]
-    fn new(name: &str, create: bool, size: i64, raw: bool, mode: u32) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        create: bool,
+        size: i64,
+        raw: bool,
+        mode: u32,
+    ) -> PyResult<Self> {
         if create {
             Self::create_impl(name, size, raw, mode)
         } else {
-            Self::open_impl(name, raw)
+            Self::open_impl(py, name, raw)
         }
     }
 
@@ -84,8 +95,8 @@ impl PySharedMemory {
     /// Open an existing segment; `FileNotFoundError` if there is none.
     #[staticmethod]
     #[pyo3(signature = (name, *, raw = false))]
-    fn open(name: &str, raw: bool) -> PyResult<Self> {
-        Self::open_impl(name, raw)
+    fn open(py: Python<'_>, name: &str, raw: bool) -> PyResult<Self> {
+        Self::open_impl(py, name, raw)
     }
 
     /// The segment's name.

@@ -41,13 +41,20 @@ fn acquire(
     }
 }
 
-/// `release(n)`: `n` permits, one at a time (a bounded semaphore refuses the one too many
-/// with `ValueError`, keeping those released before it).
+/// `release(n)`: `n` permits, one at a time. `n` more than the room left below the maximum
+/// (a snapshot) is a `ValueError` before anything is released, as CPython's
+/// `BoundedSemaphore.release(n)` checks first (and a huge `n` never loops with the GIL
+/// held); a release that a concurrent one fills up meanwhile stops at the maximum with
+/// `ValueError`, keeping those released before it.
 fn release(s: &SemaphoreState, n: i64) -> PyResult<()> {
     if n < 1 {
         return Err(PyValueError::new_err(format!(
             "n must be one or more, not {n}"
         )));
+    }
+    let max = s.max_value();
+    if n.unsigned_abs() > u64::from(max.saturating_sub(s.value())) {
+        return Err(semaphore_error(SemaphoreError::TooManyReleases { max }));
     }
     for _ in 0..n {
         s.release().map_err(semaphore_error)?;
@@ -115,7 +122,8 @@ macro_rules! semaphore_methods {
                 acquire(py, &self.inner, block, timeout)
             }
 
-            /// Give back `n` permits (any process or thread may).
+            /// Give back `n` permits (any process or thread may); `ValueError`, releasing
+            /// none, if `n` would take the value past its maximum.
             #[pyo3(signature = (n = 1))]
             fn release(&self, n: i64) -> PyResult<()> {
                 release(&self.inner, n)

@@ -3,8 +3,10 @@ the cell lock's and Lock's acquire/release/__enter__/__exit__: their edge cases 
 pyo3's wrappers give (wrong self, bad arguments, overflow, keywords, other argument counts),
 and the locks work across threads."""
 
+import gc
 import inspect
 import threading
+import weakref
 
 import pytest
 
@@ -192,3 +194,41 @@ def test_locked_increment_from_threads_with_the_fast_paths(locked):
     for t in threads:
         t.join()
     assert locked.value == 12000
+
+
+def test_fast_paths_leave_no_objects_in_pyo3s_pool(names):
+    # A fast entry point runs without pyo3's GIL count, so a Python object it drops waits in
+    # pyo3's reference pool until some pyo3 wrapper runs. fetch_add(2**63) and put(10**20)
+    # made and dropped an OverflowError on their way to the 128-bit / pickle path, and put of
+    # a str with a lone surrogate a UnicodeEncodeError: a loop of fast calls kept every one
+    # alive (2M fetch_add grew the process by 500 MB).
+    v = shmkit.Value("Q", 0, name=names("u64"), lock=False)
+    q = shmkit.Queue.create(names("queue"), 1 << 16)
+
+    def errors():
+        return sum(type(o) in (OverflowError, UnicodeEncodeError) for o in gc.get_objects())
+
+    before = errors()
+    for _ in range(100):
+        v.fetch_add(2**63)
+        q.put(10**20)
+        assert q.get() == 10**20
+        q.put("\udcff")  # no UTF-8 form: pickled by pickle.dumps
+        assert q.get() == "\udcff"
+    assert errors() == before
+    assert v.value == 0  # 200 * 2**63 wraps to 0
+
+    class Index:
+        """An operand whose conversion fails with an error that holds the operand."""
+
+        def __index__(self):
+            raise ValueError(self)
+
+    operand = Index()
+    alive = weakref.ref(operand)
+    with pytest.raises(ValueError):
+        v.fetch_add(operand)
+    del operand
+    assert alive() is None  # no dropped error (waiting in the pool) keeps it
+    v.unlink()
+    q.unlink()

@@ -1,6 +1,7 @@
 """Zero-copy frames: Python and Rust publishers, Python subscribers in separate processes."""
 
 import importlib.util
+import os
 import signal
 import subprocess
 import time
@@ -118,6 +119,27 @@ while True:
     n += 1
 print(n, sub.lost, flush=True)
 """
+
+
+def test_header_alignment_default_fits_any_size_and_a_bad_one_is_refused(names):
+    # The default alignment (8) was clamped to the size itself: a 6-, 12- or 3-byte header
+    # failed with an error about an alignment the caller never gave, while an explicit 16
+    # (not an alignment the channel supports) was silently taken as 8.
+    for size, align in [(0, 1), (3, 1), (6, 2), (12, 4), (16, 8), (24, 8)]:
+        pub = shmkit.FramePublisher.create(names(), header_size=size)
+        assert pub.header_type == ("bytes", size, align)
+        pub.close()
+        pub.unlink()
+    n = names()
+    pub = shmkit.FramePublisher.create(n, header_size=8, header_align=2)
+    assert pub.header_type == ("bytes", 8, 2)
+    pub.close()
+    pub.unlink()
+    for size, align in [(8, 16), (8, 2**40), (8, 3), (8, 0), (6, 4), (6, 8)]:
+        n = names()
+        with pytest.raises(ValueError):
+            shmkit.FramePublisher.create(n, header_size=size, header_align=align)
+        assert not os.path.exists(f"/dev/shm/{n}")
 
 
 def test_python_publisher_to_python_subscribers(name, spawn):
@@ -285,3 +307,134 @@ def test_loans_superseded_dropped_and_next_seq(name):
     with pytest.raises(ValueError):
         pub.loan()
     pub.unlink()
+
+
+def test_a_subscriber_inherited_across_fork_does_not_receive(name, spawn):
+    # The inherited subscriber shares the parent's record: a frame the child got through it
+    # was pinned by the parent's bit, which the parent's own release clears, so the publisher
+    # overwrote the child's "pinned" frame under its views. The child must be refused.
+    code = """
+import os, select, sys, shmkit
+name = sys.argv[1]
+pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=16, policy="reuse-oldest")
+sub = shmkit.FrameSubscriber(name)
+loan = pub.loan()
+memoryview(loan)[:4] = b"AAAA"
+loan.publish(4)
+del loan
+r1, w1 = os.pipe()
+r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        frame = sub.try_recv()
+    except shmkit.ShmkitError as e:
+        print("refused" if "fork" in str(e) else f"other error {e}", flush=True)
+        own = shmkit.FrameSubscriber(name, history=1)  # one of its own works
+        print("own", bytes(memoryview(own.recv(timeout=10))), flush=True)
+        own.close()
+        os.write(w1, b"r")
+        os._exit(0)
+    os.write(w1, b"1" if frame is not None else b"0")
+    if frame is None:
+        print("nothing", flush=True)
+        os._exit(0)
+    before = bytes(memoryview(frame))
+    os.read(r2, 1)  # the parent received and released frame 1, and published more
+    after = bytes(memoryview(frame))
+    print("pinned" if after == before else f"overwritten {before} -> {after}", flush=True)
+    os._exit(0)
+# The parent: wait for the child's receive (or its refusal), then do what a subscriber does.
+select.select([r1], [], [], 30)
+frame = sub.try_recv()
+assert frame is not None and frame.seq == 1, frame
+frame.release()
+for i in range(4):
+    loan = pub.try_loan()
+    memoryview(loan)[:4] = b"B%03d" % i
+    loan.publish(4)
+os.write(w2, b"1")
+os.waitpid(pid, 0)
+pub.close()
+"""
+    child = spawn(code, name)
+    rc, out, err = child.finish()
+    assert rc == 0, err
+    assert out.splitlines() == ["refused", "own b'AAAA'"], out + err
+
+
+def test_a_frame_received_before_fork_exports_no_view_in_the_child(name, spawn):
+    # The frame's pin is the parent's: once the parent releases it, the publisher reuses the
+    # slot, so a view the child made read whatever was published there next.
+    code = """
+import os, sys, shmkit
+name = sys.argv[1]
+pub = shmkit.FramePublisher.create(name, slots=1, max_bytes=16)
+sub = shmkit.FrameSubscriber(name)
+loan = pub.loan()
+memoryview(loan)[:4] = b"AAAA"
+loan.publish(4)
+frame = sub.recv(timeout=10)
+before = bytes(frame)  # a copy made before fork() is the way to hand it on
+pid = os.fork()
+if pid == 0:
+    try:
+        view = memoryview(frame)
+        print("view allowed", flush=True)
+    except shmkit.ShmkitError as e:
+        print("view refused" if "fork" in str(e) else f"other error {e}", flush=True)
+    print("copy", before, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", bytes(frame), flush=True)
+frame.release()
+pub.close()
+"""
+    child = spawn(code, name)
+    rc, out, err = child.finish()
+    assert rc == 0, out + err
+    assert out.splitlines() == ["view refused", "copy b'AAAA'", "parent b'AAAA'"], out + err
+
+
+def test_a_loan_inherited_across_fork_is_the_parents(name, spawn):
+    # The inherited loan published as the parent (its sequence number, the parent's slot), so
+    # the parent's own publish of that loan was then skipped by every subscriber; dropping it
+    # in the child emptied the parent's claimed slot.
+    code = """
+import gc, os, sys, shmkit
+name = sys.argv[1]
+pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=16)
+sub = shmkit.FrameSubscriber(name)
+loan = pub.loan()
+pid = os.fork()
+if pid == 0:
+    out = []
+    for what, f in [
+        ("view", lambda: memoryview(loan)),
+        ("publish", lambda: loan.publish(4)),
+        ("loan", lambda: pub.loan(timeout=0.1)),
+    ]:
+        try:
+            f()
+            out.append(f"{what} allowed")
+        except shmkit.ShmkitError as e:
+            out.append(f"{what} refused")
+    print(", ".join(out), flush=True)
+    del loan, pub  # dropped in the child: must leave the parent's claim alone
+    gc.collect()
+    os._exit(0)
+os.waitpid(pid, 0)
+assert sub.try_recv() is None, "the child published"
+memoryview(loan)[:4] = b"PRNT"
+assert loan.publish(4) == 1
+frame = sub.recv(timeout=10)
+print(frame.seq, bytes(memoryview(frame))[:4], flush=True)
+frame.release()
+pub.close()
+"""
+    child = spawn(code, name)
+    rc, out, err = child.finish()
+    assert rc == 0, out + err
+    assert out.splitlines() == ["view refused, publish refused, loan refused", "1 b'PRNT'"], (
+        out + err
+    )

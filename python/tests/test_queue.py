@@ -141,6 +141,38 @@ def test_unnamed_queue_is_removed_when_collected():
     assert not os.path.exists(path)
 
 
+def test_unnamed_queue_survives_a_forked_child_dropping_its_copy(spawn):
+    # The child's copy of the handle unlinked the parent's generated name when it went away,
+    # so the queue could no longer be opened by name (pickled to a spawned process).
+    code = """
+import gc, os, sys, shmkit
+q = shmkit.Queue(capacity_bytes=4096)
+print(q.name, flush=True)
+pid = os.fork()
+if pid == 0:
+    q.put("from the child")
+    del q
+    gc.collect()
+    os._exit(0)
+os.waitpid(pid, 0)
+print("exists" if os.path.exists("/dev/shm/" + q.name) else "removed", flush=True)
+print(shmkit.Queue.open(q.name).get(timeout=10), flush=True)
+path = "/dev/shm/" + q.name
+del q
+gc.collect()
+print("exists" if os.path.exists(path) else "removed", flush=True)
+"""
+    child = spawn(code)
+    qname = child.line()
+    try:
+        rc, out, err = child.finish()
+        assert rc == 0, err
+        assert out.splitlines() == ["exists", "from the child", "removed"], out + err
+    finally:
+        if os.path.exists(f"/dev/shm/{qname}"):
+            os.unlink(f"/dev/shm/{qname}")
+
+
 PRODUCER = """
 import sys, shmkit
 q = shmkit.Queue.open(sys.argv[1])

@@ -1,6 +1,9 @@
 """SharedMemory: the buffer protocol, closing with live views, CPython interop."""
 
+import os
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -135,3 +138,38 @@ def test_stubs_and_marker_are_installed():
     assert os.path.exists(os.path.join(pkg, "py.typed"))
     assert os.path.exists(os.path.join(pkg, "_shmkit.pyi"))
     assert sys.modules["shmkit"].__all__
+
+
+@pytest.mark.parametrize(
+    "call", ["shmkit.SharedMemory(name, raw=True)", "shmkit.ShareableList(name=name)"]
+)
+def test_sigint_interrupts_waiting_for_a_foreign_creator(name, spawn, call):
+    # A raw object at 0 bytes (CPython's SharedMemory between its shm_open and its ftruncate,
+    # or a creator that died there) is waited for up to 5 s. That wait held the GIL: Ctrl-C
+    # did nothing until it gave up (and no other thread ran).
+    fd = os.open(f"/dev/shm/{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.close(fd)
+    code = f"""
+import sys, shmkit
+name = sys.argv[1]
+print("calling", flush=True)
+try:
+    {call}
+    print("opened", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+except shmkit.ShmkitError:
+    print("gave up first", flush=True)
+sys.stdin.readline()  # the parent has sized it
+shm = shmkit.SharedMemory(name, raw=True)
+print("then opened", len(shm), flush=True)
+"""
+    child = spawn(code, name)
+    assert child.line() == "calling"
+    time.sleep(0.3)  # let it wait in the open
+    child.signal(signal.SIGINT)
+    assert child.line() == "interrupted"
+    os.truncate(f"/dev/shm/{name}", 4096)
+    child.send("sized")
+    assert child.line() == "then opened 4096"
+    assert child.finish()[0] == 0

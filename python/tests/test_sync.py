@@ -1,8 +1,10 @@
 """The sync primitives across separate Python processes."""
 
+import gc
 import signal
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -126,6 +128,48 @@ def test_bounded_semaphore_refuses_release_past_initial(name):
     sem.release()
     assert sem.get_value() == 2
     sem.unlink()
+
+
+def test_release_past_the_maximum_releases_nothing(names):
+    # release(n) released one permit at a time until the maximum, then raised: a bounded
+    # semaphore kept the permits released before the one too many (CPython's checks first
+    # and releases none), and release(2**40) on a Semaphore spent seconds holding the GIL
+    # (no Ctrl-C, no other thread) to fill it up to 2**31 - 1 before raising.
+    bounded = shmkit.BoundedSemaphore(names(), 3)
+    assert bounded.acquire() and bounded.acquire()
+    with pytest.raises(ValueError):
+        bounded.release(3)
+    assert bounded.get_value() == 1
+    bounded.release(2)
+    assert bounded.get_value() == 3
+    sem = shmkit.Semaphore(names(), 0)
+    with pytest.raises(ValueError):
+        sem.release(2**40)
+    assert sem.get_value() == 0
+    sem.release(5)
+    assert sem.get_value() == 5
+    bounded.unlink()
+    sem.unlink()
+
+
+def test_a_barrier_whose_action_is_its_owners_method_is_collected(name):
+    # Barrier held its action without telling the garbage collector, so an object holding a
+    # barrier whose action is one of its methods (a cycle) was never collected, nor the
+    # barrier's mapping unmapped.
+    class Worker:
+        def __init__(self):
+            self.barrier = shmkit.Barrier(name, 1, action=self.sync)
+
+        def sync(self):
+            pass
+
+    worker = Worker()
+    assert worker.barrier.wait(timeout=5) == 0
+    alive = weakref.ref(worker)
+    del worker
+    gc.collect()
+    assert alive() is None
+    shmkit.Barrier.open(name).unlink()
 
 
 def test_event_across_processes(name, spawn):

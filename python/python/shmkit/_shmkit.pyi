@@ -158,7 +158,8 @@ class Semaphore:
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Take a permit; return whether one was taken."""
     def release(self, n: int = 1) -> None:
-        """Give back ``n`` permits (any process or thread may)."""
+        """Give back ``n`` permits (any process or thread may); ValueError, releasing none,
+        if ``n`` would take the value past its maximum (2**31 - 1)."""
     def get_value(self) -> int:
         """The number of free permits (a snapshot)."""
     def __enter__(self) -> bool: ...
@@ -192,7 +193,7 @@ class BoundedSemaphore:
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Take a permit; return whether one was taken."""
     def release(self, n: int = 1) -> None:
-        """Give back ``n`` permits; ValueError past the initial value."""
+        """Give back ``n`` permits; ValueError, releasing none, past the initial value."""
     def get_value(self) -> int:
         """The number of free permits (a snapshot)."""
     def __enter__(self) -> bool: ...
@@ -618,12 +619,13 @@ class FramePublisher:
         policy: str = "reuse-oldest",
         header_name: str = "bytes",
         header_size: int = 0,
-        header_align: int = 8,
+        header_align: Optional[int] = None,
         mode: int = 0o600,
     ) -> "FramePublisher":
         """Create the channel and attach as its publisher; ``policy`` is ``'reuse-oldest'``
         or ``'block'``; the header type is recorded as ``header_name`` of ``header_size``
-        bytes. FileExistsError if the name is taken."""
+        bytes aligned to ``header_align`` (1, 2, 4 or 8 dividing the size; None: the largest
+        that does). FileExistsError if the name is taken."""
     @staticmethod
     def open(name: str) -> "FramePublisher":
         """Attach to an existing channel as its publisher (taking over from a dead one)."""
@@ -666,7 +668,8 @@ class FramePublisher:
 class FrameLoan:
     """A loaned slot: a writable, zero-copy buffer of ``max_bytes`` (``memoryview(loan)``,
     ``numpy.asarray(loan)``, ``loan.array(dtype, shape)``). Delete every view before
-    ``publish`` (BufferError otherwise): no view outlives the loan."""
+    ``publish`` (BufferError otherwise): no view outlives the loan. A loan inherited across
+    fork() is the parent's: the child can neither view nor publish it (ShmkitError)."""
 
     @property
     def slot(self) -> int:
@@ -691,7 +694,8 @@ class FrameLoan:
 class FrameSubscriber:
     """The receiving end of a frame channel: frames are received in place, pinned and
     read-only; attaches whatever the channel's header type. ``history`` also receives up to
-    that many frames published before attaching."""
+    that many frames published before attaching. A forked child cannot receive through an
+    inherited subscriber (ShmkitError): it attaches its own."""
 
     def __new__(cls, name: str, *, history: int = 0) -> "FrameSubscriber": ...
     @staticmethod
@@ -740,7 +744,8 @@ class FrameSubscriber:
 class Frame:
     """A received frame. Its slot stays pinned while this object or any view of it
     (memoryview, numpy array) lives. The payload is exported read-only: ``memoryview(frame)``,
-    ``numpy.asarray(frame)``, ``frame.array(dtype, shape)``, zero-copy."""
+    ``numpy.asarray(frame)``, ``frame.array(dtype, shape)``, zero-copy. The pin is the
+    receiving process's: a forked child gets no new view (ShmkitError; copy it first)."""
 
     @property
     def seq(self) -> int:
@@ -789,8 +794,9 @@ class Queue:
     one message each, at most ``max_message`` bytes (half of ``capacity_bytes``, minus 8).
 
     ``Queue(name)`` opens the queue or creates it; ``Queue()`` creates one under a unique
-    generated name that is removed when this object is garbage-collected (pass the object,
-    pickled, to processes started meanwhile). ``put_bytes``/``get_bytes`` are the bytes-only
+    generated name that is removed when this object is garbage-collected in the process
+    that made it (a forked child's copy going away leaves it; pass the object, pickled, to
+    processes started meanwhile). ``put_bytes``/``get_bytes`` are the bytes-only
     fast path (no pickling; the messages of the Rust API and ``shmkit queue push/pop``).
     Up to 16 producers and 16 consumers at once: each object attaches one of each on first
     ``put``/``get`` (one more per thread putting or getting at the same time)."""
