@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use shmkit::sync::{ConditionState, LockError, Owner, WaitTimeoutError};
+use shmkit::sync::ConditionState;
 
 use crate::blocking::{deadline, passed, sliced};
-use crate::errors::{lock_error, owner_died, to_py};
+use crate::errors::{lock_error, to_py};
 use crate::lock::{acquire, HeldLock};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -24,56 +24,6 @@ use crate::named::{named_methods, options, DEFAULT_MODE};
 #[pyclass(module = "shmkit", name = "Condition", frozen)]
 pub(crate) struct PyCondition {
     inner: shmkit::sync::Condition,
-}
-
-/// How one wait ended.
-enum Woken {
-    /// Notified (or a spurious wake-up); the lock is held again.
-    Yes,
-    /// Re-locked, but taken from an owner that died holding it.
-    OwnerDied(Option<Owner>),
-}
-
-/// One slice of a wait, the lock held (leaked) before and after: `None` when the slice ran
-/// out with no notify since `seen` (the sequence read, lock held, when the wait began).
-fn wait_slice(
-    c: &ConditionState,
-    seen: u32,
-    until: Instant,
-) -> Option<Result<Woken, LockError<()>>> {
-    let guard = match c.as_lock().adopt() {
-        Ok(g) => g,
-        Err(e) => return Some(Err(e)),
-    };
-    // The Rust timed wait bounds taking the lock back; Python's `wait` takes it back as long
-    // as it takes (the lock is held when it returns): then on as for a slice that ran out
-    // (the sequence tells whether a notify came).
-    let r = match c.wait_deadline(guard, until) {
-        Err(WaitTimeoutError::Lock(LockError::Timeout)) => c
-            .as_lock()
-            .lock()
-            .map_err(WaitTimeoutError::Lock)
-            .and_then(|g| Err(WaitTimeoutError::Timeout(g))),
-        r => r,
-    };
-    match r {
-        Ok(g) => {
-            g.leak();
-            Some(Ok(Woken::Yes))
-        }
-        Err(WaitTimeoutError::Timeout(g)) => {
-            g.leak();
-            // A notify between two slices (while we took the lock back) moved the sequence:
-            // it was for us too.
-            (c.sequence() != seen).then_some(Ok(Woken::Yes))
-        }
-        Err(WaitTimeoutError::Lock(LockError::OwnerDied(g))) => {
-            let was = g.previous_owner();
-            g.leak();
-            Some(Ok(Woken::OwnerDied(was)))
-        }
-        Err(WaitTimeoutError::Lock(e)) => Some(Err(e.without_guard())),
-    }
 }
 
 /// Python's `lock=` for the condition `name`: `None`, or the condition's own lock (a
@@ -103,16 +53,19 @@ impl PyCondition {
     /// Python's `wait(timeout)` against a deadline: whether notified.
     fn wait_until(slf: &Bound<'_, Self>, deadline: Option<Instant>) -> PyResult<bool> {
         let c: &ConditionState = &slf.get().inner;
-        if c.as_lock().adopt().map(|g| g.leak()).is_err() {
+        let Ok(guard) = c.as_lock().adopt() else {
             return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
-        }
-        let seen = c.sequence();
-        match sliced(slf.py(), deadline, |until| wait_slice(c, seen, until))? {
-            None => Ok(false),
-            Some(Ok(Woken::Yes)) => Ok(true),
-            Some(Ok(Woken::OwnerDied(was))) => Err(owner_died(slf.as_any(), was)),
-            Some(Err(e)) => Err(lock_error(e)),
-        }
+        };
+        let ticket = c.release_for_wait(guard);
+        // The wait for a notify, then taking the lock back, each in slices with the GIL
+        // released and Ctrl-C checked between them, as Python's `Condition.wait` (whose
+        // `finally` re-acquires the lock, interruptibly): a KeyboardInterrupt raised while
+        // waiting comes with the lock held again, one raised while taking it back without.
+        let waited = sliced(slf.py(), deadline, |until| {
+            c.wait_released_deadline(ticket, until).then_some(())
+        });
+        acquire(slf.as_any(), c.as_lock(), true, None)?;
+        Ok(waited?.is_some())
     }
 }
 
@@ -171,9 +124,10 @@ named_methods!(
 
         /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),
         /// take the lock back. Returns `False` if the timeout passed. The lock must be held
-        /// (`RuntimeError` otherwise). Ctrl-C interrupts the wait for a notify; taking the lock
-        /// back afterwards waits for the lock as long as it takes (as Python's does), and the
-        /// lock is held again when `KeyboardInterrupt` is raised.
+        /// (`RuntimeError` otherwise). Ctrl-C interrupts both steps, as in Python: a
+        /// `KeyboardInterrupt` during the wait for a notify is raised once the lock is held
+        /// again; one while taking the lock back (someone else holds it) is raised without
+        /// the lock. If the lock's holder died, `OwnerDied` (the lock held).
         #[pyo3(signature = (timeout = None))]
         fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
             Self::wait_until(slf, deadline(timeout)?)

@@ -536,6 +536,51 @@ print("consistent", flush=True)
     obj.unlink()
 
 
+def test_ctrl_c_interrupts_taking_a_condition_lock_back(name, spawn):
+    """A waiter that was notified while someone else keeps the lock is blocked taking the
+    lock back: Ctrl-C interrupts that too (as Python's Condition.wait), raising
+    KeyboardInterrupt without the lock."""
+    import select
+
+    cond = shmkit.Condition.create(name)
+    child = spawn(
+        """
+        import sys, shmkit
+        c = shmkit.Condition.open(sys.argv[1])
+        c.acquire()
+        print("waiting", flush=True)
+        try:
+            c.wait()
+            print("returned", flush=True)
+        except KeyboardInterrupt:
+            try:
+                c.release()
+                print("was held", flush=True)
+            except RuntimeError:
+                print("KeyboardInterrupt without the lock", flush=True)
+        sys.stdin.readline()  # until the parent released the lock
+        c.acquire()
+        c.release()
+        print("consistent", flush=True)
+        """,
+        name,
+    )
+    assert child.line() == "waiting"
+    cond.acquire()  # succeeds once the child waits (wait released the lock)
+    cond.notify()
+    time.sleep(0.3)  # the child wakes and blocks taking the lock back, which we keep
+    child.signal(signal.SIGINT)
+    ready, _, _ = select.select([child.proc.stdout], [], [], 20)
+    cond.release()  # in any case, so that a child that ignored the signal ends
+    assert ready, "Ctrl-C did not interrupt taking the lock back (20 s)"
+    assert child.line() == "KeyboardInterrupt without the lock"
+    child.send("go")
+    assert child.line() == "consistent"
+    rc, _, err = child.finish()
+    assert rc == 0, err
+    cond.unlink()
+
+
 def test_nothing_is_removed_when_an_attaching_process_exits(names, spawn):
     lock_name, seg_name = names("lock"), names("seg")
     lock = shmkit.Lock.create(lock_name)

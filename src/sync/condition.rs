@@ -5,7 +5,7 @@
 #[cfg(not(loom))]
 pub(crate) use real::layout;
 #[cfg(not(loom))]
-pub use real::{Condition, ConditionState, WaitTimeoutError};
+pub use real::{Condition, ConditionState, WaitTicket, WaitTimeoutError};
 
 #[cfg(not(loom))]
 mod real {
@@ -361,6 +361,58 @@ mod real {
             timed(self.wait_within(guard, Some(deadline)))
         }
 
+        /// The first half of a wait, for callers that take the lock back themselves (a
+        /// binding whose re-lock must stay interruptible, as Python's is): note the
+        /// notifies so far and release the lock. Then
+        /// [`wait_released_deadline`](Self::wait_released_deadline) waits for a notify
+        /// after this point, as often as needed, without the lock; re-lock with
+        /// [`lock`](Self::lock) or its timed forms. [`wait`](Self::wait) and its forms are
+        /// these steps and a re-lock.
+        ///
+        /// # Panics
+        ///
+        /// If `guard` is not a guard of this condition's lock.
+        ///
+        /// ```
+        /// # let cond = shmkit::sync::ConditionState::new();
+        /// use std::time::{Duration, Instant};
+        /// let g = cond.lock().unwrap();
+        /// let ticket = cond.release_for_wait(g); // the lock is free now
+        /// let until = Instant::now() + Duration::from_millis(1);
+        /// assert!(!cond.wait_released_deadline(ticket, until)); // nobody notified
+        /// let _g = cond.lock().unwrap(); // ours to take back
+        /// ```
+        pub fn release_for_wait(&self, guard: LockGuard<'_>) -> WaitTicket {
+            self.check_guard(&guard, "release_for_wait");
+            // The snapshot is taken with the lock held, and a notifier must hold the lock: so
+            // any notify after our release bumps `seq` past `seen`.
+            let seen = self.seq.snapshot();
+            drop(guard);
+            WaitTicket(seen)
+        }
+
+        /// Without the lock: wait until a notify came after `ticket`'s
+        /// [`release_for_wait`](Self::release_for_wait), or `deadline` passes; `true` if one
+        /// did (a spurious wake-up is possible, as for every wait). Does not take the lock.
+        pub fn wait_released_deadline(&self, ticket: WaitTicket, deadline: Instant) -> bool {
+            self.wait_released(ticket, Some(deadline))
+        }
+
+        /// [`wait_released_deadline`](Self::wait_released_deadline), `None`: no limit.
+        fn wait_released(&self, ticket: WaitTicket, deadline: Option<Instant>) -> bool {
+            // In slices: a waiter woken by `notify(1)` and killed before it re-locks takes
+            // that wake-up with it; the others then see `seq` moved at their next slice.
+            loop {
+                let slice = deadline::slice(deadline, crate::sync::robust::LIVENESS_SLICE);
+                if self.seq.park_past(ticket.0, slice) {
+                    return true;
+                }
+                if deadline::passed(deadline) {
+                    return false;
+                }
+            }
+        }
+
         /// The wait behind every form (`None`: no limit): the guard and whether `seq` moved.
         fn wait_within<'a>(
             &'a self,
@@ -368,21 +420,8 @@ mod real {
             deadline: Option<Instant>,
         ) -> Relocked<'a, (LockGuard<'a>, bool)> {
             self.check_guard(&guard, "wait");
-            // The snapshot is taken with the lock held, and a notifier must hold the lock: so
-            // any notify after our release bumps `seq` past `seen`.
-            let seen = self.seq.snapshot();
-            drop(guard);
-            // In slices: a waiter woken by `notify(1)` and killed before it re-locks takes
-            // that wake-up with it; the others then see `seq` moved at their next slice.
-            let notified = loop {
-                let slice = deadline::slice(deadline, crate::sync::robust::LIVENESS_SLICE);
-                if self.seq.park_past(seen, slice) {
-                    break true;
-                }
-                if deadline::passed(deadline) {
-                    break false;
-                }
-            };
+            let ticket = self.release_for_wait(guard);
+            let notified = self.wait_released(ticket, deadline);
             // Take the lock back: without a deadline as long as it takes (as Python and std);
             // with one, bounded, but at least RELOCK_GRACE after the wait, so that a waiter
             // whose deadline passed as it woke still gets its guard from a holder in a short
@@ -515,6 +554,11 @@ mod real {
             self.seq.sleepers()
         }
     }
+
+    /// Where a wait began ([`ConditionState::release_for_wait`]): the notifies counted until
+    /// then, with the lock held. Only meaningful for the condition that issued it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct WaitTicket(u32);
 
     /// A timed wait's outcome: notified → the guard; not → `Timeout` with the guard.
     fn timed<'a>(r: Relocked<'a, (LockGuard<'a>, bool)>) -> TimedWait<'a> {

@@ -33,7 +33,7 @@ pub(crate) mod waiter;
 pub use barrier::Barrier;
 pub use barrier::{BarrierError, BarrierState, MAX_PARTIES};
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionState, WaitTimeoutError};
+pub use condition::{Condition, ConditionState, WaitTicket, WaitTimeoutError};
 #[cfg(not(loom))]
 pub use event::Event;
 pub use event::EventState;

@@ -265,9 +265,10 @@ class Condition:
         """After OwnerDied: declare the protected data repaired."""
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Release the lock, wait for a notify (at most ``timeout`` s), re-take the lock.
-        False if the timeout passed. RuntimeError if the lock is not held. Ctrl-C
-        interrupts the wait for a notify; the lock is held again when KeyboardInterrupt is
-        raised (taking it back is not bounded by the timeout, as in Python)."""
+        False if the timeout passed. RuntimeError if the lock is not held. Taking the lock
+        back is not bounded by the timeout, as in Python. Ctrl-C interrupts both steps, as
+        in Python: a KeyboardInterrupt during the wait for a notify is raised once the lock
+        is held again; one while taking the lock back (someone else keeps it) without it."""
     def wait_for(self, predicate: Callable[[], _T], timeout: Optional[float] = None) -> _T:
         """Wait until ``predicate()`` is true; return its last value."""
     def notify(self, n: int = 1) -> None:
