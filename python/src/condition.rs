@@ -64,8 +64,18 @@ impl PyCondition {
         let waited = sliced(slf.py(), deadline, |until| {
             c.wait_released_deadline(ticket, until).then_some(())
         });
-        acquire(slf.as_any(), c.as_lock(), true, None)?;
-        Ok(waited?.is_some())
+        match (waited, acquire(slf.as_any(), c.as_lock(), true, None)) {
+            (waited, Ok(_)) => Ok(waited?.is_some()),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(first), Err(e)) => {
+                // A Ctrl-C during the wait, then `OwnerDied` (or a second Ctrl-C) taking the
+                // lock back: keep the first as the second's context, as Python chains
+                // exceptions raised while handling one.
+                let py = slf.py();
+                e.value(py).setattr("__context__", first.value(py))?;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -451,6 +451,12 @@ impl Producer {
         if before(self.clean_from, end) {
             self.clean_from = end;
         }
+        // Keep `zeroed` within reach of `tail` (an empty range at `clean_from`): long records
+        // and a full ring never zero ahead, and `before` compares positions less than 2^63
+        // apart.
+        if before(self.zeroed, self.clean_from) {
+            self.zeroed = self.clean_from;
+        }
         Ok(Placement {
             start,
             advance,
@@ -765,7 +771,8 @@ impl WriteGuard<'_> {
 const ZERO_AHEAD_AFTER: u64 = 128;
 
 /// Whether position `a` comes before position `b` (positions are `u64` counters that wrap;
-/// any two this producer compares lie within a few capacities of each other).
+/// any two this producer compares lie within a few capacities of each other: `place` keeps
+/// `zeroed` and `clean_from` at most one record ahead of `tail` or behind it).
 #[inline]
 fn before(a: u64, b: u64) -> bool {
     (a.wrapping_sub(b) as i64) < 0

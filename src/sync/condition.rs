@@ -394,6 +394,8 @@ mod real {
         /// Without the lock: wait until a notify came after `ticket`'s
         /// [`release_for_wait`](Self::release_for_wait), or `deadline` passes; `true` if one
         /// did (a spurious wake-up is possible, as for every wait). Does not take the lock.
+        /// Call it without the lock: a notifier needs the lock, so waiting while holding it
+        /// only waits until `deadline`.
         pub fn wait_released_deadline(&self, ticket: WaitTicket, deadline: Instant) -> bool {
             self.wait_released(ticket, Some(deadline))
         }
