@@ -158,7 +158,8 @@ impl<C> Region<C> {
         let mark = u64::from(yes);
         // Relaxed: a process-local word read in `drop`, after every handle (and so every
         // store) is gone.
-        self.unlink.store(mark, std::sync::atomic::Ordering::Relaxed);
+        self.unlink
+            .store(mark, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
