@@ -7,12 +7,15 @@
 //! The same holds for frames: an inherited subscriber receives nothing in the child, an
 //! inherited frame gives no access to its slot and keeps the parent's pin, and an inherited
 //! loan can be neither published nor emptied. A handle set to unlink its name on drop unlinks
-//! only in the process that asked: the child dropping its copy leaves the name.
+//! only in the process that asked: the child dropping its copy leaves the name. An inherited
+//! in-place queue guard (spsc, bytes ring) gives the child no access to its slot, and its
+//! commit or release changes nothing shared.
 //!
 //! Python's `multiprocessing` forks by default on Linux, so this is the common case there.
 
 mod common;
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use common::{fork_and, inherited, spawn_child, unique_name, wait_ok, Cleanup, Lines};
@@ -231,6 +234,58 @@ fn child_main() {
                 }
                 common::report("parent ok");
             }
+            "queue-guards" => {
+                let names = [0, 1].map(|i| format!("{name}-{i}"));
+                let q = spsc::Queue::<u64>::create(&names[0], 8).unwrap();
+                let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+                tx.try_push(5).unwrap();
+                let mut w = tx.try_reserve().unwrap();
+                *w = 6;
+                let g = rx.try_peek().unwrap();
+                let r = Ring::create(&names[1], 4096).unwrap();
+                let (mut btx, mut brx) = (r.producer().unwrap(), r.consumer().unwrap());
+                btx.try_send(b"abc").unwrap();
+                let mut bw = btx.try_reserve(3).unwrap();
+                bw.copy_from(b"def");
+                let bg = brx.try_peek().unwrap();
+                let used = r.len();
+                let code = fork_and(|| {
+                    // The guards are the parent's: the child may neither touch their slots
+                    // (the parent may release them, and the producer overwrite them, while
+                    // the child reads) nor move the parent's head or tail.
+                    let (mut w, g) = (inherited(&w), inherited(&g));
+                    let (mut bw, bg) = (inherited(&bw), inherited(&bg));
+                    let quiet = std::panic::take_hook();
+                    std::panic::set_hook(Box::new(|_| {}));
+                    let a = std::panic::catch_unwind(AssertUnwindSafe(|| *g)).is_err()
+                        && std::panic::catch_unwind(AssertUnwindSafe(|| *w = 7)).is_err();
+                    std::panic::set_hook(quiet);
+                    let mut buf = [0u8; 8];
+                    let b = bg.iter().next().is_none()
+                        && bg.copy_to(&mut buf) == 0
+                        && bw.iter().next().is_none()
+                        && bw.copy_from(b"xyz") == 0;
+                    g.release();
+                    bg.release();
+                    let released = q.len() == 1 && r.len() == used;
+                    w.commit();
+                    bw.commit();
+                    let c = released && q.len() == 1 && r.len() == used;
+                    i32::from(a) | i32::from(b) << 1 | i32::from(c) << 2
+                });
+                common::report(&format!("child {code}"));
+                assert_eq!((q.len(), r.len()), (1, used));
+                assert_eq!(*g, 5);
+                g.release();
+                w.commit();
+                assert_eq!(rx.try_pop(), Ok(6));
+                assert_eq!(&bg[..], b"abc");
+                bg.release();
+                bw.commit();
+                assert_eq!(brx.try_recv().unwrap(), b"def");
+                assert!(q.is_empty() && r.is_empty());
+                common::report("parent ok");
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -278,6 +333,11 @@ fn a_forked_child_does_not_inherit_a_bytes_ring_role() {
 #[test]
 fn a_forked_child_does_not_inherit_lock_ownership() {
     run("lock", &["child 7", "child 7", "parent ok"]);
+}
+
+#[test]
+fn a_forked_child_cannot_use_inherited_queue_guards() {
+    run("queue-guards", &["child 7", "parent ok"]);
 }
 
 #[test]
