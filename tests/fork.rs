@@ -9,7 +9,8 @@
 //! loan can be neither published nor emptied. A handle set to unlink its name on drop unlinks
 //! only in the process that asked: the child dropping its copy leaves the name. An inherited
 //! in-place queue guard (spsc, bytes ring) gives the child no access to its slot, and its
-//! commit or release changes nothing shared.
+//! commit or release changes nothing shared; an inherited cell guard cannot write the data
+//! the parent's lock protects.
 //!
 //! Python's `multiprocessing` forks by default on Linux, so this is the common case there.
 
@@ -19,6 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use common::{fork_and, inherited, spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use shmkit::cell::{Array, Value};
 use shmkit::frames::{self, FramesOptions, RecvError, TryRecvError};
 use shmkit::queue::bytes::Ring;
 use shmkit::queue::{mpmc, spsc, PushError, TryPopError};
@@ -286,6 +288,33 @@ fn child_main() {
                 assert!(q.is_empty() && r.is_empty());
                 common::report("parent ok");
             }
+            "cell-guards" => {
+                let names = [0, 1].map(|i| format!("{name}-{i}"));
+                let v = Value::<i64>::create(&names[0], 1).unwrap();
+                let a = Array::<i64>::create_from(&names[1], &[1, 2]).unwrap();
+                let (vg, ag) = (v.lock().unwrap(), a.lock().unwrap());
+                let code = fork_and(|| {
+                    // The locks are the parent's: the child must not write the data they
+                    // protect through the inherited guards.
+                    let (vg, ag) = (inherited(&vg), inherited(&ag));
+                    let quiet = std::panic::take_hook();
+                    std::panic::set_hook(Box::new(|_| {}));
+                    let x = std::panic::catch_unwind(AssertUnwindSafe(|| vg.set(7))).is_err();
+                    std::panic::set_hook(quiet);
+                    let not_owner = |r| matches!(r, Err(shmkit::Error::Lock(LockError::NotOwner)));
+                    let y = not_owner(ag.set(0, 7)) && not_owner(ag.write(0, &[7, 7]));
+                    let z = (vg.get(), ag.get(0).unwrap(), ag.get(1).unwrap()) == (1, 1, 2);
+                    drop((vg, ag));
+                    i32::from(x) | i32::from(y) << 1 | i32::from(z) << 2
+                });
+                common::report(&format!("child {code}"));
+                assert_eq!((vg.get(), ag.read(0..2).unwrap()), (1, vec![1, 2]));
+                vg.set(3);
+                ag.set(1, 4).unwrap();
+                drop((vg, ag));
+                assert_eq!((v.get().unwrap(), a.get(1).unwrap()), (3, 4));
+                common::report("parent ok");
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -338,6 +367,11 @@ fn a_forked_child_does_not_inherit_lock_ownership() {
 #[test]
 fn a_forked_child_cannot_use_inherited_queue_guards() {
     run("queue-guards", &["child 7", "parent ok"]);
+}
+
+#[test]
+fn a_forked_child_cannot_write_through_inherited_cell_guards() {
+    run("cell-guards", &["child 7", "parent ok"]);
 }
 
 #[test]
