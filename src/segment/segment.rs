@@ -323,6 +323,7 @@ impl<A: Access> Segment<A> {
     /// Unlink on drop on behalf of the process `mark` names (`liveness::mark`, taken when the
     /// unlink was asked for; 0: no unlink): for handles that record the request themselves
     /// and hand it to the segment when they drop (`queue::region`).
+    #[cfg_attr(loom, allow(dead_code))] // queue regions are on the heap under loom
     pub(crate) fn set_unlink_by(&mut self, mark: u64) {
         self.unlink_by = mark;
     }
