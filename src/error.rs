@@ -268,7 +268,9 @@ pub enum Error {
     /// A `try_` call could not complete without waiting (any object's [`WouldBlock`] outcome).
     WouldBlock,
     /// A queue's other side closed it or died (a push that nothing will pop, or a pop from an
-    /// empty queue whose producers are gone).
+    /// empty queue whose producers are gone); or a handle does not hold its role in this
+    /// process (a frames [`Loan`](crate::frames::Loan) inherited across `fork()`, published
+    /// in the child).
     Disconnected,
     /// A lock call failed. Never `Timeout` or `WouldBlock` (those are [`Error::Timeout`] and
     /// [`Error::WouldBlock`]). `OwnerDied` here means the guard was dropped by the conversion

@@ -310,6 +310,11 @@ impl<T: ShmType> CellOptions<Array<T>> {
 
 /// Holds a cell's lock, for any cell ([`AnyValue::lock`](super::AnyValue::lock),
 /// [`AnyArray::lock`]); unlocks when dropped. Not `Send`. Elements as little-endian bytes.
+///
+/// A guard inherited by a `fork()`ed child is its parent's: the child does not hold the lock,
+/// so its writes through the guard are refused ([`Error::Lock`]`(`[`LockError::NotOwner`]`)`;
+/// [`ValueGuard::set`](super::ValueGuard::set) panics), and its reads are not protected from
+/// the parent's writes. Dropping it there leaves the lock to the parent.
 pub struct AnyGuard<'a> {
     raw: &'a RawCell,
     g: LockGuard<'a>,
@@ -345,10 +350,21 @@ impl<'a> AnyGuard<'a> {
         self.raw.read_locked(first, out)
     }
 
-    /// As `read_into`.
+    /// As `read_into`. The caller checked [`held`](Self::held) (or asserted it).
     #[inline]
     pub(crate) fn write(&self, first: usize, data: &[u8]) {
         self.raw.write_locked(first, data)
+    }
+
+    /// `Ok` if this process holds the lock; [`LockError::NotOwner`] in a `fork()`ed child
+    /// that inherited the guard (its writes would change data under the parent's lock).
+    #[inline]
+    pub(crate) fn held(&self) -> Result<()> {
+        if self.g.held_here() {
+            Ok(())
+        } else {
+            Err(Error::Lock(LockError::NotOwner))
+        }
     }
 
     /// Elements `first..first + count` as bytes.
@@ -372,6 +388,7 @@ impl<'a> AnyGuard<'a> {
     /// not fit or are not a whole number of elements).
     #[inline(always)]
     pub fn write_bytes(&self, first: usize, data: &[u8]) -> Result<()> {
+        self.held()?;
         let count = self.whole_elements(data.len())?;
         self.raw.check_range(first, count)?;
         self.write(first, data);
@@ -435,7 +452,8 @@ pub(crate) fn any_adopt(raw: &RawCell) -> std::result::Result<AnyGuard<'_>, Lock
     Ok(AnyGuard::new(raw, raw.ctl().lock.adopt()?))
 }
 
-/// Holds an array's lock ([`Array::lock`]); unlocks when dropped. Not `Send`.
+/// Holds an array's lock ([`Array::lock`]); unlocks when dropped. Not `Send`. Inherited by a
+/// `fork()`ed child, it is the parent's: writes through it fail there (see [`AnyGuard`]).
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     inner: AnyGuard<'a>,
@@ -461,6 +479,7 @@ impl<T: ShmType> ArrayGuard<'_, T> {
     /// Set element `i` (seqlock: one seqlock write).
     #[inline]
     pub fn set(&self, i: usize, v: T) -> Result<()> {
+        self.inner.held()?;
         self.inner.raw.check_range(i, 1)?;
         self.inner.write(i, v.as_bytes());
         Ok(())
@@ -476,6 +495,7 @@ impl<T: ShmType> ArrayGuard<'_, T> {
 
     /// Write `data` at elements `offset..` (seqlock: one seqlock write).
     pub fn write(&self, offset: usize, data: &[T]) -> Result<()> {
+        self.inner.held()?;
         self.inner.raw.check_range(offset, data.len())?;
         self.inner.write(offset, data.as_bytes());
         Ok(())

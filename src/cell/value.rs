@@ -306,7 +306,9 @@ impl<T: ShmType> CellOptions<Value<T>> {
     }
 }
 
-/// Holds a value's lock ([`Value::lock`]); unlocks when dropped. Not `Send`.
+/// Holds a value's lock ([`Value::lock`]); unlocks when dropped. Not `Send`. Inherited by a
+/// `fork()`ed child, it is the parent's: [`set`](Self::set) panics there (see
+/// [`AnyGuard`](super::AnyGuard)).
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ValueGuard<'a, T> {
     inner: AnyGuard<'a>,
@@ -329,8 +331,17 @@ impl<T: ShmType> ValueGuard<'_, T> {
     }
 
     /// Replace the value (seqlock: as one seqlock write, readers never see a mix).
+    ///
+    /// # Panics
+    ///
+    /// In a `fork()`ed child that inherited the guard: the lock is the parent's (see
+    /// [`AnyGuard`](super::AnyGuard)).
     #[inline]
     pub fn set(&self, v: T) {
+        assert!(
+            self.inner.held().is_ok(),
+            "a cell guard inherited across fork() cannot write in the child"
+        );
         self.inner.write(0, v.as_bytes());
     }
 

@@ -30,6 +30,11 @@ pub enum TryRecvError {
     /// No new frame, and no live publisher is attached (it closed, was killed, or none has
     /// attached yet). Frames already published stay readable ([`latest`](super::Subscriber::latest)).
     Disconnected,
+    /// This handle no longer holds its subscriber record: it was inherited across `fork()`,
+    /// and the record (with every pin taken through it) is the parent's. It receives nothing
+    /// in this process, ever; attach a new subscriber here instead. (The publisher's
+    /// [`TryLoanError::Disconnected`] means the same for its role.)
+    Inherited,
 }
 
 /// Why a blocking [`recv`](super::Subscriber::recv) returned no frame.
@@ -39,6 +44,9 @@ pub enum RecvError {
     Timeout,
     /// No new frame, and no live publisher is attached (checked while waiting, every 20 ms).
     Disconnected,
+    /// This handle was inherited across `fork()`: see [`TryRecvError::Inherited`]. Returned
+    /// at once, without waiting.
+    Inherited,
 }
 
 /// Why attaching a publisher or a subscriber failed.
@@ -90,6 +98,7 @@ impl fmt::Display for TryRecvError {
         f.write_str(match self {
             TryRecvError::Empty => "no new frame yet",
             TryRecvError::Disconnected => "no new frame and no live publisher",
+            TryRecvError::Inherited => INHERITED,
         })
     }
 }
@@ -99,9 +108,14 @@ impl fmt::Display for RecvError {
         f.write_str(match self {
             RecvError::Timeout => "timed out: no new frame",
             RecvError::Disconnected => "no new frame and no live publisher",
+            RecvError::Inherited => INHERITED,
         })
     }
 }
+
+/// The message of [`TryRecvError::Inherited`] and [`RecvError::Inherited`].
+const INHERITED: &str =
+    "this subscriber was inherited across fork(): its record is the parent's; attach a new one";
 
 impl fmt::Display for AttachError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -142,6 +156,7 @@ impl From<TryRecvError> for RecvError {
         match e {
             TryRecvError::Empty => RecvError::Timeout,
             TryRecvError::Disconnected => RecvError::Disconnected,
+            TryRecvError::Inherited => RecvError::Inherited,
         }
     }
 }

@@ -21,6 +21,11 @@ use crate::queue::ShmType;
 /// `Send`, not `Sync`-useful: every operation takes `&mut self`. Dropping it detaches
 /// (subscribers then get [`Disconnected`](super::RecvError::Disconnected) once they have
 /// received every published frame); frames already published stay readable.
+///
+/// A handle inherited across `fork()` is its parent's: in the child loans fail with
+/// [`TryLoanError::Disconnected`] / [`LoanError::Disconnected`], an inherited [`Loan`] cannot
+/// be published, and dropping either there changes nothing shared (nor does an unlink on
+/// drop that the parent asked for happen in the child).
 pub struct Publisher<H> {
     ch: Arc<Channel>,
     token: u64,
@@ -234,7 +239,8 @@ impl<H: ShmType> Publisher<H> {
         &self.ch.notes
     }
 
-    /// Unlink the channel's name when this handle drops (or stop it from doing so).
+    /// Unlink the channel's name when this handle drops (or stop it from doing so), in this
+    /// process only (see [`Segment::set_unlink_on_drop`](crate::Segment::set_unlink_on_drop)).
     pub fn set_unlink_on_drop(&mut self, yes: bool) {
         if let Some(ch) = Arc::get_mut(&mut self.ch) {
             ch.seg.set_unlink_on_drop(yes);
@@ -260,6 +266,12 @@ const REALTIME_REFRESH_NS: u64 = 1_000_000;
 /// A slot loaned by [`Publisher::loan`]: write the frame into [`as_mut_slice`](Self::as_mut_slice),
 /// then [`publish`](Self::publish). Dropped without publishing, the slot is emptied (its
 /// previous frame is gone: it may be partly overwritten).
+///
+/// A loan inherited across `fork()` is the parent's: in the child
+/// [`as_mut_slice`](Self::as_mut_slice) is empty, [`publish`](Self::publish) fails with
+/// [`Error::Disconnected`](crate::Error::Disconnected), and dropping it leaves the slot to the
+/// parent, which may still publish it. (A slice taken from `as_mut_slice` *before* the fork
+/// and still used in the child is beyond any check; do not fork while holding one.)
 pub struct Loan<'a, H: ShmType> {
     p: &'a mut Publisher<H>,
     slot: u64,
@@ -275,6 +287,13 @@ impl<H: ShmType> std::fmt::Debug for Loan<'_, H> {
 }
 
 impl<H: ShmType> Loan<'_, H> {
+    /// Whether the loan is this process's: false in a `fork()`ed child that inherited it
+    /// (the publisher role, and the claim on the slot, are the parent's). One Relaxed load.
+    #[inline]
+    fn is_mine(&self) -> bool {
+        role::is_mine(self.p.token)
+    }
+
     /// The slot's index.
     pub fn slot(&self) -> u64 {
         self.slot
@@ -285,10 +304,17 @@ impl<H: ShmType> Loan<'_, H> {
     ///
     /// No conforming subscriber reads a loaned slot (`SPEC.md`, frames section "Pinning"); a
     /// hostile process that maps the segment writable could, which changes nothing here.
+    ///
+    /// Empty in a `fork()`ed child that inherited the loan: the slot is the parent's, which
+    /// may be writing it (see the type's docs).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        if !self.is_mine() {
+            return &mut [];
+        }
         let v = self.p.ch.view;
         // SAFETY: the slot is claimed by us (its sequence word carries CLAIMED and no live
-        // record pins it): no handle of this process reads or writes it until `publish`; the
+        // record pins it), and we are the process that claimed it (checked above: a fork()ed
+        // child's copy of the loan is not): no handle reads or writes it until `publish`; the
         // range [data(slot), +max_bytes) lies inside the slot (stride >= max_bytes) in our
         // writable mapping, which `self.p.ch` keeps alive for the borrow.
         unsafe { std::slice::from_raw_parts_mut(v.data(self.slot), v.g.max_bytes as usize) }
@@ -302,6 +328,10 @@ impl<H: ShmType> Loan<'_, H> {
     /// [`Error::TooLarge`](crate::Error::TooLarge) if `len` exceeds
     /// [`max_bytes`](Publisher::max_bytes): nothing is published and the loan is dropped (its
     /// slot emptied, as when a loan is dropped unpublished).
+    ///
+    /// [`Error::Disconnected`](crate::Error::Disconnected) in a `fork()`ed child that inherited
+    /// the loan: nothing is published and nothing shared changes (the slot and the role are
+    /// the parent's).
     pub fn publish(self, len: usize, header: &H) -> crate::Result<u64> {
         self.put(len, header.as_bytes())
     }
@@ -309,6 +339,9 @@ impl<H: ShmType> Loan<'_, H> {
     /// Publish with `hb` as the header's first bytes (at most `header_size`; the rest of the
     /// header is zeroed).
     fn put(mut self, len: usize, hb: &[u8]) -> crate::Result<u64> {
+        if !self.is_mine() {
+            return Err(crate::Error::Disconnected); // dropped without touching the slot
+        }
         let v: View = self.p.ch.view;
         if len as u64 > v.g.max_bytes {
             return Err(crate::Error::TooLarge {
@@ -423,7 +456,9 @@ impl Loan<'_, [u8; 0]> {
 
 impl<H: ShmType> Drop for Loan<'_, H> {
     fn drop(&mut self) {
-        if !self.done {
+        // In a fork()ed child the claim is the parent's, which may still publish the slot:
+        // leave it alone.
+        if !self.done && self.is_mine() {
             // Release: pairs with subscribers' Acquire loads; the slot is empty (0).
             self.p
                 .ch

@@ -36,6 +36,15 @@ impl Inner {
         &self.ch.view
     }
 
+    /// Whether the record is this process's: false in a `fork()`ed child that inherited the
+    /// handle (or a frame), where the record and its pins are the parent's. One Relaxed load.
+    /// Every receive checks it first, so a child never pins through its parent's record (the
+    /// parent's unpin could then let the publisher overwrite a frame the child reads).
+    #[inline]
+    fn is_mine(&self) -> bool {
+        role::is_mine(self.token)
+    }
+
     /// Slot `i`'s count, once it is not [`LOCKED`] (a thread of this process holds it for a
     /// few instructions; yield to it if it was preempted).
     fn count(&self, i: u64) -> (&AtomicU32, u32) {
@@ -141,7 +150,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if !role::is_mine(self.token) {
+        if !self.is_mine() {
             return; // inherited across fork(): the record is the parent's
         }
         let v = self.ch.view;
@@ -271,6 +280,11 @@ impl Window {
 ///
 /// `Send`; the blocking calls take `&mut self`. Frames may outlive the subscriber (they keep
 /// the mapping and the record alive).
+///
+/// A handle inherited across `fork()` is its parent's: in the child every receive fails at
+/// once with [`TryRecvError::Inherited`] / [`RecvError::Inherited`] (and
+/// [`newest`](Self::newest) is `None`), and dropping it there leaves the record and its pins
+/// to the parent. A child attaches its own subscriber.
 pub struct Subscriber<H> {
     inner: Arc<Inner>,
     cursor: u64,
@@ -395,8 +409,12 @@ impl<H: ShmType> Subscriber<H> {
 
     /// The newest frame in the channel, whether received before or not, and whether a
     /// publisher is attached or not (frames stay readable after the publisher is gone). Does
-    /// not move the cursor. `None` if no frame is published.
+    /// not move the cursor. `None` if no frame is published, or if this handle was inherited
+    /// across `fork()` ([`TryRecvError::Inherited`]).
     pub fn newest(&self) -> Option<Frame<H>> {
+        if !self.inner.is_mine() {
+            return None;
+        }
         for _ in 0..64 {
             let (i, s) = self.scan(0, Want::Latest, false)?;
             if let Some(f) = self.frame(i, s) {
@@ -407,6 +425,9 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     fn get_until(&mut self, want: Want, until: Option<Instant>) -> Result<Frame<H>, RecvError> {
+        if !self.inner.is_mine() {
+            return Err(RecvError::Inherited);
+        }
         let inner = Arc::clone(&self.inner);
         let published = &inner.view().ctrl().published;
         loop {
@@ -436,6 +457,9 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     fn try_get(&mut self, want: Want) -> Result<Frame<H>, TryRecvError> {
+        if !self.inner.is_mine() {
+            return Err(TryRecvError::Inherited);
+        }
         if let Some(f) = self.take(want, false) {
             return Ok(f);
         }
@@ -680,6 +704,18 @@ impl<H: ShmType> Subscriber<H> {
 /// bytes (wrong data, as from any untrusted peer), and nothing in shmkit depends on them. If
 /// you must not trust the other processes, copy out with [`copy_to`](Self::copy_to) and
 /// validate the copy.
+///
+/// # Across `fork()`
+///
+/// A guard pins its slot through its subscriber's record, which belongs to the process that
+/// received it. A `fork()`ed child's copy of a guard received before the fork holds no pin of
+/// its own: the parent may drop its guard, and the publisher may then rewrite the slot while
+/// the child looks. So in the child the guard gives no access to the slot:
+/// [`bytes`](Self::bytes) is empty, [`copy_to`](Self::copy_to) copies nothing,
+/// [`header_bytes`](Self::header_bytes) is empty; what was copied out at receipt
+/// ([`seq`](Self::seq), [`len`](Self::len), [`header`](Self::header), the timestamps) stays.
+/// Dropping it there leaves the parent's pin alone. (A slice taken from `bytes` *before* the
+/// fork and still used in the child is beyond any check; do not fork while holding one.)
 pub struct Frame<H> {
     inner: Arc<Inner>,
     slot: u64,
@@ -746,8 +782,12 @@ impl<H> Frame<H> {
 
     /// The user header's bytes as published (its recorded size; see
     /// [`FramesOptions::header_type`](super::FramesOptions::header_type)), read now from the
-    /// pinned slot's metadata with atomic loads.
+    /// pinned slot's metadata with atomic loads. Empty in a `fork()`ed child (see the type's
+    /// docs).
     pub fn header_bytes(&self) -> Vec<u8> {
+        if !self.inner.is_mine() {
+            return Vec::new();
+        }
         let v = self.inner.view();
         let mut out = vec![0u8; v.g.header_size as usize];
         if !out.is_empty() {
@@ -765,23 +805,35 @@ impl<H> Frame<H> {
         out
     }
 
-    /// The payload, in place (see the type's docs for the contract).
+    /// The payload, in place (see the type's docs for the contract). Empty in a `fork()`ed
+    /// child: the pin is the parent's there (see the type's docs).
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
+        if !self.inner.is_mine() {
+            return &[];
+        }
         // SAFETY: `data` is the pinned slot's first byte in a mapping `inner` keeps alive;
         // `len <= max_bytes <= stride`; the slot is not written while pinned by a conforming
         // publisher (the documented contract covers a hostile one), and this process maps it
-        // read-only.
+        // read-only. The pin is this process's (checked above): a fork()ed child's guard is
+        // pinned only by its parent's record, which the parent may clear while the child
+        // reads.
         unsafe { std::slice::from_raw_parts(self.data, self.len) }
     }
 
-    /// The payload's first byte (page-aligned), for handing to other APIs.
+    /// The payload's first byte (page-aligned), for handing to other APIs. Reading through
+    /// it is subject to the type's contract, and in a `fork()`ed child to no pin at all.
     pub fn as_ptr(&self) -> *const u8 {
         self.data
     }
 
     /// Copy the payload out with atomic loads (never a data race, whatever other processes
-    /// do); `out` must be at least [`len`](Self::len) bytes. Returns the bytes copied.
+    /// do); `out` must be at least [`len`](Self::len) bytes. Returns the bytes copied: 0 in a
+    /// `fork()`ed child (see the type's docs).
     pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        if !self.inner.is_mine() {
+            return 0;
+        }
         let n = self.len.min(out.len());
         // SAFETY: as in `bytes`, for n <= len bytes; `out` is private and distinct.
         unsafe { atomic_copy::load(self.data, out.as_mut_ptr(), n) };
@@ -791,7 +843,9 @@ impl<H> Frame<H> {
 
 impl<H> Drop for Frame<H> {
     fn drop(&mut self) {
-        if role::is_mine(self.inner.token) {
+        // In a fork()ed child the pin is the parent's (its own guard of this frame still
+        // holds it): leave it alone.
+        if self.inner.is_mine() {
             self.inner.unpin(self.slot);
         }
     }

@@ -139,6 +139,31 @@ pub(crate) fn is_current(token: u64) -> bool {
     token != 0 && TOKEN.load(Ordering::Relaxed) == token
 }
 
+/// A word naming this process, for a handle that remembers which process asked it for
+/// something it must do only in that process (a segment's unlink on drop: a `fork()`ed child
+/// that inherits the handle must not unlink its parent's name). This process's token (see
+/// [`current`]); if it has none and cannot get one, its pid with [`MARK_PID`] set. Never 0, so
+/// a handle may keep 0 for "nobody". Check it with [`is_marked_here`].
+pub(crate) fn mark() -> u64 {
+    match current() {
+        Ok(t) => t,
+        Err(_) => MARK_PID | u64::from(std::process::id()),
+    }
+}
+
+/// Whether `mark` (from [`mark`]) names this process: [`is_current`] for a token (one load),
+/// a `getpid` comparison for a pid (a child's pid differs from its living parent's).
+pub(crate) fn is_marked_here(mark: u64) -> bool {
+    if mark & MARK_PID != 0 {
+        mark & !MARK_PID == u64::from(std::process::id())
+    } else {
+        is_current(mark)
+    }
+}
+
+/// The bit that makes a [`mark`] a pid, not a token (tokens are at most [`TOKEN_MAX`]).
+const MARK_PID: u64 = 1 << 63;
+
 #[inline]
 /// This process's pid as cached with its token (0 before the first [`current`]); for display
 /// records, without a `getpid` system call.

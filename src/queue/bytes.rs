@@ -644,6 +644,12 @@ impl Producer {
 /// Only share a ring read-write with processes you trust to follow the protocol. To be sound
 /// whatever other processes do, write through [`copy_from`](Self::copy_from) (atomic stores,
 /// what [`Producer::try_send`] and [`Producer::send`] use) and never deref the guard.
+///
+/// # Across `fork()`
+///
+/// A guard inherited by a `fork()`ed child is its parent's (the role and the bytes are): in
+/// the child it derefs to an empty slice, [`copy_from`](Self::copy_from) copies nothing, and
+/// [`commit`](Self::commit) publishes nothing and changes nothing shared.
 pub struct WriteGuard<'a> {
     p: &'a mut Producer,
     pl: Placement,
@@ -686,6 +692,9 @@ impl WriteGuard<'_> {
     /// ```
     #[inline]
     pub fn copy_from(&mut self, src: &[u8]) -> usize {
+        if self.p.side.is_closed() {
+            return 0; // inherited across fork(): the bytes are the parent's
+        }
         let n = src.len().min(self.len());
         // SAFETY: [start + 8, start + 8 + len) lies inside the ring's data area (the record
         // fits before the end) and `n <= len`; stores are atomic (byte-granular: the record is
@@ -722,6 +731,9 @@ impl WriteGuard<'_> {
             "commit_len({len}) exceeds the {}-byte reservation",
             self.pl.len
         );
+        if self.p.side.is_closed() {
+            return; // inherited across fork(): the record and the tail are the parent's
+        }
         let p = self.p;
         let ring = &*p.side.q;
         let advance = self.pl.advance - (record_len(self.pl.len) - record_len(len));
@@ -782,8 +794,12 @@ impl Deref for WriteGuard<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
+        if self.p.side.is_closed() {
+            return &[]; // inherited across fork() (see the type's docs)
+        }
         // SAFETY: [start + 8, start + 8 + len) lies inside the ring (record fits before the
-        // end) and is owned by the producer until commit (see the type's docs).
+        // end) and is owned by the producer until commit (see the type's docs), which is
+        // this process (checked above).
         unsafe {
             std::slice::from_raw_parts(
                 self.p.data().add((self.pl.start + HDR) as usize),
@@ -796,6 +812,9 @@ impl Deref for WriteGuard<'_> {
 impl DerefMut for WriteGuard<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
+        if self.p.side.is_closed() {
+            return &mut []; // inherited across fork() (see the type's docs)
+        }
         // SAFETY: as in `deref`; `&mut self` makes this the only slice handed out.
         unsafe {
             std::slice::from_raw_parts_mut(
@@ -1073,6 +1092,13 @@ impl Consumer {
 /// offered only such copies would be sound against any peer, at the price of every zero-copy
 /// use: no `&[u8]` to hand to a parser, a hash or a socket. shmkit offers both: the slice for
 /// trusted peers, the copy for the rest.)
+///
+/// # Across `fork()`
+///
+/// A guard inherited by a `fork()`ed child is its parent's: in the child it derefs to an
+/// empty slice and [`copy_to`](Self::copy_to) copies nothing (the parent may release the
+/// record, and the producer overwrite it, while the child reads), and
+/// [`release`](Self::release) frees nothing.
 pub struct ReadGuard<'a> {
     c: &'a mut Consumer,
     rec: Record,
@@ -1115,6 +1141,9 @@ impl ReadGuard<'_> {
     /// ```
     #[inline]
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        if self.c.side.is_closed() {
+            return 0; // inherited across fork(): the record is the parent's
+        }
         let n = dst.len().min(self.len());
         // SAFETY: `decode` checked that [offset, offset + len) lies inside the ring's data
         // area, which lives as long as the consumer, and `n <= len`; loads are atomic
@@ -1142,6 +1171,9 @@ impl ReadGuard<'_> {
     #[inline]
     pub fn release(self) {
         let c = self.c;
+        if c.side.is_closed() {
+            return; // inherited across fork(): the head is the parent's
+        }
         c.head = c.head.wrapping_add(self.rec.advance);
         let ctrl = c.side.q.ctrl();
         // Release pairs with the producer's Acquire load of head in `Producer::place`: we
@@ -1157,10 +1189,14 @@ impl Deref for ReadGuard<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
+        if self.c.side.is_closed() {
+            return &[]; // inherited across fork() (see the type's docs)
+        }
         // SAFETY: `decode` checked that [offset, offset + len) lies inside the ring. Through
         // the protocol the record was published (its header was stored with Release after
-        // its bytes) and the producer does not write it until we release it; a forged header
-        // can only point inside the ring (see the type's docs).
+        // its bytes) and the producer does not write it until we (this process, checked
+        // above) release it; a forged header can only point inside the ring (see the type's
+        // docs).
         unsafe {
             std::slice::from_raw_parts(
                 self.c.side.q.data().add(self.rec.offset as usize),

@@ -3,7 +3,6 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicBool;
 
 use crate::loom::AtomicU64;
 #[cfg(not(loom))]
@@ -19,8 +18,10 @@ pub(crate) struct Region<C> {
     stamps: NonNull<AtomicU64>,
     n_stamps: usize,
     owner: Owner,
-    /// Unlink the segment when the last handle in this process drops (process-local flag).
-    unlink: AtomicBool,
+    /// Unlink the segment when the last handle in this process drops: who asked
+    /// (`liveness::mark`), 0 if nobody did through the handles (the segment's own setting,
+    /// from the options, then applies). A process-local word.
+    unlink: std::sync::atomic::AtomicU64,
     name: String,
 }
 
@@ -71,7 +72,7 @@ impl<C> Region<C> {
             stamps,
             n_stamps,
             owner: Owner::Heap { data_layout },
-            unlink: AtomicBool::new(false),
+            unlink: std::sync::atomic::AtomicU64::new(0),
             name: String::from("(private)"),
         }
     }
@@ -113,7 +114,7 @@ impl<C> Region<C> {
             stamps,
             n_stamps,
             owner: Owner::from(seg),
-            unlink: AtomicBool::new(false),
+            unlink: std::sync::atomic::AtomicU64::new(0),
             name,
         }
     }
@@ -147,11 +148,18 @@ impl<C> Region<C> {
         &self.name
     }
 
-    /// Make the last handle in this process unlink the segment when it drops.
+    /// Make the last handle in this process unlink the segment when it drops. Recorded with
+    /// the asking process's mark, so that a `fork()`ed child dropping its inherited handles
+    /// leaves the name alone (`Segment::set_unlink_on_drop`).
     pub(crate) fn set_unlink_on_drop(&self, yes: bool) {
-        // Relaxed: a process-local flag read in `drop`, after every handle (and so every
+        #[cfg(not(loom))]
+        let mark = if yes { crate::os::liveness::mark() } else { 0 };
+        #[cfg(loom)]
+        let mark = u64::from(yes);
+        // Relaxed: a process-local word read in `drop`, after every handle (and so every
         // store) is gone.
-        self.unlink.store(yes, std::sync::atomic::Ordering::Relaxed);
+        self.unlink
+            .store(mark, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -175,8 +183,10 @@ impl<C> Drop for Region<C> {
             #[cfg(not(loom))]
             Owner::Segment(seg) => {
                 // Relaxed: see `set_unlink_on_drop`.
-                if self.unlink.load(std::sync::atomic::Ordering::Relaxed) {
-                    seg.set_unlink_on_drop(true);
+                let mark = self.unlink.load(std::sync::atomic::Ordering::Relaxed);
+                if mark != 0 {
+                    // The segment unlinks only if `mark` names this process.
+                    seg.set_unlink_by(mark);
                 }
             }
             #[cfg(not(loom))]

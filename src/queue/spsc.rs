@@ -743,14 +743,24 @@ impl<T: Element + Copy> Producer<T> {
 /// with the `&mut T`: undefined behaviour in Rust's model for the code that uses the
 /// reference. When such processes are possible, use the copying [`Producer::try_push`]
 /// instead (`SPEC.md` §7.2). shmkit never reads element bytes itself.
+///
+/// # Across `fork()`
+///
+/// A guard inherited by a `fork()`ed child is its parent's (the role and the slot are): in the
+/// child [`commit`](Self::commit) publishes nothing and changes nothing shared, and a deref
+/// panics (the parent may be writing the slot; there is no element to hand out instead).
 pub struct WriteGuard<'a, T: Element> {
     p: &'a mut Producer<T>,
 }
 
 impl<T: Element> WriteGuard<'_, T> {
-    /// Publish the element: the consumer may read it from now on.
+    /// Publish the element: the consumer may read it from now on. Does nothing in a
+    /// `fork()`ed child that inherited the guard (see the type's docs).
     #[inline]
     pub fn commit(self) {
+        if self.p.side.is_closed() {
+            return; // inherited across fork(): the slot and the tail are the parent's
+        }
         self.p.publish(1);
     }
 }
@@ -758,7 +768,9 @@ impl<T: Element> WriteGuard<'_, T> {
 impl<T: Element> Deref for WriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the slot at `tail` is free and ours until we publish (the type's contract);
+        held_here(&self.p.side);
+        // SAFETY: the slot at `tail` is free and ours until we publish (the type's contract),
+        // and this process holds the role (checked above: not a fork()ed child's copy);
         // in bounds and aligned (`elem`); its bytes are initialised (the data area starts
         // zeroed and holds only written elements) and any bytes are a valid T (FromBytes).
         unsafe { &*elem::<T>(&self.p.side.q, self.p.tail) }
@@ -767,6 +779,7 @@ impl<T: Element> Deref for WriteGuard<'_, T> {
 
 impl<T: Element> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        held_here(&self.p.side);
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
         unsafe { &mut *elem::<T>(&self.p.side.q, self.p.tail) }
     }
@@ -1139,14 +1152,25 @@ impl<T: Element + Copy> Consumer<T> {
 /// field it did not check, because the compiler assumed it could not change between two
 /// reads). shmkit never reads element bytes itself. When such processes are possible, use
 /// the copying [`Consumer::try_pop`] (`SPEC.md` §7.2).
+///
+/// # Across `fork()`
+///
+/// A guard inherited by a `fork()`ed child is its parent's: in the child
+/// [`release`](Self::release) frees nothing (the parent may still be reading the slot), and a
+/// deref panics (the parent may release the slot, and the producer overwrite it, while the
+/// child reads).
 pub struct ReadGuard<'a, T: Element> {
     c: &'a mut Consumer<T>,
 }
 
 impl<T: Element> ReadGuard<'_, T> {
-    /// Free the slot: the producer may overwrite it from now on.
+    /// Free the slot: the producer may overwrite it from now on. Does nothing in a `fork()`ed
+    /// child that inherited the guard (see the type's docs).
     #[inline]
     pub fn release(self) {
+        if self.c.side.is_closed() {
+            return; // inherited across fork(): the head is the parent's
+        }
         self.c.advance(1);
     }
 }
@@ -1154,11 +1178,24 @@ impl<T: Element> ReadGuard<'_, T> {
 impl<T: Element> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
+        held_here(&self.c.side);
         // SAFETY: the slot at `head` is published (stamp loaded with Acquire when the guard
-        // was made) and not written until we release it (the type's contract); in bounds and
-        // aligned (`elem`); any bytes are a valid T (FromBytes).
+        // was made) and not written until we release it (the type's contract; this process
+        // holds the role, checked above); in bounds and aligned (`elem`); any bytes are a
+        // valid T (FromBytes).
         unsafe { &*elem::<T>(&self.c.side.q, self.c.head) }
     }
+}
+
+/// Panic unless this process holds `side`'s role: a guard's element reference must not be
+/// formed in a `fork()`ed child that inherited the guard (the slot is the parent's). One
+/// Relaxed load (`Side::is_closed`; a guard exists only while its handle is open).
+#[inline]
+fn held_here(side: &Side) {
+    assert!(
+        !side.is_closed(),
+        "a queue guard inherited across fork() cannot be used in the child"
+    );
 }
 
 impl<T: Element> std::fmt::Debug for ReadGuard<'_, T> {

@@ -98,7 +98,9 @@ pub struct Segment<A: Access = ReadWrite> {
     header: Option<HeaderInfo>,
     payload_offset: usize,
     payload_len: usize,
-    unlink_on_drop: bool,
+    /// Who asked for the unlink on drop (`liveness::mark`; 0: nobody): only that process
+    /// unlinks, so that a `fork()`ed child dropping its inherited copy leaves the name alone.
+    unlink_by: u64,
     /// `(st_dev, st_ino)` at open, so that drop unlinks only the object it mapped.
     identity: (u64, u64),
     _access: PhantomData<A>,
@@ -111,7 +113,7 @@ impl<A: Access> std::fmt::Debug for Segment<A> {
             .field("len", &self.payload_len)
             .field("writable", &A::WRITABLE)
             .field("raw", &self.header.is_none())
-            .field("unlink_on_drop", &self.unlink_on_drop)
+            .field("unlink_on_drop", &self.unlinks_on_drop())
             .finish()
     }
 }
@@ -134,6 +136,17 @@ struct Config {
     raw: bool,
     sparse: bool,
     lifetime: Lifetime,
+}
+
+impl Config {
+    /// The unlink-on-drop mark of a handle made now (`Segment::unlink_by`).
+    fn unlink_by(&self) -> u64 {
+        if self.unlink_on_drop {
+            liveness::mark()
+        } else {
+            0
+        }
+    }
 }
 
 impl<A: Access> Clone for SegmentOptions<A> {
@@ -290,14 +303,29 @@ impl<A: Access> Segment<A> {
         self.header.as_ref()
     }
 
-    /// Whether dropping this handle unlinks the name.
+    /// Whether dropping this handle unlinks the name: it was asked to, by this process
+    /// (false in a `fork()`ed child for a handle its parent asked; see
+    /// [`set_unlink_on_drop`](Self::set_unlink_on_drop)).
     pub fn unlinks_on_drop(&self) -> bool {
-        self.unlink_on_drop
+        self.unlink_by != 0 && liveness::is_marked_here(self.unlink_by)
     }
 
     /// Make this handle unlink the name when dropped (or stop it from doing so).
+    ///
+    /// The unlink belongs to the process that asks for it (here, or with
+    /// [`SegmentOptions::unlink_on_drop`] when the handle was made): a `fork()`ed child that
+    /// inherits the handle and drops it leaves the name alone, so the parent keeps its object.
+    /// The child may ask for itself by calling this again.
     pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.unlink_on_drop = yes;
+        self.unlink_by = if yes { liveness::mark() } else { 0 };
+    }
+
+    /// Unlink on drop on behalf of the process `mark` names (`liveness::mark`, taken when the
+    /// unlink was asked for; 0: no unlink): for handles that record the request themselves
+    /// and hand it to the segment when they drop (`queue::region`).
+    #[cfg_attr(loom, allow(dead_code))] // queue regions are on the heap under loom
+    pub(crate) fn set_unlink_by(&mut self, mark: u64) {
+        self.unlink_by = mark;
     }
 
     /// Pointer to the first payload byte (64-byte aligned for shmkit segments, page-aligned
@@ -414,16 +442,19 @@ impl<A: Access> Segment<A> {
 
 impl<A: Access> Drop for Segment<A> {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
+        if self.unlinks_on_drop() {
             // Unlink only if the name still refers to the object we mapped: someone may have
-            // removed it and created another under the same name.
+            // removed it and created another under the same name. Only in the process that
+            // asked: a fork()ed child's inherited copy leaves its parent's name alone.
             let _ = shm::unlink_if_same(&self.name, self.identity);
         }
     }
 }
 
 impl<A: Access> SegmentOptions<A> {
-    /// Unlink the name when the returned handle is dropped (default: no).
+    /// Unlink the name when the returned handle is dropped (default: no), by this process
+    /// only: a `fork()`ed child that inherits the handle and drops it leaves the name alone
+    /// (see [`Segment::set_unlink_on_drop`]).
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.cfg.unlink_on_drop = yes;
         self
@@ -509,7 +540,7 @@ impl<A: Access> SegmentOptions<A> {
                 map,
                 header: None,
                 payload_offset: 0,
-                unlink_on_drop: self.cfg.unlink_on_drop,
+                unlink_by: self.cfg.unlink_by(),
                 identity: st.identity,
                 _access: PhantomData,
             });
@@ -547,7 +578,7 @@ impl<A: Access> SegmentOptions<A> {
             header: Some(info),
             map,
             payload_offset: HEADER_SIZE,
-            unlink_on_drop: self.cfg.unlink_on_drop,
+            unlink_by: self.cfg.unlink_by(),
             identity: st.identity,
             _access: PhantomData,
         })
@@ -751,7 +782,7 @@ impl SegmentOptions<ReadWrite> {
             header: None,
             payload_offset: if self.cfg.raw { 0 } else { HEADER_SIZE },
             payload_len: size as usize,
-            unlink_on_drop: false,
+            unlink_by: 0,
             identity,
             _access: PhantomData,
         };
@@ -792,7 +823,7 @@ impl SegmentOptions<ReadWrite> {
                 ..h
             })
         });
-        seg.unlink_on_drop = self.cfg.unlink_on_drop;
+        seg.unlink_by = if self.cfg.unlink_on_drop { token } else { 0 };
         Ok(seg)
     }
 }

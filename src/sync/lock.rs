@@ -603,6 +603,13 @@ impl<'a> LockGuard<'a> {
         std::mem::forget(self);
     }
 
+    /// Whether this process holds the lock through this guard: false in a `fork()`ed child
+    /// that inherited the guard (the lock is the parent's). One Relaxed load.
+    #[inline]
+    pub(crate) fn held_here(&self) -> bool {
+        liveness::is_current(self.me.token)
+    }
+
     /// The lock this guard holds.
     pub(crate) fn state(&self) -> &'a LockState {
         self.lock

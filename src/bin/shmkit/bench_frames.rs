@@ -356,7 +356,7 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
                         std::hint::black_box((b[0], b[b.len() - 1]));
                     }
                     Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_micros(50)),
-                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Disconnected | TryRecvError::Inherited) => break,
                 }
             }
         }
