@@ -1028,3 +1028,41 @@ fn a_half_initialised_object_is_reported_not_removed() {
     // Nothing removed, nothing changed.
     assert_eq!([object_bytes(&seg), object_bytes(&sq)], before);
 }
+
+/// `dump --offset` past the end of the object is an error like `read`'s, not an empty success;
+/// at the very end it is an empty dump.
+#[test]
+fn dump_past_the_end_is_an_error() {
+    let a = common::unique_name("cli-dump-end");
+    let _c = Cleanup::new(&[&a]);
+    Segment::create(&a, 8).unwrap(); // 136 bytes with the header
+    let out = shmkit(&["dump", &a, "--offset", "137"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("past the end of the 136-byte object"), "{err}");
+    let out = shmkit(&[
+        "dump",
+        &a,
+        "--offset",
+        "18446744073709551615",
+        "--len",
+        "16",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = shmkit(&["dump", &a, "--offset", "136"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+}
+
+/// `value create NAME TYPECODE INIT` with an INIT that TYPECODE cannot hold is wrong on its
+/// face (both are on the command line): exit 2, as a bad typecode or mode is, and no object.
+#[test]
+fn value_create_with_an_init_the_typecode_cannot_hold_is_a_usage_error() {
+    let n = common::unique_name("cli-vinit");
+    let _c = Cleanup::new(&[&n]);
+    for (tc, init) in [("c", "abc"), ("i", "2147483648"), ("u", ""), ("B", "x")] {
+        let out = shmkit(&["value", "create", &n, tc, init]);
+        assert_eq!(out.status.code(), Some(2), "{tc} {init:?}: {out:?}");
+        assert!(stderr(&out).starts_with("shmkit: "), "{out:?}");
+        assert!(!std::path::Path::new(&format!("/dev/shm/{n}")).exists());
+    }
+}

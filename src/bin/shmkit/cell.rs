@@ -137,7 +137,8 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
                 Some(s) => Some(
                     typecode
                         .parse(s)
-                        .map_err(|e| Stop::Failed(format!("value {name:?}: {e}")))?,
+                        // INIT and TYPECODE are both on the command line: a usage error.
+                        .map_err(|e| Stop::Usage(format!("value {name:?}: {e}")))?,
                 ),
                 None => None,
             };

@@ -18,8 +18,19 @@ pub(crate) struct Args {
 }
 
 /// Show the bytes [`CHUNK`] at a time (a multiple of the 16-byte line), so any `--len` takes
-/// bounded memory.
+/// bounded memory. An `--offset` past the end of the object is an error (as `read`'s), not an
+/// empty dump.
 pub(crate) fn run(args: Args) -> CmdResult {
+    let size = shmkit::segment::probe(&args.name)
+        .map_err(|e| e.to_string())?
+        .size;
+    if args.offset > size {
+        return Err(format!(
+            "{:?}: offset {} is past the end of the {size}-byte object",
+            args.name, args.offset
+        )
+        .into());
+    }
     let end = args.offset.saturating_add(args.len);
     let mut at = args.offset;
     while at < end {
