@@ -1066,3 +1066,48 @@ fn value_create_with_an_init_the_typecode_cannot_hold_is_a_usage_error() {
         assert!(!std::path::Path::new(&format!("/dev/shm/{n}")).exists());
     }
 }
+
+/// An integer literal beyond int64 is refused (exit 2), as one beyond it on the positive side
+/// always was, instead of being stored as the nearest float; float literals of any size and
+/// integers in range are stored as given, and `-` (standard input) is checked the same way.
+#[test]
+fn list_integers_beyond_int64_are_refused_not_stored_as_floats() {
+    use std::io::Write as _;
+    let n = common::unique_name("cli-list-int");
+    let _c = Cleanup::new(&[&n]);
+    for items in [
+        "[-9223372036854775809]",
+        "[18446744073709551616]",
+        r#"["a\"", 100000000000000000000]"#,
+    ] {
+        let out = shmkit(&["list", "create", &n, items]);
+        assert_eq!(out.status.code(), Some(2), "{items}: {out:?}");
+        assert!(stderr(&out).contains("beyond the int64 range"), "{out:?}");
+        assert!(!std::path::Path::new(&format!("/dev/shm/{n}")).exists());
+    }
+    let items = r#"[-9223372036854775808, 1e20, 2.5, "12345678901234567890", true, false]"#;
+    let out = shmkit(&["list", "create", &n, items]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&shmkit(&["list", "get", &n])).trim(),
+        r#"[-9223372036854775808,1e+20,2.5,"12345678901234567890",true,false]"#
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["list", "set", &n, "0", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"-9223372036854775809")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        stdout(&shmkit(&["list", "get", &n, "0"])).trim(),
+        "-9223372036854775808"
+    );
+}

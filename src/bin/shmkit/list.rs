@@ -152,7 +152,36 @@ fn parse_json(text: &str) -> Result<Value, Stop> {
     } else {
         text
     };
-    serde_json::from_str(text).map_err(|e| Stop::Usage(format!("not JSON: {e}")))
+    let v = serde_json::from_str(text).map_err(|e| Stop::Usage(format!("not JSON: {e}")))?;
+    integers_fit(text)?;
+    Ok(v)
+}
+
+/// Refuse an integer literal (no `.`, `e` or `E`) outside the int64 range: `serde_json` turns
+/// one into the nearest float, which [`item_from_json`] cannot tell from a float literal, so
+/// `-9223372036854775809` would be stored as the float `-9.223372036854776e18`. `text` is
+/// valid JSON, so a number token is a run of `-+.eE0-9` outside a string.
+fn integers_fit(text: &str) -> Result<(), Stop> {
+    let (mut in_str, mut escaped, mut token) = (false, false, String::new());
+    for c in text.chars().chain([' ']) {
+        if in_str {
+            (in_str, escaped) = (escaped || c != '"', !escaped && c == '\\');
+        } else if c.is_ascii_digit() || "-+.eE".contains(c) {
+            token.push(c);
+        } else {
+            if !token.contains(['.', 'e', 'E'])
+                && !token.is_empty()
+                && token.parse::<i64>().is_err()
+            {
+                return Err(Stop::Usage(format!(
+                    "{token} is beyond the int64 range a ShareableList stores"
+                )));
+            }
+            token.clear();
+            in_str = c == '"';
+        }
+    }
+    Ok(())
 }
 
 /// A JSON value as an item (see the module docs).
@@ -175,7 +204,9 @@ fn item_from_json(v: &Value) -> Result<Item, Stop> {
         Value::Object(o) if o.len() == 1 => match o.iter().next() {
             Some((k, Value::String(h))) if k == "hex" => match hex_decode(h) {
                 Some(b) => Ok(Item::Bytes(b)),
-                None => bad(format!("{h:?} is not an even number of hex digits")),
+                None => bad(format!(
+                    "{h:?} is not bytes in hex (an even number of digits 0-9, a-f)"
+                )),
             },
             Some((k, Value::String(f))) if k == "float" => match f.as_str() {
                 "nan" => Ok(Item::Float(f64::NAN)),
