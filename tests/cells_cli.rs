@@ -52,7 +52,11 @@ fn value_verbs_round_trip_and_refuse_what_does_not_fit() {
 
     let c = unique_name("cli-valc");
     let _c2 = Cleanup::new(&[&c]);
-    fails(&["value", "create", &c, "c", "ab"], &["'c'", "one byte"]);
+    // INIT and TYPECODE are both on the command line: a usage error (exit 2).
+    let o = shmkit(&["value", "create", &c, "c", "ab"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("'c'") && err.contains("one byte"), "{err}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{c}")).exists());
     ok(&["value", "create", &c, "c", "x", "--mode", "atomic"]);
     assert_eq!(ok(&["value", "get", &c]), "x\n");
