@@ -1111,3 +1111,39 @@ fn list_integers_beyond_int64_are_refused_not_stored_as_floats() {
         "-9223372036854775808"
     );
 }
+
+/// `write --raw` counts offsets from byte 0 of the object, so on a shmkit object it writes over
+/// the header: refused without --force (like a write into a typed object's payload), for a
+/// plain segment and a queue alike; a raw segment takes it, and --force still writes.
+#[test]
+fn write_raw_refuses_to_overwrite_a_shmkit_header_without_force() {
+    let (s, q, r) = (
+        common::unique_name("cli-wr-seg"),
+        common::unique_name("cli-wr-q"),
+        common::unique_name("cli-wr-raw"),
+    );
+    let _c = Cleanup::new(&[&s, &q, &r]);
+    Segment::create(&s, 16).unwrap();
+    drop(shmkit::queue::spsc::Queue::<u64>::create(&q, 8).unwrap());
+    Segment::options().raw(true).create(&r, 16).unwrap();
+    for name in [&s, &q] {
+        let before = object_bytes(name);
+        let out = shmkit(&["write", name, "--raw", "XXXX"]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        let err = stderr(&out);
+        assert!(err.contains("--force") && err.lines().count() == 1, "{err}");
+        assert!(
+            object_bytes(name) == before,
+            "{name}: the refused write changed it"
+        );
+        let info: serde_json::Value =
+            serde_json::from_slice(&shmkit(&["info", name, "--json"]).stdout).unwrap();
+        assert_eq!(info["status"], "valid", "{name}: {info}");
+    }
+    assert!(shmkit(&["write", &r, "--raw", "XXXX"]).status.success());
+    assert_eq!(&object_bytes(&r)[..4], b"XXXX");
+    assert!(shmkit(&["write", &s, "--raw", "--force", "XXXX"])
+        .status
+        .success());
+    assert_eq!(&object_bytes(&s)[..4], b"XXXX");
+}

@@ -60,7 +60,8 @@ pub(crate) struct WriteArgs {
     #[arg(long)]
     raw: bool,
     /// Write into an object of any kind (a queue, a lock, …), not only a plain segment: its
-    /// state is bytes like any other, and writing them can corrupt it.
+    /// state is bytes like any other, and writing them can corrupt it. With --raw, also over a
+    /// shmkit object's header.
     #[arg(long)]
     force: bool,
 }
@@ -140,6 +141,20 @@ pub(crate) fn read(a: ReadArgs) -> CmdResult {
 }
 
 pub(crate) fn write(a: WriteArgs) -> CmdResult {
+    if a.raw && !a.force {
+        // `--raw` offsets count from byte 0 of the object: in a shmkit object (a header, or
+        // shmkit's magic on a cut one) that is its header, so the write would corrupt it.
+        let p = segment::probe(&a.name).map_err(|e| e.to_string())?;
+        if p.header.is_some() || matches!(p.verdict, segment::Verdict::Invalid(_)) {
+            return Err(format!(
+                "segment {:?} is a shmkit object ({}), not a raw one: --raw writes over its \
+                 header (drop --raw to write its payload, or pass --force to write anyway)",
+                a.name,
+                p.kind_name()
+            )
+            .into());
+        }
+    }
     let (seg, kind) = open(&a.name, a.raw, Segment::options())?;
     if let Some(k) = kind.filter(|&k| k != Kind::SEGMENT && !a.force) {
         return Err(format!(
