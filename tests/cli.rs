@@ -1147,3 +1147,36 @@ fn write_raw_refuses_to_overwrite_a_shmkit_header_without_force() {
         .success());
     assert_eq!(&object_bytes(&s)[..4], b"XXXX");
 }
+
+/// A name with a control character (here a newline and an ESC) is one quoted, escaped row of
+/// `ls`'s table, never a broken row or raw terminal bytes; `--json` gives the name exactly.
+#[test]
+fn ls_escapes_control_characters_in_names() {
+    let base = common::unique_name("cli-ctl");
+    let odd = format!("{base}\nfake-row\x1b[2J");
+    let _c = Cleanup::new(&[&odd]);
+    sparse_raw(&odd, 16);
+    let text = stdout(&shmkit(&["ls"]));
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(!text.lines().any(|l| l.starts_with("fake-row")), "{text}");
+    let row = text.lines().find(|l| l.contains(&base)).expect("listed");
+    assert!(
+        row.starts_with(&format!("{odd:?}")) && row.contains("raw"),
+        "{row}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == odd.as_str()));
+    // `gc` names it on one escaped line too.
+    let text = stdout(&shmkit(&["gc", "--dry-run", "--prefix", &base]));
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("kept {odd:?}"))),
+        "{text}"
+    );
+}

@@ -20,13 +20,14 @@ pub(crate) fn run(args: Args) -> CmdResult {
     let report = segment::gc(&opts).map_err(|e| e.to_string())?;
     let mut failed = Vec::new();
     for e in &report {
+        let file = crate::shown_name(&e.file);
         match &e.action {
-            GcAction::Removed => outln!("removed {}: {}", e.file, e.reason)?,
-            GcAction::WouldRemove => outln!("would remove {}: {}", e.file, e.reason)?,
-            GcAction::Kept => outln!("kept {}: {}", e.file, e.reason)?,
+            GcAction::Removed => outln!("removed {file}: {}", e.reason)?,
+            GcAction::WouldRemove => outln!("would remove {file}: {}", e.reason)?,
+            GcAction::Kept => outln!("kept {file}: {}", e.reason)?,
             GcAction::Failed(err) => {
-                outln!("failed to remove {}: {err} ({})", e.file, e.reason)?;
-                failed.push(format!("{}: {err}", e.file));
+                outln!("failed to remove {file}: {err} ({})", e.reason)?;
+                failed.push(format!("{file}: {err}"));
             }
         }
     }

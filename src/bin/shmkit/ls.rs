@@ -44,7 +44,13 @@ pub(crate) fn run(args: Args) -> CmdResult {
     if args.json {
         return print_json(&rows);
     }
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let shown = |r: &Row| crate::shown_name(&r.name);
+    let w = rows
+        .iter()
+        .map(|r| shown(r).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let kind_of = |r: &Row| match r.status {
         "invalid" if r.kind != "invalid" => format!("{} (invalid)", r.kind),
         _ => r.kind.clone(),
@@ -75,7 +81,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         let lifetime = r.lifetime.as_deref().unwrap_or("-");
         outln!(
             "{:<w$}  {:>12}  {kind:<kw$}  {lifetime:<10}  {:>8}  {alive}",
-            r.name,
+            shown(r),
             r.size,
             pid
         )?;

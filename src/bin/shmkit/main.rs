@@ -140,6 +140,17 @@ pub(crate) fn segment_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A name from /dev/shm as a line of text shows it: quoted and escaped if it holds a control
+/// character (a newline, an escape sequence), so each object stays one line and cannot drive
+/// the terminal; as it is otherwise. `--json` output has names exactly.
+pub(crate) fn shown_name(name: &str) -> String {
+    if name.contains(char::is_control) {
+        format!("{name:?}")
+    } else {
+        name.to_owned()
+    }
+}
+
 /// Clap value parser for a timeout in seconds (non-negative, finite, not absurdly large).
 pub(crate) fn seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s
