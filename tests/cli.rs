@@ -1106,6 +1106,17 @@ fn list_integers_beyond_int64_are_refused_not_stored_as_floats() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Standard input that is not UTF-8 is not JSON either: a usage error too.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["list", "set", &n, "0", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"\"\xff\"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("not JSON"), "{out:?}");
     assert_eq!(
         stdout(&shmkit(&["list", "get", &n, "0"])).trim(),
         "-9223372036854775808"

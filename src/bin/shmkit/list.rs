@@ -147,7 +147,11 @@ fn parse_json(text: &str) -> Result<Value, Stop> {
     let text = if text == "-" {
         std::io::stdin()
             .read_to_string(&mut buf)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
+            .map_err(|e| match e.kind() {
+                // Bytes that are not UTF-8 are not JSON: as malformed as any other bad text.
+                std::io::ErrorKind::InvalidData => Stop::Usage(format!("not JSON: {e}")),
+                _ => Stop::Failed(format!("cannot read standard input: {e}")),
+            })?;
         &buf
     } else {
         text
