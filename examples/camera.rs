@@ -13,7 +13,7 @@
 //! ```text
 //! terminal 1:  cargo run --release --example camera -- --role producer --wait-consumers 2
 //! terminal 2:  cargo run --release --example camera -- --role consumer
-//! terminal 3:  cargo run --release --example camera -- --role consumer
+//! terminal 3:  cargo run --release --example camera -- --role consumer --id 2
 //! ```
 //!
 //! The producer creates the frame channel `shmkit-camera` (8 slots of one RGB frame each),
@@ -62,7 +62,7 @@ struct Args {
 fn usage(msg: &str) -> ! {
     eprintln!(
         "camera: {msg}\nusage: camera [--seconds N] [--fps N] [--size WxH] [--name NAME] \
-         [--role producer|consumer] [--wait-consumers N]"
+         [--role producer|consumer] [--wait-consumers N] [--id N]"
     );
     std::process::exit(2)
 }

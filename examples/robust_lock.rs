@@ -13,14 +13,15 @@
 //! cargo run --example robust_lock -- victim demo-lock
 //! ```
 //!
-//! then kill it hard, from any terminal: `pkill -KILL -f 'robust_lock -- victim'` (or
-//! `kill -9 PID` with the pid it prints).
+//! then kill it hard, from any terminal: `pkill -KILL -f 'robust_lock victim'` (`cargo run`
+//! execs the example, so its command line has no `--`), or `kill -9 PID` with the pid it
+//! prints.
 //!
 //! Terminal 2 (acquires, sees the owner died, repairs, exits 0):
 //!
 //! ```text
 //! cargo run --example robust_lock -- recover demo-lock
-//! shmkit rm demo-lock demo-lock-bank    # when done
+//! cargo run -- rm demo-lock demo-lock-bank    # when done
 //! ```
 //!
 //! With no arguments it does all of it itself: it starts the victim as a separate process

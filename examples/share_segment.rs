@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! cargo run --example share_segment -- reader demo-seg
+//! cargo run -- rm demo-seg    # when done: in this mode nobody removes it
 //! ```
 //!
 //! With no arguments it runs both: it starts the reader as a second, unrelated process (the

@@ -2,7 +2,10 @@
 """Read the latest frame of a shmkit frame channel from stock CPython (no extension module).
 
 Terminal 1:  cargo run --release --example camera -- --role producer --seconds 60
-Terminal 2:  python3 examples/python/frames_numpy.py shmkit-camera --verify
+Terminal 2:  cargo build --release    # the `shmkit` CLI, which the script asks for the layout
+             python3 examples/python/frames_numpy.py shmkit-camera --verify --shmkit target/release/shmkit
+
+(Leave `--shmkit` out when `shmkit` is on PATH, e.g. after `cargo install --path .`.)
 
 The offsets come from `shmkit info --json NAME` (its `state.layout`, SPEC.md frames section).
 The script maps /dev/shm/NAME read-only and makes a seqlock read: it loads the newest slot's
@@ -99,9 +102,10 @@ def main():
     seq, header, data, retries = got
 
     shape = None
-    if st["header_size"] >= 32 and args.verify:
+    if st["header_size"] >= 32:
         width, height, stride, fmt, index, checksum = struct.unpack_from("<IIIIQQ", header)
         shape = (height, width, 3) if fmt == 1 else None
+    if st["header_size"] >= 32 and args.verify:
         ok = camera_checksum(data) == checksum
         print(f"checksum {'ok' if ok else 'WRONG'} (frame index {index})")
         if not ok:
