@@ -1072,7 +1072,6 @@ fn value_create_with_an_init_the_typecode_cannot_hold_is_a_usage_error() {
 /// integers in range are stored as given, and `-` (standard input) is checked the same way.
 #[test]
 fn list_integers_beyond_int64_are_refused_not_stored_as_floats() {
-    use std::io::Write as _;
     let n = common::unique_name("cli-list-int");
     let _c = Cleanup::new(&[&n]);
     for items in [
@@ -1092,29 +1091,10 @@ fn list_integers_beyond_int64_are_refused_not_stored_as_floats() {
         stdout(&shmkit(&["list", "get", &n])).trim(),
         r#"[-9223372036854775808,1e+20,2.5,"12345678901234567890",true,false]"#
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
-        .args(["list", "set", &n, "0", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"-9223372036854775809")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::shmkit_with_stdin(&["list", "set", &n, "0", "-"], b"-9223372036854775809");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     // Standard input that is not UTF-8 is not JSON either: a usage error too.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
-        .args(["list", "set", &n, "0", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"\"\xff\"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::shmkit_with_stdin(&["list", "set", &n, "0", "-"], b"\"\xff\"");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(stderr(&out).contains("not JSON"), "{out:?}");
     assert_eq!(

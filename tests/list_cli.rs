@@ -6,23 +6,10 @@ mod common;
 
 use common::{unique_name, Cleanup};
 use shmkit::list::{Item, ShareableList};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn shmkit(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(b) = stdin {
-        input.write_all(b).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    common::shmkit_with_stdin(args, stdin.unwrap_or_default())
 }
 
 fn ok(args: &[&str]) -> String {

@@ -32,6 +32,22 @@ use std::time::{Duration, Instant};
 const ROLE_VAR: &str = "SHMKIT_CHILD_ROLE";
 const ARGS_VAR: &str = "SHMKIT_CHILD_ARGS";
 
+/// Run the `shmkit` binary with `args` and `input` on its standard input (closed after it);
+/// its whole output.
+pub fn shmkit_with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmkit");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).expect("write shmkit's input");
+    drop(stdin);
+    child.wait_with_output().expect("run shmkit")
+}
+
 /// A name unique to this process, this call site's `tag` and a counter:
 /// `t-<tag>-<pid>-<n>`.
 pub fn unique_name(tag: &str) -> String {
