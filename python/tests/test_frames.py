@@ -4,6 +4,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -203,6 +204,39 @@ def test_rust_camera_producer_read_from_python(name, camera_bin):
     finally:
         out, err = producer.communicate(timeout=60)
     assert producer.returncode == 0, err
+
+
+def test_stock_cpython_reader_returns_numpy_frames(name, camera_bin, rust_bins):
+    """`examples/python/frames_numpy.py` (no extension module) with numpy, which this suite
+    always has: the Rust camera's frames come back as (height, width, 3) arrays whose checksum
+    matches, with and without `--verify` (tests/frames_cli.rs runs it with the machine's
+    python3, which may lack numpy)."""
+    producer = subprocess.Popen(
+        [camera_bin, "--role", "producer", "--name", name, "--size", "64x48", "--fps", "200",
+         "--seconds", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    script = ROOT / "examples" / "python" / "frames_numpy.py"
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(f"/dev/shm/{name}"):
+            assert producer.poll() is None, producer.communicate()
+            assert time.monotonic() < deadline, "the producer did not create the channel"
+            time.sleep(0.01)
+        for verify in (True, False):
+            args = [sys.executable, str(script), name, "--shmkit", str(rust_bins["shmkit"])]
+            out = subprocess.run(
+                args + (["--verify"] if verify else []),
+                capture_output=True, text=True, timeout=60,
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "numpy array (48, 64, 3)" in out.stdout, out.stdout
+            assert ("checksum ok" in out.stdout) == verify, out.stdout
+    finally:
+        producer.terminate()
+        producer.communicate(timeout=60)
 
 
 def test_checksum_matches_sequential_definition():
