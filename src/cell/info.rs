@@ -286,6 +286,19 @@ fn read_range(
                         .cast_mut(),
                 )
             };
+            // The seqlock copy's accesses (one size per data word, `raw::seq_load`), as every
+            // seqlock reader and writer makes them.
+            // SAFETY: the data starts at DATA_IN_PAYLOAD (8-aligned) and is `geo.bytes()` long
+            // inside the mapping (above), `first * size + out.len() <= geo.bytes()`
+            // (asserted); loads only; `out` is private.
+            let copy = |out: &mut [u8]| unsafe {
+                super::raw::seq_load(
+                    seg.as_ptr().add(DATA_IN_PAYLOAD),
+                    geo.bytes(),
+                    first * size,
+                    out,
+                )
+            };
             let mut polls = 0u32;
             loop {
                 if super::seqlock::try_read(seq, || copy(out)).is_some() {

@@ -433,6 +433,12 @@ impl RawCell {
     /// `first..first + out.len() / size` lies inside the data.
     #[inline]
     unsafe fn copy_out(&self, first: usize, out: &mut [u8]) {
+        if self.geo.mode == CellMode::Seqlock {
+            let at = first * self.geo.elem.size;
+            // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned
+            // payload plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping.
+            return unsafe { seq_load(self.elem_ptr(0), self.geo.bytes(), at, out) };
+        }
         // SAFETY: per the contract; `out` is private and does not overlap the mapping.
         unsafe { atomic_copy::load(self.elem_ptr(first), out.as_mut_ptr(), out.len()) }
     }
@@ -442,6 +448,12 @@ impl RawCell {
     /// `first..first + data.len() / size` lies inside the data.
     #[inline]
     unsafe fn copy_in(&self, first: usize, data: &[u8]) {
+        if self.geo.mode == CellMode::Seqlock {
+            let at = first * self.geo.elem.size;
+            // SAFETY: as in `copy_out`; the mapping is writable; seqlock writes run under the
+            // writer lock (`write_locked`'s callers hold it).
+            return unsafe { seq_store(self.elem_ptr(0), self.geo.bytes(), at, data) };
+        }
         // SAFETY: per the contract; the mapping is writable; `data` is private.
         unsafe { atomic_copy::store(data.as_ptr(), self.elem_ptr(first), data.len()) }
     }
@@ -693,6 +705,99 @@ fn modes_text(modes: &[CellMode]) -> String {
         .join(" or ")
 }
 
+/// Seqlock mode: copy `out.len()` data bytes from byte offset `at` out of the `len`-byte data
+/// at `data` (8-aligned) with the accesses every seqlock copy makes (SPEC §10.4, "one size
+/// per word"): each 8-byte word wholly inside the data is loaded whole, whatever part of it
+/// is wanted, and the bytes of a final partial word one by one. Readers copy while a writer
+/// copies (that is the protocol), and Rust's model makes racing atomic accesses of different
+/// sizes to the same bytes undefined unless both are loads: a copy split by its own ends
+/// (`atomic_copy::load`) would read element 3 of an `Array<u8>` with a byte load inside a
+/// word that a whole-array write stores whole.
+///
+/// # Safety
+///
+/// `data` is 8-aligned and valid for reads of `len` bytes while the call runs; `at +
+/// out.len() <= len`; every access to the data by this process is atomic.
+pub(crate) unsafe fn seq_load(data: *const u8, len: usize, at: usize, out: &mut [u8]) {
+    seq_walk(len, at, out.len(), |run| {
+        // SAFETY: `run` lies inside the data (`seq_walk`), which the contract makes valid
+        // for reads; `out` is private and distinct from the mapping.
+        unsafe {
+            match run {
+                Run::Words(w, n) | Run::Bytes(w, n) => {
+                    atomic_copy::load(data.add(w), out.as_mut_ptr().add(w - at), n)
+                }
+                Run::Part(w, from, to) => {
+                    let mut word = [0u8; 8];
+                    atomic_copy::load(data.add(w), word.as_mut_ptr(), 8);
+                    out[w + from - at..w + to - at].copy_from_slice(&word[from..to]);
+                }
+            }
+        }
+    });
+}
+
+/// Seqlock mode: store `src` into the data at byte offset `at`, with the accesses of
+/// [`seq_load`]: a part of a whole word is merged into the word (loaded and stored whole),
+/// which only the writer-lock holder does, so the load races with loads only.
+///
+/// # Safety
+///
+/// As [`seq_load`], and the data is writable, and the caller holds the writer lock.
+pub(crate) unsafe fn seq_store(data: *mut u8, len: usize, at: usize, src: &[u8]) {
+    seq_walk(len, at, src.len(), |run| {
+        // SAFETY: `run` lies inside the writable data (`seq_walk`); `src` is private.
+        unsafe {
+            match run {
+                Run::Words(w, n) | Run::Bytes(w, n) => {
+                    atomic_copy::store(src.as_ptr().add(w - at), data.add(w), n)
+                }
+                Run::Part(w, from, to) => {
+                    let mut word = [0u8; 8];
+                    atomic_copy::load(data.add(w), word.as_mut_ptr(), 8);
+                    word[from..to].copy_from_slice(&src[w + from - at..w + to - at]);
+                    atomic_copy::store(word.as_ptr(), data.add(w), 8);
+                }
+            }
+        }
+    });
+}
+
+/// A piece of a seqlock copy ([`seq_walk`]); offsets from the start of the data.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// Whole words: `n` bytes (a multiple of 8) from `w` (8-aligned), each word copied whole.
+    Words(usize, usize),
+    /// Bytes `from..to` of the whole word at `w`: the word is accessed whole.
+    Part(usize, usize, usize),
+    /// `n` bytes from `w`, in the final partial word (past the last whole one): byte accesses.
+    Bytes(usize, usize),
+}
+
+/// Split the copy of `n` bytes at offset `at` of `len` data bytes into [`Run`]s.
+fn seq_walk(len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
+    let end = at + n;
+    debug_assert!(end <= len);
+    let whole = len & !7; // the end of the last word wholly inside the data
+    let mut pos = at;
+    while pos < end {
+        if pos >= whole {
+            f(Run::Bytes(pos, end - pos));
+            return;
+        }
+        let w = pos & !7;
+        if pos == w && end >= w + 8 {
+            let stop = end.min(whole) & !7;
+            f(Run::Words(w, stop - w));
+            pos = stop;
+        } else {
+            let to = (end - w).min(8);
+            f(Run::Part(w, pos - w, to));
+            pos = w + to;
+        }
+    }
+}
+
 /// The control block of a cell segment.
 ///
 /// # Safety
@@ -702,4 +807,86 @@ unsafe fn control(seg: &Segment) -> &CellControl {
     // SAFETY: per the contract the block is in bounds and aligned; it is atomics only, so a
     // shared reference over memory others write is sound; it lives as long as `seg`.
     unsafe { &*seg.as_ptr().cast::<CellControl>() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{seq_walk, Run};
+    use crate::cell::{Array, CellMode};
+
+    /// Every split covers the range exactly, in order, and accesses each word of the data in
+    /// one way: whole words (`Words`, `Part`) below the last whole word's end, bytes after it.
+    #[test]
+    fn seq_walk_covers_the_range_with_one_access_size_per_word() {
+        for len in 1..40 {
+            let whole = len & !7;
+            for at in 0..len {
+                for n in 0..=len - at {
+                    let mut next = at;
+                    seq_walk(len, at, n, |r| match r {
+                        Run::Words(w, k) => {
+                            assert!(w == next && w % 8 == 0 && k % 8 == 0 && k > 0);
+                            assert!(w + k <= whole);
+                            next = w + k;
+                        }
+                        Run::Part(w, from, to) => {
+                            assert!(w % 8 == 0 && w + from == next && from < to && to <= 8);
+                            assert!(w + 8 <= whole);
+                            next = w + to;
+                        }
+                        Run::Bytes(w, k) => {
+                            assert!(w == next && w >= whole && k > 0);
+                            next = w + k;
+                        }
+                    });
+                    assert_eq!(next, at + n, "len {len} at {at} n {n}");
+                }
+            }
+        }
+    }
+    use crate::os::atomic_copy::trace;
+
+    /// Audit finding: seqlock readers copy while a writer copies (that is the protocol), so
+    /// every racing access to a data word must have the same size (Rust's model, C++'s, makes
+    /// racing atomic accesses of different sizes to overlapping bytes undefined unless both
+    /// are loads; `os/atomic_copy.rs`). The word-and-byte copies split a range by its own
+    /// ends: reading element 3 of an `Array<u8>` was one byte load inside word 0, while a
+    /// write of the whole array stored word 0 whole. Every seqlock copy now accesses each
+    /// word that lies wholly inside the data as one 8-byte access, and the bytes of a final
+    /// partial word one at a time.
+    #[test]
+    fn seqlock_copies_access_each_word_with_one_size() {
+        let name = format!("audit-seqlock-words-{}", std::process::id());
+        let a = Array::<u8>::options()
+            .cell_mode(CellMode::Seqlock)
+            .unlink_on_drop(true)
+            .create(&name, 21) // two whole words and a 5-byte partial one
+            .unwrap();
+        let all: Vec<u8> = (1..=21).collect();
+        trace::start();
+        a.write(0, &all).unwrap();
+        let mut log = trace::stop();
+        // The whole write's lowest address is element 0's.
+        let data = log.iter().map(|&(at, _)| at).min().unwrap();
+        trace::start();
+        assert_eq!(a.get(3).unwrap(), 4);
+        assert_eq!(a.read(5..19).unwrap(), all[5..19].to_vec());
+        a.set(2, 99).unwrap();
+        a.write(6, &all[..12]).unwrap();
+        assert_eq!(a.read(17..21).unwrap(), [12, 19, 20, 21]);
+        a.write(18, &[7, 7]).unwrap();
+        log.extend(trace::stop());
+        let mut sizes =
+            std::collections::BTreeMap::<usize, std::collections::BTreeSet<usize>>::new();
+        for (at, size) in log {
+            if (data..data + 21).contains(&at) {
+                sizes.entry((at - data) & !7).or_default().insert(size);
+            }
+        }
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        for (word, s) in &sizes {
+            assert_eq!(s.len(), 1, "data word at {word} accessed with sizes {s:?}");
+        }
+        assert_eq!(a.read(0..21).unwrap()[..3], [1, 2, 99]);
+    }
 }

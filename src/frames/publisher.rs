@@ -303,7 +303,11 @@ impl<H: ShmType> Loan<'_, H> {
     /// whatever was there before (an old frame, or zeros).
     ///
     /// No conforming subscriber reads a loaned slot (`SPEC.md`, frames section "Pinning"); a
-    /// hostile process that maps the segment writable could, which changes nothing here.
+    /// process that maps the segment could, which changes nothing here. A process that maps it
+    /// read-write could also *write* the slot while this slice lives: a data race on memory
+    /// this process holds a `&mut [u8]` to, undefined behaviour in Rust's model for the code
+    /// that uses the slice (as for the queues' in-place guards). Share a channel read-write
+    /// only with processes you trust to follow the protocol.
     ///
     /// Empty in a `fork()`ed child that inherited the loan: the slot is the parent's, which
     /// may be writing it (see the type's docs).

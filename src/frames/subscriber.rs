@@ -699,11 +699,16 @@ impl<H: ShmType> Subscriber<H> {
 ///
 /// [`bytes`](Self::bytes) is a `&[u8]` over the shared slot, mapped `PROT_READ` in this
 /// process. A conforming publisher never writes a pinned slot (`SPEC.md`, frames section
-/// "Pinning"), so the bytes do not change while the guard lives. A hostile process that maps
-/// the segment writable could still change them underneath: then the slice shows changing
-/// bytes (wrong data, as from any untrusted peer), and nothing in shmkit depends on them. If
-/// you must not trust the other processes, copy out with [`copy_to`](Self::copy_to) and
-/// validate the copy.
+/// "Pinning"), so the bytes do not change while the guard lives. A process that breaks the
+/// protocol (any process that can open the segment read-write can write the slot, or forge
+/// the pin and sequence words so that the publisher overwrites it) can still change them
+/// underneath: a write while the slice lives is a data race on memory this process holds a
+/// `&[u8]` to, which is undefined behaviour in Rust's model for the code that uses the slice
+/// (not merely changing bytes: code that checks a byte and uses it again may act on a value
+/// it did not check). shmkit's own code never reads the frame through the slice, so its
+/// indices and bounds stay checked. If you must not trust the other processes, copy out with
+/// [`copy_to`](Self::copy_to) (atomic loads: a racing writer can then only make the copy hold
+/// its bytes) and validate the copy, and never call `bytes`.
 ///
 /// # Across `fork()`
 ///

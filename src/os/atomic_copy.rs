@@ -58,6 +58,8 @@ fn head_len(addr: usize, len: usize) -> usize {
 pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
     // One aligned word (an 8-byte element or item): what the loops below do, without them.
     if len == WORD && (src as usize) % WORD == 0 {
+        #[cfg(test)]
+        trace::record(src, WORD);
         // SAFETY: as for the word loop below (8-aligned, inside the source range).
         unsafe {
             let v = AtomicU64::from_ptr(src.cast::<u64>().cast_mut()).load(Ordering::Relaxed);
@@ -69,6 +71,8 @@ pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
     let words = (len - head) / WORD;
     let tail = head + words * WORD;
     for i in (0..head).chain(tail..len) {
+        #[cfg(test)]
+        trace::record(src.wrapping_add(i), 1);
         // SAFETY: `i < len`: inside both ranges (the contract); an AtomicU8 has the size and
         // alignment of a u8; the Relaxed byte load is permitted on read-only memory; `dst`
         // is private to this call.
@@ -76,6 +80,8 @@ pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
     }
     for w in 0..words {
         let i = head + w * WORD;
+        #[cfg(test)]
+        trace::record(src.wrapping_add(i), WORD);
         // SAFETY: `src + i` is 8-aligned (`head` bytes took it to a multiple of 8) and
         // `i + 8 <= len`, so the word lies in the source range; an 8-byte Relaxed load is
         // permitted on read-only memory on 64-bit targets; only loads go through the
@@ -102,6 +108,8 @@ pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
 pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
     // One aligned word: what the loops below do, without them.
     if len == WORD && (dst as usize) % WORD == 0 {
+        #[cfg(test)]
+        trace::record(dst, WORD);
         // SAFETY: as for the word loop below (8-aligned, inside the destination range).
         unsafe {
             let v = src.cast::<u64>().read_unaligned();
@@ -113,18 +121,49 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
     let words = (len - head) / WORD;
     let tail = head + words * WORD;
     for i in (0..head).chain(tail..len) {
+        #[cfg(test)]
+        trace::record(dst.wrapping_add(i), 1);
         // SAFETY: `i < len`: inside both ranges; an AtomicU8 has the size and alignment of a
         // u8; the destination is writable (the contract).
         unsafe { AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed) };
     }
     for w in 0..words {
         let i = head + w * WORD;
+        #[cfg(test)]
+        trace::record(dst.wrapping_add(i), WORD);
         // SAFETY: `dst + i` is 8-aligned and `i + 8 <= len`: the word lies in the writable
         // destination range; the private source may be unaligned: `read_unaligned`.
         unsafe {
             let v = src.add(i).cast::<u64>().read_unaligned();
             AtomicU64::from_ptr(dst.add(i).cast::<u64>()).store(v, Ordering::Relaxed);
         }
+    }
+}
+
+/// Test-only record of the shared-side accesses [`load`] and [`store`] make on this thread
+/// (address, size), so that tests can check which access sizes a protocol uses for each word.
+#[cfg(test)]
+pub(crate) mod trace {
+    use std::cell::RefCell;
+
+    thread_local!(static LOG: RefCell<Option<Vec<(usize, usize)>>> = const { RefCell::new(None) });
+
+    /// Start recording on this thread.
+    pub(crate) fn start() {
+        LOG.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stop recording; what was recorded since [`start`].
+    pub(crate) fn stop() -> Vec<(usize, usize)> {
+        LOG.with(|l| l.borrow_mut().take().unwrap_or_default())
+    }
+
+    pub(super) fn record(at: *const u8, size: usize) {
+        LOG.with(|l| {
+            if let Some(v) = l.borrow_mut().as_mut() {
+                v.push((at as usize, size));
+            }
+        });
     }
 }
 

@@ -189,7 +189,8 @@ pub(crate) fn lock_info(core: &MutexCore) -> LockInfo {
         status,
         locked,
         owner,
-        depth: if locked { core.depth() } else { 0 },
+        // A leaked (guardless) hold of a `Lock` records depth 0 (SPEC §6.2): still one level.
+        depth: if locked { core.depth().max(1) } else { 0 },
         sleepers: core.sleepers(),
     }
 }

@@ -488,11 +488,29 @@ impl LockState {
     /// drop(state.adopt().unwrap());
     /// assert!(!state.is_locked());
     /// ```
+    ///
+    /// Only a leaked lock can be adopted: while a guard of this hold lives (the thread took
+    /// the lock and has not leaked it, or adopted it already), `adopt` fails with
+    /// [`LockError::Deadlock`], as a second `lock` does. A second guard would release the
+    /// lock when either drops, and the other guard would go on as if it held it. (A guard
+    /// dropped with `mem::forget` instead of [`leak`](LockGuard::leak) is not a leak in this
+    /// sense: its hold cannot be adopted, and stays until the process exits.)
+    ///
+    /// ```
+    /// use shmkit::sync::{LockError, LockState};
+    /// let state = LockState::new();
+    /// let g = state.lock().unwrap();
+    /// assert!(matches!(state.adopt(), Err(LockError::Deadlock)));
+    /// # drop(g);
+    /// ```
     #[inline]
     pub fn adopt(&self) -> std::result::Result<LockGuard<'_>, LockError<()>> {
         let me = me().map_err(LockError::from_mutex)?;
         if !self.core.held_by(me) {
             return Err(LockError::NotOwner);
+        }
+        if !self.core.set_leaked(false) {
+            return Err(LockError::Deadlock);
         }
         Ok(LockGuard {
             lock: self,
@@ -600,6 +618,11 @@ impl<'a> LockGuard<'a> {
     /// assert!(!state.is_locked());
     /// ```
     pub fn leak(self) {
+        // Marks the hold as guardless (`depth = 0`), which `adopt` requires; not in a fork()ed
+        // child, where the lock (and its `depth`) is the parent's.
+        if self.held_here() {
+            self.lock.core.set_leaked(true);
+        }
         std::mem::forget(self);
     }
 
@@ -800,6 +823,32 @@ mod tests {
         drop(g);
         assert_eq!(s.core.owner_word(), other << robust::SHIFT);
         assert!(s.is_locked());
+    }
+
+    /// Audit finding: `adopt` while a guard of the same lock lives made a second guard, and
+    /// dropping the first released the lock under the second: another thread then took the
+    /// lock while a guard of this thread still said it held it (the second guard's drop would
+    /// even release that thread's lock). Only a leaked lock can be adopted.
+    #[test]
+    fn adopt_refuses_while_a_guard_lives() {
+        let s = LockState::new();
+        let g = s.lock().unwrap();
+        assert!(matches!(s.adopt(), Err(LockError::Deadlock)));
+        // The leak/adopt pairs of Python-style acquire()/release() still work, repeatedly.
+        g.leak();
+        let g = s.adopt().unwrap();
+        assert!(matches!(s.adopt(), Err(LockError::Deadlock)));
+        g.leak();
+        let g = s.adopt().unwrap();
+        drop(g);
+        assert!(!s.is_locked());
+        assert!(matches!(s.adopt(), Err(LockError::NotOwner)));
+        // A fresh acquisition after a leaked one is a guard again, not a leaked lock.
+        s.lock().unwrap().leak();
+        drop(s.adopt().unwrap());
+        let g = s.lock().unwrap();
+        assert!(matches!(s.adopt(), Err(LockError::Deadlock)));
+        drop(g);
     }
 
     #[test]

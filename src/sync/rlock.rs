@@ -226,6 +226,12 @@ impl RLockState {
 }
 
 /// Holds one level of an [`RLockState`]; releases that level when dropped. Not `Send`.
+///
+/// Levels are counted, not tied to guards: [`RLockState::release`] (or a second guard from
+/// [`adopt`](RLockState::adopt)) releases a level a guard was made for, and a guard whose
+/// thread no longer holds the lock when it drops releases nothing (another thread may hold it
+/// by then). So a live guard does not prove that its thread still holds the lock if the
+/// thread used `release` or `adopt`.
 #[must_use = "the lock level is released when the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLockState,
@@ -272,10 +278,14 @@ impl RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // This thread holds the level (guards are not Send), unless the guard was inherited
-        // by a fork()ed child: then the level is the parent's; leave it alone.
+        // Release a level only if this thread holds the lock (`release` checks the thread,
+        // not only the process): the guard's level may have been released without it
+        // ([`RLockState::release`], or a second guard from `adopt`), and another thread of
+        // this process may hold the lock by now. In a fork()ed child that inherited the guard
+        // the level is the parent's (whose token and thread number the child's copy still
+        // names): leave it alone.
         if liveness::is_current(self.me.token) {
-            self.lock.core.release_held(self.me.token);
+            let _ = self.lock.core.release(self.me);
         }
     }
 }
@@ -352,6 +362,40 @@ mod tests {
         drop(g);
         assert!(!r.is_locked());
         assert!(r.lock_timeout(Duration::from_millis(1)).is_ok());
+    }
+
+    /// Audit finding: a guard whose level was released without it (`release`, or a second
+    /// guard from `adopt`) released, when it dropped, the lock another thread of the process
+    /// held by then: the unlock checked the process's token, not the thread.
+    #[test]
+    fn a_stale_guard_does_not_release_another_threads_hold() {
+        let r = RLockState::new();
+        for stale in [true, false] {
+            let g = r.lock().unwrap();
+            if stale {
+                r.release().unwrap(); // the guard's level, released without it
+            } else {
+                drop(r.adopt().unwrap()); // a second guard of the same level
+            }
+            assert!(!r.is_locked());
+            let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            std::thread::scope(|s| {
+                let r = &*r;
+                s.spawn(move || {
+                    let mine = r.lock_timeout(Duration::from_secs(10)).unwrap();
+                    taken_tx.send(()).unwrap();
+                    done_rx.recv().unwrap();
+                    drop(mine);
+                });
+                taken_rx.recv().unwrap();
+                drop(g); // this thread holds nothing: must change nothing
+                let still = r.is_locked();
+                done_tx.send(()).unwrap();
+                assert!(still, "a stale guard released another thread's lock");
+            });
+            assert!(!r.is_locked());
+        }
     }
 
     #[test]

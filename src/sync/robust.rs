@@ -8,7 +8,7 @@
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
 //! | 0 | 4 | `magic` | `"LCK2"` / `"RLK2"`: initialised, and which kind |
-//! | 4 | 4 | `depth` | recursion depth (1 for a held `Lock`); holder-written |
+//! | 4 | 4 | `depth` | recursion depth (1 for a held `Lock`; 0 while leaked); holder-written |
 //! | 8 | 8 | `owner` | the owner word, below |
 //! | 16 | 8 | `queue` | [`WaitQueue`] (`seq`, `sleepers`) that waiters park on |
 //! | 24 | 4 | `thread` | the holder's thread number within its process; holder-written |
@@ -526,6 +526,21 @@ impl MutexCore {
     /// Recursion depth (a snapshot).
     pub(crate) fn depth(&self) -> u32 {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Non-recursive lock, called by its holder: mark it held without a guard (`leaked`:
+    /// `depth = 0`, [`LockGuard::leak`](super::LockGuard::leak)) or claim that mark back for a
+    /// new guard (`depth = 1`, [`LockState::adopt`](super::LockState::adopt)). Returns whether
+    /// the mark was in the other state, i.e. whether the change was allowed: a guard is made
+    /// only from a leaked lock, so that one hold never has two guards. Relaxed: `depth` is
+    /// holder-written (SPEC §6.2), and only the holding thread calls this.
+    pub(crate) fn set_leaked(&self, leaked: bool) -> bool {
+        let (from, to) = if leaked { (1, 0) } else { (0, 1) };
+        if self.depth.load(Ordering::Relaxed) != from {
+            return false;
+        }
+        self.depth.store(to, Ordering::Relaxed);
+        true
     }
 
     /// Overwrite the owner word, as a hostile or buggy peer could.
