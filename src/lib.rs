@@ -48,6 +48,9 @@ pub(crate) mod loom;
 pub(crate) mod os;
 pub mod queue;
 pub mod segment;
+// SPEC.md's layout tables against the code's structs (crate-private, hence here).
+#[cfg(all(test, not(loom)))]
+mod spec_tables;
 pub mod sync;
 
 pub use error::{Error, Result, Timeout, WouldBlock};

@@ -48,7 +48,7 @@
 
 mod array;
 mod info;
-mod layout;
+pub(crate) mod layout;
 mod raw;
 pub(crate) mod seqlock;
 mod typecode;

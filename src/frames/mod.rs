@@ -42,7 +42,7 @@ mod channel;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
-mod layout;
+pub(crate) mod layout;
 pub(crate) mod pin;
 #[cfg(not(loom))]
 mod publisher;

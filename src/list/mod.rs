@@ -17,7 +17,7 @@ mod list;
 mod seqlock;
 // Under loom, `probe` uses it but not the handle's offsets.
 #[cfg_attr(loom, allow(dead_code))]
-mod trailer;
+pub(crate) mod trailer;
 
 pub use cpython::MAX_ITEM_LEN;
 pub use item::Item;

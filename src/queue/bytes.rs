@@ -65,7 +65,7 @@ pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
 /// A record header: `kind`, written at absolute position `pos` of a ring whose capacity is
 /// `1 << shift`, for a message of `len` bytes (0 for a wrap).
 #[inline]
-fn header(kind: u64, pos: u64, shift: u32, len: u64) -> u64 {
+pub(crate) fn header(kind: u64, pos: u64, shift: u32, len: u64) -> u64 {
     (kind << 56) | (((pos >> shift) & LAP_MASK) << 32) | len
 }
 

@@ -19,7 +19,7 @@ mod geometry;
 #[cfg(not(loom))]
 pub(crate) mod options;
 mod region;
-mod ring_control;
+pub(crate) mod ring_control;
 pub(crate) mod role;
 pub(crate) mod shm_type;
 mod stat;

@@ -88,50 +88,50 @@ fn cells_for(len: u64) -> u64 {
 }
 
 #[repr(C)]
-struct Geometry {
-    capacity: AtomicU64,      // 0: data bytes = cells * 64
-    cell_size: AtomicU64,     // 8: 64
-    cells: AtomicU64,         // 16: N
-    stamps_offset: AtomicU64, // 24: 4480
-    data_offset: AtomicU64,   // 32: 4480 + round_up(8 N, 128)
-    handles: AtomicU64,       // 40: 16
-    state: AtomicU64,         // 48
-    max_message: AtomicU64,   // 56
+pub(crate) struct Geometry {
+    pub(crate) capacity: AtomicU64,      // 0: data bytes = cells * 64
+    pub(crate) cell_size: AtomicU64,     // 8: 64
+    pub(crate) cells: AtomicU64,         // 16: N
+    pub(crate) stamps_offset: AtomicU64, // 24: 4480
+    pub(crate) data_offset: AtomicU64,   // 32: 4480 + round_up(8 N, 128)
+    pub(crate) handles: AtomicU64,       // 40: 16
+    pub(crate) state: AtomicU64,         // 48
+    pub(crate) max_message: AtomicU64,   // 56
 }
 
 #[repr(C)]
-struct TailLine {
-    tail: AtomicU64,
-    not_empty: WaitQueue,
+pub(crate) struct TailLine {
+    pub(crate) tail: AtomicU64,
+    pub(crate) not_empty: WaitQueue,
 }
 
 #[repr(C)]
-struct HeadLine {
-    head: AtomicU64,
-    not_full: WaitQueue,
+pub(crate) struct HeadLine {
+    pub(crate) head: AtomicU64,
+    pub(crate) not_full: WaitQueue,
 }
 
 /// A producer's or consumer's claim slot: the cells `start..end` it is claiming or last
 /// claimed (`start == NONE`: none).
 #[repr(C)]
-struct Claim {
-    owner: RoleSlot,  // 0
-    start: AtomicU64, // 8
-    end: AtomicU64,   // 16
+pub(crate) struct Claim {
+    pub(crate) owner: RoleSlot,  // 0
+    pub(crate) start: AtomicU64, // 8
+    pub(crate) end: AtomicU64,   // 16
 }
 
 #[repr(C)]
-struct Control {
-    geo: CachePadded<Geometry>,                   // 0
-    tail: CachePadded<TailLine>,                  // 128
-    head: CachePadded<HeadLine>,                  // 256
-    producers: [CachePadded<Claim>; MAX_HANDLES], // 384
-    consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
+pub(crate) struct Control {
+    pub(crate) geo: CachePadded<Geometry>,                   // 0
+    pub(crate) tail: CachePadded<TailLine>,                  // 128
+    pub(crate) head: CachePadded<HeadLine>,                  // 256
+    pub(crate) producers: [CachePadded<Claim>; MAX_HANDLES], // 384
+    pub(crate) consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
 }
 
 /// Size of the control block; the stamps follow it.
-const CONTROL_SIZE: u64 = 4480;
-const STAMPS_OFFSET: u64 = CONTROL_SIZE;
+pub(crate) const CONTROL_SIZE: u64 = 4480;
+pub(crate) const STAMPS_OFFSET: u64 = CONTROL_SIZE;
 
 /// Payload offset of the data area of a queue of `cells` cells.
 fn data_offset(cells: u64) -> u64 {

@@ -206,8 +206,8 @@ impl std::fmt::Display for TypeId {
 /// control block; written before the queue is published, read once at open.
 #[repr(C)]
 pub(crate) struct TypeTag {
-    len: AtomicU64,
-    name: [AtomicU64; MAX_TYPE_NAME / 8],
+    pub(crate) len: AtomicU64,
+    pub(crate) name: [AtomicU64; MAX_TYPE_NAME / 8],
 }
 
 #[cfg(not(loom))]

@@ -139,10 +139,10 @@ impl std::error::Error for BarrierError {}
 /// ```
 #[repr(C)]
 pub struct BarrierState {
-    word: AtomicU64,
-    parties: AtomicU32,
-    reserved: AtomicU32,
-    queue: WaitQueue,
+    pub(crate) word: AtomicU64,
+    pub(crate) parties: AtomicU32,
+    pub(crate) reserved: AtomicU32,
+    pub(crate) queue: WaitQueue,
 }
 
 #[cfg(not(loom))]

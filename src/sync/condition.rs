@@ -176,8 +176,8 @@ mod real {
     /// ```
     #[repr(C)]
     pub struct ConditionState {
-        lock: LockState,
-        seq: WaitQueue,
+        pub(crate) lock: LockState,
+        pub(crate) seq: WaitQueue,
     }
 
     const _: () =

@@ -41,8 +41,8 @@ const SET: u32 = 1;
 #[repr(C)]
 #[derive(Default)]
 pub struct EventState {
-    word: AtomicU32,
-    sleepers: AtomicU32,
+    pub(crate) word: AtomicU32,
+    pub(crate) sleepers: AtomicU32,
 }
 
 #[cfg(not(loom))]

@@ -126,12 +126,12 @@ pub(crate) enum MutexError {
 /// The mutex state (module docs). All fields are atomics: valid for any bytes.
 #[repr(C)]
 pub(crate) struct MutexCore {
-    magic: AtomicU32,
-    depth: AtomicU32,
-    owner: AtomicU64,
-    queue: WaitQueue,
-    thread: AtomicU32,
-    pid: AtomicU32,
+    pub(crate) magic: AtomicU32,
+    pub(crate) depth: AtomicU32,
+    pub(crate) owner: AtomicU64,
+    pub(crate) queue: WaitQueue,
+    pub(crate) thread: AtomicU32,
+    pub(crate) pid: AtomicU32,
 }
 
 #[cfg(not(loom))]

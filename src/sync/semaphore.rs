@@ -97,10 +97,10 @@ impl std::error::Error for SemaphoreError {}
 /// ```
 #[repr(C)]
 pub struct SemaphoreState {
-    value: AtomicU32,
-    sleepers: AtomicU32,
-    max: AtomicU32,
-    initial: AtomicU32,
+    pub(crate) value: AtomicU32,
+    pub(crate) sleepers: AtomicU32,
+    pub(crate) max: AtomicU32,
+    pub(crate) initial: AtomicU32,
 }
 
 #[cfg(not(loom))]

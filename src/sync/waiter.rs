@@ -53,8 +53,8 @@ use crate::os::deadline;
 #[repr(C)]
 #[derive(Default)]
 pub struct WaitQueue {
-    seq: AtomicU32,
-    sleepers: AtomicU32,
+    pub(crate) seq: AtomicU32,
+    pub(crate) sleepers: AtomicU32,
 }
 
 impl fmt::Debug for WaitQueue {

@@ -33,58 +33,58 @@ pub(crate) fn fingerprint_of(t: &TypeId) -> u64 {
 }
 
 #[repr(C)]
-pub(super) struct Geometry {
-    pub(super) capacity: AtomicU64,    // 0
-    pub(super) elem_size: AtomicU64,   // 8
-    pub(super) elem_align: AtomicU64,  // 16
-    pub(super) slot_size: AtomicU64,   // 24
-    pub(super) data_offset: AtomicU64, // 32
-    pub(super) handles: AtomicU64,     // 40
-    pub(super) state: AtomicU64,       // 48
+pub(crate) struct Geometry {
+    pub(crate) capacity: AtomicU64,    // 0
+    pub(crate) elem_size: AtomicU64,   // 8
+    pub(crate) elem_align: AtomicU64,  // 16
+    pub(crate) slot_size: AtomicU64,   // 24
+    pub(crate) data_offset: AtomicU64, // 32
+    pub(crate) handles: AtomicU64,     // 40
+    pub(crate) state: AtomicU64,       // 48
     /// The element type's name (`SPEC.md` §7.1.4).
-    pub(super) tag: TypeTag, // 56..128
+    pub(crate) tag: TypeTag, // 56..128
 }
 
 #[repr(C)]
-pub(super) struct TailLine {
-    pub(super) tail: AtomicU64,
-    pub(super) not_empty: WaitQueue,
+pub(crate) struct TailLine {
+    pub(crate) tail: AtomicU64,
+    pub(crate) not_empty: WaitQueue,
 }
 
 #[repr(C)]
-pub(super) struct HeadLine {
-    pub(super) head: AtomicU64,
-    pub(super) not_full: WaitQueue,
+pub(crate) struct HeadLine {
+    pub(crate) head: AtomicU64,
+    pub(crate) not_full: WaitQueue,
 }
 
 /// A producer's or consumer's claim slot.
 #[repr(C)]
-pub(super) struct Claim {
+pub(crate) struct Claim {
     /// Owner word (pid, start time), as the SPSC roles.
-    pub(super) owner: RoleSlot, // 0
+    pub(crate) owner: RoleSlot, // 0
     /// The position this handle is claiming or last claimed (`NONE` after attach).
-    pub(super) inflight: AtomicU64, // 8
+    pub(crate) inflight: AtomicU64, // 8
 }
 
 #[repr(C)]
-pub(super) struct Control {
-    pub(super) geo: CachePadded<Geometry>,                   // 0
-    pub(super) tail: CachePadded<TailLine>,                  // 128
-    pub(super) head: CachePadded<HeadLine>,                  // 256
-    pub(super) producers: [CachePadded<Claim>; MAX_HANDLES], // 384
-    pub(super) consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
+pub(crate) struct Control {
+    pub(crate) geo: CachePadded<Geometry>,                   // 0
+    pub(crate) tail: CachePadded<TailLine>,                  // 128
+    pub(crate) head: CachePadded<HeadLine>,                  // 256
+    pub(crate) producers: [CachePadded<Claim>; MAX_HANDLES], // 384
+    pub(crate) consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
 }
 
 /// Size of the control block; the slots follow it.
-pub(super) const CONTROL_SIZE: u64 = 4480;
+pub(crate) const CONTROL_SIZE: u64 = 4480;
 
 /// Payload offset of slot 0. Each slot is its 8-byte stamp followed by the element, so that an
 /// operation touches one cache line (for elements up to 56 bytes) instead of a stamp line and
 /// an element line.
-pub(super) const DATA_OFFSET: u64 = CONTROL_SIZE;
+pub(crate) const DATA_OFFSET: u64 = CONTROL_SIZE;
 
 /// Offset of the element inside its slot (after the stamp).
-pub(super) const ELEM_IN_SLOT: usize = 8;
+pub(crate) const ELEM_IN_SLOT: usize = 8;
 
 #[cfg(not(loom))]
 const _: () = {

@@ -48,7 +48,7 @@ use crate::sync::WaitQueue;
 use crate::Kind;
 use crate::Liveness;
 
-mod layout;
+pub(crate) mod layout;
 
 #[cfg(not(loom))]
 pub(crate) use layout::stat_named;
