@@ -140,33 +140,6 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
-/// Test-only record of the shared-side accesses [`load`] and [`store`] make on this thread
-/// (address, size), so that tests can check which access sizes a protocol uses for each word.
-#[cfg(test)]
-pub(crate) mod trace {
-    use std::cell::RefCell;
-
-    thread_local!(static LOG: RefCell<Option<Vec<(usize, usize)>>> = const { RefCell::new(None) });
-
-    /// Start recording on this thread.
-    pub(crate) fn start() {
-        LOG.with(|l| *l.borrow_mut() = Some(Vec::new()));
-    }
-
-    /// Stop recording; what was recorded since [`start`].
-    pub(crate) fn stop() -> Vec<(usize, usize)> {
-        LOG.with(|l| l.borrow_mut().take().unwrap_or_default())
-    }
-
-    pub(super) fn record(at: *const u8, size: usize) {
-        LOG.with(|l| {
-            if let Some(v) = l.borrow_mut().as_mut() {
-                v.push((at as usize, size));
-            }
-        });
-    }
-}
-
 /// Copies of at least this many bytes go through [`load_bytes`]/[`store_bytes`]'s string
 /// copy (`rep movsb`); shorter ones through the word loops, which are faster there (a bare
 /// copy-in, copy-out ring between two processes on the 2-vCPU EPYC of `BENCHMARKS.md`: words
@@ -427,6 +400,34 @@ mod tests {
                     .all(|c| u64::from_le_bytes(c.try_into().unwrap())
                         == GENS * 0x0001_0001_0001_0001)
             );
+        });
+    }
+}
+
+/// Test-only record of the shared-side accesses [`load`] and [`store`] make on this thread
+/// (address, size), so that tests can check which access sizes a protocol uses for each word.
+#[cfg(test)]
+#[cfg_attr(loom, allow(dead_code))] // its users are not built under loom
+pub(crate) mod trace {
+    use std::cell::RefCell;
+
+    thread_local!(static LOG: RefCell<Option<Vec<(usize, usize)>>> = const { RefCell::new(None) });
+
+    /// Start recording on this thread.
+    pub(crate) fn start() {
+        LOG.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stop recording; what was recorded since [`start`].
+    pub(crate) fn stop() -> Vec<(usize, usize)> {
+        LOG.with(|l| l.borrow_mut().take().unwrap_or_default())
+    }
+
+    pub(super) fn record(at: *const u8, size: usize) {
+        LOG.with(|l| {
+            if let Some(v) = l.borrow_mut().as_mut() {
+                v.push((at as usize, size));
+            }
         });
     }
 }
