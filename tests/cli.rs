@@ -468,7 +468,7 @@ fn write_refuses_typed_objects_without_force() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("holds a spsc,") && err.contains("--force") && err.lines().count() == 1,
+        err.contains("holds an spsc queue,") && err.contains("--force") && err.lines().count() == 1,
         "{err}"
     );
     // Nothing was written: the queue is intact.
