@@ -165,9 +165,10 @@ pub enum Error {
     KindMismatch {
         /// The segment name.
         name: String,
-        /// The kind the caller asked for.
+        /// The kind the caller asked for: a [`Kind`](crate::Kind)'s name or another noun
+        /// phrase, without an article (the message adds it: [`Kind::with_article`](crate::Kind::with_article)).
         expected: String,
-        /// The kind recorded in the header.
+        /// The kind recorded in the header, as `expected` ("raw": no shmkit header).
         found: String,
     },
     /// Same kind, but its layout (element type, capacity rules, …) differs.
@@ -403,7 +404,12 @@ impl fmt::Display for Error {
                 write!(f, "permission denied to {op} segment {name:?}; check its owner and mode with `ls -l /dev/shm/{name}`")
             }
             Error::KindMismatch { name, expected, found } => {
-                write!(f, "segment {name:?} holds a {found}, not a {expected}")
+                write!(
+                    f,
+                    "segment {name:?} holds {}, not {}",
+                    crate::Kind::phrase(found),
+                    crate::Kind::phrase(expected)
+                )
             }
             Error::LayoutMismatch { name, expected, found } => write!(
                 f,

@@ -761,3 +761,43 @@ fn bool_cells_are_typed_as_cbool() {
     assert!(a.fetch_add(0, CBool(1)).is_err()); // not an integer typecode
     assert!(Value::<u8>::open(&n1).is_err()); // '?' is not 'B'
 }
+
+/// Messages name a kind with the right article: "an array", "an event" (they read "a array",
+/// "a event").
+#[test]
+fn kind_mismatches_read_with_the_right_article() {
+    let (a, v, ev) = (
+        unique_name("cell-art-a"),
+        unique_name("cell-art-v"),
+        unique_name("cell-art-e"),
+    );
+    let _c = Cleanup::new(&[&a, &v, &ev]);
+    let _arr = Array::<f64>::create(&a, 4).unwrap();
+    let _val = Value::<i64>::create(&v, 0).unwrap();
+    let _event = shmkit::sync::Event::create(&ev).unwrap();
+
+    // An array's name opened as a value (typed, untyped), and the other way round.
+    let e = Value::<i64>::open(&a).unwrap_err().to_string();
+    assert!(e.contains("holds Array<d>[4], asked for Value<q>"), "{e}");
+    let e = AnyValue::open(&a).unwrap_err().to_string();
+    assert!(e.contains("holds Array<d>[4], asked for a value"), "{e}");
+    let e = AnyArray::open(&v).unwrap_err().to_string();
+    assert!(e.contains("holds Value<q>, asked for an array"), "{e}");
+    // An event's name opened as a value or an array.
+    let e = Value::<i64>::open(&ev).unwrap_err().to_string();
+    assert!(e.contains("holds an event, asked for Value<q>"), "{e}");
+    let e = AnyValue::open(&ev).unwrap_err().to_string();
+    assert!(e.contains("holds an event, asked for a value"), "{e}");
+    let e = AnyArray::open(&ev).unwrap_err().to_string();
+    assert!(e.contains("holds an event, asked for an array"), "{e}");
+    // A call that needs another mode names it with its article.
+    let e = Value::<i64>::open(&v)
+        .unwrap()
+        .fetch_add(1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs an atomic cell"), "{e}");
+    // And an array's name opened as an event (the generic kind check).
+    let e = shmkit::sync::Event::open(&a).unwrap_err().to_string();
+    assert!(e.contains("holds an array, not an event"), "{e}");
+}

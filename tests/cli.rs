@@ -468,7 +468,7 @@ fn write_refuses_typed_objects_without_force() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("holds a spsc,") && err.contains("--force") && err.lines().count() == 1,
+        err.contains("holds an spsc queue,") && err.contains("--force") && err.lines().count() == 1,
         "{err}"
     );
     // Nothing was written: the queue is intact.
@@ -1170,4 +1170,73 @@ fn ls_escapes_control_characters_in_names() {
             .any(|l| l.starts_with(&format!("kept {odd:?}"))),
         "{text}"
     );
+}
+
+/// A file whose name is not UTF-8 is listed (it was skipped): quoted in `ls`'s table with
+/// each invalid byte as `\xNN`, and in `--json` with a lossy `name` and its exact
+/// `name_bytes`; `gc` names it the same way and keeps it. `ls` changes nothing.
+#[test]
+fn ls_lists_names_that_are_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// Unlinks the file when dropped, also when the test fails.
+    struct Unlink(std::path::PathBuf);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    let base = common::unique_name("cli-utf8");
+    let mut bytes = base.as_bytes().to_vec();
+    bytes.extend_from_slice(b"-\xff\xfe-\xc3\x28-\x1b");
+    let path = std::path::Path::new("/dev/shm").join(OsStr::from_bytes(&bytes));
+    let _u = Unlink(path.clone());
+    std::fs::write(&path, b"not a shmkit object").unwrap();
+
+    let text = stdout(&shmkit(&["ls"]));
+    let row = text
+        .lines()
+        .find(|l| l.contains(&base))
+        .unwrap_or_else(|| panic!("not listed: {text}"));
+    let shown = format!("\"{base}-\\xff\\xfe-\\xc3(-\\u{{1b}}\"");
+    assert!(row.starts_with(&shown) && row.contains("raw"), "{row}");
+    assert!(!text.contains('\x1b'), "{text:?}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
+    let r = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"].as_str().is_some_and(|n| n.starts_with(&base)))
+        .unwrap_or_else(|| panic!("not in --json: {json}"));
+    assert_eq!(r["name"], String::from_utf8_lossy(&bytes).as_ref(), "{r}");
+    let exact: Vec<u8> = r["name_bytes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no name_bytes: {r}"))
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(exact, bytes);
+    assert_eq!(r["kind"], "raw", "{r}");
+    assert_eq!(r["size"], 19, "{r}");
+    // UTF-8 names carry no `name_bytes`.
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"].as_str().is_some_and(|n| !n.contains('\u{fffd}')))
+        .all(|r| r.get("name_bytes").is_none()));
+    // Read-only: the file is as it was.
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a shmkit object");
+
+    let text = stdout(&shmkit(&["gc", "--dry-run", "--prefix", &base]));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("kept {shown}: "))),
+        "{text}"
+    );
+    assert!(path.exists());
 }

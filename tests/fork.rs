@@ -138,7 +138,8 @@ fn child_main() {
                     // through the parent's record (the parent's unpin would let the publisher
                     // overwrite what the child reads), nor move its cursor.
                     let (mut s, f1) = (inherited(&s), inherited(&f1));
-                    let a = matches!(s.try_recv(), Err(TryRecvError::Inherited))
+                    let a = s.is_inherited()
+                        && matches!(s.try_recv(), Err(TryRecvError::Inherited))
                         && matches!(s.try_latest(), Err(TryRecvError::Inherited));
                     let b = matches!(
                         s.recv_timeout(Duration::from_millis(100)),
@@ -146,7 +147,8 @@ fn child_main() {
                     ) && matches!(s.latest(), Err(RecvError::Inherited))
                         && s.newest().is_none();
                     let mut buf = [0u8; 64];
-                    let c = f1.bytes().is_empty()
+                    let c = f1.is_inherited()
+                        && f1.bytes().is_empty()
                         && f1.copy_to(&mut buf) == 0
                         && f1.header_bytes().is_empty()
                         && (f1.seq(), f1.len(), *f1.header()) == (1, 16, 1);
@@ -161,6 +163,7 @@ fn child_main() {
                 assert_eq!(st.subscribers[0].received, 1, "{st:?}");
                 assert_eq!(st.subscribers[0].last_seq, 1, "{st:?}");
                 assert_eq!(st.subscribers[0].holding, vec![f1.slot()], "{st:?}");
+                assert!(!f1.is_inherited() && !s.is_inherited());
                 assert_eq!(f1.bytes(), &[1u8; 16]);
                 drop(f1);
                 let f2 = s.try_recv().unwrap();
@@ -181,7 +184,7 @@ fn child_main() {
                     // The loan is the parent's: the child can neither write nor publish its
                     // slot, and dropping it must not empty the slot the parent still writes.
                     let mut l = inherited(&loan);
-                    let a = l.as_mut_slice().is_empty();
+                    let a = l.is_inherited() && l.as_mut_slice().is_empty();
                     let b = matches!(l.publish(3, &9), Err(shmkit::Error::Disconnected));
                     drop(inherited(&loan));
                     let st = frames::stat(name).unwrap();
@@ -193,6 +196,7 @@ fn child_main() {
                     frames::stat(name).unwrap().slot_states[slot].state,
                     "writing"
                 );
+                assert!(!loan.is_inherited());
                 assert_eq!(loan.publish(5, &7).unwrap(), 1);
                 let f = s.recv_timeout(WAIT).unwrap();
                 assert_eq!((f.seq(), *f.header(), f.bytes()), (1, 7, &b"hello"[..]));

@@ -41,7 +41,8 @@ fn check_own_lock(name: &str, lock: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
             other = c.get().inner.name()
         ))),
         Err(_) => Err(PyTypeError::new_err(format!(
-            "a shmkit Condition owns its lock, in its own segment, and cannot wait on a {}: \
+            "a shmkit Condition owns its lock, in its own segment, and cannot wait on another \
+             lock (here of type {}): \
              use the condition itself as the lock (acquire/release/with), and share it by \
              name with Condition.open('{name}')",
             lock.get_type().name()?

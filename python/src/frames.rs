@@ -14,10 +14,12 @@
 //! it are alive, so no view outlives the loan.
 //!
 //! Fork: a subscriber's record (cursor, pin bits) and a publisher's role and outstanding loan
-//! belong to the process that attached. In a child that inherited them ([`fork`]), receiving,
-//! new views of received frames, and using the inherited loan raise `ShmkitError`, and the
-//! inherited loan is forgotten, not abandoned (abandoning would empty the parent's claimed
-//! slot).
+//! belong to the process that attached. The library tells a handle inherited across `fork()`
+//! (`SPEC.md` §2.3): in such a child, receiving (the library's `Inherited`), new views of
+//! received frames and of the inherited loan (`Frame::is_inherited`, `Loan::is_inherited`:
+//! the buffers are raw pointers the library cannot check), and publishing the inherited loan
+//! raise `ShmkitError`; dropping the inherited loan there leaves the parent's claimed slot
+//! alone (the library's `Loan` does nothing shared in a child).
 
 use std::os::raw::c_int;
 use std::ptr::NonNull;
@@ -34,7 +36,6 @@ use shmkit::frames::{
 
 use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{frames_attach_error, to_py, ShmkitError};
-use crate::fork;
 
 /// Python handles are untyped: the header is bytes of the channel's recorded type.
 type Raw = [u8; 0];
@@ -147,11 +148,9 @@ fn header_tuple(t: shmkit::frames::HeaderType) -> (String, u64, u64) {
 #[pyclass(module = "shmkit", name = "FrameSubscriber", frozen)]
 pub(crate) struct PyFrameSubscriber {
     name: String,
-    /// [`fork::generation`] at attach: the subscriber record (its cursor and its pin bits) is
-    /// the process's that attached, so a forked child must not receive through it (its
-    /// frames would not be pinned for it: the parent's unpin clears the shared bit).
-    born: u64,
-    /// `None` once closed.
+    /// `None` once closed. In a forked child that inherited it, the library refuses every
+    /// receive (`Inherited`): the record (cursor, pin bits) is the parent's, so frames
+    /// received through it would not be pinned for the child.
     inner: Mutex<Option<Subscriber<Raw>>>,
 }
 
@@ -167,14 +166,6 @@ impl PyFrameSubscriber {
         Ok(g)
     }
 
-    /// [`sub`](Self::sub) for receiving: also refused in a child that inherited the handle.
-    fn receiver(&self) -> PyResult<MutexGuard<'_, Option<Subscriber<Raw>>>> {
-        if self.born != fork::generation() {
-            return Err(inherited(&self.name, "subscriber"));
-        }
-        self.sub()
-    }
-
     fn wrap(s: &Subscriber<Raw>, f: Frame<Raw>) -> PyFrame {
         PyFrame {
             seq: f.seq(),
@@ -186,7 +177,6 @@ impl PyFrameSubscriber {
             lost: s.lost(),
             frame: Some(f),
             exports: AtomicUsize::new(0),
-            born: fork::generation(),
         }
     }
 
@@ -194,20 +184,21 @@ impl PyFrameSubscriber {
     fn get(&self, py: Python<'_>, latest: bool, timeout: Option<f64>) -> PyResult<PyFrame> {
         check_timeout(timeout)?;
         {
-            let mut g = self.receiver()?;
+            let mut g = self.sub()?;
             let s = g.as_mut().expect("checked open");
             let r = if latest { s.try_latest() } else { s.try_recv() };
             match r {
                 Ok(f) => return Ok(Self::wrap(s, f)),
                 Err(TryRecvError::Disconnected) => return Err(disconnected(&self.name)),
-                Err(_) => {}
+                Err(TryRecvError::Inherited) => return Err(inherited(&self.name, "subscriber")),
+                Err(TryRecvError::Empty) => {}
             }
         }
         // The clock is read only now that the first attempt failed.
         let got = sliced(py, deadline(timeout)?, |slice_end| {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let Some(s) = g.as_mut() else {
-                return Some(Err(()));
+                return Some(Err(RecvError::Disconnected));
             };
             let r = if latest {
                 s.latest_deadline(slice_end)
@@ -216,13 +207,14 @@ impl PyFrameSubscriber {
             };
             match r {
                 Ok(f) => Some(Ok(Self::wrap(s, f))),
-                Err(RecvError::Disconnected) => Some(Err(())),
-                Err(_) => None,
+                Err(e @ (RecvError::Disconnected | RecvError::Inherited)) => Some(Err(e)),
+                Err(RecvError::Timeout) => None,
             }
         })?;
         match got {
             Some(Ok(f)) => Ok(f),
-            Some(Err(())) => {
+            Some(Err(RecvError::Inherited)) => Err(inherited(&self.name, "subscriber")),
+            Some(Err(_)) => {
                 drop(self.sub()?);
                 Err(disconnected(&self.name))
             }
@@ -248,7 +240,6 @@ impl PyFrameSubscriber {
             .map_err(frames_attach_error)?;
         Ok(PyFrameSubscriber {
             name: name.to_owned(),
-            born: fork::generation(),
             inner: Mutex::new(Some(s)),
         })
     }
@@ -282,23 +273,25 @@ impl PyFrameSubscriber {
 
     /// The next frame if one is there, else `None` (never waits); `EOFError` as `recv`.
     fn try_recv(&self) -> PyResult<Option<PyFrame>> {
-        let mut g = self.receiver()?;
+        let mut g = self.sub()?;
         let s = g.as_mut().expect("checked open");
         match s.try_recv() {
             Ok(f) => Ok(Some(Self::wrap(s, f))),
             Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
-            Err(_) => Ok(None),
+            Err(TryRecvError::Inherited) => Err(inherited(&self.name, "subscriber")),
+            Err(TryRecvError::Empty) => Ok(None),
         }
     }
 
     /// The newest frame if there is a new one, else `None` (never waits).
     fn try_latest(&self) -> PyResult<Option<PyFrame>> {
-        let mut g = self.receiver()?;
+        let mut g = self.sub()?;
         let s = g.as_mut().expect("checked open");
         match s.try_latest() {
             Ok(f) => Ok(Some(Self::wrap(s, f))),
             Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
-            Err(_) => Ok(None),
+            Err(TryRecvError::Inherited) => Err(inherited(&self.name, "subscriber")),
+            Err(TryRecvError::Empty) => Ok(None),
         }
     }
 
@@ -379,10 +372,6 @@ pub(crate) struct PyFrame {
     lost: u64,
     /// Live buffer exports.
     exports: AtomicUsize,
-    /// [`fork::generation`] when received: the pin is the receiving process's, so a forked
-    /// child exports no new view (the parent's release would let the slot be overwritten
-    /// under it).
-    born: u64,
 }
 
 #[pymethods]
@@ -504,7 +493,10 @@ impl PyFrame {
             .frame
             .as_ref()
             .ok_or_else(|| PyValueError::new_err(format!("frame {} was released", this.seq)))?;
-        if this.born != fork::generation() {
+        // The pin is the receiving process's: a forked child exports no new view (the
+        // parent's release would let the slot be overwritten under it). The library empties
+        // `bytes()` there; the export below takes the raw pointer, so it asks.
+        if f.is_inherited() {
             return Err(ShmkitError::new_err(format!(
                 "frame {} was received before fork(): its pin is the parent's, which may \
                  release it while this process reads; copy it (bytes(frame)) before forking",
@@ -552,11 +544,10 @@ struct PubState {
     /// The publisher's `next_seq` (kept here: read while a loan borrows the publisher).
     next_seq: u64,
     /// The publisher, from `Box::leak`; `None` once closed. Never touched while a loan
-    /// (which borrows it) is outstanding.
+    /// (which borrows it) is outstanding. In a child that inherited this state, the publisher
+    /// role and the outstanding loan's claimed slot are the parent's: the library's handles
+    /// refuse to loan or publish there, and change nothing shared when dropped.
     publisher: Option<NonNull<Publisher<Raw>>>,
-    /// [`fork::generation`] at attach: in a child that inherited this state, the publisher
-    /// role and the outstanding loan's claimed slot are the parent's (see [`PubState::drop_loan`]).
-    born: u64,
 }
 
 // SAFETY: `Publisher<Raw>` is `Send`, and `Loan` is a `&mut` of it; the raw pointer is that
@@ -564,22 +555,16 @@ struct PubState {
 unsafe impl Send for PubState {}
 
 impl PubState {
-    /// Whether this state was inherited across `fork()`.
-    fn inherited(&self) -> bool {
-        self.born != fork::generation()
+    /// Whether the outstanding loan was inherited across `fork()` (then its slot is the
+    /// parent's claim, which the parent may still fill and publish).
+    fn loan_inherited(&self) -> bool {
+        self.loan.as_ref().is_some_and(Loan::is_inherited)
     }
 
-    /// Drop the outstanding loan: its slot is emptied. In a child that inherited it, the slot
-    /// is the parent's claim, which the parent may still fill and publish: the loan is
-    /// forgotten there (it owns no memory), so the child writes nothing to the channel.
+    /// Drop the outstanding loan: its slot is emptied (in a child that inherited it, the
+    /// library's `Loan` leaves the parent's claim alone).
     fn drop_loan(&mut self) {
-        if let Some(l) = self.loan.take() {
-            if self.inherited() {
-                std::mem::forget(l);
-            } else {
-                drop(l);
-            }
-        }
+        drop(self.loan.take());
     }
 
     /// End the outstanding loan without publishing (its slot is emptied).
@@ -645,7 +630,6 @@ impl PyFramePublisher {
                 generation: 0,
                 exports: 0,
                 publisher: Some(NonNull::from(Box::leak(Box::new(p)))),
-                born: fork::generation(),
             }),
         }
     }
@@ -917,7 +901,7 @@ impl PyFrameLoan {
     /// The publisher's state, if this is still its outstanding loan.
     fn current<'a>(&self, p: &'a PyFramePublisher) -> PyResult<MutexGuard<'a, PubState>> {
         let st = p.state();
-        if st.inherited() {
+        if st.loan_inherited() {
             return Err(inherited(&p.name, "loan"));
         }
         if st.loan.is_none() || st.generation != self.generation {

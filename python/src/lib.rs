@@ -7,7 +7,6 @@
 //!   per-operation errors) to them;
 //! - [`blocking`]: Python timeouts to deadlines, and the one wait loop that releases the GIL
 //!   and answers Ctrl-C (every blocking call goes through it);
-//! - [`fork`]: which process a handle was made in (a handle inherited across `fork()`);
 //! - [`fastcall`]: hand-written C entry points that replace pyo3's wrappers for the hottest
 //!   methods (`Value.fetch_add`, `Value.value`, the locks' acquire/release/with), calling the
 //!   same Rust methods.
@@ -25,7 +24,6 @@ mod condition;
 mod errors;
 mod event;
 mod fastcall;
-mod fork;
 mod frames;
 mod list;
 mod lock;
@@ -39,7 +37,6 @@ mod semaphore;
 #[pymodule]
 fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
-    fork::register(m)?;
     segment::register(m)?;
     lock::register(m)?;
     semaphore::register(m)?;

@@ -23,6 +23,9 @@
 //! empty (or full) and a blocking call polls every [`POLL`] until a peer attaches. A handle
 //! that reports it is also dropped and replaced once at once, which also covers a handle
 //! inherited through `fork()` (it belongs to the parent and always reports `Disconnected`).
+//! A `Queue()` without a name is removed when its object goes, only in the process that made
+//! it: the library's unlink on drop happens only in the process that asked for it, not in a
+//! forked child dropping its copy.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -36,7 +39,6 @@ use shmkit::queue::AttachError;
 
 use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
-use crate::fork;
 use crate::named::named_methods;
 use crate::pickle5;
 
@@ -154,18 +156,6 @@ pub(crate) struct PyQueue {
     producers: Pool<Producer>,
     consumers: Pool<Reader>,
     closed: AtomicBool,
-    /// [`fork::generation`] when made: a `Queue()` without a name is removed when its object
-    /// goes, but only by the process that made it, not by a forked child dropping its copy.
-    born: u64,
-}
-
-impl Drop for PyQueue {
-    fn drop(&mut self) {
-        if self.born != fork::generation() {
-            // Inherited across fork(): the name is the parent's to remove.
-            self.inner.set_unlink_on_drop(false);
-        }
-    }
 }
 
 impl PyQueue {
@@ -175,7 +165,6 @@ impl PyQueue {
             producers: Pool::new(),
             consumers: Pool::new(),
             closed: AtomicBool::new(false),
-            born: fork::generation(),
         }
     }
 

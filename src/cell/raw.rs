@@ -155,7 +155,7 @@ impl RawCell {
         };
         let asked = match want {
             Some(w) => describe(kind, w, (kind == Kind::ARRAY && len > 0).then_some(len)),
-            None => format!("a {kind}"),
+            None => kind.with_article(),
         };
         let ro = Segment::options()
             .read_only()
@@ -173,7 +173,7 @@ impl RawCell {
             Err(Error::KindMismatch { found, .. }) => Error::CellMismatch {
                 name: name.to_owned(),
                 expected: asked,
-                found: format!("a {found}"),
+                found: Kind::phrase(&found),
             },
             Err(e) => e,
         }
@@ -293,8 +293,8 @@ impl RawCell {
         Err(Error::invalid(
             self.seg.name(),
             format!(
-                "{what} needs a {} cell; {} is {}",
-                modes_text(modes),
+                "{what} needs {}; {} is {}",
+                Kind::phrase(&format!("{} cell", modes_text(modes))),
                 self.describe(),
                 self.geo.mode
             ),

@@ -294,6 +294,44 @@ impl<H: ShmType> Loan<'_, H> {
         role::is_mine(self.p.token)
     }
 
+    /// Whether this loan was inherited across `fork()`: true in a child process that got it
+    /// from its parent, where [`as_mut_slice`](Self::as_mut_slice) is empty and
+    /// [`publish`](Self::publish) fails (the slot is the parent's). One `Relaxed` load, no
+    /// system call. For code that keeps a pointer into the slot (a binding exporting it,
+    /// say), which the loan cannot check itself: refuse when this is true.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmkit::frames::FramesOptions;
+    /// # let name = format!("doc-loan-inherited-{}", std::process::id());
+    /// let mut p = FramesOptions::<u64>::new().slots(2).max_bytes(64).create(&name)?;
+    /// # p.set_unlink_on_drop(true);
+    /// let mut loan = p.loan().unwrap();
+    /// assert!(!loan.is_inherited());
+    /// // SAFETY: the child only reads flags and calls `_exit`.
+    /// match unsafe { libc::fork() } {
+    ///     0 => {
+    ///         let ok = loan.is_inherited() && loan.as_mut_slice().is_empty();
+    ///         // SAFETY: ends the child without running the parent's destructors.
+    ///         unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    ///     }
+    ///     pid => {
+    ///         assert!(pid > 0);
+    ///         let mut status = 0;
+    ///         // SAFETY: waits for our own child.
+    ///         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    ///         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    ///     }
+    /// }
+    /// assert_eq!(loan.publish(0, &7)?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_inherited(&self) -> bool {
+        !self.is_mine()
+    }
+
     /// The slot's index.
     pub fn slot(&self) -> u64 {
         self.slot

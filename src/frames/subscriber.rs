@@ -424,6 +424,15 @@ impl<H: ShmType> Subscriber<H> {
         None
     }
 
+    /// Whether this handle was inherited across `fork()`: true in a child process that got it
+    /// from its parent, where every receive fails with [`TryRecvError::Inherited`] /
+    /// [`RecvError::Inherited`]. One `Relaxed` load, no system call (an example is at
+    /// [`Frame::is_inherited`]).
+    #[inline]
+    pub fn is_inherited(&self) -> bool {
+        !self.inner.is_mine()
+    }
+
     fn get_until(&mut self, want: Want, until: Option<Instant>) -> Result<Frame<H>, RecvError> {
         if !self.inner.is_mine() {
             return Err(RecvError::Inherited);
@@ -808,6 +817,46 @@ impl<H> Frame<H> {
             };
         }
         out
+    }
+
+    /// Whether this guard was inherited across `fork()`: true in a child process that got it
+    /// from its parent, where the pin is the parent's and the guard gives no access to the
+    /// slot (see the type's docs). One `Relaxed` load, no system call. For code that hands
+    /// out [`as_ptr`](Self::as_ptr) (a binding exporting the payload, say), which the guard
+    /// cannot check itself: refuse when this is true.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmkit::frames::FramesOptions;
+    /// # let name = format!("doc-frame-inherited-{}", std::process::id());
+    /// let mut p = FramesOptions::<u64>::new().slots(2).max_bytes(64).create(&name)?;
+    /// # p.set_unlink_on_drop(true);
+    /// let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    /// p.loan().unwrap().publish(3, &0)?;
+    /// let f = s.try_recv().unwrap();
+    /// assert!(!f.is_inherited() && !s.is_inherited());
+    /// // SAFETY: the child only reads flags and calls `_exit`.
+    /// match unsafe { libc::fork() } {
+    ///     0 => {
+    ///         let ok = f.is_inherited() && s.is_inherited() && f.bytes().is_empty();
+    ///         // SAFETY: ends the child without running the parent's destructors.
+    ///         unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    ///     }
+    ///     pid => {
+    ///         assert!(pid > 0);
+    ///         let mut status = 0;
+    ///         // SAFETY: waits for our own child.
+    ///         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    ///         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    ///     }
+    /// }
+    /// assert!(!f.is_inherited());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_inherited(&self) -> bool {
+        !self.inner.is_mine()
     }
 
     /// The payload, in place (see the type's docs for the contract). Empty in a `fork()`ed

@@ -177,7 +177,7 @@ impl Geometry {
         }
         if size == 8 && n == 0 {
             return Err(NotAList::Python38(
-                "an empty ShareableList in CPython 3.8's layout (8 bytes: no offsets table)".into(),
+                "empty ShareableList in CPython 3.8's layout (8 bytes: no offsets table)".into(),
             ));
         }
         // Every item takes at least 17 bytes (offset, format, code): bounds N before any
@@ -303,7 +303,7 @@ fn python38(words: &[i64], size: u64) -> Option<String> {
     let end = (8 + 8 * n).checked_add(total)?.checked_add(9 * n)?;
     (end <= size).then(|| {
         format!(
-            "a ShareableList in CPython 3.8's layout (per-item sizes {:?}… at offset 8 instead of \
+            "ShareableList in CPython 3.8's layout (per-item sizes {:?}… at offset 8 instead of \
              running offsets starting at 0); only CPython 3.8 reads it",
             &words[..words.len().min(4)]
         )

@@ -2,6 +2,7 @@
 
 use rustix::fs::Mode;
 use rustix::fs::OFlags;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -72,10 +73,17 @@ pub(crate) fn unlink(name: &str) -> io::Result<()> {
 
 /// Unlink `name` only if it still names the object `identity` (`(st_dev, st_ino)`), so a
 /// newer object that reused the name is left alone. Returns whether it unlinked. (A gap of
-/// two system calls remains between the check and the unlink.)
-pub(crate) fn unlink_if_same(name: &str, identity: (u64, u64)) -> io::Result<bool> {
+/// two system calls remains between the check and the unlink.) `name` may be any file name
+/// in `/dev/shm` (one that is not UTF-8 too); it is not validated.
+pub(crate) fn unlink_if_same(name: impl AsRef<OsStr>, identity: (u64, u64)) -> io::Result<bool> {
+    let name = name.as_ref();
     match stat_path(name) {
-        Some(st) if st.identity == identity => unlink(name).map(|()| true),
+        Some(st) if st.identity == identity => {
+            let mut posix = OsString::from("/");
+            posix.push(name);
+            rustix::shm::unlink(posix.as_os_str())?;
+            Ok(true)
+        }
         _ => Ok(false),
     }
 }
@@ -197,25 +205,27 @@ pub(crate) fn read_at(fd: &OwnedFd, offset: u64, buf: &mut [u8]) -> io::Result<u
     Ok(done)
 }
 
-/// Names of the regular files in `/dev/shm`, temporary ones ([`TEMP_PREFIX`]) included.
-pub(crate) fn list_names() -> io::Result<Vec<String>> {
+/// Names of the regular files in `/dev/shm`, temporary ones ([`TEMP_PREFIX`]) included, and
+/// names that are not UTF-8 (no segment name, but files all the same: `shmkit ls` shows
+/// them).
+pub(crate) fn list_names() -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            if let Ok(n) = entry.file_name().into_string() {
-                names.push(n);
-            }
+            names.push(entry.file_name());
         }
     }
     Ok(names)
 }
 
-/// `stat` by name, for objects that cannot be opened.
-pub(crate) fn stat_path(name: &str) -> Option<Stat> {
-    rustix::fs::stat(format!("{SHM_DIR}/{name}").as_str())
-        .ok()
-        .map(Stat::from)
+/// `stat` by name (any file name in `/dev/shm`, not validated), for objects that cannot be
+/// opened.
+pub(crate) fn stat_path(name: impl AsRef<OsStr>) -> Option<Stat> {
+    let mut path = OsString::from(SHM_DIR);
+    path.push("/");
+    path.push(name);
+    rustix::fs::stat(path.as_os_str()).ok().map(Stat::from)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use super::probe::{mapped_by, probe, Verdict};
 use crate::error::{Error, Result};
 use crate::os::process::Liveness;
 use crate::os::{liveness, shm};
+use std::os::unix::ffi::OsStringExt;
 
 /// What [`gc`] considers: everything, or only names starting with a prefix; for real, or as
 /// a dry run.
@@ -59,8 +60,13 @@ pub enum GcAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcEntry {
     /// The file, relative to `/dev/shm`: an object's name, a temporary object's name
-    /// (`.shmkit-tmp-…`), or a liveness file (`.shmkit/live-…`).
+    /// (`.shmkit-tmp-…`), or a liveness file (`.shmkit/live-…`). A lossy copy (U+FFFD for
+    /// each invalid sequence) if the name is not UTF-8: [`file_bytes`](Self::file_bytes)
+    /// has it then.
     pub file: String,
+    /// The file's name as bytes if it is not UTF-8 (such a file is never a segment, and is
+    /// always kept); `None` otherwise.
+    pub file_bytes: Option<Vec<u8>>,
     /// What happened to it.
     pub action: GcAction,
     /// Why.
@@ -85,6 +91,24 @@ pub fn gc(options: &GcOptions) -> Result<Vec<GcEntry>> {
     names.sort();
     let mut out = Vec::new();
     for file in names {
+        let file = match file.into_string() {
+            Ok(f) => f,
+            Err(f) => {
+                let b = f.into_vec();
+                if b.starts_with(shm::RESERVED_PREFIX.as_bytes())
+                    || !b.starts_with(options.prefix.as_bytes())
+                {
+                    continue;
+                }
+                out.push(GcEntry {
+                    file: String::from_utf8_lossy(&b).into_owned(),
+                    file_bytes: Some(b),
+                    action: GcAction::Kept,
+                    reason: "not inspectable: its name is not UTF-8, so not a segment name".into(),
+                });
+                continue;
+            }
+        };
         let entry = if let Some((token, target)) = shm::parse_temp_name(&file) {
             if !target.starts_with(&options.prefix) {
                 continue;
@@ -105,6 +129,7 @@ pub fn gc(options: &GcOptions) -> Result<Vec<GcEntry>> {
             .map_err(|e| Error::from_io(&liveness::dir(), "sweep", e))?;
         out.extend(swept.into_iter().map(|s| GcEntry {
             file: format!(".shmkit/{}", s.file),
+            file_bytes: None,
             action: match (s.outcome, options.dry_run) {
                 (Ok(()), true) => GcAction::WouldRemove,
                 (Ok(()), false) => GcAction::Removed,
@@ -119,6 +144,7 @@ pub fn gc(options: &GcOptions) -> Result<Vec<GcEntry>> {
 fn entry(file: &str, action: GcAction, reason: String) -> GcEntry {
     GcEntry {
         file: file.to_owned(),
+        file_bytes: None,
         action,
         reason,
     }

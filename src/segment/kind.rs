@@ -92,6 +92,50 @@ impl Kind {
         None
     }
 
+    /// The kind as a noun phrase with its indefinite article, for messages: "an array",
+    /// "an event", "a value", "an rlock", "an mpmc-bytes queue", "a frames channel". The name
+    /// is [`Kind::name`]'s, so a user can type it back (`shmkit queue create --kind`); a name
+    /// that is not a noun (an abbreviation, a plural) is followed by one, and an unknown
+    /// kind reads "an unknown kind 99".
+    ///
+    /// ```
+    /// use shmkit::Kind;
+    /// assert_eq!(Kind::ARRAY.with_article(), "an array");
+    /// assert_eq!(Kind::EVENT.with_article(), "an event");
+    /// assert_eq!(Kind::VALUE.with_article(), "a value");
+    /// assert_eq!(Kind::MPMC_BYTES.with_article(), "an mpmc-bytes queue");
+    /// assert_eq!(Kind::SPSC_QUEUE.with_article(), "an spsc queue");
+    /// assert_eq!(Kind::FRAMES.with_article(), "a frames channel");
+    /// assert_eq!(Kind(99).with_article(), "an unknown kind 99");
+    /// ```
+    pub fn with_article(self) -> String {
+        Self::phrase(&self.to_string())
+    }
+
+    /// [`with_article`](Self::with_article) for a kind's displayed name, or for another noun
+    /// phrase without an article (the strings of [`Error::KindMismatch`](crate::Error::KindMismatch):
+    /// "raw" for a segment without a shmkit header, "queue", "ShareableList in …").
+    pub(crate) fn phrase(what: &str) -> String {
+        let noun = match what {
+            "spsc" | "mpmc" | "mpmc-bytes" => format!("{what} queue"),
+            "frames" => "frames channel".to_owned(),
+            "raw" => "raw segment".to_owned(),
+            _ => what.to_owned(),
+        };
+        // Initialisms are read letter by letter: "rlock" (R-lock), "spsc" (S-P-S-C) and
+        // "mpmc" (M-P-M-C) start with a vowel sound.
+        let first = noun
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or("");
+        let vowel = matches!(first, "rlock" | "spsc" | "mpmc")
+            || first
+                .chars()
+                .next()
+                .is_some_and(|c| "aeiouAEIOU".contains(c));
+        format!("{} {noun}", if vowel { "an" } else { "a" })
+    }
+
     /// The kind called `name` (exactly as [`Kind::name`] spells it), or `None`.
     pub fn from_name(name: &str) -> Option<Kind> {
         Self::NAMES

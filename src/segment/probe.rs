@@ -6,12 +6,19 @@ use super::name::validate_name;
 use crate::error::{Error, Result};
 use crate::os::process::Liveness;
 use crate::os::shm;
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// What a read of a segment's first bytes shows.
 #[derive(Debug, Clone)]
 pub struct Probe {
-    /// The segment name.
+    /// The segment name. For a file whose name is not UTF-8 (never a segment name, but
+    /// [`list`] shows every file), a lossy copy for display, with U+FFFD for each invalid
+    /// sequence: [`name_bytes`](Self::name_bytes) has the name itself.
     pub name: String,
+    /// The name's bytes if they are not UTF-8 (then [`name`](Self::name) is lossy); `None`
+    /// for every UTF-8 name.
+    pub name_bytes: Option<Vec<u8>>,
     /// Object size in bytes (`fstat`).
     pub size: u64,
     /// Permission bits.
@@ -53,8 +60,17 @@ impl Probe {
     /// Unlink the probed object, but only if its name still refers to it (not to a newer
     /// object created under the same name since the probe). Returns whether it was removed.
     pub fn unlink_if_unchanged(&self) -> Result<bool> {
-        shm::unlink_if_same(&self.name, self.identity)
-            .map_err(|e| Error::from_io(&self.name, "unlink", e))
+        let r = match &self.name_bytes {
+            Some(b) => shm::unlink_if_same(OsStr::from_bytes(b), self.identity),
+            None => shm::unlink_if_same(&self.name, self.identity),
+        };
+        r.map_err(|e| Error::from_io(&self.name, "unlink", e))
+    }
+
+    /// The file's name as bytes: [`name_bytes`](Self::name_bytes) if it is not UTF-8, else
+    /// [`name`](Self::name)'s.
+    pub fn file_name(&self) -> &[u8] {
+        self.name_bytes.as_deref().unwrap_or(self.name.as_bytes())
     }
 
     /// `(st_dev, st_ino)` of the probed object.
@@ -138,6 +154,7 @@ pub fn probe(name: &str) -> Result<Probe> {
         .map_or(Liveness::Unknown, HeaderInfo::creator_liveness);
     Ok(Probe {
         name: name.to_owned(),
+        name_bytes: None,
         size: st.size,
         mode: st.mode,
         uid: st.uid,
@@ -149,33 +166,55 @@ pub fn probe(name: &str) -> Result<Probe> {
     })
 }
 
-/// Every object in `/dev/shm` this process can read, sorted by name, except shmkit's own
-/// files (objects being built, under names starting with `.shmkit`). Objects whose names
-/// shmkit would refuse, or that this user cannot read, are listed with what `stat` shows, no
-/// header, and [`Verdict::Raw`].
+/// Every object in `/dev/shm` this process can read, sorted by name (by its bytes), except
+/// shmkit's own files (objects being built, under names starting with `.shmkit`). Objects
+/// whose names shmkit would refuse (names that are not UTF-8 too: see
+/// [`Probe::name_bytes`]), or that this user cannot read, are listed with what `stat` shows,
+/// no header, and [`Verdict::Raw`].
 pub fn list() -> Result<Vec<Probe>> {
     let names = shm::list_names().map_err(|e| Error::from_io(shm::SHM_DIR, "list", e))?;
     let mut out: Vec<Probe> = names
         .into_iter()
-        .filter(|name| !name.starts_with(shm::RESERVED_PREFIX))
-        .filter_map(|name| match probe(&name) {
-            Ok(p) => Some(p),
-            Err(Error::NotFound { .. }) => None, // removed while we listed
-            Err(_) => shm::stat_path(&name).map(|st| Probe {
-                name,
-                size: st.size,
-                mode: st.mode,
-                uid: st.uid,
-                header: None,
-                creator: Liveness::Unknown,
-                verdict: Verdict::Raw,
-                cpython_list: false,
-                identity: st.identity,
-            }),
+        .filter(|name| !name.as_bytes().starts_with(shm::RESERVED_PREFIX.as_bytes()))
+        .filter_map(|name| match name.into_string() {
+            Ok(name) => probed(name),
+            Err(name) => stat_only(String::new(), Some(name.into_vec())),
         })
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| a.file_name().cmp(b.file_name()));
     Ok(out)
+}
+
+/// The probe [`list`] shows for the UTF-8 name `name` (`None` if it was removed meanwhile).
+fn probed(name: String) -> Option<Probe> {
+    match probe(&name) {
+        Ok(p) => Some(p),
+        Err(Error::NotFound { .. }) => None, // removed while we listed
+        Err(_) => stat_only(name, None),
+    }
+}
+
+/// What `stat` shows of a file that is not probed: `name`, or the non-UTF-8 name `bytes`.
+fn stat_only(name: String, bytes: Option<Vec<u8>>) -> Option<Probe> {
+    let st = match &bytes {
+        Some(b) => shm::stat_path(OsStr::from_bytes(b)),
+        None => shm::stat_path(&name),
+    }?;
+    Some(Probe {
+        name: match &bytes {
+            Some(b) => String::from_utf8_lossy(b).into_owned(),
+            None => name,
+        },
+        name_bytes: bytes,
+        size: st.size,
+        mode: st.mode,
+        uid: st.uid,
+        header: None,
+        creator: Liveness::Unknown,
+        verdict: Verdict::Raw,
+        cpython_list: false,
+        identity: st.identity,
+    })
 }
 
 /// Copy up to `len` bytes of object `name` starting at byte `offset` of the object (the

@@ -223,9 +223,9 @@ fn view<S, R>(name: &str, layout: Layout<S>, f: impl FnOnce(&S) -> R) -> Result<
         return Err(Error::corrupt(
             name,
             format!(
-                "payload is {} bytes, a {} needs {size}",
+                "payload is {} bytes, {} needs {size}",
                 seg.len(),
-                layout.kind
+                layout.kind.with_article()
             ),
         ));
     }

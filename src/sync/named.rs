@@ -88,9 +88,9 @@ impl<S> Named<S> {
             return Err(Error::corrupt(
                 seg.name(),
                 format!(
-                    "payload is {} bytes, a {} needs {size}",
+                    "payload is {} bytes, {} needs {size}",
                     seg.len(),
-                    layout.kind
+                    layout.kind.with_article()
                 ),
             ));
         }

@@ -158,9 +158,10 @@ pub(crate) fn write(a: WriteArgs) -> CmdResult {
     let (seg, kind) = open(&a.name, a.raw, Segment::options())?;
     if let Some(k) = kind.filter(|&k| k != Kind::SEGMENT && !a.force) {
         return Err(format!(
-            "segment {:?} holds a {k}, not a plain segment: writing its bytes would corrupt it \
+            "segment {:?} holds {}, not a plain segment: writing its bytes would corrupt it \
              (pass --force to write anyway)",
-            a.name
+            a.name,
+            k.with_article()
         )
         .into());
     }

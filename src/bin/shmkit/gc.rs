@@ -20,7 +20,10 @@ pub(crate) fn run(args: Args) -> CmdResult {
     let report = segment::gc(&opts).map_err(|e| e.to_string())?;
     let mut failed = Vec::new();
     for e in &report {
-        let file = crate::shown_name(&e.file);
+        let file = match &e.file_bytes {
+            Some(b) => crate::shown_file_name(b),
+            None => crate::shown_name(&e.file),
+        };
         match &e.action {
             GcAction::Removed => outln!("removed {file}: {}", e.reason)?,
             GcAction::WouldRemove => outln!("would remove {file}: {}", e.reason)?,

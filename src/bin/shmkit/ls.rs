@@ -5,7 +5,11 @@ use shmkit::segment::{self, Verdict};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table: an array of objects with `name`, `size`, `kind`,
+    /// `status`, `lifetime`, `creator_pid`, `alive`. A file whose name is not UTF-8 is listed
+    /// too (as `raw`; the table shows its name quoted, each invalid byte as `\xNN`): its
+    /// `name` has U+FFFD for each invalid byte sequence, and `name_bytes` holds the name's
+    /// bytes as an array of integers (0..=255). `name_bytes` is absent for UTF-8 names.
     #[arg(long)]
     json: bool,
 }
@@ -13,6 +17,9 @@ pub(crate) struct Args {
 #[derive(serde::Serialize)]
 struct Row {
     name: String,
+    /// The name's bytes, for a name that is not UTF-8 (then `name` is lossy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_bytes: Option<Vec<u8>>,
     size: u64,
     kind: String,
     /// `valid`, `raw` or `invalid` (an open would refuse it; `shmkit info` says why).
@@ -39,12 +46,16 @@ pub(crate) fn run(args: Args) -> CmdResult {
             alive: p.creator,
             size: p.size,
             name: p.name,
+            name_bytes: p.name_bytes,
         })
         .collect();
     if args.json {
         return print_json(&rows);
     }
-    let shown = |r: &Row| crate::shown_name(&r.name);
+    let shown = |r: &Row| match &r.name_bytes {
+        Some(b) => crate::shown_file_name(b),
+        None => crate::shown_name(&r.name),
+    };
     let w = rows
         .iter()
         .map(|r| shown(r).len())

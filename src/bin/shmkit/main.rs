@@ -151,6 +151,39 @@ pub(crate) fn shown_name(name: &str) -> String {
     }
 }
 
+/// [`shown_name`] for a file name's bytes, which may not be UTF-8 (`/dev/shm` holds any
+/// bytes but `/` and NUL): such a name is quoted and escaped too, each byte that is not part
+/// of valid UTF-8 shown as `\xNN`.
+pub(crate) fn shown_file_name(name: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(name) {
+        return shown_name(s);
+    }
+    let mut out = String::from("\"");
+    let mut rest = name;
+    while !rest.is_empty() {
+        // The longest valid prefix, then the invalid bytes after it.
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(_) => (rest.len(), 0),
+            Err(e) => (
+                e.valid_up_to(),
+                e.error_len().unwrap_or(rest.len() - e.valid_up_to()),
+            ),
+        };
+        // Escaped as `shown_name` escapes (Debug), without the quotes.
+        let d = format!(
+            "{:?}",
+            std::str::from_utf8(&rest[..valid]).unwrap_or_default()
+        );
+        out.push_str(&d[1..d.len() - 1]);
+        for b in &rest[valid..valid + bad] {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+        rest = &rest[valid + bad..];
+    }
+    out.push('"');
+    out
+}
+
 /// Clap value parser for a timeout in seconds (non-negative, finite, not absurdly large).
 pub(crate) fn seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s

@@ -215,7 +215,11 @@ fn stat_of(name: &str) -> Result<(Kind, queue::QueueStat), Stop> {
         h.kind,
         Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING | Kind::MPMC_BYTES
     ) {
-        return Err(format!("segment {name:?} holds a {}, not a queue", h.kind).into());
+        return Err(format!(
+            "segment {name:?} holds {}, not a queue",
+            h.kind.with_article()
+        )
+        .into());
     }
     let st = queue::stat(name).map_err(|e| e.to_string())?;
     Ok((h.kind, st))
@@ -292,7 +296,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     let mut tx = q.producer().map_err(|x| e(&x))?;
                     tx.push_timeout(pad(&message)?, t).map_err(|x| e(&x))
                 }),
-                k => Err(format!("segment {name:?} holds a {k}, not a queue").into()),
+                k => {
+                    Err(format!("segment {name:?} holds {}, not a queue", k.with_article()).into())
+                }
             }
         }
         Cmd::Pop { name, timeout } => {
@@ -333,7 +339,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     })?;
                     print_elem(&m)
                 }),
-                k => Err(format!("segment {name:?} holds a {k}, not a queue").into()),
+                k => {
+                    Err(format!("segment {name:?} holds {}, not a queue", k.with_article()).into())
+                }
             }
         }
         Cmd::Stat { name, json } => {
