@@ -385,7 +385,7 @@ pub(crate) fn snapshot(
     let (start, slot) = g.slot(i);
     if fmt.size() > slot {
         return Err(format!(
-            "format {fmt} reads {} bytes from a {slot}-byte slot",
+            "format {fmt} reads {} bytes from a slot of {slot} bytes",
             fmt.size()
         ));
     }
@@ -412,7 +412,7 @@ pub(crate) fn decode(
 ) -> std::result::Result<Item, String> {
     let raw = slot.get(..fmt.size()).ok_or_else(|| {
         format!(
-            "format {fmt} reads {} bytes from a {}-byte slot",
+            "format {fmt} reads {} bytes from a slot of {} bytes",
             fmt.size(),
             slot.len()
         )

@@ -154,7 +154,7 @@ impl fmt::Display for ReserveError {
             ReserveError::Timeout => f.write_str("timed out: the ring stayed full"),
             ReserveError::TooLarge { len, max } => write!(
                 f,
-                "a {len}-byte message exceeds this ring's maximum of {max}"
+                "a message of {len} bytes exceeds this ring's maximum of {max}"
             ),
             ReserveError::Disconnected => f.write_str("the ring's consumer closed it or died"),
             ReserveError::Corrupt => {

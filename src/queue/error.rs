@@ -303,7 +303,7 @@ impl fmt::Display for QueueError {
             QueueError::Corrupt => f.write_str(CORRUPT_MSG),
             QueueError::TooLarge { len, max } => write!(
                 f,
-                "a {len}-byte message exceeds this queue's maximum of {max}"
+                "a message of {len} bytes exceeds this queue's maximum of {max}"
             ),
         }
     }

@@ -681,7 +681,7 @@ impl SegmentOptions<ReadWrite> {
                     return Err(Error::invalid(
                         name,
                         format!(
-                            "it exists with a {}-byte payload, not the {size} bytes asked for",
+                            "it exists with a payload of {} bytes, not the {size} bytes asked for",
                             s.len()
                         ),
                     ))

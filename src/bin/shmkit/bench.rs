@@ -806,7 +806,7 @@ fn bytes_peer<const N: usize>(
         if dynamic {
             let n = m.len();
             if n > N {
-                return Err(format!("a {n}-byte message, expected at most {N}").into());
+                return Err(format!("a message of {n} bytes, expected at most {N}").into());
             }
             buf[..n].copy_from_slice(&m);
             m.release();
@@ -816,7 +816,7 @@ fn bytes_peer<const N: usize>(
             continue;
         }
         let Some(msg) = m.get(..N).filter(|_| m.len() == N) else {
-            return Err(format!("a {}-byte message, expected {N}", m.len()).into());
+            return Err(format!("a message of {} bytes, expected {N}", m.len()).into());
         };
         buf.copy_from_slice(msg);
         m.release();
@@ -866,7 +866,7 @@ fn bytes_parent<const N: usize>(
             spin_ok!(rx.try_peek(), TryPopError::Empty)
         };
         let Some(msg) = m.get(..n).filter(|_| m.len() == n) else {
-            return Err(format!("a {}-byte reply, expected {n}", m.len()));
+            return Err(format!("a reply of {} bytes, expected {n}", m.len()));
         };
         buf[..n].copy_from_slice(msg);
         m.release();

@@ -217,7 +217,7 @@ fn ring_rtt(bytes: usize, warm: usize, iters: usize) -> Result<Vec<u64>, String>
             }
         };
         if m.len() != bytes {
-            return Err(format!("a {}-byte reply, expected {bytes}", m.len()));
+            return Err(format!("a reply of {} bytes, expected {bytes}", m.len()));
         }
         buf.copy_from_slice(&m);
         m.release();
