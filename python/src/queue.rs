@@ -37,7 +37,7 @@ use pyo3::types::PyBytes;
 use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
 use shmkit::queue::AttachError;
 
-use crate::blocking::{check_timeout, deadline, sliced};
+use crate::blocking::{allow_threads, check_timeout, deadline, sliced};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
 use crate::named::named_methods;
 use crate::pickle5;
@@ -313,7 +313,7 @@ impl PyQueue {
             check_timeout(timeout)?;
         }
         let first = if msg.len() >= BIG {
-            py.allow_threads(|| self.push_step(msg, None))
+            allow_threads(py, || self.push_step(msg, None))
         } else {
             match self.push_idle(msg) {
                 Some(step) => step,
@@ -385,7 +385,7 @@ impl PyQueue {
 fn new_bytes<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     if m.len() >= BIG {
         PyBytes::new_with(py, m.len(), |buf| {
-            py.allow_threads(|| buf.copy_from_slice(m));
+            allow_threads(py, || buf.copy_from_slice(m));
             Ok(())
         })
     } else {

@@ -472,3 +472,26 @@ pub.close()
     assert out.splitlines() == ["view refused, publish refused, loan refused", "1 b'PRNT'"], (
         out + err
     )
+
+
+def test_daemon_threads_blocked_in_recv_or_loan_at_exit_do_not_crash_the_interpreter(names, spawn):
+    # As test_sync's test of the same name, for the frame channel's waits.
+    code = """
+        import sys, threading, time, shmkit
+        pub = shmkit.FramePublisher.create(sys.argv[1], slots=1, max_bytes=8, policy="block")
+        subs = [shmkit.FrameSubscriber(sys.argv[1]) for _ in range(6)]
+        pub.loan().publish(1)
+        frame = subs[0].recv(1)  # pins the only slot: a loan waits
+        for s in subs[1:4]:
+            s.recv(1)
+        for call in [s.recv for s in subs[1:4]] + [subs[4].latest, pub.loan]:
+            threading.Thread(target=call, daemon=True).start()
+        time.sleep(0.3)
+        print("exiting", flush=True)
+        """
+    for _ in range(5):
+        name = names("exit")
+        child = spawn(code, name)
+        rc, out, err = child.finish(timeout=60)
+        os.unlink(os.path.join("/dev/shm", name))
+        assert (rc, out) == (0, "exiting\n"), err

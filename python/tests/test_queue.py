@@ -559,3 +559,26 @@ def test_a_get_inside_unpickling_of_a_get_does_not_deadlock(name):
     finally:
         _GetsWhileUnpickled.queue = None
         q.unlink()
+
+
+def test_daemon_threads_blocked_in_get_or_put_at_exit_do_not_crash_the_interpreter(names, spawn):
+    # As test_sync's test of the same name: the pthread_exit of a daemon thread taking the GIL
+    # back during finalization must not abort the process.
+    code = """
+        import sys, threading, time, shmkit
+        q = shmkit.Queue.create(sys.argv[1], 256)
+        full = shmkit.Queue.create(sys.argv[1] + "-full", 256)
+        full.put_bytes(b"x" * 100)
+        full.put_bytes(b"x" * 100)
+        for call in [q.get, q.get_bytes, q.get, lambda: full.put_bytes(b"y" * 100)] * 2:
+            threading.Thread(target=call, daemon=True).start()
+        time.sleep(0.3)
+        print("exiting", flush=True)
+        """
+    for _ in range(5):
+        name = names("exit")
+        child = spawn(code, name)
+        rc, out, err = child.finish(timeout=60)
+        shmkit.Queue.open(name + "-full").unlink()
+        shmkit.Queue.open(name).unlink()
+        assert (rc, out) == (0, "exiting\n"), err

@@ -1,6 +1,7 @@
 """The sync primitives across separate Python processes."""
 
 import gc
+import os
 import signal
 import threading
 import time
@@ -662,3 +663,46 @@ def test_condition_owner_died_carries_the_condition(name, spawn):
     assert cond.wait(0.01) is False  # usable: waits and takes the lock back
     cond.release()
     cond.unlink()
+
+
+DAEMONS_BLOCKED_AT_EXIT = """
+import sys, threading, time, shmkit
+p = sys.argv[1]
+lock = shmkit.Lock.create(p + "l")
+lock.acquire()
+rlock = shmkit.RLock.create(p + "r")
+rlock.acquire()
+cond = shmkit.Condition.create(p + "c")
+value = shmkit.Value.create(p + "v", "q", mode="seqlock")
+cell = shmkit.Value.create(p + "w", "q")
+cell.get_lock().acquire()
+calls = [
+    lock.acquire,
+    rlock.acquire,
+    shmkit.Event.create(p + "e").wait,
+    shmkit.Semaphore.create(p + "s", 0).acquire,
+    shmkit.Barrier.create(p + "b", 3).wait,
+    lambda: (cond.acquire(), cond.wait()),
+    lambda: value.wait_changed(value.sequence),
+    lambda: cell.value,
+]
+for call in calls:
+    threading.Thread(target=call, daemon=True).start()
+time.sleep(0.3)  # every thread is in its GIL-released wait
+print("exiting", flush=True)
+"""
+
+
+def test_daemon_threads_blocked_in_waits_at_exit_do_not_crash_the_interpreter(names, spawn):
+    # Python < 3.14 ends a daemon thread that takes the GIL back during finalization with
+    # pthread_exit; the forced unwind through the Rust frames of a GIL-released wait was caught
+    # by pyo3's catch_unwind and glibc aborted the process ("FATAL: exception not rethrown",
+    # return code -6) about every other run. Several runs: each must exit with 0.
+    for _ in range(5):
+        prefix = names("exit") + "-"
+        child = spawn(DAEMONS_BLOCKED_AT_EXIT, prefix)
+        rc, out, err = child.finish(timeout=60)
+        for n in os.listdir("/dev/shm"):
+            if n.startswith(prefix):
+                os.unlink(os.path.join("/dev/shm", n))
+        assert (rc, out) == (0, "exiting\n"), err
