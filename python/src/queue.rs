@@ -324,8 +324,10 @@ impl PyQueue {
             Some(r) => Some(r),
             None if !block => None,
             // The clock is read only now that the first attempt failed.
-            None => sliced(py, deadline(timeout)?, |until| {
-                self.push_step(msg, Some(until))
+            // A `close()` by another thread meanwhile ends the wait (checked every slice).
+            None => sliced(py, deadline(timeout)?, |until| match self.check_open() {
+                Ok(()) => self.push_step(msg, Some(until)),
+                Err(e) => Some(Err(e)),
             })?,
         };
         match done {
@@ -360,8 +362,10 @@ impl PyQueue {
             Some(r) => Some(r),
             None if !block => None,
             // The clock is read only now that the first attempt failed.
-            None => sliced(py, deadline(timeout)?, |until| {
-                self.pop_step(Some(until)).map(|r| r.map(Popped::Long))
+            // As in `push`: a `close()` meanwhile ends the wait.
+            None => sliced(py, deadline(timeout)?, |until| match self.check_open() {
+                Ok(()) => self.pop_step(Some(until)).map(|r| r.map(Popped::Long)),
+                Err(e) => Some(Err(e)),
             })?,
         };
         match done {
@@ -531,8 +535,9 @@ named_methods!(
         }
 
         /// Detach this object's producer and consumer handles (freeing their slots); later
-        /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
-        /// handles and processes. Closing twice is harmless.
+        /// `put`/`get` on it raise `ValueError`, and so does one blocked in another thread
+        /// (within one wait slice). The queue and its messages stay, for other handles and
+        /// processes. Closing twice is harmless.
         fn close(&self) {
             // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
             self.closed.store(true, Ordering::Release);
