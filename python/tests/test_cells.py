@@ -4,6 +4,7 @@ import os
 import pickle
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -452,3 +453,51 @@ def test_fetch_add_operands_beyond_i64_wrap_or_overflow(name):
         assert v.value == 4 + 2**63  # nothing written by the refused ones
     finally:
         v.unlink()
+
+
+def test_ctrl_c_during_get_lock_acquire_and_wait_changed_leaves_the_cells_usable(names, spawn):
+    # SIGINT while get_lock().acquire() waits for another thread's hold, and while
+    # wait_changed() waits for a write: KeyboardInterrupt from the call, the lock not taken by
+    # the interrupted call (free once the holder releases), and both work afterwards.
+    v, a = names(), names()
+    child = spawn(
+        """
+        import sys, threading, shmkit
+        v = shmkit.Value("q", 0, name=sys.argv[1])
+        a = shmkit.Array("d", 3, name=sys.argv[2], mode="seqlock")
+        held, done = threading.Event(), threading.Event()
+        def hold():
+            v.get_lock().acquire()
+            held.set()
+            done.wait()
+            v.get_lock().release()
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        for call in (v.get_lock().acquire, lambda: a.wait_changed(a.sequence)):
+            print("calling", flush=True)
+            try:
+                call()
+                print("returned", flush=True)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        done.set()
+        t.join()
+        assert v.get_lock().acquire(timeout=5)
+        v.value = 7
+        v.get_lock().release()
+        a[1] = 2.5
+        assert a.wait_changed(0, 5)[0] == [0.0, 2.5, 0.0]
+        print("consistent", v.value, flush=True)
+        """,
+        v,
+        a,
+    )
+    for _ in range(2):
+        assert child.line() == "calling"
+        time.sleep(0.3)  # let it block
+        child.signal(signal.SIGINT)
+        assert child.line() == "interrupted"
+    assert child.line() == "consistent 7"
+    rc, _, err = child.finish()
+    assert rc == 0, err

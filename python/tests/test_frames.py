@@ -495,3 +495,43 @@ def test_daemon_threads_blocked_in_recv_or_loan_at_exit_do_not_crash_the_interpr
         rc, out, err = child.finish(timeout=60)
         os.unlink(os.path.join("/dev/shm", name))
         assert (rc, out) == (0, "exiting\n"), err
+
+
+def test_sigint_during_a_blocked_loan_or_latest_leaves_no_loan_and_no_pin(name, spawn):
+    # Ctrl-C while loan() waits for a slot (the only one pinned) and while latest() waits for
+    # a frame: KeyboardInterrupt, no loan left outstanding, no pin leaked; both work after.
+    code = """
+import gc, sys, shmkit
+pub = shmkit.FramePublisher.create(sys.argv[1], slots=1, max_bytes=8, policy="block")
+sub = shmkit.FrameSubscriber(sys.argv[1])
+pub.loan().publish(1)
+frame = sub.recv(1)  # pins the only slot
+for call in (pub.loan, sub.latest):
+    print("calling", flush=True)
+    try:
+        call()
+        print("returned", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+assert pub.try_loan() is None  # the slot is still pinned by `frame`, nothing else holds it
+del frame
+gc.collect()
+loan = pub.loan(5)  # the pin went with the frame
+loan.publish(2)
+assert sub.latest(5).seq == 2
+pub.close()
+sub.close()
+print("consistent", flush=True)
+"""
+    child = spawn(code, name)
+    try:
+        for _ in range(2):
+            assert child.line() == "calling"
+            time.sleep(0.3)  # let it block
+            child.signal(signal.SIGINT)
+            assert child.line() == "interrupted"
+        assert child.line() == "consistent"
+        rc, _, err = child.finish()
+        assert rc == 0, err
+    finally:
+        os.unlink(os.path.join("/dev/shm", name))

@@ -471,6 +471,11 @@ BLOCKING = {
         "obj.acquire()",
         "assert obj.acquire(block=False) is False  # still the parent's",
     ),
+    "rlock": (
+        "import shmkit; obj = shmkit.RLock.open(sys.argv[1])",
+        "obj.acquire()",
+        "assert obj.acquire(block=False) is False  # still the parent's",
+    ),
     "semaphore": (
         "import shmkit; obj = shmkit.Semaphore.open(sys.argv[1])",
         "obj.acquire()",
@@ -498,6 +503,9 @@ BLOCKING = {
 def test_ctrl_c_interrupts_a_blocking_call(kind, name, spawn):
     if kind == "lock":
         obj = shmkit.Lock.create(name)
+        obj.acquire()
+    elif kind == "rlock":
+        obj = shmkit.RLock.create(name)
         obj.acquire()
     elif kind == "semaphore":
         obj = shmkit.Semaphore.create(name, 0)
@@ -532,7 +540,7 @@ print("consistent", flush=True)
     assert child.line() == "consistent"
     rc, _, err = child.finish()
     assert rc == 0, err
-    if kind == "lock":
+    if kind in ("lock", "rlock"):
         obj.release()
     obj.unlink()
 
