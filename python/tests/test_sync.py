@@ -714,3 +714,85 @@ def test_daemon_threads_blocked_in_waits_at_exit_do_not_crash_the_interpreter(na
             if n.startswith(prefix):
                 os.unlink(os.path.join("/dev/shm", n))
         assert (rc, out) == (0, "exiting\n"), err
+
+
+def _sync_objects(names):
+    return {
+        "Lock": shmkit.Lock.create(names()),
+        "RLock": shmkit.RLock.create(names()),
+        "Semaphore": shmkit.Semaphore.create(names(), 1),
+        "BoundedSemaphore": shmkit.BoundedSemaphore.create(names(), 1),
+        "Event": shmkit.Event.create(names()),
+        "Condition": shmkit.Condition.create(names()),
+        "Barrier": shmkit.Barrier.create(names(), 1),
+    }
+
+
+def test_sync_objects_after_unlink_pickle_and_subclassing(names):
+    # After unlink: the handle keeps working (its mapping stays); a pickle made before or
+    # after unpickles to FileNotFoundError. No class can be subclassed, and __init__ called
+    # again changes nothing.
+    import pickle
+
+    for kind, obj in _sync_objects(names).items():
+        made_before = pickle.dumps(obj)
+        obj.unlink()
+        with pytest.raises(FileNotFoundError):
+            obj.unlink()
+        for data in (made_before, pickle.dumps(obj)):
+            with pytest.raises(FileNotFoundError):
+                pickle.loads(data)
+        if kind in ("Lock", "RLock", "Condition"):
+            assert obj.acquire(timeout=1)
+            obj.release()
+        elif kind in ("Semaphore", "BoundedSemaphore"):
+            assert obj.acquire(timeout=1)
+            obj.release()
+        elif kind == "Event":
+            obj.set()
+            assert obj.wait(1)
+        else:
+            assert obj.wait(1) == 0
+        old = obj.name
+        obj.__init__(names())
+        assert obj.name == old
+        with pytest.raises(TypeError):
+            type("Sub", (type(obj),), {})
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -float("inf"), -1.0, 0, 2**64, "1", None])
+def test_blocking_calls_with_timeouts_of_every_shape(timeout, names):
+    # NaN: ValueError; a str: TypeError; a negative timeout is 0; a huge int is accepted.
+    # The objects are all free / set, so no call here has to wait.
+    objs = _sync_objects(names)
+    objs["Event"].set()
+    calls = [
+        lambda: objs["Lock"].acquire(timeout=timeout) and objs["Lock"].release(),
+        lambda: objs["RLock"].acquire(timeout=timeout) and objs["RLock"].release(),
+        lambda: objs["Semaphore"].acquire(timeout=timeout) and objs["Semaphore"].release(),
+        lambda: objs["Event"].wait(timeout),
+        lambda: objs["Barrier"].wait(timeout),
+    ]
+    for call in calls:
+        if timeout != timeout:
+            with pytest.raises(ValueError):
+                call()
+        elif isinstance(timeout, str):
+            with pytest.raises(TypeError):
+                call()
+        else:
+            call()
+    cond = objs["Condition"]
+    with cond:
+        if timeout != timeout:
+            with pytest.raises(ValueError):
+                cond.wait(timeout)
+        elif isinstance(timeout, str):
+            with pytest.raises(TypeError):
+                cond.wait(timeout)
+        elif timeout is not None and timeout <= 0:
+            assert cond.wait(timeout) is False  # nobody notifies: returns at once
+    with pytest.raises(ValueError):
+        shmkit.Barrier.create(names(), 1, timeout=float("nan"))
+    for o in objs.values():
+        o.unlink()
