@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use shmkit::sync::{BarrierError, MAX_PARTIES};
 
-use crate::blocking::deadline;
+use crate::blocking::{allow_threads, deadline};
 use crate::errors::{barrier_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -145,10 +145,9 @@ named_methods!(
                 })
             };
             let r = match &self.action {
-                None => py
-                    .allow_threads(|| b.wait_interruptible(deadline, interrupted))
+                None => allow_threads(py, || b.wait_interruptible(deadline, interrupted))
                     .map_err(Failed::Barrier),
-                Some(action) => py.allow_threads(|| {
+                Some(action) => allow_threads(py, || {
                     let run = || {
                         Python::with_gil(|py| action.call0(py).map(drop).map_err(Failed::Action))
                     };

@@ -1,7 +1,9 @@
 //! Python timeouts, and the one wait loop every blocking call uses: it releases the GIL
 //! while it sleeps, in slices of at most [`SLICE`], and between slices runs Python's signal
 //! handlers, so Ctrl-C raises `KeyboardInterrupt` within about 50 ms. Opens that may wait for
-//! a foreign creator use it too ([`open_waiting`]).
+//! a foreign creator use it too ([`open_waiting`]). Every GIL release goes through
+//! [`allow_threads`], which keeps a daemon thread coming back during interpreter shutdown
+//! from aborting the process.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,51 @@ pub(crate) fn passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
+/// `py.allow_threads(f)`: every GIL release of the package goes through here, so that a
+/// thread coming back while the interpreter is finalizing (a daemon thread blocked in a
+/// shmkit call when the program exits) never crashes the process.
+///
+/// Before Python 3.14, `PyEval_RestoreThread` (which `allow_threads` ends with) ends such a
+/// thread with `pthread_exit`: a forced unwind through the Rust frames above it, which the
+/// `catch_unwind` of pyo3's method trampoline (or of [`crate::fastcall`]) catches, and glibc
+/// then aborts the whole process ("FATAL: exception not rethrown"). The unwind runs this
+/// frame's guard first, whose destructor parks the thread for good: the thread hangs until the
+/// process exits, as Python 3.14 and pyo3's own `PyGILState_Ensure` wrapper do. A Rust panic
+/// in `f` (`std::thread::panicking()`) unwinds on as before.
+pub(crate) fn allow_threads<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    let hang = HangOnForcedUnwind;
+    let r = released(py, f);
+    std::mem::forget(hang);
+    r
+}
+
+/// pyo3's `allow_threads`, in a frame of its own that may unwind: pyo3 declares
+/// `PyEval_RestoreThread` `extern "C"` (cannot unwind), so a frame that calls it inline has no
+/// landing pad for the guard there; a call to this function has one.
+#[inline(never)]
+fn released<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    let r = py.allow_threads(f);
+    // Never taken, but the compiler cannot know: this function may unwind, whatever `f` is.
+    if std::hint::black_box(false) {
+        panic!("unreachable");
+    }
+    r
+}
+
+/// See [`allow_threads`]: dropped only by an unwind.
+struct HangOnForcedUnwind;
+
+impl Drop for HangOnForcedUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// Call `attempt(until)` with the GIL released, `until` never more than [`SLICE`] ahead,
 /// until it returns `Some` (done) or `deadline` passes (`Ok(None)`). Between slices the
 /// signal handlers run with the GIL held: an exception they raise (`KeyboardInterrupt`) is
@@ -52,7 +99,7 @@ pub(crate) fn sliced<R: Send>(
         let now = Instant::now();
         let slice_end = now + SLICE;
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        if let Some(r) = py.allow_threads(|| attempt(until)) {
+        if let Some(r) = allow_threads(py, || attempt(until)) {
             return Ok(Some(r));
         }
         if passed(deadline) {

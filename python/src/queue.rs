@@ -37,7 +37,7 @@ use pyo3::types::PyBytes;
 use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
 use shmkit::queue::AttachError;
 
-use crate::blocking::{check_timeout, deadline, sliced};
+use crate::blocking::{allow_threads, check_timeout, deadline, sliced};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
 use crate::named::named_methods;
 use crate::pickle5;
@@ -313,7 +313,7 @@ impl PyQueue {
             check_timeout(timeout)?;
         }
         let first = if msg.len() >= BIG {
-            py.allow_threads(|| self.push_step(msg, None))
+            allow_threads(py, || self.push_step(msg, None))
         } else {
             match self.push_idle(msg) {
                 Some(step) => step,
@@ -324,8 +324,10 @@ impl PyQueue {
             Some(r) => Some(r),
             None if !block => None,
             // The clock is read only now that the first attempt failed.
-            None => sliced(py, deadline(timeout)?, |until| {
-                self.push_step(msg, Some(until))
+            // A `close()` by another thread meanwhile ends the wait (checked every slice).
+            None => sliced(py, deadline(timeout)?, |until| match self.check_open() {
+                Ok(()) => self.push_step(msg, Some(until)),
+                Err(e) => Some(Err(e)),
             })?,
         };
         match done {
@@ -360,8 +362,10 @@ impl PyQueue {
             Some(r) => Some(r),
             None if !block => None,
             // The clock is read only now that the first attempt failed.
-            None => sliced(py, deadline(timeout)?, |until| {
-                self.pop_step(Some(until)).map(|r| r.map(Popped::Long))
+            // As in `push`: a `close()` meanwhile ends the wait.
+            None => sliced(py, deadline(timeout)?, |until| match self.check_open() {
+                Ok(()) => self.pop_step(Some(until)).map(|r| r.map(Popped::Long)),
+                Err(e) => Some(Err(e)),
             })?,
         };
         match done {
@@ -385,7 +389,7 @@ impl PyQueue {
 fn new_bytes<'py>(py: Python<'py>, m: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     if m.len() >= BIG {
         PyBytes::new_with(py, m.len(), |buf| {
-            py.allow_threads(|| buf.copy_from_slice(m));
+            allow_threads(py, || buf.copy_from_slice(m));
             Ok(())
         })
     } else {
@@ -531,8 +535,9 @@ named_methods!(
         }
 
         /// Detach this object's producer and consumer handles (freeing their slots); later
-        /// `put`/`get` on it raise `ValueError`. The queue and its messages stay, for other
-        /// handles and processes. Closing twice is harmless.
+        /// `put`/`get` on it raise `ValueError`, and so does one blocked in another thread
+        /// (within one wait slice). The queue and its messages stay, for other handles and
+        /// processes. Closing twice is harmless.
         fn close(&self) {
             // Release pairs with the Acquire in `Pool::give_back` and `check_open`.
             self.closed.store(true, Ordering::Release);

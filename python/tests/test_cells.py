@@ -4,6 +4,7 @@ import os
 import pickle
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -452,3 +453,126 @@ def test_fetch_add_operands_beyond_i64_wrap_or_overflow(name):
         assert v.value == 4 + 2**63  # nothing written by the refused ones
     finally:
         v.unlink()
+
+
+def test_ctrl_c_during_get_lock_acquire_and_wait_changed_leaves_the_cells_usable(names, spawn):
+    # SIGINT while get_lock().acquire() waits for another thread's hold, and while
+    # wait_changed() waits for a write: KeyboardInterrupt from the call, the lock not taken by
+    # the interrupted call (free once the holder releases), and both work afterwards.
+    v, a = names(), names()
+    child = spawn(
+        """
+        import sys, threading, shmkit
+        v = shmkit.Value("q", 0, name=sys.argv[1])
+        a = shmkit.Array("d", 3, name=sys.argv[2], mode="seqlock")
+        held, done = threading.Event(), threading.Event()
+        def hold():
+            v.get_lock().acquire()
+            held.set()
+            done.wait()
+            v.get_lock().release()
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        for call in (v.get_lock().acquire, lambda: a.wait_changed(a.sequence)):
+            print("calling", flush=True)
+            try:
+                call()
+                print("returned", flush=True)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        done.set()
+        t.join()
+        assert v.get_lock().acquire(timeout=5)
+        v.value = 7
+        v.get_lock().release()
+        a[1] = 2.5
+        assert a.wait_changed(0, 5)[0] == [0.0, 2.5, 0.0]
+        print("consistent", v.value, flush=True)
+        """,
+        v,
+        a,
+    )
+    for _ in range(2):
+        assert child.line() == "calling"
+        time.sleep(0.3)  # let it block
+        child.signal(signal.SIGINT)
+        assert child.line() == "interrupted"
+    assert child.line() == "consistent 7"
+    rc, _, err = child.finish()
+    assert rc == 0, err
+
+
+def test_array_close_while_another_thread_waits_in_it_is_refused_not_a_crash(name, spawn):
+    # Thread B waits (GIL released) in a[0] for the cell lock thread A holds; the main thread
+    # closes the array meanwhile: refused (pyo3's borrow error, RuntimeError) instead of
+    # unmapping under B. Then B reads, and close works; a view refuses close too.
+    child = spawn(
+        """
+        import sys, threading, time, shmkit
+        a = shmkit.Array("q", 3, name=sys.argv[1])
+        held, done = threading.Event(), threading.Event()
+        def hold():
+            a.get_lock().acquire()
+            held.set()
+            done.wait()
+            a.get_lock().release()
+        out = []
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        r = threading.Thread(target=lambda: out.append(a[0]))
+        r.start()
+        time.sleep(0.3)
+        try:
+            a.close()
+            print("closed under a reader", flush=True)
+        except RuntimeError:
+            pass
+        done.set()
+        t.join()
+        r.join()
+        m = memoryview(a)
+        try:
+            a.close()
+        except BufferError:
+            out.append("BufferError")
+        m[1] = 5
+        del m
+        lock = a.get_lock()
+        a.close()
+        assert lock.acquire(timeout=5)  # the lock object keeps the mapping
+        lock.release()
+        for call in (lambda: a[0], lambda: memoryview(a), a.get_lock, lambda: a.wait_changed(0, 0)):
+            try:
+                call()
+            except ValueError:
+                out.append("closed")
+        print(out, flush=True)
+        """,
+        name,
+    )
+    rc, out, err = child.finish(timeout=30)
+    os.unlink(os.path.join("/dev/shm", name))
+    assert rc == 0, err
+    assert out == "[0, 'BufferError', 'closed', 'closed', 'closed', 'closed']\n"
+
+
+@pytest.mark.parametrize(
+    "timeout", [float("nan"), float("inf"), -float("inf"), -1.0, 1e300, 2**64, None]
+)
+def test_wait_changed_and_lock_timeouts_of_every_shape(timeout, names):
+    # NaN is a ValueError; a negative timeout is 0; a huge one (or inf) is no limit. The
+    # value is written first, so no call here has to wait.
+    v = shmkit.Value("q", 0, name=names(), mode="seqlock")
+    v.value = 1
+    lock = shmkit.Value("q", 0, name=names()).get_lock()
+    if timeout != timeout:  # NaN
+        with pytest.raises(ValueError):
+            v.wait_changed(0, timeout)
+        with pytest.raises(ValueError):
+            lock.acquire(timeout=timeout)
+        return
+    assert v.wait_changed(0, timeout)[0] == 1
+    assert lock.acquire(timeout=timeout)
+    lock.release()

@@ -472,3 +472,146 @@ pub.close()
     assert out.splitlines() == ["view refused, publish refused, loan refused", "1 b'PRNT'"], (
         out + err
     )
+
+
+def test_daemon_threads_blocked_in_recv_or_loan_at_exit_do_not_crash_the_interpreter(names, spawn):
+    # As test_sync's test of the same name, for the frame channel's waits.
+    code = """
+        import sys, threading, time, shmkit
+        pub = shmkit.FramePublisher.create(sys.argv[1], slots=1, max_bytes=8, policy="block")
+        subs = [shmkit.FrameSubscriber(sys.argv[1]) for _ in range(6)]
+        pub.loan().publish(1)
+        frame = subs[0].recv(1)  # pins the only slot: a loan waits
+        for s in subs[1:4]:
+            s.recv(1)
+        for call in [s.recv for s in subs[1:4]] + [subs[4].latest, pub.loan]:
+            threading.Thread(target=call, daemon=True).start()
+        time.sleep(0.3)
+        print("exiting", flush=True)
+        """
+    for _ in range(5):
+        name = names("exit")
+        child = spawn(code, name)
+        rc, out, err = child.finish(timeout=60)
+        os.unlink(os.path.join("/dev/shm", name))
+        assert (rc, out) == (0, "exiting\n"), err
+
+
+def test_sigint_during_a_blocked_loan_or_latest_leaves_no_loan_and_no_pin(name, spawn):
+    # Ctrl-C while loan() waits for a slot (the only one pinned) and while latest() waits for
+    # a frame: KeyboardInterrupt, no loan left outstanding, no pin leaked; both work after.
+    code = """
+import gc, sys, shmkit
+pub = shmkit.FramePublisher.create(sys.argv[1], slots=1, max_bytes=8, policy="block")
+sub = shmkit.FrameSubscriber(sys.argv[1])
+pub.loan().publish(1)
+frame = sub.recv(1)  # pins the only slot
+for call in (pub.loan, sub.latest):
+    print("calling", flush=True)
+    try:
+        call()
+        print("returned", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+assert pub.try_loan() is None  # the slot is still pinned by `frame`, nothing else holds it
+del frame
+gc.collect()
+loan = pub.loan(5)  # the pin went with the frame
+loan.publish(2)
+assert sub.latest(5).seq == 2
+pub.close()
+sub.close()
+print("consistent", flush=True)
+"""
+    child = spawn(code, name)
+    try:
+        for _ in range(2):
+            assert child.line() == "calling"
+            time.sleep(0.3)  # let it block
+            child.signal(signal.SIGINT)
+            assert child.line() == "interrupted"
+        assert child.line() == "consistent"
+        rc, _, err = child.finish()
+        assert rc == 0, err
+    finally:
+        os.unlink(os.path.join("/dev/shm", name))
+
+
+def test_views_outlive_closed_and_collected_handles(name, spawn):
+    # A view of a received frame stays valid memory after the subscriber is closed and every
+    # handle is collected (the frame keeps the mapping); a view of a loan makes close,
+    # publish, abandon and the next loan refuse (BufferError), and stays valid after the
+    # publisher object is dropped. In a child: a dangling view would crash it.
+    child = spawn(
+        """
+        import gc, sys, shmkit
+        pub = shmkit.FramePublisher.create(sys.argv[1], slots=2, max_bytes=16)
+        sub = shmkit.FrameSubscriber(sys.argv[1])
+        loan = pub.loan()
+        memoryview(loan)[:4] = b"abcd"
+        loan.publish(4)
+        frame = sub.recv(1)
+        view, arr = memoryview(frame), frame.array()
+        sub.close()
+        del sub, frame
+        gc.collect()
+        loan = pub.loan()
+        lv, la = memoryview(loan), loan.array()
+        refused = []
+        for call in (pub.close, loan.abandon, lambda: loan.publish(1), pub.loan, pub.try_loan):
+            try:
+                call()
+            except BufferError:
+                refused.append(True)
+        del pub, loan
+        gc.collect()
+        la[:] = 7
+        lv[:2] = b"xy"
+        print(bytes(view), arr.tolist(), bytes(lv[:3]), len(refused), flush=True)
+        """,
+        name,
+    )
+    try:
+        rc, out, err = child.finish()
+    finally:
+        os.unlink(os.path.join("/dev/shm", name))
+    assert rc == 0, err
+    assert out == "b'abcd' [97, 98, 99, 100] b'xy\\x07' 5\n"
+
+
+def test_close_from_another_thread_ends_a_blocked_recv_or_loan(name, spawn):
+    # Thread A blocked (GIL released) in sub.recv() / pub.loan(); thread B uses the same
+    # handle meanwhile (try_loan: nothing free) and closes it: A raises ValueError, at once.
+    child = spawn(
+        """
+        import sys, threading, time, shmkit
+        pub = shmkit.FramePublisher.create(sys.argv[1], slots=1, max_bytes=8, policy="block")
+        sub = shmkit.FrameSubscriber(sys.argv[1])
+        other = shmkit.FrameSubscriber(sys.argv[1])
+        pub.loan().publish(1)
+        pinned = other.recv(1)  # the only slot: a loan waits
+        sub.recv(1)
+        out = []
+        def run(call):
+            try:
+                out.append(("returned", call()))
+            except BaseException as e:
+                out.append((type(e).__name__,))
+        for call, busy, close in ((sub.recv, sub.try_recv, sub.close),
+                                  (pub.loan, pub.try_loan, pub.close)):
+            t = threading.Thread(target=run, args=(call,))
+            t.start()
+            time.sleep(0.3)
+            assert busy() is None
+            close()
+            t.join()
+        print(out, flush=True)
+        """,
+        name,
+    )
+    try:
+        rc, out, err = child.finish(timeout=30)
+    finally:
+        os.unlink(os.path.join("/dev/shm", name))
+    assert rc == 0, err
+    assert out == "[('ValueError',), ('ValueError',)]\n"

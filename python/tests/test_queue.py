@@ -559,3 +559,75 @@ def test_a_get_inside_unpickling_of_a_get_does_not_deadlock(name):
     finally:
         _GetsWhileUnpickled.queue = None
         q.unlink()
+
+
+@pytest.mark.parametrize("call", ["get", "get_bytes", "put_bytes"])
+def test_close_from_another_thread_ends_a_blocked_get_or_put(call, name, spawn):
+    # A thread blocked (GIL released, no timeout) in get/put when another thread closes the
+    # object: it raises ValueError (closed) instead of waiting forever, and takes no message
+    # meant for the queue's other handles.
+    child = spawn(
+        """
+        import sys, threading, time, shmkit
+        q = shmkit.Queue.create(sys.argv[1], 256)
+        call = sys.argv[2]
+        if call == "put_bytes":
+            q.put_bytes(b"x" * 100)
+            q.put_bytes(b"x" * 100)  # full: no room for another
+            op = lambda: q.put_bytes(b"y" * 100)
+        else:
+            op = getattr(q, call)
+        out = []
+        def run():
+            try:
+                out.append(("returned", op()))
+            except BaseException as e:
+                out.append((type(e).__name__, str(e)))
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.3)
+        q.close()
+        t.join()
+        print(out[0][0])
+        other = shmkit.Queue.open(sys.argv[1])
+        if call == "put_bytes":
+            print(other.qsize(), other.get_bytes(timeout=1) == b"x" * 100)
+        else:
+            other.put(5)
+            print(other.qsize(), other.get(timeout=1))
+        other.unlink()
+        """,
+        name,
+        call,
+    )
+    try:
+        rc, out, err = child.finish(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a {call} blocked on a closed queue never returned")
+    assert rc == 0, err
+    lines = out.split()
+    assert lines[0] == "ValueError"
+    assert lines[1:] == (["4", "True"] if call == "put_bytes" else ["1", "5"])
+
+
+def test_daemon_threads_blocked_in_get_or_put_at_exit_do_not_crash_the_interpreter(names, spawn):
+    # As test_sync's test of the same name: the pthread_exit of a daemon thread taking the GIL
+    # back during finalization must not abort the process.
+    code = """
+        import sys, threading, time, shmkit
+        q = shmkit.Queue.create(sys.argv[1], 256)
+        full = shmkit.Queue.create(sys.argv[1] + "-full", 256)
+        full.put_bytes(b"x" * 100)
+        full.put_bytes(b"x" * 100)
+        for call in [q.get, q.get_bytes, q.get, lambda: full.put_bytes(b"y" * 100)] * 2:
+            threading.Thread(target=call, daemon=True).start()
+        time.sleep(0.3)
+        print("exiting", flush=True)
+        """
+    for _ in range(5):
+        name = names("exit")
+        child = spawn(code, name)
+        rc, out, err = child.finish(timeout=60)
+        shmkit.Queue.open(name + "-full").unlink()
+        shmkit.Queue.open(name).unlink()
+        assert (rc, out) == (0, "exiting\n"), err

@@ -1,6 +1,7 @@
 """The sync primitives across separate Python processes."""
 
 import gc
+import os
 import signal
 import threading
 import time
@@ -470,6 +471,11 @@ BLOCKING = {
         "obj.acquire()",
         "assert obj.acquire(block=False) is False  # still the parent's",
     ),
+    "rlock": (
+        "import shmkit; obj = shmkit.RLock.open(sys.argv[1])",
+        "obj.acquire()",
+        "assert obj.acquire(block=False) is False  # still the parent's",
+    ),
     "semaphore": (
         "import shmkit; obj = shmkit.Semaphore.open(sys.argv[1])",
         "obj.acquire()",
@@ -497,6 +503,9 @@ BLOCKING = {
 def test_ctrl_c_interrupts_a_blocking_call(kind, name, spawn):
     if kind == "lock":
         obj = shmkit.Lock.create(name)
+        obj.acquire()
+    elif kind == "rlock":
+        obj = shmkit.RLock.create(name)
         obj.acquire()
     elif kind == "semaphore":
         obj = shmkit.Semaphore.create(name, 0)
@@ -531,7 +540,7 @@ print("consistent", flush=True)
     assert child.line() == "consistent"
     rc, _, err = child.finish()
     assert rc == 0, err
-    if kind == "lock":
+    if kind in ("lock", "rlock"):
         obj.release()
     obj.unlink()
 
@@ -662,3 +671,128 @@ def test_condition_owner_died_carries_the_condition(name, spawn):
     assert cond.wait(0.01) is False  # usable: waits and takes the lock back
     cond.release()
     cond.unlink()
+
+
+DAEMONS_BLOCKED_AT_EXIT = """
+import sys, threading, time, shmkit
+p = sys.argv[1]
+lock = shmkit.Lock.create(p + "l")
+lock.acquire()
+rlock = shmkit.RLock.create(p + "r")
+rlock.acquire()
+cond = shmkit.Condition.create(p + "c")
+value = shmkit.Value.create(p + "v", "q", mode="seqlock")
+cell = shmkit.Value.create(p + "w", "q")
+cell.get_lock().acquire()
+calls = [
+    lock.acquire,
+    rlock.acquire,
+    shmkit.Event.create(p + "e").wait,
+    shmkit.Semaphore.create(p + "s", 0).acquire,
+    shmkit.Barrier.create(p + "b", 3).wait,
+    lambda: (cond.acquire(), cond.wait()),
+    lambda: value.wait_changed(value.sequence),
+    lambda: cell.value,
+]
+for call in calls:
+    threading.Thread(target=call, daemon=True).start()
+time.sleep(0.3)  # every thread is in its GIL-released wait
+print("exiting", flush=True)
+"""
+
+
+def test_daemon_threads_blocked_in_waits_at_exit_do_not_crash_the_interpreter(names, spawn):
+    # Python < 3.14 ends a daemon thread that takes the GIL back during finalization with
+    # pthread_exit; the forced unwind through the Rust frames of a GIL-released wait was caught
+    # by pyo3's catch_unwind and glibc aborted the process ("FATAL: exception not rethrown",
+    # return code -6) about every other run. Several runs: each must exit with 0.
+    for _ in range(5):
+        prefix = names("exit") + "-"
+        child = spawn(DAEMONS_BLOCKED_AT_EXIT, prefix)
+        rc, out, err = child.finish(timeout=60)
+        for n in os.listdir("/dev/shm"):
+            if n.startswith(prefix):
+                os.unlink(os.path.join("/dev/shm", n))
+        assert (rc, out) == (0, "exiting\n"), err
+
+
+def _sync_objects(names):
+    return {
+        "Lock": shmkit.Lock.create(names()),
+        "RLock": shmkit.RLock.create(names()),
+        "Semaphore": shmkit.Semaphore.create(names(), 1),
+        "BoundedSemaphore": shmkit.BoundedSemaphore.create(names(), 1),
+        "Event": shmkit.Event.create(names()),
+        "Condition": shmkit.Condition.create(names()),
+        "Barrier": shmkit.Barrier.create(names(), 1),
+    }
+
+
+def test_sync_objects_after_unlink_pickle_and_subclassing(names):
+    # After unlink: the handle keeps working (its mapping stays); a pickle made before or
+    # after unpickles to FileNotFoundError. No class can be subclassed, and __init__ called
+    # again changes nothing.
+    import pickle
+
+    for kind, obj in _sync_objects(names).items():
+        made_before = pickle.dumps(obj)
+        obj.unlink()
+        with pytest.raises(FileNotFoundError):
+            obj.unlink()
+        for data in (made_before, pickle.dumps(obj)):
+            with pytest.raises(FileNotFoundError):
+                pickle.loads(data)
+        if kind in ("Lock", "RLock", "Condition"):
+            assert obj.acquire(timeout=1)
+            obj.release()
+        elif kind in ("Semaphore", "BoundedSemaphore"):
+            assert obj.acquire(timeout=1)
+            obj.release()
+        elif kind == "Event":
+            obj.set()
+            assert obj.wait(1)
+        else:
+            assert obj.wait(1) == 0
+        old = obj.name
+        obj.__init__(names())
+        assert obj.name == old
+        with pytest.raises(TypeError):
+            type("Sub", (type(obj),), {})
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -float("inf"), -1.0, 0, 2**64, "1", None])
+def test_blocking_calls_with_timeouts_of_every_shape(timeout, names):
+    # NaN: ValueError; a str: TypeError; a negative timeout is 0; a huge int is accepted.
+    # The objects are all free / set, so no call here has to wait.
+    objs = _sync_objects(names)
+    objs["Event"].set()
+    calls = [
+        lambda: objs["Lock"].acquire(timeout=timeout) and objs["Lock"].release(),
+        lambda: objs["RLock"].acquire(timeout=timeout) and objs["RLock"].release(),
+        lambda: objs["Semaphore"].acquire(timeout=timeout) and objs["Semaphore"].release(),
+        lambda: objs["Event"].wait(timeout),
+        lambda: objs["Barrier"].wait(timeout),
+    ]
+    for call in calls:
+        if timeout != timeout:
+            with pytest.raises(ValueError):
+                call()
+        elif isinstance(timeout, str):
+            with pytest.raises(TypeError):
+                call()
+        else:
+            call()
+    cond = objs["Condition"]
+    with cond:
+        if timeout != timeout:
+            with pytest.raises(ValueError):
+                cond.wait(timeout)
+        elif isinstance(timeout, str):
+            with pytest.raises(TypeError):
+                cond.wait(timeout)
+        elif timeout is not None and timeout <= 0:
+            assert cond.wait(timeout) is False  # nobody notifies: returns at once
+    with pytest.raises(ValueError):
+        shmkit.Barrier.create(names(), 1, timeout=float("nan"))
+    for o in objs.values():
+        o.unlink()

@@ -848,7 +848,8 @@ class Queue:
     def full(self) -> bool:
         """Whether no cell is free now."""
     def close(self) -> None:
-        """Detach this object's handles; later put/get raise ValueError. The queue stays."""
+        """Detach this object's handles; later put/get (and one blocked in another thread)
+        raise ValueError. The queue stays."""
     def join_thread(self) -> None:
         """Does nothing (no feeder thread)."""
     def cancel_join_thread(self) -> None:
