@@ -199,16 +199,44 @@ impl RawCell {
             ));
         }
         let mut copy = Box::new(std::mem::MaybeUninit::<CellControl>::uninit());
-        // SAFETY: the first DATA_IN_PAYLOAD bytes of the payload are in bounds (checked
-        // above) and mapped while `seg` lives; Relaxed atomic loads only (permitted on
-        // read-only mappings); the destination is this function's own buffer of that size.
-        unsafe {
-            atomic_copy::load(
-                seg.as_ptr(),
-                copy.as_mut_ptr().cast::<u8>(),
-                DATA_IN_PAYLOAD,
-            )
-        };
+        // Each field with a load of its own size: other threads change the 4-byte fields
+        // (the wait queues' words, the lock's depth, thread and pid) with 4-byte atomics, and
+        // an 8-byte load of their word would race them with another size (SPEC §10.4, "one
+        // size per word"). Runs of (payload offset, end, access size), covering the block.
+        const FIELDS: [(usize, usize, usize); 8] = [
+            (0, 24, 4),    // magic, mode, typecode, elem_size, elem_align, data_offset
+            (24, 40, 8),   // len, seq
+            (40, 48, 4),   // changed: seq, sleepers
+            (48, 128, 8),  // reserved, type_tag
+            (128, 136, 4), // lock: magic, depth
+            (136, 144, 8), // lock: owner
+            (144, 160, 4), // lock: queue seq, sleepers, thread, pid
+            (160, DATA_IN_PAYLOAD, 8),
+        ];
+        let src = seg.as_ptr();
+        let dst = copy.as_mut_ptr().cast::<u8>();
+        for (start, end, size) in FIELDS {
+            for at in (start..end).step_by(size) {
+                #[cfg(test)]
+                atomic_copy::trace::record(src.wrapping_add(at), size);
+                // SAFETY: `at + size <= DATA_IN_PAYLOAD`, inside the payload (checked above),
+                // which is mapped while `seg` lives and 64-aligned, so `src + at` is aligned to
+                // `size`; Relaxed loads of at most 8 bytes (permitted on read-only mappings);
+                // the destination is this function's own buffer of DATA_IN_PAYLOAD bytes
+                // (written unaligned-safe through `write_unaligned`).
+                unsafe {
+                    if size == 4 {
+                        let v = AtomicU32::from_ptr(src.add(at).cast::<u32>().cast_mut())
+                            .load(Ordering::Relaxed);
+                        dst.add(at).cast::<u32>().write_unaligned(v);
+                    } else {
+                        let v = AtomicU64::from_ptr(src.add(at).cast::<u64>().cast_mut())
+                            .load(Ordering::Relaxed);
+                        dst.add(at).cast::<u64>().write_unaligned(v);
+                    }
+                }
+            }
+        }
         // Acquire fence: pairs with the Release stores of the processes that changed the
         // lock and the sequence, as Acquire loads on the mapping would.
         std::sync::atomic::fence(Ordering::Acquire);
@@ -888,5 +916,55 @@ mod tests {
             assert_eq!(s.len(), 1, "data word at {word} accessed with sizes {s:?}");
         }
         assert_eq!(a.read(0..21).unwrap()[..3], [1, 2, 99]);
+    }
+
+    /// Review finding (pre-existing, not from the seqlock change): opening a cell copies its
+    /// control block out (`geometry_of`) with `atomic_copy::load`, i.e. one 8-byte load per
+    /// word, while other threads of the process change 4-byte fields of those words with
+    /// 4-byte atomics: the `changed` wait queue (`seq`, `sleepers`), and the lock's `depth`,
+    /// wait queue, `thread` and `pid`. A racing load and store (or RMW) of different sizes on
+    /// the same bytes is the mixed-size race SPEC §10.4 and `atomic_copy`'s docs rule out
+    /// (SPEC §6.9 and §10.6 admit it as a known gap for inspection only; `open` is on every
+    /// Value/Array open). The test records the copy's accesses and fails if a word holding
+    /// such 4-byte fields is loaded whole.
+    #[test]
+    fn cell_open_does_not_load_words_of_four_byte_fields_whole() {
+        use crate::cell::AnyArray;
+        let name = format!("review6-open-words-{}", std::process::id());
+        let a = Array::<u8>::options()
+            .cell_mode(CellMode::Seqlock)
+            .unlink_on_drop(true)
+            .create(&name, 8)
+            .unwrap();
+        trace::start();
+        let b = AnyArray::open(&name);
+        let log = trace::stop();
+        let b = b.unwrap();
+        let payload = b.data_ptr() as usize - super::DATA_IN_PAYLOAD;
+        // Payload offsets of the words whose 4-byte fields change after publication:
+        // `changed` (40), the lock's magic/depth (128), its queue (144), thread/pid (152).
+        let four_byte_words = [40usize, 128, 144, 152];
+        let whole: Vec<usize> = log
+            .iter()
+            .filter(|&&(at, size)| size == 8 && (payload..payload + 192).contains(&at))
+            .map(|&(at, _)| at - payload)
+            .filter(|off| four_byte_words.contains(off))
+            .collect();
+        let fields: std::collections::BTreeSet<(usize, usize)> = log
+            .iter()
+            .filter(|&&(at, _)| (payload..payload + 192).contains(&at))
+            .map(|&(at, size)| (at - payload, size))
+            .collect();
+        drop((a, b));
+        assert!(
+            whole.is_empty(),
+            "open loaded words of 4-byte atomics whole (payload offsets {whole:?})"
+        );
+        for off in [40, 44, 128, 132, 144, 148, 152, 156] {
+            assert!(
+                fields.contains(&(off, 4)),
+                "field at {off} not loaded with 4 bytes"
+            );
+        }
     }
 }
