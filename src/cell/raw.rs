@@ -461,14 +461,15 @@ impl RawCell {
     /// `first..first + out.len() / size` lies inside the data.
     #[inline]
     unsafe fn copy_out(&self, first: usize, out: &mut [u8]) {
-        if self.geo.mode == CellMode::Seqlock {
-            let at = first * self.geo.elem.size;
-            // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned
-            // payload plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping.
-            return unsafe { seq_load(self.elem_ptr(0), self.geo.bytes(), at, out) };
-        }
-        // SAFETY: per the contract; `out` is private and does not overlap the mapping.
-        unsafe { atomic_copy::load(self.elem_ptr(first), out.as_mut_ptr(), out.len()) }
+        // Locked and seqlock modes (atomic mode accesses elements with their own atomics).
+        // Both with the seqlock copies' accesses, one size per data word: seqlock readers
+        // copy while a writer copies, and a locked cell's inspection reads without the lock
+        // (SPEC §10.4, §10.6).
+        debug_assert!(self.geo.mode != CellMode::Atomic);
+        let at = first * self.geo.elem.size;
+        // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned payload
+        // plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping; `out` is private.
+        unsafe { seq_load(self.elem_ptr(0), self.geo.bytes(), at, out) }
     }
 
     /// # Safety
@@ -476,14 +477,13 @@ impl RawCell {
     /// `first..first + data.len() / size` lies inside the data.
     #[inline]
     unsafe fn copy_in(&self, first: usize, data: &[u8]) {
-        if self.geo.mode == CellMode::Seqlock {
-            let at = first * self.geo.elem.size;
-            // SAFETY: as in `copy_out`; the mapping is writable; seqlock writes run under the
-            // writer lock (`write_locked`'s callers hold it).
-            return unsafe { seq_store(self.elem_ptr(0), self.geo.bytes(), at, data) };
-        }
-        // SAFETY: per the contract; the mapping is writable; `data` is private.
-        unsafe { atomic_copy::store(data.as_ptr(), self.elem_ptr(first), data.len()) }
+        // As `copy_out`: locked and seqlock modes, one size per data word.
+        debug_assert!(self.geo.mode != CellMode::Atomic);
+        let at = first * self.geo.elem.size;
+        // SAFETY: as in `copy_out`; the mapping is writable; `data` is private; both modes
+        // write under the lock (the data lock, or the seqlock's writer lock: every caller
+        // holds it), which `seq_store`'s merge of a partial word needs.
+        unsafe { seq_store(self.elem_ptr(0), self.geo.bytes(), at, data) }
     }
 
     fn seq_load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
@@ -966,5 +966,44 @@ mod tests {
                 "field at {off} not loaded with 4 bytes"
             );
         }
+    }
+
+    /// Review finding: a locked cell's inspection (`cell::inspect`, `shmkit info`) reads the
+    /// data without the lock, so it races the lock holder's writes; both split a copy by its
+    /// own ends (`atomic_copy`), so inspecting an `Array<u8>` (words 0 and 8 loaded whole)
+    /// while element 3 is set (one byte store into word 0) is a mixed-size race, the one
+    /// the seqlock copies were fixed for (SPEC §10.4). Locked-mode copies now access the data
+    /// as the seqlock ones do: each whole word whole, the final partial word by bytes.
+    #[test]
+    fn locked_cell_writes_and_inspection_access_each_word_with_one_size() {
+        let name = format!("review6-locked-words-{}", std::process::id());
+        let a = Array::<u8>::options()
+            .cell_mode(CellMode::Locked)
+            .unlink_on_drop(true)
+            .create(&name, 21)
+            .unwrap();
+        let all: Vec<u8> = (1..=21).collect();
+        trace::start();
+        a.write(0, &all).unwrap();
+        let mut log = trace::stop();
+        let data = log.iter().map(|&(at, _)| at).min().unwrap();
+        trace::start();
+        a.set(3, 9).unwrap();
+        a.write(6, &all[..12]).unwrap();
+        assert_eq!(a.read(17..21).unwrap(), [12, 19, 20, 21]);
+        let info = crate::cell::inspect(&name).unwrap().unwrap();
+        log.extend(trace::stop());
+        assert_eq!(info.values.len(), 16);
+        let mut sizes =
+            std::collections::BTreeMap::<usize, std::collections::BTreeSet<usize>>::new();
+        for (at, size) in log {
+            if (data..data + 21).contains(&at) {
+                sizes.entry((at - data) & !7).or_default().insert(size);
+            }
+        }
+        for (word, s) in &sizes {
+            assert_eq!(s.len(), 1, "data word at {word} accessed with sizes {s:?}");
+        }
+        assert_eq!(a.read(0..6).unwrap(), [1, 2, 3, 9, 5, 6]);
     }
 }
