@@ -251,9 +251,6 @@ fn read_range(
     // DATA_IN_PAYLOAD + len * size <= payload), and `first + out.len() / size <= len`
     // (asserted), so the range lies inside the mapping, which `seg` keeps alive.
     let src = unsafe { seg.as_ptr().add(DATA_IN_PAYLOAD + first * size) };
-    // SAFETY: `src` is valid for reads of `out.len()` bytes (above); this process reaches
-    // the mapping only through atomics; `out` is private and does not overlap it.
-    let copy = |out: &mut [u8]| unsafe { atomic_copy::load(src, out.as_mut_ptr(), out.len()) };
     match geo.mode {
         CellMode::Atomic => {
             // Element by element, each with one load of its own size, as every access to an
@@ -271,7 +268,17 @@ fn read_range(
             Some("atomic loads")
         }
         CellMode::Locked => {
-            copy(out);
+            // Without the lock, so racing the holder's writes: with their accesses, one size
+            // per data word (`raw::seq_load`, as locked-mode copies make them).
+            // SAFETY: as for the seqlock copy below.
+            unsafe {
+                super::raw::seq_load(
+                    seg.as_ptr().add(DATA_IN_PAYLOAD),
+                    geo.bytes(),
+                    first * size,
+                    out,
+                )
+            };
             Some("read without the lock (taking it would write; a holder may be mid-update)")
         }
         CellMode::Seqlock => {

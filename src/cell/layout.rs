@@ -66,6 +66,14 @@ const _: () = assert!(std::mem::size_of::<CellControl>() == DATA_IN_PAYLOAD);
 const _: () = assert!(std::mem::offset_of!(CellControl, type_tag) == 56);
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::offset_of!(CellControl, lock) == 128);
+// `RawCell::snapshot` loads the block field by field with these offsets.
+#[cfg(not(loom))]
+const _: () = assert!(
+    std::mem::offset_of!(CellControl, len) == 24
+        && std::mem::offset_of!(CellControl, seq) == 32
+        && std::mem::offset_of!(CellControl, changed) == 40
+        && std::mem::offset_of!(CellControl, _reserved2) == 160
+);
 
 /// The element type a cell holds, as recorded or as asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

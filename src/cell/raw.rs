@@ -199,16 +199,44 @@ impl RawCell {
             ));
         }
         let mut copy = Box::new(std::mem::MaybeUninit::<CellControl>::uninit());
-        // SAFETY: the first DATA_IN_PAYLOAD bytes of the payload are in bounds (checked
-        // above) and mapped while `seg` lives; Relaxed atomic loads only (permitted on
-        // read-only mappings); the destination is this function's own buffer of that size.
-        unsafe {
-            atomic_copy::load(
-                seg.as_ptr(),
-                copy.as_mut_ptr().cast::<u8>(),
-                DATA_IN_PAYLOAD,
-            )
-        };
+        // Each field with a load of its own size: other threads change the 4-byte fields
+        // (the wait queues' words, the lock's depth, thread and pid) with 4-byte atomics, and
+        // an 8-byte load of their word would race them with another size (SPEC §10.4, "one
+        // size per word"). Runs of (payload offset, end, access size), covering the block.
+        const FIELDS: [(usize, usize, usize); 8] = [
+            (0, 24, 4),    // magic, mode, typecode, elem_size, elem_align, data_offset
+            (24, 40, 8),   // len, seq
+            (40, 48, 4),   // changed: seq, sleepers
+            (48, 128, 8),  // reserved, type_tag
+            (128, 136, 4), // lock: magic, depth
+            (136, 144, 8), // lock: owner
+            (144, 160, 4), // lock: queue seq, sleepers, thread, pid
+            (160, DATA_IN_PAYLOAD, 8),
+        ];
+        let src = seg.as_ptr();
+        let dst = copy.as_mut_ptr().cast::<u8>();
+        for (start, end, size) in FIELDS {
+            for at in (start..end).step_by(size) {
+                #[cfg(test)]
+                atomic_copy::trace::record(src.wrapping_add(at), size);
+                // SAFETY: `at + size <= DATA_IN_PAYLOAD`, inside the payload (checked above),
+                // which is mapped while `seg` lives and 64-aligned, so `src + at` is aligned to
+                // `size`; Relaxed loads of at most 8 bytes (permitted on read-only mappings);
+                // the destination is this function's own buffer of DATA_IN_PAYLOAD bytes
+                // (written unaligned-safe through `write_unaligned`).
+                unsafe {
+                    if size == 4 {
+                        let v = AtomicU32::from_ptr(src.add(at).cast::<u32>().cast_mut())
+                            .load(Ordering::Relaxed);
+                        dst.add(at).cast::<u32>().write_unaligned(v);
+                    } else {
+                        let v = AtomicU64::from_ptr(src.add(at).cast::<u64>().cast_mut())
+                            .load(Ordering::Relaxed);
+                        dst.add(at).cast::<u64>().write_unaligned(v);
+                    }
+                }
+            }
+        }
         // Acquire fence: pairs with the Release stores of the processes that changed the
         // lock and the sequence, as Acquire loads on the mapping would.
         std::sync::atomic::fence(Ordering::Acquire);
@@ -433,14 +461,15 @@ impl RawCell {
     /// `first..first + out.len() / size` lies inside the data.
     #[inline]
     unsafe fn copy_out(&self, first: usize, out: &mut [u8]) {
-        if self.geo.mode == CellMode::Seqlock {
-            let at = first * self.geo.elem.size;
-            // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned
-            // payload plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping.
-            return unsafe { seq_load(self.elem_ptr(0), self.geo.bytes(), at, out) };
-        }
-        // SAFETY: per the contract; `out` is private and does not overlap the mapping.
-        unsafe { atomic_copy::load(self.elem_ptr(first), out.as_mut_ptr(), out.len()) }
+        // Locked and seqlock modes (atomic mode accesses elements with their own atomics).
+        // Both with the seqlock copies' accesses, one size per data word: seqlock readers
+        // copy while a writer copies, and a locked cell's inspection reads without the lock
+        // (SPEC §10.4, §10.6).
+        debug_assert!(self.geo.mode != CellMode::Atomic);
+        let at = first * self.geo.elem.size;
+        // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned payload
+        // plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping; `out` is private.
+        unsafe { seq_load(self.elem_ptr(0), self.geo.bytes(), at, out) }
     }
 
     /// # Safety
@@ -448,14 +477,13 @@ impl RawCell {
     /// `first..first + data.len() / size` lies inside the data.
     #[inline]
     unsafe fn copy_in(&self, first: usize, data: &[u8]) {
-        if self.geo.mode == CellMode::Seqlock {
-            let at = first * self.geo.elem.size;
-            // SAFETY: as in `copy_out`; the mapping is writable; seqlock writes run under the
-            // writer lock (`write_locked`'s callers hold it).
-            return unsafe { seq_store(self.elem_ptr(0), self.geo.bytes(), at, data) };
-        }
-        // SAFETY: per the contract; the mapping is writable; `data` is private.
-        unsafe { atomic_copy::store(data.as_ptr(), self.elem_ptr(first), data.len()) }
+        // As `copy_out`: locked and seqlock modes, one size per data word.
+        debug_assert!(self.geo.mode != CellMode::Atomic);
+        let at = first * self.geo.elem.size;
+        // SAFETY: as in `copy_out`; the mapping is writable; `data` is private; both modes
+        // write under the lock (the data lock, or the seqlock's writer lock: every caller
+        // holds it), which `seq_store`'s merge of a partial word needs.
+        unsafe { seq_store(self.elem_ptr(0), self.geo.bytes(), at, data) }
     }
 
     fn seq_load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
@@ -888,5 +916,94 @@ mod tests {
             assert_eq!(s.len(), 1, "data word at {word} accessed with sizes {s:?}");
         }
         assert_eq!(a.read(0..21).unwrap()[..3], [1, 2, 99]);
+    }
+
+    /// Review finding (pre-existing, not from the seqlock change): opening a cell copies its
+    /// control block out (`geometry_of`) with `atomic_copy::load`, i.e. one 8-byte load per
+    /// word, while other threads of the process change 4-byte fields of those words with
+    /// 4-byte atomics: the `changed` wait queue (`seq`, `sleepers`), and the lock's `depth`,
+    /// wait queue, `thread` and `pid`. A racing load and store (or RMW) of different sizes on
+    /// the same bytes is the mixed-size race SPEC §10.4 and `atomic_copy`'s docs rule out
+    /// (SPEC §6.9 and §10.6 admit it as a known gap for inspection only; `open` is on every
+    /// Value/Array open). The test records the copy's accesses and fails if a word holding
+    /// such 4-byte fields is loaded whole.
+    #[test]
+    fn cell_open_does_not_load_words_of_four_byte_fields_whole() {
+        use crate::cell::AnyArray;
+        let name = format!("review6-open-words-{}", std::process::id());
+        let a = Array::<u8>::options()
+            .cell_mode(CellMode::Seqlock)
+            .unlink_on_drop(true)
+            .create(&name, 8)
+            .unwrap();
+        trace::start();
+        let b = AnyArray::open(&name);
+        let log = trace::stop();
+        let b = b.unwrap();
+        let payload = b.data_ptr() as usize - super::DATA_IN_PAYLOAD;
+        // Payload offsets of the words whose 4-byte fields change after publication:
+        // `changed` (40), the lock's magic/depth (128), its queue (144), thread/pid (152).
+        let four_byte_words = [40usize, 128, 144, 152];
+        let whole: Vec<usize> = log
+            .iter()
+            .filter(|&&(at, size)| size == 8 && (payload..payload + 192).contains(&at))
+            .map(|&(at, _)| at - payload)
+            .filter(|off| four_byte_words.contains(off))
+            .collect();
+        let fields: std::collections::BTreeSet<(usize, usize)> = log
+            .iter()
+            .filter(|&&(at, _)| (payload..payload + 192).contains(&at))
+            .map(|&(at, size)| (at - payload, size))
+            .collect();
+        drop((a, b));
+        assert!(
+            whole.is_empty(),
+            "open loaded words of 4-byte atomics whole (payload offsets {whole:?})"
+        );
+        for off in [40, 44, 128, 132, 144, 148, 152, 156] {
+            assert!(
+                fields.contains(&(off, 4)),
+                "field at {off} not loaded with 4 bytes"
+            );
+        }
+    }
+
+    /// Review finding: a locked cell's inspection (`cell::inspect`, `shmkit info`) reads the
+    /// data without the lock, so it races the lock holder's writes; both split a copy by its
+    /// own ends (`atomic_copy`), so inspecting an `Array<u8>` (words 0 and 8 loaded whole)
+    /// while element 3 is set (one byte store into word 0) is a mixed-size race, the one
+    /// the seqlock copies were fixed for (SPEC §10.4). Locked-mode copies now access the data
+    /// as the seqlock ones do: each whole word whole, the final partial word by bytes.
+    #[test]
+    fn locked_cell_writes_and_inspection_access_each_word_with_one_size() {
+        let name = format!("review6-locked-words-{}", std::process::id());
+        let a = Array::<u8>::options()
+            .cell_mode(CellMode::Locked)
+            .unlink_on_drop(true)
+            .create(&name, 21)
+            .unwrap();
+        let all: Vec<u8> = (1..=21).collect();
+        trace::start();
+        a.write(0, &all).unwrap();
+        let mut log = trace::stop();
+        let data = log.iter().map(|&(at, _)| at).min().unwrap();
+        trace::start();
+        a.set(3, 9).unwrap();
+        a.write(6, &all[..12]).unwrap();
+        assert_eq!(a.read(17..21).unwrap(), [12, 19, 20, 21]);
+        let info = crate::cell::inspect(&name).unwrap().unwrap();
+        log.extend(trace::stop());
+        assert_eq!(info.values.len(), 16);
+        let mut sizes =
+            std::collections::BTreeMap::<usize, std::collections::BTreeSet<usize>>::new();
+        for (at, size) in log {
+            if (data..data + 21).contains(&at) {
+                sizes.entry((at - data) & !7).or_default().insert(size);
+            }
+        }
+        for (word, s) in &sizes {
+            assert_eq!(s.len(), 1, "data word at {word} accessed with sizes {s:?}");
+        }
+        assert_eq!(a.read(0..6).unwrap(), [1, 2, 3, 9, 5, 6]);
     }
 }

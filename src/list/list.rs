@@ -1056,3 +1056,44 @@ impl ShareableListOptions<ReadWrite> {
         })
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod review_tests {
+    use super::*;
+    use crate::os::atomic_copy::trace;
+
+    /// Review finding (pre-existing): opening a list checks every item's code
+    /// (`trailer::check_formats`) by reading the format and code areas in one copy, which
+    /// loads the code area in 8-byte words, while a writer through another handle of the
+    /// process stores an item's code with a 1-byte atomic (`set`): a racing load and store of
+    /// different sizes on the same bytes, the mixed-size race SPEC §10.4 and `atomic_copy`'s
+    /// docs rule out. The code area must be read byte by byte, as the writers store it.
+    #[test]
+    fn list_open_reads_the_code_area_by_bytes() {
+        let name = format!("review6-list-codes-{}", std::process::id());
+        let items: Vec<Item> = (0..16).map(Item::Int).collect();
+        let a = ShareableList::options()
+            .unlink_on_drop(true)
+            .create(&name, &items)
+            .unwrap();
+        trace::start();
+        let b = ShareableList::open(&name);
+        let log = trace::stop();
+        let b = b.unwrap();
+        let codes = b.seg.as_ptr() as usize + b.geo.codes as usize;
+        let n = b.geo.len();
+        let whole: Vec<usize> = log
+            .iter()
+            .filter(|&&(at, size)| size > 1 && at < codes + n && at + size > codes)
+            .map(|&(at, _)| at)
+            .collect();
+        b.set(3, &Item::None).unwrap();
+        assert_eq!(a.get(3).unwrap(), Item::None);
+        drop((a, b));
+        assert!(
+            whole.is_empty(),
+            "open loaded the code area in words ({} accesses)",
+            whole.len()
+        );
+    }
+}

@@ -183,7 +183,16 @@ fn check_formats(
 ) -> std::result::Result<(), NotAList> {
     let n = g.len();
     let mut area = vec![0u8; 9 * n];
-    if !read(g.formats, &mut area) {
+    // The formats in one copy (writers store each 8-aligned field as one word), the codes a
+    // byte at a time, as writers store them: a copy of the code area would load its words
+    // whole, racing a writer's byte stores with another size (SPEC §10.4, one size per word).
+    let (formats, codes) = area.split_at_mut(8 * n);
+    if !read(g.formats, formats)
+        || !codes
+            .iter_mut()
+            .enumerate()
+            .all(|(i, c)| read(g.codes + i as u64, std::slice::from_mut(c)))
+    {
         return Err(NotAList::Bad("the format area is cut short".into()));
     }
     for i in 0..n {

@@ -423,7 +423,7 @@ pub(crate) mod trace {
         LOG.with(|l| l.borrow_mut().take().unwrap_or_default())
     }
 
-    pub(super) fn record(at: *const u8, size: usize) {
+    pub(crate) fn record(at: *const u8, size: usize) {
         LOG.with(|l| {
             if let Some(v) = l.borrow_mut().as_mut() {
                 v.push((at as usize, size));
