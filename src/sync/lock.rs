@@ -619,8 +619,10 @@ impl<'a> LockGuard<'a> {
     /// ```
     pub fn leak(self) {
         // Marks the hold as guardless (`depth = 0`), which `adopt` requires; not in a fork()ed
-        // child, where the lock (and its `depth`) is the parent's.
-        if self.held_here() {
+        // child, where the lock (and its `depth`) is the parent's, nor when the hold is no
+        // longer this thread's (taken over from a process judged dead, or an owner word a peer
+        // rewrote): `depth` is then another holder's, whose guard must stay the only one.
+        if self.held_here() && self.lock.core.held_by(self.me) {
             self.lock.core.set_leaked(true);
         }
         std::mem::forget(self);
@@ -823,6 +825,19 @@ mod tests {
         drop(g);
         assert_eq!(s.core.owner_word(), other << robust::SHIFT);
         assert!(s.is_locked());
+    }
+
+    /// Review finding: leaking a guard whose hold was taken over must not mark the new
+    /// holder's hold guardless (`depth = 0`), which would let that holder adopt a second guard.
+    #[test]
+    fn leaking_a_taken_over_guard_leaves_the_new_holders_depth() {
+        let s = LockState::new();
+        let g = s.lock().unwrap();
+        let other = 0x0dd_0dd0_0dd0; // another process's token
+        s.core.set_owner_word_for_test(other << robust::SHIFT);
+        g.leak();
+        assert_eq!(s.core.depth(), 1);
+        assert_eq!(s.core.owner_word(), other << robust::SHIFT);
     }
 
     /// Audit finding: `adopt` while a guard of the same lock lives made a second guard, and
