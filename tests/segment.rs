@@ -648,7 +648,7 @@ fn open_or_create_checks_the_size_of_an_existing_segment() {
     assert_eq!(Segment::open_or_create(&name, 64).unwrap().len(), 64);
     let err = Segment::open_or_create(&name, 4096).unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidArgument { what, .. } if what.contains("64-byte")),
+        matches!(&err, Error::InvalidArgument { what, .. } if what.contains("a payload of 64 bytes")),
         "{err:?}"
     );
 }
