@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,15 @@ class Child:
 
     def signal(self, sig):
         self.proc.send_signal(sig)
+
+    def interrupt_blocked_call(self):
+        """Read the child's "calling" line, give it 0.3 s to block in the call that follows,
+        send SIGINT (Ctrl-C); the time.monotonic() of the signal."""
+        assert self.line() == "calling"
+        time.sleep(0.3)
+        t = time.monotonic()
+        self.signal(signal.SIGINT)
+        return t
 
     def finish(self, timeout=60):
         """Wait for the exit; return (returncode, rest of stdout, stderr)."""

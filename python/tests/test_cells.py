@@ -494,9 +494,7 @@ def test_ctrl_c_during_get_lock_acquire_and_wait_changed_leaves_the_cells_usable
         a,
     )
     for _ in range(2):
-        assert child.line() == "calling"
-        time.sleep(0.3)  # let it block
-        child.signal(signal.SIGINT)
+        child.interrupt_blocked_call()
         assert child.line() == "interrupted"
     assert child.line() == "consistent 7"
     rc, _, err = child.finish()

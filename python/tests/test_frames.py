@@ -304,9 +304,7 @@ assert sub.try_recv() is None
 print("consistent", flush=True)
 """
     child = spawn(code, name)
-    assert child.line() == "calling"
-    time.sleep(0.3)  # let it block in recv
-    child.signal(signal.SIGINT)
+    child.interrupt_blocked_call()
     assert child.line() == "interrupted"
     assert child.line() == "consistent"
     rc, _, err = child.finish()
@@ -526,9 +524,7 @@ print("consistent", flush=True)
     child = spawn(code, name)
     try:
         for _ in range(2):
-            assert child.line() == "calling"
-            time.sleep(0.3)  # let it block
-            child.signal(signal.SIGINT)
+            child.interrupt_blocked_call()
             assert child.line() == "interrupted"
         assert child.line() == "consistent"
         rc, _, err = child.finish()

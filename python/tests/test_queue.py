@@ -368,10 +368,7 @@ def test_ctrl_c_interrupts_a_blocked_get_or_put(call, after, name, spawn):
     code = BLOCKED.format(call=call, after=after)
     call_line = code.splitlines().index(f"    q.{call}  # THE CALL") + 1
     child = spawn(code, name)
-    assert child.line() == "calling"
-    time.sleep(0.3)  # let it block in the call
-    t = time.monotonic()
-    child.signal(signal.SIGINT)
+    t = child.interrupt_blocked_call()
     assert child.line() == f"KeyboardInterrupt at line {call_line}"
     elapsed = time.monotonic() - t
     assert child.line() == "consistent"

@@ -165,9 +165,7 @@ shm = shmkit.SharedMemory(name, raw=True)
 print("then opened", len(shm), flush=True)
 """
     child = spawn(code, name)
-    assert child.line() == "calling"
-    time.sleep(0.3)  # let it wait in the open
-    child.signal(signal.SIGINT)
+    child.interrupt_blocked_call()
     assert child.line() == "interrupted"
     os.truncate(f"/dev/shm/{name}", 4096)
     child.send("sized")

@@ -533,9 +533,7 @@ print("consistent", flush=True)
 """
     call_line = code.splitlines().index(f"    {call}  # THE CALL") + 1
     child = spawn(code, name)
-    assert child.line() == "calling"
-    time.sleep(0.3)  # let it block in the call (a SIGINT earlier would hit the print)
-    child.signal(signal.SIGINT)
+    child.interrupt_blocked_call()
     assert child.line() == f"KeyboardInterrupt at line {call_line}"
     assert child.line() == "consistent"
     rc, _, err = child.finish()
