@@ -89,7 +89,8 @@ fn data_seg(name: &str, create: bool) -> Segment {
 }
 
 fn word(seg: &Segment) -> &AtomicU32 {
-    seg.atomic_u32(0).unwrap()
+    // SAFETY: bytes 0..8 of this segment are accessed by this process only as this u32.
+    unsafe { seg.atomic_u32(0).unwrap() }
 }
 fn u64_at(seg: &Segment, i: u64) -> &AtomicU64 {
     seg.atomic_u64(i).unwrap()

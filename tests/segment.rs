@@ -102,7 +102,8 @@ fn child_main() {
             let seg = Segment::open(&args[0]).unwrap();
             // SAFETY: as in the parent: aligned, valid when zeroed, outlives `q`.
             let q = unsafe { &*(seg.as_mut_ptr() as *const shmkit::sync::WaitQueue) };
-            let flag = seg.atomic_u32(8).unwrap();
+            // SAFETY: bytes 8..16 are accessed by this process only through this u32.
+            let flag = unsafe { seg.atomic_u32(8).unwrap() };
             q.wait_until_timeout(|| flag.load(Ordering::Acquire) == 1, TEN_S)
                 .expect("woken by notify_all");
         }
@@ -708,7 +709,8 @@ fn notify_all_wakes_every_sleeping_process() {
     let seg = Segment::create(&name, 64).unwrap();
     // SAFETY: the payload is 64-byte aligned, zeroed (a valid WaitQueue), and outlives `q`.
     let q = unsafe { &*(seg.as_mut_ptr() as *const WaitQueue) };
-    let flag = seg.atomic_u32(8).unwrap();
+    // SAFETY: bytes 8..16 are accessed by this process only through this u32.
+    let flag = unsafe { seg.atomic_u32(8).unwrap() };
     let mut children: Vec<_> = (0..3)
         .map(|_| common::spawn_child("sleeper", &[&name]))
         .collect();

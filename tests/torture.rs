@@ -2510,7 +2510,9 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
     let me = my_token();
     let mut seen_owners: Vec<u64> = Vec::new();
     let word = |off: u64| seg.atomic_u64(off).expect("word");
-    let half = |off: u64| seg.atomic_u32(off).expect("half word");
+    // SAFETY: this thread is the only one of this process that uses `seg`, so its accesses
+    // of a word with different sizes are ordered by program order: none races another.
+    let half = |off: u64| unsafe { seg.atomic_u32(off) }.expect("half word");
     let snapshot = Snapshot::take(&seg, lo, hi);
     let deadline = Instant::now() + dur;
     let mut writes = 0u64;

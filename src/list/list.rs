@@ -348,7 +348,7 @@ impl ShareableList<ReadWrite> {
 
     /// Write format, code, then data, CPython's order: an 8-aligned format field is one
     /// atomic word store, the code one byte store and the data one [`atomic_copy::store`] (the
-    /// common case, as the reads' fast path); anything else through `Segment::write_at`.
+    /// common case, as the reads' fast path); anything else through [`store_at`].
     #[inline]
     fn store_item(
         &self,
@@ -380,9 +380,9 @@ impl ShareableList<ReadWrite> {
             }
             return Ok(());
         }
-        self.seg.write_at(self.geo.format_at(i), field)?;
-        self.seg.write_at(self.geo.code_at(i), &[code])?;
-        self.seg.write_at(start, data)
+        store_at(&self.seg, self.geo.format_at(i), field)?;
+        store_at(&self.seg, self.geo.code_at(i), &[code])?;
+        store_at(&self.seg, start, data)
     }
 }
 
@@ -424,7 +424,7 @@ impl<A: Access> ShareableList<A> {
     pub fn format_of(&self, index: isize) -> Result<String> {
         let i = self.normalise(index)?;
         let mut f = [0u8; 8];
-        self.seg.read_at(self.geo.format_at(i), &mut f)?;
+        load_at(&self.seg, self.geo.format_at(i), &mut f)?;
         Format::parse(&f)
             .map(|f| f.to_string())
             .map_err(|e| self.corrupt(i, &e))
@@ -696,7 +696,7 @@ impl<A: Access> ShareableList<A> {
 
     /// Copy `buf.len()` bytes at object offset `at`; `false` if they are not all inside the
     /// mapping. An aligned word or a single byte is one atomic load (the fast path of `get`);
-    /// anything else goes through `Segment::read_at`.
+    /// anything else goes through [`load_at`].
     #[inline]
     fn read(&self, at: u64, buf: &mut [u8]) -> bool {
         let inside = at
@@ -716,7 +716,7 @@ impl<A: Access> ShareableList<A> {
                         .load(Ordering::Relaxed);
                 true
             }
-            _ => self.seg.read_at(at, buf).is_ok(),
+            _ => load_at(&self.seg, at, buf).is_ok(),
         }
     }
 
@@ -850,6 +850,44 @@ fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
     }
 }
 
+/// Copy object bytes at `at` into `buf` with the list's access sizes: each byte of a range's
+/// partial words at either end one by one, its whole 8-aligned words whole
+/// (`atomic_copy::load`), as the list's own stores make them (a code one byte, an aligned
+/// format field one word). Not `Segment::read_at`, which loads every word whole: the code
+/// area's bytes, which `set` stores one at a time, would then be loaded in words, a
+/// mixed-size race with a `set` on another thread of this process.
+fn load_at<A: Access>(seg: &Segment<A>, at: u64, buf: &mut [u8]) -> Result<()> {
+    check_inside(seg, at, buf.len())?;
+    // SAFETY: inside the mapping (checked), which lives as long as `seg`; loads only (it may
+    // be PROT_READ); `buf` is private; this process accesses the list's bytes only
+    // atomically, with these sizes.
+    unsafe { atomic_copy::load(seg.as_ptr().add(at as usize), buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Copy `data` into object bytes at `at` with [`load_at`]'s access sizes.
+fn store_at(seg: &Segment, at: u64, data: &[u8]) -> Result<()> {
+    check_inside(seg, at, data.len())?;
+    // SAFETY: inside the read-write mapping (checked), which lives as long as `seg`; `data`
+    // is private; accesses as in `load_at`.
+    unsafe { atomic_copy::store(data.as_ptr(), seg.as_mut_ptr().add(at as usize), data.len()) };
+    Ok(())
+}
+
+/// Whether `[at, at + len)` lies inside the object, as an error naming it if not.
+fn check_inside<A: Access>(seg: &Segment<A>, at: u64, len: usize) -> Result<()> {
+    match at.checked_add(len as u64) {
+        Some(end) if end <= seg.len() as u64 => Ok(()),
+        _ => Err(Error::invalid(
+            seg.name(),
+            format!(
+                "range {at}..{at}+{len} is outside the {}-byte object",
+                seg.len()
+            ),
+        )),
+    }
+}
+
 impl<A: Access> ShareableListOptions<A> {
     crate::segment::segment_settings!("list"; unlink_on_drop);
 
@@ -868,7 +906,7 @@ impl<A: Access> ShareableListOptions<A> {
     pub fn open(&self, name: &str) -> Result<ShareableList<A>> {
         let seg = self.seg.open(name)?;
         let size = seg.len() as u64;
-        let mut read = |at: u64, buf: &mut [u8]| seg.read_at(at, buf).is_ok();
+        let mut read = |at: u64, buf: &mut [u8]| load_at(&seg, at, buf).is_ok();
         let first = trailer::classify(name, size, &mut read).map_err(|e| e.into_error(name))?;
         let (geo, t) = match first {
             Classified::Cpython(g) => (g, None),
@@ -1042,10 +1080,12 @@ impl ShareableListOptions<ReadWrite> {
             // SAFETY: inside the zeroed, unpublished mapping we are building (total covers
             // the trailer), 8-aligned (T is a multiple of 64), reachable by nobody else yet.
             unsafe { LockState::init(s.as_mut_ptr().add(at).cast()) };
-            // Release: pairs with the Acquire load of this word in `open`: an opener sees
-            // every byte written above.
-            s.atomic_u32(t + 4 * STATE_WORD as u64)?
-                .store(State::READY, Ordering::Release);
+            // Release (the fence, then `write_at`'s Relaxed store of the word that holds the
+            // state): pairs with the Acquire load of this word in `open` (`load_u32`): an
+            // opener sees every byte written above. Through `write_at`, not a `u32` atomic:
+            // every access of this handle to the trailer keeps one size per word.
+            std::sync::atomic::fence(Ordering::Release);
+            s.write_at(t + 4 * STATE_WORD as u64, &State::READY.to_ne_bytes())?;
             Ok(())
         })?;
         Ok(ShareableList {

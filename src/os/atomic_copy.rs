@@ -26,8 +26,10 @@
 //!   word through byte stores while another copy reads that whole word (or a caller's
 //!   `AtomicU32` accesses the same bytes concurrently) is such a mixed-size race. It is benign
 //!   on every supported CPU (each byte is single-copy atomic), but it is outside the model;
-//!   protocols that race on words keep every access to a given word the same size (whole
-//!   8-aligned words, as `Segment::atomic_u64` hands out).
+//!   protocols that race on words keep every access to a given word the same size: whole
+//!   8-aligned words, as `Segment::atomic_u64` hands out and [`load_whole`]/[`store_whole`]
+//!   copy them whatever the range (the copies of `Segment::read_at`/`write_at` and of the
+//!   seqlock cells).
 //!
 //! These are `std` atomics, not the loom shim's: they carry no ordering, and under loom the
 //! protocols that decide when bytes may be copied are modelled on their own words.
@@ -235,6 +237,148 @@ unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
+/// Copy `out.len()` bytes from byte offset `at` of the `len`-byte area at `area` (8-aligned)
+/// into `out`, accessing each 8-byte word that lies wholly inside the area with one 8-byte
+/// load, whatever part of it is wanted, and the bytes of a final partial word one by one.
+///
+/// This is the copy for memory that other threads of this process may access concurrently
+/// through the same mapping with copies of other ranges: Rust's model makes racing atomic
+/// accesses of different sizes to the same bytes undefined unless both are loads (module
+/// docs), and [`load`]/[`store`] split a range by its own ends, so two of them over
+/// different ranges may access one word with different sizes. Every access made by
+/// [`load_whole`] and [`store_whole`] over one area has the same size for a given word:
+/// 8 bytes below `len & !7`, 1 byte above. Used by the seqlock cells (SPEC §10.4, "one size
+/// per word") and `Segment::read_at`.
+///
+/// # Safety
+///
+/// `area` is 8-aligned and valid for reads of `len` bytes while the call runs (it may be
+/// mapped `PROT_READ`: only `Relaxed` loads of 1 and 8 bytes are made); `at + out.len() <=
+/// len`; every access to the area by this process is atomic (or ordered by happens-before).
+pub(crate) unsafe fn load_whole(area: *const u8, len: usize, at: usize, out: &mut [u8]) {
+    debug_assert!(area as usize % WORD == 0);
+    walk_whole(len, at, out.len(), |run| {
+        // SAFETY: `run` lies inside the area (`walk_whole`), which the contract makes valid
+        // for reads; `out` is private and distinct from the area.
+        unsafe {
+            match run {
+                Run::Words(w, n) | Run::Bytes(w, n) => {
+                    load(area.add(w), out.as_mut_ptr().add(w - at), n)
+                }
+                Run::Part(w, from, to) => {
+                    let mut word = [0u8; WORD];
+                    load(area.add(w), word.as_mut_ptr(), WORD);
+                    out[w + from - at..w + to - at].copy_from_slice(&word[from..to]);
+                }
+            }
+        }
+    });
+}
+
+/// Who else may write a word that [`store_whole`] changes only a part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merge {
+    /// Nobody in this process (the caller holds a writer lock, as the seqlock cells do): the
+    /// word is loaded, changed and stored whole, and the load races with loads only.
+    Exclusive,
+    /// Other threads may write other bytes of the word concurrently: the word is changed
+    /// with a compare-exchange loop, so their bytes are kept (`Segment::write_at`). The loop
+    /// retries only when the word changed between two of its attempts, each of which is
+    /// one read-modify-write.
+    Shared,
+}
+
+/// Copy `src` into byte offset `at` of the `len`-byte area at `area` (8-aligned) with the
+/// accesses of [`load_whole`]: whole words with one 8-byte store, a part of a whole word
+/// merged into the word (loaded and stored or compare-exchanged whole, per `merge`), the
+/// bytes of a final partial word one by one.
+///
+/// # Safety
+///
+/// As [`load_whole`], and the area is writable; with [`Merge::Exclusive`], no other thread
+/// of this process writes the area while the call runs.
+pub(crate) unsafe fn store_whole(area: *mut u8, len: usize, at: usize, src: &[u8], merge: Merge) {
+    debug_assert!(area as usize % WORD == 0);
+    walk_whole(len, at, src.len(), |run| {
+        // SAFETY: `run` lies inside the writable area (`walk_whole`); `src` is private.
+        unsafe {
+            match run {
+                Run::Words(w, n) | Run::Bytes(w, n) => {
+                    store(src.as_ptr().add(w - at), area.add(w), n)
+                }
+                Run::Part(w, from, to) => {
+                    let part = &src[w + from - at..w + to - at];
+                    let merged = |old: u64| {
+                        let mut b = old.to_ne_bytes();
+                        b[from..to].copy_from_slice(part);
+                        u64::from_ne_bytes(b)
+                    };
+                    match merge {
+                        Merge::Exclusive => {
+                            let mut word = [0u8; WORD];
+                            load(area.add(w), word.as_mut_ptr(), WORD);
+                            let v = merged(u64::from_ne_bytes(word));
+                            store(v.to_ne_bytes().as_ptr(), area.add(w), WORD);
+                        }
+                        Merge::Shared => {
+                            #[cfg(test)]
+                            trace::record(area.add(w), WORD);
+                            // `area + w` is 8-aligned and the word lies inside the area.
+                            let a = AtomicU64::from_ptr(area.add(w).cast::<u64>());
+                            // Relaxed: a copy orders nothing (module docs); the value is a
+                            // guess the compare-exchange checks.
+                            let mut old = a.load(Ordering::Relaxed);
+                            while let Err(now) = a.compare_exchange_weak(
+                                old,
+                                merged(old),
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            ) {
+                                old = now;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A piece of a whole-word copy ([`walk_whole`]); offsets from the start of the area.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// Whole words: `n` bytes (a multiple of 8) from `w` (8-aligned), each word copied whole.
+    Words(usize, usize),
+    /// Bytes `from..to` of the whole word at `w`: the word is accessed whole.
+    Part(usize, usize, usize),
+    /// `n` bytes from `w`, in the final partial word (past the last whole one): byte accesses.
+    Bytes(usize, usize),
+}
+
+/// Split the copy of `n` bytes at offset `at` of a `len`-byte area into [`Run`]s.
+fn walk_whole(len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
+    let end = at + n;
+    debug_assert!(end <= len);
+    let whole = len & !7; // the end of the last word wholly inside the area
+    let mut pos = at;
+    while pos < end {
+        if pos >= whole {
+            f(Run::Bytes(pos, end - pos));
+            return;
+        }
+        let w = pos & !7;
+        if pos == w && end >= w + 8 {
+            let stop = end.min(whole) & !7;
+            f(Run::Words(w, stop - w));
+            pos = stop;
+        } else {
+            let to = (end - w).min(8);
+            f(Run::Part(w, pos - w, to));
+            pos = w + to;
+        }
+    }
+}
+
 /// An `order` load the way read-only memory permits it: `relaxed_load` (which must load with
 /// `Ordering::Relaxed`), then no fence for `Relaxed`, `fence(Acquire)` for `Acquire`, and
 /// `fence(SeqCst)` for `SeqCst`. The result acquires exactly as an `Acquire` load would (an
@@ -266,6 +410,37 @@ pub(crate) fn load_read_only<T>(order: Ordering, relaxed_load: impl FnOnce() -> 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Every split covers the range exactly, in order, and accesses each word of the area in
+    /// one way: whole words (`Words`, `Part`) below the last whole word's end, bytes after it.
+    #[test]
+    fn walk_whole_covers_the_range_with_one_access_size_per_word() {
+        for len in 1..40 {
+            let whole = len & !7;
+            for at in 0..len {
+                for n in 0..=len - at {
+                    let mut next = at;
+                    walk_whole(len, at, n, |r| match r {
+                        Run::Words(w, k) => {
+                            assert!(w == next && w % 8 == 0 && k % 8 == 0 && k > 0);
+                            assert!(w + k <= whole);
+                            next = w + k;
+                        }
+                        Run::Part(w, from, to) => {
+                            assert!(w % 8 == 0 && w + from == next && from < to && to <= 8);
+                            assert!(w + 8 <= whole);
+                            next = w + to;
+                        }
+                        Run::Bytes(w, k) => {
+                            assert!(w == next && w >= whole && k > 0);
+                            next = w + k;
+                        }
+                    });
+                    assert_eq!(next, at + n, "len {len} at {at} n {n}");
+                }
+            }
+        }
+    }
 
     /// A 64-byte-aligned buffer of words, used as "shared" memory.
     fn shared(n: usize) -> Vec<AtomicU64> {

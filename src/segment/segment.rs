@@ -67,9 +67,13 @@ impl Access for ReadOnly {
 /// `Segment` therefore never hands out `&[u8]` or `&mut [u8]` over the payload: it copies
 /// bytes in and out with atomic accesses ([`read_at`](Self::read_at),
 /// [`write_at`](Self::write_at): never a data race, whatever another process does at the same
-/// time), offers atomics (`atomic_u64`/`atomic_u32` on read-write segments only,
+/// time), offers atomics ([`atomic_u64`](Self::atomic_u64) on read-write segments only,
 /// [`load_u64`](Self::load_u64)/[`load_u32`](Self::load_u32) on any), and raw pointers for code
-/// that documents its own protocol. The header is validated once at open; what a hostile
+/// that documents its own protocol. Every safe accessor accesses the payload in whole 8-byte
+/// words (the bytes of a final partial word one by one), so that no two of them race with
+/// accesses of different sizes to the same bytes, which Rust's memory model leaves undefined;
+/// the `u32` atomics ([`atomic_u32`](Self::atomic_u32)), which cannot keep that rule, are
+/// `unsafe`. The header is validated once at open; what a hostile
 /// writer changes later is not re-checked. A process that *truncates* the object under a live
 /// mapping makes accesses past the new end fault with `SIGBUS`; shmkit cannot prevent that, so
 /// do not share a name with processes you do not trust to leave its size alone.
@@ -210,18 +214,29 @@ impl Segment<ReadWrite> {
 
     /// Copy `data` into the payload at `offset`.
     ///
-    /// The copy is made of `Relaxed` atomic stores (see [`read_at`](Segment::read_at) for
-    /// the word rule), so it is not a data race when other threads or processes read or write
-    /// the same bytes meanwhile; what they see is only as consistent as that rule says.
-    /// It orders nothing: to publish the bytes, follow it with a `Release` store (or a
+    /// The copy is made of `Relaxed` atomic accesses with one size per word (see
+    /// [`read_at`](Segment::read_at) for the rule), so it is not a data race when other
+    /// threads or processes read or write the same bytes meanwhile. Part of a word is
+    /// written by a compare-exchange of the whole word that keeps its other bytes, so
+    /// threads writing different bytes of one word at the same time all keep theirs. It
+    /// orders nothing: to publish the bytes, follow it with a `Release` store (or a
     /// `fence(Release)` and a store) that the reader pairs with an `Acquire` load.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let at = self.check_range(offset, data.len())?;
-        // SAFETY: check_range proved [at, at + len) lies inside the mapping, which is writable
+        self.check_range(offset, data.len())?;
+        // SAFETY: check_range proved [offset, offset + len) lies inside the payload, which
+        // is 8-aligned (64 bytes into a page-aligned mapping, or at its start), writable
         // (`ReadWrite`) and lives as long as `self`; the source is a distinct local slice;
-        // this process accesses the payload only atomically or through raw pointers whose
-        // users document their own synchronisation.
-        unsafe { atomic_copy::store(data.as_ptr(), self.map.ptr().add(at), data.len()) };
+        // every access this safe API makes to the payload is atomic with one size per word
+        // (`atomic_u32`, the exception, is `unsafe` and its caller keeps the rule).
+        unsafe {
+            atomic_copy::store_whole(
+                self.as_mut_ptr(),
+                self.payload_len,
+                offset as usize,
+                data,
+                atomic_copy::Merge::Shared,
+            )
+        };
         Ok(())
     }
 
@@ -243,14 +258,37 @@ impl Segment<ReadWrite> {
     }
 
     /// The 4-byte-aligned `u32` at payload `offset`, as a shared atomic (read-write segments
-    /// only, as [`atomic_u64`](Segment::atomic_u64)).
+    /// only, as [`atomic_u64`](Segment::atomic_u64)): for 32-bit protocols such as futex
+    /// words.
+    ///
+    /// # Safety
+    ///
+    /// A `u32` is half of an 8-byte word, and every other accessor of this handle
+    /// ([`read_at`](Segment::read_at), [`write_at`](Segment::write_at),
+    /// [`atomic_u64`](Segment::atomic_u64), [`load_u64`](Segment::load_u64),
+    /// [`load_u32`](Segment::load_u32)) accesses that word whole. Racing atomic accesses of
+    /// different sizes to the same bytes are undefined behaviour in Rust's memory model
+    /// (`std::sync::atomic`, "Memory model for atomic accesses") unless both are loads, so
+    /// the caller makes sure that, while this process uses the returned atomic (or others
+    /// for the same 8-byte word), no thread of this process accesses that word through this
+    /// handle in any other way unless both accesses are loads or one happens before the
+    /// other. Other processes, and other handles (other mappings), are not concerned.
+    ///
+    /// ```
+    /// # let name = format!("doc-seg-u32-{}", std::process::id());
+    /// let seg = shmkit::Segment::options().unlink_on_drop(true).create(&name, 64)?;
+    /// // SAFETY: bytes 8..16 of this handle are accessed only as the two u32s at 8 and 12.
+    /// let flag = unsafe { seg.atomic_u32(8)? };
+    /// flag.store(1, std::sync::atomic::Ordering::Release);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
     ///
     /// ```compile_fail
     /// let r = shmkit::Segment::open_read_only("some-name").unwrap();
-    /// r.atomic_u32(0).unwrap().store(1, std::sync::atomic::Ordering::Relaxed);
+    /// unsafe { r.atomic_u32(0) }.unwrap().store(1, std::sync::atomic::Ordering::Relaxed);
     /// // error: no method `atomic_u32` on `Segment<ReadOnly>`
     /// ```
-    pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
+    pub unsafe fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
         self.atomic_at(offset)
     }
 
@@ -340,30 +378,30 @@ impl<A: Access> Segment<A> {
     ///
     /// The copy is made of `Relaxed` atomic loads, so it is not a data race when other
     /// threads or processes write the same bytes meanwhile (a plain `memcpy` would be, which
-    /// Rust's memory model makes undefined behaviour). The rule for what a racing copy sees:
-    /// every 8-byte-aligned word (aligned within the payload, which is 64-byte aligned) that
-    /// the range covers entirely is loaded in one access, so if writers also store whole words
-    /// (with [`write_at`](Segment::write_at) over that word, or through
-    /// [`atomic_u64`](Segment::atomic_u64)) it holds one of the values written, never a mix;
-    /// bytes of partially covered words, and separate words, may come from different writes.
-    /// It orders nothing by itself: pair it with an `Acquire` load (or a `Relaxed` load and a
-    /// `fence(Acquire)`) of a word the writer stores with `Release`; a seqlock reader also
-    /// puts a `fence(Acquire)` between the copy and its re-check (`examples/share_segment.rs`).
-    ///
-    /// Accessing the *same* bytes concurrently with atomics of another size (e.g. an
-    /// [`atomic_u32`](Segment::atomic_u32) in the middle of a word this copy loads whole) is a
-    /// mixed-size race, which Rust's model (C++'s) does not define even though every
-    /// supported CPU handles it; keep every racing access to a word the same size.
+    /// Rust's memory model makes undefined behaviour). Every access has one size per word,
+    /// whatever range is copied: each 8-byte word of the payload (the payload is 8-aligned)
+    /// is loaded whole, even when only some of its bytes are wanted, and only the bytes of a
+    /// final partial word (a payload whose length is not a multiple of 8) one by one. So it
+    /// never races with [`write_at`](Segment::write_at) or [`atomic_u64`](Segment::atomic_u64)
+    /// accesses of another size, which Rust's model leaves undefined. What a racing copy
+    /// sees: each word it covers holds one value that was in that word at some instant (a
+    /// value some writer stored, if writers store whole words), never a mix of two; different
+    /// words may come from different writes. It orders nothing by itself: pair it with an
+    /// `Acquire` load (or a `Relaxed` load and a `fence(Acquire)`) of a word the writer
+    /// stores with `Release`; a seqlock reader also puts a `fence(Acquire)` between the copy
+    /// and its re-check (`examples/share_segment.rs`).
     ///
     /// Works on read-only segments: it performs nothing but `Relaxed` loads of 1 and 8 bytes,
     /// the only atomic accesses std permits on `PROT_READ` memory.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = self.check_range(offset, buf.len())?;
-        // SAFETY: check_range proved [at, at + len) lies inside the mapping, which lives as
+        self.check_range(offset, buf.len())?;
+        // SAFETY: check_range proved [offset, offset + len) lies inside the payload, which
+        // is 8-aligned (64 bytes into a page-aligned mapping, or at its start) and lives as
         // long as `self` (loads only: it may be PROT_READ); the destination is a distinct
-        // local slice; this process accesses the payload only atomically or through raw
-        // pointers whose users document their own synchronisation.
-        unsafe { atomic_copy::load(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len()) };
+        // local slice; every access this safe API makes to the payload is atomic with one
+        // size per word (`atomic_u32`, the exception, is `unsafe` and its caller keeps the
+        // rule).
+        unsafe { atomic_copy::load_whole(self.as_ptr(), self.payload_len, offset as usize, buf) };
         Ok(())
     }
 
@@ -387,19 +425,36 @@ impl<A: Access> Segment<A> {
         })
     }
 
-    /// Load the 4-byte-aligned `u32` at payload `offset` with `order` (on a read-only
-    /// segment: a `Relaxed` load and a fence, as [`load_u64`](Self::load_u64)).
+    /// Load the 4-byte-aligned `u32` at payload `offset` with `order`.
+    ///
+    /// With the access size of every other safe accessor: the 8-byte word that holds it is
+    /// loaded whole (as [`load_u64`](Self::load_u64), also on a read-only segment) and its
+    /// half taken; in a payload's final partial word, its four bytes one by one (as
+    /// [`read_at`](Self::read_at), then a fence for `order`), which may mix two writes.
     ///
     /// # Panics
     ///
     /// If `order` is `Release` or `AcqRel`.
     pub fn load_u32(&self, offset: u64, order: Ordering) -> Result<u32> {
-        let a = self.atomic_at::<AtomicU32>(offset)?;
-        Ok(if A::WRITABLE {
-            a.load(order)
-        } else {
-            atomic_copy::load_read_only(order, || a.load(Ordering::Relaxed))
-        })
+        self.check_range(offset, 4)?;
+        if offset % 4 != 0 {
+            return Err(Error::invalid(
+                &self.name,
+                format!("offset {offset} is not 4-byte aligned"),
+            ));
+        }
+        let word = offset & !7;
+        let half = (offset - word) as usize;
+        if word + 8 <= self.payload_len as u64 {
+            let b = self.load_u64(word, order)?.to_ne_bytes();
+            return Ok(u32::from_ne_bytes(b[half..half + 4].try_into().unwrap()));
+        }
+        let mut b = [0u8; 4];
+        Ok(atomic_copy::load_read_only(order, || {
+            // Bytes of the final partial word: `read_at`'s byte loads (in range: checked).
+            let _ = self.read_at(offset, &mut b);
+            u32::from_ne_bytes(b)
+        }))
     }
 
     /// The atomic `T` (`AtomicU32` or `AtomicU64`) at payload `offset`, bounds- and
@@ -861,5 +916,104 @@ impl Drop for Undo<'_> {
         if self.armed {
             let _ = shm::unlink_if_same(self.temp, self.identity);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Segment;
+    use crate::os::atomic_copy::trace;
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+
+    /// A segment of `len` payload bytes that unlinks itself.
+    fn segment(tag: &str, len: u64) -> Segment {
+        let name = format!("t-seg-{tag}-{}", std::process::id());
+        Segment::options()
+            .raw(true)
+            .unlink_on_drop(true)
+            .create(&name, len)
+            .unwrap()
+    }
+
+    /// The access sizes recorded for each address.
+    fn sizes(log: Vec<(usize, usize)>) -> HashMap<usize, Vec<usize>> {
+        let mut m: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (at, size) in log {
+            m.entry(at).or_default().push(size);
+        }
+        m
+    }
+
+    /// Audit finding: `read_at` and `write_at` split a range by its own ends (bytes at the
+    /// ends, words between), so `read_at(3, 2 bytes)` made byte loads inside the word that
+    /// `write_at(0, 8 bytes)` or an `atomic_u64(0)` stores whole: a mixed-size race from
+    /// safe calls on one handle, which Rust's model leaves undefined. Both now access each
+    /// whole word with one 8-byte access, and only a final partial word by bytes.
+    #[test]
+    fn read_at_and_write_at_access_each_word_with_one_size() {
+        let s = segment("sizes", 21); // two whole words and a 5-byte partial one
+        let base = s.as_ptr() as usize;
+        trace::start();
+        s.write_at(0, &[1; 21]).unwrap();
+        s.write_at(3, &[2; 2]).unwrap();
+        s.write_at(6, &[3; 4]).unwrap(); // the end of word 0 and the start of word 1
+        s.write_at(17, &[4; 3]).unwrap(); // inside the partial word
+        let mut buf = [0u8; 5];
+        s.read_at(3, &mut buf[..2]).unwrap();
+        s.read_at(14, &mut buf[..5]).unwrap(); // word 1's end and the partial word
+        let log = trace::stop();
+        for (at, sizes) in sizes(log) {
+            let off = at - base;
+            if off < 16 {
+                assert!(
+                    off % 8 == 0 && sizes.iter().all(|&k| k == 8),
+                    "offset {off} accessed with sizes {sizes:?}: whole words must be accessed whole"
+                );
+            } else {
+                assert!(sizes.iter().all(|&k| k == 1), "offset {off}: {sizes:?}");
+            }
+        }
+        let mut all = [0u8; 21];
+        s.read_at(0, &mut all).unwrap();
+        let mut want = [1u8; 21];
+        want[3..5].fill(2);
+        want[6..10].fill(3);
+        want[17..20].fill(4);
+        assert_eq!(all, want);
+        assert_eq!(
+            s.load_u32(4, Ordering::Relaxed).unwrap(),
+            u32::from_ne_bytes([2, 1, 3, 3])
+        );
+        assert_eq!(
+            s.load_u32(16, Ordering::Acquire).unwrap(),
+            u32::from_ne_bytes([1, 4, 4, 4])
+        );
+    }
+
+    /// Threads writing different bytes of one word with `write_at` at the same time all keep
+    /// their bytes (a part of a word is merged by compare-exchange, not loaded and stored).
+    #[test]
+    fn concurrent_write_at_of_one_words_bytes_keeps_every_byte() {
+        let s = segment("merge", 8);
+        const ROUNDS: u32 = 100_000;
+        let last = (ROUNDS % 255) as u8 + 1;
+        std::thread::scope(|sc| {
+            for b in 0..8u64 {
+                let s = &s;
+                sc.spawn(move || {
+                    for r in 1..=ROUNDS {
+                        let v = (r % 255) as u8 + 1;
+                        s.write_at(b, &[v]).unwrap();
+                        let mut got = [0u8];
+                        s.read_at(b, &mut got).unwrap();
+                        assert_eq!(got[0], v, "byte {b} lost its write of round {r}");
+                    }
+                });
+            }
+        });
+        let mut all = [0u8; 8];
+        s.read_at(0, &mut all).unwrap();
+        assert_eq!(all, [last; 8]);
     }
 }

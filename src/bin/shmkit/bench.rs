@@ -390,7 +390,9 @@ fn floor_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
 }
 
 fn futex_words(seg: &Segment) -> (&AtomicU32, &AtomicU32) {
-    (seg.atomic_u32(256).unwrap(), seg.atomic_u32(384).unwrap())
+    // SAFETY: the words at 256 and 384 (their 8-byte words: 256..264, 384..392) are
+    // accessed by this process only through these two u32 atomics.
+    unsafe { (seg.atomic_u32(256).unwrap(), seg.atomic_u32(384).unwrap()) }
 }
 
 fn futex_wait_for(w: &AtomicU32, want: u32, peer: Option<&Peer>) -> RoundTrip {
