@@ -469,7 +469,7 @@ impl RawCell {
         let at = first * self.geo.elem.size;
         // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned payload
         // plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping; `out` is private.
-        unsafe { seq_load(self.elem_ptr(0), self.geo.bytes(), at, out) }
+        unsafe { atomic_copy::load_within(self.elem_ptr(0), self.geo.bytes(), at, out) }
     }
 
     /// # Safety
@@ -482,8 +482,8 @@ impl RawCell {
         let at = first * self.geo.elem.size;
         // SAFETY: as in `copy_out`; the mapping is writable; `data` is private; both modes
         // write under the lock (the data lock, or the seqlock's writer lock: every caller
-        // holds it), which `seq_store`'s merge of a partial word needs.
-        unsafe { seq_store(self.elem_ptr(0), self.geo.bytes(), at, data) }
+        // holds it), which `store_within`'s merge of a partial word needs.
+        unsafe { atomic_copy::store_within(self.elem_ptr(0), self.geo.bytes(), at, data) }
     }
 
     fn seq_load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
@@ -733,99 +733,6 @@ fn modes_text(modes: &[CellMode]) -> String {
         .join(" or ")
 }
 
-/// Seqlock mode: copy `out.len()` data bytes from byte offset `at` out of the `len`-byte data
-/// at `data` (8-aligned) with the accesses every seqlock copy makes (SPEC §10.4, "one size
-/// per word"): each 8-byte word wholly inside the data is loaded whole, whatever part of it
-/// is wanted, and the bytes of a final partial word one by one. Readers copy while a writer
-/// copies (that is the protocol), and Rust's model makes racing atomic accesses of different
-/// sizes to the same bytes undefined unless both are loads: a copy split by its own ends
-/// (`atomic_copy::load`) would read element 3 of an `Array<u8>` with a byte load inside a
-/// word that a whole-array write stores whole.
-///
-/// # Safety
-///
-/// `data` is 8-aligned and valid for reads of `len` bytes while the call runs; `at +
-/// out.len() <= len`; every access to the data by this process is atomic.
-pub(crate) unsafe fn seq_load(data: *const u8, len: usize, at: usize, out: &mut [u8]) {
-    seq_walk(len, at, out.len(), |run| {
-        // SAFETY: `run` lies inside the data (`seq_walk`), which the contract makes valid
-        // for reads; `out` is private and distinct from the mapping.
-        unsafe {
-            match run {
-                Run::Words(w, n) | Run::Bytes(w, n) => {
-                    atomic_copy::load(data.add(w), out.as_mut_ptr().add(w - at), n)
-                }
-                Run::Part(w, from, to) => {
-                    let mut word = [0u8; 8];
-                    atomic_copy::load(data.add(w), word.as_mut_ptr(), 8);
-                    out[w + from - at..w + to - at].copy_from_slice(&word[from..to]);
-                }
-            }
-        }
-    });
-}
-
-/// Seqlock mode: store `src` into the data at byte offset `at`, with the accesses of
-/// [`seq_load`]: a part of a whole word is merged into the word (loaded and stored whole),
-/// which only the writer-lock holder does, so the load races with loads only.
-///
-/// # Safety
-///
-/// As [`seq_load`], and the data is writable, and the caller holds the writer lock.
-pub(crate) unsafe fn seq_store(data: *mut u8, len: usize, at: usize, src: &[u8]) {
-    seq_walk(len, at, src.len(), |run| {
-        // SAFETY: `run` lies inside the writable data (`seq_walk`); `src` is private.
-        unsafe {
-            match run {
-                Run::Words(w, n) | Run::Bytes(w, n) => {
-                    atomic_copy::store(src.as_ptr().add(w - at), data.add(w), n)
-                }
-                Run::Part(w, from, to) => {
-                    let mut word = [0u8; 8];
-                    atomic_copy::load(data.add(w), word.as_mut_ptr(), 8);
-                    word[from..to].copy_from_slice(&src[w + from - at..w + to - at]);
-                    atomic_copy::store(word.as_ptr(), data.add(w), 8);
-                }
-            }
-        }
-    });
-}
-
-/// A piece of a seqlock copy ([`seq_walk`]); offsets from the start of the data.
-#[derive(Debug, Clone, Copy)]
-enum Run {
-    /// Whole words: `n` bytes (a multiple of 8) from `w` (8-aligned), each word copied whole.
-    Words(usize, usize),
-    /// Bytes `from..to` of the whole word at `w`: the word is accessed whole.
-    Part(usize, usize, usize),
-    /// `n` bytes from `w`, in the final partial word (past the last whole one): byte accesses.
-    Bytes(usize, usize),
-}
-
-/// Split the copy of `n` bytes at offset `at` of `len` data bytes into [`Run`]s.
-fn seq_walk(len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
-    let end = at + n;
-    debug_assert!(end <= len);
-    let whole = len & !7; // the end of the last word wholly inside the data
-    let mut pos = at;
-    while pos < end {
-        if pos >= whole {
-            f(Run::Bytes(pos, end - pos));
-            return;
-        }
-        let w = pos & !7;
-        if pos == w && end >= w + 8 {
-            let stop = end.min(whole) & !7;
-            f(Run::Words(w, stop - w));
-            pos = stop;
-        } else {
-            let to = (end - w).min(8);
-            f(Run::Part(w, pos - w, to));
-            pos = w + to;
-        }
-    }
-}
-
 /// The control block of a cell segment.
 ///
 /// # Safety
@@ -839,39 +746,8 @@ unsafe fn control(seg: &Segment) -> &CellControl {
 
 #[cfg(test)]
 mod tests {
-    use super::{seq_walk, Run};
     use crate::cell::{Array, CellMode};
 
-    /// Every split covers the range exactly, in order, and accesses each word of the data in
-    /// one way: whole words (`Words`, `Part`) below the last whole word's end, bytes after it.
-    #[test]
-    fn seq_walk_covers_the_range_with_one_access_size_per_word() {
-        for len in 1..40 {
-            let whole = len & !7;
-            for at in 0..len {
-                for n in 0..=len - at {
-                    let mut next = at;
-                    seq_walk(len, at, n, |r| match r {
-                        Run::Words(w, k) => {
-                            assert!(w == next && w % 8 == 0 && k % 8 == 0 && k > 0);
-                            assert!(w + k <= whole);
-                            next = w + k;
-                        }
-                        Run::Part(w, from, to) => {
-                            assert!(w % 8 == 0 && w + from == next && from < to && to <= 8);
-                            assert!(w + 8 <= whole);
-                            next = w + to;
-                        }
-                        Run::Bytes(w, k) => {
-                            assert!(w == next && w >= whole && k > 0);
-                            next = w + k;
-                        }
-                    });
-                    assert_eq!(next, at + n, "len {len} at {at} n {n}");
-                }
-            }
-        }
-    }
     use crate::os::atomic_copy::trace;
 
     /// Audit finding: seqlock readers copy while a writer copies (that is the protocol), so
