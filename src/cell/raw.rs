@@ -747,7 +747,6 @@ unsafe fn control(seg: &Segment) -> &CellControl {
 #[cfg(test)]
 mod tests {
     use crate::cell::{Array, CellMode};
-
     use crate::os::atomic_copy::trace;
 
     /// Audit finding: seqlock readers copy while a writer copies (that is the protocol), so
