@@ -269,10 +269,10 @@ fn read_range(
         }
         CellMode::Locked => {
             // Without the lock, so racing the holder's writes: with their accesses, one size
-            // per data word (`atomic_copy::load_whole`, as locked-mode copies make them).
+            // per data word (`atomic_copy::load_within`, as locked-mode copies make them).
             // SAFETY: as for the seqlock copy below.
             unsafe {
-                crate::os::atomic_copy::load_whole(
+                crate::os::atomic_copy::load_within(
                     seg.as_ptr().add(DATA_IN_PAYLOAD),
                     geo.bytes(),
                     first * size,
@@ -293,13 +293,13 @@ fn read_range(
                         .cast_mut(),
                 )
             };
-            // The seqlock copy's accesses (one size per data word, `atomic_copy::load_whole`), as every
+            // The seqlock copy's accesses (one size per data word, `atomic_copy::load_within`), as every
             // seqlock reader and writer makes them.
             // SAFETY: the data starts at DATA_IN_PAYLOAD (8-aligned) and is `geo.bytes()` long
             // inside the mapping (above), `first * size + out.len() <= geo.bytes()`
             // (asserted); loads only; `out` is private.
             let copy = |out: &mut [u8]| unsafe {
-                crate::os::atomic_copy::load_whole(
+                crate::os::atomic_copy::load_within(
                     seg.as_ptr().add(DATA_IN_PAYLOAD),
                     geo.bytes(),
                     first * size,

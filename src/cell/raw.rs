@@ -469,7 +469,7 @@ impl RawCell {
         let at = first * self.geo.elem.size;
         // SAFETY: per the contract; the data (`elem_ptr(0)`, 8-aligned: 64-aligned payload
         // plus DATA_IN_PAYLOAD) is `bytes()` long inside the mapping; `out` is private.
-        unsafe { atomic_copy::load_whole(self.elem_ptr(0), self.geo.bytes(), at, out) }
+        unsafe { atomic_copy::load_within(self.elem_ptr(0), self.geo.bytes(), at, out) }
     }
 
     /// # Safety
@@ -482,9 +482,9 @@ impl RawCell {
         let at = first * self.geo.elem.size;
         // SAFETY: as in `copy_out`; the mapping is writable; `data` is private; both modes
         // write under the lock (the data lock, or the seqlock's writer lock: every caller
-        // holds it), which the exclusive merge of a partial word needs.
+        // holds it), which `store_within`'s merge of a partial word needs.
         unsafe {
-            atomic_copy::store_whole(
+            atomic_copy::store_within(
                 self.elem_ptr(0),
                 self.geo.bytes(),
                 at,
@@ -755,7 +755,6 @@ unsafe fn control(seg: &Segment) -> &CellControl {
 #[cfg(test)]
 mod tests {
     use crate::cell::{Array, CellMode};
-
     use crate::os::atomic_copy::trace;
 
     /// Audit finding: seqlock readers copy while a writer copies (that is the protocol), so

@@ -258,9 +258,15 @@ impl ShareableList<ReadWrite> {
             // which lives as long as `self`; this process accesses them only atomically;
             // `data` is a private buffer.
             unsafe {
+                #[cfg(test)]
+                atomic_copy::trace::record(base.add(fmt_at as usize), 8);
                 AtomicU64::from_ptr(base.add(fmt_at as usize).cast::<u64>())
                     .store(field, Ordering::Relaxed);
+                #[cfg(test)]
+                atomic_copy::trace::record(base.add(code_at as usize), 1);
                 AtomicU8::from_ptr(base.add(code_at as usize)).store(code, Ordering::Relaxed);
+                // `n` is 8 (at most the slot) or the whole slot, from an 8-aligned start: the
+                // copy's own split is the slot's (`store_within`'s), without its walk.
                 atomic_copy::store(data.as_ptr(), base.add(start as usize), n);
             }
             len_w.store(len, Ordering::Relaxed);
@@ -346,10 +352,9 @@ impl ShareableList<ReadWrite> {
         Ok(())
     }
 
-    /// Write format, code, then data, CPython's order: an 8-aligned format field is one
-    /// atomic word store, the code one byte store and the data one [`atomic_copy::store`] (the
-    /// common case, as the reads' fast path); anything else through [`store_at`].
-    #[inline]
+    /// Write format, code, then data, CPython's order, with the list's access sizes
+    /// (`SPEC.md` §9.4, one size per word): the format field through [`write_fields`], the code
+    /// as one byte, the data through [`atomic_copy::store_within`] over the item's slot.
     fn store_item(
         &self,
         i: usize,
@@ -358,32 +363,85 @@ impl ShareableList<ReadWrite> {
         code: u8,
         data: &[u8],
     ) -> Result<()> {
-        let size = self.seg.len() as u64;
-        let (fmt_at, code_at) = (self.geo.format_at(i), self.geo.code_at(i));
-        let inside = fmt_at % 8 == 0
-            && fmt_at.checked_add(8).is_some_and(|e| e <= size)
-            && code_at < size
-            && start
-                .checked_add(data.len() as u64)
-                .is_some_and(|e| e <= size);
-        if inside {
-            let base = self.seg.as_mut_ptr();
-            // SAFETY: each range lies inside the mapping (checked above; the mapping is
-            // page-aligned, so `fmt_at` is 8-aligned in memory), which is read-write (this is
-            // `ShareableList<ReadWrite>`) and lives as long as `self`; this process accesses
-            // these bytes only atomically; `data` is a private slice, distinct from the mapping.
-            unsafe {
-                AtomicU64::from_ptr(base.add(fmt_at as usize).cast::<u64>())
-                    .store(u64::from_le_bytes(*field), Ordering::Relaxed);
-                AtomicU8::from_ptr(base.add(code_at as usize)).store(code, Ordering::Relaxed);
-                atomic_copy::store(data.as_ptr(), base.add(start as usize), data.len());
-            }
-            return Ok(());
+        let (_, slot) = self.geo.slot(i);
+        if data.len() > slot || inside(&self.seg, start, slot).is_none() {
+            return Err(Error::invalid(
+                self.seg.name(),
+                format!("item {i}'s slot lies past the end"),
+            ));
         }
-        store_at(&self.seg, self.geo.format_at(i), field)?;
-        store_at(&self.seg, self.geo.code_at(i), &[code])?;
-        store_at(&self.seg, start, data)
+        write_fields(&self.seg, self.geo.format_at(i), field)?;
+        write_fields(&self.seg, self.geo.code_at(i), &[code])?;
+        // SAFETY: the slot lies inside the mapping (checked above), which is read-write (this
+        // is `ShareableList<ReadWrite>`) and lives as long as `self`; this process accesses
+        // slot bytes only atomically, each through `load_within`/`store_within` over the
+        // slot or (the fast paths) with the same accesses; `data` is private.
+        unsafe {
+            atomic_copy::store_within(
+                self.seg.as_mut_ptr().add(start as usize),
+                slot,
+                0,
+                data,
+                atomic_copy::Merge::Exclusive,
+            )
+        };
+        Ok(())
     }
+}
+
+/// Copy `data` into the list object at offset `at` with the accesses the list makes to
+/// everything but slot bytes (see [`read_fields`]); an error if it is not all inside.
+fn write_fields(seg: &Segment<ReadWrite>, at: u64, data: &[u8]) -> Result<()> {
+    let Some(at) = inside(seg, at, data.len()) else {
+        return Err(Error::invalid(
+            seg.name(),
+            format!("{} bytes at offset {at} lie past the end", data.len()),
+        ));
+    };
+    let dst = seg.as_mut_ptr();
+    if at % 8 == 0 {
+        // SAFETY: inside the mapping (checked), which is read-write and lives as long as
+        // `seg`; this process accesses these bytes only atomically; `data` is private.
+        unsafe { atomic_copy::store(data.as_ptr(), dst.add(at), data.len()) };
+    } else {
+        for (k, b) in data.iter().enumerate() {
+            // SAFETY: as above; one byte at a time.
+            unsafe { atomic_copy::store(b, dst.add(at + k), 1) };
+        }
+    }
+    Ok(())
+}
+
+/// Copy `buf.len()` bytes of the list object at offset `at`; `false` if they are not all
+/// inside the mapping. The accesses the list makes to everything but slot bytes (`SPEC.md`
+/// §9.4, one size per word): from an 8-aligned offset each whole word whole (and the bytes
+/// of a final partial word one by one), from any other offset every byte by itself. So an
+/// aligned format field is one 8-byte access and an unaligned one 8 byte accesses, codes are
+/// bytes, and the header, offsets table and trailer words are whole, whether a copy covers
+/// one field or a whole area (open reads the format area in one copy).
+fn read_fields<A: Access>(seg: &Segment<A>, at: u64, buf: &mut [u8]) -> bool {
+    let Some(at) = inside(seg, at, buf.len()) else {
+        return false;
+    };
+    let src = seg.as_ptr();
+    if at % 8 == 0 {
+        // SAFETY: inside the mapping (checked), which lives as long as `seg` (loads only:
+        // Relaxed, of at most 8 bytes, permitted on read-only mappings); this process
+        // accesses these bytes only atomically; `buf` is private.
+        unsafe { atomic_copy::load(src.add(at), buf.as_mut_ptr(), buf.len()) };
+    } else {
+        for (k, b) in buf.iter_mut().enumerate() {
+            // SAFETY: as above; one byte at a time.
+            unsafe { atomic_copy::load(src.add(at + k), b, 1) };
+        }
+    }
+    true
+}
+
+/// `at` as a mapping offset, if `len` bytes from it lie inside the mapping.
+fn inside<A: Access>(seg: &Segment<A>, at: u64, len: usize) -> Option<usize> {
+    let end = at.checked_add(len as u64)?;
+    (end <= seg.len() as u64).then_some(at as usize)
 }
 
 impl ShareableList<ReadOnly> {
@@ -424,7 +482,9 @@ impl<A: Access> ShareableList<A> {
     pub fn format_of(&self, index: isize) -> Result<String> {
         let i = self.normalise(index)?;
         let mut f = [0u8; 8];
-        load_at(&self.seg, self.geo.format_at(i), &mut f)?;
+        if !read_fields(&self.seg, self.geo.format_at(i), &mut f) {
+            return Err(self.corrupt(i, "its format lies past the end"));
+        }
         Format::parse(&f)
             .map(|f| f.to_string())
             .map_err(|e| self.corrupt(i, &e))
@@ -683,41 +743,42 @@ impl<A: Access> ShareableList<A> {
     #[inline]
     fn load_byte(&self, at: u64) -> u8 {
         debug_assert!(at < self.seg.len() as u64);
+        #[cfg(test)]
+        atomic_copy::trace::record(self.seg.as_ptr().wrapping_add(at as usize), 1);
         // SAFETY: inside the mapping (the caller's check), which lives as long as `self`;
         // every access this process makes to shared bytes is atomic.
         unsafe { AtomicU8::from_ptr(self.seg.as_ptr().add(at as usize).cast_mut()) }
             .load(Ordering::Relaxed)
     }
 
-    /// Copies of item `i`'s format, code and slot bytes (see [`cpython::snapshot`]).
+    /// Copies of item `i`'s format, code and slot bytes (see [`cpython::snapshot`]): the
+    /// format and code through [`read_fields`], the slot bytes through
+    /// [`atomic_copy::load_within`] over the whole slot, whatever part of it the format covers
+    /// (the accesses every copy of the slot makes, `SPEC.md` §9.4). The read at the slot's
+    /// start is the slot's: the format and code lie after every slot, so a read starting
+    /// there is a format's only when the slot is empty, and then its 8 bytes do not fit it.
     fn snapshot(&self, i: usize) -> std::result::Result<Snapshot, String> {
-        cpython::snapshot(&self.geo, i, &mut |at, buf| self.read(at, buf))
+        let (start, slot) = self.geo.slot(i);
+        cpython::snapshot(&self.geo, i, &mut |at, buf| {
+            if at == start && buf.len() <= slot {
+                self.read_slot(start, slot, buf)
+            } else {
+                read_fields(&self.seg, at, buf)
+            }
+        })
     }
 
-    /// Copy `buf.len()` bytes at object offset `at`; `false` if they are not all inside the
-    /// mapping. An aligned word or a single byte is one atomic load (the fast path of `get`);
-    /// anything else goes through [`load_at`].
-    #[inline]
-    fn read(&self, at: u64, buf: &mut [u8]) -> bool {
-        let inside = at
-            .checked_add(buf.len() as u64)
-            .is_some_and(|end| end <= self.seg.len() as u64);
-        match buf.len() {
-            8 if inside && at % 8 == 0 => {
-                buf.copy_from_slice(&self.load_word(at).to_le_bytes());
-                true
-            }
-            1 if inside => {
-                // SAFETY: inside the mapping (checked), which lives as long as `self`; a
-                // Relaxed byte load is permitted on read-only mappings; every access this
-                // process makes to shared bytes is atomic.
-                buf[0] =
-                    unsafe { AtomicU8::from_ptr(self.seg.as_ptr().add(at as usize).cast_mut()) }
-                        .load(Ordering::Relaxed);
-                true
-            }
-            _ => load_at(&self.seg, at, buf).is_ok(),
+    /// Copy the first `buf.len()` bytes of the `slot`-byte slot at object offset `start`;
+    /// `false` if the slot is not inside the mapping.
+    fn read_slot(&self, start: u64, slot: usize, buf: &mut [u8]) -> bool {
+        if buf.len() > slot || inside(&self.seg, start, slot).is_none() {
+            return false;
         }
+        // SAFETY: the slot lies inside the mapping (checked), which lives as long as `self`
+        // (loads only: Relaxed, at most 8 bytes, permitted on read-only mappings); this
+        // process accesses slot bytes only atomically; `buf` is private.
+        unsafe { atomic_copy::load_within(self.seg.as_ptr().add(start as usize), slot, 0, buf) };
+        true
     }
 
     /// The 8-aligned word at object offset `at`, which the caller checked lies inside the
@@ -725,6 +786,8 @@ impl<A: Access> ShareableList<A> {
     #[inline]
     fn load_word(&self, at: u64) -> u64 {
         debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        #[cfg(test)]
+        atomic_copy::trace::record(self.seg.as_ptr().wrapping_add(at as usize), 8);
         // SAFETY: 8-aligned and inside the mapping (the caller's check; the mapping is
         // page-aligned), which lives as long as `self`; every process accesses these words
         // atomically (or is another process, outside this process's memory model).
@@ -850,44 +913,6 @@ fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
     }
 }
 
-/// Copy object bytes at `at` into `buf` with the list's access sizes: each byte of a range's
-/// partial words at either end one by one, its whole 8-aligned words whole
-/// (`atomic_copy::load`), as the list's own stores make them (a code one byte, an aligned
-/// format field one word). Not `Segment::read_at`, which loads every word whole: the code
-/// area's bytes, which `set` stores one at a time, would then be loaded in words, a
-/// mixed-size race with a `set` on another thread of this process.
-fn load_at<A: Access>(seg: &Segment<A>, at: u64, buf: &mut [u8]) -> Result<()> {
-    check_inside(seg, at, buf.len())?;
-    // SAFETY: inside the mapping (checked), which lives as long as `seg`; loads only (it may
-    // be PROT_READ); `buf` is private; this process accesses the list's bytes only
-    // atomically, with these sizes.
-    unsafe { atomic_copy::load(seg.as_ptr().add(at as usize), buf.as_mut_ptr(), buf.len()) };
-    Ok(())
-}
-
-/// Copy `data` into object bytes at `at` with [`load_at`]'s access sizes.
-fn store_at(seg: &Segment, at: u64, data: &[u8]) -> Result<()> {
-    check_inside(seg, at, data.len())?;
-    // SAFETY: inside the read-write mapping (checked), which lives as long as `seg`; `data`
-    // is private; accesses as in `load_at`.
-    unsafe { atomic_copy::store(data.as_ptr(), seg.as_mut_ptr().add(at as usize), data.len()) };
-    Ok(())
-}
-
-/// Whether `[at, at + len)` lies inside the object, as an error naming it if not.
-fn check_inside<A: Access>(seg: &Segment<A>, at: u64, len: usize) -> Result<()> {
-    match at.checked_add(len as u64) {
-        Some(end) if end <= seg.len() as u64 => Ok(()),
-        _ => Err(Error::invalid(
-            seg.name(),
-            format!(
-                "range {at}..{at}+{len} is outside the {}-byte object",
-                seg.len()
-            ),
-        )),
-    }
-}
-
 impl<A: Access> ShareableListOptions<A> {
     crate::segment::segment_settings!("list"; unlink_on_drop);
 
@@ -906,7 +931,7 @@ impl<A: Access> ShareableListOptions<A> {
     pub fn open(&self, name: &str) -> Result<ShareableList<A>> {
         let seg = self.seg.open(name)?;
         let size = seg.len() as u64;
-        let mut read = |at: u64, buf: &mut [u8]| load_at(&seg, at, buf).is_ok();
+        let mut read = |at: u64, buf: &mut [u8]| read_fields(&seg, at, buf);
         let first = trailer::classify(name, size, &mut read).map_err(|e| e.into_error(name))?;
         let (geo, t) = match first {
             Classified::Cpython(g) => (g, None),
@@ -1135,5 +1160,128 @@ mod review_tests {
             "open loaded the code area in words ({} accesses)",
             whole.len()
         );
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod size_tests {
+    use super::*;
+    use crate::os::atomic_copy::trace;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// For every 8-byte word of `base..base + len` (addresses) that `log` touches, the access
+    /// sizes used: each must be one size (SPEC §9.4, one size per word).
+    fn sizes_per_word(
+        log: &[(usize, usize)],
+        base: usize,
+        len: usize,
+    ) -> BTreeMap<usize, BTreeSet<usize>> {
+        let mut sizes = BTreeMap::<usize, BTreeSet<usize>>::new();
+        for &(at, size) in log {
+            if (base..base + len).contains(&at) {
+                sizes.entry((at - base) & !7).or_default().insert(size);
+            }
+        }
+        sizes
+    }
+
+    fn assert_one_size(sizes: &BTreeMap<usize, BTreeSet<usize>>) {
+        for (word, s) in sizes {
+            assert_eq!(
+                s.len(),
+                1,
+                "word at object offset {word} accessed with sizes {s:?}"
+            );
+        }
+    }
+
+    /// Audit finding: a reader copies the slot bytes its format covers, a writer the whole
+    /// slot, each split by its own ends (`atomic_copy`): with a format `"13s"` in a 16-byte
+    /// slot (one CPython's rules accept, §9.2 step 5, which a foreign writer may leave), a
+    /// `get` loaded bytes 8..13 one by one while a `set` of another thread stores that word
+    /// whole: racing atomic accesses of different sizes to the same bytes, undefined in
+    /// Rust's model. Every copy of a slot now accesses each word lying wholly inside the slot
+    /// whole.
+    #[test]
+    fn list_item_copies_access_each_word_with_one_size() {
+        let name = format!("list-sizes-fmt-{}", std::process::id());
+        let l = ShareableList::options()
+            .reserve(16)
+            .unlink_on_drop(true)
+            .create(&name, &[Item::from("abc"), Item::Int(5)])
+            .unwrap();
+        // A foreign writer's format: 13 of the slot's 16 bytes.
+        l.seg
+            .write_at(l.geo.format_at(0), b"13s\0\0\0\0\0")
+            .unwrap();
+        trace::start();
+        assert_eq!(l.get(0).unwrap(), Item::from("abc"));
+        l.set(0, &Item::from("hello, world")).unwrap();
+        assert_eq!(l.get(0).unwrap(), Item::from("hello, world"));
+        l.set(0, &Item::Int(-1)).unwrap();
+        assert_eq!(l.get(0).unwrap(), Item::Int(-1));
+        l.set(1, &Item::from("sixteen bytes!!!")).unwrap();
+        assert_eq!(l.get(1).unwrap(), Item::from("sixteen bytes!!!"));
+        assert_eq!(l.format_of(1).unwrap(), "16s");
+        let log = trace::stop();
+        let sizes = sizes_per_word(&log, l.seg.as_ptr() as usize, l.geo.end as usize);
+        assert_one_size(&sizes);
+        assert!(sizes.len() >= 6, "{sizes:?}"); // two slots of two words, formats, codes
+    }
+
+    /// Audit finding: a list whose slots and format area are not 8-aligned (no CPython or
+    /// shmkit creator makes one, but §9.2 accepts it) was copied with whatever accesses each
+    /// copy's own ends gave: an int written into a slot starting at offset 43 was all byte
+    /// stores, while a `str` of that slot loaded the word at 48 whole. Every word is now
+    /// accessed whole if it lies wholly inside one slot or is one aligned format field, and
+    /// by bytes otherwise, by every path: open, get, set, format_of.
+    #[test]
+    fn unaligned_list_items_access_each_word_with_one_size() {
+        let name = format!("list-sizes-unaligned-{}", std::process::id());
+        // N = 3, slots of 3, 13 and 5 bytes: data at 40, item 1 at 43, formats at 61
+        // (unaligned), codes at 85, end 88.
+        let mut b = vec![0u8; 88];
+        b[..8].copy_from_slice(&3i64.to_le_bytes());
+        for (k, o) in [0i64, 3, 16, 21].iter().enumerate() {
+            b[8 + 8 * k..16 + 8 * k].copy_from_slice(&o.to_le_bytes());
+        }
+        b[40..42].copy_from_slice(b"ab");
+        b[43..48].copy_from_slice(b"hello");
+        b[56..59].copy_from_slice(b"xyz");
+        b[61..63].copy_from_slice(b"3s");
+        b[69..72].copy_from_slice(b"13s");
+        b[77..79].copy_from_slice(b"5s");
+        b[85..88].copy_from_slice(&[CODE_BYTES, CODE_STR, CODE_BYTES]);
+        let raw = Segment::options()
+            .raw(true)
+            .unlink_on_drop(true)
+            .create(&name, 88)
+            .unwrap();
+        raw.write_at(0, &b).unwrap();
+        trace::start();
+        let l = ShareableList::open(&name).unwrap();
+        assert_eq!(l.get(1).unwrap(), Item::from("hello"));
+        l.set(1, &Item::Int(7)).unwrap();
+        assert_eq!(l.get(1).unwrap(), Item::Int(7));
+        assert_eq!(l.format_of(1).unwrap(), "q");
+        l.set(1, &Item::from("hello, world!")).unwrap();
+        assert_eq!(l.get(1).unwrap(), Item::from("hello, world!"));
+        l.set(0, &Item::from(&b"a"[..])).unwrap();
+        l.set(2, &Item::from("xy")).unwrap();
+        let all: Vec<Item> = l.iter().map(|v| v.unwrap()).collect();
+        assert_eq!(format!("{}", l.format_of(2).unwrap()), "5s");
+        let log = trace::stop();
+        assert_eq!(
+            all,
+            [
+                Item::from(&b"a"[..]),
+                Item::from("hello, world!"),
+                Item::from("xy")
+            ]
+        );
+        let sizes = sizes_per_word(&log, l.seg.as_ptr() as usize, 88);
+        assert_eq!(sizes.len(), 11, "{sizes:?}");
+        assert_one_size(&sizes);
+        drop(raw);
     }
 }

@@ -183,9 +183,10 @@ fn check_formats(
 ) -> std::result::Result<(), NotAList> {
     let n = g.len();
     let mut area = vec![0u8; 9 * n];
-    // The formats in one copy (writers store each 8-aligned field as one word), the codes a
-    // byte at a time, as writers store them: a copy of the code area would load its words
-    // whole, racing a writer's byte stores with another size (SPEC §10.4, one size per word).
+    // The formats in one copy (the list's reader copies an 8-aligned area in whole words, each
+    // field one, and an unaligned one byte by byte: as writers store fields), the codes a byte
+    // at a time, as writers store them: a copy of the code area would load its words whole,
+    // racing a writer's byte stores with another size (SPEC §9.4, one size per word).
     let (formats, codes) = area.split_at_mut(8 * n);
     if !read(g.formats, formats)
         || !codes

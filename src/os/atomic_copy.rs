@@ -26,10 +26,10 @@
 //!   word through byte stores while another copy reads that whole word (or a caller's
 //!   `AtomicU32` accesses the same bytes concurrently) is such a mixed-size race. It is benign
 //!   on every supported CPU (each byte is single-copy atomic), but it is outside the model;
-//!   protocols that race on words keep every access to a given word the same size: whole
-//!   8-aligned words, as `Segment::atomic_u64` hands out and [`load_whole`]/[`store_whole`]
-//!   copy them whatever the range (the copies of `Segment::read_at`/`write_at` and of the
-//!   seqlock cells).
+//!   protocols that race on words keep every access to a given word the same size (whole
+//!   8-aligned words, as `Segment::atomic_u64` hands out, or every copy of a region through
+//!   [`load_within`]/[`store_within`], whose sizes depend on the region, not on the copy: the
+//!   seqlock cells, ShareableList slots, `Segment::read_at`/`write_at`).
 //!
 //! These are `std` atomics, not the loom shim's: they carry no ordering, and under loom the
 //! protocols that decide when bytes may be copied are modelled on their own words.
@@ -142,6 +142,173 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
+/// Copy `out.len()` bytes from byte `at` of the `len`-byte region at `region` (shared memory)
+/// into `out`, with the accesses every racing copy of that region makes, whatever part of it
+/// it copies ("one size per word", `SPEC.md` §10.4 and §9.4): each aligned 8-byte word lying
+/// wholly inside the region is loaded whole, in one 8-byte access, even when only part of it
+/// is wanted; every other byte of the region (in a word that the region covers only in part,
+/// at an end it does not share with an aligned word boundary) by a byte access.
+///
+/// Why: [`load`] and [`store`] split a copy by the copy's own ends, so two racing copies of
+/// different parts of a region (a reader of element 3 of an `Array<u8>` and a writer of the
+/// whole array; a reader of a `"13s"` format's bytes and a writer of the whole 16-byte slot)
+/// access one word with different sizes: a mixed-size race, undefined in Rust's model unless
+/// both are loads. Copies that all go through [`load_within`]/[`store_within`] with the same
+/// region never do, and regions that do not overlap share no word that either accesses whole.
+///
+/// # Safety
+///
+/// `region` is valid for reads of `len` bytes while the call runs (it may be mapped
+/// `PROT_READ`); `at + out.len() <= len`; every concurrent access to the region by this
+/// process is atomic (or ordered before or after the call by happens-before); `out` is
+/// private and does not overlap the region.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) unsafe fn load_within(region: *const u8, len: usize, at: usize, out: &mut [u8]) {
+    walk(region as usize % WORD, len, at, out.len(), |run| {
+        // SAFETY: `run` lies inside the region (`walk`), which the contract makes valid for
+        // reads; a `Words` run starts on an aligned word and is whole words, a `Bytes` run
+        // lies inside one word and is shorter than 8, so `load` makes exactly the accesses
+        // named; `out` is private and distinct from the region.
+        unsafe {
+            match run {
+                Run::Words(w, n) | Run::Bytes(w, n) => {
+                    load(region.add(w), out.as_mut_ptr().add(w - at), n)
+                }
+                Run::Part(w, from, to) => {
+                    let mut word = [0u8; WORD];
+                    load(region.add(w), word.as_mut_ptr(), WORD);
+                    out[w + from - at..w + to - at].copy_from_slice(&word[from..to]);
+                }
+            }
+        }
+    });
+}
+
+/// Who else may write a word that [`store_within`] changes only a part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) enum Merge {
+    /// No other thread of this process (its writers are serialised, by a writer lock; or, for
+    /// a CPython list, whose writers take no lock, every region's writers write it whole or
+    /// from its start, so a merge happens only in layouts no creator makes, and two racing
+    /// writers of one region leave a mix of their bytes either way): the word is loaded,
+    /// changed and stored whole, and the load races with loads only. No read-modify-write.
+    Exclusive,
+    /// Other threads may write other bytes of the word concurrently (`Segment::write_at`):
+    /// the word is changed by a compare-exchange loop, so their bytes are kept. It retries
+    /// only when the word changed between two of its attempts.
+    Shared,
+}
+
+/// Store `src` into byte `at` of the `len`-byte region at `region` (shared memory), with the
+/// accesses of [`load_within`]: a part of a whole word is merged into the word (accessed
+/// whole, as `merge` says).
+///
+/// # Safety
+///
+/// As [`load_within`], and the region is writable; with [`Merge::Exclusive`], no other thread
+/// of this process writes the region's partly written words while the call runs.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) unsafe fn store_within(
+    region: *mut u8,
+    len: usize,
+    at: usize,
+    src: &[u8],
+    merge: Merge,
+) {
+    walk(region as usize % WORD, len, at, src.len(), |run| {
+        // SAFETY: `run` lies inside the writable region (`walk`); accesses as in
+        // `load_within`; `src` is private.
+        unsafe {
+            match run {
+                Run::Words(w, n) | Run::Bytes(w, n) => {
+                    store(src.as_ptr().add(w - at), region.add(w), n)
+                }
+                Run::Part(w, from, to) => {
+                    let part = &src[w + from - at..w + to - at];
+                    let merged = |old: u64| {
+                        let mut b = old.to_ne_bytes();
+                        b[from..to].copy_from_slice(part);
+                        u64::from_ne_bytes(b)
+                    };
+                    match merge {
+                        Merge::Exclusive => {
+                            let mut word = [0u8; WORD];
+                            load(region.add(w), word.as_mut_ptr(), WORD);
+                            let v = merged(u64::from_ne_bytes(word)).to_ne_bytes();
+                            store(v.as_ptr(), region.add(w), WORD);
+                        }
+                        Merge::Shared => {
+                            #[cfg(test)]
+                            trace::record(region.add(w), WORD);
+                            // The word at `region + w` is aligned and lies inside the region.
+                            let a = AtomicU64::from_ptr(region.add(w).cast::<u64>());
+                            // Relaxed: a copy orders nothing (module docs); the value is a
+                            // guess the compare-exchange checks.
+                            let mut old = a.load(Ordering::Relaxed);
+                            while let Err(now) = a.compare_exchange_weak(
+                                old,
+                                merged(old),
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            ) {
+                                old = now;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A piece of a [`load_within`]/[`store_within`] copy; offsets from the region's start.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(loom, allow(dead_code))]
+enum Run {
+    /// Whole words: `n` bytes (a multiple of 8) from `w` (an aligned word), each copied whole.
+    Words(usize, usize),
+    /// Bytes `from..to` of the whole word at `w`: the word is accessed whole.
+    Part(usize, usize, usize),
+    /// `n` bytes (fewer than 8) from `w`, inside one word the region covers only in part:
+    /// byte accesses.
+    Bytes(usize, usize),
+}
+
+/// Split the copy of `n` bytes at offset `at` of a `len`-byte region whose start lies `mis`
+/// bytes past an aligned word (`0..8`) into [`Run`]s.
+#[cfg_attr(loom, allow(dead_code))]
+fn walk(mis: usize, len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
+    let end = at + n;
+    debug_assert!(mis < WORD && end <= len);
+    // The region's whole words are `head..whole`: `head` bytes up to the first aligned word,
+    // then as many whole words as fit.
+    let head = ((WORD - mis) % WORD).min(len);
+    let whole = head + (len - head) / WORD * WORD;
+    let mut pos = at;
+    while pos < end {
+        if pos < head {
+            let stop = end.min(head);
+            f(Run::Bytes(pos, stop - pos));
+            pos = stop;
+        } else if pos >= whole {
+            f(Run::Bytes(pos, end - pos));
+            return;
+        } else {
+            let w = pos - (pos - head) % WORD;
+            if pos == w && end >= w + WORD {
+                let stop = w + (end.min(whole) - w) / WORD * WORD;
+                f(Run::Words(w, stop - w));
+                pos = stop;
+            } else {
+                let to = (end - w).min(WORD);
+                f(Run::Part(w, pos - w, to));
+                pos = w + to;
+            }
+        }
+    }
+}
+
 /// Copies of at least this many bytes go through [`load_bytes`]/[`store_bytes`]'s string
 /// copy (`rep movsb`); shorter ones through the word loops, which are faster there (a bare
 /// copy-in, copy-out ring between two processes on the 2-vCPU EPYC of `BENCHMARKS.md`: words
@@ -237,148 +404,6 @@ unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
-/// Copy `out.len()` bytes from byte offset `at` of the `len`-byte area at `area` (8-aligned)
-/// into `out`, accessing each 8-byte word that lies wholly inside the area with one 8-byte
-/// load, whatever part of it is wanted, and the bytes of a final partial word one by one.
-///
-/// This is the copy for memory that other threads of this process may access concurrently
-/// through the same mapping with copies of other ranges: Rust's model makes racing atomic
-/// accesses of different sizes to the same bytes undefined unless both are loads (module
-/// docs), and [`load`]/[`store`] split a range by its own ends, so two of them over
-/// different ranges may access one word with different sizes. Every access made by
-/// [`load_whole`] and [`store_whole`] over one area has the same size for a given word:
-/// 8 bytes below `len & !7`, 1 byte above. Used by the seqlock cells (SPEC §10.4, "one size
-/// per word") and `Segment::read_at`.
-///
-/// # Safety
-///
-/// `area` is 8-aligned and valid for reads of `len` bytes while the call runs (it may be
-/// mapped `PROT_READ`: only `Relaxed` loads of 1 and 8 bytes are made); `at + out.len() <=
-/// len`; every access to the area by this process is atomic (or ordered by happens-before).
-pub(crate) unsafe fn load_whole(area: *const u8, len: usize, at: usize, out: &mut [u8]) {
-    debug_assert!(area as usize % WORD == 0);
-    walk_whole(len, at, out.len(), |run| {
-        // SAFETY: `run` lies inside the area (`walk_whole`), which the contract makes valid
-        // for reads; `out` is private and distinct from the area.
-        unsafe {
-            match run {
-                Run::Words(w, n) | Run::Bytes(w, n) => {
-                    load(area.add(w), out.as_mut_ptr().add(w - at), n)
-                }
-                Run::Part(w, from, to) => {
-                    let mut word = [0u8; WORD];
-                    load(area.add(w), word.as_mut_ptr(), WORD);
-                    out[w + from - at..w + to - at].copy_from_slice(&word[from..to]);
-                }
-            }
-        }
-    });
-}
-
-/// Who else may write a word that [`store_whole`] changes only a part of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Merge {
-    /// Nobody in this process (the caller holds a writer lock, as the seqlock cells do): the
-    /// word is loaded, changed and stored whole, and the load races with loads only.
-    Exclusive,
-    /// Other threads may write other bytes of the word concurrently: the word is changed
-    /// with a compare-exchange loop, so their bytes are kept (`Segment::write_at`). The loop
-    /// retries only when the word changed between two of its attempts, each of which is
-    /// one read-modify-write.
-    Shared,
-}
-
-/// Copy `src` into byte offset `at` of the `len`-byte area at `area` (8-aligned) with the
-/// accesses of [`load_whole`]: whole words with one 8-byte store, a part of a whole word
-/// merged into the word (loaded and stored or compare-exchanged whole, per `merge`), the
-/// bytes of a final partial word one by one.
-///
-/// # Safety
-///
-/// As [`load_whole`], and the area is writable; with [`Merge::Exclusive`], no other thread
-/// of this process writes the area while the call runs.
-pub(crate) unsafe fn store_whole(area: *mut u8, len: usize, at: usize, src: &[u8], merge: Merge) {
-    debug_assert!(area as usize % WORD == 0);
-    walk_whole(len, at, src.len(), |run| {
-        // SAFETY: `run` lies inside the writable area (`walk_whole`); `src` is private.
-        unsafe {
-            match run {
-                Run::Words(w, n) | Run::Bytes(w, n) => {
-                    store(src.as_ptr().add(w - at), area.add(w), n)
-                }
-                Run::Part(w, from, to) => {
-                    let part = &src[w + from - at..w + to - at];
-                    let merged = |old: u64| {
-                        let mut b = old.to_ne_bytes();
-                        b[from..to].copy_from_slice(part);
-                        u64::from_ne_bytes(b)
-                    };
-                    match merge {
-                        Merge::Exclusive => {
-                            let mut word = [0u8; WORD];
-                            load(area.add(w), word.as_mut_ptr(), WORD);
-                            let v = merged(u64::from_ne_bytes(word));
-                            store(v.to_ne_bytes().as_ptr(), area.add(w), WORD);
-                        }
-                        Merge::Shared => {
-                            #[cfg(test)]
-                            trace::record(area.add(w), WORD);
-                            // `area + w` is 8-aligned and the word lies inside the area.
-                            let a = AtomicU64::from_ptr(area.add(w).cast::<u64>());
-                            // Relaxed: a copy orders nothing (module docs); the value is a
-                            // guess the compare-exchange checks.
-                            let mut old = a.load(Ordering::Relaxed);
-                            while let Err(now) = a.compare_exchange_weak(
-                                old,
-                                merged(old),
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            ) {
-                                old = now;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// A piece of a whole-word copy ([`walk_whole`]); offsets from the start of the area.
-#[derive(Debug, Clone, Copy)]
-enum Run {
-    /// Whole words: `n` bytes (a multiple of 8) from `w` (8-aligned), each word copied whole.
-    Words(usize, usize),
-    /// Bytes `from..to` of the whole word at `w`: the word is accessed whole.
-    Part(usize, usize, usize),
-    /// `n` bytes from `w`, in the final partial word (past the last whole one): byte accesses.
-    Bytes(usize, usize),
-}
-
-/// Split the copy of `n` bytes at offset `at` of a `len`-byte area into [`Run`]s.
-fn walk_whole(len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
-    let end = at + n;
-    debug_assert!(end <= len);
-    let whole = len & !7; // the end of the last word wholly inside the area
-    let mut pos = at;
-    while pos < end {
-        if pos >= whole {
-            f(Run::Bytes(pos, end - pos));
-            return;
-        }
-        let w = pos & !7;
-        if pos == w && end >= w + 8 {
-            let stop = end.min(whole) & !7;
-            f(Run::Words(w, stop - w));
-            pos = stop;
-        } else {
-            let to = (end - w).min(8);
-            f(Run::Part(w, pos - w, to));
-            pos = w + to;
-        }
-    }
-}
-
 /// An `order` load the way read-only memory permits it: `relaxed_load` (which must load with
 /// `Ordering::Relaxed`), then no fence for `Relaxed`, `fence(Acquire)` for `Acquire`, and
 /// `fence(SeqCst)` for `SeqCst`. The result acquires exactly as an `Acquire` load would (an
@@ -410,37 +435,6 @@ pub(crate) fn load_read_only<T>(order: Ordering, relaxed_load: impl FnOnce() -> 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    /// Every split covers the range exactly, in order, and accesses each word of the area in
-    /// one way: whole words (`Words`, `Part`) below the last whole word's end, bytes after it.
-    #[test]
-    fn walk_whole_covers_the_range_with_one_access_size_per_word() {
-        for len in 1..40 {
-            let whole = len & !7;
-            for at in 0..len {
-                for n in 0..=len - at {
-                    let mut next = at;
-                    walk_whole(len, at, n, |r| match r {
-                        Run::Words(w, k) => {
-                            assert!(w == next && w % 8 == 0 && k % 8 == 0 && k > 0);
-                            assert!(w + k <= whole);
-                            next = w + k;
-                        }
-                        Run::Part(w, from, to) => {
-                            assert!(w % 8 == 0 && w + from == next && from < to && to <= 8);
-                            assert!(w + 8 <= whole);
-                            next = w + to;
-                        }
-                        Run::Bytes(w, k) => {
-                            assert!(w == next && w >= whole && k > 0);
-                            next = w + k;
-                        }
-                    });
-                    assert_eq!(next, at + n, "len {len} at {at} n {n}");
-                }
-            }
-        }
-    }
 
     /// A 64-byte-aligned buffer of words, used as "shared" memory.
     fn shared(n: usize) -> Vec<AtomicU64> {
@@ -485,6 +479,79 @@ mod tests {
                     assert_eq!(&got[off..off + len], &pattern[priv_off..priv_off + len]);
                     assert!(got[..off].iter().all(|&b| b == 0), "stored before");
                     assert!(got[off + len..].iter().all(|&b| b == 0), "stored after");
+                }
+            }
+        }
+    }
+
+    /// Every split covers the range exactly, in order, and accesses each word in one way,
+    /// decided by the region alone: whole (`Words`, `Part`) for an aligned word wholly inside
+    /// the region, bytes for every other.
+    #[test]
+    fn walk_covers_the_range_with_one_access_size_per_word() {
+        for mis in 0..8 {
+            for len in 0..40 {
+                // Absolute offsets (region start at `mis`) of the region's whole words.
+                let whole = |w: usize| w % 8 == 0 && w >= mis && w + 8 <= mis + len;
+                for at in 0..=len {
+                    for n in 0..=len - at {
+                        let mut next = at;
+                        walk(mis, len, at, n, |r| match r {
+                            Run::Words(w, k) => {
+                                assert!(w == next && k % 8 == 0 && k > 0);
+                                assert!((w..w + k).step_by(8).all(|x| whole(mis + x)));
+                                next = w + k;
+                            }
+                            Run::Part(w, from, to) => {
+                                assert!(w + from == next && from < to && to <= 8);
+                                assert!(whole(mis + w) && (from > 0 || to < 8));
+                                next = w + to;
+                            }
+                            Run::Bytes(w, k) => {
+                                assert!(w == next && k > 0 && k < 8);
+                                let word = (mis + w) & !7;
+                                assert_eq!(word, (mis + w + k - 1) & !7, "one word");
+                                assert!(!whole(word), "mis {mis} len {len}: bytes of a whole word");
+                                next = w + k;
+                            }
+                        });
+                        assert_eq!(next, at + n, "mis {mis} len {len} at {at} n {n}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn copies_within_a_region_copy_exactly_those_bytes() {
+        let pattern: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(29) ^ 0x33).collect();
+        for off in 0..8 {
+            for len in 0..40 {
+                for at in 0..=len {
+                    for n in [0, 1, 7, 8, 9, 17].into_iter().filter(|&n| at + n <= len) {
+                        for merge in [Merge::Exclusive, Merge::Shared] {
+                            let sh = shared(8);
+                            // SAFETY: 64 bytes, private to this test.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(pattern.as_ptr(), base(&sh), 64)
+                            };
+                            let mut out = vec![0xeeu8; n];
+                            // SAFETY: off + len < 48, inside the buffer.
+                            unsafe { load_within(base(&sh).add(off), len, at, &mut out) };
+                            assert_eq!(out, &pattern[off + at..off + at + n]);
+                            let src: Vec<u8> = (0..n as u8).map(|b| !b).collect();
+                            // SAFETY: as above.
+                            unsafe { store_within(base(&sh).add(off), len, at, &src, merge) };
+                            let mut got = vec![0u8; 64];
+                            // SAFETY: 64 bytes; no other thread.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(base(&sh), got.as_mut_ptr(), 64)
+                            };
+                            assert_eq!(&got[off + at..off + at + n], &src[..]);
+                            assert_eq!(&got[..off + at], &pattern[..off + at], "stored before");
+                            assert_eq!(&got[off + at + n..], &pattern[off + at + n..], "after");
+                        }
+                    }
                 }
             }
         }

@@ -229,7 +229,7 @@ impl Segment<ReadWrite> {
         // every access this safe API makes to the payload is atomic with one size per word
         // (`atomic_u32`, the exception, is `unsafe` and its caller keeps the rule).
         unsafe {
-            atomic_copy::store_whole(
+            atomic_copy::store_within(
                 self.as_mut_ptr(),
                 self.payload_len,
                 offset as usize,
@@ -401,7 +401,7 @@ impl<A: Access> Segment<A> {
         // local slice; every access this safe API makes to the payload is atomic with one
         // size per word (`atomic_u32`, the exception, is `unsafe` and its caller keeps the
         // rule).
-        unsafe { atomic_copy::load_whole(self.as_ptr(), self.payload_len, offset as usize, buf) };
+        unsafe { atomic_copy::load_within(self.as_ptr(), self.payload_len, offset as usize, buf) };
         Ok(())
     }
 
