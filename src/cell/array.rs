@@ -665,9 +665,16 @@ impl AnyArray {
     }
 
     /// The start of the data (element 0), in this process's mapping of the array, valid while
-    /// this handle lives. Accesses through it bypass the lock and the sequence, and other
-    /// processes may write the bytes at any time: use atomic or volatile accesses (this is
-    /// what the Python package exports through the buffer protocol, for numpy).
+    /// this handle lives (this is what the Python package exports through the buffer
+    /// protocol, for numpy). Accesses through it bypass the lock and the sequence, and other
+    /// processes may write the bytes at any time. Other threads of this process may access
+    /// the same bytes through this handle (or its clones) at the same time, and Rust's memory
+    /// model makes that a data race, undefined behaviour, unless both accesses are atomic and
+    /// of the same size (or both loads): so access each byte with the atomics this handle's
+    /// own calls use for it, elements with atomics of their size in atomic mode, and in
+    /// locked and seqlock modes whole aligned 8-byte words (single bytes only in a final
+    /// word the data covers partly), or hold the lock in locked mode (then plain accesses are
+    /// ordered with this process's lock holders). Volatile accesses are not atomic.
     pub fn data_ptr(&self) -> *mut u8 {
         // SAFETY: the data lies inside the mapping (checked at open).
         unsafe { self.raw.segment().as_mut_ptr().add(DATA_IN_PAYLOAD) }
