@@ -305,11 +305,11 @@ pub const COPY_LATEST_LIMIT: std::time::Duration = std::time::Duration::from_sec
 /// [`COPY_LATEST_LIMIT`] (a large frame's copy is long, and a publisher, or a peer rewriting
 /// the sequence words, may overwrite it every time).
 ///
-/// Not for a process that also publishes on the channel: there the copy may overlap a
-/// [`Loan`](super::Loan)'s plain writes to the same bytes
-/// ([`as_mut_slice`](super::Loan::as_mut_slice)), a data race that Rust's model leaves
-/// undefined even though the re-check discards such a copy. A process reads a channel it
-/// publishes on through a [`Subscriber`](super::Subscriber), which pins the frame.
+/// It maps the channel read-only on its own, so a publisher in the same process writes
+/// through another mapping, which for Rust's memory model is other memory, as another
+/// process's is: a copy that overlaps a [`Loan`](super::Loan)'s writes is detected by the
+/// re-check and retried. A process that reads every frame, or needs one without copying it,
+/// uses a [`Subscriber`](super::Subscriber), which pins the frame.
 pub fn copy_latest(name: &str) -> Result<Option<FrameCopy>> {
     let c = open_read_only(name, None)?;
     let (v, g) = (&c.view, c.view.g);
