@@ -61,10 +61,13 @@ fn child_main() {
                 // held, the sequence odd, half the data new.
                 let v = Value::<Block>::open(name).unwrap();
                 let g = v.lock().unwrap();
-                let seq = v.segment().atomic_u64(32).unwrap(); // SPEC §10.1: seq at 32
+                // The object's bytes through a mapping of our own (a cell handle hands out
+                // none), as a writer's would be: object offsets, the payload at 128.
+                let raw = shmkit::Segment::options().raw(true).open(name).unwrap();
+                let seq = raw.atomic_u64(128 + 32).unwrap(); // SPEC §10.1: seq at 32
                 let s = seq.load(std::sync::atomic::Ordering::Relaxed);
                 seq.store(s | 1, std::sync::atomic::Ordering::Relaxed);
-                v.segment().write_at(320 - 128, &[0xAA; 64]).unwrap(); // half of the data
+                raw.write_at(320, &[0xAA; 64]).unwrap(); // half of the data
                 report("mid-write");
                 std::thread::sleep(Duration::from_secs(600));
                 drop(g);
@@ -489,10 +492,7 @@ fn options_lifetime_unlink_and_open_or_create() {
             .unwrap();
         let w = Value::<u32>::open_or_create(&name, 99).unwrap();
         assert_eq!(w.get().unwrap(), 3); // the first creator's value
-        assert_eq!(
-            v.segment().header().unwrap().lifetime,
-            shmkit::segment::Lifetime::Owned
-        );
+        assert_eq!(v.header().lifetime, shmkit::segment::Lifetime::Owned);
     }
     assert!(matches!(
         Value::<u32>::open(&name),

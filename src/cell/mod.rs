@@ -45,6 +45,18 @@
 //! assert!(e.to_string().contains("holds Array<d>[4], asked for Value<q>"));
 //! # Ok::<(), shmkit::Error>(())
 //! ```
+//!
+//! A handle reaches the cell's bytes only through its own methods, each with the access size
+//! the cell's protocol uses for those bytes: it hands out no `&Segment` over its mapping, on
+//! which safe code could load an atomic `u8` element's word whole while another thread
+//! changes the element, a mixed-size race that Rust's model leaves undefined (`SPEC.md` §1).
+//! [`header`](Value::header) gives the validated header; tools that want the raw bytes map
+//! the object on their own:
+//!
+//! ```compile_fail
+//! let v = shmkit::cell::Value::<u8>::open("some-cell").unwrap();
+//! v.segment(); // error: no method named `segment`
+//! ```
 
 mod array;
 mod info;
@@ -205,9 +217,18 @@ macro_rules! cell_accessors {
             self.raw.segment().name()
         }
 
-        /// The underlying segment.
-        pub fn segment(&self) -> &crate::Segment {
-            self.raw.segment()
+        /// The object's header, as validated when this handle was made (kind, layout
+        /// fingerprint, sizes, creator, lifetime). The object's bytes are reached only
+        /// through this handle's methods: a `&Segment` over its mapping would let safe code
+        /// access the words the cell changes with smaller atomics (an atomic-mode `u8`
+        /// element, the control block's 4-byte fields) in whole 8-byte words, a mixed-size
+        /// race. Tools that need the raw bytes map the object on their own
+        /// (`Segment::options().raw(true).open(name)`).
+        pub fn header(&self) -> &crate::segment::HeaderInfo {
+            self.raw
+                .segment()
+                .header()
+                .expect("a cell's segment always has a header")
         }
 
         /// Make this handle unlink the name when dropped (or not).

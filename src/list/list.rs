@@ -1105,10 +1105,10 @@ impl ShareableListOptions<ReadWrite> {
             // SAFETY: inside the zeroed, unpublished mapping we are building (total covers
             // the trailer), 8-aligned (T is a multiple of 64), reachable by nobody else yet.
             unsafe { LockState::init(s.as_mut_ptr().add(at).cast()) };
-            // Release (the fence, then `write_at`'s Relaxed store of the word that holds the
-            // state): pairs with the Acquire load of this word in `open` (`load_u32`): an
-            // opener sees every byte written above. Through `write_at`, not a `u32` atomic:
-            // every access of this handle to the trailer keeps one size per word.
+            // Release (the fence, then `write_at`'s Relaxed compare-exchange of the word that
+            // holds the state): pairs with the Acquire load of this word in `open`
+            // (`load_u32`): an opener sees every byte written above. Through `write_at`, not a
+            // `u32` atomic: every access of this handle to the trailer keeps one size per word.
             std::sync::atomic::fence(Ordering::Release);
             s.write_at(t + 4 * STATE_WORD as u64, &State::READY.to_ne_bytes())?;
             Ok(())

@@ -195,8 +195,10 @@ pub(crate) enum Merge {
     /// changed and stored whole, and the load races with loads only. No read-modify-write.
     Exclusive,
     /// Other threads may write other bytes of the word concurrently (`Segment::write_at`):
-    /// the word is changed by a compare-exchange loop, so their bytes are kept. It retries
-    /// only when the word changed between two of its attempts.
+    /// the word is changed by a compare-exchange loop, so their bytes are kept. Lock-free,
+    /// not wait-free: it retries only when another write to the word came between its load
+    /// (or its last failed attempt) and its compare-exchange, so a peer that keeps writing
+    /// the word can delay it, never corrupt it.
     Shared,
 }
 
@@ -204,10 +206,12 @@ pub(crate) enum Merge {
 /// accesses of [`load_within`]: a part of a whole word is merged into the word (accessed
 /// whole, as `merge` says).
 ///
+/// With [`Merge::Exclusive`], another thread's write of other bytes of a partly written word
+/// at the same time may be lost (all accesses stay 8-byte atomics: no undefined behaviour).
+///
 /// # Safety
 ///
-/// As [`load_within`], and the region is writable; with [`Merge::Exclusive`], no other thread
-/// of this process writes the region's partly written words while the call runs.
+/// As [`load_within`], and the region is writable.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) unsafe fn store_within(
     region: *mut u8,
@@ -246,7 +250,7 @@ pub(crate) unsafe fn store_within(
                             // Relaxed: a copy orders nothing (module docs); the value is a
                             // guess the compare-exchange checks.
                             let mut old = a.load(Ordering::Relaxed);
-                            while let Err(now) = a.compare_exchange_weak(
+                            while let Err(now) = a.compare_exchange(
                                 old,
                                 merged(old),
                                 Ordering::Relaxed,

@@ -224,7 +224,7 @@ impl Segment<ReadWrite> {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
         // SAFETY: check_range proved [offset, offset + len) lies inside the payload, which
-        // is 8-aligned (64 bytes into a page-aligned mapping, or at its start), writable
+        // is 8-aligned (`HEADER_SIZE` = 128 bytes into a page-aligned mapping, or at its start), writable
         // (`ReadWrite`) and lives as long as `self`; the source is a distinct local slice;
         // every access this safe API makes to the payload is atomic with one size per word
         // (`atomic_u32`, the exception, is `unsafe` and its caller keeps the rule).
@@ -268,11 +268,15 @@ impl Segment<ReadWrite> {
     /// [`atomic_u64`](Segment::atomic_u64), [`load_u64`](Segment::load_u64),
     /// [`load_u32`](Segment::load_u32)) accesses that word whole. Racing atomic accesses of
     /// different sizes to the same bytes are undefined behaviour in Rust's memory model
-    /// (`std::sync::atomic`, "Memory model for atomic accesses") unless both are loads, so
-    /// the caller makes sure that, while this process uses the returned atomic (or others
-    /// for the same 8-byte word), no thread of this process accesses that word through this
-    /// handle in any other way unless both accesses are loads or one happens before the
-    /// other. Other processes, and other handles (other mappings), are not concerned.
+    /// (`std::sync::atomic`, "Memory model for atomic accesses") unless both are loads. So,
+    /// while the returned atomic is used, no access this process makes through this mapping
+    /// (this handle's other accessors, or pointers from [`as_ptr`](Segment::as_ptr) /
+    /// [`as_mut_ptr`](Segment::as_mut_ptr)) to any byte of the 8-byte word that holds it may
+    /// race with an access through the atomic, unless both are loads. Another `atomic_u32`
+    /// on the word's other half is fine (disjoint bytes). Other processes, and other handles
+    /// of the same object (each maps it on its own), are not concerned. To read the value
+    /// while it is written, use the atomic's own `load`, not [`load_u32`](Segment::load_u32)
+    /// (which loads the whole word).
     ///
     /// ```
     /// # let name = format!("doc-seg-u32-{}", std::process::id());
@@ -396,7 +400,7 @@ impl<A: Access> Segment<A> {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
         // SAFETY: check_range proved [offset, offset + len) lies inside the payload, which
-        // is 8-aligned (64 bytes into a page-aligned mapping, or at its start) and lives as
+        // is 8-aligned (`HEADER_SIZE` = 128 bytes into a page-aligned mapping, or at its start) and lives as
         // long as `self` (loads only: it may be PROT_READ); the destination is a distinct
         // local slice; every access this safe API makes to the payload is atomic with one
         // size per word (`atomic_u32`, the exception, is `unsafe` and its caller keeps the
@@ -430,7 +434,9 @@ impl<A: Access> Segment<A> {
     /// With the access size of every other safe accessor: the 8-byte word that holds it is
     /// loaded whole (as [`load_u64`](Self::load_u64), also on a read-only segment) and its
     /// half taken; in a payload's final partial word, its four bytes one by one (as
-    /// [`read_at`](Self::read_at), then a fence for `order`), which may mix two writes.
+    /// [`read_at`](Self::read_at), then a fence for `order`), which may mix two writes. So it
+    /// does not pair with this process's own [`atomic_u32`](Self::atomic_u32) on the same
+    /// word (a mixed-size race); read such a word through that atomic.
     ///
     /// # Panics
     ///

@@ -10,6 +10,16 @@
 //! `x_deadline(Instant)`, with one [`Timeout`](crate::Timeout) outcome and errors that convert
 //! into [`shmkit::Error`](crate::Error) with `?` (see [`crate::error`] for the scheme).
 //!
+//! A handle reaches its state only through its own methods (4-byte futex words with 4-byte
+//! atomics): it hands out no `&Segment` over its mapping, on which safe code could load those
+//! words in whole 8-byte words while another thread changes them, a mixed-size race that
+//! Rust's model leaves undefined (`SPEC.md` §1). `header()` gives the validated header:
+//!
+//! ```compile_fail
+//! let e = shmkit::sync::Event::open("some-event").unwrap();
+//! e.segment(); // error: no method named `segment`
+//! ```
+//!
 //! Under `cfg(loom)` only the futex-word protocols are compiled, the lock's included
 //! (`robust.rs`); the handles, which need liveness tokens and segments, are not modelled.
 

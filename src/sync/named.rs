@@ -291,9 +291,17 @@ macro_rules! named_handle {
                 self.inner.segment().name()
             }
 
-            /// The underlying segment.
-            pub fn segment(&self) -> &crate::Segment {
-                self.inner.segment()
+            /// The object's header, as validated when this handle was made (kind, layout
+            /// fingerprint, sizes, creator, lifetime). The state is reached only through this
+            /// handle's methods: a `&Segment` over its mapping would let safe code load the
+            /// 4-byte futex words in whole 8-byte words, a mixed-size race. Tools that need
+            /// the raw bytes map the object on their own
+            /// (`Segment::options().raw(true).open(name)`).
+            pub fn header(&self) -> &crate::segment::HeaderInfo {
+                self.inner
+                    .segment()
+                    .header()
+                    .expect("a synchronisation object's segment always has a header")
             }
 
             /// Make this handle unlink the name when dropped (or not).
