@@ -164,6 +164,15 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
 /// private and does not overlap the region.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) unsafe fn load_within(region: *const u8, len: usize, at: usize, out: &mut [u8]) {
+    // Whole aligned words (an 8-byte field, an aligned run of them): every word of the copy
+    // lies wholly inside the region, so `walk` would make one `Words` run; without it.
+    if (region as usize + at) % WORD == 0 && out.len() % WORD == 0 {
+        debug_assert!(at + out.len() <= len);
+        // SAFETY: the contract (the copy lies inside the readable region; `out` private);
+        // aligned whole words: `load` makes exactly the 8-byte loads `walk` would.
+        unsafe { load(region.add(at), out.as_mut_ptr(), out.len()) };
+        return;
+    }
     walk(region as usize % WORD, len, at, out.len(), |run| {
         // SAFETY: `run` lies inside the region (`walk`), which the contract makes valid for
         // reads; a `Words` run starts on an aligned word and is whole words, a `Bytes` run
@@ -220,6 +229,14 @@ pub(crate) unsafe fn store_within(
     src: &[u8],
     merge: Merge,
 ) {
+    // Whole aligned words: one `Words` run, as in `load_within`.
+    if (region as usize + at) % WORD == 0 && src.len() % WORD == 0 {
+        debug_assert!(at + src.len() <= len);
+        // SAFETY: the contract (the copy lies inside the writable region; `src` private);
+        // aligned whole words: `store` makes exactly the 8-byte stores `walk` would.
+        unsafe { store(src.as_ptr(), region.add(at), src.len()) };
+        return;
+    }
     walk(region as usize % WORD, len, at, src.len(), |run| {
         // SAFETY: `run` lies inside the writable region (`walk`); accesses as in
         // `load_within`; `src` is private.
