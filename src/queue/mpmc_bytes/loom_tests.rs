@@ -1,7 +1,7 @@
 use super::*;
 
-/// Two producers push records of different lengths (1 and 2 cells) while a consumer
-/// blocks for them (the wake protocol: a lost wake-up is a loom deadlock); both arrive
+/// Two producers push records of different lengths (1 and 2 cells; each length in its
+/// first cell's entry, a loom atomic) while a consumer blocks for them (the wake protocol: a lost wake-up is a loom deadlock); both arrive
 /// intact; then the last attached producer closes and the consumer sees `Disconnected`.
 #[test]
 fn loom_two_producers_one_blocking_consumer() {
@@ -9,7 +9,7 @@ fn loom_two_producers_one_blocking_consumer() {
         let q = Queue::with_capacity(256);
         let mut keep = q.producer().unwrap();
         let mut c = q.consumer().unwrap();
-        let hs: Vec<_> = [vec![1u8; 3], vec![2u8; 60]]
+        let hs: Vec<_> = [vec![1u8; 3], vec![2u8; 100]]
             .into_iter()
             .map(|m| {
                 let mut p = q.producer().unwrap();
@@ -18,7 +18,7 @@ fn loom_two_producers_one_blocking_consumer() {
             .collect();
         let mut got = [c.pop().unwrap(), c.pop().unwrap()];
         got.sort();
-        assert_eq!(got, [vec![1u8; 3], vec![2u8; 60]]);
+        assert_eq!(got, [vec![1u8; 3], vec![2u8; 100]]);
         hs.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(c.try_pop(), Err(PopError::Empty));
         keep.close();
