@@ -7,12 +7,15 @@
 //! cells holding its bytes (and nothing else); its length sits beside its first cell's stamp.
 //! Producers claim `k` cells at once by advancing `tail` with a compare-and-swap once every
 //! one of them is free for this lap (Vyukov's per-slot sequences, as [`mpmc`](super::mpmc),
-//! with a record spanning several slots), write the record, and publish it with one Release
-//! store of its first cell's stamp. Consumers claim a published record by advancing `head`
-//! over all its cells, copy it out, and free each cell for the next lap. As in `mpmc`, each
-//! handle holds one of 16 claim slots per side where it records the cells it is claiming, so
-//! that a record claimed by a process that then died is skipped (producer) or freed
-//! (consumer), cell by cell, once the claimer is known dead (`SPEC.md`, "MPMC bytes queue").
+//! with a record spanning several slots), write the message bytes into the cells and its
+//! length into the first cell's entry, and publish it with one Release store of that stamp.
+//! Consumers claim a published record by advancing `head` over all its cells, copy it out,
+//! and free each cell for the next lap. Only the handle that claimed a cell touches its
+//! bytes; what a consumer reads before its claim (stamp, length) is in the entries. As in
+//! `mpmc`, each handle holds one of 16 claim slots per side where it records the cells it is
+//! claiming, so that a record claimed by a process that then died is skipped (producer) or
+//! freed (consumer), cell by cell, once the claimer is known dead (`SPEC.md`, "MPMC bytes
+//! queue").
 //!
 //! ```
 //! use shmkit::queue::mpmc_bytes::Queue;
@@ -260,7 +263,7 @@ impl Shared {
         self.entry_word(pos, STAMP_WORD)
     }
 
-    /// The length of the record starting at position `pos`: word 1 of its cell's entry,
+    /// The length of the record starting at position `pos`: the second word of its entry,
     /// beside the stamp (one cache line). Written only by the producer that claimed `pos`
     /// (before its Release stamp store), read by consumers that saw the stamp say the record
     /// is published, possibly stale (before their head CAS): only ever accessed as a whole
