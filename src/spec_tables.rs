@@ -735,7 +735,7 @@ fn tables() -> Vec<Table> {
                     at("`cells`", field!(Control, geo.0.cells)),
                     at("`stamps_offset`", field!(Control, geo.0.stamps_offset))
                         .value(mb::STAMPS_OFFSET),
-                    // D = 4480 + round_up(8 N, 128): a formula, checked by the mpmc-bytes tests.
+                    // D = 4480 + round_up(16 N, 128): a formula, checked by the mpmc-bytes tests.
                     at("`data_offset`", field!(Control, geo.0.data_offset)),
                     at("`handles`", field!(Control, geo.0.handles)).value(mpmc::MAX_HANDLES as u64),
                     at("`state`", field!(Control, geo.0.state)),
@@ -746,7 +746,19 @@ fn tables() -> Vec<Table> {
                     at("`not_full`", field!(Control, head.0.not_full)),
                     each("producer claim slot i", p0, p1 - p0, claim),
                     each("consumer claim slot i", c0, c1 - c0, claim),
-                    each("`stamp[j]`", mb::STAMPS_OFFSET as usize, u64_size, u64_size),
+                    // Cell j's entry at 4480 + 16 j: its stamp, then its record length.
+                    each(
+                        "`stamp[j]`",
+                        (mb::STAMPS_OFFSET + 8 * mb::STAMP_WORD) as usize,
+                        mb::ENTRY as usize,
+                        u64_size,
+                    ),
+                    each(
+                        "`len[j]`",
+                        (mb::STAMPS_OFFSET + 8 * mb::LEN_WORD) as usize,
+                        mb::ENTRY as usize,
+                        u64_size,
+                    ),
                     // Cell j at D + 64 j: D is a formula of N.
                     each("cell j", 0, cell, cell).formula(&["D"]),
                 ]

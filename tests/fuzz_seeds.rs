@@ -336,7 +336,7 @@ fn mpmc_bytes(out: &mut Out, names: &mut Cleanup) {
     tx.try_push(b"hello").unwrap();
     tx.try_push(&[0xa5; 100]).unwrap();
     rx.try_pop().unwrap();
-    tx.try_push(&[0x5a; 60]).unwrap();
+    tx.try_push(&[0x5a; 100]).unwrap(); // cells 3 and 0
     let file = dump(&n);
     out.object("mpmc_bytes", Kind::MPMC_BYTES, &file);
     out.seed(

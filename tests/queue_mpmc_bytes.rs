@@ -237,17 +237,17 @@ fn bad_input_is_a_clear_error() {
     assert!(Queue::create(&name, 1000).is_err(), "not a power of two");
     assert!(Queue::create(&name, 128).is_err(), "below the minimum");
     let q = Queue::create(&name, 4096).unwrap();
-    assert_eq!(q.max_message(), 2040);
+    assert_eq!(q.max_message(), 2048);
     let mut p = q.producer().unwrap();
-    let big = vec![0u8; 2041];
+    let big = vec![0u8; 2049];
     let e = PushError::TooLarge {
-        len: 2041,
-        max: 2040,
+        len: 2049,
+        max: 2048,
     };
     assert_eq!(p.try_push(&big), Err(e));
     assert_eq!(p.push(&big), Err(e), "too large never hangs");
     let err: shmkit::Error = e.into();
-    assert!(err.to_string().contains("2041"), "{err}");
+    assert!(err.to_string().contains("2049"), "{err}");
     // `?` converts into shmkit::Error.
     fn pop_one(q: &Queue) -> shmkit::Result<Vec<u8>> {
         Ok(q.consumer().unwrap().try_pop()?)
@@ -282,13 +282,14 @@ fn corrupt_shared_bytes_give_errors_not_hangs() {
             .write(true)
             .open(format!("/dev/shm/{name}"))
             .unwrap();
-        // Header is 128 bytes; the payload: control 0..4480, stamps, data.
+        // Header is 128 bytes; the payload: control 0..4480, entries (16 cells of 16 bytes),
+        // data (1024 bytes).
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         for _ in 0..(1 + seed % 8) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let off = 128 + x % (4480 + 128 + 1024);
+            let off = 128 + x % (4480 + 256 + 1024);
             let v = if seed % 3 == 0 { x } else { x % 64 };
             f.write_all_at(&v.to_le_bytes(), off & !7).unwrap();
         }
@@ -308,4 +309,57 @@ fn corrupt_shared_bytes_give_errors_not_hangs() {
         }
         let _ = shmkit::queue::stat(&name);
     }
+}
+
+/// Layout v3 as SPEC §7.5.1 gives it, read from the segment file: the geometry, the 16-byte
+/// entries (`stamp[j]`, `len[j]`) at 4480 + 16 j, the data at D = 4480 + round_up(16 N, 128),
+/// a record's bytes from its first cell's start; and a segment with v2's fingerprint (the
+/// length in the record's first 8 bytes) is refused by the fingerprint check.
+#[test]
+fn the_segment_bytes_are_layout_v3() {
+    use std::os::unix::fs::FileExt;
+    let name = unique_name("mpmcblayout");
+    let _c = Cleanup::new(&[&name]);
+    let q = Queue::create(&name, 4096).unwrap();
+    let mut p = q.producer().unwrap();
+    let m1: Vec<u8> = (0..100u8).collect();
+    p.try_push(&m1).unwrap(); // cells 0..2
+    p.try_push(b"xyz").unwrap(); // cell 2
+    let f = std::fs::File::open(format!("/dev/shm/{name}")).unwrap();
+    let word = |payload_off: u64| {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, 128 + payload_off).unwrap();
+        u64::from_le_bytes(b)
+    };
+    let (n, d) = (64u64, 4480 + 1024u64);
+    let geometry = [4096, 64, n, 4480, d, 16, 0, 2048];
+    for (i, want) in geometry.into_iter().enumerate() {
+        assert_eq!(word(8 * i as u64), want, "geometry word {i}");
+    }
+    let entry = |j: u64| (word(4480 + 16 * j), word(4480 + 16 * j + 8));
+    assert_eq!(entry(0), (1, 100), "published record of 100 bytes at 0");
+    assert_eq!(entry(1).0, 1, "inner cell: stamp stays at its position");
+    assert_eq!(entry(2), (3, 3), "published record of 3 bytes at 2");
+    assert_eq!(entry(3), (3, 0), "free cell");
+    assert_eq!(entry(n - 1), (n - 1, 0), "free cell");
+    let mut data = [0u8; 103];
+    f.read_exact_at(&mut data[..100], 128 + d).unwrap();
+    f.read_exact_at(&mut data[100..], 128 + d + 128).unwrap();
+    assert_eq!(&data[..100], &m1[..]);
+    assert_eq!(&data[100..], b"xyz");
+    drop(p);
+    // v2's fingerprint in the header (offset 16): refused as another layout.
+    let v2 = shmkit::segment::fingerprint(
+        b"shmkit mpmc-bytes v2 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
+    );
+    assert_ne!(v2, shmkit::queue::mpmc_bytes::LAYOUT_FINGERPRINT);
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    w.write_all_at(&v2.to_le_bytes(), 16).unwrap();
+    assert!(matches!(
+        Queue::open(&name),
+        Err(shmkit::Error::LayoutMismatch { .. })
+    ));
 }

@@ -50,7 +50,7 @@ fn create_push_pop_stat_ls_info_in_any_order() {
     assert_eq!(v["kind"], "mpmc-bytes");
     assert_eq!(v["len_unit"], "bytes");
     assert_eq!(v["capacity"], 4096);
-    assert_eq!(v["max_message"], 2040);
+    assert_eq!(v["max_message"], 2048);
     assert_eq!(v["len"], 128, "two records of one 64-byte cell each");
     assert_eq!(v["producer_closed"], false);
     let text = ok(&["queue", "stat", &name]);
@@ -101,11 +101,11 @@ fn too_large_and_bad_capacity_are_errors() {
         "--capacity",
         "256",
     ]);
-    let big = "x".repeat(121);
+    let big = "x".repeat(129);
     let out = shmkit(&["queue", "push", &name, &big, "--timeout", "10"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("121") && err.contains("120"), "{err}");
+    assert!(err.contains("129") && err.contains("128"), "{err}");
     let out = shmkit(&[
         "queue",
         "create",

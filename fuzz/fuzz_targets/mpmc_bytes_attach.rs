@@ -4,8 +4,8 @@
 //!
 //! Input: byte 0 chooses the capacity (256 << (b % 4)); byte 1 where the hostile bytes start
 //! in the payload (the whole control block, the state word, the indices, a claim slot, the
-//! stamps or the data); byte 2 the number of operations, which follow (one byte each); the
-//! rest overwrites the payload from that offset (never past its end).
+//! entries (stamps and lengths) or the data); byte 2 the number of operations, which follow
+//! (one byte each); the rest overwrites the payload from that offset (never past its end).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -105,8 +105,9 @@ fuzz_target!(|data: &[u8]| {
             2 => 128,
             3 => 384 + u64::from(data[1] / 6) * 64,
             4 => 4480,
-            // The data area, after the stamps (8 bytes per 64-byte cell, 128-aligned).
-            _ => 4480 + (capacity / 8).next_multiple_of(128),
+            // The data area, after the entries (stamp and length: 16 bytes per 64-byte
+            // cell, 128-aligned).
+            _ => 4480 + (capacity / 4).next_multiple_of(128),
         };
         scratch.corrupt(start, usize::MAX, hostile);
         let _ = shmkit::queue::stat(name);

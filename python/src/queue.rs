@@ -304,7 +304,7 @@ impl PyQueue {
         if msg.len() as u64 > max {
             return Err(PyValueError::new_err(format!(
                 "a message of {} bytes is larger than queue {:?}'s maximum of {max} bytes (half \
-                 its capacity_bytes, minus 8): create the queue with a larger capacity_bytes",
+                 its capacity_bytes): create the queue with a larger capacity_bytes",
                 msg.len(),
                 self.inner.name()
             )));
@@ -516,8 +516,8 @@ named_methods!(
             self.pop(py, block, timeout, |m| new_bytes(py, m))
         }
 
-        /// Approximate size: the 64-byte cells in use. A message takes `ceil((8 + len) / 64)`
-        /// cells, so this is the number of messages when each pickles to at most 56 bytes, and an
+        /// Approximate size: the 64-byte cells in use. A message takes `max(1, ceil(len / 64))`
+        /// cells, so this is the number of messages when each pickles to at most 64 bytes, and an
         /// upper bound on it otherwise; 0 exactly when the queue is empty (a snapshot).
         fn qsize(&self) -> u64 {
             self.inner.len() / mpmc_bytes::CELL

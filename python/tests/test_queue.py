@@ -19,13 +19,13 @@ def test_put_get_round_trip_of_objects(name):
     q = shmkit.Queue.create(name, 4096)
     assert q.name == name
     assert q.capacity_bytes == 4096
-    assert q.max_message == 4096 // 2 - 8
+    assert q.max_message == 4096 // 2
     assert q.empty() and q.qsize() == 0 and not q.full()
     objs = [None, 1, "two", b"three", [4.0, {"five": (6,)}], {7, 8}]
     for o in objs:
         q.put(o)
     assert not q.empty()
-    assert q.qsize() == len(objs)  # each pickles to at most 56 bytes: one cell each
+    assert q.qsize() == len(objs)  # each pickles to at most 64 bytes: one cell each
     assert [q.get() for _ in objs] == objs
     q.put_nowait("x")
     assert q.get_nowait() == "x"
@@ -73,13 +73,13 @@ def test_full_and_empty_without_blocking_and_with_timeouts(name):
 
 def test_too_large_message_is_a_value_error_and_nothing_is_written(name):
     q = shmkit.Queue.create(name, 4096)
-    with pytest.raises(ValueError, match="larger than queue .* maximum of 2040 bytes"):
+    with pytest.raises(ValueError, match="larger than queue .* maximum of 2048 bytes"):
         q.put(b"x" * 4000)
-    with pytest.raises(ValueError, match="maximum of 2040 bytes"):
-        q.put_bytes(b"x" * 2041)
+    with pytest.raises(ValueError, match="maximum of 2048 bytes"):
+        q.put_bytes(b"x" * 2049)
     assert q.empty()
-    q.put_bytes(b"y" * 2040)  # exactly the maximum fits
-    assert q.get_bytes() == b"y" * 2040
+    q.put_bytes(b"y" * 2048)  # exactly the maximum fits
+    assert q.get_bytes() == b"y" * 2048
     q.unlink()
 
 

@@ -2,16 +2,20 @@
 //! in shared memory (what Python's `multiprocessing.Queue` carries), lock-free, robust
 //! against processes that die in the middle of an operation.
 //!
-//! The data area is a ring of 64-byte *cells*, each with a 64-bit *stamp* in a separate
-//! array. A message is a *record* of `k` consecutive cells: an 8-byte length, then the bytes.
+//! The data area is a ring of 64-byte *cells*, each with a 16-byte *entry* in a separate
+//! array: a 64-bit *stamp* and a 64-bit length. A message is a *record* of `k` consecutive
+//! cells holding its bytes (and nothing else); its length sits beside its first cell's stamp.
 //! Producers claim `k` cells at once by advancing `tail` with a compare-and-swap once every
 //! one of them is free for this lap (Vyukov's per-slot sequences, as [`mpmc`](super::mpmc),
-//! with a record spanning several slots), write the record, and publish it with one Release
-//! store of its first cell's stamp. Consumers claim a published record by advancing `head`
-//! over all its cells, copy it out, and free each cell for the next lap. As in `mpmc`, each
-//! handle holds one of 16 claim slots per side where it records the cells it is claiming, so
-//! that a record claimed by a process that then died is skipped (producer) or freed
-//! (consumer), cell by cell, once the claimer is known dead (`SPEC.md`, "MPMC bytes queue").
+//! with a record spanning several slots), write the message bytes into the cells and its
+//! length into the first cell's entry, and publish it with one Release store of that stamp.
+//! Consumers claim a published record by advancing `head` over all its cells, copy it out,
+//! and free each cell for the next lap. Only the handle that claimed a cell touches its
+//! bytes; what a consumer reads before its claim (stamp, length) is in the entries. As in
+//! `mpmc`, each handle holds one of 16 claim slots per side where it records the cells it is
+//! claiming, so that a record claimed by a process that then died is skipped (producer) or
+//! freed (consumer), cell by cell, once the claimer is known dead (`SPEC.md`, "MPMC bytes
+//! queue").
 //!
 //! ```
 //! use shmkit::queue::mpmc_bytes::Queue;
@@ -57,8 +61,16 @@ const _: () = assert!(MAX_HANDLES == crate::queue::mpmc::MAX_HANDLES);
 /// Bytes per cell: records occupy whole cells.
 pub const CELL: u64 = 64;
 
-/// Bytes of a record's header (the message length, a `u64`).
-const HEADER: u64 = 8;
+/// Bytes of a cell's entry in the entries array (at `stamps_offset`): its stamp, then the
+/// length of the record that starts at it (meaningful only while the stamp says a record
+/// starting there is published). The region holds the array as `WORDS * N` words.
+pub(crate) const ENTRY: u64 = 16;
+/// Words of an entry.
+const WORDS: u64 = ENTRY / 8;
+/// Word of an entry that holds the stamp.
+pub(crate) const STAMP_WORD: u64 = 0;
+/// Word of an entry that holds the record length.
+pub(crate) const LEN_WORD: u64 = 1;
 
 /// Smallest capacity in bytes (4 cells).
 pub const MIN_CAPACITY: u64 = 256;
@@ -66,25 +78,28 @@ pub const MIN_CAPACITY: u64 = 256;
 /// Claim-slot `start` meaning "no cells".
 const NONE: u64 = u64::MAX;
 
-/// Layout fingerprint of an MPMC bytes queue (layout v2: v1's bytes, conditional notifies).
+/// Layout fingerprint of an MPMC bytes queue (layout v3: no header in the cells, each
+/// record's length in a 16-byte entry beside its first cell's stamp; v2 kept the length in
+/// the record's first 8 bytes, where a consumer's speculative read could race message bytes).
 pub const LAYOUT_FINGERPRINT: u64 = fingerprint(
-    b"shmkit mpmc-bytes v2 cell=64 header=len64 handles=16 claim=[owner,start,end] stamps=array",
+    b"shmkit mpmc-bytes v3 cell=64 header=none len=beside-stamp entries=[stamp,len] entry=16 handles=16 claim=[owner,start,end]",
 );
 
-/// The largest message a queue of `capacity` bytes takes: a record (8-byte header and the
-/// message) fills at most half the ring, so that one message never needs the whole ring.
+/// The largest message a queue of `capacity` bytes takes: a record fills at most half the
+/// ring (N / 2 cells), so that one message never needs the whole ring.
 ///
 /// ```
-/// assert_eq!(shmkit::queue::mpmc_bytes::max_message(4096), 2040);
+/// assert_eq!(shmkit::queue::mpmc_bytes::max_message(4096), 2048);
 /// ```
 pub const fn max_message(capacity: u64) -> u64 {
-    capacity / 2 - HEADER
+    capacity / 2
 }
 
-/// Cells of the record of a `len`-byte message.
+/// Cells of the record of a `len`-byte message: at least one (an empty message has a
+/// record too, whose first stamp publishes it).
 #[inline]
 fn cells_for(len: u64) -> u64 {
-    (HEADER + len).div_ceil(CELL)
+    len.div_ceil(CELL).max(1)
 }
 
 #[repr(C)]
@@ -92,8 +107,8 @@ pub(crate) struct Geometry {
     pub(crate) capacity: AtomicU64,      // 0: data bytes = cells * 64
     pub(crate) cell_size: AtomicU64,     // 8: 64
     pub(crate) cells: AtomicU64,         // 16: N
-    pub(crate) stamps_offset: AtomicU64, // 24: 4480
-    pub(crate) data_offset: AtomicU64,   // 32: 4480 + round_up(8 N, 128)
+    pub(crate) stamps_offset: AtomicU64, // 24: 4480 (the entries array)
+    pub(crate) data_offset: AtomicU64,   // 32: 4480 + round_up(16 N, 128)
     pub(crate) handles: AtomicU64,       // 40: 16
     pub(crate) state: AtomicU64,         // 48
     pub(crate) max_message: AtomicU64,   // 56
@@ -129,13 +144,22 @@ pub(crate) struct Control {
     pub(crate) consumers: [CachePadded<Claim>; MAX_HANDLES], // 2432
 }
 
-/// Size of the control block; the stamps follow it.
+/// Size of the control block; the entries (stamp and length of each cell) follow it.
 pub(crate) const CONTROL_SIZE: u64 = 4480;
 pub(crate) const STAMPS_OFFSET: u64 = CONTROL_SIZE;
 
 /// Payload offset of the data area of a queue of `cells` cells.
 fn data_offset(cells: u64) -> u64 {
-    STAMPS_OFFSET + (cells * 8).next_multiple_of(128)
+    STAMPS_OFFSET + (cells * ENTRY).next_multiple_of(128)
+}
+
+/// Initial value of word `i` of the entries array: `stamp[j] = j`, `len[j] = 0`.
+fn initial_word(i: u64) -> u64 {
+    if i % WORDS == STAMP_WORD {
+        i / WORDS
+    } else {
+        0
+    }
 }
 
 #[cfg(not(loom))]
@@ -225,11 +249,28 @@ impl Shared {
         self.region.ctrl()
     }
 
+    /// Word `w` of the entry of cell position `pos`.
+    #[inline]
+    fn entry_word(&self, pos: u64, w: u64) -> &AtomicU64 {
+        // In bounds: masked by N - 1, w < WORDS, and the region holds WORDS * N words
+        // (validated on open).
+        &self.region.stamps()[((pos & (self.cells - 1)) * WORDS + w) as usize]
+    }
+
     /// The stamp of cell position `pos`.
     #[inline]
     fn stamp(&self, pos: u64) -> &AtomicU64 {
-        // In bounds: masked by N - 1, and the region holds N stamps (validated on open).
-        &self.region.stamps()[(pos & (self.cells - 1)) as usize]
+        self.entry_word(pos, STAMP_WORD)
+    }
+
+    /// The length of the record starting at position `pos`: the second word of its entry,
+    /// beside the stamp (one cache line). Written only by the producer that claimed `pos`
+    /// (before its Release stamp store), read by consumers that saw the stamp say the record
+    /// is published, possibly stale (before their head CAS): only ever accessed as a whole
+    /// `AtomicU64`, so such a read races nothing of another size, and never a data byte.
+    #[inline]
+    fn rec_len(&self, pos: u64) -> &AtomicU64 {
+        self.entry_word(pos, LEN_WORD)
     }
 
     /// Byte offset in the data area of cell position `pos`.
@@ -238,28 +279,11 @@ impl Shared {
         (pos & (self.cells - 1)) * CELL
     }
 
-    /// The header word (message length) of the record starting at `pos`.
-    #[inline]
-    fn header(&self, pos: u64) -> &std::sync::atomic::AtomicU64 {
-        // SAFETY: the cell lies inside the data area (`offset` < capacity, the area holds
-        // `capacity` bytes), 8-aligned (the area is 128-aligned, cells 64 bytes); it is only
-        // ever accessed atomically (this word, or `atomic_copy`'s accesses to a message's
-        // bytes, which start after the header and are ordered against it by the stamps), and
-        // an AtomicU64 is valid for any bits.
-        unsafe {
-            &*self
-                .region
-                .data()
-                .add(self.offset(pos) as usize)
-                .cast::<std::sync::atomic::AtomicU64>()
-        }
-    }
-
-    /// The two pieces (offset, length) of `len` data bytes starting `skip` bytes into the
-    /// record at `pos`, split at the end of the ring. `skip + len <= capacity / 2`.
+    /// The two pieces (offset, length) of the `len` message bytes of the record at `pos`
+    /// (from its first cell's start), split at the end of the ring. `len <= capacity / 2`.
     #[inline]
     fn pieces(&self, pos: u64, len: u64) -> [(usize, usize); 2] {
-        let start = self.offset(pos) + HEADER;
+        let start = self.offset(pos);
         let first = len.min(self.capacity - start);
         [
             (start as usize, first as usize),
@@ -267,13 +291,15 @@ impl Shared {
         ]
     }
 
-    /// Copy `msg` into the record at `pos` (after its header).
+    /// Copy `msg` into the cells of the record at `pos`.
     fn copy_in(&self, pos: u64, msg: &[u8]) {
         let mut src = msg.as_ptr();
         for (off, n) in self.pieces(pos, msg.len() as u64) {
             // SAFETY: `pieces` keeps every range inside the data area (`capacity` bytes); the
-            // cells are ours (claimed with the tail CAS), so byte-granular atomic stores are
-            // enough; `msg` is private memory of `n` bytes from `src`.
+            // cells are ours (claimed with the tail CAS), and nobody else accesses data cells
+            // but the handle that claimed them (the lengths a consumer reads before its claim
+            // are in the entries, not the cells), so byte-granular atomic stores are enough;
+            // `msg` is private memory of `n` bytes from `src`.
             unsafe {
                 atomic_copy::store_bytes(src, self.region.data().add(off), n);
                 src = src.add(n);
@@ -364,8 +390,8 @@ impl Shared {
 /// A bounded MPMC queue of byte messages in a named segment (or on the heap).
 ///
 /// Up to [`MAX_HANDLES`] producers and as many consumers attach at once, from any processes.
-/// Messages are `0..=`[`max_message`](Self::max_message) bytes (half the capacity, minus 8).
-/// Each message takes `ceil((8 + len) / 64)` cells of 64 bytes.
+/// Messages are `0..=`[`max_message`](Self::max_message) bytes (half the capacity).
+/// Each message takes `max(1, ceil(len / 64))` cells of 64 bytes.
 ///
 /// # Shared memory is shared
 ///
@@ -412,9 +438,9 @@ impl Queue {
                 // only, valid for any bit pattern.
                 let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
                 ctrl.init(capacity);
-                for i in 0..capacity / CELL {
-                    // SAFETY: stamp i lies at STAMPS_OFFSET + 8 i < data_offset <= total,
-                    // 8-aligned, only ever accessed as an atomic.
+                for i in 0..WORDS * (capacity / CELL) {
+                    // SAFETY: word i of the entries lies at STAMPS_OFFSET + 8 i <
+                    // data_offset <= total, 8-aligned, only ever accessed as an atomic.
                     let s = unsafe {
                         &*seg
                             .as_mut_ptr()
@@ -422,7 +448,7 @@ impl Queue {
                             .cast::<AtomicU64>()
                     };
                     // Relaxed: published by READY.
-                    s.store(i, Ordering::Relaxed);
+                    s.store(initial_word(i), Ordering::Relaxed);
                 }
                 Ok(())
             };
@@ -462,7 +488,13 @@ impl Queue {
         let ctrl = Control::new();
         ctrl.init(capacity);
         let cells = capacity / CELL;
-        let region = Region::heap(ctrl, capacity as usize, 128, cells as usize, |i| i as u64);
+        let region = Region::heap(
+            ctrl,
+            capacity as usize,
+            128,
+            (WORDS * cells) as usize,
+            |i| initial_word(i as u64),
+        );
         Queue {
             shared: Arc::new(Shared {
                 region,
@@ -586,9 +618,11 @@ where
         )));
     }
     let data = data_offset(cells) as usize;
-    // SAFETY: the geometry was validated: N stamps at STAMPS_OFFSET (8-aligned) and
-    // `capacity` data bytes at `data` (128-aligned) lie inside the payload.
-    let region = unsafe { Region::segment(seg, data, STAMPS_OFFSET as usize, cells as usize) };
+    // SAFETY: the geometry was validated: N 16-byte entries (WORDS * N words) at
+    // STAMPS_OFFSET (8-aligned) and `capacity` data bytes at `data` (128-aligned) lie inside
+    // the payload.
+    let region =
+        unsafe { Region::segment(seg, data, STAMPS_OFFSET as usize, (WORDS * cells) as usize) };
     Ok(Shared {
         region,
         capacity,

@@ -40,7 +40,8 @@ impl Attached {
 pub enum LenUnit {
     /// Messages (elements): `spsc`, `mpmc`.
     Messages,
-    /// Bytes, record headers included: `bytes-ring`, `mpmc-bytes` (whole 64-byte cells).
+    /// Bytes: `bytes-ring` (record headers and padding included), `mpmc-bytes` (whole
+    /// 64-byte cells of claimed records).
     Bytes,
 }
 

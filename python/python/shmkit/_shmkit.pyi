@@ -792,7 +792,7 @@ class Frame:
 class Queue:
     """A named queue of Python objects shared by processes: ``multiprocessing.Queue``'s
     methods on shmkit's lock-free MPMC bytes queue. Objects are pickled (highest protocol),
-    one message each, at most ``max_message`` bytes (half of ``capacity_bytes``, minus 8).
+    one message each, at most ``max_message`` bytes (half of ``capacity_bytes``).
 
     ``Queue(name)`` opens the queue or creates it; ``Queue()`` creates one under a unique
     generated name that is removed when this object is garbage-collected in the process
@@ -842,7 +842,7 @@ class Queue:
         """Remove and return the oldest message as bytes, not unpickled."""
     def qsize(self) -> int:
         """Approximate: the 64-byte cells in use (the message count when each message is at
-        most 56 bytes, an upper bound otherwise); 0 exactly when empty."""
+        most 64 bytes, an upper bound otherwise); 0 exactly when empty."""
     def empty(self) -> bool:
         """Whether the queue is empty now."""
     def full(self) -> bool:

@@ -31,11 +31,15 @@ impl Consumer {
             // Acquire pairs with the producer's Release stamp store: the record is visible.
             let stamp = sh.stamp(pos).load(Ordering::Acquire);
             if stamp == pos.wrapping_add(1) {
-                // Relaxed: ordered by the stamp's Acquire above.
-                let len = sh.header(pos).load(Ordering::Relaxed);
+                // Relaxed: ordered by the stamp's Acquire above. The stamp may be stale
+                // (another consumer took the record since, and a producer of the next lap may
+                // be writing this entry's length): the length is a word of the entry, never
+                // a data byte, so this read races only whole-word stores; the CAS below fails
+                // then.
+                let len = sh.rec_len(pos).load(Ordering::Relaxed);
                 if len > sh.max_message {
-                    // A racing consumer took the record and a producer is rewriting the cell,
-                    // or the header is garbage. Acquire: as for the head CAS.
+                    // A racing consumer took the record and a producer is rewriting the entry,
+                    // or the length is garbage. Acquire: as for the head CAS.
                     let h = ctrl.head.head.load(Ordering::Acquire);
                     if h == pos {
                         return Err(Attempt::Corrupt);

@@ -1,7 +1,7 @@
 use super::*;
 
-/// Two producers push records of different lengths (1 and 2 cells) while a consumer
-/// blocks for them (the wake protocol: a lost wake-up is a loom deadlock); both arrive
+/// Two producers push records of different lengths (1 and 2 cells; each length in its
+/// first cell's entry, a loom atomic) while a consumer blocks for them (the wake protocol: a lost wake-up is a loom deadlock); both arrive
 /// intact; then the last attached producer closes and the consumer sees `Disconnected`.
 #[test]
 fn loom_two_producers_one_blocking_consumer() {
@@ -9,7 +9,7 @@ fn loom_two_producers_one_blocking_consumer() {
         let q = Queue::with_capacity(256);
         let mut keep = q.producer().unwrap();
         let mut c = q.consumer().unwrap();
-        let hs: Vec<_> = [vec![1u8; 3], vec![2u8; 60]]
+        let hs: Vec<_> = [vec![1u8; 3], vec![2u8; 100]]
             .into_iter()
             .map(|m| {
                 let mut p = q.producer().unwrap();
@@ -18,7 +18,7 @@ fn loom_two_producers_one_blocking_consumer() {
             .collect();
         let mut got = [c.pop().unwrap(), c.pop().unwrap()];
         got.sort();
-        assert_eq!(got, [vec![1u8; 3], vec![2u8; 60]]);
+        assert_eq!(got, [vec![1u8; 3], vec![2u8; 100]]);
         hs.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(c.try_pop(), Err(PopError::Empty));
         keep.close();
@@ -51,7 +51,8 @@ fn loom_two_sleeping_consumers_each_get_a_message() {
 }
 
 /// Records wrap around the ring and reuse cells freed by a consumer on another thread
-/// (the producer blocks for them: the not-full wake-up); two consumers share the pops.
+/// (the producer blocks for them: the not-full wake-up); two consumers share the pops, each
+/// reading lengths (loom atomics beside the stamps) that the next lap may be rewriting.
 #[test]
 fn loom_cells_are_freed_for_the_next_lap() {
     crate::queue::loom_model(|| {
@@ -60,14 +61,17 @@ fn loom_cells_are_freed_for_the_next_lap() {
         let mut a = q.consumer().unwrap();
         let mut b = q.consumer().unwrap();
         let h = loom::thread::spawn(move || a.pop().unwrap());
-        // 3 records of 2 cells: the third needs cells the consumers free.
-        for v in 1..=3u8 {
-            p.push(&[v; 100]).unwrap();
+        // Positions 0..2, 2, 3..5: the third record wraps (cells 3 and 0) and needs cells
+        // the consumers free; cell 0's length word keeps the first record's 100, now an
+        // inner cell's stale length.
+        let msgs = [vec![1u8; 100], vec![2u8; 3], vec![3u8; 100]];
+        for m in &msgs {
+            p.push(m).unwrap();
         }
         let x = h.join().unwrap();
-        let mut got = vec![x[0], b.pop().unwrap()[0], b.pop().unwrap()[0]];
+        let mut got = vec![x, b.pop().unwrap(), b.pop().unwrap()];
         got.sort();
-        assert_eq!(got, [1, 2, 3]);
+        assert_eq!(got, msgs);
     });
 }
 

@@ -67,10 +67,11 @@ impl Producer {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    // The cells are ours. Relaxed: published by the stamp store below.
-                    sh.header(pos).store(msg.len() as u64, Ordering::Relaxed);
+                    // The cells are ours.
                     sh.copy_in(pos, msg);
-                    // Release pairs with the consumers' Acquire stamp load: header and bytes
+                    // Relaxed: published by the stamp store below.
+                    sh.rec_len(pos).store(msg.len() as u64, Ordering::Relaxed);
+                    // Release pairs with the consumers' Acquire stamp load: length and bytes
                     // are visible before the stamp says the record is there.
                     sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
                     // SYNC POINT (pair A of `sync/park.rs`, waker side): our stamp

@@ -14,7 +14,7 @@ fn messages_of_every_size_round_trip_across_laps() {
     let q = Queue::with_capacity(1024);
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
     let max = q.max_message() as usize;
-    assert_eq!(max, 504);
+    assert_eq!(max, 512);
     let mut buf = Vec::new();
     for i in 0..300u64 {
         let len = (i as usize * 37) % (max + 1);
@@ -52,15 +52,15 @@ fn full_too_large_and_empty() {
     let q = Queue::with_capacity(256);
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
     assert_eq!(
-        p.try_push(&[0; 121]),
-        Err(PushError::TooLarge { len: 121, max: 120 })
+        p.try_push(&[0; 129]),
+        Err(PushError::TooLarge { len: 129, max: 128 })
     );
     assert_eq!(
-        p.push_timeout(&[0; 121], T),
-        Err(PushError::TooLarge { len: 121, max: 120 })
+        p.push_timeout(&[0; 129], T),
+        Err(PushError::TooLarge { len: 129, max: 128 })
     );
     p.try_push(&[1; 120]).unwrap(); // 2 cells
-    p.try_push(&[2; 56]).unwrap(); // 1 cell
+    p.try_push(&[2; 64]).unwrap(); // 1 cell
     p.try_push(&[]).unwrap(); // 1 cell
     assert_eq!(p.try_push(&[]), Err(PushError::Full));
     assert_eq!(
@@ -69,7 +69,7 @@ fn full_too_large_and_empty() {
     );
     assert_eq!(q.len(), 256);
     assert_eq!(c.pop_timeout(T).unwrap(), [1; 120]);
-    assert_eq!(c.pop().unwrap(), [2; 56]);
+    assert_eq!(c.pop().unwrap(), [2; 64]);
     assert_eq!(c.pop().unwrap(), b"");
     assert_eq!(
         c.pop_timeout(Duration::from_millis(30)),
@@ -112,8 +112,8 @@ fn waits_for_a_live_claimer() {
         Err(PopError::Timeout)
     );
     // It publishes a 3-byte record.
-    q.shared.header(0).store(3, Ordering::Relaxed);
     q.shared.copy_in(0, b"abc");
+    q.shared.rec_len(0).store(3, Ordering::Relaxed);
     q.shared.stamp(0).store(1, Ordering::Release);
     assert_eq!(c.pop_timeout(T).unwrap(), b"abc");
 }
@@ -137,13 +137,24 @@ fn frees_cells_held_by_a_dead_consumer() {
 }
 
 #[test]
-fn corrupt_headers_and_stamps_are_errors() {
+fn corrupt_lengths_and_stamps_are_errors() {
     let q = Queue::with_capacity(256);
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
     p.try_push(b"hi").unwrap();
-    q.shared.header(0).store(u64::MAX, Ordering::Relaxed);
-    assert_eq!(c.try_pop(), Err(PopError::Corrupt));
-    assert_eq!(c.pop_timeout(T), Err(PopError::Corrupt));
+    // Just above the maximum (128), and far above.
+    for bad in [129, u64::MAX] {
+        q.shared.rec_len(0).store(bad, Ordering::Relaxed);
+        assert_eq!(c.try_pop(), Err(PopError::Corrupt), "length {bad}");
+        assert_eq!(c.pop_timeout(T), Err(PopError::Corrupt), "length {bad}");
+    }
+    // The maximum itself is a length (the bytes are whatever the cells hold; the record now
+    // claims 2 cells where 1 was published, and what follows is garbage or `Corrupt`).
+    q.shared.rec_len(0).store(128, Ordering::Relaxed);
+    assert_eq!(c.try_pop().map(|m| m.len()), Ok(128));
+    let q = Queue::with_capacity(256);
+    let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+    p.try_push(b"hi").unwrap();
+    assert_eq!(c.try_pop().unwrap(), b"hi");
     q.shared.stamp(1).store(12345, Ordering::Relaxed);
     assert_eq!(p.try_push(&[0; 100]), Err(PushError::Corrupt));
     // A garbage tail far ahead, producers gone: Corrupt, not a walk towards it.
@@ -236,4 +247,121 @@ fn threads_2x2_every_message_once_in_order_per_producer() {
     assert_eq!(all.len() as u64, 2 * n);
     all.dedup();
     assert_eq!(all.len() as u64, 2 * n, "each message once");
+}
+
+/// A record of L bytes takes `max(1, ceil(L / 64))` cells, its bytes from its first cell's
+/// start (layout v3: the length is beside the stamp, not in the cell), so a queue of C bytes
+/// holds C / 64 messages of 64 bytes, and a message of C / 2 bytes fits.
+#[test]
+fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
+    for cap in [256u64, 4096] {
+        let q = Queue::with_capacity(cap);
+        let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+        assert_eq!(q.max_message(), cap / 2);
+        for lap in 0..3u64 {
+            for i in 0..cap / 64 {
+                p.try_push(&msg(lap * 100 + i, 64))
+                    .unwrap_or_else(|e| panic!("capacity {cap}: message {i} of 64 bytes: {e:?}"));
+            }
+            assert_eq!(p.try_push(&[]), Err(PushError::Full), "capacity {cap}");
+            assert_eq!(q.len(), cap);
+            for i in 0..cap / 64 {
+                assert_eq!(c.try_pop().unwrap(), msg(lap * 100 + i, 64));
+            }
+            assert_eq!(c.try_pop(), Err(PopError::Empty));
+        }
+        // Half the ring in one message, twice.
+        let half = (cap / 2) as usize;
+        p.try_push(&msg(1, half)).unwrap();
+        p.try_push(&msg(2, half)).unwrap();
+        assert_eq!(p.try_push(&[]), Err(PushError::Full));
+        assert_eq!(c.try_pop().unwrap(), msg(1, half));
+        assert_eq!(c.try_pop().unwrap(), msg(2, half));
+    }
+}
+
+/// A consumer loads `stamp[pos]` and then the record's length *before* its head CAS
+/// (`Consumer::attempt`); the stamp may be stale (another consumer popped and freed the
+/// record since), so the length word may be read while the next lap's producers write the
+/// cells, from another thread of this process through the same mapping. That read must never
+/// touch a data byte: producers write message bytes with byte stores and `rep movsb` (byte
+/// accesses), and an 8-byte load racing them would be a mixed-size race (UB in Rust's model).
+/// So the length word of every cell lies outside the data area, in the cell's 16-byte entry
+/// beside its stamp, and a push of any length (including records that wrap at the ring's
+/// end, and string copies, which the access trace does not see) changes data bytes only
+/// inside its own cells, its message starting at its first cell.
+#[test]
+fn the_consumers_pre_claim_length_read_touches_no_data_byte() {
+    use crate::os::atomic_copy::trace;
+    const SENTINEL: u8 = 0xA5;
+    let q = Queue::with_capacity(16384);
+    let sh = &*q.shared;
+    let data = sh.region.data() as usize;
+    let cap = sh.capacity as usize;
+    for j in 0..sh.cells {
+        let len = sh.rec_len(j) as *const _ as usize;
+        let stamp = sh.stamp(j) as *const _ as usize;
+        assert!(
+            len + 8 <= data || len >= data + cap,
+            "the length word of cell {j} lies in the data area"
+        );
+        // The entry's second word (16-aligned in a segment, §7.5.1; the heap queue's
+        // words are only 8-aligned).
+        assert_eq!(
+            len.wrapping_sub(stamp),
+            8,
+            "cell {j}: the length beside the stamp"
+        );
+    }
+    let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+    // Whether data offset `off` lies in the `k` cells from position `pos` (wrapping).
+    let mine = |pos: u64, k: u64, off: usize| {
+        (off as u64).wrapping_sub(sh.offset(pos)) % sh.capacity < k * CELL
+    };
+    let mut buf = Vec::new();
+    for len in 1..=4096usize {
+        let m: Vec<u8> = (0..len).map(|j| ((len * 31 + j) % 128) as u8).collect();
+        // SAFETY: a heap queue no other thread uses; the data area is `cap` bytes.
+        unsafe { std::ptr::write_bytes(sh.region.data(), SENTINEL, cap) };
+        let pos = sh.ctrl().tail.tail.load(Ordering::Relaxed);
+        let k = (len as u64).div_ceil(CELL).max(1);
+        trace::start();
+        p.try_push(&m).unwrap();
+        let log = trace::stop();
+        for &(at, size) in &log {
+            let off = at.wrapping_sub(data);
+            assert!(
+                off < cap && mine(pos, k, off) && mine(pos, k, off + size - 1),
+                "a push of {len} bytes at position {pos} accessed {size} bytes at data offset {off}"
+            );
+        }
+        for off in 0..cap {
+            // SAFETY: as above; `off < cap`.
+            let b = unsafe { *sh.region.data().add(off) };
+            if mine(pos, k, off) {
+                let i = (off as u64).wrapping_sub(sh.offset(pos)) % sh.capacity;
+                if (i as usize) < len {
+                    assert_eq!(b, m[i as usize], "a push of {len}: byte {i} of the message");
+                }
+            } else {
+                assert_eq!(
+                    b, SENTINEL,
+                    "a push of {len} at {pos} wrote data offset {off}"
+                );
+            }
+        }
+        trace::start();
+        assert_eq!(c.try_pop_into(&mut buf), Ok(len));
+        let log = trace::stop();
+        assert_eq!(buf, m);
+        for &(at, size) in &log {
+            let off = at.wrapping_sub(data);
+            assert!(
+                off < cap && mine(pos, k, off) && mine(pos, k, off + size - 1),
+                "a pop of {len} bytes at {pos} accessed {size} bytes at data offset {off}"
+            );
+        }
+    }
+    // Lengths up to 4096 in a ring of 16384 bytes went round it many times, wrapping.
+    assert!(sh.ctrl().tail.tail.load(Ordering::Relaxed) > 20 * sh.cells);
 }
