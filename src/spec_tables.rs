@@ -746,19 +746,15 @@ fn tables() -> Vec<Table> {
                     at("`not_full`", field!(Control, head.0.not_full)),
                     each("producer claim slot i", p0, p1 - p0, claim),
                     each("consumer claim slot i", c0, c1 - c0, claim),
-                    // Cell j's entry at 4480 + 16 j: its stamp, then its record length.
-                    each(
-                        "`stamp[j]`",
-                        (mb::STAMPS_OFFSET + 8 * mb::STAMP_WORD) as usize,
-                        mb::ENTRY as usize,
-                        u64_size,
-                    ),
+                    // The stamps at 4480 + 8 j, then the lengths at 4480 + 8 N + 8 j.
+                    each("`stamp[j]`", mb::STAMPS_OFFSET as usize, 8, u64_size),
                     each(
                         "`len[j]`",
-                        (mb::STAMPS_OFFSET + 8 * mb::LEN_WORD) as usize,
-                        mb::ENTRY as usize,
+                        mb::lens_offset(0) as usize,
+                        (mb::lens_offset(1) - mb::lens_offset(0)) as usize,
                         u64_size,
-                    ),
+                    )
+                    .formula(&["8 N"]),
                     // Cell j at D + 64 j: D is a formula of N.
                     each("cell j", 0, cell, cell).formula(&["D"]),
                 ]

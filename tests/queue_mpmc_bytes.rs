@@ -282,8 +282,8 @@ fn corrupt_shared_bytes_give_errors_not_hangs() {
             .write(true)
             .open(format!("/dev/shm/{name}"))
             .unwrap();
-        // Header is 128 bytes; the payload: control 0..4480, entries (16 cells of 16 bytes),
-        // data (1024 bytes).
+        // Header is 128 bytes; the payload: control 0..4480, stamps and lengths (16 cells of
+        // 8 bytes each), data (1024 bytes).
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         for _ in 0..(1 + seed % 8) {
             x ^= x << 13;
@@ -311,8 +311,8 @@ fn corrupt_shared_bytes_give_errors_not_hangs() {
     }
 }
 
-/// Layout v3 as SPEC §7.5.1 gives it, read from the segment file: the geometry, the 16-byte
-/// entries (`stamp[j]`, `len[j]`) at 4480 + 16 j, the data at D = 4480 + round_up(16 N, 128),
+/// Layout v3 as SPEC §7.5.1 gives it, read from the segment file: the geometry, `stamp[j]` at
+/// 4480 + 8 j and `len[j]` at 4480 + 8 N + 8 j, the data at D = 4480 + round_up(16 N, 128),
 /// a record's bytes from its first cell's start; and a segment with v2's fingerprint (the
 /// length in the record's first 8 bytes) is refused by the fingerprint check.
 #[test]
@@ -336,7 +336,7 @@ fn the_segment_bytes_are_layout_v3() {
     for (i, want) in geometry.into_iter().enumerate() {
         assert_eq!(word(8 * i as u64), want, "geometry word {i}");
     }
-    let entry = |j: u64| (word(4480 + 16 * j), word(4480 + 16 * j + 8));
+    let entry = |j: u64| (word(4480 + 8 * j), word(4480 + 8 * n + 8 * j));
     assert_eq!(entry(0), (1, 100), "published record of 100 bytes at 0");
     assert_eq!(entry(1).0, 1, "inner cell: stamp stays at its position");
     assert_eq!(entry(2), (3, 3), "published record of 3 bytes at 2");

@@ -2404,9 +2404,8 @@ fn targets(kind: &str, capacity: u64) -> Targets {
             (v, 4480 + capacity * 64)
         }
         "mpmc-bytes" => {
-            // SPEC §7.5.1 (layout v3): `capacity` data bytes in 64-byte cells, one 16-byte
-            // entry (stamp, record length) per cell, the data after the entries rounded up
-            // to 128 bytes.
+            // SPEC §7.5.1 (layout v3): `capacity` data bytes in 64-byte cells, N stamps and
+            // then N record lengths, the data after them rounded up to 128 bytes.
             let cells = capacity / 64;
             let data = 4480 + (16 * cells).div_ceil(128) * 128;
             let mut v: Vec<u64> = (0..8).map(|i| 8 * i).collect();
@@ -2416,8 +2415,8 @@ fn targets(kind: &str, capacity: u64) -> Targets {
                     v.extend([base + 128 * i, base + 8 + 128 * i, base + 16 + 128 * i]);
                 }
             }
-            v.extend((0..cells).map(|j| 4480 + 16 * j)); // stamps
-            v.extend((0..cells).map(|j| 4480 + 16 * j + 8)); // record lengths
+            v.extend((0..cells).map(|j| 4480 + 8 * j)); // stamps
+            v.extend((0..cells).map(|j| 4480 + 8 * cells + 8 * j)); // record lengths
             v.extend((0..cells).map(|j| data + 64 * j)); // each cell's first data word
             (v, data + capacity)
         }

@@ -4,7 +4,7 @@
 //!
 //! Input: byte 0 chooses the capacity (256 << (b % 4)); byte 1 where the hostile bytes start
 //! in the payload (the whole control block, the state word, the indices, a claim slot, the
-//! entries (stamps and lengths) or the data); byte 2 the number of operations, which follow
+//! stamps and lengths, or the data); byte 2 the number of operations, which follow
 //! (one byte each); the rest overwrites the payload from that offset (never past its end).
 #![no_main]
 
@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
             2 => 128,
             3 => 384 + u64::from(data[1] / 6) * 64,
             4 => 4480,
-            // The data area, after the entries (stamp and length: 16 bytes per 64-byte
+            // The data area, after the stamps and the lengths (8 bytes each per 64-byte
             // cell, 128-aligned).
             _ => 4480 + (capacity / 4).next_multiple_of(128),
         };

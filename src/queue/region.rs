@@ -134,8 +134,8 @@ impl<C> Region<C> {
     }
 
     /// The stamps array (used by loom builds of the MPMC queue, whose slots hold their stamps
-    /// otherwise; the mpmc-bytes queue keeps its 16-byte entries in it, stamp and length, two
-    /// words per cell).
+    /// otherwise; the mpmc-bytes queue keeps its stamps and then its lengths in it, two words
+    /// per cell).
     #[inline]
     #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn stamps(&self) -> &[AtomicU64] {

@@ -33,12 +33,12 @@ impl Consumer {
             if stamp == pos.wrapping_add(1) {
                 // Relaxed: ordered by the stamp's Acquire above. The stamp may be stale
                 // (another consumer took the record since, and a producer of the next lap may
-                // be writing this entry's length): the length is a word of the entry, never
+                // be writing this cell's length): the length is a word of the lengths array, never
                 // a data byte, so this read races only whole-word stores; the CAS below fails
                 // then.
                 let len = sh.rec_len(pos).load(Ordering::Relaxed);
                 if len > sh.max_message {
-                    // A racing consumer took the record and a producer is rewriting the entry,
+                    // A racing consumer took the record and a producer is rewriting the length,
                     // or the length is garbage. Acquire: as for the head CAS.
                     let h = ctrl.head.head.load(Ordering::Acquire);
                     if h == pos {

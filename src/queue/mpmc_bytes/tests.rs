@@ -286,8 +286,8 @@ fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
 /// cells, from another thread of this process through the same mapping. That read must never
 /// touch a data byte: producers write message bytes with byte stores and `rep movsb` (byte
 /// accesses), and an 8-byte load racing them would be a mixed-size race (UB in Rust's model).
-/// So the length word of every cell lies outside the data area, in the cell's 16-byte entry
-/// beside its stamp, and a push of any length (including records that wrap at the ring's
+/// So the length word of every cell lies outside the data area, in the lengths array after
+/// the stamps, and a push of any length (including records that wrap at the ring's
 /// end, and string copies, which the access trace does not see) changes data bytes only
 /// inside its own cells, its message starting at its first cell.
 #[test]
@@ -305,12 +305,11 @@ fn the_consumers_pre_claim_length_read_touches_no_data_byte() {
             len + 8 <= data || len >= data + cap,
             "the length word of cell {j} lies in the data area"
         );
-        // The entry's second word (16-aligned in a segment, §7.5.1; the heap queue's
-        // words are only 8-aligned).
+        // The lengths follow the N stamps (§7.5.1).
         assert_eq!(
             len.wrapping_sub(stamp),
-            8,
-            "cell {j}: the length beside the stamp"
+            8 * sh.cells as usize,
+            "cell {j}: the length N words after the stamp"
         );
     }
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
