@@ -377,19 +377,20 @@ pub(crate) unsafe fn store_bytes(src: *const u8, dst: *mut u8, len: usize) {
     unsafe { store(src, dst, len) }
 }
 
-/// Whether `dst` lies 1 to 15 bytes after `src` modulo 4 KiB: there the string copy's loads
-/// wait on the stores they falsely alias (same low 12 address bits), and it runs at 3-4 GB/s,
-/// against 24-43 GB/s 16 to 31 bytes after, and 56-100 GB/s from 32 bytes (or 0) on this
-/// EPYC (1 KiB, 4 KiB and 64 KiB copies between cache-resident buffers, every distance 0..=64
-/// measured; the word loops: 28 GB/s at any distance). glibc's `memmove` avoids `rep movsb`
-/// at short distances for the same reason. The cut was at 64 bytes until a 4 KiB message of
-/// the mpmc-bytes queue, whose records then all start at one offset modulo 4 KiB, landed 16
-/// bytes before a consumer's buffer on every pop and took the word loop at 28 GB/s where
-/// the string copy gives 43.
+/// Whether `dst` lies 1 to 31 bytes after `src` modulo 4 KiB: there the string copy's loads
+/// wait on the stores they falsely alias (same low 12 address bits) and run at 3-4 GB/s on
+/// the EPYC (Zen 3, family 25 model 1) hosts this was measured on, against 39-58 GB/s from
+/// 32 bytes (or 0); the word loops run at 21-28 GB/s at any distance
+/// (`benches/string_copy_distance.c`: 1 KiB, 4 KiB and 64 KiB copies between cache-resident
+/// buffers at every distance 0..=64). One host ran the string copy at 24-43 GB/s 16 to 31
+/// bytes after, another at 3 GB/s: the word loop is the safe choice there (as glibc's
+/// `memmove` avoids `rep movsb` at short distances). The mpmc-bytes queue meets this often:
+/// its records start at cell (64-byte) boundaries, so a 4 KiB message lands at one offset
+/// modulo 4 KiB on every pop, 16 bytes before the bench consumer's buffer.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 #[inline]
 fn aliased(src: *const u8, dst: *mut u8) -> bool {
-    (1..16).contains(&((dst as usize).wrapping_sub(src as usize) % 4096))
+    (1..32).contains(&((dst as usize).wrapping_sub(src as usize) % 4096))
 }
 
 /// `len` bytes from `src` to `dst` with one `rep movsb`.
