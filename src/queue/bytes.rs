@@ -696,12 +696,13 @@ impl WriteGuard<'_> {
             return 0; // inherited across fork(): the bytes are the parent's
         }
         let n = src.len().min(self.len());
-        // SAFETY: [start + 8, start + 8 + len) lies inside the ring's data area (the record
-        // fits before the end) and `n <= len`; stores are atomic (byte-granular: the record is
-        // ours until committed), so another process writing the same bytes is no data race;
-        // `src` is a distinct private slice.
+        // SAFETY: [start + 8, start + 8 + round_up(len, 8)) lies inside the ring's data area
+        // (the record, 8-aligned, fits before the end) and `n <= len`; the record is ours
+        // until committed, and every access to its bytes by shmkit is a whole-word atomic
+        // (`store_padded`/`load_padded`), so another process (or thread) writing the same
+        // bytes is no data race and no mixed-size race; `src` is a distinct private slice.
         unsafe {
-            atomic_copy::store_bytes(
+            atomic_copy::store_padded(
                 src.as_ptr(),
                 self.p.data().add((self.pl.start + HDR) as usize),
                 n,
@@ -1145,13 +1146,14 @@ impl ReadGuard<'_> {
             return 0; // inherited across fork(): the record is the parent's
         }
         let n = dst.len().min(self.len());
-        // SAFETY: `decode` checked that [offset, offset + len) lies inside the ring's data
-        // area, which lives as long as the consumer, and `n <= len`; loads are atomic
-        // (byte-granular: the record is ours until released), so another process writing the
-        // same bytes is no data race; `dst` is a distinct private slice. The header's Acquire
-        // load in `decode` made the bytes visible.
+        // SAFETY: `decode` checked that the record, 8-aligned with its bytes padded to whole
+        // words, lies inside the ring's data area, which lives as long as the consumer, and
+        // `n <= len`; loads are whole-word atomics (`load_padded`, as every copy of record
+        // bytes), so another process (or thread) writing the same bytes is no data race and
+        // no mixed-size race; `dst` is a distinct private slice. The header's Acquire load in
+        // `decode` made the bytes visible.
         unsafe {
-            atomic_copy::load_bytes(
+            atomic_copy::load_padded(
                 self.c.side.q.data().add(self.rec.offset as usize),
                 dst.as_mut_ptr(),
                 n,
@@ -1209,6 +1211,58 @@ impl Deref for ReadGuard<'_> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Every access the copying calls make to the data area is an aligned 8-byte one, at
+    /// every message length and for copies shorter than the record (`copy_from`/`copy_to`
+    /// of a part): copies that disagree about where a message ends (a forged header, a
+    /// shorter copy) then never meet on one word with two access sizes, a mixed-size race
+    /// in Rust's model when a producer and a consumer of one process share the mapping.
+    /// (Failed before the padded copies: a message of 37 bytes was stored and loaded with
+    /// byte accesses for its last 5 bytes.)
+    #[test]
+    fn every_copy_of_record_bytes_accesses_whole_words() {
+        use crate::os::atomic_copy::trace;
+        let ring = Ring::with_capacity(4096);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        let (data, cap) = (tx.data() as usize, 4096usize);
+        let check = |log: &[(usize, usize)], what: &str| {
+            assert!(
+                !log.is_empty() || what.contains(" 0 "),
+                "{what}: no access traced"
+            );
+            for &(at, size) in log {
+                let off = at.wrapping_sub(data);
+                assert!(off < cap, "{what}: outside the data area");
+                assert!(
+                    size == 8 && off % 8 == 0,
+                    "{what}: {size} bytes at data offset {off}"
+                );
+            }
+        };
+        for len in 0..=300usize {
+            let m: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            trace::start();
+            tx.try_send(&m).unwrap();
+            check(&trace::stop(), &format!("send of {len} bytes"));
+            trace::start();
+            let got = rx.try_recv().unwrap();
+            check(&trace::stop(), &format!("recv of {len} bytes"));
+            assert_eq!(got, m);
+            // A part of a reservation, and a part of a message.
+            let mut w = tx.try_reserve(len + 5).unwrap();
+            trace::start();
+            assert_eq!(w.copy_from(&m), len);
+            check(&trace::stop(), &format!("copy_from of {len} bytes"));
+            w.commit_len(len);
+            let r = rx.try_peek().unwrap();
+            let mut out = vec![0u8; len / 2 + 1];
+            trace::start();
+            let n = r.copy_to(&mut out);
+            check(&trace::stop(), &format!("copy_to of {n} bytes"));
+            assert_eq!(&out[..n], &m[..n]);
+            r.release();
+        }
+    }
 
     /// The words a producer zeroes ahead (SPEC §7.3) never let a consumer take message bytes
     /// for a header: every reservation is filled with words that are each a valid header of

@@ -302,13 +302,15 @@ impl Shared {
     fn copy_in(&self, pos: u64, msg: &[u8]) {
         let mut src = msg.as_ptr();
         for (off, n) in self.pieces(pos, msg.len() as u64) {
-            // SAFETY: `pieces` keeps every range inside the data area (`capacity` bytes); the
-            // cells are ours (claimed with the tail CAS), and nobody else accesses data cells
-            // but the handle that claimed them (the lengths a consumer reads before its claim
-            // are outside the cells), so byte-granular atomic stores are enough;
+            // SAFETY: `pieces` keeps every range inside the data area (`capacity` bytes),
+            // each piece starting at a cell (8-aligned) with its padding to a whole word inside
+            // the record's cells (a piece ends at the ring's end, a multiple of 64, or at the
+            // record's end inside its last cell); the cells are ours (claimed with the tail
+            // CAS): nobody else writes them, and every access to them is a whole-word atomic
+            // (`store_padded`/`load_padded`), whatever length a consumer believes;
             // `msg` is private memory of `n` bytes from `src`.
             unsafe {
-                atomic_copy::store_bytes(src, self.region.data().add(off), n);
+                atomic_copy::store_padded(src, self.region.data().add(off), n);
                 src = src.add(n);
             }
         }
@@ -323,7 +325,7 @@ impl Shared {
             // SAFETY: as `copy_in`; `dst` has room for `len` bytes (reserved) and nobody
             // else accesses it.
             unsafe {
-                atomic_copy::load_bytes(self.region.data().add(off), out, n);
+                atomic_copy::load_padded(self.region.data().add(off), out, n);
                 out = out.add(n);
             }
         }

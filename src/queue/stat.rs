@@ -73,9 +73,11 @@ pub struct QueueStat {
     /// [`Kind::BYTES_RING`] (`bytes-ring`) or [`Kind::MPMC_BYTES`] (`mpmc-bytes`); serialized
     /// as its name.
     pub kind: Kind,
-    /// Slots (spsc, mpmc) or bytes (bytes ring), in [`len_unit`](QueueStat::len_unit)s.
+    /// Slots (spsc, mpmc) or bytes (bytes ring, mpmc-bytes), in
+    /// [`len_unit`](QueueStat::len_unit)s.
     pub capacity: u64,
-    /// Elements (spsc, mpmc) or bytes in use (bytes ring, including record headers), in
+    /// Elements (spsc, mpmc) or bytes in use (bytes ring, including record headers;
+    /// mpmc-bytes, whole cells of claimed records), in
     /// [`len_unit`](QueueStat::len_unit)s.
     pub len: u64,
     /// What `len` and `capacity` count: messages or bytes.

@@ -218,8 +218,10 @@ impl Segment<ReadWrite> {
     /// [`read_at`](Segment::read_at) for the rule), so it is not a data race when other
     /// threads or processes read or write the same bytes meanwhile. Part of a word is
     /// written by a compare-exchange of the whole word that keeps its other bytes, so
-    /// threads writing different bytes of one word at the same time all keep theirs. It
-    /// orders nothing: to publish the bytes, follow it with a `Release` store (or a
+    /// threads writing different bytes of one word at the same time all keep theirs (a
+    /// writer that keeps changing the word cannot stall it: after 64 failed attempts the part
+    /// is cleared and set by two read-modify-writes, and a reader may see it half written in
+    /// between). It orders nothing: to publish the bytes, follow it with a `Release` store (or a
     /// `fence(Release)` and a store) that the reader pairs with an `Acquire` load.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;

@@ -1,7 +1,7 @@
 use super::*;
 
-/// Two producers push records of different lengths (1 and 2 cells; each length in its
-/// first cell's entry, a loom atomic) while a consumer blocks for them (the wake protocol: a lost wake-up is a loom deadlock); both arrive
+/// Two producers push records of different lengths (1 and 2 cells; each length in the
+/// lengths array, a loom atomic) while a consumer blocks for them (the wake protocol: a lost wake-up is a loom deadlock); both arrive
 /// intact; then the last attached producer closes and the consumer sees `Disconnected`.
 #[test]
 fn loom_two_producers_one_blocking_consumer() {
@@ -52,7 +52,8 @@ fn loom_two_sleeping_consumers_each_get_a_message() {
 
 /// Records wrap around the ring and reuse cells freed by a consumer on another thread
 /// (the producer blocks for them: the not-full wake-up); two consumers share the pops, each
-/// reading lengths (loom atomics beside the stamps) that the next lap may be rewriting.
+/// reading lengths (loom atomics in the lengths array after the stamps) that the next lap
+/// may be rewriting.
 #[test]
 fn loom_cells_are_freed_for_the_next_lap() {
     crate::queue::loom_model(|| {

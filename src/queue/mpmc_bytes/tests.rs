@@ -32,8 +32,8 @@ fn messages_of_every_size_round_trip_across_laps() {
 
 #[test]
 fn long_messages_round_trip_across_laps_and_the_ring_end() {
-    // Lengths on both sides of the string-copy threshold (`atomic_copy::BULK`), records that
-    // wrap at the end of the ring (copied in two pieces).
+    // Long lengths (the 16-byte copies' rounds), records that wrap at the end of the ring
+    // (copied in two pieces).
     let q = Queue::with_capacity(8192);
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
     let max = q.max_message() as usize;
@@ -250,7 +250,7 @@ fn threads_2x2_every_message_once_in_order_per_producer() {
 }
 
 /// A record of L bytes takes `max(1, ceil(L / 64))` cells, its bytes from its first cell's
-/// start (layout v3: the length is beside the stamp, not in the cell), so a queue of C bytes
+/// start (layout v3: the length is in the lengths array, not in the cell), so a queue of C bytes
 /// holds C / 64 messages of 64 bytes, and a message of C / 2 bytes fits.
 #[test]
 fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
@@ -284,11 +284,11 @@ fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
 /// (`Consumer::attempt`); the stamp may be stale (another consumer popped and freed the
 /// record since), so the length word may be read while the next lap's producers write the
 /// cells, from another thread of this process through the same mapping. That read must never
-/// touch a data byte: producers write message bytes with byte stores and `rep movsb` (byte
-/// accesses), and an 8-byte load racing them would be a mixed-size race (UB in Rust's model).
+/// touch a data byte: a data word is written by its producer while the stale stamp is read, and
+/// a read of it is a race (one of two sizes, before the padded copies: a mixed-size race).
 /// So the length word of every cell lies outside the data area, in the lengths array after
 /// the stamps, and a push of any length (including records that wrap at the ring's
-/// end, and string copies, which the access trace does not see) changes data bytes only
+/// end) changes data bytes only
 /// inside its own cells, its message starting at its first cell.
 #[test]
 fn the_consumers_pre_claim_length_read_touches_no_data_byte() {
@@ -363,4 +363,65 @@ fn the_consumers_pre_claim_length_read_touches_no_data_byte() {
     }
     // Lengths up to 4096 in a ring of 16384 bytes went round it many times, wrapping.
     assert!(sh.ctrl().tail.tail.load(Ordering::Relaxed) > 20 * sh.cells);
+}
+
+/// Every access a push or a pop makes to the data area is an aligned 8-byte one, whatever
+/// the message's length and whatever length the consumer finds beside its stamp, a forged
+/// one included. A consumer that believes a longer length than was published copies cells
+/// that a producer of its own process may be writing through the same mapping; with two
+/// access sizes on one word that is a mixed-size race, undefined in Rust's model, so a peer's
+/// forged length could cause it. (Failed before the padded copies: a push of 37 bytes stored
+/// bytes 32..37 one by one, and a consumer told 40 loaded that word whole.)
+#[test]
+fn every_data_access_is_a_whole_word_even_under_a_forged_length() {
+    use crate::os::atomic_copy::trace;
+    let mut buf = Vec::new();
+    for len in 0..=300u64 {
+        let q = Queue::with_capacity(2048);
+        let sh = &*q.shared;
+        let (data, cap, max) = (
+            sh.region.data() as usize,
+            sh.capacity as usize,
+            sh.max_message,
+        );
+        let check = |log: &[(usize, usize)], what: &str| {
+            for &(at, size) in log {
+                let off = at.wrapping_sub(data);
+                if off < cap {
+                    assert!(
+                        size == 8 && off % 8 == 0,
+                        "{what}: {size} bytes at data offset {off}"
+                    );
+                }
+            }
+        };
+        let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+        // Start at a position that makes some records wrap at the ring's end.
+        for i in 0..(len * 7) % 32 {
+            p.try_push(&msg(i, 8)).unwrap();
+            c.try_pop().unwrap();
+        }
+        for forged in [None, Some(len + 1), Some((len + 13).min(max)), Some(max)] {
+            let forged = forged.filter(|&f| f > len);
+            let m = msg(len, len as usize);
+            let pos = sh.ctrl().tail.tail.load(Ordering::Relaxed);
+            trace::start();
+            p.try_push(&m).unwrap();
+            check(&trace::stop(), &format!("a push of {len} bytes at {pos}"));
+            if let Some(f) = forged {
+                sh.rec_len(pos).store(f, Ordering::Relaxed);
+            }
+            trace::start();
+            let got = c.try_pop_into(&mut buf);
+            check(
+                &trace::stop(),
+                &format!("a pop of {len} bytes told {forged:?}"),
+            );
+            assert_eq!(got, Ok(forged.unwrap_or(len) as usize));
+            assert_eq!(&buf[..len as usize], &m[..]);
+            if forged.is_some() {
+                break; // the head is now past the tail: the queue is garbage from here
+            }
+        }
+    }
 }
