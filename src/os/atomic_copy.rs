@@ -190,8 +190,9 @@ pub(crate) enum Merge {
     /// only when another write to the word came between its load (or its last failed
     /// attempt) and its compare-exchange; after [`SHARED_MERGE_TRIES`] failures (a peer that
     /// keeps writing the word) it clears its bytes and sets them with `fetch_and` and
-    /// `fetch_or`, which always complete (a reader may then see the part half written), so
-    /// a write never waits on a peer.
+    /// `fetch_or`, which always complete (a reader may then see the part half written, and
+    /// a racing write of the same bytes may leave the bitwise OR of both values), so a write
+    /// never waits on a peer.
     Shared,
 }
 
@@ -343,6 +344,7 @@ fn walk(mis: usize, len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
 /// private, not overlapping.
 #[inline]
 unsafe fn load_words(src: *const u8, dst: *mut u8, words: usize) {
+    #[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(unused_mut))]
     let mut done = 0;
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if words >= wide::MIN_WORDS && wide::available() {
@@ -394,6 +396,7 @@ unsafe fn load_word(src: *const u8, dst: *mut u8) {
 /// the call, not overlapping.
 #[inline]
 unsafe fn store_words(src: *const u8, dst: *mut u8, words: usize) {
+    #[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(unused_mut))]
     let mut done = 0;
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if words >= wide::MIN_WORDS && wide::available() {
@@ -448,7 +451,8 @@ unsafe fn store_word(src: *const u8, dst: *mut u8) {
 /// the compiler moves no memory access across them. Loads only on the shared side: permitted
 /// on read-only mappings, as an 8-byte `Relaxed` load is.
 ///
-/// Speed (`BENCHMARKS.md`, "Queue payloads: one size per word"): 45-51 GB/s at any distance
+/// Speed (`BENCHMARKS.md`, "Queue payload copies: from `rep movsb` to 16-byte SSE loops",
+/// `benches/copy_loops.c`): 45-51 GB/s at any distance
 /// between source and destination, against 21-28 GB/s for the 8-byte loop, and without the
 /// string copy's (`rep movsb`) drop to 3 GB/s when the destination lies 1 to 31 bytes after
 /// the source modulo 4 KiB.
@@ -463,6 +467,10 @@ mod wide {
     /// detected once.
     #[inline]
     pub(super) fn available() -> bool {
+        #[cfg(test)]
+        if NARROW.with(|n| n.get()) {
+            return false;
+        }
         // 0: not yet known, 1: no, 2: yes. Relaxed: a cache of a fact that never changes;
         // racing first calls compute the same answer.
         static KNOWN: AtomicU8 = AtomicU8::new(0);
@@ -476,6 +484,13 @@ mod wide {
             }
         }
     }
+
+    #[cfg(test)]
+    thread_local!(
+        /// Tests set it to take the 8-byte loops on this thread, as a processor without the
+        /// guarantee would.
+        pub(super) static NARROW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }
+    );
 
     #[cold]
     fn detect() -> bool {
@@ -630,7 +645,12 @@ mod wide {
 /// bytes.
 #[inline]
 pub(crate) unsafe fn load_padded(src: *const u8, dst: *mut u8, len: usize) {
-    debug_assert!((src as usize) % WORD == 0);
+    // A precondition every caller keeps by construction (its positions are private and
+    // 8-aligned); checked all the same, as a misaligned atomic access would be undefined.
+    assert!(
+        (src as usize) % WORD == 0,
+        "a queue payload that is not 8-aligned"
+    );
     let words = len / WORD;
     // SAFETY: the contract: the whole words lie inside both ranges, `src` is aligned.
     unsafe { load_words(src, dst, words) };
@@ -658,7 +678,11 @@ pub(crate) unsafe fn load_padded(src: *const u8, dst: *mut u8, len: usize) {
 /// bytes.
 #[inline]
 pub(crate) unsafe fn store_padded(src: *const u8, dst: *mut u8, len: usize) {
-    debug_assert!((dst as usize) % WORD == 0);
+    // As in `load_padded`.
+    assert!(
+        (dst as usize) % WORD == 0,
+        "a queue payload that is not 8-aligned"
+    );
     let words = len / WORD;
     // SAFETY: the contract: the whole words lie inside both ranges, `dst` is aligned.
     unsafe { store_words(src, dst, words) };
@@ -829,8 +853,38 @@ mod tests {
         }
     }
 
+    /// The 16-byte path is taken exactly where the processor makes aligned 16-byte accesses
+    /// atomic (an Intel or AMD processor with AVX, as `/proc/cpuinfo` tells): a detection
+    /// that went wrong would either lose the speed silently or use it where it is unsound.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn the_16_byte_path_is_taken_where_the_processor_guarantees_it() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+        let field = |name: &str| {
+            info.lines()
+                .find(|l| l.split(':').next().map(str::trim) == Some(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {name} in /proc/cpuinfo"))
+        };
+        let vendor = field("vendor_id");
+        let avx = field("flags").split_whitespace().any(|f| f == "avx");
+        let expect = avx && (vendor == "GenuineIntel" || vendor == "AuthenticAMD");
+        assert_eq!(wide::available(), expect, "vendor {vendor}, avx {avx}");
+    }
+
     #[test]
     fn long_copies_copy_exactly_those_bytes_at_every_alignment() {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        for narrow in [false, true] {
+            wide::NARROW.with(|n| n.set(narrow));
+            long_copies();
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        long_copies();
+    }
+
+    fn long_copies() {
         // Lengths across the 16-byte path's threshold and its 64-byte rounds, shared offsets
         // 0..16 (a leading word before the 16-aligned pairs, or none), private offsets too.
         let size = 1024;

@@ -698,9 +698,10 @@ impl WriteGuard<'_> {
         let n = src.len().min(self.len());
         // SAFETY: [start + 8, start + 8 + round_up(len, 8)) lies inside the ring's data area
         // (the record, 8-aligned, fits before the end) and `n <= len`; the record is ours
-        // until committed, and every access to its bytes by shmkit is a whole-word atomic
-        // (`store_padded`/`load_padded`), so another process (or thread) writing the same
-        // bytes is no data race and no mixed-size race; `src` is a distinct private slice.
+        // until committed, and every copy of record bytes is whole-word atomics
+        // (`store_padded`/`load_padded`; only a guard's deref, the caller's choice, is plain),
+        // so another process (or thread) copying the same bytes is no data race and no
+        // mixed-size race; `src` is a distinct private slice.
         unsafe {
             atomic_copy::store_padded(
                 src.as_ptr(),

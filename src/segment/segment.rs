@@ -221,7 +221,7 @@ impl Segment<ReadWrite> {
     /// threads writing different bytes of one word at the same time all keep theirs (a
     /// writer that keeps changing the word cannot stall it: after 64 failed attempts the part
     /// is cleared and set by two read-modify-writes, and a reader may see it half written in
-    /// between). It orders nothing: to publish the bytes, follow it with a `Release` store (or a
+    /// between, a racing write of the same bytes the bitwise OR of both). It orders nothing: to publish the bytes, follow it with a `Release` store (or a
     /// `fence(Release)` and a store) that the reader pairs with an `Acquire` load.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
@@ -398,7 +398,9 @@ impl<A: Access> Segment<A> {
     /// and its re-check (`examples/share_segment.rs`).
     ///
     /// Works on read-only segments: it performs nothing but `Relaxed` loads of 1 and 8 bytes,
-    /// the only atomic accesses std permits on `PROT_READ` memory.
+    /// the only atomic accesses std permits on `PROT_READ` memory (runs of words are loaded
+    /// 16 bytes at a time where the processor makes that atomic: still loads only, two
+    /// 8-byte loads in Rust's model).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
         // SAFETY: check_range proved [offset, offset + len) lies inside the payload, which
