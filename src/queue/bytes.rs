@@ -696,19 +696,24 @@ impl WriteGuard<'_> {
             return 0; // inherited across fork(): the bytes are the parent's
         }
         let n = src.len().min(self.len());
+        let at = self.p.data().wrapping_add((self.pl.start + HDR) as usize);
+        let padded = (self.pl.len as usize).next_multiple_of(8);
         // SAFETY: [start + 8, start + 8 + round_up(len, 8)) lies inside the ring's data area
         // (the record, 8-aligned, fits before the end) and `n <= len`; the record is ours
-        // until committed, and every copy of record bytes is whole-word atomics
-        // (`store_padded`/`load_padded`; only a guard's deref, the caller's choice, is plain),
-        // so another process (or thread) copying the same bytes is no data race and no
-        // mixed-size race; `src` is a distinct private slice.
+        // until committed, and every copy of record bytes is whole-word atomics (only a
+        // guard's deref, the caller's choice, is plain), so another process (or thread)
+        // copying the same bytes is no data race and no mixed-size race; `src` is a distinct
+        // private slice. The whole message: `store_padded` (stores only, zeroes in the
+        // padding after it); a part: `store_within`, whose last word keeps the bytes after
+        // the part (the caller may have written them through the guard), loaded and stored
+        // whole.
         unsafe {
-            atomic_copy::store_padded(
-                src.as_ptr(),
-                self.p.data().add((self.pl.start + HDR) as usize),
-                n,
-            )
-        };
+            if n == self.pl.len as usize {
+                atomic_copy::store_padded(src.as_ptr(), at, n);
+            } else {
+                atomic_copy::store_within(at, padded, 0, &src[..n], atomic_copy::Merge::Exclusive);
+            }
+        }
         n
     }
 
