@@ -60,11 +60,11 @@ fn head_len(addr: usize, len: usize) -> usize {
 /// - the two ranges do not overlap.
 #[inline]
 pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
-    // One aligned word (an 8-byte element or item): what `load_words` does, without the loop.
+    // One aligned word (an 8-byte element or item): what `copy_words` does, without the loop.
     if len == WORD && (src as usize) % WORD == 0 {
         #[cfg(test)]
         trace::record(src, WORD);
-        // SAFETY: as in `load_words` (8-aligned, inside the source range).
+        // SAFETY: as in `copy_words` (8-aligned, inside the source range).
         unsafe {
             let v = AtomicU64::from_ptr(src.cast::<u64>().cast_mut()).load(Ordering::Relaxed);
             dst.cast::<u64>().write_unaligned(v);
@@ -84,7 +84,7 @@ pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
     }
     // SAFETY: `src + head` is 8-aligned (`head` bytes took it to a multiple of 8) and the
     // `words` words from it lie inside the source range; the private range matches.
-    unsafe { load_words(src.add(head), dst.add(head), words) };
+    unsafe { copy_words(src.add(head), dst.add(head), words, Dir::Load) };
 }
 
 /// Copy `len` bytes from private memory at `src` into shared memory at `dst`.
@@ -98,11 +98,11 @@ pub(crate) unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
 /// - the two ranges do not overlap.
 #[inline]
 pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
-    // One aligned word: what `store_words` does, without the loop.
+    // One aligned word: what `copy_words` does, without the loop.
     if len == WORD && (dst as usize) % WORD == 0 {
         #[cfg(test)]
         trace::record(dst, WORD);
-        // SAFETY: as in `store_words` (8-aligned, inside the destination range).
+        // SAFETY: as in `copy_words` (8-aligned, inside the destination range).
         unsafe {
             let v = src.cast::<u64>().read_unaligned();
             AtomicU64::from_ptr(dst.cast::<u64>()).store(v, Ordering::Relaxed);
@@ -121,7 +121,7 @@ pub(crate) unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
     }
     // SAFETY: `dst + head` is 8-aligned and the `words` words from it lie inside the
     // writable destination range; the private range matches.
-    unsafe { store_words(src.add(head), dst.add(head), words) };
+    unsafe { copy_words(src.add(head), dst.add(head), words, Dir::Store) };
 }
 
 /// Copy `out.len()` bytes from byte `at` of the `len`-byte region at `region` (shared memory)
@@ -333,41 +333,63 @@ fn walk(mis: usize, len: usize, at: usize, n: usize, mut f: impl FnMut(Run)) {
     }
 }
 
-/// `words` aligned 8-byte words from shared memory at `src` (8-aligned) to private memory at
-/// `dst`: each word one `Relaxed` 8-byte atomic load. Long runs go through [`wide`] 16 bytes
-/// at a time, which is the same in Rust's model (see there).
+/// Which side of a word copy is shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// From shared memory at `src` to private memory at `dst`.
+    Load,
+    /// From private memory at `src` to shared memory at `dst`.
+    Store,
+}
+
+/// `words` aligned 8-byte words from `src` to `dst`, the shared side (`dir`) 8-aligned: each
+/// word one `Relaxed` 8-byte atomic access on the shared side ([`load_word`]/[`store_word`]).
+/// Long runs go through [`wide`] 16 bytes at a time, which is the same in Rust's model (see
+/// there): one word first if the shared side is not 16-aligned, then 16-byte pairs, then the
+/// last word if one is left.
 ///
 /// # Safety
 ///
-/// `src` 8-aligned and valid for reads of `8 * words` bytes (it may be `PROT_READ`), every
-/// concurrent access to them by this process atomic; `dst` valid for writes of as many bytes,
-/// private, not overlapping.
-#[inline]
-unsafe fn load_words(src: *const u8, dst: *mut u8, words: usize) {
+/// The shared side 8-aligned and valid for reads (`Load`; it may be `PROT_READ`) or writes
+/// (`Store`) of `8 * words` bytes, every concurrent access to them by this process atomic;
+/// the private side valid for as many bytes, accessed by nobody else during the call; the
+/// ranges do not overlap.
+#[inline(always)]
+unsafe fn copy_words(src: *const u8, dst: *mut u8, words: usize, dir: Dir) {
+    let word = |w: usize| {
+        // SAFETY: every caller passes `w < words`: the word lies inside both ranges and is
+        // 8-aligned on the shared side (the contract).
+        unsafe {
+            match dir {
+                Dir::Load => load_word(src.add(w * WORD), dst.add(w * WORD)),
+                Dir::Store => store_word(src.add(w * WORD), dst.add(w * WORD)),
+            }
+        }
+    };
     #[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(unused_mut))]
     let mut done = 0;
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if words >= wide::MIN_WORDS && wide::available() {
-        // One word first if `src` is not 16-aligned, then 16-byte pairs, then the last word
-        // below if one is left.
-        let lead = (src as usize / WORD) % 2;
+        let shared = match dir {
+            Dir::Load => src as usize,
+            Dir::Store => dst as usize,
+        };
+        let lead = (shared / WORD) % 2;
         let pairs = (words - lead) / 2;
-        // SAFETY: words `lead..lead + 2 * pairs` lie inside the range and start 16-aligned;
-        // the rest of the contract is ours.
-        unsafe { wide::load(src.add(lead * WORD), dst.add(lead * WORD), pairs) };
+        // SAFETY: words `lead..lead + 2 * pairs` lie inside both ranges and start 16-aligned
+        // on the shared side; the rest of the contract is ours.
+        unsafe { wide::copy(src.add(lead * WORD), dst.add(lead * WORD), pairs, dir) };
         if lead == 1 {
-            // SAFETY: as the loop below, for word 0.
-            unsafe { load_word(src, dst) };
+            word(0);
         }
         done = lead + 2 * pairs;
     }
     for w in done..words {
-        // SAFETY: word `w` lies inside both ranges (the contract) and is 8-aligned.
-        unsafe { load_word(src.add(w * WORD), dst.add(w * WORD)) };
+        word(w);
     }
 }
 
-/// One aligned word of [`load_words`].
+/// One aligned word of a [`copy_words`] load.
 ///
 /// # Safety
 ///
@@ -386,37 +408,7 @@ unsafe fn load_word(src: *const u8, dst: *mut u8) {
     }
 }
 
-/// `words` aligned 8-byte words from private memory at `src` into shared memory at `dst`
-/// (8-aligned): each word one `Relaxed` 8-byte atomic store; long runs through [`wide`].
-///
-/// # Safety
-///
-/// `dst` 8-aligned and valid for writes of `8 * words` bytes, every concurrent access to them
-/// by this process atomic; `src` valid for reads of as many bytes, written by nobody during
-/// the call, not overlapping.
-#[inline]
-unsafe fn store_words(src: *const u8, dst: *mut u8, words: usize) {
-    #[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(unused_mut))]
-    let mut done = 0;
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if words >= wide::MIN_WORDS && wide::available() {
-        let lead = (dst as usize / WORD) % 2;
-        let pairs = (words - lead) / 2;
-        // SAFETY: as in `load_words`, with the destination 16-aligned.
-        unsafe { wide::store(src.add(lead * WORD), dst.add(lead * WORD), pairs) };
-        if lead == 1 {
-            // SAFETY: as the loop below, for word 0.
-            unsafe { store_word(src, dst) };
-        }
-        done = lead + 2 * pairs;
-    }
-    for w in done..words {
-        // SAFETY: word `w` lies inside both ranges (the contract) and is 8-aligned.
-        unsafe { store_word(src.add(w * WORD), dst.add(w * WORD)) };
-    }
-}
-
-/// One aligned word of [`store_words`].
+/// One aligned word of a [`copy_words`] store.
 ///
 /// # Safety
 ///
@@ -446,7 +438,7 @@ unsafe fn store_word(src: *const u8, dst: *mut u8) {
 /// access of an aligned pair of words gives values that two `Relaxed` `AtomicU64` accesses,
 /// one per word, could give (each word whole, the pair in some order), and it orders nothing,
 /// as `Relaxed` orders nothing; so each block is exactly the loop of 8-byte accesses that
-/// [`load_words`]/[`store_words`] make otherwise, and every caller's one-size-per-word
+/// [`copy_words`] makes otherwise, and every caller's one-size-per-word
 /// reasoning (8-byte accesses of whole words) holds unchanged. The blocks are not `nomem`, so
 /// the compiler moves no memory access across them. Loads only on the shared side: permitted
 /// on read-only mappings, as an 8-byte `Relaxed` load is.
@@ -507,41 +499,25 @@ mod wide {
             || vendor == [0x6874_7541, 0x6974_6e65, 0x444d_4163]
     }
 
-    /// `pairs` 16-byte blocks from shared `src` (16-aligned) to private `dst`.
-    ///
-    /// # Safety
-    ///
-    /// [`available`] returned true; `src` 16-aligned and readable for `16 * pairs` bytes,
-    /// accessed only atomically by this process meanwhile; `dst` private and writable for as
-    /// many bytes, not overlapping.
-    #[inline]
-    pub(super) unsafe fn load(src: *const u8, dst: *mut u8, pairs: usize) {
-        #[cfg(test)]
-        for w in 0..2 * pairs {
-            super::trace::record(src.wrapping_add(w * super::WORD), super::WORD);
-        }
-        if pairs == 0 {
-            return;
-        }
-        // SAFETY: the contract: every `movdqa` reads a 16-aligned block inside the source
-        // range, every `movdqu` writes inside the private range; the module docs say why the
-        // block is two Relaxed 8-byte loads per pair in Rust's model. Four pairs (one 64-byte
-        // line) per round while at least four remain, then one per round. It clobbers the
-        // three pointers/counters (declared) and four xmm registers and the flags (declared
-        // as outputs, flags by default).
-        unsafe {
+    /// The 16-byte loop: `$ld` loads from `[s]`, `$st` stores to `[t]` (`movdqa` on the
+    /// shared side, `movdqu` on the private one); four pairs (one 64-byte line) per round
+    /// while at least four remain, then one per round. It clobbers the two pointers and the
+    /// counter (declared), four xmm registers and the flags (declared as outputs, flags by
+    /// default).
+    macro_rules! sse_loop {
+        ($ld:literal, $st:literal, $src:expr, $dst:expr, $pairs:expr) => {
             std::arch::asm!(
                 "cmp {n}, 4",
                 "jb 3f",
                 "2:",
-                "movdqa {a}, xmmword ptr [{s}]",
-                "movdqa {b}, xmmword ptr [{s} + 16]",
-                "movdqa {c}, xmmword ptr [{s} + 32]",
-                "movdqa {d}, xmmword ptr [{s} + 48]",
-                "movdqu xmmword ptr [{t}], {a}",
-                "movdqu xmmword ptr [{t} + 16], {b}",
-                "movdqu xmmword ptr [{t} + 32], {c}",
-                "movdqu xmmword ptr [{t} + 48], {d}",
+                concat!($ld, " {a}, xmmword ptr [{s}]"),
+                concat!($ld, " {b}, xmmword ptr [{s} + 16]"),
+                concat!($ld, " {c}, xmmword ptr [{s} + 32]"),
+                concat!($ld, " {d}, xmmword ptr [{s} + 48]"),
+                concat!($st, " xmmword ptr [{t}], {a}"),
+                concat!($st, " xmmword ptr [{t} + 16], {b}"),
+                concat!($st, " xmmword ptr [{t} + 32], {c}"),
+                concat!($st, " xmmword ptr [{t} + 48], {d}"),
                 "add {s}, 64",
                 "add {t}, 64",
                 "sub {n}, 4",
@@ -551,82 +527,55 @@ mod wide {
                 "test {n}, {n}",
                 "jz 5f",
                 "4:",
-                "movdqa {a}, xmmword ptr [{s}]",
-                "movdqu xmmword ptr [{t}], {a}",
+                concat!($ld, " {a}, xmmword ptr [{s}]"),
+                concat!($st, " xmmword ptr [{t}], {a}"),
                 "add {s}, 16",
                 "add {t}, 16",
                 "dec {n}",
                 "jnz 4b",
                 "5:",
-                s = inout(reg) src => _,
-                t = inout(reg) dst => _,
-                n = inout(reg) pairs => _,
+                s = inout(reg) $src => _,
+                t = inout(reg) $dst => _,
+                n = inout(reg) $pairs => _,
                 a = out(xmm_reg) _,
                 b = out(xmm_reg) _,
                 c = out(xmm_reg) _,
                 d = out(xmm_reg) _,
                 options(nostack),
-            );
-        }
+            )
+        };
     }
 
-    /// `pairs` 16-byte blocks from private `src` to shared `dst` (16-aligned).
+    /// `pairs` 16-byte blocks from `src` to `dst`, the shared side (`dir`) 16-aligned.
     ///
     /// # Safety
     ///
-    /// [`available`] returned true; `dst` 16-aligned and writable for `16 * pairs` bytes,
-    /// accessed only atomically by this process meanwhile; `src` readable for as many bytes,
-    /// written by nobody during the call, not overlapping.
+    /// [`available`] returned true; the shared side 16-aligned and readable (`Load`) or
+    /// writable (`Store`) for `16 * pairs` bytes, accessed only atomically by this process
+    /// meanwhile; the private side valid for as many bytes, accessed by nobody else during
+    /// the call; the ranges do not overlap.
     #[inline]
-    pub(super) unsafe fn store(src: *const u8, dst: *mut u8, pairs: usize) {
+    pub(super) unsafe fn copy(src: *const u8, dst: *mut u8, pairs: usize, dir: super::Dir) {
         #[cfg(test)]
         for w in 0..2 * pairs {
-            super::trace::record(dst.wrapping_add(w * super::WORD), super::WORD);
+            let shared = match dir {
+                super::Dir::Load => src,
+                super::Dir::Store => dst.cast_const(),
+            };
+            super::trace::record(shared.wrapping_add(w * super::WORD), super::WORD);
         }
         if pairs == 0 {
             return;
         }
-        // SAFETY: as in `load`, mirrored: `movdqu` reads the private source, `movdqa` writes
-        // 16-aligned blocks inside the shared destination, two Relaxed 8-byte stores per pair
-        // in Rust's model.
+        // SAFETY: the contract: every `movdqa` accesses a 16-aligned block inside the shared
+        // range, every `movdqu` one inside the private range, `16 * pairs` bytes on each
+        // side; the module docs say why a block is two Relaxed 8-byte accesses per pair in
+        // Rust's model. Loads only on the shared side of a `Load` (read-only mappings).
         unsafe {
-            std::arch::asm!(
-                "cmp {n}, 4",
-                "jb 3f",
-                "2:",
-                "movdqu {a}, xmmword ptr [{s}]",
-                "movdqu {b}, xmmword ptr [{s} + 16]",
-                "movdqu {c}, xmmword ptr [{s} + 32]",
-                "movdqu {d}, xmmword ptr [{s} + 48]",
-                "movdqa xmmword ptr [{t}], {a}",
-                "movdqa xmmword ptr [{t} + 16], {b}",
-                "movdqa xmmword ptr [{t} + 32], {c}",
-                "movdqa xmmword ptr [{t} + 48], {d}",
-                "add {s}, 64",
-                "add {t}, 64",
-                "sub {n}, 4",
-                "cmp {n}, 4",
-                "jae 2b",
-                "3:",
-                "test {n}, {n}",
-                "jz 5f",
-                "4:",
-                "movdqu {a}, xmmword ptr [{s}]",
-                "movdqa xmmword ptr [{t}], {a}",
-                "add {s}, 16",
-                "add {t}, 16",
-                "dec {n}",
-                "jnz 4b",
-                "5:",
-                s = inout(reg) src => _,
-                t = inout(reg) dst => _,
-                n = inout(reg) pairs => _,
-                a = out(xmm_reg) _,
-                b = out(xmm_reg) _,
-                c = out(xmm_reg) _,
-                d = out(xmm_reg) _,
-                options(nostack),
-            );
+            match dir {
+                super::Dir::Load => sse_loop!("movdqa", "movdqu", src, dst, pairs),
+                super::Dir::Store => sse_loop!("movdqu", "movdqa", src, dst, pairs),
+            }
         }
     }
 }
@@ -645,25 +594,8 @@ mod wide {
 /// bytes.
 #[inline]
 pub(crate) unsafe fn load_padded(src: *const u8, dst: *mut u8, len: usize) {
-    // A precondition every caller keeps by construction (its positions are private and
-    // 8-aligned); checked all the same, as a misaligned atomic access would be undefined.
-    assert!(
-        (src as usize) % WORD == 0,
-        "a queue payload that is not 8-aligned"
-    );
-    let words = len / WORD;
-    // SAFETY: the contract: the whole words lie inside both ranges, `src` is aligned.
-    unsafe { load_words(src, dst, words) };
-    let rest = len % WORD;
-    if rest > 0 {
-        let mut word = [0u8; WORD];
-        // SAFETY: the last word lies inside the padded source range (the contract); `word` is
-        // private; `dst` has `rest` bytes left.
-        unsafe {
-            load_word(src.add(words * WORD), word.as_mut_ptr());
-            std::ptr::copy_nonoverlapping(word.as_ptr(), dst.add(words * WORD), rest);
-        }
-    }
+    // SAFETY: the caller's contract is `copy_padded`'s.
+    unsafe { copy_padded(src, dst, len, Dir::Load) }
 }
 
 /// Copy `len` bytes from private memory at `src` into the message at `dst` in shared memory,
@@ -681,22 +613,47 @@ pub(crate) unsafe fn load_padded(src: *const u8, dst: *mut u8, len: usize) {
 /// bytes.
 #[inline]
 pub(crate) unsafe fn store_padded(src: *const u8, dst: *mut u8, len: usize) {
-    // As in `load_padded`.
-    assert!(
-        (dst as usize) % WORD == 0,
-        "a queue payload that is not 8-aligned"
-    );
+    // SAFETY: the caller's contract is `copy_padded`'s.
+    unsafe { copy_padded(src, dst, len, Dir::Store) }
+}
+
+/// [`load_padded`] and [`store_padded`]: `len` bytes from `src` to `dst`, the shared side
+/// (`dir`) accessed in whole words up to `round_up(len, 8)` bytes.
+///
+/// # Safety
+///
+/// The shared side 8-aligned and valid for reads (`Load`) or writes (`Store`) of
+/// `round_up(len, 8)` bytes, every concurrent access to them by this process atomic; the
+/// private side valid for `len` bytes and accessed by nobody else; no overlap.
+#[inline(always)]
+unsafe fn copy_padded(src: *const u8, dst: *mut u8, len: usize, dir: Dir) {
+    let shared = match dir {
+        Dir::Load => src as usize,
+        Dir::Store => dst as usize,
+    };
+    // A precondition every caller keeps by construction (its positions are private and
+    // 8-aligned); checked all the same, as a misaligned atomic access would be undefined.
+    assert!(shared % WORD == 0, "a queue payload that is not 8-aligned");
     let words = len / WORD;
-    // SAFETY: the contract: the whole words lie inside both ranges, `dst` is aligned.
-    unsafe { store_words(src, dst, words) };
-    let rest = len % WORD;
-    if rest > 0 {
-        let mut word = [0u8; WORD];
-        // SAFETY: the last word lies inside the padded destination range (the contract),
-        // stored whole; `src` has `rest` bytes left; `word` is private.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.add(words * WORD), word.as_mut_ptr(), rest);
-            store_word(word.as_ptr(), dst.add(words * WORD));
+    // SAFETY: the contract: the whole words lie inside both ranges, the shared side aligned.
+    unsafe { copy_words(src, dst, words, dir) };
+    let (at, rest) = (words * WORD, len % WORD);
+    if rest == 0 {
+        return;
+    }
+    let mut word = [0u8; WORD];
+    // SAFETY: the last word lies inside the padded shared range (the contract) and is
+    // accessed whole; the private side has `rest` bytes left at `at`; `word` is private.
+    unsafe {
+        match dir {
+            Dir::Load => {
+                load_word(src.add(at), word.as_mut_ptr());
+                std::ptr::copy_nonoverlapping(word.as_ptr(), dst.add(at), rest);
+            }
+            Dir::Store => {
+                std::ptr::copy_nonoverlapping(src.add(at), word.as_mut_ptr(), rest);
+                store_word(word.as_ptr(), dst.add(at));
+            }
         }
     }
 }
@@ -740,6 +697,25 @@ mod tests {
 
     fn base(v: &[AtomicU64]) -> *mut u8 {
         v.as_ptr().cast::<u8>().cast_mut()
+    }
+
+    /// Run `copy` into byte `priv_off` of a fresh private buffer of `size` bytes (0xee),
+    /// check that exactly `want` landed there and nothing else changed; its access trace.
+    fn load_checked(
+        size: usize,
+        priv_off: usize,
+        want: &[u8],
+        copy: impl FnOnce(*mut u8),
+    ) -> Vec<(usize, usize)> {
+        let mut out = vec![0xeeu8; size];
+        trace::start();
+        copy(out.as_mut_ptr().wrapping_add(priv_off));
+        let t = trace::stop();
+        assert_eq!(&out[priv_off..priv_off + want.len()], want);
+        assert!(out[..priv_off].iter().all(|&b| b == 0xee), "wrote before");
+        let after = &out[priv_off + want.len()..];
+        assert!(after.iter().all(|&b| b == 0xee), "wrote after");
+        t
     }
 
     #[test]
@@ -900,17 +876,10 @@ mod tests {
                     let sh = shared(size / 8);
                     // SAFETY: `size` bytes, private to this test.
                     unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), base(&sh), size) };
-                    let mut out = vec![0xeeu8; size];
-                    trace::start();
-                    // SAFETY: off + len and priv_off + len are below `size`.
-                    unsafe { load(base(&sh).add(off), out.as_mut_ptr().add(priv_off), len) };
-                    let loads = trace::stop();
-                    assert_eq!(&out[priv_off..priv_off + len], &pattern[off..off + len]);
-                    assert!(out[..priv_off].iter().all(|&b| b == 0xee), "wrote before");
-                    assert!(
-                        out[priv_off + len..].iter().all(|&b| b == 0xee),
-                        "wrote after"
-                    );
+                    let loads = load_checked(size, priv_off, &pattern[off..off + len], |out| {
+                        // SAFETY: off + len and priv_off + len are below `size`.
+                        unsafe { load(base(&sh).add(off), out, len) }
+                    });
 
                     let sh = shared(size / 8);
                     trace::start();
@@ -957,17 +926,10 @@ mod tests {
                     let sh = shared(size / 8);
                     // SAFETY: `size` bytes, private to this test.
                     unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), base(&sh), size) };
-                    let mut out = vec![0xeeu8; size];
-                    trace::start();
-                    // SAFETY: off + round_up(len, 8) and priv_off + len are below `size`.
-                    unsafe { load_padded(base(&sh).add(off), out.as_mut_ptr().add(priv_off), len) };
-                    let loads = trace::stop();
-                    assert_eq!(&out[priv_off..priv_off + len], &pattern[off..off + len]);
-                    assert!(out[..priv_off].iter().all(|&b| b == 0xee), "wrote before");
-                    assert!(
-                        out[priv_off + len..].iter().all(|&b| b == 0xee),
-                        "wrote after"
-                    );
+                    let loads = load_checked(size, priv_off, &pattern[off..off + len], |out| {
+                        // SAFETY: off + round_up(len, 8) and priv_off + len are below `size`.
+                        unsafe { load_padded(base(&sh).add(off), out, len) }
+                    });
 
                     let src: Vec<u8> = (0..size).map(|i| !(i as u8)).collect();
                     trace::start();
@@ -986,31 +948,18 @@ mod tests {
                     let words: Vec<usize> = (0..len.div_ceil(8))
                         .map(|w| base(&sh) as usize + off + 8 * w)
                         .collect();
-                    let mut seen: Vec<usize> = loads
-                        .iter()
-                        .map(|&(a, n)| {
-                            assert_eq!(n, 8, "len {len}: a load of {n} bytes");
-                            a
-                        })
-                        .collect();
-                    seen.sort_unstable();
-                    assert_eq!(
-                        seen, words,
-                        "len {len} off {off}: the padded words, once each"
-                    );
-                    // Stores: each word once, nothing loaded.
-                    let mut stored: Vec<usize> = stores
-                        .iter()
-                        .map(|&(a, n)| {
-                            assert_eq!(n, 8, "len {len}: a store of {n} bytes");
-                            a
-                        })
-                        .collect();
-                    stored.sort_unstable();
-                    assert_eq!(
-                        stored, words,
-                        "len {len} off {off}: the padded words, once each"
-                    );
+                    // Each padded word once, whole; the stores load nothing.
+                    for (t, what) in [(loads, "load"), (stores, "store")] {
+                        let mut seen: Vec<usize> = t
+                            .iter()
+                            .map(|&(a, n)| {
+                                assert_eq!(n, 8, "len {len}: a {what} of {n} bytes");
+                                a
+                            })
+                            .collect();
+                        seen.sort_unstable();
+                        assert_eq!(seen, words, "len {len} off {off}: {what}s");
+                    }
                 }
             }
         }
