@@ -316,14 +316,18 @@ impl Shared {
         }
     }
 
-    /// Copy the `len` message bytes of the record at `pos` into `dst` (cleared first).
+    /// Copy the `len` message bytes of the record at `pos` into `dst` (cleared first), which
+    /// has room for them (the consumer reserved it before its claim).
     fn copy_out(&self, pos: u64, len: u64, dst: &mut Vec<u8>) {
         dst.clear();
-        dst.reserve(len as usize);
+        assert!(
+            dst.capacity() >= len as usize,
+            "room reserved before the claim"
+        );
         let mut out = dst.as_mut_ptr();
         for (off, n) in self.pieces(pos, len) {
-            // SAFETY: as `copy_in`; `dst` has room for `len` bytes (reserved) and nobody
-            // else accesses it.
+            // SAFETY: as `copy_in`; `dst` has room for `len` bytes (checked above) and
+            // nobody else accesses it.
             unsafe {
                 atomic_copy::load_padded(self.region.data().add(off), out, n);
                 out = out.add(n);

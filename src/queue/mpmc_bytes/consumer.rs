@@ -37,7 +37,14 @@ impl Consumer {
                 // a data byte, so this read races only whole-word stores; the CAS below fails
                 // then.
                 let len = sh.rec_len(pos).load(Ordering::Relaxed);
-                if len > sh.max_message {
+                // Room for the message before the claim: a length this process cannot
+                // allocate (a forged one, up to `max_message` of a huge sparse queue) is then
+                // an error that leaves the record in place, not an abort.
+                if len > sh.max_message
+                    || out
+                        .try_reserve((len as usize).saturating_sub(out.len()))
+                        .is_err()
+                {
                     // A racing consumer took the record and a producer is rewriting the length,
                     // or the length is garbage. Acquire: as for the head CAS.
                     let h = ctrl.head.head.load(Ordering::Acquire);
