@@ -1341,13 +1341,13 @@ mod tests {
         assert!(id > 10_000, "only {id} messages were committed");
     }
 
-    /// REVIEW (fails on main): `zeroed` is never brought forward when no zero-ahead runs
-    /// (records over 128 bytes, or a saturated ring where `zero_ahead` returns early), so
-    /// after 2^63 bytes `before(zeroed, next + 8)` flips sign, the commit takes a word of old
-    /// message bytes for "zeroed ahead" and skips its clear. Emulated by setting `zeroed`
-    /// where 2^63 - 264 bytes of long records would have left it; one more long record
-    /// and an 8-byte one then cross the flip. (Passes once `place` keeps `zeroed` no
-    /// lower than `clean_from`.)
+    /// A review finding (fixed): if `zeroed` were never brought forward when no zero-ahead
+    /// runs (records over 128 bytes, or a saturated ring where `zero_ahead` returns early),
+    /// after 2^63 bytes `before(zeroed, next + 8)` would flip sign, and a commit would take a
+    /// word of old message bytes for "zeroed ahead" and skip its clear. Emulated by setting
+    /// `zeroed` where 2^63 - 264 bytes of long records would have left it; one more long
+    /// record and an 8-byte one then cross the flip. (It passes because `place` keeps
+    /// `zeroed` no lower than `clean_from`.)
     #[test]
     fn a_stale_zeroed_range_is_not_taken_for_a_zero_word() {
         let cap = 512u64;
