@@ -56,11 +56,15 @@ fn child_main() {
                 }
                 report(&format!("ok {last}"));
             }
-            "seq-die-mid-write" => {
+            "seq-die-mid-write" | "seq-die-mid-write-array" => {
                 // Leave exactly what a writer SIGKILLed mid-write leaves: the writer lock
                 // held, the sequence odd, half the data new.
-                let v = Value::<Block>::open(name).unwrap();
-                let g = v.lock().unwrap();
+                // The guard is forgotten: the lock stays held until this process is killed.
+                if role == "seq-die-mid-write" {
+                    std::mem::forget(Value::<Block>::open(name).unwrap().lock().unwrap());
+                } else {
+                    std::mem::forget(Array::<u64>::open(name).unwrap().lock().unwrap());
+                }
                 // The object's bytes through a mapping of our own (a cell handle hands out
                 // none), as a writer's would be: object offsets, the payload at 128.
                 let raw = shmkit::Segment::options().raw(true).open(name).unwrap();
@@ -70,7 +74,6 @@ fn child_main() {
                 raw.write_at(320, &[0xAA; 64]).unwrap(); // half of the data
                 report("mid-write");
                 std::thread::sleep(Duration::from_secs(600));
-                drop(g);
             }
             "seq-wait-reader" => {
                 let v = Value::<Block>::open(name).unwrap();
@@ -240,6 +243,13 @@ fn seqlock_writer_killed_mid_write_blocks_readers_until_the_next_write() {
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
     assert_eq!(v.sequence() % 2, 1);
+    // And so is a retry, with the lock repaired and free now (it ran on the half-written
+    // block and published the result as whole before), and a guard's read.
+    let e = v.update(|b| b).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "retried update: {e}");
+    let e = v.lock().unwrap().get().unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "guard read: {e}");
+    assert_eq!(v.sequence() % 2, 1);
     // A reader in another process waits; the next writer (this process) recovers the cell.
     let mut reader = spawn_child("seq-wait-reader", &[&name]);
     let mut lines = Lines::of(&mut reader);
@@ -250,6 +260,40 @@ fn seqlock_writer_killed_mid_write_blocks_readers_until_the_next_write() {
     assert_eq!(v.get().unwrap(), [9; 16]);
     assert_eq!(v.sequence() % 2, 0);
     assert!(!shmkit::cell::inspect(&name).unwrap().unwrap().lock.locked);
+}
+
+/// An array's seqlock writer killed mid-write: `with_lock`, which would run on the half-written
+/// data and publish the result as a whole array, is refused (`Corrupt`), the first time (which
+/// repairs the lock) and every time after; so are a guard's reads. A whole-array write through
+/// the guard recovers the array.
+#[test]
+fn seqlock_array_writer_killed_mid_write_refuses_every_read_modify_write() {
+    let name = unique_name("cell-seqdie-arr");
+    let _c = Cleanup::new(&[&name]);
+    let a = Array::<u64>::options()
+        .cell_mode(CellMode::Seqlock)
+        .create_from(&name, &[5; 16])
+        .unwrap();
+    let mut dier = spawn_child("seq-die-mid-write-array", &[&name]);
+    Lines::of(&mut dier).expect("mid-write");
+    kill9(&mut dier);
+    let bump = |d: &mut [u64]| d.iter_mut().for_each(|x| *x += 1);
+    for attempt in 0..3 {
+        let e = a
+            .with_lock_timeout(bump, Duration::from_secs(30))
+            .unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "attempt {attempt}: {e}");
+        assert_eq!(a.sequence() % 2, 1, "attempt {attempt}");
+    }
+    let g = a.lock().unwrap();
+    assert!(matches!(g.get(0), Err(Error::Corrupt { .. })));
+    assert!(matches!(g.read(0..16), Err(Error::Corrupt { .. })));
+    g.write(0, &[9; 16]).unwrap();
+    assert_eq!(g.read(0..16).unwrap(), [9; 16]);
+    drop(g);
+    assert_eq!(a.sequence() % 2, 0);
+    a.with_lock(bump).unwrap();
+    assert_eq!(a.read(0..16).unwrap(), [10; 16]);
 }
 
 /// A peer that keeps moving the sequence (even values only, so every wait for an even
@@ -387,7 +431,7 @@ fn a_holder_killed_mid_update_is_owner_died_for_the_next_taker() {
     match v.lock_timeout(Duration::from_secs(30)) {
         Err(LockError::OwnerDied(mut g)) => {
             assert_eq!(g.previous_owner().unwrap().pid, pid);
-            assert_eq!(g.get(), -1); // what the dead holder left
+            assert_eq!(g.get().unwrap(), -1); // what the dead holder left
             g.set(10);
             g.make_consistent().unwrap();
         }

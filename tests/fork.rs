@@ -307,12 +307,13 @@ fn child_main() {
                     std::panic::set_hook(quiet);
                     let not_owner = |r| matches!(r, Err(shmkit::Error::Lock(LockError::NotOwner)));
                     let y = not_owner(ag.set(0, 7)) && not_owner(ag.write(0, &[7, 7]));
-                    let z = (vg.get(), ag.get(0).unwrap(), ag.get(1).unwrap()) == (1, 1, 2);
+                    let z =
+                        (vg.get().unwrap(), ag.get(0).unwrap(), ag.get(1).unwrap()) == (1, 1, 2);
                     drop((vg, ag));
                     i32::from(x) | i32::from(y) << 1 | i32::from(z) << 2
                 });
                 common::report(&format!("child {code}"));
-                assert_eq!((vg.get(), ag.read(0..2).unwrap()), (1, vec![1, 2]));
+                assert_eq!((vg.get().unwrap(), ag.read(0..2).unwrap()), (1, vec![1, 2]));
                 vg.set(3);
                 ag.set(1, 4).unwrap();
                 drop((vg, ag));

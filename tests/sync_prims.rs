@@ -186,8 +186,77 @@ fn child_main() {
                 pong.set();
             }
         }
+        "sem-raw-sleeper" => {
+            // A waiter that is woken and dies before it takes the permit: it sleeps on the
+            // value word as `acquire` does (a shared futex wait for value 0), and exits when
+            // the release's one wake-up reaches it.
+            let sem = Semaphore::open(&args[0]).unwrap();
+            let state: &shmkit::sync::SemaphoreState = &sem;
+            // SPEC §6.4.1: `value`, the futex word, is at offset 0.
+            let word = (state as *const shmkit::sync::SemaphoreState).cast::<u32>();
+            common::report("sleeping");
+            // SAFETY: `word` is the live semaphore's 4-aligned value word (mapped while `sem`
+            // lives); FUTEX_WAIT only reads it.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    word,
+                    libc::FUTEX_WAIT,
+                    0u32,
+                    std::ptr::null::<libc::timespec>(),
+                )
+            };
+            common::report(&format!("woken {r}"));
+        }
+        "sem-acquire-before-deadline" => {
+            let sem = Semaphore::open(&args[0]).unwrap();
+            common::report("acquiring");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            sem.acquire_deadline(deadline).unwrap();
+            common::report(if Instant::now() < deadline {
+                "acquired before the deadline"
+            } else {
+                "acquired at the deadline"
+            });
+        }
         other => panic!("unknown role {other}"),
     });
+}
+
+/// Wait until every thread of `child` sleeps in the kernel (a parked waiter).
+fn wait_parked(child: &std::process::Child, what: &str) {
+    let deadline = Instant::now() + T;
+    while !all_threads_sleeping(child.id()) {
+        assert!(Instant::now() < deadline, "{what} never parked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A release wakes one sleeper. When the one it wakes dies before taking the permit (killed
+/// right after its wake-up), the wake-up dies with it: another sleeper must still find the
+/// free permit, at the end of its current slice, not sleep on until its deadline (an untimed
+/// `acquire`: for ever). The dying waiter is a process that waits on the value word and exits
+/// once woken, queued before the survivor (the kernel wakes waiters of equal priority in
+/// order). SPEC §6.4.3.
+#[test]
+fn a_semaphore_release_whose_woken_waiter_dies_still_reaches_another_waiter() {
+    let name = common::unique_name("sem-lost-wake");
+    let _c = common::Cleanup::new(&[&name]);
+    let sem = Semaphore::create(&name, 0).unwrap();
+    let mut victim = common::spawn_child("sem-raw-sleeper", &[&name]);
+    let mut victim_lines = Lines::of(&mut victim);
+    victim_lines.expect("sleeping");
+    wait_parked(&victim, "the first waiter");
+    let mut survivor = common::spawn_child("sem-acquire-before-deadline", &[&name]);
+    let mut survivor_lines = Lines::of(&mut survivor);
+    survivor_lines.expect("acquiring");
+    wait_parked(&survivor, "the second waiter");
+    sem.release().unwrap();
+    victim_lines.expect("woken 0");
+    assert!(common::wait_exit(&mut victim, T).success());
+    survivor_lines.expect("acquired before the deadline");
+    assert!(common::wait_exit(&mut survivor, T).success());
+    assert_eq!(sem.value(), 0);
 }
 
 #[test]

@@ -2174,7 +2174,14 @@ fn value_call(v: &Value<u64>, board: &Board, rng: &mut Rng, t: Duration) {
     let op = rng.below(if seqlock { 8 } else { 6 });
     if op == 5 {
         match timed(board, "lock_timeout", Some(t), || v.lock_timeout(t)) {
-            Ok(g) => g.set(g.get().wrapping_add(1)),
+            Ok(g) => match g.get() {
+                Ok(y) => g.set(y.wrapping_add(1)),
+                // A seqlock writer died mid-write: a whole-value set recovers the cell.
+                Err(_) => {
+                    error(board);
+                    g.set(0);
+                }
+            },
             Err(LockError::OwnerDied(mut g)) => {
                 error(board);
                 g.set(0);

@@ -147,7 +147,7 @@ impl<T: ShmType> Array<T> {
     fn with_lock_with<R>(&self, f: impl FnOnce(&mut [T]) -> R, wait: Wait) -> Result<R> {
         let g = AnyGuard::new(&self.raw, self.raw.lock_for_rmw(wait)?);
         let mut v = zeroed::<T>(self.len());
-        g.read_into(0, v.as_mut_bytes());
+        g.read_into(0, v.as_mut_bytes())?;
         let r = f(&mut v);
         g.write(0, v.as_bytes());
         Ok(r)
@@ -345,9 +345,13 @@ impl<'a> AnyGuard<'a> {
     }
 
     /// `first..first + out.len() / size` must be in range (the typed guards' callers check).
+    /// `Error::Corrupt`, `out` untouched, when a seqlock writer died mid-write (`seq` odd:
+    /// the data is half old, half new until a whole-value write, SPEC §10.5).
     #[inline]
-    pub(crate) fn read_into(&self, first: usize, out: &mut [u8]) {
-        self.raw.read_locked(first, out)
+    pub(crate) fn read_into(&self, first: usize, out: &mut [u8]) -> Result<()> {
+        self.raw.check_whole()?;
+        self.raw.read_locked(first, out);
+        Ok(())
     }
 
     /// As `read_into`. The caller checked [`held`](Self::held) (or asserted it).
@@ -380,8 +384,7 @@ impl<'a> AnyGuard<'a> {
     pub fn read_bytes_into(&self, first: usize, out: &mut [u8]) -> Result<()> {
         let count = self.whole_elements(out.len())?;
         self.raw.check_range(first, count)?;
-        self.read_into(first, out);
-        Ok(())
+        self.read_into(first, out)
     }
 
     /// Write whole elements' bytes at element `first` (an error, nothing written, if they do
@@ -467,12 +470,13 @@ impl<T> std::fmt::Debug for ArrayGuard<'_, T> {
 }
 
 impl<T: ShmType> ArrayGuard<'_, T> {
-    /// Element `i`.
+    /// Element `i`. Seqlock mode: [`Error::Corrupt`] while a writer that died mid-write
+    /// left the data half written (until a whole-array [`write`](Self::write)).
     #[inline]
     pub fn get(&self, i: usize) -> Result<T> {
         self.inner.raw.check_range(i, 1)?;
         let mut v = T::new_zeroed();
-        self.inner.read_into(i, v.as_mut_bytes());
+        self.inner.read_into(i, v.as_mut_bytes())?;
         Ok(v)
     }
 
@@ -485,11 +489,11 @@ impl<T: ShmType> ArrayGuard<'_, T> {
         Ok(())
     }
 
-    /// The elements in `range`.
+    /// The elements in `range` (seqlock mode: as [`get`](Self::get)).
     pub fn read(&self, range: Range<usize>) -> Result<Vec<T>> {
         self.inner.raw.check_range(range.start, range_len(&range))?;
         let mut v = zeroed::<T>(range_len(&range));
-        self.inner.read_into(range.start, v.as_mut_bytes());
+        self.inner.read_into(range.start, v.as_mut_bytes())?;
         Ok(v)
     }
 

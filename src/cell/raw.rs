@@ -378,28 +378,45 @@ impl RawCell {
 
     /// The lock for a read-modify-write (`update`, `with_lock`). After a dead holder
     /// (`OwnerDied`): locked mode reports it (`Error::Lock`, as `Lock` with `?`); seqlock
-    /// mode repairs the lock when the data is whole (`seq` even) and goes on, and when the
-    /// writer died mid-write (`seq` odd) repairs the lock but leaves `seq` odd and reports
-    /// `Error::Corrupt`: only a whole-value write recovers the data.
+    /// mode repairs the lock and goes on when the data is whole (`seq` even). A seqlock
+    /// cell whose writer died mid-write (`seq` odd: left so, whoever repaired the lock) is
+    /// `Error::Corrupt` for every read-modify-write, this one and each retry, until a
+    /// whole-value write recovers the data (SPEC §10.5).
     #[inline]
     pub(crate) fn lock_for_rmw(&self, wait: Wait) -> Result<LockGuard<'_>> {
-        match self.lock(wait) {
-            Ok(g) => Ok(g),
+        let g = match self.lock(wait) {
+            Ok(g) => g,
             Err(LockError::OwnerDied(mut g)) if self.geo.mode == CellMode::Seqlock => {
                 g.make_consistent()?;
-                if self.sequence() & 1 == 0 {
-                    return Ok(g);
-                }
-                Err(Error::corrupt(
-                    self.seg.name(),
-                    format!(
-                        "a writer of {} died mid-write; a write of the whole value recovers it",
-                        self.describe()
-                    ),
-                ))
+                g
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        self.check_whole()?;
+        Ok(g)
+    }
+
+    /// Under the writer lock: `Error::Corrupt` when a seqlock cell's writer died mid-write
+    /// (`seq` odd, which only a writer holding the lock makes it, and which a whole-value
+    /// write ends); `Ok` otherwise and in the other modes.
+    #[inline(always)]
+    pub(crate) fn check_whole(&self) -> Result<()> {
+        if self.geo.mode != CellMode::Seqlock || self.sequence() & 1 == 0 {
+            return Ok(());
         }
+        Err(self.torn_error())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn torn_error(&self) -> Error {
+        Error::corrupt(
+            self.seg.name(),
+            format!(
+                "a writer of {} died mid-write; a write of the whole value recovers it",
+                self.describe()
+            ),
+        )
     }
 
     /// Read-modify-write all the data under the lock (`update`, `with_lock`): `buf` (the
@@ -419,13 +436,17 @@ impl RawCell {
             self.write_locked(0, buf);
             r
         };
-        // The lock free at once (the common case): no guard (`run_if_free`).
-        let f = match self.ctl().lock.run_if_free(|| run(buf, f)) {
-            Ok(r) => return Ok(r),
+        // The lock free at once (the common case): no guard (`run_if_free`). A dead
+        // writer's half write (`check_whole`) is refused on this path as on the other.
+        let f = match self.ctl().lock.run_if_free(|| {
+            self.check_whole()?;
+            Ok(run(buf, f))
+        }) {
+            Ok(r) => return r,
             Err(again) => again,
         };
         let _g = self.lock_for_rmw(wait)?;
-        Ok(f())
+        f()
     }
 
     /// Copy elements `first..first + out.len() / size` out, consistently: under the lock

@@ -66,7 +66,7 @@ impl CellAtomic for super::CBool {
 /// assert_eq!(v.get()?, 42);
 /// {
 ///     let g = v.lock().unwrap(); // a longer critical section
-///     g.set(g.get() * 2);
+///     g.set(g.get()? * 2);
 /// }
 /// assert_eq!(other.get()?, 84);
 /// # Ok::<(), shmkit::Error>(())
@@ -322,12 +322,14 @@ impl<T> std::fmt::Debug for ValueGuard<'_, T> {
 }
 
 impl<T: ShmType> ValueGuard<'_, T> {
-    /// The value (no other shmkit writer can change it while the guard lives).
+    /// The value (no other shmkit writer can change it while the guard lives). Seqlock
+    /// mode: [`Error::Corrupt`] while a writer that died mid-write left the value half
+    /// written (until a [`set`](Self::set), which recovers it; SPEC §10.5).
     #[inline]
-    pub fn get(&self) -> T {
+    pub fn get(&self) -> Result<T> {
         let mut v = T::new_zeroed();
-        self.inner.read_into(0, v.as_mut_bytes());
-        v
+        self.inner.read_into(0, v.as_mut_bytes())?;
+        Ok(v)
     }
 
     /// Replace the value (seqlock: as one seqlock write, readers never see a mix).

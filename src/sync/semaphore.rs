@@ -5,7 +5,6 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::park::{self, Retry, SPIN};
-use crate::loom::futex::Wait;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
 
 /// The largest value a semaphore can hold: `SEM_VALUE_MAX` (2147483647) on Linux, as in
@@ -314,11 +313,19 @@ impl SemaphoreState {
             if self.take()? {
                 return Ok(());
             }
-            let r = park::park(&self.value, &self.sleepers, 0, deadline);
+            // In slices (SPEC §6.4.3): a release wakes one sleeper, and if that one is killed
+            // before its `take`, or the releaser between its CAS and its wake, the free
+            // permit is found at the end of the others' current slice, not at their deadline.
+            #[cfg(not(loom))]
+            let until = crate::os::deadline::slice(deadline, super::LIVENESS_SLICE);
+            // Under loom a timed futex wait returns at once: wait without slices.
+            #[cfg(loom)]
+            let until = deadline;
+            park::park(&self.value, &self.sleepers, 0, until);
             if self.take()? {
                 return Ok(());
             }
-            if r == Wait::TimedOut || crate::os::deadline::passed(deadline) {
+            if crate::os::deadline::passed(deadline) {
                 return Err(SemaphoreError::Timeout);
             }
         }
