@@ -49,6 +49,46 @@ pub use shm_type::{ShmType, MAX_TYPE_NAME};
 pub(crate) use shm_type::{TypeId, TypeTag};
 pub use stat::{Attached, LenUnit, QueueStat};
 
+/// Copy `v` into an element slot of a typed queue with whole-word atomic stores
+/// (`atomic_copy::store_padded`, SPEC §1 byte copies): a slot another handle of this process
+/// reads at the same time, because a peer forged a stamp or an index, is then no data race
+/// and no mixed-size race here, only wrong bytes there. `v` is not dropped by this copy (the
+/// caller forgets it: the value moves into the queue).
+///
+/// # Safety
+///
+/// `dst` is 8-aligned and the `round_up(size_of::<T>(), 8)` bytes from it are the slot's
+/// element and its padding, inside the mapping, claimed by the caller, and accessed by this
+/// process only with atomics.
+#[inline(always)]
+pub(crate) unsafe fn store_elem<T: ShmType>(dst: *mut u8, v: &T) {
+    let b = zerocopy::IntoBytes::as_bytes(v);
+    // SAFETY: the caller's contract is `store_padded`'s for `dst`; `b` is `v`'s private bytes.
+    unsafe { crate::os::atomic_copy::store_padded(b.as_ptr(), dst, b.len()) }
+}
+
+/// Copy an element out of a typed queue's slot with whole-word atomic loads (as
+/// [`store_elem`]). Any bytes make a valid `T` (`FromBytes`).
+///
+/// # Safety
+///
+/// As [`store_elem`] for `src`, readable rather than claimed for writing.
+#[inline(always)]
+pub(crate) unsafe fn load_elem<T: ShmType>(src: *const u8) -> T {
+    let mut v = std::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: the caller's contract is `load_padded`'s for `src`; the destination is the
+    // `size_of::<T>()` bytes of `v`, private. Every byte of `v` is then written, and any bytes
+    // are a valid `T` (FromBytes; IntoBytes: no padding bytes).
+    unsafe {
+        crate::os::atomic_copy::load_padded(
+            src,
+            v.as_mut_ptr().cast::<u8>(),
+            std::mem::size_of::<T>(),
+        );
+        v.assume_init()
+    }
+}
+
 /// Element types the typed queues carry: a [`ShmType`] that can be sent to another thread.
 /// Implemented for every such type: implement [`ShmType`] (with [`shm_type!`](crate::shm_type))
 /// on your own `#[repr(C)]` structs.

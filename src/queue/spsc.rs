@@ -176,9 +176,11 @@ fn published<T>(ring: &Ring, pos: u64) -> bool {
 /// refresh, checked (`0 <= tail - head <= capacity`) and a violation reported as `Corrupt`;
 /// slot positions are masked, so no access leaves the data area. A forged stamp is taken for
 /// a message (a process that can write the segment can change any message anyway). A hostile
-/// writer can still change element bytes while they are copied out (the copy may then hold
-/// garbage, never an invalid `T`); the in-place guards have a stricter contract (see
-/// [`ReadGuard`]).
+/// writer can still change element bytes while they are copied (the copy may then hold
+/// garbage, never an invalid `T`): the copying calls (`push`, `pop`, the batches) access the
+/// slots only with whole-word atomics (`SPEC.md` §1, byte copies), so even a forged stamp that
+/// sends this process's consumer over a slot its producer is writing is no data race. The
+/// in-place guards have a stricter contract (see [`ReadGuard`]).
 pub struct Queue<T> {
     ring: Arc<Ring>,
     _t: PhantomData<fn() -> T>,
@@ -312,14 +314,11 @@ impl<T: Element> Queue<T> {
             // The consumer popped an element published without a tail store.
             tail = head;
         }
-        if tail.wrapping_sub(head) < ring.capacity && published::<T>(ring, tail) {
-            // Published (stamp stored) by a producer killed before its tail store.
+        // Published (stamps stored) by a producer killed before its tail store: one element
+        // of a push, or a run of up to a batch's length (`publish` stores each stamp, then
+        // `tail` once). Step over the run; at most `capacity` stamps.
+        while tail.wrapping_sub(head) < ring.capacity && published::<T>(ring, tail) {
             tail = tail.wrapping_add(1);
-            if tail.wrapping_sub(head) < ring.capacity && published::<T>(ring, tail) {
-                return Err(corrupt(format!(
-                    "two elements published past the stored tail {stored}"
-                )));
-            }
         }
         if tail.wrapping_sub(head) > ring.capacity {
             return Err(corrupt(format!(
@@ -526,7 +525,8 @@ impl<T: Element> Producer<T> {
         }
         // SAFETY: the slot at `tail` is free (tail - head < capacity): the consumer does not
         // read it until we publish, and it is in bounds and aligned (see `elem`).
-        unsafe { elem::<T>(&self.side.q, self.tail).write(value) };
+        unsafe { super::store_elem(elem::<T>(&self.side.q, self.tail).cast(), &value) };
+        std::mem::forget(value); // moved into the queue
         self.publish(1);
         Ok(())
     }
@@ -536,7 +536,8 @@ impl<T: Element> Producer<T> {
             return Err(e.map(|()| value));
         }
         // SAFETY: as in `try_push` (`wait_space` found a free slot).
-        unsafe { elem::<T>(&self.side.q, self.tail).write(value) };
+        unsafe { super::store_elem(elem::<T>(&self.side.q, self.tail).cast(), &value) };
+        std::mem::forget(value); // moved into the queue
         self.publish(1);
         Ok(())
     }
@@ -685,7 +686,12 @@ impl<T: Element + Copy> Producer<T> {
         for (k, item) in items[..n].iter().enumerate() {
             // SAFETY: slots [tail, tail + n) are free (n <= free): the consumer reads none of
             // them until we publish; each is in bounds and aligned (`elem`).
-            unsafe { elem::<T>(ring, self.tail.wrapping_add(k as u64)).write(*item) };
+            unsafe {
+                super::store_elem(
+                    elem::<T>(ring, self.tail.wrapping_add(k as u64)).cast(),
+                    item,
+                )
+            };
         }
         self.publish(n as u64);
         Ok(n)
@@ -972,7 +978,7 @@ impl<T: Element> Consumer<T> {
         // SAFETY: the slot at `head` is published (its stamp, loaded with Acquire) and the
         // producer does not write it until we advance; in bounds and aligned (`elem`). Any
         // bytes are a valid T (FromBytes).
-        let v = unsafe { elem::<T>(&self.side.q, self.head).read() };
+        let v = unsafe { super::load_elem(elem::<T>(&self.side.q, self.head).cast()) };
         self.advance(1);
         Ok(v)
     }
@@ -980,7 +986,7 @@ impl<T: Element> Consumer<T> {
     fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
         self.wait_ready(deadline)?;
         // SAFETY: as in `try_pop` (`wait_ready` found the slot published).
-        let v = unsafe { elem::<T>(&self.side.q, self.head).read() };
+        let v = unsafe { super::load_elem(elem::<T>(&self.side.q, self.head).cast()) };
         self.advance(1);
         Ok(v)
     }
@@ -1098,7 +1104,9 @@ impl<T: Element + Copy> Consumer<T> {
             // SAFETY: positions [head, head + n) are published (below the tail loaded with
             // Acquire, or the one stamp checked in `avail`) and ours until we advance; each
             // slot is in bounds and aligned (`elem`); any bytes are a valid T.
-            *o = unsafe { elem::<T>(ring, self.head.wrapping_add(k as u64)).read() };
+            *o = unsafe {
+                super::load_elem(elem::<T>(ring, self.head.wrapping_add(k as u64)).cast())
+            };
         }
         self.advance(n as u64);
         Ok(n)
@@ -1203,6 +1211,87 @@ impl<T: Element> std::fmt::Debug for ReadGuard<'_, T> {
         f.debug_struct("spsc::ReadGuard")
             .field("pos", &self.c.head)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A producer killed inside `publish` of a batch, after the stamp stores of two positions
+    /// and before its one `tail` store, leaves two published elements past the stored tail.
+    /// The next producer takes the role over and resumes after both (the consumer delivers
+    /// them by their stamps): SPEC §7.2, attach. (Review finding: the attach allowed for one
+    /// such element only and failed with `Corrupt`, "two elements published past the stored
+    /// tail", for as long as no consumer popped them.)
+    #[test]
+    fn a_producer_killed_mid_batch_publish_is_taken_over() {
+        let q = Queue::<u64>::with_capacity(8);
+        let ring = &*q.ring;
+        // What `try_push_slice(&[10, 11, 12])` leaves when killed in `publish` after its
+        // first two stamp stores: three elements written, stamps of positions 0 and 1, tail 0.
+        for (i, v) in [10u64, 11, 12].into_iter().enumerate() {
+            // SAFETY: slot i < capacity of a heap queue nobody else uses yet.
+            unsafe { crate::queue::store_elem(elem::<u64>(ring, i as u64).cast(), &v) };
+        }
+        stamp::<u64>(ring, 0).store(1, Ordering::Release);
+        stamp::<u64>(ring, 1).store(2, Ordering::Release);
+        let mut tx = q
+            .producer()
+            .expect("the role of a producer killed mid-batch");
+        tx.try_push(20).unwrap();
+        let mut rx = q.consumer().unwrap();
+        assert_eq!(rx.try_pop(), Ok(10));
+        assert_eq!(rx.try_pop(), Ok(11));
+        assert_eq!(rx.try_pop(), Ok(20));
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    }
+
+    /// The copying calls access element bytes only as whole 8-byte atomic words (SPEC §1,
+    /// byte copies): a producer and a consumer of one process share one mapping, and a forged
+    /// stamp or index from another process can send the consumer over a slot the producer is
+    /// writing; plain `ptr::read`/`ptr::write` of `T` would then be a data race in this
+    /// process. (Review finding: nothing was traced, the element was written and read with
+    /// plain accesses.)
+    #[test]
+    fn copying_calls_access_element_bytes_only_as_atomic_words() {
+        use crate::os::atomic_copy::trace;
+        fn check<T: Element + Copy + PartialEq + std::fmt::Debug>(v: T) {
+            let q = Queue::<T>::with_capacity(4);
+            let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+            let data = q.ring.data() as usize;
+            let len = (q.ring.capacity * slot_size(std::mem::size_of::<T>() as u64)) as usize;
+            let ok = |log: &[(usize, usize)], what: &str| {
+                assert!(
+                    !log.is_empty(),
+                    "{what}: no atomic access to the element traced"
+                );
+                for &(at, size) in log {
+                    let off = at.wrapping_sub(data);
+                    assert!(
+                        off < len && size == 8 && off % 8 == 0,
+                        "{what}: {size} at {off}"
+                    );
+                }
+            };
+            trace::start();
+            tx.try_push(v).unwrap();
+            ok(&trace::stop(), "try_push");
+            trace::start();
+            assert_eq!(rx.try_pop(), Ok(v));
+            ok(&trace::stop(), "try_pop");
+            trace::start();
+            assert_eq!(tx.try_push_slice(&[v, v]), Ok(2));
+            ok(&trace::stop(), "try_push_slice");
+            let mut out = [v; 2];
+            trace::start();
+            assert_eq!(rx.try_pop_slice(&mut out), Ok(2));
+            ok(&trace::stop(), "try_pop_slice");
+            assert_eq!(out, [v, v]);
+        }
+        check(7u64);
+        check([3u8; 12]);
+        check([9u16; 3]);
     }
 }
 

@@ -102,7 +102,10 @@ macro_rules! handle_accessors {
 /// Stamps and indices are re-read on every operation and only compared, never used as
 /// offsets (slot positions are masked); a stamp that fits no state of the protocol while the
 /// index does not move is reported as `Corrupt`. A hostile writer can still change element
-/// bytes while they are copied (never producing an invalid `T`).
+/// bytes while they are copied (never producing an invalid `T`); elements are copied with
+/// whole-word atomics only (`SPEC.md` §1, byte copies), so a forged stamp that sends a
+/// consumer of this process over a slot a producer of this process is writing is no data
+/// race.
 pub struct Queue<T> {
     shared: Arc<Shared>,
     _t: PhantomData<fn() -> T>,

@@ -48,11 +48,7 @@ impl<T: Element> Producer<T> {
                     Ok(_) => {
                         // SAFETY: we own the slot for position `pos` (stamp == pos, and the CAS
                         // made the position ours); in bounds (`elem`), written unaligned.
-                        unsafe {
-                            sh.elem(pos)
-                                .cast::<T>()
-                                .write_unaligned(std::ptr::read(value))
-                        };
+                        unsafe { crate::queue::store_elem(sh.elem(pos), value) };
                         // Release pairs with the consumer's Acquire stamp load: the element
                         // is visible before the stamp says it is there.
                         sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
@@ -134,7 +130,7 @@ impl<T: Element> Consumer<T> {
                         // SAFETY: position `pos` is ours (stamp pos + 1, CAS won): no producer
                         // writes the slot until we release it; in bounds (`elem`), read
                         // unaligned. Any bytes are a valid T (FromBytes).
-                        let v = unsafe { sh.elem(pos).cast::<T>().read_unaligned() };
+                        let v = unsafe { crate::queue::load_elem::<T>(sh.elem(pos)) };
                         // Release pairs with the producers' Acquire stamp load: we are done
                         // reading before the next lap may overwrite.
                         sh.stamp(pos)

@@ -236,3 +236,36 @@ fn threads_2x2_checksum() {
     assert_eq!(total, 2 * n);
     assert_eq!(sum, (0..2 * n).sum::<u64>());
 }
+
+/// The copying calls access element bytes only as whole 8-byte atomic words (SPEC §1, byte
+/// copies; as the SPSC queue's test of the same name): a forged stamp or index from another
+/// process can send a consumer of this process over a slot a producer of this process is
+/// writing, which with `read_unaligned`/`write_unaligned` of `T` was a data race here.
+#[test]
+fn copying_calls_access_element_bytes_only_as_atomic_words() {
+    use crate::os::atomic_copy::trace;
+    let q = Queue::<[u8; 12]>::with_capacity(4);
+    let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    trace::start();
+    tx.try_push([5; 12]).unwrap();
+    let log = trace::stop();
+    assert!(
+        !log.is_empty(),
+        "try_push: no atomic access to the element traced"
+    );
+    assert!(
+        log.iter().all(|&(at, size)| size == 8 && at % 8 == 0),
+        "{log:?}"
+    );
+    trace::start();
+    assert_eq!(rx.try_pop(), Ok([5; 12]));
+    let log = trace::stop();
+    assert!(
+        !log.is_empty(),
+        "try_pop: no atomic access to the element traced"
+    );
+    assert!(
+        log.iter().all(|&(at, size)| size == 8 && at % 8 == 0),
+        "{log:?}"
+    );
+}
