@@ -104,6 +104,15 @@ fn child_main() {
             }
             report(&format!("done {received} {} {last}", s.lost()));
         }
+        // Attach two subscribers (two records with this process's one token), report
+        // "ready", wait to be killed.
+        "two-subscribers" => {
+            let a = opts().subscriber(&args[0]).expect("subscribe");
+            let b = opts().subscriber(&args[0]).expect("subscribe again");
+            report("ready");
+            std::thread::sleep(Duration::from_secs(600));
+            drop((a, b));
+        }
         // Receive `n` frames, hold them all, report "held", wait to be killed.
         "holder" => {
             let mut s = opts().subscriber(&args[0]).expect("subscribe");
@@ -286,6 +295,40 @@ fn killed_subscriber_pins_are_reclaimed_100_times() {
         );
         assert!(st.slot_states.iter().all(|s| s.held_by.is_empty()));
     }
+}
+
+/// A process that dies holding two subscribers leaves its token in two records; reclaiming
+/// them frees both (SPEC §8.4: the owner word is CASed token → 0), not only the first, so
+/// `stat` no longer lists a dead subscriber and both records can be attached again.
+#[test]
+fn a_dead_process_s_every_subscriber_record_is_freed() {
+    let name = unique_name("framesdead2");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts()
+        .slots(2)
+        .max_bytes(64)
+        .subscribers(2)
+        .policy(Policy::Block)
+        .create(&name)
+        .unwrap();
+    let mut kid = spawn_child("two-subscribers", &[&name]);
+    Lines::of(&mut kid).expect("ready");
+    assert_eq!(shmkit::frames::stat(&name).unwrap().subscribers.len(), 2);
+    kill9(&mut kid);
+    for _ in 0..2 {
+        let seq = p.next_seq();
+        p.try_loan().unwrap().publish(8, &[seq, 8, 0]).unwrap();
+    }
+    // Block policy: both slots hold frames the dead records have not received, so this
+    // loan reclaims them.
+    let seq = p.next_seq();
+    let loan = p.try_loan().expect("the dead records are reclaimed");
+    loan.publish(8, &[seq, 8, 0]).unwrap();
+    let st = shmkit::frames::stat(&name).unwrap();
+    assert!(st.subscribers.is_empty(), "{:?}", st.subscribers);
+    // Both records are free: two subscribers attach again.
+    let (a, b) = (opts().subscriber(&name), opts().subscriber(&name));
+    assert!(a.is_ok() && b.is_ok(), "{:?} {:?}", a.err(), b.err());
 }
 
 #[test]

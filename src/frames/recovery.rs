@@ -102,6 +102,10 @@ fn claim(v: &View, i: u64, old: u64, dead: &[u64]) -> bool {
 /// their records (owner word dead → 0, so a new subscriber can take them; their stale pin
 /// bits stay until then and count for nothing: records with owner 0 are skipped). True if
 /// any was found dead.
+///
+/// A process has one token, so a dead process that attached several subscribers left that
+/// token in several records: each of them is freed, not only the first (the later ones no
+/// longer count once the token is in `dead`, but their owner words must still go to 0).
 pub(crate) fn find_dead(v: &View, dead: &mut Vec<u64>) -> bool {
     if dead.len() > 4 * v.g.subscribers as usize {
         dead.clear(); // freed records hold other tokens by now; bounded memory
@@ -110,10 +114,16 @@ pub(crate) fn find_dead(v: &View, dead: &mut Vec<u64>) -> bool {
     for r in 0..v.g.subscribers {
         let owner = &v.record(r).owner;
         let w = owner.holder();
-        if counts(w, dead) && role::liveness_of(w) == Liveness::Dead {
-            dead.push(w);
+        if w == 0 {
+            continue;
+        }
+        let known = dead.contains(&w);
+        if known || role::liveness_of(w) == Liveness::Dead {
+            if !known {
+                dead.push(w);
+                found = true;
+            }
             owner.release(w);
-            found = true;
         }
     }
     found
