@@ -5,64 +5,15 @@
 //! a forged length up to the `max_message` of a huge sparse queue would.
 
 mod common;
+#[path = "common/limited_alloc.rs"]
+mod limited_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::{unique_name, Cleanup};
+use limited_alloc::{refusing, LIMIT};
 use shmkit::queue::mpmc_bytes::{PopError, Queue};
 use shmkit::Segment;
-
-/// The largest allocation the allocator below grants.
-const LIMIT: usize = 1 << 20;
-
-/// Whether the allocator refuses large allocations (only around the calls under test: the
-/// test harness and a panic's backtrace allocate more).
-static ON: AtomicBool = AtomicBool::new(false);
-
-/// Whether an allocation of `size` bytes is refused.
-fn refused(size: usize) -> bool {
-    size > LIMIT && ON.load(Ordering::Relaxed)
-}
-
-/// `System`, refusing allocations of more than [`LIMIT`] bytes while [`ON`].
-struct Limited;
-
-// SAFETY: every call is `System`'s with the caller's arguments, or a null pointer (allowed:
-// allocation failure).
-unsafe impl GlobalAlloc for Limited {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if refused(new_size) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Limited = Limited;
 
 #[test]
 fn a_forged_length_too_large_to_allocate_is_an_error_not_an_abort() {
@@ -85,9 +36,7 @@ fn a_forged_length_too_large_to_allocate_is_an_error_not_an_abort() {
     );
     len.store(2 * LIMIT as u64, Ordering::Relaxed);
     let mut buf = Vec::new();
-    ON.store(true, Ordering::Relaxed);
-    let (pop, pop_into) = (c.try_pop(), c.try_pop_into(&mut buf));
-    ON.store(false, Ordering::Relaxed);
+    let (pop, pop_into) = refusing(|| (c.try_pop(), c.try_pop_into(&mut buf)));
     assert_eq!(pop, Err(PopError::Corrupt));
     assert_eq!(pop_into, Err(PopError::Corrupt));
     // Nothing was claimed: with its length back, the message is still there.

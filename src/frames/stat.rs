@@ -303,7 +303,9 @@ pub const COPY_LATEST_LIMIT: std::time::Duration = std::time::Duration::from_sec
 /// publisher overwrote the slot meanwhile. `None` if no frame is published; `Err(Timeout)` if
 /// every attempt raced with the publisher: 1000 attempts, or as many as fit in
 /// [`COPY_LATEST_LIMIT`] (a large frame's copy is long, and a publisher, or a peer rewriting
-/// the sequence words, may overwrite it every time).
+/// the sequence words, may overwrite it every time). [`Error::Io`] (`OutOfMemory`) if this
+/// process cannot allocate room for the frame (its length, at most `max_bytes`, is read from
+/// the slot).
 ///
 /// It maps the channel read-only on its own, so a publisher in the same process writes
 /// through another mapping, which for Rust's memory model is other memory, as another
@@ -327,7 +329,20 @@ pub fn copy_latest(name: &str) -> Result<Option<FrameCopy>> {
         };
         let m = v.meta(i);
         let len = load(&m.len).min(g.max_bytes) as usize;
-        let mut data = vec![0u8; len];
+        // `len` is a peer's word, and `max_bytes` may be up to 1 TiB (a sparse channel): room
+        // this process cannot get is an error, not an abort.
+        let mut data = Vec::new();
+        if data.try_reserve_exact(len).is_err() {
+            return Err(Error::Io {
+                name: name.to_owned(),
+                op: "copy the newest frame of",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("cannot allocate {len} bytes for frame {s}"),
+                ),
+            });
+        }
+        data.resize(len, 0);
         let mut header = vec![0u8; g.header_size as usize];
         // SAFETY: the slot's data (len <= max_bytes <= stride bytes) and header words lie
         // inside the read-only mapping `c` keeps alive; loads only; destinations private.
