@@ -65,11 +65,17 @@ impl Inner {
         }
     }
 
-    /// Pin slot `i` holding frame `seq`; false if it no longer holds it.
+    /// Pin slot `i` holding frame `seq`; false if it no longer holds it, or if this process
+    /// already holds `LOCKED - 1` (2³² − 2) guards of the slot (leaked ones: `mem::forget`),
+    /// the most its count can hold: one more would read as [`LOCKED`] for ever, and every pin
+    /// and unpin of the slot would then spin in [`count`](Self::count).
     fn pin(&self, i: u64, seq: u64) -> bool {
         let seq_word = &self.view().meta(i).seq;
         loop {
             let (st, c) = self.count(i);
+            if c == LOCKED - 1 {
+                return false;
+            }
             if c > 0 {
                 // We pin the slot already (count > 0 keeps the bit set), so its frame cannot
                 // change: the same check as the first pin's re-check. Acquire on the
@@ -409,8 +415,9 @@ impl<H: ShmType> Subscriber<H> {
 
     /// The newest frame in the channel, whether received before or not, and whether a
     /// publisher is attached or not (frames stay readable after the publisher is gone). Does
-    /// not move the cursor. `None` if no frame is published, or if this handle was inherited
-    /// across `fork()` ([`TryRecvError::Inherited`]).
+    /// not move the cursor. `None` if no frame is published, if this handle was inherited
+    /// across `fork()` ([`TryRecvError::Inherited`]), or if this process already holds 2³² − 2
+    /// guards of the newest frame (leaked with `mem::forget`: the most a slot's count holds).
     pub fn newest(&self) -> Option<Frame<H>> {
         if !self.inner.is_mine() {
             return None;
@@ -917,4 +924,51 @@ fn prefetch(at: *const u8) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::FramesOptions;
+
+    /// Unlinks the channel it names when dropped.
+    struct Unlink(String);
+
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+        }
+    }
+
+    /// A slot's guard count stops one below [`LOCKED`]: a further guard of the slot is
+    /// refused (`newest` gives `None`), where it used to make the count read as locked for
+    /// ever (every later pin or unpin of the slot, the guards' drops included, then spun).
+    #[test]
+    fn a_slot_s_guard_count_stops_below_locked() {
+        let name = format!("t-frames-guardcount-{}", std::process::id());
+        let _unlink = Unlink(name.clone());
+        let mut p = FramesOptions::<u64>::new()
+            .slots(2)
+            .max_bytes(64)
+            .create(&name)
+            .unwrap();
+        p.try_loan().unwrap().publish(8, &0).unwrap();
+        let s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+        let f = s.newest().expect("a frame is published");
+        let count = &s.inner.counts[f.slot() as usize];
+        // As if LOCKED - 2 more guards of the slot had been leaked (`mem::forget`).
+        count.store(LOCKED - 1, Ordering::Relaxed);
+        let more = s.newest();
+        let refused = more.is_none();
+        std::mem::forget(more); // a guard at LOCKED could not be dropped
+        let after = count.load(Ordering::Relaxed);
+        // Back to the one guard `f` so that it can drop, whatever happened above.
+        count.store(1, Ordering::Relaxed);
+        assert!(refused, "a guard past the count's limit was handed out");
+        assert_eq!(after, LOCKED - 1);
+        drop(f);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        let again = s.newest().expect("pinned again once the guards are gone");
+        assert_eq!(again.seq(), 1);
+    }
 }
