@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyBufferError, PyEOFError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 use shmkit::frames::{
     Frame, FramesOptions, Loan, LoanError, Policy, Publisher, RecvError, Subscriber, TryLoanError,
     TryRecvError,
@@ -117,7 +117,14 @@ unsafe fn fill(
     Ok(())
 }
 
-/// `numpy.frombuffer(obj, dtype)` (`dtype` default uint8), reshaped to `shape` when given.
+/// `numpy.frombuffer(memoryview(obj), dtype)` (`dtype` default uint8), reshaped to `shape` when
+/// given.
+///
+/// Over a memoryview, not `obj` itself: NumPy before 1.22.4 releases the buffer it gets from
+/// its argument at once and keeps only a reference to the argument, so an array made over
+/// `obj` would count as no export, and `release`/`publish`/`close` would let the slot go
+/// (reused, or unmapped) under it. The memoryview holds its export until it is freed, which
+/// the array (its base, with any NumPy) delays until the array is gone.
 fn numpy_view<'py>(
     obj: &Bound<'py, PyAny>,
     dtype: Option<&Bound<'py, PyAny>>,
@@ -128,7 +135,7 @@ fn numpy_view<'py>(
         Some(d) => d.clone(),
         None => np.getattr("uint8")?,
     };
-    let a = np.call_method1("frombuffer", (obj, dtype))?;
+    let a = np.call_method1("frombuffer", (PyMemoryView::from(obj)?, dtype))?;
     match shape {
         Some(s) => a.call_method1("reshape", (s,)),
         None => Ok(a),
@@ -424,8 +431,9 @@ impl PyFrame {
         self.frame.is_none()
     }
 
-    /// A read-only numpy array over the payload, zero-copy: `numpy.frombuffer(frame,
-    /// dtype)`, reshaped to `shape` if given. The array keeps the slot pinned.
+    /// A read-only numpy array over the payload, zero-copy: `numpy.frombuffer(memoryview(frame),
+    /// dtype)`, reshaped to `shape` if given. The array keeps the slot pinned (it counts as an
+    /// export: `release` raises `BufferError` while it lives).
     #[pyo3(signature = (dtype = None, shape = None))]
     fn array<'py>(
         slf: &Bound<'py, Self>,
@@ -933,8 +941,9 @@ impl PyFrameLoan {
         self.current(self.publisher.bind(py).get()).is_ok()
     }
 
-    /// A writable numpy array over the slot, zero-copy: `numpy.frombuffer(loan, dtype)`,
-    /// reshaped to `shape` if given. Delete it before `publish`.
+    /// A writable numpy array over the slot, zero-copy: `numpy.frombuffer(memoryview(loan),
+    /// dtype)`, reshaped to `shape` if given. Delete it before `publish` (it counts as an
+    /// export: `publish` raises `BufferError` while it lives).
     #[pyo3(signature = (dtype = None, shape = None))]
     fn array<'py>(
         slf: &Bound<'py, Self>,

@@ -679,7 +679,8 @@ class FrameLoan:
     def active(self) -> bool:
         """Whether it can still be written and published."""
     def array(self, dtype: Any = None, shape: Any = None) -> Any:
-        """A writable numpy array over the slot (``numpy.frombuffer``, reshaped)."""
+        """A writable numpy array over the slot (``numpy.frombuffer`` of a ``memoryview``,
+        reshaped): a view, so ``publish`` raises BufferError while it lives."""
     def publish(self, len: int, header: bytes = b"") -> int:
         """Publish the first ``len`` bytes with ``header`` (at most the header size, zero
         padded); returns the sequence number. BufferError while views are alive; ValueError
@@ -773,7 +774,8 @@ class Frame:
     def released(self) -> bool:
         """Whether ``release()`` was called."""
     def array(self, dtype: Any = None, shape: Any = None) -> Any:
-        """A read-only numpy array over the payload (``numpy.frombuffer``, reshaped)."""
+        """A read-only numpy array over the payload (``numpy.frombuffer`` of a ``memoryview``,
+        reshaped): a view, so ``release`` raises BufferError while it lives."""
     def release(self) -> None:
         """Unpin now; BufferError while views are alive. Releasing twice is harmless."""
     def __enter__(self) -> "Frame": ...
