@@ -246,26 +246,19 @@ fn copying_calls_access_element_bytes_only_as_atomic_words() {
     use crate::os::atomic_copy::trace;
     let q = Queue::<[u8; 12]>::with_capacity(4);
     let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
-    trace::start();
-    tx.try_push([5; 12]).unwrap();
-    let log = trace::stop();
-    assert!(
-        !log.is_empty(),
-        "try_push: no atomic access to the element traced"
-    );
-    assert!(
-        log.iter().all(|&(at, size)| size == 8 && at % 8 == 0),
-        "{log:?}"
-    );
-    trace::start();
-    assert_eq!(rx.try_pop(), Ok([5; 12]));
-    let log = trace::stop();
-    assert!(
-        !log.is_empty(),
-        "try_pop: no atomic access to the element traced"
-    );
-    assert!(
-        log.iter().all(|&(at, size)| size == 8 && at % 8 == 0),
-        "{log:?}"
-    );
+    let traced = |what: &str, f: &mut dyn FnMut()| {
+        trace::start();
+        f();
+        let log = trace::stop();
+        assert!(
+            !log.is_empty(),
+            "{what}: no atomic access to the element traced"
+        );
+        assert!(
+            log.iter().all(|&(at, size)| size == 8 && at % 8 == 0),
+            "{what}: {log:?}"
+        );
+    };
+    traced("try_push", &mut || tx.try_push([5; 12]).unwrap());
+    traced("try_pop", &mut || assert_eq!(rx.try_pop(), Ok([5; 12])));
 }
