@@ -529,3 +529,82 @@ fn exact_lengths_use_the_hash_only_for_trailing_nuls() {
     py_write(1, b"ab");
     assert_eq!(l.get(0).unwrap(), Item::Str("ab".into()));
 }
+
+/// Review finding: a timed or `try_` read of a list item ignored its deadline while the
+/// item's sequence word kept moving (a peer storing even values: every wait for an even
+/// sequence ends at once, and no copy is consistent): the read looped until the peer stopped.
+/// It must end (`Timeout` / `WouldBlock`) while the storm still runs. As the cells' seqlock
+/// storm test: a read that returns `Ok` got a copy through while both storm threads were off
+/// the CPU, which proves nothing, so the test reads again; without the deadline check no read
+/// ends while the storm runs, and the storm threads' own cap (20 s) is what ends the test:
+/// reaching it is the failure.
+#[test]
+fn a_timed_read_honours_its_deadline_while_an_items_sequence_keeps_moving() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let name = unique_name("slseqstorm");
+    let _c = Cleanup::new(&[&name]);
+    // One 1 MiB item: each copy spans many storm stores.
+    let l = ShareableList::create(&name, &[Item::Bytes(vec![5; 1 << 20])]).unwrap();
+    let slot = l.slot_size(0).unwrap() as u64;
+    // N = 1: data at 24, formats at 24 + slot, codes 8 later, the CPython area ends 1 later;
+    // the trailer starts at the next multiple of 64, item 0's sequence word 192 after it.
+    let seq_at = (33 + slot).div_ceil(64) * 64 + 192;
+    let raw = Segment::options().raw(true).open(&name).unwrap();
+    let seq = raw.atomic_u64(seq_at).unwrap();
+    let ro = ShareableList::open_read_only(&name).unwrap();
+    let done = AtomicBool::new(false);
+    let capped = AtomicBool::new(false);
+    let outcomes = std::thread::scope(|s| {
+        // Thread k stores 4n + 2k, n = 1, 2, ...: every value even, none twice.
+        for k in 0..2u64 {
+            let (done, capped, seq) = (&done, &capped, &seq);
+            s.spawn(move || {
+                let cap = Instant::now() + Duration::from_secs(20);
+                for n in 1u64.. {
+                    if done.load(SeqCst) {
+                        return;
+                    }
+                    if n % 1024 == 0 && Instant::now() > cap {
+                        capped.store(true, SeqCst);
+                        return;
+                    }
+                    seq.store(4 * n + 2 * k, SeqCst);
+                }
+            });
+        }
+        let mut outcomes = Vec::new();
+        let forms: [&dyn Fn() -> Result<Item, Error>; 4] = [
+            &|| l.get_timeout(0, Duration::from_millis(1)),
+            &|| ro.get_deadline(0, Instant::now() + Duration::from_millis(1)),
+            &|| l.try_get(0),
+            &|| ro.try_get(0),
+        ];
+        for form in forms {
+            let r = loop {
+                match form() {
+                    Ok(_) if !capped.load(SeqCst) => {}
+                    r => break r,
+                }
+            };
+            // Whether the storm was still running when the read ended.
+            outcomes.push((r.map(|_| ()), !capped.load(SeqCst)));
+        }
+        done.store(true, SeqCst);
+        outcomes
+    });
+    for (k, (r, storm_ran)) in outcomes.into_iter().enumerate() {
+        let want_try = k >= 2;
+        assert!(
+            storm_ran
+                && match r {
+                    Err(Error::Timeout) => !want_try,
+                    Err(Error::WouldBlock) => want_try,
+                    _ => false,
+                },
+            "read form {k} did not end while the sequence kept moving (last read {r:?}, storm \
+             still running then: {storm_ran})"
+        );
+    }
+    // The storm is over: the item reads whole.
+    assert_eq!(l.get(0).unwrap(), Item::Bytes(vec![5; 1 << 20]));
+}

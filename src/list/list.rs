@@ -831,6 +831,9 @@ impl<A: Access> ShareableList<A> {
             let len = self.load_word(trailer::entry(t, i, LEN));
             let check = self.load_word(trailer::entry(t, i, CHECK));
             if !seqlock::read_end(seq, s1) {
+                // A write came between the two loads (or a peer keeps moving the sequence):
+                // the deadline holds here too, and a `try_` read gives up at once.
+                wait.changed()?;
                 continue;
             }
             return Ok(snap.map(|s| {
@@ -858,13 +861,31 @@ impl ReadWait {
         }
     }
 
+    /// After a copy the sequence word says was disturbed: `WouldBlock` for a `try_` read,
+    /// `Timeout` past the deadline, else look again (after a yield once the spins are used up,
+    /// shared with [`writer_gone`](Self::writer_gone)'s).
+    fn changed(&mut self) -> Result<()> {
+        match self.wait {
+            Wait::No => return Err(Error::WouldBlock),
+            Wait::Until(d) if deadline::passed(d) => return Err(Error::Timeout),
+            Wait::Until(_) => {}
+        }
+        self.spins = self.spins.saturating_add(1);
+        if self.spins < 128 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
     /// One step of the wait. `Ok(true)`: the writer is dead and this handle cannot repair
     /// (read-only), so the caller reads the item as it is; `Ok(false)`: look again;
     /// `WouldBlock` (a `try_` read) or `Timeout` when the wait is over.
     fn writer_gone<A: Access>(&mut self, l: &ShareableList<A>, t: u64) -> Result<bool> {
         let poll = matches!(self.wait, Wait::No);
         if !poll {
-            self.spins += 1;
+            self.spins = self.spins.saturating_add(1);
             if self.spins < 128 {
                 std::hint::spin_loop();
                 return Ok(false);
