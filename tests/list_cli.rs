@@ -151,3 +151,56 @@ fn bench_list_runs_both_sides() {
         assert!(r["cpython_ns"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+/// Review finding: `shmkit info` read every item with an untimed `get`, so a list item held
+/// mid-write by a live writer (a SIGSTOPped one, or a hostile peer: here this test process
+/// holds the writer lock with item 0's sequence odd) made it spin for ever. Inspection never
+/// waits: `info` tries briefly, then reports the item as being written, and shows the others;
+/// `list get` gives up after its `--timeout` with exit 1. The child is bounded only to turn
+/// a hang into a failure.
+#[test]
+fn info_and_get_of_an_item_held_mid_write_do_not_wait_for_ever() {
+    use std::process::{Command, Stdio};
+    let name = unique_name("slcli");
+    let _c = Cleanup::new(&[&name]);
+    let _l = ShareableList::create(&name, &[Item::Int(1), Item::Str("ab".into())]).unwrap();
+    // N = 2: the CPython area ends at 8·4 + 16 + 18 = 66, the trailer starts at 128, its
+    // writer lock at 128 + 160, item 0's sequence word at 128 + 192.
+    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
+    // SAFETY: 8-aligned and inside the mapping, which outlives the guard (dropped first).
+    let lock = unsafe { shmkit::sync::LockState::from_ptr(raw.as_ptr().add(288).cast()) }.unwrap();
+    let guard = lock.try_lock().unwrap();
+    raw.write_at(320, &1u64.to_le_bytes()).unwrap();
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = common::wait_exit(&mut child, std::time::Duration::from_secs(30));
+        let read = |r: Option<&mut dyn std::io::Read>| {
+            let mut s = String::new();
+            r.unwrap().read_to_string(&mut s).unwrap();
+            s
+        };
+        let out = read(child.stdout.as_mut().map(|r| r as &mut dyn std::io::Read));
+        let err = read(child.stderr.as_mut().map(|r| r as &mut dyn std::io::Read));
+        (status.code(), out, err)
+    };
+    let (code, out, err) = run(&["info", "--json", &name]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let items = &v["state"]["items"];
+    assert!(
+        items[0]["value"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("being written")),
+        "{out}"
+    );
+    assert_eq!(items[1]["value"], "ab", "{out}");
+    let (code, _, err) = run(&["list", "get", &name, "0", "--timeout", "0.2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    drop(guard);
+}

@@ -48,7 +48,8 @@ enum Cmd {
         /// The index.
         #[arg(allow_negative_numbers = true)]
         index: Option<isize>,
-        /// Seconds to wait for another shmkit writer's update (or for the writer lock).
+        /// Seconds to wait for another shmkit writer's update (or for the writer lock), and
+        /// for a list whose creator (CPython) has not written it yet.
         #[arg(long, default_value = "10", value_parser = seconds)]
         timeout: Duration,
     },
@@ -62,7 +63,8 @@ enum Cmd {
         index: isize,
         /// The value, e.g. '"text"', '42', '{"hex": "00"}', or `-`.
         item: String,
-        /// Seconds to wait for another shmkit writer's update (or for the writer lock).
+        /// Seconds to wait for another shmkit writer's update (or for the writer lock), and
+        /// for a list whose creator (CPython) has not written it yet.
         #[arg(long, default_value = "10", value_parser = seconds)]
         timeout: Duration,
     },
@@ -104,7 +106,11 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 Some(d) => l.get_deadline(i, d),
                 None => l.get(i),
             };
-            let l = ShareableList::open_read_only(&name).map_err(|e| e.to_string())?;
+            let l = ShareableList::options()
+                .read_only()
+                .open_timeout(timeout)
+                .open(&name)
+                .map_err(|e| e.to_string())?;
             let v = match index {
                 Some(i) => item_to_json(&get(&l, i).map_err(|e| waited(&name, e))?),
                 None => Value::Array(
@@ -123,9 +129,17 @@ pub(crate) fn run(args: Args) -> CmdResult {
             timeout,
         } => {
             let v = item_from_json(&parse_json(&item)?)?;
-            let l = ShareableList::open(&name).map_err(|e| e.to_string())?;
-            l.set_timeout(index, &v, timeout)
-                .map_err(|e| waited(&name, e))?;
+            // One budget for the whole command.
+            let deadline = Instant::now().checked_add(timeout);
+            let l = ShareableList::options()
+                .open_timeout(timeout)
+                .open(&name)
+                .map_err(|e| e.to_string())?;
+            match deadline {
+                Some(d) => l.set_deadline(index, &v, d),
+                None => l.set(index, &v),
+            }
+            .map_err(|e| waited(&name, e))?;
             Ok(())
         }
     }
@@ -264,6 +278,10 @@ pub(crate) fn no_header_note(p: &Probe) -> &'static str {
     }
 }
 
+/// How long `shmkit info` waits, for all of a list's items together, for writers in the
+/// middle of an item (as long as it waits for a seqlock cell).
+const INFO_WAIT: Duration = Duration::from_millis(20);
+
 /// What `shmkit info` shows of a list (made by shmkit or by CPython): each item's value
 /// (long ones cut), format and slot size. `None` for other objects.
 pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
@@ -274,11 +292,22 @@ pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
     if !shmkit_made && !p.cpython_list {
         return Ok(None);
     }
-    let l = ShareableList::open_read_only(&p.name).map_err(|e| e.to_string())?;
+    // Inspection never waits: not for a creator still writing the list (no open timeout), and
+    // not for a writer in the middle of an item (one short budget for all the items, as `info`
+    // of a seqlock cell has; an item still being written then is reported as such).
+    let l = ShareableList::options()
+        .read_only()
+        .open_timeout(Duration::ZERO)
+        .open(&p.name)
+        .map_err(|e| e.to_string())?;
+    let until = Instant::now() + INFO_WAIT;
     let mut items = Vec::with_capacity(l.len());
     for i in 0..l.len() as isize {
-        let value = match l.get(i) {
+        let value = match l.get_deadline(i, until) {
             Ok(v) => shorten(item_to_json(&v)),
+            Err(shmkit::Error::Timeout | shmkit::Error::WouldBlock) => json!({
+                "error": "not read: being written by a shmkit writer (or its writer stopped mid-write)"
+            }),
             Err(e) => json!({"error": e.to_string()}),
         };
         items.push(json!({
