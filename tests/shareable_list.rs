@@ -608,3 +608,60 @@ fn a_timed_read_honours_its_deadline_while_an_items_sequence_keeps_moving() {
     // The storm is over: the item reads whole.
     assert_eq!(l.get(0).unwrap(), Item::Bytes(vec![5; 1 << 20]));
 }
+
+/// Review finding: CPython's `ShareableList(...)` sizes its object (`ftruncate`) and maps it,
+/// then starts its resource tracker (milliseconds) and only then writes N, the offsets and
+/// the items. An opener in that window saw zeros at the final size: N = 0 with slack, which
+/// opened at once as an empty list (and stayed empty: the geometry is cached). Here a 4-item
+/// list's object is all zeros and its bytes arrive 100 ms later from another thread: the open
+/// must wait for them (SPEC §9.2: an empty list with slack and no trailer is not ready yet).
+#[test]
+fn opening_a_cpython_list_still_being_written_waits_for_its_items() {
+    let name = unique_name("slbuilding");
+    let _c = Cleanup::new(&[&name]);
+    let items = [
+        Item::Int(7),
+        Item::Str("four".into()),
+        Item::None,
+        Item::Bytes(b"xy".to_vec()),
+    ];
+    let bytes = shmkit::list::encode_cpython_object(&items);
+    let raw = Segment::options()
+        .raw(true)
+        .create(&name, bytes.len() as u64)
+        .unwrap();
+    let l = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            raw.write_at(0, &bytes).unwrap();
+        });
+        ShareableList::options()
+            .open_timeout(T)
+            .open(&name)
+            .unwrap()
+    });
+    assert_eq!(l.len(), 4);
+    let got: Vec<Item> = l.iter().map(|v| v.unwrap()).collect();
+    assert_eq!(got, items);
+}
+
+/// The rule of the test above does not touch real empty lists: CPython 3.9–3.13's (16 zero
+/// bytes) and shmkit's (with a trailer) open at once, with no wait at all; an all-zero
+/// object larger than an empty list needs is `NotReady` once the open timeout has passed.
+#[test]
+fn empty_lists_open_at_once_and_zeros_with_slack_are_not_ready() {
+    let now = ShareableList::options().open_timeout(Duration::ZERO);
+    let py = unique_name("slempty");
+    let mine = unique_name("slempty");
+    let zeros = unique_name("slempty");
+    let _c = Cleanup::new(&[&py, &mine, &zeros]);
+    Segment::options().raw(true).create(&py, 16).unwrap();
+    assert!(now.open(&py).unwrap().is_empty());
+    ShareableList::create(&mine, &[]).unwrap();
+    assert!(now.open(&mine).unwrap().is_empty());
+    Segment::options().raw(true).create(&zeros, 4096).unwrap();
+    match now.open(&zeros) {
+        Err(Error::NotReady { detail, .. }) => assert!(detail.contains("zero"), "{detail}"),
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+}

@@ -136,6 +136,11 @@ pub(crate) enum NotAList {
     Python38(String),
     /// Anything else: which field, with the values seen.
     Bad(String),
+    /// Bytes no writer leaves behind a finished list, as a creator that has sized its object
+    /// but not yet written it shows (CPython writes N, the offsets and the items milliseconds
+    /// after its `ftruncate`): an empty list with slack and no trailer, or a format field of
+    /// zeros. What was seen; an open polls until its timeout (`SPEC.md` §9.2).
+    Incomplete(String),
 }
 
 impl NotAList {
@@ -149,6 +154,11 @@ impl NotAList {
                 found: what,
             },
             NotAList::Bad(what) => Error::corrupt(name, format!("as a ShareableList: {what}")),
+            NotAList::Incomplete(what) => Error::NotReady {
+                name: name.to_owned(),
+                waited: std::time::Duration::ZERO,
+                detail: what,
+            },
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zerocopy::IntoBytes;
 
 use super::cpython::{
-    self, decode, encode, Format, Geometry, Snapshot, CODE_BYTES, CODE_NONE, CODE_STR, CODE_VALUE,
-    MAX_ITEM_LEN, MAX_SLOT,
+    self, decode, encode, Format, Geometry, NotAList, Snapshot, CODE_BYTES, CODE_NONE, CODE_STR,
+    CODE_VALUE, MAX_ITEM_LEN, MAX_SLOT,
 };
 use super::item::Item;
 use super::seqlock;
@@ -938,7 +938,8 @@ impl<A: Access> ShareableListOptions<A> {
     crate::segment::segment_settings!("list"; unlink_on_drop);
 
     /// How long an open waits for a foreign creator (CPython) that has created the name but
-    /// not yet sized it (default 5 s).
+    /// not yet sized it, or sized it but not yet written the list (default 5 s; then
+    /// [`Error::NotReady`]).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.seg = self.seg.open_timeout(timeout);
         self
@@ -949,11 +950,35 @@ impl<A: Access> ShareableListOptions<A> {
     /// refused with [`Error::KindMismatch`] naming it; anything else that is not a valid list
     /// (formats or codes CPython does not write, offsets out of order or past the end) with
     /// [`Error::Corrupt`] naming the field. Never changes the object.
+    ///
+    /// An object that reads as a list its creator has not written yet (CPython sizes the
+    /// object, then writes it milliseconds later): 16 zero bytes (an empty list) followed by
+    /// more bytes and no shmkit trailer, or a format field of zeros, is looked at again until
+    /// the [`open_timeout`](Self::open_timeout), then is [`Error::NotReady`]. A real empty
+    /// list (16 bytes from CPython 3.9–3.13, or shmkit's with its trailer) opens at once.
     pub fn open(&self, name: &str) -> Result<ShareableList<A>> {
+        let started = Instant::now();
+        let until = deadline::after(Some(self.seg.timeout()));
         let seg = self.seg.open(name)?;
         let size = seg.len() as u64;
         let mut read = |at: u64, buf: &mut [u8]| read_fields(&seg, at, buf);
-        let first = trailer::classify(name, size, &mut read).map_err(|e| e.into_error(name))?;
+        // A creator that has sized the object but not written the list yet (`SPEC.md` §9.2):
+        // look again until the open timeout, then say what was seen.
+        let first = loop {
+            match trailer::classify(name, size, &mut read) {
+                Err(NotAList::Incomplete(detail)) => {
+                    if deadline::passed(until) {
+                        return Err(Error::NotReady {
+                            name: name.to_owned(),
+                            waited: started.elapsed(),
+                            detail,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => break other.map_err(|e| e.into_error(name))?,
+            }
+        };
         let (geo, t) = match first {
             Classified::Cpython(g) => (g, None),
             Classified::BadTrailer { why, .. } => return Err(Error::corrupt(name, why)),

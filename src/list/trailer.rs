@@ -153,10 +153,18 @@ pub(crate) fn classify(
     check_formats(&g, read)?;
     let t = start(&g);
     let mut hb = [0u8; HEADER_SIZE];
-    if t + HEADER_SIZE as u64 > size || !read(t, &mut hb) || hb[..8] != MAGIC {
-        return Ok(Classified::Cpython(g));
-    }
-    let Some(header) = RawHeader::from_prefix(&hb) else {
+    let header = (t + HEADER_SIZE as u64 <= size && read(t, &mut hb) && hb[..8] == MAGIC)
+        .then(|| RawHeader::from_prefix(&hb))
+        .flatten();
+    let Some(header) = header else {
+        if g.len() == 0 && size > g.end {
+            // An empty list is 16 bytes (CPython 3.9–3.13 on Linux, which does not round
+            // sizes) or carries shmkit's trailer: 16 zero bytes with more after them are a
+            // creator that has sized its object and not yet written it.
+            return Err(NotAList::Incomplete(format!(
+                "it reads as an empty list (16 zero bytes) but is {size} bytes, with no shmkit                  trailer: its creator (CPython writes a list after sizing it) has not written it                  yet"
+            )));
+        }
         return Ok(Classified::Cpython(g));
     };
     let mut body = [0u8; 16];
@@ -199,6 +207,13 @@ fn check_formats(
     for i in 0..n {
         let mut f = [0u8; 8];
         f.copy_from_slice(&area[8 * i..8 * i + 8]);
+        if f == [0; 8] {
+            // Every writer stores a format: zeros are a creator that has written N and the
+            // offsets but not yet the formats (CPython writes them in that order).
+            return Err(NotAList::Incomplete(format!(
+                "item {i}'s format field is all zero bytes: its creator has not written it yet"
+            )));
+        }
         let fmt = Format::parse(&f).map_err(|e| NotAList::Bad(format!("item {i}: {e}")))?;
         let (_, slot) = g.slot(i);
         if fmt.size() > slot {
