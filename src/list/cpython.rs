@@ -141,6 +141,10 @@ pub(crate) enum NotAList {
     /// after its `ftruncate`): an empty list with slack and no trailer, or a format field of
     /// zeros. What was seen; an open polls until its timeout (`SPEC.md` §9.2).
     Incomplete(String),
+    /// The list is well-formed so far, but this process cannot allocate the private copy of
+    /// its geometry (N can be as large as the object's size allows, and the object sparse):
+    /// what was needed.
+    NoMemory(String),
 }
 
 impl NotAList {
@@ -154,6 +158,11 @@ impl NotAList {
                 found: what,
             },
             NotAList::Bad(what) => Error::corrupt(name, format!("as a ShareableList: {what}")),
+            NotAList::NoMemory(what) => Error::Io {
+                name: name.to_owned(),
+                op: "allocate memory to open",
+                source: std::io::Error::new(std::io::ErrorKind::OutOfMemory, what),
+            },
             NotAList::Incomplete(what) => Error::NotReady {
                 name: name.to_owned(),
                 waited: std::time::Duration::ZERO,
@@ -162,6 +171,9 @@ impl NotAList {
         }
     }
 }
+
+/// How many words of the offsets table one read copies.
+pub(crate) const TABLE_CHUNK: usize = 512;
 
 fn word(b: &[u8]) -> i64 {
     let mut w = [0u8; 8];
@@ -199,29 +211,45 @@ impl Geometry {
             ));
         }
         let count = n as usize;
-        let mut table = vec![0u8; 8 * (count + 1)];
-        if !read(8, &mut table) {
-            return bad(format!(
-                "the offsets table of {n} items runs past {size} bytes"
-            ));
+        // The private copy of the offsets table: as long as the object's size allows (N up to
+        // (size - 16) / 17, and the object may be sparse), so asked for, never assumed.
+        let mut offsets: Vec<u64> = Vec::new();
+        if offsets.try_reserve_exact(count + 1).is_err() {
+            return Err(NotAList::NoMemory(format!(
+                "its {n} items need {} bytes for their offsets, which this process cannot allocate",
+                8 * (n + 1)
+            )));
         }
-        let raw: Vec<i64> = table.chunks_exact(8).map(word).collect();
-        if raw[0] != 0 {
-            return Err(match python38(&raw[..count], size) {
-                Some(what) => NotAList::Python38(what),
-                None => NotAList::Bad(format!("offsets[0] at offset 8 is {}, expected 0", raw[0])),
-            });
-        }
-        let mut offsets = Vec::with_capacity(count + 1);
-        for (k, &o) in raw.iter().enumerate() {
-            let prev = offsets.last().copied().unwrap_or(0);
-            if o < 0 || (o as u64) < prev || o as u64 > size {
+        // Read in chunks of whole words from 8-aligned offsets (the accesses of one copy of
+        // the table), never the whole table at once.
+        let mut chunk = [0u8; 8 * TABLE_CHUNK];
+        let mut k = 0;
+        while k <= count {
+            let m = (count + 1 - k).min(TABLE_CHUNK);
+            let buf = &mut chunk[..8 * m];
+            if !read(8 + 8 * k as u64, buf) {
                 return bad(format!(
-                    "offsets[{k}] at offset {} is {o}: offsets must be non-decreasing and inside the {size}-byte object",
-                    8 + 8 * k
+                    "the offsets table of {n} items runs past {size} bytes"
                 ));
             }
-            offsets.push(o as u64);
+            for (j, w) in buf.chunks_exact(8).enumerate() {
+                let (k, o) = (k + j, word(w));
+                if k == 0 && o != 0 {
+                    return Err(match python38(count, size, read) {
+                        Some(what) => NotAList::Python38(what),
+                        None => NotAList::Bad(format!("offsets[0] at offset 8 is {o}, expected 0")),
+                    });
+                }
+                let prev = offsets.last().copied().unwrap_or(0);
+                if o < 0 || (o as u64) < prev || o as u64 > size {
+                    return bad(format!(
+                        "offsets[{k}] at offset {} is {o}: offsets must be non-decreasing and inside the {size}-byte object",
+                        8 + 8 * k
+                    ));
+                }
+                offsets.push(o as u64);
+            }
+            k += m;
         }
         let data = 8 * (n + 2);
         let end = data
@@ -299,23 +327,41 @@ impl Geometry {
     }
 }
 
-/// If `words` (the N words after the count) read as CPython 3.8's per-item slot sizes that
-/// fit the object, say so.
-fn python38(words: &[i64], size: u64) -> Option<String> {
+/// If the `count` words after the count read as CPython 3.8's per-item slot sizes that fit
+/// the object, say so (read in chunks, as the offsets table).
+fn python38(
+    count: usize,
+    size: u64,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Option<String> {
     let mut total: u64 = 0;
-    for &s in words {
-        if s < 8 {
+    let mut first = Vec::with_capacity(4);
+    let mut chunk = [0u8; 8 * TABLE_CHUNK];
+    let mut k = 0;
+    while k < count {
+        let m = (count - k).min(TABLE_CHUNK);
+        let buf = &mut chunk[..8 * m];
+        if !read(8 + 8 * k as u64, buf) {
             return None;
         }
-        total = total.checked_add(s as u64)?;
+        for w in buf.chunks_exact(8) {
+            let s = word(w);
+            if s < 8 {
+                return None;
+            }
+            if first.len() < 4 {
+                first.push(s);
+            }
+            total = total.checked_add(s as u64)?;
+        }
+        k += m;
     }
-    let n = words.len() as u64;
+    let n = count as u64;
     let end = (8 + 8 * n).checked_add(total)?.checked_add(9 * n)?;
     (end <= size).then(|| {
         format!(
-            "ShareableList in CPython 3.8's layout (per-item sizes {:?}… at offset 8 instead of \
-             running offsets starting at 0); only CPython 3.8 reads it",
-            &words[..words.len().min(4)]
+            "ShareableList in CPython 3.8's layout (per-item sizes {first:?}… at offset 8 instead \
+             of running offsets starting at 0); only CPython 3.8 reads it"
         )
     })
 }

@@ -86,17 +86,26 @@ const FIELD_NONE: u64 = u64::from_le_bytes(*b"xxxxxx?x");
 /// The largest slot the fast paths of `get` and `set` copy through a stack buffer.
 const FAST_SLOT: usize = 32;
 
-/// Every item's `"<slot>s"` field word (see `ShareableList::str_fields`).
-fn str_fields(geo: &Geometry) -> Vec<u64> {
-    (0..geo.len())
-        .map(|i| {
-            let slot = geo.slot(i).1;
-            match Format::Bytes(slot).field() {
-                Some(f) if slot <= MAX_SLOT => u64::from_le_bytes(f),
-                _ => 0,
-            }
-        })
-        .collect()
+/// Every item's `"<slot>s"` field word (see `ShareableList::str_fields`); an error if this
+/// process cannot allocate them (N is as large as the object's size allows).
+fn str_fields(name: &str, geo: &Geometry) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    if out.try_reserve_exact(geo.len()).is_err() {
+        return Err(NotAList::NoMemory(format!(
+            "its {} items need {} bytes for their format words, which this process cannot allocate",
+            geo.len(),
+            8 * geo.len() as u64
+        ))
+        .into_error(name));
+    }
+    out.extend((0..geo.len()).map(|i| {
+        let slot = geo.slot(i).1;
+        match Format::Bytes(slot).field() {
+            Some(f) if slot <= MAX_SLOT => u64::from_le_bytes(f),
+            _ => 0,
+        }
+    }));
+    Ok(out)
 }
 
 impl<A: Access> std::fmt::Debug for ShareableList<A> {
@@ -965,7 +974,7 @@ impl<A: Access> ShareableListOptions<A> {
         // A creator that has sized the object but not written the list yet (`SPEC.md` §9.2):
         // look again until the open timeout, then say what was seen.
         let first = loop {
-            match trailer::classify(name, size, &mut read) {
+            match trailer::classify(name, size, &mut read, true) {
                 Err(NotAList::Incomplete(detail)) => {
                     if deadline::passed(until) {
                         return Err(Error::NotReady {
@@ -986,7 +995,7 @@ impl<A: Access> ShareableListOptions<A> {
                 // Acquire: pairs with the creator's Release store of READY (`create`), made
                 // before it published the list under this name; then read it all again.
                 seg.load_u32(t + 4 * STATE_WORD as u64, Ordering::Acquire)?;
-                match trailer::classify(name, size, &mut read).map_err(|e| e.into_error(name))? {
+                match trailer::classify(name, size, &mut read, true).map_err(|e| e.into_error(name))? {
                     Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
                     _ => {
                         return Err(Error::corrupt(
@@ -999,7 +1008,7 @@ impl<A: Access> ShareableListOptions<A> {
         };
         let list = ShareableList {
             seg,
-            str_fields: str_fields(&geo),
+            str_fields: str_fields(name, &geo)?,
             geo,
             trailer: t,
         };
@@ -1161,7 +1170,7 @@ impl ShareableListOptions<ReadWrite> {
         })?;
         Ok(ShareableList {
             seg,
-            str_fields: str_fields(&geo),
+            str_fields: str_fields(name, &geo)?,
             geo,
             trailer: Some(t),
         })

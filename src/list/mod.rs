@@ -48,7 +48,7 @@ pub fn decode_object(bytes: &[u8]) -> std::result::Result<Vec<Item>, String> {
     };
     let size = bytes.len() as u64;
     let (geo, exact) =
-        match classify("fuzz", size, &mut read).map_err(|e| e.into_error("fuzz").to_string())? {
+        match classify("fuzz", size, &mut read, false).map_err(|e| e.into_error("fuzz").to_string())? {
             Classified::Cpython(g) => (g, None),
             Classified::BadTrailer { why, .. } => return Err(why),
             Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),

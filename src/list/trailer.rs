@@ -144,13 +144,17 @@ pub(crate) enum Classified {
 /// Classify an object of `size` bytes read through `read` (see [`Geometry::parse`]) whose
 /// first bytes are not shmkit's magic. `Err` when it is not a CPython 3.9–3.13 list at all
 /// (3.8's layout included), or its formats or codes are not ones CPython writes.
+/// `codes_by_byte`: `read` copies from a mapping that writers of this process store codes
+/// into one byte at a time, so the codes are read that way too (a `pread` or a private
+/// buffer reads them in chunks).
 pub(crate) fn classify(
     name: &str,
     size: u64,
     read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+    codes_by_byte: bool,
 ) -> std::result::Result<Classified, NotAList> {
     let g = Geometry::parse(size, read)?;
-    check_formats(&g, read)?;
+    check_formats(&g, read, codes_by_byte)?;
     let t = start(&g);
     let mut hb = [0u8; HEADER_SIZE];
     let header = (t + HEADER_SIZE as u64 <= size && read(t, &mut hb) && hb[..8] == MAGIC)
@@ -184,51 +188,72 @@ pub(crate) fn classify(
 }
 
 /// Every item's format and code must be ones CPython writes: anything else is another
-/// format (a future CPython's), refused rather than misread.
+/// format (a future CPython's), refused rather than misread. Read in chunks (never a copy
+/// of a whole area, whose size a peer chooses).
 fn check_formats(
     g: &Geometry,
     read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+    codes_by_byte: bool,
 ) -> std::result::Result<(), NotAList> {
+    const CHUNK: usize = 512;
     let n = g.len();
-    let mut area = vec![0u8; 9 * n];
-    // The formats in one copy (the list's reader copies an 8-aligned area in whole words, each
-    // field one, and an unaligned one byte by byte: as writers store fields), the codes a byte
-    // at a time, as writers store them: a copy of the code area would load its words whole,
-    // racing a writer's byte stores with another size (SPEC §9.4, one size per word).
-    let (formats, codes) = area.split_at_mut(8 * n);
-    if !read(g.formats, formats)
-        || !codes
-            .iter_mut()
-            .enumerate()
-            .all(|(i, c)| read(g.codes + i as u64, std::slice::from_mut(c)))
-    {
-        return Err(NotAList::Bad("the format area is cut short".into()));
+    let cut = || NotAList::Bad("the format area is cut short".into());
+    // The formats in chunks (the list's reader copies an 8-aligned area in whole words, each
+    // field one, and an unaligned one byte by byte: as writers store fields).
+    let mut formats = [0u8; 8 * CHUNK];
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(CHUNK);
+        if !read(g.format_at(i), &mut formats[..8 * m]) {
+            return Err(cut());
+        }
+        for (j, f) in formats[..8 * m].chunks_exact(8).enumerate() {
+            let mut field = [0u8; 8];
+            field.copy_from_slice(f);
+            check_format(g, i + j, &field)?;
+        }
+        i += m;
     }
-    for i in 0..n {
-        let mut f = [0u8; 8];
-        f.copy_from_slice(&area[8 * i..8 * i + 8]);
-        if f == [0; 8] {
-            // Every writer stores a format: zeros are a creator that has written N and the
-            // offsets but not yet the formats (CPython writes them in that order).
-            return Err(NotAList::Incomplete(format!(
-                "item {i}'s format field is all zero bytes: its creator has not written it yet"
-            )));
+    // The codes: from a mapping a byte at a time, as writers store them (a copy of the code
+    // area would load its words whole, racing a writer's byte stores with another size: SPEC
+    // §9.4, one size per word); from a private copy (`pread`, a buffer) in chunks.
+    let mut codes = [0u8; CHUNK];
+    let mut i = 0;
+    while i < n {
+        let m = if codes_by_byte { 1 } else { (n - i).min(CHUNK) };
+        if !read(g.code_at(i), &mut codes[..m]) {
+            return Err(cut());
         }
-        let fmt = Format::parse(&f).map_err(|e| NotAList::Bad(format!("item {i}: {e}")))?;
-        let (_, slot) = g.slot(i);
-        if fmt.size() > slot {
-            return Err(NotAList::Bad(format!(
-                "item {i}: format {fmt} reads {} bytes from its {slot}-byte slot",
-                fmt.size()
-            )));
+        for (j, &code) in codes[..m].iter().enumerate() {
+            if code > 3 {
+                return Err(NotAList::Bad(format!(
+                    "item {}: code {} is not one of CPython's back-transform codes 0–3",
+                    i + j,
+                    code as i8
+                )));
+            }
         }
-        let code = area[8 * n + i];
-        if code > 3 {
-            return Err(NotAList::Bad(format!(
-                "item {i}: code {} is not one of CPython's back-transform codes 0–3",
-                code as i8
-            )));
-        }
+        i += m;
+    }
+    Ok(())
+}
+
+/// Item `i`'s format field: one CPython writes, covering at most its slot.
+fn check_format(g: &Geometry, i: usize, f: &[u8; 8]) -> std::result::Result<(), NotAList> {
+    if *f == [0; 8] {
+        // Every writer stores a format: zeros are a creator that has written N and the
+        // offsets but not yet the formats (CPython writes them in that order).
+        return Err(NotAList::Incomplete(format!(
+            "item {i}'s format field is all zero bytes: its creator has not written it yet"
+        )));
+    }
+    let fmt = Format::parse(f).map_err(|e| NotAList::Bad(format!("item {i}: {e}")))?;
+    let (_, slot) = g.slot(i);
+    if fmt.size() > slot {
+        return Err(NotAList::Bad(format!(
+            "item {i}: format {fmt} reads {} bytes from its {slot}-byte slot",
+            fmt.size()
+        )));
     }
     Ok(())
 }

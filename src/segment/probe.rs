@@ -133,7 +133,7 @@ pub fn probe(name: &str) -> Result<Probe> {
         let mut n = [0u8; 8];
         let plausible = read(0, &mut n) && u64::from_le_bytes(n) <= crate::list::PROBE_MAX_ITEMS;
         let classified = plausible
-            .then(|| crate::list::classify(name, st.size, &mut read).ok())
+            .then(|| crate::list::classify(name, st.size, &mut read, false).ok())
             .flatten();
         match classified {
             Some(crate::list::Classified::Shmkit { header, .. }) => {

@@ -1,0 +1,85 @@
+#![cfg(not(loom))]
+//! An item count that this process cannot allocate the private geometry for, as a peer can
+//! write into a huge sparse object (N up to (size − 16) / 17), makes `ShareableList::open`
+//! fail with an error; it does not abort the process. This file's binary has an allocator
+//! that refuses every allocation above 1 GiB (a global allocator is per test binary, so it
+//! has a file of its own, as `queue_mpmc_bytes_alloc.rs`), as a machine without the memory
+//! would, whatever `vm.overcommit_memory` says.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::os::unix::fs::OpenOptionsExt;
+
+use common::{unique_name, Cleanup};
+use shmkit::list::ShareableList;
+
+/// The largest allocation the allocator below grants.
+const LIMIT: usize = 1 << 30;
+
+/// `System`, refusing allocations of more than [`LIMIT`] bytes.
+struct Limited;
+
+// SAFETY: every call is `System`'s with the caller's arguments, or a null pointer (allowed:
+// allocation failure).
+unsafe impl GlobalAlloc for Limited {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Limited = Limited;
+
+/// Review finding: a sparse 1 TiB object whose first word says N = 2^35 (within the bound
+/// N ≤ (size − 16) / 17) made the open allocate 8 (N + 1) bytes for the offsets table with
+/// `vec!`, which aborts when the allocation fails ("memory allocation of 274877906952 bytes
+/// failed"). It must be an error. (Only the library is checked: `shmkit`'s allocator is the
+/// system's, and whether the system grants 256 GiB depends on `vm.overcommit_memory`.)
+#[test]
+fn an_item_count_too_large_to_allocate_is_an_error_not_an_abort() {
+    let name = unique_name("sl-alloc");
+    let _c = Cleanup::new(&[&name]);
+    let size: u64 = 1 << 40;
+    let n: i64 = 1 << 35;
+    assert!(n as u64 <= (size - 16) / 17);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.set_len(size).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &n.to_le_bytes(), 0).unwrap();
+    drop(f);
+    let e = ShareableList::open_read_only(&name).unwrap_err();
+    assert!(e.to_string().contains("memory"), "{e}");
+    let e = ShareableList::open(&name).unwrap_err();
+    assert!(e.to_string().contains("memory"), "{e}");
+}
