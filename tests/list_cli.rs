@@ -204,3 +204,22 @@ fn info_and_get_of_an_item_held_mid_write_do_not_wait_for_ever() {
     assert!(err.contains("timed out"), "{err}");
     drop(guard);
 }
+
+/// Review finding: `list create` built the whole CPython area in private memory before the
+/// object was reserved, so a list larger than memory (100 000 items with 9 999 992-byte
+/// slots: about 1 TB) aborted the process (`memory allocation … failed`, exit 134). It must be
+/// the `NoSpace` error of SPEC §4.1 (exit 1), and leave nothing behind.
+#[test]
+fn creating_a_list_larger_than_memory_is_an_error_not_an_abort() {
+    let name = unique_name("slcli");
+    let _c = Cleanup::new(&[&name]);
+    let items = format!("[{}0]", "0,".repeat(99_999));
+    let out = shmkit(
+        &["list", "create", &name, "-", "--reserve", "9999992"],
+        Some(items.as_bytes()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("free"), "{err}"); // NoSpace: "needs … bytes but /dev/shm has only … free"
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+}

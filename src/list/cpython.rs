@@ -553,7 +553,8 @@ pub(crate) fn slot_for(value: &Item, reserve: usize) -> usize {
 }
 
 /// A whole CPython-layout list of `items` (no trailer), as CPython 3.9–3.13 would build it
-/// (except that `str` slots are sized by UTF-8 bytes). Used by tests and seed generation.
+/// (except that `str` slots are sized by UTF-8 bytes), in private memory. Used by tests and
+/// seed generation only (`create` writes into the new object instead).
 pub(crate) fn build(items: &[Item], reserve: usize) -> (Geometry, Vec<u8>) {
     let slots: Vec<usize> = items.iter().map(|v| slot_for(v, reserve)).collect();
     let g = Geometry::for_slots(&slots);

@@ -1106,7 +1106,14 @@ impl ShareableListOptions<ReadWrite> {
                 format!("lifetime {x} is not one shmkit knows"),
             ));
         }
-        let (geo, area) = cpython::build(items, self.reserve);
+        // Only the geometry is built in private memory; the items are written straight into
+        // the new object, once `create_with` has reserved it (a list larger than memory is
+        // `NoSpace` there, never a private copy of its whole area).
+        let slots: Vec<usize> = items
+            .iter()
+            .map(|v| cpython::slot_for(v, self.reserve))
+            .collect();
+        let geo = Geometry::for_slots(&slots);
         let t = trailer::start(&geo);
         let total = t + trailer::size(items.len());
         let token = liveness::current()
@@ -1129,7 +1136,7 @@ impl ShareableListOptions<ReadWrite> {
             ..RawHeader::default()
         };
         let seg = self.seg.create_with(name, total, |s| {
-            s.write_at(0, &area)?;
+            s.write_at(0, &geo.head_bytes())?;
             s.write_at(t, header.as_bytes())?;
             let mut body = Vec::with_capacity(16);
             body.extend_from_slice(&geo.end.to_le_bytes());
@@ -1137,23 +1144,26 @@ impl ShareableListOptions<ReadWrite> {
             s.write_at(t + trailer::CPYTHON_END, &body)?;
             for (i, v) in items.iter().enumerate() {
                 let (start, slot) = geo.slot(i);
-                let (len, check) = match v {
-                    Item::Str(x) => (x.len() as u64, slot),
-                    Item::Bytes(x) => (x.len() as u64, slot),
-                    _ => (NO_LEN, 0),
+                // The slot was sized for the item (`slot_for`, lengths checked above).
+                let (fmt, code, data) = encode(v, slot).map_err(|len| Error::SlotTooSmall {
+                    name: name.to_owned(),
+                    index: i,
+                    len,
+                    slot,
+                })?;
+                let field = fmt.field().unwrap_or_default();
+                s.write_at(start, data.as_slice())?;
+                s.write_at(geo.format_at(i), &field)?;
+                s.write_at(geo.code_at(i), &[code])?;
+                let len = match v {
+                    Item::Str(x) => x.len() as u64,
+                    Item::Bytes(x) => x.len() as u64,
+                    _ => NO_LEN,
                 };
+                s.write_at(trailer::entry(t, i, LEN), &len.to_le_bytes())?;
                 if len != NO_LEN {
-                    let mut field = [0u8; 8];
-                    field.copy_from_slice(&area[geo.format_at(i) as usize..][..8]);
-                    let code = area[geo.code_at(i) as usize];
-                    let data = &area[start as usize..start as usize + check];
-                    s.write_at(trailer::entry(t, i, LEN), &len.to_le_bytes())?;
-                    s.write_at(
-                        trailer::entry(t, i, CHECK),
-                        &trailer::check_for(&field, code, data, len as usize).to_le_bytes(),
-                    )?;
-                } else {
-                    s.write_at(trailer::entry(t, i, LEN), &NO_LEN.to_le_bytes())?;
+                    let check = trailer::check_for(&field, code, data.as_slice(), len as usize);
+                    s.write_at(trailer::entry(t, i, CHECK), &check.to_le_bytes())?;
                 }
             }
             let at = (t + trailer::LOCK) as usize;
