@@ -1240,3 +1240,42 @@ fn ls_lists_names_that_are_not_utf8() {
     );
     assert!(path.exists());
 }
+
+/// Review finding: `rm --any-name` matched the name given against `ls`'s display name,
+/// which shows a name that is not UTF-8 with U+FFFD for each bad byte: asking to remove
+/// `t-…-\u{FFFD}` removed the file named `t-…-\xff`. Names are compared as bytes; a name that
+/// is not UTF-8 is given as its own bytes.
+#[test]
+fn rm_any_name_compares_names_as_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    /// Removes the file when dropped (`Cleanup` takes UTF-8 names only).
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let base = common::unique_name("cli-anyname-bytes");
+    let mut raw = format!("{base}-").into_bytes();
+    raw.push(0xff);
+    let path = std::path::Path::new("/dev/shm").join(OsStr::from_bytes(&raw));
+    let _r = Remove(path.clone());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    let lossy = format!("{base}-\u{FFFD}");
+    let out = shmkit(&["rm", "--any-name", &lossy]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(path.exists(), "rm removed {path:?} when asked for {lossy:?}");
+    // The name's own bytes remove it.
+    let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args([OsStr::new("rm"), OsStr::new("--any-name"), OsStr::from_bytes(&raw)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!path.exists());
+}

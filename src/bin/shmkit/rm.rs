@@ -1,5 +1,8 @@
 //! `shmkit rm`.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+
 use crate::{CmdResult, Stop};
 use shmkit::{segment, Segment};
 
@@ -7,22 +10,29 @@ use shmkit::{segment, Segment};
 pub(crate) struct Args {
     /// Names to remove (without the leading `/`).
     #[arg(required = true)]
-    names: Vec<String>,
+    names: Vec<OsString>,
     /// Also remove objects whose names shmkit refuses (which `shmkit ls` lists all the same):
-    /// NAME must be an entry of /dev/shm itself, and still no `/`, `.` or `..`.
+    /// NAME must be an entry of /dev/shm itself, byte for byte (a name that is not UTF-8 is
+    /// given as its own bytes, not as `ls` shows it), and still no `/`, `.` or `..`.
     #[arg(long)]
     any_name: bool,
 }
 
 pub(crate) fn run(args: Args) -> CmdResult {
     for name in &args.names {
+        let b = name.as_bytes();
         let bad = if args.any_name {
-            (name.is_empty() || name.contains('/') || name == "." || name == "..")
+            (b.is_empty() || b.contains(&b'/') || b == b"." || b == b"..")
                 .then(|| format!("invalid name {name:?}: empty, '.', '..' or contains '/'"))
         } else {
-            segment::validate_name(name)
-                .err()
-                .map(|e| format!("{e} (--any-name removes objects with such names)"))
+            match name.to_str() {
+                Some(n) => segment::validate_name(n)
+                    .err()
+                    .map(|e| format!("{e} (--any-name removes objects with such names)")),
+                None => Some(format!(
+                    "invalid name {name:?}: not UTF-8 (--any-name removes objects with such names)"
+                )),
+            }
         };
         if let Some(msg) = bad {
             return Err(Stop::Usage(msg));
@@ -38,7 +48,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
         let r = if args.any_name {
             // Through `ls`'s own listing: only a regular file directly in /dev/shm, and
             // only while the name still refers to the object listed.
-            match listed.iter().find(|p| &p.name == name) {
+            // Compared as bytes: `p.name` shows a name that is not UTF-8 with U+FFFD for
+            // each bad byte, which must not match another file whose name is that text.
+            match listed.iter().find(|p| p.file_name() == name.as_bytes()) {
                 Some(p) => p
                     .unlink_if_unchanged()
                     .map_err(|e| e.to_string())
@@ -49,7 +61,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 None => Err(format!("no object {name:?} in /dev/shm")),
             }
         } else {
-            Segment::unlink(name).map_err(|e| e.to_string())
+            // UTF-8: checked above.
+            Segment::unlink(&name.to_string_lossy()).map_err(|e| e.to_string())
         };
         if let Err(e) = r {
             failed.push(e);
