@@ -223,3 +223,21 @@ fn creating_a_list_larger_than_memory_is_an_error_not_an_abort() {
     assert!(err.contains("free"), "{err}"); // NoSpace: "needs … bytes but /dev/shm has only … free"
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+/// Review findings: `list set NAME 0 -5` was refused by the argument parser (a negative
+/// number taken for an option), and `{"hex": "+1"}` was accepted as the byte 01 (a sign is
+/// not a hex digit).
+#[test]
+fn negative_items_and_signed_hex() {
+    let name = unique_name("slcli");
+    let _c = Cleanup::new(&[&name]);
+    ok(&["list", "create", &name, r#"[1, {"hex": "00"}]"#]);
+    ok(&["list", "set", &name, "0", "-5"]);
+    assert_eq!(ok(&["list", "get", &name, "0"]).trim(), "-5");
+    for bad in [r#"{"hex": "+1"}"#, r#"{"hex": "-1"}"#, r#"{"hex": "+f"}"#] {
+        let (c, err) = code(&["list", "set", &name, "1", bad]);
+        assert_eq!(c, 2, "{bad}: {err}");
+        assert!(err.contains("hex"), "{err}");
+    }
+    assert_eq!(ok(&["list", "get", &name, "1"]).trim(), r#"{"hex":"00"}"#);
+}

@@ -61,7 +61,8 @@ enum Cmd {
         /// The index (negative counts from the end).
         #[arg(allow_negative_numbers = true)]
         index: isize,
-        /// The value, e.g. '"text"', '42', '{"hex": "00"}', or `-`.
+        /// The value, e.g. '"text"', '42', '-5', '{"hex": "00"}', or `-`.
+        #[arg(allow_negative_numbers = true)]
         item: String,
         /// Seconds to wait for another shmkit writer's update (or for the writer lock), and
         /// for a list whose creator (CPython) has not written it yet.
@@ -258,8 +259,9 @@ pub(crate) fn item_to_json(v: &Item) -> Value {
     }
 }
 
+/// Bytes from pairs of hex digits (`u8::from_str_radix` alone would take a sign: `+1`).
 fn hex_decode(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
+    if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..h.len())
