@@ -1270,10 +1270,17 @@ fn rm_any_name_compares_names_as_bytes() {
     let lossy = format!("{base}-\u{FFFD}");
     let out = shmkit(&["rm", "--any-name", &lossy]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(path.exists(), "rm removed {path:?} when asked for {lossy:?}");
+    assert!(
+        path.exists(),
+        "rm removed {path:?} when asked for {lossy:?}"
+    );
     // The name's own bytes remove it.
     let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
-        .args([OsStr::new("rm"), OsStr::new("--any-name"), OsStr::from_bytes(&raw)])
+        .args([
+            OsStr::new("rm"),
+            OsStr::new("--any-name"),
+            OsStr::from_bytes(&raw),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -995,7 +995,9 @@ impl<A: Access> ShareableListOptions<A> {
                 // Acquire: pairs with the creator's Release store of READY (`create`), made
                 // before it published the list under this name; then read it all again.
                 seg.load_u32(t + 4 * STATE_WORD as u64, Ordering::Acquire)?;
-                match trailer::classify(name, size, &mut read, true).map_err(|e| e.into_error(name))? {
+                match trailer::classify(name, size, &mut read, true)
+                    .map_err(|e| e.into_error(name))?
+                {
                     Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
                     _ => {
                         return Err(Error::corrupt(

@@ -47,12 +47,13 @@ pub fn decode_object(bytes: &[u8]) -> std::result::Result<Vec<Item>, String> {
         }
     };
     let size = bytes.len() as u64;
-    let (geo, exact) =
-        match classify("fuzz", size, &mut read, false).map_err(|e| e.into_error("fuzz").to_string())? {
-            Classified::Cpython(g) => (g, None),
-            Classified::BadTrailer { why, .. } => return Err(why),
-            Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
-        };
+    let (geo, exact) = match classify("fuzz", size, &mut read, false)
+        .map_err(|e| e.into_error("fuzz").to_string())?
+    {
+        Classified::Cpython(g) => (g, None),
+        Classified::BadTrailer { why, .. } => return Err(why),
+        Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
+    };
     (0..geo.len())
         .map(|i| {
             let snap =
