@@ -547,6 +547,42 @@ fn options_lifetime_unlink_and_open_or_create() {
 /// Each control-block field another process scribbles on is caught at open, with the field
 /// named: never a panic, never an access outside the mapping.
 #[test]
+fn an_untyped_array_is_created_holding_its_initial_elements() {
+    // The initial bytes are written before the array is published (as `Array::create_from`
+    // and `AnyValue`'s create): an opener never sees them zeroed or half-written. In each
+    // mode, a fresh open reads them; a wrong byte count is refused and creates nothing.
+    let q = Typecode::from_char('q').unwrap();
+    let init: Vec<u8> = (1..=1000i64).flat_map(|x| x.to_le_bytes()).collect();
+    for mode in [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock] {
+        let name = unique_name("cell-any-init");
+        let _c = Cleanup::new(&[&name]);
+        let a = AnyArray::options()
+            .cell_mode(mode)
+            .create(&name, q, 1000, Some(&init))
+            .unwrap();
+        let b = AnyArray::open(&name).unwrap();
+        assert_eq!(b.len(), 1000);
+        assert_eq!(b.read_bytes(0, 1000).unwrap(), init, "{mode:?}");
+        let typed = Array::<i64>::open(&name).unwrap();
+        assert_eq!(typed.get(999).unwrap(), 1000, "{mode:?}");
+        drop((a, b, typed));
+
+        let bad = unique_name("cell-any-init-bad");
+        let _c = Cleanup::new(&[&bad]);
+        let e = AnyArray::options()
+            .cell_mode(mode)
+            .create(&bad, q, 999, Some(&init))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("8000 initial bytes") && e.contains("999 elements"),
+            "{e}"
+        );
+        assert!(matches!(AnyArray::open(&bad), Err(Error::NotFound { .. })));
+    }
+}
+
+#[test]
 fn corrupt_control_blocks_are_refused_naming_the_field() {
     use std::os::unix::fs::FileExt;
     let cases: &[(u64, &[u8], &str)] = &[

@@ -141,7 +141,7 @@ fuzz_target!(|data: &[u8]| {
     let created = if array {
         AnyArray::options()
             .cell_mode(mode)
-            .create(name, tc, len)
+            .create(name, tc, len, None)
             .map(drop)
     } else {
         AnyValue::options()

@@ -1154,11 +1154,13 @@ impl PyArray {
         Ok((n, Some(data)))
     }
 
+    /// Create the array of `n` elements holding `data` (from [`Self::init`]; zeroed if
+    /// `None`): the data is in place before the array is published, so no other process can
+    /// open it zeroed or half-written, and a creator killed during the call leaves no array.
     fn create_impl(
-        py: Python<'_>,
         name: &str,
         t: Typecode,
-        size_or_init: &Bound<'_, PyAny>,
+        (n, data): (usize, Option<&[u8]>),
         mode: CellMode,
         perm: u32,
     ) -> PyResult<Self> {
@@ -1168,15 +1170,10 @@ impl PyArray {
                 t.as_char()
             )));
         }
-        let (n, data) = Self::init(t, size_or_init)?;
         let a = options::<AnyArray>(mode, perm)
-            .create(name, t, n)
+            .create(name, t, n, data)
             .map_err(to_py)?;
-        let this = Self::wrap(a)?;
-        if let Some(d) = data {
-            write(py, this.cell()?, 0, &d)?;
-        }
-        Ok(this)
+        Self::wrap(a)
     }
 
     /// The cell of a `'c'` array, for `.raw` / `.value` (`AttributeError` for another
@@ -1258,9 +1255,10 @@ impl PyArray {
     ) -> PyResult<Self> {
         let t = typecode(typecode_or_type)?;
         let m = cell_mode(t, lock, mode)?;
-        match Self::create_impl(py, name, t, size_or_initializer, m, perm) {
+        // Converted once: the initializer may be an iterator, exhausted after this.
+        let (n, data) = Self::init(t, size_or_initializer)?;
+        match Self::create_impl(name, t, (n, data.as_deref()), m, perm) {
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
-                let (n, _) = Self::init(t, size_or_initializer)?;
                 let a = Self::wrap(AnyArray::open(name).map_err(to_py)?)?;
                 check_same(a.cell()?, t, m, Some(n))?;
                 Ok(a)
@@ -1273,7 +1271,6 @@ impl PyArray {
     #[staticmethod]
     #[pyo3(signature = (name, typecode_or_type, size_or_initializer, *, lock = None, mode = None, perm = 0o600))]
     fn create(
-        py: Python<'_>,
         name: &str,
         typecode_or_type: &str,
         size_or_initializer: &Bound<'_, PyAny>,
@@ -1283,7 +1280,8 @@ impl PyArray {
     ) -> PyResult<Self> {
         let t = typecode(typecode_or_type)?;
         let m = cell_mode(t, lock, mode)?;
-        Self::create_impl(py, name, t, size_or_initializer, m, perm)
+        let (n, data) = Self::init(t, size_or_initializer)?;
+        Self::create_impl(name, t, (n, data.as_deref()), m, perm)
     }
 
     /// Open an existing array (typecode, mode and length as recorded).

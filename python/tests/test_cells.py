@@ -574,3 +574,50 @@ def test_wait_changed_and_lock_timeouts_of_every_shape(timeout, names):
     assert v.wait_changed(0, timeout)[0] == 1
     assert lock.acquire(timeout=timeout)
     lock.release()
+
+
+def test_an_array_is_never_seen_without_its_initializer(name, spawn):
+    # The initializer is in place before the array exists under its name: an opener never
+    # reads zeros or half of it, and a creator killed right after leaves it whole.
+    # (Before, the array was created zeroed and the initializer written after: opened as
+    # soon as it existed and the creator killed, it stayed zero at the end.)
+    n = 2_000_000
+    child = spawn(
+        """
+        import sys, time, shmkit
+        n = int(sys.argv[2])
+        a = shmkit.Array("q", range(1, n + 1), name=sys.argv[1], lock=False)
+        time.sleep(60)
+        """,
+        name,
+        n,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            a = shmkit.Array.open(name)
+            break
+        except FileNotFoundError:
+            assert time.monotonic() < deadline, "the child never created the array"
+            assert child.proc.poll() is None, child.finish()
+    child.signal(signal.SIGKILL)
+    child.proc.wait()
+    try:
+        assert len(a) == n
+        assert a[n - 1] == n
+        assert np.array_equal(np.asarray(a), np.arange(1, n + 1, dtype=np.int64))
+    finally:
+        a.close()
+        shmkit.Array.open(name).unlink()
+
+
+def test_array_with_an_iterator_initializer_opens_an_existing_one(name):
+    # The initializer is converted once: opening an existing array with a generator as the
+    # initializer (exhausted by the first, failed, create) checks the length against it.
+    a = shmkit.Array("i", [1, 2, 3], name=name)
+    b = shmkit.Array("i", (x for x in [4, 5, 6]), name=name)
+    assert b[:] == [1, 2, 3]  # opened: the initializer is not written
+    with pytest.raises(shmkit.ShmkitError):
+        shmkit.Array("i", (x for x in [1, 2]), name=name)  # another length
+    b.close()
+    a.unlink()

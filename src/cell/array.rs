@@ -704,11 +704,30 @@ impl AnyArray {
 }
 
 impl CellOptions<AnyArray> {
-    /// Create an array of `len` zeroed elements of typecode `t`.
-    pub fn create(&self, name: &str, t: Typecode, len: usize) -> Result<AnyArray> {
+    /// Create an array of `len` elements of typecode `t`, holding `init` (the elements'
+    /// little-endian bytes, `len` times the typecode's size) or zeroed. The data is written
+    /// before the array is published: no process can open it half-written.
+    pub fn create(
+        &self,
+        name: &str,
+        t: Typecode,
+        len: usize,
+        init: Option<&[u8]>,
+    ) -> Result<AnyArray> {
+        let init = init.unwrap_or(&[]);
+        if !init.is_empty() && Some(init.len()) != len.checked_mul(t.size()) {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "{} initial bytes for {len} elements of typecode '{t}' of size {}",
+                    init.len(),
+                    t.size()
+                ),
+            ));
+        }
         let geo = array_geo(self.cell_mode, ElemType::of_typecode(t), len);
         Ok(AnyArray {
-            raw: RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, &[], None)?,
+            raw: RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, init, None)?,
         })
     }
 

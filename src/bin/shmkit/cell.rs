@@ -222,7 +222,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
             AnyArray::options()
                 .cell_mode(flags.cell_mode)
                 .mode(flags.perm)
-                .create(&name, typecode, len)
+                .create(&name, typecode, len, None)
                 .map_err(create_error)?;
             Ok(())
         }
