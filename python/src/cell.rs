@@ -24,7 +24,7 @@ use shmkit::sync::{LockError, Owner};
 use shmkit::Error;
 
 use crate::blocking::{check_timeout, deadline, sliced};
-use crate::errors::{lock_error, owner_died, to_py, ShmkitError};
+use crate::errors::{lock_error, owner_died, rlock_error, to_py, ShmkitError};
 
 /// A value or an array cell, opened by its recorded typecode.
 pub(crate) enum Any {
@@ -788,10 +788,12 @@ impl PyCellLock {
         }
     }
 
-    /// Release the lock; `RuntimeError` if this thread does not hold it.
+    /// Release the lock; `RLockNotOwned` (`AssertionError` and `RuntimeError`, as
+    /// `multiprocessing`'s `get_lock()`, an RLock, and `threading` raise) if this thread does
+    /// not hold it.
     #[inline(always)]
     fn release(&self) -> PyResult<()> {
-        let g = self.cell.adopt().map_err(lock_error)?;
+        let g = self.cell.adopt().map_err(rlock_error)?;
         // Cleared before the unlock (the guard's drop). Only a holder of the lock writes the
         // hint (`mark_held` after taking it, this after `adopt` proved it), so while this
         // thread holds it the hint is this thread's token or 0: a plain store, no compare.
@@ -802,10 +804,10 @@ impl PyCellLock {
 
     /// After `OwnerDied`: declare the cell's data repaired (this thread holds the lock).
     fn make_consistent(&self) -> PyResult<()> {
-        let mut g = self.cell.adopt().map_err(lock_error)?;
+        let mut g = self.cell.adopt().map_err(rlock_error)?;
         let r = g.make_consistent();
         g.leak();
-        r.map_err(lock_error)
+        r.map_err(rlock_error)
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {

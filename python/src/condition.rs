@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use shmkit::sync::ConditionState;
 
 use crate::blocking::{deadline, passed, sliced};
-use crate::errors::{lock_error, to_py};
+use crate::errors::{rlock_error, to_py};
 use crate::lock::{acquire, HeldLock};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -120,9 +120,11 @@ named_methods!(
             acquire(slf.as_any(), slf.get().inner.as_lock(), block, timeout)
         }
 
-        /// Release the condition's lock; `RuntimeError` if this thread does not hold it.
+        /// Release the condition's lock; `RLockNotOwned` (`AssertionError` and `RuntimeError`,
+        /// as `multiprocessing.Condition`'s default RLock and `threading`'s) if this thread
+        /// does not hold it.
         fn release(&self) -> PyResult<()> {
-            self.inner.as_lock().release_held().map_err(lock_error)
+            self.inner.as_lock().release_held().map_err(rlock_error)
         }
 
         /// After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`).
@@ -130,7 +132,7 @@ named_methods!(
             self.inner
                 .as_lock()
                 .make_consistent_held()
-                .map_err(lock_error)
+                .map_err(rlock_error)
         }
 
         /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),

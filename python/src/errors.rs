@@ -12,18 +12,21 @@
 //! | a barrier's `Broken`/`Timeout` | `threading.BrokenBarrierError` |
 //! | a lock's `OwnerDied` | `shmkit.OwnerDied` (the lock is held; `.lock` is it) |
 //! | a lock's `NotRecoverable` | `shmkit.LockNotRecoverable` |
+//! | a lock's `NotOwner` (release of a lock this thread does not hold) | `shmkit.LockNotHeld` (`ValueError` and `RuntimeError`) for `Lock`; `shmkit.RLockNotOwned` (`AssertionError` and `RuntimeError`) for `RLock`, `Condition`, `CellLock` |
 //! | a frame channel's `PublisherBusy`/`NoFreeSubscriberSlot` | `shmkit.ShmkitError`; `Disconnected` on receive is `EOFError` |
 //! | a queue with no room / no message (no wait, or the timeout passed) | `queue.Full` / `queue.Empty` |
 //! | a queue's handle could not attach (every slot of the side held, no liveness token) | `shmkit.ShmkitError` |
 //! | everything else (kind/layout/version mismatch, corrupt, no space, OS errors) | `shmkit.ShmkitError` |
 
+use std::ffi::CStr;
+
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyPermissionError, PyRuntimeError,
-    PyTimeoutError, PyValueError,
+    PyAssertionError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyPermissionError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::PyType;
+use pyo3::types::{PyTuple, PyType};
 use shmkit::frames::AttachError;
 use shmkit::sync::{BarrierError, LockError, Owner, SemaphoreError};
 use shmkit::Error;
@@ -59,7 +62,83 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OwnerDied", py.get_type::<OwnerDied>())?;
     m.add("LockNotRecoverable", py.get_type::<LockNotRecoverable>())?;
     m.add("BrokenBarrierError", broken_barrier_type(py)?)?;
+    m.add("LockNotHeld", NotHeld::Lock.type_object(py)?)?;
+    m.add("RLockNotOwned", NotHeld::RLock.type_object(py)?)?;
     Ok(())
+}
+
+/// Which lock's release found it not held by the calling thread: the exception raised is
+/// the one of both `threading` (`RuntimeError`) and the `multiprocessing` counterpart, so
+/// that `except` clauses written for either work.
+#[derive(Clone, Copy)]
+pub(crate) enum NotHeld {
+    /// `Lock`: `multiprocessing.Lock` raises `ValueError` ("semaphore or lock released too
+    /// many times").
+    Lock,
+    /// `RLock`, and the locks `multiprocessing` makes recursive by default (`Condition`'s,
+    /// `Value`/`Array`'s `get_lock()`): `AssertionError` ("attempt to release recursive lock
+    /// not owned by thread").
+    RLock,
+}
+
+impl NotHeld {
+    /// The exception class, made once (two bases: `create_exception!` takes one).
+    fn type_object(self, py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+        static LOCK: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+        static RLOCK: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+        let (cell, name, doc, base): (_, &CStr, &CStr, _) = match self {
+            NotHeld::Lock => (
+                &LOCK,
+                c"shmkit.LockNotHeld",
+                c"Lock.release() by a thread that does not hold the lock. Both a ValueError (as \
+                  multiprocessing.Lock raises) and a RuntimeError (as threading.Lock raises).",
+                py.get_type::<PyValueError>(),
+            ),
+            NotHeld::RLock => (
+                &RLOCK,
+                c"shmkit.RLockNotOwned",
+                c"RLock.release() (or Condition's, or a Value's or Array's get_lock()'s) by a \
+                  thread that does not hold the lock. Both an AssertionError (as \
+                  multiprocessing.RLock raises) and a RuntimeError (as threading.RLock raises).",
+                py.get_type::<PyAssertionError>(),
+            ),
+        };
+        cell.get_or_try_init(py, || {
+            let bases = PyTuple::new(py, [base, py.get_type::<PyRuntimeError>()])?;
+            // SAFETY: the GIL is held; `name` and `doc` are NUL-terminated, `name` dotted as
+            // the call requires, `bases` a tuple of exception classes; the result is a new
+            // reference or null with an exception set.
+            let t = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    pyo3::ffi::PyErr_NewExceptionWithDoc(
+                        name.as_ptr(),
+                        doc.as_ptr(),
+                        bases.as_ptr(),
+                        std::ptr::null_mut(),
+                    ),
+                )?
+            };
+            Ok(t.downcast_into::<PyType>()?.unbind())
+        })
+        .map(|t| t.bind(py))
+    }
+
+    /// The exception for a release by a thread that does not hold the lock.
+    fn err(self) -> PyErr {
+        Python::with_gil(|py| match self.type_object(py) {
+            Ok(t) => PyErr::from_type(
+                t.clone(),
+                match self {
+                    NotHeld::Lock => "release unlocked lock (or one this thread does not hold)",
+                    NotHeld::RLock => {
+                        "cannot release un-acquired lock (this thread does not hold it)"
+                    }
+                },
+            ),
+            Err(e) => e,
+        })
+    }
 }
 
 /// `threading.BrokenBarrierError`, so that `except` clauses written for the stdlib work.
@@ -149,14 +228,22 @@ pub(crate) fn barrier_error(e: BarrierError) -> PyErr {
 }
 
 /// A lock error other than the outcomes (`WouldBlock`/`Timeout` are `False`, `OwnerDied` is
-/// [`owner_died`]).
+/// [`owner_died`]), from a `Lock`'s call (see [`rlock_error`] for the others).
 pub(crate) fn lock_error<G>(e: LockError<G>) -> PyErr {
+    lock_error_of(NotHeld::Lock, e)
+}
+
+/// [`lock_error`] for an `RLock`, a `Condition` or a `CellLock`: `NotOwner` is
+/// `RLockNotOwned`.
+pub(crate) fn rlock_error<G>(e: LockError<G>) -> PyErr {
+    lock_error_of(NotHeld::RLock, e)
+}
+
+fn lock_error_of<G>(which: NotHeld, e: LockError<G>) -> PyErr {
     let e = e.without_guard();
     match e {
         LockError::NotRecoverable => LockNotRecoverable::new_err(e.to_string()),
-        LockError::NotOwner => {
-            PyRuntimeError::new_err("release unlocked lock (or one this thread does not hold)")
-        }
+        LockError::NotOwner => which.err(),
         LockError::Deadlock => PyRuntimeError::new_err(
             "this thread already holds this lock, which is not recursive: acquiring it again \
              would deadlock (use RLock)",

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use shmkit::sync::{LockError, LockState, Owner, RLockState};
 
 use crate::blocking::{check_timeout, deadline, sliced};
-use crate::errors::{lock_error, owner_died, to_py};
+use crate::errors::{lock_error, owner_died, rlock_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
 /// What an acquisition attempt came to.
@@ -146,7 +146,7 @@ pub(crate) struct PyLock {
 /// shmkit type and a few docstrings).
 macro_rules! lock_class {
     (
-        $class:ident, $pyname:literal, $inner:ty,
+        $class:ident, $pyname:literal, $inner:ty, errors: $lock_error:ident,
         create: $create:literal, open: $open:literal,
         acquire: $acquire:literal, release: $release:literal, repaired: $repaired:literal
     ) => {
@@ -191,7 +191,7 @@ macro_rules! lock_class {
 
                 #[doc = $release]
                 fn release(&self) -> PyResult<()> {
-                    self.inner.release_held().map_err(lock_error)
+                    self.inner.release_held().map_err($lock_error)
                 }
 
                 /// Whether anyone holds the lock (a snapshot).
@@ -201,7 +201,7 @@ macro_rules! lock_class {
 
                 #[doc = $repaired]
                 fn make_consistent(&self) -> PyResult<()> {
-                    self.inner.make_consistent_held().map_err(lock_error)
+                    self.inner.make_consistent_held().map_err($lock_error)
                 }
 
                 fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
@@ -229,15 +229,17 @@ lock_class!(
     PyLock,
     "Lock",
     shmkit::sync::Lock,
+    errors: lock_error,
     create: "Create a new lock; `FileExistsError` if the name is taken.",
     open: "Open an existing lock; `FileNotFoundError` if there is none.",
     acquire: "Acquire the lock. `block=False`: try once. `timeout=None`: wait as long as it takes;
 else at most `timeout` seconds. Returns whether it is now held. Raises `OwnerDied`
 (lock held) if the previous holder died holding it, and `RuntimeError` if this thread
 already holds it and `block` is true.",
-    release: "Release the lock; `RuntimeError` if this thread does not hold it.",
+    release: "Release the lock; `LockNotHeld` (a `ValueError`, as `multiprocessing.Lock` raises,
+and a `RuntimeError`, as `threading.Lock` raises) if this thread does not hold it.",
     repaired: "After `OwnerDied`: declare the protected data repaired, so that the lock works normally
-after `release()`. `RuntimeError` if this thread does not hold it."
+after `release()`. `LockNotHeld` if this thread does not hold it."
 );
 
 /// A named, robust, recursive lock: `multiprocessing.RLock`, attachable by name. The thread
@@ -251,10 +253,12 @@ lock_class!(
     PyRLock,
     "RLock",
     shmkit::sync::RLock,
+    errors: rlock_error,
     create: "Create a new recursive lock; `FileExistsError` if the name is taken.",
     open: "Open an existing recursive lock; `FileNotFoundError` if there is none.",
     acquire: "Acquire one level (see `Lock.acquire`); a thread that holds it gets `True` at once.",
-    release: "Release one level; `RuntimeError` if this thread does not hold it.",
+    release: "Release one level; `RLockNotOwned` (an `AssertionError`, as `multiprocessing.RLock`
+raises, and a `RuntimeError`, as `threading.RLock` raises) if this thread does not hold it.",
     repaired: "After `OwnerDied`: declare the protected data repaired (see `Lock.make_consistent`)."
 );
 

@@ -102,6 +102,36 @@ def test_rlock_is_recursive_and_owned(name, spawn):
     r.unlink()
 
 
+def test_release_of_a_lock_not_held_raises_what_multiprocessing_and_threading_raise(names):
+    # multiprocessing.Lock raises ValueError, multiprocessing.RLock (also the default lock of
+    # its Condition and of get_lock()) AssertionError, threading RuntimeError: code written
+    # for any of them catches shmkit's. (Before: RuntimeError only.)
+    lock, rlock, cond = shmkit.Lock(names()), shmkit.RLock(names()), shmkit.Condition(names())
+    value = shmkit.Value("i", 0, name=names())
+    cases = [
+        (lock.release, ValueError, "LockNotHeld"),
+        (rlock.release, AssertionError, "RLockNotOwned"),
+        (cond.release, AssertionError, "RLockNotOwned"),
+        (value.get_lock().release, AssertionError, "RLockNotOwned"),
+    ]
+    for release, mp_type, shmkit_type in cases:
+        for caught in (mp_type, RuntimeError):
+            with pytest.raises(caught) as e:
+                release()
+        assert type(e.value).__name__ == shmkit_type
+        assert type(e.value) is getattr(shmkit, shmkit_type)
+    # The fast path (with-statement exit, no-argument release) raises the same.
+    lock.acquire()
+    lock.release()
+    with pytest.raises(ValueError):
+        lock.__exit__(None, None, None)
+    # BoundedSemaphore released past its value: ValueError, as both raise.
+    with pytest.raises(ValueError):
+        shmkit.BoundedSemaphore(names(), 1).release()
+    for obj in (lock, rlock, cond, value):
+        obj.unlink()
+
+
 def test_semaphore_across_processes(name, spawn):
     sem = shmkit.Semaphore.create(name, 0)
     assert sem.acquire(block=False) is False

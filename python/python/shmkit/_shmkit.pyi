@@ -59,6 +59,16 @@ class LockNotRecoverable(ShmkitError):
     """A dead owner's successor released the lock without ``make_consistent()``: nothing can
     acquire it again. Unlink and recreate it."""
 
+class LockNotHeld(ValueError, RuntimeError):
+    """``Lock.release()`` by a thread that does not hold the lock: a ValueError, as
+    ``multiprocessing.Lock`` raises, and a RuntimeError, as ``threading.Lock`` raises."""
+
+class RLockNotOwned(AssertionError, RuntimeError):
+    """``release()`` of an RLock, a Condition or a ``get_lock()`` lock by a thread that does
+    not hold it: an AssertionError, as ``multiprocessing.RLock`` (the default lock of
+    multiprocessing's Condition and ``get_lock()``) raises, and a RuntimeError, as
+    ``threading`` raises."""
+
 from threading import BrokenBarrierError as BrokenBarrierError
 
 @final
@@ -88,7 +98,8 @@ class Lock:
         the wait in seconds (None: no limit). Raises OwnerDied (lock held) after a dead
         holder, RuntimeError if this thread already holds it and ``block`` is true."""
     def release(self) -> None:
-        """Release; RuntimeError if this thread does not hold it."""
+        """Release; LockNotHeld (a ValueError and a RuntimeError) if this thread does not
+        hold it."""
     def locked(self) -> bool:
         """Whether anyone holds it (a snapshot)."""
     def make_consistent(self) -> None:
@@ -123,7 +134,8 @@ class RLock:
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Acquire one level (see Lock.acquire)."""
     def release(self) -> None:
-        """Release one level; RuntimeError if this thread does not hold it."""
+        """Release one level; RLockNotOwned (an AssertionError and a RuntimeError) if this
+        thread does not hold it."""
     def locked(self) -> bool:
         """Whether anyone holds it (a snapshot)."""
     def make_consistent(self) -> None:
@@ -260,7 +272,8 @@ class Condition:
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Acquire the condition's lock (see Lock.acquire)."""
     def release(self) -> None:
-        """Release the condition's lock."""
+        """Release the condition's lock; RLockNotOwned (an AssertionError and a RuntimeError)
+        if this thread does not hold it."""
     def make_consistent(self) -> None:
         """After OwnerDied: declare the protected data repaired."""
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -409,7 +422,8 @@ class CellLock:
         """Acquire; return whether it is held (``Lock.acquire``'s outcomes). Raises OwnerDied
         (lock held) after a dead holder, RuntimeError if this thread holds it and ``block``."""
     def release(self) -> None:
-        """Release; RuntimeError if this thread does not hold it."""
+        """Release; RLockNotOwned (an AssertionError and a RuntimeError) if this thread does
+        not hold it."""
     def make_consistent(self) -> None:
         """After OwnerDied: declare the cell's data repaired."""
     def __enter__(self) -> bool: ...
