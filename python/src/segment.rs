@@ -2,9 +2,15 @@
 //! exposed through the buffer protocol (`buf`, `memoryview(shm)`, `numpy.frombuffer(shm)`:
 //! zero-copy). Every export is counted: `close()` with views still alive raises `BufferError`
 //! instead of leaving them dangling, and the mapping lives as long as any view does.
+//!
+//! `buf` is one memoryview, made at its first use and kept, which `close()` releases (as
+//! CPython's `SharedMemory`, whose documented pattern `buffer = shm.buf; ...; shm.close()`
+//! works so). It exports [`SharedMemoryBuf`], a private object holding the mapping, not the
+//! `SharedMemory` itself: the cached view referring to its owner would be a reference cycle.
 
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -22,22 +28,100 @@ use crate::errors::to_py;
 #[pyclass(module = "shmkit", name = "SharedMemory")]
 pub(crate) struct PySharedMemory {
     /// `None` once closed.
-    seg: Option<Segment>,
+    seg: Option<Arc<Segment>>,
     name: String,
     /// Live buffer exports (memoryviews, numpy arrays, ...) of this object.
     exports: AtomicUsize,
+    /// The memoryview `buf` returns, once made; released (and dropped) by `close()`.
+    buf: Option<Py<PyMemoryView>>,
+    /// Live exports of the [`SharedMemoryBuf`]s behind `buf` (the cached view, and views
+    /// sharing its buffer: slices of it).
+    buf_exports: Arc<AtomicUsize>,
+}
+
+/// What `SharedMemory.buf` is a view of: the mapping (kept mapped while this object lives)
+/// and the owner's count of exports through it.
+#[pyclass(module = "shmkit", name = "_SharedMemoryBuf", frozen)]
+struct SharedMemoryBuf {
+    seg: Arc<Segment>,
+    exports: Arc<AtomicUsize>,
+}
+
+/// Fill `view` with the writable payload of `seg`, exported by `obj`, and count it in
+/// `exports`.
+///
+/// # Safety
+///
+/// `view` is the valid `Py_buffer` Python passed to `obj`'s `__getbuffer__`, and `obj` keeps
+/// `seg` mapped while the export lives.
+unsafe fn export(
+    obj: &Bound<'_, PyAny>,
+    seg: &Segment,
+    exports: &AtomicUsize,
+    view: *mut pyo3::ffi::Py_buffer,
+    flags: c_int,
+) -> PyResult<()> {
+    // SAFETY: the pointer and length describe the live mapping, which stays mapped while the
+    // export exists (the caller's contract: `PyBuffer_FillInfo` stores a new reference to
+    // `obj` in `view.obj`). A zero-length payload is impossible (create refuses size 0; open
+    // maps what exists).
+    let rc = unsafe {
+        pyo3::ffi::PyBuffer_FillInfo(
+            view,
+            obj.as_ptr(),
+            seg.as_mut_ptr().cast(),
+            seg.len() as pyo3::ffi::Py_ssize_t,
+            0,
+            flags,
+        )
+    };
+    if rc != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    exports.fetch_add(1, Ordering::AcqRel);
+    Ok(())
+}
+
+#[pymethods]
+impl SharedMemoryBuf {
+    /// Export the payload (see [`PySharedMemory::__getbuffer__`]).
+    ///
+    /// # Safety
+    ///
+    /// Called by Python with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        // SAFETY: `view` is Python's; `slf` holds `seg` (an `Arc`) as long as it lives, and
+        // the export holds `slf`.
+        unsafe { export(slf.as_any(), &this.seg, &this.exports, view, flags) }
+    }
+
+    /// One export fewer.
+    ///
+    /// # Safety
+    ///
+    /// Called by Python for a `view` this object filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PySharedMemory {
     fn wrap(seg: Segment) -> Self {
         PySharedMemory {
             name: seg.name().to_owned(),
-            seg: Some(seg),
+            seg: Some(Arc::new(seg)),
             exports: AtomicUsize::new(0),
+            buf: None,
+            buf_exports: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    fn seg(&self) -> PyResult<&Segment> {
+    fn seg(&self) -> PyResult<&Arc<Segment>> {
         self.seg.as_ref().ok_or_else(|| {
             PyValueError::new_err(format!("shared memory {:?} is closed", self.name))
         })
@@ -111,22 +195,48 @@ impl PySharedMemory {
         Ok(self.seg()?.len())
     }
 
-    /// A writable memoryview of the payload (zero-copy).
+    /// A writable memoryview of the payload (zero-copy): one object, made at the first use,
+    /// which `close()` releases (as CPython's `SharedMemory.buf`).
     #[getter]
-    fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
-        PyMemoryView::from(slf.as_any())
+    fn buf<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+        if let Some(b) = &self.buf {
+            return Ok(b.bind(py).clone());
+        }
+        let owner = SharedMemoryBuf {
+            seg: Arc::clone(self.seg()?),
+            exports: Arc::clone(&self.buf_exports),
+        };
+        let view = PyMemoryView::from(Bound::new(py, owner)?.as_any())?;
+        self.buf = Some(view.clone().unbind());
+        Ok(view)
     }
 
-    /// Unmap the segment from this process. `BufferError` while views of it (memoryviews,
-    /// numpy arrays) are alive: release them first. Closing twice is harmless.
-    fn close(&mut self) -> PyResult<()> {
+    /// Release `buf` and unmap the segment from this process. `BufferError` while other views
+    /// of it (memoryviews, numpy arrays, slices of `buf`) are alive: release them first. As
+    /// CPython's, a close refused only because of views sharing `buf`'s buffer (its slices)
+    /// has released `buf` itself; the next `buf` is a new view. Closing twice is harmless.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let refused = |n: usize, what: &str| {
+            PyBufferError::new_err(format!(
+                "cannot close shared memory {:?}: {n} exported buffer(s) ({what}) still use \
+                 it; release them first",
+                self.name
+            ))
+        };
         let n = self.exports.load(Ordering::Acquire);
         if n > 0 {
-            return Err(PyBufferError::new_err(format!(
-                "cannot close shared memory {:?}: {n} exported buffer(s) (memoryview, numpy \
-                 array, ...) still use it; release them first",
-                self.name
-            )));
+            return Err(refused(n, "memoryview, numpy array, ..."));
+        }
+        if let Some(b) = self.buf.take() {
+            // Refused (BufferError) while views of `buf` itself (numpy arrays over it) live.
+            if let Err(e) = b.bind(py).call_method0("release") {
+                self.buf = Some(b);
+                return Err(e);
+            }
+        }
+        let n = self.buf_exports.load(Ordering::Acquire);
+        if n > 0 {
+            return Err(refused(n, "slices of .buf"));
         }
         self.seg = None;
         Ok(())
@@ -143,8 +253,12 @@ impl PySharedMemory {
 
     /// Closes (does not unlink).
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        self.close()
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
+        self.close(py)
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -174,25 +288,9 @@ impl PySharedMemory {
     ) -> PyResult<()> {
         let this = slf.borrow();
         let seg = this.seg()?;
-        // SAFETY: the pointer and length describe the live mapping, which stays mapped while
-        // the export exists: `PyBuffer_FillInfo` stores a new reference to `slf` in
-        // `view.obj`, and `close()` refuses while `exports` is non-zero. A zero-length payload
-        // is impossible (create refuses size 0; open maps what exists).
-        let rc = unsafe {
-            pyo3::ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                seg.as_mut_ptr().cast(),
-                seg.len() as pyo3::ffi::Py_ssize_t,
-                0,
-                flags,
-            )
-        };
-        if rc != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        this.exports.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        // SAFETY: `view` is Python's; the export holds `slf`, whose `seg` stays mapped while
+        // it does: `close()` refuses while `exports` is non-zero.
+        unsafe { export(slf.as_any(), seg, &this.exports, view, flags) }
     }
 
     /// One export fewer.

@@ -56,6 +56,50 @@ def test_close_with_live_views_raises_and_keeps_them_valid(name):
     seg.unlink()
 
 
+def test_buf_is_one_view_that_close_releases_as_cpythons(names):
+    # CPython's documented example (multiprocessing.shared_memory): `buffer = shm.buf` is
+    # kept, and close() releases it. (Before, each .buf was a new memoryview, so the one
+    # kept made close() raise BufferError.)
+    import array
+
+    shm_a = shmkit.SharedMemory(names(), create=True, size=10)
+    assert type(shm_a.buf) is memoryview
+    buffer = shm_a.buf
+    assert buffer is shm_a.buf
+    assert len(buffer) == 10
+    buffer[:4] = bytearray([22, 33, 44, 55])
+    buffer[4] = 100
+    shm_b = shmkit.SharedMemory(shm_a.name)
+    assert array.array("b", shm_b.buf[:5]) == array.array("b", [22, 33, 44, 55, 100])
+    shm_b.buf[:5] = b"howdy"
+    assert bytes(shm_a.buf[:5]) == b"howdy"
+    shm_b.close()
+    shm_a.close()
+    with pytest.raises(ValueError):
+        buffer[0]  # released by close()
+    shm_a.unlink()
+
+    # close() still refuses while views derived from buf live: a numpy array over it keeps
+    # buf itself; a slice of it keeps the mapping (buf is released, as CPython's).
+    shm = shmkit.SharedMemory(names(), create=True, size=16)
+    arr = np.frombuffer(shm.buf, dtype=np.uint8)
+    with pytest.raises(BufferError):
+        shm.close()
+    arr[0] = 9
+    assert shm.buf[0] == 9  # buf still usable
+    del arr
+    part = shm.buf[2:4]
+    with pytest.raises(BufferError):
+        shm.close()
+    part[0] = 7
+    assert shm.buf[2] == 7  # a new buf
+    del part
+    shm.close()
+    with pytest.raises(ValueError):
+        shm.buf
+    shm.unlink()
+
+
 def test_context_manager_closes(name):
     with shmkit.SharedMemory(name, create=True, size=16) as seg:
         seg.buf[:3] = b"abc"

@@ -390,9 +390,11 @@ class SharedMemory:
         """The payload size in bytes."""
     @property
     def buf(self) -> memoryview:
-        """A writable memoryview of the payload (zero-copy)."""
+        """A writable memoryview of the payload (zero-copy): one object, kept, which
+        ``close()`` releases (as CPython's)."""
     def close(self) -> None:
-        """Unmap; BufferError while views are alive. Closing twice is harmless."""
+        """Release ``buf`` and unmap; BufferError while other views (memoryviews, numpy
+        arrays, slices of ``buf``) are alive. Closing twice is harmless."""
     def unlink(self) -> None:
         """Remove the name; mappings stay valid."""
     def __enter__(self) -> "SharedMemory": ...
