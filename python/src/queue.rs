@@ -21,8 +21,9 @@
 //! and `put` never fails for lack of a consumer. shmkit's handles report that case as
 //! `Disconnected` (the other side closed it or every handle of it died): here it is treated as
 //! empty (or full) and a blocking call polls every [`POLL`] until a peer attaches. A handle
-//! that reports it is also dropped and replaced once at once, which also covers a handle
-//! inherited through `fork()` (it belongs to the parent and always reports `Disconnected`).
+//! that reports it is also dropped, with every idle handle of its side, and replaced once at
+//! once by a newly attached one, which also covers handles inherited through `fork()` (they
+//! belong to the parent and always report `Disconnected`; a child may inherit several).
 //! A `Queue()` without a name is removed when its object goes, only in the process that made
 //! it: the library's unlink on drop happens only in the process that asked for it, not in a
 //! forked child dropping its copy.
@@ -90,6 +91,11 @@ impl<H> Pool<H> {
         if let Some(h) = self.lock().pop() {
             return Ok(Some(h));
         }
+        Self::attach(attach)
+    }
+
+    /// A new handle from `attach` (never an idle one); `Ok(None)` if every slot is held.
+    fn attach(attach: impl FnOnce() -> Result<H, AttachError>) -> PyResult<Option<H>> {
         match attach() {
             Ok(h) => Ok(Some(h)),
             Err(AttachError::NoFreeSlot { .. }) => Ok(None),
@@ -208,9 +214,16 @@ impl PyQueue {
 
     /// One push of `msg`: `until` `None` tries once; `Some` waits until then at most.
     fn push_step(&self, msg: &[u8], until: Option<Instant>) -> Step<()> {
-        // A handle reporting `Disconnected` is replaced once (it may be a fork()ed copy).
+        // A handle reporting `Disconnected` is replaced once by a new one (it may be a
+        // fork()ed copy, and then so are the other idle ones: they are dropped).
         for fresh in [false, true] {
-            let mut p = match self.producers.take(|| self.inner.producer()) {
+            let attach = || self.inner.producer();
+            let taken = if fresh {
+                Pool::attach(attach)
+            } else {
+                self.producers.take(attach)
+            };
+            let mut p = match taken {
                 Ok(Some(p)) => p,
                 Ok(None) => break, // every producer slot is held: wait for one
                 Err(e) => return Some(Err(e)),
@@ -228,7 +241,10 @@ impl PyQueue {
                     self.producers.give_back(p, &self.closed);
                     return None;
                 }
-                Err(PushError::Disconnected) if !fresh => drop(p),
+                Err(PushError::Disconnected) if !fresh => {
+                    drop(p);
+                    self.producers.clear();
+                }
                 Err(PushError::Disconnected) => break,
                 Err(e @ (PushError::TooLarge { .. } | PushError::Corrupt)) => {
                     return Some(Err(to_py(e.into())))
@@ -267,10 +283,13 @@ impl PyQueue {
     /// in its buffer; the caller gives it back.
     fn pop_step(&self, until: Option<Instant>) -> Step<Reader> {
         for fresh in [false, true] {
-            let mut r = match self
-                .consumers
-                .take(|| self.inner.consumer().map(|c| Reader { c, buf: Vec::new() }))
-            {
+            let attach = || self.inner.consumer().map(|c| Reader { c, buf: Vec::new() });
+            let taken = if fresh {
+                Pool::attach(attach)
+            } else {
+                self.consumers.take(attach)
+            };
+            let mut r = match taken {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => return Some(Err(e)),
@@ -285,7 +304,10 @@ impl PyQueue {
                     self.consumers.give_back(r, &self.closed);
                     return None;
                 }
-                Err(PopError::Disconnected) if !fresh => drop(r),
+                Err(PopError::Disconnected) if !fresh => {
+                    drop(r);
+                    self.consumers.clear();
+                }
                 Err(PopError::Disconnected) => break,
                 Err(e @ PopError::Corrupt) => return Some(Err(to_py(e.into()))),
             }

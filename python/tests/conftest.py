@@ -130,6 +130,33 @@ def spawn():
         c.close()
 
 
+def _fork_and_call(fn, timeout=5.0):
+    """Run ``fn`` in a fork()ed child: its exit code (0 if ``fn`` returned, 1 if it raised),
+    or ``"hung"`` if it had not exited after ``timeout`` seconds (then it is killed)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"
+
+
+@pytest.fixture
+def fork_call():
+    """``fork_call(fn, timeout=5.0)``: run ``fn`` in a fork()ed child (see `_fork_and_call`)."""
+    return _fork_and_call
+
+
 def _target_dir():
     return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 

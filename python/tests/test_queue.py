@@ -305,6 +305,63 @@ def test_a_process_that_only_puts_holds_no_consumer_slot(name, spawn, rust_bins)
     q.unlink()
 
 
+def test_a_forked_child_gets_and_puts_with_idle_handles_inherited(name, rust_bins, fork_call):
+    # Two idle handles of each side in the pools (two threads once used a side at once):
+    # in a fork()ed child both are the parent's and report Disconnected. The child's
+    # get_nowait() must find the message and put_nowait() the room. (Before, the retry took
+    # the second inherited handle instead of attaching one: queue.Empty / queue.Full.)
+    q = shmkit.Queue.create(name, 256)
+    me = os.getpid()
+
+    def wait_for(side, n):
+        deadline = time.monotonic() + 30
+        while sum(r["pid"] == me for r in _stat(rust_bins, name)[side]) < n:
+            assert time.monotonic() < deadline, f"never {n} {side}"
+            time.sleep(0.02)
+
+    # Two threads blocked in get() at once: two consumers attached.
+    got = []
+    getters = [threading.Thread(target=lambda: got.append(q.get(timeout=30))) for _ in range(2)]
+    for t in getters:
+        t.start()
+    wait_for("consumers", 2)
+    q.put(1)
+    q.put(2)
+    for t in getters:
+        t.join()
+    assert sorted(got) == [1, 2]
+    # Full, then two threads blocked in put() at once: two producers attached.
+    n = 0
+    while True:
+        try:
+            q.put_nowait(n)
+            n += 1
+        except queue.Full:
+            break
+    putters = [threading.Thread(target=q.put, args=("late",), kwargs={"timeout": 30}) for _ in range(2)]
+    for t in putters:
+        t.start()
+    wait_for("producers", 2)
+    drained = [q.get(timeout=5) for _ in range(n + 2)]
+    for t in putters:
+        t.join()
+    assert drained[:n] == list(range(n)) and drained[n:] == ["late", "late"]
+    q.put("hello")
+
+    def child_get():
+        assert q.get_nowait() == "hello"
+
+    def child_put():
+        q.put_nowait("x")
+
+    try:
+        assert (fork_call(child_get), fork_call(child_put)) == (0, 0)
+        assert q.get_nowait() == "x"
+    finally:
+        q.close()
+        q.unlink()
+
+
 def test_interop_with_the_cli(names, rust_bins):
     cli = rust_bins["shmkit"]
     # Python creates, the CLI pushes, Python pops the raw bytes.
