@@ -20,11 +20,21 @@
 //! the buffers are raw pointers the library cannot check), and publishing the inherited loan
 //! raise `ShmkitError`; dropping the inherited loan there leaves the parent's claimed slot
 //! alone (the library's `Loan` does nothing shared in a child).
+//!
+//! Threads: each handle's mutex is held only to take or return the library handle, or for a
+//! call that never waits. A thread waiting in `recv`/`latest`/`loan` takes the handle out of
+//! the state for each slice of its wait (GIL released) and puts it back after, so another
+//! thread's call on the object never blocks on the mutex with the GIL held, and a child
+//! `fork()`ed meanwhile finds the mutex unlocked and the handle lent to a thread of its parent
+//! (`ShmkitError`, as for any inherited handle). Other receives (loans) wait for the handle to
+//! come back (a `Condvar`); the non-waiting calls answer from the state (`try_recv`: `None`);
+//! `close()` leaves the drop of a lent handle to the thread that has it.
 
 use std::os::raw::c_int;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use pyo3::exceptions::{PyBufferError, PyEOFError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -152,25 +162,70 @@ fn header_tuple(t: shmkit::frames::HeaderType) -> (String, u64, u64) {
 
 /// The receiving end of a frame channel (`shmkit::frames::Subscriber`): frames are received
 /// in place, pinned and read-only. Attaches to the channel whatever its header type.
+///
+/// The mutex is held only to take or return the handle or for a call that never waits, never
+/// across a wait (see [`SubState`]), so no call on the handle blocks on it with the GIL held
+/// while another thread waits, and a `fork()` during such a wait leaves it unlocked.
 #[pyclass(module = "shmkit", name = "FrameSubscriber", frozen)]
 pub(crate) struct PyFrameSubscriber {
     name: String,
-    /// `None` once closed. In a forked child that inherited it, the library refuses every
-    /// receive (`Inherited`): the record (cursor, pin bits) is the parent's, so frames
-    /// received through it would not be pinned for the child.
-    inner: Mutex<Option<Subscriber<Raw>>>,
+    /// The channel's fixed geometry and header type, read at attach.
+    slots: u64,
+    max_bytes: u64,
+    header: (String, u64, u64),
+    /// The process that attached: a handle lent to a waiting thread in another process (the
+    /// parent, in a `fork()`ed child) never comes back.
+    pid: u32,
+    state: Mutex<SubState>,
+    /// Notified when the handle comes back from a wait (or the subscriber is closed).
+    returned: Condvar,
+}
+
+/// A subscriber's handle and what the other calls read while a thread waits with it.
+struct SubState {
+    /// `None` while lent to a waiting thread (`lent`), or once closed. In a forked child that
+    /// inherited it, the library refuses every receive (`Inherited`): the record (cursor, pin
+    /// bits) is the parent's, so frames received through it would not be pinned for the child.
+    sub: Option<Subscriber<Raw>>,
+    /// A thread took the handle to wait for a frame with it (its own, not under this lock):
+    /// other receives wait for it to come back, `close()` leaves the drop to that thread.
+    lent: bool,
+    closed: bool,
+    /// The handle's `lost` and `last_seq` when it was last returned.
+    lost: u64,
+    last_seq: u64,
+}
+
+/// How a wait for a frame ended without one.
+enum Ended {
+    Disconnected,
+    Inherited,
+    Closed,
 }
 
 impl PyFrameSubscriber {
-    fn sub(&self) -> PyResult<MutexGuard<'_, Option<Subscriber<Raw>>>> {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() {
-            return Err(PyValueError::new_err(format!(
-                "frame subscriber of {:?} is closed",
-                self.name
-            )));
+    fn lock(&self) -> MutexGuard<'_, SubState> {
+        // A panic elsewhere while it was locked left it consistent (fields set one by one).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, `ValueError` once closed.
+    fn open_state(&self) -> PyResult<MutexGuard<'_, SubState>> {
+        let st = self.lock();
+        if st.closed {
+            return Err(self.closed());
         }
-        Ok(g)
+        Ok(st)
+    }
+
+    fn closed(&self) -> PyErr {
+        PyValueError::new_err(format!("frame subscriber of {:?} is closed", self.name))
+    }
+
+    /// The handle is lent to a waiting thread of another process: this process is a
+    /// `fork()`ed child of the one that attached (a `getpid`, only on this path).
+    fn lent_to_parent(&self) -> bool {
+        std::process::id() != self.pid
     }
 
     fn wrap(s: &Subscriber<Raw>, f: Frame<Raw>) -> PyFrame {
@@ -187,44 +242,92 @@ impl PyFrameSubscriber {
         }
     }
 
+    /// One non-blocking receive: `Ok(None)` when there is no frame, or another thread of
+    /// this process is waiting for one with the handle.
+    fn try_get(&self, latest: bool) -> PyResult<Option<PyFrame>> {
+        let mut st = self.open_state()?;
+        let Some(s) = st.sub.as_mut() else {
+            if self.lent_to_parent() {
+                return Err(inherited(&self.name, "subscriber"));
+            }
+            return Ok(None);
+        };
+        let r = if latest { s.try_latest() } else { s.try_recv() };
+        match r {
+            Ok(f) => Ok(Some(Self::wrap(s, f))),
+            Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
+            Err(TryRecvError::Inherited) => Err(inherited(&self.name, "subscriber")),
+            Err(TryRecvError::Empty) => Ok(None),
+        }
+    }
+
+    /// One slice of a wait (GIL released): take the handle (waiting for a thread that has it
+    /// to give it back), wait for a frame with it until `until` without the lock, and return
+    /// it (dropping it if the subscriber was closed meanwhile). `None`: nothing yet.
+    fn wait_slice(&self, latest: bool, until: Instant) -> Option<Result<PyFrame, Ended>> {
+        let mut st = self.lock();
+        let mut s = loop {
+            if st.closed {
+                return Some(Err(Ended::Closed));
+            }
+            if let Some(s) = st.sub.take() {
+                st.lent = true;
+                break s;
+            }
+            if self.lent_to_parent() {
+                return Some(Err(Ended::Inherited));
+            }
+            let left = until.checked_duration_since(Instant::now())?;
+            st = match self.returned.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        };
+        drop(st);
+        let r = if latest {
+            s.latest_deadline(until)
+        } else {
+            s.recv_deadline(until)
+        };
+        let got = match r {
+            Ok(f) => Some(Ok(Self::wrap(&s, f))),
+            Err(RecvError::Disconnected) => Some(Err(Ended::Disconnected)),
+            Err(RecvError::Inherited) => Some(Err(Ended::Inherited)),
+            Err(RecvError::Timeout) => None,
+        };
+        let mut st = self.lock();
+        st.lent = false;
+        st.lost = s.lost();
+        st.last_seq = s.last_seq();
+        let closed = st.closed;
+        if !closed {
+            st.sub = Some(s);
+        }
+        drop(st);
+        self.returned.notify_all();
+        // A frame received before the close is returned (it keeps the mapping); else the
+        // close is what ended the wait.
+        match got {
+            None if closed => Some(Err(Ended::Closed)),
+            got => got,
+        }
+    }
+
     /// One non-blocking attempt with the GIL held, then the sliced wait.
     fn get(&self, py: Python<'_>, latest: bool, timeout: Option<f64>) -> PyResult<PyFrame> {
         check_timeout(timeout)?;
-        {
-            let mut g = self.sub()?;
-            let s = g.as_mut().expect("checked open");
-            let r = if latest { s.try_latest() } else { s.try_recv() };
-            match r {
-                Ok(f) => return Ok(Self::wrap(s, f)),
-                Err(TryRecvError::Disconnected) => return Err(disconnected(&self.name)),
-                Err(TryRecvError::Inherited) => return Err(inherited(&self.name, "subscriber")),
-                Err(TryRecvError::Empty) => {}
-            }
+        if let Some(f) = self.try_get(latest)? {
+            return Ok(f);
         }
         // The clock is read only now that the first attempt failed.
-        let got = sliced(py, deadline(timeout)?, |slice_end| {
-            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(s) = g.as_mut() else {
-                return Some(Err(RecvError::Disconnected));
-            };
-            let r = if latest {
-                s.latest_deadline(slice_end)
-            } else {
-                s.recv_deadline(slice_end)
-            };
-            match r {
-                Ok(f) => Some(Ok(Self::wrap(s, f))),
-                Err(e @ (RecvError::Disconnected | RecvError::Inherited)) => Some(Err(e)),
-                Err(RecvError::Timeout) => None,
-            }
+        let got = sliced(py, deadline(timeout)?, |until| {
+            self.wait_slice(latest, until)
         })?;
         match got {
             Some(Ok(f)) => Ok(f),
-            Some(Err(RecvError::Inherited)) => Err(inherited(&self.name, "subscriber")),
-            Some(Err(_)) => {
-                drop(self.sub()?);
-                Err(disconnected(&self.name))
-            }
+            Some(Err(Ended::Inherited)) => Err(inherited(&self.name, "subscriber")),
+            Some(Err(Ended::Closed)) => Err(self.closed()),
+            Some(Err(Ended::Disconnected)) => Err(disconnected(&self.name)),
             None => Err(PyTimeoutError::new_err(format!(
                 "no frame on {:?} within the timeout",
                 self.name
@@ -247,7 +350,18 @@ impl PyFrameSubscriber {
             .map_err(frames_attach_error)?;
         Ok(PyFrameSubscriber {
             name: name.to_owned(),
-            inner: Mutex::new(Some(s)),
+            slots: s.slots(),
+            max_bytes: s.max_bytes(),
+            header: header_tuple(s.header_type()),
+            pid: std::process::id(),
+            state: Mutex::new(SubState {
+                lost: s.lost(),
+                last_seq: s.last_seq(),
+                sub: Some(s),
+                lent: false,
+                closed: false,
+            }),
+            returned: Condvar::new(),
         })
     }
 
@@ -266,7 +380,8 @@ impl PyFrameSubscriber {
 
     /// The next frame in order, waiting at most `timeout` seconds (`None`: no limit):
     /// `TimeoutError` then; `EOFError` once the publisher is gone and every frame was
-    /// received. The GIL is released while waiting; Ctrl-C interrupts.
+    /// received. The GIL is released while waiting; Ctrl-C interrupts. Two threads receiving
+    /// at once take turns with the handle: each frame goes to one of them.
     #[pyo3(signature = (timeout = None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrame> {
         self.get(py, false, timeout)
@@ -278,68 +393,60 @@ impl PyFrameSubscriber {
         self.get(py, true, timeout)
     }
 
-    /// The next frame if one is there, else `None` (never waits); `EOFError` as `recv`.
+    /// The next frame if one is there, else `None` (never waits; also `None` while another
+    /// thread waits in `recv`/`latest`); `EOFError` as `recv`.
     fn try_recv(&self) -> PyResult<Option<PyFrame>> {
-        let mut g = self.sub()?;
-        let s = g.as_mut().expect("checked open");
-        match s.try_recv() {
-            Ok(f) => Ok(Some(Self::wrap(s, f))),
-            Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
-            Err(TryRecvError::Inherited) => Err(inherited(&self.name, "subscriber")),
-            Err(TryRecvError::Empty) => Ok(None),
-        }
+        self.try_get(false)
     }
 
     /// The newest frame if there is a new one, else `None` (never waits).
     fn try_latest(&self) -> PyResult<Option<PyFrame>> {
-        let mut g = self.sub()?;
-        let s = g.as_mut().expect("checked open");
-        match s.try_latest() {
-            Ok(f) => Ok(Some(Self::wrap(s, f))),
-            Err(TryRecvError::Disconnected) => Err(disconnected(&self.name)),
-            Err(TryRecvError::Inherited) => Err(inherited(&self.name, "subscriber")),
-            Err(TryRecvError::Empty) => Ok(None),
-        }
+        self.try_get(true)
     }
 
     /// Frames this subscriber missed (overwritten before it received them, or skipped by
-    /// `latest`).
+    /// `latest`); while another thread waits in `recv`, as of its last receive.
     #[getter]
     fn lost(&self) -> PyResult<u64> {
-        Ok(self.sub()?.as_ref().expect("checked open").lost())
+        let st = self.open_state()?;
+        Ok(st.sub.as_ref().map_or(st.lost, Subscriber::lost))
     }
 
     /// The sequence number of the last frame received (0: none yet).
     #[getter]
     fn last_seq(&self) -> PyResult<u64> {
-        Ok(self.sub()?.as_ref().expect("checked open").last_seq())
+        let st = self.open_state()?;
+        Ok(st.sub.as_ref().map_or(st.last_seq, Subscriber::last_seq))
     }
 
     /// Slots in the channel.
     #[getter]
     fn slots(&self) -> PyResult<u64> {
-        Ok(self.sub()?.as_ref().expect("checked open").slots())
+        self.open_state().map(|_| self.slots)
     }
 
     /// The largest frame, in bytes.
     #[getter]
     fn max_bytes(&self) -> PyResult<u64> {
-        Ok(self.sub()?.as_ref().expect("checked open").max_bytes())
+        self.open_state().map(|_| self.max_bytes)
     }
 
     /// The channel's user header type: `(name, size, align)`.
     #[getter]
     fn header_type(&self) -> PyResult<(String, u64, u64)> {
-        Ok(header_tuple(
-            self.sub()?.as_ref().expect("checked open").header_type(),
-        ))
+        self.open_state().map(|_| self.header.clone())
     }
 
-    /// Detach. Frames already received stay valid (each keeps the mapping). Closing twice is
-    /// harmless.
+    /// Detach. Frames already received stay valid (each keeps the mapping). A thread waiting
+    /// in `recv` meanwhile gets `ValueError` within a slice of its wait (50 ms), and the
+    /// handle detaches then. Closing twice is harmless.
     fn close(&self) {
-        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut st = self.lock();
+        st.closed = true;
+        let s = st.sub.take();
+        drop(st);
         drop(s);
+        self.returned.notify_all();
     }
 
     /// Remove the channel's name from the system (handles keep working).
@@ -551,11 +658,17 @@ struct PubState {
     exports: usize,
     /// The publisher's `next_seq` (kept here: read while a loan borrows the publisher).
     next_seq: u64,
-    /// The publisher, from `Box::leak`; `None` once closed. Never touched while a loan
-    /// (which borrows it) is outstanding. In a child that inherited this state, the publisher
-    /// role and the outstanding loan's claimed slot are the parent's: the library's handles
-    /// refuse to loan or publish there, and change nothing shared when dropped.
+    /// The publisher, from `Box::leak`; `None` once closed, or while lent to a thread
+    /// waiting in `loan()` (`lent`). Never touched while a loan (which borrows it) is
+    /// outstanding. In a child that inherited this state, the publisher role and the
+    /// outstanding loan's claimed slot are the parent's: the library's handles refuse to loan
+    /// or publish there, and change nothing shared when dropped.
     publisher: Option<NonNull<Publisher<Raw>>>,
+    /// A thread took the publisher to wait for a free slot with it, without this state's
+    /// lock: other loans wait for it (or give `None` without waiting), and `close()` leaves
+    /// freeing it to that thread.
+    lent: bool,
+    closed: bool,
 }
 
 // SAFETY: `Publisher<Raw>` is `Send`, and `Loan` is a `&mut` of it; the raw pointer is that
@@ -590,6 +703,8 @@ impl PubState {
 
     fn close(&mut self) -> PyResult<()> {
         self.abandon()?;
+        // If lent, the waiting thread frees it when it comes back.
+        self.closed = true;
         if let Some(p) = self.publisher.take() {
             // SAFETY: from `Box::leak`, freed once (the field is cleared); no loan.
             drop(unsafe { Box::from_raw(p.as_ptr()) });
@@ -621,7 +736,13 @@ pub(crate) struct PyFramePublisher {
     max_bytes: u64,
     policy: Policy,
     header: (String, u64, u64),
+    /// The process that attached (see [`PyFrameSubscriber`]'s).
+    pid: u32,
+    /// Held only to take or return the publisher or for a call that never waits, never
+    /// across a wait (see [`PubState::lent`]).
     state: Mutex<PubState>,
+    /// Notified when the publisher comes back from a wait (or is closed).
+    returned: Condvar,
 }
 
 impl PyFramePublisher {
@@ -632,14 +753,73 @@ impl PyFramePublisher {
             max_bytes: p.max_bytes(),
             policy: p.policy(),
             header: header_tuple(p.header_type()),
+            pid: std::process::id(),
             state: Mutex::new(PubState {
                 next_seq: p.next_seq(),
                 loan: None,
                 generation: 0,
                 exports: 0,
                 publisher: Some(NonNull::from(Box::leak(Box::new(p)))),
+                lent: false,
+                closed: false,
             }),
+            returned: Condvar::new(),
         }
+    }
+
+    /// One slice of a wait in `loan()` (GIL released): take the publisher (waiting for a
+    /// thread that has it to give it back), wait for a free slot with it until `until`
+    /// without the lock, and put it back with the loan (freeing it instead if the publisher
+    /// was closed meanwhile). `None`: no slot yet.
+    fn loan_slice(&self, until: Instant) -> Option<Result<Stored, LoanEnd>> {
+        let mut st = self.state();
+        let ptr = loop {
+            if st.closed {
+                return Some(Err(LoanEnd::Closed));
+            }
+            // Loaned by another thread meanwhile: that thread's loan stands.
+            if st.loan.is_some() {
+                return Some(Err(LoanEnd::LoanedElsewhere));
+            }
+            if let Some(p) = st.publisher.take() {
+                st.lent = true;
+                break SendPtr(p);
+            }
+            // Lent to a thread of another process: this is a fork()ed child.
+            if std::process::id() != self.pid {
+                return Some(Err(LoanEnd::NotPublisher));
+            }
+            let left = until.checked_duration_since(Instant::now())?;
+            st = match self.returned.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        };
+        drop(st);
+        // SAFETY: the box is live and this thread has it to itself: taken out of the state
+        // (`lent`), nobody else uses or frees it until it is put back; no loan borrows it
+        // (`loan` was `None`, and none can be made without the publisher).
+        let p = unsafe { &mut *ptr.get().as_ptr() };
+        let r = p.loan_deadline(until);
+        let mut st = self.state();
+        st.lent = false;
+        let got = if st.closed {
+            drop(r);
+            // SAFETY: from `Box::leak`; `close()` left it to this thread (it was lent), and
+            // the loan borrowing it was just dropped.
+            drop(unsafe { Box::from_raw(ptr.get().as_ptr()) });
+            Some(Err(LoanEnd::Closed))
+        } else {
+            st.publisher = Some(ptr.get());
+            match r {
+                Ok(l) => Some(Ok(store(&mut st, l))),
+                Err(LoanError::Disconnected) => Some(Err(LoanEnd::NotPublisher)),
+                Err(_) => None,
+            }
+        };
+        drop(st);
+        self.returned.notify_all();
+        got
     }
 
     fn state(&self) -> MutexGuard<'_, PubState> {
@@ -664,6 +844,14 @@ impl PyFramePublisher {
 
 /// A stored loan: generation, slot, buffer address and length.
 type Stored = (u64, u64, usize, usize);
+
+/// How a wait in `loan()` ended without a loan.
+enum LoanEnd {
+    /// The handle is no longer the channel's publisher (or was inherited across `fork()`).
+    NotPublisher,
+    Closed,
+    LoanedElsewhere,
+}
 
 /// Keep `loan` as the outstanding loan.
 fn store(st: &mut PubState, mut loan: Loan<'_, Raw>) -> Stored {
@@ -798,44 +986,17 @@ impl PyFramePublisher {
     fn loan(slf: &Bound<'_, Self>, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrameLoan> {
         let this = slf.get();
         check_timeout(timeout)?;
-        let ptr = {
-            let mut st = this.state();
-            st.abandon()?;
-            let ptr = st.publisher.ok_or_else(|| this.closed())?;
-            // SAFETY: the box is live (the state's lock is held and frees it only under it),
-            // no loan borrows it (abandoned above).
-            let p = unsafe { &mut *ptr.as_ptr() };
-            match p.try_loan() {
-                Ok(l) => {
-                    let stored = store(&mut st, l);
-                    return Ok(Self::loaned(slf, stored));
-                }
-                Err(TryLoanError::Disconnected) => return Err(not_publisher(&this.name)),
-                Err(_) => {}
-            }
-            SendPtr(ptr)
-        };
+        if let Some(l) = Self::try_loan(slf)? {
+            return Ok(l);
+        }
         // The clock is read only now that the first attempt failed.
-        let got = sliced(py, deadline(timeout)?, move |slice_end| {
-            let mut st = this.state();
-            // Closed, or loaned by another thread meanwhile: that thread's loan stands.
-            if st.loan.is_some() || st.publisher != Some(ptr.get()) {
-                return Some(Err(false));
-            }
-            // SAFETY: the box is live (the state's lock is held and it is still this one),
-            // no loan borrows it.
-            let p = unsafe { &mut *ptr.get().as_ptr() };
-            match p.loan_deadline(slice_end) {
-                Ok(l) => Some(Ok(store(&mut st, l))),
-                Err(LoanError::Disconnected) => Some(Err(true)),
-                Err(_) => None,
-            }
-        })?;
+        let got = sliced(py, deadline(timeout)?, |until| this.loan_slice(until))?;
         match got {
             Some(Ok(stored)) => Ok(Self::loaned(slf, stored)),
-            Some(Err(true)) => Err(not_publisher(&this.name)),
-            Some(Err(false)) => Err(PyValueError::new_err(format!(
-                "frame publisher of {:?} was closed or loaned by another thread while waiting",
+            Some(Err(LoanEnd::NotPublisher)) => Err(not_publisher(&this.name)),
+            Some(Err(LoanEnd::Closed)) => Err(this.closed()),
+            Some(Err(LoanEnd::LoanedElsewhere)) => Err(PyValueError::new_err(format!(
+                "frame publisher of {:?} was loaned by another thread while waiting",
                 this.name
             ))),
             None => Err(PyTimeoutError::new_err(format!(
@@ -845,13 +1006,24 @@ impl PyFramePublisher {
         }
     }
 
-    /// Loan a slot without waiting: `None` if every slot is held.
+    /// Loan a slot without waiting: `None` if every slot is held (or another thread is
+    /// waiting in `loan()`). A previous loan not yet published is abandoned, as in `loan`.
     fn try_loan(slf: &Bound<'_, Self>) -> PyResult<Option<PyFrameLoan>> {
         let this = slf.get();
         let mut st = this.state();
         st.abandon()?;
-        let ptr = st.publisher.ok_or_else(|| this.closed())?;
-        // SAFETY: as in `loan`.
+        if st.closed {
+            return Err(this.closed());
+        }
+        let Some(ptr) = st.publisher else {
+            // Lent to a waiting thread: of this process, or of the parent (a fork()ed child).
+            if std::process::id() != this.pid {
+                return Err(not_publisher(&this.name));
+            }
+            return Ok(None);
+        };
+        // SAFETY: the box is live and not lent (the state's lock is held; it is freed or lent
+        // only under it), no loan borrows it (abandoned above).
         let p = unsafe { &mut *ptr.as_ptr() };
         match p.try_loan() {
             Ok(l) => {

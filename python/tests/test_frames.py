@@ -665,3 +665,131 @@ def test_close_from_another_thread_ends_a_blocked_recv_or_loan(name, spawn):
         os.unlink(os.path.join("/dev/shm", name))
     assert rc == 0, err
     assert out == "[('ValueError',), ('ValueError',)]\n"
+
+
+def _calls_done_when_a_wait_ends(wait, call, n=1000):
+    """Thread W runs ``wait()`` (a call that waits, GIL released, until its timeout); thread L
+    makes ``n`` calls of ``call()`` on the same handle meanwhile, giving up the GIL after each.
+    The number of L's calls done when W's wait ended (its end is the reference event: no
+    clock is read). A call that has to wait for W's 50 ms wait slice to end completes only
+    between two slices, once per slice: about 40 in a 2 s wait."""
+    import threading
+
+    done, at_end = [0], []
+    started = threading.Event()
+
+    def waiter():
+        started.set()
+        try:
+            wait()
+        finally:
+            at_end.append(done[0])
+
+    def caller():
+        started.wait()
+        for _ in range(n):
+            call()
+            done[0] += 1
+            time.sleep(0)  # lets W have the GIL: it need not wait for a switch interval
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=waiter), threading.Thread(target=caller)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    return at_end[0]
+
+
+def test_calls_on_a_handle_do_not_wait_for_another_thread_s_recv_or_loan(name):
+    # Before, a thread waiting in sub.recv() / pub.loan() held the handle's mutex for each
+    # 50 ms slice of its wait, so sub.lost / pub.next_seq from another thread blocked on it
+    # with the GIL held (every Python thread stopped): about 40 of the 1000 calls had run
+    # when a 2 s wait timed out.
+    pub = shmkit.FramePublisher.create(name, slots=1, max_bytes=8, policy="block")
+    sub = shmkit.FrameSubscriber(name)
+    other = shmkit.FrameSubscriber(name)
+    try:
+        pub.loan().publish(1)
+        pinned = other.recv(1)  # the only slot: a loan waits
+        sub.recv(1)
+        n = 1000
+
+        def no_frame():
+            with pytest.raises(TimeoutError):
+                sub.recv(timeout=2)
+
+        def no_slot():
+            with pytest.raises(TimeoutError):
+                pub.loan(timeout=2)
+
+        assert _calls_done_when_a_wait_ends(no_frame, lambda: sub.lost, n) == n
+        assert _calls_done_when_a_wait_ends(no_slot, lambda: pub.next_seq, n) == n
+        # The non-waiting calls meanwhile: nothing for them, without waiting.
+        assert _calls_done_when_a_wait_ends(no_frame, sub.try_recv, n) == n
+        assert _calls_done_when_a_wait_ends(no_slot, pub.try_loan, n) == n
+        del pinned
+    finally:
+        for h in (sub, other, pub):
+            h.close()
+        pub.unlink()
+
+
+def test_an_inherited_subscriber_fails_in_the_child_even_while_a_thread_waits_in_recv(
+    name, fork_call
+):
+    # Before, the waiting thread held the handle's mutex across its wait, so a child forked
+    # meanwhile inherited it locked: its recv hung for ever with the GIL held, instead of the
+    # ShmkitError an inherited subscriber gives. Likewise for the publisher and loan().
+    import threading
+
+    pub = shmkit.FramePublisher.create(name, slots=1, max_bytes=64, policy="block")
+    sub = shmkit.FrameSubscriber(name)
+    other = shmkit.FrameSubscriber(name)
+    pub.loan().publish(1)
+    pinned = other.recv(1)  # the only slot: a loan waits
+    errors = []
+
+    def waits(call):
+        try:
+            with pytest.raises(TimeoutError):
+                call(timeout=2)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    def child_recv():
+        try:
+            sub.recv(timeout=0.5)
+        except shmkit.ShmkitError:
+            os._exit(0)
+
+    def child_loan():
+        try:
+            pub.loan(timeout=0.5)
+        except shmkit.ShmkitError:
+            os._exit(0)
+
+    try:
+        sub.recv(1)
+        for wait, child in ((sub.recv, child_recv), (pub.loan, child_loan)):
+            t = threading.Thread(target=waits, args=(wait,))
+            t.start()
+            try:
+                time.sleep(0.2)
+                results = []
+                for _ in range(3):
+                    time.sleep(0.027)
+                    results.append(fork_call(child, timeout=3.0))
+                assert results == [0, 0, 0]
+            finally:
+                t.join()
+        assert not errors
+        del pinned
+    finally:
+        for h in (sub, other, pub):
+            h.close()
+        pub.unlink()

@@ -668,9 +668,11 @@ class FramePublisher:
         """Loan a free slot, waiting at most ``timeout`` seconds (TimeoutError). A previous
         unpublished loan is abandoned (BufferError if views of it are alive)."""
     def try_loan(self) -> Optional["FrameLoan"]:
-        """Loan a free slot without waiting; None if every slot is held."""
+        """Loan a free slot without waiting; None if every slot is held (or another thread
+        is waiting in ``loan()``)."""
     def close(self) -> None:
-        """Detach; an unpublished loan is abandoned. Closing twice is harmless."""
+        """Detach; an unpublished loan is abandoned. A thread waiting in ``loan()`` gets
+        ValueError within 50 ms (the publisher detaches then). Closing twice is harmless."""
     def unlink(self) -> None:
         """Remove the channel's name; handles keep working."""
     def __enter__(self) -> "FramePublisher": ...
@@ -724,16 +726,19 @@ class FrameSubscriber:
         """The channel's name."""
     def recv(self, timeout: Optional[float] = None) -> "Frame":
         """The next frame in order; TimeoutError after ``timeout`` seconds; EOFError once the
-        publisher is gone and every frame was received. GIL released; Ctrl-C interrupts."""
+        publisher is gone and every frame was received. GIL released; Ctrl-C interrupts.
+        Threads receiving at once take turns: each frame goes to one of them."""
     def latest(self, timeout: Optional[float] = None) -> "Frame":
         """The newest frame, skipping older ones (counted in ``lost``); waits as ``recv``."""
     def try_recv(self) -> Optional["Frame"]:
-        """The next frame if one is there, else None; EOFError as ``recv``."""
+        """The next frame if one is there, else None (also while another thread waits in
+        ``recv``/``latest``); EOFError as ``recv``."""
     def try_latest(self) -> Optional["Frame"]:
         """The newest new frame if there is one, else None."""
     @property
     def lost(self) -> int:
-        """Frames this subscriber missed."""
+        """Frames this subscriber missed (while another thread waits in ``recv``: as of its
+        last receive)."""
     @property
     def last_seq(self) -> int:
         """The sequence number of the last frame received (0: none)."""
@@ -747,7 +752,8 @@ class FrameSubscriber:
     def header_type(self) -> Tuple[str, int, int]:
         """The user header type: ``(name, size, align)``."""
     def close(self) -> None:
-        """Detach; frames already received stay valid."""
+        """Detach; frames already received stay valid. A thread waiting in ``recv`` gets
+        ValueError within 50 ms (the subscriber detaches then)."""
     def unlink(self) -> None:
         """Remove the channel's name; handles keep working."""
     def __enter__(self) -> "FrameSubscriber": ...
