@@ -645,6 +645,63 @@ fn opening_a_cpython_list_still_being_written_waits_for_its_items() {
     assert_eq!(got, items);
 }
 
+/// CPython writes N and then the offsets one word after another (`struct.pack_into` straight
+/// into the mapping), then the data, the formats and the codes: an opener that comes in after
+/// N and a few offsets, or after the whole offsets table, waits for the list too. (Review
+/// finding: with offsets `[0, 8, 0, …]` the open failed at once with `Corrupt`, "offsets must
+/// be non-decreasing".)
+#[test]
+fn opening_a_cpython_list_caught_mid_offsets_or_before_its_formats_waits() {
+    let items = [
+        Item::Int(7),
+        Item::Str("four".into()),
+        Item::None,
+        Item::Bytes(b"xy".to_vec()),
+    ];
+    let bytes = shmkit::list::encode_cpython_object(&items);
+    // N and offsets[0..2]; N and the whole table (N + 1 offsets); those and the data.
+    let data = 8 * (items.len() + 2);
+    for written in [24, data, data + 32] {
+        let name = unique_name("slhalf");
+        let _c = Cleanup::new(&[&name]);
+        let raw = Segment::options()
+            .raw(true)
+            .create(&name, bytes.len() as u64)
+            .unwrap();
+        raw.write_at(0, &bytes[..written]).unwrap();
+        let l = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                raw.write_at(0, &bytes).unwrap();
+            });
+            ShareableList::options().open_timeout(T).open(&name)
+        });
+        let l = l.unwrap_or_else(|e| panic!("{written} bytes written: {e}"));
+        let got: Vec<Item> = l.iter().map(|v| v.unwrap()).collect();
+        assert_eq!(got, items, "{written} bytes written");
+    }
+}
+
+/// A shmkit list appears under its name only whole, so a format field of zeros in one (a
+/// peer's doing) is `Corrupt` at once, not a creator at work to wait for until the open
+/// timeout (review finding: the open polled for its whole timeout, then said `NotReady`).
+#[test]
+fn a_zeroed_format_in_a_shmkit_list_is_corrupt_at_once() {
+    let name = unique_name("slzerofmt");
+    let _c = Cleanup::new(&[&name]);
+    ShareableList::create(&name, &[Item::Int(1), Item::Int(2)]).unwrap();
+    // N = 2: data at 32, two 8-byte slots, formats at 48.
+    let raw = Segment::options().raw(true).open(&name).unwrap();
+    raw.write_at(48, &[0; 8]).unwrap();
+    match ShareableList::options()
+        .open_timeout(Duration::from_secs(30))
+        .open(&name)
+    {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("format"), "{what}"),
+        other => panic!("expected Corrupt, got {:?}", other.map(|l| l.len())),
+    }
+}
+
 /// The rule of the test above does not touch real empty lists: CPython 3.9–3.13's (16 zero
 /// bytes) and shmkit's (with a trailer) open at once, with no wait at all; an all-zero
 /// object larger than an empty list needs is `NotReady` once the open timeout has passed.

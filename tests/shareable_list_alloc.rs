@@ -1,60 +1,20 @@
 #![cfg(not(loom))]
 //! An item count that this process cannot allocate the private geometry for, as a peer can
 //! write into a huge sparse object (N up to (size − 16) / 17), makes `ShareableList::open`
-//! fail with an error; it does not abort the process. This file's binary has an allocator
-//! that refuses every allocation above 1 GiB (a global allocator is per test binary, so it
-//! has a file of its own, as `queue_mpmc_bytes_alloc.rs`), as a machine without the memory
-//! would, whatever `vm.overcommit_memory` says.
+//! fail with an error; it does not abort the process. This file's binary has the allocator of
+//! `common/limited_alloc.rs`, which refuses large allocations around the calls under test, as
+//! a machine without the memory would, whatever `vm.overcommit_memory` says (a global
+//! allocator is per test binary, so this test has a file of its own).
 
 mod common;
+#[path = "common/limited_alloc.rs"]
+mod limited_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::unix::fs::OpenOptionsExt;
 
 use common::{unique_name, Cleanup};
+use limited_alloc::refusing;
 use shmkit::list::ShareableList;
-
-/// The largest allocation the allocator below grants.
-const LIMIT: usize = 1 << 30;
-
-/// `System`, refusing allocations of more than [`LIMIT`] bytes.
-struct Limited;
-
-// SAFETY: every call is `System`'s with the caller's arguments, or a null pointer (allowed:
-// allocation failure).
-unsafe impl GlobalAlloc for Limited {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > LIMIT {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > LIMIT {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > LIMIT {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Limited = Limited;
 
 #[test]
 fn child_main() {
@@ -62,9 +22,9 @@ fn child_main() {
         "open" => {
             // The opens under test, in a process of their own: an abort (the bug) must not
             // take the parent's `Cleanup` with it.
-            let e = ShareableList::open_read_only(&args[0]).unwrap_err();
+            let e = refusing(|| ShareableList::open_read_only(&args[0])).unwrap_err();
             assert!(e.to_string().contains("memory"), "{e}");
-            let e = ShareableList::open(&args[0]).unwrap_err();
+            let e = refusing(|| ShareableList::open(&args[0])).unwrap_err();
             assert!(e.to_string().contains("memory"), "{e}");
             common::report("errors");
         }

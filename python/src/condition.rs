@@ -5,12 +5,12 @@
 
 use std::time::Instant;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use shmkit::sync::ConditionState;
 
 use crate::blocking::{deadline, passed, sliced};
-use crate::errors::{rlock_error, to_py};
+use crate::errors::{rlock_error, to_py, NotHeld};
 use crate::lock::{acquire, HeldLock};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -55,7 +55,7 @@ impl PyCondition {
     fn wait_until(slf: &Bound<'_, Self>, deadline: Option<Instant>) -> PyResult<bool> {
         let c: &ConditionState = &slf.get().inner;
         let Ok(guard) = c.as_lock().adopt() else {
-            return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
+            return Err(NotHeld::RLock.err_with("cannot wait on un-acquired lock"));
         };
         let ticket = c.release_for_wait(guard);
         // The wait for a notify, then taking the lock back, each in slices with the GIL
@@ -137,7 +137,8 @@ named_methods!(
 
         /// Release the lock, wait until notified or `timeout` seconds pass (`None`: no limit),
         /// take the lock back. Returns `False` if the timeout passed. The lock must be held
-        /// (`RuntimeError` otherwise). Ctrl-C interrupts both steps, as in Python: a
+        /// (`RLockNotOwned` otherwise: an `AssertionError` and a `RuntimeError`). Ctrl-C
+        /// interrupts both steps, as in Python: a
         /// `KeyboardInterrupt` during the wait for a notify is raised once the lock is held
         /// again; one while taking the lock back (someone else holds it) is raised without
         /// the lock. If the lock's holder died, `OwnerDied` (the lock held).
@@ -173,7 +174,7 @@ named_methods!(
                 .inner
                 .as_lock()
                 .adopt()
-                .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
+                .map_err(|_| NotHeld::RLock.err_with("cannot notify on un-acquired lock"))?;
             self.inner.notify(&g, n);
             g.leak();
             Ok(())
@@ -185,7 +186,7 @@ named_methods!(
                 .inner
                 .as_lock()
                 .adopt()
-                .map_err(|_| PyRuntimeError::new_err("cannot notify on un-acquired lock"))?;
+                .map_err(|_| NotHeld::RLock.err_with("cannot notify on un-acquired lock"))?;
             self.inner.notify_all(&g);
             g.leak();
             Ok(())

@@ -126,16 +126,17 @@ impl NotHeld {
 
     /// The exception for a release by a thread that does not hold the lock.
     fn err(self) -> PyErr {
+        self.err_with(match self {
+            NotHeld::Lock => "release unlocked lock (or one this thread does not hold)",
+            NotHeld::RLock => "cannot release un-acquired lock (this thread does not hold it)",
+        })
+    }
+
+    /// The exception with `msg` (e.g. `Condition.wait` by a thread that does not hold the
+    /// condition's lock: `RLockNotOwned`, since multiprocessing's `Condition` asserts).
+    pub(crate) fn err_with(self, msg: &'static str) -> PyErr {
         Python::with_gil(|py| match self.type_object(py) {
-            Ok(t) => PyErr::from_type(
-                t.clone(),
-                match self {
-                    NotHeld::Lock => "release unlocked lock (or one this thread does not hold)",
-                    NotHeld::RLock => {
-                        "cannot release un-acquired lock (this thread does not hold it)"
-                    }
-                },
-            ),
+            Ok(t) => PyErr::from_type(t.clone(), msg),
             Err(e) => e,
         })
     }

@@ -26,7 +26,9 @@
 //! the state for each slice of its wait (GIL released) and puts it back after, so another
 //! thread's call on the object never blocks on the mutex with the GIL held, and a child
 //! `fork()`ed meanwhile finds the mutex unlocked and the handle lent to a thread of its parent
-//! (`ShmkitError`, as for any inherited handle). Other receives (loans) wait for the handle to
+//! (`ShmkitError`, as for any inherited handle), unless the fork lands in the microseconds a
+//! thread holds the mutex to take or return the handle (the child's calls on the object then
+//! wait for a mutex no thread of it will release: fork only where no other thread uses it). Other receives (loans) wait for the handle to
 //! come back (a `Condvar`); the non-waiting calls answer from the state (`try_recv`: `None`);
 //! `close()` leaves the drop of a lent handle to the thread that has it.
 

@@ -29,6 +29,11 @@ use crate::errors::to_py;
 pub(crate) struct PySharedMemory {
     /// `None` once closed.
     seg: Option<Arc<Segment>>,
+    /// After `close()`: the mapping, kept until this object is gone. A NumPy before 1.22.4
+    /// keeps a reference to the exporter of an array it makes from a buffer, but no export
+    /// (it releases the buffer at once), so an array of `numpy.frombuffer(shm)` can outlive
+    /// every counted export while it still points into the mapping; it cannot outlive `shm`.
+    closed_seg: Option<Arc<Segment>>,
     name: String,
     /// Live buffer exports (memoryviews, numpy arrays, ...) of this object.
     exports: AtomicUsize,
@@ -45,6 +50,19 @@ pub(crate) struct PySharedMemory {
 struct SharedMemoryBuf {
     seg: Arc<Segment>,
     exports: Arc<AtomicUsize>,
+}
+
+/// Keeps a mapping until called (or dropped): the finalizer `close()` attaches to a released
+/// `buf` that something still refers to.
+#[pyclass(module = "shmkit", name = "_MappingKeeper", frozen)]
+struct MappingKeeper {
+    _seg: Arc<Segment>,
+}
+
+#[pymethods]
+impl MappingKeeper {
+    /// Nothing: the mapping goes when the finalizer drops this object.
+    fn __call__(&self) {}
 }
 
 /// Fill `view` with the writable payload of `seg`, exported by `obj`, and count it in
@@ -115,6 +133,7 @@ impl PySharedMemory {
         PySharedMemory {
             name: seg.name().to_owned(),
             seg: Some(Arc::new(seg)),
+            closed_seg: None,
             exports: AtomicUsize::new(0),
             buf: None,
             buf_exports: Arc::new(AtomicUsize::new(0)),
@@ -228,17 +247,38 @@ impl PySharedMemory {
             return Err(refused(n, "memoryview, numpy array, ..."));
         }
         if let Some(b) = self.buf.take() {
+            let view = b.bind(py);
             // Refused (BufferError) while views of `buf` itself (numpy arrays over it) live.
-            if let Err(e) = b.bind(py).call_method0("release") {
+            if let Err(e) = view.call_method0("release") {
                 self.buf = Some(b);
                 return Err(e);
+            }
+            // Released, as CPython's; but a NumPy before 1.22.4 keeps a reference to the
+            // view an array was made from and no export of it, so an array can still point
+            // into the mapping: while anything refers to the view, a finalizer of the view
+            // keeps the mapping (released, the view no longer holds it).
+            if view.get_refcnt() > 1 {
+                if let Some(seg) = &self.seg {
+                    let keeper = Bound::new(
+                        py,
+                        MappingKeeper {
+                            _seg: Arc::clone(seg),
+                        },
+                    )?;
+                    py.import("weakref")?
+                        .getattr("finalize")?
+                        .call1((view, keeper))?;
+                }
             }
         }
         let n = self.buf_exports.load(Ordering::Acquire);
         if n > 0 {
             return Err(refused(n, "slices of .buf"));
         }
-        self.seg = None;
+        // Closed; the mapping itself stays until this object is gone (see `closed_seg`).
+        if let Some(seg) = self.seg.take() {
+            self.closed_seg = Some(seg);
+        }
         Ok(())
     }
 

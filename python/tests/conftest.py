@@ -171,3 +171,33 @@ def rust_bins():
     )
     debug = _target_dir() / "debug"
     return {"shmkit": debug / "shmkit", "robust_lock": debug / "examples" / "robust_lock"}
+
+
+class OldFrombuffer:
+    """``numpy.frombuffer`` as NumPy before 1.22.4 made it: the array points at the buffer's
+    memory and keeps a reference to the object it was given, but the buffer export it took is
+    released before it returns (the array then holds no export of that object)."""
+
+    def __init__(self, frombuffer):
+        self.frombuffer = frombuffer
+
+    def __call__(self, obj, dtype=float):
+        import types
+
+        import numpy as np
+
+        with memoryview(obj) as m:
+            probe = self.frombuffer(m, np.uint8)
+            addr, nbytes, readonly = probe.ctypes.data, probe.nbytes, m.readonly
+            del probe
+        dtype = np.dtype(dtype)
+        holder = types.SimpleNamespace(
+            obj=obj,  # what old NumPy kept: a reference, no export
+            __array_interface__={
+                "data": (addr, readonly),
+                "shape": (nbytes // dtype.itemsize,),
+                "typestr": dtype.str,
+                "version": 3,
+            },
+        )
+        return np.asarray(holder)

@@ -6,13 +6,12 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import numpy as np
 import pytest
 
 import shmkit
-from conftest import ROOT, _target_dir
+from conftest import ROOT, OldFrombuffer, _target_dir
 
 
 def _camera_module():
@@ -31,36 +30,10 @@ def camera_bin():
     return _target_dir() / "debug" / "examples" / "camera"
 
 
-class _OldFrombuffer:
-    """``numpy.frombuffer`` as NumPy before 1.22.4 made it: the array points at the buffer's
-    memory and keeps a reference to the object it was given, but the buffer export it took is
-    released before it returns (the array then holds no export of that object)."""
-
-    def __init__(self, frombuffer):
-        self.frombuffer = frombuffer
-
-    def __call__(self, obj, dtype=float):
-        with memoryview(obj) as m:
-            probe = self.frombuffer(m, np.uint8)
-            addr, nbytes, readonly = probe.ctypes.data, probe.nbytes, m.readonly
-            del probe
-        dtype = np.dtype(dtype)
-        holder = types.SimpleNamespace(
-            obj=obj,  # what old NumPy kept: a reference, no export
-            __array_interface__={
-                "data": (addr, readonly),
-                "shape": (nbytes // dtype.itemsize,),
-                "typestr": dtype.str,
-                "version": 3,
-            },
-        )
-        return np.asarray(holder)
-
-
 @pytest.mark.parametrize("numpy_before_1_22_4", [False, True])
 def test_array_views_hold_an_export_whatever_the_numpy(name, monkeypatch, numpy_before_1_22_4):
     if numpy_before_1_22_4:
-        monkeypatch.setattr(np, "frombuffer", _OldFrombuffer(np.frombuffer))
+        monkeypatch.setattr(np, "frombuffer", OldFrombuffer(np.frombuffer))
     pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=64)
     sub = shmkit.FrameSubscriber(name)
     loan = pub.loan()

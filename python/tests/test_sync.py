@@ -113,6 +113,11 @@ def test_release_of_a_lock_not_held_raises_what_multiprocessing_and_threading_ra
         (rlock.release, AssertionError, "RLockNotOwned"),
         (cond.release, AssertionError, "RLockNotOwned"),
         (value.get_lock().release, AssertionError, "RLockNotOwned"),
+        # multiprocessing's Condition asserts that its lock is held (threading's raises
+        # RuntimeError): wait and notify without it. (Before: RuntimeError only.)
+        (lambda: cond.wait(0), AssertionError, "RLockNotOwned"),
+        (cond.notify, AssertionError, "RLockNotOwned"),
+        (cond.notify_all, AssertionError, "RLockNotOwned"),
     ]
     for release, mp_type, shmkit_type in cases:
         for caught in (mp_type, RuntimeError):

@@ -223,6 +223,11 @@ impl Geometry {
         // Read in chunks of whole words from 8-aligned offsets (the accesses of one copy of
         // the table), never the whole table at once.
         let mut chunk = [0u8; 8 * TABLE_CHUNK];
+        // CPython writes N and then the offsets one word after another (`struct.pack_into`
+        // into the mapping): an opener can find the first offsets written and the rest still
+        // zero. A zero after a non-zero offset with only zeros after it is that, not ready
+        // yet (SPEC §9.2 step 7); any non-zero after such a zero is corrupt.
+        let mut zeros_from: Option<usize> = None;
         let mut k = 0;
         while k <= count {
             let m = (count + 1 - k).min(TABLE_CHUNK);
@@ -241,7 +246,12 @@ impl Geometry {
                     });
                 }
                 let prev = offsets.last().copied().unwrap_or(0);
-                if o < 0 || (o as u64) < prev || o as u64 > size {
+                if o == 0 && (prev > 0 || zeros_from.is_some()) {
+                    zeros_from.get_or_insert(k);
+                    offsets.push(0);
+                    continue;
+                }
+                if o < 0 || (o as u64) < prev || o as u64 > size || zeros_from.is_some() {
                     return bad(format!(
                         "offsets[{k}] at offset {} is {o}: offsets must be non-decreasing and inside the {size}-byte object",
                         8 + 8 * k
@@ -250,6 +260,11 @@ impl Geometry {
                 offsets.push(o as u64);
             }
             k += m;
+        }
+        if let Some(k) = zeros_from {
+            return Err(NotAList::Incomplete(format!(
+                "offsets[{k}..={count}] are 0 after non-zero ones: its creator is still writing its offsets table"
+            )));
         }
         let data = 8 * (n + 2);
         let end = data

@@ -154,19 +154,32 @@ pub(crate) fn classify(
     codes_by_byte: bool,
 ) -> std::result::Result<Classified, NotAList> {
     let g = Geometry::parse(size, read)?;
-    check_formats(&g, read, codes_by_byte)?;
+    let formats = check_formats(&g, read, codes_by_byte);
     let t = start(&g);
     let mut hb = [0u8; HEADER_SIZE];
     let header = (t + HEADER_SIZE as u64 <= size && read(t, &mut hb) && hb[..8] == MAGIC)
         .then(|| RawHeader::from_prefix(&hb))
         .flatten();
+    if let Err(e) = formats {
+        // A shmkit list appears under its name only complete (SPEC §9.3): a format field
+        // of zeros beside its trailer is a peer's doing, corrupt at once, not a creator at
+        // work to wait for.
+        return Err(match (e, &header) {
+            (NotAList::Incomplete(why), Some(_)) => NotAList::Bad(format!(
+                "{why}; but it carries shmkit's trailer, and a shmkit list appears only whole"
+            )),
+            (e, _) => e,
+        });
+    }
     let Some(header) = header else {
         if g.len() == 0 && size > g.end {
             // An empty list is 16 bytes (CPython 3.9–3.13 on Linux, which does not round
             // sizes) or carries shmkit's trailer: 16 zero bytes with more after them are a
             // creator that has sized its object and not yet written it.
             return Err(NotAList::Incomplete(format!(
-                "it reads as an empty list (16 zero bytes) but is {size} bytes, with no shmkit                  trailer: its creator (CPython writes a list after sizing it) has not written it                  yet"
+                "it reads as an empty list (16 zero bytes) but is {size} bytes, with no shmkit \
+                 trailer: its creator (CPython writes a list after sizing it) has not written it \
+                 yet"
             )));
         }
         return Ok(Classified::Cpython(g));

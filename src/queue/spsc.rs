@@ -296,8 +296,9 @@ impl<T: Element> Queue<T> {
     }
 
     /// Attach as the queue's producer. It resumes after the last element published: the
-    /// stored `tail`, or one further if a producer was killed between publishing an element
-    /// (its stamp) and storing `tail`, so that element is kept, not overwritten.
+    /// stored `tail`, or past the run of elements a producer killed between publishing them
+    /// (their stamps: one of a push, up to a batch's length) and storing `tail` left, so they
+    /// are kept, not overwritten.
     pub fn producer(&self) -> Result<Producer<T>, AttachError> {
         let side = Side::attach(Arc::clone(&self.ring), Role::Producer)?;
         let ring = &*self.ring;

@@ -65,8 +65,9 @@ class LockNotHeld(ValueError, RuntimeError):
 
 class RLockNotOwned(AssertionError, RuntimeError):
     """``release()`` of an RLock, a Condition or a ``get_lock()`` lock by a thread that does
-    not hold it: an AssertionError, as ``multiprocessing.RLock`` (the default lock of
-    multiprocessing's Condition and ``get_lock()``) raises, and a RuntimeError, as
+    not hold it, and a Condition's ``wait``/``notify``/``notify_all`` without its lock: an
+    AssertionError, as ``multiprocessing`` raises (its RLock, the default lock of its
+    Condition and ``get_lock()``, and its Condition's assertions), and a RuntimeError, as
     ``threading`` raises."""
 
 from threading import BrokenBarrierError as BrokenBarrierError
@@ -278,8 +279,9 @@ class Condition:
         """After OwnerDied: declare the protected data repaired."""
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Release the lock, wait for a notify (at most ``timeout`` s), re-take the lock.
-        False if the timeout passed. RuntimeError if the lock is not held. Taking the lock
-        back is not bounded by the timeout, as in Python. Ctrl-C interrupts both steps, as
+        False if the timeout passed. RLockNotOwned (an AssertionError and a RuntimeError)
+        if the lock is not held. Taking the lock back is not bounded by the timeout, as in
+        Python. Ctrl-C interrupts both steps, as
         in Python: a KeyboardInterrupt during the wait for a notify is raised once the lock
         is held again; one while taking the lock back (someone else keeps it) without it."""
     def wait_for(self, predicate: Callable[[], _T], timeout: Optional[float] = None) -> _T:
