@@ -179,8 +179,10 @@ fn published<T>(ring: &Ring, pos: u64) -> bool {
 /// writer can still change element bytes while they are copied (the copy may then hold
 /// garbage, never an invalid `T`): the copying calls (`push`, `pop`, the batches) access the
 /// slots only with whole-word atomics (`SPEC.md` §1, byte copies), so even a forged stamp that
-/// sends this process's consumer over a slot its producer is writing is no data race. The
-/// in-place guards have a stricter contract (see [`ReadGuard`]).
+/// sends this process's consumer over a slot its producer is writing (both with copying
+/// calls) is no data race. The in-place guards hand out references to the slot and have a
+/// stricter contract ([`WriteGuard`], [`ReadGuard`]): with a peer that may break the
+/// protocol, use the copying calls on both sides.
 pub struct Queue<T> {
     ring: Arc<Ring>,
     _t: PhantomData<fn() -> T>,
@@ -749,7 +751,9 @@ impl<T: Element + Copy> Producer<T> {
 /// can open the segment read-write can forge `head`, or write the slot directly) can race
 /// with the `&mut T`: undefined behaviour in Rust's model for the code that uses the
 /// reference. When such processes are possible, use the copying [`Producer::try_push`]
-/// instead (`SPEC.md` §7.2). shmkit never reads element bytes itself.
+/// instead (`SPEC.md` §7.2); the same goes for a consumer of this process, whose copying
+/// `try_pop` a forged stamp can send over the slot while the guard writes it. The guard itself
+/// never reads the element's bytes.
 ///
 /// # Across `fork()`
 ///
