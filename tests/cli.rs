@@ -339,18 +339,6 @@ fn shmkit_into_head(args: &[&str], n: u64) -> (std::process::ExitStatus, String,
     (status, err, child.id())
 }
 
-/// Create `/dev/shm/NAME` as a sparse raw object of `size` bytes (no memory is used).
-fn sparse_raw(name: &str, size: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(format!("/dev/shm/{name}"))
-        .unwrap();
-    f.set_len(size).unwrap();
-}
-
 #[test]
 fn a_closed_stdout_ends_every_verb_quietly() {
     let a = common::unique_name("cli-epipe");
@@ -421,7 +409,7 @@ fn read_and_dump_of_a_1_tib_sparse_object_stream() {
     let r = common::unique_name("cli-sparse");
     let _c = Cleanup::new(&[&r]);
     let size: u64 = 1 << 40;
-    sparse_raw(&r, size);
+    common::sparse_raw(&r, size);
     // The whole object, into a reader that takes 1 MiB and leaves: no allocation of the
     // object (which aborts), and a quiet end when the reader goes.
     let len = size.to_string();
@@ -673,7 +661,7 @@ fn help_states_each_default_once() {
 fn rm_any_name_removes_what_ls_lists() {
     let odd = format!("{}:odd name", common::unique_name("cli-anyname"));
     let _c = Cleanup::new(&[&odd]);
-    sparse_raw(&odd, 16);
+    common::sparse_raw(&odd, 16);
     let path = format!("/dev/shm/{odd}");
     assert!(stdout(&shmkit(&["ls"])).contains(&odd));
     // shmkit's own name rules refuse it, and say what to do.
@@ -714,7 +702,7 @@ fn json_gives_wide_integers_exactly() {
     assert_eq!(info["size_str"], "136");
     // An object size a double cannot hold (a sparse object: no memory is used).
     let size: u64 = (1 << 53) + 1;
-    sparse_raw(&big, size);
+    common::sparse_raw(&big, size);
     let ls: serde_json::Value = serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
     let row = ls
         .as_array()
@@ -1146,7 +1134,7 @@ fn ls_escapes_control_characters_in_names() {
     let base = common::unique_name("cli-ctl");
     let odd = format!("{base}\nfake-row\x1b[2J");
     let _c = Cleanup::new(&[&odd]);
-    sparse_raw(&odd, 16);
+    common::sparse_raw(&odd, 16);
     let text = stdout(&shmkit(&["ls"]));
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(!text.lines().any(|l| l.starts_with("fake-row")), "{text}");

@@ -10,8 +10,6 @@ mod common;
 #[path = "common/limited_alloc.rs"]
 mod limited_alloc;
 
-use std::os::unix::fs::OpenOptionsExt;
-
 use common::{unique_name, Cleanup};
 use limited_alloc::refusing;
 use shmkit::list::ShareableList;
@@ -46,14 +44,11 @@ fn an_item_count_too_large_to_allocate_is_an_error_not_an_abort() {
     let size: u64 = 1 << 40;
     let n: i64 = 1 << 35;
     assert!(n as u64 <= (size - 16) / 17);
+    common::sparse_raw(&name, size);
     let f = std::fs::OpenOptions::new()
-        .read(true)
         .write(true)
-        .create_new(true)
-        .mode(0o600)
         .open(format!("/dev/shm/{name}"))
         .unwrap();
-    f.set_len(size).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &n.to_le_bytes(), 0).unwrap();
     drop(f);
     let mut child = common::spawn_child("open", &[&name]);

@@ -97,38 +97,6 @@ fn not_publisher(name: &str) -> PyErr {
     ))
 }
 
-/// Export `len` bytes at `ptr` as a buffer owned by `obj`.
-///
-/// # Safety
-///
-/// `view` is Python's; `ptr..ptr+len` stays valid (and, if writable, writable) while `obj`
-/// counts the export.
-unsafe fn fill(
-    view: *mut pyo3::ffi::Py_buffer,
-    obj: &Bound<'_, PyAny>,
-    ptr: *mut u8,
-    len: usize,
-    readonly: bool,
-    flags: c_int,
-) -> PyResult<()> {
-    // SAFETY: as the caller promises; `PyBuffer_FillInfo` stores a new reference to `obj` in
-    // `view.obj` (keeping it alive) and refuses a writable request on a read-only buffer.
-    let rc = unsafe {
-        pyo3::ffi::PyBuffer_FillInfo(
-            view,
-            obj.as_ptr(),
-            ptr.cast(),
-            len as pyo3::ffi::Py_ssize_t,
-            c_int::from(readonly),
-            flags,
-        )
-    };
-    if rc != 0 {
-        return Err(PyErr::fetch(obj.py()));
-    }
-    Ok(())
-}
-
 /// `numpy.frombuffer(memoryview(obj), dtype)` (`dtype` default uint8), reshaped to `shape` when
 /// given.
 ///
@@ -624,7 +592,7 @@ impl PyFrame {
         // lives while the export does (`view.obj` holds this object, `release` refuses while
         // `exports` is non-zero); exported read-only (the mapping is PROT_READ).
         unsafe {
-            fill(
+            crate::buffer::fill(
                 view,
                 slf.as_any(),
                 f.as_ptr().cast_mut(),
@@ -1187,7 +1155,7 @@ impl PyFrameLoan {
         // `abandon`, the next `loan` and `close` refuse then, and `view.obj` keeps this object
         // and through it the publisher alive.
         unsafe {
-            fill(
+            crate::buffer::fill(
                 view,
                 slf.as_any(),
                 this.ptr as *mut u8,

@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 
 mod barrier;
 mod blocking;
+mod buffer;
 mod cell;
 mod condition;
 mod errors;

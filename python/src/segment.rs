@@ -80,22 +80,10 @@ unsafe fn export(
     flags: c_int,
 ) -> PyResult<()> {
     // SAFETY: the pointer and length describe the live mapping, which stays mapped while the
-    // export exists (the caller's contract: `PyBuffer_FillInfo` stores a new reference to
-    // `obj` in `view.obj`). A zero-length payload is impossible (create refuses size 0; open
+    // export exists (the caller's contract; `fill` stores a new reference to `obj` in
+    // `view.obj`), writable. A zero-length payload is impossible (create refuses size 0; open
     // maps what exists).
-    let rc = unsafe {
-        pyo3::ffi::PyBuffer_FillInfo(
-            view,
-            obj.as_ptr(),
-            seg.as_mut_ptr().cast(),
-            seg.len() as pyo3::ffi::Py_ssize_t,
-            0,
-            flags,
-        )
-    };
-    if rc != 0 {
-        return Err(PyErr::fetch(obj.py()));
-    }
+    unsafe { crate::buffer::fill(view, obj, seg.as_mut_ptr(), seg.len(), false, flags)? };
     exports.fetch_add(1, Ordering::AcqRel);
     Ok(())
 }

@@ -309,3 +309,16 @@ pub fn fork_and(child: impl FnOnce() -> i32) -> i32 {
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// Create `/dev/shm/NAME` as a sparse raw object of `size` bytes (no memory is used).
+pub fn sparse_raw(name: &str, size: u64) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.set_len(size).unwrap();
+}
