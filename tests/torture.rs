@@ -1002,6 +1002,15 @@ impl Q {
 }
 
 impl Tx {
+    /// The largest message this handle takes (byte queues; `None` for the typed ones).
+    fn max_message(&self) -> Option<u64> {
+        match self {
+            Tx::Bytes(p) => Some(p.max_message()),
+            Tx::MpmcBytes(p) => Some(p.max_message()),
+            Tx::Spsc(_) | Tx::Mpmc(_) => None,
+        }
+    }
+
     /// Close this end (dropping it only detaches: SPEC §7.1.3). For MPMC the side closes when
     /// its last attached producer closes.
     fn close(&mut self) {
@@ -1767,6 +1776,10 @@ fn queue_victim_side(kind: QKind, name: &str, board: &Board, producer: bool, see
     let mut rx: Option<Rx> = None;
     let mut seq = 0u64;
     let mut ready = false;
+    // The largest message of the queue as created (the first attach, before the attack):
+    // a handle of a reopen may have read a capacity the hostile writer forged (a smaller
+    // power of two passes every check), whose smaller limit makes `TooLarge` a right answer.
+    let mut created_max: Option<u64> = None;
     while !board.stopping() && Instant::now() < hard {
         if rng.percent(1) {
             q = timed(board, "open", Some(OPEN), || Q::open(kind, name)).ok();
@@ -1783,7 +1796,10 @@ fn queue_victim_side(kind: QKind, name: &str, board: &Board, producer: bool, see
         if !attached {
             let Some(q) = &q else { continue };
             let r = if producer {
-                timed(board, "attach producer", None, || q.producer()).map(|t| tx = Some(t))
+                timed(board, "attach producer", None, || q.producer()).map(|t| {
+                    created_max = created_max.or(t.max_message());
+                    tx = Some(t)
+                })
             } else {
                 timed(board, "attach consumer", None, || q.consumer()).map(|r| rx = Some(r))
             };
@@ -1810,7 +1826,8 @@ fn queue_victim_side(kind: QKind, name: &str, board: &Board, producer: bool, see
             })
         };
         if let Err(e) = r {
-            if e == Fail::TooLarge {
+            let genuine = tx.as_ref().and_then(Tx::max_message) == created_max;
+            if e == Fail::TooLarge && genuine {
                 violation(
                     board,
                     "a message within max_message was refused as too large".into(),
