@@ -405,8 +405,10 @@ mod real {
             // In slices: a waiter woken by `notify(1)` and killed before it re-locks takes
             // that wake-up with it; the others then see `seq` moved at their next slice.
             loop {
-                let slice = deadline::slice(deadline, crate::sync::robust::LIVENESS_SLICE);
-                if self.seq.park_past(ticket.0, slice) {
+                if self
+                    .seq
+                    .park_past(ticket.0, crate::sync::robust::liveness_slice(deadline))
+                {
                     return true;
                 }
                 if deadline::passed(deadline) {

@@ -67,6 +67,18 @@ pub(crate) const NOT_RECOVERABLE: u64 = INCONSISTENT;
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
+/// The end of one sleep of a wait that wakes at least every [`LIVENESS_SLICE`] (to ask
+/// whether a holder lives, or to make up a wake-up a killed waiter took with it) without
+/// overrunning its `deadline`. Under loom, where a timed futex wait returns at once, the
+/// deadline itself: the models wait without slices.
+#[inline]
+pub(crate) fn liveness_slice(deadline: Option<Instant>) -> Option<Instant> {
+    #[cfg(not(loom))]
+    return deadline::slice(deadline, LIVENESS_SLICE);
+    #[cfg(loom)]
+    return deadline;
+}
+
 /// How many times a contended lock polls before it parks.
 const SPIN: u32 = if cfg!(loom) { 1 } else { 100 };
 
@@ -347,12 +359,7 @@ impl MutexCore {
                 continue;
             }
             keep_waiters = WAITERS;
-            #[cfg(not(loom))]
-            let until = deadline::slice(deadline, LIVENESS_SLICE);
-            // Under loom a timed futex wait returns at once: wait without slices.
-            #[cfg(loom)]
-            let until = deadline;
-            self.queue.park(seen, until);
+            self.queue.park(seen, liveness_slice(deadline));
         }
     }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::park::{self, Retry, SPIN};
+use super::robust::liveness_slice;
 use crate::loom::{spin_loop, AtomicU32, Ordering};
 
 /// The largest value a semaphore can hold: `SEM_VALUE_MAX` (2147483647) on Linux, as in
@@ -316,12 +317,7 @@ impl SemaphoreState {
             // In slices (SPEC §6.4.3): a release wakes one sleeper, and if that one is killed
             // before its `take`, or the releaser between its CAS and its wake, the free
             // permit is found at the end of the others' current slice, not at their deadline.
-            #[cfg(not(loom))]
-            let until = crate::os::deadline::slice(deadline, super::LIVENESS_SLICE);
-            // Under loom a timed futex wait returns at once: wait without slices.
-            #[cfg(loom)]
-            let until = deadline;
-            park::park(&self.value, &self.sleepers, 0, until);
+            park::park(&self.value, &self.sleepers, 0, liveness_slice(deadline));
             if self.take()? {
                 return Ok(());
             }
