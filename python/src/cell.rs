@@ -178,6 +178,7 @@ impl Cell {
         }
     }
 
+    /// Atomic mode: one atomic add (the library refuses the other modes).
     #[inline(always)]
     fn fetch_add(&self, i: usize, v: i64) -> shmkit::Result<u64> {
         match &self.any {
@@ -380,6 +381,44 @@ fn write(py: Python<'_>, cell: &Handle, first: usize, data: &[u8]) -> PyResult<(
             |g| g.write_bytes(first, data),
         ),
     }
+}
+
+/// Add `d` (two's complement, wrapping, as C atomics) to element `i`, an integer typecode's:
+/// in atomic mode one atomic add; in the other modes a read and a write under the cell's lock
+/// (the held one when this thread holds `get_lock()`), so the add is atomic for every user of
+/// the lock. The element's previous bits (zero-extended).
+#[inline(always)]
+fn add(py: Python<'_>, cell: &Handle, i: usize, d: i64) -> PyResult<u64> {
+    if !cell.t.is_integer() {
+        return Err(not_integer(cell));
+    }
+    if cell.mode == CellMode::Atomic {
+        return cell.fetch_add(i, d).map_err(to_py);
+    }
+    let size = cell.size;
+    under_lock(
+        py,
+        cell,
+        #[inline(always)]
+        |g| {
+            let mut w = [0u8; 8];
+            g.read_bytes_into(i, &mut w[..size])?;
+            let old = u64::from_le_bytes(w);
+            let new = old.wrapping_add(d as u64).to_le_bytes();
+            g.write_bytes(i, &new[..size])?;
+            Ok(old)
+        },
+    )
+}
+
+/// The refusal of an add on a non-integer typecode (out of line).
+#[cold]
+#[inline(never)]
+fn not_integer(cell: &Handle) -> PyErr {
+    PyTypeError::new_err(format!(
+        "fetch_add, fetch_sub, += and -= need an integer typecode; {} is not",
+        describe(&cell.any)
+    ))
 }
 
 /// `obj` as an `i64` if it is exactly an `int` that fits one (one C call, no pyo3 conversion:
@@ -683,6 +722,15 @@ fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
     // (the atomic counters' usual typecode) is inline.
     let w = v.to_le_bytes();
     from_word(py, t, w, &w[..t.size()])
+}
+
+/// An add's operand: an exact int that fits an i64 is its own (one C call), else [`delta`].
+#[inline(always)]
+fn operand(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    match exact_i64(obj) {
+        Some(d) => Ok(d),
+        None => delta(obj, false),
+    }
 }
 
 /// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
@@ -990,23 +1038,31 @@ crate::named::named_methods!(
             self.set_value(py, v)
         }
 
-        /// Atomic mode, integer typecodes: add `v` (wrapping, as C atomics); the previous value.
+        /// Integer typecodes: add `v` (wrapping, as C atomics); the previous value. Atomic
+        /// mode: one atomic add; the other modes: under the cell's lock (the held one if this
+        /// thread holds `get_lock()`), atomic for every user of the lock.
         #[inline(always)]
         fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-            // An exact int that fits an i64 is its own operand (one C call); else `delta`.
-            let d = match exact_i64(v) {
-                Some(d) => d,
-                None => delta(v, false)?,
-            };
-            let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+            let old = add(py, &self.inner, 0, operand(v)?)?;
             from_bits(py, self.inner.t, old)
         }
 
-        /// Atomic mode, integer typecodes: subtract `v` (wrapping); the previous value.
+        /// Integer typecodes: subtract `v` (wrapping); the previous value (as `fetch_add`).
         fn fetch_sub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-            let d = delta(v, true)?;
-            let old = self.inner.fetch_add(0, d).map_err(to_py)?;
+            let old = add(py, &self.inner, 0, delta(v, true)?)?;
             from_bits(py, self.inner.t, old)
+        }
+
+        /// `v += n`: `fetch_add(n)` without making the previous value (an increment in one
+        /// call, in every mode). The name still refers to this value afterwards.
+        #[inline(always)]
+        fn __iadd__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+            add(py, &self.inner, 0, operand(n)?).map(drop)
+        }
+
+        /// `v -= n`: `fetch_sub(n)` without making the previous value.
+        fn __isub__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+            add(py, &self.inner, 0, delta(n, true)?).map(drop)
         }
 
         /// Atomic mode: replace the value with `v` if it is `expected`. Returns `(True,
@@ -1468,19 +1524,20 @@ impl PyArray {
         write(py, cell, 0, &b)
     }
 
-    /// Atomic mode, integer typecodes: add `v` to element `i` (wrapping); its previous value.
+    /// Integer typecodes: add `v` to element `i` (wrapping); its previous value. Atomic mode:
+    /// one atomic add; the other modes: under the cell's lock (as `Value.fetch_add`).
     fn fetch_add(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let i = self.index(i)?;
         let cell = self.cell()?;
-        let old = cell.fetch_add(i, delta(v, false)?).map_err(to_py)?;
+        let old = add(py, cell, i, operand(v)?)?;
         from_bits(py, cell.t, old)
     }
 
-    /// Atomic mode, integer typecodes: subtract `v` from element `i`; its previous value.
+    /// Integer typecodes: subtract `v` from element `i`; its previous value.
     fn fetch_sub(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let i = self.index(i)?;
         let cell = self.cell()?;
-        let old = cell.fetch_add(i, delta(v, true)?).map_err(to_py)?;
+        let old = add(py, cell, i, delta(v, true)?)?;
         from_bits(py, cell.t, old)
     }
 
@@ -1640,7 +1697,9 @@ mod fast {
     use pyo3::Borrowed;
 
     use super::PyValue;
-    use crate::fastcall::{guard, install_getset, install_method, Saved, FASTCALL_KW};
+    use crate::fastcall::{
+        guard, install_getset, install_method, install_slot, Saved, Slot, FASTCALL_KW,
+    };
 
     type Obj = *mut ffi::PyObject;
 
@@ -1648,6 +1707,7 @@ mod fast {
 
     static FETCH_ADD: Saved<ffi::PyMethodDef> = Saved::new();
     static VALUE: Saved<ffi::PyGetSetDef> = Saved::new();
+    static IADD: Saved<ffi::binaryfunc> = Saved::new();
 
     pub(super) fn install(py: Python<'_>) -> PyResult<()> {
         install_method::<PyValue>(
@@ -1660,7 +1720,27 @@ mod fast {
             &FETCH_ADD,
         )?;
         install_getset::<PyValue>(py, c"value", get_value, set_value, &VALUE)?;
+        install_slot::<PyValue>(py, Slot::InplaceAdd, iadd, &IADD)?;
         lock::install(py)
+    }
+
+    /// `v += n` (`nb_inplace_add`, which CPython calls with the left operand, a `Value`:
+    /// the class is final): the increment without pyo3's slot trampoline. Returns `v`
+    /// itself, as pyo3's slot for `__iadd__` does.
+    unsafe extern "C" fn iadd(slf: Obj, n: Obj) -> Obj {
+        // SAFETY: called by CPython with the GIL held and valid `slf` and `n`.
+        unsafe {
+            guard(std::ptr::null_mut(), |py| {
+                let n = Borrowed::from_ptr(py, n);
+                match IADD.with(py, slf, |v: &Bound<'_, PyValue>| v.get().__iadd__(py, &n)) {
+                    Some(r) => r.map(|()| {
+                        ffi::Py_INCREF(slf);
+                        slf
+                    }),
+                    None => Ok(IADD.call_binary(slf, n.as_ptr())),
+                }
+            })
+        }
     }
 
     crate::fastcall::fastcall_kw! {

@@ -203,6 +203,59 @@ pub(crate) fn install_getset<T: PyTypeInfo>(
     ty.setattr(name.to_str().unwrap_or_default(), new)
 }
 
+/// A type slot [`install_slot`] replaces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Slot {
+    /// `nb_inplace_add` (`+=`).
+    InplaceAdd,
+}
+
+/// Replace slot `slot` of `T` (a heap type pyo3 made, whose slot pyo3 filled from a
+/// `#[pymethods]` special method) by `f`; save pyo3's function in `saved`. CPython reads
+/// number slots from the type at every operation (no cache to invalidate), and the
+/// `__iadd__` descriptor in the type's dictionary still calls pyo3's function.
+pub(crate) fn install_slot<T: PyTypeInfo>(
+    py: Python<'_>,
+    slot: Slot,
+    f: ffi::binaryfunc,
+    saved: &'static Saved<ffi::binaryfunc>,
+) -> PyResult<()> {
+    let ty = T::type_object(py);
+    let tp = ty.as_type_ptr();
+    // SAFETY: `tp` is a live type object; a heap type's `tp_as_number` points into its own
+    // `PyHeapTypeObject` (CPython sets it for every heap type), which lives as long as the
+    // type; the GIL is held, so nothing reads the slot while we replace it.
+    unsafe {
+        if (*tp).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 || (*tp).tp_as_number.is_null() {
+            return Err(PyRuntimeError::new_err(format!(
+                "{}: not a heap type with number slots",
+                ty.name()?
+            )));
+        }
+        let cell = match slot {
+            Slot::InplaceAdd => &mut (*(*tp).tp_as_number).nb_inplace_add,
+        };
+        let Some(orig) = *cell else {
+            return Err(PyRuntimeError::new_err(format!(
+                "{}: pyo3 left {slot:?} empty",
+                ty.name()?
+            )));
+        };
+        // Release: pairs with the Acquire loads in `Saved::with` / `Saved::def`. The
+        // original function pointer is leaked into a box: `Saved` keeps pointers to
+        // definitions.
+        saved
+            .def
+            .store(Box::leak(Box::new(orig)), Ordering::Release);
+        // The leaked reference keeps the type alive for the process.
+        saved
+            .ty
+            .store(ty.clone().into_ptr().cast(), Ordering::Release);
+        *cell = Some(f);
+    }
+    Ok(())
+}
+
 /// Run an entry point's body with the GIL token, turning an error into the raised Python
 /// exception and a panic into `PanicException` (nothing unwinds into C). `failed` is the C
 /// return value that signals an exception (null, or -1 for a setter).
@@ -283,6 +336,23 @@ impl Saved<ffi::PyMethodDef> {
         // SAFETY: as in `call_fast`; `PyCFunction` is the live field of a `METH_NOARGS`
         // definition, called with a null second argument as CPython does.
         unsafe { ((*def).ml_meth.PyCFunction)(slf, ptr::null_mut()) }
+    }
+}
+
+impl Saved<ffi::binaryfunc> {
+    /// Call pyo3's original binary slot function.
+    ///
+    /// # Safety
+    ///
+    /// The GIL is held and the arguments are the ones CPython passed to the replacement.
+    pub(crate) unsafe fn call_binary(
+        &self,
+        a: *mut ffi::PyObject,
+        b: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: the saved function is pyo3's slot, saved at install (non-null once the
+        // replacement is reachable), called with CPython's own arguments.
+        unsafe { (*self.def())(a, b) }
     }
 }
 

@@ -53,6 +53,91 @@ def test_atomic_fetch_add_is_exact(name, spawn):
     v.unlink()
 
 
+@pytest.mark.parametrize("mode", ["atomic", "locked", "seqlock"])
+def test_increment_in_one_call_is_exact_in_every_mode(names, spawn, mode):
+    # `v += n` and `fetch_add`/`fetch_sub` (Value and Array) from two processes at once: an
+    # atomic add in atomic mode, a read and a write under the cell's lock in the others.
+    name, arr = names(), names()
+    v = shmkit.Value("q", 0, name=name, mode=mode)
+    a = shmkit.Array("i", 3, name=arr, mode=mode)
+    code = """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        a = shmkit.Array.open(sys.argv[2])
+        for i in range(int(sys.argv[3])):
+            v += 3
+            v -= 1
+            v.fetch_sub(1)
+            a.fetch_add(1, 2)
+            a.fetch_sub(-1, 1)
+        print("done", flush=True)
+        """
+    kids = [spawn(code, name, arr, INCREMENTS) for _ in range(2)]
+    for k in kids:
+        assert k.line() == "done"
+        assert k.finish()[0] == 0
+    assert v.value == 2 * INCREMENTS
+    assert a[:] == [0, 4 * INCREMENTS, -2 * INCREMENTS]
+    v.unlink()
+    a.unlink()
+
+
+@pytest.mark.parametrize("mode", ["atomic", "locked", "seqlock"])
+def test_increment_wraps_and_refuses_non_integers(names, mode):
+    v = shmkit.Value("b", 127, name=names(), mode=mode)
+    same = v
+    v += 1  # wraps, as C atomics and as fetch_add in atomic mode
+    assert v is same and v.value == -128
+    assert v.fetch_sub(1) == -128 and v.value == 127
+    assert v.fetch_add(2**64 - 1) == 127 and v.value == 126  # adds -1
+    with pytest.raises(TypeError):
+        v += 1.5
+    with pytest.raises(TypeError):
+        v -= "1"
+    with pytest.raises(OverflowError):
+        v.fetch_add(2**64)
+    assert v.value == 126
+    v.unlink()
+    if mode != "atomic":  # floats have no atomic mode
+        f = shmkit.Value("d", 1.5, name=names(), mode=mode)
+        with pytest.raises(TypeError, match="integer typecode"):
+            f += 1
+        with pytest.raises(TypeError, match="integer typecode"):
+            f.fetch_add(1)
+        assert f.value == 1.5
+        f.unlink()
+
+
+def test_increment_under_a_held_lock_and_after_a_killed_holder(name, spawn):
+    v = shmkit.Value("q", 0, name=name)
+    with v.get_lock():  # held by this thread: the add uses it (no deadlock)
+        v += 5
+        assert v.fetch_add(1) == 5
+    child = spawn(
+        """
+        import sys, shmkit
+        v = shmkit.Value.open(sys.argv[1])
+        v.get_lock().acquire()
+        print("held", flush=True)
+        sys.stdin.readline()
+        """,
+        name,
+    )
+    assert child.line() == "held"
+    child.signal(signal.SIGKILL)
+    child.finish()
+    with pytest.raises(shmkit.OwnerDied) as info:
+        v += 1  # nothing added: the lock is now this thread's, the data unrepaired
+    lock = info.value.lock
+    assert v.value == 6
+    v += 1  # under the held lock
+    lock.make_consistent()
+    lock.release()
+    v += 1
+    assert v.value == 8
+    v.unlink()
+
+
 def test_seqlock_array_is_never_torn(names, spawn):
     name, stop_name = names(), names()
     a = shmkit.Array("q", 16, name=name, mode="seqlock")
@@ -311,8 +396,11 @@ def test_bad_input_writes_nothing(names):
         with pytest.raises(exc):
             v.value = bad
     assert v.value == 200
-    with pytest.raises(ValueError):
-        v.fetch_add(1)  # locked, not atomic
+    with pytest.raises(OverflowError):
+        v.fetch_add(2**64)  # no 64-bit two's-complement form
+    with pytest.raises(TypeError):
+        v += 1.0
+    assert v.value == 200
     c = shmkit.Value("c", b"a", name=names())
     with pytest.raises(ValueError):
         c.value = b"ab"

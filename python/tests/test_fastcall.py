@@ -56,6 +56,27 @@ def test_wrong_self_is_a_type_error(atomic, locked, lock):
         other.release()
 
 
+def test_iadd_slot_matches_pyo3s(atomic, locked):
+    # `v += n` goes to the hand-written nb_inplace_add; `type(v).__iadd__` is still pyo3's
+    # wrapper. Same results, same errors, and both return the value itself.
+    import operator
+
+    for v in (atomic, locked):
+        same = v
+        v += 2
+        assert v is same
+        assert type(v).__iadd__(v, 3) is v
+        assert operator.iadd(v, True) is v  # an int subclass: not the exact-int case
+        assert v.value == 6
+        for bad, exc in ((1.5, TypeError), ("1", TypeError), (2**64, OverflowError)):
+            with pytest.raises(exc):
+                v += bad
+            with pytest.raises(exc):
+                type(v).__iadd__(v, bad)
+        v += 2**64 - 1  # adds -1
+        assert v.value == 5
+
+
 def test_fetch_add_operands(atomic):
     assert atomic.fetch_add(5) == 0
     assert atomic.fetch_add(True) == 5  # an int subclass: not the exact-int case
@@ -86,9 +107,8 @@ def test_fetch_add_other_shapes_go_to_the_full_signature(atomic, locked):
     with pytest.raises(TypeError):
         atomic.fetch_add(w=1)
     assert atomic.value == 3
-    # A locked value has no atomic mode: the same error as before.
-    with pytest.raises(ValueError, match="atomic"):
-        locked.fetch_add(1)
+    # A locked value adds under its lock.
+    assert locked.fetch_add(1) == locked.value - 1
 
 
 def test_value_getter_and_setter(atomic, locked):

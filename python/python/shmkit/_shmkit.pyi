@@ -446,7 +446,7 @@ class Value:
 
     Modes (chosen at creation, recorded): ``'locked'`` (``lock=True``, the default: every
     access under the cell's robust lock), ``'atomic'`` (integer, 'c', 'u', '?' typecodes:
-    lock-free ``load``/``store``/``fetch_add``/...; ``lock=False`` picks it), ``'seqlock'``
+    lock-free ``load``/``store``/``fetch_add``/``+=``/...; ``lock=False`` picks it), ``'seqlock'``
     (lock-free readers that never see a torn value; ``wait_changed``). Values that do not fit
     the typecode raise OverflowError/TypeError/ValueError and write nothing."""
 
@@ -508,9 +508,16 @@ class Value:
     def store(self, v: _Elem) -> None:
         """Atomic mode: one atomic store."""
     def fetch_add(self, v: int) -> _Elem:
-        """Atomic mode, integer typecodes: add (wrapping); the previous value."""
+        """Integer typecodes: add (wrapping, as C atomics); the previous value. Atomic mode:
+        one atomic add; the other modes: under the cell's lock (the held one if this thread
+        holds ``get_lock()``; a dead holder raises OwnerDied, nothing added)."""
     def fetch_sub(self, v: int) -> _Elem:
-        """Atomic mode, integer typecodes: subtract (wrapping); the previous value."""
+        """Integer typecodes: subtract (wrapping); the previous value (as ``fetch_add``)."""
+    def __iadd__(self, value: int, /) -> "Value":
+        """``v += value``: ``fetch_add(value)`` without making the previous value (the
+        increment in one call, in every mode); ``v`` still names this value."""
+    def __isub__(self, value: int, /) -> "Value":
+        """``v -= value``: ``fetch_sub(value)`` without making the previous value."""
     def compare_exchange(self, expected: _Elem, new: _Elem) -> Tuple[bool, _Elem]:
         """Atomic mode: ``(True, expected)`` if replaced, else ``(False, actual)``."""
     def swap(self, v: _Elem) -> _Elem:
@@ -602,9 +609,10 @@ class Array:
     @value.setter
     def value(self, v: bytes) -> None: ...
     def fetch_add(self, i: int, v: int) -> _Elem:
-        """Atomic mode, integer typecodes: add to element ``i``; its previous value."""
+        """Integer typecodes: add to element ``i`` (wrapping); its previous value. Atomic
+        mode: one atomic add; the other modes: under the cell's lock (as Value.fetch_add)."""
     def fetch_sub(self, i: int, v: int) -> _Elem:
-        """Atomic mode, integer typecodes: subtract from element ``i``; its previous value."""
+        """Integer typecodes: subtract from element ``i`` (wrapping); its previous value."""
     def compare_exchange(self, i: int, expected: _Elem, new: _Elem) -> Tuple[bool, _Elem]:
         """Atomic mode: compare-exchange element ``i``."""
     def wait_changed(self, last_seq: int, timeout: Optional[float] = None) -> Tuple[List[_Elem], int]:
