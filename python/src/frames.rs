@@ -9,7 +9,8 @@
 //!
 //! Buffers: a `Frame` exports its payload read-only; each export holds a reference to the
 //! `Frame`, which owns the Rust frame guard, so the slot stays pinned until the last view
-//! goes. `Frame.release()` with views alive raises `BufferError`. A `FrameLoan` exports the
+//! goes. `Frame.release()` (and leaving its `with` block) with views alive makes no new view
+//! but leaves the slot pinned until the last view is released. A `FrameLoan` exports the
 //! whole slot writable; `publish` (and abandoning the loan) raise `BufferError` while views of
 //! it are alive, so no view outlives the loan.
 //!
@@ -34,7 +35,6 @@
 
 use std::os::raw::c_int;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -207,8 +207,11 @@ impl PyFrameSubscriber {
             real_ns: f.real_ns(),
             header: f.header_bytes(),
             lost: s.lost(),
-            frame: Some(f),
-            exports: AtomicUsize::new(0),
+            pin: Mutex::new(Pin {
+                frame: Some(f),
+                released: false,
+                exports: 0,
+            }),
         }
     }
 
@@ -445,8 +448,7 @@ impl PyFrameSubscriber {
 /// `frame.array(dtype, shape)`, all zero-copy.
 #[pyclass(module = "shmkit", name = "Frame")]
 pub(crate) struct PyFrame {
-    /// `None` once released.
-    frame: Option<Frame<Raw>>,
+    pin: Mutex<Pin>,
     seq: u64,
     len: usize,
     slot: u64,
@@ -454,8 +456,26 @@ pub(crate) struct PyFrame {
     real_ns: u64,
     header: Vec<u8>,
     lost: u64,
+}
+
+/// A frame's pin (only touched with the GIL held: the mutex is never contended).
+struct Pin {
+    /// The library's frame guard: `None` once the slot is unpinned, which happens when the
+    /// frame was released and no export is alive (by `release`, or by the last export's
+    /// release), or when the object goes.
+    frame: Option<Frame<Raw>>,
+    /// `release()` was called (or its `with` block ended): no new export.
+    released: bool,
     /// Live buffer exports.
-    exports: AtomicUsize,
+    exports: usize,
+}
+
+impl PyFrame {
+    fn pin(&self) -> MutexGuard<'_, Pin> {
+        // A panic while the mutex was held (none is possible: only field updates) would leave
+        // the state as it was; use it as it is.
+        self.pin.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[pymethods]
@@ -502,15 +522,16 @@ impl PyFrame {
         self.lost
     }
 
-    /// Whether it was released.
+    /// Whether it was released (`release()`, or its `with` block ended): no new view can be
+    /// made. The slot stays pinned while views made before are alive.
     #[getter]
     fn released(&self) -> bool {
-        self.frame.is_none()
+        self.pin().released
     }
 
     /// A read-only numpy array over the payload, zero-copy: `numpy.frombuffer(memoryview(frame),
     /// dtype)`, reshaped to `shape` if given. The array keeps the slot pinned (it counts as an
-    /// export: `release` raises `BufferError` while it lives).
+    /// export) until it is gone, even after `release`.
     #[pyo3(signature = (dtype = None, shape = None))]
     fn array<'py>(
         slf: &Bound<'py, Self>,
@@ -520,29 +541,25 @@ impl PyFrame {
         numpy_view(slf.as_any(), dtype, shape)
     }
 
-    /// Unpin the slot now. `BufferError` while views of the frame are alive (release them
-    /// first); releasing twice is harmless. Without it, the slot is unpinned when the frame
+    /// Release the frame: no new view of it can be made, and its slot is unpinned now, or,
+    /// if views made before (memoryviews, numpy arrays) are alive, when the last of them is
+    /// released. Releasing twice is harmless. Without it, the slot is unpinned when the frame
     /// and its last view are gone.
-    fn release(&mut self) -> PyResult<()> {
-        let n = self.exports.load(Ordering::Acquire);
-        if n > 0 {
-            return Err(PyBufferError::new_err(format!(
-                "cannot release frame {}: {n} exported buffer(s) (memoryview, numpy array, ...) \
-                 still use it; release them first",
-                self.seq
-            )));
+    fn release(&self) {
+        let mut p = self.pin();
+        p.released = true;
+        if p.exports == 0 {
+            p.frame = None;
         }
-        self.frame = None;
-        Ok(())
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
 
-    /// Releases.
+    /// Releases (as `release`: never raises, so an exception of the block goes on).
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
         self.release()
     }
 
@@ -555,11 +572,7 @@ impl PyFrame {
             "<shmkit.Frame seq={} len={}{}>",
             self.seq,
             self.len,
-            if self.frame.is_none() {
-                " released"
-            } else {
-                ""
-            }
+            if self.pin().released { " released" } else { "" }
         )
     }
 
@@ -574,10 +587,16 @@ impl PyFrame {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.borrow();
-        let f = this
-            .frame
-            .as_ref()
-            .ok_or_else(|| PyValueError::new_err(format!("frame {} was released", this.seq)))?;
+        let mut p = this.pin();
+        let f = match &p.frame {
+            Some(f) if !p.released => f,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "frame {} was released",
+                    this.seq
+                )))
+            }
+        };
         // The pin is the receiving process's: a forked child exports no new view (the
         // parent's release would let the slot be overwritten under it). The library empties
         // `bytes()` there; the export below takes the raw pointer, so it asks.
@@ -589,8 +608,9 @@ impl PyFrame {
             )));
         }
         // SAFETY: the pinned slot's payload, in the mapping the guard keeps alive; the guard
-        // lives while the export does (`view.obj` holds this object, `release` refuses while
-        // `exports` is non-zero); exported read-only (the mapping is PROT_READ).
+        // lives while the export does (`view.obj` holds this object, and neither `release`
+        // nor anything else drops the guard while `exports` is non-zero); exported read-only
+        // (the mapping is PROT_READ).
         unsafe {
             crate::buffer::fill(
                 view,
@@ -601,17 +621,21 @@ impl PyFrame {
                 flags,
             )
         }?;
-        this.exports.fetch_add(1, Ordering::AcqRel);
+        p.exports += 1;
         Ok(())
     }
 
-    /// One export fewer.
+    /// One export fewer; the last one of a released frame unpins its slot.
     ///
     /// # Safety
     ///
     /// Called by Python for a `view` this object filled.
     unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
+        let mut p = self.pin();
+        p.exports = p.exports.saturating_sub(1);
+        if p.exports == 0 && p.released {
+            p.frame = None;
+        }
     }
 }
 

@@ -806,12 +806,13 @@ class Frame:
         """The subscriber's lost count when this frame was received."""
     @property
     def released(self) -> bool:
-        """Whether ``release()`` was called."""
+        """Whether it was released (``release()``, or its ``with`` block ended): no new view."""
     def array(self, dtype: Any = None, shape: Any = None) -> Any:
         """A read-only numpy array over the payload (``numpy.frombuffer`` of a ``memoryview``,
-        reshaped): a view, so ``release`` raises BufferError while it lives."""
+        reshaped): a view, which keeps the slot pinned until it is gone."""
     def release(self) -> None:
-        """Unpin now; BufferError while views are alive. Releasing twice is harmless."""
+        """No new view; the slot is unpinned now, or when the last view made before is
+        released. Never raises; releasing twice is harmless. ``with`` releases at its end."""
     def __enter__(self) -> "Frame": ...
     def __exit__(
         self,
