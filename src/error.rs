@@ -288,6 +288,11 @@ pub enum Error {
     /// Attaching a queue handle failed: the role is held, no slot is free, or this process
     /// has no liveness token. Never [`AttachError::Segment`] (its error comes out as itself).
     Attach(Box<AttachError>),
+    /// Attaching a frames publisher or subscriber failed: the publisher role is held, every
+    /// subscriber record is held, or this process has no liveness token. Never
+    /// [`frames::AttachError::Segment`](crate::frames::AttachError::Segment) (its error comes
+    /// out as itself).
+    FramesAttach(Box<crate::frames::AttachError>),
     /// An index is outside a list (Python's `IndexError`). Negative indices count from the
     /// end, as in Python, before this check.
     IndexOutOfRange {
@@ -457,6 +462,7 @@ impl fmt::Display for Error {
             Error::Barrier(e) => fmt::Display::fmt(e, f),
             Error::Queue(e) => fmt::Display::fmt(e, f),
             Error::Attach(e) => fmt::Display::fmt(e, f),
+            Error::FramesAttach(e) => fmt::Display::fmt(e, f),
             Error::IndexOutOfRange { name, index, len } => write!(
                 f,
                 "{name:?}: index {index} is out of range for a list of {len} items"
@@ -476,6 +482,10 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             Error::Attach(e) => match &**e {
                 AttachError::Liveness(e) => Some(e),
+                _ => None,
+            },
+            Error::FramesAttach(e) => match &**e {
+                crate::frames::AttachError::Liveness(e) => Some(e),
                 _ => None,
             },
             _ => None,

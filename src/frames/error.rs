@@ -151,21 +151,58 @@ impl std::error::Error for AttachError {
     }
 }
 
-impl From<TryRecvError> for RecvError {
-    fn from(e: TryRecvError) -> Self {
+/// `Full` is [`Error::WouldBlock`](crate::Error::WouldBlock); `Disconnected`,
+/// [`Error::Disconnected`](crate::Error::Disconnected).
+impl From<TryLoanError> for crate::Error {
+    fn from(e: TryLoanError) -> crate::Error {
         match e {
-            TryRecvError::Empty => RecvError::Timeout,
-            TryRecvError::Disconnected => RecvError::Disconnected,
-            TryRecvError::Inherited => RecvError::Inherited,
+            TryLoanError::Full => crate::Error::WouldBlock,
+            TryLoanError::Disconnected => crate::Error::Disconnected,
         }
     }
 }
 
-impl From<TryLoanError> for LoanError {
-    fn from(e: TryLoanError) -> Self {
+/// `Timeout` is [`Error::Timeout`](crate::Error::Timeout); `Disconnected`,
+/// [`Error::Disconnected`](crate::Error::Disconnected).
+impl From<LoanError> for crate::Error {
+    fn from(e: LoanError) -> crate::Error {
         match e {
-            TryLoanError::Full => LoanError::Timeout,
-            TryLoanError::Disconnected => LoanError::Disconnected,
+            LoanError::Timeout => crate::Error::Timeout,
+            LoanError::Disconnected => crate::Error::Disconnected,
+        }
+    }
+}
+
+/// `Empty` is [`Error::WouldBlock`](crate::Error::WouldBlock); `Disconnected` (no live
+/// publisher) and `Inherited` (the handle's record is its parent's) are
+/// [`Error::Disconnected`](crate::Error::Disconnected), whose meaning covers both.
+impl From<TryRecvError> for crate::Error {
+    fn from(e: TryRecvError) -> crate::Error {
+        match e {
+            TryRecvError::Empty => crate::Error::WouldBlock,
+            TryRecvError::Disconnected | TryRecvError::Inherited => crate::Error::Disconnected,
+        }
+    }
+}
+
+/// `Timeout` is [`Error::Timeout`](crate::Error::Timeout); `Disconnected` and `Inherited`
+/// are [`Error::Disconnected`](crate::Error::Disconnected).
+impl From<RecvError> for crate::Error {
+    fn from(e: RecvError) -> crate::Error {
+        match e {
+            RecvError::Timeout => crate::Error::Timeout,
+            RecvError::Disconnected | RecvError::Inherited => crate::Error::Disconnected,
+        }
+    }
+}
+
+/// A segment error comes out as itself; the others as
+/// [`Error::FramesAttach`](crate::Error::FramesAttach).
+impl From<AttachError> for crate::Error {
+    fn from(e: AttachError) -> crate::Error {
+        match e {
+            AttachError::Segment(e) => e,
+            e => crate::Error::FramesAttach(Box::new(e)),
         }
     }
 }

@@ -34,7 +34,26 @@
 //! let frame = viewer.recv()?;
 //! assert_eq!(frame.header(), &[640, 480]);
 //! assert!(frame.bytes().iter().all(|&b| b == 0x80));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! Every error converts into [`shmkit::Error`](crate::Error) with `?` (as the queues' do): a
+//! `try_` call's `Full`/`Empty` is [`Error::WouldBlock`](crate::Error::WouldBlock), a
+//! timeout [`Error::Timeout`](crate::Error::Timeout), no live publisher (or a handle
+//! inherited across `fork()`) [`Error::Disconnected`](crate::Error::Disconnected), a failed
+//! attach [`Error::FramesAttach`](crate::Error::FramesAttach) or the segment's own error.
+//!
+//! ```
+//! use shmkit::{frames::FramesOptions, Error};
+//! # let name = format!("doc-frames-err-{}", std::process::id());
+//! let opts = FramesOptions::<u64>::new().slots(2).max_bytes(64).unlink_on_drop(true);
+//! let _camera = opts.create(&name)?;
+//! let mut viewer = opts.subscriber(&name)?;
+//! let e: Error = viewer.try_recv().unwrap_err().into();
+//! assert!(matches!(e, Error::WouldBlock));
+//! let e: Error = opts.publisher(&name).unwrap_err().into(); // the role is held
+//! assert!(matches!(e, Error::FramesAttach(_)));
+//! # Ok::<(), Error>(())
 //! ```
 
 #[cfg(not(loom))]

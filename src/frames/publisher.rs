@@ -115,8 +115,10 @@ impl<H: ShmType> Publisher<H> {
     }
 
     fn loan_until(&mut self, until: Option<Instant>) -> Result<Loan<'_, H>, LoanError> {
+        // `find`'s only error is `Disconnected` (a full channel is `Ok(None)`).
+        let gone = |_: TryLoanError| LoanError::Disconnected;
         // A free slot (the usual case): no wait-queue snapshot, no handle clone.
-        if let Some(slot) = self.find()? {
+        if let Some(slot) = self.find().map_err(gone)? {
             return Ok(self.loan_of(slot));
         }
         let ch = Arc::clone(&self.ch);
@@ -125,7 +127,7 @@ impl<H: ShmType> Publisher<H> {
             // The snapshot before the scan: a release after it changes the word, so the park
             // below returns at once (`WaitQueue`).
             let seen = released.snapshot();
-            if let Some(slot) = self.find()? {
+            if let Some(slot) = self.find().map_err(gone)? {
                 return Ok(self.loan_of(slot));
             }
             if deadline::passed(until) {
@@ -139,7 +141,7 @@ impl<H: ShmType> Publisher<H> {
                 got = self.find();
                 !matches!(got, Ok(None))
             });
-            if let Some(slot) = got? {
+            if let Some(slot) = got.map_err(gone)? {
                 return Ok(self.loan_of(slot));
             }
         }
@@ -153,7 +155,8 @@ impl<H: ShmType> Publisher<H> {
         }
     }
 
-    /// Claim a free slot, reclaiming dead subscribers' pins if none is free.
+    /// Claim a free slot, reclaiming dead subscribers' pins if none is free: `Ok(None)` if
+    /// every slot is held; the only error is `Disconnected`.
     fn find(&mut self) -> Result<Option<u64>, TryLoanError> {
         if !role::is_mine(self.token) || self.ch.view.ctrl().publisher.holder() != self.token {
             return Err(TryLoanError::Disconnected);

@@ -73,7 +73,7 @@ enum Cmd {
         #[arg(long, value_parser = seconds)]
         timeout: Option<Duration>,
     },
-    /// Capacity and length (in messages, or in bytes for bytes-ring: `len_unit`), attached
+    /// Capacity and length (in messages, or in bytes for bytes-ring and mpmc-bytes: `len_unit`), attached
     /// producer/consumer pids and their liveness.
     Stat {
         /// Segment name.
