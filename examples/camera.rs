@@ -31,6 +31,21 @@ use std::time::{Duration, Instant};
 use shmkit::frames::{monotonic_ns, FramesOptions, RecvError};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+/// The std print macros' lines, in one `write(2)` each: three processes share the terminal, and
+/// the std macros write a formatted line in pieces that interleave with the others'.
+macro_rules! say {
+    (err, $($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("{}\n", format_args!($($t)*)).as_bytes());
+    }};
+    (out, $($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(format!("{}\n", format_args!($($t)*)).as_bytes());
+        let _ = out.flush();
+    }};
+}
+
 /// The header every frame carries.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable)]
 #[repr(C)]
@@ -60,7 +75,8 @@ struct Args {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!(
+    say!(
+        err,
         "camera: {msg}\nusage: camera [--seconds N] [--fps N] [--size WxH] [--name NAME] \
          [--role producer|consumer] [--wait-consumers N] [--id N]"
     );
@@ -142,7 +158,28 @@ fn draw(buf: &mut [u8], w: u32, h: u32, t: u64) {
 
 fn producer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = 3 * a.width as u64 * a.height as u64;
-    let _ = shmkit::Segment::unlink(&a.name); // a channel left by a killed run
+    // A channel of this name left by a killed run is replaced; one a live producer publishes
+    // on is not (read-only look: `frames::stat` changes nothing).
+    match shmkit::frames::stat(&a.name) {
+        Ok(st) => {
+            if let Some(p) = st
+                .publisher
+                .filter(|p| p.liveness != shmkit::Liveness::Dead)
+            {
+                return Err(format!(
+                    "a producer (pid {}) already publishes on {:?}: stop it, or pick another \
+                     --name",
+                    p.pid, a.name
+                )
+                .into());
+            }
+            let _ = shmkit::Segment::unlink(&a.name);
+        }
+        Err(shmkit::Error::NotFound { .. }) => {}
+        Err(e) => {
+            return Err(format!("{:?} exists and is not a channel to replace: {e}", a.name).into())
+        }
+    }
     let mut p = FramesOptions::<FrameInfo>::new()
         .slots(8)
         .max_bytes(bytes)
@@ -150,7 +187,7 @@ fn producer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .unlink_on_drop(true)
         .create(&a.name)?;
     for n in p.notes() {
-        eprintln!("[producer] note: {n}");
+        say!(err, "[producer] note: {n}");
     }
     let waited = Instant::now();
     loop {
@@ -167,7 +204,8 @@ fn producer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let total = (a.seconds * a.fps).round() as u64;
     let period = Duration::from_secs_f64(1.0 / a.fps);
-    eprintln!(
+    say!(
+        err,
         "[producer] {total} frames of {}x{} RGB ({:.1} MB) at {} fps",
         a.width,
         a.height,
@@ -193,11 +231,12 @@ fn producer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         };
         loan.publish(bytes as usize, &info)?;
         if (t + 1) % a.fps.max(1.0) as u64 == 0 {
-            eprintln!("[producer] {} frames published", t + 1);
+            say!(err, "[producer] {} frames published", t + 1);
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    say!(
+        out,
         "[producer] done: {total} frames in {secs:.2} s ({:.1} fps)",
         total as f64 / secs
     );
@@ -240,7 +279,8 @@ fn consumer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             let n = lat_ns.len();
             let recent = &mut lat_ns[n.saturating_sub(60)..].to_vec();
             recent.sort_unstable();
-            eprintln!(
+            say!(
+                err,
                 "{tag} {n} frames, {:.1} fps, latency p50 {:.3} ms, lost {}, checksum errors {bad}",
                 n as f64 / first.unwrap().elapsed().as_secs_f64().max(1e-9),
                 recent[recent.len() / 2] as f64 / 1e6,
@@ -256,7 +296,8 @@ fn consumer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
             .map_or(0.0, |&v| v as f64 / 1e6)
     };
-    println!(
+    say!(
+        out,
         "{tag} done: {n} frames, {:.1} fps, publish-to-receive latency p50 {:.3} ms, p99 {:.3} \
          ms, max {:.3} ms; lost {}; checksum errors {bad}",
         if secs > 0.0 { n as f64 / secs } else { 0.0 },
@@ -315,7 +356,7 @@ fn main() {
         }
     };
     if let Err(e) = r {
-        eprintln!("camera: {e}");
+        say!(err, "camera: {e}");
         std::process::exit(1);
     }
 }

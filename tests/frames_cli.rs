@@ -217,3 +217,39 @@ fn python_reader_validates_against_the_sequence() {
         }
     });
 }
+
+#[test]
+fn create_sparse_reserves_nothing_and_a_default_create_reserves_the_slots() {
+    use std::os::unix::fs::MetadataExt;
+    let (sparse, full) = (unique_name("frsparse"), unique_name("frfull"));
+    let _c = Cleanup::new(&[&sparse, &full]);
+    let used_kib = |name: &str| {
+        std::fs::metadata(format!("/dev/shm/{name}"))
+            .expect("the channel's file")
+            .blocks()
+            / 2
+    };
+    let create = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "frames",
+            "create",
+            name,
+            "--slots",
+            "2",
+            "--max-bytes",
+            "33554432",
+        ];
+        args.extend_from_slice(extra);
+        let out = shmkit(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Two 32 MiB slots: reserved at creation (64 MiB of pages), or not at all with --sparse.
+    create(&full, &[]);
+    create(&sparse, &["--sparse"]);
+    assert!(used_kib(&full) >= 64 * 1024, "{} KiB", used_kib(&full));
+    assert!(used_kib(&sparse) < 1024, "{} KiB", used_kib(&sparse));
+}

@@ -39,6 +39,10 @@ enum Cmd {
         /// `persistent` or `owned` (as `shmkit queue create`).
         #[arg(long, default_value = "persistent", value_parser = lifetime)]
         lifetime: Lifetime,
+        /// Do not reserve the slots' memory now (as `shmkit create --sparse`): a process that
+        /// touches a slot when `/dev/shm` is full then gets SIGBUS.
+        #[arg(long)]
+        sparse: bool,
     },
     /// Slots (held by whom), subscribers (pids, liveness), publish rate, last sequence.
     Stat {
@@ -91,6 +95,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             policy,
             mode,
             lifetime,
+            sparse,
         } => {
             let p = FramesOptions::<[u8; 0]>::new()
                 .slots(slots)
@@ -99,6 +104,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 .policy(policy)
                 .mode(mode)
                 .lifetime(lifetime)
+                .sparse(sparse)
                 .create(&name)
                 .map_err(|e| match e {
                     frames::AttachError::Segment(e) => create_error(e),

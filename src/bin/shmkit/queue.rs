@@ -389,8 +389,16 @@ const POLL: Duration = Duration::from_millis(10);
 fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
     outln!("name:            {name}")?;
     outln!("kind:            {}", st.kind)?;
-    outln!("capacity:        {} {}", st.capacity, st.len_unit)?;
-    outln!("length:          {} {}", st.len, st.len_unit)?;
+    // "1 message", "2 messages" (`len_unit` is the plural).
+    let count = |n: u64| {
+        let u = st.len_unit.to_string();
+        match (n, u.strip_suffix('s')) {
+            (1, Some(one)) => format!("1 {one}"),
+            _ => format!("{n} {u}"),
+        }
+    };
+    outln!("capacity:        {}", count(st.capacity))?;
+    outln!("length:          {}", count(st.len))?;
     outln!("len unit:        {}", st.len_unit)?;
     outln!("element size:    {}", st.elem_size)?;
     if let Some(t) = &st.elem_type {

@@ -50,10 +50,12 @@ pub(crate) fn pop(name: &str, deadline: Option<Instant>) -> Result<Vec<u8>, Stop
             Err(PopError::Disconnected) if !deadline.is_some_and(|d| Instant::now() >= d) => {
                 std::thread::sleep(Duration::from_millis(10))
             }
+            // The other kinds' messages, word for word.
+            Err(PopError::Timeout) => return Err("timed out: the queue stayed empty".into()),
             Err(PopError::Disconnected) => {
-                return Err(e(
-                    &"timed out: the queue stayed empty (its producers closed it or died)",
-                ))
+                return Err(
+                    "timed out: the queue stayed empty (its producer closed it or died)".into(),
+                )
             }
             Err(x) => return Err(e(&x)),
         }
