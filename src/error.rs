@@ -292,6 +292,7 @@ pub enum Error {
     /// subscriber record is held, or this process has no liveness token. Never
     /// [`frames::AttachError::Segment`](crate::frames::AttachError::Segment) (its error comes
     /// out as itself).
+    #[cfg(not(loom))]
     FramesAttach(Box<crate::frames::AttachError>),
     /// An index is outside a list (Python's `IndexError`). Negative indices count from the
     /// end, as in Python, before this check.
@@ -462,6 +463,7 @@ impl fmt::Display for Error {
             Error::Barrier(e) => fmt::Display::fmt(e, f),
             Error::Queue(e) => fmt::Display::fmt(e, f),
             Error::Attach(e) => fmt::Display::fmt(e, f),
+            #[cfg(not(loom))]
             Error::FramesAttach(e) => fmt::Display::fmt(e, f),
             Error::IndexOutOfRange { name, index, len } => write!(
                 f,
@@ -484,6 +486,7 @@ impl std::error::Error for Error {
                 AttachError::Liveness(e) => Some(e),
                 _ => None,
             },
+            #[cfg(not(loom))]
             Error::FramesAttach(e) => match &**e {
                 crate::frames::AttachError::Liveness(e) => Some(e),
                 _ => None,

@@ -63,7 +63,7 @@ impl PyCondition {
         // `finally` re-acquires the lock, interruptibly): a KeyboardInterrupt raised while
         // waiting comes with the lock held again, one raised while taking it back without.
         let waited = sliced(slf.py(), deadline, |until| {
-            c.wait_released_deadline(ticket, until).then_some(())
+            c.wait_released_deadline(ticket, until).ok()
         });
         match (waited, acquire(slf.as_any(), c.as_lock(), true, None)) {
             (waited, Ok(_)) => Ok(waited?.is_some()),

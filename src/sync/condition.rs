@@ -378,8 +378,9 @@ mod real {
         /// use std::time::{Duration, Instant};
         /// let g = cond.lock().unwrap();
         /// let ticket = cond.release_for_wait(g); // the lock is free now
-        /// let until = Instant::now() + Duration::from_millis(1);
-        /// assert!(!cond.wait_released_deadline(ticket, until)); // nobody notified
+        /// let e = cond.wait_released_timeout(ticket, Duration::from_millis(1));
+        /// assert_eq!(e, Err(shmkit::Timeout)); // nobody notified
+        /// assert_eq!(cond.try_wait_released(ticket), Err(shmkit::WouldBlock));
         /// let _g = cond.lock().unwrap(); // ours to take back
         /// ```
         pub fn release_for_wait(&self, guard: LockGuard<'_>) -> WaitTicket {
@@ -391,17 +392,52 @@ mod real {
             WaitTicket(seen)
         }
 
-        /// Without the lock: wait until a notify came after `ticket`'s
-        /// [`release_for_wait`](Self::release_for_wait), or `deadline` passes; `true` if one
-        /// did (a spurious wake-up is possible, as for every wait). Does not take the lock.
-        /// Call it without the lock: a notifier needs the lock, so waiting while holding it
-        /// only waits until `deadline`.
-        pub fn wait_released_deadline(&self, ticket: WaitTicket, deadline: Instant) -> bool {
-            self.wait_released(ticket, Some(deadline))
+        /// Without the lock: whether a notify came after `ticket`'s
+        /// [`release_for_wait`](Self::release_for_wait) ([`WouldBlock`](crate::WouldBlock)
+        /// if not). Does not wait, and does not take the lock.
+        pub fn try_wait_released(&self, ticket: WaitTicket) -> Result<(), crate::WouldBlock> {
+            if self.seq.snapshot() != ticket.0 {
+                Ok(())
+            } else {
+                Err(crate::WouldBlock)
+            }
         }
 
-        /// [`wait_released_deadline`](Self::wait_released_deadline), `None`: no limit.
-        fn wait_released(&self, ticket: WaitTicket, deadline: Option<Instant>) -> bool {
+        /// Without the lock: wait until a notify came after `ticket`'s
+        /// [`release_for_wait`](Self::release_for_wait) (a spurious wake-up is possible, as
+        /// for every wait). Does not take the lock. Call it without the lock: a notifier
+        /// needs the lock, so waiting while holding it waits for ever.
+        pub fn wait_released(&self, ticket: WaitTicket) {
+            // Without a deadline the wait only returns once notified.
+            let _ = self.wait_released_within(ticket, None);
+        }
+
+        /// As [`wait_released`](Self::wait_released), for at most `timeout`
+        /// ([`Timeout`](crate::Timeout) if no notify came).
+        pub fn wait_released_timeout(
+            &self,
+            ticket: WaitTicket,
+            timeout: Duration,
+        ) -> Result<(), crate::Timeout> {
+            self.wait_released_within(ticket, deadline::after(Some(timeout)))
+        }
+
+        /// As [`wait_released`](Self::wait_released), until `deadline` at most
+        /// ([`Timeout`](crate::Timeout) if no notify came).
+        pub fn wait_released_deadline(
+            &self,
+            ticket: WaitTicket,
+            deadline: Instant,
+        ) -> Result<(), crate::Timeout> {
+            self.wait_released_within(ticket, Some(deadline))
+        }
+
+        /// The wait behind the `wait_released` forms (`None`: no limit).
+        fn wait_released_within(
+            &self,
+            ticket: WaitTicket,
+            deadline: Option<Instant>,
+        ) -> Result<(), crate::Timeout> {
             // In slices: a waiter woken by `notify(1)` and killed before it re-locks takes
             // that wake-up with it; the others then see `seq` moved at their next slice.
             loop {
@@ -409,10 +445,10 @@ mod real {
                     .seq
                     .park_past(ticket.0, crate::sync::robust::liveness_slice(deadline))
                 {
-                    return true;
+                    return Ok(());
                 }
                 if deadline::passed(deadline) {
-                    return false;
+                    return Err(crate::Timeout);
                 }
             }
         }
@@ -425,7 +461,7 @@ mod real {
         ) -> Relocked<'a, (LockGuard<'a>, bool)> {
             self.check_guard(&guard, "wait");
             let ticket = self.release_for_wait(guard);
-            let notified = self.wait_released(ticket, deadline);
+            let notified = self.wait_released_within(ticket, deadline).is_ok();
             // Take the lock back: without a deadline as long as it takes (as Python and std);
             // with one, bounded, but at least RELOCK_GRACE after the wait, so that a waiter
             // whose deadline passed as it woke still gets its guard from a holder in a short
