@@ -206,6 +206,16 @@ named_methods!(
         fn broken(&self) -> bool {
             self.inner.is_broken()
         }
+
+        /// `with Barrier(name, n) as b:` gives the barrier itself.
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Nothing to do (the barrier is unmapped when the object goes); does not unlink, and
+        /// does not break or reset the barrier.
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {}
     }
 );
 

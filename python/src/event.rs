@@ -71,6 +71,15 @@ named_methods!(
             }
             Ok(sliced(py, deadline(timeout)?, |until| ev.wait_deadline(until).ok())?.is_some())
         }
+
+        /// `with Event(name) as ev:` gives the event itself.
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Nothing to do (the event is unmapped when the object goes); does not unlink.
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {}
     }
 );
 

@@ -227,6 +227,28 @@ def test_event_across_processes(name, spawn):
     ev.unlink()
 
 
+def test_event_and_barrier_are_context_managers_that_keep_the_object(names):
+    # As Value (a frozen object with nothing to close): `with` gives the object itself, and
+    # leaving the block (normally or by an exception) neither unlinks nor changes it.
+    ev_name, b_name = names(), names()
+    with shmkit.Event(ev_name) as ev:
+        assert isinstance(ev, shmkit.Event) and ev.name == ev_name
+        ev.set()
+    assert ev.is_set() and shmkit.Event.open(ev_name).is_set()
+    with pytest.raises(ZeroDivisionError):
+        with shmkit.Event.open(ev_name) as again:
+            1 / 0
+    assert again.is_set()
+    with shmkit.Barrier.create(b_name, 1) as b:
+        assert isinstance(b, shmkit.Barrier) and b.wait() == 0
+    with pytest.raises(KeyError):
+        with shmkit.Barrier.open(b_name) as b2:
+            raise KeyError("x")
+    assert not b2.broken and shmkit.Barrier.open(b_name).wait() == 0
+    ev.unlink()
+    b.unlink()
+
+
 def test_condition_across_processes(names, spawn):
     cond_name, seg_name = names("cond"), names("seg")
     cond = shmkit.Condition.create(cond_name)

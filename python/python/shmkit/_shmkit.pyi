@@ -246,6 +246,15 @@ class Event:
         """Clear the flag."""
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until set, at most ``timeout`` seconds; return whether it is set."""
+    def __enter__(self) -> "Event":
+        """The event itself."""
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        """Nothing to do; does not unlink."""
 
 @final
 class Condition:
@@ -363,6 +372,15 @@ class Barrier:
     @property
     def broken(self) -> bool:
         """Whether the barrier is broken."""
+    def __enter__(self) -> "Barrier":
+        """The barrier itself."""
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        """Nothing to do; does not unlink, break or reset."""
 
 @final
 class SharedMemory:
