@@ -18,7 +18,7 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBytes, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple, PyType};
 use shmkit::cell::{AnyArray, AnyGuard, AnyValue, CellMode, Typecode};
 use shmkit::sync::{LockError, Owner};
 use shmkit::Error;
@@ -655,6 +655,94 @@ fn typecode(s: &str) -> PyResult<Typecode> {
     })
 }
 
+/// What the error messages list as the ctypes types a cell can hold.
+const CTYPES: &str = "c_byte, c_ubyte, c_short, c_ushort, c_int, c_uint, c_long, c_ulong, \
+                      c_longlong, c_ulonglong, c_float, c_double, c_char, c_wchar, c_bool \
+                      (or their aliases, such as c_int32)";
+
+/// The typecode `typecode_or_type` names, as `multiprocessing.Value`/`Array` take it: a
+/// typecode string (`'i'`), or a ctypes simple type (`ctypes.c_int`, or a subclass), whose
+/// `_type_` character is that same typecode. Any other type, or a ctypes type that has no
+/// typecode here (`c_char_p`, `c_longdouble`, a structure, a byte-swapped type): `TypeError`
+/// naming it.
+fn typecode_of(typecode_or_type: &Bound<'_, PyAny>) -> PyResult<Typecode> {
+    if let Ok(s) = typecode_or_type.downcast::<PyString>() {
+        return typecode(&s.to_cow()?);
+    }
+    let Ok(t) = typecode_or_type.downcast::<PyType>() else {
+        return Err(PyTypeError::new_err(format!(
+            "typecode_or_type must be a typecode (a str such as 'i') or a ctypes simple type \
+             (such as ctypes.c_int), not {}",
+            typecode_or_type.get_type().qualname()?
+        )));
+    };
+    static SIMPLE: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+    let simple = SIMPLE.import(t.py(), "ctypes", "_SimpleCData")?;
+    let name = t.qualname()?;
+    if !t.is_subclass(simple)? {
+        return Err(PyTypeError::new_err(format!(
+            "{name} is not a ctypes simple type: a shmkit cell holds elements of one of {CTYPES}"
+        )));
+    }
+    let code = t.getattr("_type_")?;
+    match code
+        .extract::<String>()
+        .ok()
+        .and_then(|c| Typecode::from_str_code(&c))
+    {
+        Some(_) if byte_swapped(t)? => Err(PyTypeError::new_err(format!(
+            "ctypes type {name} has a non-native byte order: a shmkit cell holds its \
+             elements in the machine's own byte order"
+        ))),
+        Some(tc) => Ok(tc),
+        None => Err(PyTypeError::new_err(format!(
+            "ctypes type {name} (_type_ {}) has no shmkit typecode: a shmkit cell holds \
+             elements of one of {CTYPES}",
+            code.repr()?
+        ))),
+    }
+}
+
+/// Whether the ctypes simple type `t` is a byte-swapped one (`c_int.__ctype_be__` here):
+/// ctypes records each simple type's native-order type in `__ctype_le__`/`__ctype_be__` of
+/// both it and its swapped twin, so the first class of `t`'s MRO that records them is
+/// native-order exactly when the native entry is itself.
+fn byte_swapped(t: &Bound<'_, PyType>) -> PyResult<bool> {
+    let native = if cfg!(target_endian = "little") {
+        "__ctype_le__"
+    } else {
+        "__ctype_be__"
+    };
+    for c in t.mro().iter() {
+        let n = c.getattr("__dict__")?.call_method1("get", (native,))?;
+        if !n.is_none() {
+            return Ok(!n.is(&c));
+        }
+    }
+    Ok(false)
+}
+
+/// `lock=` for a `Value`/`Array`: `None`, `True` or `False`. `multiprocessing` also takes a
+/// lock object to use instead of a new one; a shmkit cell cannot: its lock is in its segment.
+fn lock_flag(lock: Option<&Bound<'_, PyAny>>) -> PyResult<Option<bool>> {
+    let Some(lock) = lock.filter(|l| !l.is_none()) else {
+        return Ok(None);
+    };
+    lock.extract::<bool>().map(Some).map_err(|_| {
+        let what = lock
+            .get_type()
+            .qualname()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "lock= takes True or False, not a {what} object: a shmkit cell's lock lives in \
+             the cell's own segment (a robust lock that every process opening the cell by name \
+             uses, and that get_lock() returns), so a lock from outside cannot guard it. Use \
+             lock=True (the default: the cell's own lock) or, lock-free, lock=False, \
+             mode='atomic' or mode='seqlock'"
+        ))
+    })
+}
+
 /// The cell mode from `lock` / `mode`: `mode` names it; else `lock=True` (the default) is
 /// locked and `lock=False` is atomic where the typecode allows it, else seqlock.
 fn cell_mode(t: Typecode, lock: Option<bool>, mode: Option<&str>) -> PyResult<CellMode> {
@@ -880,6 +968,8 @@ impl PyCellLock {
 }
 
 /// A named typed value shared by processes: `multiprocessing.Value`, attachable by name.
+/// `typecode_or_type` is a typecode (`'i'`) or a ctypes simple type with one (`ctypes.c_int`);
+/// `lock` is `True`, `False` or `None` (not a lock object: the cell's lock is in its segment).
 #[pyclass(module = "shmkit", name = "Value", frozen)]
 pub(crate) struct PyValue {
     inner: Handle,
@@ -939,15 +1029,15 @@ crate::named::named_methods!(
         #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
         fn new(
             py: Python<'_>,
-            typecode_or_type: &str,
+            typecode_or_type: &Bound<'_, PyAny>,
             init: Option<&Bound<'_, PyAny>>,
             name: &str,
-            lock: Option<bool>,
+            lock: Option<&Bound<'_, PyAny>>,
             mode: Option<&str>,
             perm: u32,
         ) -> PyResult<Self> {
-            let t = typecode(typecode_or_type)?;
-            let m = cell_mode(t, lock, mode)?;
+            let t = typecode_of(typecode_or_type)?;
+            let m = cell_mode(t, lock_flag(lock)?, mode)?;
             match Self::create_impl(name, t, init, m, perm) {
                 Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
                     let v = Self::open_impl(name)?;
@@ -963,14 +1053,14 @@ crate::named::named_methods!(
         #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
         fn create(
             name: &str,
-            typecode_or_type: &str,
+            typecode_or_type: &Bound<'_, PyAny>,
             init: Option<&Bound<'_, PyAny>>,
-            lock: Option<bool>,
+            lock: Option<&Bound<'_, PyAny>>,
             mode: Option<&str>,
             perm: u32,
         ) -> PyResult<Self> {
-            let t = typecode(typecode_or_type)?;
-            let m = cell_mode(t, lock, mode)?;
+            let t = typecode_of(typecode_or_type)?;
+            let m = cell_mode(t, lock_flag(lock)?, mode)?;
             Self::create_impl(name, t, init, m, perm)
         }
 
@@ -1161,6 +1251,7 @@ fn format(t: Typecode) -> &'static std::ffi::CStr {
 
 /// A named fixed-length typed array shared by processes: `multiprocessing.Array`, attachable
 /// by name, and a buffer (`memoryview(a)`, `numpy.asarray(a)`: zero-copy).
+/// `typecode_or_type` and `lock` as for `Value`.
 #[pyclass(module = "shmkit", name = "Array")]
 pub(crate) struct PyArray {
     /// `None` once closed.
@@ -1304,15 +1395,15 @@ impl PyArray {
     #[pyo3(signature = (typecode_or_type, size_or_initializer, *, name, lock = None, mode = None, perm = 0o600))]
     fn new(
         py: Python<'_>,
-        typecode_or_type: &str,
+        typecode_or_type: &Bound<'_, PyAny>,
         size_or_initializer: &Bound<'_, PyAny>,
         name: &str,
-        lock: Option<bool>,
+        lock: Option<&Bound<'_, PyAny>>,
         mode: Option<&str>,
         perm: u32,
     ) -> PyResult<Self> {
-        let t = typecode(typecode_or_type)?;
-        let m = cell_mode(t, lock, mode)?;
+        let t = typecode_of(typecode_or_type)?;
+        let m = cell_mode(t, lock_flag(lock)?, mode)?;
         // Converted once: the initializer may be an iterator, exhausted after this.
         let (n, data) = Self::init(t, size_or_initializer)?;
         match Self::create_impl(name, t, (n, data.as_deref()), m, perm) {
@@ -1330,14 +1421,14 @@ impl PyArray {
     #[pyo3(signature = (name, typecode_or_type, size_or_initializer, *, lock = None, mode = None, perm = 0o600))]
     fn create(
         name: &str,
-        typecode_or_type: &str,
+        typecode_or_type: &Bound<'_, PyAny>,
         size_or_initializer: &Bound<'_, PyAny>,
-        lock: Option<bool>,
+        lock: Option<&Bound<'_, PyAny>>,
         mode: Option<&str>,
         perm: u32,
     ) -> PyResult<Self> {
-        let t = typecode(typecode_or_type)?;
-        let m = cell_mode(t, lock, mode)?;
+        let t = typecode_of(typecode_or_type)?;
+        let m = cell_mode(t, lock_flag(lock)?, mode)?;
         let (n, data) = Self::init(t, size_or_initializer)?;
         Self::create_impl(name, t, (n, data.as_deref()), m, perm)
     }

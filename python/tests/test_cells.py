@@ -326,6 +326,104 @@ def test_numpy_dtypes_follow_the_typecode(names):
         a.unlink()
 
 
+# ctypes simple types as multiprocessing takes them for typecode_or_type, and their typecodes
+# (c_longlong is c_long on LP64, as in ctypes; c_size_t is c_ulong).
+CTYPES = [
+    ("c_byte", "b"), ("c_int8", "b"), ("c_ubyte", "B"), ("c_short", "h"), ("c_ushort", "H"),
+    ("c_int", "i"), ("c_int32", "i"), ("c_uint", "I"), ("c_long", "l"), ("c_ulong", "L"),
+    ("c_longlong", "l"), ("c_ulonglong", "L"), ("c_int64", "l"), ("c_size_t", "L"),
+    ("c_float", "f"), ("c_double", "d"), ("c_char", "c"), ("c_wchar", "u"), ("c_bool", "?"),
+]
+
+
+@pytest.mark.parametrize("ctype, code", CTYPES)
+def test_ctypes_simple_types_are_typecodes(names, ctype, code):
+    import ctypes
+
+    t = getattr(ctypes, ctype)
+    init = {"c": b"z", "u": "\u00e9", "?": True, "f": 1.5, "d": 1.5}.get(code, 7)
+    n1, n2, n3, n4 = names(), names(), names(), names()
+    v = shmkit.Value(t, init, name=n1)
+    assert v.typecode == code and v.value == init
+    # the same cell as the string form: opening it with either spelling works
+    assert shmkit.Value(code, name=n1).value == init
+    assert shmkit.Value.create(n2, t, init).typecode == code
+    a = shmkit.Array(t, [init, init], name=n3)
+    assert a.typecode == code and a[1] == init and len(a) == 2
+    b = shmkit.Array.create(n4, t, 3)
+    assert b.typecode == code and len(b) == 3
+    assert shmkit.Array(code, 3, name=n4).typecode == code
+    # a subclass is still that type (as in ctypes)
+    sub = type("Sub", (t,), {})
+    assert shmkit.Value(sub, name=n1).typecode == code
+    for o in (v, a, b):
+        o.unlink()
+    shmkit.Value.open(n2).unlink()
+
+
+def test_ctypes_types_without_a_typecode_are_a_clear_type_error(names):
+    import ctypes
+
+    class Point(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int)]
+
+    bad = [
+        (ctypes.c_char_p, "c_char_p"),
+        (ctypes.c_void_p, "c_void_p"),
+        (ctypes.c_longdouble, "c_longdouble"),
+        (ctypes.c_wchar_p, "c_wchar_p"),
+        (ctypes.py_object, "py_object"),
+        (Point, "Point"),
+        (ctypes.c_int * 3, "c_int_Array_3"),
+        (ctypes.POINTER(ctypes.c_int), "LP_c_int"),
+        (ctypes.c_int.__ctype_be__, "c_int"),  # byte-swapped: not the cell's native order
+        (int, "int"),
+    ]
+    n = names()
+    for t, what in bad:
+        for make in (
+            lambda: shmkit.Value(t, name=n),
+            lambda: shmkit.Value.create(n, t),
+            lambda: shmkit.Array(t, 2, name=n),
+            lambda: shmkit.Array.create(n, t, 2),
+        ):
+            with pytest.raises(TypeError, match=what):
+                make()
+    with pytest.raises(TypeError, match="byte order"):
+        shmkit.Value(ctypes.c_int.__ctype_be__, name=n)
+    with pytest.raises(TypeError, match="typecode"):
+        shmkit.Value(3, name=n)
+    assert not os.path.exists(f"/dev/shm/{n}")
+
+
+def test_a_lock_object_for_lock_is_a_clear_type_error(names):
+    import multiprocessing
+    import threading
+
+    n = names()
+    other = shmkit.Lock(names())
+    for lock in (multiprocessing.Lock(), threading.Lock(), other, 1, "yes"):
+        for make in (
+            lambda: shmkit.Value("i", 0, name=n, lock=lock),
+            lambda: shmkit.Value.create(n, "i", 0, lock=lock),
+            lambda: shmkit.Array("i", 2, name=n, lock=lock),
+            lambda: shmkit.Array.create(n, "i", 2, lock=lock),
+        ):
+            with pytest.raises(TypeError, match=r"lock= takes True or False.*own segment"):
+                make()
+    assert not os.path.exists(f"/dev/shm/{n}")
+    other.unlink()
+    # None, True and False still choose the mode
+    assert shmkit.Value.create(n, "i", lock=None).mode == "locked"
+    shmkit.Value.open(n).unlink()
+    assert shmkit.Value.create(n, "i", lock=False).mode == "atomic"
+    shmkit.Value.open(n).unlink()
+    assert shmkit.Array.create(n, "d", 1, lock=False).mode == "seqlock"
+    shmkit.Array.open(n).unlink()
+    assert shmkit.Array.create(n, "d", 1, lock=True).mode == "locked"
+    shmkit.Array.open(n).unlink()
+
+
 def test_cli_interop_both_ways(names, rust_bins):
     cli = str(rust_bins["shmkit"])
     n1, n2 = names(), names()

@@ -1,5 +1,6 @@
 """Type stubs for shmkit's native module (re-exported by ``shmkit``)."""
 
+from ctypes import _SimpleCData
 from types import TracebackType
 import sys
 from typing import (
@@ -43,6 +44,10 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+_TypecodeOrType = Union[str, Type[_SimpleCData[Any]]]
+"""A typecode ('i', 'd', ...) or a ctypes simple type with one (``ctypes.c_int``, ...), as
+``multiprocessing.Value``/``Array`` take it."""
 
 class ShmkitError(Exception):
     """Base class of shmkit's own errors: another kind or layout of object under the name, a
@@ -466,7 +471,11 @@ class Value:
     access under the cell's robust lock), ``'atomic'`` (integer, 'c', 'u', '?' typecodes:
     lock-free ``load``/``store``/``fetch_add``/``+=``/...; ``lock=False`` picks it), ``'seqlock'``
     (lock-free readers that never see a torn value; ``wait_changed``). Values that do not fit
-    the typecode raise OverflowError/TypeError/ValueError and write nothing."""
+    the typecode raise OverflowError/TypeError/ValueError and write nothing.
+
+    ``typecode_or_type``: a typecode, or a ctypes simple type with one (``ctypes.c_int`` is
+    'i'; ``c_char_p``, ``c_longdouble``, structures: TypeError). ``lock``: True, False or
+    None only; a lock object is a TypeError (the cell's lock lives in its own segment)."""
 
     @property
     def name(self) -> str:
@@ -478,7 +487,7 @@ class Value:
 
     def __new__(
         cls,
-        typecode_or_type: str,
+        typecode_or_type: _TypecodeOrType,
         init: Optional[_Elem] = None,
         *,
         name: str,
@@ -491,7 +500,7 @@ class Value:
     @staticmethod
     def create(
         name: str,
-        typecode_or_type: str,
+        typecode_or_type: _TypecodeOrType,
         init: Optional[_Elem] = None,
         *,
         lock: Optional[bool] = None,
@@ -558,11 +567,12 @@ class Array:
     ``numpy.asarray(a)`` / ``memoryview(a)`` are zero-copy, writable views of the data.
     Accesses through a view bypass the lock and the seqlock sequence (as multiprocessing's
     ``get_obj()``): hold ``get_lock()`` around them if other processes write. ``close()``
-    with live views raises BufferError. Modes as for Value."""
+    with live views raises BufferError. Modes, ``typecode_or_type`` and ``lock`` as for
+    Value."""
 
     def __new__(
         cls,
-        typecode_or_type: str,
+        typecode_or_type: _TypecodeOrType,
         size_or_initializer: Union[int, Iterable[_Elem]],
         *,
         name: str,
@@ -575,7 +585,7 @@ class Array:
     @staticmethod
     def create(
         name: str,
-        typecode_or_type: str,
+        typecode_or_type: _TypecodeOrType,
         size_or_initializer: Union[int, Iterable[_Elem]],
         *,
         lock: Optional[bool] = None,
