@@ -11,7 +11,10 @@ The offsets come from `shmkit info --json NAME` (its `state.layout`, SPEC.md fra
 The script maps /dev/shm/NAME read-only and makes a seqlock read: it loads the newest slot's
 sequence word, copies the frame, and loads the word again; if the publisher claimed the slot
 meanwhile (the word changed), the copy is discarded and the read retried. It pins nothing, so
-the publisher is never held up (the Python bindings will give true zero-copy with pinning).
+the publisher is never held up. For true zero-copy with pinning, use the `shmkit` Python
+package (`pip install ./python`): `shmkit.FrameSubscriber(NAME).recv().array(dtype, shape)` is
+a read-only numpy view of the shared slot, pinned while it lives
+(`examples/python/camera_consumer.py`).
 
 With numpy installed the frame is returned as an array (height x width x 3 for the camera
 demo's RGB header); without numpy, as bytes. `--verify` recomputes the camera demo's checksum.
