@@ -601,7 +601,7 @@ fn bad_values_are_usage_errors_and_failures_exit_1() {
             "--capacity",
             "4",
             "--elem-size",
-            "3",
+            "0",
         ],
         &["queue", "push", &q, "x", "--timeout=-1"],
         &["queue", "pop", &q, "--timeout", "nan"],

@@ -5,6 +5,8 @@ mod common;
 use std::process::Command;
 
 use common::{unique_name, Cleanup};
+use shmkit::queue::{mpmc, spsc};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 fn shmkit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_shmkit"))
@@ -305,4 +307,156 @@ fn push_and_pop_from_separate_processes_in_every_order() {
         steps.push(Pop("z"));
         run_steps(kind, cap, &steps);
     }
+}
+
+/// A 24-byte `#[repr(C)]` record of a library user's (issue 9: the CLI refused such queues,
+/// "element size 24 is not supported by the CLI").
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]
+#[repr(C)]
+struct Rec24 {
+    id: u64,
+    text: [u8; 16],
+}
+shmkit::shm_type!(Rec24);
+
+/// A record whose bytes are `id` then `text`, zero-padded (what `queue push` of the same
+/// text stores).
+fn rec24(id: &[u8; 8], text: &str) -> Rec24 {
+    let mut t = [0u8; 16];
+    t[..text.len()].copy_from_slice(text.as_bytes());
+    Rec24 {
+        id: u64::from_ne_bytes(*id),
+        text: t,
+    }
+}
+
+/// Queues a program made with element sizes outside the powers of two (a 24-byte struct in an
+/// spsc queue, `[u8; 2048]` in an mpmc one): the CLI pops what the library pushed and the
+/// library pops what the CLI pushed, each a separate process.
+#[test]
+fn queues_of_library_types_of_other_sizes_push_and_pop_both_ways() {
+    // spsc of Rec24.
+    let name = unique_name("clielem24");
+    let _c = Cleanup::new(&[&name]);
+    let q = spsc::Queue::<Rec24>::create(&name, 8).unwrap();
+    let mut tx = q.producer().unwrap();
+    tx.try_push(rec24(b"rec-0001", "hello from lib")).unwrap();
+    // The producer role is the CLI's next; the element stays in the queue.
+    drop(tx);
+    assert_eq!(
+        ok(&["queue", "pop", &name, "--timeout", "10"]),
+        "rec-0001hello from lib\n"
+    );
+    ok(&["queue", "push", &name, "cli-0002hello from cli"]);
+    let st = json(&["queue", "stat", &name, "--json"]);
+    assert_eq!(
+        (st["elem_size"].as_u64(), st["len"].as_u64()),
+        (Some(24), Some(1))
+    );
+    let mut rx = q.consumer().unwrap();
+    assert_eq!(rx.try_pop(), Ok(rec24(b"cli-0002", "hello from cli")));
+    drop(rx);
+    // A message longer than an element is refused, and nothing is pushed.
+    let out = shmkit(&["queue", "push", &name, "twenty-five bytes of text"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "shmkit: message is 25 bytes, the queue's elements are 24\n"
+    );
+    assert!(q.is_empty());
+
+    // mpmc of [u8; 2048], a full element each way.
+    let name = unique_name("clielem2048");
+    let _c = Cleanup::new(&[&name]);
+    let q = mpmc::Queue::<[u8; 2048]>::create(&name, 4).unwrap();
+    let mut big = [b'l'; 2048];
+    big[..9].copy_from_slice(b"from lib:");
+    q.producer().unwrap().try_push(big).unwrap();
+    let got = ok(&["queue", "pop", &name, "--timeout", "10"]);
+    assert_eq!(got.as_bytes(), [&big[..], b"\n"].concat());
+    let msg = format!("from cli:{}", "c".repeat(2048 - 9));
+    ok(&["queue", "push", &name, &msg]);
+    assert_eq!(
+        q.consumer().unwrap().try_pop().map(|e| e.to_vec()),
+        Ok(msg.into_bytes())
+    );
+}
+
+/// `queue create --elem-size 24` makes a queue of `[u8; 24]` that a program opens by size as
+/// another 24-byte type; a size the CLI does not handle is refused with a message naming
+/// exactly the sizes it does, at `create` (a usage error) and at `push`/`pop` of a queue a
+/// program made.
+#[test]
+fn create_elem_size_24_and_the_sizes_the_cli_refuses() {
+    let name = unique_name("clicreate24");
+    let _c = Cleanup::new(&[&name]);
+    ok(&[
+        "queue",
+        "create",
+        &name,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "4",
+        "--elem-size",
+        "24",
+    ]);
+    let st = json(&["queue", "stat", &name, "--json"]);
+    assert_eq!(st["elem_size"], 24, "{st}");
+    assert_eq!(st["elem_type"], "[u8; 24]", "{st}");
+    ok(&["queue", "push", &name, "cli-0003created by cli"]);
+    // Opened by size as another 24-byte type of alignment 1 (a `Rec24`, aligned to 8, would
+    // need a queue whose recorded alignment is at least 8).
+    let q = spsc::Queue::<[[u8; 12]; 2]>::options()
+        .open_by_size(&name)
+        .unwrap();
+    assert_eq!(
+        q.consumer().unwrap().try_pop(),
+        Ok([*b"cli-0003crea", *b"ted by cli\0\0"])
+    );
+
+    const SIZES: &str = "1 to 64 bytes, multiples of 8 up to 1024 and multiples of 64 up to 4096";
+    // A size the library takes (1 byte to 1 MiB) but the CLI does not: a usage error.
+    let refused = unique_name("clicreate4100");
+    let _r = Cleanup::new(&[&refused]);
+    for (kind, size) in [("spsc", "4100"), ("mpmc", "1032"), ("spsc", "0")] {
+        let out = shmkit(&[
+            "queue",
+            "create",
+            &refused,
+            "--kind",
+            kind,
+            "--capacity",
+            "4",
+            "--elem-size",
+            size,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let want =
+            format!("element size {size} is not supported by the CLI, which handles {SIZES}");
+        assert!(err.contains(&want), "{err}");
+        assert!(!std::path::Path::new(&format!("/dev/shm/{refused}")).exists());
+    }
+    // A queue of such a size that a program made: push and pop fail with the same message.
+    let _q = spsc::Queue::<[u8; 4100]>::create(&refused, 2).unwrap();
+    for args in [
+        &["queue", "push", &refused, "x"][..],
+        &["queue", "pop", &refused, "--timeout", "0"],
+    ] {
+        let out = shmkit(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "shmkit: element size 4100 is not supported by the CLI, which handles {SIZES}\n"
+            ),
+            "{args:?}"
+        );
+    }
+    // stat reads any size.
+    assert_eq!(
+        json(&["queue", "stat", &refused, "--json"])["elem_size"],
+        4100
+    );
 }

@@ -8,7 +8,9 @@
 //!
 //! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type); the
 //! other verbs open any fixed-size queue by its element size (`open_by_size`), whatever type a
-//! program created it with.
+//! program created it with. The CLI handles the element sizes 1 to 64, the multiples of 8 up to
+//! 1024 and the multiples of 64 up to 4096 ([`ELEM_SIZES`]); a typed queue's elements can be
+//! anything from 1 byte to 1 MiB, and a queue of another size gets an error that names these.
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +39,8 @@ enum Cmd {
         /// Slots (spsc, mpmc) or bytes (bytes-ring, mpmc-bytes), a power of two.
         #[arg(long)]
         capacity: u64,
-        /// Element size in bytes for spsc and mpmc: one of 1, 2, 4, 8, 16, 32, 64, 128, 256,
-        /// 512, 1024, 4096.
+        /// Element size in bytes for spsc and mpmc: 1 to 64, a multiple of 8 up to 1024, or a
+        /// multiple of 64 up to 4096 (the sizes push and pop handle).
         #[arg(long, default_value_t = 64, value_parser = elem_size)]
         elem_size: usize,
         /// Permission bits, octal.
@@ -118,64 +120,62 @@ impl clap::ValueEnum for QKind {
     }
 }
 
-/// Run `$body` with `$t` bound to `[u8; N]` for the element size `$size`.
+/// Run `$body` with the constant `$n` bound to the element size `$size` if the CLI handles
+/// it ([`supported`]), else fail with [`unsupported`]'s message. `$body` calls a function
+/// generic in the size ([`create_fixed`], [`push_fixed`], [`pop_fixed`]), compiled for each
+/// size (the typed queues' code with it), so the CLI handles a set of sizes, not every size a
+/// queue can have (1 byte to 1 MiB). Each row below is, for each `HI`, the sizes `HI + LO` for
+/// each `LO`; the test `elem_sizes_are_exactly_the_supported_ones` checks that they are the
+/// sizes [`supported`] names.
 macro_rules! with_elem {
-    ($size:expr, $t:ident, $body:block) => {
-        match $size {
-            1 => {
-                type $t = [u8; 1];
-                $body
-            }
-            2 => {
-                type $t = [u8; 2];
-                $body
-            }
-            4 => {
-                type $t = [u8; 4];
-                $body
-            }
-            8 => {
-                type $t = [u8; 8];
-                $body
-            }
-            16 => {
-                type $t = [u8; 16];
-                $body
-            }
-            32 => {
-                type $t = [u8; 32];
-                $body
-            }
-            64 => {
-                type $t = [u8; 64];
-                $body
-            }
-            128 => {
-                type $t = [u8; 128];
-                $body
-            }
-            256 => {
-                type $t = [u8; 256];
-                $body
-            }
-            512 => {
-                type $t = [u8; 512];
-                $body
-            }
-            1024 => {
-                type $t = [u8; 1024];
-                $body
-            }
-            4096 => {
-                type $t = [u8; 4096];
-                $body
-            }
-            s => Err(format!(
-                "element size {s} is not supported by the CLI (1, 2, 4, …, 1024, 4096)"
-            )
-            .into()),
+    ($size:expr, $n:ident, $body:block) => {{
+        let size: usize = $size;
+        'found: {
+            // 1..=64.
+            with_elem!(@row 'found, size, $n, $body;
+                0 8 16 24 32 40 48 56;
+                [1 2 3 4 5 6 7 8]);
+            // Multiples of 8, 72..=1024.
+            with_elem!(@row 'found, size, $n, $body;
+                64 128 192 256 320 384 448 512 576 640 704 768 832 896 960;
+                [8 16 24 32 40 48 56 64]);
+            // Multiples of 64, 1088..=4096.
+            with_elem!(@row 'found, size, $n, $body;
+                1024 1536 2048 2560 3072 3584;
+                [64 128 192 256 320 384 448 512]);
+            Err(unsupported(size).into())
         }
+    }};
+    (@row $l:lifetime, $s:ident, $n:ident, $body:block; $($hi:literal)*; $lo:tt) => {
+        $( with_elem!(@cell $l, $s, $n, $body; $hi; $lo); )*
     };
+    (@cell $l:lifetime, $s:ident, $n:ident, $body:block; $hi:literal; [$($lo:literal)*]) => {
+        $(
+            if $s == $hi + $lo {
+                const $n: usize = $hi + $lo;
+                break $l ($body);
+            }
+        )*
+    };
+}
+
+/// The element sizes the CLI handles ([`with_elem!`] has a case for each), as `--help` and
+/// the error for another size say them.
+const ELEM_SIZES: &str = "1 to 64 bytes, multiples of 8 up to 1024 and multiples of 64 up to 4096";
+
+/// Whether the CLI handles elements of `n` bytes (the sizes [`ELEM_SIZES`] names).
+fn supported(n: usize) -> bool {
+    match n {
+        1..=64 => true,
+        65..=1024 => n % 8 == 0,
+        1025..=4096 => n % 64 == 0,
+        _ => false,
+    }
+}
+
+/// The error for an element size the CLI does not handle.
+fn unsupported(n: usize) -> String {
+    format!("element size {n} is not supported by the CLI, which handles {ELEM_SIZES}")
 }
 
 fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
@@ -196,14 +196,12 @@ fn print_elem(b: &[u8]) -> CmdResult {
     outln!("{}", String::from_utf8_lossy(&b[..end]))
 }
 
-/// The element sizes the CLI handles (those [`with_elem!`] has a type for).
-const ELEM_SIZES: [usize; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
-
 /// Clap value parser for `--elem-size`.
 fn elem_size(s: &str) -> Result<usize, String> {
     match s.parse() {
-        Ok(n) if ELEM_SIZES.contains(&n) => Ok(n),
-        _ => Err(format!("not one of {ELEM_SIZES:?}")),
+        Ok(n) if supported(n) => Ok(n),
+        Ok(n) => Err(unsupported(n)),
+        Err(_) => Err(format!("not a size in bytes ({ELEM_SIZES})")),
     }
 }
 
@@ -247,17 +245,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .create(&name, capacity)
                         .map_err(create_error)?,
                 ),
-                Kind::SPSC_QUEUE => with_elem!(elem_size, E, {
-                    opts!(spsc::Queue::<E>)
-                        .create(&name, capacity)
-                        .map(drop)
-                        .map_err(create_error)
-                })?,
-                Kind::MPMC_QUEUE => with_elem!(elem_size, E, {
-                    opts!(mpmc::Queue::<E>)
-                        .create(&name, capacity)
-                        .map(drop)
-                        .map_err(create_error)
+                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => with_elem!(elem_size, N, {
+                    create_fixed::<N>(k, &name, capacity, (mode, sparse, lifetime))
                 })?,
                 Kind::MPMC_BYTES => {
                     super::queue_mpmc_bytes::create(&name, capacity, mode, sparse, lifetime)?
@@ -282,20 +271,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
                 }
                 Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
-                Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
-                    let q = spsc::Queue::<E>::options()
-                        .open_by_size(&name)
-                        .map_err(|x| e(&x))?;
-                    let mut tx = q.producer().map_err(|x| e(&x))?;
-                    tx.push_timeout(pad(&message)?, t).map_err(|x| e(&x))
-                }),
-                Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
-                    let q = mpmc::Queue::<E>::options()
-                        .open_by_size(&name)
-                        .map_err(|x| e(&x))?;
-                    let mut tx = q.producer().map_err(|x| e(&x))?;
-                    tx.push_timeout(pad(&message)?, t).map_err(|x| e(&x))
-                }),
+                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
+                    with_elem!(size as usize, N, { push_fixed::<N>(k, &name, &message, t) })
+                }
                 k => {
                     Err(format!("segment {name:?} holds {}, not a queue", k.with_article()).into())
                 }
@@ -317,28 +295,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     print_elem(&m)
                 }
                 Kind::MPMC_BYTES => print_elem(&super::queue_mpmc_bytes::pop(&name, deadline)?),
-                Kind::SPSC_QUEUE => with_elem!(size as usize, E, {
-                    let q = spsc::Queue::<E>::options()
-                        .open_by_size(&name)
-                        .map_err(|x| e(&x))?;
-                    let mut rx = q.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |d| match d {
-                        Some(d) => rx.pop_deadline(d),
-                        None => rx.pop(),
-                    })?;
-                    print_elem(&m)
-                }),
-                Kind::MPMC_QUEUE => with_elem!(size as usize, E, {
-                    let q = mpmc::Queue::<E>::options()
-                        .open_by_size(&name)
-                        .map_err(|x| e(&x))?;
-                    let mut rx = q.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |d| match d {
-                        Some(d) => rx.pop_deadline(d),
-                        None => rx.pop(),
-                    })?;
-                    print_elem(&m)
-                }),
+                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
+                    with_elem!(size as usize, N, { pop_fixed::<N>(k, &name, deadline) })
+                }
                 k => {
                     Err(format!("segment {name:?} holds {}, not a queue", k.with_article()).into())
                 }
@@ -352,6 +311,99 @@ pub(crate) fn run(args: Args) -> CmdResult {
             print_stat(&name, &st)
         }
     }
+}
+
+/// `queue create` of a fixed-size queue (`kind` spsc or mpmc) of `[u8; N]` elements, with the
+/// settings `(mode, sparse, lifetime)`; one function per size, called through [`with_elem!`].
+fn create_fixed<const N: usize>(
+    kind: Kind,
+    name: &str,
+    capacity: u64,
+    (mode, sparse, lifetime): (u32, bool, Lifetime),
+) -> CmdResult {
+    macro_rules! opts {
+        ($q:ty) => {
+            <$q>::options().mode(mode).sparse(sparse).lifetime(lifetime)
+        };
+    }
+    match kind {
+        Kind::SPSC_QUEUE => drop(
+            opts!(spsc::Queue::<[u8; N]>)
+                .create(name, capacity)
+                .map_err(create_error)?,
+        ),
+        Kind::MPMC_QUEUE => drop(
+            opts!(mpmc::Queue::<[u8; N]>)
+                .create(name, capacity)
+                .map_err(create_error)?,
+        ),
+        k => return Err(not_fixed(name, k)),
+    }
+    Ok(())
+}
+
+/// `queue push` to a fixed-size queue (`kind` spsc or mpmc) of `N`-byte elements, opened by
+/// size: MESSAGE zero-padded to `N` bytes ([`pad`]).
+fn push_fixed<const N: usize>(kind: Kind, name: &str, message: &str, t: Duration) -> CmdResult {
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
+    let elem = pad::<N>(message)?;
+    match kind {
+        Kind::SPSC_QUEUE => {
+            let q = spsc::Queue::<[u8; N]>::options()
+                .open_by_size(name)
+                .map_err(|x| e(&x))?;
+            let mut tx = q.producer().map_err(|x| e(&x))?;
+            tx.push_timeout(elem, t).map_err(|x| e(&x))
+        }
+        Kind::MPMC_QUEUE => {
+            let q = mpmc::Queue::<[u8; N]>::options()
+                .open_by_size(name)
+                .map_err(|x| e(&x))?;
+            let mut tx = q.producer().map_err(|x| e(&x))?;
+            tx.push_timeout(elem, t).map_err(|x| e(&x))
+        }
+        k => Err(not_fixed(name, k)),
+    }
+}
+
+/// `queue pop` from a fixed-size queue (`kind` spsc or mpmc) of `N`-byte elements, opened by
+/// size: prints the element ([`print_elem`]).
+fn pop_fixed<const N: usize>(kind: Kind, name: &str, deadline: Option<Instant>) -> CmdResult {
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
+    let m = match kind {
+        Kind::SPSC_QUEUE => {
+            let q = spsc::Queue::<[u8; N]>::options()
+                .open_by_size(name)
+                .map_err(|x| e(&x))?;
+            let mut rx = q.consumer().map_err(|x| e(&x))?;
+            pop_until(deadline, |d| match d {
+                Some(d) => rx.pop_deadline(d),
+                None => rx.pop(),
+            })?
+        }
+        Kind::MPMC_QUEUE => {
+            let q = mpmc::Queue::<[u8; N]>::options()
+                .open_by_size(name)
+                .map_err(|x| e(&x))?;
+            let mut rx = q.consumer().map_err(|x| e(&x))?;
+            pop_until(deadline, |d| match d {
+                Some(d) => rx.pop_deadline(d),
+                None => rx.pop(),
+            })?
+        }
+        k => return Err(not_fixed(name, k)),
+    };
+    print_elem(&m)
+}
+
+/// The error for a queue kind that is not a fixed-size one (unreachable from [`run`], which
+/// calls [`create_fixed`], [`push_fixed`] and [`pop_fixed`] for spsc and mpmc only).
+fn not_fixed(name: &str, k: Kind) -> Stop {
+    format!(
+        "segment {name:?} holds {}, not a fixed-size queue",
+        k.with_article()
+    )
+    .into()
 }
 
 /// Pop until the deadline (`None`: no limit), with `pop(None)` (the blocking form) or
@@ -425,4 +477,35 @@ fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
         st.consumer_closed
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `with_elem!` has a type of exactly `n` bytes for every size [`supported`] names
+    /// ([`ELEM_SIZES`]), and none, with [`unsupported`]'s message, for any other size, up to
+    /// past the library's largest element (1 MiB).
+    #[test]
+    fn elem_sizes_are_exactly_the_supported_ones() {
+        let mut handled = 0;
+        for n in 0..=(1 << 20) + 1 {
+            let r: Result<usize, Stop> = with_elem!(n, N, { Ok(std::mem::size_of::<[u8; N]>()) });
+            match r {
+                Ok(size) => {
+                    assert!(supported(n), "{n} is handled but not named");
+                    assert_eq!(size, n);
+                    handled += 1;
+                }
+                Err(Stop::Failed(msg)) => {
+                    assert!(!supported(n), "{n} is named but not handled");
+                    assert_eq!(msg, unsupported(n));
+                }
+                Err(_) => panic!("{n}: not a Failed"),
+            }
+        }
+        // 1..=64, then 120 multiples of 8 and 48 multiples of 64.
+        assert_eq!(handled, 64 + 120 + 48);
+        assert!(!supported(0) && supported(24) && supported(2048) && !supported(4097));
+    }
 }
