@@ -1,6 +1,6 @@
 """A frame reaching a Python subscriber as a numpy array: 64 KiB against 8 MiB (issue 13).
 
-    python benches/python/bench_frames.py [--frames N] [--rounds R]
+    python benches/python/bench_frames.py [--frames N] [--blocks B]
 
 (with the package installed: `pip install ./python numpy`). A Python publisher process loans
 a slot, writes its first and last byte and publishes it; this process receives it
@@ -10,10 +10,12 @@ acknowledges with a `shmkit.Event`, one frame at a time. Reports the median and 
 the 8 MiB / 64 KiB ratio (goal: at most 2), and as the floor of the same run a 0-byte frame.
 Prints a Markdown table row.
 
-As `shmkit bench frames` does, the rows are measured in rounds (three by default), each round
-running every row once, and each row reports its best round (lowest median): this VM changes
-speed for minutes at a time, and a slow spell that hits one row of a back-to-back run (the
-8 MiB row alone, say) makes the ratio about the VM, not about the sizes.
+The rows are measured in alternating blocks (ten by default, a fresh publisher process each,
+the order of the sizes reversed every other block) and each row pools its blocks: this VM
+changes speed for minutes at a time, and a receive that finds the subscriber still spinning
+is several microseconds faster than one that wakes it from the futex, so rows measured back
+to back (or each taking its best run) compared VM states, not sizes (one such run gave 3.5 µs
+for 64 KiB against 7.3 µs for 8 MiB, and 7.7 against 7.3 in the next).
 """
 
 import argparse
@@ -75,19 +77,26 @@ def run(size, frames):
         creator.unlink()
         ack.unlink()
         ready.unlink()
-    warm = lat[len(lat) // 10 :]
-    warm.sort()
-    return warm[len(warm) // 2] / 1e3, warm[int(len(warm) * 0.99)] / 1e3
+    return lat[len(lat) // 10 :]  # the first tenth warms up
+
+
+def percentiles(lat):
+    """(p50, p99) in µs."""
+    lat = sorted(lat)
+    return lat[len(lat) // 2] / 1e3, lat[int(len(lat) * 0.99)] / 1e3
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=1000, help="frames per row and round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--frames", type=int, default=300, help="frames per row and block")
+    ap.add_argument("--blocks", type=int, default=10)
     a = ap.parse_args()
-    sizes = (0, 64 << 10, 8 << 20)
-    rounds = [[run(size, a.frames) for size in sizes] for _ in range(a.rounds)]
-    floor, small, big = (min(r[k] for r in rounds) for k in range(len(sizes)))
+    sizes = [0, 64 << 10, 8 << 20]
+    pooled = {size: [] for size in sizes}
+    for b in range(a.blocks):
+        for size in sizes if b % 2 == 0 else reversed(sizes):
+            pooled[size] += run(size, a.frames)
+    floor, small, big = (percentiles(pooled[size]) for size in sizes)
     ratio = big[0] / small[0]
     print("| 0 B (floor) p50 / p99 µs | 64 KiB p50 / p99 µs | 8 MiB p50 / p99 µs | 8 MiB / 64 KiB (p50) |")
     print("|---|---|---|---|")
