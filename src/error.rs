@@ -269,9 +269,10 @@ pub enum Error {
     /// A `try_` call could not complete without waiting (any object's [`WouldBlock`] outcome).
     WouldBlock,
     /// A queue's other side closed it or died (a push that nothing will pop, or a pop from an
-    /// empty queue whose producers are gone); or a handle does not hold its role in this
-    /// process (a frames [`Loan`](crate::frames::Loan) inherited across `fork()`, published
-    /// in the child).
+    /// empty queue whose producers are gone); a frame channel has no live publisher (a
+    /// receive with nothing left to receive); or a handle does not hold its role in this
+    /// process (a frames subscriber, publisher or [`Loan`](crate::frames::Loan) inherited
+    /// across `fork()`).
     Disconnected,
     /// A lock call failed. Never `Timeout` or `WouldBlock` (those are [`Error::Timeout`] and
     /// [`Error::WouldBlock`]). `OwnerDied` here means the guard was dropped by the conversion
@@ -451,7 +452,11 @@ impl fmt::Display for Error {
             Error::Io { name, op, source } => write!(f, "{op} segment {name:?}: {source}"),
             Error::Timeout => fmt::Display::fmt(&Timeout, f),
             Error::WouldBlock => fmt::Display::fmt(&WouldBlock, f),
-            Error::Disconnected => f.write_str("the queue's other side closed it or died"),
+            Error::Disconnected => f.write_str(
+                "the other side is gone (a queue's other side closed it or died, or a frame \
+                 channel has no live publisher), or this handle's role is not this process's \
+                 (inherited across fork())",
+            ),
             #[cfg(not(loom))]
             Error::Lock(LockError::OwnerDied(())) => f.write_str(
                 "acquired a lock whose previous owner died holding it, and released it unrepaired \

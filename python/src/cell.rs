@@ -830,13 +830,15 @@ fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
         Some(v) => i128::from(v),
         None => obj.extract()?,
     };
-    let v = if negate { -v } else { v };
+    // The range is the operand's, whichever way it goes: `fetch_sub(2**64 - 1)` adds 1, as
+    // C's `atomic_fetch_sub` of `UINT64_MAX` does.
     if !(-(1i128 << 63)..(1i128 << 64)).contains(&v) {
         return Err(PyOverflowError::new_err(format!(
             "{v} is too large an operand"
         )));
     }
-    Ok(v as u64 as i64)
+    let bits = v as u64;
+    Ok(if negate { bits.wrapping_neg() } else { bits } as i64)
 }
 
 impl PyCellLock {

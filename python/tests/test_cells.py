@@ -108,6 +108,23 @@ def test_increment_wraps_and_refuses_non_integers(names, mode):
         f.unlink()
 
 
+@pytest.mark.parametrize("mode", ["atomic", "locked"])
+def test_sub_takes_the_operands_add_takes(names, mode):
+    # fetch_add / += take any int in -2**63 .. 2**64 (wrapping, as C atomics); the
+    # subtracting forms take the same: C's atomic_fetch_sub(&u64, UINT64_MAX) adds 1.
+    v = shmkit.Value("Q", 10, name=names(), mode=mode)
+    v -= 2**64 - 1
+    assert v.value == 11
+    assert v.fetch_sub(2**63 + 1) == 11
+    assert v.value == (11 - 2**63 - 1) % 2**64
+    v -= -(2**63)
+    assert v.value == (11 - 2**63 - 1 + 2**63) % 2**64
+    for bad in (2**64, -(2**63) - 1):
+        with pytest.raises(OverflowError, match=str(bad)):
+            v -= bad
+    v.unlink()
+
+
 def test_increment_under_a_held_lock_and_after_a_killed_holder(name, spawn):
     v = shmkit.Value("q", 0, name=name)
     with v.get_lock():  # held by this thread: the add uses it (no deadlock)

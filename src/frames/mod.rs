@@ -53,6 +53,8 @@
 //! assert!(matches!(e, Error::WouldBlock));
 //! let e: Error = opts.publisher(&name).unwrap_err().into(); // the role is held
 //! assert!(matches!(e, Error::FramesAttach(_)));
+//! let e: Error = shmkit::frames::RecvError::Disconnected.into();
+//! assert!(e.to_string().contains("no live publisher"), "{e}");
 //! # Ok::<(), Error>(())
 //! ```
 
