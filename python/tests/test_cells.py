@@ -13,6 +13,15 @@ import shmkit
 
 INCREMENTS = 10_000
 
+# A child that takes the lock of Value argv[1], says "held" and keeps it until killed.
+HOLD_LOCK = """
+    import sys, shmkit
+    v = shmkit.Value.open(sys.argv[1])
+    v.get_lock().acquire()
+    print("held", flush=True)
+    sys.stdin.readline()
+    """
+
 
 def test_locked_increment_under_get_lock_is_exact(name, spawn):
     v = shmkit.Value("q", 0, name=name)
@@ -130,16 +139,7 @@ def test_increment_under_a_held_lock_and_after_a_killed_holder(name, spawn):
     with v.get_lock():  # held by this thread: the add uses it (no deadlock)
         v += 5
         assert v.fetch_add(1) == 5
-    child = spawn(
-        """
-        import sys, shmkit
-        v = shmkit.Value.open(sys.argv[1])
-        v.get_lock().acquire()
-        print("held", flush=True)
-        sys.stdin.readline()
-        """,
-        name,
-    )
+    child = spawn(HOLD_LOCK, name)
     assert child.line() == "held"
     child.signal(signal.SIGKILL)
     child.finish()
@@ -572,16 +572,7 @@ def test_nothing_removed_when_an_attaching_process_exits(name, spawn):
 
 def test_ctrl_c_interrupts_a_blocked_access(name, spawn):
     v = shmkit.Value("q", 0, name=name)
-    holder = spawn(
-        """
-        import sys, shmkit
-        v = shmkit.Value.open(sys.argv[1])
-        v.get_lock().acquire()
-        print("held", flush=True)
-        sys.stdin.readline()
-        """,
-        name,
-    )
+    holder = spawn(HOLD_LOCK, name)
     assert holder.line() == "held"
     waiter = spawn(
         """

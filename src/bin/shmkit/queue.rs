@@ -313,6 +313,24 @@ pub(crate) fn run(args: Args) -> CmdResult {
     }
 }
 
+/// `$body` with `$q` the queue type of fixed-size kind `$kind` (`spsc::Queue` or
+/// `mpmc::Queue`); [`not_fixed`] for another kind.
+macro_rules! by_kind {
+    ($kind:expr, $name:expr, $q:ident => $body:expr) => {
+        match $kind {
+            Kind::SPSC_QUEUE => {
+                use spsc::Queue as $q;
+                $body
+            }
+            Kind::MPMC_QUEUE => {
+                use mpmc::Queue as $q;
+                $body
+            }
+            k => Err(not_fixed($name, k)),
+        }
+    };
+}
+
 /// `queue create` of a fixed-size queue (`kind` spsc or mpmc) of `[u8; N]` elements, with the
 /// settings `(mode, sparse, lifetime)`; one function per size, called through [`with_elem!`].
 fn create_fixed<const N: usize>(
@@ -321,25 +339,15 @@ fn create_fixed<const N: usize>(
     capacity: u64,
     (mode, sparse, lifetime): (u32, bool, Lifetime),
 ) -> CmdResult {
-    macro_rules! opts {
-        ($q:ty) => {
-            <$q>::options().mode(mode).sparse(sparse).lifetime(lifetime)
-        };
-    }
-    match kind {
-        Kind::SPSC_QUEUE => drop(
-            opts!(spsc::Queue::<[u8; N]>)
-                .create(name, capacity)
-                .map_err(create_error)?,
-        ),
-        Kind::MPMC_QUEUE => drop(
-            opts!(mpmc::Queue::<[u8; N]>)
-                .create(name, capacity)
-                .map_err(create_error)?,
-        ),
-        k => return Err(not_fixed(name, k)),
-    }
-    Ok(())
+    by_kind!(kind, name, Q => {
+        Q::<[u8; N]>::options()
+            .mode(mode)
+            .sparse(sparse)
+            .lifetime(lifetime)
+            .create(name, capacity)
+            .map(drop)
+            .map_err(create_error)
+    })
 }
 
 /// `queue push` to a fixed-size queue (`kind` spsc or mpmc) of `N`-byte elements, opened by
@@ -347,52 +355,30 @@ fn create_fixed<const N: usize>(
 fn push_fixed<const N: usize>(kind: Kind, name: &str, message: &str, t: Duration) -> CmdResult {
     let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
     let elem = pad::<N>(message)?;
-    match kind {
-        Kind::SPSC_QUEUE => {
-            let q = spsc::Queue::<[u8; N]>::options()
-                .open_by_size(name)
-                .map_err(|x| e(&x))?;
-            let mut tx = q.producer().map_err(|x| e(&x))?;
-            tx.push_timeout(elem, t).map_err(|x| e(&x))
-        }
-        Kind::MPMC_QUEUE => {
-            let q = mpmc::Queue::<[u8; N]>::options()
-                .open_by_size(name)
-                .map_err(|x| e(&x))?;
-            let mut tx = q.producer().map_err(|x| e(&x))?;
-            tx.push_timeout(elem, t).map_err(|x| e(&x))
-        }
-        k => Err(not_fixed(name, k)),
-    }
+    by_kind!(kind, name, Q => {
+        let q = Q::<[u8; N]>::options()
+            .open_by_size(name)
+            .map_err(|x| e(&x))?;
+        let mut tx = q.producer().map_err(|x| e(&x))?;
+        tx.push_timeout(elem, t).map_err(|x| e(&x))
+    })
 }
 
 /// `queue pop` from a fixed-size queue (`kind` spsc or mpmc) of `N`-byte elements, opened by
 /// size: prints the element ([`print_elem`]).
 fn pop_fixed<const N: usize>(kind: Kind, name: &str, deadline: Option<Instant>) -> CmdResult {
     let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
-    let m = match kind {
-        Kind::SPSC_QUEUE => {
-            let q = spsc::Queue::<[u8; N]>::options()
-                .open_by_size(name)
-                .map_err(|x| e(&x))?;
-            let mut rx = q.consumer().map_err(|x| e(&x))?;
-            pop_until(deadline, |d| match d {
-                Some(d) => rx.pop_deadline(d),
-                None => rx.pop(),
-            })?
-        }
-        Kind::MPMC_QUEUE => {
-            let q = mpmc::Queue::<[u8; N]>::options()
-                .open_by_size(name)
-                .map_err(|x| e(&x))?;
-            let mut rx = q.consumer().map_err(|x| e(&x))?;
-            pop_until(deadline, |d| match d {
-                Some(d) => rx.pop_deadline(d),
-                None => rx.pop(),
-            })?
-        }
-        k => return Err(not_fixed(name, k)),
-    };
+    let m = by_kind!(kind, name, Q => {
+        let q = Q::<[u8; N]>::options()
+            .open_by_size(name)
+            .map_err(|x| e(&x))?;
+        let mut rx = q.consumer().map_err(|x| e(&x))?;
+        pop_until(deadline, |d| match d {
+            Some(d) => rx.pop_deadline(d),
+            None => rx.pop(),
+        })
+        .map_err(Stop::from)
+    })?;
     print_elem(&m)
 }
 
