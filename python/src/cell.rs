@@ -812,16 +812,10 @@ fn from_bits(py: Python<'_>, t: Typecode, v: u64) -> PyResult<PyObject> {
     from_word(py, t, w, &w[..t.size()])
 }
 
-/// An add's operand: an exact int that fits an i64 is its own (one C call), else [`delta`].
+/// `fetch_add`'s operand (negated for `fetch_sub`): an int in `-2**63 .. 2**64`, as
+/// two's-complement bits. Inline: the `+=` and `fetch_add` hot path (an exact int) is one C
+/// call and a compare.
 #[inline(always)]
-fn operand(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
-    match exact_i64(obj) {
-        Some(d) => Ok(d),
-        None => delta(obj, false),
-    }
-}
-
-/// `fetch_add`'s operand: an int in `-2**63 .. 2**64`, as two's-complement bits.
 fn delta(obj: &Bound<'_, PyAny>, negate: bool) -> PyResult<i64> {
     // The usual operand is an exact int that fits an i64: one C call; a 128-bit conversion
     // only past that, whose error (not an int, too large) is the one raised. No error is
@@ -1135,7 +1129,7 @@ crate::named::named_methods!(
         /// thread holds `get_lock()`), atomic for every user of the lock.
         #[inline(always)]
         fn fetch_add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-            let old = add(py, &self.inner, 0, operand(v)?)?;
+            let old = add(py, &self.inner, 0, delta(v, false)?)?;
             from_bits(py, self.inner.t, old)
         }
 
@@ -1149,7 +1143,7 @@ crate::named::named_methods!(
         /// call, in every mode). The name still refers to this value afterwards.
         #[inline(always)]
         fn __iadd__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
-            add(py, &self.inner, 0, operand(n)?).map(drop)
+            add(py, &self.inner, 0, delta(n, false)?).map(drop)
         }
 
         /// `v -= n`: `fetch_sub(n)` without making the previous value.
@@ -1622,7 +1616,7 @@ impl PyArray {
     fn fetch_add(&self, py: Python<'_>, i: isize, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let i = self.index(i)?;
         let cell = self.cell()?;
-        let old = add(py, cell, i, operand(v)?)?;
+        let old = add(py, cell, i, delta(v, false)?)?;
         from_bits(py, cell.t, old)
     }
 
