@@ -57,7 +57,7 @@ pub use error::{Error, Result, Timeout, WouldBlock};
 pub use list::Item;
 #[cfg(not(loom))]
 pub use list::ShareableList;
-pub use os::process::Liveness;
+pub use os::process::{Liveness, ProcessMark};
 pub use queue::ShmType;
 pub use segment::{Kind, ReadOnly, ReadWrite, Segment, SegmentOptions};
 

@@ -25,14 +25,20 @@
 //! Threads: each handle's mutex is held only to take or return the library handle, or for a
 //! call that never waits. A thread waiting in `recv`/`latest`/`loan` takes the handle out of
 //! the state for each slice of its wait (GIL released) and puts it back after, so another
-//! thread's call on the object never blocks on the mutex with the GIL held, and a child
-//! `fork()`ed meanwhile finds the mutex unlocked and the handle lent to a thread of its parent
-//! (`ShmkitError`, as for any inherited handle), unless the fork lands in the microseconds a
-//! thread holds the mutex to take or return the handle (the child's calls on the object then
-//! wait for a mutex no thread of it will release: fork only where no other thread uses it). Other receives (loans) wait for the handle to
-//! come back (a `Condvar`); the non-waiting calls answer from the state (`try_recv`: `None`);
-//! `close()` leaves the drop of a lent handle to the thread that has it.
+//! thread's call on the object never blocks on the mutex with the GIL held. Other receives
+//! (loans) wait for the handle to come back (a `Condvar`); the non-waiting calls answer from
+//! the state (`try_recv`: `None`); `close()` leaves the drop of a lent handle to the thread
+//! that has it.
+//!
+//! A `fork()` can land while a thread of the parent holds a handle's mutex (taking or
+//! returning the handle, GIL released): in the child that mutex stays locked for good and the
+//! state it guards may be half-written. So the handle objects remember the process that made
+//! them (`ProcessMark`) and, in any other process, never lock, read or drop their state:
+//! every call raises `ShmkitError` (inherited) at once, `close()` and leaving a `with` block
+//! do nothing, and the state is leaked when the object goes (the fixed facts `name`, `slots`,
+//! `max_bytes`, `header_type`, `policy` still answer).
 
+use std::mem::ManuallyDrop;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -48,6 +54,7 @@ use shmkit::frames::{
 
 use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::{frames_attach_error, to_py, ShmkitError};
+use shmkit::ProcessMark;
 
 /// Python handles are untyped: the header is bytes of the channel's recorded type.
 type Raw = [u8; 0];
@@ -143,10 +150,11 @@ pub(crate) struct PyFrameSubscriber {
     slots: u64,
     max_bytes: u64,
     header: (String, u64, u64),
-    /// The process that attached: a handle lent to a waiting thread in another process (the
-    /// parent, in a `fork()`ed child) never comes back.
-    pid: u32,
-    state: Mutex<SubState>,
+    /// The process that attached: in any other (a `fork()`ed child), `state` is not touched
+    /// (module docs).
+    born: ProcessMark,
+    /// Dropped only in the process that made it (`Drop`).
+    state: ManuallyDrop<Mutex<SubState>>,
     /// Notified when the handle comes back from a wait (or the subscriber is closed).
     returned: Condvar,
 }
@@ -174,13 +182,19 @@ enum Ended {
 }
 
 impl PyFrameSubscriber {
+    /// The state's lock, in the process that made this object only (checked by
+    /// [`open_state`](Self::open_state), which every call goes through first).
     fn lock(&self) -> MutexGuard<'_, SubState> {
         // A panic elsewhere while it was locked left it consistent (fields set one by one).
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The state, `ValueError` once closed.
+    /// The state: `ShmkitError` in a `fork()`ed child (without touching it), `ValueError` once
+    /// closed.
     fn open_state(&self) -> PyResult<MutexGuard<'_, SubState>> {
+        if !self.born.is_here() {
+            return Err(inherited(&self.name, "subscriber"));
+        }
         let st = self.lock();
         if st.closed {
             return Err(self.closed());
@@ -190,12 +204,6 @@ impl PyFrameSubscriber {
 
     fn closed(&self) -> PyErr {
         PyValueError::new_err(format!("frame subscriber of {:?} is closed", self.name))
-    }
-
-    /// The handle is lent to a waiting thread of another process: this process is a
-    /// `fork()`ed child of the one that attached (a `getpid`, only on this path).
-    fn lent_to_parent(&self) -> bool {
-        std::process::id() != self.pid
     }
 
     fn wrap(s: &Subscriber<Raw>, f: Frame<Raw>) -> PyFrame {
@@ -220,10 +228,7 @@ impl PyFrameSubscriber {
     fn try_get(&self, latest: bool) -> PyResult<Option<PyFrame>> {
         let mut st = self.open_state()?;
         let Some(s) = st.sub.as_mut() else {
-            if self.lent_to_parent() {
-                return Err(inherited(&self.name, "subscriber"));
-            }
-            return Ok(None);
+            return Ok(None); // lent to a thread of this process waiting for a frame
         };
         let r = if latest { s.try_latest() } else { s.try_recv() };
         match r {
@@ -236,7 +241,8 @@ impl PyFrameSubscriber {
 
     /// One slice of a wait (GIL released): take the handle (waiting for a thread that has it
     /// to give it back), wait for a frame with it until `until` without the lock, and return
-    /// it (dropping it if the subscriber was closed meanwhile). `None`: nothing yet.
+    /// it (dropping it if the subscriber was closed meanwhile). `None`: nothing yet. Only
+    /// after [`try_get`](Self::try_get) found this the process that made the object.
     fn wait_slice(&self, latest: bool, until: Instant) -> Option<Result<PyFrame, Ended>> {
         let mut st = self.lock();
         let mut s = loop {
@@ -246,9 +252,6 @@ impl PyFrameSubscriber {
             if let Some(s) = st.sub.take() {
                 st.lent = true;
                 break s;
-            }
-            if self.lent_to_parent() {
-                return Some(Err(Ended::Inherited));
             }
             let left = until.checked_duration_since(Instant::now())?;
             st = match self.returned.wait_timeout(st, left) {
@@ -309,6 +312,39 @@ impl PyFrameSubscriber {
     }
 }
 
+impl PyFrameSubscriber {
+    /// A fixed fact of the channel: `ValueError` once closed (not checked in a `fork()`ed
+    /// child, where the state is not touched).
+    fn fact<T>(&self, v: T) -> PyResult<T> {
+        if self.born.is_here() {
+            drop(self.open_state()?);
+        }
+        Ok(v)
+    }
+}
+
+impl PyFrameSubscriber {
+    /// `_hold_state_lock` (tests): the state's lock for `d`, GIL released.
+    pub(crate) fn hold_for_test(&self, py: Python<'_>, d: std::time::Duration) -> PyResult<()> {
+        drop(self.open_state()?);
+        crate::blocking::allow_threads(py, || {
+            let _st = self.lock();
+            std::thread::sleep(d);
+        });
+        Ok(())
+    }
+}
+
+impl Drop for PyFrameSubscriber {
+    fn drop(&mut self) {
+        if self.born.is_here() {
+            // SAFETY: dropped once, here; the field is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.state) };
+        }
+        // Else inherited across fork(): leaked (module docs).
+    }
+}
+
 #[pymethods]
 impl PyFrameSubscriber {
     /// Attach to the frame channel `name` as a subscriber; `history` also receives up to that
@@ -326,14 +362,14 @@ impl PyFrameSubscriber {
             slots: s.slots(),
             max_bytes: s.max_bytes(),
             header: header_tuple(s.header_type()),
-            pid: std::process::id(),
-            state: Mutex::new(SubState {
+            born: ProcessMark::here(),
+            state: ManuallyDrop::new(Mutex::new(SubState {
                 lost: s.lost(),
                 last_seq: s.last_seq(),
                 sub: Some(s),
                 lent: false,
                 closed: false,
-            }),
+            })),
             returned: Condvar::new(),
         })
     }
@@ -395,25 +431,29 @@ impl PyFrameSubscriber {
     /// Slots in the channel.
     #[getter]
     fn slots(&self) -> PyResult<u64> {
-        self.open_state().map(|_| self.slots)
+        self.fact(self.slots)
     }
 
     /// The largest frame, in bytes.
     #[getter]
     fn max_bytes(&self) -> PyResult<u64> {
-        self.open_state().map(|_| self.max_bytes)
+        self.fact(self.max_bytes)
     }
 
     /// The channel's user header type: `(name, size, align)`.
     #[getter]
     fn header_type(&self) -> PyResult<(String, u64, u64)> {
-        self.open_state().map(|_| self.header.clone())
+        self.fact(self.header.clone())
     }
 
     /// Detach. Frames already received stay valid (each keeps the mapping). A thread waiting
     /// in `recv` meanwhile gets `ValueError` within a slice of its wait (50 ms), and the
-    /// handle detaches then. Closing twice is harmless.
+    /// handle detaches then. Closing twice is harmless; in a `fork()`ed child that inherited
+    /// the object it does nothing (the handle is the parent's).
     fn close(&self) {
+        if !self.born.is_here() {
+            return;
+        }
         let mut st = self.lock();
         st.closed = true;
         let s = st.sub.take();
@@ -731,10 +771,10 @@ pub(crate) struct PyFramePublisher {
     policy: Policy,
     header: (String, u64, u64),
     /// The process that attached (see [`PyFrameSubscriber`]'s).
-    pid: u32,
+    born: ProcessMark,
     /// Held only to take or return the publisher or for a call that never waits, never
-    /// across a wait (see [`PubState::lent`]).
-    state: Mutex<PubState>,
+    /// across a wait (see [`PubState::lent`]). Dropped only in the process that made it.
+    state: ManuallyDrop<Mutex<PubState>>,
     /// Notified when the publisher comes back from a wait (or is closed).
     returned: Condvar,
 }
@@ -747,8 +787,8 @@ impl PyFramePublisher {
             max_bytes: p.max_bytes(),
             policy: p.policy(),
             header: header_tuple(p.header_type()),
-            pid: std::process::id(),
-            state: Mutex::new(PubState {
+            born: ProcessMark::here(),
+            state: ManuallyDrop::new(Mutex::new(PubState {
                 next_seq: p.next_seq(),
                 loan: None,
                 generation: 0,
@@ -756,7 +796,7 @@ impl PyFramePublisher {
                 publisher: Some(NonNull::from(Box::leak(Box::new(p)))),
                 lent: false,
                 closed: false,
-            }),
+            })),
             returned: Condvar::new(),
         }
     }
@@ -764,9 +804,10 @@ impl PyFramePublisher {
     /// One slice of a wait in `loan()` (GIL released): take the publisher (waiting for a
     /// thread that has it to give it back), wait for a free slot with it until `until`
     /// without the lock, and put it back with the loan (freeing it instead if the publisher
-    /// was closed meanwhile). `None`: no slot yet.
+    /// was closed meanwhile). `None`: no slot yet. Only after `try_loan` found this the
+    /// process that made the object.
     fn loan_slice(&self, until: Instant) -> Option<Result<Stored, LoanEnd>> {
-        let mut st = self.state();
+        let mut st = self.lock();
         let ptr = loop {
             if st.closed {
                 return Some(Err(LoanEnd::Closed));
@@ -778,10 +819,6 @@ impl PyFramePublisher {
             if let Some(p) = st.publisher.take() {
                 st.lent = true;
                 break SendPtr(p);
-            }
-            // Lent to a thread of another process: this is a fork()ed child.
-            if std::process::id() != self.pid {
-                return Some(Err(LoanEnd::NotPublisher));
             }
             let left = until.checked_duration_since(Instant::now())?;
             st = match self.returned.wait_timeout(st, left) {
@@ -795,7 +832,7 @@ impl PyFramePublisher {
         // (`loan` was `None`, and none can be made without the publisher).
         let p = unsafe { &mut *ptr.get().as_ptr() };
         let r = p.loan_deadline(until);
-        let mut st = self.state();
+        let mut st = self.lock();
         st.lent = false;
         let got = if st.closed {
             drop(r);
@@ -816,8 +853,17 @@ impl PyFramePublisher {
         got
     }
 
-    fn state(&self) -> MutexGuard<'_, PubState> {
+    /// The state's lock, in the process that made this object only (see [`state`](Self::state)).
+    fn lock(&self) -> MutexGuard<'_, PubState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state: `ShmkitError` in a `fork()`ed child, without touching it (module docs).
+    fn state(&self) -> PyResult<MutexGuard<'_, PubState>> {
+        if !self.born.is_here() {
+            return Err(inherited(&self.name, "publisher"));
+        }
+        Ok(self.lock())
     }
 
     fn closed(&self) -> PyErr {
@@ -870,6 +916,28 @@ impl SendPtr {
     /// The pointer (a method, so that closures capture the whole `Send` wrapper).
     fn get(&self) -> NonNull<Publisher<Raw>> {
         self.0
+    }
+}
+
+impl PyFramePublisher {
+    /// `_hold_state_lock` (tests): the state's lock for `d`, GIL released.
+    pub(crate) fn hold_for_test(&self, py: Python<'_>, d: std::time::Duration) -> PyResult<()> {
+        drop(self.state()?);
+        crate::blocking::allow_threads(py, || {
+            let _st = self.lock();
+            std::thread::sleep(d);
+        });
+        Ok(())
+    }
+}
+
+impl Drop for PyFramePublisher {
+    fn drop(&mut self) {
+        if self.born.is_here() {
+            // SAFETY: dropped once, here; the field is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.state) };
+        }
+        // Else inherited across fork(): leaked (module docs).
     }
 }
 
@@ -962,8 +1030,8 @@ impl PyFramePublisher {
 
     /// The sequence number the next published frame gets.
     #[getter]
-    fn next_seq(&self) -> u64 {
-        self.state().next_seq
+    fn next_seq(&self) -> PyResult<u64> {
+        Ok(self.state()?.next_seq)
     }
 
     /// The channel's user header type: `(name, size, align)`.
@@ -1004,17 +1072,13 @@ impl PyFramePublisher {
     /// waiting in `loan()`). A previous loan not yet published is abandoned, as in `loan`.
     fn try_loan(slf: &Bound<'_, Self>) -> PyResult<Option<PyFrameLoan>> {
         let this = slf.get();
-        let mut st = this.state();
+        let mut st = this.state()?;
         st.abandon()?;
         if st.closed {
             return Err(this.closed());
         }
         let Some(ptr) = st.publisher else {
-            // Lent to a waiting thread: of this process, or of the parent (a fork()ed child).
-            if std::process::id() != this.pid {
-                return Err(not_publisher(&this.name));
-            }
-            return Ok(None);
+            return Ok(None); // lent to a thread of this process waiting in `loan()`
         };
         // SAFETY: the box is live and not lent (the state's lock is held; it is freed or lent
         // only under it), no loan borrows it (abandoned above).
@@ -1031,9 +1095,13 @@ impl PyFramePublisher {
 
     /// Detach (subscribers see `EOFError` once they have received every frame). An
     /// outstanding loan is abandoned (`BufferError` if views of it are alive). Closing twice
-    /// is harmless.
+    /// is harmless; in a `fork()`ed child that inherited the object it does nothing (the
+    /// publisher role is the parent's).
     fn close(&self) -> PyResult<()> {
-        self.state().close()
+        if !self.born.is_here() {
+            return Ok(());
+        }
+        self.lock().close()
     }
 
     /// Remove the channel's name from the system (handles keep working).
@@ -1074,7 +1142,7 @@ pub(crate) struct PyFrameLoan {
 impl PyFrameLoan {
     /// The publisher's state, if this is still its outstanding loan.
     fn current<'a>(&self, p: &'a PyFramePublisher) -> PyResult<MutexGuard<'a, PubState>> {
-        let st = p.state();
+        let st = p.state().map_err(|_| inherited(&p.name, "loan"))?;
         if st.loan_inherited() {
             return Err(inherited(&p.name, "loan"));
         }
@@ -1199,8 +1267,11 @@ impl PyFrameLoan {
     /// Called by Python for a `view` this object filled.
     unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
         Python::with_gil(|py| {
-            let mut st = self.publisher.bind(py).get().state();
-            st.exports = st.exports.saturating_sub(1);
+            // In a fork()ed child (a view inherited from the parent) the count is the
+            // parent's: left alone.
+            if let Ok(mut st) = self.publisher.bind(py).get().state() {
+                st.exports = st.exports.saturating_sub(1);
+            }
         });
     }
 }
@@ -1208,8 +1279,10 @@ impl PyFrameLoan {
 impl Drop for PyFrameLoan {
     fn drop(&mut self) {
         Python::with_gil(|py| {
-            let p = self.publisher.bind(py).get();
-            let mut st = p.state();
+            // In a fork()ed child the loan is the parent's: left alone.
+            let Ok(mut st) = self.publisher.bind(py).get().state() else {
+                return;
+            };
             if st.loan.is_some() && st.generation == self.generation && st.exports == 0 {
                 st.drop_loan();
             }

@@ -48,5 +48,27 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     frames::register(m)?;
     queue::register(m)?;
     list::register(m)?;
+    m.add_function(wrap_pyfunction!(_hold_state_lock, m)?)?;
     Ok(())
+}
+
+/// For the test suite only: hold the process-local mutex of `obj` (a `Queue`'s handle pools,
+/// or a `FrameSubscriber`'s or `FramePublisher`'s state) for `seconds` with the GIL released,
+/// as a thread taking or returning a handle does for an instant, so that a test can `fork()`
+/// while it is held (the child must neither wait for it nor use what it guards).
+#[pyfunction]
+fn _hold_state_lock(py: Python<'_>, obj: &Bound<'_, PyAny>, seconds: f64) -> PyResult<()> {
+    let d = std::time::Duration::try_from_secs_f64(seconds.clamp(0.0, 60.0))
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    if let Ok(q) = obj.downcast::<queue::PyQueue>() {
+        q.get().hold_for_test(py, d)
+    } else if let Ok(s) = obj.downcast::<frames::PyFrameSubscriber>() {
+        s.get().hold_for_test(py, d)
+    } else if let Ok(p) = obj.downcast::<frames::PyFramePublisher>() {
+        p.get().hold_for_test(py, d)
+    } else {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "expected a Queue, FrameSubscriber or FramePublisher",
+        ))
+    }
 }

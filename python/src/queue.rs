@@ -28,7 +28,8 @@
 //! it: the library's unlink on drop happens only in the process that asked for it, not in a
 //! forked child dropping its copy.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
 use shmkit::queue::AttachError;
+use shmkit::ProcessMark;
 
 use crate::blocking::{allow_threads, check_timeout, deadline, sliced};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
@@ -68,21 +70,92 @@ enum Popped {
 }
 
 /// Idle handles of one side, for the threads of this process.
+///
+/// `fork()`: a child gets a copy of the pool as the fork left it, maybe with its mutex held
+/// by a thread of the parent that does not exist in the child (a blocking or a large `put`
+/// takes and returns handles with the GIL released, so a fork from another thread can land
+/// there) and the list half-changed (a `Vec` push reallocating). A pool made in another
+/// process is therefore never locked, read or dropped: the first use in the child installs
+/// a fresh, empty list (the handles in the copy are the parent's anyway) and leaks the copy.
 struct Pool<H> {
-    idle: Mutex<Vec<H>>,
+    /// The current process's list: only replaced (by a child, the old one leaked), freed by
+    /// `Drop`. Never null.
+    cur: AtomicPtr<Idle<H>>,
+    /// Owns an `Idle<H>`: `Send`/`Sync` as the list is (an `AtomicPtr` alone would be both
+    /// for any `H`).
+    _owns: PhantomData<Box<Idle<H>>>,
+}
+
+/// The idle list of the process `made_by`.
+struct Idle<H> {
+    made_by: ProcessMark,
+    list: Mutex<Vec<H>>,
+}
+
+impl<H> Idle<H> {
+    fn boxed() -> *mut Idle<H> {
+        Box::into_raw(Box::new(Idle {
+            made_by: ProcessMark::here(),
+            list: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+impl<H> Drop for Pool<H> {
+    fn drop(&mut self) {
+        let p = *self.cur.get_mut();
+        // SAFETY: `cur` always points to a live `Idle` made by `Box::into_raw`, freed only
+        // here; `&mut self`: no other reference to it remains.
+        if unsafe { (*p).made_by.is_here() } {
+            // SAFETY: as above; made in this process, so no thread of another process
+            // could have left it half-changed.
+            drop(unsafe { Box::from_raw(p) });
+        }
+        // Else a copy inherited across fork(): leaked (see the type's docs).
+    }
 }
 
 impl<H> Pool<H> {
     fn new() -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            cur: AtomicPtr::new(Idle::boxed()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// This process's idle list (a fresh one the first time in a `fork()`ed child).
+    fn idle(&self) -> &Idle<H> {
+        // Acquire pairs with the AcqRel exchange below: a list installed by another thread
+        // is seen initialized.
+        let p = self.cur.load(Ordering::Acquire);
+        // SAFETY: `cur` always points to a live `Idle` (see `Drop`), and every `Idle` it ever
+        // pointed to lives as long as the pool (replaced ones are leaked).
+        let cur = unsafe { &*p };
+        if cur.made_by.is_here() {
+            return cur;
+        }
+        let fresh = Idle::boxed();
+        match self
+            .cur
+            .compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // SAFETY: `fresh` is live and now the pool's (freed only by `Drop`).
+            Ok(_) => unsafe { &*fresh },
+            Err(other) => {
+                // SAFETY: `fresh` was never shared; `other`, installed by another thread of
+                // this process, is live as long as the pool.
+                unsafe {
+                    drop(Box::from_raw(fresh));
+                    &*other
+                }
+            }
         }
     }
 
     /// The idle list; a panic elsewhere while it was locked left it consistent (a `Vec` push
     /// or pop), so a poisoned lock is used as is.
     fn lock(&self) -> MutexGuard<'_, Vec<H>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        self.idle().list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An idle handle, or a new one from `attach`; `Ok(None)` if every slot of the side is
@@ -185,6 +258,16 @@ impl PyQueue {
             opts.open_or_create(name, cap)
         };
         q.map(Self::wrap).map_err(to_py)
+    }
+
+    /// `_hold_state_lock` (tests): both pools' locks for `d`, GIL released.
+    pub(crate) fn hold_for_test(&self, py: Python<'_>, d: Duration) -> PyResult<()> {
+        allow_threads(py, || {
+            let _p = self.producers.lock();
+            let _c = self.consumers.lock();
+            std::thread::sleep(d);
+        });
+        Ok(())
     }
 
     fn check_open(&self) -> PyResult<()> {

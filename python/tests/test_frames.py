@@ -798,3 +798,65 @@ def test_an_inherited_subscriber_fails_in_the_child_even_while_a_thread_waits_in
         for h in (sub, other, pub):
             h.close()
         pub.unlink()
+
+
+def test_a_handle_whose_state_lock_a_thread_holds_at_fork_fails_in_the_child_at_once(
+    name, fork_call
+):
+    # A thread waiting in recv()/loan() takes and returns the handle under the state's mutex
+    # with the GIL released; a fork() landing there left the child's copy locked for good, and
+    # every call on the object in the child (even close() and dropping a loan) hung.
+    import gc
+    import threading
+
+    # Held only through `h`, so that a child can drop its copies of the objects.
+    h = {"pub": shmkit.FramePublisher.create(name, slots=2, max_bytes=64)}
+    h["sub"] = shmkit.FrameSubscriber(name)
+    h["loan"] = h["pub"].loan()
+
+    def child():
+        sub, pub, loan = h["sub"], h["pub"], h["loan"]
+        for call in (
+            lambda: sub.try_recv(),
+            lambda: sub.recv(timeout=0.5),
+            lambda: sub.lost,
+            lambda: pub.try_loan(),
+            lambda: pub.loan(timeout=0.5),
+            lambda: pub.next_seq,
+            lambda: loan.publish(1),
+        ):
+            with pytest.raises(shmkit.ShmkitError, match="fork"):
+                call()
+        assert not loan.active
+        assert (sub.slots, pub.slots, pub.max_bytes) == (2, 2, 64)
+        sub.close()  # the parent's handles: nothing to do here, and no waiting
+        pub.close()
+        own = shmkit.FrameSubscriber(name)  # one of its own works
+        own.close()
+
+    def child_drops():
+        h.clear()  # the last references in the child: the objects go
+        gc.collect()
+
+    try:
+        for holder_of in ("sub", "pub"):
+            holder = threading.Thread(
+                target=shmkit._shmkit._hold_state_lock, args=(h[holder_of], 3.0)
+            )
+            holder.start()
+            try:
+                time.sleep(0.3)  # the holder has the lock now
+                assert fork_call(child, timeout=10.0) == 0
+                assert fork_call(child_drops, timeout=10.0) == 0
+            finally:
+                holder.join()
+        # The parent's objects are untouched.
+        memoryview(h["loan"])[:1] = b"P"
+        assert h["loan"].publish(1) == 1
+        frame = h["sub"].recv(timeout=5)
+        assert bytes(memoryview(frame))[:1] == b"P"
+        frame.release()
+    finally:
+        h["sub"].close()
+        h["pub"].close()
+        h["pub"].unlink()

@@ -685,3 +685,29 @@ def test_daemon_threads_blocked_in_get_or_put_at_exit_do_not_crash_the_interpret
         shmkit.Queue.open(name + "-full").unlink()
         shmkit.Queue.open(name).unlink()
         assert (rc, out) == (0, "exiting\n"), err
+
+
+def test_a_child_forked_while_a_thread_holds_a_handle_pool_can_use_the_queue(name, fork_call):
+    # A blocking or large put/get takes and returns its handle with the GIL released, so a
+    # fork() from another thread can land while the pool's mutex is held. The child then
+    # inherited it locked (its put hung for ever) and the idle list maybe half-changed.
+    q = shmkit.Queue.create(name, 4096)
+    q.put("before")
+    holder = threading.Thread(target=shmkit._shmkit._hold_state_lock, args=(q, 3.0))
+    holder.start()
+
+    def child():
+        assert q.get(timeout=2) == "before"
+        q.put("from the child", timeout=2)
+        assert q.get(timeout=2) == "from the child"
+        q.put("for the parent", timeout=2)
+
+    try:
+        time.sleep(0.3)  # the holder has the pools' locks now
+        assert fork_call(child, timeout=10.0) == 0
+        holder.join()
+        assert q.get(timeout=5) == "for the parent"
+    finally:
+        holder.join()
+        q.close()
+        q.unlink()

@@ -17,6 +17,35 @@ pub enum Liveness {
     Unknown,
 }
 
+/// Which process made an object: what a process-local object (a handle pool, a mutex-guarded
+/// state) keeps to tell, after `fork()`, whether it runs in the process that made it or in a
+/// child holding a copy of its memory. In such a child, locks of the parent's other threads
+/// may be held forever and what they guarded may be half-changed: the copy must be left
+/// alone (leaked), not locked or dropped.
+///
+/// The same test the library's handles make on their own (`SPEC.md` §2.3): the process's
+/// liveness token, which a child never shares with its parent; one load to check.
+///
+/// ```
+/// let m = shmkit::ProcessMark::here();
+/// assert!(m.is_here());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessMark(u64);
+
+impl ProcessMark {
+    /// This process's mark.
+    pub fn here() -> ProcessMark {
+        ProcessMark(super::liveness::mark())
+    }
+
+    /// Whether this is the process that took the mark (false in a `fork()`ed child).
+    #[inline]
+    pub fn is_here(self) -> bool {
+        super::liveness::is_marked_here(self.0)
+    }
+}
+
 /// This process's pid.
 pub(crate) fn current_pid() -> u32 {
     std::process::id()

@@ -41,6 +41,7 @@ __all__ = [
     "FrameLoan",
     "FramePublisher",
     "FrameSubscriber",
+    "_hold_state_lock",
 ]
 
 _T = TypeVar("_T")
@@ -664,7 +665,9 @@ class Array:
 class FramePublisher:
     """The publishing end of a zero-copy frame channel (``shmkit::frames``): ``loan()`` a
     slot, write the frame into it, ``publish(len, header)``. One publisher per channel. The
-    user header is bytes of the channel's recorded header type (``header_type``)."""
+    user header is bytes of the channel's recorded header type (``header_type``). In a
+    forked child an inherited publisher is its parent's: every call raises ShmkitError but
+    ``close()`` (which does nothing) and the fixed facts (``slots``, ``max_bytes``, ...)."""
 
     @staticmethod
     def create(
@@ -754,8 +757,9 @@ class FrameLoan:
 class FrameSubscriber:
     """The receiving end of a frame channel: frames are received in place, pinned and
     read-only; attaches whatever the channel's header type. ``history`` also receives up to
-    that many frames published before attaching. A forked child cannot receive through an
-    inherited subscriber (ShmkitError): it attaches its own."""
+    that many frames published before attaching. A forked child cannot use an inherited
+    subscriber: every call raises ShmkitError but ``close()`` (which does nothing) and the
+    fixed facts (``slots``, ``max_bytes``, ``header_type``); it attaches its own."""
 
     def __new__(cls, name: str, *, history: int = 0) -> "FrameSubscriber": ...
     @staticmethod
@@ -988,3 +992,8 @@ class ShareableList:
         """Closes (does not unlink)."""
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same list."""
+
+def _hold_state_lock(obj: Union[Queue, FrameSubscriber, FramePublisher], seconds: float) -> None:
+    """For the test suite only: hold the object's process-local mutex for ``seconds`` with the
+    GIL released (as a thread taking or returning a handle does for an instant), so that a
+    test can ``fork()`` while it is held."""
