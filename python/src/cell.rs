@@ -9,7 +9,7 @@
 //! Seqlock reads and atomic accesses never take the lock.
 
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -1248,10 +1248,16 @@ fn format(t: Typecode) -> &'static std::ffi::CStr {
 /// A named fixed-length typed array shared by processes: `multiprocessing.Array`, attachable
 /// by name, and a buffer (`memoryview(a)`, `numpy.asarray(a)`: zero-copy).
 /// `typecode_or_type` and `lock` as for `Value`.
-#[pyclass(module = "shmkit", name = "Array")]
+#[pyclass(module = "shmkit", name = "Array", frozen)]
 pub(crate) struct PyArray {
-    /// `None` once closed.
-    inner: Option<Handle>,
+    /// Mapped until this object goes, also once closed: NumPy before 1.22.4 keeps a reference
+    /// to the object an array was made from (`numpy.frombuffer(a)`) but no buffer export, so
+    /// such an array can point into the mapping while `exports` says 0 (as `SharedMemory`).
+    /// Frozen (no `&mut self`): a call waiting with the GIL released holds no borrow that a
+    /// `close()` from another thread, or from a `fork()`ed child, would find taken.
+    inner: Handle,
+    /// Set by `close()`: later calls raise `ValueError`.
+    closed: AtomicBool,
     name: String,
     /// Live buffer exports.
     exports: AtomicUsize,
@@ -1267,15 +1273,21 @@ impl PyArray {
             name: cell.name().to_owned(),
             shape: [cell.len as pyo3::ffi::Py_ssize_t],
             strides: [cell.t.size() as pyo3::ffi::Py_ssize_t],
-            inner: Some(Handle::new(cell)),
+            inner: Handle::new(cell),
+            closed: AtomicBool::new(false),
             exports: AtomicUsize::new(0),
         })
     }
 
     fn cell(&self) -> PyResult<&Handle> {
-        self.inner
-            .as_ref()
-            .ok_or_else(|| PyValueError::new_err(format!("array {:?} is closed", self.name)))
+        // Relaxed: a flag of this process's object; the mapping stays either way.
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyValueError::new_err(format!(
+                "array {:?} is closed",
+                self.name
+            )));
+        }
+        Ok(&self.inner)
     }
 
     /// The elements for `size_or_initializer`, converted before anything is created.
@@ -1556,7 +1568,7 @@ impl PyArray {
     /// Iterate over a consistent snapshot of the elements.
     fn __iter__(slf: &Bound<'_, Self>) -> PyResult<PyObject> {
         let py = slf.py();
-        let all = slf.borrow().__getitem__(py, PySlice::full(py).as_any())?;
+        let all = slf.get().__getitem__(py, PySlice::full(py).as_any())?;
         Ok(all.bind(py).try_iter()?.into_any().unbind())
     }
 
@@ -1664,9 +1676,11 @@ impl PyArray {
         Ok((PyList::new(py, items)?.into_any().unbind(), s))
     }
 
-    /// Unmap the array from this process. `BufferError` while views of it (memoryviews,
-    /// numpy arrays) are alive. Closing twice is harmless. Does not unlink.
-    fn close(&mut self) -> PyResult<()> {
+    /// Close the array: later calls raise `ValueError`; the memory is unmapped from this
+    /// process when the object goes (an array NumPy made from it may still point there).
+    /// `BufferError` while views of it (memoryviews, numpy arrays) are alive. Closing twice is
+    /// harmless. Does not unlink.
+    fn close(&self) -> PyResult<()> {
         let n = self.exports.load(Ordering::Acquire);
         if n > 0 {
             return Err(PyBufferError::new_err(format!(
@@ -1675,7 +1689,7 @@ impl PyArray {
                 self.name
             )));
         }
-        self.inner = None;
+        self.closed.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1685,27 +1699,27 @@ impl PyArray {
 
     /// Closes (does not unlink).
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.close()
     }
 
     fn __repr__(&self) -> String {
-        match &self.inner {
-            Some(c) => format!(
+        match self.cell() {
+            Ok(c) => format!(
                 "<shmkit.Array name={:?} typecode='{}' len={} mode={}>",
                 self.name,
                 c.t.as_char(),
                 c.len,
                 c.mode
             ),
-            None => format!("<shmkit.Array name={:?} closed>", self.name),
+            Err(_) => format!("<shmkit.Array name={:?} closed>", self.name),
         }
     }
 
     /// Pickled by name: unpickling opens the same array.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let open = slf.get_type().getattr("open")?;
-        Ok((open, (slf.borrow().name.clone(),)))
+        Ok((open, (slf.get().name.clone(),)))
     }
 
     /// Export the data as a writable, 1-D, C-contiguous buffer of the typecode's format.
@@ -1718,7 +1732,7 @@ impl PyArray {
         view: *mut pyo3::ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         let cell = this.cell()?;
         let Any::A(a) = &cell.any else {
             return Err(PyBufferError::new_err("not an array"));

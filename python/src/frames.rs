@@ -48,8 +48,8 @@ use pyo3::exceptions::{PyBufferError, PyEOFError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 use shmkit::frames::{
-    Frame, FramesOptions, Loan, LoanError, Policy, Publisher, RecvError, Subscriber, TryLoanError,
-    TryRecvError,
+    Frame, FramesOptions, Loan, LoanError, Mapping, Policy, Publisher, RecvError, Subscriber,
+    TryLoanError, TryRecvError,
 };
 
 use crate::blocking::{check_timeout, deadline, sliced};
@@ -215,6 +215,7 @@ impl PyFrameSubscriber {
             real_ns: f.real_ns(),
             header: f.header_bytes(),
             lost: s.lost(),
+            _mapping: f.mapping(),
             pin: Mutex::new(Pin {
                 frame: Some(f),
                 released: false,
@@ -489,6 +490,12 @@ impl PyFrameSubscriber {
 #[pyclass(module = "shmkit", name = "Frame")]
 pub(crate) struct PyFrame {
     pin: Mutex<Pin>,
+    /// The channel stays mapped until this object goes, also once the frame is released (and
+    /// its subscriber and publisher closed): NumPy before 1.22.4 keeps a reference to this
+    /// object for an array of `numpy.frombuffer(frame)` but no buffer export, so the array
+    /// can still point into the slot after `release()` (it then reads whatever the slot holds
+    /// now, never unmapped memory).
+    _mapping: Mapping,
     seq: u64,
     len: usize,
     slot: u64,
@@ -772,6 +779,11 @@ pub(crate) struct PyFramePublisher {
     header: (String, u64, u64),
     /// The process that attached (see [`PyFrameSubscriber`]'s).
     born: ProcessMark,
+    /// The channel stays mapped until this object goes, also once closed: an array of
+    /// `numpy.frombuffer(loan)` (NumPy before 1.22.4: no buffer export, a reference to the
+    /// loan, which holds this object) can outlive the loan and the publisher role (see
+    /// [`PyFrame`]'s).
+    _mapping: Mapping,
     /// Held only to take or return the publisher or for a call that never waits, never
     /// across a wait (see [`PubState::lent`]). Dropped only in the process that made it.
     state: ManuallyDrop<Mutex<PubState>>,
@@ -788,6 +800,7 @@ impl PyFramePublisher {
             policy: p.policy(),
             header: header_tuple(p.header_type()),
             born: ProcessMark::here(),
+            _mapping: p.mapping(),
             state: ManuallyDrop::new(Mutex::new(PubState {
                 next_seq: p.next_seq(),
                 loan: None,

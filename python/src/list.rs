@@ -5,6 +5,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -17,10 +18,15 @@ use crate::errors::to_py;
 
 /// A fixed-length list of `int` (64-bit), `float`, `bool`, `None`, `str` and `bytes` in
 /// shared memory, in the layout of CPython's `ShareableList`.
-#[pyclass(module = "shmkit", name = "ShareableList")]
+#[pyclass(module = "shmkit", name = "ShareableList", frozen)]
 pub(crate) struct PyShareableList {
-    /// `None` once closed.
-    inner: Option<ShareableList>,
+    /// Mapped until this object goes, also once closed. Frozen (no `&mut self`): a call
+    /// waiting with the GIL released (for a writer, or for the lock) holds no borrow that a
+    /// `close()` from another thread, or from a `fork()`ed child, would find taken; and since
+    /// such a call may be reading the mapping, `close()` only marks the object closed.
+    inner: ShareableList,
+    /// Set by `close()`: later calls raise `ValueError`.
+    closed: AtomicBool,
     name: String,
 }
 
@@ -79,15 +85,21 @@ fn random_name() -> String {
 
 impl PyShareableList {
     fn list(&self) -> PyResult<&ShareableList> {
-        self.inner.as_ref().ok_or_else(|| {
-            PyValueError::new_err(format!("shareable list {:?} is closed", self.name))
-        })
+        // Relaxed: a flag of this process's object; the mapping stays either way.
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyValueError::new_err(format!(
+                "shareable list {:?} is closed",
+                self.name
+            )));
+        }
+        Ok(&self.inner)
     }
 
     fn wrap(l: ShareableList) -> Self {
         PyShareableList {
             name: l.name().to_owned(),
-            inner: Some(l),
+            inner: l,
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -286,9 +298,10 @@ impl PyShareableList {
         self.list()?.slot_size(index).map_err(to_py)
     }
 
-    /// Unmap the list from this process (it stays in /dev/shm). Closing twice is harmless.
-    fn close(&mut self) {
-        self.inner = None;
+    /// Close the list: later calls raise `ValueError`; the memory is unmapped from this process
+    /// when the object goes (it stays in /dev/shm). Closing twice is harmless.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     /// Remove the name from the system. Handles already open keep working.
@@ -302,12 +315,12 @@ impl PyShareableList {
 
     /// Closes (does not unlink).
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) {
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
         self.close()
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        if self.inner.is_none() {
+        if self.list().is_err() {
             return Ok(format!(
                 "<shmkit.ShareableList name={:?} closed>",
                 self.name
@@ -324,7 +337,7 @@ impl PyShareableList {
     /// Pickled by name: unpickling opens the same list (`ShareableList.open(name)`).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
         let open = slf.get_type().getattr("open")?;
-        Ok((open, (slf.borrow().name.clone(),)))
+        Ok((open, (slf.get().name.clone(),)))
     }
 }
 

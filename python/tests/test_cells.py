@@ -695,20 +695,23 @@ def test_ctrl_c_during_get_lock_acquire_and_wait_changed_leaves_the_cells_usable
     assert rc == 0, err
 
 
-def test_array_close_while_another_thread_waits_in_it_is_refused_not_a_crash(name, spawn):
+def test_array_close_while_another_thread_waits_in_it_is_not_a_crash(name, spawn):
     # Thread B waits (GIL released) in a[0] for the cell lock thread A holds; the main thread
-    # closes the array meanwhile: refused (pyo3's borrow error, RuntimeError) instead of
-    # unmapping under B. Then B reads, and close works; a view refuses close too.
+    # closes the array meanwhile. The close marks it closed without unmapping (B's read
+    # completes); later calls raise ValueError. (Before, pyo3's borrow made the close raise
+    # RuntimeError "Already borrowed", and for ever in a child forked meanwhile.) A view
+    # refuses close, and a lock object keeps working after it.
     child = spawn(
         """
         import sys, threading, time, shmkit
         a = shmkit.Array("q", 3, name=sys.argv[1])
         held, done = threading.Event(), threading.Event()
         def hold():
-            a.get_lock().acquire()
+            lk = a.get_lock()  # kept: a closed array makes no new lock object
+            lk.acquire()
             held.set()
             done.wait()
-            a.get_lock().release()
+            lk.release()
         out = []
         t = threading.Thread(target=hold)
         t.start()
@@ -716,38 +719,37 @@ def test_array_close_while_another_thread_waits_in_it_is_refused_not_a_crash(nam
         r = threading.Thread(target=lambda: out.append(a[0]))
         r.start()
         time.sleep(0.3)
-        try:
-            a.close()
-            print("closed under a reader", flush=True)
-        except RuntimeError:
-            pass
+        a.close()
         done.set()
         t.join()
         r.join()
-        m = memoryview(a)
+        b = shmkit.Array.open(sys.argv[1])
+        m = memoryview(b)
         try:
-            a.close()
+            b.close()
         except BufferError:
             out.append("BufferError")
         m[1] = 5
         del m
-        lock = a.get_lock()
-        a.close()
+        lock = b.get_lock()
+        b.close()
         assert lock.acquire(timeout=5)  # the lock object keeps the mapping
         lock.release()
-        for call in (lambda: a[0], lambda: memoryview(a), a.get_lock, lambda: a.wait_changed(0, 0)):
-            try:
-                call()
-            except ValueError:
-                out.append("closed")
-        print(out, flush=True)
+        for x in (a, b):
+            for call in (lambda: x[0], lambda: memoryview(x), x.get_lock, lambda: x.wait_changed(0, 0)):
+                try:
+                    call()
+                except ValueError:
+                    out.append("closed")
+        print(out, repr(b), flush=True)
         """,
         name,
     )
     rc, out, err = child.finish(timeout=30)
     os.unlink(os.path.join("/dev/shm", name))
     assert rc == 0, err
-    assert out == "[0, 'BufferError', 'closed', 'closed', 'closed', 'closed']\n"
+    closed = ", 'closed'" * 8
+    assert out == f'[0, \'BufferError\'{closed}] <shmkit.Array name="{name}" closed>\n'
 
 
 @pytest.mark.parametrize(
@@ -815,3 +817,67 @@ def test_array_with_an_iterator_initializer_opens_an_existing_one(name):
         shmkit.Array("i", (x for x in [1, 2]), name=name)  # another length
     b.close()
     a.unlink()
+
+
+@pytest.mark.parametrize("numpy_before_1_22_4", [False, True])
+def test_an_array_over_an_Array_stays_readable_whatever_close_said(
+    name, monkeypatch, numpy_before_1_22_4, fork_call
+):
+    # As SharedMemory (test_segment.py): NumPy before 1.22.4 keeps a reference to the object
+    # an array was made from but no buffer export of it, so Array.close() saw no export and
+    # unmapped under the array (SIGSEGV on the next read).
+    from conftest import OldFrombuffer
+
+    if numpy_before_1_22_4:
+        monkeypatch.setattr(np, "frombuffer", OldFrombuffer(np.frombuffer))
+    a = shmkit.Array("B", 1 << 20, name=name)
+    try:
+        x = np.frombuffer(a, np.uint8)
+
+        def child():
+            x[:] = 7
+            try:
+                a.close()
+            except BufferError:
+                pass  # the array holds an export: refused
+            # Read without allocating (a new 1 MiB array could be mapped where the cell was).
+            assert (int(x[0]), int(x[-1])) == (7, 7)  # SIGSEGV if close() unmapped it
+
+        # In a fork()ed child, so that a SIGSEGV is an exit code, not the end of pytest.
+        assert fork_call(child, timeout=10.0) == 0
+    finally:
+        shmkit.Array.open(name).unlink()
+
+
+def test_a_child_forked_while_a_thread_waits_in_an_Array_can_close_it(name, fork_call):
+    # A call that waits with the GIL released (wait_changed, a read waiting for a writer or
+    # the lock) held pyo3's shared borrow of the (then not frozen) object; a fork() from
+    # another thread meanwhile left that borrow counted in the child for good, where close()
+    # (a mutable borrow) always failed with "Already borrowed". (ShareableList was made
+    # frozen for the same reason.)
+    import threading
+
+    a = shmkit.Array("q", 4, name=name, mode="seqlock")
+    seq = a.sequence
+
+    def wait():
+        try:
+            a.wait_changed(seq, timeout=2.0)
+        except TimeoutError:
+            pass
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    try:
+        time.sleep(0.3)  # the waiter is in its call, GIL released
+
+        def child():
+            a.close()
+            with pytest.raises(ValueError):
+                a[0]
+
+        assert fork_call(child, timeout=10.0) == 0
+    finally:
+        waiter.join()
+        a.close()
+        a.unlink()

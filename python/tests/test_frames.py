@@ -860,3 +860,45 @@ def test_a_handle_whose_state_lock_a_thread_holds_at_fork_fails_in_the_child_at_
         h["sub"].close()
         h["pub"].close()
         h["pub"].unlink()
+
+
+@pytest.mark.parametrize("numpy_before_1_22_4", [False, True])
+@pytest.mark.parametrize("over", ["frame", "loan"])
+def test_numpy_frombuffer_of_a_frame_or_loan_stays_readable_whatever_numpy(
+    name, monkeypatch, numpy_before_1_22_4, over, fork_call
+):
+    # np.frombuffer(frame) / np.frombuffer(loan), not .array(): with NumPy before 1.22.4 the
+    # array holds no export, so release/publish/close cannot see it, and they unmapped the
+    # channel under it (SIGSEGV). The frame and publisher objects now keep it mapped.
+    if numpy_before_1_22_4:
+        monkeypatch.setattr(np, "frombuffer", OldFrombuffer(np.frombuffer))
+
+    def child():
+        # Everything made in the fork()ed child (handles do not cross fork()), so that a
+        # SIGSEGV is an exit code, not the end of pytest.
+        pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=1 << 20)
+        sub = shmkit.FrameSubscriber(name)
+        loan = pub.loan()
+        if over == "loan":
+            x = np.frombuffer(loan, np.uint8)
+            x[:] = 7
+            try:
+                loan.publish(1 << 20)
+                pub.close()
+            except BufferError:
+                pass  # the array holds an export: refused
+        else:
+            np.frombuffer(loan, np.uint8)[:] = 7
+            loan.publish(1 << 20)
+            f = sub.recv(timeout=5)
+            x = np.frombuffer(f, np.uint8)
+            f.release()
+            sub.close()
+            pub.close()
+        assert (int(x[0]), int(x[-1])) == (7, 7)  # SIGSEGV if the slot was unmapped
+
+    try:
+        assert fork_call(child, timeout=10.0) == 0
+    finally:
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")

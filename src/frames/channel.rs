@@ -29,6 +29,43 @@ pub(crate) struct Channel {
     pub header: TypeId,
 }
 
+/// Keeps a frame channel's memory mapped in this process, and nothing else: no pin, no
+/// subscriber record, no publisher role. For code that hands out raw pointers into frames or
+/// loaned slots whose lifetime it cannot tie to a [`Frame`](super::Frame) or
+/// [`Loan`](super::Loan) guard: the Python binding keeps one in each frame and publisher
+/// object, because NumPy before 1.22.4 keeps a reference to an array's source object but no
+/// buffer export, so an array can point into a slot after the guard is gone. Reading there
+/// then gives whatever the slot holds now (the publisher may have reused it), never a fault.
+///
+/// ```
+/// use shmkit::frames::FramesOptions;
+/// # let name = format!("doc-frames-mapping-{}", std::process::id());
+/// let mut p = FramesOptions::<u64>::new().unlink_on_drop(true).create(&name)?;
+/// let keep = p.mapping();
+/// let ptr = p.loan()?.as_mut_slice().as_ptr(); // the loan ends here
+/// drop(p);
+/// // `ptr` still points into mapped memory while `keep` lives.
+/// drop(keep);
+/// # let _ = ptr;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Mapping(pub(crate) Arc<Channel>);
+
+// A mapping keeper crosses threads (a binding's frame objects do).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Mapping>();
+};
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("frames::Mapping")
+            .field(&self.0.name())
+            .finish()
+    }
+}
+
 impl Channel {
     pub(crate) fn name(&self) -> &str {
         self.seg.name()

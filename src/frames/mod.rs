@@ -75,7 +75,7 @@ mod stat;
 mod subscriber;
 
 #[cfg(not(loom))]
-pub use channel::{FramesOptions, HeaderType};
+pub use channel::{FramesOptions, HeaderType, Mapping};
 #[cfg(not(loom))]
 pub use error::{AttachError, LoanError, RecvError, TryLoanError, TryRecvError};
 #[cfg(not(loom))]

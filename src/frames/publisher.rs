@@ -208,6 +208,12 @@ impl<H: ShmType> Publisher<H> {
         self.ch.name()
     }
 
+    /// A [`Mapping`](super::Mapping): the channel stays mapped in this process while it
+    /// lives, whatever happens to this publisher.
+    pub fn mapping(&self) -> super::Mapping {
+        super::Mapping(Arc::clone(&self.ch))
+    }
+
     /// Slots in the channel.
     pub fn slots(&self) -> u64 {
         self.ch.view.g.slots

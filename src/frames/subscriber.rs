@@ -866,6 +866,12 @@ impl<H> Frame<H> {
         !self.inner.is_mine()
     }
 
+    /// A [`Mapping`](super::Mapping): the channel stays mapped in this process while it
+    /// lives, after this frame is released and its subscriber detached.
+    pub fn mapping(&self) -> super::Mapping {
+        super::Mapping(Arc::clone(&self.inner.ch))
+    }
+
     /// The payload, in place (see the type's docs for the contract). Empty in a `fork()`ed
     /// child: the pin is the parent's there (see the type's docs).
     #[inline]

@@ -647,7 +647,9 @@ class Array:
     def wait_changed(self, last_seq: int, timeout: Optional[float] = None) -> Tuple[List[_Elem], int]:
         """Seqlock mode: wait for a write after ``last_seq``; ``(elements, seq)``."""
     def close(self) -> None:
-        """Unmap; BufferError while views are alive. Closing twice is harmless."""
+        """Close: later calls raise ValueError; the memory is unmapped when the object goes
+        (an array NumPy made from it may still point there). BufferError while views are
+        alive. Closing twice is harmless."""
     def __enter__(self) -> "Array": ...
     def __exit__(
         self,
@@ -984,7 +986,8 @@ class ShareableList:
     def slot_size(self, index: int) -> int:
         """The size in bytes of item ``index``'s slot: the longest str (UTF-8) or bytes it takes."""
     def close(self) -> None:
-        """Unmap the list from this process (it stays in /dev/shm)."""
+        """Close: later calls raise ValueError; the memory is unmapped from this process when
+        the object goes (it stays in /dev/shm). Closing twice is harmless."""
     def unlink(self) -> None:
         """Remove the name from the system. Handles already open keep working."""
     def __enter__(self) -> "ShareableList": ...
