@@ -1023,18 +1023,22 @@ impl Consumer {
     ///
     /// The copy is made with atomic loads ([`ReadGuard::copy_to`]), never through a `&[u8]`:
     /// sound whatever another process does to the segment (a peer that breaks the protocol
-    /// can only make the copy hold bytes it wrote).
+    /// can only make the copy hold bytes it wrote). A message longer than this process can
+    /// allocate (a forged header, or a huge one of a sparse ring) is
+    /// [`TryPopError::Corrupt`] and stays in the ring (read it in place with
+    /// [`try_peek`](Self::try_peek), or in pieces with [`ReadGuard::copy_to`]), as in
+    /// mpmc-bytes (`SPEC.md` §7.3).
     #[inline]
     pub fn try_recv(&mut self) -> Result<Vec<u8>, TryPopError> {
         let r = self.try_peek()?;
-        let v = r.copy_out();
+        let v = r.copy_out().ok_or(TryPopError::Corrupt)?;
         r.release();
         Ok(v)
     }
 
     fn recv_within(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
         let r = self.peek_within(deadline)?;
-        let v = r.copy_out();
+        let v = r.copy_out().ok_or(PopError::Corrupt)?;
         r.release();
         Ok(v)
     }
@@ -1168,11 +1172,15 @@ impl ReadGuard<'_> {
         n
     }
 
-    /// The whole message, copied with [`copy_to`](Self::copy_to).
-    fn copy_out(&self) -> Vec<u8> {
-        let mut v = vec![0u8; self.len()];
+    /// The whole message, copied with [`copy_to`](Self::copy_to); `None` if this process
+    /// cannot allocate room for its length (a peer's header: up to `max_message` of a huge
+    /// sparse ring, or forged), which is an error for the caller, never an abort.
+    fn copy_out(&self) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(self.len()).ok()?;
+        v.resize(self.len(), 0);
         self.copy_to(&mut v);
-        v
+        Some(v)
     }
 
     /// Free the message's space in the ring.

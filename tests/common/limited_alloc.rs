@@ -1,6 +1,7 @@
 //! A global allocator that refuses every allocation above [`LIMIT`] while [`ON`], as a machine
 //! without the memory for a huge (forged or sparse) length would. Included with `#[path]` by
-//! the test binaries that install it (`queue_mpmc_bytes_alloc`, `frames_alloc`, `shareable_list_alloc`), not by
+//! the test binaries that install it (`queue_mpmc_bytes_alloc`, `queue_bytes_alloc`, `frames_alloc`,
+//! `shareable_list_alloc`), not by
 //! `common`: a `#[global_allocator]` is one per binary.
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -134,8 +134,29 @@ impl Consumer {
         Attempt::InFlight { pos, stamp }
     }
 
-    /// Skip cell `pos` if no live producer's claim covers it. Returns whether skipped.
+    /// Skip the cells from `pos` on that dead producers claimed and never published, all of
+    /// them now (a dead producer's record is up to N/2 cells, and one cell per 20 ms slice
+    /// stalled the queue for N/2 slices): each claimed cell (below the tail) that is
+    /// unpublished and that no live producer's claim covers, until one is not. Returns
+    /// whether `pos` was skipped.
     fn recover(&self, pos: u64) -> bool {
+        let sh = &*self.h.q;
+        // Acquire pairs with the producers' tail CAS: every cell below it was claimed, with its
+        // claimer's record visible to `live_claimer`. A cell at or past it is nobody's.
+        let tail = sh.ctrl().tail.tail.load(Ordering::Acquire);
+        let mut p = pos;
+        while (tail.wrapping_sub(p) as i64) > 0
+            && p.wrapping_sub(pos) < sh.cells
+            && self.skip_one(p)
+        {
+            p = p.wrapping_add(1);
+        }
+        p != pos
+    }
+
+    /// Skip cell `pos` (claimed: below the tail) if no live producer's claim covers it.
+    /// Returns whether skipped.
+    fn skip_one(&self, pos: u64) -> bool {
         let sh = &*self.h.q;
         if sh.live_claimer(Role::Producer, pos) {
             return false;

@@ -95,11 +95,30 @@ impl Producer {
         }
     }
 
-    /// Free cell `prev` if the consumer that claimed it is dead (its message is lost).
+    /// Free the cells from `prev` on that dead consumers claimed and never freed (their
+    /// messages are lost), all of them now (a record is up to N/2 cells, and one cell per
+    /// 20 ms slice stalled the queue for N/2 slices): each claimed cell (below the head) that
+    /// no live consumer's claim covers and that is still unfreed, until one is not.
     fn recover(&self, prev: u64) {
         let sh = &*self.h.q;
+        // Acquire pairs with the consumers' head CAS: every cell below it was claimed by a
+        // consumer, with its claim record visible to `live_claimer`.
+        let head = sh.ctrl().head.head.load(Ordering::Acquire);
+        let mut p = prev;
+        while (head.wrapping_sub(p) as i64) > 0
+            && p.wrapping_sub(prev) < sh.cells
+            && self.free_one(p)
+        {
+            p = p.wrapping_add(1);
+        }
+    }
+
+    /// Free cell `prev` (claimed by a consumer: below the head) if no live consumer's claim
+    /// covers it. Returns whether this call freed it.
+    fn free_one(&self, prev: u64) -> bool {
+        let sh = &*self.h.q;
         if sh.live_claimer(Role::Consumer, prev) {
-            return;
+            return false;
         }
         // Release the cell as its claimer would have: from `prev + 1` (first cell of a
         // record), or `prev` (an inner cell, or a dead producer's cell it was skipping).
@@ -117,9 +136,10 @@ impl Producer {
                 .is_ok()
             {
                 sh.ctrl().head.not_full.notify_one();
-                break;
+                return true;
             }
         }
+        false
     }
 
     fn check(&self, msg: &[u8]) -> Result<(), PushError> {

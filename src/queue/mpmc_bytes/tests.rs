@@ -425,3 +425,103 @@ fn every_data_access_is_a_whole_word_even_under_a_forged_length() {
         }
     }
 }
+
+/// A producer killed after claiming a long record (k cells, up to N/2) and before publishing
+/// it, with a live producer pushing behind it: consumers skipped its cells one per 20 ms
+/// liveness slice, so every pop of every consumer timed out for k slices (here 1024 cells,
+/// about 20 s; a 64 MiB queue, hours). The whole dead run is skipped at once now.
+/// (From the queues review.)
+#[test]
+fn a_dead_producers_long_record_is_skipped_within_a_timeout() {
+    let q = Queue::with_capacity(1 << 17); // max message 64 KiB = 1024 cells
+    let k = q.max_message() / CELL;
+    assert_eq!(k, 1024);
+    let ctrl = q.shared.ctrl();
+    ctrl.producers[5].owner.claim(GHOST).unwrap();
+    ctrl.producers[5].end.store(k, Ordering::Relaxed);
+    ctrl.producers[5].start.store(0, Ordering::Relaxed);
+    ctrl.tail.tail.store(k, Ordering::Relaxed);
+    let mut p = q.producer().unwrap();
+    let mut c = q.consumer().unwrap();
+    p.try_push(b"after").unwrap();
+    let got = c.pop_timeout(Duration::from_secs(5));
+    assert_eq!(
+        got.as_deref(),
+        Ok(&b"after"[..]),
+        "head {}",
+        ctrl.head.head.load(Ordering::Relaxed)
+    );
+}
+
+/// The same for a consumer killed while reading a long record: producers freed its cells one
+/// per slice, so a push that needs them timed out. (From the queues review.)
+#[test]
+fn a_dead_consumers_long_record_is_freed_within_a_timeout() {
+    let q = Queue::with_capacity(1 << 17);
+    let max = q.max_message() as usize;
+    let k = q.max_message() / CELL;
+    let mut p = q.producer().unwrap();
+    p.try_push(&vec![1; max]).unwrap(); // cells 0..k
+    p.try_push(&vec![2; max]).unwrap(); // cells k..2k: the ring is full
+    let ctrl = q.shared.ctrl();
+    ctrl.consumers[3].owner.claim(GHOST).unwrap();
+    ctrl.consumers[3].end.store(k, Ordering::Relaxed);
+    ctrl.consumers[3].start.store(0, Ordering::Relaxed);
+    ctrl.head.head.store(k, Ordering::Relaxed);
+    let mut c = q.consumer().unwrap();
+    let r = p.push_timeout(&vec![3; max], Duration::from_secs(5));
+    assert_eq!(
+        r,
+        Ok(()),
+        "stamp of the last cell {}",
+        q.shared.stamp(k - 1).load(Ordering::Relaxed)
+    );
+    // The dead consumer's message is lost; the others come in order.
+    assert_eq!(c.try_pop().unwrap(), vec![2; max]);
+    assert_eq!(c.try_pop().unwrap(), vec![3; max]);
+}
+
+/// SPEC §7.1.3 (and §7.5.4): a producer side whose only holder died mid-record gives a
+/// blocked consumer "drain, then Disconnected" within its liveness slices, not after one
+/// slice per cell of the dead record. (From the queues review.)
+#[test]
+fn a_dead_sole_producer_mid_record_disconnects_at_once() {
+    let q = Queue::with_capacity(1 << 17);
+    let k = q.max_message() / CELL; // 1024
+    let ctrl = q.shared.ctrl();
+    ctrl.producers[0].owner.claim(GHOST).unwrap();
+    ctrl.producers[0].end.store(k, Ordering::Relaxed);
+    ctrl.producers[0].start.store(0, Ordering::Relaxed);
+    ctrl.tail.tail.store(k, Ordering::Relaxed);
+    let mut c = q.consumer().unwrap();
+    let r = c.pop_timeout(Duration::from_secs(5));
+    assert_eq!(
+        r,
+        Err(PopError::Disconnected),
+        "head {}",
+        ctrl.head.head.load(Ordering::Relaxed)
+    );
+    assert_eq!(ctrl.head.head.load(Ordering::Relaxed), k);
+}
+
+/// Skipping a dead run stops at the tail: cells nobody claimed are not skipped (which would
+/// move the head past the tail).
+#[test]
+fn skipping_a_dead_run_stops_at_the_tail() {
+    let q = Queue::with_capacity(1 << 12);
+    let ctrl = q.shared.ctrl();
+    ctrl.producers[2].owner.claim(GHOST).unwrap();
+    ctrl.producers[2].end.store(3, Ordering::Relaxed);
+    ctrl.producers[2].start.store(0, Ordering::Relaxed);
+    ctrl.tail.tail.store(3, Ordering::Relaxed);
+    let mut p = q.producer().unwrap(); // a live producer: the side stays open
+    let mut c = q.consumer().unwrap();
+    assert_eq!(
+        c.pop_timeout(Duration::from_millis(200)),
+        Err(PopError::Timeout)
+    );
+    assert_eq!(ctrl.head.head.load(Ordering::Relaxed), 3);
+    assert_eq!(ctrl.tail.tail.load(Ordering::Relaxed), 3);
+    p.try_push(b"next").unwrap();
+    assert_eq!(c.try_pop().unwrap(), b"next");
+}
