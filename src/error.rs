@@ -274,6 +274,17 @@ pub enum Error {
     /// process (a frames subscriber, publisher or [`Loan`](crate::frames::Loan) inherited
     /// across `fork()`).
     Disconnected,
+    /// A cell's lock was held by a process that died holding it, so its data may be
+    /// half-updated: a read, a partial write or a read-modify-write (which cannot repair it)
+    /// did nothing and left the lock as the dead holder left it, for a repair (the cell's
+    /// `lock()`, whose `OwnerDied` hands the guard, or a write of the whole value, `SPEC.md`
+    /// §10.5). Every such call gets this error until the repair.
+    HolderDied {
+        /// The cell's segment.
+        name: String,
+        /// The dead holder's pid, in its own pid namespace (as recorded; display only).
+        pid: u32,
+    },
     /// A lock call failed. Never `Timeout` or `WouldBlock` (those are [`Error::Timeout`] and
     /// [`Error::WouldBlock`]). `OwnerDied` here means the guard was dropped by the conversion
     /// without `make_consistent()`, so the lock is now not recoverable.
@@ -456,6 +467,13 @@ impl fmt::Display for Error {
                 "the other side is gone (a queue's other side closed it or died, or a frame \
                  channel has no live publisher), or this handle's role is not this process's \
                  (inherited across fork())",
+            ),
+            Error::HolderDied { name, pid } => write!(
+                f,
+                "segment {name:?}: the process that held its lock (pid {pid}) died holding it, so \
+                 the data may be half-updated; nothing was done, and the lock is left for a \
+                 repair: write the whole value, or take the lock (OwnerDied hands it over), \
+                 repair and make it consistent"
             ),
             #[cfg(not(loom))]
             Error::Lock(LockError::OwnerDied(())) => f.write_str(

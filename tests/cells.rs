@@ -440,6 +440,47 @@ fn a_holder_killed_mid_update_is_owner_died_for_the_next_taker() {
     assert_eq!(v.update(|x| x + 1).unwrap(), 11);
 }
 
+#[test]
+fn a_read_after_a_holder_died_leaves_the_cell_repairable() {
+    // A `get` (or `update`, a partial write) cannot repair what a dead holder left: it used to
+    // drop the OwnerDied guard, which made the lock not recoverable for every process for
+    // ever, so even the whole-value `set` that repairs it failed. Now each such call fails
+    // with HolderDied and hands the lock back to the dead token, for a repair.
+    let name = unique_name("cell-died-read");
+    let _c = Cleanup::new(&[&name]);
+    let v = Value::<i64>::create(&name, 10).unwrap();
+    let mut holder = spawn_child("hold-lock", &[&name]);
+    Lines::of(&mut holder).expect("holding");
+    let pid = holder.id();
+    kill9(&mut holder);
+    let t = Duration::from_secs(30);
+    for _ in 0..2 {
+        match v.get_timeout(t) {
+            Err(shmkit::Error::HolderDied { pid: p, .. }) => assert_eq!(p, pid),
+            other => panic!("expected HolderDied, got {other:?}"),
+        }
+        match v.update_timeout(|x| x + 1, t) {
+            Err(shmkit::Error::HolderDied { pid: p, .. }) => assert_eq!(p, pid),
+            other => panic!("expected HolderDied, got {other:?}"),
+        }
+    }
+    let e = v.get_timeout(t).unwrap_err().to_string();
+    assert!(e.contains("died holding it") && e.contains("repair"), "{e}");
+    // The next taker still gets OwnerDied, with the dead holder's pid and data.
+    match v.lock_timeout(t) {
+        Err(LockError::OwnerDied(g)) => {
+            assert_eq!(g.previous_owner().unwrap().pid, pid);
+            assert_eq!(g.get().unwrap(), -1);
+            g.release_unrepaired(); // looked, left it
+        }
+        other => panic!("expected OwnerDied, got {:?}", other.map(drop)),
+    }
+    // A whole-value set repairs it.
+    v.set_timeout(7, t).unwrap();
+    assert_eq!(v.get().unwrap(), 7);
+    assert_eq!(v.update(|x| x + 1).unwrap(), 8);
+}
+
 #[derive(
     Clone, Copy, Debug, PartialEq, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable,
 )]

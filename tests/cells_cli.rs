@@ -58,7 +58,7 @@ fn value_verbs_round_trip_and_refuse_what_does_not_fit() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("'c'") && err.contains("one byte"), "{err}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{c}")).exists());
-    ok(&["value", "create", &c, "c", "x", "--mode", "atomic"]);
+    ok(&["value", "create", &c, "c", "x", "--cell-mode", "atomic"]);
     assert_eq!(ok(&["value", "get", &c]), "x\n");
     fails(&["value", "set", &c, "xy"], &["Value<c>", "one byte"]);
     let o = shmkit(&["value", "create", &unique_name("cli-bad"), "z"]);
@@ -69,7 +69,7 @@ fn value_verbs_round_trip_and_refuse_what_does_not_fit() {
 fn array_verbs_and_info() {
     let n = unique_name("cli-arr");
     let _c = Cleanup::new(&[&n]);
-    ok(&["array", "create", &n, "d", "4", "--mode", "seqlock"]);
+    ok(&["array", "create", &n, "d", "4", "--cell-mode", "seqlock"]);
     ok(&["array", "set", &n, "2", "1.5"]);
     assert_eq!(ok(&["array", "get", &n]), "0\n0\n1.5\n0\n");
     assert_eq!(ok(&["array", "get", &n, "1:3"]), "0\n1.5\n");
@@ -149,4 +149,57 @@ shm.close()
         // The tracker opt-out kept the segment.
         assert!(Array::<f64>::open(&n).is_ok(), "{py} unlinked it");
     }
+}
+
+/// A locked-mode cell whose holder died is repairable (SPEC §10.5: a whole-value `set`
+/// repairs it). `shmkit value get` and `array get`/`set` (an element), which cannot repair it,
+/// took the lock, got `OwnerDied` and dropped the guard unrepaired, leaving the cell not
+/// recoverable for every process for ever, so the `set` that would have repaired it failed.
+/// Now they fail saying so and leave the lock for a repair. (From the CLI review.)
+#[test]
+fn reading_a_cell_whose_holder_died_leaves_it_repairable() {
+    let v = unique_name("cli-died-val");
+    let a = unique_name("cli-died-arr");
+    let _c = Cleanup::new(&[&v, &a]);
+    Value::<i64>::create(&v, 7).unwrap();
+    Array::<i64>::create(&a, 3).unwrap();
+    // A process takes each cell's lock and dies holding it.
+    let code = common::fork_and(|| {
+        let val = Value::<i64>::open(&v).unwrap();
+        std::mem::forget(val.lock().map_err(|_| ()).unwrap());
+        let arr = Array::<i64>::open(&a).unwrap();
+        std::mem::forget(arr.lock().map_err(|_| ()).unwrap());
+        0
+    });
+    assert_eq!(code, 0);
+    for _ in 0..2 {
+        fails(
+            &["value", "get", &v, "--timeout", "5"],
+            &["died holding it", "repair"],
+        );
+        fails(
+            &["array", "get", &a, "--timeout", "5"],
+            &["died holding it"],
+        );
+        fails(
+            &["array", "set", &a, "1", "5", "--timeout", "5"],
+            &["died holding it"],
+        );
+    }
+    // The repair SPEC §10.5 promises still works.
+    ok(&["value", "set", &v, "9", "--timeout", "5"]);
+    assert_eq!(ok(&["value", "get", &v, "--timeout", "5"]).trim(), "9");
+    // An array: every element set at once (from index 0) is a whole-array write.
+    fails(
+        &["array", "set", &a, "1", "5", "6", "--timeout", "5"],
+        &["died holding it"],
+    );
+    fails(
+        &["array", "set", &a, "0", "1", "2", "3", "4"],
+        &["out of range"],
+    );
+    ok(&["array", "set", &a, "0", "1", "2", "3", "--timeout", "5"]);
+    assert_eq!(ok(&["array", "get", &a, "--timeout", "5"]), "1\n2\n3\n");
+    ok(&["array", "set", &a, "1", "-5", "6"]);
+    assert_eq!(ok(&["array", "get", &a]), "1\n-5\n6\n");
 }

@@ -862,9 +862,23 @@ fn inspection_of_every_kind_needs_only_read_permission_and_changes_nothing() {
     );
     _sync.1.set();
     run(&["value", "create", &n("vl"), "q", "-5"]);
-    run(&["value", "create", &n("va"), "H", "7", "--mode", "atomic"]);
-    run(&["value", "create", &n("vs"), "d", "2.5", "--mode", "seqlock"]);
-    run(&["array", "create", &n("arr"), "i", "20", "--mode", "seqlock"]);
+    run(&["value", "create", &n("va"), "H", "7", "--cell-mode=atomic"]);
+    run(&[
+        "value",
+        "create",
+        &n("vs"),
+        "d",
+        "2.5",
+        "--cell-mode=seqlock",
+    ]);
+    run(&[
+        "array",
+        "create",
+        &n("arr"),
+        "i",
+        "20",
+        "--cell-mode=seqlock",
+    ]);
     run(&["array", "set", &n("arr"), "19", "42"]);
     run(&["list", "create", &n("list"), r#"[1, "two", 3.5, null]"#]);
     run(&[
@@ -1273,4 +1287,127 @@ fn rm_any_name_compares_names_as_bytes() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!path.exists());
+}
+
+/// `shmkit info` is the tool to look at a damaged object: a valid header over a corrupt
+/// object (here an SPSC queue's capacity word) is shown with its header and status
+/// `invalid` with the problem, as a corrupt header is; it printed only an error line and no
+/// JSON before. (From the CLI review.)
+#[test]
+fn info_describes_an_object_whose_state_is_corrupt() {
+    let name = common::unique_name("cli-infocorrupt");
+    let _c = Cleanup::new(&[&name]);
+    let c = shmkit(&[
+        "queue",
+        "create",
+        &name,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "16",
+        "--elem-size",
+        "8",
+    ]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    // The queue's capacity word (first payload byte) becomes 51: not a power of two.
+    let w = shmkit(&["write", &name, "--force", "--offset", "0", "3"]);
+    assert!(w.status.success(), "{}", stderr(&w));
+    let out = shmkit(&["info", &name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "spsc", "{v}");
+    assert!(v["header"].is_object(), "{v}");
+    assert_eq!(v["status"], "invalid", "{v}");
+    assert!(
+        v["problem"].as_str().unwrap().contains("capacity 51"),
+        "{v}"
+    );
+    let text = stdout(&shmkit(&["info", &name]));
+    assert!(
+        text.contains("status:          invalid: ") && text.contains("fingerprint:"),
+        "{text}"
+    );
+}
+
+/// A verb used on a valid shmkit object of another kind says what the object holds, as the
+/// queue and frames verbs do, not that a valid object is "corrupt" with Rust API advice
+/// (`.raw(true)`). (From the CLI review.)
+#[test]
+fn wrong_kind_messages_name_the_kind_not_corruption() {
+    let list = common::unique_name("cli-kind-list");
+    let val = common::unique_name("cli-kind-val");
+    let raw = common::unique_name("cli-kind-raw");
+    let _c = Cleanup::new(&[&list, &val, &raw]);
+    assert!(shmkit(&["list", "create", &list, "[1, 2]"])
+        .status
+        .success());
+    assert!(shmkit(&["value", "create", &val, "q", "5"])
+        .status
+        .success());
+    assert!(shmkit(&["create", &raw, "--size", "100", "--raw"])
+        .status
+        .success());
+    for (args, want) in [
+        (
+            vec!["value", "get", list.as_str()],
+            "holds a shareable_list, not a value cell",
+        ),
+        (vec!["value", "set", list.as_str(), "1"], "not a value cell"),
+        (
+            vec!["array", "get", val.as_str()],
+            "holds Value<q>, asked for an array",
+        ),
+        (
+            vec!["array", "set", list.as_str(), "0", "1"],
+            "not an array cell",
+        ),
+        (
+            vec!["list", "get", val.as_str()],
+            "holds a value, not a ShareableList",
+        ),
+        (
+            vec!["list", "set", val.as_str(), "0", "1"],
+            "not a ShareableList",
+        ),
+        (vec!["value", "get", raw.as_str()], "raw segment"),
+    ] {
+        let o = shmkit(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e:?} lacks {want:?}");
+        assert!(
+            !e.contains("corrupt") && !e.contains(".raw(true)"),
+            "{args:?}: {e}"
+        );
+    }
+}
+
+/// `read`/`write` on a ShareableList that shmkit made (its header is a trailer): they called
+/// it corrupt, and `write --raw`'s advice ("drop --raw") led back to that error. Now both say
+/// to use --raw for its bytes, which works (and `write --raw` asks for --force). (From the
+/// CLI review.)
+#[test]
+fn read_and_write_of_a_shmkit_list_point_to_raw() {
+    let list = common::unique_name("cli-rw-list");
+    let _c = Cleanup::new(&[&list]);
+    assert!(shmkit(&["list", "create", &list, "[1, 2]"])
+        .status
+        .success());
+    for args in [
+        vec!["read", list.as_str()],
+        vec!["write", list.as_str(), "--force", "x"],
+    ] {
+        let o = shmkit(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.contains("--raw") && !e.contains("corrupt"),
+            "{args:?}: {e}"
+        );
+    }
+    let r = shmkit(&["read", &list, "--raw", "--len", "8"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(r.stdout, 2u64.to_le_bytes()); // CPython's layout: the item count first
+    let w = shmkit(&["write", &list, "--raw", "x"]);
+    assert!(stderr(&w).contains("--force"), "{}", stderr(&w));
 }

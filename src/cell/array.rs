@@ -438,6 +438,13 @@ impl<'a> AnyGuard<'a> {
         self.g.previous_owner()
     }
 
+    /// After `OwnerDied`, without repairing: release the lock back to its dead previous
+    /// owner, so the next taker gets `OwnerDied` too (see
+    /// [`LockGuard::release_unrepaired`](crate::sync::LockGuard::release_unrepaired)).
+    pub fn release_unrepaired(self) {
+        self.g.release_unrepaired()
+    }
+
     /// Keep the lock held without a guard (for Python-style `acquire()`/`release()` pairs);
     /// the holding thread gets a guard back with `adopt_lock` (see
     /// [`LockGuard::leak`](crate::sync::LockGuard::leak)).
@@ -513,6 +520,12 @@ impl<T: ShmType> ArrayGuard<'_, T> {
     /// The dead previous holder, until [`make_consistent`](Self::make_consistent).
     pub fn previous_owner(&self) -> Option<Owner> {
         self.inner.previous_owner()
+    }
+
+    /// After `OwnerDied`, without repairing: release the lock back to its dead previous
+    /// owner (see [`AnyGuard::release_unrepaired`]).
+    pub fn release_unrepaired(self) {
+        self.inner.release_unrepaired()
     }
 }
 

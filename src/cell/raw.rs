@@ -390,10 +390,26 @@ impl RawCell {
                 g.make_consistent()?;
                 g
             }
+            Err(LockError::OwnerDied(g)) => return Err(self.holder_died(g)),
             Err(e) => return Err(e.into()),
         };
         self.check_whole()?;
         Ok(g)
+    }
+
+    /// A locked-mode cell's dead holder, found by a call that cannot repair the data (a read,
+    /// a partial write, a read-modify-write): the lock goes back to that holder unrepaired
+    /// (the next acquirer gets `OwnerDied` as we did; dropping the guard would make it not
+    /// recoverable for everyone), and the call fails with [`Error::HolderDied`].
+    #[cold]
+    #[inline(never)]
+    fn holder_died(&self, g: LockGuard<'_>) -> Error {
+        let pid = g.previous_owner().map_or(0, |o| o.pid);
+        g.release_unrepaired();
+        Error::HolderDied {
+            name: self.seg.name().to_owned(),
+            pid,
+        }
     }
 
     /// Under the writer lock: `Error::Corrupt` when a seqlock cell's writer died mid-write
@@ -465,7 +481,11 @@ impl RawCell {
                     Ok(()) => return Ok(0),
                     Err(again) => again,
                 };
-                let _g = self.lock(wait)?;
+                let _g = match self.lock(wait) {
+                    Ok(g) => g,
+                    Err(LockError::OwnerDied(g)) => return Err(self.holder_died(g)),
+                    Err(e) => return Err(e.into()),
+                };
                 copy();
                 Ok(0)
             }
@@ -582,6 +602,8 @@ impl RawCell {
                     Err(LockError::OwnerDied(g)) if whole || self.geo.mode == CellMode::Seqlock => {
                         g
                     }
+                    // A partial write cannot repair the rest of the data.
+                    Err(LockError::OwnerDied(g)) => return Err(self.holder_died(g)),
                     Err(e) => return Err(e.into()),
                 };
                 self.write_locked(first, data);

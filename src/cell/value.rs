@@ -120,9 +120,9 @@ impl<T: ShmType> Value<T> {
     }
 
     wait_forms! {
-        /// The value. Locked: under the lock (a dead holder's `OwnerDied` is returned as
-        /// [`Error::Lock`], which leaves the lock not recoverable: use [`lock`](Self::lock) to
-        /// repair instead); seqlock: a consistent copy, waiting while a write is under way (or
+        /// The value. Locked: under the lock (after a holder died holding it,
+        /// [`Error::HolderDied`], with the lock left for a repair: [`set`](Self::set), or
+        /// [`lock`](Self::lock) and `make_consistent`); seqlock: a consistent copy, waiting while a write is under way (or
         /// until the next write, after a writer died mid-write); atomic: one atomic load.
         fn get, try_get, get_timeout, get_deadline () -> Result<T> = get_with
     }
@@ -149,8 +149,8 @@ impl<T: ShmType> Value<T> {
         /// Read, transform and write back under the lock (locked or seqlock mode); returns
         /// the new value. Python's `with v.get_lock(): v.value = f(v.value)`.
         ///
-        /// A dead previous holder: locked mode returns [`Error::Lock`] (use
-        /// [`lock`](Self::lock) to repair); seqlock mode goes on if the dead writer left the
+        /// A dead previous holder: locked mode returns [`Error::HolderDied`] and leaves the
+        /// lock for a repair ([`set`](Self::set), or [`lock`](Self::lock)); seqlock mode goes on if the dead writer left the
         /// value whole, else returns [`Error::Corrupt`] (a [`set`](Self::set) recovers it).
         fn update, try_update, update_timeout, update_deadline (f: impl FnOnce(T) -> T) -> Result<T> = update_with
     }
@@ -356,6 +356,13 @@ impl<T: ShmType> ValueGuard<'_, T> {
     /// The dead previous holder, until [`make_consistent`](Self::make_consistent).
     pub fn previous_owner(&self) -> Option<Owner> {
         self.inner.previous_owner()
+    }
+
+    /// After `OwnerDied`, without repairing: release the lock back to its dead previous
+    /// owner, so the next taker gets `OwnerDied` too (see
+    /// [`AnyGuard::release_unrepaired`](super::AnyGuard::release_unrepaired)).
+    pub fn release_unrepaired(self) {
+        self.inner.release_unrepaired()
     }
 }
 

@@ -594,6 +594,39 @@ impl<'a> LockGuard<'a> {
         Ok(())
     }
 
+    /// After [`LockError::OwnerDied`], for a caller that cannot repair the data (it only
+    /// wanted to read it): release the lock unrepaired *back to its dead previous owner*, so
+    /// that the next acquirer gets `OwnerDied` too, with the same chance to repair. (Dropping
+    /// the guard instead makes the lock not recoverable for everyone.) For a guard that needs
+    /// no repair (a normal acquisition, or after [`make_consistent`](Self::make_consistent)),
+    /// the same as dropping it.
+    ///
+    /// ```
+    /// use shmkit::sync::{LockError, LockState};
+    /// let state = LockState::new();
+    /// match state.lock() {
+    ///     Ok(_guard) => { /* read the data */ }
+    ///     Err(LockError::OwnerDied(guard)) => {
+    ///         // The data may be half-updated, and this caller cannot tell how to fix it.
+    ///         guard.release_unrepaired();
+    ///     }
+    ///     Err(e) => return Err(e.without_guard().into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release_unrepaired(self) {
+        let Some(dead) = self.previous_owner else {
+            return; // dropping releases it normally
+        };
+        let g = std::mem::ManuallyDrop::new(self);
+        // In a fork()ed child the guard is the parent's: leave the lock alone (as `Drop`).
+        if liveness::is_current(g.me.token) {
+            g.lock
+                .core
+                .release_to_dead(g.me.token, (dead.token, dead.pid));
+        }
+    }
+
     /// The owner that died holding the lock, while this guard has not called
     /// [`make_consistent`](Self::make_consistent); `None` for a normal acquisition.
     pub fn previous_owner(&self) -> Option<Owner> {

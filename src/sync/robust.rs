@@ -446,6 +446,49 @@ impl MutexCore {
         self.release_slow(token);
     }
 
+    /// Release a lock held by `token`, taken over from the dead holder `dead` (its token and
+    /// pid) and not repaired, back to that holder: the word names `dead` again (`WAITERS`
+    /// kept, `INCONSISTENT` clear), so the next acquirer finds a dead holder and takes the
+    /// lock over with `OwnerDied`, as we did: for a caller that only read the data and leaves
+    /// the repair to one that can make it (`SPEC.md` §6.2.2). As [`release_held`]
+    /// (Self::release_held), nothing changes if the word no longer names `token`, and a word
+    /// that keeps changing under every compare-and-swap is left to the peer rewriting it.
+    pub(crate) fn release_to_dead(&self, token: u64, dead: (u64, u32)) {
+        let (dead_token, dead_pid) = dead;
+        // Relaxed: our own word (only we clear our token); a check before touching the record.
+        let mut cur = self.owner.load(Ordering::Relaxed);
+        if token_of(cur) != token || dead_token == 0 || dead_token == token {
+            return;
+        }
+        // The record before the word, as `release_held` does: our thread number cleared (a
+        // thread of ours that read it would think it holds the lock), the dead holder's pid
+        // back for the next takeover's report (display only).
+        self.thread.store(0, Ordering::Relaxed);
+        self.pid.store(dead_pid, Ordering::Relaxed);
+        let mut retry = super::park::Retry::default();
+        while retry.again() {
+            if token_of(cur) != token {
+                return; // taken over: not ours to release
+            }
+            let next = (dead_token << SHIFT) | (cur & WAITERS);
+            // AcqRel: as in `release_slow` (the next holder's Acquire CAS of the dead word;
+            // a waiter's AcqRel CAS that set WAITERS).
+            match self
+                .owner
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(old) => {
+                    if old & WAITERS != 0 {
+                        // One waiter: it finds the dead holder and takes the lock over.
+                        self.queue.notify(1);
+                    }
+                    return;
+                }
+                Err(x) => cur = x,
+            }
+        }
+    }
+
     /// Once the word has kept changing under every compare-and-swap
     /// ([`Retry`](super::park::Retry): only a peer rewriting it at random does that) it gives
     /// up: the word is the peer's, not a lock state we can still release.

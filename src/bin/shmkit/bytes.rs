@@ -85,6 +85,13 @@ fn open<A: Access>(
         return Ok((seg, None));
     }
     let h = shmkit_header(name, "; pass --raw to use its bytes")?;
+    if h.kind == Kind::SHAREABLE_LIST {
+        return Err(format!(
+            "segment {name:?} holds a ShareableList, whose bytes are CPython's layout from byte \
+             0 (shmkit keeps its header in a trailer at the end): pass --raw to use them"
+        )
+        .into());
+    }
     let seg = opts
         .kind(h.kind, h.fingerprint)
         .open(name)
@@ -145,6 +152,17 @@ pub(crate) fn write(a: WriteArgs) -> CmdResult {
         // `--raw` offsets count from byte 0 of the object: in a shmkit object (a header, or
         // shmkit's magic on a cut one) that is its header, so the write would corrupt it.
         let p = segment::probe(&a.name).map_err(|e| e.to_string())?;
+        if p.header
+            .as_ref()
+            .is_some_and(|h| h.kind == Kind::SHAREABLE_LIST)
+        {
+            return Err(format!(
+                "segment {:?} holds a ShareableList: writing its bytes would corrupt it (pass \
+                 --force to write anyway)",
+                a.name
+            )
+            .into());
+        }
         if p.header.is_some() || matches!(p.verdict, segment::Verdict::Invalid(_)) {
             return Err(format!(
                 "segment {:?} is a shmkit object ({}), not a raw one: --raw writes over its \

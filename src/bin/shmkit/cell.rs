@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-use crate::{create_error, outln, seconds, segment_name, CmdResult, Stop};
+use crate::{create_error, outln, refuse_other_kind, seconds, segment_name, CmdResult, Stop};
 use shmkit::cell::{AnyArray, AnyValue, CellMode, ReadOnlyCell, Typecode};
+use shmkit::segment::Kind;
 
 /// `shmkit value …`.
 #[derive(clap::Args)]
@@ -27,12 +28,13 @@ pub(crate) struct ArrayArgs {
 
 #[derive(clap::Args)]
 struct CreateFlags {
-    /// locked (Python's lock=True), atomic (integer, c, u, ? only) or seqlock.
-    #[arg(long = "mode", default_value = "locked", value_parser = cell_mode)]
+    /// locked (Python's lock=True), atomic (integer, c, u, ? only) or seqlock (the library's
+    /// `cell_mode`).
+    #[arg(long, default_value = "locked", value_parser = cell_mode)]
     cell_mode: CellMode,
-    /// Permission bits, octal.
+    /// Permission bits, octal (as every create verb's `--mode`).
     #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
-    perm: u32,
+    mode: u32,
 }
 
 #[derive(clap::Subcommand)]
@@ -105,11 +107,14 @@ enum ArrayCmd {
         /// Segment name.
         #[arg(value_parser = segment_name)]
         name: String,
-        /// Element index.
+        /// Index of the first element to set.
         index: usize,
-        /// The new value, in the typecode's syntax.
-        #[arg(allow_hyphen_values = true)]
-        value: String,
+        /// The new values, in the typecode's syntax: elements INDEX, INDEX + 1, … in one write
+        /// under the lock. Every element (INDEX 0) is a whole-array write, which also repairs
+        /// an array whose lock holder died. Negative numbers are values; after `--`, so is
+        /// anything else that starts with `-` (`-- -inf`).
+        #[arg(allow_negative_numbers = true, required = true, num_args = 1..)]
+        values: Vec<String>,
         /// Seconds to wait for the lock.
         #[arg(long, default_value = "10", value_parser = seconds)]
         timeout: Duration,
@@ -122,7 +127,8 @@ fn typecode(s: &str) -> Result<Typecode, String> {
 }
 
 fn cell_mode(s: &str) -> Result<CellMode, String> {
-    CellMode::from_name(s).ok_or_else(|| format!("{s:?} is not a mode: locked, atomic or seqlock"))
+    CellMode::from_name(s)
+        .ok_or_else(|| format!("{s:?} is not a cell mode: locked, atomic or seqlock"))
 }
 
 pub(crate) fn value(args: ValueArgs) -> CmdResult {
@@ -144,22 +150,23 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
             };
             AnyValue::options()
                 .cell_mode(flags.cell_mode)
-                .mode(flags.perm)
+                .mode(flags.mode)
                 .create(&name, typecode, init.as_deref())
                 .map_err(create_error)?;
             Ok(())
         }
         ValueCmd::Get { name, timeout } => {
+            refuse_other_kind(&name, CELLS, "a value cell", true)?;
             let (typecode, b) = match AnyValue::open(&name) {
                 Ok(v) => (
                     v.typecode(),
-                    v.get_bytes_timeout(timeout).map_err(|e| e.to_string())?,
+                    v.get_bytes_timeout(timeout).map_err(|e| waited(&name, e))?,
                 ),
                 // Read permission only: an atomic or seqlock cell reads without writing.
                 Err(e @ shmkit::Error::PermissionDenied { .. }) => {
                     let cell = open_read_only(&name, e)?;
                     let t = cell.info().typecode.and_then(Typecode::from_char);
-                    (t, cell.read(0, 1, timeout).map_err(|e| e.to_string())?)
+                    (t, cell.read(0, 1, timeout).map_err(|e| waited(&name, e))?)
                 }
                 Err(e) => return Err(e.to_string().into()),
             };
@@ -173,6 +180,7 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
             value,
             timeout,
         } => {
+            refuse_other_kind(&name, CELLS, "a value cell", true)?;
             let v = AnyValue::open(&name).map_err(|e| e.to_string())?;
             let t = v.typecode().ok_or_else(|| {
                 format!(
@@ -184,7 +192,7 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
                 .parse(&value)
                 .map_err(|e| format!("segment {name:?} holds {}: {e}", v.describe()))?;
             v.set_bytes_timeout(&b, timeout)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| waited(&name, e))?;
             Ok(())
         }
     }
@@ -207,6 +215,22 @@ fn open_read_only(name: &str, denied: shmkit::Error) -> Result<ReadOnlyCell, Sto
     Ok(cell)
 }
 
+/// A cell call's error as the CLI says it ([`crate::waited`]).
+fn waited(name: &str, e: shmkit::Error) -> String {
+    crate::waited(
+        name,
+        e,
+        "its lock (held by another process) or the end of a write (a writer that died \
+         mid-write leaves a seqlock cell so until a whole-value `set`; `shmkit info` shows \
+         which)",
+    )
+}
+
+/// The kinds the value and array verbs let through to their open: a value opened as an
+/// array (or the reverse) gets the library's message, which names both ("holds
+/// Array<d>[4], asked for a value").
+const CELLS: &[Kind] = &[Kind::VALUE, Kind::ARRAY];
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -221,7 +245,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
         } => {
             AnyArray::options()
                 .cell_mode(flags.cell_mode)
-                .mode(flags.perm)
+                .mode(flags.mode)
                 .create(&name, typecode, len, None)
                 .map_err(create_error)?;
             Ok(())
@@ -233,17 +257,24 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
                 None => Ok((0, len)),
                 Some(s) => span(s, len).map_err(Stop::Usage),
             };
+            refuse_other_kind(&name, CELLS, "an array cell", true)?;
             let (b, size, typecode) = match AnyArray::open(&name) {
                 Ok(a) => {
                     let (first, count) = span_of(a.len())?;
                     let b = a.read_bytes_timeout(first, count, timeout);
-                    (b.map_err(|e| e.to_string())?, a.elem_size(), a.typecode())
+                    (
+                        b.map_err(|e| waited(&name, e))?,
+                        a.elem_size(),
+                        a.typecode(),
+                    )
                 }
                 // Read permission only: an atomic or seqlock cell reads without writing.
                 Err(e @ shmkit::Error::PermissionDenied { .. }) => {
                     let c = open_read_only(&name, e)?;
                     let (first, count) = span_of(c.info().len)?;
-                    let b = c.read(first, count, timeout).map_err(|e| e.to_string())?;
+                    let b = c
+                        .read(first, count, timeout)
+                        .map_err(|e| waited(&name, e))?;
                     let t = c.info().typecode.and_then(Typecode::from_char);
                     (b, c.info().elem_size, t)
                 }
@@ -260,9 +291,10 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
         ArrayCmd::Set {
             name,
             index,
-            value,
+            values,
             timeout,
         } => {
+            refuse_other_kind(&name, CELLS, "an array cell", true)?;
             let a = AnyArray::open(&name).map_err(|e| e.to_string())?;
             let t = a.typecode().ok_or_else(|| {
                 format!(
@@ -270,18 +302,26 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
                     a.describe()
                 )
             })?;
-            if index >= a.len() {
+            if index >= a.len() || values.len() > a.len() - index {
                 return Err(Stop::Failed(format!(
-                    "index {index} is out of range: segment {name:?} holds {} (indices 0..{})",
+                    "{} out of range: segment {name:?} holds {} (indices 0..{})",
+                    match values.len() {
+                        1 => format!("index {index} is"),
+                        n => format!("indices {index}..{} are", index.saturating_add(n)),
+                    },
                     a.describe(),
                     a.len()
                 )));
             }
-            let b = t
-                .parse(&value)
-                .map_err(|e| format!("segment {name:?} holds {}: {e}", a.describe()))?;
+            let mut b = Vec::with_capacity(values.len() * a.elem_size());
+            for v in &values {
+                b.extend(
+                    t.parse(v)
+                        .map_err(|e| format!("segment {name:?} holds {}: {e}", a.describe()))?,
+                );
+            }
             a.write_bytes_timeout(index, &b, timeout)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| waited(&name, e))?;
             Ok(())
         }
     }

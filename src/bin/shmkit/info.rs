@@ -110,11 +110,17 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
 
 pub(crate) fn run(args: Args) -> CmdResult {
     let p = segment::probe(&args.name).map_err(|e| e.to_string())?;
-    let state = object_state(&p)?;
-    let (status, problem) = match &p.verdict {
-        Verdict::Valid => ("valid", None),
-        Verdict::Raw => ("raw", None),
-        Verdict::Invalid(why) => ("invalid", Some(why.clone())),
+    // A valid header over a corrupt object (its control block, geometry or layout): the
+    // header is still shown, with the object's problem, as for a corrupt header.
+    let (state, state_problem) = match object_state(&p) {
+        Ok(s) => (s, None),
+        Err(why) => (None, Some(why)),
+    };
+    let (status, problem) = match (&p.verdict, state_problem) {
+        (Verdict::Invalid(why), _) => ("invalid", Some(why.clone())),
+        (_, Some(why)) => ("invalid", Some(why)),
+        (Verdict::Valid, None) => ("valid", None),
+        (Verdict::Raw, None) => ("raw", None),
     };
     let info = Info {
         name: p.name.clone(),

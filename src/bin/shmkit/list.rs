@@ -107,6 +107,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 Some(d) => l.get_deadline(i, d),
                 None => l.get(i),
             };
+            // A raw object may be a CPython list its creator is still writing: the open waits.
+            crate::refuse_other_kind(&name, &[Kind::SHAREABLE_LIST], "a ShareableList", false)?;
             let l = ShareableList::options()
                 .read_only()
                 .open_timeout(timeout)
@@ -132,6 +134,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             let v = item_from_json(&parse_json(&item)?)?;
             // One budget for the whole command.
             let deadline = Instant::now().checked_add(timeout);
+            crate::refuse_other_kind(&name, &[Kind::SHAREABLE_LIST], "a ShareableList", false)?;
             let l = ShareableList::options()
                 .open_timeout(timeout)
                 .open(&name)
@@ -148,12 +151,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
 
 /// An error of a `get`/`set`, naming the list when the error itself does not (a timeout).
 fn waited(name: &str, e: shmkit::Error) -> String {
-    match e {
-        shmkit::Error::Timeout => {
-            format!("{name}: timed out waiting for another shmkit writer of the list")
-        }
-        e => e.to_string(),
-    }
+    crate::waited(name, e, "another shmkit writer of the list")
 }
 
 /// `text`, or standard input for `-`, as JSON (a usage error if it is not JSON).

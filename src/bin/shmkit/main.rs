@@ -218,6 +218,50 @@ pub(crate) fn shmkit_header(
         .ok_or_else(|| format!("segment {name:?} is not a shmkit object (raw){raw_hint}").into())
 }
 
+/// A blocking call's error as a verb says it: a timeout names the object and what it waited
+/// for (`on`), the bare "timed out" telling neither; any other error as it is.
+pub(crate) fn waited(name: &str, e: shmkit::Error, on: &str) -> String {
+    match e {
+        shmkit::Error::Timeout => format!("segment {name:?}: timed out waiting for {on}"),
+        e => e.to_string(),
+    }
+}
+
+/// Refuse a valid shmkit object of another kind before a verb opens it as one of `kinds`
+/// (`what` names them): "holds a shareable_list, not a value cell", as the queue and frames
+/// verbs say, instead of the open's complaint about a layout it did not expect. `raw_too`:
+/// also refuse an object without a shmkit header (which such a verb never opens). What the
+/// look cannot decide (a missing, unreadable or corrupt object) is left to the open, whose
+/// error says it. The look changes nothing (`probe`).
+pub(crate) fn refuse_other_kind(
+    name: &str,
+    kinds: &[shmkit::segment::Kind],
+    what: &str,
+    raw_too: bool,
+) -> CmdResult {
+    use shmkit::segment::Verdict;
+    let Ok(p) = shmkit::segment::probe(name) else {
+        return Ok(());
+    };
+    match (&p.header, &p.verdict) {
+        (Some(h), Verdict::Valid) if !kinds.contains(&h.kind) => Err(format!(
+            "segment {name:?} holds {}, not {what}",
+            h.kind.with_article()
+        )
+        .into()),
+        (None, Verdict::Raw) if raw_too => Err(format!(
+            "segment {name:?} holds {}, not {what}",
+            if p.cpython_list {
+                "a ShareableList made by CPython"
+            } else {
+                "no shmkit object (a raw segment)"
+            }
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// Write `bytes` to standard output and flush them: every verb's output goes through here
 /// (or [`outln!`]), never through `print!`, which panics when the write fails.
 ///
