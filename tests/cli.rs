@@ -1411,3 +1411,32 @@ fn read_and_write_of_a_shmkit_list_point_to_raw() {
     let w = shmkit(&["write", &list, "--raw", "x"]);
     assert!(stderr(&w).contains("--force"), "{}", stderr(&w));
 }
+
+/// `ls` by a user who may not read an object: it showed another user's 0600 shmkit queue as
+/// kind `raw`, status `raw` (which `--help` and the README define as "foreign"); now both say
+/// `unreadable`. (From the CLI review.)
+#[test]
+fn ls_says_unreadable_for_an_object_this_user_cannot_read() {
+    let q = common::unique_name("cli-unreadable");
+    let _c = Cleanup::new(&[&q]);
+    let c = shmkit(&["queue", "create", &q, "--kind", "spsc", "--capacity", "4"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    let out = shmkit_as_nobody(&["ls", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == q.as_str())
+        .unwrap_or_else(|| panic!("{q} not listed: {rows}"));
+    assert_eq!(
+        (&row["kind"], &row["status"]),
+        (&"unreadable".into(), &"unreadable".into()),
+        "{row}"
+    );
+    // As root (who may read it), the same object is a valid spsc queue.
+    let ls = stdout(&shmkit(&["ls"]));
+    let line = ls.lines().find(|l| l.starts_with(q.as_str())).unwrap();
+    assert!(line.contains(" spsc "), "{line}");
+}

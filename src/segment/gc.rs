@@ -216,6 +216,8 @@ fn judge_object(options: &GcOptions, file: &str) -> Option<GcEntry> {
             return kept("raw (no shmkit header): lives until removed".into())
         }
         (Verdict::Invalid(why), _) => return kept(format!("invalid header ({why})")),
+        // `probe` never says it (it fails instead, handled above).
+        (Verdict::Unreadable, _) => return kept("not readable by this user".into()),
         (Verdict::Valid, Some(h)) => h,
     };
     let pid = h.creator_pid;

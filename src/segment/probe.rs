@@ -54,6 +54,9 @@ pub enum Verdict {
     /// shmkit's magic, but an open would refuse the object: why (for instance a state word
     /// that is not ready, a size that does not match, another format version).
     Invalid(String),
+    /// This user may not read the object ([`list`] only; [`probe`] fails with
+    /// [`Error::PermissionDenied`]): nothing is known of its bytes, only what `stat` shows.
+    Unreadable,
 }
 
 impl Probe {
@@ -84,6 +87,7 @@ impl Probe {
             (Some(h), _) => h.kind.to_string(),
             // shmkit's magic without a whole header: not a foreign object, a cut one.
             (None, Verdict::Invalid(_)) => "invalid".into(),
+            (None, Verdict::Unreadable) => "unreadable".into(),
             (None, _) if self.cpython_list => "shareable_list (cpython)".into(),
             (None, _) => "raw".into(),
         }
@@ -166,11 +170,11 @@ pub fn probe(name: &str) -> Result<Probe> {
     })
 }
 
-/// Every object in `/dev/shm` this process can read, sorted by name (by its bytes), except
-/// shmkit's own files (objects being built, under names starting with `.shmkit`). Objects
-/// whose names shmkit would refuse (names that are not UTF-8 too: see
-/// [`Probe::name_bytes`]), or that this user cannot read, are listed with what `stat` shows,
-/// no header, and [`Verdict::Raw`].
+/// Every object in `/dev/shm`, sorted by name (by its bytes), except shmkit's own files
+/// (objects being built, under names starting with `.shmkit`). Objects whose names shmkit
+/// would refuse (names that are not UTF-8 too: see [`Probe::name_bytes`]) are listed with
+/// what `stat` shows, no header, and [`Verdict::Raw`]; objects this user cannot read, the
+/// same with [`Verdict::Unreadable`].
 pub fn list() -> Result<Vec<Probe>> {
     let names = shm::list_names().map_err(|e| Error::from_io(shm::SHM_DIR, "list", e))?;
     let mut out: Vec<Probe> = names
@@ -178,7 +182,7 @@ pub fn list() -> Result<Vec<Probe>> {
         .filter(|name| !name.as_bytes().starts_with(shm::RESERVED_PREFIX.as_bytes()))
         .filter_map(|name| match name.into_string() {
             Ok(name) => probed(name),
-            Err(name) => stat_only(String::new(), Some(name.into_vec())),
+            Err(name) => stat_only(String::new(), Some(name.into_vec()), Verdict::Raw),
         })
         .collect();
     out.sort_by(|a, b| a.file_name().cmp(b.file_name()));
@@ -190,12 +194,13 @@ fn probed(name: String) -> Option<Probe> {
     match probe(&name) {
         Ok(p) => Some(p),
         Err(Error::NotFound { .. }) => None, // removed while we listed
-        Err(_) => stat_only(name, None),
+        Err(Error::PermissionDenied { .. }) => stat_only(name, None, Verdict::Unreadable),
+        Err(_) => stat_only(name, None, Verdict::Raw),
     }
 }
 
 /// What `stat` shows of a file that is not probed: `name`, or the non-UTF-8 name `bytes`.
-fn stat_only(name: String, bytes: Option<Vec<u8>>) -> Option<Probe> {
+fn stat_only(name: String, bytes: Option<Vec<u8>>, verdict: Verdict) -> Option<Probe> {
     let st = match &bytes {
         Some(b) => shm::stat_path(OsStr::from_bytes(b)),
         None => shm::stat_path(&name),
@@ -211,7 +216,7 @@ fn stat_only(name: String, bytes: Option<Vec<u8>>) -> Option<Probe> {
         uid: st.uid,
         header: None,
         creator: Liveness::Unknown,
-        verdict: Verdict::Raw,
+        verdict,
         cpython_list: false,
         identity: st.identity,
     })

@@ -121,6 +121,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         (_, Some(why)) => ("invalid", Some(why)),
         (Verdict::Valid, None) => ("valid", None),
         (Verdict::Raw, None) => ("raw", None),
+        (Verdict::Unreadable, None) => ("unreadable", None),
     };
     let info = Info {
         name: p.name.clone(),

@@ -40,6 +40,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 Verdict::Valid => "valid",
                 Verdict::Raw => "raw",
                 Verdict::Invalid(_) => "invalid",
+                Verdict::Unreadable => "unreadable",
             },
             lifetime: p.header.as_ref().map(|h| h.lifetime.to_string()),
             creator_pid: p.header.as_ref().map(|h| h.creator_pid),
