@@ -241,3 +241,28 @@ fn negative_items_and_signed_hex() {
     }
     assert_eq!(ok(&["list", "get", &name, "1"]).trim(), r#"{"hex":"00"}"#);
 }
+
+/// `info` of a long list shows its length and the first 16 items, as a cell's elements (a
+/// list of a million items took 1.6 GB to show whole); `list get` prints them all. (From the
+/// CLI review.)
+#[test]
+fn info_of_a_long_list_shows_the_first_items() {
+    let name = unique_name("list-long");
+    let _c = Cleanup::new(&[&name]);
+    let items: Vec<Item> = (0..1000).map(Item::Int).collect();
+    ShareableList::create(&name, &items).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&["info", &name, "--json"])).unwrap();
+    let st = &v["state"];
+    assert_eq!(st["len"], 1000, "{st}");
+    assert_eq!(st["items"].as_array().unwrap().len(), 16, "{st}");
+    assert_eq!(st["items"][15]["value"], 15, "{st}");
+    assert!(
+        st["items_shown"]
+            .as_str()
+            .unwrap()
+            .contains("first 16 of 1000"),
+        "{st}"
+    );
+    let all: serde_json::Value = serde_json::from_str(&ok(&["list", "get", &name])).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1000);
+}

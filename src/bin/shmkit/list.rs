@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::{create_error, outln, seconds, segment_name, CmdResult, Stop};
 use serde_json::{json, Value};
+use shmkit::cell::SHOWN_ELEMENTS;
 use shmkit::list::{Item, ShareableList};
 use shmkit::segment::{Kind, Lifetime, Probe, Verdict};
 
@@ -282,8 +283,10 @@ pub(crate) fn no_header_note(p: &Probe) -> &'static str {
 /// middle of an item (as long as it waits for a seqlock cell).
 const INFO_WAIT: Duration = Duration::from_millis(20);
 
-/// What `shmkit info` shows of a list (made by shmkit or by CPython): each item's value
-/// (long ones cut), format and slot size. `None` for other objects.
+/// What `shmkit info` shows of a list (made by shmkit or by CPython): its length and, for the
+/// first [`SHOWN_ELEMENTS`] items (as for a cell's elements: a list of millions of items took
+/// gigabytes to show whole), each one's value (long ones cut), format and slot size. `None`
+/// for other objects.
 pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
     let shmkit_made = p.verdict == Verdict::Valid
         && p.header
@@ -301,8 +304,9 @@ pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
         .open(&p.name)
         .map_err(|e| e.to_string())?;
     let until = Instant::now() + INFO_WAIT;
-    let mut items = Vec::with_capacity(l.len());
-    for i in 0..l.len() as isize {
+    let shown = l.len().min(SHOWN_ELEMENTS);
+    let mut items = Vec::with_capacity(shown);
+    for i in 0..shown as isize {
         let value = match l.get_deadline(i, until) {
             Ok(v) => shorten(item_to_json(&v)),
             Err(shmkit::Error::Timeout | shmkit::Error::WouldBlock) => json!({
@@ -316,11 +320,20 @@ pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
             "slot": l.slot_size(i).unwrap_or(0),
         }));
     }
-    Ok(Some(json!({
+    let mut state = json!({
         "layout": if shmkit_made { "CPython 3.9–3.13, shmkit trailer" } else { "CPython 3.9–3.13, no trailer (made by CPython)" },
         "len": l.len(),
         "items": items,
-    })))
+    });
+    if shown < l.len() {
+        state["items_shown"] = format!(
+            "the first {shown} of {} (`shmkit list get {}` prints every item)",
+            l.len(),
+            p.name
+        )
+        .into();
+    }
+    Ok(Some(state))
 }
 
 /// Long strings and hex cut to 64 characters, with the full length beside.
