@@ -1440,3 +1440,35 @@ fn ls_says_unreadable_for_an_object_this_user_cannot_read() {
     let line = ls.lines().find(|l| l.starts_with(q.as_str())).unwrap();
     assert!(line.contains(" spsc "), "{line}");
 }
+
+/// `write NAME -` reads at most one byte more than fits from standard input: it read all of it
+/// first (a 1 GB pipe into a 64-byte segment ran out of memory under a limit). (From the CLI
+/// review.)
+#[test]
+fn write_from_stdin_stops_reading_past_the_payload() {
+    use std::io::Write;
+    let name = common::unique_name("cli-stdin-big");
+    let _c = Cleanup::new(&[&name]);
+    assert!(shmkit(&["create", &name, "--size", "64"]).status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["write", &name, "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // 64 MiB, more than a pipe holds: the writer gets EPIPE once shmkit stops reading.
+    let fed = (0..1024).try_for_each(|_| input.write_all(&[1u8; 65536]));
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("more than the 64 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fed.is_err(), "shmkit read all 64 MiB");
+    let mut b = [9u8];
+    Segment::open(&name).unwrap().read_at(0, &mut b).unwrap();
+    assert_eq!(b, [0]); // nothing written
+}

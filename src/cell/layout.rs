@@ -177,6 +177,15 @@ impl Geometry {
         };
         match e.size.checked_mul(self.len) {
             Some(b) if b <= max => {}
+            // An array's size in its user's unit, elements (its byte count may not even fit
+            // a u64); a value's in bytes.
+            _ if kind == Kind::ARRAY => {
+                return Err(crate::Error::TooLarge {
+                    name: name.to_owned(),
+                    requested: self.len as u64,
+                    max: (max / e.size.max(1)) as u64,
+                })
+            }
             _ => {
                 return Err(crate::Error::TooLarge {
                     name: name.to_owned(),

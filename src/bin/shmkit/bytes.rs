@@ -184,10 +184,24 @@ pub(crate) fn write(a: WriteArgs) -> CmdResult {
         .into());
     }
     let data = if a.data == "-" {
+        // At most one byte more than fits: a longer input is refused below by `write_at`
+        // without being read (and held in memory) whole.
+        let room = (seg.len() as u64).saturating_sub(a.offset);
         let mut v = Vec::new();
         std::io::stdin()
+            .take(room.saturating_add(1))
             .read_to_end(&mut v)
             .map_err(|e| e.to_string())?;
+        if v.len() as u64 > room {
+            return Err(format!(
+                "{:?}: standard input has more than the {room} bytes that fit from offset {} \
+                 in the {}-byte payload",
+                a.name,
+                a.offset,
+                seg.len()
+            )
+            .into());
+        }
         v
     } else {
         a.data.into_bytes()

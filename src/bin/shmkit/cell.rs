@@ -340,6 +340,11 @@ fn span(s: &str, len: usize) -> Result<(usize, usize), String> {
         None => Ok((num(s, 0)?, 1)),
         Some((a, b)) => {
             let (a, b) = (num(a, 0)?, num(b, len)?);
+            if b < a && a > len {
+                return Err(format!(
+                    "range {s:?} starts past the end (indices 0..{len})"
+                ));
+            }
             if b < a {
                 return Err(format!("range {s:?} ends before it starts"));
             }
