@@ -48,14 +48,23 @@ pub(crate) fn pid_of(word: u64) -> u32 {
     return word as u32;
 }
 
+/// Under loom, the owner word of a killed process (recovery models claim a role with it).
+#[cfg(loom)]
+pub(crate) const LOOM_DEAD: u64 = 0xdead;
+
 /// Whether the process recorded in an owner word lives (`Unknown` for a free slot).
 pub(crate) fn liveness_of(word: u64) -> Liveness {
     if word == 0 {
         return Liveness::Unknown;
     }
-    // Loom models threads, not processes: every recorded holder is alive.
+    // Loom models threads, not processes: every recorded holder is alive, except the token
+    // models use for a killed one.
     #[cfg(loom)]
-    return Liveness::Alive;
+    return if word == LOOM_DEAD {
+        Liveness::Dead
+    } else {
+        Liveness::Alive
+    };
     #[cfg(not(loom))]
     return crate::os::liveness::liveness(word);
 }
