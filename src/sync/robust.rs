@@ -743,6 +743,42 @@ mod loom_tests {
         });
     }
 
+    /// A holder that took the lock over from a dead owner and releases it unrepaired back to
+    /// that owner (`release_to_dead`): a waiter parked meanwhile wakes and takes it over with
+    /// `OwnerDied` itself (no hang, not `NotRecoverable`), and sees the dead owner's pid.
+    #[test]
+    fn release_to_dead_hands_the_repair_on() {
+        loom::model(|| {
+            let m = Arc::new(MutexCore::new(1));
+            let m2 = m.clone();
+            m.acquire(
+                Me {
+                    token: 9,
+                    thread: 1,
+                    pid: 90,
+                },
+                Block::No,
+                false,
+                &|_| false,
+            )
+            .unwrap();
+            assert!(matches!(
+                m.acquire(A, Block::No, false, &|t| t == 9),
+                Ok(Acquired::OwnerDied { .. })
+            ));
+            let t =
+                loom::thread::spawn(move || m2.acquire(B, Block::Until(None), false, &|t| t == 9));
+            m.release_to_dead(A.token, (9, 90));
+            match t.join().unwrap() {
+                Ok(Acquired::OwnerDied {
+                    token: 9, pid: 90, ..
+                }) => {}
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(token_of(m.owner_word()), B.token);
+        });
+    }
+
     /// Review finding: a dead holder's `thread` number may equal a live thread's number in
     /// another process. Two threads of one process race to take the lock over from it (one
     /// of them with the dead holder's thread number): never two holders at once, even for an
