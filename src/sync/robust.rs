@@ -450,9 +450,10 @@ impl MutexCore {
     /// pid) and not repaired, back to that holder: the word names `dead` again (`WAITERS`
     /// kept, `INCONSISTENT` clear), so the next acquirer finds a dead holder and takes the
     /// lock over with `OwnerDied`, as we did: for a caller that only read the data and leaves
-    /// the repair to one that can make it (`SPEC.md` §6.2.2). As [`release_held`]
-    /// (Self::release_held), nothing changes if the word no longer names `token`, and a word
-    /// that keeps changing under every compare-and-swap is left to the peer rewriting it.
+    /// the repair to one that can make it (`SPEC.md` §6.2.2). As
+    /// [`release_held`](Self::release_held), nothing changes if the word no longer names
+    /// `token`, and a word that keeps changing under every compare-and-swap is left to the
+    /// peer rewriting it.
     pub(crate) fn release_to_dead(&self, token: u64, dead: (u64, u32)) {
         let (dead_token, dead_pid) = dead;
         // Relaxed: our own word (only we clear our token); a check before touching the record.
