@@ -350,3 +350,71 @@ fn a_leaked_guard_of_an_unmapped_lock_writes_nowhere_else() {
         "no round mapped the unrelated segment at the leaked lock's page: nothing was tested"
     );
 }
+
+/// The owner word of a heap lock, as a peer sharing it could write it (offset 8, SPEC §6.2.1).
+fn owner_word(state: &shmkit::sync::LockState) -> &std::sync::atomic::AtomicU64 {
+    // SAFETY: LockState is repr(C), 32 bytes, 8-aligned, all atomics; `owner` is at offset 8.
+    unsafe {
+        &*((state as *const shmkit::sync::LockState as *const u8).add(8)
+            as *const std::sync::atomic::AtomicU64)
+    }
+}
+
+/// SPEC §6.2.1: a word with no token but other bits is a dead holder. A reader that takes
+/// such a lock over and hands it back unrepaired (`release_unrepaired`) left it held by this
+/// process for ever (an early return for the unknown dead token, the guard already in a
+/// `ManuallyDrop`): nobody could take it again, not even to repair it. Now the next taker
+/// gets `OwnerDied`. (From the sync review.)
+#[test]
+fn release_unrepaired_after_a_tokenless_word_frees_the_lock() {
+    let state = shmkit::sync::LockState::new();
+    owner_word(&state).store(1, Ordering::SeqCst); // WAITERS alone: no token
+    match state.try_lock() {
+        Err(LockError::OwnerDied(g)) => g.release_unrepaired(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    let next = std::thread::scope(|s| {
+        s.spawn(|| match state.try_lock() {
+            Ok(_) => "Ok".to_string(),
+            Err(LockError::OwnerDied(g)) => {
+                g.release_unrepaired();
+                "OwnerDied".to_string()
+            }
+            Err(e) => format!("{e:?}"),
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(
+        next,
+        "OwnerDied",
+        "word {:#x}",
+        owner_word(&state).load(Ordering::SeqCst)
+    );
+}
+
+/// A token no process holds (no liveness file: `Dead` for the liveness query, SPEC §2.3).
+const DEAD: u64 = 0x1d1e_5eed_0bad_f00d & ((1 << 61) - 1);
+
+/// A hold taken over from a dead owner and kept Python-style (`leak`, then `adopt`): the
+/// adopted guard said it needed no repair and its `release_unrepaired` was a plain drop, which
+/// made the lock not recoverable for every process. Now it still needs the repair, and
+/// releasing it unrepaired leaves the next taker `OwnerDied`. (From the sync review.)
+#[test]
+fn an_adopted_owner_died_guard_released_unrepaired_stays_recoverable() {
+    let state = shmkit::sync::LockState::new();
+    owner_word(&state).store(DEAD << 3, Ordering::SeqCst);
+    match state.try_lock() {
+        Err(LockError::OwnerDied(g)) => g.leak(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    let g = state.adopt().unwrap();
+    assert!(g.needs_repair());
+    g.release_unrepaired();
+    assert!(!state.is_not_recoverable());
+    match state.try_lock() {
+        Err(LockError::OwnerDied(mut g)) => g.make_consistent().unwrap(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(state.try_lock().is_ok());
+}

@@ -107,7 +107,9 @@ impl fmt::Display for OwnerInfo {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LockInfo {
     /// `unlocked`, `locked`, `owner_died_unrepaired` (held by a thread that got `OwnerDied`
-    /// and has not repaired it yet), `not_recoverable`, or `invalid`.
+    /// and has not repaired it yet), `owner_died_unknown` (handed back unrepaired after a
+    /// dead owner nobody knows: the next acquirer gets `OwnerDied`), `not_recoverable`, or
+    /// `invalid`.
     pub status: &'static str,
     /// Whether someone holds it.
     pub locked: bool,
@@ -179,9 +181,13 @@ pub(crate) fn lock_info(core: &MutexCore) -> LockInfo {
         status::INCONSISTENT => "owner_died_unrepaired",
         status::NOT_RECOVERABLE => "not_recoverable",
         status::INVALID => "invalid",
+        status::DEAD_UNKNOWN => "owner_died_unknown",
         _ => "invalid",
     };
-    let locked = matches!(st, status::LOCKED | status::INCONSISTENT);
+    let locked = matches!(
+        st,
+        status::LOCKED | status::INCONSISTENT | status::DEAD_UNKNOWN
+    );
     let owner = owner_of(core)
         .filter(|_| locked)
         .map(|o| OwnerInfo::new(o.token, o.pid, o.thread));
@@ -316,6 +322,10 @@ impl fmt::Display for LockInfo {
                 }
                 Ok(())
             }
+            (None, "owner_died_unknown") => f.write_str(
+                "locked by a dead process (unknown: released unrepaired by a successor that could \
+                 not repair it): the next acquirer gets OwnerDied",
+            ),
             (None, "not_recoverable") => f.write_str(
                 "not recoverable: a dead owner's successor released it without make_consistent(); recreate it",
             ),

@@ -512,10 +512,18 @@ impl LockState {
         if !self.core.set_leaked(false) {
             return Err(LockError::Deadlock);
         }
+        // A hold taken over from a dead owner and leaked before `make_consistent` still needs
+        // the repair; who died was forgotten with the leaked guard (token 0: unknown).
+        let previous_owner =
+            (self.core.owner_word() & robust::INCONSISTENT != 0).then_some(Owner {
+                token: 0,
+                pid: 0,
+                thread: 0,
+            });
         Ok(LockGuard {
             lock: self,
             me,
-            previous_owner: None,
+            previous_owner,
             _not_send: PhantomData,
         })
     }
@@ -524,7 +532,7 @@ impl LockState {
     pub fn is_locked(&self) -> bool {
         matches!(
             self.core.status_word(),
-            status::LOCKED | status::INCONSISTENT
+            status::LOCKED | status::INCONSISTENT | status::DEAD_UNKNOWN
         )
     }
 
@@ -628,7 +636,9 @@ impl<'a> LockGuard<'a> {
     }
 
     /// The owner that died holding the lock, while this guard has not called
-    /// [`make_consistent`](Self::make_consistent); `None` for a normal acquisition.
+    /// [`make_consistent`](Self::make_consistent); `None` for a normal acquisition. All zero
+    /// (token 0: unknown) for a guard [`adopt`](LockState::adopt)ed from a leaked hold that
+    /// still needs the repair.
     pub fn previous_owner(&self) -> Option<Owner> {
         self.previous_owner
     }

@@ -205,7 +205,7 @@ impl RLockState {
     pub fn is_locked(&self) -> bool {
         matches!(
             self.core.status_word(),
-            status::LOCKED | status::INCONSISTENT
+            status::LOCKED | status::INCONSISTENT | status::DEAD_UNKNOWN
         )
     }
 

@@ -92,9 +92,13 @@ pub(crate) mod status {
     pub const INCONSISTENT: u32 = 2;
     /// Released while inconsistent: every later lock fails with `NotRecoverable`.
     pub const NOT_RECOVERABLE: u32 = 3;
-    /// Flag bits without a token other than the not-recoverable value: written by no shmkit
-    /// code; a lock call treats it as a dead holder.
+    /// Flag bits without a token other than the not-recoverable value and the one below:
+    /// written by no shmkit code; a lock call treats it as a dead holder.
     pub const INVALID: u32 = 4;
+    /// `RECORDING` without a token (and without `INCONSISTENT`): a holder that took the lock
+    /// over from an unknown dead owner released it unrepaired (`release_to_dead`); held by
+    /// nobody alive, the next taker gets `OwnerDied`.
+    pub const DEAD_UNKNOWN: u32 = 5;
 }
 
 /// Who is locking: this process's token, this thread's number, and the pid for display.
@@ -458,9 +462,18 @@ impl MutexCore {
         let (dead_token, dead_pid) = dead;
         // Relaxed: our own word (only we clear our token); a check before touching the record.
         let mut cur = self.owner.load(Ordering::Relaxed);
-        if token_of(cur) != token || dead_token == 0 || dead_token == token {
+        if token_of(cur) != token {
             return;
         }
+        // The word to leave: the dead holder's token; for an unknown one (the takeover found a
+        // word with no token, or the hold was leaked and adopted, which forgets it), a word
+        // with no token and `RECORDING`, which every taker treats as a dead holder (§6.2.1)
+        // and never as free or not recoverable. Never our own token: the lock must go.
+        let dead_word = if dead_token == 0 || dead_token == token {
+            RECORDING
+        } else {
+            dead_token << SHIFT
+        };
         // The record before the word, as `release_held` does: our thread number cleared (a
         // thread of ours that read it would think it holds the lock), the dead holder's pid
         // back for the next takeover's report (display only).
@@ -471,7 +484,7 @@ impl MutexCore {
             if token_of(cur) != token {
                 return; // taken over: not ours to release
             }
-            let next = (dead_token << SHIFT) | (cur & WAITERS);
+            let next = dead_word | (cur & WAITERS);
             // AcqRel: as in `release_slow` (the next holder's Acquire CAS of the dead word;
             // a waiter's AcqRel CAS that set WAITERS).
             match self
@@ -567,6 +580,7 @@ impl MutexCore {
         let w = self.owner_word();
         match (token_of(w), w & INCONSISTENT) {
             (0, 0) if w == 0 => status::UNLOCKED,
+            (0, 0) if w & !WAITERS == RECORDING => status::DEAD_UNKNOWN,
             (0, 0) => status::INVALID,
             (0, _) => status::NOT_RECOVERABLE,
             (_, 0) => status::LOCKED,
