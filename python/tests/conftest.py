@@ -80,13 +80,19 @@ class Child:
         self.pid = self.proc.pid
 
     def line(self):
-        out = self.proc.stdout.readline()
-        if not out:
+        # Byte by byte from the pipe itself: a buffered readline reads ahead, and the lines it
+        # took beyond the first were lost to `finish()` (`communicate` reads the descriptor,
+        # not the buffer), which made a test fail when the child printed quickly.
+        fd = self.proc.stdout.fileno()
+        out = bytearray()
+        while (b := os.read(fd, 1)) and b != b"\n":
+            out += b
+        if not out and not b:
             self.proc.wait(timeout=30)
             raise AssertionError(
                 f"child exited ({self.proc.returncode}) without output: {self.proc.stderr.read()}"
             )
-        return out.rstrip("\n")
+        return out.decode()
 
     def send(self, text):
         self.proc.stdin.write(text + "\n")
