@@ -53,14 +53,23 @@ pub(crate) const TOKEN_MAX: u64 = (1 << 61) - 1;
 
 /// This process's token; 0 before the first [`current`], [`BUSY`] while it is being created.
 static TOKEN: AtomicU64 = AtomicU64::new(0);
-/// Marks [`TOKEN`] as being created by some thread of this process.
-const BUSY: u64 = u64::MAX;
+/// Marks [`TOKEN`] as being created by some thread of the process whose pid is in the low 32
+/// bits (tokens are at most [`TOKEN_MAX`], so never have this bit). The pid matters: a
+/// `fork()` by another thread before the creating thread registered the fork handlers leaves
+/// the child this mark with nobody to clear it; the child sees it is its parent's and takes
+/// it back to 0 (waiting on it hung the child for ever).
+const BUSY: u64 = 1 << 63;
+
+/// [`BUSY`] for this process.
+fn busy_mark() -> u64 {
+    BUSY | u64::from(std::process::id())
+}
 /// This process's pid, cached when its token is created (0: none yet).
 static PID: AtomicU32 = AtomicU32::new(0);
 /// The descriptor holding this process's lock (-1: none).
 static FD: AtomicI32 = AtomicI32::new(-1);
 /// Whether the fork and exit handlers are registered (once per process image: registrations
-/// survive `fork`). Only touched by the thread that holds [`BUSY`].
+/// survive `fork`). Touched by the thread that holds [`BUSY`], and by the child handler.
 static HANDLERS: AtomicBool = AtomicBool::new(false);
 
 /// The liveness-file path of `token`.
@@ -76,7 +85,7 @@ pub(crate) fn current() -> io::Result<u64> {
     // Acquire pairs with the Release store in `current_slow`: a token seen is a token
     // published.
     match TOKEN.load(Ordering::Acquire) {
-        0 | BUSY => current_slow(),
+        t if t == 0 || t & BUSY != 0 => current_slow(),
         t => Ok(t),
     }
 }
@@ -89,13 +98,18 @@ fn current_slow() -> io::Result<u64> {
             0 => {
                 // Relaxed on failure: another thread won; we loop and see its result.
                 if TOKEN
-                    .compare_exchange(0, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, busy_mark(), Ordering::Acquire, Ordering::Relaxed)
                     .is_err()
                 {
                     continue;
                 }
+                // The fork handlers first, before PUBLISHING is taken: a fork() before they
+                // exist leaves the child our BUSY mark, which it takes back (above), and
+                // PUBLISHING free; once they exist, a fork waits for PUBLISHING (prepare
+                // handler) and the child starts afresh (child handler).
+                let registered = register_handlers();
                 take_publishing();
-                let published = register_handlers().and_then(|()| publish());
+                let published = registered.and_then(|()| publish());
                 if let Ok((_, fd)) = &published {
                     // The descriptor lives as long as the process (or until a fork
                     // child's handler closes its inherited copy). Recorded before a fork can
@@ -122,7 +136,16 @@ fn current_slow() -> io::Result<u64> {
                     }
                 }
             }
-            BUSY => std::thread::yield_now(),
+            t if t & BUSY != 0 => {
+                if t == busy_mark() {
+                    std::thread::yield_now(); // another thread of ours is creating it
+                } else {
+                    // Our parent's mark, inherited by a fork() before its handlers existed:
+                    // nobody here is creating a token. Relaxed: as the CAS above (on success
+                    // we loop and create one; on failure we see who did).
+                    let _ = TOKEN.compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
             t => return Ok(t),
         }
     }
@@ -213,6 +236,10 @@ extern "C" fn forget_in_child() {
     }
     PID.store(0, Ordering::Relaxed);
     TOKEN.store(0, Ordering::Relaxed);
+    // This handler runs, so the handlers are registered in the child (it inherits them), even
+    // when the fork came between `pthread_atfork` and the parent's record of it: recorded
+    // here, the child never registers them a second time.
+    HANDLERS.store(true, Ordering::Relaxed);
 }
 
 fn register_handlers() -> io::Result<()> {
