@@ -843,6 +843,99 @@ fn hostile_writer_vs_frames() {
     hostile::run(Policy::Block, 3, 70);
 }
 
+/// Block policy: `latest()` moves the cursor past older frames, which frees their slots (they
+/// were held by the cursor alone, never pinned), but nothing woke a publisher parked in
+/// `loan()`: it found the slot only at the end of its 20 ms liveness slice. The test watches
+/// the `released` wait queue's words (payload offset 384: `seq`, then `sleepers`, SPEC §8.1)
+/// instead of a clock: once the publisher sleeps there, `latest()` must bump `seq`. (From
+/// the frames review.)
+#[test]
+fn block_latest_wakes_a_publisher_parked_in_loan() {
+    let name = unique_name("frames-latest-wake");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = FramesOptions::<u64>::new()
+        .slots(2)
+        .max_bytes(64)
+        .policy(Policy::Block)
+        .create(&name)
+        .unwrap();
+    let mut s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
+    p.try_loan().unwrap().publish(8, &1).unwrap();
+    p.try_loan().unwrap().publish(8, &2).unwrap(); // both slots held by the cursor
+    let raw = shmkit::Segment::options().raw(true).open(&name).unwrap();
+    // SAFETY: the wait queue's two words, accessed by every process as u32 atomics.
+    let (seq, sleepers) = unsafe {
+        (
+            raw.atomic_u32(128 + 384).unwrap(),
+            raw.atomic_u32(128 + 388).unwrap(),
+        )
+    };
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let l = p.loan_timeout(Duration::from_secs(60)).expect("a slot");
+            l.publish(8, &3).unwrap();
+        });
+        // Until the publisher has announced itself as a sleeper (a condition, not a time).
+        let mut n = 0;
+        while sleepers.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            n += 1;
+            assert!(n < 30_000, "the publisher never parked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let before = seq.load(std::sync::atomic::Ordering::SeqCst);
+        let f = s.try_latest().expect("frame 2"); // frees frame 1's slot
+        assert_eq!(f.seq(), 2);
+        assert_ne!(
+            seq.load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "latest() freed a slot without waking the parked publisher"
+        );
+        drop(f);
+        h.join().unwrap();
+    });
+}
+
+/// `Publisher::set_unlink_on_drop` took effect only while no other `Arc` of the channel lived
+/// (`Arc::get_mut`): with a `Mapping` alive, the request was dropped silently. (From the
+/// frames review.)
+#[test]
+fn set_unlink_on_drop_works_while_a_mapping_lives() {
+    let name = unique_name("frames-unlink-mapping");
+    let _c = Cleanup::new(&[&name]);
+    let path = format!("/dev/shm/{name}");
+    let mut p = FramesOptions::<u64>::new()
+        .slots(1)
+        .max_bytes(64)
+        .create(&name)
+        .unwrap();
+    let keep = p.mapping();
+    p.set_unlink_on_drop(true);
+    drop(p);
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "unlinked while a mapping lives"
+    );
+    drop(keep);
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "set_unlink_on_drop(true) was ignored"
+    );
+    // And the reverse: asked at creation, cancelled later.
+    let mut p = FramesOptions::<u64>::new()
+        .slots(1)
+        .max_bytes(64)
+        .unlink_on_drop(true)
+        .create(&name)
+        .unwrap();
+    let keep = p.mapping();
+    p.set_unlink_on_drop(false);
+    drop((p, keep));
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "set_unlink_on_drop(false) was ignored"
+    );
+}
+
 mod hostile {
     use std::collections::VecDeque;
     use std::os::unix::process::ExitStatusExt;

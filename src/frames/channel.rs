@@ -1,6 +1,7 @@
 //! [`FramesOptions`]: creating and opening a frame channel, and the mapping each handle owns.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::error::AttachError;
@@ -27,6 +28,11 @@ pub(crate) struct Channel {
     pub notes: Vec<String>,
     /// The user header type the channel records.
     pub header: TypeId,
+    /// Unlink the name when the channel (its last handle, frame or [`Mapping`] in this
+    /// process) goes: the asking process's `liveness::mark`, 0 for no. Kept here, not in the
+    /// segment, so that a handle can change it through the shared `Arc` (as queues do,
+    /// `queue::region`); handed to the segment on drop.
+    unlink: AtomicU64,
 }
 
 /// Keeps a frame channel's memory mapped in this process, and nothing else: no pin, no
@@ -117,12 +123,30 @@ impl Channel {
                 notes.push(n);
             }
         }
+        let mut seg = seg;
+        let unlink = AtomicU64::new(seg.take_unlink_by());
         Ok(Channel {
             seg,
             view,
             notes,
             header: want.clone(),
+            unlink,
         })
+    }
+
+    /// Unlink the name when the channel goes, in this process only (or stop it from doing so).
+    pub(crate) fn set_unlink_on_drop(&self, yes: bool) {
+        let mark = if yes { crate::os::liveness::mark() } else { 0 };
+        // Relaxed: a process-local word read in `drop`, after every `Arc` (so every store) is
+        // gone.
+        self.unlink.store(mark, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // The segment unlinks only if the mark names this process.
+        self.seg.set_unlink_by(*self.unlink.get_mut());
     }
 }
 

@@ -249,11 +249,10 @@ impl<H: ShmType> Publisher<H> {
     }
 
     /// Unlink the channel's name when this handle drops (or stop it from doing so), in this
-    /// process only (see [`Segment::set_unlink_on_drop`](crate::Segment::set_unlink_on_drop)).
+    /// process only (see [`Segment::set_unlink_on_drop`](crate::Segment::set_unlink_on_drop));
+    /// while a [`Mapping`](super::Mapping) of it lives, when the last one goes.
     pub fn set_unlink_on_drop(&mut self, yes: bool) {
-        if let Some(ch) = Arc::get_mut(&mut self.ch) {
-            ch.seg.set_unlink_on_drop(yes);
-        }
+        self.ch.set_unlink_on_drop(yes);
     }
 }
 

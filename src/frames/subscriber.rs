@@ -576,6 +576,18 @@ impl<H: ShmType> Subscriber<H> {
         r.cursor.store(s, Ordering::Relaxed);
         r.received.store(self.received, Ordering::Relaxed);
         r.lost.store(self.lost, Ordering::Relaxed);
+        // Under Block, frames skipped past (`latest`, or a gap) were held for us by our
+        // cursor alone, and the cursor store just freed their slots: a publisher parked in
+        // `loan` must hear of it now, not at the end of its 20 ms slice (their unpins, which
+        // also notify, never come: they were never pinned). The conditional notify of an unpin
+        // (`park_checked` pairs with its fence): no write, no system call while none sleeps.
+        if lost > 0 && self.inner.view().g.policy == super::Policy::Block {
+            self.inner
+                .view()
+                .ctrl()
+                .released
+                .notify_if_sleepers(u32::MAX);
+        }
     }
 
     /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer

@@ -372,6 +372,13 @@ impl<A: Access> Segment<A> {
         self.unlink_by = mark;
     }
 
+    /// Take the unlink-on-drop request over (it is cleared here): for handles that keep it
+    /// themselves and hand it back with [`set_unlink_by`](Self::set_unlink_by) (frames).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn take_unlink_by(&mut self) -> u64 {
+        std::mem::take(&mut self.unlink_by)
+    }
+
     /// Pointer to the first payload byte (64-byte aligned for shmkit segments, page-aligned
     /// for raw ones). Valid for [`len`](Self::len) bytes while `self` lives; the bytes may
     /// change under you.
