@@ -109,8 +109,10 @@ fn parse() -> Args {
         match flag.as_str() {
             "--role" => a.role = Some(val()),
             "--name" => a.name = val(),
-            "--seconds" => a.seconds = num(val()),
-            "--fps" => a.fps = num(val()),
+            // Bounded so that the frame count and period stay representable (a tiny or huge
+            // value is a usage error, not a panic in `Duration`).
+            "--seconds" => a.seconds = in_range(num(val()), 1e-3, 1e6, "--seconds"),
+            "--fps" => a.fps = in_range(num(val()), 1e-3, 1e6, "--fps"),
             "--wait-consumers" => a.wait_consumers = num(val()) as u64,
             "--id" => a.id = num(val()) as u32,
             "--size" => {
@@ -127,6 +129,15 @@ fn parse() -> Args {
         }
     }
     a
+}
+
+/// `v` if it lies in `lo..=hi`, else the usage message.
+fn in_range(v: f64, lo: f64, hi: f64, flag: &str) -> f64 {
+    if (lo..=hi).contains(&v) {
+        v
+    } else {
+        usage(&format!("{flag}: {v} is outside {lo}..={hi}"))
+    }
 }
 
 /// A fast checksum of the payload (64-bit words, rotate and xor).
@@ -269,7 +280,8 @@ fn consumer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         first.get_or_insert_with(Instant::now);
         let info = *f.header();
         if checksum(f.bytes()) != info.checksum
-            || f.len() != 3 * (info.width * info.height) as usize
+            // In u64: the header is the producer's bytes (a forged one must not overflow).
+            || f.len() as u64 != 3 * u64::from(info.width) * u64::from(info.height)
         {
             bad += 1;
         }
