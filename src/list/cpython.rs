@@ -145,6 +145,12 @@ pub(crate) enum NotAList {
     /// its geometry (N can be as large as the object's size allows, and the object sparse):
     /// what was needed.
     NoMemory(String),
+    /// More items than the caller's limit (`probe`'s [`PROBE_MAX_ITEMS`], an inspection's
+    /// open): `n`, the count parse read (the one value it would have used), and the limit.
+    /// Nothing past `N` was read.
+    ///
+    /// [`PROBE_MAX_ITEMS`]: super::PROBE_MAX_ITEMS
+    TooMany { n: u64, max: u64 },
 }
 
 impl NotAList {
@@ -162,6 +168,11 @@ impl NotAList {
                 name: name.to_owned(),
                 op: "allocate memory to open",
                 source: std::io::Error::new(std::io::ErrorKind::OutOfMemory, what),
+            },
+            NotAList::TooMany { n, max } => Error::TooLarge {
+                name: name.to_owned(),
+                requested: n,
+                max,
             },
             NotAList::Incomplete(what) => Error::NotReady {
                 name: name.to_owned(),
@@ -183,9 +194,13 @@ fn word(b: &[u8]) -> i64 {
 
 impl Geometry {
     /// Parse the geometry of an object of `size` bytes; `read(at, buf)` copies `buf.len()`
-    /// bytes at `at` and returns `false` if they are not all inside the object.
+    /// bytes at `at` and returns `false` if they are not all inside the object. A count above
+    /// `max_items` is [`NotAList::TooMany`]: the limit applies to the one `N` this parse
+    /// reads and uses (a caller that read `N` itself and checked it could be shown another
+    /// value here by a peer).
     pub(crate) fn parse(
         size: u64,
+        max_items: u64,
         read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
     ) -> std::result::Result<Geometry, NotAList> {
         let bad = |s: String| Err(NotAList::Bad(s));
@@ -209,6 +224,9 @@ impl Geometry {
             return bad(format!(
                 "item count N at offset 0 is {n}: {n} items do not fit in {size} bytes"
             ));
+        }
+        if n > max_items {
+            return Err(NotAList::TooMany { n, max: max_items });
         }
         let count = n as usize;
         // The private copy of the offsets table: as long as the object's size allows (N up to
@@ -617,7 +635,7 @@ mod tests {
                 }
                 None => false,
             };
-        assert_eq!(Geometry::parse(166, &mut read).unwrap(), g);
+        assert_eq!(Geometry::parse(166, u64::MAX, &mut read).unwrap(), g);
     }
 
     #[test]
@@ -656,7 +674,7 @@ mod tests {
             None => false,
         };
         assert!(matches!(
-            Geometry::parse(158, &mut read),
+            Geometry::parse(158, u64::MAX, &mut read),
             Err(NotAList::Python38(_))
         ));
     }

@@ -1,7 +1,7 @@
 //! [`ShareableList`]: the handle, its options, and the per-item seqlock protocol.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zerocopy::IntoBytes;
@@ -125,6 +125,8 @@ pub struct ShareableListOptions<A: Access = ReadWrite> {
     seg: SegmentOptions<A>,
     lifetime: Lifetime,
     reserve: usize,
+    /// The most items an open accepts (`u64::MAX`: any count the object's size allows).
+    max_items: u64,
     _access: PhantomData<A>,
 }
 
@@ -134,6 +136,7 @@ impl<A: Access> Clone for ShareableListOptions<A> {
             seg: self.seg.clone(),
             lifetime: self.lifetime,
             reserve: self.reserve,
+            max_items: self.max_items,
             _access: PhantomData,
         }
     }
@@ -147,6 +150,7 @@ impl ShareableList<ReadWrite> {
             seg: Segment::options().raw(true),
             lifetime: Lifetime::Persistent,
             reserve: 0,
+            max_items: u64::MAX,
             _access: PhantomData,
         }
     }
@@ -829,10 +833,22 @@ impl<A: Access> ShareableList<A> {
         let mut wait = ReadWait::new(wait);
         loop {
             let Some(s1) = seqlock::read_begin(seq) else {
-                if wait.writer_gone(self, t)? {
-                    // A dead writer's half-done item, on a handle that cannot repair it:
-                    // read it as Python would.
-                    return Ok(self.snapshot(i).map(|s| (s, None)));
+                // The odd value the liveness check is about (Relaxed: ordered after
+                // `read_begin`'s fence(Acquire); an even one means the write just ended).
+                let odd = seq.load(Ordering::Relaxed);
+                if odd & 1 == 1 && wait.writer_gone(self, t)? {
+                    // A dead writer's half-done item, on a handle that cannot repair it: read
+                    // it as Python would. But a free lock is also what a live writer leaves
+                    // the instant it finishes: only a `seq` still at the same odd value after
+                    // the check (ordered after it by `holder_dead`'s fence(Acquire)) is a
+                    // writer that will never move it, and the copy is validated against it
+                    // as any other (a write that starts meanwhile moves it).
+                    if seq.load(Ordering::Relaxed) == odd {
+                        let snap = self.snapshot(i);
+                        if seqlock::read_end(seq, odd) {
+                            return Ok(snap.map(|s| (s, None)));
+                        }
+                    }
                 }
                 continue;
             };
@@ -934,7 +950,12 @@ impl ReadWait {
 fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
     // The owner word is at offset 8 of a LockState (magic u32, depth u32, owner u64;
     // `SPEC.md` §6.2). A Relaxed load: permitted on read-only mappings.
-    match l.seg.load_u64(t + trailer::LOCK + 8, Ordering::Relaxed) {
+    let owner = l.seg.load_u64(t + trailer::LOCK + 8, Ordering::Relaxed);
+    // Acquire fence after the load: pairs with the Release compare-exchange of the owner
+    // word to 0 that unlocks (`RobustMutex::release_held`), so a reader that sees the lock
+    // free sees the `seq` store the writer made before unlocking (`read_tracked`).
+    fence(Ordering::Acquire);
+    match owner {
         Ok(w) => {
             let token = token_of(w);
             token == 0 || liveness::liveness(token) == Liveness::Dead
@@ -951,6 +972,27 @@ impl<A: Access> ShareableListOptions<A> {
     /// [`Error::NotReady`]).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.seg = self.seg.open_timeout(timeout);
+        self
+    }
+
+    /// Refuse to open a list of more than `n` items with [`Error::TooLarge`] (`requested`:
+    /// its item count), before copying its offsets table (default: any count the object's
+    /// size allows, which for a sparse object may be far more than its pages hold). For
+    /// inspecting lists whose creator is not trusted: `shmkit info` opens with
+    /// [`PROBE_MAX_ITEMS`](super::PROBE_MAX_ITEMS). The count is read once, so the limit
+    /// holds whatever a peer writes meanwhile.
+    ///
+    /// ```
+    /// use shmkit::list::{Item, ShareableList};
+    /// # let name = format!("doc-list-max-items-{}", std::process::id());
+    /// let _l = ShareableList::options().unlink_on_drop(true).create(&name, &[Item::Int(1), Item::Int(2)])?;
+    /// let capped = ShareableList::options().read_only().max_items(1).open(&name);
+    /// assert!(matches!(capped, Err(shmkit::Error::TooLarge { requested: 2, max: 1, .. })));
+    /// assert_eq!(ShareableList::options().read_only().max_items(2).open(&name)?.len(), 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn max_items(mut self, n: u64) -> Self {
+        self.max_items = n;
         self
     }
 
@@ -974,7 +1016,7 @@ impl<A: Access> ShareableListOptions<A> {
         // A creator that has sized the object but not written the list yet (`SPEC.md` §9.2):
         // look again until the open timeout, then say what was seen.
         let first = loop {
-            match trailer::classify(name, size, &mut read, true) {
+            match trailer::classify(name, size, &mut read, true, self.max_items) {
                 Err(NotAList::Incomplete(detail)) => {
                     if deadline::passed(until) {
                         return Err(Error::NotReady {
@@ -995,7 +1037,7 @@ impl<A: Access> ShareableListOptions<A> {
                 // Acquire: pairs with the creator's Release store of READY (`create`), made
                 // before it published the list under this name; then read it all again.
                 seg.load_u32(t + 4 * STATE_WORD as u64, Ordering::Acquire)?;
-                match trailer::classify(name, size, &mut read, true)
+                match trailer::classify(name, size, &mut read, true, self.max_items)
                     .map_err(|e| e.into_error(name))?
                 {
                     Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
@@ -1051,6 +1093,7 @@ impl ShareableListOptions<ReadWrite> {
             seg: self.seg.read_only(),
             lifetime: self.lifetime,
             reserve: self.reserve,
+            max_items: self.max_items,
             _access: PhantomData,
         }
     }
@@ -1176,7 +1219,7 @@ impl ShareableListOptions<ReadWrite> {
             // holds the state): pairs with the Acquire load of this word in `open`
             // (`load_u32`): an opener sees every byte written above. Through `write_at`, not a
             // `u32` atomic: every access of this handle to the trailer keeps one size per word.
-            std::sync::atomic::fence(Ordering::Release);
+            fence(Ordering::Release);
             s.write_at(t + 4 * STATE_WORD as u64, &State::READY.to_ne_bytes())?;
             Ok(())
         })?;

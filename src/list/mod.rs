@@ -24,11 +24,15 @@ pub use item::Item;
 #[cfg(not(loom))]
 pub use list::{ShareableList, ShareableListOptions};
 
+pub(crate) use cpython::NotAList;
 pub(crate) use trailer::{classify, Classified};
 
-/// The most items `probe` (`ls`, `info`, `gc`) accepts in an object it classifies as a list
-/// without being asked to open one (an open takes any count the object's size allows).
-pub(crate) const PROBE_MAX_ITEMS: u64 = 1 << 20;
+/// The most items `probe` (`ls`, `info`, `gc`) reads the offsets table of, in an object it
+/// classifies as a list without being asked to open one, and that `shmkit info` opens
+/// ([`ShareableListOptions::max_items`]); an open takes any count the object's size allows
+/// by default. A shmkit list of more items is still recognised by `probe`, from its trailer
+/// alone (`SPEC.md` §9.2).
+pub const PROBE_MAX_ITEMS: u64 = 1 << 20;
 
 /// Decode `bytes` as a whole ShareableList object, as `open` and `get` would (the fuzz
 /// target's entry point): the items, or the first error. Never panics, whatever the bytes.
@@ -47,7 +51,7 @@ pub fn decode_object(bytes: &[u8]) -> std::result::Result<Vec<Item>, String> {
         }
     };
     let size = bytes.len() as u64;
-    let (geo, exact) = match classify("fuzz", size, &mut read, false)
+    let (geo, exact) = match classify("fuzz", size, &mut read, false, u64::MAX)
         .map_err(|e| e.into_error("fuzz").to_string())?
     {
         Classified::Cpython(g) => (g, None),

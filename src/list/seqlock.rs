@@ -23,8 +23,9 @@ pub(crate) fn write_begin(seq: &AtomicU64) -> u64 {
 #[inline]
 pub(crate) fn write_end(seq: &AtomicU64, odd: u64) {
     // Release: pairs with the Acquire in `read_begin`: a reader that sees `odd + 1` sees
-    // every store of the update.
-    seq.store(odd + 1, Ordering::Release);
+    // every store of the update. Wrapping: the word is a peer's to write, and `u64::MAX`
+    // (odd) must give 0, the next even value, not an overflow panic.
+    seq.store(odd.wrapping_add(1), Ordering::Release);
 }
 
 /// Reader: the (even) sequence value to validate the copy against, or `None` while a write is

@@ -42,7 +42,12 @@ pub(crate) const FINGERPRINT: u64 = fingerprint(
 
 /// Where the trailer of a list with this geometry starts.
 pub(crate) fn start(g: &Geometry) -> u64 {
-    g.end.div_ceil(64) * 64
+    start_after(g.end)
+}
+
+/// Where the trailer of a list whose CPython area ends at `end` starts.
+fn start_after(end: u64) -> u64 {
+    end.div_ceil(64) * 64
 }
 
 /// Total trailer bytes for `n` items.
@@ -146,20 +151,19 @@ pub(crate) enum Classified {
 /// (3.8's layout included), or its formats or codes are not ones CPython writes.
 /// `codes_by_byte`: `read` copies from a mapping that writers of this process store codes
 /// into one byte at a time, so the codes are read that way too (a `pread` or a private
-/// buffer reads them in chunks).
+/// buffer reads them in chunks). `max_items`: see [`Geometry::parse`].
 pub(crate) fn classify(
     name: &str,
     size: u64,
     read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
     codes_by_byte: bool,
+    max_items: u64,
 ) -> std::result::Result<Classified, NotAList> {
-    let g = Geometry::parse(size, read)?;
+    let g = Geometry::parse(size, max_items, read)?;
     let formats = check_formats(&g, read, codes_by_byte);
     let t = start(&g);
-    let mut hb = [0u8; HEADER_SIZE];
-    let header = (t + HEADER_SIZE as u64 <= size && read(t, &mut hb) && hb[..8] == MAGIC)
-        .then(|| RawHeader::from_prefix(&hb))
-        .flatten();
+    let found = trailer_at(name, size, g.len() as u64, g.end, read);
+    let header = found.as_ref().map(|(h, _)| *h);
     if let Err(e) = formats {
         // A shmkit list appears under its name only complete (SPEC §9.3): a format field
         // of zeros beside its trailer is a peer's doing, corrupt at once, not a creator at
@@ -171,7 +175,7 @@ pub(crate) fn classify(
             (e, _) => e,
         });
     }
-    let Some(header) = header else {
+    let Some((header, why)) = found else {
         if g.len() == 0 && size > g.end {
             // An empty list is 16 bytes (CPython 3.9–3.13 on Linux, which does not round
             // sizes) or carries shmkit's trailer: 16 zero bytes with more after them are a
@@ -184,12 +188,6 @@ pub(crate) fn classify(
         }
         return Ok(Classified::Cpython(g));
     };
-    let mut body = [0u8; 16];
-    let why = match validate(name, &g, t, size, &header) {
-        Err(e) => Some(e.to_string()),
-        Ok(()) if !read(t + CPYTHON_END, &mut body) => Some("the trailer is cut short".to_owned()),
-        Ok(()) => body_mismatch(&g, &body),
-    };
     Ok(match why {
         None => Classified::Shmkit {
             geometry: g,
@@ -198,6 +196,55 @@ pub(crate) fn classify(
         },
         Some(why) => Classified::BadTrailer { header, why },
     })
+}
+
+/// The trailer of a list of `n` items whose CPython area ends at `end`, if shmkit's magic
+/// is at `T = round_up(end, 64)`: its header, and why an open would refuse it (`None`: it
+/// passes every check).
+fn trailer_at(
+    name: &str,
+    size: u64,
+    n: u64,
+    end: u64,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Option<(RawHeader, Option<String>)> {
+    let t = start_after(end);
+    let mut hb = [0u8; HEADER_SIZE];
+    let header = (t + HEADER_SIZE as u64 <= size && read(t, &mut hb) && hb[..8] == MAGIC)
+        .then(|| RawHeader::from_prefix(&hb))
+        .flatten()?;
+    let mut body = [0u8; 16];
+    let why = match validate(name, n, t, size, &header) {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if !read(t + CPYTHON_END, &mut body) => Some("the trailer is cut short".to_owned()),
+        Ok(()) => body_mismatch(end, n, &body),
+    };
+    Some((header, why))
+}
+
+/// For `probe`, after [`classify`] found `n` items, more than its limit (so no offsets table
+/// was copied): the shmkit trailer of such a list, found from `n` (the value `classify` read,
+/// not read again) and `off[0]`, `off[n]` alone (`E = 8(n+2) + off[n] + 9n`), with its header
+/// and why an open would refuse it, as [`classify`] gives them; `None` if the object is no
+/// list with a trailer there (a CPython list that large shows as raw, `SPEC.md` §9.2). The
+/// offsets between and the formats are not checked.
+pub(crate) fn large_list_trailer(
+    name: &str,
+    size: u64,
+    n: u64,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Option<(RawHeader, Option<String>)> {
+    // `classify` checked `n <= (size - 16) / 17`: no overflow below.
+    let (mut first, mut last) = ([0u8; 8], [0u8; 8]);
+    if !read(8, &mut first) || !read(8 + 8 * n, &mut last) || u64::from_le_bytes(first) != 0 {
+        return None;
+    }
+    let data = i64::from_le_bytes(last);
+    let end = (8 * (n + 2))
+        .checked_add(u64::try_from(data).ok().filter(|&d| d <= size)?)?
+        .checked_add(9 * n)
+        .filter(|&e| e <= size)?;
+    trailer_at(name, size, n, end, read)
 }
 
 /// Every item's format and code must be ones CPython writes: anything else is another
@@ -272,13 +319,7 @@ fn check_format(g: &Geometry, i: usize, f: &[u8; 8]) -> std::result::Result<(), 
 }
 
 /// The header checks of a trailer at `t` in an object of `size` bytes.
-pub(crate) fn validate(
-    name: &str,
-    g: &Geometry,
-    t: u64,
-    object_size: u64,
-    h: &RawHeader,
-) -> Result<()> {
+pub(crate) fn validate(name: &str, n: u64, t: u64, object_size: u64, h: &RawHeader) -> Result<()> {
     validate_self(name, h, object_size - t)?;
     if h.kind != Kind::SHAREABLE_LIST.0 {
         return Err(Error::corrupt(
@@ -296,32 +337,30 @@ pub(crate) fn validate(
             found: h.fingerprint,
         });
     }
-    if h.payload_size + HEADER_SIZE as u64 != size(g.len()) {
+    let want = ENTRIES + ENTRY * n;
+    if h.payload_size + HEADER_SIZE as u64 != want {
         return Err(Error::corrupt(
             name,
             format!(
-                "the trailer's payload is {} bytes, expected {} for {} items",
+                "the trailer's payload is {} bytes, expected {} for {n} items",
                 h.payload_size,
-                size(g.len()) - HEADER_SIZE as u64,
-                g.len()
+                want - HEADER_SIZE as u64,
             ),
         ));
     }
     Ok(())
 }
 
-/// `cpython_end` and `items` (16 bytes at `T + 128`) against the geometry.
-pub(crate) fn body_mismatch(g: &Geometry, body: &[u8; 16]) -> Option<String> {
+/// `cpython_end` and `items` (16 bytes at `T + 128`) against the geometry's `E` and `N`.
+pub(crate) fn body_mismatch(g_end: u64, g_len: u64, body: &[u8; 16]) -> Option<String> {
     let mut w = [0u8; 8];
     w.copy_from_slice(&body[..8]);
     let end = u64::from_le_bytes(w);
     w.copy_from_slice(&body[8..]);
     let items = u64::from_le_bytes(w);
-    (end != g.end || items != g.len() as u64).then(|| {
+    (end != g_end || items != g_len).then(|| {
         format!(
-            "the trailer records cpython_end {end} and {items} items, but the CPython area ends at {} with {} items",
-            g.end,
-            g.len()
+            "the trailer records cpython_end {end} and {items} items, but the CPython area ends at {g_end} with {g_len} items"
         )
     })
 }

@@ -133,23 +133,26 @@ pub fn probe(name: &str) -> Result<Probe> {
         // A ShareableList keeps shmkit's header in a trailer after its CPython area.
         let mut read = |at: u64, b: &mut [u8]| shm::read_at(&fd, at, b).is_ok_and(|n| n == b.len());
         // `ls` looks at every object: a raw one whose first word claims millions of items is
-        // not read as a list (that would copy its whole "offsets table" into memory).
-        let mut n = [0u8; 8];
-        let plausible = read(0, &mut n) && u64::from_le_bytes(n) <= crate::list::PROBE_MAX_ITEMS;
-        let classified = plausible
-            .then(|| crate::list::classify(name, st.size, &mut read, false).ok())
-            .flatten();
-        match classified {
-            Some(crate::list::Classified::Shmkit { header, .. }) => {
-                raw = Some(header);
-                verdict = Verdict::Valid;
+        // not read as a list (that would copy its whole "offsets table" into memory). The
+        // limit is checked by the parse on the one count it reads (a peer may change the
+        // word between two reads); a shmkit list of more items is found by its trailer,
+        // from that count and two offsets.
+        use crate::list::{trailer, Classified, PROBE_MAX_ITEMS};
+        let found = match crate::list::classify(name, st.size, &mut read, false, PROBE_MAX_ITEMS) {
+            Ok(Classified::Shmkit { header, .. }) => Some((header, None)),
+            Ok(Classified::BadTrailer { header, why }) => Some((header, Some(why))),
+            Ok(Classified::Cpython(g)) => {
+                cpython_list = g.end == st.size;
+                None
             }
-            Some(crate::list::Classified::BadTrailer { header, why }) => {
-                raw = Some(header);
-                verdict = Verdict::Invalid(why);
+            Err(crate::list::NotAList::TooMany { n, .. }) => {
+                trailer::large_list_trailer(name, st.size, n, &mut read)
             }
-            Some(crate::list::Classified::Cpython(g)) => cpython_list = g.end == st.size,
-            None => {}
+            Err(_) => None,
+        };
+        if let Some((header, why)) = found {
+            raw = Some(header);
+            verdict = why.map_or(Verdict::Valid, Verdict::Invalid);
         }
     }
     let header = raw.as_ref().map(HeaderInfo::from_raw);

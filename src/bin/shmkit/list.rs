@@ -298,11 +298,32 @@ pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
     // Inspection never waits: not for a creator still writing the list (no open timeout), and
     // not for a writer in the middle of an item (one short budget for all the items, as `info`
     // of a seqlock cell has; an item still being written then is reported as such).
-    let l = ShareableList::options()
+    let layout = if shmkit_made {
+        "CPython 3.9–3.13, shmkit trailer"
+    } else {
+        "CPython 3.9–3.13, no trailer (made by CPython)"
+    };
+    // Bounded like `probe` (which read the count once already; a peer may have changed it
+    // since): a larger list is shown without its items rather than its offsets copied.
+    let opened = ShareableList::options()
         .read_only()
         .open_timeout(Duration::ZERO)
-        .open(&p.name)
-        .map_err(|e| e.to_string())?;
+        .max_items(shmkit::list::PROBE_MAX_ITEMS)
+        .open(&p.name);
+    let l = match opened {
+        Err(shmkit::Error::TooLarge { requested, max, .. }) => {
+            return Ok(Some(json!({
+                "layout": layout,
+                "len": requested,
+                "items": [],
+                "items_shown": format!(
+                    "none: more than {max} items (`shmkit list get {}` prints every item)",
+                    p.name
+                ),
+            })))
+        }
+        other => other.map_err(|e| e.to_string())?,
+    };
     let until = Instant::now() + INFO_WAIT;
     let shown = l.len().min(SHOWN_ELEMENTS);
     let mut items = Vec::with_capacity(shown);
@@ -321,7 +342,7 @@ pub(crate) fn info_state(p: &Probe) -> Result<Option<Value>, String> {
         }));
     }
     let mut state = json!({
-        "layout": if shmkit_made { "CPython 3.9–3.13, shmkit trailer" } else { "CPython 3.9–3.13, no trailer (made by CPython)" },
+        "layout": layout,
         "len": l.len(),
         "items": items,
     });
