@@ -125,33 +125,68 @@ impl RoleSlot {
 }
 
 /// How often a side that only polls (`try_pop` on an empty queue, `try_push` on a full one)
-/// checks whether its peer died: after every 1024th unsuccessful poll, at most every
-/// [`CHECK_INTERVAL`]. A liveness query costs three system calls (`SPEC.md` §2.3); this keeps
-/// it off the hot path.
+/// checks whether its peer died: at most every [`CHECK_INTERVAL`], and the clock is read
+/// only every [`Throttle`]'s adaptive number of unsuccessful polls (1 to
+/// [`MAX_POLLS_PER_CLOCK`]). A liveness query costs three system calls (`SPEC.md` §2.3); this
+/// keeps it, and the clock, off a busy poller's hot path.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The most unsuccessful polls between two clock reads of a [`Throttle`] (a busy poller's).
+pub(crate) const MAX_POLLS_PER_CLOCK: u32 = 1024;
 
 /// How long a blocking call sleeps, at most, between liveness checks of its peer.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(20);
 
-/// Rate limiter for peer-liveness checks in polling paths.
-#[derive(Debug, Default)]
+/// Rate limiter for peer-liveness checks in polling paths: a check is due at the first poll,
+/// then once [`CHECK_INTERVAL`] has passed since the last one. The clock is read every
+/// `every` polls, which adapts to the caller's pace: doubled (up to [`MAX_POLLS_PER_CLOCK`])
+/// while reads come sooner than the interval, halved (down to 1) when one comes later. A busy
+/// poller so reads the clock every 1 024 polls, and a slow one (a 10 Hz `try_recv` loop) at
+/// every poll, which then sees a dead peer within one interval (with a fixed 1 024 it took
+/// 1 024 polls: about 100 s at 10 Hz). A poller that slows down after a busy phase takes up
+/// to its current `every` polls for the next read, then halves at each read.
+#[derive(Debug)]
 pub(crate) struct Throttle {
     polls: u32,
+    every: u32,
     last: Option<Instant>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            polls: 0,
+            every: 1,
+            last: None,
+        }
+    }
 }
 
 impl Throttle {
     /// Whether a (costly) check is due now.
+    #[inline]
     pub(crate) fn due(&mut self) -> bool {
-        self.polls = self.polls.wrapping_add(1);
-        if self.polls != 1 && self.polls % 1024 != 0 {
+        self.polls += 1;
+        if self.polls < self.every {
             return false;
         }
+        self.polls = 0;
+        self.clock()
+    }
+
+    #[cold]
+    fn clock(&mut self) -> bool {
         let now = Instant::now();
         match self.last {
-            Some(l) if now.duration_since(l) < CHECK_INTERVAL => false,
-            _ => {
+            Some(l) if now.duration_since(l) < CHECK_INTERVAL => {
+                self.every = (self.every * 2).min(MAX_POLLS_PER_CLOCK);
+                false
+            }
+            last => {
+                if last.is_some() {
+                    self.every = (self.every / 2).max(1);
+                }
                 self.last = Some(now);
                 true
             }
@@ -162,6 +197,30 @@ impl Throttle {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// A busy poller reads the clock every `MAX_POLLS_PER_CLOCK` polls; a slow one (polls
+    /// further apart than the interval) gets a check at every poll. (A fixed 1 024 polls per
+    /// clock read let a 10 Hz poller see a dead peer only after about 100 s: frames review.)
+    #[test]
+    fn throttle_adapts_to_the_pace_of_polls() {
+        let mut t = Throttle::default();
+        assert!(t.due(), "the first poll checks");
+        for _ in 0..1_000_000 {
+            t.due();
+        }
+        assert!(t.every >= MAX_POLLS_PER_CLOCK / 2, "busy: {}", t.every);
+        // Polls further apart than the interval: every one is due.
+        let mut t = Throttle::default();
+        let due: Vec<bool> = (0..5)
+            .map(|_| {
+                let d = t.due();
+                std::thread::sleep(CHECK_INTERVAL + Duration::from_millis(1));
+                d
+            })
+            .collect();
+        assert_eq!(due, [true; 5]);
+        assert_eq!(t.every, 1);
+    }
 
     #[test]
     fn claim_release_and_busy() {
