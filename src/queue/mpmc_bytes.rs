@@ -91,6 +91,18 @@ pub const fn max_message(capacity: u64) -> u64 {
     capacity / 2
 }
 
+/// Recovery of a dead handle's run of cells (`Consumer::recover`, `Producer::recover`): `f`
+/// on the cells from `from` on, while it succeeds, for those below `bound` (the tail or head
+/// loaded before the first: every such cell was claimed) and at most `cells` of them (a ring's
+/// worth). Returns how many succeeded.
+fn recover_run(from: u64, bound: u64, cells: u64, mut f: impl FnMut(u64) -> bool) -> u64 {
+    let mut p = from;
+    while (bound.wrapping_sub(p) as i64) > 0 && p.wrapping_sub(from) < cells && f(p) {
+        p = p.wrapping_add(1);
+    }
+    p.wrapping_sub(from)
+}
+
 /// Cells of the record of a `len`-byte message: at least one (an empty message has a
 /// record too, whose first stamp publishes it).
 #[inline]

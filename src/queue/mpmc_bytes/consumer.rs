@@ -144,14 +144,7 @@ impl Consumer {
         // Acquire pairs with the producers' tail CAS: every cell below it was claimed, with its
         // claimer's record visible to `live_claimer`. A cell at or past it is nobody's.
         let tail = sh.ctrl().tail.tail.load(Ordering::Acquire);
-        let mut p = pos;
-        while (tail.wrapping_sub(p) as i64) > 0
-            && p.wrapping_sub(pos) < sh.cells
-            && self.skip_one(p)
-        {
-            p = p.wrapping_add(1);
-        }
-        p != pos
+        recover_run(pos, tail, sh.cells, |p| self.skip_one(p)) > 0
     }
 
     /// Skip cell `pos` (claimed: below the tail) if no live producer's claim covers it.

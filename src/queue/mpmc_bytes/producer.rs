@@ -104,13 +104,7 @@ impl Producer {
         // Acquire pairs with the consumers' head CAS: every cell below it was claimed by a
         // consumer, with its claim record visible to `live_claimer`.
         let head = sh.ctrl().head.head.load(Ordering::Acquire);
-        let mut p = prev;
-        while (head.wrapping_sub(p) as i64) > 0
-            && p.wrapping_sub(prev) < sh.cells
-            && self.free_one(p)
-        {
-            p = p.wrapping_add(1);
-        }
+        recover_run(prev, head, sh.cells, |p| self.free_one(p));
     }
 
     /// Free cell `prev` (claimed by a consumer: below the head) if no live consumer's claim
