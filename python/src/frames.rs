@@ -134,6 +134,56 @@ fn header_tuple(t: shmkit::frames::HeaderType) -> (String, u64, u64) {
     (t.name, t.size, t.align)
 }
 
+/// A handle's process-local state behind a mutex, which only the process that made it
+/// touches (module docs): in a `fork()`ed child the mutex may be held for good by a thread of
+/// the parent and the state half-written, so there it is never locked, and leaked on drop.
+struct ForkLocal<T> {
+    born: ProcessMark,
+    /// Dropped only in the process that made it (`Drop`).
+    state: ManuallyDrop<Mutex<T>>,
+}
+
+impl<T> ForkLocal<T> {
+    fn new(v: T) -> Self {
+        ForkLocal {
+            born: ProcessMark::here(),
+            state: ManuallyDrop::new(Mutex::new(v)),
+        }
+    }
+
+    /// Whether this is the process that made it (one load).
+    fn here(&self) -> bool {
+        self.born.is_here()
+    }
+
+    /// The lock; only where [`here`](Self::here) holds (every caller checks it first). A
+    /// panic elsewhere while it was locked left the state consistent (fields set one by one).
+    fn lock(&self) -> MutexGuard<'_, T> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `_hold_state_lock` (tests): the lock for `d`, GIL released.
+    fn hold_for_test(&self, py: Python<'_>, d: std::time::Duration)
+    where
+        T: Send,
+    {
+        crate::blocking::allow_threads(py, || {
+            let _st = self.lock();
+            std::thread::sleep(d);
+        });
+    }
+}
+
+impl<T> Drop for ForkLocal<T> {
+    fn drop(&mut self) {
+        if self.born.is_here() {
+            // SAFETY: dropped once, here; the field is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.state) };
+        }
+        // Else inherited across fork(): leaked (module docs).
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Subscriber side
 
@@ -150,11 +200,8 @@ pub(crate) struct PyFrameSubscriber {
     slots: u64,
     max_bytes: u64,
     header: (String, u64, u64),
-    /// The process that attached: in any other (a `fork()`ed child), `state` is not touched
-    /// (module docs).
-    born: ProcessMark,
-    /// Dropped only in the process that made it (`Drop`).
-    state: ManuallyDrop<Mutex<SubState>>,
+    /// Touched only in the process that attached (module docs).
+    state: ForkLocal<SubState>,
     /// Notified when the handle comes back from a wait (or the subscriber is closed).
     returned: Condvar,
 }
@@ -185,14 +232,13 @@ impl PyFrameSubscriber {
     /// The state's lock, in the process that made this object only (checked by
     /// [`open_state`](Self::open_state), which every call goes through first).
     fn lock(&self) -> MutexGuard<'_, SubState> {
-        // A panic elsewhere while it was locked left it consistent (fields set one by one).
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// The state: `ShmkitError` in a `fork()`ed child (without touching it), `ValueError` once
     /// closed.
     fn open_state(&self) -> PyResult<MutexGuard<'_, SubState>> {
-        if !self.born.is_here() {
+        if !self.state.here() {
             return Err(inherited(&self.name, "subscriber"));
         }
         let st = self.lock();
@@ -317,7 +363,7 @@ impl PyFrameSubscriber {
     /// A fixed fact of the channel: `ValueError` once closed (not checked in a `fork()`ed
     /// child, where the state is not touched).
     fn fact<T>(&self, v: T) -> PyResult<T> {
-        if self.born.is_here() {
+        if self.state.here() {
             drop(self.open_state()?);
         }
         Ok(v)
@@ -325,24 +371,11 @@ impl PyFrameSubscriber {
 }
 
 impl PyFrameSubscriber {
-    /// `_hold_state_lock` (tests): the state's lock for `d`, GIL released.
+    /// `_hold_state_lock` (tests).
     pub(crate) fn hold_for_test(&self, py: Python<'_>, d: std::time::Duration) -> PyResult<()> {
         drop(self.open_state()?);
-        crate::blocking::allow_threads(py, || {
-            let _st = self.lock();
-            std::thread::sleep(d);
-        });
+        self.state.hold_for_test(py, d);
         Ok(())
-    }
-}
-
-impl Drop for PyFrameSubscriber {
-    fn drop(&mut self) {
-        if self.born.is_here() {
-            // SAFETY: dropped once, here; the field is not used after.
-            unsafe { ManuallyDrop::drop(&mut self.state) };
-        }
-        // Else inherited across fork(): leaked (module docs).
     }
 }
 
@@ -363,14 +396,13 @@ impl PyFrameSubscriber {
             slots: s.slots(),
             max_bytes: s.max_bytes(),
             header: header_tuple(s.header_type()),
-            born: ProcessMark::here(),
-            state: ManuallyDrop::new(Mutex::new(SubState {
+            state: ForkLocal::new(SubState {
                 lost: s.lost(),
                 last_seq: s.last_seq(),
                 sub: Some(s),
                 lent: false,
                 closed: false,
-            })),
+            }),
             returned: Condvar::new(),
         })
     }
@@ -452,7 +484,7 @@ impl PyFrameSubscriber {
     /// handle detaches then. Closing twice is harmless; in a `fork()`ed child that inherited
     /// the object it does nothing (the handle is the parent's).
     fn close(&self) {
-        if !self.born.is_here() {
+        if !self.state.here() {
             return;
         }
         let mut st = self.lock();
@@ -777,16 +809,14 @@ pub(crate) struct PyFramePublisher {
     max_bytes: u64,
     policy: Policy,
     header: (String, u64, u64),
-    /// The process that attached (see [`PyFrameSubscriber`]'s).
-    born: ProcessMark,
     /// The channel stays mapped until this object goes, also once closed: an array of
     /// `numpy.frombuffer(loan)` (NumPy before 1.22.4: no buffer export, a reference to the
     /// loan, which holds this object) can outlive the loan and the publisher role (see
     /// [`PyFrame`]'s).
     _mapping: Mapping,
     /// Held only to take or return the publisher or for a call that never waits, never
-    /// across a wait (see [`PubState::lent`]). Dropped only in the process that made it.
-    state: ManuallyDrop<Mutex<PubState>>,
+    /// across a wait (see [`PubState::lent`]); touched only in the process that attached.
+    state: ForkLocal<PubState>,
     /// Notified when the publisher comes back from a wait (or is closed).
     returned: Condvar,
 }
@@ -799,9 +829,8 @@ impl PyFramePublisher {
             max_bytes: p.max_bytes(),
             policy: p.policy(),
             header: header_tuple(p.header_type()),
-            born: ProcessMark::here(),
             _mapping: p.mapping(),
-            state: ManuallyDrop::new(Mutex::new(PubState {
+            state: ForkLocal::new(PubState {
                 next_seq: p.next_seq(),
                 loan: None,
                 generation: 0,
@@ -809,7 +838,7 @@ impl PyFramePublisher {
                 publisher: Some(NonNull::from(Box::leak(Box::new(p)))),
                 lent: false,
                 closed: false,
-            })),
+            }),
             returned: Condvar::new(),
         }
     }
@@ -868,12 +897,12 @@ impl PyFramePublisher {
 
     /// The state's lock, in the process that made this object only (see [`state`](Self::state)).
     fn lock(&self) -> MutexGuard<'_, PubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// The state: `ShmkitError` in a `fork()`ed child, without touching it (module docs).
     fn state(&self) -> PyResult<MutexGuard<'_, PubState>> {
-        if !self.born.is_here() {
+        if !self.state.here() {
             return Err(inherited(&self.name, "publisher"));
         }
         Ok(self.lock())
@@ -933,24 +962,11 @@ impl SendPtr {
 }
 
 impl PyFramePublisher {
-    /// `_hold_state_lock` (tests): the state's lock for `d`, GIL released.
+    /// `_hold_state_lock` (tests).
     pub(crate) fn hold_for_test(&self, py: Python<'_>, d: std::time::Duration) -> PyResult<()> {
         drop(self.state()?);
-        crate::blocking::allow_threads(py, || {
-            let _st = self.lock();
-            std::thread::sleep(d);
-        });
+        self.state.hold_for_test(py, d);
         Ok(())
-    }
-}
-
-impl Drop for PyFramePublisher {
-    fn drop(&mut self) {
-        if self.born.is_here() {
-            // SAFETY: dropped once, here; the field is not used after.
-            unsafe { ManuallyDrop::drop(&mut self.state) };
-        }
-        // Else inherited across fork(): leaked (module docs).
     }
 }
 
@@ -1111,7 +1127,7 @@ impl PyFramePublisher {
     /// is harmless; in a `fork()`ed child that inherited the object it does nothing (the
     /// publisher role is the parent's).
     fn close(&self) -> PyResult<()> {
-        if !self.born.is_here() {
+        if !self.state.here() {
             return Ok(());
         }
         self.lock().close()
