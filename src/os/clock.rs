@@ -16,6 +16,13 @@ pub(crate) fn monotonic_ns() -> u64 {
     ns(ClockId::Monotonic)
 }
 
+/// `CLOCK_MONOTONIC_COARSE` in ns: the monotonic clock at the last timer tick (its
+/// resolution is the tick, 1 to 10 ms), read from the vDSO's data page without the TSC: about
+/// 9 ns against `CLOCK_MONOTONIC`'s 40 on this project's VM. For rate limits of 10 ms or more.
+pub(crate) fn coarse_ns() -> u64 {
+    ns(ClockId::MonotonicCoarse)
+}
+
 /// `CLOCK_REALTIME` in ns since the Unix epoch.
 pub(crate) fn realtime_ns() -> u64 {
     ns(ClockId::Realtime)

@@ -5,7 +5,7 @@
 //! releasing single compare-and-swaps, so two processes can never both believe they hold a
 //! slot.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::os::process::Liveness;
@@ -125,32 +125,35 @@ impl RoleSlot {
 }
 
 /// How often a side that only polls (`try_pop` on an empty queue, `try_push` on a full one)
-/// checks whether its peer died: at most every [`CHECK_INTERVAL`], and the clock is read
-/// only every [`Throttle`]'s adaptive number of unsuccessful polls (1 to
-/// [`MAX_POLLS_PER_CLOCK`]). A liveness query costs three system calls (`SPEC.md` §2.3); this
-/// keeps it, and the clock, off a busy poller's hot path.
+/// checks whether its peer died: at the first poll, then at most every [`CHECK_INTERVAL`],
+/// the coarse clock being read every [`Throttle`]'s adaptive number of unsuccessful polls (1
+/// to [`MAX_POLLS_PER_CLOCK`]). A liveness query costs three system calls (`SPEC.md` §2.3);
+/// this keeps it, and the clock, off a busy poller's hot path.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The most unsuccessful polls between two clock reads of a [`Throttle`] (a busy poller's).
-pub(crate) const MAX_POLLS_PER_CLOCK: u32 = 1024;
+pub(crate) const MAX_POLLS_PER_CLOCK: u32 = 8;
 
 /// How long a blocking call sleeps, at most, between liveness checks of its peer.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// Rate limiter for peer-liveness checks in polling paths: a check is due at the first poll,
-/// then once [`CHECK_INTERVAL`] has passed since the last one. The clock is read every
-/// `every` polls, which adapts to the caller's pace: doubled (up to [`MAX_POLLS_PER_CLOCK`])
-/// while reads come sooner than the interval, halved (down to 1) when one comes later. A busy
-/// poller so reads the clock every 1 024 polls, and a slow one (a 10 Hz `try_recv` loop) at
-/// every poll, which then sees a dead peer within one interval (with a fixed 1 024 it took
-/// 1 024 polls: about 100 s at 10 Hz). A poller that slows down after a busy phase takes up
-/// to its current `every` polls for the next read, then halves at each read.
+/// then once [`CHECK_INTERVAL`] has passed since the last one, by `CLOCK_MONOTONIC_COARSE`
+/// (≈ 9 ns a read, resolution one timer tick of 1 to 10 ms). The clock is read every `every`
+/// polls: doubled (up to [`MAX_POLLS_PER_CLOCK`]) while reads come sooner than the interval,
+/// so a busy poller pays ≈ 1 ns a poll; back to 1 when a read comes two intervals or more
+/// after the last check (halved when it comes sooner), so a slow poller (a 10 Hz `try_recv`
+/// loop) checks at every poll. After a busy phase, a poller that slows down checks within
+/// `MAX_POLLS_PER_CLOCK` of its slow polls, then at every poll. (A fixed 1 024 polls per read
+/// of the 40 ns clock let a 10 Hz poller see a dead peer after about 100 s, and one slowing
+/// down after a busy phase after ~200 s.)
 #[derive(Debug)]
 pub(crate) struct Throttle {
     polls: u32,
     every: u32,
-    last: Option<Instant>,
+    /// The coarse clock at the last check (`None`: no check yet).
+    last: Option<u64>,
 }
 
 impl Default for Throttle {
@@ -172,25 +175,30 @@ impl Throttle {
             return false;
         }
         self.polls = 0;
-        self.clock()
+        self.clock(crate::os::clock::coarse_ns())
     }
 
+    /// The clock read `now` (coarse ns): whether the check is due, and the next `every`.
     #[cold]
-    fn clock(&mut self) -> bool {
-        let now = Instant::now();
-        match self.last {
-            Some(l) if now.duration_since(l) < CHECK_INTERVAL => {
-                self.every = (self.every * 2).min(MAX_POLLS_PER_CLOCK);
-                false
-            }
-            last => {
-                if last.is_some() {
-                    self.every = (self.every / 2).max(1);
-                }
-                self.last = Some(now);
-                true
-            }
+    fn clock(&mut self, now: u64) -> bool {
+        const INTERVAL: u64 = CHECK_INTERVAL.as_nanos() as u64;
+        let Some(last) = self.last else {
+            self.last = Some(now);
+            return true;
+        };
+        // Wrapping: a peer's bytes play no part here, but the clock is u64 ns anyway.
+        let gap = now.wrapping_sub(last);
+        if gap < INTERVAL {
+            self.every = (self.every * 2).min(MAX_POLLS_PER_CLOCK);
+            return false;
         }
+        self.every = if gap >= 2 * INTERVAL {
+            1
+        } else {
+            (self.every / 2).max(1)
+        };
+        self.last = Some(now);
+        true
     }
 }
 
@@ -199,26 +207,63 @@ mod tests {
     use super::*;
 
     /// A busy poller reads the clock every `MAX_POLLS_PER_CLOCK` polls; a slow one (polls
-    /// further apart than the interval) gets a check at every poll. (A fixed 1 024 polls per
-    /// clock read let a 10 Hz poller see a dead peer only after about 100 s: frames review.)
+    /// further apart than the interval) gets a check at every poll; one that slows down after
+    /// a busy phase gets its next check within `MAX_POLLS_PER_CLOCK` slow polls, then one at
+    /// every poll. (A fixed 1 024 polls per clock read let a 10 Hz poller see a dead peer only
+    /// after about 100 s: frames review; the adaptive count up to 1 024 left ~200 s after a
+    /// busy phase.)
     #[test]
     fn throttle_adapts_to_the_pace_of_polls() {
+        let slow = || std::thread::sleep(2 * CHECK_INTERVAL + Duration::from_millis(5));
         let mut t = Throttle::default();
         assert!(t.due(), "the first poll checks");
-        for _ in 0..1_000_000 {
+        // (A preemption of 10 ms or more mid-loop is a slow poll: it only restarts the ramp.)
+        let busy = (0..1_000_000).any(|_| {
             t.due();
-        }
-        assert!(t.every >= MAX_POLLS_PER_CLOCK / 2, "busy: {}", t.every);
-        // Polls further apart than the interval: every one is due.
-        let mut t = Throttle::default();
-        let due: Vec<bool> = (0..5)
+            t.every == MAX_POLLS_PER_CLOCK
+        });
+        assert!(
+            busy,
+            "a busy poller's count never reached the most: {}",
+            t.every
+        );
+        // Slowing down after the busy phase: due within MAX_POLLS_PER_CLOCK slow polls...
+        let first = (1..=MAX_POLLS_PER_CLOCK).find(|_| {
+            slow();
+            t.due()
+        });
+        assert!(
+            first.is_some(),
+            "no check in {MAX_POLLS_PER_CLOCK} slow polls"
+        );
+        // ...then at every one.
+        let due: Vec<bool> = (0..4)
             .map(|_| {
-                let d = t.due();
-                std::thread::sleep(CHECK_INTERVAL + Duration::from_millis(1));
-                d
+                slow();
+                t.due()
             })
             .collect();
-        assert_eq!(due, [true; 5]);
+        assert_eq!(due, [true; 4]);
+        assert_eq!(t.every, 1);
+    }
+
+    /// The adaptation itself, with the clock readings given.
+    #[test]
+    fn throttle_clock_readings() {
+        const MS: u64 = 1_000_000;
+        let mut t = Throttle::default();
+        assert!(t.clock(100 * MS), "first reading: due");
+        assert!(!t.clock(101 * MS));
+        assert_eq!(t.every, 2);
+        assert!(!t.clock(102 * MS));
+        assert!(!t.clock(103 * MS));
+        assert!(!t.clock(104 * MS));
+        assert_eq!(t.every, MAX_POLLS_PER_CLOCK, "doubling stops at the most");
+        // One interval later: due, halved.
+        assert!(t.clock(110 * MS));
+        assert_eq!(t.every, MAX_POLLS_PER_CLOCK / 2);
+        // Two intervals or more after the last check: due, back to every poll.
+        assert!(t.clock(130 * MS));
         assert_eq!(t.every, 1);
     }
 
