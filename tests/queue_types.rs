@@ -247,3 +247,70 @@ fn open_timeout_does_not_make_a_queue_open_wait_for_a_zero_byte_object() {
         .unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
 }
+
+/// 4096 bytes, alignment 8 (as `u64`).
+type Big = [u64; 512];
+
+/// Unsafe-code review: `mpmc::Queue::open_by_size` validated the geometry with one load of the
+/// element size and compared the size of `T` with a second load (`Shared::stored_type`). A
+/// peer changing the word between the two loads got a `Queue<Big>` whose slots were laid out
+/// for 8-byte elements over a payload sized for them: every push and pop then copied 4096
+/// bytes from slot offsets 16 bytes apart, past the end of the mapping. The peer here is a
+/// thread writing through its own mapping (SPEC §1: the same as another process).
+#[test]
+fn mpmc_open_by_size_uses_the_element_size_it_validated() {
+    use shmkit::{Kind, Segment};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    let (small, name) = (unique_name("bysize-small"), unique_name("bysize-forged"));
+    let _c = Cleanup::new(&[&small, &name]);
+    // A genuine queue of u64 gives the control block.
+    let q = mpmc::Queue::<u64>::create(&small, 4).unwrap();
+    let tmpl = Segment::options()
+        .kind(Kind::MPMC_QUEUE, mpmc::layout_fingerprint::<u64>())
+        .open(&small)
+        .unwrap();
+    let payload = tmpl.len();
+    let mut ctrl = vec![0u8; payload];
+    tmpl.read_at(0, &mut ctrl).unwrap();
+    drop((tmpl, q));
+    // The type tag (payload 56: length, 64..128: name) names `Big` (same alignment).
+    let tn = <Big as ShmType>::TYPE_NAME.as_bytes();
+    ctrl[56..64].copy_from_slice(&(tn.len() as u64).to_le_bytes());
+    ctrl[64..128].fill(0);
+    ctrl[64..64 + tn.len()].copy_from_slice(tn);
+    // The peer's object: Big's layout fingerprint, u64's geometry and payload size.
+    let forged = Segment::options()
+        .kind(Kind::MPMC_QUEUE, mpmc::layout_fingerprint::<Big>())
+        .create_with(&name, payload as u64, |s| s.write_at(0, &ctrl))
+        .unwrap();
+    // The peer keeps changing the element size (payload offset 8) between 8 and 4096.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let w = forged.atomic_u64(8).unwrap();
+            while !stop.load(Relaxed) {
+                for _ in 0..64 {
+                    w.store(8, Relaxed);
+                    w.store(4096, Relaxed);
+                }
+            }
+        })
+    };
+    let mut opened = None;
+    for _ in 0..100_000 {
+        if let Ok(q) = mpmc::Queue::<Big>::options().open_by_size(&name) {
+            opened = Some(q);
+            break;
+        }
+    }
+    stop.store(true, Relaxed);
+    flipper.join().unwrap();
+    // 4096-byte elements need 4480 + 4 * 4104 payload bytes; this one has 4480 + 4 * 16.
+    assert!(
+        opened.is_none(),
+        "open_by_size gave a Queue<[u64; 512]> over a {payload}-byte payload laid out for \
+         8-byte elements: its pushes and pops copy past the mapping"
+    );
+}

@@ -146,3 +146,64 @@ fn a_seq_of_u64_max_is_repaired_and_written_without_overflow() {
     f.read_exact_at(&mut seq, seq_at).unwrap();
     assert_eq!(u64::from_le_bytes(seq), 0);
 }
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// SPEC §9.3's `check`, from SPEC's words: `h = mix(0x5348_4d4b_4c53_5431, fmt)`,
+/// `h = mix(h, code | len(data) << 8)`, each whole 8-byte word of the data, then one more word
+/// with the remaining 0–7 bytes zero-padded (a zero word for a multiple of 8), result `| 1`.
+fn spec_check(fmt: u64, code: u8, data: &[u8]) -> u64 {
+    let mix = |h: u64, w: u64| {
+        let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    };
+    let mut h = mix(0x5348_4d4b_4c53_5431, fmt);
+    h = mix(h, u64::from(code) | (data.len() as u64) << 8);
+    let words = data.chunks_exact(8);
+    let mut last = [0u8; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    for w in words {
+        h = mix(h, u64::from_le_bytes(w.try_into().unwrap()));
+    }
+    h = mix(h, u64::from_le_bytes(last));
+    h | 1
+}
+
+/// Spec review: SPEC §9.3 described the trailer's `check` without the final (zero) word the
+/// code mixes in, so a third-party writer following SPEC produced checks shmkit rejected (and
+/// shmkit stripped the NULs that writer meant to keep). The hash recomputed from SPEC's words
+/// and the bytes in `/dev/shm` must equal the stored one.
+#[test]
+fn the_trailer_check_is_the_hash_spec_describes() {
+    let name = unique_name("spec-check");
+    let _c = Cleanup::new(&[&name]);
+    for value in [
+        b"ab\0".to_vec(),
+        vec![0u8; 8],
+        b"0123456789abcde\0".to_vec(),
+    ] {
+        let _ = shmkit::Segment::unlink(&name);
+        let list = ShareableList::create(&name, &[Item::Bytes(value.clone())]).unwrap();
+        assert_eq!(list.get(0).unwrap(), Item::Bytes(value.clone()));
+        let b = std::fs::read(format!("/dev/shm/{name}")).unwrap();
+        assert_eq!(u64_at(&b, 0), 1);
+        let n = 1;
+        let off = |k: usize| u64_at(&b, 8 + 8 * k) as usize;
+        let d = 8 * (n + 2);
+        let f = d + off(n);
+        let c = f + 8 * n;
+        let t = (c + n).div_ceil(64) * 64;
+        let data = &b[d + off(0)..d + off(1)];
+        assert_eq!(u64_at(&b, t + 200), value.len() as u64, "len");
+        let stored = u64_at(&b, t + 208);
+        assert_ne!(stored, 0, "a value ending with NUL has a check");
+        assert_eq!(
+            stored,
+            spec_check(u64_at(&b, f), b[c], data),
+            "check of {value:?} in a {}-byte slot",
+            data.len()
+        );
+    }
+}

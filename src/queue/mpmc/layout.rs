@@ -166,6 +166,12 @@ pub(super) struct Shared {
     pub(super) region: Region<Control>,
     pub(super) capacity: u64,
     pub(super) mask: u64,
+    /// The element size the geometry was validated with (or created with): the one
+    /// [`Shared::stored_type`] reports, never a second load of the shared word, which a peer
+    /// may have changed since (an open by size would then compare `T` with one size and lay
+    /// out slots for another).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(super) elem_size: u64,
     /// Bytes per slot (`slot_size(elem_size)`).
     pub(super) slot: usize,
 }
@@ -182,8 +188,9 @@ impl Shared {
         let g = &self.ctrl().geo;
         Ok(TypeId {
             name: g.tag.load()?,
-            // Relaxed: written before the queue was published, never changed.
-            size: g.elem_size.load(Ordering::Relaxed),
+            size: self.elem_size,
+            // Relaxed: written before the queue was published. A peer's later change only
+            // changes what the check compares (elements are copied unaligned: `Shared::elem`).
             align: g.elem_align.load(Ordering::Relaxed),
         })
     }
@@ -348,6 +355,7 @@ where
         region,
         capacity,
         mask: capacity - 1,
+        elem_size: r.elem_size,
         slot: slot as usize,
     })
 }

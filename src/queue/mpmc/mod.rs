@@ -278,6 +278,7 @@ impl<T: Element> Queue<T> {
             region,
             capacity,
             mask: capacity - 1,
+            elem_size: size,
             slot: slot as usize,
         };
         #[cfg(not(loom))]
