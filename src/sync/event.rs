@@ -91,6 +91,13 @@ impl EventState {
     /// # Safety
     ///
     /// `at` must be 4-byte aligned and valid for reads and writes of 8 bytes for `'a`.
+    ///
+    /// And while the state is in use, this process must not access any 8-byte word that
+    /// overlaps it with another access size, by any other means (`Segment::read_at`,
+    /// `write_at`, `load_u64`, `atomic_u64`, plain reads and writes through the mapping): a
+    /// racing access of another size to the same bytes is undefined behaviour in Rust's memory
+    /// model (`SPEC.md` §1, one access size per word). A state at an 8-aligned offset, its
+    /// size rounded up to 8, in bytes nothing else of this process reads or writes, meets this.
     pub unsafe fn from_ptr<'a>(at: *const EventState) -> &'a EventState {
         // SAFETY: per the contract; both fields are atomics.
         unsafe { &*at }
