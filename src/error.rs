@@ -57,6 +57,8 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
+use zerocopy::FromZeros;
+
 use crate::queue::{AttachError, QueueError};
 #[cfg(not(loom))]
 use crate::sync::LockError;
@@ -390,6 +392,20 @@ impl Error {
         }
     }
 
+    /// [`Error::Io`] (`OutOfMemory`): this process cannot get `bytes` bytes of private memory
+    /// to `op` object `name`.
+    #[cfg_attr(loom, allow(dead_code))] // cells and frames are not built under loom
+    pub(crate) fn out_of_memory(name: &str, op: &'static str, bytes: usize) -> Error {
+        Error::Io {
+            name: name.to_owned(),
+            op,
+            source: io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot allocate {bytes} bytes of private memory for it"),
+            ),
+        }
+    }
+
     /// Shorthand for [`Error::Corrupt`].
     pub(crate) fn corrupt(name: &str, what: impl Into<String>) -> Error {
         Error::Corrupt {
@@ -517,4 +533,16 @@ impl std::error::Error for Error {
             _ => None,
         }
     }
+}
+
+/// `n` zeroed `T`s in private memory, or [`Error::out_of_memory`] (never an abort): for sizes
+/// that follow an object's recorded geometry, which a peer chose (an array or a frame of up to
+/// 1 TiB in a sparse object is a valid object this process may not be able to copy).
+#[cfg_attr(loom, allow(dead_code))] // cells and frames are not built under loom
+pub(crate) fn try_zeroed<T: FromZeros>(name: &str, op: &'static str, n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::out_of_memory(name, op, n.saturating_mul(size_of::<T>())))?;
+    v.resize_with(n, T::new_zeroed);
+    Ok(v)
 }

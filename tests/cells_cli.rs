@@ -203,3 +203,39 @@ fn reading_a_cell_whose_holder_died_leaves_it_repairable() {
     ok(&["array", "set", &a, "1", "-5", "6"]);
     assert_eq!(ok(&["array", "get", &a]), "1\n-5\n6\n");
 }
+
+/// Double-fetch review: an array's length is its creator's choice (up to 2^40 bytes in a
+/// sparse object), and reading the whole of one allocated it infallibly: `shmkit array get`
+/// of a 1 TiB sparse `Array<q>` aborted ("memory allocation of 1099511627776 bytes failed",
+/// exit 134). Every read sized by the array's length now asks the allocator first and fails
+/// with an error. (The library side runs in the CLI's process here, so an abort cannot take
+/// this test binary's cleanup with it.)
+#[test]
+fn reading_an_array_larger_than_memory_is_an_error_not_an_abort() {
+    let n = unique_name("cli-huge");
+    let _c = Cleanup::new(&[&n]);
+    let len = 1usize << 37; // 1 TiB of i64, nothing of it resident
+                            // Atomic mode: the read-only path below reads without the lock.
+    let a = Array::<i64>::options()
+        .cell_mode(shmkit::cell::CellMode::Atomic)
+        .sparse(true)
+        .create(&n, len)
+        .unwrap();
+    a.set(len - 1, 7).unwrap();
+    assert_eq!(
+        ok(&["array", "get", &n, &(len - 1).to_string()]).trim(),
+        "7"
+    );
+    fails(
+        &["array", "get", &n],
+        &["cannot allocate", "private memory"],
+    );
+    // A read-only reader (the CLI's path for a user without write permission) the same way.
+    let ro = shmkit::cell::ReadOnlyCell::open(&n).unwrap().unwrap();
+    let e = ro
+        .read(0, len, std::time::Duration::from_secs(5))
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot allocate"), "{e}");
+    let e = a.read(0..len).unwrap_err();
+    assert!(e.to_string().contains("cannot allocate"), "{e}");
+}

@@ -21,8 +21,8 @@
 use std::ffi::CStr;
 
 use pyo3::exceptions::{
-    PyAssertionError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyPermissionError,
-    PyRuntimeError, PyTimeoutError, PyValueError,
+    PyAssertionError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyMemoryError,
+    PyPermissionError, PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -186,6 +186,10 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Semaphore(e) => semaphore_error(e),
         Error::Barrier(e) => barrier_error(e),
         Error::Lock(e) => lock_error(e),
+        // A copy this process cannot allocate (an array or frame sized by its creator).
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::OutOfMemory => {
+            PyMemoryError::new_err(msg)
+        }
         _ => ShmkitError::new_err(msg),
     }
 }

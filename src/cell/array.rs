@@ -50,8 +50,10 @@ impl<T> std::fmt::Debug for Array<T> {
     }
 }
 
-fn zeroed<T: FromZeros>(n: usize) -> Vec<T> {
-    (0..n).map(|_| T::new_zeroed()).collect()
+/// `n` zeroed elements to read array `name` into: fallible, since `n` may follow the
+/// array's length, which its creator chose (up to 2^40 bytes in a sparse object).
+fn zeroed<T: FromZeros>(name: &str, n: usize) -> Result<Vec<T>> {
+    crate::error::try_zeroed(name, "read", n)
 }
 
 fn range_len(r: &Range<usize>) -> usize {
@@ -114,7 +116,7 @@ impl<T: ShmType> Array<T> {
 
     fn read_with(&self, range: Range<usize>, wait: Wait) -> Result<Vec<T>> {
         self.raw.check_range(range.start, range_len(&range))?;
-        let mut v = zeroed::<T>(range_len(&range));
+        let mut v = zeroed::<T>(self.name(), range_len(&range))?;
         self.raw.load(range.start, v.as_mut_bytes(), wait)?;
         Ok(v)
     }
@@ -146,7 +148,7 @@ impl<T: ShmType> Array<T> {
 
     fn with_lock_with<R>(&self, f: impl FnOnce(&mut [T]) -> R, wait: Wait) -> Result<R> {
         let g = AnyGuard::new(&self.raw, self.raw.lock_for_rmw(wait)?);
-        let mut v = zeroed::<T>(self.len());
+        let mut v = zeroed::<T>(self.name(), self.len())?;
         g.read_into(0, v.as_mut_bytes())?;
         let r = f(&mut v);
         g.write(0, v.as_bytes());
@@ -185,7 +187,7 @@ impl<T: ShmType> Array<T> {
     }
 
     fn wait_changed_with(&self, last: u64, wait: Wait) -> Result<(Vec<T>, u64)> {
-        let mut v = zeroed::<T>(self.len());
+        let mut v = zeroed::<T>(self.name(), self.len())?;
         let s = self.raw.wait_changed(last, 0, v.as_mut_bytes(), wait)?;
         Ok((v, s))
     }
@@ -373,7 +375,7 @@ impl<'a> AnyGuard<'a> {
 
     /// Elements `first..first + count` as bytes.
     pub fn read_bytes(&self, first: usize, count: usize) -> Result<Vec<u8>> {
-        let mut b = vec![0u8; count * self.raw.geo().elem.size];
+        let mut b = zeroed::<u8>(self.raw.segment().name(), count * self.raw.geo().elem.size)?;
         self.read_bytes_into(first, &mut b)?;
         Ok(b)
     }
@@ -499,7 +501,7 @@ impl<T: ShmType> ArrayGuard<'_, T> {
     /// The elements in `range` (seqlock mode: as [`get`](Self::get)).
     pub fn read(&self, range: Range<usize>) -> Result<Vec<T>> {
         self.inner.raw.check_range(range.start, range_len(&range))?;
-        let mut v = zeroed::<T>(range_len(&range));
+        let mut v = zeroed::<T>(self.inner.raw.segment().name(), range_len(&range))?;
         self.inner.read_into(range.start, v.as_mut_bytes())?;
         Ok(v)
     }
@@ -573,7 +575,7 @@ impl AnyArray {
 
     fn read_bytes_with(&self, first: usize, count: usize, wait: Wait) -> Result<Vec<u8>> {
         self.raw.check_range(first, count)?;
-        let mut b = vec![0u8; count * self.elem_size()];
+        let mut b = zeroed::<u8>(self.name(), count * self.elem_size())?;
         self.raw.load(first, &mut b, wait)?;
         Ok(b)
     }
@@ -703,7 +705,7 @@ impl AnyArray {
     }
 
     fn wait_changed_with(&self, last: u64, wait: Wait) -> Result<(Vec<u8>, u64)> {
-        let mut b = vec![0u8; self.raw.geo().bytes()];
+        let mut b = zeroed::<u8>(self.name(), self.raw.geo().bytes())?;
         let s = self.raw.wait_changed(last, 0, &mut b, wait)?;
         Ok((b, s))
     }

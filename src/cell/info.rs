@@ -208,7 +208,8 @@ impl ReadOnlyCell {
                 ))
             }
         }
-        let mut data = vec![0u8; count * geo.elem.size];
+        // Fallible: `count` may follow the array's length (up to 2^40 bytes, sparse).
+        let mut data = crate::error::try_zeroed::<u8>(name, "read", count * geo.elem.size)?;
         read_range(
             &self.seg,
             geo,

@@ -331,18 +331,7 @@ pub fn copy_latest(name: &str) -> Result<Option<FrameCopy>> {
         let len = load(&m.len).min(g.max_bytes) as usize;
         // `len` is a peer's word, and `max_bytes` may be up to 1 TiB (a sparse channel): room
         // this process cannot get is an error, not an abort.
-        let mut data = Vec::new();
-        if data.try_reserve_exact(len).is_err() {
-            return Err(Error::Io {
-                name: name.to_owned(),
-                op: "copy the newest frame of",
-                source: std::io::Error::new(
-                    std::io::ErrorKind::OutOfMemory,
-                    format!("cannot allocate {len} bytes for frame {s}"),
-                ),
-            });
-        }
-        data.resize(len, 0);
+        let mut data = crate::error::try_zeroed::<u8>(name, "copy the newest frame of", len)?;
         let mut header = vec![0u8; g.header_size as usize];
         // SAFETY: the slot's data (len <= max_bytes <= stride bytes) and header words lie
         // inside the read-only mapping `c` keeps alive; loads only; destinations private.
