@@ -36,6 +36,33 @@ pub(crate) fn check_timeout(timeout: Option<f64>) -> PyResult<()> {
     }
 }
 
+/// A `block` argument: any object, by its truth value (`acquire(0)`, `q.get(0)`), as
+/// `threading` and `multiprocessing` take it. `True`/`False` are told apart by identity (no
+/// call); anything else goes through `bool(x)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Truthy(pub(crate) bool);
+
+/// The default of every `block` parameter.
+pub(crate) const BLOCK: Truthy = Truthy(true);
+
+impl<'py> FromPyObject<'py> for Truthy {
+    #[inline]
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let p = obj.as_ptr();
+        // SAFETY: comparing addresses with the interpreter's two bool singletons (valid while
+        // the interpreter runs, which the `Bound`'s GIL token proves).
+        unsafe {
+            if p == pyo3::ffi::Py_True() {
+                return Ok(Truthy(true));
+            }
+            if p == pyo3::ffi::Py_False() {
+                return Ok(Truthy(false));
+            }
+        }
+        obj.is_truthy().map(Truthy)
+    }
+}
+
 /// Whether `deadline` has passed.
 pub(crate) fn passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)

@@ -23,7 +23,7 @@ use shmkit::cell::{AnyArray, AnyGuard, AnyValue, CellMode, Typecode};
 use shmkit::sync::{LockError, Owner};
 use shmkit::Error;
 
-use crate::blocking::{check_timeout, deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{lock_error, owner_died, rlock_error, to_py, ShmkitError};
 
 /// A value or an array cell, opened by its recorded typecode.
@@ -900,9 +900,10 @@ pub(crate) struct PyCellLock {
 impl PyCellLock {
     /// Acquire the cell's lock (`Lock.acquire`'s signature and outcomes). While it is held,
     /// this thread's `.value` / indexing use it instead of taking it again.
-    #[pyo3(signature = (block = true, timeout = None))]
+    #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
     #[inline(always)]
-    fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+    fn acquire(slf: &Bound<'_, Self>, block: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+        let block = block.0;
         let cell = &slf.get().cell;
         // Checked before the first attempt (a NaN timeout is an error even when it is free);
         // the clock is read only if that attempt fails.
@@ -943,7 +944,7 @@ impl PyCellLock {
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        Self::acquire(slf, true, None)
+        Self::acquire(slf, BLOCK, None)
     }
 
     // Three positional parameters, not `*args`: no argument tuple built per `with` block.

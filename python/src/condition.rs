@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use shmkit::sync::ConditionState;
 
-use crate::blocking::{deadline, passed, sliced};
+use crate::blocking::{deadline, passed, sliced, Truthy, BLOCK};
 use crate::errors::{rlock_error, to_py, NotHeld};
 use crate::lock::{acquire, HeldLock};
 use crate::named::{named_methods, options, DEFAULT_MODE};
@@ -115,9 +115,9 @@ named_methods!(
         }
 
         /// Acquire the condition's lock (see `Lock.acquire`).
-        #[pyo3(signature = (block = true, timeout = None))]
-        fn acquire(slf: &Bound<'_, Self>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-            acquire(slf.as_any(), slf.get().inner.as_lock(), block, timeout)
+        #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
+        fn acquire(slf: &Bound<'_, Self>, block: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+            acquire(slf.as_any(), slf.get().inner.as_lock(), block.0, timeout)
         }
 
         /// Release the condition's lock; `RLockNotOwned` (`AssertionError` and `RuntimeError`,

@@ -423,7 +423,7 @@ macro_rules! fastcall_kw {
 pub(crate) use fastcall_kw;
 
 /// The fast `acquire` / `release` / `__enter__` / `__exit__` of a frozen lock class `$ty`
-/// whose pyo3 methods are `fn acquire(slf: &Bound<Self>, block: bool, timeout: Option<f64>)
+/// whose pyo3 methods are `fn acquire(slf: &Bound<Self>, block: Truthy, timeout: Option<f64>)
 /// -> PyResult<bool>` and `fn release(&self) -> PyResult<()>`, `__enter__` being
 /// `acquire(True, None)` and `__exit__(exc_type, exc, tb)` being `release()`. Makes a module
 /// `$m` with `install(py)`. Only `acquire()` with no argument and `__exit__` with three
@@ -459,7 +459,7 @@ macro_rules! lock_entry_points {
             crate::fastcall::fastcall_kw! {
                 /// `acquire()` (blocking, no timeout); any argument: pyo3's.
                 fn acquire = ACQUIRE: T, nargs 0, |py, l, args| {
-                    T::acquire(l, true, None).map(|b| boolean(py, b))
+                    T::acquire(l, crate::blocking::BLOCK, None).map(|b| boolean(py, b))
                 }
             }
 
@@ -479,7 +479,7 @@ macro_rules! lock_entry_points {
                 // SAFETY: called by CPython with the GIL held and a valid `slf`.
                 unsafe {
                     guard(std::ptr::null_mut(), |py| {
-                        match ENTER.with(py, slf, |l| T::acquire(l, true, None)) {
+                        match ENTER.with(py, slf, |l| T::acquire(l, crate::blocking::BLOCK, None)) {
                             Some(r) => r.map(|b| boolean(py, b)),
                             None => Ok(ENTER.call_noargs(slf)),
                         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use shmkit::sync::{LockError, LockState, Owner, RLockState};
 
-use crate::blocking::{check_timeout, deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{lock_error, owner_died, rlock_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -180,13 +180,13 @@ macro_rules! lock_class {
                 }
 
                 #[doc = $acquire]
-                #[pyo3(signature = (block = true, timeout = None))]
+                #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
                 fn acquire(
                     slf: &Bound<'_, Self>,
-                    block: bool,
+                    block: Truthy,
                     timeout: Option<f64>,
                 ) -> PyResult<bool> {
-                    acquire(slf.as_any(), &*slf.get().inner, block, timeout)
+                    acquire(slf.as_any(), &*slf.get().inner, block.0, timeout)
                 }
 
                 #[doc = $release]

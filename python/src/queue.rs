@@ -40,7 +40,7 @@ use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
 use shmkit::queue::AttachError;
 use shmkit::ProcessMark;
 
-use crate::blocking::{allow_threads, check_timeout, deadline, sliced};
+use crate::blocking::{allow_threads, check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
 use crate::named::named_methods;
 use crate::pickle5;
@@ -556,69 +556,69 @@ named_methods!(
         /// Put `obj` (pickled with protocol 5). `block=False` (or a `timeout` that
         /// passes) raises `queue.Full` if there is no room; `ValueError` if the pickle is longer
         /// than `max_message`.
-        #[pyo3(signature = (obj, block = true, timeout = None))]
+        #[pyo3(signature = (obj, block = BLOCK, timeout = None), text_signature = "($self, obj, block=True, timeout=None)")]
         fn put(
             &self,
             py: Python<'_>,
             obj: &Bound<'_, PyAny>,
-            block: bool,
+            block: Truthy,
             timeout: Option<f64>,
         ) -> PyResult<()> {
             self.check_open()?;
             let mut buf = [0u8; pickle5::SHORT];
             let data = pickle5::dumps(obj, &mut buf)?;
-            self.push(py, data.as_bytes(), block, timeout)
+            self.push(py, data.as_bytes(), block.0, timeout)
         }
 
         /// Remove and return the oldest object. `block=False` (or a `timeout` that passes) raises
         /// `queue.Empty` if there is none.
-        #[pyo3(signature = (block = true, timeout = None))]
+        #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
         fn get<'py>(
             &self,
             py: Python<'py>,
-            block: bool,
+            block: Truthy,
             timeout: Option<f64>,
         ) -> PyResult<Bound<'py, PyAny>> {
-            self.pop(py, block, timeout, |m| pickle5::loads(py, m))
+            self.pop(py, block.0, timeout, |m| pickle5::loads(py, m))
         }
 
         /// `put(obj, False)`.
         fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-            self.put(py, obj, false, None)
+            self.put(py, obj, Truthy(false), None)
         }
 
         /// `get(False)`.
         fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-            self.get(py, false, None)
+            self.get(py, Truthy(false), None)
         }
 
         /// The bytes-only fast path: put `data` (any bytes-like object) as one message, without
         /// pickling. Readable by `get_bytes`, the Rust API and `shmkit queue pop`.
-        #[pyo3(signature = (data, block = true, timeout = None))]
+        #[pyo3(signature = (data, block = BLOCK, timeout = None), text_signature = "($self, data, block=True, timeout=None)")]
         fn put_bytes(
             &self,
             py: Python<'_>,
             data: &Bound<'_, PyAny>,
-            block: bool,
+            block: Truthy,
             timeout: Option<f64>,
         ) -> PyResult<()> {
             if let Ok(b) = data.downcast::<PyBytes>() {
-                return self.push(py, b.as_bytes(), block, timeout);
+                return self.push(py, b.as_bytes(), block.0, timeout);
             }
             // bytearray, memoryview, array, numpy: copied once (they may change under us).
             let b = py.get_type::<PyBytes>().call1((data,))?;
-            self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block, timeout)
+            self.push(py, b.downcast::<PyBytes>()?.as_bytes(), block.0, timeout)
         }
 
         /// The bytes-only fast path: remove and return the oldest message as `bytes`, unpickled.
-        #[pyo3(signature = (block = true, timeout = None))]
+        #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
         fn get_bytes<'py>(
             &self,
             py: Python<'py>,
-            block: bool,
+            block: Truthy,
             timeout: Option<f64>,
         ) -> PyResult<Bound<'py, PyBytes>> {
-            self.pop(py, block, timeout, |m| new_bytes(py, m))
+            self.pop(py, block.0, timeout, |m| new_bytes(py, m))
         }
 
         /// Approximate size: the 64-byte cells in use. A message takes `max(1, ceil(len / 64))`
@@ -704,7 +704,7 @@ mod fast {
         /// `put(obj)`: one positional argument, no keywords; else pyo3's.
         fn put = PUT: PyQueue, nargs 1, |py, q, args| {
             let obj = Bound::from_borrowed_ptr(py, *args);
-            q.get().put(py, &obj, true, None).map(|()| none(py))
+            q.get().put(py, &obj, crate::blocking::BLOCK, None).map(|()| none(py))
         }
     }
 
@@ -712,21 +712,21 @@ mod fast {
         /// `put_bytes(data)`: as `put`.
         fn put_bytes = PUT_BYTES: PyQueue, nargs 1, |py, q, args| {
             let data = Bound::from_borrowed_ptr(py, *args);
-            q.get().put_bytes(py, &data, true, None).map(|()| none(py))
+            q.get().put_bytes(py, &data, crate::blocking::BLOCK, None).map(|()| none(py))
         }
     }
 
     fastcall_kw! {
         /// `get()`: no arguments; else pyo3's.
         fn get = GET: PyQueue, nargs 0, |py, q, args| {
-            q.get().get(py, true, None).map(Bound::into_ptr)
+            q.get().get(py, crate::blocking::BLOCK, None).map(Bound::into_ptr)
         }
     }
 
     fastcall_kw! {
         /// `get_bytes()`: as `get`.
         fn get_bytes = GET_BYTES: PyQueue, nargs 0, |py, q, args| {
-            q.get().get_bytes(py, true, None).map(Bound::into_ptr)
+            q.get().get_bytes(py, crate::blocking::BLOCK, None).map(Bound::into_ptr)
         }
     }
 }

@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use shmkit::sync::{SemaphoreError, SemaphoreState};
 
-use crate::blocking::{check_timeout, deadline, sliced};
+use crate::blocking::{check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{semaphore_error, to_py};
 use crate::named::{named_methods, options, DEFAULT_MODE};
 
@@ -117,9 +117,9 @@ macro_rules! semaphore_methods {
 
             /// Take a permit. `block=False`: try once. `timeout=None`: wait as long as it
             /// takes; else at most `timeout` seconds. Returns whether a permit was taken.
-            #[pyo3(signature = (block = true, timeout = None))]
-            fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-                acquire(py, &self.inner, block, timeout)
+            #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
+            fn acquire(&self, py: Python<'_>, block: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+                acquire(py, &self.inner, block.0, timeout)
             }
 
             /// Give back `n` permits (any process or thread may); `ValueError`, releasing

@@ -102,7 +102,7 @@ class Lock:
     @staticmethod
     def open(name: str) -> "Lock":
         """Open an existing lock; FileNotFoundError if there is none."""
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """Acquire; return whether it is held. ``block=False`` tries once; ``timeout`` bounds
         the wait in seconds (None: no limit). Raises OwnerDied (lock held) after a dead
         holder, RuntimeError if this thread already holds it and ``block`` is true."""
@@ -140,7 +140,7 @@ class RLock:
     @staticmethod
     def open(name: str) -> "RLock":
         """Open an existing recursive lock; FileNotFoundError if there is none."""
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """Acquire one level (see Lock.acquire)."""
     def release(self) -> None:
         """Release one level; RLockNotOwned (an AssertionError and a RuntimeError) if this
@@ -176,7 +176,7 @@ class Semaphore:
     @staticmethod
     def open(name: str) -> "Semaphore":
         """Open an existing semaphore; FileNotFoundError if there is none."""
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """Take a permit; return whether one was taken."""
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits (any process or thread may); ValueError, releasing none,
@@ -211,7 +211,7 @@ class BoundedSemaphore:
     @staticmethod
     def open(name: str) -> "BoundedSemaphore":
         """Open an existing bounded semaphore; FileNotFoundError if there is none."""
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """Take a permit; return whether one was taken."""
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits; ValueError, releasing none, past the initial value."""
@@ -287,7 +287,7 @@ class Condition:
     @staticmethod
     def open(name: str) -> "Condition":
         """Open an existing condition; FileNotFoundError if there is none."""
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """Acquire the condition's lock (see Lock.acquire)."""
     def release(self) -> None:
         """Release the condition's lock; RLockNotOwned (an AssertionError and a RuntimeError)
@@ -448,7 +448,7 @@ class CellLock:
     holds it, that thread's ``.value`` / indexing go through the held lock (no deadlock, no
     RLock needed): ``with v.get_lock(): v.value += 1`` is one atomic increment."""
 
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """Acquire; return whether it is held (``Lock.acquire``'s outcomes). Raises OwnerDied
         (lock held) after a dead holder, RuntimeError if this thread holds it and ``block``."""
     def release(self) -> None:
@@ -897,19 +897,19 @@ class Queue:
     @property
     def max_message(self) -> int:
         """The longest message (pickled object or bytes) accepted, in bytes."""
-    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def put(self, obj: Any, block: object = True, timeout: Optional[float] = None) -> None:
         """Put ``obj`` (pickled). ``block=False`` or a passed ``timeout`` raises queue.Full
         when there is no room; ValueError if the pickle is longer than ``max_message``."""
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+    def get(self, block: object = True, timeout: Optional[float] = None) -> Any:
         """Remove and return the oldest object; queue.Empty if none (``block=False`` or a
         passed ``timeout``)."""
     def put_nowait(self, obj: Any) -> None:
         """``put(obj, False)``."""
     def get_nowait(self) -> Any:
         """``get(False)``."""
-    def put_bytes(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def put_bytes(self, data: Any, block: object = True, timeout: Optional[float] = None) -> None:
         """Put a bytes-like object as one message, not pickled."""
-    def get_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
+    def get_bytes(self, block: object = True, timeout: Optional[float] = None) -> bytes:
         """Remove and return the oldest message as bytes, not unpickled."""
     def qsize(self) -> int:
         """Approximate: the 64-byte cells in use (the message count when each message is at
