@@ -1195,15 +1195,62 @@ crate::named::named_methods!(
             Ok((from_bytes(py, self.inner.t, &b)?, s))
         }
 
-        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-            slf
+        /// `with v:` takes the cell's lock, as `multiprocessing`'s synchronized values do
+        /// (`get_lock().__enter__()`, so `with v: v.value += 1` is atomic); `__exit__`
+        /// releases it.
+        fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+            cell_enter(py, &self.inner)
         }
 
-        /// Nothing to do (the value is unmapped when the object goes); does not unlink.
         #[pyo3(signature = (*_args))]
-        fn __exit__(&self, _args: &Bound<'_, PyTuple>) {}
+        fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+            cell_release(py, &self.inner)
+        }
+
+        /// `get_lock().acquire(block, timeout)` (as `multiprocessing`'s synchronized values).
+        #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
+        fn acquire(&self, py: Python<'_>, block: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+            cell_acquire(py, &self.inner, block, timeout)
+        }
+
+        /// `get_lock().release()`.
+        fn release(&self, py: Python<'_>) -> PyResult<()> {
+            cell_release(py, &self.inner)
+        }
     }
 );
+
+/// The cell's lock for `with v:` / `v.acquire()`: `get_lock()`'s object. An atomic cell has
+/// none (`multiprocessing`'s lock-free `RawValue`/`RawArray` have no `with` either): a
+/// `TypeError` saying so.
+fn cell_lock<'a, 'py>(py: Python<'py>, cell: &'a Handle) -> PyResult<&'a Bound<'py, PyCellLock>> {
+    if cell.mode == CellMode::Atomic {
+        return Err(PyTypeError::new_err(format!(
+            "{} is an atomic cell, which has no lock: `with`, acquire() and release() need a \
+             locked or seqlock cell (multiprocessing's lock-free RawValue/RawArray have no \
+             `with` either); use load/store/fetch_add/compare_exchange",
+            describe(&cell.any)
+        )));
+    }
+    cell.lock_object(py)
+}
+
+fn cell_enter(py: Python<'_>, cell: &Handle) -> PyResult<bool> {
+    PyCellLock::acquire(cell_lock(py, cell)?, BLOCK, None)
+}
+
+fn cell_acquire(
+    py: Python<'_>,
+    cell: &Handle,
+    block: Truthy,
+    timeout: Option<f64>,
+) -> PyResult<bool> {
+    PyCellLock::acquire(cell_lock(py, cell)?, block, timeout)
+}
+
+fn cell_release(py: Python<'_>, cell: &Handle) -> PyResult<()> {
+    cell_lock(py, cell)?.get().release()
+}
 
 fn wait_changed(
     py: Python<'_>,
@@ -1694,14 +1741,27 @@ impl PyArray {
         Ok(())
     }
 
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    /// `with a:` takes the cell's lock, as `multiprocessing`'s synchronized arrays do
+    /// (`get_lock().__enter__()`); `__exit__` releases it.
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        cell_enter(py, self.cell()?)
     }
 
-    /// Closes (does not unlink).
+    /// Releases the lock, also when the block closed the array (the cell stays mapped).
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.close()
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        cell_release(py, &self.inner)
+    }
+
+    /// `get_lock().acquire(block, timeout)` (as `multiprocessing`'s synchronized arrays).
+    #[pyo3(signature = (block = BLOCK, timeout = None), text_signature = "($self, block=True, timeout=None)")]
+    fn acquire(&self, py: Python<'_>, block: Truthy, timeout: Option<f64>) -> PyResult<bool> {
+        cell_acquire(py, self.cell()?, block, timeout)
+    }
+
+    /// `get_lock().release()` (also of a closed array: what it holds is let go).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        cell_release(py, &self.inner)
     }
 
     fn __repr__(&self) -> String {

@@ -540,18 +540,24 @@ def test_bad_input_writes_nothing(names):
 
 
 def test_create_open_pickle_context_manager(name):
-    with shmkit.Value.create(name, "d", 2.5, mode="seqlock") as v:
+    v = shmkit.Value.create(name, "d", 2.5, mode="seqlock")
+    with v as held:  # the cell's lock (seqlock: the writers' lock), as multiprocessing's
+        assert held is True
         w = pickle.loads(pickle.dumps(v))
         assert w.value == 2.5 and w.mode == "seqlock" and w.name == name
         with pytest.raises(FileExistsError):
             shmkit.Value.create(name, "d")
+        v.value = 3.5  # through the held lock
         v.unlink()
+    assert v.get_lock().acquire(False) is True  # released by __exit__
+    v.get_lock().release()
     a = shmkit.Array.create(name, "H", 3)
     b = pickle.loads(pickle.dumps(a))
     b[1] = 7
     assert a[1] == 7 and repr(a).startswith("<shmkit.Array")
     with a:
         pass
+    assert a[1] == 7  # `with` locked and unlocked it; the array stays open
     b.unlink()
 
 

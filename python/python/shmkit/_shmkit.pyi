@@ -553,7 +553,15 @@ class Value:
     def wait_changed(self, last_seq: int, timeout: Optional[float] = None) -> Tuple[_Elem, int]:
         """Seqlock mode: wait for a write after ``last_seq``; ``(value, seq)``. TimeoutError
         after ``timeout`` seconds. Releases the GIL; Ctrl-C interrupts it."""
-    def __enter__(self) -> "Value": ...
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
+        """``get_lock().acquire(block, timeout)``, as multiprocessing's synchronized values.
+        An atomic value has no lock: TypeError (as RawValue has no acquire)."""
+    def release(self) -> None:
+        """``get_lock().release()``."""
+    def __enter__(self) -> bool:
+        """``with v:`` holds the cell's lock (``get_lock().__enter__()``, as
+        multiprocessing's): ``with v: v.value += 1`` is atomic. An atomic value has no lock:
+        TypeError. Does not close or unlink anything."""
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],
@@ -650,7 +658,15 @@ class Array:
         """Close: later calls raise ValueError; the memory is unmapped when the object goes
         (an array NumPy made from it may still point there). BufferError while views are
         alive. Closing twice is harmless."""
-    def __enter__(self) -> "Array": ...
+    def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
+        """``get_lock().acquire(block, timeout)``, as multiprocessing's synchronized arrays.
+        An atomic array has no lock: TypeError (as RawArray has no acquire)."""
+    def release(self) -> None:
+        """``get_lock().release()``."""
+    def __enter__(self) -> bool:
+        """``with a:`` holds the array's lock (``get_lock().__enter__()``, as
+        multiprocessing's); ``__exit__`` releases it (and does not close the array: call
+        ``close()``). An atomic array has no lock: TypeError."""
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],
