@@ -473,25 +473,59 @@ fn int_bytes(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     Ok(Elem::low(v as u64, size))
 }
 
-/// [`int_bytes`]'s conversion for what [`exact_i64`] leaves: `TypeError` for a non-int,
-/// `OverflowError` past 64 bits.
+/// [`int_bytes`]'s conversion for what [`exact_i64`] leaves: as ctypes (hence
+/// `multiprocessing`), any object with `__index__` (an int subclass, a NumPy integer), never
+/// a float; `TypeError` otherwise, `OverflowError` past 64 bits.
 #[cold]
 fn int_slow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<i128> {
-    if !obj.is_instance_of::<PyInt>() {
+    let py = obj.py();
+    // SAFETY: `obj` is a live object and the GIL is held (the `Bound`'s token).
+    if unsafe { pyo3::ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
         return Err(PyTypeError::new_err(format!(
-            "typecode '{}' needs an int, not {}",
+            "typecode '{}' needs an int (or an object with __index__), not {}",
             t.as_char(),
             obj.get_type().name()?
         )));
     }
+    // SAFETY: as above; `PyNumber_Index` returns a new reference or null with an error set,
+    // which `from_owned_ptr_or_err` takes over.
+    let n = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyNumber_Index(obj.as_ptr()))? };
     // 64-bit extractions (one C call, no 128-bit conversion): u64 only for the unsigned
     // 64-bit typecodes, whose range i64 does not cover.
     if matches!(t, Typecode::U64 | Typecode::ULong) {
-        obj.extract::<u64>().map(i128::from)
+        n.extract::<u64>().map(i128::from)
     } else {
-        obj.extract::<i64>().map(i128::from)
+        n.extract::<i64>().map(i128::from)
     }
     .map_err(|_| overflow(t, obj))
+}
+
+/// A float element's value: an exact float read in place; anything else as ctypes converts
+/// it (`__float__`, then `__index__`: an int, a NumPy scalar), `TypeError` naming the
+/// typecode if it has neither.
+#[inline(always)]
+fn float_value(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Ok(f) = obj.downcast_exact::<PyFloat>() {
+        return Ok(f.value());
+    }
+    float_slow(t, obj)
+}
+
+#[cold]
+fn float_slow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    obj.extract::<f64>().map_err(|e| {
+        if !e.is_instance_of::<PyTypeError>(obj.py()) {
+            return e;
+        }
+        let what = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "typecode '{}' needs a float (or an object with __float__ or __index__), not {what}",
+            t.as_char()
+        ))
+    })
 }
 
 fn overflow(t: Typecode, obj: &Bound<'_, PyAny>) -> PyErr {
@@ -525,14 +559,7 @@ fn is_i64(t: Typecode) -> bool {
 fn to_bytes_any(t: Typecode, obj: &Bound<'_, PyAny>) -> PyResult<Elem> {
     match t {
         Typecode::F32 | Typecode::F64 => {
-            if !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
-                return Err(PyTypeError::new_err(format!(
-                    "typecode '{}' needs a float, not {}",
-                    t.as_char(),
-                    obj.get_type().name()?
-                )));
-            }
-            let v: f64 = obj.extract()?;
+            let v = float_value(t, obj)?;
             if t == Typecode::F64 {
                 return Ok(Elem::new(&v.to_le_bytes()));
             }

@@ -439,7 +439,9 @@ class SharedMemory:
 
 _Elem = Any
 """An element: int for the integer typecodes, float for 'f'/'d', bytes of length 1 for 'c',
-a one-character str for 'u', bool for '?'."""
+a one-character str for 'u', bool for '?'. Set as ctypes takes them: an integer typecode
+takes any object with ``__index__`` (a NumPy integer; not a float), 'f'/'d' any with
+``__float__`` or ``__index__`` (a NumPy scalar, an int)."""
 
 @final
 class CellLock:
