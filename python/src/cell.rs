@@ -1640,10 +1640,17 @@ impl PyArray {
         write(py, cell, i, &b)
     }
 
-    /// Iterate over a consistent snapshot of the elements.
+    /// Iterate over a consistent snapshot of the elements (as indexing gives them: for
+    /// typecode `'c'`, bytes of length 1).
     fn __iter__(slf: &Bound<'_, Self>) -> PyResult<PyObject> {
         let py = slf.py();
-        let all = slf.get().__getitem__(py, PySlice::full(py).as_any())?;
+        let this = slf.get();
+        let all = this.__getitem__(py, PySlice::full(py).as_any())?;
+        if this.cell()?.t == Typecode::Char {
+            let b = all.bind(py).downcast::<PyBytes>()?.as_bytes();
+            let items = b.iter().map(|c| PyBytes::new(py, &[*c]));
+            return Ok(PyList::new(py, items)?.try_iter()?.into_any().unbind());
+        }
         Ok(all.bind(py).try_iter()?.into_any().unbind())
     }
 

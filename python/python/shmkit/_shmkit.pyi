@@ -628,7 +628,8 @@ class Array:
         """``a[i] = v`` or ``a[i:j:k] = seq`` (same length, else ValueError; nothing written
         on a bad element)."""
     def __iter__(self) -> Iterator[_Elem]:
-        """Iterate over a consistent snapshot."""
+        """Iterate over a consistent snapshot, the elements as indexing gives them (bytes of
+        length 1 for typecode 'c')."""
     def get_lock(self) -> CellLock:
         """The array's lock (see CellLock)."""
     def get_obj(self) -> "Array":
