@@ -989,6 +989,32 @@ impl PyCellLock {
     fn __repr__(&self) -> String {
         format!("<shmkit.CellLock of {:?}>", self.cell.name())
     }
+
+    /// Pickled by name (as `multiprocessing` passes `get_lock()` to a spawned child):
+    /// unpickling opens the cell again and is its lock.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String, bool))> {
+        let open = slf.get_type().getattr("_open")?;
+        let cell = &slf.get().cell;
+        Ok((
+            open,
+            (cell.name().to_owned(), matches!(cell.any, Any::A(_))),
+        ))
+    }
+
+    /// The lock of the cell `name` (an array if `array`, else a value), opened anew: what a
+    /// pickled lock becomes.
+    #[staticmethod]
+    fn _open(py: Python<'_>, name: &str, array: bool) -> PyResult<Py<PyCellLock>> {
+        let any = if array {
+            Any::A(AnyArray::open(name).map_err(to_py)?)
+        } else {
+            Any::V(AnyValue::open(name).map_err(to_py)?)
+        };
+        Ok(Handle::new(Cell::new(any)?)
+            .lock_object(py)?
+            .clone()
+            .unbind())
+    }
 }
 
 /// A named typed value shared by processes: `multiprocessing.Value`, attachable by name.

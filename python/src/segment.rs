@@ -35,6 +35,10 @@ pub(crate) struct PySharedMemory {
     /// every counted export while it still points into the mapping; it cannot outlive `shm`.
     closed_seg: Option<Arc<Segment>>,
     name: String,
+    /// The payload size (kept after `close()`, as CPython's `size`).
+    size: usize,
+    /// Whether the segment is raw (no shmkit header): a pickle opens it so.
+    raw: bool,
     /// Live buffer exports (memoryviews, numpy arrays, ...) of this object.
     exports: AtomicUsize,
     /// The memoryview `buf` returns, once made; released (and dropped) by `close()`.
@@ -120,6 +124,8 @@ impl PySharedMemory {
     fn wrap(seg: Segment) -> Self {
         PySharedMemory {
             name: seg.name().to_owned(),
+            size: seg.len(),
+            raw: seg.is_raw(),
             seg: Some(Arc::new(seg)),
             closed_seg: None,
             exports: AtomicUsize::new(0),
@@ -196,26 +202,50 @@ impl PySharedMemory {
         &self.name
     }
 
-    /// The payload size in bytes.
+    /// The payload size in bytes (also after `close()`, as CPython's).
     #[getter]
-    fn size(&self) -> PyResult<usize> {
-        Ok(self.seg()?.len())
+    fn size(&self) -> usize {
+        self.size
     }
 
     /// A writable memoryview of the payload (zero-copy): one object, made at the first use,
-    /// which `close()` releases (as CPython's `SharedMemory.buf`).
+    /// which `close()` releases (as CPython's `SharedMemory.buf`); `None` after `close()`,
+    /// as CPython's.
     #[getter]
-    fn buf<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+    fn buf<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyMemoryView>>> {
         if let Some(b) = &self.buf {
-            return Ok(b.bind(py).clone());
+            return Ok(Some(b.bind(py).clone()));
         }
+        let Some(seg) = &self.seg else {
+            return Ok(None);
+        };
         let owner = SharedMemoryBuf {
-            seg: Arc::clone(self.seg()?),
+            seg: Arc::clone(seg),
             exports: Arc::clone(&self.buf_exports),
         };
         let view = PyMemoryView::from(Bound::new(py, owner)?.as_any())?;
         self.buf = Some(view.clone().unbind());
-        Ok(view)
+        Ok(Some(view))
+    }
+
+    /// Pickled by name, as CPython's (`(cls, (name, False, 0))`: unpickling opens the
+    /// segment, never creates it); a raw segment is opened with `raw=True`.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (String, bool, usize))> {
+        let py = slf.py();
+        let cls = slf.get_type().into_any();
+        let this = slf.borrow();
+        let make = if this.raw {
+            let kw = pyo3::types::PyDict::new(py);
+            kw.set_item("raw", true)?;
+            py.import("functools")?
+                .getattr("partial")?
+                .call((cls,), Some(&kw))?
+        } else {
+            cls
+        };
+        Ok((make, (this.name.clone(), false, 0)))
     }
 
     /// Release `buf` and unmap the segment from this process. `BufferError` while other views
@@ -289,8 +319,8 @@ impl PySharedMemory {
         self.close(py)
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        self.size()
+    fn __len__(&self) -> usize {
+        self.size
     }
 
     fn __repr__(&self) -> String {

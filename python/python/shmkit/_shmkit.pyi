@@ -415,11 +415,15 @@ class SharedMemory:
         """The segment's name."""
     @property
     def size(self) -> int:
-        """The payload size in bytes."""
+        """The payload size in bytes (also after ``close()``, as CPython's)."""
     @property
     def buf(self) -> memoryview:
         """A writable memoryview of the payload (zero-copy): one object, kept, which
-        ``close()`` releases (as CPython's)."""
+        ``close()`` releases (as CPython's). None after ``close()``, as CPython's (typed
+        ``memoryview``, as typeshed types CPython's)."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str, bool, int]]:
+        """Pickled by name, as CPython's: unpickling opens the segment (``(name, False, 0)``:
+        never creates it), with ``raw=True`` for a raw one."""
     def close(self) -> None:
         """Release ``buf`` and unmap; BufferError while other views (memoryviews, numpy
         arrays, slices of ``buf``) are alive. Closing twice is harmless."""
@@ -458,6 +462,9 @@ class CellLock:
         not hold it."""
     def make_consistent(self) -> None:
         """After OwnerDied: declare the cell's data repaired."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str, bool]]:
+        """Pickled by name (``multiprocessing`` passes ``get_lock()`` to a spawned child so):
+        unpickling opens the cell again and is its lock."""
     def __enter__(self) -> bool: ...
     def __exit__(
         self,
