@@ -93,9 +93,18 @@ named_methods!(
             mode: u32,
         ) -> PyResult<Self> {
             let parties = self::parties(parties)?;
-            handle(action, timeout, || {
+            let b = handle(action, timeout, || {
                 options::<shmkit::sync::Barrier>(mode).open_or_create(name, parties)
-            })
+            })?;
+            // An existing barrier keeps its party count: another one is refused, not used
+            // (as `Queue` refuses another capacity).
+            let existing = b.inner.parties();
+            if existing != parties {
+                return Err(PyValueError::new_err(format!(
+                    "barrier {name:?} exists for {existing} parties, not the {parties} asked for"
+                )));
+            }
+            Ok(b)
         }
 
         /// Create a new barrier for `parties`; `FileExistsError` if the name is taken.

@@ -87,14 +87,24 @@ fn value(v: i64) -> PyResult<u32> {
 
 /// The methods both semaphore classes share.
 macro_rules! semaphore_methods {
-    ($class:ident, $pyname:literal, $handle:ty, $what:literal) => {
+    ($class:ident, $pyname:literal, $handle:ty, $what:literal, $bounded:literal) => {
         named_methods!($class, $pyname, #[pymethods] {
             #[new]
             #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
             fn new(name: &str, value: i64, mode: u32) -> PyResult<Self> {
+                let value = self::value(value)?;
                 let inner = options::<$handle>(mode)
-                    .open_or_create(name, self::value(value)?)
+                    .open_or_create(name, value)
                     .map_err(to_py)?;
+                // A bounded semaphore keeps its bound: another one is refused, not used (as
+                // `Queue` refuses another capacity). A plain one's value is only its start.
+                if $bounded && inner.max_value() != value {
+                    return Err(PyValueError::new_err(format!(
+                        "bounded semaphore {name:?} exists with bound {}, not the {value} \
+                         asked for",
+                        inner.max_value()
+                    )));
+                }
                 Ok($class { inner })
             }
 
@@ -150,13 +160,15 @@ semaphore_methods!(
     PySemaphore,
     "Semaphore",
     shmkit::sync::Semaphore,
-    "semaphore"
+    "semaphore",
+    false
 );
 semaphore_methods!(
     PyBoundedSemaphore,
     "BoundedSemaphore",
     shmkit::sync::BoundedSemaphore,
-    "bounded semaphore"
+    "bounded semaphore",
+    true
 );
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -204,7 +204,9 @@ class BoundedSemaphore:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore": ...
+    def __new__(cls, name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore":
+        """Open the bounded semaphore ``name``, or create it with ``value`` permits (its
+        bound). An existing one of another bound is a ValueError naming both."""
     @staticmethod
     def create(name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore":
         """Create a new bounded semaphore; FileExistsError if it exists."""
@@ -340,7 +342,9 @@ class Barrier:
         timeout: Optional[float] = None,
         *,
         mode: int = 0o600,
-    ) -> "Barrier": ...
+    ) -> "Barrier":
+        """Open the barrier ``name``, or create it for ``parties``. An existing barrier for
+        another number of parties is a ValueError naming both (never silently used)."""
     @staticmethod
     def create(
         name: str,
