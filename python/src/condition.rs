@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use shmkit::sync::ConditionState;
 
@@ -167,15 +167,19 @@ named_methods!(
             Ok(result)
         }
 
-        /// Wake up to `n` waiters (possibly more). The lock must be held.
-        #[pyo3(signature = (n = 1))]
-        fn notify(&self, n: u32) -> PyResult<()> {
+        /// Wake up to `n` waiters (possibly more): any int, as `multiprocessing`'s (whose
+        /// `notify_all()` is `notify(sys.maxsize)`); `n <= 0` wakes nobody. The lock must be
+        /// held.
+        #[pyo3(signature = (n = Count(1)), text_signature = "($self, n=1)")]
+        fn notify(&self, n: Count) -> PyResult<()> {
             let g = self
                 .inner
                 .as_lock()
                 .adopt()
                 .map_err(|_| NotHeld::RLock.err_with("cannot notify on un-acquired lock"))?;
-            self.inner.notify(&g, n);
+            if n.0 > 0 {
+                self.inner.notify(&g, n.0);
+            }
             g.leak();
             Ok(())
         }
@@ -202,6 +206,24 @@ named_methods!(
         }
     }
 );
+
+/// `notify`'s `n`: any Python int (`TypeError` otherwise), clamped to `0..=u32::MAX` (the
+/// most waiters one notify can wake; more is every waiter).
+#[derive(Clone, Copy)]
+struct Count(u32);
+
+impl<'py> FromPyObject<'py> for Count {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i64>() {
+            Ok(n) => Ok(Count(n.clamp(0, i64::from(u32::MAX)) as u32)),
+            // Past 64 bits: its sign decides.
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                Ok(Count(if obj.gt(0)? { u32::MAX } else { 0 }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCondition>()
