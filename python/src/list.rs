@@ -154,9 +154,22 @@ impl PyShareableList {
     }
 }
 
-/// Compare as the library does (Python's `==`); a value the list cannot hold equals nothing.
+/// `value` as an item, when it is exactly of a type the list holds (`None`, `bool`, `int`,
+/// `float`, `str`, `bytes`), whose `==` the library's comparison is; `None` for anything
+/// else (a subclass, a NumPy scalar, a `bytearray`, an int past 64 bits), which `count` and
+/// `index` compare with Python's `value == item` against each item, as CPython does.
 fn probe(value: &Bound<'_, PyAny>) -> Option<Item> {
-    to_item(value).ok()
+    let exact = value.is_none()
+        || value.is_exact_instance_of::<PyBool>()
+        || value.is_exact_instance_of::<PyInt>()
+        || value.is_exact_instance_of::<PyFloat>()
+        || value.is_exact_instance_of::<PyString>()
+        || value.is_exact_instance_of::<PyBytes>();
+    if exact {
+        to_item(value).ok()
+    } else {
+        None
+    }
 }
 
 #[pymethods]
@@ -272,17 +285,35 @@ impl PyShareableList {
             .into_any())
     }
 
-    /// How many items equal `value`.
-    fn count(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let Some(v) = probe(value) else { return Ok(0) };
-        self.list()?.count(&v).map_err(to_py)
+    /// How many items equal `value` (`value == item`, as CPython's).
+    fn count(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        if let Some(v) = probe(value) {
+            return self.list()?.count(&v).map_err(to_py);
+        }
+        let mut n = 0;
+        for item in self.items(py)? {
+            if value.eq(item)? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
-    /// The first index of `value`; `ValueError` if it is absent.
-    fn index(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// The first index of `value` (`value == item`, as CPython's); `ValueError` if it is
+    /// absent.
+    fn index(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<usize> {
         let found = match probe(value) {
             Some(v) => self.list()?.index(&v).map_err(to_py)?,
-            None => None,
+            None => {
+                let mut found = None;
+                for (i, item) in self.items(py)?.into_iter().enumerate() {
+                    if value.eq(item)? {
+                        found = Some(i);
+                        break;
+                    }
+                }
+                found
+            }
         };
         found.ok_or_else(|| {
             PyValueError::new_err(format!(
