@@ -1395,9 +1395,10 @@ impl PyArray {
     fn init(t: Typecode, size_or_init: &Bound<'_, PyAny>) -> PyResult<(usize, Option<Vec<u8>>)> {
         if size_or_init.is_instance_of::<PyInt>() {
             let n: i64 = size_or_init.extract()?;
-            let n = usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
-                PyValueError::new_err(format!("an array needs at least one element, not {n}"))
-            })?;
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| empty_array(&n.to_string()))?;
             return Ok((n, None));
         }
         let mut data = Vec::new();
@@ -1407,7 +1408,7 @@ impl PyArray {
             n += 1;
         }
         if n == 0 {
-            return Err(PyValueError::new_err("an array needs at least one element"));
+            return Err(empty_array("an empty initializer"));
         }
         Ok((n, Some(data)))
     }
@@ -1458,14 +1459,38 @@ impl PyArray {
     }
 }
 
-/// The bytes for `.raw` (`bytes` or `bytearray`) / `.value` (`bytes` only) of a char array
-/// of `len` (`TypeError` otherwise), at most `len` of them (`ValueError`): as ctypes, and
-/// nothing is written on an error.
+/// The refusal of an array of no elements (`what`: the size or initializer asked for).
+fn empty_array(what: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "a shmkit array has at least one element, not {what} (unlike multiprocessing.Array, \
+         whose Array(typecode, 0) is an empty array: a shmkit array has no empty form)"
+    ))
+}
+
+/// An element index from Python as `Py_ssize_t`: any object with `__index__`; one too large
+/// for that is an `IndexError` (as ctypes' arrays raise), not an `OverflowError`.
+fn key_index(key: &Bound<'_, PyAny>) -> PyResult<isize> {
+    // SAFETY: `key` is a live object and the GIL is held; -1 with an error set is the failure.
+    let i = unsafe { pyo3::ffi::PyNumber_AsSsize_t(key.as_ptr(), pyo3::ffi::PyExc_IndexError) };
+    if i == -1 {
+        if let Some(e) = PyErr::take(key.py()) {
+            return Err(e);
+        }
+    }
+    Ok(i)
+}
+
+/// The bytes for `.raw` (any bytes-like object: `bytes`, `bytearray`, `memoryview`, ...) /
+/// `.value` (`bytes` only) of a char array of `len` (`TypeError` otherwise), at most `len` of
+/// them (`ValueError`): as ctypes, and nothing is written on an error.
 fn char_bytes(v: &Bound<'_, PyAny>, len: usize, bytes_only: bool) -> PyResult<Vec<u8>> {
+    // SAFETY (`PyObject_CheckBuffer`): `v` is a live object and the GIL is held.
     let b = if let Ok(b) = v.downcast::<PyBytes>() {
         b.as_bytes().to_vec()
-    } else if let (false, Ok(b)) = (bytes_only, v.downcast::<pyo3::types::PyByteArray>()) {
-        b.to_vec()
+    } else if !bytes_only && unsafe { pyo3::ffi::PyObject_CheckBuffer(v.as_ptr()) } != 0 {
+        // `bytes(v)` of a buffer: one copy of its bytes (in C order), whatever its format.
+        let b = v.py().get_type::<PyBytes>().call1((v,))?;
+        b.downcast::<PyBytes>()?.as_bytes().to_vec()
     } else {
         return Err(PyTypeError::new_err(format!(
             "bytes expected, not {}",
@@ -1604,7 +1629,7 @@ impl PyArray {
                 .collect::<PyResult<Vec<_>>>()?;
             return Ok(PyList::new(py, items)?.into_any().unbind());
         }
-        let i = self.index(key.extract()?)?;
+        let i = self.index(key_index(key)?)?;
         let b = read_one(py, cell, i)?;
         from_bytes(py, t, &b)
     }
@@ -1661,7 +1686,7 @@ impl PyArray {
                 g.write_bytes(lo, &b)
             });
         }
-        let i = self.index(key.extract()?)?;
+        let i = self.index(key_index(key)?)?;
         let b = to_bytes(t, value)?;
         write(py, cell, i, &b)
     }

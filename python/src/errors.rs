@@ -172,7 +172,11 @@ pub(crate) fn attach_error(e: shmkit::queue::AttachError) -> PyErr {
 
 /// The Python exception for a shmkit error.
 pub(crate) fn to_py(e: Error) -> PyErr {
-    let msg = e.to_string();
+    // The library's hints name its Rust API; the Python user's spelling is a keyword.
+    let msg = e.to_string().replace(
+        "open it with .raw(true)",
+        "open it with shmkit.SharedMemory(name, raw=True)",
+    );
     match e {
         Error::NotFound { .. } => PyFileNotFoundError::new_err((libc_errno::ENOENT, msg)),
         Error::AlreadyExists { .. } => PyFileExistsError::new_err((libc_errno::EEXIST, msg)),

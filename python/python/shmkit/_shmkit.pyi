@@ -605,7 +605,9 @@ class Array:
         perm: int = 0o600,
     ) -> "Array":
         """Create ``name`` (zeroed, or holding the initializer's elements), or open it if it
-        exists (typecode, mode and length must match: else ShmkitError)."""
+        exists (typecode, mode and length must match: else ShmkitError). A shmkit array has
+        at least one element: a size of 0 or an empty initializer is a ValueError (where
+        multiprocessing makes an empty array)."""
     @staticmethod
     def create(
         name: str,
@@ -650,10 +652,10 @@ class Array:
     @property
     def raw(self) -> bytes:
         """Typecode 'c': the whole array as bytes (multiprocessing's char array ``.raw``);
-        AttributeError for other typecodes. Setting writes bytes from the start (ValueError
-        if longer than the array)."""
+        AttributeError for other typecodes. Setting writes any bytes-like object's bytes
+        from the start (ValueError if longer than the array)."""
     @raw.setter
-    def raw(self, v: Union[bytes, bytearray]) -> None: ...
+    def raw(self, v: Any) -> None: ...
     @property
     def value(self) -> bytes:
         """Typecode 'c': the bytes up to the first NUL (multiprocessing's char array
