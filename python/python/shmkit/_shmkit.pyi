@@ -270,7 +270,9 @@ class Condition:
     name). The lock lives in the condition's segment and the condition is its lock object
     (``acquire``, ``release``, ``with``). ``lock`` may be None or that same lock (a Condition
     of this name); any other lock is a TypeError, another Condition a ValueError: to share
-    the lock, share the condition (``Condition.open(name)``)."""
+    the lock, share the condition (``Condition.open(name)``). Unlike multiprocessing's
+    default (an RLock), the lock is not recursive: ``acquire()`` by the thread that holds it
+    raises RuntimeError (``block=False``: returns False) instead of nesting."""
 
     @property
     def name(self) -> str:
