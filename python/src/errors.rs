@@ -172,11 +172,7 @@ pub(crate) fn attach_error(e: shmkit::queue::AttachError) -> PyErr {
 
 /// The Python exception for a shmkit error.
 pub(crate) fn to_py(e: Error) -> PyErr {
-    // The library's hints name its Rust API; the Python user's spelling is a keyword.
-    let msg = e.to_string().replace(
-        "open it with .raw(true)",
-        "open it with shmkit.SharedMemory(name, raw=True)",
-    );
+    let msg = e.to_string();
     match e {
         Error::NotFound { .. } => PyFileNotFoundError::new_err((libc_errno::ENOENT, msg)),
         Error::AlreadyExists { .. } => PyFileExistsError::new_err((libc_errno::EEXIST, msg)),
@@ -194,8 +190,20 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::OutOfMemory => {
             PyMemoryError::new_err(msg)
         }
-        _ => ShmkitError::new_err(msg),
+        _ => ShmkitError::new_err(python_hint(msg)),
     }
+}
+
+/// The library's hint for a raw segment names its Rust API (`.raw(true)`); a Python user's
+/// spelling is the keyword. Out of line: `to_py` is on many error paths, this on none that
+/// matter.
+#[cold]
+#[inline(never)]
+fn python_hint(msg: String) -> String {
+    msg.replace(
+        "open it with .raw(true)",
+        "open it with shmkit.SharedMemory(name, raw=True)",
+    )
 }
 
 /// A frame channel's attach error: a segment error as [`to_py`], the rest (publisher busy,
