@@ -115,16 +115,24 @@ impl Out {
             .push((format!("seed-{name}"), bytes));
     }
 
-    /// A whole shmkit object: a seed for `open_segment` (its bytes), for `header` (object
-    /// size, kind, header), and its fingerprint for the dictionary.
+    /// A whole shmkit object whose header is at its start: see [`object_at`](Self::object_at).
     fn object(&mut self, what: &str, kind: Kind, file: &[u8]) {
+        self.object_at(what, kind, file, 0);
+    }
+
+    /// A whole shmkit object whose header is at byte `at` (0, or a list's trailer): a seed
+    /// for `open_segment` (its bytes), for `header` (the size the header describes, from
+    /// `at` to the end; kind; header), and its fingerprint for the dictionary.
+    fn object_at(&mut self, what: &str, kind: Kind, file: &[u8], at: usize) {
         self.seed("open_segment", what, file.to_vec());
-        let mut h = (file.len() as u64).to_le_bytes().to_vec();
+        let mut h = ((file.len() - at) as u64).to_le_bytes().to_vec();
         h.extend_from_slice(&kind.0.to_le_bytes());
-        h.extend_from_slice(&file[..HEADER]);
+        h.extend_from_slice(&file[at..at + HEADER]);
         self.seed("header", what, h);
-        self.dict
-            .insert(format!("fingerprint_{what}"), file[16..24].to_vec());
+        self.dict.insert(
+            format!("fingerprint_{what}"),
+            file[at + 16..at + 24].to_vec(),
+        );
     }
 
     fn write(&self) {
@@ -401,8 +409,7 @@ fn frames(out: &mut Out, names: &mut Cleanup) {
     }
     let held = s.try_latest().unwrap();
     let file = frames_dump(&n, 2);
-    out.dict
-        .insert("fingerprint_frames".into(), file[16..24].to_vec());
+    out.object("frames", Kind::FRAMES, &file);
     out.seed(
         "frames_attach",
         "reuse-held",
@@ -593,15 +600,17 @@ fn cells(out: &mut Out, names: &mut Cleanup) {
         cell_input(false, 1, 'Q', 1, &CELL_OPS, &payload(&n)),
     );
 
+    // Typecode `Q`, as the selector says: the target creates and opens a `Q` value, so a
+    // payload of any other element size is refused before any operation.
     let n = name(names, "seed-value-seq");
-    let v = Value::<[u64; 16]>::options()
+    let v = Value::<u64>::options()
         .cell_mode(CellMode::Seqlock)
-        .create(&n, [3; 16])
+        .create(&n, 3)
         .unwrap();
-    v.set([4; 16]).unwrap();
+    v.set(4).unwrap();
     out.seed(
         "cell_attach",
-        "value-seqlock-block",
+        "value-seqlock-Q",
         cell_input(false, 2, 'Q', 1, &CELL_OPS, &payload(&n)),
     );
 
@@ -656,7 +665,14 @@ fn lists(out: &mut Out, names: &mut Cleanup) {
     let n = common::unique_name("seed-list");
     names.add(&n);
     let l = ShareableList::create(&n, &items).unwrap();
-    out.seed("shareable_list", "shmkit-made", dump_list(&n));
+    let file = dump_list(&n);
+    out.object_at(
+        "shareable_list",
+        Kind::SHAREABLE_LIST,
+        &file,
+        trailer_at(&file),
+    );
+    out.seed("shareable_list", "shmkit-made", file);
     l.set(0, &Item::Str("hi\0".into())).unwrap();
     l.set(4, &Item::None).unwrap();
     out.seed("shareable_list", "shmkit-made-rewritten", dump_list(&n));
@@ -714,6 +730,94 @@ fn lists(out: &mut Out, names: &mut Cleanup) {
     }
 }
 
+/// `list_attach` input: the list the target creates (`geo`: item count in bits 0..3, each
+/// item `bytes` of 8 times bits 3..6 bytes), where the hostile bytes start (0: the whole
+/// object), the operations, then the object's bytes.
+fn list_input(geo: u8, ops: &[u8], object: &[u8]) -> Vec<u8> {
+    assert!(geo < 64 && ops.len() < 32);
+    let mut v = vec![geo, 0, ops.len() as u8];
+    v.extend_from_slice(ops);
+    v.extend_from_slice(object);
+    v
+}
+
+/// The list `list_attach` creates for `geo` (see [`list_input`]).
+fn list_attach_items(geo: u8) -> Vec<shmkit::list::Item> {
+    let len = usize::from((geo >> 3) & 7) * 8;
+    vec![shmkit::list::Item::Bytes(vec![b'x'; len]); usize::from(geo & 7)]
+}
+
+/// Every operation code of `list_attach`: reads of item 4 on the read-only then the
+/// read-write handle (a dead writer's item in a seed: read as is, then repaired), sets of
+/// every type (a `str` that fits, a `bytes` one past the slot), reads, capped opens (7
+/// items, 0 items), probe, a reattach.
+const LIST_OPS: [u8; 16] = [
+    0x14, 0x13, 0x90, 0xa0, 0x09, 0x3a, 0x42, 0x68, 0x03, 0x0b, 0x1b, 0xf5, 0x05, 0x06, 0x07, 0x1c,
+];
+
+fn list_attach(out: &mut Out, names: &mut Cleanup) {
+    use shmkit::list::{encode_cpython_object, Item, ShareableList};
+    // geo 0x16: 6 items of 16-byte slots, then every item type written over them.
+    let geo = 0x16;
+    let n = common::unique_name("seed-list-attach");
+    names.add(&n);
+    let l = ShareableList::create(&n, &list_attach_items(geo)).unwrap();
+    let items = [
+        Item::Int(-1),
+        Item::Float(2.5),
+        Item::Bool(true),
+        Item::None,
+        Item::Str("hé\0".into()),
+        Item::Bytes(b"ab\0".to_vec()),
+    ];
+    for (i, v) in items.iter().enumerate() {
+        l.set(i as isize, v).unwrap();
+    }
+    let file = dump_list(&n);
+    out.seed(
+        "list_attach",
+        "shmkit-mixed",
+        list_input(geo, &LIST_OPS, &file),
+    );
+    // The same list as a writer that died half-way through item 4 leaves it: the writer lock
+    // held by a dead process (the fixed token: `SPEC.md` §6.2, owner word `token << 3`), the
+    // item's seq odd (§9.4). The next writer repairs it; a read-only reader reads it as is.
+    let t = trailer_at(&file);
+    let mut died = file.clone();
+    let lock = t + 160;
+    died[lock + 4..lock + 8].copy_from_slice(&1u32.to_le_bytes()); // depth
+    died[lock + 8..lock + 16].copy_from_slice(&(FAKE_TOKEN << 3).to_le_bytes()); // owner
+    died[lock + 24..lock + 28].copy_from_slice(&FAKE_TID.to_le_bytes()); // thread
+    died[lock + 28..lock + 32].copy_from_slice(&FAKE_PID.to_le_bytes()); // pid
+    let seq = t + 192 + 32 * 4;
+    let odd = u64::from_le_bytes(died[seq..seq + 8].try_into().unwrap()) | 1;
+    died[seq..seq + 8].copy_from_slice(&odd.to_le_bytes());
+    out.seed(
+        "list_attach",
+        "shmkit-writer-died",
+        list_input(geo, &LIST_OPS, &died),
+    );
+    // CPython's layout of the same items over the whole object: no trailer (zeros after the
+    // CPython area), so the list opens as one CPython made.
+    let mut py = encode_cpython_object(&items);
+    assert!(py.len() <= file.len(), "CPython's layout is the smaller");
+    py.resize(file.len(), 0);
+    out.seed(
+        "list_attach",
+        "cpython-layout",
+        list_input(geo, &LIST_OPS, &py),
+    );
+    // geo 0x00: an empty shmkit list (its trailer alone).
+    let n = common::unique_name("seed-list-attach");
+    names.add(&n);
+    let _l = ShareableList::create(&n, &list_attach_items(0)).unwrap();
+    out.seed(
+        "list_attach",
+        "shmkit-empty",
+        list_input(0, &LIST_OPS, &dump_list(&n)),
+    );
+}
+
 /// The reference demo list (`SPEC.md`; `tests/python/shareable_list.py demo`).
 fn items_demo() -> Vec<shmkit::list::Item> {
     use shmkit::list::Item;
@@ -733,13 +837,18 @@ fn items_demo() -> Vec<shmkit::list::Item> {
 fn dump_list(name: &str) -> Vec<u8> {
     let orig = std::fs::read(format!("/dev/shm/{name}")).unwrap();
     let mut b = dump(name);
-    let t = (64..orig.len())
-        .step_by(64)
-        .find(|&t| orig[t..].starts_with(&shmkit::segment::MAGIC))
-        .unwrap();
+    let t = trailer_at(&orig);
     b[64..80].copy_from_slice(&orig[64..80]);
     b[t + 64..t + 80].fill(0);
     b
+}
+
+/// Where a shmkit list's trailer starts: the first multiple of 64 where shmkit's magic is.
+fn trailer_at(list: &[u8]) -> usize {
+    (64..list.len())
+        .step_by(64)
+        .find(|&t| list[t..].starts_with(&shmkit::segment::MAGIC))
+        .unwrap()
 }
 
 #[test]
@@ -776,8 +885,11 @@ fn generate_fuzz_seeds_and_dictionary() {
     cells(&mut out, &mut names);
     frames(&mut out, &mut names);
     lists(&mut out, &mut names);
+    list_attach(&mut out, &mut names);
     out.write();
 
     let total: usize = out.seeds.values().flatten().map(|(_, b)| b.len()).sum();
-    assert!(total < 64 * 1024, "the seed corpus grew to {total} bytes");
+    // About 74 KiB now, 12 KiB of it the frame channel in `open_segment` (its slots are
+    // page-aligned): a bound that catches a seed grown by mistake.
+    assert!(total < 96 * 1024, "the seed corpus grew to {total} bytes");
 }

@@ -53,13 +53,22 @@ impl Scratch {
     /// keeping the file's size: what another process could write. Nothing is written past the
     /// end of the file or where the object does not exist.
     pub fn corrupt(&self, start: u64, limit: usize, bytes: &[u8]) {
+        if let Some(at) = HEADER.checked_add(start) {
+            self.overwrite(at, limit, bytes);
+        }
+    }
+
+    /// [`corrupt`](Self::corrupt) from byte `at` of the object, not of its payload: for an
+    /// object whose first bytes are not a shmkit header (a ShareableList: CPython's layout from
+    /// byte 0, shmkit's header in a trailer).
+    pub fn overwrite(&self, at: u64, limit: usize, bytes: &[u8]) {
         let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) else {
             return;
         };
         let Ok(meta) = f.metadata() else { return };
-        let Some(at) = HEADER.checked_add(start).filter(|&at| at < meta.len()) else {
+        if at >= meta.len() {
             return;
-        };
+        }
         let room = usize::try_from(meta.len() - at).unwrap_or(usize::MAX);
         let n = bytes.len().min(limit).min(room);
         let _ = f.write_all_at(&bytes[..n], at);
