@@ -6,6 +6,7 @@ session no object of that prefix may remain in /dev/shm.
 
 import itertools
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -79,13 +80,31 @@ class Child:
         )
         self.pid = self.proc.pid
 
-    def line(self):
+    def line(self, timeout=60):
+        """The next line the child prints (without its newline). A child that prints no
+        line within ``timeout`` seconds is killed and the test fails (AssertionError, with
+        what was read so far and its stderr) instead of hanging the run."""
         # Byte by byte from the pipe itself: a buffered readline reads ahead, and the lines it
         # took beyond the first were lost to `finish()` (`communicate` reads the descriptor,
         # not the buffer), which made a test fail when the child printed quickly.
         fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
         out = bytearray()
-        while (b := os.read(fd, 1)) and b != b"\n":
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.proc.kill()
+                try:
+                    _, err = self.proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    err = "(unread)"
+                raise AssertionError(
+                    f"no line from the child within {timeout} s (killed); read so far: "
+                    f"{bytes(out)!r}; stderr: {err}"
+                )
+            b = os.read(fd, 1)
+            if not b or b == b"\n":
+                break
             out += b
         if not out and not b:
             self.proc.wait(timeout=30)

@@ -27,6 +27,7 @@ pub mod chaos;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const ROLE_VAR: &str = "SHMKIT_CHILD_ROLE";
@@ -160,31 +161,65 @@ pub fn report(line: &str) {
     let _ = out.flush();
 }
 
-/// Reads a child's reported lines.
-pub struct Lines(BufReader<std::process::ChildStdout>);
+/// How long [`Lines`] waits for a child's next line before it fails the test: a hang
+/// detector, not a speed assertion, so generous enough that a child descheduled on an
+/// oversubscribed machine never trips it.
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reads a child's reported lines. A thread reads the pipe (and ends at its EOF), so that a
+/// wait for a line is bounded by [`LINE_TIMEOUT`]: a child that hangs without printing
+/// fails the test instead of hanging it.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    /// The last lines read, for the message of a timeout.
+    seen: Vec<String>,
+}
 
 impl Lines {
     pub fn of(child: &mut Child) -> Lines {
-        Lines(BufReader::new(
-            child.stdout.take().expect("child stdout is piped"),
-        ))
+        let out = child.stdout.take().expect("child stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Until EOF or a line that is not UTF-8 (as `read_line` stopped); the receiver
+            // then sees the channel closed.
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
-    /// The next non-empty line that is not libtest noise, or `None` at EOF.
+    /// The next non-empty line that is not libtest noise, or `None` at EOF; panics if no line
+    /// comes within [`LINE_TIMEOUT`].
     pub fn next_line(&mut self) -> Option<String> {
         loop {
-            let mut s = String::new();
-            if self.0.read_line(&mut s).ok()? == 0 {
-                return None;
-            }
+            let s = match self.rx.recv_timeout(LINE_TIMEOUT) {
+                Ok(s) => s,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "no line from the child within {LINE_TIMEOUT:?} (hung?); its last lines: {:?}",
+                    self.seen
+                ),
+            };
             let t = s.trim();
             if !t.is_empty() && !t.starts_with("running ") && !t.starts_with("test ") {
+                if self.seen.len() == 20 {
+                    self.seen.remove(0);
+                }
+                self.seen.push(t.to_owned());
                 return Some(t.to_owned());
             }
         }
     }
 
-    /// Read lines until one equals `want`; panics at EOF.
+    /// Read lines until one equals `want`; panics at EOF, or if no line comes within
+    /// [`LINE_TIMEOUT`].
     pub fn expect(&mut self, want: &str) {
         while let Some(l) = self.next_line() {
             if l == want {
