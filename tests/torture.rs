@@ -26,7 +26,7 @@
 //! - **Hostile writer**: a process maps each kind of object raw and writes random and
 //!   plausible values over its control words (and over the bytes ring's record headers and
 //!   the MPMC stamps) while another process keeps calling push/pop/lock on it with short
-//!   timeouts. Every call must return (an error is fine) within its timeout plus 5 s (a hang
+//!   timeouts. Every call must return (an error is fine) within its timeout plus 60 s (a hang
 //!   detector with a generous margin, not a performance bound), no call may panic, and the
 //!   process must exit normally (a SIGSEGV or SIGBUS from an out-of-bounds access would kill
 //!   it). The same for `Event`, `Semaphore`, `BoundedSemaphore`, `Condition` (with its lock),
@@ -36,8 +36,9 @@
 //!   and even sequences), owner words of a live process, of a dead token and ones the victim
 //!   wrote itself, and the cells' geometry and data words; and it ends with a storm: from the
 //!   object's first state, one word (a count, a sequence, a barrier's word, an owner word)
-//!   changes as fast as it can be written for longer than the hang margin, so that a retry
-//!   loop that ignores its deadline while a word keeps changing shows as a hang.
+//!   changes as fast as it can be written for a few seconds and then until every victim thread
+//!   has seen calls return meanwhile (for longer than the hang margin if one never does), so
+//!   that a retry loop that ignores its deadline while a word keeps changing shows as a hang.
 //! - **Regression**: an MPMC consumer killed while skipping a dead producer's position (a
 //!   window too narrow for random kills) must not wedge the queue a lap later; the state is
 //!   built by hand.
@@ -93,8 +94,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 const T: Duration = Duration::from_secs(10);
 /// Bound for a child to exit once it has been told to.
 const EXIT: Duration = Duration::from_secs(180);
-/// How much longer than its timeout a call may take before it counts as a hang.
-const HANG_MARGIN: Duration = Duration::from_secs(5);
+/// How much longer than its timeout a call may take before it counts as a hang: a hang
+/// detector, not a speed assertion, so generous enough that a victim descheduled on 2
+/// oversubscribed cores (other tests, other users) never trips it.
+const HANG_MARGIN: Duration = Duration::from_secs(60);
 /// A producer that cannot send one message for this long (consumers are always restarted)
 /// reports the queue as wedged.
 const STUCK: Duration = Duration::from_secs(60);
@@ -2483,9 +2486,15 @@ fn plausible_u32(rng: &mut Rng, cur: u32) -> u32 {
 /// the victim's own tokens, so the lock looks held by a live process (or by the caller).
 const SEEN_OWNERS: usize = 16;
 
-/// How long the closing storm lasts: longer than [`HANG_MARGIN`], so that a call that loops
-/// while a word keeps changing (a retry loop that ignores its deadline) is caught.
-const STORM: Duration = Duration::from_secs(HANG_MARGIN.as_secs() + 1);
+/// How long the closing storm lasts at least.
+const STORM: Duration = Duration::from_secs(5);
+/// How long it lasts at most: longer than [`HANG_MARGIN`], so that a call that loops while a
+/// word keeps changing (a retry loop that ignores its deadline) is caught by the watchdog.
+/// A storm ends before this once every victim thread has started [`STORM_CALLS`] calls during
+/// it (so all but the last of them returned while the word kept changing).
+const STORM_MAX: Duration = Duration::from_secs(HANG_MARGIN.as_secs() + 1);
+/// See [`STORM_MAX`].
+const STORM_CALLS: u64 = 8;
 
 /// The storm's `i`th value for the word at `off` of a `kind`: a word that keeps changing
 /// within what the object accepts.
@@ -2517,7 +2526,16 @@ fn storm_value(kind: &str, i: u64, cur: u64, writer_token: u64) -> u64 {
     }
 }
 
-fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u64) {
+/// `board`: the test's, whose victim slots `0..victims` the closing storm watches.
+fn hostile_writer(
+    kind: &str,
+    name: &str,
+    capacity: u64,
+    dur: Duration,
+    seed: u64,
+    board: &Board,
+    victims: u64,
+) {
     let mut rng = Rng::new(seed);
     let seg = Segment::options()
         .raw(true)
@@ -2592,8 +2610,9 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
     }
     if let Some(off) = storm {
         // The closing storm: from the state the object started in, one word changes as fast
-        // as this process can write it, for longer than the victim's timeouts plus the hang
-        // margin.
+        // as this process can write it, for STORM and then until each victim thread has made
+        // calls that returned meanwhile (STORM_MAX at most: a victim stuck in a call past its
+        // timeout plus the hang margin meanwhile is aborted by its watchdog).
         snapshot.restore(&seg);
         if kind == "condition" {
             // The lock held by this (live) process throughout: a waiter must not wait for it
@@ -2601,12 +2620,26 @@ fn hostile_writer(kind: &str, name: &str, capacity: u64, dur: Duration, seed: u6
             word(owners[0]).store(me << 3, SeqCst);
         }
         let w = word(off);
-        let end = Instant::now() + STORM;
+        let (start, start_ns) = (Instant::now(), mono_ns());
+        // Per victim slot: the last call start seen, and how many distinct ones since `start`.
+        let mut seen = vec![(0u64, 0u64); victims as usize];
         let mut i = 0u64;
-        while Instant::now() < end {
+        loop {
             for _ in 0..256 {
                 w.store(storm_value(kind, i, w.load(SeqCst), me), SeqCst);
                 i += 1;
+            }
+            for (k, (last, n)) in seen.iter_mut().enumerate() {
+                let at = board.slot(k as u64, S_CALL_START).load(SeqCst);
+                if at > start_ns && at != *last {
+                    *last = at;
+                    *n += 1;
+                }
+            }
+            let called = seen.iter().all(|&(_, n)| n >= STORM_CALLS);
+            let took = start.elapsed();
+            if (took >= STORM && called) || took >= STORM_MAX {
+                break;
             }
         }
         writes += i;
@@ -2673,6 +2706,8 @@ fn hostile(kind: &str) {
             &capacity.to_string(),
             &dur.as_millis().to_string(),
             &rng.next().to_string(),
+            &bn,
+            &(processes * VICTIMS_PER_PROCESS).to_string(),
         ],
     );
     wait_success(&mut writer, "hostile writer", EXIT);
@@ -2829,6 +2864,8 @@ fn child_main() {
                     num(2),
                     Duration::from_millis(num(3)),
                     num(4),
+                    &Board::open(arg(5)),
+                    num(6),
                 );
             }
             other => panic!("unknown role {other}"),
