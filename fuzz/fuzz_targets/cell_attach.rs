@@ -101,7 +101,10 @@ fn array_ops(name: &str, ops: &[u8]) {
                 let _ = a.write_bytes_timeout(i, &vec![op; a.elem_size()], TINY);
             }
             2 => {
-                let _ = (a.get_text_timeout(i, TINY), a.set_text_timeout(i, "2", TINY));
+                let _ = (
+                    a.get_text_timeout(i, TINY),
+                    a.set_text_timeout(i, "2", TINY),
+                );
             }
             3 => {
                 let _ = (a.fetch_add(i, -1), a.compare_exchange(i, 0, 1));
