@@ -117,3 +117,29 @@ fn too_large_and_bad_capacity_are_errors() {
     ]);
     assert_eq!(out.status.code(), Some(1), "exists");
 }
+
+/// `queue pop` writes a message's exact bytes, then a newline: a message that is not text
+/// (Python's `put_bytes`, here a pickle ending in a NUL) comes out as it went in. A
+/// fixed-size element loses only its trailing zero padding, and is not converted either.
+#[test]
+fn pop_writes_the_exact_bytes_of_a_binary_message() {
+    let name = unique_name("climpmcb-bin");
+    let spsc = unique_name("climpmcb-bin-spsc");
+    let _c = Cleanup::new(&[&name, &spsc]);
+    let msg = b"\x80\x04K\x01.\0";
+    let q = shmkit::queue::mpmc_bytes::Queue::create(&name, 4096).unwrap();
+    q.producer().unwrap().try_push(msg).unwrap();
+    let out = shmkit(&["queue", "pop", &name, "--timeout", "10"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, [&msg[..], b"\n"].concat());
+
+    let s = shmkit::queue::spsc::Queue::<[u8; 8]>::create(&spsc, 4).unwrap();
+    s.producer()
+        .unwrap()
+        .try_push(*b"\x80\xff\0a\0\0\0\0")
+        .unwrap();
+    let out = shmkit(&["queue", "pop", &spsc, "--timeout", "10"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"\x80\xff\0a\n");
+    drop((q, s));
+}

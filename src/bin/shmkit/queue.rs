@@ -3,8 +3,10 @@
 //! `--kind` takes a queue kind's one name ([`Kind::name`]: `spsc`, `mpmc`, `bytes-ring`, `mpmc-bytes`), the
 //! name `ls`, `info` and `queue stat` print. Fixed-size queues (`spsc`, `mpmc`) carry elements
 //! of `--elem-size` bytes; a MESSAGE is stored as its UTF-8 bytes, zero-padded, and `pop`
-//! prints the element with trailing zero bytes removed. `bytes-ring` and `mpmc-bytes` carry MESSAGE as one
-//! variable-length message.
+//! writes the element's bytes with trailing zero bytes removed. `bytes-ring` and `mpmc-bytes`
+//! carry MESSAGE as one variable-length message, and `pop` writes its exact bytes (any bytes:
+//! Python's `put_bytes` messages too). `pop` adds a newline after the bytes and converts
+//! nothing.
 //!
 //! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type); the
 //! other verbs open any fixed-size queue by its element size (`open_by_size`), whatever type a
@@ -66,7 +68,13 @@ enum Cmd {
         #[arg(long, default_value = "10", value_parser = seconds)]
         timeout: Duration,
     },
-    /// Pop one message and print it; exit 1 if none arrives within the timeout.
+    /// Pop one message and write its bytes to stdout, then a newline; exit 1 if none arrives
+    /// within the timeout.
+    ///
+    /// bytes-ring and mpmc-bytes: the message's exact bytes (any bytes, not only text, such as
+    /// Python's `put_bytes` messages). spsc and mpmc: the element's bytes without its trailing
+    /// zero bytes (the padding `push` adds). Nothing is converted: a message that is not UTF-8
+    /// is written as it is.
     Pop {
         /// Segment name.
         #[arg(value_parser = segment_name)]
@@ -191,9 +199,20 @@ fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
     Ok(e)
 }
 
+/// Write a popped message's exact bytes to stdout, then a newline (nothing converted: a
+/// message need not be text).
+fn print_message(b: &[u8]) -> CmdResult {
+    let mut out = Vec::with_capacity(b.len() + 1);
+    out.extend_from_slice(b);
+    out.push(b'\n');
+    crate::write_stdout(&out)
+}
+
+/// Write a fixed-size element as [`print_message`] does, without its trailing zero bytes
+/// (the padding [`pad`] adds).
 fn print_elem(b: &[u8]) -> CmdResult {
     let end = b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
-    outln!("{}", String::from_utf8_lossy(&b[..end]))
+    print_message(&b[..end])
 }
 
 /// Clap value parser for `--elem-size`.
@@ -292,9 +311,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         Some(d) => rx.recv_deadline(d),
                         None => rx.recv(),
                     })?;
-                    print_elem(&m)
+                    print_message(&m)
                 }
-                Kind::MPMC_BYTES => print_elem(&super::queue_mpmc_bytes::pop(&name, deadline)?),
+                Kind::MPMC_BYTES => print_message(&super::queue_mpmc_bytes::pop(&name, deadline)?),
                 k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
                     with_elem!(size as usize, N, { pop_fixed::<N>(k, &name, deadline) })
                 }
