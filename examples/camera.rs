@@ -23,6 +23,9 @@
 //! every second, and at the end its frame rate, the publish-to-receive latency (p50, p99,
 //! max), the frames it lost and the checksum errors. The producer removes the channel when it
 //! exits; the consumers then see `Disconnected` and finish, leaving nothing in `/dev/shm`.
+//! A channel of this name left by a killed run is replaced by the next producer; a consumer
+//! that finds it first (its publisher dead, no frame in it for this run) opens the name again
+//! until the new one is there.
 //! `shmkit frames stat shmkit-camera` shows the channel while it runs.
 
 use std::process::{Child, Command};
@@ -256,23 +259,42 @@ fn producer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn consumer(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let tag = format!("[consumer {}]", a.id);
-    // The producer may not have created the channel yet.
-    let started = Instant::now();
-    let mut s = loop {
+    // The producer may not have created the channel yet, or the name may still hold the
+    // channel of a killed run, whose publisher is dead: it gives `Disconnected` at once, until
+    // this run's producer replaces it (a new object under the name). Until its first frame,
+    // this consumer treats both as "not there yet" and opens the name again, for up to 30 s.
+    let attach_until = Instant::now() + Duration::from_secs(30);
+    let attach = || loop {
         match FramesOptions::<FrameInfo>::new().subscriber(&a.name) {
-            Ok(s) => break s,
-            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+            Ok(s) => break Ok(s),
+            Err(_) if Instant::now() < attach_until => {
                 std::thread::sleep(Duration::from_millis(20))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => break Err(e),
         }
     };
+    let mut s = attach()?;
     let mut lat_ns: Vec<u64> = Vec::new();
     let (mut bad, mut first) = (0u64, None);
     let mut last_report = Instant::now();
     loop {
         let f = match s.recv() {
             Ok(f) => f,
+            // No frame yet: a dead run's channel (or this run's producer failed before its
+            // first frame). Look again under the name.
+            Err(RecvError::Disconnected) if first.is_none() => {
+                if Instant::now() >= attach_until {
+                    return Err(format!(
+                        "no frame on {:?} within 30 s: no live producer published on it",
+                        a.name
+                    )
+                    .into());
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(20));
+                s = attach()?;
+                continue;
+            }
             Err(RecvError::Disconnected) => break,
             Err(e) => return Err(e.into()),
         };

@@ -52,27 +52,45 @@ def main(argv=None):
     ap.add_argument("--attach-timeout", type=float, default=30.0, help="seconds to wait for the channel")
     a = ap.parse_args(argv)
 
+    # The name may also still hold the channel of a killed run, whose publisher is dead (recv
+    # raises EOFError at once) until the next producer replaces it with a new object: until
+    # its first frame, the consumer treats both as "not there yet" and opens the name again.
     deadline = time.monotonic() + a.attach_timeout
-    while True:
-        try:
-            sub = shmkit.FrameSubscriber(a.name)
-            break
-        except FileNotFoundError:
-            if time.monotonic() > deadline:
-                sys.exit(f"camera_consumer: no frame channel {a.name!r} (start the producer)")
-            time.sleep(0.05)
-    hname, hsize, _ = sub.header_type
-    if hsize != FRAME_INFO.size:
-        sys.exit(f"camera_consumer: {a.name!r} has header {hname} of {hsize} bytes, not FrameInfo")
 
+    def attach():
+        while True:
+            try:
+                sub = shmkit.FrameSubscriber(a.name)
+                break
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"camera_consumer: no frame channel {a.name!r} (start the producer)")
+                time.sleep(0.05)
+        hname, hsize, _ = sub.header_type
+        if hsize != FRAME_INFO.size:
+            sys.exit(f"camera_consumer: {a.name!r} has header {hname} of {hsize} bytes, not FrameInfo")
+        return sub
+
+    sub = attach()
     n = bad = checked = 0
     lat = []
     start = last = time.monotonic()
     while True:
         try:
             frame = sub.recv()
-        except EOFError:  # the producer is gone and every frame was received
-            break
+        except EOFError:
+            if n:  # the producer is gone and every frame was received
+                break
+            # No frame yet: a dead run's channel (or a producer that failed before its first
+            # frame). Look again under the name.
+            sub.close()
+            if time.monotonic() > deadline:
+                sys.exit(f"camera_consumer: no frame on {a.name!r} within {a.attach_timeout} s: "
+                         "no live producer published on it")
+            time.sleep(0.05)
+            sub = attach()
+            start = last = time.monotonic()
+            continue
         lat.append(time.monotonic_ns() - frame.mono_ns)
         w, h, stride, fmt, index, want = FRAME_INFO.unpack(frame.header)
         img = frame.array(np.uint8, (h, w, 3))  # zero-copy, read-only
