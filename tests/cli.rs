@@ -1472,3 +1472,45 @@ fn write_from_stdin_stops_reading_past_the_payload() {
     Segment::open(&name).unwrap().read_at(0, &mut b).unwrap();
     assert_eq!(b, [0]); // nothing written
 }
+
+/// Review finding: with only read permission, `value get ARRAY` printed the array's element
+/// 0 and `array get VALUE` the value (the read-only fallback did not check the kind), while
+/// with write permission both are refused naming the kinds. Both paths refuse alike.
+#[test]
+fn cell_get_needs_only_read_permission_and_checks_the_kind() {
+    let base = common::unique_name("cli-rokind");
+    let (val, arr) = (format!("{base}-val"), format!("{base}-arr"));
+    let _c = Cleanup::new(&[&val, &arr]);
+    for args in [
+        ["value", "create", &val, "q", "5", "--cell-mode=atomic"],
+        ["array", "create", &arr, "d", "4", "--cell-mode=seqlock"],
+    ] {
+        let out = shmkit(&args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    for name in [&val, &arr] {
+        std::fs::set_permissions(
+            format!("/dev/shm/{name}"),
+            std::fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+    }
+    let refused = |out: Output, want: &str| {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
+    };
+    let as_array = format!("segment {val:?} holds Value<q>, asked for an array");
+    let as_value = format!("segment {arr:?} holds Array<d>[4], asked for a value");
+    // Read-write (root) and read-only (nobody): the same refusal.
+    refused(shmkit(&["array", "get", &val]), &as_array);
+    refused(shmkit(&["value", "get", &arr]), &as_value);
+    refused(shmkit_as_nobody(&["array", "get", &val]), &as_array);
+    refused(shmkit_as_nobody(&["value", "get", &arr]), &as_value);
+    // And the right verbs still read them read-only.
+    let out = shmkit_as_nobody(&["value", "get", &val]);
+    assert_eq!(stdout(&out), "5\n", "{out:?}");
+    let out = shmkit_as_nobody(&["array", "get", &arr]);
+    assert_eq!(stdout(&out), "0\n0\n0\n0\n", "{out:?}");
+}

@@ -68,7 +68,10 @@ impl fmt::Display for CellInfo {
 /// Describe the cell `name` read-only (`None` if it is not a cell); it opens the object
 /// `O_RDONLY` and changes nothing.
 pub fn inspect(name: &str) -> Result<Option<CellInfo>> {
-    let Some(ReadOnlyCell { seg, geo, mut info }) = ReadOnlyCell::open(name)? else {
+    let Some(ReadOnlyCell {
+        seg, geo, mut info, ..
+    }) = ReadOnlyCell::open(name)?
+    else {
         return Ok(None);
     };
     let n = geo.len.min(SHOWN_ELEMENTS);
@@ -137,6 +140,7 @@ pub fn read_only(
 /// ```
 pub struct ReadOnlyCell {
     seg: Segment<ReadOnly>,
+    kind: Kind,
     geo: Geometry,
     info: CellInfo,
 }
@@ -163,7 +167,17 @@ impl ReadOnlyCell {
             .open(name)?;
         let (geo, ctl) = RawCell::snapshot(&seg, kind)?;
         let info = info_of(kind, &geo, &ctl);
-        Ok(Some(ReadOnlyCell { seg, geo, info }))
+        Ok(Some(ReadOnlyCell {
+            seg,
+            kind,
+            geo,
+            info,
+        }))
+    }
+
+    /// The cell's kind: [`Kind::VALUE`] or [`Kind::ARRAY`].
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The cell's type, geometry, mode and lock as they were at [`open`](Self::open)

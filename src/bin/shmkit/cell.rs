@@ -164,7 +164,7 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
                 ),
                 // Read permission only: an atomic or seqlock cell reads without writing.
                 Err(e @ shmkit::Error::PermissionDenied { .. }) => {
-                    let cell = open_read_only(&name, e)?;
+                    let cell = open_read_only(&name, Kind::VALUE, e)?;
                     let t = cell.info().typecode.and_then(Typecode::from_char);
                     (t, cell.read(0, 1, timeout).map_err(|e| waited(&name, e))?)
                 }
@@ -200,12 +200,23 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
 
 /// `value get`/`array get` on a cell this user may only read: open it read-only
 /// ([`shmkit::cell::ReadOnlyCell`], one mapping for the geometry and the read: atomic and
-/// seqlock modes). A locked cell's read takes its lock, so it reports `denied` (the
-/// permission error) and why.
-fn open_read_only(name: &str, denied: shmkit::Error) -> Result<ReadOnlyCell, Stop> {
+/// seqlock modes). A cell of another kind than `kind` (an array for `value get`) is refused
+/// as the read-write open refuses it, naming both. A locked cell's read takes its lock, so it
+/// reports `denied` (the permission error) and why.
+fn open_read_only(name: &str, kind: Kind, denied: shmkit::Error) -> Result<ReadOnlyCell, Stop> {
     let cell = ReadOnlyCell::open(name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("segment {name:?} is not a cell"))?;
+    if cell.kind() != kind {
+        return Err(Stop::Failed(
+            shmkit::Error::CellMismatch {
+                name: name.to_owned(),
+                expected: kind.with_article(),
+                found: cell.info().cell.clone(),
+            }
+            .to_string(),
+        ));
+    }
     if cell.info().mode == CellMode::Locked {
         return Err(Stop::Failed(format!(
             "{denied} (a locked-mode cell is read under its lock, which needs write \
@@ -270,7 +281,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
                 }
                 // Read permission only: an atomic or seqlock cell reads without writing.
                 Err(e @ shmkit::Error::PermissionDenied { .. }) => {
-                    let c = open_read_only(&name, e)?;
+                    let c = open_read_only(&name, Kind::ARRAY, e)?;
                     let (first, count) = span_of(c.info().len)?;
                     let b = c
                         .read(first, count, timeout)
