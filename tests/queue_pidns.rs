@@ -3,8 +3,10 @@
 //! liveness is judged by open-file-description locks, not by pids (`SPEC.md` §2.3).
 //!
 //! Uses `unshare(1)` to put the peer in a new pid namespace (it is pid 1 there, and its `/proc`
-//! is its own). CI runs as root; where `unshare` cannot make a pid namespace these tests fail
-//! loudly rather than pass without checking.
+//! is its own). This needs root, as CI runs the tests: as another user, or where `unshare`
+//! cannot make a pid namespace, these tests fail loudly, saying so, rather than pass without
+//! checking. (A user namespace is no stand-in: inside it, a `/dev/shm/.shmkit` made by root
+//! belongs to the overflow uid, and the peer rightly refuses that liveness directory.)
 
 mod common;
 
@@ -19,7 +21,8 @@ use shmkit::sync::{Lock, LockError};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// `unshare` arguments that make a new pid namespace with its own `/proc` (the child is its
-/// pid 1), as root or through a user namespace. Panics if neither works here.
+/// pid 1). Panics, saying that these tests need root, if this process is not root or
+/// `unshare` does not work here.
 fn unshare() -> Vec<&'static str> {
     unshare_with(true)
 }
@@ -27,27 +30,22 @@ fn unshare() -> Vec<&'static str> {
 /// As [`unshare`]; with `mount_proc` false the child keeps the outer namespace's `/proc`, in
 /// which its own pid means nothing (shmkit used to refuse such a process).
 fn unshare_with(mount_proc: bool) -> Vec<&'static str> {
-    for base in [
-        &["unshare", "--pid", "--fork"][..],
-        &["unshare", "--user", "--map-root-user", "--pid", "--fork"][..],
-    ] {
-        let mut argv = base.to_vec();
-        if mount_proc {
-            argv.push("--mount-proc");
-        }
-        let ok = Command::new(argv[0])
-            .args(&argv[1..])
-            .arg("true")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return argv;
-        }
-    }
-    panic!(
-        "unshare cannot make a pid namespace on this machine (needs root or unprivileged user \
-         namespaces); these tests check cross-namespace liveness and cannot run without one"
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: it runs a peer in a new pid namespace (`unshare --pid`); run the \
+         tests as root, as CI does, or leave these out"
     );
+    let mut argv = vec!["unshare", "--pid", "--fork"];
+    if mount_proc {
+        argv.push("--mount-proc");
+    }
+    let out = Command::new(argv[0]).args(&argv[1..]).arg("true").output();
+    assert!(
+        out.as_ref().is_ok_and(|o| o.status.success()),
+        "unshare cannot make a pid namespace on this machine ({out:?}); these tests need root \
+         and check cross-namespace liveness, which they cannot do without one"
+    );
+    argv
 }
 
 #[test]
