@@ -26,7 +26,8 @@
 //! - `os`: the only code that makes system calls (shm, mmap, futex, process liveness).
 //! - [`segment`]: names, the header, create/open/open_or_create, ownership.
 //! - [`sync`]: waiting on futex words in shared memory.
-//! - [`queue`]: lock-free SPSC, MPMC and byte-message ring queues.
+//! - [`queue`]: lock-free queues: SPSC and MPMC of `T`, an SPSC byte-message ring, and an
+//!   MPMC queue of byte messages (`queue::mpmc_bytes`, Python's `multiprocessing.Queue`).
 //! - [`cell`]: named typed cells, `Value<T>` and `Array<T>` (locked, atomic or seqlocked).
 //! - [`frames`]: zero-copy frame channel (a publisher loans slots, subscribers read in place).
 //! - [`list`]: `ShareableList` in CPython's own byte layout.

@@ -7,7 +7,7 @@
 //! - [`mpmc_bytes::Queue`]: multi-producer multi-consumer queue of variable-length byte
 //!   messages (Python's `multiprocessing.Queue`).
 //!
-//! All three live in named segments, attach from unrelated processes, block with a short
+//! All four live in named segments, attach from unrelated processes, block with a short
 //! spin then a futex sleep (the waking side makes no system call when nobody sleeps), and
 //! never hang on a dead peer. `SPEC.md` §7 describes every byte and each crash case.
 

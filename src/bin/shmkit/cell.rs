@@ -102,7 +102,7 @@ enum ArrayCmd {
         #[arg(long, default_value = "10", value_parser = seconds)]
         timeout: Duration,
     },
-    /// Set element INDEX.
+    /// Set elements INDEX, INDEX + 1, … to VALUES (one write under the lock).
     Set {
         /// Segment name.
         #[arg(value_parser = segment_name)]
