@@ -221,6 +221,8 @@ fn creating_a_list_larger_than_memory_is_an_error_not_an_abort() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("free"), "{err}"); // NoSpace: "needs … bytes but /dev/shm has only … free"
+                                            // `list create` has no `--sparse` (a list writes its whole area): not offered.
+    assert!(!err.contains("sparse"), "{err}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
 

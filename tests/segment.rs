@@ -1013,3 +1013,30 @@ fn a_full_dev_shm_is_no_space_not_sigbus() {
          unshare/mount must work: this test needs root)"
     );
 }
+
+/// A raw object opened as a shmkit one: the error suggests `.raw(true)` only to an opener of a
+/// plain segment, the one kind with a raw form (a lock or a cell has none), whether the object
+/// is large enough for a header (wrong magic) or not (too small).
+#[test]
+fn the_raw_hint_is_given_only_where_a_raw_open_exists() {
+    let big = common::unique_name("rawhint");
+    let small = common::unique_name("rawhint-s");
+    let _c = Cleanup::new(&[&big, &small]);
+    drop(Segment::options().raw(true).create(&big, 4096).unwrap());
+    drop(Segment::options().raw(true).create(&small, 8).unwrap());
+    for name in [&big, &small] {
+        let Err(seg) = Segment::open(name) else {
+            panic!("a raw object opened as a shmkit segment")
+        };
+        assert!(seg.to_string().contains(".raw(true)"), "{seg}");
+        let Err(lock) = shmkit::sync::Lock::open(name) else {
+            panic!("a raw object opened as a lock")
+        };
+        assert!(matches!(lock, Error::Corrupt { .. }), "{lock:?}");
+        assert!(!lock.to_string().contains("raw(true)"), "{lock}");
+        let Err(cell) = shmkit::cell::Value::<u64>::open(name) else {
+            panic!("a raw object opened as a cell")
+        };
+        assert!(!cell.to_string().contains("raw(true)"), "{cell}");
+    }
+}

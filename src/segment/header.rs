@@ -270,6 +270,9 @@ pub(crate) fn validate(
     kind: Kind,
     fp: u64,
 ) -> Result<HeaderInfo> {
+    // The magic first, so that the hint to open it raw is given only to an opener of a plain
+    // segment: no other kind has a raw form.
+    check_magic(name, h, kind == Kind::SEGMENT)?;
     validate_self(name, h, size)?;
     if h.kind != kind.0 {
         return Err(Error::KindMismatch {
@@ -288,18 +291,32 @@ pub(crate) fn validate(
     Ok(HeaderInfo::from_raw(h))
 }
 
+/// The magic check: [`Error::Corrupt`] if `h` does not start with shmkit's magic, with a hint
+/// to open the object raw if `raw_hint` (an opener of a plain segment, the one kind with a
+/// raw form).
+fn check_magic(name: &str, h: &RawHeader, raw_hint: bool) -> Result<()> {
+    if h.magic == MAGIC {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        name,
+        format!(
+            "magic is {:02x?}, expected {:02x?}: not a shmkit segment{}",
+            h.magic,
+            MAGIC,
+            if raw_hint {
+                " (a raw one? open it with .raw(true))"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
 /// The checks that do not depend on what the opener asks for, in this order: magic, version,
 /// flags, header size, payload size against the object size, state, lifetime.
 pub(crate) fn validate_self(name: &str, h: &RawHeader, size: u64) -> Result<()> {
-    if h.magic != MAGIC {
-        return Err(Error::corrupt(
-            name,
-            format!(
-                "magic is {:02x?}, expected {:02x?}: not a shmkit segment (a raw one? open it with .raw(true))",
-                h.magic, MAGIC
-            ),
-        ));
-    }
+    check_magic(name, h, true)?;
     if h.version != FORMAT_VERSION {
         return Err(Error::VersionMismatch {
             name: name.to_owned(),

@@ -619,11 +619,16 @@ impl<A: Access> SegmentOptions<A> {
         }
         let size = st.size;
         if size < HEADER_SIZE as u64 {
+            // The hint only for an opener of a plain segment: no other kind has a raw form.
+            let hint = if self.cfg.kind == Kind::SEGMENT {
+                " (a raw segment? open it with .raw(true))"
+            } else {
+                ""
+            };
             return Err(Error::corrupt(
                 name,
                 format!(
-                    "it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header \
-                     (a raw segment? open it with .raw(true))"
+                    "it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header{hint}"
                 ),
             ));
         }

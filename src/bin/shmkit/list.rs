@@ -72,6 +72,24 @@ enum Cmd {
     },
 }
 
+/// [`create_error`], except that a full `/dev/shm` is said without the library's "or create
+/// it sparse": a ShareableList writes every byte of its area when it is created, so it has no
+/// sparse form (and `list create` no `--sparse`).
+fn no_space_without_sparse(e: shmkit::Error) -> Stop {
+    match e {
+        shmkit::Error::NoSpace {
+            name,
+            requested,
+            available,
+        } => Stop::Failed(format!(
+            "segment {name:?} needs {requested} bytes but /dev/shm has only {available} bytes \
+             free; remove objects (`shmkit gc`, `shmkit rm`) or give /dev/shm more room (e.g. \
+             docker --shm-size)"
+        )),
+        e => create_error(e),
+    }
+}
+
 pub(crate) fn run(args: Args) -> CmdResult {
     match args.cmd {
         Cmd::Create {
@@ -94,7 +112,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 .mode(mode)
                 .lifetime(lifetime)
                 .create(&name, &items)
-                .map_err(create_error)?;
+                .map_err(no_space_without_sparse)?;
             Ok(())
         }
         Cmd::Get {
