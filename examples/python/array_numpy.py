@@ -1,8 +1,12 @@
 """Map a shmkit Array from a stock CPython with numpy: no extension module needed.
 
-    shmkit array create temps d 8            # or Array::<f64>::create("temps", 8) in Rust
-    shmkit array set temps 3 21.5
-    python3 examples/python/array_numpy.py temps
+    cargo build --release                    # the `shmkit` CLI, which the script asks for the layout
+    target/release/shmkit array create temps d 8    # or Array::<f64>::create("temps", 8) in Rust
+    target/release/shmkit array set temps 3 21.5
+    python3 examples/python/array_numpy.py temps --shmkit target/release/shmkit
+
+(Leave `--shmkit` out, and write `shmkit` for `target/release/shmkit`, when `shmkit` is on
+PATH, e.g. after `cargo install --path .`.)
 
 The data of every shmkit cell starts at a fixed, 64-byte-aligned offset of the object
 (`shmkit info --json NAME` reports it as state.data_offset, with state.typecode, state.len and
@@ -14,6 +18,7 @@ locked array may see a half-finished write of several elements; element reads of
 aligned types are whole.
 """
 
+import argparse
 import json
 import subprocess
 import sys
@@ -21,8 +26,17 @@ from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
-name = sys.argv[1]
-state = json.loads(subprocess.check_output(["shmkit", "info", "--json", name]))["state"]
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("name")
+ap.add_argument("--shmkit", default="shmkit", help="path of the shmkit binary")
+args = ap.parse_args()
+name = args.name
+try:
+    out = subprocess.check_output([args.shmkit, "info", "--json", name])
+except FileNotFoundError:
+    sys.exit(f"array_numpy: no {args.shmkit!r} to run: pass --shmkit target/release/shmkit "
+             "(after `cargo build --release`), or put shmkit on PATH (`cargo install --path .`)")
+state = json.loads(out)["state"]
 
 # Opt out of CPython's resource tracker, which would unlink the segment when this process
 # exits (gh-82300; README "Python interop").
