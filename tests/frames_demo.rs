@@ -118,3 +118,51 @@ fn camera_demo_runs_after_a_killed_run() {
         );
     }
 }
+
+/// The same finding with the order forced: a consumer started on a killed run's channel,
+/// before any producer replaces it, must not finish with no frames (it did, with exit 0,
+/// and the producer then waited 30 s for it and failed); it waits for the new channel.
+#[test]
+fn a_consumer_started_on_a_killed_runs_channel_waits_for_the_next_producer() {
+    let name = unique_name("docs-camera-c");
+    let _c = Cleanup::new(&[&name]);
+    let cam = |role: &str| {
+        let mut c = Command::new(example("camera"));
+        c.args(["--role", role, "--size", "64x64", "--seconds", "0.5"])
+            .args(["--name", &name, "--wait-consumers", "1"]);
+        c
+    };
+    let mut dead = cam("producer")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the camera example");
+    let t = std::time::Instant::now();
+    while shmkit::frames::stat(&name).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no channel");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    common::kill9(&mut dead);
+    let consumer = cam("consumer")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the camera example");
+    // Give it time to find the dead channel first (the order the finding needs; not a bound).
+    std::thread::sleep(Duration::from_millis(300));
+    let producer = cam("producer").output().expect("run the camera example");
+    let consumer = consumer.wait_with_output().expect("wait for the consumer");
+    let (p, c) = (
+        String::from_utf8_lossy(&producer.stdout),
+        String::from_utf8_lossy(&consumer.stdout),
+    );
+    assert!(
+        producer.status.success() && consumer.status.success(),
+        "producer {}: {p}\n{}\nconsumer {}: {c}",
+        producer.status,
+        String::from_utf8_lossy(&producer.stderr),
+        consumer.status
+    );
+    assert!(
+        c.contains("[consumer 1] done: ") && !c.contains("done: 0 frames"),
+        "{c}"
+    );
+}
