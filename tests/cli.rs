@@ -1479,6 +1479,70 @@ fn write_from_stdin_stops_reading_past_the_payload() {
     assert_eq!(b, [0]); // nothing written
 }
 
+/// `create`, `value create` and `array create` take `--lifetime` as `queue create`, `list
+/// create` and `frames create` do: an owned object, whose creator (the CLI process) has
+/// exited, is removed by `gc`; a persistent one is kept. The cells take `--sparse` too.
+#[test]
+fn create_value_and_array_take_lifetime_and_gc_collects_the_owned_ones() {
+    let base = common::unique_name("cli-life");
+    let n = |s: &str| format!("{base}-{s}");
+    let names = [n("seg"), n("val"), n("arr"), n("kept")];
+    let _c = Cleanup::new(&names);
+    let run = |args: &[&str]| {
+        let out = shmkit(args);
+        assert!(out.status.success(), "shmkit {args:?}: {out:?}");
+    };
+    let owned = ["--lifetime", "owned"];
+    run(&[&["create", &n("seg"), "--size", "64"][..], &owned].concat());
+    run(&[
+        &["value", "create", &n("val"), "q", "7", "--sparse"][..],
+        &owned,
+    ]
+    .concat());
+    run(&[&["array", "create", &n("arr"), "d", "4"][..], &owned].concat());
+    run(&[
+        "value",
+        "create",
+        &n("kept"),
+        "q",
+        "--lifetime",
+        "persistent",
+    ]);
+    for name in &names[..3] {
+        let info = stdout(&shmkit(&["info", name]));
+        assert!(
+            info.lines()
+                .any(|l| l.starts_with("lifetime:") && l.ends_with("owned")),
+            "{name}: {info}"
+        );
+    }
+    // A raw segment has no header to record it in: refused, as the library refuses it.
+    let raw = shmkit(&[
+        "create",
+        &n("raw"),
+        "--size",
+        "8",
+        "--raw",
+        "--lifetime",
+        "owned",
+    ]);
+    assert_eq!(raw.status.code(), Some(2), "{raw:?}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{}", n("raw"))).exists());
+
+    let out = shmkit(&["gc", "--prefix", &format!("{base}-")]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    for name in &names[..3] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("removed {name}: owned"))),
+            "{name}: {text}"
+        );
+        assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    }
+    assert!(std::path::Path::new(&format!("/dev/shm/{}", n("kept"))).exists());
+}
+
 /// Review finding: with only read permission, `value get ARRAY` printed the array's element
 /// 0 and `array get VALUE` the value (the read-only fallback did not check the kind), while
 /// with write permission both are refused naming the kinds. Both paths refuse alike.

@@ -108,6 +108,24 @@ fn create_stat_save_info() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), [2, 1, 2, 3]);
     std::fs::remove_file(&file).unwrap();
+    // `-` is standard output (as `write` and `list create` read `-` from stdin): the bytes
+    // there, the metadata line on stderr, and no file named `-`.
+    let dir = std::env::temp_dir().join(format!("{name}-dash"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["frames", "save", &name, "-"])
+        .current_dir(&dir)
+        .output()
+        .expect("run shmkit");
+    let dash_made = dir.join("-").exists();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, [2, 1, 2, 3]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("to standard output"),
+        "{out:?}"
+    );
+    assert!(!dash_made, "`frames save NAME -` wrote a file named -");
     drop(f);
 }
 

@@ -1,7 +1,7 @@
 //! `shmkit create`, `shmkit read`, `shmkit write`: plain segments and raw (CPython) ones.
 
 use crate::{create_error, segment_name, shmkit_header, write_stdout, CmdResult, Stop};
-use shmkit::segment::{self, Access, Kind, HEADER_SIZE};
+use shmkit::segment::{self, Access, Kind, Lifetime, HEADER_SIZE};
 use shmkit::{Segment, SegmentOptions};
 use std::io::Read;
 
@@ -28,6 +28,11 @@ pub(crate) struct CreateArgs {
     /// Without it, a full /dev/shm is an error at creation.
     #[arg(long)]
     sparse: bool,
+    /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this process
+    /// (its creator) is dead (as `shmkit queue create`; not with --raw, which has no header
+    /// to record it in).
+    #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+    lifetime: Lifetime,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +109,7 @@ pub(crate) fn create(a: CreateArgs) -> CmdResult {
         .raw(a.raw)
         .mode(a.mode)
         .sparse(a.sparse)
+        .lifetime(a.lifetime)
         .create(&a.name, a.size)
         .map(drop)
         .map_err(create_error)

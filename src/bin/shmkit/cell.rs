@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::{create_error, outln, refuse_other_kind, seconds, segment_name, CmdResult, Stop};
 use shmkit::cell::{AnyArray, AnyValue, CellMode, ReadOnlyCell, Typecode};
-use shmkit::segment::Kind;
+use shmkit::segment::{Kind, Lifetime};
 
 /// `shmkit value …`.
 #[derive(clap::Args)]
@@ -35,6 +35,14 @@ struct CreateFlags {
     /// Permission bits, octal (as every create verb's `--mode`).
     #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
     mode: u32,
+    /// Do not reserve the memory now (as `shmkit create --sparse`): a process that touches a
+    /// page when /dev/shm is full dies of SIGBUS.
+    #[arg(long)]
+    sparse: bool,
+    /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this process
+    /// (its creator) is dead (as `shmkit queue create`).
+    #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+    lifetime: Lifetime,
 }
 
 #[derive(clap::Subcommand)]
@@ -151,6 +159,8 @@ pub(crate) fn value(args: ValueArgs) -> CmdResult {
             AnyValue::options()
                 .cell_mode(flags.cell_mode)
                 .mode(flags.mode)
+                .sparse(flags.sparse)
+                .lifetime(flags.lifetime)
                 .create(&name, typecode, init.as_deref())
                 .map_err(create_error)?;
             Ok(())
@@ -257,6 +267,8 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
             AnyArray::options()
                 .cell_mode(flags.cell_mode)
                 .mode(flags.mode)
+                .sparse(flags.sparse)
+                .lifetime(flags.lifetime)
                 .create(&name, typecode, len, None)
                 .map_err(create_error)?;
             Ok(())

@@ -37,7 +37,7 @@ enum Cmd {
         #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
         mode: u32,
         /// `persistent` or `owned` (as `shmkit queue create`).
-        #[arg(long, default_value = "persistent", value_parser = lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
         lifetime: Lifetime,
         /// Do not reserve the slots' memory now (as `shmkit create --sparse`): a process that
         /// touches a slot when `/dev/shm` is full then gets SIGBUS.
@@ -53,12 +53,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write the newest frame's bytes to FILE and print its metadata.
+    /// Write the newest frame's bytes to FILE and print its metadata; with FILE `-`, write the
+    /// bytes to standard output and the metadata to standard error.
     Save {
         /// Segment name.
         #[arg(value_parser = segment_name)]
         name: String,
-        /// Output file.
+        /// Output file; `-` is standard output (as `write` and `list create` read `-` from
+        /// standard input; `./-` names a file called `-`).
         file: std::path::PathBuf,
     },
 }
@@ -68,14 +70,6 @@ fn policy(s: &str) -> Result<Policy, String> {
         "reuse-oldest" => Ok(Policy::ReuseOldest),
         "block" => Ok(Policy::Block),
         _ => Err(format!("{s:?} is neither reuse-oldest nor block")),
-    }
-}
-
-fn lifetime(s: &str) -> Result<Lifetime, String> {
-    match s {
-        "persistent" => Ok(Lifetime::Persistent),
-        "owned" => Ok(Lifetime::Owned),
-        _ => Err(format!("{s:?} is neither persistent nor owned")),
     }
 }
 
@@ -128,20 +122,37 @@ pub(crate) fn run(args: Args) -> CmdResult {
             let c = frames::copy_latest(&name)
                 .map_err(|e| format!("frames save {name}: {e}"))?
                 .ok_or_else(|| format!("frames save {name}: no frame has been published"))?;
-            std::fs::File::create(&file)
-                .and_then(|mut f| f.write_all(&c.data))
-                .map_err(|e| format!("frames save {name} to {}: {e}", file.display()))?;
+            let to_stdout = file.as_os_str() == "-";
+            if to_stdout {
+                crate::write_stdout(&c.data)?;
+            } else {
+                std::fs::File::create(&file)
+                    .and_then(|mut f| f.write_all(&c.data))
+                    .map_err(|e| format!("frames save {name} to {}: {e}", file.display()))?;
+            }
             let hex: String = c.header.iter().map(|b| format!("{b:02x}")).collect();
-            outln!(
+            let line = format!(
                 "saved frame {} ({} bytes) to {}; published at monotonic {} ns, realtime {} ns; \
                  header {}",
                 c.seq,
                 c.data.len(),
-                file.display(),
+                if to_stdout {
+                    "standard output".into()
+                } else {
+                    file.display().to_string()
+                },
                 c.mono_ns,
                 c.real_ns,
                 if hex.is_empty() { "(none)" } else { &hex }
-            )
+            );
+            if to_stdout {
+                // Standard output holds the frame: the metadata goes to stderr (as the error
+                // line in `main`, a write that fails there is not an error of the save).
+                let _ = writeln!(std::io::stderr(), "{line}");
+                Ok(())
+            } else {
+                outln!("{line}")
+            }
         }
     }
 }
