@@ -170,9 +170,17 @@ pub(crate) fn attach_error(e: shmkit::queue::AttachError) -> PyErr {
     ShmkitError::new_err(e.to_string())
 }
 
+/// How the library's messages spell opening a raw segment (`SegmentOptions::raw`), and how
+/// Python spells it: a raw segment (CPython's `SharedMemory`) opens only as `SharedMemory`.
+const RAW_RUST: &str = ".raw(true)";
+const RAW_PYTHON: &str = "shmkit.SharedMemory(name, raw=True)";
+
 /// The Python exception for a shmkit error.
 pub(crate) fn to_py(e: Error) -> PyErr {
-    let msg = e.to_string();
+    let mut msg = e.to_string();
+    if msg.contains(RAW_RUST) {
+        msg = msg.replace(RAW_RUST, RAW_PYTHON);
+    }
     match e {
         Error::NotFound { .. } => PyFileNotFoundError::new_err((libc_errno::ENOENT, msg)),
         Error::AlreadyExists { .. } => PyFileExistsError::new_err((libc_errno::EEXIST, msg)),

@@ -241,3 +241,27 @@ def test_an_array_over_the_segment_stays_readable_whatever_close_said(
         seg.close()
     finally:
         seg.unlink()
+
+
+def test_opening_a_raw_segment_as_a_shmkit_one_says_how_in_python(name):
+    from multiprocessing import shared_memory
+
+    raw = shmkit.SharedMemory.create(name, 4096, raw=True)  # as CPython's SharedMemory makes it
+    try:
+        for open_it in (shmkit.SharedMemory, shmkit.SharedMemory.open, shmkit.Lock.open):
+            with pytest.raises(shmkit.ShmkitError) as e:
+                open_it(name)
+            msg = str(e.value)
+            assert "shmkit.SharedMemory(name, raw=True)" in msg, msg
+            assert ".raw(true)" not in msg, msg
+        # A raw object smaller than shmkit's header: the other message.
+        small = shared_memory.SharedMemory(create=True, size=16)
+        try:
+            with pytest.raises(shmkit.ShmkitError, match=r"SharedMemory\(name, raw=True\)"):
+                shmkit.SharedMemory(small.name)
+        finally:
+            small.close()
+            small.unlink()
+    finally:
+        raw.close()
+        raw.unlink()
