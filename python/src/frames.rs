@@ -513,6 +513,13 @@ impl PyFrameSubscriber {
     fn __repr__(&self) -> String {
         format!("<shmkit.FrameSubscriber name={:?}>", self.name)
     }
+
+    /// Pickled by name: unpickling is `FrameSubscriber.open(name)`, a new subscriber of the
+    /// same channel in the unpickling process (its own record and cursor: it receives the
+    /// frames published from then on, not this one's position or history).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
+    }
 }
 
 /// A received frame: its slot stays pinned (the publisher does not reuse it) while this
@@ -977,12 +984,13 @@ impl PyFramePublisher {
     /// subscriber loses frames) or `'block'` (lossless; the slowest subscriber sets the pace),
     /// and a user header of `header_size` bytes recorded as `header_name`, aligned to
     /// `header_align` (1, 2, 4 or 8, dividing the size; `None`: the largest of those that
-    /// divides it, so a header of any size takes the default). `FileExistsError` if the name
-    /// is taken.
+    /// divides it, so a header of any size takes the default). `lifetime`: `'persistent'`
+    /// (`shmkit gc` never removes it) or `'owned'` (`gc` removes it once this process is dead
+    /// and no process maps it). `FileExistsError` if the name is taken.
     #[staticmethod]
     #[pyo3(signature = (name, *, slots = 4, max_bytes = 1048576, subscribers = 16,
         policy = "reuse-oldest", header_name = "bytes", header_size = 0, header_align = None,
-        mode = 0o600))]
+        mode = 0o600, lifetime = "persistent"))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         name: &str,
@@ -994,6 +1002,7 @@ impl PyFramePublisher {
         header_size: i64,
         header_align: Option<i64>,
         mode: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
         let size = count("header_size", header_size)?;
         // An explicit alignment goes to the library as given (which checks that it divides
@@ -1017,6 +1026,7 @@ impl PyFramePublisher {
             .subscribers(count("subscribers", subscribers)?)
             .policy(policy_of(policy)?)
             .mode(mode)
+            .lifetime(crate::named::lifetime(lifetime)?)
             .create(name)
             .map_err(frames_attach_error)?;
         Ok(Self::wrap(p))
@@ -1150,6 +1160,13 @@ impl PyFramePublisher {
 
     fn __repr__(&self) -> String {
         format!("<shmkit.FramePublisher name={:?}>", self.name)
+    }
+
+    /// Pickled by name: unpickling is `FramePublisher.open(name)`, which takes over as the
+    /// channel's one publisher, so it works once this publisher is closed (or its process is
+    /// dead): `ShmkitError` (publisher busy) while it is attached.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
     }
 }
 

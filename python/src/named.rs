@@ -95,3 +95,17 @@ macro_rules! named_methods {
     };
 }
 pub(crate) use named_methods;
+
+/// The `lifetime=` keyword of the classes that create objects: `"persistent"` (the default:
+/// `shmkit gc` never removes it) or `"owned"` (`gc` removes it once its creator is dead and
+/// no process maps it; `SPEC.md` §4.4, §4.6).
+pub(crate) fn lifetime(lifetime: &str) -> PyResult<shmkit::segment::Lifetime> {
+    use shmkit::segment::Lifetime;
+    match lifetime {
+        "persistent" => Ok(Lifetime::Persistent),
+        "owned" => Ok(Lifetime::Owned),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "lifetime must be 'persistent' or 'owned', not {lifetime:?}"
+        ))),
+    }
+}

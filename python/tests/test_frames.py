@@ -1,7 +1,9 @@
 """Zero-copy frames: Python and Rust publishers, Python subscribers in separate processes."""
 
 import importlib.util
+import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -902,3 +904,50 @@ def test_numpy_frombuffer_of_a_frame_or_loan_stays_readable_whatever_numpy(
     finally:
         if os.path.exists(f"/dev/shm/{name}"):
             os.unlink(f"/dev/shm/{name}")
+
+
+def test_frame_channel_handles_pickle_by_name(name):
+    pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=16)
+    try:
+        sub = shmkit.FrameSubscriber(name)
+        assert pickle.loads(pickle.dumps(sub)).name == name
+        sub.close()
+    finally:
+        pub.close()
+        pub.unlink()
+
+
+def test_pickled_subscriber_receives_and_pickled_publisher_takes_over_once_closed(name):
+    pub = shmkit.FramePublisher.create(name, slots=2, max_bytes=16)
+    try:
+        sub = pickle.loads(pickle.dumps(shmkit.FrameSubscriber(name)))
+        data = pickle.dumps(pub)
+        with pytest.raises(shmkit.ShmkitError):
+            pickle.loads(data)  # one publisher per channel: this one is still attached
+        pub.close()
+        pub2 = pickle.loads(data)  # takes over
+        loan = pub2.loan(timeout=5)
+        loan.publish(3, b"")
+        assert sub.recv(timeout=5).len == 3
+        sub.close()
+        pub2.close()
+    finally:
+        pub.unlink()
+
+
+def test_owned_channel_lifetime(names, rust_bins):
+    a, b = names(), names()
+    owned = shmkit.FramePublisher.create(a, slots=2, max_bytes=16, lifetime="owned")
+    persistent = shmkit.FramePublisher.create(b, slots=2, max_bytes=16)
+    try:
+        out = subprocess.run(
+            [rust_bins["shmkit"], "ls", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+        lifetimes = {e["name"]: e["lifetime"] for e in json.loads(out)}
+        assert (lifetimes[a], lifetimes[b]) == ("owned", "persistent")
+        with pytest.raises(ValueError, match="lifetime must be"):
+            shmkit.FramePublisher.create(names(), slots=2, max_bytes=16, lifetime="mine")
+    finally:
+        for p in (owned, persistent):
+            p.close()
+            p.unlink()

@@ -702,7 +702,9 @@ class Array:
 @final
 class FramePublisher:
     """The publishing end of a zero-copy frame channel (``shmkit::frames``): ``loan()`` a
-    slot, write the frame into it, ``publish(len, header)``. One publisher per channel. The
+    slot, write the frame into it, ``publish(len, header)``. One publisher per channel, so
+    there is no open-or-create constructor: ``create`` a channel, or ``open`` one as its
+    publisher. The
     user header is bytes of the channel's recorded header type (``header_type``). In a
     forked child an inherited publisher is its parent's: every call raises ShmkitError but
     ``close()`` (which does nothing) and the fixed facts (``slots``, ``max_bytes``, ...)."""
@@ -719,11 +721,14 @@ class FramePublisher:
         header_size: int = 0,
         header_align: Optional[int] = None,
         mode: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "FramePublisher":
         """Create the channel and attach as its publisher; ``policy`` is ``'reuse-oldest'``
         or ``'block'``; the header type is recorded as ``header_name`` of ``header_size``
         bytes aligned to ``header_align`` (1, 2, 4 or 8 dividing the size; None: the largest
-        that does). FileExistsError if the name is taken."""
+        that does). ``lifetime``: ``'persistent'`` (``shmkit gc`` never removes it) or
+        ``'owned'`` (``gc`` removes it once this process is dead and no process maps it).
+        FileExistsError if the name is taken."""
     @staticmethod
     def open(name: str) -> "FramePublisher":
         """Attach to an existing channel as its publisher (taking over from a dead one)."""
@@ -756,6 +761,10 @@ class FramePublisher:
         ValueError within 50 ms (the publisher detaches then). Closing twice is harmless."""
     def unlink(self) -> None:
         """Remove the channel's name; handles keep working."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling is ``FramePublisher.open(name)``, which takes over as
+        the channel's one publisher: ShmkitError while this publisher is still attached (close
+        it first, or its process must be dead)."""
     def __enter__(self) -> "FramePublisher": ...
     def __exit__(
         self,
@@ -795,7 +804,8 @@ class FrameLoan:
 class FrameSubscriber:
     """The receiving end of a frame channel: frames are received in place, pinned and
     read-only; attaches whatever the channel's header type. ``history`` also receives up to
-    that many frames published before attaching. A forked child cannot use an inherited
+    that many frames published before attaching. There is no ``create``: the publisher
+    creates the channel. A forked child cannot use an inherited
     subscriber: every call raises ShmkitError but ``close()`` (which does nothing) and the
     fixed facts (``slots``, ``max_bytes``, ``header_type``); it attaches its own."""
 
@@ -838,6 +848,10 @@ class FrameSubscriber:
         ValueError within 50 ms (the subscriber detaches then)."""
     def unlink(self) -> None:
         """Remove the channel's name; handles keep working."""
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        """Pickled by name: unpickling is ``FrameSubscriber.open(name)``, a new subscriber of
+        the same channel in the unpickling process (its own cursor: it receives the frames
+        published from then on)."""
     def __enter__(self) -> "FrameSubscriber": ...
     def __exit__(
         self,
