@@ -7,7 +7,11 @@
 //! consumers, empty at first. A `put` takes a producer from its pool (attaching a new one,
 //! one of the queue's 16 producer slots, if the pool is empty), uses it, and puts it back; a
 //! `get` does the same with consumers. So a process that only puts never holds a consumer
-//! slot, and each handle is used by one thread at a time. The pools' mutexes are held only to
+//! slot, and each handle is used by one thread at a time. A handle whose attach took its
+//! side's last free slot (a second attach, made at once and dropped, finds none: [`Kept`])
+//! is not put back but dropped at the end of the call, freeing its slot: objects that have
+//! gone idle (a `Pool` worker keeping the queue in a global) never hold all 16 slots of a
+//! side, so another process's call waits only for calls in progress. The pools' mutexes are held only to
 //! take or return a handle, or across the first, non-blocking attempt made in place on an
 //! idle handle (`push_idle`/`pop_idle`: one lock, no handle moved; no Python code runs under
 //! the lock), never across a wait, so two threads that put at once each wait with their own
@@ -66,7 +70,16 @@ struct Reader {
 /// reader holding it.
 enum Popped {
     Short(usize),
-    Long(Reader),
+    Long(Kept<Reader>),
+}
+
+/// A handle taken for one call, and whether it goes back to the pool after it: `keep` is
+/// false for a handle whose attach took its side's last free slot ([`Pool::attach`]); that
+/// one is dropped at the end of the call (its slot freed), so that idle objects never hold
+/// every slot of a side.
+struct Kept<H> {
+    h: H,
+    keep: bool,
 }
 
 /// Idle handles of one side, for the threads of this process.
@@ -160,29 +173,43 @@ impl<H> Pool<H> {
 
     /// An idle handle, or a new one from `attach`; `Ok(None)` if every slot of the side is
     /// held (by other threads here or by other processes).
-    fn take(&self, attach: impl FnOnce() -> Result<H, AttachError>) -> PyResult<Option<H>> {
+    fn take(&self, attach: impl Fn() -> Result<H, AttachError>) -> PyResult<Option<Kept<H>>> {
         if let Some(h) = self.lock().pop() {
-            return Ok(Some(h));
+            return Ok(Some(Kept { h, keep: true }));
         }
         Self::attach(attach)
     }
 
     /// A new handle from `attach` (never an idle one); `Ok(None)` if every slot is held.
-    fn attach(attach: impl FnOnce() -> Result<H, AttachError>) -> PyResult<Option<H>> {
+    ///
+    /// It is kept between calls only if a second `attach` right after it succeeds (that
+    /// handle is dropped at once): one that took the side's last free slot is dropped at the
+    /// end of each call. The probe is a claim (a compare-and-swap on the slot's owner word),
+    /// not a load, so of two attaches racing for the last slots at least one sees the side
+    /// full: idle objects never hold every slot. Only attaching pays for it (a pooled handle
+    /// is reused without any).
+    fn attach(attach: impl Fn() -> Result<H, AttachError>) -> PyResult<Option<Kept<H>>> {
         match attach() {
-            Ok(h) => Ok(Some(h)),
+            Ok(h) => {
+                let keep = !matches!(attach(), Err(AttachError::NoFreeSlot { .. }));
+                Ok(Some(Kept { h, keep }))
+            }
             Err(AttachError::NoFreeSlot { .. }) => Ok(None),
             Err(e) => Err(attach_error(e)),
         }
     }
 
-    /// Return a handle after use; dropped (its slot freed) if the queue was closed meanwhile.
-    fn give_back(&self, h: H, closed: &AtomicBool) {
+    /// Return a handle after use; dropped (its slot freed) if it took its side's last free
+    /// slot ([`Kept`]) or the queue was closed meanwhile.
+    fn give_back(&self, k: Kept<H>, closed: &AtomicBool) {
+        if !k.keep {
+            return;
+        }
         let mut idle = self.lock();
         // Acquire pairs with the Release in `close`: a close that ran before this sees its
         // own drain, and one that runs after drains this handle.
         if !closed.load(Ordering::Acquire) {
-            idle.push(h);
+            idle.push(k.h);
         }
     }
 
@@ -312,8 +339,8 @@ impl PyQueue {
                 Err(e) => return Some(Err(e)),
             };
             let r = match until {
-                None => p.try_push(msg),
-                Some(t) => p.push_deadline(msg, t),
+                None => p.h.try_push(msg),
+                Some(t) => p.h.push_deadline(msg, t),
             };
             match r {
                 Ok(()) => {
@@ -356,7 +383,10 @@ impl PyQueue {
                 short[..n].copy_from_slice(&r.buf[..n]);
                 Some(Some(Ok(Popped::Short(n))))
             }
-            Ok(_) => Some(Some(Ok(Popped::Long(idle.pop()?)))),
+            Ok(_) => Some(Some(Ok(Popped::Long(Kept {
+                h: idle.pop()?,
+                keep: true,
+            })))),
             Err(PopError::Empty) => Some(None),
             Err(_) => None,
         }
@@ -364,7 +394,7 @@ impl PyQueue {
 
     /// One pop: as [`push_step`](Self::push_step). On success the reader holds the message
     /// in its buffer; the caller gives it back.
-    fn pop_step(&self, until: Option<Instant>) -> Step<Reader> {
+    fn pop_step(&self, until: Option<Instant>) -> Step<Kept<Reader>> {
         for fresh in [false, true] {
             let attach = || self.inner.consumer().map(|c| Reader { c, buf: Vec::new() });
             let taken = if fresh {
@@ -377,9 +407,10 @@ impl PyQueue {
                 Ok(None) => break,
                 Err(e) => return Some(Err(e)),
             };
+            let Reader { c, buf } = &mut r.h;
             let res = match until {
-                None => r.c.try_pop_into(&mut r.buf),
-                Some(t) => r.c.pop_into_deadline(&mut r.buf, t),
+                None => c.try_pop_into(buf),
+                Some(t) => c.pop_into_deadline(buf, t),
             };
             match res {
                 Ok(_) => return Some(Ok(r)),
@@ -476,7 +507,7 @@ impl PyQueue {
         match done {
             Some(Ok(Popped::Short(n))) => read(&short[..n]),
             Some(Ok(Popped::Long(r))) => {
-                let out = read(&r.buf);
+                let out = read(&r.h.buf);
                 self.consumers.give_back(r, &self.closed);
                 out
             }

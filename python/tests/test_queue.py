@@ -711,3 +711,55 @@ def test_a_child_forked_while_a_thread_holds_a_handle_pool_can_use_the_queue(nam
         holder.join()
         q.close()
         q.unlink()
+
+def test_seventeenth_process_can_put_while_sixteen_others_are_idle(name, spawn):
+    # Each object kept the producer slot of its first put while it lived: 16 processes that
+    # put once and stayed (a Pool worker keeping the queue in a global) held all 16, and a
+    # 17th's put on a nearly empty queue raised queue.Full (or, without a timeout, blocked).
+    q = shmkit.Queue(name, capacity_bytes=1 << 16)
+    try:
+        code = """
+            import shmkit, sys
+            q = shmkit.Queue.open(sys.argv[1])
+            q.put(1, timeout=5)
+            print("put", flush=True)
+            sys.stdin.readline()
+        """
+        kids = [spawn(code, name) for _ in range(16)]
+        for k in kids:
+            assert k.line() == "put"
+        assert q.qsize() == 16
+        try:
+            q.put(2, timeout=2)
+        except queue.Full as e:
+            raise AssertionError(f"put on a queue with room failed: {e!r}") from e
+    finally:
+        q.unlink()
+
+
+def test_seventeenth_process_can_get_while_sixteen_others_are_idle(name, spawn, rust_bins):
+    q = shmkit.Queue(name, capacity_bytes=1 << 16)
+    try:
+        for i in range(17):
+            q.put(i)
+        code = """
+            import shmkit, sys
+            q = shmkit.Queue.open(sys.argv[1])
+            q.get(timeout=5)
+            print("got", flush=True)
+            sys.stdin.readline()
+        """
+        kids = [spawn(code, name) for _ in range(16)]
+        for k in kids:
+            assert k.line() == "got"
+        # The object whose attach took the last free consumer slot gave it back after its
+        # get; the other 15 keep theirs while idle.
+        assert len(_stat(rust_bins, name)["consumers"]) == 15
+        try:
+            assert q.get(timeout=2) in range(17)
+        except queue.Empty as e:
+            raise AssertionError(f"get on a queue with a message failed: {e!r}") from e
+        assert q.empty()
+    finally:
+        q.unlink()
+
