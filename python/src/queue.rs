@@ -30,7 +30,9 @@
 //! belong to the parent and always report `Disconnected`; a child may inherit several).
 //! A `Queue()` without a name is removed when its object goes, only in the process that made
 //! it: the library's unlink on drop happens only in the process that asked for it, not in a
-//! forked child dropping its copy.
+//! forked child dropping its copy. It is created `Lifetime::Owned`, so that `shmkit gc`
+//! removes it once that process died without dropping it (killed, or `os._exit` as
+//! multiprocessing's children end) and no process maps it.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
@@ -42,11 +44,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
 use shmkit::queue::AttachError;
+use shmkit::segment::Lifetime;
 use shmkit::ProcessMark;
 
 use crate::blocking::{allow_threads, check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{attach_error, queue_full_or_empty, to_py};
-use crate::named::named_methods;
+use crate::named::{self, named_methods};
 use crate::pickle5;
 
 /// `capacity_bytes` when not given: 1 MiB, so messages up to 512 KiB - 8 bytes.
@@ -256,6 +259,10 @@ fn capacity(capacity_bytes: i64) -> PyResult<u64> {
 
 /// A named queue of Python objects shared by processes: `multiprocessing.Queue`'s methods,
 /// attachable by name, on shmkit's lock-free MPMC bytes queue.
+///
+/// Security: `get` unpickles what it reads from shared memory, and unpickling can run any
+/// code: anyone who can write the queue's `/dev/shm` file can run code in every process that
+/// calls `get`. With untrusted peers use `put_bytes`/`get_bytes` (never unpickled).
 #[pyclass(module = "shmkit", name = "Queue", frozen)]
 pub(crate) struct PyQueue {
     inner: mpmc_bytes::Queue,
@@ -274,9 +281,16 @@ impl PyQueue {
         }
     }
 
-    fn build(name: &str, capacity_bytes: Option<i64>, mode: u32, create: bool) -> PyResult<Self> {
+    fn build(
+        name: &str,
+        capacity_bytes: Option<i64>,
+        mode: u32,
+        lifetime: Lifetime,
+        create: bool,
+    ) -> PyResult<Self> {
         let opts = mpmc_bytes::Queue::options()
             .mode(mode)
+            .lifetime(lifetime)
             .unlink_on_drop(false);
         let cap = capacity(capacity_bytes.unwrap_or(DEFAULT_CAPACITY as i64))?;
         let q = if create {
@@ -538,16 +552,36 @@ named_methods!(
     "Queue",
     #[pymethods]
     {
-        /// Open the queue `name`, or create it with `capacity_bytes`. Without a name: a new
-        /// queue under a unique generated name, removed when this object is garbage-collected
-        /// (in the process that made it: a forked child's copy going away leaves it).
+        /// Open the queue `name`, or create it with `capacity_bytes` and `lifetime`
+        /// (`"persistent"` by default). Without a name: a new queue under a unique generated
+        /// name, removed when this object is garbage-collected (in the process that made it: a
+        /// forked child's copy going away leaves it), and `"owned"` by default, so that `shmkit
+        /// gc` removes it once the process that made it died without collecting it.
         #[new]
-        #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600))]
-        fn new(name: Option<&str>, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
+        #[pyo3(signature = (name = None, capacity_bytes = None, *, mode = 0o600, lifetime = None))]
+        fn new(
+            name: Option<&str>,
+            capacity_bytes: Option<i64>,
+            mode: u32,
+            lifetime: Option<&str>,
+        ) -> PyResult<Self> {
+            let lifetime = |default| lifetime.map_or(Ok(default), named::lifetime);
             match name {
-                Some(n) => Self::build(n, capacity_bytes, mode, false),
+                Some(n) => Self::build(
+                    n,
+                    capacity_bytes,
+                    mode,
+                    lifetime(Lifetime::Persistent)?,
+                    false,
+                ),
                 None => {
-                    let q = Self::build(&generated_name(), capacity_bytes, mode, true)?;
+                    let q = Self::build(
+                        &generated_name(),
+                        capacity_bytes,
+                        mode,
+                        lifetime(Lifetime::Owned)?,
+                        true,
+                    )?;
                     q.inner.set_unlink_on_drop(true);
                     Ok(q)
                 }
@@ -555,11 +589,16 @@ named_methods!(
         }
 
         /// Create a new queue of `capacity_bytes` (rounded up to a power of two, at least 256);
-        /// `FileExistsError` if the name is taken.
+        /// `FileExistsError` if the name is taken. `lifetime`: `"persistent"` or `"owned"`.
         #[staticmethod]
-        #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600))]
-        fn create(name: &str, capacity_bytes: Option<i64>, mode: u32) -> PyResult<Self> {
-            Self::build(name, capacity_bytes, mode, true)
+        #[pyo3(signature = (name, capacity_bytes = None, *, mode = 0o600, lifetime = "persistent"))]
+        fn create(
+            name: &str,
+            capacity_bytes: Option<i64>,
+            mode: u32,
+            lifetime: &str,
+        ) -> PyResult<Self> {
+            Self::build(name, capacity_bytes, mode, named::lifetime(lifetime)?, true)
         }
 
         /// Open an existing queue; `FileNotFoundError` if there is none.

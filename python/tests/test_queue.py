@@ -712,6 +712,7 @@ def test_a_child_forked_while_a_thread_holds_a_handle_pool_can_use_the_queue(nam
         q.close()
         q.unlink()
 
+
 def test_seventeenth_process_can_put_while_sixteen_others_are_idle(name, spawn):
     # Each object kept the producer slot of its first put while it lived: 16 processes that
     # put once and stayed (a Pool worker keeping the queue in a global) held all 16, and a
@@ -763,3 +764,56 @@ def test_seventeenth_process_can_get_while_sixteen_others_are_idle(name, spawn, 
     finally:
         q.unlink()
 
+
+def test_anonymous_queue_of_a_killed_process_is_removed_by_gc(spawn, rust_bins):
+    c = spawn(
+        """
+        import shmkit, sys
+        q = shmkit.Queue()
+        print(q.name, flush=True)
+        sys.stdin.readline()
+        """
+    )
+    qname = c.line()
+    path = os.path.join("/dev/shm", qname)
+    try:
+        c.signal(signal.SIGKILL)
+        c.proc.wait(timeout=30)
+        r = subprocess.run(
+            [rust_bins["shmkit"], "gc", "--prefix", qname], capture_output=True, text=True
+        )
+        assert not os.path.exists(path), f"gc kept the dead process's anonymous queue: {r.stdout}"
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_lifetime_keyword(names, rust_bins):
+    def lifetime(n):
+        out = subprocess.run(
+            [rust_bins["shmkit"], "ls", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+        (entry,) = [e for e in json.loads(out) if e["name"] == n]
+        return entry["lifetime"]
+
+    a, b, c = names(), names(), names()
+    qs = [
+        shmkit.Queue.create(a, 4096, lifetime="owned"),
+        shmkit.Queue(b, 4096, lifetime="owned"),
+        shmkit.Queue.create(c, 4096),
+    ]
+    try:
+        assert [lifetime(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
+        anon = shmkit.Queue(lifetime="persistent")
+        try:
+            assert lifetime(anon.name) == "persistent"
+        finally:
+            anon.unlink()
+        anon = shmkit.Queue()
+        assert lifetime(anon.name) == "owned"
+        del anon  # collected: unlinked
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            shmkit.Queue.create(names(), 4096, lifetime="forever")
+    finally:
+        for q in qs:
+            q.unlink()

@@ -918,10 +918,27 @@ class Queue:
     ``Queue(name)`` opens the queue or creates it; ``Queue()`` creates one under a unique
     generated name that is removed when this object is garbage-collected in the process
     that made it (a forked child's copy going away leaves it; pass the object, pickled, to
-    processes started meanwhile). ``put_bytes``/``get_bytes`` are the bytes-only
-    fast path (no pickling; the messages of the Rust API and ``shmkit queue push/pop``).
-    Up to 16 producers and 16 consumers at once: each object attaches one of each on first
-    ``put``/``get`` (one more per thread putting or getting at the same time)."""
+    processes started meanwhile). Such a queue is ``lifetime="owned"`` unless asked
+    otherwise: if that process dies without collecting it (killed, or ``os._exit`` as
+    multiprocessing's children end), ``shmkit gc`` removes it once no process maps it, so
+    give it only to processes that attach while its creator lives (a process that opens it
+    by name after the creator's death may find it gone). ``put_bytes``/``get_bytes`` are the
+    bytes-only fast path (no pickling; the messages of the Rust API and ``shmkit queue
+    push/pop``).
+
+    Security: ``get`` unpickles bytes read from shared memory, and unpickling can run any
+    code. Anyone who can write ``/dev/shm/NAME`` (the group too, with ``mode=0o660``) can
+    make every process that calls ``get`` on this queue run code of their choosing, as with
+    ``multiprocessing``'s connections. With peers you do not trust, use ``put_bytes`` and
+    ``get_bytes`` (never unpickled) and parse the bytes yourself.
+
+    Slots: 16 producer and 16 consumer slots. An object attaches a producer on its first
+    ``put`` (a consumer on its first ``get``; one more per thread putting or getting at the
+    same time) and keeps it while it lives, so the next calls are fast, except a handle
+    whose attach took its side's last free slot: that one is given back at the end of each
+    call. So objects that have gone idle never hold all 16 slots of a side: a ``put`` (or
+    ``get``) of a further process waits for a slot only while the others are in calls
+    (polling every 5 ms), and at most 16 calls of a side run at once."""
 
     @property
     def name(self) -> str:
@@ -932,12 +949,26 @@ class Queue:
         """Pickled by name: unpickling opens the same queue."""
 
     def __new__(
-        cls, name: Optional[str] = None, capacity_bytes: Optional[int] = None, *, mode: int = 0o600
+        cls,
+        name: Optional[str] = None,
+        capacity_bytes: Optional[int] = None,
+        *,
+        mode: int = 0o600,
+        lifetime: Optional[str] = None,
     ) -> "Queue": ...
     @staticmethod
-    def create(name: str, capacity_bytes: Optional[int] = None, *, mode: int = 0o600) -> "Queue":
+    def create(
+        name: str,
+        capacity_bytes: Optional[int] = None,
+        *,
+        mode: int = 0o600,
+        lifetime: str = "persistent",
+    ) -> "Queue":
         """Create a new queue of ``capacity_bytes`` (default 1 MiB; rounded up to a power of
-        two, at least 256); FileExistsError if the name is taken."""
+        two, at least 256); FileExistsError if the name is taken. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it
+        once this process is dead and no process maps it). ``Queue(name, ...)`` takes the
+        same (``'persistent'`` when None); ``Queue()`` defaults to ``'owned'``."""
     @staticmethod
     def open(name: str) -> "Queue":
         """Open an existing queue; FileNotFoundError if there is none."""
