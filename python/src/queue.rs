@@ -7,11 +7,11 @@
 //! consumers, empty at first. A `put` takes a producer from its pool (attaching a new one,
 //! one of the queue's 16 producer slots, if the pool is empty), uses it, and puts it back; a
 //! `get` does the same with consumers. So a process that only puts never holds a consumer
-//! slot, and each handle is used by one thread at a time. A handle whose attach took its
-//! side's last free slot (a second attach, made at once and dropped, finds none: [`Kept`])
-//! is not put back but dropped at the end of the call, freeing its slot: objects that have
-//! gone idle (a `Pool` worker keeping the queue in a global) never hold all 16 slots of a
-//! side, so another process's call waits only for calls in progress. The pools' mutexes are held only to
+//! slot, and each handle is used by one thread at a time. A handle whose attach left its
+//! side no free slot (a second attach, made right after it, fails: [`Kept`]) is not put
+//! back but dropped at the end of the call, freeing its slot: objects that have gone idle
+//! (a `Pool` worker keeping the queue in a global) never hold all 16 slots of a side, so
+//! another process's call waits only for calls in progress. The pools' mutexes are held only to
 //! take or return a handle, or across the first, non-blocking attempt made in place on an
 //! idle handle (`push_idle`/`pop_idle`: one lock, no handle moved; no Python code runs under
 //! the lock), never across a wait, so two threads that put at once each wait with their own
@@ -77,7 +77,7 @@ enum Popped {
 }
 
 /// A handle taken for one call, and whether it goes back to the pool after it: `keep` is
-/// false for a handle whose attach took its side's last free slot ([`Pool::attach`]); that
+/// false for a handle whose attach left its side no free slot ([`Pool::attach`]); that
 /// one is dropped at the end of the call (its slot freed), so that idle objects never hold
 /// every slot of a side.
 struct Kept<H> {
@@ -186,11 +186,11 @@ impl<H> Pool<H> {
     /// A new handle from `attach` (never an idle one); `Ok(None)` if every slot is held.
     ///
     /// It is kept between calls only if a second `attach` right after it succeeds (that
-    /// handle is dropped at once): one that took the side's last free slot is dropped at the
-    /// end of each call. The probe is a claim (a compare-and-swap on the slot's owner word),
-    /// not a load, so of two attaches racing for the last slots at least one sees the side
-    /// full: idle objects never hold every slot. Only attaching pays for it (a pooled handle
-    /// is reused without any).
+    /// handle is dropped at once): one that left the side no free slot is dropped at the end
+    /// of each call. The probe is a claim (a compare-and-swap on the slot's owner word), not
+    /// a load, so of two attaches racing for the last slots at least one sees the side full
+    /// (both may: then neither is kept): idle objects never hold every slot. Only attaching
+    /// pays for it (a pooled handle is reused without any).
     fn attach(attach: impl Fn() -> Result<H, AttachError>) -> PyResult<Option<Kept<H>>> {
         match attach() {
             Ok(h) => {

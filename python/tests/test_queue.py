@@ -753,9 +753,9 @@ def test_seventeenth_process_can_get_while_sixteen_others_are_idle(name, spawn, 
         kids = [spawn(code, name) for _ in range(16)]
         for k in kids:
             assert k.line() == "got"
-        # The object whose attach took the last free consumer slot gave it back after its
-        # get; the other 15 keep theirs while idle.
-        assert len(_stat(rust_bins, name)["consumers"]) == 15
+        # An object whose attach left no free consumer slot gave it back after its get (two
+        # racing for the last slots may both have): idle objects never hold all 16.
+        assert len(_stat(rust_bins, name)["consumers"]) < 16
         try:
             assert q.get(timeout=2) in range(17)
         except queue.Empty as e:

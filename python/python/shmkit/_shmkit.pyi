@@ -935,7 +935,7 @@ class Queue:
     Slots: 16 producer and 16 consumer slots. An object attaches a producer on its first
     ``put`` (a consumer on its first ``get``; one more per thread putting or getting at the
     same time) and keeps it while it lives, so the next calls are fast, except a handle
-    whose attach took its side's last free slot: that one is given back at the end of each
+    whose attach left its side no free slot: that one is given back at the end of each
     call. So objects that have gone idle never hold all 16 slots of a side: a ``put`` (or
     ``get``) of a further process waits for a slot only while the others are in calls
     (polling every 5 ms), and at most 16 calls of a side run at once."""
