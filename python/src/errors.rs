@@ -179,7 +179,7 @@ const RAW_PYTHON: &str = "shmkit.SharedMemory(name, raw=True)";
 pub(crate) fn to_py(e: Error) -> PyErr {
     let mut msg = e.to_string();
     if msg.contains(RAW_RUST) {
-        msg = msg.replace(RAW_RUST, RAW_PYTHON);
+        msg = python_hint(msg);
     }
     match e {
         Error::NotFound { .. } => PyFileNotFoundError::new_err((libc_errno::ENOENT, msg)),
@@ -198,20 +198,17 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::OutOfMemory => {
             PyMemoryError::new_err(msg)
         }
-        _ => ShmkitError::new_err(python_hint(msg)),
+        _ => ShmkitError::new_err(msg),
     }
 }
 
-/// The library's hint for a raw segment names its Rust API (`.raw(true)`); a Python user's
-/// spelling is the keyword. Out of line: `to_py` is on many error paths, this on none that
+/// The library's hint for a raw segment names its Rust API ([`RAW_RUST`]); a Python user's
+/// spelling is [`RAW_PYTHON`]. Out of line: `to_py` is on many error paths, this on none that
 /// matter.
 #[cold]
 #[inline(never)]
 fn python_hint(msg: String) -> String {
-    msg.replace(
-        "open it with .raw(true)",
-        "open it with shmkit.SharedMemory(name, raw=True)",
-    )
+    msg.replace(RAW_RUST, RAW_PYTHON)
 }
 
 /// A frame channel's attach error: a segment error as [`to_py`], the rest (publisher busy,

@@ -248,12 +248,16 @@ def test_opening_a_raw_segment_as_a_shmkit_one_says_how_in_python(name):
 
     raw = shmkit.SharedMemory.create(name, 4096, raw=True)  # as CPython's SharedMemory makes it
     try:
-        for open_it in (shmkit.SharedMemory, shmkit.SharedMemory.open, shmkit.Lock.open):
+        for open_it in (shmkit.SharedMemory, shmkit.SharedMemory.open):
             with pytest.raises(shmkit.ShmkitError) as e:
                 open_it(name)
             msg = str(e.value)
             assert "shmkit.SharedMemory(name, raw=True)" in msg, msg
             assert ".raw(true)" not in msg, msg
+        # A lock has no raw form: no hint at all.
+        with pytest.raises(shmkit.ShmkitError) as e:
+            shmkit.Lock.open(name)
+        assert "raw" not in str(e.value), str(e.value)
         # A raw object smaller than shmkit's header: the other message.
         small = shared_memory.SharedMemory(create=True, size=16)
         try:
