@@ -542,7 +542,7 @@ impl std::error::Error for Error {
 pub(crate) fn try_zeroed<T: FromZeros>(name: &str, op: &'static str, n: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n)
-        .map_err(|_| Error::out_of_memory(name, op, n.saturating_mul(size_of::<T>())))?;
+        .map_err(|_| Error::out_of_memory(name, op, n.saturating_mul(std::mem::size_of::<T>())))?;
     v.resize_with(n, T::new_zeroed);
     Ok(v)
 }
