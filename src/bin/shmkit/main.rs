@@ -227,6 +227,12 @@ pub(crate) fn waited(name: &str, e: shmkit::Error, on: &str) -> String {
     }
 }
 
+/// The error for segment `name` holding `found` (a kind with its article, or what a raw
+/// object is) where a verb wants `what`: "segment "x" holds a shareable_list, not a queue".
+pub(crate) fn holds_not(name: &str, found: &str, what: &str) -> Stop {
+    format!("segment {name:?} holds {found}, not {what}").into()
+}
+
 /// Refuse a valid shmkit object of another kind before a verb opens it as one of `kinds`
 /// (`what` names them): "holds a shareable_list, not a value cell", as the queue and frames
 /// verbs say, instead of the open's complaint about a layout it did not expect. `raw_too`:
@@ -244,20 +250,18 @@ pub(crate) fn refuse_other_kind(
         return Ok(());
     };
     match (&p.header, &p.verdict) {
-        (Some(h), Verdict::Valid) if !kinds.contains(&h.kind) => Err(format!(
-            "segment {name:?} holds {}, not {what}",
-            h.kind.with_article()
-        )
-        .into()),
-        (None, Verdict::Raw) if raw_too => Err(format!(
-            "segment {name:?} holds {}, not {what}",
+        (Some(h), Verdict::Valid) if !kinds.contains(&h.kind) => {
+            Err(holds_not(name, &h.kind.with_article(), what))
+        }
+        (None, Verdict::Raw) if raw_too => Err(holds_not(
+            name,
             if p.cpython_list {
                 "a ShareableList made by CPython"
             } else {
                 "no shmkit object (a raw segment)"
-            }
-        )
-        .into()),
+            },
+            what,
+        )),
         _ => Ok(()),
     }
 }

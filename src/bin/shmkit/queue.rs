@@ -17,7 +17,8 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    create_error, outln, print_json, seconds, segment_name, shmkit_header, CmdResult, Stop,
+    create_error, holds_not, outln, print_json, seconds, segment_name, shmkit_header, CmdResult,
+    Stop,
 };
 use shmkit::queue::{self, bytes, mpmc, spsc, PopError};
 use shmkit::segment::{Kind, Lifetime};
@@ -228,15 +229,8 @@ fn elem_size(s: &str) -> Result<usize, String> {
 /// or non-queue object gets a message that says which).
 fn stat_of(name: &str) -> Result<(Kind, queue::QueueStat), Stop> {
     let h = shmkit_header(name, "")?;
-    if !matches!(
-        h.kind,
-        Kind::SPSC_QUEUE | Kind::MPMC_QUEUE | Kind::BYTES_RING | Kind::MPMC_BYTES
-    ) {
-        return Err(format!(
-            "segment {name:?} holds {}, not a queue",
-            h.kind.with_article()
-        )
-        .into());
+    if !Kind::QUEUES.contains(&h.kind) {
+        return Err(holds_not(name, &h.kind.with_article(), "a queue"));
     }
     let st = queue::stat(name).map_err(|e| e.to_string())?;
     Ok((h.kind, st))
@@ -293,9 +287,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
                     with_elem!(size as usize, N, { push_fixed::<N>(k, &name, &message, t) })
                 }
-                k => {
-                    Err(format!("segment {name:?} holds {}, not a queue", k.with_article()).into())
-                }
+                k => Err(holds_not(&name, &k.with_article(), "a queue")),
             }
         }
         Cmd::Pop { name, timeout } => {
@@ -317,9 +309,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
                     with_elem!(size as usize, N, { pop_fixed::<N>(k, &name, deadline) })
                 }
-                k => {
-                    Err(format!("segment {name:?} holds {}, not a queue", k.with_article()).into())
-                }
+                k => Err(holds_not(&name, &k.with_article(), "a queue")),
             }
         }
         Cmd::Stat { name, json } => {
@@ -404,11 +394,7 @@ fn pop_fixed<const N: usize>(kind: Kind, name: &str, deadline: Option<Instant>) 
 /// The error for a queue kind that is not a fixed-size one (unreachable from [`run`], which
 /// calls [`create_fixed`], [`push_fixed`] and [`pop_fixed`] for spsc and mpmc only).
 fn not_fixed(name: &str, k: Kind) -> Stop {
-    format!(
-        "segment {name:?} holds {}, not a fixed-size queue",
-        k.with_article()
-    )
-    .into()
+    holds_not(name, &k.with_article(), "a fixed-size queue")
 }
 
 /// Pop until the deadline (`None`: no limit), with `pop(None)` (the blocking form) or
