@@ -83,6 +83,23 @@ fn camera_demo_runs_and_cleans_up() {
     );
 }
 
+/// A killed run's channel `name`: a camera producer that created it (and waits for a
+/// consumer), killed with SIGKILL.
+fn leave_a_killed_run(name: &str) {
+    let mut p = Command::new(example("camera"))
+        .args(["--role", "producer", "--wait-consumers", "1"])
+        .args(["--size", "64x64", "--seconds", "1", "--name", name])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the camera example");
+    let t = std::time::Instant::now();
+    while shmkit::frames::stat(name).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no channel");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    common::kill9(&mut p);
+}
+
 /// Review finding: after a killed run left its channel, a consumer of the next run could
 /// attach to that dead channel before the new producer replaced it, get `Disconnected` at
 /// once, print "done: 0 frames" and exit 0; the producer then waited 30 s for it and failed.
@@ -91,19 +108,7 @@ fn camera_demo_runs_after_a_killed_run() {
     let name = unique_name("docs-camera");
     let _c = Cleanup::new(&[&name]);
     for attempt in 0..3 {
-        // A killed run: a producer that created the channel (it waits for a consumer).
-        let mut p = Command::new(example("camera"))
-            .args(["--role", "producer", "--wait-consumers", "1"])
-            .args(["--size", "64x64", "--seconds", "1", "--name", &name])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("run the camera example");
-        let t = std::time::Instant::now();
-        while shmkit::frames::stat(&name).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "no channel");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        common::kill9(&mut p);
+        leave_a_killed_run(&name);
         // The README's command, again.
         let out = Command::new(example("camera"))
             .args(["--size", "64x64", "--seconds", "0.5", "--name", &name])
@@ -132,16 +137,7 @@ fn a_consumer_started_on_a_killed_runs_channel_waits_for_the_next_producer() {
             .args(["--name", &name, "--wait-consumers", "1"]);
         c
     };
-    let mut dead = cam("producer")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run the camera example");
-    let t = std::time::Instant::now();
-    while shmkit::frames::stat(&name).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no channel");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    common::kill9(&mut dead);
+    leave_a_killed_run(&name);
     let consumer = cam("consumer")
         .stdout(std::process::Stdio::piped())
         .spawn()
