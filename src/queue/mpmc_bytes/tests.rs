@@ -516,8 +516,21 @@ fn skipping_a_dead_run_stops_at_the_tail() {
     ctrl.tail.tail.store(3, Ordering::Relaxed);
     let mut p = q.producer().unwrap(); // a live producer: the side stays open
     let mut c = q.consumer().unwrap();
+    // Waits of 50 ms until the dead run is skipped (one 200 ms wait was not enough for its
+    // first 20 ms liveness slice on a loaded CI machine); 60 s is a hang detector.
+    let t = std::time::Instant::now();
+    while ctrl.head.head.load(Ordering::Relaxed) != 3 {
+        assert_eq!(
+            c.pop_timeout(Duration::from_millis(50)),
+            Err(PopError::Timeout)
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the dead run was never skipped"
+        );
+    }
     assert_eq!(
-        c.pop_timeout(Duration::from_millis(200)),
+        c.pop_timeout(Duration::from_millis(50)),
         Err(PopError::Timeout)
     );
     assert_eq!(ctrl.head.head.load(Ordering::Relaxed), 3);
