@@ -5,6 +5,7 @@ session no object of that prefix may remain in /dev/shm.
 """
 
 import itertools
+import json
 import os
 import select
 import signal
@@ -196,6 +197,21 @@ def rust_bins():
     )
     debug = _target_dir() / "debug"
     return {"shmkit": debug / "shmkit", "robust_lock": debug / "examples" / "robust_lock"}
+
+
+@pytest.fixture
+def lifetime_of(rust_bins):
+    """A function giving the lifetime (``'persistent'`` or ``'owned'``) that ``shmkit ls
+    --json`` shows for the object of a name (exactly one entry of that name)."""
+
+    def lifetime(name):
+        out = subprocess.run(
+            [rust_bins["shmkit"], "ls", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+        (entry,) = [e for e in json.loads(out) if e["name"] == name]
+        return entry["lifetime"]
+
+    return lifetime
 
 
 class OldFrombuffer:

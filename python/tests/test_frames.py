@@ -1,7 +1,6 @@
 """Zero-copy frames: Python and Rust publishers, Python subscribers in separate processes."""
 
 import importlib.util
-import json
 import os
 import pickle
 import signal
@@ -935,16 +934,12 @@ def test_pickled_subscriber_receives_and_pickled_publisher_takes_over_once_close
         pub.unlink()
 
 
-def test_owned_channel_lifetime(names, rust_bins):
+def test_owned_channel_lifetime(names, lifetime_of):
     a, b = names(), names()
     owned = shmkit.FramePublisher.create(a, slots=2, max_bytes=16, lifetime="owned")
     persistent = shmkit.FramePublisher.create(b, slots=2, max_bytes=16)
     try:
-        out = subprocess.run(
-            [rust_bins["shmkit"], "ls", "--json"], check=True, capture_output=True, text=True
-        ).stdout
-        lifetimes = {e["name"]: e["lifetime"] for e in json.loads(out)}
-        assert (lifetimes[a], lifetimes[b]) == ("owned", "persistent")
+        assert (lifetime_of(a), lifetime_of(b)) == ("owned", "persistent")
         with pytest.raises(ValueError, match="lifetime must be"):
             shmkit.FramePublisher.create(names(), slots=2, max_bytes=16, lifetime="mine")
     finally:

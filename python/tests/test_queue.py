@@ -788,14 +788,7 @@ def test_anonymous_queue_of_a_killed_process_is_removed_by_gc(spawn, rust_bins):
             os.unlink(path)
 
 
-def test_lifetime_keyword(names, rust_bins):
-    def lifetime(n):
-        out = subprocess.run(
-            [rust_bins["shmkit"], "ls", "--json"], check=True, capture_output=True, text=True
-        ).stdout
-        (entry,) = [e for e in json.loads(out) if e["name"] == n]
-        return entry["lifetime"]
-
+def test_lifetime_keyword(names, lifetime_of):
     a, b, c = names(), names(), names()
     qs = [
         shmkit.Queue.create(a, 4096, lifetime="owned"),
@@ -803,14 +796,14 @@ def test_lifetime_keyword(names, rust_bins):
         shmkit.Queue.create(c, 4096),
     ]
     try:
-        assert [lifetime(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
+        assert [lifetime_of(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
         anon = shmkit.Queue(lifetime="persistent")
         try:
-            assert lifetime(anon.name) == "persistent"
+            assert lifetime_of(anon.name) == "persistent"
         finally:
             anon.unlink()
         anon = shmkit.Queue()
-        assert lifetime(anon.name) == "owned"
+        assert lifetime_of(anon.name) == "owned"
         del anon  # collected: unlinked
         with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
             shmkit.Queue.create(names(), 4096, lifetime="forever")
