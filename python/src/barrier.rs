@@ -11,7 +11,7 @@ use shmkit::sync::{BarrierError, MAX_PARTIES};
 
 use crate::blocking::{allow_threads, deadline};
 use crate::errors::{barrier_error, to_py};
-use crate::named::{named_methods, options, DEFAULT_MODE};
+use crate::named::{named_methods, options, DEFAULT_LIFETIME, DEFAULT_MODE};
 
 /// A named barrier for `parties` processes: `multiprocessing.Barrier`, attachable by name.
 /// `action` (a callable, or `None`): when this process arrives last, it calls `action()`
@@ -84,18 +84,19 @@ named_methods!(
     #[pymethods]
     {
         #[new]
-        #[pyo3(signature = (name, parties, action = None, timeout = None, *, mode = 0o600))]
+        #[pyo3(signature = (name, parties, action = None, timeout = None, *, mode = 0o600,
+            lifetime = "persistent"))]
         fn new(
             name: &str,
             parties: i64,
             action: Option<Bound<'_, PyAny>>,
             timeout: Option<f64>,
             mode: u32,
+            lifetime: &str,
         ) -> PyResult<Self> {
             let parties = self::parties(parties)?;
-            let b = handle(action, timeout, || {
-                options::<shmkit::sync::Barrier>(mode).open_or_create(name, parties)
-            })?;
+            let opts = options::<shmkit::sync::Barrier>(mode, lifetime)?;
+            let b = handle(action, timeout, || opts.open_or_create(name, parties))?;
             // An existing barrier keeps its party count: another one is refused, not used
             // (as `Queue` refuses another capacity).
             let existing = b.inner.parties();
@@ -109,18 +110,19 @@ named_methods!(
 
         /// Create a new barrier for `parties`; `FileExistsError` if the name is taken.
         #[staticmethod]
-        #[pyo3(signature = (name, parties, action = None, timeout = None, *, mode = 0o600))]
+        #[pyo3(signature = (name, parties, action = None, timeout = None, *, mode = 0o600,
+            lifetime = "persistent"))]
         fn create(
             name: &str,
             parties: i64,
             action: Option<Bound<'_, PyAny>>,
             timeout: Option<f64>,
             mode: u32,
+            lifetime: &str,
         ) -> PyResult<Self> {
             let parties = self::parties(parties)?;
-            handle(action, timeout, || {
-                options::<shmkit::sync::Barrier>(mode).create(name, parties)
-            })
+            let opts = options::<shmkit::sync::Barrier>(mode, lifetime)?;
+            handle(action, timeout, || opts.create(name, parties))
         }
 
         /// Open an existing barrier; `FileNotFoundError` if there is none.
@@ -131,9 +133,8 @@ named_methods!(
             action: Option<Bound<'_, PyAny>>,
             timeout: Option<f64>,
         ) -> PyResult<Self> {
-            handle(action, timeout, || {
-                options::<shmkit::sync::Barrier>(DEFAULT_MODE).open(name)
-            })
+            let opts = options::<shmkit::sync::Barrier>(DEFAULT_MODE, DEFAULT_LIFETIME)?;
+            handle(action, timeout, || opts.open(name))
         }
 
         /// Wait until all parties have called `wait`; returns this party's arrival index

@@ -813,14 +813,17 @@ fn check_same(cell: &Cell, t: Typecode, mode: CellMode, len: Option<usize>) -> P
     Ok(())
 }
 
-fn options<C>(mode: CellMode, perm: u32) -> shmkit::cell::CellOptions<C>
+/// Options to create a cell with: `lifetime` is the `lifetime=` keyword (`ValueError` for a
+/// value [`named::lifetime`](crate::named::lifetime) refuses).
+fn options<C>(mode: CellMode, perm: u32, lifetime: &str) -> PyResult<shmkit::cell::CellOptions<C>>
 where
     shmkit::cell::CellOptions<C>: Default,
 {
-    shmkit::cell::CellOptions::<C>::default()
+    Ok(shmkit::cell::CellOptions::<C>::default()
         .cell_mode(mode)
         .mode(perm)
-        .unlink_on_drop(false)
+        .lifetime(crate::named::lifetime(lifetime)?)
+        .unlink_on_drop(false))
 }
 
 /// Element bits as an `u64` (for compare-exchange), from a Python object.
@@ -1032,6 +1035,7 @@ impl PyValue {
         init: Option<&Bound<'_, PyAny>>,
         mode: CellMode,
         perm: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
         if mode == CellMode::Atomic && !t.is_atomic() {
             return Err(PyValueError::new_err(format!(
@@ -1040,7 +1044,7 @@ impl PyValue {
             )));
         }
         let init = init.map(|o| to_bytes(t, o)).transpose()?;
-        let v = options::<AnyValue>(mode, perm)
+        let v = options::<AnyValue>(mode, perm, lifetime)?
             .create(name, t, init.as_deref())
             .map_err(to_py)?;
         Ok(PyValue {
@@ -1076,7 +1080,9 @@ crate::named::named_methods!(
         /// value `name` holding `init` (zero if None), or open it if it exists (then `init` is
         /// ignored, and its typecode and mode must be these: else `ShmkitError`).
         #[new]
-        #[pyo3(signature = (typecode_or_type, init = None, *, name, lock = None, mode = None, perm = 0o600))]
+        #[pyo3(signature = (typecode_or_type, init = None, *, name,
+            lock = None, mode = None, perm = 0o600, lifetime = "persistent"))]
+        #[allow(clippy::too_many_arguments)]
         fn new(
             py: Python<'_>,
             typecode_or_type: &Bound<'_, PyAny>,
@@ -1085,10 +1091,11 @@ crate::named::named_methods!(
             lock: Option<&Bound<'_, PyAny>>,
             mode: Option<&str>,
             perm: u32,
+            lifetime: &str,
         ) -> PyResult<Self> {
             let t = typecode_of(typecode_or_type)?;
             let m = cell_mode(t, lock_flag(lock)?, mode)?;
-            match Self::create_impl(name, t, init, m, perm) {
+            match Self::create_impl(name, t, init, m, perm, lifetime) {
                 Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
                     let v = Self::open_impl(name)?;
                     check_same(&v.inner, t, m, None)?;
@@ -1100,7 +1107,8 @@ crate::named::named_methods!(
 
         /// Create a new value; `FileExistsError` if the name is taken.
         #[staticmethod]
-        #[pyo3(signature = (name, typecode_or_type, init = None, *, lock = None, mode = None, perm = 0o600))]
+        #[pyo3(signature = (name, typecode_or_type, init = None, *,
+            lock = None, mode = None, perm = 0o600, lifetime = "persistent"))]
         fn create(
             name: &str,
             typecode_or_type: &Bound<'_, PyAny>,
@@ -1108,10 +1116,11 @@ crate::named::named_methods!(
             lock: Option<&Bound<'_, PyAny>>,
             mode: Option<&str>,
             perm: u32,
+            lifetime: &str,
         ) -> PyResult<Self> {
             let t = typecode_of(typecode_or_type)?;
             let m = cell_mode(t, lock_flag(lock)?, mode)?;
-            Self::create_impl(name, t, init, m, perm)
+            Self::create_impl(name, t, init, m, perm, lifetime)
         }
 
         /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
@@ -1422,6 +1431,7 @@ impl PyArray {
         (n, data): (usize, Option<&[u8]>),
         mode: CellMode,
         perm: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
         if mode == CellMode::Atomic && !t.is_atomic() {
             return Err(PyValueError::new_err(format!(
@@ -1429,7 +1439,7 @@ impl PyArray {
                 t.as_char()
             )));
         }
-        let a = options::<AnyArray>(mode, perm)
+        let a = options::<AnyArray>(mode, perm, lifetime)?
             .create(name, t, n, data)
             .map_err(to_py)?;
         Self::wrap(a)
@@ -1526,7 +1536,9 @@ impl PyArray {
     /// it exists (then the initializer is not written, and its typecode, mode and length must
     /// be these: else `ShmkitError`).
     #[new]
-    #[pyo3(signature = (typecode_or_type, size_or_initializer, *, name, lock = None, mode = None, perm = 0o600))]
+    #[pyo3(signature = (typecode_or_type, size_or_initializer, *, name,
+        lock = None, mode = None, perm = 0o600, lifetime = "persistent"))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         typecode_or_type: &Bound<'_, PyAny>,
@@ -1535,12 +1547,13 @@ impl PyArray {
         lock: Option<&Bound<'_, PyAny>>,
         mode: Option<&str>,
         perm: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
         let t = typecode_of(typecode_or_type)?;
         let m = cell_mode(t, lock_flag(lock)?, mode)?;
         // Converted once: the initializer may be an iterator, exhausted after this.
         let (n, data) = Self::init(t, size_or_initializer)?;
-        match Self::create_impl(name, t, (n, data.as_deref()), m, perm) {
+        match Self::create_impl(name, t, (n, data.as_deref()), m, perm, lifetime) {
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
                 let a = Self::wrap(AnyArray::open(name).map_err(to_py)?)?;
                 check_same(a.cell()?, t, m, Some(n))?;
@@ -1552,7 +1565,8 @@ impl PyArray {
 
     /// Create a new array; `FileExistsError` if the name is taken.
     #[staticmethod]
-    #[pyo3(signature = (name, typecode_or_type, size_or_initializer, *, lock = None, mode = None, perm = 0o600))]
+    #[pyo3(signature = (name, typecode_or_type, size_or_initializer, *,
+        lock = None, mode = None, perm = 0o600, lifetime = "persistent"))]
     fn create(
         name: &str,
         typecode_or_type: &Bound<'_, PyAny>,
@@ -1560,11 +1574,12 @@ impl PyArray {
         lock: Option<&Bound<'_, PyAny>>,
         mode: Option<&str>,
         perm: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
         let t = typecode_of(typecode_or_type)?;
         let m = cell_mode(t, lock_flag(lock)?, mode)?;
         let (n, data) = Self::init(t, size_or_initializer)?;
-        Self::create_impl(name, t, (n, data.as_deref()), m, perm)
+        Self::create_impl(name, t, (n, data.as_deref()), m, perm, lifetime)
     }
 
     /// Open an existing array (typecode, mode and length as recorded).

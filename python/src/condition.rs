@@ -12,7 +12,7 @@ use shmkit::sync::ConditionState;
 use crate::blocking::{deadline, passed, sliced, Truthy, BLOCK};
 use crate::errors::{rlock_error, to_py, NotHeld};
 use crate::lock::{acquire, HeldLock};
-use crate::named::{named_methods, options, DEFAULT_MODE};
+use crate::named::{named_methods, options, DEFAULT_LIFETIME, DEFAULT_MODE};
 
 /// A named condition variable with its own lock, shared by processes:
 /// `multiprocessing.Condition`, attachable by name. The lock lives in the condition's
@@ -86,10 +86,15 @@ named_methods!(
     #[pymethods]
     {
         #[new]
-        #[pyo3(signature = (name, lock = None, *, mode = 0o600))]
-        fn new(name: &str, lock: Option<&Bound<'_, PyAny>>, mode: u32) -> PyResult<Self> {
+        #[pyo3(signature = (name, lock = None, *, mode = 0o600, lifetime = "persistent"))]
+        fn new(
+            name: &str,
+            lock: Option<&Bound<'_, PyAny>>,
+            mode: u32,
+            lifetime: &str,
+        ) -> PyResult<Self> {
             check_own_lock(name, lock)?;
-            let inner = options::<shmkit::sync::Condition>(mode)
+            let inner = options::<shmkit::sync::Condition>(mode, lifetime)?
                 .open_or_create(name)
                 .map_err(to_py)?;
             Ok(PyCondition { inner })
@@ -97,9 +102,9 @@ named_methods!(
 
         /// Create a new condition; `FileExistsError` if the name is taken.
         #[staticmethod]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn create(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Condition>(mode)
+        #[pyo3(signature = (name, *, mode = 0o600, lifetime = "persistent"))]
+        fn create(name: &str, mode: u32, lifetime: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Condition>(mode, lifetime)?
                 .create(name)
                 .map_err(to_py)?;
             Ok(PyCondition { inner })
@@ -108,7 +113,7 @@ named_methods!(
         /// Open an existing condition; `FileNotFoundError` if there is none.
         #[staticmethod]
         fn open(name: &str) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Condition>(DEFAULT_MODE)
+            let inner = options::<shmkit::sync::Condition>(DEFAULT_MODE, DEFAULT_LIFETIME)?
                 .open(name)
                 .map_err(to_py)?;
             Ok(PyCondition { inner })

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 
 use crate::blocking::{check_timeout, deadline, sliced};
 use crate::errors::to_py;
-use crate::named::{named_methods, options, DEFAULT_MODE};
+use crate::named::{named_methods, options, DEFAULT_LIFETIME, DEFAULT_MODE};
 
 /// A named event shared by processes: `multiprocessing.Event`, attachable by name.
 #[pyclass(module = "shmkit", name = "Event", frozen)]
@@ -18,9 +18,9 @@ named_methods!(
     #[pymethods]
     {
         #[new]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn new(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Event>(mode)
+        #[pyo3(signature = (name, *, mode = 0o600, lifetime = "persistent"))]
+        fn new(name: &str, mode: u32, lifetime: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Event>(mode, lifetime)?
                 .open_or_create(name)
                 .map_err(to_py)?;
             Ok(PyEvent { inner })
@@ -28,9 +28,9 @@ named_methods!(
 
         /// Create a new (clear) event; `FileExistsError` if the name is taken.
         #[staticmethod]
-        #[pyo3(signature = (name, *, mode = 0o600))]
-        fn create(name: &str, mode: u32) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Event>(mode)
+        #[pyo3(signature = (name, *, mode = 0o600, lifetime = "persistent"))]
+        fn create(name: &str, mode: u32, lifetime: &str) -> PyResult<Self> {
+            let inner = options::<shmkit::sync::Event>(mode, lifetime)?
                 .create(name)
                 .map_err(to_py)?;
             Ok(PyEvent { inner })
@@ -39,7 +39,7 @@ named_methods!(
         /// Open an existing event; `FileNotFoundError` if there is none.
         #[staticmethod]
         fn open(name: &str) -> PyResult<Self> {
-            let inner = options::<shmkit::sync::Event>(DEFAULT_MODE)
+            let inner = options::<shmkit::sync::Event>(DEFAULT_MODE, DEFAULT_LIFETIME)?
                 .open(name)
                 .map_err(to_py)?;
             Ok(PyEvent { inner })

@@ -12,9 +12,11 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use shmkit::list::{Item, ShareableList};
+use shmkit::segment::Lifetime;
 
 use crate::blocking::{open_waiting, sliced};
 use crate::errors::to_py;
+use crate::named;
 
 /// A fixed-length list of `int` (64-bit), `float`, `bool`, `None`, `str` and `bytes` in
 /// shared memory, in the layout of CPython's `ShareableList`.
@@ -108,6 +110,7 @@ impl PyShareableList {
         name: Option<&str>,
         reserve: usize,
         mode: u32,
+        lifetime: Lifetime,
     ) -> PyResult<Self> {
         let mut items = Vec::new();
         if let Some(seq) = seq {
@@ -118,6 +121,7 @@ impl PyShareableList {
         let opts = ShareableList::options()
             .reserve(reserve)
             .mode(mode)
+            .lifetime(lifetime)
             .unlink_on_drop(false);
         let l = match name {
             Some(n) => opts.create(n, &items),
@@ -175,32 +179,48 @@ fn probe(value: &Bound<'_, PyAny>) -> Option<Item> {
 #[pymethods]
 impl PyShareableList {
     /// CPython's signature: with a `sequence` (or no `name`), create a list holding it under
-    /// `name` (a random `psm_XXXXXXXX` if `None`); with only `name`, open that list.
+    /// `name` (a random `psm_XXXXXXXX` if `None`); with only `name`, open that list (`reserve`,
+    /// `mode` and `lifetime` ignored; a bad `lifetime` is still a `ValueError`). `lifetime`
+    /// defaults to `"persistent"` with a `name` and to `"owned"` without one, so that `shmkit
+    /// gc` removes a list under a random name once its creator died and no process maps it.
     #[new]
-    #[pyo3(signature = (sequence = None, *, name = None, reserve = 0, mode = 0o600))]
+    #[pyo3(signature = (sequence = None, *, name = None, reserve = 0, mode = 0o600,
+        lifetime = None))]
     fn new(
         py: Python<'_>,
         sequence: Option<&Bound<'_, PyAny>>,
         name: Option<&str>,
         reserve: usize,
         mode: u32,
+        lifetime: Option<&str>,
     ) -> PyResult<Self> {
+        let default = if name.is_some() {
+            Lifetime::Persistent
+        } else {
+            Lifetime::Owned
+        };
+        let lifetime = lifetime.map_or(Ok(default), named::lifetime)?;
         match (sequence, name) {
             (None, Some(n)) => Self::open_impl(py, n),
-            (seq, n) => Self::create_impl(seq, n, reserve, mode),
+            (seq, n) => Self::create_impl(seq, n, reserve, mode, lifetime),
         }
     }
 
-    /// Create a list holding `sequence`; `FileExistsError` if the name is taken.
+    /// Create a list holding `sequence`; `FileExistsError` if the name is taken. `lifetime`:
+    /// `"persistent"` (`shmkit gc` never removes it) or `"owned"` (`gc` removes it once this
+    /// process is dead and no process maps it).
     #[staticmethod]
-    #[pyo3(signature = (name, sequence = None, *, reserve = 0, mode = 0o600))]
+    #[pyo3(signature = (name, sequence = None, *, reserve = 0, mode = 0o600,
+        lifetime = "persistent"))]
     fn create(
         name: &str,
         sequence: Option<&Bound<'_, PyAny>>,
         reserve: usize,
         mode: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
-        Self::create_impl(sequence, Some(name), reserve, mode)
+        let lifetime = named::lifetime(lifetime)?;
+        Self::create_impl(sequence, Some(name), reserve, mode, lifetime)
     }
 
     /// Open an existing list (made by shmkit or by CPython 3.9–3.13).

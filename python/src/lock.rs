@@ -10,7 +10,7 @@ use shmkit::sync::{LockError, LockState, Owner, RLockState};
 
 use crate::blocking::{check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{lock_error, owner_died, rlock_error, to_py};
-use crate::named::{named_methods, options, DEFAULT_MODE};
+use crate::named::{named_methods, options, DEFAULT_LIFETIME, DEFAULT_MODE};
 
 /// What an acquisition attempt came to.
 pub(crate) enum Acquired {
@@ -156,9 +156,9 @@ macro_rules! lock_class {
             #[pymethods]
             {
                 #[new]
-                #[pyo3(signature = (name, *, mode = 0o600))]
-                fn new(name: &str, mode: u32) -> PyResult<Self> {
-                    let inner = options::<$inner>(mode)
+                #[pyo3(signature = (name, *, mode = 0o600, lifetime = "persistent"))]
+                fn new(name: &str, mode: u32, lifetime: &str) -> PyResult<Self> {
+                    let inner = options::<$inner>(mode, lifetime)?
                         .open_or_create(name)
                         .map_err(to_py)?;
                     Ok($class { inner })
@@ -166,16 +166,20 @@ macro_rules! lock_class {
 
                 #[doc = $create]
                 #[staticmethod]
-                #[pyo3(signature = (name, *, mode = 0o600))]
-                fn create(name: &str, mode: u32) -> PyResult<Self> {
-                    let inner = options::<$inner>(mode).create(name).map_err(to_py)?;
+                #[pyo3(signature = (name, *, mode = 0o600, lifetime = "persistent"))]
+                fn create(name: &str, mode: u32, lifetime: &str) -> PyResult<Self> {
+                    let inner = options::<$inner>(mode, lifetime)?
+                        .create(name)
+                        .map_err(to_py)?;
                     Ok($class { inner })
                 }
 
                 #[doc = $open]
                 #[staticmethod]
                 fn open(name: &str) -> PyResult<Self> {
-                    let inner = options::<$inner>(DEFAULT_MODE).open(name).map_err(to_py)?;
+                    let inner = options::<$inner>(DEFAULT_MODE, DEFAULT_LIFETIME)?
+                        .open(name)
+                        .map_err(to_py)?;
                     Ok($class { inner })
                 }
 

@@ -10,10 +10,19 @@ use crate::errors::to_py;
 /// same 0o600, spelt as a literal in their signatures so that Python shows it.
 pub(crate) const DEFAULT_MODE: u32 = 0o600;
 
-/// Options for a named sync primitive: the mode, and never unlink on drop (a Python handle
-/// going away never removes the object: no resource tracker).
-pub(crate) fn options<T>(mode: u32) -> SyncOptions<T> {
-    SyncOptions::<T>::default().mode(mode).unlink_on_drop(false)
+/// The `lifetime=` that `open` passes (unused when opening); `create` and the constructors
+/// default to the same `"persistent"`, spelt as a literal in their signatures.
+pub(crate) const DEFAULT_LIFETIME: &str = "persistent";
+
+/// Options for a named sync primitive: the mode and lifetime (both used only when the call
+/// creates the object: an existing one keeps its own, as the library's `open_or_create`
+/// does), and never unlink on drop (a Python handle going away never removes the object: no
+/// resource tracker). `ValueError` for a lifetime [`lifetime`] refuses.
+pub(crate) fn options<T>(mode: u32, lifetime: &str) -> PyResult<SyncOptions<T>> {
+    Ok(SyncOptions::<T>::default()
+        .mode(mode)
+        .lifetime(self::lifetime(lifetime)?)
+        .unlink_on_drop(false))
 }
 
 /// Remove the name `name` (what `unlink()` does for every class).

@@ -15,10 +15,12 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
+use shmkit::segment::Lifetime;
 use shmkit::Segment;
 
 use crate::blocking::open_waiting;
 use crate::errors::to_py;
+use crate::named;
 
 /// A named shared-memory segment of bytes. `raw=True` segments have no shmkit header, so
 /// they are the same objects as CPython's `SharedMemory` of that name (either side may
@@ -140,13 +142,20 @@ impl PySharedMemory {
         })
     }
 
-    fn create_impl(name: &str, size: i64, raw: bool, mode: u32) -> PyResult<Self> {
+    fn create_impl(
+        name: &str,
+        size: i64,
+        raw: bool,
+        mode: u32,
+        lifetime: Lifetime,
+    ) -> PyResult<Self> {
         let size = u64::try_from(size).ok().filter(|&s| s > 0).ok_or_else(|| {
             PyValueError::new_err(format!("size must be a positive number, not {size}"))
         })?;
         let seg = Segment::options()
             .raw(raw)
             .mode(mode)
+            .lifetime(lifetime)
             .create(name, size)
             .map_err(to_py)?;
         Ok(Self::wrap(seg))
@@ -164,9 +173,11 @@ impl PySharedMemory {
 #[pymethods]
 impl PySharedMemory {
     /// `multiprocessing.shared_memory.SharedMemory`'s signature: `create=True` makes a new
-    /// segment of `size` bytes, else an existing one is opened (`size` ignored).
+    /// segment of `size` bytes with `mode` and `lifetime`, else an existing one is opened
+    /// (`size`, `mode` and `lifetime` ignored; a bad `lifetime` is still a `ValueError`).
     #[new]
-    #[pyo3(signature = (name, create = false, size = 0, *, raw = false, mode = 0o600))]
+    #[pyo3(signature = (name, create = false, size = 0, *, raw = false, mode = 0o600,
+        lifetime = "persistent"))]
     fn new(
         py: Python<'_>,
         name: &str,
@@ -174,19 +185,24 @@ impl PySharedMemory {
         size: i64,
         raw: bool,
         mode: u32,
+        lifetime: &str,
     ) -> PyResult<Self> {
+        let lifetime = named::lifetime(lifetime)?;
         if create {
-            Self::create_impl(name, size, raw, mode)
+            Self::create_impl(name, size, raw, mode, lifetime)
         } else {
             Self::open_impl(py, name, raw)
         }
     }
 
     /// Create a new zeroed segment of `size` bytes; `FileExistsError` if the name is taken.
+    /// `lifetime`: `"persistent"` (`shmkit gc` never removes it) or `"owned"` (`gc` removes
+    /// it once this process is dead and no process maps it; a raw segment has no header to
+    /// record that in: `ValueError`).
     #[staticmethod]
-    #[pyo3(signature = (name, size, *, raw = false, mode = 0o600))]
-    fn create(name: &str, size: i64, raw: bool, mode: u32) -> PyResult<Self> {
-        Self::create_impl(name, size, raw, mode)
+    #[pyo3(signature = (name, size, *, raw = false, mode = 0o600, lifetime = "persistent"))]
+    fn create(name: &str, size: i64, raw: bool, mode: u32, lifetime: &str) -> PyResult<Self> {
+        Self::create_impl(name, size, raw, mode, named::lifetime(lifetime)?)
     }
 
     /// Open an existing segment; `FileNotFoundError` if there is none.

@@ -7,7 +7,7 @@ use shmkit::sync::{SemaphoreError, SemaphoreState};
 
 use crate::blocking::{check_timeout, deadline, sliced, Truthy, BLOCK};
 use crate::errors::{semaphore_error, to_py};
-use crate::named::{named_methods, options, DEFAULT_MODE};
+use crate::named::{named_methods, options, DEFAULT_LIFETIME, DEFAULT_MODE};
 
 /// Python's `acquire(block, timeout)` on a semaphore: whether a permit was taken.
 fn acquire(
@@ -90,10 +90,10 @@ macro_rules! semaphore_methods {
     ($class:ident, $pyname:literal, $handle:ty, $what:literal, $bounded:literal) => {
         named_methods!($class, $pyname, #[pymethods] {
             #[new]
-            #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
-            fn new(name: &str, value: i64, mode: u32) -> PyResult<Self> {
+            #[pyo3(signature = (name, value = 1, *, mode = 0o600, lifetime = "persistent"))]
+            fn new(name: &str, value: i64, mode: u32, lifetime: &str) -> PyResult<Self> {
                 let value = self::value(value)?;
-                let inner = options::<$handle>(mode)
+                let inner = options::<$handle>(mode, lifetime)?
                     .open_or_create(name, value)
                     .map_err(to_py)?;
                 // A bounded semaphore keeps its bound: another one is refused, not used (as
@@ -110,9 +110,9 @@ macro_rules! semaphore_methods {
 
             #[doc = concat!("Create a new ", $what, " with `value` permits; `FileExistsError` if the name is taken.")]
             #[staticmethod]
-            #[pyo3(signature = (name, value = 1, *, mode = 0o600))]
-            fn create(name: &str, value: i64, mode: u32) -> PyResult<Self> {
-                let inner = options::<$handle>(mode)
+            #[pyo3(signature = (name, value = 1, *, mode = 0o600, lifetime = "persistent"))]
+            fn create(name: &str, value: i64, mode: u32, lifetime: &str) -> PyResult<Self> {
+                let inner = options::<$handle>(mode, lifetime)?
                     .create(name, self::value(value)?)
                     .map_err(to_py)?;
                 Ok($class { inner })
@@ -121,7 +121,9 @@ macro_rules! semaphore_methods {
             #[doc = concat!("Open an existing ", $what, "; `FileNotFoundError` if there is none.")]
             #[staticmethod]
             fn open(name: &str) -> PyResult<Self> {
-                let inner = options::<$handle>(DEFAULT_MODE).open(name).map_err(to_py)?;
+                let inner = options::<$handle>(DEFAULT_MODE, DEFAULT_LIFETIME)?
+                    .open(name)
+                    .map_err(to_py)?;
                 Ok($class { inner })
             }
 

@@ -887,3 +887,29 @@ def test_a_child_forked_while_a_thread_waits_in_an_Array_can_close_it(name, fork
         waiter.join()
         a.close()
         a.unlink()
+
+
+@pytest.mark.parametrize(
+    "cls, args", [(shmkit.Value, ("i", 3)), (shmkit.Array, ("i", 4))], ids=["Value", "Array"]
+)
+def test_lifetime_keyword(cls, args, names, lifetime_of):
+    a, b, c = names(), names(), names()
+    objs = [
+        cls.create(a, *args, lifetime="owned"),
+        cls(*args, name=b, lifetime="owned"),
+        cls.create(c, *args, perm=0o640),
+    ]
+    try:
+        assert [lifetime_of(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
+        # Opening keeps the cell's lifetime, as its permissions.
+        cls(*args, name=c, lifetime="owned")
+        assert lifetime_of(c) == "persistent"
+        n = names()
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            cls.create(n, *args, lifetime="forever")
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            cls(*args, name=n, lifetime="forever")
+        assert not os.path.exists(f"/dev/shm/{n}")
+    finally:
+        for o in objs:
+            o.unlink()

@@ -4,6 +4,7 @@
 import json
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -237,3 +238,58 @@ def test_rust_cli_interop(name, rust_bins):
         assert out.returncode == 1
     finally:
         sl.unlink()
+
+
+def test_lifetime_keyword(names, lifetime_of):
+    a, b, c = names(), names(), names()
+    lists = [
+        shmkit.ShareableList.create(a, [1], lifetime="owned"),
+        shmkit.ShareableList([1], name=b, lifetime="owned"),
+        shmkit.ShareableList.create(c, [1]),
+    ]
+    try:
+        assert [lifetime_of(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
+        anon = shmkit.ShareableList([1], lifetime="persistent")
+        try:
+            assert lifetime_of(anon.name) == "persistent"
+        finally:
+            anon.unlink()
+        anon = shmkit.ShareableList([1])
+        try:
+            assert lifetime_of(anon.name) == "owned"
+        finally:
+            anon.unlink()
+        n = names()
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            shmkit.ShareableList.create(n, [1], lifetime="forever")
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            shmkit.ShareableList([1], name=n, lifetime="forever")
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            shmkit.ShareableList(name=c, lifetime="forever")  # checked even when only opening
+        assert not os.path.exists(f"/dev/shm/{n}")
+    finally:
+        for sl in lists:
+            sl.unlink()
+
+
+def test_anonymous_list_of_a_killed_process_is_removed_by_gc(spawn, rust_bins):
+    c = spawn(
+        """
+        import shmkit, sys
+        sl = shmkit.ShareableList([1, "two"])
+        print(sl.name, flush=True)
+        sys.stdin.readline()
+        """
+    )
+    lname = c.line()
+    path = os.path.join("/dev/shm", lname)
+    try:
+        c.signal(signal.SIGKILL)
+        c.proc.wait(timeout=30)
+        r = subprocess.run(
+            [rust_bins["shmkit"], "gc", "--prefix", lname], capture_output=True, text=True
+        )
+        assert not os.path.exists(path), f"gc kept the dead process's anonymous list: {r.stdout}"
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)

@@ -269,3 +269,26 @@ def test_opening_a_raw_segment_as_a_shmkit_one_says_how_in_python(name):
     finally:
         raw.close()
         raw.unlink()
+
+
+def test_lifetime_keyword(names, lifetime_of):
+    a, b, c = names(), names(), names()
+    segs = [
+        shmkit.SharedMemory.create(a, 16, lifetime="owned"),
+        shmkit.SharedMemory(b, create=True, size=16, lifetime="owned"),
+        shmkit.SharedMemory.create(c, 16),
+    ]
+    try:
+        assert [lifetime_of(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
+        n = names()
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            shmkit.SharedMemory.create(n, 16, lifetime="forever")
+        with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+            shmkit.SharedMemory(c, lifetime="forever")  # checked even when only opening
+        with pytest.raises(ValueError, match="raw segment has no header"):
+            shmkit.SharedMemory.create(n, 16, raw=True, lifetime="owned")
+        assert not os.path.exists(f"/dev/shm/{n}")
+    finally:
+        for s in segs:
+            s.close()
+            s.unlink()

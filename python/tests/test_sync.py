@@ -851,3 +851,38 @@ def test_blocking_calls_with_timeouts_of_every_shape(timeout, names):
         shmkit.Barrier.create(names(), 1, timeout=float("nan"))
     for o in objs.values():
         o.unlink()
+
+
+SYNC_CLASSES = [
+    (shmkit.Lock, ()),
+    (shmkit.RLock, ()),
+    (shmkit.Semaphore, (2,)),
+    (shmkit.BoundedSemaphore, (2,)),
+    (shmkit.Event, ()),
+    (shmkit.Condition, ()),
+    (shmkit.Barrier, (2,)),
+]
+
+
+@pytest.mark.parametrize("cls, args", SYNC_CLASSES, ids=[c.__name__ for c, _ in SYNC_CLASSES])
+def test_lifetime_keyword(cls, args, names, lifetime_of):
+    a, b, c = names(), names(), names()
+    objs = [
+        cls.create(a, *args, lifetime="owned"),
+        cls(b, *args, lifetime="owned"),
+        cls.create(c, *args),
+    ]
+    try:
+        assert [lifetime_of(n) for n in (a, b, c)] == ["owned", "owned", "persistent"]
+        # Opening keeps the object's lifetime, as its mode (the library's open_or_create).
+        cls(c, *args, lifetime="owned")
+        cls(a, *args, lifetime="persistent")
+        assert [lifetime_of(n) for n in (a, c)] == ["owned", "persistent"]
+        for make in (cls.create, cls):
+            n = names()
+            with pytest.raises(ValueError, match="lifetime must be 'persistent' or 'owned'"):
+                make(n, *args, lifetime="forever")
+            assert not os.path.exists(f"/dev/shm/{n}")
+    finally:
+        for o in objs:
+            o.unlink()

@@ -95,10 +95,16 @@ class Lock:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, *, mode: int = 0o600) -> "Lock": ...
+    def __new__(
+        cls, name: str, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "Lock": ...
     @staticmethod
-    def create(name: str, *, mode: int = 0o600) -> "Lock":
-        """Create a new lock; FileExistsError if the name is taken."""
+    def create(name: str, *, mode: int = 0o600, lifetime: str = "persistent") -> "Lock":
+        """Create a new lock; FileExistsError if the name is taken. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it). ``Lock(name, ...)`` takes the same; it
+        applies only if that call creates the object (an existing one keeps its own lifetime, as
+        its mode)."""
     @staticmethod
     def open(name: str) -> "Lock":
         """Open an existing lock; FileNotFoundError if there is none."""
@@ -133,10 +139,16 @@ class RLock:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, *, mode: int = 0o600) -> "RLock": ...
+    def __new__(
+        cls, name: str, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "RLock": ...
     @staticmethod
-    def create(name: str, *, mode: int = 0o600) -> "RLock":
-        """Create a new recursive lock; FileExistsError if the name is taken."""
+    def create(name: str, *, mode: int = 0o600, lifetime: str = "persistent") -> "RLock":
+        """Create a new recursive lock; FileExistsError if the name is taken. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it). ``RLock(name, ...)`` takes the same; it
+        applies only if that call creates the object (an existing one keeps its own lifetime, as
+        its mode)."""
     @staticmethod
     def open(name: str) -> "RLock":
         """Open an existing recursive lock; FileNotFoundError if there is none."""
@@ -169,10 +181,18 @@ class Semaphore:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, value: int = 1, *, mode: int = 0o600) -> "Semaphore": ...
+    def __new__(
+        cls, name: str, value: int = 1, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "Semaphore": ...
     @staticmethod
-    def create(name: str, value: int = 1, *, mode: int = 0o600) -> "Semaphore":
-        """Create a new semaphore with ``value`` permits; FileExistsError if it exists."""
+    def create(
+        name: str, value: int = 1, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "Semaphore":
+        """Create a new semaphore with ``value`` permits; FileExistsError if it exists.
+        ``lifetime``: ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc``
+        removes it once this process is dead and no process maps it). ``Semaphore(name, ...)``
+        takes the same; it applies only if that call creates the object (an existing one keeps
+        its own lifetime, as its mode)."""
     @staticmethod
     def open(name: str) -> "Semaphore":
         """Open an existing semaphore; FileNotFoundError if there is none."""
@@ -204,12 +224,19 @@ class BoundedSemaphore:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore":
+    def __new__(
+        cls, name: str, value: int = 1, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "BoundedSemaphore":
         """Open the bounded semaphore ``name``, or create it with ``value`` permits (its
-        bound). An existing one of another bound is a ValueError naming both."""
+        bound) and ``lifetime`` (see ``create``). An existing one of another bound is a
+        ValueError naming both; its lifetime is kept, as its mode."""
     @staticmethod
-    def create(name: str, value: int = 1, *, mode: int = 0o600) -> "BoundedSemaphore":
-        """Create a new bounded semaphore; FileExistsError if it exists."""
+    def create(
+        name: str, value: int = 1, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "BoundedSemaphore":
+        """Create a new bounded semaphore; FileExistsError if it exists. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it)."""
     @staticmethod
     def open(name: str) -> "BoundedSemaphore":
         """Open an existing bounded semaphore; FileNotFoundError if there is none."""
@@ -239,10 +266,16 @@ class Event:
     def __reduce__(self) -> Tuple[Any, Tuple[str]]:
         """Pickled by name: unpickling opens the same object."""
 
-    def __new__(cls, name: str, *, mode: int = 0o600) -> "Event": ...
+    def __new__(
+        cls, name: str, *, mode: int = 0o600, lifetime: str = "persistent"
+    ) -> "Event": ...
     @staticmethod
-    def create(name: str, *, mode: int = 0o600) -> "Event":
-        """Create a new (clear) event; FileExistsError if it exists."""
+    def create(name: str, *, mode: int = 0o600, lifetime: str = "persistent") -> "Event":
+        """Create a new (clear) event; FileExistsError if it exists. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it). ``Event(name, ...)`` takes the same; it
+        applies only if that call creates the object (an existing one keeps its own lifetime, as
+        its mode)."""
     @staticmethod
     def open(name: str) -> "Event":
         """Open an existing event; FileNotFoundError if there is none."""
@@ -283,11 +316,19 @@ class Condition:
         """Pickled by name: unpickling opens the same object."""
 
     def __new__(
-        cls, name: str, lock: Optional["Condition"] = None, *, mode: int = 0o600
+        cls,
+        name: str,
+        lock: Optional["Condition"] = None,
+        *,
+        mode: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Condition": ...
     @staticmethod
-    def create(name: str, *, mode: int = 0o600) -> "Condition":
-        """Create a new condition; FileExistsError if it exists."""
+    def create(name: str, *, mode: int = 0o600, lifetime: str = "persistent") -> "Condition":
+        """Create a new condition; FileExistsError if it exists. ``lifetime``: ``'persistent'``
+        (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once this process is
+        dead and no process maps it). ``Condition(name, ...)`` takes the same; it applies only
+        if that call creates the object (an existing one keeps its own lifetime, as its mode)."""
     @staticmethod
     def open(name: str) -> "Condition":
         """Open an existing condition; FileNotFoundError if there is none."""
@@ -346,9 +387,11 @@ class Barrier:
         timeout: Optional[float] = None,
         *,
         mode: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Barrier":
-        """Open the barrier ``name``, or create it for ``parties``. An existing barrier for
-        another number of parties is a ValueError naming both (never silently used)."""
+        """Open the barrier ``name``, or create it for ``parties`` with ``lifetime`` (see
+        ``create``). An existing barrier for another number of parties is a ValueError naming
+        both (never silently used); its lifetime is kept, as its mode."""
     @staticmethod
     def create(
         name: str,
@@ -357,8 +400,11 @@ class Barrier:
         timeout: Optional[float] = None,
         *,
         mode: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Barrier":
-        """Create a new barrier; FileExistsError if it exists."""
+        """Create a new barrier; FileExistsError if it exists. ``lifetime``: ``'persistent'``
+        (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once this process is
+        dead and no process maps it)."""
     @staticmethod
     def open(
         name: str,
@@ -411,10 +457,24 @@ class SharedMemory:
         *,
         raw: bool = False,
         mode: int = 0o600,
-    ) -> "SharedMemory": ...
+        lifetime: str = "persistent",
+    ) -> "SharedMemory":
+        """``create=True``: ``create(name, size, raw=raw, mode=mode, lifetime=lifetime)``.
+        Else open the segment (``size``, ``mode`` and ``lifetime`` are ignored; a bad
+        ``lifetime`` is still a ValueError)."""
     @staticmethod
-    def create(name: str, size: int, *, raw: bool = False, mode: int = 0o600) -> "SharedMemory":
-        """Create a new zeroed segment; FileExistsError if it exists."""
+    def create(
+        name: str,
+        size: int,
+        *,
+        raw: bool = False,
+        mode: int = 0o600,
+        lifetime: str = "persistent",
+    ) -> "SharedMemory":
+        """Create a new zeroed segment; FileExistsError if it exists. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it). A raw segment has no header to record
+        ``'owned'`` in: ValueError."""
     @staticmethod
     def open(name: str, *, raw: bool = False) -> "SharedMemory":
         """Open an existing segment; FileNotFoundError if there is none."""
@@ -512,6 +572,7 @@ class Value:
         lock: Optional[bool] = None,
         mode: Optional[str] = None,
         perm: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Value":
         """Create ``name`` holding ``init`` (zero if None), or open it if it exists (its
         typecode and mode must match: else ShmkitError; ``init`` is then ignored)."""
@@ -524,8 +585,13 @@ class Value:
         lock: Optional[bool] = None,
         mode: Optional[str] = None,
         perm: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Value":
-        """Create a new value; FileExistsError if the name is taken."""
+        """Create a new value; FileExistsError if the name is taken. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it). ``Value(name, ...)`` takes the same; it
+        applies only if that call creates the object (an existing one keeps its own lifetime, as
+        its mode)."""
     @staticmethod
     def open(name: str) -> "Value":
         """Open an existing value (typecode and mode as recorded)."""
@@ -605,6 +671,7 @@ class Array:
         lock: Optional[bool] = None,
         mode: Optional[str] = None,
         perm: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Array":
         """Create ``name`` (zeroed, or holding the initializer's elements), or open it if it
         exists (typecode, mode and length must match: else ShmkitError). A shmkit array has
@@ -619,8 +686,13 @@ class Array:
         lock: Optional[bool] = None,
         mode: Optional[str] = None,
         perm: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "Array":
-        """Create a new array; FileExistsError if the name is taken."""
+        """Create a new array; FileExistsError if the name is taken. ``lifetime``:
+        ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc`` removes it once
+        this process is dead and no process maps it). ``Array(name, ...)`` takes the same; it
+        applies only if that call creates the object (an existing one keeps its own lifetime, as
+        its mode)."""
     @staticmethod
     def open(name: str) -> "Array":
         """Open an existing array (typecode, mode and length as recorded)."""
@@ -1032,7 +1104,16 @@ class ShareableList:
         name: Optional[str] = None,
         reserve: int = 0,
         mode: int = 0o600,
-    ) -> "ShareableList": ...
+        lifetime: Optional[str] = None,
+    ) -> "ShareableList":
+        """With a ``sequence`` (or no ``name``): create a list holding it under ``name`` (a
+        random ``psm_XXXXXXXX`` if None), with ``lifetime`` (see ``create``; ``'persistent'``
+        when None). Without a name the list is ``lifetime="owned"`` unless asked otherwise:
+        if its creator dies (killed, or ``os._exit`` as multiprocessing's children end),
+        ``shmkit gc`` removes it once no process maps it, so give it only to processes that
+        attach while its creator lives (a process that opens it by name after the creator's
+        death may find it gone). With only ``name``: open that list (``reserve``, ``mode``
+        and ``lifetime`` are ignored; a bad ``lifetime`` is still a ValueError)."""
     @staticmethod
     def create(
         name: str,
@@ -1040,9 +1121,12 @@ class ShareableList:
         *,
         reserve: int = 0,
         mode: int = 0o600,
+        lifetime: str = "persistent",
     ) -> "ShareableList":
         """Create a list holding ``sequence``; FileExistsError if the name is taken.
-        ``reserve``: every slot at least that many bytes, so longer str/bytes fit later."""
+        ``reserve``: every slot at least that many bytes, so longer str/bytes fit later.
+        ``lifetime``: ``'persistent'`` (``shmkit gc`` never removes it) or ``'owned'`` (``gc``
+        removes it once this process is dead and no process maps it)."""
     @staticmethod
     def open(name: str) -> "ShareableList":
         """Open an existing list (made by shmkit or by CPython 3.9-3.13)."""
