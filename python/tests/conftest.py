@@ -200,6 +200,37 @@ def rust_bins():
 
 
 @pytest.fixture
+def collected_after_kill(spawn, rust_bins):
+    """A check that the anonymous object a child makes with ``expr`` (Python source; the
+    child prints its ``.name``), left behind when the child is killed with SIGKILL, is
+    removed by ``shmkit gc --prefix NAME``; the object is unlinked anyway at the end."""
+
+    def check(expr):
+        c = spawn(
+            f"""
+            import shmkit, sys
+            obj = {expr}
+            print(obj.name, flush=True)
+            sys.stdin.readline()
+            """
+        )
+        name = c.line()
+        path = os.path.join("/dev/shm", name)
+        try:
+            c.signal(signal.SIGKILL)
+            c.proc.wait(timeout=30)
+            r = subprocess.run(
+                [rust_bins["shmkit"], "gc", "--prefix", name], capture_output=True, text=True
+            )
+            assert not os.path.exists(path), f"gc kept the killed process's {expr}: {r.stdout}"
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+    return check
+
+
+@pytest.fixture
 def lifetime_of(rust_bins):
     """A function giving the lifetime (``'persistent'`` or ``'owned'``) that ``shmkit ls
     --json`` shows for the object of a name (exactly one entry of that name)."""

@@ -765,27 +765,8 @@ def test_seventeenth_process_can_get_while_sixteen_others_are_idle(name, spawn, 
         q.unlink()
 
 
-def test_anonymous_queue_of_a_killed_process_is_removed_by_gc(spawn, rust_bins):
-    c = spawn(
-        """
-        import shmkit, sys
-        q = shmkit.Queue()
-        print(q.name, flush=True)
-        sys.stdin.readline()
-        """
-    )
-    qname = c.line()
-    path = os.path.join("/dev/shm", qname)
-    try:
-        c.signal(signal.SIGKILL)
-        c.proc.wait(timeout=30)
-        r = subprocess.run(
-            [rust_bins["shmkit"], "gc", "--prefix", qname], capture_output=True, text=True
-        )
-        assert not os.path.exists(path), f"gc kept the dead process's anonymous queue: {r.stdout}"
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
+def test_anonymous_queue_of_a_killed_process_is_removed_by_gc(collected_after_kill):
+    collected_after_kill('shmkit.Queue()')
 
 
 def test_lifetime_keyword(names, lifetime_of):
