@@ -922,3 +922,45 @@ fn kind_mismatches_read_with_the_right_article() {
     let e = shmkit::sync::Event::open(&a).unwrap_err().to_string();
     assert!(e.contains("holds an array, not an event"), "{e}");
 }
+
+/// Review of the session's diff: `AnyGuard::read_bytes(first, count)` sized its buffer as
+/// `count * elem_size` before any range check: 2^63 two-byte elements (the product wraps to
+/// 0) read as `Ok(vec![])` in release (a multiply-overflow panic in debug), and a large count
+/// asked the allocator for gigabytes before being refused. And a reversed range read as empty.
+#[test]
+fn reads_past_the_array_or_reversed_are_refused_before_any_allocation() {
+    let name = unique_name("readbytes-range");
+    let _c = Cleanup::new(&[&name]);
+    let h = Typecode::from_char('h').unwrap(); // 2-byte elements
+    let a = AnyArray::options()
+        .cell_mode(CellMode::Locked)
+        .create(&name, h, 4, None)
+        .unwrap();
+    assert!(a.read_bytes(0, usize::MAX / 2 + 1).is_err());
+    let g = a.lock().unwrap();
+    for count in [usize::MAX / 2 + 1, 1 << 40, 5] {
+        let r = g.read_bytes(0, count);
+        assert!(
+            matches!(&r, Err(Error::InvalidArgument { what, .. }) if what.contains("out of range")),
+            "{count} elements of a 4-element array: {:?}",
+            r.map(|v| v.len())
+        );
+    }
+    drop(g);
+    let typed = unique_name("reversed-range");
+    let _c2 = Cleanup::new(&[&typed]);
+    let t = Array::<i32>::options().create(&typed, 4).unwrap();
+    #[allow(clippy::reversed_empty_ranges)]
+    let r = t.read(2..1);
+    assert!(
+        matches!(&r, Err(Error::InvalidArgument { what, .. }) if what.contains("reversed")),
+        "{r:?}"
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    let r = t.lock().unwrap().read(2..1);
+    assert!(
+        matches!(&r, Err(Error::InvalidArgument { what, .. }) if what.contains("reversed")),
+        "{r:?}"
+    );
+    assert_eq!(t.read(1..1).unwrap(), Vec::<i32>::new());
+}

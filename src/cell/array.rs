@@ -56,8 +56,15 @@ fn zeroed<T: FromZeros>(name: &str, n: usize) -> Result<Vec<T>> {
     crate::error::try_zeroed(name, "read", n)
 }
 
-fn range_len(r: &Range<usize>) -> usize {
-    r.end.saturating_sub(r.start)
+/// The length of `r`, a range of array `name`'s elements; a reversed range (`2..1`) is an
+/// error, as slicing makes it.
+fn range_len(name: &str, r: &Range<usize>) -> Result<usize> {
+    r.end.checked_sub(r.start).ok_or_else(|| {
+        Error::invalid(
+            name,
+            format!("elements {}..{}: the range is reversed", r.start, r.end),
+        )
+    })
 }
 
 impl<T: ShmType> Array<T> {
@@ -115,8 +122,9 @@ impl<T: ShmType> Array<T> {
     }
 
     fn read_with(&self, range: Range<usize>, wait: Wait) -> Result<Vec<T>> {
-        self.raw.check_range(range.start, range_len(&range))?;
-        let mut v = zeroed::<T>(self.name(), range_len(&range))?;
+        let n = range_len(self.name(), &range)?;
+        self.raw.check_range(range.start, n)?;
+        let mut v = zeroed::<T>(self.name(), n)?;
         self.raw.load(range.start, v.as_mut_bytes(), wait)?;
         Ok(v)
     }
@@ -375,6 +383,9 @@ impl<'a> AnyGuard<'a> {
 
     /// Elements `first..first + count` as bytes.
     pub fn read_bytes(&self, first: usize, count: usize) -> Result<Vec<u8>> {
+        // The range first: `count * elem_size` is within the array's validated size after it
+        // (a count past the array wrapped the product, or asked the allocator for it).
+        self.raw.check_range(first, count)?;
         let mut b = zeroed::<u8>(self.raw.segment().name(), count * self.raw.geo().elem.size)?;
         self.read_bytes_into(first, &mut b)?;
         Ok(b)
@@ -500,8 +511,10 @@ impl<T: ShmType> ArrayGuard<'_, T> {
 
     /// The elements in `range` (seqlock mode: as [`get`](Self::get)).
     pub fn read(&self, range: Range<usize>) -> Result<Vec<T>> {
-        self.inner.raw.check_range(range.start, range_len(&range))?;
-        let mut v = zeroed::<T>(self.inner.raw.segment().name(), range_len(&range))?;
+        let name = self.inner.raw.segment().name();
+        let n = range_len(name, &range)?;
+        self.inner.raw.check_range(range.start, n)?;
+        let mut v = zeroed::<T>(name, n)?;
         self.inner.read_into(range.start, v.as_mut_bytes())?;
         Ok(v)
     }
