@@ -154,6 +154,9 @@ pub(crate) struct Throttle {
     every: u32,
     /// The coarse clock at the last check (`None`: no check yet).
     last: Option<u64>,
+    /// Under loom, the clock: 1 ms per poll (see [`Throttle::due`]).
+    #[cfg(loom)]
+    loom_ns: u64,
 }
 
 impl Default for Throttle {
@@ -162,6 +165,8 @@ impl Default for Throttle {
             polls: 0,
             every: 1,
             last: None,
+            #[cfg(loom)]
+            loom_ns: 0,
         }
     }
 }
@@ -174,8 +179,20 @@ impl Throttle {
         if self.polls < self.every {
             return false;
         }
+        // A loom model must be deterministic: with the real clock, whether a check is due
+        // (and so which atomics the poll touches) depended on how fast an exploration ran,
+        // and loom aborted ("Is the model fully deterministic?") on a loaded machine. Each
+        // poll counts as 1 ms instead.
+        #[cfg(loom)]
+        {
+            self.loom_ns += u64::from(self.polls) * 1_000_000;
+        }
         self.polls = 0;
-        self.clock(crate::os::clock::coarse_ns())
+        #[cfg(not(loom))]
+        let now = crate::os::clock::coarse_ns();
+        #[cfg(loom)]
+        let now = self.loom_ns;
+        self.clock(now)
     }
 
     /// The clock read `now` (coarse ns): whether the check is due, and the next `every`.
