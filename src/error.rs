@@ -182,11 +182,14 @@ pub enum Error {
         /// The fingerprint recorded in the header.
         found: u64,
     },
-    /// A typed queue holds elements of another [`ShmType`](crate::ShmType) than the one it
-    /// was opened with (same kind; the type names, sizes or alignments differ).
+    /// A typed queue holds elements (a frame channel's frames carry a user header) of another
+    /// [`ShmType`](crate::ShmType) than the one it was opened with (same kind; the type
+    /// names, sizes or alignments differ).
     TypeMismatch {
         /// The segment name.
         name: String,
+        /// What has the type: `"elements"` (a queue), `"a user header"` (a frame channel).
+        of: &'static str,
         /// The element type the caller asked for: `TYPE_NAME (size N, align A)`.
         expected: String,
         /// The element type the queue was created with, as recorded in it.
@@ -450,9 +453,14 @@ impl fmt::Display for Error {
                 "segment {name:?} has layout fingerprint {found:#018x}, expected {expected:#018x}: \
                  it was created with another element type or parameters"
             ),
-            Error::TypeMismatch { name, expected, found } => write!(
+            Error::TypeMismatch {
+                name,
+                of,
+                expected,
+                found,
+            } => write!(
                 f,
-                "queue {name:?} holds elements of type {found}, not {expected}"
+                "segment {name:?} was created for {of} of type {found}, not {expected}"
             ),
             Error::CellMismatch { name, expected, found } => {
                 write!(f, "segment {name:?} holds {found}, asked for {expected}")

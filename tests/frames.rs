@@ -572,13 +572,27 @@ fn history_latest_and_types() {
     drop(g);
     let st = shmkit::frames::stat(&name).unwrap();
     assert!(st.slot_states.iter().all(|s| s.held_by.is_empty()));
-    // Another header type is refused, naming both.
+    // Another header type is refused, naming both, and saying that it is the frames' user
+    // header (the message called the channel a queue of "elements": audit).
     let e = FramesOptions::<[u64; 2]>::new()
         .subscriber(&name)
         .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            shmkit::frames::AttachError::Segment(shmkit::Error::TypeMismatch {
+                of: "a user header",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
     let msg = e.to_string();
     assert!(
-        msg.contains("[u64; 3]") && msg.contains("[u64; 2]"),
+        msg.contains("[u64; 3]")
+            && msg.contains("[u64; 2]")
+            && msg.contains("user header")
+            && !msg.contains("queue"),
         "{msg}"
     );
     // The saved copy is the newest frame.
@@ -1611,4 +1625,93 @@ mod hostile {
         }
         eprintln!("hostile writer (frames): {writes} writes");
     }
+}
+
+/// Issue 12 item 2 (audit: no test asserted it): when every slot is held by a reader, both
+/// policies give `Full` from `try_loan` and `Timeout` from the timed forms; a slot freed by
+/// a release is loaned again; under `ReuseOldest` a held frame is never the one reused, while
+/// the other slots keep turning over.
+#[test]
+fn a_full_channel_follows_its_policy() {
+    use shmkit::frames::LoanError;
+    use std::time::Instant;
+    for policy in [Policy::Block, Policy::ReuseOldest] {
+        let name = unique_name("framesfull");
+        let _c = Cleanup::new(&[&name]);
+        let mut p = opts()
+            .slots(3)
+            .max_bytes(256)
+            .policy(policy)
+            .create(&name)
+            .unwrap();
+        let mut s = opts().subscriber(&name).unwrap();
+        let mut held: Vec<_> = (0..3)
+            .map(|_| {
+                publish(&mut p, 256);
+                s.try_recv().unwrap()
+            })
+            .collect();
+        assert!(
+            matches!(p.try_loan(), Err(TryLoanError::Full)),
+            "{policy:?}"
+        );
+        assert!(matches!(
+            p.loan_timeout(Duration::from_millis(30)),
+            Err(LoanError::Timeout)
+        ));
+        assert!(matches!(
+            p.loan_deadline(Instant::now() + Duration::from_millis(30)),
+            Err(LoanError::Timeout)
+        ));
+        // A release frees its slot for the next loan.
+        drop(held.remove(0));
+        publish(&mut p, 256);
+        held.push(s.try_recv().unwrap());
+        assert!(
+            matches!(p.try_loan(), Err(TryLoanError::Full)),
+            "{policy:?}"
+        );
+        if policy == Policy::ReuseOldest {
+            // One frame held: the other two slots turn over, the held frame stays intact.
+            let keep = held.remove(0);
+            drop(held);
+            for _ in 0..10 {
+                publish(&mut p, 256);
+            }
+            check(&keep);
+            assert_eq!(keep.seq(), 2);
+        }
+    }
+}
+
+/// Issue 12 item 1 (audit: untested): huge pages and pre-faulting. A channel asked for huge
+/// pages aligns its slots to 2 MiB; where the kernel's shmem THP setting refuses them the
+/// handle works with normal pages and its notes say so. Frames cross either way.
+#[test]
+fn huge_pages_and_populate_align_slots_and_fall_back_with_a_note() {
+    let name = unique_name("frameshuge");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts()
+        .slots(2)
+        .max_bytes(1 << 20)
+        .huge_pages(true)
+        .populate(true)
+        .create(&name)
+        .unwrap();
+    let layout = shmkit::frames::stat(&name).unwrap().layout;
+    assert_eq!(layout.stride % (2 << 20), 0, "{layout:?}");
+    assert_eq!(layout.data_offset % (2 << 20), 0, "{layout:?}");
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+        .unwrap_or_default();
+    let refused = thp.is_empty() || thp.contains("[never]") || thp.contains("[deny]");
+    if refused {
+        assert!(
+            p.notes().iter().any(|n| n.contains("huge pages")),
+            "shmem THP is {thp:?}: notes {:?}",
+            p.notes()
+        );
+    }
+    let mut s = opts().populate(true).subscriber(&name).unwrap();
+    publish(&mut p, 1 << 20);
+    check(&s.try_recv().unwrap());
 }

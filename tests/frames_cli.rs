@@ -98,6 +98,13 @@ fn create_stat_save_info() {
     assert_eq!(info["state"]["layout"], st["layout"]);
     let text = String::from_utf8(shmkit(&["frames", "stat", &name]).stdout).unwrap();
     assert!(text.contains("held by pid"), "{text}");
+    // `info` shows the same table as `stat` (its text showed each JSON field on one line).
+    let text = String::from_utf8(shmkit(&["info", &name]).stdout).unwrap();
+    assert!(
+        text.contains("held by pid") && text.contains("subscribers:") && text.contains("kind:"),
+        "{text}"
+    );
+    assert!(!text.contains("slot_states"), "{text}");
 
     let file = std::env::temp_dir().join(format!("{name}.bin"));
     let out = shmkit(&["frames", "save", &name, file.to_str().unwrap()]);

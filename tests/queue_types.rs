@@ -36,8 +36,8 @@ impl ShmType for Pair {
 fn type_mismatch(e: Error, want: &str, found: &str) {
     let msg = e.to_string();
     assert!(
-        matches!(e, Error::TypeMismatch { .. }),
-        "expected TypeMismatch, got {e:?}"
+        matches!(e, Error::TypeMismatch { of: "elements", .. }),
+        "expected TypeMismatch of elements, got {e:?}"
     );
     assert!(msg.contains(want) && msg.contains(found), "{msg}");
 }

@@ -414,7 +414,14 @@ impl<H: ShmType> FramesOptions<H> {
             .kind(Kind::FRAMES, fingerprint_of(&want))
             .open(name);
         let stored = |found| super::stat::stored_type(name, found);
-        let seg = crate::queue::options::typed(name, &want, opened, stored, fingerprint_of)?;
+        let seg = crate::queue::options::typed(
+            name,
+            "a user header",
+            &want,
+            opened,
+            stored,
+            fingerprint_of,
+        )?;
         Channel::new(seg, &want, &self.set, read_only_data)
     }
 

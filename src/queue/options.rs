@@ -157,11 +157,13 @@ impl<Q: sealed::Typed> QueueOptions<Q> {
 }
 
 /// Turn a typed open's `LayoutMismatch` into [`Error::TypeMismatch`] when the queue is of the
-/// same kind and layout with another element type. `stored(found)` opens the queue with the
-/// fingerprint it has and reads its recorded type; `fp_of` is the layout's fingerprint of a
-/// type. Any other error, or a type tag that does not match its fingerprint, is left as is.
+/// same kind and layout with another element type (`of`: what has the type, as the error
+/// says it). `stored(found)` opens the queue with the fingerprint it has and reads its
+/// recorded type; `fp_of` is the layout's fingerprint of a type. Any other error, or a type
+/// tag that does not match its fingerprint, is left as is.
 pub(crate) fn typed<Q>(
     name: &str,
+    of: &'static str,
     want: &TypeId,
     opened: Result<Q>,
     stored: impl FnOnce(u64) -> Result<TypeId>,
@@ -171,6 +173,7 @@ pub(crate) fn typed<Q>(
         Err(Error::LayoutMismatch { found, .. }) => match stored(found) {
             Ok(t) if fp_of(&t) == found => Err(Error::TypeMismatch {
                 name: name.to_owned(),
+                of,
                 expected: want.to_string(),
                 found: t.to_string(),
             }),
@@ -209,6 +212,7 @@ pub(crate) fn by_size<R>(
     if t.size != size || t.align < align {
         return Err(Error::TypeMismatch {
             name: name.to_owned(),
+            of: "elements",
             expected: format!("any type of size {size} (align {align})"),
             found: t.to_string(),
         });

@@ -284,7 +284,15 @@ impl<T: Element> Queue<T> {
             r.stored_type()
                 .map_err(|what| crate::Error::corrupt(name, what))
         };
-        options::typed(name, &TypeId::of::<T>(), ring, stored, fingerprint_of).map(Self::wrap)
+        options::typed(
+            name,
+            "elements",
+            &TypeId::of::<T>(),
+            ring,
+            stored,
+            fingerprint_of,
+        )
+        .map(Self::wrap)
     }
 
     fn wrap(ring: Ring) -> Self {

@@ -159,6 +159,11 @@ pub(crate) fn run(args: Args) -> CmdResult {
 
 fn print_stat(name: &str, st: &FramesStat) -> CmdResult {
     outln!("name:         {name}")?;
+    print_state(st)
+}
+
+/// `frames stat`'s lines after the name: what `shmkit info` shows of a channel's state too.
+pub(crate) fn print_state(st: &FramesStat) -> CmdResult {
     outln!(
         "slots:        {} of {} bytes, policy {}",
         st.slots,

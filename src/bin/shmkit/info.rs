@@ -170,6 +170,13 @@ pub(crate) fn run(args: Args) -> CmdResult {
             )?;
         }
     }
+    // A frame channel's state as `frames stat` shows it (a table of slots and subscribers,
+    // not its JSON fields one per line).
+    if info.state.is_some() && p.header.as_ref().is_some_and(|h| h.kind == Kind::FRAMES) {
+        if let Ok(st) = shmkit::frames::stat(&p.name) {
+            return crate::frames::print_state(&st);
+        }
+    }
     if let Some(s) = &info.state {
         if let Some(obj) = s.as_object() {
             for (k, v) in obj {

@@ -187,7 +187,15 @@ impl<T: Element> Queue<T> {
                 .stored_type()
                 .map_err(|what| crate::Error::corrupt(name, what))
         };
-        options::typed(name, &TypeId::of::<T>(), shared, stored, fingerprint_of).map(Self::wrap)
+        options::typed(
+            name,
+            "elements",
+            &TypeId::of::<T>(),
+            shared,
+            stored,
+            fingerprint_of,
+        )
+        .map(Self::wrap)
     }
 
     #[cfg(not(loom))]
