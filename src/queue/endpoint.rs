@@ -81,13 +81,21 @@ pub(crate) trait Roles {
 /// handle is attached), or (with `thorough`, which reads `/proc`) every attached handle is
 /// dead. A side whose handles all detached without closing, or that nobody attached yet, is
 /// not gone.
+#[inline]
 pub(crate) fn side_gone<Q: Roles + ?Sized>(q: &Q, role: Role, thorough: bool) -> bool {
     // Acquire pairs with the Release `fetch_or` in `Endpoint::close`: the closer's last
     // publication is visible to a re-check after this.
     let closed = q.state().load(Ordering::Acquire) & closed_bit(role) != 0;
     if !closed && !thorough {
+        // The hot paths' answer (every try_push checks): one load, inlined.
         return false;
     }
+    side_gone_slow(q, role, closed, thorough)
+}
+
+/// The rest of [`side_gone`]: the holders, and with `thorough` their liveness.
+#[inline(never)]
+fn side_gone_slow<Q: Roles + ?Sized>(q: &Q, role: Role, closed: bool, thorough: bool) -> bool {
     let holders = || (0..q.slots(role)).map(|i| q.slot(role, i).holder());
     if holders().all(|w| w == 0) {
         // The last handle closed the side; or all detached (or none ever attached), which

@@ -100,6 +100,7 @@ const _: () = {
 
 /// How many sleepers to wake for `n` positions: at least 1, at most [`MAX_HANDLES`] (a
 /// corrupt index only costs a wake of every sleeper).
+#[inline]
 pub(crate) fn wake_count(n: u64) -> u32 {
     n.clamp(1, MAX_HANDLES as u64) as u32
 }
@@ -107,6 +108,13 @@ pub(crate) fn wake_count(n: u64) -> u32 {
 /// Bytes per slot: the stamp, then the element padded to 8 (so every stamp is 8-aligned).
 pub(super) fn slot_size(elem_size: u64) -> u64 {
     8 + elem_size.next_multiple_of(8)
+}
+
+/// The slot size of a queue of `T`: a constant the compiler folds into the hot paths. A
+/// `Shared` that typed handles use has `slot == stride::<T>()` (`Queue::wrap` checks it).
+#[inline]
+pub(super) fn stride<T>() -> usize {
+    slot_size(std::mem::size_of::<T>() as u64) as usize
 }
 
 impl Control {
@@ -199,25 +207,36 @@ impl Shared {
     /// atomics cannot live in raw memory, the heap region's separate stamp array.)
     #[inline]
     pub(super) fn stamp(&self, pos: u64) -> &AtomicU64 {
+        self.stamp_in(pos, self.slot)
+    }
+
+    /// [`stamp`](Self::stamp) with the slot size `stride`, which must be `self.slot`: the
+    /// typed handles pass [`stride::<T>()`](stride), a constant equal to it (checked when
+    /// the queue was built), so the hot paths multiply by a constant.
+    #[inline]
+    pub(super) fn stamp_in(&self, pos: u64, stride: usize) -> &AtomicU64 {
+        debug_assert_eq!(stride, self.slot);
         let i = (pos & self.mask) as usize;
         #[cfg(not(loom))]
         // SAFETY: `i < capacity` (masked) and the data area holds `capacity` slots of
-        // `self.slot` bytes (validated on open, or allocated so); a slot starts 8-aligned
-        // (the area is 128-aligned, `slot` a multiple of 8) with its stamp, which is only
-        // ever accessed as this atomic; an AtomicU64 is valid for any bit pattern.
-        let s = unsafe { &*self.region.data().add(i * self.slot).cast::<AtomicU64>() };
+        // `self.slot` (= `stride`) bytes (validated on open, or allocated so); a slot starts
+        // 8-aligned (the area is 128-aligned, `slot` a multiple of 8) with its stamp, which
+        // is only ever accessed as this atomic; an AtomicU64 is valid for any bit pattern.
+        let s = unsafe { &*self.region.data().add(i * stride).cast::<AtomicU64>() };
         #[cfg(loom)]
         let s = &self.region.stamps()[i];
         s
     }
 
-    /// The element bytes of position `pos`'s slot (after its stamp; may be unaligned for `T`).
+    /// The element bytes of position `pos`'s slot (after its stamp; may be unaligned for
+    /// `T`), with the slot size `stride` (`self.slot`, as for [`stamp_in`](Self::stamp_in)).
     #[inline]
-    pub(super) fn elem(&self, pos: u64) -> *mut u8 {
+    pub(super) fn elem_in(&self, pos: u64, stride: usize) -> *mut u8 {
+        debug_assert_eq!(stride, self.slot);
         let i = (pos & self.mask) as usize;
-        // SAFETY: slot `i < capacity` lies inside the data area (see `stamp`), and its element
-        // bytes start ELEM_IN_SLOT bytes in.
-        unsafe { self.region.data().add(i * self.slot + ELEM_IN_SLOT) }
+        // SAFETY: slot `i < capacity` lies inside the data area (see `stamp_in`), and its
+        // element bytes start ELEM_IN_SLOT bytes in.
+        unsafe { self.region.data().add(i * stride + ELEM_IN_SLOT) }
     }
 
     /// Elements in the queue now (a snapshot).
@@ -272,6 +291,7 @@ impl Shared {
     /// that published `first + 1` before `first` was published woke a consumer that could
     /// not pop past `first` and went back to sleep; publishing `first` then wakes one
     /// consumer for each (`SPEC.md` §7.4).
+    #[inline]
     pub(super) fn wake_consumers(&self, first: u64) {
         let c = self.ctrl();
         // SeqCst fence, then the tail: our publication is ordered before the tail load, so a
@@ -288,6 +308,7 @@ impl Shared {
 
     /// Wake sleeping producers after releasing the slots of the positions from `first` on,
     /// as [`wake_consumers`](Self::wake_consumers) does for consumers (counted up to the head).
+    #[inline]
     pub(super) fn wake_producers(&self, first: u64) {
         let c = self.ctrl();
         // SeqCst fence: as in `wake_consumers` (also pair A's waker side).

@@ -174,7 +174,7 @@ impl<T: Element> Queue<T> {
                     Shared::stored_type,
                     fingerprint_of,
                 )?;
-                return Ok(Self::wrap(shared));
+                return Self::wrap(name, shared);
             }
         };
         let stored = |fp| {
@@ -195,15 +195,30 @@ impl<T: Element> Queue<T> {
             stored,
             fingerprint_of,
         )
-        .map(Self::wrap)
+        .and_then(|shared| Self::wrap(name, shared))
     }
 
+    /// The handle over a validated `shared`, whose slots must be laid out for `T`: the typed
+    /// hot paths address slots with [`stride::<T>()`](stride), not `shared.slot`. Every open
+    /// path already compared the element size with `T`'s; this keeps the address arithmetic
+    /// safe whatever a later change to those paths does.
     #[cfg(not(loom))]
-    fn wrap(shared: Shared) -> Self {
-        Queue {
+    fn wrap(name: &str, shared: Shared) -> crate::Result<Self> {
+        if shared.slot != stride::<T>() {
+            return Err(crate::Error::corrupt(
+                name,
+                format!(
+                    "slots of {} bytes, not the {} bytes of {}",
+                    shared.slot,
+                    stride::<T>(),
+                    T::TYPE_NAME
+                ),
+            ));
+        }
+        Ok(Queue {
             shared: Arc::new(shared),
             _t: PhantomData,
-        }
+        })
     }
 
     #[cfg(not(loom))]

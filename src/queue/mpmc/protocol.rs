@@ -25,6 +25,7 @@ impl<T: Element> Producer<T> {
     /// [`Shared::wake_consumers`]).
     pub(super) fn attempt(&mut self, value: &T) -> Result<u64, Attempt> {
         let sh = &*self.h.q;
+        let st = stride::<T>();
         let ctrl = sh.ctrl();
         let claim = &ctrl.producers[self.h.slot()];
         // Relaxed: only a starting guess; the stamp check and the CAS validate it.
@@ -32,7 +33,7 @@ impl<T: Element> Producer<T> {
         loop {
             // Acquire pairs with the consumer's Release store of `pos` into the stamp after
             // it read the previous lap's element: we may overwrite the slot.
-            let stamp = sh.stamp(pos).load(Ordering::Acquire);
+            let stamp = sh.stamp_in(pos, st).load(Ordering::Acquire);
             if stamp == pos {
                 // Record the claim before making it. Release: a survivor that sees a newer
                 // inflight of ours also sees our publication of this position.
@@ -48,10 +49,11 @@ impl<T: Element> Producer<T> {
                     Ok(_) => {
                         // SAFETY: we own the slot for position `pos` (stamp == pos, and the CAS
                         // made the position ours); in bounds (`elem`), written unaligned.
-                        unsafe { crate::queue::store_elem(sh.elem(pos), value) };
+                        unsafe { crate::queue::store_elem(sh.elem_in(pos, st), value) };
                         // Release pairs with the consumer's Acquire stamp load: the element
                         // is visible before the stamp says it is there.
-                        sh.stamp(pos).store(pos.wrapping_add(1), Ordering::Release);
+                        sh.stamp_in(pos, st)
+                            .store(pos.wrapping_add(1), Ordering::Release);
                         return Ok(pos);
                     }
                     Err(t) => {
@@ -109,13 +111,14 @@ impl<T: Element> Consumer<T> {
     /// `classify`).
     pub(super) fn attempt(&mut self, classify: bool) -> Result<(T, u64), Attempt> {
         let sh = &*self.h.q;
+        let st = stride::<T>();
         let ctrl = sh.ctrl();
         let claim = &ctrl.consumers[self.h.slot()];
         // Relaxed: a starting guess, validated by the stamp and the CAS.
         let mut pos = ctrl.head.head.load(Ordering::Relaxed);
         loop {
             // Acquire pairs with the producer's Release stamp store: the element is visible.
-            let stamp = sh.stamp(pos).load(Ordering::Acquire);
+            let stamp = sh.stamp_in(pos, st).load(Ordering::Acquire);
             if stamp == pos.wrapping_add(1) {
                 // Release: see the producer side.
                 claim.inflight.store(pos, Ordering::Release);
@@ -130,10 +133,10 @@ impl<T: Element> Consumer<T> {
                         // SAFETY: position `pos` is ours (stamp pos + 1, CAS won): no producer
                         // writes the slot until we release it; in bounds (`elem`), read
                         // unaligned. Any bytes are a valid T (FromBytes).
-                        let v = unsafe { crate::queue::load_elem::<T>(sh.elem(pos)) };
+                        let v = unsafe { crate::queue::load_elem::<T>(sh.elem_in(pos, st)) };
                         // Release pairs with the producers' Acquire stamp load: we are done
                         // reading before the next lap may overwrite.
-                        sh.stamp(pos)
+                        sh.stamp_in(pos, st)
                             .store(pos.wrapping_add(sh.capacity), Ordering::Release);
                         return Ok((v, pos));
                     }

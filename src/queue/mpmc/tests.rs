@@ -87,7 +87,12 @@ fn waits_for_a_live_claimer() {
     );
     // It publishes: the consumer takes it.
     // SAFETY: slot 0, in bounds; nobody else writes it.
-    unsafe { q.shared.elem(0).cast::<u64>().write_unaligned(9) };
+    unsafe {
+        q.shared
+            .elem_in(0, q.shared.slot)
+            .cast::<u64>()
+            .write_unaligned(9)
+    };
     q.shared.stamp(0).store(1, Ordering::Release);
     assert_eq!(c.pop_timeout(T), Ok(9));
 }
