@@ -162,4 +162,19 @@ pub(crate) mod futex {
         PARK.1.notify_all();
         woke
     }
+
+    /// Run `f` as a model in which a futex wake of `n` wakes exactly `n` sleepers (the oldest),
+    /// as the kernel does: a wake spent on a sleeper that cannot use it, or too few wakes,
+    /// with another sleeper left asleep, shows as a deadlock ([`EXACT_WAKES`]). Two
+    /// preemptions, whatever `LOOM_MAX_PREEMPTIONS` says: enough to put two sleepers to sleep
+    /// before the wake (the MPMC queue's batch model, with one wake per batch instead of one
+    /// per element, deadlocks at 2), while 3 takes minutes per model.
+    #[cfg(all(test, loom))]
+    pub(crate) fn exact_wakes(f: impl Fn() + Sync + Send + 'static) {
+        EXACT_WAKES.with(|c| c.set(true));
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(f);
+        EXACT_WAKES.with(|c| c.set(false));
+    }
 }

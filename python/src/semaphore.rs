@@ -41,25 +41,17 @@ fn acquire(
     }
 }
 
-/// `release(n)`: `n` permits, one at a time. `n` more than the room left below the maximum
-/// (a snapshot) is a `ValueError` before anything is released, as CPython's
-/// `BoundedSemaphore.release(n)` checks first (and a huge `n` never loops with the GIL
-/// held); a release that a concurrent one fills up meanwhile stops at the maximum with
-/// `ValueError`, keeping those released before it.
+/// `release(n)`: `n` permits in one step ([`SemaphoreState::release_n`]), as CPython's one
+/// addition: `n` past the maximum is a `ValueError` releasing none.
 fn release(s: &SemaphoreState, n: i64) -> PyResult<()> {
     if n < 1 {
         return Err(PyValueError::new_err(format!(
             "n must be one or more, not {n}"
         )));
     }
-    let max = s.max_value();
-    if n.unsigned_abs() > u64::from(max.saturating_sub(s.value())) {
-        return Err(semaphore_error(SemaphoreError::TooManyReleases { max }));
-    }
-    for _ in 0..n {
-        s.release().map_err(semaphore_error)?;
-    }
-    Ok(())
+    // Past `u32`, `n` is past every maximum (at most `SEM_VALUE_MAX`).
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    s.release_n(n).map_err(semaphore_error)
 }
 
 /// A named semaphore shared by processes: `multiprocessing.Semaphore`, attachable by name.

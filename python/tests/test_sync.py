@@ -188,6 +188,34 @@ def test_release_past_the_maximum_releases_nothing(names):
     sem.unlink()
 
 
+def test_release_of_many_permits_is_one_step(name, spawn):
+    # `release(n)` looped n single releases with the GIL held: `release(2**31 - 1)` on a
+    # semaphore at 0 (valid: the room is there) held the GIL ~20 s, no other thread ran and
+    # Ctrl-C did nothing (threading.Semaphore.release(n) is one addition). Now it is one
+    # compare-and-swap: a process watching the value sees it go from 0 to n at once.
+    s = shmkit.Semaphore.create(name, 0)
+    watcher = spawn(
+        """
+import sys, shmkit
+s = shmkit.Semaphore.open(sys.argv[1])
+print("watching", flush=True)
+while (v := s.get_value()) == 0:
+    pass
+print(v, flush=True)
+""",
+        name,
+    )
+    assert watcher.line() == "watching"
+    s.release(2**31 - 1)
+    assert s.get_value() == 2**31 - 1
+    assert watcher.line() == str(2**31 - 1)
+    assert watcher.finish()[0] == 0
+    with pytest.raises(ValueError):
+        s.release()  # at SEM_VALUE_MAX
+    assert s.get_value() == 2**31 - 1
+    s.unlink()
+
+
 def test_a_barrier_whose_action_is_its_owners_method_is_collected(name):
     # Barrier held its action without telling the garbage collector, so an object holding a
     # barrier whose action is one of its methods (a cycle) was never collected, nor the

@@ -29,7 +29,7 @@ pub enum SemaphoreError {
     WouldBlock,
     /// The timeout passed before a permit was free.
     Timeout,
-    /// `release` would raise the value above its maximum: the initial value for a
+    /// `release` (`release_n`) would raise the value above its maximum: the initial value for a
     /// `BoundedSemaphore` (Python's "semaphore or lock released too many times"),
     /// [`SEM_VALUE_MAX`] otherwise.
     TooManyReleases {
@@ -56,7 +56,7 @@ impl fmt::Display for SemaphoreError {
             SemaphoreError::TooManyReleases { max } => {
                 write!(
                     f,
-                    "semaphore released too many times (its value is already at its maximum {max})"
+                    "semaphore released too many times (its value may not pass its maximum {max})"
                 )
             }
             SemaphoreError::InvalidValue { value, max } => {
@@ -80,8 +80,8 @@ impl std::error::Error for SemaphoreError {}
 /// | 8 | 4 | `max` | the largest value `release` may reach |
 /// | 12 | 4 | `initial` | the value it was created with (for `shmkit info`) |
 ///
-/// A permit is taken by a CAS `v → v-1` (only when `v > 0`) and given back by a CAS
-/// `v → v+1` (only when `v < max`). There is no owner: **a process that dies holding a permit
+/// A permit is taken by a CAS `v → v-1` (only when `v > 0`); `n` are given back by one CAS
+/// `v → v+n` (only when `v + n <= max`). There is no owner: **a process that dies holding a permit
 /// loses it for good**; the value stays one lower until someone releases an extra one.
 ///
 /// ```
@@ -334,9 +334,33 @@ impl SemaphoreState {
         }
     }
 
-    /// Give a permit back (any process may), waking one waiter if any sleeps.
+    /// Give a permit back (any process may), waking one waiter if any sleeps:
+    /// [`release_n(1)`](Self::release_n).
     pub fn release(&self) -> Result<(), SemaphoreError> {
+        self.release_n(1)
+    }
+
+    /// Give `n` permits back in one step (Python's `release(n)`; any process may), waking up
+    /// to `n` waiters. [`SemaphoreError::TooManyReleases`], releasing none, if the value would
+    /// pass its maximum. `n = 0` releases nothing.
+    ///
+    /// ```
+    /// use shmkit::sync::{SemaphoreError, SemaphoreState};
+    /// let s = SemaphoreState::bounded(3)?;
+    /// for _ in 0..3 {
+    ///     s.try_acquire()?;
+    /// }
+    /// s.release_n(2)?;
+    /// assert_eq!(s.value(), 2);
+    /// assert_eq!(s.release_n(2), Err(SemaphoreError::TooManyReleases { max: 3 }));
+    /// assert_eq!(s.value(), 2); // none released
+    /// # Ok::<(), SemaphoreError>(())
+    /// ```
+    pub fn release_n(&self, n: u32) -> Result<(), SemaphoreError> {
         let max = self.max()?;
+        if n == 0 {
+            return Ok(());
+        }
         let mut v = self.value.load(Ordering::Relaxed); // a first guess for the CAS
         let mut retry = Retry::default();
         loop {
@@ -345,14 +369,14 @@ impl SemaphoreState {
                     "value {v} is above max {max}"
                 )));
             }
-            if v == max {
+            if n > max - v {
                 return Err(SemaphoreError::TooManyReleases { max });
             }
             // SeqCst: a Release for `take`'s Acquire, and part of `park`'s SeqCst protocol
             // (the value changes before we read `sleepers`).
             match self
                 .value
-                .compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(v, v + n, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(x) => v = x,
@@ -361,12 +385,14 @@ impl SemaphoreState {
                 // Not ordinary contention (`Retry`): a peer is rewriting the value.
                 return Err(SemaphoreError::Corrupt(
                     "the value kept changing under every compare-and-swap for 10 ms (a peer \
-                     is rewriting it); the permit was not released"
+                     is rewriting it); no permit was released"
                         .into(),
                 ));
             }
         }
-        park::unpark(&self.value, &self.sleepers, 1);
+        // Up to `n` sleepers (the futex wakes at most as many as sleep): each takes one of
+        // the `n` permits, or finds them taken and parks again.
+        park::unpark(&self.value, &self.sleepers, n);
         Ok(())
     }
 
@@ -521,6 +547,47 @@ mod tests {
     }
 
     #[test]
+    fn release_n_adds_all_or_nothing() {
+        let s = SemaphoreState::new(0).unwrap();
+        s.release_n(SEM_VALUE_MAX).unwrap();
+        assert_eq!(s.value(), SEM_VALUE_MAX);
+        assert_eq!(
+            s.release_n(1),
+            Err(SemaphoreError::TooManyReleases { max: SEM_VALUE_MAX })
+        );
+        let b = SemaphoreState::bounded(3).unwrap();
+        b.try_acquire().unwrap();
+        b.try_acquire().unwrap();
+        assert_eq!(
+            b.release_n(3),
+            Err(SemaphoreError::TooManyReleases { max: 3 })
+        );
+        assert_eq!(b.value(), 1); // none released
+        b.release_n(0).unwrap();
+        assert_eq!(b.value(), 1);
+        b.release_n(2).unwrap();
+        assert_eq!(b.value(), 3);
+    }
+
+    /// One `release_n(n)` lets `n` parked waiters through (each one is woken or finds its
+    /// permit at its next slice; the test waits without a time bound).
+    #[test]
+    fn release_n_wakes_n_waiters() {
+        let s = SemaphoreState::new(0).unwrap();
+        std::thread::scope(|sc| {
+            let waiters: Vec<_> = (0..3).map(|_| sc.spawn(|| s.acquire())).collect();
+            while s.sleepers() < 3 {
+                std::thread::yield_now();
+            }
+            s.release_n(3).unwrap();
+            for w in waiters {
+                w.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(s.value(), 0);
+    }
+
+    #[test]
     fn corrupt_value_is_an_error() {
         let s = SemaphoreState::bounded(1).unwrap();
         s.value.store(5, Ordering::Relaxed);
@@ -568,6 +635,27 @@ mod loom_tests {
             let t = loom::thread::spawn(move || s2.acquire().unwrap());
             s.release().unwrap();
             t.join().unwrap();
+            assert_eq!(s.value(), 0);
+        });
+    }
+
+    /// Two waiters on an empty semaphore both get through one `release_n(2)`: its wake-up
+    /// reaches both (or they see the value before parking). With exact wakes (a wake of one
+    /// would leave a sleeper asleep: a deadlock).
+    #[test]
+    fn release_n_wakes_every_waiter() {
+        crate::loom::futex::exact_wakes(|| {
+            let s = Arc::new(SemaphoreState::new(0).unwrap());
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || s.acquire().unwrap())
+                })
+                .collect();
+            s.release_n(2).unwrap();
+            for t in ts {
+                t.join().unwrap();
+            }
             assert_eq!(s.value(), 0);
         });
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::loom::futex::exact_wakes;
 
 #[test]
 fn loom_two_producers_one_consumer() {
@@ -86,20 +87,6 @@ fn loom_consumer_frees_slots_for_the_next_lap() {
         let got = h.join().unwrap();
         assert_eq!(got + b.pop().unwrap(), 6);
     });
-}
-
-/// Run `f` as a model in which a futex wake of `n` wakes exactly `n` sleepers (the oldest),
-/// as the kernel does: a wake spent on a sleeper that cannot use it, with another left
-/// asleep, shows as a deadlock (`crate::loom::futex::EXACT_WAKES`). Two preemptions, whatever
-/// `LOOM_MAX_PREEMPTIONS` says: enough to put both sleepers to sleep before the wake (with
-/// one wake per batch instead of one per element, the batch model deadlocks at 2), while 3
-/// takes minutes per model.
-fn exact_wakes(f: impl Fn() + Sync + Send + 'static) {
-    crate::loom::futex::EXACT_WAKES.with(|c| c.set(true));
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
-    b.check(f);
-    crate::loom::futex::EXACT_WAKES.with(|c| c.set(false));
 }
 
 /// Two consumer threads sleep in `pop()` while `publish` pushes 1 and 2: both get an element.
