@@ -7,10 +7,17 @@
 //! CPython's `SharedMemory`, whose documented pattern `buffer = shm.buf; ...; shm.close()`
 //! works so). It exports [`SharedMemoryBuf`], a private object holding the mapping, not the
 //! `SharedMemory` itself: the cached view referring to its owner would be a reference cycle.
+//!
+//! The class is frozen, as every shmkit class: what `close()` changes sits behind a mutex
+//! ([`State`]), locked only for steps of Rust code, never across a call into Python code
+//! (releasing `buf`, `weakref.finalize`, dropping a Python object). Such code may come back to
+//! the same object (a garbage collection's callbacks, another thread the GIL switches to), and
+//! finds it usable: closed or not, never borrowed. Every lock is taken with the GIL held and
+//! never releases it, so a `fork()` (made with the GIL) never finds the mutex held.
 
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -27,8 +34,26 @@ use crate::named;
 /// create them); `raw=False` (the default) ones carry shmkit's header and show in
 /// `shmkit ls`/`info`. No resource tracker: nothing is unlinked when a process exits;
 /// call `unlink()` once, when the segment is no longer needed.
-#[pyclass(module = "shmkit", name = "SharedMemory")]
+#[pyclass(module = "shmkit", name = "SharedMemory", frozen)]
 pub(crate) struct PySharedMemory {
+    name: String,
+    /// The payload size (kept after `close()`, as CPython's `size`).
+    size: usize,
+    /// Whether the segment is raw (no shmkit header): a pickle opens it so.
+    raw: bool,
+    /// Live buffer exports (memoryviews, numpy arrays, ...) of this object; counted up with
+    /// `state` locked, so that `close()`, which checks it under the same lock, never closes
+    /// while one is being made.
+    exports: AtomicUsize,
+    /// Live exports of the [`SharedMemoryBuf`]s behind `buf` (the cached view, and views
+    /// sharing its buffer: slices of it).
+    buf_exports: Arc<AtomicUsize>,
+    /// What `close()` changes (module docs: never locked across Python code).
+    state: Mutex<State>,
+}
+
+/// The part of a [`PySharedMemory`] that `close()` and `buf` change.
+struct State {
     /// `None` once closed.
     seg: Option<Arc<Segment>>,
     /// After `close()`: the mapping, kept until this object is gone. A NumPy before 1.22.4
@@ -36,18 +61,8 @@ pub(crate) struct PySharedMemory {
     /// (it releases the buffer at once), so an array of `numpy.frombuffer(shm)` can outlive
     /// every counted export while it still points into the mapping; it cannot outlive `shm`.
     closed_seg: Option<Arc<Segment>>,
-    name: String,
-    /// The payload size (kept after `close()`, as CPython's `size`).
-    size: usize,
-    /// Whether the segment is raw (no shmkit header): a pickle opens it so.
-    raw: bool,
-    /// Live buffer exports (memoryviews, numpy arrays, ...) of this object.
-    exports: AtomicUsize,
     /// The memoryview `buf` returns, once made; released (and dropped) by `close()`.
     buf: Option<Py<PyMemoryView>>,
-    /// Live exports of the [`SharedMemoryBuf`]s behind `buf` (the cached view, and views
-    /// sharing its buffer: slices of it).
-    buf_exports: Arc<AtomicUsize>,
 }
 
 /// What `SharedMemory.buf` is a view of: the mapping (kept mapped while this object lives)
@@ -128,18 +143,29 @@ impl PySharedMemory {
             name: seg.name().to_owned(),
             size: seg.len(),
             raw: seg.is_raw(),
-            seg: Some(Arc::new(seg)),
-            closed_seg: None,
             exports: AtomicUsize::new(0),
-            buf: None,
             buf_exports: Arc::new(AtomicUsize::new(0)),
+            state: Mutex::new(State {
+                seg: Some(Arc::new(seg)),
+                closed_seg: None,
+                buf: None,
+            }),
         }
     }
 
-    fn seg(&self) -> PyResult<&Arc<Segment>> {
-        self.seg.as_ref().ok_or_else(|| {
-            PyValueError::new_err(format!("shared memory {:?} is closed", self.name))
-        })
+    /// The state's lock (module docs: no Python code while it is held). Nothing panics while
+    /// it is held, and every step leaves the state consistent: a poisoned lock is taken as is.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `BufferError` for a `close()` refused while `n` exports (`what`) are alive.
+    fn refused(&self, n: usize, what: &str) -> PyErr {
+        PyBufferError::new_err(format!(
+            "cannot close shared memory {:?}: {n} exported buffer(s) ({what}) still use it; \
+             release them first",
+            self.name
+        ))
     }
 
     fn create_impl(
@@ -228,20 +254,36 @@ impl PySharedMemory {
     /// which `close()` releases (as CPython's `SharedMemory.buf`); `None` after `close()`,
     /// as CPython's.
     #[getter]
-    fn buf<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyMemoryView>>> {
-        if let Some(b) = &self.buf {
-            return Ok(Some(b.bind(py).clone()));
-        }
-        let Some(seg) = &self.seg else {
-            return Ok(None);
+    fn buf<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyMemoryView>>> {
+        let seg = {
+            let st = self.state();
+            if let Some(b) = &st.buf {
+                return Ok(Some(b.bind(py).clone()));
+            }
+            let Some(seg) = &st.seg else {
+                return Ok(None);
+            };
+            Arc::clone(seg)
         };
+        // Unlocked: making Python objects may run a garbage collection.
         let owner = SharedMemoryBuf {
-            seg: Arc::clone(seg),
+            seg,
             exports: Arc::clone(&self.buf_exports),
         };
         let view = PyMemoryView::from(Bound::new(py, owner)?.as_any())?;
-        self.buf = Some(view.clone().unbind());
-        Ok(Some(view))
+        let mut st = self.state();
+        // Meanwhile another `buf` made one (that one is kept, `view` dropped unlocked), or a
+        // `close()` closed (before `view` counted in `buf_exports`, which it checks).
+        let current = match (&st.buf, &st.seg) {
+            (Some(b), _) => Some(b.bind(py).clone()),
+            (None, None) => None,
+            (None, Some(_)) => {
+                st.buf = Some(view.clone().unbind());
+                Some(view.clone())
+            }
+        };
+        drop(st);
+        Ok(current)
     }
 
     /// Pickled by name, as CPython's (`(cls, (name, False, 0))`: unpickling opens the
@@ -251,7 +293,7 @@ impl PySharedMemory {
     ) -> PyResult<(Bound<'py, PyAny>, (String, bool, usize))> {
         let py = slf.py();
         let cls = slf.get_type().into_any();
-        let this = slf.borrow();
+        let this = slf.get();
         let make = if this.raw {
             let kw = pyo3::types::PyDict::new(py);
             kw.set_item("raw", true)?;
@@ -268,23 +310,31 @@ impl PySharedMemory {
     /// of it (memoryviews, numpy arrays, slices of `buf`) are alive: release them first. As
     /// CPython's, a close refused only because of views sharing `buf`'s buffer (its slices)
     /// has released `buf` itself; the next `buf` is a new view. Closing twice is harmless.
-    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        let refused = |n: usize, what: &str| {
-            PyBufferError::new_err(format!(
-                "cannot close shared memory {:?}: {n} exported buffer(s) ({what}) still use \
-                 it; release them first",
-                self.name
-            ))
-        };
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let n = self.exports.load(Ordering::Acquire);
         if n > 0 {
-            return Err(refused(n, "memoryview, numpy array, ..."));
+            return Err(self.refused(n, "memoryview, numpy array, ..."));
         }
-        if let Some(b) = self.buf.take() {
+        let (buf, seg) = {
+            let mut st = self.state();
+            (st.buf.take(), st.seg.clone())
+        };
+        if let Some(b) = buf {
             let view = b.bind(py);
             // Refused (BufferError) while views of `buf` itself (numpy arrays over it) live.
             if let Err(e) = view.call_method0("release") {
-                self.buf = Some(b);
+                let mut st = self.state();
+                // Kept, unless another `buf` made a new one meanwhile (then `b` is dropped,
+                // unlocked: its views keep the mapping).
+                let other = match st.buf {
+                    None => {
+                        st.buf = Some(b);
+                        None
+                    }
+                    Some(_) => Some(b),
+                };
+                drop(st);
+                drop(other);
                 return Err(e);
             }
             // Released, as CPython's; but a NumPy before 1.22.4 keeps a reference to the
@@ -292,26 +342,28 @@ impl PySharedMemory {
             // into the mapping: while anything refers to the view, a finalizer of the view
             // keeps the mapping (released, the view no longer holds it).
             if view.get_refcnt() > 1 {
-                if let Some(seg) = &self.seg {
-                    let keeper = Bound::new(
-                        py,
-                        MappingKeeper {
-                            _seg: Arc::clone(seg),
-                        },
-                    )?;
+                if let Some(seg) = seg {
+                    let keeper = Bound::new(py, MappingKeeper { _seg: seg })?;
                     py.import("weakref")?
                         .getattr("finalize")?
                         .call1((view, keeper))?;
                 }
             }
         }
+        // Checked again with the state locked: the Python code above may have made exports
+        // (`__getbuffer__` counts them under the lock) or a new `buf`.
+        let mut st = self.state();
+        let n = self.exports.load(Ordering::Acquire);
+        if n > 0 {
+            return Err(self.refused(n, "memoryview, numpy array, ..."));
+        }
         let n = self.buf_exports.load(Ordering::Acquire);
         if n > 0 {
-            return Err(refused(n, "slices of .buf"));
+            return Err(self.refused(n, "slices of .buf"));
         }
         // Closed; the mapping itself stays until this object is gone (see `closed_seg`).
-        if let Some(seg) = self.seg.take() {
-            self.closed_seg = Some(seg);
+        if let Some(seg) = st.seg.take() {
+            st.closed_seg = Some(seg);
         }
         Ok(())
     }
@@ -327,11 +379,7 @@ impl PySharedMemory {
 
     /// Closes (does not unlink).
     #[pyo3(signature = (*_args))]
-    fn __exit__(
-        &mut self,
-        py: Python<'_>,
-        _args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<()> {
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
         self.close(py)
     }
 
@@ -340,7 +388,7 @@ impl PySharedMemory {
     }
 
     fn __repr__(&self) -> String {
-        match &self.seg {
+        match &self.state().seg {
             Some(s) => format!(
                 "<shmkit.SharedMemory name={:?} size={}>",
                 self.name,
@@ -360,8 +408,13 @@ impl PySharedMemory {
         view: *mut pyo3::ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let this = slf.borrow();
-        let seg = this.seg()?;
+        let this = slf.get();
+        // Locked while the export is made and counted (`PyBuffer_FillInfo`: no Python code),
+        // so that no `close()` comes between.
+        let st = this.state();
+        let seg = st.seg.as_ref().ok_or_else(|| {
+            PyValueError::new_err(format!("shared memory {:?} is closed", this.name))
+        })?;
         // SAFETY: `view` is Python's; the export holds `slf`, whose `seg` stays mapped while
         // it does: `close()` refuses while `exports` is non-zero.
         unsafe { export(slf.as_any(), seg, &this.exports, view, flags) }

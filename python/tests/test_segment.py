@@ -1,8 +1,10 @@
 """SharedMemory: the buffer protocol, closing with live views, CPython interop."""
 
+import gc
 import os
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -292,3 +294,112 @@ def test_lifetime_keyword(names, lifetime_of):
         for s in segs:
             s.close()
             s.unlink()
+
+
+def test_shared_memory_usable_while_close_runs_python_code(name):
+    # `buf = shm.buf; ...; shm.close()` is CPython's documented pattern; close() then calls
+    # `weakref.finalize(...)` (Python code). It did so with `&mut self` borrowed, so any code
+    # that ran there (a garbage collection's gc.callbacks in this thread, or another thread
+    # the GIL switched to) and touched the same SharedMemory got "Already mutably borrowed"
+    # (RuntimeError) from len(), and a PanicException from memoryview(shm).
+    shm = shmkit.SharedMemory.create(name, 4096)
+    buf = shm.buf
+    probes = []
+
+    def during_gc(phase, info):
+        if phase != "start":
+            return
+        try:
+            buf.nbytes
+            return  # close() has not released `buf` yet
+        except ValueError:
+            pass
+        for what, f in (
+            ("len", lambda: len(shm)),
+            ("memoryview", lambda: memoryview(shm).release()),
+            ("buf", lambda: shm.buf),
+            ("repr", lambda: repr(shm)),
+        ):
+            try:
+                f()
+                probes.append((what, "ok"))
+            except (ValueError, BufferError):
+                probes.append((what, "ok"))  # closed, or refused: fine
+            except BaseException as e:  # PanicException derives from BaseException
+                probes.append((what, f"{type(e).__name__}: {e}"))
+
+    old = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(during_gc)
+    try:
+        gc.set_threshold(1)  # every tracked allocation collects, also those inside close()
+        try:
+            shm.close()
+        except BufferError:
+            pass  # a probe's `shm.buf` made a new view meanwhile: refused, as it should be
+        finally:
+            gc.set_threshold(*old)
+    finally:
+        gc.callbacks.remove(during_gc)
+        del buf
+    assert probes, "no collection ran inside close()"
+    bad = [p for p in probes if p[1] != "ok"]
+    assert not bad, bad
+    shm.close()  # whatever the probes left: closes now
+    assert shm.buf is None
+    shm.unlink()
+
+
+def test_shared_memory_read_by_another_thread_while_closed(names):
+    # The same with threads: thread B reads `len(shm)` / `memoryview(shm)` / `shm.buf` while
+    # thread A closes objects whose `buf` is referenced. Only the GIL orders these calls; B
+    # must never see a borrow error or a panic, and A's close() either closes or refuses.
+    errors = []
+    stop = threading.Event()
+    current = [None]
+
+    def reader():
+        while not stop.is_set():
+            s = current[0]
+            if s is None:
+                continue
+            try:
+                len(s)
+                s.size
+                repr(s)
+                memoryview(s).release()
+                s.buf
+            except (ValueError, BufferError):
+                pass  # closed, or a view of a released `buf`: fine
+            except BaseException as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(300):
+            if errors:
+                break
+            s = shmkit.SharedMemory.create(names(), 4096)
+            try:
+                buf = s.buf
+                current[0] = s
+                while True:
+                    try:
+                        s.close()
+                        break
+                    except BufferError:
+                        pass  # the reader's view is alive: again
+                assert s.buf is None
+                del buf
+                current[0] = None
+            finally:
+                s.unlink()
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
+    assert not errors, errors[:3]
