@@ -147,14 +147,49 @@ impl PyShareableList {
         Ok(Self::wrap(l))
     }
 
-    /// Every item, as Python values.
+    /// Item `index`: the one read of an item every call makes. One try with the GIL held (no
+    /// writer mid-update: the usual case), then the sliced wait, which releases the GIL and
+    /// lets Ctrl-C in, for as long as a writer's update of the item takes.
+    fn get(py: Python<'_>, l: &ShareableList, index: isize) -> PyResult<Item> {
+        match l.try_get(index) {
+            Err(shmkit::Error::WouldBlock) => {
+                sliced(py, None, |until| match l.get_deadline(index, until) {
+                    Err(shmkit::Error::Timeout) => None,
+                    r => Some(r),
+                })?
+                .unwrap_or(Err(shmkit::Error::Timeout))
+            }
+            r => r,
+        }
+        .map_err(to_py)
+    }
+
+    /// Every item, as Python values (each one a [`get`](Self::get)).
     fn items(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
         let l = self.list()?;
-        let mut out = Vec::with_capacity(l.len());
-        for v in l.iter() {
-            out.push(to_py_value(py, v.map_err(to_py)?)?);
-        }
-        Ok(out)
+        (0..l.len())
+            .map(|i| to_py_value(py, Self::get(py, l, i as isize)?))
+            .collect()
+    }
+
+    /// Whether each item equals `value` (`value == item`, as CPython's), in order, each one
+    /// read ([`get`](Self::get)) only when the one before has been compared: by the library's
+    /// [`Item::py_eq`] when `value` is exactly of a type the list holds ([`probe`]), else by
+    /// Python's `==`.
+    fn equal<'a>(
+        &'a self,
+        value: &'a Bound<'a, PyAny>,
+    ) -> PyResult<impl Iterator<Item = PyResult<bool>> + 'a> {
+        let l = self.list()?;
+        let py = value.py();
+        let probe = probe(value);
+        Ok((0..l.len()).map(move |i| {
+            let item = Self::get(py, l, i as isize)?;
+            match &probe {
+                Some(v) => Ok(item.py_eq(v)),
+                None => value.eq(to_py_value(py, item)?),
+            }
+        }))
     }
 }
 
@@ -264,21 +299,7 @@ impl PyShareableList {
     }
 
     fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<PyObject> {
-        let l = self.list()?;
-        // One try with the GIL held (no writer mid-update: the usual case), then the sliced
-        // wait, which releases the GIL and lets Ctrl-C in.
-        let item = match l.try_get(index) {
-            Err(shmkit::Error::WouldBlock) => {
-                sliced(py, None, |until| match l.get_deadline(index, until) {
-                    Err(shmkit::Error::Timeout) => None,
-                    r => Some(r),
-                })?
-                .unwrap_or(Err(shmkit::Error::Timeout))
-            }
-            r => r,
-        }
-        .map_err(to_py)?;
-        to_py_value(py, item)
+        to_py_value(py, Self::get(py, self.list()?, index)?)
     }
 
     fn __setitem__(&self, py: Python<'_>, index: isize, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -306,41 +327,26 @@ impl PyShareableList {
     }
 
     /// How many items equal `value` (`value == item`, as CPython's).
-    fn count(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<usize> {
-        if let Some(v) = probe(value) {
-            return self.list()?.count(&v).map_err(to_py);
-        }
+    fn count(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
         let mut n = 0;
-        for item in self.items(py)? {
-            if value.eq(item)? {
-                n += 1;
-            }
+        for eq in self.equal(value)? {
+            n += usize::from(eq?);
         }
         Ok(n)
     }
 
     /// The first index of `value` (`value == item`, as CPython's); `ValueError` if it is
     /// absent.
-    fn index(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let found = match probe(value) {
-            Some(v) => self.list()?.index(&v).map_err(to_py)?,
-            None => {
-                let mut found = None;
-                for (i, item) in self.items(py)?.into_iter().enumerate() {
-                    if value.eq(item)? {
-                        found = Some(i);
-                        break;
-                    }
-                }
-                found
+    fn index(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        for (i, eq) in self.equal(value)?.enumerate() {
+            if eq? {
+                return Ok(i);
             }
-        };
-        found.ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{} not in this container",
-                value.repr().map(|r| r.to_string()).unwrap_or_default()
-            ))
-        })
+        }
+        Err(PyValueError::new_err(format!(
+            "{} not in this container",
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        )))
     }
 
     /// The size in bytes of item `index`'s slot: the longest `str` (UTF-8) or `bytes` it

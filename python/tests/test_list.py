@@ -274,3 +274,63 @@ def test_lifetime_keyword(names, lifetime_of):
 
 def test_anonymous_list_of_a_killed_process_is_removed_by_gc(collected_after_kill):
     collected_after_kill('shmkit.ShareableList([1, "two"])')
+
+
+def _stuck_writer(sl_name, lock):
+    """Leave item 0 of the shmkit list `sl_name` as a live writer mid-update leaves it (a
+    writer process stopped half-way, or a peer that keeps the writer lock): the trailer's
+    writer lock names this (live) process, whose token is copied from `lock`, a shmkit
+    `Lock` this process holds, and item 0's `seq` is odd (SPEC, ShareableList trailer)."""
+    assert lock.acquire(False)
+    with open(f"/dev/shm/{lock.name}", "rb") as f:
+        lockbytes = f.read()
+    owner = lockbytes[128 + 8 : 128 + 16]  # payload: LockState {magic, depth, owner, ...}
+    assert owner != bytes(8)
+    path = f"/dev/shm/{sl_name}"
+    with open(path, "rb") as f:
+        data = f.read()
+    t = next(o for o in range(0, len(data), 64) if data[o : o + 8] == b"\x89SHMKIT\n")
+    with open(path, "r+b") as f:
+        f.seek(t + 160 + 8)  # the writer lock's owner word
+        f.write(owner)
+        f.seek(t + 192)  # item 0's seq
+        f.write((1).to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize(
+    "call", ["sl[0]", "list(sl)", "sl.count(7)", "sl.index(7)", "repr(sl)", "7 in sl"]
+)
+def test_list_reads_waiting_for_a_writer_are_interruptible(names, spawn, call):
+    # `sl[i]` waits for a writer's update of item i with the GIL released, in slices, and
+    # Ctrl-C interrupts it. Every other read of the items (iteration, count, index, repr,
+    # `in`) waited in the library's unbounded `get` with the GIL held: no other thread of
+    # the reading process ran, and Ctrl-C did nothing, for as long as the writer took.
+    sl_name, lock_name = names(), names()
+    sl = shmkit.ShareableList([1, 2, 3], name=sl_name)
+    lock = shmkit.Lock.create(lock_name)
+    try:
+        _stuck_writer(sl_name, lock)
+        child = spawn(
+            f"""
+import sys, threading, time, shmkit
+sl = shmkit.ShareableList(name=sys.argv[1])
+ticks = []
+threading.Thread(target=lambda: [ticks.append(time.sleep(0.01)) for _ in range(1000)],
+                 daemon=True).start()
+print("calling", flush=True)
+try:
+    {call}
+    print("returned", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", len(ticks) > 10, flush=True)
+""",
+            sl_name,
+        )
+        child.interrupt_blocked_call()
+        # The other thread ran meanwhile (the GIL was released), and Ctrl-C got through.
+        assert child.line() == "interrupted True"
+        rc, _, err = child.finish()
+        assert rc == 0, err
+    finally:
+        lock.release()
+        sl.close()
