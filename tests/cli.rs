@@ -261,6 +261,65 @@ fn gc_removes_only_owned_objects_of_dead_creators_and_abandoned_builds() {
     }
 }
 
+/// Review finding: `gc` listed `/dev/shm/.shmkit` by path and removed `live-*`/old `tmp-*`
+/// files through a symbolic link planted there, in whatever directory it pointed to. Runs
+/// `gc` with a private tmpfs on `/dev/shm` (a mount namespace of its own) holding such a link:
+/// gc refuses the link, and the files it points to stay. Needs root (`unshare --mount`), as
+/// CI runs the tests: as another user the test fails, saying so.
+#[test]
+fn gc_does_not_follow_a_planted_liveness_directory_link() {
+    struct RmDir(std::path::PathBuf);
+    impl Drop for RmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let victim = std::env::temp_dir().join(common::unique_name("cli-gc-victim"));
+    std::fs::create_dir_all(&victim).unwrap();
+    let _rm = RmDir(victim.clone());
+    // Names gc would remove in its own directory: an unlocked liveness file and an unlocked
+    // temporary file older than a minute.
+    let files = ["live-0000000000000001", "tmp-notes"];
+    for f in files {
+        std::fs::write(victim.join(f), b"keep me").unwrap();
+    }
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(victim.join("tmp-notes"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=1m,mode=1777 shmkit-test /dev/shm && \
+         ln -s '{}' /dev/shm/.shmkit && echo set-up && exec \"$0\" gc",
+        victim.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(env!("CARGO_BIN_EXE_shmkit"))
+        .output()
+        .expect("run unshare");
+    let text = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.starts_with("set-up\n"),
+        "unshare/mount failed (this test needs root: it mounts a tmpfs on /dev/shm in a mount \
+         namespace of its own): {err}"
+    );
+    let left: Vec<_> = files.iter().filter(|f| victim.join(f).exists()).collect();
+    assert_eq!(
+        left.len(),
+        files.len(),
+        "gc removed files outside /dev/shm through the link: {text}{err}"
+    );
+    assert!(
+        !out.status.success() && err.contains("not a directory"),
+        "gc must refuse the link: {}, {text}{err}",
+        out.status
+    );
+}
+
 #[test]
 fn create_write_read_roundtrip() {
     let a = common::unique_name("cli-rw");

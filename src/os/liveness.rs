@@ -312,21 +312,36 @@ fn ensure_dir() -> io::Result<()> {
             return Err(io::Error::new(e.kind(), format!("cannot create {d}: {e}")));
         }
     }
-    let md = std::fs::symlink_metadata(&d)?;
-    use std::os::unix::fs::PermissionsExt;
-    let mode = md.permissions().mode();
-    if !md.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{d} is not a directory; remove it so shmkit can create its liveness directory"
-            ),
-        ));
+    open_dir_checked(&d).map(drop)
+}
+
+/// Open the liveness directory `d` without following a link and check, on the opened
+/// directory itself, that nobody can use it to remove another user's files: a real directory
+/// (not a link), owned by root or this user, sticky if others may write it. Whoever lists or
+/// removes files in it does so relative to the returned descriptor, so what was checked is
+/// what is used (a link planted at `d` is refused, never followed).
+fn open_dir_checked(d: &str) -> io::Result<OwnedFd> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(rustix::fs::CWD, d, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // ELOOP: a symbolic link (O_NOFOLLOW); ENOTDIR: another kind of file.
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+            return Err(not_a_directory(d));
+        }
+        Err(e) => {
+            let e = io::Error::from(e);
+            return Err(io::Error::new(e.kind(), format!("cannot open {d}: {e}")));
+        }
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return Err(not_a_directory(d));
     }
-    use std::os::unix::fs::MetadataExt;
+    let mode = st.st_mode;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    if md.uid() != 0 && md.uid() != euid {
+    if st.st_uid != 0 && st.st_uid != euid {
         // The owner of a sticky directory may remove anyone's files in it, which would make
         // their processes look dead.
         return Err(io::Error::new(
@@ -335,7 +350,7 @@ fn ensure_dir() -> io::Result<()> {
                 "{d} belongs to uid {} (neither root nor this user, uid {euid}), who could \
                  remove other users' liveness files; have root create it: \
                  `install -d -m 1777 -o root -g root {d}`",
-                md.uid()
+                st.st_uid
             ),
         ));
     }
@@ -348,7 +363,17 @@ fn ensure_dir() -> io::Result<()> {
             ),
         ));
     }
-    Ok(())
+    Ok(fd)
+}
+
+fn not_a_directory(d: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{d} is not a directory (a symbolic link or another kind of file); remove it so \
+             shmkit can create its liveness directory"
+        ),
+    )
 }
 
 /// A whole-file `struct flock` of `kind` for the OFD calls.
@@ -564,13 +589,16 @@ const SWEEP_ON_START: usize = 16;
 /// Best effort: errors are ignored (files of other users cannot be removed in the sticky
 /// directory; `gc` as their owner or root removes them).
 fn sweep_some(n: usize) {
-    let Ok(rd) = std::fs::read_dir(dir()) else {
+    let Ok(dirfd) = open_dir_checked(&dir()) else {
         return;
     };
-    let mut names: Vec<std::ffi::OsString> = rd
+    let Ok(rd) = rustix::fs::Dir::read_from(&dirfd) else {
+        return;
+    };
+    let mut names: Vec<CString> = rd
         .flatten()
-        .map(|e| e.file_name())
-        .filter(|f| f.to_str().is_some_and(|f| f.starts_with("live-")))
+        .map(|e| e.file_name().to_owned())
+        .filter(|f| f.to_bytes().starts_with(b"live-"))
         .collect();
     let mut seed = random_token().unwrap_or(1);
     for _ in 0..n.min(names.len()) {
@@ -582,9 +610,8 @@ fn sweep_some(n: usize) {
         // Judged by the file's own lock only, never by the token's value: a file whose name
         // this build would not draw (another version's token) is still a live process's if
         // its write lock is held.
-        let path = std::path::Path::new(&dir()).join(&f);
-        if unlocked(&path) {
-            let _ = std::fs::remove_file(&path);
+        if dead_in(&dirfd, &f, 0) {
+            let _ = rustix::fs::unlinkat(&dirfd, f.as_c_str(), rustix::fs::AtFlags::empty());
         }
     }
 }
@@ -604,42 +631,52 @@ pub(crate) fn sweep(dry_run: bool) -> io::Result<Vec<Swept>> {
     sweep_in(&dir(), dry_run)
 }
 
-/// Whether nobody holds a lock on the file at `path` (false if it cannot be opened).
-fn unlocked(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .is_ok_and(|f| {
-            let fd = OwnedFd::from(f);
-            is_regular(&fd) && query(&fd) == Liveness::Dead
-        })
+/// Whether `name` in the directory `dirfd` is a regular file, last modified at least
+/// `min_age_secs` seconds ago, on which nobody holds a lock (false if it cannot be opened).
+/// Opened relative to `dirfd` without following a link nor blocking on a FIFO.
+fn dead_in(dirfd: &OwnedFd, name: &std::ffi::CStr, min_age_secs: i64) -> bool {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(dirfd, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else {
+        return false;
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return false;
+    }
+    if min_age_secs > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if now.saturating_sub(st.st_mtime) < min_age_secs {
+            return false;
+        }
+    }
+    query(&fd) == Liveness::Dead
 }
 
+/// [`sweep`] in the directory `dir`: opened and checked as [`open_dir_checked`] does (a link
+/// there is an error, not followed), listed and unlinked relative to that descriptor.
 fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
     let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
+    let dirfd = match open_dir_checked(dir) {
+        Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
-    for e in rd.flatten() {
-        let Some(file) = e.file_name().to_str().map(str::to_owned) else {
+    for e in rustix::fs::Dir::read_from(&dirfd)?.flatten() {
+        let name = e.file_name();
+        let Some(file) = name.to_str().ok().map(str::to_owned) else {
             continue;
         };
         let dead = if file.starts_with("live-") {
-            unlocked(&e.path())
+            dead_in(&dirfd, name, 0)
         } else if file.starts_with("tmp-") {
             // A publisher holds its lock before the rename; an unlocked temporary file older
             // than a minute belongs to a process that died in between.
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() >= 60);
-            old && unlocked(&e.path())
+            dead_in(&dirfd, name, 60)
         } else {
             false
         };
@@ -649,7 +686,8 @@ fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
         let outcome = if dry_run {
             Ok(())
         } else {
-            std::fs::remove_file(e.path()).map_err(|e| e.to_string())
+            rustix::fs::unlinkat(&dirfd, name, rustix::fs::AtFlags::empty())
+                .map_err(|e| io::Error::from(e).to_string())
         };
         out.push(Swept { file, outcome });
     }
@@ -742,5 +780,31 @@ mod tests {
         assert!(dead.exists(), "a dry run removes nothing");
         assert_eq!(sweep_in(dir, false).unwrap().len(), 1);
         assert!(!dead.exists() && held.exists());
+    }
+
+    /// Review finding: `sweep_in` listed a directory by path and removed through a symbolic
+    /// link planted in its place, in whatever directory the link pointed to. A link is
+    /// refused; the files behind it stay.
+    #[test]
+    fn a_link_in_place_of_the_directory_is_refused_not_followed() {
+        let base = std::env::temp_dir().join(format!("shmkit-sweep-link-{}", std::process::id()));
+        let (victim, link) = (base.join("victim"), base.join("link"));
+        std::fs::create_dir_all(&victim).unwrap();
+        struct Rm(std::path::PathBuf);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _rm = Rm(base.clone());
+        let file = victim.join(format!("live-{:016x}", random_token().unwrap()));
+        std::fs::write(&file, b"pid 1\n").unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        // The directory itself is swept (the file is dead)...
+        assert_eq!(sweep_in(victim.to_str().unwrap(), true).unwrap().len(), 1);
+        // ...but not through the link.
+        let e = sweep_in(link.to_str().unwrap(), false).unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        assert!(file.exists());
     }
 }
