@@ -460,3 +460,91 @@ fn create_elem_size_24_and_the_sizes_the_cli_refuses() {
         4100
     );
 }
+
+/// Review finding: `queue pop` consumed a message, could not print it (stdout a pipe with no
+/// reader, or closed) and exited 0: the message was gone. Now stdout is checked before the
+/// pop (the message stays, exit 1), and a write that fails after the pop (`/dev/full`) exits 1
+/// saying the message is lost. Every kind.
+#[test]
+fn a_pop_that_cannot_print_its_message_does_not_succeed() {
+    use std::process::Stdio;
+    let len = |q: &str| {
+        json(&["queue", "stat", q, "--json"])["len"]
+            .as_u64()
+            .unwrap()
+    };
+    for kind in ["bytes-ring", "mpmc-bytes", "spsc", "mpmc"] {
+        let q = unique_name(&format!("clipop-lost-{kind}"));
+        let _c = Cleanup::new(&[&q]);
+        let cap = if kind.contains("bytes") { "4096" } else { "8" };
+        ok(&[
+            "queue",
+            "create",
+            &q,
+            "--kind",
+            kind,
+            "--capacity",
+            cap,
+            "--elem-size",
+            "16",
+        ]);
+        ok(&["queue", "push", &q, "first"]);
+        ok(&["queue", "push", &q, "second"]);
+        let before = len(&q);
+        // A pipe whose reader is already gone (`shmkit queue pop q | true`).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(["queue", "pop", &q, "--timeout", "5"])
+            .stdout(Stdio::from(writer))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.contains("nothing was consumed"),
+            "{kind}, broken pipe: {}, {err}",
+            out.status
+        );
+        assert_eq!(
+            len(&q),
+            before,
+            "{kind}, broken pipe: a message was consumed"
+        );
+        // A closed standard output (`shmkit queue pop q >&-`).
+        let out = Command::new("sh")
+            .args(["-c", "exec \"$0\" queue pop \"$1\" --timeout 5 >&-"])
+            .args([env!("CARGO_BIN_EXE_shmkit"), &q])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.contains("nothing was consumed"),
+            "{kind}, closed stdout: {}, {err}",
+            out.status
+        );
+        assert_eq!(
+            len(&q),
+            before,
+            "{kind}, closed stdout: a message was consumed"
+        );
+        // A write that fails after the pop: the message is gone, and the exit says so.
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(["queue", "pop", &q, "--timeout", "5"])
+            .stdout(Stdio::from(full))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.contains("it is lost"),
+            "{kind}, /dev/full: {}, {err}",
+            out.status
+        );
+        assert!(len(&q) < before, "{kind}, /dev/full: nothing was popped");
+        // The other message is still there for a reader that takes it.
+        assert_eq!(ok(&["queue", "pop", &q, "--timeout", "5"]), "second\n");
+    }
+}

@@ -1,7 +1,8 @@
 //! `shmkit`: list, inspect, read, write and clean shared-memory objects.
 //!
 //! Exit status ([`Stop`]): 0 on success, and also when standard output's reader went away
-//! before everything was written (`shmkit ls | head -1`); 2 for a usage error, that is a
+//! before everything was written (`shmkit ls | head -1`; not for `queue pop`, whose message
+//! would be lost); 2 for a usage error, that is a
 //! command line that is wrong on its face (clap's own errors, and any value that breaks a
 //! rule of its own, such as a segment name, a mode, a capacity or a timeout), with one line on
 //! stderr; 1 with a one-line message on stderr when a well-formed command fails (no such
@@ -27,6 +28,7 @@ mod rm;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a verb stopped before it finished.
 #[derive(Debug)]
@@ -283,6 +285,59 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> CmdResult {
             std::io::ErrorKind::BrokenPipe => Stop::BrokenPipe,
             _ => Stop::Failed(format!("cannot write to standard output: {e}")),
         })
+}
+
+/// Whether standard output (descriptor 1) was open when the process started. Rust's runtime,
+/// before `main`, puts `/dev/null` on a closed descriptor 0, 1 or 2 (so that no file opened
+/// later lands there), after which a closed standard output (`>&-`) looks like `> /dev/null`:
+/// [`record_stdout_at_start`] looks first.
+static STDOUT_OPEN_AT_START: AtomicBool = AtomicBool::new(true);
+
+/// Record [`STDOUT_OPEN_AT_START`]. Run by the C runtime from `.init_array`, before `main` and
+/// so before Rust's runtime touches the standard descriptors; single-threaded, and `main`'s
+/// thread reads the flag after it (`Relaxed` suffices).
+extern "C" fn record_stdout_at_start() {
+    // SAFETY: F_GETFD only reads the descriptor's flags; any descriptor number is valid.
+    let open = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } >= 0;
+    STDOUT_OPEN_AT_START.store(open, Ordering::Relaxed);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static RECORD_STDOUT_AT_START: extern "C" fn() = record_stdout_at_start;
+
+/// Refuse a standard output that could not take what a verb is about to consume (`queue pop`
+/// prints a message it removed from the queue): closed (`>&-`, [`STDOUT_OPEN_AT_START`]),
+/// opened read-only, or a pipe or socket whose reader is gone or hung up (`| true`, seen as
+/// `POLLERR`/`POLLHUP` by a `poll` that does not wait). Checked before consuming, so nothing
+/// is lost; a reader that leaves between the check and the write is the caller's to report.
+pub(crate) fn stdout_can_take_output() -> CmdResult {
+    use std::os::fd::AsFd;
+    let closed = || "standard output is closed: nothing was consumed".to_owned();
+    if !STDOUT_OPEN_AT_START.load(Ordering::Relaxed) {
+        return Err(closed().into());
+    }
+    let out = std::io::stdout();
+    let fd = out.as_fd();
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|_| closed())?;
+    if flags & rustix::fs::OFlags::ACCMODE == rustix::fs::OFlags::RDONLY {
+        return Err("standard output is open read-only: nothing was consumed".into());
+    }
+    let mut p = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0, // POLLERR, POLLHUP and POLLNVAL are reported whatever is asked
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid, writable `pollfd` and we pass a count of 1; a timeout of 0
+    // returns at once.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    if n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        return Err(
+            "standard output's reader is gone (a closed pipe or socket): nothing was consumed"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// `println!` through [`write_stdout`]: a `CmdResult` to `?`.

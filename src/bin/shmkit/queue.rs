@@ -72,6 +72,10 @@ enum Cmd {
     /// Pop one message and write its bytes to stdout, then a newline; exit 1 if none arrives
     /// within the timeout.
     ///
+    /// Standard output is checked first: closed, read-only, or a pipe whose reader is gone is
+    /// an error, and nothing is popped. A write that fails after the pop anyway exits 1, saying
+    /// that the message was consumed and lost.
+    ///
     /// bytes-ring and mpmc-bytes: the message's exact bytes (any bytes, not only text, such as
     /// Python's `put_bytes` messages). spsc and mpmc: the element's bytes without its trailing
     /// zero bytes (the padding `push` adds). Nothing is converted: a message that is not UTF-8
@@ -202,11 +206,25 @@ fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
 
 /// Write a popped message's exact bytes to stdout, then a newline (nothing converted: a
 /// message need not be text).
+///
+/// The message is already consumed: a failed write is an error that says it is lost (exit 1),
+/// even when the reader went away (which other verbs treat as success). [`run`] checks
+/// standard output before popping ([`crate::stdout_can_take_output`]); this covers a reader
+/// that left in between, or a write error such as a full disk.
 fn print_message(b: &[u8]) -> CmdResult {
     let mut out = Vec::with_capacity(b.len() + 1);
     out.extend_from_slice(b);
     out.push(b'\n');
-    crate::write_stdout(&out)
+    crate::write_stdout(&out).map_err(|e| {
+        let why = match e {
+            Stop::BrokenPipe => "its reader is gone".to_owned(),
+            Stop::Failed(m) | Stop::Usage(m) => m,
+        };
+        Stop::Failed(format!(
+            "the message was popped (removed from the queue) but not written to standard \
+             output ({why}): it is lost"
+        ))
+    })
 }
 
 /// Write a fixed-size element as [`print_message`] does, without its trailing zero bytes
@@ -291,6 +309,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
             }
         }
         Cmd::Pop { name, timeout } => {
+            // Before anything is consumed: a message popped for a closed stdout is lost.
+            crate::stdout_can_take_output()?;
             let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
             let (kind, st) = stat_of(&name)?;
             let size = st.elem_size;
