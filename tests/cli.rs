@@ -320,6 +320,73 @@ fn gc_does_not_follow_a_planted_liveness_directory_link() {
     );
 }
 
+/// Review finding: `read` and `dump` opened the object by name again for each 64 KiB chunk,
+/// so a name removed and created again while they copied spliced two objects into one
+/// output. Each reads a 1 MiB object of `A`s through a pipe; once it has started (its first
+/// bytes arrived) the name is given to an object of `B`s: every byte still comes from the
+/// first.
+#[test]
+fn read_and_dump_copy_one_object_even_if_its_name_is_reused_meanwhile() {
+    const SIZE: usize = 1 << 20;
+    let size = SIZE.to_string();
+    for verb in ["read", "dump"] {
+        let n = common::unique_name(&format!("cli-{verb}-swap"));
+        let _c = Cleanup::new(&[&n]);
+        let make = |fill: u8| {
+            let s = Segment::create(&n, SIZE as u64).unwrap();
+            s.write_at(0, &vec![fill; SIZE]).unwrap();
+        };
+        make(b'A');
+        let args: &[&str] = if verb == "read" {
+            &["read", &n]
+        } else {
+            &["dump", &n, "--offset", "128", "--len", &size]
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdout.take().unwrap();
+        // The first bytes: the object is open and being copied; the pipe (64 KiB) holds the
+        // copy back, a chunk or two in, while the name changes hands.
+        let mut out = vec![0u8; 16];
+        pipe.read_exact(&mut out).unwrap();
+        Segment::unlink(&n).unwrap();
+        make(b'B');
+        pipe.read_to_end(&mut out).unwrap();
+        let status = common::wait_exit(&mut child, Duration::from_secs(60));
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(status.success(), "{verb}: {status}: {err}");
+        let bytes: Vec<u8> = if verb == "read" {
+            out
+        } else {
+            // The hex column of `dump`'s lines (`hexdump -C`'s).
+            String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .flat_map(|l| l[10..60].split_whitespace().collect::<Vec<_>>())
+                .map(|h| u8::from_str_radix(h, 16).unwrap())
+                .collect()
+        };
+        assert_eq!(bytes.len(), SIZE, "{verb}");
+        assert!(
+            bytes.iter().all(|&x| x == b'A'),
+            "{verb}: {} bytes of the object opened and {} of another one created later under \
+             the same name",
+            bytes.iter().filter(|&&x| x == b'A').count(),
+            bytes.iter().filter(|&&x| x == b'B').count()
+        );
+    }
+}
+
 #[test]
 fn create_write_read_roundtrip() {
     let a = common::unique_name("cli-rw");

@@ -16,7 +16,7 @@ pub(crate) use header::{validate_self, RawHeader};
 pub use header::{HeaderInfo, Lifetime, State, FORMAT_VERSION, HEADER_SIZE, MAGIC};
 pub use kind::{fingerprint, Kind};
 pub use name::{validate_name, MAX_NAME_LEN};
-pub use probe::{list, mapped_by, probe, read_object_bytes, Probe, Verdict};
+pub use probe::{list, mapped_by, probe, ObjectFile, Probe, Verdict};
 pub use segment::{Access, ReadOnly, ReadWrite, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};
 
 /// The segment settings that every object's options builder (`Lock::options()`,

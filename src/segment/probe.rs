@@ -225,21 +225,78 @@ fn stat_only(name: String, bytes: Option<Vec<u8>>, verdict: Verdict) -> Option<P
     })
 }
 
-/// Copy up to `len` bytes of object `name` starting at byte `offset` of the object (the
-/// header included), without mapping it: what `shmkit dump` shows. Returns fewer bytes at the
-/// end of the object.
-pub fn read_object_bytes(name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-    validate_name(name)?;
-    let fd =
-        shm::open(name, shm::OpenMode::ReadOnly).map_err(|e| Error::from_io(name, "open", e))?;
-    let size = shm::stat(&fd)
-        .map_err(|e| Error::from_io(name, "fstat", e))?
-        .size;
-    let len = len.min(size.saturating_sub(offset) as usize);
-    let mut buf = vec![0u8; len];
-    let n = shm::read_at(&fd, offset, &mut buf).map_err(|e| Error::from_io(name, "read", e))?;
-    buf.truncate(n);
-    Ok(buf)
+/// An object opened once, read-only, to copy its bytes with `pread`, without mapping it (so
+/// reading a hole of a sparse object allocates nothing): what `shmkit dump` and `shmkit read`
+/// copy from. Every read comes from the object opened, even if its name is unlinked and
+/// reused meanwhile, so a copy made in pieces never splices two objects.
+///
+/// ```
+/// use shmkit::segment::{ObjectFile, Segment, HEADER_SIZE};
+/// # let name = format!("doc-objectfile-{}", std::process::id());
+/// let seg = Segment::create(&name, 8)?;
+/// seg.write_at(0, b"shmkit!\n")?;
+/// // The bytes of the object `seg` mapped, header included (offsets count from byte 0).
+/// let file = ObjectFile::of(&seg)?;
+/// assert_eq!(file.read(HEADER_SIZE as u64, 100)?, b"shmkit!\n"); // fewer at the end
+/// assert_eq!(ObjectFile::open(&name)?.size()?, HEADER_SIZE as u64 + 8);
+/// # Segment::unlink(&name)?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ObjectFile {
+    name: String,
+    fd: std::os::fd::OwnedFd,
+}
+
+impl ObjectFile {
+    /// Open object `name` read-only (`O_RDONLY`; no liveness file, no mapping).
+    pub fn open(name: &str) -> Result<ObjectFile> {
+        validate_name(name)?;
+        let fd = shm::open(name, shm::OpenMode::ReadOnly)
+            .map_err(|e| Error::from_io(name, "open", e))?;
+        Ok(ObjectFile {
+            name: name.to_owned(),
+            fd,
+        })
+    }
+
+    /// Open the object that `seg` maps, by its name: an error if the name now holds another
+    /// object (unlinked and created again since `seg` was opened).
+    pub fn of<A: super::Access>(seg: &super::Segment<A>) -> Result<ObjectFile> {
+        let f = ObjectFile::open(seg.name())?;
+        let now = shm::stat(&f.fd)
+            .map_err(|e| Error::from_io(seg.name(), "fstat", e))?
+            .identity;
+        if now != seg.identity() {
+            return Err(Error::Io {
+                name: seg.name().to_owned(),
+                op: "open",
+                source: std::io::Error::other(
+                    "the name now holds another object (the one opened was removed and the \
+                     name reused)",
+                ),
+            });
+        }
+        Ok(f)
+    }
+
+    /// The object's size in bytes now (`fstat`; another process may resize it).
+    pub fn size(&self) -> Result<u64> {
+        Ok(shm::stat(&self.fd)
+            .map_err(|e| Error::from_io(&self.name, "fstat", e))?
+            .size)
+    }
+
+    /// Copy up to `len` bytes starting at byte `offset` of the object (the header included):
+    /// fewer at the end of the object, none past it.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let len = len.min(self.size()?.saturating_sub(offset) as usize);
+        let mut buf = vec![0u8; len];
+        let n = shm::read_at(&self.fd, offset, &mut buf)
+            .map_err(|e| Error::from_io(&self.name, "read", e))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
 }
 
 /// Processes that currently map object `name`, from `/proc/*/maps` (only those this user

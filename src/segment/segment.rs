@@ -327,6 +327,11 @@ impl<A: Access> Segment<A> {
         &self.name
     }
 
+    /// `(st_dev, st_ino)` of the object mapped.
+    pub(crate) fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
     /// Payload length in bytes (the whole object for a raw segment).
     pub fn len(&self) -> usize {
         self.payload_len

@@ -116,8 +116,9 @@ pub(crate) fn create(a: CreateArgs) -> CmdResult {
 }
 
 /// Copy payload bytes to standard output, [`CHUNK`] bytes at a time, with `pread` from the
-/// object rather than from the mapping: reading a hole of a sparse object through a mapping
-/// would allocate its pages in `/dev/shm` (and raise `SIGBUS` once it is full).
+/// object opened ([`segment::ObjectFile`], the one `seg` maps, whatever its name holds
+/// meanwhile) rather than from the mapping: reading a hole of a sparse object through a
+/// mapping would allocate its pages in `/dev/shm` (and raise `SIGBUS` once it is full).
 pub(crate) fn read(a: ReadArgs) -> CmdResult {
     let (seg, kind) = open(&a.name, a.raw, Segment::options().read_only())?;
     let payload = seg.len() as u64;
@@ -135,10 +136,12 @@ pub(crate) fn read(a: ReadArgs) -> CmdResult {
         )
         .into());
     }
+    // Every chunk from the object `seg` mapped, even if its name is reused meanwhile.
+    let file = segment::ObjectFile::of(&seg).map_err(|e| e.to_string())?;
     let (mut at, end) = (a.offset, a.offset + len);
     while at < end {
         let n = (end - at).min(CHUNK as u64) as usize;
-        let bytes = segment::read_object_bytes(&a.name, base + at, n).map_err(|e| e.to_string())?;
+        let bytes = file.read(base + at, n).map_err(|e| e.to_string())?;
         if bytes.is_empty() {
             return Err(format!(
                 "{:?} shrank to {} bytes while being read",

@@ -21,9 +21,9 @@ pub(crate) struct Args {
 /// bounded memory. An `--offset` past the end of the object is an error (as `read`'s), not an
 /// empty dump.
 pub(crate) fn run(args: Args) -> CmdResult {
-    let size = shmkit::segment::probe(&args.name)
-        .map_err(|e| e.to_string())?
-        .size;
+    // One open: every chunk comes from this object, even if its name is reused meanwhile.
+    let file = shmkit::segment::ObjectFile::open(&args.name).map_err(|e| e.to_string())?;
+    let size = file.size().map_err(|e| e.to_string())?;
     if args.offset > size {
         return Err(format!(
             "{:?}: offset {} is past the end of the {size}-byte object",
@@ -35,8 +35,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
     let mut at = args.offset;
     while at < end {
         let n = (end - at).min(CHUNK as u64) as usize;
-        let bytes =
-            shmkit::segment::read_object_bytes(&args.name, at, n).map_err(|e| e.to_string())?;
+        let bytes = file.read(at, n).map_err(|e| e.to_string())?;
         write_stdout(format_lines(at, &bytes).as_bytes())?;
         if bytes.len() < n {
             break; // the end of the object
