@@ -278,3 +278,39 @@ fn create_sparse_reserves_nothing_and_a_default_create_reserves_the_slots() {
     assert!(used_kib(&full) >= 64 * 1024, "{} KiB", used_kib(&full));
     assert!(used_kib(&sparse) < 1024, "{} KiB", used_kib(&sparse));
 }
+
+/// A user-header type whose recorded name would add lines to `frames stat`'s output and clear
+/// the terminal if printed as it is.
+#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy)]
+#[repr(C)]
+struct Forged([u8; 8]);
+impl shmkit::ShmType for Forged {
+    const TYPE_NAME: &'static str = "u64\npublisher:    pid 1 (Alive)\x1b[2J";
+}
+
+/// Review finding: `frames stat` and `info` printed the header type name recorded in shared
+/// memory as it is (a creator's text: newlines, escape sequences). Both quote and escape it,
+/// as `ls` shows names.
+#[test]
+fn frames_stat_and_info_quote_a_type_name_they_did_not_write() {
+    let f = unique_name("cli-forged-frames");
+    let _c = Cleanup::new(&[&f]);
+    let p = FramesOptions::<Forged>::new()
+        .slots(2)
+        .max_bytes(64)
+        .create(&f)
+        .unwrap();
+    drop(p);
+    for args in [&["frames", "stat", &f][..], &["info", &f]] {
+        let out = shmkit(args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains('\x1b'), "{args:?}: {text:?}");
+        let publisher = text.lines().filter(|l| l.starts_with("publisher:")).count();
+        assert_eq!(publisher, 1, "{args:?}: {text:?}");
+        assert!(
+            text.contains(r#"header type:  "u64\npublisher:    pid 1 (Alive)\u{1b}[2J" (8 bytes)"#),
+            "{args:?}: {text:?}"
+        );
+    }
+}

@@ -548,3 +548,34 @@ fn a_pop_that_cannot_print_its_message_does_not_succeed() {
         assert_eq!(ok(&["queue", "pop", &q, "--timeout", "5"]), "second\n");
     }
 }
+
+/// An element type whose recorded name would add a line to `queue stat`'s output and clear
+/// the terminal if printed as it is.
+#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy)]
+#[repr(C)]
+struct Forged([u8; 8]);
+impl shmkit::ShmType for Forged {
+    const TYPE_NAME: &'static str = "u64\nproducers:       pid 1 (Alive)\x1b[2J";
+}
+
+/// Review finding: `queue stat` printed the element type name recorded in shared memory as it
+/// is (a creator's text: newlines, escape sequences). It is quoted and escaped, as `ls`
+/// shows names.
+#[test]
+fn queue_stat_quotes_a_type_name_it_did_not_write() {
+    let q = unique_name("cli-forged-type");
+    let _c = Cleanup::new(&[&q]);
+    drop(spsc::Queue::<Forged>::create(&q, 8).unwrap());
+    let text = ok(&["queue", "stat", &q]);
+    assert!(!text.contains('\x1b'), "{text:?}");
+    let producers = text.lines().filter(|l| l.starts_with("producers:")).count();
+    assert_eq!(producers, 1, "{text:?}");
+    assert_eq!(
+        field(&text, "element type"),
+        Some(r#""u64\nproducers:       pid 1 (Alive)\u{1b}[2J""#),
+        "{text:?}"
+    );
+    // JSON has it exactly.
+    let v = json(&["queue", "stat", &q, "--json"]);
+    assert_eq!(v["elem_type"], <Forged as shmkit::ShmType>::TYPE_NAME);
+}

@@ -170,9 +170,10 @@ pub(crate) fn print_state(st: &FramesStat) -> CmdResult {
         st.max_bytes,
         st.policy
     )?;
+    // Recorded in shared memory by the creator: any text, quoted if it is not plain.
     outln!(
         "header type:  {} ({} bytes)",
-        st.header_type,
+        crate::shown_name(&st.header_type),
         st.header_size
     )?;
     match &st.publisher {

@@ -142,7 +142,8 @@ pub(crate) fn segment_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// A name from /dev/shm as a line of text shows it: quoted and escaped if it holds a control
+/// A name from /dev/shm (or a type name recorded in shared memory: `queue stat`, `frames
+/// stat`, `info`) as a line of text shows it: quoted and escaped if it holds a control
 /// character (a newline, an escape sequence), so each object stays one line and cannot drive
 /// the terminal; as it is otherwise. `--json` output has names exactly.
 pub(crate) fn shown_name(name: &str) -> String {

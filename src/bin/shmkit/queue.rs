@@ -465,7 +465,8 @@ fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
     outln!("len unit:        {}", st.len_unit)?;
     outln!("element size:    {}", st.elem_size)?;
     if let Some(t) = &st.elem_type {
-        outln!("element type:    {t}")?;
+        // Recorded in shared memory by the creator: any text, quoted if it is not plain.
+        outln!("element type:    {}", crate::shown_name(t))?;
     }
     if let Some(m) = st.max_message {
         outln!("max message:     {m}")?;
