@@ -268,3 +268,24 @@ fn info_of_a_long_list_shows_the_first_items() {
     let all: serde_json::Value = serde_json::from_str(&ok(&["list", "get", &name])).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 1000);
 }
+
+/// Review finding: the integer literal `-0` was stored as the float -0.0 (`serde_json` reads
+/// it so, to keep the sign); it is the int 0, as Python's `json` reads it, in `create` and
+/// `set`, while the float literals `-0.0` and `-0e0` stay floats. Checked in the list itself,
+/// not only in `get`'s output.
+#[test]
+fn json_minus_zero_is_an_integer() {
+    let name = unique_name("slcli-m0");
+    let _c = Cleanup::new(&[&name]);
+    ok(&["list", "create", &name, r#"[-0, 7, -0.0, "-0", -0e0]"#]);
+    assert_eq!(
+        ok(&["list", "get", &name]).trim(),
+        r#"[0,7,-0.0,"-0",-0.0]"#
+    );
+    ok(&["list", "set", &name, "1", "-0"]);
+    assert_eq!(ok(&["list", "get", &name, "1"]).trim(), "0");
+    let l = ShareableList::open(&name).unwrap();
+    assert_eq!(l.get(0).unwrap(), Item::Int(0));
+    assert_eq!(l.get(1).unwrap(), Item::Int(0));
+    assert!(matches!(l.get(2).unwrap(), Item::Float(f) if f == 0.0 && f.is_sign_negative()));
+}

@@ -189,35 +189,53 @@ fn parse_json(text: &str) -> Result<Value, Stop> {
         text
     };
     let v = serde_json::from_str(text).map_err(|e| Stop::Usage(format!("not JSON: {e}")))?;
-    integers_fit(text)?;
-    Ok(v)
+    let minus_zeros = integer_literals(text)?;
+    if minus_zeros.is_empty() {
+        return Ok(v);
+    }
+    // `serde_json` reads the integer literal `-0` as the float -0.0 (to keep its sign); as an
+    // integer (Python's `json` too) it is 0: the same text with those signs blanked.
+    let mut fixed = text.as_bytes().to_vec();
+    for i in minus_zeros {
+        fixed[i] = b' ';
+    }
+    serde_json::from_slice(&fixed).map_err(|e| Stop::Usage(format!("not JSON: {e}")))
 }
 
-/// Refuse an integer literal (no `.`, `e` or `E`) outside the int64 range: `serde_json` turns
-/// one into the nearest float, which [`item_from_json`] cannot tell from a float literal, so
+/// Check the integer literals (no `.`, `e` or `E`) of `text`, valid JSON, and return the byte
+/// offsets of the `-` of each `-0` among them (see [`parse_json`]).
+///
+/// An integer outside the int64 range is refused: `serde_json` turns one into the nearest
+/// float, which [`item_from_json`] cannot tell from a float literal, so
 /// `-9223372036854775809` would be stored as the float `-9.223372036854776e18`. `text` is
 /// valid JSON, so a number token is a run of `-+.eE0-9` outside a string.
-fn integers_fit(text: &str) -> Result<(), Stop> {
-    let (mut in_str, mut escaped, mut token) = (false, false, String::new());
-    for c in text.chars().chain([' ']) {
+fn integer_literals(text: &str) -> Result<Vec<usize>, Stop> {
+    let (mut in_str, mut escaped, mut token, mut start) = (false, false, String::new(), 0);
+    let mut minus_zeros = Vec::new();
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
         if in_str {
             (in_str, escaped) = (escaped || c != '"', !escaped && c == '\\');
         } else if c.is_ascii_digit() || "-+.eE".contains(c) {
+            if token.is_empty() {
+                start = i;
+            }
             token.push(c);
         } else {
-            if !token.contains(['.', 'e', 'E'])
-                && !token.is_empty()
-                && token.parse::<i64>().is_err()
-            {
-                return Err(Stop::Usage(format!(
-                    "{token} is beyond the int64 range a ShareableList stores"
-                )));
+            if !token.contains(['.', 'e', 'E']) && !token.is_empty() {
+                if token.parse::<i64>().is_err() {
+                    return Err(Stop::Usage(format!(
+                        "{token} is beyond the int64 range a ShareableList stores"
+                    )));
+                }
+                if token == "-0" {
+                    minus_zeros.push(start);
+                }
             }
             token.clear();
             in_str = c == '"';
         }
     }
-    Ok(())
+    Ok(minus_zeros)
 }
 
 /// A JSON value as an item (see the module docs).
