@@ -1,6 +1,8 @@
 //! `shmkit bench`: the rows and fields it reports, and its errors. Smoke runs (`--quick`);
 //! the figures themselves are judged in BENCHMARKS.md, never here.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn shmkit(args: &[&str]) -> Output {
@@ -185,4 +187,58 @@ fn frames_only_publish_runs_the_publish_rows_and_their_goal() {
     let ratio = rows[1]["p50_ns"].as_f64().unwrap() / rows[0]["p50_ns"].as_f64().unwrap();
     assert!((g["value"].as_f64().unwrap() - ratio).abs() < 1e-9, "{g}");
     assert_eq!(g["met"].as_bool(), Some(ratio <= 2.0), "{g}");
+}
+
+/// Review finding: the hidden `bench-peer` verb (the peer process `shmkit bench` starts)
+/// panicked or aborted on a bad command line (a segment too small for the floors' words,
+/// missing descriptors, `-1`, a 1 TiB buffer) and took descriptors 1 and 2 for its pipe,
+/// closing standard output and error. Each is now a one-line error, and the descriptors it
+/// takes must be open, above 2 and distinct.
+#[test]
+fn bench_peer_refuses_a_bad_command_line_without_a_panic() {
+    let small = common::unique_name("bench-peer-small");
+    let _c = common::Cleanup::new(&[&small]);
+    assert!(shmkit(&["create", &small, "--size", "8"]).status.success());
+    // Through `sh`, with descriptor 5 open (on /dev/null) and 7 closed.
+    let sh = |args: &str| {
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("exec 5</dev/null 7>&-; exec \"$0\" bench-peer {args}"),
+            ])
+            .arg(env!("CARGO_BIN_EXE_shmkit"))
+            .output()
+            .expect("run sh")
+    };
+    let cases: [(String, i32, &str); 9] = [
+        (format!("floor_spin 8 1 {small}"), 1, "outside"),
+        (format!("floor_futex 8 1 {small}"), 1, "outside"),
+        ("pipe 8 1 x".into(), 1, "two descriptors"),
+        ("pipe 8 0 x -- -1 -1".into(), 1, "above 2"),
+        ("pipe 8 0 x 1 2".into(), 1, "above 2"),
+        ("pipe 8 0 x 5 7".into(), 1, "descriptor 7"),
+        ("pipe 8 0 x 5 5".into(), 1, "twice"),
+        (
+            "pipe 1099511627776 1 x 5 6".into(),
+            2,
+            "more than a peer handles",
+        ),
+        ("tput_mpmcb_producer 4 1 x".into(), 1, "8-byte"),
+    ];
+    let mut wrong = Vec::new();
+    for (args, code, says) in &cases {
+        let out = sh(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The error on stderr, which is still open (a peer that took descriptor 2 could not
+        // say anything): one line, or clap's usage text (exit 2); nothing on stdout (no
+        // "ready").
+        if out.status.code() != Some(*code)
+            || !err.contains(says)
+            || (*code == 1 && err.lines().count() != 1)
+            || !out.stdout.is_empty()
+        {
+            wrong.push(format!("bench-peer {args}: {}, stderr {err:?}", out.status));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

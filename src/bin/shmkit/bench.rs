@@ -117,15 +117,66 @@ enum Cmd {
     },
 }
 
-/// The hidden peer role: `shmkit bench-peer SCENARIO BYTES COUNT NAME [FD FD]`.
+/// The hidden peer role: `shmkit bench-peer SCENARIO BYTES COUNT NAME [FD FD]`. Only
+/// `shmkit bench` runs it, but a command line is still checked: a bad one is an error, never
+/// a panic.
 #[derive(clap::Args)]
 pub(crate) struct PeerArgs {
     scenario: String,
+    #[arg(value_parser = peer_bytes)]
     bytes: usize,
     count: u64,
     name: String,
     #[arg(allow_hyphen_values = true)]
     fds: Vec<i32>,
+}
+
+/// The largest message or frame a peer handles: above the largest the benchmarks use
+/// (32 MiB frames), so that a peer never tries to allocate whatever its command line says.
+const MAX_PEER_BYTES: usize = 64 << 20;
+
+/// Clap value parser for `bench-peer`'s BYTES: at most [`MAX_PEER_BYTES`].
+fn peer_bytes(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if n <= MAX_PEER_BYTES => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} bytes is more than a peer handles ({MAX_PEER_BYTES})"
+        )),
+        Err(e) => Err(format!("not a size in bytes: {e}")),
+    }
+}
+
+/// The two descriptors (read end, write end) that the parent passed to a `pipe` or
+/// `unix_socket` peer. Each must be open and above 2 (standard input, output and error are
+/// never the parent's to give), and they must differ, so that each is owned once.
+fn peer_fds(fds: &[i32]) -> Result<(std::fs::File, std::fs::File), String> {
+    let &[rd, wr] = fds else {
+        return Err(format!(
+            "this scenario takes two descriptors (read, write), not {}",
+            fds.len()
+        ));
+    };
+    for fd in [rd, wr] {
+        // SAFETY: F_GETFD only reads the descriptor's flags; any number is a valid argument.
+        if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(format!(
+                "descriptor {fd} is not one the parent passed (it must be open and above 2)"
+            ));
+        }
+    }
+    if rd == wr {
+        return Err(format!("descriptor {rd} given twice"));
+    }
+    // SAFETY: both are open (checked above), distinct, and not standard input, output or
+    // error; this process opened no descriptor of its own before this (the peer starts here),
+    // so they are the ones the parent passed (inherited, not close-on-exec) for this peer's
+    // exclusive use, and nothing else in the process owns them.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(rd),
+            std::fs::File::from_raw_fd(wr),
+        )
+    })
 }
 
 #[derive(serde::Serialize, Clone)]
@@ -385,14 +436,18 @@ fn time_loop_idle(
 // ---------------------------------------------------------------------------------------
 // Floors: one atomic in a shared page, busy-wait and futex.
 
-fn floor_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
-    (seg.atomic_u64(0).unwrap(), seg.atomic_u64(128).unwrap())
+/// The floors' ping and pong words (an error if the segment is too small for them: the
+/// peer's is any segment its command line names).
+fn floor_words(seg: &Segment) -> Result<(&AtomicU64, &AtomicU64), String> {
+    let w = |at| seg.atomic_u64(at).map_err(|e| e.to_string());
+    Ok((w(0)?, w(128)?))
 }
 
-fn futex_words(seg: &Segment) -> (&AtomicU32, &AtomicU32) {
+fn futex_words(seg: &Segment) -> Result<(&AtomicU32, &AtomicU32), String> {
     // SAFETY: the words at 256 and 384 (their 8-byte words: 256..264, 384..392) are
     // accessed by this process only through these two u32 atomics.
-    unsafe { (seg.atomic_u32(256).unwrap(), seg.atomic_u32(384).unwrap()) }
+    let w = |at| unsafe { seg.atomic_u32(at) }.map_err(|e| e.to_string());
+    Ok((w(256)?, w(384)?))
 }
 
 fn futex_wait_for(w: &AtomicU32, want: u32, peer: Option<&Peer>) -> RoundTrip {
@@ -437,7 +492,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
         "cell_seqlock_writer" => return crate::bench_cells::peer_writer(&a.name),
         "floor_spin" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
-            let (ping, pong) = floor_words(&seg);
+            let (ping, pong) = floor_words(&seg)?;
             ready()?;
             for i in 1..=total {
                 while ping.load(Ordering::Acquire) != i {
@@ -448,7 +503,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
         }
         "floor_futex" | "floor_futex_park" => {
             let seg = Segment::open(&a.name).map_err(|e| e.to_string())?;
-            let (ping, pong) = futex_words(&seg);
+            let (ping, pong) = futex_words(&seg)?;
             ready()?;
             for i in 1..=total as u32 {
                 futex_wait_for(ping, i, None)?;
@@ -456,14 +511,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
             }
         }
         "pipe" | "unix_socket" => {
-            // SAFETY: the parent passed these descriptors (inherited, not close-on-exec) for
-            // this peer's exclusive use.
-            let (mut rd, mut wr) = unsafe {
-                (
-                    std::fs::File::from_raw_fd(a.fds[0]),
-                    std::fs::File::from_raw_fd(a.fds[1]),
-                )
-            };
+            let (mut rd, mut wr) = peer_fds(&a.fds)?;
             let mut buf = vec![0u8; a.bytes];
             ready()?;
             for _ in 0..total {
@@ -556,7 +604,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 }
                 got += n as u64;
             }
-            outln!("{}", t0.unwrap().elapsed().as_nanos())?;
+            outln!("{}", t0.map_or(0, |t| t.elapsed().as_nanos()))?;
         }
         super::bench_mpmc_bytes::PRODUCER | super::bench_mpmc_bytes::CONSUMER => {
             return super::bench_mpmc_bytes::peer(&a.scenario, a.bytes, a.count, &a.name);
@@ -580,7 +628,7 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
                 m.release();
             }
             std::hint::black_box(sink);
-            outln!("{}", t0.unwrap().elapsed().as_nanos())?;
+            outln!("{}", t0.map_or(0, |t| t.elapsed().as_nanos()))?;
         }
         s => return Err(format!("unknown bench scenario {s}").into()),
     }
@@ -652,7 +700,7 @@ pub(crate) fn run_latency(
                 .unlink_on_drop(true)
                 .create(&tag, 4096)
                 .map_err(|e| e.to_string())?;
-            let (ping, pong) = floor_words(&seg);
+            let (ping, pong) = floor_words(&seg)?;
             let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let v = time_loop(warm, iters, |i| {
                 ping.store(i + 1, Ordering::Release);
@@ -668,7 +716,7 @@ pub(crate) fn run_latency(
                 .unlink_on_drop(true)
                 .create(&tag, 4096)
                 .map_err(|e| e.to_string())?;
-            let (ping, pong) = futex_words(&seg);
+            let (ping, pong) = futex_words(&seg)?;
             let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let rt = |i: u64| {
                 futex_set(ping, i as u32 + 1);

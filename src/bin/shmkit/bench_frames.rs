@@ -128,8 +128,14 @@ fn send(p: &mut Publisher<Hdr>, bytes: usize, v: u8) -> Result<(), String> {
     // held, which a ping-pong never makes them.
     let mut l = p.loan().map_err(|e| e.to_string())?;
     let buf = l.as_mut_slice();
+    let Some(last) = bytes.checked_sub(1).filter(|&i| i < buf.len()) else {
+        return Err(format!(
+            "cannot send a frame of {bytes} bytes in a {}-byte slot",
+            buf.len()
+        ));
+    };
     buf[0] = v;
-    buf[bytes - 1] = v;
+    buf[last] = v;
     l.publish(bytes, &(v as u64)).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -334,7 +340,9 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
             for i in 0..total {
                 let f = recv_spin(&mut sa)?;
                 let b = f.bytes();
-                let (first, last) = (b[0], b[b.len() - 1]);
+                let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+                    return Err(format!("frame {i} is empty").into());
+                };
                 drop(f);
                 if first != last {
                     return Err(format!("frame {i}: first and last byte differ").into());
@@ -353,7 +361,7 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
                 match s.try_recv() {
                     Ok(f) => {
                         let b = f.bytes();
-                        std::hint::black_box((b[0], b[b.len() - 1]));
+                        std::hint::black_box((b.first(), b.last()));
                     }
                     Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_micros(50)),
                     Err(TryRecvError::Disconnected | TryRecvError::Inherited) => break,
@@ -375,6 +383,9 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
                         Err(e) => return Err(e.to_string().into()),
                     }
                 };
+                if m.len() != bytes {
+                    return Err(format!("a message of {} bytes, expected {bytes}", m.len()).into());
+                }
                 buf.copy_from_slice(&m);
                 m.release();
                 let mut w = loop {

@@ -49,6 +49,9 @@ fn wait_go(tag: &str) -> Result<(), String> {
 /// The peer side: `count` messages of `bytes` bytes pushed (producer), or popped until
 /// `Disconnected` (consumer, which prints how many it got).
 pub(crate) fn peer(scenario: &str, bytes: usize, count: u64, tag: &str) -> CmdResult {
+    if scenario == PRODUCER && bytes < 8 {
+        return Err(format!("messages of {bytes} bytes cannot hold their 8-byte number").into());
+    }
     let q = Queue::open(tag).map_err(|e| e.to_string())?;
     let e = |e: &dyn std::fmt::Display| e.to_string();
     if scenario == PRODUCER {
