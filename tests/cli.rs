@@ -1273,6 +1273,56 @@ fn write_raw_refuses_to_overwrite_a_shmkit_header_without_force() {
     assert_eq!(&object_bytes(&s)[..4], b"XXXX");
 }
 
+/// Review finding: `write --raw` refused to overwrite a ShareableList shmkit made but wrote
+/// over one CPython made (no shmkit header anywhere), after which CPython's
+/// `ShareableList(name=…)` failed to open it. Both are refused without --force. The list is
+/// built by stock CPython.
+#[test]
+fn write_raw_refuses_a_cpython_shareable_list_without_force() {
+    let n = common::unique_name("cli-wr-cpylist");
+    let _c = Cleanup::new(&[&n]);
+    // Created by CPython, then left to us (its resource tracker would unlink it at exit).
+    let made = common::python(
+        "python3",
+        "import sys\n\
+         from multiprocessing import resource_tracker\n\
+         from multiprocessing.shared_memory import ShareableList\n\
+         l = ShareableList([7, 'abc', 2.5], name=sys.argv[1])\n\
+         resource_tracker.unregister(l.shm._name, 'shared_memory')\n\
+         l.shm.close()\n\
+         print('made')",
+        &[&n],
+    );
+    assert_eq!(made.trim(), "made");
+    let read_back = "import sys\n\
+                     from multiprocessing import resource_tracker\n\
+                     from multiprocessing.shared_memory import ShareableList\n\
+                     l = ShareableList(name=sys.argv[1])\n\
+                     resource_tracker.unregister(l.shm._name, 'shared_memory')\n\
+                     print(list(l))\n\
+                     l.shm.close()";
+    let before = object_bytes(&n);
+    let out = shmkit(&["write", &n, "--raw", "XXXX"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        err.contains("ShareableList made by CPython")
+            && err.contains("--force")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(object_bytes(&n) == before, "the refused write changed it");
+    assert_eq!(
+        common::python("python3", read_back, &[&n]).trim(),
+        "[7, 'abc', 2.5]"
+    );
+    // --force still writes (and corrupts it, as the flag's help says).
+    assert!(shmkit(&["write", &n, "--raw", "--force", "XXXX"])
+        .status
+        .success());
+    assert_eq!(&object_bytes(&n)[..4], b"XXXX");
+}
+
 /// A name with a control character (here a newline and an ESC) is one quoted, escaped row of
 /// `ls`'s table, never a broken row or raw terminal bytes; `--json` gives the name exactly.
 #[test]

@@ -66,7 +66,7 @@ pub(crate) struct WriteArgs {
     raw: bool,
     /// Write into an object of any kind (a queue, a lock, …), not only a plain segment: its
     /// state is bytes like any other, and writing them can corrupt it. With --raw, also over a
-    /// shmkit object's header.
+    /// shmkit object's header, or over a ShareableList (shmkit's or CPython's).
     #[arg(long)]
     force: bool,
 }
@@ -156,19 +156,32 @@ pub(crate) fn read(a: ReadArgs) -> CmdResult {
     Ok(())
 }
 
+/// The size of CPython's `ShareableList([])`: its item count and one offset, all zero.
+const CPYTHON_EMPTY_LIST_SIZE: u64 = 16;
+
 pub(crate) fn write(a: WriteArgs) -> CmdResult {
     if a.raw && !a.force {
         // `--raw` offsets count from byte 0 of the object: in a shmkit object (a header, or
         // shmkit's magic on a cut one) that is its header, so the write would corrupt it.
+        // A ShareableList has no header at byte 0 (shmkit's is a trailer; CPython's has none)
+        // but its bytes are its items: the same refusal for both. Except CPython's empty list,
+        // 16 zero bytes, which is also what a new 16-byte raw segment holds: it has no item to
+        // lose, and a raw segment just created must take a write.
         let p = segment::probe(&a.name).map_err(|e| e.to_string())?;
-        if p.header
-            .as_ref()
-            .is_some_and(|h| h.kind == Kind::SHAREABLE_LIST)
+        if (p.cpython_list && p.size > CPYTHON_EMPTY_LIST_SIZE)
+            || p.header
+                .as_ref()
+                .is_some_and(|h| h.kind == Kind::SHAREABLE_LIST)
         {
             return Err(format!(
-                "segment {:?} holds a ShareableList: writing its bytes would corrupt it (pass \
+                "segment {:?} holds a ShareableList{}: writing its bytes would corrupt it (pass \
                  --force to write anyway)",
-                a.name
+                a.name,
+                if p.cpython_list {
+                    " made by CPython"
+                } else {
+                    ""
+                }
             )
             .into());
         }
