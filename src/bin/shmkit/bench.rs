@@ -147,8 +147,9 @@ fn peer_bytes(s: &str) -> Result<usize, String> {
 }
 
 /// The two descriptors (read end, write end) that the parent passed to a `pipe` or
-/// `unix_socket` peer. Each must be open and above 2 (standard input, output and error are
-/// never the parent's to give), and they must differ, so that each is owned once.
+/// `unix_socket` peer: both must be open and above 2 (standard input, output and error are
+/// never the parent's to give). One descriptor given twice (the socket, used both ways) is
+/// owned once, its write handle a duplicate.
 fn peer_fds(fds: &[i32]) -> Result<(std::fs::File, std::fs::File), String> {
     let &[rd, wr] = fds else {
         return Err(format!(
@@ -164,19 +165,17 @@ fn peer_fds(fds: &[i32]) -> Result<(std::fs::File, std::fs::File), String> {
             ));
         }
     }
+    // SAFETY: open (checked above) and not standard input, output or error; this process
+    // opened no descriptor of its own before this (the peer starts here), so it is one the
+    // parent passed (inherited, not close-on-exec) for this peer's exclusive use, and nothing
+    // else in the process owns it. Wrapped once.
+    let r = unsafe { std::fs::File::from_raw_fd(rd) };
     if rd == wr {
-        return Err(format!("descriptor {rd} given twice"));
+        let w = r.try_clone().map_err(|e| e.to_string())?;
+        return Ok((r, w));
     }
-    // SAFETY: both are open (checked above), distinct, and not standard input, output or
-    // error; this process opened no descriptor of its own before this (the peer starts here),
-    // so they are the ones the parent passed (inherited, not close-on-exec) for this peer's
-    // exclusive use, and nothing else in the process owns them.
-    Ok(unsafe {
-        (
-            std::fs::File::from_raw_fd(rd),
-            std::fs::File::from_raw_fd(wr),
-        )
-    })
+    // SAFETY: as for `rd`; `wr` is another descriptor, wrapped once too.
+    Ok((r, unsafe { std::fs::File::from_raw_fd(wr) }))
 }
 
 #[derive(serde::Serialize, Clone)]
