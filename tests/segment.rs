@@ -1040,3 +1040,17 @@ fn the_raw_hint_is_given_only_where_a_raw_open_exists() {
         assert!(!cell.to_string().contains("raw(true)"), "{cell}");
     }
 }
+
+/// `ObjectFile::read` sizes its buffer by what the caller asks, up to the object's size: all
+/// of a 1 TiB sparse object is an out-of-memory error, not an allocation abort (a library
+/// caller's process would die).
+#[test]
+fn object_file_read_of_a_huge_sparse_object_is_an_error_not_an_abort() {
+    let name = common::unique_name("objfile-huge");
+    let _c = common::Cleanup::new(&[&name]);
+    common::sparse_raw(&name, 1 << 40);
+    let f = shmkit::segment::ObjectFile::open(&name).unwrap();
+    assert_eq!(f.read(0, 8).unwrap(), [0u8; 8]);
+    let e = f.read(0, usize::MAX).unwrap_err();
+    assert!(e.to_string().contains("memory"), "{e}");
+}

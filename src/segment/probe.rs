@@ -288,10 +288,12 @@ impl ObjectFile {
     }
 
     /// Copy up to `len` bytes starting at byte `offset` of the object (the header included):
-    /// fewer at the end of the object, none past it.
+    /// fewer at the end of the object, none past it. An error, not an abort, when that many
+    /// bytes cannot be allocated.
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         let len = len.min(self.size()?.saturating_sub(offset) as usize);
-        let mut buf = vec![0u8; len];
+        // Fallible: a caller may ask for all of a huge sparse object.
+        let mut buf: Vec<u8> = crate::error::try_zeroed(&self.name, "read", len)?;
         let n = shm::read_at(&self.fd, offset, &mut buf)
             .map_err(|e| Error::from_io(&self.name, "read", e))?;
         buf.truncate(n);
