@@ -6,7 +6,7 @@ mod common;
 use common::{Cleanup, Lines};
 use shmkit::segment::{fingerprint, Kind, Lifetime, Verdict};
 use shmkit::{Error, Segment};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,24 @@ fn child_main() {
     common::child_entry(|role, args| match role {
         // Race open_or_create on `prefix-<round>` for every round the parent announces in
         // the control segment's word 0; report "created|opened <checksum>".
+        // As another user (setpriv): create a segment, a list, a lock and a value under
+        // the given names, readable and writable by everyone, and leave them.
+        "squat" => {
+            Segment::options().mode(0o666).create(&args[0], 64).unwrap();
+            shmkit::list::ShareableList::options()
+                .mode(0o666)
+                .create(&args[1], &[shmkit::list::Item::Int(1)])
+                .unwrap();
+            shmkit::sync::Lock::options()
+                .mode(0o666)
+                .create(&args[2])
+                .unwrap();
+            shmkit::cell::Value::<u64>::options()
+                .mode(0o666)
+                .create(&args[3], 7)
+                .unwrap();
+            common::report("made");
+        }
         "racer" => {
             let control = Segment::open(&args[0]).unwrap();
             let prefix = &args[1];
@@ -1053,4 +1071,98 @@ fn object_file_read_of_a_huge_sparse_object_is_an_error_not_an_abort() {
     assert_eq!(f.read(0, 8).unwrap(), [0u8; 8]);
     let e = f.read(0, usize::MAX).unwrap_err();
     assert!(e.to_string().contains("memory"), "{e}");
+}
+
+/// Multi-user review finding: `open_or_create` with a private mode (0600) adopted an object
+/// another user had created under the name first (world-readable and writable, theirs): the
+/// caller's data went where that user reads, writes and truncates it. Now refused, naming
+/// the owner and mode, for every kind (segments, lists, sync objects, cells); a mode that
+/// shares the object with others adopts it as before. Needs root (it runs the other user,
+/// `nobody`, with `setpriv`), as CI runs the tests: as another user the test fails, saying so.
+#[test]
+fn open_or_create_with_a_private_mode_refuses_another_users_object() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root: it runs user nobody with setpriv"
+    );
+    let names: Vec<String> = ["seg", "list", "lock", "value"]
+        .iter()
+        .map(|k| common::unique_name(&format!("squat-{k}")))
+        .collect();
+    let _c = Cleanup::new(&names);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let mut child = common::child_command_under(&nobody, "squat", &refs)
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut child);
+    assert_eq!(lines.next_line().as_deref(), Some("made"));
+    common::wait_ok(&mut child, TEN_S);
+    let refused = |what: &str, r: Result<(), Error>, name: &str| {
+        let e = r.expect_err(what).to_string();
+        assert!(
+            e.contains("uid 65534") && e.contains("0666") && e.contains("refused"),
+            "{what}: {e}"
+        );
+        let st = std::fs::metadata(format!("/dev/shm/{name}")).unwrap();
+        assert_eq!((st.uid(), st.mode() & 0o777), (65534, 0o666), "{what}");
+    };
+    refused(
+        "segment",
+        Segment::options()
+            .mode(0o600)
+            .open_or_create(&names[0], 64)
+            .map(drop),
+        &names[0],
+    );
+    refused(
+        "list",
+        shmkit::list::ShareableList::options()
+            .mode(0o600)
+            .open_or_create(&names[1], &[shmkit::list::Item::Int(1)])
+            .map(drop),
+        &names[1],
+    );
+    refused(
+        "lock",
+        shmkit::sync::Lock::options()
+            .mode(0o600)
+            .open_or_create(&names[2])
+            .map(drop),
+        &names[2],
+    );
+    refused(
+        "value",
+        shmkit::cell::Value::<u64>::options()
+            .mode(0o600)
+            .open_or_create(&names[3], 0)
+            .map(drop),
+        &names[3],
+    );
+    // The default mode is private too (0600).
+    refused(
+        "default mode",
+        Segment::open_or_create(&names[0], 64).map(drop),
+        &names[0],
+    );
+    // Asked to share it (group or other bits): whoever made it, it is adopted.
+    let s = Segment::options()
+        .mode(0o660)
+        .open_or_create(&names[0], 64)
+        .unwrap();
+    assert_eq!(s.len(), 64);
+    let v = shmkit::cell::Value::<u64>::options()
+        .mode(0o644)
+        .open_or_create(&names[3], 0)
+        .unwrap();
+    assert_eq!(v.get().unwrap(), 7);
+    // A plain open is not an open-or-create: the caller asked for that name's object.
+    Segment::open(&names[0]).unwrap();
 }

@@ -1036,6 +1036,7 @@ impl PyValue {
         mode: CellMode,
         perm: u32,
         lifetime: &str,
+        or_open: bool,
     ) -> PyResult<Self> {
         if mode == CellMode::Atomic && !t.is_atomic() {
             return Err(PyValueError::new_err(format!(
@@ -1044,9 +1045,13 @@ impl PyValue {
             )));
         }
         let init = init.map(|o| to_bytes(t, o)).transpose()?;
-        let v = options::<AnyValue>(mode, perm, lifetime)?
-            .create(name, t, init.as_deref())
-            .map_err(to_py)?;
+        let opts = options::<AnyValue>(mode, perm, lifetime)?;
+        let v = if or_open {
+            opts.open_or_create(name, t, init.as_deref())
+        } else {
+            opts.create(name, t, init.as_deref())
+        }
+        .map_err(to_py)?;
         Ok(PyValue {
             inner: Handle::new(Cell::new(Any::V(v))?),
         })
@@ -1084,7 +1089,6 @@ crate::named::named_methods!(
             lock = None, mode = None, perm = 0o600, lifetime = "persistent"))]
         #[allow(clippy::too_many_arguments)]
         fn new(
-            py: Python<'_>,
             typecode_or_type: &Bound<'_, PyAny>,
             init: Option<&Bound<'_, PyAny>>,
             name: &str,
@@ -1095,14 +1099,11 @@ crate::named::named_methods!(
         ) -> PyResult<Self> {
             let t = typecode_of(typecode_or_type)?;
             let m = cell_mode(t, lock_flag(lock)?, mode)?;
-            match Self::create_impl(name, t, init, m, perm, lifetime) {
-                Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
-                    let v = Self::open_impl(name)?;
-                    check_same(&v.inner, t, m, None)?;
-                    Ok(v)
-                }
-                r => r,
-            }
+            // The library's open-or-create: an existing value of another user is refused
+            // where this one would be private (`SPEC.md` §4.3).
+            let v = Self::create_impl(name, t, init, m, perm, lifetime, true)?;
+            check_same(&v.inner, t, m, None)?;
+            Ok(v)
         }
 
         /// Create a new value; `FileExistsError` if the name is taken.
@@ -1120,7 +1121,7 @@ crate::named::named_methods!(
         ) -> PyResult<Self> {
             let t = typecode_of(typecode_or_type)?;
             let m = cell_mode(t, lock_flag(lock)?, mode)?;
-            Self::create_impl(name, t, init, m, perm, lifetime)
+            Self::create_impl(name, t, init, m, perm, lifetime, false)
         }
 
         /// Open an existing value (any typecode and mode, as recorded); `FileNotFoundError` if
@@ -1432,6 +1433,7 @@ impl PyArray {
         mode: CellMode,
         perm: u32,
         lifetime: &str,
+        or_open: bool,
     ) -> PyResult<Self> {
         if mode == CellMode::Atomic && !t.is_atomic() {
             return Err(PyValueError::new_err(format!(
@@ -1439,9 +1441,13 @@ impl PyArray {
                 t.as_char()
             )));
         }
-        let a = options::<AnyArray>(mode, perm, lifetime)?
-            .create(name, t, n, data)
-            .map_err(to_py)?;
+        let opts = options::<AnyArray>(mode, perm, lifetime)?;
+        let a = if or_open {
+            opts.open_or_create(name, t, n, data)
+        } else {
+            opts.create(name, t, n, data)
+        }
+        .map_err(to_py)?;
         Self::wrap(a)
     }
 
@@ -1540,7 +1546,6 @@ impl PyArray {
         lock = None, mode = None, perm = 0o600, lifetime = "persistent"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         typecode_or_type: &Bound<'_, PyAny>,
         size_or_initializer: &Bound<'_, PyAny>,
         name: &str,
@@ -1553,14 +1558,11 @@ impl PyArray {
         let m = cell_mode(t, lock_flag(lock)?, mode)?;
         // Converted once: the initializer may be an iterator, exhausted after this.
         let (n, data) = Self::init(t, size_or_initializer)?;
-        match Self::create_impl(name, t, (n, data.as_deref()), m, perm, lifetime) {
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileExistsError>(py) => {
-                let a = Self::wrap(AnyArray::open(name).map_err(to_py)?)?;
-                check_same(a.cell()?, t, m, Some(n))?;
-                Ok(a)
-            }
-            r => r,
-        }
+        // The library's open-or-create: an existing array of another user is refused where
+        // this one would be private (`SPEC.md` §4.3).
+        let a = Self::create_impl(name, t, (n, data.as_deref()), m, perm, lifetime, true)?;
+        check_same(a.cell()?, t, m, Some(n))?;
+        Ok(a)
     }
 
     /// Create a new array; `FileExistsError` if the name is taken.
@@ -1579,7 +1581,7 @@ impl PyArray {
         let t = typecode_of(typecode_or_type)?;
         let m = cell_mode(t, lock_flag(lock)?, mode)?;
         let (n, data) = Self::init(t, size_or_initializer)?;
-        Self::create_impl(name, t, (n, data.as_deref()), m, perm, lifetime)
+        Self::create_impl(name, t, (n, data.as_deref()), m, perm, lifetime, false)
     }
 
     /// Open an existing array (typecode, mode and length as recorded).

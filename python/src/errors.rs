@@ -194,6 +194,10 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Semaphore(e) => semaphore_error(e),
         Error::Barrier(e) => barrier_error(e),
         Error::Lock(e) => lock_error(e),
+        // Another user's object refused by an open-or-create with a private mode.
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            PyPermissionError::new_err((libc_errno::EACCES, msg))
+        }
         // A copy this process cannot allocate (an array or frame sized by its creator).
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::OutOfMemory => {
             PyMemoryError::new_err(msg)

@@ -742,6 +742,43 @@ impl CellOptions<AnyArray> {
         len: usize,
         init: Option<&[u8]>,
     ) -> Result<AnyArray> {
+        self.build(name, t, len, init, false)
+    }
+
+    /// Open the array of `len` elements of typecode `t`, or create it holding `init` (exactly
+    /// one racing creator's `init` wins), as the typed `open_or_create` does;
+    /// an existing array of another element type or length is refused, and so is another
+    /// user's where this mode is private (`SPEC.md` §4.3).
+    ///
+    /// ```
+    /// use shmkit::cell::{AnyArray, Typecode};
+    /// # let name = format!("doc-anyarray-ooc-{}", std::process::id());
+    /// let i = Typecode::from_char('i').unwrap();
+    /// let a = AnyArray::options().unlink_on_drop(true).open_or_create(&name, i, 3, None)?;
+    /// let b = AnyArray::options().open_or_create(&name, i, 3, None)?;
+    /// assert_eq!(b.len(), 3);
+    /// assert!(AnyArray::options().open_or_create(&name, i, 4, None).is_err()); // another length
+    /// # drop((a, b));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_or_create(
+        &self,
+        name: &str,
+        t: Typecode,
+        len: usize,
+        init: Option<&[u8]>,
+    ) -> Result<AnyArray> {
+        self.build(name, t, len, init, true)
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        t: Typecode,
+        len: usize,
+        init: Option<&[u8]>,
+        or_open: bool,
+    ) -> Result<AnyArray> {
         let init = init.unwrap_or(&[]);
         if !init.is_empty() && Some(init.len()) != len.checked_mul(t.size()) {
             return Err(Error::invalid(
@@ -753,9 +790,11 @@ impl CellOptions<AnyArray> {
                 ),
             ));
         }
-        let geo = array_geo(self.cell_mode, ElemType::of_typecode(t), len);
+        let elem = ElemType::of_typecode(t);
+        let geo = array_geo(self.cell_mode, elem.clone(), len);
+        let want = or_open.then_some(&elem);
         Ok(AnyArray {
-            raw: RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, init, None)?,
+            raw: RawCell::create(&self.untyped(), name, Kind::ARRAY, geo, init, want)?,
         })
     }
 

@@ -528,6 +528,36 @@ impl AnyValue {
 impl CellOptions<AnyValue> {
     /// Create a value of typecode `t`, holding `init` (its little-endian bytes) or zero.
     pub fn create(&self, name: &str, t: Typecode, init: Option<&[u8]>) -> Result<AnyValue> {
+        self.build(name, t, init, false)
+    }
+
+    /// Open the value of typecode `t`, or create it holding `init` (exactly one racing
+    /// creator's `init` wins), as [`Value::open_or_create`] does; an existing value of another
+    /// element type is refused, and so is another user's where this mode is private
+    /// (`SPEC.md` §4.3).
+    ///
+    /// ```
+    /// use shmkit::cell::{AnyValue, Typecode};
+    /// # let name = format!("doc-anyvalue-ooc-{}", std::process::id());
+    /// let h = Typecode::from_char('h').unwrap();
+    /// let a = AnyValue::options().unlink_on_drop(true).open_or_create(&name, h, Some(&7i16.to_le_bytes()))?;
+    /// let b = AnyValue::options().open_or_create(&name, h, Some(&9i16.to_le_bytes()))?;
+    /// assert_eq!(b.get_text()?, "7"); // opened: the first creator's value
+    /// assert!(AnyValue::options().open_or_create(&name, Typecode::from_char('d').unwrap(), None).is_err());
+    /// # drop((a, b));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_or_create(&self, name: &str, t: Typecode, init: Option<&[u8]>) -> Result<AnyValue> {
+        self.build(name, t, init, true)
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        t: Typecode,
+        init: Option<&[u8]>,
+        or_open: bool,
+    ) -> Result<AnyValue> {
         let init = init.unwrap_or(&[]);
         if !init.is_empty() && init.len() != t.size() {
             return Err(Error::invalid(
@@ -539,9 +569,11 @@ impl CellOptions<AnyValue> {
                 ),
             ));
         }
-        let geo = value_geo(self.cell_mode, ElemType::of_typecode(t));
+        let elem = ElemType::of_typecode(t);
+        let geo = value_geo(self.cell_mode, elem.clone());
+        let want = or_open.then_some(&elem);
         Ok(AnyValue {
-            raw: RawCell::create(&self.untyped(), name, Kind::VALUE, geo, init, None)?,
+            raw: RawCell::create(&self.untyped(), name, Kind::VALUE, geo, init, want)?,
         })
     }
 

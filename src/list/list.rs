@@ -1011,6 +1011,18 @@ impl<A: Access> ShareableListOptions<A> {
         let started = Instant::now();
         let until = deadline::after(Some(self.seg.timeout()));
         let seg = self.seg.open(name)?;
+        self.open_segment(name, seg, started, until)
+    }
+
+    /// [`open`](Self::open) of `name` once its segment `seg` is open (the open began at
+    /// `started` and waits until `until`).
+    fn open_segment(
+        &self,
+        name: &str,
+        seg: Segment<A>,
+        started: Instant,
+        until: Option<Instant>,
+    ) -> Result<ShareableList<A>> {
         let size = seg.len() as u64;
         let mut read = |at: u64, buf: &mut [u8]| read_fields(&seg, at, buf);
         // A creator that has sized the object but not written the list yet (`SPEC.md` §9.2):
@@ -1106,7 +1118,15 @@ impl ShareableListOptions<ReadWrite> {
         // times (a name that keeps appearing and vanishing is reported as the last error).
         let mut last = None;
         for _ in 0..16 {
-            match self.open(name) {
+            // `open`, refusing another user's object where this list would be private
+            // (`SPEC.md` §4.3), as every open-or-create does.
+            let started = Instant::now();
+            let until = deadline::after(Some(self.seg.timeout()));
+            let opened = self
+                .seg
+                .open_to_adopt(name)
+                .and_then(|seg| self.open_segment(name, seg, started, until));
+            match opened {
                 Err(Error::NotFound { .. }) => {}
                 other => return other,
             }

@@ -581,10 +581,18 @@ impl<A: Access> SegmentOptions<A> {
     /// to the open timeout.
     pub fn open(&self, name: &str) -> Result<Segment<A>> {
         validate_name(name)?;
-        self.open_existing(name, deadline::after(Some(self.cfg.timeout)))
+        self.open_existing(name, deadline::after(Some(self.cfg.timeout)), None)
     }
 
-    fn open_existing(&self, name: &str, deadline: Option<Instant>) -> Result<Segment<A>> {
+    /// Open an existing segment; with `adopt: Some(mode)` (an open-or-create that would have
+    /// created it with `mode`), refuse one that [`check_adoptable`] refuses, judged on the
+    /// opened descriptor before anything is mapped.
+    fn open_existing(
+        &self,
+        name: &str,
+        deadline: Option<Instant>,
+        adopt: Option<u32>,
+    ) -> Result<Segment<A>> {
         let how = if A::WRITABLE {
             OpenMode::ReadWrite
         } else {
@@ -593,6 +601,9 @@ impl<A: Access> SegmentOptions<A> {
         let fd = shm::open(name, how).map_err(|e| Error::from_io(name, "open", e))?;
         let started = Instant::now();
         let mut st = shm::stat(&fd).map_err(|e| Error::from_io(name, "fstat", e))?;
+        if let Some(mode) = adopt {
+            check_adoptable(name, &st, mode)?;
+        }
         if self.cfg.raw {
             // shmkit publishes sized objects only, but a foreign creator (CPython's
             // SharedMemory) shows its object at 0 bytes until its ftruncate.
@@ -757,7 +768,7 @@ impl SegmentOptions<ReadWrite> {
         let deadline = deadline::after(Some(self.cfg.timeout));
         let started = Instant::now();
         loop {
-            match self.open_existing(name, deadline) {
+            match self.open_existing(name, deadline, Some(self.cfg.mode)) {
                 Ok(s) if s.len() as u64 == size => return Ok(s),
                 Ok(s) => {
                     return Err(Error::invalid(
@@ -787,6 +798,18 @@ impl SegmentOptions<ReadWrite> {
             // others a moment.
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// The open step of an open-or-create (`SPEC.md` §4.3) for callers that build their
+    /// object themselves (`ShareableList`): [`open`](SegmentOptions::open), refusing an
+    /// object [`check_adoptable`] refuses for this options' mode.
+    pub(crate) fn open_to_adopt(&self, name: &str) -> Result<Segment> {
+        validate_name(name)?;
+        self.open_existing(
+            name,
+            deadline::after(Some(self.cfg.timeout)),
+            Some(self.cfg.mode),
+        )
     }
 
     fn check_create_args(&self, name: &str, size: u64) -> Result<()> {
@@ -908,6 +931,34 @@ impl SegmentOptions<ReadWrite> {
         seg.unlink_by = if self.cfg.unlink_on_drop { token } else { 0 };
         Ok(seg)
     }
+}
+
+/// Whether an open-or-create that would create `name` with `mode` may adopt the existing
+/// object `st` (`SPEC.md` §4.3). A private mode (no group or other bits) means nobody but
+/// this user (and root) could legitimately have made an object of that name: one owned by
+/// another user was planted by them (they can read, write and truncate it), so it is
+/// refused. A mode that shares the object with group or others adopts whoever made it.
+fn check_adoptable(name: &str, st: &shm::Stat, mode: u32) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if mode & 0o077 != 0 || st.uid == euid || st.uid == 0 {
+        return Ok(());
+    }
+    Err(Error::Io {
+        name: name.to_owned(),
+        op: "open_or_create",
+        source: std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "it exists and belongs to uid {} (mode {:04o}), neither this user (uid {euid}) \
+                 nor root, and the mode asked for ({mode:04o}) is private: another user \
+                 created the name first and could read, write or truncate this object, so it \
+                 is refused, not adopted (remove it, or use another name)",
+                st.uid,
+                st.mode & 0o7777
+            ),
+        ),
+    })
 }
 
 /// Create a fresh temporary object for building `name` (`O_EXCL`, mode `mode`).
