@@ -14,9 +14,10 @@
 //!   answer is the same in every pid namespace that sees the same `/dev/shm` (sidecar
 //!   containers, `docker run --ipc=container:…`); no `/proc` is read.
 //! - **Pid reuse.** A token is never derived from a pid. A new process picks 61 random bits
-//!   and publishes its file with `renameat2(RENAME_NOREPLACE)`, so it never takes a token whose
-//!   file still exists; a dead token whose file was removed could be drawn again only with
-//!   probability 2^-61 per new process.
+//!   and publishes its file under a name that must not exist yet (`linkat`, or
+//!   `renameat2(RENAME_NOREPLACE)`), so it never takes a token whose file still exists; a
+//!   dead token whose file was removed could be drawn again only with probability 2^-61 per
+//!   new process.
 //! - **Cost.** A fast path never makes a system call: objects store the token in their words,
 //!   and a handle checks that it still belongs to this process with one `Relaxed` load of a
 //!   static ([`is_current`]). A liveness query (three system calls) is made only by a side
@@ -390,39 +391,39 @@ fn whole_file(kind: libc::c_int) -> libc::flock {
 
 /// Create, lock and publish this process's liveness file; returns its token and the
 /// descriptor that holds the lock.
+///
+/// Nobody else can open the file before our write lock is held (a read lock taken first by
+/// another user would make our `F_OFD_SETLK` fail, and this process would get no token): it
+/// is created unnamed (`O_TMPFILE`), or, where that is not supported, named but mode 0600,
+/// and made readable (0644) only once locked.
 fn publish() -> io::Result<(u64, OwnedFd)> {
     ensure_dir()?;
     let record = record_text();
-    for _ in 0..16 {
+    let mut unnamed = true;
+    let mut tries = 0;
+    while tries < 16 {
         let token = random_token()?;
-        let tmp = format!("{}/tmp-{token:016x}", dir());
-        let c = cstr(&tmp)?;
-        // SAFETY: valid path; the flags create a new regular file and return a descriptor we
-        // take ownership of below.
-        let raw = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                0o644 as libc::c_uint,
-            )
-        };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                continue;
+        let fin = cstr(&path_of(token))?;
+        let (fd, tmp) = if unnamed {
+            match create_unnamed() {
+                Ok(fd) => (fd, None),
+                Err(e) if tmpfile_unsupported(&e) => {
+                    unnamed = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot create {tmp}: {e}"),
-            ));
-        }
-        // SAFETY: `raw` is a descriptor we just opened and nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        } else {
+            let tmp = format!("{}/tmp-{token:016x}", dir());
+            match create_named(&tmp)? {
+                Some(fd) => (fd, Some(cstr(&tmp)?)),
+                None => {
+                    tries += 1;
+                    continue; // that temporary name exists: draw another token
+                }
+            }
+        };
         let result = (|| {
-            // Readable by everyone (they query the lock through their own descriptor),
-            // writable only by us, whatever the umask.
-            // SAFETY: valid descriptor.
-            unsafe { libc::fchmod(fd.as_raw_fd(), 0o644) };
             let mut f = std::fs::File::from(fd.try_clone()?);
             use std::io::Write;
             f.write_all(record.as_bytes())?;
@@ -431,37 +432,128 @@ fn publish() -> io::Result<(u64, OwnedFd)> {
             if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
                 return Err(io::Error::last_os_error());
             }
-            let fin = cstr(&path_of(token))?;
-            // SAFETY: both paths are valid; RENAME_NOREPLACE fails instead of replacing.
-            let r = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                    libc::AT_FDCWD,
-                    fin.as_ptr(),
-                    libc::RENAME_NOREPLACE,
-                )
+            // Locked: now readable by everyone (they query the lock through their own
+            // descriptor), writable only by us, whatever the umask. A file others cannot
+            // read would make this process's liveness unknown to them.
+            // SAFETY: valid descriptor.
+            if unsafe { libc::fchmod(fd.as_raw_fd(), 0o644) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let r = match &tmp {
+                // SAFETY: both paths are valid; RENAME_NOREPLACE fails instead of replacing.
+                Some(c) => unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        c.as_ptr(),
+                        libc::AT_FDCWD,
+                        fin.as_ptr(),
+                        libc::RENAME_NOREPLACE,
+                    )
+                },
+                None => {
+                    // linkat never replaces an existing name (EEXIST). Through /proc: linking a
+                    // descriptor itself (AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH.
+                    let proc = cstr(&format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+                    // SAFETY: both paths are valid NUL-terminated strings.
+                    unsafe {
+                        libc::linkat(
+                            libc::AT_FDCWD,
+                            proc.as_ptr(),
+                            libc::AT_FDCWD,
+                            fin.as_ptr(),
+                            libc::AT_SYMLINK_FOLLOW,
+                        )
+                    }
+                }
             };
             if r != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => return Ok((token, fd)),
-            Err(e) => {
+        if let Some(c) = &tmp {
+            if result.is_err() {
                 // SAFETY: valid path.
                 unsafe { libc::unlink(c.as_ptr()) };
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    continue; // that token's file exists: draw another
-                }
-                return Err(e);
             }
+        }
+        match result {
+            Ok(()) => return Ok((token, fd)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tries += 1; // that token's file exists: draw another
+            }
+            // No /proc to link the unnamed file through: use a named one.
+            Err(e) if tmp.is_none() && e.kind() == io::ErrorKind::NotFound => unnamed = false,
+            Err(e) => return Err(e),
         }
     }
     Err(io::Error::other(
         "could not draw an unused liveness token in 16 tries",
     ))
+}
+
+/// An unnamed regular file in the liveness directory (`O_TMPFILE`, mode 0600): nobody can
+/// open it until it is linked.
+fn create_unnamed() -> io::Result<OwnedFd> {
+    let d = dir();
+    let c = cstr(&d)?;
+    // SAFETY: valid path; the flags create an unnamed regular file and return a descriptor
+    // we take ownership of below.
+    let raw = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        if tmpfile_unsupported(&e) {
+            return Err(e);
+        }
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot create a liveness file in {d}: {e}"),
+        ));
+    }
+    // SAFETY: `raw` is a descriptor we just opened and nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Whether `open(O_TMPFILE)` failed because the kernel or file system does not support it
+/// (`EOPNOTSUPP`; `EISDIR` or `EINVAL` from kernels that predate it).
+fn tmpfile_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    )
+}
+
+/// The temporary file `tmp` (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600: nobody else can open
+/// it); `None` if the name exists.
+fn create_named(tmp: &str) -> io::Result<Option<OwnedFd>> {
+    let c = cstr(tmp)?;
+    // SAFETY: valid path; the flags create a new regular file and return a descriptor we
+    // take ownership of below.
+    let raw = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            0o600 as libc::c_uint,
+        )
+    };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            return Ok(None);
+        }
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot create {tmp}: {e}"),
+        ));
+    }
+    // SAFETY: `raw` is a descriptor we just opened and nobody else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) }))
 }
 
 /// The display record written into a liveness file.
@@ -710,6 +802,10 @@ mod tests {
         assert_eq!(query(&fd), Liveness::Alive);
         let r = record(t).unwrap();
         assert_eq!(r.pid, std::process::id());
+        // Readable by everyone once published, writable only by us.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path_of(t)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o644);
     }
 
     #[test]
