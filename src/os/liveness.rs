@@ -298,6 +298,11 @@ fn cstr(path: &str) -> io::Result<CString> {
 
 /// Make sure `/dev/shm/.shmkit` exists and is a directory nobody can use to remove another
 /// user's files: a real directory (not a link), sticky if others may write it.
+///
+/// Created `1777`, whoever creates it (root too): the mode must not depend on which user
+/// happened to use shmkit first after a boot. A directory an administrator made `1733`
+/// (root's, sticky, not listable by others: `SPEC.md` §2.3, `docs/OPERATIONS.md`) is used as
+/// it is: everything but a sweep works by name, with search permission only.
 fn ensure_dir() -> io::Result<()> {
     let d = dir();
     let c = cstr(&d)?;
@@ -323,7 +328,9 @@ fn ensure_dir() -> io::Result<()> {
 /// what is used (a link planted at `d` is refused, never followed).
 fn open_dir_checked(d: &str) -> io::Result<OwnedFd> {
     use rustix::fs::{FileType, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // O_PATH: the directory may be search-only for this user (mode 1733, `SPEC.md` §2.3):
+    // the `*at` calls work relative to such a descriptor; listing opens it again ([`list`]).
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(rustix::fs::CWD, d, flags, Mode::empty()) {
         Ok(fd) => fd,
         // ELOOP: a symbolic link (O_NOFOLLOW); ENOTDIR: another kind of file.
@@ -365,6 +372,20 @@ fn open_dir_checked(d: &str) -> io::Result<OwnedFd> {
         ));
     }
     Ok(fd)
+}
+
+/// The names in the checked liveness directory `dirfd` (from [`open_dir_checked`]). A
+/// directory this user may search but not read (mode 1733 owned by another user, `SPEC.md`
+/// §2.3) cannot be listed: `PermissionDenied`.
+fn list(dirfd: &OwnedFd) -> io::Result<Vec<CString>> {
+    use rustix::fs::{Mode, OFlags};
+    // "." relative to the checked descriptor: the same directory, whatever its path names now.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let rd = rustix::fs::openat(dirfd, c".", flags, Mode::empty())?;
+    Ok(rustix::fs::Dir::read_from(&rd)?
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .collect())
 }
 
 fn not_a_directory(d: &str) -> io::Error {
@@ -684,14 +705,11 @@ fn sweep_some(n: usize) {
     let Ok(dirfd) = open_dir_checked(&dir()) else {
         return;
     };
-    let Ok(rd) = rustix::fs::Dir::read_from(&dirfd) else {
+    // A directory this user may not list (mode 1733): no sweep; its owner's `gc` sweeps it.
+    let Ok(mut names) = list(&dirfd) else {
         return;
     };
-    let mut names: Vec<CString> = rd
-        .flatten()
-        .map(|e| e.file_name().to_owned())
-        .filter(|f| f.to_bytes().starts_with(b"live-"))
-        .collect();
+    names.retain(|f| f.to_bytes().starts_with(b"live-"));
     let mut seed = random_token().unwrap_or(1);
     for _ in 0..n.min(names.len()) {
         // xorshift: a cheap random pick; fairness does not matter.
@@ -717,9 +735,19 @@ pub(crate) struct Swept {
     pub outcome: Result<(), String>,
 }
 
+/// What [`sweep`] found.
+#[derive(Debug)]
+pub(crate) enum Sweep {
+    /// The directory was listed: what was done with each dead file.
+    Swept(Vec<Swept>),
+    /// The directory may be searched but not listed by this user (mode 1733, owned by
+    /// another user, `SPEC.md` §2.3): nothing was swept; why.
+    Unlistable(io::Error),
+}
+
 /// Remove the liveness files of dead processes (and temporary files of processes that died
 /// while publishing, once older than a minute). With `dry_run`, only report them.
-pub(crate) fn sweep(dry_run: bool) -> io::Result<Vec<Swept>> {
+pub(crate) fn sweep(dry_run: bool) -> io::Result<Sweep> {
     sweep_in(&dir(), dry_run)
 }
 
@@ -751,15 +779,22 @@ fn dead_in(dirfd: &OwnedFd, name: &std::ffi::CStr, min_age_secs: i64) -> bool {
 
 /// [`sweep`] in the directory `dir`: opened and checked as [`open_dir_checked`] does (a link
 /// there is an error, not followed), listed and unlinked relative to that descriptor.
-fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
+fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Sweep> {
     let mut out = Vec::new();
     let dirfd = match open_dir_checked(dir) {
         Ok(fd) => fd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Sweep::Swept(out)),
         Err(e) => return Err(e),
     };
-    for e in rustix::fs::Dir::read_from(&dirfd)?.flatten() {
-        let name = e.file_name();
+    let names = match list(&dirfd) {
+        Ok(names) => names,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok(Sweep::Unlistable(e));
+        }
+        Err(e) => return Err(io::Error::new(e.kind(), format!("cannot list {dir}: {e}"))),
+    };
+    for name in &names {
+        let name = name.as_c_str();
         let Some(file) = name.to_str().ok().map(str::to_owned) else {
             continue;
         };
@@ -783,12 +818,20 @@ fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Vec<Swept>> {
         };
         out.push(Swept { file, outcome });
     }
-    Ok(out)
+    Ok(Sweep::Swept(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The files a sweep of a listable directory handled.
+    fn listed(s: io::Result<Sweep>) -> Vec<Swept> {
+        match s.unwrap() {
+            Sweep::Swept(v) => v,
+            Sweep::Unlistable(e) => panic!("unlistable: {e}"),
+        }
+    }
 
     #[test]
     fn own_token_is_alive_and_stable() {
@@ -870,11 +913,11 @@ mod tests {
         let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
         assert_eq!(r, 0);
         let dir = d.to_str().unwrap();
-        let swept = sweep_in(dir, true).unwrap();
+        let swept = listed(sweep_in(dir, true));
         assert_eq!(swept.len(), 1, "{swept:?}");
         assert_eq!(swept[0].file, format!("live-{t:016x}"));
         assert!(dead.exists(), "a dry run removes nothing");
-        assert_eq!(sweep_in(dir, false).unwrap().len(), 1);
+        assert_eq!(listed(sweep_in(dir, false)).len(), 1);
         assert!(!dead.exists() && held.exists());
     }
 
@@ -897,7 +940,7 @@ mod tests {
         std::fs::write(&file, b"pid 1\n").unwrap();
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         // The directory itself is swept (the file is dead)...
-        assert_eq!(sweep_in(victim.to_str().unwrap(), true).unwrap().len(), 1);
+        assert_eq!(listed(sweep_in(victim.to_str().unwrap(), true)).len(), 1);
         // ...but not through the link.
         let e = sweep_in(link.to_str().unwrap(), false).unwrap_err();
         assert!(e.to_string().contains("not a directory"), "{e}");

@@ -79,7 +79,9 @@ pub struct GcEntry {
 ///   and that no process maps (`/proc/*/maps`);
 /// - temporary objects left by creators that died while building them (their names carry the
 ///   creator's token), again only if nobody maps them;
-/// - liveness files of dead processes (not with a prefix).
+/// - liveness files of dead processes (not with a prefix; if this user may not list their
+///   directory, a registry of mode 1733 owned by root, one entry for `.shmkit` says so and
+///   why, kept).
 ///
 /// Persistent objects, raw objects, objects whose header is invalid or whose creator's
 /// liveness cannot be told, and anything mapped are kept. The maps check sees only the
@@ -125,8 +127,25 @@ pub fn gc(options: &GcOptions) -> Result<Vec<GcEntry>> {
         out.push(entry);
     }
     if options.prefix.is_empty() {
-        let swept = liveness::sweep(options.dry_run)
-            .map_err(|e| Error::from_io(&liveness::dir(), "sweep", e))?;
+        let swept = match liveness::sweep(options.dry_run)
+            .map_err(|e| Error::from_io(&liveness::dir(), "sweep", e))?
+        {
+            liveness::Sweep::Swept(swept) => swept,
+            liveness::Sweep::Unlistable(e) => {
+                // A registry of mode 1733 (`SPEC.md` §2.3): only its owner lists it.
+                out.push(entry(
+                    ".shmkit",
+                    GcAction::Kept,
+                    format!(
+                        "could not list the liveness directory {} ({e}): this user may search it \
+                         but not read it (a registry of mode 1733); only its owner's \
+                         `shmkit gc` removes the liveness files of dead processes there",
+                        liveness::dir()
+                    ),
+                ));
+                Vec::new()
+            }
+        };
         out.extend(swept.into_iter().map(|s| GcEntry {
             file: format!(".shmkit/{}", s.file),
             file_bytes: None,
