@@ -964,3 +964,23 @@ fn reads_past_the_array_or_reversed_are_refused_before_any_allocation() {
     );
     assert_eq!(t.read(1..1).unwrap(), Vec::<i32>::new());
 }
+
+/// The untyped open-or-create (what Python's `Value(...)`/`Array(...)` constructors call)
+/// opens what it created, for every typecode: the element check compared the typecode's Rust
+/// type name, and 'c', '?' and 'u' have none, so the second `Array('c', ..., name=n)` was
+/// refused ("holds Array<c>[5], asked for Array<c>[5]").
+#[test]
+fn untyped_open_or_create_opens_its_own_cell_for_every_typecode() {
+    for t in Typecode::all() {
+        let (nv, na) = (unique_name("ooc-any-v"), unique_name("ooc-any-a"));
+        let _c = Cleanup::new(&[&nv, &na]);
+        let v = AnyValue::options().open_or_create(&nv, t, None).unwrap();
+        let v2 = AnyValue::options().open_or_create(&nv, t, None);
+        assert!(v2.is_ok(), "Value<{t}>: {:?}", v2.err());
+        let a = AnyArray::options().open_or_create(&na, t, 5, None).unwrap();
+        let a2 = AnyArray::options().open_or_create(&na, t, 5, None);
+        assert!(a2.is_ok(), "Array<{t}>: {:?}", a2.err());
+        assert!(AnyArray::options().open_or_create(&na, t, 6, None).is_err());
+        drop((v, a));
+    }
+}

@@ -103,10 +103,16 @@ impl ElemType {
         }
     }
 
-    /// Whether a typed handle asking for `want` may use a cell holding `self`.
+    /// Whether a handle asking for `want` (a typed handle's [`of`](Self::of), or an untyped
+    /// open-or-create's [`of_typecode`](Self::of_typecode)) may use a cell holding `self`.
     pub(crate) fn accepts(&self, want: &ElemType) -> bool {
         if self.size != want.size || self.align != want.align {
             return false;
+        }
+        if want.typecode.is_some() && want.typecode == self.typecode {
+            // The same typecode: the same C type (also the codes no Rust type maps to, such
+            // as 'c', '?' and 'u', which an untyped open-or-create asks for).
+            return true;
         }
         match self.typecode {
             Some(t) => t.accepts_rust_name(&want.name),
