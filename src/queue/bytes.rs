@@ -80,7 +80,7 @@ enum Header {
 }
 
 #[cfg_attr(loom, allow(dead_code))]
-const EXPECT: Expect = Expect {
+const EXPECT: Expect<'static> = Expect {
     kind: Kind::BYTES_RING,
     fingerprint: LAYOUT_FINGERPRINT,
     elem_size: Some(1),

@@ -90,6 +90,66 @@ pub enum PopError {
     Corrupt,
 }
 
+/// Why a raw handle's call ([`spsc::RawProducer`](crate::queue::spsc::RawProducer),
+/// [`mpmc::RawConsumer`](crate::queue::mpmc::RawConsumer), …) failed: the slice is not one
+/// element long, or the call's own error `E` (the typed handles' error of the same call).
+///
+/// ```
+/// use shmkit::queue::{spsc::RawQueue, RawError, TryPopError};
+/// # let name = format!("doc-rawerr-{}", std::process::id());
+/// let q = RawQueue::options().unlink_on_drop(true).create(&name, 4, 8)?;
+/// let mut tx = q.producer()?;
+/// let e = tx.try_push(b"five!").unwrap_err();
+/// assert_eq!(e, RawError::WrongLength { len: 5, elem_size: 4 });
+/// assert_eq!(e.to_string(), "a slice of 5 bytes for elements of 4 bytes");
+/// let mut out = [0; 4];
+/// assert_eq!(q.consumer()?.try_pop_into(&mut out), Err(RawError::Queue(TryPopError::Empty)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawError<E> {
+    /// The slice is `len` bytes long, not the queue's `elem_size`: nothing was pushed or
+    /// popped.
+    WrongLength {
+        /// The slice's length.
+        len: usize,
+        /// The queue's element size.
+        elem_size: usize,
+    },
+    /// The call's outcome, as the typed handles report it.
+    Queue(E),
+}
+
+impl<E> From<E> for RawError<E> {
+    fn from(e: E) -> Self {
+        RawError::Queue(e)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RawError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawError::WrongLength { len, elem_size } => write!(
+                f,
+                "a slice of {len} bytes for elements of {elem_size} bytes"
+            ),
+            RawError::Queue(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for RawError<E> {}
+
+/// Check that a raw handle's slice of `len` bytes is one element of `elem_size` bytes.
+#[inline]
+pub(crate) fn check_len<E>(len: usize, elem_size: usize) -> Result<(), RawError<E>> {
+    if len == elem_size {
+        Ok(())
+    } else {
+        Err(RawError::WrongLength { len, elem_size })
+    }
+}
+
 /// Why attaching a handle to a queue failed.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -2,6 +2,8 @@
 //!
 //! - [`spsc::Queue`]: bounded single-producer single-consumer queue of `T`.
 //! - [`mpmc::Queue`]: bounded multi-producer multi-consumer queue of `T` (per-slot stamps).
+//! - [`spsc::RawQueue`], [`mpmc::RawQueue`]: the same two queues opened whatever their element
+//!   type (or created with an element size chosen at run time), elements handled as bytes.
 //! - [`bytes::Ring`]: single-producer single-consumer ring of variable-length byte messages,
 //!   zero-copy on both sides.
 //! - [`mpmc_bytes::Queue`]: multi-producer multi-consumer queue of variable-length byte
@@ -40,7 +42,9 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-pub use error::{AttachError, PopError, PushError, QueueError, Role, TryPopError, TryPushError};
+pub use error::{
+    AttachError, PopError, PushError, QueueError, RawError, Role, TryPopError, TryPushError,
+};
 #[cfg(not(loom))]
 pub use options::QueueOptions;
 #[cfg(not(loom))]
@@ -86,6 +90,78 @@ pub(crate) unsafe fn load_elem<T: ShmType>(src: *const u8) -> T {
             std::mem::size_of::<T>(),
         );
         v.assume_init()
+    }
+}
+
+/// How a fixed-size queue's handles see its elements (spsc and mpmc): the element size, from
+/// which each kind computes its slot stride, and the copies in and out of a slot. The
+/// protocols are written once, generic over the layout, and instantiated twice: with
+/// [`TypedLayout<T>`] (zero-sized: the size, hence the stride and the copy lengths, are
+/// compile-time constants, so the typed handles' hot paths multiply and copy by constants)
+/// and with [`RawLayout`] (the size the queue's geometry was validated with, carried at run
+/// time: the raw handles).
+pub(crate) trait ElemLayout: Copy {
+    /// Bytes per element.
+    fn size(self) -> usize;
+
+    /// Copy an element from `src` into a slot with whole-word atomic stores, as
+    /// [`store_elem`] does.
+    ///
+    /// # Safety
+    ///
+    /// `src` is readable for [`size`](Self::size) bytes, private to this thread; `dst` as in
+    /// [`store_elem`] for an element of `size` bytes.
+    #[inline(always)]
+    unsafe fn store(self, src: *const u8, dst: *mut u8) {
+        // SAFETY: the caller's contract is `store_padded`'s for `self.size()` bytes.
+        unsafe { crate::os::atomic_copy::store_padded(src, dst, self.size()) }
+    }
+
+    /// Copy an element out of a slot with whole-word atomic loads, as [`load_elem`] does.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is writable for [`size`](Self::size) bytes, private to this thread; `src` as in
+    /// [`load_elem`] for an element of `size` bytes.
+    #[inline(always)]
+    unsafe fn load(self, src: *const u8, dst: *mut u8) {
+        // SAFETY: the caller's contract is `load_padded`'s for `self.size()` bytes.
+        unsafe { crate::os::atomic_copy::load_padded(src, dst, self.size()) }
+    }
+}
+
+/// The layout of a typed queue's elements: `T`'s size, a constant.
+pub(crate) struct TypedLayout<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> TypedLayout<T> {
+    pub(crate) const NEW: Self = TypedLayout(std::marker::PhantomData);
+}
+
+impl<T> Clone for TypedLayout<T> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for TypedLayout<T> {}
+
+impl<T> ElemLayout for TypedLayout<T> {
+    #[inline(always)]
+    fn size(self) -> usize {
+        std::mem::size_of::<T>()
+    }
+}
+
+/// The layout of a raw handle's elements: the element size the queue's geometry was
+/// validated (or created) with, never re-read from shared memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawLayout(pub(crate) usize);
+
+impl ElemLayout for RawLayout {
+    #[inline(always)]
+    fn size(self) -> usize {
+        self.0
     }
 }
 

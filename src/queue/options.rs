@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 use crate::segment::{Kind, Segment, SegmentOptions};
 
 /// Builder for creating or opening a queue `Q` ([`spsc::Queue`](super::spsc::Queue),
-/// [`mpmc::Queue`](super::mpmc::Queue), [`bytes::Ring`](super::bytes::Ring)): start with
-/// `Q::options()`. The settings are those of [`SegmentOptions`], which it uses underneath;
+/// [`mpmc::Queue`](super::mpmc::Queue), [`bytes::Ring`](super::bytes::Ring), and the raw
+/// [`spsc::RawQueue`](super::spsc::RawQueue) and [`mpmc::RawQueue`](super::mpmc::RawQueue),
+/// whose `create` also takes the element size): start with `Q::options()`. The settings are those of [`SegmentOptions`], which it uses underneath;
 /// the defaults are mode 0600, no unlink on drop,
 /// [`Lifetime::Persistent`](crate::segment::Lifetime::Persistent), memory reserved
 /// at creation, and a 5 s open timeout.
@@ -87,6 +88,98 @@ pub(crate) mod sealed {
 
     /// A queue of typed elements (it records its element type).
     pub trait Typed: Build {}
+
+    /// A raw fixed-size queue ([`spsc::RawQueue`](crate::queue::spsc::RawQueue),
+    /// [`mpmc::RawQueue`](crate::queue::mpmc::RawQueue)) a
+    /// [`QueueOptions`](super::QueueOptions) builds.
+    pub trait BuildRaw: Sized {
+        /// Create (elements of `elem_size` bytes, recorded as `[u8; elem_size]`), open
+        /// (`How::Open`: any element type; `elem_size` is not used) or open-or-create `name`.
+        fn build_raw(
+            seg: &crate::SegmentOptions,
+            name: &str,
+            how: super::How,
+            elem_size: usize,
+        ) -> crate::Result<Self>;
+    }
+}
+
+/// The builder's `create`, `open` and `open_or_create` of a raw fixed-size queue kind `$q`:
+/// the raw queue takes its element size at creation, and opens whatever element type the
+/// queue has.
+macro_rules! raw_builder {
+    ($q:ty, $path:literal) => {
+        impl QueueOptions<$q> {
+            #[doc = concat!("Create the named queue of `capacity` slots (a power of two, at \
+                least 2) of `elem_size`-byte elements (1 byte to 1 MiB): the queue a [`Queue`](",
+                $path, "::Queue) of `[u8; elem_size]` creates, which records that type (any \
+                program opens it as that type, or raw, or by size). Fails with \
+                [`Error::AlreadyExists`] if the name is taken.")]
+            ///
+            /// ```
+            #[doc = concat!("use ", $path, "::{Queue, RawQueue};")]
+            /// # let name = format!("doc-rawq-create-{}", std::process::id());
+            /// let q = RawQueue::options().unlink_on_drop(true).create(&name, 100, 8)?;
+            /// assert_eq!((q.elem_size(), q.capacity()), (100, 8));
+            /// let typed = Queue::<[u8; 100]>::open(&name)?; // the same recorded type
+            /// # drop(typed);
+            /// # Ok::<(), shmkit::Error>(())
+            /// ```
+            pub fn create(&self, name: &str, elem_size: usize, capacity: u64) -> Result<$q> {
+                <$q as sealed::BuildRaw>::build_raw(&self.seg, name, How::Create(capacity), elem_size)
+            }
+
+            /// Open the named queue of this kind whatever its element type: its elements are
+            /// handled as bytes (`elem_size()` of them each).
+            ///
+            /// ```
+            #[doc = concat!("use ", $path, "::{Queue, RawQueue};")]
+            /// # let name = format!("doc-rawq-open-{}", std::process::id());
+            /// let q = Queue::<u32>::options().unlink_on_drop(true).create(&name, 8)?;
+            /// q.producer()?.try_push(7).unwrap();
+            /// let raw = RawQueue::options().open(&name)?;
+            /// let mut out = [0; 4];
+            /// raw.consumer()?.try_pop_into(&mut out)?;
+            /// assert_eq!(out, 7u32.to_ne_bytes());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn open(&self, name: &str) -> Result<$q> {
+                <$q as sealed::BuildRaw>::build_raw(&self.seg, name, How::Open, 0)
+            }
+
+            /// Open the named queue, or create it as [`create`](Self::create) does if it does
+            /// not exist (race-free between processes); an existing queue must have this
+            /// capacity and record `[u8; elem_size]` as its element type.
+            pub fn open_or_create(&self, name: &str, elem_size: usize, capacity: u64) -> Result<$q> {
+                <$q as sealed::BuildRaw>::build_raw(
+                    &self.seg,
+                    name,
+                    How::OpenOrCreate(capacity),
+                    elem_size,
+                )
+            }
+        }
+    };
+}
+
+raw_builder!(super::spsc::RawQueue, "shmkit::queue::spsc");
+raw_builder!(super::mpmc::RawQueue, "shmkit::queue::mpmc");
+
+/// The element type a raw queue of `elem_size`-byte elements records: `[u8; elem_size]`,
+/// the type name, size and alignment a typed queue of that byte array records; an
+/// `InvalidArgument` unless `elem_size` is 1 byte to 1 MiB (as `check_type`).
+pub(crate) fn byte_array(name: &str, elem_size: usize) -> Result<TypeId> {
+    if elem_size == 0 || elem_size as u64 > super::geometry::MAX_ELEM_SIZE {
+        return Err(Error::invalid(
+            name,
+            format!("element size {elem_size}: need 1..=1 MiB"),
+        ));
+    }
+    Ok(TypeId {
+        name: format!("[u8; {elem_size}]"),
+        size: elem_size as u64,
+        align: 1,
+    })
 }
 
 impl<Q: sealed::Build> QueueOptions<Q> {
@@ -138,8 +231,9 @@ impl<Q: sealed::Build> QueueOptions<Q> {
 
 impl<Q: sealed::Typed> QueueOptions<Q> {
     /// Open the named typed queue whatever its element type, provided its elements are
-    /// `size_of::<T>()` bytes (and aligned at least as `T`): the untyped open that tools use
-    /// (`shmkit queue push` opens as `[u8; N]`). The elements are reinterpreted as `T`.
+    /// `size_of::<T>()` bytes (and aligned at least as `T`). The elements are reinterpreted
+    /// as `T`. (A tool that knows neither the type nor the size opens raw:
+    /// [`spsc::RawQueue`](super::spsc::RawQueue), [`mpmc::RawQueue`](super::mpmc::RawQueue).)
     ///
     /// ```
     /// use shmkit::queue::spsc::Queue;
@@ -185,11 +279,11 @@ pub(crate) fn typed<Q>(
 
 /// Open a typed queue by element size: read the header's fingerprint, open with it
 /// (`open(fp)`), check the recorded type against that fingerprint, then that it has `size`
-/// bytes and an alignment of at least `align`.
+/// bytes and an alignment of at least `align` (`None`: any element type, the raw open).
 pub(crate) fn by_size<R>(
     name: &str,
     kind: Kind,
-    (size, align): (u64, u64),
+    size_align: Option<(u64, u64)>,
     open: impl FnOnce(u64) -> Result<R>,
     stored: impl Fn(&R) -> std::result::Result<TypeId, String>,
     fp_of: fn(&TypeId) -> u64,
@@ -209,6 +303,9 @@ pub(crate) fn by_size<R>(
             format!("the recorded element type {t} does not match the layout fingerprint"),
         ));
     }
+    let Some((size, align)) = size_align else {
+        return Ok(r);
+    };
     if t.size != size || t.align < align {
         return Err(Error::TypeMismatch {
             name: name.to_owned(),

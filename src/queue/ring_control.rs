@@ -134,7 +134,7 @@ impl RingControl {
 /// What an opener expects of a ring's geometry.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(loom, allow(dead_code))]
-pub(crate) struct Expect {
+pub(crate) struct Expect<'a> {
     pub kind: crate::Kind,
     pub fingerprint: u64,
     /// Element size; `None` accepts any (validated) size.
@@ -145,7 +145,7 @@ pub(crate) struct Expect {
     /// slots): the identity for the bytes ring, [`spsc::slot_size`](super::spsc::slot_size).
     pub slot_size: fn(u64) -> u64,
     /// The element type's name, recorded in the type tag at creation (spsc only).
-    pub type_name: Option<&'static str>,
+    pub type_name: Option<&'a str>,
 }
 
 /// One ring: its region and the geometry read once and validated at attach.

@@ -37,6 +37,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::endpoint::Wake;
+#[cfg(not(loom))]
+use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 use super::forms::{blocking_forms, queue_constructors};
 use super::geometry::{check_capacity, check_type};
@@ -44,7 +46,9 @@ use super::geometry::{check_capacity, check_type};
 use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as Ring, Side};
 use super::stat::{QueueStat, Stat};
-use super::{Element, ShmType, TypeId};
+#[cfg(not(loom))]
+use super::RawLayout;
+use super::{ElemLayout, Element, ShmType, TypeId, TypedLayout};
 use crate::loom::{AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::Kind;
@@ -92,7 +96,7 @@ const fn stamp_offset(elem_size: u64) -> u64 {
 /// What an open expects: an SPSC ring of the layout `fingerprint`, of `elem_size`-byte
 /// elements (`None`: any), recording `type_name` if it creates one.
 #[cfg_attr(loom, allow(dead_code))]
-fn expect(fingerprint: u64, elem_size: Option<u64>, type_name: Option<&'static str>) -> Expect {
+fn expect(fingerprint: u64, elem_size: Option<u64>, type_name: Option<&str>) -> Expect<'_> {
     Expect {
         kind: Kind::SPSC_QUEUE,
         fingerprint,
@@ -104,52 +108,55 @@ fn expect(fingerprint: u64, elem_size: Option<u64>, type_name: Option<&'static s
 }
 
 #[cfg_attr(loom, allow(dead_code))]
-fn expect_type<T: ShmType>() -> Expect {
+fn expect_type<T: ShmType>() -> Expect<'static> {
     let size = std::mem::size_of::<T>() as u64;
     expect(layout_fingerprint::<T>(), Some(size), Some(T::TYPE_NAME))
 }
 
-/// The element of position `pos`'s slot.
+/// The element of position `pos`'s slot, for elements of `lay`'s size.
 #[inline]
-fn elem<T>(ring: &Ring, pos: u64) -> *mut T {
-    let z = slot_size(std::mem::size_of::<T>() as u64);
+fn elem<L: ElemLayout>(ring: &Ring, lay: L, pos: u64) -> *mut u8 {
+    let z = slot_size(lay.size() as u64);
     // SAFETY: `pos & mask < capacity`, and the data area holds `capacity` slots of
-    // `slot_size(size_of::<T>())` bytes (validated at open, or allocated so); the area is
-    // 128-aligned and a slot size is a multiple of `align_of::<T>()` (see `slot_size`).
-    unsafe {
-        ring.data()
-            .add(((pos & ring.mask) * z) as usize)
-            .cast::<T>()
-    }
+    // `slot_size(elem_size)` bytes (validated at open, or allocated so; `lay` has that
+    // element size: `Queue::wrap`, `RawQueue::wrap`); the area is 128-aligned and a slot size
+    // is a multiple of the alignment of any type of that size (see `slot_size`).
+    unsafe { ring.data().add(((pos & ring.mask) * z) as usize) }
 }
 
-/// The stamp of position `pos`'s slot.
+/// [`elem`] of a typed queue, as a `*mut T`.
+#[inline(always)]
+fn elem_of<T>(ring: &Ring, pos: u64) -> *mut T {
+    elem(ring, TypedLayout::<T>::NEW, pos).cast()
+}
+
+/// The stamp of position `pos`'s slot, for elements of `lay`'s size.
 #[inline]
-// `T` sizes the slot, which places the stamp in the data area; under loom the stamps are the
-// region's separate words, indexed by position alone.
-#[cfg_attr(loom, allow(clippy::extra_unused_type_parameters))]
-fn stamp<T>(ring: &Ring, pos: u64) -> &AtomicU64 {
+fn stamp<L: ElemLayout>(ring: &Ring, lay: L, pos: u64) -> &AtomicU64 {
     let i = pos & ring.mask;
     #[cfg(not(loom))]
     // SAFETY: slot `i < capacity` lies inside the data area (see `elem`); its stamp is
     // 8 bytes at an 8-aligned offset before the slot's end, only ever accessed as this atomic
-    // (element accesses cover `size_of::<T>()` bytes before it); any bits are a valid u64.
+    // (element accesses cover the element's bytes before it); any bits are a valid u64.
     return unsafe {
-        let z = slot_size(std::mem::size_of::<T>() as u64);
-        let off = i * z + stamp_offset(std::mem::size_of::<T>() as u64);
+        let z = slot_size(lay.size() as u64);
+        let off = i * z + stamp_offset(lay.size() as u64);
         &*ring.data().add(off as usize).cast::<AtomicU64>()
     };
-    // Loom atomics cannot live in raw memory: the region's separate words stand in.
+    // Loom atomics cannot live in raw memory: the region's separate words stand in (the
+    // layout, which sizes the slot, does not place them).
+    #[cfg(loom)]
+    let _ = lay;
     #[cfg(loom)]
     return &ring.region.stamps()[i as usize];
 }
 
 /// Whether position `pos` is published: its slot's stamp is `pos + 1`.
 #[inline]
-fn published<T>(ring: &Ring, pos: u64) -> bool {
-    // Acquire pairs with the producer's Release stamp store in `Producer::publish`: the
+fn published<L: ElemLayout>(ring: &Ring, lay: L, pos: u64) -> bool {
+    // Acquire pairs with the producer's Release stamp store in `ProdEnd::publish`: the
     // element bytes written before it are visible.
-    stamp::<T>(ring, pos).load(Ordering::Acquire) == pos.wrapping_add(1)
+    stamp(ring, lay, pos).load(Ordering::Acquire) == pos.wrapping_add(1)
 }
 
 /// A bounded SPSC queue of `T` living in a named shared-memory segment (or, from
@@ -271,7 +278,7 @@ impl<T: Element> Queue<T> {
                 return options::by_size(
                     name,
                     Kind::SPSC_QUEUE,
-                    (size, align),
+                    Some((size, align)),
                     |fp| Ring::open(seg, name, expect(fp, None, None)),
                     Ring::stored_type,
                     fingerprint_of,
@@ -310,56 +317,15 @@ impl<T: Element> Queue<T> {
     /// (their stamps: one of a push, up to a batch's length) and storing `tail` left, so they
     /// are kept, not overwritten.
     pub fn producer(&self) -> Result<Producer<T>, AttachError> {
-        let side = Side::attach(Arc::clone(&self.ring), Role::Producer)?;
-        let ring = &*self.ring;
-        let ctrl = ring.ctrl();
-        let corrupt =
-            |what: String| -> AttachError { crate::Error::corrupt(self.name(), what).into() };
-        // Acquire: pairs with the previous producer's Release stores of tail (we resume
-        // after its last published element) and the consumer's Release stores of head.
-        let stored = ctrl.prod.tail.load(Ordering::Acquire);
-        let head = ctrl.cons.head.load(Ordering::Acquire);
-        let mut tail = stored;
-        let past = head.wrapping_sub(stored);
-        if past != 0 && past <= ring.capacity {
-            // The consumer popped an element published without a tail store.
-            tail = head;
-        }
-        // Published (stamps stored) by a producer killed before its tail store: one element
-        // of a push, or a run of up to a batch's length (`publish` stores each stamp, then
-        // `tail` once). Step over the run; at most `capacity` stamps.
-        while tail.wrapping_sub(head) < ring.capacity && published::<T>(ring, tail) {
-            tail = tail.wrapping_add(1);
-        }
-        if tail.wrapping_sub(head) > ring.capacity {
-            return Err(corrupt(format!(
-                "tail {tail} - head {head} exceeds the capacity"
-            )));
-        }
-        if tail != stored {
-            // Release: as every tail store (`Producer::publish`).
-            ctrl.prod.tail.store(tail, Ordering::Release);
-        }
         Ok(Producer {
-            side,
-            tail,
-            head_cache: head,
-            cap: self.ring.capacity,
-            _t: PhantomData,
+            e: ProdEnd::attach(&self.ring, TypedLayout::NEW)?,
         })
     }
 
     /// Attach as the queue's consumer.
     pub fn consumer(&self) -> Result<Consumer<T>, AttachError> {
-        let side = Side::attach(Arc::clone(&self.ring), Role::Consumer)?;
-        // Acquire: pairs with the previous consumer's Release stores of head.
-        let head = self.ring.ctrl().cons.head.load(Ordering::Acquire);
         Ok(Consumer {
-            side,
-            head,
-            tail_cache: head,
-            cap: self.ring.capacity,
-            _t: PhantomData,
+            e: ConsEnd::attach(&self.ring, TypedLayout::NEW)?,
         })
     }
 }
@@ -417,21 +383,28 @@ impl<T> Queue<T> {
 /// waiting (it gets `Disconnected` only after [`close`](Self::close), or if this process dies
 /// holding the role).
 pub struct Producer<T> {
+    e: ProdEnd<TypedLayout<T>>,
+}
+
+impl<T> std::fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::Producer")
+            .field("tail", &self.e.tail)
+            .finish()
+    }
+}
+
+/// The producer's state and protocol, generic over the element layout: the typed
+/// [`Producer`] and the [`RawProducer`] are this with [`TypedLayout`] and
+/// [`RawLayout`](super::RawLayout) (one protocol, instantiated twice).
+struct ProdEnd<L> {
     side: Side,
     /// Our tail: the only writer, so the shared copy is never read back.
     tail: u64,
     /// Last head seen; refreshed only when the ring looks full.
     head_cache: u64,
     cap: u64,
-    _t: PhantomData<fn(T)>,
-}
-
-impl<T> std::fmt::Debug for Producer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("spsc::Producer")
-            .field("tail", &self.tail)
-            .finish()
-    }
+    lay: L,
 }
 
 enum Fail {
@@ -440,7 +413,49 @@ enum Fail {
     Corrupt,
 }
 
-impl<T: Element> Producer<T> {
+impl<L: ElemLayout> ProdEnd<L> {
+    /// Attach as the producer of `ring`, whose elements have `lay`'s size (see
+    /// [`Queue::producer`]).
+    fn attach(ring: &Arc<Ring>, lay: L) -> Result<Self, AttachError> {
+        let side = Side::attach(Arc::clone(ring), Role::Producer)?;
+        let name = ring.region.name();
+        let ring = &**ring;
+        let ctrl = ring.ctrl();
+        let corrupt = |what: String| -> AttachError { crate::Error::corrupt(name, what).into() };
+        // Acquire: pairs with the previous producer's Release stores of tail (we resume
+        // after its last published element) and the consumer's Release stores of head.
+        let stored = ctrl.prod.tail.load(Ordering::Acquire);
+        let head = ctrl.cons.head.load(Ordering::Acquire);
+        let mut tail = stored;
+        let past = head.wrapping_sub(stored);
+        if past != 0 && past <= ring.capacity {
+            // The consumer popped an element published without a tail store.
+            tail = head;
+        }
+        // Published (stamps stored) by a producer killed before its tail store: one element
+        // of a push, or a run of up to a batch's length (`publish` stores each stamp, then
+        // `tail` once). Step over the run; at most `capacity` stamps.
+        while tail.wrapping_sub(head) < ring.capacity && published(ring, lay, tail) {
+            tail = tail.wrapping_add(1);
+        }
+        if tail.wrapping_sub(head) > ring.capacity {
+            return Err(corrupt(format!(
+                "tail {tail} - head {head} exceeds the capacity"
+            )));
+        }
+        if tail != stored {
+            // Release: as every tail store (`Producer::publish`).
+            ctrl.prod.tail.store(tail, Ordering::Release);
+        }
+        Ok(ProdEnd {
+            side,
+            tail,
+            head_cache: head,
+            cap: ring.capacity,
+            lay,
+        })
+    }
+
     /// Free slots, at least `want` if possible; refreshes the head only when needed.
     #[inline]
     fn space(&mut self, want: u64) -> Result<u64, Fail> {
@@ -478,7 +493,7 @@ impl<T: Element> Producer<T> {
             let pos = self.tail.wrapping_add(k);
             // Release pairs with the consumer's Acquire stamp load in `published`: the
             // element bytes written before are visible to it.
-            stamp::<T>(ring, pos).store(pos.wrapping_add(1), Ordering::Release);
+            stamp(ring, self.lay, pos).store(pos.wrapping_add(1), Ordering::Release);
         }
         self.tail = self.tail.wrapping_add(n);
         let ctrl = ring.ctrl();
@@ -515,7 +530,9 @@ impl<T: Element> Producer<T> {
             }
         }
     }
+}
 
+impl<T: Element> Producer<T> {
     /// Push `value` if there is room.
     ///
     /// ```
@@ -528,7 +545,7 @@ impl<T: Element> Producer<T> {
     /// ```
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
-        match self.space(1) {
+        match self.e.space(1) {
             Ok(_) => {}
             Err(Fail::Busy) => return Err(TryPushError::Full(value)),
             Err(Fail::Disconnected) => return Err(TryPushError::Disconnected(value)),
@@ -536,20 +553,20 @@ impl<T: Element> Producer<T> {
         }
         // SAFETY: the slot at `tail` is free (tail - head < capacity): the consumer does not
         // read it until we publish, and it is in bounds and aligned (see `elem`).
-        unsafe { super::store_elem(elem::<T>(&self.side.q, self.tail).cast(), &value) };
+        unsafe { super::store_elem(elem_of::<T>(&self.e.side.q, self.e.tail).cast(), &value) };
         std::mem::forget(value); // moved into the queue
-        self.publish(1);
+        self.e.publish(1);
         Ok(())
     }
 
     fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
-        if let Err(e) = self.wait_space(deadline) {
+        if let Err(e) = self.e.wait_space(deadline) {
             return Err(e.map(|()| value));
         }
         // SAFETY: as in `try_push` (`wait_space` found a free slot).
-        unsafe { super::store_elem(elem::<T>(&self.side.q, self.tail).cast(), &value) };
+        unsafe { super::store_elem(elem_of::<T>(&self.e.side.q, self.e.tail).cast(), &value) };
         std::mem::forget(value); // moved into the queue
-        self.publish(1);
+        self.e.publish(1);
         Ok(())
     }
 
@@ -593,7 +610,7 @@ impl<T: Element> Producer<T> {
     /// ```
     #[inline]
     pub fn try_reserve(&mut self) -> Result<WriteGuard<'_, T>, TryPushError<()>> {
-        match self.space(1) {
+        match self.e.space(1) {
             Ok(_) => Ok(WriteGuard { p: self }),
             Err(Fail::Busy) => Err(TryPushError::Full(())),
             Err(Fail::Disconnected) => Err(TryPushError::Disconnected(())),
@@ -605,7 +622,7 @@ impl<T: Element> Producer<T> {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<WriteGuard<'_, T>, PushError<()>> {
-        self.wait_space(deadline)?;
+        self.e.wait_space(deadline)?;
         Ok(WriteGuard { p: self })
     }
 
@@ -645,18 +662,18 @@ impl<T: Element> Producer<T> {
     /// assert_eq!(rx.try_pop(), Err(TryPopError::Disconnected));
     /// ```
     pub fn close(&mut self) {
-        self.side.close()
+        self.e.side.close()
     }
 
     /// Slots in the ring.
     pub fn capacity(&self) -> u64 {
-        self.cap
+        self.e.cap
     }
 
     /// Elements in the ring now (a snapshot: the consumer may pop at any time, so the true
     /// length can only be smaller by the time this returns).
     pub fn len(&self) -> u64 {
-        self.side.q.len()
+        self.e.side.q.len()
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -666,7 +683,7 @@ impl<T: Element> Producer<T> {
 
     /// Whether the ring is full now (a snapshot; it may have room by the time this returns).
     pub fn is_full(&self) -> bool {
-        self.len() == self.cap
+        self.len() == self.e.cap
     }
 }
 
@@ -686,25 +703,25 @@ impl<T: Element + Copy> Producer<T> {
         if items.is_empty() {
             return Ok(0);
         }
-        let free = match self.space((items.len() as u64).min(self.cap)) {
+        let free = match self.e.space((items.len() as u64).min(self.e.cap)) {
             Ok(f) => f,
             Err(Fail::Busy) => return Err(TryPushError::Full(())),
             Err(Fail::Disconnected) => return Err(TryPushError::Disconnected(())),
             Err(Fail::Corrupt) => return Err(TryPushError::Corrupt(())),
         };
         let n = (items.len() as u64).min(free) as usize;
-        let ring = &*self.side.q;
+        let ring = &*self.e.side.q;
         for (k, item) in items[..n].iter().enumerate() {
             // SAFETY: slots [tail, tail + n) are free (n <= free): the consumer reads none of
             // them until we publish; each is in bounds and aligned (`elem`).
             unsafe {
                 super::store_elem(
-                    elem::<T>(ring, self.tail.wrapping_add(k as u64)).cast(),
+                    elem_of::<T>(ring, self.e.tail.wrapping_add(k as u64)).cast(),
                     item,
                 )
             };
         }
-        self.publish(n as u64);
+        self.e.publish(n as u64);
         Ok(n)
     }
 
@@ -720,7 +737,7 @@ impl<T: Element + Copy> Producer<T> {
                 Err(e) => match e.map(|()| total - items.len()).blocking() {
                     Ok(e) => return Err(e),
                     // Full: wait for room.
-                    Err(done) => self.wait_space(deadline).map_err(|e| e.map(|()| done))?,
+                    Err(done) => self.e.wait_space(deadline).map_err(|e| e.map(|()| done))?,
                 },
             }
         }
@@ -777,37 +794,37 @@ impl<T: Element> WriteGuard<'_, T> {
     /// `fork()`ed child that inherited the guard (see the type's docs).
     #[inline]
     pub fn commit(self) {
-        if self.p.side.is_closed() {
+        if self.p.e.side.is_closed() {
             return; // inherited across fork(): the slot and the tail are the parent's
         }
-        self.p.publish(1);
+        self.p.e.publish(1);
     }
 }
 
 impl<T: Element> Deref for WriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        held_here(&self.p.side);
+        held_here(&self.p.e.side);
         // SAFETY: the slot at `tail` is free and ours until we publish (the type's contract),
         // and this process holds the role (checked above: not a fork()ed child's copy);
         // in bounds and aligned (`elem`); its bytes are initialised (the data area starts
         // zeroed and holds only written elements) and any bytes are a valid T (FromBytes).
-        unsafe { &*elem::<T>(&self.p.side.q, self.p.tail) }
+        unsafe { &*elem_of::<T>(&self.p.e.side.q, self.p.e.tail) }
     }
 }
 
 impl<T: Element> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        held_here(&self.p.side);
+        held_here(&self.p.e.side);
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
-        unsafe { &mut *elem::<T>(&self.p.side.q, self.p.tail) }
+        unsafe { &mut *elem_of::<T>(&self.p.e.side.q, self.p.e.tail) }
     }
 }
 
 impl<T: Element> std::fmt::Debug for WriteGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("spsc::WriteGuard")
-            .field("pos", &self.p.tail)
+            .field("pos", &self.p.e.tail)
             .finish()
     }
 }
@@ -817,25 +834,43 @@ impl<T: Element> std::fmt::Debug for WriteGuard<'_, T> {
 /// until the queue is full (it gets `Disconnected` only after [`close`](Self::close), or if
 /// this process dies holding the role).
 pub struct Consumer<T> {
+    e: ConsEnd<TypedLayout<T>>,
+}
+
+impl<T> std::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::Consumer")
+            .field("head", &self.e.head)
+            .finish()
+    }
+}
+
+/// The consumer's state and protocol, generic over the element layout (as [`ProdEnd`]).
+struct ConsEnd<L> {
     side: Side,
     /// Our head: the only writer.
     head: u64,
     /// Last tail seen (never behind `head`); refreshed when a batch wants more.
     tail_cache: u64,
     cap: u64,
-    /// Polls that found no element, to read the tail only on every 64th (`not_ready`).
-    _t: PhantomData<fn() -> T>,
+    lay: L,
 }
 
-impl<T> std::fmt::Debug for Consumer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("spsc::Consumer")
-            .field("head", &self.head)
-            .finish()
+impl<L: ElemLayout> ConsEnd<L> {
+    /// Attach as the consumer of `ring`, whose elements have `lay`'s size.
+    fn attach(ring: &Arc<Ring>, lay: L) -> Result<Self, AttachError> {
+        let side = Side::attach(Arc::clone(ring), Role::Consumer)?;
+        // Acquire: pairs with the previous consumer's Release stores of head.
+        let head = ring.ctrl().cons.head.load(Ordering::Acquire);
+        Ok(ConsEnd {
+            side,
+            head,
+            tail_cache: head,
+            cap: ring.capacity,
+            lay,
+        })
     }
-}
 
-impl<T: Element> Consumer<T> {
     /// `Ok` when the element at `head` is published; `check_tail`: when it is not, also
     /// check the tail now (see [`not_ready`](Self::not_ready)).
     #[inline]
@@ -843,7 +878,7 @@ impl<T: Element> Consumer<T> {
         if self.side.is_closed() {
             return Err(TryPopError::Disconnected);
         }
-        if published::<T>(&self.side.q, self.head) {
+        if published(&self.side.q, self.lay, self.head) {
             return Ok(());
         }
         self.not_ready(check_tail)
@@ -866,7 +901,7 @@ impl<T: Element> Consumer<T> {
         let ahead = tail.wrapping_sub(self.head);
         if ahead != 0 && ahead <= self.cap {
             // Published by the tail, so its stamp is visible now.
-            return match published::<T>(ring, self.head) {
+            return match published(ring, self.lay, self.head) {
                 true => Ok(()),
                 false => Err(TryPopError::Corrupt),
             };
@@ -880,7 +915,7 @@ impl<T: Element> Consumer<T> {
             return Err(TryPopError::Empty);
         }
         // Closed (Acquire in peer_closed: its last stamp is visible) or dead: drain first.
-        match published::<T>(ring, self.head) {
+        match published(ring, self.lay, self.head) {
             true => Ok(()),
             false => Err(TryPopError::Disconnected),
         }
@@ -944,10 +979,10 @@ impl<T: Element> Consumer<T> {
     fn wait_nonempty(&self, deadline: Option<Instant>) -> Wake {
         let side = &self.side;
         let ring = &*side.q;
-        let head = self.head;
+        let (head, lay) = (self.head, self.lay);
         // The wait re-checks the stamp after announcing a sleeper (pair A with
         // `Producer::publish`'s notify, `sync/park.rs`).
-        let ready = || published::<T>(ring, head);
+        let ready = || published(ring, lay, head);
         side.wait(&ring.ctrl().prod.not_empty, ready, deadline)
     }
 
@@ -972,7 +1007,9 @@ impl<T: Element> Consumer<T> {
             }
         }
     }
+}
 
+impl<T: Element> Consumer<T> {
     /// Pop the oldest element if there is one. `Err(Empty)` while the queue is empty and a
     /// producer may still push; `Err(Disconnected)` once it is empty and the producer closed
     /// its end or died (a dead producer is noticed within about 10 ms of polling).
@@ -987,20 +1024,20 @@ impl<T: Element> Consumer<T> {
     /// ```
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        self.next(false)?;
+        self.e.next(false)?;
         // SAFETY: the slot at `head` is published (its stamp, loaded with Acquire) and the
         // producer does not write it until we advance; in bounds and aligned (`elem`). Any
         // bytes are a valid T (FromBytes).
-        let v = unsafe { super::load_elem(elem::<T>(&self.side.q, self.head).cast()) };
-        self.advance(1);
+        let v = unsafe { super::load_elem(elem_of::<T>(&self.e.side.q, self.e.head).cast()) };
+        self.e.advance(1);
         Ok(v)
     }
 
     fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
-        self.wait_ready(deadline)?;
+        self.e.wait_ready(deadline)?;
         // SAFETY: as in `try_pop` (`wait_ready` found the slot published).
-        let v = unsafe { super::load_elem(elem::<T>(&self.side.q, self.head).cast()) };
-        self.advance(1);
+        let v = unsafe { super::load_elem(elem_of::<T>(&self.e.side.q, self.e.head).cast()) };
+        self.e.advance(1);
         Ok(v)
     }
 
@@ -1047,12 +1084,12 @@ impl<T: Element> Consumer<T> {
     /// ```
     #[inline]
     pub fn try_peek(&mut self) -> Result<ReadGuard<'_, T>, TryPopError> {
-        self.next(false)?;
+        self.e.next(false)?;
         Ok(ReadGuard { c: self })
     }
 
     fn peek_within(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_, T>, PopError> {
-        self.wait_ready(deadline)?;
+        self.e.wait_ready(deadline)?;
         Ok(ReadGuard { c: self })
     }
 
@@ -1078,18 +1115,18 @@ impl<T: Element> Consumer<T> {
     /// `Disconnected`. What is left in the ring stays for the next consumer, whose attach
     /// reopens the end. Dropping the consumer does *not* close it: it only frees the role.
     pub fn close(&mut self) {
-        self.side.close()
+        self.e.side.close()
     }
 
     /// Slots in the ring.
     pub fn capacity(&self) -> u64 {
-        self.cap
+        self.e.cap
     }
 
     /// Elements in the ring now (a snapshot: the producer may push at any time, so the true
     /// length can only be larger by the time this returns).
     pub fn len(&self) -> u64 {
-        self.side.q.len()
+        self.e.side.q.len()
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -1099,7 +1136,7 @@ impl<T: Element> Consumer<T> {
 
     /// Whether the ring is full now (a snapshot).
     pub fn is_full(&self) -> bool {
-        self.len() == self.cap
+        self.len() == self.e.cap
     }
 }
 
@@ -1110,18 +1147,18 @@ impl<T: Element + Copy> Consumer<T> {
         if out.is_empty() {
             return Ok(0);
         }
-        let avail = self.avail((out.len() as u64).min(self.cap))?;
+        let avail = self.e.avail((out.len() as u64).min(self.e.cap))?;
         let n = (out.len() as u64).min(avail) as usize;
-        let ring = &*self.side.q;
+        let ring = &*self.e.side.q;
         for (k, o) in out[..n].iter_mut().enumerate() {
             // SAFETY: positions [head, head + n) are published (below the tail loaded with
             // Acquire, or the one stamp checked in `avail`) and ours until we advance; each
             // slot is in bounds and aligned (`elem`); any bytes are a valid T.
             *o = unsafe {
-                super::load_elem(elem::<T>(ring, self.head.wrapping_add(k as u64)).cast())
+                super::load_elem(elem_of::<T>(ring, self.e.head.wrapping_add(k as u64)).cast())
             };
         }
-        self.advance(n as u64);
+        self.e.advance(n as u64);
         Ok(n)
     }
 
@@ -1133,7 +1170,7 @@ impl<T: Element + Copy> Consumer<T> {
         if out.is_empty() {
             return Ok(0);
         }
-        self.wait_ready(deadline)?;
+        self.e.wait_ready(deadline)?;
         self.try_pop_slice(out).map_err(|e| match e {
             TryPopError::Corrupt => PopError::Corrupt,
             _ => PopError::Disconnected,
@@ -1189,22 +1226,22 @@ impl<T: Element> ReadGuard<'_, T> {
     /// child that inherited the guard (see the type's docs).
     #[inline]
     pub fn release(self) {
-        if self.c.side.is_closed() {
+        if self.c.e.side.is_closed() {
             return; // inherited across fork(): the head is the parent's
         }
-        self.c.advance(1);
+        self.c.e.advance(1);
     }
 }
 
 impl<T: Element> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        held_here(&self.c.side);
+        held_here(&self.c.e.side);
         // SAFETY: the slot at `head` is published (stamp loaded with Acquire when the guard
         // was made) and not written until we release it (the type's contract; this process
         // holds the role, checked above); in bounds and aligned (`elem`); any bytes are a
         // valid T (FromBytes).
-        unsafe { &*elem::<T>(&self.c.side.q, self.c.head) }
+        unsafe { &*elem_of::<T>(&self.c.e.side.q, self.c.e.head) }
     }
 }
 
@@ -1222,8 +1259,377 @@ fn held_here(side: &Side) {
 impl<T: Element> std::fmt::Debug for ReadGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("spsc::ReadGuard")
-            .field("pos", &self.c.head)
+            .field("pos", &self.c.e.head)
             .finish()
+    }
+}
+
+/// An SPSC queue opened whatever its element type (or created with a size chosen at run
+/// time), its elements handled as bytes: the same queue, roles and protocol as [`Queue`]'s,
+/// with [`RawProducer`] and [`RawConsumer`] pushing and popping slices of exactly
+/// [`elem_size`](Self::elem_size) bytes (what `shmkit queue push`/`pop` use for every element
+/// size). A raw handle and a typed one are the same role: a `RawProducer` and a
+/// [`Producer`] exclude each other.
+///
+/// ```
+/// use shmkit::queue::spsc::{Queue, RawQueue};
+/// # let name = format!("doc-spsc-raw-{}", std::process::id());
+/// let q = Queue::<[u32; 25]>::options().unlink_on_drop(true).create(&name, 4)?;
+/// let raw = RawQueue::options().open(&name)?; // any element type
+/// assert_eq!(raw.elem_size(), 100);
+/// let mut tx = raw.producer()?;
+/// tx.try_push(&[1; 100])?;
+/// assert_eq!(q.consumer()?.try_pop(), Ok([0x0101_0101; 25]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub struct RawQueue {
+    ring: Arc<Ring>,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for RawQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::RawQueue")
+            .field("name", &self.ring.region.name())
+            .field("elem_size", &self.ring.elem_size)
+            .field("capacity", &self.ring.capacity)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl options::sealed::BuildRaw for RawQueue {
+    fn build_raw(
+        seg: &crate::SegmentOptions,
+        name: &str,
+        how: How,
+        elem_size: usize,
+    ) -> crate::Result<Self> {
+        let (cap, existing) = match how {
+            How::Create(cap) => (cap, false),
+            How::OpenOrCreate(cap) => (cap, true),
+            How::Open | How::OpenBySize => {
+                return options::by_size(
+                    name,
+                    Kind::SPSC_QUEUE,
+                    None,
+                    |fp| Ring::open(seg, name, expect(fp, None, None)),
+                    Ring::stored_type,
+                    fingerprint_of,
+                )
+                .map(Self::wrap)
+            }
+        };
+        let t = options::byte_array(name, elem_size)?;
+        let want = expect(fingerprint_of(&t), Some(t.size), Some(&t.name));
+        let ring = Ring::create(seg, name, want, cap, t.align, existing);
+        let stored = |fp| {
+            let r = Ring::open_snapshot(name, expect(fp, None, None))?;
+            r.stored_type()
+                .map_err(|what| crate::Error::corrupt(name, what))
+        };
+        options::typed(name, "elements", &t, ring, stored, fingerprint_of).map(Self::wrap)
+    }
+}
+
+#[cfg(not(loom))]
+impl RawQueue {
+    /// The builder for creating or opening a raw queue ([`QueueOptions`](super::QueueOptions)):
+    /// `create(name, elem_size, capacity)`, `open(name)` (any element type),
+    /// `open_or_create(name, elem_size, capacity)`.
+    pub fn options() -> super::QueueOptions<Self> {
+        super::QueueOptions::default()
+    }
+
+    /// Open the named SPSC queue whatever its element type, with the default options.
+    pub fn open(name: &str) -> crate::Result<Self> {
+        Self::options().open(name)
+    }
+
+    fn wrap(ring: Ring) -> Self {
+        RawQueue {
+            ring: Arc::new(ring),
+        }
+    }
+
+    /// The layout of this queue's elements: the element size its geometry was validated (or
+    /// created) with.
+    fn layout(&self) -> RawLayout {
+        RawLayout(self.ring.elem_size as usize)
+    }
+
+    /// Bytes per element: the length of every slice pushed or popped.
+    pub fn elem_size(&self) -> usize {
+        self.layout().0
+    }
+
+    /// Attach as the queue's producer, as [`Queue::producer`] does (the same role).
+    pub fn producer(&self) -> Result<RawProducer, AttachError> {
+        Ok(RawProducer {
+            e: ProdEnd::attach(&self.ring, self.layout())?,
+        })
+    }
+
+    /// Attach as the queue's consumer, as [`Queue::consumer`] does (the same role).
+    pub fn consumer(&self) -> Result<RawConsumer, AttachError> {
+        Ok(RawConsumer {
+            e: ConsEnd::attach(&self.ring, self.layout())?,
+        })
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u64 {
+        self.ring.capacity
+    }
+
+    /// Elements in the ring now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.ring.capacity
+    }
+
+    /// The segment name.
+    pub fn name(&self) -> &str {
+        self.ring.region.name()
+    }
+
+    /// Unlink the segment when the last handle of this queue in this process drops.
+    pub fn set_unlink_on_drop(&self, yes: bool) {
+        self.ring.region.set_unlink_on_drop(yes)
+    }
+
+    /// Capacity, length, and the attached producer and consumer with their liveness.
+    pub fn stat(&self) -> QueueStat {
+        Stat::ring(&self.ring, crate::Kind::SPSC_QUEUE)
+    }
+}
+
+/// The pushing end of a [`RawQueue`]: [`Producer`]'s role and semantics, pushing slices of
+/// exactly [`elem_size`](Self::elem_size) bytes (another length is
+/// [`RawError::WrongLength`], and nothing is pushed).
+#[cfg(not(loom))]
+pub struct RawProducer {
+    e: ProdEnd<RawLayout>,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for RawProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::RawProducer")
+            .field("tail", &self.e.tail)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl RawProducer {
+    /// Copy `elem` into the slot at `tail` and publish it.
+    ///
+    /// # Safety
+    ///
+    /// The slot at `tail` is free (`space` or `wait_space` found room), and `elem` is
+    /// `elem_size` bytes long.
+    unsafe fn put(&mut self, elem: &[u8]) {
+        let e = &mut self.e;
+        // SAFETY: the slot at `tail` is free (the caller): the consumer does not read it until
+        // we publish; in bounds and aligned (`elem`); `elem` has the layout's size.
+        unsafe {
+            e.lay
+                .store(elem.as_ptr(), self::elem(&e.side.q, e.lay, e.tail))
+        };
+        e.publish(1);
+    }
+
+    /// Push `elem` (exactly [`elem_size`](Self::elem_size) bytes) if there is room, as
+    /// [`Producer::try_push`].
+    pub fn try_push(&mut self, elem: &[u8]) -> Result<(), RawError<TryPushError<()>>> {
+        check_len(elem.len(), self.e.lay.size())?;
+        match self.e.space(1) {
+            Ok(_) => {}
+            Err(Fail::Busy) => return Err(TryPushError::Full(()).into()),
+            Err(Fail::Disconnected) => return Err(TryPushError::Disconnected(()).into()),
+            Err(Fail::Corrupt) => return Err(TryPushError::Corrupt(()).into()),
+        }
+        // SAFETY: `space` found a free slot; the length was checked.
+        unsafe { self.put(elem) };
+        Ok(())
+    }
+
+    fn push_within(
+        &mut self,
+        elem: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), RawError<PushError<()>>> {
+        check_len(elem.len(), self.e.lay.size())?;
+        self.e.wait_space(deadline)?;
+        // SAFETY: `wait_space` found a free slot; the length was checked.
+        unsafe { self.put(elem) };
+        Ok(())
+    }
+
+    blocking_forms! {
+        /// Push `elem`, waiting for room as [`Producer::push`] does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::RawQueue, PushError, RawError};
+        /// # let name = format!("doc-spsc-rawpush-{}", std::process::id());
+        /// let q = RawQueue::options().unlink_on_drop(true).create(&name, 3, 2)?;
+        /// let mut tx = q.producer()?;
+        /// tx.push(b"abc")?;
+        /// tx.push_timeout(b"def", Duration::from_secs(1))?;
+        /// let e = tx.push_deadline(b"ghi", std::time::Instant::now());
+        /// assert_eq!(e, Err(RawError::Queue(PushError::Timeout(()))));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        fn push / push_timeout / push_deadline (elem: &[u8])
+            -> Result<(), RawError<PushError<()>>> = push_within;
+    }
+
+    /// Bytes per element.
+    pub fn elem_size(&self) -> usize {
+        self.e.lay.size()
+    }
+
+    /// Close the producer end and free the role, as [`Producer::close`].
+    pub fn close(&mut self) {
+        self.e.side.close()
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u64 {
+        self.e.cap
+    }
+
+    /// Elements in the ring now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.e.side.q.len()
+    }
+
+    /// Whether the ring is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.e.cap
+    }
+}
+
+/// The popping end of a [`RawQueue`]: [`Consumer`]'s role and semantics, popping into slices
+/// of exactly [`elem_size`](Self::elem_size) bytes (another length is
+/// [`RawError::WrongLength`], and nothing is popped).
+#[cfg(not(loom))]
+pub struct RawConsumer {
+    e: ConsEnd<RawLayout>,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for RawConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("spsc::RawConsumer")
+            .field("head", &self.e.head)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl RawConsumer {
+    /// Copy the element at `head` into `out` and release its slot.
+    ///
+    /// # Safety
+    ///
+    /// The slot at `head` is published (`next` or `wait_ready` said so), and `out` is
+    /// `elem_size` bytes long.
+    unsafe fn take(&mut self, out: &mut [u8]) {
+        let e = &mut self.e;
+        // SAFETY: the slot at `head` is published and the producer does not write it until we
+        // advance (the caller); in bounds and aligned (`elem`); `out` has the layout's size.
+        unsafe { e.lay.load(elem(&e.side.q, e.lay, e.head), out.as_mut_ptr()) };
+        e.advance(1);
+    }
+
+    /// Pop the oldest element into `out` (exactly [`elem_size`](Self::elem_size) bytes) if
+    /// there is one, as [`Consumer::try_pop`].
+    pub fn try_pop_into(&mut self, out: &mut [u8]) -> Result<(), RawError<TryPopError>> {
+        check_len(out.len(), self.e.lay.size())?;
+        self.e.next(false)?;
+        // SAFETY: `next` found the slot published; the length was checked.
+        unsafe { self.take(out) };
+        Ok(())
+    }
+
+    fn pop_into_within(
+        &mut self,
+        out: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), RawError<PopError>> {
+        check_len(out.len(), self.e.lay.size())?;
+        self.e.wait_ready(deadline)?;
+        // SAFETY: `wait_ready` found the slot published; the length was checked.
+        unsafe { self.take(out) };
+        Ok(())
+    }
+
+    blocking_forms! {
+        /// Pop the oldest element into `out`, waiting for one as [`Consumer::pop`] does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{spsc::RawQueue, PopError, RawError};
+        /// # let name = format!("doc-spsc-rawpop-{}", std::process::id());
+        /// let q = RawQueue::options().unlink_on_drop(true).create(&name, 3, 2)?;
+        /// q.producer()?.push(b"abc")?;
+        /// let (mut rx, mut out) = (q.consumer()?, [0; 3]);
+        /// rx.pop_into(&mut out)?;
+        /// assert_eq!(&out, b"abc");
+        /// let e = rx.pop_into_timeout(&mut out, Duration::from_millis(1));
+        /// assert_eq!(e, Err(RawError::Queue(PopError::Timeout)));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        fn pop_into / pop_into_timeout / pop_into_deadline (out: &mut [u8])
+            -> Result<(), RawError<PopError>> = pop_into_within;
+    }
+
+    /// Bytes per element.
+    pub fn elem_size(&self) -> usize {
+        self.e.lay.size()
+    }
+
+    /// Close the consumer end and free the role, as [`Consumer::close`].
+    pub fn close(&mut self) {
+        self.e.side.close()
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u64 {
+        self.e.cap
+    }
+
+    /// Elements in the ring now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.e.side.q.len()
+    }
+
+    /// Whether the ring is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.e.cap
     }
 }
 
@@ -1245,10 +1651,10 @@ mod tests {
         // first two stamp stores: three elements written, stamps of positions 0 and 1, tail 0.
         for (i, v) in [10u64, 11, 12].into_iter().enumerate() {
             // SAFETY: slot i < capacity of a heap queue nobody else uses yet.
-            unsafe { crate::queue::store_elem(elem::<u64>(ring, i as u64).cast(), &v) };
+            unsafe { crate::queue::store_elem(elem_of::<u64>(ring, i as u64).cast(), &v) };
         }
-        stamp::<u64>(ring, 0).store(1, Ordering::Release);
-        stamp::<u64>(ring, 1).store(2, Ordering::Release);
+        stamp(ring, TypedLayout::<u64>::NEW, 0).store(1, Ordering::Release);
+        stamp(ring, TypedLayout::<u64>::NEW, 1).store(2, Ordering::Release);
         let mut tx = q
             .producer()
             .expect("the role of a producer killed mid-batch");

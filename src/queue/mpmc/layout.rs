@@ -114,7 +114,14 @@ pub(super) fn slot_size(elem_size: u64) -> u64 {
 /// `Shared` that typed handles use has `slot == stride::<T>()` (`Queue::wrap` checks it).
 #[inline]
 pub(super) fn stride<T>() -> usize {
-    slot_size(std::mem::size_of::<T>() as u64) as usize
+    stride_of(TypedLayout::<T>::NEW)
+}
+
+/// The slot size for elements of `lay`'s size: [`stride`] for a typed layout (a constant),
+/// `Shared::slot` for a raw one (computed from the validated element size, as `slot` was).
+#[inline(always)]
+pub(super) fn stride_of<L: ElemLayout>(lay: L) -> usize {
+    slot_size(lay.size() as u64) as usize
 }
 
 impl Control {

@@ -31,6 +31,8 @@ use std::time::Instant;
 
 use super::cache_padded::CachePadded;
 use super::endpoint::{self, Endpoint, Roles, Wake};
+#[cfg(not(loom))]
+use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 use super::forms::{blocking_forms, queue_constructors};
 use super::geometry::{check_capacity, check_type};
@@ -41,7 +43,9 @@ use super::options::{self, How};
 use super::region::Region;
 use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
-use super::{Element, ShmType, TypeId, TypeTag};
+#[cfg(not(loom))]
+use super::RawLayout;
+use super::{ElemLayout, Element, ShmType, TypeId, TypeTag, TypedLayout};
 use crate::loom::{fence, AtomicU64, Ordering};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
@@ -55,7 +59,7 @@ pub(crate) use layout::stat_named;
 pub(crate) use layout::wake_count;
 use layout::*;
 pub use layout::{layout_fingerprint, MAX_HANDLES};
-use protocol::Attempt;
+use protocol::{elem_bytes, Attempt};
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod protocol;
@@ -73,12 +77,12 @@ macro_rules! handle_accessors {
             when the last attached one closes (crossbeam's rule for the last sender or \
             receiver). A ", $what, " that attaches later reopens the side (`SPEC.md` §7.1.3).")]
         pub fn close(&mut self) {
-            self.h.close()
+            self.e.h.close()
         }
 
         /// Elements in the queue now (a snapshot).
         pub fn len(&self) -> u64 {
-            self.h.q.len()
+            self.e.h.q.len()
         }
 
         /// Whether the queue is empty now (a snapshot).
@@ -88,7 +92,7 @@ macro_rules! handle_accessors {
 
         /// Whether the queue is full now (a snapshot).
         pub fn is_full(&self) -> bool {
-            self.len() == self.h.q.capacity
+            self.len() == self.e.h.q.capacity
         }
     };
 }
@@ -155,8 +159,8 @@ impl<T: Element> Queue<T> {
         let size = std::mem::size_of::<T>() as u64;
         let align = std::mem::align_of::<T>() as u64;
         let shared = match how {
-            How::Create(cap) => Self::make(seg, name, cap, false),
-            How::OpenOrCreate(cap) => Self::make(seg, name, cap, true),
+            How::Create(cap) => make(seg, name, cap, false, &TypeId::of::<T>()),
+            How::OpenOrCreate(cap) => make(seg, name, cap, true, &TypeId::of::<T>()),
             How::Open => seg
                 .clone()
                 .kind(Kind::MPMC_QUEUE, layout_fingerprint::<T>())
@@ -166,7 +170,7 @@ impl<T: Element> Queue<T> {
                 let shared = options::by_size(
                     name,
                     Kind::MPMC_QUEUE,
-                    (size, align),
+                    Some((size, align)),
                     |fp| {
                         let s = seg.clone().kind(Kind::MPMC_QUEUE, fp).open(name)?;
                         shared_from_segment(s, None)
@@ -177,22 +181,12 @@ impl<T: Element> Queue<T> {
                 return Self::wrap(name, shared);
             }
         };
-        let stored = |fp| {
-            let s = crate::Segment::options()
-                .read_only()
-                .kind(Kind::MPMC_QUEUE, fp)
-                .open(name)?;
-            let shared = shared_from_segment(s, None)?;
-            shared
-                .stored_type()
-                .map_err(|what| crate::Error::corrupt(name, what))
-        };
         options::typed(
             name,
             "elements",
             &TypeId::of::<T>(),
             shared,
-            stored,
+            |fp| stored_type_of(name, fp),
             fingerprint_of,
         )
         .and_then(|shared| Self::wrap(name, shared))
@@ -219,56 +213,6 @@ impl<T: Element> Queue<T> {
             shared: Arc::new(shared),
             _t: PhantomData,
         })
-    }
-
-    #[cfg(not(loom))]
-    fn make(
-        seg: &crate::SegmentOptions,
-        name: &str,
-        capacity: u64,
-        open_existing: bool,
-    ) -> crate::Result<Shared> {
-        check_capacity(name, capacity, 2)?;
-        let size = std::mem::size_of::<T>() as u64;
-        let slot = slot_size(size);
-        let total = DATA_OFFSET + capacity * slot;
-        let opts = seg
-            .clone()
-            .kind(Kind::MPMC_QUEUE, layout_fingerprint::<T>());
-        let init = |seg: &crate::Segment| {
-            // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics only,
-            // valid for any bit pattern.
-            let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
-            ctrl.init(
-                capacity,
-                size,
-                std::mem::align_of::<T>() as u64,
-                T::TYPE_NAME,
-            );
-            for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
-                // Relaxed: published by READY.
-                c.inflight.store(NONE, Ordering::Relaxed);
-            }
-            for i in 0..capacity {
-                // SAFETY: slot i's stamp, at DATA_OFFSET + i * slot, lies in the payload
-                // (`total` bytes) and is 8-aligned; only ever accessed as an atomic.
-                let s = unsafe {
-                    &*seg
-                        .as_mut_ptr()
-                        .add((DATA_OFFSET + i * slot) as usize)
-                        .cast::<AtomicU64>()
-                };
-                // Relaxed: published by READY.
-                s.store(i, Ordering::Relaxed);
-            }
-            Ok(())
-        };
-        let seg = if open_existing {
-            opts.open_or_create_with(name, total, init)?
-        } else {
-            opts.create_with(name, total, init)?
-        };
-        shared_from_segment(seg, Some(size))
     }
 
     /// A queue on this process's heap, for threads of one process (and tests).
@@ -322,18 +266,82 @@ impl<T: Element> Queue<T> {
     /// Attach a producer (one of [`MAX_HANDLES`]; a slot held by a dead process is reused).
     pub fn producer(&self) -> Result<Producer<T>, AttachError> {
         Ok(Producer {
-            h: self.attach(Role::Producer)?,
-            _t: PhantomData,
+            e: ProdEnd {
+                h: self.attach(Role::Producer)?,
+                lay: TypedLayout::NEW,
+            },
         })
     }
 
     /// Attach a consumer.
     pub fn consumer(&self) -> Result<Consumer<T>, AttachError> {
         Ok(Consumer {
-            h: self.attach(Role::Consumer)?,
-            _t: PhantomData,
+            e: ConsEnd {
+                h: self.attach(Role::Consumer)?,
+                lay: TypedLayout::NEW,
+            },
         })
     }
+}
+
+/// Create (`open_existing == false`) or open-or-create the named MPMC queue of `capacity`
+/// slots of elements of type `t` (recorded in its type tag).
+#[cfg(not(loom))]
+fn make(
+    seg: &crate::SegmentOptions,
+    name: &str,
+    capacity: u64,
+    open_existing: bool,
+    t: &TypeId,
+) -> crate::Result<Shared> {
+    check_capacity(name, capacity, 2)?;
+    let size = t.size;
+    let slot = slot_size(size);
+    let total = DATA_OFFSET + capacity * slot;
+    let opts = seg.clone().kind(Kind::MPMC_QUEUE, fingerprint_of(t));
+    let init = |seg: &crate::Segment| {
+        // SAFETY: the payload is `total` bytes, 128-aligned; Control is atomics only,
+        // valid for any bit pattern.
+        let ctrl = unsafe { &*seg.as_mut_ptr().cast::<Control>() };
+        ctrl.init(capacity, size, t.align, &t.name);
+        for c in ctrl.producers.iter().chain(ctrl.consumers.iter()) {
+            // Relaxed: published by READY.
+            c.inflight.store(NONE, Ordering::Relaxed);
+        }
+        for i in 0..capacity {
+            // SAFETY: slot i's stamp, at DATA_OFFSET + i * slot, lies in the payload
+            // (`total` bytes) and is 8-aligned; only ever accessed as an atomic.
+            let s = unsafe {
+                &*seg
+                    .as_mut_ptr()
+                    .add((DATA_OFFSET + i * slot) as usize)
+                    .cast::<AtomicU64>()
+            };
+            // Relaxed: published by READY.
+            s.store(i, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let seg = if open_existing {
+        opts.open_or_create_with(name, total, init)?
+    } else {
+        opts.create_with(name, total, init)?
+    };
+    shared_from_segment(seg, Some(size))
+}
+
+/// The element type recorded by the named MPMC queue whose header fingerprint is `fp`, read
+/// through a read-only mapping (to tell a `TypeMismatch` from another layout mismatch).
+#[cfg(not(loom))]
+fn stored_type_of(name: &str, fp: u64) -> crate::Result<TypeId> {
+    let s = crate::Segment::options()
+        .read_only()
+        .kind(Kind::MPMC_QUEUE, fp)
+        .open(name)?;
+    let shared = shared_from_segment(s, None)?;
+    shared
+        .stored_type()
+        .map_err(|what| crate::Error::corrupt(name, what))
 }
 
 #[cfg(not(loom))]
@@ -400,19 +408,26 @@ impl Handle {
 /// then get `Disconnected` only once the last attached producer [`close`](Self::close)s, or
 /// every attached producer is dead.
 pub struct Producer<T> {
-    h: Handle,
-    _t: PhantomData<fn(T)>,
+    e: ProdEnd<TypedLayout<T>>,
 }
 
 impl<T> std::fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpmc::Producer")
-            .field("slot", &self.h.slot())
+            .field("slot", &self.e.h.slot())
             .finish()
     }
 }
 
-impl<T: Element> Producer<T> {
+/// A producer's claim slot and protocol, generic over the element layout: the typed
+/// [`Producer`] and the [`RawProducer`] are this with [`TypedLayout`] and
+/// [`RawLayout`](super::RawLayout) (one protocol, instantiated twice).
+struct ProdEnd<L> {
+    h: Handle,
+    lay: L,
+}
+
+impl<L: ElemLayout> ProdEnd<L> {
     /// Run `op` (push attempts) once, as a `try_` call: on `Full`, a due liveness check
     /// frees the slot of a consumer that died holding it and notices a gone consumer side.
     fn try_put<R>(
@@ -494,14 +509,18 @@ impl<T: Element> Producer<T> {
             }
         }
     }
+}
 
+impl<T: Element> Producer<T> {
     /// Push `value` if there is room now.
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
-        match self.try_put(|s| s.attempt(&value)) {
+        let src = elem_bytes(&value);
+        // SAFETY: `src` is `value`'s `size_of::<T>()` bytes, private.
+        match self.e.try_put(|s| unsafe { s.attempt(src) }) {
             Ok(pos) => {
                 // The queue holds the bitwise copy now.
                 std::mem::forget(value);
-                self.h.q.wake_consumers(pos);
+                self.e.h.q.wake_consumers(pos);
                 Ok(())
             }
             Err(e) => Err(e.map(|()| value)),
@@ -529,11 +548,13 @@ impl<T: Element> Producer<T> {
     }
 
     fn push_within(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
-        match self.put_within(deadline, |s| s.attempt(&value)) {
+        let src = elem_bytes(&value);
+        // SAFETY: as in `try_push`.
+        match self.e.put_within(deadline, |s| unsafe { s.attempt(src) }) {
             Ok(pos) => {
                 // The queue holds the bitwise copy now.
                 std::mem::forget(value);
-                self.h.q.wake_consumers(pos);
+                self.e.h.q.wake_consumers(pos);
                 Ok(())
             }
             Err(e) => Err(e.map(|()| value)),
@@ -559,8 +580,8 @@ impl<T: Element + Copy> Producer<T> {
         if items.is_empty() {
             return Ok(0);
         }
-        let (n, first) = self.try_put(|s| s.attempt_many(items))?;
-        self.h.q.wake_consumers(first);
+        let (n, first) = self.e.try_put(|s| s.attempt_many(items))?;
+        self.e.h.q.wake_consumers(first);
         Ok(n)
     }
 
@@ -573,9 +594,10 @@ impl<T: Element + Copy> Producer<T> {
         while !items.is_empty() {
             let done = total - items.len();
             let (n, first) = self
+                .e
                 .put_within(deadline, |s| s.attempt_many(items))
                 .map_err(|e| e.map(|()| done))?;
-            self.h.q.wake_consumers(first);
+            self.e.h.q.wake_consumers(first);
             items = &items[n..];
         }
         Ok(())
@@ -605,19 +627,24 @@ impl<T: Element + Copy> Producer<T> {
 /// `Disconnected` only once the last attached consumer [`close`](Self::close)s, or every
 /// attached consumer is dead.
 pub struct Consumer<T> {
-    h: Handle,
-    _t: PhantomData<fn() -> T>,
+    e: ConsEnd<TypedLayout<T>>,
 }
 
 impl<T> std::fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("mpmc::Consumer")
-            .field("slot", &self.h.slot())
+            .field("slot", &self.e.h.slot())
             .finish()
     }
 }
 
-impl<T: Element> Consumer<T> {
+/// A consumer's claim slot and protocol, generic over the element layout (as [`ProdEnd`]).
+struct ConsEnd<L> {
+    h: Handle,
+    lay: L,
+}
+
+impl<L: ElemLayout> ConsEnd<L> {
     /// Run `op` (pop attempts, told whether to classify an empty slot) once, as a `try_`
     /// call. A position claimed by a producer that died before publishing is skipped once
     /// that producer is found dead (a due liveness check); a gone producer side is drained,
@@ -752,13 +779,22 @@ impl<T: Element> Consumer<T> {
             }
         }
     }
+}
 
+impl<T: Element> Consumer<T> {
     /// Pop the oldest element if there is one. A position claimed by a producer that died
     /// before publishing is skipped once that producer is found dead.
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        let (v, pos) = self.try_take(|s, classify| s.attempt(classify))?;
-        self.h.q.wake_producers(pos);
-        Ok(v)
+        let mut v = std::mem::MaybeUninit::<T>::uninit();
+        let dst = v.as_mut_ptr().cast::<u8>();
+        // SAFETY: `dst` is `v`'s `size_of::<T>()` bytes, private.
+        let pos = self
+            .e
+            .try_take(|s, classify| unsafe { s.attempt(dst, classify) })?;
+        self.e.h.q.wake_producers(pos);
+        // SAFETY: the successful attempt wrote every byte of `v`; any bytes are a valid T
+        // (FromBytes).
+        Ok(unsafe { v.assume_init() })
     }
 
     blocking_forms! {
@@ -780,9 +816,15 @@ impl<T: Element> Consumer<T> {
     }
 
     fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
-        let (v, pos) = self.take_within(deadline, |s, classify| s.attempt(classify))?;
-        self.h.q.wake_producers(pos);
-        Ok(v)
+        let mut v = std::mem::MaybeUninit::<T>::uninit();
+        let dst = v.as_mut_ptr().cast::<u8>();
+        // SAFETY: as in `try_pop`.
+        let pos = self
+            .e
+            .take_within(deadline, |s, classify| unsafe { s.attempt(dst, classify) })?;
+        self.e.h.q.wake_producers(pos);
+        // SAFETY: as in `try_pop`.
+        Ok(unsafe { v.assume_init() })
     }
 
     handle_accessors!("consumer");
@@ -795,8 +837,10 @@ impl<T: Element + Copy> Consumer<T> {
         if out.is_empty() {
             return Ok(0);
         }
-        let (n, first) = self.try_take(|s, classify| s.attempt_many(out, classify))?;
-        self.h.q.wake_producers(first);
+        let (n, first) = self
+            .e
+            .try_take(|s, classify| s.attempt_many(out, classify))?;
+        self.e.h.q.wake_producers(first);
         Ok(n)
     }
 
@@ -808,8 +852,10 @@ impl<T: Element + Copy> Consumer<T> {
         if out.is_empty() {
             return Ok(0);
         }
-        let (n, first) = self.take_within(deadline, |s, classify| s.attempt_many(out, classify))?;
-        self.h.q.wake_producers(first);
+        let (n, first) = self
+            .e
+            .take_within(deadline, |s, classify| s.attempt_many(out, classify))?;
+        self.e.h.q.wake_producers(first);
         Ok(n)
     }
 
@@ -829,4 +875,310 @@ impl<T: Element + Copy> Consumer<T> {
         fn pop_slice / pop_slice_timeout / pop_slice_deadline (out: &mut [T])
             -> Result<usize, PopError> = pop_slice_within;
     }
+}
+
+/// An MPMC queue opened whatever its element type (or created with a size chosen at run
+/// time), its elements handled as bytes: the same queue, claim slots and protocol as
+/// [`Queue`]'s, with [`RawProducer`] and [`RawConsumer`] pushing and popping slices of exactly
+/// [`elem_size`](Self::elem_size) bytes (what `shmkit queue push`/`pop` use for every element
+/// size). Raw and typed handles attach side by side, in the same claim slots.
+///
+/// ```
+/// use shmkit::queue::mpmc::{Queue, RawQueue};
+/// # let name = format!("doc-mpmc-raw-{}", std::process::id());
+/// let q = Queue::<[u64; 1024]>::options().unlink_on_drop(true).create(&name, 2)?;
+/// let raw = RawQueue::open(&name)?; // any element type
+/// assert_eq!(raw.elem_size(), 8192);
+/// q.producer()?.try_push([7; 1024]).unwrap();
+/// let mut out = vec![0; raw.elem_size()];
+/// raw.consumer()?.try_pop_into(&mut out)?;
+/// assert_eq!(out[..8], 7u64.to_ne_bytes());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub struct RawQueue {
+    shared: Arc<Shared>,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for RawQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::RawQueue")
+            .field("name", &self.shared.region.name())
+            .field("elem_size", &self.shared.elem_size)
+            .field("capacity", &self.shared.capacity)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl options::sealed::BuildRaw for RawQueue {
+    fn build_raw(
+        seg: &crate::SegmentOptions,
+        name: &str,
+        how: How,
+        elem_size: usize,
+    ) -> crate::Result<Self> {
+        let (cap, existing) = match how {
+            How::Create(cap) => (cap, false),
+            How::OpenOrCreate(cap) => (cap, true),
+            How::Open | How::OpenBySize => {
+                return options::by_size(
+                    name,
+                    Kind::MPMC_QUEUE,
+                    None,
+                    |fp| {
+                        let s = seg.clone().kind(Kind::MPMC_QUEUE, fp).open(name)?;
+                        shared_from_segment(s, None)
+                    },
+                    Shared::stored_type,
+                    fingerprint_of,
+                )
+                .map(Self::wrap)
+            }
+        };
+        let t = options::byte_array(name, elem_size)?;
+        let shared = make(seg, name, cap, existing, &t);
+        options::typed(
+            name,
+            "elements",
+            &t,
+            shared,
+            |fp| stored_type_of(name, fp),
+            fingerprint_of,
+        )
+        .map(Self::wrap)
+    }
+}
+
+#[cfg(not(loom))]
+impl RawQueue {
+    /// The builder for creating or opening a raw queue ([`QueueOptions`](super::QueueOptions)):
+    /// `create(name, elem_size, capacity)`, `open(name)` (any element type),
+    /// `open_or_create(name, elem_size, capacity)`.
+    pub fn options() -> super::QueueOptions<Self> {
+        super::QueueOptions::default()
+    }
+
+    /// Open the named MPMC queue whatever its element type, with the default options.
+    pub fn open(name: &str) -> crate::Result<Self> {
+        Self::options().open(name)
+    }
+
+    fn wrap(shared: Shared) -> Self {
+        RawQueue {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The layout of this queue's elements: the element size its geometry was validated (or
+    /// created) with (`Shared::slot` is that size's slot).
+    fn layout(&self) -> RawLayout {
+        RawLayout(self.shared.elem_size as usize)
+    }
+
+    /// Bytes per element: the length of every slice pushed or popped.
+    pub fn elem_size(&self) -> usize {
+        self.layout().0
+    }
+
+    /// Attach a producer, as [`Queue::producer`] does (one of the same claim slots).
+    pub fn producer(&self) -> Result<RawProducer, AttachError> {
+        Ok(RawProducer {
+            e: ProdEnd {
+                h: Endpoint::attach(Arc::clone(&self.shared), Role::Producer)?,
+                lay: self.layout(),
+            },
+        })
+    }
+
+    /// Attach a consumer, as [`Queue::consumer`] does.
+    pub fn consumer(&self) -> Result<RawConsumer, AttachError> {
+        Ok(RawConsumer {
+            e: ConsEnd {
+                h: Endpoint::attach(Arc::clone(&self.shared), Role::Consumer)?,
+                lay: self.layout(),
+            },
+        })
+    }
+
+    /// Slots in the queue.
+    pub fn capacity(&self) -> u64 {
+        self.shared.capacity
+    }
+
+    /// Elements in the queue now (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.shared.len()
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.shared.capacity
+    }
+
+    /// The segment name.
+    pub fn name(&self) -> &str {
+        self.shared.region.name()
+    }
+
+    /// Unlink the segment when the last handle in this process drops.
+    pub fn set_unlink_on_drop(&self, yes: bool) {
+        self.shared.region.set_unlink_on_drop(yes)
+    }
+
+    /// Capacity, length, attached producers and consumers.
+    pub fn stat(&self) -> QueueStat {
+        self.shared.stat()
+    }
+}
+
+/// A producing handle of a [`RawQueue`]: [`Producer`]'s claim slot and semantics, pushing
+/// slices of exactly [`elem_size`](Self::elem_size) bytes (another length is
+/// [`RawError::WrongLength`], and nothing is pushed).
+#[cfg(not(loom))]
+pub struct RawProducer {
+    e: ProdEnd<RawLayout>,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for RawProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::RawProducer")
+            .field("slot", &self.e.h.slot())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl RawProducer {
+    /// Push `elem` (exactly [`elem_size`](Self::elem_size) bytes) if there is room now, as
+    /// [`Producer::try_push`].
+    pub fn try_push(&mut self, elem: &[u8]) -> Result<(), RawError<TryPushError<()>>> {
+        check_len(elem.len(), self.e.lay.size())?;
+        let src = elem.as_ptr();
+        // SAFETY: `src` is `elem_size` readable bytes (checked), private.
+        let pos = self.e.try_put(|s| unsafe { s.attempt(src) })?;
+        self.e.h.q.wake_consumers(pos);
+        Ok(())
+    }
+
+    fn push_within(
+        &mut self,
+        elem: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), RawError<PushError<()>>> {
+        check_len(elem.len(), self.e.lay.size())?;
+        let src = elem.as_ptr();
+        // SAFETY: as in `try_push`.
+        let pos = self.e.put_within(deadline, |s| unsafe { s.attempt(src) })?;
+        self.e.h.q.wake_consumers(pos);
+        Ok(())
+    }
+
+    blocking_forms! {
+        /// Push `elem`, waiting for room as [`Producer::push`] does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::RawQueue, PushError, RawError};
+        /// # let name = format!("doc-mpmc-rawpush-{}", std::process::id());
+        /// let q = RawQueue::options().unlink_on_drop(true).create(&name, 3, 2)?;
+        /// let mut tx = q.producer()?;
+        /// tx.push(b"abc")?;
+        /// tx.push_timeout(b"def", Duration::from_secs(1))?;
+        /// let e = tx.push_deadline(b"ghi", std::time::Instant::now());
+        /// assert_eq!(e, Err(RawError::Queue(PushError::Timeout(()))));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        fn push / push_timeout / push_deadline (elem: &[u8])
+            -> Result<(), RawError<PushError<()>>> = push_within;
+    }
+
+    /// Bytes per element.
+    pub fn elem_size(&self) -> usize {
+        self.e.lay.size()
+    }
+
+    handle_accessors!("producer");
+}
+
+/// A consuming handle of a [`RawQueue`]: [`Consumer`]'s claim slot and semantics, popping
+/// into slices of exactly [`elem_size`](Self::elem_size) bytes (another length is
+/// [`RawError::WrongLength`], and nothing is popped).
+#[cfg(not(loom))]
+pub struct RawConsumer {
+    e: ConsEnd<RawLayout>,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for RawConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::RawConsumer")
+            .field("slot", &self.e.h.slot())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl RawConsumer {
+    /// Pop the oldest element into `out` (exactly [`elem_size`](Self::elem_size) bytes) if
+    /// there is one, as [`Consumer::try_pop`].
+    pub fn try_pop_into(&mut self, out: &mut [u8]) -> Result<(), RawError<TryPopError>> {
+        check_len(out.len(), self.e.lay.size())?;
+        let dst = out.as_mut_ptr();
+        // SAFETY: `dst` is `elem_size` writable bytes (checked), private.
+        let pos = self
+            .e
+            .try_take(|s, classify| unsafe { s.attempt(dst, classify) })?;
+        self.e.h.q.wake_producers(pos);
+        Ok(())
+    }
+
+    fn pop_into_within(
+        &mut self,
+        out: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), RawError<PopError>> {
+        check_len(out.len(), self.e.lay.size())?;
+        let dst = out.as_mut_ptr();
+        // SAFETY: as in `try_pop_into`.
+        let pos = self
+            .e
+            .take_within(deadline, |s, classify| unsafe { s.attempt(dst, classify) })?;
+        self.e.h.q.wake_producers(pos);
+        Ok(())
+    }
+
+    blocking_forms! {
+        /// Pop the oldest element into `out`, waiting for one as [`Consumer::pop`] does.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmkit::queue::{mpmc::RawQueue, PopError, RawError};
+        /// # let name = format!("doc-mpmc-rawpop-{}", std::process::id());
+        /// let q = RawQueue::options().unlink_on_drop(true).create(&name, 3, 2)?;
+        /// q.producer()?.push(b"abc")?;
+        /// let (mut rx, mut out) = (q.consumer()?, [0; 3]);
+        /// rx.pop_into(&mut out)?;
+        /// assert_eq!(&out, b"abc");
+        /// let e = rx.pop_into_timeout(&mut out, Duration::from_millis(1));
+        /// assert_eq!(e, Err(RawError::Queue(PopError::Timeout)));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        fn pop_into / pop_into_timeout / pop_into_deadline (out: &mut [u8])
+            -> Result<(), RawError<PopError>> = pop_into_within;
+    }
+
+    /// Bytes per element.
+    pub fn elem_size(&self) -> usize {
+        self.e.lay.size()
+    }
+
+    handle_accessors!("consumer");
 }

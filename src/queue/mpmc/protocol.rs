@@ -20,12 +20,17 @@ pub(super) enum Attempt {
     Corrupt,
 }
 
-impl<T: Element> Producer<T> {
-    /// One push attempt: on success, the position published (the caller wakes consumers:
-    /// [`Shared::wake_consumers`]).
-    pub(super) fn attempt(&mut self, value: &T) -> Result<u64, Attempt> {
+impl<L: ElemLayout> ProdEnd<L> {
+    /// One push attempt of the element at `src`: on success, the position published (the
+    /// caller wakes consumers: [`Shared::wake_consumers`]).
+    ///
+    /// # Safety
+    ///
+    /// `src` is readable for the layout's size, private to this thread.
+    #[inline(always)]
+    pub(super) unsafe fn attempt(&mut self, src: *const u8) -> Result<u64, Attempt> {
         let sh = &*self.h.q;
-        let st = stride::<T>();
+        let st = stride_of(self.lay);
         let ctrl = sh.ctrl();
         let claim = &ctrl.producers[self.h.slot()];
         // Relaxed: only a starting guess; the stamp check and the CAS validate it.
@@ -48,8 +53,9 @@ impl<T: Element> Producer<T> {
                 ) {
                     Ok(_) => {
                         // SAFETY: we own the slot for position `pos` (stamp == pos, and the CAS
-                        // made the position ours); in bounds (`elem`), written unaligned.
-                        unsafe { crate::queue::store_elem(sh.elem_in(pos, st), value) };
+                        // made the position ours); in bounds (`elem_in`), written unaligned;
+                        // `src` has the layout's size (the caller).
+                        unsafe { self.lay.store(src, sh.elem_in(pos, st)) };
                         // Release pairs with the consumer's Acquire stamp load: the element
                         // is visible before the stamp says it is there.
                         sh.stamp_in(pos, st)
@@ -104,14 +110,19 @@ impl<T: Element> Producer<T> {
     }
 }
 
-impl<T: Element> Consumer<T> {
-    /// One pop attempt: on success, the element and its position (the caller wakes
-    /// producers: [`Shared::wake_producers`]). With `classify` false, an empty slot is
-    /// reported as `Attempt::Unpublished` without telling `Blocked` from `InFlight` (see
-    /// `classify`).
-    pub(super) fn attempt(&mut self, classify: bool) -> Result<(T, u64), Attempt> {
+impl<L: ElemLayout> ConsEnd<L> {
+    /// One pop attempt: on success, the element copied to `dst` and its position (the caller
+    /// wakes producers: [`Shared::wake_producers`]); on failure `dst` is not written. With
+    /// `classify` false, an empty slot is reported as `Attempt::Unpublished` without telling
+    /// `Blocked` from `InFlight` (see `classify`).
+    ///
+    /// # Safety
+    ///
+    /// `dst` is writable for the layout's size, private to this thread.
+    #[inline(always)]
+    pub(super) unsafe fn attempt(&mut self, dst: *mut u8, classify: bool) -> Result<u64, Attempt> {
         let sh = &*self.h.q;
-        let st = stride::<T>();
+        let st = stride_of(self.lay);
         let ctrl = sh.ctrl();
         let claim = &ctrl.consumers[self.h.slot()];
         // Relaxed: a starting guess, validated by the stamp and the CAS.
@@ -131,14 +142,14 @@ impl<T: Element> Consumer<T> {
                 ) {
                     Ok(_) => {
                         // SAFETY: position `pos` is ours (stamp pos + 1, CAS won): no producer
-                        // writes the slot until we release it; in bounds (`elem`), read
-                        // unaligned. Any bytes are a valid T (FromBytes).
-                        let v = unsafe { crate::queue::load_elem::<T>(sh.elem_in(pos, st)) };
+                        // writes the slot until we release it; in bounds (`elem_in`), read
+                        // unaligned; `dst` has the layout's size (the caller).
+                        unsafe { self.lay.load(sh.elem_in(pos, st), dst) };
                         // Release pairs with the producers' Acquire stamp load: we are done
                         // reading before the next lap may overwrite.
                         sh.stamp_in(pos, st)
                             .store(pos.wrapping_add(sh.capacity), Ordering::Release);
-                        return Ok((v, pos));
+                        return Ok(pos);
                     }
                     Err(h) => {
                         // Lost the race for `pos`: withdraw the claim record (as in push).
@@ -192,7 +203,7 @@ impl<T: Element> Consumer<T> {
     }
 }
 
-impl<T: Element + Copy> Producer<T> {
+impl<T: Element + Copy> ProdEnd<TypedLayout<T>> {
     /// Push a prefix of `items` (at least one, else the first attempt's outcome): how many,
     /// and the first position. Each element is claimed and published as by
     /// [`attempt`](Self::attempt); the caller wakes consumers once for the batch.
@@ -200,13 +211,18 @@ impl<T: Element + Copy> Producer<T> {
         let Some((v, rest)) = items.split_first() else {
             return Ok((0, 0));
         };
-        let first = self.attempt(v)?;
-        let n = 1 + rest.iter().take_while(|v| self.attempt(v).is_ok()).count();
+        // SAFETY: an element of `items` is `size_of::<T>()` readable bytes, private.
+        let first = unsafe { self.attempt(elem_bytes(v)) }?;
+        let n = 1 + rest
+            .iter()
+            // SAFETY: as for the first.
+            .take_while(|&v| unsafe { self.attempt(elem_bytes(v)) }.is_ok())
+            .count();
         Ok((n, first))
     }
 }
 
-impl<T: Element + Copy> Consumer<T> {
+impl<T: Element + Copy> ConsEnd<TypedLayout<T>> {
     /// Pop into a prefix of `out` (at least one element, else the first attempt's outcome,
     /// classified as `classify` says): how many, and the first position. The caller wakes
     /// producers once for the batch.
@@ -218,16 +234,30 @@ impl<T: Element + Copy> Consumer<T> {
         let Some((o, rest)) = out.split_first_mut() else {
             return Ok((0, 0));
         };
-        let (v, first) = self.attempt(classify)?;
-        *o = v;
+        // SAFETY: an element of `out` is `size_of::<T>()` writable bytes, private, and any
+        // bytes written there are a valid T (FromBytes).
+        let first = unsafe { self.attempt(elem_bytes_mut(o), classify) }?;
         let mut n = 1;
         for o in rest {
-            match self.attempt(false) {
-                Ok((v, _)) => *o = v,
-                Err(_) => break,
+            // SAFETY: as for the first.
+            if unsafe { self.attempt(elem_bytes_mut(o), false) }.is_err() {
+                break;
             }
             n += 1;
         }
         Ok((n, first))
     }
+}
+
+/// The bytes of a typed element, as the source of a push attempt.
+#[inline(always)]
+pub(super) fn elem_bytes<T: Element>(v: &T) -> *const u8 {
+    zerocopy::IntoBytes::as_bytes(v).as_ptr()
+}
+
+/// The bytes of a typed element, as the destination of a pop attempt (any bytes written
+/// there make a valid `T`: `FromBytes`).
+#[inline(always)]
+pub(super) fn elem_bytes_mut<T: Element>(v: &mut T) -> *mut u8 {
+    (v as *mut T).cast()
 }

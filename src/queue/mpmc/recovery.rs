@@ -18,7 +18,7 @@ impl Shared {
     }
 }
 
-impl<T: Element> Producer<T> {
+impl<L: ElemLayout> ProdEnd<L> {
     /// Free the slot of position `prev` if the consumer that claimed it is dead.
     pub(super) fn recover(&self, prev: u64) {
         let sh = &*self.h.q;
@@ -47,7 +47,7 @@ impl<T: Element> Producer<T> {
     }
 }
 
-impl<T: Element> Consumer<T> {
+impl<L: ElemLayout> ConsEnd<L> {
     /// Skip position `pos` if the producer that claimed it is dead. Returns whether skipped.
     pub(super) fn recover(&self, pos: u64) -> bool {
         let sh = &*self.h.q;
