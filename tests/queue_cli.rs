@@ -382,12 +382,84 @@ fn queues_of_library_types_of_other_sizes_push_and_pop_both_ways() {
     );
 }
 
-/// `queue create --elem-size 24` makes a queue of `[u8; 24]` that a program opens by size as
-/// another 24-byte type; a size the CLI does not handle is refused with a message naming
-/// exactly the sizes it does, at `create` (a usage error) and at `push`/`pop` of a queue a
-/// program made.
+/// A 100-byte `#[repr(C)]` record (neither a power of two nor a multiple of 8).
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]
+#[repr(C)]
+struct Rec100 {
+    id: u32,
+    text: [u8; 96],
+}
+shmkit::shm_type!(Rec100);
+
+/// An 8 KiB `#[repr(C)]` record.
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]
+#[repr(C)]
+struct Rec8k {
+    seq: u64,
+    body: [u8; 8184],
+}
+shmkit::shm_type!(Rec8k);
+
+/// A typed queue of `T` made by this program: an element it pushes (every byte printable) is
+/// popped by `shmkit queue pop` (a separate process), and a message `shmkit queue push`
+/// pushes is popped here as a `T` with the message's bytes, zero-padded. `push`/`pop` run the
+/// typed handles of queue `Q`.
+fn typed_and_cli_exchange<
+    T: shmkit::queue::Element + FromBytes + IntoBytes + PartialEq + std::fmt::Debug,
+>(
+    name: &str,
+    push: &mut dyn FnMut(T),
+    pop: &mut dyn FnMut() -> T,
+) {
+    let n = std::mem::size_of::<T>();
+    let msg: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+    push(T::read_from_bytes(&msg).unwrap());
+    let got = ok(&["queue", "pop", name, "--timeout", "10"]);
+    assert_eq!(got.as_bytes(), [&msg[..], b"\n"].concat(), "{n} bytes");
+    let text = format!("from the cli, {n}-byte elements");
+    ok(&["queue", "push", name, &text]);
+    let mut want = vec![0u8; n];
+    want[..text.len()].copy_from_slice(text.as_bytes());
+    assert_eq!(pop().as_bytes(), &want[..], "{n} bytes");
+}
+
+/// Typed queues of a 100-byte and an 8 KiB `#[repr(C)]` record, spsc and mpmc, made by this
+/// program: the CLI pops what the program pushed and the program pops what the CLI pushed
+/// (issue: the CLI handled only a table of element sizes, neither of these).
 #[test]
-fn create_elem_size_24_and_the_sizes_the_cli_refuses() {
+fn typed_queues_of_100_byte_and_8_kib_records_and_the_cli() {
+    macro_rules! both_kinds {
+        ($t:ty) => {{
+            let name = unique_name("clirecspsc");
+            let _c = Cleanup::new(&[&name]);
+            let q = spsc::Queue::<$t>::create(&name, 2).unwrap();
+            // Each role is held only for the call, so the CLI can take it in between.
+            typed_and_cli_exchange::<$t>(
+                &name,
+                &mut |v| q.producer().unwrap().try_push(v).unwrap(),
+                &mut || q.consumer().unwrap().try_pop().unwrap(),
+            );
+            let name = unique_name("clirecmpmc");
+            let _c = Cleanup::new(&[&name]);
+            let q = mpmc::Queue::<$t>::create(&name, 2).unwrap();
+            let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+            typed_and_cli_exchange::<$t>(&name, &mut |v| tx.try_push(v).unwrap(), &mut || {
+                rx.try_pop().unwrap()
+            });
+        }};
+    }
+    assert_eq!(std::mem::size_of::<Rec100>(), 100);
+    assert_eq!(std::mem::size_of::<Rec8k>(), 8192);
+    both_kinds!(Rec100);
+    both_kinds!(Rec8k);
+}
+
+/// `queue create --elem-size 24` makes a queue of `[u8; 24]` that a program opens by size as
+/// another 24-byte type; any size the library takes (1 byte to 1 MiB) is created, pushed and
+/// popped by the CLI (issue: it handled only a table of sizes up to 4096); a size the library
+/// refuses is refused with its message, and nothing is created.
+#[test]
+fn create_elem_size_24_and_any_size_the_library_takes() {
     let name = unique_name("clicreate24");
     let _c = Cleanup::new(&[&name]);
     ok(&[
@@ -415,11 +487,37 @@ fn create_elem_size_24_and_the_sizes_the_cli_refuses() {
         Ok([*b"cli-0003crea", *b"ted by cli\0\0"])
     );
 
-    const SIZES: &str = "1 to 64 bytes, multiples of 8 up to 1024 and multiples of 64 up to 4096";
-    // A size the library takes (1 byte to 1 MiB) but the CLI does not: a usage error.
-    let refused = unique_name("clicreate4100");
+    // Sizes the old table did not have, up to the library's largest.
+    for (kind, size) in [
+        ("spsc", 4100),
+        ("mpmc", 1032),
+        ("spsc", 100),
+        ("mpmc", 1 << 20),
+    ] {
+        let other = unique_name("clicreateany");
+        let _o = Cleanup::new(&[&other]);
+        ok(&[
+            "queue",
+            "create",
+            &other,
+            "--kind",
+            kind,
+            "--capacity",
+            "2",
+            "--elem-size",
+            &size.to_string(),
+        ]);
+        let st = json(&["queue", "stat", &other, "--json"]);
+        assert_eq!(st["elem_size"], size, "{st}");
+        assert_eq!(st["elem_type"], format!("[u8; {size}]"), "{st}");
+        ok(&["queue", "push", &other, "sized"]);
+        assert_eq!(ok(&["queue", "pop", &other, "--timeout", "10"]), "sized\n");
+    }
+
+    // Sizes the library refuses: its message (exit 2), nothing created.
+    let refused = unique_name("clicreatebad");
     let _r = Cleanup::new(&[&refused]);
-    for (kind, size) in [("spsc", "4100"), ("mpmc", "1032"), ("spsc", "0")] {
+    for (kind, size) in [("spsc", "0"), ("mpmc", "1048577")] {
         let out = shmkit(&[
             "queue",
             "create",
@@ -432,33 +530,14 @@ fn create_elem_size_24_and_the_sizes_the_cli_refuses() {
             size,
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
+        // An invalid argument: a usage error, as before.
         assert_eq!(out.status.code(), Some(2), "{err}");
-        let want =
-            format!("element size {size} is not supported by the CLI, which handles {SIZES}");
-        assert!(err.contains(&want), "{err}");
+        assert!(
+            err.contains(&format!("element size {size}: need 1..=1 MiB")),
+            "{err}"
+        );
         assert!(!std::path::Path::new(&format!("/dev/shm/{refused}")).exists());
     }
-    // A queue of such a size that a program made: push and pop fail with the same message.
-    let _q = spsc::Queue::<[u8; 4100]>::create(&refused, 2).unwrap();
-    for args in [
-        &["queue", "push", &refused, "x"][..],
-        &["queue", "pop", &refused, "--timeout", "0"],
-    ] {
-        let out = shmkit(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            format!(
-                "shmkit: element size 4100 is not supported by the CLI, which handles {SIZES}\n"
-            ),
-            "{args:?}"
-        );
-    }
-    // stat reads any size.
-    assert_eq!(
-        json(&["queue", "stat", &refused, "--json"])["elem_size"],
-        4100
-    );
 }
 
 /// Review finding: `queue pop` consumed a message, could not print it (stdout a pipe with no

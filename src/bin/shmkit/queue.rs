@@ -8,11 +8,10 @@
 //! Python's `put_bytes` messages too). `pop` adds a newline after the bytes and converts
 //! nothing.
 //!
-//! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type); the
-//! other verbs open any fixed-size queue by its element size (`open_by_size`), whatever type a
-//! program created it with. The CLI handles the element sizes 1 to 64, the multiples of 8 up to
-//! 1024 and the multiples of 64 up to 4096 ([`ELEM_SIZES`]); a typed queue's elements can be
-//! anything from 1 byte to 1 MiB, and a queue of another size gets an error that names these.
+//! `create` makes fixed-size queues of `[u8; N]` elements (that is their recorded type), of
+//! any size the library accepts (1 byte to 1 MiB); the other verbs open any fixed-size queue
+//! whatever type a program created it with, through the raw handles (`spsc::RawQueue`,
+//! `mpmc::RawQueue`), which push and pop an element's bytes whatever its size.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use crate::{
     create_error, holds_not, outln, print_json, seconds, segment_name, shmkit_header, CmdResult,
     Stop,
 };
-use shmkit::queue::{self, bytes, mpmc, spsc, PopError};
+use shmkit::queue::{self, bytes, mpmc, spsc, PopError, RawError};
 use shmkit::segment::{Kind, Lifetime};
 
 #[derive(clap::Args)]
@@ -42,9 +41,8 @@ enum Cmd {
         /// Slots (spsc, mpmc) or bytes (bytes-ring, mpmc-bytes), a power of two.
         #[arg(long)]
         capacity: u64,
-        /// Element size in bytes for spsc and mpmc: 1 to 64, a multiple of 8 up to 1024, or a
-        /// multiple of 64 up to 4096 (the sizes push and pop handle).
-        #[arg(long, default_value_t = 64, value_parser = elem_size)]
+        /// Element size in bytes for spsc and mpmc: 1 to 1048576 (1 MiB).
+        #[arg(long, default_value_t = 64)]
         elem_size: usize,
         /// Permission bits, octal.
         #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
@@ -133,73 +131,16 @@ impl clap::ValueEnum for QKind {
     }
 }
 
-/// Run `$body` with the constant `$n` bound to the element size `$size` if the CLI handles
-/// it ([`supported`]), else fail with [`unsupported`]'s message. `$body` calls a function
-/// generic in the size ([`create_fixed`], [`push_fixed`], [`pop_fixed`]), compiled for each
-/// size (the typed queues' code with it), so the CLI handles a set of sizes, not every size a
-/// queue can have (1 byte to 1 MiB). Each row below is, for each `HI`, the sizes `HI + LO` for
-/// each `LO`; the test `elem_sizes_are_exactly_the_supported_ones` checks that they are the
-/// sizes [`supported`] names.
-macro_rules! with_elem {
-    ($size:expr, $n:ident, $body:block) => {{
-        let size: usize = $size;
-        'found: {
-            // 1..=64.
-            with_elem!(@row 'found, size, $n, $body;
-                0 8 16 24 32 40 48 56;
-                [1 2 3 4 5 6 7 8]);
-            // Multiples of 8, 72..=1024.
-            with_elem!(@row 'found, size, $n, $body;
-                64 128 192 256 320 384 448 512 576 640 704 768 832 896 960;
-                [8 16 24 32 40 48 56 64]);
-            // Multiples of 64, 1088..=4096.
-            with_elem!(@row 'found, size, $n, $body;
-                1024 1536 2048 2560 3072 3584;
-                [64 128 192 256 320 384 448 512]);
-            Err(unsupported(size).into())
-        }
-    }};
-    (@row $l:lifetime, $s:ident, $n:ident, $body:block; $($hi:literal)*; $lo:tt) => {
-        $( with_elem!(@cell $l, $s, $n, $body; $hi; $lo); )*
-    };
-    (@cell $l:lifetime, $s:ident, $n:ident, $body:block; $hi:literal; [$($lo:literal)*]) => {
-        $(
-            if $s == $hi + $lo {
-                const $n: usize = $hi + $lo;
-                break $l ($body);
-            }
-        )*
-    };
-}
-
-/// The element sizes the CLI handles ([`with_elem!`] has a case for each), as `--help` and
-/// the error for another size say them.
-const ELEM_SIZES: &str = "1 to 64 bytes, multiples of 8 up to 1024 and multiples of 64 up to 4096";
-
-/// Whether the CLI handles elements of `n` bytes (the sizes [`ELEM_SIZES`] names).
-fn supported(n: usize) -> bool {
-    match n {
-        1..=64 => true,
-        65..=1024 => n % 8 == 0,
-        1025..=4096 => n % 64 == 0,
-        _ => false,
-    }
-}
-
-/// The error for an element size the CLI does not handle.
-fn unsupported(n: usize) -> String {
-    format!("element size {n} is not supported by the CLI, which handles {ELEM_SIZES}")
-}
-
-fn pad<const N: usize>(msg: &str) -> Result<[u8; N], String> {
+/// MESSAGE as an element of `n` bytes: its UTF-8 bytes, zero-padded.
+fn pad(msg: &str, n: usize) -> Result<Vec<u8>, String> {
     let b = msg.as_bytes();
-    if b.len() > N {
+    if b.len() > n {
         return Err(format!(
-            "message is {} bytes, the queue's elements are {N}",
+            "message is {} bytes, the queue's elements are {n}",
             b.len()
         ));
     }
-    let mut e = [0u8; N];
+    let mut e = vec![0u8; n];
     e[..b.len()].copy_from_slice(b);
     Ok(e)
 }
@@ -232,15 +173,6 @@ fn print_message(b: &[u8]) -> CmdResult {
 fn print_elem(b: &[u8]) -> CmdResult {
     let end = b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
     print_message(&b[..end])
-}
-
-/// Clap value parser for `--elem-size`.
-fn elem_size(s: &str) -> Result<usize, String> {
-    match s.parse() {
-        Ok(n) if supported(n) => Ok(n),
-        Ok(n) => Err(unsupported(n)),
-        Err(_) => Err(format!("not a size in bytes ({ELEM_SIZES})")),
-    }
 }
 
 /// The state of queue `name`, after a look at its header that changes nothing (a raw, corrupt
@@ -276,9 +208,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .create(&name, capacity)
                         .map_err(create_error)?,
                 ),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => with_elem!(elem_size, N, {
-                    create_fixed::<N>(k, &name, capacity, (mode, sparse, lifetime))
-                })?,
+                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
+                    create_fixed(k, &name, elem_size, capacity, (mode, sparse, lifetime))?
+                }
                 Kind::MPMC_BYTES => {
                     super::queue_mpmc_bytes::create(&name, capacity, mode, sparse, lifetime)?
                 }
@@ -292,8 +224,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             timeout,
         } => {
             let t = timeout;
-            let (kind, st) = stat_of(&name)?;
-            let size = st.elem_size;
+            let (kind, _) = stat_of(&name)?;
             let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
             match kind {
                 Kind::BYTES_RING => {
@@ -302,9 +233,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
                 }
                 Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
-                    with_elem!(size as usize, N, { push_fixed::<N>(k, &name, &message, t) })
-                }
+                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, &name, &message, t),
                 k => Err(holds_not(&name, &k.with_article(), "a queue")),
             }
         }
@@ -312,8 +241,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             // Before anything is consumed: a message popped for a closed stdout is lost.
             crate::stdout_can_take_output()?;
             let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
-            let (kind, st) = stat_of(&name)?;
-            let size = st.elem_size;
+            let (kind, _) = stat_of(&name)?;
             let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
             match kind {
                 Kind::BYTES_RING => {
@@ -326,9 +254,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     print_message(&m)
                 }
                 Kind::MPMC_BYTES => print_message(&super::queue_mpmc_bytes::pop(&name, deadline)?),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
-                    with_elem!(size as usize, N, { pop_fixed::<N>(k, &name, deadline) })
-                }
+                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => pop_fixed(k, &name, deadline),
                 k => Err(holds_not(&name, &k.with_article(), "a queue")),
             }
         }
@@ -342,17 +268,17 @@ pub(crate) fn run(args: Args) -> CmdResult {
     }
 }
 
-/// `$body` with `$q` the queue type of fixed-size kind `$kind` (`spsc::Queue` or
-/// `mpmc::Queue`); [`not_fixed`] for another kind.
+/// `$body` with `$q` the raw queue type of fixed-size kind `$kind` (`spsc::RawQueue` or
+/// `mpmc::RawQueue`); [`not_fixed`] for another kind.
 macro_rules! by_kind {
     ($kind:expr, $name:expr, $q:ident => $body:expr) => {
         match $kind {
             Kind::SPSC_QUEUE => {
-                use spsc::Queue as $q;
+                use spsc::RawQueue as $q;
                 $body
             }
             Kind::MPMC_QUEUE => {
-                use mpmc::Queue as $q;
+                use mpmc::RawQueue as $q;
                 $body
             }
             k => Err(not_fixed($name, k)),
@@ -360,53 +286,52 @@ macro_rules! by_kind {
     };
 }
 
-/// `queue create` of a fixed-size queue (`kind` spsc or mpmc) of `[u8; N]` elements, with the
-/// settings `(mode, sparse, lifetime)`; one function per size, called through [`with_elem!`].
-fn create_fixed<const N: usize>(
+/// `queue create` of a fixed-size queue (`kind` spsc or mpmc) of `elem_size`-byte elements
+/// (recorded as `[u8; elem_size]`), with the settings `(mode, sparse, lifetime)`.
+fn create_fixed(
     kind: Kind,
     name: &str,
+    elem_size: usize,
     capacity: u64,
     (mode, sparse, lifetime): (u32, bool, Lifetime),
 ) -> CmdResult {
     by_kind!(kind, name, Q => {
-        Q::<[u8; N]>::options()
+        Q::options()
             .mode(mode)
             .sparse(sparse)
             .lifetime(lifetime)
-            .create(name, capacity)
+            .create(name, elem_size, capacity)
             .map(drop)
             .map_err(create_error)
     })
 }
 
-/// `queue push` to a fixed-size queue (`kind` spsc or mpmc) of `N`-byte elements, opened by
-/// size: MESSAGE zero-padded to `N` bytes ([`pad`]).
-fn push_fixed<const N: usize>(kind: Kind, name: &str, message: &str, t: Duration) -> CmdResult {
+/// `queue push` to a fixed-size queue (`kind` spsc or mpmc) of any element type, opened raw:
+/// MESSAGE zero-padded to the element size ([`pad`]).
+fn push_fixed(kind: Kind, name: &str, message: &str, t: Duration) -> CmdResult {
     let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
-    let elem = pad::<N>(message)?;
     by_kind!(kind, name, Q => {
-        let q = Q::<[u8; N]>::options()
-            .open_by_size(name)
-            .map_err(|x| e(&x))?;
+        let q = Q::open(name).map_err(|x| e(&x))?;
+        let elem = pad(message, q.elem_size())?;
         let mut tx = q.producer().map_err(|x| e(&x))?;
-        tx.push_timeout(elem, t).map_err(|x| e(&x))
+        tx.push_timeout(&elem, t).map_err(|x| e(&x))
     })
 }
 
-/// `queue pop` from a fixed-size queue (`kind` spsc or mpmc) of `N`-byte elements, opened by
-/// size: prints the element ([`print_elem`]).
-fn pop_fixed<const N: usize>(kind: Kind, name: &str, deadline: Option<Instant>) -> CmdResult {
+/// `queue pop` from a fixed-size queue (`kind` spsc or mpmc) of any element type, opened raw:
+/// prints the element ([`print_elem`]).
+fn pop_fixed(kind: Kind, name: &str, deadline: Option<Instant>) -> CmdResult {
     let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
     let m = by_kind!(kind, name, Q => {
-        let q = Q::<[u8; N]>::options()
-            .open_by_size(name)
-            .map_err(|x| e(&x))?;
+        let q = Q::open(name).map_err(|x| e(&x))?;
         let mut rx = q.consumer().map_err(|x| e(&x))?;
+        let mut m = vec![0; q.elem_size()];
         pop_until(deadline, |d| match d {
-            Some(d) => rx.pop_deadline(d),
-            None => rx.pop(),
+            Some(d) => rx.pop_into_deadline(&mut m, d),
+            None => rx.pop_into(&mut m),
         })
-        .map_err(Stop::from)
+        .map_err(Stop::from)?;
+        Ok::<_, Stop>(m)
     })?;
     print_elem(&m)
 }
@@ -422,19 +347,21 @@ fn not_fixed(name: &str, k: Kind) -> Stop {
 /// yet, or the last one detached, as every `shmkit queue push` does when it exits) is an empty
 /// queue: the blocking pop waits. One whose producer closed it or died (`Disconnected`) is
 /// waited on the same way, by polling (a deadline of now polls once), since the next producer
-/// to attach reopens it.
-fn pop_until<V>(
+/// to attach reopens it. `pop` returns a [`PopError`], or a raw handle's [`RawError`] of one.
+fn pop_until<V, E: Into<RawError<PopError>>>(
     deadline: Option<Instant>,
-    mut pop: impl FnMut(Option<Instant>) -> Result<V, PopError>,
+    mut pop: impl FnMut(Option<Instant>) -> Result<V, E>,
 ) -> Result<V, String> {
+    let mut pop = |d| pop(d).map_err(Into::into);
     match pop(deadline) {
         Ok(v) => Ok(v),
-        Err(PopError::Timeout) => Err("timed out: the queue stayed empty".into()),
-        Err(PopError::Corrupt) => Err(PopError::Corrupt.to_string()),
-        Err(PopError::Disconnected) => loop {
+        Err(RawError::Queue(PopError::Timeout)) => Err("timed out: the queue stayed empty".into()),
+        Err(RawError::Queue(PopError::Disconnected)) => loop {
             match pop(Some(Instant::now())) {
                 Ok(v) => return Ok(v),
-                Err(PopError::Corrupt) => return Err(PopError::Corrupt.to_string()),
+                Err(e @ (RawError::Queue(PopError::Corrupt) | RawError::WrongLength { .. })) => {
+                    return Err(e.to_string())
+                }
                 Err(_) if shmkit::Timeout::passed(deadline) => {
                     return Err(
                         "timed out: the queue stayed empty (its producer closed it or died)".into(),
@@ -443,6 +370,9 @@ fn pop_until<V>(
                 Err(_) => std::thread::sleep(POLL),
             }
         },
+        Err(e @ (RawError::Queue(PopError::Corrupt) | RawError::WrongLength { .. })) => {
+            Err(e.to_string())
+        }
     }
 }
 
@@ -489,35 +419,4 @@ fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
         st.consumer_closed
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `with_elem!` has a type of exactly `n` bytes for every size [`supported`] names
-    /// ([`ELEM_SIZES`]), and none, with [`unsupported`]'s message, for any other size, up to
-    /// past the library's largest element (1 MiB).
-    #[test]
-    fn elem_sizes_are_exactly_the_supported_ones() {
-        let mut handled = 0;
-        for n in 0..=(1 << 20) + 1 {
-            let r: Result<usize, Stop> = with_elem!(n, N, { Ok(std::mem::size_of::<[u8; N]>()) });
-            match r {
-                Ok(size) => {
-                    assert!(supported(n), "{n} is handled but not named");
-                    assert_eq!(size, n);
-                    handled += 1;
-                }
-                Err(Stop::Failed(msg)) => {
-                    assert!(!supported(n), "{n} is named but not handled");
-                    assert_eq!(msg, unsupported(n));
-                }
-                Err(_) => panic!("{n}: not a Failed"),
-            }
-        }
-        // 1..=64, then 120 multiples of 8 and 48 multiples of 64.
-        assert_eq!(handled, 64 + 120 + 48);
-        assert!(!supported(0) && supported(24) && supported(2048) && !supported(4097));
-    }
 }
