@@ -142,6 +142,7 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for RawError<E> {}
 
 /// Check that a raw handle's slice of `len` bytes is one element of `elem_size` bytes.
 #[inline]
+#[cfg(not(loom))]
 pub(crate) fn check_len<E>(len: usize, elem_size: usize) -> Result<(), RawError<E>> {
     if len == elem_size {
         Ok(())

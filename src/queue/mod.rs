@@ -156,8 +156,10 @@ impl<T> ElemLayout for TypedLayout<T> {
 /// The layout of a raw handle's elements: the element size the queue's geometry was
 /// validated (or created) with, never re-read from shared memory.
 #[derive(Debug, Clone, Copy)]
+#[cfg(not(loom))]
 pub(crate) struct RawLayout(pub(crate) usize);
 
+#[cfg(not(loom))]
 impl ElemLayout for RawLayout {
     #[inline(always)]
     fn size(self) -> usize {

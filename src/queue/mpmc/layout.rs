@@ -113,6 +113,7 @@ pub(super) fn slot_size(elem_size: u64) -> u64 {
 /// The slot size of a queue of `T`: a constant the compiler folds into the hot paths. A
 /// `Shared` that typed handles use has `slot == stride::<T>()` (`Queue::wrap` checks it).
 #[inline]
+#[cfg_attr(loom, allow(dead_code))]
 pub(super) fn stride<T>() -> usize {
     stride_of(TypedLayout::<T>::NEW)
 }

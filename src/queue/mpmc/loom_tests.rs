@@ -55,7 +55,7 @@ fn loom_a_producer_that_loses_its_claim_withdraws_it() {
         let mut first = q.producer().unwrap();
         first.try_push(0).unwrap(); // one slot left
         let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
-        let (sa, sb) = (a.h.slot(), b.h.slot());
+        let (sa, sb) = (a.e.h.slot(), b.e.h.slot());
         let t = loom::thread::spawn(move || {
             let won = a.try_push(1).is_ok();
             (won, a)
