@@ -108,11 +108,11 @@ pub(crate) mod sealed {
 /// the raw queue takes its element size at creation, and opens whatever element type the
 /// queue has.
 macro_rules! raw_builder {
-    ($q:ty, $path:literal) => {
+    ($q:ty, $path:literal, $link:literal) => {
         impl QueueOptions<$q> {
             #[doc = concat!("Create the named queue of `capacity` slots (a power of two, at \
                 least 2) of `elem_size`-byte elements (1 byte to 1 MiB): the queue a [`Queue`](",
-                $path, "::Queue) of `[u8; elem_size]` creates, which records that type (any \
+                $link, "::Queue) of `[u8; elem_size]` creates, which records that type (any \
                 program opens it as that type, or raw, or by size). Fails with \
                 [`Error::AlreadyExists`] if the name is taken.")]
             ///
@@ -162,8 +162,16 @@ macro_rules! raw_builder {
     };
 }
 
-raw_builder!(super::spsc::RawQueue, "shmkit::queue::spsc");
-raw_builder!(super::mpmc::RawQueue, "shmkit::queue::mpmc");
+raw_builder!(
+    super::spsc::RawQueue,
+    "shmkit::queue::spsc",
+    "crate::queue::spsc"
+);
+raw_builder!(
+    super::mpmc::RawQueue,
+    "shmkit::queue::mpmc",
+    "crate::queue::mpmc"
+);
 
 /// The element type a raw queue of `elem_size`-byte elements records: `[u8; elem_size]`,
 /// the type name, size and alignment a typed queue of that byte array records; an
