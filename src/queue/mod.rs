@@ -124,6 +124,7 @@ pub(crate) trait ElemLayout: Copy {
     /// `dst` is writable for [`size`](Self::size) bytes, private to this thread; `src` as in
     /// [`load_elem`] for an element of `size` bytes.
     #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))] // the raw handles' (the typed ones use `load_elem`)
     unsafe fn load(self, src: *const u8, dst: *mut u8) {
         // SAFETY: the caller's contract is `load_padded`'s for `self.size()` bytes.
         unsafe { crate::os::atomic_copy::load_padded(src, dst, self.size()) }

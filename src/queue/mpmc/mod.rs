@@ -59,7 +59,9 @@ pub(crate) use layout::stat_named;
 pub(crate) use layout::wake_count;
 use layout::*;
 pub use layout::{layout_fingerprint, MAX_HANDLES};
-use protocol::{elem_bytes, Attempt};
+#[cfg(not(loom))]
+use protocol::TakeRaw;
+use protocol::{elem_bytes, Attempt, TakeTyped};
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod protocol;
@@ -785,16 +787,11 @@ impl<T: Element> Consumer<T> {
     /// Pop the oldest element if there is one. A position claimed by a producer that died
     /// before publishing is skipped once that producer is found dead.
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        let mut v = std::mem::MaybeUninit::<T>::uninit();
-        let dst = v.as_mut_ptr().cast::<u8>();
-        // SAFETY: `dst` is `v`'s `size_of::<T>()` bytes, private.
-        let pos = self
+        let (v, pos) = self
             .e
-            .try_take(|s, classify| unsafe { s.attempt(dst, classify) })?;
+            .try_take(|s, classify| s.attempt(classify, TakeTyped::NEW))?;
         self.e.h.q.wake_producers(pos);
-        // SAFETY: the successful attempt wrote every byte of `v`; any bytes are a valid T
-        // (FromBytes).
-        Ok(unsafe { v.assume_init() })
+        Ok(v)
     }
 
     blocking_forms! {
@@ -816,15 +813,11 @@ impl<T: Element> Consumer<T> {
     }
 
     fn pop_within(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
-        let mut v = std::mem::MaybeUninit::<T>::uninit();
-        let dst = v.as_mut_ptr().cast::<u8>();
-        // SAFETY: as in `try_pop`.
-        let pos = self
+        let (v, pos) = self
             .e
-            .take_within(deadline, |s, classify| unsafe { s.attempt(dst, classify) })?;
+            .take_within(deadline, |s, classify| s.attempt(classify, TakeTyped::NEW))?;
         self.e.h.q.wake_producers(pos);
-        // SAFETY: as in `try_pop`.
-        Ok(unsafe { v.assume_init() })
+        Ok(v)
     }
 
     handle_accessors!("consumer");
@@ -1131,11 +1124,10 @@ impl RawConsumer {
     /// there is one, as [`Consumer::try_pop`].
     pub fn try_pop_into(&mut self, out: &mut [u8]) -> Result<(), RawError<TryPopError>> {
         check_len(out.len(), self.e.lay.size())?;
-        let dst = out.as_mut_ptr();
-        // SAFETY: `dst` is `elem_size` writable bytes (checked), private.
-        let pos = self
-            .e
-            .try_take(|s, classify| unsafe { s.attempt(dst, classify) })?;
+        let (dst, lay) = (out.as_mut_ptr(), self.e.lay);
+        // SAFETY: `dst` is the layout's size of writable bytes (checked), private.
+        let take = || unsafe { TakeRaw::new(lay, dst) };
+        let ((), pos) = self.e.try_take(|s, classify| s.attempt(classify, take()))?;
         self.e.h.q.wake_producers(pos);
         Ok(())
     }
@@ -1146,11 +1138,12 @@ impl RawConsumer {
         deadline: Option<Instant>,
     ) -> Result<(), RawError<PopError>> {
         check_len(out.len(), self.e.lay.size())?;
-        let dst = out.as_mut_ptr();
+        let (dst, lay) = (out.as_mut_ptr(), self.e.lay);
         // SAFETY: as in `try_pop_into`.
-        let pos = self
+        let take = || unsafe { TakeRaw::new(lay, dst) };
+        let ((), pos) = self
             .e
-            .take_within(deadline, |s, classify| unsafe { s.attempt(dst, classify) })?;
+            .take_within(deadline, |s, classify| s.attempt(classify, take()))?;
         self.e.h.q.wake_producers(pos);
         Ok(())
     }

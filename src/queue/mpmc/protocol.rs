@@ -27,7 +27,6 @@ impl<L: ElemLayout> ProdEnd<L> {
     /// # Safety
     ///
     /// `src` is readable for the layout's size, private to this thread.
-    #[inline(always)]
     pub(super) unsafe fn attempt(&mut self, src: *const u8) -> Result<u64, Attempt> {
         let sh = &*self.h.q;
         let st = stride_of(self.lay);
@@ -111,16 +110,16 @@ impl<L: ElemLayout> ProdEnd<L> {
 }
 
 impl<L: ElemLayout> ConsEnd<L> {
-    /// One pop attempt: on success, the element copied to `dst` and its position (the caller
-    /// wakes producers: [`Shared::wake_producers`]); on failure `dst` is not written. With
-    /// `classify` false, an empty slot is reported as `Attempt::Unpublished` without telling
-    /// `Blocked` from `InFlight` (see `classify`).
-    ///
-    /// # Safety
-    ///
-    /// `dst` is writable for the layout's size, private to this thread.
-    #[inline(always)]
-    pub(super) unsafe fn attempt(&mut self, dst: *mut u8, classify: bool) -> Result<u64, Attempt> {
+    /// One pop attempt: on success, what `take` made of the element (the typed element, or
+    /// nothing once a raw handle's slice holds it) and its position (the caller wakes
+    /// producers: [`Shared::wake_producers`]); `take` is used only then. With `classify`
+    /// false, an empty slot is reported as `Attempt::Unpublished` without telling `Blocked`
+    /// from `InFlight` (see `classify`).
+    pub(super) fn attempt<K: Take<L>>(
+        &mut self,
+        classify: bool,
+        take: K,
+    ) -> Result<(K::Out, u64), Attempt> {
         let sh = &*self.h.q;
         let st = stride_of(self.lay);
         let ctrl = sh.ctrl();
@@ -142,14 +141,14 @@ impl<L: ElemLayout> ConsEnd<L> {
                 ) {
                     Ok(_) => {
                         // SAFETY: position `pos` is ours (stamp pos + 1, CAS won): no producer
-                        // writes the slot until we release it; in bounds (`elem_in`), read
-                        // unaligned; `dst` has the layout's size (the caller).
-                        unsafe { self.lay.load(sh.elem_in(pos, st), dst) };
+                        // writes the slot until we release it; in bounds (`elem_in`), of the
+                        // layout's size (`take` is for this layout), unaligned.
+                        let v = unsafe { take.take(sh.elem_in(pos, st)) };
                         // Release pairs with the producers' Acquire stamp load: we are done
                         // reading before the next lap may overwrite.
                         sh.stamp_in(pos, st)
                             .store(pos.wrapping_add(sh.capacity), Ordering::Release);
-                        return Ok(pos);
+                        return Ok((v, pos));
                     }
                     Err(h) => {
                         // Lost the race for `pos`: withdraw the claim record (as in push).
@@ -234,14 +233,13 @@ impl<T: Element + Copy> ConsEnd<TypedLayout<T>> {
         let Some((o, rest)) = out.split_first_mut() else {
             return Ok((0, 0));
         };
-        // SAFETY: an element of `out` is `size_of::<T>()` writable bytes, private, and any
-        // bytes written there are a valid T (FromBytes).
-        let first = unsafe { self.attempt(elem_bytes_mut(o), classify) }?;
+        let (v, first) = self.attempt(classify, TakeTyped::NEW)?;
+        *o = v;
         let mut n = 1;
         for o in rest {
-            // SAFETY: as for the first.
-            if unsafe { self.attempt(elem_bytes_mut(o), false) }.is_err() {
-                break;
+            match self.attempt(false, TakeTyped::NEW) {
+                Ok((v, _)) => *o = v,
+                Err(_) => break,
             }
             n += 1;
         }
@@ -255,9 +253,66 @@ pub(super) fn elem_bytes<T: Element>(v: &T) -> *const u8 {
     zerocopy::IntoBytes::as_bytes(v).as_ptr()
 }
 
-/// The bytes of a typed element, as the destination of a pop attempt (any bytes written
-/// there make a valid `T`: `FromBytes`).
-#[inline(always)]
-pub(super) fn elem_bytes_mut<T: Element>(v: &mut T) -> *mut u8 {
-    (v as *mut T).cast()
+/// What a pop attempt does with the element it claimed, for a consumer of layout `L`: copy it
+/// out of the slot ([`ConsEnd::attempt`]).
+pub(super) trait Take<L> {
+    /// What the copy gives: the typed element, or nothing (a raw handle's slice holds it).
+    type Out;
+
+    /// Copy the element out of the slot at `src`.
+    ///
+    /// # Safety
+    ///
+    /// `src` is the element bytes of a slot the consumer owns (no producer that follows the
+    /// protocol writes them), of `L`'s size, unaligned; they are read only with whole-word
+    /// atomic loads (`SPEC.md` §1).
+    unsafe fn take(self, src: *const u8) -> Self::Out;
+}
+
+/// A typed consumer's [`Take`]: the element, returned by value (in a register for a small
+/// one), as the typed pop returns it.
+pub(super) struct TakeTyped<T>(PhantomData<fn() -> T>);
+
+impl<T> TakeTyped<T> {
+    pub(super) const NEW: Self = TakeTyped(PhantomData);
+}
+
+impl<T: Element> Take<TypedLayout<T>> for TakeTyped<T> {
+    type Out = T;
+
+    #[inline(always)]
+    unsafe fn take(self, src: *const u8) -> T {
+        // SAFETY: the caller's contract, for `size_of::<T>()` bytes (`TypedLayout<T>`'s size);
+        // any bytes are a valid T (FromBytes).
+        unsafe { crate::queue::load_elem::<T>(src) }
+    }
+}
+
+/// A raw consumer's [`Take`]: the element's bytes, copied into the caller's slice.
+#[cfg(not(loom))]
+pub(super) struct TakeRaw {
+    lay: RawLayout,
+    dst: *mut u8,
+}
+
+#[cfg(not(loom))]
+impl TakeRaw {
+    /// # Safety
+    ///
+    /// `dst` is writable for `lay`'s size, private to this thread, while the value lives.
+    pub(super) unsafe fn new(lay: RawLayout, dst: *mut u8) -> Self {
+        TakeRaw { lay, dst }
+    }
+}
+
+#[cfg(not(loom))]
+impl Take<RawLayout> for TakeRaw {
+    type Out = ();
+
+    #[inline(always)]
+    unsafe fn take(self, src: *const u8) {
+        // SAFETY: the caller's contract for `src`, of the layout's size; `dst` is that many
+        // writable private bytes (`TakeRaw::new`).
+        unsafe { self.lay.load(src, self.dst) }
+    }
 }
