@@ -98,3 +98,49 @@ macro_rules! queue_constructors {
 }
 
 pub(crate) use queue_constructors;
+
+/// The accessors of every fixed-size queue handle (SPSC and MPMC, typed and raw): `$s` is the
+/// field holding the shared state (its `capacity`, `len()` and `region`), and `|$q| $stat`
+/// takes a [`QueueStat`](crate::queue::QueueStat) of it (`$q` bound to `&self.$s`).
+macro_rules! fixed_queue_accessors {
+    ($s:ident, |$q:ident| $stat:expr) => {
+        /// Slots in the queue.
+        pub fn capacity(&self) -> u64 {
+            self.$s.capacity
+        }
+
+        /// Elements in the queue now (a snapshot: it may change as soon as it is read).
+        pub fn len(&self) -> u64 {
+            self.$s.len()
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the queue is full now (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() == self.$s.capacity
+        }
+
+        /// The segment name (`(private)` for a heap queue).
+        pub fn name(&self) -> &str {
+            self.$s.region.name()
+        }
+
+        /// Unlink the segment when the last handle of this queue in this process (the queue
+        /// or one of its producers or consumers) drops.
+        pub fn set_unlink_on_drop(&self, yes: bool) {
+            self.$s.region.set_unlink_on_drop(yes)
+        }
+
+        /// Capacity, length, and the attached producers and consumers with their liveness.
+        pub fn stat(&self) -> $crate::queue::QueueStat {
+            let $q = &self.$s;
+            $stat
+        }
+    };
+}
+
+pub(crate) use fixed_queue_accessors;

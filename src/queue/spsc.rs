@@ -40,12 +40,12 @@ use super::endpoint::Wake;
 #[cfg(not(loom))]
 use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
-use super::forms::{blocking_forms, queue_constructors};
+use super::forms::{blocking_forms, fixed_queue_accessors, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
 use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as Ring, Side};
-use super::stat::{QueueStat, Stat};
+use super::stat::Stat;
 #[cfg(not(loom))]
 use super::RawLayout;
 use super::{ElemLayout, Element, ShmType, TypeId, TypedLayout};
@@ -341,41 +341,7 @@ impl<T: Element> options::sealed::Build for Queue<T> {
 impl<T: Element> options::sealed::Typed for Queue<T> {}
 
 impl<T> Queue<T> {
-    /// Slots in the ring.
-    pub fn capacity(&self) -> u64 {
-        self.ring.capacity
-    }
-
-    /// Elements in the ring now (a snapshot: it may change as soon as it is read).
-    pub fn len(&self) -> u64 {
-        self.ring.len()
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.ring.capacity
-    }
-
-    /// The segment name (`(private)` for a heap queue).
-    pub fn name(&self) -> &str {
-        self.ring.region.name()
-    }
-
-    /// Unlink the segment when the last handle of this queue in this process (the queue,
-    /// its producer or consumer) drops.
-    pub fn set_unlink_on_drop(&self, yes: bool) {
-        self.ring.region.set_unlink_on_drop(yes)
-    }
-
-    /// Capacity, length, and the attached producer and consumer with their liveness.
-    pub fn stat(&self) -> QueueStat {
-        Stat::ring(&self.ring, crate::Kind::SPSC_QUEUE)
-    }
+    fixed_queue_accessors!(ring, |q| Stat::ring(q, crate::Kind::SPSC_QUEUE));
 }
 
 /// The pushing end of an SPSC [`Queue`]. `Send`, not `Sync`: one thread pushes at a time.
@@ -1378,40 +1344,7 @@ impl RawQueue {
         })
     }
 
-    /// Slots in the ring.
-    pub fn capacity(&self) -> u64 {
-        self.ring.capacity
-    }
-
-    /// Elements in the ring now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.ring.len()
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.ring.capacity
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &str {
-        self.ring.region.name()
-    }
-
-    /// Unlink the segment when the last handle of this queue in this process drops.
-    pub fn set_unlink_on_drop(&self, yes: bool) {
-        self.ring.region.set_unlink_on_drop(yes)
-    }
-
-    /// Capacity, length, and the attached producer and consumer with their liveness.
-    pub fn stat(&self) -> QueueStat {
-        Stat::ring(&self.ring, crate::Kind::SPSC_QUEUE)
-    }
+    fixed_queue_accessors!(ring, |q| Stat::ring(q, crate::Kind::SPSC_QUEUE));
 }
 
 /// The pushing end of a [`RawQueue`]: [`Producer`]'s role and semantics, pushing slices of

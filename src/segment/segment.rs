@@ -803,6 +803,7 @@ impl SegmentOptions<ReadWrite> {
     /// The open step of an open-or-create (`SPEC.md` §4.3) for callers that build their
     /// object themselves (`ShareableList`): [`open`](SegmentOptions::open), refusing an
     /// object [`check_adoptable`] refuses for this options' mode.
+    #[cfg_attr(loom, allow(dead_code))] // the list is not built under loom
     pub(crate) fn open_to_adopt(&self, name: &str) -> Result<Segment> {
         validate_name(name)?;
         self.open_existing(

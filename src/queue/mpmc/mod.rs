@@ -34,7 +34,7 @@ use super::endpoint::{self, Endpoint, Roles, Wake};
 #[cfg(not(loom))]
 use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
-use super::forms::{blocking_forms, queue_constructors};
+use super::forms::{blocking_forms, fixed_queue_accessors, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
 use super::geometry::{check_recorded, Recorded, Rules};
@@ -357,40 +357,7 @@ impl<T: Element> options::sealed::Build for Queue<T> {
 impl<T: Element> options::sealed::Typed for Queue<T> {}
 
 impl<T> Queue<T> {
-    /// Slots in the queue.
-    pub fn capacity(&self) -> u64 {
-        self.shared.capacity
-    }
-
-    /// Elements in the queue now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.shared.len()
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.shared.capacity
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &str {
-        self.shared.region.name()
-    }
-
-    /// Unlink the segment when the last handle in this process drops.
-    pub fn set_unlink_on_drop(&self, yes: bool) {
-        self.shared.region.set_unlink_on_drop(yes)
-    }
-
-    /// Capacity, length, attached producers and consumers.
-    pub fn stat(&self) -> QueueStat {
-        self.shared.stat()
-    }
+    fixed_queue_accessors!(shared, |q| q.stat());
 }
 
 /// One attached handle: its claim slot.
@@ -995,40 +962,7 @@ impl RawQueue {
         })
     }
 
-    /// Slots in the queue.
-    pub fn capacity(&self) -> u64 {
-        self.shared.capacity
-    }
-
-    /// Elements in the queue now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.shared.len()
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.shared.capacity
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &str {
-        self.shared.region.name()
-    }
-
-    /// Unlink the segment when the last handle in this process drops.
-    pub fn set_unlink_on_drop(&self, yes: bool) {
-        self.shared.region.set_unlink_on_drop(yes)
-    }
-
-    /// Capacity, length, attached producers and consumers.
-    pub fn stat(&self) -> QueueStat {
-        self.shared.stat()
-    }
+    fixed_queue_accessors!(shared, |q| q.stat());
 }
 
 /// A producing handle of a [`RawQueue`]: [`Producer`]'s claim slot and semantics, pushing
