@@ -144,3 +144,45 @@ macro_rules! fixed_queue_accessors {
 }
 
 pub(crate) use fixed_queue_accessors;
+
+/// The constructors and element size of a raw fixed-size queue (`spsc::RawQueue`,
+/// `mpmc::RawQueue`): `$what` names the kind in the docs, `$field: $shared` is the queue's
+/// `Arc` field and the shared state it holds (whose `elem_size` is the validated one).
+#[cfg(not(loom))] // the raw handles are not built under loom
+macro_rules! raw_queue_basics {
+    ($what:literal, $field:ident: $shared:ty) => {
+        /// The builder for creating or opening a raw queue
+        /// ([`QueueOptions`](crate::queue::QueueOptions)): `create(name, elem_size,
+        /// capacity)`, `open(name)` (any element type), `open_or_create(name, elem_size,
+        /// capacity)`.
+        pub fn options() -> $crate::queue::QueueOptions<Self> {
+            $crate::queue::QueueOptions::default()
+        }
+
+        #[doc = concat!("Open the named ", $what, " whatever its element type, with the \
+            default options.")]
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            Self::options().open(name)
+        }
+
+        fn wrap(shared: $shared) -> Self {
+            RawQueue {
+                $field: std::sync::Arc::new(shared),
+            }
+        }
+
+        /// The layout of this queue's elements: the element size its geometry was validated
+        /// (or created) with, never a second load of the shared word.
+        fn layout(&self) -> $crate::queue::RawLayout {
+            $crate::queue::RawLayout(self.$field.elem_size as usize)
+        }
+
+        /// Bytes per element: the length of every slice pushed or popped.
+        pub fn elem_size(&self) -> usize {
+            self.layout().0
+        }
+    };
+}
+
+#[cfg(not(loom))]
+pub(crate) use raw_queue_basics;

@@ -40,6 +40,8 @@ use super::endpoint::Wake;
 #[cfg(not(loom))]
 use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+use super::forms::raw_queue_basics;
 use super::forms::{blocking_forms, fixed_queue_accessors, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
@@ -344,6 +346,32 @@ impl<T> Queue<T> {
     fixed_queue_accessors!(ring, |q| Stat::ring(q, crate::Kind::SPSC_QUEUE));
 }
 
+/// `capacity`, `len`, `is_empty` and `is_full` of a handle whose end (`ProdEnd` or
+/// `ConsEnd`) is its field `e`: the four accessors of the typed and raw producers and consumers.
+macro_rules! end_accessors {
+    () => {
+        /// Slots in the ring.
+        pub fn capacity(&self) -> u64 {
+            self.e.cap
+        }
+
+        /// Elements in the ring now (a snapshot: the other end may push or pop at any time).
+        pub fn len(&self) -> u64 {
+            self.e.side.q.len()
+        }
+
+        /// Whether the ring is empty now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the ring is full now (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() == self.e.cap
+        }
+    };
+}
+
 /// The pushing end of an SPSC [`Queue`]. `Send`, not `Sync`: one thread pushes at a time.
 /// Dropping it detaches it: the role is freed for another producer, and the consumer keeps
 /// waiting (it gets `Disconnected` only after [`close`](Self::close), or if this process dies
@@ -631,26 +659,7 @@ impl<T: Element> Producer<T> {
         self.e.side.close()
     }
 
-    /// Slots in the ring.
-    pub fn capacity(&self) -> u64 {
-        self.e.cap
-    }
-
-    /// Elements in the ring now (a snapshot: the consumer may pop at any time, so the true
-    /// length can only be smaller by the time this returns).
-    pub fn len(&self) -> u64 {
-        self.e.side.q.len()
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring is full now (a snapshot; it may have room by the time this returns).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.e.cap
-    }
+    end_accessors!();
 }
 
 impl<T: Element + Copy> Producer<T> {
@@ -1084,26 +1093,7 @@ impl<T: Element> Consumer<T> {
         self.e.side.close()
     }
 
-    /// Slots in the ring.
-    pub fn capacity(&self) -> u64 {
-        self.e.cap
-    }
-
-    /// Elements in the ring now (a snapshot: the producer may push at any time, so the true
-    /// length can only be larger by the time this returns).
-    pub fn len(&self) -> u64 {
-        self.e.side.q.len()
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.e.cap
-    }
+    end_accessors!();
 }
 
 impl<T: Element + Copy> Consumer<T> {
@@ -1301,34 +1291,7 @@ impl options::sealed::BuildRaw for RawQueue {
 
 #[cfg(not(loom))]
 impl RawQueue {
-    /// The builder for creating or opening a raw queue ([`QueueOptions`](super::QueueOptions)):
-    /// `create(name, elem_size, capacity)`, `open(name)` (any element type),
-    /// `open_or_create(name, elem_size, capacity)`.
-    pub fn options() -> super::QueueOptions<Self> {
-        super::QueueOptions::default()
-    }
-
-    /// Open the named SPSC queue whatever its element type, with the default options.
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    fn wrap(ring: Ring) -> Self {
-        RawQueue {
-            ring: Arc::new(ring),
-        }
-    }
-
-    /// The layout of this queue's elements: the element size its geometry was validated (or
-    /// created) with.
-    fn layout(&self) -> RawLayout {
-        RawLayout(self.ring.elem_size as usize)
-    }
-
-    /// Bytes per element: the length of every slice pushed or popped.
-    pub fn elem_size(&self) -> usize {
-        self.layout().0
-    }
+    raw_queue_basics!("SPSC queue", ring: Ring);
 
     /// Attach as the queue's producer, as [`Queue::producer`] does (the same role).
     pub fn producer(&self) -> Result<RawProducer, AttachError> {
@@ -1439,25 +1402,7 @@ impl RawProducer {
         self.e.side.close()
     }
 
-    /// Slots in the ring.
-    pub fn capacity(&self) -> u64 {
-        self.e.cap
-    }
-
-    /// Elements in the ring now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.e.side.q.len()
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.e.cap
-    }
+    end_accessors!();
 }
 
 /// The popping end of a [`RawQueue`]: [`Consumer`]'s role and semantics, popping into slices
@@ -1545,25 +1490,7 @@ impl RawConsumer {
         self.e.side.close()
     }
 
-    /// Slots in the ring.
-    pub fn capacity(&self) -> u64 {
-        self.e.cap
-    }
-
-    /// Elements in the ring now (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.e.side.q.len()
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.e.cap
-    }
+    end_accessors!();
 }
 
 #[cfg(all(test, not(loom)))]

@@ -34,6 +34,8 @@ use super::endpoint::{self, Endpoint, Roles, Wake};
 #[cfg(not(loom))]
 use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
+#[cfg(not(loom))]
+use super::forms::raw_queue_basics;
 use super::forms::{blocking_forms, fixed_queue_accessors, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
@@ -913,34 +915,7 @@ impl options::sealed::BuildRaw for RawQueue {
 
 #[cfg(not(loom))]
 impl RawQueue {
-    /// The builder for creating or opening a raw queue ([`QueueOptions`](super::QueueOptions)):
-    /// `create(name, elem_size, capacity)`, `open(name)` (any element type),
-    /// `open_or_create(name, elem_size, capacity)`.
-    pub fn options() -> super::QueueOptions<Self> {
-        super::QueueOptions::default()
-    }
-
-    /// Open the named MPMC queue whatever its element type, with the default options.
-    pub fn open(name: &str) -> crate::Result<Self> {
-        Self::options().open(name)
-    }
-
-    fn wrap(shared: Shared) -> Self {
-        RawQueue {
-            shared: Arc::new(shared),
-        }
-    }
-
-    /// The layout of this queue's elements: the element size its geometry was validated (or
-    /// created) with (`Shared::slot` is that size's slot).
-    fn layout(&self) -> RawLayout {
-        RawLayout(self.shared.elem_size as usize)
-    }
-
-    /// Bytes per element: the length of every slice pushed or popped.
-    pub fn elem_size(&self) -> usize {
-        self.layout().0
-    }
+    raw_queue_basics!("MPMC queue", shared: Shared);
 
     /// Attach a producer, as [`Queue::producer`] does (one of the same claim slots).
     pub fn producer(&self) -> Result<RawProducer, AttachError> {
