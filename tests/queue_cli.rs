@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{unique_name, Cleanup};
+use common::{unique_name, Cleanup, Rec100};
 use shmkit::queue::{mpmc, spsc};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -381,15 +381,6 @@ fn queues_of_library_types_of_other_sizes_push_and_pop_both_ways() {
         Ok(msg.into_bytes())
     );
 }
-
-/// A 100-byte `#[repr(C)]` record (neither a power of two nor a multiple of 8).
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]
-#[repr(C)]
-struct Rec100 {
-    id: u32,
-    text: [u8; 96],
-}
-shmkit::shm_type!(Rec100);
 
 /// An 8 KiB `#[repr(C)]` record.
 #[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]

@@ -7,19 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
+use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines, Rec100};
 use shmkit::queue::{mpmc, spsc, PopError, PushError, RawError, TryPopError, TryPushError};
 use shmkit::ShmType;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
-
-/// A 100-byte record (not a power of two, nor a multiple of 8).
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]
-#[repr(C)]
-struct Rec100 {
-    id: u32,
-    text: [u8; 96],
-}
-shmkit::shm_type!(Rec100);
+use zerocopy::{FromBytes, IntoBytes};
 
 fn rec100(id: u32) -> Rec100 {
     let mut text = [0u8; 96];

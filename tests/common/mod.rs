@@ -357,3 +357,15 @@ pub fn sparse_raw(name: &str, size: u64) {
         .unwrap();
     f.set_len(size).unwrap();
 }
+
+/// A 100-byte `#[repr(C)]` record (neither a power of two nor a multiple of 8): the element
+/// of the tests of queues whose element size the CLI and the raw handles must take as it is.
+#[derive(
+    Clone, Copy, Debug, PartialEq, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable,
+)]
+#[repr(C)]
+pub struct Rec100 {
+    pub id: u32,
+    pub text: [u8; 96],
+}
+shmkit::shm_type!(Rec100);
