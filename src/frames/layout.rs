@@ -150,6 +150,18 @@ pub(crate) struct Geometry {
     pub policy: Policy,
     pub header_size: u64,
     pub header_align: u64,
+    /// Derived from the words above by [`Geometry::derive`] (every constructor calls it), so
+    /// that the hot paths' offsets are a multiply and an add: see the accessors.
+    derived: Derived,
+}
+
+/// The offsets every access needs, computed once from the checked words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Derived {
+    pin_words: u64,
+    header_at: u64,
+    meta_stride: u64,
+    records_at: u64,
 }
 
 fn round_up(x: u64, to: u64) -> Option<u64> {
@@ -203,7 +215,9 @@ impl Geometry {
             policy,
             header_size,
             header_align: header_align.max(1),
-        };
+            derived: Derived::default(),
+        }
+        .derive();
         let hdr = HEADER_SIZE as u64;
         g.data_offset = round_up(hdr + g.records_end(), align).expect("bounded") - hdr;
         Ok(g)
@@ -233,6 +247,7 @@ impl Geometry {
                 .ok_or_else(|| bad(format!("policy word {policy} is neither 0 nor 1")))?,
             header_size: l(&ctrl.header_size),
             header_align: l(&ctrl.header_align),
+            derived: Derived::default(),
         };
         if !(1..=MAX_SLOTS).contains(&g.slots)
             || !(1..=MAX_SUBSCRIBERS).contains(&g.subscribers)
@@ -246,6 +261,8 @@ impl Geometry {
                 g.slots, g.subscribers, g.max_bytes, g.header_size, g.header_align
             )));
         }
+        // The words are in range: the derived offsets cannot overflow.
+        let g = g.derive();
         let hdr = HEADER_SIZE as u64;
         if g.stride < g.max_bytes
             || g.stride % page != 0
@@ -289,6 +306,24 @@ impl Geometry {
         ctrl.tag.store(type_name);
     }
 
+    /// Fill in the derived offsets from the words (which the constructors have checked: slots,
+    /// subscribers and the header size are bounded, so nothing here overflows).
+    fn derive(mut self) -> Geometry {
+        let pin_words = self.subscribers.div_ceil(64);
+        // The user header follows the pin words (at most 64 bytes in, so `seq`, the pins,
+        // `len` and the timestamps share the entry's first cache line).
+        let header_at = META_FIXED + 8 * pin_words;
+        let meta_stride =
+            round_up(header_at + 8 * self.header_words(), 64).expect("bounded header size");
+        self.derived = Derived {
+            pin_words,
+            header_at,
+            meta_stride,
+            records_at: CONTROL_SIZE + self.slots * meta_stride,
+        };
+        self
+    }
+
     /// Words of a slot's user header.
     #[inline]
     pub(crate) fn header_words(&self) -> u64 {
@@ -298,25 +333,27 @@ impl Geometry {
     /// Bytes per slot metadata entry (a multiple of 64).
     #[inline]
     pub(crate) fn meta_stride(&self) -> u64 {
-        round_up(self.header_at() + 8 * self.header_words(), 64).expect("bounded")
+        self.derived.meta_stride
     }
 
     /// Words of a slot's pin bitmap: one bit per subscriber record.
     #[inline]
     pub(crate) fn pin_words(&self) -> u64 {
-        self.subscribers.div_ceil(64)
+        self.derived.pin_words
     }
 
     /// Offset of the user header within a slot's metadata (after the pin words; at most 64,
     /// so `seq`, the pins, `len` and the timestamps share the entry's first cache line).
     #[inline]
     pub(crate) fn header_at(&self) -> u64 {
-        META_FIXED + 8 * self.pin_words()
+        self.derived.header_at
     }
 
     /// Bytes per subscriber record (a multiple of 64).
+    #[inline]
     pub(crate) fn record_stride(&self) -> u64 {
-        round_up(RECORD_FIXED, 64).expect("bounded")
+        const STRIDE: u64 = RECORD_FIXED.next_multiple_of(64);
+        STRIDE
     }
 
     /// Payload offset of slot `i`'s metadata.
@@ -326,8 +363,9 @@ impl Geometry {
     }
 
     /// Payload offset of subscriber record `r`.
+    #[inline]
     pub(crate) fn record_offset(&self, r: u64) -> u64 {
-        CONTROL_SIZE + self.slots * self.meta_stride() + r * self.record_stride()
+        self.derived.records_at + r * self.record_stride()
     }
 
     fn records_end(&self) -> u64 {
@@ -335,6 +373,7 @@ impl Geometry {
     }
 
     /// Payload offset of slot `i`'s frame bytes.
+    #[inline]
     pub(crate) fn data_at(&self, i: u64) -> u64 {
         self.data_offset + i * self.stride
     }

@@ -34,6 +34,7 @@ pub(crate) const CLAIMED: u64 = 1 << 63;
 /// Subscriber: pin the slot whose sequence word is `seq_word`, expected to hold published
 /// frame `seq`, by setting `bit` (this subscriber's record's bit, clear) in `pins` (a pin word
 /// of that slot). True if pinned; false (bit cleared again) if the slot no longer holds `seq`.
+#[inline]
 pub(crate) fn pin(pins: &AtomicU64, bit: u64, seq_word: &AtomicU64, seq: u64) -> bool {
     // SeqCst RMW then SeqCst load: the subscriber's write and read of the Dekker pair (module
     // docs); both lie in the single SeqCst order with the publisher's fence in `claim`, so
@@ -53,6 +54,7 @@ pub(crate) fn pin(pins: &AtomicU64, bit: u64, seq_word: &AtomicU64, seq: u64) ->
 }
 
 /// Subscriber: release a pin taken by [`pin`].
+#[inline]
 pub(crate) fn unpin(pins: &AtomicU64, bit: u64) {
     // Release pairs with the Acquire loads of pin words in `claim`: our reads of the frame
     // happen before the publisher's next write of the slot.
@@ -63,6 +65,7 @@ pub(crate) fn unpin(pins: &AtomicU64, bit: u64) {
 /// published sequence) if `pinned` (which loads the slot's pin words with `Acquire` and the
 /// owner words of the records whose bits are set) finds no live record's bit set after the
 /// claim is visible. True: the slot is ours to write.
+#[inline]
 pub(crate) fn claim(seq_word: &AtomicU64, old: u64, pinned: impl FnOnce() -> bool) -> bool {
     // Relaxed: ordered before the pin loads by the fence. The fence also orders it before our
     // writes of the slot's bytes, so an inspector that copies the slot and re-reads `seq`
@@ -79,6 +82,7 @@ pub(crate) fn claim(seq_word: &AtomicU64, old: u64, pinned: impl FnOnce() -> boo
 }
 
 /// Publisher: make frame `seq`, written into a claimed slot, visible.
+#[inline]
 pub(crate) fn publish(seq_word: &AtomicU64, seq: u64) {
     // Release pairs with the Acquire load in `pin` (and the subscribers' scans): the bytes and
     // metadata written before are visible to whoever reads `seq`.

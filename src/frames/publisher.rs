@@ -94,6 +94,7 @@ impl<H: ShmType> Publisher<H> {
 
     /// Loan a slot without waiting: [`TryLoanError::Full`] if every slot is held (after
     /// reclaiming the slots of dead subscribers).
+    #[inline]
     pub fn try_loan(&mut self) -> Result<Loan<'_, H>, TryLoanError> {
         let slot = self.find()?.ok_or(TryLoanError::Full)?;
         Ok(self.loan_of(slot))
@@ -157,6 +158,7 @@ impl<H: ShmType> Publisher<H> {
 
     /// Claim a free slot, reclaiming dead subscribers' pins if none is free: `Ok(None)` if
     /// every slot is held; the only error is `Disconnected`.
+    #[inline]
     fn find(&mut self) -> Result<Option<u64>, TryLoanError> {
         if !role::is_mine(self.token) || self.ch.view.ctrl().publisher.holder() != self.token {
             return Err(TryLoanError::Disconnected);
@@ -182,6 +184,7 @@ impl<H: ShmType> Publisher<H> {
     /// read costs 30–60 ns on a VM, a third of a publish). The derived value is off by the
     /// realtime clock's slew since the last read (at most 0.5 µs under NTP's 500 ppm), or by
     /// a step of the realtime clock for at most that long.
+    #[inline]
     fn timestamps(&mut self) -> (u64, u64) {
         let mono = clock::monotonic_ns();
         match self.realtime_offset {
@@ -198,6 +201,7 @@ impl<H: ShmType> Publisher<H> {
 
     /// The slot with the smallest `seq` as we last stored it (the oldest frame, or an empty
     /// slot), and that `seq`: the next loan's first choice.
+    #[inline]
     fn oldest(&self) -> Option<(u64, u64)> {
         let (i, &s) = self.seqs.iter().enumerate().min_by_key(|&(_, s)| *s)?;
         Some((i as u64, s))
@@ -382,12 +386,14 @@ impl<H: ShmType> Loan<'_, H> {
     /// [`Error::Disconnected`](crate::Error::Disconnected) in a `fork()`ed child that inherited
     /// the loan: nothing is published and nothing shared changes (the slot and the role are
     /// the parent's).
+    #[inline]
     pub fn publish(self, len: usize, header: &H) -> crate::Result<u64> {
         self.put(len, header.as_bytes())
     }
 
     /// Publish with `hb` as the header's first bytes (at most `header_size`; the rest of the
     /// header is zeroed).
+    #[inline]
     fn put(mut self, len: usize, hb: &[u8]) -> crate::Result<u64> {
         if !self.is_mine() {
             return Err(crate::Error::Disconnected); // dropped without touching the slot

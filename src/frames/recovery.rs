@@ -19,6 +19,7 @@ fn counts(w: u64, dead: &[u64]) -> bool {
 /// a record is read only when its bit is set (to see whether it counts), or under
 /// [`Policy::Block`] (its cursor). Pin loads are Acquire: they pair with the subscribers'
 /// Release unpins, so their reads of the old frame happen before our writes.
+#[inline]
 fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
     for w in 0..v.g.pin_words() {
         let mut bits = v.pin_word(i, w).load(Ordering::Acquire);
@@ -74,6 +75,7 @@ pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
 /// claim takes to back off: a receiver that sees `CLAIMED` takes the frame for gone and skips
 /// it, so a publisher blocked on held slots (Block policy) that claimed and restored the
 /// oldest one on every attempt would make its subscribers skip frames they hold back.
+#[inline]
 pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
     if i >= v.g.slots {
         return false;
@@ -88,6 +90,7 @@ pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
 /// subscriber, which then waits for the frame instead of skipping it (`pin::rolls_back`):
 /// wake it if it sleeps (a `fence(SeqCst)` and a load; nothing more when nobody sleeps).
 /// Under reuse-oldest nobody waits for a claimed frame.
+#[inline]
 fn claim(v: &View, i: u64, old: u64, dead: &[u64]) -> bool {
     if pin::claim(&v.meta(i).seq, old, || held(v, i, old, dead)) {
         return true;

@@ -47,6 +47,7 @@ impl Inner {
 
     /// Slot `i`'s count, once it is not [`LOCKED`] (a thread of this process holds it for a
     /// few instructions; yield to it if it was preempted).
+    #[inline]
     fn count(&self, i: u64) -> (&AtomicU32, u32) {
         let st = &self.counts[i as usize];
         let mut spins = 0u32;
@@ -69,6 +70,7 @@ impl Inner {
     /// already holds `LOCKED - 1` (2³² − 2) guards of the slot (leaked ones: `mem::forget`),
     /// the most its count can hold: one more would read as [`LOCKED`] for ever, and every pin
     /// and unpin of the slot would then spin in [`count`](Self::count).
+    #[inline]
     fn pin(&self, i: u64, seq: u64) -> bool {
         let seq_word = &self.view().meta(i).seq;
         loop {
@@ -115,6 +117,7 @@ impl Inner {
         }
     }
 
+    #[inline]
     fn unpin(&self, i: u64) {
         loop {
             let (st, c) = self.count(i);
@@ -373,6 +376,7 @@ impl<H: ShmType> Subscriber<H> {
     /// The next frame in order without waiting: the oldest frame newer than the last one
     /// received that is still in its slot (those overwritten meanwhile count as
     /// [`lost`](Self::lost)).
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Frame<H>, TryRecvError> {
         self.try_get(Want::Next)
     }
@@ -472,6 +476,7 @@ impl<H: ShmType> Subscriber<H> {
         }
     }
 
+    #[inline]
     fn try_get(&mut self, want: Want) -> Result<Frame<H>, TryRecvError> {
         if !self.inner.is_mine() {
             return Err(TryRecvError::Inherited);
@@ -509,6 +514,7 @@ impl<H: ShmType> Subscriber<H> {
     ///
     /// Under [`Policy::Block`], unless `full` (the publisher is gone), `Next` waits for a frame
     /// whose slot shows a claim that will be rolled back instead of skipping it (`scan`).
+    #[inline]
     fn take(&mut self, want: Want, full: bool) -> Option<Frame<H>> {
         if !full {
             // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
@@ -553,6 +559,7 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     /// Move the cursor to frame `s` (in slot `i`), just pinned, and record the statistics.
+    #[inline]
     fn accept(&mut self, i: u64, s: u64) {
         // `s > cursor` (the scan's condition, or `cursor + 1`); saturating: a forged
         // sequence may be huge.
@@ -648,6 +655,7 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     /// Pin slot `i` holding frame `seq` and read its metadata; `None` if it moved on.
+    #[inline]
     fn frame(&self, i: u64, seq: u64) -> Option<Frame<H>> {
         if !self.inner.pin(i, seq) {
             return None;

@@ -114,6 +114,7 @@ impl RoleSlot {
     }
 
     /// The current owner word (0: free).
+    #[inline]
     pub(crate) fn holder(&self) -> u64 {
         // Acquire pairs with the claim CAS, so the holder's published state is visible. A
         // Relaxed load and an acquire fence, not an Acquire load: `queue::stat` reads role
