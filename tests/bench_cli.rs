@@ -5,6 +5,24 @@ mod common;
 
 use std::process::{Command, Output};
 
+/// Held by every test that runs spinning benchmark rows, across the test processes (nextest
+/// runs each test in its own): two such runs at once put four spinning processes on this
+/// machine's two CPUs, and each round trip then waits for the scheduler (a 4 s run took
+/// 3 min beside another). An exclusive `flock` on a file in the target directory, released
+/// when the guard (the open file) drops.
+fn spinning() -> std::fs::File {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench_cli.spinning.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
+    f
+}
+
 fn shmkit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shmkit"))
         .args(args)
@@ -60,6 +78,7 @@ fn row(r: &serde_json::Value) -> Row {
 
 #[test]
 fn latency_runs_the_chosen_rows_beside_their_floors() {
+    let _spinning = spinning();
     let out = shmkit(&[
         "bench",
         "latency",
@@ -133,6 +152,7 @@ fn unknown_rows_and_sizes_are_usage_errors() {
 
 #[test]
 fn throughput_reports_messages_per_second() {
+    let _spinning = spinning();
     let v = json(&shmkit(&["bench", "throughput", "--quick", "--json"]));
     let names: Vec<&str> = v["results"]
         .as_array()
@@ -165,6 +185,7 @@ fn throughput_reports_messages_per_second() {
 
 #[test]
 fn frames_only_publish_runs_the_publish_rows_and_their_goal() {
+    let _spinning = spinning();
     let v = json(&shmkit(&[
         "bench", "frames", "--quick", "--json", "--only", "publish",
     ]));
@@ -189,6 +210,42 @@ fn frames_only_publish_runs_the_publish_rows_and_their_goal() {
     assert_eq!(g["met"].as_bool(), Some(ratio <= 2.0), "{g}");
 }
 
+/// `bench frames` times the frames round trip on bare atomics beside the library's
+/// (`floor_frames_8388608`) and prints their ratio as `info`, not as a goal.
+#[test]
+fn frames_floor_row_and_its_info_ratio() {
+    let _spinning = spinning();
+    let v = json(&shmkit(&[
+        "bench", "frames", "--quick", "--json", "--only", "frames",
+    ]));
+    let rows = v["results"].as_array().expect("results array");
+    let p50 = |name: &str| {
+        let r = rows
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {rows:?}"));
+        assert_eq!(r["bytes"].as_u64(), Some(8 << 20), "{r}");
+        r["p50_ns"].as_f64().unwrap()
+    };
+    let (lib, floor) = (p50("frames_8388608"), p50("floor_frames_8388608"));
+    assert!(floor > 0.0, "{rows:?}");
+    let info = v["info"].as_array().expect("info array");
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert!(info[0]["info"]
+        .as_str()
+        .unwrap()
+        .contains("floor_frames_8388608"));
+    assert!(
+        (info[0]["value"].as_f64().unwrap() - lib / floor).abs() < 1e-9,
+        "{info:?}"
+    );
+    // Not a goal: the goals are the four of the issue, whichever rows ran.
+    let goals = v["goals"].as_array().expect("goals array");
+    assert!(goals
+        .iter()
+        .all(|g| !g["goal"].as_str().unwrap().contains("floor")));
+}
+
 /// Review finding: the hidden `bench-peer` verb (the peer process `shmkit bench` starts)
 /// panicked or aborted on a bad command line (a segment too small for the floors' words,
 /// missing descriptors, `-1`, a 1 TiB buffer) and took descriptors 1 and 2 for its pipe,
@@ -197,8 +254,12 @@ fn frames_only_publish_runs_the_publish_rows_and_their_goal() {
 #[test]
 fn bench_peer_refuses_a_bad_command_line_without_a_panic() {
     let small = common::unique_name("bench-peer-small");
-    let _c = common::Cleanup::new(&[&small]);
-    assert!(shmkit(&["create", &small, "--size", "8"]).status.success());
+    let floor = common::unique_name("bench-peer-floor");
+    let (floor_a, floor_b) = (format!("{floor}-a"), format!("{floor}-b"));
+    let _c = common::Cleanup::new(&[&small, &floor_a, &floor_b]);
+    for n in [&small, &floor_a, &floor_b] {
+        assert!(shmkit(&["create", n, "--size", "8"]).status.success());
+    }
     // Through `sh`, with descriptor 5 open (on /dev/null) and 7 closed.
     let sh = |args: &str| {
         Command::new("sh")
@@ -210,8 +271,10 @@ fn bench_peer_refuses_a_bad_command_line_without_a_panic() {
             .output()
             .expect("run sh")
     };
-    let cases: [(String, i32, &str); 8] = [
+    let cases: [(String, i32, &str); 10] = [
         (format!("floor_spin 8 1 {small}"), 1, "outside"),
+        (format!("frames_floor 8 1 {floor}"), 1, "are not"),
+        (format!("frames_floor 12 1 {floor}"), 1, "whole words"),
         (format!("floor_futex 8 1 {small}"), 1, "outside"),
         ("pipe 8 1 x".into(), 1, "two descriptors"),
         ("pipe 8 0 x -- -1 -1".into(), 1, "above 2"),

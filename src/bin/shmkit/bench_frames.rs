@@ -12,6 +12,14 @@
 //! rows a goal compares see the same spells of a VM that changes speed for minutes at a
 //! time); the rows print when the third round ends.
 //!
+//! `floor_frames_8388608` is the same round trip on bare atomics in two plain segments
+//! (`floor_frames_rtt`): the cache lines and fences a frame hop cannot do without (the claim's
+//! store, fence and pin check; the first and last data word; the metadata and `seq` stores;
+//! `head`; the receiver's pin read-modify-write, `seq` check, metadata and data loads and
+//! unpin; the wake-up fences), with none of the library's bookkeeping and no clock reading.
+//! It is to `frames_8388608` what `floor_spin` is to `spsc_spin`: the command prints their
+//! ratio as an `info:` line (what the library adds over the protocol's own memory traffic).
+//!
 //! The publish-cost rows (`frames_publish_1sub`, `frames_publish_8sub`) time, on the
 //! publisher, `loan` + writing the first and last byte of a 64 KiB frame + `publish`, with 1
 //! or 8 subscriber processes attached that poll the channel (`try_recv`, reading the first and
@@ -48,6 +56,7 @@
 //!   placement whatever else the machine runs.
 
 use std::io::BufRead;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::bench::{
@@ -58,6 +67,9 @@ use shmkit::frames::{FramesOptions, Publisher, Subscriber, TryRecvError};
 use shmkit::queue::{bytes, TryPopError};
 
 const FRAME_SIZES: [usize; 4] = [64 << 10, 1 << 20, 8 << 20, 32 << 20];
+
+/// The frame size of the `floor_frames_*` row (the size of the 8 MiB goal).
+const FLOOR_BYTES: usize = 8 << 20;
 
 #[derive(serde::Serialize, Clone)]
 struct Row {
@@ -70,6 +82,13 @@ struct Row {
     /// The subscriber's resident-set growth over the run (frames rows only), KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     subscriber_rss_growth_kib: Option<i64>,
+}
+
+/// A ratio the command prints beside its goals, with no limit.
+#[derive(serde::Serialize)]
+struct Info {
+    info: &'static str,
+    value: f64,
 }
 
 #[derive(serde::Serialize)]
@@ -175,6 +194,123 @@ fn frames_rtt(bytes: usize, warm: usize, iters: usize) -> Result<(Vec<u64>, i64)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("the peer reported {line:?}"))?;
     Ok((v, growth))
+}
+
+/// The bare-atomics frame channel of `floor_frames_*` in a plain segment: `head` at 0, slot
+/// `i`'s metadata line at `64 + 64 i` (`seq`, the pin word, then `len`, a timestamp word and
+/// an 8-byte header, as `SlotMeta` and its pins share a line), and slot `i`'s data at
+/// `4096 + i * bytes`, of which the first and last 8-byte words are written and read. The
+/// words are looked up once (`Segment::atomic_u64` is a checked call: made on every access,
+/// it took 250 ns of a 450 ns round trip).
+struct FloorChannel<'a> {
+    head: &'a AtomicU64,
+    /// Per slot: `seq`, pin word, `len`, timestamp, header.
+    meta: Vec<[&'a AtomicU64; 5]>,
+    /// Per slot: the data's first and last word.
+    data: Vec<[&'a AtomicU64; 2]>,
+}
+
+/// Slots of a floor channel (as `opts`).
+const FLOOR_SLOTS: u64 = 4;
+
+impl<'a> FloorChannel<'a> {
+    fn size(bytes: usize) -> u64 {
+        4096 + FLOOR_SLOTS * bytes as u64
+    }
+
+    /// The channel in `seg` (of [`size`](Self::size)`(bytes)` bytes; `bytes` a multiple of 8).
+    fn new(seg: &'a shmkit::Segment, bytes: usize) -> Result<FloorChannel<'a>, String> {
+        let w = |at: u64| seg.atomic_u64(at).map_err(|e| e.to_string());
+        let bytes = bytes as u64;
+        let mut meta = Vec::new();
+        let mut data = Vec::new();
+        for i in 0..FLOOR_SLOTS {
+            let m = 64 + 64 * i;
+            meta.push([w(m)?, w(m + 8)?, w(m + 16)?, w(m + 24)?, w(m + 32)?]);
+            let d = 4096 + i * bytes;
+            data.push([w(d)?, w(d + bytes - 8)?]);
+        }
+        Ok(FloorChannel {
+            head: w(0)?,
+            meta,
+            data,
+        })
+    }
+
+    /// Publish frame `k` (from 1) as `Loan::put` does: claim its slot (store, `SeqCst`
+    /// fence, pin check), write the data's first and last word, the metadata, `seq`, `head`,
+    /// then the wake-up check's fence.
+    fn send(&self, k: u64) -> Result<(), String> {
+        let slot = ((k - 1) % FLOOR_SLOTS) as usize;
+        let [seq, pin, meta @ ..] = self.meta[slot];
+        let old = seq.load(Ordering::Relaxed);
+        seq.store(old | 1 << 63, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if pin.load(Ordering::Acquire) != 0 {
+            return Err(format!("floor frame {k}: slot {slot} is still pinned"));
+        }
+        for w in self.data[slot] {
+            w.store(k, Ordering::Relaxed);
+        }
+        for w in meta {
+            w.store(k, Ordering::Relaxed);
+        }
+        seq.store(k, Ordering::Release);
+        self.head.store(k, Ordering::Release);
+        fence(Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether frame `k` is published (`head`, the doorbell receivers poll).
+    fn ready(&self, k: u64) -> bool {
+        self.head.load(Ordering::Relaxed) >= k
+    }
+
+    /// Receive frame `k`, once `ready`: pin (a `SeqCst` read-modify-write, then `seq`),
+    /// read the metadata and the data's first and last word, unpin, then the wake-up
+    /// check's fence (as `Subscriber::take` and the `Frame` guard's drop).
+    fn recv(&self, k: u64) -> Result<(), String> {
+        let slot = ((k - 1) % FLOOR_SLOTS) as usize;
+        let [seq, pin, meta @ ..] = self.meta[slot];
+        pin.fetch_or(1, Ordering::SeqCst);
+        let ok = seq.load(Ordering::SeqCst) == k
+            && meta.iter().all(|w| w.load(Ordering::Relaxed) == k)
+            && self.data[slot]
+                .iter()
+                .all(|w| w.load(Ordering::Relaxed) == k);
+        pin.fetch_and(!1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("floor frame {k}: wrong words"))
+        }
+    }
+}
+
+/// The frames round trip on bare atomics (`FloorChannel`; module docs).
+fn floor_frames_rtt(bytes: usize, warm: usize, iters: usize) -> Result<Vec<u64>, String> {
+    let tag = unique(&format!("floorframes{bytes}"));
+    let create = |n: String| {
+        shmkit::Segment::options()
+            .unlink_on_drop(true)
+            .create(&n, FloorChannel::size(bytes))
+            .map_err(|e| e.to_string())
+    };
+    let (sa, sb) = (create(format!("{tag}-a"))?, create(format!("{tag}-b"))?);
+    let (a, b) = (
+        FloorChannel::new(&sa, bytes)?,
+        FloorChannel::new(&sb, bytes)?,
+    );
+    let (peer, _out) = spawn_peer("frames_floor", bytes, (warm + iters) as u64, &tag, &[])?;
+    let v = time_loop(warm, iters, |i| {
+        let k = i + 1;
+        a.send(k)?;
+        spin_until(&peer, || b.ready(k).then_some(()))?;
+        b.recv(k)
+    })?;
+    peer.wait()?;
+    Ok(v)
 }
 
 /// Unlinks a name when dropped.
@@ -354,6 +490,29 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
             }
             outln!("rss_growth_kib {}", rss_kib() - rss0)?;
         }
+        "frames_floor" => {
+            if bytes < 8 || bytes % 8 != 0 {
+                return Err(format!("a floor frame of {bytes} bytes is not whole words").into());
+            }
+            let open = |n: String| shmkit::Segment::open(&n).map_err(|e| e.to_string());
+            let (sa, sb) = (open(format!("{name}-a"))?, open(format!("{name}-b"))?);
+            let size = FloorChannel::size(bytes);
+            if sa.len() as u64 != size || sb.len() as u64 != size {
+                return Err(format!("the floor segments are not {size} bytes").into());
+            }
+            let (a, b) = (
+                FloorChannel::new(&sa, bytes)?,
+                FloorChannel::new(&sb, bytes)?,
+            );
+            outln!("ready")?;
+            for k in 1..=total {
+                while !a.ready(k) {
+                    std::hint::spin_loop();
+                }
+                a.recv(k)?;
+                b.send(k)?;
+            }
+        }
         "frames_poll" => {
             let mut s = opts(bytes).subscriber(name).map_err(|e| e.to_string())?;
             outln!("ready")?;
@@ -466,6 +625,17 @@ pub(crate) fn run(quick: bool, json: bool, only: &[String]) -> CmdResult {
                 Box::new(move || Ok((run_latency(name, 8, small / 10, small)?, None))),
             ));
         }
+        plan.push((
+            format!("floor_frames_{FLOOR_BYTES}"),
+            FLOOR_BYTES,
+            Box::new(move || {
+                let n = iters_for(FLOOR_BYTES);
+                Ok((
+                    floor_frames_rtt(FLOOR_BYTES, n / 10 + 16, n.max(200 / scale))?,
+                    None,
+                ))
+            }),
+        ));
         for bytes in FRAME_SIZES {
             let n = iters_for(bytes);
             plan.push((
@@ -567,8 +737,25 @@ pub(crate) fn run(quick: bool, json: bool, only: &[String]) -> CmdResult {
         })
     })
     .collect();
+    // Not a goal: what the library adds to a hop over the protocol's own memory traffic.
+    let info: Vec<Info> = [(
+        "frames_8388608 p50 / floor_frames_8388608 p50 (the library over bare atomics)",
+        "frames_8388608",
+        "floor_frames_8388608",
+    )]
+    .into_iter()
+    .filter_map(|(info, num, den)| {
+        Some(Info {
+            info,
+            value: p50(num)? / p50(den)?,
+        })
+    })
+    .collect();
     if json {
-        return print_json(&serde_json::json!({ "results": rows, "goals": goals }));
+        return print_json(&serde_json::json!({ "results": rows, "goals": goals, "info": info }));
+    }
+    for i in &info {
+        outln!("info: {:<66} {:>9.2}", i.info, i.value)?;
     }
     for g in &goals {
         outln!(
