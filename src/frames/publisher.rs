@@ -163,18 +163,19 @@ impl<H: ShmType> Publisher<H> {
         if !role::is_mine(self.token) || self.ch.view.ctrl().publisher.holder() != self.token {
             return Err(TryLoanError::Disconnected);
         }
-        let v = self.ch.view;
+        // Borrowed, not copied: a View is its base and the whole geometry (15 words).
+        let v = &self.ch.view;
         if let Some(h) = self.hint.take() {
-            if recovery::claim_hint(&v, h, &self.dead) {
+            if recovery::claim_hint(v, h, &self.dead) {
                 return Ok(Some(h.0));
             }
         }
-        if let Some(s) = recovery::claim_free(&v, &self.dead) {
+        if let Some(s) = recovery::claim_free(v, &self.dead) {
             return Ok(Some(s));
         }
         // Every slot is held: are some holders dead? (Queried only now, never per publish.)
-        if recovery::find_dead(&v, &mut self.dead) {
-            return Ok(recovery::claim_free(&v, &self.dead));
+        if recovery::find_dead(v, &mut self.dead) {
+            return Ok(recovery::claim_free(v, &self.dead));
         }
         Ok(None)
     }
@@ -183,17 +184,18 @@ impl<H: ShmType> Publisher<H> {
     /// every [`REALTIME_REFRESH_NS`] and otherwise derived from the monotonic time (a clock
     /// read costs 30–60 ns on a VM, a third of a publish). The derived value is off by the
     /// realtime clock's slew since the last read (at most 0.5 µs under NTP's 500 ppm), or by
-    /// a step of the realtime clock for at most that long.
+    /// a step of the realtime clock for at most that long. `offset` is the publisher's
+    /// `realtime_offset` (a field, not `&mut self`: `Loan::put` holds the view borrowed).
     #[inline]
-    fn timestamps(&mut self) -> (u64, u64) {
+    fn timestamps(offset: &mut Option<(u64, u64)>) -> (u64, u64) {
         let mono = clock::monotonic_ns();
-        match self.realtime_offset {
+        match *offset {
             Some((at, off)) if mono.wrapping_sub(at) < REALTIME_REFRESH_NS => {
                 (mono, mono.wrapping_add(off))
             }
             _ => {
                 let real = clock::realtime_ns();
-                self.realtime_offset = Some((mono, real.wrapping_sub(mono)));
+                *offset = Some((mono, real.wrapping_sub(mono)));
                 (mono, real)
             }
         }
@@ -365,7 +367,7 @@ impl<H: ShmType> Loan<'_, H> {
         if !self.is_mine() {
             return &mut [];
         }
-        let v = self.p.ch.view;
+        let v = &self.p.ch.view;
         // SAFETY: the slot is claimed by us (its sequence word carries CLAIMED and no live
         // record pins it), and we are the process that claimed it (checked above: a fork()ed
         // child's copy of the loan is not): no handle reads or writes it until `publish`; the
@@ -398,7 +400,7 @@ impl<H: ShmType> Loan<'_, H> {
         if !self.is_mine() {
             return Err(crate::Error::Disconnected); // dropped without touching the slot
         }
-        let v: View = self.p.ch.view;
+        let v: &View = &self.p.ch.view;
         if len as u64 > v.g.max_bytes {
             return Err(crate::Error::TooLarge {
                 name: format!("{} (frame length)", self.p.ch.name()),
@@ -426,7 +428,7 @@ impl<H: ShmType> Loan<'_, H> {
         let m = v.meta(self.slot);
         // Relaxed: published by the Release store of `seq` below.
         m.len.store(len as u64, Ordering::Relaxed);
-        let (mono, real) = self.p.timestamps();
+        let (mono, real) = Publisher::<H>::timestamps(&mut self.p.realtime_offset);
         m.mono_ns.store(mono, Ordering::Relaxed);
         m.real_ns.store(real, Ordering::Relaxed);
         if hsize > 0 {
@@ -466,12 +468,11 @@ impl<H: ShmType> Loan<'_, H> {
         // Choose the next loan's slot now, while nobody waits on us, rather than on the next
         // frame's path (from our private copy of the sequence words: no shared line is read),
         // and ask for its metadata line (the claim writes it).
-        let p = &mut *self.p;
-        p.seqs[self.slot as usize] = seq;
-        p.hint = p.oldest();
+        self.p.seqs[self.slot as usize] = seq;
+        self.p.hint = self.p.oldest();
         // Its first data line too: a frame is usually written from its start (the subscribers
         // read that slot's bytes `slots − 1` frames ago at the latest, not now).
-        if let Some((next, _)) = p.hint {
+        if let Some((next, _)) = self.p.hint {
             prefetch_for_write(std::ptr::from_ref(v.meta(next)).cast());
             prefetch_for_write(v.data(next));
         }

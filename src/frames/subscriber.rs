@@ -70,7 +70,7 @@ impl Inner {
     /// already holds `LOCKED - 1` (2³² − 2) guards of the slot (leaked ones: `mem::forget`),
     /// the most its count can hold: one more would read as [`LOCKED`] for ever, and every pin
     /// and unpin of the slot would then spin in [`count`](Self::count).
-    #[inline]
+    #[inline(always)]
     fn pin(&self, i: u64, seq: u64) -> bool {
         let seq_word = &self.view().meta(i).seq;
         loop {
@@ -117,7 +117,7 @@ impl Inner {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn unpin(&self, i: u64) {
         loop {
             let (st, c) = self.count(i);
@@ -162,8 +162,8 @@ impl Drop for Inner {
         if !self.is_mine() {
             return; // inherited across fork(): the record is the parent's
         }
-        let v = self.ch.view;
-        clear_pins(&v, self.rec);
+        let v = &self.ch.view;
+        clear_pins(v, self.rec);
         v.record(self.rec).owner.release(self.token);
         v.ctrl().released.notify_one();
     }
@@ -476,7 +476,7 @@ impl<H: ShmType> Subscriber<H> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_get(&mut self, want: Want) -> Result<Frame<H>, TryRecvError> {
         if !self.inner.is_mine() {
             return Err(TryRecvError::Inherited);
@@ -514,7 +514,7 @@ impl<H: ShmType> Subscriber<H> {
     ///
     /// Under [`Policy::Block`], unless `full` (the publisher is gone), `Next` waits for a frame
     /// whose slot shows a claim that will be rolled back instead of skipping it (`scan`).
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, want: Want, full: bool) -> Option<Frame<H>> {
         if !full {
             // Relaxed: a hint; the pin's SeqCst load of the slot's `seq` is what acquires the
@@ -559,7 +559,7 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     /// Move the cursor to frame `s` (in slot `i`), just pinned, and record the statistics.
-    #[inline]
+    #[inline(always)]
     fn accept(&mut self, i: u64, s: u64) {
         // `s > cursor` (the scan's condition, or `cursor + 1`); saturating: a forged
         // sequence may be huge.
@@ -655,7 +655,7 @@ impl<H: ShmType> Subscriber<H> {
     }
 
     /// Pin slot `i` holding frame `seq` and read its metadata; `None` if it moved on.
-    #[inline]
+    #[inline(always)]
     fn frame(&self, i: u64, seq: u64) -> Option<Frame<H>> {
         if !self.inner.pin(i, seq) {
             return None;
@@ -929,6 +929,7 @@ impl<H> Frame<H> {
 }
 
 impl<H> Drop for Frame<H> {
+    #[inline]
     fn drop(&mut self) {
         // In a fork()ed child the pin is the parent's (its own guard of this frame still
         // holds it): leave it alone.
