@@ -570,3 +570,35 @@ fn every_timed_call_times_out_when_nothing_happens() {
     assert!(bar.is_broken());
     assert_eq!(bar.wait_timeout(short), Err(BarrierError::Broken));
 }
+
+/// Review finding (syncadv): a wait made of several calls (the Python binding's 50 ms
+/// slices) read the word afresh in each, so a `set` that a `clear` followed between two
+/// slices was lost and `wait()` slept until a later set. One ticket for all the calls.
+#[test]
+fn event_pulse_between_two_wait_calls_releases_a_ticketed_waiter() {
+    let ev = shmkit::sync::EventState::new();
+    let t = ev.ticket();
+    assert!(!t.was_set());
+    assert_eq!(
+        ev.wait_since_deadline(t, Instant::now() + Duration::from_millis(5)),
+        Err(shmkit::Timeout)
+    );
+    ev.set();
+    ev.clear();
+    // The pulse came after the ticket: released, though the flag is clear again.
+    assert_eq!(ev.wait_since_deadline(t, Instant::now()), Ok(()));
+    // A ticket taken after the pulse waits for the next set.
+    let t2 = ev.ticket();
+    assert_eq!(ev.wait_since_deadline(t2, Instant::now()), Err(shmkit::Timeout));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            ev.set();
+            ev.clear();
+        });
+        assert_eq!(
+            ev.wait_since_deadline(t2, Instant::now() + Duration::from_secs(10)),
+            Ok(())
+        );
+    });
+}

@@ -66,10 +66,14 @@ named_methods!(
         fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
             check_timeout(timeout)?;
             let ev = &self.inner;
-            if ev.try_wait().is_ok() {
+            // One ticket for every slice: a set that a clear follows while this thread is
+            // between two slices (back for the GIL and the signal handlers) still releases it.
+            let ticket = ev.ticket();
+            if ticket.was_set() {
                 return Ok(true);
             }
-            Ok(sliced(py, deadline(timeout)?, |until| ev.wait_deadline(until).ok())?.is_some())
+            let deadline = deadline(timeout)?;
+            Ok(sliced(py, deadline, |until| ev.wait_since_deadline(ticket, until).ok())?.is_some())
         }
 
         /// `with Event(name) as ev:` gives the event itself.

@@ -3,6 +3,7 @@
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -914,3 +915,49 @@ def test_lifetime_keyword(cls, args, names, lifetime_of):
     finally:
         for o in objs:
             o.unlink()
+
+
+def _pulse_while_the_waiter_queues_for_the_gil(ev):
+    """A thread waits in ev.wait(2.0); this thread keeps the GIL past the waiter's first 50 ms
+    slice (the waiter has left its slice and queues for the GIL to run the signal handlers),
+    then pulses the event (set, then clear) while the waiter is still inside wait(). Returns
+    what wait() returned."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)  # this thread keeps the GIL while it spins
+    try:
+        result = []
+        started = threading.Event()
+
+        def waiter():
+            started.set()
+            result.append(ev.wait(2.0))
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        started.wait()
+        time.sleep(0.02)  # the waiter is in its first slice, GIL released
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:  # past the 50 ms slice, holding the GIL
+            pass
+        ev.set()
+        ev.clear()
+        t.join()
+        return result[0]
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_threading_event_pulse_releases_a_waiter():
+    # The reference: threading.Event releases everyone waiting at the set, even if clear()
+    # follows at once (SPEC 6.5.2 promises the same).
+    assert _pulse_while_the_waiter_queues_for_the_gil(threading.Event()) is True
+
+
+def test_event_pulse_between_two_wait_slices_releases_the_waiter(name):
+    # Review finding (syncadv): each 50 ms slice of wait() read the event afresh, so a pulse
+    # while the waiter was between slices was lost (wait(2.0) returned False; wait() hung).
+    ev = shmkit.Event.create(name)
+    try:
+        assert _pulse_while_the_waiter_queues_for_the_gil(ev) is True
+    finally:
+        ev.unlink()

@@ -11,6 +11,18 @@ use crate::loom::{spin_loop, AtomicU32, Ordering};
 /// Bit 0 of the word: the flag. Bits 1..=31 count `set` calls that found it clear.
 const SET: u32 = 1;
 
+/// An event's word as [`EventState::ticket`] read it: the point a wait in several calls
+/// ([`EventState::wait_since_deadline`]) counts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventTicket(u32);
+
+impl EventTicket {
+    /// Whether the flag was set when the ticket was taken.
+    pub fn was_set(self) -> bool {
+        self.0 & SET != 0
+    }
+}
+
 /// The state of an event (Python's `Event`): `#[repr(C)]`, 8 bytes, valid when zeroed
 /// (clear), so it can be placed inside any shmkit object.
 ///
@@ -222,11 +234,53 @@ impl EventState {
         self.wait_within(Some(deadline))
     }
 
+    /// The point a wait in several calls counts from: a waiter that cannot stay in one call
+    /// for its whole wait (a binding that comes back between slices to run signal handlers,
+    /// as the Python one does) takes a ticket once and passes it to every
+    /// [`wait_since_deadline`](Self::wait_since_deadline). Each call returns once the flag
+    /// is set or was set after the ticket, so a `set` that a `clear` follows while the
+    /// waiter is between two calls still releases it (a fresh `wait_deadline` per slice
+    /// would see only the cleared flag and wait for the next `set`).
+    ///
+    /// ```
+    /// # let ev = shmkit::sync::EventState::new();
+    /// use std::time::Instant;
+    /// let t = ev.ticket();
+    /// assert!(!t.was_set());
+    /// ev.set();
+    /// ev.clear(); // a pulse between two slices of one wait
+    /// assert_eq!(ev.wait_since_deadline(t, Instant::now()), Ok(()));
+    /// assert_eq!(ev.wait_deadline(Instant::now()), Err(shmkit::Timeout)); // a new wait
+    /// ```
+    pub fn ticket(&self) -> EventTicket {
+        // Acquire pairs with the SeqCst CAS in `set`.
+        EventTicket(self.word.load(Ordering::Acquire))
+    }
+
+    /// Block until the flag is set, or was set after `ticket` was taken
+    /// ([`ticket`](Self::ticket)), or `deadline` passes ([`Timeout`]). A deadline in the
+    /// past checks once.
+    pub fn wait_since_deadline(
+        &self,
+        ticket: EventTicket,
+        deadline: Instant,
+    ) -> Result<(), Timeout> {
+        self.wait_since(ticket, Some(deadline))
+    }
+
     /// The wait behind every form (`None`: no limit).
     fn wait_within(&self, deadline: Option<Instant>) -> Result<(), Timeout> {
-        // Acquire pairs with the SeqCst CAS in `set`.
-        let seen = self.word.load(Ordering::Acquire);
+        self.wait_since(self.ticket(), deadline)
+    }
+
+    /// Wait for the flag set, or a change of the word from `ticket` (`None`: no limit).
+    fn wait_since(&self, ticket: EventTicket, deadline: Option<Instant>) -> Result<(), Timeout> {
+        let seen = ticket.0;
         if seen & SET != 0 {
+            return Ok(());
+        }
+        // Acquire: as in `ticket`. Any change from a clear word is a `set`.
+        if self.word.load(Ordering::Acquire) != seen {
             return Ok(());
         }
         if crate::os::deadline::passed(deadline) {

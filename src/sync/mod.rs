@@ -46,7 +46,7 @@ pub use barrier::{BarrierError, BarrierState, MAX_PARTIES};
 pub use condition::{Condition, ConditionState, WaitTicket, WaitTimeoutError};
 #[cfg(not(loom))]
 pub use event::Event;
-pub use event::EventState;
+pub use event::{EventState, EventTicket};
 #[cfg(not(loom))]
 pub(crate) use inspect::lock_info;
 #[cfg(not(loom))]
