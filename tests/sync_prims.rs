@@ -589,7 +589,10 @@ fn event_pulse_between_two_wait_calls_releases_a_ticketed_waiter() {
     assert_eq!(ev.wait_since_deadline(t, Instant::now()), Ok(()));
     // A ticket taken after the pulse waits for the next set.
     let t2 = ev.ticket();
-    assert_eq!(ev.wait_since_deadline(t2, Instant::now()), Err(shmkit::Timeout));
+    assert_eq!(
+        ev.wait_since_deadline(t2, Instant::now()),
+        Err(shmkit::Timeout)
+    );
     std::thread::scope(|s| {
         s.spawn(|| {
             std::thread::sleep(Duration::from_millis(20));

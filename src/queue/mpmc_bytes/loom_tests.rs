@@ -5,7 +5,7 @@ use super::*;
 /// intact; then the last attached producer closes and the consumer sees `Disconnected`.
 #[test]
 fn loom_two_producers_one_blocking_consumer() {
-    crate::queue::loom_model(|| {
+    crate::loom::futex::exact_wakes(|| {
         let q = Queue::with_capacity(256);
         let mut keep = q.producer().unwrap();
         let mut c = q.consumer().unwrap();
@@ -31,7 +31,7 @@ fn loom_two_producers_one_blocking_consumer() {
 /// spent on one consumer while the other sleeps on) is a loom deadlock.
 #[test]
 fn loom_two_sleeping_consumers_each_get_a_message() {
-    crate::queue::loom_model(|| {
+    crate::loom::futex::exact_wakes(|| {
         let q = Queue::with_capacity(256);
         let mut p = q.producer().unwrap();
         let mut a = q.consumer().unwrap();
@@ -56,7 +56,7 @@ fn loom_two_sleeping_consumers_each_get_a_message() {
 /// may be rewriting.
 #[test]
 fn loom_cells_are_freed_for_the_next_lap() {
-    crate::queue::loom_model(|| {
+    crate::loom::futex::exact_wakes(|| {
         let q = Queue::with_capacity(256); // 4 cells
         let mut p = q.producer().unwrap();
         let mut a = q.consumer().unwrap();
@@ -174,5 +174,37 @@ fn loom_two_producers_free_a_dead_consumers_record_at_once() {
         }
         assert_eq!(c.try_pop(), Ok(b"m".to_vec()));
         drop((a, b, c, p0));
+    });
+}
+
+/// Review finding (loomfid): producers of different lengths sleep on a full ring; a pop frees
+/// one cell and wakes one producer, the oldest sleeper, whose 2-cell record still does not
+/// fit. It must pass the wake-up on: the 1-cell producer behind it can push now (without
+/// the pass it slept until its 20 ms slice; loom, which has no slices, reports a deadlock).
+#[test]
+fn loom_a_pop_wakes_a_producer_that_can_use_the_cell() {
+    crate::loom::futex::exact_wakes(|| {
+        let q = Queue::with_capacity(256); // 4 cells
+        let mut first = q.producer().unwrap();
+        for m in [b"0", b"1", b"2", b"3"] {
+            first.try_push(m).unwrap();
+        }
+        let mut big = q.producer().unwrap();
+        let mut small = q.producer().unwrap();
+        let mut c = q.consumer().unwrap();
+        let tb = loom::thread::spawn(move || big.push(&[9; 100]).unwrap());
+        let ts = loom::thread::spawn(move || small.push(b"s").unwrap());
+        while q.shared.ctrl().head.not_full.sleepers() < 2 {
+            loom::thread::yield_now();
+        }
+        assert_eq!(c.pop().unwrap(), b"0".to_vec()); // frees cell 0 only
+        ts.join().unwrap(); // the 1-cell producer must get in
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.push(c.pop().unwrap());
+        }
+        tb.join().unwrap();
+        assert_eq!(got.len(), 5);
+        drop((first, c));
     });
 }

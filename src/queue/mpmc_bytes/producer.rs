@@ -181,6 +181,10 @@ impl Producer {
     fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
         self.check(msg)?;
         let mut round = 0u32;
+        // Whether the last wait ended (a wake-up, or `head` or the stamp moved), and the
+        // `head` at which we last passed a wake-up on.
+        let mut woke = false;
+        let mut passed_at = None;
         loop {
             if self.h.is_closed() || side_gone(&*self.h.q, Role::Consumer, false) {
                 return Err(PushError::Disconnected);
@@ -195,6 +199,16 @@ impl Producer {
                     (pos, stamp, false)
                 }
             };
+            // Woken for freed cells we still cannot use (our record needs more of them): the
+            // wake-up may have been the one a shorter message's producer needed, asleep
+            // behind us. Pass one on, at most once for each value of `head`, so that
+            // producers that all need more cells than are free stop after one round instead
+            // of waking each other for ever (SPEC §7.5.4).
+            if woke && passed_at != Some(head0) {
+                passed_at = Some(head0);
+                self.h.q.ctrl().head.not_full.notify_if_sleepers(1);
+            }
+            woke = false;
             if deadline::passed(deadline) {
                 return Err(PushError::Timeout);
             }
@@ -224,7 +238,7 @@ impl Producer {
                 deadline,
                 check,
             ) {
-                Wake::Retry => {}
+                Wake::Retry => woke = true,
                 Wake::TimedOut => return Err(PushError::Timeout),
                 Wake::Gone(()) => return Err(PushError::Disconnected),
             }
