@@ -875,4 +875,43 @@ mod loom_tests {
             ta.join().unwrap();
         });
     }
+
+    /// Two waiters parked on a held lock, futex wakes exact (a wake wakes exactly the oldest
+    /// sleeper, as the kernel's): each release hands the lock on, and no waiter is left
+    /// asleep (a lost or misdirected wake-up is a loom deadlock). Added after a review found
+    /// that models run with loom's default futex, where any wake wakes every sleeper, cannot
+    /// see a wake sent to the wrong sleeper.
+    #[test]
+    fn loom_exact_handover_to_two_parked_waiters() {
+        crate::loom::futex::exact_wakes(|| {
+            let m = Arc::new(MutexCore::new(1));
+            m.acquire(A, Block::No, false, &|_| false).unwrap();
+            let ts: Vec<_> = [
+                B,
+                Me {
+                    token: 7,
+                    thread: 1,
+                    pid: 70,
+                },
+            ]
+            .into_iter()
+            .map(|me| {
+                let m = m.clone();
+                loom::thread::spawn(move || {
+                    m.acquire(me, Block::Until(None), false, &|_| false)
+                        .unwrap();
+                    m.release_held(me.token);
+                })
+            })
+            .collect();
+            while m.sleepers() < 2 {
+                loom::thread::yield_now();
+            }
+            m.release_held(A.token);
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert_eq!(m.owner_word() & !WAITERS, 0);
+        });
+    }
 }
