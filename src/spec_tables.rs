@@ -564,6 +564,7 @@ fn tables() -> Vec<Table> {
             expect: vec![
                 at("`lock`", field!(ConditionState, lock)),
                 at("`queue`", field!(ConditionState, seq)),
+                at("`grants`", field!(ConditionState, grants)),
             ],
             not_fields: &[],
             heading_says: Some(whole::<ConditionState>()),

@@ -482,10 +482,15 @@ fn sync(out: &mut Out, names: &mut Cleanup) {
     let c = Condition::create(&n).unwrap();
     out.object("condition", Kind::CONDITION, &dump(&n));
     {
-        let g = c.as_lock().try_lock().ok().unwrap();
+        // Three waits begun (their tickets forgotten: waiters as a process killed mid-wait
+        // leaves them), two notified and not yet back: `seq` 1, grants (3 << 32) | 2.
         for _ in 0..3 {
-            c.notify(&g, 1);
+            let g = c.as_lock().try_lock().ok().unwrap();
+            std::mem::forget(c.release_for_wait(g));
         }
+        let g = c.as_lock().try_lock().ok().unwrap();
+        c.notify(&g, 2);
+        assert_eq!((c.waiters(), c.granted()), (3, 2));
     }
     out.seed(
         "sync_attach",

@@ -605,3 +605,95 @@ fn event_pulse_between_two_wait_calls_releases_a_ticketed_waiter() {
         );
     });
 }
+
+/// Review finding (syncadv): a waiter whose 20 ms slice ended returned as notified whenever
+/// any notify had come since it began, so `notify(1)` released every parked waiter within a
+/// slice. Now each notify grants wake-ups to as many waiters as it names, and only those
+/// return notified; the others time out.
+#[test]
+fn notify_n_releases_n_of_the_parked_waiters() {
+    use shmkit::sync::ConditionState;
+    use std::sync::atomic::AtomicU32;
+    for (n, all) in [(1u32, false), (2, false), (0, false), (0, true)] {
+        let c = ConditionState::new();
+        let parked = AtomicU32::new(0);
+        let notified = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let g = c.lock().unwrap();
+                    parked.fetch_add(1, Ordering::SeqCst);
+                    match c.wait_timeout(g, Duration::from_millis(1500)) {
+                        Ok(_g) => {
+                            notified.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => assert!(e.is_timeout(), "{e:?}"),
+                    }
+                });
+            }
+            // Each waiter counts itself with the lock held and releases it only in `wait`:
+            // once all four have counted and the lock is ours, all four wait.
+            let until = Instant::now() + Duration::from_secs(30);
+            let g = loop {
+                let g = c.lock().unwrap();
+                if parked.load(Ordering::SeqCst) == 4 || Instant::now() > until {
+                    break g;
+                }
+                drop(g);
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            assert_eq!(c.waiters(), 4);
+            if all {
+                c.notify_all(&g);
+            } else {
+                c.notify(&g, n);
+            }
+            drop(g);
+        });
+        let want = if all { 4 } else { n };
+        assert_eq!(
+            notified.load(Ordering::SeqCst),
+            want,
+            "notify({n}) (all: {all}) released {} of 4 parked waiters",
+            notified.load(Ordering::SeqCst)
+        );
+        assert_eq!((c.waiters(), c.granted()), (0, 0));
+    }
+}
+
+/// The grant of a waiter that times out as it is notified goes with it: a later waiter is
+/// not left without the wake-up a later notify grants it.
+#[test]
+fn a_timed_out_waiters_grant_does_not_starve_the_next_waiter() {
+    use shmkit::sync::ConditionState;
+    let c = ConditionState::new();
+    let g = c.lock().unwrap();
+    let mut t = c.release_for_wait(g);
+    let g = c.lock().unwrap();
+    c.notify(&g, 1); // granted to the ticket's waiter, which never takes it
+    drop(g);
+    assert_eq!((c.waiters(), c.granted()), (1, 1));
+    drop(t); // times out: the grant goes with it
+    assert_eq!((c.waiters(), c.granted()), (0, 0));
+    // The next waiter is notified by the next notify.
+    std::thread::scope(|s| {
+        let g = c.lock().unwrap();
+        s.spawn(|| {
+            let g = c.lock().unwrap(); // once the waiter has released it
+            c.notify(&g, 1);
+        });
+        let r = c.wait_timeout(g, Duration::from_secs(30));
+        assert!(r.is_ok(), "{r:?}");
+    });
+    // A ticket that took its notify stays notified.
+    let g = c.lock().unwrap();
+    t = c.release_for_wait(g);
+    let g = c.lock().unwrap();
+    c.notify(&g, 1);
+    drop(g);
+    assert_eq!(c.try_wait_released(&mut t), Ok(()));
+    assert!(t.is_notified());
+    assert_eq!(c.try_wait_released(&mut t), Ok(()));
+    drop(t);
+    assert_eq!((c.waiters(), c.granted()), (0, 0));
+}

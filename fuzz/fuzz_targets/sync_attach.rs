@@ -78,7 +78,7 @@ fn rlock_ops(name: &str, ops: &[u8]) {
 
 fn condition_ops(name: &str, ops: &[u8]) {
     let Ok(c) = Condition::open(name) else { return };
-    let _ = (c.sequence(), c.sleepers(), c.as_lock().is_locked());
+    let _ = (c.sequence(), c.sleepers(), c.waiters(), c.granted(), c.as_lock().is_locked());
     for &op in ops {
         let g = match op % 2 {
             0 => c.as_lock().try_lock(),

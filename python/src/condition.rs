@@ -57,14 +57,17 @@ impl PyCondition {
         let Ok(guard) = c.as_lock().adopt() else {
             return Err(NotHeld::RLock.err_with("cannot wait on un-acquired lock"));
         };
-        let ticket = c.release_for_wait(guard);
+        let mut ticket = c.release_for_wait(guard);
         // The wait for a notify, then taking the lock back, each in slices with the GIL
         // released and Ctrl-C checked between them, as Python's `Condition.wait` (whose
         // `finally` re-acquires the lock, interruptibly): a KeyboardInterrupt raised while
         // waiting comes with the lock held again, one raised while taking it back without.
         let waited = sliced(slf.py(), deadline, |until| {
-            c.wait_released_deadline(ticket, until).ok()
+            c.wait_released_deadline(&mut ticket, until).ok()
         });
+        // The wait ends before the re-lock (a notify made meanwhile counts only the waiters
+        // still waiting).
+        drop(ticket);
         match (waited, acquire(slf.as_any(), c.as_lock(), true, None)) {
             (waited, Ok(_)) => Ok(waited?.is_some()),
             (Ok(_), Err(e)) => Err(e),
@@ -172,7 +175,7 @@ named_methods!(
             Ok(result)
         }
 
-        /// Wake up to `n` waiters (possibly more): any int, as `multiprocessing`'s (whose
+        /// Wake up to `n` of the waiters waiting now: any int, as `multiprocessing`'s (whose
         /// `notify_all()` is `notify(sys.maxsize)`); `n <= 0` wakes nobody. The lock must be
         /// held.
         #[pyo3(signature = (n = Count(1)), text_signature = "($self, n=1)")]

@@ -961,3 +961,28 @@ def test_event_pulse_between_two_wait_slices_releases_the_waiter(name):
         assert _pulse_while_the_waiter_queues_for_the_gil(ev) is True
     finally:
         ev.unlink()
+
+
+def test_notify_one_notifies_one_of_four_parked_waiters(name):
+    # Review finding (syncadv): every parked waiter returned True within 20 ms of one
+    # notify(1). threading.Condition and multiprocessing.Condition: True for one waiter, False
+    # (its timeout passed) for the three others.
+    c = shmkit.Condition.create(name)
+    try:
+        results = []
+
+        def waiter():
+            with c:
+                results.append(c.wait(3.0))
+
+        ts = [threading.Thread(target=waiter) for _ in range(4)]
+        for t in ts:
+            t.start()
+        time.sleep(0.3)  # all four parked in wait()
+        with c:
+            c.notify(1)
+        for t in ts:
+            t.join()
+        assert sorted(results) == [False, False, False, True], results
+    finally:
+        c.unlink()

@@ -7,16 +7,98 @@ pub(crate) use real::layout;
 #[cfg(not(loom))]
 pub use real::{Condition, ConditionState, WaitTicket, WaitTimeoutError};
 
+/// The `grants` word's protocol (`SPEC.md` §6.6.2), on plain atomics so that the loom
+/// model below checks the code the condition runs: bits 32..64 count the waiters (waits
+/// begun and not ended), bits 0..32 the wake-ups granted and not yet taken (at most the
+/// waiters). Every change is a SeqCst compare-and-swap, in one order with the others; a
+/// peer that keeps rewriting the word makes one give up after the retry budget.
+#[cfg_attr(loom, allow(dead_code))] // under loom only the models use it
+mod grants {
+    use crate::loom::{AtomicU64, Ordering};
+    use crate::sync::park::Retry;
+
+    /// One waiter.
+    const WAITER: u64 = 1 << 32;
+
+    /// (waiters, granted) of a grants word.
+    pub(super) fn split(word: u64) -> (u64, u64) {
+        (word >> 32, word & 0xffff_ffff)
+    }
+
+    /// Change the word by `f` ((waiters, granted) → new word, or `None`: no change) in a
+    /// compare-and-swap loop; the new word, or `None` (no change, or the budget spent).
+    fn update(word: &AtomicU64, mut f: impl FnMut(u64, u64) -> Option<u64>) -> Option<u64> {
+        let mut retry = Retry::default();
+        // Relaxed: a first guess for the CAS.
+        let mut cur = word.load(Ordering::Relaxed);
+        loop {
+            let (w, g) = split(cur);
+            let new = f(w, g)?;
+            // SeqCst: one order with the other updates (a notify's grant comes before its
+            // `seq` bump, whose Acquire load by a waiter then shows the grant).
+            match word.compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => return Some(new),
+                Err(x) => cur = x,
+            }
+            if !retry.again() {
+                return None;
+            }
+        }
+    }
+
+    /// A waiter begins (with the lock held).
+    pub(super) fn begin(word: &AtomicU64) {
+        // SeqCst: as in `update`. Wrapping past 2^32 waiters is out of reach.
+        word.fetch_add(WAITER, Ordering::SeqCst);
+    }
+
+    /// A waiter takes one granted wake-up: (w, g) → (w − 1, g − 1). Whether it did.
+    pub(super) fn take(word: &AtomicU64) -> bool {
+        update(word, |w, g| {
+            (g > 0).then(|| (w.saturating_sub(1) << 32) | (g - 1))
+        })
+        .is_some()
+    }
+
+    /// A waiter that took no grant ends its wait: (w, g) → (w − 1, min(g, w − 1)). If every
+    /// waiter left had a grant, one of them was this one's and goes with it.
+    pub(super) fn leave(word: &AtomicU64) {
+        update(word, |w, g| {
+            let w = w.saturating_sub(1);
+            Some((w << 32) | g.min(w))
+        });
+    }
+
+    /// Grant up to `n` wake-ups to the waiters that have none (with the lock held): how
+    /// many; `n` if the budget was spent (a peer keeps rewriting the word: wake as asked).
+    pub(super) fn grant(word: &AtomicU64, n: u32) -> u32 {
+        let mut k = 0;
+        let done = update(word, |w, g| {
+            let more = w.saturating_sub(g).min(u64::from(n));
+            k = more;
+            (more > 0).then(|| (w << 32) | (g + more))
+        });
+        match done {
+            // k <= n, a u32.
+            Some(_) => k as u32,
+            None if k == 0 => 0,
+            None => n,
+        }
+    }
+}
+
 #[cfg(not(loom))]
 mod real {
     use std::fmt;
     use std::time::{Duration, Instant};
 
+    use super::grants;
     use crate::os::deadline;
     use crate::segment::Kind;
     use crate::sync::lock::{LockError, LockGuard, LockState};
     use crate::sync::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
     use crate::sync::WaitQueue;
+    use std::sync::atomic::AtomicU64;
 
     type Relocked<'a, T> = std::result::Result<T, LockError<LockGuard<'a>>>;
 
@@ -39,7 +121,7 @@ mod real {
     /// let cond = ConditionState::new();
     /// let g = cond.lock().unwrap();
     /// let g = match cond.wait_timeout(g, Duration::from_millis(1)) {
-    ///     Ok(g) => g,                          // notified (or a spurious wake-up)
+    ///     Ok(g) => g,                          // notified
     ///     Err(WaitTimeoutError::Timeout(g)) => g, // nobody notified: the lock is ours again
     ///     Err(e) => return Err(e.into()),      // re-locking failed
     /// };
@@ -139,18 +221,24 @@ mod real {
         }
     }
 
-    /// The state of a condition variable with its lock: `#[repr(C)]`, 40 bytes (a 32-byte
-    /// [`LockState`], then an 8-byte [`WaitQueue`]), placeable inside any shmkit object.
+    /// The state of a condition variable with its lock: `#[repr(C)]`, 48 bytes (a 32-byte
+    /// [`LockState`], an 8-byte [`WaitQueue`], then an 8-byte count of waiters and granted
+    /// wake-ups), placeable inside any shmkit object.
     ///
     /// The API follows Python's `Condition`: take the lock ([`lock`](Self::lock) and its
     /// `try_`/`_timeout`/`_deadline` forms), then [`wait`](Self::wait) /
     /// [`wait_for`](Self::wait_for) (which release it while asleep and take it back before
     /// returning) or [`notify`](Self::notify) / [`notify_all`](Self::notify_all). Waits and
     /// notifies take the guard, so they cannot be called without holding the lock. Timed waits
-    /// hand the guard back on timeout too ([`WaitTimeoutError::Timeout`]). Wake-ups may be
-    /// spurious (a `notify(1)` can wake more than one waiter); use
-    /// [`wait_for`](Self::wait_for) or re-check. Unlike Python, `notify` does not wait for the
-    /// woken to acknowledge.
+    /// hand the guard back on timeout too ([`WaitTimeoutError::Timeout`]). As in Python,
+    /// `notify(n)` wakes at most `n` of the waiters waiting when it is called, and a wait
+    /// returns as notified only with one of those wake-ups: it counts the waiters and grants
+    /// each woken one a wake-up it takes. The exception: a waiter killed while waiting still
+    /// counts, so a later notify may grant it a wake-up, which another waiter then takes (at
+    /// most one extra wake-up for each such death). A waiter that times out just as it is
+    /// granted one takes it with it, as Python's does. Re-check the condition in a loop or
+    /// use [`wait_for`](Self::wait_for) all the same. Unlike Python, `notify` does not wait
+    /// for the woken to acknowledge.
     ///
     /// If a process dies holding the lock, the next `lock` — or a waiter re-taking the lock
     /// on its way out of `wait` — gets [`LockError::OwnerDied`] with the guard. A waiter
@@ -178,10 +266,13 @@ mod real {
     pub struct ConditionState {
         pub(crate) lock: LockState,
         pub(crate) seq: WaitQueue,
+        /// Bits 32..64: waiters (waits begun and not ended, killed ones included); bits
+        /// 0..32: wake-ups granted by notifies and not yet taken (`SPEC.md` §6.6.2).
+        pub(crate) grants: AtomicU64,
     }
 
     const _: () =
-        assert!(std::mem::size_of::<ConditionState>() == std::mem::size_of::<LockState>() + 8);
+        assert!(std::mem::size_of::<ConditionState>() == std::mem::size_of::<LockState>() + 16);
 
     impl fmt::Debug for ConditionState {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,6 +280,8 @@ mod real {
                 .field("lock", &self.lock)
                 .field("sequence", &self.seq.sequence())
                 .field("sleepers", &self.seq.sleepers())
+                .field("waiters", &self.waiters())
+                .field("granted", &self.granted())
                 .finish()
         }
     }
@@ -201,6 +294,7 @@ mod real {
                     core: crate::sync::robust::MutexCore::new(crate::sync::lock::LOCK_MAGIC),
                 },
                 seq: WaitQueue::new(),
+                grants: AtomicU64::new(0),
             })
         }
 
@@ -213,6 +307,7 @@ mod real {
             // SAFETY: forwarded contract; the fields lie inside `at`'s allocation.
             unsafe {
                 std::ptr::addr_of_mut!((*at).seq).write(WaitQueue::new());
+                std::ptr::addr_of_mut!((*at).grants).write(AtomicU64::new(0));
                 LockState::init(std::ptr::addr_of_mut!((*at).lock))
             }
         }
@@ -292,7 +387,6 @@ mod real {
         }
 
         /// Release the lock, sleep until notified, take the lock back; no time limit.
-        /// Spurious wake-ups are possible.
         ///
         /// # Panics
         ///
@@ -362,12 +456,13 @@ mod real {
         }
 
         /// The first half of a wait, for callers that take the lock back themselves (a
-        /// binding whose re-lock must stay interruptible, as Python's is): note the
-        /// notifies so far and release the lock. Then
+        /// binding whose re-lock must stay interruptible, as Python's is): count this
+        /// waiter, note the notifies so far and release the lock. Then
         /// [`wait_released_deadline`](Self::wait_released_deadline) waits for a notify
-        /// after this point, as often as needed, without the lock; re-lock with
-        /// [`lock`](Self::lock) or its timed forms. [`wait`](Self::wait) and its forms are
-        /// these steps and a re-lock.
+        /// after this point, as often as needed, without the lock; the wait ends when the
+        /// ticket is dropped (drop it before re-locking, so that a notify counts the waiters
+        /// still waiting); re-lock with [`lock`](Self::lock) or its timed forms.
+        /// [`wait`](Self::wait) and its forms are these steps and a re-lock.
         ///
         /// # Panics
         ///
@@ -377,56 +472,93 @@ mod real {
         /// # let cond = shmkit::sync::ConditionState::new();
         /// use std::time::{Duration, Instant};
         /// let g = cond.lock().unwrap();
-        /// let ticket = cond.release_for_wait(g); // the lock is free now
-        /// let e = cond.wait_released_timeout(ticket, Duration::from_millis(1));
+        /// let mut ticket = cond.release_for_wait(g); // the lock is free now
+        /// let e = cond.wait_released_timeout(&mut ticket, Duration::from_millis(1));
         /// assert_eq!(e, Err(shmkit::Timeout)); // nobody notified
-        /// assert_eq!(cond.try_wait_released(ticket), Err(shmkit::WouldBlock));
+        /// assert_eq!(cond.try_wait_released(&mut ticket), Err(shmkit::WouldBlock));
+        /// drop(ticket); // the wait ends
         /// let _g = cond.lock().unwrap(); // ours to take back
         /// ```
-        pub fn release_for_wait(&self, guard: LockGuard<'_>) -> WaitTicket {
+        pub fn release_for_wait(&self, guard: LockGuard<'_>) -> WaitTicket<'_> {
             self.check_guard(&guard, "release_for_wait");
-            // The snapshot is taken with the lock held, and a notifier must hold the lock: so
-            // any notify after our release bumps `seq` past `seen`.
+            // The snapshot and the count are made with the lock held, and a notifier must
+            // hold the lock: so a notify after our release sees us among the waiters and
+            // bumps `seq` past `seen`. SeqCst: one order with the notifies' grants.
+            grants::begin(&self.grants);
             let seen = self.seq.snapshot();
             drop(guard);
-            WaitTicket(seen)
+            WaitTicket {
+                cond: self,
+                seen,
+                notified: false,
+            }
         }
 
-        /// Without the lock: whether a notify came after `ticket`'s
-        /// [`release_for_wait`](Self::release_for_wait) ([`WouldBlock`](crate::WouldBlock)
-        /// if not). Does not wait, and does not take the lock.
-        pub fn try_wait_released(&self, ticket: WaitTicket) -> Result<(), crate::WouldBlock> {
-            if self.seq.snapshot() != ticket.0 {
+        fn check_ticket(&self, ticket: &WaitTicket<'_>) {
+            assert!(
+                std::ptr::eq(ticket.cond, self),
+                "Condition: the wait ticket belongs to another condition"
+            );
+        }
+
+        /// Without the lock: take a notify that came after `ticket`'s
+        /// [`release_for_wait`](Self::release_for_wait), if one is there for a waiter
+        /// ([`WouldBlock`](crate::WouldBlock) if not). Does not wait, and does not take the
+        /// lock. Once a ticket has taken a notify, every call with it is `Ok`.
+        ///
+        /// # Panics
+        ///
+        /// If `ticket` is not of this condition.
+        pub fn try_wait_released(
+            &self,
+            ticket: &mut WaitTicket<'_>,
+        ) -> Result<(), crate::WouldBlock> {
+            self.check_ticket(ticket);
+            if ticket.notified || (self.seq.snapshot() != ticket.seen && grants::take(&self.grants))
+            {
+                ticket.notified = true;
                 Ok(())
             } else {
                 Err(crate::WouldBlock)
             }
         }
 
-        /// Without the lock: wait until a notify came after `ticket`'s
-        /// [`release_for_wait`](Self::release_for_wait) (a spurious wake-up is possible, as
-        /// for every wait). Does not take the lock. Call it without the lock: a notifier
-        /// needs the lock, so waiting while holding it waits for ever.
-        pub fn wait_released(&self, ticket: WaitTicket) {
+        /// Without the lock: wait until a notify that came after `ticket`'s
+        /// [`release_for_wait`](Self::release_for_wait) is taken for this waiter. Does not
+        /// take the lock. Call it without the lock: a notifier needs the lock, so waiting
+        /// while holding it waits for ever.
+        ///
+        /// # Panics
+        ///
+        /// If `ticket` is not of this condition.
+        pub fn wait_released(&self, ticket: &mut WaitTicket<'_>) {
             // Without a deadline the wait only returns once notified.
             let _ = self.wait_released_within(ticket, None);
         }
 
         /// As [`wait_released`](Self::wait_released), for at most `timeout`
-        /// ([`Timeout`](crate::Timeout) if no notify came).
+        /// ([`Timeout`](crate::Timeout) if no notify came for this waiter).
+        ///
+        /// # Panics
+        ///
+        /// If `ticket` is not of this condition.
         pub fn wait_released_timeout(
             &self,
-            ticket: WaitTicket,
+            ticket: &mut WaitTicket<'_>,
             timeout: Duration,
         ) -> Result<(), crate::Timeout> {
             self.wait_released_within(ticket, deadline::after(Some(timeout)))
         }
 
         /// As [`wait_released`](Self::wait_released), until `deadline` at most
-        /// ([`Timeout`](crate::Timeout) if no notify came).
+        /// ([`Timeout`](crate::Timeout) if no notify came for this waiter).
+        ///
+        /// # Panics
+        ///
+        /// If `ticket` is not of this condition.
         pub fn wait_released_deadline(
             &self,
-            ticket: WaitTicket,
+            ticket: &mut WaitTicket<'_>,
             deadline: Instant,
         ) -> Result<(), crate::Timeout> {
             self.wait_released_within(ticket, Some(deadline))
@@ -435,21 +567,25 @@ mod real {
         /// The wait behind the `wait_released` forms (`None`: no limit).
         fn wait_released_within(
             &self,
-            ticket: WaitTicket,
+            ticket: &mut WaitTicket<'_>,
             deadline: Option<Instant>,
         ) -> Result<(), crate::Timeout> {
-            // In slices: a waiter woken by `notify(1)` and killed before it re-locks takes
-            // that wake-up with it; the others then see `seq` moved at their next slice.
+            self.check_ticket(ticket);
             loop {
-                if self
-                    .seq
-                    .park_past(ticket.0, crate::sync::robust::liveness_slice(deadline))
-                {
+                // The snapshot before the grant check: a notify after it moves `seq`, so the
+                // park below returns at once and the next round finds its grant.
+                let now = self.seq.snapshot();
+                if ticket.notified || (now != ticket.seen && grants::take(&self.grants)) {
+                    ticket.notified = true;
                     return Ok(());
                 }
                 if deadline::passed(deadline) {
                     return Err(crate::Timeout);
                 }
+                // In slices: a waiter woken by a notify and killed before it took the grant
+                // leaves it for the others, who find it at their next slice.
+                self.seq
+                    .park_past(now, crate::sync::robust::liveness_slice(deadline));
             }
         }
 
@@ -460,13 +596,14 @@ mod real {
             deadline: Option<Instant>,
         ) -> Relocked<'a, (LockGuard<'a>, bool)> {
             self.check_guard(&guard, "wait");
-            let ticket = self.release_for_wait(guard);
-            let notified = self.wait_released_within(ticket, deadline).is_ok();
-            // Take the lock back: without a deadline as long as it takes (as Python and std);
-            // with one, bounded, but at least RELOCK_GRACE after the wait, so that a waiter
-            // whose deadline passed as it woke still gets its guard from a holder in a short
-            // critical section. A lock a live peer keeps (or an owner word a peer wrote) must
-            // not keep a timed call for ever.
+            let mut ticket = self.release_for_wait(guard);
+            let notified = self.wait_released_within(&mut ticket, deadline).is_ok();
+            drop(ticket); // the wait ends before the re-lock
+                          // Take the lock back: without a deadline as long as it takes (as Python and std);
+                          // with one, bounded, but at least RELOCK_GRACE after the wait, so that a waiter
+                          // whose deadline passed as it woke still gets its guard from a holder in a short
+                          // critical section. A lock a live peer keeps (or an owner word a peer wrote) must
+                          // not keep a timed call for ever.
             let relocked = match deadline {
                 None => self.lock.lock(),
                 Some(d) => self
@@ -564,41 +701,89 @@ mod real {
             }
         }
 
-        /// Wake up to `n` waiters (possibly more; see the type's docs).
+        /// Wake up to `n` of the threads and processes waiting now (Python's `notify(n)`):
+        /// each is granted one wake-up, which its `wait` takes; a waiter that begins
+        /// waiting later cannot take it. See the type's docs for the one exception.
         ///
         /// # Panics
         ///
         /// If `guard` is not a guard of this condition's lock.
         pub fn notify(&self, guard: &LockGuard<'_>, n: u32) {
             self.check_guard(guard, "notify");
-            self.seq.notify(n);
+            let k = grants::grant(&self.grants, n);
+            if k > 0 {
+                self.seq.notify(k);
+            }
         }
 
-        /// Wake every waiter.
+        /// Wake every thread and process waiting now.
         ///
         /// # Panics
         ///
         /// If `guard` is not a guard of this condition's lock.
         pub fn notify_all(&self, guard: &LockGuard<'_>) {
             self.check_guard(guard, "notify_all");
-            self.seq.notify(u32::MAX);
+            if grants::grant(&self.grants, u32::MAX) > 0 {
+                self.seq.notify(u32::MAX);
+            }
         }
 
-        /// Notifies so far (mod 2^32), for `shmkit info`.
+        /// Notifies that granted a wake-up so far (mod 2^32), for `shmkit info`.
         pub fn sequence(&self) -> u32 {
             self.seq.sequence()
         }
 
-        /// Recorded waiters (dead ones included), for `shmkit info`.
+        /// Recorded sleepers on the wait word (dead ones included), for `shmkit info`.
         pub fn sleepers(&self) -> u32 {
             self.seq.sleepers()
         }
+
+        /// Waits begun and not ended (killed waiters included), for `shmkit info`.
+        pub fn waiters(&self) -> u64 {
+            // Relaxed: a snapshot for display only.
+            grants::split(self.grants.load(std::sync::atomic::Ordering::Relaxed)).0
+        }
+
+        /// Wake-ups granted and not yet taken, for `shmkit info`.
+        pub fn granted(&self) -> u64 {
+            // Relaxed: a snapshot for display only.
+            grants::split(self.grants.load(std::sync::atomic::Ordering::Relaxed)).1
+        }
     }
 
-    /// Where a wait began ([`ConditionState::release_for_wait`]): the notifies counted until
-    /// then, with the lock held. Only meaningful for the condition that issued it.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct WaitTicket(u32);
+    /// A wait begun by [`ConditionState::release_for_wait`] (the lock released): the
+    /// notifies counted until then, and whether the wait has taken a notify. The wait ends
+    /// when the ticket is dropped; one that took no notify then stops counting as a waiter.
+    #[must_use = "dropping the ticket ends the wait"]
+    pub struct WaitTicket<'a> {
+        cond: &'a ConditionState,
+        seen: u32,
+        notified: bool,
+    }
+
+    impl WaitTicket<'_> {
+        /// Whether the wait has taken a notify.
+        pub fn is_notified(&self) -> bool {
+            self.notified
+        }
+    }
+
+    impl fmt::Debug for WaitTicket<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("WaitTicket")
+                .field("seen", &self.seen)
+                .field("notified", &self.notified)
+                .finish()
+        }
+    }
+
+    impl Drop for WaitTicket<'_> {
+        fn drop(&mut self) {
+            if !self.notified {
+                grants::leave(&self.cond.grants);
+            }
+        }
+    }
 
     /// A timed wait's outcome: notified → the guard; not → `Timeout` with the guard.
     fn timed<'a>(r: Relocked<'a, (LockGuard<'a>, bool)>) -> TimedWait<'a> {
@@ -610,8 +795,8 @@ mod real {
     }
 
     const FINGERPRINT: u64 = fingerprint_with(
-        b"shmkit condition v2: lock v2 (magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32",
-        40,
+        b"shmkit condition v3: lock v2 (magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32, grants u64 (waiters<<32 | granted)",
+        48,
     );
 
     pub(crate) fn layout() -> Layout<ConditionState> {
@@ -707,8 +892,93 @@ mod real {
 
 #[cfg(all(test, loom))]
 mod loom_tests {
+    use super::grants;
+    use crate::loom::{AtomicU64, Ordering};
     use crate::sync::WaitQueue;
     use loom::sync::{Arc, Mutex};
+
+    /// The wake-up grants (the production `grants` functions, a loom mutex standing in for
+    /// the lock): two waiters begin, a `notify(1)` grants one wake-up, each waiter looks for
+    /// it twice (a timed park returns at once under loom) and otherwise leaves. Whatever the
+    /// interleaving, at most one waiter takes it, and when both are done nothing is left
+    /// counted (no waiter, no grant: a leaving waiter takes a grant no one else can).
+    #[test]
+    fn notify_one_is_taken_once_and_nothing_leaks() {
+        loom::model(|| {
+            let st = Arc::new((Mutex::new(()), WaitQueue::new(), AtomicU64::new(0)));
+            let taken = Arc::new(AtomicU64::new(0));
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let (st, taken) = (st.clone(), taken.clone());
+                    loom::thread::spawn(move || {
+                        let g = st.0.lock().unwrap();
+                        grants::begin(&st.2);
+                        let seen = st.1.snapshot();
+                        drop(g);
+                        for _ in 0..2 {
+                            let now = st.1.snapshot();
+                            if now != seen && grants::take(&st.2) {
+                                taken.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                            st.1.park_past(now, Some(std::time::Instant::now()));
+                        }
+                        grants::leave(&st.2);
+                    })
+                })
+                .collect();
+            {
+                let _g = st.0.lock().unwrap();
+                let k = grants::grant(&st.2, 1);
+                assert!(k <= 1);
+                if k > 0 {
+                    st.1.notify(k);
+                }
+            }
+            for w in waiters {
+                w.join().unwrap();
+            }
+            assert!(taken.load(Ordering::Relaxed) <= 1);
+            assert_eq!(st.2.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    /// A waiter blocked without a deadline is released by the grant made for it: the
+    /// notify comes once the waiter has begun (the waiter signals that under the lock), and
+    /// a lost wake-up (the grant made, the waiter asleep for ever) is a loom deadlock.
+    #[test]
+    fn a_granted_waiter_is_released() {
+        loom::model(|| {
+            let st = Arc::new((Mutex::new(false), WaitQueue::new(), AtomicU64::new(0)));
+            let s2 = st.clone();
+            let t = loom::thread::spawn(move || {
+                let mut g = s2.0.lock().unwrap();
+                grants::begin(&s2.2);
+                let seen = s2.1.snapshot();
+                *g = true; // begun
+                drop(g);
+                loop {
+                    let now = s2.1.snapshot();
+                    if now != seen && grants::take(&s2.2) {
+                        return;
+                    }
+                    s2.1.park_past(now, None);
+                }
+            });
+            loop {
+                let g = st.0.lock().unwrap();
+                if *g {
+                    assert_eq!(grants::grant(&st.2, 1), 1);
+                    st.1.notify(1);
+                    break;
+                }
+                drop(g);
+                loom::thread::yield_now();
+            }
+            t.join().unwrap();
+            assert_eq!(st.2.load(Ordering::Relaxed), 0);
+        });
+    }
 
     /// The condition protocol with a loom mutex standing in for the lock: a notify made after
     /// the predicate became true is never lost, whatever the interleaving of the waiter's

@@ -141,10 +141,14 @@ pub struct SemaphoreInfo {
 pub struct ConditionInfo {
     /// Its lock.
     pub lock: LockInfo,
-    /// Notifies so far (mod 2^32).
+    /// Notifies that granted a wake-up so far (mod 2^32).
     pub sequence: u32,
-    /// Recorded waiters (dead ones included).
+    /// Recorded sleepers on the wait word (dead ones included).
     pub sleepers: u32,
+    /// Waits begun and not ended (killed waiters included).
+    pub waiters: u64,
+    /// Wake-ups granted and not yet taken.
+    pub granted: u64,
 }
 
 /// An [`Event`](super::Event).
@@ -290,6 +294,8 @@ pub fn inspect(name: &str) -> Result<Option<SyncInfo>> {
                     lock: lock_info(&c.as_lock().core),
                     sequence: c.sequence(),
                     sleepers: c.sleepers(),
+                    waiters: c.waiters(),
+                    granted: c.granted(),
                 }
             })?)
         }
@@ -356,8 +362,8 @@ impl fmt::Display for SyncInfo {
             SyncInfo::Condition(c) => {
                 write!(
                     f,
-                    "condition: lock {}; {} notifies, {} waiting",
-                    c.lock, c.sequence, c.sleepers
+                    "condition: lock {}; {} notifies, {} waiting ({} notified, not yet back)",
+                    c.lock, c.sequence, c.waiters, c.granted
                 )
             }
             SyncInfo::Event(e) => {

@@ -349,7 +349,7 @@ class Condition:
     def wait_for(self, predicate: Callable[[], _T], timeout: Optional[float] = None) -> _T:
         """Wait until ``predicate()`` is true; return its last value."""
     def notify(self, n: int = 1) -> None:
-        """Wake up to ``n`` waiters (possibly more). The lock must be held. Any int, as
+        """Wake up to ``n`` of the waiters waiting now. The lock must be held. Any int, as
         multiprocessing's (whose ``notify_all()`` is ``notify(sys.maxsize)``): ``n <= 0``
         wakes nobody, more than 2**32 - 1 wakes every waiter."""
     def notify_all(self) -> None:
