@@ -374,6 +374,7 @@ impl From<BarrierError> for Error {
     fn from(e: BarrierError) -> Error {
         match e {
             BarrierError::Timeout => Error::Timeout,
+            BarrierError::Parties(_) => Error::invalid("barrier", e.to_string()),
             e => Error::Barrier(e),
         }
     }

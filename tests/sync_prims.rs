@@ -697,3 +697,19 @@ fn a_timed_out_waiters_grant_does_not_starve_the_next_waiter() {
     drop(t);
     assert_eq!((c.waiters(), c.granted()), (0, 0));
 }
+
+/// Review finding (syncadv): a barrier of 0 (or too many) parties was reported as corrupt
+/// shared memory. It is a bad argument, as the named barrier's `create` says.
+#[test]
+fn barrier_of_bad_parties_is_a_bad_argument() {
+    use shmkit::sync::{BarrierError, BarrierState};
+    for n in [0, u32::MAX] {
+        let e = BarrierState::new(n).unwrap_err();
+        assert!(matches!(e, BarrierError::Parties(m) if m == n), "{e:?}");
+        assert!(!e.is_broken());
+        assert!(e.to_string().contains("parties"), "{e}");
+        let e: shmkit::Error = e.into();
+        assert!(matches!(e, shmkit::Error::InvalidArgument { .. }), "{e:?}");
+    }
+    assert!(BarrierState::new(1).is_ok());
+}

@@ -2133,7 +2133,7 @@ fn barrier_call(b: &BarrierState, board: &Board, rng: &mut Rng) {
         // The writer may change `parties` (up to its maximum): an index is below that.
         Ok(i) if i >= MAX_PARTIES => violation(board, format!("arrival index {i}")),
         Ok(_) | Err(BarrierError::Broken | BarrierError::Timeout) => {}
-        Err(BarrierError::Corrupt(_)) => error(board),
+        Err(BarrierError::Corrupt(_) | BarrierError::Parties(_)) => error(board),
     }
     if b.is_broken() && rng.percent(30) {
         b.reset();

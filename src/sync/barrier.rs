@@ -84,6 +84,9 @@ pub enum BarrierError {
     Timeout,
     /// The shared state holds impossible values.
     Corrupt(String),
+    /// A barrier was asked for with this many parties (not 1..=[`MAX_PARTIES`]): a bad
+    /// argument, not a shared-memory problem.
+    Parties(u32),
 }
 
 impl BarrierError {
@@ -99,6 +102,9 @@ impl fmt::Display for BarrierError {
             BarrierError::Broken => f.write_str("the barrier is broken (reset it to use it again)"),
             BarrierError::Timeout => f.write_str("timed out at the barrier, which is now broken"),
             BarrierError::Corrupt(what) => write!(f, "barrier state is corrupt: {what}"),
+            BarrierError::Parties(n) => {
+                write!(f, "a barrier needs 1..={MAX_PARTIES} parties, not {n}")
+            }
         }
     }
 }
@@ -163,9 +169,7 @@ impl BarrierState {
     /// A barrier for `parties` (1..=[`MAX_PARTIES`]).
     pub fn new(parties: u32) -> Result<BarrierState, BarrierError> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(BarrierError::Corrupt(format!(
-                "parties must be 1..={MAX_PARTIES}, not {parties}"
-            )));
+            return Err(BarrierError::Parties(parties));
         }
         Ok(BarrierState {
             word: AtomicU64::new(0),
