@@ -713,3 +713,113 @@ fn barrier_of_bad_parties_is_a_bad_argument() {
     }
     assert!(BarrierState::new(1).is_ok());
 }
+
+/// Review finding (condgrant), and the three tests after it: a waiter that times out as it
+/// is notified left its grant counted, and a waiter that began after that notify (not
+/// allowed to take it) then blocked every later notify: each granted nothing (the counts
+/// said every waiter had a grant) and moved nothing. Waiters are now counted by notify
+/// generation: only those waiting at a notify may take, and count for, its grants.
+#[test]
+fn a_waiter_that_began_after_a_notify_is_released_by_the_next_notify() {
+    use shmkit::sync::ConditionState;
+    let c = ConditionState::new();
+    let g = c.lock().unwrap();
+    let t1 = c.release_for_wait(g); // W1
+    let g = c.lock().unwrap();
+    c.notify(&g, 1); // N1, for W1
+    let mut t3 = c.release_for_wait(g); // W3 begins after N1
+    assert_eq!((c.waiters(), c.granted()), (2, 1));
+    drop(t1); // W1 timed out without taking its grant
+    let g = c.lock().unwrap();
+    c.notify(&g, 1); // N2, while W3 waits
+    drop(g);
+    assert_eq!(
+        c.try_wait_released(&mut t3),
+        Ok(()),
+        "notify(1) made while W3 waited released nobody: (waiters, granted) = {:?}",
+        (c.waiters(), c.granted())
+    );
+    drop(t3);
+    assert_eq!((c.waiters(), c.granted()), (0, 0));
+}
+
+#[test]
+fn notify_all_wakes_a_waiter_left_behind_a_stale_grant() {
+    use shmkit::sync::ConditionState;
+    let c = ConditionState::new();
+    let g = c.lock().unwrap();
+    let t1 = c.release_for_wait(g);
+    let g = c.lock().unwrap();
+    c.notify(&g, 1);
+    drop(g);
+    std::thread::scope(|s| {
+        let g = c.lock().unwrap();
+        s.spawn(|| {
+            let g = c.lock().unwrap(); // once W3 has released it (it waits)
+            drop(t1); // W1 timed out without taking its grant
+            c.notify_all(&g);
+        });
+        let r = c.wait_timeout(g, Duration::from_secs(30));
+        assert!(
+            r.is_ok(),
+            "W3 waited through a notify_all: {r:?}, (waiters, granted) = {:?}",
+            (c.waiters(), c.granted())
+        );
+    });
+}
+
+#[test]
+fn notify_one_releases_at_most_one_of_two_live_waiters() {
+    use shmkit::sync::ConditionState;
+    let c = ConditionState::new();
+    let g = c.lock().unwrap();
+    let t1 = c.release_for_wait(g); // W1
+    let g = c.lock().unwrap();
+    c.notify(&g, 1); // N1, for W1
+    let mut t3 = c.release_for_wait(g); // W3, after N1
+    drop(t1); // W1 timed out as it was notified: N1 goes with it
+    let g = c.lock().unwrap();
+    let mut t4 = c.release_for_wait(g); // W4
+    let g = c.lock().unwrap();
+    c.notify(&g, 1); // N2: W3 and W4 wait; release one of them
+    drop(g);
+    let released = [c.try_wait_released(&mut t3), c.try_wait_released(&mut t4)]
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
+    drop((t3, t4));
+    assert_eq!(released, 1, "notify(1) released {released} live waiters");
+    assert_eq!((c.waiters(), c.granted()), (0, 0));
+}
+
+/// SPEC §6.6.3: a notifier killed after its grant, before its `seq` bump: the waiter takes
+/// the grant at its next look (a slice end), without a later notify. The dead notifier's
+/// word is written directly (SPEC §6.6.1: `grants` at offset 40; `granted` bits 0..14,
+/// `old` 14..28, `new` 28..42, generation 42..64).
+#[test]
+fn a_grant_of_a_notifier_killed_before_its_seq_bump_is_taken() {
+    use shmkit::sync::ConditionState;
+    use std::sync::atomic::AtomicU64;
+    let c = ConditionState::new();
+    let g = c.lock().unwrap();
+    let mut t = c.release_for_wait(g); // W: new 1, generation 0
+                                       // SAFETY: ConditionState is repr(C), 48 bytes, its grants word an 8-aligned AtomicU64 at
+                                       // offset 40 (SPEC §6.6.1); this test only reads and writes it whole.
+    let grants = unsafe {
+        &*(std::ptr::from_ref::<ConditionState>(&c)
+            .cast::<u8>()
+            .add(40)
+            .cast::<AtomicU64>())
+    };
+    assert_eq!(grants.load(Ordering::SeqCst), 1 << 28);
+    // The dead notifier's CAS: W became old (generation 1) and was granted a wake-up.
+    grants.store((1 << 42) | (1 << 14) | 1, Ordering::SeqCst);
+    assert_eq!(c.try_wait_released(&mut t), Ok(()));
+    drop(t);
+    assert_eq!((c.waiters(), c.granted()), (0, 0));
+    // A notify_all with nobody waiting grants nothing.
+    let g = c.lock().unwrap();
+    c.notify_all(&g);
+    drop(g);
+    assert_eq!((c.waiters(), c.granted()), (0, 0));
+}

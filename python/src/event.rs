@@ -73,7 +73,10 @@ named_methods!(
                 return Ok(true);
             }
             let deadline = deadline(timeout)?;
-            Ok(sliced(py, deadline, |until| ev.wait_since_deadline(ticket, until).ok())?.is_some())
+            Ok(sliced(py, deadline, |until| {
+                ev.wait_since_deadline(ticket, until).ok()
+            })?
+            .is_some())
         }
 
         /// `with Event(name) as ev:` gives the event itself.

@@ -8,36 +8,78 @@ pub(crate) use real::layout;
 pub use real::{Condition, ConditionState, WaitTicket, WaitTimeoutError};
 
 /// The `grants` word's protocol (`SPEC.md` §6.6.2), on plain atomics so that the loom
-/// model below checks the code the condition runs: bits 32..64 count the waiters (waits
-/// begun and not ended), bits 0..32 the wake-ups granted and not yet taken (at most the
-/// waiters). Every change is a SeqCst compare-and-swap, in one order with the others; a
-/// peer that keeps rewriting the word makes one give up after the retry budget.
+/// models below check the code the condition runs. The word holds a notify generation and
+/// three counts ([`Counts`]): waiters that began since the last notify (`new`), waiters that
+/// were waiting at a notify (`old`: only they may take a wake-up), and wake-ups granted to
+/// them and not yet taken (`granted`, at most `old`). Every change is one SeqCst
+/// compare-and-swap of the whole word, so a waiter's "a notify came since I began" (its
+/// generation against the word's) and the counts it changes agree. A peer that keeps
+/// rewriting the word makes a CAS give up after the retry budget.
 #[cfg_attr(loom, allow(dead_code))] // under loom only the models use it
-mod grants {
+pub(crate) mod grants {
     use crate::loom::{AtomicU64, Ordering};
     use crate::sync::park::Retry;
 
-    /// One waiter.
-    const WAITER: u64 = 1 << 32;
+    /// Bits of each count.
+    const COUNT_BITS: u32 = 14;
+    /// The largest count: more waiters at once than this saturate the count (a notify may
+    /// then release fewer waiters than asked, never more).
+    pub(crate) const MAX_COUNT: u64 = (1 << COUNT_BITS) - 1;
+    /// Bits of the generation (the rest of the word): it wraps after 2^22 notifies.
+    const GEN_BITS: u32 = 64 - 3 * COUNT_BITS;
+    const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
-    /// (waiters, granted) of a grants word.
-    pub(super) fn split(word: u64) -> (u64, u64) {
-        (word >> 32, word & 0xffff_ffff)
+    /// The fields of a grants word: `granted` in bits 0..14, `old` 14..28, `new` 28..42,
+    /// `gen` 42..64.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Counts {
+        pub gen: u64,
+        pub new: u64,
+        pub old: u64,
+        pub granted: u64,
     }
 
-    /// Change the word by `f` ((waiters, granted) → new word, or `None`: no change) in a
-    /// compare-and-swap loop; the new word, or `None` (no change, or the budget spent).
-    fn update(word: &AtomicU64, mut f: impl FnMut(u64, u64) -> Option<u64>) -> Option<u64> {
+    impl Counts {
+        pub(crate) fn of(word: u64) -> Counts {
+            Counts {
+                granted: word & MAX_COUNT,
+                old: (word >> COUNT_BITS) & MAX_COUNT,
+                new: (word >> (2 * COUNT_BITS)) & MAX_COUNT,
+                gen: word >> (3 * COUNT_BITS),
+            }
+        }
+
+        /// The word (each field cut to its bits).
+        pub(crate) fn word(self) -> u64 {
+            (self.granted & MAX_COUNT)
+                | (self.old & MAX_COUNT) << COUNT_BITS
+                | (self.new & MAX_COUNT) << (2 * COUNT_BITS)
+                | (self.gen & GEN_MASK) << (3 * COUNT_BITS)
+        }
+    }
+
+    /// What a waiter's [`begin`] gave it: its generation, and whether it is counted (not
+    /// when the `new` count was full).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Begun {
+        pub gen: u64,
+        pub counted: bool,
+    }
+
+    /// Change the word by `f` (its counts → new counts, or `None`: no change) in a
+    /// compare-and-swap loop; the counts it changed from, or `None` (no change, or the
+    /// budget spent).
+    fn update(word: &AtomicU64, mut f: impl FnMut(Counts) -> Option<Counts>) -> Option<Counts> {
         let mut retry = Retry::default();
         // Relaxed: a first guess for the CAS.
         let mut cur = word.load(Ordering::Relaxed);
         loop {
-            let (w, g) = split(cur);
-            let new = f(w, g)?;
+            let c = Counts::of(cur);
+            let next = f(c)?.word();
             // SeqCst: one order with the other updates (a notify's grant comes before its
             // `seq` bump, whose Acquire load by a waiter then shows the grant).
-            match word.compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => return Some(new),
+            match word.compare_exchange_weak(cur, next, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => return Some(c),
                 Err(x) => cur = x,
             }
             if !retry.again() {
@@ -46,37 +88,87 @@ mod grants {
         }
     }
 
-    /// A waiter begins (with the lock held).
-    pub(super) fn begin(word: &AtomicU64) {
-        // SeqCst: as in `update`. Wrapping past 2^32 waiters is out of reach.
-        word.fetch_add(WAITER, Ordering::SeqCst);
+    /// A waiter begins (with the lock held): `new + 1`.
+    pub(crate) fn begin(word: &AtomicU64) -> Begun {
+        let mut counted = false;
+        let before = update(word, |c| {
+            counted = c.new < MAX_COUNT;
+            Some(Counts {
+                new: (c.new + 1).min(MAX_COUNT),
+                ..c
+            })
+        });
+        match before {
+            Some(c) => Begun {
+                gen: c.gen,
+                counted,
+            },
+            // A peer keeps rewriting the word: not counted; a generation no word has now.
+            None => Begun {
+                gen: Counts::of(word.load(Ordering::Relaxed)).gen.wrapping_add(1) & GEN_MASK,
+                counted: false,
+            },
+        }
     }
 
-    /// A waiter takes one granted wake-up: (w, g) → (w − 1, g − 1). Whether it did.
-    pub(super) fn take(word: &AtomicU64) -> bool {
-        update(word, |w, g| {
-            (g > 0).then(|| (w.saturating_sub(1) << 32) | (g - 1))
+    /// A waiter that began at generation `b` takes one granted wake-up, if a notify came
+    /// since (the generation moved: it is among the `old`) and one is left: `old − 1`,
+    /// `granted − 1`. Whether it did.
+    pub(crate) fn take(word: &AtomicU64, b: Begun) -> bool {
+        update(word, |c| {
+            (c.gen != b.gen && c.granted > 0).then(|| Counts {
+                old: if b.counted {
+                    c.old.saturating_sub(1)
+                } else {
+                    c.old
+                },
+                granted: c.granted - 1,
+                ..c
+            })
         })
         .is_some()
     }
 
-    /// A waiter that took no grant ends its wait: (w, g) → (w − 1, min(g, w − 1)). If every
-    /// waiter left had a grant, one of them was this one's and goes with it.
-    pub(super) fn leave(word: &AtomicU64) {
-        update(word, |w, g| {
-            let w = w.saturating_sub(1);
-            Some((w << 32) | g.min(w))
+    /// A waiter that began at generation `b` and took no wake-up ends its wait. Still in its
+    /// generation: `new − 1`. Otherwise `old − 1`, and `granted` capped at the `old` left: if
+    /// every other old waiter had a grant, one of them was this one's and goes with it (as a
+    /// Python waiter that times out as it is notified takes that notify).
+    pub(crate) fn leave(word: &AtomicU64, b: Begun) {
+        if !b.counted {
+            return;
+        }
+        update(word, |c| {
+            Some(if c.gen == b.gen {
+                Counts {
+                    new: c.new.saturating_sub(1),
+                    ..c
+                }
+            } else {
+                let old = c.old.saturating_sub(1);
+                Counts {
+                    old,
+                    granted: c.granted.min(old),
+                    ..c
+                }
+            })
         });
     }
 
-    /// Grant up to `n` wake-ups to the waiters that have none (with the lock held): how
-    /// many; `n` if the budget was spent (a peer keeps rewriting the word: wake as asked).
-    pub(super) fn grant(word: &AtomicU64, n: u32) -> u32 {
+    /// A notify (with the lock held): every waiter becomes old (the generation moves if
+    /// there were new ones), and up to `n` old waiters without a grant get one. How many
+    /// were granted; `n` if the budget was spent (a peer keeps rewriting the word: wake as
+    /// asked).
+    pub(crate) fn grant(word: &AtomicU64, n: u32) -> u32 {
         let mut k = 0;
-        let done = update(word, |w, g| {
-            let more = w.saturating_sub(g).min(u64::from(n));
-            k = more;
-            (more > 0).then(|| (w << 32) | (g + more))
+        let done = update(word, |c| {
+            let old = (c.old + c.new).min(MAX_COUNT);
+            k = old.saturating_sub(c.granted).min(u64::from(n));
+            (c.new > 0 || k > 0).then(|| Counts {
+                gen: if c.new > 0 { c.gen + 1 } else { c.gen },
+                new: 0,
+                old,
+                granted: c.granted + k,
+            })
         });
         match done {
             // k <= n, a u32.
@@ -266,8 +358,9 @@ mod real {
     pub struct ConditionState {
         pub(crate) lock: LockState,
         pub(crate) seq: WaitQueue,
-        /// Bits 32..64: waiters (waits begun and not ended, killed ones included); bits
-        /// 0..32: wake-ups granted by notifies and not yet taken (`SPEC.md` §6.6.2).
+        /// The notify generation, the waiters that began since it (`new`) and before it
+        /// (`old`), and the wake-ups granted to old waiters and not yet taken
+        /// ([`grants::Counts`], `SPEC.md` §6.6.2).
         pub(crate) grants: AtomicU64,
     }
 
@@ -481,15 +574,13 @@ mod real {
         /// ```
         pub fn release_for_wait(&self, guard: LockGuard<'_>) -> WaitTicket<'_> {
             self.check_guard(&guard, "release_for_wait");
-            // The snapshot and the count are made with the lock held, and a notifier must
-            // hold the lock: so a notify after our release sees us among the waiters and
-            // bumps `seq` past `seen`. SeqCst: one order with the notifies' grants.
-            grants::begin(&self.grants);
-            let seen = self.seq.snapshot();
+            // Counted with the lock held, and a notifier must hold the lock: so a notify
+            // after our release counts us among the waiters it may grant a wake-up to.
+            let begun = grants::begin(&self.grants);
             drop(guard);
             WaitTicket {
                 cond: self,
-                seen,
+                begun,
                 notified: false,
             }
         }
@@ -514,8 +605,7 @@ mod real {
             ticket: &mut WaitTicket<'_>,
         ) -> Result<(), crate::WouldBlock> {
             self.check_ticket(ticket);
-            if ticket.notified || (self.seq.snapshot() != ticket.seen && grants::take(&self.grants))
-            {
+            if ticket.notified || grants::take(&self.grants, ticket.begun) {
                 ticket.notified = true;
                 Ok(())
             } else {
@@ -575,7 +665,7 @@ mod real {
                 // The snapshot before the grant check: a notify after it moves `seq`, so the
                 // park below returns at once and the next round finds its grant.
                 let now = self.seq.snapshot();
-                if ticket.notified || (now != ticket.seen && grants::take(&self.grants)) {
+                if ticket.notified || grants::take(&self.grants, ticket.begun) {
                     ticket.notified = true;
                     return Ok(());
                 }
@@ -583,7 +673,8 @@ mod real {
                     return Err(crate::Timeout);
                 }
                 // In slices: a waiter woken by a notify and killed before it took the grant
-                // leaves it for the others, who find it at their next slice.
+                // leaves it for the others, who find it at their next slice (as they find the
+                // grants of a notifier killed before its `seq` bump).
                 self.seq
                     .park_past(now, crate::sync::robust::liveness_slice(deadline));
             }
@@ -740,24 +831,28 @@ mod real {
 
         /// Waits begun and not ended (killed waiters included), for `shmkit info`.
         pub fn waiters(&self) -> u64 {
-            // Relaxed: a snapshot for display only.
-            grants::split(self.grants.load(std::sync::atomic::Ordering::Relaxed)).0
+            let c = self.counts();
+            c.new + c.old
         }
 
         /// Wake-ups granted and not yet taken, for `shmkit info`.
         pub fn granted(&self) -> u64 {
+            self.counts().granted
+        }
+
+        fn counts(&self) -> grants::Counts {
             // Relaxed: a snapshot for display only.
-            grants::split(self.grants.load(std::sync::atomic::Ordering::Relaxed)).1
+            grants::Counts::of(self.grants.load(std::sync::atomic::Ordering::Relaxed))
         }
     }
 
-    /// A wait begun by [`ConditionState::release_for_wait`] (the lock released): the
-    /// notifies counted until then, and whether the wait has taken a notify. The wait ends
+    /// A wait begun by [`ConditionState::release_for_wait`] (the lock released): the notify
+    /// generation it began in, and whether the wait has taken a notify. The wait ends
     /// when the ticket is dropped; one that took no notify then stops counting as a waiter.
     #[must_use = "dropping the ticket ends the wait"]
     pub struct WaitTicket<'a> {
         cond: &'a ConditionState,
-        seen: u32,
+        begun: grants::Begun,
         notified: bool,
     }
 
@@ -771,7 +866,7 @@ mod real {
     impl fmt::Debug for WaitTicket<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("WaitTicket")
-                .field("seen", &self.seen)
+                .field("generation", &self.begun.gen)
                 .field("notified", &self.notified)
                 .finish()
         }
@@ -780,7 +875,7 @@ mod real {
     impl Drop for WaitTicket<'_> {
         fn drop(&mut self) {
             if !self.notified {
-                grants::leave(&self.cond.grants);
+                grants::leave(&self.cond.grants, self.begun);
             }
         }
     }
@@ -795,7 +890,7 @@ mod real {
     }
 
     const FINGERPRINT: u64 = fingerprint_with(
-        b"shmkit condition v3: lock v2 (magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32, grants u64 (waiters<<32 | granted)",
+        b"shmkit condition v3: lock v2 (magic u32, depth u32, owner u64 (token<<3 | recording<<2 | inconsistent<<1 | waiters), seq u32, sleepers u32, thread u32, pid u32), then seq u32, sleepers u32, grants u64 (gen<<42 | new<<28 | old<<14 | granted)",
         48,
     );
 
@@ -897,6 +992,12 @@ mod loom_tests {
     use crate::sync::WaitQueue;
     use loom::sync::{Arc, Mutex};
 
+    /// No waiter, old or new, and no grant left in a word.
+    fn drained(word: &AtomicU64) -> bool {
+        let c = grants::Counts::of(word.load(Ordering::Relaxed));
+        (c.new, c.old, c.granted) == (0, 0, 0)
+    }
+
     /// The wake-up grants (the production `grants` functions, a loom mutex standing in for
     /// the lock): two waiters begin, a `notify(1)` grants one wake-up, each waiter looks for
     /// it twice (a timed park returns at once under loom) and otherwise leaves. Whatever the
@@ -912,18 +1013,17 @@ mod loom_tests {
                     let (st, taken) = (st.clone(), taken.clone());
                     loom::thread::spawn(move || {
                         let g = st.0.lock().unwrap();
-                        grants::begin(&st.2);
-                        let seen = st.1.snapshot();
+                        let b = grants::begin(&st.2);
                         drop(g);
                         for _ in 0..2 {
                             let now = st.1.snapshot();
-                            if now != seen && grants::take(&st.2) {
+                            if grants::take(&st.2, b) {
                                 taken.fetch_add(1, Ordering::Relaxed);
                                 return;
                             }
                             st.1.park_past(now, Some(std::time::Instant::now()));
                         }
-                        grants::leave(&st.2);
+                        grants::leave(&st.2, b);
                     })
                 })
                 .collect();
@@ -939,7 +1039,7 @@ mod loom_tests {
                 w.join().unwrap();
             }
             assert!(taken.load(Ordering::Relaxed) <= 1);
-            assert_eq!(st.2.load(Ordering::Relaxed), 0);
+            assert!(drained(&st.2));
         });
     }
 
@@ -953,13 +1053,12 @@ mod loom_tests {
             let s2 = st.clone();
             let t = loom::thread::spawn(move || {
                 let mut g = s2.0.lock().unwrap();
-                grants::begin(&s2.2);
-                let seen = s2.1.snapshot();
+                let b = grants::begin(&s2.2);
                 *g = true; // begun
                 drop(g);
                 loop {
                     let now = s2.1.snapshot();
-                    if now != seen && grants::take(&s2.2) {
+                    if grants::take(&s2.2, b) {
                         return;
                     }
                     s2.1.park_past(now, None);
@@ -976,7 +1075,56 @@ mod loom_tests {
                 loom::thread::yield_now();
             }
             t.join().unwrap();
-            assert_eq!(st.2.load(Ordering::Relaxed), 0);
+            assert!(drained(&st.2));
+        });
+    }
+
+    /// Review finding (condgrant): W1 is granted a wake-up by a first notify and leaves
+    /// without taking it (timed out) while W3, which began after that notify, waits. W3
+    /// cannot take that grant (no notify came since it began), and it must not stand in the
+    /// way of the next: a second notify(1) releases W3 (blocked without a deadline: a loom
+    /// deadlock otherwise), whatever the order of W1's leave and W3's begin.
+    #[test]
+    fn a_waiter_that_began_after_a_notify_is_released_by_the_next() {
+        loom::model(|| {
+            let st = Arc::new((Mutex::new(false), WaitQueue::new(), AtomicU64::new(0)));
+            let b1 = {
+                let _g = st.0.lock().unwrap();
+                let b = grants::begin(&st.2);
+                assert_eq!(grants::grant(&st.2, 1), 1); // for W1
+                st.1.notify(1);
+                b
+            };
+            let s1 = st.clone();
+            let w1 = loom::thread::spawn(move || grants::leave(&s1.2, b1));
+            let s3 = st.clone();
+            let w3 = loom::thread::spawn(move || {
+                let mut g = s3.0.lock().unwrap();
+                let b = grants::begin(&s3.2);
+                *g = true; // begun
+                drop(g);
+                loop {
+                    let now = s3.1.snapshot();
+                    if grants::take(&s3.2, b) {
+                        return;
+                    }
+                    s3.1.park_past(now, None);
+                }
+            });
+            w1.join().unwrap();
+            loop {
+                let g = st.0.lock().unwrap();
+                if *g {
+                    if grants::grant(&st.2, 1) > 0 {
+                        st.1.notify(1);
+                    }
+                    break;
+                }
+                drop(g);
+                loom::thread::yield_now();
+            }
+            w3.join().unwrap();
+            assert!(drained(&st.2));
         });
     }
 
