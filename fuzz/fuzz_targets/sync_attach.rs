@@ -78,7 +78,13 @@ fn rlock_ops(name: &str, ops: &[u8]) {
 
 fn condition_ops(name: &str, ops: &[u8]) {
     let Ok(c) = Condition::open(name) else { return };
-    let _ = (c.sequence(), c.sleepers(), c.waiters(), c.granted(), c.as_lock().is_locked());
+    let _ = (
+        c.sequence(),
+        c.sleepers(),
+        c.waiters(),
+        c.granted(),
+        c.as_lock().is_locked(),
+    );
     for &op in ops {
         let g = match op % 2 {
             0 => c.as_lock().try_lock(),
@@ -92,7 +98,16 @@ fn condition_ops(name: &str, ops: &[u8]) {
                 .map_err(|e| e.into_guard())
                 .or_else(|g| g.ok_or(()))
             {
-                let _ = c.wait_for_timeout(g, || op & 0x80 != 0, TINY);
+                if op & 0x40 != 0 {
+                    // The two-step wait of a caller that re-locks itself: a ticket taken,
+                    // looked at, waited on and dropped (its grant counts).
+                    let mut t = c.release_for_wait(g);
+                    let _ = c.try_wait_released(&mut t);
+                    let _ = c.wait_released_timeout(&mut t, TINY);
+                    let _ = t.is_notified();
+                } else {
+                    let _ = c.wait_for_timeout(g, || op & 0x80 != 0, TINY);
+                }
             }
         }
         let _ = (shmkit::sync::inspect(name), c.sequence(), c.sleepers());
