@@ -1043,37 +1043,53 @@ mod loom_tests {
         });
     }
 
+    /// The lock (its flag: a waiter has begun), the wait word and the grants word.
+    type Blocking = Arc<(Mutex<bool>, WaitQueue, AtomicU64)>;
+
+    /// A waiter that begins (with the lock held, setting the flag), then waits without a
+    /// deadline until it takes a grant.
+    fn blocking_waiter(st: Blocking) -> loom::thread::JoinHandle<()> {
+        loom::thread::spawn(move || {
+            let mut g = st.0.lock().unwrap();
+            let b = grants::begin(&st.2);
+            *g = true; // begun
+            drop(g);
+            loop {
+                let now = st.1.snapshot();
+                if grants::take(&st.2, b) {
+                    return;
+                }
+                st.1.park_past(now, None);
+            }
+        })
+    }
+
+    /// Once the waiter has begun (its flag, read under the lock): `notify(1)`; how many it
+    /// granted.
+    fn notify_once_begun(st: &Blocking) -> u32 {
+        loop {
+            let g = st.0.lock().unwrap();
+            if *g {
+                let k = grants::grant(&st.2, 1);
+                if k > 0 {
+                    st.1.notify(k);
+                }
+                return k;
+            }
+            drop(g);
+            loom::thread::yield_now();
+        }
+    }
+
     /// A waiter blocked without a deadline is released by the grant made for it: the
     /// notify comes once the waiter has begun (the waiter signals that under the lock), and
     /// a lost wake-up (the grant made, the waiter asleep for ever) is a loom deadlock.
     #[test]
     fn a_granted_waiter_is_released() {
         loom::model(|| {
-            let st = Arc::new((Mutex::new(false), WaitQueue::new(), AtomicU64::new(0)));
-            let s2 = st.clone();
-            let t = loom::thread::spawn(move || {
-                let mut g = s2.0.lock().unwrap();
-                let b = grants::begin(&s2.2);
-                *g = true; // begun
-                drop(g);
-                loop {
-                    let now = s2.1.snapshot();
-                    if grants::take(&s2.2, b) {
-                        return;
-                    }
-                    s2.1.park_past(now, None);
-                }
-            });
-            loop {
-                let g = st.0.lock().unwrap();
-                if *g {
-                    assert_eq!(grants::grant(&st.2, 1), 1);
-                    st.1.notify(1);
-                    break;
-                }
-                drop(g);
-                loom::thread::yield_now();
-            }
+            let st: Blocking = Arc::new((Mutex::new(false), WaitQueue::new(), AtomicU64::new(0)));
+            let t = blocking_waiter(st.clone());
+            assert_eq!(notify_once_begun(&st), 1);
             t.join().unwrap();
             assert!(drained(&st.2));
         });
@@ -1087,7 +1103,7 @@ mod loom_tests {
     #[test]
     fn a_waiter_that_began_after_a_notify_is_released_by_the_next() {
         loom::model(|| {
-            let st = Arc::new((Mutex::new(false), WaitQueue::new(), AtomicU64::new(0)));
+            let st: Blocking = Arc::new((Mutex::new(false), WaitQueue::new(), AtomicU64::new(0)));
             let b1 = {
                 let _g = st.0.lock().unwrap();
                 let b = grants::begin(&st.2);
@@ -1097,32 +1113,9 @@ mod loom_tests {
             };
             let s1 = st.clone();
             let w1 = loom::thread::spawn(move || grants::leave(&s1.2, b1));
-            let s3 = st.clone();
-            let w3 = loom::thread::spawn(move || {
-                let mut g = s3.0.lock().unwrap();
-                let b = grants::begin(&s3.2);
-                *g = true; // begun
-                drop(g);
-                loop {
-                    let now = s3.1.snapshot();
-                    if grants::take(&s3.2, b) {
-                        return;
-                    }
-                    s3.1.park_past(now, None);
-                }
-            });
+            let w3 = blocking_waiter(st.clone());
             w1.join().unwrap();
-            loop {
-                let g = st.0.lock().unwrap();
-                if *g {
-                    if grants::grant(&st.2, 1) > 0 {
-                        st.1.notify(1);
-                    }
-                    break;
-                }
-                drop(g);
-                loom::thread::yield_now();
-            }
+            notify_once_begun(&st);
             w3.join().unwrap();
             assert!(drained(&st.2));
         });
