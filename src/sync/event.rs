@@ -257,30 +257,57 @@ impl EventState {
         EventTicket(self.word.load(Ordering::Acquire))
     }
 
+    /// Return at once: `Ok` if the flag is set, or was set after `ticket` was taken
+    /// ([`ticket`](Self::ticket)), else [`WouldBlock`].
+    pub fn try_wait_since(&self, ticket: EventTicket) -> Result<(), WouldBlock> {
+        // Acquire: as in `ticket`. Any change from a clear word is a `set`.
+        if ticket.was_set() || self.word.load(Ordering::Acquire) != ticket.0 {
+            Ok(())
+        } else {
+            Err(WouldBlock)
+        }
+    }
+
     /// Block until the flag is set, or was set after `ticket` was taken
-    /// ([`ticket`](Self::ticket)), or `deadline` passes ([`Timeout`]). A deadline in the
-    /// past checks once.
+    /// ([`ticket`](Self::ticket)), with no time limit.
+    pub fn wait_since(&self, ticket: EventTicket) {
+        // Without a deadline the wait only returns once a set was seen.
+        let _ = self.wait_since_within(ticket, None);
+    }
+
+    /// [`wait_since`](Self::wait_since) for at most `timeout` ([`Timeout`]); a timeout too
+    /// large to represent means no limit.
+    pub fn wait_since_timeout(
+        &self,
+        ticket: EventTicket,
+        timeout: Duration,
+    ) -> Result<(), Timeout> {
+        self.wait_since_within(ticket, crate::os::deadline::after(Some(timeout)))
+    }
+
+    /// [`wait_since`](Self::wait_since) until `deadline` at most ([`Timeout`]). A deadline
+    /// in the past checks once.
     pub fn wait_since_deadline(
         &self,
         ticket: EventTicket,
         deadline: Instant,
     ) -> Result<(), Timeout> {
-        self.wait_since(ticket, Some(deadline))
+        self.wait_since_within(ticket, Some(deadline))
     }
 
     /// The wait behind every form (`None`: no limit).
     fn wait_within(&self, deadline: Option<Instant>) -> Result<(), Timeout> {
-        self.wait_since(self.ticket(), deadline)
+        self.wait_since_within(self.ticket(), deadline)
     }
 
     /// Wait for the flag set, or a change of the word from `ticket` (`None`: no limit).
-    fn wait_since(&self, ticket: EventTicket, deadline: Option<Instant>) -> Result<(), Timeout> {
+    fn wait_since_within(
+        &self,
+        ticket: EventTicket,
+        deadline: Option<Instant>,
+    ) -> Result<(), Timeout> {
         let seen = ticket.0;
-        if seen & SET != 0 {
-            return Ok(());
-        }
-        // Acquire: as in `ticket`. Any change from a clear word is a `set`.
-        if self.word.load(Ordering::Acquire) != seen {
+        if self.try_wait_since(ticket).is_ok() {
             return Ok(());
         }
         if crate::os::deadline::passed(deadline) {
