@@ -26,7 +26,8 @@
 
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
 
-use crate::loom::{fence, loom_sc_fence, AtomicU64, Ordering};
+use crate::loom::{fence, loom_sc_fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::WaitQueue;
 
 /// Bit 63 of a sequence word: the publisher has claimed the slot and may be writing it.
 pub(crate) const CLAIMED: u64 = 1 << 63;
@@ -105,6 +106,152 @@ pub(crate) fn publish(seq_word: &AtomicU64, seq: u64) {
 pub(crate) fn rolls_back(w: u64, after: u64, claimed_at_attach: &[u64]) -> bool {
     let old = w & !CLAIMED;
     w & CLAIMED != 0 && old > after && !claimed_at_attach.contains(&old)
+}
+
+/// A [`GuardCount`]'s value while a thread of its process sets or clears the slot's pin bit.
+pub(crate) const LOCKED: u32 = u32::MAX;
+
+/// A subscriber's process-local count of the guards (`Frame`s) it holds on one slot: the
+/// slot's pin bit is set while the count is non-zero, so two guards of one frame need one bit.
+/// Guards are `Send`, so one may drop on a thread while the subscriber pins the same slot on
+/// another: the count and the bit must change together. The count is briefly [`LOCKED`] while
+/// its bit changes (the 0 → 1 and 1 → 0 transitions); other counts change by compare-exchange.
+/// That is one uncontended compare-exchange per pin and per release, no mutex.
+///
+/// The pin word and bit are looked up (`bit_of`) only on the transitions.
+pub(crate) struct GuardCount(pub(crate) AtomicU32);
+
+impl GuardCount {
+    pub(crate) fn new() -> Self {
+        GuardCount(AtomicU32::new(0))
+    }
+
+    /// The count, once it is not [`LOCKED`] (a thread of this process holds it for a few
+    /// instructions; yield to it if it was preempted).
+    #[inline]
+    fn get(&self) -> u32 {
+        let mut spins = 0u32;
+        loop {
+            // Relaxed: a guess for the compare-exchange that follows.
+            let c = self.0.load(Ordering::Relaxed);
+            if c != LOCKED {
+                return c;
+            }
+            spins += 1;
+            if spins % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                // Under loom a yield, so that the holder runs.
+                crate::loom::spin_loop();
+            }
+        }
+    }
+
+    /// Take a guard of the slot whose sequence word is `seq_word`, expected to hold frame
+    /// `seq`: the first guard sets the pin bit ([`pin`]), a further one only counts. False if
+    /// the slot no longer holds `seq`, or if the count already holds `LOCKED - 1` (2³² − 2)
+    /// guards (leaked ones: `mem::forget`), the most it can hold: one more would read as
+    /// [`LOCKED`] for ever, and every pin and unpin of the slot would then spin in `get`.
+    /// A pin that set the bit and cleared it again wakes a publisher parked on `released`.
+    #[inline(always)]
+    pub(crate) fn pin<'a>(
+        &self,
+        seq_word: &AtomicU64,
+        seq: u64,
+        bit_of: impl Fn() -> (&'a AtomicU64, u64),
+        released: &WaitQueue,
+    ) -> bool {
+        loop {
+            let c = self.get();
+            if c == LOCKED - 1 {
+                return false;
+            }
+            if c > 0 {
+                // We pin the slot already (count > 0 keeps the bit set), so its frame cannot
+                // change: the same check as the first pin's re-check. Acquire on the
+                // compare-exchange: after the holder's setting of the bit.
+                if self
+                    .0
+                    .compare_exchange(c, c + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                // Acquire: as in `pin`.
+                if seq_word.load(Ordering::Acquire) != seq {
+                    self.unpin(bit_of, released);
+                    return false;
+                }
+                return true;
+            }
+            // Acquire pairs with the Release that ended the last holder's transition.
+            if self
+                .0
+                .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let (word, bit) = bit_of();
+            let pinned = pin(word, bit, seq_word, seq);
+            // Release: the next transition of this count sees the bit as we left it.
+            self.0.store(u32::from(pinned), Ordering::Release);
+            if !pinned {
+                // The bit was set and cleared again: a publisher that saw it and parked in
+                // `loan` (re-checking after registering, `park_checked`) must learn that the
+                // slot is free. The fence in `notify_if_sleepers` orders the clear before the
+                // sleepers load.
+                released.notify_if_sleepers(u32::MAX);
+            }
+            return pinned;
+        }
+    }
+
+    /// Release a guard taken by [`GuardCount::pin`]: the last one clears the pin bit
+    /// ([`unpin`]) and wakes a publisher parked on `released`.
+    #[inline(always)]
+    pub(crate) fn unpin<'a>(
+        &self,
+        bit_of: impl Fn() -> (&'a AtomicU64, u64),
+        released: &WaitQueue,
+    ) {
+        loop {
+            match self.get() {
+                0 => return, // not pinned (cannot happen: every unpin follows a pin)
+                1 => {
+                    // Acquire: after every other guard's reads of the frame (their Release
+                    // decrements below), so our unpin's Release covers them too.
+                    if self
+                        .0
+                        .compare_exchange(1, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let (word, bit) = bit_of();
+                    unpin(word, bit);
+                    // Release: as in `pin`.
+                    self.0.store(0, Ordering::Release);
+                    // Only a publisher parked in `loan` waits for this (it parks with
+                    // `park_checked`, re-checking the pins after registering): no write to the
+                    // control block, and no system call, while it does not sleep.
+                    released.notify_if_sleepers(u32::MAX);
+                    return;
+                }
+                c => {
+                    // Release: this guard's reads of the frame happen before the last
+                    // guard's unpin (its Acquire compare-exchange above).
+                    if self
+                        .0
+                        .compare_exchange(c, c - 1, Ordering::Release, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -446,6 +593,58 @@ mod tests {
             });
             loan_parked(&seq, &pins, &released);
             sub.join().unwrap();
+        });
+    }
+
+    /// Frame data under loom: a cell whose accesses loom checks for data races (a read by a
+    /// guard holder and the publisher's overwrite must be ordered by the pin protocol).
+    struct Data(loom::cell::UnsafeCell<u64>);
+
+    // SAFETY: shared only between the model's threads, whose accesses loom checks for races
+    // (an unordered read and write fail the model).
+    unsafe impl Sync for Data {}
+
+    /// Two guards of one slot taken and dropped on two threads of one subscriber process
+    /// (`GuardCount`, as `Subscriber` pins for each `Frame`), while the publisher claims the
+    /// slot and, if it gets it, overwrites the frame: the pin bit stays set while any guard
+    /// lives, so no guard's read races with the overwrite (loom checks the data cell), and the
+    /// count and the bit end at zero. Fails if an unpin clears the bit while another guard is
+    /// held (e.g. `unpin` taking any count as the last), or if the count's transitions lose
+    /// the ordering of the other guard's reads (the last unpin's Acquire).
+    #[test]
+    fn loom_guard_counts_keep_the_bit_while_any_guard_lives() {
+        crate::queue::loom_model(|| {
+            let seq = Arc::new(AtomicU64::new(1));
+            let pins = Arc::new(AtomicU64::new(0));
+            let count = Arc::new(GuardCount::new());
+            let released = Arc::new(WaitQueue::new());
+            let data = Arc::new(Data(loom::cell::UnsafeCell::new(111)));
+            let guard = || {
+                let (s, p, c, q, d) = (
+                    seq.clone(),
+                    pins.clone(),
+                    count.clone(),
+                    released.clone(),
+                    data.clone(),
+                );
+                thread::spawn(move || {
+                    if c.pin(&s, 1, || (&*p, 1), &q) {
+                        // SAFETY: a read; loom reports it if it races with the overwrite.
+                        assert_eq!(d.0.with(|v| unsafe { *v }), 111);
+                        c.unpin(|| (&*p, 1), &q);
+                    }
+                })
+            };
+            let (a, b) = (guard(), guard());
+            if claim(&seq, 1, || pins.load(Ordering::Acquire) & 1 != 0) {
+                // SAFETY: a write; loom reports it if it races with a guard's read.
+                data.0.with_mut(|v| unsafe { *v = 222 });
+                publish(&seq, 2);
+            }
+            a.join().unwrap();
+            b.join().unwrap();
+            assert_eq!(count.0.load(Ordering::Relaxed), 0, "a guard count was left");
+            assert_eq!(pins.load(Ordering::Relaxed), 0, "a pin bit was left");
         });
     }
 }

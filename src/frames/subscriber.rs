@@ -1,35 +1,28 @@
 //! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
 use super::error::{AttachError, RecvError, TryRecvError};
 use super::layout::{Policy, View};
-use super::pin::{self, CLAIMED};
+use super::pin::{self, GuardCount, CLAIMED};
 use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, Throttle, WAIT_SLICE};
 use crate::queue::ShmType;
 
 /// What a subscriber shares with the frames it hands out: the mapping, its record, and its
-/// process-local pin counts (a slot's pin bit is set while its count is non-zero, so two
-/// guards of one frame need one bit). Frames are `Send`, so a guard may drop on one thread
-/// while the subscriber pins the same slot on another: the count and the bit must change
-/// together. Each slot's count is an atomic word that is briefly [`LOCKED`] while its bit
-/// changes (the 0 → 1 and 1 → 0 transitions); other counts change by compare-exchange. That is
-/// one uncontended compare-exchange per pin and per release, no mutex.
+/// process-local guard counts (`pin::GuardCount`: a slot's pin bit is set while its count is
+/// non-zero).
 struct Inner {
     ch: Arc<Channel>,
     rec: u64,
     token: u64,
-    counts: Box<[AtomicU32]>,
+    counts: Box<[GuardCount]>,
 }
-
-/// A slot count's value while its owner thread sets or clears the slot's pin bit.
-const LOCKED: u32 = u32::MAX;
 
 impl Inner {
     fn view(&self) -> &View {
@@ -45,115 +38,23 @@ impl Inner {
         role::is_mine(self.token)
     }
 
-    /// Slot `i`'s count, once it is not [`LOCKED`] (a thread of this process holds it for a
-    /// few instructions; yield to it if it was preempted).
-    #[inline]
-    fn count(&self, i: u64) -> (&AtomicU32, u32) {
-        let st = &self.counts[i as usize];
-        let mut spins = 0u32;
-        loop {
-            // Relaxed: a guess for the compare-exchange that follows.
-            let c = st.load(Ordering::Relaxed);
-            if c != LOCKED {
-                return (st, c);
-            }
-            spins += 1;
-            if spins % 64 == 0 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    }
-
-    /// Pin slot `i` holding frame `seq`; false if it no longer holds it, or if this process
-    /// already holds `LOCKED - 1` (2³² − 2) guards of the slot (leaked ones: `mem::forget`),
-    /// the most its count can hold: one more would read as [`LOCKED`] for ever, and every pin
-    /// and unpin of the slot would then spin in [`count`](Self::count).
+    /// Pin slot `i` holding frame `seq` ([`GuardCount::pin`]).
     #[inline(always)]
     fn pin(&self, i: u64, seq: u64) -> bool {
-        let seq_word = &self.view().meta(i).seq;
-        loop {
-            let (st, c) = self.count(i);
-            if c == LOCKED - 1 {
-                return false;
-            }
-            if c > 0 {
-                // We pin the slot already (count > 0 keeps the bit set), so its frame cannot
-                // change: the same check as the first pin's re-check. Acquire on the
-                // compare-exchange: after the holder's setting of the bit.
-                if st
-                    .compare_exchange(c, c + 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                // Acquire: as in `pin::pin`.
-                if seq_word.load(Ordering::Acquire) != seq {
-                    self.unpin(i);
-                    return false;
-                }
-                return true;
-            }
-            // Acquire pairs with the Release that ended the last holder's transition.
-            if st
-                .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let (word, bit) = self.view().pin_of(self.rec, i);
-            let pinned = pin::pin(word, bit, seq_word, seq);
-            // Release: the next transition of this count sees the bit as we left it.
-            st.store(u32::from(pinned), Ordering::Release);
-            if !pinned {
-                // The bit was set and cleared again: a publisher that saw it and parked in
-                // `loan` (re-checking after registering, `park_checked`) must learn that the
-                // slot is free. The fence in `notify_if_sleepers` orders the clear before the
-                // sleepers load.
-                self.view().ctrl().released.notify_if_sleepers(u32::MAX);
-            }
-            return pinned;
-        }
+        let v = self.view();
+        self.counts[i as usize].pin(
+            &v.meta(i).seq,
+            seq,
+            || v.pin_of(self.rec, i),
+            &v.ctrl().released,
+        )
     }
 
+    /// Release a pin of slot `i` ([`GuardCount::unpin`]).
     #[inline(always)]
     fn unpin(&self, i: u64) {
-        loop {
-            let (st, c) = self.count(i);
-            match c {
-                0 => return, // not pinned (cannot happen: every unpin follows a pin)
-                1 => {
-                    // Acquire: after every other guard's reads of the frame (their Release
-                    // decrements below), so our unpin's Release covers them too.
-                    if st
-                        .compare_exchange(1, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let (word, bit) = self.view().pin_of(self.rec, i);
-                    pin::unpin(word, bit);
-                    // Release: as in `pin`.
-                    st.store(0, Ordering::Release);
-                    // Only a publisher parked in `loan` waits for this (it parks with
-                    // `park_checked`, re-checking the pins after registering): no write to the
-                    // control block, and no system call, while it does not sleep.
-                    self.view().ctrl().released.notify_if_sleepers(u32::MAX);
-                    return;
-                }
-                _ => {
-                    // Release: this guard's reads of the frame happen before the last
-                    // guard's unpin (its Acquire compare-exchange above).
-                    if st
-                        .compare_exchange(c, c - 1, Ordering::Release, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
+        let v = self.view();
+        self.counts[i as usize].unpin(|| v.pin_of(self.rec, i), &v.ctrl().released);
     }
 }
 
@@ -355,7 +256,7 @@ impl<H: ShmType> Subscriber<H> {
         r.lost.store(0, Ordering::Relaxed);
         // Cleared pins and a new cursor may free slots a publisher parked in `loan` waits for.
         v.ctrl().released.notify_if_sleepers(u32::MAX);
-        let counts = (0..v.g.slots).map(|_| AtomicU32::new(0)).collect();
+        let counts = (0..v.g.slots).map(|_| GuardCount::new()).collect();
         Ok(Subscriber {
             inner: Arc::new(Inner {
                 ch,
@@ -956,6 +857,7 @@ fn prefetch(at: *const u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::pin::LOCKED;
     use crate::frames::FramesOptions;
 
     /// Unlinks the channel it names when dropped.
@@ -982,7 +884,7 @@ mod tests {
         p.try_loan().unwrap().publish(8, &0).unwrap();
         let s = FramesOptions::<u64>::new().subscriber(&name).unwrap();
         let f = s.newest().expect("a frame is published");
-        let count = &s.inner.counts[f.slot() as usize];
+        let count = &s.inner.counts[f.slot() as usize].0;
         // As if LOCKED - 2 more guards of the slot had been leaked (`mem::forget`).
         count.store(LOCKED - 1, Ordering::Relaxed);
         let more = s.newest();
