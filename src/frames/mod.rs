@@ -73,6 +73,7 @@ mod recovery;
 mod stat;
 #[cfg(not(loom))]
 mod subscriber;
+mod window;
 
 #[cfg(not(loom))]
 pub use channel::{FramesOptions, HeaderType, Mapping};

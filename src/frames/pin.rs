@@ -68,10 +68,15 @@ pub(crate) fn unpin(pins: &AtomicU64, bit: u64) {
 /// claim is visible. True: the slot is ours to write.
 #[inline]
 pub(crate) fn claim(seq_word: &AtomicU64, old: u64, pinned: impl FnOnce() -> bool) -> bool {
-    // Relaxed: ordered before the pin loads by the fence. The fence also orders it before our
-    // writes of the slot's bytes, so an inspector that copies the slot and re-reads `seq`
-    // (a seqlock read, `stat::copy_latest`) sees the claim if it saw any new byte.
-    seq_word.store(old | CLAIMED, Ordering::Relaxed);
+    // Ordered before the pin loads by the fence. The fence also orders it before our writes
+    // of the slot's bytes, so an inspector that copies the slot and re-reads `seq` (a seqlock
+    // read, `stat::copy_latest`) sees the claim if it saw any new byte. Release pairs with the
+    // Acquire loads of a new subscriber's attach scan (`window::read_slots`): a scan that
+    // reads the claim also sees every frame published before it in the other slots, so two
+    // passes that agree are the slots' words at one moment (with a Relaxed claim a second
+    // pass could read another slot's older claim beside it: model
+    // `loom_window_scan_is_a_snapshot`). A plain store on x86-64, as Relaxed.
+    seq_word.store(old | CLAIMED, Ordering::Release);
     fence(Ordering::SeqCst);
     if pinned() {
         // Release: a subscriber that reads `old` again must see the frame `old` as it was

@@ -1,7 +1,7 @@
 //! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use super::channel::Channel;
 use super::error::{AttachError, RecvError, TryRecvError};
 use super::layout::{Policy, View};
 use super::pin::{self, GuardCount, CLAIMED};
+use super::window::Window;
 use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, Throttle, WAIT_SLICE};
@@ -80,110 +81,6 @@ fn clear_pins(v: &View, rec: u64) {
     }
 }
 
-/// What a new subscriber saw of its window when it attached (`SPEC.md`, frames section
-/// "Attaching"): which frames after `wanted` (head minus the history asked for) were in a
-/// slot once its record's cursor held `wanted`.
-///
-/// Until the store of `wanted`, the record showed the previous owner's cursor (or, for a
-/// free record, did not count), so the publisher may have reused slots of the window
-/// meanwhile, and a claim it made then may still be under way. The fence makes the scan a
-/// Dekker pair with the publisher's claim (`pin::claim`: claim store, `fence(SeqCst)`, then
-/// `recovery::held` loads the owners and cursors): a publisher whose check missed `wanted`
-/// stored its claim before its fence, which comes before ours in the `SeqCst` order, so the
-/// scan sees that claim (or the frame that replaced it); a publisher whose fence comes later
-/// sees `wanted` (or a later cursor of ours). So a frame of the window is, at the scan:
-/// - in a slot and not `CLAIMED` (`present`): under [`Policy::Block`](super::Policy::Block)
-///   it stays until received; under reuse-oldest its loss, if it is overwritten, counts;
-/// - `CLAIMED` (`claimed`): the claim may have missed `wanted` (then the frame is being
-///   overwritten) or not (then it will be rolled back): either way it is not waited for;
-/// - not there: gone before the cursor took effect.
-///
-/// Frames of the last two kinds are neither waited for nor counted lost.
-#[derive(Default)]
-struct Window {
-    /// The newest sequence the scan saw (at least `wanted`; at most `head + 1`, words beyond
-    /// that being forged): frames after it are counted as every later frame is.
-    top: u64,
-    /// The window's frames found in a slot, unclaimed.
-    present: Vec<u64>,
-    /// The window's frames found `CLAIMED`.
-    claimed: Vec<u64>,
-}
-
-impl Window {
-    /// Scan the slots for the window after `wanted`, whose cursor store precedes this call.
-    ///
-    /// The slots are read until two passes in a row read the same words (at most
-    /// [`Window::PASSES`]; the last pass counts if they never agree). A slot's frame only
-    /// moves forward: a word changes to a newer frame, to `CLAIMED` and back to the same
-    /// frame (a claim rolled back), or to 0 (a loan dropped; the frame is gone for good). So a
-    /// frame read in both passes was in its slot throughout the time between them, and a
-    /// frame missing from the second pass is gone: the window is a snapshot of the moment
-    /// between the two passes. Without it, a slot read early and overwritten meanwhile hides a frame that
-    /// was present after the cursor took effect, and its loss under reuse-oldest would not
-    /// count.
-    fn scan(v: &View, wanted: u64) -> Window {
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with the Release publishes; ordered after our cursor store by the
-        // fence.
-        let read = || -> Vec<u64> {
-            (0..v.g.slots)
-                .map(|i| v.meta(i).seq.load(Ordering::Acquire))
-                .collect()
-        };
-        let mut words = read();
-        for _ in 1..Self::PASSES {
-            let again = read();
-            let same = again == words;
-            words = again;
-            if same {
-                break;
-            }
-        }
-        // After the passes: every word read above is at most `head + 1` for this `head` (a
-        // publish stores `head = n − 1` before `seq = n`, which our Acquire load of `n`
-        // synchronises with; a takeover moves `head` to the largest `seq` before it
-        // publishes), so a larger word is forged. Relaxed: coherence with those stores is
-        // all this needs.
-        let limit = v.ctrl().head.load(Ordering::Relaxed).saturating_add(1);
-        let mut w = Window {
-            top: wanted,
-            ..Window::default()
-        };
-        for word in words {
-            let s = word & !CLAIMED;
-            if s > limit {
-                continue; // forged: it would stand as `top` for ever and hide every loss
-            }
-            w.top = w.top.max(s);
-            if s > wanted {
-                if word & CLAIMED == 0 {
-                    w.present.push(s);
-                } else {
-                    w.claimed.push(s);
-                }
-            }
-        }
-        w
-    }
-
-    /// Passes over the slots at most in [`Window::scan`].
-    const PASSES: usize = 4;
-
-    /// Frames after `cursor` and before `s` that count as lost when a receive moves the
-    /// cursor from one to the other: those after `top`, and those of the window that were
-    /// present at the scan.
-    fn lost_between(&self, cursor: u64, s: u64) -> u64 {
-        let after_top = (s - 1).saturating_sub(cursor.max(self.top));
-        let present = self
-            .present
-            .iter()
-            .filter(|&&p| p > cursor && p < s)
-            .count() as u64;
-        after_top.saturating_add(present)
-    }
-}
-
 /// A subscribing end of a frame channel: receives every frame in order ([`recv`](Self::recv)),
 /// or skips to the newest ([`latest`](Self::latest)), at its own pace. Each [`Frame`] it
 /// returns pins its slot until dropped. Its view of the frame data is mapped `PROT_READ`.
@@ -250,7 +147,7 @@ impl<H: ShmType> Subscriber<H> {
         // Relaxed: the Block policy's progress word (`recovery::held`), ordered before the
         // window's scan by its fence.
         r.cursor.store(wanted, Ordering::Relaxed);
-        let window = Window::scan(&v, wanted);
+        let window = Window::scan(v.g.slots, |i| &v.meta(i).seq, &v.ctrl().head, wanted);
         // Relaxed: statistics.
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);

@@ -1,0 +1,168 @@
+//! A new subscriber's window (`SPEC.md`, frames section "Attaching"): the scan of the slots
+//! it makes once its cursor is stored, built on plain atomics so that the loom model below
+//! drives the very code `Subscriber` runs.
+
+#![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
+
+use super::pin::CLAIMED;
+use crate::loom::{fence, AtomicU64, Ordering};
+
+/// What a new subscriber saw of its window when it attached (`SPEC.md`, frames section
+/// "Attaching"): which frames after `wanted` (head minus the history asked for) were in a
+/// slot once its record's cursor held `wanted`.
+///
+/// Until the store of `wanted`, the record showed the previous owner's cursor (or, for a
+/// free record, did not count), so the publisher may have reused slots of the window
+/// meanwhile, and a claim it made then may still be under way. The fence makes the scan a
+/// Dekker pair with the publisher's claim (`pin::claim`: claim store, `fence(SeqCst)`, then
+/// `recovery::held` loads the owners and cursors): a publisher whose check missed `wanted`
+/// stored its claim before its fence, which comes before ours in the `SeqCst` order, so the
+/// scan sees that claim (or the frame that replaced it); a publisher whose fence comes later
+/// sees `wanted` (or a later cursor of ours). So a frame of the window is, at the scan:
+/// - in a slot and not `CLAIMED` (`present`): under [`Policy::Block`](super::Policy::Block)
+///   it stays until received; under reuse-oldest its loss, if it is overwritten, counts;
+/// - `CLAIMED` (`claimed`): the claim may have missed `wanted` (then the frame is being
+///   overwritten) or not (then it will be rolled back): either way it is not waited for;
+/// - not there: gone before the cursor took effect.
+///
+/// Frames of the last two kinds are neither waited for nor counted lost.
+#[derive(Default)]
+pub(super) struct Window {
+    /// The newest sequence the scan saw (at least `wanted`; at most `head + 1`, words beyond
+    /// that being forged): frames after it are counted as every later frame is.
+    pub(super) top: u64,
+    /// The window's frames found in a slot, unclaimed.
+    pub(super) present: Vec<u64>,
+    /// The window's frames found `CLAIMED`.
+    pub(super) claimed: Vec<u64>,
+}
+
+impl Window {
+    /// Scan the slots (`slots` sequence words, `seq_of`) for the window after `wanted`, whose
+    /// cursor store precedes this call; `head` is the channel's.
+    ///
+    /// The slots are read ([`read_slots`]) until two passes in a row read the same words (at most
+    /// [`Window::PASSES`]; the last pass counts if they never agree). A slot's frame only
+    /// moves forward: a word changes to a newer frame, to `CLAIMED` and back to the same
+    /// frame (a claim rolled back), or to 0 (a loan dropped; the frame is gone for good). So a
+    /// frame read in both passes was in its slot throughout the time between them, and a
+    /// frame missing from the second pass is gone: the window is a snapshot of the moment
+    /// between the two passes. Without it, a slot read early and overwritten meanwhile hides a
+    /// frame that was present after the cursor took effect, and its loss under reuse-oldest would not
+    /// count.
+    pub(super) fn scan<'a>(
+        slots: u64,
+        seq_of: impl Fn(u64) -> &'a AtomicU64,
+        head: &AtomicU64,
+        wanted: u64,
+    ) -> Window {
+        let (words, _) = read_slots(slots, seq_of);
+        // After the passes: every word read above is at most `head + 1` for this `head` (a
+        // publish stores `head = n − 1` before `seq = n`, which our Acquire load of `n`
+        // synchronises with; a takeover moves `head` to the largest `seq` before it
+        // publishes), so a larger word is forged. Relaxed: coherence with those stores is
+        // all this needs.
+        let limit = head.load(Ordering::Relaxed).saturating_add(1);
+        let mut w = Window {
+            top: wanted,
+            ..Window::default()
+        };
+        for word in words {
+            let s = word & !CLAIMED;
+            if s > limit {
+                continue; // forged: it would stand as `top` for ever and hide every loss
+            }
+            w.top = w.top.max(s);
+            if s > wanted {
+                if word & CLAIMED == 0 {
+                    w.present.push(s);
+                } else {
+                    w.claimed.push(s);
+                }
+            }
+        }
+        w
+    }
+
+    /// Passes over the slots at most in [`Window::scan`].
+    pub(super) const PASSES: usize = 4;
+
+    /// Frames after `cursor` and before `s` that count as lost when a receive moves the
+    /// cursor from one to the other: those after `top`, and those of the window that were
+    /// present at the scan.
+    pub(super) fn lost_between(&self, cursor: u64, s: u64) -> u64 {
+        let after_top = (s - 1).saturating_sub(cursor.max(self.top));
+        let present = self
+            .present
+            .iter()
+            .filter(|&&p| p > cursor && p < s)
+            .count() as u64;
+        after_top.saturating_add(present)
+    }
+}
+
+/// Read the `slots` sequence words (`seq_of`) after a `fence(SeqCst)`, pass after pass, until
+/// two passes in a row read the same words, at most [`Window::PASSES`] passes: the words of
+/// the last pass, and whether it agreed with the one before (else the passes never agreed).
+pub(super) fn read_slots<'a>(
+    slots: u64,
+    seq_of: impl Fn(u64) -> &'a AtomicU64,
+) -> (Vec<u64>, bool) {
+    fence(Ordering::SeqCst);
+    // Acquire: pairs with the Release publishes (`pin::publish`) and claim rollbacks; ordered
+    // after our cursor store by the fence.
+    let read = || -> Vec<u64> {
+        (0..slots)
+            .map(|i| seq_of(i).load(Ordering::Acquire))
+            .collect()
+    };
+    let mut words = read();
+    for _ in 1..Window::PASSES {
+        let again = read();
+        let same = again == words;
+        words = again;
+        if same {
+            return (words, true);
+        }
+    }
+    (words, false)
+}
+
+#[cfg(all(test, loom))]
+mod tests {
+    use super::*;
+    use crate::frames::pin::{claim, publish};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// The attach scan's passes (`read_slots`, as `Window::scan` runs them) against a
+    /// publisher that reuses both slots of a two-slot channel (frames 1 and 2 → 3 and 4, each
+    /// claimed, then published, then `head` moved, as `Loan::publish` does): when two passes
+    /// agree, the words are those the slots held together at one moment (one of the states
+    /// the publisher went through), never a slot read before a reuse beside one read after
+    /// the next. Fails if the passes are not compared (one pass read early for slot 0 and
+    /// late for slot 1 is taken), or if the loads are Relaxed (a second pass may then read
+    /// slot 0's old frame after the first pass saw slot 1's newer one).
+    #[test]
+    fn loom_window_scan_is_a_snapshot() {
+        crate::queue::loom_model(|| {
+            let seqs = Arc::new([AtomicU64::new(1), AtomicU64::new(2)]);
+            let head = Arc::new(AtomicU64::new(2));
+            let (s, h) = (seqs.clone(), head.clone());
+            let publisher = thread::spawn(move || {
+                for (i, old, new) in [(0, 1, 3), (1, 2, 4)] {
+                    assert!(claim(&s[i], old, || false));
+                    publish(&s[i], new);
+                    h.store(new, Ordering::Release);
+                }
+            });
+            let (words, agreed) = read_slots(2, |i| &seqs[i as usize]);
+            publisher.join().unwrap();
+            let states = [[1, 2], [1 | CLAIMED, 2], [3, 2], [3, 2 | CLAIMED], [3, 4]];
+            assert!(
+                !agreed || states.iter().any(|st| st[..] == words[..]),
+                "the scan took {words:x?}, which the slots never held together"
+            );
+        });
+    }
+}
