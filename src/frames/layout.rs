@@ -2,7 +2,9 @@
 //! slot metadata array, the subscriber records and the page-aligned data area, and the
 //! validated geometry every access is computed from.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
+
+use crate::loom::{AtomicU64, Ordering};
 
 use crate::sync::WaitQueue;
 
@@ -102,10 +104,15 @@ pub(crate) struct Control {
     _pad4: [AtomicU64; 7],       // 392..448
 }
 
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::size_of::<Control>() == CONTROL_SIZE as usize);
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::offset_of!(Control, publisher) == 192);
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::offset_of!(Control, head) == 256);
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::offset_of!(Control, published) == 320);
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::offset_of!(Control, released) == 384);
 
 /// The fixed part of a slot's metadata (then its pin words, then the user header's words).
@@ -134,7 +141,9 @@ pub(crate) struct Record {
     pub lost: AtomicU64,
 }
 
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::size_of::<SlotMeta>() == META_FIXED as usize);
+#[cfg(not(loom))] // loom's atomics are larger
 const _: () = assert!(std::mem::size_of::<Record>() == RECORD_FIXED as usize);
 
 /// A channel's geometry: the eight control words, checked, and every offset derived from
@@ -396,6 +405,7 @@ pub(crate) unsafe fn control<'a>(base: *const u8) -> &'a Control {
 }
 
 /// Typed views of a mapped channel. All offsets come from a checked [`Geometry`].
+#[cfg(not(loom))]
 #[derive(Clone, Copy)]
 pub(crate) struct View {
     /// First payload byte.
@@ -403,13 +413,124 @@ pub(crate) struct View {
     pub g: Geometry,
 }
 
+/// Under loom, the channel's words (loom atomics cannot be laid over mapped bytes): the same
+/// accessors over a heap copy of the control block, slot metadata and records, so that the
+/// models drive the production slot-selection and recovery code (`recovery.rs`). No frame
+/// data.
+#[cfg(loom)]
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    words: &'static LoomWords,
+    pub g: Geometry,
+}
+
+#[cfg(loom)]
+struct LoomWords {
+    ctrl: Control,
+    metas: Box<[LoomMeta]>,
+    records: Box<[Record]>,
+}
+
+/// A slot's metadata under loom: the fixed words, the pin words, the user header's words.
+#[cfg(loom)]
+struct LoomMeta {
+    fixed: SlotMeta,
+    pins: Box<[AtomicU64]>,
+    header: Box<[AtomicU64]>,
+}
+
+#[cfg(loom)]
+impl View {
+    /// A fresh channel of geometry `g` (every word 0, the geometry words stored). Leaked: a
+    /// model's channel lives until the process ends, as a mapping would until unmapped.
+    pub(crate) fn heap(g: Geometry) -> View {
+        let zeros = |n: u64| (0..n).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
+        let ctrl = Control {
+            slots: AtomicU64::new(0),
+            max_bytes: AtomicU64::new(0),
+            stride: AtomicU64::new(0),
+            data_offset: AtomicU64::new(0),
+            subscribers: AtomicU64::new(0),
+            policy: AtomicU64::new(0),
+            header_size: AtomicU64::new(0),
+            header_align: AtomicU64::new(0),
+            tag: TypeTag::new(),
+            _reserved: Default::default(),
+            publisher: RoleSlot::new(),
+            _pad1: Default::default(),
+            head: AtomicU64::new(0),
+            _pad2: Default::default(),
+            published: WaitQueue::new(),
+            _pad3: Default::default(),
+            released: WaitQueue::new(),
+            _pad4: Default::default(),
+        };
+        g.store(&ctrl, "model");
+        let meta = || SlotMeta {
+            seq: AtomicU64::new(0),
+            len: AtomicU64::new(0),
+            mono_ns: AtomicU64::new(0),
+            real_ns: AtomicU64::new(0),
+        };
+        let words = LoomWords {
+            ctrl,
+            metas: (0..g.slots)
+                .map(|_| LoomMeta {
+                    fixed: meta(),
+                    pins: zeros(g.pin_words()),
+                    header: zeros(g.header_words()),
+                })
+                .collect(),
+            records: (0..g.subscribers)
+                .map(|_| Record {
+                    owner: RoleSlot::new(),
+                    cursor: AtomicU64::new(0),
+                    received: AtomicU64::new(0),
+                    lost: AtomicU64::new(0),
+                })
+                .collect(),
+        };
+        View {
+            words: Box::leak(Box::new(words)),
+            g,
+        }
+    }
+
+    pub(crate) fn ctrl(&self) -> &Control {
+        &self.words.ctrl
+    }
+
+    pub(crate) fn meta(&self, i: u64) -> &SlotMeta {
+        &self.words.metas[i as usize].fixed
+    }
+
+    pub(crate) fn header_word(&self, i: u64, w: u64) -> &AtomicU64 {
+        &self.words.metas[i as usize].header[w as usize]
+    }
+
+    pub(crate) fn record(&self, r: u64) -> &Record {
+        &self.words.records[r as usize]
+    }
+
+    pub(crate) fn pin_word(&self, i: u64, w: u64) -> &AtomicU64 {
+        &self.words.metas[i as usize].pins[w as usize]
+    }
+
+    pub(crate) fn pin_of(&self, r: u64, i: u64) -> (&AtomicU64, u64) {
+        (self.pin_word(i, r / 64), 1 << (r % 64))
+    }
+}
+
 // SAFETY: a View is a pointer into a mapping owned by the handle that holds it (with an Arc),
 // accessed only through atomics (control, metadata, records) or under the documented frame
 // contract; it is as shareable between threads as those accesses are.
+#[cfg(not(loom))]
 unsafe impl Send for View {}
 // SAFETY: as above.
+#[cfg(not(loom))]
 unsafe impl Sync for View {}
 
+#[cfg(not(loom))]
 impl View {
     /// The control block.
     #[inline]

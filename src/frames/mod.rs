@@ -62,12 +62,10 @@
 mod channel;
 #[cfg(not(loom))]
 mod error;
-#[cfg(not(loom))]
 pub(crate) mod layout;
 pub(crate) mod pin;
 #[cfg(not(loom))]
 mod publisher;
-#[cfg(not(loom))]
 mod recovery;
 #[cfg(not(loom))]
 mod stat;

@@ -259,6 +259,35 @@ impl GuardCount {
     }
 }
 
+/// A frame's data under loom: a cell whose accesses loom checks for data races (a read by a
+/// pin holder and the publisher's overwrite must be ordered by the pin protocol).
+#[cfg(all(test, loom))]
+pub(crate) struct Data(loom::cell::UnsafeCell<u64>);
+
+// SAFETY: shared only between a model's threads, whose accesses loom checks for races (an
+// unordered read and write fail the model).
+#[cfg(all(test, loom))]
+unsafe impl Sync for Data {}
+
+#[cfg(all(test, loom))]
+impl Data {
+    pub(crate) fn new(v: u64) -> Data {
+        Data(loom::cell::UnsafeCell::new(v))
+    }
+
+    /// Read the frame (a reader holding a pin).
+    pub(crate) fn read(&self) -> u64 {
+        // SAFETY: a plain read; loom reports it if it races with a write.
+        self.0.with(|v| unsafe { *v })
+    }
+
+    /// Write the frame (the publisher, in a claimed slot).
+    pub(crate) fn write(&self, x: u64) {
+        // SAFETY: a plain write; loom reports it if it races with a read.
+        self.0.with_mut(|v| unsafe { *v = x })
+    }
+}
+
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
@@ -601,14 +630,6 @@ mod tests {
         });
     }
 
-    /// Frame data under loom: a cell whose accesses loom checks for data races (a read by a
-    /// guard holder and the publisher's overwrite must be ordered by the pin protocol).
-    struct Data(loom::cell::UnsafeCell<u64>);
-
-    // SAFETY: shared only between the model's threads, whose accesses loom checks for races
-    // (an unordered read and write fail the model).
-    unsafe impl Sync for Data {}
-
     /// Two guards of one slot taken and dropped on two threads of one subscriber process
     /// (`GuardCount`, as `Subscriber` pins for each `Frame`), while the publisher claims the
     /// slot and, if it gets it, overwrites the frame: the pin bit stays set while any guard
@@ -623,7 +644,7 @@ mod tests {
             let pins = Arc::new(AtomicU64::new(0));
             let count = Arc::new(GuardCount::new());
             let released = Arc::new(WaitQueue::new());
-            let data = Arc::new(Data(loom::cell::UnsafeCell::new(111)));
+            let data = Arc::new(Data::new(111));
             let guard = || {
                 let (s, p, c, q, d) = (
                     seq.clone(),
@@ -634,16 +655,14 @@ mod tests {
                 );
                 thread::spawn(move || {
                     if c.pin(&s, 1, || (&*p, 1), &q) {
-                        // SAFETY: a read; loom reports it if it races with the overwrite.
-                        assert_eq!(d.0.with(|v| unsafe { *v }), 111);
+                        assert_eq!(d.read(), 111);
                         c.unpin(|| (&*p, 1), &q);
                     }
                 })
             };
             let (a, b) = (guard(), guard());
             if claim(&seq, 1, || pins.load(Ordering::Acquire) & 1 != 0) {
-                // SAFETY: a write; loom reports it if it races with a guard's read.
-                data.0.with_mut(|v| unsafe { *v = 222 });
+                data.write(222);
                 publish(&seq, 2);
             }
             a.join().unwrap();

@@ -1,8 +1,11 @@
 //! The publisher's side of slot selection and crash recovery (`SPEC.md`, frames section
 //! "Deaths"): which slot is free, how a dead subscriber's pins stop counting, and how a new
-//! publisher takes over from a dead one.
+//! publisher takes over from a dead one; and the subscriber's clearing of a dead previous
+//! owner's pins. Built under loom (over `View::heap`): the models below drive this code.
 
-use std::sync::atomic::Ordering;
+#![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
+
+use crate::loom::Ordering;
 
 use super::layout::{Policy, View};
 use super::pin::{self, CLAIMED};
@@ -132,6 +135,16 @@ pub(crate) fn find_dead(v: &View, dead: &mut Vec<u64>) -> bool {
     found
 }
 
+/// Clear record `rec`'s bit in every slot's pin words (its owner's job: on attach, what a dead
+/// previous owner left; on detach, its own).
+pub(crate) fn clear_pins(v: &View, rec: u64) {
+    for i in 0..v.g.slots {
+        let (word, bit) = v.pin_of(rec, i);
+        // Release: as in `pin::unpin`. An RMW: other records' bits share the word.
+        word.fetch_and(!bit, Ordering::Release);
+    }
+}
+
 /// Take over the channel as its new publisher (the role is already ours): a slot left
 /// `CLAIMED` by a dead publisher holds a half-written frame that was never published, so it
 /// is emptied; the next sequence number follows the highest one published. `Err` if the
@@ -171,4 +184,158 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
     last.checked_add(1)
         .filter(|&n| n < CLAIMED)
         .ok_or_else(|| format!("sequence {last} is out of range"))
+}
+
+#[cfg(all(test, loom))]
+mod tests {
+    use super::*;
+    use crate::frames::layout::Geometry;
+    use crate::frames::pin::Data;
+    use crate::queue::role::LOOM_DEAD;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// A channel of `slots` slots and `subs` subscriber records under `policy`.
+    fn channel(slots: u64, subs: u64, policy: Policy) -> View {
+        let g = Geometry::new("model", slots, 8, subs, policy, (0, 1), 4096).unwrap();
+        View::heap(g)
+    }
+
+    /// A subscriber of record `rec` (its owner word already claimed) that looks at every slot
+    /// `rounds` times and, for each published frame it finds (a word without `CLAIMED`), pins
+    /// it (`pin::pin`, as `Subscriber` does), checks that the slot's data is that frame's
+    /// (the publisher writes frame `n`'s data as `n`), and unpins.
+    fn reader(v: View, rec: u64, data: &[Data], rounds: usize) {
+        for _ in 0..rounds {
+            for i in 0..v.g.slots {
+                let seq = &v.meta(i).seq;
+                let w = seq.load(Ordering::Acquire);
+                if w == 0 || w & CLAIMED != 0 {
+                    continue;
+                }
+                let (word, bit) = v.pin_of(rec, i);
+                if pin::pin(word, bit, seq, w) {
+                    assert_eq!(
+                        data[i as usize].read(),
+                        w,
+                        "frame {w} in slot {i} is not whole"
+                    );
+                    pin::unpin(word, bit);
+                }
+            }
+        }
+    }
+
+    /// A publisher killed mid-write, then a new one (`SPEC.md` §8, "Deaths"): the dead
+    /// publisher published frame 2 in slot 0 and died before moving `head` (still 1), after
+    /// claiming slot 1 (which held frame 1) and writing half of frame 3 into it. The new
+    /// publisher claims the role from the dead holder, runs the production `take_over` and
+    /// `claim_free`, writes and publishes its first frame, while a subscriber pins whatever is
+    /// published. The subscriber never sees the half-written frame (loom also checks its reads
+    /// against the new publisher's write for races); the takeover moves `head` to 2 and
+    /// numbers the next frame 3. Fails if `take_over` restores a `CLAIMED` slot's old frame
+    /// instead of emptying it (frame 1 would come back over the half-written bytes).
+    #[test]
+    fn loom_takeover_never_shows_the_half_written_frame() {
+        crate::queue::loom_model(|| {
+            let v = channel(2, 1, Policy::ReuseOldest);
+            let data = Arc::new(vec![Data::new(2), Data::new(99)]);
+            v.meta(0).seq.store(2, Ordering::Relaxed);
+            v.meta(1).seq.store(1 | CLAIMED, Ordering::Relaxed);
+            v.ctrl().head.store(1, Ordering::Relaxed);
+            v.ctrl().publisher.claim(LOOM_DEAD).unwrap();
+            v.record(0).owner.claim(5).unwrap();
+            let d = data.clone();
+            let sub = thread::spawn(move || reader(v, 0, &d, 2));
+            v.ctrl()
+                .publisher
+                .claim(7)
+                .expect("the dead publisher's role is taken");
+            let n = take_over(&v).unwrap();
+            assert_eq!(n, 3, "the next frame follows the largest published");
+            let i = claim_free(&v, &[]).expect("a slot is free");
+            data[i as usize].write(n);
+            pin::publish(&v.meta(i).seq, n);
+            v.ctrl().head.store(n, Ordering::Release);
+            sub.join().unwrap();
+        });
+    }
+
+    /// `claim_hint`'s check before the claim: a slot a live subscriber pins while the loan
+    /// starts is not marked `CLAIMED` even for the moment a claim takes to back off (a
+    /// receiver that sees `CLAIMED` takes the frame for gone). The subscriber releases its
+    /// pin as the publisher tries its hint; another subscriber looks at the slot meanwhile:
+    /// if it ever sees `CLAIMED`, the claim went through. Fails without the check before the
+    /// claim (`!held(..)` in `claim_hint`).
+    #[test]
+    fn loom_claim_hint_never_marks_a_held_slot() {
+        crate::queue::loom_model(|| {
+            let v = channel(1, 2, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            v.record(0).owner.claim(5).unwrap();
+            let (word, bit) = v.pin_of(0, 0);
+            assert!(pin::pin(word, bit, &v.meta(0).seq, 1));
+            let holder = thread::spawn(move || {
+                let (word, bit) = v.pin_of(0, 0);
+                pin::unpin(word, bit);
+            });
+            let observer =
+                thread::spawn(move || v.meta(0).seq.load(Ordering::Acquire) & CLAIMED != 0);
+            let got = claim_hint(&v, (0, 1), &[]);
+            holder.join().unwrap();
+            let saw_claim = observer.join().unwrap();
+            assert!(
+                !saw_claim || got,
+                "a claim of a held slot was visible, then rolled back"
+            );
+        });
+    }
+
+    /// A dead process left two subscriber records (one token in both) with their pins set on
+    /// slot 0's frame 1. A new subscriber takes over record 0 (`RoleSlot::claim` steals from
+    /// the dead, `clear_pins`, then pins frame 1 and reads it), while the publisher runs the
+    /// production `find_dead` and `claim_free` and overwrites the slot it gets. `find_dead`
+    /// frees the dead record (1) but never the one the new subscriber took (its release is a
+    /// compare-exchange from the dead token), so the new pin keeps counting and the frame it
+    /// reads is never overwritten under it (loom checks the data for races). Fails if a
+    /// record is freed with a plain store of 0.
+    #[test]
+    fn loom_find_dead_frees_only_the_dead_records() {
+        crate::queue::loom_model(|| {
+            let v = channel(1, 2, Policy::ReuseOldest);
+            let data = Arc::new(vec![Data::new(1)]);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            for r in 0..2 {
+                v.record(r).owner.claim(LOOM_DEAD).unwrap();
+                let (word, bit) = v.pin_of(r, 0);
+                word.fetch_or(bit, Ordering::Relaxed);
+            }
+            let d = data.clone();
+            let sub = thread::spawn(move || {
+                v.record(0)
+                    .owner
+                    .claim(9)
+                    .expect("the dead owner's record is taken");
+                clear_pins(&v, 0);
+                reader(v, 0, &d, 1);
+            });
+            let mut dead = Vec::new();
+            find_dead(&v, &mut dead);
+            if let Some(i) = claim_free(&v, &dead) {
+                data[i as usize].write(2);
+                pin::publish(&v.meta(i).seq, 2);
+            }
+            sub.join().unwrap();
+            assert_eq!(
+                v.record(0).owner.holder(),
+                9,
+                "the new subscriber's record was freed"
+            );
+            assert_eq!(
+                v.record(1).owner.holder(),
+                0,
+                "the dead record was not freed"
+            );
+        });
+    }
 }

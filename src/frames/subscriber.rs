@@ -9,6 +9,7 @@ use super::channel::Channel;
 use super::error::{AttachError, RecvError, TryRecvError};
 use super::layout::{Policy, View};
 use super::pin::{self, GuardCount, CLAIMED};
+use super::recovery::clear_pins;
 use super::window::Window;
 use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
@@ -68,16 +69,6 @@ impl Drop for Inner {
         clear_pins(v, self.rec);
         v.record(self.rec).owner.release(self.token);
         v.ctrl().released.notify_one();
-    }
-}
-
-/// Clear record `rec`'s bit in every slot's pin words (its owner's job: on attach, what a dead
-/// previous owner left; on detach, its own).
-fn clear_pins(v: &View, rec: u64) {
-    for i in 0..v.g.slots {
-        let (word, bit) = v.pin_of(rec, i);
-        // Release: as in `pin::unpin`. An RMW: other records' bits share the word.
-        word.fetch_and(!bit, Ordering::Release);
     }
 }
 
