@@ -197,8 +197,9 @@ pub(crate) fn mark_ready<const N: usize>(words: &[AtomicU32; N], state: usize) {
 /// it could read READY after the first missed it, with the other words copied stale).
 pub(crate) fn observe<const N: usize>(words: &[AtomicU32; N], state: usize) -> [u32; N] {
     // Relaxed load + fence(Acquire): an Acquire load that a read-only (PROT_READ) mapping
-    // permits, where std allows no other atomic access. Pairs with the creator's Release
-    // store of READY in `mark_ready`.
+    // permits, where std allows no other atomic access (`atomic_copy::load_read_only`'s
+    // form, written here with the loom shim's fence so that the models check it). Pairs with
+    // the creator's Release store of READY in `mark_ready`.
     let ready = words[state].load(Ordering::Relaxed);
     fence(Ordering::Acquire);
     // Relaxed: ordered after the state load by the fence; these loads only need to be
