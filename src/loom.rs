@@ -42,6 +42,16 @@ pub(crate) fn spin_loop() {
     loom::thread::yield_now();
 }
 
+/// Give the processor to another thread, for waits that may last a system call or more;
+/// under loom, a yield to the model's scheduler.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
 /// Futex operations on a word of this module's [`AtomicU32`].
 ///
 /// Outside loom this is the kernel futex (shared, not private: keyed by the mapped page, so it

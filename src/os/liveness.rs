@@ -33,10 +33,11 @@
 
 #![cfg_attr(loom, allow(dead_code))] // under loom, processes are modelled as threads
 
+use crate::loom::AtomicU64;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use super::process::Liveness;
 use super::shm::SHM_DIR;
@@ -52,8 +53,18 @@ pub(crate) fn dir() -> String {
 /// one (`sync::robust`).
 pub(crate) const TOKEN_MAX: u64 = (1 << 61) - 1;
 
-/// This process's token; 0 before the first [`current`], [`BUSY`] while it is being created.
+/// This process's token; 0 before the first [`current`], a [`BUSY`] mark while it is being
+/// created ([`token_in`]).
+#[cfg(not(loom))]
 static TOKEN: AtomicU64 = AtomicU64::new(0);
+
+#[cfg(loom)]
+loom::lazy_static! {
+    // Under loom (where the shim's atomics are loom's, which have no `const` constructor):
+    // built, never run, since the models pass their own word to `token_in`.
+    static ref TOKEN: AtomicU64 = AtomicU64::new(0);
+}
+
 /// Marks [`TOKEN`] as being created by some thread of the process whose pid is in the low 32
 /// bits (tokens are at most [`TOKEN_MAX`], so never have this bit). The pid matters: a
 /// `fork()` by another thread before the creating thread registered the fork handlers leaves
@@ -93,61 +104,85 @@ pub(crate) fn current() -> io::Result<u64> {
 
 #[cold]
 fn current_slow() -> io::Result<u64> {
+    let (token, created) = token_in(&TOKEN, busy_mark(), || {
+        // The fork handlers first, before PUBLISHING is taken: a fork() before they exist
+        // leaves the child our BUSY mark, which it takes back (`token_in`), and PUBLISHING
+        // free; once they exist, a fork waits for PUBLISHING (prepare handler) and the child
+        // starts afresh (child handler).
+        let registered = register_handlers();
+        take_publishing();
+        let published = registered.and_then(|()| publish());
+        if let Ok((_, fd)) = &published {
+            // The descriptor lives as long as the process (or until a fork child's handler
+            // closes its inherited copy). Recorded before a fork can happen (PUBLISHING is
+            // held).
+            FD.store(fd.as_raw_fd(), Ordering::Relaxed);
+        }
+        release_publishing();
+        let (token, fd) = published?;
+        // Owned by FD from now on.
+        let _ = fd.into_raw_fd();
+        // Relaxed: published by `token_in`'s Release store of the token.
+        PID.store(std::process::id(), Ordering::Relaxed);
+        Ok(token)
+    })?;
+    if created {
+        // Processes that were killed leave their files behind: each new process removes a
+        // few, so they do not pile up (`gc` removes all).
+        sweep_some(SWEEP_ON_START);
+    }
+    Ok(token)
+}
+
+/// The token state machine of `SPEC.md` §2.3 on `word` (the process's [`TOKEN`]; the loom
+/// models pass their own): the token `word` holds, or one that `create` makes, in this thread,
+/// and this function stores in `word`. Returns the token and whether this call created it.
+///
+/// `word` holds 0 (no token: the thread that moves it to `mine`, this process's [`BUSY`] mark,
+/// calls `create`), `mine` (another thread of this process is creating it: wait), another
+/// `BUSY` mark (a parent's, inherited by a `fork()` before the fork handlers existed: nobody
+/// here clears it, so it is taken back to 0), or the token. `create` publishes a token and its
+/// liveness file; if it fails, `word` goes back to 0, its error is returned, and a later call
+/// (or a thread waiting meanwhile) tries again.
+fn token_in(
+    word: &AtomicU64,
+    mine: u64,
+    create: impl FnOnce() -> io::Result<u64>,
+) -> io::Result<(u64, bool)> {
+    use crate::loom::Ordering::{Acquire, Relaxed, Release};
     loop {
-        // Acquire pairs with the Release store below: a token seen is a token published.
-        match TOKEN.load(Ordering::Acquire) {
+        // Acquire pairs with the Release stores below: a token seen is a token published
+        // (its file, and everything `create` stored).
+        match word.load(Acquire) {
             0 => {
                 // Relaxed on failure: another thread won; we loop and see its result.
-                if TOKEN
-                    .compare_exchange(0, busy_mark(), Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
-                {
+                if word.compare_exchange(0, mine, Acquire, Relaxed).is_err() {
                     continue;
                 }
-                // The fork handlers first, before PUBLISHING is taken: a fork() before they
-                // exist leaves the child our BUSY mark, which it takes back (above), and
-                // PUBLISHING free; once they exist, a fork waits for PUBLISHING (prepare
-                // handler) and the child starts afresh (child handler).
-                let registered = register_handlers();
-                take_publishing();
-                let published = registered.and_then(|()| publish());
-                if let Ok((_, fd)) = &published {
-                    // The descriptor lives as long as the process (or until a fork
-                    // child's handler closes its inherited copy). Recorded before a fork can
-                    // happen (PUBLISHING is held).
-                    FD.store(fd.as_raw_fd(), Ordering::Relaxed);
-                }
-                release_publishing();
-                match published {
-                    Ok((token, fd)) => {
-                        let _ = fd.into_raw_fd(); // owned by FD from now on
-                        PID.store(std::process::id(), Ordering::Relaxed);
-                        // Release pairs with the Acquire load above.
-                        TOKEN.store(token, Ordering::Release);
-                        // Processes that were killed leave their files behind: each new
-                        // process removes a few, so they do not pile up (`gc` removes all).
-                        sweep_some(SWEEP_ON_START);
-                        return Ok(token);
+                return match create() {
+                    Ok(token) => {
+                        // Release pairs with the Acquire loads above and in `current`.
+                        word.store(token, Release);
+                        Ok((token, true))
                     }
                     Err(e) => {
-                        // Release pairs with the Acquire loads in `current`/`current_slow`
+                        // Release pairs with the Acquire loads above and in `current`
                         // (nothing was published; another thread may now try again).
-                        TOKEN.store(0, Ordering::Release);
-                        return Err(e);
+                        word.store(0, Release);
+                        Err(e)
                     }
-                }
+                };
             }
             t if t & BUSY != 0 => {
-                if t == busy_mark() {
-                    std::thread::yield_now(); // another thread of ours is creating it
+                if t == mine {
+                    crate::loom::yield_now(); // another thread of ours is creating it
                 } else {
-                    // Our parent's mark, inherited by a fork() before its handlers existed:
-                    // nobody here is creating a token. Relaxed: as the CAS above (on success
-                    // we loop and create one; on failure we see who did).
-                    let _ = TOKEN.compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed);
+                    // Our parent's mark: nobody here is creating a token. Relaxed: as the CAS
+                    // above (on success we loop and create one; on failure we see who did).
+                    let _ = word.compare_exchange(t, 0, Relaxed, Relaxed);
                 }
             }
-            t => return Ok(t),
+            t => return Ok((t, false)),
         }
     }
 }
@@ -821,7 +856,109 @@ fn sweep_in(dir: &str, dry_run: bool) -> io::Result<Sweep> {
     Ok(Sweep::Swept(out))
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// This process's BUSY mark, and its parent's.
+    const ME: u64 = BUSY | 1000;
+    const PARENT: u64 = BUSY | 999;
+
+    /// A process as `token_in` sees it: its token word, how many creations ran, and what the
+    /// last one published with its token (its liveness file, `PID`, `FD`).
+    #[derive(Default)]
+    struct Process {
+        token: AtomicU64,
+        creations: AtomicU64,
+        file: AtomicU64,
+    }
+
+    /// A thread asks for the token, as `current_slow` does, with a creation that stands for
+    /// publishing the liveness file: the n-th creation (from 0) fails if `fails`, else
+    /// writes token 100 + n to the file word (Relaxed, as production's `PID`) and returns it.
+    /// A token returned is never 0 nor a BUSY mark, and its file is seen as written.
+    fn ask(p: &Process, fails: bool) -> io::Result<(u64, bool)> {
+        let got = token_in(&p.token, ME, || {
+            let n = p.creations.fetch_add(1, Ordering::Relaxed);
+            if fails {
+                return Err(io::Error::other("/dev/shm is full"));
+            }
+            p.file.store(100 + n, Ordering::Relaxed);
+            Ok(100 + n)
+        });
+        if let Ok((t, _)) = got {
+            assert!(t != 0 && t & BUSY == 0, "returned {t:#x}");
+            assert_eq!(
+                p.file.load(Ordering::Relaxed),
+                t,
+                "a token whose file is not seen"
+            );
+        }
+        got
+    }
+
+    /// Two threads of one process whose token word holds `initial` ask for the token at once:
+    /// both get the same one, made by exactly one creation, in one of them.
+    fn two_threads_ask(initial: u64) {
+        crate::queue::loom_model(move || {
+            let p = Arc::new(Process::default());
+            p.token.store(initial, Ordering::Relaxed);
+            let other = {
+                let p = p.clone();
+                thread::spawn(move || ask(&p, false).unwrap())
+            };
+            let (a, a_created) = ask(&p, false).unwrap();
+            let (b, b_created) = other.join().unwrap();
+            assert_eq!(a, b, "two tokens in one process");
+            assert_eq!(p.creations.load(Ordering::Relaxed), 1);
+            assert!(a_created != b_created, "created by both or by neither");
+            assert_eq!(p.token.load(Ordering::Relaxed), a);
+        });
+    }
+
+    #[test]
+    fn loom_token_is_created_once_for_two_threads() {
+        two_threads_ask(0);
+    }
+
+    /// A `fork()` before the fork handlers existed left the parent's BUSY mark in the child's
+    /// word: a thread of the child takes it back, and the two still get one token.
+    #[test]
+    fn loom_token_busy_mark_of_a_parent_is_taken_back() {
+        two_threads_ask(PARENT);
+    }
+
+    /// One thread's creation fails while another asks: the failing thread returns its error
+    /// (or finds the other's token, if that came first); the other, waiting on the failed
+    /// creation, creates the token itself; a later call finds it.
+    #[test]
+    fn loom_token_failed_creation_is_retried() {
+        crate::queue::loom_model(|| {
+            let p = Arc::new(Process::default());
+            let failing = {
+                let p = p.clone();
+                thread::spawn(move || ask(&p, true))
+            };
+            let (t, created) = ask(&p, false).unwrap();
+            assert!(created, "a token found that only this thread could create");
+            let failed = match failing.join().unwrap() {
+                Ok((u, false)) => {
+                    assert_eq!(u, t);
+                    false
+                }
+                Ok((_, true)) => unreachable!("a failing creation returned a token"),
+                Err(_) => true,
+            };
+            // One creation, or the failed one and ours.
+            assert_eq!(p.creations.load(Ordering::Relaxed), 1 + u64::from(failed));
+            assert_eq!(ask(&p, true).unwrap(), (t, false));
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

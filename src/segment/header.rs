@@ -2,11 +2,14 @@
 //!
 //! Another process may write any header byte at any time, so the header is only ever accessed
 //! as 32 little-endian `u32` words through atomics: the creator stores every word with
-//! `Relaxed`, then the state word with `Release`, before it publishes the object under its
-//! name; an opener loads the state with `Acquire`, then copies all 32 words out and validates
-//! the copy. No reference to the header's bytes is formed, and every check runs on the copy.
+//! `Relaxed` ([`store_except_state`]), then the state word with `Release` ([`mark_ready`]),
+//! before it publishes the object under its name; an opener loads the state with `Acquire`,
+//! then copies all 32 words out ([`observe`]) and validates the copy. No reference to the
+//! header's bytes is formed, and every check runs on the copy. The three steps are written on
+//! the loom shim's atomics, for any number of words, so that the loom models below drive them
+//! on a header of a few words (a model of all 32 racing words would explore 2^31 copies).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::{fence, AtomicU32, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::kind::Kind;
@@ -137,38 +140,85 @@ const _: () = assert!(std::mem::offset_of!(RawHeader, state) == STATE_WORD * 4);
 const _: () = assert!(std::mem::offset_of!(RawHeader, creator_token) == 40);
 const _: () = assert!(std::mem::offset_of!(RawHeader, lifetime) == 60);
 
+/// The header of a mapping, as the words every access goes through.
+pub(crate) type Words = [AtomicU32; HEADER_SIZE / 4];
+
 /// The header words of a mapping.
 ///
 /// # Safety
 ///
 /// `base` must point to at least [`HEADER_SIZE`] mapped bytes, 4-byte aligned, that stay
 /// mapped for `'a`.
-pub(crate) unsafe fn words<'a>(base: *const u8) -> &'a [AtomicU32; HEADER_SIZE / 4] {
+#[cfg(not(loom))]
+pub(crate) unsafe fn words<'a>(base: *const u8) -> &'a Words {
     // SAFETY: the caller guarantees the bytes are mapped, aligned and live for 'a; AtomicU32
-    // has the size and alignment of u32, any bit pattern is valid, and atomics may be shared
-    // with concurrent writers (another process).
-    unsafe { &*base.cast::<[AtomicU32; HEADER_SIZE / 4]>() }
+    // (std's, outside loom) has the size and alignment of u32, any bit pattern is valid, and
+    // atomics may be shared with concurrent writers (another process).
+    unsafe { &*base.cast::<Words>() }
+}
+
+/// Under loom no segment is mapped (the models keep their header words on the heap), and
+/// mapped bytes are no loom atomics: the segment code that calls this is built, never run.
+///
+/// # Safety
+///
+/// As outside loom; it panics.
+#[cfg(loom)]
+pub(crate) unsafe fn words<'a>(_base: *const u8) -> &'a Words {
+    unreachable!("no segment is mapped under loom")
+}
+
+/// Creator, `SPEC.md` §4.1 step 4: store `copy` into `words`, every word except the state word
+/// (index `state`, left `INITIALIZING` as the fresh object has it), `Relaxed`: [`mark_ready`]
+/// makes them visible.
+pub(crate) fn store_except_state<const N: usize>(
+    words: &[AtomicU32; N],
+    copy: &[u32; N],
+    state: usize,
+) {
+    for (i, (w, v)) in words.iter().zip(copy).enumerate() {
+        if i != state {
+            w.store(*v, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Creator, `SPEC.md` §4.1 step 6: store READY in the state word (index `state`), after every
+/// other header word and the payload's initialisation.
+pub(crate) fn mark_ready<const N: usize>(words: &[AtomicU32; N], state: usize) {
+    // Release pairs with the Acquire (load + fence) in `observe`: an opener that reads READY
+    // sees every header word `store_except_state` stored and everything the initialiser
+    // wrote before this store.
+    words[state].store(State::READY, Ordering::Release);
+}
+
+/// Opener, `SPEC.md` §3.3 step 6: load the state word (index `state`) with `Acquire`, then
+/// copy every word out. The copy's state word is the value that load read (a second load of
+/// it could read READY after the first missed it, with the other words copied stale).
+pub(crate) fn observe<const N: usize>(words: &[AtomicU32; N], state: usize) -> [u32; N] {
+    // Relaxed load + fence(Acquire): an Acquire load that a read-only (PROT_READ) mapping
+    // permits, where std allows no other atomic access (`atomic_copy::load_read_only`'s
+    // form, written here with the loom shim's fence so that the models check it). Pairs with
+    // the creator's Release store of READY in `mark_ready`.
+    let ready = words[state].load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    // Relaxed: ordered after the state load by the fence; these loads only need to be
+    // single-copy atomic.
+    let mut copy: [u32; N] = std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
+    copy[state] = ready;
+    copy
 }
 
 impl RawHeader {
-    /// Copy the header out of shared memory, word by word.
-    pub(crate) fn load(words: &[AtomicU32; HEADER_SIZE / 4]) -> RawHeader {
-        // Relaxed: the caller has already loaded the state word with Acquire (pairs with the
-        // creator's Release store of READY); these loads only need to be single-copy atomic.
-        let copy: [u32; HEADER_SIZE / 4] =
-            std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
-        zerocopy::transmute!(copy)
+    /// Copy the header out of shared memory ([`observe`]).
+    pub(crate) fn observe(words: &Words) -> RawHeader {
+        zerocopy::transmute!(observe(words, STATE_WORD))
     }
 
-    /// Store every word except the state word (Relaxed; made visible by the creator's Release
-    /// store of READY).
-    pub(crate) fn store_unpublished(&self, words: &[AtomicU32; HEADER_SIZE / 4]) {
+    /// Store every word except the state word ([`store_except_state`]).
+    pub(crate) fn store_unpublished(&self, words: &Words) {
         let copy: [u32; HEADER_SIZE / 4] = zerocopy::transmute!(*self);
-        for (i, w) in copy.iter().enumerate() {
-            if i != STATE_WORD {
-                words[i].store(*w, Ordering::Relaxed);
-            }
-        }
+        store_except_state(words, &copy, STATE_WORD);
     }
 
     /// Parse from bytes read by a plain `read` (used by `ls`, which does not map).
@@ -374,4 +424,122 @@ pub(crate) fn validate_self(name: &str, h: &RawHeader, size: u64) -> Result<()> 
         ));
     }
     Ok(())
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// The header words the models race on (magic, kind, payload size, state), as indices into
+    /// the 32; the others hold what the creator wrote from the start. Loom explores every
+    /// value each racing load may read, so a copy of all 32 racing words is 2^31 executions;
+    /// these four, and the payload word, stand for every word.
+    const LIVE: [usize; 4] = [0, 3, 8, STATE_WORD];
+    /// [`STATE_WORD`]'s index in [`LIVE`].
+    const STATE: usize = 3;
+    const PAYLOAD: u64 = 64;
+
+    /// The header a creator of a 64-byte segment writes, as its 32 words.
+    fn creator_header() -> [u32; HEADER_SIZE / 4] {
+        let h = RawHeader {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            kind: Kind::EVENT.0,
+            fingerprint: 0x1234_5678_9abc_def0,
+            header_size: HEADER_SIZE as u64,
+            payload_size: PAYLOAD,
+            creator_token: 7,
+            creator_pid: 42,
+            state: State::READY,
+            ..RawHeader::default()
+        };
+        zerocopy::transmute!(h)
+    }
+
+    /// The live words of a header.
+    fn live(full: &[u32; HEADER_SIZE / 4]) -> [u32; 4] {
+        LIVE.map(|i| full[i])
+    }
+
+    /// A fresh object's live header words (zero) and a payload word.
+    struct Object {
+        words: [AtomicU32; 4],
+        payload: AtomicU32,
+    }
+
+    /// An opener: `observe` the live words, validate the header they make (with every other
+    /// word as the creator wrote it) as `open` does. A copy that reads READY is the creator's,
+    /// word for word, and so is the payload (`init`'s write); one that does not is never valid.
+    fn open(o: &Object) {
+        let full = creator_header();
+        let copy = observe(&o.words, STATE);
+        let payload = o.payload.load(Ordering::Relaxed);
+        let mut seen = full;
+        for (i, v) in LIVE.iter().zip(copy) {
+            seen[*i] = v;
+        }
+        let raw: RawHeader = zerocopy::transmute!(seen);
+        let valid = validate(
+            "m",
+            &raw,
+            HEADER_SIZE as u64 + PAYLOAD,
+            Kind::EVENT,
+            raw.fingerprint,
+        );
+        if copy[STATE] == State::READY {
+            assert_eq!(copy, live(&full), "READY seen, a header word not");
+            assert_eq!(payload, 99, "READY seen, the initialiser's write not");
+            assert!(valid.is_ok(), "{valid:?}");
+        } else {
+            assert!(
+                valid.is_err(),
+                "a header without READY was accepted: {copy:?}"
+            );
+        }
+    }
+
+    /// A creator builds the header (`store_except_state`), initialises the payload and, unless
+    /// it dies first, marks the header ready (`mark_ready`); two openers copy it meanwhile
+    /// (`observe`), and a third after the creator is gone (its words stay).
+    fn creator_and_openers(dies_before_ready: bool) {
+        crate::queue::loom_model(move || {
+            let o = Arc::new(Object {
+                words: Default::default(),
+                payload: AtomicU32::new(0),
+            });
+            let creator = {
+                let o = o.clone();
+                thread::spawn(move || {
+                    store_except_state(&o.words, &live(&creator_header()), STATE);
+                    o.payload.store(99, Ordering::Relaxed); // the initialiser
+                    if !dies_before_ready {
+                        mark_ready(&o.words, STATE);
+                    }
+                })
+            };
+            let opener = {
+                let o = o.clone();
+                thread::spawn(move || open(&o))
+            };
+            open(&o);
+            creator.join().unwrap();
+            opener.join().unwrap();
+            open(&o);
+            if dies_before_ready {
+                assert_ne!(o.words[STATE].load(Ordering::Relaxed), State::READY);
+            }
+        });
+    }
+
+    #[test]
+    fn loom_header_ready_publishes_every_word() {
+        creator_and_openers(false);
+    }
+
+    #[test]
+    fn loom_header_of_a_creator_dead_before_ready_is_never_valid() {
+        creator_and_openers(true);
+    }
 }

@@ -670,17 +670,10 @@ impl<A: Access> SegmentOptions<A> {
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above), page-aligned,
         // and lives as long as `map`, which outlives every use of `words` below.
         let words = unsafe { header::words(map.ptr()) };
-        // Acquire pairs with the creator's Release store of READY in `build`, made before it
-        // published the object under this name: every header word and everything its
-        // initialiser wrote are visible after it. A Relaxed load and an acquire fence: a
-        // read-only opener's mapping is PROT_READ, where std permits no other atomic load.
-        let state = atomic_copy::load_read_only(Ordering::Acquire, || {
-            words[header::STATE_WORD].load(Ordering::Relaxed)
-        });
-        let raw = RawHeader {
-            state,
-            ..RawHeader::load(words)
-        };
+        // The state with Acquire, then the copy (`header::observe`): pairs with the creator's
+        // Release store of READY in `build`, made before it published the object under this
+        // name, so every header word and everything its initialiser wrote are visible.
+        let raw = RawHeader::observe(words);
         let info = header::validate(name, &raw, size, self.cfg.kind, self.cfg.fingerprint)?;
         Ok(Segment {
             name: name.to_owned(),
@@ -933,10 +926,11 @@ impl SegmentOptions<ReadWrite> {
         }
         init(&seg)?;
         if let Some(w) = words {
-            // Release pairs with the Acquire load of the state word in `open_existing`: an
-            // opener that finds this object under `name` (only after the publish below) sees
-            // every header word and everything `init` wrote.
-            w[header::STATE_WORD].store(State::READY, Ordering::Release);
+            // READY with Release (`header::mark_ready`): pairs with the Acquire load of the
+            // state word in `open_existing` (`header::observe`): an opener that finds this
+            // object under `name` (only after the publish below) sees every header word and
+            // everything `init` wrote.
+            header::mark_ready(w, header::STATE_WORD);
         }
         shm::publish(&temp, name).map_err(|e| Error::from_io(name, "publish", e))?;
         undo.armed = false;
