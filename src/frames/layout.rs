@@ -443,7 +443,7 @@ struct LoomMeta {
 impl View {
     /// A fresh channel of geometry `g` (every word 0, the geometry words stored). Leaked: a
     /// model's channel lives until the process ends, as a mapping would until unmapped.
-    pub(crate) fn heap(g: Geometry) -> View {
+    fn heap(g: Geometry) -> View {
         let zeros = |n: u64| (0..n).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
         let ctrl = Control {
             slots: AtomicU64::new(0),
@@ -494,6 +494,14 @@ impl View {
             words: Box::leak(Box::new(words)),
             g,
         }
+    }
+
+    /// A fresh channel of `slots` slots of 8 bytes and `subscribers` records under `policy`,
+    /// no user header: the models' channel.
+    pub(crate) fn model(slots: u64, subscribers: u64, policy: Policy) -> View {
+        let g = Geometry::new("model", slots, 8, subscribers, policy, (0, 1), 4096)
+            .expect("a model's geometry");
+        View::heap(g)
     }
 
     pub(crate) fn ctrl(&self) -> &Control {

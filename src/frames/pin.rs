@@ -291,6 +291,10 @@ impl Data {
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
+    use crate::frames::layout::{Policy, View};
+    use crate::frames::recovery;
+    use crate::frames::window::Window;
+    use crate::queue::role::LOOM_DEAD;
     use loom::sync::Arc;
     use loom::thread;
 
@@ -359,18 +363,19 @@ mod tests {
     }
 
     /// The publisher's side of the parked-loan models, as `Publisher::loan` does it: claim
-    /// frame 1's slot unless record bit 2 pins it, else park on `released` with
-    /// `park_checked` (claiming again after registering as a sleeper) until the claim works.
-    fn loan_parked(seq: &AtomicU64, pins: &AtomicU64, released: &crate::sync::WaitQueue) {
-        let pinned = || pins.load(Ordering::Acquire) & 2 != 0;
+    /// slot `i` holding `old` with the production `recovery::claim_hint` (no subscriber known
+    /// dead), else park on `released` with `park_checked` (claiming again after registering
+    /// as a sleeper) until the claim works.
+    fn loan_parked(v: &View, i: u64, old: u64) {
+        let released = &v.ctrl().released;
         loop {
             let seen = released.snapshot();
-            if claim(seq, 1, pinned) {
+            if recovery::claim_hint(v, (i, old), &[]) {
                 return;
             }
             let mut got = false;
             released.park_checked(seen, None, &mut || {
-                got = claim(seq, 1, pinned);
+                got = recovery::claim_hint(v, (i, old), &[]);
                 got
             });
             if got {
@@ -379,110 +384,119 @@ mod tests {
         }
     }
 
+    /// A live subscriber of record `rec` (its owner word claimed with token `10 + rec`).
+    fn attached(v: &View, rec: u64) {
+        v.record(rec).owner.claim(10 + rec).unwrap();
+    }
+
     /// A publisher that finds the slot pinned parks on `released` with `park_checked`
     /// (claiming again after registering as a sleeper), as `Publisher::loan` does; the
-    /// subscriber's unpin and `notify_if_sleepers` always wake it (a lost wake-up would be a
-    /// loom deadlock).
+    /// subscriber's unpin and `notify_if_sleepers` (as `GuardCount::unpin` makes them) always
+    /// wake it (a lost wake-up would be a loom deadlock).
     #[test]
     fn loom_unpin_wakes_a_parked_loan() {
         crate::queue::loom_model(|| {
-            let seq = Arc::new(AtomicU64::new(1));
-            let pins = Arc::new(AtomicU64::new(0));
-            let released = Arc::new(crate::sync::WaitQueue::new());
-            assert!(pin(&pins, 2, &seq, 1));
-            let (p, q) = (pins.clone(), released.clone());
+            let v = View::model(1, 2, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            attached(&v, 1);
+            let (word, bit) = v.pin_of(1, 0);
+            assert!(pin(word, bit, &v.meta(0).seq, 1));
             let sub = thread::spawn(move || {
-                unpin(&p, 2);
-                q.notify_if_sleepers(u32::MAX);
+                let (word, bit) = v.pin_of(1, 0);
+                unpin(word, bit);
+                v.ctrl().released.notify_if_sleepers(u32::MAX);
             });
-            loan_parked(&seq, &pins, &released);
+            loan_parked(&v, 0, 1);
             sub.join().unwrap();
         });
     }
 
-    /// Reclaim: a dead subscriber's pin is ignored by the publisher, while a new subscriber
-    /// that took over the record (cleared the stale bit, pinned anew) is respected.
+    /// Reclaim: a dead subscriber's pin is ignored by the publisher (`recovery::claim_free`
+    /// with its token known dead), while a new subscriber that took over the record (stole the
+    /// owner word, cleared the stale bit with `recovery::clear_pins`, pinned anew) is respected:
+    /// the publisher never overwrites the frame under its pin (loom checks the data).
     #[test]
     fn loom_reclaim_dead_pin() {
         crate::queue::loom_model(|| {
-            const DEAD: u64 = 7;
-            const NEW: u64 = 9;
-            let seq = Arc::new(AtomicU64::new(1));
-            let owner = Arc::new(AtomicU64::new(DEAD));
-            let pins = Arc::new(AtomicU64::new(1)); // left pinned by the dead owner
-            let data = Arc::new(AtomicU64::new(111));
-            let (s, o, p, d) = (seq.clone(), owner.clone(), pins.clone(), data.clone());
+            let v = View::model(1, 1, Policy::ReuseOldest);
+            let data = Arc::new(Data::new(1));
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            v.record(0).owner.claim(LOOM_DEAD).unwrap();
+            let (word, bit) = v.pin_of(0, 0);
+            word.fetch_or(bit, Ordering::Relaxed); // left pinned by the dead owner
+            let d = data.clone();
             let sub = thread::spawn(move || {
-                // Take over the dead owner's record, clear its stale pins, pin frame 1.
-                if o.compare_exchange(DEAD, NEW, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    // Its own bit only: other records' bits share the slot's word.
-                    p.fetch_and(!1, Ordering::Relaxed);
-                    if pin(&p, 1, &s, 1) {
-                        assert_eq!(d.load(Ordering::Relaxed), 111);
-                        unpin(&p, 1);
-                    }
+                v.record(0)
+                    .owner
+                    .claim(9)
+                    .expect("the dead owner's record is taken");
+                recovery::clear_pins(&v, 0);
+                let (word, bit) = v.pin_of(0, 0);
+                if pin(word, bit, &v.meta(0).seq, 1) {
+                    assert_eq!(d.read(), 1);
+                    unpin(word, bit);
                 }
             });
-            // The publisher counts the pins of a live owner only (DEAD is known dead): it
-            // reads the slot's pin word, then the owner of a record whose bit is set
-            // (`recovery::held`).
-            let pinned = || {
-                pins.load(Ordering::Acquire) & 1 != 0 && {
-                    let w = owner.load(Ordering::Acquire);
-                    w != DEAD && w != 0
-                }
-            };
-            if claim(&seq, 1, pinned) {
-                data.store(222, Ordering::Relaxed);
-                publish(&seq, 2);
+            if let Some(i) = recovery::claim_free(&v, &[LOOM_DEAD]) {
+                data.write(2);
+                publish(&v.meta(i).seq, 2);
             }
             sub.join().unwrap();
         });
     }
 
-    /// Attaching under the block policy (`Subscriber::attach`, `Window::scan`): the record
-    /// still shows the previous owner's cursor (5, ahead of the window) when the new owner
-    /// stores its own (1: it wants frame 2 on), issues `fence(SeqCst)` and scans the slot
-    /// (its window); then it receives as `Subscriber::scan` does: a `CLAIMED` slot is waited
-    /// for if `rolls_back` says so, else skipped. The publisher claims frame 2's slot unless
-    /// a counting cursor is below 2 (`recovery::held`), which it may first have read as 5.
-    /// A frame the window found present is never taken (the claim is rolled back) and never
-    /// skipped: it is received. Without the wait (`rolls_back` false) the subscriber skips
-    /// frame 2 while the publisher is rolling its claim back.
+    /// The block-policy attach models' channel: one slot holding frame 2 (`head` 2), and
+    /// record 0 free but showing its previous owner's cursor, 5 (ahead of the window).
+    fn block_channel() -> View {
+        let v = View::model(1, 1, Policy::Block);
+        v.meta(0).seq.store(2, Ordering::Relaxed);
+        v.ctrl().head.store(2, Ordering::Relaxed);
+        v.record(0).cursor.store(5, Ordering::Relaxed);
+        v
+    }
+
+    /// A new subscriber attaches to `block_channel` as `Subscriber::attach` does (claims the
+    /// record, clears its pins, `Window::attach` with `wanted` 1: cursor store, fence, scan):
+    /// its window.
+    fn attach_late(v: &View) -> Window {
+        v.record(0).owner.claim(9).unwrap();
+        recovery::clear_pins(v, 0);
+        Window::attach(v, 0, 1)
+    }
+
+    /// Frame 2 as a late joiner's receive sees it (`Subscriber::scan` under block): `Some(true)`
+    /// received, `Some(false)` skipped, `None` wait (a claim `rolls_back` says will be rolled
+    /// back).
+    fn take_frame_2(v: &View, w: &Window) -> Option<bool> {
+        let s = v.meta(0).seq.load(Ordering::Acquire);
+        (s == 2 || !rolls_back(s, 1, &w.claimed)).then_some(s == 2)
+    }
+
+    /// Attaching under the block policy: the record still shows the previous owner's cursor
+    /// (5, ahead of the window) when the new owner stores its own (1: it wants frame 2 on) and
+    /// takes its window (production `Window::attach`); then it receives as `Subscriber::scan`
+    /// does: a `CLAIMED` slot is waited for if `rolls_back` says so, else skipped. The
+    /// publisher loans with the production `recovery::claim_hint`, whose checks may first
+    /// have missed the new owner. A frame the window found present is never taken (the claim
+    /// is rolled back) and never skipped: it is received. Without the wait (`rolls_back`
+    /// false) the subscriber skips frame 2 while the publisher is rolling its claim back.
     #[test]
     fn loom_attach_cursor_vs_block_claim() {
         crate::queue::loom_model(|| {
-            let seq = Arc::new(AtomicU64::new(2));
-            let cursor = Arc::new(AtomicU64::new(5)); // the previous owner's
-            let (s, c) = (seq.clone(), cursor.clone());
+            let v = block_channel();
             let sub = thread::spawn(move || {
-                c.store(1, Ordering::Relaxed);
-                fence(Ordering::SeqCst);
-                let w = s.load(Ordering::Acquire);
-                let present = w == 2;
-                let claimed: Vec<u64> = if w & CLAIMED != 0 {
-                    vec![w & !CLAIMED]
-                } else {
-                    Vec::new()
-                };
+                let w = attach_late(&v);
+                let present = w.present.contains(&2);
                 loop {
-                    let w = s.load(Ordering::Acquire);
-                    if w == 2 {
-                        return (present, true); // received frame 2
+                    if let Some(got) = take_frame_2(&v, &w) {
+                        return (present, got);
                     }
-                    if rolls_back(w, 1, &claimed) {
-                        thread::yield_now();
-                        continue;
-                    }
-                    return (present, false); // skipped it
+                    thread::yield_now();
                 }
             });
-            let held = || cursor.load(Ordering::Relaxed) < 2;
-            let wrote = claim(&seq, 2, held);
+            let wrote = recovery::claim_hint(&v, (0, 2), &[]);
             if wrote {
-                publish(&seq, 6);
+                publish(&v.meta(0).seq, 3);
             }
             let (present, received) = sub.join().unwrap();
             assert!(
@@ -493,61 +507,44 @@ mod tests {
         });
     }
 
-    /// A late joiner under the block policy (as in `loom_attach_cursor_vs_block_claim`) that
-    /// receives as `Subscriber::get_until` does: take, else park on `published` with
-    /// `park_checked` (taking again after registering) until a take returns. Its take
-    /// waits (returns `None`) while `rolls_back` says the claim it sees will be rolled
-    /// back. Returns (frame 2 present at attach, frame 2 received).
-    fn late_joiner_parked(
-        seq: &AtomicU64,
-        cursor: &AtomicU64,
-        published: &crate::sync::WaitQueue,
-    ) -> (bool, bool) {
-        cursor.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let w = seq.load(Ordering::Acquire);
-        let claimed: Vec<u64> = if w & CLAIMED != 0 {
-            vec![w & !CLAIMED]
-        } else {
-            Vec::new()
-        };
-        let take = || {
-            let w = seq.load(Ordering::Acquire);
-            (w == 2 || !rolls_back(w, 1, &claimed)).then_some(w == 2)
-        };
+    /// A late joiner of `block_channel` that receives as `Subscriber::get_until` does: take,
+    /// else park on `published` with `park_checked` (taking again after registering) until a
+    /// take returns. Returns (frame 2 present at attach, frame 2 received).
+    fn late_joiner_parked(v: &View) -> (bool, bool) {
+        let w = attach_late(v);
+        let present = w.present.contains(&2);
+        let published = &v.ctrl().published;
         loop {
             let seen = published.snapshot();
-            if let Some(got) = take() {
-                return (w == 2, got);
+            if let Some(got) = take_frame_2(v, &w) {
+                return (present, got);
             }
             let mut got = None;
             published.park_checked(seen, None, &mut || {
-                got = take();
+                got = take_frame_2(v, &w);
                 got.is_some()
             });
             if let Some(got) = got {
-                return (w == 2, got);
+                return (present, got);
             }
         }
     }
 
-    /// A claim rolled back notifies `published` (`recovery::claim`), and a late joiner
-    /// parked for that frame always wakes and receives it. Without the notify this model
-    /// deadlocks (the joiner sleeps on a frame that is back in its slot).
+    /// A claim rolled back notifies `published` (the production `recovery::claim_hint`, under
+    /// block), and a late joiner parked for that frame always wakes and receives it. Without
+    /// that notify this model deadlocks (the joiner sleeps on a frame that is back in its
+    /// slot).
     #[test]
     fn loom_rolled_back_claim_wakes_a_parked_joiner() {
         crate::queue::loom_model(|| {
-            let seq = Arc::new(AtomicU64::new(2));
-            let cursor = Arc::new(AtomicU64::new(5)); // the previous owner's
-            let published = Arc::new(crate::sync::WaitQueue::new());
-            let (s, c, q) = (seq.clone(), cursor.clone(), published.clone());
-            let sub = thread::spawn(move || late_joiner_parked(&s, &c, &q));
-            let wrote = claim(&seq, 2, || cursor.load(Ordering::Relaxed) < 2);
+            let v = block_channel();
+            let sub = thread::spawn(move || late_joiner_parked(&v));
+            let wrote = recovery::claim_hint(&v, (0, 2), &[]);
             if wrote {
-                publish(&seq, 6);
+                publish(&v.meta(0).seq, 3);
+                // `Loan::put` notifies after a publish.
+                v.ctrl().published.notify_if_sleepers(u32::MAX);
             }
-            // `Loan::put` notifies after a publish; `recovery::claim` after a rollback.
-            published.notify_if_sleepers(u32::MAX);
             let (present, received) = sub.join().unwrap();
             assert!(
                 !present || received,
@@ -564,15 +561,10 @@ mod tests {
     #[test]
     fn loom_dropped_loan_is_never_waited_for() {
         crate::queue::loom_model(|| {
-            let seq = Arc::new(AtomicU64::new(2));
-            let cursor = Arc::new(AtomicU64::new(5));
-            let published = Arc::new(crate::sync::WaitQueue::new());
-            let (s, c, q) = (seq.clone(), cursor.clone(), published.clone());
-            let sub = thread::spawn(move || late_joiner_parked(&s, &c, &q));
-            if claim(&seq, 2, || cursor.load(Ordering::Relaxed) < 2) {
-                seq.store(0, Ordering::Release); // the loan dropped
-            } else {
-                published.notify_if_sleepers(u32::MAX); // the rollback's notify
+            let v = block_channel();
+            let sub = thread::spawn(move || late_joiner_parked(&v));
+            if recovery::claim_hint(&v, (0, 2), &[]) {
+                v.meta(0).seq.store(0, Ordering::Release); // the loan dropped
             }
             let (present, received) = sub.join().unwrap();
             assert!(
@@ -615,17 +607,17 @@ mod tests {
     #[test]
     fn loom_failed_pin_wakes_a_parked_loan() {
         crate::queue::loom_model(|| {
-            let seq = Arc::new(AtomicU64::new(1));
-            let pins = Arc::new(AtomicU64::new(0));
-            let released = Arc::new(crate::sync::WaitQueue::new());
-            let (s, p, q) = (seq.clone(), pins.clone(), released.clone());
+            let v = View::model(1, 2, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            attached(&v, 1);
             // Expects frame 2 in this slot, which holds frame 1: the pin fails.
             let sub = thread::spawn(move || {
-                if !pin(&p, 2, &s, 2) {
-                    q.notify_if_sleepers(u32::MAX);
+                let (word, bit) = v.pin_of(1, 0);
+                if !pin(word, bit, &v.meta(0).seq, 2) {
+                    v.ctrl().released.notify_if_sleepers(u32::MAX);
                 }
             });
-            loan_parked(&seq, &pins, &released);
+            loan_parked(&v, 0, 1);
             sub.join().unwrap();
         });
     }

@@ -189,17 +189,10 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
-    use crate::frames::layout::Geometry;
     use crate::frames::pin::Data;
     use crate::queue::role::LOOM_DEAD;
     use loom::sync::Arc;
     use loom::thread;
-
-    /// A channel of `slots` slots and `subs` subscriber records under `policy`.
-    fn channel(slots: u64, subs: u64, policy: Policy) -> View {
-        let g = Geometry::new("model", slots, 8, subs, policy, (0, 1), 4096).unwrap();
-        View::heap(g)
-    }
 
     /// A subscriber of record `rec` (its owner word already claimed) that looks at every slot
     /// `rounds` times and, for each published frame it finds (a word without `CLAIMED`), pins
@@ -238,7 +231,7 @@ mod tests {
     #[test]
     fn loom_takeover_never_shows_the_half_written_frame() {
         crate::queue::loom_model(|| {
-            let v = channel(2, 1, Policy::ReuseOldest);
+            let v = View::model(2, 1, Policy::ReuseOldest);
             let data = Arc::new(vec![Data::new(2), Data::new(99)]);
             v.meta(0).seq.store(2, Ordering::Relaxed);
             v.meta(1).seq.store(1 | CLAIMED, Ordering::Relaxed);
@@ -270,7 +263,7 @@ mod tests {
     #[test]
     fn loom_claim_hint_never_marks_a_held_slot() {
         crate::queue::loom_model(|| {
-            let v = channel(1, 2, Policy::ReuseOldest);
+            let v = View::model(1, 2, Policy::ReuseOldest);
             v.meta(0).seq.store(1, Ordering::Relaxed);
             v.record(0).owner.claim(5).unwrap();
             let (word, bit) = v.pin_of(0, 0);
@@ -302,7 +295,7 @@ mod tests {
     #[test]
     fn loom_find_dead_frees_only_the_dead_records() {
         crate::queue::loom_model(|| {
-            let v = channel(1, 2, Policy::ReuseOldest);
+            let v = View::model(1, 2, Policy::ReuseOldest);
             let data = Arc::new(vec![Data::new(1)]);
             v.meta(0).seq.store(1, Ordering::Relaxed);
             for r in 0..2 {

@@ -134,11 +134,8 @@ impl<H: ShmType> Subscriber<H> {
         // Acquire: pairs with the Release store of head in `Loan::publish`.
         let head = v.ctrl().head.load(Ordering::Acquire);
         let wanted = head.saturating_sub(history);
+        let window = Window::attach(&v, rec, wanted);
         let r = v.record(rec);
-        // Relaxed: the Block policy's progress word (`recovery::held`), ordered before the
-        // window's scan by its fence.
-        r.cursor.store(wanted, Ordering::Relaxed);
-        let window = Window::scan(v.g.slots, |i| &v.meta(i).seq, &v.ctrl().head, wanted);
         // Relaxed: statistics.
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);

@@ -4,8 +4,9 @@
 
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
 
+use super::layout::View;
 use super::pin::CLAIMED;
-use crate::loom::{fence, AtomicU64, Ordering};
+use crate::loom::{fence, Ordering};
 
 /// What a new subscriber saw of its window when it attached (`SPEC.md`, frames section
 /// "Attaching"): which frames after `wanted` (head minus the history asked for) were in a
@@ -38,8 +39,7 @@ pub(super) struct Window {
 }
 
 impl Window {
-    /// Scan the slots (`slots` sequence words, `seq_of`) for the window after `wanted`, whose
-    /// cursor store precedes this call; `head` is the channel's.
+    /// Scan the slots for the window after `wanted`, whose cursor store precedes this call.
     ///
     /// The slots are read ([`read_slots`]) until two passes in a row read the same words (at most
     /// [`Window::PASSES`]; the last pass counts if they never agree). A slot's frame only
@@ -50,19 +50,14 @@ impl Window {
     /// between the two passes. Without it, a slot read early and overwritten meanwhile hides a
     /// frame that was present after the cursor took effect, and its loss under reuse-oldest would not
     /// count.
-    pub(super) fn scan<'a>(
-        slots: u64,
-        seq_of: impl Fn(u64) -> &'a AtomicU64,
-        head: &AtomicU64,
-        wanted: u64,
-    ) -> Window {
-        let (words, _) = read_slots(slots, seq_of);
+    pub(super) fn scan(v: &View, wanted: u64) -> Window {
+        let (words, _) = read_slots(v);
         // After the passes: every word read above is at most `head + 1` for this `head` (a
         // publish stores `head = n − 1` before `seq = n`, which our Acquire load of `n`
         // synchronises with; a takeover moves `head` to the largest `seq` before it
         // publishes), so a larger word is forged. Relaxed: coherence with those stores is
         // all this needs.
-        let limit = head.load(Ordering::Relaxed).saturating_add(1);
+        let limit = v.ctrl().head.load(Ordering::Relaxed).saturating_add(1);
         let mut w = Window {
             top: wanted,
             ..Window::default()
@@ -84,6 +79,16 @@ impl Window {
         w
     }
 
+    /// A new subscriber's start (`SPEC.md` §8.3, "Attaching"), its record `rec` claimed and
+    /// its dead previous owner's pins cleared: store the record's cursor `wanted` (head minus
+    /// the history asked for), then take the window.
+    pub(super) fn attach(v: &View, rec: u64, wanted: u64) -> Window {
+        // Relaxed: the Block policy's progress word (`recovery::held`), ordered before the
+        // window's scan by its fence.
+        v.record(rec).cursor.store(wanted, Ordering::Relaxed);
+        Window::scan(v, wanted)
+    }
+
     /// Passes over the slots at most in [`Window::scan`].
     pub(super) const PASSES: usize = 4;
 
@@ -101,19 +106,16 @@ impl Window {
     }
 }
 
-/// Read the `slots` sequence words (`seq_of`) after a `fence(SeqCst)`, pass after pass, until
-/// two passes in a row read the same words, at most [`Window::PASSES`] passes: the words of
-/// the last pass, and whether it agreed with the one before (else the passes never agreed).
-pub(super) fn read_slots<'a>(
-    slots: u64,
-    seq_of: impl Fn(u64) -> &'a AtomicU64,
-) -> (Vec<u64>, bool) {
+/// Read the slots' sequence words after a `fence(SeqCst)`, pass after pass, until two passes
+/// in a row read the same words, at most [`Window::PASSES`] passes: the words of the last pass,
+/// and whether it agreed with the one before (else the passes never agreed).
+pub(super) fn read_slots(v: &View) -> (Vec<u64>, bool) {
     fence(Ordering::SeqCst);
     // Acquire: pairs with the Release publishes (`pin::publish`) and claim rollbacks; ordered
     // after our cursor store by the fence.
     let read = || -> Vec<u64> {
-        (0..slots)
-            .map(|i| seq_of(i).load(Ordering::Acquire))
+        (0..v.g.slots)
+            .map(|i| v.meta(i).seq.load(Ordering::Acquire))
             .collect()
     };
     let mut words = read();
@@ -131,8 +133,8 @@ pub(super) fn read_slots<'a>(
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
+    use crate::frames::layout::Policy;
     use crate::frames::pin::{claim, publish};
-    use loom::sync::Arc;
     use loom::thread;
 
     /// The attach scan's passes (`read_slots`, as `Window::scan` runs them) against a
@@ -146,17 +148,18 @@ mod tests {
     #[test]
     fn loom_window_scan_is_a_snapshot() {
         crate::queue::loom_model(|| {
-            let seqs = Arc::new([AtomicU64::new(1), AtomicU64::new(2)]);
-            let head = Arc::new(AtomicU64::new(2));
-            let (s, h) = (seqs.clone(), head.clone());
+            let v = View::model(2, 1, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            v.meta(1).seq.store(2, Ordering::Relaxed);
+            v.ctrl().head.store(2, Ordering::Relaxed);
             let publisher = thread::spawn(move || {
                 for (i, old, new) in [(0, 1, 3), (1, 2, 4)] {
-                    assert!(claim(&s[i], old, || false));
-                    publish(&s[i], new);
-                    h.store(new, Ordering::Release);
+                    assert!(claim(&v.meta(i).seq, old, || false));
+                    publish(&v.meta(i).seq, new);
+                    v.ctrl().head.store(new, Ordering::Release);
                 }
             });
-            let (words, agreed) = read_slots(2, |i| &seqs[i as usize]);
+            let (words, agreed) = read_slots(&v);
             publisher.join().unwrap();
             let states = [[1, 2], [1 | CLAIMED, 2], [3, 2], [3, 2 | CLAIMED], [3, 4]];
             assert!(
