@@ -2,7 +2,6 @@
 //! and the validated [`Geometry`], and implements each mode's access to element bytes.
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::time::Instant;
 
 use super::layout::{describe, CellControl, ElemType, Geometry, CELL_FINGERPRINT, DATA_IN_PAYLOAD};
 use super::seqlock;
@@ -535,36 +534,17 @@ impl RawCell {
         }
     }
 
+    /// A seqlock read of elements `first..` (`seqlock::read`); the range must have been
+    /// checked.
     fn seq_load(&self, first: usize, out: &mut [u8], wait: Wait) -> Result<u64> {
-        let seq = &self.ctl().seq;
-        let deadline = match wait {
-            Wait::No => {
-                // SAFETY: range checked by the caller.
-                return seqlock::try_read(seq, || unsafe { self.copy_out(first, out) })
-                    .ok_or(Error::WouldBlock);
-            }
-            Wait::Until(d) => d,
-        };
-        loop {
-            for _ in 0..64 {
-                // SAFETY: range checked by the caller.
-                if let Some(s) = seqlock::try_read(seq, || unsafe { self.copy_out(first, out) }) {
-                    return Ok(s);
-                }
-                std::hint::spin_loop();
-            }
-            // Every copy failed. With the deadline passed, give up here: the wait below ends
-            // at once whenever `seq` is even, so a sequence that keeps changing (writers in a
-            // row, or a peer writing `seq` at random) would otherwise keep us past it.
-            if crate::os::deadline::passed(deadline) {
-                return Err(Error::Timeout);
-            }
-            // A write is under way (or its writer died mid-write: then the next writer's
-            // write, which notifies, is what we wait for).
-            self.ctl()
-                .changed
-                .wait_until_within(|| seqlock::current(seq) & 1 == 0, deadline)?;
-        }
+        let ctl = self.ctl();
+        // SAFETY: range checked by the caller.
+        seqlock::read(
+            &ctl.seq,
+            &ctl.changed,
+            || unsafe { self.copy_out(first, out) },
+            wait,
+        )
     }
 
     /// Store elements `first..`, consistently. On `OwnerDied` a write that replaces all the
@@ -625,8 +605,9 @@ impl RawCell {
             CellMode::Seqlock => {
                 let ctl = self.ctl();
                 // SAFETY: range checked by the callers.
-                seqlock::write(&ctl.seq, || unsafe { self.copy_in(first, data) });
-                ctl.changed.notify_all();
+                seqlock::write_and_wake(&ctl.seq, &ctl.changed, || unsafe {
+                    self.copy_in(first, data)
+                });
             }
             CellMode::Atomic => {
                 for (k, chunk) in data.chunks_exact(size).enumerate() {
@@ -735,7 +716,7 @@ impl RawCell {
     }
 
     /// Wait until the sequence is even and not `last`, then load all of `out` (from element
-    /// `first`) consistently; returns the new sequence.
+    /// `first`) consistently; returns the new sequence (`seqlock::wait_changed`).
     pub(crate) fn wait_changed(
         &self,
         last: u64,
@@ -744,35 +725,11 @@ impl RawCell {
         wait: Wait,
     ) -> Result<u64> {
         self.need_mode("wait_changed", &[CellMode::Seqlock])?;
-        let seq = &self.ctl().seq;
-        let changed = || {
-            let s = seqlock::current(seq);
-            s & 1 == 0 && s != last
-        };
-        // `try_`: one look (a passed deadline checks once), reported as WouldBlock.
-        let (deadline, no_wait) = match wait {
-            Wait::No => (Some(Instant::now()), true),
-            Wait::Until(d) => (d, false),
-        };
-        loop {
-            match self.ctl().changed.wait_until_within(changed, deadline) {
-                Err(_) if no_wait => return Err(Error::WouldBlock),
-                r => r?,
-            }
-            let s = self.seq_load(first, out, wait)?;
-            if s != last {
-                return Ok(s);
-            }
-            // A peer moved `seq` back to `last` between the two looks: look again, bounded by
-            // the deadline (the wait above ends at once while `seq` is elsewhere, even past
-            // it); `try_` gives up.
-            if no_wait {
-                return Err(Error::WouldBlock);
-            }
-            if crate::os::deadline::passed(deadline) {
-                return Err(Error::Timeout);
-            }
-        }
+        self.check_bytes(first, out.len())?;
+        let ctl = self.ctl();
+        // SAFETY: range checked above.
+        let copy = || unsafe { self.copy_out(first, out) };
+        seqlock::wait_changed(&ctl.seq, &ctl.changed, last, copy, wait)
     }
 }
 

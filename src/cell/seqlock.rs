@@ -20,10 +20,31 @@
 //! lock with `OwnerDied`, finds `seq` odd, keeps it odd (`s | 1 == s`), writes its data and
 //! stores `s + 1`: readers recover at the first complete write.
 //!
+//! The `changed` wake (`SPEC.md` §10.4): every write ends with `changed.notify_all()` (a
+//! `WaitQueue`: the bump of its futex word, then a wake if anyone is parked), and a waiter
+//! waits on `changed` for a condition over `seq` (even, and not the value it last saw;
+//! [`read`]'s wait past a write under way: even). The waiter's `WaitQueue` wait snapshots the
+//! futex word (Acquire), announces itself (`sleepers`), re-checks the condition and re-reads
+//! the word before it sleeps (`sync/park.rs`): a write whose bump the snapshot saw is seen by
+//! the re-check (the bump's Release half is after the even store; the snapshot's Acquire);
+//! one whose bump came later either finds the waiter counted and wakes it, or changed the
+//! word before the waiter's re-read (the SeqCst handshake of `park.rs`). Loom models:
+//! `loom_wait_changed_*` below.
+//!
 //! The data copies themselves are the caller's (`os/atomic_copy.rs` on shared memory, loom
-//! atomics in the model); this file holds only the sequence protocol.
+//! atomics in the model); this file holds the sequence protocol and its waits.
 
-use crate::loom::{fence, AtomicU64, Ordering};
+use crate::error::{Error, Result};
+use crate::loom::{fence, spin_loop, AtomicU64, Ordering};
+use crate::os::deadline::{self, Wait};
+use crate::sync::WaitQueue;
+
+/// Read attempts in a row before a reader that keeps meeting writes waits on `changed`.
+#[cfg(not(loom))]
+const READ_SPINS: u32 = 64;
+/// Under loom every attempt is a scheduling point: keep the model small.
+#[cfg(loom)]
+const READ_SPINS: u32 = 1;
 
 /// Write under the seqlock: mark the write begun, run `copy` (the data stores, Relaxed
 /// atomics), mark it done. The caller holds the writer lock. Returns the new (even) sequence.
@@ -41,6 +62,17 @@ pub(crate) fn write(seq: &AtomicU64, copy: impl FnOnce()) -> u64 {
     // Release: pairs with the reader's Acquire (load + fence) of `s1` in `try_read`: a reader
     // that reads `even` sees every data store above.
     seq.store(even, Ordering::Release);
+    even
+}
+
+/// [`write`], then wake everyone waiting on `changed` (`wait_changed`, and readers waiting
+/// past a write under way): what every seqlock write does. Returns the new (even) sequence.
+#[inline]
+pub(crate) fn write_and_wake(seq: &AtomicU64, changed: &WaitQueue, copy: impl FnOnce()) -> u64 {
+    let even = write(seq, copy);
+    // After the even store: a waiter that sees the bump (its Acquire snapshot pairs with the
+    // bump's Release half) sees the even sequence; one that does not is woken.
+    changed.notify_all();
     even
 }
 
@@ -63,12 +95,84 @@ pub(crate) fn try_read(seq: &AtomicU64, copy: impl FnOnce()) -> Option<u64> {
 }
 
 /// The current sequence, Acquire (as `try_read` loads it): even when no write is under way.
-#[cfg(not(loom))] // the cells' waits use it; under loom only the models are built
 pub(crate) fn current(seq: &AtomicU64) -> u64 {
     let s = seq.load(Ordering::Relaxed);
     // Acquire fence: as in `try_read`.
     fence(Ordering::Acquire);
     s
+}
+
+/// A consistent read (`copy`: the data as Relaxed atomic loads; thrown away and run again
+/// after a failed attempt): `READ_SPINS` attempts in a row, then a wait on `changed` until
+/// `seq` is even, and again; the sequence the copy is consistent with. A `try_` read
+/// (`Wait::No`) makes one attempt (`WouldBlock`); past its deadline, a round of failed
+/// attempts ends the read (`Timeout`): the wait ends at once whenever `seq` is even, so a
+/// sequence that keeps changing (writers in a row, or a peer writing `seq` at random) would
+/// otherwise keep the reader past it.
+pub(crate) fn read(
+    seq: &AtomicU64,
+    changed: &WaitQueue,
+    mut copy: impl FnMut(),
+    wait: Wait,
+) -> Result<u64> {
+    let deadline = match wait {
+        Wait::No => return try_read(seq, copy).ok_or(Error::WouldBlock),
+        Wait::Until(d) => d,
+    };
+    loop {
+        for _ in 0..READ_SPINS {
+            if let Some(s) = try_read(seq, &mut copy) {
+                return Ok(s);
+            }
+            spin_loop();
+        }
+        if deadline::passed(deadline) {
+            return Err(Error::Timeout);
+        }
+        // A write is under way (or its writer died mid-write: then the next writer's write,
+        // which wakes us, is what we wait for).
+        changed.wait_until_within(|| current(seq) & 1 == 0, deadline)?;
+    }
+}
+
+/// `wait_changed`: wait on `changed` until `seq` is even and not `last`, then [`read`] the
+/// data (`copy`); the sequence it is consistent with. A read that finds `seq` back at `last`
+/// (a peer moved it back between the two looks) waits again, unless the deadline has passed
+/// (`Timeout`); a `try_` call (`Wait::No`) looks once (`WouldBlock`).
+pub(crate) fn wait_changed(
+    seq: &AtomicU64,
+    changed: &WaitQueue,
+    last: u64,
+    mut copy: impl FnMut(),
+    wait: Wait,
+) -> Result<u64> {
+    let moved = || {
+        let s = current(seq);
+        s & 1 == 0 && s != last
+    };
+    // `try_`: one look (a passed deadline checks once), reported as WouldBlock.
+    let (deadline, no_wait) = match wait {
+        Wait::No => (Some(std::time::Instant::now()), true),
+        Wait::Until(d) => (d, false),
+    };
+    loop {
+        match changed.wait_until_within(moved, deadline) {
+            Err(_) if no_wait => return Err(Error::WouldBlock),
+            r => r?,
+        }
+        let s = read(seq, changed, &mut copy, wait)?;
+        if s != last {
+            return Ok(s);
+        }
+        // The wait above ends at once while `seq` is elsewhere, even past the deadline: look
+        // at it here; `try_` gives up.
+        if no_wait {
+            return Err(Error::WouldBlock);
+        }
+        if deadline::passed(deadline) {
+            return Err(Error::Timeout);
+        }
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -78,12 +182,14 @@ mod loom_tests {
 
     struct Cell {
         seq: AtomicU64,
+        changed: WaitQueue,
         data: [AtomicU64; 2],
     }
 
     fn cell() -> Arc<Cell> {
         Arc::new(Cell {
             seq: AtomicU64::new(0),
+            changed: WaitQueue::new(),
             data: [AtomicU64::new(0), AtomicU64::new(0)],
         })
     }
@@ -149,6 +255,66 @@ mod loom_tests {
             }
             w.join().unwrap();
             assert_eq!(get(&c), Some((2, [9, 9])));
+        });
+    }
+
+    /// `wait_changed` from sequence `last`, without a deadline: the sequence and the copy.
+    fn wait_from(c: &Cell, last: u64) -> (u64, [u64; 2]) {
+        let mut out = [0u64; 2];
+        let copy = || {
+            for (o, w) in out.iter_mut().zip(&c.data) {
+                *o = w.load(Ordering::Relaxed);
+            }
+        };
+        let s = wait_changed(&c.seq, &c.changed, last, copy, Wait::Until(None)).unwrap();
+        (s, out)
+    }
+
+    /// A waiter that saw sequence 0 and two writes after it, each followed by its wake
+    /// (`write_and_wake`), futex wakes exact: the waiter is always woken (a lost wake-up,
+    /// after the first write or, for a read that met the second write under way, after the
+    /// second, is a deadlock), and returns a whole value of one of the two writes with its
+    /// sequence, never a torn copy.
+    #[test]
+    fn loom_wait_changed_is_woken_by_a_later_write() {
+        crate::loom::futex::exact_wakes(|| {
+            let c = cell();
+            let w = {
+                let c = c.clone();
+                loom::thread::spawn(move || {
+                    write_and_wake(&c.seq, &c.changed, || put(&c, 1));
+                    write_and_wake(&c.seq, &c.changed, || put(&c, 2));
+                })
+            };
+            let got = wait_from(&c, 0);
+            assert!(
+                matches!(got, (2, [1, 1]) | (4, [2, 2])),
+                "wait_changed returned {got:?}"
+            );
+            w.join().unwrap();
+        });
+    }
+
+    /// A writer killed mid-write leaves `seq` odd and half its data; a waiter that saw the
+    /// sequence before (0) waits through it and is woken by the next writer's write, which
+    /// recovers the cell (futex wakes exact: a lost wake-up is a deadlock); it returns that
+    /// write's whole value, never the dead writer's half.
+    #[test]
+    fn loom_wait_changed_past_a_dead_writer() {
+        crate::loom::futex::exact_wakes(|| {
+            let c = cell();
+            // The dead writer: odd store, fence, one of two words, then nothing.
+            c.seq.store(1, Ordering::Relaxed);
+            fence(Ordering::Release);
+            c.data[0].store(7, Ordering::Relaxed);
+            let w = {
+                let c = c.clone();
+                loom::thread::spawn(move || {
+                    assert_eq!(write_and_wake(&c.seq, &c.changed, || put(&c, 9)), 2);
+                })
+            };
+            assert_eq!(wait_from(&c, 0), (2, [9, 9]));
+            w.join().unwrap();
         });
     }
 }

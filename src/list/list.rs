@@ -11,7 +11,7 @@ use super::cpython::{
     CODE_VALUE, MAX_ITEM_LEN, MAX_SLOT,
 };
 use super::item::Item;
-use super::seqlock;
+use super::seqlock::{self, Busy, Read};
 use super::trailer::{self, Classified, CHECK, LEN, NO_LEN, SEQ};
 use crate::error::{Error, Result};
 use crate::os::deadline::{self, wait_forms, Wait};
@@ -20,7 +20,7 @@ use crate::segment::{
     Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
     FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
 };
-use crate::sync::{token_of, LockError, LockGuard, LockState, LIVENESS_SLICE};
+use crate::sync::{LockError, LockGuard, LockState, LIVENESS_SLICE};
 use crate::Liveness;
 
 /// How many times a read that decodes to nonsense (a Python writer caught half-way through an
@@ -593,18 +593,14 @@ impl<A: Access> ShareableList<A> {
     }
 
     /// With the writer lock held: make every item left mid-write (odd seq) stable again,
-    /// without an exact length.
+    /// without an exact length (`seqlock::repair`).
     fn repair_items(&self, t: u64) -> Result<()> {
         for i in 0..self.geo.len() {
-            let seq = self.word(trailer::entry(t, i, SEQ))?;
-            let s = seq.load(Ordering::Relaxed);
-            if s & 1 == 1 {
-                self.word(trailer::entry(t, i, LEN))?
-                    .store(NO_LEN, Ordering::Relaxed);
-                self.word(trailer::entry(t, i, CHECK))?
-                    .store(0, Ordering::Relaxed);
-                seqlock::write_end(seq, s);
-            }
+            seqlock::repair(
+                self.word(trailer::entry(t, i, SEQ))?,
+                self.word(trailer::entry(t, i, LEN))?,
+                self.word(trailer::entry(t, i, CHECK))?,
+            );
         }
         Ok(())
     }
@@ -821,7 +817,9 @@ impl<A: Access> ShareableList<A> {
     }
 
     /// Item `i` of a list with a trailer: a snapshot no shmkit writer was changing, and the
-    /// exact length if the bytes are still those a shmkit writer left.
+    /// exact length if the bytes are still those a shmkit writer left (`seqlock::read`; a
+    /// dead writer's half-done item, on a handle that cannot repair it, is read as Python
+    /// would read it).
     #[allow(clippy::type_complexity)]
     fn read_tracked(
         &self,
@@ -829,43 +827,41 @@ impl<A: Access> ShareableList<A> {
         i: usize,
         wait: Wait,
     ) -> Result<std::result::Result<(Snapshot, Option<usize>), String>> {
-        let seq = self.seq_word(t, i);
+        let copy = || {
+            (
+                self.snapshot(i),
+                self.load_word(trailer::entry(t, i, LEN)),
+                self.load_word(trailer::entry(t, i, CHECK)),
+            )
+        };
         let mut wait = ReadWait::new(wait);
-        loop {
-            let Some(s1) = seqlock::read_begin(seq) else {
-                // The odd value the liveness check is about (Relaxed: ordered after
-                // `read_begin`'s fence(Acquire); an even one means the write just ended).
-                let odd = seq.load(Ordering::Relaxed);
-                if odd & 1 == 1 && wait.writer_gone(self, t)? {
-                    // A dead writer's half-done item, on a handle that cannot repair it: read
-                    // it as Python would. But a free lock is also what a live writer leaves
-                    // the instant it finishes: only a `seq` still at the same odd value after
-                    // the check (ordered after it by `holder_dead`'s fence(Acquire)) is a
-                    // writer that will never move it, and the copy is validated against it
-                    // as any other (a write that starts meanwhile moves it).
-                    if seq.load(Ordering::Relaxed) == odd {
-                        let snap = self.snapshot(i);
-                        if seqlock::read_end(seq, odd) {
-                            return Ok(snap.map(|s| (s, None)));
-                        }
-                    }
-                }
-                continue;
-            };
-            let snap = self.snapshot(i);
-            let len = self.load_word(trailer::entry(t, i, LEN));
-            let check = self.load_word(trailer::entry(t, i, CHECK));
-            if !seqlock::read_end(seq, s1) {
-                // A write came between the two loads (or a peer keeps moving the sequence):
-                // the deadline holds here too, and a `try_` read gives up at once.
-                wait.changed()?;
-                continue;
-            }
-            return Ok(snap.map(|s| {
+        let step = |busy| match busy {
+            Busy::Writing(_) => wait.writer_gone(self, t),
+            // A write came between the two loads (or a peer keeps moving the sequence): the
+            // deadline holds here too, and a `try_` read gives up at once.
+            Busy::Moved => wait.changed().map(|()| false),
+        };
+        Ok(match seqlock::read(self.seq_word(t, i), copy, step)? {
+            Read::Whole((snap, len, check)) => snap.map(|s| {
                 let exact = trailer::exact_len(len, check, &s.field, s.code, s.data.as_slice());
                 (s, exact)
-            }));
-        }
+            }),
+            Read::Dead((snap, _, _)) => snap.map(|s| (s, None)),
+        })
+    }
+
+    /// The writer lock's owner word (`SPEC.md` §6.2: offset 8 of the `LockState`), for
+    /// [`seqlock::holder_gone`], which only loads it (`Relaxed`: permitted on read-only
+    /// mappings).
+    #[inline]
+    fn owner_word(&self, t: u64) -> &AtomicU64 {
+        let at = t + trailer::LOCK + 8;
+        debug_assert!(at % 8 == 0 && at + 8 <= self.seg.len() as u64);
+        // SAFETY: 8-aligned (T is a multiple of 64) and inside the mapping (open and create
+        // checked that the trailer, `T + 192 + 32 N` bytes, is the object's size), which lives
+        // as long as `self`; every process accesses the owner word only atomically, with 8
+        // bytes; on a read-only mapping only `Relaxed` loads are made through it.
+        unsafe { &*self.seg.as_ptr().add(at as usize).cast::<AtomicU64>() }
     }
 }
 
@@ -922,7 +918,9 @@ impl ReadWait {
             .map_or(true, |a| a.elapsed() >= LIVENESS_SLICE);
         if due {
             self.asked_at = Some(Instant::now());
-            if holder_dead(l, t) {
+            if seqlock::holder_gone(l.owner_word(t), |token| {
+                liveness::liveness(token) == Liveness::Dead
+            }) {
                 if !A::WRITABLE {
                     return Ok(true);
                 }
@@ -941,26 +939,6 @@ impl ReadWait {
             Wait::Until(d) if deadline::passed(d) => Err(Error::Timeout),
             Wait::Until(_) => Ok(false),
         }
-    }
-}
-
-/// Whether the writer lock's recorded holder is dead, or nobody holds it (while an item's seq
-/// is odd, which shmkit's own writers never leave behind a released lock: a broken or hostile
-/// peer's doing, repaired the same way).
-fn holder_dead<A: Access>(l: &ShareableList<A>, t: u64) -> bool {
-    // The owner word is at offset 8 of a LockState (magic u32, depth u32, owner u64;
-    // `SPEC.md` §6.2). A Relaxed load: permitted on read-only mappings.
-    let owner = l.seg.load_u64(t + trailer::LOCK + 8, Ordering::Relaxed);
-    // Acquire fence after the load: pairs with the Release compare-exchange of the owner
-    // word to 0 that unlocks (`RobustMutex::release_held`), so a reader that sees the lock
-    // free sees the `seq` store the writer made before unlocking (`read_tracked`).
-    fence(Ordering::Acquire);
-    match owner {
-        Ok(w) => {
-            let token = token_of(w);
-            token == 0 || liveness::liveness(token) == Liveness::Dead
-        }
-        Err(_) => true,
     }
 }
 

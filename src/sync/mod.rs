@@ -59,8 +59,12 @@ pub use lock::{Lock, LockError, LockGuard, LockState, Owner};
 pub use named::SyncOptions;
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard, RLockState};
+pub(crate) use robust::token_of;
+// The list's models take the lock over from a dead writer (`list/seqlock.rs`).
 #[cfg(not(loom))]
-pub(crate) use robust::{token_of, LIVENESS_SLICE};
+pub(crate) use robust::LIVENESS_SLICE;
+#[cfg(all(test, loom))]
+pub(crate) use robust::{Acquired, Block, Me, MutexCore};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use semaphore::{SemaphoreError, SemaphoreState, SEM_VALUE_MAX};
