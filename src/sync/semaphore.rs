@@ -522,7 +522,7 @@ mod named {
     );
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))] // plain tests: loom atomics work only inside a model
 mod tests {
     use super::*;
 
