@@ -24,6 +24,19 @@ fn counts(w: u64, dead: &[u64]) -> bool {
 /// Release unpins, so their reads of the old frame happen before our writes.
 #[inline]
 fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
+    pinned(v, i, dead)
+        || v.g.policy == Policy::Block
+            && seq != 0
+            && (0..v.g.subscribers).any(|r| {
+                let rec = v.record(r);
+                // Relaxed cursor: a hint of progress; the pin bits guard the data.
+                counts(rec.owner.holder(), dead) && rec.cursor.load(Ordering::Relaxed) < seq
+            })
+}
+
+/// Whether a counting record's pin bit is set in slot `i`'s pin words ([`held`]'s pins).
+#[inline]
+fn pinned(v: &View, i: u64, dead: &[u64]) -> bool {
     for w in 0..v.g.pin_words() {
         let mut bits = v.pin_word(i, w).load(Ordering::Acquire);
         while bits != 0 {
@@ -35,13 +48,33 @@ fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
             }
         }
     }
-    v.g.policy == Policy::Block
-        && seq != 0
-        && (0..v.g.subscribers).any(|r| {
+    false
+}
+
+/// Under [`Policy::Block`], the smallest cursor of the counting records, each read once
+/// (`None`: none counts, or the policy is reuse-oldest): a slot whose frame is newer is held.
+///
+/// [`claim_free`] judges every slot of one scan against these values, not against a cursor
+/// read afresh for each slot: a new subscriber's cursor moves *back* when it attaches (from
+/// its record's previous owner's cursor to `head − history`), and read per slot it could make
+/// a slot holding an older frame held and one holding a newer frame free, in the same scan.
+/// The claim of that newer frame is then rolled back (the claim's own check sees the new
+/// cursor), but the subscriber's attach scan may have seen it `CLAIMED`, and a frame
+/// `CLAIMED` at attach is not waited for: a receive that comes to it while it shows the claim
+/// skips it for a newer frame, a hole after frames received before it (test
+/// `block_policy_late_joiners_count_nothing_lost`). With one cursor per scan, the slot claimed
+/// is the oldest not pinned, older than any frame the new cursor holds back.
+fn cursor_floor(v: &View, dead: &[u64]) -> Option<u64> {
+    if v.g.policy != Policy::Block {
+        return None;
+    }
+    (0..v.g.subscribers)
+        .filter_map(|r| {
             let rec = v.record(r);
-            // Relaxed cursor: a hint of progress; the pin bits guard the data.
-            counts(rec.owner.holder(), dead) && rec.cursor.load(Ordering::Relaxed) < seq
+            // Relaxed cursor: as in `held`.
+            counts(rec.owner.holder(), dead).then(|| rec.cursor.load(Ordering::Relaxed))
         })
+        .min()
 }
 
 /// Claim the free slot holding the oldest frame (an empty slot first), or `None` if every slot
@@ -50,12 +83,17 @@ fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
 pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
     // A few rounds: a claim lost to a concurrent pin moves on to the next candidate.
     for _ in 0..4 {
+        let floor = cursor_floor(v, dead);
         let mut best: Option<(u64, u64)> = None;
         for i in 0..v.g.slots {
             // Acquire: pairs with our own earlier Release stores (a restore or a publish);
             // only this publisher writes sequence words.
             let s = v.meta(i).seq.load(Ordering::Acquire);
-            if s & CLAIMED != 0 || best.is_some_and(|(_, b)| b <= s) || held(v, i, s, dead) {
+            if s & CLAIMED != 0
+                || best.is_some_and(|(_, b)| b <= s)
+                || s != 0 && floor.is_some_and(|c| c < s)
+                || pinned(v, i, dead)
+            {
                 continue;
             }
             best = Some((i, s));
@@ -328,6 +366,78 @@ mod tests {
                 v.record(1).owner.holder(),
                 0,
                 "the dead record was not freed"
+            );
+        });
+    }
+
+    /// What a receive under block (`Subscriber::scan`, `Next`, waiting for claims that
+    /// `rolls_back` says will be rolled back) takes after `after`: `Some(frame)`, or `None`
+    /// (nothing yet, or a claim to wait for comes first).
+    fn next_under_block(v: &View, after: u64, claimed_at_attach: &[u64]) -> Option<u64> {
+        let (mut best, mut pending): (Option<u64>, Option<u64>) = (None, None);
+        for i in 0..v.g.slots {
+            let s = v.meta(i).seq.load(Ordering::Acquire);
+            if s & CLAIMED != 0 {
+                if pin::rolls_back(s, after, claimed_at_attach) {
+                    pending = Some(pending.map_or(s & !CLAIMED, |p| p.min(s & !CLAIMED)));
+                }
+                continue;
+            }
+            if s > after && best.map_or(true, |b| s < b) {
+                best = Some(s);
+            }
+        }
+        match (pending, best) {
+            (Some(p), Some(b)) if p < b => None,
+            (Some(_), None) => None,
+            _ => best,
+        }
+    }
+
+    /// A late joiner under block whose record shows its previous owner's cursor (6: every
+    /// frame received), attaching with history (wanted 2) while the publisher looks for a
+    /// slot with the production `claim_free`. The slots hold frames 5, 3, 4, 6 (the older
+    /// frames 3 and 4 after the newer 5 in slot order). The joiner's frames, from its first
+    /// on, are consecutive: a claim made while its cursor moved back never takes a newer frame
+    /// while an older one is held back, so no frame the window saw `CLAIMED` lies between
+    /// frames it receives. Fails if `claim_free` reads the cursor afresh for each slot (the
+    /// claim of frame 5, judged free against the old cursor while 3 and 4 were held against
+    /// the new one, made the joiner receive 3, 4, 6: test
+    /// `block_policy_late_joiners_count_nothing_lost`, which saw it once in CI).
+    #[test]
+    fn loom_a_late_joiner_s_frames_have_no_hole() {
+        crate::queue::loom_model(|| {
+            let v = View::model(4, 1, Policy::Block);
+            for (i, s) in [5, 3, 4, 6].into_iter().enumerate() {
+                v.meta(i as u64).seq.store(s, Ordering::Relaxed);
+            }
+            v.ctrl().head.store(6, Ordering::Relaxed);
+            v.record(0).cursor.store(6, Ordering::Relaxed); // the previous owner's
+            let joiner = thread::spawn(move || {
+                v.record(0).owner.claim(9).unwrap();
+                clear_pins(&v, 0);
+                let w = crate::frames::window::Window::attach(&v, 0, 2);
+                let mut got = Vec::new();
+                let mut after = 2;
+                while after < 6 {
+                    match next_under_block(&v, after, &w.claimed) {
+                        Some(s) => {
+                            got.push(s);
+                            after = s;
+                        }
+                        None => thread::yield_now(),
+                    }
+                }
+                got
+            });
+            if let Some(i) = claim_free(&v, &[]) {
+                pin::publish(&v.meta(i).seq, 7);
+                v.ctrl().head.store(7, Ordering::Release);
+            }
+            let got = joiner.join().unwrap();
+            assert!(
+                got.windows(2).all(|p| p[1] == p[0] + 1),
+                "the joiner received {got:?}"
             );
         });
     }
