@@ -144,7 +144,7 @@ impl GuardCount {
             }
             spins += 1;
             if spins % 64 == 0 {
-                std::thread::yield_now();
+                crate::loom::yield_now();
             } else {
                 // Under loom a yield, so that the holder runs.
                 crate::loom::spin_loop();
@@ -390,21 +390,19 @@ mod tests {
 
     /// A publisher that finds the slot pinned parks on `released` with `park_checked`
     /// (claiming again after registering as a sleeper), as `Publisher::loan` does; the
-    /// subscriber's unpin and `notify_if_sleepers` (as `GuardCount::unpin` makes them) always
-    /// wake it (a lost wake-up would be a loom deadlock).
+    /// subscriber's last guard dropped (`GuardCount::unpin`: the unpin and its
+    /// `notify_if_sleepers`) always wakes it (a lost wake-up would be a loom deadlock).
     #[test]
     fn loom_unpin_wakes_a_parked_loan() {
         crate::queue::loom_model(|| {
             let v = View::model(1, 2, Policy::ReuseOldest);
             v.meta(0).seq.store(1, Ordering::Relaxed);
             attached(&v, 1);
-            let (word, bit) = v.pin_of(1, 0);
-            assert!(pin(word, bit, &v.meta(0).seq, 1));
-            let sub = thread::spawn(move || {
-                let (word, bit) = v.pin_of(1, 0);
-                unpin(word, bit);
-                v.ctrl().released.notify_if_sleepers(u32::MAX);
-            });
+            let count = Arc::new(GuardCount::new());
+            let released = &v.ctrl().released;
+            assert!(count.pin(&v.meta(0).seq, 1, || v.pin_of(1, 0), released));
+            let c = count.clone();
+            let sub = thread::spawn(move || c.unpin(|| v.pin_of(1, 0), &v.ctrl().released));
             loan_parked(&v, 0, 1);
             sub.join().unwrap();
         });
@@ -568,7 +566,7 @@ mod tests {
     /// A subscriber whose pin attempt fails (its frame is not in the slot, or the publisher's
     /// claim raced it and both backed off) clears its bit again: a publisher that saw the
     /// transient bit and parked with `park_checked` must be woken, as by an unpin
-    /// (`Inner::pin` notifies `released`; without that notify this model deadlocks).
+    /// (`GuardCount::pin` notifies `released`; without that notify this model deadlocks).
     #[test]
     fn loom_failed_pin_wakes_a_parked_loan() {
         crate::queue::loom_model(|| {
@@ -577,10 +575,9 @@ mod tests {
             attached(&v, 1);
             // Expects frame 2 in this slot, which holds frame 1: the pin fails.
             let sub = thread::spawn(move || {
-                let (word, bit) = v.pin_of(1, 0);
-                if !pin(word, bit, &v.meta(0).seq, 2) {
-                    v.ctrl().released.notify_if_sleepers(u32::MAX);
-                }
+                let count = GuardCount::new();
+                let pinned = count.pin(&v.meta(0).seq, 2, || v.pin_of(1, 0), &v.ctrl().released);
+                assert!(!pinned);
             });
             loan_parked(&v, 0, 1);
             sub.join().unwrap();

@@ -284,6 +284,11 @@ mod tests {
                 .expect("the dead publisher's role is taken");
             let n = take_over(&v).unwrap();
             assert_eq!(n, 3, "the next frame follows the largest published");
+            assert_eq!(
+                v.ctrl().head.load(Ordering::Relaxed),
+                2,
+                "head was not moved"
+            );
             let i = claim_free(&v, &[]).expect("a slot is free");
             data[i as usize].write(n);
             pin::publish(&v.meta(i).seq, n);

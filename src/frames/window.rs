@@ -111,8 +111,9 @@ impl Window {
 /// and whether it agreed with the one before (else the passes never agreed).
 pub(super) fn read_slots(v: &View) -> (Vec<u64>, bool) {
     fence(Ordering::SeqCst);
-    // Acquire: pairs with the Release publishes (`pin::publish`) and claim rollbacks; ordered
-    // after our cursor store by the fence.
+    // Acquire: pairs with every Release store of a `seq` word (`pin::claim`'s claim and
+    // rollback, `pin::publish`, a dropped loan's and a takeover's 0): the snapshot argument
+    // needs them all (`Window::scan`). Ordered after our cursor store by the fence.
     let read = || -> Vec<u64> {
         (0..v.g.slots)
             .map(|i| v.meta(i).seq.load(Ordering::Acquire))

@@ -94,8 +94,8 @@ pub(crate) fn path_of(token: u64) -> String {
 /// Errors come from `/dev/shm` (full, read-only, `/dev/shm/.shmkit` not a sticky directory).
 #[inline]
 pub(crate) fn current() -> io::Result<u64> {
-    // Acquire pairs with the Release store in `current_slow`: a token seen is a token
-    // published.
+    // Acquire pairs with the Release store of the token in `token_in`: a token seen is a
+    // token published.
     match TOKEN.load(Ordering::Acquire) {
         t if t == 0 || t & BUSY != 0 => current_slow(),
         t => Ok(t),
