@@ -591,43 +591,39 @@ mod tests {
 
     /// Two guards of one slot taken and dropped on two threads of one subscriber process
     /// (`GuardCount`, as `Subscriber` pins for each `Frame`), while the publisher claims the
-    /// slot and, if it gets it, overwrites the frame: the pin bit stays set while any guard
-    /// lives, so no guard's read races with the overwrite (loom checks the data cell), and the
-    /// count and the bit end at zero. Fails if an unpin clears the bit while another guard is
+    /// slot (`recovery::claim_hint`) and, if it gets it, overwrites the frame: the pin bit
+    /// stays set while any guard lives, so no guard's read races with the overwrite (loom
+    /// checks the data cell), and the count and the bit end at zero. Fails if an unpin clears the bit while another guard is
     /// held (e.g. `unpin` taking any count as the last), or if the count's transitions lose
     /// the ordering of the other guard's reads (the last unpin's Acquire).
     #[test]
     fn loom_guard_counts_keep_the_bit_while_any_guard_lives() {
         crate::queue::loom_model(|| {
-            let seq = Arc::new(AtomicU64::new(1));
-            let pins = Arc::new(AtomicU64::new(0));
+            let v = View::model(1, 1, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            attached(&v, 0);
             let count = Arc::new(GuardCount::new());
-            let released = Arc::new(WaitQueue::new());
             let data = Arc::new(Data::new(111));
             let guard = || {
-                let (s, p, c, q, d) = (
-                    seq.clone(),
-                    pins.clone(),
-                    count.clone(),
-                    released.clone(),
-                    data.clone(),
-                );
+                let (c, d) = (count.clone(), data.clone());
                 thread::spawn(move || {
-                    if c.pin(&s, 1, || (&*p, 1), &q) {
+                    let released = &v.ctrl().released;
+                    if c.pin(&v.meta(0).seq, 1, || v.pin_of(0, 0), released) {
                         assert_eq!(d.read(), 111);
-                        c.unpin(|| (&*p, 1), &q);
+                        c.unpin(|| v.pin_of(0, 0), released);
                     }
                 })
             };
             let (a, b) = (guard(), guard());
-            if claim(&seq, 1, || pins.load(Ordering::Acquire) & 1 != 0) {
+            if recovery::claim_hint(&v, (0, 1), &[]) {
                 data.write(222);
-                publish(&seq, 2);
+                publish(&v.meta(0).seq, 2);
             }
             a.join().unwrap();
             b.join().unwrap();
             assert_eq!(count.0.load(Ordering::Relaxed), 0, "a guard count was left");
-            assert_eq!(pins.load(Ordering::Relaxed), 0, "a pin bit was left");
+            let (word, _) = v.pin_of(0, 0);
+            assert_eq!(word.load(Ordering::Relaxed), 0, "a pin bit was left");
         });
     }
 }
