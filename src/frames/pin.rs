@@ -70,7 +70,10 @@ pub(crate) fn unpin(pins: &AtomicU64, bit: u64) {
 pub(crate) fn claim(seq_word: &AtomicU64, old: u64, pinned: impl FnOnce() -> bool) -> bool {
     // Ordered before the pin loads by the fence. The fence also orders it before our writes
     // of the slot's bytes, so an inspector that copies the slot and re-reads `seq` (a seqlock
-    // read, `stat::copy_latest`) sees the claim if it saw any new byte. Release pairs with the
+    // read, `stat::copy_latest`) sees the claim if it saw any new byte: for the frame bytes,
+    // written by the caller through plain stores into its mapping, this rests on the
+    // hardware's ordering of the fence (x86-64, AArch64), not on the language's model, which
+    // says nothing of plain writes another process copies with atomics. Release pairs with the
     // Acquire loads of a new subscriber's attach scan (`window::read_slots`): a scan that
     // reads the claim also sees every frame published before it in the other slots, so two
     // passes that agree are the slots' words at one moment (with a Relaxed claim a second

@@ -112,10 +112,12 @@ pub(crate) fn claim_free(v: &View, dead: &[u64]) -> Option<u64> {
 /// [`claim_free`]) still finds it not held. False otherwise (the loan then scans with
 /// [`claim_free`]).
 ///
-/// As in [`claim_free`], a held slot is never marked `CLAIMED`, not even for the moment the
-/// claim takes to back off: a receiver that sees `CLAIMED` takes the frame for gone and skips
-/// it, so a publisher blocked on held slots (Block policy) that claimed and restored the
-/// oldest one on every attempt would make its subscribers skip frames they hold back.
+/// As in [`claim_free`], a slot held when this checks it is never marked `CLAIMED`, not even
+/// for the moment the claim takes to back off: a receiver that sees `CLAIMED` takes the frame
+/// for gone and skips it, so a publisher blocked on held slots (Block policy) that claimed and
+/// restored the oldest one on every attempt would make its subscribers skip frames they hold
+/// back. (A pin that lands after the check and before the claim's store still sees the claim
+/// for that moment: SPEC §8.3, "`loan`".)
 #[inline]
 pub(crate) fn claim_hint(v: &View, (i, old): (u64, u64), dead: &[u64]) -> bool {
     if i >= v.g.slots {

@@ -10,7 +10,7 @@ use super::error::{AttachError, RecvError, TryRecvError};
 use super::layout::{Policy, View};
 use super::pin::{self, GuardCount, CLAIMED};
 use super::recovery::clear_pins;
-use super::window::Window;
+use super::window::{self, Window};
 use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, Throttle, WAIT_SLICE};
@@ -355,32 +355,19 @@ impl<H: ShmType> Subscriber<H> {
             s - self.cursor - 1
         };
         self.lost = self.lost.saturating_add(lost);
+        let from = self.cursor;
         self.cursor = s;
         if s >= self.window.top && self.window.top != 0 {
             self.window = Window::default(); // past the window: every gap counts
         }
         self.next_slot = i + 1;
         self.received = self.received.wrapping_add(1);
-        let r = self.inner.view().record(self.inner.rec);
-        // Relaxed: statistics and the Block policy's hint (`recovery::held`); the pin
-        // bits guard the data. Plain stores from private copies (only we write the
-        // record): no locked instruction. Under reuse-oldest the publisher reads this
-        // line only when our pin bit is set or while looking for dead subscribers.
-        r.cursor.store(s, Ordering::Relaxed);
+        let v = self.inner.view();
+        let r = v.record(self.inner.rec);
+        // Relaxed: statistics; plain stores from private copies (only we write the record).
         r.received.store(self.received, Ordering::Relaxed);
         r.lost.store(self.lost, Ordering::Relaxed);
-        // Under Block, frames skipped past (`latest`, or a gap) were held for us by our
-        // cursor alone, and the cursor store just freed their slots: a publisher parked in
-        // `loan` must hear of it now, not at the end of its 20 ms slice (their unpins, which
-        // also notify, never come: they were never pinned). The conditional notify of an unpin
-        // (`park_checked` pairs with its fence): no write, no system call while none sleeps.
-        if lost > 0 && self.inner.view().g.policy == super::Policy::Block {
-            self.inner
-                .view()
-                .ctrl()
-                .released
-                .notify_if_sleepers(u32::MAX);
-        }
+        window::advance_cursor(v, self.inner.rec, from, s);
     }
 
     /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer

@@ -4,7 +4,7 @@
 
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
 
-use super::layout::View;
+use super::layout::{Policy, View};
 use super::pin::CLAIMED;
 use crate::loom::{fence, Ordering};
 
@@ -106,6 +106,28 @@ impl Window {
     }
 }
 
+/// Move record `rec`'s cursor from `from` to `to` (`to > from`: a frame just received, or, at
+/// `latest`, the newest), as a receive does after its pin.
+///
+/// Under [`Policy::Block`] frames skipped past (`latest`, or a gap, counted lost or not: a
+/// frame of the window found `CLAIMED` at attach is skipped without counting, and its claim
+/// may yet be rolled back) were held for us by our cursor alone, and the cursor store frees
+/// their slots: a publisher parked in `loan` must hear of it now, not at the end of its 20 ms
+/// slice (their unpins, which also notify, never come: they were never pinned). The
+/// conditional notify of an unpin (`park_checked` pairs with its fence): no write, no system
+/// call while none sleeps. Loom: `loom_a_cursor_that_skips_frames_wakes_a_parked_loan`.
+#[inline(always)]
+pub(super) fn advance_cursor(v: &View, rec: u64, from: u64, to: u64) {
+    // Relaxed: the Block policy's hint (`recovery::held`); the pin bits guard the data. A
+    // plain store (only we write the record): no locked instruction. Under reuse-oldest the
+    // publisher reads this line only when our pin bit is set or while looking for dead
+    // subscribers.
+    v.record(rec).cursor.store(to, Ordering::Relaxed);
+    if to - from > 1 && v.g.policy == Policy::Block {
+        v.ctrl().released.notify_if_sleepers(u32::MAX);
+    }
+}
+
 /// Read the slots' sequence words after a `fence(SeqCst)`, pass after pass, until two passes
 /// in a row read the same words, at most [`Window::PASSES`] passes: the words of the last pass,
 /// and whether it agreed with the one before (else the passes never agreed).
@@ -134,7 +156,6 @@ pub(super) fn read_slots(v: &View) -> (Vec<u64>, bool) {
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
-    use crate::frames::layout::Policy;
     use crate::frames::pin::{claim, publish};
     use loom::thread;
 
@@ -167,6 +188,41 @@ mod tests {
                 !agreed || states.iter().any(|st| st[..] == words[..]),
                 "the scan took {words:x?}, which the slots never held together"
             );
+        });
+    }
+
+    /// Under block, a receiver whose cursor jumps past a frame it did not receive (here 1 → 3:
+    /// frame 2 skipped, as a window frame seen `CLAIMED` at attach is, without counting it
+    /// lost) frees that frame's slot with its cursor store alone; a publisher parked in `loan`
+    /// for that slot (`park_checked` on `released`, claiming with `recovery::claim_hint`) is
+    /// woken by `advance_cursor`'s notify. Fails (deadlocks) if the notify is made only for
+    /// frames counted lost, as it was (review: a loan then waited for its 20 ms slice).
+    #[test]
+    fn loom_a_cursor_that_skips_frames_wakes_a_parked_loan() {
+        crate::queue::loom_model(|| {
+            let v = View::model(2, 1, Policy::Block);
+            v.meta(0).seq.store(2, Ordering::Relaxed);
+            v.meta(1).seq.store(3, Ordering::Relaxed);
+            v.ctrl().head.store(3, Ordering::Relaxed);
+            v.record(0).owner.claim(9).unwrap();
+            v.record(0).cursor.store(1, Ordering::Relaxed);
+            let receiver = thread::spawn(move || advance_cursor(&v, 0, 1, 3));
+            let released = &v.ctrl().released;
+            loop {
+                let seen = released.snapshot();
+                if crate::frames::recovery::claim_hint(&v, (0, 2), &[]) {
+                    break;
+                }
+                let mut got = false;
+                released.park_checked(seen, None, &mut || {
+                    got = crate::frames::recovery::claim_hint(&v, (0, 2), &[]);
+                    got
+                });
+                if got {
+                    break;
+                }
+            }
+            receiver.join().unwrap();
         });
     }
 }
