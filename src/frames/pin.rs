@@ -26,6 +26,7 @@
 
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
 
+use super::layout::View;
 use crate::loom::{fence, loom_sc_fence, AtomicU32, AtomicU64, Ordering};
 use crate::sync::WaitQueue;
 
@@ -96,6 +97,21 @@ pub(crate) fn publish(seq_word: &AtomicU64, seq: u64) {
     // Release pairs with the Acquire load in `pin` (and the subscribers' scans): the bytes and
     // metadata written before are visible to whoever reads `seq`.
     seq_word.store(seq, Ordering::Release);
+}
+
+/// Publisher: make frame `seq`, written into claimed slot `i` with its metadata, visible, and
+/// ring the doorbell: `seq` ([`publish`]), then `head`, then wake parked subscribers, as
+/// `Loan::publish` does (the loom models call it too).
+#[inline(always)]
+pub(crate) fn publish_frame(v: &View, i: u64, seq: u64) {
+    publish(&v.meta(i).seq, seq);
+    // Release pairs with the Acquire load of `head` in `Subscriber::attach`. `head` is the
+    // doorbell receivers poll (a hint to them: the slot's `seq` carries the frame), alone in
+    // its cache line.
+    v.ctrl().head.store(seq, Ordering::Release);
+    // Subscribers poll `head`; only a parked one needs a wake-up (it parks with
+    // `park_checked`, re-checking after registering).
+    v.ctrl().published.notify_if_sleepers(u32::MAX);
 }
 
 /// Subscriber, under the block policy: whether a slot whose sequence word shows `w` holds a
@@ -462,7 +478,7 @@ mod tests {
             });
             let wrote = recovery::claim_hint(&v, (0, 2), &[]);
             if wrote {
-                publish(&v.meta(0).seq, 3);
+                publish_frame(&v, 0, 3);
             }
             let (present, received) = sub.join().unwrap();
             assert!(
@@ -507,9 +523,7 @@ mod tests {
             let sub = thread::spawn(move || late_joiner_parked(&v));
             let wrote = recovery::claim_hint(&v, (0, 2), &[]);
             if wrote {
-                publish(&v.meta(0).seq, 3);
-                // `Loan::put` notifies after a publish.
-                v.ctrl().published.notify_if_sleepers(u32::MAX);
+                publish_frame(&v, 0, 3);
             }
             let (present, received) = sub.join().unwrap();
             assert!(
@@ -555,8 +569,7 @@ mod tests {
             let publisher = thread::spawn(move || {
                 for n in 2..=3 {
                     assert!(recovery::claim_hint(&v, (0, n - 1), &[]));
-                    publish(&v.meta(0).seq, n);
-                    v.ctrl().head.store(n, Ordering::Release);
+                    publish_frame(&v, 0, n);
                 }
             });
             for _ in 0..2 {
@@ -568,6 +581,47 @@ mod tests {
                 );
             }
             publisher.join().unwrap();
+        });
+    }
+
+    /// A receiver with nothing to take parks on `published` (`park_checked`, taking again
+    /// after registering, as `Subscriber::get_until` does; its take looks at the `head`
+    /// doorbell, Relaxed, then pins the frame, as `Subscriber::take`); the publisher's
+    /// `publish_frame` (as `Loan::publish`) always wakes it. Deadlocks without the notify in
+    /// `publish_frame`.
+    #[test]
+    fn loom_publish_wakes_a_parked_receiver() {
+        crate::queue::loom_model(|| {
+            let v = View::model(2, 1, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            v.ctrl().head.store(1, Ordering::Relaxed);
+            attached(&v, 0);
+            let receiver = thread::spawn(move || {
+                let take = || {
+                    v.ctrl().head.load(Ordering::Relaxed) > 1 && {
+                        let (word, bit) = v.pin_of(0, 1);
+                        pin(word, bit, &v.meta(1).seq, 2)
+                    }
+                };
+                let published = &v.ctrl().published;
+                loop {
+                    let seen = published.snapshot();
+                    if take() {
+                        return;
+                    }
+                    let mut got = false;
+                    published.park_checked(seen, None, &mut || {
+                        got = take();
+                        got
+                    });
+                    if got {
+                        return;
+                    }
+                }
+            });
+            assert!(recovery::claim_hint(&v, (1, 0), &[]));
+            publish_frame(&v, 1, 2);
+            receiver.join().unwrap();
         });
     }
 
@@ -620,7 +674,7 @@ mod tests {
             let (a, b) = (guard(), guard());
             if recovery::claim_hint(&v, (0, 1), &[]) {
                 data.write(222);
-                publish(&v.meta(0).seq, 2);
+                publish_frame(&v, 0, 2);
             }
             a.join().unwrap();
             b.join().unwrap();

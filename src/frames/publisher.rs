@@ -455,16 +455,9 @@ impl<H: ShmType> Loan<'_, H> {
                 store(&buf[..hsize]);
             }
         }
-        pin::publish(&m.seq, seq);
-        // Release pairs with the Acquire load of `head` in `Subscriber::attach`. `head` is the
-        // doorbell receivers poll (a hint to them: the slot's `seq` carries the frame), alone
-        // in its cache line.
-        v.ctrl().head.store(seq, Ordering::Release);
+        pin::publish_frame(v, self.slot, seq);
         self.p.next_seq = seq + 1;
         self.done = true;
-        // Subscribers poll `head`; only a parked one needs a wake-up (it parks with
-        // `park_checked`, re-checking after registering).
-        v.ctrl().published.notify_if_sleepers(u32::MAX);
         // Choose the next loan's slot now, while nobody waits on us, rather than on the next
         // frame's path (from our private copy of the sequence words: no shared line is read),
         // and ask for its metadata line (the claim writes it).

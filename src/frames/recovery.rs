@@ -293,8 +293,7 @@ mod tests {
             );
             let i = claim_free(&v, &[]).expect("a slot is free");
             data[i as usize].write(n);
-            pin::publish(&v.meta(i).seq, n);
-            v.ctrl().head.store(n, Ordering::Release);
+            pin::publish_frame(&v, i, n);
             sub.join().unwrap();
         });
     }
@@ -361,7 +360,7 @@ mod tests {
             find_dead(&v, &mut dead);
             if let Some(i) = claim_free(&v, &dead) {
                 data[i as usize].write(2);
-                pin::publish(&v.meta(i).seq, 2);
+                pin::publish_frame(&v, i, 2);
             }
             sub.join().unwrap();
             assert_eq!(
@@ -438,8 +437,7 @@ mod tests {
                 got
             });
             if let Some(i) = claim_free(&v, &[]) {
-                pin::publish(&v.meta(i).seq, 7);
-                v.ctrl().head.store(7, Ordering::Release);
+                pin::publish_frame(&v, i, 7);
             }
             let got = joiner.join().unwrap();
             assert!(

@@ -156,7 +156,7 @@ pub(super) fn read_slots(v: &View) -> (Vec<u64>, bool) {
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
-    use crate::frames::pin::{claim, publish};
+    use crate::frames::pin::{claim, publish_frame};
     use loom::thread;
 
     /// The attach scan's passes (`read_slots`, as `Window::scan` runs them) against a
@@ -177,8 +177,7 @@ mod tests {
             let publisher = thread::spawn(move || {
                 for (i, old, new) in [(0, 1, 3), (1, 2, 4)] {
                     assert!(claim(&v.meta(i).seq, old, || false));
-                    publish(&v.meta(i).seq, new);
-                    v.ctrl().head.store(new, Ordering::Release);
+                    publish_frame(&v, i, new);
                 }
             });
             let (words, agreed) = read_slots(&v);
