@@ -312,7 +312,7 @@ mod tests {
     use super::*;
     use crate::frames::layout::{Policy, View};
     use crate::frames::recovery;
-    use crate::frames::window::Window;
+    use crate::frames::window::{self, Scan, Want, Window};
     use loom::sync::Arc;
     use loom::thread;
 
@@ -446,12 +446,15 @@ mod tests {
         Window::attach(v, 0, 1)
     }
 
-    /// Frame 2 as a late joiner's receive sees it (`Subscriber::scan` under block): `Some(true)`
-    /// received, `Some(false)` skipped, `None` wait (a claim `rolls_back` says will be rolled
-    /// back).
+    /// Frame 2 as a late joiner's receive sees it (the production `window::scan`, `Next`
+    /// under block): `Some(true)` received, `Some(false)` skipped (a newer frame, or none: the
+    /// frame is gone), `None` wait (a claim `rolls_back` says will be rolled back).
     fn take_frame_2(v: &View, w: &Window) -> Option<bool> {
-        let s = v.meta(0).seq.load(Ordering::Acquire);
-        (s == 2 || !rolls_back(s, 1, &w.claimed)).then_some(s == 2)
+        match window::scan(v, 0, 1, Want::Next, true, &w.claimed) {
+            Scan::Found(_, s) => Some(s == 2),
+            Scan::Wait => None,
+            Scan::Nothing => Some(false),
+        }
     }
 
     /// Attaching under the block policy: the record still shows the previous owner's cursor

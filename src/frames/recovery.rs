@@ -377,26 +377,13 @@ mod tests {
     }
 
     /// What a receive under block (`Subscriber::scan`, `Next`, waiting for claims that
-    /// `rolls_back` says will be rolled back) takes after `after`: `Some(frame)`, or `None`
-    /// (nothing yet, or a claim to wait for comes first).
+    /// `rolls_back` says will be rolled back: the production `window::scan`) takes after
+    /// `after`: `Some(frame)`, or `None` (nothing yet, or a claim to wait for comes first).
     fn next_under_block(v: &View, after: u64, claimed_at_attach: &[u64]) -> Option<u64> {
-        let (mut best, mut pending): (Option<u64>, Option<u64>) = (None, None);
-        for i in 0..v.g.slots {
-            let s = v.meta(i).seq.load(Ordering::Acquire);
-            if s & CLAIMED != 0 {
-                if pin::rolls_back(s, after, claimed_at_attach) {
-                    pending = Some(pending.map_or(s & !CLAIMED, |p| p.min(s & !CLAIMED)));
-                }
-                continue;
-            }
-            if s > after && best.map_or(true, |b| s < b) {
-                best = Some(s);
-            }
-        }
-        match (pending, best) {
-            (Some(p), Some(b)) if p < b => None,
-            (Some(_), None) => None,
-            _ => best,
+        use crate::frames::window::{scan, Scan, Want};
+        match scan(v, 0, after, Want::Next, true, claimed_at_attach) {
+            Scan::Found(_, s) => Some(s),
+            Scan::Wait | Scan::Nothing => None,
         }
     }
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::channel::Channel;
 use super::error::{AttachError, RecvError, TryRecvError};
 use super::layout::{Policy, View};
-use super::pin::{self, GuardCount, CLAIMED};
+use super::pin::GuardCount;
 use super::recovery::clear_pins;
-use super::window::{self, Window};
+use super::window::{self, Scan, Want, Window};
 use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, Throttle, WAIT_SLICE};
@@ -106,15 +106,6 @@ impl<H> std::fmt::Debug for Subscriber<H> {
             .field("lost", &self.lost)
             .finish()
     }
-}
-
-/// Which frame a receive looks for.
-#[derive(Clone, Copy)]
-enum Want {
-    /// The oldest frame newer than the cursor.
-    Next,
-    /// The newest frame newer than the cursor.
-    Latest,
 }
 
 impl<H: ShmType> Subscriber<H> {
@@ -370,60 +361,16 @@ impl<H: ShmType> Subscriber<H> {
         window::advance_cursor(v, self.inner.rec, from, s);
     }
 
-    /// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer
-    /// than `after`. Starts at the slot after the last one received (the publisher reuses
-    /// slots oldest first, so frame `after + 1` is usually there) and stops early when `Next`
-    /// finds `after + 1`: a poll usually loads one sequence word, not `slots`.
-    ///
-    /// If `wait_claimed` (`Next` under [`Policy::Block`](super::Policy::Block), publisher
-    /// attached), a `CLAIMED` slot whose frame is newer than `after` and was not `CLAIMED`
-    /// when we attached holds a claim that will be rolled back (`pin::rolls_back`): `None`
-    /// (nothing yet) if that frame is older than the best found, rather than skipping it.
+    /// The slot and sequence of the frame `want` asks for, newer than `after`
+    /// ([`window::scan`], starting at the slot after the last one received); `None` if there
+    /// is none yet, or a claim to wait for comes first.
+    #[inline(always)]
     fn scan(&self, after: u64, want: Want, wait_claimed: bool) -> Option<(u64, u64)> {
         let v = self.inner.view();
-        let mut best: Option<(u64, u64)> = None;
-        let mut pending: Option<u64> = None;
-        let n = v.g.slots;
-        let start = if self.next_slot < n {
-            self.next_slot
-        } else {
-            0
-        };
-        for k in 0..n {
-            // Below 2·slots ≤ 2048: no overflow; the index is below `slots`.
-            let i = if start + k >= n {
-                start + k - n
-            } else {
-                start + k
-            };
-            // Acquire: pairs with the Release publish (`pin::publish`).
-            let s = v.meta(i).seq.load(Ordering::Acquire);
-            if s & CLAIMED != 0 {
-                if wait_claimed && pin::rolls_back(s, after, &self.window.claimed) {
-                    let old = s & !CLAIMED;
-                    pending = Some(pending.map_or(old, |p| p.min(old)));
-                }
-                continue;
-            }
-            if s <= after {
-                continue;
-            }
-            let better = match (best, want) {
-                (None, _) => true,
-                (Some((_, b)), Want::Next) => s < b,
-                (Some((_, b)), Want::Latest) => s > b,
-            };
-            if better {
-                best = Some((i, s));
-                if matches!(want, Want::Next) && Some(s) == after.checked_add(1) {
-                    break; // nothing older is newer than `after`
-                }
-            }
-        }
-        match (pending, best) {
-            (Some(p), Some((_, b))) if p < b => None,
-            (Some(_), None) => None,
-            _ => best,
+        let claimed = &self.window.claimed;
+        match window::scan(v, self.next_slot, after, want, wait_claimed, claimed) {
+            Scan::Found(i, s) => Some((i, s)),
+            Scan::Wait | Scan::Nothing => None,
         }
     }
 

@@ -5,7 +5,7 @@
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use it
 
 use super::layout::{Policy, View};
-use super::pin::CLAIMED;
+use super::pin::{self, CLAIMED};
 use crate::loom::{fence, Ordering};
 
 /// What a new subscriber saw of its window when it attached (`SPEC.md`, frames section
@@ -103,6 +103,88 @@ impl Window {
             .filter(|&&p| p > cursor && p < s)
             .count() as u64;
         after_top.saturating_add(present)
+    }
+}
+
+/// Which frame a receive looks for.
+#[derive(Clone, Copy)]
+pub(super) enum Want {
+    /// The oldest frame newer than the cursor.
+    Next,
+    /// The newest frame newer than the cursor.
+    Latest,
+}
+
+/// What a receive's [`scan`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scan {
+    /// Slot `.0` holds the frame `.1` to pin.
+    Found(u64, u64),
+    /// A claim that will be rolled back holds a frame older than any found: wait for it.
+    Wait,
+    /// No frame newer than the cursor.
+    Nothing,
+}
+
+/// The slot and sequence of the oldest (`Next`) or newest (`Latest`) published frame newer
+/// than `after`, as `Subscriber`'s receives look for it. Starts at slot `start` (the slot after
+/// the last one received: the publisher reuses slots oldest first, so frame `after + 1` is
+/// usually there) and stops early when `Next` finds `after + 1`: a poll usually loads one
+/// sequence word, not `slots`.
+///
+/// If `wait_claimed` (`Next` under [`Policy::Block`], publisher attached), a `CLAIMED` slot
+/// whose frame is newer than `after` and not in `claimed_at_attach` (the window's `claimed`)
+/// holds a claim that will be rolled back (`pin::rolls_back`): [`Scan::Wait`] if that frame is
+/// older than the best found, rather than skipping it.
+#[inline(always)]
+pub(super) fn scan(
+    v: &View,
+    start: u64,
+    after: u64,
+    want: Want,
+    wait_claimed: bool,
+    claimed_at_attach: &[u64],
+) -> Scan {
+    let mut best: Option<(u64, u64)> = None;
+    let mut pending: Option<u64> = None;
+    let n = v.g.slots;
+    let start = if start < n { start } else { 0 };
+    for k in 0..n {
+        // Below 2·slots ≤ 2048: no overflow; the index is below `slots`.
+        let i = if start + k >= n {
+            start + k - n
+        } else {
+            start + k
+        };
+        // Acquire: pairs with the Release publish (`pin::publish`).
+        let s = v.meta(i).seq.load(Ordering::Acquire);
+        if s & CLAIMED != 0 {
+            if wait_claimed && pin::rolls_back(s, after, claimed_at_attach) {
+                let old = s & !CLAIMED;
+                pending = Some(pending.map_or(old, |p| p.min(old)));
+            }
+            continue;
+        }
+        if s <= after {
+            continue;
+        }
+        let better = match (best, want) {
+            (None, _) => true,
+            (Some((_, b)), Want::Next) => s < b,
+            (Some((_, b)), Want::Latest) => s > b,
+        };
+        if better {
+            best = Some((i, s));
+            if matches!(want, Want::Next) && Some(s) == after.checked_add(1) {
+                break; // nothing older is newer than `after`
+            }
+        }
+    }
+    match (pending, best) {
+        (Some(p), Some((_, b))) if p < b => Scan::Wait,
+        (Some(_), None) => Scan::Wait,
+        (_, Some((i, s))) => Scan::Found(i, s),
+        (None, None) => Scan::Nothing,
     }
 }
 
