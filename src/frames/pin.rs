@@ -307,6 +307,29 @@ impl Data {
     }
 }
 
+/// The publisher's side of the parked-loan models, as `Publisher::loan` does it: claim slot
+/// `i` holding `old` with the production `recovery::claim_hint` (no subscriber known dead),
+/// else park on `released` with `park_checked` (claiming again after registering as a
+/// sleeper) until the claim works.
+#[cfg(all(test, loom))]
+pub(crate) fn loan_parked(v: &View, i: u64, old: u64) {
+    let released = &v.ctrl().released;
+    loop {
+        let seen = released.snapshot();
+        if super::recovery::claim_hint(v, (i, old), &[]) {
+            return;
+        }
+        let mut got = false;
+        released.park_checked(seen, None, &mut || {
+            got = super::recovery::claim_hint(v, (i, old), &[]);
+            got
+        });
+        if got {
+            return;
+        }
+    }
+}
+
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
@@ -378,28 +401,6 @@ mod tests {
             b.join().unwrap();
             publisher.join().unwrap();
         });
-    }
-
-    /// The publisher's side of the parked-loan models, as `Publisher::loan` does it: claim
-    /// slot `i` holding `old` with the production `recovery::claim_hint` (no subscriber known
-    /// dead), else park on `released` with `park_checked` (claiming again after registering
-    /// as a sleeper) until the claim works.
-    fn loan_parked(v: &View, i: u64, old: u64) {
-        let released = &v.ctrl().released;
-        loop {
-            let seen = released.snapshot();
-            if recovery::claim_hint(v, (i, old), &[]) {
-                return;
-            }
-            let mut got = false;
-            released.park_checked(seen, None, &mut || {
-                got = recovery::claim_hint(v, (i, old), &[]);
-                got
-            });
-            if got {
-                return;
-            }
-        }
     }
 
     /// A live subscriber of record `rec` (its owner word claimed with token `10 + rec`).

@@ -288,21 +288,7 @@ mod tests {
             v.record(0).owner.claim(9).unwrap();
             v.record(0).cursor.store(1, Ordering::Relaxed);
             let receiver = thread::spawn(move || advance_cursor(&v, 0, 1, 3));
-            let released = &v.ctrl().released;
-            loop {
-                let seen = released.snapshot();
-                if crate::frames::recovery::claim_hint(&v, (0, 2), &[]) {
-                    break;
-                }
-                let mut got = false;
-                released.park_checked(seen, None, &mut || {
-                    got = crate::frames::recovery::claim_hint(&v, (0, 2), &[]);
-                    got
-                });
-                if got {
-                    break;
-                }
-            }
+            crate::frames::pin::loan_parked(&v, 0, 2);
             receiver.join().unwrap();
         });
     }
