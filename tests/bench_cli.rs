@@ -211,7 +211,8 @@ fn frames_only_publish_runs_the_publish_rows_and_their_goal() {
 }
 
 /// `bench frames` times the frames round trip on bare atomics beside the library's
-/// (`floor_frames_8388608`) and prints their ratio as `info`, not as a goal.
+/// (`floor_frames_8388608`) and the whole loan-to-release cycle (`frames_cycle_8388608`), and
+/// prints their ratios as `info`, not as goals.
 #[test]
 fn frames_floor_row_and_its_info_ratio() {
     let _spinning = spinning();
@@ -230,13 +231,30 @@ fn frames_floor_row_and_its_info_ratio() {
     let (lib, floor) = (p50("frames_8388608"), p50("floor_frames_8388608"));
     assert!(floor > 0.0, "{rows:?}");
     let info = v["info"].as_array().expect("info array");
-    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info.len(), 2, "{info:?}");
     assert!(info[0]["info"]
         .as_str()
         .unwrap()
         .contains("floor_frames_8388608"));
     assert!(
         (info[0]["value"].as_f64().unwrap() - lib / floor).abs() < 1e-9,
+        "{info:?}"
+    );
+    // The whole loan-to-release cycle is a row of its own, compared with `spsc_spin` as
+    // `info` too.
+    let cycle = p50("frames_cycle_8388608");
+    let spsc = rows
+        .iter()
+        .find(|r| r["name"] == "spsc_spin")
+        .expect("spsc_spin row")["p50_ns"]
+        .as_f64()
+        .unwrap();
+    assert!(info[1]["info"]
+        .as_str()
+        .unwrap()
+        .contains("frames_cycle_8388608"));
+    assert!(
+        (info[1]["value"].as_f64().unwrap() - cycle / spsc).abs() < 1e-9,
         "{info:?}"
     );
     // Not a goal: the goals are the four of the issue, whichever rows ran.

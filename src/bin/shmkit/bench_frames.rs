@@ -3,22 +3,33 @@
 //! ring, the 8-byte `floor_spin` and `spsc_spin` of the same run, and the publisher's cost
 //! with 1 and with 8 subscribers attached.
 //!
-//! A frames round trip: the parent loans a slot of channel A, writes the first and last byte
-//! (the rest of the frame is "already there", as a camera's DMA would leave it), publishes;
-//! the peer receives it in place, reads those bytes, loans a slot of channel B, writes them,
-//! publishes; the parent receives that. Both ends spin (`try_loan`, `try_recv`), as
-//! `spsc_spin` does. The copy rows carry the whole frame both ways. Every one of these rows
-//! is the best (lowest p50) of three runs, taken in three rounds over all of them (so the
-//! rows a goal compares see the same spells of a VM that changes speed for minutes at a
-//! time); the rows print when the third round ends.
+//! A frames round trip (`frames_<bytes>`) times what the issue asks for, publish to receive,
+//! both ways: the parent publishes a frame of channel A; the peer receives it in place, reads
+//! its first and last byte, writes them into a slot of channel B and publishes it; the parent
+//! receives that and reads it. What is not on that path is done outside the timed part, as a
+//! camera pipeline does it: each side loans its next slot before the frame it answers or
+//! sends exists (a camera has its next buffer before the exposure; the parent also writes its
+//! frame's first and last byte then, the rest of the frame being "already there", as a
+//! camera's DMA would leave it), and releases a received frame after it has replied (the
+//! parent after stopping the timer). Both ends spin (`try_recv`), as `spsc_spin` does. The
+//! copy rows carry the whole frame both ways. Every one of these rows is the best (lowest
+//! p50) of three runs, taken in three rounds over all of them (so the rows a goal compares see
+//! the same spells of a VM that changes speed for minutes at a time); the rows print when the
+//! third round ends.
+//!
+//! `frames_cycle_8388608` is the whole cycle on both sides, timed: loan, write, publish,
+//! receive, read, release (the round trip this command timed before the sixteenth session,
+//! kept for comparison; the command prints its ratio to `spsc_spin` as an `info:` line).
 //!
 //! `floor_frames_8388608` is the same round trip on bare atomics in two plain segments
-//! (`floor_frames_rtt`): the cache lines and fences a frame hop cannot do without (the claim's
-//! store, fence and pin check; the first and last data word; the metadata and `seq` stores;
-//! `head`; the receiver's pin read-modify-write, `seq` check, metadata and data loads and
-//! unpin; the wake-up fences), with none of the library's bookkeeping and no clock reading.
-//! It is to `frames_8388608` what `floor_spin` is to `spsc_spin`: the command prints their
-//! ratio as an `info:` line (what the library adds over the protocol's own memory traffic).
+//! (`floor_frames_rtt`): the cache lines and fences a frame hop cannot do without, with the
+//! claim (its store, fence and pin check) and the release (the unpin and its wake-up fence)
+//! outside the timed part as in `frames_<bytes>`, and on the timed path the first and last
+//! data word, the metadata and `seq` stores, `head`, the publish's wake-up fence, and the
+//! receiver's pin read-modify-write, `seq` check, metadata and data loads; none of the
+//! library's bookkeeping and no clock reading. It is to `frames_8388608` what `floor_spin` is
+//! to `spsc_spin`: the command prints their ratio as an `info:` line (what the library adds
+//! over the protocol's own memory traffic).
 //!
 //! The publish-cost rows (`frames_publish_1sub`, `frames_publish_8sub`) time, on the
 //! publisher, `loan` + writing the first and last byte of a 64 KiB frame + `publish`, with 1
@@ -63,7 +74,7 @@ use super::bench::{
     allowed_cpus, percentiles, run_latency, set_affinity, spawn_peer, spin_until, time_loop, unique,
 };
 use crate::{outln, print_json, CmdResult};
-use shmkit::frames::{FramesOptions, Publisher, Subscriber, TryRecvError};
+use shmkit::frames::{Frame, FramesOptions, Loan, Publisher, Subscriber, TryRecvError};
 use shmkit::queue::{bytes, TryPopError};
 
 const FRAME_SIZES: [usize; 4] = [64 << 10, 1 << 20, 8 << 20, 32 << 20];
@@ -141,11 +152,9 @@ fn recv_spin(s: &mut Subscriber<Hdr>) -> Result<shmkit::frames::Frame<Hdr>, Stri
     }
 }
 
-/// Write the first and last byte of a loaned frame and publish it whole.
-fn send(p: &mut Publisher<Hdr>, bytes: usize, v: u8) -> Result<(), String> {
-    // `loan` returns at once when a slot is free (no system call); it parks only when all are
-    // held, which a ping-pong never makes them.
-    let mut l = p.loan().map_err(|e| e.to_string())?;
+/// Write `v` into the first and last byte of a loaned frame of `bytes` bytes (the rest of
+/// the frame is "already there").
+fn fill(l: &mut Loan<'_, Hdr>, bytes: usize, v: u8) -> Result<(), String> {
     let buf = l.as_mut_slice();
     let Some(last) = bytes.checked_sub(1).filter(|&i| i < buf.len()) else {
         return Err(format!(
@@ -155,12 +164,50 @@ fn send(p: &mut Publisher<Hdr>, bytes: usize, v: u8) -> Result<(), String> {
     };
     buf[0] = v;
     buf[last] = v;
+    Ok(())
+}
+
+/// Whether a received frame is `bytes` long with `v` as its first and last byte.
+fn holds(f: &Frame<Hdr>, bytes: usize, v: u8) -> bool {
+    let b = f.bytes();
+    b.len() == bytes && b.first() == Some(&v) && b.last() == Some(&v)
+}
+
+/// Loan a slot, write the first and last byte and publish the frame whole.
+fn send(p: &mut Publisher<Hdr>, bytes: usize, v: u8) -> Result<(), String> {
+    let mut l = p.loan().map_err(|e| e.to_string())?;
+    fill(&mut l, bytes, v)?;
     l.publish(bytes, &(v as u64)).map_err(|e| e.to_string())?;
     Ok(())
 }
 
-/// The frames round trip (module docs). Returns the timings and the peer's RSS growth.
-fn frames_rtt(bytes: usize, warm: usize, iters: usize) -> Result<(Vec<u64>, i64), String> {
+/// What a timed round trip covers (module docs).
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    /// Publish to receive: the loan and the write before the timer, the release after it.
+    Hop,
+    /// The whole cycle on both sides: loan, write, publish, receive, read, release.
+    Cycle,
+}
+
+impl Form {
+    /// The peer scenario that answers in this form.
+    fn peer(self) -> &'static str {
+        match self {
+            Form::Hop => "frames_pong",
+            Form::Cycle => "frames_cycle_pong",
+        }
+    }
+}
+
+/// The frames round trip in `form` (module docs). Returns the timings and the peer's RSS
+/// growth.
+fn frames_rtt(
+    form: Form,
+    bytes: usize,
+    warm: usize,
+    iters: usize,
+) -> Result<(Vec<u64>, i64), String> {
     let tag = unique(&format!("frames{bytes}"));
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
     let mut pa = opts(bytes)
@@ -170,20 +217,42 @@ fn frames_rtt(bytes: usize, warm: usize, iters: usize) -> Result<(Vec<u64>, i64)
     drop(opts(bytes).create(&b).map_err(|e| e.to_string())?);
     let cleanup = Unlink(&b);
     let mut sb = opts(bytes).subscriber(&b).map_err(|e| e.to_string())?;
-    let (peer, mut out) = spawn_peer("frames_pong", bytes, (warm + iters) as u64, &tag, &[])?;
-    let v = time_loop(warm, iters, |i| {
-        send(&mut pa, bytes, i as u8)?;
+    let (peer, mut out) = spawn_peer(form.peer(), bytes, (warm + iters) as u64, &tag, &[])?;
+    let mut v = Vec::with_capacity(iters);
+    for i in 0..warm + iters {
+        let k = i as u8;
+        let t_loan = Instant::now();
+        // `loan` returns at once when a slot is free (no system call); it parks only when all
+        // are held, which a ping-pong never makes them.
+        let mut l = pa.loan().map_err(|e| e.to_string())?;
+        fill(&mut l, bytes, k)?;
+        let t0 = match form {
+            Form::Hop => Instant::now(),
+            Form::Cycle => t_loan,
+        };
+        l.publish(bytes, &(k as u64)).map_err(|e| e.to_string())?;
         let f = spin_until(&peer, || match sb.try_recv() {
             Ok(f) => Some(Ok(f)),
             Err(TryRecvError::Empty) => None,
             Err(e) => Some(Err(e.to_string())),
         })??;
-        let b = f.bytes();
-        if b.len() != bytes || b[0] != i as u8 || b[bytes - 1] != i as u8 {
+        let ok = holds(&f, bytes, k);
+        let f = match form {
+            Form::Hop => Some(f),
+            Form::Cycle => {
+                drop(f); // released inside the timed part
+                None
+            }
+        };
+        let dt = t0.elapsed().as_nanos() as u64;
+        drop(f);
+        if !ok {
             return Err(format!("round trip {i}: wrong reply"));
         }
-        Ok(())
-    })?;
+        if i >= warm {
+            v.push(dt);
+        }
+    }
     let mut line = String::new();
     out.read_line(&mut line).map_err(|e| e.to_string())?;
     peer.wait()?;
@@ -237,18 +306,25 @@ impl<'a> FloorChannel<'a> {
         })
     }
 
-    /// Publish frame `k` (from 1) as `Loan::put` does: claim its slot (store, `SeqCst`
-    /// fence, pin check), write the data's first and last word, the metadata, `seq`, `head`,
-    /// then the wake-up check's fence.
-    fn send(&self, k: u64) -> Result<(), String> {
-        let slot = ((k - 1) % FLOOR_SLOTS) as usize;
-        let [seq, pin, meta @ ..] = self.meta[slot];
+    /// Claim frame `k`'s slot (from 1) as a loan does: store `seq` with the claimed bit, a
+    /// `SeqCst` fence, check the pin word.
+    fn claim(&self, k: u64) -> Result<(), String> {
+        let slot = Self::slot(k);
+        let [seq, pin, ..] = self.meta[slot];
         let old = seq.load(Ordering::Relaxed);
-        seq.store(old | 1 << 63, Ordering::Relaxed);
+        seq.store(old | 1 << 63, Ordering::Release);
         fence(Ordering::SeqCst);
         if pin.load(Ordering::Acquire) != 0 {
             return Err(format!("floor frame {k}: slot {slot} is still pinned"));
         }
+        Ok(())
+    }
+
+    /// Publish claimed frame `k` as `Loan::publish` does: write the data's first and last
+    /// word, the metadata, `seq`, `head`, then the wake-up check's fence.
+    fn put(&self, k: u64) {
+        let slot = Self::slot(k);
+        let [seq, _pin, meta @ ..] = self.meta[slot];
         for w in self.data[slot] {
             w.store(k, Ordering::Relaxed);
         }
@@ -258,7 +334,6 @@ impl<'a> FloorChannel<'a> {
         seq.store(k, Ordering::Release);
         self.head.store(k, Ordering::Release);
         fence(Ordering::SeqCst);
-        Ok(())
     }
 
     /// Whether frame `k` is published (`head`, the doorbell receivers poll).
@@ -266,11 +341,10 @@ impl<'a> FloorChannel<'a> {
         self.head.load(Ordering::Relaxed) >= k
     }
 
-    /// Receive frame `k`, once `ready`: pin (a `SeqCst` read-modify-write, then `seq`),
-    /// read the metadata and the data's first and last word, unpin, then the wake-up
-    /// check's fence (as `Subscriber::take` and the `Frame` guard's drop).
+    /// Receive frame `k`, once `ready`, as `Subscriber::try_recv` does: pin (a `SeqCst`
+    /// read-modify-write, then `seq`), read the metadata and the data's first and last word.
     fn recv(&self, k: u64) -> Result<(), String> {
-        let slot = ((k - 1) % FLOOR_SLOTS) as usize;
+        let slot = Self::slot(k);
         let [seq, pin, meta @ ..] = self.meta[slot];
         pin.fetch_or(1, Ordering::SeqCst);
         let ok = seq.load(Ordering::SeqCst) == k
@@ -278,13 +352,22 @@ impl<'a> FloorChannel<'a> {
             && self.data[slot]
                 .iter()
                 .all(|w| w.load(Ordering::Relaxed) == k);
-        pin.fetch_and(!1, Ordering::Release);
-        fence(Ordering::SeqCst);
         if ok {
             Ok(())
         } else {
             Err(format!("floor frame {k}: wrong words"))
         }
+    }
+
+    /// Release received frame `k` as a `Frame`'s drop does: unpin, then the wake-up check's
+    /// fence.
+    fn release(&self, k: u64) {
+        self.meta[Self::slot(k)][1].fetch_and(!1, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+
+    fn slot(k: u64) -> usize {
+        ((k - 1) % FLOOR_SLOTS) as usize
     }
 }
 
@@ -303,12 +386,21 @@ fn floor_frames_rtt(bytes: usize, warm: usize, iters: usize) -> Result<Vec<u64>,
         FloorChannel::new(&sb, bytes)?,
     );
     let (peer, _out) = spawn_peer("frames_floor", bytes, (warm + iters) as u64, &tag, &[])?;
-    let v = time_loop(warm, iters, |i| {
+    let mut v = Vec::with_capacity(iters);
+    for i in 0..(warm + iters) as u64 {
         let k = i + 1;
-        a.send(k)?;
+        a.claim(k)?;
+        let t0 = Instant::now();
+        a.put(k);
         spin_until(&peer, || b.ready(k).then_some(()))?;
-        b.recv(k)
-    })?;
+        let got = b.recv(k);
+        let dt = t0.elapsed().as_nanos() as u64;
+        got?;
+        b.release(k);
+        if i >= warm as u64 {
+            v.push(dt);
+        }
+    }
     peer.wait()?;
     Ok(v)
 }
@@ -464,7 +556,8 @@ const PUBLISH_SUBS: [usize; 2] = [1, 8];
 /// The peer side (`shmkit bench-peer SCENARIO BYTES COUNT NAME`).
 pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdResult {
     match scenario {
-        "frames_pong" => {
+        "frames_pong" | "frames_cycle_pong" => {
+            let hop = scenario == "frames_pong";
             let mut sa = opts(bytes)
                 .subscriber(&format!("{name}-a"))
                 .map_err(|e| e.to_string())?;
@@ -474,16 +567,28 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
             outln!("ready")?;
             let mut rss0 = 0;
             for i in 0..total {
-                let f = recv_spin(&mut sa)?;
-                let b = f.bytes();
-                let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
-                    return Err(format!("frame {i} is empty").into());
+                // The byte a frame carries (its first and last byte).
+                let byte = |f: &Frame<Hdr>| match (f.bytes().first(), f.bytes().last()) {
+                    (Some(&first), Some(&last)) if first == last => Ok(first),
+                    _ => Err(format!(
+                        "frame {i} is empty or its first and last byte differ"
+                    )),
                 };
-                drop(f);
-                if first != last {
-                    return Err(format!("frame {i}: first and last byte differ").into());
+                if hop {
+                    // The reply's slot is loaned before the frame arrives (as a camera has its
+                    // next buffer before the exposure), the frame released after the reply.
+                    let mut l = pb.loan().map_err(|e| e.to_string())?;
+                    let f = recv_spin(&mut sa)?;
+                    let v = byte(&f)?;
+                    fill(&mut l, bytes, v)?;
+                    l.publish(bytes, &(v as u64)).map_err(|e| e.to_string())?;
+                    drop(f);
+                } else {
+                    let f = recv_spin(&mut sa)?;
+                    let v = byte(&f)?;
+                    drop(f);
+                    send(&mut pb, bytes, v)?;
                 }
-                send(&mut pb, bytes, first)?;
                 if i == 16 {
                     rss0 = rss_kib(); // every slot has been seen by now
                 }
@@ -506,11 +611,13 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
             );
             outln!("ready")?;
             for k in 1..=total {
+                b.claim(k)?;
                 while !a.ready(k) {
                     std::hint::spin_loop();
                 }
                 a.recv(k)?;
-                b.send(k)?;
+                b.put(k);
+                a.release(k);
             }
         }
         "frames_poll" => {
@@ -636,13 +743,25 @@ pub(crate) fn run(quick: bool, json: bool, only: &[String]) -> CmdResult {
                 ))
             }),
         ));
+        {
+            let n = iters_for(FLOOR_BYTES);
+            plan.push((
+                format!("frames_cycle_{FLOOR_BYTES}"),
+                FLOOR_BYTES,
+                Box::new(move || {
+                    let (v, rss) =
+                        frames_rtt(Form::Cycle, FLOOR_BYTES, n / 10 + 16, n.max(200 / scale))?;
+                    Ok((v, Some(rss)))
+                }),
+            ));
+        }
         for bytes in FRAME_SIZES {
             let n = iters_for(bytes);
             plan.push((
                 format!("frames_{bytes}"),
                 bytes,
                 Box::new(move || {
-                    let (v, rss) = frames_rtt(bytes, n / 10 + 16, n.max(200 / scale))?;
+                    let (v, rss) = frames_rtt(Form::Hop, bytes, n / 10 + 16, n.max(200 / scale))?;
                     Ok((v, Some(rss)))
                 }),
             ));
@@ -738,11 +857,18 @@ pub(crate) fn run(quick: bool, json: bool, only: &[String]) -> CmdResult {
     })
     .collect();
     // Not a goal: what the library adds to a hop over the protocol's own memory traffic.
-    let info: Vec<Info> = [(
-        "frames_8388608 p50 / floor_frames_8388608 p50 (the library over bare atomics)",
-        "frames_8388608",
-        "floor_frames_8388608",
-    )]
+    let info: Vec<Info> = [
+        (
+            "frames_8388608 p50 / floor_frames_8388608 p50 (the library over bare atomics)",
+            "frames_8388608",
+            "floor_frames_8388608",
+        ),
+        (
+            "frames_cycle_8388608 p50 / spsc_spin p50 (loan to release, timed)",
+            "frames_cycle_8388608",
+            "spsc_spin",
+        ),
+    ]
     .into_iter()
     .filter_map(|(info, num, den)| {
         Some(Info {
