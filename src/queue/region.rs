@@ -23,6 +23,12 @@ pub(crate) struct Region<C> {
     /// from the options, then applies). A process-local word.
     unlink: std::sync::atomic::AtomicU64,
     name: String,
+    /// Loom models only: one cell per stamp (per slot) that the protocols "write" when they
+    /// publish an element and "read" when they release one, so that loom checks the slot's
+    /// bytes for data races (`shadow_write`, `shadow_read`): the element copies themselves
+    /// are `std` atomics, invisible to loom.
+    #[cfg(all(test, loom))]
+    shadow: Box<[loom::cell::UnsafeCell<u64>]>,
 }
 
 pub(crate) enum Owner {
@@ -74,6 +80,10 @@ impl<C> Region<C> {
             owner: Owner::Heap { data_layout },
             unlink: std::sync::atomic::AtomicU64::new(0),
             name: String::from("(private)"),
+            #[cfg(all(test, loom))]
+            shadow: (0..n_stamps)
+                .map(|_| loom::cell::UnsafeCell::new(0))
+                .collect(),
         }
     }
 
@@ -142,6 +152,24 @@ impl<C> Region<C> {
         // SAFETY: `stamps` points to `n_stamps` live atomics owned by `self` (a boxed slice or
         // inside the mapping; atomics are valid for any bit pattern).
         unsafe { std::slice::from_raw_parts(self.stamps.as_ptr(), self.n_stamps) }
+    }
+
+    /// Loom models: the producer writes slot `i`'s element (call it where the element is
+    /// published, after its bytes are written and before the store that publishes them).
+    /// Loom fails the model if this is not ordered after every earlier [`shadow_read`] of the
+    /// slot.
+    #[cfg(all(test, loom))]
+    pub(crate) fn shadow_write(&self, i: usize) {
+        // SAFETY: a plain write of a loom-tracked cell; loom reports it if it races.
+        self.shadow[i].with_mut(|p| unsafe { *p += 1 });
+    }
+
+    /// Loom models: the consumer reads slot `i`'s element (call it where the element is
+    /// released, after its bytes are read and before the store that frees the slot).
+    #[cfg(all(test, loom))]
+    pub(crate) fn shadow_read(&self, i: usize) {
+        // SAFETY: a plain read of a loom-tracked cell; loom reports it if it races.
+        self.shadow[i].with(|p| unsafe { std::hint::black_box(*p) });
     }
 
     /// The segment name, or `(private)` for a heap queue.
