@@ -309,25 +309,18 @@ impl Data {
 
 /// The publisher's side of the parked-loan models, as `Publisher::loan` does it: claim slot
 /// `i` holding `old` with the production `recovery::claim_hint` (no subscriber known dead),
-/// else park on `released` with `park_checked` (claiming again after registering as a
-/// sleeper) until the claim works.
+/// waiting on `released` with the production wait loop (`WaitQueue::wait_for`, no deadline)
+/// until the claim works.
 #[cfg(all(test, loom))]
 pub(crate) fn loan_parked(v: &View, i: u64, old: u64) {
-    let released = &v.ctrl().released;
-    loop {
-        let seen = released.snapshot();
-        if super::recovery::claim_hint(v, (i, old), &[]) {
-            return;
+    use crate::sync::waiter::Step;
+    v.ctrl().released.wait_for(|check| {
+        if !check && super::recovery::claim_hint(v, (i, old), &[]) {
+            Step::Done(())
+        } else {
+            Step::Nothing
         }
-        let mut got = false;
-        released.park_checked(seen, None, &mut || {
-            got = super::recovery::claim_hint(v, (i, old), &[]);
-            got
-        });
-        if got {
-            return;
-        }
-    }
+    })
 }
 
 #[cfg(all(test, loom))]
@@ -336,6 +329,7 @@ mod tests {
     use crate::frames::layout::{Policy, View};
     use crate::frames::recovery;
     use crate::frames::window::{self, Scan, Want, Window};
+    use crate::sync::waiter::Step;
     use loom::sync::Arc;
     use loom::thread;
 
@@ -494,26 +488,18 @@ mod tests {
     }
 
     /// A late joiner of `block_channel` that receives as `Subscriber::get_until` does: take,
-    /// else park on `published` with `park_checked` (taking again after registering) until a
-    /// take returns. Returns (frame 2 present at attach, frame 2 received).
+    /// else wait on `published` with the production wait loop (`WaitQueue::wait_for`, taking
+    /// again after registering as a sleeper) until a take returns. Returns (frame 2 present at
+    /// attach, frame 2 received).
     fn late_joiner_parked(v: &View) -> (bool, bool) {
         let w = attach_late(v);
         let present = w.present.contains(&2);
-        let published = &v.ctrl().published;
-        loop {
-            let seen = published.snapshot();
-            if let Some(got) = take_frame_2(v, &w) {
-                return (present, got);
-            }
-            let mut got = None;
-            published.park_checked(seen, None, &mut || {
-                got = take_frame_2(v, &w);
-                got.is_some()
-            });
-            if let Some(got) = got {
-                return (present, got);
-            }
-        }
+        v.ctrl()
+            .published
+            .wait_for(|check| match (check, take_frame_2(v, &w)) {
+                (false, Some(got)) => Step::Done((present, got)),
+                _ => Step::Nothing,
+            })
     }
 
     /// A claim rolled back notifies `published` (the production `recovery::claim_hint`, under
@@ -588,8 +574,8 @@ mod tests {
         });
     }
 
-    /// A receiver with nothing to take parks on `published` (`park_checked`, taking again
-    /// after registering, as `Subscriber::get_until` does; its take looks at the `head`
+    /// A receiver with nothing to take waits on `published` (`WaitQueue::wait_for`, taking
+    /// again after registering, as `Subscriber::get_until` does; its take looks at the `head`
     /// doorbell, Relaxed, then pins the frame, as `Subscriber::take`); the publisher's
     /// `publish_frame` (as `Loan::publish`) always wakes it. Deadlocks without the notify in
     /// `publish_frame`.
@@ -607,21 +593,13 @@ mod tests {
                         pin(word, bit, &v.meta(1).seq, 2)
                     }
                 };
-                let published = &v.ctrl().published;
-                loop {
-                    let seen = published.snapshot();
-                    if take() {
-                        return;
+                v.ctrl().published.wait_for(|check| {
+                    if !check && take() {
+                        Step::Done(())
+                    } else {
+                        Step::Nothing
                     }
-                    let mut got = false;
-                    published.park_checked(seen, None, &mut || {
-                        got = take();
-                        got
-                    });
-                    if got {
-                        return;
-                    }
-                }
+                })
             });
             assert!(recovery::claim_hint(&v, (1, 0), &[]));
             publish_frame(&v, 1, 2);

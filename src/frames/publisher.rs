@@ -13,6 +13,7 @@ use crate::os::clock;
 use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, WAIT_SLICE};
 use crate::queue::ShmType;
+use crate::sync::waiter::Step;
 
 /// The publishing end of a frame channel: loans a slot no subscriber holds, the caller
 /// writes the frame in place, [`Loan::publish`] makes it visible to every subscriber. One
@@ -123,29 +124,23 @@ impl<H: ShmType> Publisher<H> {
             return Ok(self.loan_of(slot));
         }
         let ch = Arc::clone(&self.ch);
-        let released = &ch.view.ctrl().released;
-        loop {
-            // The snapshot before the scan: a release after it changes the word, so the park
-            // below returns at once (`WaitQueue`).
-            let seen = released.snapshot();
-            if let Some(slot) = self.find().map_err(gone)? {
-                return Ok(self.loan_of(slot));
+        // Wake up every slice to re-check liveness: a killed subscriber releases nothing.
+        // Subscribers notify only when someone sleeps (`notify_if_sleepers`), so the wait
+        // claims once more after registering as a sleeper (`WaitQueue::wait_for`).
+        let slot = ch.view.ctrl().released.wait_for(|check| {
+            if check {
+                if deadline::passed(until) {
+                    return Step::Done(Err(LoanError::Timeout));
+                }
+                return Step::Sleep(deadline::slice(until, WAIT_SLICE));
             }
-            if deadline::passed(until) {
-                return Err(LoanError::Timeout);
+            match self.find() {
+                Ok(Some(slot)) => Step::Done(Ok(slot)),
+                Ok(None) => Step::Nothing,
+                Err(e) => Step::Done(Err(gone(e))),
             }
-            // Wake up every slice to re-check liveness: a killed subscriber releases nothing.
-            // Subscribers notify only when someone sleeps (`notify_if_sleepers`), so we look
-            // once more after registering as a sleeper (`park_checked`).
-            let mut got = Ok(None);
-            released.park_checked(seen, deadline::slice(until, WAIT_SLICE), &mut || {
-                got = self.find();
-                !matches!(got, Ok(None))
-            });
-            if let Some(slot) = got.map_err(gone)? {
-                return Ok(self.loan_of(slot));
-            }
-        }
+        })?;
+        Ok(self.loan_of(slot))
     }
 
     fn loan_of(&mut self, slot: u64) -> Loan<'_, H> {

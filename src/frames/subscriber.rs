@@ -15,6 +15,7 @@ use crate::os::process::Liveness;
 use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, Throttle, WAIT_SLICE};
 use crate::queue::ShmType;
+use crate::sync::waiter::Step;
 
 /// What a subscriber shares with the frames it hands out: the mapping, its record, and its
 /// process-local guard counts (`pin::GuardCount`: a slot's pin bit is set while its count is
@@ -226,31 +227,25 @@ impl<H: ShmType> Subscriber<H> {
             return Err(RecvError::Inherited);
         }
         let inner = Arc::clone(&self.inner);
-        let published = &inner.view().ctrl().published;
-        loop {
-            let seen = published.snapshot();
-            if let Some(f) = self.take(want, false) {
-                return Ok(f);
+        // Wake up every slice to re-check the publisher's liveness. The publisher notifies
+        // only when someone sleeps (`notify_if_sleepers`), so the wait takes once more after
+        // registering as a sleeper (`WaitQueue::wait_for`).
+        inner.view().ctrl().published.wait_for(|check| {
+            if !check {
+                return match self.take(want, false) {
+                    Some(f) => Step::Done(Ok(f)),
+                    None => Step::Nothing,
+                };
             }
             if !self.publisher_lives(true) {
                 // As in `try_get`: every slot, since `head` may be behind.
-                return self.take(want, true).ok_or(RecvError::Disconnected);
+                return Step::Done(self.take(want, true).ok_or(RecvError::Disconnected));
             }
             if deadline::passed(until) {
-                return Err(RecvError::Timeout);
+                return Step::Done(Err(RecvError::Timeout));
             }
-            // Wake up every slice to re-check the publisher's liveness. The publisher notifies
-            // only when someone sleeps (`notify_if_sleepers`), so we look once more after
-            // registering as a sleeper (`park_checked`).
-            let mut got = None;
-            published.park_checked(seen, deadline::slice(until, WAIT_SLICE), &mut || {
-                got = self.take(want, false);
-                got.is_some()
-            });
-            if let Some(f) = got {
-                return Ok(f);
-            }
-        }
+            Step::Sleep(deadline::slice(until, WAIT_SLICE))
+        })
     }
 
     #[inline(always)]

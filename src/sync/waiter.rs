@@ -228,6 +228,40 @@ impl WaitQueue {
         park::park_checked(&self.seq, &self.sleepers, seen, deadline, ready)
     }
 
+    /// Wait for a value that `step` produces (the frames channel's `loan` and `recv`, and their
+    /// loom models): snapshot `seq`; `step(false)`, an attempt; if it gives nothing,
+    /// `step(true)`, the checks between attempts (a deadline passed, a peer gone), which may
+    /// end the wait or say how long to sleep at most; then [`park_checked`](Self::park_checked)
+    /// with the attempt as its re-check (the waker notifies only when it sees a sleeper,
+    /// `park.rs` pair A); and again. An attempt answers [`Step::Done`] or [`Step::Nothing`].
+    #[cfg_attr(all(loom, not(test)), allow(dead_code))] // frames only (not built under loom)
+    pub(crate) fn wait_for<R>(&self, mut step: impl FnMut(bool) -> Step<R>) -> R {
+        loop {
+            // The snapshot before the attempt: a notify after it moves `seq`, so the park
+            // below returns at once.
+            let seen = self.snapshot();
+            if let Step::Done(r) = step(false) {
+                return r;
+            }
+            let until = match step(true) {
+                Step::Done(r) => return r,
+                Step::Sleep(until) => until,
+                Step::Nothing => None,
+            };
+            let mut got = None;
+            self.park_checked(seen, until, &mut || match step(false) {
+                Step::Done(r) => {
+                    got = Some(r);
+                    true
+                }
+                _ => false,
+            });
+            if let Some(r) = got {
+                return r;
+            }
+        }
+    }
+
     /// Sleep until `seq` moves past `seen` or `deadline` passes, retrying spurious wake-ups
     /// and `EINTR` against the same deadline. Returns whether `seq` moved (`false`: timed
     /// out). For callers that take their snapshot under a lock and park after releasing it
@@ -321,6 +355,19 @@ impl WaitQueue {
 /// [`park::SPIN`] polls while its waits end in the spin, and not at all after a wait that had
 /// to park, except every [`Spin::PROBE`]th wait, which spins again to find out whether the
 /// peer has become fast.
+/// What a step of [`WaitQueue::wait_for`] decides.
+#[cfg_attr(all(loom, not(test)), allow(dead_code))] // as `wait_for`
+pub(crate) enum Step<R> {
+    /// The wait is over: return this.
+    Done(R),
+    /// Nothing yet: sleep until a notify or this deadline at most (`None`: no deadline).
+    #[cfg_attr(loom, allow(dead_code))] // the frames handles are not built under loom
+    Sleep(Option<Instant>),
+    /// Nothing yet (an attempt that found nothing; from the checks, the same as
+    /// `Sleep(None)`).
+    Nothing,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Spin {
     /// Waits in a row that had to park (wrapping).
