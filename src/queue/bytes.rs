@@ -499,6 +499,9 @@ impl Producer {
         }
         let ring = &*self.side.q;
         while before(at, want) {
+            // Loom models: a write of a word the consumer may have read in the previous lap.
+            #[cfg(all(test, loom))]
+            shadow(ring, at, HDR, true);
             // Relaxed: published by the Release header store of the commit whose record ends
             // here, which comes after this store in program order (SPEC §7.3).
             word(ring, at).store(0, Ordering::Relaxed);
@@ -758,7 +761,18 @@ impl WriteGuard<'_> {
         // word is already 0 and this record's stores stay in its own lines.
         let zero = !before(next, p.clean_from) && !before(p.zeroed, next.wrapping_add(HDR));
         if !zero && p.cap - next.wrapping_sub(p.head_cache) >= HDR {
+            #[cfg(all(test, loom))]
+            shadow(ring, next, HDR, true); // as in `zero_ahead`
             word(ring, next).store(0, Ordering::Relaxed);
+        }
+        // Loom models: the words of the reservation (the guard may have written any of them;
+        // the header is stored below), and a wrap record's header.
+        #[cfg(all(test, loom))]
+        {
+            shadow(ring, self.pl.start, record_len(self.pl.len), true);
+            if self.pl.wrap {
+                shadow(ring, p.tail, HDR, true);
+            }
         }
         // Release pairs with the consumer's Acquire load of the header in `Consumer::next`:
         // the message bytes (and the cleared word) written before are visible to it.
@@ -848,6 +862,23 @@ fn word(ring: &RawRing, pos: u64) -> &AtomicU64 {
     return unsafe { &*ring.data().add(off as usize).cast::<AtomicU64>() };
     #[cfg(loom)]
     return &ring.region.stamps()[(off / HDR) as usize];
+}
+
+/// Loom models: the producer writes (`write`) or the consumer reads the 8-byte words of
+/// `[pos, pos + bytes)` (`pos` 8-aligned; `bytes` a multiple of 8, inside the ring): through
+/// the region's shadow cells, one per word of the data area (`Region::shadow_write`), so
+/// that loom reports an access to a record's bytes that the protocol does not order after
+/// the accesses of the previous lap.
+#[cfg(all(test, loom))]
+fn shadow(ring: &RawRing, pos: u64, bytes: u64, write: bool) {
+    for at in (0..bytes).step_by(HDR as usize) {
+        let i = (pos.wrapping_add(at) & ring.mask) / HDR;
+        if write {
+            ring.region.shadow_write(i as usize);
+        } else {
+            ring.region.shadow_read(i as usize);
+        }
+    }
 }
 
 /// Read (Acquire) and check the header at absolute position `pos`, where at most `room`
@@ -1192,6 +1223,13 @@ impl ReadGuard<'_> {
         let c = self.c;
         if c.side.is_closed() {
             return; // inherited across fork(): the head is the parent's
+        }
+        // Loom models: the words read, the header(s) and the message's bytes.
+        #[cfg(all(test, loom))]
+        {
+            let ring = &*c.side.q;
+            shadow(ring, c.head, HDR, false);
+            shadow(ring, self.rec.offset - HDR, record_len(self.rec.len), false);
         }
         c.head = c.head.wrapping_add(self.rec.advance);
         let ctrl = c.side.q.ctrl();

@@ -265,6 +265,13 @@ impl Shared {
         self.region.ctrl()
     }
 
+    /// The index (below N) of cell position `pos`'s cell: its shadow cell in loom models
+    /// (`Region::shadow_write`), one per 64-byte cell of the data area.
+    #[cfg(all(test, loom))]
+    fn cell_index(&self, pos: u64) -> usize {
+        (pos & (self.cells - 1)) as usize
+    }
+
     /// Word `w` (0: stamps, 1: lengths) of cell position `pos`.
     #[inline]
     fn cell_word(&self, pos: u64, w: u64) -> &AtomicU64 {

@@ -23,10 +23,12 @@ pub(crate) struct Region<C> {
     /// from the options, then applies). A process-local word.
     unlink: std::sync::atomic::AtomicU64,
     name: String,
-    /// Loom models only: one cell per stamp (per slot) that the protocols "write" when they
+    /// Loom models only: one cell per stamp word that the protocols "write" when they
     /// publish an element and "read" when they release one, so that loom checks the slot's
     /// bytes for data races (`shadow_write`, `shadow_read`): the element copies themselves
-    /// are `std` atomics, invisible to loom.
+    /// are `std` atomics, invisible to loom. A cell stands for a slot (SPSC, MPMC), an 8-byte
+    /// word of the data area (the bytes ring, whose loom header words are one per data word),
+    /// or a 64-byte cell (mpmc-bytes: the first N of its 2N words, stamps then lengths).
     #[cfg(all(test, loom))]
     shadow: Box<[loom::cell::UnsafeCell<u64>]>,
 }

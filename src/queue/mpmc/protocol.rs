@@ -55,6 +55,8 @@ impl<L: ElemLayout> ProdEnd<L> {
                         // made the position ours); in bounds (`elem_in`), written unaligned;
                         // `src` has the layout's size (the caller).
                         unsafe { self.lay.store(src, sh.elem_in(pos, st)) };
+                        #[cfg(all(test, loom))]
+                        sh.region.shadow_write((pos & sh.mask) as usize);
                         // Release pairs with the consumer's Acquire stamp load: the element
                         // is visible before the stamp says it is there.
                         sh.stamp_in(pos, st)
@@ -144,6 +146,8 @@ impl<L: ElemLayout> ConsEnd<L> {
                         // writes the slot until we release it; in bounds (`elem_in`), of the
                         // layout's size (`take` is for this layout), unaligned.
                         let v = unsafe { take.take(sh.elem_in(pos, st)) };
+                        #[cfg(all(test, loom))]
+                        sh.region.shadow_read((pos & sh.mask) as usize);
                         // Release pairs with the producers' Acquire stamp load: we are done
                         // reading before the next lap may overwrite.
                         sh.stamp_in(pos, st)

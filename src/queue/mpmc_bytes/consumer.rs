@@ -68,6 +68,8 @@ impl Consumer {
                         sh.copy_out(pos, len, out);
                         let mut p = pos;
                         while p != end {
+                            #[cfg(all(test, loom))]
+                            sh.region.shadow_read(sh.cell_index(p));
                             // Release pairs with the producers' Acquire stamp loads: we are
                             // done reading before the next lap may overwrite.
                             sh.stamp(p)

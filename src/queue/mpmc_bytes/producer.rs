@@ -69,6 +69,10 @@ impl Producer {
                 Ok(_) => {
                     // The cells are ours.
                     sh.copy_in(pos, msg);
+                    #[cfg(all(test, loom))]
+                    for i in 0..k {
+                        sh.region.shadow_write(sh.cell_index(pos.wrapping_add(i)));
+                    }
                     // Relaxed: published by the stamp store below.
                     sh.rec_len(pos).store(msg.len() as u64, Ordering::Relaxed);
                     // Release pairs with the consumers' Acquire stamp load: length and bytes
