@@ -395,8 +395,8 @@ struct ProdEnd<L> {
     side: Side,
     /// Our tail: the only writer, so the shared copy is never read back.
     tail: u64,
-    /// Last head seen; refreshed when the ring looks full (`space`), and once after a
-    /// publish that makes it look more than half full (`publish`).
+    /// Last head seen; refreshed after a publish that makes the ring look full (`publish`),
+    /// and when it looks full at a push (`space`).
     head_cache: u64,
     cap: u64,
     lay: L,
@@ -504,14 +504,13 @@ impl<L: ElemLayout> ProdEnd<L> {
         // we see the sleeper and wake it, or it sees our stamp. On x86-64 an `mfence` on our
         // own core and a load of our own line: no locked access when nobody sleeps.
         ctrl.prod.not_empty.notify_if_sleepers(1);
-        // Refresh the cached head now, after the elements are on their way, when this publish
-        // makes the ring look more than half full: the refresh's load of the consumer's line
-        // (a transfer: it stores head at every pop) then waits while the consumer works,
-        // instead of in front of a later push's stores, where a ping-pong pays it once every
-        // `capacity` messages (`shmkit bench latency`: the p99 of `spsc_spin`). Once per
-        // crossing, so a ring kept full refreshes no more often than before.
-        let half = self.cap / 2;
-        if before <= half && self.tail.wrapping_sub(self.head_cache) > half {
+        // When this publish leaves the ring looking full, refresh the cached head now, after
+        // the elements are on their way: the next push needs it, and its load of the
+        // consumer's line (a transfer: the consumer stores head at every pop) then waits while
+        // the consumer works instead of in front of that push's stores, where a ping-pong paid
+        // it once every `capacity` messages (`shmkit bench latency`: the p99 of `spsc_spin`).
+        // As often as before: once per time the cached view fills.
+        if before < self.cap && self.tail.wrapping_sub(self.head_cache) == self.cap {
             // Acquire: as in `space`.
             let head = ctrl.cons.head.load(Ordering::Acquire);
             if self.tail.wrapping_sub(head) <= self.cap {
