@@ -494,12 +494,15 @@ mod tests {
     fn late_joiner_parked(v: &View) -> (bool, bool) {
         let w = attach_late(v);
         let present = w.present.contains(&2);
-        v.ctrl()
-            .published
-            .wait_for(|check| match (check, take_frame_2(v, &w)) {
-                (false, Some(got)) => Step::Done((present, got)),
-                _ => Step::Nothing,
-            })
+        v.ctrl().published.wait_for(|check| {
+            if check {
+                return Step::Nothing; // no deadline, no liveness to check
+            }
+            match take_frame_2(v, &w) {
+                Some(got) => Step::Done((present, got)),
+                None => Step::Nothing,
+            }
+        })
     }
 
     /// A claim rolled back notifies `published` (the production `recovery::claim_hint`, under

@@ -347,14 +347,6 @@ impl WaitQueue {
     }
 }
 
-/// The adaptive spin budget of one waiter that waits again and again (a queue handle; not
-/// shared, not in shared memory). Spinning before parking pays when the condition comes
-/// true within the spin (a ping-pong at full speed: no system call at all) and costs when it
-/// does not (the peer was asleep, so its reply takes a futex wake-up's latency, and the spin
-/// only delays the park: `spsc_park` in BENCHMARKS.md). So a waiter spins the full
-/// [`park::SPIN`] polls while its waits end in the spin, and not at all after a wait that had
-/// to park, except every [`Spin::PROBE`]th wait, which spins again to find out whether the
-/// peer has become fast.
 /// What a step of [`WaitQueue::wait_for`] decides.
 #[cfg_attr(all(loom, not(test)), allow(dead_code))] // as `wait_for`
 pub(crate) enum Step<R> {
@@ -368,6 +360,14 @@ pub(crate) enum Step<R> {
     Nothing,
 }
 
+/// The adaptive spin budget of one waiter that waits again and again (a queue handle; not
+/// shared, not in shared memory). Spinning before parking pays when the condition comes
+/// true within the spin (a ping-pong at full speed: no system call at all) and costs when it
+/// does not (the peer was asleep, so its reply takes a futex wake-up's latency, and the spin
+/// only delays the park: `spsc_park` in BENCHMARKS.md). So a waiter spins the full
+/// [`park::SPIN`] polls while its waits end in the spin, and not at all after a wait that had
+/// to park, except every [`Spin::PROBE`]th wait, which spins again to find out whether the
+/// peer has become fast.
 #[derive(Debug, Default)]
 pub(crate) struct Spin {
     /// Waits in a row that had to park (wrapping).

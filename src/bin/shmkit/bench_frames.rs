@@ -22,11 +22,12 @@
 //! kept for comparison; the command prints its ratio to `spsc_spin` as an `info:` line).
 //!
 //! `floor_frames_8388608` is the same round trip on bare atomics in two plain segments
-//! (`floor_frames_rtt`): the cache lines and fences a frame hop cannot do without, with the
-//! claim (its store, fence and pin check) and the release (the unpin and its wake-up fence)
-//! outside the timed part as in `frames_<bytes>`, and on the timed path the first and last
-//! data word, the metadata and `seq` stores, `head`, the publish's wake-up fence, and the
-//! receiver's pin read-modify-write, `seq` check, metadata and data loads; none of the
+//! (`floor_frames_rtt`): the cache lines and fences a frame hop cannot do without, in the
+//! same shape as `frames_<bytes>`: the claim (its store, fence and pin check), the parent's
+//! write of its frame's first and last data word, and the release (the unpin and its wake-up
+//! fence) outside the timed part; on the timed path the metadata and `seq` stores, `head`, the
+//! publish's wake-up fence, the receiver's pin read-modify-write, `seq` check, metadata and
+//! data loads, and the peer's write of its reply's first and last data word; none of the
 //! library's bookkeeping and no clock reading. It is to `frames_8388608` what `floor_spin` is
 //! to `spsc_spin`: the command prints their ratio as an `info:` line (what the library adds
 //! over the protocol's own memory traffic).
@@ -221,15 +222,12 @@ fn frames_rtt(
     let mut v = Vec::with_capacity(iters);
     for i in 0..warm + iters {
         let k = i as u8;
-        let t_loan = Instant::now();
+        let t_loan = (form == Form::Cycle).then(Instant::now);
         // `loan` returns at once when a slot is free (no system call); it parks only when all
         // are held, which a ping-pong never makes them.
         let mut l = pa.loan().map_err(|e| e.to_string())?;
         fill(&mut l, bytes, k)?;
-        let t0 = match form {
-            Form::Hop => Instant::now(),
-            Form::Cycle => t_loan,
-        };
+        let t0 = t_loan.unwrap_or_else(Instant::now);
         l.publish(bytes, &(k as u64)).map_err(|e| e.to_string())?;
         let f = spin_until(&peer, || match sb.try_recv() {
             Ok(f) => Some(Ok(f)),
@@ -320,14 +318,17 @@ impl<'a> FloorChannel<'a> {
         Ok(())
     }
 
-    /// Publish claimed frame `k` as `Loan::publish` does: write the data's first and last
-    /// word, the metadata, `seq`, `head`, then the wake-up check's fence.
-    fn put(&self, k: u64) {
-        let slot = Self::slot(k);
-        let [seq, _pin, meta @ ..] = self.meta[slot];
-        for w in self.data[slot] {
+    /// Write claimed frame `k`'s data: its first and last word (the library rows' `fill`).
+    fn fill(&self, k: u64) {
+        for w in self.data[Self::slot(k)] {
             w.store(k, Ordering::Relaxed);
         }
+    }
+
+    /// Publish claimed and written frame `k` as `Loan::publish` does: the metadata, `seq`,
+    /// `head`, then the wake-up check's fence.
+    fn put(&self, k: u64) {
+        let [seq, _pin, meta @ ..] = self.meta[Self::slot(k)];
         for w in meta {
             w.store(k, Ordering::Relaxed);
         }
@@ -390,6 +391,7 @@ fn floor_frames_rtt(bytes: usize, warm: usize, iters: usize) -> Result<Vec<u64>,
     for i in 0..(warm + iters) as u64 {
         let k = i + 1;
         a.claim(k)?;
+        a.fill(k);
         let t0 = Instant::now();
         a.put(k);
         spin_until(&peer, || b.ready(k).then_some(()))?;
@@ -616,6 +618,7 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
                     std::hint::spin_loop();
                 }
                 a.recv(k)?;
+                b.fill(k);
                 b.put(k);
                 a.release(k);
             }
