@@ -126,13 +126,12 @@ impl<H: ShmType> Subscriber<H> {
         // Acquire: pairs with the Release store of head in `Loan::publish`.
         let head = v.ctrl().head.load(Ordering::Acquire);
         let wanted = head.saturating_sub(history);
+        // The cursor, the window, and a wake for a publisher parked in `loan`.
         let window = Window::attach(&v, rec, wanted);
         let r = v.record(rec);
         // Relaxed: statistics.
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
-        // Cleared pins and a new cursor may free slots a publisher parked in `loan` waits for.
-        v.ctrl().released.notify_if_sleepers(u32::MAX);
         let counts = (0..v.g.slots).map(|_| GuardCount::new()).collect();
         Ok(Subscriber {
             inner: Arc::new(Inner {

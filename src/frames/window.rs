@@ -81,12 +81,16 @@ impl Window {
 
     /// A new subscriber's start (`SPEC.md` §8.3, "Attaching"), its record `rec` claimed and
     /// its dead previous owner's pins cleared: store the record's cursor `wanted` (head minus
-    /// the history asked for), then take the window.
+    /// the history asked for), take the window, then wake a publisher parked in `loan` (the
+    /// cleared pins and the new cursor may free the slots it waits for; a conditional notify,
+    /// paired with `park_checked`'s fence). Loom: `loom_an_attach_wakes_a_parked_loan`.
     pub(super) fn attach(v: &View, rec: u64, wanted: u64) -> Window {
         // Relaxed: the Block policy's progress word (`recovery::held`), ordered before the
         // window's scan by its fence.
         v.record(rec).cursor.store(wanted, Ordering::Relaxed);
-        Window::scan(v, wanted)
+        let w = Window::scan(v, wanted);
+        v.ctrl().released.notify_if_sleepers(u32::MAX);
+        w
     }
 
     /// Passes over the slots at most in [`Window::scan`].
@@ -290,6 +294,31 @@ mod tests {
             let receiver = thread::spawn(move || advance_cursor(&v, 0, 1, 3));
             crate::frames::pin::loan_parked(&v, 0, 2);
             receiver.join().unwrap();
+        });
+    }
+
+    /// A subscriber attaching to a record whose dead previous owner left a pin (record 0's bit
+    /// on slot 0, the slot of the oldest frame) clears it (`recovery::clear_pins`, as
+    /// `Subscriber::attach`) and takes its window (`Window::attach`); a publisher parked in
+    /// `loan` for that slot (`loan_parked`, the production wait loop and claim, knowing no
+    /// subscriber dead) is woken by `Window::attach`'s notify: it deadlocks without it.
+    #[test]
+    fn loom_an_attach_wakes_a_parked_loan() {
+        crate::queue::loom_model(|| {
+            let v = View::model(1, 1, Policy::ReuseOldest);
+            v.meta(0).seq.store(1, Ordering::Relaxed);
+            v.ctrl().head.store(1, Ordering::Relaxed);
+            // The new owner's token: already claimed (as `Subscriber::attach` claims the
+            // record first), with the dead owner's pin still set.
+            v.record(0).owner.claim(9).unwrap();
+            let (word, bit) = v.pin_of(0, 0);
+            word.store(bit, Ordering::Relaxed);
+            let subscriber = thread::spawn(move || {
+                crate::frames::recovery::clear_pins(&v, 0);
+                drop(Window::attach(&v, 0, 1));
+            });
+            crate::frames::pin::loan_parked(&v, 0, 1);
+            subscriber.join().unwrap();
         });
     }
 }
