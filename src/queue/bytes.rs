@@ -435,7 +435,11 @@ impl Producer {
             // it is done reading the bytes we may now overwrite.
             let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
             let used = self.tail.wrapping_sub(head);
-            if used > self.cap {
+            // A head off the 8-byte grid is as corrupt as one out of range, and must not be
+            // cached: `zero_ahead` bounds its word stores by `head_cache + capacity`, and a
+            // word address off the grid would be a misaligned atomic (a hostile writer's
+            // torture test aborted there).
+            if used > self.cap || head % HDR != 0 {
                 return Err(Fail::Other(ReserveError::Corrupt));
             }
             self.head_cache = head;
@@ -1474,6 +1478,34 @@ mod tests {
             Err(AttachError::Segment(crate::Error::Corrupt { .. })) => {}
             other => panic!("expected Corrupt, got {other:?}"),
         }
+    }
+
+    /// A consumer's `head` forged off the 8-byte grid (but within the capacity) is
+    /// `Corrupt` when the producer reloads it, never cached: `zero_ahead` once took it as the
+    /// end of the words it zeroes and stored to a misaligned word (an abort in the hostile
+    /// writer torture test, seed 11952828139186063158).
+    #[test]
+    fn a_head_off_the_word_grid_is_corrupt_not_a_misaligned_store() {
+        let ring = Ring::with_capacity(256);
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        for _ in 0..4 {
+            tx.try_send(&[7; 40]).unwrap(); // 48-byte records: four of them, 192 bytes
+        }
+        for _ in 0..4 {
+            rx.try_recv().unwrap();
+        }
+        // The consumer released everything (head 192); forge it 6 bytes short, as a
+        // hostile writer may at any time.
+        ring.ring.ctrl().cons.head.store(186, Ordering::Release);
+        let mut results = Vec::new();
+        for _ in 0..8 {
+            results.push(tx.try_send(&[7; 40]));
+        }
+        assert!(
+            results.contains(&Err(ReserveError::Corrupt)),
+            "the forged head was never reported: {results:?}"
+        );
     }
 
     #[test]
