@@ -1508,6 +1508,56 @@ mod tests {
         );
     }
 
+    /// Whatever a hostile writer stores into the consumer's `head` or the producer's `tail`
+    /// between a producer's and a consumer's calls (off the word grid, out of range, a little
+    /// behind or ahead), every call answers (a message, `Full`, `Empty`, `Corrupt`,
+    /// `Disconnected`) without a panic or an access off the word grid. Random runs of sends
+    /// of several lengths (wraps and zero-ahead included), receives and forgeries; this test
+    /// runs in debug builds too, where a misaligned atomic access panics. (Aborted so before
+    /// the producer's reload of `head` checked its alignment.)
+    #[test]
+    fn forged_head_and_tail_words_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let offsets = [1u64, 2, 3, 6, 8, 16, 248, 256, 257, 1 << 63];
+        for _ in 0..300 {
+            let ring = Ring::with_capacity(256);
+            let mut tx = ring.producer().unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let ctrl = ring.ring.ctrl();
+            for _ in 0..200 {
+                match rand(10) {
+                    0..=4 => {
+                        let _ = tx.try_send(&vec![7; rand(60) as usize]);
+                    }
+                    5..=7 => {
+                        let _ = rx.try_recv();
+                    }
+                    8 => {
+                        let h = ctrl.cons.head.load(Ordering::Relaxed);
+                        let off = offsets[rand(offsets.len() as u64) as usize];
+                        let v = if rand(2) == 0 {
+                            h.wrapping_sub(off)
+                        } else {
+                            h.wrapping_add(off)
+                        };
+                        ctrl.cons.head.store(v, Ordering::Release);
+                    }
+                    _ => {
+                        let t = ctrl.prod.tail.load(Ordering::Relaxed);
+                        let off = offsets[rand(offsets.len() as u64) as usize];
+                        ctrl.prod.tail.store(t.wrapping_sub(off), Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_blocking_peek_reports_a_tail_with_no_record_behind_it() {
         let ring = Ring::with_capacity(256);
