@@ -1520,6 +1520,67 @@ impl RawConsumer {
 mod tests {
     use super::*;
 
+    /// Whatever a hostile writer stores into `head`, `tail` or a slot's stamp between the
+    /// producer's and the consumer's calls, every call answers (an element, `Full`, `Empty`,
+    /// `Corrupt`, `Disconnected`) without a panic: random runs of single and batched pushes
+    /// and pops and forgeries (in debug builds too, where an overflow panics).
+    #[test]
+    fn forged_head_tail_and_stamp_words_never_panic() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let offsets = [1u64, 2, 7, 8, 9, 16, 1 << 32, 1 << 63, u64::MAX];
+        for _ in 0..300 {
+            let q = Queue::<u64>::with_capacity(8);
+            let ring = &*q.ring;
+            let ctrl = ring.ctrl();
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let mut buf = [0u64; 5];
+            for i in 0..200u64 {
+                let off = offsets[rand(offsets.len() as u64) as usize];
+                let up = rand(2) == 0;
+                let near = |v: u64| {
+                    if up {
+                        v.wrapping_add(off)
+                    } else {
+                        v.wrapping_sub(off)
+                    }
+                };
+                match rand(12) {
+                    0..=2 => {
+                        let _ = tx.try_push(i);
+                    }
+                    3 => {
+                        let _ = tx.try_push_slice(&[i; 3]);
+                    }
+                    4..=6 => {
+                        let _ = rx.try_pop();
+                    }
+                    7 => {
+                        let _ = rx.try_pop_slice(&mut buf);
+                    }
+                    8 => {
+                        let h = ctrl.cons.head.load(Ordering::Relaxed);
+                        ctrl.cons.head.store(near(h), Ordering::Release);
+                    }
+                    9 => {
+                        let t = ctrl.prod.tail.load(Ordering::Relaxed);
+                        ctrl.prod.tail.store(near(t), Ordering::Release);
+                    }
+                    _ => {
+                        let st = stamp(ring, TypedLayout::<u64>::NEW, i % 16);
+                        st.store(near(st.load(Ordering::Relaxed)), Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+
     /// A producer killed inside `publish` of a batch, after the stamp stores of two positions
     /// and before its one `tail` store, leaves two published elements past the stored tail.
     /// The next producer takes the role over and resumes after both (the consumer delivers
