@@ -1517,41 +1517,25 @@ mod tests {
     /// the producer's reload of `head` checked its alignment.)
     #[test]
     fn forged_head_and_tail_words_never_panic() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut rand = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let offsets = [1u64, 2, 3, 6, 8, 16, 248, 256, 257, 1 << 63];
+        let mut rng = crate::queue::forged::Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..300 {
             let ring = Ring::with_capacity(256);
             let mut tx = ring.producer().unwrap();
             let mut rx = ring.consumer().unwrap();
             let ctrl = ring.ring.ctrl();
             for _ in 0..200 {
-                match rand(10) {
+                match rng.below(10) {
                     0..=4 => {
-                        let _ = tx.try_send(&vec![7; rand(60) as usize]);
+                        let _ = tx.try_send(&vec![7; rng.below(60) as usize]);
                     }
                     5..=7 => {
                         let _ = rx.try_recv();
                     }
                     8 => {
-                        let h = ctrl.cons.head.load(Ordering::Relaxed);
-                        let off = offsets[rand(offsets.len() as u64) as usize];
-                        let v = if rand(2) == 0 {
-                            h.wrapping_sub(off)
-                        } else {
-                            h.wrapping_add(off)
-                        };
-                        ctrl.cons.head.store(v, Ordering::Release);
+                        rng.forge_word(&ctrl.cons.head);
                     }
                     _ => {
-                        let t = ctrl.prod.tail.load(Ordering::Relaxed);
-                        let off = offsets[rand(offsets.len() as u64) as usize];
-                        ctrl.prod.tail.store(t.wrapping_sub(off), Ordering::Release);
+                        rng.forge_word(&ctrl.prod.tail);
                     }
                 }
             }

@@ -16,6 +16,8 @@
 mod cache_padded;
 mod endpoint;
 mod error;
+#[cfg(all(test, not(loom)))]
+pub(crate) mod forged;
 mod forms;
 mod geometry;
 #[cfg(not(loom))]

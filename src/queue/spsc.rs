@@ -1526,14 +1526,7 @@ mod tests {
     /// and pops and forgeries (in debug builds too, where an overflow panics).
     #[test]
     fn forged_head_tail_and_stamp_words_never_panic() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut rand = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let offsets = [1u64, 2, 7, 8, 9, 16, 1 << 32, 1 << 63, u64::MAX];
+        let mut rng = crate::queue::forged::Rng::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..300 {
             let q = Queue::<u64>::with_capacity(8);
             let ring = &*q.ring;
@@ -1542,16 +1535,7 @@ mod tests {
             let mut rx = q.consumer().unwrap();
             let mut buf = [0u64; 5];
             for i in 0..200u64 {
-                let off = offsets[rand(offsets.len() as u64) as usize];
-                let up = rand(2) == 0;
-                let near = |v: u64| {
-                    if up {
-                        v.wrapping_add(off)
-                    } else {
-                        v.wrapping_sub(off)
-                    }
-                };
-                match rand(12) {
+                match rng.below(12) {
                     0..=2 => {
                         let _ = tx.try_push(i);
                     }
@@ -1565,16 +1549,13 @@ mod tests {
                         let _ = rx.try_pop_slice(&mut buf);
                     }
                     8 => {
-                        let h = ctrl.cons.head.load(Ordering::Relaxed);
-                        ctrl.cons.head.store(near(h), Ordering::Release);
+                        rng.forge_word(&ctrl.cons.head);
                     }
                     9 => {
-                        let t = ctrl.prod.tail.load(Ordering::Relaxed);
-                        ctrl.prod.tail.store(near(t), Ordering::Release);
+                        rng.forge_word(&ctrl.prod.tail);
                     }
                     _ => {
-                        let st = stamp(ring, TypedLayout::<u64>::NEW, i % 16);
-                        st.store(near(st.load(Ordering::Relaxed)), Ordering::Release);
+                        rng.forge_word(stamp(ring, TypedLayout::<u64>::NEW, i % 16));
                     }
                 }
             }

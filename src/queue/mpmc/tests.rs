@@ -275,16 +275,8 @@ fn copying_calls_access_element_bytes_only_as_atomic_words() {
 /// where an overflow panics). Run on a thread, so that a hang fails the test.
 #[test]
 fn forged_head_tail_and_stamp_words_never_panic_or_hang() {
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut x: u64 = 0x5851_f42d_4c95_7f2d;
-        let mut rand = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let offsets = [1u64, 2, 3, 4, 5, 8, 1 << 32, 1 << 63, u64::MAX];
+    crate::queue::forged::within_two_minutes(|| {
+        let mut rng = crate::queue::forged::Rng::new(0x5851_f42d_4c95_7f2d);
         for _ in 0..200 {
             let q = Queue::<u64>::with_capacity(4);
             let sh = &*q.shared;
@@ -293,17 +285,8 @@ fn forged_head_tail_and_stamp_words_never_panic_or_hang() {
             let mut rx = [q.consumer().unwrap(), q.consumer().unwrap()];
             let mut buf = [0u64; 3];
             for i in 0..150u64 {
-                let off = offsets[rand(offsets.len() as u64) as usize];
-                let up = rand(2) == 0;
-                let near = |v: u64| {
-                    if up {
-                        v.wrapping_add(off)
-                    } else {
-                        v.wrapping_sub(off)
-                    }
-                };
-                let k = rand(2) as usize;
-                match rand(12) {
+                let k = rng.below(2) as usize;
+                match rng.below(12) {
                     0..=2 => {
                         let _ = tx[k].try_push(i);
                     }
@@ -317,23 +300,16 @@ fn forged_head_tail_and_stamp_words_never_panic_or_hang() {
                         let _ = rx[k].try_pop_slice(&mut buf);
                     }
                     8 => {
-                        let h = ctrl.head.head.load(Ordering::Relaxed);
-                        ctrl.head.head.store(near(h), Ordering::Release);
+                        rng.forge_word(&ctrl.head.head);
                     }
                     9 => {
-                        let t = ctrl.tail.tail.load(Ordering::Relaxed);
-                        ctrl.tail.tail.store(near(t), Ordering::Release);
+                        rng.forge_word(&ctrl.tail.tail);
                     }
                     _ => {
-                        let st = sh.stamp_in(i % 8, stride::<u64>());
-                        st.store(near(st.load(Ordering::Relaxed)), Ordering::Release);
+                        rng.forge_word(sh.stamp_in(i % 8, stride::<u64>()));
                     }
                 }
             }
         }
-        done.send(()).unwrap();
     });
-    finished
-        .recv_timeout(Duration::from_secs(120))
-        .expect("a non-blocking call hung on forged words");
 }

@@ -547,62 +547,37 @@ fn skipping_a_dead_run_stops_at_the_tail() {
 /// fails the test.
 #[test]
 fn forged_words_never_panic_or_hang() {
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut x: u64 = 0x1405_7b7e_f767_814f;
-        let mut rand = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let offsets = [1u64, 2, 3, 4, 5, 8, 64, 1 << 32, 1 << 63, u64::MAX];
+    crate::queue::forged::within_two_minutes(|| {
+        let mut rng = crate::queue::forged::Rng::new(0x1405_7b7e_f767_814f);
         for _ in 0..200 {
             let q = Queue::with_capacity(256);
             let sh = &*q.shared;
             let mut tx = [q.producer().unwrap(), q.producer().unwrap()];
             let mut rx = [q.consumer().unwrap(), q.consumer().unwrap()];
             for i in 0..150u64 {
-                let off = offsets[rand(offsets.len() as u64) as usize];
-                let up = rand(2) == 0;
-                let near = |v: u64| {
-                    if up {
-                        v.wrapping_add(off)
-                    } else {
-                        v.wrapping_sub(off)
-                    }
-                };
-                let k = rand(2) as usize;
+                let k = rng.below(2) as usize;
                 let cell = i % 4;
-                match rand(12) {
+                match rng.below(12) {
                     0..=3 => {
-                        let _ = tx[k].try_push(&msg(i, rand(130) as usize));
+                        let _ = tx[k].try_push(&msg(i, rng.below(130) as usize));
                     }
                     4..=7 => {
                         let _ = rx[k].try_pop();
                     }
                     8 => {
-                        let h = sh.ctrl().head.head.load(Ordering::Relaxed);
-                        sh.ctrl().head.head.store(near(h), Ordering::Release);
+                        rng.forge_word(&sh.ctrl().head.head);
                     }
                     9 => {
-                        let t = sh.ctrl().tail.tail.load(Ordering::Relaxed);
-                        sh.ctrl().tail.tail.store(near(t), Ordering::Release);
+                        rng.forge_word(&sh.ctrl().tail.tail);
                     }
                     10 => {
-                        let st = sh.stamp(cell);
-                        st.store(near(st.load(Ordering::Relaxed)), Ordering::Release);
+                        rng.forge_word(sh.stamp(cell));
                     }
                     _ => {
-                        let len = sh.rec_len(cell);
-                        len.store(near(len.load(Ordering::Relaxed)), Ordering::Release);
+                        rng.forge_word(sh.rec_len(cell));
                     }
                 }
             }
         }
-        done.send(()).unwrap();
     });
-    finished
-        .recv_timeout(Duration::from_secs(120))
-        .expect("a non-blocking call hung on forged words");
 }

@@ -1,0 +1,55 @@
+//! Test support for the forged-word tests of every queue (`forged_*_never_panic*`): a small
+//! deterministic random source, the forgeries a hostile writer makes of a word, and a bound on
+//! how long a run of non-blocking calls may take.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A xorshift64 generator: the same sequence on every run, so a failure replays.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// `v` as a hostile writer may leave it: a little or far off either way, off the word
+    /// grid, wrapped.
+    pub(crate) fn forge(&mut self, v: u64) -> u64 {
+        const OFFSETS: [u64; 11] = [1, 2, 3, 4, 6, 8, 64, 256, 1 << 32, 1 << 63, u64::MAX];
+        let off = OFFSETS[self.below(OFFSETS.len() as u64) as usize];
+        if self.below(2) == 0 {
+            v.wrapping_add(off)
+        } else {
+            v.wrapping_sub(off)
+        }
+    }
+
+    /// Forge the word `w` ([`forge`](Self::forge) of what it holds), as a hostile writer
+    /// between two calls.
+    pub(crate) fn forge_word(&mut self, w: &AtomicU64) {
+        let v = self.forge(w.load(Ordering::Relaxed));
+        w.store(v, Ordering::Release);
+    }
+}
+
+/// Run `f` on a thread; panic if it has not returned within two minutes (non-blocking
+/// calls that hang on forged words fail the test instead of hanging it).
+pub(crate) fn within_two_minutes(f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a non-blocking call hung on forged words (or panicked: see above)");
+}
