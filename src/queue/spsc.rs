@@ -461,14 +461,9 @@ impl<L: ElemLayout> ProdEnd<L> {
         if free >= want {
             return Ok(free);
         }
-        // Acquire pairs with the consumer's Release store of head in `Consumer::advance`:
-        // it finished reading the slots it released before we overwrite them.
-        let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
-        let used = self.tail.wrapping_sub(head);
-        if used > self.cap {
+        let Some(used) = self.reload_head() else {
             return Err(Fail::Corrupt);
-        }
-        self.head_cache = head;
+        };
         let free = self.cap - used;
         if free > 0 {
             return Ok(free);
@@ -477,6 +472,22 @@ impl<L: ElemLayout> ProdEnd<L> {
             return Err(Fail::Disconnected);
         }
         Err(Fail::Busy)
+    }
+
+    /// Reload the consumer's `head` into `head_cache`: the slots in use, or `None` (and the
+    /// cache left as it was) if `head` is impossible (more than the capacity behind `tail`,
+    /// or ahead of it).
+    #[inline]
+    fn reload_head(&mut self) -> Option<u64> {
+        // Acquire pairs with the consumer's Release store of head in `Consumer::advance`:
+        // it finished reading the slots it released before we overwrite them.
+        let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        if used > self.cap {
+            return None;
+        }
+        self.head_cache = head;
+        Some(used)
     }
 
     /// Publish the `n` elements written at `[tail, tail + n)`: their stamps, then `tail`,
@@ -511,11 +522,8 @@ impl<L: ElemLayout> ProdEnd<L> {
         // it once every `capacity` messages (`shmkit bench latency`: the p99 of `spsc_spin`).
         // As often as before: once per time the cached view fills.
         if before < self.cap && self.tail.wrapping_sub(self.head_cache) == self.cap {
-            // Acquire: as in `space`.
-            let head = ctrl.cons.head.load(Ordering::Acquire);
-            if self.tail.wrapping_sub(head) <= self.cap {
-                self.head_cache = head; // else corrupt: `space` says so when it must look
-            }
+            // An impossible head is left for `space` to report when it must look.
+            let _ = self.reload_head();
         }
     }
 
