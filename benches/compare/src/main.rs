@@ -1,10 +1,16 @@
 //! Two-process ping-pong, busy-poll, 8-byte messages: shmkit's SPSC queue and bytes ring
 //! beside iceoryx2's publish-subscribe (ipc service), with the floor (one atomic ping-pong in a shared page),
-//! all in one run. The peer is this binary re-executed, so no state is fork-shared; the parent
-//! is pinned to CPU 0 and the peer to CPU 1.
+//! all in one run. Then the zero-copy case, 8 MiB frames: shmkit's frame channel beside
+//! iceoryx2's publish-subscribe of `[u8]` slices, in the shape of `shmkit bench frames`'s
+//! `frames_<bytes>` rows (publish to receive, both ways: each side loans its next buffer before
+//! the frame it answers exists, the parent writes its frame's first and last byte before the
+//! timer, the peer reads the first and last byte of what it receives and writes them into its
+//! reply's, and a received frame is released after the reply / after the timer). The peer is
+//! this binary re-executed, so no state is fork-shared; the parent is pinned to CPU 0 and the
+//! peer to CPU 1.
 //!
 //! ```text
-//! cd benches/compare && cargo run --release -- [--iters N]
+//! cd benches/compare && cargo run --release -- [--iters N] [--frame-iters N]
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -13,8 +19,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;
+use shmkit::frames::{FramesOptions, TryRecvError};
 use shmkit::queue::{bytes, spsc};
 use shmkit::Segment;
+
+/// The frame size of the zero-copy rows (the size of `shmkit bench frames`'s 8 MiB goal).
+const FRAME_BYTES: usize = 8 << 20;
 
 /// Pin to one CPU (parent 0, peer 1), as `shmkit bench latency --pin` does.
 fn pin(cpu: usize) {
@@ -75,20 +85,24 @@ fn report(name: &str, mut v: Vec<u64>, floor: Option<u64>) -> u64 {
     p50
 }
 
-fn iox_services(
-    name: &str,
-) -> Result<
-    (
-        Node<ipc::Service>,
-        [iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, u64, ()>; 2],
-    ),
-    Box<dyn std::error::Error>,
-> {
+/// An iceoryx2 publish-subscribe service of `T` payloads.
+type Factory<T> =
+    iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, T, ()>;
+
+/// A node and its two services (parent to peer, peer to parent).
+type Services<T> = (Node<ipc::Service>, [Factory<T>; 2]);
+
+/// The two `u64` services of the 8-byte rows, configured as iceoryx2's own publish-subscribe
+/// benchmark configures its services: one publisher and one subscriber each, no history, a
+/// subscriber buffer of one sample, safe overflow.
+fn iox_services(name: &str) -> Result<Services<u64>, Box<dyn std::error::Error>> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
     let mk = |dir: &str| -> Result<_, Box<dyn std::error::Error>> {
         Ok(node
             .service_builder(&ServiceName::new(&format!("{name}/{dir}"))?)
             .publish_subscribe::<u64>()
+            .max_publishers(1)
+            .max_subscribers(1)
             .history_size(0)
             .subscriber_max_buffer_size(1)
             .enable_safe_overflow(true)
@@ -97,6 +111,51 @@ fn iox_services(
     let a2b = mk("a2b")?;
     let b2a = mk("b2a")?;
     Ok((node, [a2b, b2a]))
+}
+
+/// The two `[u8]` services of the zero-copy rows, configured as [`iox_services`].
+fn iox_slice_services(name: &str) -> Result<Services<[u8]>, Box<dyn std::error::Error>> {
+    let node = NodeBuilder::new().create::<ipc::Service>()?;
+    let mk = |dir: &str| -> Result<_, Box<dyn std::error::Error>> {
+        Ok(node
+            .service_builder(&ServiceName::new(&format!("{name}/frames-{dir}"))?)
+            .publish_subscribe::<[u8]>()
+            .history_size(0)
+            .subscriber_max_buffer_size(1)
+            .enable_safe_overflow(true)
+            .max_publishers(1)
+            .max_subscribers(1)
+            .open_or_create()?)
+    };
+    let a2b = mk("a2b")?;
+    let b2a = mk("b2a")?;
+    Ok((node, [a2b, b2a]))
+}
+
+/// An iceoryx2 publisher's next 8 MiB sample with `v` as its first and last byte.
+///
+/// Only those two bytes are written: the rest of the frame stands for what a camera's DMA left
+/// there, as in `shmkit bench frames`. iceoryx2 hands out a slice sample only as uninitialized
+/// memory; `assume_init` over the unwritten bytes is what iceoryx2's own publish-subscribe
+/// benchmark does for its large payloads (it writes none of them). Nobody reads the unwritten
+/// bytes: the receivers read the first and last byte only.
+fn iox_frame(
+    p: &iceoryx2::port::publisher::Publisher<ipc::Service, [u8], ()>,
+    v: u8,
+) -> Result<iceoryx2::sample_mut::SampleMut<ipc::Service, [u8], ()>, Box<dyn std::error::Error>> {
+    let mut s = p.loan_slice_uninit(FRAME_BYTES)?;
+    let b = s.payload_mut();
+    b[0].write(v);
+    b[FRAME_BYTES - 1].write(v);
+    // SAFETY: see the function's docs: the bytes read (the first and the last) are written;
+    // the others are shared memory iceoryx2 mapped, never read here.
+    Ok(unsafe { s.assume_init() })
+}
+
+/// The first byte of a received frame, if its first and last bytes agree and it is
+/// `FRAME_BYTES` long.
+fn frame_byte(b: &[u8]) -> Option<u8> {
+    (b.len() == FRAME_BYTES && b.first() == b.last()).then(|| b[0])
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -175,11 +234,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             return Ok(());
         }
+        Some("peer-shmkit-frames") => {
+            let o = FramesOptions::<u64>::new()
+                .slots(4)
+                .max_bytes(FRAME_BYTES as u64);
+            let mut sa = o.subscriber(&format!("{}-fa", args[2]))?;
+            let mut pb = o.publisher(&format!("{}-fb", args[2]))?;
+            ready();
+            for _ in 0..args[3].parse::<u64>()? {
+                let mut l = pb.loan()?;
+                let f = loop {
+                    match sa.try_recv() {
+                        Ok(f) => break f,
+                        Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                let v = frame_byte(f.bytes()).ok_or("a wrong frame")?;
+                let b = l.as_mut_slice();
+                b[0] = v;
+                b[FRAME_BYTES - 1] = v;
+                l.publish(FRAME_BYTES, &u64::from(v))?;
+                drop(f);
+            }
+            return Ok(());
+        }
+        Some("peer-iceoryx2-frames") => {
+            let (_node, [a2b, b2a]) = iox_slice_services(&args[2])?;
+            let sub = a2b.subscriber_builder().create()?;
+            let publ = b2a
+                .publisher_builder()
+                .initial_max_slice_len(FRAME_BYTES)
+                .create()?;
+            ready();
+            for _ in 0..args[3].parse::<u64>()? {
+                let mut l = publ.loan_slice_uninit(FRAME_BYTES)?;
+                let s = loop {
+                    if let Some(s) = sub.receive()? {
+                        break s;
+                    }
+                    std::hint::spin_loop();
+                };
+                let v = frame_byte(s.payload()).ok_or("a wrong frame")?;
+                let b = l.payload_mut();
+                b[0].write(v);
+                b[FRAME_BYTES - 1].write(v);
+                // SAFETY: as in `iox_frame`.
+                unsafe { l.assume_init() }.send()?;
+                drop(s);
+            }
+            return Ok(());
+        }
         _ => {}
     }
     let iters: u64 = match args.iter().position(|a| a == "--iters") {
         Some(i) => args[i + 1].parse()?,
         None => 100_000,
+    };
+    let frame_iters: u64 = match args.iter().position(|a| a == "--frame-iters") {
+        Some(i) => args[i + 1].parse()?,
+        None => 2_000,
     };
     let warm = iters / 10;
     let total = warm + iters;
@@ -222,7 +336,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     c.wait()?;
-    report("shmkit_spsc", v, Some(floor));
+    let shmkit_spsc = report("shmkit_spsc", v, Some(floor));
 
     // shmkit bytes ring, 8-byte messages.
     let a2b = bytes::Ring::create(&format!("{tag}-ra2b"), 4096)?;
@@ -264,8 +378,98 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     c.wait()?;
-    report("iceoryx2", v, Some(floor));
+    let iox_u64 = report("iceoryx2", v, Some(floor));
     drop((publ, sub, a2b, b2a, _node));
+
+    // Zero-copy, 8 MiB frames (module docs). Each returns its round trips.
+    let (fwarm, ftotal) = (frame_iters / 10 + 16, frame_iters + frame_iters / 10 + 16);
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} {:>9}  (8 MiB frames, publish to receive both ways)",
+        "", "", "", "", ""
+    );
+    // shmkit frames.
+    let o = FramesOptions::<u64>::new()
+        .slots(4)
+        .max_bytes(FRAME_BYTES as u64);
+    let mut pa = o
+        .clone()
+        .unlink_on_drop(true)
+        .create(&format!("{tag}-fa"))?;
+    // Channel B's publisher is the peer's: its creator detaches at once (the channel stays,
+    // and `Unlink` removes its name at the end, on error paths too).
+    let fb = format!("{tag}-fb");
+    drop(o.create(&fb)?);
+    let _unlink_b = Unlink(&fb);
+    let mut sb = o.subscriber(&fb)?;
+    let (mut c, _o) = spawn("peer-shmkit-frames", &tag, ftotal);
+    let mut v = Vec::with_capacity(frame_iters as usize);
+    for i in 0..ftotal {
+        let k = i as u8;
+        let mut l = pa.loan()?;
+        let b = l.as_mut_slice();
+        b[0] = k;
+        b[FRAME_BYTES - 1] = k;
+        let t0 = Instant::now();
+        l.publish(FRAME_BYTES, &u64::from(k))?;
+        let f = loop {
+            match sb.try_recv() {
+                Ok(f) => break f,
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let ok = frame_byte(f.bytes()) == Some(k);
+        let dt = t0.elapsed().as_nanos() as u64;
+        drop(f);
+        if !ok {
+            return Err(format!("shmkit frames: round trip {i}: wrong reply").into());
+        }
+        if i >= fwarm {
+            v.push(dt);
+        }
+    }
+    c.wait()?;
+    let shmkit_frames = report("shmkit_frames", v, Some(floor));
+
+    // iceoryx2, [u8] slices.
+    let (_node, [a2b, b2a]) = iox_slice_services(&tag)?;
+    let publ = a2b
+        .publisher_builder()
+        .initial_max_slice_len(FRAME_BYTES)
+        .create()?;
+    let sub = b2a.subscriber_builder().create()?;
+    let (mut c, _o) = spawn("peer-iceoryx2-frames", &tag, ftotal);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut v = Vec::with_capacity(frame_iters as usize);
+    for i in 0..ftotal {
+        let k = i as u8;
+        let l = iox_frame(&publ, k)?;
+        let t0 = Instant::now();
+        l.send()?;
+        let s = loop {
+            if let Some(s) = sub.receive()? {
+                break s;
+            }
+            std::hint::spin_loop();
+        };
+        let ok = frame_byte(s.payload()) == Some(k);
+        let dt = t0.elapsed().as_nanos() as u64;
+        drop(s);
+        if !ok {
+            return Err(format!("iceoryx2 frames: round trip {i}: wrong reply").into());
+        }
+        if i >= fwarm {
+            v.push(dt);
+        }
+    }
+    c.wait()?;
+    let iox_frames = report("iceoryx2_frames", v, Some(floor));
+    drop((publ, sub, a2b, b2a, _node));
+    println!(
+        "iceoryx2 / shmkit, p50: 8-byte queue {:.2}x, 8 MiB frames {:.2}x",
+        iox_u64 as f64 / shmkit_spsc as f64,
+        iox_frames as f64 / shmkit_frames as f64
+    );
     // iceoryx2 keeps a small global management file in /dev/shm after its last node is gone;
     // remove the ones this run created, so the run leaves nothing behind.
     for f in iox_files() {
@@ -274,6 +478,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Unlinks a name when dropped.
+struct Unlink<'a>(&'a str);
+
+impl Drop for Unlink<'_> {
+    fn drop(&mut self) {
+        let _ = Segment::unlink(self.0);
+    }
 }
 
 /// iceoryx2's files in /dev/shm.
