@@ -10,7 +10,8 @@
 //! only in the process that asked: the child dropping its copy leaves the name. An inherited
 //! in-place queue guard (spsc, bytes ring) gives the child no access to its slot, and its
 //! commit or release changes nothing shared; an inherited cell guard cannot write the data
-//! the parent's lock protects.
+//! the parent's lock protects. An inherited condition wait ticket is the parent's wait: the
+//! child can neither take a wake-up with it nor end it.
 //!
 //! Python's `multiprocessing` forks by default on Linux, so this is the common case there.
 
@@ -24,7 +25,7 @@ use shmkit::cell::{Array, Value};
 use shmkit::frames::{self, FramesOptions, RecvError, TryRecvError};
 use shmkit::queue::bytes::Ring;
 use shmkit::queue::{mpmc, spsc, PushError, TryPopError};
-use shmkit::sync::{Lock, LockError};
+use shmkit::sync::{Condition, Lock, LockError};
 use shmkit::Segment;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -320,6 +321,38 @@ fn child_main() {
                 assert_eq!((v.get().unwrap(), a.get(1).unwrap()), (3, 4));
                 common::report("parent ok");
             }
+            "condition-ticket" => {
+                let c = Condition::create(name).unwrap();
+                // The parent begins a wait (`release_for_wait`: counted, the lock released)
+                // and forks before it ends.
+                let mut ticket = c.release_for_wait(c.lock().unwrap());
+                assert_eq!(c.waiters(), 1);
+                let code = fork_and(|| {
+                    // The ticket is the parent's wait: the child may neither take a wake-up
+                    // with it nor end it (the parent, still waiting, would then miss a notify:
+                    // a notify grants only to the waiters counted).
+                    let mut t = inherited(&ticket);
+                    let quiet = std::panic::take_hook();
+                    std::panic::set_hook(Box::new(|_| {}));
+                    let a =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| c.try_wait_released(&mut t)))
+                            .is_err();
+                    std::panic::set_hook(quiet);
+                    drop(t);
+                    let b = c.waiters() == 1;
+                    // The child's own notify reaches the parent's wait.
+                    let g = c.lock().unwrap();
+                    c.notify(&g, 1);
+                    drop(g);
+                    let d = c.granted() == 1 && c.waiters() == 1;
+                    i32::from(a) | i32::from(b) << 1 | i32::from(d) << 2
+                });
+                common::report(&format!("child {code}"));
+                assert_eq!(c.try_wait_released(&mut ticket), Ok(()));
+                drop(ticket);
+                assert_eq!((c.waiters(), c.granted()), (0, 0));
+                common::report("parent ok");
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -392,4 +425,9 @@ fn a_forked_child_cannot_publish_or_clear_an_inherited_loan() {
 #[test]
 fn a_forked_child_dropping_inherited_handles_does_not_unlink() {
     run("unlink", &["child 7", "parent ok"]);
+}
+
+#[test]
+fn a_forked_child_cannot_take_or_end_an_inherited_condition_wait() {
+    run("condition-ticket", &["child 7", "parent ok"]);
 }

@@ -186,6 +186,7 @@ mod real {
 
     use super::grants;
     use crate::os::deadline;
+    use crate::os::process::ProcessMark;
     use crate::segment::Kind;
     use crate::sync::lock::{LockError, LockGuard, LockState};
     use crate::sync::named::{fingerprint_with, named_handle, Layout, Named, SyncOptions};
@@ -582,6 +583,7 @@ mod real {
                 cond: self,
                 begun,
                 notified: false,
+                born: ProcessMark::here(),
             }
         }
 
@@ -589,6 +591,10 @@ mod real {
             assert!(
                 std::ptr::eq(ticket.cond, self),
                 "Condition: the wait ticket belongs to another condition"
+            );
+            assert!(
+                ticket.born.is_here(),
+                "Condition: the wait ticket was inherited across fork(); the wait is the parent's"
             );
         }
 
@@ -599,7 +605,7 @@ mod real {
         ///
         /// # Panics
         ///
-        /// If `ticket` is not of this condition.
+        /// If `ticket` is not of this condition, or was inherited across `fork()`.
         pub fn try_wait_released(
             &self,
             ticket: &mut WaitTicket<'_>,
@@ -620,7 +626,7 @@ mod real {
         ///
         /// # Panics
         ///
-        /// If `ticket` is not of this condition.
+        /// If `ticket` is not of this condition, or was inherited across `fork()`.
         pub fn wait_released(&self, ticket: &mut WaitTicket<'_>) {
             // Without a deadline the wait only returns once notified.
             let _ = self.wait_released_within(ticket, None);
@@ -631,7 +637,7 @@ mod real {
         ///
         /// # Panics
         ///
-        /// If `ticket` is not of this condition.
+        /// If `ticket` is not of this condition, or was inherited across `fork()`.
         pub fn wait_released_timeout(
             &self,
             ticket: &mut WaitTicket<'_>,
@@ -645,7 +651,7 @@ mod real {
         ///
         /// # Panics
         ///
-        /// If `ticket` is not of this condition.
+        /// If `ticket` is not of this condition, or was inherited across `fork()`.
         pub fn wait_released_deadline(
             &self,
             ticket: &mut WaitTicket<'_>,
@@ -849,11 +855,19 @@ mod real {
     /// A wait begun by [`ConditionState::release_for_wait`] (the lock released): the notify
     /// generation it began in, and whether the wait has taken a notify. The wait ends
     /// when the ticket is dropped; one that took no notify then stops counting as a waiter.
+    ///
+    /// A ticket inherited by a `fork()`ed child is its parent's wait: in the child the
+    /// `wait_released` forms and [`try_wait_released`](ConditionState::try_wait_released)
+    /// panic (taking a wake-up with it would take the parent's), and dropping it there
+    /// changes nothing shared (ending the parent's wait would make a notify skip the parent,
+    /// still waiting).
     #[must_use = "dropping the ticket ends the wait"]
     pub struct WaitTicket<'a> {
         cond: &'a ConditionState,
         begun: grants::Begun,
         notified: bool,
+        /// The process that began the wait.
+        born: ProcessMark,
     }
 
     impl WaitTicket<'_> {
@@ -874,7 +888,8 @@ mod real {
 
     impl Drop for WaitTicket<'_> {
         fn drop(&mut self) {
-            if !self.notified {
+            // In a fork()ed child the wait is the parent's: leave it counted.
+            if !self.notified && self.born.is_here() {
                 grants::leave(&self.cond.grants, self.begun);
             }
         }
