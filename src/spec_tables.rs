@@ -14,8 +14,10 @@
 //! - two rows of a table overlap, or a section heading's "N bytes, A-aligned" is not the
 //!   struct's size and alignment.
 //!
-//! Besides the layout tables it checks §3.1 (every kind the code names, with its value) and
-//! §6.1.1 (each primitive's kind, payload size and state alignment).
+//! Besides the layout tables it checks §3.1 (every kind the code names, with its value),
+//! §6.1.1 (each primitive's kind, payload size and state alignment), and every layout
+//! fingerprint's description string (each `fingerprint("shmkit …")` call under `src/`, found in
+//! the source, must be written in SPEC.md word for word) with §3.2's FNV-1a constants.
 //!
 //! What it cannot check is named in the mapping as a *formula* (for example the slot size `Z`
 //! of `384 + Z i`, or a size `S`): the test then requires SPEC to write exactly those formula
@@ -1054,6 +1056,106 @@ fn check_primitives(errors: &mut Vec<String>) {
     }
 }
 
+/// The layout description strings the code hashes into fingerprints, found in the source
+/// itself: the first string literal of every `fingerprint(` / `fingerprint_with(` call under
+/// `src/` (this file aside) that starts with `shmkit ` (a `b"…"` literal, or a `format!` template, whose
+/// element-type placeholders SPEC writes as `type=NAME size=S align=A`, and frames' header type
+/// as `NAME (size N, align A)`). Sorted by file, then position.
+fn code_descriptions() -> Result<Vec<(String, String)>, String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("spec_tables.rs") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    walk(&root.join("src"), &mut files).map_err(|e| format!("listing src/: {e}"))?;
+    files.sort();
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let rel = f.strip_prefix(root).unwrap_or(&f).display().to_string();
+        for call in ["fingerprint(", "fingerprint_with("] {
+            for (at, _) in text.match_indices(call) {
+                let rest = text[at + call.len()..].trim_start();
+                let rest = rest.strip_prefix("format!(").unwrap_or(rest).trim_start();
+                let (template, rest) = match rest.strip_prefix('b') {
+                    Some(r) => (false, r),
+                    None => (true, rest),
+                };
+                let Some(lit) = rest.strip_prefix("\"shmkit ") else {
+                    continue;
+                };
+                let Some(end) = lit.find('"') else {
+                    return Err(format!("{rel}: unterminated description"));
+                };
+                let mut d = format!("shmkit {}", &lit[..end]);
+                if template {
+                    for (from, to) in [
+                        ("type={}", "type=NAME"),
+                        ("size={}", "size=S"),
+                        ("align={}", "align=A"),
+                        ("{t}", "NAME (size N, align A)"),
+                    ] {
+                        d = d.replace(from, to);
+                    }
+                    if d.contains('{') {
+                        return Err(format!("{rel}: cannot read the template {d:?}"));
+                    }
+                }
+                found.push((rel.clone(), d));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// §3.2, §6.1.2, §7, §8.1, §9.3, §10: every layout description the code hashes (see
+/// [`code_descriptions`]) is written in SPEC.md word for word (SPEC's line breaks read as
+/// spaces, its table escapes `\|` as `|`), and §3.2's FNV-1a constants are the code's.
+fn check_fingerprints(errors: &mut Vec<String>) {
+    let spec = SPEC.replace("\\|", "|");
+    let spec = spec.split_whitespace().collect::<Vec<_>>().join(" ");
+    match code_descriptions() {
+        Err(e) => errors.push(format!("fingerprint descriptions: {e}")),
+        Ok(found) => {
+            // Every kind with a layout: bytes, the seven primitives (semaphores share one),
+            // four queues, frames, cells, the list trailer.
+            if found.len() < 14 {
+                errors.push(format!(
+                    "fingerprint descriptions: found only {} in src/ (the scan is broken?): {found:?}",
+                    found.len()
+                ));
+            }
+            for (file, d) in found {
+                if !spec.contains(&d) {
+                    errors.push(format!(
+                        "fingerprint description of {file} is not in SPEC.md: {d:?}"
+                    ));
+                }
+            }
+        }
+    }
+    use crate::segment::fingerprint;
+    let (basis, prime) = (0xcbf2_9ce4_8422_2325_u64, 0x0000_0100_0000_01b3_u64);
+    if fingerprint(b"") != basis || fingerprint(b"\0") != basis.wrapping_mul(prime) {
+        errors.push("§3.2: the code's FNV-1a basis or prime is not SPEC's".into());
+    }
+    for c in ["`0xcbf29ce484222325`", "`0x100000001b3`"] {
+        if !spec.contains(c) {
+            errors.push(format!(
+                "§3.2: SPEC no longer states the FNV-1a constant {c}"
+            ));
+        }
+    }
+}
+
 #[test]
 fn spec_layout_tables_match_the_code() {
     let mut errors = Vec::new();
@@ -1062,6 +1164,7 @@ fn spec_layout_tables_match_the_code() {
     }
     check_kinds(&mut errors);
     check_primitives(&mut errors);
+    check_fingerprints(&mut errors);
     assert!(
         errors.is_empty(),
         "SPEC.md's layout tables disagree with the code:\n  {}",

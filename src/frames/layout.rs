@@ -74,10 +74,11 @@ impl std::fmt::Display for Policy {
 
 /// The control block at payload offset 0 (448 bytes). Words 0..8 are the geometry, written
 /// before the segment is published and never changed. Each word that changes lies alone in
-/// its cache line, so that a hop writes no line another process polls: `publisher` (read by
-/// every subscriber's empty poll, written only on attach and detach), `head` (written by
-/// every publish, read only by attaching subscribers and a new publisher), and the two wait
-/// queues (written only while someone sleeps on them).
+/// its cache line, so that the one control word a hop writes shares its line with no other
+/// changing word: `publisher` (read by every subscriber's empty poll, written only on attach
+/// and detach), `head` (written by every publish, read by every receive as the doorbell, by
+/// attaching subscribers and by a new publisher), and the two wait queues (written only while
+/// someone sleeps on them).
 #[repr(C)]
 pub(crate) struct Control {
     pub slots: AtomicU64,        // 0
