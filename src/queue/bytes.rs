@@ -1517,7 +1517,7 @@ mod tests {
     /// the producer's reload of `head` checked its alignment.)
     #[test]
     fn forged_head_and_tail_words_never_panic() {
-        let mut rng = crate::queue::forged::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::forged::Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..300 {
             let ring = Ring::with_capacity(256);
             let mut tx = ring.producer().unwrap();

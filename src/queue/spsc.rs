@@ -1534,7 +1534,7 @@ mod tests {
     /// and pops and forgeries (in debug builds too, where an overflow panics).
     #[test]
     fn forged_head_tail_and_stamp_words_never_panic() {
-        let mut rng = crate::queue::forged::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut rng = crate::forged::Rng::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..300 {
             let q = Queue::<u64>::with_capacity(8);
             let ring = &*q.ring;

@@ -1,4 +1,4 @@
-//! Test support for the forged-word tests of every queue (`forged_*_never_panic*`): a small
+//! Test support for the forged-word tests of every shared object (`forged_*_never_panic*`): a small
 //! deterministic random source, the forgeries a hostile writer makes of a word, and a bound on
 //! how long a run of non-blocking calls may take.
 
@@ -52,4 +52,32 @@ pub(crate) fn within_two_minutes(f: impl FnOnce() + Send + 'static) {
     finished
         .recv_timeout(Duration::from_secs(120))
         .expect("a non-blocking call hung on forged words (or panicked: see above)");
+}
+
+/// Run `f`; if it panics, say which seed the failing run was drawn from (the run replays
+/// from it).
+pub(crate) fn on_panic_print_seed<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    struct Say(u64);
+    impl Drop for Say {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                eprintln!("forged-word test failed with seed {:#x}", self.0);
+            }
+        }
+    }
+    let _say = Say(seed);
+    f()
+}
+
+/// The seed of a forged-word test: `default`, or `SHMKIT_FORGED_SEED` (decimal or `0x` hex)
+/// to explore other runs.
+pub(crate) fn seed(default: u64) -> u64 {
+    let Ok(s) = std::env::var("SHMKIT_FORGED_SEED") else {
+        return default;
+    };
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .expect("SHMKIT_FORGED_SEED: a number")
 }
