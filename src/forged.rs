@@ -81,3 +81,18 @@ pub(crate) fn seed(default: u64) -> u64 {
     }
     .expect("SHMKIT_FORGED_SEED: a number")
 }
+
+/// An owner word as a hostile writer leaves it: none (0), this process's own liveness token
+/// (alive: whatever waits for it waits), a token with flag bits beside it, a token no process
+/// holds (dead), or a huge value (beyond every token).
+pub(crate) fn owner_word(rng: &mut Rng) -> u64 {
+    let me = crate::os::liveness::current().expect("a liveness token");
+    match rng.below(6) {
+        0 => 0,
+        1 => me,
+        2 => me | (rng.below(7) + 1) << 61,
+        3 => 1 + rng.below(crate::os::liveness::TOKEN_MAX),
+        4 => u64::MAX - rng.below(2),
+        _ => (1 << 61) + rng.below(1 << 20),
+    }
+}
