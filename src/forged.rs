@@ -2,7 +2,7 @@
 //! deterministic random source, the forgeries a hostile writer makes of a word, and a bound on
 //! how long a run of non-blocking calls may take.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// A xorshift64 generator: the same sequence on every run, so a failure replays.
@@ -94,5 +94,49 @@ pub(crate) fn owner_word(rng: &mut Rng) -> u64 {
         3 => 1 + rng.below(crate::os::liveness::TOKEN_MAX),
         4 => u64::MAX - rng.below(2),
         _ => (1 << 61) + rng.below(1 << 20),
+    }
+}
+
+/// A shm object mapped once more, read-write, as a hostile peer maps it: every access
+/// atomic (the object's own handles in this process access it atomically too).
+pub(crate) struct Peer {
+    map: memmap2::MmapMut,
+}
+
+impl Peer {
+    pub(crate) fn new(name: &str) -> Peer {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/{name}"))
+            .expect("open the object");
+        // SAFETY: a shared mapping of a shm object; this test accesses it only atomically.
+        let map = unsafe { memmap2::MmapMut::map_mut(&f) }.expect("map the object");
+        Peer { map }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub(crate) fn byte(&self, at: u64) -> &AtomicU8 {
+        assert!(at < self.len());
+        // SAFETY: inside the mapping, which lives as long as `self`.
+        unsafe { AtomicU8::from_ptr(self.map.as_ptr().add(at as usize).cast_mut()) }
+    }
+
+    /// The word at `at` (8-aligned, inside).
+    pub(crate) fn word(&self, at: u64) -> &AtomicU64 {
+        assert!(at % 8 == 0 && at + 8 <= self.len());
+        // SAFETY: 8-aligned (the mapping is page-aligned) and inside the mapping.
+        unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(at as usize).cast::<u64>().cast_mut()) }
+    }
+
+    pub(crate) fn put(&self, at: u64, bytes: &[u8]) {
+        for (k, &b) in bytes.iter().enumerate() {
+            if at + (k as u64) < self.len() {
+                self.byte(at + k as u64).store(b, Ordering::Relaxed);
+            }
+        }
     }
 }

@@ -3,56 +3,13 @@
 //! bytes), and so is shmkit's trailer (its header, the writer lock, the per-item sequence,
 //! length and check words). Debug builds (`cargo test --lib`) check overflow and alignment.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::cpython::Geometry;
 use super::{trailer, Item, ShareableList};
-use crate::forged::{owner_word, within_two_minutes, Rng};
+use crate::forged::{owner_word, within_two_minutes, Peer, Rng};
 use crate::segment::ReadOnly;
-
-/// The list's object mapped once more, read-write, as a hostile peer maps it.
-struct Peer {
-    map: memmap2::MmapMut,
-}
-
-impl Peer {
-    fn new(name: &str) -> Peer {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/shm/{name}"))
-            .expect("open the object");
-        // SAFETY: a shared mapping of a shm object; this test accesses it only atomically.
-        let map = unsafe { memmap2::MmapMut::map_mut(&f) }.expect("map the object");
-        Peer { map }
-    }
-
-    fn len(&self) -> u64 {
-        self.map.len() as u64
-    }
-
-    fn byte(&self, at: u64) -> &AtomicU8 {
-        assert!(at < self.len());
-        // SAFETY: inside the mapping, which lives as long as `self`.
-        unsafe { AtomicU8::from_ptr(self.map.as_ptr().add(at as usize).cast_mut()) }
-    }
-
-    /// The word at `at` (8-aligned, inside).
-    fn word(&self, at: u64) -> &AtomicU64 {
-        assert!(at % 8 == 0 && at + 8 <= self.len());
-        // SAFETY: 8-aligned (the mapping is page-aligned) and inside the mapping.
-        unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(at as usize).cast::<u64>().cast_mut()) }
-    }
-
-    fn put(&self, at: u64, bytes: &[u8]) {
-        for (k, &b) in bytes.iter().enumerate() {
-            if at + (k as u64) < self.len() {
-                self.byte(at + k as u64).store(b, Ordering::Relaxed);
-            }
-        }
-    }
-}
 
 /// A format field as a hostile (or broken) Python peer leaves it.
 fn format_field(rng: &mut Rng, slot: usize) -> [u8; 8] {
