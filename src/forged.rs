@@ -2,7 +2,7 @@
 //! deterministic random source, the forgeries a hostile writer makes of a word, and a bound on
 //! how long a run of non-blocking calls may take.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// A xorshift64 generator: the same sequence on every run, so a failure replays.
@@ -83,16 +83,19 @@ pub(crate) fn seed(default: u64) -> u64 {
 }
 
 /// An owner word as a hostile writer leaves it: none (0), this process's own liveness token
-/// (alive: whatever waits for it waits), a token with flag bits beside it, a token no process
-/// holds (dead), or a huge value (beyond every token).
+/// (alive: whatever waits for it waits) bare or as a lock's owner word (`token << 3` and its
+/// flag bits, `sync::robust`), a token no process holds (dead), or a huge value (beyond
+/// every token).
 pub(crate) fn owner_word(rng: &mut Rng) -> u64 {
     let me = crate::os::liveness::current().expect("a liveness token");
-    match rng.below(6) {
+    let dead = 1 + rng.below(crate::os::liveness::TOKEN_MAX);
+    match rng.below(7) {
         0 => 0,
         1 => me,
-        2 => me | (rng.below(7) + 1) << 61,
-        3 => 1 + rng.below(crate::os::liveness::TOKEN_MAX),
-        4 => u64::MAX - rng.below(2),
+        2 => me << 3 | rng.below(8),
+        3 => dead,
+        4 => dead << 3 | rng.below(8),
+        5 => u64::MAX - rng.below(8),
         _ => (1 << 61) + rng.below(1 << 20),
     }
 }
@@ -123,6 +126,13 @@ impl Peer {
         assert!(at < self.len());
         // SAFETY: inside the mapping, which lives as long as `self`.
         unsafe { AtomicU8::from_ptr(self.map.as_ptr().add(at as usize).cast_mut()) }
+    }
+
+    /// The 4-byte word at `at` (4-aligned, inside).
+    pub(crate) fn word32(&self, at: u64) -> &AtomicU32 {
+        assert!(at % 4 == 0 && at + 4 <= self.len());
+        // SAFETY: 4-aligned (the mapping is page-aligned) and inside the mapping.
+        unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(at as usize).cast::<u32>().cast_mut()) }
     }
 
     /// The word at `at` (8-aligned, inside).

@@ -26,6 +26,8 @@
 mod barrier;
 mod condition;
 mod event;
+#[cfg(all(test, not(loom)))]
+mod forged_tests;
 #[cfg(not(loom))]
 mod inspect;
 #[cfg(not(loom))]
