@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::layout::{Geometry, CONTROL_SIZE, META_FIXED};
+use super::pin::CLAIMED;
 use super::{copy_latest, stat, Frame, FramesOptions, Mapping, Policy, Publisher, Subscriber};
 use crate::forged::{within_two_minutes, Rng};
 
@@ -42,7 +43,14 @@ fn forge_at(rng: &mut Rng, m: &Mapping, at: u64) {
     // keeps alive; the control area is atomics only.
     let w = unsafe { &*v.base.add(at as usize).cast::<AtomicU64>() };
     let old = w.load(Ordering::Relaxed);
-    let new = match rng.below(8) {
+    // Values that make sense here: near `head`, another slot's sequence, a claimed one.
+    let head = v.ctrl().head.load(Ordering::Relaxed);
+    let other = v.meta(rng.below(v.g.slots)).seq.load(Ordering::Relaxed);
+    let new = match rng.below(12) {
+        8 => head.wrapping_add(rng.below(4)).wrapping_sub(1),
+        9 => other,
+        10 => (other | CLAIMED).wrapping_add(rng.below(3)),
+        11 => crate::os::liveness::current().unwrap() ^ rng.below(2),
         0 => 0,
         1 => v.g.max_bytes + 1 + rng.below(1 << 20),
         2 => old ^ (1 << 63),

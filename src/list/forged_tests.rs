@@ -204,7 +204,21 @@ fn run(rng: &mut Rng, name: &str, shmkit: bool) -> [u64; 3] {
                 }
             }
             8 => {
+                // What `shmkit info` does: probe, then a read-only open that never waits,
+                // bounded in items, and every item's value (one short deadline), format and
+                // slot size.
                 let _ = crate::segment::probe(name);
+                let opened = ShareableList::options()
+                    .read_only()
+                    .open_timeout(Duration::ZERO)
+                    .max_items(super::PROBE_MAX_ITEMS)
+                    .open(name);
+                if let Ok(l) = opened {
+                    let until = std::time::Instant::now() + short;
+                    for i in 0..l.len() as isize {
+                        let _ = (l.get_deadline(i, until), l.format_of(i), l.slot_size(i));
+                    }
+                }
             }
             9 => {
                 // Re-open (the item count, offsets and trailer read again).
