@@ -62,6 +62,35 @@ fn forge_at(rng: &mut Rng, m: &Mapping, at: u64) {
     w.store(new, Ordering::Release);
 }
 
+/// Forge the geometry words into another geometry that passes every check of an attach
+/// (`Geometry::load`), for the handles attached from now on: fewer or more subscriber
+/// records, a smaller `max_bytes`, or the same data area cut into half as many slots twice
+/// as long (or twice as many half as long). Handles attached before keep theirs.
+fn forge_geometry(rng: &mut Rng, m: &Mapping) {
+    let c = m.0.view.ctrl();
+    let load = |w: &AtomicU64| w.load(Ordering::Relaxed);
+    let (slots, stride, max) = (load(&c.slots), load(&c.stride), load(&c.max_bytes));
+    match rng.below(3) {
+        0 => c.subscribers.store(1 + rng.below(8), Ordering::Relaxed),
+        1 => c
+            .max_bytes
+            .store(1 + rng.below(stride.max(1)), Ordering::Relaxed),
+        _ => {
+            let page = crate::os::map::page_size() as u64;
+            // (The words may hold earlier forgeries: any value.)
+            if let (0, Some(double)) = (slots % 2, stride.checked_mul(2)) {
+                c.slots.store(slots / 2, Ordering::Relaxed);
+                c.stride.store(double, Ordering::Relaxed);
+            } else if let Some(more) = slots.checked_mul(2) {
+                if stride / 2 >= max && (stride / 2) % page == 0 {
+                    c.slots.store(more, Ordering::Relaxed);
+                    c.stride.store(stride / 2, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
 struct Run {
     name: String,
     opts: FramesOptions<H>,
@@ -190,6 +219,7 @@ impl Run {
                     self.subs.push(s);
                 }
             }
+            13 => forge_geometry(rng, &self.keep),
             _ => {
                 let at = target(rng, &g);
                 forge_at(rng, &self.keep, at);
