@@ -54,9 +54,18 @@ pub(crate) fn within_two_minutes(f: impl FnOnce() + Send + 'static) {
         .expect("a non-blocking call hung on forged words (or panicked: see above)");
 }
 
-/// Run `f`; if it panics, say which seed the failing run was drawn from (the run replays
-/// from it).
-pub(crate) fn on_panic_print_seed<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+/// Run a forged-word test: `f` with a generator seeded by `default` (or by
+/// `SHMKIT_FORGED_SEED`, decimal or `0x` hex, to explore other runs), bounded by
+/// [`within_two_minutes`]; a failing run prints its seed, from which it replays.
+pub(crate) fn seeded(default: u64, f: impl FnOnce(Rng) + Send + 'static) {
+    let seed = match std::env::var("SHMKIT_FORGED_SEED") {
+        Err(_) => default,
+        Ok(s) => match s.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => s.parse(),
+        }
+        .expect("SHMKIT_FORGED_SEED: a number"),
+    };
     struct Say(u64);
     impl Drop for Say {
         fn drop(&mut self) {
@@ -65,21 +74,10 @@ pub(crate) fn on_panic_print_seed<R>(seed: u64, f: impl FnOnce() -> R) -> R {
             }
         }
     }
-    let _say = Say(seed);
-    f()
-}
-
-/// The seed of a forged-word test: `default`, or `SHMKIT_FORGED_SEED` (decimal or `0x` hex)
-/// to explore other runs.
-pub(crate) fn seed(default: u64) -> u64 {
-    let Ok(s) = std::env::var("SHMKIT_FORGED_SEED") else {
-        return default;
-    };
-    match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    }
-    .expect("SHMKIT_FORGED_SEED: a number")
+    within_two_minutes(move || {
+        let _say = Say(seed);
+        f(Rng::new(seed));
+    });
 }
 
 /// An owner word as a hostile writer leaves it: none (0), this process's own liveness token

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{inspect, read_only, AnyArray, AnyValue, Array, CellMode, Value, DATA_OFFSET};
-use crate::forged::{owner_word, within_two_minutes, Peer, Rng};
+use crate::forged::{owner_word, Peer, Rng};
 use crate::segment::HEADER_SIZE;
 
 /// Object offsets of the control block's words (`layout::CellControl`).
@@ -187,50 +187,46 @@ where
 /// within their timeouts.
 #[test]
 fn forged_cell_words_never_panic_or_hang() {
-    let seed = crate::forged::seed(0x3c6e_f372_fe94_f82b);
-    within_two_minutes(move || {
-        crate::forged::on_panic_print_seed(seed, || {
-            let mut rng = Rng::new(seed);
-            let mut tally = [0; 2];
-            for round in 0..90u64 {
-                let name = format!("t-cell-forged-{}-{round}", std::process::id());
-                let mode =
-                    [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock][(round % 3) as usize];
-                let mut cell = match round / 3 % 3 {
-                    0 => Cell::Value(Value::options().cell_mode(mode).create(&name, 5).unwrap()),
-                    1 => Cell::Array(Array::options().cell_mode(mode).create(&name, 7).unwrap()),
-                    _ => Cell::Bytes(Array::options().cell_mode(mode).create(&name, 37).unwrap()),
-                };
-                let p = Peer::new(&name);
-                for _ in 0..150 {
-                    match rng.below(10) {
-                        0..=5 => step(&mut rng, &cell, &name, &mut tally),
-                        6 => {
-                            let _ = inspect(&name);
-                            let _ = read_only(&name, 0, rng.below(40) as usize, short());
-                        }
-                        7 => {
-                            // Re-open (the header and control block read again).
-                            let again = match &cell {
-                                Cell::Value(_) => Value::open(&name).map(Cell::Value),
-                                Cell::Array(_) => Array::open(&name).map(Cell::Array),
-                                Cell::Bytes(_) => Array::open(&name).map(Cell::Bytes),
-                            };
-                            if let Ok(c) = again {
-                                cell = c;
-                            }
-                        }
-                        _ => forge(&mut rng, &p),
+    crate::forged::seeded(0x3c6e_f372_fe94_f82b, |mut rng| {
+        let mut tally = [0; 2];
+        for round in 0..90u64 {
+            let name = format!("t-cell-forged-{}-{round}", std::process::id());
+            let mode =
+                [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock][(round % 3) as usize];
+            let mut cell = match round / 3 % 3 {
+                0 => Cell::Value(Value::options().cell_mode(mode).create(&name, 5).unwrap()),
+                1 => Cell::Array(Array::options().cell_mode(mode).create(&name, 7).unwrap()),
+                _ => Cell::Bytes(Array::options().cell_mode(mode).create(&name, 37).unwrap()),
+            };
+            let p = Peer::new(&name);
+            for _ in 0..150 {
+                match rng.below(10) {
+                    0..=5 => step(&mut rng, &cell, &name, &mut tally),
+                    6 => {
+                        let _ = inspect(&name);
+                        let _ = read_only(&name, 0, rng.below(40) as usize, short());
                     }
+                    7 => {
+                        // Re-open (the header and control block read again).
+                        let again = match &cell {
+                            Cell::Value(_) => Value::open(&name).map(Cell::Value),
+                            Cell::Array(_) => Array::open(&name).map(Cell::Array),
+                            Cell::Bytes(_) => Array::open(&name).map(Cell::Bytes),
+                        };
+                        if let Ok(c) = again {
+                            cell = c;
+                        }
+                    }
+                    _ => forge(&mut rng, &p),
                 }
-                let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
             }
-            eprintln!("failed, succeeded: {tally:?}");
-            assert!(
-                tally.iter().all(|&n| n > 100),
-                "a run that tried little: {tally:?}"
-            );
-        })
+            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+        }
+        eprintln!("failed, succeeded: {tally:?}");
+        assert!(
+            tally.iter().all(|&n| n > 100),
+            "a run that tried little: {tally:?}"
+        );
     });
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::layout::{Geometry, CONTROL_SIZE, META_FIXED};
 use super::pin::CLAIMED;
 use super::{copy_latest, stat, Frame, FramesOptions, Mapping, Policy, Publisher, Subscriber};
-use crate::forged::{within_two_minutes, Rng};
+use crate::forged::Rng;
 
 type H = [u32; 2];
 
@@ -241,27 +241,23 @@ impl Drop for Run {
 /// the non-blocking ones without a hang; the blocking ones within their 1 ms timeouts.
 #[test]
 fn forged_control_words_never_panic_or_hang() {
-    let seed = crate::forged::seed(0x6a09_e667_f3bc_c908);
-    within_two_minutes(move || {
-        crate::forged::on_panic_print_seed(seed, || {
-            let mut rng = Rng::new(seed);
-            let mut tally = [0; 3];
-            for round in 0..400 {
-                let policy = [Policy::ReuseOldest, Policy::Block][round % 2];
-                let name = format!("t-frames-forged-{}-{round}", std::process::id());
-                let mut run = Run::new(name, policy);
-                for _ in 0..250 {
-                    run.step(&mut rng);
-                }
-                for (t, r) in tally.iter_mut().zip(run.tally) {
-                    *t += r;
-                }
+    crate::forged::seeded(0x6a09_e667_f3bc_c908, |mut rng| {
+        let mut tally = [0; 3];
+        for round in 0..400 {
+            let policy = [Policy::ReuseOldest, Policy::Block][round % 2];
+            let name = format!("t-frames-forged-{}-{round}", std::process::id());
+            let mut run = Run::new(name, policy);
+            for _ in 0..250 {
+                run.step(&mut rng);
             }
-            eprintln!("published, received, failed: {tally:?}");
-            assert!(
-                tally.iter().all(|&n| n > 100),
-                "a run that tried little: {tally:?}"
-            );
-        })
+            for (t, r) in tally.iter_mut().zip(run.tally) {
+                *t += r;
+            }
+        }
+        eprintln!("published, received, failed: {tally:?}");
+        assert!(
+            tally.iter().all(|&n| n > 100),
+            "a run that tried little: {tally:?}"
+        );
     });
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::cpython::Geometry;
 use super::{trailer, Item, ShareableList};
-use crate::forged::{owner_word, within_two_minutes, Peer, Rng};
+use crate::forged::{owner_word, Peer, Rng};
 use crate::segment::ReadOnly;
 
 /// A format field as a hostile (or broken) Python peer leaves it.
@@ -252,24 +252,20 @@ fn run(rng: &mut Rng, name: &str, shmkit: bool) -> [u64; 3] {
 /// timeout forms within their timeouts.
 #[test]
 fn forged_list_bytes_never_panic_or_hang() {
-    let seed = crate::forged::seed(0xbb67_ae85_84ca_a73b);
-    within_two_minutes(move || {
-        crate::forged::on_panic_print_seed(seed, || {
-            let mut rng = Rng::new(seed);
-            let mut tally = [0; 3];
-            for round in 0..150 {
-                let name = format!("t-list-forged-{}-{round}", std::process::id());
-                let got = run(&mut rng, &name, round % 3 != 2);
-                let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
-                for (t, g) in tally.iter_mut().zip(got) {
-                    *t += g;
-                }
+    crate::forged::seeded(0xbb67_ae85_84ca_a73b, |mut rng| {
+        let mut tally = [0; 3];
+        for round in 0..150 {
+            let name = format!("t-list-forged-{}-{round}", std::process::id());
+            let got = run(&mut rng, &name, round % 3 != 2);
+            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+            for (t, g) in tally.iter_mut().zip(got) {
+                *t += g;
             }
-            eprintln!("failed gets, gets, sets: {tally:?}");
-            assert!(
-                tally.iter().all(|&n| n > 100),
-                "a run that tried little: {tally:?}"
-            );
-        })
+        }
+        eprintln!("failed gets, gets, sets: {tally:?}");
+        assert!(
+            tally.iter().all(|&n| n > 100),
+            "a run that tried little: {tally:?}"
+        );
     });
 }

@@ -7,7 +7,7 @@
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use crate::forged::{within_two_minutes, Rng};
+use crate::forged::Rng;
 use crate::list::{Item, ShareableList};
 use crate::queue::{bytes, mpmc, mpmc_bytes, spsc};
 use crate::segment::{probe, Segment, HEADER_SIZE};
@@ -181,41 +181,37 @@ fn forge(rng: &mut Rng, f: &std::fs::File) {
 /// a read past the object's end (`SIGBUS`) or a wait past its open timeout.
 #[test]
 fn forged_or_truncated_objects_open_or_fail_cleanly() {
-    let seed = crate::forged::seed(0x510e_527f_ade6_82d1);
-    within_two_minutes(move || {
-        crate::forged::on_panic_print_seed(seed, || {
-            let mut rng = Rng::new(seed);
-            let started = Instant::now();
-            // Steps whose forged object the kind's own open refused, and opened.
-            let mut opened = [0u64; 2];
-            for round in 0..(6 * KINDS) {
-                let k = round % KINDS;
-                let name = format!("t-seg-forged-{}-{round}", std::process::id());
-                create(k, &name, &mut rng);
-                let path = format!("/dev/shm/{name}");
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .unwrap();
-                // Each step forges the object as created (one to three changes), so that
-                // most steps get past the header to the checks of the kind's own words.
-                let fresh = std::fs::read(&path).unwrap();
-                for _ in 0..25 {
-                    f.set_len(fresh.len() as u64).unwrap();
-                    f.write_all_at(&fresh, 0).unwrap();
-                    for _ in 0..1 + rng.below(3) {
-                        forge(&mut rng, &f);
-                    }
-                    opened[open_all(k, &name) as usize] += 1;
+    crate::forged::seeded(0x510e_527f_ade6_82d1, |mut rng| {
+        let started = Instant::now();
+        // Steps whose forged object the kind's own open refused, and opened.
+        let mut opened = [0u64; 2];
+        for round in 0..(6 * KINDS) {
+            let k = round % KINDS;
+            let name = format!("t-seg-forged-{}-{round}", std::process::id());
+            create(k, &name, &mut rng);
+            let path = format!("/dev/shm/{name}");
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            // Each step forges the object as created (one to three changes), so that
+            // most steps get past the header to the checks of the kind's own words.
+            let fresh = std::fs::read(&path).unwrap();
+            for _ in 0..25 {
+                f.set_len(fresh.len() as u64).unwrap();
+                f.write_all_at(&fresh, 0).unwrap();
+                for _ in 0..1 + rng.below(3) {
+                    forge(&mut rng, &f);
                 }
-                let _ = std::fs::remove_file(&path);
+                opened[open_all(k, &name) as usize] += 1;
             }
-            eprintln!("refused, opened: {opened:?} in {:?}", started.elapsed());
-            assert!(
-                opened.iter().all(|&n| n > 100),
-                "a run that tried little: {opened:?}"
-            );
-        })
+            let _ = std::fs::remove_file(&path);
+        }
+        eprintln!("refused, opened: {opened:?} in {:?}", started.elapsed());
+        assert!(
+            opened.iter().all(|&n| n > 100),
+            "a run that tried little: {opened:?}"
+        );
     });
 }

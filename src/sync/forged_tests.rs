@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{
     inspect, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
 };
-use crate::forged::{owner_word, within_two_minutes, Peer, Rng};
+use crate::forged::{owner_word, Peer, Rng};
 use crate::segment::HEADER_SIZE;
 
 const STATE: u64 = HEADER_SIZE as u64;
@@ -272,40 +272,36 @@ fn sem_step(rng: &mut Rng, s: &super::SemaphoreState, t: bool, short: Duration) 
 /// no overflow, no access outside the object. Re-opens and `inspect` read forged headers.
 #[test]
 fn forged_sync_words_never_panic_or_hang() {
-    let seed = crate::forged::seed(0xa54f_f53a_5f1d_36f1);
-    within_two_minutes(move || {
-        crate::forged::on_panic_print_seed(seed, || {
-            let mut rng = Rng::new(seed);
-            let mut tally = [0u64; 2];
-            let started = Instant::now();
-            for round in 0..140u64 {
-                let name = format!("t-sync-forged-{}-{round}", std::process::id());
-                let mut obj = Obj::create(round % 7, &name, &mut rng);
-                let p = Peer::new(&name);
-                for _ in 0..120 {
-                    match rng.below(10) {
-                        0..=5 => {
-                            let ok = step(&mut rng, &obj);
-                            tally[ok as usize] += 1;
-                        }
-                        6 => {
-                            let _ = inspect(&name);
-                        }
-                        7 => {
-                            if let Ok(o) = obj.open(&name) {
-                                obj = o;
-                            }
-                        }
-                        _ => forge(&mut rng, &p, &obj),
+    crate::forged::seeded(0xa54f_f53a_5f1d_36f1, |mut rng| {
+        let mut tally = [0u64; 2];
+        let started = Instant::now();
+        for round in 0..140u64 {
+            let name = format!("t-sync-forged-{}-{round}", std::process::id());
+            let mut obj = Obj::create(round % 7, &name, &mut rng);
+            let p = Peer::new(&name);
+            for _ in 0..120 {
+                match rng.below(10) {
+                    0..=5 => {
+                        let ok = step(&mut rng, &obj);
+                        tally[ok as usize] += 1;
                     }
+                    6 => {
+                        let _ = inspect(&name);
+                    }
+                    7 => {
+                        if let Ok(o) = obj.open(&name) {
+                            obj = o;
+                        }
+                    }
+                    _ => forge(&mut rng, &p, &obj),
                 }
-                let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
             }
-            eprintln!("failed, succeeded: {tally:?} in {:?}", started.elapsed());
-            assert!(
-                tally.iter().all(|&n| n > 100),
-                "a run that tried little: {tally:?}"
-            );
-        })
+            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+        }
+        eprintln!("failed, succeeded: {tally:?} in {:?}", started.elapsed());
+        assert!(
+            tally.iter().all(|&n| n > 100),
+            "a run that tried little: {tally:?}"
+        );
     });
 }
