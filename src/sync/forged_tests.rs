@@ -71,13 +71,27 @@ fn forge(rng: &mut Rng, p: &Peer, obj: &Obj) {
         rng.forge_word(p.word(at));
         return;
     }
+    if owner && rng.below(4) == 0 {
+        // The lock made to look held by this very thread (our token in the owner word, our
+        // thread number beside it), at some depth: a lock we never took.
+        let me = crate::os::liveness::current().unwrap();
+        p.word(STATE + 8).store(me << 3, Ordering::Release);
+        let depth = [0, 1, 2, u32::MAX - 1, u32::MAX][rng.below(5) as usize];
+        p.word32(STATE + 4).store(depth, Ordering::Relaxed);
+        p.word32(STATE + 24)
+            .store(super::robust::thread_number(), Ordering::Relaxed);
+        return;
+    }
     if owner && rng.below(3) == 0 {
         p.word(STATE + 8).store(owner_word(rng), Ordering::Release);
         return;
     }
     let w = p.word32(STATE + 4 * rng.below(size / 4));
     let old = w.load(Ordering::Relaxed);
-    let new = match rng.below(6) {
+    let new = match rng.below(7) {
+        // This thread's number (a lock's `thread` word: with our token in the owner word,
+        // the lock reads as ours).
+        6 => super::robust::thread_number(),
         0 => 0,
         1 => u32::MAX - rng.below(3) as u32,
         2 => old ^ (1 << 31),
