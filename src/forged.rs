@@ -98,6 +98,18 @@ pub(crate) fn owner_word(rng: &mut Rng) -> u64 {
     }
 }
 
+/// Make the lock (`sync::LockState`, a `MutexCore`) at `at` of `p` look held by this very
+/// thread: our token in its owner word, our thread number beside it, at some depth (0, 1,
+/// 2, or near `u32::MAX`): a lock this thread never took.
+pub(crate) fn held_here(rng: &mut Rng, p: &Peer, at: u64) {
+    let me = crate::os::liveness::current().expect("a liveness token");
+    p.word(at + 8).store(me << 3, Ordering::Release);
+    let depth = [0, 1, 2, u32::MAX - 1, u32::MAX][rng.below(5) as usize];
+    p.word32(at + 4).store(depth, Ordering::Relaxed);
+    p.word32(at + 24)
+        .store(crate::sync::thread_number(), Ordering::Relaxed);
+}
+
 /// A shm object mapped once more, read-write, as a hostile peer maps it: every access
 /// atomic (the object's own handles in this process access it atomically too).
 pub(crate) struct Peer {

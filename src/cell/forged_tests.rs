@@ -24,6 +24,10 @@ fn forge(rng: &mut Rng, p: &Peer) {
         7 => 8 * rng.below(HEADER_SIZE as u64 / 8),  // the segment header
         _ => DATA_OFFSET as u64 + 8 * rng.below((p.len() - DATA_OFFSET as u64) / 8),
     };
+    if (LOCK..LOCK + 32).contains(&at) && rng.below(4) == 0 {
+        crate::forged::held_here(rng, p, LOCK);
+        return;
+    }
     let w = p.word(at);
     match rng.below(4) {
         0 if (LOCK..LOCK + 32).contains(&at) => w.store(owner_word(rng), Ordering::Release),

@@ -72,14 +72,7 @@ fn forge(rng: &mut Rng, p: &Peer, obj: &Obj) {
         return;
     }
     if owner && rng.below(4) == 0 {
-        // The lock made to look held by this very thread (our token in the owner word, our
-        // thread number beside it), at some depth: a lock we never took.
-        let me = crate::os::liveness::current().unwrap();
-        p.word(STATE + 8).store(me << 3, Ordering::Release);
-        let depth = [0, 1, 2, u32::MAX - 1, u32::MAX][rng.below(5) as usize];
-        p.word32(STATE + 4).store(depth, Ordering::Relaxed);
-        p.word32(STATE + 24)
-            .store(super::robust::thread_number(), Ordering::Relaxed);
+        crate::forged::held_here(rng, p, STATE);
         return;
     }
     if owner && rng.below(3) == 0 {
