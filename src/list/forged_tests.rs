@@ -106,9 +106,11 @@ fn forge(rng: &mut Rng, p: &Peer, g: &Geometry, t: Option<u64>) {
             }
         }
         (8, Some(t)) => {
-            // The writer lock: its owner word, or its status word.
+            // The writer lock: held by this very thread, its owner word, or another word.
             let w = p.word(t + trailer::LOCK + 8 * rng.below(4));
-            if rng.below(2) == 0 {
+            if rng.below(3) == 0 {
+                crate::forged::held_here(rng, p, t + trailer::LOCK);
+            } else if rng.below(2) == 0 {
                 w.store(owner_word(rng), Ordering::Release);
             } else {
                 rng.forge_word(w);
