@@ -45,6 +45,9 @@ mod cell_seqlock;
 pub mod error;
 pub mod frames;
 pub mod list;
+// Test support of the forged-word tests of every shared object.
+#[cfg(all(test, not(loom)))]
+pub(crate) mod forged;
 pub(crate) mod loom;
 pub(crate) mod os;
 pub mod queue;

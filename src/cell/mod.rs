@@ -59,6 +59,8 @@
 //! ```
 
 mod array;
+#[cfg(test)]
+mod forged_tests;
 mod info;
 pub(crate) mod layout;
 mod raw;

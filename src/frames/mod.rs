@@ -62,6 +62,8 @@
 mod channel;
 #[cfg(not(loom))]
 mod error;
+#[cfg(all(test, not(loom)))]
+mod forged_tests;
 pub(crate) mod layout;
 pub(crate) mod pin;
 #[cfg(not(loom))]

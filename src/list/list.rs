@@ -465,6 +465,12 @@ impl ShareableList<ReadOnly> {
 }
 
 impl<A: Access> ShareableList<A> {
+    /// The private geometry and the trailer's offset (for the forged-byte tests).
+    #[cfg(test)]
+    pub(super) fn layout(&self) -> (&Geometry, Option<u64>) {
+        (&self.geo, self.trailer)
+    }
+
     /// The segment name.
     pub fn name(&self) -> &str {
         self.seg.name()

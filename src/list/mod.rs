@@ -8,6 +8,8 @@
 //! - `list`: the handle and its options.
 
 mod cpython;
+#[cfg(all(test, not(loom)))]
+mod forged_tests;
 mod item;
 #[cfg(not(loom))]
 #[allow(clippy::module_inception)]

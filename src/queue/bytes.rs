@@ -1517,29 +1517,30 @@ mod tests {
     /// the producer's reload of `head` checked its alignment.)
     #[test]
     fn forged_head_and_tail_words_never_panic() {
-        let mut rng = crate::queue::forged::Rng::new(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..300 {
-            let ring = Ring::with_capacity(256);
-            let mut tx = ring.producer().unwrap();
-            let mut rx = ring.consumer().unwrap();
-            let ctrl = ring.ring.ctrl();
-            for _ in 0..200 {
-                match rng.below(10) {
-                    0..=4 => {
-                        let _ = tx.try_send(&vec![7; rng.below(60) as usize]);
-                    }
-                    5..=7 => {
-                        let _ = rx.try_recv();
-                    }
-                    8 => {
-                        rng.forge_word(&ctrl.cons.head);
-                    }
-                    _ => {
-                        rng.forge_word(&ctrl.prod.tail);
+        crate::forged::seeded(0x9e37_79b9_7f4a_7c15, |mut rng| {
+            for _ in 0..300 {
+                let ring = Ring::with_capacity(256);
+                let mut tx = ring.producer().unwrap();
+                let mut rx = ring.consumer().unwrap();
+                let ctrl = ring.ring.ctrl();
+                for _ in 0..200 {
+                    match rng.below(10) {
+                        0..=4 => {
+                            let _ = tx.try_send(&vec![7; rng.below(60) as usize]);
+                        }
+                        5..=7 => {
+                            let _ = rx.try_recv();
+                        }
+                        8 => {
+                            rng.forge_word(&ctrl.cons.head);
+                        }
+                        _ => {
+                            rng.forge_word(&ctrl.prod.tail);
+                        }
                     }
                 }
             }
-        }
+        });
     }
 
     #[test]

@@ -16,8 +16,6 @@
 mod cache_padded;
 mod endpoint;
 mod error;
-#[cfg(all(test, not(loom)))]
-pub(crate) mod forged;
 mod forms;
 mod geometry;
 #[cfg(not(loom))]

@@ -1534,40 +1534,41 @@ mod tests {
     /// and pops and forgeries (in debug builds too, where an overflow panics).
     #[test]
     fn forged_head_tail_and_stamp_words_never_panic() {
-        let mut rng = crate::queue::forged::Rng::new(0x2545_f491_4f6c_dd1d);
-        for _ in 0..300 {
-            let q = Queue::<u64>::with_capacity(8);
-            let ring = &*q.ring;
-            let ctrl = ring.ctrl();
-            let mut tx = q.producer().unwrap();
-            let mut rx = q.consumer().unwrap();
-            let mut buf = [0u64; 5];
-            for i in 0..200u64 {
-                match rng.below(12) {
-                    0..=2 => {
-                        let _ = tx.try_push(i);
-                    }
-                    3 => {
-                        let _ = tx.try_push_slice(&[i; 3]);
-                    }
-                    4..=6 => {
-                        let _ = rx.try_pop();
-                    }
-                    7 => {
-                        let _ = rx.try_pop_slice(&mut buf);
-                    }
-                    8 => {
-                        rng.forge_word(&ctrl.cons.head);
-                    }
-                    9 => {
-                        rng.forge_word(&ctrl.prod.tail);
-                    }
-                    _ => {
-                        rng.forge_word(stamp(ring, TypedLayout::<u64>::NEW, i % 16));
+        crate::forged::seeded(0x2545_f491_4f6c_dd1d, |mut rng| {
+            for _ in 0..300 {
+                let q = Queue::<u64>::with_capacity(8);
+                let ring = &*q.ring;
+                let ctrl = ring.ctrl();
+                let mut tx = q.producer().unwrap();
+                let mut rx = q.consumer().unwrap();
+                let mut buf = [0u64; 5];
+                for i in 0..200u64 {
+                    match rng.below(12) {
+                        0..=2 => {
+                            let _ = tx.try_push(i);
+                        }
+                        3 => {
+                            let _ = tx.try_push_slice(&[i; 3]);
+                        }
+                        4..=6 => {
+                            let _ = rx.try_pop();
+                        }
+                        7 => {
+                            let _ = rx.try_pop_slice(&mut buf);
+                        }
+                        8 => {
+                            rng.forge_word(&ctrl.cons.head);
+                        }
+                        9 => {
+                            rng.forge_word(&ctrl.prod.tail);
+                        }
+                        _ => {
+                            rng.forge_word(stamp(ring, TypedLayout::<u64>::NEW, i % 16));
+                        }
                     }
                 }
             }
-        }
+        });
     }
 
     /// A producer killed inside `publish` of a batch, after the stamp stores of two positions

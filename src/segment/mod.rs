@@ -1,6 +1,8 @@
 //! Named shared-memory segments: name rules, the versioned header, the create/open/
 //! open_or_create protocol, ownership and `gc`. `SPEC.md` §2–§4 is the normative description.
 
+#[cfg(all(test, not(loom)))]
+mod forged_tests;
 mod gc;
 mod header;
 mod kind;

@@ -26,6 +26,8 @@
 mod barrier;
 mod condition;
 mod event;
+#[cfg(all(test, not(loom)))]
+mod forged_tests;
 #[cfg(not(loom))]
 mod inspect;
 #[cfg(not(loom))]
@@ -60,6 +62,9 @@ pub use named::SyncOptions;
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard, RLockState};
 pub(crate) use robust::token_of;
+// The forged-word tests make a lock look held by the calling thread (`crate::forged`).
+#[cfg(all(test, not(loom)))]
+pub(crate) use robust::thread_number;
 // The list's models take the lock over from a dead writer (`list/seqlock.rs`).
 #[cfg(not(loom))]
 pub(crate) use robust::LIVENESS_SLICE;
