@@ -94,15 +94,28 @@ pub(crate) fn side_gone<Q: Roles + ?Sized>(q: &Q, role: Role, thorough: bool) ->
 }
 
 /// The rest of [`side_gone`]: the holders, and with `thorough` their liveness.
+///
+/// Each owner word is loaded once: a scan that first found a holder and then, in a second
+/// pass, found its slot freed by a detach counted the side as "occupied, every occupant
+/// dead", and reported a side whose last handle only detached as gone (a consumer got
+/// `Disconnected`; `loom_a_detached_producer_leaves_the_consumer_waiting_for_the_next`).
 #[inline(never)]
 fn side_gone_slow<Q: Roles + ?Sized>(q: &Q, role: Role, closed: bool, thorough: bool) -> bool {
-    let holders = || (0..q.slots(role)).map(|i| q.slot(role, i).holder());
-    if holders().all(|w| w == 0) {
+    let (mut occupied, mut all_dead) = (false, true);
+    for i in 0..q.slots(role) {
+        let w = q.slot(role, i).holder();
+        if w != 0 {
+            occupied = true;
+            // Only a thorough check reads `/proc`; the first live holder settles it.
+            all_dead = all_dead && thorough && role::liveness_of(w) == Liveness::Dead;
+        }
+    }
+    if !occupied {
         // The last handle closed the side; or all detached (or none ever attached), which
         // leaves it open.
         return closed;
     }
-    thorough && holders().all(|w| w == 0 || role::liveness_of(w) == Liveness::Dead)
+    all_dead
 }
 
 /// How a blocking wait ended.

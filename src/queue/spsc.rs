@@ -1754,6 +1754,28 @@ mod loom_tests {
         });
     }
 
+    /// Detach is not close: the last producer drops its handle while the consumer is
+    /// blocked; the consumer waits on (never `Disconnected`) and receives from the next
+    /// producer, whose attach reopens nothing that was closed.
+    #[test]
+    fn loom_a_detached_producer_leaves_the_consumer_waiting_for_the_next() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || {
+                tx.try_push(1).unwrap();
+                drop(tx);
+                let mut tx = q2.producer().unwrap();
+                tx.try_push(2).unwrap();
+            });
+            assert_eq!(rx.pop(), Ok(1));
+            assert_eq!(rx.pop(), Ok(2));
+            h.join().unwrap();
+        });
+    }
+
     #[test]
     fn loom_close_wakes_a_blocked_consumer() {
         crate::queue::loom_model(|| {
