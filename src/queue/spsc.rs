@@ -1754,6 +1754,29 @@ mod loom_tests {
         });
     }
 
+    /// A close racing a new handle's attach (SPSC: the closer sets the bit while it holds
+    /// the role, then releases it, `Endpoint::close`): if the new producer attached, the
+    /// side is open once it only detaches (detach is not close), and the consumer sees
+    /// `Empty`; if the attach found the role busy, the close stands (`Disconnected`).
+    #[test]
+    fn loom_a_close_racing_an_attach_leaves_the_side_open_for_the_new_handle() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || q2.producer().map(drop).is_ok());
+            tx.close();
+            let attached = h.join().unwrap();
+            let want = if attached {
+                Err(TryPopError::Empty)
+            } else {
+                Err(TryPopError::Disconnected)
+            };
+            assert_eq!(rx.try_pop(), want);
+        });
+    }
+
     /// Detach is not close: the last producer drops its handle while the consumer is
     /// blocked; the consumer waits on (never `Disconnected`) and receives from the next
     /// producer, whose attach reopens nothing that was closed.
