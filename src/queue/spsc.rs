@@ -1845,6 +1845,34 @@ mod loom_tests {
         });
     }
 
+    /// A polling consumer's liveness check (`Endpoint::peer_dead`, due at its first poll)
+    /// races a producer that closes and a new producer that attaches and pushes: whatever
+    /// the check saw, once the new producer is attached and alive the consumer receives its
+    /// element and then sees `Empty`, never `Disconnected` (the check remembers a holder as
+    /// dead only if it judged that holder's word dead).
+    #[test]
+    fn loom_a_liveness_check_racing_a_close_and_an_attach_does_not_condemn_the_new_producer() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || {
+                tx.close();
+                let mut tx = q2.producer().unwrap();
+                tx.try_push(5).unwrap();
+                tx
+            });
+            let first = rx.try_pop();
+            let tx = h.join().unwrap();
+            if first != Ok(5) {
+                assert_eq!(rx.try_pop(), Ok(5));
+            }
+            assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+            drop(tx);
+        });
+    }
+
     #[test]
     fn loom_close_wakes_a_blocked_consumer() {
         crate::queue::loom_model(|| {
