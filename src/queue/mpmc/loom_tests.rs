@@ -207,12 +207,32 @@ fn loom_two_consumers_skip_a_dead_producers_position_at_once() {
 /// consumer's element is still delivered, then the push.
 #[test]
 fn loom_two_producers_free_a_dead_consumers_slot_at_once() {
-    crate::queue::loom_model(|| {
+    two_producers_free_a_dead_consumers_slot(false);
+}
+
+/// As above, but the dead consumer was skipping position 0 (claimed by a producer that died
+/// too, `ConsEnd::recover`) when it was killed after its head CAS: the slot's stamp is still
+/// 0, and the producers free it from there (`ProdEnd::recover`'s second CAS, `SPEC.md` §7.4).
+#[test]
+fn loom_two_producers_free_a_slot_a_dead_consumer_was_skipping() {
+    two_producers_free_a_dead_consumers_slot(true);
+}
+
+/// The two models above: `skipping` chooses what the dead consumer left at position 0.
+fn two_producers_free_a_dead_consumers_slot(skipping: bool) {
+    crate::queue::loom_model(move || {
         let q = Queue::<u64>::with_capacity(2);
-        let mut p0 = q.producer().unwrap();
-        p0.try_push(1).unwrap();
-        p0.try_push(2).unwrap();
         let ctrl = q.shared.ctrl();
+        let mut p0 = q.producer().unwrap();
+        if skipping {
+            // Position 0 claimed by a producer that died before publishing.
+            ctrl.producers[5].owner.claim(role::LOOM_DEAD).unwrap();
+            ctrl.producers[5].inflight.store(0, Ordering::Relaxed);
+            ctrl.tail.tail.store(1, Ordering::Relaxed);
+        } else {
+            p0.try_push(1).unwrap();
+        }
+        p0.try_push(2).unwrap(); // position 1
         ctrl.consumers[3].owner.claim(role::LOOM_DEAD).unwrap();
         ctrl.consumers[3].inflight.store(0, Ordering::Relaxed);
         ctrl.head.head.store(1, Ordering::Relaxed);
