@@ -96,10 +96,13 @@ fn raw_and_typed_handles_of_separate_processes_exchange_elements() {
             assert_eq!(rx.pop_timeout(WAIT), Err(PopError::Disconnected), $kind);
             drop(rx);
 
-            // Typed producer here, raw consumer in a child.
+            // Typed producer here, raw consumer in a child. The producer attaches first: the
+            // side is still closed by the raw producer above, and a consumer that polled
+            // before the attach cleared the bit would rightly get `Disconnected` (this test
+            // failed so on a loaded machine).
+            let mut tx = q.producer().unwrap();
             let mut child = spawn_child(concat!($kind, "-raw-pop"), &[&name]);
             let mut lines = Lines::of(&mut child);
-            let mut tx = q.producer().unwrap();
             for id in 11..=13 {
                 tx.push_timeout(rec100(id), WAIT).unwrap();
             }

@@ -1674,4 +1674,51 @@ mod loom_tests {
             h.join().unwrap();
         });
     }
+
+    /// A producer killed after publishing a record's header and before its tail store, its
+    /// role still held: a new producer takes the role over (`RoleSlot::claim` steals from
+    /// the dead token; `Ring::producer` resumes after the record past the stored tail, or
+    /// at `head` if the consumer already read past it) while the consumer polls. The
+    /// consumer receives the dead producer's message, then the new one's (the shadow cells
+    /// make an overwrite of the first record a loom data race). `Disconnected` is allowed
+    /// while the dead holder still holds the role.
+    #[test]
+    fn loom_a_dead_producers_role_is_taken_over_after_a_record_past_the_tail() {
+        crate::queue::loom_model(|| {
+            let ring = std::sync::Arc::new(Ring::with_capacity(64));
+            let mut rx = ring.consumer().unwrap();
+            let ctrl = ring.ring.ctrl();
+            {
+                let mut tx = ring.producer().unwrap();
+                tx.try_send(b"dead").unwrap();
+            }
+            // As if killed after publishing the header, before storing tail.
+            ctrl.prod.tail.store(0, Ordering::Release);
+            ctrl.geo
+                .producer
+                .claim(crate::queue::role::LOOM_DEAD)
+                .unwrap();
+            let r2 = std::sync::Arc::clone(&ring);
+            let h = loom::thread::spawn(move || {
+                let mut tx = r2.producer().expect("the role of a dead producer");
+                tx.try_send(b"new").unwrap();
+                tx
+            });
+            for want in [&b"dead"[..], &b"new"[..]] {
+                loop {
+                    match rx.try_recv() {
+                        Ok(v) => {
+                            assert_eq!(v, want);
+                            break;
+                        }
+                        Err(TryPopError::Empty | TryPopError::Disconnected) => {
+                            loom::thread::yield_now()
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            }
+            drop(h.join().unwrap());
+        });
+    }
 }

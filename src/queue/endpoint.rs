@@ -83,26 +83,54 @@ pub(crate) trait Roles {
 /// not gone.
 #[inline]
 pub(crate) fn side_gone<Q: Roles + ?Sized>(q: &Q, role: Role, thorough: bool) -> bool {
+    gone_holder(q, role, thorough).is_some()
+}
+
+/// [`side_gone`], and when the side is gone, the dead holder's owner word the check judged
+/// (0: the side is closed and free, or none was judged).
+#[inline]
+fn gone_holder<Q: Roles + ?Sized>(q: &Q, role: Role, thorough: bool) -> Option<u64> {
     // Acquire pairs with the Release `fetch_or` in `Endpoint::close`: the closer's last
     // publication is visible to a re-check after this.
     let closed = q.state().load(Ordering::Acquire) & closed_bit(role) != 0;
     if !closed && !thorough {
         // The hot paths' answer (every try_push checks): one load, inlined.
-        return false;
+        return None;
     }
     side_gone_slow(q, role, closed, thorough)
 }
 
-/// The rest of [`side_gone`]: the holders, and with `thorough` their liveness.
+/// The rest of [`gone_holder`]: the holders, and with `thorough` their liveness.
+///
+/// Each owner word is loaded once: a scan that first found a holder and then, in a second
+/// pass, found its slot freed by a detach counted the side as "occupied, every occupant
+/// dead", and reported a side whose last handle only detached as gone (a consumer got
+/// `Disconnected`; `loom_a_detached_producer_leaves_the_consumer_waiting_for_the_next`).
+/// The dead word returned is one this scan judged, never a reload (see
+/// [`Endpoint::peer_dead`]).
 #[inline(never)]
-fn side_gone_slow<Q: Roles + ?Sized>(q: &Q, role: Role, closed: bool, thorough: bool) -> bool {
-    let holders = || (0..q.slots(role)).map(|i| q.slot(role, i).holder());
-    if holders().all(|w| w == 0) {
+fn side_gone_slow<Q: Roles + ?Sized>(
+    q: &Q,
+    role: Role,
+    closed: bool,
+    thorough: bool,
+) -> Option<u64> {
+    let (mut occupied, mut all_dead, mut dead) = (false, true, 0);
+    for i in 0..q.slots(role) {
+        let w = q.slot(role, i).holder();
+        if w != 0 {
+            occupied = true;
+            // Only a thorough check reads `/proc`; the first live holder settles it.
+            all_dead = all_dead && thorough && role::liveness_of(w) == Liveness::Dead;
+            dead = w;
+        }
+    }
+    if !occupied {
         // The last handle closed the side; or all detached (or none ever attached), which
         // leaves it open.
-        return closed;
+        return closed.then_some(0);
     }
-    thorough && holders().all(|w| w == 0 || role::liveness_of(w) == Liveness::Dead)
+    all_dead.then_some(dead)
 }
 
 /// How a blocking wait ended.
@@ -238,11 +266,17 @@ impl<Q: Roles> Endpoint<Q> {
     /// not for hot paths).
     pub(crate) fn peer_dead(&self) -> bool {
         let peer = peer_of(self.role);
-        let gone = side_gone(&*self.q, peer, true);
-        if gone && self.q.slots(peer) == 1 {
-            self.dead_peer.set(self.q.slot(peer, 0).holder());
+        let Some(dead) = gone_holder(&*self.q, peer, true) else {
+            return false;
+        };
+        if self.q.slots(peer) == 1 {
+            // The word the check judged dead, not a reload of the slot: a reload after a
+            // close and a new handle's attach remembered the live newcomer as dead, and
+            // `peer_gone` then reported it gone while it held the role
+            // (`loom_a_liveness_check_racing_a_close_and_an_attach_does_not_condemn_the_new_producer`).
+            self.dead_peer.set(dead);
         }
-        gone
+        true
     }
 
     /// Polling-path check: the peer closed, or (single-slot peer) its process is known dead

@@ -1755,6 +1755,125 @@ mod loom_tests {
         });
     }
 
+    /// A producer killed after publishing element 0's stamp and before its tail store
+    /// (`publish`), its role still held: a new producer takes the role over
+    /// (`RoleSlot::claim` steals from the dead token, `ProdEnd::attach` steps over the
+    /// published run) while the consumer polls. Whether the consumer popped element 0 before
+    /// the attach read `head` or not, the new producer's element goes after it: the consumer
+    /// receives 10 then 20, never 20 over 10 (the shadow cells make a reuse of slot 0 a loom
+    /// data race). `Disconnected` is allowed while the dead holder still holds the role.
+    #[test]
+    fn loom_a_dead_producers_role_is_taken_over_after_its_published_run() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u64>::with_capacity(2));
+            let ring = &*q.ring;
+            ring.ctrl()
+                .geo
+                .producer
+                .claim(crate::queue::role::LOOM_DEAD)
+                .unwrap();
+            // SAFETY: slot 0 < capacity of a heap queue no other thread sees yet.
+            unsafe { crate::queue::store_elem(elem_of::<u64>(ring, 0).cast(), &10u64) };
+            ring.region.shadow_write(0);
+            stamp(ring, TypedLayout::<u64>::NEW, 0).store(1, Ordering::Release);
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || {
+                let mut tx = q2.producer().expect("the role of a dead producer");
+                tx.try_push(20).unwrap();
+                tx
+            });
+            for want in [10, 20] {
+                loop {
+                    match rx.try_pop() {
+                        Ok(v) => {
+                            assert_eq!(v, want);
+                            break;
+                        }
+                        Err(TryPopError::Empty | TryPopError::Disconnected) => {
+                            loom::thread::yield_now()
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            }
+            drop(h.join().unwrap());
+        });
+    }
+
+    /// A close racing a new handle's attach (SPSC: the closer sets the bit while it holds
+    /// the role, then releases it, `Endpoint::close`): if the new producer attached, the
+    /// side is open once it only detaches (detach is not close), and the consumer sees
+    /// `Empty`; if the attach found the role busy, the close stands (`Disconnected`).
+    #[test]
+    fn loom_a_close_racing_an_attach_leaves_the_side_open_for_the_new_handle() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || q2.producer().map(drop).is_ok());
+            tx.close();
+            let attached = h.join().unwrap();
+            let want = if attached {
+                Err(TryPopError::Empty)
+            } else {
+                Err(TryPopError::Disconnected)
+            };
+            assert_eq!(rx.try_pop(), want);
+        });
+    }
+
+    /// Detach is not close: the last producer drops its handle while the consumer is
+    /// blocked; the consumer waits on (never `Disconnected`) and receives from the next
+    /// producer, whose attach reopens nothing that was closed.
+    #[test]
+    fn loom_a_detached_producer_leaves_the_consumer_waiting_for_the_next() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || {
+                tx.try_push(1).unwrap();
+                drop(tx);
+                let mut tx = q2.producer().unwrap();
+                tx.try_push(2).unwrap();
+            });
+            assert_eq!(rx.pop(), Ok(1));
+            assert_eq!(rx.pop(), Ok(2));
+            h.join().unwrap();
+        });
+    }
+
+    /// A polling consumer's liveness check (`Endpoint::peer_dead`, due at its first poll)
+    /// races a producer that closes and a new producer that attaches and pushes: whatever
+    /// the check saw, once the new producer is attached and alive the consumer receives its
+    /// element and then sees `Empty`, never `Disconnected` (the check remembers a holder as
+    /// dead only if it judged that holder's word dead).
+    #[test]
+    fn loom_a_liveness_check_racing_a_close_and_an_attach_does_not_condemn_the_new_producer() {
+        crate::queue::loom_model(|| {
+            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+            let mut tx = q.producer().unwrap();
+            let mut rx = q.consumer().unwrap();
+            let q2 = std::sync::Arc::clone(&q);
+            let h = loom::thread::spawn(move || {
+                tx.close();
+                let mut tx = q2.producer().unwrap();
+                tx.try_push(5).unwrap();
+                tx
+            });
+            let first = rx.try_pop();
+            let tx = h.join().unwrap();
+            if first != Ok(5) {
+                assert_eq!(rx.try_pop(), Ok(5));
+            }
+            assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+            drop(tx);
+        });
+    }
+
     #[test]
     fn loom_close_wakes_a_blocked_consumer() {
         crate::queue::loom_model(|| {

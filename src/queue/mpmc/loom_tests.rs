@@ -160,3 +160,101 @@ fn loom_each_pop_wakes_one_sleeping_producer() {
 fn loom_a_batch_wakes_a_sleeper_per_element() {
     two_sleeping_consumers(|p| p.push_slice(&[1, 2]).unwrap());
 }
+
+/// A producer killed after its tail CAS for position 0 and before publishing it; a live
+/// producer's element (42) is published at position 1 behind it. Two consumers' first polls
+/// (each due a liveness check) race to skip the dead position (`ConsEnd::recover`:
+/// `live_claimer`, the stamp re-check, the head CAS): 42 is delivered exactly once, by one
+/// poll or by a later one, and the skipped slot is free for the next lap.
+#[test]
+fn loom_two_consumers_skip_a_dead_producers_position_at_once() {
+    crate::queue::loom_model(|| {
+        let q = Queue::<u64>::with_capacity(2);
+        let ctrl = q.shared.ctrl();
+        ctrl.producers[5].owner.claim(role::LOOM_DEAD).unwrap();
+        ctrl.producers[5].inflight.store(0, Ordering::Relaxed);
+        ctrl.tail.tail.store(1, Ordering::Relaxed);
+        let mut p = q.producer().unwrap();
+        p.try_push(42).unwrap(); // position 1
+        let (mut a, mut b) = (q.consumer().unwrap(), q.consumer().unwrap());
+        let t = loom::thread::spawn(move || (a.try_pop(), a));
+        let got_b = b.try_pop();
+        let (got_a, mut a) = t.join().unwrap();
+        let got = [got_a, got_b, a.try_pop()];
+        assert_eq!(
+            got.iter().filter(|r| **r == Ok(42)).count(),
+            1,
+            "42 exactly once: {got:?}"
+        );
+        assert!(
+            got.iter()
+                .all(|r| *r == Ok(42) || *r == Err(TryPopError::Empty)),
+            "{got:?}"
+        );
+        assert_eq!(ctrl.head.head.load(Ordering::Relaxed), 2);
+        // The next lap reuses the skipped slot 0 (position 2).
+        p.try_push(7).unwrap();
+        assert_eq!(a.try_pop(), Ok(7));
+        drop((a, b, p));
+    });
+}
+
+/// A consumer killed after its head CAS for position 0 and before freeing the slot (element
+/// 1 in flight). Two producers' first pushes (each due a liveness check, finding the queue
+/// full) race to free the slot (`ProdEnd::recover`: `live_claimer`, the stamp CAS), and one
+/// of them pushes again: at most one push goes into the slot, the slot ends free or holding
+/// that push (a late recovery never frees it again), and what was published behind the dead
+/// consumer's element is still delivered, then the push.
+#[test]
+fn loom_two_producers_free_a_dead_consumers_slot_at_once() {
+    two_producers_free_a_dead_consumers_slot(false);
+}
+
+/// As above, but the dead consumer was skipping position 0 (claimed by a producer that died
+/// too, `ConsEnd::recover`) when it was killed after its head CAS: the slot's stamp is still
+/// 0, and the producers free it from there (`ProdEnd::recover`'s second CAS, `SPEC.md` §7.4).
+#[test]
+fn loom_two_producers_free_a_slot_a_dead_consumer_was_skipping() {
+    two_producers_free_a_dead_consumers_slot(true);
+}
+
+/// The two models above: `skipping` chooses what the dead consumer left at position 0.
+fn two_producers_free_a_dead_consumers_slot(skipping: bool) {
+    crate::queue::loom_model(move || {
+        let q = Queue::<u64>::with_capacity(2);
+        let ctrl = q.shared.ctrl();
+        let mut p0 = q.producer().unwrap();
+        if skipping {
+            // Position 0 claimed by a producer that died before publishing.
+            ctrl.producers[5].owner.claim(role::LOOM_DEAD).unwrap();
+            ctrl.producers[5].inflight.store(0, Ordering::Relaxed);
+            ctrl.tail.tail.store(1, Ordering::Relaxed);
+        } else {
+            p0.try_push(1).unwrap();
+        }
+        p0.try_push(2).unwrap(); // position 1
+        ctrl.consumers[3].owner.claim(role::LOOM_DEAD).unwrap();
+        ctrl.consumers[3].inflight.store(0, Ordering::Relaxed);
+        ctrl.head.head.store(1, Ordering::Relaxed);
+        let mut c = q.consumer().unwrap();
+        let (mut a, mut b) = (q.producer().unwrap(), q.producer().unwrap());
+        // A's second push may go into the slot it freed while B's recovery is under way.
+        let t = loom::thread::spawn(move || (a.try_push(3).or_else(|_| a.try_push(3)), a));
+        let rb = b.try_push(4);
+        let (ra, a) = t.join().unwrap();
+        assert!(ra.is_ok() as u8 + rb.is_ok() as u8 <= 1, "{ra:?} {rb:?}");
+        let pushed = match (ra, rb) {
+            (Ok(()), _) => Some(3),
+            (_, Ok(())) => Some(4),
+            _ => None,
+        };
+        let stamp = q.shared.stamp(0).load(Ordering::Relaxed);
+        assert_eq!(stamp, if pushed.is_some() { 3 } else { 2 });
+        assert_eq!(c.try_pop(), Ok(2));
+        match pushed {
+            Some(v) => assert_eq!(c.try_pop(), Ok(v)),
+            None => assert_eq!(c.try_pop(), Err(TryPopError::Empty)),
+        }
+        drop((a, b, c, p0));
+    });
+}
