@@ -795,12 +795,20 @@ fn rm_any_name_removes_what_ls_lists() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--any-name"), "{}", stderr(&out));
     assert!(std::path::Path::new(&path).exists());
-    // Still no way out of /dev/shm.
+    // Still no way out of /dev/shm; and without --any-name, the refusal of such a name does
+    // not suggest --any-name, which refuses it too.
     for bad in ["..", ".", "", "a/b", "../shm/x"] {
         assert_eq!(
             shmkit(&["rm", "--any-name", bad]).status.code(),
             Some(2),
             "{bad:?}"
+        );
+        let out = shmkit(&["rm", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            !stderr(&out).contains("--any-name"),
+            "{bad:?}: {}",
+            stderr(&out)
         );
     }
     assert!(shmkit(&["rm", "--any-name", &odd]).status.success());
