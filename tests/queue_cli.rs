@@ -195,6 +195,12 @@ enum Step {
 fn run_steps(kind: &str, cap: &str, steps: &[Step]) {
     let name = unique_name(&format!("cliorder{kind}"));
     let _c = Cleanup::new(&[&name]);
+    // An element size only for the fixed-size kinds (the byte kinds refuse one).
+    let elem = if kind.contains("bytes") {
+        "--elem-size=1"
+    } else {
+        "--elem-size=16"
+    };
     ok(&[
         "queue",
         "create",
@@ -203,7 +209,7 @@ fn run_steps(kind: &str, cap: &str, steps: &[Step]) {
         kind,
         "--capacity",
         cap,
-        "--elem-size=16",
+        elem,
     ]);
     for (i, step) in steps.iter().enumerate() {
         let at = format!("{kind}, step {i}");
@@ -546,7 +552,11 @@ fn a_pop_that_cannot_print_its_message_does_not_succeed() {
     for kind in ["bytes-ring", "mpmc-bytes", "spsc", "mpmc"] {
         let q = unique_name(&format!("clipop-lost-{kind}"));
         let _c = Cleanup::new(&[&q]);
-        let cap = if kind.contains("bytes") { "4096" } else { "8" };
+        let (cap, elem) = if kind.contains("bytes") {
+            ("4096", "1")
+        } else {
+            ("8", "16")
+        };
         ok(&[
             "queue",
             "create",
@@ -556,7 +566,7 @@ fn a_pop_that_cannot_print_its_message_does_not_succeed() {
             "--capacity",
             cap,
             "--elem-size",
-            "16",
+            elem,
         ]);
         ok(&["queue", "push", &q, "first"]);
         ok(&["queue", "push", &q, "second"]);
@@ -648,4 +658,30 @@ fn queue_stat_quotes_a_type_name_it_did_not_write() {
     // JSON has it exactly.
     let v = json(&["queue", "stat", &q, "--json"]);
     assert_eq!(v["elem_type"], <Forged as shmkit::ShmType>::TYPE_NAME);
+}
+
+/// New-user walkthrough: `queue create --kind bytes-ring --elem-size 8` made a byte queue
+/// and ignored `--elem-size` without a word. It is a usage error for the byte-message kinds
+/// (exit 2, nothing created); 1, the element size `queue stat` shows for them, is accepted.
+#[test]
+fn elem_size_is_refused_for_byte_message_queues() {
+    for (kind, cap) in [("bytes-ring", "1024"), ("mpmc-bytes", "1024")] {
+        let q = unique_name("cli-elem-bytes");
+        let _c = Cleanup::new(&[&q]);
+        let args = ["queue", "create", &q, "--kind", kind, "--capacity", cap];
+        let out = shmkit(&[&args[..], &["--elem-size", "8"]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{kind}: {err}");
+        assert!(
+            err.contains("--elem-size") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(!std::path::Path::new(&format!("/dev/shm/{q}")).exists());
+        let out = shmkit(&[&args[..], &["--elem-size", "1"]].concat());
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

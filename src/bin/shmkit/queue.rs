@@ -41,9 +41,11 @@ enum Cmd {
         /// Slots (spsc, mpmc) or bytes (bytes-ring, mpmc-bytes), a power of two.
         #[arg(long)]
         capacity: u64,
-        /// Element size in bytes for spsc and mpmc: 1 to 1048576 (1 MiB).
-        #[arg(long, default_value_t = 64)]
-        elem_size: usize,
+        /// Element size in bytes for spsc and mpmc: 1 to 1048576 (1 MiB), 64 if not given.
+        /// Not for bytes-ring and mpmc-bytes, whose messages have any length (their element
+        /// size, as `queue stat` shows it, is 1).
+        #[arg(long)]
+        elem_size: Option<usize>,
         /// Permission bits, octal.
         #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
         mode: u32,
@@ -202,6 +204,14 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     <$q>::options().mode(mode).sparse(sparse).lifetime(lifetime)
                 };
             }
+            if matches!(kind.0, Kind::BYTES_RING | Kind::MPMC_BYTES) && elem_size.unwrap_or(1) != 1
+            {
+                return Err(Stop::Usage(format!(
+                    "{name:?}: --elem-size is for spsc and mpmc queues; a {} queue carries \
+                     messages of any length up to its maximum (`shmkit queue stat` shows it)",
+                    kind.0
+                )));
+            }
             match kind.0 {
                 Kind::BYTES_RING => drop(
                     opts!(bytes::Ring)
@@ -209,6 +219,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .map_err(create_error)?,
                 ),
                 k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
+                    let elem_size = elem_size.unwrap_or(64);
                     create_fixed(k, &name, elem_size, capacity, (mode, sparse, lifetime))?
                 }
                 Kind::MPMC_BYTES => {
