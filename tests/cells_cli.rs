@@ -61,6 +61,16 @@ fn value_verbs_round_trip_and_refuse_what_does_not_fit() {
     ok(&["value", "create", &c, "c", "x", "--cell-mode", "atomic"]);
     assert_eq!(ok(&["value", "get", &c]), "x\n");
     fails(&["value", "set", &c, "xy"], &["Value<c>", "one byte"]);
+    // A byte `get` prints escaped (not printable ASCII) is set back in that form.
+    ok(&["value", "set", &c, "\\x00"]);
+    assert_eq!(ok(&["value", "get", &c]), "\\x00\n");
+    ok(&["value", "set", &c, "\\xff"]);
+    assert_eq!(ok(&["value", "get", &c]), "\\xff\n");
+    let a = unique_name("cli-arrc");
+    let _c3 = Cleanup::new(&[&a]);
+    ok(&["array", "create", &a, "c", "3"]);
+    ok(&["array", "set", &a, "0", "\\x01", "\\", "b"]);
+    assert_eq!(ok(&["array", "get", &a]), "\\x01\n\\\nb\n");
     let o = shmkit(&["value", "create", &unique_name("cli-bad"), "z"]);
     assert_eq!(o.status.code(), Some(2), "a bad typecode is a usage error");
 }
