@@ -658,17 +658,39 @@ fn truncated_objects_are_corrupt_and_foreign_bytes_are_raw() {
         &["write", &f, "x"],
         &["queue", "stat", &f],
         &["queue", "pop", &f, "--timeout", "0"],
+        &["frames", "stat", &f],
+        &["frames", "save", &f, "-"],
     ] {
         let out = shmkit(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
+        // The typed verbs say it as the cell verbs do (they said "not a shmkit object (raw)",
+        // frames "holds a raw segment"); read and write point to --raw.
+        let says = match args[0] {
+            "queue" => "holds no shmkit object (a raw segment), not a queue",
+            "frames" => "holds no shmkit object (a raw segment), not a frames channel",
+            _ => "not a shmkit object (raw)",
+        };
         assert!(
-            err.contains("not a shmkit object (raw)") && !err.contains("state word"),
+            err.contains(says) && !err.contains("state word") && err.lines().count() == 1,
             "{args:?}: {err}"
         );
-        if args[0] != "queue" {
+        if !matches!(args[0], "queue" | "frames") {
             assert!(err.contains("--raw") && !err.contains(".raw("), "{err}");
         }
+    }
+    // 16 zero bytes are CPython's empty ShareableList: the verbs name it as `ls` does.
+    let l = common::unique_name("cli-cpylist");
+    let _l = Cleanup::new(&[&l]);
+    drop(Segment::options().raw(true).create(&l, 16).unwrap());
+    for (args, what) in [
+        (&["queue", "stat", &l][..], "a queue"),
+        (&["frames", "stat", &l], "a frames channel"),
+        (&["value", "get", &l], "a value cell"),
+    ] {
+        let err = stderr(&shmkit(args));
+        let want = format!("holds a ShareableList made by CPython, not {what}");
+        assert!(err.contains(&want), "{args:?}: {err}");
     }
     let mut buf = [0u8; 1];
     s.read_at(0, &mut buf).unwrap();

@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    create_error, holds_not, outln, print_json, seconds, segment_name, shmkit_header, CmdResult,
-    Stop,
+    create_error, holds_not, outln, print_json, refuse_other_kind, seconds, segment_name,
+    shmkit_header, CmdResult, Stop,
 };
 use shmkit::queue::{self, bytes, mpmc, spsc, PopError, RawError};
 use shmkit::segment::{Kind, Lifetime};
@@ -180,6 +180,7 @@ fn print_elem(b: &[u8]) -> CmdResult {
 /// The state of queue `name`, after a look at its header that changes nothing (a raw, corrupt
 /// or non-queue object gets a message that says which).
 fn stat_of(name: &str) -> Result<(Kind, queue::QueueStat), Stop> {
+    refuse_other_kind(name, Kind::QUEUES, "a queue", true)?;
     let h = shmkit_header(name, "")?;
     if !Kind::QUEUES.contains(&h.kind) {
         return Err(holds_not(name, &h.kind.with_article(), "a queue"));
