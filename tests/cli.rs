@@ -100,6 +100,27 @@ fn info_prints_the_header() {
     let text = stdout(&out);
     assert!(text.contains("kind:            segment"), "{text}");
     assert!(text.contains("payload size:    64"), "{text}");
+    // The creation time as a date and time in UTC (it was only "N ns after the Unix epoch"),
+    // today's as `date -u` says it (or the day before, when the test runs across midnight).
+    let created = text
+        .lines()
+        .find_map(|l| l.strip_prefix("created:"))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim();
+    let today = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let yesterday = Command::new("date")
+        .args(["-u", "-d", "yesterday", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let day = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(
+        created.starts_with(&day(&today)) || created.starts_with(&day(&yesterday)),
+        "{created}"
+    );
+    assert!(created.contains(" UTC (") && created.ends_with(" ns after the Unix epoch)"));
     let json: serde_json::Value =
         serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
     assert_eq!(json["header"]["payload_size"], 64);
