@@ -249,3 +249,36 @@ fn reading_an_array_larger_than_memory_is_an_error_not_an_abort() {
     let e = a.read(0..len).unwrap_err();
     assert!(e.to_string().contains("cannot allocate"), "{e}");
 }
+
+/// New-user walkthrough: `list get L -1` takes a negative index, `array get A -1` said
+/// "unexpected argument '-1'" (and after `--`, "invalid digit found in string"). Array
+/// indices count from the end when negative, as Python's and `list`'s do, for get (an
+/// index, either end of a range) and set; before the start is an error saying so.
+#[test]
+fn array_indices_count_from_the_end_when_negative() {
+    let a = unique_name("cli-arrneg");
+    let _c = Cleanup::new(&[&a]);
+    ok(&["array", "create", &a, "i", "4"]);
+    ok(&["array", "set", &a, "0", "10", "11", "12", "13"]);
+    assert_eq!(ok(&["array", "get", &a, "-1"]), "13\n");
+    assert_eq!(ok(&["array", "get", &a, "-4"]), "10\n");
+    assert_eq!(ok(&["array", "get", &a, "-3:"]), "11\n12\n13\n");
+    assert_eq!(ok(&["array", "get", &a, "1:-1"]), "11\n12\n");
+    assert_eq!(
+        ok(&["array", "get", &a, "--timeout", "5", ":-2"]),
+        "10\n11\n"
+    );
+    ok(&["array", "set", &a, "-2", "-7", "-8"]);
+    assert_eq!(ok(&["array", "get", &a, "2:"]), "-7\n-8\n");
+    fails(
+        &["array", "get", &a, "-5"],
+        &["index -5", "before the start"],
+    );
+    fails(
+        &["array", "set", &a, "-5", "1"],
+        &["index -5", "before the start"],
+    );
+    let o = shmkit(&["array", "get", &a, "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad index \"x\""));
+}
