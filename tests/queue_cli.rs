@@ -367,7 +367,10 @@ fn queues_of_library_types_of_other_sizes_push_and_pop_both_ways() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "shmkit: message is 25 bytes, the queue's elements are 24\n"
+        format!(
+            "shmkit: queue {name:?}: the message is 25 bytes, more than its maximum of 24 (its \
+             element size: create it with a larger --elem-size)\n"
+        )
     );
     assert!(q.is_empty());
 
@@ -683,5 +686,36 @@ fn elem_size_is_refused_for_byte_message_queues() {
             "{kind}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// New-user walkthrough: a message too long for the queue was refused in three wordings, two
+/// without the queue's name and none saying what to do ("message is 65 bytes, the queue's
+/// elements are 64"; "a message of 505 bytes exceeds this ring's maximum of 504"). Every
+/// kind says it one way, names the queue and the create option that makes room; nothing is
+/// pushed.
+#[test]
+fn a_message_too_long_is_refused_one_way_for_every_kind() {
+    for (kind, cap, max, how) in [
+        ("spsc", "8", 64, "--elem-size"),
+        ("mpmc", "8", 64, "--elem-size"),
+        ("bytes-ring", "1024", 504, "--capacity"),
+        ("mpmc-bytes", "1024", 512, "--capacity"),
+    ] {
+        let q = unique_name("cli-toolong");
+        let _c = Cleanup::new(&[&q]);
+        ok(&["queue", "create", &q, "--kind", kind, "--capacity", cap]);
+        let long = "x".repeat(max + 1);
+        let out = shmkit(&["queue", "push", &q, &long]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {err}");
+        let want = format!(
+            "queue {q:?}: the message is {} bytes, more than its maximum of {max}",
+            max + 1
+        );
+        assert!(err.contains(&want) && err.contains(how), "{kind}: {err}");
+        assert_eq!(json(&["queue", "stat", &q, "--json"])["len"], 0, "{kind}");
+        // The longest message fits.
+        ok(&["queue", "push", &q, &"y".repeat(max)]);
     }
 }

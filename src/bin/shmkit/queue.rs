@@ -133,6 +133,32 @@ impl clap::ValueEnum for QKind {
     }
 }
 
+/// Refuse a MESSAGE of `len` bytes that queue `name` (of state `st`) cannot carry, in one
+/// message for every kind that names the queue and says what to do. (The opens and pushes
+/// after it check again: this look is a moment before them.)
+fn too_long(name: &str, st: &queue::QueueStat, len: usize) -> CmdResult {
+    let (max, how) = match st.max_message {
+        Some(max) => (
+            max,
+            format!(
+                "for its capacity of {} bytes: create it with a larger --capacity",
+                st.capacity
+            ),
+        ),
+        None => (
+            st.elem_size,
+            "its element size: create it with a larger --elem-size".to_owned(),
+        ),
+    };
+    if len as u64 <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "queue {name:?}: the message is {len} bytes, more than its maximum of {max} ({how})"
+    )
+    .into())
+}
+
 /// MESSAGE as an element of `n` bytes: its UTF-8 bytes, zero-padded.
 fn pad(msg: &str, n: usize) -> Result<Vec<u8>, String> {
     let b = msg.as_bytes();
@@ -236,7 +262,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
             timeout,
         } => {
             let t = timeout;
-            let (kind, _) = stat_of(&name)?;
+            let (kind, st) = stat_of(&name)?;
+            too_long(&name, &st, message.len())?;
             let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
             match kind {
                 Kind::BYTES_RING => {
