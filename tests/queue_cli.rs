@@ -719,3 +719,50 @@ fn a_message_too_long_is_refused_one_way_for_every_kind() {
         ok(&["queue", "push", &q, &"y".repeat(max)]);
     }
 }
+
+/// New-user walkthrough: a timed-out `queue pop` said "timed out: the queue stayed empty"
+/// without naming the queue, and so did a full push but of mpmc-bytes (which alone named it).
+/// Every push and pop failure names the queue, once, whatever the kind.
+#[test]
+fn push_and_pop_failures_name_the_queue_for_every_kind() {
+    for (kind, cap) in [
+        ("spsc", "2"),
+        ("mpmc", "2"),
+        ("bytes-ring", "64"),
+        ("mpmc-bytes", "256"),
+    ] {
+        let q = unique_name("cli-named");
+        let _c = Cleanup::new(&[&q]);
+        ok(&["queue", "create", &q, "--kind", kind, "--capacity", cap]);
+        let prefix = format!("shmkit: queue {q:?}: timed out");
+        let out = shmkit(&["queue", "pop", &q, "--timeout", "0.05"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {err}");
+        assert!(
+            err.starts_with(&prefix) && err.contains("empty"),
+            "{kind}: {err}"
+        );
+        // Fill it, then one more push times out.
+        let mut full = None;
+        for _ in 0..16 {
+            let out = shmkit(&[
+                "queue",
+                "push",
+                &q,
+                "twenty bytes of text",
+                "--timeout",
+                "0.05",
+            ]);
+            if !out.status.success() {
+                full = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+                break;
+            }
+        }
+        let err = full.unwrap_or_else(|| panic!("{kind}: never full"));
+        assert!(
+            err.starts_with(&prefix) && err.contains("full"),
+            "{kind}: {err}"
+        );
+        assert_eq!(err.matches(&format!("{q:?}")).count(), 1, "{kind}: {err}");
+    }
+}

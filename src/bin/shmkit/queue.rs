@@ -134,9 +134,9 @@ impl clap::ValueEnum for QKind {
 }
 
 /// Refuse a MESSAGE of `len` bytes that queue `name` (of state `st`) cannot carry, in one
-/// message for every kind that names the queue and says what to do. (The opens and pushes
+/// message for every kind that says what to do. (The opens and pushes
 /// after it check again: this look is a moment before them.)
-fn too_long(name: &str, st: &queue::QueueStat, len: usize) -> CmdResult {
+fn too_long(st: &queue::QueueStat, len: usize) -> CmdResult {
     let (max, how) = match st.max_message {
         Some(max) => (
             max,
@@ -153,10 +153,8 @@ fn too_long(name: &str, st: &queue::QueueStat, len: usize) -> CmdResult {
     if len as u64 <= max {
         return Ok(());
     }
-    Err(format!(
-        "queue {name:?}: the message is {len} bytes, more than its maximum of {max} ({how})"
-    )
-    .into())
+    // The queue's name: `named`'s.
+    Err(format!("the message is {len} bytes, more than its maximum of {max} ({how})").into())
 }
 
 /// MESSAGE as an element of `n` bytes: its UTF-8 bytes, zero-padded.
@@ -260,43 +258,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
             name,
             message,
             timeout,
-        } => {
-            let t = timeout;
-            let (kind, st) = stat_of(&name)?;
-            too_long(&name, &st, message.len())?;
-            let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
-            match kind {
-                Kind::BYTES_RING => {
-                    let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
-                    let mut tx = r.producer().map_err(|x| e(&x))?;
-                    tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
-                }
-                Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, &name, &message, t),
-                k => Err(holds_not(&name, &k.with_article(), "a queue")),
-            }
-        }
-        Cmd::Pop { name, timeout } => {
-            // Before anything is consumed: a message popped for a closed stdout is lost.
-            crate::stdout_can_take_output()?;
-            let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
-            let (kind, _) = stat_of(&name)?;
-            let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
-            match kind {
-                Kind::BYTES_RING => {
-                    let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
-                    let mut rx = r.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |d| match d {
-                        Some(d) => rx.recv_deadline(d),
-                        None => rx.recv(),
-                    })?;
-                    print_message(&m)
-                }
-                Kind::MPMC_BYTES => print_message(&super::queue_mpmc_bytes::pop(&name, deadline)?),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => pop_fixed(k, &name, deadline),
-                k => Err(holds_not(&name, &k.with_article(), "a queue")),
-            }
-        }
+        } => named(&name, push(&name, &message, timeout)),
+        Cmd::Pop { name, timeout } => named(&name, pop(&name, timeout)),
         Cmd::Stat { name, json } => {
             let (_, st) = stat_of(&name)?;
             if json {
@@ -305,6 +268,61 @@ pub(crate) fn run(args: Args) -> CmdResult {
             print_stat(&name, &st)
         }
     }
+}
+
+/// `queue push NAME MESSAGE`: attach as the producer for the call, wait up to `t` for room.
+fn push(name: &str, message: &str, t: Duration) -> CmdResult {
+    let (kind, st) = stat_of(name)?;
+    too_long(&st, message.len())?;
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
+    match kind {
+        Kind::BYTES_RING => {
+            let r = bytes::Ring::open(name).map_err(|x| e(&x))?;
+            let mut tx = r.producer().map_err(|x| e(&x))?;
+            tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
+        }
+        Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(name, message, t),
+        k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, name, message, t),
+        k => Err(holds_not(name, &k.with_article(), "a queue")),
+    }
+}
+
+/// `queue pop NAME`: attach as the consumer for the call, wait up to `timeout` (no limit:
+/// `None`) for a message and print it.
+fn pop(name: &str, timeout: Option<Duration>) -> CmdResult {
+    // Before anything is consumed: a message popped for a closed stdout is lost.
+    crate::stdout_can_take_output()?;
+    let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
+    let (kind, _) = stat_of(name)?;
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
+    match kind {
+        Kind::BYTES_RING => {
+            let r = bytes::Ring::open(name).map_err(|x| e(&x))?;
+            let mut rx = r.consumer().map_err(|x| e(&x))?;
+            let m = pop_until(deadline, |d| match d {
+                Some(d) => rx.recv_deadline(d),
+                None => rx.recv(),
+            })?;
+            print_message(&m)
+        }
+        Kind::MPMC_BYTES => print_message(&super::queue_mpmc_bytes::pop(name, deadline)?),
+        k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => pop_fixed(k, name, deadline),
+        k => Err(holds_not(name, &k.with_article(), "a queue")),
+    }
+}
+
+/// A push's or pop's failure `e` naming queue `name`, in one place for every kind, unless its
+/// message names the object already (an open's error: `segment "q" …`).
+fn named(name: &str, r: CmdResult) -> CmdResult {
+    r.map_err(|e| match e {
+        Stop::Failed(m)
+            if !m.starts_with(&format!("segment {name:?}"))
+                && !m.starts_with(&format!("queue {name:?}")) =>
+        {
+            Stop::Failed(format!("queue {name:?}: {m}"))
+        }
+        e => e,
+    })
 }
 
 /// `$body` with `$q` the raw queue type of fixed-size kind `$kind` (`spsc::RawQueue` or
