@@ -115,6 +115,12 @@ fn create_stat_save_info() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), [2, 1, 2, 3]);
     std::fs::remove_file(&file).unwrap();
+    // When it was published, as a UTC date and time (it was only nanoseconds).
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(" UTC (realtime ") && said.contains("; published at 2"),
+        "{said}"
+    );
     // `-` is standard output (as `write` and `list create` read `-` from stdin): the bytes
     // there, the metadata line on stderr, and no file named `-`.
     let dir = std::env::temp_dir().join(format!("{name}-dash"));

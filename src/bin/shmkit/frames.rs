@@ -134,8 +134,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
             }
             let hex: String = c.header.iter().map(|b| format!("{b:02x}")).collect();
             let line = format!(
-                "saved frame {} ({} bytes) to {}; published at monotonic {} ns, realtime {} ns; \
-                 header {}",
+                "saved frame {} ({} bytes) to {}; published at {} (realtime {} ns, monotonic \
+                 {} ns); header {}",
                 c.seq,
                 c.data.len(),
                 if to_stdout {
@@ -143,8 +143,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 } else {
                     file.display().to_string()
                 },
-                c.mono_ns,
+                crate::utc(c.real_ns),
                 c.real_ns,
+                c.mono_ns,
                 if hex.is_empty() { "(none)" } else { &hex }
             );
             if to_stdout {
