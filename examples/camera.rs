@@ -77,12 +77,11 @@ struct Args {
     id: u32,
 }
 
+const USAGE: &str = "usage: camera [--seconds N] [--fps N] [--size WxH] [--name NAME] \
+                     [--role producer|consumer] [--wait-consumers N] [--id N]";
+
 fn usage(msg: &str) -> ! {
-    say!(
-        err,
-        "camera: {msg}\nusage: camera [--seconds N] [--fps N] [--size WxH] [--name NAME] \
-         [--role producer|consumer] [--wait-consumers N] [--id N]"
-    );
+    say!(err, "camera: {msg}\n{USAGE}");
     std::process::exit(2)
 }
 
@@ -124,10 +123,22 @@ fn parse() -> Args {
                     .split_once('x')
                     .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
                     .filter(|&(w, h): &(u32, u32)| w > 0 && h > 0 && w <= 16384 && h <= 16384)
-                    .unwrap_or_else(|| usage(&format!("--size: {v:?} is not WxH")));
+                    .unwrap_or_else(|| {
+                        usage(&format!(
+                            "--size: {v:?} is not WxH with W and H in 1..=16384"
+                        ))
+                    });
                 (a.width, a.height) = (w, h);
             }
-            "-h" | "--help" => usage("streams synthetic frames between processes"),
+            "-h" | "--help" => {
+                // Asked for: on standard output, and success.
+                say!(
+                    out,
+                    "camera: streams synthetic frames between processes (the header of \
+                     examples/camera.rs says more)\n{USAGE}"
+                );
+                std::process::exit(0)
+            }
             _ => usage(&format!("unknown argument {flag:?}")),
         }
     }

@@ -61,6 +61,16 @@ fn value_verbs_round_trip_and_refuse_what_does_not_fit() {
     ok(&["value", "create", &c, "c", "x", "--cell-mode", "atomic"]);
     assert_eq!(ok(&["value", "get", &c]), "x\n");
     fails(&["value", "set", &c, "xy"], &["Value<c>", "one byte"]);
+    // A byte `get` prints escaped (not printable ASCII) is set back in that form.
+    ok(&["value", "set", &c, "\\x00"]);
+    assert_eq!(ok(&["value", "get", &c]), "\\x00\n");
+    ok(&["value", "set", &c, "\\xff"]);
+    assert_eq!(ok(&["value", "get", &c]), "\\xff\n");
+    let a = unique_name("cli-arrc");
+    let _c3 = Cleanup::new(&[&a]);
+    ok(&["array", "create", &a, "c", "3"]);
+    ok(&["array", "set", &a, "0", "\\x01", "\\", "b"]);
+    assert_eq!(ok(&["array", "get", &a]), "\\x01\n\\\nb\n");
     let o = shmkit(&["value", "create", &unique_name("cli-bad"), "z"]);
     assert_eq!(o.status.code(), Some(2), "a bad typecode is a usage error");
 }
@@ -238,4 +248,37 @@ fn reading_an_array_larger_than_memory_is_an_error_not_an_abort() {
     assert!(e.to_string().contains("cannot allocate"), "{e}");
     let e = a.read(0..len).unwrap_err();
     assert!(e.to_string().contains("cannot allocate"), "{e}");
+}
+
+/// New-user walkthrough: `list get L -1` takes a negative index, `array get A -1` said
+/// "unexpected argument '-1'" (and after `--`, "invalid digit found in string"). Array
+/// indices count from the end when negative, as Python's and `list`'s do, for get (an
+/// index, either end of a range) and set; before the start is an error saying so.
+#[test]
+fn array_indices_count_from_the_end_when_negative() {
+    let a = unique_name("cli-arrneg");
+    let _c = Cleanup::new(&[&a]);
+    ok(&["array", "create", &a, "i", "4"]);
+    ok(&["array", "set", &a, "0", "10", "11", "12", "13"]);
+    assert_eq!(ok(&["array", "get", &a, "-1"]), "13\n");
+    assert_eq!(ok(&["array", "get", &a, "-4"]), "10\n");
+    assert_eq!(ok(&["array", "get", &a, "-3:"]), "11\n12\n13\n");
+    assert_eq!(ok(&["array", "get", &a, "1:-1"]), "11\n12\n");
+    assert_eq!(
+        ok(&["array", "get", &a, "--timeout", "5", ":-2"]),
+        "10\n11\n"
+    );
+    ok(&["array", "set", &a, "-2", "-7", "-8"]);
+    assert_eq!(ok(&["array", "get", &a, "2:"]), "-7\n-8\n");
+    fails(
+        &["array", "get", &a, "-5"],
+        &["index -5", "before the start"],
+    );
+    fails(
+        &["array", "set", &a, "-5", "1"],
+        &["index -5", "before the start"],
+    );
+    let o = shmkit(&["array", "get", &a, "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad index \"x\""));
 }

@@ -100,6 +100,27 @@ fn info_prints_the_header() {
     let text = stdout(&out);
     assert!(text.contains("kind:            segment"), "{text}");
     assert!(text.contains("payload size:    64"), "{text}");
+    // The creation time as a date and time in UTC (it was only "N ns after the Unix epoch"),
+    // today's as `date -u` says it (or the day before, when the test runs across midnight).
+    let created = text
+        .lines()
+        .find_map(|l| l.strip_prefix("created:"))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim();
+    let today = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let yesterday = Command::new("date")
+        .args(["-u", "-d", "yesterday", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let day = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(
+        created.starts_with(&day(&today)) || created.starts_with(&day(&yesterday)),
+        "{created}"
+    );
+    assert!(created.contains(" UTC (") && created.ends_with(" ns after the Unix epoch)"));
     let json: serde_json::Value =
         serde_json::from_slice(&shmkit(&["info", &a, "--json"]).stdout).unwrap();
     assert_eq!(json["header"]["payload_size"], 64);
@@ -658,17 +679,39 @@ fn truncated_objects_are_corrupt_and_foreign_bytes_are_raw() {
         &["write", &f, "x"],
         &["queue", "stat", &f],
         &["queue", "pop", &f, "--timeout", "0"],
+        &["frames", "stat", &f],
+        &["frames", "save", &f, "-"],
     ] {
         let out = shmkit(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
+        // The typed verbs say it as the cell verbs do (they said "not a shmkit object (raw)",
+        // frames "holds a raw segment"); read and write point to --raw.
+        let says = match args[0] {
+            "queue" => "holds no shmkit object (a raw segment), not a queue",
+            "frames" => "holds no shmkit object (a raw segment), not a frames channel",
+            _ => "not a shmkit object (raw)",
+        };
         assert!(
-            err.contains("not a shmkit object (raw)") && !err.contains("state word"),
+            err.contains(says) && !err.contains("state word") && err.lines().count() == 1,
             "{args:?}: {err}"
         );
-        if args[0] != "queue" {
+        if !matches!(args[0], "queue" | "frames") {
             assert!(err.contains("--raw") && !err.contains(".raw("), "{err}");
         }
+    }
+    // 16 zero bytes are CPython's empty ShareableList: the verbs name it as `ls` does.
+    let l = common::unique_name("cli-cpylist");
+    let _l = Cleanup::new(&[&l]);
+    drop(Segment::options().raw(true).create(&l, 16).unwrap());
+    for (args, what) in [
+        (&["queue", "stat", &l][..], "a queue"),
+        (&["frames", "stat", &l], "a frames channel"),
+        (&["value", "get", &l], "a value cell"),
+    ] {
+        let err = stderr(&shmkit(args));
+        let want = format!("holds a ShareableList made by CPython, not {what}");
+        assert!(err.contains(&want), "{args:?}: {err}");
     }
     let mut buf = [0u8; 1];
     s.read_at(0, &mut buf).unwrap();
@@ -795,12 +838,20 @@ fn rm_any_name_removes_what_ls_lists() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--any-name"), "{}", stderr(&out));
     assert!(std::path::Path::new(&path).exists());
-    // Still no way out of /dev/shm.
+    // Still no way out of /dev/shm; and without --any-name, the refusal of such a name does
+    // not suggest --any-name, which refuses it too.
     for bad in ["..", ".", "", "a/b", "../shm/x"] {
         assert_eq!(
             shmkit(&["rm", "--any-name", bad]).status.code(),
             Some(2),
             "{bad:?}"
+        );
+        let out = shmkit(&["rm", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            !stderr(&out).contains("--any-name"),
+            "{bad:?}: {}",
+            stderr(&out)
         );
     }
     assert!(shmkit(&["rm", "--any-name", &odd]).status.success());

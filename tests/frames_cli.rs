@@ -115,6 +115,12 @@ fn create_stat_save_info() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), [2, 1, 2, 3]);
     std::fs::remove_file(&file).unwrap();
+    // When it was published, as a UTC date and time (it was only nanoseconds).
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(" UTC (realtime ") && said.contains("; published at 2"),
+        "{said}"
+    );
     // `-` is standard output (as `write` and `list create` read `-` from stdin): the bytes
     // there, the metadata line on stderr, and no file named `-`.
     let dir = std::env::temp_dir().join(format!("{name}-dash"));
@@ -311,6 +317,43 @@ fn frames_stat_and_info_quote_a_type_name_they_did_not_write() {
         assert!(
             text.contains(r#"header type:  "u64\npublisher:    pid 1 (Alive)\u{1b}[2J" (8 bytes)"#),
             "{args:?}: {text:?}"
+        );
+    }
+}
+
+/// New-user walkthrough: `frames_numpy.py` given a name that does not exist, or run without
+/// `shmkit` on PATH (its documented default), ended in a Python traceback
+/// (`CalledProcessError`, `FileNotFoundError`). Each is one line saying what is wrong, exit 1;
+/// another kind of object too.
+#[test]
+fn python_reader_says_what_is_wrong_without_a_traceback() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/python/frames_numpy.py"
+    );
+    let seg = unique_name("frpy-seg");
+    let _c = Cleanup::new(&[&seg]);
+    drop(shmkit::Segment::create(&seg, 8).unwrap());
+    let missing = unique_name("frpy-missing");
+    let bin = env!("CARGO_BIN_EXE_shmkit");
+    for (args, says) in [
+        (vec![&missing[..], "--shmkit", bin], "not found"),
+        (vec![&seg[..], "--shmkit", bin], "not a frame channel"),
+        (
+            vec![&seg[..], "--shmkit", "/nonexistent/shmkit"],
+            "pass --shmkit",
+        ),
+    ] {
+        let out = Command::new("python3")
+            .arg(script)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && !err.contains("Traceback") && err.lines().count() == 1,
+            "{args:?}: {err}"
         );
     }
 }

@@ -162,3 +162,24 @@ fn a_consumer_started_on_a_killed_runs_channel_waits_for_the_next_producer() {
         "{c}"
     );
 }
+
+/// New-user walkthrough: `camera --help` printed the usage on stderr and exited 2, as for a
+/// mistake; `--size 100000x100000` said it "is not WxH". Help is on stdout with exit 0; a size
+/// out of range says the range.
+#[test]
+fn camera_help_succeeds_and_a_bad_size_says_the_range() {
+    let out = Command::new(example("camera"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text.contains("usage: camera"), "{text}");
+    let out = Command::new(example("camera"))
+        .args(["--size", "100000x100000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("1..=16384"), "{err}");
+}

@@ -195,6 +195,12 @@ enum Step {
 fn run_steps(kind: &str, cap: &str, steps: &[Step]) {
     let name = unique_name(&format!("cliorder{kind}"));
     let _c = Cleanup::new(&[&name]);
+    // An element size only for the fixed-size kinds (the byte kinds refuse one).
+    let elem = if kind.contains("bytes") {
+        "--elem-size=1"
+    } else {
+        "--elem-size=16"
+    };
     ok(&[
         "queue",
         "create",
@@ -203,7 +209,7 @@ fn run_steps(kind: &str, cap: &str, steps: &[Step]) {
         kind,
         "--capacity",
         cap,
-        "--elem-size=16",
+        elem,
     ]);
     for (i, step) in steps.iter().enumerate() {
         let at = format!("{kind}, step {i}");
@@ -361,7 +367,10 @@ fn queues_of_library_types_of_other_sizes_push_and_pop_both_ways() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "shmkit: message is 25 bytes, the queue's elements are 24\n"
+        format!(
+            "shmkit: queue {name:?}: the message is 25 bytes, more than its maximum of 24 (its \
+             element size: create it with a larger --elem-size)\n"
+        )
     );
     assert!(q.is_empty());
 
@@ -546,7 +555,11 @@ fn a_pop_that_cannot_print_its_message_does_not_succeed() {
     for kind in ["bytes-ring", "mpmc-bytes", "spsc", "mpmc"] {
         let q = unique_name(&format!("clipop-lost-{kind}"));
         let _c = Cleanup::new(&[&q]);
-        let cap = if kind.contains("bytes") { "4096" } else { "8" };
+        let (cap, elem) = if kind.contains("bytes") {
+            ("4096", "1")
+        } else {
+            ("8", "16")
+        };
         ok(&[
             "queue",
             "create",
@@ -556,7 +569,7 @@ fn a_pop_that_cannot_print_its_message_does_not_succeed() {
             "--capacity",
             cap,
             "--elem-size",
-            "16",
+            elem,
         ]);
         ok(&["queue", "push", &q, "first"]);
         ok(&["queue", "push", &q, "second"]);
@@ -648,4 +661,108 @@ fn queue_stat_quotes_a_type_name_it_did_not_write() {
     // JSON has it exactly.
     let v = json(&["queue", "stat", &q, "--json"]);
     assert_eq!(v["elem_type"], <Forged as shmkit::ShmType>::TYPE_NAME);
+}
+
+/// New-user walkthrough: `queue create --kind bytes-ring --elem-size 8` made a byte queue
+/// and ignored `--elem-size` without a word. It is a usage error for the byte-message kinds
+/// (exit 2, nothing created); 1, the element size `queue stat` shows for them, is accepted.
+#[test]
+fn elem_size_is_refused_for_byte_message_queues() {
+    for (kind, cap) in [("bytes-ring", "1024"), ("mpmc-bytes", "1024")] {
+        let q = unique_name("cli-elem-bytes");
+        let _c = Cleanup::new(&[&q]);
+        let args = ["queue", "create", &q, "--kind", kind, "--capacity", cap];
+        let out = shmkit(&[&args[..], &["--elem-size", "8"]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{kind}: {err}");
+        assert!(
+            err.contains("--elem-size") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(!std::path::Path::new(&format!("/dev/shm/{q}")).exists());
+        let out = shmkit(&[&args[..], &["--elem-size", "1"]].concat());
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// New-user walkthrough: a message too long for the queue was refused in three wordings, two
+/// without the queue's name and none saying what to do ("message is 65 bytes, the queue's
+/// elements are 64"; "a message of 505 bytes exceeds this ring's maximum of 504"). Every
+/// kind says it one way, names the queue and the create option that makes room; nothing is
+/// pushed.
+#[test]
+fn a_message_too_long_is_refused_one_way_for_every_kind() {
+    for (kind, cap, max, how) in [
+        ("spsc", "8", 64, "--elem-size"),
+        ("mpmc", "8", 64, "--elem-size"),
+        ("bytes-ring", "1024", 504, "--capacity"),
+        ("mpmc-bytes", "1024", 512, "--capacity"),
+    ] {
+        let q = unique_name("cli-toolong");
+        let _c = Cleanup::new(&[&q]);
+        ok(&["queue", "create", &q, "--kind", kind, "--capacity", cap]);
+        let long = "x".repeat(max + 1);
+        let out = shmkit(&["queue", "push", &q, &long]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {err}");
+        let want = format!(
+            "queue {q:?}: the message is {} bytes, more than its maximum of {max}",
+            max + 1
+        );
+        assert!(err.contains(&want) && err.contains(how), "{kind}: {err}");
+        assert_eq!(json(&["queue", "stat", &q, "--json"])["len"], 0, "{kind}");
+        // The longest message fits.
+        ok(&["queue", "push", &q, &"y".repeat(max)]);
+    }
+}
+
+/// New-user walkthrough: a timed-out `queue pop` said "timed out: the queue stayed empty"
+/// without naming the queue, and so did a full push but of mpmc-bytes (which alone named it).
+/// Every push and pop failure names the queue, once, whatever the kind.
+#[test]
+fn push_and_pop_failures_name_the_queue_for_every_kind() {
+    for (kind, cap) in [
+        ("spsc", "2"),
+        ("mpmc", "2"),
+        ("bytes-ring", "64"),
+        ("mpmc-bytes", "256"),
+    ] {
+        let q = unique_name("cli-named");
+        let _c = Cleanup::new(&[&q]);
+        ok(&["queue", "create", &q, "--kind", kind, "--capacity", cap]);
+        let prefix = format!("shmkit: queue {q:?}: timed out");
+        let out = shmkit(&["queue", "pop", &q, "--timeout", "0.05"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {err}");
+        assert!(
+            err.starts_with(&prefix) && err.contains("empty"),
+            "{kind}: {err}"
+        );
+        // Fill it, then one more push times out.
+        let mut full = None;
+        for _ in 0..16 {
+            let out = shmkit(&[
+                "queue",
+                "push",
+                &q,
+                "twenty bytes of text",
+                "--timeout",
+                "0.05",
+            ]);
+            if !out.status.success() {
+                full = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+                break;
+            }
+        }
+        let err = full.unwrap_or_else(|| panic!("{kind}: never full"));
+        assert!(
+            err.starts_with(&prefix) && err.contains("full"),
+            "{kind}: {err}"
+        );
+        assert_eq!(err.matches(&format!("{q:?}")).count(), 1, "{kind}: {err}");
+    }
 }

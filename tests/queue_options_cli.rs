@@ -27,7 +27,12 @@ fn ok(args: &[&str]) -> String {
 
 #[test]
 fn queue_create_mode_sparse_lifetime() {
-    for (kind, cap) in [("spsc", "8"), ("mpmc", "8"), ("bytes-ring", "4096")] {
+    // (`--elem-size` is for the fixed-size kinds: the byte kinds take only 1.)
+    for (kind, cap, elem) in [
+        ("spsc", "8", "8"),
+        ("mpmc", "8", "8"),
+        ("bytes-ring", "4096", "1"),
+    ] {
         let name = unique_name(&format!("clio-{kind}"));
         let _c = Cleanup::new(&[&name]);
         ok(&[
@@ -39,7 +44,7 @@ fn queue_create_mode_sparse_lifetime() {
             "--capacity",
             cap,
             "--elem-size",
-            "8",
+            elem,
             "--mode",
             "660",
             "--sparse",

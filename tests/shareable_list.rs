@@ -693,3 +693,23 @@ fn empty_lists_open_at_once_and_zeros_with_slack_are_not_ready() {
         other => panic!("expected NotReady, got {other:?}"),
     }
 }
+
+/// New-user walkthrough: opening another kind of shmkit object as a list (a plain segment, a
+/// lock; Python's `ShareableList(name=…)` too) said it was "corrupt: as a ShareableList: item count N at offset 0 is
+/// 744300426190934921…" (the magic read as a count). It is a kind mismatch naming the kind,
+/// as the CLI's `list get` and every other open say; read-only too.
+#[test]
+fn another_shmkit_object_is_a_kind_mismatch_not_a_corrupt_list() {
+    let (seg, lock) = (unique_name("sl-kind-seg"), unique_name("sl-kind-lock"));
+    let _c = Cleanup::new(&[&seg, &lock]);
+    drop(Segment::create(&seg, 4096).unwrap());
+    drop(shmkit::sync::Lock::create(&lock).unwrap());
+    for (name, kind) in [(&seg, "a segment"), (&lock, "a lock")] {
+        let want = format!("segment {name:?} holds {kind}, not a ShareableList");
+        let e = ShareableList::open(name).err().unwrap();
+        assert!(matches!(e, Error::KindMismatch { .. }), "{e}");
+        assert_eq!(e.to_string(), want);
+        let e = ShareableList::open_read_only(name).err().unwrap();
+        assert_eq!(e.to_string(), want);
+    }
+}

@@ -32,11 +32,17 @@ ap.add_argument("--shmkit", default="shmkit", help="path of the shmkit binary")
 args = ap.parse_args()
 name = args.name
 try:
-    out = subprocess.check_output([args.shmkit, "info", "--json", name])
+    r = subprocess.run([args.shmkit, "info", "--json", name], capture_output=True, text=True)
 except FileNotFoundError:
     sys.exit(f"array_numpy: no {args.shmkit!r} to run: pass --shmkit target/release/shmkit "
              "(after `cargo build --release`), or put shmkit on PATH (`cargo install --path .`)")
-state = json.loads(out)["state"]
+if r.returncode != 0:
+    # shmkit's own one-line message: not found, permission denied, corrupt, ...
+    sys.exit(f"array_numpy: {r.stderr.strip()}")
+info = json.loads(r.stdout)
+if info.get("kind") not in ("value", "array") or "state" not in info:
+    sys.exit(f"array_numpy: {name} holds kind {info.get('kind')!r}, not a value or array cell")
+state = info["state"]
 
 # Opt out of CPython's resource tracker, which would unlink the segment when this process
 # exits (gh-82300; README "Python interop").

@@ -33,11 +33,17 @@ CLAIMED = 1 << 63
 
 
 def layout_of(name, shmkit):
-    out = subprocess.run([shmkit, "info", "--json", name], check=True,
-                         capture_output=True, text=True).stdout
-    info = json.loads(out)
+    try:
+        r = subprocess.run([shmkit, "info", "--json", name], capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit(f"frames_numpy: no {shmkit!r} to run: pass --shmkit target/release/shmkit "
+                 "(after `cargo build --release`), or put shmkit on PATH (`cargo install --path .`)")
+    if r.returncode != 0:
+        # shmkit's own one-line message: not found, permission denied, corrupt, ...
+        sys.exit(f"frames_numpy: {r.stderr.strip()}")
+    info = json.loads(r.stdout)
     if info.get("kind") != "frames" or "state" not in info:
-        sys.exit(f"frames_numpy: {name} is a {info.get('kind')}, not a frame channel")
+        sys.exit(f"frames_numpy: {name} holds kind {info.get('kind')!r}, not a frame channel")
     return info["state"]
 
 

@@ -913,3 +913,31 @@ def test_lifetime_keyword(cls, args, names, lifetime_of):
     finally:
         for o in objs:
             o.unlink()
+
+
+def test_array_numpy_example_says_what_is_wrong_without_a_traceback(names, rust_bins):
+    """`examples/python/array_numpy.py` (stock CPython and numpy) maps a cell; given a name
+    that does not exist, or an object that is no cell, it says so in one line and exits 1
+    (it ended in a `CalledProcessError` or `KeyError` traceback)."""
+    import sys
+
+    from conftest import ROOT
+
+    script = str(ROOT / "examples" / "python" / "array_numpy.py")
+    cli = str(rust_bins["shmkit"])
+    arr, seg, missing = names("arr"), names("seg"), names("missing")
+    subprocess.run([cli, "array", "create", arr, "d", "4"], check=True)
+    subprocess.run([cli, "create", seg, "--size", "8"], check=True)
+
+    def run(n):
+        return subprocess.run([sys.executable, script, n, "--shmkit", cli],
+                              capture_output=True, text=True, timeout=60)
+
+    out = run(arr)
+    assert out.returncode == 0, out.stderr
+    assert "Array<d>[4]" in out.stdout
+    for n, says in [(missing, "not found"), (seg, "not a value or array")]:
+        out = run(n)
+        assert out.returncode == 1, out.stderr
+        assert says in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -946,3 +946,24 @@ def test_owned_channel_lifetime(names, lifetime_of):
         for p in (owned, persistent):
             p.close()
             p.unlink()
+
+
+def test_readme_frames_example_runs_as_two_processes_in_order(name):
+    """README's Python frames example, as it says: process 1 (the camera) runs and exits, then
+    process 2 (the viewer). The viewer gets the frame (the example's subscriber attached
+    after the publish had only an EOFError for it) and removes the channel."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S)
+                 if "# process 1: the camera" in b)
+    head, rest = block.split("# process 1: the camera", 1)
+    one, two = rest.split("# process 2", 1)
+    assert '"cam"' in one and '"cam"' in two
+    for part in (one, "# process 2" + two):
+        src = (head + part).replace('"cam"', repr(name))
+        out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1 128.0 "), out.stdout
+    assert not os.path.exists(f"/dev/shm/{name}")

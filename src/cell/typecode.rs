@@ -166,8 +166,9 @@ impl Typecode {
     }
 
     /// The element's bytes (little-endian) for the text `s`, or why `s` does not fit: an
-    /// integer out of range, a float that does not parse, a `c` that is not exactly one byte,
-    /// a `u` that is not exactly one character, a `?` that is not `true`/`false`/`1`/`0`.
+    /// integer out of range, a float that does not parse, a `c` that is not exactly one byte
+    /// (or `\\xNN`), a `u` that is not exactly one character (or `\\UNNNNNNNN`), a `?` that
+    /// is not `true`/`false`/`1`/`0`. Reads back every text [`format`](Self::format) writes.
     pub fn parse(self, s: &str) -> Result<Vec<u8>, String> {
         let what = || format!("{s:?} does not fit typecode '{}'", self.as_char());
         match self {
@@ -181,19 +182,26 @@ impl Typecode {
                 .parse::<f64>()
                 .map(|v| v.to_le_bytes().to_vec())
                 .map_err(|e| format!("{}: {e}", what())),
-            Typecode::Char => match s.as_bytes() {
-                [b] => Ok(vec![*b]),
-                b => Err(format!(
-                    "{}: it is {} bytes, a 'c' is one byte",
+            Typecode::Char => match (s.as_bytes(), hex_escape(s, "\\x", 2)) {
+                ([b], _) => Ok(vec![*b]),
+                // `format`'s form of a byte that is not printable ASCII.
+                (_, Some(v)) => Ok(vec![v as u8]),
+                (b, None) => Err(format!(
+                    "{}: it is {} bytes, a 'c' is one byte (\\xNN for any byte)",
                     what(),
                     b.len()
                 )),
             },
             Typecode::WChar => {
                 let mut it = s.chars();
-                match (it.next(), it.next()) {
-                    (Some(c), None) => Ok((c as u32).to_le_bytes().to_vec()),
-                    _ => Err(format!("{}: a 'u' is exactly one character", what())),
+                match (it.next(), it.next(), hex_escape(s, "\\U", 8)) {
+                    (Some(c), None, _) => Ok((c as u32).to_le_bytes().to_vec()),
+                    // `format`'s form of a value that is no character.
+                    (_, _, Some(v)) => Ok(v.to_le_bytes().to_vec()),
+                    _ => Err(format!(
+                        "{}: a 'u' is exactly one character (or \\UNNNNNNNN)",
+                        what()
+                    )),
                 }
             }
             Typecode::Bool => match s.trim() {
@@ -255,6 +263,15 @@ impl Typecode {
     }
 }
 
+/// The value of `s` if it is `prefix` followed by exactly `digits` hex digits (`\\x41`,
+/// `\\U0000d800`: how [`Typecode::format`] writes a `c` or `u` it cannot show as itself).
+fn hex_escape(s: &str, prefix: &str, digits: usize) -> Option<u32> {
+    let hex = s.strip_prefix(prefix)?;
+    (hex.len() == digits && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u32::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
 impl fmt::Display for Typecode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.as_char())
@@ -288,8 +305,16 @@ mod tests {
             ('f', "x", false),
             ('c', "a", true),
             ('c', "ab", false),
+            ('c', "\\x00", true),
+            ('c', "\\xff", true),
+            ('c', "\\", true),
+            ('c', "\\x+f", false),
+            ('c', "\\x100", false),
             ('u', "é", true),
             ('u', "ab", false),
+            ('u', "\\U0000d800", true),
+            ('u', "\\Uffffffff", true),
+            ('u', "\\U+000d800", false),
             ('?', "true", true),
             ('?', "2", false),
         ];
@@ -303,6 +328,15 @@ mod tests {
                 assert_eq!(t.parse(&back).unwrap(), b, "{c} {s} -> {back}");
             }
         }
+        // Every byte of a `c`, and a `u` that is no character, print as what parses back.
+        for b in 0..=255u8 {
+            assert_eq!(
+                Typecode::Char.parse(&Typecode::Char.format(&[b])),
+                Ok(vec![b])
+            );
+        }
+        let bad = 0xd800u32.to_le_bytes();
+        assert_eq!(Typecode::WChar.format(&bad), "\\U0000d800");
         assert_eq!(Typecode::for_rust_name("i64"), Some(Typecode::I64));
         assert_eq!(Typecode::for_rust_name("c_long"), None);
         assert!(Typecode::Long.accepts_rust_name("i64"));

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::os::deadline::{self, wait_forms, Wait};
 use crate::os::{atomic_copy, liveness, process};
 use crate::segment::{
-    Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions, State,
-    FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
+    validate_self, Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions,
+    State, FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
 };
 use crate::sync::{LockError, LockGuard, LockState, LIVENESS_SLICE};
 use crate::Liveness;
@@ -432,6 +432,20 @@ fn write_fields(seg: &Segment<ReadWrite>, at: u64, data: &[u8]) -> Result<()> {
 /// aligned format field is one 8-byte access and an unaligned one 8 byte accesses, codes are
 /// bytes, and the header, offsets table and trailer words are whole, whether a copy covers
 /// one field or a whole area (open reads the format area in one copy).
+/// The kind of the shmkit object in `seg` (named `name`) if it starts with a valid shmkit
+/// header (`SPEC.md` §3), for an open that found no list there: a queue or a lock is another
+/// kind of object, not a corrupt list. A CPython list never starts with the magic: read as
+/// its item count N, the magic is over 2^59, more items than any object holds.
+fn shmkit_kind<A: Access>(name: &str, seg: &Segment<A>) -> Option<String> {
+    let mut buf = [0u8; HEADER_SIZE];
+    if !read_fields(seg, 0, &mut buf) {
+        return None;
+    }
+    let h = RawHeader::from_prefix(&buf)?;
+    (h.magic == MAGIC && validate_self(name, &h, seg.len() as u64).is_ok())
+        .then(|| Kind(h.kind).to_string())
+}
+
 fn read_fields<A: Access>(seg: &Segment<A>, at: u64, buf: &mut [u8]) -> bool {
     let Some(at) = inside(seg, at, buf.len()) else {
         return false;
@@ -1023,7 +1037,17 @@ impl<A: Access> ShareableListOptions<A> {
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                other => break other.map_err(|e| e.into_error(name))?,
+                other => {
+                    break other.map_err(|e| match shmkit_kind(name, &seg) {
+                        // Another shmkit object: say which, as every other open does.
+                        Some(found) => Error::KindMismatch {
+                            name: name.to_owned(),
+                            expected: "ShareableList".into(),
+                            found,
+                        },
+                        None => e.into_error(name),
+                    })?;
+                }
             }
         };
         let (geo, t) = match first {

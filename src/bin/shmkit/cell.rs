@@ -104,7 +104,9 @@ enum ArrayCmd {
         /// Segment name.
         #[arg(value_parser = segment_name)]
         name: String,
-        /// INDEX or START:END (default: all).
+        /// INDEX or START:END (default: all); negative ones count from the end (`-1`: the
+        /// last element, `-3:` the last three).
+        #[arg(allow_hyphen_values = true)]
         at: Option<String>,
         /// Seconds to wait for the lock or a write under way.
         #[arg(long, default_value = "10", value_parser = seconds)]
@@ -115,8 +117,9 @@ enum ArrayCmd {
         /// Segment name.
         #[arg(value_parser = segment_name)]
         name: String,
-        /// Index of the first element to set.
-        index: usize,
+        /// Index of the first element to set (negative counts from the end).
+        #[arg(allow_negative_numbers = true)]
+        index: String,
         /// The new values, in the typecode's syntax: elements INDEX, INDEX + 1, … in one write
         /// under the lock. Every element (INDEX 0) is a whole-array write, which also repairs
         /// an array whose lock holder died. Negative numbers are values; after `--`, so is
@@ -278,7 +281,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
             // object under the name).
             let span_of = |len| match at.as_deref() {
                 None => Ok((0, len)),
-                Some(s) => span(s, len).map_err(Stop::Usage),
+                Some(s) => span(s, len),
             };
             refuse_other_kind(&name, CELLS, "an array cell", true)?;
             let (b, size, typecode) = match AnyArray::open(&name) {
@@ -325,6 +328,7 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
                     a.describe()
                 )
             })?;
+            let index = self::index(&index, a.len())?;
             if index >= a.len() || values.len() > a.len() - index {
                 return Err(Stop::Failed(format!(
                     "{} out of range: segment {name:?} holds {} (indices 0..{})",
@@ -350,26 +354,42 @@ pub(crate) fn array(args: ArrayArgs) -> CmdResult {
     }
 }
 
-/// `INDEX` or `START:END` (either side may be omitted) as (first, count); out of range is
-/// left to the library's check, which names the array.
-fn span(s: &str, len: usize) -> Result<(usize, usize), String> {
-    let num = |x: &str, default: usize| -> Result<usize, String> {
-        if x.is_empty() {
-            return Ok(default);
-        }
-        x.parse().map_err(|e| format!("bad index {x:?}: {e}"))
+/// Index `x` of an array of `len` elements, a negative one counting from the end (as
+/// Python's and `list get`'s); past the end is left to the library's check, which names the
+/// array. Not a number: a usage error; before the start: a failure (it depends on `len`).
+fn index(x: &str, len: usize) -> Result<usize, Stop> {
+    let v: i64 = x.parse().map_err(|_| {
+        Stop::Usage(format!(
+            "bad index {x:?}: a whole number (negative ones count from the end)"
+        ))
+    })?;
+    if v >= 0 {
+        return Ok(v as usize);
+    }
+    usize::try_from(v.unsigned_abs())
+        .ok()
+        .and_then(|back| len.checked_sub(back))
+        .ok_or_else(|| Stop::Failed(format!("index {v} is before the start of {len} elements")))
+}
+
+/// `INDEX` or `START:END` (either side may be omitted; negative ones count from the end) as
+/// (first, count); past the end is left to the library's check, which names the array.
+fn span(s: &str, len: usize) -> Result<(usize, usize), Stop> {
+    let num = |x: &str, default: usize| match x {
+        "" => Ok(default),
+        x => index(x, len),
     };
     match s.split_once(':') {
         None => Ok((num(s, 0)?, 1)),
         Some((a, b)) => {
             let (a, b) = (num(a, 0)?, num(b, len)?);
             if b < a && a > len {
-                return Err(format!(
+                return Err(Stop::Usage(format!(
                     "range {s:?} starts past the end (indices 0..{len})"
-                ));
+                )));
             }
             if b < a {
-                return Err(format!("range {s:?} ends before it starts"));
+                return Err(Stop::Usage(format!("range {s:?} ends before it starts")));
             }
             Ok((a, b - a))
         }

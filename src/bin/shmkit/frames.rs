@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::{create_error, outln, print_json, segment_name, CmdResult, Stop};
 use shmkit::frames::{self, FramesOptions, FramesStat, Policy};
-use shmkit::segment::Lifetime;
+use shmkit::segment::{Kind, Lifetime};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -112,6 +112,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             outln!("created frame channel {name}: {slots} slots of {max_bytes} bytes")
         }
         Cmd::Stat { name, json } => {
+            crate::refuse_other_kind(&name, &[Kind::FRAMES], "a frames channel", true)?;
             let st = frames::stat(&name).map_err(|e| format!("frames stat {name}: {e}"))?;
             if json {
                 return print_json(&st);
@@ -119,6 +120,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             print_stat(&name, &st)
         }
         Cmd::Save { name, file } => {
+            crate::refuse_other_kind(&name, &[Kind::FRAMES], "a frames channel", true)?;
             let c = frames::copy_latest(&name)
                 .map_err(|e| format!("frames save {name}: {e}"))?
                 .ok_or_else(|| format!("frames save {name}: no frame has been published"))?;
@@ -132,8 +134,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
             }
             let hex: String = c.header.iter().map(|b| format!("{b:02x}")).collect();
             let line = format!(
-                "saved frame {} ({} bytes) to {}; published at monotonic {} ns, realtime {} ns; \
-                 header {}",
+                "saved frame {} ({} bytes) to {}; published at {} (realtime {} ns, monotonic \
+                 {} ns); header {}",
                 c.seq,
                 c.data.len(),
                 if to_stdout {
@@ -141,8 +143,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 } else {
                     file.display().to_string()
                 },
-                c.mono_ns,
+                crate::utc(c.real_ns),
                 c.real_ns,
+                c.mono_ns,
                 if hex.is_empty() { "(none)" } else { &hex }
             );
             if to_stdout {

@@ -165,7 +165,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 outln!("creator pid ns:  pid:[{}]", h.creator_pid_namespace)?;
             }
             outln!(
-                "created:         {} ns after the Unix epoch",
+                "created:         {} ({} ns after the Unix epoch)",
+                crate::utc(h.created_unix_ns),
                 h.created_unix_ns
             )?;
         }

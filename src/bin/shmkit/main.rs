@@ -187,6 +187,29 @@ pub(crate) fn shown_file_name(name: &[u8]) -> String {
     out
 }
 
+/// A time in nanoseconds after the Unix epoch as a reader takes it in:
+/// `2026-12-06 03:10:31.564968498 UTC` (the proleptic Gregorian calendar, any `u64`).
+pub(crate) fn utc(ns: u64) -> String {
+    let (secs, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    let (days, sod) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's `civil_from_days`, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{frac:09} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
 /// Clap value parser for a timeout in seconds (non-negative, finite, not absurdly large).
 pub(crate) fn seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s
@@ -392,5 +415,24 @@ fn exact_integers(v: &mut serde_json::Value) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates_as_date_u_gives_them() {
+        for (ns, want) in [
+            (0, "1970-01-01 00:00:00.000000000 UTC"),
+            (951_782_400_000_000_000, "2000-02-29 00:00:00.000000000 UTC"),
+            (951_868_799_000_000_001, "2000-02-29 23:59:59.000000001 UTC"),
+            (
+                4_107_542_400_000_000_000,
+                "2100-03-01 00:00:00.000000000 UTC",
+            ),
+            (u64::MAX, "2554-07-21 23:34:33.709551615 UTC"),
+        ] {
+            assert_eq!(super::utc(ns), want);
+        }
     }
 }

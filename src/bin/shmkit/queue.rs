@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    create_error, holds_not, outln, print_json, seconds, segment_name, shmkit_header, CmdResult,
-    Stop,
+    create_error, holds_not, outln, print_json, refuse_other_kind, seconds, segment_name,
+    shmkit_header, CmdResult, Stop,
 };
 use shmkit::queue::{self, bytes, mpmc, spsc, PopError, RawError};
 use shmkit::segment::{Kind, Lifetime};
@@ -41,9 +41,11 @@ enum Cmd {
         /// Slots (spsc, mpmc) or bytes (bytes-ring, mpmc-bytes), a power of two.
         #[arg(long)]
         capacity: u64,
-        /// Element size in bytes for spsc and mpmc: 1 to 1048576 (1 MiB).
-        #[arg(long, default_value_t = 64)]
-        elem_size: usize,
+        /// Element size in bytes for spsc and mpmc: 1 to 1048576 (1 MiB), 64 if not given.
+        /// Not for bytes-ring and mpmc-bytes, whose messages have any length (their element
+        /// size, as `queue stat` shows it, is 1).
+        #[arg(long)]
+        elem_size: Option<usize>,
         /// Permission bits, octal.
         #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
         mode: u32,
@@ -131,6 +133,30 @@ impl clap::ValueEnum for QKind {
     }
 }
 
+/// Refuse a MESSAGE of `len` bytes that queue `name` (of state `st`) cannot carry, in one
+/// message for every kind that says what to do. (The opens and pushes
+/// after it check again: this look is a moment before them.)
+fn too_long(st: &queue::QueueStat, len: usize) -> CmdResult {
+    let (max, how) = match st.max_message {
+        Some(max) => (
+            max,
+            format!(
+                "for its capacity of {} bytes: create it with a larger --capacity",
+                st.capacity
+            ),
+        ),
+        None => (
+            st.elem_size,
+            "its element size: create it with a larger --elem-size".to_owned(),
+        ),
+    };
+    if len as u64 <= max {
+        return Ok(());
+    }
+    // The queue's name: `named`'s.
+    Err(format!("the message is {len} bytes, more than its maximum of {max} ({how})").into())
+}
+
 /// MESSAGE as an element of `n` bytes: its UTF-8 bytes, zero-padded.
 fn pad(msg: &str, n: usize) -> Result<Vec<u8>, String> {
     let b = msg.as_bytes();
@@ -178,6 +204,7 @@ fn print_elem(b: &[u8]) -> CmdResult {
 /// The state of queue `name`, after a look at its header that changes nothing (a raw, corrupt
 /// or non-queue object gets a message that says which).
 fn stat_of(name: &str) -> Result<(Kind, queue::QueueStat), Stop> {
+    refuse_other_kind(name, Kind::QUEUES, "a queue", true)?;
     let h = shmkit_header(name, "")?;
     if !Kind::QUEUES.contains(&h.kind) {
         return Err(holds_not(name, &h.kind.with_article(), "a queue"));
@@ -202,6 +229,14 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     <$q>::options().mode(mode).sparse(sparse).lifetime(lifetime)
                 };
             }
+            if matches!(kind.0, Kind::BYTES_RING | Kind::MPMC_BYTES) && elem_size.unwrap_or(1) != 1
+            {
+                return Err(Stop::Usage(format!(
+                    "{name:?}: --elem-size is for spsc and mpmc queues; a {} queue carries \
+                     messages of any length up to its maximum (`shmkit queue stat` shows it)",
+                    kind.0
+                )));
+            }
             match kind.0 {
                 Kind::BYTES_RING => drop(
                     opts!(bytes::Ring)
@@ -209,6 +244,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                         .map_err(create_error)?,
                 ),
                 k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => {
+                    let elem_size = elem_size.unwrap_or(64);
                     create_fixed(k, &name, elem_size, capacity, (mode, sparse, lifetime))?
                 }
                 Kind::MPMC_BYTES => {
@@ -222,42 +258,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
             name,
             message,
             timeout,
-        } => {
-            let t = timeout;
-            let (kind, _) = stat_of(&name)?;
-            let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
-            match kind {
-                Kind::BYTES_RING => {
-                    let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
-                    let mut tx = r.producer().map_err(|x| e(&x))?;
-                    tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
-                }
-                Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, &name, &message, t),
-                k => Err(holds_not(&name, &k.with_article(), "a queue")),
-            }
-        }
-        Cmd::Pop { name, timeout } => {
-            // Before anything is consumed: a message popped for a closed stdout is lost.
-            crate::stdout_can_take_output()?;
-            let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
-            let (kind, _) = stat_of(&name)?;
-            let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
-            match kind {
-                Kind::BYTES_RING => {
-                    let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
-                    let mut rx = r.consumer().map_err(|x| e(&x))?;
-                    let m = pop_until(deadline, |d| match d {
-                        Some(d) => rx.recv_deadline(d),
-                        None => rx.recv(),
-                    })?;
-                    print_message(&m)
-                }
-                Kind::MPMC_BYTES => print_message(&super::queue_mpmc_bytes::pop(&name, deadline)?),
-                k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => pop_fixed(k, &name, deadline),
-                k => Err(holds_not(&name, &k.with_article(), "a queue")),
-            }
-        }
+        } => named(&name, push(&name, &message, timeout)),
+        Cmd::Pop { name, timeout } => named(&name, pop(&name, timeout)),
         Cmd::Stat { name, json } => {
             let (_, st) = stat_of(&name)?;
             if json {
@@ -266,6 +268,61 @@ pub(crate) fn run(args: Args) -> CmdResult {
             print_stat(&name, &st)
         }
     }
+}
+
+/// `queue push NAME MESSAGE`: attach as the producer for the call, wait up to `t` for room.
+fn push(name: &str, message: &str, t: Duration) -> CmdResult {
+    let (kind, st) = stat_of(name)?;
+    too_long(&st, message.len())?;
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
+    match kind {
+        Kind::BYTES_RING => {
+            let r = bytes::Ring::open(name).map_err(|x| e(&x))?;
+            let mut tx = r.producer().map_err(|x| e(&x))?;
+            tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
+        }
+        Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(name, message, t),
+        k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, name, message, t),
+        k => Err(holds_not(name, &k.with_article(), "a queue")),
+    }
+}
+
+/// `queue pop NAME`: attach as the consumer for the call, wait up to `timeout` (no limit:
+/// `None`) for a message and print it.
+fn pop(name: &str, timeout: Option<Duration>) -> CmdResult {
+    // Before anything is consumed: a message popped for a closed stdout is lost.
+    crate::stdout_can_take_output()?;
+    let deadline = timeout.and_then(shmkit::Timeout::deadline_after);
+    let (kind, _) = stat_of(name)?;
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
+    match kind {
+        Kind::BYTES_RING => {
+            let r = bytes::Ring::open(name).map_err(|x| e(&x))?;
+            let mut rx = r.consumer().map_err(|x| e(&x))?;
+            let m = pop_until(deadline, |d| match d {
+                Some(d) => rx.recv_deadline(d),
+                None => rx.recv(),
+            })?;
+            print_message(&m)
+        }
+        Kind::MPMC_BYTES => print_message(&super::queue_mpmc_bytes::pop(name, deadline)?),
+        k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => pop_fixed(k, name, deadline),
+        k => Err(holds_not(name, &k.with_article(), "a queue")),
+    }
+}
+
+/// A push's or pop's failure `e` naming queue `name`, in one place for every kind, unless its
+/// message names the object already (an open's error: `segment "q" …`).
+fn named(name: &str, r: CmdResult) -> CmdResult {
+    r.map_err(|e| match e {
+        Stop::Failed(m)
+            if !m.starts_with(&format!("segment {name:?}"))
+                && !m.starts_with(&format!("queue {name:?}")) =>
+        {
+            Stop::Failed(format!("queue {name:?}: {m}"))
+        }
+        e => e,
+    })
 }
 
 /// `$body` with `$q` the raw queue type of fixed-size kind `$kind` (`spsc::RawQueue` or

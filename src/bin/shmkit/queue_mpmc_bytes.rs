@@ -26,7 +26,7 @@ pub(crate) fn create(
 
 /// `queue push NAME MESSAGE`: attach a producer for the call, wait up to `timeout` for room.
 pub(crate) fn push(name: &str, message: &str, timeout: Duration) -> CmdResult {
-    let e = |e: &dyn std::fmt::Display| Stop::from(format!("queue {name:?}: {e}"));
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
     let q = Queue::open(name).map_err(|x| e(&x))?;
     let mut tx = q.producer().map_err(|x| e(&x))?;
     tx.push_timeout(message.as_bytes(), timeout)
@@ -37,7 +37,7 @@ pub(crate) fn push(name: &str, message: &str, timeout: Duration) -> CmdResult {
 /// As for the other kinds, a `Disconnected` queue (its producers closed it or died) is polled
 /// until the deadline, since the next producer to attach reopens it.
 pub(crate) fn pop(name: &str, deadline: Option<Instant>) -> Result<Vec<u8>, Stop> {
-    let e = |e: &dyn std::fmt::Display| Stop::from(format!("queue {name:?}: {e}"));
+    let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
     let q = Queue::open(name).map_err(|x| e(&x))?;
     let mut rx = q.consumer().map_err(|x| e(&x))?;
     loop {

@@ -21,17 +21,22 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> CmdResult {
     for name in &args.names {
         let b = name.as_bytes();
+        // What even --any-name refuses: no entry of /dev/shm has such a name.
+        let never = b.is_empty() || b.contains(&b'/') || b == b"." || b == b"..";
         let bad = if args.any_name {
-            (b.is_empty() || b.contains(&b'/') || b == b"." || b == b"..")
-                .then(|| format!("invalid name {name:?}: empty, '.', '..' or contains '/'"))
+            never.then(|| format!("invalid name {name:?}: empty, '.', '..' or contains '/'"))
         } else {
+            // The hint only where --any-name would take the name.
+            let hint = if never {
+                ""
+            } else {
+                " (--any-name removes objects with such names)"
+            };
             match name.to_str() {
                 Some(n) => segment::validate_name(n)
                     .err()
-                    .map(|e| format!("{e} (--any-name removes objects with such names)")),
-                None => Some(format!(
-                    "invalid name {name:?}: not UTF-8 (--any-name removes objects with such names)"
-                )),
+                    .map(|e| format!("{e}{hint}")),
+                None => Some(format!("invalid name {name:?}: not UTF-8{hint}")),
             }
         };
         if let Some(msg) = bad {
