@@ -22,7 +22,15 @@ use std::time::Duration;
 use shmkit::queue::spsc::Queue;
 use shmkit::queue::PopError;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Errors print their message (not the `Debug` form `main` returning `Err` would) and exit 1.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("queue_pair: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (role, name) = match (args.get(1), args.get(2)) {
         (Some(r), Some(n)) => (r.as_str(), n.as_str()),

@@ -162,7 +162,15 @@ fn self_run() -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Errors print their message (not the `Debug` form `main` returning `Err` would) and exit 1.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("robust_lock: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => self_run(),

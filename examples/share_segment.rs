@@ -114,7 +114,15 @@ fn reader(name: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Errors print their message (not the `Debug` form `main` returning `Err` would) and exit 1.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("share_segment: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("writer") => writer(args.get(1).map_or("demo-seg", String::as_str)),

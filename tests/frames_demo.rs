@@ -3,25 +3,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{unique_name, Cleanup};
-
-/// An example binary built beside this test (`cargo test` builds the examples).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join("examples").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: `cargo test` builds the examples; for this file alone run \
-         `cargo build --example camera` first",
-        p.display()
-    );
-    p
-}
+use common::{example, unique_name, Cleanup};
 
 #[test]
 fn camera_demo_runs_and_cleans_up() {

@@ -33,6 +33,20 @@ use std::time::{Duration, Instant};
 const ROLE_VAR: &str = "SHMKIT_CHILD_ROLE";
 const ARGS_VAR: &str = "SHMKIT_CHILD_ARGS";
 
+/// An example binary built beside the test binary (`cargo test` builds the examples).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join("examples").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo test` builds the examples; for one test file alone run \
+         `cargo build --examples` first",
+        p.display()
+    );
+    p
+}
+
 /// Run the `shmkit` binary with `args` and `input` on its standard input (closed after it);
 /// its whole output.
 pub fn shmkit_with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
