@@ -473,7 +473,9 @@ impl fmt::Display for Error {
             Error::Corrupt { name, what } => write!(f, "segment {name:?} is corrupt: {what}"),
             Error::NotReady { name, waited, detail } => write!(
                 f,
-                "segment {name:?} was not usable within {waited:?}: {detail}"
+                "segment {name:?} was not usable within {:?}: {detail}",
+                // Whole milliseconds ("10s", not "10.000419164s").
+                Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX))
             ),
             Error::TooLarge { name, requested, max } => {
                 write!(f, "{name:?}: {requested} is too large (at most {max})")
@@ -554,4 +556,24 @@ pub(crate) fn try_zeroed<T: FromZeros>(name: &str, op: &'static str, n: usize) -
         .map_err(|_| Error::out_of_memory(name, op, n.saturating_mul(std::mem::size_of::<T>())))?;
     v.resize_with(n, T::new_zeroed);
     Ok(v)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Error;
+    use std::time::Duration;
+
+    /// New-user walkthrough: a list read on a zeroed object said "within 10.000419164s".
+    #[test]
+    fn not_ready_says_the_wait_in_whole_milliseconds() {
+        let e = Error::NotReady {
+            name: "x".into(),
+            waited: Duration::new(10, 419_164),
+            detail: "never ready".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "segment \"x\" was not usable within 10s: never ready"
+        );
+    }
 }
