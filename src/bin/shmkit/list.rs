@@ -121,7 +121,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             timeout,
         } => {
             // One budget for the whole command.
-            let deadline = Instant::now().checked_add(timeout);
+            let deadline = shmkit::Timeout::deadline_after(timeout);
             let get = |l: &ShareableList<_>, i| match deadline {
                 Some(d) => l.get_deadline(i, d),
                 None => l.get(i),
@@ -152,7 +152,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         } => {
             let v = item_from_json(&parse_json(&item)?)?;
             // One budget for the whole command.
-            let deadline = Instant::now().checked_add(timeout);
+            let deadline = shmkit::Timeout::deadline_after(timeout);
             crate::refuse_other_kind(&name, &[Kind::SHAREABLE_LIST], "a ShareableList", false)?;
             let l = ShareableList::options()
                 .open_timeout(timeout)
