@@ -129,16 +129,45 @@ impl<E> From<E> for RawError<E> {
 impl<E: fmt::Display> fmt::Display for RawError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RawError::WrongLength { len, elem_size } => write!(
-                f,
-                "a slice of {len} bytes for elements of {elem_size} bytes"
-            ),
+            &RawError::WrongLength { len, elem_size } => {
+                QueueError::WrongLength { len, elem_size }.fmt(f)
+            }
             RawError::Queue(e) => e.fmt(f),
         }
     }
 }
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for RawError<E> {}
+
+/// A raw handle's error converts with `?` as the typed handles' error `E` does; a wrong
+/// length becomes [`QueueError::WrongLength`] inside [`Error::Queue`](crate::Error::Queue).
+///
+/// ```
+/// use shmkit::queue::{spsc::RawQueue, QueueError};
+/// # let name = format!("doc-rawerr-into-{}", std::process::id());
+/// fn push(q: &RawQueue, msg: &[u8]) -> shmkit::Result<()> {
+///     q.producer()?.try_push(msg)?;
+///     Ok(())
+/// }
+/// let q = RawQueue::options().unlink_on_drop(true).create(&name, 4, 2)?;
+/// push(&q, b"four")?;
+/// let e = push(&q, b"five!").unwrap_err();
+/// assert!(matches!(e, shmkit::Error::Queue(QueueError::WrongLength { len: 5, elem_size: 4 })));
+/// assert_eq!(e.to_string(), "a slice of 5 bytes for elements of 4 bytes");
+/// push(&q, b"four")?;
+/// assert!(matches!(push(&q, b"four"), Err(shmkit::Error::WouldBlock))); // full
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+impl<E: Into<crate::Error>> From<RawError<E>> for crate::Error {
+    fn from(e: RawError<E>) -> crate::Error {
+        match e {
+            RawError::WrongLength { len, elem_size } => {
+                crate::Error::Queue(QueueError::WrongLength { len, elem_size })
+            }
+            RawError::Queue(e) => e.into(),
+        }
+    }
+}
 
 /// Check that a raw handle's slice of `len` bytes is one element of `elem_size` bytes.
 #[inline]
@@ -309,8 +338,8 @@ impl<T> PushError<T> {
 
 /// What a queue call that neither timed out nor would block failed with, inside
 /// [`Error::Queue`](crate::Error::Queue): the per-operation errors ([`TryPushError`],
-/// [`PushError`], [`TryPopError`], [`PopError`], [`bytes::ReserveError`](super::bytes::ReserveError))
-/// convert into it with `?`, their `Full`/`Empty` outcomes into
+/// [`PushError`], [`TryPopError`], [`PopError`], [`bytes::ReserveError`](super::bytes::ReserveError),
+/// and a raw handle's [`RawError`] of one) convert into it with `?`, their `Full`/`Empty` outcomes into
 /// [`Error::WouldBlock`](crate::Error::WouldBlock) and their `Timeout` into
 /// [`Error::Timeout`](crate::Error::Timeout). A value the error held is dropped by the
 /// conversion: take it back with `into_inner` first where it matters.
@@ -350,6 +379,14 @@ pub enum QueueError {
         /// The queue's maximum.
         max: u64,
     },
+    /// A raw handle was given a slice that is not one element long
+    /// ([`RawError::WrongLength`]): nothing was pushed or popped.
+    WrongLength {
+        /// The slice's length.
+        len: usize,
+        /// The queue's element size.
+        elem_size: usize,
+    },
 }
 
 impl fmt::Display for QueueError {
@@ -365,6 +402,10 @@ impl fmt::Display for QueueError {
             QueueError::TooLarge { len, max } => write!(
                 f,
                 "a message of {len} bytes exceeds this queue's maximum of {max}"
+            ),
+            QueueError::WrongLength { len, elem_size } => write!(
+                f,
+                "a slice of {len} bytes for elements of {elem_size} bytes"
             ),
         }
     }
