@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::queue::mpmc_bytes::{PopError, PushError, Queue};
+use shmkit::queue::mpmc_bytes::{PushError, Queue};
+use shmkit::queue::{PopError, TryPopError};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -174,7 +175,7 @@ fn a_producer_killed_mid_push_loses_at_most_its_own_message() {
             }
         }
         let mine = pusher.join().unwrap();
-        assert_eq!(c.try_pop(), Err(PopError::Empty));
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
         drop(mine);
     }
 }

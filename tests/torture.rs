@@ -922,18 +922,6 @@ impl From<mpmc_bytes::PushError> for Fail {
     }
 }
 
-impl From<mpmc_bytes::PopError> for Fail {
-    fn from(e: mpmc_bytes::PopError) -> Fail {
-        use mpmc_bytes::PopError as E;
-        match e {
-            E::Empty => Fail::Busy,
-            E::Timeout => Fail::Timeout,
-            E::Disconnected => Fail::Disconnected,
-            E::Corrupt => Fail::Corrupt,
-        }
-    }
-}
-
 impl From<TryPopError> for Fail {
     fn from(e: TryPopError) -> Fail {
         match e {

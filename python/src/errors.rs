@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyTuple, PyType};
 use shmkit::frames::AttachError;
+use shmkit::queue::QueueError;
 use shmkit::sync::{BarrierError, LockError, Owner, SemaphoreError};
 use shmkit::Error;
 
@@ -186,6 +187,10 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::AlreadyExists { .. } => PyFileExistsError::new_err((libc_errno::EEXIST, msg)),
         Error::PermissionDenied { .. } => PyPermissionError::new_err((libc_errno::EACCES, msg)),
         Error::InvalidName { .. } | Error::InvalidArgument { .. } | Error::TooLarge { .. } => {
+            PyValueError::new_err(msg)
+        }
+        // A message longer than a queue's maximum, or a slice of the wrong length: bad arguments.
+        Error::Queue(QueueError::TooLarge { .. } | QueueError::WrongLength { .. }) => {
             PyValueError::new_err(msg)
         }
         Error::Timeout => PyTimeoutError::new_err(msg),

@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
+use shmkit::queue::mpmc_bytes::{self, Consumer, Producer, PushError};
 use shmkit::queue::AttachError;
+use shmkit::queue::{PopError, TryPopError};
 use shmkit::segment::Lifetime;
 use shmkit::ProcessMark;
 
@@ -401,7 +402,7 @@ impl PyQueue {
                 h: idle.pop()?,
                 keep: true,
             })))),
-            Err(PopError::Empty) => Some(None),
+            Err(TryPopError::Empty) => Some(None),
             Err(_) => None,
         }
     }
@@ -422,13 +423,19 @@ impl PyQueue {
                 Err(e) => return Some(Err(e)),
             };
             let Reader { c, buf } = &mut r.h;
+            // `try_pop_into`'s `Empty` is the blocking form's `Timeout`: both leave the caller
+            // to wait (or to report an empty queue).
             let res = match until {
-                None => c.try_pop_into(buf),
+                None => c.try_pop_into(buf).map_err(|e| match e {
+                    TryPopError::Empty => PopError::Timeout,
+                    TryPopError::Disconnected => PopError::Disconnected,
+                    TryPopError::Corrupt => PopError::Corrupt,
+                }),
                 Some(t) => c.pop_into_deadline(buf, t),
             };
             match res {
                 Ok(_) => return Some(Ok(r)),
-                Err(PopError::Empty | PopError::Timeout) => {
+                Err(PopError::Timeout) => {
                     self.consumers.give_back(r, &self.closed);
                     return None;
                 }

@@ -212,7 +212,7 @@ impl From<crate::Error> for AttachError {
     }
 }
 
-const CORRUPT_MSG: &str =
+pub(crate) const CORRUPT_MSG: &str =
     "the queue's state in shared memory is inconsistent (corrupt, or written by a foreign process)";
 
 impl<T> fmt::Display for TryPushError<T> {

@@ -348,7 +348,7 @@ fn not_fixed(name: &str, k: Kind) -> Stop {
 /// queue: the blocking pop waits. One whose producer closed it or died (`Disconnected`) is
 /// waited on the same way, by polling (a deadline of now polls once), since the next producer
 /// to attach reopens it. `pop` returns a [`PopError`], or a raw handle's [`RawError`] of one.
-fn pop_until<V, E: Into<RawError<PopError>>>(
+pub(crate) fn pop_until<V, E: Into<RawError<PopError>>>(
     deadline: Option<Instant>,
     mut pop: impl FnMut(Option<Instant>) -> Result<V, E>,
 ) -> Result<V, String> {
@@ -376,7 +376,7 @@ fn pop_until<V, E: Into<RawError<PopError>>>(
     }
 }
 
-/// How often `pop_until` polls a queue whose producer closed it or died.
+/// How often [`pop_until`] polls a queue whose producer closed it or died.
 const POLL: Duration = Duration::from_millis(10);
 
 fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {

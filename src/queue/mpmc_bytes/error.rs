@@ -1,4 +1,8 @@
-//! The errors of the MPMC bytes queue.
+//! The push error of the MPMC bytes queue (its pops fail with the queues' shared
+//! [`TryPopError`](crate::queue::TryPopError) and [`PopError`](crate::queue::PopError)).
+
+use crate::queue::error::CORRUPT_MSG;
+use crate::queue::{QueueError, Role};
 
 /// Why a push did not take the message. `'static`, `Copy`; converts into [`crate::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,23 +25,6 @@ pub enum PushError {
     Corrupt,
 }
 
-/// Why a pop returned nothing. `'static`, `Copy`; converts into [`crate::Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PopError {
-    /// `try_pop`: the queue is empty now.
-    Empty,
-    /// `pop_timeout` / `pop_deadline`: nothing arrived before the time ran out.
-    Timeout,
-    /// The queue is empty and its producer side closed it or died (until a producer
-    /// attaches again).
-    Disconnected,
-    /// The queue's state or a record's length in shared memory is inconsistent.
-    Corrupt,
-}
-
-const CORRUPT_MSG: &str =
-    "the queue's state in shared memory is inconsistent (corrupt, or written by a foreign process)";
-
 impl std::fmt::Display for PushError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -53,43 +40,23 @@ impl std::fmt::Display for PushError {
     }
 }
 
-impl std::fmt::Display for PopError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PopError::Empty => "the queue is empty",
-            PopError::Timeout => "timed out: the queue stayed empty",
-            PopError::Disconnected => "the queue is empty and its producers closed it or died",
-            PopError::Corrupt => CORRUPT_MSG,
-        })
-    }
-}
-
 impl std::error::Error for PushError {}
-impl std::error::Error for PopError {}
 
+/// As every queue's push error: `Full` is [`Error::WouldBlock`](crate::Error::WouldBlock),
+/// `Timeout` [`Error::Timeout`](crate::Error::Timeout), the rest their
+/// [`QueueError`] inside [`Error::Queue`](crate::Error::Queue).
 impl From<PushError> for crate::Error {
     fn from(e: PushError) -> crate::Error {
         match e {
             PushError::Full => crate::Error::WouldBlock,
             PushError::Timeout => crate::Error::Timeout,
-            PushError::TooLarge { len, max } => crate::Error::TooLarge {
-                name: "mpmc-bytes message".into(),
-                requested: len,
-                max,
-            },
-            PushError::Disconnected => crate::Error::Disconnected,
-            PushError::Corrupt => crate::Error::corrupt("mpmc-bytes queue", CORRUPT_MSG),
-        }
-    }
-}
-
-impl From<PopError> for crate::Error {
-    fn from(e: PopError) -> crate::Error {
-        match e {
-            PopError::Empty => crate::Error::WouldBlock,
-            PopError::Timeout => crate::Error::Timeout,
-            PopError::Disconnected => crate::Error::Disconnected,
-            PopError::Corrupt => crate::Error::corrupt("mpmc-bytes queue", CORRUPT_MSG),
+            PushError::TooLarge { len, max } => {
+                crate::Error::Queue(QueueError::TooLarge { len, max })
+            }
+            PushError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
+                peer: Role::Consumer,
+            }),
+            PushError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
         }
     }
 }
