@@ -1020,14 +1020,14 @@ impl Tx {
             (Tx::Spsc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
             (Tx::Mpmc(p), None) => Ok(p.try_push(Msg::new(tag))?),
             (Tx::Mpmc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
-            (Tx::Bytes(p), None) => Ok(p.try_send(&frame(tag))?),
+            (Tx::Bytes(p), None) => Ok(p.try_push(&frame(tag))?),
             (Tx::MpmcBytes(p), None) => Ok(p.try_push(&frame(tag))?),
             (Tx::MpmcBytes(p), Some(t)) => Ok(p.push_timeout(&frame(tag), t)?),
             (Tx::Bytes(p), Some(t)) => {
                 // Write in place half of the time.
                 let f = frame(tag);
                 if tag % 2 == 0 {
-                    Ok(p.send_timeout(&f, t)?)
+                    Ok(p.push_timeout(&f, t)?)
                 } else {
                     let mut w = p.reserve_timeout(f.len(), t)?;
                     w.copy_from_slice(&f);

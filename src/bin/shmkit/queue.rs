@@ -230,7 +230,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 Kind::BYTES_RING => {
                     let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
                     let mut tx = r.producer().map_err(|x| e(&x))?;
-                    tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
+                    tx.push_timeout(message.as_bytes(), t).map_err(|x| e(&x))
                 }
                 Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(&name, &message, timeout),
                 k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, &name, &message, t),
@@ -248,8 +248,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     let r = bytes::Ring::open(&name).map_err(|x| e(&x))?;
                     let mut rx = r.consumer().map_err(|x| e(&x))?;
                     let m = pop_until(deadline, |d| match d {
-                        Some(d) => rx.recv_deadline(d),
-                        None => rx.recv(),
+                        Some(d) => rx.pop_deadline(d),
+                        None => rx.pop(),
                     })?;
                     print_message(&m)
                 }
