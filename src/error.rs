@@ -89,6 +89,7 @@ impl Timeout {
     /// assert_eq!(Timeout::deadline_after(Duration::MAX), None);
     /// assert!(Timeout::deadline_after(Duration::from_secs(1)).is_some());
     /// ```
+    #[inline]
     pub fn deadline_after(timeout: Duration) -> Option<Instant> {
         crate::os::deadline::after(Some(timeout))
     }
@@ -100,6 +101,7 @@ impl Timeout {
     /// assert!(Timeout::passed(Some(std::time::Instant::now())));
     /// assert!(!Timeout::passed(None));
     /// ```
+    #[inline]
     pub fn passed(deadline: Option<Instant>) -> bool {
         crate::os::deadline::passed(deadline)
     }
