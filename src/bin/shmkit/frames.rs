@@ -66,11 +66,7 @@ enum Cmd {
 }
 
 fn policy(s: &str) -> Result<Policy, String> {
-    match s {
-        "reuse-oldest" => Ok(Policy::ReuseOldest),
-        "block" => Ok(Policy::Block),
-        _ => Err(format!("{s:?} is neither reuse-oldest nor block")),
-    }
+    Policy::from_name(s).ok_or_else(|| format!("{s:?} is neither reuse-oldest nor block"))
 }
 
 /// The channel's state for `shmkit info` (kind `frames`).

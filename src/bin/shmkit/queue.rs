@@ -100,11 +100,7 @@ enum Cmd {
 
 /// Clap value parser for `--lifetime`.
 pub(crate) fn lifetime(s: &str) -> Result<Lifetime, String> {
-    match s {
-        "persistent" => Ok(Lifetime::Persistent),
-        "owned" => Ok(Lifetime::Owned),
-        _ => Err("lifetime is `persistent` or `owned`".into()),
-    }
+    Lifetime::from_name(s).ok_or_else(|| "lifetime is `persistent` or `owned`".into())
 }
 
 /// A `--kind` value: a queue kind, spelled as the library names it ([`Kind::QUEUES`]), so the
