@@ -429,7 +429,7 @@ impl Shared {
 ///
 /// Stamps, indices and record lengths are re-read on every operation and validated (a record
 /// length above the maximum, or a stamp that fits no state of the protocol while the index
-/// does not move, is [`PopError::Corrupt`](crate::queue::PopError::Corrupt) / [`PushError::Corrupt`]); cell positions are
+/// does not move, is [`PopError::Corrupt`] / [`PushError::Corrupt`]); cell positions are
 /// masked. A hostile writer can change message bytes while they are copied.
 pub struct Queue {
     shared: Arc<Shared>,
