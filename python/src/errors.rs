@@ -165,10 +165,14 @@ pub(crate) fn queue_full_or_empty(py: Python<'_>, full: bool, msg: String) -> Py
     }
 }
 
-/// A queue handle that could not attach: every slot of its side is held by live handles, or
-/// this process has no liveness token.
+/// A queue handle that could not attach: a segment error as [`to_py`] (as
+/// [`frames_attach_error`]), the rest (every slot of its side held by live handles, no
+/// liveness token) `ShmkitError`.
 pub(crate) fn attach_error(e: shmkit::queue::AttachError) -> PyErr {
-    ShmkitError::new_err(e.to_string())
+    match e {
+        shmkit::queue::AttachError::Segment(e) => to_py(e),
+        e => ShmkitError::new_err(e.to_string()),
+    }
 }
 
 /// How the library's messages spell opening a raw segment (`SegmentOptions::raw`), and how
