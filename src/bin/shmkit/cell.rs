@@ -33,7 +33,7 @@ struct CreateFlags {
     #[arg(long, default_value = "locked", value_parser = cell_mode)]
     cell_mode: CellMode,
     /// Permission bits, octal (as every create verb's `--mode`).
-    #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+    #[arg(long, default_value = "600", value_parser = crate::mode)]
     mode: u32,
     /// Do not reserve the memory now (as `shmkit create --sparse`): a process that touches a
     /// page when /dev/shm is full dies of SIGBUS.
@@ -41,7 +41,7 @@ struct CreateFlags {
     sparse: bool,
     /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this process
     /// (its creator) is dead (as `shmkit queue create`).
-    #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+    #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
     lifetime: Lifetime,
 }
 

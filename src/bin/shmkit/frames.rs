@@ -34,10 +34,10 @@ enum Cmd {
         #[arg(long, default_value = "reuse-oldest", value_parser = policy)]
         policy: Policy,
         /// Permission bits, octal.
-        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        #[arg(long, default_value = "600", value_parser = crate::mode)]
         mode: u32,
         /// `persistent` or `owned` (as `shmkit queue create`).
-        #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
         lifetime: Lifetime,
         /// Do not reserve the slots' memory now (as `shmkit create --sparse`): a process that
         /// touches a slot when `/dev/shm` is full then gets SIGBUS.

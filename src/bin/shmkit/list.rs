@@ -34,11 +34,11 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         reserve: usize,
         /// Permission bits, octal.
-        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        #[arg(long, default_value = "600", value_parser = crate::mode)]
         mode: u32,
         /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this
         /// process (its creator) is dead.
-        #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
         lifetime: Lifetime,
     },
     /// Print one item (negative indices count from the end), or all of them as a JSON array.

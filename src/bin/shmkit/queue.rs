@@ -45,7 +45,7 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         elem_size: usize,
         /// Permission bits, octal.
-        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        #[arg(long, default_value = "600", value_parser = crate::mode)]
         mode: u32,
         /// Do not reserve the memory now (as `shmkit create --sparse`): a process that touches
         /// a page when /dev/shm is full dies of SIGBUS.
@@ -53,7 +53,7 @@ enum Cmd {
         sparse: bool,
         /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this
         /// process (its creator) is dead.
-        #[arg(long, default_value = "persistent", value_parser = lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
         lifetime: Lifetime,
     },
     /// Push one message (attaches as the producer for the duration of the call).
@@ -96,11 +96,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Clap value parser for `--lifetime`.
-pub(crate) fn lifetime(s: &str) -> Result<Lifetime, String> {
-    Lifetime::from_name(s).ok_or_else(|| "lifetime is `persistent` or `owned`".into())
 }
 
 /// A `--kind` value: a queue kind, spelled as the library names it ([`Kind::QUEUES`]), so the
