@@ -381,7 +381,5 @@ pub(crate) fn info_state(name: &str) -> Result<Option<serde_json::Value>, String
     let Some(info) = shmkit::cell::inspect(name).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let mut v = serde_json::to_value(&info).map_err(|e| e.to_string())?;
-    v["summary"] = serde_json::Value::String(info.to_string());
-    Ok(Some(v))
+    crate::info::summarized(&info).map(Some)
 }
