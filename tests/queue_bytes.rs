@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::queue::bytes::{ReserveError, Ring};
-use shmkit::queue::{AttachError, PopError, TryPopError};
+use shmkit::queue::bytes::Ring;
+use shmkit::queue::{AttachError, BytesPushError, PopError, TryPopError};
 
 const T: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(60);
@@ -84,7 +84,7 @@ fn child_main() {
             loop {
                 match tx.push_timeout(&framed(seq), T) {
                     Ok(()) => seq += 1,
-                    Err(ReserveError::Disconnected | ReserveError::Timeout) => break,
+                    Err(BytesPushError::Disconnected | BytesPushError::Timeout) => break,
                     Err(e) => panic!("send {seq}: {e}"),
                 }
             }
@@ -149,7 +149,7 @@ fn largest_message_fits_and_larger_is_refused() {
     }
     assert_eq!(
         tx.try_push(&vec![0; max + 1]),
-        Err(ReserveError::TooLarge {
+        Err(BytesPushError::TooLarge {
             len: max as u64 + 1,
             max: max as u64
         })
@@ -254,6 +254,6 @@ fn a_detached_producer_leaves_the_ring_open_for_the_next() {
     let mut rx = ring.consumer().unwrap();
     assert_eq!(rx.try_pop().unwrap(), b"kept");
     rx.close();
-    assert_eq!(tx.try_push(b"x"), Err(ReserveError::Disconnected));
-    assert_eq!(tx.push_timeout(b"x", T), Err(ReserveError::Disconnected));
+    assert_eq!(tx.try_push(b"x"), Err(BytesPushError::Disconnected));
+    assert_eq!(tx.push_timeout(b"x", T), Err(BytesPushError::Disconnected));
 }

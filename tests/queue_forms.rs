@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::queue::bytes::{self, ReserveError};
+use shmkit::queue::{bytes, BytesPushError};
 use shmkit::queue::{
     mpmc, spsc, AttachError, PopError, PushError, QueueError, Role, TryPopError, TryPushError,
 };
@@ -36,7 +36,7 @@ fn errors_are_static_and_convert() {
     is_static_error::<PushError<u64>>();
     is_static_error::<TryPopError>();
     is_static_error::<PopError>();
-    is_static_error::<ReserveError>();
+    is_static_error::<BytesPushError>();
     is_static_error::<QueueError>();
     is_static_error::<AttachError>();
 
@@ -74,11 +74,17 @@ fn errors_are_static_and_convert() {
         Error::from(PopError::Corrupt),
         Error::Queue(QueueError::Corrupt)
     ));
-    assert!(matches!(Error::from(ReserveError::Full), Error::WouldBlock));
-    assert!(matches!(Error::from(ReserveError::Timeout), Error::Timeout));
-    assert!(matches!(Error::from(ReserveError::Disconnected), Error::Queue(e) if e == gone_c));
     assert!(matches!(
-        Error::from(ReserveError::TooLarge { len: 9, max: 8 }),
+        Error::from(BytesPushError::Full),
+        Error::WouldBlock
+    ));
+    assert!(matches!(
+        Error::from(BytesPushError::Timeout),
+        Error::Timeout
+    ));
+    assert!(matches!(Error::from(BytesPushError::Disconnected), Error::Queue(e) if e == gone_c));
+    assert!(matches!(
+        Error::from(BytesPushError::TooLarge { len: 9, max: 8 }),
         Error::Queue(QueueError::TooLarge { len: 9, max: 8 })
     ));
     let busy = AttachError::Busy {
@@ -256,16 +262,16 @@ fn bytes_forms() {
     // Fill it up: every form reports that.
     let big = vec![0u8; max as usize];
     while tx.try_push(&big).is_ok() {}
-    assert_eq!(tx.try_push(&big), Err(ReserveError::Full));
-    assert_eq!(tx.push_timeout(&big, SHORT), Err(ReserveError::Timeout));
-    assert_eq!(tx.push_deadline(&big, past()), Err(ReserveError::Timeout));
+    assert_eq!(tx.try_push(&big), Err(BytesPushError::Full));
+    assert_eq!(tx.push_timeout(&big, SHORT), Err(BytesPushError::Timeout));
+    assert_eq!(tx.push_deadline(&big, past()), Err(BytesPushError::Timeout));
     assert!(matches!(
         tx.reserve_timeout(max as usize, SHORT),
-        Err(ReserveError::Timeout)
+        Err(BytesPushError::Timeout)
     ));
     // Too large: at once, from every form.
     let huge = (max + 1) as usize;
-    let too = ReserveError::TooLarge { len: max + 1, max };
+    let too = BytesPushError::TooLarge { len: max + 1, max };
     assert!(matches!(tx.reserve(huge), Err(e) if e == too));
     assert!(matches!(tx.reserve_timeout(huge, T), Err(e) if e == too));
     // Drain with every receive form.

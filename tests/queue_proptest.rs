@@ -169,8 +169,8 @@ proptest! {
             match op {
                 Some(msg) => match tx.try_push(&msg) {
                     Ok(()) => model.push_back(msg),
-                    Err(bytes::ReserveError::TooLarge { .. }) => prop_assert!(msg.len() > max),
-                    Err(bytes::ReserveError::Full) => {
+                    Err(shmkit::queue::BytesPushError::TooLarge { .. }) => prop_assert!(msg.len() > max),
+                    Err(shmkit::queue::BytesPushError::Full) => {
                         // Full only if the record (and a possible wrap) cannot fit: the ring
                         // must hold something.
                         prop_assert!(msg.len() <= max && !model.is_empty());

@@ -42,9 +42,9 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shmkit::queue::mpmc_bytes::{self, Consumer, Producer, PushError};
+use shmkit::queue::mpmc_bytes::{self, Consumer, Producer};
 use shmkit::queue::AttachError;
-use shmkit::queue::{PopError, TryPopError};
+use shmkit::queue::{BytesPushError, PopError, TryPopError};
 use shmkit::segment::Lifetime;
 use shmkit::ProcessMark;
 
@@ -332,7 +332,7 @@ impl PyQueue {
         let mut idle = self.producers.lock();
         match idle.last_mut()?.try_push(msg) {
             Ok(()) => Some(Some(Ok(()))),
-            Err(PushError::Full) => Some(None),
+            Err(BytesPushError::Full) => Some(None),
             Err(_) => None,
         }
     }
@@ -362,16 +362,16 @@ impl PyQueue {
                     self.producers.give_back(p, &self.closed);
                     return Some(Ok(()));
                 }
-                Err(PushError::Full | PushError::Timeout) => {
+                Err(BytesPushError::Full | BytesPushError::Timeout) => {
                     self.producers.give_back(p, &self.closed);
                     return None;
                 }
-                Err(PushError::Disconnected) if !fresh => {
+                Err(BytesPushError::Disconnected) if !fresh => {
                     drop(p);
                     self.producers.clear();
                 }
-                Err(PushError::Disconnected) => break,
-                Err(e @ (PushError::TooLarge { .. } | PushError::Corrupt)) => {
+                Err(BytesPushError::Disconnected) => break,
+                Err(e @ (BytesPushError::TooLarge { .. } | BytesPushError::Corrupt)) => {
                     return Some(Err(to_py(e.into())))
                 }
             }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::endpoint::Wake;
-use super::error::{AttachError, PopError, Role, TryPopError};
+use super::error::{AttachError, BytesPushError, PopError, Role, TryPopError};
 use super::forms::{blocking_forms, queue_constructors};
 #[cfg(not(loom))]
 use super::options::{self, How};
@@ -125,62 +125,6 @@ pub const fn max_message(capacity: u64) -> u64 {
 #[inline]
 fn record_len(n: u64) -> u64 {
     HDR + ((n + 7) & !7)
-}
-
-/// Why a reservation (or a push) failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReserveError {
-    /// Not enough free space now (`try_` calls only).
-    Full,
-    /// Not enough free space before the timeout.
-    Timeout,
-    /// The message is longer than [`max_message`] of this ring.
-    TooLarge {
-        /// The requested length.
-        len: u64,
-        /// The ring's maximum.
-        max: u64,
-    },
-    /// The consumer closed its end or died.
-    Disconnected,
-    /// The ring's indices in shared memory are inconsistent.
-    Corrupt,
-}
-
-impl fmt::Display for ReserveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReserveError::Full => f.write_str("the ring is full"),
-            ReserveError::Timeout => f.write_str("timed out: the ring stayed full"),
-            ReserveError::TooLarge { len, max } => write!(
-                f,
-                "a message of {len} bytes exceeds this ring's maximum of {max}"
-            ),
-            ReserveError::Disconnected => f.write_str("the ring's consumer closed it or died"),
-            ReserveError::Corrupt => {
-                f.write_str("the ring's state in shared memory is inconsistent")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ReserveError {}
-
-impl From<ReserveError> for crate::Error {
-    fn from(e: ReserveError) -> crate::Error {
-        use super::QueueError;
-        match e {
-            ReserveError::Full => crate::Error::WouldBlock,
-            ReserveError::Timeout => crate::Error::Timeout,
-            ReserveError::TooLarge { len, max } => {
-                crate::Error::Queue(QueueError::TooLarge { len, max })
-            }
-            ReserveError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
-                peer: super::Role::Consumer,
-            }),
-            ReserveError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
-        }
-    }
 }
 
 /// A variable-length byte-message ring in a named segment (or on the heap, from
@@ -379,7 +323,7 @@ struct Placement {
 
 enum Fail {
     Full(u64),
-    Other(ReserveError),
+    Other(BytesPushError),
 }
 
 /// The producing end of a [`Ring`]. `Send`, not `Sync`. Dropping it detaches it: the role is
@@ -415,11 +359,11 @@ impl Producer {
     #[inline(always)]
     fn place(&mut self, n: u64) -> Result<Placement, Fail> {
         if self.side.is_closed() || self.side.peer_closed() {
-            return Err(Fail::Other(ReserveError::Disconnected));
+            return Err(Fail::Other(BytesPushError::Disconnected));
         }
         let max = max_message(self.cap);
         if n > max {
-            return Err(Fail::Other(ReserveError::TooLarge { len: n, max }));
+            return Err(Fail::Other(BytesPushError::TooLarge { len: n, max }));
         }
         let rec = record_len(n);
         let pos = self.tail & self.mask;
@@ -440,13 +384,13 @@ impl Producer {
             // word address off the grid would be a misaligned atomic (a hostile writer's
             // torture test aborted there).
             if used > self.cap || head % HDR != 0 {
-                return Err(Fail::Other(ReserveError::Corrupt));
+                return Err(Fail::Other(BytesPushError::Corrupt));
             }
             self.head_cache = head;
             free = self.cap - used;
             if free < advance {
                 if self.side.peer_gone() {
-                    return Err(Fail::Other(ReserveError::Disconnected));
+                    return Err(Fail::Other(BytesPushError::Disconnected));
                 }
                 return Err(Fail::Full(advance));
             }
@@ -517,10 +461,10 @@ impl Producer {
 
     /// Reserve `n` contiguous bytes for one message, if there is room now.
     #[inline]
-    pub fn try_reserve(&mut self, n: usize) -> Result<WriteGuard<'_>, ReserveError> {
+    pub fn try_reserve(&mut self, n: usize) -> Result<WriteGuard<'_>, BytesPushError> {
         match self.place(n as u64) {
             Ok(pl) => Ok(WriteGuard { p: self, pl }),
-            Err(Fail::Full(_)) => Err(ReserveError::Full),
+            Err(Fail::Full(_)) => Err(BytesPushError::Full),
             Err(Fail::Other(e)) => Err(e),
         }
     }
@@ -529,7 +473,7 @@ impl Producer {
         &mut self,
         n: usize,
         deadline: Option<Instant>,
-    ) -> Result<WriteGuard<'_>, ReserveError> {
+    ) -> Result<WriteGuard<'_>, BytesPushError> {
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -547,30 +491,30 @@ impl Producer {
             };
             match side.wait(&side.q.ctrl().cons.not_full, ready, deadline) {
                 Wake::Retry => {}
-                Wake::TimedOut => return Err(ReserveError::Timeout),
-                Wake::Gone(()) => return Err(ReserveError::Disconnected),
+                Wake::TimedOut => return Err(BytesPushError::Timeout),
+                Wake::Gone(()) => return Err(BytesPushError::Disconnected),
             }
         }
     }
 
     blocking_forms! {
-        /// Reserve `n` contiguous bytes, waiting for room ([`ReserveError::Timeout`] from the
+        /// Reserve `n` contiguous bytes, waiting for room ([`BytesPushError::Timeout`] from the
         /// timed forms). `Disconnected` once the consumer closes or is found dead; never
         /// hangs on a dead peer.
         ///
         /// ```
         /// use std::time::Duration;
-        /// use shmkit::queue::bytes::{ReserveError, Ring};
+        /// use shmkit::queue::{bytes::Ring, BytesPushError};
         /// let ring = Ring::with_capacity(1024);
         /// let mut tx = ring.producer().unwrap();
         /// let mut w = tx.reserve(3).unwrap();
         /// w.copy_from(b"abc");
         /// w.commit();
         /// let e = tx.reserve_timeout(1000, Duration::from_millis(1)).unwrap_err();
-        /// assert_eq!(e, ReserveError::TooLarge { len: 1000, max: 504 });
+        /// assert_eq!(e, BytesPushError::TooLarge { len: 1000, max: 504 });
         /// ```
         fn reserve / reserve_timeout / reserve_deadline (n: usize)
-            -> Result<WriteGuard<'_>, ReserveError> = reserve_within;
+            -> Result<WriteGuard<'_>, BytesPushError> = reserve_within;
     }
 
     /// Copy `msg` in as one message, if there is room now.
@@ -578,14 +522,14 @@ impl Producer {
     /// The bytes are stored with atomics ([`WriteGuard::copy_from`]), so this never races
     /// with another process, whatever it does to the segment.
     #[inline]
-    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), ReserveError> {
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), BytesPushError> {
         let mut w = self.try_reserve(msg.len())?;
         w.copy_from(msg);
         w.commit();
         Ok(())
     }
 
-    fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), ReserveError> {
+    fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytesPushError> {
         let mut w = self.reserve_within(msg.len(), deadline)?;
         w.copy_from(msg);
         w.commit();
@@ -602,7 +546,7 @@ impl Producer {
         /// tx.push(b"abc").unwrap();
         /// assert_eq!(rx.pop().unwrap(), b"abc");
         /// ```
-        fn push / push_timeout / push_deadline (msg: &[u8]) -> Result<(), ReserveError>
+        fn push / push_timeout / push_deadline (msg: &[u8]) -> Result<(), BytesPushError>
             = push_within;
     }
 
@@ -1503,7 +1447,7 @@ mod tests {
             results.push(tx.try_push(&[7; 40]));
         }
         assert!(
-            results.contains(&Err(ReserveError::Corrupt)),
+            results.contains(&Err(BytesPushError::Corrupt)),
             "the forged head was never reported: {results:?}"
         );
     }
@@ -1561,7 +1505,7 @@ mod tests {
             for i in 0..4u8 {
                 tx.try_push(&[round * 4 + i; 8]).unwrap();
             }
-            assert_eq!(tx.try_push(&[0; 8]), Err(ReserveError::Full));
+            assert_eq!(tx.try_push(&[0; 8]), Err(BytesPushError::Full));
             for i in 0..4u8 {
                 assert_eq!(rx.try_pop().unwrap(), [round * 4 + i; 8]);
             }

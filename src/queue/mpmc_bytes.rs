@@ -40,7 +40,7 @@ use super::cache_padded::CachePadded;
 use super::endpoint::{
     side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
-use super::error::{AttachError, PopError, Role, TryPopError};
+use super::error::{AttachError, BytesPushError, PopError, Role, TryPopError};
 use super::forms::{blocking_forms, queue_constructors};
 #[cfg(not(loom))]
 use super::options::How;
@@ -429,7 +429,7 @@ impl Shared {
 ///
 /// Stamps, indices and record lengths are re-read on every operation and validated (a record
 /// length above the maximum, or a stamp that fits no state of the protocol while the index
-/// does not move, is [`PopError::Corrupt`] / [`PushError::Corrupt`]); cell positions are
+/// does not move, is [`PopError::Corrupt`] / [`BytesPushError::Corrupt`]); cell positions are
 /// masked. A hostile writer can change message bytes while they are copied.
 pub struct Queue {
     shared: Arc<Shared>,
@@ -770,7 +770,6 @@ fn yield_first(round: &mut u32) -> bool {
 }
 
 mod consumer;
-mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod producer;
@@ -778,5 +777,4 @@ mod producer;
 mod tests;
 
 pub use consumer::Consumer;
-pub use error::PushError;
 pub use producer::Producer;

@@ -350,7 +350,7 @@ impl Consumer {
     }
 
     /// Close this consumer: free its claim slot and, if no other consumer is attached, close
-    /// the consumer side (every push then fails with [`PushError::Disconnected`]). While
+    /// the consumer side (every push then fails with [`BytesPushError::Disconnected`]). While
     /// another consumer is attached this only detaches.
     pub fn close(&mut self) {
         self.h.close()

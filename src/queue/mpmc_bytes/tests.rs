@@ -53,19 +53,19 @@ fn full_too_large_and_empty() {
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
     assert_eq!(
         p.try_push(&[0; 129]),
-        Err(PushError::TooLarge { len: 129, max: 128 })
+        Err(BytesPushError::TooLarge { len: 129, max: 128 })
     );
     assert_eq!(
         p.push_timeout(&[0; 129], T),
-        Err(PushError::TooLarge { len: 129, max: 128 })
+        Err(BytesPushError::TooLarge { len: 129, max: 128 })
     );
     p.try_push(&[1; 120]).unwrap(); // 2 cells
     p.try_push(&[2; 64]).unwrap(); // 1 cell
     p.try_push(&[]).unwrap(); // 1 cell
-    assert_eq!(p.try_push(&[]), Err(PushError::Full));
+    assert_eq!(p.try_push(&[]), Err(BytesPushError::Full));
     assert_eq!(
         p.push_timeout(b"x", Duration::from_millis(30)),
-        Err(PushError::Timeout)
+        Err(BytesPushError::Timeout)
     );
     assert_eq!(q.len(), 256);
     assert_eq!(c.pop_timeout(T).unwrap(), [1; 120]);
@@ -75,7 +75,7 @@ fn full_too_large_and_empty() {
         c.pop_timeout(Duration::from_millis(30)),
         Err(PopError::Timeout)
     );
-    let e: crate::Error = PushError::TooLarge { len: 9, max: 8 }.into();
+    let e: crate::Error = BytesPushError::TooLarge { len: 9, max: 8 }.into();
     assert!(matches!(
         e,
         crate::Error::Queue(crate::queue::QueueError::TooLarge { len: 9, max: 8 })
@@ -159,7 +159,7 @@ fn corrupt_lengths_and_stamps_are_errors() {
     p.try_push(b"hi").unwrap();
     assert_eq!(c.try_pop().unwrap(), b"hi");
     q.shared.stamp(1).store(12345, Ordering::Relaxed);
-    assert_eq!(p.try_push(&[0; 100]), Err(PushError::Corrupt));
+    assert_eq!(p.try_push(&[0; 100]), Err(BytesPushError::Corrupt));
     // A garbage tail far ahead, producers gone: Corrupt, not a walk towards it.
     let q = Queue::with_capacity(256);
     q.shared.ctrl().tail.tail.store(1 << 40, Ordering::Relaxed);
@@ -188,8 +188,8 @@ fn close_and_detach() {
     assert_eq!(c.pop(), Err(PopError::Disconnected));
     let mut p = q.producer().unwrap();
     c.close();
-    assert_eq!(p.try_push(b"c"), Err(PushError::Disconnected));
-    assert_eq!(p.push(b"c"), Err(PushError::Disconnected));
+    assert_eq!(p.try_push(b"c"), Err(BytesPushError::Disconnected));
+    assert_eq!(p.push(b"c"), Err(BytesPushError::Disconnected));
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
                 p.try_push(&msg(lap * 100 + i, 64))
                     .unwrap_or_else(|e| panic!("capacity {cap}: message {i} of 64 bytes: {e:?}"));
             }
-            assert_eq!(p.try_push(&[]), Err(PushError::Full), "capacity {cap}");
+            assert_eq!(p.try_push(&[]), Err(BytesPushError::Full), "capacity {cap}");
             assert_eq!(q.len(), cap);
             for i in 0..cap / 64 {
                 assert_eq!(c.try_pop().unwrap(), msg(lap * 100 + i, 64));
@@ -277,7 +277,7 @@ fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
         let half = (cap / 2) as usize;
         p.try_push(&msg(1, half)).unwrap();
         p.try_push(&msg(2, half)).unwrap();
-        assert_eq!(p.try_push(&[]), Err(PushError::Full));
+        assert_eq!(p.try_push(&[]), Err(BytesPushError::Full));
         assert_eq!(c.try_pop().unwrap(), msg(1, half));
         assert_eq!(c.try_pop().unwrap(), msg(2, half));
     }
