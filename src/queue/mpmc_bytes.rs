@@ -122,17 +122,9 @@ pub(crate) struct Geometry {
     pub(crate) max_message: AtomicU64,   // 56
 }
 
-#[repr(C)]
-pub(crate) struct TailLine {
-    pub(crate) tail: AtomicU64,
-    pub(crate) not_empty: WaitQueue,
-}
-
-#[repr(C)]
-pub(crate) struct HeadLine {
-    pub(crate) head: AtomicU64,
-    pub(crate) not_full: WaitQueue,
-}
+// The tail and head lines are the MPMC queue's (the same words and wait queues, `SPEC.md`
+// §7.5.1).
+pub(crate) use super::mpmc::layout::{HeadLine, TailLine};
 
 /// A producer's or consumer's claim slot: the cells `start..end` it is claiming or last
 /// claimed (`start == NONE`: none).
