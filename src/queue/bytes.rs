@@ -34,13 +34,14 @@ use std::time::Instant;
 
 use super::endpoint::Wake;
 use super::error::{AttachError, BytesPushError, PopError, Role, TryPopError};
-use super::forms::{blocking_forms, queue_constructors};
+use super::forms::queue_constructors;
 #[cfg(not(loom))]
 use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as RawRing, Side};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
 use crate::os::atomic_copy;
+use crate::os::deadline::blocking_forms;
 use crate::segment::fingerprint;
 use crate::Kind;
 

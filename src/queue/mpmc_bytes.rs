@@ -41,13 +41,14 @@ use super::endpoint::{
     side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use super::error::{AttachError, BytesPushError, PopError, Role, TryPopError};
-use super::forms::{blocking_forms, queue_constructors};
+use super::forms::queue_constructors;
 #[cfg(not(loom))]
 use super::options::How;
 use super::region::Region;
 use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
 use crate::loom::{fence, AtomicU64, Ordering};
+use crate::os::deadline::blocking_forms;
 use crate::os::{atomic_copy, deadline};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
