@@ -278,8 +278,7 @@ pub enum Error {
     /// A frame channel has no live publisher (a receive with nothing left to receive); or a
     /// handle does not hold its role in this process (a frames subscriber, publisher or
     /// [`Loan`](crate::frames::Loan) inherited across `fork()`). A queue's gone side is
-    /// [`QueueError::Disconnected`](crate::queue::QueueError::Disconnected) inside
-    /// [`Error::Queue`], which names the side.
+    /// [`QueueError::Disconnected`] inside [`Error::Queue`], which names the side.
     Disconnected,
     /// A cell's lock was held by a process that died holding it, so its data may be
     /// half-updated: a read, a partial write or a read-modify-write (which cannot repair it)
