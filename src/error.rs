@@ -89,6 +89,7 @@ impl Timeout {
     /// assert_eq!(Timeout::deadline_after(Duration::MAX), None);
     /// assert!(Timeout::deadline_after(Duration::from_secs(1)).is_some());
     /// ```
+    #[inline]
     pub fn deadline_after(timeout: Duration) -> Option<Instant> {
         crate::os::deadline::after(Some(timeout))
     }
@@ -100,6 +101,7 @@ impl Timeout {
     /// assert!(Timeout::passed(Some(std::time::Instant::now())));
     /// assert!(!Timeout::passed(None));
     /// ```
+    #[inline]
     pub fn passed(deadline: Option<Instant>) -> bool {
         crate::os::deadline::passed(deadline)
     }
@@ -273,11 +275,10 @@ pub enum Error {
     Timeout,
     /// A `try_` call could not complete without waiting (any object's [`WouldBlock`] outcome).
     WouldBlock,
-    /// A queue's other side closed it or died (a push that nothing will pop, or a pop from an
-    /// empty queue whose producers are gone); a frame channel has no live publisher (a
-    /// receive with nothing left to receive); or a handle does not hold its role in this
-    /// process (a frames subscriber, publisher or [`Loan`](crate::frames::Loan) inherited
-    /// across `fork()`).
+    /// A frame channel has no live publisher (a receive with nothing left to receive); or a
+    /// handle does not hold its role in this process (a frames subscriber, publisher or
+    /// [`Loan`](crate::frames::Loan) inherited across `fork()`). A queue's gone side is
+    /// [`QueueError::Disconnected`] inside [`Error::Queue`], which names the side.
     Disconnected,
     /// A cell's lock was held by a process that died holding it, so its data may be
     /// half-updated: a read, a partial write or a read-modify-write (which cannot repair it)
@@ -491,9 +492,9 @@ impl fmt::Display for Error {
             Error::Timeout => fmt::Display::fmt(&Timeout, f),
             Error::WouldBlock => fmt::Display::fmt(&WouldBlock, f),
             Error::Disconnected => f.write_str(
-                "the other side is gone (a queue's other side closed it or died, or a frame \
-                 channel has no live publisher), or this handle's role is not this process's \
-                 (inherited across fork())",
+                "the frame channel has no live publisher (receive again once one attaches), \
+                 or this handle's role is not this process's (inherited across fork(): attach \
+                 a new handle in this process)",
             ),
             Error::HolderDied { name, pid } => write!(
                 f,

@@ -109,6 +109,13 @@ fn array_verbs_and_info() {
     assert_eq!(st["len"], 4);
     assert_eq!(st["mode"], "seqlock");
     assert_eq!(st["lock"]["locked"], false);
+    // The one-line summary, as for a sync object (`info.rs`'s `summarized`).
+    assert!(
+        st["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("Array<d>[4], seqlock mode")),
+        "{st}"
+    );
     let text = ok(&["info", &n]);
     assert!(
         text.contains("Array<d>[4], seqlock mode, lock unlocked"),

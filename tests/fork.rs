@@ -90,15 +90,15 @@ fn child_main() {
                 let mut tx = r.producer().unwrap();
                 let code = fork_and(|| {
                     let mut tx = inherited(&tx);
-                    let a = tx.try_send(b"x").is_err();
+                    let a = tx.try_push(b"x").is_err();
                     drop(tx);
                     i32::from(a) | 2 | 4
                 });
                 common::report(&format!("child {code}"));
                 assert!(!r.stat().producer_closed);
-                tx.send_timeout(b"after", WAIT).unwrap();
+                tx.push_timeout(b"after", WAIT).unwrap();
                 let mut rx = r.consumer().unwrap();
-                assert_eq!(rx.recv_timeout(WAIT).unwrap(), b"after");
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), b"after");
                 common::report("parent ok");
             }
             "lock" => {
@@ -251,7 +251,7 @@ fn child_main() {
                 let g = rx.try_peek().unwrap();
                 let r = Ring::create(&names[1], 4096).unwrap();
                 let (mut btx, mut brx) = (r.producer().unwrap(), r.consumer().unwrap());
-                btx.try_send(b"abc").unwrap();
+                btx.try_push(b"abc").unwrap();
                 let mut bw = btx.try_reserve(3).unwrap();
                 bw.copy_from(b"def");
                 let bg = brx.try_peek().unwrap();
@@ -289,7 +289,7 @@ fn child_main() {
                 assert_eq!(&bg[..], b"abc");
                 bg.release();
                 bw.commit();
-                assert_eq!(brx.try_recv().unwrap(), b"def");
+                assert_eq!(brx.try_pop().unwrap(), b"def");
                 assert!(q.is_empty() && r.is_empty());
                 common::report("parent ok");
             }

@@ -1715,3 +1715,26 @@ fn huge_pages_and_populate_align_slots_and_fall_back_with_a_note() {
     publish(&mut p, 1 << 20);
     check(&s.try_recv().unwrap());
 }
+
+/// The frames handles' blocking calls have the queues' shape (`os::deadline::blocking_forms!`):
+/// a timeout too large for `Instant` is no limit, a deadline already past polls once, and the
+/// time running out is the one `Timeout` variant.
+#[test]
+fn blocking_forms_have_the_queues_shape() {
+    let name = unique_name("framesforms");
+    let _c = Cleanup::new(&[&name]);
+    let mut p = opts().slots(2).max_bytes(256).create(&name).unwrap();
+    let mut s = opts().subscriber(&name).unwrap();
+    let now = std::time::Instant::now;
+    assert!(matches!(s.recv_deadline(now()), Err(RecvError::Timeout)));
+    assert!(matches!(
+        s.latest_timeout(Duration::ZERO),
+        Err(RecvError::Timeout)
+    ));
+    let seq = publish(&mut p, 256);
+    assert_eq!(s.recv_timeout(Duration::MAX).unwrap().seq(), seq); // no limit, no panic
+    let seq = publish(&mut p, 256);
+    assert_eq!(s.latest_deadline(now()).unwrap().seq(), seq); // there: taken
+    drop(p.loan_deadline(now()).unwrap()); // a free slot, even with no time left
+    drop(p.loan_timeout(Duration::MAX).unwrap());
+}

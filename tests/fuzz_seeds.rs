@@ -295,11 +295,11 @@ fn queues(out: &mut Out, names: &mut Cleanup) {
     let n = name(names, "seed-bytes");
     let r = bytes::Ring::create(&n, 64).unwrap();
     let (mut tx, mut rx) = (r.producer().unwrap(), r.consumer().unwrap());
-    tx.try_send(b"12345678").unwrap();
-    tx.try_send(&[0xa5; 20]).unwrap();
-    rx.try_recv().unwrap();
-    rx.try_recv().unwrap();
-    tx.try_send(&[0x5a; 20]).unwrap();
+    tx.try_push(b"12345678").unwrap();
+    tx.try_push(&[0xa5; 20]).unwrap();
+    rx.try_pop().unwrap();
+    rx.try_pop().unwrap();
+    tx.try_push(&[0x5a; 20]).unwrap();
     let file = dump(&n);
     out.object("bytes_ring", Kind::BYTES_RING, &file);
     out.seed(
@@ -311,8 +311,8 @@ fn queues(out: &mut Out, names: &mut Cleanup) {
     let n = name(names, "seed-bytes");
     let r = bytes::Ring::create(&n, 128).unwrap();
     let (mut tx, mut rx) = (r.producer().unwrap(), r.consumer().unwrap());
-    tx.try_send(b"hello").unwrap();
-    tx.try_send(&[1; 40]).unwrap();
+    tx.try_push(b"hello").unwrap();
+    tx.try_push(&[1; 40]).unwrap();
     rx.close();
     out.seed(
         "queue_attach",

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::queue::bytes::{ReserveError, Ring};
-use shmkit::queue::{AttachError, PopError, TryPopError};
+use shmkit::queue::bytes::Ring;
+use shmkit::queue::{AttachError, BytesPushError, PopError, TryPopError};
 
 const T: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(60);
@@ -73,7 +73,7 @@ fn child_main() {
                 assert_eq!(checksum(&r), checksum(&want), "message {i} checksum");
                 r.release();
             }
-            assert_eq!(rx.recv_timeout(T), Err(PopError::Disconnected));
+            assert_eq!(rx.pop_timeout(T), Err(PopError::Disconnected));
             common::report(&format!("done {n}"));
         }
         "produce_forever" => {
@@ -82,9 +82,9 @@ fn child_main() {
             common::report("attached");
             let mut seq = 0;
             loop {
-                match tx.send_timeout(&framed(seq), T) {
+                match tx.push_timeout(&framed(seq), T) {
                     Ok(()) => seq += 1,
-                    Err(ReserveError::Disconnected | ReserveError::Timeout) => break,
+                    Err(BytesPushError::Disconnected | BytesPushError::Timeout) => break,
                     Err(e) => panic!("send {seq}: {e}"),
                 }
             }
@@ -95,7 +95,7 @@ fn child_main() {
             let ring = Ring::open(&args[0]).unwrap();
             let mut tx = ring.producer().unwrap();
             for seq in from..to {
-                tx.send_timeout(&framed(seq), T).unwrap();
+                tx.push_timeout(&framed(seq), T).unwrap();
             }
         }
         "hold_producer" => {
@@ -122,7 +122,7 @@ fn random_sizes_with_checksums_across_processes() {
         let m = message(i);
         // Alternate between copying in and writing in place.
         if i % 2 == 0 {
-            tx.send_timeout(&m, T).unwrap();
+            tx.push_timeout(&m, T).unwrap();
         } else {
             let mut w = tx.reserve_timeout(m.len(), T).unwrap();
             w.copy_from_slice(&m);
@@ -141,15 +141,15 @@ fn largest_message_fits_and_larger_is_refused() {
     let max = ring.max_message() as usize;
     // Move the position to every offset, then send a maximal message.
     for shift in 0..20 {
-        tx.send_timeout(&vec![1; shift * 8 + 1], T).unwrap();
-        assert_eq!(rx.recv_timeout(T).unwrap().len(), shift * 8 + 1);
+        tx.push_timeout(&vec![1; shift * 8 + 1], T).unwrap();
+        assert_eq!(rx.pop_timeout(T).unwrap().len(), shift * 8 + 1);
         let big = vec![shift as u8; max];
-        tx.send_timeout(&big, T).unwrap();
-        assert_eq!(rx.recv_timeout(T).unwrap(), big);
+        tx.push_timeout(&big, T).unwrap();
+        assert_eq!(rx.pop_timeout(T).unwrap(), big);
     }
     assert_eq!(
-        tx.try_send(&vec![0; max + 1]),
-        Err(ReserveError::TooLarge {
+        tx.try_push(&vec![0; max + 1]),
+        Err(BytesPushError::TooLarge {
             len: max as u64 + 1,
             max: max as u64
         })
@@ -180,13 +180,13 @@ fn producer_killed_mid_stream_100_times() {
         let before = (round * 7) % 40;
         let mut next = 0;
         while next < before {
-            let m = rx.recv_timeout(T).unwrap();
+            let m = rx.pop_timeout(T).unwrap();
             assert_eq!(check_framed(&m), next);
             next += 1;
         }
         kill9(&mut child);
         loop {
-            match rx.recv_timeout(T) {
+            match rx.pop_timeout(T) {
                 Ok(m) => {
                     assert_eq!(check_framed(&m), next);
                     next += 1;
@@ -195,14 +195,14 @@ fn producer_killed_mid_stream_100_times() {
                 Err(e) => panic!("round {round}: expected Disconnected, got {e:?}"),
             }
         }
-        assert_eq!(rx.try_recv(), Err(TryPopError::Disconnected));
+        assert_eq!(rx.try_pop(), Err(TryPopError::Disconnected));
         // A new producer takes over the dead one's role and resumes after the last message
         // it published: the stream goes on with no gap and no repeat.
         let mut tx = ring.producer().unwrap();
         for seq in next..next + 3 {
-            tx.send_timeout(&framed(seq), T).unwrap();
+            tx.push_timeout(&framed(seq), T).unwrap();
             assert_eq!(
-                check_framed(&rx.recv_timeout(T).unwrap()),
+                check_framed(&rx.pop_timeout(T).unwrap()),
                 seq,
                 "round {round}"
             );
@@ -223,37 +223,37 @@ fn a_detached_producer_leaves_the_ring_open_for_the_next() {
     let mut child = spawn_child("send_range", &[&name, "0", "5"]);
     wait_ok(&mut child, WAIT);
     for seq in 0..5 {
-        assert_eq!(check_framed(&rx.recv_timeout(T).unwrap()), seq);
+        assert_eq!(check_framed(&rx.pop_timeout(T).unwrap()), seq);
     }
     assert_eq!(
-        rx.recv_timeout(Duration::from_millis(200)),
+        rx.pop_timeout(Duration::from_millis(200)),
         Err(PopError::Timeout)
     );
-    assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     let st = ring.stat();
     assert!(!st.producer_closed && st.producers.is_empty(), "{st:?}");
     let mut child = spawn_child("send_range", &[&name, "5", "10"]);
     for seq in 5..10 {
-        assert_eq!(check_framed(&rx.recv_timeout(T).unwrap()), seq);
+        assert_eq!(check_framed(&rx.pop_timeout(T).unwrap()), seq);
     }
     wait_ok(&mut child, WAIT);
     // An explicit close: drained, then Disconnected; the next producer reopens the ring.
     let mut tx = ring.producer().unwrap();
-    tx.send_timeout(b"last", T).unwrap();
+    tx.push_timeout(b"last", T).unwrap();
     tx.close();
-    assert_eq!(rx.recv_timeout(T).unwrap(), b"last");
-    assert_eq!(rx.recv_timeout(T), Err(PopError::Disconnected));
+    assert_eq!(rx.pop_timeout(T).unwrap(), b"last");
+    assert_eq!(rx.pop_timeout(T), Err(PopError::Disconnected));
     assert!(ring.stat().producer_closed);
     let mut tx = ring.producer().unwrap();
     assert!(!ring.stat().producer_closed);
-    tx.send_timeout(b"again", T).unwrap();
-    assert_eq!(rx.try_recv().unwrap(), b"again");
+    tx.push_timeout(b"again", T).unwrap();
+    assert_eq!(rx.try_pop().unwrap(), b"again");
     // The consumer detaches: the producer keeps sending; the next consumer gets it.
     drop(rx);
-    tx.try_send(b"kept").unwrap();
+    tx.try_push(b"kept").unwrap();
     let mut rx = ring.consumer().unwrap();
-    assert_eq!(rx.try_recv().unwrap(), b"kept");
+    assert_eq!(rx.try_pop().unwrap(), b"kept");
     rx.close();
-    assert_eq!(tx.try_send(b"x"), Err(ReserveError::Disconnected));
-    assert_eq!(tx.send_timeout(b"x", T), Err(ReserveError::Disconnected));
+    assert_eq!(tx.try_push(b"x"), Err(BytesPushError::Disconnected));
+    assert_eq!(tx.push_timeout(b"x", T), Err(BytesPushError::Disconnected));
 }

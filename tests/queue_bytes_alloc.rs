@@ -22,13 +22,13 @@ fn a_bytes_ring_message_too_large_to_allocate_is_an_error_not_an_abort() {
     let mut tx = ring.producer().unwrap();
     // A 2 MiB record (header only: the bytes are the ring's zeroes), then a small one.
     tx.try_reserve(2 * LIMIT).unwrap().commit();
-    tx.try_send(b"after").unwrap();
+    tx.try_push(b"after").unwrap();
     let code = fork_and(|| {
         // The child is a process of its own (SPEC §2.3): it attaches its own consumer.
         let mut rx = ring.consumer().unwrap();
-        let r = refusing(|| rx.try_recv().map(|m| m.len()));
+        let r = refusing(|| rx.try_pop().map(|m| m.len()));
         if r != Err(TryPopError::Corrupt) {
-            eprintln!("try_recv: {r:?}");
+            eprintln!("try_pop: {r:?}");
             return 1;
         }
         // The record stays: it can be read in place, and released.
@@ -37,7 +37,7 @@ fn a_bytes_ring_message_too_large_to_allocate_is_an_error_not_an_abort() {
             return 2;
         }
         m.release();
-        match rx.try_recv() {
+        match rx.try_pop() {
             Ok(v) if v == b"after" => 0,
             _ => 3,
         }

@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::queue::bytes::{self, ReserveError};
+use shmkit::queue::{bytes, BytesPushError};
 use shmkit::queue::{
     mpmc, spsc, AttachError, PopError, PushError, QueueError, Role, TryPopError, TryPushError,
 };
@@ -36,7 +36,7 @@ fn errors_are_static_and_convert() {
     is_static_error::<PushError<u64>>();
     is_static_error::<TryPopError>();
     is_static_error::<PopError>();
-    is_static_error::<ReserveError>();
+    is_static_error::<BytesPushError>();
     is_static_error::<QueueError>();
     is_static_error::<AttachError>();
 
@@ -74,11 +74,17 @@ fn errors_are_static_and_convert() {
         Error::from(PopError::Corrupt),
         Error::Queue(QueueError::Corrupt)
     ));
-    assert!(matches!(Error::from(ReserveError::Full), Error::WouldBlock));
-    assert!(matches!(Error::from(ReserveError::Timeout), Error::Timeout));
-    assert!(matches!(Error::from(ReserveError::Disconnected), Error::Queue(e) if e == gone_c));
     assert!(matches!(
-        Error::from(ReserveError::TooLarge { len: 9, max: 8 }),
+        Error::from(BytesPushError::Full),
+        Error::WouldBlock
+    ));
+    assert!(matches!(
+        Error::from(BytesPushError::Timeout),
+        Error::Timeout
+    ));
+    assert!(matches!(Error::from(BytesPushError::Disconnected), Error::Queue(e) if e == gone_c));
+    assert!(matches!(
+        Error::from(BytesPushError::TooLarge { len: 9, max: 8 }),
         Error::Queue(QueueError::TooLarge { len: 9, max: 8 })
     ));
     let busy = AttachError::Busy {
@@ -120,9 +126,9 @@ fn question_mark_works_into_both_error_types() {
     }
     fn boxed(r: &bytes::Ring) -> Result<(), Box<dyn std::error::Error>> {
         let (mut tx, mut rx) = (r.producer()?, r.consumer()?);
-        tx.send(b"a")?;
-        rx.recv()?;
-        rx.try_recv()?; // empty
+        tx.push(b"a")?;
+        rx.pop()?;
+        rx.try_pop()?; // empty
         Ok(())
     }
     let q = spsc::Queue::<u32>::with_capacity(4);
@@ -239,15 +245,15 @@ fn bytes_forms() {
     let r = bytes::Ring::with_capacity(1024);
     let max = r.max_message();
     let (mut tx, mut rx) = (r.producer().unwrap(), r.consumer().unwrap());
-    assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
-    assert_eq!(rx.recv_timeout(SHORT), Err(PopError::Timeout));
-    assert_eq!(rx.recv_deadline(past()), Err(PopError::Timeout));
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    assert_eq!(rx.pop_timeout(SHORT), Err(PopError::Timeout));
+    assert_eq!(rx.pop_deadline(past()), Err(PopError::Timeout));
     assert!(matches!(rx.peek_timeout(SHORT), Err(PopError::Timeout)));
     assert!(matches!(rx.peek_deadline(past()), Err(PopError::Timeout)));
-    tx.try_send(b"a").unwrap();
-    tx.send(b"b").unwrap();
-    tx.send_timeout(b"c", Duration::MAX).unwrap();
-    tx.send_deadline(b"d", past()).unwrap();
+    tx.try_push(b"a").unwrap();
+    tx.push(b"b").unwrap();
+    tx.push_timeout(b"c", Duration::MAX).unwrap();
+    tx.push_deadline(b"d", past()).unwrap();
     let mut w = tx.reserve(1).unwrap();
     w.copy_from(b"e");
     w.commit();
@@ -255,30 +261,30 @@ fn bytes_forms() {
     tx.reserve_deadline(1, past()).unwrap().commit_len(0);
     // Fill it up: every form reports that.
     let big = vec![0u8; max as usize];
-    while tx.try_send(&big).is_ok() {}
-    assert_eq!(tx.try_send(&big), Err(ReserveError::Full));
-    assert_eq!(tx.send_timeout(&big, SHORT), Err(ReserveError::Timeout));
-    assert_eq!(tx.send_deadline(&big, past()), Err(ReserveError::Timeout));
+    while tx.try_push(&big).is_ok() {}
+    assert_eq!(tx.try_push(&big), Err(BytesPushError::Full));
+    assert_eq!(tx.push_timeout(&big, SHORT), Err(BytesPushError::Timeout));
+    assert_eq!(tx.push_deadline(&big, past()), Err(BytesPushError::Timeout));
     assert!(matches!(
         tx.reserve_timeout(max as usize, SHORT),
-        Err(ReserveError::Timeout)
+        Err(BytesPushError::Timeout)
     ));
     // Too large: at once, from every form.
     let huge = (max + 1) as usize;
-    let too = ReserveError::TooLarge { len: max + 1, max };
+    let too = BytesPushError::TooLarge { len: max + 1, max };
     assert!(matches!(tx.reserve(huge), Err(e) if e == too));
     assert!(matches!(tx.reserve_timeout(huge, T), Err(e) if e == too));
     // Drain with every receive form.
-    assert_eq!(rx.recv().unwrap(), b"a");
-    assert_eq!(rx.recv_timeout(T).unwrap(), b"b");
-    assert_eq!(rx.recv_deadline(past()).unwrap(), b"c");
+    assert_eq!(rx.pop().unwrap(), b"a");
+    assert_eq!(rx.pop_timeout(T).unwrap(), b"b");
+    assert_eq!(rx.pop_deadline(past()).unwrap(), b"c");
     assert_eq!(&rx.peek().unwrap()[..], b"d");
     rx.peek_timeout(T).unwrap().release();
     assert_eq!(&rx.peek_deadline(past()).unwrap()[..], b"e");
     tx.close();
-    while rx.try_recv().is_ok() {}
-    assert_eq!(rx.recv(), Err(PopError::Disconnected));
-    assert_eq!(rx.recv_timeout(T), Err(PopError::Disconnected));
+    while rx.try_pop().is_ok() {}
+    assert_eq!(rx.pop(), Err(PopError::Disconnected));
+    assert_eq!(rx.pop_timeout(T), Err(PopError::Disconnected));
 }
 
 // ---- separate processes: a blocked untimed (or far-deadline) call is woken by another one ----
@@ -314,13 +320,13 @@ fn child_main() {
                         let mut rx = r.consumer().unwrap();
                         common::report("waiting");
                         let got = match form {
-                            "untimed" => rx.recv(),
-                            "deadline" => rx.recv_deadline(Instant::now() + WAIT),
-                            _ => rx.recv_timeout(WAIT),
+                            "untimed" => rx.pop(),
+                            "deadline" => rx.pop_deadline(Instant::now() + WAIT),
+                            _ => rx.pop_timeout(WAIT),
                         }
                         .map(|m| u64::from_le_bytes(m.try_into().unwrap()));
                         common::report(&format!("{got:?}"));
-                        common::report(&format!("{:?}", rx.recv().map(drop)));
+                        common::report(&format!("{:?}", rx.pop().map(drop)));
                     }
                 }
             }
@@ -349,9 +355,9 @@ fn child_main() {
                         common::report("waiting");
                         let m = 42u64.to_le_bytes();
                         let r = match form {
-                            "untimed" => tx.send(&m),
-                            "deadline" => tx.send_deadline(&m, Instant::now() + WAIT),
-                            _ => tx.send_timeout(&m, WAIT),
+                            "untimed" => tx.push(&m),
+                            "deadline" => tx.push_deadline(&m, Instant::now() + WAIT),
+                            _ => tx.push_timeout(&m, WAIT),
                         };
                         common::report(&format!("{r:?}"));
                         tx.close();
@@ -414,7 +420,7 @@ impl Parent {
             }
             Parent::Bytes(r) => {
                 let mut tx = r.producer().unwrap();
-                tx.send(&v.to_le_bytes()).unwrap();
+                tx.push(&v.to_le_bytes()).unwrap();
                 tx.close();
             }
         }
@@ -438,7 +444,7 @@ impl Parent {
             }
             Parent::Bytes(r) => {
                 let mut tx = r.producer().unwrap();
-                while tx.try_send(&(n + 1).to_le_bytes()).is_ok() {
+                while tx.try_push(&(n + 1).to_le_bytes()).is_ok() {
                     n += 1;
                 }
             }
@@ -464,7 +470,7 @@ impl Parent {
             }
             Parent::Bytes(r) => {
                 let mut rx = r.consumer().unwrap();
-                while let Ok(m) = rx.recv_timeout(T) {
+                while let Ok(m) = rx.pop_timeout(T) {
                     v.push(u64::from_le_bytes(m.try_into().unwrap()));
                 }
             }

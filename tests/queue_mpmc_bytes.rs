@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{kill9, spawn_child, unique_name, wait_ok, Cleanup, Lines};
-use shmkit::queue::mpmc_bytes::{PopError, PushError, Queue};
+use shmkit::queue::mpmc_bytes::Queue;
+use shmkit::queue::{BytesPushError, PopError, TryPopError};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -174,7 +175,7 @@ fn a_producer_killed_mid_push_loses_at_most_its_own_message() {
             }
         }
         let mine = pusher.join().unwrap();
-        assert_eq!(c.try_pop(), Err(PopError::Empty));
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
         drop(mine);
     }
 }
@@ -240,7 +241,7 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(q.max_message(), 2048);
     let mut p = q.producer().unwrap();
     let big = vec![0u8; 2049];
-    let e = PushError::TooLarge {
+    let e = BytesPushError::TooLarge {
         len: 2049,
         max: 2048,
     };

@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 
 use common::{unique_name, Cleanup};
 use limited_alloc::{refusing, LIMIT};
-use shmkit::queue::mpmc_bytes::{PopError, Queue};
+use shmkit::queue::mpmc_bytes::Queue;
+use shmkit::queue::TryPopError;
 use shmkit::Segment;
 
 #[test]
@@ -37,10 +38,10 @@ fn a_forged_length_too_large_to_allocate_is_an_error_not_an_abort() {
     len.store(2 * LIMIT as u64, Ordering::Relaxed);
     let mut buf = Vec::new();
     let (pop, pop_into) = refusing(|| (c.try_pop(), c.try_pop_into(&mut buf)));
-    assert_eq!(pop, Err(PopError::Corrupt));
-    assert_eq!(pop_into, Err(PopError::Corrupt));
+    assert_eq!(pop, Err(TryPopError::Corrupt));
+    assert_eq!(pop_into, Err(TryPopError::Corrupt));
     // Nothing was claimed: with its length back, the message is still there.
     len.store(5, Ordering::Relaxed);
     assert_eq!(c.try_pop().unwrap(), b"hello");
-    assert_eq!(c.try_pop(), Err(PopError::Empty));
+    assert_eq!(c.try_pop(), Err(TryPopError::Empty));
 }

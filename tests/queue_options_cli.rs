@@ -126,3 +126,34 @@ fn cli_opens_a_typed_queue_by_element_size() {
         assert!(st.contains("element type:    u64"), "{st}");
     }
 }
+
+/// Every verb that creates an object parses `--mode` and `--lifetime` with the CLI's one
+/// parser of each (`main.rs`: octal bits; the library's lifetime names): a bad value is the
+/// same usage error (exit 2) with the same message whichever verb it is given to.
+#[test]
+fn every_create_verb_parses_mode_and_lifetime_alike() {
+    let verbs: [&[&str]; 5] = [
+        &["create", "n", "--size", "64"],
+        &["queue", "create", "n", "--kind", "spsc", "--capacity", "8"],
+        &["list", "create", "n", "[1]"],
+        &["frames", "create", "n", "--slots", "2", "--max-bytes", "64"],
+        &["value", "create", "n", "i"],
+    ];
+    for verb in verbs {
+        for (flag, bad, says) in [
+            ("--mode", "9", "mode must be octal"),
+            (
+                "--lifetime",
+                "forever",
+                "lifetime is `persistent` or `owned`",
+            ),
+        ] {
+            let mut args = verb.to_vec();
+            args.extend([flag, bad]);
+            let out = shmkit(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "shmkit {args:?}: {err}");
+            assert!(err.contains(says), "shmkit {args:?}: {err}");
+        }
+    }
+}

@@ -87,7 +87,7 @@ fn child_main() {
                     "bytes" => {
                         let r = Ring::open(name).unwrap();
                         let mut tx = r.producer().unwrap();
-                        tx.send_timeout(b"seven", WAIT).unwrap();
+                        tx.push_timeout(b"seven", WAIT).unwrap();
                         std::mem::forget(tx);
                     }
                     other => panic!("kind {other}"),
@@ -171,8 +171,8 @@ fn a_producer_killed_in_another_pid_namespace_is_found_dead() {
                 let mut rx = r.consumer().unwrap();
                 (child, _lines) = start(&ns, "produce-and-die", &[&name, kind]);
                 assert!(!wait_exit(&mut child, WAIT).success());
-                assert_eq!(rx.recv_timeout(WAIT).unwrap(), b"seven");
-                assert!(matches!(rx.recv_timeout(WAIT), Err(PopError::Disconnected)));
+                assert_eq!(rx.pop_timeout(WAIT).unwrap(), b"seven");
+                assert!(matches!(rx.pop_timeout(WAIT), Err(PopError::Disconnected)));
             }
         }
     }

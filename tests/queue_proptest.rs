@@ -167,22 +167,22 @@ proptest! {
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
         for op in ops {
             match op {
-                Some(msg) => match tx.try_send(&msg) {
+                Some(msg) => match tx.try_push(&msg) {
                     Ok(()) => model.push_back(msg),
-                    Err(bytes::ReserveError::TooLarge { .. }) => prop_assert!(msg.len() > max),
-                    Err(bytes::ReserveError::Full) => {
+                    Err(shmkit::queue::BytesPushError::TooLarge { .. }) => prop_assert!(msg.len() > max),
+                    Err(shmkit::queue::BytesPushError::Full) => {
                         // Full only if the record (and a possible wrap) cannot fit: the ring
                         // must hold something.
                         prop_assert!(msg.len() <= max && !model.is_empty());
                     }
                     Err(e) => prop_assert!(false, "unexpected {e}"),
                 },
-                None => prop_assert_eq!(rx.try_recv().ok(), model.pop_front()),
+                None => prop_assert_eq!(rx.try_pop().ok(), model.pop_front()),
             }
         }
         while let Some(m) = model.pop_front() {
-            prop_assert_eq!(rx.try_recv(), Ok(m));
+            prop_assert_eq!(rx.try_pop(), Ok(m));
         }
-        prop_assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+        prop_assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     }
 }

@@ -78,9 +78,10 @@ use std::time::{Duration, Instant};
 use common::chaos::{mix, rounds, scribble, seed_for, Rng, Snapshot};
 use common::{fork_and, inherited, spawn_child, unique_name, Cleanup};
 use shmkit::cell::{Array, CellMode, Value};
-use shmkit::queue::bytes::{self, ReserveError};
+use shmkit::queue::bytes;
 use shmkit::queue::{
-    mpmc, mpmc_bytes, spsc, AttachError, PopError, PushError, QueueStat, TryPopError, TryPushError,
+    mpmc, mpmc_bytes, spsc, AttachError, BytesPushError, PopError, PushError, QueueStat,
+    TryPopError, TryPushError,
 };
 use shmkit::sync::{
     Barrier, BarrierError, BarrierState, BoundedSemaphore, Condition, ConditionState, Event, Lock,
@@ -877,14 +878,14 @@ enum Fail {
     TooLarge,
 }
 
-impl From<ReserveError> for Fail {
-    fn from(e: ReserveError) -> Fail {
+impl From<BytesPushError> for Fail {
+    fn from(e: BytesPushError) -> Fail {
         match e {
-            ReserveError::Full => Fail::Busy,
-            ReserveError::Timeout => Fail::Timeout,
-            ReserveError::Disconnected => Fail::Disconnected,
-            ReserveError::Corrupt => Fail::Corrupt,
-            ReserveError::TooLarge { .. } => Fail::TooLarge,
+            BytesPushError::Full => Fail::Busy,
+            BytesPushError::Timeout => Fail::Timeout,
+            BytesPushError::Disconnected => Fail::Disconnected,
+            BytesPushError::Corrupt => Fail::Corrupt,
+            BytesPushError::TooLarge { .. } => Fail::TooLarge,
         }
     }
 }
@@ -905,31 +906,6 @@ impl<V> From<PushError<V>> for Fail {
             PushError::Timeout(_) => Fail::Timeout,
             PushError::Disconnected(_) => Fail::Disconnected,
             PushError::Corrupt(_) => Fail::Corrupt,
-        }
-    }
-}
-
-impl From<mpmc_bytes::PushError> for Fail {
-    fn from(e: mpmc_bytes::PushError) -> Fail {
-        use mpmc_bytes::PushError as E;
-        match e {
-            E::Full => Fail::Busy,
-            E::Timeout => Fail::Timeout,
-            E::Disconnected => Fail::Disconnected,
-            E::Corrupt => Fail::Corrupt,
-            E::TooLarge { .. } => Fail::TooLarge,
-        }
-    }
-}
-
-impl From<mpmc_bytes::PopError> for Fail {
-    fn from(e: mpmc_bytes::PopError) -> Fail {
-        use mpmc_bytes::PopError as E;
-        match e {
-            E::Empty => Fail::Busy,
-            E::Timeout => Fail::Timeout,
-            E::Disconnected => Fail::Disconnected,
-            E::Corrupt => Fail::Corrupt,
         }
     }
 }
@@ -1032,14 +1008,14 @@ impl Tx {
             (Tx::Spsc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
             (Tx::Mpmc(p), None) => Ok(p.try_push(Msg::new(tag))?),
             (Tx::Mpmc(p), Some(t)) => Ok(p.push_timeout(Msg::new(tag), t)?),
-            (Tx::Bytes(p), None) => Ok(p.try_send(&frame(tag))?),
+            (Tx::Bytes(p), None) => Ok(p.try_push(&frame(tag))?),
             (Tx::MpmcBytes(p), None) => Ok(p.try_push(&frame(tag))?),
             (Tx::MpmcBytes(p), Some(t)) => Ok(p.push_timeout(&frame(tag), t)?),
             (Tx::Bytes(p), Some(t)) => {
                 // Write in place half of the time.
                 let f = frame(tag);
                 if tag % 2 == 0 {
-                    Ok(p.send_timeout(&f, t)?)
+                    Ok(p.push_timeout(&f, t)?)
                 } else {
                     let mut w = p.reserve_timeout(f.len(), t)?;
                     w.copy_from_slice(&f);

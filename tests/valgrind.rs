@@ -53,10 +53,10 @@ fn exercise(name: &str, lock_name: &str) {
     let q = bytes::Ring::with_capacity(4096);
     let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
     for _ in 0..200 {
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_pop().is_err());
     }
-    tx.try_send(b"ring").unwrap();
-    assert_eq!(rx.try_recv().unwrap(), b"ring");
+    tx.try_push(b"ring").unwrap();
+    assert_eq!(rx.try_pop().unwrap(), b"ring");
 
     let q = mpmc_bytes::Queue::with_capacity(4096);
     let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());

@@ -150,7 +150,7 @@ fn bytes_ops(name: &str, ops: &[u8]) {
         match op % 11 {
             0 => {
                 if let Some(c) = c.as_mut() {
-                    let _ = c.try_recv();
+                    let _ = c.try_pop();
                 }
             }
             1 => {
@@ -167,12 +167,12 @@ fn bytes_ops(name: &str, ops: &[u8]) {
                     if let Ok(g) = c.try_peek() {
                         let _unreleased = g; // dropped unreleased: the next peek sees it again
                     }
-                    let _ = c.recv_timeout(TINY);
+                    let _ = c.pop_timeout(TINY);
                 }
             }
             3 => {
                 if let Some(p) = p.as_mut() {
-                    let _ = p.try_send(&msg[..n.min(msg.len())]);
+                    let _ = p.try_push(&msg[..n.min(msg.len())]);
                 }
             }
             4 => {
@@ -189,7 +189,7 @@ fn bytes_ops(name: &str, ops: &[u8]) {
             }
             5 => {
                 if let Some(p) = p.as_mut() {
-                    let _ = p.send_timeout(&msg[..n.min(msg.len())], TINY);
+                    let _ = p.push_timeout(&msg[..n.min(msg.len())], TINY);
                 }
             }
             6 => {

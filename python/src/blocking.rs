@@ -18,12 +18,12 @@ pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// A Python `timeout` argument as a deadline: `None` is no limit; a negative value is 0
 /// (as `multiprocessing` does); NaN is a `ValueError`; a value too large to represent is no
-/// limit.
+/// limit (as the library's `_timeout` forms: [`shmkit::Timeout::deadline_after`]).
 pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     check_timeout(timeout)?;
     let Some(t) = timeout else { return Ok(None) };
     let d = Duration::try_from_secs_f64(t.max(0.0)).ok();
-    Ok(d.and_then(|d| Instant::now().checked_add(d)))
+    Ok(d.and_then(shmkit::Timeout::deadline_after))
 }
 
 /// The check [`deadline`] makes (NaN is a `ValueError`), without reading the clock: for the
@@ -63,9 +63,10 @@ impl<'py> FromPyObject<'py> for Truthy {
     }
 }
 
-/// Whether `deadline` has passed.
+/// Whether `deadline` has passed ([`shmkit::Timeout::passed`]).
+#[inline]
 pub(crate) fn passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+    shmkit::Timeout::passed(deadline)
 }
 
 /// `py.allow_threads(f)`: every GIL release of the package goes through here, so that a

@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyTuple, PyType};
 use shmkit::frames::AttachError;
+use shmkit::queue::QueueError;
 use shmkit::sync::{BarrierError, LockError, Owner, SemaphoreError};
 use shmkit::Error;
 
@@ -164,10 +165,14 @@ pub(crate) fn queue_full_or_empty(py: Python<'_>, full: bool, msg: String) -> Py
     }
 }
 
-/// A queue handle that could not attach: every slot of its side is held by live handles, or
-/// this process has no liveness token.
+/// A queue handle that could not attach: a segment error as [`to_py`] (as
+/// [`frames_attach_error`]), the rest (every slot of its side held by live handles, no
+/// liveness token) `ShmkitError`.
 pub(crate) fn attach_error(e: shmkit::queue::AttachError) -> PyErr {
-    ShmkitError::new_err(e.to_string())
+    match e {
+        shmkit::queue::AttachError::Segment(e) => to_py(e),
+        e => ShmkitError::new_err(e.to_string()),
+    }
 }
 
 /// How the library's messages spell opening a raw segment (`SegmentOptions::raw`), and how
@@ -186,6 +191,10 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::AlreadyExists { .. } => PyFileExistsError::new_err((libc_errno::EEXIST, msg)),
         Error::PermissionDenied { .. } => PyPermissionError::new_err((libc_errno::EACCES, msg)),
         Error::InvalidName { .. } | Error::InvalidArgument { .. } | Error::TooLarge { .. } => {
+            PyValueError::new_err(msg)
+        }
+        // A message longer than a queue's maximum, or a slice of the wrong length: bad arguments.
+        Error::Queue(QueueError::TooLarge { .. } | QueueError::WrongLength { .. }) => {
             PyValueError::new_err(msg)
         }
         Error::Timeout => PyTimeoutError::new_err(msg),

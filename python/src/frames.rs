@@ -64,20 +64,11 @@ fn options() -> FramesOptions<Raw> {
 }
 
 fn policy_of(p: &str) -> PyResult<Policy> {
-    match p {
-        "reuse-oldest" => Ok(Policy::ReuseOldest),
-        "block" => Ok(Policy::Block),
-        _ => Err(PyValueError::new_err(format!(
+    Policy::from_name(p).ok_or_else(|| {
+        PyValueError::new_err(format!(
             "policy must be 'reuse-oldest' or 'block', not {p:?}"
-        ))),
-    }
-}
-
-fn policy_name(p: Policy) -> &'static str {
-    match p {
-        Policy::Block => "block",
-        _ => "reuse-oldest",
-    }
+        ))
+    })
 }
 
 fn count(what: &str, v: i64) -> PyResult<u64> {
@@ -1063,8 +1054,8 @@ impl PyFramePublisher {
 
     /// `'reuse-oldest'` or `'block'`.
     #[getter]
-    fn policy(&self) -> &'static str {
-        policy_name(self.policy)
+    fn policy(&self) -> String {
+        self.policy.to_string()
     }
 
     /// The sequence number the next published frame gets.

@@ -109,12 +109,9 @@ pub(crate) use named_methods;
 /// `shmkit gc` never removes it) or `"owned"` (`gc` removes it once its creator is dead and
 /// no process maps it; `SPEC.md` §4.4, §4.6).
 pub(crate) fn lifetime(lifetime: &str) -> PyResult<shmkit::segment::Lifetime> {
-    use shmkit::segment::Lifetime;
-    match lifetime {
-        "persistent" => Ok(Lifetime::Persistent),
-        "owned" => Ok(Lifetime::Owned),
-        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+    shmkit::segment::Lifetime::from_name(lifetime).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
             "lifetime must be 'persistent' or 'owned', not {lifetime:?}"
-        ))),
-    }
+        ))
+    })
 }

@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shmkit::queue::mpmc_bytes::{self, Consumer, PopError, Producer, PushError};
+use shmkit::queue::mpmc_bytes::{self, Consumer, Producer};
 use shmkit::queue::AttachError;
+use shmkit::queue::{BytesPushError, PopError, TryPopError};
 use shmkit::segment::Lifetime;
 use shmkit::ProcessMark;
 
@@ -331,7 +332,7 @@ impl PyQueue {
         let mut idle = self.producers.lock();
         match idle.last_mut()?.try_push(msg) {
             Ok(()) => Some(Some(Ok(()))),
-            Err(PushError::Full) => Some(None),
+            Err(BytesPushError::Full) => Some(None),
             Err(_) => None,
         }
     }
@@ -361,16 +362,16 @@ impl PyQueue {
                     self.producers.give_back(p, &self.closed);
                     return Some(Ok(()));
                 }
-                Err(PushError::Full | PushError::Timeout) => {
+                Err(BytesPushError::Full | BytesPushError::Timeout) => {
                     self.producers.give_back(p, &self.closed);
                     return None;
                 }
-                Err(PushError::Disconnected) if !fresh => {
+                Err(BytesPushError::Disconnected) if !fresh => {
                     drop(p);
                     self.producers.clear();
                 }
-                Err(PushError::Disconnected) => break,
-                Err(e @ (PushError::TooLarge { .. } | PushError::Corrupt)) => {
+                Err(BytesPushError::Disconnected) => break,
+                Err(e @ (BytesPushError::TooLarge { .. } | BytesPushError::Corrupt)) => {
                     return Some(Err(to_py(e.into())))
                 }
             }
@@ -401,7 +402,7 @@ impl PyQueue {
                 h: idle.pop()?,
                 keep: true,
             })))),
-            Err(PopError::Empty) => Some(None),
+            Err(TryPopError::Empty) => Some(None),
             Err(_) => None,
         }
     }
@@ -422,13 +423,19 @@ impl PyQueue {
                 Err(e) => return Some(Err(e)),
             };
             let Reader { c, buf } = &mut r.h;
+            // `try_pop_into`'s `Empty` is the blocking form's `Timeout`: both leave the caller
+            // to wait (or to report an empty queue).
             let res = match until {
-                None => c.try_pop_into(buf),
+                None => c.try_pop_into(buf).map_err(|e| match e {
+                    TryPopError::Empty => PopError::Timeout,
+                    TryPopError::Disconnected => PopError::Disconnected,
+                    TryPopError::Corrupt => PopError::Corrupt,
+                }),
                 Some(t) => c.pop_into_deadline(buf, t),
             };
             match res {
                 Ok(_) => return Some(Ok(r)),
-                Err(PopError::Empty | PopError::Timeout) => {
+                Err(PopError::Timeout) => {
                     self.consumers.give_back(r, &self.closed);
                     return None;
                 }

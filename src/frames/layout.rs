@@ -47,6 +47,20 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// The policy named `reuse-oldest` or `block` (as `Display` prints it): the names the
+    /// CLI's `--policy` and Python's `policy=` take.
+    ///
+    /// ```
+    /// use shmkit::frames::Policy;
+    /// assert_eq!(Policy::from_name("block"), Some(Policy::Block));
+    /// assert_eq!(Policy::ReuseOldest.to_string(), "reuse-oldest");
+    /// ```
+    pub fn from_name(s: &str) -> Option<Policy> {
+        [Policy::ReuseOldest, Policy::Block]
+            .into_iter()
+            .find(|p| p.to_string() == s)
+    }
+
     pub(crate) fn word(self) -> u64 {
         match self {
             Policy::ReuseOldest => 0,

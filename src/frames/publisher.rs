@@ -3,14 +3,15 @@
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::channel::Channel;
 use super::error::{AttachError, LoanError, TryLoanError};
 use super::layout::View;
 use super::{pin, recovery};
+use crate::os::atomic_copy;
 use crate::os::clock;
-use crate::os::{atomic_copy, deadline};
+use crate::os::deadline::{self, blocking_forms};
 use crate::queue::role::{self, WAIT_SLICE};
 use crate::queue::ShmType;
 use crate::sync::waiter::Step;
@@ -101,19 +102,10 @@ impl<H: ShmType> Publisher<H> {
         Ok(self.loan_of(slot))
     }
 
-    /// Loan a slot, waiting as long as every slot is held.
-    pub fn loan(&mut self) -> Result<Loan<'_, H>, LoanError> {
-        self.loan_until(None)
-    }
-
-    /// Loan a slot, waiting at most `timeout` ([`LoanError::Timeout`] then).
-    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, H>, LoanError> {
-        self.loan_until(deadline::after(Some(timeout)))
-    }
-
-    /// Loan a slot, waiting until `deadline` at most.
-    pub fn loan_deadline(&mut self, deadline: Instant) -> Result<Loan<'_, H>, LoanError> {
-        self.loan_until(Some(deadline))
+    blocking_forms! {
+        /// Loan a slot, waiting as long as every slot is held (the other forms: then
+        /// [`LoanError::Timeout`]).
+        fn loan / loan_timeout / loan_deadline () -> Result<Loan<'_, H>, LoanError> = loan_until;
     }
 
     fn loan_until(&mut self, until: Option<Instant>) -> Result<Loan<'_, H>, LoanError> {

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::channel::Channel;
 use super::error::{AttachError, RecvError, TryRecvError};
@@ -11,8 +11,9 @@ use super::layout::{Policy, View};
 use super::pin::GuardCount;
 use super::recovery::clear_pins;
 use super::window::{self, Scan, Want, Window};
+use crate::os::atomic_copy;
+use crate::os::deadline::{self, blocking_forms};
 use crate::os::process::Liveness;
-use crate::os::{atomic_copy, deadline};
 use crate::queue::role::{self, Throttle, WAIT_SLICE};
 use crate::queue::ShmType;
 use crate::sync::waiter::Step;
@@ -158,19 +159,11 @@ impl<H: ShmType> Subscriber<H> {
         self.try_get(Want::Next)
     }
 
-    /// The next frame in order, waiting for it.
-    pub fn recv(&mut self) -> Result<Frame<H>, RecvError> {
-        self.get_until(Want::Next, None)
-    }
-
-    /// The next frame in order, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<H>, RecvError> {
-        self.get_until(Want::Next, deadline::after(Some(timeout)))
-    }
-
-    /// The next frame in order, waiting until `deadline` at most.
-    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Frame<H>, RecvError> {
-        self.get_until(Want::Next, Some(deadline))
+    blocking_forms! {
+        /// The next frame in order, waiting for it (the other forms: then
+        /// [`RecvError::Timeout`]).
+        fn recv / recv_timeout / recv_deadline () -> Result<Frame<H>, RecvError>
+            = get_until(Want::Next);
     }
 
     /// The newest frame, if it is newer than the last one received, without waiting; the
@@ -179,19 +172,11 @@ impl<H: ShmType> Subscriber<H> {
         self.try_get(Want::Latest)
     }
 
-    /// The newest frame newer than the last one received, waiting for one.
-    pub fn latest(&mut self) -> Result<Frame<H>, RecvError> {
-        self.get_until(Want::Latest, None)
-    }
-
-    /// [`latest`](Self::latest), waiting at most `timeout`.
-    pub fn latest_timeout(&mut self, timeout: Duration) -> Result<Frame<H>, RecvError> {
-        self.get_until(Want::Latest, deadline::after(Some(timeout)))
-    }
-
-    /// [`latest`](Self::latest), waiting until `deadline` at most.
-    pub fn latest_deadline(&mut self, deadline: Instant) -> Result<Frame<H>, RecvError> {
-        self.get_until(Want::Latest, Some(deadline))
+    blocking_forms! {
+        /// The newest frame newer than the last one received, waiting for one (the other
+        /// forms: then [`RecvError::Timeout`]).
+        fn latest / latest_timeout / latest_deadline () -> Result<Frame<H>, RecvError>
+            = get_until(Want::Latest);
     }
 
     /// The newest frame in the channel, whether received before or not, and whether a

@@ -50,8 +50,8 @@ impl Wait {
 /// `x_deadline(Instant)` give up with [`Error::Timeout`](crate::Error::Timeout) (for lock
 /// calls, [`LockError::WouldBlock`](crate::sync::LockError::WouldBlock) /
 /// [`LockError::Timeout`](crate::sync::LockError::Timeout)). All four call one private core
-/// taking a [`raw::Wait`], so they cannot drift apart. Used by cells and `ShareableList`; `queue::forms` has the
-/// three-form variant for `&mut self` queue endpoints.
+/// taking a [`raw::Wait`], so they cannot drift apart. Used by cells and `ShareableList`;
+/// [`blocking_forms!`] is the three-form variant for `&mut self` handles.
 #[cfg_attr(loom, allow(unused_macros))] // cells and lists are not built under loom
 macro_rules! wait_forms {
     ($(#[$m:meta])* fn $x:ident, $try_x:ident, $x_timeout:ident, $x_deadline:ident
@@ -84,6 +84,47 @@ macro_rules! wait_forms {
 
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use wait_forms;
+
+/// The three-form variant for `&mut self` handles (queue endpoints, frames publishers and
+/// subscribers), whose `try_x` is written by hand (its own code and error type):
+/// `blocking_forms! { /// docs of x
+///     fn x / x_timeout / x_deadline (arg: Ty, …) -> Ret = x_within; }`
+/// inside an `impl` block writes the public `x(args…)` (no limit), `x_timeout(args…,
+/// Duration)` and `x_deadline(args…, Instant)` over one private
+/// `self.x_within(arg, …, deadline: Option<Instant>)`, so that every handle gets the same
+/// three forms with the same deadline rules ([`after`]: a timeout too large for `Instant`
+/// means no limit; a deadline in the past polls once, which `x_within` must do: try, then
+/// wait). `= x_within(a, …)` passes fixed leading arguments first
+/// (`self.x_within(a, …, arg, …, deadline)`). The docs given are `x`'s; the other two get
+/// theirs from it.
+macro_rules! blocking_forms {
+    ($(
+        $(#[$doc:meta])*
+        fn $x:ident / $x_timeout:ident / $x_deadline:ident ($($arg:ident : $ty:ty),*) -> $ret:ty
+            = $within:ident $(($($pre:expr),*))?;
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $x(&mut self $(, $arg: $ty)*) -> $ret {
+            self.$within($($($pre,)*)? $($arg,)* None)
+        }
+
+        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), "), waiting at most \
+            `timeout` (a timeout too large for `Instant` means no limit; zero polls once), \
+            then the `Timeout` outcome.")]
+        pub fn $x_timeout(&mut self $(, $arg: $ty)*, timeout: std::time::Duration) -> $ret {
+            self.$within($($($pre,)*)? $($arg,)* $crate::os::deadline::after(Some(timeout)))
+        }
+
+        #[doc = concat!("[`", stringify!($x), "`](Self::", stringify!($x), "), waiting until \
+            `deadline` (`CLOCK_MONOTONIC`; one in the past polls once), then the `Timeout` \
+            outcome.")]
+        pub fn $x_deadline(&mut self $(, $arg: $ty)*, deadline: std::time::Instant) -> $ret {
+            self.$within($($($pre,)*)? $($arg,)* Some(deadline))
+        }
+    )*};
+}
+
+pub(crate) use blocking_forms;
 
 #[cfg(test)]
 mod tests {

@@ -33,14 +33,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::endpoint::Wake;
-use super::error::{AttachError, PopError, Role, TryPopError};
-use super::forms::{blocking_forms, queue_constructors};
+use super::error::{AttachError, BytesPushError, PopError, Role, TryPopError};
+use super::forms::queue_constructors;
 #[cfg(not(loom))]
 use super::options::{self, How};
 use super::ring_control::{Expect, RingShared as RawRing, Side};
 use super::stat::{QueueStat, Stat};
 use crate::loom::{AtomicU64, Ordering};
 use crate::os::atomic_copy;
+use crate::os::deadline::blocking_forms;
 use crate::segment::fingerprint;
 use crate::Kind;
 
@@ -127,62 +128,6 @@ fn record_len(n: u64) -> u64 {
     HDR + ((n + 7) & !7)
 }
 
-/// Why a reservation (or a send) failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReserveError {
-    /// Not enough free space now (`try_` calls only).
-    Full,
-    /// Not enough free space before the timeout.
-    Timeout,
-    /// The message is longer than [`max_message`] of this ring.
-    TooLarge {
-        /// The requested length.
-        len: u64,
-        /// The ring's maximum.
-        max: u64,
-    },
-    /// The consumer closed its end or died.
-    Disconnected,
-    /// The ring's indices in shared memory are inconsistent.
-    Corrupt,
-}
-
-impl fmt::Display for ReserveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReserveError::Full => f.write_str("the ring is full"),
-            ReserveError::Timeout => f.write_str("timed out: the ring stayed full"),
-            ReserveError::TooLarge { len, max } => write!(
-                f,
-                "a message of {len} bytes exceeds this ring's maximum of {max}"
-            ),
-            ReserveError::Disconnected => f.write_str("the ring's consumer closed it or died"),
-            ReserveError::Corrupt => {
-                f.write_str("the ring's state in shared memory is inconsistent")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ReserveError {}
-
-impl From<ReserveError> for crate::Error {
-    fn from(e: ReserveError) -> crate::Error {
-        use super::QueueError;
-        match e {
-            ReserveError::Full => crate::Error::WouldBlock,
-            ReserveError::Timeout => crate::Error::Timeout,
-            ReserveError::TooLarge { len, max } => {
-                crate::Error::Queue(QueueError::TooLarge { len, max })
-            }
-            ReserveError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
-                peer: super::Role::Consumer,
-            }),
-            ReserveError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
-        }
-    }
-}
-
 /// A variable-length byte-message ring in a named segment (or on the heap, from
 /// [`with_capacity`](Self::with_capacity)); attach one [`Producer`] and one [`Consumer`].
 ///
@@ -192,7 +137,7 @@ impl From<ReserveError> for crate::Error {
 /// length at most [`max_message`], record inside the ring); a violation is reported as
 /// `Corrupt`, never an out-of-bounds access, a panic or an unbounded loop. The guards hand
 /// out slices over the mapping itself, sound only while every process that can write the
-/// segment follows the protocol; the copying calls (`try_send`, `send`, `try_recv`, `recv`,
+/// segment follows the protocol; the copying calls (`try_push`, `push`, `try_pop`, `pop`,
 /// `copy_from`, `copy_to`) are sound whatever other processes do (see [`WriteGuard`] and
 /// [`ReadGuard`]).
 ///
@@ -379,7 +324,7 @@ struct Placement {
 
 enum Fail {
     Full(u64),
-    Other(ReserveError),
+    Other(BytesPushError),
 }
 
 /// The producing end of a [`Ring`]. `Send`, not `Sync`. Dropping it detaches it: the role is
@@ -415,11 +360,11 @@ impl Producer {
     #[inline(always)]
     fn place(&mut self, n: u64) -> Result<Placement, Fail> {
         if self.side.is_closed() || self.side.peer_closed() {
-            return Err(Fail::Other(ReserveError::Disconnected));
+            return Err(Fail::Other(BytesPushError::Disconnected));
         }
         let max = max_message(self.cap);
         if n > max {
-            return Err(Fail::Other(ReserveError::TooLarge { len: n, max }));
+            return Err(Fail::Other(BytesPushError::TooLarge { len: n, max }));
         }
         let rec = record_len(n);
         let pos = self.tail & self.mask;
@@ -440,13 +385,13 @@ impl Producer {
             // word address off the grid would be a misaligned atomic (a hostile writer's
             // torture test aborted there).
             if used > self.cap || head % HDR != 0 {
-                return Err(Fail::Other(ReserveError::Corrupt));
+                return Err(Fail::Other(BytesPushError::Corrupt));
             }
             self.head_cache = head;
             free = self.cap - used;
             if free < advance {
                 if self.side.peer_gone() {
-                    return Err(Fail::Other(ReserveError::Disconnected));
+                    return Err(Fail::Other(BytesPushError::Disconnected));
                 }
                 return Err(Fail::Full(advance));
             }
@@ -517,10 +462,10 @@ impl Producer {
 
     /// Reserve `n` contiguous bytes for one message, if there is room now.
     #[inline]
-    pub fn try_reserve(&mut self, n: usize) -> Result<WriteGuard<'_>, ReserveError> {
+    pub fn try_reserve(&mut self, n: usize) -> Result<WriteGuard<'_>, BytesPushError> {
         match self.place(n as u64) {
             Ok(pl) => Ok(WriteGuard { p: self, pl }),
-            Err(Fail::Full(_)) => Err(ReserveError::Full),
+            Err(Fail::Full(_)) => Err(BytesPushError::Full),
             Err(Fail::Other(e)) => Err(e),
         }
     }
@@ -529,7 +474,7 @@ impl Producer {
         &mut self,
         n: usize,
         deadline: Option<Instant>,
-    ) -> Result<WriteGuard<'_>, ReserveError> {
+    ) -> Result<WriteGuard<'_>, BytesPushError> {
         loop {
             let need = match self.place(n as u64) {
                 Ok(pl) => return Ok(WriteGuard { p: self, pl }),
@@ -547,30 +492,30 @@ impl Producer {
             };
             match side.wait(&side.q.ctrl().cons.not_full, ready, deadline) {
                 Wake::Retry => {}
-                Wake::TimedOut => return Err(ReserveError::Timeout),
-                Wake::Gone(()) => return Err(ReserveError::Disconnected),
+                Wake::TimedOut => return Err(BytesPushError::Timeout),
+                Wake::Gone(()) => return Err(BytesPushError::Disconnected),
             }
         }
     }
 
     blocking_forms! {
-        /// Reserve `n` contiguous bytes, waiting for room ([`ReserveError::Timeout`] from the
+        /// Reserve `n` contiguous bytes, waiting for room ([`BytesPushError::Timeout`] from the
         /// timed forms). `Disconnected` once the consumer closes or is found dead; never
         /// hangs on a dead peer.
         ///
         /// ```
         /// use std::time::Duration;
-        /// use shmkit::queue::bytes::{ReserveError, Ring};
+        /// use shmkit::queue::{bytes::Ring, BytesPushError};
         /// let ring = Ring::with_capacity(1024);
         /// let mut tx = ring.producer().unwrap();
         /// let mut w = tx.reserve(3).unwrap();
         /// w.copy_from(b"abc");
         /// w.commit();
         /// let e = tx.reserve_timeout(1000, Duration::from_millis(1)).unwrap_err();
-        /// assert_eq!(e, ReserveError::TooLarge { len: 1000, max: 504 });
+        /// assert_eq!(e, BytesPushError::TooLarge { len: 1000, max: 504 });
         /// ```
         fn reserve / reserve_timeout / reserve_deadline (n: usize)
-            -> Result<WriteGuard<'_>, ReserveError> = reserve_within;
+            -> Result<WriteGuard<'_>, BytesPushError> = reserve_within;
     }
 
     /// Copy `msg` in as one message, if there is room now.
@@ -578,14 +523,14 @@ impl Producer {
     /// The bytes are stored with atomics ([`WriteGuard::copy_from`]), so this never races
     /// with another process, whatever it does to the segment.
     #[inline]
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ReserveError> {
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), BytesPushError> {
         let mut w = self.try_reserve(msg.len())?;
         w.copy_from(msg);
         w.commit();
         Ok(())
     }
 
-    fn send_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), ReserveError> {
+    fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytesPushError> {
         let mut w = self.reserve_within(msg.len(), deadline)?;
         w.copy_from(msg);
         w.commit();
@@ -599,11 +544,11 @@ impl Producer {
         /// use shmkit::queue::bytes::Ring;
         /// let ring = Ring::with_capacity(1024);
         /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
-        /// tx.send(b"abc").unwrap();
-        /// assert_eq!(rx.recv().unwrap(), b"abc");
+        /// tx.push(b"abc").unwrap();
+        /// assert_eq!(rx.pop().unwrap(), b"abc");
         /// ```
-        fn send / send_timeout / send_deadline (msg: &[u8]) -> Result<(), ReserveError>
-            = send_within;
+        fn push / push_timeout / push_deadline (msg: &[u8]) -> Result<(), BytesPushError>
+            = push_within;
     }
 
     /// Close the producer end and free the role: the consumer drains what is left, then gets
@@ -653,7 +598,7 @@ impl Producer {
 ///
 /// Only share a ring read-write with processes you trust to follow the protocol. To be sound
 /// whatever other processes do, write through [`copy_from`](Self::copy_from) (atomic stores,
-/// what [`Producer::try_send`] and [`Producer::send`] use) and never deref the guard.
+/// what [`Producer::try_push`] and [`Producer::push`] use) and never deref the guard.
 ///
 /// # Across `fork()`
 ///
@@ -698,7 +643,7 @@ impl WriteGuard<'_> {
     /// let mut w = tx.try_reserve(5).unwrap();
     /// assert_eq!(w.copy_from(b"hello"), 5);
     /// w.commit();
-    /// assert_eq!(rx.try_recv().unwrap(), b"hello");
+    /// assert_eq!(rx.try_pop().unwrap(), b"hello");
     /// ```
     #[inline]
     pub fn copy_from(&mut self, src: &[u8]) -> usize {
@@ -935,7 +880,7 @@ fn decode(ring: &RawRing, pos: u64, room: u64) -> Header {
 }
 
 /// The consuming end of a [`Ring`]. `Send`, not `Sync`. Dropping it detaches it: the role is
-/// freed for another consumer, the messages stay, and the producer keeps sending until the
+/// freed for another consumer, the messages stay, and the producer keeps pushing until the
 /// ring is full; only [`close`](Self::close) (or the death of this process while it holds
 /// the role) makes the producer's calls fail with `Disconnected`.
 pub struct Consumer {
@@ -1067,14 +1012,14 @@ impl Consumer {
     /// [`try_peek`](Self::try_peek), or in pieces with [`ReadGuard::copy_to`]), as in
     /// mpmc-bytes (`SPEC.md` §7.3).
     #[inline]
-    pub fn try_recv(&mut self) -> Result<Vec<u8>, TryPopError> {
+    pub fn try_pop(&mut self) -> Result<Vec<u8>, TryPopError> {
         let r = self.try_peek()?;
         let v = r.copy_out().ok_or(TryPopError::Corrupt)?;
         r.release();
         Ok(v)
     }
 
-    fn recv_within(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
+    fn pop_within(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
         let r = self.peek_within(deadline)?;
         let v = r.copy_out().ok_or(PopError::Corrupt)?;
         r.release();
@@ -1083,18 +1028,18 @@ impl Consumer {
 
     blocking_forms! {
         /// Copy out and release the oldest message, waiting for one (with atomic loads, as
-        /// [`try_recv`](Self::try_recv)).
+        /// [`try_pop`](Self::try_pop)).
         ///
         /// ```
         /// use std::time::Duration;
         /// use shmkit::queue::{bytes::Ring, PopError};
         /// let ring = Ring::with_capacity(1024);
         /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
-        /// tx.send_timeout(b"x", Duration::from_secs(1)).unwrap();
-        /// assert_eq!(rx.recv_deadline(std::time::Instant::now()).unwrap(), b"x");
-        /// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
+        /// tx.push_timeout(b"x", Duration::from_secs(1)).unwrap();
+        /// assert_eq!(rx.pop_deadline(std::time::Instant::now()).unwrap(), b"x");
+        /// assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Timeout));
         /// ```
-        fn recv / recv_timeout / recv_deadline () -> Result<Vec<u8>, PopError> = recv_within;
+        fn pop / pop_timeout / pop_deadline () -> Result<Vec<u8>, PopError> = pop_within;
     }
 
     /// Close the consumer end and free the role: the producer's reservations then fail with
@@ -1136,7 +1081,7 @@ impl Consumer {
 ///
 /// Only share a ring read-write with processes you trust to follow the protocol. To be sound
 /// whatever other processes do, read through [`copy_to`](Self::copy_to) (atomic loads, what
-/// [`Consumer::try_recv`] and [`Consumer::recv`] use) and never deref the guard: a
+/// [`Consumer::try_pop`] and [`Consumer::pop`] use) and never deref the guard: a
 /// misbehaving peer can then only make the copy hold bytes it wrote. (A guard type that
 /// offered only such copies would be sound against any peer, at the price of every zero-copy
 /// use: no `&[u8]` to hand to a parser, a hash or a socket. shmkit offers both: the slice for
@@ -1181,7 +1126,7 @@ impl ReadGuard<'_> {
     /// ```
     /// let ring = shmkit::queue::bytes::Ring::with_capacity(256);
     /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
-    /// tx.try_send(b"hello").unwrap();
+    /// tx.try_push(b"hello").unwrap();
     /// let r = rx.try_peek().unwrap();
     /// let mut buf = [0u8; 16];
     /// let n = r.copy_to(&mut buf);
@@ -1301,11 +1246,11 @@ mod tests {
         for len in 0..=300usize {
             let m: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
             trace::start();
-            tx.try_send(&m).unwrap();
-            check(&trace::stop(), &format!("send of {len} bytes"));
+            tx.try_push(&m).unwrap();
+            check(&trace::stop(), &format!("push of {len} bytes"));
             trace::start();
-            let got = rx.try_recv().unwrap();
-            check(&trace::stop(), &format!("recv of {len} bytes"));
+            let got = rx.try_pop().unwrap();
+            check(&trace::stop(), &format!("pop of {len} bytes"));
             assert_eq!(got, m);
             // A part of a reservation, and a part of a message.
             let mut w = tx.try_reserve(len + 5).unwrap();
@@ -1346,7 +1291,7 @@ mod tests {
         for _ in 0..200_000 {
             let r = next();
             if r % 3 == 0 {
-                match rx.try_recv() {
+                match rx.try_pop() {
                     Ok(m) => assert_eq!(Some(m), expect.pop_front(), "a message out of nowhere"),
                     Err(TryPopError::Empty) => assert!(expect.is_empty(), "a message was lost"),
                     Err(e) => panic!("{e:?}"),
@@ -1388,9 +1333,9 @@ mod tests {
             }
         }
         while let Some(m) = expect.pop_front() {
-            assert_eq!(rx.try_recv(), Ok(m));
+            assert_eq!(rx.try_pop(), Ok(m));
         }
-        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
         assert!(id > 10_000, "only {id} messages were committed");
     }
 
@@ -1415,18 +1360,18 @@ mod tests {
                 let pos = cap + first + 8 + 8 * k;
                 msg.extend_from_slice(&header(KIND_MSG, pos, shift, 0).to_le_bytes());
             }
-            tx.try_send(&msg).unwrap();
-            assert_eq!(rx.try_recv().unwrap(), msg);
+            tx.try_push(&msg).unwrap();
+            assert_eq!(rx.try_pop().unwrap(), msg);
             if first == 0 {
                 tx.zeroed = tx.tail.wrapping_sub((1 << 63) - 264);
             }
         }
         assert_eq!(tx.tail, 512);
         // Lap 1: an 8-byte record [512, 528); the word at 528 holds lap-0 payload bytes.
-        tx.try_send(b"12345678").unwrap();
-        assert_eq!(rx.try_recv().unwrap(), b"12345678");
+        tx.try_push(b"12345678").unwrap();
+        assert_eq!(rx.try_pop().unwrap(), b"12345678");
         assert_eq!(
-            rx.try_recv(),
+            rx.try_pop(),
             Err(TryPopError::Empty),
             "payload bytes taken for a header"
         );
@@ -1439,29 +1384,29 @@ mod tests {
         let ctrl = ring.ring.ctrl();
         {
             let mut tx = ring.producer().unwrap();
-            tx.try_send(b"first").unwrap();
-            tx.try_send(&[7; 100]).unwrap();
+            tx.try_push(b"first").unwrap();
+            tx.try_push(&[7; 100]).unwrap();
             // As if killed after publishing the second header, before storing tail.
             ctrl.prod.tail.store(16, Ordering::Release);
         }
-        assert_eq!(rx.try_recv().unwrap(), b"first");
+        assert_eq!(rx.try_pop().unwrap(), b"first");
         {
             // The walk finds the record the tail does not count.
             let mut tx = ring.producer().unwrap();
             assert_eq!(ctrl.prod.tail.load(Ordering::Acquire), 16 + 112);
-            tx.try_send(b"third").unwrap();
+            tx.try_push(b"third").unwrap();
             // Killed the same way again; this time the consumer reads past the stored tail
             // before the next producer attaches.
             ctrl.prod.tail.store(16 + 112, Ordering::Release);
         }
-        assert_eq!(rx.try_recv().unwrap(), [7; 100]);
-        assert_eq!(rx.try_recv().unwrap(), b"third");
+        assert_eq!(rx.try_pop().unwrap(), [7; 100]);
+        assert_eq!(rx.try_pop().unwrap(), b"third");
         // (The dropped producer only detached: empty, not disconnected.)
-        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
         let mut tx = ring.producer().unwrap();
         assert_eq!(ctrl.prod.tail.load(Ordering::Acquire), 16 + 112 + 16);
-        tx.try_send(b"fourth").unwrap();
-        assert_eq!(rx.try_recv().unwrap(), b"fourth");
+        tx.try_push(b"fourth").unwrap();
+        assert_eq!(rx.try_pop().unwrap(), b"fourth");
     }
 
     #[test]
@@ -1470,8 +1415,8 @@ mod tests {
         let ring = Ring::with_capacity(256);
         {
             let mut tx = ring.producer().unwrap();
-            tx.try_send(b"one").unwrap();
-            tx.try_send(b"two").unwrap();
+            tx.try_push(b"one").unwrap();
+            tx.try_push(b"two").unwrap();
             ring.ring.ctrl().prod.tail.store(0, Ordering::Release);
         }
         match ring.producer() {
@@ -1490,20 +1435,20 @@ mod tests {
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         for _ in 0..4 {
-            tx.try_send(&[7; 40]).unwrap(); // 48-byte records: four of them, 192 bytes
+            tx.try_push(&[7; 40]).unwrap(); // 48-byte records: four of them, 192 bytes
         }
         for _ in 0..4 {
-            rx.try_recv().unwrap();
+            rx.try_pop().unwrap();
         }
         // The consumer released everything (head 192); forge it 6 bytes short, as a
         // hostile writer may at any time.
         ring.ring.ctrl().cons.head.store(186, Ordering::Release);
         let mut results = Vec::new();
         for _ in 0..8 {
-            results.push(tx.try_send(&[7; 40]));
+            results.push(tx.try_push(&[7; 40]));
         }
         assert!(
-            results.contains(&Err(ReserveError::Corrupt)),
+            results.contains(&Err(BytesPushError::Corrupt)),
             "the forged head was never reported: {results:?}"
         );
     }
@@ -1511,7 +1456,7 @@ mod tests {
     /// Whatever a hostile writer stores into the consumer's `head` or the producer's `tail`
     /// between a producer's and a consumer's calls (off the word grid, out of range, a little
     /// behind or ahead), every call answers (a message, `Full`, `Empty`, `Corrupt`,
-    /// `Disconnected`) without a panic or an access off the word grid. Random runs of sends
+    /// `Disconnected`) without a panic or an access off the word grid. Random runs of pushes
     /// of several lengths (wraps and zero-ahead included), receives and forgeries; this test
     /// runs in debug builds too, where a misaligned atomic access panics. (Aborted so before
     /// the producer's reload of `head` checked its alignment.)
@@ -1526,10 +1471,10 @@ mod tests {
                 for _ in 0..200 {
                     match rng.below(10) {
                         0..=4 => {
-                            let _ = tx.try_send(&vec![7; rng.below(60) as usize]);
+                            let _ = tx.try_push(&vec![7; rng.below(60) as usize]);
                         }
                         5..=7 => {
-                            let _ = rx.try_recv();
+                            let _ = rx.try_pop();
                         }
                         8 => {
                             rng.forge_word(&ctrl.cons.head);
@@ -1560,20 +1505,20 @@ mod tests {
         let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
         for round in 0..5u8 {
             for i in 0..4u8 {
-                tx.try_send(&[round * 4 + i; 8]).unwrap();
+                tx.try_push(&[round * 4 + i; 8]).unwrap();
             }
-            assert_eq!(tx.try_send(&[0; 8]), Err(ReserveError::Full));
+            assert_eq!(tx.try_push(&[0; 8]), Err(BytesPushError::Full));
             for i in 0..4u8 {
-                assert_eq!(rx.try_recv().unwrap(), [round * 4 + i; 8]);
+                assert_eq!(rx.try_pop().unwrap(), [round * 4 + i; 8]);
             }
-            assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+            assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
         }
     }
 
     #[test]
     fn a_message_whose_bytes_look_like_a_header_is_only_a_message() {
         // Fill the ring with bytes that are valid headers for every position of the next
-        // lap, then send records that start where those bytes were.
+        // lap, then push records that start where those bytes were.
         let ring = Ring::with_capacity(128);
         let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
         let shift = 128u64.trailing_zeros();
@@ -1582,14 +1527,14 @@ mod tests {
             forged.extend_from_slice(&header(KIND_MSG, pos, shift, 8).to_le_bytes());
         }
         forged.truncate(56);
-        tx.try_send(&forged).unwrap(); // record [0, 64)
-        assert_eq!(rx.try_recv().unwrap(), forged);
-        tx.try_send(&forged).unwrap(); // record [64, 128)
-        assert_eq!(rx.try_recv().unwrap(), forged);
+        tx.try_push(&forged).unwrap(); // record [0, 64)
+        assert_eq!(rx.try_pop().unwrap(), forged);
+        tx.try_push(&forged).unwrap(); // record [64, 128)
+        assert_eq!(rx.try_pop().unwrap(), forged);
         // Lap 1: the consumer polls at 128 + 16 after one short record; nothing is there yet.
-        tx.try_send(b"short").unwrap();
-        assert_eq!(rx.try_recv().unwrap(), b"short");
-        assert_eq!(rx.try_recv(), Err(TryPopError::Empty));
+        tx.try_push(b"short").unwrap();
+        assert_eq!(rx.try_pop().unwrap(), b"short");
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     }
 }
 
@@ -1609,11 +1554,11 @@ mod loom_tests {
             let mut rx = ring.consumer().unwrap();
             let h = loom::thread::spawn(move || {
                 for i in 0..3u8 {
-                    tx.send(&[i; 20]).unwrap();
+                    tx.push(&[i; 20]).unwrap();
                 }
             });
             for i in 0..3u8 {
-                assert_eq!(rx.recv().unwrap(), vec![i; 20]);
+                assert_eq!(rx.pop().unwrap(), vec![i; 20]);
             }
             h.join().unwrap();
         });
@@ -1638,13 +1583,13 @@ mod loom_tests {
             let mut tx = ring.producer().unwrap();
             let mut rx = ring.consumer().unwrap();
             let h = loom::thread::spawn(move || {
-                tx.send(&[1; 8]).unwrap();
-                tx.send(&[2; 8]).unwrap();
+                tx.push(&[1; 8]).unwrap();
+                tx.push(&[2; 8]).unwrap();
             });
-            assert_eq!(rx.recv().unwrap(), vec![1; 8]);
-            assert_eq!(rx.recv().unwrap(), vec![2; 8]);
+            assert_eq!(rx.pop().unwrap(), vec![1; 8]);
+            assert_eq!(rx.pop().unwrap(), vec![2; 8]);
             // (Disconnected: under loom the ended thread's detached producer counts as gone.)
-            let r = rx.try_recv();
+            let r = rx.try_pop();
             assert!(
                 matches!(r, Err(TryPopError::Empty | TryPopError::Disconnected)),
                 "{r:?}"
@@ -1665,11 +1610,11 @@ mod loom_tests {
             let sizes = [8usize, 20, 20, 8];
             let h = loom::thread::spawn(move || {
                 for (i, n) in sizes.iter().enumerate() {
-                    tx.send(&vec![i as u8; *n]).unwrap();
+                    tx.push(&vec![i as u8; *n]).unwrap();
                 }
             });
             for (i, n) in sizes.iter().enumerate() {
-                assert_eq!(rx.recv().unwrap(), vec![i as u8; *n]);
+                assert_eq!(rx.pop().unwrap(), vec![i as u8; *n]);
             }
             h.join().unwrap();
         });
@@ -1690,7 +1635,7 @@ mod loom_tests {
             let ctrl = ring.ring.ctrl();
             {
                 let mut tx = ring.producer().unwrap();
-                tx.try_send(b"dead").unwrap();
+                tx.try_push(b"dead").unwrap();
             }
             // As if killed after publishing the header, before storing tail.
             ctrl.prod.tail.store(0, Ordering::Release);
@@ -1701,12 +1646,12 @@ mod loom_tests {
             let r2 = std::sync::Arc::clone(&ring);
             let h = loom::thread::spawn(move || {
                 let mut tx = r2.producer().expect("the role of a dead producer");
-                tx.try_send(b"new").unwrap();
+                tx.try_push(b"new").unwrap();
                 tx
             });
             for want in [&b"dead"[..], &b"new"[..]] {
                 loop {
-                    match rx.try_recv() {
+                    match rx.try_pop() {
                         Ok(v) => {
                             assert_eq!(v, want);
                             break;

@@ -25,7 +25,7 @@
 //!    [`Endpoint::close`]; dropping the endpoint detaches it.
 //! 4. Blocking calls: a private `x_within(…, deadline: Option<Instant>)` that tries, then waits
 //!    with [`wait_sliced`] (or [`Endpoint::wait`], whose slice check is "the peer is dead"),
-//!    and [`blocking_forms!`](super::forms::blocking_forms) for the public forms.
+//!    and [`blocking_forms!`](crate::os::deadline::blocking_forms) for the public forms.
 //!
 //! A side with one slot (SPSC, bytes ring) reports a held role as [`AttachError::Busy`], one
 //! with several (MPMC) a full side as [`AttachError::NoFreeSlot`].

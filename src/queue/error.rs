@@ -129,16 +129,45 @@ impl<E> From<E> for RawError<E> {
 impl<E: fmt::Display> fmt::Display for RawError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RawError::WrongLength { len, elem_size } => write!(
-                f,
-                "a slice of {len} bytes for elements of {elem_size} bytes"
-            ),
+            &RawError::WrongLength { len, elem_size } => {
+                QueueError::WrongLength { len, elem_size }.fmt(f)
+            }
             RawError::Queue(e) => e.fmt(f),
         }
     }
 }
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for RawError<E> {}
+
+/// A raw handle's error converts with `?` as the typed handles' error `E` does; a wrong
+/// length becomes [`QueueError::WrongLength`] inside [`Error::Queue`](crate::Error::Queue).
+///
+/// ```
+/// use shmkit::queue::{spsc::RawQueue, QueueError};
+/// # let name = format!("doc-rawerr-into-{}", std::process::id());
+/// fn push(q: &RawQueue, msg: &[u8]) -> shmkit::Result<()> {
+///     q.producer()?.try_push(msg)?;
+///     Ok(())
+/// }
+/// let q = RawQueue::options().unlink_on_drop(true).create(&name, 4, 2)?;
+/// push(&q, b"four")?;
+/// let e = push(&q, b"five!").unwrap_err();
+/// assert!(matches!(e, shmkit::Error::Queue(QueueError::WrongLength { len: 5, elem_size: 4 })));
+/// assert_eq!(e.to_string(), "a slice of 5 bytes for elements of 4 bytes");
+/// push(&q, b"four")?;
+/// assert!(matches!(push(&q, b"four"), Err(shmkit::Error::WouldBlock))); // full
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+impl<E: Into<crate::Error>> From<RawError<E>> for crate::Error {
+    fn from(e: RawError<E>) -> crate::Error {
+        match e {
+            RawError::WrongLength { len, elem_size } => {
+                crate::Error::Queue(QueueError::WrongLength { len, elem_size })
+            }
+            RawError::Queue(e) => e.into(),
+        }
+    }
+}
 
 /// Check that a raw handle's slice of `len` bytes is one element of `elem_size` bytes.
 #[inline]
@@ -183,7 +212,7 @@ impl From<crate::Error> for AttachError {
     }
 }
 
-const CORRUPT_MSG: &str =
+pub(crate) const CORRUPT_MSG: &str =
     "the queue's state in shared memory is inconsistent (corrupt, or written by a foreign process)";
 
 impl<T> fmt::Display for TryPushError<T> {
@@ -307,10 +336,81 @@ impl<T> PushError<T> {
     }
 }
 
+/// Why a byte-message queue did not take a message: the push error of both byte kinds (the
+/// [bytes ring](super::bytes)'s `push` and `reserve`, [mpmc-bytes](super::mpmc_bytes)'
+/// `push`), in all four forms (`Full` from `try_`, `Timeout` from `_timeout`/`_deadline`).
+/// The message stays the caller's (it was borrowed), so no variant holds it. `'static`,
+/// `Copy`; converts into [`crate::Error`] as every queue's error does.
+///
+/// ```
+/// use shmkit::queue::{bytes::Ring, mpmc_bytes, BytesPushError, QueueError};
+/// let ring = Ring::with_capacity(128);
+/// let q = mpmc_bytes::Queue::with_capacity(256);
+/// let (mut ring_tx, mut q_tx) = (ring.producer()?, q.producer()?);
+/// // The same outcome, the same type, from either kind.
+/// assert_eq!(ring_tx.try_push(&[0; 100]), Err(BytesPushError::TooLarge { len: 100, max: 56 }));
+/// assert_eq!(q_tx.try_push(&[0; 200]), Err(BytesPushError::TooLarge { len: 200, max: 128 }));
+/// let e = shmkit::Error::from(BytesPushError::TooLarge { len: 200, max: 128 });
+/// assert!(matches!(e, shmkit::Error::Queue(QueueError::TooLarge { len: 200, max: 128 })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BytesPushError {
+    /// `try_`: no room now.
+    Full,
+    /// `_timeout` / `_deadline`: no room before the time ran out.
+    Timeout,
+    /// The message is longer than the queue's `max_message`: it can never fit.
+    TooLarge {
+        /// The message length.
+        len: u64,
+        /// The largest accepted length.
+        max: u64,
+    },
+    /// The consumer side closed the queue or died; nothing will pop the message.
+    Disconnected,
+    /// The queue's state in shared memory is inconsistent (a buggy or hostile writer).
+    Corrupt,
+}
+
+impl fmt::Display for BytesPushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BytesPushError::Full => f.write_str("the queue is full"),
+            BytesPushError::Timeout => f.write_str("timed out: the queue stayed full"),
+            &e => match crate::Error::from(e) {
+                crate::Error::Queue(q) => q.fmt(f),
+                other => other.fmt(f),
+            },
+        }
+    }
+}
+
+impl std::error::Error for BytesPushError {}
+
+/// `Full` is [`Error::WouldBlock`](crate::Error::WouldBlock), `Timeout`
+/// [`Error::Timeout`](crate::Error::Timeout), the rest their [`QueueError`] inside
+/// [`Error::Queue`](crate::Error::Queue).
+impl From<BytesPushError> for crate::Error {
+    fn from(e: BytesPushError) -> crate::Error {
+        match e {
+            BytesPushError::Full => crate::Error::WouldBlock,
+            BytesPushError::Timeout => crate::Error::Timeout,
+            BytesPushError::TooLarge { len, max } => {
+                crate::Error::Queue(QueueError::TooLarge { len, max })
+            }
+            BytesPushError::Disconnected => crate::Error::Queue(QueueError::Disconnected {
+                peer: Role::Consumer,
+            }),
+            BytesPushError::Corrupt => crate::Error::Queue(QueueError::Corrupt),
+        }
+    }
+}
+
 /// What a queue call that neither timed out nor would block failed with, inside
 /// [`Error::Queue`](crate::Error::Queue): the per-operation errors ([`TryPushError`],
-/// [`PushError`], [`TryPopError`], [`PopError`], [`bytes::ReserveError`](super::bytes::ReserveError))
-/// convert into it with `?`, their `Full`/`Empty` outcomes into
+/// [`PushError`], [`TryPopError`], [`PopError`], [`BytesPushError`],
+/// and a raw handle's [`RawError`] of one) convert into it with `?`, their `Full`/`Empty` outcomes into
 /// [`Error::WouldBlock`](crate::Error::WouldBlock) and their `Timeout` into
 /// [`Error::Timeout`](crate::Error::Timeout). A value the error held is dropped by the
 /// conversion: take it back with `into_inner` first where it matters.
@@ -350,6 +450,14 @@ pub enum QueueError {
         /// The queue's maximum.
         max: u64,
     },
+    /// A raw handle was given a slice that is not one element long
+    /// ([`RawError::WrongLength`]): nothing was pushed or popped.
+    WrongLength {
+        /// The slice's length.
+        len: usize,
+        /// The queue's element size.
+        elem_size: usize,
+    },
 }
 
 impl fmt::Display for QueueError {
@@ -365,6 +473,10 @@ impl fmt::Display for QueueError {
             QueueError::TooLarge { len, max } => write!(
                 f,
                 "a message of {len} bytes exceeds this queue's maximum of {max}"
+            ),
+            QueueError::WrongLength { len, elem_size } => write!(
+                f,
+                "a slice of {len} bytes for elements of {elem_size} bytes"
             ),
         }
     }

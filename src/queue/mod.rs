@@ -43,7 +43,8 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use error::{
-    AttachError, PopError, PushError, QueueError, RawError, Role, TryPopError, TryPushError,
+    AttachError, BytesPushError, PopError, PushError, QueueError, RawError, Role, TryPopError,
+    TryPushError,
 };
 #[cfg(not(loom))]
 pub use options::QueueOptions;

@@ -40,14 +40,15 @@ use super::cache_padded::CachePadded;
 use super::endpoint::{
     side_gone, wait_sliced, Endpoint, Roles, Wake, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
-use super::error::{AttachError, Role};
-use super::forms::{blocking_forms, queue_constructors};
+use super::error::{AttachError, BytesPushError, PopError, Role, TryPopError};
+use super::forms::queue_constructors;
 #[cfg(not(loom))]
 use super::options::How;
 use super::region::Region;
 use super::role::{self, RoleSlot};
 use super::stat::{Attached, LenUnit, QueueStat};
 use crate::loom::{fence, AtomicU64, Ordering};
+use crate::os::deadline::blocking_forms;
 use crate::os::{atomic_copy, deadline};
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
@@ -122,17 +123,9 @@ pub(crate) struct Geometry {
     pub(crate) max_message: AtomicU64,   // 56
 }
 
-#[repr(C)]
-pub(crate) struct TailLine {
-    pub(crate) tail: AtomicU64,
-    pub(crate) not_empty: WaitQueue,
-}
-
-#[repr(C)]
-pub(crate) struct HeadLine {
-    pub(crate) head: AtomicU64,
-    pub(crate) not_full: WaitQueue,
-}
+// The tail and head lines are the MPMC queue's (the same words and wait queues, `SPEC.md`
+// §7.5.1).
+pub(crate) use super::mpmc::layout::{HeadLine, TailLine};
 
 /// A producer's or consumer's claim slot: the cells `start..end` it is claiming or last
 /// claimed (`start == NONE`: none).
@@ -429,7 +422,7 @@ impl Shared {
 ///
 /// Stamps, indices and record lengths are re-read on every operation and validated (a record
 /// length above the maximum, or a stamp that fits no state of the protocol while the index
-/// does not move, is [`PopError::Corrupt`] / [`PushError::Corrupt`]); cell positions are
+/// does not move, is [`PopError::Corrupt`] / [`BytesPushError::Corrupt`]); cell positions are
 /// masked. A hostile writer can change message bytes while they are copied.
 pub struct Queue {
     shared: Arc<Shared>,
@@ -770,7 +763,6 @@ fn yield_first(round: &mut u32) -> bool {
 }
 
 mod consumer;
-mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod producer;
@@ -778,5 +770,4 @@ mod producer;
 mod tests;
 
 pub use consumer::Consumer;
-pub use error::{PopError, PushError};
 pub use producer::Producer;

@@ -113,8 +113,8 @@ fn open_all(k: u64, name: &str) -> bool {
         7 => {
             let q = bytes::Ring::options().open_timeout(short).open(name);
             if let Ok(q) = &q {
-                call!(q.producer().map(|mut p| p.try_send(b"x")));
-                call!(q.consumer().map(|mut c| c.try_recv()));
+                call!(q.producer().map(|mut p| p.try_push(b"x")));
+                call!(q.consumer().map(|mut c| c.try_pop()));
             }
             q.is_ok()
         }

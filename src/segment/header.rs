@@ -78,6 +78,21 @@ pub enum Lifetime {
 }
 
 impl Lifetime {
+    /// The lifetime named `persistent` or `owned` (as `Display` prints it): the names the
+    /// CLI's `--lifetime` and Python's `lifetime=` take.
+    ///
+    /// ```
+    /// use shmkit::segment::Lifetime;
+    /// assert_eq!(Lifetime::from_name("owned"), Some(Lifetime::Owned));
+    /// assert_eq!(Lifetime::Persistent.to_string(), "persistent");
+    /// assert_eq!(Lifetime::from_name("invalid lifetime 2"), None);
+    /// ```
+    pub fn from_name(s: &str) -> Option<Lifetime> {
+        [Lifetime::Persistent, Lifetime::Owned]
+            .into_iter()
+            .find(|l| l.to_string() == s)
+    }
+
     pub(crate) fn from_word(w: u32) -> Lifetime {
         match w {
             0 => Lifetime::Persistent,

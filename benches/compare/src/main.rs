@@ -212,7 +212,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 buf.copy_from_slice(&m[..8]);
                 m.release();
-                while tx.try_send(&buf).is_err() {
+                while tx.try_push(&buf).is_err() {
                     std::hint::spin_loop();
                 }
             }
@@ -346,7 +346,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut tx, mut rx) = (a2b.producer()?, b2a.consumer()?);
     let (mut c, _o) = spawn("peer-shmkit-bytes", &tag, total);
     let v = timed(warm, iters, |i| {
-        while tx.try_send(&i.to_le_bytes()).is_err() {
+        while tx.try_push(&i.to_le_bytes()).is_err() {
             std::hint::spin_loop();
         }
         loop {

@@ -859,7 +859,7 @@ fn bytes_peer<const N: usize>(
             }
             buf[..n].copy_from_slice(&m);
             m.release();
-            let mut w = spin_ok!(tx.try_reserve(n), bytes::ReserveError::Full);
+            let mut w = spin_ok!(tx.try_reserve(n), shmkit::queue::BytesPushError::Full);
             w.copy_from_slice(&buf[..n]);
             w.commit();
             continue;
@@ -872,7 +872,7 @@ fn bytes_peer<const N: usize>(
         let mut w = if block {
             tx.reserve_timeout(N, T).map_err(|e| e.to_string())?
         } else {
-            spin_ok!(tx.try_reserve(N), bytes::ReserveError::Full)
+            spin_ok!(tx.try_reserve(N), shmkit::queue::BytesPushError::Full)
         };
         w[..N].copy_from_slice(&*buf);
         w.commit();
@@ -905,7 +905,7 @@ fn bytes_parent<const N: usize>(
         let mut w = if block {
             tx.reserve_timeout(N, T).map_err(|e| e.to_string())?
         } else {
-            spin_ok!(tx.try_reserve(n), bytes::ReserveError::Full)
+            spin_ok!(tx.try_reserve(n), shmkit::queue::BytesPushError::Full)
         };
         w[..n].copy_from_slice(&buf[..n]);
         w.commit();
@@ -1189,7 +1189,7 @@ fn throughput(quick: bool, json: bool, only: &[String]) -> CmdResult {
         let (peer, mut out) = spawn_peer("tput_bytes", size, count, &tag, &[])?;
         let src = vec![5u8; size];
         for _ in 0..count {
-            let mut w = spin_ok!(tx.try_reserve(size), bytes::ReserveError::Full);
+            let mut w = spin_ok!(tx.try_reserve(size), shmkit::queue::BytesPushError::Full);
             w.copy_from_slice(&src);
             w.commit();
         }

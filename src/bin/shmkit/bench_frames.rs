@@ -433,7 +433,7 @@ fn ring_rtt(bytes: usize, warm: usize, iters: usize) -> Result<Vec<u64>, String>
         let mut w = loop {
             match tx.try_reserve(bytes) {
                 Ok(w) => break w,
-                Err(bytes::ReserveError::Full) if n % 65536 != 0 || !peer.exited() => {
+                Err(shmkit::queue::BytesPushError::Full) if n % 65536 != 0 || !peer.exited() => {
                     n = n.wrapping_add(1);
                     std::hint::spin_loop()
                 }
@@ -660,7 +660,7 @@ pub(crate) fn peer(scenario: &str, bytes: usize, total: u64, name: &str) -> CmdR
                 let mut w = loop {
                     match tx.try_reserve(bytes) {
                         Ok(w) => break w,
-                        Err(bytes::ReserveError::Full) => std::hint::spin_loop(),
+                        Err(shmkit::queue::BytesPushError::Full) => std::hint::spin_loop(),
                         Err(e) => return Err(e.to_string().into()),
                     }
                 };

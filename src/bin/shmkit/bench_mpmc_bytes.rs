@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::bench::{read_ns, spawn_peer, tput, unique, Peer, ThroughputResult};
 use crate::CmdResult;
-use shmkit::queue::mpmc_bytes::{PopError, Queue};
+use shmkit::queue::mpmc_bytes::Queue;
+use shmkit::queue::PopError;
 use shmkit::Segment;
 
 /// The message sizes of the rows.

@@ -21,7 +21,7 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     raw: bool,
     /// Permission bits, octal.
-    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    #[arg(long, default_value = "600", value_parser = crate::mode)]
     mode: u32,
     /// Do not reserve the memory now: creation is instant and takes no memory until pages are
     /// written, but a process that touches a page when /dev/shm is full dies of SIGBUS.
@@ -31,7 +31,7 @@ pub(crate) struct CreateArgs {
     /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this process
     /// (its creator) is dead (as `shmkit queue create`; not with --raw, which has no header
     /// to record it in).
-    #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+    #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
     lifetime: Lifetime,
 }
 
@@ -69,11 +69,6 @@ pub(crate) struct WriteArgs {
     /// shmkit object's header, or over a ShareableList (shmkit's or CPython's).
     #[arg(long)]
     force: bool,
-}
-
-pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .map_err(|e| format!("mode must be octal: {e}"))
 }
 
 /// Open `name` with `opts`: raw, or as whatever shmkit object it holds (a plain read or write

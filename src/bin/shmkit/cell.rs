@@ -33,7 +33,7 @@ struct CreateFlags {
     #[arg(long, default_value = "locked", value_parser = cell_mode)]
     cell_mode: CellMode,
     /// Permission bits, octal (as every create verb's `--mode`).
-    #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+    #[arg(long, default_value = "600", value_parser = crate::mode)]
     mode: u32,
     /// Do not reserve the memory now (as `shmkit create --sparse`): a process that touches a
     /// page when /dev/shm is full dies of SIGBUS.
@@ -41,7 +41,7 @@ struct CreateFlags {
     sparse: bool,
     /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this process
     /// (its creator) is dead (as `shmkit queue create`).
-    #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+    #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
     lifetime: Lifetime,
 }
 
@@ -401,7 +401,5 @@ pub(crate) fn info_state(name: &str) -> Result<Option<serde_json::Value>, String
     let Some(info) = shmkit::cell::inspect(name).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let mut v = serde_json::to_value(&info).map_err(|e| e.to_string())?;
-    v["summary"] = serde_json::Value::String(info.to_string());
-    Ok(Some(v))
+    crate::info::summarized(&info).map(Some)
 }

@@ -34,10 +34,10 @@ enum Cmd {
         #[arg(long, default_value = "reuse-oldest", value_parser = policy)]
         policy: Policy,
         /// Permission bits, octal.
-        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        #[arg(long, default_value = "600", value_parser = crate::mode)]
         mode: u32,
         /// `persistent` or `owned` (as `shmkit queue create`).
-        #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
         lifetime: Lifetime,
         /// Do not reserve the slots' memory now (as `shmkit create --sparse`): a process that
         /// touches a slot when `/dev/shm` is full then gets SIGBUS.
@@ -66,11 +66,7 @@ enum Cmd {
 }
 
 fn policy(s: &str) -> Result<Policy, String> {
-    match s {
-        "reuse-oldest" => Ok(Policy::ReuseOldest),
-        "block" => Ok(Policy::Block),
-        _ => Err(format!("{s:?} is neither reuse-oldest nor block")),
-    }
+    Policy::from_name(s).ok_or_else(|| format!("{s:?} is neither reuse-oldest nor block"))
 }
 
 /// The channel's state for `shmkit info` (kind `frames`).

@@ -99,13 +99,21 @@ fn object_state(p: &Probe) -> Result<Option<serde_json::Value>, String> {
             let Some(info) = shmkit::sync::inspect(&p.name).map_err(|e| e.to_string())? else {
                 return Ok(None);
             };
-            let mut v = serde_json::to_value(&info).map_err(|e| e.to_string())?;
-            v["summary"] = serde_json::Value::String(info.to_string());
-            Ok(Some(v))
+            summarized(&info).map(Some)
         }
         Kind::VALUE | Kind::ARRAY => crate::cell::info_state(&p.name),
         _ => Ok(None),
     }
+}
+
+/// An inspected object's state as JSON, with its one-line `Display` as `summary` (the sync
+/// objects' and the cells' `state`).
+pub(crate) fn summarized(
+    info: &(impl serde::Serialize + std::fmt::Display),
+) -> Result<serde_json::Value, String> {
+    let mut v = serde_json::to_value(info).map_err(|e| e.to_string())?;
+    v["summary"] = serde_json::Value::String(info.to_string());
+    Ok(v)
 }
 
 pub(crate) fn run(args: Args) -> CmdResult {

@@ -34,11 +34,11 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         reserve: usize,
         /// Permission bits, octal.
-        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        #[arg(long, default_value = "600", value_parser = crate::mode)]
         mode: u32,
         /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this
         /// process (its creator) is dead.
-        #[arg(long, default_value = "persistent", value_parser = super::queue::lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
         lifetime: Lifetime,
     },
     /// Print one item (negative indices count from the end), or all of them as a JSON array.
@@ -121,7 +121,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             timeout,
         } => {
             // One budget for the whole command.
-            let deadline = Instant::now().checked_add(timeout);
+            let deadline = shmkit::Timeout::deadline_after(timeout);
             let get = |l: &ShareableList<_>, i| match deadline {
                 Some(d) => l.get_deadline(i, d),
                 None => l.get(i),
@@ -152,7 +152,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         } => {
             let v = item_from_json(&parse_json(&item)?)?;
             // One budget for the whole command.
-            let deadline = Instant::now().checked_add(timeout);
+            let deadline = shmkit::Timeout::deadline_after(timeout);
             crate::refuse_other_kind(&name, &[Kind::SHAREABLE_LIST], "a ShareableList", false)?;
             let l = ShareableList::options()
                 .open_timeout(timeout)

@@ -218,6 +218,18 @@ pub(crate) fn seconds(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("bad timeout {s}: {e}"))
 }
 
+/// Clap value parser for `--mode`: permission bits in octal (`660`, `0o660`).
+pub(crate) fn mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|e| format!("mode must be octal: {e}"))
+}
+
+/// Clap value parser for `--lifetime`: the library's names (`Lifetime::from_name`).
+pub(crate) fn lifetime(s: &str) -> Result<shmkit::segment::Lifetime, String> {
+    shmkit::segment::Lifetime::from_name(s)
+        .ok_or_else(|| "lifetime is `persistent` or `owned`".into())
+}
+
 /// An error from a verb that creates an object: a value the library refuses (name, size,
 /// mode, capacity) is a usage error; anything else (the name exists, no room) is a failure.
 pub(crate) fn create_error(e: shmkit::Error) -> Stop {

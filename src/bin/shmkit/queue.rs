@@ -47,7 +47,7 @@ enum Cmd {
         #[arg(long)]
         elem_size: Option<usize>,
         /// Permission bits, octal.
-        #[arg(long, default_value = "600", value_parser = super::bytes::parse_mode)]
+        #[arg(long, default_value = "600", value_parser = crate::mode)]
         mode: u32,
         /// Do not reserve the memory now (as `shmkit create --sparse`): a process that touches
         /// a page when /dev/shm is full dies of SIGBUS.
@@ -55,7 +55,7 @@ enum Cmd {
         sparse: bool,
         /// `persistent`: lives until removed; `owned`: `shmkit gc` removes it once this
         /// process (its creator) is dead.
-        #[arg(long, default_value = "persistent", value_parser = lifetime)]
+        #[arg(long, default_value = "persistent", value_parser = crate::lifetime)]
         lifetime: Lifetime,
     },
     /// Push one message (attaches as the producer for the duration of the call).
@@ -98,15 +98,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Clap value parser for `--lifetime`.
-pub(crate) fn lifetime(s: &str) -> Result<Lifetime, String> {
-    match s {
-        "persistent" => Ok(Lifetime::Persistent),
-        "owned" => Ok(Lifetime::Owned),
-        _ => Err("lifetime is `persistent` or `owned`".into()),
-    }
 }
 
 /// A `--kind` value: a queue kind, spelled as the library names it ([`Kind::QUEUES`]), so the
@@ -279,7 +270,7 @@ fn push(name: &str, message: &str, t: Duration) -> CmdResult {
         Kind::BYTES_RING => {
             let r = bytes::Ring::open(name).map_err(|x| e(&x))?;
             let mut tx = r.producer().map_err(|x| e(&x))?;
-            tx.send_timeout(message.as_bytes(), t).map_err(|x| e(&x))
+            tx.push_timeout(message.as_bytes(), t).map_err(|x| e(&x))
         }
         Kind::MPMC_BYTES => super::queue_mpmc_bytes::push(name, message, t),
         k @ (Kind::SPSC_QUEUE | Kind::MPMC_QUEUE) => push_fixed(k, name, message, t),
@@ -300,8 +291,8 @@ fn pop(name: &str, timeout: Option<Duration>) -> CmdResult {
             let r = bytes::Ring::open(name).map_err(|x| e(&x))?;
             let mut rx = r.consumer().map_err(|x| e(&x))?;
             let m = pop_until(deadline, |d| match d {
-                Some(d) => rx.recv_deadline(d),
-                None => rx.recv(),
+                Some(d) => rx.pop_deadline(d),
+                None => rx.pop(),
             })?;
             print_message(&m)
         }
@@ -405,7 +396,7 @@ fn not_fixed(name: &str, k: Kind) -> Stop {
 /// queue: the blocking pop waits. One whose producer closed it or died (`Disconnected`) is
 /// waited on the same way, by polling (a deadline of now polls once), since the next producer
 /// to attach reopens it. `pop` returns a [`PopError`], or a raw handle's [`RawError`] of one.
-fn pop_until<V, E: Into<RawError<PopError>>>(
+pub(crate) fn pop_until<V, E: Into<RawError<PopError>>>(
     deadline: Option<Instant>,
     mut pop: impl FnMut(Option<Instant>) -> Result<V, E>,
 ) -> Result<V, String> {
@@ -433,7 +424,7 @@ fn pop_until<V, E: Into<RawError<PopError>>>(
     }
 }
 
-/// How often `pop_until` polls a queue whose producer closed it or died.
+/// How often [`pop_until`] polls a queue whose producer closed it or died.
 const POLL: Duration = Duration::from_millis(10);
 
 fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {

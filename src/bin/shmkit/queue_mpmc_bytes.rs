@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::{create_error, CmdResult, Stop};
-use shmkit::queue::mpmc_bytes::{PopError, Queue};
+use shmkit::queue::mpmc_bytes::Queue;
 use shmkit::segment::Lifetime;
 
 /// `queue create NAME --kind mpmc-bytes --capacity BYTES`.
@@ -33,31 +33,15 @@ pub(crate) fn push(name: &str, message: &str, timeout: Duration) -> CmdResult {
         .map_err(|x| e(&x))
 }
 
-/// `queue pop NAME`: attach a consumer for the call and pop one message before `deadline`.
-/// As for the other kinds, a `Disconnected` queue (its producers closed it or died) is polled
-/// until the deadline, since the next producer to attach reopens it.
+/// `queue pop NAME`: attach a consumer for the call and pop one message before `deadline`,
+/// as the other kinds do ([`pop_until`](super::queue::pop_until)).
 pub(crate) fn pop(name: &str, deadline: Option<Instant>) -> Result<Vec<u8>, Stop> {
     let e = |e: &dyn std::fmt::Display| Stop::from(e.to_string());
     let q = Queue::open(name).map_err(|x| e(&x))?;
     let mut rx = q.consumer().map_err(|x| e(&x))?;
-    loop {
-        let r = match deadline {
-            Some(d) => rx.pop_deadline(d),
-            None => rx.pop(),
-        };
-        match r {
-            Ok(m) => return Ok(m),
-            Err(PopError::Disconnected) if !deadline.is_some_and(|d| Instant::now() >= d) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            // The other kinds' messages, word for word.
-            Err(PopError::Timeout) => return Err("timed out: the queue stayed empty".into()),
-            Err(PopError::Disconnected) => {
-                return Err(
-                    "timed out: the queue stayed empty (its producer closed it or died)".into(),
-                )
-            }
-            Err(x) => return Err(e(&x)),
-        }
-    }
+    super::queue::pop_until(deadline, |d| match d {
+        Some(d) => rx.pop_deadline(d),
+        None => rx.pop(),
+    })
+    .map_err(Stop::from)
 }

@@ -45,12 +45,14 @@ pub(crate) struct Geometry {
     pub(crate) tag: TypeTag, // 56..128
 }
 
+/// The line of `tail` and the consumers' wait queue (`not_empty`); mpmc-bytes' too.
 #[repr(C)]
 pub(crate) struct TailLine {
     pub(crate) tail: AtomicU64,
     pub(crate) not_empty: WaitQueue,
 }
 
+/// The line of `head` and the producers' wait queue (`not_full`); mpmc-bytes' too.
 #[repr(C)]
 pub(crate) struct HeadLine {
     pub(crate) head: AtomicU64,

@@ -36,7 +36,7 @@ use super::error::{check_len, RawError};
 use super::error::{AttachError, PopError, PushError, Role, TryPopError, TryPushError};
 #[cfg(not(loom))]
 use super::forms::raw_queue_basics;
-use super::forms::{blocking_forms, fixed_queue_accessors, queue_constructors};
+use super::forms::{fixed_queue_accessors, queue_constructors};
 use super::geometry::{check_capacity, check_type};
 #[cfg(not(loom))]
 use super::geometry::{check_recorded, Recorded, Rules};
@@ -49,6 +49,7 @@ use super::stat::{Attached, LenUnit, QueueStat};
 use super::RawLayout;
 use super::{ElemLayout, Element, ShmType, TypeId, TypeTag, TypedLayout};
 use crate::loom::{fence, AtomicU64, Ordering};
+use crate::os::deadline::blocking_forms;
 use crate::segment::fingerprint;
 use crate::sync::WaitQueue;
 use crate::Kind;

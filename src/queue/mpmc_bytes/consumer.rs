@@ -187,13 +187,13 @@ impl Consumer {
 
     /// Pop the oldest message into `out` (cleared first; its allocation is reused) if there
     /// is one now; returns its length. Never waits.
-    pub fn try_pop_into(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
+    pub fn try_pop_into(&mut self, out: &mut Vec<u8>) -> Result<usize, TryPopError> {
         if self.h.is_closed() {
-            return Err(PopError::Disconnected);
+            return Err(TryPopError::Disconnected);
         }
         match self.attempt(out, false) {
             Ok(n) => Ok(n),
-            Err(Attempt::Corrupt) => Err(PopError::Corrupt),
+            Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
             Err(a) => {
                 let thorough = self.h.throttle.due();
                 // Fast path of a busy poll on an empty queue (as `mpmc`): unless a thorough
@@ -202,11 +202,11 @@ impl Consumer {
                 if !thorough
                     && self.h.q.ctrl().geo.state.load(Ordering::Acquire) & PRODUCER_CLOSED == 0
                 {
-                    return Err(PopError::Empty);
+                    return Err(TryPopError::Empty);
                 }
                 let a = self.classify(a);
                 if matches!(a, Attempt::Corrupt) {
-                    return Err(PopError::Corrupt);
+                    return Err(TryPopError::Corrupt);
                 }
                 if thorough {
                     if let Attempt::InFlight { pos, .. } = a {
@@ -220,18 +220,24 @@ impl Consumer {
                 {
                     return self.drain(out);
                 }
-                Err(PopError::Empty)
+                Err(TryPopError::Empty)
             }
         }
     }
 
     /// The producer side is gone: one more attempt delivers what it published last.
-    fn drain(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<usize, TryPopError> {
         match self.attempt(out, true) {
             Ok(n) => Ok(n),
-            Err(Attempt::Corrupt) => Err(PopError::Corrupt),
-            Err(_) => Err(PopError::Disconnected),
+            Err(Attempt::Corrupt) => Err(TryPopError::Corrupt),
+            Err(_) => Err(TryPopError::Disconnected),
         }
+    }
+
+    /// [`drain`](Self::drain) for the blocking forms (it is never `Empty`).
+    fn drain_blocking(&mut self, out: &mut Vec<u8>) -> Result<usize, PopError> {
+        self.drain(out)
+            .map_err(|e| e.blocking().unwrap_or(PopError::Disconnected))
     }
 
     blocking_forms! {
@@ -242,7 +248,7 @@ impl Consumer {
     }
 
     /// Pop the oldest message if there is one now (never waits).
-    pub fn try_pop(&mut self) -> Result<Vec<u8>, PopError> {
+    pub fn try_pop(&mut self) -> Result<Vec<u8>, TryPopError> {
         let mut buf = std::mem::take(&mut self.buf);
         let r = self.try_pop_into(&mut buf);
         self.owned(r, buf)
@@ -261,7 +267,7 @@ impl Consumer {
     }
 
     /// The message as a `Vec` of its own length; an unused buffer is kept for next time.
-    fn owned(&mut self, r: Result<usize, PopError>, buf: Vec<u8>) -> Result<Vec<u8>, PopError> {
+    fn owned<E>(&mut self, r: Result<usize, E>, buf: Vec<u8>) -> Result<Vec<u8>, E> {
         match r {
             Ok(_) => Ok(buf),
             Err(e) => {
@@ -293,7 +299,7 @@ impl Consumer {
             };
             if side_gone(&*self.h.q, Role::Producer, false) {
                 match inflight {
-                    None => return self.drain(out),
+                    None => return self.drain_blocking(out),
                     // The cell's claimer is gone with its side: skip it and retry.
                     Some(p) => {
                         if self.recover(p) {
@@ -338,13 +344,13 @@ impl Consumer {
             ) {
                 Wake::Retry => {}
                 Wake::TimedOut => return Err(PopError::Timeout),
-                Wake::Gone(()) => return self.drain(out),
+                Wake::Gone(()) => return self.drain_blocking(out),
             }
         }
     }
 
     /// Close this consumer: free its claim slot and, if no other consumer is attached, close
-    /// the consumer side (every push then fails with [`PushError::Disconnected`]). While
+    /// the consumer side (every push then fails with [`BytesPushError::Disconnected`]). While
     /// another consumer is attached this only detaches.
     pub fn close(&mut self) {
         self.h.close()

@@ -20,9 +20,9 @@ fn loom_two_producers_one_blocking_consumer() {
         got.sort();
         assert_eq!(got, [vec![1u8; 3], vec![2u8; 100]]);
         hs.into_iter().for_each(|h| h.join().unwrap());
-        assert_eq!(c.try_pop(), Err(PopError::Empty));
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
         keep.close();
-        assert_eq!(c.try_pop(), Err(PopError::Disconnected));
+        assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
     });
 }
 
@@ -128,8 +128,8 @@ fn loom_two_consumers_skip_a_dead_producers_record_at_once() {
             (got_a == x) ^ (got_b == x),
             "exactly one delivery: {got_a:?} {got_b:?}"
         );
-        assert!(got_a == x || got_a == Err(PopError::Empty), "{got_a:?}");
-        assert!(got_b == x || got_b == Err(PopError::Empty), "{got_b:?}");
+        assert!(got_a == x || got_a == Err(TryPopError::Empty), "{got_a:?}");
+        assert!(got_b == x || got_b == Err(TryPopError::Empty), "{got_b:?}");
         assert_eq!(ctrl.head.head.load(Ordering::Relaxed), 3);
         // The next lap reuses the skipped cells: a 2-cell record wraps into cells 3 and 0.
         p.try_push(&[7; 100]).unwrap();

@@ -140,49 +140,49 @@ impl Producer {
         false
     }
 
-    fn check(&self, msg: &[u8]) -> Result<(), PushError> {
+    fn check(&self, msg: &[u8]) -> Result<(), BytesPushError> {
         let max = self.h.q.max_message;
         if msg.len() as u64 > max {
-            return Err(PushError::TooLarge {
+            return Err(BytesPushError::TooLarge {
                 len: msg.len() as u64,
                 max,
             });
         }
         if self.h.is_closed() || side_gone(&*self.h.q, Role::Consumer, false) {
-            return Err(PushError::Disconnected);
+            return Err(BytesPushError::Disconnected);
         }
         Ok(())
     }
 
-    /// Push `msg` if there is room now (never waits): [`PushError::Full`] otherwise.
-    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), PushError> {
+    /// Push `msg` if there is room now (never waits): [`BytesPushError::Full`] otherwise.
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), BytesPushError> {
         self.check(msg)?;
         match self.attempt(msg) {
             Ok(()) => Ok(()),
-            Err(Attempt::Corrupt) => Err(PushError::Corrupt),
+            Err(Attempt::Corrupt) => Err(BytesPushError::Corrupt),
             Err(a) => {
                 if self.h.throttle.due() {
                     if let Attempt::InFlight { pos, .. } = a {
                         self.recover(pos);
                     }
                     if side_gone(&*self.h.q, Role::Consumer, true) {
-                        return Err(PushError::Disconnected);
+                        return Err(BytesPushError::Disconnected);
                     }
                 }
-                Err(PushError::Full)
+                Err(BytesPushError::Full)
             }
         }
     }
 
     blocking_forms! {
         /// Push `msg`, waiting as long as it takes for room (the other forms: then
-        /// [`PushError::Timeout`]).
-        fn push / push_timeout / push_deadline (msg: &[u8]) -> Result<(), PushError> = push_within;
+        /// [`BytesPushError::Timeout`]).
+        fn push / push_timeout / push_deadline (msg: &[u8]) -> Result<(), BytesPushError> = push_within;
     }
 
     /// The blocking loop: every 20 ms it frees a cell held by a dead consumer and checks
     /// whether the consumer side is gone.
-    fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+    fn push_within(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytesPushError> {
         self.check(msg)?;
         let mut round = 0u32;
         // Whether the last wait ended (a wake-up, or `head` or the stamp moved), and the
@@ -191,13 +191,13 @@ impl Producer {
         let mut passed_at = None;
         loop {
             if self.h.is_closed() || side_gone(&*self.h.q, Role::Consumer, false) {
-                return Err(PushError::Disconnected);
+                return Err(BytesPushError::Disconnected);
             }
             // Acquire pairs with consumers' head CAS: a pop after this snapshot ends the wait.
             let head0 = self.h.q.ctrl().head.head.load(Ordering::Acquire);
             let (pos, stamp, inflight) = match self.attempt(msg) {
                 Ok(()) => return Ok(()),
-                Err(Attempt::Corrupt) => return Err(PushError::Corrupt),
+                Err(Attempt::Corrupt) => return Err(BytesPushError::Corrupt),
                 Err(Attempt::InFlight { pos, stamp }) => (pos, stamp, true),
                 Err(Attempt::Blocked { pos, stamp } | Attempt::Unpublished { pos, stamp }) => {
                     (pos, stamp, false)
@@ -214,7 +214,7 @@ impl Producer {
             }
             woke = false;
             if deadline::passed(deadline) {
-                return Err(PushError::Timeout);
+                return Err(BytesPushError::Timeout);
             }
             if yield_first(&mut round) {
                 continue;
@@ -243,8 +243,8 @@ impl Producer {
                 check,
             ) {
                 Wake::Retry => woke = true,
-                Wake::TimedOut => return Err(PushError::Timeout),
-                Wake::Gone(()) => return Err(PushError::Disconnected),
+                Wake::TimedOut => return Err(BytesPushError::Timeout),
+                Wake::Gone(()) => return Err(BytesPushError::Disconnected),
             }
         }
     }

@@ -26,7 +26,7 @@ fn messages_of_every_size_round_trip_across_laps() {
             assert_eq!(buf, msg(i, len));
         }
     }
-    assert_eq!(c.try_pop(), Err(PopError::Empty));
+    assert_eq!(c.try_pop(), Err(TryPopError::Empty));
     assert_eq!(q.len(), 0);
 }
 
@@ -44,7 +44,7 @@ fn long_messages_round_trip_across_laps_and_the_ring_end() {
         assert_eq!(c.try_pop_into(&mut buf), Ok(len));
         assert_eq!(buf, msg(i, len), "message {i} of {len} bytes");
     }
-    assert_eq!(c.try_pop(), Err(PopError::Empty));
+    assert_eq!(c.try_pop(), Err(TryPopError::Empty));
 }
 
 #[test]
@@ -53,19 +53,19 @@ fn full_too_large_and_empty() {
     let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
     assert_eq!(
         p.try_push(&[0; 129]),
-        Err(PushError::TooLarge { len: 129, max: 128 })
+        Err(BytesPushError::TooLarge { len: 129, max: 128 })
     );
     assert_eq!(
         p.push_timeout(&[0; 129], T),
-        Err(PushError::TooLarge { len: 129, max: 128 })
+        Err(BytesPushError::TooLarge { len: 129, max: 128 })
     );
     p.try_push(&[1; 120]).unwrap(); // 2 cells
     p.try_push(&[2; 64]).unwrap(); // 1 cell
     p.try_push(&[]).unwrap(); // 1 cell
-    assert_eq!(p.try_push(&[]), Err(PushError::Full));
+    assert_eq!(p.try_push(&[]), Err(BytesPushError::Full));
     assert_eq!(
         p.push_timeout(b"x", Duration::from_millis(30)),
-        Err(PushError::Timeout)
+        Err(BytesPushError::Timeout)
     );
     assert_eq!(q.len(), 256);
     assert_eq!(c.pop_timeout(T).unwrap(), [1; 120]);
@@ -75,8 +75,11 @@ fn full_too_large_and_empty() {
         c.pop_timeout(Duration::from_millis(30)),
         Err(PopError::Timeout)
     );
-    let e: crate::Error = PushError::TooLarge { len: 9, max: 8 }.into();
-    assert!(matches!(e, crate::Error::TooLarge { .. }));
+    let e: crate::Error = BytesPushError::TooLarge { len: 9, max: 8 }.into();
+    assert!(matches!(
+        e,
+        crate::Error::Queue(crate::queue::QueueError::TooLarge { len: 9, max: 8 })
+    ));
 }
 
 #[test]
@@ -144,7 +147,7 @@ fn corrupt_lengths_and_stamps_are_errors() {
     // Just above the maximum (128), and far above.
     for bad in [129, u64::MAX] {
         q.shared.rec_len(0).store(bad, Ordering::Relaxed);
-        assert_eq!(c.try_pop(), Err(PopError::Corrupt), "length {bad}");
+        assert_eq!(c.try_pop(), Err(TryPopError::Corrupt), "length {bad}");
         assert_eq!(c.pop_timeout(T), Err(PopError::Corrupt), "length {bad}");
     }
     // The maximum itself is a length (the bytes are whatever the cells hold; the record now
@@ -156,7 +159,7 @@ fn corrupt_lengths_and_stamps_are_errors() {
     p.try_push(b"hi").unwrap();
     assert_eq!(c.try_pop().unwrap(), b"hi");
     q.shared.stamp(1).store(12345, Ordering::Relaxed);
-    assert_eq!(p.try_push(&[0; 100]), Err(PushError::Corrupt));
+    assert_eq!(p.try_push(&[0; 100]), Err(BytesPushError::Corrupt));
     // A garbage tail far ahead, producers gone: Corrupt, not a walk towards it.
     let q = Queue::with_capacity(256);
     q.shared.ctrl().tail.tail.store(1 << 40, Ordering::Relaxed);
@@ -181,12 +184,12 @@ fn close_and_detach() {
     p.try_push(b"b").unwrap();
     p.close();
     assert_eq!(c.try_pop().unwrap(), b"b");
-    assert_eq!(c.try_pop(), Err(PopError::Disconnected));
+    assert_eq!(c.try_pop(), Err(TryPopError::Disconnected));
     assert_eq!(c.pop(), Err(PopError::Disconnected));
     let mut p = q.producer().unwrap();
     c.close();
-    assert_eq!(p.try_push(b"c"), Err(PushError::Disconnected));
-    assert_eq!(p.push(b"c"), Err(PushError::Disconnected));
+    assert_eq!(p.try_push(b"c"), Err(BytesPushError::Disconnected));
+    assert_eq!(p.push(b"c"), Err(BytesPushError::Disconnected));
 }
 
 #[test]
@@ -263,18 +266,18 @@ fn a_queue_of_c_bytes_holds_c_over_64_messages_of_64_bytes() {
                 p.try_push(&msg(lap * 100 + i, 64))
                     .unwrap_or_else(|e| panic!("capacity {cap}: message {i} of 64 bytes: {e:?}"));
             }
-            assert_eq!(p.try_push(&[]), Err(PushError::Full), "capacity {cap}");
+            assert_eq!(p.try_push(&[]), Err(BytesPushError::Full), "capacity {cap}");
             assert_eq!(q.len(), cap);
             for i in 0..cap / 64 {
                 assert_eq!(c.try_pop().unwrap(), msg(lap * 100 + i, 64));
             }
-            assert_eq!(c.try_pop(), Err(PopError::Empty));
+            assert_eq!(c.try_pop(), Err(TryPopError::Empty));
         }
         // Half the ring in one message, twice.
         let half = (cap / 2) as usize;
         p.try_push(&msg(1, half)).unwrap();
         p.try_push(&msg(2, half)).unwrap();
-        assert_eq!(p.try_push(&[]), Err(PushError::Full));
+        assert_eq!(p.try_push(&[]), Err(BytesPushError::Full));
         assert_eq!(c.try_pop().unwrap(), msg(1, half));
         assert_eq!(c.try_pop().unwrap(), msg(2, half));
     }
@@ -579,4 +582,42 @@ fn forged_words_never_panic_or_hang() {
             }
         }
     });
+}
+
+/// The errors convert into `shmkit::Error` exactly as every other queue's: `Full`/`Empty` as
+/// `WouldBlock`, `Timeout` as `Timeout`, the rest as `Error::Queue` naming the gone side.
+#[test]
+fn errors_convert_as_every_queues_do() {
+    use crate::queue::{QueueError, Role};
+    use crate::Error;
+    let q = Queue::with_capacity(256);
+    let (mut p, mut c) = (q.producer().unwrap(), q.consumer().unwrap());
+    assert!(matches!(
+        c.try_pop().map_err(Error::from),
+        Err(Error::WouldBlock)
+    ));
+    assert!(matches!(
+        c.pop_timeout(Duration::ZERO).map_err(Error::from),
+        Err(Error::Timeout)
+    ));
+    let too_long = vec![0; q.max_message() as usize + 1];
+    assert!(matches!(
+        p.try_push(&too_long).map_err(Error::from),
+        Err(Error::Queue(QueueError::TooLarge { len: 129, max: 128 }))
+    ));
+    p.close();
+    assert!(matches!(
+        c.try_pop().map_err(Error::from),
+        Err(Error::Queue(QueueError::Disconnected {
+            peer: Role::Producer
+        }))
+    ));
+    let mut p = q.producer().unwrap();
+    c.close();
+    assert!(matches!(
+        p.try_push(b"x").map_err(Error::from),
+        Err(Error::Queue(QueueError::Disconnected {
+            peer: Role::Consumer
+        }))
+    ));
 }
