@@ -1,7 +1,7 @@
 //! [`ShareableList`]: the handle, its options, and the per-item seqlock protocol.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zerocopy::IntoBytes;
@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::os::deadline::{self, wait_forms, Wait};
 use crate::os::{atomic_copy, liveness, process};
 use crate::segment::{
-    validate_self, Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment, SegmentOptions,
-    State, FORMAT_VERSION, HEADER_SIZE, MAGIC, STATE_WORD,
+    mark_ready, validate_self, Access, Kind, Lifetime, RawHeader, ReadOnly, ReadWrite, Segment,
+    SegmentOptions, State, FORMAT_VERSION, HEADER_SIZE, MAGIC,
 };
 use crate::sync::{LockError, LockGuard, LockState, LIVENESS_SLICE};
 use crate::Liveness;
@@ -463,6 +463,17 @@ fn read_fields<A: Access>(seg: &Segment<A>, at: u64, buf: &mut [u8]) -> bool {
         }
     }
     true
+}
+
+/// The 8-byte word holding the state of the trailer at `t` (`trailer::STATE`), if it lies
+/// inside the mapping, for [`trailer::after_ready`]'s `Relaxed` load (permitted on read-only
+/// mappings): the size every access to the trailer's header words has.
+fn state_word<A: Access>(seg: &Segment<A>, t: u64) -> Option<&AtomicU64> {
+    let at = inside(seg, t.checked_add(trailer::STATE)?, 8)?;
+    // SAFETY: inside the mapping (checked) and 8-aligned (T is a multiple of 64; the mapping
+    // is page-aligned), which lives as long as `seg`; this process accesses the trailer's
+    // words only atomically, and only loads are made through this reference.
+    (at % 8 == 0).then(|| unsafe { &*seg.as_ptr().add(at).cast::<AtomicU64>() })
 }
 
 /// `at` as a mapping offset, if `len` bytes from it lie inside the mapping.
@@ -1056,9 +1067,13 @@ impl<A: Access> ShareableListOptions<A> {
             Classified::Shmkit { t, .. } => {
                 // Acquire: pairs with the creator's Release store of READY (`create`), made
                 // before it published the list under this name; then read it all again.
-                seg.load_u32(t + 4 * STATE_WORD as u64, Ordering::Acquire)?;
-                match trailer::classify(name, size, &mut read, true, self.max_items)
-                    .map_err(|e| e.into_error(name))?
+                let changed = || Error::corrupt(name, "the trailer changed while it was opened");
+                let word = state_word(&seg, t).ok_or_else(changed)?;
+                match trailer::after_ready(word, || {
+                    trailer::classify(name, size, &mut read, true, self.max_items)
+                })
+                .ok_or_else(changed)?
+                .map_err(|e| e.into_error(name))?
                 {
                     Classified::Shmkit { geometry, t, .. } => (geometry, Some(t)),
                     _ => {
@@ -1243,12 +1258,11 @@ impl ShareableListOptions<ReadWrite> {
             // SAFETY: inside the zeroed, unpublished mapping we are building (total covers
             // the trailer), 8-aligned (T is a multiple of 64), reachable by nobody else yet.
             unsafe { LockState::init(s.as_mut_ptr().add(at).cast()) };
-            // Release (the fence, then `write_at`'s Relaxed compare-exchange of the word that
-            // holds the state): pairs with the Acquire load of this word in `open`
-            // (`load_u32`): an opener sees every byte written above. Through `write_at`, not a
-            // `u32` atomic: every access of this handle to the trailer keeps one size per word.
-            fence(Ordering::Release);
-            s.write_at(t + 4 * STATE_WORD as u64, &State::READY.to_ne_bytes())?;
+            // READY with Release (`mark_ready`): pairs with the Acquire load of the state in
+            // `open_segment` (`trailer::after_ready`): an opener sees every byte written
+            // above. On the 8-byte word that holds the state, not a `u32` atomic: every access
+            // to the trailer keeps one size per word.
+            mark_ready(s.atomic_u64(t + trailer::STATE)?);
             Ok(())
         })?;
         Ok(ShareableList {

@@ -20,7 +20,26 @@
 
 use super::cpython::{Format, Geometry, NotAList};
 use crate::error::{Error, Result};
-use crate::segment::{fingerprint, validate_self, Kind, RawHeader, HEADER_SIZE, MAGIC};
+use crate::loom::AtomicU64;
+use crate::segment::{
+    acquire_state, fingerprint, validate_self, Kind, RawHeader, State, HEADER_SIZE, MAGIC,
+    STATE_WORD,
+};
+
+/// Offset from `T` of the 8-byte header word that holds the state (offset 56) and the lifetime
+/// (60): the word the READY handshake is made on, accessed whole as every trailer word is
+/// (`SPEC.md` §9.4 "One size per word").
+pub(crate) const STATE: u64 = 56;
+const _: () = assert!(STATE == 4 * STATE_WORD as u64 && STATE % 8 == 0);
+
+/// Opener (`SPEC.md` §9.3), once a first copy of the list found a valid trailer: load the
+/// trailer's state (`state`, its word at `T +` [`STATE`]) with Acquire ([`acquire_state`]);
+/// if it is READY, the creator's Release store ([`mark_ready`](crate::segment::mark_ready),
+/// in `create`), `copy` the list again, and every check runs on that copy. `None` if it is not
+/// READY: the first copy read READY, so a peer has overwritten the word since.
+pub(crate) fn after_ready<R>(state: &AtomicU64, copy: impl FnOnce() -> R) -> Option<R> {
+    (acquire_state(state) == State::READY).then(copy)
+}
 
 /// Offset of the trailer's fixed body fields from `T`.
 pub(crate) const CPYTHON_END: u64 = 128; // then `items` at 136
@@ -363,4 +382,81 @@ pub(crate) fn body_mismatch(g_end: u64, g_len: u64, body: &[u8; 16]) -> Option<S
             "the trailer records cpython_end {end} and {items} items, but the CPython area ends at {g_end} with {g_len} items"
         )
     })
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::Ordering;
+    use crate::segment::{mark_ready, Lifetime};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// A list's words as the creator leaves them: a CPython-area word (`N`), the trailer's
+    /// `cpython_end`, and the header word at `T +` [`STATE`] (state READY, lifetime owned).
+    const N: u64 = 3;
+    const END: u64 = 120;
+    const READY_WORD: u64 = (1 << 32) | State::READY as u64;
+
+    /// A fresh object: every word zero.
+    #[derive(Default)]
+    struct List {
+        n: AtomicU64,
+        end: AtomicU64,
+        state: AtomicU64,
+    }
+
+    impl List {
+        /// A copy of the list's words, as `classify` makes one (`Relaxed` loads).
+        fn copy(&self) -> [u64; 3] {
+            [&self.n, &self.end, &self.state].map(|w| w.load(Ordering::Relaxed))
+        }
+    }
+
+    /// An opener: a first copy (which finds the trailer only if it read READY; in a real open
+    /// any other word in it may be stale, and nothing is trusted), then `after_ready` with a
+    /// second copy. The second copy is made only after an Acquire that read READY, and then
+    /// holds every word as the creator wrote it.
+    fn open(l: &List) {
+        let first = l.copy();
+        let again = after_ready(&l.state, || l.copy());
+        if first[2] as u32 == State::READY {
+            // Read-read coherence: the Acquire load reads READY too.
+            assert!(again.is_some(), "READY read, then not");
+        }
+        if let Some(copy) = again {
+            assert_eq!(copy, [N, END, READY_WORD], "READY acquired, a word stale");
+        }
+    }
+
+    /// A creator writes the list (the CPython area, the trailer's body and its header word with
+    /// the lifetime and state INITIALIZING, as `create` does with `write_at`) and marks it
+    /// ready (`mark_ready` on the 8-byte word, as `create` does); an opener attaches meanwhile
+    /// (`after_ready`, as `open_segment` does), another after the creator is done.
+    #[test]
+    fn loom_list_trailer_ready_publishes_the_list() {
+        crate::queue::loom_model(|| {
+            let l = Arc::new(List::default());
+            let creator = {
+                let l = l.clone();
+                thread::spawn(move || {
+                    l.n.store(N, Ordering::Relaxed);
+                    l.end.store(END, Ordering::Relaxed);
+                    let header = u64::from(Lifetime::Owned.word()) << 32;
+                    l.state
+                        .store(header | u64::from(State::INITIALIZING), Ordering::Relaxed);
+                    mark_ready(&l.state);
+                })
+            };
+            let opener = {
+                let l = l.clone();
+                thread::spawn(move || open(&l))
+            };
+            creator.join().unwrap();
+            opener.join().unwrap();
+            open(&l);
+            // `mark_ready` kept the lifetime half of the word.
+            assert_eq!(l.state.load(Ordering::Relaxed), READY_WORD);
+        });
+    }
 }

@@ -8,8 +8,13 @@
 //! header's bytes is formed, and every check runs on the copy. The three steps are written on
 //! the loom shim's atomics, for any number of words, so that the loom models below drive them
 //! on a header of a few words (a model of all 32 racing words would explore 2^31 copies).
+//!
+//! The state handshake itself ([`mark_ready`], [`acquire_state`]) is written once for both
+//! headers that have one: a segment's, whose state word is a `u32` word of its own, and a
+//! ShareableList trailer's (`SPEC.md` §9.3), which is accessed in 8-byte words, the state in
+//! the low half of the word at offset 56 ([`StateWord`]).
 
-use crate::loom::{fence, AtomicU32, Ordering};
+use crate::loom::{fence, AtomicU32, AtomicU64, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::kind::Kind;
@@ -198,27 +203,72 @@ pub(crate) fn store_except_state<const N: usize>(
     }
 }
 
-/// Creator, `SPEC.md` §4.1 step 6: store READY in the state word (index `state`), after every
-/// other header word and the payload's initialisation.
-pub(crate) fn mark_ready<const N: usize>(words: &[AtomicU32; N], state: usize) {
-    // Release pairs with the Acquire (load + fence) in `observe`: an opener that reads READY
-    // sees every header word `store_except_state` stored and everything the initialiser
-    // wrote before this store.
-    words[state].store(State::READY, Ordering::Release);
+/// The atomic word that holds a header's state word (offset 56), with the size every access
+/// to it has: the `u32` itself in a segment header (accessed as 32 `u32` words, `SPEC.md` §3),
+/// or the 8-byte word at offset 56 of a ShareableList trailer's header (accessed in 8-byte
+/// words, `SPEC.md` §9.4 "One size per word"), whose low half (little-endian) is the state and
+/// whose high half is the lifetime (offset 60).
+pub(crate) trait StateWord {
+    /// The state, loaded `Relaxed` (a load that a read-only mapping permits).
+    fn load_state(&self) -> u32;
+    /// Store `state` with `order`, keeping the rest of the word. Only the creator writes the
+    /// word, before it publishes the object, so reading the rest first loses nothing.
+    fn store_state(&self, state: u32, order: Ordering);
 }
 
-/// Opener, `SPEC.md` §3.3 step 6: load the state word (index `state`) with `Acquire`, then
-/// copy every word out. The copy's state word is the value that load read (a second load of
-/// it could read READY after the first missed it, with the other words copied stale).
-pub(crate) fn observe<const N: usize>(words: &[AtomicU32; N], state: usize) -> [u32; N] {
+impl StateWord for AtomicU32 {
+    fn load_state(&self) -> u32 {
+        self.load(Ordering::Relaxed)
+    }
+
+    fn store_state(&self, state: u32, order: Ordering) {
+        self.store(state, order);
+    }
+}
+
+impl StateWord for AtomicU64 {
+    fn load_state(&self) -> u32 {
+        self.load(Ordering::Relaxed) as u32
+    }
+
+    fn store_state(&self, state: u32, order: Ordering) {
+        // Relaxed: the creator's own earlier store of the lifetime half (or the zeroed
+        // object's), which it reads back; `order` is the store's.
+        let rest = self.load(Ordering::Relaxed) & !u64::from(u32::MAX);
+        self.store(rest | u64::from(state), order);
+    }
+}
+
+/// Creator, `SPEC.md` §4.1 step 6 (and §9.3 for a list's trailer): store READY in the state
+/// word, after every other header word and the payload's initialisation.
+pub(crate) fn mark_ready(word: &impl StateWord) {
+    // Release pairs with the Acquire (load + fence) in `acquire_state`: an opener that reads
+    // READY sees every header word the creator stored and everything the initialiser wrote
+    // before this store.
+    word.store_state(State::READY, Ordering::Release);
+}
+
+/// Opener, `SPEC.md` §3.4 (and §9.3 for a list's trailer): load the state with `Acquire`.
+/// Everything the opener copies after this call, if the state was READY, is at least what the
+/// creator wrote before [`mark_ready`].
+pub(crate) fn acquire_state(word: &impl StateWord) -> u32 {
     // Relaxed load + fence(Acquire): an Acquire load that a read-only (PROT_READ) mapping
     // permits, where std allows no other atomic access (`atomic_copy::load_read_only`'s
     // form, written here with the loom shim's fence so that the models check it). Pairs with
     // the creator's Release store of READY in `mark_ready`.
-    let ready = words[state].load(Ordering::Relaxed);
+    let state = word.load_state();
     fence(Ordering::Acquire);
-    // Relaxed: ordered after the state load by the fence; these loads only need to be
-    // single-copy atomic.
+    state
+}
+
+/// Opener, `SPEC.md` §3.3 step 6: load the state word (index `state`) with `Acquire`
+/// ([`acquire_state`]), then copy every word out. The copy's state word is the value that load
+/// read (a second load of it could read READY after the first missed it, with the other words
+/// copied stale).
+pub(crate) fn observe<const N: usize>(words: &[AtomicU32; N], state: usize) -> [u32; N] {
+    let ready = acquire_state(&words[state]);
+    // Relaxed: ordered after the state load by `acquire_state`'s fence; these loads only need
+    // to be single-copy atomic.
     let mut copy: [u32; N] = std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
     copy[state] = ready;
     copy
@@ -530,7 +580,7 @@ mod loom_tests {
                     store_except_state(&o.words, &live(&creator_header()), STATE);
                     o.payload.store(99, Ordering::Relaxed); // the initialiser
                     if !dies_before_ready {
-                        mark_ready(&o.words, STATE);
+                        mark_ready(&o.words[STATE]);
                     }
                 })
             };

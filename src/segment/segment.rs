@@ -927,10 +927,10 @@ impl SegmentOptions<ReadWrite> {
         init(&seg)?;
         if let Some(w) = words {
             // READY with Release (`header::mark_ready`): pairs with the Acquire load of the
-            // state word in `open_existing` (`header::observe`): an opener that finds this
+            // state word in `open_existing` (`header::observe`, `acquire_state`): an opener that finds this
             // object under `name` (only after the publish below) sees every header word and
             // everything `init` wrote.
-            header::mark_ready(w, header::STATE_WORD);
+            header::mark_ready(&w[header::STATE_WORD]);
         }
         shm::publish(&temp, name).map_err(|e| Error::from_io(name, "publish", e))?;
         undo.armed = false;
