@@ -1649,20 +1649,7 @@ mod loom_tests {
                 tx.try_push(b"new").unwrap();
                 tx
             });
-            for want in [&b"dead"[..], &b"new"[..]] {
-                loop {
-                    match rx.try_pop() {
-                        Ok(v) => {
-                            assert_eq!(v, want);
-                            break;
-                        }
-                        Err(TryPopError::Empty | TryPopError::Disconnected) => {
-                            loom::thread::yield_now()
-                        }
-                        Err(e) => panic!("{e:?}"),
-                    }
-                }
-            }
+            crate::queue::loom_pop_each(|| rx.try_pop(), [b"dead".to_vec(), b"new".to_vec()]);
             drop(h.join().unwrap());
         });
     }

@@ -42,6 +42,28 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
+/// In a loom model: receive `wants` in order through `try_pop`, yielding to the other threads
+/// while the queue is `Empty` or `Disconnected` (a producer that has not attached yet, or
+/// whose dead predecessor still holds the role), failing on any other error or element.
+#[cfg(all(test, loom))]
+pub(crate) fn loom_pop_each<T: PartialEq + std::fmt::Debug>(
+    mut try_pop: impl FnMut() -> Result<T, TryPopError>,
+    wants: impl IntoIterator<Item = T>,
+) {
+    for want in wants {
+        loop {
+            match try_pop() {
+                Ok(v) => {
+                    assert_eq!(v, want);
+                    break;
+                }
+                Err(TryPopError::Empty | TryPopError::Disconnected) => loom::thread::yield_now(),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+}
+
 pub use error::{
     AttachError, BytesPushError, PopError, PushError, QueueError, RawError, Role, TryPopError,
     TryPushError,

@@ -1784,20 +1784,7 @@ mod loom_tests {
                 tx.try_push(20).unwrap();
                 tx
             });
-            for want in [10, 20] {
-                loop {
-                    match rx.try_pop() {
-                        Ok(v) => {
-                            assert_eq!(v, want);
-                            break;
-                        }
-                        Err(TryPopError::Empty | TryPopError::Disconnected) => {
-                            loom::thread::yield_now()
-                        }
-                        Err(e) => panic!("{e:?}"),
-                    }
-                }
-            }
+            crate::queue::loom_pop_each(|| rx.try_pop(), [10, 20]);
             drop(h.join().unwrap());
         });
     }
