@@ -173,11 +173,19 @@ fn throughput_reports_messages_per_second() {
             r["name"].as_str().unwrap()
         })
         .collect();
+    // The CPython rows of the same run, under the `python3` that `cpython` names.
+    let ver = v["cpython"]["version"].as_str().expect("cpython.version");
+    let (mp, mp2) = (
+        format!("cpython{ver}_mp_queue_int"),
+        format!("cpython{ver}_mp_queue_2p2c"),
+    );
     for want in [
         "spsc_u64",
         "spsc_u64_batched",
         "bytes_ring",
         "mpmc_bytes_2p2c",
+        &mp,
+        &mp2,
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -324,4 +332,162 @@ fn bench_peer_refuses_a_bad_command_line_without_a_panic() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `shmkit` with `env` set (the bench's CPython side sees it).
+fn shmkit_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run shmkit")
+}
+
+/// New-user walkthrough: every group's `--json` is one envelope, `{"results": [...]}` (plus
+/// `goals`/`info` for frames, `cpython` for the groups with CPython rows); `cells` printed a
+/// bare array and `list` `{"rows": [...]}` with other field names. `cells` and `list` rows
+/// are alike: `name`, `ops`, `ns_per_op`, and on shmkit's rows `speedup_vs_cpython` over
+/// CPython's rows of the same run.
+#[test]
+fn cells_and_list_json_is_the_results_envelope_with_their_cpython_rows() {
+    let _spinning = spinning();
+    for (group, ours, theirs) in [
+        (
+            "cells",
+            "value_i64_locked_increment",
+            "_value_q_locked_increment",
+        ),
+        ("list", "get_int", "_get_int"),
+    ] {
+        let v = json(&shmkit(&["bench", group, "--quick", "--json"]));
+        let py = &v["cpython"];
+        assert_eq!(py["python"], "python3", "{group}: {v}");
+        let ver = py["version"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{group}: {v}"));
+        assert!(py["skipped"].is_null(), "{group}: {v}");
+        let rows = v["results"].as_array().expect("results array");
+        let find = |name: &str| {
+            rows.iter()
+                .find(|r| r["name"] == name)
+                .unwrap_or_else(|| panic!("{group}: {name} missing from {rows:?}"))
+        };
+        for r in rows {
+            assert!(r["ops"].as_u64().unwrap() > 0, "{group}: {r}");
+            assert!(r["ns_per_op"].as_f64().unwrap() > 0.0, "{group}: {r}");
+        }
+        let (ours, theirs) = (find(ours), find(&format!("cpython{ver}{theirs}")));
+        let speedup = theirs["ns_per_op"].as_f64().unwrap() / ours["ns_per_op"].as_f64().unwrap();
+        let got = ours["speedup_vs_cpython"].as_f64().unwrap();
+        assert!(
+            (got - speedup).abs() <= 1e-9 * speedup,
+            "{group}: {ours} {theirs}"
+        );
+    }
+}
+
+/// New-user walkthrough: `cells` and `throughput` ran `python3` whatever it was and skipped
+/// the CPython rows silently when it was missing; `list` failed. Every group with CPython
+/// rows now says on stderr, in one line, what is missing and that those rows are skipped
+/// (and `cpython.skipped` in the JSON), and still runs its own rows.
+#[test]
+fn a_missing_or_unfit_python3_skips_the_cpython_rows_with_a_notice() {
+    let _spinning = spinning();
+    let dir = std::env::temp_dir().join(common::unique_name("bench-py"));
+    // A `multiprocessing` that is only an empty package: the real interpreter then lacks
+    // `multiprocessing.shared_memory` and the rest.
+    std::fs::create_dir_all(dir.join("fake/multiprocessing")).unwrap();
+    std::fs::write(dir.join("fake/multiprocessing/__init__.py"), "").unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let (fake, empty) = (dir.join("fake"), dir.join("empty"));
+    let cases = [
+        ("PATH", empty.as_os_str(), "python3 not found"),
+        (
+            "PYTHONPATH",
+            fake.as_os_str(),
+            "python3 lacks a module the CPython rows need (No module named 'multiprocessing.",
+        ),
+    ];
+    for (group, only) in [
+        ("cells", None),
+        ("list", None),
+        ("throughput", Some("spsc")),
+    ] {
+        for &(var, value, says) in &cases {
+            let mut args = vec!["bench", group, "--quick", "--json"];
+            args.extend(only.map(|o| ["--only", o]).into_iter().flatten());
+            let out = shmkit_env(&args, &[(var, value)]);
+            let v = json(&out);
+            // One line: what is missing, and that the CPython rows are skipped; the JSON
+            // says the same.
+            let err = String::from_utf8_lossy(&out.stderr);
+            let why = err
+                .strip_prefix(&format!("shmkit bench {group}: "))
+                .and_then(|e| e.strip_suffix(": the CPython rows are skipped\n"));
+            assert!(
+                err.lines().count() == 1 && why.is_some_and(|w| w.starts_with(says)),
+                "{group} with {var}: {err}"
+            );
+            assert_eq!(
+                v["cpython"]["skipped"].as_str(),
+                why,
+                "{group} with {var}: {v}"
+            );
+            let rows = v["results"].as_array().expect("results array");
+            assert!(!rows.is_empty(), "{group} with {var}");
+            for r in rows {
+                let name = r["name"].as_str().unwrap();
+                assert!(!name.starts_with("cpython"), "{group} with {var}: {r}");
+                assert!(
+                    r.get("speedup_vs_cpython").is_none(),
+                    "{group} with {var}: {r}"
+                );
+            }
+        }
+    }
+    // Text output: the rows on stdout, the same notice on stderr.
+    let out = shmkit_env(
+        &["bench", "list", "--quick"],
+        &[cases[0]].map(|(k, v, _)| (k, v)),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("get_int"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("python3 not found"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--python PATH`, now on every group with CPython rows, asks for those rows: a PATH that
+/// cannot run them is an error (exit 1, one line naming it), before any row runs.
+#[test]
+fn an_explicit_python_that_cannot_run_the_cpython_rows_is_an_error() {
+    let dir = std::env::temp_dir().join(common::unique_name("bench-pyx"));
+    std::fs::create_dir_all(dir.join("multiprocessing")).unwrap();
+    std::fs::write(dir.join("multiprocessing/__init__.py"), "").unwrap();
+    for group in ["cells", "list", "throughput"] {
+        for (python, env, says) in [
+            (
+                "/nonexistent/python9",
+                None,
+                "/nonexistent/python9 not found",
+            ),
+            ("python3", Some(dir.as_os_str()), "python3 lacks a module"),
+        ] {
+            let env: Vec<_> = env.map(|d| ("PYTHONPATH", d)).into_iter().collect();
+            let out = shmkit_env(&["bench", group, "--quick", "--python", python], &env);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{group} --python {python}: {err}"
+            );
+            assert!(
+                err.lines().count() == 1
+                    && err.contains(says)
+                    && err.contains("cannot run the CPython rows"),
+                "{group} --python {python}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{group} --python {python}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -144,11 +144,22 @@ fn ls_and_info_show_lists_and_cpython_lists() {
 fn bench_list_runs_both_sides() {
     let out = ok(&["bench", "list", "--quick", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 4);
+    // `bench`'s one JSON envelope: shmkit's four operations (each with its speedup over
+    // CPython's and its ratio to the floor), the floor, and CPython's four operations.
+    let ver = v["cpython"]["version"].as_str().expect("cpython.version");
+    let rows = v["results"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let ops = ["get_int", "set_int", "get_str", "set_str"];
+    let mut want: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+    want.push("floor_atomic_copy_8B".into());
+    want.extend(ops.iter().map(|o| format!("cpython{ver}_{o}")));
+    assert_eq!(names, want);
     for r in rows {
-        assert!(r["shmkit_ns"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(r["cpython_ns"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ns_per_op"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    for r in &rows[..4] {
+        assert!(r["speedup_vs_cpython"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ratio_to_floor"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
 

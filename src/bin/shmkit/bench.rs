@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::bench_python::{CPython, PythonArg};
 use crate::{outln, print_json, CmdResult};
 use shmkit::queue::{bytes, mpmc, spsc, TryPopError, TryPushError};
 use shmkit::Segment;
@@ -84,6 +85,8 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        python: PythonArg,
     },
     /// Zero-copy frames: publish-to-receive round trips for 64 KiB..32 MiB frames beside the
     /// same frame copied through a Unix socket and the bytes ring, and publish cost with 1 and
@@ -114,6 +117,8 @@ enum Cmd {
         /// `mpmc_bytes`); the CPython rows a group is compared with run with it.
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(TPUT_GROUPS))]
         only: Vec<String>,
+        #[command(flatten)]
+        python: PythonArg,
     },
 }
 
@@ -1129,10 +1134,18 @@ fn latency(quick: bool, json: bool, only: &[String], sizes: &[usize]) -> CmdResu
 /// The groups of `bench throughput --only`.
 const TPUT_GROUPS: [&str; 3] = ["spsc", "bytes_ring", "mpmc_bytes"];
 
-fn throughput(quick: bool, json: bool, only: &[String]) -> CmdResult {
+fn throughput(quick: bool, json: bool, only: &[String], python: &PythonArg) -> CmdResult {
     pin(0);
     let n: u64 = if quick { 2_000_000 } else { 20_000_000 };
     let run = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
+    // The CPython rows run with the `spsc` and `mpmc_bytes` groups; the interpreter is checked
+    // first, so that a `--python` that cannot run them fails before the bench.
+    let mut py = if run("spsc") || run("mpmc_bytes") {
+        let modules = ["multiprocessing.queues", "multiprocessing.synchronize"];
+        Some(CPython::find("throughput", python, &modules)?)
+    } else {
+        None
+    };
     let mut results = Vec::new();
     let spsc = if run("spsc") {
         &[("tput_spsc_u64", false), ("tput_spsc_u64_batch", true)][..]
@@ -1197,20 +1210,19 @@ fn throughput(quick: bool, json: bool, only: &[String]) -> CmdResult {
         peer.wait()?;
         results.push(tput("bytes_ring", size, count, ns));
     }
-    let cpython = if run("spsc") {
-        python_mp_queue(if quick { 20_000 } else { 200_000 })
-    } else {
-        None
-    };
-    results.extend(cpython);
-    let (rows, ratios) = if run("mpmc_bytes") {
-        super::bench_mpmc_bytes::rows(quick)?
-    } else {
-        Default::default()
+    if let (true, Some(py)) = (run("spsc"), py.as_mut()) {
+        results.extend(python_mp_queue(py, if quick { 20_000 } else { 200_000 })?);
+    }
+    let (rows, ratios) = match py.as_mut() {
+        Some(py) if run("mpmc_bytes") => super::bench_mpmc_bytes::rows(quick, py)?,
+        _ => Default::default(),
     };
     results.extend(rows);
     if json {
-        return print_json(&serde_json::json!({ "results": results }));
+        return print_json(&serde_json::json!({
+            "results": results,
+            "cpython": py.as_ref().map(CPython::report),
+        }));
     }
     outln!(
         "{:<28} {:>7} {:>12} {:>14} {:>9}",
@@ -1265,8 +1277,8 @@ pub(crate) fn tput(name: &str, bytes: usize, n: u64, ns: u64) -> ThroughputResul
 }
 
 /// CPython's `multiprocessing.Queue`, one int at a time from a child process, in the same
-/// run (skipped if `python3` is missing).
-fn python_mp_queue(n: u64) -> Option<ThroughputResult> {
+/// run (`None` if the CPython rows are skipped).
+fn python_mp_queue(py: &mut CPython, n: u64) -> Result<Option<ThroughputResult>, String> {
     let script = r#"
 import multiprocessing as mp, sys, time
 def producer(q, n):
@@ -1285,23 +1297,17 @@ if __name__ == "__main__":
     p.join()
     print(int(dt * 1e9), n - 1)
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(n.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
-    let (ns, k) = (it.next()??, it.next()??);
-    let ver = Command::new("python3").arg("--version").output().ok()?;
-    let ver = String::from_utf8_lossy(&ver.stdout)
-        .trim()
-        .replace("Python ", "");
-    Some(tput(&format!("cpython{ver}_mp_queue_int"), 8, k, ns))
+    let ver = py.version().unwrap_or("?").to_owned();
+    py.run(
+        "the multiprocessing.Queue script",
+        script,
+        &[n.to_string()],
+        |s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            let (ns, k) = (it.next()??, it.next()??);
+            Some(tput(&format!("cpython{ver}_mp_queue_int"), 8, k, ns))
+        },
+    )
 }
 
 pub(crate) fn run(args: Args) -> CmdResult {
@@ -1318,8 +1324,17 @@ pub(crate) fn run(args: Args) -> CmdResult {
             }
             latency(quick, json, &only, &sizes)
         }
-        Cmd::Throughput { quick, json, only } => throughput(quick, json, &only),
-        Cmd::Cells { quick, json } => crate::bench_cells::run(quick, json),
+        Cmd::Throughput {
+            quick,
+            json,
+            only,
+            python,
+        } => throughput(quick, json, &only, &python),
+        Cmd::Cells {
+            quick,
+            json,
+            python,
+        } => crate::bench_cells::run(quick, json, &python),
         Cmd::Frames { quick, json, only } => crate::bench_frames::run(quick, json, &only),
         Cmd::List(a) => crate::bench_list::run(a),
     }

@@ -5,9 +5,9 @@
 //! Every row is ns per operation, one process, uncontended (as CPython's are), except the
 //! seqlock row, whose writer is the `bench-peer` process `cell_seqlock_writer`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::bench_python::{CPython, PythonArg};
 use crate::{outln, print_json, CmdResult};
 use shmkit::cell::{Array, CellMode, Value};
 
@@ -33,8 +33,8 @@ fn time(ops: u64, f: impl FnOnce() -> Result<(), String>) -> Result<f64, String>
 
 /// CPython's ns/op for `with v.get_lock(): v.value += 1` on `Value('q')` and for one element
 /// read or write (`a[i] = a[i] + 1.0`: two operations) on `Array('d', 1024)`, with the
-/// interpreter's version; `None` if `python3` is missing or fails.
-fn cpython(n: u64) -> Option<(String, f64, f64)> {
+/// interpreter's version; `None` if the CPython rows are skipped ([`CPython::run`]).
+fn cpython(py: &mut CPython, n: u64) -> Result<Option<(String, f64, f64)>, String> {
     let script = r#"
 import multiprocessing as mp, sys, time
 n = int(sys.argv[1])
@@ -53,21 +53,13 @@ gs = (time.perf_counter() - t0) / (2 * n) * 1e9
 assert v.value == n
 print(sys.version.split()[0], inc, gs)
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(n.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut it = s.split_whitespace();
-    let ver = it.next()?.to_owned();
-    let inc = it.next()?.parse().ok()?;
-    let gs = it.next()?.parse().ok()?;
-    Some((ver, inc, gs))
+    py.run("the Value/Array script", script, &[n.to_string()], |s| {
+        let mut it = s.split_whitespace();
+        let ver = it.next()?.to_owned();
+        let inc = it.next()?.parse().ok()?;
+        let gs = it.next()?.parse().ok()?;
+        Some((ver, inc, gs))
+    })
 }
 
 /// The seqlock writer peer: rewrites the 64-byte value `[k; 8]` at full speed until killed.
@@ -84,11 +76,19 @@ fn fmt_e(e: shmkit::Error) -> String {
     e.to_string()
 }
 
-pub(crate) fn run(quick: bool, json: bool) -> CmdResult {
+/// The modules the CPython rows import (beyond `sys` and `time`).
+const PY_MODULES: [&str; 3] = [
+    "ctypes",
+    "multiprocessing.sharedctypes",
+    "multiprocessing.synchronize",
+];
+
+pub(crate) fn run(quick: bool, json: bool, python: &PythonArg) -> CmdResult {
     let n: u64 = if quick { 100_000 } else { 2_000_000 };
     let py_n: u64 = if quick { 20_000 } else { 200_000 };
     let mut rows = Vec::new();
-    let (ver, py_inc, py_gs) = match cpython(py_n) {
+    let mut py = CPython::find("cells", python, &PY_MODULES)?;
+    let (ver, py_inc, py_gs) = match cpython(&mut py, py_n)? {
         Some((v, i, g)) => (Some(v), Some(i), Some(g)),
         None => (None, None, None),
     };
@@ -257,7 +257,7 @@ pub(crate) fn run(quick: bool, json: bool) -> CmdResult {
     });
 
     if json {
-        return print_json(&rows);
+        return print_json(&serde_json::json!({ "results": rows, "cpython": py.report() }));
     }
     outln!(
         "{:<52} {:>10} {:>10} {:>12}",
@@ -277,9 +277,6 @@ pub(crate) fn run(quick: bool, json: bool) -> CmdResult {
             r.ns_per_op,
             x
         )?;
-    }
-    if py_inc.is_none() {
-        outln!("(python3 not found: no CPython rows)")?;
     }
     Ok(())
 }

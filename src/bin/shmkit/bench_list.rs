@@ -3,9 +3,9 @@
 //! run (the bench starts the Python side itself), and beside a floor: an 8-byte atomic copy
 //! out of the same shared memory (`Segment::read_at`), the least any get can cost.
 
-use std::process::Command;
 use std::time::Instant;
 
+use crate::bench_python::{CPython, PythonArg};
 use crate::{outln, print_json, CmdResult};
 use shmkit::list::{Item, ShareableList};
 use shmkit::Segment;
@@ -18,9 +18,8 @@ pub(crate) struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// The Python interpreter for the CPython side.
-    #[arg(long, default_value = "python3")]
-    python: String,
+    #[command(flatten)]
+    python: PythonArg,
 }
 
 /// The CPython side: attach to the list, time each operation as the best of 20 batches of
@@ -50,24 +49,24 @@ run("get_int", get_int); run("set_int", set_int); run("get_str", get_str); run("
 sl.shm.close()
 "#;
 
+/// A row of the JSON output, in the shape of `bench cells`'s: shmkit's operations (each with
+/// its speedup over CPython's same operation and its ratio to the floor), the floor, and
+/// CPython's operations (`cpython<version>_<op>`).
 #[derive(serde::Serialize)]
 struct Row {
-    op: &'static str,
-    shmkit_ns: f64,
-    cpython_ns: f64,
-    /// cpython_ns / shmkit_ns.
-    speedup: f64,
-    /// shmkit_ns / floor_ns.
-    ratio_to_floor: f64,
+    name: String,
+    ops: u64,
+    ns_per_op: f64,
+    /// CPython's ns/op of the same operation / this row's (higher is better).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speedup_vs_cpython: Option<f64>,
+    /// This row's ns/op / the floor's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_floor: Option<f64>,
 }
 
-#[derive(serde::Serialize)]
-struct Report {
-    iterations: u64,
-    floor_ns: f64,
-    python: String,
-    rows: Vec<Row>,
-}
+/// The floor row's name in the JSON output.
+const FLOOR: &str = "floor_atomic_copy_8B";
 
 /// Batches per measurement: the best batch is reported, so that a batch during which another
 /// process had the CPU (this machine is shared) does not count.
@@ -89,6 +88,11 @@ fn time(n: u64, mut f: impl FnMut()) -> f64 {
 
 pub(crate) fn run(a: Args) -> CmdResult {
     let n: u64 = if a.quick { 20_000 } else { 1_000_000 };
+    let modules = [
+        "multiprocessing.resource_tracker",
+        "multiprocessing.shared_memory",
+    ];
+    let mut py = CPython::find("list", &a.python, &modules)?;
     let name = format!("shmkit-bench-list-{}", std::process::id());
     let list = ShareableList::options()
         .unlink_on_drop(true)
@@ -136,49 +140,54 @@ pub(crate) fn run(a: Args) -> CmdResult {
 
     // CPython runs fewer iterations: it is two orders of magnitude slower per operation.
     let py_n = (n / 10).max(1000);
-    let out = Command::new(&a.python)
-        .args(["-c", PY, &name, &py_n.to_string()])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", a.python))?;
-    if !out.status.success() {
-        return Err(format!(
-            "the CPython side ({}) failed: {}",
-            a.python,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
-    }
-    let py_text = String::from_utf8_lossy(&out.stdout);
-    let cpython = |op: &str| -> f64 {
-        py_text
-            .lines()
-            .find_map(|l| l.strip_prefix(op)?.trim().parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let rows: Vec<Row> = ours
-        .into_iter()
-        .map(|(op, ns)| Row {
-            op,
-            shmkit_ns: ns,
-            cpython_ns: cpython(op),
-            speedup: cpython(op) / ns,
-            ratio_to_floor: ns / floor,
+    let args = [name.clone(), py_n.to_string()];
+    let cpython: Vec<(String, f64)> = py
+        .run("the ShareableList script", PY, &args, |text| {
+            ours.iter()
+                .map(|&(op, _)| {
+                    let ns = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix(op)?.trim().parse().ok())?;
+                    Some((op.to_owned(), ns))
+                })
+                .collect()
+        })?
+        .unwrap_or_default();
+    drop(list);
+    let cpython_ns = |op: &str| cpython.iter().find(|(o, _)| o == op).map(|&(_, ns)| ns);
+    let ver = py.version().unwrap_or("?");
+    let mut rows: Vec<Row> = ours
+        .iter()
+        .map(|&(op, ns)| Row {
+            name: op.into(),
+            ops: n,
+            ns_per_op: ns,
+            speedup_vs_cpython: cpython_ns(op).map(|p| p / ns),
+            ratio_to_floor: Some(ns / floor),
         })
         .collect();
-    drop(list);
-    let report = Report {
-        iterations: n,
-        floor_ns: floor,
-        python: a.python,
-        rows,
-    };
+    rows.push(Row {
+        name: FLOOR.into(),
+        ops: n,
+        ns_per_op: floor,
+        speedup_vs_cpython: None,
+        ratio_to_floor: None,
+    });
+    rows.extend(cpython.iter().map(|(op, ns)| Row {
+        name: format!("cpython{ver}_{op}"),
+        ops: py_n,
+        ns_per_op: *ns,
+        speedup_vs_cpython: None,
+        ratio_to_floor: None,
+    }));
     if a.json {
-        return print_json(&report);
+        return print_json(&serde_json::json!({ "results": rows, "cpython": py.report() }));
     }
-    outln!(
-        "ShareableList get/set, ns per operation (best of {BATCHES} batches; shmkit {n} ops, CPython {py_n} ops via {})",
-        report.python
-    )?;
+    let via = match py.version() {
+        Some(v) => format!("CPython {v} {py_n} ops via {}", py.path()),
+        None => "no CPython".into(),
+    };
+    outln!("ShareableList get/set, ns per operation (best of {BATCHES} batches; shmkit {n} ops, {via})")?;
     outln!(
         "floor (8-byte atomic copy out of shared memory): {:.1} ns",
         floor
@@ -191,14 +200,18 @@ pub(crate) fn run(a: Args) -> CmdResult {
         "speedup",
         "÷ floor"
     )?;
-    for r in &report.rows {
+    for (op, ns) in ours {
+        let (py_ns, speedup) = match cpython_ns(op) {
+            Some(p) => (format!("{p:.1}"), format!("{:.0}×", p / ns)),
+            None => ("-".into(), "-".into()),
+        };
         outln!(
-            "{:<8}  {:>10.1}  {:>11.1}  {:>7.0}×  {:>9.1}",
-            r.op,
-            r.shmkit_ns,
-            r.cpython_ns,
-            r.speedup,
-            r.ratio_to_floor
+            "{:<8}  {:>10.1}  {:>11}  {:>8}  {:>9.1}",
+            op,
+            ns,
+            py_ns,
+            speedup,
+            ns / floor
         )?;
     }
     Ok(())

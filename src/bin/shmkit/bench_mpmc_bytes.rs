@@ -8,11 +8,11 @@
 //! producer side is closed and drained (`Disconnected`), then print their count. The rate is
 //! all messages over the parent's wall time from the start word to the last consumer's report.
 
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::bench::{read_ns, spawn_peer, tput, unique, Peer, ThroughputResult};
+use super::bench_python::CPython;
 use crate::CmdResult;
 use shmkit::queue::mpmc_bytes::Queue;
 use shmkit::queue::PopError;
@@ -124,8 +124,8 @@ fn run(bytes: usize, total: u64) -> Result<ThroughputResult, String> {
 }
 
 /// CPython's `multiprocessing.Queue` with 2 producer and 2 consumer processes, `n` messages
-/// of `bytes` bytes in all (skipped if `python3` is missing).
-fn python(bytes: usize, n: u64) -> Option<ThroughputResult> {
+/// of `bytes` bytes in all (`None` if the CPython rows are skipped).
+fn python(py: &mut CPython, bytes: usize, n: u64) -> Result<Option<ThroughputResult>, String> {
     let script = r#"
 import multiprocessing as mp, sys, time
 def producer(q, go, n, size):
@@ -159,39 +159,35 @@ if __name__ == "__main__":
         c.join()
     print(int(dt * 1e9), k)
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(n.to_string())
-        .arg(bytes.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
-    let (ns, k) = (it.next()??, it.next()??);
-    let ver = Command::new("python3").arg("--version").output().ok()?;
-    let ver = String::from_utf8_lossy(&ver.stdout)
-        .trim()
-        .replace("Python ", "");
-    Some(tput(&format!("cpython{ver}_mp_queue_2p2c"), bytes, k, ns))
+    let ver = py.version().unwrap_or("?").to_owned();
+    py.run(
+        "the multiprocessing.Queue 2p2c script",
+        script,
+        &[n.to_string(), bytes.to_string()],
+        |s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            let (ns, k) = (it.next()??, it.next()??);
+            Some(tput(&format!("cpython{ver}_mp_queue_2p2c"), bytes, k, ns))
+        },
+    )
 }
 
 /// The rows, and one line per size with the ratio to CPython in this run.
-pub(crate) fn rows(quick: bool) -> Result<(Vec<ThroughputResult>, Vec<String>), String> {
+pub(crate) fn rows(
+    quick: bool,
+    py: &mut CPython,
+) -> Result<(Vec<ThroughputResult>, Vec<String>), String> {
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
     for bytes in SIZES {
-        let (ours, py) = match (bytes, quick) {
+        let (ours, py_n) = match (bytes, quick) {
             (64, false) => (4_000_000, 200_000),
             (_, false) => (1_000_000, 100_000),
             (64, true) => (400_000, 20_000),
             (_, true) => (100_000, 10_000),
         };
         let r = run(bytes, ours)?;
-        if let Some(p) = python(bytes, py) {
+        if let Some(p) = python(py, bytes, py_n)? {
             ratios.push(format!(
                 "mpmc_bytes_2p2c / CPython multiprocessing.Queue 2p2c at {bytes} B: {:.0}x",
                 r.msgs_per_s / p.msgs_per_s

@@ -13,6 +13,7 @@ mod bench_cells;
 mod bench_frames;
 mod bench_list;
 mod bench_mpmc_bytes;
+mod bench_python;
 mod bytes;
 mod cell;
 mod dump;
