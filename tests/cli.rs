@@ -67,7 +67,9 @@ fn ls_lists_shmkit_and_raw_segments() {
     let text = stdout(&out);
     let line_a = text.lines().find(|l| l.starts_with(&a)).expect("a listed");
     assert!(
-        line_a.contains("228") && line_a.contains("segment") && line_a.contains("yes"),
+        line_a.contains("228")
+            && line_a.contains("segment")
+            && line_a.split_whitespace().last() == Some("alive"),
         "{line_a}"
     );
     assert!(line_a.contains(&std::process::id().to_string()), "{line_a}");
@@ -131,6 +133,151 @@ fn info_prints_the_header() {
     assert_eq!(json["status"], "valid");
     assert_eq!(json["creator"], "alive");
     assert_eq!(json["kind"], "segment");
+}
+
+/// New-user walkthrough: `info` printed an object's state as raw JSON (`lock:
+/// {"depth":0,…}`, quoted strings). It prints the summary first, then each field as a
+/// `key.sub: value` line, strings unquoted; `--json` is as it was.
+#[test]
+fn info_shows_the_state_as_key_value_lines() {
+    let name = common::unique_name("cli-info-state");
+    let _c = Cleanup::new(&[&name]);
+    let l = shmkit::sync::Lock::create(&name).unwrap();
+    let _g = l.lock().unwrap();
+    let text = stdout(&shmkit(&["info", &name]));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("created:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let state = &lines[at + 1..];
+    let me = std::process::id().to_string();
+    assert!(
+        state[0].starts_with("summary:") && state[0].contains(&format!("locked by pid {me}")),
+        "{text}"
+    );
+    let field = |k: &str| {
+        state
+            .iter()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    assert_eq!(field("primitive"), Some("lock"), "{text}");
+    assert_eq!(field("status"), Some("locked"), "{text}");
+    assert_eq!(field("depth"), Some("1"), "{text}");
+    assert_eq!(field("owner.pid"), Some(&*me), "{text}");
+    assert_eq!(field("owner.liveness"), Some("alive"), "{text}");
+    assert!(
+        state.iter().all(|l| !l.contains(['{', '"'])),
+        "JSON in the text: {text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["info", &name, "--json"]).stdout).unwrap();
+    assert_eq!(v["state"]["primitive"], "lock");
+    assert_eq!(v["state"]["owner"]["liveness"], "alive");
+    assert_eq!(v["state"]["depth"], 1);
+}
+
+/// New-user walkthrough: `frames create` printed a confirmation line and every other
+/// `create` printed nothing. Each is silent on success, as Unix tools are.
+#[test]
+fn every_create_is_silent() {
+    let base = common::unique_name("cli-silent");
+    let n = |k: &str| format!("{base}-{k}");
+    let names = ["seg", "q", "value", "array", "list", "frames"].map(n);
+    let _c = Cleanup::new(&names.each_ref().map(String::as_str));
+    let [seg, q, value, array, list, frames] = &names;
+    for args in [
+        &["create", seg, "--size", "8"][..],
+        &["queue", "create", q, "--kind", "spsc", "--capacity", "4"],
+        &["value", "create", value, "q", "5"],
+        &["array", "create", array, "d", "4"],
+        &["list", "create", list, "[1, \"a\"]"],
+        &[
+            "frames",
+            "create",
+            frames,
+            "--slots",
+            "2",
+            "--max-bytes",
+            "64",
+        ],
+    ] {
+        let out = shmkit(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+    }
+}
+
+/// New-user walkthrough: whether a process runs was shown three ways (`ls` yes/no, `info`
+/// and `queue stat` `(Alive)`/`(Dead)`, JSON `alive`/`dead`). Text says what JSON says.
+#[test]
+fn liveness_reads_the_same_in_text_and_json() {
+    let base = common::unique_name("cli-liveness");
+    let (live, dead, raw, lock, q) = (
+        format!("{base}-live"),
+        format!("{base}-dead"),
+        format!("{base}-raw"),
+        format!("{base}-lock"),
+        format!("{base}-q"),
+    );
+    let _c = Cleanup::new(&[&live, &dead, &raw, &lock, &q]);
+    let _s = Segment::create(&live, 8).unwrap();
+    let mut child = common::spawn_child("create-and-die", &[&dead]);
+    Lines::of(&mut child).expect("created");
+    common::kill9(&mut child);
+    let _r = Segment::options().raw(true).create(&raw, 8).unwrap();
+
+    let ls = stdout(&shmkit(&["ls"]));
+    let head = ls.lines().next().unwrap();
+    assert_eq!(head.split_whitespace().last(), Some("ALIVE"), "{ls}");
+    let rows: serde_json::Value =
+        serde_json::from_slice(&shmkit(&["ls", "--json"]).stdout).unwrap();
+    for (name, word, column) in [
+        (&live, "alive", "alive"),
+        (&dead, "dead", "dead"),
+        (&raw, "unknown", "-"),
+    ] {
+        let row = ls
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not in {ls}"));
+        assert_eq!(row.split_whitespace().last(), Some(column), "{row}");
+        let j = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(j["alive"], word, "{j}");
+        let info: serde_json::Value =
+            serde_json::from_slice(&shmkit(&["info", name, "--json"]).stdout).unwrap();
+        assert_eq!(info["creator"], word, "{info}");
+    }
+    for (name, word) in [(&live, "alive"), (&dead, "dead")] {
+        let info = stdout(&shmkit(&["info", name]));
+        let creator = info
+            .lines()
+            .find_map(|l| l.strip_prefix("creator:"))
+            .unwrap_or_else(|| panic!("{info}"));
+        assert!(creator.contains(&format!(" ({word}), token ")), "{info}");
+    }
+
+    // A held lock's holder, and a queue's attached producer.
+    let l = shmkit::sync::Lock::create(&lock).unwrap();
+    let _g = l.lock().unwrap();
+    let info = stdout(&shmkit(&["info", &lock]));
+    assert!(info.contains(", alive, token "), "{info}");
+    let sq = shmkit::queue::spsc::Queue::<u64>::create(&q, 4).unwrap();
+    let _p = sq.producer().unwrap();
+    let st = stdout(&shmkit(&["queue", "stat", &q]));
+    let me = format!("pid {} (alive)", std::process::id());
+    assert!(
+        st.lines()
+            .any(|l| l.starts_with("producers:") && l.contains(&me)),
+        "{st}"
+    );
 }
 
 #[test]
@@ -1583,7 +1730,7 @@ fn wrong_kind_messages_name_the_kind_not_corruption() {
     for (args, want) in [
         (
             vec!["value", "get", list.as_str()],
-            "holds a shareable_list, not a value cell",
+            "holds a shareable-list, not a value cell",
         ),
         (vec!["value", "set", list.as_str(), "1"], "not a value cell"),
         (

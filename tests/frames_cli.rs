@@ -291,7 +291,7 @@ fn create_sparse_reserves_nothing_and_a_default_create_reserves_the_slots() {
 #[repr(C)]
 struct Forged([u8; 8]);
 impl shmkit::ShmType for Forged {
-    const TYPE_NAME: &'static str = "u64\npublisher:    pid 1 (Alive)\x1b[2J";
+    const TYPE_NAME: &'static str = "u64\npublisher:    pid 1 (alive)\x1b[2J";
 }
 
 /// Review finding: `frames stat` and `info` printed the header type name recorded in shared
@@ -315,7 +315,7 @@ fn frames_stat_and_info_quote_a_type_name_they_did_not_write() {
         let publisher = text.lines().filter(|l| l.starts_with("publisher:")).count();
         assert_eq!(publisher, 1, "{args:?}: {text:?}");
         assert!(
-            text.contains(r#"header type:  "u64\npublisher:    pid 1 (Alive)\u{1b}[2J" (8 bytes)"#),
+            text.contains(r#"header type:  "u64\npublisher:    pid 1 (alive)\u{1b}[2J" (8 bytes)"#),
             "{args:?}: {text:?}"
         );
     }

@@ -97,11 +97,18 @@ fn ls_and_info_show_lists_and_cpython_lists() {
     ok(&["list", "create", &name, r#"[7, "abc"]"#]);
     let ls = ok(&["ls"]);
     let row = ls.lines().find(|l| l.starts_with(&name)).unwrap();
-    assert!(row.contains("shareable_list"), "{row}");
+    assert!(row.contains("shareable-list"), "{row}");
     let info = ok(&["info", &name]);
-    assert!(info.contains("kind:            shareable_list"), "{info}");
-    assert!(
-        info.contains(r#"{"format":"8s","slot":8,"value":"abc"}"#),
+    assert!(info.contains("kind:            shareable-list"), "{info}");
+    // The items' fields one per line, strings unquoted (it was `items: [{"format":"q",…}, …]`).
+    let item = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("items.1.{k}:")))
+            .map(str::trim)
+    };
+    assert_eq!(
+        (item("format"), item("slot"), item("value")),
+        (Some("8s"), Some("8"), Some("abc")),
         "{info}"
     );
 
@@ -112,7 +119,7 @@ fn ls_and_info_show_lists_and_cpython_lists() {
     std::fs::write(format!("/dev/shm/{raw}"), &bytes).unwrap();
     let info = ok(&["info", "--json", &raw]);
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
-    assert_eq!(v["kind"], "shareable_list (cpython)");
+    assert_eq!(v["kind"], "shareable-list (cpython)");
     assert_eq!(v["state"]["items"][1]["value"], "abc");
     assert_eq!(ok(&["list", "get", &raw]).trim(), r#"[7,"abc"]"#);
     let info = ok(&["info", &raw]);
@@ -124,7 +131,7 @@ fn ls_and_info_show_lists_and_cpython_lists() {
     let ls = ok(&["ls"]);
     let head = ls.lines().next().unwrap();
     let row = ls.lines().find(|l| l.starts_with(&raw)).unwrap();
-    let kind = "shareable_list (cpython)";
+    let kind = "shareable-list (cpython)";
     let at = row.find(kind).expect(row);
     assert_eq!(head.find("KIND"), Some(at), "{ls}");
     let lifetime = head.find("LIFETIME").unwrap();

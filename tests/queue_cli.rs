@@ -141,11 +141,8 @@ fn every_kind_name_round_trips() {
         // info: the object's kind, the header's and the queue state's.
         let info = ok(&["info", &name]);
         assert_eq!(field(&info, "kind"), Some(kind), "{info}");
-        assert_eq!(
-            field(&info, "len_unit"),
-            Some(&*format!("\"{unit}\"")),
-            "{info}"
-        );
+        // Unquoted, as `queue stat` shows it (it was the JSON string, `"bytes"`).
+        assert_eq!(field(&info, "len_unit"), Some(unit), "{info}");
         let info = json(&["info", &name, "--json"]);
         assert_eq!(info["kind"], kind);
         assert_eq!(info["header"]["kind"], kind);
@@ -638,7 +635,7 @@ fn a_pop_that_cannot_print_its_message_does_not_succeed() {
 #[repr(C)]
 struct Forged([u8; 8]);
 impl shmkit::ShmType for Forged {
-    const TYPE_NAME: &'static str = "u64\nproducers:       pid 1 (Alive)\x1b[2J";
+    const TYPE_NAME: &'static str = "u64\nproducers:       pid 1 (alive)\x1b[2J";
 }
 
 /// Review finding: `queue stat` printed the element type name recorded in shared memory as it
@@ -655,12 +652,22 @@ fn queue_stat_quotes_a_type_name_it_did_not_write() {
     assert_eq!(producers, 1, "{text:?}");
     assert_eq!(
         field(&text, "element type"),
-        Some(r#""u64\nproducers:       pid 1 (Alive)\u{1b}[2J""#),
+        Some(r#""u64\nproducers:       pid 1 (alive)\u{1b}[2J""#),
         "{text:?}"
     );
     // JSON has it exactly.
     let v = json(&["queue", "stat", &q, "--json"]);
     assert_eq!(v["elem_type"], <Forged as shmkit::ShmType>::TYPE_NAME);
+    // `info`, which shows the state's strings unquoted, quotes this one as `queue stat` does.
+    let info = ok(&["info", &q]);
+    assert!(!info.contains('\x1b'), "{info:?}");
+    let producers = info.lines().filter(|l| l.starts_with("producers")).count();
+    assert_eq!(producers, 1, "{info:?}");
+    assert_eq!(
+        field(&info, "elem_type"),
+        Some(r#""u64\nproducers:       pid 1 (alive)\u{1b}[2J""#),
+        "{info:?}"
+    );
 }
 
 /// New-user walkthrough: `queue create --kind bytes-ring --elem-size 8` made a byte queue

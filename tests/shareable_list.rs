@@ -253,7 +253,7 @@ fn reserve_makes_room_and_empty_lists_work() {
     assert_eq!(l.slot_size(0).unwrap(), 104);
     l.set(0, &Item::Str("y".repeat(104))).unwrap();
     let p = probe(&name).unwrap();
-    assert_eq!(p.kind_name(), "shareable_list");
+    assert_eq!(p.kind_name(), "shareable-list");
     assert_eq!(p.verdict, Verdict::Valid);
     let h = p.header.unwrap();
     assert_eq!(h.lifetime, Lifetime::Owned);

@@ -176,7 +176,7 @@ fn round_trips_both_ways_with_every_cpython() {
         let list = ShareableList::create(&name, &items()).unwrap();
         assert_eq!(
             shmkit::segment::probe(&name).unwrap().kind_name(),
-            "shareable_list"
+            "shareable-list"
         );
         assert_eq!(
             py(&interp, "read", &name),
@@ -206,7 +206,7 @@ fn round_trips_both_ways_with_every_cpython() {
         );
         assert_eq!(
             shmkit::segment::probe(&name).unwrap().kind_name(),
-            "shareable_list (cpython)"
+            "shareable-list (cpython)"
         );
         let list = ShareableList::open(&name).unwrap();
         assert!(!list.has_trailer());

@@ -47,13 +47,13 @@ fn a_shmkit_list_of_more_than_2_pow_20_items_is_recognised_and_collected() {
 
     let p = shmkit::segment::probe(&name).unwrap();
     assert_eq!(p.verdict, Verdict::Valid, "{p:?}");
-    assert_eq!(p.kind_name(), "shareable_list");
+    assert_eq!(p.kind_name(), "shareable-list");
     assert_eq!(p.header.as_ref().unwrap().lifetime, Lifetime::Owned);
 
     let out = common::shmkit_with_stdin(&["info", "--json", &name], b"");
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["kind"], "shareable_list", "{v}");
+    assert_eq!(v["kind"], "shareable-list", "{v}");
     assert_eq!(v["state"]["len"], LARGE as u64, "{v}");
     assert_eq!(v["state"]["items"].as_array().map(Vec::len), Some(0), "{v}");
     // An explicit open takes it whole.

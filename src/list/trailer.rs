@@ -5,7 +5,7 @@
 //! `E` is the end of the CPython area computed from the list's own `N` and offsets table:
 //!
 //! ```text
-//! T +   0  shmkit header (128 bytes, as SPEC §3, kind shareable_list; payload = the body)
+//! T +   0  shmkit header (128 bytes, as SPEC §3, kind shareable-list; payload = the body)
 //! T + 128  cpython_end  u64   E, as the creator computed it
 //! T + 136  items        u64   N
 //! T + 144  reserved     2 × u64 (0)
@@ -15,7 +15,7 @@
 //!
 //! Recognition: parse the CPython geometry, compute `T`, and require shmkit's magic there, a
 //! header that passes every check a shmkit header gets (against the `size - T` bytes from
-//! `T` on), kind `shareable_list`, this layout's fingerprint, and `cpython_end`/`items`
+//! `T` on), kind `shareable-list`, this layout's fingerprint, and `cpython_end`/`items`
 //! equal to what the geometry says.
 
 use super::cpython::{Format, Geometry, NotAList};
@@ -344,8 +344,9 @@ pub(crate) fn validate(name: &str, n: u64, t: u64, object_size: u64, h: &RawHead
         return Err(Error::corrupt(
             name,
             format!(
-                "the trailer at offset {t} holds kind {}, not shareable_list",
-                Kind(h.kind)
+                "the trailer at offset {t} holds kind {}, not {}",
+                Kind(h.kind),
+                Kind::SHAREABLE_LIST
             ),
         ));
     }

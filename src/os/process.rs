@@ -17,6 +17,27 @@ pub enum Liveness {
     Unknown,
 }
 
+impl Liveness {
+    /// `alive`, `dead` or `unknown`: the one word the CLI's text and JSON (`serde`) both use.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Liveness::Dead.to_string(), "dead");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Dead => "dead",
+            Liveness::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which process made an object: what a process-local object (a handle pool, a mutex-guarded
 /// state) keeps to tell, after `fork()`, whether it runs in the process that made it or in a
 /// child holding a copy of its memory. In such a child, locks of the parent's other threads
@@ -80,4 +101,21 @@ pub(crate) fn pids_mapping(path: &str) -> Vec<u32> {
         }
     }
     pids
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::Liveness;
+
+    /// The text word is the JSON one (new-user walkthrough: `ls` said yes/no, text `(Dead)`).
+    #[test]
+    fn liveness_display_is_its_serde_name() {
+        for l in [Liveness::Alive, Liveness::Dead, Liveness::Unknown] {
+            assert_eq!(
+                serde_json::to_string(&l).unwrap(),
+                format!("\"{l}\""),
+                "{l:?}"
+            );
+        }
+    }
 }

@@ -14,6 +14,10 @@ use std::fmt;
 /// assert_eq!(Kind::BYTES_RING.to_string(), "bytes-ring");
 /// assert_eq!(Kind::from_name("segment"), Some(Kind::SEGMENT));
 /// assert_eq!(Kind::from_name("bytes"), None);
+/// // Hyphens, as printed: the underscore spelling is not a kind name.
+/// assert_eq!(Kind::SHAREABLE_LIST.to_string(), "shareable-list");
+/// assert_eq!(Kind::from_name("shareable-list"), Some(Kind::SHAREABLE_LIST));
+/// assert_eq!(Kind::from_name("shareable_list"), None);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kind(pub u32);
@@ -64,7 +68,7 @@ impl Kind {
         (Kind::BARRIER, "barrier"),
         (Kind::VALUE, "value"),
         (Kind::ARRAY, "array"),
-        (Kind::SHAREABLE_LIST, "shareable_list"),
+        (Kind::SHAREABLE_LIST, "shareable-list"),
         (Kind::SPSC_QUEUE, "spsc"),
         (Kind::MPMC_QUEUE, "mpmc"),
         (Kind::BYTES_RING, "bytes-ring"),
@@ -186,4 +190,28 @@ pub const fn fingerprint(desc: &[u8]) -> u64 {
         i += 1;
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    /// One name for each kind (issue 9): words joined by hyphens, never underscores (the
+    /// walkthrough found `shareable_list` alone among `bytes-ring`, `bounded-semaphore`), and
+    /// `from_name` takes back exactly what `Display` prints.
+    #[test]
+    fn kind_names_use_hyphens_and_round_trip() {
+        for &(k, n) in Kind::NAMES {
+            assert!(
+                n.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{n}"
+            );
+            assert_eq!(k.to_string(), n);
+            assert_eq!(Kind::from_name(n), Some(k));
+            assert_eq!(
+                Kind::from_name(&n.replace('-', "_")),
+                (!n.contains('-')).then_some(k)
+            );
+        }
+    }
 }

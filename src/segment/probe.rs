@@ -2,6 +2,7 @@
 //! start from. Nothing here waits, maps, or changes an object.
 
 use super::header::{validate_self, HeaderInfo, RawHeader, HEADER_SIZE, MAGIC};
+use super::kind::Kind;
 use super::name::validate_name;
 use crate::error::{Error, Result};
 use crate::os::process::Liveness;
@@ -35,7 +36,7 @@ pub struct Probe {
     pub verdict: Verdict,
     /// No shmkit magic at byte 0 and no shmkit trailer, but the bytes are a valid CPython
     /// 3.9–3.13 `ShareableList` filling the object exactly (what `ShareableList` in Python
-    /// made); shown as `shareable_list (cpython)`. A shmkit `ShareableList` has its header in
+    /// made); shown as `shareable-list (cpython)`. A shmkit `ShareableList` has its header in
     /// a trailer instead, which [`header`](Self::header) shows.
     pub cpython_list: bool,
     /// `(st_dev, st_ino)`, so that a removal can check the name still refers to this object.
@@ -88,7 +89,7 @@ impl Probe {
             // shmkit's magic without a whole header: not a foreign object, a cut one.
             (None, Verdict::Invalid(_)) => "invalid".into(),
             (None, Verdict::Unreadable) => "unreadable".into(),
-            (None, _) if self.cpython_list => "shareable_list (cpython)".into(),
+            (None, _) if self.cpython_list => format!("{} (cpython)", Kind::SHAREABLE_LIST),
             (None, _) => "raw".into(),
         }
     }

@@ -93,12 +93,7 @@ impl fmt::Display for OwnerInfo {
         if self.thread != 0 {
             write!(f, " thread #{}", self.thread)?;
         }
-        let alive = match self.liveness {
-            Liveness::Alive => "alive",
-            Liveness::Dead => "dead",
-            Liveness::Unknown => "liveness unknown",
-        };
-        write!(f, ", {alive}, token {}", self.token_hex)
+        write!(f, ", {}, token {}", self.liveness, self.token_hex)
     }
 }
 

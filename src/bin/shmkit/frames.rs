@@ -105,7 +105,8 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     s => s,
                 })?;
             drop(p);
-            outln!("created frame channel {name}: {slots} slots of {max_bytes} bytes")
+            // Silent, as every `create`.
+            Ok(())
         }
         Cmd::Stat { name, json } => {
             crate::refuse_other_kind(&name, &[Kind::FRAMES], "a frames channel", true)?;
@@ -176,7 +177,7 @@ pub(crate) fn print_state(st: &FramesStat) -> CmdResult {
         st.header_size
     )?;
     match &st.publisher {
-        Some(p) => outln!("publisher:    pid {} ({:?})", p.pid, p.liveness)?,
+        Some(p) => outln!("publisher:    pid {} ({})", p.pid, p.liveness)?,
         None => outln!("publisher:    none")?,
     }
     outln!("last seq:     {}", st.last_seq)?;
@@ -205,7 +206,7 @@ pub(crate) fn print_state(st: &FramesStat) -> CmdResult {
     )?;
     for s in &st.subscribers {
         outln!(
-            "  pid {} ({:?}): last seq {}, received {}, lost {}, holding {:?}",
+            "  pid {} ({}): last seq {}, received {}, lost {}, holding {:?}",
             s.process.pid,
             s.process.liveness,
             s.last_seq,

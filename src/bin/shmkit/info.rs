@@ -164,7 +164,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
             outln!("state:           {}", h.state)?;
             outln!("lifetime:        {}", h.lifetime)?;
             outln!(
-                "creator:         pid {} ({:?}), token {:016x}",
+                "creator:         pid {} ({}), token {:016x}",
                 h.creator_pid,
                 p.creator,
                 h.creator_token
@@ -187,11 +187,71 @@ pub(crate) fn run(args: Args) -> CmdResult {
         }
     }
     if let Some(s) = &info.state {
-        if let Some(obj) = s.as_object() {
-            for (k, v) in obj {
-                outln!("{:<16} {}", format!("{k}:"), v)?;
-            }
-        }
+        print_state(s)?;
     }
     Ok(())
+}
+
+/// The object's state as `info`'s text shows it: its `summary` (the one-line `Display` of
+/// the kinds that have one) first, then every other field as a `key: value` line, in the
+/// JSON's order. A nested field is `key.sub` (an array's elements by index, `items.1.value`);
+/// a string is shown unquoted unless it holds a control character (it may come from shared
+/// memory: [`shown_name`](crate::shown_name)); null and an empty array or object are `none`.
+/// `--json` has the state as it is.
+fn print_state(state: &serde_json::Value) -> CmdResult {
+    let mut lines = Vec::new();
+    if let Some(s) = state.get("summary") {
+        lines.push(("summary".to_owned(), scalar(s)));
+    }
+    match state.as_object() {
+        Some(obj) => {
+            for (k, v) in obj.iter().filter(|(k, _)| *k != "summary") {
+                flatten(k.clone(), v, &mut lines);
+            }
+        }
+        None => flatten("state".to_owned(), state, &mut lines),
+    }
+    // Aligned with the header's lines (`name:` and its value 17 columns apart), wider when a
+    // key needs it.
+    let w = lines
+        .iter()
+        .map(|(k, _)| k.len() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    for (k, v) in lines {
+        outln!("{:<w$} {v}", format!("{k}:"))?;
+    }
+    Ok(())
+}
+
+/// `v`'s `key: value` lines, each scalar under its dotted path.
+fn flatten(key: String, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) if !o.is_empty() => {
+            for (k, v) in o {
+                flatten(format!("{key}.{k}"), v, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for (i, v) in a.iter().enumerate() {
+                flatten(format!("{key}.{i}"), v, out);
+            }
+        }
+        _ => out.push((key, scalar(v))),
+    }
+}
+
+/// A leaf of the state as text: a string unquoted (quoted and escaped if it holds a control
+/// character), null and an empty array or object `none`, numbers and booleans as JSON has them.
+fn scalar(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => crate::shown_name(s),
+        Value::Null => "none".to_owned(),
+        Value::Array(a) if a.is_empty() => "none".to_owned(),
+        Value::Object(o) if o.is_empty() => "none".to_owned(),
+        v => v.to_string(),
+    }
 }

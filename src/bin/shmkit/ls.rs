@@ -6,10 +6,12 @@ use shmkit::segment::{self, Verdict};
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Print JSON instead of a table: an array of objects with `name`, `size`, `kind`,
-    /// `status`, `lifetime`, `creator_pid`, `alive`. A file whose name is not UTF-8 is listed
-    /// too (as `raw`; the table shows its name quoted, each invalid byte as `\xNN`): its
-    /// `name` has U+FFFD for each invalid byte sequence, and `name_bytes` holds the name's
-    /// bytes as an array of integers (0..=255). `name_bytes` is absent for UTF-8 names.
+    /// `status`, `lifetime`, `creator_pid`, `alive` (`alive`, `dead` or `unknown`, the words
+    /// of the table's ALIVE column, which shows `-` where no creator is recorded). A file
+    /// whose name is not UTF-8 is listed too (as `raw`; the table shows its name quoted, each
+    /// invalid byte as `\xNN`): its `name` has U+FFFD for each invalid byte sequence, and
+    /// `name_bytes` holds the name's bytes as an array of integers (0..=255). `name_bytes` is
+    /// absent for UTF-8 names.
     #[arg(long)]
     json: bool,
 }
@@ -67,7 +69,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
         "invalid" if r.kind != "invalid" => format!("{} (invalid)", r.kind),
         _ => r.kind.clone(),
     };
-    // As wide as the widest kind shown (e.g. `shareable_list (cpython)`), at least 18.
+    // As wide as the widest kind shown (e.g. `shareable-list (cpython)`), at least 18.
     let kw = rows
         .iter()
         .map(|r| kind_of(r).len())
@@ -84,10 +86,11 @@ pub(crate) fn run(args: Args) -> CmdResult {
     )?;
     for r in &rows {
         let pid = r.creator_pid.map_or("-".to_string(), |p| p.to_string());
-        let alive = match r.alive {
-            shmkit::Liveness::Alive => "yes",
-            shmkit::Liveness::Dead => "no",
-            shmkit::Liveness::Unknown => "-",
+        // The JSON's word (`alive`, `dead`, `unknown`); `-` where no creator is recorded
+        // (no header), as in the CREATOR column.
+        let alive = match r.creator_pid {
+            Some(_) => r.alive.name(),
+            None => "-",
         };
         let kind = kind_of(r);
         let lifetime = r.lifetime.as_deref().unwrap_or("-");

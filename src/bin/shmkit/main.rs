@@ -73,9 +73,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// List every object in /dev/shm: name, size, kind (`raw` for foreign ones), lifetime,
-    /// creator, alive. Read-only.
+    /// creator, whether it is alive (`alive`, `dead`, `unknown`). Read-only.
     Ls(ls::Args),
-    /// Print a segment's header and the state of the object it holds. Read-only.
+    /// Print a segment's header and the state of the object it holds (its summary, then its
+    /// fields as `key.sub: value` lines; `--json` for the JSON). Read-only.
     Info(info::Args),
     /// Remove (unlink) segments by name. Processes that map them keep their mapping.
     Rm(rm::Args),
@@ -267,13 +268,13 @@ pub(crate) fn waited(name: &str, e: shmkit::Error, on: &str) -> String {
 }
 
 /// The error for segment `name` holding `found` (a kind with its article, or what a raw
-/// object is) where a verb wants `what`: "segment "x" holds a shareable_list, not a queue".
+/// object is) where a verb wants `what`: "segment "x" holds a shareable-list, not a queue".
 pub(crate) fn holds_not(name: &str, found: &str, what: &str) -> Stop {
     format!("segment {name:?} holds {found}, not {what}").into()
 }
 
 /// Refuse a valid shmkit object of another kind before a verb opens it as one of `kinds`
-/// (`what` names them): "holds a shareable_list, not a value cell", as the queue and frames
+/// (`what` names them): "holds a shareable-list, not a value cell", as the queue and frames
 /// verbs say, instead of the open's complaint about a layout it did not expect. `raw_too`:
 /// also refuse an object without a shmkit header (which such a verb never opens). What the
 /// look cannot decide (a missing, unreadable or corrupt object) is left to the open, whose

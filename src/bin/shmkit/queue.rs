@@ -454,7 +454,7 @@ fn print_stat(name: &str, st: &queue::QueueStat) -> CmdResult {
             "none".to_string()
         } else {
             v.iter()
-                .map(|a| format!("pid {} ({:?})", a.pid, a.liveness))
+                .map(|a| format!("pid {} ({})", a.pid, a.liveness))
                 .collect::<Vec<_>>()
                 .join(", ")
         }
