@@ -172,7 +172,9 @@ pub enum Error {
         /// The kind the caller asked for: a [`Kind`](crate::Kind)'s name or another noun
         /// phrase, without an article (the message adds it: [`Kind::with_article`](crate::Kind::with_article)).
         expected: String,
-        /// The kind recorded in the header, as `expected` ("raw": no shmkit header).
+        /// The kind recorded in the header, as `expected`; for an object without a shmkit
+        /// header, what `shmkit ls` calls it ([`Probe::kind_name`](crate::segment::Probe::kind_name)):
+        /// "raw", or "shareable-list (cpython)" for a ShareableList made by CPython.
         found: String,
     },
     /// Same kind, but its layout (element type, capacity rules, …) differs.
@@ -448,7 +450,14 @@ impl fmt::Display for Error {
                     "segment {name:?} holds {}, not {}",
                     crate::Kind::phrase(found),
                     crate::Kind::phrase(expected)
-                )
+                )?;
+                // Bytes without a shmkit header open as a plain segment's raw form (no other
+                // kind has one).
+                let foreign = [crate::segment::RAW_KIND, crate::segment::CPYTHON_LIST_KIND];
+                if expected == "segment" && foreign.contains(&found.as_str()) {
+                    f.write_str(" (open it with .raw(true))")?;
+                }
+                Ok(())
             }
             Error::LayoutMismatch { name, expected, found } => write!(
                 f,

@@ -258,11 +258,13 @@ fn each_corrupted_header_field_gives_its_error() {
     // (offset, bytes, check)
     type Check = fn(&Error) -> bool;
     let cases: &[(&str, u64, &[u8], Check)] = &[
+        // Without the magic the object is not shmkit's at all: what it holds, as `ls` says
+        // (it was Corrupt "magic is …" before opens named what a foreign object holds).
         (
             "magic",
             0,
             b"NOTSHMKT",
-            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("magic")),
+            |e| matches!(e, Error::KindMismatch { found, .. } if found == "raw"),
         ),
         ("version", 8, &1u32.to_le_bytes(), |e| {
             matches!(
@@ -370,11 +372,15 @@ fn truncated_segments_are_corrupt_not_sigbus() {
         let err = open_quick(&name).expect_err("truncated");
         assert!(matches!(err, Error::Corrupt { .. }), "len {len}: {err:?}");
     }
-    // Zero bytes: shmkit publishes sized objects only, so this is corrupt too (a raw open
-    // would wait for a foreign creator to size it).
+    // Zero bytes: nothing claims to be shmkit's (shmkit publishes sized objects only), so it
+    // is a raw object, as `ls` says, refused at once (a raw open would wait for a foreign
+    // creator to size it).
     let (name, _c) = fresh("trunc0");
     truncate(&name, 0);
-    assert!(matches!(open_quick(&name), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        open_quick(&name),
+        Err(Error::KindMismatch { found, .. }) if found == "raw"
+    ));
     assert!(matches!(
         Segment::options()
             .raw(true)
@@ -419,8 +425,9 @@ fn a_blank_object_under_a_name_is_reported_and_left_alone() {
         slow.open(&name).unwrap_err(),
         slow.open_or_create(&name, 4096 - 128).unwrap_err(),
     ] {
+        // Not shmkit's (no magic): a raw object, as `ls` says (it was Corrupt "magic is …").
         assert!(
-            matches!(&err, Error::Corrupt { what, .. } if what.contains("magic")),
+            matches!(&err, Error::KindMismatch { found, .. } if found == "raw"),
             "{err:?}"
         );
     }
@@ -837,10 +844,10 @@ fn cpython_interop_both_directions() {
         let mut buf = [0u8; 11];
         seg.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"from python", "{py}");
-        // Without .raw(true) it is not a shmkit segment.
+        // Without .raw(true) it is not a shmkit segment: a raw one, as `ls` says.
         let err = open_quick(&name).unwrap_err();
         assert!(
-            matches!(&err, Error::Corrupt { what, .. } if what.contains("magic")),
+            matches!(&err, Error::KindMismatch { found, .. } if found == "raw"),
             "{py}: {err:?}"
         );
 
@@ -868,9 +875,12 @@ fn cpython_interop_both_directions() {
         .open_timeout(Duration::from_secs(3600))
         .open(&name)
         .unwrap_err();
-    assert!(
-        matches!(&err, Error::Corrupt { what, .. } if what.contains("not a shmkit")),
-        "{err:?}"
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "segment {name:?} holds no shmkit object (a raw segment), not a segment (open it \
+             with .raw(true))"
+        )
     );
 }
 
@@ -1050,7 +1060,7 @@ fn the_raw_hint_is_given_only_where_a_raw_open_exists() {
         let Err(lock) = shmkit::sync::Lock::open(name) else {
             panic!("a raw object opened as a lock")
         };
-        assert!(matches!(lock, Error::Corrupt { .. }), "{lock:?}");
+        assert!(matches!(lock, Error::KindMismatch { .. }), "{lock:?}");
         assert!(!lock.to_string().contains("raw(true)"), "{lock}");
         let Err(cell) = shmkit::cell::Value::<u64>::open(name) else {
             panic!("a raw object opened as a cell")
@@ -1165,4 +1175,106 @@ fn open_or_create_with_a_private_mode_refuses_another_users_object() {
     assert_eq!(v.get().unwrap(), 7);
     // A plain open is not an open-or-create: the caller asked for that name's object.
     Segment::open(&names[0]).unwrap();
+}
+
+/// New-user walkthrough: opening a ShareableList (shmkit- or CPython-made) or a raw object as
+/// a lock, a queue, a value or a frames channel said "corrupt: magic is [06, 00, …]". An
+/// object without shmkit's magic is not a corrupt shmkit object: the open says what it holds,
+/// as `shmkit ls` names it (`Error::KindMismatch`), through every typed open; an object that
+/// has the magic and fails a check stays `Corrupt`.
+#[test]
+fn an_object_without_the_magic_is_named_not_called_corrupt() {
+    let list = common::unique_name("foreign-list");
+    let cpy = common::unique_name("foreign-cpylist");
+    let raw = common::unique_name("foreign-raw");
+    let small = common::unique_name("foreign-small");
+    let _c = Cleanup::new(&[&list, &cpy, &raw, &small]);
+    drop(shmkit::list::ShareableList::create(&list, &[shmkit::list::Item::Int(6)]).unwrap());
+    // 16 zero bytes are CPython's empty ShareableList (what `ShareableList([])` makes).
+    drop(Segment::options().raw(true).create(&cpy, 16).unwrap());
+    let s = Segment::options().raw(true).create(&raw, 4096).unwrap();
+    s.write_at(0, &[6; 64]).unwrap();
+    drop(Segment::options().raw(true).create(&small, 5).unwrap()); // smaller than a header
+    for (name, holds, found) in [
+        (&list, "a shareable-list", "shareable-list"),
+        (
+            &cpy,
+            "a ShareableList made by CPython",
+            "shareable-list (cpython)",
+        ),
+        (&raw, "no shmkit object (a raw segment)", "raw"),
+        (&small, "no shmkit object (a raw segment)", "raw"),
+    ] {
+        assert_eq!(shmkit::segment::probe(name).unwrap().holds(), holds);
+        let frames = |e: shmkit::frames::AttachError| match e {
+            shmkit::frames::AttachError::Segment(e) => e,
+            e => panic!("{name}: {e}"),
+        };
+        let opens: [(&str, Result<(), Error>); 7] = [
+            ("a lock", shmkit::sync::Lock::open(name).map(drop)),
+            ("an event", shmkit::sync::Event::open(name).map(drop)),
+            (
+                "an spsc queue",
+                shmkit::queue::spsc::Queue::<u64>::open(name).map(drop),
+            ),
+            (
+                "a bytes-ring",
+                shmkit::queue::bytes::Ring::open(name).map(drop),
+            ),
+            ("a queue", shmkit::queue::stat(name).map(drop)),
+            (
+                "a frames channel",
+                shmkit::frames::FramesOptions::<u64>::new()
+                    .subscriber(name)
+                    .map(drop)
+                    .map_err(frames),
+            ),
+            ("a frames channel", shmkit::frames::stat(name).map(drop)),
+        ];
+        for (what, r) in opens {
+            let e = r.expect_err(what);
+            assert!(
+                matches!(&e, Error::KindMismatch { found: f, .. } if f == found),
+                "{name} as {what}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("segment {name:?} holds {holds}, not {what}")
+            );
+        }
+        // A cell names it in the cells' words, as it names another kind of shmkit object.
+        let e = shmkit::cell::Value::<u64>::open(name)
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("segment {name:?} holds {holds}, asked for Value<Q>")
+        );
+        // A plain segment's open points to its raw form for bytes without a header.
+        let e = Segment::open(name).unwrap_err();
+        let hint = if found == "shareable-list" {
+            ""
+        } else {
+            " (open it with .raw(true))"
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("segment {name:?} holds {holds}, not a segment{hint}")
+        );
+    }
+    // With the magic, a failed check is corruption, read-only and for every kind.
+    let cut = common::unique_name("foreign-cut");
+    let _c = Cleanup::new(&[&cut]);
+    drop(shmkit::sync::Lock::create(&cut).unwrap());
+    truncate(&cut, 100);
+    for e in [
+        shmkit::sync::Lock::open(&cut).map(drop).unwrap_err(),
+        Segment::options()
+            .read_only()
+            .open(&cut)
+            .map(drop)
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    }
 }

@@ -256,10 +256,11 @@ def test_opening_a_raw_segment_as_a_shmkit_one_says_how_in_python(name):
             msg = str(e.value)
             assert "shmkit.SharedMemory(name, raw=True)" in msg, msg
             assert ".raw(true)" not in msg, msg
-        # A lock has no raw form: no hint at all.
+        # A lock has no raw form: no hint to open it raw, only what it holds.
         with pytest.raises(shmkit.ShmkitError) as e:
             shmkit.Lock.open(name)
-        assert "raw" not in str(e.value), str(e.value)
+        assert "raw=True" not in str(e.value), str(e.value)
+        assert "holds no shmkit object (a raw segment), not a lock" in str(e.value)
         # A raw object smaller than shmkit's header: the other message.
         small = shared_memory.SharedMemory(create=True, size=16)
         try:
@@ -403,3 +404,44 @@ def test_shared_memory_read_by_another_thread_while_closed(names):
         t.join()
         sys.setswitchinterval(old)
     assert not errors, errors[:3]
+
+
+def test_opening_a_foreign_object_as_a_typed_one_says_what_it_holds(names):
+    """New-user walkthrough: a ShareableList (CPython's or shmkit's) or a raw segment opened as
+    a lock, an event, a value, a queue or a frames subscriber said 'corrupt: magic is [06, 00,
+    ...]'. It says what the object holds, as `shmkit ls` names it, as a ShmkitError (a kind
+    mismatch, not a ValueError or a corruption)."""
+    import re
+    from multiprocessing import shared_memory
+
+    cpy = shared_memory.ShareableList([6])  # made by CPython (its unlink() below unregisters it)
+    ours = shmkit.ShareableList([6], name=names(), lifetime="persistent")
+    raw = shmkit.SharedMemory.create(names(), 4096, raw=True)
+    raw.buf[:8] = bytes([6] * 8)
+    try:
+        for name, holds in (
+            (cpy.shm.name, "a ShareableList made by CPython"),
+            (ours.name, "a shareable-list"),
+            (raw.name, "no shmkit object (a raw segment)"),
+        ):
+            for open_it, what in (
+                (shmkit.Lock.open, "a lock"),
+                (shmkit.Event.open, "an event"),
+                (shmkit.Queue, "an mpmc-bytes queue"),
+                (shmkit.FrameSubscriber, "a frames channel"),
+            ):
+                with pytest.raises(shmkit.ShmkitError) as e:
+                    open_it(name)
+                msg = str(e.value)
+                assert not isinstance(e.value, ValueError), msg
+                assert f"holds {holds}, not {what}" in msg, msg
+                assert "corrupt" not in msg, msg
+            with pytest.raises(shmkit.ShmkitError, match=re.escape(f"holds {holds}, asked for a value")):
+                shmkit.Value.open(name)
+    finally:
+        raw.close()
+        raw.unlink()
+        ours.close()
+        ours.unlink()
+        cpy.shm.close()
+        cpy.shm.unlink()

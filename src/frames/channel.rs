@@ -428,12 +428,9 @@ impl<H: ShmType> FramesOptions<H> {
     /// Open with the fingerprint the channel has, then check that its recorded header type
     /// matches that fingerprint (so the geometry is checked against the recorded type).
     fn open_recorded(&self, name: &str, read_only_data: bool) -> Result<Channel> {
-        let Some(h) = crate::segment::probe(name)?.header else {
-            return Err(Error::KindMismatch {
-                name: name.into(),
-                expected: Kind::FRAMES.to_string(),
-                found: "raw".into(),
-            });
+        let probe = crate::segment::probe(name)?;
+        let Some(h) = probe.header.clone() else {
+            return Err(probe.not_a(&Kind::FRAMES.to_string()));
         };
         let seg = self
             .seg

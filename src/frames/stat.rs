@@ -131,23 +131,14 @@ struct ReadOnlyChannel {
 fn open_read_only(name: &str, fp: Option<u64>) -> Result<ReadOnlyChannel> {
     let fp = match fp {
         Some(fp) => fp,
-        None => match crate::segment::probe(name)?.header {
-            Some(h) if h.kind == Kind::FRAMES => h.fingerprint,
-            Some(h) => {
-                return Err(Error::KindMismatch {
-                    name: name.into(),
-                    expected: Kind::FRAMES.to_string(),
-                    found: h.kind.to_string(),
-                })
+        None => {
+            let probe = crate::segment::probe(name)?;
+            match &probe.header {
+                Some(h) if h.kind == Kind::FRAMES => h.fingerprint,
+                // Another kind, or no shmkit header: what it holds.
+                _ => return Err(probe.not_a(&Kind::FRAMES.to_string())),
             }
-            None => {
-                return Err(Error::KindMismatch {
-                    name: name.into(),
-                    expected: Kind::FRAMES.to_string(),
-                    found: "raw".into(),
-                })
-            }
-        },
+        }
     };
     let seg = Segment::options()
         .read_only()

@@ -226,12 +226,8 @@ impl<T: ShmType + Send> Element for T {}
 pub fn stat(name: &str) -> crate::Result<QueueStat> {
     use crate::Kind;
     let probe = crate::segment::probe(name)?;
-    let Some(h) = probe.header else {
-        return Err(crate::Error::KindMismatch {
-            name: name.into(),
-            expected: "queue".into(),
-            found: "raw".into(),
-        });
+    let Some(h) = probe.header.clone() else {
+        return Err(probe.not_a("queue"));
     };
     match h.kind {
         Kind::SPSC_QUEUE | Kind::BYTES_RING => {

@@ -296,12 +296,9 @@ pub(crate) fn by_size<R>(
     stored: impl Fn(&R) -> std::result::Result<TypeId, String>,
     fp_of: fn(&TypeId) -> u64,
 ) -> Result<R> {
-    let Some(h) = crate::segment::probe(name)?.header else {
-        return Err(Error::KindMismatch {
-            name: name.into(),
-            expected: kind.to_string(),
-            found: "raw".into(),
-        });
+    let probe = crate::segment::probe(name)?;
+    let Some(h) = probe.header.clone() else {
+        return Err(probe.not_a(&kind.to_string()));
     };
     let r = open(h.fingerprint)?;
     let t = stored(&r).map_err(|what| Error::corrupt(name, what))?;

@@ -326,7 +326,9 @@ pub struct HeaderInfo {
 impl HeaderInfo {
     /// Validate a copy of a header's bytes exactly as [`Segment`](crate::Segment)'s `open`
     /// does, for an object of `object_size` bytes (from `fstat`) that should hold `kind` with
-    /// layout `fingerprint`. `bytes` shorter than the header give [`Error::Corrupt`].
+    /// layout `fingerprint`. `bytes` shorter than the header, or without shmkit's magic, give
+    /// [`Error::Corrupt`] (an open, which reads the whole object, reports one without the
+    /// magic as the kind it holds instead: [`Error::KindMismatch`]).
     ///
     /// ```
     /// use shmkit::segment::{HeaderInfo, Kind};
@@ -385,9 +387,6 @@ pub(crate) fn validate(
     kind: Kind,
     fp: u64,
 ) -> Result<HeaderInfo> {
-    // The magic first, so that the hint to open it raw is given only to an opener of a plain
-    // segment: no other kind has a raw form.
-    check_magic(name, h, kind == Kind::SEGMENT)?;
     validate_self(name, h, size)?;
     if h.kind != kind.0 {
         return Err(Error::KindMismatch {
@@ -406,32 +405,24 @@ pub(crate) fn validate(
     Ok(HeaderInfo::from_raw(h))
 }
 
-/// The magic check: [`Error::Corrupt`] if `h` does not start with shmkit's magic, with a hint
-/// to open the object raw if `raw_hint` (an opener of a plain segment, the one kind with a
-/// raw form).
-fn check_magic(name: &str, h: &RawHeader, raw_hint: bool) -> Result<()> {
-    if h.magic == MAGIC {
-        return Ok(());
-    }
-    Err(Error::corrupt(
-        name,
-        format!(
-            "magic is {:02x?}, expected {:02x?}: not a shmkit segment{}",
-            h.magic,
-            MAGIC,
-            if raw_hint {
-                " (a raw one? open it with .raw(true))"
-            } else {
-                ""
-            }
-        ),
-    ))
+/// What a header copy whose magic is wrong says: [`Error::Corrupt`]'s `what`. An open
+/// checks the magic before [`validate`] and reports an object that does not claim to be
+/// shmkit's as the kind it holds ([`Error::KindMismatch`], found as `shmkit ls` finds it), so
+/// this is for the header copies that do claim it: changed under the opener, or given as bytes
+/// ([`HeaderInfo::parse`]).
+pub(crate) fn bad_magic(h: &RawHeader) -> String {
+    format!(
+        "magic is {:02x?}, expected {:02x?}: not a shmkit segment",
+        h.magic, MAGIC
+    )
 }
 
 /// The checks that do not depend on what the opener asks for, in this order: magic, version,
 /// flags, header size, payload size against the object size, state, lifetime.
 pub(crate) fn validate_self(name: &str, h: &RawHeader, size: u64) -> Result<()> {
-    check_magic(name, h, true)?;
+    if h.magic != MAGIC {
+        return Err(Error::corrupt(name, bad_magic(h)));
+    }
     if h.version != FORMAT_VERSION {
         return Err(Error::VersionMismatch {
             name: name.to_owned(),

@@ -118,12 +118,18 @@ impl Kind {
 
     /// [`with_article`](Self::with_article) for a kind's displayed name, or for another noun
     /// phrase without an article (the strings of [`Error::KindMismatch`](crate::Error::KindMismatch):
-    /// "raw" for a segment without a shmkit header, "queue", "ShareableList in …").
+    /// "raw" for a segment without a shmkit header, "queue", "ShareableList in …"). What
+    /// `shmkit ls` calls an object without a shmkit header reads "no shmkit object (a raw
+    /// segment)" or "a ShareableList made by CPython".
     pub(crate) fn phrase(what: &str) -> String {
+        match what {
+            crate::segment::RAW_KIND => return "no shmkit object (a raw segment)".into(),
+            crate::segment::CPYTHON_LIST_KIND => return "a ShareableList made by CPython".into(),
+            _ => {}
+        }
         let noun = match what {
             "spsc" | "mpmc" | "mpmc-bytes" => format!("{what} queue"),
             "frames" => "frames channel".to_owned(),
-            "raw" => "raw segment".to_owned(),
             _ => what.to_owned(),
         };
         // Initialisms are read letter by letter: "rlock" (R-lock), "spsc" (S-P-S-C) and

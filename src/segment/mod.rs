@@ -21,6 +21,7 @@ pub use header::{HeaderInfo, Lifetime, State, FORMAT_VERSION, HEADER_SIZE, MAGIC
 pub use kind::{fingerprint, Kind};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use probe::{list, mapped_by, probe, ObjectFile, Probe, Verdict};
+pub(crate) use probe::{CPYTHON_LIST_KIND, RAW_KIND};
 pub use segment::{Access, ReadOnly, ReadWrite, Segment, SegmentOptions, DEFAULT_OPEN_TIMEOUT};
 
 /// The segment settings that every object's options builder (`Lock::options()`,

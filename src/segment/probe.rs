@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::os::process::Liveness;
 use crate::os::shm;
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// What a read of a segment's first bytes shows.
@@ -89,10 +90,114 @@ impl Probe {
             // shmkit's magic without a whole header: not a foreign object, a cut one.
             (None, Verdict::Invalid(_)) => "invalid".into(),
             (None, Verdict::Unreadable) => "unreadable".into(),
-            (None, _) if self.cpython_list => format!("{} (cpython)", Kind::SHAREABLE_LIST),
-            (None, _) => "raw".into(),
+            (None, _) if self.cpython_list => CPYTHON_LIST_KIND.into(),
+            (None, _) => RAW_KIND.into(),
         }
     }
+
+    /// What the object holds, as the errors of an open of another kind say it: "a lock",
+    /// "a shareable-list", "a ShareableList made by CPython", "no shmkit object (a raw
+    /// segment)" (from [`kind_name`](Self::kind_name)).
+    ///
+    /// ```
+    /// # let name = format!("doc-holds-{}", std::process::id());
+    /// let _s = shmkit::Segment::options().raw(true).unlink_on_drop(true).create(&name, 64)?;
+    /// let p = shmkit::segment::probe(&name)?;
+    /// assert_eq!(p.holds(), "no shmkit object (a raw segment)");
+    /// let e = shmkit::sync::Lock::open(&name).unwrap_err();
+    /// assert_eq!(e.to_string(), format!("segment {name:?} holds {}, not a lock", p.holds()));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn holds(&self) -> String {
+        Kind::phrase(&self.kind_name())
+    }
+
+    /// The error of an open that wanted `expected` (a kind's name, or a noun phrase as
+    /// [`Error::KindMismatch`] takes it) and found this object, which is not one: a kind
+    /// mismatch naming what it holds ([`kind_name`](Self::kind_name)), or [`Error::Corrupt`]
+    /// for an object that starts with shmkit's magic but has no whole header.
+    #[cfg(not(loom))] // its callers, the queue and frames opens by name, are not built under loom
+    pub(crate) fn not_a(&self, expected: &str) -> Error {
+        match (&self.header, &self.verdict) {
+            (None, Verdict::Invalid(what)) => Error::corrupt(&self.name, what.clone()),
+            _ => Error::KindMismatch {
+                name: self.name.clone(),
+                expected: expected.to_owned(),
+                found: self.kind_name(),
+            },
+        }
+    }
+}
+
+/// [`Probe::kind_name`] of an object without shmkit's header (no magic at byte 0, no
+/// ShareableList trailer), and [`Error::KindMismatch`]'s `found` for it.
+pub(crate) const RAW_KIND: &str = "raw";
+/// [`Probe::kind_name`] of a ShareableList made by CPython (no shmkit header or trailer).
+pub(crate) const CPYTHON_LIST_KIND: &str = "shareable-list (cpython)";
+
+/// Whether `prefix`, an object's first bytes (all of them if it is shorter than the magic),
+/// are shmkit's magic or, for an object shorter than it, its start: an object that claims to
+/// be shmkit's, cut or overwritten if an open refuses it (`Corrupt`), never a foreign one.
+fn claims_magic(prefix: &[u8]) -> bool {
+    let n = prefix.len().min(MAGIC.len());
+    n > 0 && prefix[..n] == MAGIC[..n]
+}
+
+/// What an object without shmkit's magic at byte 0 holds, read from `fd` by `pread` (no
+/// mapping, so a truncated object cannot fault us; `size` is its `fstat` size).
+enum NoHeader {
+    /// A shmkit ShareableList: its header is in a trailer after the CPython area, and `why`
+    /// says why an open would refuse that header (`None`: it would not).
+    ShmkitList {
+        header: RawHeader,
+        why: Option<String>,
+    },
+    /// A ShareableList made by CPython, filling the object exactly.
+    CpythonList,
+    /// Anything else.
+    Raw,
+}
+
+fn without_header(name: &str, fd: &OwnedFd, size: u64) -> NoHeader {
+    let mut read = |at: u64, b: &mut [u8]| shm::read_at(fd, at, b).is_ok_and(|n| n == b.len());
+    // `ls` looks at every object: a raw one whose first word claims millions of items is
+    // not read as a list (that would copy its whole "offsets table" into memory). The
+    // limit is checked by the parse on the one count it reads (a peer may change the
+    // word between two reads); a shmkit list of more items is found by its trailer,
+    // from that count and two offsets.
+    use crate::list::{trailer, Classified, PROBE_MAX_ITEMS};
+    let found = match crate::list::classify(name, size, &mut read, false, PROBE_MAX_ITEMS) {
+        Ok(Classified::Shmkit { header, .. }) => Some((header, None)),
+        Ok(Classified::BadTrailer { header, why }) => Some((header, Some(why))),
+        Ok(Classified::Cpython(g)) if g.end == size => return NoHeader::CpythonList,
+        Ok(Classified::Cpython(_)) => None,
+        Err(crate::list::NotAList::TooMany { n, .. }) => {
+            trailer::large_list_trailer(name, size, n, &mut read)
+        }
+        Err(_) => None,
+    };
+    match found {
+        Some((header, why)) => NoHeader::ShmkitList { header, why },
+        None => NoHeader::Raw,
+    }
+}
+
+/// For an open of object `name` (opened as `fd`, `size` bytes) that found no valid shmkit
+/// header at byte 0: what the object holds, as [`Probe::kind_name`] names it
+/// (`shareable-list`, [`CPYTHON_LIST_KIND`], [`RAW_KIND`]), for the [`Error::KindMismatch`] the open
+/// returns; `None` if the object claims to be shmkit's ([`claims_magic`]), which the open
+/// reports as corrupt. Judged as [`probe`] judges it, from the bytes `pread` reads now.
+pub(crate) fn foreign_kind(name: &str, fd: &OwnedFd, size: u64) -> Option<String> {
+    let mut prefix = [0u8; MAGIC.len()];
+    let n = shm::read_prefix(fd, &mut prefix).ok()?;
+    if claims_magic(&prefix[..n]) {
+        return None;
+    }
+    Some(match without_header(name, fd, size) {
+        NoHeader::ShmkitList { .. } => Kind::SHAREABLE_LIST.to_string(),
+        NoHeader::CpythonList => CPYTHON_LIST_KIND.into(),
+        NoHeader::Raw => RAW_KIND.into(),
+    })
 }
 
 /// Read the first bytes of segment `name` (`O_RDONLY` and `pread`: no mapping, so a truncated
@@ -124,7 +229,7 @@ pub fn probe(name: &str) -> Result<Probe> {
             Err(Error::Corrupt { what, .. }) => Verdict::Invalid(what),
             Err(e) => Verdict::Invalid(e.to_string()),
         },
-        None if n >= MAGIC.len() && buf[..MAGIC.len()] == MAGIC => Verdict::Invalid(format!(
+        None if claims_magic(&buf[..n]) => Verdict::Invalid(format!(
             "it is {} bytes, smaller than the {HEADER_SIZE}-byte header",
             st.size
         )),
@@ -132,28 +237,13 @@ pub fn probe(name: &str) -> Result<Probe> {
     };
     if verdict == Verdict::Raw {
         // A ShareableList keeps shmkit's header in a trailer after its CPython area.
-        let mut read = |at: u64, b: &mut [u8]| shm::read_at(&fd, at, b).is_ok_and(|n| n == b.len());
-        // `ls` looks at every object: a raw one whose first word claims millions of items is
-        // not read as a list (that would copy its whole "offsets table" into memory). The
-        // limit is checked by the parse on the one count it reads (a peer may change the
-        // word between two reads); a shmkit list of more items is found by its trailer,
-        // from that count and two offsets.
-        use crate::list::{trailer, Classified, PROBE_MAX_ITEMS};
-        let found = match crate::list::classify(name, st.size, &mut read, false, PROBE_MAX_ITEMS) {
-            Ok(Classified::Shmkit { header, .. }) => Some((header, None)),
-            Ok(Classified::BadTrailer { header, why }) => Some((header, Some(why))),
-            Ok(Classified::Cpython(g)) => {
-                cpython_list = g.end == st.size;
-                None
+        match without_header(name, &fd, st.size) {
+            NoHeader::ShmkitList { header, why } => {
+                raw = Some(header);
+                verdict = why.map_or(Verdict::Valid, Verdict::Invalid);
             }
-            Err(crate::list::NotAList::TooMany { n, .. }) => {
-                trailer::large_list_trailer(name, st.size, n, &mut read)
-            }
-            Err(_) => None,
-        };
-        if let Some((header, why)) = found {
-            raw = Some(header);
-            verdict = why.map_or(Verdict::Valid, Verdict::Invalid);
+            NoHeader::CpythonList => cpython_list = true,
+            NoHeader::Raw => {}
         }
     }
     let header = raw.as_ref().map(HeaderInfo::from_raw);

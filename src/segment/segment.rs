@@ -1,6 +1,7 @@
 //! [`Segment`]: a named, sized, validated mapping.
 
 use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -652,18 +653,9 @@ impl<A: Access> SegmentOptions<A> {
         }
         let size = st.size;
         if size < HEADER_SIZE as u64 {
-            // The hint only for an opener of a plain segment: no other kind has a raw form.
-            let hint = if self.cfg.kind == Kind::SEGMENT {
-                " (a raw segment? open it with .raw(true))"
-            } else {
-                ""
-            };
-            return Err(Error::corrupt(
-                name,
-                format!(
-                    "it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header{hint}"
-                ),
-            ));
+            return Err(self.no_header(name, &fd, size, || {
+                format!("it is {size} bytes, smaller than the {HEADER_SIZE}-byte shmkit header")
+            }));
         }
         let map =
             Mapping::new(&fd, size, A::WRITABLE).map_err(|e| Error::from_io(name, "mmap", e))?;
@@ -674,6 +666,9 @@ impl<A: Access> SegmentOptions<A> {
         // Release store of READY in `build`, made before it published the object under this
         // name, so every header word and everything its initialiser wrote are visible.
         let raw = RawHeader::observe(words);
+        if raw.magic != MAGIC {
+            return Err(self.no_header(name, &fd, size, || header::bad_magic(&raw)));
+        }
         let info = header::validate(name, &raw, size, self.cfg.kind, self.cfg.fingerprint)?;
         Ok(Segment {
             name: name.to_owned(),
@@ -685,6 +680,31 @@ impl<A: Access> SegmentOptions<A> {
             identity: st.identity,
             _access: PhantomData,
         })
+    }
+}
+
+impl<A: Access> SegmentOptions<A> {
+    /// The error of an open that found no shmkit header at byte 0 of object `name` (`fd`,
+    /// `size` bytes): if the object does not claim to be shmkit's (no magic), what it holds,
+    /// judged as `shmkit ls` judges it (`probe::foreign_kind`): [`Error::KindMismatch`]
+    /// ("holds no shmkit object (a raw segment), not a lock"; its message adds the hint to
+    /// open it raw for an opener of a plain segment, the one kind with a raw form); else
+    /// [`Error::Corrupt`] saying `what` (a cut or overwritten shmkit object).
+    fn no_header(
+        &self,
+        name: &str,
+        fd: &OwnedFd,
+        size: u64,
+        what: impl FnOnce() -> String,
+    ) -> Error {
+        match super::probe::foreign_kind(name, fd, size) {
+            Some(found) => Error::KindMismatch {
+                name: name.to_owned(),
+                expected: self.cfg.kind.to_string(),
+                found,
+            },
+            None => Error::corrupt(name, what()),
+        }
     }
 }
 

@@ -291,17 +291,10 @@ pub(crate) fn refuse_other_kind(
     };
     match (&p.header, &p.verdict) {
         (Some(h), Verdict::Valid) if !kinds.contains(&h.kind) => {
-            Err(holds_not(name, &h.kind.with_article(), what))
+            Err(holds_not(name, &p.holds(), what))
         }
-        (None, Verdict::Raw) if raw_too => Err(holds_not(
-            name,
-            if p.cpython_list {
-                "a ShareableList made by CPython"
-            } else {
-                "no shmkit object (a raw segment)"
-            },
-            what,
-        )),
+        // As the library's open says it (Error::KindMismatch).
+        (None, Verdict::Raw) if raw_too => Err(holds_not(name, &p.holds(), what)),
         _ => Ok(()),
     }
 }
