@@ -160,3 +160,13 @@ impl Peer {
         }
     }
 }
+
+/// Removes `/dev/shm/NAME` when dropped: a forged-word test's object is removed when the test
+/// fails (panics) as well as when it passes.
+pub(crate) struct RemoveOnDrop(pub(crate) String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
+}

@@ -490,4 +490,21 @@ fn an_explicit_python_that_cannot_run_the_cpython_rows_is_an_error() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    // Review: a `--python` that the selected rows never use was silently ignored.
+    let out = shmkit_env(
+        &[
+            "bench",
+            "throughput",
+            "--quick",
+            "--only",
+            "bytes_ring",
+            "--python",
+            "/nonexistent/python9",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--python is for the CPython rows"), "{err}");
+    assert!(out.stdout.is_empty());
 }

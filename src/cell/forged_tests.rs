@@ -195,6 +195,7 @@ fn forged_cell_words_never_panic_or_hang() {
         let mut tally = [0; 2];
         for round in 0..90u64 {
             let name = format!("t-cell-forged-{}-{round}", std::process::id());
+            let _remove = crate::forged::RemoveOnDrop(name.clone());
             let mode =
                 [CellMode::Locked, CellMode::Atomic, CellMode::Seqlock][(round % 3) as usize];
             let mut cell = match round / 3 % 3 {
@@ -224,7 +225,6 @@ fn forged_cell_words_never_panic_or_hang() {
                     _ => forge(&mut rng, &p),
                 }
             }
-            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
         }
         eprintln!("failed, succeeded: {tally:?}");
         assert!(

@@ -465,10 +465,16 @@ impl fmt::Display for QueueError {
         match self {
             QueueError::Disconnected {
                 peer: Role::Consumer,
-            } => f.write_str("the queue's consumer closed it or died"),
+            } => f.write_str(
+                "the queue's consumer closed it or died (or this handle was closed, or \
+                 inherited across fork())",
+            ),
             QueueError::Disconnected {
                 peer: Role::Producer,
-            } => f.write_str("the queue is empty and its producer closed it or died"),
+            } => f.write_str(
+                "the queue is empty and its producer closed it or died (or this handle was \
+                 closed, or inherited across fork())",
+            ),
             QueueError::Corrupt => f.write_str(CORRUPT_MSG),
             QueueError::TooLarge { len, max } => write!(
                 f,
@@ -540,6 +546,24 @@ impl From<AttachError> for crate::Error {
         match e {
             AttachError::Segment(e) => e,
             e => crate::Error::Attach(Box::new(e)),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{QueueError, Role};
+
+    /// Review: a handle closed or inherited across `fork()` gets `Disconnected` too, and the
+    /// message told such a child only that its peer was gone.
+    #[test]
+    fn disconnected_names_every_cause() {
+        for peer in [Role::Producer, Role::Consumer] {
+            let m = QueueError::Disconnected { peer }.to_string();
+            assert!(
+                m.contains("closed it or died") && m.contains("inherited across fork()"),
+                "{m}"
+            );
         }
     }
 }

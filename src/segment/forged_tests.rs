@@ -42,20 +42,12 @@ fn create(k: u64, name: &str, rng: &mut Rng) {
     }
 }
 
-/// Run a call that has nothing to wait for longer than its 5 ms open timeout (or none at
-/// all), and fail, naming it, if it took a second: a call that waits for a forged word past
-/// its timeout waits for ever, or for a default timeout of seconds. Not a measurement.
-/// Evaluates to whether the call returned `Ok`.
+/// Run a call (each has at most its 5 ms open timeout, or none, to wait: a call that waited
+/// for a forged word past its timeout would hang the round, which `within_two_minutes`
+/// fails). Evaluates to whether the call returned `Ok`.
 macro_rules! call {
     ($e:expr) => {{
-        let t = Instant::now();
-        let ok = $e.is_ok();
-        let took = t.elapsed();
-        assert!(
-            took < Duration::from_secs(1),
-            "{} took {took:?}",
-            stringify!($e)
-        );
+        let ok: bool = $e.is_ok();
         ok
     }};
 }
@@ -188,6 +180,7 @@ fn forged_or_truncated_objects_open_or_fail_cleanly() {
         for round in 0..(6 * KINDS) {
             let k = round % KINDS;
             let name = format!("t-seg-forged-{}-{round}", std::process::id());
+            let _remove = crate::forged::RemoveOnDrop(name.clone());
             create(k, &name, &mut rng);
             let path = format!("/dev/shm/{name}");
             let f = std::fs::OpenOptions::new()
@@ -206,7 +199,6 @@ fn forged_or_truncated_objects_open_or_fail_cleanly() {
                 }
                 opened[open_all(k, &name) as usize] += 1;
             }
-            let _ = std::fs::remove_file(&path);
         }
         eprintln!("refused, opened: {opened:?} in {:?}", started.elapsed());
         assert!(

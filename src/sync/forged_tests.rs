@@ -284,6 +284,7 @@ fn forged_sync_words_never_panic_or_hang() {
         let started = Instant::now();
         for round in 0..140u64 {
             let name = format!("t-sync-forged-{}-{round}", std::process::id());
+            let _remove = crate::forged::RemoveOnDrop(name.clone());
             let mut obj = Obj::create(round % 7, &name, &mut rng);
             let p = Peer::new(&name);
             for _ in 0..120 {
@@ -303,7 +304,6 @@ fn forged_sync_words_never_panic_or_hang() {
                     _ => forge(&mut rng, &p, &obj),
                 }
             }
-            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
         }
         eprintln!("failed, succeeded: {tally:?} in {:?}", started.elapsed());
         assert!(

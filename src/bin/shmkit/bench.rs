@@ -1143,6 +1143,13 @@ fn throughput(quick: bool, json: bool, only: &[String], python: &PythonArg) -> C
     let mut py = if run("spsc") || run("mpmc_bytes") {
         let modules = ["multiprocessing.queues", "multiprocessing.synchronize"];
         Some(CPython::find("throughput", python, &modules)?)
+    } else if python.is_given() {
+        // Said, and it would be ignored: as an interpreter that cannot run, an error.
+        return Err(
+            "--python is for the CPython rows, which run with the spsc and mpmc_bytes \
+                    groups: this --only leaves them out"
+                .into(),
+        );
     } else {
         None
     };

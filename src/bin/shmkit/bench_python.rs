@@ -19,6 +19,13 @@ pub(crate) struct PythonArg {
     python: Option<String>,
 }
 
+impl PythonArg {
+    /// Whether `--python` was given.
+    pub(crate) fn is_given(&self) -> bool {
+        self.python.is_some()
+    }
+}
+
 /// What the JSON output says of the CPython side (the `cpython` field).
 #[derive(serde::Serialize)]
 pub(crate) struct Report {

@@ -243,15 +243,33 @@ fn flatten(key: String, v: &serde_json::Value, out: &mut Vec<(String, String)>) 
     }
 }
 
-/// A leaf of the state as text: a string unquoted (quoted and escaped if it holds a control
-/// character), null and an empty array or object `none`, numbers and booleans as JSON has them.
+/// A leaf of the state as text: a string unquoted (quoted and escaped as [`shown_name`]
+/// quotes, and when it is empty or `none`, which would read as null), null and an empty array
+/// or object `none`, numbers and booleans as JSON has them.
+///
+/// [`shown_name`]: crate::shown_name
 fn scalar(v: &serde_json::Value) -> String {
     use serde_json::Value;
     match v {
+        Value::String(s) if s.is_empty() || s == "none" => format!("{s:?}"),
         Value::String(s) => crate::shown_name(s),
         Value::Null => "none".to_owned(),
         Value::Array(a) if a.is_empty() => "none".to_owned(),
         Value::Object(o) if o.is_empty() => "none".to_owned(),
         v => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Review: an empty string and the string `none` printed as a blank and as `none`, the
+    /// latter the same as null.
+    #[test]
+    fn strings_that_would_read_as_null_or_blank_are_quoted() {
+        use serde_json::json;
+        assert_eq!(super::scalar(&json!(null)), "none");
+        assert_eq!(super::scalar(&json!("none")), "\"none\"");
+        assert_eq!(super::scalar(&json!("")), "\"\"");
+        assert_eq!(super::scalar(&json!("unlocked")), "unlocked");
     }
 }

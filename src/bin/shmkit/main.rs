@@ -146,14 +146,31 @@ pub(crate) fn segment_name(s: &str) -> Result<String, String> {
 
 /// A name from /dev/shm (or a type name recorded in shared memory: `queue stat`, `frames
 /// stat`, `info`) as a line of text shows it: quoted and escaped if it holds a control
-/// character (a newline, an escape sequence), so each object stays one line and cannot drive
+/// character (a newline, an escape sequence) or an invisible formatting one (bidirectional
+/// overrides and isolates, zero-width characters, line and paragraph separators, which can
+/// make a line look other than it is), so each object stays one honest line and cannot drive
 /// the terminal; as it is otherwise. `--json` output has names exactly.
 pub(crate) fn shown_name(name: &str) -> String {
-    if name.contains(char::is_control) {
+    if name.contains(|c: char| c.is_control() || invisible_format(c)) {
         format!("{name:?}")
     } else {
         name.to_owned()
     }
+}
+
+/// Whether `c` is an invisible formatting character that can change how a line reads
+/// (Unicode's bidirectional marks, embeddings, overrides and isolates, the zero-width ones,
+/// the line and paragraph separators, the byte-order mark), for [`shown_name`].
+fn invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// [`shown_name`] for a file name's bytes, which may not be UTF-8 (`/dev/shm` holds any
@@ -427,6 +444,22 @@ fn exact_integers(v: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    /// Review: a recorded name with a right-to-left override or a zero-width character
+    /// printed as it was, and could make an `info`/`ls` line read other than it is.
+    #[test]
+    fn names_with_invisible_formatting_are_quoted_and_escaped() {
+        assert_eq!(super::shown_name("plain-name"), "plain-name");
+        for name in [
+            "a\nb",
+            "evil\u{202E}txt",
+            "zero\u{200B}width",
+            "sep\u{2028}x",
+        ] {
+            let shown = super::shown_name(name);
+            assert!(shown.starts_with('"') && shown.is_ascii(), "{shown}");
+        }
+    }
+
     #[test]
     fn utc_dates_as_date_u_gives_them() {
         for (ns, want) in [
