@@ -783,6 +783,43 @@ fn publish_u64(p: &mut shmkit::frames::Publisher<u64>, frames: std::ops::RangeIn
     }
 }
 
+/// A frame's guard reports the frame its receive moved the cursor to. Guards of one pin share
+/// what the first copied out of the slot's metadata; if a hostile process rewrites the
+/// sequence word of a slot this subscriber holds, to the number it waits for next, the pin
+/// check passes (the word says so) but the copy is of the frame held: that guard is refused
+/// (the receive finds nothing), never handed out reporting the old frame's number, which
+/// would make sequence numbers go back.
+#[test]
+fn a_forged_sequence_word_under_a_held_pin_is_not_received_as_the_old_frame() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let name = unique_name("framesforgedheld");
+    let _c = Cleanup::new(&[&name]);
+    let (_p, meta, raw) = four_frames_and_raw(&name);
+    let mut s = FramesOptions::<u64>::new()
+        .history(4)
+        .subscriber(&name)
+        .unwrap();
+    let first = s.try_recv().unwrap();
+    assert_eq!((first.seq(), first.slot(), *first.header()), (1, 0, 1));
+    for n in 2..=4 {
+        assert_eq!(s.try_recv().unwrap().seq(), n);
+    }
+    // Slot 0 (pinned by `first`) now claims to hold frame 5, and `head` says 5 is published.
+    let (seq0, head) = (
+        raw.atomic_u64(meta).unwrap(),
+        raw.atomic_u64(128 + 256).unwrap(),
+    );
+    let was = (seq0.swap(5, SeqCst), head.swap(5, SeqCst));
+    let got = s.try_recv().map(|f| (f.seq(), *f.header()));
+    seq0.store(was.0, SeqCst);
+    head.store(was.1, SeqCst);
+    assert!(
+        !matches!(got, Ok((seq, _)) if seq <= 4),
+        "a guard reported frame {got:?} after frame 4"
+    );
+    assert_eq!((first.seq(), *first.header(), first.len()), (1, 1, 8));
+}
+
 /// A late joiner's attach window (`SPEC.md` §8.3, "Attaching") ignores a sequence word far
 /// ahead of `head` (forged: no frame is ever more than one ahead of it), which would otherwise
 /// stand as the window's `top` for ever and hide every loss below it.

@@ -177,6 +177,11 @@ impl GuardCount {
     /// guards (leaked ones: `mem::forget`), the most it can hold: one more would read as
     /// [`LOCKED`] for ever, and every pin and unpin of the slot would then spin in `get`.
     /// A pin that set the bit and cleared it again wakes a publisher parked on `released`.
+    ///
+    /// `first` runs once the first guard has pinned the slot, while the count is still
+    /// [`LOCKED`] (before any other guard of the slot can be taken): what it writes is seen by
+    /// every later guard of the same pin (their Acquire on the count), and no guard of the slot
+    /// exists while it runs. `Subscriber` copies the frame's metadata there.
     #[inline(always)]
     pub(crate) fn pin<'a>(
         &self,
@@ -184,6 +189,7 @@ impl GuardCount {
         seq: u64,
         bit_of: impl Fn() -> (&'a AtomicU64, u64),
         released: &WaitQueue,
+        first: impl FnOnce(),
     ) -> bool {
         loop {
             let c = self.get();
@@ -218,7 +224,11 @@ impl GuardCount {
             }
             let (word, bit) = bit_of();
             let pinned = pin(word, bit, seq_word, seq);
-            // Release: the next transition of this count sees the bit as we left it.
+            if pinned {
+                first();
+            }
+            // Release: the next transition of this count sees the bit as we left it, and the
+            // next guard of this pin (the Acquire compare-exchange above) what `first` wrote.
             self.0.store(u32::from(pinned), Ordering::Release);
             if !pinned {
                 // The bit was set and cleared again: a publisher that saw it and parked in
@@ -414,7 +424,7 @@ mod tests {
             attached(&v, 1);
             let count = Arc::new(GuardCount::new());
             let released = &v.ctrl().released;
-            assert!(count.pin(&v.meta(0).seq, 1, || v.pin_of(1, 0), released));
+            assert!(count.pin(&v.meta(0).seq, 1, || v.pin_of(1, 0), released, || ()));
             let c = count.clone();
             let sub = thread::spawn(move || c.unpin(|| v.pin_of(1, 0), &v.ctrl().released));
             loan_parked(&v, 0, 1);
@@ -623,7 +633,13 @@ mod tests {
             // Expects frame 2 in this slot, which holds frame 1: the pin fails.
             let sub = thread::spawn(move || {
                 let count = GuardCount::new();
-                let pinned = count.pin(&v.meta(0).seq, 2, || v.pin_of(1, 0), &v.ctrl().released);
+                let pinned = count.pin(
+                    &v.meta(0).seq,
+                    2,
+                    || v.pin_of(1, 0),
+                    &v.ctrl().released,
+                    || (),
+                );
                 assert!(!pinned);
             });
             loan_parked(&v, 0, 1);
@@ -635,9 +651,12 @@ mod tests {
     /// (`GuardCount`, as `Subscriber` pins for each `Frame`), while the publisher claims the
     /// slot (`recovery::claim_hint`) and, if it gets it, overwrites the frame: the pin bit
     /// stays set while any guard lives, so no guard's read races with the overwrite (loom
-    /// checks the data cell), and the count and the bit end at zero. Fails if an unpin clears the bit while another guard is
-    /// held (e.g. `unpin` taking any count as the last), or if the count's transitions lose
-    /// the ordering of the other guard's reads (the last unpin's Acquire).
+    /// checks the data cell), and the count and the bit end at zero. Each guard also reads the
+    /// copy of the frame's metadata that the pin's first guard wrote (`first`): loom checks
+    /// that cell too. Fails if an unpin clears the bit while another guard is held (e.g.
+    /// `unpin` taking any count as the last), if the count's transitions lose the ordering of
+    /// the other guard's reads (the last unpin's Acquire), or if `first` runs after the count
+    /// is released (a later guard then reads the copy while it is written).
     #[test]
     fn loom_guard_counts_keep_the_bit_while_any_guard_lives() {
         crate::queue::loom_model(|| {
@@ -646,12 +665,17 @@ mod tests {
             attached(&v, 0);
             let count = Arc::new(GuardCount::new());
             let data = Arc::new(Data::new(111));
+            // The subscriber's copy of the frame's metadata (`Inner::held`): written by the
+            // first guard of a pin (`first`), read by every guard of it.
+            let held = Arc::new(Data::new(0));
             let guard = || {
-                let (c, d) = (count.clone(), data.clone());
+                let (c, d, h) = (count.clone(), data.clone(), held.clone());
                 thread::spawn(move || {
                     let released = &v.ctrl().released;
-                    if c.pin(&v.meta(0).seq, 1, || v.pin_of(0, 0), released) {
+                    let first = || h.write(1);
+                    if c.pin(&v.meta(0).seq, 1, || v.pin_of(0, 0), released, first) {
                         assert_eq!(d.read(), 111);
+                        assert_eq!(h.read(), 1, "a guard saw no copy");
                         c.unpin(|| v.pin_of(0, 0), released);
                     }
                 })

@@ -1,5 +1,6 @@
 //! [`Subscriber`] and the [`Frame`] guard: reading frames in place.
 
+use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,17 +19,41 @@ use crate::queue::role::{self, Throttle, WAIT_SLICE};
 use crate::queue::ShmType;
 use crate::sync::waiter::Step;
 
-/// What a subscriber shares with the frames it hands out: the mapping, its record, and its
+/// What a subscriber shares with the frames it hands out: the mapping, its record, its
 /// process-local guard counts (`pin::GuardCount`: a slot's pin bit is set while its count is
-/// non-zero).
-struct Inner {
+/// non-zero), and per slot what was copied out of the metadata of the frame pinned there.
+struct Inner<H> {
     ch: Arc<Channel>,
     rec: u64,
     token: u64,
     counts: Box<[GuardCount]>,
+    /// Per slot: the metadata of the frame its pin holds, written by the guard that pinned it
+    /// first (`GuardCount::pin`'s `first`, while the count is `LOCKED`) and read by the
+    /// `Frame`s of that pin. Never written while a guard of the slot lives: the count is
+    /// non-zero then, and only its 0 → 1 transition writes (a guard's reads happen before its
+    /// release, which the next transition's Acquire sees).
+    held: Box<[UnsafeCell<Held<H>>]>,
 }
 
-impl Inner {
+/// What a [`Frame`] reports, copied out of its slot's metadata when the slot was pinned.
+struct Held<H> {
+    seq: u64,
+    len: usize,
+    mono_ns: u64,
+    real_ns: u64,
+    header: H,
+    data: *const u8,
+}
+
+// SAFETY: `held` is written only by the thread that takes a slot's first guard, while no guard
+// of that slot exists, and read only through guards of it (the count's Acquire/Release order
+// the two; `Inner::held`); `data` points into the mapping `ch` keeps alive and is only read
+// through. Everything else is atomics or immutable. `H` is plain data (`ShmType`).
+unsafe impl<H: Send> Send for Inner<H> {}
+// SAFETY: as above.
+unsafe impl<H: Sync> Sync for Inner<H> {}
+
+impl<H> Inner<H> {
     fn view(&self) -> &View {
         &self.ch.view
     }
@@ -42,16 +67,13 @@ impl Inner {
         role::is_mine(self.token)
     }
 
-    /// Pin slot `i` holding frame `seq` ([`GuardCount::pin`]).
+    /// What the pin of slot `i` holds; the caller holds a guard of that pin.
     #[inline(always)]
-    fn pin(&self, i: u64, seq: u64) -> bool {
-        let v = self.view();
-        self.counts[i as usize].pin(
-            &v.meta(i).seq,
-            seq,
-            || v.pin_of(self.rec, i),
-            &v.ctrl().released,
-        )
+    fn held(&self, i: u64) -> &Held<H> {
+        // SAFETY: the caller holds a guard of slot `i` (a `Frame`, or the pin just taken), so
+        // the count is non-zero and nothing writes this entry until every guard is released;
+        // the write that filled it happened before (`Inner::held`'s field docs).
+        unsafe { &*self.held[i as usize].get() }
     }
 
     /// Release a pin of slot `i` ([`GuardCount::unpin`]).
@@ -62,7 +84,53 @@ impl Inner {
     }
 }
 
-impl Drop for Inner {
+impl<H: ShmType> Inner<H> {
+    /// Pin slot `i` holding frame `seq` ([`GuardCount::pin`]); the first guard of the pin
+    /// copies the frame's metadata into `held` (read after the pin: made visible by its
+    /// Acquire, and stable while pinned by a conforming publisher; a hostile one can only make
+    /// the copy wrong, and `len` is bounded).
+    #[inline(always)]
+    fn pin(&self, i: u64, seq: u64) -> bool {
+        let v = self.view();
+        self.counts[i as usize].pin(
+            &v.meta(i).seq,
+            seq,
+            || v.pin_of(self.rec, i),
+            &v.ctrl().released,
+            || {
+                let m = v.meta(i);
+                let mut header = H::new_zeroed();
+                let hb = header.as_mut_bytes();
+                if !hb.is_empty() {
+                    // SAFETY: the slot's header words hold header_words * 8 >= size_of::<H>()
+                    // bytes (geometry checked against H), 8-aligned, in our mapping; `hb` is
+                    // private.
+                    unsafe {
+                        atomic_copy::load(
+                            v.header_word(i, 0).as_ptr().cast(),
+                            hb.as_mut_ptr(),
+                            hb.len(),
+                        )
+                    };
+                }
+                let held = Held {
+                    seq,
+                    // Relaxed: made visible by the Acquire in the pin.
+                    len: m.len.load(Ordering::Relaxed).min(v.g.max_bytes) as usize,
+                    mono_ns: m.mono_ns.load(Ordering::Relaxed),
+                    real_ns: m.real_ns.load(Ordering::Relaxed),
+                    header,
+                    data: v.data(i),
+                };
+                // SAFETY: we hold the count LOCKED after the slot's first pin: no guard of the
+                // slot exists, so nothing reads this entry now (`Inner::held`'s field docs).
+                unsafe { *self.held[i as usize].get() = held };
+            },
+        )
+    }
+}
+
+impl<H> Drop for Inner<H> {
     fn drop(&mut self) {
         if !self.is_mine() {
             return; // inherited across fork(): the record is the parent's
@@ -86,7 +154,7 @@ impl Drop for Inner {
 /// [`newest`](Self::newest) is `None`), and dropping it there leaves the record and its pins
 /// to the parent. A child attaches its own subscriber.
 pub struct Subscriber<H> {
-    inner: Arc<Inner>,
+    inner: Arc<Inner<H>>,
     cursor: u64,
     /// What attaching saw, until the cursor passes its `top` (then empty).
     window: Window,
@@ -134,12 +202,25 @@ impl<H: ShmType> Subscriber<H> {
         r.received.store(0, Ordering::Relaxed);
         r.lost.store(0, Ordering::Relaxed);
         let counts = (0..v.g.slots).map(|_| GuardCount::new()).collect();
+        let held = (0..v.g.slots)
+            .map(|i| {
+                UnsafeCell::new(Held {
+                    seq: 0,
+                    len: 0,
+                    mono_ns: 0,
+                    real_ns: 0,
+                    header: H::new_zeroed(),
+                    data: v.data(i),
+                })
+            })
+            .collect();
         Ok(Subscriber {
             inner: Arc::new(Inner {
                 ch,
                 rec,
                 token,
                 counts,
+                held,
             }),
             cursor: wanted,
             window,
@@ -353,39 +434,25 @@ impl<H: ShmType> Subscriber<H> {
         }
     }
 
-    /// Pin slot `i` holding frame `seq` and read its metadata; `None` if it moved on.
+    /// Pin slot `i` holding frame `seq` (the first guard of the pin copies its metadata,
+    /// `Inner::pin`); `None` if it moved on.
     #[inline(always)]
     fn frame(&self, i: u64, seq: u64) -> Option<Frame<H>> {
         if !self.inner.pin(i, seq) {
             return None;
         }
-        let v = self.inner.view();
-        let m = v.meta(i);
-        // Relaxed: made visible by the Acquire in the pin; stable while pinned (a conforming
-        // publisher never writes a pinned slot; a hostile one is bounded below).
-        let len = m.len.load(Ordering::Relaxed).min(v.g.max_bytes);
-        let mut header = H::new_zeroed();
-        let hb = header.as_mut_bytes();
-        if !hb.is_empty() {
-            // SAFETY: the slot's header words hold header_words * 8 >= size_of::<H>() bytes
-            // (geometry checked against H), 8-aligned, in our mapping; `hb` is private.
-            unsafe {
-                atomic_copy::load(
-                    v.header_word(i, 0).as_ptr().cast(),
-                    hb.as_mut_ptr(),
-                    hb.len(),
-                )
-            };
+        // A further guard of a pin shares the first one's copy, of the frame the slot held
+        // then. A conforming publisher never rewrites a pinned slot, so that is `seq` (the
+        // pin checked the slot's word); if it is not, a hostile process rewrote the word
+        // under the pin: refuse, as if the frame had moved on (a guard must report the frame
+        // the cursor moved to, or sequence numbers could go back).
+        if self.inner.held(i).seq != seq {
+            self.inner.unpin(i);
+            return None;
         }
         Some(Frame {
             inner: Arc::clone(&self.inner),
             slot: i,
-            seq,
-            len: len as usize,
-            mono_ns: m.mono_ns.load(Ordering::Relaxed),
-            real_ns: m.real_ns.load(Ordering::Relaxed),
-            header,
-            data: v.data(i),
         })
     }
 
@@ -456,38 +523,42 @@ impl<H: ShmType> Subscriber<H> {
 /// ([`seq`](Self::seq), [`len`](Self::len), [`header`](Self::header), the timestamps) stays.
 /// Dropping it there leaves the parent's pin alone. (A slice taken from `bytes` *before* the
 /// fork and still used in the child is beyond any check; do not fork while holding one.)
+///
+/// # Layout
+///
+/// A guard is two words (its subscriber's shared state and the slot), so that a receive
+/// returns it in registers: what it reports was copied out of the slot's metadata into the
+/// subscriber's state when the slot was pinned, once per pin however many guards share it.
+/// (Returned as a larger struct through `Result`, it was copied in pieces that straddled the
+/// stores that built it; the reader's first load of the frame's address then waited for the
+/// pin's locked read-modify-write to complete instead of running beside it: about one cache
+/// line transfer more per hop. BENCHMARKS.md, eighteenth session.)
 pub struct Frame<H> {
-    inner: Arc<Inner>,
+    inner: Arc<Inner<H>>,
     slot: u64,
-    seq: u64,
-    len: usize,
-    mono_ns: u64,
-    real_ns: u64,
-    header: H,
-    data: *const u8,
 }
-
-// SAFETY: the guard owns an Arc of the mapping and reads only; `data` points into that mapping
-// and is only read; H is plain data (ShmType) and Send.
-unsafe impl<H: Send> Send for Frame<H> {}
-// SAFETY: as above; `&Frame` gives only reads.
-unsafe impl<H: Sync> Sync for Frame<H> {}
 
 impl<H: std::fmt::Debug> std::fmt::Debug for Frame<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("frames::Frame")
-            .field("seq", &self.seq)
+            .field("seq", &self.seq())
             .field("slot", &self.slot)
-            .field("len", &self.len)
-            .field("header", &self.header)
+            .field("len", &self.len())
+            .field("header", self.header())
             .finish()
     }
 }
 
 impl<H> Frame<H> {
+    /// What the pin holds (copied out when the slot was pinned).
+    #[inline(always)]
+    fn held(&self) -> &Held<H> {
+        self.inner.held(self.slot)
+    }
+
     /// The frame's sequence number (frames are numbered from 1 by their publishers).
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.held().seq
     }
 
     /// The slot it occupies.
@@ -496,28 +567,29 @@ impl<H> Frame<H> {
     }
 
     /// Payload length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.held().len
     }
 
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// `CLOCK_MONOTONIC` at publish, in ns (compare with [`monotonic_ns`](super::monotonic_ns)).
     pub fn mono_ns(&self) -> u64 {
-        self.mono_ns
+        self.held().mono_ns
     }
 
     /// `CLOCK_REALTIME` at publish, in ns since the Unix epoch.
     pub fn real_ns(&self) -> u64 {
-        self.real_ns
+        self.held().real_ns
     }
 
     /// The user header published with the frame (a copy).
     pub fn header(&self) -> &H {
-        &self.header
+        &self.held().header
     }
 
     /// The user header's bytes as published (its recorded size; see
@@ -598,19 +670,20 @@ impl<H> Frame<H> {
         if !self.inner.is_mine() {
             return &[];
         }
+        let h = self.held();
         // SAFETY: `data` is the pinned slot's first byte in a mapping `inner` keeps alive;
         // `len <= max_bytes <= stride`; the slot is not written while pinned by a conforming
         // publisher (the documented contract covers a hostile one), and this process maps it
         // read-only. The pin is this process's (checked above): a fork()ed child's guard is
         // pinned only by its parent's record, which the parent may clear while the child
         // reads.
-        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+        unsafe { std::slice::from_raw_parts(h.data, h.len) }
     }
 
     /// The payload's first byte (page-aligned), for handing to other APIs. Reading through
     /// it is subject to the type's contract, and in a `fork()`ed child to no pin at all.
     pub fn as_ptr(&self) -> *const u8 {
-        self.data
+        self.held().data
     }
 
     /// Copy the payload out with atomic loads (never a data race, whatever other processes
@@ -620,9 +693,10 @@ impl<H> Frame<H> {
         if !self.inner.is_mine() {
             return 0;
         }
-        let n = self.len.min(out.len());
+        let h = self.held();
+        let n = h.len.min(out.len());
         // SAFETY: as in `bytes`, for n <= len bytes; `out` is private and distinct.
-        unsafe { atomic_copy::load(self.data, out.as_mut_ptr(), n) };
+        unsafe { atomic_copy::load(h.data, out.as_mut_ptr(), n) };
         n
     }
 }
