@@ -2,6 +2,7 @@
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,8 +51,26 @@ struct Held<H> {
 // the two; `Inner::held`); `data` points into the mapping `ch` keeps alive and is only read
 // through. Everything else is atomics or immutable. `H` is plain data (`ShmType`).
 unsafe impl<H: Send> Send for Inner<H> {}
-// SAFETY: as above.
-unsafe impl<H: Sync> Sync for Inner<H> {}
+// SAFETY: as above. Through a shared `&Inner` one thread reads an `H` that another wrote (`H:
+// Sync`), and replaces and drops an `H` that another thread wrote (`H: Send`, as for a
+// `Mutex`). No public path shares an `Inner` but through an `Arc`, whose Send and Sync need
+// both anyway.
+unsafe impl<H: Send + Sync> Sync for Inner<H> {}
+
+// A panic caught around code that uses a guard or a subscriber never leaves a `held` entry half
+// written or a count `LOCKED`: both change only inside `GuardCount::pin` and `unpin`, which run
+// no user code and do not panic (the `Drop` of a replaced `H` runs after, `Subscriber::frame`).
+// Without this the `UnsafeCell` would make `Frame` and `Subscriber` neither `UnwindSafe` nor
+// `RefUnwindSafe` (they were both before the guard shared this state).
+impl<H: RefUnwindSafe> RefUnwindSafe for Inner<H> {}
+
+// What users and the Python binding rely on: guards and subscribers cross threads, and code
+// that reads a frame can run under `catch_unwind`.
+const _: fn() = || {
+    fn traits<T: Send + Sync + UnwindSafe + RefUnwindSafe>() {}
+    traits::<Frame<u64>>();
+    traits::<Subscriber<u64>>();
+};
 
 impl<H> Inner<H> {
     fn view(&self) -> &View {
@@ -159,8 +178,8 @@ impl<H> Drop for Inner<H> {
 /// or skips to the newest ([`latest`](Self::latest)), at its own pace. Each [`Frame`] it
 /// returns pins its slot until dropped. Its view of the frame data is mapped `PROT_READ`.
 ///
-/// `Send`; the blocking calls take `&mut self`. Frames may outlive the subscriber (they keep
-/// the mapping and the record alive).
+/// `Send` and `Sync` when `H` is `Send + Sync`; the blocking calls take `&mut self`.
+/// Frames may outlive the subscriber (they keep the mapping and the record alive).
 ///
 /// A handle inherited across `fork()` is its parent's: in the child every receive fails at
 /// once with [`TryRecvError::Inherited`] / [`RecvError::Inherited`] (and
@@ -514,7 +533,8 @@ impl<H: ShmType> Subscriber<H> {
 }
 
 /// A received frame: its slot stays pinned (the publisher never overwrites it) until the
-/// guard drops. `Send` and `Sync`; it keeps the subscriber's mapping alive.
+/// guard drops. `Send` and `Sync` when `H` is `Send + Sync`; it keeps the subscriber's mapping
+/// alive.
 ///
 /// # The bytes
 ///
