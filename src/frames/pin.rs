@@ -181,7 +181,9 @@ impl GuardCount {
     /// `first` runs once the first guard has pinned the slot, while the count is still
     /// [`LOCKED`] (before any other guard of the slot can be taken): what it writes is seen by
     /// every later guard of the same pin (their Acquire on the count), and no guard of the slot
-    /// exists while it runs. `Subscriber` copies the frame's metadata there.
+    /// exists while it runs. `Subscriber` copies the frame's metadata there. It must not panic
+    /// or block (run no user code: `Subscriber` drops the copy it replaces afterwards): a
+    /// panic would leave the count `LOCKED`, and every later pin or unpin of the slot spin.
     #[inline(always)]
     pub(crate) fn pin<'a>(
         &self,

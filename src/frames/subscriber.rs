@@ -2,6 +2,7 @@
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,8 +51,26 @@ struct Held<H> {
 // the two; `Inner::held`); `data` points into the mapping `ch` keeps alive and is only read
 // through. Everything else is atomics or immutable. `H` is plain data (`ShmType`).
 unsafe impl<H: Send> Send for Inner<H> {}
-// SAFETY: as above.
-unsafe impl<H: Sync> Sync for Inner<H> {}
+// SAFETY: as above. Through a shared `&Inner` one thread reads an `H` that another wrote (`H:
+// Sync`), and replaces and drops an `H` that another thread wrote (`H: Send`, as for a
+// `Mutex`). No public path shares an `Inner` but through an `Arc`, whose Send and Sync need
+// both anyway.
+unsafe impl<H: Send + Sync> Sync for Inner<H> {}
+
+// A panic caught around code that uses a guard or a subscriber never leaves a `held` entry half
+// written or a count `LOCKED`: both change only inside `GuardCount::pin` and `unpin`, which run
+// no user code and do not panic (the `Drop` of a replaced `H` runs after, `Subscriber::frame`).
+// Without this the `UnsafeCell` would make `Frame` and `Subscriber` neither `UnwindSafe` nor
+// `RefUnwindSafe` (they were both before the guard shared this state).
+impl<H: RefUnwindSafe> RefUnwindSafe for Inner<H> {}
+
+// What users and the Python binding rely on: guards and subscribers cross threads, and code
+// that reads a frame can run under `catch_unwind`.
+const _: fn() = || {
+    fn traits<T: Send + Sync + UnwindSafe + RefUnwindSafe>() {}
+    traits::<Frame<u64>>();
+    traits::<Subscriber<u64>>();
+};
 
 impl<H> Inner<H> {
     fn view(&self) -> &View {
@@ -89,8 +108,13 @@ impl<H: ShmType> Inner<H> {
     /// copies the frame's metadata into `held` (read after the pin: made visible by its
     /// Acquire, and stable while pinned by a conforming publisher; a hostile one can only make
     /// the copy wrong, and `len` is bounded).
+    ///
+    /// If `H` has drop glue, the copy it replaces is moved to `old`, for the caller to drop
+    /// once its guard exists: `H`'s `Drop` is the user's code, which must not run while the
+    /// count is `LOCKED` (a panic there would leave it locked, and every later pin or unpin of
+    /// the slot would spin; code that blocks would hold up the other threads' guards).
     #[inline(always)]
-    fn pin(&self, i: u64, seq: u64) -> bool {
+    fn pin(&self, i: u64, seq: u64, old: &mut Option<Held<H>>) -> bool {
         let v = self.view();
         self.counts[i as usize].pin(
             &v.meta(i).seq,
@@ -122,9 +146,17 @@ impl<H: ShmType> Inner<H> {
                     header,
                     data: v.data(i),
                 };
-                // SAFETY: we hold the count LOCKED after the slot's first pin: no guard of the
-                // slot exists, so nothing reads this entry now (`Inner::held`'s field docs).
-                unsafe { *self.held[i as usize].get() = held };
+                let entry = self.held[i as usize].get();
+                if std::mem::needs_drop::<H>() {
+                    // SAFETY: we hold the count LOCKED after the slot's first pin: no guard of
+                    // the slot exists, so nothing reads this entry now (`Inner::held`'s field
+                    // docs); it is initialized (since `attach`). `*old` is `None` (the caller's),
+                    // so assigning it runs no drop.
+                    *old = Some(unsafe { std::ptr::replace(entry, held) });
+                } else {
+                    // SAFETY: as above; the old value's drop does nothing.
+                    unsafe { *entry = held };
+                }
             },
         )
     }
@@ -146,8 +178,8 @@ impl<H> Drop for Inner<H> {
 /// or skips to the newest ([`latest`](Self::latest)), at its own pace. Each [`Frame`] it
 /// returns pins its slot until dropped. Its view of the frame data is mapped `PROT_READ`.
 ///
-/// `Send`; the blocking calls take `&mut self`. Frames may outlive the subscriber (they keep
-/// the mapping and the record alive).
+/// `Send` and `Sync` when `H` is `Send + Sync`; the blocking calls take `&mut self`.
+/// Frames may outlive the subscriber (they keep the mapping and the record alive).
 ///
 /// A handle inherited across `fork()` is its parent's: in the child every receive fails at
 /// once with [`TryRecvError::Inherited`] / [`RecvError::Inherited`] (and
@@ -438,7 +470,9 @@ impl<H: ShmType> Subscriber<H> {
     /// `Inner::pin`); `None` if it moved on.
     #[inline(always)]
     fn frame(&self, i: u64, seq: u64) -> Option<Frame<H>> {
-        if !self.inner.pin(i, seq) {
+        // The previous pin's copy, if this guard replaced it (only if `H` has drop glue).
+        let mut old = None;
+        if !self.inner.pin(i, seq, &mut old) {
             return None;
         }
         // A further guard of a pin shares the first one's copy, of the frame the slot held
@@ -450,10 +484,14 @@ impl<H: ShmType> Subscriber<H> {
             self.inner.unpin(i);
             return None;
         }
-        Some(Frame {
+        let f = Frame {
             inner: Arc::clone(&self.inner),
             slot: i,
-        })
+        };
+        // Outside the count's lock, with the guard built: a panicking `Drop` of `H` drops the
+        // guard too (its unpin), leaving the slot as it was.
+        drop(old);
+        Some(f)
     }
 
     /// Frames this subscriber learned it missed: overwritten (with
@@ -495,7 +533,8 @@ impl<H: ShmType> Subscriber<H> {
 }
 
 /// A received frame: its slot stays pinned (the publisher never overwrites it) until the
-/// guard drops. `Send` and `Sync`; it keeps the subscriber's mapping alive.
+/// guard drops. `Send` and `Sync` when `H` is `Send + Sync`; it keeps the subscriber's mapping
+/// alive.
 ///
 /// # The bytes
 ///
@@ -771,5 +810,54 @@ mod tests {
         assert_eq!(count.load(Ordering::Relaxed), 0);
         let again = s.newest().expect("pinned again once the guards are gone");
         assert_eq!(again.seq(), 1);
+    }
+
+    /// While set, dropping a [`Touchy`] panics.
+    static TOUCHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// A header type whose `Drop` (the user's code) panics while [`TOUCHY`] is set.
+    #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable)]
+    #[repr(C)]
+    struct Touchy(u64);
+
+    crate::shm_type!(Touchy);
+
+    impl Drop for Touchy {
+        fn drop(&mut self) {
+            assert!(!TOUCHY.load(Ordering::Relaxed), "Touchy dropped");
+        }
+    }
+
+    /// The header's `Drop` is the user's code: the first guard of a pin replaces the previous
+    /// pin's copy, and that copy's drop must not run while the slot's guard count is
+    /// [`LOCKED`] (other threads spin on it). A panic there left the count locked for ever:
+    /// every later pin or unpin of the slot spun. Now the old copy is dropped once the new
+    /// guard exists, so a panic releases the guard and the slot is received again.
+    #[test]
+    fn a_header_s_drop_never_runs_while_a_guard_count_is_locked() {
+        let name = format!("t-frames-touchy-{}", std::process::id());
+        let _unlink = Unlink(name.clone());
+        let mut p = FramesOptions::<Touchy>::new()
+            .slots(1)
+            .max_bytes(64)
+            .create(&name)
+            .unwrap();
+        let mut s = FramesOptions::<Touchy>::new().subscriber(&name).unwrap();
+        p.try_loan().unwrap().publish(8, &Touchy(1)).unwrap();
+        drop(s.try_recv().unwrap()); // slot 0 now holds frame 1's copy
+        p.try_loan().unwrap().publish(8, &Touchy(2)).unwrap();
+        TOUCHY.store(true, Ordering::Relaxed);
+        // Pinning slot 0 for frame 2 replaces frame 1's copy, whose drop panics.
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.try_recv()));
+        TOUCHY.store(false, Ordering::Relaxed);
+        assert!(got.is_err(), "the old copy was not dropped");
+        let count = s.inner.counts[0].0.load(Ordering::Relaxed);
+        assert_ne!(
+            count, LOCKED,
+            "the header's drop panicked while the count was locked"
+        );
+        assert_eq!(count, 0, "the panicking receive kept a guard");
+        let f = s.try_recv().expect("frame 2 received after the panic");
+        assert_eq!((f.seq(), f.header().0), (2, 2));
     }
 }
