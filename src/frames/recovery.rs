@@ -38,6 +38,8 @@ fn held(v: &View, i: u64, seq: u64, dead: &[u64]) -> bool {
 #[inline]
 fn pinned(v: &View, i: u64, dead: &[u64]) -> bool {
     for w in 0..v.g.pin_words() {
+        // Acquire pairs with the Release unpins (`pin::unpin`, `clear_pins`): a subscriber's
+        // reads of the frame happen before our next write of the slot.
         let mut bits = v.pin_word(i, w).load(Ordering::Acquire);
         while bits != 0 {
             let r = w * 64 + u64::from(bits.trailing_zeros());
@@ -199,7 +201,8 @@ pub(crate) fn take_over(v: &View) -> Result<u64, String> {
         // the slot is only emptied).
         let s = seq.load(Ordering::Acquire);
         if s & CLAIMED != 0 {
-            // Release: subscribers that read 0 see an empty slot.
+            // Release pairs with the subscribers' Acquire loads of `seq` (`pin::pin`,
+            // `window::read_slots`): those that read 0 see an empty slot.
             seq.store(0, Ordering::Release);
             emptied = true;
         } else {

@@ -181,6 +181,9 @@ pub(crate) fn stored_type(name: &str, fp: u64) -> Result<TypeId> {
 }
 
 /// A Relaxed load and an acquire fence: an Acquire load as a `PROT_READ` mapping permits.
+/// For `seq` and `head` it pairs with their Release stores (`pin::publish`,
+/// `pin::publish_frame`); the other words it reads (a record's cursor and counts, a slot's
+/// metadata) are stored Relaxed and are a snapshot only.
 fn load(w: &AtomicU64) -> u64 {
     atomic_copy::load_read_only(Ordering::Acquire, || w.load(Ordering::Relaxed))
 }

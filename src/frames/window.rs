@@ -218,6 +218,9 @@ pub(super) fn advance_cursor(v: &View, rec: u64, from: u64, to: u64) {
 /// in a row read the same words, at most [`Window::PASSES`] passes: the words of the last pass,
 /// and whether it agreed with the one before (else the passes never agreed).
 pub(super) fn read_slots(v: &View) -> (Vec<u64>, bool) {
+    // SeqCst fence: the subscriber's side of the Dekker pair with the publisher's fence in
+    // `pin::claim` (`SPEC.md` §8.3, "Attaching"): a claim whose cursor load (`recovery::held`)
+    // missed our cursor store is seen by the loads below, or its new frame is.
     fence(Ordering::SeqCst);
     // Acquire: pairs with every Release store of a `seq` word (`pin::claim`'s claim and
     // rollback, `pin::publish`, a dropped loan's and a takeover's 0): the snapshot argument

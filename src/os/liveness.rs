@@ -155,7 +155,8 @@ fn token_in(
         // (its file, and everything `create` stored).
         match word.load(Acquire) {
             0 => {
-                // Relaxed on failure: another thread won; we loop and see its result.
+                // Acquire: as the load above (pairs with a failed creator's Release store of
+                // 0). Relaxed on failure: another thread won; we loop and see its result.
                 if word.compare_exchange(0, mine, Acquire, Relaxed).is_err() {
                     continue;
                 }

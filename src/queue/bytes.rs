@@ -852,6 +852,7 @@ fn decode(ring: &RawRing, pos: u64, room: u64) -> Header {
                 return Header::Corrupt;
             }
             // The message header at offset 0 of the next lap was stored before the wrap.
+            // Acquire: as above (its own Release store in `commit_len`).
             skip = ring.capacity - off;
             let at = pos.wrapping_add(skip);
             h = word(ring, at).load(Ordering::Acquire);

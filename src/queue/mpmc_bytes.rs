@@ -351,8 +351,10 @@ impl Shared {
 
     /// Bytes in use (whole cells of claimed records), a snapshot.
     fn len(&self) -> u64 {
-        // Relaxed loads and acquire fences, not Acquire loads: `stat` reads through a
-        // PROT_READ mapping, where std permits only Relaxed loads.
+        // Acquire both (head first), pairing with the index CASes (`Consumer::attempt`,
+        // `Producer::attempt`), as `RingShared::len`. Relaxed loads and acquire fences, not
+        // Acquire loads: `stat` reads through a PROT_READ mapping, where std permits only
+        // Relaxed loads.
         let head = self.ctrl().head.head.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         let tail = self.ctrl().tail.tail.load(Ordering::Relaxed);

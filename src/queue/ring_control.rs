@@ -309,7 +309,9 @@ impl RingShared {
 
     /// Elements (or bytes) in the ring now; a snapshot that may be stale when returned.
     pub(crate) fn len(&self) -> u64 {
-        // Acquire both (head first) so the difference is of values that existed. Each is a
+        // Acquire both (head first), pairing with the Release index stores (SPSC's
+        // `ProdEnd::publish` and `ConsEnd::advance`, bytes' `commit_len` and
+        // `ReadGuard::release`), so the difference is of values that existed. Each is a
         // Relaxed load and an acquire fence, not an Acquire load: a snapshot (`queue::stat`)
         // reads through a PROT_READ mapping, where std permits only Relaxed loads.
         let head = self.ctrl().cons.head.load(Ordering::Relaxed);

@@ -440,7 +440,7 @@ impl<L: ElemLayout> ProdEnd<L> {
             )));
         }
         if tail != stored {
-            // Release: as every tail store (`Producer::publish`).
+            // Release: as every tail store (`ProdEnd::publish`).
             ctrl.prod.tail.store(tail, Ordering::Release);
         }
         Ok(ProdEnd {
@@ -480,7 +480,7 @@ impl<L: ElemLayout> ProdEnd<L> {
     /// or ahead of it).
     #[inline]
     fn reload_head(&mut self) -> Option<u64> {
-        // Acquire pairs with the consumer's Release store of head in `Consumer::advance`:
+        // Acquire pairs with the consumer's Release store of head in `ConsEnd::advance`:
         // it finished reading the slots it released before we overwrite them.
         let head = self.side.q.ctrl().cons.head.load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head);
@@ -507,7 +507,7 @@ impl<L: ElemLayout> ProdEnd<L> {
         }
         self.tail = self.tail.wrapping_add(n);
         let ctrl = ring.ctrl();
-        // Release pairs with the Acquire tail loads (`Consumer::refresh`, `not_ready`,
+        // Release pairs with the Acquire tail loads (`ConsEnd::avail`, `not_ready`,
         // `Ring::len`, producer attach): every element and stamp below it is visible.
         ctrl.prod.tail.store(self.tail, Ordering::Release);
         // SYNC POINT (pair A of `sync/park.rs`, waker side; the waiter side is the fence
@@ -541,7 +541,7 @@ impl<L: ElemLayout> ProdEnd<L> {
             let ctrl = side.q.ctrl();
             let limit = self.tail.wrapping_sub(self.cap);
             // Acquire: as in `space`. The wait re-checks it after announcing a sleeper (pair A
-            // with `Consumer::advance`'s notify, `sync/park.rs`).
+            // with `ConsEnd::advance`'s notify, `sync/park.rs`).
             let ready = || ctrl.cons.head.load(Ordering::Acquire) != limit;
             match side.wait(&ctrl.cons.not_full, ready, deadline) {
                 Wake::Retry => {}
@@ -896,7 +896,7 @@ impl<L: ElemLayout> ConsEnd<L> {
             return Err(TryPopError::Empty);
         };
         let ring = &*self.side.q;
-        // Acquire pairs with the Release tail store in `Producer::publish`, made after the
+        // Acquire pairs with the Release tail store in `ProdEnd::publish`, made after the
         // stamps.
         let tail = ring.ctrl().prod.tail.load(Ordering::Acquire);
         let ahead = tail.wrapping_sub(self.head);
@@ -933,7 +933,7 @@ impl<L: ElemLayout> ConsEnd<L> {
         if avail >= want {
             return Ok(avail);
         }
-        // Acquire pairs with the producer's Release store of tail in `Producer::publish`:
+        // Acquire pairs with the producer's Release store of tail in `ProdEnd::publish`:
         // the elements (and stamps) below it are visible.
         let tail = self.side.q.ctrl().prod.tail.load(Ordering::Acquire);
         let n = tail.wrapping_sub(self.head);
@@ -972,10 +972,10 @@ impl<L: ElemLayout> ConsEnd<L> {
             self.tail_cache = self.head;
         }
         let ctrl = self.side.q.ctrl();
-        // Release pairs with the producer's Acquire loads of head (`Producer::space`, its
+        // Release pairs with the producer's Acquire loads of head (`ProdEnd::reload_head`, its
         // wait, attach, `Ring::len`): we are done reading the released slots.
         ctrl.cons.head.store(self.head, Ordering::Release);
-        // SYNC POINT (pair A of `sync/park.rs`, waker side, as in `Producer::publish`): our
+        // SYNC POINT (pair A of `sync/park.rs`, waker side, as in `ProdEnd::publish`): our
         // head store, the fence, the load of `sleepers`; a parking producer increments,
         // fences, re-checks head.
         ctrl.cons.not_full.notify_if_sleepers(1);
@@ -988,7 +988,7 @@ impl<L: ElemLayout> ConsEnd<L> {
         let ring = &*side.q;
         let (head, lay) = (self.head, self.lay);
         // The wait re-checks the stamp after announcing a sleeper (pair A with
-        // `Producer::publish`'s notify, `sync/park.rs`).
+        // `ProdEnd::publish`'s notify, `sync/park.rs`).
         let ready = || published(ring, lay, head);
         side.wait(&ring.ctrl().prod.not_empty, ready, deadline)
     }

@@ -426,6 +426,7 @@ impl BarrierState {
     /// keeps changing under every CAS (only a peer writing it at random does that) is left as
     /// it is, and `Err` with the last word seen, as if `f` had refused it.
     fn update_word(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+        // Acquire: as the CAS's failure ordering below (the callers' partners).
         let mut w = self.word.load(Ordering::Acquire);
         let mut retry = Retry::default();
         loop {
@@ -501,6 +502,8 @@ impl BarrierState {
                 let g = generation(w);
                 let slept = self.sleep_through(g, deadline, &mut interrupted);
                 if let Slept::Ended = slept {
+                    // Acquire: as the waiters' load in `sleep_through` (the AcqRel CAS that
+                    // ended the generation).
                     w = self.word.load(Ordering::Acquire);
                     continue;
                 }
@@ -541,6 +544,7 @@ impl BarrierState {
         };
         let slept = self.sleep_through(g, deadline, &mut interrupted);
         let x = match slept {
+            // Acquire: as in `sleep_through` (the AcqRel CAS that ended the generation).
             Slept::Ended => self.word.load(Ordering::Acquire),
             // Our deadline passed (or we were interrupted) in generation g: break the
             // barrier, as Python does, unless the generation ended first.
@@ -619,6 +623,7 @@ impl BarrierState {
 
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
+        // Acquire pairs with the AcqRel RMW that broke it (`abort`, a waiter's timeout).
         broken(self.word.load(Ordering::Acquire))
     }
 

@@ -314,6 +314,7 @@ impl EventState {
             return Err(Timeout);
         }
         for _ in 0..SPIN {
+            // Acquire: as in `ticket` (pairs with the SeqCst CAS in `set`).
             if self.word.load(Ordering::Acquire) != seen {
                 return Ok(());
             }

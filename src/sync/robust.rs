@@ -202,8 +202,9 @@ impl MutexCore {
         dead: &dyn Fn(u64) -> bool,
     ) -> Result<Acquired, MutexError> {
         let mine = me.token << SHIFT;
-        // Acquire pairs with the Release CAS/swap in `release_held`: we see everything the
-        // previous holder wrote under the lock, including its clearing of `thread`.
+        // Acquire pairs with the Release CAS in `release_held` (the AcqRel one in
+        // `release_slow`): we see everything the previous holder wrote under the lock,
+        // including its clearing of `thread`.
         if self
             .owner
             .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
@@ -353,8 +354,9 @@ impl MutexCore {
             // made even when WAITERS is already set: it checks that `cur` is still the word,
             // so we never park behind an unlock that happened before our snapshot.
             let seen = self.queue.snapshot();
-            // AcqRel: Release so that the unlocker's AcqRel swap, which reads this value,
-            // orders our snapshot before its bump; Acquire for symmetry with the lock CASes.
+            // AcqRel: Release so that the unlocker's AcqRel CAS (`release_slow`,
+            // `release_to_dead`), which reads this value, orders our snapshot before its bump;
+            // Acquire for symmetry with the lock CASes.
             if self
                 .owner
                 .compare_exchange(cur, cur | WAITERS, Ordering::AcqRel, Ordering::Relaxed)

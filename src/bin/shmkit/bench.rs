@@ -267,6 +267,7 @@ impl Peer {
         let pid = child.id() as i32;
         let watcher = std::thread::spawn(move || {
             let status = child.wait();
+            // Release pairs with the Acquire load in `exited`.
             flag.store(true, Ordering::Release);
             status
         });
@@ -282,6 +283,7 @@ impl Peer {
     }
 
     pub(crate) fn exited(&self) -> bool {
+        // Acquire pairs with the watcher's Release store after reaping the peer.
         self.exited.load(Ordering::Acquire)
     }
 
@@ -461,6 +463,7 @@ fn futex_wait_for(w: &AtomicU32, want: u32, peer: Option<&Peer>) -> RoundTrip {
         tv_nsec: 100_000_000,
     };
     loop {
+        // Acquire (both loads) pairs with the peer's Release store in `futex_set`.
         let cur = w.load(Ordering::Acquire);
         if cur == want {
             return Ok(());
@@ -474,6 +477,7 @@ fn futex_wait_for(w: &AtomicU32, want: u32, peer: Option<&Peer>) -> RoundTrip {
 }
 
 fn futex_set(w: &AtomicU32, v: u32) {
+    // Release pairs with the Acquire loads in `futex_wait_for`.
     w.store(v, Ordering::Release);
     let _ = rustix::thread::futex::wake(w, rustix::thread::futex::Flags::empty(), 1);
 }
@@ -499,6 +503,8 @@ pub(crate) fn peer(a: PeerArgs) -> CmdResult {
             let (ping, pong) = floor_words(&seg)?;
             ready()?;
             for i in 1..=total {
+                // Acquire pairs with the parent's Release store of `ping` (the `floor_spin`
+                // row); Release with its Acquire load of `pong`.
                 while ping.load(Ordering::Acquire) != i {
                     std::hint::spin_loop();
                 }
@@ -707,6 +713,8 @@ pub(crate) fn run_latency(
             let (ping, pong) = floor_words(&seg)?;
             let (peer, _out) = spawn_peer(name, bytes, total, &tag, &[])?;
             let v = time_loop(warm, iters, |i| {
+                // Release pairs with the peer's Acquire load of `ping` (`peer`'s
+                // `floor_spin`); Acquire with its Release store of `pong`.
                 ping.store(i + 1, Ordering::Release);
                 spin_until(&peer, || {
                     (pong.load(Ordering::Acquire) == i + 1).then_some(())

@@ -145,6 +145,8 @@ pub(crate) fn run(quick: bool, json: bool, python: &PythonArg) -> CmdResult {
     let atom = std::hint::black_box(Box::new(std::sync::atomic::AtomicI64::new(0)));
     let ns = time(n, || {
         for _ in 0..n {
+            // SeqCst: the ordering of an atomic cell's `inc` (`RawCell::atomic_at`), whose
+            // cost this row is the floor of; nothing pairs with it.
             std::hint::black_box(atom.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         }
         Ok(())

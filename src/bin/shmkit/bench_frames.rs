@@ -310,6 +310,9 @@ impl<'a> FloorChannel<'a> {
         let slot = Self::slot(k);
         let [seq, pin, ..] = self.meta[slot];
         let old = seq.load(Ordering::Relaxed);
+        // The orderings of `pin::claim`: the Release claim, the SeqCst fence of the Dekker
+        // pair with `recv`'s SeqCst pin and `seq` load, the Acquire pin load pairing with
+        // `release`'s Release unpin.
         seq.store(old | 1 << 63, Ordering::Release);
         fence(Ordering::SeqCst);
         if pin.load(Ordering::Acquire) != 0 {
@@ -332,6 +335,8 @@ impl<'a> FloorChannel<'a> {
         for w in meta {
             w.store(k, Ordering::Relaxed);
         }
+        // As `pin::publish_frame`: Release `seq` (pairs with `recv`'s SeqCst load) and `head`,
+        // then the SeqCst fence of the wake-up check (`WaitQueue::notify_if_sleepers`).
         seq.store(k, Ordering::Release);
         self.head.store(k, Ordering::Release);
         fence(Ordering::SeqCst);
@@ -347,6 +352,8 @@ impl<'a> FloorChannel<'a> {
     fn recv(&self, k: u64) -> Result<(), String> {
         let slot = Self::slot(k);
         let [seq, pin, meta @ ..] = self.meta[slot];
+        // As `pin::pin`: the subscriber's side of the Dekker pair with `claim`'s fence; the
+        // `seq` load (SeqCst, so Acquire) pairs with `put`'s Release store.
         pin.fetch_or(1, Ordering::SeqCst);
         let ok = seq.load(Ordering::SeqCst) == k
             && meta.iter().all(|w| w.load(Ordering::Relaxed) == k)
@@ -363,6 +370,8 @@ impl<'a> FloorChannel<'a> {
     /// Release received frame `k` as a `Frame`'s drop does: unpin, then the wake-up check's
     /// fence.
     fn release(&self, k: u64) {
+        // As `pin::unpin` (Release, pairs with `claim`'s Acquire pin load), then the SeqCst
+        // fence of the wake-up check.
         self.meta[Self::slot(k)][1].fetch_and(!1, Ordering::Release);
         fence(Ordering::SeqCst);
     }

@@ -28,7 +28,7 @@ impl<L: ElemLayout> ProdEnd<L> {
         // The claimer died after taking `prev` and before releasing the slot: its element is
         // lost (it was in flight). Release the slot as it would have: from `prev + 1` (it was
         // popping the element), or from `prev` (it was skipping a dead producer's position,
-        // `Consumer::recover`). AcqRel/Relaxed: the CAS decides among racing recoverers;
+        // `ConsEnd::recover`). AcqRel/Relaxed: the CAS decides among racing recoverers;
         // Release pairs with producers' Acquire stamp loads.
         for from in [prev.wrapping_add(1), prev] {
             if sh
@@ -54,7 +54,8 @@ impl<L: ElemLayout> ConsEnd<L> {
         if sh.live_claimer(Role::Producer, pos) {
             return false;
         }
-        // Acquire: re-check after the scan; a published element is taken normally.
+        // Acquire (pairs with the producer's Release stamp store in `ProdEnd::attempt`, as in
+        // `ConsEnd::attempt`): re-check after the scan; a published element is taken normally.
         if sh.stamp(pos).load(Ordering::Acquire) != pos {
             return false;
         }
@@ -62,6 +63,8 @@ impl<L: ElemLayout> ConsEnd<L> {
         // and release the slot empty. Release: inflight as in `attempt`.
         self.h.claim().inflight.store(pos, Ordering::Release);
         let ctrl = sh.ctrl();
+        // AcqRel: as the head CAS in `ConsEnd::attempt` (Release publishes the inflight store
+        // with the new head).
         if ctrl
             .head
             .head

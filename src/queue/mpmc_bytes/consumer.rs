@@ -156,7 +156,8 @@ impl Consumer {
         if sh.live_claimer(Role::Producer, pos) {
             return false;
         }
-        // Acquire: re-check after the scan; a published record is taken normally.
+        // Acquire (pairs with the producer's Release stamp store in `Producer::attempt`, as
+        // in `attempt`): re-check after the scan; a published record is taken normally.
         if sh.stamp(pos).load(Ordering::Acquire) != pos {
             return false;
         }
@@ -164,6 +165,8 @@ impl Consumer {
         // free it empty. The claim record first, as in `attempt`.
         self.h.record(pos, pos.wrapping_add(1));
         let ctrl = sh.ctrl();
+        // AcqRel: as the head CAS in `attempt` (Release publishes the claim record with the
+        // new head, for `live_claimer` and the producers' Acquire head loads).
         if ctrl
             .head
             .head
@@ -320,7 +323,9 @@ impl Consumer {
                 continue;
             }
             let sh = &*self.h.q;
-            // Ends when a producer moves `tail`, or publishes the in-flight cell.
+            // Ends when a producer moves `tail`, or publishes the in-flight cell. Acquire: as
+            // `tail0` (the producers' tail CAS), and the stamp as in `attempt` (the producer's
+            // Release stamp store).
             let ready = || {
                 sh.ctrl().tail.tail.load(Ordering::Acquire) != tail0
                     || inflight.is_some_and(|p| sh.stamp(p).load(Ordering::Acquire) != p)
