@@ -43,17 +43,14 @@ struct Held<H> {
     mono_ns: u64,
     real_ns: u64,
     header: H,
-    data: *const u8,
 }
 
-// SAFETY: `held` is written only by the thread that takes a slot's first guard, while no guard
-// of that slot exists, and read only through guards of it (the count's Acquire/Release order
-// the two; `Inner::held`); `data` points into the mapping `ch` keeps alive and is only read
-// through. Everything else is atomics or immutable. `H` is plain data (`ShmType`).
-unsafe impl<H: Send> Send for Inner<H> {}
-// SAFETY: as above. Through a shared `&Inner` one thread reads an `H` that another wrote (`H:
-// Sync`), and replaces and drops an `H` that another thread wrote (`H: Send`, as for a
-// `Mutex`). No public path shares an `Inner` but through an `Arc`, whose Send and Sync need
+// SAFETY: `held` (the only `UnsafeCell`) is written only by the thread that takes a slot's
+// first guard, while no guard of that slot exists, and read only through guards of it (the
+// count's Acquire/Release order the two; `Inner::held`); everything else is atomics or
+// immutable (`Send` is derived). Through a shared `&Inner` one thread reads an `H` that
+// another wrote (`H: Sync`), and replaces and drops an `H` that another thread wrote (`H:
+// Send`, as for a `Mutex`). No public path shares an `Inner` but through an `Arc`, whose Send and Sync need
 // both anyway.
 unsafe impl<H: Send + Sync> Sync for Inner<H> {}
 
@@ -144,7 +141,6 @@ impl<H: ShmType> Inner<H> {
                     mono_ns: m.mono_ns.load(Ordering::Relaxed),
                     real_ns: m.real_ns.load(Ordering::Relaxed),
                     header,
-                    data: v.data(i),
                 };
                 let entry = self.held[i as usize].get();
                 if std::mem::needs_drop::<H>() {
@@ -235,14 +231,13 @@ impl<H: ShmType> Subscriber<H> {
         r.lost.store(0, Ordering::Relaxed);
         let counts = (0..v.g.slots).map(|_| GuardCount::new()).collect();
         let held = (0..v.g.slots)
-            .map(|i| {
+            .map(|_| {
                 UnsafeCell::new(Held {
                     seq: 0,
                     len: 0,
                     mono_ns: 0,
                     real_ns: 0,
                     header: H::new_zeroed(),
-                    data: v.data(i),
                 })
             })
             .collect();
@@ -709,20 +704,20 @@ impl<H> Frame<H> {
         if !self.inner.is_mine() {
             return &[];
         }
-        let h = self.held();
-        // SAFETY: `data` is the pinned slot's first byte in a mapping `inner` keeps alive;
+        // SAFETY: `as_ptr` is the pinned slot's first byte in a mapping `inner` keeps alive;
         // `len <= max_bytes <= stride`; the slot is not written while pinned by a conforming
         // publisher (the documented contract covers a hostile one), and this process maps it
         // read-only. The pin is this process's (checked above): a fork()ed child's guard is
         // pinned only by its parent's record, which the parent may clear while the child
         // reads.
-        unsafe { std::slice::from_raw_parts(h.data, h.len) }
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
     }
 
     /// The payload's first byte (page-aligned), for handing to other APIs. Reading through
     /// it is subject to the type's contract, and in a `fork()`ed child to no pin at all.
+    #[inline]
     pub fn as_ptr(&self) -> *const u8 {
-        self.held().data
+        self.inner.view().data(self.slot)
     }
 
     /// Copy the payload out with atomic loads (never a data race, whatever other processes
@@ -732,10 +727,9 @@ impl<H> Frame<H> {
         if !self.inner.is_mine() {
             return 0;
         }
-        let h = self.held();
-        let n = h.len.min(out.len());
+        let n = self.len().min(out.len());
         // SAFETY: as in `bytes`, for n <= len bytes; `out` is private and distinct.
-        unsafe { atomic_copy::load(h.data, out.as_mut_ptr(), n) };
+        unsafe { atomic_copy::load(self.as_ptr(), out.as_mut_ptr(), n) };
         n
     }
 }

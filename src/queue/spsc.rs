@@ -1653,6 +1653,14 @@ mod tests {
 mod loom_tests {
     use super::*;
 
+    /// The endpoint models' set-up: a two-slot queue with its producer and consumer attached
+    /// here, and a second handle to the queue for the thread that attaches a new producer.
+    fn attached_pair() -> (std::sync::Arc<Queue<u32>>, Producer<u32>, Consumer<u32>) {
+        let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
+        let (tx, rx) = (q.producer().unwrap(), q.consumer().unwrap());
+        (q, tx, rx)
+    }
+
     #[test]
     fn loom_blocking_push_pop_in_order_across_the_wrap() {
         crate::queue::loom_model(|| {
@@ -1796,10 +1804,7 @@ mod loom_tests {
     #[test]
     fn loom_a_close_racing_an_attach_leaves_the_side_open_for_the_new_handle() {
         crate::queue::loom_model(|| {
-            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
-            let mut tx = q.producer().unwrap();
-            let mut rx = q.consumer().unwrap();
-            let q2 = std::sync::Arc::clone(&q);
+            let (q2, mut tx, mut rx) = attached_pair();
             let h = loom::thread::spawn(move || q2.producer().map(drop).is_ok());
             tx.close();
             let attached = h.join().unwrap();
@@ -1818,10 +1823,7 @@ mod loom_tests {
     #[test]
     fn loom_a_detached_producer_leaves_the_consumer_waiting_for_the_next() {
         crate::queue::loom_model(|| {
-            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
-            let mut tx = q.producer().unwrap();
-            let mut rx = q.consumer().unwrap();
-            let q2 = std::sync::Arc::clone(&q);
+            let (q2, mut tx, mut rx) = attached_pair();
             let h = loom::thread::spawn(move || {
                 tx.try_push(1).unwrap();
                 drop(tx);
@@ -1842,10 +1844,7 @@ mod loom_tests {
     #[test]
     fn loom_a_liveness_check_racing_a_close_and_an_attach_does_not_condemn_the_new_producer() {
         crate::queue::loom_model(|| {
-            let q = std::sync::Arc::new(Queue::<u32>::with_capacity(2));
-            let mut tx = q.producer().unwrap();
-            let mut rx = q.consumer().unwrap();
-            let q2 = std::sync::Arc::clone(&q);
+            let (q2, mut tx, mut rx) = attached_pair();
             let h = loom::thread::spawn(move || {
                 tx.close();
                 let mut tx = q2.producer().unwrap();
